@@ -1,0 +1,185 @@
+//! SHA-256 digests and a writer that hashes what passes through it.
+//!
+//! Every byte cairn publishes is hashed on its way out; `Sha256Digest` is the one
+//! digest type the stages pass around (displayed as `sha256:<hex>`).
+
+use sha2::{Digest as _, Sha256};
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::str::FromStr;
+
+/// A SHA-256 digest.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Sha256Digest([u8; 32]);
+
+impl Sha256Digest {
+    pub fn of(bytes: &[u8]) -> Self {
+        Self(Sha256::digest(bytes).into())
+    }
+
+    pub fn from_hasher(hasher: Sha256) -> Self {
+        Self(hasher.finalize().into())
+    }
+
+    /// Lower-case hex, without the `sha256:` prefix.
+    pub fn hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Display for Sha256Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "sha256:{}", self.hex())
+    }
+}
+
+impl fmt::Debug for Sha256Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("`{0}` is not a SHA-256 digest: expected 64 lower-case hex digits, optionally prefixed by `sha256:`")]
+pub struct ParseDigestError(pub String);
+
+impl FromStr for Sha256Digest {
+    type Err = ParseDigestError;
+
+    /// Accepts `<64 hex>` or `sha256:<64 hex>`, lower case only, so that a digest has
+    /// exactly one spelling.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let hex_part = s.strip_prefix("sha256:").unwrap_or(s);
+        let bad = || ParseDigestError(s.to_string());
+        if hex_part.len() != 64 || hex_part.bytes().any(|b| b.is_ascii_uppercase()) {
+            return Err(bad());
+        }
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(hex_part, &mut out).map_err(|_| bad())?;
+        Ok(Self(out))
+    }
+}
+
+impl serde::Serialize for Sha256Digest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Sha256Digest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Wraps a writer, hashing and counting every byte written to it.
+pub struct HashingWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    written: u64,
+}
+
+impl<W: Write> HashingWriter<W> {
+    pub fn new(inner: W) -> Self {
+        Self {
+            inner,
+            hasher: Sha256::new(),
+            written: 0,
+        }
+    }
+
+    /// The digest and length of everything written, and the inner writer.
+    pub fn finish(self) -> (Sha256Digest, u64, W) {
+        (Sha256Digest::from_hasher(self.hasher), self.written, self.inner)
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Wraps a reader, hashing and counting every byte read from it.
+pub struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+    read: u64,
+}
+
+impl<R: Read> HashingReader<R> {
+    pub fn new(inner: R) -> Self {
+        Self {
+            inner,
+            hasher: Sha256::new(),
+            read: 0,
+        }
+    }
+
+    pub fn finish(self) -> (Sha256Digest, u64) {
+        (Sha256Digest::from_hasher(self.hasher), self.read)
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
+/// Hashes a whole reader.
+pub fn sha256_reader(reader: impl Read) -> io::Result<(Sha256Digest, u64)> {
+    let mut hashing = HashingReader::new(reader);
+    io::copy(&mut hashing, &mut io::sink())?;
+    Ok(hashing.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_input_has_the_well_known_digest() {
+        assert_eq!(
+            Sha256Digest::of(b"").to_string(),
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+
+    #[test]
+    fn parses_both_spellings_and_rejects_others() {
+        let hex = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        let a: Sha256Digest = hex.parse().unwrap();
+        let b: Sha256Digest = format!("sha256:{hex}").parse().unwrap();
+        assert_eq!(a, b);
+        assert!(hex.to_uppercase().parse::<Sha256Digest>().is_err());
+        assert!("sha256:abc".parse::<Sha256Digest>().is_err());
+        assert!(format!("sha512:{hex}").parse::<Sha256Digest>().is_err());
+    }
+
+    #[test]
+    fn hashing_writer_matches_one_shot_digest() {
+        let mut w = HashingWriter::new(Vec::new());
+        w.write_all(b"hello ").unwrap();
+        w.write_all(b"world").unwrap();
+        let (digest, len, inner) = w.finish();
+        assert_eq!(digest, Sha256Digest::of(b"hello world"));
+        assert_eq!(len, 11);
+        assert_eq!(inner, b"hello world");
+    }
+}

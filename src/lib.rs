@@ -1,0 +1,11 @@
+//! cairn: compile declarative YAML recipes, deterministically, into OCI images.
+//!
+//! The pipeline, one module per stage, each with typed input and output:
+//! [`recipe`] (YAML -> validated `Recipe`) -> [`resolve`] (every source pinned and
+//! snapshotted) -> [`layers`] (file trees -> tar+gzip blobs) -> [`image`] (config,
+//! manifest, index) -> [`output`] (an OCI layout published atomically).
+
+pub mod digest;
+pub mod layers;
+pub mod recipe;
+pub mod resolve;

@@ -1,0 +1,289 @@
+//! The validated recipe: what to build, with every value checked and every place an
+//! error may later be reported carrying its source span. Nothing after the parser sees
+//! YAML; later stages take these types.
+
+use crate::digest::Sha256Digest;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// A position in the recipe file (1-based line and column, as an editor shows them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Span {
+    pub line: u32,
+    pub column: u32,
+}
+
+/// The recipe file itself, kept so that any stage can render a diagnostic with a snippet.
+#[derive(Debug, Clone)]
+pub struct RecipeFile {
+    /// The path as the user gave it (shown in diagnostics).
+    pub path: PathBuf,
+    /// The directory that source paths are relative to.
+    pub dir: PathBuf,
+    pub text: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Recipe {
+    pub file: RecipeFile,
+    pub name: String,
+    /// `epoch:` from the recipe; the build falls back to SOURCE_DATE_EPOCH, then 0.
+    pub epoch: Option<u64>,
+    pub platform: Platform,
+    /// Keyed by source name; sorted so iteration order never depends on the YAML.
+    pub sources: BTreeMap<String, SourceSpec>,
+    pub layers: Vec<LayerSpec>,
+    pub accounts: Option<Accounts>,
+    pub config: ConfigSpec,
+    pub annotations: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Platform {
+    pub os: String,
+    pub architecture: String,
+    pub variant: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SourceSpec {
+    pub name: String,
+    pub kind: SourceKind,
+    /// Relative to `RecipeFile::dir`, as written in the recipe.
+    pub path: String,
+    /// Pin from the recipe itself, if any (the lock file may pin it otherwise).
+    pub sha256: Option<Sha256Digest>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceKind {
+    /// `path:` a regular file or a directory (decided when the source is read).
+    Path,
+    /// `archive:` a tar, optionally gzip/zstd/xz-compressed (decided by magic bytes).
+    Archive,
+}
+
+#[derive(Debug, Clone)]
+pub struct LayerSpec {
+    pub name: String,
+    pub contents: Vec<Op>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone)]
+pub struct Op {
+    pub kind: OpKind,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OpKind {
+    /// Unpack an archive source below `to`.
+    Extract {
+        source: String,
+        to: ImagePath,
+        /// Overrides the archive's own uid/gid for every member.
+        owner: Option<Owner>,
+    },
+    /// Copy a file source to `to` (or into `to` if written with a trailing `/`), or a
+    /// directory source's contents below `to`.
+    Copy {
+        source: String,
+        to: ImagePath,
+        into_dir: bool,
+        mode: Option<Mode>,
+        owner: Option<Owner>,
+    },
+    Dir {
+        path: ImagePath,
+        mode: Option<Mode>,
+        owner: Option<Owner>,
+    },
+    File {
+        path: ImagePath,
+        content: String,
+        mode: Option<Mode>,
+        owner: Option<Owner>,
+    },
+    Symlink {
+        path: ImagePath,
+        target: String,
+        owner: Option<Owner>,
+    },
+    /// Delete a path from earlier layers (an OCI whiteout).
+    Remove { path: ImagePath },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Owner {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl Owner {
+    pub const ROOT: Owner = Owner { uid: 0, gid: 0 };
+}
+
+/// Permission bits, including setuid/setgid/sticky (at most 0o7777).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mode(pub u32);
+
+/// An absolute path inside the image, normalised: starts with `/`, no `.` or `..`
+/// components, no empty components, no trailing `/` (except the root itself).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ImagePath(String);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ImagePathError {
+    #[error("must be absolute (start with `/`)")]
+    NotAbsolute,
+    #[error("must not contain `..`: paths cannot leave the image root")]
+    ParentComponent,
+    #[error("must not contain a NUL byte")]
+    Nul,
+}
+
+impl ImagePath {
+    pub fn root() -> Self {
+        ImagePath("/".to_string())
+    }
+
+    /// Parses and normalises (`//` and `.` components are dropped; `..` is refused).
+    pub fn parse(s: &str) -> Result<Self, ImagePathError> {
+        if s.contains('\0') {
+            return Err(ImagePathError::Nul);
+        }
+        if !s.starts_with('/') {
+            return Err(ImagePathError::NotAbsolute);
+        }
+        let mut out = String::with_capacity(s.len());
+        for component in s.split('/') {
+            match component {
+                "" | "." => {}
+                ".." => return Err(ImagePathError::ParentComponent),
+                c => {
+                    out.push('/');
+                    out.push_str(c);
+                }
+            }
+        }
+        if out.is_empty() {
+            out.push('/');
+        }
+        Ok(ImagePath(out))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_root(&self) -> bool {
+        self.0 == "/"
+    }
+
+    /// The path relative to the root, as written in a tar member name (`usr/bin/x`;
+    /// empty for the root).
+    pub fn relative(&self) -> &str {
+        &self.0[1..]
+    }
+
+    /// `self` joined with a relative, already-normalised path (`a/b`, or empty for self).
+    pub fn join(&self, relative: &str) -> ImagePath {
+        if relative.is_empty() {
+            self.clone()
+        } else if self.is_root() {
+            ImagePath(format!("/{relative}"))
+        } else {
+            ImagePath(format!("{}/{relative}", self.0))
+        }
+    }
+
+    pub fn parent(&self) -> Option<ImagePath> {
+        if self.is_root() {
+            return None;
+        }
+        let cut = self.0.rfind('/').unwrap_or(0);
+        Some(if cut == 0 {
+            ImagePath::root()
+        } else {
+            ImagePath(self.0[..cut].to_string())
+        })
+    }
+
+    pub fn file_name(&self) -> Option<&str> {
+        if self.is_root() {
+            None
+        } else {
+            self.0.rsplit('/').next()
+        }
+    }
+}
+
+impl std::fmt::Display for ImagePath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Accounts {
+    pub groups: Vec<Group>,
+    pub users: Vec<User>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    pub name: String,
+    pub gid: u32,
+    pub members: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub home: ImagePath,
+    pub shell: String,
+    pub gecos: String,
+}
+
+/// The OCI image config fields a recipe sets. Maps are sorted; `user` is already
+/// resolved to numeric `uid[:gid]` form (names are looked up in `accounts`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConfigSpec {
+    pub entrypoint: Option<Vec<String>>,
+    pub cmd: Option<Vec<String>>,
+    pub env: BTreeMap<String, String>,
+    pub workdir: Option<String>,
+    pub user: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    /// `port/proto`, sorted and de-duplicated.
+    pub exposed_ports: Vec<String>,
+    pub volumes: Vec<String>,
+    pub stop_signal: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_paths_normalise_and_refuse_escapes() {
+        assert_eq!(ImagePath::parse("/usr//bin/./x/").unwrap().as_str(), "/usr/bin/x");
+        assert_eq!(ImagePath::parse("/").unwrap().relative(), "");
+        assert_eq!(ImagePath::parse("/a/../b"), Err(ImagePathError::ParentComponent));
+        assert_eq!(ImagePath::parse("a/b"), Err(ImagePathError::NotAbsolute));
+    }
+
+    #[test]
+    fn image_path_parent_and_join() {
+        let p = ImagePath::parse("/usr/bin").unwrap();
+        assert_eq!(p.parent().unwrap().as_str(), "/usr");
+        assert_eq!(p.parent().unwrap().parent().unwrap(), ImagePath::root());
+        assert_eq!(ImagePath::root().join("etc/motd").as_str(), "/etc/motd");
+        assert_eq!(p.join("x/y").as_str(), "/usr/bin/x/y");
+        assert_eq!(p.file_name(), Some("bin"));
+    }
+}

@@ -1,0 +1,44 @@
+//! A snapshot of one source's contents: what every later stage reads instead of the
+//! host file system, so that what is built is exactly what was hashed.
+
+use crate::digest::Sha256Digest;
+use std::path::PathBuf;
+
+/// The entries of a source, sorted byte-wise by `rel_path`. A plain file source has a
+/// single entry whose `rel_path` is empty.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceTree {
+    pub entries: Vec<SourceEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceEntry {
+    /// `/`-separated, relative, normalised (no `.`/`..`/empty components); empty only
+    /// for a single-file source.
+    pub rel_path: String,
+    pub kind: SourceEntryKind,
+    /// Permission bits (0o7777 mask). For host directories this is normalised to what
+    /// cairn writes (0o755 / 0o644 by the owner's execute bit); for archives, the
+    /// member's own mode.
+    pub mode: u32,
+    /// uid/gid recorded in an archive member; `None` for host files (never the host's).
+    pub owner: Option<(u32, u32)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceEntryKind {
+    File(Content),
+    Dir,
+    Symlink { target: String },
+    /// A hard link to an earlier entry of the same source (its `rel_path`).
+    Hardlink { target: String },
+}
+
+/// Where to read a regular file's bytes, and what they must hash to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Content {
+    /// A host path (for `path:` sources) or a staged copy (for archive members).
+    pub location: PathBuf,
+    pub size: u64,
+    pub sha256: Sha256Digest,
+}
