@@ -95,7 +95,11 @@ impl<W: Write> HashingWriter<W> {
 
     /// The digest and length of everything written, and the inner writer.
     pub fn finish(self) -> (Sha256Digest, u64, W) {
-        (Sha256Digest::from_hasher(self.hasher), self.written, self.inner)
+        (
+            Sha256Digest::from_hasher(self.hasher),
+            self.written,
+            self.inner,
+        )
     }
 }
 

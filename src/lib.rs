@@ -3,9 +3,14 @@
 //! The pipeline, one module per stage, each with typed input and output:
 //! [`recipe`] (YAML -> validated `Recipe`) -> [`resolve`] (every source pinned and
 //! snapshotted) -> [`layers`] (file trees -> tar+gzip blobs) -> [`image`] (config,
-//! manifest, index) -> [`output`] (an OCI layout published atomically).
+//! manifest, index) -> [`output`] (an OCI layout published atomically). [`build`]
+//! runs them in order; [`inspect`] reads a layout back.
 
+pub mod build;
 pub mod digest;
+pub mod image;
+pub mod inspect;
 pub mod layers;
+pub mod output;
 pub mod recipe;
 pub mod resolve;

@@ -1,4 +1,77 @@
-//! Stage 3: layers. Assembles each layer's file tree and writes it as a
-//! deterministic, compressed tar blob.
+//! Stage 3: layers. Assembles each layer's file tree ([`tree`]) and writes it as a
+//! canonical tar ([`tar`]) compressed by deterministic parallel gzip ([`gzip`])
+//! straight into the output's blob store: nothing is held in memory but a few
+//! compression chunks, whatever the layer's size.
 
 pub mod gzip;
+pub mod tar;
+pub mod tree;
+
+pub use tree::{assemble, FileData, LayerTree, Origin, TreeEntry, TreeEntryKind, TreeError};
+
+use crate::digest::{HashingWriter, Sha256Digest};
+use crate::output::{LayoutWriter, OutputError};
+use std::sync::atomic::AtomicBool;
+
+/// The OCI media type of the layers cairn writes.
+pub const GZIP_LAYER_MEDIA_TYPE: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+/// One compression level for every layer: part of the output format.
+pub const GZIP_LEVEL: u32 = 6;
+
+/// A written layer blob.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerBlob {
+    pub name: String,
+    /// Digest and size of the compressed blob.
+    pub digest: Sha256Digest,
+    pub size: u64,
+    /// Digest and size of the uncompressed tar (the OCI `diff_id`).
+    pub diff_id: Sha256Digest,
+    pub uncompressed_size: u64,
+    pub entries: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LayerError {
+    #[error("layer `{layer}`: {source}")]
+    Tar {
+        layer: String,
+        source: tar::TarError,
+    },
+    #[error(transparent)]
+    Output(#[from] OutputError),
+}
+
+/// Writes `tree` as one gzip-compressed layer blob into `layout`, compressing on
+/// `jobs` threads (the bytes do not depend on `jobs`).
+pub fn write_layer(
+    tree: &LayerTree,
+    epoch: u64,
+    jobs: usize,
+    layout: &LayoutWriter,
+    cancel: &AtomicBool,
+    on_bytes: &dyn Fn(u64),
+) -> Result<LayerBlob, LayerError> {
+    let tar_err = |source| LayerError::Tar {
+        layer: tree.name.clone(),
+        source,
+    };
+    let blob = layout.blob_writer()?;
+    let compressed = gzip::ParallelGzipWriter::new(blob, GZIP_LEVEL, jobs);
+    let uncompressed = HashingWriter::new(compressed);
+    let uncompressed =
+        tar::write_tar(tree, epoch, uncompressed, cancel, on_bytes).map_err(tar_err)?;
+    let (diff_id, uncompressed_size, compressed) = uncompressed.finish();
+    let blob = compressed
+        .finish()
+        .map_err(|e| tar_err(tar::TarError::Write(e)))?;
+    let stored = layout.commit_blob(blob)?;
+    Ok(LayerBlob {
+        name: tree.name.clone(),
+        digest: stored.digest,
+        size: stored.size,
+        diff_id,
+        uncompressed_size,
+        entries: tree.entries.len(),
+    })
+}

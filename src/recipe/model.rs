@@ -271,9 +271,15 @@ mod tests {
 
     #[test]
     fn image_paths_normalise_and_refuse_escapes() {
-        assert_eq!(ImagePath::parse("/usr//bin/./x/").unwrap().as_str(), "/usr/bin/x");
+        assert_eq!(
+            ImagePath::parse("/usr//bin/./x/").unwrap().as_str(),
+            "/usr/bin/x"
+        );
         assert_eq!(ImagePath::parse("/").unwrap().relative(), "");
-        assert_eq!(ImagePath::parse("/a/../b"), Err(ImagePathError::ParentComponent));
+        assert_eq!(
+            ImagePath::parse("/a/../b"),
+            Err(ImagePathError::ParentComponent)
+        );
         assert_eq!(ImagePath::parse("a/b"), Err(ImagePathError::NotAbsolute));
     }
 

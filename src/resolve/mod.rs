@@ -1,4 +1,217 @@
 //! Stage 2: resolve. Pins every source by digest and snapshots its contents.
+//!
+//! Takes a validated [`Recipe`] and the lock file; gives [`ResolvedSources`], in which
+//! every source has a digest that matched its pin (from the recipe or the lock) and a
+//! [`SourceTree`] listing exactly what later stages may read. File bytes are read again
+//! when a layer is written and checked against the digests recorded here, so a source
+//! that changes mid-build is an error, never a silent difference.
 
 pub mod archive;
+mod host;
+pub mod lock;
 pub mod tree;
+
+pub use host::normalised_file_mode;
+pub use lock::{lock_path_for, LockedKind, LockedSource, Lockfile};
+pub use tree::{Content, SourceEntry, SourceEntryKind, SourceTree};
+
+use crate::digest::Sha256Digest;
+use crate::recipe::{Diagnostic, Recipe, SourceKind, SourceSpec};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// How pins are treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockMode {
+    /// CI mode: every source must be pinned and the lock must match the recipe exactly.
+    Locked,
+    /// A normal build: unpinned sources are pinned (with a warning) and the lock updated.
+    PinMissing,
+    /// `cairn lock`: re-pin every source not pinned in the recipe itself.
+    Repin,
+}
+
+#[derive(Debug)]
+pub struct ResolvedSource {
+    pub name: String,
+    pub kind: LockedKind,
+    pub digest: Sha256Digest,
+    pub tree: SourceTree,
+}
+
+#[derive(Debug)]
+pub struct ResolvedSources {
+    pub sources: BTreeMap<String, ResolvedSource>,
+    /// The lock as it should now be on disk.
+    pub lock: Lockfile,
+    /// Whether `lock` differs from the lock that was read.
+    pub lock_changed: bool,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    #[error("{0}")]
+    Source(Box<Diagnostic>),
+    #[error("{message}\n  = help: {hint}")]
+    Lock { message: String, hint: String },
+}
+
+fn source_error(recipe: &Recipe, spec: &SourceSpec, message: String, hint: &str) -> ResolveError {
+    ResolveError::Source(Box::new(
+        Diagnostic::new(&recipe.file, spec.span, message).with_hint(hint),
+    ))
+}
+
+/// Resolves every source of `recipe`. Archive members are staged (content-addressed)
+/// below `staging`, which must exist and outlive the returned trees.
+pub fn resolve(
+    recipe: &Recipe,
+    lock: &Lockfile,
+    lock_path: &Path,
+    mode: LockMode,
+    staging: &Path,
+) -> Result<ResolvedSources, ResolveError> {
+    let mut new_lock = Lockfile::default();
+    let mut sources = BTreeMap::new();
+    let mut warnings = Vec::new();
+
+    for spec in recipe.sources.values() {
+        let host_path = recipe.file.dir.join(&spec.path);
+        let (kind, digest, tree) = snapshot(recipe, spec, &host_path, staging)?;
+        let locked = lock.sources.get(&spec.name);
+        let lock_name = lock_path.display();
+
+        if let Some(pinned) = spec.sha256 {
+            if pinned != digest {
+                return Err(source_error(
+                    recipe,
+                    spec,
+                    format!(
+                        "source `{}` ({}) does not match its pin: expected {pinned}, found {digest}",
+                        spec.name, spec.path
+                    ),
+                    "if the new content is intended, update `sha256:` in the recipe",
+                ));
+            }
+        }
+        match (locked, mode) {
+            (Some(l), _) if l.kind == kind && l.sha256 == digest => {}
+            (Some(l), LockMode::Locked | LockMode::PinMissing) if spec.sha256.is_none() => {
+                return Err(source_error(
+                    recipe,
+                    spec,
+                    format!(
+                        "source `{}` ({}) does not match {lock_name}: expected {} {}, found {kind} {digest}",
+                        spec.name, spec.path, l.kind, l.sha256
+                    ),
+                    "if the new content is intended, run `cairn lock` to re-pin it",
+                ));
+            }
+            (_, LockMode::Locked) => {
+                let message = match locked {
+                    None if spec.sha256.is_some() => format!(
+                        "source `{}` is pinned in the recipe but missing from {lock_name}",
+                        spec.name
+                    ),
+                    None => format!(
+                        "source `{}` ({}) is not pinned: no `sha256:` in the recipe and no entry in {lock_name}",
+                        spec.name, spec.path
+                    ),
+                    Some(_) => format!(
+                        "{lock_name} disagrees with the recipe's pin for source `{}`",
+                        spec.name
+                    ),
+                };
+                return Err(source_error(
+                    recipe,
+                    spec,
+                    message,
+                    "--locked builds use only pinned inputs; run `cairn lock` and commit the lock file",
+                ));
+            }
+            (None, LockMode::PinMissing) if spec.sha256.is_none() => warnings.push(format!(
+                "source `{}` was not pinned; pinned it as {digest} in {lock_name}",
+                spec.name
+            )),
+            _ => {}
+        }
+        new_lock.sources.insert(
+            spec.name.clone(),
+            LockedSource {
+                kind,
+                sha256: digest,
+            },
+        );
+        sources.insert(
+            spec.name.clone(),
+            ResolvedSource {
+                name: spec.name.clone(),
+                kind,
+                digest,
+                tree,
+            },
+        );
+    }
+
+    if mode == LockMode::Locked {
+        if let Some(stale) = lock
+            .sources
+            .keys()
+            .find(|k| !recipe.sources.contains_key(*k))
+        {
+            return Err(ResolveError::Lock {
+                message: format!(
+                    "{} pins source `{stale}`, which the recipe does not have",
+                    lock_path.display()
+                ),
+                hint: "run `cairn lock` to bring the lock file up to date, and commit it".into(),
+            });
+        }
+    }
+    let lock_changed = &new_lock != lock;
+    Ok(ResolvedSources {
+        sources,
+        lock: new_lock,
+        lock_changed,
+        warnings,
+    })
+}
+
+fn snapshot(
+    recipe: &Recipe,
+    spec: &SourceSpec,
+    host_path: &Path,
+    staging: &Path,
+) -> Result<(LockedKind, Sha256Digest, SourceTree), ResolveError> {
+    match spec.kind {
+        SourceKind::Path => match host::snapshot(host_path) {
+            Ok(host::HostSnapshot::File(tree)) => {
+                let SourceEntryKind::File(content) = &tree.entries[0].kind else {
+                    unreachable!("a file snapshot holds one file")
+                };
+                Ok((LockedKind::File, content.sha256, tree))
+            }
+            Ok(host::HostSnapshot::Dir(tree)) => {
+                Ok((LockedKind::Dir, host::dir_digest(&tree), tree))
+            }
+            Err(e) => Err(source_error(
+                recipe,
+                spec,
+                format!("source `{}`: {e}", spec.name),
+                "source paths are relative to the recipe file; check the path and permissions",
+            )),
+        },
+        SourceKind::Archive => {
+            let (tree, digest) = archive::unpack(host_path, staging).map_err(|e| {
+                source_error(
+                    recipe,
+                    spec,
+                    format!("source `{}`: {e}", spec.name),
+                    "archive sources must be tar, tar.gz, tar.zst or tar.xz with safe member names",
+                )
+            })?;
+            Ok((LockedKind::Archive, digest, tree))
+        }
+    }
+}

@@ -29,9 +29,13 @@ pub struct SourceEntry {
 pub enum SourceEntryKind {
     File(Content),
     Dir,
-    Symlink { target: String },
+    Symlink {
+        target: String,
+    },
     /// A hard link to an earlier entry of the same source (its `rel_path`).
-    Hardlink { target: String },
+    Hardlink {
+        target: String,
+    },
 }
 
 /// Where to read a regular file's bytes, and what they must hash to.

@@ -1,0 +1,292 @@
+//! `cairn inspect`: reads an OCI image layout back and reports its manifests, configs,
+//! layers and files. Every blob it reads is checked against its digest and size, so
+//! inspect doubles as an integrity check of a layout.
+
+use crate::digest::{HashingReader, Sha256Digest};
+use serde::Serialize;
+use std::fs::File;
+use std::io::{self, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum InspectError {
+    #[error("cannot read {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("{path} is not valid OCI JSON: {source}")]
+    Json {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+    #[error("blob {digest} is corrupt: expected {expected_size} bytes with that digest, found {actual_size} bytes hashing to {actual}")]
+    DigestMismatch {
+        digest: String,
+        expected_size: u64,
+        actual: Sha256Digest,
+        actual_size: u64,
+    },
+}
+
+#[derive(Debug, Serialize)]
+pub struct LayoutReport {
+    pub layout: PathBuf,
+    pub images: Vec<ImageReport>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ImageReport {
+    pub ref_name: Option<String>,
+    pub manifest_digest: String,
+    pub manifest: serde_json::Value,
+    pub config: serde_json::Value,
+    pub layers: Vec<LayerFiles>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LayerFiles {
+    pub digest: String,
+    pub media_type: String,
+    pub size: u64,
+    pub files: Vec<FileInfo>,
+}
+
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct FileInfo {
+    pub path: String,
+    /// `file`, `dir`, `symlink`, `hardlink`, or the tar type byte for anything else.
+    pub kind: String,
+    pub mode: u32,
+    pub uid: u64,
+    pub gid: u64,
+    pub size: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
+}
+
+impl std::fmt::Display for FileInfo {
+    /// `-rwxr-xr-x 0:0 1234 usr/bin/hello`, `l... -> target`, like `tar tv`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let type_char = match self.kind.as_str() {
+            "dir" => 'd',
+            "symlink" => 'l',
+            "hardlink" => 'h',
+            "file" => '-',
+            _ => '?',
+        };
+        let mut perms = String::with_capacity(9);
+        for shift in [6u32, 3, 0] {
+            let bits = (self.mode >> shift) & 7;
+            perms.push(if bits & 4 != 0 { 'r' } else { '-' });
+            perms.push(if bits & 2 != 0 { 'w' } else { '-' });
+            let special = match shift {
+                6 => self.mode & 0o4000 != 0,
+                3 => self.mode & 0o2000 != 0,
+                _ => self.mode & 0o1000 != 0,
+            };
+            perms.push(match (bits & 1 != 0, special, shift) {
+                (true, true, 0) => 't',
+                (false, true, 0) => 'T',
+                (true, true, _) => 's',
+                (false, true, _) => 'S',
+                (true, false, _) => 'x',
+                (false, false, _) => '-',
+            });
+        }
+        write!(
+            f,
+            "{type_char}{perms} {}:{} {:>8} {}",
+            self.uid, self.gid, self.size, self.path
+        )?;
+        if let Some(link) = &self.link {
+            let arrow = if self.kind == "hardlink" {
+                "link to"
+            } else {
+                "->"
+            };
+            write!(f, " {arrow} {link}")?;
+        }
+        Ok(())
+    }
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> InspectError + '_ {
+    move |source| InspectError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+struct Layout<'a> {
+    root: &'a Path,
+}
+
+impl Layout<'_> {
+    fn blob_path(&self, digest: &str) -> Result<PathBuf, InspectError> {
+        let hex = digest
+            .strip_prefix("sha256:")
+            .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+            .ok_or_else(|| InspectError::Invalid {
+                path: self.root.into(),
+                message: format!("unsupported digest `{digest}` (cairn reads sha256 blobs)"),
+            })?;
+        Ok(self.root.join("blobs/sha256").join(hex))
+    }
+
+    /// Reads a whole (small, JSON) blob, verifying it.
+    fn read_json(&self, digest: &str, size: u64) -> Result<serde_json::Value, InspectError> {
+        let path = self.blob_path(digest)?;
+        let mut bytes = Vec::new();
+        let mut reader = HashingReader::new(File::open(&path).map_err(io_err(&path))?);
+        reader.read_to_end(&mut bytes).map_err(io_err(&path))?;
+        verify(digest, size, reader.finish())?;
+        serde_json::from_slice(&bytes).map_err(|source| InspectError::Json { path, source })
+    }
+}
+
+fn verify(
+    digest: &str,
+    size: u64,
+    (actual, actual_size): (Sha256Digest, u64),
+) -> Result<(), InspectError> {
+    if actual.to_string() != digest || actual_size != size {
+        return Err(InspectError::DigestMismatch {
+            digest: digest.into(),
+            expected_size: size,
+            actual,
+            actual_size,
+        });
+    }
+    Ok(())
+}
+
+fn field<'a>(
+    v: &'a serde_json::Value,
+    path: &Path,
+    key: &str,
+) -> Result<&'a serde_json::Value, InspectError> {
+    v.get(key).ok_or_else(|| InspectError::Invalid {
+        path: path.into(),
+        message: format!("missing `{key}`"),
+    })
+}
+
+fn descriptor(v: &serde_json::Value, path: &Path) -> Result<(String, String, u64), InspectError> {
+    let s = |k| field(v, path, k).map(|x| x.as_str().unwrap_or_default().to_string());
+    let size = field(v, path, "size")?.as_u64().unwrap_or_default();
+    Ok((s("mediaType")?, s("digest")?, size))
+}
+
+/// Reads the layout at `root`, verifying every blob it touches.
+pub fn inspect(root: &Path) -> Result<LayoutReport, InspectError> {
+    let layout = Layout { root };
+    let index_path = root.join("index.json");
+    let index: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(&index_path).map_err(io_err(&index_path))?,
+    )
+    .map_err(|source| InspectError::Json {
+        path: index_path.clone(),
+        source,
+    })?;
+    let mut images = Vec::new();
+    let manifests = field(&index, &index_path, "manifests")?
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for m in &manifests {
+        let (_, digest, size) = descriptor(m, &index_path)?;
+        let ref_name = m
+            .pointer("/annotations/org.opencontainers.image.ref.name")
+            .and_then(|v| v.as_str())
+            .map(str::to_string);
+        let manifest = layout.read_json(&digest, size)?;
+        let mpath = layout.blob_path(&digest)?;
+        let (_, cdigest, csize) = descriptor(field(&manifest, &mpath, "config")?, &mpath)?;
+        let config = layout.read_json(&cdigest, csize)?;
+        let mut layers = Vec::new();
+        for l in field(&manifest, &mpath, "layers")?
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+        {
+            let (media_type, ldigest, lsize) = descriptor(&l, &mpath)?;
+            let files = list_layer(&layout, &media_type, &ldigest, lsize)?;
+            layers.push(LayerFiles {
+                digest: ldigest,
+                media_type,
+                size: lsize,
+                files,
+            });
+        }
+        images.push(ImageReport {
+            ref_name,
+            manifest_digest: digest,
+            manifest,
+            config,
+            layers,
+        });
+    }
+    Ok(LayoutReport {
+        layout: root.into(),
+        images,
+    })
+}
+
+fn list_layer(
+    layout: &Layout,
+    media_type: &str,
+    digest: &str,
+    size: u64,
+) -> Result<Vec<FileInfo>, InspectError> {
+    let path = layout.blob_path(digest)?;
+    let file = File::open(&path).map_err(io_err(&path))?;
+    let mut hashing = HashingReader::new(BufReader::new(file));
+    let reader: Box<dyn Read + '_> = match media_type {
+        m if m.ends_with("+gzip") => Box::new(flate2::read::GzDecoder::new(&mut hashing)),
+        m if m.ends_with("+zstd") => {
+            Box::new(zstd::Decoder::new(&mut hashing).map_err(io_err(&path))?)
+        }
+        m if m.ends_with(".tar") => Box::new(&mut hashing),
+        other => {
+            return Err(InspectError::Invalid {
+                path,
+                message: format!("unsupported layer media type `{other}`"),
+            })
+        }
+    };
+    let mut files = Vec::new();
+    let mut archive = tar::Archive::new(reader);
+    for entry in archive.entries().map_err(io_err(&path))? {
+        let entry = entry.map_err(io_err(&path))?;
+        let h = entry.header();
+        let kind = match h.entry_type() {
+            tar::EntryType::Regular | tar::EntryType::Continuous => "file".to_string(),
+            tar::EntryType::Directory => "dir".into(),
+            tar::EntryType::Symlink => "symlink".into(),
+            tar::EntryType::Link => "hardlink".into(),
+            other => format!("type-{}", other.as_byte() as char),
+        };
+        files.push(FileInfo {
+            path: entry
+                .path()
+                .map_err(io_err(&path))?
+                .to_string_lossy()
+                .into_owned(),
+            kind,
+            mode: h.mode().map_err(io_err(&path))?,
+            uid: h.uid().map_err(io_err(&path))?,
+            gid: h.gid().map_err(io_err(&path))?,
+            size: entry.size(),
+            link: entry
+                .link_name()
+                .map_err(io_err(&path))?
+                .map(|l| l.to_string_lossy().into_owned()),
+        });
+    }
+    // Drain to the end so the digest covers the whole blob.
+    let mut rest = archive.into_inner();
+    io::copy(&mut rest, &mut io::sink()).map_err(io_err(&path))?;
+    drop(rest);
+    verify(digest, size, hashing.finish())?;
+    Ok(files)
+}

@@ -1,0 +1,638 @@
+//! Assembling each layer's file tree from the recipe's operations and the resolved
+//! sources, with every rule about paths applied in one place:
+//!
+//! - a path is written at most once per layer (identical directories excepted);
+//! - every parent directory is present in the layer; a parent the layer does not set
+//!   itself keeps the mode and owner it has in earlier layers (default 0755 root), so
+//!   writing `/tmp/x` never resets `/tmp` from 1777;
+//! - no path goes through a symlink (from this layer or an earlier one);
+//! - symlinks from an archive stay inside the directory the archive is extracted to;
+//! - `remove` whiteouts name a path that exists in an earlier layer and is not written
+//!   again in the same layer.
+
+use crate::recipe::{Accounts, Diagnostic, ImagePath, LayerSpec, OpKind, Owner, Recipe, Span};
+use crate::resolve::{Content, LockedKind, ResolvedSources, SourceEntryKind};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// The name of the layer that `accounts:` generates.
+pub const ACCOUNTS_LAYER: &str = "accounts";
+
+/// One layer: entries keyed by their path relative to the image root (`usr/bin/x`),
+/// in byte-wise order, which is the order they are written in.
+#[derive(Debug, Clone)]
+pub struct LayerTree {
+    pub name: String,
+    pub entries: BTreeMap<String, TreeEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TreeEntry {
+    pub kind: TreeEntryKind,
+    pub mode: u32,
+    pub owner: Owner,
+    pub origin: Origin,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TreeEntryKind {
+    File(FileData),
+    Dir,
+    Symlink {
+        target: String,
+    },
+    /// A hard link to another entry of the same layer (its key).
+    Hardlink {
+        target: String,
+    },
+    /// An OCI whiteout: the key is `dir/.wh.name`.
+    Whiteout,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileData {
+    Source(Content),
+    Inline(Arc<[u8]>),
+}
+
+/// Where an entry came from, so every file in the image can be traced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// A member of a source (`rel_path` is empty for a single-file source).
+    Source { name: String, rel_path: String },
+    /// An inline `dir`/`file`/`symlink`/`remove` operation in the recipe.
+    Recipe { line: u32 },
+    /// A parent directory cairn added so that the layer is self-contained.
+    Parent,
+    /// Generated from `accounts:`.
+    Accounts,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct TreeError(pub Box<Diagnostic>);
+
+/// What the image looks like after the layers assembled so far.
+#[derive(Default)]
+struct ImageView {
+    entries: BTreeMap<String, ViewEntry>,
+}
+
+#[derive(Clone)]
+struct ViewEntry {
+    kind: ViewKind,
+    mode: u32,
+    owner: Owner,
+    layer: String,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ViewKind {
+    Dir,
+    Symlink,
+    Other,
+}
+
+impl ImageView {
+    fn descendants<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a String> + 'a {
+        let prefix = format!("{key}/");
+        self.entries
+            .range(prefix.clone()..)
+            .map(|(k, _)| k)
+            .take_while(move |k| k.starts_with(&prefix))
+    }
+
+    fn remove_tree(&mut self, key: &str) {
+        let doomed: Vec<String> = self.descendants(key).cloned().collect();
+        for k in doomed {
+            self.entries.remove(&k);
+        }
+        self.entries.remove(key);
+    }
+
+    fn apply(&mut self, layer: &LayerTree) {
+        for key in layer.entries.keys() {
+            if let Some(removed) = whiteout_target(key) {
+                self.remove_tree(&removed);
+            }
+        }
+        for (key, e) in &layer.entries {
+            let kind = match e.kind {
+                TreeEntryKind::Whiteout => continue,
+                TreeEntryKind::Dir => ViewKind::Dir,
+                TreeEntryKind::Symlink { .. } => ViewKind::Symlink,
+                _ => ViewKind::Other,
+            };
+            if kind != ViewKind::Dir {
+                self.remove_tree(key);
+            }
+            self.entries.insert(
+                key.clone(),
+                ViewEntry {
+                    kind,
+                    mode: e.mode,
+                    owner: e.owner,
+                    layer: layer.name.clone(),
+                },
+            );
+        }
+    }
+}
+
+/// `a/.wh.b` -> `a/b`.
+fn whiteout_target(key: &str) -> Option<String> {
+    let (dir, name) = match key.rsplit_once('/') {
+        Some((d, n)) => (Some(d), n),
+        None => (None, key),
+    };
+    let removed = name.strip_prefix(".wh.")?;
+    Some(match dir {
+        Some(d) => format!("{d}/{removed}"),
+        None => removed.to_string(),
+    })
+}
+
+fn ancestors(key: &str) -> impl Iterator<Item = &str> {
+    key.match_indices('/').map(move |(i, _)| &key[..i])
+}
+
+/// Builds every layer's tree: the recipe's layers in order, then the accounts layer.
+pub fn assemble(recipe: &Recipe, sources: &ResolvedSources) -> Result<Vec<LayerTree>, TreeError> {
+    let mut view = ImageView::default();
+    let mut layers = Vec::with_capacity(recipe.layers.len() + 1);
+    for spec in &recipe.layers {
+        let layer = LayerAssembler::new(recipe, &spec.name, &view).recipe_layer(spec, sources)?;
+        view.apply(&layer);
+        layers.push(layer);
+    }
+    if let Some(accounts) = &recipe.accounts {
+        let layer = LayerAssembler::new(recipe, ACCOUNTS_LAYER, &view).accounts_layer(accounts)?;
+        view.apply(&layer);
+        layers.push(layer);
+    }
+    Ok(layers)
+}
+
+struct LayerAssembler<'a> {
+    recipe: &'a Recipe,
+    view: &'a ImageView,
+    name: &'a str,
+    entries: BTreeMap<String, TreeEntry>,
+    /// The line of the operation that wrote each entry, for duplicate reports.
+    written_at: BTreeMap<String, Span>,
+}
+
+impl<'a> LayerAssembler<'a> {
+    fn new(recipe: &'a Recipe, name: &'a str, view: &'a ImageView) -> Self {
+        LayerAssembler {
+            recipe,
+            view,
+            name,
+            entries: BTreeMap::new(),
+            written_at: BTreeMap::new(),
+        }
+    }
+
+    fn error(&self, span: Span, message: String, hint: &str) -> TreeError {
+        TreeError(Box::new(
+            Diagnostic::new(&self.recipe.file, span, message).with_hint(hint),
+        ))
+    }
+
+    fn insert(&mut self, path: &ImagePath, entry: TreeEntry, span: Span) -> Result<(), TreeError> {
+        let key = path.relative().to_string();
+        if key.is_empty() {
+            if entry.kind == TreeEntryKind::Dir {
+                return Ok(()); // the image root is implicit
+            }
+            return Err(self.error(
+                span,
+                "cannot replace the image root `/`".into(),
+                "write below `/`",
+            ));
+        }
+        if let Some(previous) = self.entries.get(&key) {
+            let same_dir = previous.kind == TreeEntryKind::Dir
+                && entry.kind == TreeEntryKind::Dir
+                && previous.mode == entry.mode
+                && previous.owner == entry.owner;
+            if same_dir {
+                return Ok(());
+            }
+            let first = self.written_at[&key];
+            return Err(self.error(
+                span,
+                format!(
+                    "{path} is written twice in layer `{}` (first by the operation on line {})",
+                    self.name, first.line
+                ),
+                "a path may be written once per layer; to replace it, write it in a later layer",
+            ));
+        }
+        self.written_at.insert(key.clone(), span);
+        self.entries.insert(key, entry);
+        Ok(())
+    }
+
+    fn recipe_layer(
+        mut self,
+        spec: &LayerSpec,
+        sources: &ResolvedSources,
+    ) -> Result<LayerTree, TreeError> {
+        for op in &spec.contents {
+            let recipe_origin = Origin::Recipe { line: op.span.line };
+            match &op.kind {
+                OpKind::Extract { source, to, owner } => {
+                    let src = &sources.sources[source];
+                    if src.kind != LockedKind::Archive {
+                        return Err(self.error(
+                            op.span,
+                            format!("source `{source}` is not an archive"),
+                            "use `copy` for files and directories",
+                        ));
+                    }
+                    for e in &src.tree.entries {
+                        let path = to.join(&e.rel_path);
+                        let kind = self.source_kind(&e.kind, to);
+                        if let SourceEntryKind::Symlink { target } = &e.kind {
+                            check_symlink_stays_inside(to, &path, target).map_err(|why| {
+                                self.error(
+                                    op.span,
+                                    format!("archive `{source}`: symlink {path} -> {target} {why}"),
+                                    "an archive may only link inside the directory it is extracted to; extract it at `/` or fix the link",
+                                )
+                            })?;
+                        }
+                        let owner = owner.unwrap_or_else(|| {
+                            let (uid, gid) = e.owner.unwrap_or((0, 0));
+                            Owner { uid, gid }
+                        });
+                        let origin = Origin::Source {
+                            name: source.clone(),
+                            rel_path: e.rel_path.clone(),
+                        };
+                        self.insert(
+                            &path,
+                            TreeEntry {
+                                kind,
+                                mode: e.mode,
+                                owner,
+                                origin,
+                            },
+                            op.span,
+                        )?;
+                    }
+                }
+                OpKind::Copy {
+                    source,
+                    to,
+                    into_dir,
+                    mode,
+                    owner,
+                } => {
+                    let src = &sources.sources[source];
+                    let owner = owner.unwrap_or(Owner::ROOT);
+                    match src.kind {
+                        LockedKind::File => {
+                            let dest = if *into_dir {
+                                let spec = &self.recipe.sources[source];
+                                let base = spec
+                                    .path
+                                    .trim_end_matches('/')
+                                    .rsplit('/')
+                                    .next()
+                                    .unwrap_or(&spec.path);
+                                to.join(base)
+                            } else {
+                                to.clone()
+                            };
+                            let e = &src.tree.entries[0];
+                            let entry = TreeEntry {
+                                kind: self.source_kind(&e.kind, to),
+                                mode: mode.map_or(e.mode, |m| m.0),
+                                owner,
+                                origin: Origin::Source {
+                                    name: source.clone(),
+                                    rel_path: String::new(),
+                                },
+                            };
+                            self.insert(&dest, entry, op.span)?;
+                        }
+                        LockedKind::Dir => {
+                            if mode.is_some() {
+                                return Err(self.error(
+                                    op.span,
+                                    format!("`mode` cannot apply to directory source `{source}`"),
+                                    "a directory copy keeps each file's mode (0644, or 0755 if executable); set modes on single files with separate `copy` or `file` operations",
+                                ));
+                            }
+                            for e in &src.tree.entries {
+                                let entry = TreeEntry {
+                                    kind: self.source_kind(&e.kind, to),
+                                    mode: e.mode,
+                                    owner,
+                                    origin: Origin::Source {
+                                        name: source.clone(),
+                                        rel_path: e.rel_path.clone(),
+                                    },
+                                };
+                                self.insert(&to.join(&e.rel_path), entry, op.span)?;
+                            }
+                        }
+                        LockedKind::Archive => {
+                            return Err(self.error(
+                                op.span,
+                                format!("source `{source}` is an archive"),
+                                "use `extract` to unpack an archive",
+                            ));
+                        }
+                    }
+                }
+                OpKind::Dir { path, mode, owner } => {
+                    let entry = TreeEntry {
+                        kind: TreeEntryKind::Dir,
+                        mode: mode.map_or(0o755, |m| m.0),
+                        owner: owner.unwrap_or(Owner::ROOT),
+                        origin: recipe_origin,
+                    };
+                    self.insert(path, entry, op.span)?;
+                }
+                OpKind::File {
+                    path,
+                    content,
+                    mode,
+                    owner,
+                } => {
+                    let entry = TreeEntry {
+                        kind: TreeEntryKind::File(FileData::Inline(content.as_bytes().into())),
+                        mode: mode.map_or(0o644, |m| m.0),
+                        owner: owner.unwrap_or(Owner::ROOT),
+                        origin: recipe_origin,
+                    };
+                    self.insert(path, entry, op.span)?;
+                }
+                OpKind::Symlink {
+                    path,
+                    target,
+                    owner,
+                } => {
+                    let entry = TreeEntry {
+                        kind: TreeEntryKind::Symlink {
+                            target: target.clone(),
+                        },
+                        mode: 0o777,
+                        owner: owner.unwrap_or(Owner::ROOT),
+                        origin: recipe_origin,
+                    };
+                    self.insert(path, entry, op.span)?;
+                }
+                OpKind::Remove { path } => {
+                    let key = path.relative();
+                    if !self.view.entries.contains_key(key) {
+                        return Err(self.error(
+                            op.span,
+                            format!("cannot remove {path}: no earlier layer has it"),
+                            "`remove` deletes a path written by an earlier layer",
+                        ));
+                    }
+                    let name = path
+                        .file_name()
+                        .expect("remove / is rejected by the parser");
+                    let whiteout = path
+                        .parent()
+                        .expect("not the root")
+                        .join(&format!(".wh.{name}"));
+                    let entry = TreeEntry {
+                        kind: TreeEntryKind::Whiteout,
+                        mode: 0,
+                        owner: Owner::ROOT,
+                        origin: recipe_origin,
+                    };
+                    self.insert(&whiteout, entry, op.span)?;
+                }
+            }
+        }
+        self.check_whiteouts(spec.span)?;
+        self.finish(spec.span)
+    }
+
+    /// Maps a source entry's kind into the image: hard-link targets are keyed by image path.
+    fn source_kind(&self, kind: &SourceEntryKind, to: &ImagePath) -> TreeEntryKind {
+        match kind {
+            SourceEntryKind::File(c) => TreeEntryKind::File(FileData::Source(c.clone())),
+            SourceEntryKind::Dir => TreeEntryKind::Dir,
+            SourceEntryKind::Symlink { target } => TreeEntryKind::Symlink {
+                target: target.clone(),
+            },
+            SourceEntryKind::Hardlink { target } => TreeEntryKind::Hardlink {
+                target: to.join(target).relative().to_string(),
+            },
+        }
+    }
+
+    fn check_whiteouts(&self, span: Span) -> Result<(), TreeError> {
+        for key in self.entries.keys() {
+            let Some(removed) = whiteout_target(key) else {
+                continue;
+            };
+            let prefix = format!("{removed}/");
+            let rewritten = self.entries.contains_key(&removed)
+                || self
+                    .entries
+                    .range(prefix.clone()..)
+                    .next()
+                    .is_some_and(|(k, _)| k.starts_with(&prefix));
+            if rewritten {
+                return Err(self.error(
+                    self.written_at.get(key).copied().unwrap_or(span),
+                    format!(
+                        "/{removed} is removed and written again in layer `{}`",
+                        self.name
+                    ),
+                    "a whiteout hides only earlier layers; write the new content in a later layer",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds missing parent directories and checks no entry goes through a symlink or file.
+    fn finish(mut self, span: Span) -> Result<LayerTree, TreeError> {
+        let keys: Vec<String> = self.entries.keys().cloned().collect();
+        for key in &keys {
+            for parent in ancestors(key) {
+                if let Some(own) = self.entries.get(parent) {
+                    if own.kind != TreeEntryKind::Dir {
+                        let at = self.written_at.get(key).copied().unwrap_or(span);
+                        return Err(self.error(
+                            at,
+                            format!("/{key} needs /{parent} to be a directory, but layer `{}` makes it a {}", self.name, kind_name(&own.kind)),
+                            "write the file somewhere else, or drop the conflicting entry",
+                        ));
+                    }
+                    continue;
+                }
+                let (mode, owner) = match self.view.entries.get(parent) {
+                    None => (0o755, Owner::ROOT),
+                    Some(v) if v.kind == ViewKind::Dir => (v.mode, v.owner),
+                    Some(v) => {
+                        let at = self.written_at.get(key).copied().unwrap_or(span);
+                        let what = if v.kind == ViewKind::Symlink {
+                            "a symlink"
+                        } else {
+                            "a file"
+                        };
+                        return Err(self.error(
+                            at,
+                            format!(
+                                "/{key} goes through /{parent}, which is {what} in layer `{}`",
+                                v.layer
+                            ),
+                            "cairn never writes through symlinks; use the path the link points to",
+                        ));
+                    }
+                };
+                let entry = TreeEntry {
+                    kind: TreeEntryKind::Dir,
+                    mode,
+                    owner,
+                    origin: Origin::Parent,
+                };
+                self.entries.insert(parent.to_string(), entry);
+            }
+        }
+        Ok(LayerTree {
+            name: self.name.to_string(),
+            entries: self.entries,
+        })
+    }
+
+    fn accounts_layer(mut self, accounts: &Accounts) -> Result<LayerTree, TreeError> {
+        let mut passwd = String::new();
+        if !accounts.users.iter().any(|u| u.uid == 0) {
+            passwd.push_str("root:x:0:0:root:/root:/sbin/nologin\n");
+        }
+        for u in &accounts.users {
+            passwd.push_str(&format!(
+                "{}:x:{}:{}:{}:{}:{}\n",
+                u.name, u.uid, u.gid, u.gecos, u.home, u.shell
+            ));
+        }
+        let mut group = String::new();
+        if !accounts.groups.iter().any(|g| g.gid == 0) {
+            group.push_str("root:x:0:\n");
+        }
+        for g in &accounts.groups {
+            group.push_str(&format!("{}:x:{}:{}\n", g.name, g.gid, g.members.join(",")));
+        }
+        let span = Span::default();
+        for (path, content) in [("/etc/passwd", passwd), ("/etc/group", group)] {
+            let entry = TreeEntry {
+                kind: TreeEntryKind::File(FileData::Inline(content.into_bytes().into())),
+                mode: 0o644,
+                owner: Owner::ROOT,
+                origin: Origin::Accounts,
+            };
+            self.insert(&ImagePath::parse(path).expect("static path"), entry, span)?;
+        }
+        for u in &accounts.users {
+            if u.home.is_root() {
+                continue;
+            }
+            let entry = TreeEntry {
+                kind: TreeEntryKind::Dir,
+                mode: if u.uid == 0 { 0o700 } else { 0o755 },
+                owner: Owner {
+                    uid: u.uid,
+                    gid: u.gid,
+                },
+                origin: Origin::Accounts,
+            };
+            self.insert(&u.home, entry, span)?;
+        }
+        self.finish(span)
+    }
+}
+
+fn kind_name(kind: &TreeEntryKind) -> &'static str {
+    match kind {
+        TreeEntryKind::File(_) | TreeEntryKind::Hardlink { .. } => "file",
+        TreeEntryKind::Dir => "directory",
+        TreeEntryKind::Symlink { .. } => "symlink",
+        TreeEntryKind::Whiteout => "whiteout",
+    }
+}
+
+/// A symlink at `link` (inside the extraction root `root`) must resolve, lexically,
+/// to `root` or below it.
+fn check_symlink_stays_inside(
+    root: &ImagePath,
+    link: &ImagePath,
+    target: &str,
+) -> Result<(), String> {
+    if target.starts_with('/') {
+        let resolved = ImagePath::parse(target).map_err(|e| format!("has a target that {e}"))?;
+        let inside = root.is_root()
+            || resolved == *root
+            || resolved
+                .as_str()
+                .starts_with(&format!("{}/", root.as_str()));
+        return if inside {
+            Ok(())
+        } else {
+            Err(format!("points outside {root}"))
+        };
+    }
+    let root_depth = root.relative().split('/').filter(|c| !c.is_empty()).count();
+    let parent = link.parent().unwrap_or_else(ImagePath::root);
+    let mut stack: Vec<&str> = parent
+        .relative()
+        .split('/')
+        .filter(|c| !c.is_empty())
+        .collect();
+    for component in target.split('/') {
+        match component {
+            "" | "." => {}
+            ".." => {
+                if stack.len() <= root_depth {
+                    return Err(format!("climbs out of {root}"));
+                }
+                stack.pop();
+            }
+            c => stack.push(c),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> ImagePath {
+        ImagePath::parse(s).unwrap()
+    }
+
+    #[test]
+    fn archive_symlinks_must_stay_inside_their_root() {
+        assert!(check_symlink_stays_inside(&p("/"), &p("/bin/sh"), "/bin/busybox").is_ok());
+        assert!(check_symlink_stays_inside(&p("/"), &p("/usr/bin/x"), "../lib/y").is_ok());
+        assert!(check_symlink_stays_inside(&p("/"), &p("/x"), "../../etc").is_err());
+        assert!(check_symlink_stays_inside(&p("/opt/t"), &p("/opt/t/bin/x"), "../lib/y").is_ok());
+        assert!(check_symlink_stays_inside(
+            &p("/opt/t"),
+            &p("/opt/t/bin/x"),
+            "../../../etc/passwd"
+        )
+        .is_err());
+        assert!(check_symlink_stays_inside(&p("/opt/t"), &p("/opt/t/x"), "/etc/passwd").is_err());
+        assert!(check_symlink_stays_inside(&p("/opt/t"), &p("/opt/t/x"), "/opt/t/y").is_ok());
+    }
+
+    #[test]
+    fn whiteout_names_map_back_to_the_removed_path() {
+        assert_eq!(whiteout_target("etc/.wh.motd").as_deref(), Some("etc/motd"));
+        assert_eq!(whiteout_target(".wh.tmp").as_deref(), Some("tmp"));
+        assert_eq!(whiteout_target("etc/motd"), None);
+    }
+}

@@ -1,0 +1,260 @@
+//! Stage 5: output. Writes an OCI image layout so that it appears complete or not at
+//! all.
+//!
+//! Everything goes into a hidden temporary directory beside the destination; blobs are
+//! hashed while written and named by that hash; only when the whole layout is written
+//! and synced is it swapped into place with one atomic `renameat2(RENAME_EXCHANGE)`.
+//! An error, Ctrl-C or crash before that leaves the previous output untouched; a lock
+//! file serialises concurrent builds of the same output.
+
+use crate::digest::{HashingWriter, Sha256Digest};
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    #[error("cannot write {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> OutputError + '_ {
+    move |source| OutputError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Writes `bytes` to `path` via a synced temporary file and a rename, so readers see
+/// the old or the new content, never a torn one.
+pub fn write_file_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".cairn-tmp-")
+        .tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// A blob being written: hashed on the way to a temporary file in the layout.
+pub struct BlobWriter {
+    inner: HashingWriter<BufWriter<File>>,
+    tmp_path: PathBuf,
+}
+
+impl Write for BlobWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// A blob stored in the layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredBlob {
+    pub digest: Sha256Digest,
+    pub size: u64,
+}
+
+/// An OCI layout under construction. Dropping it without [`LayoutWriter::publish`]
+/// removes everything it wrote.
+pub struct LayoutWriter {
+    final_dir: PathBuf,
+    tmp_dir: PathBuf,
+    blobs_dir: PathBuf,
+    next_tmp: AtomicU64,
+    _lock: File,
+}
+
+impl LayoutWriter {
+    /// Prepares to write the layout `out_dir/name`. Blocks while another cairn process
+    /// writes the same output.
+    pub fn begin(out_dir: &Path, name: &str) -> Result<Self, OutputError> {
+        fs::create_dir_all(out_dir).map_err(io_err(out_dir))?;
+        let lock_path = out_dir.join(format!(".{name}.lock"));
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_err(&lock_path))?;
+        lock.lock().map_err(io_err(&lock_path))?;
+        // Holding the lock, any temporary directory for this name is a leftover of a
+        // killed build: remove it.
+        let tmp_prefix = format!(".{name}.tmp-");
+        for entry in fs::read_dir(out_dir).map_err(io_err(out_dir))? {
+            let entry = entry.map_err(io_err(out_dir))?;
+            if entry.file_name().to_string_lossy().starts_with(&tmp_prefix) {
+                fs::remove_dir_all(entry.path()).map_err(io_err(&entry.path()))?;
+            }
+        }
+        let tmp_dir = out_dir.join(format!("{tmp_prefix}{}", std::process::id()));
+        let blobs_dir = tmp_dir.join("blobs").join("sha256");
+        fs::create_dir_all(&blobs_dir).map_err(io_err(&blobs_dir))?;
+        Ok(LayoutWriter {
+            final_dir: out_dir.join(name),
+            tmp_dir,
+            blobs_dir,
+            next_tmp: AtomicU64::new(0),
+            _lock: lock,
+        })
+    }
+
+    /// A scratch directory inside the temporary layout, removed with it (used to stage
+    /// archive members on the same file system).
+    pub fn scratch_dir(&self) -> Result<PathBuf, OutputError> {
+        let dir = self.tmp_dir.join(".staging");
+        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        Ok(dir)
+    }
+
+    pub fn blob_writer(&self) -> Result<BlobWriter, OutputError> {
+        let n = self.next_tmp.fetch_add(1, Ordering::Relaxed);
+        let tmp_path = self.blobs_dir.join(format!(".partial-{n}"));
+        let file = File::create(&tmp_path).map_err(io_err(&tmp_path))?;
+        Ok(BlobWriter {
+            inner: HashingWriter::new(BufWriter::with_capacity(1 << 20, file)),
+            tmp_path,
+        })
+    }
+
+    /// Syncs the blob and names it by its digest.
+    pub fn commit_blob(&self, blob: BlobWriter) -> Result<StoredBlob, OutputError> {
+        let (digest, size, buffered) = blob.inner.finish();
+        let file = buffered.into_inner().map_err(|e| OutputError::Io {
+            path: blob.tmp_path.clone(),
+            source: e.into_error(),
+        })?;
+        file.sync_all().map_err(io_err(&blob.tmp_path))?;
+        let path = self.blobs_dir.join(digest.hex());
+        fs::rename(&blob.tmp_path, &path).map_err(io_err(&path))?;
+        Ok(StoredBlob { digest, size })
+    }
+
+    pub fn put_blob(&self, bytes: &[u8]) -> Result<StoredBlob, OutputError> {
+        let mut w = self.blob_writer()?;
+        w.write_all(bytes).map_err(io_err(&w.tmp_path))?;
+        self.commit_blob(w)
+    }
+
+    /// Writes `index.json` and `oci-layout`, then atomically replaces the destination.
+    /// Returns the path of the published layout.
+    pub fn publish(self, index_json: &[u8]) -> Result<PathBuf, OutputError> {
+        let scratch = self.tmp_dir.join(".staging");
+        if scratch.exists() {
+            fs::remove_dir_all(&scratch).map_err(io_err(&scratch))?;
+        }
+        let layout_file = self.tmp_dir.join("oci-layout");
+        write_synced(&layout_file, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+        write_synced(&self.tmp_dir.join("index.json"), index_json)?;
+        for dir in [&self.blobs_dir, &self.tmp_dir.join("blobs"), &self.tmp_dir] {
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io_err(dir))?;
+        }
+        if self.final_dir.exists() {
+            exchange(&self.tmp_dir, &self.final_dir)?;
+            // tmp_dir now holds the previous output; Drop removes it.
+        } else {
+            fs::rename(&self.tmp_dir, &self.final_dir).map_err(io_err(&self.final_dir))?;
+        }
+        if let Some(parent) = self.final_dir.parent() {
+            File::open(parent)
+                .and_then(|d| d.sync_all())
+                .map_err(io_err(parent))?;
+        }
+        Ok(self.final_dir.clone())
+    }
+}
+
+impl Drop for LayoutWriter {
+    fn drop(&mut self) {
+        // Best effort: the next build of this name removes leftovers too.
+        let _ = fs::remove_dir_all(&self.tmp_dir);
+    }
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), OutputError> {
+    let mut f = File::create(path).map_err(io_err(path))?;
+    f.write_all(bytes).map_err(io_err(path))?;
+    f.sync_all().map_err(io_err(path))
+}
+
+/// Swaps two paths atomically.
+fn exchange(a: &Path, b: &Path) -> Result<(), OutputError> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let ca = CString::new(a.as_os_str().as_bytes()).map_err(|e| io_err(a)(e.into()))?;
+    let cb = CString::new(b.as_os_str().as_bytes()).map_err(|e| io_err(b)(e.into()))?;
+    // SAFETY: both are valid NUL-terminated paths; AT_FDCWD resolves them like open(2).
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            ca.as_ptr(),
+            libc::AT_FDCWD,
+            cb.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io_err(b)(io::Error::last_os_error()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publish_replaces_previous_output_and_leaves_no_temporaries() {
+        let out = tempfile::tempdir().unwrap();
+        for content in [b"first".as_slice(), b"second"] {
+            let w = LayoutWriter::begin(out.path(), "img").unwrap();
+            let blob = w.put_blob(content).unwrap();
+            assert_eq!(blob.digest, Sha256Digest::of(content));
+            w.publish(b"{}").unwrap();
+        }
+        let blobs: Vec<_> = fs::read_dir(out.path().join("img/blobs/sha256"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(blobs, [Sha256Digest::of(b"second").hex()]);
+        let mut names: Vec<_> = fs::read_dir(out.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, [".img.lock", "img"]);
+    }
+
+    #[test]
+    fn an_abandoned_build_leaves_the_previous_output_intact() {
+        let out = tempfile::tempdir().unwrap();
+        let w = LayoutWriter::begin(out.path(), "img").unwrap();
+        w.put_blob(b"good").unwrap();
+        w.publish(b"{\"good\":1}").unwrap();
+        {
+            let w = LayoutWriter::begin(out.path(), "img").unwrap();
+            w.put_blob(b"half").unwrap();
+            // dropped: an error happened mid-build
+        }
+        assert_eq!(
+            fs::read(out.path().join("img/index.json")).unwrap(),
+            b"{\"good\":1}"
+        );
+        assert!(!out
+            .path()
+            .join(format!(".img.tmp-{}", std::process::id()))
+            .exists());
+    }
+}

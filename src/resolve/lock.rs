@@ -1,0 +1,160 @@
+//! `<recipe>.lock`: the digest of every source, so a recipe without inline pins still
+//! builds from exactly the bytes it was locked with.
+//!
+//! JSON, pretty-printed with sorted keys so that a change reads well in a diff:
+//! `{"cairn_lock": 1, "sources": {"app": {"kind": "file", "sha256": "sha256:…"}}}`.
+
+use crate::digest::Sha256Digest;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub const LOCK_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lockfile {
+    pub cairn_lock: u32,
+    pub sources: BTreeMap<String, LockedSource>,
+}
+
+impl Default for Lockfile {
+    fn default() -> Self {
+        Lockfile {
+            cairn_lock: LOCK_VERSION,
+            sources: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockedSource {
+    pub kind: LockedKind,
+    pub sha256: Sha256Digest,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LockedKind {
+    File,
+    Dir,
+    Archive,
+}
+
+impl std::fmt::Display for LockedKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LockedKind::File => "file",
+            LockedKind::Dir => "directory",
+            LockedKind::Archive => "archive",
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error("cannot read lock file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("lock file {path} is not valid: {source}\n  = help: regenerate it with `cairn lock <recipe>`")]
+    Parse {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("lock file {path} has version {found}; this cairn reads version {LOCK_VERSION}\n  = help: regenerate it with `cairn lock <recipe>`")]
+    Version { path: PathBuf, found: u32 },
+    #[error("cannot write lock file {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// `dir/hello.yaml` -> `dir/hello.lock`.
+pub fn lock_path_for(recipe_path: &Path) -> PathBuf {
+    recipe_path.with_extension("lock")
+}
+
+impl Lockfile {
+    /// Reads the lock file; a missing file is an empty lock.
+    pub fn read(path: &Path) -> Result<Lockfile, LockError> {
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Lockfile::default()),
+            Err(source) => {
+                return Err(LockError::Read {
+                    path: path.into(),
+                    source,
+                })
+            }
+        };
+        let lock: Lockfile = serde_json::from_slice(&bytes).map_err(|source| LockError::Parse {
+            path: path.into(),
+            source,
+        })?;
+        if lock.cairn_lock != LOCK_VERSION {
+            return Err(LockError::Version {
+                path: path.into(),
+                found: lock.cairn_lock,
+            });
+        }
+        Ok(lock)
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        // Struct fields serialise in declaration order and maps are BTreeMaps, so the
+        // bytes are stable.
+        let mut out = serde_json::to_vec_pretty(self).expect("lock file serialises");
+        out.push(b'\n');
+        out
+    }
+
+    /// Replaces the lock file atomically (temp file + rename).
+    pub fn write(&self, path: &Path) -> Result<(), LockError> {
+        crate::output::write_file_atomically(path, &self.to_bytes()).map_err(|source| {
+            LockError::Write {
+                path: path.into(),
+                source,
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_reads_missing_as_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.lock");
+        assert_eq!(Lockfile::read(&path).unwrap(), Lockfile::default());
+        let mut lock = Lockfile::default();
+        lock.sources.insert(
+            "app".into(),
+            LockedSource {
+                kind: LockedKind::File,
+                sha256: Sha256Digest::of(b"x"),
+            },
+        );
+        lock.write(&path).unwrap();
+        assert_eq!(Lockfile::read(&path).unwrap(), lock);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with("{\n  \"cairn_lock\": 1,"), "{text}");
+    }
+
+    #[test]
+    fn rejects_other_versions_with_a_hint() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.lock");
+        std::fs::write(&path, r#"{"cairn_lock": 7, "sources": {}}"#).unwrap();
+        let err = Lockfile::read(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("version 7") && err.contains("cairn lock"),
+            "{err}"
+        );
+    }
+}
