@@ -1,10 +1,18 @@
 //! Stage 1: recipe. Reads a YAML recipe (schema v1) and turns it into a validated
 //! [`Recipe`], or a [`Diagnostic`] naming file, line and column with a hint.
 
+mod accounts;
+mod config;
+mod context;
 mod diagnostic;
+mod layers;
 mod model;
 mod parse;
+mod raw;
+mod sources;
+mod values;
+mod yaml_error;
 
 pub use diagnostic::Diagnostic;
 pub use model::*;
-pub use parse::{load, parse};
+pub use parse::{load, parse, SCHEMA_VERSION};
