@@ -1,1 +1,101 @@
-fn main() {}
+//! `cargo xtask`: the project's developer commands (see `.cargo/config.toml` for the alias).
+//!
+//! - `test [ARGS...]`: ensure the Debian tools the integration tests drive are installed,
+//!   then run `cargo test --workspace --locked ARGS...` and exit with its status.
+//! - `ci`: what `.ci/run` means; the same code path as `test`.
+//! - `bench [--size-mb N] [--keep]`: time `cairn build` against `tar | gzip` on a
+//!   generated tree (see `bench.rs`).
+
+mod bench;
+mod bench_tree;
+mod measure;
+mod prng;
+mod test_suite;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  test [ARGS...]               install missing test tools (as root), then
+                               cargo test --workspace --locked ARGS...
+  ci                           the same as `test`; what .ci/run runs
+  bench [--size-mb N] [--keep] time cairn build against tar | gzip on a generated
+                               tree of about N MiB (default 300); --keep leaves
+                               cairn's output layouts in target/bench/";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("xtask: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &[String]) -> Result<ExitCode> {
+    let Some((command, rest)) = args.split_first() else {
+        eprintln!("{USAGE}");
+        return Ok(ExitCode::FAILURE);
+    };
+    match command.as_str() {
+        "test" | "ci" => test_suite::run(rest),
+        "bench" => bench::run(&bench::Options::parse(rest)?),
+        "help" | "-h" | "--help" => {
+            println!("{USAGE}");
+            Ok(ExitCode::SUCCESS)
+        }
+        other => bail!("unknown command `{other}`\n\n{USAGE}"),
+    }
+}
+
+/// The workspace root: xtask lives in `<root>/xtask`.
+fn repo_root() -> PathBuf {
+    let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or(manifest_dir)
+}
+
+/// Cargo's target directory, honouring `CARGO_TARGET_DIR` as cargo does.
+fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => repo_root().join(dir),
+        None => repo_root().join("target"),
+    }
+}
+
+/// The cargo that started us (`cargo xtask` sets `CARGO`), so toolchain overrides hold.
+fn cargo() -> std::process::Command {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = std::process::Command::new(cargo);
+    command.current_dir(repo_root());
+    command
+}
+
+/// Runs `command` with inherited stdio and fails unless it exits 0.
+fn run_checked(command: &mut std::process::Command) -> Result<()> {
+    let status = command
+        .status()
+        .with_context(|| format!("could not start {command:?}"))?;
+    if !status.success() {
+        bail!("{command:?} failed: {status}");
+    }
+    Ok(())
+}
+
+/// Turns a child's exit status into ours (a signal death becomes 1).
+fn exit_code(status: std::process::ExitStatus) -> ExitCode {
+    match status.code() {
+        Some(0) => ExitCode::SUCCESS,
+        Some(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        None => ExitCode::FAILURE,
+    }
+}

@@ -1,0 +1,19 @@
+# Thin aliases; the real logic lives in cargo and xtask/.
+
+# Build the example recipe with a release binary.
+build:
+    cargo run --release -- build recipes/hello.yaml
+
+# The whole test suite, installing the tools it needs when run as root.
+test *ARGS:
+    cargo xtask test {{ARGS}}
+
+# Time cairn against `tar | gzip` on a generated tree (e.g. `just bench --size-mb 20`).
+bench *ARGS:
+    cargo xtask bench {{ARGS}}
+
+lint:
+    cargo fmt --check && cargo clippy --all-targets -- -D warnings
+
+fmt:
+    cargo fmt

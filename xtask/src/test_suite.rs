@@ -1,0 +1,145 @@
+//! `cargo xtask test`: the one command that runs the whole test suite.
+//!
+//! The integration tests drive real tools (principle 5), so a missing tool is an error,
+//! never a silent skip: as root we install the Debian packages, otherwise we name them and
+//! the exact `apt-get` command, and fail. Then `cargo test --workspace --locked` runs with
+//! the caller's extra arguments and its exit status becomes ours.
+
+use std::process::{Command, ExitCode};
+
+use anyhow::{bail, Context, Result};
+
+/// Debian package and the command it provides, for every tool the integration tests run.
+/// `busybox-static` rather than `busybox`: a static binary runs inside a test image that
+/// has no shared libraries.
+const TEST_TOOLS: &[(&str, &str)] = &[
+    ("skopeo", "skopeo"),
+    ("umoci", "umoci"),
+    ("runc", "runc"),
+    ("busybox-static", "busybox"),
+    ("pigz", "pigz"),
+    ("gzip", "gzip"),
+    ("tar", "tar"),
+];
+
+pub fn run(cargo_test_args: &[String]) -> Result<ExitCode> {
+    ensure_test_tools()?;
+    let mut command = crate::cargo();
+    command
+        .args(["test", "--workspace", "--locked"])
+        .args(cargo_test_args);
+    let shown: Vec<&str> = ["cargo", "test", "--workspace", "--locked"]
+        .into_iter()
+        .chain(cargo_test_args.iter().map(String::as_str))
+        .collect();
+    println!("xtask: running {}", shown.join(" "));
+    let status = command
+        .status()
+        .with_context(|| format!("could not start {command:?}"))?;
+    if !status.success() {
+        eprintln!("xtask: cargo test failed: {status}");
+    }
+    Ok(crate::exit_code(status))
+}
+
+fn ensure_test_tools() -> Result<()> {
+    let missing = missing_packages();
+    if missing.is_empty() {
+        println!("xtask: test tools present: {}", package_names().join(" "));
+        return Ok(());
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let is_root = unsafe { libc::geteuid() } == 0;
+    if !is_root {
+        bail!("{}", missing_tools_message(&missing));
+    }
+    println!(
+        "xtask: installing missing test tools: {}",
+        missing.join(" ")
+    );
+    crate::run_checked(Command::new("apt-get").arg("update"))?;
+    crate::run_checked(
+        Command::new("apt-get")
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .args(["install", "-y", "--no-install-recommends"])
+            .args(&missing),
+    )?;
+    let still_missing = missing_packages();
+    if !still_missing.is_empty() {
+        bail!(
+            "apt-get install succeeded but these are still missing: {}",
+            still_missing.join(" ")
+        );
+    }
+    println!("xtask: installed {}", missing.join(" "));
+    Ok(())
+}
+
+fn package_names() -> Vec<&'static str> {
+    TEST_TOOLS.iter().map(|(package, _)| *package).collect()
+}
+
+/// The packages of `TEST_TOOLS` that are not installed. Asks dpkg; on a host without
+/// dpkg, a package counts as present when its command is on `PATH`.
+fn missing_packages() -> Vec<&'static str> {
+    let mut missing = Vec::new();
+    for &(package, command) in TEST_TOOLS {
+        let installed = match dpkg_says_installed(package) {
+            Some(installed) => installed,
+            None => command_on_path(command),
+        };
+        if !installed {
+            missing.push(package);
+        }
+    }
+    missing
+}
+
+/// `Some(installed)` from dpkg's status database, `None` if dpkg-query cannot run.
+fn dpkg_says_installed(package: &str) -> Option<bool> {
+    let output = Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", package])
+        .output()
+        .ok()?;
+    // dpkg-query exits 1 for a package it has never heard of: not installed.
+    Some(output.status.success() && output.stdout == b"install ok installed")
+}
+
+fn command_on_path(command: &str) -> bool {
+    let Some(path) = std::env::var_os("PATH") else {
+        return false;
+    };
+    std::env::split_paths(&path).any(|dir| dir.join(command).is_file())
+}
+
+fn missing_tools_message(missing: &[&str]) -> String {
+    let packages = missing.join(" ");
+    format!(
+        "the integration tests need these Debian packages, which are not installed: \
+         {packages}\n  install them as root, then run `cargo xtask test` again:\n    \
+         apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y \
+         --no-install-recommends {packages}"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_tools_message_names_packages_and_install_command() {
+        let message = missing_tools_message(&["umoci", "busybox-static"]);
+        assert!(message.contains("not installed: umoci busybox-static\n"));
+        assert!(message.contains(
+            "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y \
+             --no-install-recommends umoci busybox-static"
+        ));
+    }
+
+    #[test]
+    fn tool_commands_are_found_by_path_lookup() {
+        // `sh` is on every PATH the test suite can run under.
+        assert!(command_on_path("sh"));
+        assert!(!command_on_path("cairn-no-such-tool"));
+    }
+}
