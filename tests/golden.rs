@@ -1,0 +1,62 @@
+//! Golden outputs: every example recipe in `recipes/` builds to a checked-in manifest
+//! digest. The snapshot also holds the manifest, config and file list, so when output
+//! bytes change the diff shows what changed, and the change is deliberate.
+
+mod common;
+use common::*;
+
+fn summary(layout: &std::path::Path) -> String {
+    let report = run_ok(cairn().arg("inspect").arg(layout).arg("--json"));
+    let report: serde_json::Value = serde_json::from_slice(&report.stdout).unwrap();
+    let image = &report["images"][0];
+    let mut text = format!(
+        "manifest digest: {}\nref name: {}\n\nmanifest:\n{}\n\nconfig:\n{}\n",
+        image["manifest_digest"].as_str().unwrap(),
+        image["ref_name"].as_str().unwrap(),
+        serde_json::to_string_pretty(&image["manifest"]).unwrap(),
+        serde_json::to_string_pretty(&image["config"]).unwrap(),
+    );
+    for layer in image["layers"].as_array().unwrap() {
+        text.push_str(&format!(
+            "\nlayer {} ({} bytes)\n",
+            layer["digest"].as_str().unwrap(),
+            layer["size"]
+        ));
+        for f in layer["files"].as_array().unwrap() {
+            let link = f["link"].as_str().map(|l| format!(" -> {l}")).unwrap_or_default();
+            text.push_str(&format!(
+                "  {:<8} {:04o} {}:{} {:>6} {}{link}\n",
+                f["kind"].as_str().unwrap(),
+                f["mode"].as_u64().unwrap(),
+                f["uid"],
+                f["gid"],
+                f["size"],
+                f["path"].as_str().unwrap(),
+            ));
+        }
+    }
+    text
+}
+
+#[test]
+fn example_recipes_build_to_their_golden_digests() {
+    let mut recipes: Vec<_> = std::fs::read_dir(repo_root().join("recipes"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    recipes.sort();
+    assert!(!recipes.is_empty(), "no example recipes found");
+    for recipe in recipes {
+        let out = tempfile::tempdir().unwrap();
+        let report = build_json(&recipe, out.path(), &["--locked"]);
+        let name = report["name"].as_str().unwrap();
+        let layout = out.path().join(name);
+        let text = summary(&layout);
+        assert!(text.starts_with(&format!(
+            "manifest digest: {}",
+            report["manifest_digest"].as_str().unwrap()
+        )));
+        insta::assert_snapshot!(format!("golden-{name}"), text);
+    }
+}
