@@ -23,7 +23,10 @@ fn summary(layout: &std::path::Path) -> String {
             layer["size"]
         ));
         for f in layer["files"].as_array().unwrap() {
-            let link = f["link"].as_str().map(|l| format!(" -> {l}")).unwrap_or_default();
+            let link = f["link"]
+                .as_str()
+                .map(|l| format!(" -> {l}"))
+                .unwrap_or_default();
             text.push_str(&format!(
                 "  {:<8} {:04o} {}:{} {:>6} {}{link}\n",
                 f["kind"].as_str().unwrap(),

@@ -180,6 +180,9 @@ struct LayerAssembler<'a> {
     entries: BTreeMap<String, TreeEntry>,
     /// The line of the operation that wrote each entry, for duplicate reports.
     written_at: BTreeMap<String, Span>,
+    /// Directories a later `dir` operation may redefine without a conflict (the
+    /// destination of a directory copy).
+    weak_dirs: std::collections::BTreeSet<String>,
 }
 
 impl<'a> LayerAssembler<'a> {
@@ -190,7 +193,20 @@ impl<'a> LayerAssembler<'a> {
             name,
             entries: BTreeMap::new(),
             written_at: BTreeMap::new(),
+            weak_dirs: Default::default(),
         }
+    }
+
+    /// Adds a directory unless the layer already has an entry there; an explicit
+    /// directory written later replaces it.
+    fn insert_weak_dir(&mut self, path: &ImagePath, entry: TreeEntry, span: Span) {
+        let key = path.relative().to_string();
+        if key.is_empty() || self.entries.contains_key(&key) {
+            return;
+        }
+        self.weak_dirs.insert(key.clone());
+        self.written_at.insert(key.clone(), span);
+        self.entries.insert(key, entry);
     }
 
     fn error(&self, span: Span, message: String, hint: &str) -> TreeError {
@@ -210,6 +226,11 @@ impl<'a> LayerAssembler<'a> {
                 "cannot replace the image root `/`".into(),
                 "write below `/`",
             ));
+        }
+        if entry.kind == TreeEntryKind::Dir && self.weak_dirs.remove(&key) {
+            self.written_at.insert(key.clone(), span);
+            self.entries.insert(key, entry);
+            return Ok(());
         }
         if let Some(previous) = self.entries.get(&key) {
             let same_dir = previous.kind == TreeEntryKind::Dir
@@ -326,6 +347,17 @@ impl<'a> LayerAssembler<'a> {
                                     "a directory copy keeps each file's mode (0644, or 0755 if executable); set modes on single files with separate `copy` or `file` operations",
                                 ));
                             }
+                            // The source directory itself becomes `to`, with the op's owner.
+                            let top = TreeEntry {
+                                kind: TreeEntryKind::Dir,
+                                mode: 0o755,
+                                owner,
+                                origin: Origin::Source {
+                                    name: source.clone(),
+                                    rel_path: String::new(),
+                                },
+                            };
+                            self.insert_weak_dir(to, top, op.span);
                             for e in &src.tree.entries {
                                 let entry = TreeEntry {
                                     kind: self.source_kind(&e.kind, to),
