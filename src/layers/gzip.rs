@@ -556,7 +556,7 @@ mod tests {
                 let len = ((prng.next() % 200_003) as usize).min(rest.len());
                 writer.write_all(&rest[..len]).unwrap();
                 rest = &rest[len..];
-                if prng.next() % 4 == 0 {
+                if prng.next().is_multiple_of(4) {
                     writer.flush().unwrap();
                 }
                 assert!(writer.in_flight.len() <= 2 * threads, "unbounded queue");
