@@ -68,7 +68,14 @@ fn build_in(cwd: &Path, recipe: &Path, out: &Path, env: &[(&str, &str)], umask: 
 fn layouts_are_identical_under_varied_conditions() {
     let root = repo_root();
     let first = tempfile::tempdir().unwrap();
-    build_in(&root, Path::new("recipes/hello.yaml"), first.path(), &[], "022", "1");
+    build_in(
+        &root,
+        Path::new("recipes/hello.yaml"),
+        first.path(),
+        &[],
+        "022",
+        "1",
+    );
 
     let elsewhere = tempfile::tempdir().unwrap();
     let copied = elsewhere.path().join("some/deeper/place");
@@ -79,7 +86,11 @@ fn layouts_are_identical_under_varied_conditions() {
         cwd.path(),
         &copied.join("hello.yaml"),
         second.path(),
-        &[("TZ", "Pacific/Kiritimati"), ("LANG", "tr_TR.UTF-8"), ("LC_ALL", "tr_TR.UTF-8")],
+        &[
+            ("TZ", "Pacific/Kiritimati"),
+            ("LANG", "tr_TR.UTF-8"),
+            ("LC_ALL", "tr_TR.UTF-8"),
+        ],
         "077",
         "4",
     );
@@ -109,7 +120,9 @@ fn source_date_epoch_is_the_fallback_and_the_recipe_epoch_wins() {
     let created = |env: Option<&str>| {
         let out = tempfile::tempdir().unwrap();
         let mut cmd = cairn();
-        cmd.args(["build", "--json", "-o"]).arg(out.path()).arg(&recipe);
+        cmd.args(["build", "--json", "-o"])
+            .arg(out.path())
+            .arg(&recipe);
         if let Some(v) = env {
             cmd.env("SOURCE_DATE_EPOCH", v);
         }
