@@ -173,11 +173,12 @@ fn run(cli: Cli, cancel: Arc<AtomicBool>) -> Result<()> {
                 return print_json(&report);
             }
             if !quiet {
+                let n = report.layers.len();
                 eprintln!(
-                    "built {} ({}, {} layers) at {}",
+                    "built {} ({}, {n} layer{}) at {}",
                     report.name,
                     report.platform,
-                    report.layers.len(),
+                    if n == 1 { "" } else { "s" },
                     report.layout.display()
                 );
             }

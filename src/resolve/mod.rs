@@ -108,12 +108,10 @@ pub fn resolve(
                     "if the new content is intended, run `cairn lock` to re-pin it",
                 ));
             }
+            // Pinned (and matched) in the recipe itself: the lock need not repeat it.
+            (None, LockMode::Locked) if spec.sha256.is_some() => {}
             (_, LockMode::Locked) => {
                 let message = match locked {
-                    None if spec.sha256.is_some() => format!(
-                        "source `{}` is pinned in the recipe but missing from {lock_name}",
-                        spec.name
-                    ),
                     None => format!(
                         "source `{}` ({}) is not pinned: no `sha256:` in the recipe and no entry in {lock_name}",
                         spec.name, spec.path

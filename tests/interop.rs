@@ -1,0 +1,716 @@
+//! Real third-party tools accept what cairn writes: skopeo reads and copies the layout,
+//! umoci unpacks it into exactly the file system the recipe describes (whiteouts
+//! included), runc runs a busybox image built by cairn as the recipe's user, and the
+//! layout's JSON blobs are canonical and carry the media types image-spec 1.1 requires.
+//!
+//! Needs skopeo, umoci, runc, busybox-static and gzip, and root (umoci keeps owners and
+//! runc runs containers only as root). A missing tool fails the test, naming its package.
+
+mod common;
+use common::*;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Finds `name` on PATH (or in /usr/sbin and /sbin, where runc lives, in case PATH is a
+/// non-root one); panics naming the Debian package that provides it.
+fn tool(name: &str, package: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "`{name}` not found on PATH: install the Debian package `{package}` \
+                 (`cargo xtask test` installs it when run as root)"
+            )
+        })
+}
+
+fn skopeo() -> Command {
+    let mut cmd = Command::new(tool("skopeo", "skopeo"));
+    // The host's signature policy is not what is under test.
+    cmd.arg("--insecure-policy");
+    cmd
+}
+
+fn umoci() -> Command {
+    Command::new(tool("umoci", "umoci"))
+}
+
+fn require_root(what: &str) {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "{what} must run as root (CI does): umoci keeps owners and runc runs containers only as root"
+    );
+}
+
+fn json_of(cmd: &mut Command) -> Value {
+    let out = run_ok(cmd);
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{cmd:?} did not print JSON: {e}"))
+}
+
+/// Builds recipes/hello.yaml into `out`; returns the `--json` report and the layout path.
+fn build_hello(out: &Path) -> (Value, PathBuf) {
+    let report = build_json(
+        &repo_root().join("recipes/hello.yaml"),
+        out,
+        &["--locked", "--quiet"],
+    );
+    let layout = out.join("hello");
+    assert!(
+        layout.join("index.json").is_file(),
+        "build did not write {}",
+        layout.display()
+    );
+    (report, layout)
+}
+
+fn oci_ref(layout: &Path, tag: &str) -> String {
+    format!("oci:{}:{tag}", layout.display())
+}
+
+fn layer_field(report: &Value, field: &str) -> Vec<Value> {
+    report["layers"]
+        .as_array()
+        .expect("build --json has a `layers` array")
+        .iter()
+        .map(|l| l[field].clone())
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------
+// skopeo
+
+#[test]
+fn skopeo_inspects_the_hello_layout_as_cairn_reported_it() {
+    let out = tempfile::tempdir().unwrap();
+    let (report, layout) = build_hello(out.path());
+    let image = json_of(skopeo().arg("inspect").arg(oci_ref(&layout, "hello")));
+
+    assert_eq!(
+        image["Digest"], report["manifest_digest"],
+        "skopeo sees a different manifest digest than `cairn build --json` reported"
+    );
+    assert_eq!(image["Architecture"], "amd64", "platform architecture");
+    assert_eq!(image["Os"], "linux", "platform os");
+    assert_eq!(image["Created"], "2023-11-14T22:13:20Z", "created = epoch");
+    assert_eq!(
+        image["Env"],
+        serde_json::json!(["LANG=C.UTF-8", "PATH=/usr/bin:/bin"]),
+        "env from the recipe, sorted by name"
+    );
+    assert_eq!(
+        image["Labels"],
+        serde_json::json!({"org.opencontainers.image.description": "cairn example image"}),
+        "labels from the recipe"
+    );
+    assert_eq!(
+        image["Layers"],
+        Value::Array(layer_field(&report, "digest")),
+        "skopeo lists different layer digests than cairn reported"
+    );
+
+    let config = json_of(
+        skopeo()
+            .args(["inspect", "--config"])
+            .arg(oci_ref(&layout, "hello")),
+    );
+    assert_eq!(config["created"], "2023-11-14T22:13:20Z", "config created");
+    assert_eq!(config["architecture"], "amd64", "config architecture");
+    assert_eq!(config["os"], "linux", "config os");
+    let c = &config["config"];
+    assert_eq!(
+        c["User"], "65532:65532",
+        "user `app` resolved to numeric uid:gid"
+    );
+    assert_eq!(c["WorkingDir"], "/home/app", "workdir");
+    assert_eq!(
+        c["ExposedPorts"],
+        serde_json::json!({"8080/tcp": {}}),
+        "exposed ports"
+    );
+    assert_eq!(
+        c["Entrypoint"],
+        serde_json::json!(["/usr/bin/hello"]),
+        "entrypoint"
+    );
+    assert_eq!(c["StopSignal"], "SIGTERM", "stop signal");
+    assert_eq!(
+        config["rootfs"]["diff_ids"],
+        Value::Array(layer_field(&report, "diff_id")),
+        "config diff_ids differ from the ones cairn reported"
+    );
+    let history = config["history"].as_array().expect("config has a history");
+    assert_eq!(history.len(), 3, "one history entry per layer: {history:?}");
+    for entry in history {
+        assert_eq!(
+            entry["created"], "2023-11-14T22:13:20Z",
+            "history entry not at epoch: {entry}"
+        );
+    }
+}
+
+#[test]
+fn skopeo_copy_to_another_layout_preserves_every_digest() {
+    let out = tempfile::tempdir().unwrap();
+    let (report, layout) = build_hello(out.path());
+    let copy = out.path().join("copy");
+    run_ok(
+        skopeo()
+            .arg("copy")
+            .arg(oci_ref(&layout, "hello"))
+            .arg(oci_ref(&copy, "x")),
+    );
+
+    let copied = json_of(skopeo().arg("inspect").arg(oci_ref(&copy, "x")));
+    assert_eq!(
+        copied["Digest"], report["manifest_digest"],
+        "skopeo copy changed the manifest digest (it rewrote the manifest or recompressed a layer)"
+    );
+    assert_eq!(
+        copied["Layers"],
+        Value::Array(layer_field(&report, "digest")),
+        "skopeo copy changed layer digests"
+    );
+    // The copy holds byte-identical blobs under the same names.
+    for digest in layer_field(&report, "digest")
+        .iter()
+        .chain([&report["config_digest"], &report["manifest_digest"]])
+    {
+        let name = blob_path(Path::new(""), digest.as_str().unwrap());
+        assert_eq!(
+            std::fs::read(copy.join(&name)).ok(),
+            std::fs::read(layout.join(&name)).ok(),
+            "blob {} differs (or is missing) after skopeo copy",
+            name.display()
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// umoci: the unpacked file system is exactly the recipe's
+
+/// One file-system entry as a comparable line: kind, mode, owner, and content or target.
+fn describe(path: &Path) -> String {
+    let meta = std::fs::symlink_metadata(path).unwrap();
+    let owner = format!("{}:{}", meta.uid(), meta.gid());
+    let ft = meta.file_type();
+    if ft.is_symlink() {
+        // Symlink modes are always 0777 on Linux; nothing to compare.
+        format!(
+            "link {owner} -> {}",
+            std::fs::read_link(path).unwrap().display()
+        )
+    } else if ft.is_dir() {
+        format!("dir {:04o} {owner}", meta.mode() & 0o7777)
+    } else if ft.is_file() {
+        let content = std::fs::read(path).unwrap();
+        format!(
+            "file {:04o} {owner} {:?}",
+            meta.mode() & 0o7777,
+            String::from_utf8_lossy(&content)
+        )
+    } else {
+        format!("other {:?} {:04o} {owner}", ft, meta.mode() & 0o7777)
+    }
+}
+
+/// Every entry below `root` (not `root` itself), keyed by its path relative to `root`.
+fn describe_tree(root: &Path) -> BTreeMap<String, String> {
+    walkdir::WalkDir::new(root)
+        .min_depth(1)
+        .into_iter()
+        .map(|entry| {
+            let entry = entry.unwrap();
+            let rel = entry.path().strip_prefix(root).unwrap();
+            (rel.to_string_lossy().into_owned(), describe(entry.path()))
+        })
+        .collect()
+}
+
+fn dir(mode: u32, owner: &str) -> String {
+    format!("dir {mode:04o} {owner}")
+}
+
+fn file(mode: u32, owner: &str, content: &str) -> String {
+    format!("file {mode:04o} {owner} {content:?}")
+}
+
+fn link(owner: &str, target: &str) -> String {
+    format!("link {owner} -> {target}")
+}
+
+/// Panics listing every path that is missing, unexpected or different.
+fn assert_tree_eq(
+    what: &str,
+    expected: &BTreeMap<String, String>,
+    actual: &BTreeMap<String, String>,
+) {
+    let mut problems = Vec::new();
+    for (path, want) in expected {
+        match actual.get(path) {
+            None => problems.push(format!("  missing    /{path}: want {want}")),
+            Some(got) if got != want => problems.push(format!(
+                "  different  /{path}:\n    want {want}\n    got  {got}"
+            )),
+            Some(_) => {}
+        }
+    }
+    for (path, got) in actual {
+        if !expected.contains_key(path) {
+            problems.push(format!("  unexpected /{path}: {got}"));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "{what}: the unpacked rootfs is not what the recipe describes:\n{}",
+        problems.join("\n")
+    );
+}
+
+fn unpack(layout: &Path, tag: &str, bundle: &Path) {
+    run_ok(
+        umoci()
+            .arg("unpack")
+            .arg("--image")
+            .arg(format!("{}:{tag}", layout.display()))
+            .arg(bundle),
+    );
+}
+
+fn repo_text(rel: &str) -> String {
+    std::fs::read_to_string(repo_root().join(rel)).unwrap_or_else(|e| panic!("read {rel}: {e}"))
+}
+
+/// A member of the hello recipe's vendored archive, read with GNU tar.
+fn tools_member(member: &str) -> String {
+    let out = run_ok(
+        Command::new("tar")
+            .arg("-xzOf")
+            .arg(repo_root().join("recipes/hello/vendor/tools.tar.gz"))
+            .arg(member),
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn umoci_unpacks_hello_into_exactly_the_recipes_file_system() {
+    require_root("umoci_unpacks_hello_into_exactly_the_recipes_file_system");
+    let out = tempfile::tempdir().unwrap();
+    let (_, layout) = build_hello(out.path());
+    let bundle = out.path().join("bundle");
+    unpack(&layout, "hello", &bundle);
+
+    let root = "0:0";
+    let app = "65532:65532";
+    let expected: BTreeMap<String, String> = [
+        ("bin", dir(0o755, root)),
+        ("bin/hi", link(root, "/usr/bin/hello")),
+        ("etc", dir(0o755, root)),
+        ("etc/group", file(0o644, root, "root:x:0:\napp:x:65532:\n")),
+        (
+            "etc/motd",
+            file(0o644, root, "Built by cairn from a pinned recipe.\n"),
+        ),
+        (
+            "etc/passwd",
+            file(
+                0o644,
+                root,
+                "root:x:0:0:root:/root:/sbin/nologin\napp:x:65532:65532::/home/app:/sbin/nologin\n",
+            ),
+        ),
+        ("home", dir(0o755, root)),
+        ("home/app", dir(0o755, app)),
+        ("opt", dir(0o755, root)),
+        ("opt/tools", dir(0o755, root)),
+        ("opt/tools/bin", dir(0o755, root)),
+        (
+            "opt/tools/bin/greet",
+            file(0o755, root, &tools_member("opt/tools/bin/greet")),
+        ),
+        ("opt/tools/bin/hi", link(root, "greet")),
+        ("opt/tools/share", dir(0o755, root)),
+        (
+            "opt/tools/share/README",
+            file(0o644, root, &tools_member("opt/tools/share/README")),
+        ),
+        ("tmp", dir(0o1777, root)),
+        ("usr", dir(0o755, root)),
+        ("usr/bin", dir(0o755, root)),
+        (
+            "usr/bin/hello",
+            file(0o755, root, &repo_text("recipes/hello/app/hello.sh")),
+        ),
+        ("var", dir(0o755, root)),
+        // `copy: site` to /var/www with `owner:` owns its destination directory too.
+        ("var/www", dir(0o755, app)),
+        ("var/www/css", dir(0o755, app)),
+        (
+            "var/www/css/site.css",
+            file(0o644, app, &repo_text("recipes/hello/site/css/site.css")),
+        ),
+        (
+            "var/www/index.html",
+            file(0o644, app, &repo_text("recipes/hello/site/index.html")),
+        ),
+    ]
+    .into_iter()
+    .map(|(path, line)| (path.to_owned(), line))
+    .collect();
+
+    assert_tree_eq(
+        "recipes/hello.yaml",
+        &expected,
+        &describe_tree(&bundle.join("rootfs")),
+    );
+}
+
+#[test]
+fn umoci_applies_whiteouts_for_removed_files_and_directories() {
+    require_root("umoci_applies_whiteouts_for_removed_files_and_directories");
+    let out = tempfile::tempdir().unwrap();
+    build_json(
+        &repo_root().join("fixtures/interop/whiteouts.yaml"),
+        out.path(),
+        // `--locked`, so the build never writes a lock file into fixtures/.
+        &["--locked", "--quiet"],
+    );
+    let bundle = out.path().join("bundle");
+    unpack(&out.path().join("whiteouts"), "whiteouts", &bundle);
+
+    let root = "0:0";
+    // Gone: etc/old, srv/cache/a, srv/cache/sub (removed in `cleanup`; `recreate`
+    // writes srv/cache/fresh only). No `.wh.` marker may survive into the rootfs.
+    let expected: BTreeMap<String, String> = [
+        ("etc", dir(0o755, root)),
+        ("etc/keep", file(0o644, root, "keep\n")),
+        ("etc/new", file(0o644, root, "new\n")),
+        ("srv", dir(0o755, root)),
+        ("srv/cache", dir(0o755, root)),
+        ("srv/cache/fresh", file(0o644, root, "fresh\n")),
+        ("srv/keep", file(0o644, root, "keep\n")),
+    ]
+    .into_iter()
+    .map(|(path, line)| (path.to_owned(), line))
+    .collect();
+
+    assert_tree_eq(
+        "fixtures/interop/whiteouts.yaml",
+        &expected,
+        &describe_tree(&bundle.join("rootfs")),
+    );
+}
+
+// ---------------------------------------------------------------------------------
+// runc: a cairn image runs
+
+/// Removes the container however the test ends.
+struct Container {
+    runc: PathBuf,
+    id: String,
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        // Best effort: the container may never have been created.
+        let _ = Command::new(&self.runc)
+            .args(["delete", "--force", &self.id])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+#[test]
+fn runc_runs_a_busybox_image_as_the_recipes_user() {
+    require_root("runc_runs_a_busybox_image_as_the_recipes_user");
+    let runc = tool("runc", "runc");
+    let busybox_host = Path::new("/bin/busybox");
+    let busybox = std::fs::read(busybox_host).unwrap_or_else(|e| {
+        panic!(
+            "cannot read {}: {e}; install the Debian package `busybox-static` \
+             (a static busybox, so the image needs no libc)",
+            busybox_host.display()
+        )
+    });
+
+    let work = tempfile::tempdir().unwrap();
+    std::fs::write(work.path().join("busybox"), &busybox).unwrap();
+    let recipe = write_recipe(
+        work.path(),
+        "busybox.yaml",
+        &format!(
+            r#"cairn: 1
+name: busybox
+epoch: 1700000000
+sources:
+  busybox: {{ path: busybox, sha256: {sha} }}
+layers:
+  - name: base
+    contents:
+      - copy: busybox
+        to: /bin/busybox
+        mode: 0o755
+      - symlink: /bin/sh
+        target: busybox
+      - file: /etc/motd
+        content: "motd from a cairn image\n"
+accounts:
+  groups: [{{ name: app, gid: 65532 }}]
+  users:  [{{ name: app, uid: 65532, gid: 65532, home: /home/app }}]
+config:
+  entrypoint:
+    - /bin/sh
+    - -c
+    - echo uid=$(/bin/busybox id -u) gid=$(/bin/busybox id -g) cwd=$(/bin/busybox pwd); /bin/busybox cat /etc/motd
+  user: app
+  workdir: /home/app
+"#,
+            sha = sha256_hex(&busybox)
+        ),
+    );
+    let out = work.path().join("out");
+    // Pinned inline, so a --locked build needs no lock file.
+    build_json(&recipe, &out, &["--locked", "--quiet"]);
+    assert!(
+        !work.path().join("busybox.lock").exists(),
+        "--locked wrote a lock file"
+    );
+    let bundle = work.path().join("bundle");
+    unpack(&out.join("busybox"), "busybox", &bundle);
+
+    // umoci writes `terminal: true`; with no terminal on stdin runc would fail to open
+    // /dev/tty, so run with plain pipes.
+    let config_path = bundle.join("config.json");
+    let mut config: Value = serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap();
+    config["process"]["terminal"] = Value::Bool(false);
+    std::fs::write(&config_path, serde_json::to_vec(&config).unwrap()).unwrap();
+
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let container = Container {
+        runc: runc.clone(),
+        id: format!("cairn-interop-{}-{nanos}", std::process::id()),
+    };
+    // Output goes to files, not pipes, so a hung container cannot block a reader.
+    let stdout_path = work.path().join("stdout");
+    let stderr_path = work.path().join("stderr");
+    let mut child = Command::new(&runc)
+        .arg("run")
+        .arg("--bundle")
+        .arg(&bundle)
+        .arg(&container.id)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&stdout_path).unwrap())
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
+        .spawn()
+        .expect("spawn runc");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "runc run did not finish within 60 s; stderr:\n{}",
+                std::fs::read_to_string(&stderr_path).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stdout = std::fs::read_to_string(&stdout_path).unwrap();
+    let stderr = std::fs::read_to_string(&stderr_path).unwrap();
+    assert!(
+        status.success(),
+        "runc run failed ({status}):\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert_eq!(
+        stdout, "uid=65532 gid=65532 cwd=/home/app\nmotd from a cairn image\n",
+        "the container did not run as user app in /home/app, or could not read /etc/motd \
+         (stderr:\n{stderr})"
+    );
+}
+
+// ---------------------------------------------------------------------------------
+// The layout itself
+
+/// JSON with object keys sorted byte-wise and no whitespace, built by hand so the
+/// check does not depend on serde_json's map order features.
+fn canonical(value: &Value) -> String {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<_> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+            let body: Vec<String> = entries
+                .into_iter()
+                .map(|(k, v)| format!("{}:{}", Value::String(k.clone()), canonical(v)))
+                .collect();
+            format!("{{{}}}", body.join(","))
+        }
+        Value::Array(items) => {
+            let body: Vec<String> = items.iter().map(canonical).collect();
+            format!("[{}]", body.join(","))
+        }
+        scalar => scalar.to_string(),
+    }
+}
+
+fn blob_path(layout: &Path, digest: &str) -> PathBuf {
+    let hex = digest
+        .strip_prefix("sha256:")
+        .unwrap_or_else(|| panic!("digest {digest:?} is not sha256:<hex>"));
+    layout.join("blobs/sha256").join(hex)
+}
+
+/// Reads the blob a descriptor points at, checking its digest and size.
+fn read_descriptor(layout: &Path, descriptor: &Value, what: &str) -> Vec<u8> {
+    let digest = descriptor["digest"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{what} descriptor has no digest: {descriptor}"));
+    let bytes = std::fs::read(blob_path(layout, digest))
+        .unwrap_or_else(|e| panic!("{what} blob {digest} missing from the layout: {e}"));
+    assert_eq!(
+        format!("sha256:{}", sha256_hex(&bytes)),
+        digest,
+        "{what} blob's content does not match its digest"
+    );
+    assert_eq!(
+        descriptor["size"].as_u64(),
+        Some(bytes.len() as u64),
+        "{what} descriptor size differs from the blob's length"
+    );
+    bytes
+}
+
+fn parse_canonical(bytes: &[u8], what: &str) -> Value {
+    let text = std::str::from_utf8(bytes).unwrap_or_else(|e| panic!("{what} is not UTF-8: {e}"));
+    let value: Value =
+        serde_json::from_str(text).unwrap_or_else(|e| panic!("{what} is not JSON: {e}"));
+    assert_eq!(
+        text,
+        canonical(&value),
+        "{what} is not canonical JSON (sorted keys, no whitespace)"
+    );
+    value
+}
+
+#[test]
+fn layout_blobs_are_canonical_and_typed_as_image_spec_1_1_says() {
+    let out = tempfile::tempdir().unwrap();
+    let (_, layout) = build_hello(out.path());
+
+    assert_eq!(
+        std::fs::read_to_string(layout.join("oci-layout")).unwrap(),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+        "oci-layout file"
+    );
+
+    let index = parse_canonical(
+        &std::fs::read(layout.join("index.json")).unwrap(),
+        "index.json",
+    );
+    assert_eq!(index["schemaVersion"], 2, "index schemaVersion");
+    assert_eq!(
+        index["mediaType"], "application/vnd.oci.image.index.v1+json",
+        "index mediaType"
+    );
+    let manifests = index["manifests"].as_array().expect("index has manifests");
+    assert_eq!(manifests.len(), 1, "one image per layout: {manifests:?}");
+    let entry = &manifests[0];
+    assert_eq!(
+        entry["mediaType"], "application/vnd.oci.image.manifest.v1+json",
+        "index entry mediaType"
+    );
+    assert_eq!(
+        entry["annotations"]["org.opencontainers.image.ref.name"], "hello",
+        "ref name annotation"
+    );
+    assert_eq!(
+        entry["platform"],
+        serde_json::json!({"architecture": "amd64", "os": "linux"}),
+        "index entry platform"
+    );
+
+    let manifest = parse_canonical(&read_descriptor(&layout, entry, "manifest"), "manifest");
+    assert_eq!(manifest["schemaVersion"], 2, "manifest schemaVersion");
+    assert_eq!(
+        manifest["mediaType"], "application/vnd.oci.image.manifest.v1+json",
+        "manifest mediaType"
+    );
+    assert_eq!(
+        manifest["config"]["mediaType"], "application/vnd.oci.image.config.v1+json",
+        "config descriptor mediaType"
+    );
+    assert_eq!(
+        manifest["annotations"]["dev.cairn.output-format"], "1",
+        "output format annotation"
+    );
+    let config = parse_canonical(
+        &read_descriptor(&layout, &manifest["config"], "config"),
+        "config",
+    );
+
+    let layers = manifest["layers"].as_array().expect("manifest has layers");
+    let diff_ids = config["rootfs"]["diff_ids"]
+        .as_array()
+        .expect("config has rootfs.diff_ids");
+    assert_eq!(config["rootfs"]["type"], "layers", "rootfs type");
+    assert_eq!(layers.len(), diff_ids.len(), "one diff_id per layer");
+    let mut referenced = vec![
+        entry["digest"].as_str().unwrap().to_owned(),
+        manifest["config"]["digest"].as_str().unwrap().to_owned(),
+    ];
+    for (i, (layer, diff_id)) in layers.iter().zip(diff_ids).enumerate() {
+        let what = format!("layer {i}");
+        assert_eq!(
+            layer["mediaType"], "application/vnd.oci.image.layer.v1.tar+gzip",
+            "{what} mediaType"
+        );
+        read_descriptor(&layout, layer, &what);
+        // gzip(1) must decompress the layer to the bytes its diff_id names.
+        let digest = layer["digest"].as_str().unwrap();
+        let tar = run_ok(
+            Command::new("gzip")
+                .arg("-dc")
+                .arg(blob_path(&layout, digest)),
+        )
+        .stdout;
+        assert_eq!(
+            Value::String(format!("sha256:{}", sha256_hex(&tar))),
+            *diff_id,
+            "{what}: gzip -dc output does not hash to the config's diff_id"
+        );
+        referenced.push(digest.to_owned());
+    }
+
+    // No stray blobs (e.g. leftovers of an interrupted write) in the published layout.
+    let mut present: Vec<String> = std::fs::read_dir(layout.join("blobs/sha256"))
+        .unwrap()
+        .map(|e| format!("sha256:{}", e.unwrap().file_name().to_string_lossy()))
+        .collect();
+    present.sort();
+    referenced.sort();
+    assert_eq!(
+        present, referenced,
+        "blobs/sha256 holds exactly the referenced blobs"
+    );
+}
