@@ -6,6 +6,7 @@
 //! manifest, index) -> [`output`] (an OCI layout published atomically). [`build`]
 //! runs them in order; [`inspect`] reads a layout back.
 
+pub mod attest;
 pub mod build;
 pub mod digest;
 pub mod image;

@@ -58,8 +58,13 @@ pub enum FileData {
 /// Where an entry came from, so every file in the image can be traced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
-    /// A member of a source (`rel_path` is empty for a single-file source).
-    Source { name: String, rel_path: String },
+    /// A member of a source (`rel_path` is empty for a single-file source), put there
+    /// by the operation on recipe line `line`.
+    Source {
+        name: String,
+        rel_path: String,
+        line: u32,
+    },
     /// An inline `dir`/`file`/`symlink`/`remove` operation in the recipe.
     Recipe { line: u32 },
     /// A parent directory cairn added so that the layer is self-contained.
@@ -291,6 +296,7 @@ impl<'a> LayerAssembler<'a> {
                         let origin = Origin::Source {
                             name: source.clone(),
                             rel_path: e.rel_path.clone(),
+                            line: op.span.line,
                         };
                         self.insert(
                             &path,
@@ -335,6 +341,7 @@ impl<'a> LayerAssembler<'a> {
                                 origin: Origin::Source {
                                     name: source.clone(),
                                     rel_path: String::new(),
+                                    line: op.span.line,
                                 },
                             };
                             self.insert(&dest, entry, op.span)?;
@@ -355,6 +362,7 @@ impl<'a> LayerAssembler<'a> {
                                 origin: Origin::Source {
                                     name: source.clone(),
                                     rel_path: String::new(),
+                                    line: op.span.line,
                                 },
                             };
                             self.insert_weak_dir(to, top, op.span);
@@ -366,6 +374,7 @@ impl<'a> LayerAssembler<'a> {
                                     origin: Origin::Source {
                                         name: source.clone(),
                                         rel_path: e.rel_path.clone(),
+                                        line: op.span.line,
                                     },
                                 };
                                 self.insert(&to.join(&e.rel_path), entry, op.span)?;

@@ -36,6 +36,8 @@ pub struct Recipe {
     pub accounts: Option<Accounts>,
     pub config: ConfigSpec,
     pub annotations: BTreeMap<String, String>,
+    /// Whether to embed SBOMs in the image (`sbom: false` turns it off).
+    pub sbom: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +55,18 @@ pub struct SourceSpec {
     pub path: String,
     /// Pin from the recipe itself, if any (the lock file may pin it otherwise).
     pub sha256: Option<Sha256Digest>,
+    /// SPDX license expression, recorded in the SBOM.
+    pub license: Option<String>,
+    /// A detached signature that must verify before the source is used.
+    pub signature: Option<SignatureSpec>,
+    pub span: Span,
+}
+
+/// `signature: { path: x.sig, key: keys/upstream.pub }`, both relative to the recipe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignatureSpec {
+    pub path: String,
+    pub key: String,
     pub span: Span,
 }
 

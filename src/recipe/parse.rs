@@ -78,6 +78,7 @@ pub fn parse(file: RecipeFile) -> Result<Recipe, Diagnostic> {
         accounts,
         config,
         annotations,
+        sbom: raw.sbom.is_none_or(|s| s.value),
         file,
     })
 }

@@ -24,6 +24,7 @@ pub(super) struct RawRecipe {
     pub accounts: Option<RawAccounts>,
     pub config: Option<RawConfig>,
     pub annotations: Option<SpannedMap<Text>>,
+    pub sbom: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -32,6 +33,7 @@ pub(super) struct RawSource {
     pub path: Option<Text>,
     pub archive: Option<Text>,
     pub sha256: Option<Text>,
+    pub license: Option<Text>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -33,6 +33,7 @@ fn parse_source(
         path,
         archive,
         sha256,
+        license,
     } = source.value;
     let (kind, path) = match (path, archive) {
         (Some(path), None) => (SourceKind::Path, path),
@@ -65,11 +66,19 @@ fn parse_source(
             })
         })
         .transpose()?;
+    let license = license
+        .map(|l| {
+            cx.check(&l, |text| license_expression(text))
+                .map(|_| l.value)
+        })
+        .transpose()?;
     Ok(SourceSpec {
         name: name.value,
         kind,
         path: path.value,
         sha256,
+        license,
+        signature: None,
         span: at,
     })
 }
@@ -86,4 +95,22 @@ fn relative_path(path: &str) -> Result<(), Invalid> {
             .hint("paths are relative to the recipe file, so the recipe stays portable: move or link the input next to the recipe and write e.g. `vendor/tools.tar.gz`"));
     }
     Ok(())
+}
+
+/// An SPDX license expression (`MIT`, `Apache-2.0 OR MIT`, `LicenseRef-custom`): only
+/// its alphabet is checked here; SBOM consumers validate identifiers.
+fn license_expression(text: &str) -> Result<(), Invalid> {
+    let ok = !text.trim().is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || " .+-()_:".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(
+            Invalid::new(format!("`{text}` is not an SPDX license expression")).hint(
+                "use SPDX identifiers, e.g. `MIT`, `Apache-2.0 OR MIT`, or `LicenseRef-<name>`",
+            ),
+        )
+    }
 }

@@ -37,6 +37,8 @@ pub struct ResolvedSource {
     pub kind: LockedKind,
     pub digest: Sha256Digest,
     pub tree: SourceTree,
+    /// Key id of the verified detached signature, if the recipe gave one.
+    pub signer: Option<String>,
 }
 
 #[derive(Debug)]
@@ -148,6 +150,7 @@ pub fn resolve(
                 kind,
                 digest,
                 tree,
+                signer: None,
             },
         );
     }

@@ -1,0 +1,190 @@
+//! What the image actually contains: the file system after every layer is applied
+//! (whiteouts included), each regular file with its digest, the layer that wrote it
+//! and where it came from. Built from the layer trees exactly as the tar writer wrote
+//! them (every source byte was re-hashed and checked while it was written), so SBOMs
+//! and provenance describe what was written, never what the recipe claims.
+
+use crate::digest::Sha256Digest;
+use crate::layers::{FileData, LayerTree, Origin, TreeEntryKind};
+use crate::recipe::{Owner, Recipe};
+use crate::resolve::{LockedKind, ResolvedSources};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ImageContents {
+    /// Regular files of the final image, sorted by path.
+    pub files: Vec<ImageFile>,
+    /// Every source of the recipe, sorted by name.
+    pub sources: Vec<SourceInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ImageFile {
+    /// Absolute path in the image (`/usr/bin/hello`).
+    pub path: String,
+    pub sha256: Sha256Digest,
+    pub size: u64,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// Name of the layer that wrote the file's final version.
+    pub layer: String,
+    pub origin: FileOrigin,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum FileOrigin {
+    /// From source `name` (member `rel_path`; empty for a single-file source), put
+    /// there by the operation on recipe line `line`.
+    Source {
+        name: String,
+        rel_path: String,
+        line: u32,
+    },
+    /// Inline content from the `file:` operation on recipe line `line`.
+    Recipe { line: u32 },
+    /// Generated from `accounts:` (`/etc/passwd`, `/etc/group`).
+    Accounts,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SourceInfo {
+    pub name: String,
+    pub kind: LockedKind,
+    /// The path as written in the recipe (relative to the recipe file).
+    pub path: String,
+    pub sha256: Sha256Digest,
+    /// Key id of the verified signature over this source, if it had one.
+    pub signer: Option<String>,
+    /// SPDX license expression declared in the recipe, if any.
+    pub license: Option<String>,
+}
+
+/// Applies `layers` in order and lists the resulting regular files.
+pub fn image_contents(
+    recipe: &Recipe,
+    sources: &ResolvedSources,
+    layers: &[LayerTree],
+) -> ImageContents {
+    let mut fs: BTreeMap<String, Option<ImageFile>> = BTreeMap::new();
+    for layer in layers {
+        for (key, entry) in &layer.entries {
+            if entry.kind == TreeEntryKind::Whiteout {
+                let (dir, name) = key
+                    .rsplit_once('/')
+                    .map_or(("", key.as_str()), |(d, n)| (d, n));
+                let removed = name.trim_start_matches(".wh.");
+                let removed = if dir.is_empty() {
+                    removed.to_string()
+                } else {
+                    format!("{dir}/{removed}")
+                };
+                remove_tree(&mut fs, &removed);
+            }
+        }
+        for (key, entry) in &layer.entries {
+            let file = match &entry.kind {
+                TreeEntryKind::Whiteout => continue,
+                TreeEntryKind::File(data) => Some(image_file(
+                    key,
+                    entry.mode,
+                    entry.owner,
+                    &layer.name,
+                    data,
+                    &entry.origin,
+                )),
+                TreeEntryKind::Hardlink { target } => {
+                    let target = &layer.entries[target];
+                    match &target.kind {
+                        TreeEntryKind::File(data) => Some(image_file(
+                            key,
+                            entry.mode,
+                            entry.owner,
+                            &layer.name,
+                            data,
+                            &entry.origin,
+                        )),
+                        _ => None,
+                    }
+                }
+                TreeEntryKind::Dir => {
+                    fs.entry(key.clone()).or_insert(None);
+                    continue;
+                }
+                TreeEntryKind::Symlink { .. } => None,
+            };
+            // A non-directory replaces whatever was at its path, children included.
+            remove_tree(&mut fs, key);
+            fs.insert(key.clone(), file);
+        }
+    }
+    let files = fs.into_values().flatten().collect();
+    let sources = recipe
+        .sources
+        .values()
+        .map(|spec| {
+            let resolved = &sources.sources[&spec.name];
+            SourceInfo {
+                name: spec.name.clone(),
+                kind: resolved.kind,
+                path: spec.path.clone(),
+                sha256: resolved.digest,
+                signer: resolved.signer.clone(),
+                license: spec.license.clone(),
+            }
+        })
+        .collect();
+    ImageContents { files, sources }
+}
+
+fn remove_tree(fs: &mut BTreeMap<String, Option<ImageFile>>, key: &str) {
+    let prefix = format!("{key}/");
+    let doomed: Vec<String> = fs
+        .range(prefix.clone()..)
+        .take_while(|(k, _)| k.starts_with(&prefix))
+        .map(|(k, _)| k.clone())
+        .collect();
+    for k in doomed {
+        fs.remove(&k);
+    }
+    fs.remove(key);
+}
+
+fn image_file(
+    key: &str,
+    mode: u32,
+    owner: Owner,
+    layer: &str,
+    data: &FileData,
+    origin: &Origin,
+) -> ImageFile {
+    let (sha256, size) = match data {
+        FileData::Source(c) => (c.sha256, c.size),
+        FileData::Inline(bytes) => (Sha256Digest::of(bytes), bytes.len() as u64),
+    };
+    let origin = match origin {
+        Origin::Source {
+            name,
+            rel_path,
+            line,
+        } => FileOrigin::Source {
+            name: name.clone(),
+            rel_path: rel_path.clone(),
+            line: *line,
+        },
+        Origin::Recipe { line } => FileOrigin::Recipe { line: *line },
+        Origin::Accounts | Origin::Parent => FileOrigin::Accounts,
+    };
+    ImageFile {
+        path: format!("/{key}"),
+        sha256,
+        size,
+        mode,
+        uid: owner.uid,
+        gid: owner.gid,
+        layer: layer.to_string(),
+        origin,
+    }
+}

@@ -1,0 +1,196 @@
+//! Ed25519 keys for signing attestations and verifying signed sources.
+//!
+//! Private keys are PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`, what `openssl genpkey
+//! -algorithm ed25519` writes); public keys are SPKI PEM (`-----BEGIN PUBLIC KEY-----`)
+//! or an OpenSSH `ssh-ed25519 AAAA...` line. A key's id is the lower-case hex SHA-256
+//! of its DER-encoded SubjectPublicKeyInfo, whatever format it was read from, so the
+//! same key has the same id everywhere.
+
+use crate::digest::Sha256Digest;
+use base64::Engine as _;
+use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
+use std::path::{Path, PathBuf};
+
+pub use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("cannot read key {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not an Ed25519 private key in PKCS#8 PEM form (`-----BEGIN PRIVATE KEY-----`); create one with `cairn keygen`")]
+    NotPrivateKey { path: PathBuf },
+    #[error("{path} is not an Ed25519 public key (SPKI PEM `-----BEGIN PUBLIC KEY-----` or an OpenSSH `ssh-ed25519 ...` line)")]
+    NotPublicKey { path: PathBuf },
+    #[error("cannot write key {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// The key id: hex SHA-256 of the DER SubjectPublicKeyInfo.
+pub fn key_id(key: &VerifyingKey) -> String {
+    let der = key
+        .to_public_key_der()
+        .expect("an Ed25519 public key encodes as SPKI DER");
+    Sha256Digest::of(der.as_bytes()).hex()
+}
+
+pub fn generate() -> SigningKey {
+    SigningKey::generate(&mut rand_core::OsRng)
+}
+
+pub fn private_pem(key: &SigningKey) -> String {
+    key.to_pkcs8_pem(Default::default())
+        .expect("an Ed25519 key encodes as PKCS#8 PEM")
+        .to_string()
+}
+
+pub fn public_pem(key: &VerifyingKey) -> String {
+    key.to_public_key_pem(Default::default())
+        .expect("an Ed25519 key encodes as SPKI PEM")
+}
+
+pub fn parse_private(text: &str, path: &Path) -> Result<SigningKey, KeyError> {
+    SigningKey::from_pkcs8_pem(text.trim())
+        .map_err(|_| KeyError::NotPrivateKey { path: path.into() })
+}
+
+/// Parses SPKI PEM or an OpenSSH `ssh-ed25519` public key line.
+pub fn parse_public(text: &str, path: &Path) -> Result<VerifyingKey, KeyError> {
+    let bad = || KeyError::NotPublicKey { path: path.into() };
+    let text = text.trim();
+    if text.starts_with("-----BEGIN PUBLIC KEY-----") {
+        return VerifyingKey::from_public_key_pem(text).map_err(|_| bad());
+    }
+    let mut fields = text.split_whitespace();
+    if fields.next() != Some("ssh-ed25519") {
+        return Err(bad());
+    }
+    let blob = base64::engine::general_purpose::STANDARD
+        .decode(fields.next().ok_or_else(bad)?)
+        .map_err(|_| bad())?;
+    openssh_ed25519_blob(&blob).ok_or_else(bad)
+}
+
+/// Decodes the SSH wire form `string "ssh-ed25519" || string key(32)`.
+pub fn openssh_ed25519_blob(blob: &[u8]) -> Option<VerifyingKey> {
+    let mut r = SshReader(blob);
+    if r.string()? != b"ssh-ed25519" {
+        return None;
+    }
+    let key: [u8; 32] = r.string()?.try_into().ok()?;
+    if !r.0.is_empty() {
+        return None;
+    }
+    VerifyingKey::from_bytes(&key).ok()
+}
+
+/// Reads SSH wire-format fields (`uint32 length || bytes`).
+pub struct SshReader<'a>(pub &'a [u8]);
+
+impl<'a> SshReader<'a> {
+    pub fn u32(&mut self) -> Option<u32> {
+        let (head, rest) = self.0.split_first_chunk::<4>()?;
+        self.0 = rest;
+        Some(u32::from_be_bytes(*head))
+    }
+
+    pub fn string(&mut self) -> Option<&'a [u8]> {
+        let len = self.u32()? as usize;
+        if self.0.len() < len {
+            return None;
+        }
+        let (s, rest) = self.0.split_at(len);
+        self.0 = rest;
+        Some(s)
+    }
+}
+
+pub fn read_private(path: &Path) -> Result<SigningKey, KeyError> {
+    let text = std::fs::read_to_string(path).map_err(|source| KeyError::Read {
+        path: path.into(),
+        source,
+    })?;
+    parse_private(&text, path)
+}
+
+pub fn read_public(path: &Path) -> Result<VerifyingKey, KeyError> {
+    let text = std::fs::read_to_string(path).map_err(|source| KeyError::Read {
+        path: path.into(),
+        source,
+    })?;
+    parse_public(&text, path)
+}
+
+/// Writes `<prefix>.key` (private, mode 0600) and `<prefix>.pub`, refusing to overwrite.
+pub fn write_pair(key: &SigningKey, prefix: &Path) -> Result<(PathBuf, PathBuf), KeyError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let private = prefix.with_extension("key");
+    let public = prefix.with_extension("pub");
+    for (path, text, mode) in [
+        (&private, private_pem(key), 0o600),
+        (&public, public_pem(&key.verifying_key()), 0o644),
+    ] {
+        let err = |source| KeyError::Write {
+            path: path.clone(),
+            source,
+        };
+        let mut f = std::fs::File::options()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(path)
+            .map_err(err)?;
+        f.write_all(text.as_bytes()).map_err(err)?;
+    }
+    Ok((private, public))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pem_round_trip_keeps_the_key_and_its_id() {
+        let key = generate();
+        let back = parse_private(&private_pem(&key), Path::new("k")).unwrap();
+        assert_eq!(back.to_bytes(), key.to_bytes());
+        let public = parse_public(&public_pem(&key.verifying_key()), Path::new("p")).unwrap();
+        assert_eq!(key_id(&public), key_id(&key.verifying_key()));
+        assert_eq!(key_id(&public).len(), 64);
+    }
+
+    #[test]
+    fn openssh_public_keys_have_the_same_id_as_pem() {
+        let key = generate();
+        let mut blob = Vec::new();
+        for field in [&b"ssh-ed25519"[..], key.verifying_key().as_bytes()] {
+            blob.extend_from_slice(&(field.len() as u32).to_be_bytes());
+            blob.extend_from_slice(field);
+        }
+        let line = format!(
+            "ssh-ed25519 {} someone@host",
+            base64::engine::general_purpose::STANDARD.encode(&blob)
+        );
+        let parsed = parse_public(&line, Path::new("p")).unwrap();
+        assert_eq!(key_id(&parsed), key_id(&key.verifying_key()));
+    }
+
+    #[test]
+    fn keys_written_by_openssl_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.pem");
+        let ok = std::process::Command::new("openssl")
+            .args(["genpkey", "-algorithm", "ed25519", "-out"])
+            .arg(&path)
+            .status()
+            .expect("openssl is installed (Debian package openssl)");
+        assert!(ok.success());
+        read_private(&path).unwrap();
+    }
+}

@@ -1,0 +1,5 @@
+//! Stage 5 (attest): what the image contains and where each byte came from, as SBOMs
+//! and signed in-toto statements.
+
+pub mod contents;
+pub mod keys;
