@@ -105,3 +105,18 @@ pub fn write_recipe(dir: &Path, name: &str, text: &str) -> PathBuf {
     std::fs::write(&path, text).unwrap();
     path
 }
+
+/// A tool from the Python validators virtualenv that `cargo xtask test` installs
+/// (`$CAIRN_TEST_VENV`, else `target/test-venv`). Panics, never skips, if it is missing.
+pub fn python_tool(name: &str) -> PathBuf {
+    let venv = std::env::var_os("CAIRN_TEST_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/test-venv"));
+    let tool = venv.join("bin").join(name);
+    assert!(
+        tool.exists(),
+        "{} is missing: run `cargo xtask test`, which installs the Python validators",
+        tool.display()
+    );
+    tool
+}

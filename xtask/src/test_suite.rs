@@ -20,12 +20,25 @@ const TEST_TOOLS: &[(&str, &str)] = &[
     ("pigz", "pigz"),
     ("gzip", "gzip"),
     ("tar", "tar"),
+    ("openssl", "openssl"),
+    ("openssh-client", "ssh-keygen"),
+];
+
+/// Independent validators the attestation tests check cairn's output with (SPDX, the
+/// official CycloneDX schemas, a second DSSE implementation), pinned so that a new
+/// release cannot change what the suite accepts.
+const PYTHON_TOOLS: &[&str] = &[
+    "spdx-tools==0.8.5",
+    "cyclonedx-python-lib[json-validation]==11.12.0",
+    "securesystemslib[crypto]==1.6.0",
 ];
 
 pub fn run(cargo_test_args: &[String]) -> Result<ExitCode> {
     ensure_test_tools()?;
+    let venv = ensure_python_tools()?;
     let mut command = crate::cargo();
     command
+        .env("CAIRN_TEST_VENV", &venv)
         .args(["test", "--workspace", "--locked"])
         .args(cargo_test_args);
     let shown: Vec<&str> = ["cargo", "test", "--workspace", "--locked"]
@@ -73,6 +86,33 @@ fn ensure_test_tools() -> Result<()> {
     }
     println!("xtask: installed {}", missing.join(" "));
     Ok(())
+}
+
+/// A virtualenv under the target directory with `PYTHON_TOOLS`, created once and
+/// re-created when the list changes.
+fn ensure_python_tools() -> Result<std::path::PathBuf> {
+    let venv = crate::target_dir().join("test-venv");
+    let stamp = venv.join("cairn-requirements.txt");
+    let wanted = PYTHON_TOOLS.join("\n");
+    if std::fs::read_to_string(&stamp).is_ok_and(|s| s == wanted) {
+        println!("xtask: python validators present in {}", venv.display());
+        return Ok(venv);
+    }
+    println!(
+        "xtask: installing python validators into {}",
+        venv.display()
+    );
+    if venv.exists() {
+        std::fs::remove_dir_all(&venv).with_context(|| format!("removing {}", venv.display()))?;
+    }
+    crate::run_checked(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+    crate::run_checked(
+        Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check"])
+            .args(PYTHON_TOOLS),
+    )?;
+    std::fs::write(&stamp, wanted).with_context(|| format!("writing {}", stamp.display()))?;
+    Ok(venv)
 }
 
 fn package_names() -> Vec<&'static str> {
