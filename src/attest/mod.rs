@@ -2,4 +2,6 @@
 //! and signed in-toto statements.
 
 pub mod contents;
+pub mod dsse;
+pub mod intoto;
 pub mod keys;
