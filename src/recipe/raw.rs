@@ -34,6 +34,14 @@ pub(super) struct RawSource {
     pub archive: Option<Text>,
     pub sha256: Option<Text>,
     pub license: Option<Text>,
+    pub signature: Option<Spanned<RawSignature>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSignature {
+    pub path: Option<Text>,
+    pub key: Option<Text>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,9 +1,11 @@
 //! `sources:` — named inputs, each a `path:` (file or directory) or an `archive:`,
-//! relative to the recipe file, optionally pinned by `sha256:`.
+//! relative to the recipe file, optionally pinned by `sha256:` and optionally carrying
+//! a detached `signature: { path, key }` (both relative to the recipe file too; the
+//! signature itself is checked when the source is resolved).
 
 use super::context::{span_of, Cx};
-use super::model::{SourceKind, SourceSpec};
-use super::raw::{RawSource, SpannedMap};
+use super::model::{SignatureSpec, SourceKind, SourceSpec};
+use super::raw::{RawSignature, RawSource, SpannedMap};
 use super::values::{item_name, Invalid};
 use super::Diagnostic;
 use crate::digest::Sha256Digest;
@@ -34,6 +36,7 @@ fn parse_source(
         archive,
         sha256,
         license,
+        signature,
     } = source.value;
     let (kind, path) = match (path, archive) {
         (Some(path), None) => (SourceKind::Path, path),
@@ -55,7 +58,9 @@ fn parse_source(
                 .with_hint("add `path: <file or directory>` or `archive: <tar file>`, relative to the recipe file"));
         }
     };
-    cx.check(&path, |p| relative_path(p))?;
+    cx.check(&path, |p| {
+        relative_path("source path", p, "vendor/tools.tar.gz")
+    })?;
     let sha256 = sha256
         .map(|digest| {
             cx.check(&digest, |d| {
@@ -72,27 +77,63 @@ fn parse_source(
                 .map(|_| l.value)
         })
         .transpose()?;
+    let signature = signature
+        .map(|s| parse_signature(cx, &name.value, s))
+        .transpose()?;
     Ok(SourceSpec {
         name: name.value,
         kind,
         path: path.value,
         sha256,
         license,
-        signature: None,
+        signature,
         span: at,
     })
 }
 
-/// Source paths are relative to the recipe file (they may point outside its
-/// directory), never absolute, so that a recipe builds the same on any machine.
-fn relative_path(path: &str) -> Result<(), Invalid> {
+fn parse_signature(
+    cx: &Cx,
+    source: &str,
+    signature: Spanned<RawSignature>,
+) -> Result<SignatureSpec, Diagnostic> {
+    let at = span_of(&signature);
+    let RawSignature { path, key } = signature.value;
+    let hint = "write `signature: { path: <signature file>, key: <public key file> }`, both relative to the recipe file, e.g. `{ path: vendor/tools.tar.gz.sig, key: keys/upstream.pub }`";
+    let path = cx.require(
+        path,
+        at,
+        format!("the signature of source `{source}` has no `path`"),
+        hint,
+    )?;
+    let key = cx.require(
+        key,
+        at,
+        format!("the signature of source `{source}` has no `key`"),
+        hint,
+    )?;
+    cx.check(&path, |p| {
+        relative_path("signature path", p, "vendor/tools.tar.gz.sig")
+    })?;
+    cx.check(&key, |k| relative_path("key path", k, "keys/upstream.pub"))?;
+    Ok(SignatureSpec {
+        path: path.value,
+        key: key.value,
+        span: at,
+    })
+}
+
+/// Source, signature and key paths are relative to the recipe file (they may point
+/// outside its directory), never absolute, so that a recipe builds the same on any
+/// machine. `what` names the path in messages, `example` shows a good one.
+fn relative_path(what: &str, path: &str, example: &str) -> Result<(), Invalid> {
     if path.is_empty() {
-        return Err(Invalid::new("source path is empty")
-            .hint("write the path of the file, directory or archive relative to the recipe file"));
+        return Err(Invalid::new(format!("{what} is empty")).hint(format!(
+            "write the {what} relative to the recipe file, e.g. `{example}`"
+        )));
     }
     if path.starts_with('/') || path.starts_with('\\') || path.get(1..3) == Some(":\\") {
-        return Err(Invalid::new(format!("source path `{path}` is absolute"))
-            .hint("paths are relative to the recipe file, so the recipe stays portable: move or link the input next to the recipe and write e.g. `vendor/tools.tar.gz`"));
+        return Err(Invalid::new(format!("{what} `{path}` is absolute"))
+            .hint(format!("paths are relative to the recipe file, so the recipe stays portable: move or link the input next to the recipe and write e.g. `{example}`")));
     }
     Ok(())
 }
@@ -112,5 +153,71 @@ fn license_expression(text: &str) -> Result<(), Invalid> {
                 "use SPDX identifiers, e.g. `MIT`, `Apache-2.0 OR MIT`, or `LicenseRef-<name>`",
             ),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::recipe::{parse, Diagnostic, Recipe, RecipeFile, SignatureSpec, Span};
+
+    fn parse_sources(sources: &str) -> Result<Recipe, Diagnostic> {
+        parse(RecipeFile {
+            path: "recipe.yaml".into(),
+            dir: ".".into(),
+            text: format!(
+                "cairn: 1\nname: t\nsources:\n{sources}layers:\n  - name: l\n    contents:\n      - dir: /x\n"
+            ),
+        })
+    }
+
+    #[test]
+    fn a_signature_lands_in_the_model_with_its_position() {
+        let recipe = parse_sources(
+            "  tools:\n    archive: vendor/tools.tar.gz\n    signature:\n      path: vendor/tools.tar.gz.sig\n      key: keys/upstream.pub\n  plain: { path: app }\n",
+        )
+        .unwrap();
+        assert_eq!(
+            recipe.sources["tools"].signature,
+            Some(SignatureSpec {
+                path: "vendor/tools.tar.gz.sig".into(),
+                key: "keys/upstream.pub".into(),
+                span: Span { line: 7, column: 7 },
+            })
+        );
+        assert_eq!(recipe.sources["plain"].signature, None);
+    }
+
+    #[test]
+    fn signature_paths_must_be_relative_and_complete() {
+        let cases = [
+            (
+                "{ path: /srv/app.sig, key: k.pub }",
+                "signature path `/srv/app.sig` is absolute",
+            ),
+            (
+                "{ path: app.sig, key: /etc/keys/k.pub }",
+                "key path `/etc/keys/k.pub` is absolute",
+            ),
+            ("{ path: '', key: k.pub }", "signature path is empty"),
+            (
+                "{ path: app.sig }",
+                "the signature of source `app` has no `key`",
+            ),
+            (
+                "{ key: k.pub }",
+                "the signature of source `app` has no `path`",
+            ),
+            (
+                "{ path: app.sig, key: k.pub, sha256: x }",
+                "unknown field `sha256`, expected one of `path`, `key`",
+            ),
+        ];
+        for (signature, expected) in cases {
+            let err = parse_sources(&format!("  app: {{ path: app, signature: {signature} }}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(expected), "{signature}: {err}");
+            assert!(err.contains("= help:"), "{signature}: {err}");
+        }
     }
 }

@@ -4,11 +4,14 @@
 //! every source has a digest that matched its pin (from the recipe or the lock) and a
 //! [`SourceTree`] listing exactly what later stages may read. File bytes are read again
 //! when a layer is written and checked against the digests recorded here, so a source
-//! that changes mid-build is an error, never a silent difference.
+//! that changes mid-build is an error, never a silent difference. A source with a
+//! `signature:` is verified ([`signature`]) before it is snapshotted or unpacked, and
+//! the digest pinned for it is that of the bytes the signature was verified over.
 
 pub mod archive;
 mod host;
 pub mod lock;
+pub mod signature;
 pub mod tree;
 
 pub use host::normalised_file_mode;
@@ -16,7 +19,7 @@ pub use lock::{lock_path_for, LockedKind, LockedSource, Lockfile};
 pub use tree::{Content, SourceEntry, SourceEntryKind, SourceTree};
 
 use crate::digest::Sha256Digest;
-use crate::recipe::{Diagnostic, Recipe, SourceKind, SourceSpec};
+use crate::recipe::{Diagnostic, Recipe, SignatureSpec, SourceKind, SourceSpec};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -80,7 +83,24 @@ pub fn resolve(
 
     for spec in recipe.sources.values() {
         let host_path = recipe.file.dir.join(&spec.path);
+        let verified = match &spec.signature {
+            Some(signature) => Some(verify_signature(recipe, spec, signature, &host_path)?),
+            None => None,
+        };
         let (kind, digest, tree) = snapshot(recipe, spec, &host_path, staging)?;
+        if let Some(verified) = &verified {
+            if verified.sha256 != digest {
+                return Err(source_error(
+                    recipe,
+                    spec,
+                    format!(
+                        "source `{}` ({}) changed while it was read: its signature was verified over {}, then it read as {digest}",
+                        spec.name, spec.path, verified.sha256
+                    ),
+                    "something is writing to the source during the build; build again once it has finished",
+                ));
+            }
+        }
         let locked = lock.sources.get(&spec.name);
         let lock_name = lock_path.display();
 
@@ -150,7 +170,7 @@ pub fn resolve(
                 kind,
                 digest,
                 tree,
-                signer: None,
+                signer: verified.map(|v| v.key_id),
             },
         );
     }
@@ -176,6 +196,29 @@ pub fn resolve(
         lock: new_lock,
         lock_changed,
         warnings,
+    })
+}
+
+/// Checks the source's detached signature; paths are relative to the recipe file.
+fn verify_signature(
+    recipe: &Recipe,
+    spec: &SourceSpec,
+    signature: &SignatureSpec,
+    host_path: &Path,
+) -> Result<signature::Verified, ResolveError> {
+    let dir = &recipe.file.dir;
+    signature::verify(
+        host_path,
+        &dir.join(&signature.path),
+        &dir.join(&signature.key),
+    )
+    .map_err(|e| {
+        source_error(
+            recipe,
+            spec,
+            format!("source `{}` ({}): {e}", spec.name, spec.path),
+            e.hint(),
+        )
     })
 }
 
