@@ -3,3 +3,4 @@
 
 pub mod contents;
 pub mod keys;
+pub mod sbom;
