@@ -5,3 +5,4 @@ pub mod contents;
 pub mod dsse;
 pub mod intoto;
 pub mod keys;
+pub mod sbom;

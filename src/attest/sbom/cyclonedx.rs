@@ -1,0 +1,525 @@
+//! CycloneDX 1.6 JSON.
+//!
+//! `metadata.component` is the image (`container`, bom-ref `image`). `components` holds
+//! one `file` component per source (bom-ref `source:<name>`), plus `recipe` (inline
+//! recipe content) and `accounts` when a file came from them, then one `file`
+//! component per regular file of the image (bom-ref `file:<path>`).
+//!
+//! "File supplied by source" is recorded where the specification puts such findings:
+//! the supplying component's `evidence.occurrences` lists every image path its content
+//! occupies (`location`), with the file's trace as `additionalContext`; each file
+//! component names its supplier in `cairn:` properties. `dependencies` says what the
+//! image was built from: `image` depends on every supplying component, and those depend
+//! on nothing (a pinned input has no inputs of its own). Files are parts of the image,
+//! not dependencies, so they stay out of the dependency graph.
+
+use super::{
+    document_digest, octal_mode, pseudo_suppliers, purl, to_sorted_pretty_json, trace, uuid_v5,
+    SbomInput, Supplier,
+};
+use crate::attest::contents::{FileOrigin, ImageFile, SourceInfo};
+use crate::image::rfc3339;
+use crate::resolve::LockedKind;
+use serde::Serialize;
+
+/// RFC 9562's name space for URLs (`6ba7b811-9dad-11d1-80b4-00c04fd430c8`); the serial
+/// number is the version-5 UUID of `urn:cairn:sbom:<document digest>` in it.
+const NAMESPACE_URL: [u8; 16] = [
+    0x6b, 0xa7, 0xb8, 0x11, 0x9d, 0xad, 0x11, 0xd1, 0x80, 0xb4, 0x00, 0xc0, 0x4f, 0xd4, 0x30, 0xc8,
+];
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Bom {
+    #[serde(rename = "$schema")]
+    schema: &'static str,
+    bom_format: &'static str,
+    spec_version: &'static str,
+    serial_number: String,
+    version: u32,
+    metadata: Metadata,
+    components: Vec<Component>,
+    dependencies: Vec<Dependency>,
+}
+
+#[derive(Serialize)]
+struct Metadata {
+    timestamp: String,
+    lifecycles: Vec<Lifecycle>,
+    tools: Tools,
+    component: Component,
+}
+
+#[derive(Serialize)]
+struct Lifecycle {
+    phase: &'static str,
+}
+
+#[derive(Serialize)]
+struct Tools {
+    components: Vec<Component>,
+}
+
+#[derive(Serialize, Default)]
+struct Component {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(rename = "bom-ref", skip_serializing_if = "Option::is_none")]
+    bom_ref: Option<String>,
+    name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    hashes: Vec<Hash>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    licenses: Vec<License>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    purl: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    properties: Vec<Property>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    evidence: Option<Evidence>,
+}
+
+#[derive(Serialize)]
+struct Hash {
+    alg: &'static str,
+    content: String,
+}
+
+/// The license choice as one SPDX expression, declared by the recipe.
+#[derive(Serialize)]
+struct License {
+    expression: String,
+    acknowledgement: &'static str,
+}
+
+#[derive(Serialize)]
+struct Property {
+    name: &'static str,
+    value: String,
+}
+
+#[derive(Serialize)]
+struct Evidence {
+    occurrences: Vec<Occurrence>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Occurrence {
+    location: String,
+    additional_context: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Dependency {
+    #[serde(rename = "ref")]
+    reference: String,
+    depends_on: Vec<String>,
+}
+
+/// The CycloneDX 1.6 JSON document for `input`.
+pub fn cyclonedx_json(input: &SbomInput) -> Vec<u8> {
+    let contents = input.contents;
+    let mut files: Vec<&ImageFile> = contents.files.iter().collect();
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+
+    let mut suppliers: Vec<Component> = contents
+        .sources
+        .iter()
+        .map(|s| source_component(s, &files))
+        .collect();
+    let (from_recipe, from_accounts) = pseudo_suppliers(contents);
+    if from_recipe {
+        suppliers.push(Component {
+            kind: "file",
+            bom_ref: Some(bom_ref(Supplier::Recipe)),
+            name: input.recipe_file_name.to_string(),
+            description: Some("inline `file:` content of the recipe".to_string()),
+            evidence: occurrences(Supplier::Recipe, &files),
+            ..Component::default()
+        });
+    }
+    if from_accounts {
+        suppliers.push(Component {
+            kind: "data",
+            bom_ref: Some(bom_ref(Supplier::Accounts)),
+            name: "accounts".to_string(),
+            description: Some(format!(
+                "user and group files generated from `accounts:` in the recipe {}",
+                input.recipe_file_name
+            )),
+            evidence: occurrences(Supplier::Accounts, &files),
+            ..Component::default()
+        });
+    }
+
+    let supplier_refs: Vec<String> = suppliers.iter().filter_map(|c| c.bom_ref.clone()).collect();
+    let mut dependencies = vec![Dependency {
+        reference: "image".to_string(),
+        depends_on: supplier_refs.clone(),
+    }];
+    dependencies.extend(supplier_refs.into_iter().map(|reference| Dependency {
+        reference,
+        depends_on: Vec::new(),
+    }));
+
+    let mut components = suppliers;
+    components.extend(files.iter().map(|f| file_component(f)));
+
+    let bom = Bom {
+        schema: "http://cyclonedx.org/schema/bom-1.6.schema.json",
+        bom_format: "CycloneDX",
+        spec_version: "1.6",
+        serial_number: format!(
+            "urn:uuid:{}",
+            uuid_v5(
+                &NAMESPACE_URL,
+                &format!("urn:cairn:sbom:{}", document_digest(input).hex())
+            )
+        ),
+        version: 1,
+        metadata: Metadata {
+            timestamp: rfc3339(input.epoch),
+            lifecycles: vec![Lifecycle { phase: "build" }],
+            tools: Tools {
+                components: vec![Component {
+                    kind: "application",
+                    name: "cairn".to_string(),
+                    version: Some(input.cairn_version.to_string()),
+                    ..Component::default()
+                }],
+            },
+            component: Component {
+                kind: "container",
+                bom_ref: Some("image".to_string()),
+                name: input.image_name.to_string(),
+                properties: vec![
+                    property("cairn:platform", input.platform),
+                    property("cairn:recipe", input.recipe_file_name),
+                ],
+                ..Component::default()
+            },
+        },
+        components,
+        dependencies,
+    };
+    to_sorted_pretty_json(&bom)
+}
+
+fn bom_ref(supplier: Supplier) -> String {
+    match supplier {
+        Supplier::Source(name) => format!("source:{name}"),
+        Supplier::Recipe => "recipe".to_string(),
+        Supplier::Accounts => "accounts".to_string(),
+    }
+}
+
+/// A source is a `file` whatever its kind: an archive is a file too, and cairn knows
+/// nothing more specific (`library`, `application`) about what is inside.
+fn source_component(source: &SourceInfo, files: &[&ImageFile]) -> Component {
+    let supplier = Supplier::Source(&source.name);
+    let mut properties = Vec::new();
+    // A directory's digest is cairn's tree digest, not the hash of one file's bytes.
+    let hashes = match source.kind {
+        LockedKind::File | LockedKind::Archive => vec![sha256(source.sha256.hex())],
+        LockedKind::Dir => {
+            properties.push(property("cairn:dir-digest", &source.sha256.to_string()));
+            Vec::new()
+        }
+    };
+    properties.push(property("cairn:kind", &source.kind.to_string()));
+    properties.push(property("cairn:path", &source.path));
+    if let Some(signer) = &source.signer {
+        properties.push(property("cairn:signer", signer));
+    }
+    Component {
+        kind: "file",
+        bom_ref: Some(bom_ref(supplier)),
+        name: source.name.clone(),
+        hashes,
+        licenses: source
+            .license
+            .iter()
+            .map(|expression| License {
+                expression: expression.clone(),
+                acknowledgement: "declared",
+            })
+            .collect(),
+        purl: purl(source),
+        properties,
+        evidence: occurrences(supplier, files),
+        ..Component::default()
+    }
+}
+
+/// Where in the image `supplier`'s content is, one occurrence per file.
+fn occurrences(supplier: Supplier, files: &[&ImageFile]) -> Option<Evidence> {
+    let occurrences: Vec<Occurrence> = files
+        .iter()
+        .filter(|f| Supplier::of(f) == supplier)
+        .map(|f| Occurrence {
+            location: f.path.clone(),
+            additional_context: trace(f),
+        })
+        .collect();
+    (!occurrences.is_empty()).then_some(Evidence { occurrences })
+}
+
+fn file_component(file: &ImageFile) -> Component {
+    let mut properties = vec![property("cairn:layer", &file.layer)];
+    match &file.origin {
+        FileOrigin::Source {
+            name,
+            rel_path,
+            line,
+        } => {
+            if !rel_path.is_empty() {
+                properties.push(property("cairn:member", rel_path));
+            }
+            properties.push(property("cairn:mode", &octal_mode(file.mode)));
+            properties.push(property("cairn:origin", "source"));
+            properties.push(property("cairn:owner", &owner(file)));
+            properties.push(property("cairn:recipe-line", &line.to_string()));
+            properties.push(property("cairn:size", &file.size.to_string()));
+            properties.push(property("cairn:source", name));
+        }
+        FileOrigin::Recipe { line } => {
+            properties.push(property("cairn:mode", &octal_mode(file.mode)));
+            properties.push(property("cairn:origin", "recipe"));
+            properties.push(property("cairn:owner", &owner(file)));
+            properties.push(property("cairn:recipe-line", &line.to_string()));
+            properties.push(property("cairn:size", &file.size.to_string()));
+        }
+        FileOrigin::Accounts => {
+            properties.push(property("cairn:mode", &octal_mode(file.mode)));
+            properties.push(property("cairn:origin", "accounts"));
+            properties.push(property("cairn:owner", &owner(file)));
+            properties.push(property("cairn:size", &file.size.to_string()));
+        }
+    }
+    Component {
+        kind: "file",
+        bom_ref: Some(format!("file:{}", file.path)),
+        name: file.path.clone(),
+        hashes: vec![sha256(file.sha256.hex())],
+        properties,
+        ..Component::default()
+    }
+}
+
+fn owner(file: &ImageFile) -> String {
+    format!("{}:{}", file.uid, file.gid)
+}
+
+fn sha256(hex: String) -> Hash {
+    Hash {
+        alg: "SHA-256",
+        content: hex,
+    }
+}
+
+fn property(name: &'static str, value: &str) -> Property {
+    Property {
+        name,
+        value: value.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::*;
+    use super::*;
+    use crate::digest::Sha256Digest;
+    use serde_json::Value;
+    use std::collections::BTreeSet;
+
+    fn bom() -> Value {
+        let c = contents();
+        let sha1 = sha1_index(&c);
+        serde_json::from_slice(&cyclonedx_json(&input(&c, &sha1))).unwrap()
+    }
+
+    fn by_ref<'v>(bom: &'v Value, r: &str) -> &'v Value {
+        bom["components"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["bom-ref"] == r)
+            .unwrap_or_else(|| panic!("no component {r}"))
+    }
+
+    fn props(component: &Value) -> Vec<(String, String)> {
+        component["properties"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    p["name"].as_str().unwrap().to_string(),
+                    p["value"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn same_input_same_bytes() {
+        let c = contents();
+        let sha1 = sha1_index(&c);
+        assert_eq!(
+            cyclonedx_json(&input(&c, &sha1)),
+            cyclonedx_json(&input(&c.clone(), &sha1))
+        );
+    }
+
+    #[test]
+    fn different_contents_get_a_different_serial_number() {
+        let c = contents();
+        let sha1 = sha1_index(&c);
+        let mut changed = c.clone();
+        changed.files[2].uid = 1;
+        let serial = |c| {
+            let bom: Value = serde_json::from_slice(&cyclonedx_json(&input(c, &sha1))).unwrap();
+            bom["serialNumber"].as_str().unwrap().to_string()
+        };
+        let a = serial(&c);
+        // RFC 9562 version 5, variant 10.
+        assert_eq!(a.len(), "urn:uuid:".len() + 36);
+        assert_eq!(&a[23..24], "5", "{a}");
+        assert!("89ab".contains(&a[28..29]), "{a}");
+        assert_ne!(a, serial(&changed));
+    }
+
+    #[test]
+    fn header_names_the_spec_tool_and_image() {
+        let bom = bom();
+        assert_eq!(bom["bomFormat"], "CycloneDX");
+        assert_eq!(bom["specVersion"], "1.6");
+        assert_eq!(bom["version"], 1);
+        let m = &bom["metadata"];
+        assert_eq!(m["timestamp"], "2023-11-14T22:13:20Z");
+        assert_eq!(m["tools"]["components"][0]["name"], "cairn");
+        assert_eq!(m["tools"]["components"][0]["version"], "0.1.0");
+        assert_eq!(m["component"]["type"], "container");
+        assert_eq!(m["component"]["bom-ref"], "image");
+        assert_eq!(m["component"]["name"], "hello");
+    }
+
+    #[test]
+    fn every_file_is_a_component_with_its_sha256_and_trace() {
+        let c = contents();
+        let bom = bom();
+        for file in &c.files {
+            let component = by_ref(&bom, &format!("file:{}", file.path));
+            assert_eq!(component["type"], "file");
+            assert_eq!(component["name"], file.path);
+            assert_eq!(component["hashes"][0]["alg"], "SHA-256");
+            assert_eq!(component["hashes"][0]["content"], file.sha256.hex());
+        }
+        let tool = props(by_ref(&bom, "file:/opt/tools/tool"));
+        let expected = [
+            ("cairn:layer", "base"),
+            ("cairn:member", "bin/tool"),
+            ("cairn:mode", "0755"),
+            ("cairn:origin", "source"),
+            ("cairn:owner", "0:0"),
+            ("cairn:recipe-line", "17"),
+            ("cairn:size", "10"),
+            ("cairn:source", "tools"),
+        ];
+        let expected: Vec<(String, String)> = expected
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(tool, expected);
+    }
+
+    #[test]
+    fn each_supplier_lists_the_image_paths_it_supplied() {
+        let c = contents();
+        let bom = bom();
+        let mut located = BTreeSet::new();
+        for r in [
+            "source:app",
+            "source:site_files",
+            "source:tools",
+            "recipe",
+            "accounts",
+        ] {
+            for o in by_ref(&bom, r)["evidence"]["occurrences"]
+                .as_array()
+                .unwrap()
+            {
+                assert!(located.insert(o["location"].as_str().unwrap().to_string()));
+            }
+        }
+        let paths: BTreeSet<String> = c.files.iter().map(|f| f.path.clone()).collect();
+        assert_eq!(located, paths);
+        let tools = &by_ref(&bom, "source:tools")["evidence"]["occurrences"];
+        assert_eq!(tools[1]["location"], "/opt/tools/tool");
+        assert_eq!(
+            tools[1]["additionalContext"],
+            "layer=base origin=source source=tools recipe-line=17 member=bin/tool"
+        );
+    }
+
+    #[test]
+    fn sources_carry_digest_license_purl_and_signer() {
+        let bom = bom();
+        let app = by_ref(&bom, "source:app");
+        assert_eq!(
+            app["hashes"][0]["content"],
+            Sha256Digest::of(b"hello").hex()
+        );
+        assert_eq!(app["licenses"][0]["expression"], "MIT");
+        assert_eq!(app["licenses"][0]["acknowledgement"], "declared");
+        assert!(app["purl"]
+            .as_str()
+            .unwrap()
+            .starts_with("pkg:generic/app?"));
+        assert!(props(app).contains(&("cairn:signer".to_string(), "ab".repeat(32))));
+        let site = by_ref(&bom, "source:site_files");
+        assert!(site.get("hashes").is_none() && site.get("purl").is_none());
+        assert!(props(site).contains(&(
+            "cairn:dir-digest".to_string(),
+            Sha256Digest::of(b"site tree").to_string()
+        )));
+        assert!(by_ref(&bom, "source:tools").get("licenses").is_none());
+    }
+
+    #[test]
+    fn dependencies_reference_existing_components() {
+        let bom = bom();
+        let mut refs: BTreeSet<String> = bom["components"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["bom-ref"].as_str().unwrap().to_string())
+            .collect();
+        refs.insert("image".to_string());
+        let deps = bom["dependencies"].as_array().unwrap();
+        assert_eq!(deps[0]["ref"], "image");
+        assert_eq!(deps[0]["dependsOn"].as_array().unwrap().len(), 5);
+        for d in deps {
+            assert!(refs.contains(d["ref"].as_str().unwrap()));
+            for on in d["dependsOn"].as_array().unwrap() {
+                assert!(refs.contains(on.as_str().unwrap()), "{on}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_only_paths_are_image_paths_and_recipe_relative_ones() {
+        let c = contents();
+        let mut all = Vec::new();
+        strings(&bom(), &mut all);
+        for s in all.iter().filter(|s| s.starts_with('/')) {
+            assert!(c.files.iter().any(|f| &f.path == s), "{s}");
+        }
+    }
+}

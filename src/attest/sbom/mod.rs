@@ -1,0 +1,413 @@
+//! SBOMs of the image: SPDX 2.3 JSON ([`spdx_json`]) and CycloneDX 1.6 JSON
+//! ([`cyclonedx_json`]).
+//!
+//! Takes [`ImageContents`] (the regular files as the layers actually wrote them, each
+//! traced to its source) plus the SHA-1 of each file's content, which SPDX 2.3 requires
+//! on every file (clause 8.4). Guarantees: one package/component per source, one per
+//! regular file, each file linked to what supplied it; the bytes depend only on the
+//! input (time is the build epoch; document ids are derived from a digest over the
+//! input; everything sorted; JSON keys sorted); no host path appears, only paths as
+//! written in the recipe and paths inside the image.
+
+mod cyclonedx;
+mod spdx;
+
+pub use cyclonedx::cyclonedx_json;
+pub use spdx::spdx_json;
+
+use crate::attest::contents::{FileOrigin, ImageContents, ImageFile, SourceInfo};
+use crate::digest::Sha256Digest;
+use crate::resolve::LockedKind;
+use serde::Serialize;
+use sha1::{Digest as _, Sha1};
+use std::collections::BTreeMap;
+
+pub const SPDX_MEDIA_TYPE: &str = "application/spdx+json";
+pub const CYCLONEDX_MEDIA_TYPE: &str = "application/vnd.cyclonedx+json";
+
+/// SHA-1 of file contents, keyed by their SHA-256. SPDX 2.3 requires a SHA-1 checksum on
+/// every file; the layer writer can compute it in the same pass that re-hashes each
+/// source with SHA-256, so no file is read twice.
+pub type Sha1Index = BTreeMap<Sha256Digest, [u8; 20]>;
+
+#[derive(Debug, Serialize)]
+pub struct SbomInput<'a> {
+    pub image_name: &'a str,
+    pub epoch: u64,
+    /// `linux/amd64`.
+    pub platform: &'a str,
+    /// The recipe's file name (`hello.yaml`), never a host path.
+    pub recipe_file_name: &'a str,
+    pub contents: &'a ImageContents,
+    pub cairn_version: &'a str,
+    /// Must hold every regular file's content; a function of `contents`, so it does
+    /// not take part in the document digest.
+    #[serde(skip)]
+    pub sha1: &'a Sha1Index,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SbomError {
+    #[error("no SHA-1 for {path} ({sha256}), which SPDX 2.3 requires on every file")]
+    MissingSha1 { path: String, sha256: Sha256Digest },
+}
+
+/// SHA-256 over everything the documents say (format tag included), so that two
+/// different documents never share a namespace or serial number, and one input always
+/// gets the same.
+fn document_digest(input: &SbomInput) -> Sha256Digest {
+    #[derive(Serialize)]
+    struct Identity<'a> {
+        format: &'static str,
+        input: &'a SbomInput<'a>,
+    }
+    Sha256Digest::of(&crate::image::canonical_json(&Identity {
+        format: "cairn-sbom-1",
+        input,
+    }))
+}
+
+/// What supplied a file: one SPDX package / CycloneDX component each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Supplier<'a> {
+    Source(&'a str),
+    /// Inline `file:` content of the recipe.
+    Recipe,
+    /// `/etc/passwd` and `/etc/group` generated from `accounts:`.
+    Accounts,
+}
+
+impl<'a> Supplier<'a> {
+    fn of(file: &'a ImageFile) -> Self {
+        match &file.origin {
+            FileOrigin::Source { name, .. } => Supplier::Source(name),
+            FileOrigin::Recipe { .. } => Supplier::Recipe,
+            FileOrigin::Accounts => Supplier::Accounts,
+        }
+    }
+}
+
+/// Whether any file came from the recipe itself / from `accounts:`: their pseudo
+/// sources are listed only then.
+fn pseudo_suppliers(contents: &ImageContents) -> (bool, bool) {
+    let has = |s: Supplier| contents.files.iter().any(|f| Supplier::of(f) == s);
+    (has(Supplier::Recipe), has(Supplier::Accounts))
+}
+
+/// A file's trace in one fixed, parseable form, shared by both formats:
+/// `layer=<layer> origin=source source=<name> recipe-line=<n> member=<path in source>`,
+/// `layer=<layer> origin=recipe recipe-line=<n>` or `layer=<layer> origin=accounts`.
+/// `member` comes last and runs to the end (member paths may contain spaces); it is
+/// left out for a single-file source, which has no members.
+fn trace(file: &ImageFile) -> String {
+    let layer = &file.layer;
+    match &file.origin {
+        FileOrigin::Source {
+            name,
+            rel_path,
+            line,
+        } if rel_path.is_empty() => {
+            format!("layer={layer} origin=source source={name} recipe-line={line}")
+        }
+        FileOrigin::Source {
+            name,
+            rel_path,
+            line,
+        } => format!(
+            "layer={layer} origin=source source={name} recipe-line={line} member={rel_path}"
+        ),
+        FileOrigin::Recipe { line } => format!("layer={layer} origin=recipe recipe-line={line}"),
+        FileOrigin::Accounts => format!("layer={layer} origin=accounts"),
+    }
+}
+
+/// `pkg:generic/<name>?checksum=sha256:<hex>` for a source whose digest is the SHA-256
+/// of one file (a file or an archive). A directory's digest is cairn's own tree digest,
+/// which the purl `checksum` qualifier (a checksum of the package file) cannot carry.
+fn purl(source: &SourceInfo) -> Option<String> {
+    match source.kind {
+        LockedKind::File | LockedKind::Archive => Some(format!(
+            "pkg:generic/{}?checksum=sha256:{}",
+            percent_encode(&source.name),
+            source.sha256.hex()
+        )),
+        LockedKind::Dir => None,
+    }
+}
+
+/// Percent-encodes all but the purl spec's unreserved characters.
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// A name-based (SHA-1, version 5) UUID as RFC 4122 / RFC 9562 define it.
+fn uuid_v5(namespace: &[u8; 16], name: &str) -> String {
+    let mut hasher = Sha1::new();
+    hasher.update(namespace);
+    hasher.update(name.as_bytes());
+    let hash = hasher.finalize();
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&hash[..16]);
+    b[6] = (b[6] & 0x0f) | 0x50;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = hex::encode(b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
+/// Octal mode with at least four digits (`0755`, `1777`).
+fn octal_mode(mode: u32) -> String {
+    format!("{mode:04o}")
+}
+
+/// The SBOM JSON bytes: keys sorted (a `serde_json::Value` map is a `BTreeMap`),
+/// pretty-printed, with a final newline.
+fn to_sorted_pretty_json<T: Serialize>(value: &T) -> Vec<u8> {
+    let value = serde_json::to_value(value).expect("SBOM types serialise to JSON");
+    let mut bytes = serde_json::to_vec_pretty(&value).expect("a JSON value serialises");
+    bytes.push(b'\n');
+    bytes
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    use super::*;
+    use crate::attest::contents::SourceInfo;
+
+    pub fn file(path: &str, content: &[u8], layer: &str, origin: FileOrigin) -> ImageFile {
+        ImageFile {
+            path: path.to_string(),
+            sha256: Sha256Digest::of(content),
+            size: content.len() as u64,
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+            layer: layer.to_string(),
+            origin,
+        }
+    }
+
+    pub fn from_source(name: &str, rel_path: &str, line: u32) -> FileOrigin {
+        FileOrigin::Source {
+            name: name.to_string(),
+            rel_path: rel_path.to_string(),
+            line,
+        }
+    }
+
+    /// An image with files from an archive (with a member path containing a space), a
+    /// single-file source, a directory source, inline recipe content and accounts.
+    pub fn contents() -> ImageContents {
+        let files = vec![
+            file(
+                "/etc/group",
+                b"app:x:65532:\n",
+                "accounts",
+                FileOrigin::Accounts,
+            ),
+            file(
+                "/etc/motd",
+                b"hi\n",
+                "base",
+                FileOrigin::Recipe { line: 21 },
+            ),
+            file(
+                "/opt/tools/read me",
+                b"docs",
+                "base",
+                from_source("tools", "read me", 17),
+            ),
+            file(
+                "/opt/tools/tool",
+                b"#!/bin/sh\n",
+                "base",
+                from_source("tools", "bin/tool", 17),
+            ),
+            file(
+                "/usr/bin/hello",
+                b"hello",
+                "app",
+                from_source("app", "", 25),
+            ),
+            file(
+                "/var/www/index.html",
+                b"<html>",
+                "app",
+                from_source("site_files", "index.html", 28),
+            ),
+        ];
+        let sources = vec![
+            SourceInfo {
+                name: "app".to_string(),
+                kind: LockedKind::File,
+                path: "app/hello.sh".to_string(),
+                sha256: Sha256Digest::of(b"hello"),
+                signer: Some("ab".repeat(32)),
+                license: Some("MIT".to_string()),
+            },
+            SourceInfo {
+                name: "site_files".to_string(),
+                kind: LockedKind::Dir,
+                path: "site/".to_string(),
+                sha256: Sha256Digest::of(b"site tree"),
+                signer: None,
+                license: Some("LicenseRef-site AND CC-BY-4.0".to_string()),
+            },
+            SourceInfo {
+                name: "tools".to_string(),
+                kind: LockedKind::Archive,
+                path: "vendor/tools.tar.gz".to_string(),
+                sha256: Sha256Digest::of(b"tools archive"),
+                signer: None,
+                license: None,
+            },
+        ];
+        ImageContents { files, sources }
+    }
+
+    pub fn sha1_index(contents: &ImageContents) -> Sha1Index {
+        let bytes: [&[u8]; 6] = [
+            b"app:x:65532:\n",
+            b"hi\n",
+            b"docs",
+            b"#!/bin/sh\n",
+            b"hello",
+            b"<html>",
+        ];
+        let index: Sha1Index = bytes
+            .iter()
+            .map(|b| (Sha256Digest::of(b), Sha1::digest(b).into()))
+            .collect();
+        assert!(contents.files.iter().all(|f| index.contains_key(&f.sha256)));
+        index
+    }
+
+    pub fn input<'a>(contents: &'a ImageContents, sha1: &'a Sha1Index) -> SbomInput<'a> {
+        SbomInput {
+            image_name: "hello",
+            epoch: 1_700_000_000,
+            platform: "linux/amd64",
+            recipe_file_name: "hello.yaml",
+            contents,
+            cairn_version: "0.1.0",
+            sha1,
+        }
+    }
+
+    /// Every string in a JSON document.
+    pub fn strings(value: &serde_json::Value, out: &mut Vec<String>) {
+        match value {
+            serde_json::Value::String(s) => out.push(s.clone()),
+            serde_json::Value::Array(items) => items.iter().for_each(|v| strings(v, out)),
+            serde_json::Value::Object(map) => map.values().for_each(|v| strings(v, out)),
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::*;
+    use super::*;
+
+    #[test]
+    fn uuid_v5_matches_rfc_9562() {
+        // RFC 9562 appendix A.4: UUIDv5 of "www.example.com" in the DNS namespace.
+        let dns = [
+            0x6b, 0xa7, 0xb8, 0x10, 0x9d, 0xad, 0x11, 0xd1, 0x80, 0xb4, 0x00, 0xc0, 0x4f, 0xd4,
+            0x30, 0xc8,
+        ];
+        assert_eq!(
+            uuid_v5(&dns, "www.example.com"),
+            "2ed6657d-e927-568b-95e1-2665a8aea6a2"
+        );
+    }
+
+    #[test]
+    fn document_digest_covers_every_input_field() {
+        let contents = contents();
+        let sha1 = sha1_index(&contents);
+        let base = input(&contents, &sha1);
+        let d = document_digest(&base);
+        assert_eq!(d, document_digest(&input(&contents, &sha1)));
+        let mut changed_contents = contents.clone();
+        changed_contents.files[0].mode = 0o600;
+        let variants = [
+            SbomInput {
+                image_name: "other",
+                ..input(&contents, &sha1)
+            },
+            SbomInput {
+                epoch: 1,
+                ..input(&contents, &sha1)
+            },
+            SbomInput {
+                platform: "linux/arm64",
+                ..input(&contents, &sha1)
+            },
+            SbomInput {
+                recipe_file_name: "other.yaml",
+                ..input(&contents, &sha1)
+            },
+            SbomInput {
+                cairn_version: "0.2.0",
+                ..input(&contents, &sha1)
+            },
+            input(&changed_contents, &sha1),
+        ];
+        for v in &variants {
+            assert_ne!(document_digest(v), d, "{v:?}");
+        }
+    }
+
+    #[test]
+    fn trace_puts_a_member_with_spaces_last() {
+        let c = contents();
+        let traces: Vec<String> = c.files.iter().map(trace).collect();
+        assert_eq!(
+            traces,
+            [
+                "layer=accounts origin=accounts",
+                "layer=base origin=recipe recipe-line=21",
+                "layer=base origin=source source=tools recipe-line=17 member=read me",
+                "layer=base origin=source source=tools recipe-line=17 member=bin/tool",
+                "layer=app origin=source source=app recipe-line=25",
+                "layer=app origin=source source=site_files recipe-line=28 member=index.html",
+            ]
+        );
+    }
+
+    #[test]
+    fn purls_carry_the_file_digest_and_only_for_files_and_archives() {
+        let c = contents();
+        assert_eq!(
+            purl(&c.sources[0]).as_deref(),
+            Some(
+                format!(
+                    "pkg:generic/app?checksum=sha256:{}",
+                    Sha256Digest::of(b"hello").hex()
+                )
+                .as_str()
+            )
+        );
+        assert_eq!(purl(&c.sources[1]), None);
+        assert!(purl(&c.sources[2])
+            .unwrap()
+            .starts_with("pkg:generic/tools?checksum=sha256:"));
+        assert_eq!(percent_encode("a b@c"), "a%20b%40c");
+    }
+}

@@ -1,0 +1,610 @@
+//! SPDX 2.3 JSON.
+//!
+//! The document DESCRIBES one package for the image (`SPDXRef-Image`, purpose
+//! CONTAINER, files analysed, with a verification code). Every regular file of the
+//! image is a `files[]` entry (`SPDXRef-File-<n>`, n = its index in path order) with
+//! SHA1 and SHA256 checksums, and two relationships: `SPDXRef-Image CONTAINS` it and it
+//! is `GENERATED_FROM` the package that supplied it: one per source
+//! (`SPDXRef-Source-<name>`), plus `SPDXRef-Recipe` (inline recipe content) and
+//! `SPDXRef-Accounts` (`accounts:`) when a file came from them. The image is
+//! `GENERATED_FROM` each of those packages. Source packages have `filesAnalyzed: false`:
+//! they are described by their digest, not by the subset of their members that made it
+//! into the image. Each file's `comment` carries its trace (`cairn: layer=... origin=...`).
+
+use super::{
+    document_digest, pseudo_suppliers, purl, to_sorted_pretty_json, trace, SbomError, SbomInput,
+    Supplier,
+};
+use crate::attest::contents::{ImageFile, SourceInfo};
+use crate::image::rfc3339;
+use crate::resolve::LockedKind;
+use serde::Serialize;
+use sha1::{Digest as _, Sha1};
+use std::collections::BTreeSet;
+
+const NOASSERTION: &str = "NOASSERTION";
+const DOCUMENT_ID: &str = "SPDXRef-DOCUMENT";
+const IMAGE_ID: &str = "SPDXRef-Image";
+const RECIPE_ID: &str = "SPDXRef-Recipe";
+const ACCOUNTS_ID: &str = "SPDXRef-Accounts";
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Document {
+    #[serde(rename = "SPDXID")]
+    spdx_id: &'static str,
+    spdx_version: &'static str,
+    data_license: &'static str,
+    name: String,
+    document_namespace: String,
+    creation_info: CreationInfo,
+    packages: Vec<Package>,
+    files: Vec<File>,
+    relationships: Vec<Relationship>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    has_extracted_licensing_infos: Vec<ExtractedLicense>,
+}
+
+/// No `licenseListVersion`: cairn does not check license identifiers against any
+/// version of the list, so it names none.
+#[derive(Serialize)]
+struct CreationInfo {
+    created: String,
+    creators: Vec<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Package {
+    #[serde(rename = "SPDXID")]
+    spdx_id: String,
+    name: String,
+    download_location: &'static str,
+    files_analyzed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    package_verification_code: Option<VerificationCode>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    checksums: Vec<Checksum>,
+    license_concluded: String,
+    license_declared: String,
+    copyright_text: &'static str,
+    supplier: &'static str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    external_refs: Vec<ExternalRef>,
+    primary_package_purpose: &'static str,
+    comment: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct VerificationCode {
+    package_verification_code_value: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Checksum {
+    algorithm: &'static str,
+    checksum_value: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ExternalRef {
+    reference_category: &'static str,
+    reference_type: &'static str,
+    reference_locator: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct File {
+    #[serde(rename = "SPDXID")]
+    spdx_id: String,
+    file_name: String,
+    checksums: Vec<Checksum>,
+    license_concluded: &'static str,
+    copyright_text: &'static str,
+    comment: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Relationship {
+    spdx_element_id: String,
+    relationship_type: &'static str,
+    related_spdx_element: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ExtractedLicense {
+    license_id: String,
+    extracted_text: &'static str,
+    comment: String,
+}
+
+/// The SPDX 2.3 JSON document for `input`. Fails only if `input.sha1` lacks a file.
+pub fn spdx_json(input: &SbomInput) -> Result<Vec<u8>, SbomError> {
+    let contents = input.contents;
+    let mut files: Vec<&ImageFile> = contents.files.iter().collect();
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    let sha1s = files
+        .iter()
+        .map(|f| {
+            input
+                .sha1
+                .get(&f.sha256)
+                .map(hex::encode)
+                .ok_or_else(|| SbomError::MissingSha1 {
+                    path: f.path.clone(),
+                    sha256: f.sha256,
+                })
+        })
+        .collect::<Result<Vec<String>, _>>()?;
+
+    let mut packages = vec![image_package(input, &sha1s)];
+    packages.extend(contents.sources.iter().map(source_package));
+    let (from_recipe, from_accounts) = pseudo_suppliers(contents);
+    if from_recipe {
+        packages.push(pseudo_package(
+            RECIPE_ID,
+            input.recipe_file_name,
+            "FILE",
+            format!(
+                "cairn: inline `file:` content of the recipe {}",
+                input.recipe_file_name
+            ),
+        ));
+    }
+    if from_accounts {
+        packages.push(pseudo_package(
+            ACCOUNTS_ID,
+            "accounts",
+            "OTHER",
+            format!(
+                "cairn: user and group files generated from `accounts:` in the recipe {}",
+                input.recipe_file_name
+            ),
+        ));
+    }
+
+    let mut relationships = vec![relationship(DOCUMENT_ID, "DESCRIBES", IMAGE_ID)];
+    for package in &packages[1..] {
+        relationships.push(relationship(IMAGE_ID, "GENERATED_FROM", &package.spdx_id));
+    }
+    let file_id = |n: usize| format!("SPDXRef-File-{n}");
+    for n in 0..files.len() {
+        relationships.push(relationship(IMAGE_ID, "CONTAINS", &file_id(n)));
+    }
+    for (n, file) in files.iter().enumerate() {
+        let supplier = supplier_id(Supplier::of(file));
+        relationships.push(relationship(&file_id(n), "GENERATED_FROM", &supplier));
+    }
+
+    let document = Document {
+        spdx_id: DOCUMENT_ID,
+        spdx_version: "SPDX-2.3",
+        data_license: "CC0-1.0",
+        name: input.image_name.to_string(),
+        document_namespace: format!(
+            "https://spdx.org/spdxdocs/cairn-{}-{}",
+            input.image_name,
+            document_digest(input).hex()
+        ),
+        creation_info: CreationInfo {
+            created: rfc3339(input.epoch),
+            creators: vec![format!("Tool: cairn-{}", input.cairn_version)],
+        },
+        packages,
+        files: files
+            .iter()
+            .zip(sha1s)
+            .enumerate()
+            .map(|(n, (file, sha1))| File {
+                spdx_id: file_id(n),
+                file_name: format!(".{}", file.path),
+                checksums: vec![
+                    checksum("SHA1", sha1),
+                    checksum("SHA256", file.sha256.hex()),
+                ],
+                license_concluded: NOASSERTION,
+                copyright_text: NOASSERTION,
+                comment: format!("cairn: {}", trace(file)),
+            })
+            .collect(),
+        relationships,
+        has_extracted_licensing_infos: extracted_licenses(input),
+    };
+    Ok(to_sorted_pretty_json(&document))
+}
+
+fn image_package(input: &SbomInput, file_sha1s: &[String]) -> Package {
+    Package {
+        spdx_id: IMAGE_ID.to_string(),
+        name: input.image_name.to_string(),
+        download_location: NOASSERTION,
+        files_analyzed: true,
+        package_verification_code: Some(VerificationCode {
+            package_verification_code_value: verification_code(file_sha1s),
+        }),
+        checksums: Vec::new(),
+        license_concluded: NOASSERTION.to_string(),
+        license_declared: NOASSERTION.to_string(),
+        copyright_text: NOASSERTION,
+        supplier: NOASSERTION,
+        external_refs: Vec::new(),
+        primary_package_purpose: "CONTAINER",
+        comment: format!(
+            "cairn: platform={} recipe={}",
+            input.platform, input.recipe_file_name
+        ),
+    }
+}
+
+fn source_package(source: &SourceInfo) -> Package {
+    let license = source.license.as_deref().unwrap_or(NOASSERTION);
+    // A directory's digest is cairn's tree digest, not the checksum of a package
+    // file, so it goes in the comment only.
+    let (checksums, purpose) = match source.kind {
+        LockedKind::File => (vec![checksum("SHA256", source.sha256.hex())], "FILE"),
+        LockedKind::Archive => (vec![checksum("SHA256", source.sha256.hex())], "ARCHIVE"),
+        LockedKind::Dir => (Vec::new(), "OTHER"),
+    };
+    let signer = source
+        .signer
+        .as_ref()
+        .map(|k| format!(" signer={k}"))
+        .unwrap_or_default();
+    Package {
+        spdx_id: supplier_id(Supplier::Source(&source.name)),
+        name: source.name.clone(),
+        download_location: NOASSERTION,
+        files_analyzed: false,
+        package_verification_code: None,
+        checksums,
+        license_concluded: license.to_string(),
+        license_declared: license.to_string(),
+        copyright_text: NOASSERTION,
+        supplier: NOASSERTION,
+        external_refs: purl(source)
+            .map(|locator| ExternalRef {
+                reference_category: "PACKAGE-MANAGER",
+                reference_type: "purl",
+                reference_locator: locator,
+            })
+            .into_iter()
+            .collect(),
+        primary_package_purpose: purpose,
+        // `path` last: it runs to the end and may contain spaces.
+        comment: format!(
+            "cairn: kind={} digest={}{signer} path={}",
+            source.kind, source.sha256, source.path
+        ),
+    }
+}
+
+fn pseudo_package(id: &str, name: &str, purpose: &'static str, comment: String) -> Package {
+    Package {
+        spdx_id: id.to_string(),
+        name: name.to_string(),
+        download_location: NOASSERTION,
+        files_analyzed: false,
+        package_verification_code: None,
+        checksums: Vec::new(),
+        license_concluded: NOASSERTION.to_string(),
+        license_declared: NOASSERTION.to_string(),
+        copyright_text: NOASSERTION,
+        supplier: NOASSERTION,
+        external_refs: Vec::new(),
+        primary_package_purpose: purpose,
+        comment,
+    }
+}
+
+fn supplier_id(supplier: Supplier) -> String {
+    match supplier {
+        Supplier::Source(name) => format!("SPDXRef-Source-{}", id_string(name)),
+        Supplier::Recipe => RECIPE_ID.to_string(),
+        Supplier::Accounts => ACCOUNTS_ID.to_string(),
+    }
+}
+
+/// An SPDX idstring (letters, digits, `.`, `-`) for a source name. Names may also hold
+/// `_`; every byte but letters, digits and `-` becomes `.XX` (hex), so `.` appears
+/// only in escapes and distinct names keep distinct ids.
+fn id_string(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'-' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!(".{b:02X}"));
+        }
+    }
+    out
+}
+
+fn relationship(from: &str, kind: &'static str, to: &str) -> Relationship {
+    Relationship {
+        spdx_element_id: from.to_string(),
+        relationship_type: kind,
+        related_spdx_element: to.to_string(),
+    }
+}
+
+fn checksum(algorithm: &'static str, value: String) -> Checksum {
+    Checksum {
+        algorithm,
+        checksum_value: value,
+    }
+}
+
+/// SPDX 2.3 clause 7.9: SHA-1 over the files' SHA-1 hex values, sorted and concatenated.
+fn verification_code(file_sha1s: &[String]) -> String {
+    let mut sorted: Vec<&String> = file_sha1s.iter().collect();
+    sorted.sort();
+    let mut hasher = Sha1::new();
+    for s in sorted {
+        hasher.update(s.as_bytes());
+    }
+    hex::encode(hasher.finalize())
+}
+
+/// Every `LicenseRef-` the recipe's license expressions use must be declared in the
+/// document. cairn has only the identifier, not the text, and says so.
+fn extracted_licenses(input: &SbomInput) -> Vec<ExtractedLicense> {
+    let refs: BTreeSet<&str> = input
+        .contents
+        .sources
+        .iter()
+        .filter_map(|s| s.license.as_deref())
+        .flat_map(|expr| expr.split(|c: char| c.is_whitespace() || c == '(' || c == ')'))
+        .filter(|token| token.starts_with("LicenseRef-"))
+        .collect();
+    refs.into_iter()
+        .map(|id| ExtractedLicense {
+            license_id: id.to_string(),
+            extracted_text: NOASSERTION,
+            comment: format!(
+                "cairn: declared in the recipe {}; its text is not recorded",
+                input.recipe_file_name
+            ),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::*;
+    use super::*;
+    use crate::digest::Sha256Digest;
+    use serde_json::Value;
+    use std::collections::BTreeSet;
+
+    fn document() -> Value {
+        let c = contents();
+        let sha1 = sha1_index(&c);
+        serde_json::from_slice(&spdx_json(&input(&c, &sha1)).unwrap()).unwrap()
+    }
+
+    fn ids(doc: &Value, section: &str) -> Vec<String> {
+        doc[section]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["SPDXID"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn same_input_same_bytes() {
+        let c = contents();
+        let sha1 = sha1_index(&c);
+        let a = spdx_json(&input(&c, &sha1)).unwrap();
+        let b = spdx_json(&input(&c.clone(), &sha1.clone())).unwrap();
+        assert_eq!(a, b);
+        assert!(a.ends_with(b"}\n"));
+    }
+
+    #[test]
+    fn different_contents_get_a_different_namespace() {
+        let c = contents();
+        let sha1 = sha1_index(&c);
+        let mut changed = c.clone();
+        changed.files[1].layer = "other".to_string();
+        let namespace = |c| {
+            let doc: Value = serde_json::from_slice(&spdx_json(&input(c, &sha1)).unwrap()).unwrap();
+            doc["documentNamespace"].as_str().unwrap().to_string()
+        };
+        let a = namespace(&c);
+        assert!(
+            a.starts_with("https://spdx.org/spdxdocs/cairn-hello-"),
+            "{a}"
+        );
+        assert_ne!(a, namespace(&changed));
+    }
+
+    #[test]
+    fn document_header_is_spdx_2_3_at_the_epoch() {
+        let doc = document();
+        assert_eq!(doc["spdxVersion"], "SPDX-2.3");
+        assert_eq!(doc["SPDXID"], "SPDXRef-DOCUMENT");
+        assert_eq!(doc["dataLicense"], "CC0-1.0");
+        assert_eq!(doc["name"], "hello");
+        assert_eq!(doc["creationInfo"]["created"], "2023-11-14T22:13:20Z");
+        assert_eq!(doc["creationInfo"]["creators"][0], "Tool: cairn-0.1.0");
+    }
+
+    #[test]
+    fn every_file_is_listed_with_both_checksums_and_its_trace() {
+        let c = contents();
+        let doc = document();
+        let files = doc["files"].as_array().unwrap();
+        assert_eq!(files.len(), c.files.len());
+        for (n, (entry, file)) in files.iter().zip(&c.files).enumerate() {
+            assert_eq!(entry["SPDXID"], format!("SPDXRef-File-{n}"));
+            assert_eq!(entry["fileName"], format!(".{}", file.path));
+            let sums = entry["checksums"].as_array().unwrap();
+            assert_eq!(sums[0]["algorithm"], "SHA1");
+            assert_eq!(sums[0]["checksumValue"].as_str().unwrap().len(), 40);
+            assert_eq!(sums[1]["algorithm"], "SHA256");
+            assert_eq!(sums[1]["checksumValue"], file.sha256.hex());
+            assert_eq!(entry["comment"], format!("cairn: {}", trace(file)));
+        }
+        assert_eq!(
+            files[3]["comment"],
+            "cairn: layer=base origin=source source=tools recipe-line=17 member=bin/tool"
+        );
+    }
+
+    #[test]
+    fn a_missing_sha1_is_an_error_naming_the_file() {
+        let c = contents();
+        let mut sha1 = sha1_index(&c);
+        sha1.remove(&Sha256Digest::of(b"hello"));
+        assert_eq!(
+            spdx_json(&input(&c, &sha1)),
+            Err(SbomError::MissingSha1 {
+                path: "/usr/bin/hello".to_string(),
+                sha256: Sha256Digest::of(b"hello"),
+            })
+        );
+    }
+
+    #[test]
+    fn relationships_point_to_existing_elements_and_trace_every_file() {
+        let doc = document();
+        let mut known: BTreeSet<String> = ids(&doc, "packages").into_iter().collect();
+        known.extend(ids(&doc, "files"));
+        known.insert("SPDXRef-DOCUMENT".to_string());
+        let rels: Vec<(String, String, String)> = doc["relationships"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let field = |k: &str| r[k].as_str().unwrap().to_string();
+                (
+                    field("spdxElementId"),
+                    field("relationshipType"),
+                    field("relatedSpdxElement"),
+                )
+            })
+            .collect();
+        for (from, _, to) in &rels {
+            assert!(known.contains(from) && known.contains(to), "{from} -> {to}");
+        }
+        let has = |a: &str, kind: &str, b: &str| {
+            rels.contains(&(a.to_string(), kind.to_string(), b.to_string()))
+        };
+        assert!(has("SPDXRef-DOCUMENT", "DESCRIBES", "SPDXRef-Image"));
+        for id in ids(&doc, "files") {
+            assert!(has("SPDXRef-Image", "CONTAINS", &id));
+        }
+        assert!(has("SPDXRef-File-0", "GENERATED_FROM", "SPDXRef-Accounts"));
+        assert!(has("SPDXRef-File-1", "GENERATED_FROM", "SPDXRef-Recipe"));
+        assert!(has(
+            "SPDXRef-File-3",
+            "GENERATED_FROM",
+            "SPDXRef-Source-tools"
+        ));
+        assert!(has(
+            "SPDXRef-File-5",
+            "GENERATED_FROM",
+            "SPDXRef-Source-site.5Ffiles"
+        ));
+        for package in &ids(&doc, "packages")[1..] {
+            assert!(has("SPDXRef-Image", "GENERATED_FROM", package));
+        }
+    }
+
+    #[test]
+    fn source_packages_carry_digest_license_purl_and_signer() {
+        let doc = document();
+        let packages = doc["packages"].as_array().unwrap();
+        let app = &packages[1];
+        assert_eq!(app["SPDXID"], "SPDXRef-Source-app");
+        assert_eq!(app["filesAnalyzed"], false);
+        assert_eq!(app["checksums"][0]["algorithm"], "SHA256");
+        assert_eq!(
+            app["checksums"][0]["checksumValue"],
+            Sha256Digest::of(b"hello").hex()
+        );
+        assert_eq!(app["licenseDeclared"], "MIT");
+        assert_eq!(app["externalRefs"][0]["referenceType"], "purl");
+        let comment = app["comment"].as_str().unwrap();
+        assert!(comment.contains(&format!(" signer={}", "ab".repeat(32))));
+        assert!(comment.ends_with(" path=app/hello.sh"), "{comment}");
+
+        let site = &packages[2];
+        assert!(site.get("checksums").is_none() && site.get("externalRefs").is_none());
+        assert!(site["comment"].as_str().unwrap().contains(&format!(
+            "kind=directory digest={}",
+            Sha256Digest::of(b"site tree")
+        )));
+        assert_eq!(packages[3]["licenseConcluded"], "NOASSERTION");
+        assert_eq!(
+            doc["hasExtractedLicensingInfos"][0]["licenseId"],
+            "LicenseRef-site"
+        );
+    }
+
+    #[test]
+    fn image_package_verification_code_follows_clause_7_9() {
+        let doc = document();
+        let image = &doc["packages"][0];
+        assert_eq!(image["primaryPackagePurpose"], "CONTAINER");
+        let mut sha1s: Vec<String> = doc["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                f["checksums"][0]["checksumValue"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        sha1s.sort();
+        let expected = hex::encode(Sha1::digest(sha1s.concat().as_bytes()));
+        assert_eq!(
+            image["packageVerificationCode"]["packageVerificationCodeValue"],
+            expected
+        );
+    }
+
+    #[test]
+    fn pseudo_packages_appear_only_when_used() {
+        let mut c = contents();
+        c.files.retain(|f| f.layer != "accounts");
+        let sha1 = sha1_index(&contents());
+        let doc: Value = serde_json::from_slice(&spdx_json(&input(&c, &sha1)).unwrap()).unwrap();
+        let packages = ids(&doc, "packages");
+        assert!(packages.contains(&"SPDXRef-Recipe".to_string()));
+        assert!(!packages.contains(&"SPDXRef-Accounts".to_string()));
+    }
+
+    #[test]
+    fn source_ids_are_distinct_and_valid() {
+        let names = ["a_b", "a-b", "a.b", "a.5Fb", "ab"];
+        let escaped: BTreeSet<String> = names.iter().map(|n| id_string(n)).collect();
+        assert_eq!(escaped.len(), names.len());
+        for id in &escaped {
+            assert!(id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-'));
+        }
+    }
+
+    #[test]
+    fn no_string_is_an_absolute_path() {
+        // SPDX file names are relative (`./usr/bin/hello`); sources appear by their
+        // recipe-relative path.
+        let mut all = Vec::new();
+        strings(&document(), &mut all);
+        assert!(all.iter().any(|s| s == "./usr/bin/hello"));
+        for s in all {
+            assert!(!s.starts_with('/') && !s.contains(" /"), "{s}");
+        }
+    }
+}
