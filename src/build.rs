@@ -4,11 +4,12 @@
 //! lock mode, threads, the fallback epoch, a cancel flag); gives a [`BuildReport`]
 //! describing exactly what was written.
 
+use crate::attest::{self, contents, dsse, intoto, keys, keys::SigningKey, sbom};
 use crate::digest::Sha256Digest;
-use crate::image::{self, canonical_json, ImageError};
+use crate::image::{self, canonical_json, Artifact, ImageError};
 use crate::layers::{self, LayerBlob, LayerError, TreeEntryKind, TreeError};
 use crate::output::{LayoutWriter, OutputError};
-use crate::recipe::Recipe;
+use crate::recipe::{ImagePath, Recipe};
 use crate::resolve::{self, lock::LockError, LockMode, Lockfile, ResolveError};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -24,6 +25,11 @@ pub struct BuildOptions {
     pub source_date_epoch: Option<u64>,
     /// Set (e.g. by a Ctrl-C handler) to stop the build; nothing is published.
     pub cancel: std::sync::Arc<AtomicBool>,
+    /// Signs the provenance and SBOM statements when given.
+    pub sign_key: Option<SigningKey>,
+    /// Wall clock (seconds since the epoch) for `startedOn`/`finishedOn` in the
+    /// provenance; `None` keeps the provenance free of times (the default).
+    pub clock: Option<fn() -> u64>,
 }
 
 /// Told about progress; the CLI draws bars with it.
@@ -49,7 +55,24 @@ pub struct BuildReport {
     pub layers: Vec<LayerReport>,
     /// The lock file, if this build wrote it (new pins).
     pub lock_written: Option<PathBuf>,
+    /// SBOMs written beside the layout (and attached to the image as referrers).
+    pub spdx: PathBuf,
+    pub cyclonedx: PathBuf,
+    /// Whether the SBOMs are also embedded in the image (`sbom:` in the recipe).
+    pub sbom_embedded: bool,
+    /// Signed DSSE envelopes, one per line, when the build was signed.
+    pub attestations: Option<PathBuf>,
+    /// Key id of the signing key.
+    pub signed_by: Option<String>,
+    /// Manifests attached to the image (SBOMs, attestations) in the layout.
+    pub referrers: Vec<ReferrerReport>,
     pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ReferrerReport {
+    pub artifact_type: String,
+    pub manifest_digest: Sha256Digest,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -74,6 +97,8 @@ pub enum BuildError {
     Layer(LayerError),
     #[error(transparent)]
     Image(#[from] ImageError),
+    #[error(transparent)]
+    Sbom(#[from] sbom::SbomError),
     #[error(transparent)]
     Output(#[from] OutputError),
     #[error("interrupted; the previous output, if any, is unchanged")]
@@ -105,12 +130,28 @@ pub fn platform_string(recipe: &Recipe) -> String {
     }
 }
 
+/// Where the embedded SBOMs live in the image.
+pub const SBOM_DIR: &str = "/usr/share/sbom";
+pub const SBOM_LAYER: &str = "sbom";
+const CAIRN_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The side files a build may write beside the layout.
+fn side_file_names(name: &str) -> [String; 3] {
+    [
+        format!("{name}.spdx.json"),
+        format!("{name}.cdx.json"),
+        format!("{name}.intoto.jsonl"),
+    ]
+}
+
 pub fn build(
     recipe: &Recipe,
     opts: &BuildOptions,
     observer: &dyn Observer,
 ) -> Result<BuildReport, BuildError> {
+    let started_on = opts.clock.map(|now| now());
     let epoch = effective_epoch(recipe, opts.source_date_epoch);
+    let platform = platform_string(recipe);
     let lock_path = resolve::lock_path_for(&recipe.file.path);
     let lock = Lockfile::read(&lock_path)?;
     let layout = LayoutWriter::begin(&opts.out_dir, &recipe.name)?;
@@ -118,8 +159,7 @@ pub fn build(
     let resolved = resolve::resolve(recipe, &lock, &lock_path, opts.lock_mode, &staging)?;
     let trees = layers::assemble(recipe, &resolved)?;
 
-    let mut blobs = Vec::with_capacity(trees.len());
-    for tree in &trees {
+    let write = |tree: &layers::LayerTree| -> Result<LayerBlob, BuildError> {
         if opts.cancel.load(Ordering::Relaxed) {
             return Err(BuildError::Interrupted);
         }
@@ -138,18 +178,126 @@ pub fn build(
                 observer.bytes_written(n)
             })?;
         observer.layer_finished(&blob);
-        blobs.push(blob);
+        Ok(blob)
+    };
+    let mut blobs = trees.iter().map(write).collect::<Result<Vec<_>, _>>()?;
+
+    // SBOMs describe the layers as written (their SHA-1s were computed in the same
+    // pass); the SBOM layer itself is not in them.
+    let contents = contents::image_contents(recipe, &resolved, &trees);
+    let mut sha1 = sbom::Sha1Index::new();
+    for blob in &mut blobs {
+        sha1.append(&mut blob.sha1);
+    }
+    let recipe_file_name = recipe.file.path.file_name().map_or_else(
+        || "recipe".to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let sbom_input = sbom::SbomInput {
+        image_name: &recipe.name,
+        epoch,
+        platform: &platform,
+        recipe_file_name: &recipe_file_name,
+        contents: &contents,
+        cairn_version: CAIRN_VERSION,
+        sha1: &sha1,
+    };
+    let spdx = sbom::spdx_json(&sbom_input)?;
+    let cyclonedx = sbom::cyclonedx_json(&sbom_input);
+    if recipe.sbom {
+        let at = |ext: &str| {
+            ImagePath::parse(&format!("{SBOM_DIR}/{}.{ext}", recipe.name))
+                .expect("image names are path-safe")
+        };
+        let files = vec![
+            (at("spdx.json"), spdx.clone()),
+            (at("cdx.json"), cyclonedx.clone()),
+        ];
+        let layer = layers::generated_layer(recipe, &trees, SBOM_LAYER, files)?;
+        blobs.push(write(&layer)?);
     }
 
     let config = image::image_config(recipe, &blobs, epoch)?;
     let config_blob = layout.put_blob(&canonical_json(&config))?;
     let manifest = image::manifest(recipe, &config_blob, &blobs)?;
     let manifest_blob = layout.put_blob(&canonical_json(&manifest))?;
-    let index = image::index(recipe, &manifest_blob)?;
+
+    let mut artifacts = vec![
+        Artifact {
+            artifact_type: sbom::SPDX_MEDIA_TYPE.into(),
+            blob: layout.put_blob(&spdx)?,
+            annotations: Default::default(),
+        },
+        Artifact {
+            artifact_type: sbom::CYCLONEDX_MEDIA_TYPE.into(),
+            blob: layout.put_blob(&cyclonedx)?,
+            annotations: Default::default(),
+        },
+    ];
+    let mut side_files = vec![
+        (format!("{}.spdx.json", recipe.name), spdx.clone()),
+        (format!("{}.cdx.json", recipe.name), cyclonedx.clone()),
+    ];
+    let signed_by = match &opts.sign_key {
+        Some(key) => {
+            let facts = intoto::ProvenanceFacts {
+                image_name: &recipe.name,
+                manifest_digest: manifest_blob.digest,
+                recipe_file_name: &recipe_file_name,
+                recipe_sha256: Sha256Digest::of(recipe.file.text.as_bytes()),
+                lock_sha256: (!recipe.sources.is_empty())
+                    .then(|| Sha256Digest::of(&resolved.lock.to_bytes())),
+                epoch,
+                platform: &platform,
+                sources: &contents.sources,
+                cairn_version: CAIRN_VERSION,
+                times: started_on
+                    .zip(opts.clock.map(|now| now()))
+                    .map(|(s, f)| (image::rfc3339(s), image::rfc3339(f))),
+            };
+            let spdx_value: serde_json::Value =
+                serde_json::from_slice(&spdx).expect("cairn's SPDX output is JSON");
+            let statements = [
+                intoto::provenance_statement(&facts),
+                intoto::sbom_statement(&recipe.name, manifest_blob.digest, spdx_value),
+            ];
+            let mut jsonl = Vec::new();
+            for statement in &statements {
+                let envelope =
+                    dsse::Envelope::sign(dsse::INTOTO_PAYLOAD_TYPE, statement.to_json(), key)
+                        .to_json();
+                jsonl.extend_from_slice(&envelope);
+                jsonl.push(b'\n');
+                artifacts.push(Artifact {
+                    artifact_type: attest::DSSE_MEDIA_TYPE.into(),
+                    blob: layout.put_blob(&envelope)?,
+                    annotations: [(
+                        attest::PREDICATE_TYPE_ANNOTATION.to_string(),
+                        statement.predicate_type.clone(),
+                    )]
+                    .into(),
+                });
+            }
+            side_files.push((format!("{}.intoto.jsonl", recipe.name), jsonl));
+            Some(keys::key_id(&key.verifying_key()))
+        }
+        None => None,
+    };
+
+    let empty_config = layout.put_blob(image::EMPTY_JSON)?;
+    let mut referrers = Vec::with_capacity(artifacts.len());
+    for artifact in &artifacts {
+        let manifest = image::artifact_manifest(artifact, &manifest_blob, &empty_config)?;
+        referrers.push((
+            artifact.artifact_type.clone(),
+            layout.put_blob(&canonical_json(&manifest))?,
+        ));
+    }
+    let index = image::index(recipe, &manifest_blob, &referrers)?;
     if opts.cancel.load(Ordering::Relaxed) {
         return Err(BuildError::Interrupted);
     }
-    let layout_path = layout.publish(&index)?;
+    let layout_path = layout.publish(&index, &side_files, &side_file_names(&recipe.name))?;
 
     let lock_written = if resolved.lock_changed && opts.lock_mode == LockMode::PinMissing {
         resolved.lock.write(&lock_path)?;
@@ -157,13 +305,14 @@ pub fn build(
     } else {
         None
     };
+    let beside = |ext: &str| opts.out_dir.join(format!("{}.{ext}", recipe.name));
     Ok(BuildReport {
         name: recipe.name.clone(),
         layout: layout_path,
         manifest_digest: manifest_blob.digest,
         manifest_size: manifest_blob.size,
         config_digest: config_blob.digest,
-        platform: platform_string(recipe),
+        platform,
         epoch,
         layers: blobs
             .into_iter()
@@ -177,6 +326,18 @@ pub fn build(
             })
             .collect(),
         lock_written,
+        spdx: beside("spdx.json"),
+        cyclonedx: beside("cdx.json"),
+        sbom_embedded: recipe.sbom,
+        attestations: signed_by.as_ref().map(|_| beside("intoto.jsonl")),
+        signed_by,
+        referrers: referrers
+            .into_iter()
+            .map(|(artifact_type, blob)| ReferrerReport {
+                artifact_type,
+                manifest_digest: blob.digest,
+            })
+            .collect(),
         warnings: resolved.warnings,
     })
 }

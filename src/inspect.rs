@@ -4,6 +4,7 @@
 
 use crate::digest::{HashingReader, Sha256Digest};
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -41,9 +42,21 @@ pub struct ImageReport {
     pub manifest: serde_json::Value,
     pub config: serde_json::Value,
     pub layers: Vec<LayerFiles>,
+    /// Artifacts whose `subject` is this image (SBOMs, attestations).
+    pub referrers: Vec<Referrer>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
+pub struct Referrer {
+    pub artifact_type: String,
+    pub manifest_digest: String,
+    pub annotations: BTreeMap<String, String>,
+    /// The artifact's single blob.
+    pub blob_digest: String,
+    pub blob_size: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
 pub struct LayerFiles {
     pub digest: String,
     pub media_type: String,
@@ -51,7 +64,7 @@ pub struct LayerFiles {
     pub files: Vec<FileInfo>,
 }
 
-#[derive(Debug, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct FileInfo {
     pub path: String,
     /// `file`, `dir`, `symlink`, `hardlink`, or the tar type byte for anything else.
@@ -62,6 +75,9 @@ pub struct FileInfo {
     pub size: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub link: Option<String>,
+    /// SHA-256 of a regular file's content.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<Sha256Digest>,
 }
 
 impl std::fmt::Display for FileInfo {
@@ -133,14 +149,22 @@ impl Layout<'_> {
         Ok(self.root.join("blobs/sha256").join(hex))
     }
 
-    /// Reads a whole (small, JSON) blob, verifying it.
-    fn read_json(&self, digest: &str, size: u64) -> Result<serde_json::Value, InspectError> {
+    /// Reads a whole (small) blob, verifying its digest and size.
+    fn read_verified(&self, digest: &str, size: u64) -> Result<Vec<u8>, InspectError> {
         let path = self.blob_path(digest)?;
         let mut bytes = Vec::new();
         let mut reader = HashingReader::new(File::open(&path).map_err(io_err(&path))?);
         reader.read_to_end(&mut bytes).map_err(io_err(&path))?;
         verify(digest, size, reader.finish())?;
-        serde_json::from_slice(&bytes).map_err(|source| InspectError::Json { path, source })
+        Ok(bytes)
+    }
+
+    fn read_json(&self, digest: &str, size: u64) -> Result<serde_json::Value, InspectError> {
+        let bytes = self.read_verified(digest, size)?;
+        serde_json::from_slice(&bytes).map_err(|source| InspectError::Json {
+            path: self.blob_path(digest).unwrap_or_default(),
+            source,
+        })
     }
 }
 
@@ -193,6 +217,7 @@ pub fn inspect(root: &Path) -> Result<LayoutReport, InspectError> {
         .as_array()
         .cloned()
         .unwrap_or_default();
+    let mut referrers: Vec<(String, Referrer)> = Vec::new();
     for m in &manifests {
         let (_, digest, size) = descriptor(m, &index_path)?;
         let ref_name = m
@@ -201,6 +226,35 @@ pub fn inspect(root: &Path) -> Result<LayoutReport, InspectError> {
             .map(str::to_string);
         let manifest = layout.read_json(&digest, size)?;
         let mpath = layout.blob_path(&digest)?;
+        if let Some(subject) = manifest.get("subject") {
+            let (_, subject_digest, _) = descriptor(subject, &mpath)?;
+            let blob = field(&manifest, &mpath, "layers")?.get(0).ok_or_else(|| {
+                InspectError::Invalid {
+                    path: mpath.clone(),
+                    message: "an artifact manifest without a blob".into(),
+                }
+            })?;
+            let (_, blob_digest, blob_size) = descriptor(blob, &mpath)?;
+            // Read (and so verify) the blob now.
+            layout.read_verified(&blob_digest, blob_size)?;
+            let annotations = manifest["annotations"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect();
+            referrers.push((
+                subject_digest,
+                Referrer {
+                    artifact_type: manifest["artifactType"].as_str().unwrap_or_default().into(),
+                    manifest_digest: digest,
+                    annotations,
+                    blob_digest,
+                    blob_size,
+                },
+            ));
+            continue;
+        }
         let (_, cdigest, csize) = descriptor(field(&manifest, &mpath, "config")?, &mpath)?;
         let config = layout.read_json(&cdigest, csize)?;
         let mut layers = Vec::new();
@@ -224,7 +278,21 @@ pub fn inspect(root: &Path) -> Result<LayoutReport, InspectError> {
             manifest,
             config,
             layers,
+            referrers: Vec::new(),
         });
+    }
+    for (subject, referrer) in referrers {
+        let image = images
+            .iter_mut()
+            .find(|i| i.manifest_digest == subject)
+            .ok_or_else(|| InspectError::Invalid {
+                path: index_path.clone(),
+                message: format!(
+                    "artifact {} refers to {subject}, which is not an image in this layout",
+                    referrer.manifest_digest
+                ),
+            })?;
+        image.referrers.push(referrer);
     }
     Ok(LayoutReport {
         layout: root.into(),
@@ -257,8 +325,8 @@ fn list_layer(
     let mut files = Vec::new();
     let mut archive = tar::Archive::new(reader);
     for entry in archive.entries().map_err(io_err(&path))? {
-        let entry = entry.map_err(io_err(&path))?;
-        let h = entry.header();
+        let mut entry = entry.map_err(io_err(&path))?;
+        let h = entry.header().clone();
         let kind = match h.entry_type() {
             tar::EntryType::Regular | tar::EntryType::Continuous => "file".to_string(),
             tar::EntryType::Directory => "dir".into(),
@@ -272,7 +340,6 @@ fn list_layer(
                 .map_err(io_err(&path))?
                 .to_string_lossy()
                 .into_owned(),
-            kind,
             mode: h.mode().map_err(io_err(&path))?,
             uid: h.uid().map_err(io_err(&path))?,
             gid: h.gid().map_err(io_err(&path))?,
@@ -281,6 +348,16 @@ fn list_layer(
                 .link_name()
                 .map_err(io_err(&path))?
                 .map(|l| l.to_string_lossy().into_owned()),
+            sha256: if kind == "file" {
+                Some(
+                    crate::digest::sha256_reader(&mut entry)
+                        .map_err(io_err(&path))?
+                        .0,
+                )
+            } else {
+                None
+            },
+            kind,
         });
     }
     // Drain to the end so the digest covers the whole blob.
@@ -289,4 +366,91 @@ fn list_layer(
     drop(rest);
     verify(digest, size, hashing.finish())?;
     Ok(files)
+}
+
+/// The image's file system after applying its layers in order (OCI whiteouts
+/// included), keyed by path without leading `/` or trailing `/`. Hard links resolve
+/// to the content of their target.
+pub fn final_files(image: &ImageReport) -> std::collections::BTreeMap<String, FileInfo> {
+    use std::collections::BTreeMap;
+    let mut fs: BTreeMap<String, FileInfo> = BTreeMap::new();
+    let remove_tree = |fs: &mut BTreeMap<String, FileInfo>, key: &str| {
+        let prefix = format!("{key}/");
+        let doomed: Vec<String> = fs
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in doomed {
+            fs.remove(&k);
+        }
+        fs.remove(key);
+    };
+    for layer in &image.layers {
+        let mut layer_files: BTreeMap<String, &FileInfo> = BTreeMap::new();
+        for f in &layer.files {
+            let key = f
+                .path
+                .trim_start_matches("./")
+                .trim_end_matches('/')
+                .to_string();
+            let (dir, name) = key.rsplit_once('/').unwrap_or(("", key.as_str()));
+            if let Some(removed) = name.strip_prefix(".wh.") {
+                if removed == ".wh..opq" {
+                    continue;
+                }
+                let target = if dir.is_empty() {
+                    removed.to_string()
+                } else {
+                    format!("{dir}/{removed}")
+                };
+                remove_tree(&mut fs, &target);
+                continue;
+            }
+            layer_files.insert(key, f);
+        }
+        for (key, f) in &layer_files {
+            if f.kind != "dir" {
+                remove_tree(&mut fs, key);
+            }
+            let mut resolved = FileInfo {
+                path: key.clone(),
+                kind: f.kind.clone(),
+                mode: f.mode,
+                uid: f.uid,
+                gid: f.gid,
+                size: f.size,
+                link: f.link.clone(),
+                sha256: f.sha256,
+            };
+            if f.kind == "hardlink" {
+                if let Some(target) = f
+                    .link
+                    .as_deref()
+                    .and_then(|l| layer_files.get(l.trim_end_matches('/')))
+                {
+                    resolved.sha256 = target.sha256;
+                    resolved.size = target.size;
+                }
+            }
+            fs.insert(key.clone(), resolved);
+        }
+    }
+    fs
+}
+
+/// The blob of `image`'s first referrer with `artifact_type`, verified.
+pub fn referrer_blob(layout: &Path, image: &ImageReport, artifact_type: &str) -> Option<Vec<u8>> {
+    let r = image
+        .referrers
+        .iter()
+        .find(|r| r.artifact_type == artifact_type)?;
+    Layout { root: layout }
+        .read_verified(&r.blob_digest, r.blob_size)
+        .ok()
+}
+
+/// Reads any blob of the layout, verified against `digest` and `size`.
+pub fn read_blob(layout: &Path, digest: &str, size: u64) -> Result<Vec<u8>, InspectError> {
+    Layout { root: layout }.read_verified(digest, size)
 }

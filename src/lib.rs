@@ -8,6 +8,7 @@
 
 pub mod attest;
 pub mod build;
+pub mod diff;
 pub mod digest;
 pub mod image;
 pub mod inspect;
@@ -15,3 +16,5 @@ pub mod layers;
 pub mod output;
 pub mod recipe;
 pub mod resolve;
+pub mod trace;
+pub mod verify;

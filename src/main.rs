@@ -5,6 +5,7 @@
 mod progress;
 
 use anyhow::{bail, Context, Result};
+use cairn::attest::keys;
 use cairn::build::{self, BuildError, BuildOptions, Observer, Quiet};
 use cairn::resolve::LockMode;
 use cairn::{inspect, recipe};
@@ -56,6 +57,21 @@ enum Command {
         /// Compression threads (default: all cores). Never changes the output bytes.
         #[arg(short, long)]
         jobs: Option<usize>,
+        /// Sign the provenance and SBOM statements with this Ed25519 private key
+        /// (PKCS#8 PEM, as `cairn keygen` writes).
+        #[arg(long, env = "CAIRN_SIGN_KEY", value_name = "KEY")]
+        sign_key: Option<PathBuf>,
+        /// Record the build's wall-clock start and finish in the provenance
+        /// (startedOn/finishedOn). Off by default: they make attestations differ per run.
+        #[arg(long)]
+        record_times: bool,
+    },
+    /// Create an Ed25519 signing key pair: PREFIX.key (PKCS#8 PEM, mode 0600) and
+    /// PREFIX.pub (SPKI PEM). Prints the key id (SHA-256 of the public key).
+    Keygen {
+        /// Path prefix for the two files.
+        #[arg(default_value = "cairn")]
+        prefix: PathBuf,
     },
     /// Pin every source: write <recipe>.lock with each source's SHA-256.
     ///
@@ -68,6 +84,45 @@ enum Command {
     /// Parse and check a recipe without building it.
     Validate {
         recipe: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check that an image layout proves what it claims: blob digests, attestation
+    /// signatures, statement subjects, provenance, the SBOM against the layers, and an
+    /// optional policy. Exit 0 only if every check passes.
+    Verify {
+        /// The layout directory, e.g. out/hello.
+        layout: PathBuf,
+        /// Trusted public key(s) (SPKI PEM or OpenSSH ssh-ed25519 line).
+        #[arg(long = "key", value_name = "PUB", required = true)]
+        keys: Vec<PathBuf>,
+        /// A policy file (see the README: trusted signers, source digests and signers).
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// Rebuild this recipe and require the same manifest digest.
+        #[arg(long, value_name = "RECIPE")]
+        rebuild: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show where a file in the image came from: its layer and digest, the source that
+    /// supplied it (digest, signer) and the recipe line that put it there.
+    ///
+    /// WHAT is a path in the image (/usr/bin/hello) or the SHA-256 of a file found on a
+    /// running system (sha256:<hex> or 64 hex digits).
+    Trace {
+        layout: PathBuf,
+        what: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show what differs between two image layouts: config, layers, files (added,
+    /// removed, changed in content, mode, owner or link target) and sources.
+    ///
+    /// Exit status as diff(1): 0 identical, 1 different, 2 trouble.
+    Diff {
+        a: PathBuf,
+        b: PathBuf,
         #[arg(long)]
         json: bool,
     },
@@ -92,8 +147,9 @@ fn main() {
             std::process::exit(130);
         }
     });
+    let is_diff = matches!(cli.command, Command::Diff { .. });
     match run(cli, cancel) {
-        Ok(()) => {}
+        Ok(code) => std::process::exit(code),
         Err(e) => {
             if matches!(
                 e.downcast_ref::<BuildError>(),
@@ -109,14 +165,21 @@ fn main() {
             } else {
                 eprintln!("error: {text}");
             }
-            std::process::exit(1);
+            std::process::exit(if is_diff { 2 } else { 1 });
         }
     }
 }
 
-fn print_json(value: &impl serde::Serialize) -> Result<()> {
+fn print_json(value: &impl serde::Serialize) -> Result<i32> {
     println!("{}", serde_json::to_string_pretty(value)?);
-    Ok(())
+    Ok(0)
+}
+
+/// The only clock cairn reads, and only for `--record-times`.
+fn wall_clock() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 fn source_date_epoch() -> Result<Option<u64>> {
@@ -130,7 +193,7 @@ fn source_date_epoch() -> Result<Option<u64>> {
     }
 }
 
-fn run(cli: Cli, cancel: Arc<AtomicBool>) -> Result<()> {
+fn run(cli: Cli, cancel: Arc<AtomicBool>) -> Result<i32> {
     match cli.command {
         Command::Build {
             recipe,
@@ -139,6 +202,8 @@ fn run(cli: Cli, cancel: Arc<AtomicBool>) -> Result<()> {
             json,
             quiet,
             jobs,
+            sign_key,
+            record_times,
         } => {
             let recipe = recipe::load(&recipe)?;
             let jobs = match jobs {
@@ -156,6 +221,8 @@ fn run(cli: Cli, cancel: Arc<AtomicBool>) -> Result<()> {
                 jobs,
                 source_date_epoch: source_date_epoch()?,
                 cancel,
+                sign_key: sign_key.as_deref().map(keys::read_private).transpose()?,
+                clock: record_times.then_some(wall_clock as fn() -> u64),
             };
             let show_progress = !quiet && !json && std::io::stderr().is_terminal();
             let bars;
@@ -182,7 +249,30 @@ fn run(cli: Cli, cancel: Arc<AtomicBool>) -> Result<()> {
                     report.layout.display()
                 );
             }
+            if !quiet {
+                let mut sboms = format!(
+                    "sbom: {} {}",
+                    report.spdx.display(),
+                    report.cyclonedx.display()
+                );
+                if report.sbom_embedded {
+                    sboms.push_str(&format!(" (also in the image under {})", build::SBOM_DIR));
+                }
+                eprintln!("{sboms}");
+                match (&report.attestations, &report.signed_by) {
+                    (Some(path), Some(key)) => {
+                        eprintln!("attestations: {} (signed by {key})", path.display())
+                    }
+                    _ => eprintln!("attestations: none (pass --sign-key to sign provenance)"),
+                }
+            }
             println!("{}", report.manifest_digest);
+        }
+        Command::Keygen { prefix } => {
+            let key = keys::generate();
+            let (private, public) = keys::write_pair(&key, &prefix)?;
+            eprintln!("wrote {} and {}", private.display(), public.display());
+            println!("{}", keys::key_id(&key.verifying_key()));
         }
         Command::Lock { recipe, json } => {
             let recipe = recipe::load(&recipe)?;
@@ -220,6 +310,150 @@ fn run(cli: Cli, cancel: Arc<AtomicBool>) -> Result<()> {
                 recipe.layers.len()
             );
         }
+        Command::Verify {
+            layout,
+            keys: key_paths,
+            policy,
+            rebuild,
+            json,
+        } => {
+            let trusted = key_paths
+                .iter()
+                .map(|p| keys::read_public(p))
+                .collect::<Result<Vec<_>, _>>()?;
+            let policy = match policy {
+                Some(p) => cairn::verify::Policy::read(&p)?,
+                None => cairn::verify::Policy {
+                    cairn_policy: 1,
+                    require_sbom: true,
+                    ..Default::default()
+                },
+            };
+            let rebuilt = match rebuild {
+                Some(recipe_path) => {
+                    let recipe = recipe::load(&recipe_path)?;
+                    let scratch = tempfile::tempdir()?;
+                    let opts = BuildOptions {
+                        out_dir: scratch.path().to_path_buf(),
+                        lock_mode: LockMode::Locked,
+                        jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
+                        source_date_epoch: source_date_epoch()?,
+                        cancel,
+                        sign_key: None,
+                        clock: None,
+                    };
+                    Some(
+                        build::build(&recipe, &opts, &Quiet)?
+                            .manifest_digest
+                            .to_string(),
+                    )
+                }
+                None => None,
+            };
+            let verdict = cairn::verify::verify(&layout, &trusted, &policy, rebuilt.as_deref());
+            if json {
+                print_json(&verdict)?;
+            } else {
+                for c in &verdict.checks {
+                    println!(
+                        "{} {:<11} {}",
+                        if c.ok { "ok  " } else { "FAIL" },
+                        c.name,
+                        c.detail
+                    );
+                }
+                println!(
+                    "{}",
+                    if verdict.verified {
+                        "verified"
+                    } else {
+                        "NOT verified"
+                    }
+                );
+            }
+            return Ok(i32::from(!verdict.verified));
+        }
+        Command::Trace { layout, what, json } => {
+            let t = cairn::trace::trace(&layout, &what)?;
+            if t.matches.is_empty() {
+                bail!("{what}: no regular file in {} matches", layout.display());
+            }
+            if json {
+                return print_json(&t);
+            }
+            for m in &t.matches {
+                println!("{}", m.path);
+                println!(
+                    "  file    {} ({} bytes, {:04o} {}:{})",
+                    m.sha256, m.size, m.mode, m.uid, m.gid
+                );
+                println!(
+                    "  layer   {} {} {}",
+                    m.layer.index,
+                    m.layer.name.as_deref().unwrap_or("?"),
+                    m.layer.digest
+                );
+                match &m.source {
+                    Some(s) => {
+                        println!(
+                            "  source  {} ({} {}) {}",
+                            s.name,
+                            s.kind.as_deref().unwrap_or("?"),
+                            s.path.as_deref().unwrap_or("?"),
+                            s.digest.as_deref().unwrap_or("?")
+                        );
+                        if let Some(member) = &m.member {
+                            println!("  member  {member}");
+                        }
+                        println!(
+                            "  signer  {}",
+                            s.signer.as_deref().unwrap_or("none (unsigned source)")
+                        );
+                    }
+                    None => println!(
+                        "  source  {} (no source file)",
+                        m.origin.as_deref().unwrap_or("unknown")
+                    ),
+                }
+                if let Some(line) = m.recipe_line {
+                    println!(
+                        "  recipe  {} line {line}",
+                        m.recipe.as_deref().unwrap_or("the recipe")
+                    );
+                }
+            }
+        }
+        Command::Diff { a, b, json } => {
+            let d = cairn::diff::diff(&a, &b)?;
+            let code = i32::from(!d.identical());
+            if json {
+                print_json(&d)?;
+                return Ok(code);
+            }
+            if d.identical() {
+                println!("identical: {}", d.manifest.0);
+                return Ok(0);
+            }
+            println!("manifest {} -> {}", d.manifest.0, d.manifest.1);
+            let sections = [
+                ("config", &d.config),
+                ("layer", &d.layers),
+                ("changed", &d.files_changed),
+                ("source", &d.sources),
+            ];
+            for (label, changes) in sections {
+                for c in changes {
+                    println!("{label} {}: {} -> {}", c.what, c.a, c.b);
+                }
+            }
+            for p in &d.files_added {
+                println!("added {p}");
+            }
+            for p in &d.files_removed {
+                println!("removed {p}");
+            }
+            return Ok(code);
+        }
         Command::Inspect { layout, json } => {
             let report = inspect::inspect(&layout)?;
             if json {
@@ -232,6 +466,9 @@ fn run(cli: Cli, cancel: Arc<AtomicBool>) -> Result<()> {
                 );
                 println!("manifest {}", image.manifest_digest);
                 println!("config {}", serde_json::to_string_pretty(&image.config)?);
+                for r in &image.referrers {
+                    println!("referrer {} {}", r.manifest_digest, r.artifact_type);
+                }
                 for layer in &image.layers {
                     println!(
                         "layer {} ({} bytes, {})",
@@ -244,5 +481,5 @@ fn run(cli: Cli, cancel: Arc<AtomicBool>) -> Result<()> {
             }
         }
     }
-    Ok(())
+    Ok(0)
 }

@@ -79,7 +79,7 @@ fn build_prints_the_manifest_digest_and_json_describes_the_result() {
             .iter()
             .map(|l| l["name"].as_str().unwrap())
             .collect::<Vec<_>>(),
-        ["base", "app", "accounts"]
+        ["base", "app", "accounts", "sbom"]
     );
     for l in layers {
         let blob = out

@@ -23,9 +23,8 @@ use std::process::{Command, Stdio};
 /// broken script cannot pass for a rejected envelope.
 const SSLIB: &str = r#"
 import hashlib, json, sys
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import (
-    Encoding, PublicFormat, load_pem_public_key)
+    Encoding, PublicFormat, load_pem_private_key, load_pem_public_key)
 from securesystemslib.dsse import Envelope
 from securesystemslib.exceptions import VerificationError
 from securesystemslib.signer import CryptoSigner, SSlibKey
@@ -53,7 +52,7 @@ elif cmd == "pae":
         Envelope(bytes.fromhex(c["payload_hex"]), c["type"], {}).pae().hex()
         for c in req["cases"]]))
 elif cmd == "sign":
-    signer = CryptoSigner(Ed25519PrivateKey.from_private_bytes(bytes.fromhex(req["seed_hex"])))
+    signer = CryptoSigner(load_pem_private_key(req["private_pem"].encode(), None))
     env = Envelope(bytes.fromhex(req["payload_hex"]), req["payload_type"], {})
     env.sign(signer)
     print(json.dumps({"envelope": env.to_dict(), "sslib_keyid": signer.public_key.keyid}))
@@ -205,9 +204,8 @@ fn envelopes_signed_by_securesystemslib_verify_in_cairn_with_the_same_signature(
     let payload = provenance_payload();
     let answer = sslib(json!({
         "cmd": "sign",
-        // The raw seed: pyca/cryptography and OpenSSL 3.0 cannot read the PKCS#8 v2
-        // PEM (with public key) that `keys::private_pem` writes.
-        "seed_hex": hex::encode(key.to_bytes()),
+        // The PKCS#8 PEM that `cairn keygen` writes: another implementation loads it.
+        "private_pem": cairn::attest::keys::private_pem(&key),
         "payload_type": INTOTO_PAYLOAD_TYPE,
         "payload_hex": hex::encode(&payload),
     }));

@@ -175,7 +175,7 @@ fn image_file(
             line: *line,
         },
         Origin::Recipe { line } => FileOrigin::Recipe { line: *line },
-        Origin::Accounts | Origin::Parent => FileOrigin::Accounts,
+        Origin::Accounts | Origin::Parent | Origin::Sbom => FileOrigin::Accounts,
     };
     ImageFile {
         path: format!("/{key}"),

@@ -43,10 +43,16 @@ pub fn generate() -> SigningKey {
     SigningKey::generate(&mut rand_core::OsRng)
 }
 
+/// PKCS#8 v1 (RFC 8410, without the embedded public key): the form `openssl genpkey`
+/// writes and the one OpenSSL 3.0 and pyca/cryptography read; dalek's default v2 is not.
 pub fn private_pem(key: &SigningKey) -> String {
-    key.to_pkcs8_pem(Default::default())
-        .expect("an Ed25519 key encodes as PKCS#8 PEM")
-        .to_string()
+    ed25519_dalek::pkcs8::KeypairBytes {
+        secret_key: key.to_bytes(),
+        public_key: None,
+    }
+    .to_pkcs8_pem(Default::default())
+    .expect("an Ed25519 key encodes as PKCS#8 PEM")
+    .to_string()
 }
 
 pub fn public_pem(key: &VerifyingKey) -> String {
@@ -179,6 +185,27 @@ mod tests {
         );
         let parsed = parse_public(&line, Path::new("p")).unwrap();
         assert_eq!(key_id(&parsed), key_id(&key.verifying_key()));
+    }
+
+    #[test]
+    fn openssl_reads_our_private_key_and_derives_the_same_public_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = generate();
+        let (private, public) = write_pair(&key, &dir.path().join("k")).unwrap();
+        let out = std::process::Command::new("openssl")
+            .args(["pkey", "-pubout", "-in"])
+            .arg(&private)
+            .output()
+            .expect("openssl is installed (Debian package openssl)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8(out.stdout).unwrap(),
+            std::fs::read_to_string(public).unwrap()
+        );
     }
 
     #[test]

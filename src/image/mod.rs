@@ -185,8 +185,47 @@ pub fn manifest(
         .map_err(spec_err("manifest"))
 }
 
-/// `index.json`: one manifest, tagged with the recipe's name and platform.
-pub fn index(recipe: &Recipe, manifest: &StoredBlob) -> Result<Vec<u8>, ImageError> {
+/// The empty JSON blob (`{}`) that image-spec 1.1 artifacts use as their config.
+pub const EMPTY_JSON: &[u8] = b"{}";
+
+/// An artifact attached to the image: a manifest whose `subject` is the image
+/// manifest (image-spec 1.1 referrers), with one blob.
+#[derive(Debug, Clone)]
+pub struct Artifact {
+    pub artifact_type: String,
+    pub blob: StoredBlob,
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// The manifest of `artifact`, referring to `subject` (the image manifest).
+pub fn artifact_manifest(
+    artifact: &Artifact,
+    subject: &StoredBlob,
+    empty_config: &StoredBlob,
+) -> Result<ImageManifest, ImageError> {
+    let mut builder = ImageManifestBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageManifest)
+        .artifact_type(MediaType::Other(artifact.artifact_type.clone()))
+        .config(descriptor(MediaType::EmptyJSON, empty_config)?)
+        .layers(vec![descriptor(
+            MediaType::Other(artifact.artifact_type.clone()),
+            &artifact.blob,
+        )?])
+        .subject(descriptor(MediaType::ImageManifest, subject)?);
+    if !artifact.annotations.is_empty() {
+        builder = builder.annotations(to_hash_map(&artifact.annotations));
+    }
+    builder.build().map_err(spec_err("artifact manifest"))
+}
+
+/// `index.json`: the image manifest, tagged with the recipe's name and platform, then
+/// the manifests of its artifacts (untagged; found through their `subject`).
+pub fn index(
+    recipe: &Recipe,
+    manifest: &StoredBlob,
+    artifacts: &[(String, StoredBlob)],
+) -> Result<Vec<u8>, ImageError> {
     let mut platform = PlatformBuilder::default()
         .architecture(Arch::from(recipe.platform.architecture.as_str()))
         .os(Os::from(recipe.platform.os.as_str()));
@@ -199,10 +238,16 @@ pub fn index(recipe: &Recipe, manifest: &StoredBlob) -> Result<Vec<u8>, ImageErr
         REF_NAME_ANNOTATION.to_string(),
         recipe.name.clone(),
     )])));
+    let mut manifests = vec![desc];
+    for (artifact_type, blob) in artifacts {
+        let mut d = descriptor(MediaType::ImageManifest, blob)?;
+        d.set_artifact_type(Some(MediaType::Other(artifact_type.clone())));
+        manifests.push(d);
+    }
     let index = ImageIndexBuilder::default()
         .schema_version(2u32)
         .media_type(MediaType::ImageIndex)
-        .manifests(vec![desc])
+        .manifests(manifests)
         .build()
         .map_err(spec_err("index"))?;
     Ok(canonical_json(&index))

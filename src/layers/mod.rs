@@ -7,7 +7,9 @@ pub mod gzip;
 pub mod tar;
 pub mod tree;
 
-pub use tree::{assemble, FileData, LayerTree, Origin, TreeEntry, TreeEntryKind, TreeError};
+pub use tree::{
+    assemble, generated_layer, FileData, LayerTree, Origin, TreeEntry, TreeEntryKind, TreeError,
+};
 
 use crate::digest::{HashingWriter, Sha256Digest};
 use crate::output::{LayoutWriter, OutputError};
@@ -29,6 +31,8 @@ pub struct LayerBlob {
     pub diff_id: Sha256Digest,
     pub uncompressed_size: u64,
     pub entries: usize,
+    /// SHA-1 of each regular file written, by SHA-256.
+    pub sha1: tar::Sha1Index,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -59,8 +63,9 @@ pub fn write_layer(
     let blob = layout.blob_writer()?;
     let compressed = gzip::ParallelGzipWriter::new(blob, GZIP_LEVEL, jobs);
     let uncompressed = HashingWriter::new(compressed);
+    let mut sha1 = tar::Sha1Index::new();
     let uncompressed =
-        tar::write_tar(tree, epoch, uncompressed, cancel, on_bytes).map_err(tar_err)?;
+        tar::write_tar(tree, epoch, uncompressed, cancel, on_bytes, &mut sha1).map_err(tar_err)?;
     let (diff_id, uncompressed_size, compressed) = uncompressed.finish();
     let blob = compressed
         .finish()
@@ -73,5 +78,6 @@ pub fn write_layer(
         diff_id,
         uncompressed_size,
         entries: tree.entries.len(),
+        sha1,
     })
 }

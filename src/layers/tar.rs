@@ -8,7 +8,8 @@
 //! recorded when the source was resolved.
 
 use super::tree::{FileData, LayerTree, TreeEntryKind};
-use crate::digest::HashingReader;
+use crate::digest::{HashingReader, Sha256Digest};
+use sha1::{Digest as _, Sha1};
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,14 +33,20 @@ pub enum TarError {
 const USTAR_MAX_OCTAL_7: u64 = 0o7777777;
 const USTAR_MAX_OCTAL_11: u64 = 0o77777777777;
 
+/// SHA-1 of every regular file written, keyed by its SHA-256: SPDX requires SHA-1
+/// per file, and computing it in the same pass that writes the bytes means every file
+/// is read once.
+pub type Sha1Index = std::collections::BTreeMap<Sha256Digest, [u8; 20]>;
+
 /// Writes the layer's tar stream to `out` and returns it. `on_bytes` is told how many
-/// content bytes were written, for progress display.
+/// content bytes were written, for progress display; `sha1` receives each file's SHA-1.
 pub fn write_tar<W: Write>(
     tree: &LayerTree,
     epoch: u64,
     out: W,
     cancel: &AtomicBool,
     on_bytes: &dyn Fn(u64),
+    sha1: &mut Sha1Index,
 ) -> Result<W, TarError> {
     let mut builder = tar::Builder::new(out);
     for (key, entry) in &tree.entries {
@@ -125,11 +132,14 @@ pub fn write_tar<W: Write>(
                 let mut reader = ProgressReader {
                     inner: HashingReader::new(file.take(content.size)),
                     on_bytes,
+                    sha1: Sha1::new(),
                 };
                 builder
                     .append(&header, &mut reader)
                     .map_err(TarError::Write)?;
+                let file_sha1 = reader.sha1.finalize().into();
                 let (digest, read) = reader.inner.finish();
+                sha1.insert(digest, file_sha1);
                 if digest != content.sha256 || read != content.size {
                     return Err(TarError::SourceChanged {
                         path: content.location.clone(),
@@ -142,6 +152,7 @@ pub fn write_tar<W: Write>(
                 builder
                     .append(&header, &bytes[..])
                     .map_err(TarError::Write)?;
+                sha1.insert(Sha256Digest::of(bytes), Sha1::digest(bytes).into());
                 on_bytes(bytes.len() as u64);
             }
             _ => builder
@@ -160,14 +171,17 @@ fn header_set_gid(h: &mut tar::Header, v: u64) {
     h.set_gid(v);
 }
 
+/// Reports progress and computes the SHA-1 of what passes through.
 struct ProgressReader<'a, R> {
     inner: R,
     on_bytes: &'a dyn Fn(u64),
+    sha1: Sha1,
 }
 
 impl<R: Read> Read for ProgressReader<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
+        self.sha1.update(&buf[..n]);
         (self.on_bytes)(n as u64);
         Ok(n)
     }
@@ -283,6 +297,7 @@ mod tests {
             Vec::new(),
             &AtomicBool::new(false),
             &|_| {},
+            &mut Sha1Index::new(),
         )
         .unwrap()
     }
@@ -387,7 +402,15 @@ mod tests {
             "f",
             entry(TreeEntryKind::File(FileData::Source(content)), 0o644, 0),
         )]);
-        let err = write_tar(&t, 0, Vec::new(), &AtomicBool::new(false), &|_| {}).unwrap_err();
+        let err = write_tar(
+            &t,
+            0,
+            Vec::new(),
+            &AtomicBool::new(false),
+            &|_| {},
+            &mut Sha1Index::new(),
+        )
+        .unwrap_err();
         assert!(matches!(err, TarError::SourceChanged { .. }), "{err}");
     }
 }

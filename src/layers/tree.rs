@@ -71,6 +71,8 @@ pub enum Origin {
     Parent,
     /// Generated from `accounts:`.
     Accounts,
+    /// The SBOMs cairn embeds in the image.
+    Sbom,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -593,6 +595,31 @@ impl<'a> LayerAssembler<'a> {
         }
         self.finish(span)
     }
+}
+
+/// A layer of files cairn generates (e.g. the embedded SBOMs), on top of `previous`,
+/// following the same path rules as recipe layers.
+pub fn generated_layer(
+    recipe: &Recipe,
+    previous: &[LayerTree],
+    name: &str,
+    files: Vec<(ImagePath, Vec<u8>)>,
+) -> Result<LayerTree, TreeError> {
+    let mut view = ImageView::default();
+    for layer in previous {
+        view.apply(layer);
+    }
+    let mut assembler = LayerAssembler::new(recipe, name, &view);
+    for (path, bytes) in files {
+        let entry = TreeEntry {
+            kind: TreeEntryKind::File(FileData::Inline(bytes.into())),
+            mode: 0o644,
+            owner: Owner::ROOT,
+            origin: Origin::Sbom,
+        };
+        assembler.insert(&path, entry, Span::default())?;
+    }
+    assembler.finish(Span::default())
 }
 
 fn kind_name(kind: &TreeEntryKind) -> &'static str {

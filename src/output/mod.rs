@@ -37,6 +37,9 @@ pub fn write_file_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
         .prefix(".cairn-tmp-")
         .tempfile_in(dir)?;
     tmp.write_all(bytes)?;
+    // tempfile creates 0600; outputs are meant to be read by others (like `cp` would).
+    tmp.as_file()
+        .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
@@ -145,9 +148,42 @@ impl LayoutWriter {
         self.commit_blob(w)
     }
 
-    /// Writes `index.json` and `oci-layout`, then atomically replaces the destination.
-    /// Returns the path of the published layout.
-    pub fn publish(self, index_json: &[u8]) -> Result<PathBuf, OutputError> {
+    /// Writes `index.json` and `oci-layout`, then atomically replaces the destination;
+    /// then puts each side file (`<name>.spdx.json`, ...) beside it, each replaced
+    /// atomically, and removes the side files named in `stale` that this build did not
+    /// produce. Returns the path of the published layout.
+    pub fn publish(
+        self,
+        index_json: &[u8],
+        side_files: &[(String, Vec<u8>)],
+        stale: &[String],
+    ) -> Result<PathBuf, OutputError> {
+        let out_dir = self
+            .final_dir
+            .parent()
+            .expect("the layout lives in the output directory")
+            .to_path_buf();
+        let layout = self.publish_layout(index_json)?;
+        for (name, bytes) in side_files {
+            let path = out_dir.join(name);
+            write_file_atomically(&path, bytes).map_err(io_err(&path))?;
+        }
+        for name in stale {
+            if side_files.iter().any(|(n, _)| n == name) {
+                continue;
+            }
+            let path = out_dir.join(name);
+            match fs::remove_file(&path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_err(&path)(e)),
+                _ => {}
+            }
+        }
+        // The lock is released (and the previous output, now in tmp_dir, removed)
+        // when `self` drops here.
+        Ok(layout)
+    }
+
+    fn publish_layout(&self, index_json: &[u8]) -> Result<PathBuf, OutputError> {
         let scratch = self.tmp_dir.join(".staging");
         if scratch.exists() {
             fs::remove_dir_all(&scratch).map_err(io_err(&scratch))?;
@@ -222,7 +258,7 @@ mod tests {
             let w = LayoutWriter::begin(out.path(), "img").unwrap();
             let blob = w.put_blob(content).unwrap();
             assert_eq!(blob.digest, Sha256Digest::of(content));
-            w.publish(b"{}").unwrap();
+            w.publish(b"{}", &[], &[]).unwrap();
         }
         let blobs: Vec<_> = fs::read_dir(out.path().join("img/blobs/sha256"))
             .unwrap()
@@ -242,7 +278,7 @@ mod tests {
         let out = tempfile::tempdir().unwrap();
         let w = LayoutWriter::begin(out.path(), "img").unwrap();
         w.put_blob(b"good").unwrap();
-        w.publish(b"{\"good\":1}").unwrap();
+        w.publish(b"{\"good\":1}", &[], &[]).unwrap();
         {
             let w = LayoutWriter::begin(out.path(), "img").unwrap();
             w.put_blob(b"half").unwrap();

@@ -20,7 +20,6 @@ use crate::digest::Sha256Digest;
 use crate::resolve::LockedKind;
 use serde::Serialize;
 use sha1::{Digest as _, Sha1};
-use std::collections::BTreeMap;
 
 pub const SPDX_MEDIA_TYPE: &str = "application/spdx+json";
 pub const CYCLONEDX_MEDIA_TYPE: &str = "application/vnd.cyclonedx+json";
@@ -28,7 +27,7 @@ pub const CYCLONEDX_MEDIA_TYPE: &str = "application/vnd.cyclonedx+json";
 /// SHA-1 of file contents, keyed by their SHA-256. SPDX 2.3 requires a SHA-1 checksum on
 /// every file; the layer writer can compute it in the same pass that re-hashes each
 /// source with SHA-256, so no file is read twice.
-pub type Sha1Index = BTreeMap<Sha256Digest, [u8; 20]>;
+pub use crate::layers::tar::Sha1Index;
 
 #[derive(Debug, Serialize)]
 pub struct SbomInput<'a> {

@@ -1,0 +1,274 @@
+//! `cairn trace`: for a path in an image, or the SHA-256 of a binary found on a running
+//! system, where it came from — the layer that wrote it, its digest, the source that
+//! supplied it (with that source's digest and signer) and the recipe line that put it
+//! there. Everything is read from the layout itself: the layers, the attached SPDX SBOM
+//! and, when present, the provenance.
+
+use crate::attest::dsse::Envelope;
+use crate::attest::intoto::{Provenance, Statement, SLSA_PROVENANCE_V1};
+use crate::attest::{sbom, DSSE_MEDIA_TYPE, PREDICATE_TYPE_ANNOTATION};
+use crate::digest::Sha256Digest;
+use crate::inspect::{self, InspectError};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+#[derive(Debug, Serialize)]
+pub struct Trace {
+    pub query: String,
+    pub matches: Vec<TracedFile>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TracedFile {
+    pub path: String,
+    pub sha256: Sha256Digest,
+    pub size: u64,
+    pub mode: u32,
+    pub uid: u64,
+    pub gid: u64,
+    pub layer: TracedLayer,
+    /// `source`, `recipe` (inline content) or `accounts` (generated), from the SBOM.
+    pub origin: Option<String>,
+    pub source: Option<TracedSource>,
+    /// The source member the file was unpacked or copied from.
+    pub member: Option<String>,
+    pub recipe: Option<String>,
+    pub recipe_line: Option<u32>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TracedLayer {
+    pub index: usize,
+    pub name: Option<String>,
+    pub digest: String,
+}
+
+#[derive(Debug, Serialize, Default)]
+pub struct TracedSource {
+    pub name: String,
+    pub kind: Option<String>,
+    pub path: Option<String>,
+    pub digest: Option<String>,
+    /// Key id of the signature the build verified on this source.
+    pub signer: Option<String>,
+}
+
+/// `key=value` pairs of a `cairn: ...` SBOM comment; `member=` runs to the end.
+fn comment_fields(comment: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let Some(rest) = comment.strip_prefix("cairn: ") else {
+        return out;
+    };
+    let (head, member) = match rest
+        .find(" member=")
+        .or(rest.strip_prefix("member=").map(|_| 0))
+    {
+        Some(i) => {
+            let tail = &rest[i..];
+            (
+                &rest[..i],
+                Some(tail.trim_start().trim_start_matches("member=")),
+            )
+        }
+        None => (rest, None),
+    };
+    for pair in head.split(' ') {
+        if let Some((k, v)) = pair.split_once('=') {
+            out.insert(k.to_string(), v.to_string());
+        }
+    }
+    if let Some(m) = member {
+        out.insert("member".into(), m.to_string());
+    }
+    out
+}
+
+/// Traces `query` (an image path, or a SHA-256 as `sha256:<hex>` or 64 hex digits).
+pub fn trace(layout: &Path, query: &str) -> Result<Trace, InspectError> {
+    let report = inspect::inspect(layout)?;
+    let image = report.images.first().ok_or_else(|| InspectError::Invalid {
+        path: layout.into(),
+        message: "the layout holds no image".into(),
+    })?;
+    let files = inspect::final_files(image);
+    let by_digest: Option<Sha256Digest> = query.parse().ok();
+    let wanted: Vec<_> = match by_digest {
+        Some(d) => files.values().filter(|f| f.sha256 == Some(d)).collect(),
+        None => {
+            let key = query.trim_start_matches('/').trim_end_matches('/');
+            files
+                .get(key)
+                .filter(|f| f.sha256.is_some())
+                .into_iter()
+                .collect()
+        }
+    };
+
+    let spdx: serde_json::Value = inspect::referrer_blob(layout, image, sbom::SPDX_MEDIA_TYPE)
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let sbom_files: BTreeMap<&str, BTreeMap<String, String>> = spdx["files"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|f| {
+            Some((
+                f["fileName"].as_str()?.trim_start_matches("./"),
+                comment_fields(f["comment"].as_str().unwrap_or_default()),
+            ))
+        })
+        .collect();
+    let sbom_sources: BTreeMap<&str, (BTreeMap<String, String>, Option<String>)> = spdx["packages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| {
+            p["SPDXID"]
+                .as_str()
+                .is_some_and(|id| id.starts_with("SPDXRef-Source-"))
+        })
+        .filter_map(|p| {
+            let sha = p["checksums"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|c| c["algorithm"] == "SHA256")
+                .and_then(|c| c["checksumValue"].as_str())
+                .map(|v| format!("sha256:{v}"));
+            Some((
+                p["name"].as_str()?,
+                (
+                    comment_fields(p["comment"].as_str().unwrap_or_default()),
+                    sha,
+                ),
+            ))
+        })
+        .collect();
+    let (recipe, signers) = provenance_facts(layout, image);
+    let history = image.config["history"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+
+    let mut matches = Vec::new();
+    for f in wanted {
+        let index = image
+            .layers
+            .iter()
+            .rposition(|l| {
+                l.files
+                    .iter()
+                    .any(|g| g.path.trim_end_matches('/') == f.path)
+            })
+            .unwrap_or(0);
+        let layer = TracedLayer {
+            index,
+            name: history
+                .get(index)
+                .and_then(|h| h["created_by"].as_str())
+                .map(|c| c.trim_start_matches("cairn: layer ").to_string()),
+            digest: image
+                .layers
+                .get(index)
+                .map(|l| l.digest.clone())
+                .unwrap_or_default(),
+        };
+        let fields = sbom_files.get(f.path.as_str());
+        let source = fields.and_then(|x| x.get("source")).map(|name| {
+            let (info, sha) = sbom_sources.get(name.as_str()).cloned().unwrap_or_default();
+            TracedSource {
+                name: name.clone(),
+                kind: info.get("kind").cloned(),
+                path: info.get("path").cloned(),
+                digest: sha.or_else(|| info.get("digest").cloned()),
+                signer: info
+                    .get("signer")
+                    .cloned()
+                    .or_else(|| signers.get(name).cloned()),
+            }
+        });
+        matches.push(TracedFile {
+            path: format!("/{}", f.path),
+            sha256: f.sha256.expect("only regular files are traced"),
+            size: f.size,
+            mode: f.mode,
+            uid: f.uid,
+            gid: f.gid,
+            layer,
+            origin: fields.and_then(|x| x.get("origin")).cloned(),
+            source,
+            member: fields.and_then(|x| x.get("member")).cloned(),
+            recipe: recipe.clone(),
+            recipe_line: fields
+                .and_then(|x| x.get("recipe-line"))
+                .and_then(|l| l.parse().ok()),
+        });
+    }
+    Ok(Trace {
+        query: query.to_string(),
+        matches,
+    })
+}
+
+/// The recipe file name and source signers from the attached provenance, if any.
+/// Signatures are not checked here (`cairn verify` does that); trace only reads.
+fn provenance_facts(
+    layout: &Path,
+    image: &inspect::ImageReport,
+) -> (Option<String>, BTreeMap<String, String>) {
+    let mut signers = BTreeMap::new();
+    let provenance = image
+        .referrers
+        .iter()
+        .filter(|r| r.artifact_type == DSSE_MEDIA_TYPE)
+        .filter(|r| {
+            r.annotations
+                .get(PREDICATE_TYPE_ANNOTATION)
+                .map(String::as_str)
+                == Some(SLSA_PROVENANCE_V1)
+        })
+        .find_map(|r| {
+            let bytes = inspect::read_blob(layout, &r.blob_digest, r.blob_size).ok()?;
+            let statement: Statement =
+                serde_json::from_slice(&Envelope::from_json(&bytes).ok()?.payload).ok()?;
+            serde_json::from_value::<Provenance>(statement.predicate).ok()
+        });
+    let Some(p) = provenance else {
+        return (None, signers);
+    };
+    for d in &p.build_definition.resolved_dependencies {
+        if let (Some(name), Some(signer)) = (
+            &d.name,
+            d.annotations.get("signer").and_then(|v| v.as_str()),
+        ) {
+            signers.insert(name.clone(), signer.to_string());
+        }
+    }
+    let recipe = p
+        .build_definition
+        .external_parameters
+        .get("recipe")
+        .and_then(|r| r["path"].as_str())
+        .map(str::to_string);
+    (recipe, signers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sbom_comments_parse_with_members_that_contain_spaces() {
+        let f = comment_fields(
+            "cairn: layer=base origin=source source=tools recipe-line=18 member=opt/my tools/x",
+        );
+        assert_eq!(f["layer"], "base");
+        assert_eq!(f["source"], "tools");
+        assert_eq!(f["recipe-line"], "18");
+        assert_eq!(f["member"], "opt/my tools/x");
+        let g = comment_fields("cairn: layer=app origin=recipe recipe-line=7");
+        assert_eq!(g["origin"], "recipe");
+        assert!(!g.contains_key("member"));
+    }
+}

@@ -1,0 +1,496 @@
+//! `cairn verify`: checks that an image layout proves what it claims. Each check has
+//! a name and a verdict; the image verifies only if every check passes.
+//!
+//! 1. `layout`: every manifest, config, layer and artifact blob matches its digest
+//!    and size.
+//! 2. `signatures`: every DSSE envelope attached to the image verifies with a trusted
+//!    key (`--key`, and the policy's `signers`), and at least one does.
+//! 3. `subject`: every statement names this image's manifest digest.
+//! 4. `provenance`: a SLSA v1 provenance statement is attached and signed.
+//! 5. `sbom`: the attached SPDX SBOM lists exactly the regular files of the layers it
+//!    describes, each with the SHA-256 recomputed from the layer, and the signed SBOM
+//!    statement carries that same SBOM.
+//! 6. `policy`: the policy's rules on source digests and signers hold.
+//! 7. `rebuild` (with `--rebuild`): building the recipe again gives the same manifest
+//!    digest.
+
+use crate::attest::dsse::{Envelope, INTOTO_PAYLOAD_TYPE};
+use crate::attest::intoto::{Provenance, Statement, SLSA_PROVENANCE_V1, SPDX_PREDICATE};
+use crate::attest::keys::{self, VerifyingKey};
+use crate::attest::{sbom, DSSE_MEDIA_TYPE};
+use crate::inspect::{self, ImageReport};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// `policy.yaml` for `cairn verify --policy`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// Schema version; must be 1.
+    pub cairn_policy: u32,
+    /// Key ids (hex SHA-256 of the public key) trusted to sign attestations, besides
+    /// the `--key` keys.
+    #[serde(default)]
+    pub signers: Vec<String>,
+    /// Require the SPDX SBOM and its signed statement (default true).
+    #[serde(default = "yes")]
+    pub require_sbom: bool,
+    /// Every source must carry a verified signature by one of these key ids (empty:
+    /// no requirement).
+    #[serde(default)]
+    pub source_signers: Vec<String>,
+    /// Sources that must have exactly these digests (`name: sha256:<hex>`).
+    #[serde(default)]
+    pub source_digests: BTreeMap<String, String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("cannot read policy {path}: {source}")]
+    Read {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("policy {path} is not valid: {message}")]
+    Invalid {
+        path: std::path::PathBuf,
+        message: String,
+    },
+}
+
+impl Policy {
+    pub fn read(path: &Path) -> Result<Policy, PolicyError> {
+        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
+            path: path.into(),
+            source,
+        })?;
+        let policy: Policy = serde_saphyr::from_str(&text).map_err(|e| PolicyError::Invalid {
+            path: path.into(),
+            message: e.to_string(),
+        })?;
+        if policy.cairn_policy != 1 {
+            return Err(PolicyError::Invalid {
+                path: path.into(),
+                message: format!(
+                    "`cairn_policy: {}`; this cairn reads policy version 1",
+                    policy.cairn_policy
+                ),
+            });
+        }
+        Ok(policy)
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Check {
+    pub name: &'static str,
+    pub ok: bool,
+    pub detail: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Verdict {
+    pub verified: bool,
+    pub manifest_digest: Option<String>,
+    pub checks: Vec<Check>,
+}
+
+struct Checks(Vec<Check>);
+
+impl Checks {
+    fn pass(&mut self, name: &'static str, detail: impl Into<String>) {
+        self.0.push(Check {
+            name,
+            ok: true,
+            detail: detail.into(),
+        });
+    }
+    fn fail(&mut self, name: &'static str, detail: impl Into<String>) {
+        self.0.push(Check {
+            name,
+            ok: false,
+            detail: detail.into(),
+        });
+    }
+    fn verdict(self, manifest_digest: Option<String>) -> Verdict {
+        Verdict {
+            verified: !self.0.is_empty() && self.0.iter().all(|c| c.ok),
+            manifest_digest,
+            checks: self.0,
+        }
+    }
+}
+
+/// A statement that verified, with the key ids that signed it.
+struct SignedStatement {
+    statement: Statement,
+    signers: Vec<String>,
+}
+
+/// Verifies the image in `layout` against `keys` and `policy`. `rebuilt` is the
+/// manifest digest of a fresh build of the recipe, when the caller rebuilt it.
+pub fn verify(
+    layout: &Path,
+    trusted: &[VerifyingKey],
+    policy: &Policy,
+    rebuilt: Option<&str>,
+) -> Verdict {
+    let mut checks = Checks(Vec::new());
+    let report = match inspect::inspect(layout) {
+        Ok(r) => r,
+        Err(e) => {
+            checks.fail("layout", e.to_string());
+            return checks.verdict(None);
+        }
+    };
+    let Some(image) = report.images.first() else {
+        checks.fail("layout", "the layout holds no image");
+        return checks.verdict(None);
+    };
+    let blobs: usize = report
+        .images
+        .iter()
+        .map(|i| 2 + i.layers.len() + i.referrers.len())
+        .sum();
+    checks.pass(
+        "layout",
+        format!("{blobs} manifests, configs, layers and artifacts match their digests"),
+    );
+
+    let statements = check_signatures(layout, image, trusted, policy, &mut checks);
+    check_subjects(image, &statements, &mut checks);
+    let provenance = check_provenance(&statements, &mut checks);
+    check_sbom(layout, image, &statements, policy, &mut checks);
+    check_policy(provenance.as_ref(), policy, &mut checks);
+    if let Some(rebuilt) = rebuilt {
+        if rebuilt == image.manifest_digest {
+            checks.pass(
+                "rebuild",
+                format!("a fresh build gives the same manifest {rebuilt}"),
+            );
+        } else {
+            checks.fail(
+                "rebuild",
+                format!("a fresh build gives manifest {rebuilt}, the image has {}: the image is not what the recipe builds (try `cairn diff`)", image.manifest_digest),
+            );
+        }
+    }
+    checks.verdict(Some(image.manifest_digest.clone()))
+}
+
+fn check_signatures(
+    layout: &Path,
+    image: &ImageReport,
+    trusted: &[VerifyingKey],
+    policy: &Policy,
+    checks: &mut Checks,
+) -> Vec<SignedStatement> {
+    let envelopes: Vec<_> = image
+        .referrers
+        .iter()
+        .filter(|r| r.artifact_type == DSSE_MEDIA_TYPE)
+        .collect();
+    if envelopes.is_empty() {
+        checks.fail(
+            "signatures",
+            "no signed attestations are attached (was the image built with --sign-key?)",
+        );
+        return Vec::new();
+    }
+    let mut signed = Vec::new();
+    let mut failures = Vec::new();
+    for r in envelopes {
+        let outcome = inspect::read_blob(layout, &r.blob_digest, r.blob_size)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| Envelope::from_json(&bytes).map_err(|e| e.to_string()))
+            .and_then(|env| {
+                if env.payload_type != INTOTO_PAYLOAD_TYPE {
+                    return Err(format!(
+                        "payloadType is {:?}, expected {INTOTO_PAYLOAD_TYPE}",
+                        env.payload_type
+                    ));
+                }
+                let signers = env.verify(trusted).map_err(|e| e.to_string())?;
+                let statement: Statement = serde_json::from_slice(&env.payload)
+                    .map_err(|e| format!("payload is not an in-toto statement: {e}"))?;
+                Ok(SignedStatement { statement, signers })
+            });
+        match outcome {
+            Ok(s) => {
+                let untrusted_by_policy = !policy.signers.is_empty()
+                    && !s.signers.iter().any(|k| {
+                        policy.signers.contains(k) || trusted.iter().any(|t| &keys::key_id(t) == k)
+                    });
+                if untrusted_by_policy {
+                    failures.push(format!(
+                        "{}: signed by {:?}, not a policy signer",
+                        r.manifest_digest, s.signers
+                    ));
+                } else {
+                    signed.push(s);
+                }
+            }
+            Err(e) => failures.push(format!("{}: {e}", r.manifest_digest)),
+        }
+    }
+    if failures.is_empty() {
+        let mut ids: Vec<&String> = signed.iter().flat_map(|s| &s.signers).collect();
+        ids.sort();
+        ids.dedup();
+        checks.pass(
+            "signatures",
+            format!(
+                "{} envelopes verify, signed by {}",
+                signed.len(),
+                ids.iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        );
+    } else {
+        checks.fail("signatures", failures.join("; "));
+    }
+    signed
+}
+
+fn check_subjects(image: &ImageReport, statements: &[SignedStatement], checks: &mut Checks) {
+    let want = image.manifest_digest.trim_start_matches("sha256:");
+    let wrong: Vec<String> = statements
+        .iter()
+        .filter(|s| {
+            !s.statement
+                .subject
+                .iter()
+                .any(|d| d.digest.get("sha256").map(String::as_str) == Some(want))
+        })
+        .map(|s| {
+            let got: Vec<_> = s
+                .statement
+                .subject
+                .iter()
+                .filter_map(|d| d.digest.get("sha256"))
+                .collect();
+            format!(
+                "a {} statement is about {got:?}, not this image",
+                s.statement.predicate_type
+            )
+        })
+        .collect();
+    if statements.is_empty() {
+        checks.fail("subject", "no verified statement to check");
+    } else if wrong.is_empty() {
+        checks.pass(
+            "subject",
+            format!("every statement names manifest {}", image.manifest_digest),
+        );
+    } else {
+        checks.fail(
+            "subject",
+            format!(
+                "{} (an attestation taken from another image?)",
+                wrong.join("; ")
+            ),
+        );
+    }
+}
+
+fn check_provenance(statements: &[SignedStatement], checks: &mut Checks) -> Option<Provenance> {
+    let Some(s) = statements
+        .iter()
+        .find(|s| s.statement.predicate_type == SLSA_PROVENANCE_V1)
+    else {
+        checks.fail("provenance", "no signed SLSA v1 provenance statement");
+        return None;
+    };
+    match serde_json::from_value::<Provenance>(s.statement.predicate.clone()) {
+        Ok(p) => {
+            checks.pass(
+                "provenance",
+                format!(
+                    "SLSA v1, build type {}, {} resolved dependencies",
+                    p.build_definition.build_type,
+                    p.build_definition.resolved_dependencies.len()
+                ),
+            );
+            Some(p)
+        }
+        Err(e) => {
+            checks.fail(
+                "provenance",
+                format!("the provenance predicate is malformed: {e}"),
+            );
+            None
+        }
+    }
+}
+
+fn check_sbom(
+    layout: &Path,
+    image: &ImageReport,
+    statements: &[SignedStatement],
+    policy: &Policy,
+    checks: &mut Checks,
+) {
+    let Some(bytes) = inspect::referrer_blob(layout, image, sbom::SPDX_MEDIA_TYPE) else {
+        if policy.require_sbom {
+            checks.fail("sbom", "no SPDX SBOM is attached to the image");
+        }
+        return;
+    };
+    let doc: serde_json::Value = match serde_json::from_slice(&bytes) {
+        Ok(d) => d,
+        Err(e) => return checks.fail("sbom", format!("the SPDX SBOM is not JSON: {e}")),
+    };
+    let signed_sbom = statements
+        .iter()
+        .find(|s| s.statement.predicate_type == SPDX_PREDICATE);
+    match signed_sbom {
+        Some(s) if s.statement.predicate != doc => {
+            return checks.fail(
+                "sbom",
+                "the signed SBOM statement does not carry the attached SBOM",
+            );
+        }
+        None if policy.require_sbom => {
+            return checks.fail("sbom", "no signed SBOM statement");
+        }
+        _ => {}
+    }
+    let claimed: BTreeMap<String, String> = doc["files"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|f| {
+            let name = f["fileName"].as_str()?.trim_start_matches("./").to_string();
+            let sha = f["checksums"]
+                .as_array()?
+                .iter()
+                .find(|c| c["algorithm"] == "SHA256")?["checksumValue"]
+                .as_str()?
+                .to_string();
+            Some((name, sha))
+        })
+        .collect();
+    // The SBOM describes every layer except the one that embeds the SBOM itself.
+    let mut described = ImageReport {
+        layers: Vec::new(),
+        referrers: Vec::new(),
+        ..image_shallow(image)
+    };
+    let history = image.config["history"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for (i, layer) in image.layers.iter().enumerate() {
+        let is_sbom_layer = history.get(i).and_then(|h| h["created_by"].as_str())
+            == Some(&format!("cairn: layer {}", crate::build::SBOM_LAYER));
+        if !is_sbom_layer {
+            described.layers.push(layer.clone());
+        }
+    }
+    let actual: BTreeMap<String, String> = inspect::final_files(&described)
+        .into_iter()
+        .filter_map(|(path, f)| Some((path, f.sha256?.hex())))
+        .collect();
+    let mut problems = Vec::new();
+    for (path, sha) in &actual {
+        match claimed.get(path) {
+            None => problems.push(format!("/{path} is in the image but not in the SBOM")),
+            Some(c) if c != sha => problems.push(format!(
+                "/{path}: the SBOM says sha256:{c}, the layer holds sha256:{sha}"
+            )),
+            _ => {}
+        }
+    }
+    for path in claimed.keys().filter(|p| !actual.contains_key(*p)) {
+        problems.push(format!("/{path} is in the SBOM but not in the image"));
+    }
+    if problems.is_empty() {
+        checks.pass(
+            "sbom",
+            format!("{} files in the SBOM match the layers", actual.len()),
+        );
+    } else {
+        let shown: Vec<_> = problems.iter().take(5).cloned().collect();
+        let more = problems.len().saturating_sub(5);
+        checks.fail(
+            "sbom",
+            format!(
+                "{}{}",
+                shown.join("; "),
+                if more > 0 {
+                    format!(" (+{more} more)")
+                } else {
+                    String::new()
+                }
+            ),
+        );
+    }
+}
+
+fn image_shallow(image: &ImageReport) -> ImageReport {
+    ImageReport {
+        ref_name: image.ref_name.clone(),
+        manifest_digest: image.manifest_digest.clone(),
+        manifest: serde_json::Value::Null,
+        config: serde_json::Value::Null,
+        layers: Vec::new(),
+        referrers: Vec::new(),
+    }
+}
+
+fn check_policy(provenance: Option<&Provenance>, policy: &Policy, checks: &mut Checks) {
+    if policy.source_signers.is_empty() && policy.source_digests.is_empty() {
+        return;
+    }
+    let Some(p) = provenance else {
+        return checks.fail(
+            "policy",
+            "the policy constrains sources, but there is no verified provenance to read them from",
+        );
+    };
+    let deps = &p.build_definition.resolved_dependencies;
+    let mut problems = Vec::new();
+    for (name, want) in &policy.source_digests {
+        let want = want.trim_start_matches("sha256:");
+        match deps
+            .iter()
+            .find(|d| d.name.as_deref() == Some(name.as_str()))
+        {
+            None => problems.push(format!("source `{name}` is not in the provenance")),
+            Some(d) if d.digest.get("sha256").map(String::as_str) != Some(want) => {
+                problems.push(format!(
+                    "source `{name}` has sha256:{}, the policy allows sha256:{want}",
+                    d.digest.get("sha256").map_or("?", String::as_str)
+                ))
+            }
+            _ => {}
+        }
+    }
+    if !policy.source_signers.is_empty() {
+        for d in deps {
+            let signer = d.annotations.get("signer").and_then(|v| v.as_str());
+            if !signer.is_some_and(|s| policy.source_signers.iter().any(|k| k == s)) {
+                problems.push(format!(
+                    "source `{}` is {}, not by a policy source signer",
+                    d.name.as_deref().unwrap_or("?"),
+                    signer.map_or("unsigned".to_string(), |s| format!("signed by {s}"))
+                ));
+            }
+        }
+    }
+    if problems.is_empty() {
+        checks.pass(
+            "policy",
+            "source digests and signers are as the policy requires",
+        );
+    } else {
+        checks.fail("policy", problems.join("; "));
+    }
+}
