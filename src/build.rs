@@ -32,8 +32,11 @@ pub struct BuildOptions {
     pub clock: Option<fn() -> u64>,
 }
 
-/// Told about progress; the CLI draws bars with it.
+/// Told about progress; the CLI draws bars and measures stage times with it.
 pub trait Observer {
+    /// A new stage of the build begins (`resolve`, `layers`, `sbom`, `sign`,
+    /// `publish`); the previous one has ended.
+    fn stage(&self, _name: &'static str) {}
     fn layer_started(&self, _name: &str, _content_bytes: u64) {}
     fn bytes_written(&self, _n: u64) {}
     fn layer_finished(&self, _layer: &LayerBlob) {}
@@ -154,10 +157,12 @@ pub fn build(
     let platform = platform_string(recipe);
     let lock_path = resolve::lock_path_for(&recipe.file.path);
     let lock = Lockfile::read(&lock_path)?;
+    observer.stage("resolve");
     let layout = LayoutWriter::begin(&opts.out_dir, &recipe.name)?;
     let staging = layout.scratch_dir()?;
     let resolved = resolve::resolve(recipe, &lock, &lock_path, opts.lock_mode, &staging)?;
     let trees = layers::assemble(recipe, &resolved)?;
+    observer.stage("layers");
 
     let write = |tree: &layers::LayerTree| -> Result<LayerBlob, BuildError> {
         if opts.cancel.load(Ordering::Relaxed) {
@@ -182,6 +187,7 @@ pub fn build(
     };
     let mut blobs = trees.iter().map(write).collect::<Result<Vec<_>, _>>()?;
 
+    observer.stage("sbom");
     // SBOMs describe the layers as written (their SHA-1s were computed in the same
     // pass); the SBOM layer itself is not in them.
     let contents = contents::image_contents(recipe, &resolved, &trees);
@@ -240,6 +246,7 @@ pub fn build(
     ];
     let signed_by = match &opts.sign_key {
         Some(key) => {
+            observer.stage("sign");
             let facts = intoto::ProvenanceFacts {
                 image_name: &recipe.name,
                 manifest_digest: manifest_blob.digest,
@@ -284,6 +291,7 @@ pub fn build(
         None => None,
     };
 
+    observer.stage("publish");
     let empty_config = layout.put_blob(image::EMPTY_JSON)?;
     let mut referrers = Vec::with_capacity(artifacts.len());
     for artifact in &artifacts {

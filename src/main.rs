@@ -61,6 +61,10 @@ enum Command {
         /// (PKCS#8 PEM, as `cairn keygen` writes).
         #[arg(long, env = "CAIRN_SIGN_KEY", value_name = "KEY")]
         sign_key: Option<PathBuf>,
+        /// Print how long each stage took (resolve, layers, sbom, sign, publish) on
+        /// stderr, as `timing: <stage> <seconds>` lines.
+        #[arg(long)]
+        timings: bool,
         /// Record the build's wall-clock start and finish in the provenance
         /// (startedOn/finishedOn). Off by default: they make attestations differ per run.
         #[arg(long)]
@@ -204,6 +208,7 @@ fn run(cli: Cli, cancel: Arc<AtomicBool>) -> Result<i32> {
             jobs,
             sign_key,
             record_times,
+            timings,
         } => {
             let recipe = recipe::load(&recipe)?;
             let jobs = match jobs {
@@ -232,7 +237,13 @@ fn run(cli: Cli, cancel: Arc<AtomicBool>) -> Result<i32> {
             } else {
                 &Quiet
             };
-            let report = build::build(&recipe, &opts, observer)?;
+            let clock = progress::StageClock::new(observer);
+            let report = build::build(&recipe, &opts, &clock)?;
+            if timings {
+                for (stage, took) in clock.finish() {
+                    eprintln!("timing: {stage} {:.3}", took.as_secs_f64());
+                }
+            }
             for w in &report.warnings {
                 eprintln!("warning: {w}");
             }

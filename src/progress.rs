@@ -5,6 +5,56 @@ use cairn::build::Observer;
 use cairn::layers::LayerBlob;
 use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressStyle};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Measures how long each build stage takes, passing every event on to `inner`.
+pub struct StageClock<'a> {
+    inner: &'a dyn Observer,
+    stages: Mutex<Vec<(&'static str, Instant)>>,
+}
+
+impl<'a> StageClock<'a> {
+    pub fn new(inner: &'a dyn Observer) -> Self {
+        StageClock {
+            inner,
+            stages: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Each stage with its duration, the last one ending now.
+    pub fn finish(&self) -> Vec<(&'static str, Duration)> {
+        let stages = self.stages.lock().expect("stage lock");
+        let ends = stages
+            .iter()
+            .skip(1)
+            .map(|(_, t)| *t)
+            .chain([Instant::now()]);
+        stages
+            .iter()
+            .zip(ends)
+            .map(|((name, start), end)| (*name, end - *start))
+            .collect()
+    }
+}
+
+impl Observer for StageClock<'_> {
+    fn stage(&self, name: &'static str) {
+        self.stages
+            .lock()
+            .expect("stage lock")
+            .push((name, Instant::now()));
+        self.inner.stage(name);
+    }
+    fn layer_started(&self, name: &str, content_bytes: u64) {
+        self.inner.layer_started(name, content_bytes);
+    }
+    fn bytes_written(&self, n: u64) {
+        self.inner.bytes_written(n);
+    }
+    fn layer_finished(&self, layer: &LayerBlob) {
+        self.inner.layer_finished(layer);
+    }
+}
 
 pub struct Bars {
     multi: MultiProgress,
