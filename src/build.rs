@@ -55,7 +55,7 @@ pub struct BuildReport {
     pub config_digest: Sha256Digest,
     pub platform: String,
     pub epoch: u64,
-    pub layers: Vec<LayerReport>,
+    pub layers: Vec<LayerBlob>,
     /// The lock file, if this build wrote it (new pins).
     pub lock_written: Option<PathBuf>,
     /// SBOMs written beside the layout (and attached to the image as referrers).
@@ -76,16 +76,6 @@ pub struct BuildReport {
 pub struct ReferrerReport {
     pub artifact_type: String,
     pub manifest_digest: Sha256Digest,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct LayerReport {
-    pub name: String,
-    pub digest: Sha256Digest,
-    pub size: u64,
-    pub diff_id: Sha256Digest,
-    pub uncompressed_size: u64,
-    pub entries: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -322,17 +312,7 @@ pub fn build(
         config_digest: config_blob.digest,
         platform,
         epoch,
-        layers: blobs
-            .into_iter()
-            .map(|b| LayerReport {
-                name: b.name,
-                digest: b.digest,
-                size: b.size,
-                diff_id: b.diff_id,
-                uncompressed_size: b.uncompressed_size,
-                entries: b.entries,
-            })
-            .collect(),
+        layers: blobs,
         lock_written,
         spdx: beside("spdx.json"),
         cyclonedx: beside("cdx.json"),

@@ -3,6 +3,7 @@
 //! inspect doubles as an integrity check of a layout.
 
 use crate::digest::{HashingReader, Sha256Digest};
+use crate::layers::whiteout;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -374,18 +375,6 @@ fn list_layer(
 pub fn final_files(image: &ImageReport) -> std::collections::BTreeMap<String, FileInfo> {
     use std::collections::BTreeMap;
     let mut fs: BTreeMap<String, FileInfo> = BTreeMap::new();
-    let remove_tree = |fs: &mut BTreeMap<String, FileInfo>, key: &str| {
-        let prefix = format!("{key}/");
-        let doomed: Vec<String> = fs
-            .range(prefix.clone()..)
-            .take_while(|(k, _)| k.starts_with(&prefix))
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in doomed {
-            fs.remove(&k);
-        }
-        fs.remove(key);
-    };
     for layer in &image.layers {
         let mut layer_files: BTreeMap<String, &FileInfo> = BTreeMap::new();
         for f in &layer.files {
@@ -394,24 +383,15 @@ pub fn final_files(image: &ImageReport) -> std::collections::BTreeMap<String, Fi
                 .trim_start_matches("./")
                 .trim_end_matches('/')
                 .to_string();
-            let (dir, name) = key.rsplit_once('/').unwrap_or(("", key.as_str()));
-            if let Some(removed) = name.strip_prefix(".wh.") {
-                if removed == ".wh..opq" {
-                    continue;
-                }
-                let target = if dir.is_empty() {
-                    removed.to_string()
-                } else {
-                    format!("{dir}/{removed}")
-                };
-                remove_tree(&mut fs, &target);
+            if let Some(w) = whiteout::whiteout(&key) {
+                whiteout::apply(&mut fs, &w);
                 continue;
             }
             layer_files.insert(key, f);
         }
         for (key, f) in &layer_files {
             if f.kind != "dir" {
-                remove_tree(&mut fs, key);
+                whiteout::remove_subtree(&mut fs, key);
             }
             let mut resolved = FileInfo {
                 path: key.clone(),

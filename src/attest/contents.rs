@@ -5,7 +5,7 @@
 //! and provenance describe what was written, never what the recipe claims.
 
 use crate::digest::Sha256Digest;
-use crate::layers::{FileData, LayerTree, Origin, TreeEntryKind};
+use crate::layers::{whiteout, FileData, LayerTree, Origin, TreeEntryKind};
 use crate::recipe::{Owner, Recipe};
 use crate::resolve::{LockedKind, ResolvedSources};
 use serde::Serialize;
@@ -70,18 +70,9 @@ pub fn image_contents(
 ) -> ImageContents {
     let mut fs: BTreeMap<String, Option<ImageFile>> = BTreeMap::new();
     for layer in layers {
-        for (key, entry) in &layer.entries {
-            if entry.kind == TreeEntryKind::Whiteout {
-                let (dir, name) = key
-                    .rsplit_once('/')
-                    .map_or(("", key.as_str()), |(d, n)| (d, n));
-                let removed = name.trim_start_matches(".wh.");
-                let removed = if dir.is_empty() {
-                    removed.to_string()
-                } else {
-                    format!("{dir}/{removed}")
-                };
-                remove_tree(&mut fs, &removed);
+        for key in layer.entries.keys() {
+            if let Some(w) = whiteout::whiteout(key) {
+                whiteout::apply(&mut fs, &w);
             }
         }
         for (key, entry) in &layer.entries {
@@ -116,7 +107,7 @@ pub fn image_contents(
                 TreeEntryKind::Symlink { .. } => None,
             };
             // A non-directory replaces whatever was at its path, children included.
-            remove_tree(&mut fs, key);
+            whiteout::remove_subtree(&mut fs, key);
             fs.insert(key.clone(), file);
         }
     }
@@ -137,19 +128,6 @@ pub fn image_contents(
         })
         .collect();
     ImageContents { files, sources }
-}
-
-fn remove_tree(fs: &mut BTreeMap<String, Option<ImageFile>>, key: &str) {
-    let prefix = format!("{key}/");
-    let doomed: Vec<String> = fs
-        .range(prefix.clone()..)
-        .take_while(|(k, _)| k.starts_with(&prefix))
-        .map(|(k, _)| k.clone())
-        .collect();
-    for k in doomed {
-        fs.remove(&k);
-    }
-    fs.remove(key);
 }
 
 fn image_file(

@@ -6,6 +6,7 @@
 pub mod gzip;
 pub mod tar;
 pub mod tree;
+pub mod whiteout;
 
 pub use tree::{
     assemble, generated_layer, FileData, LayerTree, Origin, TreeEntry, TreeEntryKind, TreeError,
@@ -21,7 +22,7 @@ pub const GZIP_LAYER_MEDIA_TYPE: &str = "application/vnd.oci.image.layer.v1.tar+
 pub const GZIP_LEVEL: u32 = 6;
 
 /// A written layer blob.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct LayerBlob {
     pub name: String,
     /// Digest and size of the compressed blob.
@@ -32,6 +33,7 @@ pub struct LayerBlob {
     pub uncompressed_size: u64,
     pub entries: usize,
     /// SHA-1 of each regular file written, by SHA-256.
+    #[serde(skip)]
     pub sha1: tar::Sha1Index,
 }
 

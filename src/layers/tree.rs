@@ -10,6 +10,7 @@
 //! - `remove` whiteouts name a path that exists in an earlier layer and is not written
 //!   again in the same layer.
 
+use super::whiteout::{self, remove_subtree, whiteout, Whiteout};
 use crate::recipe::{Accounts, Diagnostic, ImagePath, LayerSpec, OpKind, Owner, Recipe, Span};
 use crate::resolve::{Content, LockedKind, ResolvedSources, SourceEntryKind};
 use std::collections::BTreeMap;
@@ -101,26 +102,10 @@ enum ViewKind {
 }
 
 impl ImageView {
-    fn descendants<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a String> + 'a {
-        let prefix = format!("{key}/");
-        self.entries
-            .range(prefix.clone()..)
-            .map(|(k, _)| k)
-            .take_while(move |k| k.starts_with(&prefix))
-    }
-
-    fn remove_tree(&mut self, key: &str) {
-        let doomed: Vec<String> = self.descendants(key).cloned().collect();
-        for k in doomed {
-            self.entries.remove(&k);
-        }
-        self.entries.remove(key);
-    }
-
     fn apply(&mut self, layer: &LayerTree) {
         for key in layer.entries.keys() {
-            if let Some(removed) = whiteout_target(key) {
-                self.remove_tree(&removed);
+            if let Some(w) = whiteout(key) {
+                whiteout::apply(&mut self.entries, &w);
             }
         }
         for (key, e) in &layer.entries {
@@ -131,7 +116,7 @@ impl ImageView {
                 _ => ViewKind::Other,
             };
             if kind != ViewKind::Dir {
-                self.remove_tree(key);
+                remove_subtree(&mut self.entries, key);
             }
             self.entries.insert(
                 key.clone(),
@@ -144,19 +129,6 @@ impl ImageView {
             );
         }
     }
-}
-
-/// `a/.wh.b` -> `a/b`.
-fn whiteout_target(key: &str) -> Option<String> {
-    let (dir, name) = match key.rsplit_once('/') {
-        Some((d, n)) => (Some(d), n),
-        None => (None, key),
-    };
-    let removed = name.strip_prefix(".wh.")?;
-    Some(match dir {
-        Some(d) => format!("{d}/{removed}"),
-        None => removed.to_string(),
-    })
 }
 
 fn ancestors(key: &str) -> impl Iterator<Item = &str> {
@@ -224,6 +196,14 @@ impl<'a> LayerAssembler<'a> {
 
     fn insert(&mut self, path: &ImagePath, entry: TreeEntry, span: Span) -> Result<(), TreeError> {
         let key = path.relative().to_string();
+        let is_whiteout_name = path.file_name().is_some_and(|n| n.starts_with(".wh."));
+        if is_whiteout_name != (entry.kind == TreeEntryKind::Whiteout) {
+            return Err(self.error(
+                span,
+                format!("{path}: names starting with `.wh.` are OCI whiteouts and would delete files from earlier layers"),
+                "rename the file; to delete a path from an earlier layer, use `remove:`",
+            ));
+        }
         if key.is_empty() {
             if entry.kind == TreeEntryKind::Dir {
                 return Ok(()); // the image root is implicit
@@ -475,7 +455,7 @@ impl<'a> LayerAssembler<'a> {
 
     fn check_whiteouts(&self, span: Span) -> Result<(), TreeError> {
         for key in self.entries.keys() {
-            let Some(removed) = whiteout_target(key) else {
+            let Some(Whiteout::Path(removed)) = whiteout(key) else {
                 continue;
             };
             let prefix = format!("{removed}/");
@@ -695,12 +675,5 @@ mod tests {
         .is_err());
         assert!(check_symlink_stays_inside(&p("/opt/t"), &p("/opt/t/x"), "/etc/passwd").is_err());
         assert!(check_symlink_stays_inside(&p("/opt/t"), &p("/opt/t/x"), "/opt/t/y").is_ok());
-    }
-
-    #[test]
-    fn whiteout_names_map_back_to_the_removed_path() {
-        assert_eq!(whiteout_target("etc/.wh.motd").as_deref(), Some("etc/motd"));
-        assert_eq!(whiteout_target(".wh.tmp").as_deref(), Some("tmp"));
-        assert_eq!(whiteout_target("etc/motd"), None);
     }
 }
