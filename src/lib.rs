@@ -13,6 +13,7 @@ pub mod digest;
 pub mod image;
 pub mod inspect;
 pub mod layers;
+pub mod ledger;
 pub mod output;
 pub mod recipe;
 pub mod resolve;
