@@ -310,23 +310,35 @@ fn list_layer(
     let path = layout.blob_path(digest)?;
     let file = File::open(&path).map_err(io_err(&path))?;
     let mut hashing = HashingReader::new(BufReader::new(file));
+    let listed = list_tar(&path, media_type, &mut hashing);
+    // Whatever the decoder made of it, hash the rest of the raw blob: a blob that does
+    // not match its digest is reported as that, not as whichever decoding error the
+    // damage happened to cause.
+    io::copy(&mut hashing, &mut io::sink()).map_err(io_err(&path))?;
+    verify(digest, size, hashing.finish())?;
+    listed
+}
+
+fn list_tar(
+    path: &Path,
+    media_type: &str,
+    raw: &mut impl Read,
+) -> Result<Vec<FileInfo>, InspectError> {
     let reader: Box<dyn Read + '_> = match media_type {
-        m if m.ends_with("+gzip") => Box::new(flate2::read::GzDecoder::new(&mut hashing)),
-        m if m.ends_with("+zstd") => {
-            Box::new(zstd::Decoder::new(&mut hashing).map_err(io_err(&path))?)
-        }
-        m if m.ends_with(".tar") => Box::new(&mut hashing),
+        m if m.ends_with("+gzip") => Box::new(flate2::read::GzDecoder::new(raw)),
+        m if m.ends_with("+zstd") => Box::new(zstd::Decoder::new(raw).map_err(io_err(path))?),
+        m if m.ends_with(".tar") => Box::new(raw),
         other => {
             return Err(InspectError::Invalid {
-                path,
+                path: path.into(),
                 message: format!("unsupported layer media type `{other}`"),
             })
         }
     };
     let mut files = Vec::new();
     let mut archive = tar::Archive::new(reader);
-    for entry in archive.entries().map_err(io_err(&path))? {
-        let mut entry = entry.map_err(io_err(&path))?;
+    for entry in archive.entries().map_err(io_err(path))? {
+        let mut entry = entry.map_err(io_err(path))?;
         let h = entry.header().clone();
         let kind = match h.entry_type() {
             tar::EntryType::Regular | tar::EntryType::Continuous => "file".to_string(),
@@ -338,21 +350,21 @@ fn list_layer(
         files.push(FileInfo {
             path: entry
                 .path()
-                .map_err(io_err(&path))?
+                .map_err(io_err(path))?
                 .to_string_lossy()
                 .into_owned(),
-            mode: h.mode().map_err(io_err(&path))?,
-            uid: h.uid().map_err(io_err(&path))?,
-            gid: h.gid().map_err(io_err(&path))?,
+            mode: h.mode().map_err(io_err(path))?,
+            uid: h.uid().map_err(io_err(path))?,
+            gid: h.gid().map_err(io_err(path))?,
             size: entry.size(),
             link: entry
                 .link_name()
-                .map_err(io_err(&path))?
+                .map_err(io_err(path))?
                 .map(|l| l.to_string_lossy().into_owned()),
             sha256: if kind == "file" {
                 Some(
                     crate::digest::sha256_reader(&mut entry)
-                        .map_err(io_err(&path))?
+                        .map_err(io_err(path))?
                         .0,
                 )
             } else {
@@ -361,11 +373,9 @@ fn list_layer(
             kind,
         });
     }
-    // Drain to the end so the digest covers the whole blob.
+    // Decode to the end, so compressed-stream checksums are checked too.
     let mut rest = archive.into_inner();
-    io::copy(&mut rest, &mut io::sink()).map_err(io_err(&path))?;
-    drop(rest);
-    verify(digest, size, hashing.finish())?;
+    io::copy(&mut rest, &mut io::sink()).map_err(io_err(path))?;
     Ok(files)
 }
 

@@ -446,15 +446,16 @@ fn run(cli: Cli, cancel: Arc<AtomicBool>) -> Result<i32> {
                 return Ok(0);
             }
             println!("manifest {} -> {}", d.manifest.0, d.manifest.1);
+            // Layer and source changes name themselves ("layer 0", "source app").
             let sections = [
-                ("config", &d.config),
-                ("layer", &d.layers),
-                ("changed", &d.files_changed),
-                ("source", &d.sources),
+                ("config ", &d.config),
+                ("", &d.layers),
+                ("changed ", &d.files_changed),
+                ("", &d.sources),
             ];
             for (label, changes) in sections {
                 for c in changes {
-                    println!("{label} {}: {} -> {}", c.what, c.a, c.b);
+                    println!("{label}{}: {} -> {}", c.what, c.a, c.b);
                 }
             }
             for p in &d.files_added {

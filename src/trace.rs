@@ -146,6 +146,15 @@ pub fn trace(layout: &Path, query: &str) -> Result<Trace, InspectError> {
         })
         .collect();
     let (recipe, signers) = provenance_facts(layout, image);
+    // Unsigned images have no provenance; the SBOM's image package names the recipe too.
+    let recipe = recipe.or_else(|| {
+        spdx["packages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["SPDXID"] == "SPDXRef-Image")
+            .and_then(|p| comment_fields(p["comment"].as_str()?).remove("recipe"))
+    });
     let history = image.config["history"]
         .as_array()
         .cloned()

@@ -16,7 +16,7 @@
 
 use crate::attest::dsse::{Envelope, INTOTO_PAYLOAD_TYPE};
 use crate::attest::intoto::{Provenance, Statement, SLSA_PROVENANCE_V1, SPDX_PREDICATE};
-use crate::attest::keys::{self, VerifyingKey};
+use crate::attest::keys::VerifyingKey;
 use crate::attest::{sbom, DSSE_MEDIA_TYPE};
 use crate::inspect::{self, ImageReport};
 use serde::{Deserialize, Serialize};
@@ -29,8 +29,8 @@ use std::path::Path;
 pub struct Policy {
     /// Schema version; must be 1.
     pub cairn_policy: u32,
-    /// Key ids (hex SHA-256 of the public key) trusted to sign attestations, besides
-    /// the `--key` keys.
+    /// If set, attestations must be signed by one of these key ids (hex SHA-256 of
+    /// the public key); a `--key` key that is not listed is not enough.
     #[serde(default)]
     pub signers: Vec<String>,
     /// Require the SPDX SBOM and its signed statement (default true).
@@ -223,9 +223,7 @@ fn check_signatures(
         match outcome {
             Ok(s) => {
                 let untrusted_by_policy = !policy.signers.is_empty()
-                    && !s.signers.iter().any(|k| {
-                        policy.signers.contains(k) || trusted.iter().any(|t| &keys::key_id(t) == k)
-                    });
+                    && !s.signers.iter().any(|k| policy.signers.contains(k));
                 if untrusted_by_policy {
                     failures.push(format!(
                         "{}: signed by {:?}, not a policy signer",
@@ -399,22 +397,47 @@ fn check_sbom(
         .filter_map(|(path, f)| Some((path, f.sha256?.hex())))
         .collect();
     let mut problems = Vec::new();
-    for (path, sha) in &actual {
-        match claimed.get(path) {
-            None => problems.push(format!("/{path} is in the image but not in the SBOM")),
-            Some(c) if c != sha => problems.push(format!(
-                "/{path}: the SBOM says sha256:{c}, the layer holds sha256:{sha}"
-            )),
-            _ => {}
+    compare_files("SPDX SBOM", &claimed, &actual, &mut problems);
+    // The CycloneDX SBOM is not signed, but it is published beside the SPDX one: it
+    // must describe the same files.
+    let cyclonedx = inspect::referrer_blob(layout, image, sbom::CYCLONEDX_MEDIA_TYPE)
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+    match cyclonedx {
+        Some(doc) => {
+            let claimed: BTreeMap<String, String> = doc["components"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|c| {
+                    c["bom-ref"]
+                        .as_str()
+                        .is_some_and(|r| r.starts_with("file:"))
+                })
+                .filter_map(|c| {
+                    let name = c["name"].as_str()?.trim_start_matches('/').to_string();
+                    let sha = c["hashes"]
+                        .as_array()?
+                        .iter()
+                        .find(|h| h["alg"] == "SHA-256")?["content"]
+                        .as_str()?
+                        .to_string();
+                    Some((name, sha))
+                })
+                .collect();
+            compare_files("CycloneDX SBOM", &claimed, &actual, &mut problems);
         }
-    }
-    for path in claimed.keys().filter(|p| !actual.contains_key(*p)) {
-        problems.push(format!("/{path} is in the SBOM but not in the image"));
+        None if policy.require_sbom => {
+            problems.push("no readable CycloneDX SBOM is attached to the image".into())
+        }
+        None => {}
     }
     if problems.is_empty() {
         checks.pass(
             "sbom",
-            format!("{} files in the SBOM match the layers", actual.len()),
+            format!(
+                "{} files in the SPDX and CycloneDX SBOMs match the layers",
+                actual.len()
+            ),
         );
     } else {
         let shown: Vec<_> = problems.iter().take(5).cloned().collect();
@@ -431,6 +454,27 @@ fn check_sbom(
                 }
             ),
         );
+    }
+}
+
+/// Adds a problem for every file the SBOM gets wrong or misses, or lists in excess.
+fn compare_files(
+    which: &str,
+    claimed: &BTreeMap<String, String>,
+    actual: &BTreeMap<String, String>,
+    problems: &mut Vec<String>,
+) {
+    for (path, sha) in actual {
+        match claimed.get(path) {
+            None => problems.push(format!("/{path} is in the image but not in the {which}")),
+            Some(c) if c != sha => problems.push(format!(
+                "/{path}: the {which} says sha256:{c}, the layer holds sha256:{sha}"
+            )),
+            _ => {}
+        }
+    }
+    for path in claimed.keys().filter(|p| !actual.contains_key(*p)) {
+        problems.push(format!("/{path} is in the {which} but not in the image"));
     }
 }
 

@@ -1,7 +1,9 @@
 //! Real third-party tools accept what cairn writes: skopeo reads and copies the layout,
 //! umoci unpacks it into exactly the file system the recipe describes (whiteouts
-//! included), runc runs a busybox image built by cairn as the recipe's user, and the
-//! layout's JSON blobs are canonical and carry the media types image-spec 1.1 requires.
+//! included, and the embedded SBOMs equal to the ones published beside the layout), runc
+//! runs a busybox image built by cairn as the recipe's user, and the layout's JSON blobs
+//! are canonical and carry the media types image-spec 1.1 requires, referrers (SBOMs and
+//! signed attestations attached to the image) included.
 //!
 //! Needs skopeo, umoci, runc, busybox-static and gzip, and root (umoci keeps owners and
 //! runc runs containers only as root). A missing tool fails the test, naming its package.
@@ -60,11 +62,14 @@ fn json_of(cmd: &mut Command) -> Value {
 
 /// Builds recipes/hello.yaml into `out`; returns the `--json` report and the layout path.
 fn build_hello(out: &Path) -> (Value, PathBuf) {
-    let report = build_json(
-        &repo_root().join("recipes/hello.yaml"),
-        out,
-        &["--locked", "--quiet"],
-    );
+    build_hello_with(out, &[])
+}
+
+/// [`build_hello`] with extra `cairn build` arguments (e.g. `--sign-key`).
+fn build_hello_with(out: &Path, extra: &[&str]) -> (Value, PathBuf) {
+    let mut args = vec!["--locked", "--quiet"];
+    args.extend_from_slice(extra);
+    let report = build_json(&repo_root().join("recipes/hello.yaml"), out, &args);
     let layout = out.join("hello");
     assert!(
         layout.join("index.json").is_file(),
@@ -150,7 +155,17 @@ fn skopeo_inspects_the_hello_layout_as_cairn_reported_it() {
         "config diff_ids differ from the ones cairn reported"
     );
     let history = config["history"].as_array().expect("config has a history");
-    assert_eq!(history.len(), 3, "one history entry per layer: {history:?}");
+    // base, app, accounts (from `accounts:`) and sbom (the embedded SBOMs).
+    assert_eq!(
+        history.len(),
+        4,
+        "one history entry per layer (base, app, accounts, sbom): {history:?}"
+    );
+    assert_eq!(
+        history.len(),
+        layer_field(&report, "digest").len(),
+        "history entries and layers differ in number"
+    );
     for entry in history {
         assert_eq!(
             entry["created"], "2023-11-14T22:13:20Z",
@@ -302,11 +317,20 @@ fn tools_member(member: &str) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// A side file the build wrote beside the layout, as text.
+fn side_file(out: &Path, name: &str) -> String {
+    std::fs::read_to_string(out.join(name))
+        .unwrap_or_else(|e| panic!("the build did not write the side file {name}: {e}"))
+}
+
 #[test]
 fn umoci_unpacks_hello_into_exactly_the_recipes_file_system() {
     require_root("umoci_unpacks_hello_into_exactly_the_recipes_file_system");
     let out = tempfile::tempdir().unwrap();
     let (_, layout) = build_hello(out.path());
+    // The SBOMs embedded in the image must be the very bytes published beside it.
+    let spdx = side_file(out.path(), "hello.spdx.json");
+    let cyclonedx = side_file(out.path(), "hello.cdx.json");
     let bundle = out.path().join("bundle");
     unpack(&layout, "hello", &bundle);
 
@@ -351,6 +375,14 @@ fn umoci_unpacks_hello_into_exactly_the_recipes_file_system() {
             "usr/bin/hello",
             file(0o755, root, &repo_text("recipes/hello/app/hello.sh")),
         ),
+        // The `sbom` layer: the SBOMs published as OUT/hello.{spdx,cdx}.json.
+        ("usr/share", dir(0o755, root)),
+        ("usr/share/sbom", dir(0o755, root)),
+        (
+            "usr/share/sbom/hello.cdx.json",
+            file(0o644, root, &cyclonedx),
+        ),
+        ("usr/share/sbom/hello.spdx.json", file(0o644, root, &spdx)),
         ("var", dir(0o755, root)),
         // `copy: site` to /var/www with `owner:` owns its destination directory too.
         ("var/www", dir(0o755, app)),
@@ -391,6 +423,12 @@ fn umoci_applies_whiteouts_for_removed_files_and_directories() {
     let root = "0:0";
     // Gone: etc/old, srv/cache/a, srv/cache/sub (removed in `cleanup`; `recreate`
     // writes srv/cache/fresh only). No `.wh.` marker may survive into the rootfs.
+    // The recipe says `sbom: false`, so nothing under /usr/share/sbom either (the SBOMs
+    // are still published beside the layout).
+    assert!(
+        out.path().join("whiteouts.spdx.json").is_file(),
+        "`sbom: false` must only keep the SBOMs out of the image, not stop publishing them"
+    );
     let expected: BTreeMap<String, String> = [
         ("etc", dir(0o755, root)),
         ("etc/keep", file(0o644, root, "keep\n")),
@@ -404,6 +442,10 @@ fn umoci_applies_whiteouts_for_removed_files_and_directories() {
     .map(|(path, line)| (path.to_owned(), line))
     .collect();
 
+    assert!(
+        !bundle.join("rootfs/usr/share/sbom").exists(),
+        "the recipe says `sbom: false`, yet /usr/share/sbom was unpacked"
+    );
     assert_tree_eq(
         "fixtures/interop/whiteouts.yaml",
         &expected,
@@ -616,7 +658,11 @@ fn parse_canonical(bytes: &[u8], what: &str) -> Value {
 #[test]
 fn layout_blobs_are_canonical_and_typed_as_image_spec_1_1_says() {
     let out = tempfile::tempdir().unwrap();
-    let (_, layout) = build_hello(out.path());
+    // Signed, so every kind of referrer (SBOMs and DSSE attestations) is in the layout.
+    let key = out.path().join("signer");
+    run_ok(cairn().arg("keygen").arg(&key));
+    let key = key.with_extension("key");
+    let (_, layout) = build_hello_with(out.path(), &["--sign-key", key.to_str().unwrap()]);
 
     assert_eq!(
         std::fs::read_to_string(layout.join("oci-layout")).unwrap(),
@@ -634,8 +680,30 @@ fn layout_blobs_are_canonical_and_typed_as_image_spec_1_1_says() {
         "index mediaType"
     );
     let manifests = index["manifests"].as_array().expect("index has manifests");
-    assert_eq!(manifests.len(), 1, "one image per layout: {manifests:?}");
-    let entry = &manifests[0];
+    // Every manifest in the index is canonical JSON; exactly one is the image (tagged,
+    // no subject), the others are its referrers (SBOMs).
+    let parsed: Vec<(&Value, Value)> = manifests
+        .iter()
+        .enumerate()
+        .map(|(i, entry)| {
+            let what = format!("index.json manifests[{i}]");
+            let bytes = read_descriptor(&layout, entry, &what);
+            (entry, parse_canonical(&bytes, &what))
+        })
+        .collect();
+    let images: Vec<&(&Value, Value)> = parsed
+        .iter()
+        .filter(|(entry, manifest)| {
+            entry["annotations"]["org.opencontainers.image.ref.name"].is_string()
+                && manifest.get("subject").is_none()
+        })
+        .collect();
+    assert_eq!(
+        images.len(),
+        1,
+        "want exactly one tagged manifest without a subject (the image) in index.json: {manifests:?}"
+    );
+    let (entry, manifest) = images[0];
     assert_eq!(
         entry["mediaType"], "application/vnd.oci.image.manifest.v1+json",
         "index entry mediaType"
@@ -649,8 +717,81 @@ fn layout_blobs_are_canonical_and_typed_as_image_spec_1_1_says() {
         serde_json::json!({"architecture": "amd64", "os": "linux"}),
         "index entry platform"
     );
+    let image_descriptor = serde_json::json!({
+        "mediaType": entry["mediaType"],
+        "digest": entry["digest"],
+        "size": entry["size"],
+    });
+    let empty_descriptor = serde_json::json!({
+        "mediaType": "application/vnd.oci.empty.v1+json",
+        "digest": "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a",
+        "size": 2,
+    });
 
-    let manifest = parse_canonical(&read_descriptor(&layout, entry, "manifest"), "manifest");
+    let mut referenced = Vec::new();
+    let mut artifact_types: Vec<(String, Value)> = Vec::new();
+    for (referrer_entry, referrer) in parsed
+        .iter()
+        .filter(|(e, _)| e["digest"] != entry["digest"])
+    {
+        let what = format!("referrer {}", referrer_entry["digest"]);
+        let artifact_type = referrer_entry["artifactType"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{what}: its index entry has no artifactType"));
+        assert!(
+            referrer_entry["annotations"]["org.opencontainers.image.ref.name"].is_null(),
+            "{what} is tagged; only the image may carry the ref name: {referrer_entry}"
+        );
+        assert_eq!(
+            referrer["artifactType"], artifact_type,
+            "{what}: the manifest's artifactType differs from its index entry's"
+        );
+        assert_eq!(
+            referrer["mediaType"], "application/vnd.oci.image.manifest.v1+json",
+            "{what}: manifest mediaType"
+        );
+        assert_eq!(
+            referrer["subject"], image_descriptor,
+            "{what}: subject is not the image manifest's descriptor"
+        );
+        assert_eq!(
+            referrer["config"], empty_descriptor,
+            "{what}: config is not the empty descriptor image-spec 1.1 prescribes for artifacts"
+        );
+        assert_eq!(
+            read_descriptor(&layout, &referrer["config"], &format!("{what} config")),
+            b"{}",
+            "{what}: the empty config blob is not `{{}}`"
+        );
+        let blobs = referrer["layers"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{what} has no layers array"));
+        assert_eq!(blobs.len(), 1, "{what}: want exactly one artifact blob");
+        read_descriptor(&layout, &blobs[0], &format!("{what} blob"));
+        referenced.extend([
+            referrer_entry["digest"].as_str().unwrap().to_owned(),
+            referrer["config"]["digest"].as_str().unwrap().to_owned(),
+            blobs[0]["digest"].as_str().unwrap().to_owned(),
+        ]);
+        artifact_types.push((
+            artifact_type.to_owned(),
+            referrer["annotations"]["in-toto.io/predicate-type"].clone(),
+        ));
+    }
+    artifact_types.sort_by(|a, b| (&a.0, a.1.to_string()).cmp(&(&b.0, b.1.to_string())));
+    let dsse = "application/vnd.dsse.envelope.v1+json";
+    assert_eq!(
+        artifact_types,
+        [
+            ("application/spdx+json".to_owned(), Value::Null),
+            ("application/vnd.cyclonedx+json".to_owned(), Value::Null),
+            (dsse.to_owned(), "https://slsa.dev/provenance/v1".into()),
+            (dsse.to_owned(), "https://spdx.dev/Document".into()),
+        ],
+        "a signed build attaches its two SBOMs and two DSSE envelopes (provenance, SBOM \
+         statement, each annotated with its predicate type) as referrers"
+    );
+
     assert_eq!(manifest["schemaVersion"], 2, "manifest schemaVersion");
     assert_eq!(
         manifest["mediaType"], "application/vnd.oci.image.manifest.v1+json",
@@ -675,10 +816,10 @@ fn layout_blobs_are_canonical_and_typed_as_image_spec_1_1_says() {
         .expect("config has rootfs.diff_ids");
     assert_eq!(config["rootfs"]["type"], "layers", "rootfs type");
     assert_eq!(layers.len(), diff_ids.len(), "one diff_id per layer");
-    let mut referenced = vec![
+    referenced.extend([
         entry["digest"].as_str().unwrap().to_owned(),
         manifest["config"]["digest"].as_str().unwrap().to_owned(),
-    ];
+    ]);
     for (i, (layer, diff_id)) in layers.iter().zip(diff_ids).enumerate() {
         let what = format!("layer {i}");
         assert_eq!(
@@ -709,6 +850,7 @@ fn layout_blobs_are_canonical_and_typed_as_image_spec_1_1_says() {
         .collect();
     present.sort();
     referenced.sort();
+    referenced.dedup();
     assert_eq!(
         present, referenced,
         "blobs/sha256 holds exactly the referenced blobs"

@@ -46,7 +46,7 @@ impl std::fmt::Display for LockedKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             LockedKind::File => "file",
-            LockedKind::Dir => "directory",
+            LockedKind::Dir => "dir",
             LockedKind::Archive => "archive",
         })
     }

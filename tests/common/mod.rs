@@ -120,3 +120,83 @@ pub fn python_tool(name: &str) -> PathBuf {
     );
     tool
 }
+
+/// `cairn keygen DIR/NAME`: returns the private key, the public key and the key id the
+/// command printed.
+pub fn keygen(dir: &Path, name: &str) -> (PathBuf, PathBuf, String) {
+    let prefix = dir.join(name);
+    let out = run_ok(cairn().arg("keygen").arg(&prefix));
+    let key_id = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let (private, public) = (prefix.with_extension("key"), prefix.with_extension("pub"));
+    assert!(
+        private.is_file() && public.is_file(),
+        "`cairn keygen {}` did not write {name}.key and {name}.pub",
+        prefix.display()
+    );
+    (private, public, key_id)
+}
+
+/// A recipe (`signed.yaml`, image `signed`) with one file source, `tool`, signed with
+/// the real `ssh-keygen -Y sign -n file` and copied to /usr/bin/tool.
+pub struct SignedFileRecipe {
+    pub recipe: PathBuf,
+    /// Key id of the ssh key that signed `tool`.
+    pub signer: String,
+    /// SHA-256 of the source file's bytes.
+    pub tool_sha256: String,
+}
+
+pub fn signed_file_recipe(dir: &Path) -> SignedFileRecipe {
+    let tool = dir.join("tool.sh");
+    std::fs::write(&tool, "#!/bin/sh\necho signed tool\n").unwrap();
+    let private = dir.join("upstream");
+    for cmd in [
+        Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", "upstream", "-f"])
+            .arg(&private),
+        Command::new("ssh-keygen")
+            .args(["-Y", "sign", "-n", "file", "-f"])
+            .arg(&private)
+            .arg(&tool),
+    ] {
+        let out = cmd
+            .output()
+            .expect("ssh-keygen is installed (openssh-client)");
+        assert!(
+            out.status.success(),
+            "{cmd:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let public = private.with_extension("pub");
+    let signer = cairn::attest::keys::key_id(
+        &cairn::attest::keys::read_public(&public).expect("ssh-keygen wrote an ed25519 key"),
+    );
+    let tool_sha256 = cairn::digest::Sha256Digest::of(&std::fs::read(&tool).unwrap()).hex();
+    let recipe = write_recipe(
+        dir,
+        "signed.yaml",
+        &format!(
+            "cairn: 1
+name: signed
+epoch: 1700000000
+sources:
+  tool:
+    path: tool.sh
+    sha256: {tool_sha256}
+    signature: {{ path: tool.sh.sig, key: upstream.pub }}
+layers:
+  - name: base
+    contents:
+      - copy: tool
+        to: /usr/bin/tool
+        mode: 0o755
+"
+        ),
+    );
+    SignedFileRecipe {
+        recipe,
+        signer,
+        tool_sha256,
+    }
+}

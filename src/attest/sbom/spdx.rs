@@ -539,7 +539,7 @@ mod tests {
         let site = &packages[2];
         assert!(site.get("checksums").is_none() && site.get("externalRefs").is_none());
         assert!(site["comment"].as_str().unwrap().contains(&format!(
-            "kind=directory digest={}",
+            "kind=dir digest={}",
             Sha256Digest::of(b"site tree")
         )));
         assert_eq!(packages[3]["licenseConcluded"], "NOASSERTION");
