@@ -17,3 +17,7 @@ lint:
 
 fmt:
     cargo fmt
+
+# Append and verify speed of an N-entry audit ledger (default 1,000,000).
+bench-ledger *ARGS:
+    cargo xtask bench-ledger {{ARGS}}

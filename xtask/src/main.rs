@@ -5,6 +5,8 @@
 //! - `ci`: what `.ci/run` means; the same code path as `test`.
 //! - `bench [--size-mb N] [--keep]`: time `cairn build` against `tar | gzip` on a
 //!   generated tree (see `bench.rs`).
+//! - `bench-ledger [N]`: the audit ledger's append and verify speed at N entries
+//!   (`benches/ledger.rs`).
 
 mod bench;
 mod bench_tree;
@@ -26,7 +28,9 @@ commands:
   ci                           the same as `test`; what .ci/run runs
   bench [--size-mb N] [--keep] time cairn build against tar | gzip on a generated
                                tree of about N MiB (default 300); --keep leaves
-                               cairn's output layouts in target/bench/";
+                               cairn's output layouts in target/bench/
+  bench-ledger [N]             append latency and verify time of an N-entry audit
+                               ledger (default 1000000)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -47,6 +51,15 @@ fn run(args: &[String]) -> Result<ExitCode> {
     match command.as_str() {
         "test" | "ci" => test_suite::run(rest),
         "bench" => bench::run(&bench::Options::parse(rest)?),
+        "bench-ledger" => {
+            run_checked(cargo().args(["build", "--release", "-p", "cairn"]))?;
+            let status = cargo()
+                .args(["bench", "-p", "cairn", "--bench", "ledger", "--"])
+                .args(rest)
+                .status()
+                .context("running cargo bench")?;
+            Ok(exit_code(status))
+        }
         "help" | "-h" | "--help" => {
             println!("{USAGE}");
             Ok(ExitCode::SUCCESS)
