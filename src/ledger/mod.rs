@@ -4,3 +4,5 @@
 //! anyone with the public keys.
 
 pub mod entry;
+pub mod merkle;
+pub mod note;
