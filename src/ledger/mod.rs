@@ -4,3 +4,4 @@
 //! anyone with the public keys.
 
 pub mod entry;
+pub mod store;
