@@ -69,6 +69,8 @@ pub struct BuildReport {
     pub signed_by: Option<String>,
     /// Manifests attached to the image (SBOMs, attestations) in the layout.
     pub referrers: Vec<ReferrerReport>,
+    /// Every source and the digest it was built from.
+    pub sources: std::collections::BTreeMap<String, Sha256Digest>,
     pub warnings: Vec<String>,
 }
 
@@ -325,6 +327,11 @@ pub fn build(
                 artifact_type,
                 manifest_digest: blob.digest,
             })
+            .collect(),
+        sources: resolved
+            .sources
+            .iter()
+            .map(|(name, s)| (name.clone(), s.digest))
             .collect(),
         warnings: resolved.warnings,
     })

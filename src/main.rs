@@ -2,6 +2,7 @@
 //! that does), and calls the library. Exit codes: 0 success, 1 failure (bad recipe,
 //! bad input, I/O), 2 usage error, 130 interrupted.
 
+mod ledger_cmd;
 mod progress;
 
 use anyhow::{bail, Context, Result};
@@ -65,10 +66,24 @@ enum Command {
         /// stderr, as `timing: <stage> <seconds>` lines.
         #[arg(long)]
         timings: bool,
+        /// Record the build in this audit ledger (signed with --sign-key).
+        #[arg(long, env = "CAIRN_LEDGER", value_name = "PATH")]
+        ledger: Option<PathBuf>,
+        /// Who builds (e.g. the CI job), recorded in the ledger.
+        #[arg(long, env = "CAIRN_IDENTITY", default_value = "")]
+        identity: String,
         /// Record the build's wall-clock start and finish in the provenance
         /// (startedOn/finishedOn). Off by default: they make attestations differ per run.
         #[arg(long)]
         record_times: bool,
+    },
+    /// The audit ledger: who built, pushed, verified and deployed what, and when.
+    Ledger {
+        /// The ledger file (default: $XDG_DATA_HOME/cairn/ledger.jsonl).
+        #[arg(long, env = "CAIRN_LEDGER", global = true, value_name = "PATH")]
+        ledger: Option<PathBuf>,
+        #[command(subcommand)]
+        command: ledger_cmd::LedgerCommand,
     },
     /// Create an Ed25519 signing key pair: PREFIX.key (PKCS#8 PEM, mode 0600) and
     /// PREFIX.pub (SPKI PEM). Prints the key id (SHA-256 of the public key).
@@ -106,6 +121,15 @@ enum Command {
         /// Rebuild this recipe and require the same manifest digest.
         #[arg(long, value_name = "RECIPE")]
         rebuild: Option<PathBuf>,
+        /// Record the verdict in this audit ledger (signed with --ledger-key).
+        #[arg(long, env = "CAIRN_LEDGER", value_name = "PATH")]
+        ledger: Option<PathBuf>,
+        /// Private key that signs the ledger entry.
+        #[arg(long, env = "CAIRN_LEDGER_KEY", value_name = "KEY")]
+        ledger_key: Option<PathBuf>,
+        /// Who verifies (e.g. the push hook), recorded in the ledger.
+        #[arg(long, env = "CAIRN_IDENTITY", default_value = "")]
+        identity: String,
         #[arg(long)]
         json: bool,
     },
@@ -179,7 +203,45 @@ fn print_json(value: &impl serde::Serialize) -> Result<i32> {
     Ok(0)
 }
 
-/// The only clock cairn reads, and only for `--record-times`.
+/// What a `build` ledger entry says about the build.
+fn build_details(
+    recipe: &recipe::Recipe,
+    report: &build::BuildReport,
+) -> Result<std::collections::BTreeMap<String, serde_json::Value>> {
+    use cairn::digest::Sha256Digest;
+    let lock_path = cairn::resolve::lock_path_for(&recipe.file.path);
+    let lock_sha256 = match std::fs::read(&lock_path) {
+        Ok(bytes) => Some(Sha256Digest::of(&bytes).to_string()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).with_context(|| format!("reading {}", lock_path.display())),
+    };
+    let layers: Vec<String> = report.layers.iter().map(|l| l.digest.to_string()).collect();
+    let sources: std::collections::BTreeMap<&String, String> =
+        report.sources.iter().map(|(k, v)| (k, v.to_string())).collect();
+    Ok(std::collections::BTreeMap::from([
+        ("image".to_string(), report.name.clone().into()),
+        ("manifest_digest".to_string(), report.manifest_digest.to_string().into()),
+        ("platform".to_string(), report.platform.clone().into()),
+        (
+            "recipe".to_string(),
+            recipe.file.path.file_name().map(|n| n.to_string_lossy().into_owned()).into(),
+        ),
+        (
+            "recipe_sha256".to_string(),
+            Sha256Digest::of(recipe.file.text.as_bytes()).to_string().into(),
+        ),
+        ("lock_sha256".to_string(), lock_sha256.into()),
+        ("layers".to_string(), serde_json::to_value(layers)?),
+        ("sources".to_string(), serde_json::to_value(sources)?),
+    ]))
+}
+
+/// Wall-clock UTC for ledger entries (audit records carry real time; images do not).
+fn now_rfc3339() -> String {
+    cairn::image::rfc3339(wall_clock())
+}
+
+/// The only clock cairn reads: for `--record-times` and ledger entries.
 fn wall_clock() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -209,6 +271,8 @@ fn run(cli: Cli, cancel: Arc<AtomicBool>) -> Result<i32> {
             sign_key,
             record_times,
             timings,
+            ledger,
+            identity,
         } => {
             let recipe = recipe::load(&recipe)?;
             let jobs = match jobs {
@@ -239,6 +303,27 @@ fn run(cli: Cli, cancel: Arc<AtomicBool>) -> Result<i32> {
             };
             let clock = progress::StageClock::new(observer);
             let report = build::build(&recipe, &opts, &clock)?;
+            if let Some(ledger) = &ledger {
+                match &opts.sign_key {
+                    Some(key) => {
+                        let entry = ledger_cmd::record_action(
+                            ledger,
+                            cairn::ledger::Action::Build,
+                            build_details(&recipe, &report)?,
+                            key,
+                            &identity,
+                            now_rfc3339(),
+                        )?;
+                        if !quiet && !json {
+                            eprintln!("ledger: recorded build as entry {} in {}", entry.seq, ledger.display());
+                        }
+                    }
+                    None => eprintln!(
+                        "warning: not recorded in the ledger {}: entries are signed; pass --sign-key",
+                        ledger.display()
+                    ),
+                }
+            }
             if timings {
                 for (stage, took) in clock.finish() {
                     eprintln!("timing: {stage} {:.3}", took.as_secs_f64());
@@ -278,6 +363,9 @@ fn run(cli: Cli, cancel: Arc<AtomicBool>) -> Result<i32> {
                 }
             }
             println!("{}", report.manifest_digest);
+        }
+        Command::Ledger { ledger, command } => {
+            return ledger_cmd::run(ledger, command, now_rfc3339());
         }
         Command::Keygen { prefix } => {
             let key = keys::generate();
@@ -327,11 +415,19 @@ fn run(cli: Cli, cancel: Arc<AtomicBool>) -> Result<i32> {
             policy,
             rebuild,
             json,
+            ledger,
+            ledger_key,
+            identity,
         } => {
             let trusted = key_paths
                 .iter()
                 .map(|p| keys::read_public(p))
                 .collect::<Result<Vec<_>, _>>()?;
+            let policy_sha256 = policy
+                .as_deref()
+                .map(std::fs::read)
+                .transpose()?
+                .map(|b| cairn::digest::Sha256Digest::of(&b).to_string());
             let policy = match policy {
                 Some(p) => cairn::verify::Policy::read(&p)?,
                 None => cairn::verify::Policy {
@@ -362,6 +458,34 @@ fn run(cli: Cli, cancel: Arc<AtomicBool>) -> Result<i32> {
                 None => None,
             };
             let verdict = cairn::verify::verify(&layout, &trusted, &policy, rebuilt.as_deref());
+            if let Some(ledger) = &ledger {
+                match &ledger_key {
+                    Some(key) => {
+                        let failed: Vec<&str> =
+                            verdict.checks.iter().filter(|c| !c.ok).map(|c| c.name).collect();
+                        let details = std::collections::BTreeMap::from([
+                            ("image".to_string(), verdict.manifest_digest.clone().into()),
+                            ("layout".to_string(), layout.display().to_string().into()),
+                            ("verified".to_string(), verdict.verified.into()),
+                            ("failed_checks".to_string(), failed.into()),
+                            ("policy_sha256".to_string(), policy_sha256.clone().into()),
+                        ]);
+                        let entry = ledger_cmd::record_action(
+                            ledger,
+                            cairn::ledger::Action::Verify,
+                            details,
+                            &keys::read_private(key)?,
+                            &identity,
+                            now_rfc3339(),
+                        )?;
+                        eprintln!("ledger: recorded the verdict as entry {} in {}", entry.seq, ledger.display());
+                    }
+                    None => eprintln!(
+                        "warning: not recorded in the ledger {}: entries are signed; pass --ledger-key",
+                        ledger.display()
+                    ),
+                }
+            }
             if json {
                 print_json(&verdict)?;
             } else {

@@ -2,7 +2,270 @@
 //! pushed, verified and deployed, with a Merkle tree (RFC 6962) over its entries and
 //! signed checkpoints (C2SP tlog-checkpoint / signed-note), verifiable offline by
 //! anyone with the public keys.
+//!
+//! [`entry`] is one signed entry, [`store`] the file (locking, durable appends, torn
+//! tails), [`merkle`] the tree and its proofs, [`note`] the checkpoint text formats;
+//! this module puts them together for the commands.
 
 pub mod entry;
 pub mod merkle;
 pub mod note;
+pub mod store;
+
+pub use entry::{Action, Actor, Entry};
+pub use store::{Contents, Ledger, LedgerError, Stored};
+
+use crate::attest::keys::{SigningKey, VerifyingKey};
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The origin line of checkpoints (and the signed-note key name) unless one is given.
+pub const DEFAULT_ORIGIN: &str = "cairn.local/ledger";
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn unb64(text: &str) -> Option<Vec<u8>> {
+    base64::engine::general_purpose::STANDARD.decode(text).ok()
+}
+
+/// Appends one signed entry for `action`.
+pub fn record(
+    ledger: &Ledger,
+    action: Action,
+    details: BTreeMap<String, serde_json::Value>,
+    identity: &str,
+    time: String,
+    key: &SigningKey,
+) -> Result<Entry, LedgerError> {
+    let entry = Entry {
+        seq: 0,
+        time,
+        action,
+        actor: Actor {
+            key_id: String::new(),
+            identity: identity.to_string(),
+        },
+        prev: String::new(),
+        details,
+        signature: String::new(),
+    };
+    ledger.append(entry, key, true)
+}
+
+/// The Merkle leaf hashes of the entries (each over the stored line).
+pub fn leaves(entries: &[Stored]) -> Vec<merkle::Hash> {
+    entries.iter().map(|s| merkle::leaf_hash(&s.line)).collect()
+}
+
+/// A signed checkpoint (signed note text) for the whole ledger.
+pub fn checkpoint(contents: &Contents, origin: &str, key: &SigningKey) -> Result<String, note::NoteError> {
+    let leaves = leaves(&contents.entries);
+    let body = note::Checkpoint {
+        origin: origin.to_string(),
+        size: leaves.len() as u64,
+        root: merkle::root(&leaves),
+        extensions: Vec::new(),
+    }
+    .body();
+    note::sign(&body, origin, key)
+}
+
+/// An inclusion proof of one entry in the tree of the first `tree_size` entries, that
+/// anyone holding a checkpoint of that size can check (`cairn ledger check-proof`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InclusionProof {
+    pub origin: String,
+    pub index: u64,
+    pub tree_size: u64,
+    /// Base64 root of the tree of `tree_size` entries.
+    pub root: String,
+    /// The entry's stored line (its leaf data).
+    pub entry: String,
+    /// Base64 hashes of the audit path, leaf to root.
+    pub proof: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ProveError {
+    #[error("the ledger has {entries} entries; there is no entry {index} in a tree of {size}")]
+    OutOfRange { index: u64, size: u64, entries: u64 },
+    #[error("no entry mentions {0}")]
+    NotFound(String),
+}
+
+/// The index of the latest entry whose details mention `digest` (an image or layer
+/// digest, with or without `sha256:`).
+pub fn find(contents: &Contents, digest: &str) -> Result<u64, ProveError> {
+    let hex = digest.trim_start_matches("sha256:");
+    contents
+        .entries
+        .iter()
+        .rposition(|s| {
+            s.entry
+                .details
+                .values()
+                .any(|v| v.to_string().contains(hex))
+        })
+        .map(|i| i as u64)
+        .ok_or_else(|| ProveError::NotFound(digest.to_string()))
+}
+
+pub fn prove(contents: &Contents, origin: &str, index: u64, tree_size: Option<u64>) -> Result<InclusionProof, ProveError> {
+    let entries = contents.entries.len() as u64;
+    let size = tree_size.unwrap_or(entries);
+    if index >= size || size > entries {
+        return Err(ProveError::OutOfRange { index, size, entries });
+    }
+    let leaves = leaves(&contents.entries[..size as usize]);
+    Ok(InclusionProof {
+        origin: origin.to_string(),
+        index,
+        tree_size: size,
+        root: b64(&merkle::root(&leaves)),
+        entry: String::from_utf8_lossy(&contents.entries[index as usize].line).into_owned(),
+        proof: merkle::inclusion_proof(&leaves, index as usize)
+            .expect("index < size was checked")
+            .iter()
+            .map(|h| b64(h))
+            .collect(),
+    })
+}
+
+/// Checks `proof` against a checkpoint the verifier holds, signed by `key`. Returns the
+/// proven entry.
+pub fn check_proof(proof: &InclusionProof, checkpoint_note: &str, key: &VerifyingKey) -> Result<Entry, String> {
+    let body = note::verify(checkpoint_note, &proof.origin, key).map_err(|e| format!("the checkpoint: {e}"))?;
+    let cp = note::Checkpoint::parse(&body).map_err(|e| format!("the checkpoint: {e}"))?;
+    if cp.origin != proof.origin {
+        return Err(format!("the checkpoint is for {:?}, the proof for {:?}", cp.origin, proof.origin));
+    }
+    if cp.size != proof.tree_size {
+        return Err(format!(
+            "the checkpoint covers {} entries, the proof {}: ask for a proof at the checkpoint's size (`cairn ledger prove --size {}`)",
+            cp.size, proof.tree_size, cp.size
+        ));
+    }
+    let path: Vec<merkle::Hash> = proof
+        .proof
+        .iter()
+        .map(|h| unb64(h).and_then(|b| b.try_into().ok()))
+        .collect::<Option<_>>()
+        .ok_or("the proof has a malformed hash")?;
+    merkle::verify_inclusion(&merkle::leaf_hash(proof.entry.as_bytes()), proof.index, proof.tree_size, &path, &cp.root)
+        .map_err(|e| format!("the entry is not in the checkpointed tree: {e}"))?;
+    serde_json::from_str(&proof.entry).map_err(|e| format!("the proven entry is not a ledger entry: {e}"))
+}
+
+/// What `cairn ledger verify` found.
+#[derive(Debug, Serialize)]
+pub struct LedgerVerdict {
+    pub entries: u64,
+    pub root: String,
+    pub torn_tail_bytes: u64,
+    /// Chain, signature and checkpoint problems; empty when the ledger verifies.
+    pub problems: Vec<String>,
+    /// Whether a held checkpoint was checked (and is consistent, if no problem names it).
+    pub checkpoint_checked: bool,
+}
+
+impl LedgerVerdict {
+    pub fn verified(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// A checkpoint the verifier saved earlier, and the key that signed it.
+pub struct HeldCheckpoint<'a> {
+    pub note: &'a str,
+    pub origin: &'a str,
+    pub key: &'a VerifyingKey,
+}
+
+/// Verifies the chain, every signature and, against a held checkpoint, that the
+/// ledger still contains exactly the tree it checkpointed (an append-only extension:
+/// nothing edited, removed or reordered, even at the end).
+pub fn verify(contents: &Contents, trusted: &[(String, VerifyingKey)], held: Option<HeldCheckpoint>) -> LedgerVerdict {
+    let mut problems: Vec<String> = store::verify_chain(&contents.entries, trusted)
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+    let leaves = leaves(&contents.entries);
+    let root = merkle::root(&leaves);
+    if let Some(held) = &held {
+        match held_checkpoint(held, &leaves, &root) {
+            Ok(()) => {}
+            Err(e) => problems.push(e),
+        }
+    }
+    LedgerVerdict {
+        entries: leaves.len() as u64,
+        root: b64(&root),
+        torn_tail_bytes: contents.torn_tail_bytes,
+        problems,
+        checkpoint_checked: held.is_some(),
+    }
+}
+
+fn held_checkpoint(held: &HeldCheckpoint, leaves: &[merkle::Hash], root: &merkle::Hash) -> Result<(), String> {
+    let body = note::verify(held.note, held.origin, held.key).map_err(|e| format!("held checkpoint: {e}"))?;
+    let cp = note::Checkpoint::parse(&body).map_err(|e| format!("held checkpoint: {e}"))?;
+    let size = leaves.len() as u64;
+    if cp.size > size {
+        return Err(format!(
+            "held checkpoint: it covers {} entries but the ledger has only {size}: entries were removed",
+            cp.size
+        ));
+    }
+    // The proof a remote verifier would be sent, checked the way they would check it.
+    let proof = merkle::consistency_proof(leaves, cp.size as usize)
+        .expect("the checkpoint's size was checked against the ledger's");
+    merkle::verify_consistency(cp.size, size, &cp.root, root, &proof).map_err(|e| {
+        format!(
+            "held checkpoint: the ledger is not an append-only extension of the {} entries it checkpointed ({e}): earlier entries were changed",
+            cp.size
+        )
+    })
+}
+
+/// For each environment, the image deployed there now and since when: the time of
+/// the first of the latest run of deploys of that same image.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct Deployment {
+    pub env: String,
+    pub image: String,
+    pub since: String,
+    pub seq: u64,
+    pub identity: String,
+}
+
+pub fn deployments(entries: &[Stored]) -> Vec<Deployment> {
+    let mut current: BTreeMap<String, Deployment> = BTreeMap::new();
+    for s in entries.iter().filter(|s| s.entry.action == Action::Deploy) {
+        let e = &s.entry;
+        let (Some(env), Some(image)) = (detail_str(e, "env"), detail_str(e, "image")) else {
+            continue;
+        };
+        let unchanged = current.get(env).is_some_and(|d| d.image == image);
+        if !unchanged {
+            current.insert(
+                env.to_string(),
+                Deployment {
+                    env: env.to_string(),
+                    image: image.to_string(),
+                    since: e.time.clone(),
+                    seq: e.seq,
+                    identity: e.actor.identity.clone(),
+                },
+            );
+        }
+    }
+    current.into_values().collect()
+}
+
+pub fn detail_str<'a>(entry: &'a Entry, key: &str) -> Option<&'a str> {
+    entry.details.get(key).and_then(|v| v.as_str())
+}
