@@ -12,9 +12,20 @@ use std::time::{Duration, Instant};
 
 fn entry(i: u64) -> Entry {
     let details = BTreeMap::from([
-        ("image".to_string(), format!("registry.invalid/app@sha256:{:064x}", i).into()),
+        (
+            "image".to_string(),
+            format!("registry.invalid/app@sha256:{:064x}", i).into(),
+        ),
         ("digest".to_string(), format!("sha256:{:064x}", i).into()),
-        ("env".to_string(), if i % 2 == 0 { "prod" } else { "staging" }.into()),
+        (
+            "env".to_string(),
+            if i.is_multiple_of(2) {
+                "prod"
+            } else {
+                "staging"
+            }
+            .into(),
+        ),
     ]);
     Entry {
         seq: 0,
@@ -64,7 +75,12 @@ fn main() {
     first.sort();
     last.sort();
     let bytes = std::fs::metadata(&path).expect("ledger").len();
-    println!("ledger: {} entries, {:.1} MB, filled in {:.1} s", n + 1000, bytes as f64 / 1e6, fill.as_secs_f64());
+    println!(
+        "ledger: {} entries, {:.1} MB, filled in {:.1} s",
+        n + 1000,
+        bytes as f64 / 1e6,
+        fill.as_secs_f64()
+    );
     println!(
         "append (no fsync), first 1000: median {:.3} ms, p99 {:.3} ms",
         percentile(&first, 0.5).as_secs_f64() * 1e3,
@@ -103,6 +119,9 @@ fn main() {
             .status()
             .expect("run cairn");
         assert!(status.success(), "cairn ledger verify failed");
-        println!("cairn ledger verify (release binary): {:.2} s", t.elapsed().as_secs_f64());
+        println!(
+            "cairn ledger verify (release binary): {:.2} s",
+            t.elapsed().as_secs_f64()
+        );
     }
 }

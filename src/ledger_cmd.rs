@@ -133,7 +133,12 @@ fn digest_of(image: &str) -> Option<String> {
 fn summary(entry: &ledger::Entry) -> String {
     let d = |k| ledger::detail_str(entry, k).unwrap_or("?");
     match entry.action {
-        Action::Build => format!("{} {} (recipe {})", d("image"), d("manifest_digest"), d("recipe")),
+        Action::Build => format!(
+            "{} {} (recipe {})",
+            d("image"),
+            d("manifest_digest"),
+            d("recipe")
+        ),
         Action::Push => format!("{} {}", d("reference"), d("digest")),
         Action::Verify => format!(
             "{} {}",
@@ -165,7 +170,11 @@ pub fn run(ledger_flag: Option<PathBuf>, command: LedgerCommand, now: String) ->
                     ]);
                     (Action::Deploy, details, signer)
                 }
-                RecordCommand::Push { reference, digest, signer } => {
+                RecordCommand::Push {
+                    reference,
+                    digest,
+                    signer,
+                } => {
                     let Some(digest) = digest_of(&digest) else {
                         bail!("--digest {digest:?} is not a sha256 digest");
                     };
@@ -180,18 +189,36 @@ pub fn run(ledger_flag: Option<PathBuf>, command: LedgerCommand, now: String) ->
             };
             let key = keys::read_private(&signer.key)?;
             let entry = ledger::record(&ledger, action, details, &signer.identity, now, &key)?;
-            eprintln!("recorded entry {} in {}", entry.seq, ledger.path().display());
+            eprintln!(
+                "recorded entry {} in {}",
+                entry.seq,
+                ledger.path().display()
+            );
             println!("{}", ledger::entry::line_hash(&entry.line()));
             Ok(0)
         }
         LedgerCommand::Show { image, env, json } => {
             let contents = ledger.read()?;
-            let image_hex = image.as_deref().map(|i| i.trim_start_matches("sha256:").to_string());
+            let image_hex = image
+                .as_deref()
+                .map(|i| i.trim_start_matches("sha256:").to_string());
             let shown: Vec<&ledger::Stored> = contents
                 .entries
                 .iter()
-                .filter(|s| image_hex.as_ref().is_none_or(|h| s.entry.details.values().any(|v| v.to_string().contains(h.as_str()))))
-                .filter(|s| env.as_ref().is_none_or(|e| s.entry.action == Action::Deploy && ledger::detail_str(&s.entry, "env") == Some(e)))
+                .filter(|s| {
+                    image_hex.as_ref().is_none_or(|h| {
+                        s.entry
+                            .details
+                            .values()
+                            .any(|v| v.to_string().contains(h.as_str()))
+                    })
+                })
+                .filter(|s| {
+                    env.as_ref().is_none_or(|e| {
+                        s.entry.action == Action::Deploy
+                            && ledger::detail_str(&s.entry, "env") == Some(e)
+                    })
+                })
                 .collect();
             let deployed: Vec<ledger::Deployment> = ledger::deployments(&contents.entries)
                 .into_iter()
@@ -199,38 +226,83 @@ pub fn run(ledger_flag: Option<PathBuf>, command: LedgerCommand, now: String) ->
                 .collect();
             if json {
                 let entries: Vec<&ledger::Entry> = shown.iter().map(|s| &s.entry).collect();
-                println!("{}", serde_json::to_string_pretty(&serde_json::json!({"deployed": deployed, "entries": entries}))?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({"deployed": deployed, "entries": entries})
+                    )?
+                );
                 return Ok(0);
             }
             for d in &deployed {
-                println!("deployed {}: {} since {} (entry {}{})", d.env, d.image, d.since, d.seq,
-                    if d.identity.is_empty() { String::new() } else { format!(", by {}", d.identity) });
+                println!(
+                    "deployed {}: {} since {} (entry {}{})",
+                    d.env,
+                    d.image,
+                    d.since,
+                    d.seq,
+                    if d.identity.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", by {}", d.identity)
+                    }
+                );
             }
             for s in shown {
                 let e = &s.entry;
-                let who = if e.actor.identity.is_empty() { &e.actor.key_id[..16] } else { e.actor.identity.as_str() };
-                println!("{:>6} {} {:<6} {:<20} {}", e.seq, e.time, e.action, who, summary(e));
+                let who = if e.actor.identity.is_empty() {
+                    &e.actor.key_id[..16]
+                } else {
+                    e.actor.identity.as_str()
+                };
+                println!(
+                    "{:>6} {} {:<6} {:<20} {}",
+                    e.seq,
+                    e.time,
+                    e.action,
+                    who,
+                    summary(e)
+                );
             }
             if contents.torn_tail_bytes > 0 {
                 eprintln!("warning: the ledger ends in a torn write of {} bytes (an interrupted append); the next append repairs it", contents.torn_tail_bytes);
             }
             Ok(0)
         }
-        LedgerCommand::Verify { keys: key_paths, checkpoint, checkpoint_key, origin, json } => {
+        LedgerCommand::Verify {
+            keys: key_paths,
+            checkpoint,
+            checkpoint_key,
+            origin,
+            json,
+        } => {
             let trusted: Vec<(String, keys::VerifyingKey)> = key_paths
                 .iter()
                 .map(|p| keys::read_public(p).map(|k| (keys::key_id(&k), k)))
                 .collect::<Result<_, _>>()?;
             let contents = ledger.read()?;
-            let held_note = checkpoint.as_deref().map(std::fs::read_to_string).transpose().context("reading the held checkpoint")?;
+            let held_note = checkpoint
+                .as_deref()
+                .map(std::fs::read_to_string)
+                .transpose()
+                .context("reading the held checkpoint")?;
             let checkpoint_key = match &checkpoint_key {
                 Some(p) => keys::read_public(p)?,
                 None => trusted[0].1,
             };
-            let held = held_note.as_deref().map(|note| HeldCheckpoint { note, origin: &origin, key: &checkpoint_key });
+            let held = held_note.as_deref().map(|note| HeldCheckpoint {
+                note,
+                origin: &origin,
+                key: &checkpoint_key,
+            });
             let verdict = ledger::verify(&contents, &trusted, held);
             if json {
-                println!("{}", serde_json::to_string_pretty(&serde_json::json!({"verified": verdict.verified(), "verdict": verdict}))?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({"verified": verdict.verified(), "verdict": verdict})
+                    )?
+                );
             } else {
                 for p in &verdict.problems {
                     println!("FAIL {p}");
@@ -242,8 +314,16 @@ pub fn run(ledger_flag: Option<PathBuf>, command: LedgerCommand, now: String) ->
                     "{} entries, root {}{}: {}",
                     verdict.entries,
                     verdict.root,
-                    if verdict.checkpoint_checked { ", consistent with the held checkpoint" } else { "" },
-                    if verdict.verified() { "verified" } else { "NOT verified" }
+                    if verdict.checkpoint_checked {
+                        ", consistent with the held checkpoint"
+                    } else {
+                        ""
+                    },
+                    if verdict.verified() {
+                        "verified"
+                    } else {
+                        "NOT verified"
+                    }
                 );
             }
             Ok(i32::from(!verdict.verified()))
@@ -252,10 +332,18 @@ pub fn run(ledger_flag: Option<PathBuf>, command: LedgerCommand, now: String) ->
             let key = keys::read_private(&key)?;
             let contents = ledger.read()?;
             print!("{}", ledger::checkpoint(&contents, &origin, &key)?);
-            eprintln!("verifier key: {}", ledger::note::verifier_key(&origin, &key.verifying_key())?);
+            eprintln!(
+                "verifier key: {}",
+                ledger::note::verifier_key(&origin, &key.verifying_key())?
+            );
             Ok(0)
         }
-        LedgerCommand::Prove { digest, seq, size, origin } => {
+        LedgerCommand::Prove {
+            digest,
+            seq,
+            size,
+            origin,
+        } => {
             let contents = ledger.read()?;
             let index = match (digest, seq) {
                 (_, Some(seq)) => seq,
@@ -266,14 +354,27 @@ pub fn run(ledger_flag: Option<PathBuf>, command: LedgerCommand, now: String) ->
             println!("{}", serde_json::to_string_pretty(&proof)?);
             Ok(0)
         }
-        LedgerCommand::CheckProof { proof, checkpoint, key } => {
-            let proof: ledger::InclusionProof = serde_json::from_slice(&std::fs::read(&proof).with_context(|| format!("reading {}", proof.display()))?)
-                .context("the proof is not a cairn inclusion proof")?;
-            let note = std::fs::read_to_string(&checkpoint).with_context(|| format!("reading {}", checkpoint.display()))?;
+        LedgerCommand::CheckProof {
+            proof,
+            checkpoint,
+            key,
+        } => {
+            let proof: ledger::InclusionProof = serde_json::from_slice(
+                &std::fs::read(&proof).with_context(|| format!("reading {}", proof.display()))?,
+            )
+            .context("the proof is not a cairn inclusion proof")?;
+            let note = std::fs::read_to_string(&checkpoint)
+                .with_context(|| format!("reading {}", checkpoint.display()))?;
             let key = keys::read_public(&key)?;
             match ledger::check_proof(&proof, &note, &key) {
                 Ok(entry) => {
-                    println!("included: entry {} ({} {}) is in the checkpointed tree of {} entries", entry.seq, entry.action, summary(&entry), proof.tree_size);
+                    println!(
+                        "included: entry {} ({} {}) is in the checkpointed tree of {} entries",
+                        entry.seq,
+                        entry.action,
+                        summary(&entry),
+                        proof.tree_size
+                    );
                     Ok(0)
                 }
                 Err(e) => {
@@ -286,6 +387,20 @@ pub fn run(ledger_flag: Option<PathBuf>, command: LedgerCommand, now: String) ->
 }
 
 /// Records `action` with `details` in the ledger given by `--ledger`/`$CAIRN_LEDGER`.
-pub fn record_action(ledger: &Path, action: Action, details: BTreeMap<String, serde_json::Value>, key: &keys::SigningKey, identity: &str, now: String) -> Result<ledger::Entry> {
-    Ok(ledger::record(&Ledger::open(ledger), action, details, identity, now, key)?)
+pub fn record_action(
+    ledger: &Path,
+    action: Action,
+    details: BTreeMap<String, serde_json::Value>,
+    key: &keys::SigningKey,
+    identity: &str,
+    now: String,
+) -> Result<ledger::Entry> {
+    Ok(ledger::record(
+        &Ledger::open(ledger),
+        action,
+        details,
+        identity,
+        now,
+        key,
+    )?)
 }

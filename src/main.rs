@@ -216,19 +216,32 @@ fn build_details(
         Err(e) => return Err(e).with_context(|| format!("reading {}", lock_path.display())),
     };
     let layers: Vec<String> = report.layers.iter().map(|l| l.digest.to_string()).collect();
-    let sources: std::collections::BTreeMap<&String, String> =
-        report.sources.iter().map(|(k, v)| (k, v.to_string())).collect();
+    let sources: std::collections::BTreeMap<&String, String> = report
+        .sources
+        .iter()
+        .map(|(k, v)| (k, v.to_string()))
+        .collect();
     Ok(std::collections::BTreeMap::from([
         ("image".to_string(), report.name.clone().into()),
-        ("manifest_digest".to_string(), report.manifest_digest.to_string().into()),
+        (
+            "manifest_digest".to_string(),
+            report.manifest_digest.to_string().into(),
+        ),
         ("platform".to_string(), report.platform.clone().into()),
         (
             "recipe".to_string(),
-            recipe.file.path.file_name().map(|n| n.to_string_lossy().into_owned()).into(),
+            recipe
+                .file
+                .path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .into(),
         ),
         (
             "recipe_sha256".to_string(),
-            Sha256Digest::of(recipe.file.text.as_bytes()).to_string().into(),
+            Sha256Digest::of(recipe.file.text.as_bytes())
+                .to_string()
+                .into(),
         ),
         ("lock_sha256".to_string(), lock_sha256.into()),
         ("layers".to_string(), serde_json::to_value(layers)?),

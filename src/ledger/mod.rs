@@ -61,7 +61,11 @@ pub fn leaves(entries: &[Stored]) -> Vec<merkle::Hash> {
 }
 
 /// A signed checkpoint (signed note text) for the whole ledger.
-pub fn checkpoint(contents: &Contents, origin: &str, key: &SigningKey) -> Result<String, note::NoteError> {
+pub fn checkpoint(
+    contents: &Contents,
+    origin: &str,
+    key: &SigningKey,
+) -> Result<String, note::NoteError> {
     let leaves = leaves(&contents.entries);
     let body = note::Checkpoint {
         origin: origin.to_string(),
@@ -114,11 +118,20 @@ pub fn find(contents: &Contents, digest: &str) -> Result<u64, ProveError> {
         .ok_or_else(|| ProveError::NotFound(digest.to_string()))
 }
 
-pub fn prove(contents: &Contents, origin: &str, index: u64, tree_size: Option<u64>) -> Result<InclusionProof, ProveError> {
+pub fn prove(
+    contents: &Contents,
+    origin: &str,
+    index: u64,
+    tree_size: Option<u64>,
+) -> Result<InclusionProof, ProveError> {
     let entries = contents.entries.len() as u64;
     let size = tree_size.unwrap_or(entries);
     if index >= size || size > entries {
-        return Err(ProveError::OutOfRange { index, size, entries });
+        return Err(ProveError::OutOfRange {
+            index,
+            size,
+            entries,
+        });
     }
     let leaves = leaves(&contents.entries[..size as usize]);
     Ok(InclusionProof {
@@ -137,11 +150,19 @@ pub fn prove(contents: &Contents, origin: &str, index: u64, tree_size: Option<u6
 
 /// Checks `proof` against a checkpoint the verifier holds, signed by `key`. Returns the
 /// proven entry.
-pub fn check_proof(proof: &InclusionProof, checkpoint_note: &str, key: &VerifyingKey) -> Result<Entry, String> {
-    let body = note::verify(checkpoint_note, &proof.origin, key).map_err(|e| format!("the checkpoint: {e}"))?;
+pub fn check_proof(
+    proof: &InclusionProof,
+    checkpoint_note: &str,
+    key: &VerifyingKey,
+) -> Result<Entry, String> {
+    let body = note::verify(checkpoint_note, &proof.origin, key)
+        .map_err(|e| format!("the checkpoint: {e}"))?;
     let cp = note::Checkpoint::parse(&body).map_err(|e| format!("the checkpoint: {e}"))?;
     if cp.origin != proof.origin {
-        return Err(format!("the checkpoint is for {:?}, the proof for {:?}", cp.origin, proof.origin));
+        return Err(format!(
+            "the checkpoint is for {:?}, the proof for {:?}",
+            cp.origin, proof.origin
+        ));
     }
     if cp.size != proof.tree_size {
         return Err(format!(
@@ -155,9 +176,16 @@ pub fn check_proof(proof: &InclusionProof, checkpoint_note: &str, key: &Verifyin
         .map(|h| unb64(h).and_then(|b| b.try_into().ok()))
         .collect::<Option<_>>()
         .ok_or("the proof has a malformed hash")?;
-    merkle::verify_inclusion(&merkle::leaf_hash(proof.entry.as_bytes()), proof.index, proof.tree_size, &path, &cp.root)
-        .map_err(|e| format!("the entry is not in the checkpointed tree: {e}"))?;
-    serde_json::from_str(&proof.entry).map_err(|e| format!("the proven entry is not a ledger entry: {e}"))
+    merkle::verify_inclusion(
+        &merkle::leaf_hash(proof.entry.as_bytes()),
+        proof.index,
+        proof.tree_size,
+        &path,
+        &cp.root,
+    )
+    .map_err(|e| format!("the entry is not in the checkpointed tree: {e}"))?;
+    serde_json::from_str(&proof.entry)
+        .map_err(|e| format!("the proven entry is not a ledger entry: {e}"))
 }
 
 /// What `cairn ledger verify` found.
@@ -188,7 +216,11 @@ pub struct HeldCheckpoint<'a> {
 /// Verifies the chain, every signature and, against a held checkpoint, that the
 /// ledger still contains exactly the tree it checkpointed (an append-only extension:
 /// nothing edited, removed or reordered, even at the end).
-pub fn verify(contents: &Contents, trusted: &[(String, VerifyingKey)], held: Option<HeldCheckpoint>) -> LedgerVerdict {
+pub fn verify(
+    contents: &Contents,
+    trusted: &[(String, VerifyingKey)],
+    held: Option<HeldCheckpoint>,
+) -> LedgerVerdict {
     let mut problems: Vec<String> = store::verify_chain(&contents.entries, trusted)
         .iter()
         .map(|p| p.to_string())
@@ -210,8 +242,13 @@ pub fn verify(contents: &Contents, trusted: &[(String, VerifyingKey)], held: Opt
     }
 }
 
-fn held_checkpoint(held: &HeldCheckpoint, leaves: &[merkle::Hash], root: &merkle::Hash) -> Result<(), String> {
-    let body = note::verify(held.note, held.origin, held.key).map_err(|e| format!("held checkpoint: {e}"))?;
+fn held_checkpoint(
+    held: &HeldCheckpoint,
+    leaves: &[merkle::Hash],
+    root: &merkle::Hash,
+) -> Result<(), String> {
+    let body = note::verify(held.note, held.origin, held.key)
+        .map_err(|e| format!("held checkpoint: {e}"))?;
     let cp = note::Checkpoint::parse(&body).map_err(|e| format!("held checkpoint: {e}"))?;
     let size = leaves.len() as u64;
     if cp.size > size {
