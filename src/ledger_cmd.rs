@@ -65,6 +65,28 @@ pub enum LedgerCommand {
         #[arg(long, default_value = ledger::DEFAULT_ORIGIN)]
         origin: String,
     },
+    /// Print a consistency proof (JSON) between the trees of the first OLD_SIZE
+    /// entries and of the whole ledger (or --size entries), for someone holding
+    /// checkpoints of both sizes.
+    ProveConsistency {
+        old_size: u64,
+        #[arg(long)]
+        size: Option<u64>,
+        #[arg(long, default_value = ledger::DEFAULT_ORIGIN)]
+        origin: String,
+    },
+    /// Check a consistency proof against two checkpoints you hold: the newer ledger
+    /// only appended to the older one.
+    CheckConsistency {
+        proof: PathBuf,
+        #[arg(long)]
+        old: PathBuf,
+        #[arg(long)]
+        new: PathBuf,
+        /// The key that signed the checkpoints.
+        #[arg(long = "key", value_name = "PUB")]
+        key: PathBuf,
+    },
     /// Check an inclusion proof against a checkpoint you hold.
     CheckProof {
         proof: PathBuf,
@@ -353,6 +375,44 @@ pub fn run(ledger_flag: Option<PathBuf>, command: LedgerCommand, now: String) ->
             let proof = ledger::prove(&contents, &origin, index, size)?;
             println!("{}", serde_json::to_string_pretty(&proof)?);
             Ok(0)
+        }
+        LedgerCommand::ProveConsistency {
+            old_size,
+            size,
+            origin,
+        } => {
+            let contents = ledger.read()?;
+            let proof = ledger::prove_consistency(&contents, &origin, old_size, size)?;
+            println!("{}", serde_json::to_string_pretty(&proof)?);
+            Ok(0)
+        }
+        LedgerCommand::CheckConsistency {
+            proof,
+            old,
+            new,
+            key,
+        } => {
+            let proof: ledger::ConsistencyProof = serde_json::from_slice(
+                &std::fs::read(&proof).with_context(|| format!("reading {}", proof.display()))?,
+            )
+            .context("the proof is not a cairn consistency proof")?;
+            let read = |p: &Path| {
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
+            };
+            let key = keys::read_public(&key)?;
+            match ledger::check_consistency(&proof, &read(&old)?, &read(&new)?, &key) {
+                Ok(()) => {
+                    println!(
+                        "consistent: the tree of {} entries only appends to the tree of {}",
+                        proof.new_size, proof.old_size
+                    );
+                    Ok(0)
+                }
+                Err(e) => {
+                    println!("NOT consistent: {e}");
+                    Ok(1)
+                }
+            }
         }
         LedgerCommand::CheckProof {
             proof,

@@ -188,6 +188,76 @@ pub fn check_proof(
         .map_err(|e| format!("the proven entry is not a ledger entry: {e}"))
 }
 
+/// A consistency proof between the trees of the first `old_size` and `new_size`
+/// entries: someone holding checkpoints of both sizes can check that the newer tree
+/// only appends to the older one (`cairn ledger check-consistency`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsistencyProof {
+    pub origin: String,
+    pub old_size: u64,
+    pub new_size: u64,
+    /// Base64 hashes of the proof.
+    pub proof: Vec<String>,
+}
+
+pub fn prove_consistency(
+    contents: &Contents,
+    origin: &str,
+    old_size: u64,
+    new_size: Option<u64>,
+) -> Result<ConsistencyProof, ProveError> {
+    let entries = contents.entries.len() as u64;
+    let new_size = new_size.unwrap_or(entries);
+    if old_size > new_size || new_size > entries {
+        return Err(ProveError::OutOfRange {
+            index: old_size,
+            size: new_size,
+            entries,
+        });
+    }
+    let leaves = leaves(&contents.entries[..new_size as usize]);
+    Ok(ConsistencyProof {
+        origin: origin.to_string(),
+        old_size,
+        new_size,
+        proof: merkle::consistency_proof(&leaves, old_size as usize)
+            .expect("old_size <= new_size was checked")
+            .iter()
+            .map(|h| b64(h))
+            .collect(),
+    })
+}
+
+/// Checks `proof` against two checkpoints the verifier holds, both signed by `key`.
+pub fn check_consistency(
+    proof: &ConsistencyProof,
+    old_note: &str,
+    new_note: &str,
+    key: &VerifyingKey,
+) -> Result<(), String> {
+    let read = |note: &str, which: &str| -> Result<note::Checkpoint, String> {
+        let body = note::verify(note, &proof.origin, key)
+            .map_err(|e| format!("the {which} checkpoint: {e}"))?;
+        note::Checkpoint::parse(&body).map_err(|e| format!("the {which} checkpoint: {e}"))
+    };
+    let (old, new) = (read(old_note, "old")?, read(new_note, "new")?);
+    if (old.size, new.size) != (proof.old_size, proof.new_size) {
+        return Err(format!(
+            "the checkpoints cover {} and {} entries, the proof {} and {}",
+            old.size, new.size, proof.old_size, proof.new_size
+        ));
+    }
+    let path: Vec<merkle::Hash> = proof
+        .proof
+        .iter()
+        .map(|h| unb64(h).and_then(|b| b.try_into().ok()))
+        .collect::<Option<_>>()
+        .ok_or("the proof has a malformed hash")?;
+    merkle::verify_consistency(old.size, new.size, &old.root, &new.root, &path)
+        .map_err(|e| format!("the newer tree does not extend the older one: {e}"))
+}
+
 /// What `cairn ledger verify` found.
 #[derive(Debug, Serialize)]
 pub struct LedgerVerdict {
