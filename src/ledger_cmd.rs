@@ -2,6 +2,7 @@
 
 use anyhow::{bail, Context, Result};
 use cairn::attest::keys;
+use cairn::digest::Sha256Digest;
 use cairn::ledger::{self, Action, HeldCheckpoint, Ledger};
 use clap::Subcommand;
 use std::collections::BTreeMap;
@@ -147,9 +148,17 @@ pub fn ledger_path(flag: Option<PathBuf>) -> Result<PathBuf> {
     Ok(data.join("cairn/ledger.jsonl"))
 }
 
-fn digest_of(image: &str) -> Option<String> {
-    let hex = image.rsplit_once("sha256:").map(|(_, h)| h)?;
-    (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then(|| format!("sha256:{hex}"))
+/// The digest in `REF@sha256:<hex>`, `sha256:<hex>` or bare `<hex>` (lower case, 64
+/// digits: one spelling per digest, so searches by digest find every mention).
+fn digest_of(image: &str) -> Option<Sha256Digest> {
+    let hex = image.rsplit_once("sha256:").map_or(image, |(_, h)| h);
+    hex.parse().ok()
+}
+
+fn require_digest(text: &str) -> Result<Sha256Digest> {
+    digest_of(text).with_context(|| {
+        format!("{text:?} is not a sha256 digest: give sha256:<64 lower-case hex digits>")
+    })
 }
 
 fn summary(entry: &ledger::Entry) -> String {
@@ -187,7 +196,7 @@ pub fn run(ledger_flag: Option<PathBuf>, command: LedgerCommand, now: String) ->
                     };
                     let details = BTreeMap::from([
                         ("image".to_string(), image.into()),
-                        ("digest".to_string(), digest.into()),
+                        ("digest".to_string(), digest.to_string().into()),
                         ("env".to_string(), env.into()),
                     ]);
                     (Action::Deploy, details, signer)
@@ -203,7 +212,7 @@ pub fn run(ledger_flag: Option<PathBuf>, command: LedgerCommand, now: String) ->
                     let registry = reference.split('/').next().unwrap_or_default().to_string();
                     let details = BTreeMap::from([
                         ("reference".to_string(), reference.into()),
-                        ("digest".to_string(), digest.into()),
+                        ("digest".to_string(), digest.to_string().into()),
                         ("registry".to_string(), registry.into()),
                     ]);
                     (Action::Push, details, signer)
@@ -221,20 +230,11 @@ pub fn run(ledger_flag: Option<PathBuf>, command: LedgerCommand, now: String) ->
         }
         LedgerCommand::Show { image, env, json } => {
             let contents = ledger.read()?;
-            let image_hex = image
-                .as_deref()
-                .map(|i| i.trim_start_matches("sha256:").to_string());
+            let image = image.as_deref().map(require_digest).transpose()?;
             let shown: Vec<&ledger::Stored> = contents
                 .entries
                 .iter()
-                .filter(|s| {
-                    image_hex.as_ref().is_none_or(|h| {
-                        s.entry
-                            .details
-                            .values()
-                            .any(|v| v.to_string().contains(h.as_str()))
-                    })
-                })
+                .filter(|s| image.as_ref().is_none_or(|d| ledger::mentions(&s.entry, d)))
                 .filter(|s| {
                     env.as_ref().is_none_or(|e| {
                         s.entry.action == Action::Deploy
@@ -302,6 +302,10 @@ pub fn run(ledger_flag: Option<PathBuf>, command: LedgerCommand, now: String) ->
                 .iter()
                 .map(|p| keys::read_public(p).map(|k| (keys::key_id(&k), k)))
                 .collect::<Result<_, _>>()?;
+            // An audit of a mistyped path must not pass as an empty, valid ledger.
+            if !ledger.path().exists() {
+                bail!("no ledger at {}", ledger.path().display());
+            }
             let contents = ledger.read()?;
             let held_note = checkpoint
                 .as_deref()
@@ -369,7 +373,7 @@ pub fn run(ledger_flag: Option<PathBuf>, command: LedgerCommand, now: String) ->
             let contents = ledger.read()?;
             let index = match (digest, seq) {
                 (_, Some(seq)) => seq,
-                (Some(d), None) => ledger::find(&contents, &d)?,
+                (Some(d), None) => ledger::find(&contents, &require_digest(&d)?, size)?,
                 (None, None) => bail!("give a DIGEST or --seq N"),
             };
             let proof = ledger::prove(&contents, &origin, index, size)?;

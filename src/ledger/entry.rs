@@ -8,7 +8,6 @@
 
 use crate::attest::keys::{self, Signature, Signer, SigningKey, VerifyingKey};
 use crate::digest::Sha256Digest;
-use crate::image::canonical_json;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -18,20 +17,23 @@ pub const GENESIS_PREV: &str = "000000000000000000000000000000000000000000000000
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+// Fields are declared in sorted order, so serialising the struct directly gives
+// canonical JSON (keys sorted) without a detour through `serde_json::Value`: the
+// ledger serialises every entry on append and on verify.
 pub struct Entry {
-    /// 0 for the first entry, then +1 each.
-    pub seq: u64,
-    /// Wall-clock UTC time of the action, RFC 3339 (`2026-11-27T05:39:03Z`).
-    pub time: String,
     pub action: Action,
     pub actor: Actor,
-    /// Hex SHA-256 of the previous entry's line ([`GENESIS_PREV`] for the first).
-    pub prev: String,
     /// What the action was about (action-specific, see [`Action`]).
     pub details: BTreeMap<String, serde_json::Value>,
+    /// Hex SHA-256 of the previous entry's line ([`GENESIS_PREV`] for the first).
+    pub prev: String,
+    /// 0 for the first entry, then +1 each.
+    pub seq: u64,
     /// Standard padded base64 Ed25519 signature over the entry without this field.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub signature: String,
+    /// Wall-clock UTC time of the action, RFC 3339 (`2026-11-27T05:39:03Z`).
+    pub time: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -61,11 +63,11 @@ impl std::fmt::Display for Action {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Actor {
-    /// Key id (hex SHA-256 of the SPKI DER) of the key that signed the entry.
-    pub key_id: String,
     /// A declared identity (e.g. the CI job), from `--identity` or `$CAIRN_IDENTITY`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub identity: String,
+    /// Key id (hex SHA-256 of the SPKI DER) of the key that signed the entry.
+    pub key_id: String,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -83,7 +85,7 @@ impl Entry {
     pub fn signed_bytes(&self) -> Vec<u8> {
         let mut unsigned = self.clone();
         unsigned.signature.clear();
-        canonical_json(&unsigned)
+        unsigned.line()
     }
 
     /// Sets `actor.key_id` and `signature` from `key`.
@@ -96,7 +98,7 @@ impl Entry {
 
     /// The stored line (canonical JSON, no newline).
     pub fn line(&self) -> Vec<u8> {
-        canonical_json(self)
+        serde_json::to_vec(self).expect("an entry serialises")
     }
 
     /// The signature as bytes, and the trusted key it names, for (batch) verification.
@@ -137,6 +139,7 @@ pub fn line_hash(line: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::image::canonical_json;
 
     fn entry() -> Entry {
         Entry {
@@ -150,6 +153,31 @@ mod tests {
             prev: GENESIS_PREV.into(),
             details: [("env".to_string(), serde_json::json!("prod"))].into(),
             signature: String::new(),
+        }
+    }
+
+    #[test]
+    fn lines_are_canonical_json() {
+        let key = keys::generate();
+        let mut e = entry();
+        e.details
+            .insert("layers".into(), serde_json::json!(["b", "a"]));
+        e.details.insert(
+            "sources".into(),
+            serde_json::json!({"z": 1, "a": {"y": 2, "b": 3}}),
+        );
+        for signed in [false, true] {
+            if signed {
+                e.sign(&key);
+            }
+            assert_eq!(e.line(), canonical_json(&e));
+            assert_eq!(
+                e.signed_bytes(),
+                canonical_json(&Entry {
+                    signature: String::new(),
+                    ..e.clone()
+                })
+            );
         }
     }
 

@@ -16,6 +16,7 @@ pub use entry::{Action, Actor, Entry};
 pub use store::{Contents, Ledger, LedgerError, Stored};
 
 use crate::attest::keys::{SigningKey, VerifyingKey};
+use crate::digest::Sha256Digest;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -101,19 +102,26 @@ pub enum ProveError {
     NotFound(String),
 }
 
-/// The index of the latest entry whose details mention `digest` (an image or layer
-/// digest, with or without `sha256:`).
-pub fn find(contents: &Contents, digest: &str) -> Result<u64, ProveError> {
-    let hex = digest.trim_start_matches("sha256:");
-    contents
-        .entries
+/// Whether any detail of `entry` mentions `digest` (in any position: `REF@sha256:..`,
+/// a layer list, a source map).
+pub fn mentions(entry: &Entry, digest: &Sha256Digest) -> bool {
+    let hex = digest.hex();
+    entry.details.values().any(|v| v.to_string().contains(&hex))
+}
+
+/// The index of the latest entry among the first `within` (default: all) whose
+/// details mention `digest`.
+pub fn find(
+    contents: &Contents,
+    digest: &Sha256Digest,
+    within: Option<u64>,
+) -> Result<u64, ProveError> {
+    let end = within.map_or(contents.entries.len(), |n| {
+        (n as usize).min(contents.entries.len())
+    });
+    contents.entries[..end]
         .iter()
-        .rposition(|s| {
-            s.entry
-                .details
-                .values()
-                .any(|v| v.to_string().contains(hex))
-        })
+        .rposition(|s| mentions(&s.entry, digest))
         .map(|i| i as u64)
         .ok_or_else(|| ProveError::NotFound(digest.to_string()))
 }
