@@ -429,58 +429,6 @@ fn record_times_adds_start_and_finish_to_the_provenance_and_nothing_else() {
 // ---------------------------------------------------------------------------------
 // Independent validators accept the real output
 
-/// Runs `pyspdxtools -i <file>`: `Ok` if it reports nothing at all, else its output.
-fn pyspdxtools(file: &Path) -> Result<(), String> {
-    let out = Command::new(python_tool("pyspdxtools"))
-        .arg("-i")
-        .arg(file)
-        .output()
-        .expect("run pyspdxtools");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    if out.status.success() && text.is_empty() {
-        Ok(())
-    } else {
-        Err(format!("exit {}: {text}", out.status))
-    }
-}
-
-const CYCLONEDX_VALIDATE: &str = r#"
-import sys
-from cyclonedx.schema import SchemaVersion
-from cyclonedx.validation.json import JsonStrictValidator
-with open(sys.argv[1]) as f:
-    errors = JsonStrictValidator(SchemaVersion.V1_6).validate_str(f.read(), all_errors=True)
-if errors is not None:
-    for e in errors:
-        print(e.data.message, "at", "/".join(str(p) for p in e.data.absolute_path))
-    sys.exit(1)
-"#;
-
-/// Validates against the official CycloneDX 1.6 JSON schema (strict: no unknown
-/// properties): `Ok` if valid, else the schema errors.
-fn cyclonedx_validate(file: &Path) -> Result<(), String> {
-    let out = Command::new(python_tool("python3"))
-        .arg("-c")
-        .arg(CYCLONEDX_VALIDATE)
-        .arg(file)
-        .output()
-        .expect("run python3");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    if out.status.success() && text.is_empty() {
-        Ok(())
-    } else {
-        Err(format!("exit {}: {text}", out.status))
-    }
-}
-
 /// securesystemslib verifies every line of a .intoto.jsonl file with an SPKI PEM public
 /// key (the key id is Python's own SHA-256 of the key's DER); prints, per line, the key
 /// ids it accepted, the payload type and the statement's predicate type. Any failure

@@ -10,11 +10,10 @@ use cairn::attest::contents::{image_contents, ImageContents};
 use cairn::attest::sbom::{cyclonedx_json, spdx_json, SbomInput, Sha1Index};
 use cairn::layers::{FileData, TreeEntryKind};
 use cairn::resolve::{self, LockMode, Lockfile};
-use common::{python_tool, repo_root};
+use common::{cyclonedx_validate, pyspdxtools, repo_root};
 use serde_json::Value;
 use sha1::{Digest as _, Sha1};
 use std::path::Path;
-use std::process::Command;
 
 struct Sboms {
     contents: ImageContents,
@@ -69,58 +68,6 @@ fn hello_sboms(staging: &Path) -> Sboms {
         contents,
         spdx,
         cyclonedx,
-    }
-}
-
-/// Runs `pyspdxtools -i <file>`: `Ok` if it reports nothing at all, else its output.
-fn pyspdxtools(file: &Path) -> Result<(), String> {
-    let out = Command::new(python_tool("pyspdxtools"))
-        .arg("-i")
-        .arg(file)
-        .output()
-        .expect("run pyspdxtools");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    if out.status.success() && text.is_empty() {
-        Ok(())
-    } else {
-        Err(format!("exit {}: {text}", out.status))
-    }
-}
-
-const CYCLONEDX_VALIDATE: &str = r#"
-import sys
-from cyclonedx.schema import SchemaVersion
-from cyclonedx.validation.json import JsonStrictValidator
-with open(sys.argv[1]) as f:
-    errors = JsonStrictValidator(SchemaVersion.V1_6).validate_str(f.read(), all_errors=True)
-if errors is not None:
-    for e in errors:
-        print(e.data.message, "at", "/".join(str(p) for p in e.data.absolute_path))
-    sys.exit(1)
-"#;
-
-/// Validates against the official CycloneDX 1.6 JSON schema (strict: no unknown
-/// properties): `Ok` if valid, else the schema errors.
-fn cyclonedx_validate(file: &Path) -> Result<(), String> {
-    let out = Command::new(python_tool("python3"))
-        .arg("-c")
-        .arg(CYCLONEDX_VALIDATE)
-        .arg(file)
-        .output()
-        .expect("run python3");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    if out.status.success() && text.is_empty() {
-        Ok(())
-    } else {
-        Err(format!("exit {}: {text}", out.status))
     }
 }
 

@@ -200,3 +200,46 @@ layers:
         tool_sha256,
     }
 }
+
+/// Runs a validator: `Ok` if it exits 0 and prints nothing at all, else its output.
+fn quiet_success(cmd: &mut Command) -> Result<(), String> {
+    let out = cmd.output().expect("run the validator");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.status.success() && text.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("exit {}: {text}", out.status))
+    }
+}
+
+/// Runs `pyspdxtools -i <file>` (SPDX's own validator).
+pub fn pyspdxtools(file: &Path) -> Result<(), String> {
+    quiet_success(Command::new(python_tool("pyspdxtools")).arg("-i").arg(file))
+}
+
+const CYCLONEDX_VALIDATE: &str = r#"
+import sys
+from cyclonedx.schema import SchemaVersion
+from cyclonedx.validation.json import JsonStrictValidator
+with open(sys.argv[1]) as f:
+    errors = JsonStrictValidator(SchemaVersion.V1_6).validate_str(f.read(), all_errors=True)
+if errors is not None:
+    for e in errors:
+        print(e.data.message, "at", "/".join(str(p) for p in e.data.absolute_path))
+    sys.exit(1)
+"#;
+
+/// Validates against the official CycloneDX 1.6 JSON schema (strict: no unknown
+/// properties), as shipped by cyclonedx-python-lib.
+pub fn cyclonedx_validate(file: &Path) -> Result<(), String> {
+    quiet_success(
+        Command::new(python_tool("python3"))
+            .arg("-c")
+            .arg(CYCLONEDX_VALIDATE)
+            .arg(file),
+    )
+}
