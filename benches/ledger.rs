@@ -27,18 +27,12 @@ fn entry(i: u64) -> Entry {
             .into(),
         ),
     ]);
-    Entry {
-        seq: 0,
-        time: cairn::image::rfc3339(1_790_000_000 + i),
-        action: Action::Deploy,
-        actor: ledger::Actor {
-            key_id: String::new(),
-            identity: "bench".into(),
-        },
-        prev: String::new(),
+    Entry::new(
+        Action::Deploy,
+        "bench",
+        cairn::image::rfc3339(1_790_000_000 + i),
         details,
-        signature: String::new(),
-    }
+    )
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {

@@ -6,7 +6,7 @@
 //! by `CAIRN_TEST_LEDGER_CHILD`.
 
 use cairn::attest::keys::{self, SigningKey, VerifyingKey};
-use cairn::ledger::entry::{Action, Actor, Entry};
+use cairn::ledger::entry::{Action, Entry};
 use cairn::ledger::store::{verify_chain, Ledger};
 use rand_core::RngCore as _;
 use std::io::{BufRead as _, BufReader, Write as _};
@@ -17,18 +17,13 @@ use std::time::Duration;
 const CHILD_ENV: &str = "CAIRN_TEST_LEDGER_CHILD";
 
 fn entry(writer: &str, n: u64) -> Entry {
-    Entry {
-        seq: 0,
-        time: "2026-11-27T05:39:03Z".into(),
-        action: Action::Build,
-        actor: Actor {
-            key_id: String::new(),
-            identity: writer.into(),
-        },
-        prev: String::new(),
-        details: [("n".to_string(), serde_json::json!(n))].into(),
-        signature: String::new(),
-    }
+    let details = [("n".to_string(), serde_json::json!(n))].into();
+    Entry::new(
+        Action::Build,
+        writer,
+        "2026-11-27T05:39:03Z".into(),
+        details,
+    )
 }
 
 /// A ledger path and a signing key saved where child processes can read it.

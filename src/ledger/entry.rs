@@ -81,6 +81,28 @@ pub enum EntryError {
 }
 
 impl Entry {
+    /// An entry yet to be appended: the ledger fills `seq`, `prev`, the key id and the
+    /// signature.
+    pub fn new(
+        action: Action,
+        identity: &str,
+        time: String,
+        details: BTreeMap<String, serde_json::Value>,
+    ) -> Entry {
+        Entry {
+            action,
+            actor: Actor {
+                identity: identity.to_string(),
+                key_id: String::new(),
+            },
+            details,
+            prev: String::new(),
+            seq: 0,
+            signature: String::new(),
+            time,
+        }
+    }
+
     /// The bytes the signature covers: canonical JSON without `signature`.
     pub fn signed_bytes(&self) -> Vec<u8> {
         let mut unsigned = self.clone();
@@ -142,18 +164,15 @@ mod tests {
     use crate::image::canonical_json;
 
     fn entry() -> Entry {
-        Entry {
-            seq: 0,
-            time: "2026-11-27T05:39:03Z".into(),
-            action: Action::Deploy,
-            actor: Actor {
-                key_id: String::new(),
-                identity: "ci/job/42".into(),
-            },
-            prev: GENESIS_PREV.into(),
-            details: [("env".to_string(), serde_json::json!("prod"))].into(),
-            signature: String::new(),
-        }
+        let details = [("env".to_string(), serde_json::json!("prod"))].into();
+        let mut e = Entry::new(
+            Action::Deploy,
+            "ci/job/42",
+            "2026-11-27T05:39:03Z".into(),
+            details,
+        );
+        e.prev = GENESIS_PREV.into();
+        e
     }
 
     #[test]

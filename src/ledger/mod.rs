@@ -41,19 +41,7 @@ pub fn record(
     time: String,
     key: &SigningKey,
 ) -> Result<Entry, LedgerError> {
-    let entry = Entry {
-        seq: 0,
-        time,
-        action,
-        actor: Actor {
-            key_id: String::new(),
-            identity: identity.to_string(),
-        },
-        prev: String::new(),
-        details,
-        signature: String::new(),
-    };
-    ledger.append(entry, key, true)
+    ledger.append(Entry::new(action, identity, time, details), key, true)
 }
 
 /// The Merkle leaf hashes of the entries (each over the stored line).

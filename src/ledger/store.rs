@@ -507,25 +507,20 @@ impl SignatureBatch {
 mod tests {
     use super::*;
     use crate::attest::keys;
-    use crate::ledger::entry::{Action, Actor};
+    use crate::ledger::entry::Action;
 
     fn entry(n: u64) -> Entry {
-        Entry {
-            seq: 0,
-            time: "2026-11-27T05:39:03Z".into(),
-            action: Action::Deploy,
-            actor: Actor {
-                key_id: String::new(),
-                identity: "ci/job/42".into(),
-            },
-            prev: String::new(),
-            details: [
-                ("env".to_string(), serde_json::json!("prod")),
-                ("n".to_string(), serde_json::json!(n)),
-            ]
-            .into(),
-            signature: String::new(),
-        }
+        let details = [
+            ("env".to_string(), serde_json::json!("prod")),
+            ("n".to_string(), serde_json::json!(n)),
+        ]
+        .into();
+        Entry::new(
+            Action::Deploy,
+            "ci/job/42",
+            "2026-11-27T05:39:03Z".into(),
+            details,
+        )
     }
 
     fn trust(key: &SigningKey) -> Vec<(String, VerifyingKey)> {
