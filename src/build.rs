@@ -14,6 +14,7 @@ use crate::resolve::{self, lock::LockError, LockMode, Lockfile, ResolveError};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 pub struct BuildOptions {
     /// The layout goes to `out_dir/<name>/`.
@@ -200,8 +201,10 @@ pub fn build(
         cairn_version: CAIRN_VERSION,
         sha1: &sha1,
     };
-    let spdx = sbom::spdx_json(&sbom_input)?;
-    let cyclonedx = sbom::cyclonedx_json(&sbom_input);
+    // Shared, not copied, by the SBOM layer, the referrers and the side files: an
+    // SBOM lists every file of the image and can be tens of megabytes.
+    let spdx: Arc<[u8]> = sbom::spdx_json(&sbom_input)?.into();
+    let cyclonedx: Arc<[u8]> = sbom::cyclonedx_json(&sbom_input).into();
     if recipe.sbom {
         let at = |ext: &str| {
             ImagePath::parse(&format!("{SBOM_DIR}/{}.{ext}", recipe.name))
@@ -232,7 +235,7 @@ pub fn build(
             annotations: Default::default(),
         },
     ];
-    let mut side_files = vec![
+    let mut side_files: Vec<(String, Arc<[u8]>)> = vec![
         (format!("{}.spdx.json", recipe.name), spdx.clone()),
         (format!("{}.cdx.json", recipe.name), cyclonedx.clone()),
     ];
@@ -254,30 +257,35 @@ pub fn build(
                     .zip(opts.clock.map(|now| now()))
                     .map(|(s, f)| (image::rfc3339(s), image::rfc3339(f))),
             };
-            let spdx_value: serde_json::Value =
-                serde_json::from_slice(&spdx).expect("cairn's SPDX output is JSON");
             let statements = [
-                intoto::provenance_statement(&facts),
-                intoto::sbom_statement(&recipe.name, manifest_blob.digest, spdx_value),
+                (
+                    intoto::SLSA_PROVENANCE_V1,
+                    intoto::provenance_statement(&facts).to_json(),
+                ),
+                (
+                    intoto::SPDX_PREDICATE,
+                    intoto::sbom_statement_json(&recipe.name, manifest_blob.digest, &spdx),
+                ),
             ];
             let mut jsonl = Vec::new();
-            for statement in &statements {
-                let envelope =
-                    dsse::Envelope::sign(dsse::INTOTO_PAYLOAD_TYPE, statement.to_json(), key)
-                        .to_json();
-                jsonl.extend_from_slice(&envelope);
+            for (predicate_type, payload) in statements {
+                let start = jsonl.len();
+                let envelope = dsse::Envelope::sign(dsse::INTOTO_PAYLOAD_TYPE, payload, key);
+                envelope.write_json(&mut jsonl);
+                drop(envelope);
+                let blob = layout.put_blob(&jsonl[start..])?;
                 jsonl.push(b'\n');
                 artifacts.push(Artifact {
                     artifact_type: attest::DSSE_MEDIA_TYPE.into(),
-                    blob: layout.put_blob(&envelope)?,
+                    blob,
                     annotations: [(
                         attest::PREDICATE_TYPE_ANNOTATION.to_string(),
-                        statement.predicate_type.clone(),
+                        predicate_type.to_string(),
                     )]
                     .into(),
                 });
             }
-            side_files.push((format!("{}.intoto.jsonl", recipe.name), jsonl));
+            side_files.push((format!("{}.intoto.jsonl", recipe.name), jsonl.into()));
             Some(keys::key_id(&key.verifying_key()))
         }
         None => None,

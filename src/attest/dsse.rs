@@ -9,8 +9,7 @@
 //! signatures are deterministic); input accepts standard or URL-safe base64, padded
 //! or not, as the spec requires of verifiers.
 
-use crate::attest::keys::{key_id, Signature, Signer, SigningKey, VerifyingKey};
-use crate::image::canonical_json;
+use crate::attest::keys::{key_id, Signature, SigningKey, VerifyingKey};
 use base64::alphabet;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
 use base64::engine::DecodePaddingMode;
@@ -23,12 +22,38 @@ pub const INTOTO_PAYLOAD_TYPE: &str = "application/vnd.in-toto+json";
 /// `PAE(type, body) = "DSSEv1" SP LEN(type) SP type SP LEN(body) SP body`, lengths as
 /// ASCII decimal byte counts without leading zeros.
 pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(payload_type.len() + payload.len() + 32);
-    out.extend_from_slice(format!("DSSEv1 {} ", payload_type.len()).as_bytes());
-    out.extend_from_slice(payload_type.as_bytes());
-    out.extend_from_slice(format!(" {} ", payload.len()).as_bytes());
+    let header = pae_header(payload_type, payload.len());
+    let mut out = Vec::with_capacity(header.len() + payload.len());
+    out.extend_from_slice(header.as_bytes());
     out.extend_from_slice(payload);
     out
+}
+
+/// Everything of the PAE before the payload.
+fn pae_header(payload_type: &str, payload_len: usize) -> String {
+    format!(
+        "DSSEv1 {} {payload_type} {payload_len} ",
+        payload_type.len()
+    )
+}
+
+/// Ed25519 over the PAE, fed to the signer in two pieces so that a large payload (an
+/// SBOM) is not copied into a PAE buffer first. Same signature as signing [`pae`].
+fn sign_pae(key: &SigningKey, payload_type: &str, payload: &[u8]) -> Signature {
+    use ed25519_dalek::hazmat::{raw_sign_byupdate, ExpandedSecretKey};
+    use sha2::Digest as _;
+    let header = pae_header(payload_type, payload.len());
+    let expanded = ExpandedSecretKey::from(&key.to_bytes());
+    raw_sign_byupdate::<sha2::Sha512, _>(
+        &expanded,
+        |digest| {
+            digest.update(header.as_bytes());
+            digest.update(payload);
+            Ok(())
+        },
+        &key.verifying_key(),
+    )
+    .expect("feeding bytes to a digest cannot fail")
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,7 +131,7 @@ impl Envelope {
     /// Signs `PAE(payload_type, payload)` with `key`; the signature's keyid is the
     /// key's [`key_id`].
     pub fn sign(payload_type: &str, payload: Vec<u8>, key: &SigningKey) -> Envelope {
-        let sig = key.sign(&pae(payload_type, &payload)).to_bytes().to_vec();
+        let sig = sign_pae(key, payload_type, &payload).to_bytes().to_vec();
         Envelope {
             payload_type: payload_type.to_string(),
             payload,
@@ -117,20 +142,38 @@ impl Envelope {
         }
     }
 
-    /// Compact JSON, keys sorted, standard padded base64.
+    /// Compact JSON, keys sorted (`payload`, `payloadType`, `signatures`; `keyid`,
+    /// `sig`), standard padded base64. The payload is base64-encoded straight into the
+    /// output: it may be an SBOM of many megabytes.
     pub fn to_json(&self) -> Vec<u8> {
-        canonical_json(&EnvelopeJson {
-            payload: encode_base64(&self.payload),
-            payload_type: self.payload_type.clone(),
-            signatures: self
-                .signatures
-                .iter()
-                .map(|s| SignatureJson {
-                    keyid: s.keyid.clone(),
-                    sig: encode_base64(&s.sig),
-                })
-                .collect(),
-        })
+        let mut out = Vec::new();
+        self.write_json(&mut out);
+        out
+    }
+
+    /// [`Envelope::to_json`], appended to `out`.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        let signatures: Vec<SignatureJson> = self
+            .signatures
+            .iter()
+            .map(|s| SignatureJson {
+                keyid: s.keyid.clone(),
+                sig: encode_base64(&s.sig),
+            })
+            .collect();
+        out.reserve(self.payload.len() * 4 / 3 + 256);
+        out.extend_from_slice(b"{\"payload\":\"");
+        let start = out.len();
+        let encoded_len = base64::encoded_len(self.payload.len(), true).expect("payload fits");
+        out.resize(start + encoded_len, 0);
+        STANDARD
+            .encode_slice(&self.payload, &mut out[start..])
+            .expect("the buffer has the encoded length");
+        out.extend_from_slice(b"\",\"payloadType\":");
+        serde_json::to_writer(&mut *out, &self.payload_type).expect("a string serialises");
+        out.extend_from_slice(b",\"signatures\":");
+        serde_json::to_writer(&mut *out, &signatures).expect("signatures serialise");
+        out.push(b'}');
     }
 
     /// Parses a JSON envelope. Unknown fields are ignored; a missing `payload` or
@@ -229,6 +272,17 @@ impl Envelope {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn streaming_the_pae_to_the_signer_gives_the_plain_signature() {
+        use crate::attest::keys::Signer as _;
+        let key = crate::attest::keys::generate();
+        let payload = vec![7u8; 100_000];
+        assert_eq!(
+            sign_pae(&key, INTOTO_PAYLOAD_TYPE, &payload),
+            key.sign(&pae(INTOTO_PAYLOAD_TYPE, &payload))
+        );
+    }
 
     /// RFC 8032 section 7.1, TEST 1: a fixed, public Ed25519 key.
     fn test_key() -> SigningKey {

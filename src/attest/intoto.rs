@@ -248,17 +248,28 @@ pub fn provenance_statement(facts: &ProvenanceFacts) -> Statement {
 }
 
 /// A Statement about the image manifest whose predicate is its SPDX SBOM.
-pub fn sbom_statement(
+/// The SBOM statement's JSON (the DSSE payload), with `spdx` (a JSON document) as
+/// its predicate, byte for byte: the SBOM lists every file of the image, so it is
+/// spliced in rather than parsed and serialised again. Keys stay sorted, as in
+/// [`Statement::to_json`].
+pub fn sbom_statement_json(
     image_name: &str,
     manifest_digest: Sha256Digest,
-    spdx: serde_json::Value,
-) -> Statement {
-    Statement {
-        type_: STATEMENT_TYPE.into(),
-        subject: vec![image_subject(image_name, manifest_digest)],
-        predicate_type: SPDX_PREDICATE.into(),
-        predicate: spdx,
-    }
+    spdx: &[u8],
+) -> Vec<u8> {
+    let spdx = spdx.trim_ascii();
+    let subject = canonical_json(&vec![image_subject(image_name, manifest_digest)]);
+    let mut out = Vec::with_capacity(spdx.len() + subject.len() + 128);
+    out.extend_from_slice(b"{\"_type\":");
+    out.extend_from_slice(&canonical_json(&STATEMENT_TYPE));
+    out.extend_from_slice(b",\"predicate\":");
+    out.extend_from_slice(spdx);
+    out.extend_from_slice(b",\"predicateType\":");
+    out.extend_from_slice(&canonical_json(&SPDX_PREDICATE));
+    out.extend_from_slice(b",\"subject\":");
+    out.extend_from_slice(&subject);
+    out.push(b'}');
+    out
 }
 
 fn image_subject(image_name: &str, manifest_digest: Sha256Digest) -> ResourceDescriptor {
@@ -543,7 +554,14 @@ mod tests {
     #[test]
     fn sbom_statement_carries_the_spdx_document_as_its_predicate() {
         let spdx = json!({"spdxVersion": "SPDX-2.3", "SPDXID": "SPDXRef-DOCUMENT"});
-        let statement = sbom_statement("hello", digest(0), spdx.clone());
+        let bytes = sbom_statement_json("hello", digest(0), spdx.to_string().as_bytes());
+        let statement: Statement = serde_json::from_slice(&bytes).unwrap();
+        let reparsed: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(
+            canonical_json(&reparsed),
+            bytes,
+            "keys stay sorted around the spliced predicate"
+        );
         let value: Value = serde_json::from_slice(&statement.to_json()).unwrap();
         assert_eq!(
             value,

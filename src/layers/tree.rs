@@ -583,7 +583,7 @@ pub fn generated_layer(
     recipe: &Recipe,
     previous: &[LayerTree],
     name: &str,
-    files: Vec<(ImagePath, Vec<u8>)>,
+    files: Vec<(ImagePath, Arc<[u8]>)>,
 ) -> Result<LayerTree, TreeError> {
     let mut view = ImageView::default();
     for layer in previous {
@@ -592,7 +592,7 @@ pub fn generated_layer(
     let mut assembler = LayerAssembler::new(recipe, name, &view);
     for (path, bytes) in files {
         let entry = TreeEntry {
-            kind: TreeEntryKind::File(FileData::Inline(bytes.into())),
+            kind: TreeEntryKind::File(FileData::Inline(bytes)),
             mode: 0o644,
             owner: Owner::ROOT,
             origin: Origin::Sbom,

@@ -155,7 +155,7 @@ impl LayoutWriter {
     pub fn publish(
         self,
         index_json: &[u8],
-        side_files: &[(String, Vec<u8>)],
+        side_files: &[(String, std::sync::Arc<[u8]>)],
         stale: &[String],
     ) -> Result<PathBuf, OutputError> {
         let out_dir = self

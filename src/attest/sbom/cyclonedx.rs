@@ -14,8 +14,8 @@
 //! not dependencies, so they stay out of the dependency graph.
 
 use super::{
-    document_digest, octal_mode, pseudo_suppliers, purl, to_sorted_pretty_json, trace, uuid_v5,
-    SbomInput, Supplier,
+    document_digest, octal_mode, pseudo_suppliers, purl, to_json, trace, uuid_v5, SbomInput,
+    Supplier,
 };
 use crate::attest::contents::{FileOrigin, ImageFile, SourceInfo};
 use crate::image::rfc3339;
@@ -208,7 +208,7 @@ pub fn cyclonedx_json(input: &SbomInput) -> Vec<u8> {
         components,
         dependencies,
     };
-    to_sorted_pretty_json(&bom)
+    to_json(&bom)
 }
 
 fn bom_ref(supplier: Supplier) -> String {

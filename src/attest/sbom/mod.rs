@@ -60,10 +60,18 @@ fn document_digest(input: &SbomInput) -> Sha256Digest {
         format: &'static str,
         input: &'a SbomInput<'a>,
     }
-    Sha256Digest::of(&crate::image::canonical_json(&Identity {
-        format: "cairn-sbom-1",
-        input,
-    }))
+    // Streamed into the hash: the input lists every file of the image. Field order
+    // is fixed and every map is sorted, so the bytes are stable.
+    let mut hashing = crate::digest::HashingWriter::new(std::io::sink());
+    serde_json::to_writer(
+        &mut hashing,
+        &Identity {
+            format: "cairn-sbom-1",
+            input,
+        },
+    )
+    .expect("SBOM input serialises");
+    hashing.finish().0
 }
 
 /// What supplied a file: one SPDX package / CycloneDX component each.
@@ -173,11 +181,12 @@ fn octal_mode(mode: u32) -> String {
     format!("{mode:04o}")
 }
 
-/// The SBOM JSON bytes: keys sorted (a `serde_json::Value` map is a `BTreeMap`),
-/// pretty-printed, with a final newline.
-fn to_sorted_pretty_json<T: Serialize>(value: &T) -> Vec<u8> {
-    let value = serde_json::to_value(value).expect("SBOM types serialise to JSON");
-    let mut bytes = serde_json::to_vec_pretty(&value).expect("a JSON value serialises");
+/// The SBOM JSON bytes: compact, with a final newline. Serialised straight from the
+/// typed documents, whose field order is fixed and whose maps are sorted, so the bytes
+/// are stable without building a `serde_json::Value` of a document that lists every
+/// file of the image.
+fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut bytes = serde_json::to_vec(value).expect("SBOM types serialise to JSON");
     bytes.push(b'\n');
     bytes
 }

@@ -12,8 +12,7 @@
 //! into the image. Each file's `comment` carries its trace (`cairn: layer=... origin=...`).
 
 use super::{
-    document_digest, pseudo_suppliers, purl, to_sorted_pretty_json, trace, SbomError, SbomInput,
-    Supplier,
+    document_digest, pseudo_suppliers, purl, to_json, trace, SbomError, SbomInput, Supplier,
 };
 use crate::attest::contents::{ImageFile, SourceInfo};
 use crate::image::rfc3339;
@@ -216,7 +215,7 @@ pub fn spdx_json(input: &SbomInput) -> Result<Vec<u8>, SbomError> {
         relationships,
         has_extracted_licensing_infos: extracted_licenses(input),
     };
-    Ok(to_sorted_pretty_json(&document))
+    Ok(to_json(&document))
 }
 
 fn image_package(input: &SbomInput, file_sha1s: &[String]) -> Package {
