@@ -28,8 +28,21 @@ fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-fn unb64(text: &str) -> Option<Vec<u8>> {
-    base64::engine::general_purpose::STANDARD.decode(text).ok()
+/// A proof's hashes as they travel in JSON: standard base64, like the checkpoint's root.
+fn encode_path(path: &[merkle::Hash]) -> Vec<String> {
+    path.iter().map(|h| b64(h)).collect()
+}
+
+fn decode_path(path: &[String]) -> Result<Vec<merkle::Hash>, String> {
+    path.iter()
+        .map(|h| {
+            base64::engine::general_purpose::STANDARD
+                .decode(h)
+                .ok()
+                .and_then(|b| b.try_into().ok())
+        })
+        .collect::<Option<_>>()
+        .ok_or_else(|| "the proof has a malformed hash".to_string())
 }
 
 /// Appends one signed entry for `action`.
@@ -136,11 +149,9 @@ pub fn prove(
         tree_size: size,
         root: b64(&merkle::root(&leaves)),
         entry: String::from_utf8_lossy(&contents.entries[index as usize].line).into_owned(),
-        proof: merkle::inclusion_proof(&leaves, index as usize)
-            .expect("index < size was checked")
-            .iter()
-            .map(|h| b64(h))
-            .collect(),
+        proof: encode_path(
+            &merkle::inclusion_proof(&leaves, index as usize).expect("index < size was checked"),
+        ),
     })
 }
 
@@ -166,12 +177,7 @@ pub fn check_proof(
             cp.size, proof.tree_size, cp.size
         ));
     }
-    let path: Vec<merkle::Hash> = proof
-        .proof
-        .iter()
-        .map(|h| unb64(h).and_then(|b| b.try_into().ok()))
-        .collect::<Option<_>>()
-        .ok_or("the proof has a malformed hash")?;
+    let path = decode_path(&proof.proof)?;
     merkle::verify_inclusion(
         &merkle::leaf_hash(proof.entry.as_bytes()),
         proof.index,
@@ -217,11 +223,10 @@ pub fn prove_consistency(
         origin: origin.to_string(),
         old_size,
         new_size,
-        proof: merkle::consistency_proof(&leaves, old_size as usize)
-            .expect("old_size <= new_size was checked")
-            .iter()
-            .map(|h| b64(h))
-            .collect(),
+        proof: encode_path(
+            &merkle::consistency_proof(&leaves, old_size as usize)
+                .expect("old_size <= new_size was checked"),
+        ),
     })
 }
 
@@ -244,12 +249,7 @@ pub fn check_consistency(
             old.size, new.size, proof.old_size, proof.new_size
         ));
     }
-    let path: Vec<merkle::Hash> = proof
-        .proof
-        .iter()
-        .map(|h| unb64(h).and_then(|b| b.try_into().ok()))
-        .collect::<Option<_>>()
-        .ok_or("the proof has a malformed hash")?;
+    let path = decode_path(&proof.proof)?;
     merkle::verify_consistency(old.size, new.size, &old.root, &new.root, &path)
         .map_err(|e| format!("the newer tree does not extend the older one: {e}"))
 }
