@@ -4,9 +4,18 @@ use anyhow::{bail, Context, Result};
 use cairn::attest::keys;
 use cairn::digest::Sha256Digest;
 use cairn::ledger::{self, Action, HeldCheckpoint, Ledger};
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+
+#[derive(Args)]
+pub struct LedgerArgs {
+    /// The ledger file (default: $XDG_DATA_HOME/cairn/ledger.jsonl).
+    #[arg(long, env = "CAIRN_LEDGER", global = true, value_name = "PATH")]
+    ledger: Option<PathBuf>,
+    #[command(subcommand)]
+    command: LedgerCommand,
+}
 
 #[derive(Subcommand)]
 pub enum LedgerCommand {
@@ -124,7 +133,7 @@ pub enum RecordCommand {
     },
 }
 
-#[derive(clap::Args)]
+#[derive(Args)]
 pub struct Signer {
     /// Private key that signs the entry.
     #[arg(long, env = "CAIRN_LEDGER_KEY", value_name = "KEY")]
@@ -185,9 +194,9 @@ fn summary(entry: &ledger::Entry) -> String {
 }
 
 /// Runs a ledger command; returns the exit code.
-pub fn run(ledger_flag: Option<PathBuf>, command: LedgerCommand, now: String) -> Result<i32> {
-    let ledger = Ledger::open(ledger_path(ledger_flag)?);
-    match command {
+pub fn run(args: LedgerArgs, now: String) -> Result<i32> {
+    let ledger = Ledger::open(ledger_path(args.ledger)?);
+    match args.command {
         LedgerCommand::Record { what } => {
             let (action, details, signer) = match what {
                 RecordCommand::Deploy { image, env, signer } => {

@@ -1,0 +1,150 @@
+//! `cairn inspect`, `cairn trace` and `cairn diff`: read layouts back and print what
+//! they hold, where a file came from, and what differs between two of them.
+
+use crate::print_json;
+use anyhow::{bail, Result};
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct InspectArgs {
+    /// The layout directory, e.g. out/hello.
+    layout: PathBuf,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct TraceArgs {
+    layout: PathBuf,
+    what: String,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct DiffArgs {
+    a: PathBuf,
+    b: PathBuf,
+    #[arg(long)]
+    json: bool,
+}
+
+/// Prints each image in the layout: manifest, config, referrers, layers and files.
+pub fn inspect(args: InspectArgs) -> Result<i32> {
+    let report = cairn::inspect::inspect(&args.layout)?;
+    if args.json {
+        return print_json(&report);
+    }
+    for image in &report.images {
+        println!(
+            "image {}",
+            image.ref_name.as_deref().unwrap_or("(untagged)")
+        );
+        println!("manifest {}", image.manifest_digest);
+        println!("config {}", serde_json::to_string_pretty(&image.config)?);
+        for r in &image.referrers {
+            println!("referrer {} {}", r.manifest_digest, r.artifact_type);
+        }
+        for layer in &image.layers {
+            println!(
+                "layer {} ({} bytes, {})",
+                layer.digest, layer.size, layer.media_type
+            );
+            for f in &layer.files {
+                println!("  {f}");
+            }
+        }
+    }
+    Ok(0)
+}
+
+/// Prints every regular file matching WHAT with its layer, source, signer and recipe
+/// line; an error if none matches.
+pub fn trace(args: TraceArgs) -> Result<i32> {
+    let TraceArgs { layout, what, json } = args;
+    let t = cairn::trace::trace(&layout, &what)?;
+    if t.matches.is_empty() {
+        bail!("{what}: no regular file in {} matches", layout.display());
+    }
+    if json {
+        return print_json(&t);
+    }
+    for m in &t.matches {
+        println!("{}", m.path);
+        println!(
+            "  file    {} ({} bytes, {:04o} {}:{})",
+            m.sha256, m.size, m.mode, m.uid, m.gid
+        );
+        println!(
+            "  layer   {} {} {}",
+            m.layer.index,
+            m.layer.name.as_deref().unwrap_or("?"),
+            m.layer.digest
+        );
+        match &m.source {
+            Some(s) => {
+                println!(
+                    "  source  {} ({} {}) {}",
+                    s.name,
+                    s.kind.as_deref().unwrap_or("?"),
+                    s.path.as_deref().unwrap_or("?"),
+                    s.digest.as_deref().unwrap_or("?")
+                );
+                if let Some(member) = &m.member {
+                    println!("  member  {member}");
+                }
+                println!(
+                    "  signer  {}",
+                    s.signer.as_deref().unwrap_or("none (unsigned source)")
+                );
+            }
+            None => println!(
+                "  source  {} (no source file)",
+                m.origin.as_deref().unwrap_or("unknown")
+            ),
+        }
+        if let Some(line) = m.recipe_line {
+            println!(
+                "  recipe  {} line {line}",
+                m.recipe.as_deref().unwrap_or("the recipe")
+            );
+        }
+    }
+    Ok(0)
+}
+
+/// Prints what differs between layouts A and B; exit code as diff(1): 0 identical,
+/// 1 different (errors, 2, are `main`'s to give).
+pub fn diff(args: DiffArgs) -> Result<i32> {
+    let d = cairn::diff::diff(&args.a, &args.b)?;
+    let code = i32::from(!d.identical());
+    if args.json {
+        print_json(&d)?;
+        return Ok(code);
+    }
+    if d.identical() {
+        println!("identical: {}", d.manifest.0);
+        return Ok(0);
+    }
+    println!("manifest {} -> {}", d.manifest.0, d.manifest.1);
+    // Layer and source changes name themselves ("layer 0", "source app").
+    let sections = [
+        ("config ", &d.config),
+        ("", &d.layers),
+        ("changed ", &d.files_changed),
+        ("", &d.sources),
+    ];
+    for (label, changes) in sections {
+        for c in changes {
+            println!("{label}{}: {} -> {}", c.what, c.a, c.b);
+        }
+    }
+    for p in &d.files_added {
+        println!("added {p}");
+    }
+    for p in &d.files_removed {
+        println!("removed {p}");
+    }
+    Ok(code)
+}
