@@ -76,36 +76,30 @@ pub fn image_contents(
             }
         }
         for (key, entry) in &layer.entries {
-            let file = match &entry.kind {
+            // A hard link carries the content of the file it links to.
+            let data = match &entry.kind {
                 TreeEntryKind::Whiteout => continue,
-                TreeEntryKind::File(data) => Some(image_file(
+                TreeEntryKind::Dir => {
+                    fs.entry(key.clone()).or_insert(None);
+                    continue;
+                }
+                TreeEntryKind::File(data) => Some(data),
+                TreeEntryKind::Hardlink { target } => match &layer.entries[target].kind {
+                    TreeEntryKind::File(data) => Some(data),
+                    _ => None,
+                },
+                TreeEntryKind::Symlink { .. } => None,
+            };
+            let file = data.map(|data| {
+                image_file(
                     key,
                     entry.mode,
                     entry.owner,
                     &layer.name,
                     data,
                     &entry.origin,
-                )),
-                TreeEntryKind::Hardlink { target } => {
-                    let target = &layer.entries[target];
-                    match &target.kind {
-                        TreeEntryKind::File(data) => Some(image_file(
-                            key,
-                            entry.mode,
-                            entry.owner,
-                            &layer.name,
-                            data,
-                            &entry.origin,
-                        )),
-                        _ => None,
-                    }
-                }
-                TreeEntryKind::Dir => {
-                    fs.entry(key.clone()).or_insert(None);
-                    continue;
-                }
-                TreeEntryKind::Symlink { .. } => None,
-            };
+                )
+            });
             // A non-directory replaces whatever was at its path, children included.
             whiteout::remove_subtree(&mut fs, key);
             fs.insert(key.clone(), file);
