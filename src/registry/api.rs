@@ -71,6 +71,13 @@ impl Descriptor {
     }
 }
 
+/// Where the bytes of a blob to upload are.
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    File(&'a Path),
+    Bytes(&'a [u8]),
+}
+
 const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
 
 impl Client {
@@ -284,12 +291,83 @@ impl Client {
         mount_from: Option<&str>,
         progress: &dyn Fn(u64),
     ) -> Result<BlobPush, RegistryError> {
+        self.push_blob_from(
+            image,
+            Source::File(path),
+            digest,
+            size,
+            mount_from,
+            progress,
+        )
+    }
+
+    /// [`push_blob`](Client::push_blob) for a small blob held in memory (a config, an
+    /// index); its digest is computed here.
+    pub fn push_blob_bytes(
+        &self,
+        image: &Reference,
+        bytes: &[u8],
+    ) -> Result<(Sha256Digest, BlobPush), RegistryError> {
+        let digest = Sha256Digest::of(bytes);
+        let outcome = self.push_blob_from(
+            image,
+            Source::Bytes(bytes),
+            &digest,
+            bytes.len() as u64,
+            None,
+            &|_| {},
+        )?;
+        Ok((digest, outcome))
+    }
+
+    fn push_blob_from(
+        &self,
+        image: &Reference,
+        source: Source<'_>,
+        digest: &Sha256Digest,
+        size: u64,
+        mount_from: Option<&str>,
+        progress: &dyn Fn(u64),
+    ) -> Result<BlobPush, RegistryError> {
         if self.blob_exists(image, digest)? {
             return Ok(BlobPush::Present);
         }
+        self.upload_with_retries(image, source, digest, size, mount_from, progress)
+    }
+
+    /// Uploads (or mounts) the blob in the file `path` without asking first whether
+    /// the repository has it; for callers that just did.
+    pub(crate) fn upload_file(
+        &self,
+        image: &Reference,
+        path: &Path,
+        digest: &Sha256Digest,
+        size: u64,
+        mount_from: Option<&str>,
+        progress: &dyn Fn(u64),
+    ) -> Result<BlobPush, RegistryError> {
+        self.upload_with_retries(
+            image,
+            Source::File(path),
+            digest,
+            size,
+            mount_from,
+            progress,
+        )
+    }
+
+    fn upload_with_retries(
+        &self,
+        image: &Reference,
+        source: Source<'_>,
+        digest: &Sha256Digest,
+        size: u64,
+        mount_from: Option<&str>,
+        progress: &dyn Fn(u64),
+    ) -> Result<BlobPush, RegistryError> {
         let mut attempt = 1;
         loop {
-            match self.upload_blob(image, path, digest, size, mount_from, progress) {
+            match self.upload_blob(image, source, digest, size, mount_from, progress) {
                 Err(e) if e.is_transient() && attempt < self.options().max_attempts.max(1) => {
                     std::thread::sleep(
                         self.options().initial_backoff * (1u32 << (attempt - 1).min(16)),
@@ -304,7 +382,7 @@ impl Client {
     fn upload_blob(
         &self,
         image: &Reference,
-        path: &Path,
+        source: Source<'_>,
         digest: &Sha256Digest,
         size: u64,
         mount_from: Option<&str>,
@@ -326,6 +404,15 @@ impl Client {
             return Err(self.status_error(&req, resp));
         }
         let mut location = self.location(image, &req, &resp)?;
+        let part = |offset: u64, len: u64| match source {
+            Source::File(path) => Body::File {
+                path,
+                offset,
+                len,
+                progress,
+            },
+            Source::Bytes(bytes) => Body::Bytes(&bytes[offset as usize..(offset + len) as usize]),
+        };
         let chunk = self.options().chunk_size.max(1);
         if size > chunk {
             let mut offset = 0;
@@ -334,12 +421,7 @@ impl Client {
                 let req = Request::new(Method::PATCH, location.clone(), image)
                     .header("Content-Type", "application/octet-stream")
                     .header("Content-Range", format!("{offset}-{}", offset + len - 1))
-                    .body(Body::File {
-                        path,
-                        offset,
-                        len,
-                        progress,
-                    })
+                    .body(part(offset, len))
                     .no_retry();
                 let resp = self.send(&req)?;
                 if resp.status() != StatusCode::ACCEPTED {
@@ -354,12 +436,7 @@ impl Client {
         let body = if size > chunk {
             Body::Bytes(&[])
         } else {
-            Body::File {
-                path,
-                offset: 0,
-                len: size,
-                progress,
-            }
+            part(0, size)
         };
         let req = Request::new(Method::PUT, put_url, image)
             .header("Content-Type", "application/octet-stream")
@@ -480,4 +557,64 @@ fn media_type_of(bytes: &[u8], content_type: Option<&str>) -> Option<String> {
     ]
     .contains(&candidate.as_str())
     .then_some(candidate)
+}
+
+/// The parts of an image manifest or index that push and pull follow.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ManifestJson {
+    #[serde(default)]
+    pub media_type: Option<String>,
+    #[serde(default)]
+    pub artifact_type: Option<String>,
+    #[serde(default)]
+    pub config: Option<Descriptor>,
+    #[serde(default)]
+    pub layers: Vec<Descriptor>,
+    /// Index only.
+    #[serde(default)]
+    pub manifests: Vec<Descriptor>,
+    #[serde(default)]
+    pub subject: Option<Descriptor>,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl ManifestJson {
+    pub fn parse(bytes: &[u8], what: &str) -> Result<ManifestJson, RegistryError> {
+        serde_json::from_slice(bytes).map_err(|e| {
+            RegistryError::Layout(format!("{what} is not an OCI manifest or index: {e}"))
+        })
+    }
+
+    /// Whether this is an index (its children are manifests, not blobs).
+    pub fn is_index(&self, media_type: &str) -> bool {
+        media_type == OCI_INDEX || media_type == DOCKER_MANIFEST_LIST
+    }
+
+    /// The blobs an image manifest names: config, then layers.
+    pub fn blobs(&self) -> impl Iterator<Item = &Descriptor> {
+        self.config.iter().chain(self.layers.iter())
+    }
+
+    /// How this manifest is listed as a referrer: `artifactType`, else the config's
+    /// media type (image-spec 1.1), with the manifest's annotations.
+    pub fn referrer_descriptor(
+        &self,
+        media_type: &str,
+        digest: &Sha256Digest,
+        size: u64,
+    ) -> Descriptor {
+        Descriptor {
+            media_type: media_type.to_string(),
+            digest: digest.to_string(),
+            size,
+            artifact_type: self
+                .artifact_type
+                .clone()
+                .or_else(|| self.config.as_ref().map(|c| c.media_type.clone())),
+            annotations: self.annotations.clone(),
+            platform: None,
+        }
+    }
 }

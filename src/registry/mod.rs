@@ -9,7 +9,7 @@
 //! [`push_blob`](Client::push_blob) (HEAD skip, cross-repository mount, monolithic or
 //! chunked upload streamed from a file), [`referrers`](Client::referrers) (the
 //! Referrers API, else the `sha256-<hex>` tag schema). Whole images:
-//! `push::push_layout` and `pull::pull_to_layout` (coming next).
+//! [`push::push_layout`] and [`pull::pull_to_layout`].
 //!
 //! Every byte received is checked against the digest it was asked for; a mismatch
 //! is [`RegistryError::DigestMismatch`]. Errors carry the registry's own message
@@ -18,8 +18,11 @@
 mod api;
 pub mod auth;
 mod client;
+pub mod pull;
+pub mod push;
 
 pub mod reference;
+pub mod referrers;
 
 pub use api::{BlobPush, Descriptor, Manifest, PutManifest};
 pub use auth::{Credentials, Login};
