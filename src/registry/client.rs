@@ -219,6 +219,10 @@ impl Client {
                     Err(self.status_error(req, resp))
                 }
                 Ok(resp) => Ok(resp),
+                Err(ureq::Error::Protocol(e)) => Err(RegistryError::Protocol {
+                    url: redact_url(&req.url),
+                    detail: format!("not an HTTP answer ({e}); is this a registry?"),
+                }),
                 Err(source) => Err(RegistryError::Connect {
                     url: redact_url(&req.url),
                     attempts: attempt,
