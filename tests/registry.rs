@@ -747,3 +747,220 @@ fn unreachable_garbage_and_non_loopback_insecure_registries_are_clear_errors() {
         "{err}"
     );
 }
+
+/// A bearer-token issuer for the registry's `auth: token` mode: a loopback HTTP server
+/// run by a thread of the test. It checks the Basic credentials of each token request
+/// and answers with a JWT granting the scopes asked for, signed RS256 by the real
+/// `openssl` with a self-signed certificate (sent in `x5c`) that the registry trusts
+/// as its `rootcertbundle`.
+struct TokenIssuer {
+    realm: String,
+    cert: std::path::PathBuf,
+    /// The query strings of the token requests, and whether they authenticated.
+    requests: std::sync::Arc<std::sync::Mutex<Vec<(String, bool)>>>,
+    _dir: tempfile::TempDir,
+}
+
+const ISSUER: &str = "cairn-test-issuer";
+const SERVICE: &str = "cairn-test-registry";
+
+fn b64url(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap());
+            i += 3;
+        } else {
+            out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
+            i += 1;
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+impl TokenIssuer {
+    fn start() -> TokenIssuer {
+        use std::io::{BufRead, BufReader, Write};
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("issuer.key");
+        let cert = dir.path().join("issuer.crt");
+        common::run_ok(std::process::Command::new("openssl").args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=cairn-test-issuer",
+            "-keyout",
+            key.to_str().unwrap(),
+            "-out",
+            cert.to_str().unwrap(),
+        ]));
+        let der = common::run_ok(std::process::Command::new("openssl").args([
+            "x509",
+            "-in",
+            cert.to_str().unwrap(),
+            "-outform",
+            "DER",
+        ]))
+        .stdout;
+        let x5c = {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD.encode(der)
+        };
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let realm = format!("http://{}/token", listener.local_addr().unwrap());
+        let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = requests.clone();
+        let expected_auth = {
+            use base64::Engine as _;
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"))
+            )
+        };
+        let key_path = key.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut request_line = String::new();
+                reader.read_line(&mut request_line).unwrap();
+                let mut authorized = false;
+                loop {
+                    let mut line = String::new();
+                    reader.read_line(&mut line).unwrap();
+                    if line.trim().is_empty() {
+                        break;
+                    }
+                    if let Some((name, value)) = line.split_once(':') {
+                        if name.eq_ignore_ascii_case("authorization")
+                            && value.trim() == expected_auth
+                        {
+                            authorized = true;
+                        }
+                    }
+                }
+                let target = request_line.split(' ').nth(1).unwrap_or("");
+                let query = target.split_once('?').map_or("", |(_, q)| q).to_string();
+                seen.lock().unwrap().push((query.clone(), authorized));
+                let mut stream = stream;
+                if !authorized {
+                    let body = r#"{"details":"wrong user name or password"}"#;
+                    let _ = write!(stream, "HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+                    continue;
+                }
+                let access: Vec<serde_json::Value> = query
+                    .split('&')
+                    .filter_map(|kv| kv.strip_prefix("scope="))
+                    .map(percent_decode)
+                    .filter_map(|scope| {
+                        let mut parts = scope.splitn(3, ':');
+                        let (kind, name, actions) = (parts.next()?, parts.next()?, parts.next()?);
+                        Some(serde_json::json!({"type": kind, "name": name, "actions": actions.split(',').collect::<Vec<_>>()}))
+                    })
+                    .collect();
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs();
+                let header = serde_json::json!({"typ": "JWT", "alg": "RS256", "x5c": [x5c]});
+                let claims = serde_json::json!({
+                    "iss": ISSUER, "sub": USER, "aud": SERVICE, "jti": format!("{now}-{}", seen.lock().unwrap().len()),
+                    "iat": now - 60, "nbf": now - 60, "exp": now + 3600, "access": access,
+                });
+                let signing_input = format!(
+                    "{}.{}",
+                    b64url(header.to_string().as_bytes()),
+                    b64url(claims.to_string().as_bytes())
+                );
+                let mut openssl = std::process::Command::new("openssl")
+                    .args(["dgst", "-sha256", "-sign", key_path.to_str().unwrap()])
+                    .stdin(std::process::Stdio::piped())
+                    .stdout(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                openssl
+                    .stdin
+                    .take()
+                    .unwrap()
+                    .write_all(signing_input.as_bytes())
+                    .unwrap();
+                let signature = openssl.wait_with_output().unwrap().stdout;
+                let body =
+                    serde_json::json!({"token": format!("{signing_input}.{}", b64url(&signature))})
+                        .to_string();
+                let _ = write!(stream, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+            }
+        });
+        TokenIssuer {
+            realm,
+            cert,
+            requests,
+            _dir: dir,
+        }
+    }
+}
+
+#[test]
+fn bearer_token_flow_against_a_registry_in_token_mode() {
+    let issuer = TokenIssuer::start();
+    let registry = Registry::start(RegistryAuth::Token {
+        realm: issuer.realm.clone(),
+        service: SERVICE.to_string(),
+        issuer: ISSUER.to_string(),
+        root_cert: issuer.cert.clone(),
+    });
+    let scratch = Scratch::new();
+    let (layout, public) = scratch.build_hello("out", true);
+    let target = format!("{}/team/app:v1", registry.host);
+
+    // Without credentials the token service refuses; its message is shown.
+    let (_, err) = common::run_err(
+        scratch
+            .cairn()
+            .arg("push")
+            .arg(&layout)
+            .arg(&target)
+            .arg("--insecure"),
+    );
+    assert!(
+        err.contains("authentication to") && err.contains("token service") && err.contains("401"),
+        "{err}"
+    );
+    assert!(!registry.has_tag("team/app", "v1"));
+
+    scratch.docker_login(&registry.host, USER, PASSWORD);
+    let pushed = push_json(&scratch, &layout, &target);
+    assert_eq!(pushed["blobs_uploaded"], 10, "{pushed}");
+    assert!(registry.has_tag("team/app", "v1"));
+    common::run_ok(
+        scratch
+            .cairn()
+            .arg("verify")
+            .arg(&target)
+            .arg("--insecure")
+            .arg("--key")
+            .arg(&public),
+    );
+    // The push asked for a push token for the repository, with the registry's service
+    // name; tokens are cached (far fewer token requests than registry requests).
+    let requests = issuer.requests.lock().unwrap().clone();
+    assert!(
+        requests.iter().any(|(q, ok)| *ok
+            && q.contains(&format!("service={SERVICE}"))
+            && q.contains("scope=repository%3Ateam%2Fapp%3Apull%2Cpush")),
+        "{requests:?}"
+    );
+    assert!(requests.len() < 10, "{requests:?}");
+}

@@ -223,10 +223,10 @@ impl Client {
                     url: redact_url(&req.url),
                     detail: format!("not an HTTP answer ({e}); is this a registry?"),
                 }),
-                Err(source) => Err(RegistryError::Connect {
+                Err(error) => Err(RegistryError::Connect {
                     url: redact_url(&req.url),
                     attempts: attempt,
-                    source,
+                    error,
                 }),
             };
         }
@@ -383,10 +383,10 @@ impl Client {
         let mut resp = self
             .agent
             .run(request)
-            .map_err(|source| RegistryError::Connect {
+            .map_err(|error| RegistryError::Connect {
                 url: redact_url(realm),
                 attempts: 1,
-                source,
+                error,
             })?;
         let status = resp.status();
         let body = read_limited(&mut resp, 1 << 20).unwrap_or_default();

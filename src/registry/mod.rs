@@ -52,11 +52,13 @@ pub enum RegistryError {
         message: String,
         hint: String,
     },
-    #[error("cannot reach the registry at {url} (after {attempts} attempt{}): {source}", if *attempts == 1 { "" } else { "s" })]
+    // `error`, not `source`: the message includes it, so error chains must not
+    // print it twice.
+    #[error("cannot reach the registry at {url} (after {attempts} attempt{}): {error}", if *attempts == 1 { "" } else { "s" })]
     Connect {
         url: String,
         attempts: u32,
-        source: ureq::Error,
+        error: ureq::Error,
     },
     #[error("authentication to {registry} failed: {message}")]
     Auth { registry: String, message: String },
@@ -72,15 +74,21 @@ pub enum RegistryError {
     Protocol { url: String, detail: String },
     #[error("{reference} was not found in the registry{}", colon(message))]
     NotFound { reference: String, message: String },
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {error}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{0}")]
     Layout(String),
     #[error("cannot write the pulled layout: {0}")]
-    Output(#[from] crate::output::OutputError),
+    Output(crate::output::OutputError),
+}
+
+impl From<crate::output::OutputError> for RegistryError {
+    fn from(e: crate::output::OutputError) -> Self {
+        RegistryError::Output(e)
+    }
 }
 
 fn colon(message: &str) -> String {
@@ -105,8 +113,8 @@ impl RegistryError {
     pub fn is_transient(&self) -> bool {
         match self {
             RegistryError::Status { status, .. } => *status >= 500 || *status == 429,
-            RegistryError::Connect { source, .. } => {
-                matches!(source, ureq::Error::Io(_) | ureq::Error::Timeout(_))
+            RegistryError::Connect { error, .. } => {
+                matches!(error, ureq::Error::Io(_) | ureq::Error::Timeout(_))
             }
             _ => false,
         }

@@ -75,9 +75,9 @@ impl LayoutReader<'_> {
     fn read_manifest(&self, descriptor: &Descriptor) -> Result<LayoutManifest, RegistryError> {
         let digest = descriptor.sha256()?;
         let path = self.blob_path(&digest);
-        let bytes = std::fs::read(&path).map_err(|source| RegistryError::Io {
+        let bytes = std::fs::read(&path).map_err(|error| RegistryError::Io {
             path: path.clone(),
-            source,
+            error,
         })?;
         let actual = Sha256Digest::of(&bytes);
         if actual != digest {
@@ -108,9 +108,9 @@ pub fn push_layout(
 ) -> Result<PushReport, RegistryError> {
     let reader = LayoutReader { root: layout };
     let index_path = layout.join("index.json");
-    let index_bytes = std::fs::read(&index_path).map_err(|source| RegistryError::Io {
+    let index_bytes = std::fs::read(&index_path).map_err(|error| RegistryError::Io {
         path: index_path.clone(),
-        source,
+        error,
     })?;
     let index: IndexJson = serde_json::from_slice(&index_bytes).map_err(|e| {
         RegistryError::Layout(format!("{} is not an OCI index: {e}", index_path.display()))
@@ -197,7 +197,7 @@ pub fn push_layout(
                         blob.size
                     )))
                 }
-                Err(source) => return Err(RegistryError::Io { path, source }),
+                Err(error) => return Err(RegistryError::Io { path, error }),
             }
             let outcome = if client.blob_exists(&repository, &digest)? {
                 BlobPush::Present
