@@ -81,10 +81,18 @@ enum Source<'a> {
 const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
 
 impl Client {
-    /// Pings `/v2/`: checks that a registry answers there (authenticating if asked).
+    /// Pings `/v2/`: checks that a registry answers there, authenticating (for pull
+    /// access to `image`'s repository) if it asks.
     pub fn ping(&self, image: &Reference) -> Result<(), RegistryError> {
+        self.ping_with(image, false)
+    }
+
+    /// [`ping`](Client::ping), authenticating for push access when `push`, so that a
+    /// bearer token covers the uploads that follow.
+    pub(crate) fn ping_with(&self, image: &Reference, push: bool) -> Result<(), RegistryError> {
         let url = format!("{}/v2/", self.origin(image.api_host())?);
-        let req = Request::new(Method::GET, url, image);
+        let mut req = Request::new(Method::GET, url, image);
+        req.push = push;
         let resp = self.send(&req)?;
         if resp.status().is_success() {
             Ok(())

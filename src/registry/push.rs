@@ -153,7 +153,7 @@ pub fn push_layout(
     let mut image_manifests = Vec::new();
     collect_children(&reader, root, &mut image_manifests, 0)?;
 
-    client.ping(target)?;
+    client.ping_with(target, true)?;
 
     let mut report = PushReport {
         reference: String::new(),
