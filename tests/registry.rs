@@ -660,7 +660,7 @@ const OK_V2: &str =
     "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}";
 
 #[test]
-fn server_errors_are_retried_with_backoff_a_bounded_number_of_times() {
+fn server_errors_and_dropped_connections_are_retried_a_bounded_number_of_times() {
     let (host, count) = canned_server(vec![UNAVAILABLE, UNAVAILABLE, OK_V2]);
     let image: Reference = format!("{host}/a/b:v1").parse().unwrap();
     let client = Client::new(ClientOptions {
@@ -671,6 +671,12 @@ fn server_errors_are_retried_with_backoff_a_bounded_number_of_times() {
     });
     client.ping(&image).unwrap();
     assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 3);
+
+    // A connection closed without an answer (a registry restarting) is retried too.
+    let (host, count) = canned_server(vec!["", OK_V2]);
+    let image: Reference = format!("{host}/a/b:v1").parse().unwrap();
+    client.ping(&image).unwrap();
+    assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 2);
 
     let (host, count) = canned_server(vec![UNAVAILABLE]);
     let image: Reference = format!("{host}/a/b:v1").parse().unwrap();

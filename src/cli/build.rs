@@ -80,6 +80,9 @@ pub fn run(args: BuildArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
         push,
         push_flags,
     } = args;
+    if push.is_none() && (push_flags.registry.insecure || push_flags.mount_from.is_some()) {
+        bail!("--insecure and --mount-from apply to --push REF, which is missing");
+    }
     let recipe = recipe::load(&recipe)?;
     let jobs = match jobs {
         Some(0) => bail!("--jobs must be at least 1"),

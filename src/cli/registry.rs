@@ -8,7 +8,8 @@ use cairn::digest::Sha256Digest;
 use cairn::registry::push::PushObserver;
 use cairn::registry::{BlobPush, Client, ClientOptions, Credentials, Login};
 use clap::Args;
-use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
+use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressStyle};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
@@ -63,15 +64,18 @@ fn credentials() -> Result<Credentials> {
 /// Blobs smaller than this get no progress bar.
 const BAR_THRESHOLD: u64 = 1 << 20;
 
-/// A progress bar per uploaded blob of 1 MiB or more, on stderr.
+/// A progress bar per uploaded blob of 1 MiB or more, on stderr (several at once:
+/// blobs upload concurrently).
 pub struct UploadBars {
-    current: Mutex<Option<ProgressBar>>,
+    multi: MultiProgress,
+    bars: Mutex<HashMap<Sha256Digest, ProgressBar>>,
 }
 
 impl UploadBars {
     pub fn new() -> Self {
         UploadBars {
-            current: Mutex::new(None),
+            multi: MultiProgress::new(),
+            bars: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -81,7 +85,7 @@ impl PushObserver for UploadBars {
         if size < BAR_THRESHOLD {
             return;
         }
-        let bar = ProgressBar::new(size);
+        let bar = self.multi.add(ProgressBar::new(size));
         bar.set_style(
             ProgressStyle::with_template(
                 "{prefix:>12.bold} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} {msg}",
@@ -90,17 +94,20 @@ impl PushObserver for UploadBars {
             .progress_chars("=> "),
         );
         bar.set_prefix(digest.hex()[..12].to_string());
-        *self.current.lock().expect("progress lock") = Some(bar);
+        self.bars
+            .lock()
+            .expect("progress lock")
+            .insert(*digest, bar);
     }
 
-    fn bytes_sent(&self, n: u64) {
-        if let Some(bar) = &*self.current.lock().expect("progress lock") {
+    fn bytes_sent(&self, digest: &Sha256Digest, n: u64) {
+        if let Some(bar) = self.bars.lock().expect("progress lock").get(digest) {
             bar.inc(n);
         }
     }
 
-    fn blob_finished(&self, _digest: &Sha256Digest, outcome: BlobPush) {
-        if let Some(bar) = self.current.lock().expect("progress lock").take() {
+    fn blob_finished(&self, digest: &Sha256Digest, outcome: BlobPush) {
+        if let Some(bar) = self.bars.lock().expect("progress lock").remove(digest) {
             bar.finish_with_message(format!(
                 "{} {}",
                 HumanBytes(bar.length().unwrap_or(0)),

@@ -514,7 +514,7 @@ pub(crate) fn redact_url(url: &str) -> String {
 
 /// Dropped connections and timeouts are worth another try; refused connections and
 /// unknown hosts are not (the registry is not there).
-fn is_transient(e: &ureq::Error) -> bool {
+pub(crate) fn is_transient(e: &ureq::Error) -> bool {
     match e {
         ureq::Error::Io(io) => matches!(
             io.kind(),

@@ -113,9 +113,7 @@ impl RegistryError {
     pub fn is_transient(&self) -> bool {
         match self {
             RegistryError::Status { status, .. } => *status >= 500 || *status == 429,
-            RegistryError::Connect { error, .. } => {
-                matches!(error, ureq::Error::Io(_) | ureq::Error::Timeout(_))
-            }
+            RegistryError::Connect { error, .. } => client::is_transient(error),
             _ => false,
         }
     }

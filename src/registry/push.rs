@@ -23,8 +23,8 @@ use std::path::{Path, PathBuf};
 pub trait PushObserver: Sync {
     /// A blob the registry does not have starts uploading.
     fn blob_started(&self, _digest: &Sha256Digest, _size: u64) {}
-    /// `n` more bytes of the current blob were sent.
-    fn bytes_sent(&self, _n: u64) {}
+    /// `n` more bytes of blob `digest` were sent (blobs upload concurrently).
+    fn bytes_sent(&self, _digest: &Sha256Digest, _n: u64) {}
     /// A blob is done (uploaded, present or mounted).
     fn blob_finished(&self, _digest: &Sha256Digest, _outcome: BlobPush) {}
 }
@@ -177,8 +177,9 @@ pub fn push_layout(
         ..target.clone()
     };
 
-    // 1. Blobs.
+    // 1. Blobs, a few at a time (uploads are bound by latency more than bandwidth).
     let mut seen = BTreeSet::new();
+    let mut blobs = Vec::new();
     for m in image_manifests.iter().chain(referrers.iter()) {
         for blob in m.parsed.blobs() {
             let digest = blob.sha256()?;
@@ -199,22 +200,18 @@ pub fn push_layout(
                 }
                 Err(error) => return Err(RegistryError::Io { path, error }),
             }
-            let outcome = if client.blob_exists(&repository, &digest)? {
-                BlobPush::Present
-            } else {
-                observer.blob_started(&digest, blob.size);
-                let sent = |n| observer.bytes_sent(n);
-                client.upload_file(&repository, &path, &digest, blob.size, mount_from, &sent)?
-            };
-            match outcome {
-                BlobPush::Present => report.blobs_present += 1,
-                BlobPush::Mounted => report.blobs_mounted += 1,
-                BlobPush::Uploaded => {
-                    report.blobs_uploaded += 1;
-                    report.bytes_uploaded += blob.size;
-                }
+            blobs.push((digest, blob.size, path));
+        }
+    }
+    let outcomes = push_blobs(client, &repository, &blobs, mount_from, observer)?;
+    for ((_, size, _), outcome) in blobs.iter().zip(outcomes) {
+        match outcome {
+            BlobPush::Present => report.blobs_present += 1,
+            BlobPush::Mounted => report.blobs_mounted += 1,
+            BlobPush::Uploaded => {
+                report.blobs_uploaded += 1;
+                report.bytes_uploaded += size;
             }
-            observer.blob_finished(&digest, outcome);
         }
     }
 
@@ -360,4 +357,62 @@ fn collect_children(
     }
     out.push(manifest);
     Ok(())
+}
+
+/// Blob uploads in flight at once.
+const PARALLEL_UPLOADS: usize = 4;
+
+/// HEADs and, where missing, uploads each blob, [`PARALLEL_UPLOADS`] at a time; returns
+/// what happened to each, in order. The first error stops the workers from starting
+/// more blobs.
+fn push_blobs(
+    client: &Client,
+    repository: &Reference,
+    blobs: &[(Sha256Digest, u64, PathBuf)],
+    mount_from: Option<&str>,
+    observer: &dyn PushObserver,
+) -> Result<Vec<BlobPush>, RegistryError> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    let results: Vec<std::sync::Mutex<Option<Result<BlobPush, RegistryError>>>> =
+        blobs.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    let push_one = |(digest, size, path): &(Sha256Digest, u64, PathBuf)| {
+        if client.blob_exists(repository, digest)? {
+            return Ok(BlobPush::Present);
+        }
+        observer.blob_started(digest, *size);
+        let sent = |n| observer.bytes_sent(digest, n);
+        client.upload_file(repository, path, digest, *size, mount_from, &sent)
+    };
+    std::thread::scope(|scope| {
+        for _ in 0..PARALLEL_UPLOADS.min(blobs.len()) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if i >= blobs.len() || failed.load(std::sync::atomic::Ordering::SeqCst) {
+                    return;
+                }
+                let result = push_one(&blobs[i]);
+                match &result {
+                    Ok(outcome) => observer.blob_finished(&blobs[i].0, *outcome),
+                    Err(_) => failed.store(true, std::sync::atomic::Ordering::SeqCst),
+                }
+                *results[i].lock().expect("result lock") = Some(result);
+            });
+        }
+    });
+    let results: Vec<Option<Result<BlobPush, RegistryError>>> = results
+        .into_iter()
+        .map(|slot| slot.into_inner().expect("result lock"))
+        .collect();
+    // Slots stay empty only for blobs a failure kept from starting.
+    let mut outcomes = Vec::with_capacity(blobs.len());
+    for result in results.into_iter().flatten() {
+        outcomes.push(result?);
+    }
+    assert_eq!(
+        outcomes.len(),
+        blobs.len(),
+        "every blob ran or an error was returned"
+    );
+    Ok(outcomes)
 }
