@@ -173,12 +173,9 @@ impl Client {
         if location.starts_with("https://") {
             return Ok(location.to_string());
         }
-        if location.starts_with("http://") {
+        if let Some(rest) = location.strip_prefix("http://") {
             // Plain HTTP only where plain HTTP was asked for (and allowed).
-            let host = location["http://".len()..]
-                .split(['/', '?'])
-                .next()
-                .unwrap_or_default();
+            let host = rest.split(['/', '?']).next().unwrap_or_default();
             if self.opts.insecure && is_loopback(hostname_of(host)) {
                 return Ok(location.to_string());
             }
@@ -631,5 +628,27 @@ mod tests {
             secure.origin("127.0.0.1:5000").unwrap(),
             "https://127.0.0.1:5000"
         );
+    }
+
+    #[test]
+    fn upload_locations_resolve_against_the_registry_and_never_downgrade() {
+        let image: Reference = "registry.example/a/b:v1".parse().unwrap();
+        let secure = Client::new(ClientOptions::default());
+        assert_eq!(
+            secure
+                .resolve_location(&image, "/v2/a/b/blobs/uploads/u?_state=x")
+                .unwrap(),
+            "https://registry.example/v2/a/b/blobs/uploads/u?_state=x"
+        );
+        assert_eq!(
+            secure
+                .resolve_location(&image, "https://storage.example/u")
+                .unwrap(),
+            "https://storage.example/u"
+        );
+        let e = secure
+            .resolve_location(&image, "http://registry.example/v2/a/b/blobs/uploads/u")
+            .unwrap_err();
+        assert!(e.to_string().contains("plain-HTTP upload location"), "{e}");
     }
 }
