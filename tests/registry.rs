@@ -615,6 +615,36 @@ fn basic_auth_from_the_docker_config_and_the_environment() {
             .arg(&public),
     );
 
+    // A credential helper named by `credsStore`, run as docker runs it.
+    let bin = scratch.path("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let helper = bin.join("docker-credential-cairntest");
+    std::fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = get ] || exit 2\nread server\n[ \"$server\" = \"{host}\" ] || {{ echo credentials not found in native keychain; exit 1; }}\necho '{{\"ServerURL\":\"{host}\",\"Username\":\"{USER}\",\"Secret\":\"{PASSWORD}\"}}'\n",
+            host = registry.host
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&helper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::write(
+        scratch.path("docker/config.json"),
+        r#"{"auths":{},"credsStore":"cairntest"}"#,
+    )
+    .unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    common::run_ok(
+        scratch
+            .cairn()
+            .arg("push")
+            .arg(&layout)
+            .arg(format!("{}/team/helper:v1", registry.host))
+            .arg("--insecure")
+            .env("PATH", &path),
+    );
+    assert!(registry.has_tag("team/helper", "v1"));
+
     // The environment wins over the config file.
     std::fs::remove_file(scratch.path("docker/config.json")).unwrap();
     let out = common::run_ok(

@@ -82,7 +82,7 @@ pub fn run(args: PushArgs) -> Result<i32> {
 /// Pushes `layout` to `reference`; a summary on stderr unless `quiet`.
 pub fn push(layout: &Path, reference: &str, flags: &PushFlags, quiet: bool) -> Result<PushReport> {
     let target: Reference = reference.parse()?;
-    let client = registry::client(&flags.registry)?;
+    let client = registry::client(&flags.registry, &target)?;
     let bars;
     let observer: &dyn PushObserver = if !quiet && std::io::stderr().is_terminal() {
         bars = UploadBars::new();

@@ -1,12 +1,12 @@
 //! What every registry command shares: the `--insecure` flag, credentials from the
 //! environment (`CAIRN_REGISTRY_USERNAME` / `CAIRN_REGISTRY_PASSWORD`) and the Docker
-//! config file (`$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`), and
-//! progress bars for blob uploads.
+//! config file (`$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`: `auths`,
+//! else its credential helper), and progress bars for blob uploads.
 
 use anyhow::{Context, Result};
 use cairn::digest::Sha256Digest;
 use cairn::registry::push::PushObserver;
-use cairn::registry::{BlobPush, Client, ClientOptions, Credentials, Login};
+use cairn::registry::{BlobPush, Client, ClientOptions, Credentials, Login, Reference};
 use clap::Args;
 use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressStyle};
 use std::collections::HashMap;
@@ -21,12 +21,74 @@ pub struct RegistryArgs {
     pub insecure: bool,
 }
 
-/// A client with the credentials the environment and the Docker config file give.
-pub fn client(args: &RegistryArgs) -> Result<Client> {
+/// A client for `image`'s registry with the credentials the environment, the Docker
+/// config file or its credential helper give.
+pub fn client(args: &RegistryArgs, image: &Reference) -> Result<Client> {
+    let mut credentials = credentials()?;
+    if let Some(helper) = credentials.helper_for(&image.registry) {
+        if let Some(login) = run_helper(helper, &image.registry)? {
+            credentials
+                .per_registry
+                .insert(image.registry.clone(), login);
+        }
+    }
     Ok(Client::new(ClientOptions {
-        credentials: credentials()?,
+        credentials,
         insecure: args.insecure,
         ..Default::default()
+    }))
+}
+
+/// `docker-credential-<helper> get` with the server URL on stdin, as docker runs it:
+/// `{"Username": ..., "Secret": ...}`, or no login if the helper has none.
+fn run_helper(helper: &str, registry: &str) -> Result<Option<Login>> {
+    use std::io::Write;
+    let program = format!("docker-credential-{helper}");
+    let mut child = std::process::Command::new(&program)
+        .arg("get")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| {
+            format!(
+                "running the Docker credential helper {program} (named by the Docker config file) for {registry}; install it, or set CAIRN_REGISTRY_USERNAME and CAIRN_REGISTRY_PASSWORD"
+            )
+        })?;
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(Credentials::helper_server_url(registry).as_bytes())?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        let said = String::from_utf8_lossy(&out.stdout);
+        // The helpers' protocol: "credentials not found in native keychain" on stdout.
+        if said.contains("credentials not found") {
+            return Ok(None);
+        }
+        anyhow::bail!(
+            "the Docker credential helper {program} failed for {registry}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    #[derive(serde::Deserialize)]
+    struct HelperAnswer {
+        #[serde(rename = "Username")]
+        username: String,
+        #[serde(rename = "Secret")]
+        secret: String,
+    }
+    let answer: HelperAnswer = serde_json::from_slice(&out.stdout)
+        .with_context(|| format!("{program} did not answer with credentials JSON"))?;
+    if answer.username == "<token>" {
+        anyhow::bail!(
+            "{program} gave an identity token for {registry}, which cairn does not support yet; set CAIRN_REGISTRY_USERNAME and CAIRN_REGISTRY_PASSWORD"
+        );
+    }
+    Ok(Some(Login {
+        username: answer.username,
+        password: answer.secret,
     }))
 }
 
