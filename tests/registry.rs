@@ -1061,3 +1061,65 @@ fn pushing_the_same_image_signed_by_another_key_merges_referrers_and_attestation
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("FAIL signatures"));
 }
+
+#[test]
+fn an_image_index_is_pushed_after_its_manifests_and_pulled_back_whole() {
+    let registry = Registry::start(RegistryAuth::None);
+    let scratch = Scratch::new();
+    let (layout, _) = scratch.build_hello("out", false);
+    // Wrap the image in an index (as a multi-platform build lays it out).
+    let index_path = layout.join("index.json");
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
+    let image = index["manifests"][0].clone();
+    let image_index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [image],
+    }))
+    .unwrap();
+    let index_digest = Sha256Digest::of(&image_index);
+    std::fs::write(
+        layout.join("blobs/sha256").join(index_digest.hex()),
+        &image_index,
+    )
+    .unwrap();
+    let mut top = index.clone();
+    top["manifests"][0] = serde_json::json!({
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "digest": index_digest.to_string(),
+        "size": image_index.len(),
+    });
+    std::fs::write(&index_path, serde_json::to_vec(&top).unwrap()).unwrap();
+
+    let target = format!("{}/team/multi:v1", registry.host);
+    let pushed = push_json(&scratch, &layout, &target);
+    assert_eq!(pushed["digest"], index_digest.to_string().as_str());
+    let copy = scratch.path("copy");
+    skopeo(&[
+        "copy",
+        "--all",
+        "--src-tls-verify=false",
+        &format!("docker://{target}"),
+        &format!("oci:{}:v1", copy.display()),
+    ]);
+    let copied: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(copy.join("index.json")).unwrap()).unwrap();
+    assert_eq!(copied["manifests"][0]["digest"], index_digest.to_string().as_str());
+
+    // The library pulls the index, its image and the image's referrers (the SBOMs).
+    let client = insecure_client(Credentials::default());
+    let pulled = cairn::registry::pull::pull_to_layout(
+        &client,
+        &target.parse().unwrap(),
+        &scratch.path("pulled/multi"),
+    )
+    .unwrap();
+    assert_eq!(pulled.digest, index_digest);
+    assert_eq!(pulled.media_type, "application/vnd.oci.image.index.v1+json");
+    assert_eq!(pulled.referrers, 2);
+    assert!(!pulled.referrers_api);
+    let blob = |d: &str| scratch.path("pulled/multi/blobs/sha256").join(&d[7..]);
+    assert_eq!(std::fs::read(blob(&index_digest.to_string())).unwrap(), image_index);
+    assert!(blob(image["digest"].as_str().unwrap()).is_file());
+}
