@@ -1105,7 +1105,10 @@ fn an_image_index_is_pushed_after_its_manifests_and_pulled_back_whole() {
     ]);
     let copied: serde_json::Value =
         serde_json::from_slice(&std::fs::read(copy.join("index.json")).unwrap()).unwrap();
-    assert_eq!(copied["manifests"][0]["digest"], index_digest.to_string().as_str());
+    assert_eq!(
+        copied["manifests"][0]["digest"],
+        index_digest.to_string().as_str()
+    );
 
     // The library pulls the index, its image and the image's referrers (the SBOMs).
     let client = insecure_client(Credentials::default());
@@ -1120,6 +1123,128 @@ fn an_image_index_is_pushed_after_its_manifests_and_pulled_back_whole() {
     assert_eq!(pulled.referrers, 2);
     assert!(!pulled.referrers_api);
     let blob = |d: &str| scratch.path("pulled/multi/blobs/sha256").join(&d[7..]);
-    assert_eq!(std::fs::read(blob(&index_digest.to_string())).unwrap(), image_index);
+    assert_eq!(
+        std::fs::read(blob(&index_digest.to_string())).unwrap(),
+        image_index
+    );
     assert!(blob(image["digest"].as_str().unwrap()).is_file());
+}
+
+/// A loopback TCP proxy in front of `upstream` that cuts the first response to a
+/// request containing `victim` after a few hundred bytes (a connection dropped
+/// mid-download). Returns its host and how many responses it cut.
+fn cutting_proxy(
+    upstream: String,
+    victim: String,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    let cuts = Arc::new(AtomicUsize::new(0));
+    let cuts_seen = cuts.clone();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(mut client) = client else { return };
+            let mut server = std::net::TcpStream::connect(&upstream).unwrap();
+            let cut_this = Arc::new(AtomicBool::new(false));
+            let (mut client_in, mut server_out) =
+                (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let (flag, victim, cuts) = (cut_this.clone(), victim.clone(), cuts_seen.clone());
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 65536];
+                while let Ok(n) = client_in.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    let text = String::from_utf8_lossy(&buf[..n]);
+                    if text.starts_with("GET ")
+                        && text.contains(&victim)
+                        && cuts
+                            .compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst)
+                            .is_ok()
+                    {
+                        flag.store(true, Ordering::SeqCst);
+                    }
+                    if server_out.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 300];
+                while let Ok(n) = server.read(&mut buf) {
+                    if n == 0 || client.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                    if cut_this.load(Ordering::SeqCst) {
+                        let _ = client.shutdown(std::net::Shutdown::Both);
+                        let _ = server.shutdown(std::net::Shutdown::Both);
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    (host, cuts)
+}
+
+#[test]
+fn a_download_that_breaks_off_is_fetched_again() {
+    let registry = Registry::start(RegistryAuth::None);
+    let scratch = Scratch::new();
+    let (layout, _) = scratch.build_hello("out", true);
+    let target = format!("{}/team/hello:v1", registry.host);
+    push_json(&scratch, &layout, &target);
+    // The largest blob of the image: its first download is cut short.
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            layout
+                .join("blobs/sha256")
+                .join(&index["manifests"][0]["digest"].as_str().unwrap()[7..]),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let largest = manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .max_by_key(|l| l["size"].as_u64().unwrap())
+        .unwrap();
+    assert!(largest["size"].as_u64().unwrap() > 2000, "{largest}");
+    let victim = format!("/blobs/{}", largest["digest"].as_str().unwrap());
+    let (proxy, cuts) = cutting_proxy(registry.host.clone(), victim);
+
+    let client = Client::new(ClientOptions {
+        insecure: true,
+        initial_backoff: std::time::Duration::from_millis(10),
+        ..Default::default()
+    });
+    let dest = scratch.path("pulled/hello");
+    let pulled = cairn::registry::pull::pull_to_layout(
+        &client,
+        &format!("{proxy}/team/hello:v1").parse().unwrap(),
+        &dest,
+    )
+    .unwrap();
+    assert_eq!(cuts.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(
+        pulled.digest.to_string(),
+        index["manifests"][0]["digest"].as_str().unwrap()
+    );
+    // Complete and clean: every blob present, no partial file left in the layout.
+    let names: Vec<String> = std::fs::read_dir(dest.join("blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().all(|n| n.len() == 64), "{names:?}");
+    assert_eq!(names.len(), pulled.blobs);
+    assert!(dest
+        .join("blobs/sha256")
+        .join(&largest["digest"].as_str().unwrap()[7..])
+        .is_file());
 }
