@@ -225,8 +225,36 @@ pub fn push_layout(
     }
 
     // 3. Referrers by digest; the tag schema where the Referrers API is missing.
+    attach_referrers(client, &repository, &referrers, &mut report)?;
+
+    // 4. The tag, last.
+    let root = image_manifests.last().expect("the root is collected");
+    if let Some(tag) = &target.tag {
+        client.put_manifest(
+            &repository.with_tag(tag),
+            &root.bytes,
+            &root.descriptor.media_type,
+        )?;
+    }
+    report.reference = Reference {
+        digest: Some(root.digest),
+        ..target.clone()
+    }
+    .to_string();
+    Ok(report)
+}
+
+/// Pushes the referrers by digest and, for a registry without the Referrers API,
+/// merges them into each subject's referrers tag; DSSE attestations also go into
+/// cosign's `.att` image of their subject. Records what it did in `report`.
+fn attach_referrers(
+    client: &Client,
+    repository: &Reference,
+    referrers: &[LayoutManifest],
+    report: &mut PushReport,
+) -> Result<(), RegistryError> {
     let mut by_subject: BTreeMap<Sha256Digest, Vec<&LayoutManifest>> = BTreeMap::new();
-    for r in &referrers {
+    for r in referrers {
         let subject = r
             .parsed
             .subject
@@ -270,7 +298,7 @@ pub fn push_layout(
                 .collect();
             report.referrers_tags.push(update_referrers_tag(
                 client,
-                &repository,
+                repository,
                 subject,
                 &descriptors,
             )?);
@@ -300,29 +328,11 @@ pub fn push_layout(
             .collect::<Result<_, RegistryError>>()?;
         if !envelopes.is_empty() {
             report.attestation_tags.push(update_cosign_attestations(
-                client,
-                &repository,
-                subject,
-                &envelopes,
+                client, repository, subject, &envelopes,
             )?);
         }
     }
-
-    // 4. The tag, last.
-    let root = image_manifests.last().expect("the root is collected");
-    if let Some(tag) = &target.tag {
-        client.put_manifest(
-            &repository.with_tag(tag),
-            &root.bytes,
-            &root.descriptor.media_type,
-        )?;
-    }
-    report.reference = Reference {
-        digest: Some(root.digest),
-        ..target.clone()
-    }
-    .to_string();
-    Ok(report)
+    Ok(())
 }
 
 /// Appends `manifest`'s child manifests (recursively, for an index) and then
