@@ -1248,3 +1248,52 @@ fn a_download_that_breaks_off_is_fetched_again() {
         .join(&largest["digest"].as_str().unwrap()[7..])
         .is_file());
 }
+
+/// Stops the push once `after` blobs are done (as Ctrl-C does).
+struct StopAfter {
+    after: usize,
+    done: std::sync::atomic::AtomicUsize,
+}
+
+impl cairn::registry::push::PushObserver for StopAfter {
+    fn blob_finished(&self, _: &Sha256Digest, _: BlobPush) {
+        self.done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+    fn cancelled(&self) -> bool {
+        self.done.load(std::sync::atomic::Ordering::SeqCst) >= self.after
+    }
+}
+
+#[test]
+fn a_cancelled_push_writes_no_tag_and_the_next_push_resumes() {
+    let registry = Registry::start(RegistryAuth::None);
+    let scratch = Scratch::new();
+    let (layout, _) = scratch.build_hello("out", true);
+    let target: Reference = format!("{}/team/hello:v1", registry.host).parse().unwrap();
+    let client = insecure_client(Credentials::default());
+    let stop = StopAfter {
+        after: 3,
+        done: std::sync::atomic::AtomicUsize::new(0),
+    };
+    let err =
+        cairn::registry::push::push_layout(&client, &layout, &target, None, &stop).unwrap_err();
+    assert!(
+        matches!(err, cairn::registry::RegistryError::Interrupted),
+        "{err}"
+    );
+    assert!(!registry.has_tag("team/hello", "v1"));
+    let done = stop.done.load(std::sync::atomic::Ordering::SeqCst);
+    assert!((3..10).contains(&done), "{done} blobs done before stopping");
+
+    let report = cairn::registry::push::push_layout(
+        &client,
+        &layout,
+        &target,
+        None,
+        &cairn::registry::push::Silent,
+    )
+    .unwrap();
+    assert_eq!(report.blobs_present, done);
+    assert_eq!(report.blobs_uploaded, 10 - done);
+    assert!(registry.has_tag("team/hello", "v1"));
+}

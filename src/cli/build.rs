@@ -139,7 +139,13 @@ pub fn run(args: BuildArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
     }
     let pushed = match &push {
         Some(reference) => {
-            let pushed = push_cmd::push(&report.layout, reference, &push_flags, quiet || json)?;
+            let pushed = push_cmd::push(
+                &report.layout,
+                reference,
+                &push_flags,
+                quiet || json,
+                opts.cancel.clone(),
+            )?;
             if let Some(ledger) = &ledger {
                 push_cmd::record(
                     ledger,

@@ -11,7 +11,8 @@ use clap::Args;
 use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressStyle};
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 #[derive(Args, Clone)]
 pub struct RegistryArgs {
@@ -127,24 +128,32 @@ fn credentials() -> Result<Credentials> {
 const BAR_THRESHOLD: u64 = 1 << 20;
 
 /// A progress bar per uploaded blob of 1 MiB or more, on stderr (several at once:
-/// blobs upload concurrently).
-pub struct UploadBars {
+/// blobs upload concurrently), when `show`; stops the push on Ctrl-C either way.
+pub struct PushProgress {
+    show: bool,
+    cancel: Arc<AtomicBool>,
     multi: MultiProgress,
     bars: Mutex<HashMap<Sha256Digest, ProgressBar>>,
 }
 
-impl UploadBars {
-    pub fn new() -> Self {
-        UploadBars {
+impl PushProgress {
+    pub fn new(show: bool, cancel: Arc<AtomicBool>) -> Self {
+        PushProgress {
+            show,
+            cancel,
             multi: MultiProgress::new(),
             bars: Mutex::new(HashMap::new()),
         }
     }
 }
 
-impl PushObserver for UploadBars {
+impl PushObserver for PushProgress {
+    fn cancelled(&self) -> bool {
+        self.cancel.load(Ordering::SeqCst)
+    }
+
     fn blob_started(&self, digest: &Sha256Digest, size: u64) {
-        if size < BAR_THRESHOLD {
+        if !self.show || size < BAR_THRESHOLD {
             return;
         }
         let bar = self.multi.add(ProgressBar::new(size));

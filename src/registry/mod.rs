@@ -81,6 +81,8 @@ pub enum RegistryError {
     },
     #[error("{0}")]
     Layout(String),
+    #[error("interrupted: the push stopped before the tag was written")]
+    Interrupted,
     #[error("cannot write the pulled layout: {0}")]
     Output(crate::output::OutputError),
 }

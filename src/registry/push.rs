@@ -27,6 +27,11 @@ pub trait PushObserver: Sync {
     fn bytes_sent(&self, _digest: &Sha256Digest, _n: u64) {}
     /// A blob is done (uploaded, present or mounted).
     fn blob_finished(&self, _digest: &Sha256Digest, _outcome: BlobPush) {}
+    /// Asked between steps: `true` stops the push before the next blob or manifest
+    /// ([`RegistryError::Interrupted`]); nothing is tagged then.
+    fn cancelled(&self) -> bool {
+        false
+    }
 }
 
 /// An observer that ignores everything.
@@ -216,6 +221,7 @@ pub fn push_layout(
     }
 
     // 2. Image manifests by digest.
+    stop_if_cancelled(observer)?;
     for m in &image_manifests {
         client.put_manifest(
             &repository.with_digest(m.digest),
@@ -225,9 +231,11 @@ pub fn push_layout(
     }
 
     // 3. Referrers by digest; the tag schema where the Referrers API is missing.
+    stop_if_cancelled(observer)?;
     attach_referrers(client, &repository, &referrers, &mut report)?;
 
     // 4. The tag, last.
+    stop_if_cancelled(observer)?;
     let root = image_manifests.last().expect("the root is collected");
     if let Some(tag) = &target.tag {
         client.put_manifest(
@@ -401,7 +409,7 @@ fn push_blobs(
                 if i >= blobs.len() || failed.load(std::sync::atomic::Ordering::SeqCst) {
                     return;
                 }
-                let result = push_one(&blobs[i]);
+                let result = stop_if_cancelled(observer).and_then(|()| push_one(&blobs[i]));
                 match &result {
                     Ok(outcome) => observer.blob_finished(&blobs[i].0, *outcome),
                     Err(_) => failed.store(true, std::sync::atomic::Ordering::SeqCst),
@@ -425,4 +433,12 @@ fn push_blobs(
         "every blob ran or an error was returned"
     );
     Ok(outcomes)
+}
+
+fn stop_if_cancelled(observer: &dyn PushObserver) -> Result<(), RegistryError> {
+    if observer.cancelled() {
+        Err(RegistryError::Interrupted)
+    } else {
+        Ok(())
+    }
 }
