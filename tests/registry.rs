@@ -507,9 +507,13 @@ fn verify_a_registry_reference_passes_signed_and_fails_unsigned_or_tampered() {
         text.contains("4 referrers fetched") && text.trim_end().ends_with("\nverified"),
         "{text}"
     );
-    // By digest as well.
+    // By digest as well; the JSON verdict names the reference.
     let by_digest = format!("{}/team/signed@{digest}", registry.host);
-    common::run_ok(&mut verify(&by_digest));
+    let out = common::run_ok(verify(&by_digest).arg("--json"));
+    let verdict: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(verdict["verified"], true);
+    assert_eq!(verdict["reference"], by_digest.as_str());
+    assert_eq!(verdict["manifest_digest"], digest);
 
     // No attestations: the signatures check fails.
     let out = verify(&bad).output().unwrap();
