@@ -8,6 +8,7 @@ use crate::attest::{self, contents, dsse, intoto, keys, keys::SigningKey, sbom};
 use crate::digest::Sha256Digest;
 use crate::image::{self, canonical_json, Artifact, ImageError};
 use crate::layers::{self, LayerBlob, LayerError, TreeEntryKind, TreeError};
+use crate::output::archive::{self, DockerImage, OutputFormat};
 use crate::output::{LayoutWriter, OutputError};
 use crate::recipe::{ImagePath, Recipe};
 use crate::resolve::{self, lock::LockError, LockMode, Lockfile, ResolveError};
@@ -17,8 +18,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 pub struct BuildOptions {
-    /// The layout goes to `out_dir/<name>/`.
+    /// The layout goes to `out_dir/<name>/` (an archive to `out_dir/<name>.tar`).
     pub out_dir: PathBuf,
+    pub format: OutputFormat,
     pub lock_mode: LockMode,
     /// Compression threads; output bytes do not depend on it.
     pub jobs: usize,
@@ -50,7 +52,9 @@ impl Observer for Quiet {}
 #[derive(Debug, Clone, Serialize)]
 pub struct BuildReport {
     pub name: String,
+    /// The layout directory, or the archive file for an archive format.
     pub layout: PathBuf,
+    pub format: OutputFormat,
     pub manifest_digest: Sha256Digest,
     pub manifest_size: u64,
     pub config_digest: Sha256Digest,
@@ -129,6 +133,9 @@ pub fn platform_string(recipe: &Recipe) -> String {
 /// Where the embedded SBOMs live in the image.
 pub const SBOM_DIR: &str = "/usr/share/sbom";
 pub const SBOM_LAYER: &str = "sbom";
+/// The tag a `docker-archive` gives the image (`<name>:latest`): a recipe names an
+/// image, not a tag.
+pub const DOCKER_ARCHIVE_TAG: &str = "latest";
 const CAIRN_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// The side files a build may write beside the layout.
@@ -305,7 +312,39 @@ pub fn build(
     if opts.cancel.load(Ordering::Relaxed) {
         return Err(BuildError::Interrupted);
     }
-    let layout_path = layout.publish(&index, &side_files, &side_file_names(&recipe.name))?;
+    let stale = side_file_names(&recipe.name);
+    let layout_path = match opts.format {
+        OutputFormat::Oci => layout.publish(&index, &side_files, &stale)?,
+        OutputFormat::OciArchive => layout.publish_archive(
+            &index,
+            |dir, out| archive::write_oci_archive(dir, epoch, out),
+            &side_files,
+            &stale,
+        )?,
+        OutputFormat::DockerArchive => {
+            let image = DockerImage {
+                repo: &recipe.name,
+                tag: DOCKER_ARCHIVE_TAG,
+                config: config_blob.digest,
+                layers: blobs
+                    .iter()
+                    .map(|b| {
+                        (
+                            b.digest,
+                            layers::GZIP_LAYER_MEDIA_TYPE.to_string(),
+                            b.diff_id,
+                        )
+                    })
+                    .collect(),
+            };
+            layout.publish_archive(
+                &index,
+                |dir, out| archive::write_docker_archive(dir, &image, epoch, out),
+                &side_files,
+                &stale,
+            )?
+        }
+    };
 
     let lock_written = if resolved.lock_changed && opts.lock_mode == LockMode::PinMissing {
         resolved.lock.write(&lock_path)?;
@@ -317,6 +356,7 @@ pub fn build(
     Ok(BuildReport {
         name: recipe.name.clone(),
         layout: layout_path,
+        format: opts.format,
         manifest_digest: manifest_blob.digest,
         manifest_size: manifest_blob.size,
         config_digest: config_blob.digest,

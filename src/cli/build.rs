@@ -23,6 +23,11 @@ pub struct BuildArgs {
     /// Directory that receives <name>/ (the OCI layout).
     #[arg(short, long, default_value = "out")]
     out: PathBuf,
+    /// Output format: `oci` (a layout directory OUT/<name>/), `oci-archive` (that
+    /// layout as one tar, OUT/<name>.tar) or `docker-archive` (a `docker save`
+    /// tarball for `docker load` / `podman load`, OUT/<name>.tar).
+    #[arg(long, default_value = "oci", value_name = "FORMAT")]
+    format: cairn::output::archive::OutputFormat,
     /// Fail unless every source is pinned and the lock file is up to date (for CI).
     #[arg(long)]
     locked: bool,
@@ -61,6 +66,7 @@ pub fn run(args: BuildArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
     let BuildArgs {
         recipe,
         out,
+        format,
         locked,
         json,
         quiet,
@@ -79,6 +85,7 @@ pub fn run(args: BuildArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
     };
     let opts = BuildOptions {
         out_dir: out,
+        format,
         lock_mode: if locked {
             LockMode::Locked
         } else {

@@ -78,6 +78,7 @@ pub fn run(args: VerifyArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
             let scratch = tempfile::tempdir()?;
             let opts = BuildOptions {
                 out_dir: scratch.path().to_path_buf(),
+                format: Default::default(),
                 lock_mode: LockMode::Locked,
                 jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
                 source_date_epoch: source_date_epoch()?,
