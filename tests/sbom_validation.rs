@@ -52,7 +52,7 @@ fn hello_sboms(staging: &Path) -> Sboms {
         }
     }
 
-    let platform = cairn::build::platform_string(&recipe);
+    let platform = recipe.platform.to_string();
     let input = SbomInput {
         image_name: &recipe.name,
         epoch: cairn::build::effective_epoch(&recipe, None),
