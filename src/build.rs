@@ -155,7 +155,6 @@ pub fn effective_epoch(recipe: &Recipe, source_date_epoch: Option<u64>) -> u64 {
     recipe.epoch.or(source_date_epoch).unwrap_or(0)
 }
 
-
 /// Where the embedded SBOMs live in the image.
 pub const SBOM_DIR: &str = "/usr/share/sbom";
 pub const SBOM_LAYER: &str = "sbom";
@@ -178,12 +177,7 @@ fn side_file_prefix(recipe: &Recipe, platform: &Platform) -> String {
 fn side_file_names(recipe: &Recipe) -> Vec<String> {
     let mut names = vec![format!("{}.intoto.jsonl", recipe.name)];
     let mut prefixes = vec![recipe.name.clone()];
-    prefixes.extend(
-        recipe
-            .platforms
-            .iter()
-            .map(|p| side_file_prefix(recipe, p)),
-    );
+    prefixes.extend(recipe.platforms.iter().map(|p| side_file_prefix(recipe, p)));
     for prefix in prefixes {
         names.push(format!("{prefix}.spdx.json"));
         names.push(format!("{prefix}.cdx.json"));
@@ -255,7 +249,10 @@ pub fn build(
     let mut jsonl: Vec<u8> = Vec::new();
     for i in &images {
         side_files.push((format!("{}.spdx.json", i.side_file_prefix), i.spdx.clone()));
-        side_files.push((format!("{}.cdx.json", i.side_file_prefix), i.cyclonedx.clone()));
+        side_files.push((
+            format!("{}.cdx.json", i.side_file_prefix),
+            i.cyclonedx.clone(),
+        ));
         jsonl.extend_from_slice(&i.envelopes);
     }
     let signed_by = opts
@@ -559,8 +556,7 @@ fn build_platform_image(
             (at("spdx.json"), spdx.clone()),
             (at("cdx.json"), cyclonedx.clone()),
         ];
-        let layer =
-            layers::generated_layer(recipe, base_fs.as_ref(), &trees, SBOM_LAYER, files)?;
+        let layer = layers::generated_layer(recipe, base_fs.as_ref(), &trees, SBOM_LAYER, files)?;
         blobs.push(write(&layer)?);
     }
 

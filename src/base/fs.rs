@@ -32,9 +32,14 @@ pub struct BaseEntry {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BaseKind {
     Dir,
-    Symlink { target: String },
+    Symlink {
+        target: String,
+    },
     /// A regular file (or a hard link to one) with its content's digest.
-    File { sha256: Sha256Digest, size: u64 },
+    File {
+        sha256: Sha256Digest,
+        size: u64,
+    },
     /// Device nodes, FIFOs: present, never a parent, not listed in the SBOM.
     Other,
 }
@@ -93,8 +98,8 @@ impl BaseFs {
                         .link_name()?
                         .map(|l| l.to_string_lossy().into_owned())
                         .unwrap_or_default();
-                    let target_key = normalise(&target)
-                        .ok_or_else(|| BaseFsError::Escapes(target.clone()))?;
+                    let target_key =
+                        normalise(&target).ok_or_else(|| BaseFsError::Escapes(target.clone()))?;
                     match layer.get(&target_key).or(self.entries.get(&target_key)) {
                         Some(e) => e.kind.clone(),
                         None => return Err(BaseFsError::DanglingHardlink(name, target)),
@@ -171,8 +176,15 @@ mod tests {
         for (path, kind, data, link) in entries {
             let mut h = tar::Header::new_ustar();
             h.set_entry_type(*kind);
-            h.set_mode(if *kind == tar::EntryType::Directory { 0o1777 } else { 0o644 });
+            h.set_mode(if *kind == tar::EntryType::Directory {
+                0o1777
+            } else {
+                0o644
+            });
             h.set_size(data.len() as u64);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(0);
             if !link.is_empty() {
                 h.set_link_name(link).unwrap();
             }

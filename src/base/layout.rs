@@ -53,7 +53,10 @@ impl BaseStore for LayoutStore {
             .collect();
         match images.as_slice() {
             [one] => super::descriptor_digest(one, "the index.json entry"),
-            [] => Err(BaseError::Invalid(format!("{} lists no image", path.display()))),
+            [] => Err(BaseError::Invalid(format!(
+                "{} lists no image",
+                path.display()
+            ))),
             many => Err(BaseError::Invalid(format!(
                 "{} lists {} images; pin one with `digest:` ({})",
                 path.display(),

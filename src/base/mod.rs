@@ -8,9 +8,9 @@
 //! the file system ([`BaseFs`]) the recipe's layers go on top of.
 
 pub mod fs;
-pub mod pin;
 mod layout;
 pub mod media;
+pub mod pin;
 
 pub use fs::{BaseEntry, BaseFs, BaseKind};
 pub use layout::LayoutStore;
@@ -38,8 +38,13 @@ pub enum BaseError {
     #[error("cannot read {what}: {source}")]
     Io { what: String, source: io::Error },
     #[error("the base image has no {what} {digest}")]
-    Missing { what: &'static str, digest: Sha256Digest },
-    #[error("the base image's {what} does not match its digest: expected {expected}, found {actual}")]
+    Missing {
+        what: &'static str,
+        digest: Sha256Digest,
+    },
+    #[error(
+        "the base image's {what} does not match its digest: expected {expected}, found {actual}"
+    )]
     DigestMismatch {
         what: String,
         expected: Sha256Digest,
@@ -90,7 +95,8 @@ pub struct BaseImage {
 }
 
 fn parse_json(what: &str, bytes: &[u8]) -> Result<serde_json::Value, BaseError> {
-    serde_json::from_slice(bytes).map_err(|e| BaseError::Invalid(format!("{what} is not JSON: {e}")))
+    serde_json::from_slice(bytes)
+        .map_err(|e| BaseError::Invalid(format!("{what} is not JSON: {e}")))
 }
 
 fn fetch_manifest(
@@ -136,7 +142,10 @@ fn platform_of(d: &serde_json::Value) -> Option<Platform> {
 /// The manifest of `index` for `platform`: an exact match, or the one manifest for
 /// the same os and architecture when the recipe names no variant (`linux/arm64`
 /// matches `linux/arm64/v8`).
-fn choose_platform(index: &serde_json::Value, platform: &Platform) -> Result<Sha256Digest, BaseError> {
+fn choose_platform(
+    index: &serde_json::Value,
+    platform: &Platform,
+) -> Result<Sha256Digest, BaseError> {
     let manifests = index["manifests"].as_array().cloned().unwrap_or_default();
     let candidates: Vec<(&serde_json::Value, Platform)> = manifests
         .iter()
@@ -147,13 +156,16 @@ fn choose_platform(index: &serde_json::Value, platform: &Platform) -> Result<Sha
     let loose: Vec<_> = candidates
         .iter()
         .filter(|(_, p)| {
-            platform.variant.is_none() && p.os == platform.os && p.architecture == platform.architecture
+            platform.variant.is_none()
+                && p.os == platform.os
+                && p.architecture == platform.architecture
         })
         .collect();
     let chosen = match (exact.as_slice(), loose.as_slice()) {
         ([one, ..], _) | ([], [one]) => one.0,
         _ => {
-            let mut available: Vec<String> = candidates.iter().map(|(_, p)| p.to_string()).collect();
+            let mut available: Vec<String> =
+                candidates.iter().map(|(_, p)| p.to_string()).collect();
             available.sort();
             available.dedup();
             return Err(BaseError::NoPlatform {

@@ -58,8 +58,11 @@ pub fn pin(
         (None, LockMode::Locked) => Err(PinError::Unpinned { reference }),
         _ => {
             let digest = store.resolve()?;
-            let warning = (mode == LockMode::PinMissing)
-                .then(|| format!("base image {reference} was not pinned; pinned it as {digest} in the lock file"));
+            let warning = (mode == LockMode::PinMissing).then(|| {
+                format!(
+                    "base image {reference} was not pinned; pinned it as {digest} in the lock file"
+                )
+            });
             Ok((digest, entry(digest), warning))
         }
     }

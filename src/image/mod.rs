@@ -2,9 +2,9 @@
 //! image config, manifest and index (image-spec 1.1), each serialised as canonical
 //! JSON: compact, object keys sorted, so the same inputs give the same bytes.
 
+use crate::base::BaseImage;
 use crate::layers::{LayerBlob, GZIP_LAYER_MEDIA_TYPE};
 use crate::output::StoredBlob;
-use crate::base::BaseImage;
 use crate::recipe::{Platform, Recipe};
 use oci_spec::image::{
     Arch, Descriptor, DescriptorBuilder, HistoryBuilder, ImageConfiguration,

@@ -13,7 +13,10 @@ use serde_saphyr::Spanned;
 
 const HINT: &str = "write `base: { layout: <OCI layout dir>, digest: sha256:<hex> }` or `base: { ref: registry.example/name:tag@sha256:<hex> }`";
 
-pub(super) fn parse(cx: &Cx, raw: Option<Spanned<RawBase>>) -> Result<Option<BaseSpec>, Diagnostic> {
+pub(super) fn parse(
+    cx: &Cx,
+    raw: Option<Spanned<RawBase>>,
+) -> Result<Option<BaseSpec>, Diagnostic> {
     let Some(raw) = raw else { return Ok(None) };
     let at = span_of(&raw);
     let RawBase {
@@ -25,7 +28,9 @@ pub(super) fn parse(cx: &Cx, raw: Option<Spanned<RawBase>>) -> Result<Option<Bas
     let digest = digest.transpose()?;
     match (layout, reference) {
         (Some(layout), None) => {
-            cx.check(&layout, |p| relative_path("base layout path", p, "base/debian"))?;
+            cx.check(&layout, |p| {
+                relative_path("base layout path", p, "base/debian")
+            })?;
             Ok(Some(BaseSpec {
                 source: BaseSource::Layout { path: layout.value },
                 digest: digest.map(|d| d.0),
@@ -35,8 +40,13 @@ pub(super) fn parse(cx: &Cx, raw: Option<Spanned<RawBase>>) -> Result<Option<Bas
         (None, Some(reference)) => {
             if let Some((_, digest_at)) = digest {
                 return Err(cx
-                    .error(digest_at, "a `ref:` base carries its digest in the reference")
-                    .with_hint("write `ref: registry.example/name:tag@sha256:<hex>` and drop `digest:`"));
+                    .error(
+                        digest_at,
+                        "a `ref:` base carries its digest in the reference",
+                    )
+                    .with_hint(
+                        "write `ref: registry.example/name:tag@sha256:<hex>` and drop `digest:`",
+                    ));
             }
             let (image, digest) = cx.check(&reference, |r| image_ref(r))?;
             Ok(Some(BaseSpec {
@@ -93,7 +103,9 @@ pub(super) fn image_ref(text: &str) -> Result<(ImageRef, Option<Sha256Digest>), 
     let repo_ok = !repository.is_empty()
         && repository.split('/').all(|c| {
             !c.is_empty()
-                && c.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+                && c.bytes()
+                    .next()
+                    .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
                 && c.bytes()
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
         });
@@ -106,7 +118,10 @@ pub(super) fn image_ref(text: &str) -> Result<(ImageRef, Option<Sha256Digest>), 
     if let Some(tag) = tag {
         let tag_ok = !tag.is_empty()
             && tag.len() <= 128
-            && tag.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
+            && tag
+                .bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
             && tag
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
@@ -115,8 +130,10 @@ pub(super) fn image_ref(text: &str) -> Result<(ImageRef, Option<Sha256Digest>), 
         }
     }
     if tag.is_none() && digest.is_none() {
-        return Err(Invalid::new(format!("`{text}` names neither a tag nor a digest"))
-            .hint("add `:tag` (cairn pins it in the lock file) or `@sha256:<hex>`"));
+        return Err(
+            Invalid::new(format!("`{text}` names neither a tag nor a digest"))
+                .hint("add `:tag` (cairn pins it in the lock file) or `@sha256:<hex>`"),
+        );
     }
     Ok((
         ImageRef {
@@ -127,7 +144,6 @@ pub(super) fn image_ref(text: &str) -> Result<(ImageRef, Option<Sha256Digest>), 
         digest,
     ))
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -46,7 +46,11 @@ pub struct LockedBase {
 /// The lock file key of source `name` when building for `platform`: the name itself,
 /// or `<name>@<platform>` for a source whose path has `{arch}` (each platform reads
 /// its own file, so each is pinned on its own).
-pub fn source_lock_key(name: &str, per_platform: bool, platform: &crate::recipe::Platform) -> String {
+pub fn source_lock_key(
+    name: &str,
+    per_platform: bool,
+    platform: &crate::recipe::Platform,
+) -> String {
     if per_platform {
         format!("{name}@{platform}")
     } else {

@@ -14,8 +14,8 @@
 //! not dependencies, so they stay out of the dependency graph.
 
 use super::{
-    base_purl, document_digest, octal_mode, pseudo_suppliers, purl, to_json, trace, uuid_v5, SbomInput,
-    Supplier,
+    base_purl, document_digest, octal_mode, pseudo_suppliers, purl, to_json, trace, uuid_v5,
+    SbomInput, Supplier,
 };
 use crate::attest::contents::{FileOrigin, ImageFile, SourceInfo};
 use crate::image::rfc3339;

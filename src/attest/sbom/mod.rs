@@ -139,7 +139,10 @@ fn base_purl(base: &BaseInfo) -> String {
     let (location, name) = match base.reference.strip_prefix("layout:") {
         Some(path) => (
             None,
-            path.trim_end_matches('/').rsplit('/').next().unwrap_or(path),
+            path.trim_end_matches('/')
+                .rsplit('/')
+                .next()
+                .unwrap_or(path),
         ),
         None => {
             let without_tag = match base.reference.rsplit_once(':') {
@@ -166,7 +169,12 @@ fn base_purl(base: &BaseInfo) -> String {
 /// Percent-encodes a qualifier value, keeping `/` and `:` readable.
 fn percent_encode_url(s: &str) -> String {
     s.split('/')
-        .map(|part| part.split(':').map(percent_encode).collect::<Vec<_>>().join(":"))
+        .map(|part| {
+            part.split(':')
+                .map(percent_encode)
+                .collect::<Vec<_>>()
+                .join(":")
+        })
         .collect::<Vec<_>>()
         .join("/")
 }
