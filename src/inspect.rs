@@ -367,14 +367,15 @@ fn list_tar(
     media_type: &str,
     raw: &mut impl Read,
 ) -> Result<Vec<FileInfo>, InspectError> {
-    let reader: Box<dyn Read + '_> = match media_type {
-        m if m.ends_with("+gzip") => Box::new(flate2::read::GzDecoder::new(raw)),
-        m if m.ends_with("+zstd") => Box::new(zstd::Decoder::new(raw).map_err(io_err(path))?),
-        m if m.ends_with(".tar") => Box::new(raw),
-        other => {
+    use crate::base::Compression;
+    let reader: Box<dyn Read + '_> = match crate::base::layer_compression(media_type) {
+        Some(Compression::Gzip) => Box::new(flate2::read::GzDecoder::new(raw)),
+        Some(Compression::Zstd) => Box::new(zstd::Decoder::new(raw).map_err(io_err(path))?),
+        Some(Compression::None) => Box::new(raw),
+        None => {
             return Err(InspectError::Invalid {
                 path: path.into(),
-                message: format!("unsupported layer media type `{other}`"),
+                message: format!("unsupported layer media type `{media_type}`"),
             })
         }
     };

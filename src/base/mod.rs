@@ -283,6 +283,24 @@ impl<R: Read, W: Write> Read for Tee<R, W> {
     }
 }
 
+/// Decompresses one layer from `raw` into `fs`; gives its diff_id.
+fn read_layer(
+    raw: &mut impl Read,
+    media_type: &str,
+    index: usize,
+    fs: &mut BaseFs,
+) -> Result<Sha256Digest, fs::BaseFsError> {
+    let decoded: Box<dyn Read + '_> = match layer_compression(media_type) {
+        Some(Compression::Gzip) => Box::new(flate2::read::GzDecoder::new(raw)),
+        Some(Compression::Zstd) => Box::new(zstd::Decoder::new(raw)?),
+        _ => Box::new(raw),
+    };
+    let mut hashing = HashingReader::new(decoded);
+    fs.apply_layer(index, &mut hashing)?;
+    io::copy(&mut hashing, &mut io::sink())?;
+    Ok(hashing.finish().0)
+}
+
 /// Copies every layer of `base` into `layout` unchanged, checking each blob against
 /// its digest and size and its content against its `diff_id`, and reads the base
 /// file system from them. The config is not copied: the built image has its own.
@@ -291,7 +309,7 @@ pub fn copy_layers(
     base: &BaseImage,
     layout: &LayoutWriter,
 ) -> Result<BaseFs, BaseError> {
-    let mut fs = BaseFs::default();
+    let mut base_fs = BaseFs::default();
     for (index, layer) in base.layers.iter().enumerate() {
         let what = || format!("layer {} ({})", layer.digest, fs::layer_name(index));
         let io_err = |source| BaseError::Io {
@@ -303,27 +321,17 @@ pub fn copy_layers(
             source,
         };
         let mut writer = layout.blob_writer().map_err(output)?;
-        let diff_id = {
+        let read = {
             let mut raw = Tee {
                 inner: store.blob(&layer.digest)?,
                 copy: &mut writer,
             };
-            let diff_id = {
-                let decoded: Box<dyn Read> = match layer_compression(&layer.media_type) {
-                    Some(Compression::Gzip) => Box::new(flate2::read::GzDecoder::new(&mut raw)),
-                    Some(Compression::Zstd) => {
-                        Box::new(zstd::Decoder::new(&mut raw).map_err(io_err)?)
-                    }
-                    _ => Box::new(&mut raw),
-                };
-                let mut hashing = HashingReader::new(decoded);
-                fs.apply_layer(index, &mut hashing)
-                    .map_err(|e| BaseError::Invalid(format!("{}: {e}", what())))?;
-                io::copy(&mut hashing, &mut io::sink()).map_err(io_err)?;
-                hashing.finish().0
-            };
+            let read = read_layer(&mut raw, &layer.media_type, index, &mut base_fs);
+            // Hash the rest of the raw blob whatever the decoder made of it: damaged
+            // bytes are reported as a digest mismatch, not as the decoding error the
+            // damage happened to cause.
             io::copy(&mut raw, &mut io::sink()).map_err(io_err)?;
-            diff_id
+            read
         };
         let stored = layout.commit_blob(writer).map_err(output)?;
         if stored.digest != layer.digest || stored.size != layer.size {
@@ -333,6 +341,7 @@ pub fn copy_layers(
                 actual: stored.digest,
             });
         }
+        let diff_id = read.map_err(|e| BaseError::Invalid(format!("{}: {e}", what())))?;
         if diff_id != layer.diff_id {
             return Err(BaseError::DigestMismatch {
                 what: format!("uncompressed layer {} (diff_id)", fs::layer_name(index)),
@@ -341,7 +350,7 @@ pub fn copy_layers(
             });
         }
     }
-    Ok(fs)
+    Ok(base_fs)
 }
 
 /// The store a recipe's `base:` reads from. Layout paths are relative to `recipe_dir`.
