@@ -17,6 +17,7 @@ pub mod layers;
 pub mod ledger;
 pub mod output;
 pub mod recipe;
+pub mod registry;
 pub mod resolve;
 pub mod trace;
 pub mod verify;

@@ -243,3 +243,4 @@ pub fn cyclonedx_validate(file: &Path) -> Result<(), String> {
             .arg(file),
     )
 }
+pub mod registry;

@@ -23,6 +23,8 @@ const TEST_TOOLS: &[(&str, &str)] = &[
     ("tar", "tar"),
     ("openssl", "openssl"),
     ("openssh-client", "ssh-keygen"),
+    ("docker-registry", "docker-registry"),
+    ("apache2-utils", "htpasswd"),
 ];
 
 /// Independent validators the attestation tests check cairn's output with (SPDX, the
