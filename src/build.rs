@@ -38,6 +38,8 @@ pub struct BuildOptions {
     pub cancel: std::sync::Arc<AtomicBool>,
     /// Signs the provenance and SBOM statements when given.
     pub sign_key: Option<SigningKey>,
+    /// Fetches a `ref:` base image; needed only by recipes that have one.
+    pub registry: Option<crate::registry::Client>,
     /// Wall clock (seconds since the epoch) for `startedOn`/`finishedOn` in the
     /// provenance; `None` keeps the provenance free of times (the default).
     pub clock: Option<fn() -> u64>,
@@ -205,7 +207,14 @@ pub fn build(
     observer.stage("resolve");
     let layout = LayoutWriter::begin(&opts.out_dir, &recipe.name)?;
     let staging = layout.scratch_dir()?;
-    let inputs = resolve_inputs(recipe, &old_lock, &lock_path, opts.lock_mode, &staging)?;
+    let inputs = resolve_inputs(
+        recipe,
+        &old_lock,
+        &lock_path,
+        opts.lock_mode,
+        &staging,
+        opts.registry.as_ref(),
+    )?;
 
     let mut images = Vec::with_capacity(inputs.sources.platforms.len());
     for sources in &inputs.sources.platforms {
@@ -351,28 +360,29 @@ pub fn build(
 
 /// Every input pinned: each platform's sources, the base, and the lock file that
 /// records them.
-struct Inputs {
+struct Inputs<'c> {
     sources: platforms::AllSources,
-    base: Option<PinnedBase>,
+    base: Option<PinnedBase<'c>>,
     lock: Lockfile,
     warnings: Vec<String>,
 }
 
 /// The base image, pinned, and the store it is read from.
-struct PinnedBase {
-    store: Box<dyn BaseStore>,
+struct PinnedBase<'c> {
+    store: Box<dyn BaseStore + 'c>,
     reference: String,
     digest: Sha256Digest,
     span: crate::recipe::Span,
 }
 
-fn resolve_inputs(
+fn resolve_inputs<'c>(
     recipe: &Recipe,
     lock: &Lockfile,
     lock_path: &std::path::Path,
     mode: LockMode,
     staging: &std::path::Path,
-) -> Result<Inputs, BuildError> {
+    registry: Option<&'c crate::registry::Client>,
+) -> Result<Inputs<'c>, BuildError> {
     let sources = platforms::resolve_all(recipe, lock, lock_path, mode, staging)?;
     let mut new_lock = sources.lock.clone();
     let mut warnings = sources.warnings.clone();
@@ -383,7 +393,7 @@ fn resolve_inputs(
                     Diagnostic::new(&recipe.file, spec.span, message).with_hint(hint),
                 ))
             };
-            let store = base::open_store(&recipe.file.dir, &spec.source)
+            let store = base::open_store(&recipe.file.dir, &spec.source, registry, staging)
                 .map_err(|e| error(e.to_string(), e.hint()))?;
             let (digest, entry, warning) = base::pin::pin(spec, store.as_ref(), lock, mode)
                 .map_err(|e| error(e.to_string(), e.hint()))?;
@@ -427,7 +437,7 @@ struct PlatformJob<'a> {
     recipe: &'a Recipe,
     platform: &'a Platform,
     resolved: &'a resolve::ResolvedSources,
-    base: Option<&'a PinnedBase>,
+    base: Option<&'a PinnedBase<'a>>,
     lock_sha256: Option<Sha256Digest>,
     epoch: u64,
     started_on: Option<u64>,
@@ -657,15 +667,26 @@ pub struct LockReport {
     pub sources: Lockfile,
 }
 
-/// `cairn lock`: pins every source not pinned in the recipe itself.
-pub fn lock(recipe: &Recipe) -> Result<LockReport, BuildError> {
+/// `cairn lock`: pins every source not pinned in the recipe itself, and the base
+/// image (through `registry` for a `ref:` base).
+pub fn lock(
+    recipe: &Recipe,
+    registry: Option<&crate::registry::Client>,
+) -> Result<LockReport, BuildError> {
     let lock_path = resolve::lock_path_for(&recipe.file.path);
     let lock = Lockfile::read(&lock_path)?;
     let staging = tempfile::tempdir().map_err(|source| OutputError::Io {
         path: std::env::temp_dir(),
         source,
     })?;
-    let inputs = resolve_inputs(recipe, &lock, &lock_path, LockMode::Repin, staging.path())?;
+    let inputs = resolve_inputs(
+        recipe,
+        &lock,
+        &lock_path,
+        LockMode::Repin,
+        staging.path(),
+        registry,
+    )?;
     let changed = inputs.lock != lock;
     if changed {
         inputs.lock.write(&lock_path)?;

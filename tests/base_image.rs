@@ -3,6 +3,7 @@
 //! and provenance, pinning through the lock file, and clear errors for broken bases.
 
 mod common;
+use common::registry;
 use common::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -329,4 +330,74 @@ fn broken_or_mismatched_bases_are_clear_errors() {
     );
     std::fs::write(&blob, &bytes).unwrap();
     build_json(&pinned, &out, &[]);
+}
+
+/// The example image pushed to a registry the test starts (docker-registry on a
+/// loopback port), as `127.0.0.1:PORT/lib/hello:v1`.
+fn registry_with_hello(ws: &Workspace) -> (registry::Registry, String) {
+    let registry = registry::Registry::start(registry::RegistryAuth::None);
+    let reference = format!("{}/lib/hello:v1", registry.host);
+    run_ok(
+        cairn()
+            .arg("push")
+            .arg(ws.base_layout())
+            .arg(&reference)
+            .arg("--insecure"),
+    );
+    (registry, reference)
+}
+
+#[test]
+fn a_registry_base_by_tag_is_pinned_in_the_lock_and_reused() {
+    let ws = Workspace::new();
+    let (registry, reference) = registry_with_hello(&ws);
+    let recipe = ws.recipe(&format!("{{ ref: \"{reference}\" }}"));
+    let out = ws.path().join("out");
+    let report = build_json(&recipe, &out, &["--insecure"]);
+    let lock: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(ws.path().join("app.lock")).unwrap()).unwrap();
+    assert_eq!(lock["base"]["reference"], reference.as_str());
+    assert_eq!(lock["base"]["digest"], ws.base_manifest.as_str());
+    assert_eq!(report["base"]["manifest_digest"], ws.base_manifest.as_str());
+
+    let base = inspect(&ws.base_layout())["images"][0].clone();
+    let image = inspect(&out.join("app"))["images"][0].clone();
+    let base_layers = layer_digests(&base);
+    assert_eq!(layer_digests(&image)[..base_layers.len()], base_layers[..]);
+
+    // Pinned: a --locked rebuild gives the same image, also after the tag moves.
+    run_ok(
+        cairn()
+            .arg("push")
+            .arg(out.join("app"))
+            .arg(&reference)
+            .arg("--insecure"),
+    );
+    let again = build_json(
+        &recipe,
+        &ws.path().join("again"),
+        &["--locked", "--insecure"],
+    );
+    assert_eq!(again["manifest_digest"], report["manifest_digest"]);
+
+    // A digest the registry does not have, in the reference itself.
+    let missing = format!("sha256:{}", "1".repeat(64));
+    let recipe = ws.recipe(&format!("{{ ref: \"{reference}@{missing}\" }}"));
+    let stderr = build_fails(&recipe, &ws.path().join("bad"), &["--insecure"]);
+    assert!(
+        stderr.contains(&format!("the base image has no manifest {missing}")),
+        "{stderr}"
+    );
+
+    // A layer the registry lost.
+    let pinned = ws.recipe(&format!("{{ ref: \"{reference}@{}\" }}", ws.base_manifest));
+    let lost = layer_digests(&base)[0]
+        .trim_start_matches("sha256:")
+        .to_string();
+    std::fs::remove_file(registry.blob_file(&lost)).unwrap();
+    let stderr = build_fails(&pinned, &ws.path().join("bad"), &["--insecure"]);
+    assert!(
+        stderr.contains(&format!("the base image has no blob sha256:{lost}")),
+        "{stderr}"
+    );
 }

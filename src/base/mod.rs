@@ -11,10 +11,12 @@ pub mod fs;
 mod layout;
 pub mod media;
 pub mod pin;
+mod registry;
 
 pub use fs::{BaseEntry, BaseFs, BaseKind};
 pub use layout::LayoutStore;
 pub use media::{layer_compression, Compression};
+pub use registry::RegistryStore;
 
 use crate::digest::{HashingReader, Sha256Digest};
 use crate::output::{LayoutWriter, OutputError};
@@ -353,17 +355,23 @@ pub fn copy_layers(
     Ok(base_fs)
 }
 
-/// The store a recipe's `base:` reads from. Layout paths are relative to `recipe_dir`.
-pub fn open_store(
+/// The store a recipe's `base:` reads from. Layout paths are relative to
+/// `recipe_dir`; a registry base needs `client` and keeps downloads in `scratch`.
+pub fn open_store<'c>(
     recipe_dir: &std::path::Path,
     source: &crate::recipe::BaseSource,
-) -> Result<Box<dyn BaseStore>, BaseError> {
-    match source {
-        crate::recipe::BaseSource::Layout { path } => {
+    client: Option<&'c crate::registry::Client>,
+    scratch: &std::path::Path,
+) -> Result<Box<dyn BaseStore + 'c>, BaseError> {
+    match (source, client) {
+        (crate::recipe::BaseSource::Layout { path }, _) => {
             Ok(Box::new(LayoutStore::new(recipe_dir.join(path))))
         }
-        crate::recipe::BaseSource::Registry(r) => Err(BaseError::Registry(format!(
-            "`ref:` bases need cairn's registry client, which this build does not include yet; copy the image into a layout (`skopeo copy --all docker://{r} oci:DIR`) and use `layout: DIR`"
+        (crate::recipe::BaseSource::Registry(image), Some(client)) => Ok(Box::new(
+            RegistryStore::new(client, image, scratch.to_path_buf()),
+        )),
+        (crate::recipe::BaseSource::Registry(image), None) => Err(BaseError::Registry(format!(
+            "no registry client was given to fetch {image}"
         ))),
     }
 }

@@ -93,6 +93,7 @@ pub fn run(args: BuildArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
     let opts = BuildOptions {
+        registry: super::registry::base_client(&recipe, &push_flags.registry)?,
         out_dir: out,
         format,
         lock_mode: if locked {

@@ -29,6 +29,17 @@ pub fn client(args: &RegistryArgs) -> Result<Client> {
     }))
 }
 
+/// A client for the recipe's `ref:` base image, if it has one.
+pub fn base_client(recipe: &cairn::recipe::Recipe, args: &RegistryArgs) -> Result<Option<Client>> {
+    match &recipe.base {
+        Some(cairn::recipe::BaseSpec {
+            source: cairn::recipe::BaseSource::Registry(_),
+            ..
+        }) => client(args).map(Some),
+        _ => Ok(None),
+    }
+}
+
 /// `CAIRN_REGISTRY_USERNAME`/`_PASSWORD` (for any registry), then the Docker config
 /// file's `auths`.
 fn credentials() -> Result<Credentials> {

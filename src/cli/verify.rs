@@ -82,6 +82,7 @@ pub fn run(args: VerifyArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
             let recipe = recipe::load(&recipe_path)?;
             let scratch = tempfile::tempdir()?;
             let opts = BuildOptions {
+                registry: registry::base_client(&recipe, &registry_args)?,
                 out_dir: scratch.path().to_path_buf(),
                 format: Default::default(),
                 lock_mode: LockMode::Locked,
