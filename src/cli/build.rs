@@ -175,19 +175,45 @@ pub fn run(args: BuildArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
         return print_json(&value);
     }
     if !quiet {
-        let n = report.layers.len();
-        eprintln!(
-            "built {} ({}, {n} layer{}) at {}",
-            report.name,
-            report.platform,
-            if n == 1 { "" } else { "s" },
-            report.layout.display()
-        );
-        let mut sboms = format!(
-            "sbom: {} {}",
-            report.spdx.display(),
-            report.cyclonedx.display()
-        );
+        if report.images.is_empty() {
+            let n = report.layers.len();
+            eprintln!(
+                "built {} ({}, {n} layer{}) at {}",
+                report.name,
+                report.platform,
+                if n == 1 { "" } else { "s" },
+                report.layout.display()
+            );
+        } else {
+            eprintln!(
+                "built {} (image index over {}) at {}",
+                report.name,
+                report
+                    .images
+                    .iter()
+                    .map(|i| i.platform.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                report.layout.display()
+            );
+            for i in &report.images {
+                eprintln!("  {} {}", i.platform, i.manifest_digest);
+            }
+        }
+        let paths: Vec<String> = if report.images.is_empty() {
+            vec![format!(
+                "{} {}",
+                report.spdx.display(),
+                report.cyclonedx.display()
+            )]
+        } else {
+            report
+                .images
+                .iter()
+                .map(|i| format!("{} {}", i.spdx.display(), i.cyclonedx.display()))
+                .collect()
+        };
+        let mut sboms = format!("sbom: {}", paths.join(" "));
         if report.sbom_embedded {
             sboms.push_str(&format!(" (also in the image under {})", build::SBOM_DIR));
         }
