@@ -415,3 +415,69 @@ layers:
         "{stderr}"
     );
 }
+
+#[test]
+fn a_multi_platform_image_pushed_to_a_registry_serves_as_a_ref_base() {
+    let (dir, recipe) = workspace();
+    let base = build_json(&recipe, &dir.path().join("images"), &["--locked"]);
+    let registry = common::registry::Registry::start(common::registry::RegistryAuth::None);
+    let reference = format!("{}/lib/multiarch:v1", registry.host);
+    run_ok(
+        cairn()
+            .arg("push")
+            .arg(dir.path().join("images/multiarch"))
+            .arg(&reference)
+            .arg("--insecure"),
+    );
+    let app = write_recipe(
+        dir.path(),
+        "app.yaml",
+        &format!(
+            "cairn: 1
+name: app
+epoch: 1700000000
+platforms: [linux/arm64, linux/amd64]
+base: {{ ref: \"{reference}\" }}
+layers:
+  - name: extra
+    contents:
+      - file: /etc/app.conf
+        content: \"x\\n\"
+"
+        ),
+    );
+    let report = build_json(&app, &dir.path().join("out"), &["--insecure"]);
+    let lock = read_json(&dir.path().join("app.lock"));
+    assert_eq!(
+        lock["base"]["digest"], base["manifest_digest"],
+        "the index is pinned"
+    );
+    let images = report["images"].as_array().unwrap();
+    let base_images = base["images"].as_array().unwrap();
+    // Recipe order is arm64 first; each gets the base manifest of its platform.
+    let inspected = run_ok(
+        cairn()
+            .arg("inspect")
+            .arg(dir.path().join("out/app"))
+            .arg("--json"),
+    );
+    let inspected: serde_json::Value = serde_json::from_slice(&inspected.stdout).unwrap();
+    for (i, image) in images.iter().enumerate() {
+        let platform = image["platform"].as_str().unwrap();
+        let base_image = base_images
+            .iter()
+            .find(|b| b["platform"] == platform)
+            .unwrap();
+        let built = &inspected["images"][i];
+        assert_eq!(built["platform"], platform);
+        let base_config = blob(
+            &dir.path().join("images/multiarch"),
+            base_image["config_digest"].as_str().unwrap(),
+        );
+        let diff_ids = base_config["rootfs"]["diff_ids"].as_array().unwrap();
+        assert_eq!(
+            built["config"]["rootfs"]["diff_ids"].as_array().unwrap()[..diff_ids.len()],
+            diff_ids[..]
+        );
+    }
+}
