@@ -1,24 +1,34 @@
 //! `cairn build`: runs the stages in order and publishes the layout.
 //!
 //! Takes a validated [`Recipe`] and [`BuildOptions`] (how to build: output directory,
-//! lock mode, threads, the fallback epoch, a cancel flag); gives a [`BuildReport`]
-//! describing exactly what was written.
+//! format, lock mode, threads, the fallback epoch, a cancel flag); gives a
+//! [`BuildReport`] describing exactly what was written.
+//!
+//! Structure: [`build`] pins every input once (`resolve_inputs`: each platform's
+//! sources, the base image, the lock file), builds one image per platform
+//! (`build_platform_image`: base layers, recipe layers, SBOMs, config, manifest,
+//! signed statements, referrers), then writes the index and publishes the layout or
+//! archive.
 
+use crate::attest::contents::BaseInfo;
 use crate::attest::{self, contents, dsse, intoto, keys, keys::SigningKey, sbom};
+use crate::base::{self, BaseImage, BaseLayer, BaseStore};
 use crate::digest::Sha256Digest;
 use crate::image::{self, canonical_json, Artifact, ImageError};
 use crate::layers::{self, LayerBlob, LayerError, TreeEntryKind, TreeError};
-use crate::output::{LayoutWriter, OutputError};
-use crate::recipe::{ImagePath, Recipe};
-use crate::resolve::{self, lock::LockError, LockMode, Lockfile, ResolveError};
+use crate::output::archive::{self, DockerImage, OutputFormat};
+use crate::output::{LayoutWriter, OutputError, StoredBlob};
+use crate::recipe::{Diagnostic, ImagePath, Platform, Recipe};
+use crate::resolve::{self, lock::LockError, platforms, LockMode, Lockfile, ResolveError};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 pub struct BuildOptions {
-    /// The layout goes to `out_dir/<name>/`.
+    /// The layout goes to `out_dir/<name>/` (an archive to `out_dir/<name>.tar`).
     pub out_dir: PathBuf,
+    pub format: OutputFormat,
     pub lock_mode: LockMode,
     /// Compression threads; output bytes do not depend on it.
     pub jobs: usize,
@@ -28,6 +38,8 @@ pub struct BuildOptions {
     pub cancel: std::sync::Arc<AtomicBool>,
     /// Signs the provenance and SBOM statements when given.
     pub sign_key: Option<SigningKey>,
+    /// Fetches a `ref:` base image; needed only by recipes that have one.
+    pub registry: Option<crate::registry::Client>,
     /// Wall clock (seconds since the epoch) for `startedOn`/`finishedOn` in the
     /// provenance; `None` keeps the provenance free of times (the default).
     pub clock: Option<fn() -> u64>,
@@ -50,13 +62,26 @@ impl Observer for Quiet {}
 #[derive(Debug, Clone, Serialize)]
 pub struct BuildReport {
     pub name: String,
+    /// The layout directory, or the archive file for an archive format.
     pub layout: PathBuf,
+    pub format: OutputFormat,
     pub manifest_digest: Sha256Digest,
     pub manifest_size: u64,
     pub config_digest: Sha256Digest,
     pub platform: String,
     pub epoch: u64,
+    /// The layers cairn wrote (after the base image's, if any).
     pub layers: Vec<LayerBlob>,
+    /// The base image, if the recipe has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base: Option<BaseInfo>,
+    /// The base image's layers, reused unchanged below `layers`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub base_layers: Vec<BaseLayer>,
+    /// For a multi-platform build, each platform's image (`manifest_digest` is then
+    /// the image index over them; the fields above describe the first platform).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<PlatformReport>,
     /// The lock file, if this build wrote it (new pins).
     pub lock_written: Option<PathBuf>,
     /// SBOMs written beside the layout (and attached to the image as referrers).
@@ -73,6 +98,16 @@ pub struct BuildReport {
     /// Every source and the digest it was built from.
     pub sources: std::collections::BTreeMap<String, Sha256Digest>,
     pub warnings: Vec<String>,
+}
+
+/// One platform's image of a multi-platform build.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlatformReport {
+    pub platform: String,
+    pub manifest_digest: Sha256Digest,
+    pub config_digest: Sha256Digest,
+    pub spdx: PathBuf,
+    pub cyclonedx: PathBuf,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -97,6 +132,10 @@ pub enum BuildError {
     Sbom(#[from] sbom::SbomError),
     #[error(transparent)]
     Output(#[from] OutputError),
+    #[error("{0}")]
+    Base(Box<Diagnostic>),
+    #[error("{0}")]
+    Unsupported(String),
     #[error("interrupted; the previous output, if any, is unchanged")]
     Interrupted,
 }
@@ -118,26 +157,35 @@ pub fn effective_epoch(recipe: &Recipe, source_date_epoch: Option<u64>) -> u64 {
     recipe.epoch.or(source_date_epoch).unwrap_or(0)
 }
 
-pub fn platform_string(recipe: &Recipe) -> String {
-    let p = &recipe.platform;
-    match &p.variant {
-        Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
-        None => format!("{}/{}", p.os, p.architecture),
-    }
-}
-
 /// Where the embedded SBOMs live in the image.
 pub const SBOM_DIR: &str = "/usr/share/sbom";
 pub const SBOM_LAYER: &str = "sbom";
+/// The tag a `docker-archive` gives the image (`<name>:latest`): a recipe names an
+/// image, not a tag.
+pub const DOCKER_ARCHIVE_TAG: &str = "latest";
 const CAIRN_VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// The side files a build may write beside the layout.
-fn side_file_names(name: &str) -> [String; 3] {
-    [
-        format!("{name}.spdx.json"),
-        format!("{name}.cdx.json"),
-        format!("{name}.intoto.jsonl"),
-    ]
+/// The start of the names of a platform's SBOM side files: `<name>`, or
+/// `<name>.<os>-<arch>[-<variant>]` when the recipe builds several platforms.
+fn side_file_prefix(recipe: &Recipe, platform: &Platform) -> String {
+    if recipe.multi_platform {
+        format!("{}.{}", recipe.name, platform.to_string().replace('/', "-"))
+    } else {
+        recipe.name.clone()
+    }
+}
+
+/// The side files a build of `recipe` may write beside the layout.
+fn side_file_names(recipe: &Recipe) -> Vec<String> {
+    let mut names = vec![format!("{}.intoto.jsonl", recipe.name)];
+    let mut prefixes = vec![recipe.name.clone()];
+    prefixes.extend(recipe.platforms.iter().map(|p| side_file_prefix(recipe, p)));
+    for prefix in prefixes {
+        names.push(format!("{prefix}.spdx.json"));
+        names.push(format!("{prefix}.cdx.json"));
+    }
+    names.dedup();
+    names
 }
 
 pub fn build(
@@ -145,16 +193,312 @@ pub fn build(
     opts: &BuildOptions,
     observer: &dyn Observer,
 ) -> Result<BuildReport, BuildError> {
+    if recipe.multi_platform && opts.format == OutputFormat::DockerArchive {
+        return Err(BuildError::Unsupported(format!(
+            "a docker-archive holds one image, but recipe `{}` builds {} platforms; use --format oci or oci-archive (an image index), or build with `platform:`",
+            recipe.name,
+            recipe.platforms.len()
+        )));
+    }
     let started_on = opts.clock.map(|now| now());
     let epoch = effective_epoch(recipe, opts.source_date_epoch);
-    let platform = platform_string(recipe);
     let lock_path = resolve::lock_path_for(&recipe.file.path);
-    let lock = Lockfile::read(&lock_path)?;
+    let old_lock = Lockfile::read(&lock_path)?;
     observer.stage("resolve");
     let layout = LayoutWriter::begin(&opts.out_dir, &recipe.name)?;
     let staging = layout.scratch_dir()?;
-    let resolved = resolve::resolve(recipe, &lock, &lock_path, opts.lock_mode, &staging)?;
-    let trees = layers::assemble(recipe, &resolved)?;
+    let inputs = resolve_inputs(
+        recipe,
+        &old_lock,
+        &lock_path,
+        opts.lock_mode,
+        &staging,
+        opts.registry.as_ref(),
+    )?;
+
+    let mut images = Vec::with_capacity(inputs.sources.platforms.len());
+    for sources in &inputs.sources.platforms {
+        let job = PlatformJob {
+            recipe: &sources.recipe,
+            platform: &sources.platform,
+            resolved: &sources.resolved,
+            base: inputs.base.as_ref(),
+            lock_sha256: (!recipe.sources.is_empty() || recipe.base.is_some())
+                .then(|| Sha256Digest::of(&inputs.lock.to_bytes())),
+            epoch,
+            started_on,
+            side_file_prefix: side_file_prefix(recipe, &sources.platform),
+        };
+        images.push(build_platform_image(&job, opts, &layout, observer)?);
+    }
+
+    observer.stage("publish");
+    let referrers: Vec<(String, StoredBlob)> = images
+        .iter()
+        .flat_map(|i| i.referrers.iter().cloned())
+        .collect();
+    let (top, index) = if recipe.multi_platform {
+        let manifests: Vec<(Platform, StoredBlob)> = images
+            .iter()
+            .map(|i| (i.platform.clone(), i.manifest))
+            .collect();
+        let platform_index = layout.put_blob(&image::platform_index(recipe, &manifests)?)?;
+        (
+            platform_index,
+            image::index_of_index(recipe, &platform_index, &referrers)?,
+        )
+    } else {
+        let only = &images[0];
+        (
+            only.manifest,
+            image::index(recipe, &only.manifest, &only.referrers)?,
+        )
+    };
+    let mut side_files: Vec<(String, Arc<[u8]>)> = Vec::new();
+    let mut jsonl: Vec<u8> = Vec::new();
+    for i in &images {
+        side_files.push((format!("{}.spdx.json", i.side_file_prefix), i.spdx.clone()));
+        side_files.push((
+            format!("{}.cdx.json", i.side_file_prefix),
+            i.cyclonedx.clone(),
+        ));
+        jsonl.extend_from_slice(&i.envelopes);
+    }
+    let signed_by = opts
+        .sign_key
+        .as_ref()
+        .map(|key| keys::key_id(&key.verifying_key()));
+    if signed_by.is_some() {
+        side_files.push((format!("{}.intoto.jsonl", recipe.name), jsonl.into()));
+    }
+    if opts.cancel.load(Ordering::Relaxed) {
+        return Err(BuildError::Interrupted);
+    }
+    let stale = side_file_names(recipe);
+    let layout_path = match opts.format {
+        OutputFormat::Oci => layout.publish(&index, &side_files, &stale)?,
+        OutputFormat::OciArchive => layout.publish_archive(
+            &index,
+            |dir, out| archive::write_oci_archive(dir, epoch, out),
+            &side_files,
+            &stale,
+        )?,
+        OutputFormat::DockerArchive => {
+            let only = &images[0];
+            let image = DockerImage {
+                repo: &recipe.name,
+                tag: DOCKER_ARCHIVE_TAG,
+                config: only.config.digest,
+                layers: image::layer_list(only.base.as_ref(), &only.layers)
+                    .into_iter()
+                    .map(|(blob, media_type, diff_id)| (blob.digest, media_type, diff_id))
+                    .collect(),
+            };
+            layout.publish_archive(
+                &index,
+                |dir, out| archive::write_docker_archive(dir, &image, epoch, out),
+                &side_files,
+                &stale,
+            )?
+        }
+    };
+
+    let lock_written = if inputs.lock != old_lock && opts.lock_mode == LockMode::PinMissing {
+        inputs.lock.write(&lock_path)?;
+        Some(lock_path)
+    } else {
+        None
+    };
+    let beside = |name: &str| opts.out_dir.join(name);
+    let platform_reports: Vec<PlatformReport> = images
+        .iter()
+        .map(|i| PlatformReport {
+            platform: i.platform.to_string(),
+            manifest_digest: i.manifest.digest,
+            config_digest: i.config.digest,
+            spdx: beside(&format!("{}.spdx.json", i.side_file_prefix)),
+            cyclonedx: beside(&format!("{}.cdx.json", i.side_file_prefix)),
+        })
+        .collect();
+    let first = images.swap_remove(0);
+    Ok(BuildReport {
+        name: recipe.name.clone(),
+        layout: layout_path,
+        format: opts.format,
+        manifest_digest: top.digest,
+        manifest_size: top.size,
+        config_digest: first.config.digest,
+        platform: first.platform.to_string(),
+        epoch,
+        layers: first.layers,
+        base: first.base_info,
+        base_layers: first.base.map(|b| b.layers).unwrap_or_default(),
+        images: if recipe.multi_platform {
+            platform_reports
+        } else {
+            Vec::new()
+        },
+        lock_written,
+        spdx: beside(&format!("{}.spdx.json", first.side_file_prefix)),
+        cyclonedx: beside(&format!("{}.cdx.json", first.side_file_prefix)),
+        sbom_embedded: recipe.sbom,
+        attestations: signed_by
+            .as_ref()
+            .map(|_| beside(&format!("{}.intoto.jsonl", recipe.name))),
+        signed_by,
+        referrers: referrers
+            .into_iter()
+            .map(|(artifact_type, blob)| ReferrerReport {
+                artifact_type,
+                manifest_digest: blob.digest,
+            })
+            .collect(),
+        sources: platforms::source_digests(recipe, &inputs.sources.platforms),
+        warnings: inputs.warnings,
+    })
+}
+
+/// Every input pinned: each platform's sources, the base, and the lock file that
+/// records them.
+struct Inputs<'c> {
+    sources: platforms::AllSources,
+    base: Option<PinnedBase<'c>>,
+    lock: Lockfile,
+    warnings: Vec<String>,
+}
+
+/// The base image, pinned, and the store it is read from.
+struct PinnedBase<'c> {
+    store: Box<dyn BaseStore + 'c>,
+    reference: String,
+    digest: Sha256Digest,
+    span: crate::recipe::Span,
+}
+
+fn resolve_inputs<'c>(
+    recipe: &Recipe,
+    lock: &Lockfile,
+    lock_path: &std::path::Path,
+    mode: LockMode,
+    staging: &std::path::Path,
+    registry: Option<&'c crate::registry::Client>,
+) -> Result<Inputs<'c>, BuildError> {
+    let sources = platforms::resolve_all(recipe, lock, lock_path, mode, staging)?;
+    let mut new_lock = sources.lock.clone();
+    let mut warnings = sources.warnings.clone();
+    let base = match &recipe.base {
+        Some(spec) => {
+            let error = |message: String, hint: &str| {
+                BuildError::Base(Box::new(
+                    Diagnostic::new(&recipe.file, spec.span, message).with_hint(hint),
+                ))
+            };
+            let store = base::open_store(&recipe.file.dir, &spec.source, registry, staging)
+                .map_err(|e| error(e.to_string(), e.hint()))?;
+            let (digest, entry, warning) = base::pin::pin(spec, store.as_ref(), lock, mode)
+                .map_err(|e| error(e.to_string(), e.hint()))?;
+            new_lock.base = Some(entry);
+            warnings.extend(warning);
+            Some(PinnedBase {
+                store,
+                reference: spec.source.reference(),
+                digest,
+                span: spec.span,
+            })
+        }
+        None => {
+            if mode == LockMode::Locked {
+                if let Some(locked) = &lock.base {
+                    return Err(BuildError::Resolve(ResolveError::Lock {
+                        message: format!(
+                            "{} pins base image {}, but the recipe has no `base:`",
+                            lock_path.display(),
+                            locked.reference
+                        ),
+                        hint: "run `cairn lock` to bring the lock file up to date, and commit it"
+                            .into(),
+                    }));
+                }
+            }
+            None
+        }
+    };
+    Ok(Inputs {
+        sources,
+        base,
+        lock: new_lock,
+        warnings,
+    })
+}
+
+/// What one platform's image needs.
+struct PlatformJob<'a> {
+    /// The recipe as built for this platform (`{arch}` replaced).
+    recipe: &'a Recipe,
+    platform: &'a Platform,
+    resolved: &'a resolve::ResolvedSources,
+    base: Option<&'a PinnedBase<'a>>,
+    lock_sha256: Option<Sha256Digest>,
+    epoch: u64,
+    started_on: Option<u64>,
+    /// `<name>` or, for a multi-platform build, `<name>.<os>-<arch>[-<variant>]`.
+    side_file_prefix: String,
+}
+
+/// One platform's image, written into the layout.
+struct PlatformImage {
+    platform: Platform,
+    manifest: StoredBlob,
+    config: StoredBlob,
+    layers: Vec<LayerBlob>,
+    base: Option<BaseImage>,
+    base_info: Option<BaseInfo>,
+    /// SBOM and attestation manifests whose subject is this image.
+    referrers: Vec<(String, StoredBlob)>,
+    spdx: Arc<[u8]>,
+    cyclonedx: Arc<[u8]>,
+    /// Signed DSSE envelopes, one per line (empty when unsigned).
+    envelopes: Vec<u8>,
+    side_file_prefix: String,
+}
+
+/// Builds one platform's image into `layout`: base layers copied, the recipe's layers
+/// written, SBOMs generated (and embedded), config and manifest stored, statements
+/// signed and every artifact attached to the manifest as a referrer.
+fn build_platform_image(
+    job: &PlatformJob,
+    opts: &BuildOptions,
+    layout: &LayoutWriter,
+    observer: &dyn Observer,
+) -> Result<PlatformImage, BuildError> {
+    let recipe = job.recipe;
+    let platform = job.platform.to_string();
+    let epoch = job.epoch;
+    let (base, base_fs) = match job.base {
+        Some(pinned) => {
+            let error = |e: base::BaseError| {
+                BuildError::Base(Box::new(
+                    Diagnostic::new(
+                        &recipe.file,
+                        pinned.span,
+                        format!("base image {} ({}): {e}", pinned.reference, pinned.digest),
+                    )
+                    .with_hint(e.hint()),
+                ))
+            };
+            let image = base::select(
+                pinned.store.as_ref(),
+                &pinned.reference,
+                pinned.digest,
+                job.platform,
+            )
+            .map_err(error)?;
+            let fs = base::copy_layers(pinned.store.as_ref(), &image, layout).map_err(error)?;
+            (Some(image), Some(fs))
+        }
+        None => (None, None),
+    };
+    let trees = layers::assemble(recipe, job.resolved, base_fs.as_ref())?;
     observer.stage("layers");
 
     let write = |tree: &layers::LayerTree| -> Result<LayerBlob, BuildError> {
@@ -172,7 +516,7 @@ pub fn build(
             .sum();
         observer.layer_started(&tree.name, content_bytes);
         let blob =
-            layers::write_layer(tree, epoch, opts.jobs.max(1), &layout, &opts.cancel, &|n| {
+            layers::write_layer(tree, epoch, opts.jobs.max(1), layout, &opts.cancel, &|n| {
                 observer.bytes_written(n)
             })?;
         observer.layer_finished(&blob);
@@ -183,8 +527,16 @@ pub fn build(
     observer.stage("sbom");
     // SBOMs describe the layers as written (their SHA-1s were computed in the same
     // pass); the SBOM layer itself is not in them.
-    let contents = contents::image_contents(recipe, &resolved, &trees);
+    let contents = contents::image_contents(
+        recipe,
+        job.resolved,
+        base.as_ref().zip(base_fs.as_ref()),
+        &trees,
+    );
     let mut sha1 = sbom::Sha1Index::new();
+    if let Some(fs) = &base_fs {
+        sha1.extend(fs.sha1.iter().map(|(k, v)| (*k, *v)));
+    }
     for blob in &mut blobs {
         sha1.append(&mut blob.sha1);
     }
@@ -214,13 +566,13 @@ pub fn build(
             (at("spdx.json"), spdx.clone()),
             (at("cdx.json"), cyclonedx.clone()),
         ];
-        let layer = layers::generated_layer(recipe, &trees, SBOM_LAYER, files)?;
+        let layer = layers::generated_layer(recipe, base_fs.as_ref(), &trees, SBOM_LAYER, files)?;
         blobs.push(write(&layer)?);
     }
 
-    let config = image::image_config(recipe, &blobs, epoch)?;
+    let config = image::image_config(recipe, job.platform, base.as_ref(), &blobs, epoch)?;
     let config_blob = layout.put_blob(&canonical_json(&config))?;
-    let manifest = image::manifest(recipe, &config_blob, &blobs)?;
+    let manifest = image::manifest(recipe, &config_blob, base.as_ref(), &blobs)?;
     let manifest_blob = layout.put_blob(&canonical_json(&manifest))?;
 
     let mut artifacts = vec![
@@ -235,63 +587,54 @@ pub fn build(
             annotations: Default::default(),
         },
     ];
-    let mut side_files: Vec<(String, Arc<[u8]>)> = vec![
-        (format!("{}.spdx.json", recipe.name), spdx.clone()),
-        (format!("{}.cdx.json", recipe.name), cyclonedx.clone()),
-    ];
-    let signed_by = match &opts.sign_key {
-        Some(key) => {
-            observer.stage("sign");
-            let facts = intoto::ProvenanceFacts {
-                image_name: &recipe.name,
-                manifest_digest: manifest_blob.digest,
-                recipe_file_name: &recipe_file_name,
-                recipe_sha256: Sha256Digest::of(recipe.file.text.as_bytes()),
-                lock_sha256: (!recipe.sources.is_empty())
-                    .then(|| Sha256Digest::of(&resolved.lock.to_bytes())),
-                epoch,
-                platform: &platform,
-                sources: &contents.sources,
-                cairn_version: CAIRN_VERSION,
-                times: started_on
-                    .zip(opts.clock.map(|now| now()))
-                    .map(|(s, f)| (image::rfc3339(s), image::rfc3339(f))),
-            };
-            let statements = [
-                (
-                    intoto::SLSA_PROVENANCE_V1,
-                    intoto::provenance_statement(&facts).to_json(),
-                ),
-                (
-                    intoto::SPDX_PREDICATE,
-                    intoto::sbom_statement_json(&recipe.name, manifest_blob.digest, &spdx),
-                ),
-            ];
-            let mut jsonl = Vec::new();
-            for (predicate_type, payload) in statements {
-                let start = jsonl.len();
-                let envelope = dsse::Envelope::sign(dsse::INTOTO_PAYLOAD_TYPE, payload, key);
-                envelope.write_json(&mut jsonl);
-                drop(envelope);
-                let blob = layout.put_blob(&jsonl[start..])?;
-                jsonl.push(b'\n');
-                artifacts.push(Artifact {
-                    artifact_type: attest::DSSE_MEDIA_TYPE.into(),
-                    blob,
-                    annotations: [(
-                        attest::PREDICATE_TYPE_ANNOTATION.to_string(),
-                        predicate_type.to_string(),
-                    )]
-                    .into(),
-                });
-            }
-            side_files.push((format!("{}.intoto.jsonl", recipe.name), jsonl.into()));
-            Some(keys::key_id(&key.verifying_key()))
+    let mut envelopes = Vec::new();
+    if let Some(key) = &opts.sign_key {
+        observer.stage("sign");
+        let facts = intoto::ProvenanceFacts {
+            image_name: &recipe.name,
+            manifest_digest: manifest_blob.digest,
+            recipe_file_name: &recipe_file_name,
+            recipe_sha256: Sha256Digest::of(recipe.file.text.as_bytes()),
+            lock_sha256: job.lock_sha256,
+            epoch,
+            platform: &platform,
+            sources: &contents.sources,
+            base: contents.base.as_ref(),
+            cairn_version: CAIRN_VERSION,
+            times: job
+                .started_on
+                .zip(opts.clock.map(|now| now()))
+                .map(|(s, f)| (image::rfc3339(s), image::rfc3339(f))),
+        };
+        let statements = [
+            (
+                intoto::SLSA_PROVENANCE_V1,
+                intoto::provenance_statement(&facts).to_json(),
+            ),
+            (
+                intoto::SPDX_PREDICATE,
+                intoto::sbom_statement_json(&recipe.name, manifest_blob.digest, &spdx),
+            ),
+        ];
+        for (predicate_type, payload) in statements {
+            let start = envelopes.len();
+            let envelope = dsse::Envelope::sign(dsse::INTOTO_PAYLOAD_TYPE, payload, key);
+            envelope.write_json(&mut envelopes);
+            drop(envelope);
+            let blob = layout.put_blob(&envelopes[start..])?;
+            envelopes.push(b'\n');
+            artifacts.push(Artifact {
+                artifact_type: attest::DSSE_MEDIA_TYPE.into(),
+                blob,
+                annotations: [(
+                    attest::PREDICATE_TYPE_ANNOTATION.to_string(),
+                    predicate_type.to_string(),
+                )]
+                .into(),
+            });
         }
-        None => None,
-    };
+    }
 
-    observer.stage("publish");
     let empty_config = layout.put_blob(image::EMPTY_JSON)?;
     let mut referrers = Vec::with_capacity(artifacts.len());
     for artifact in &artifacts {
@@ -301,47 +644,18 @@ pub fn build(
             layout.put_blob(&canonical_json(&manifest))?,
         ));
     }
-    let index = image::index(recipe, &manifest_blob, &referrers)?;
-    if opts.cancel.load(Ordering::Relaxed) {
-        return Err(BuildError::Interrupted);
-    }
-    let layout_path = layout.publish(&index, &side_files, &side_file_names(&recipe.name))?;
-
-    let lock_written = if resolved.lock_changed && opts.lock_mode == LockMode::PinMissing {
-        resolved.lock.write(&lock_path)?;
-        Some(lock_path)
-    } else {
-        None
-    };
-    let beside = |ext: &str| opts.out_dir.join(format!("{}.{ext}", recipe.name));
-    Ok(BuildReport {
-        name: recipe.name.clone(),
-        layout: layout_path,
-        manifest_digest: manifest_blob.digest,
-        manifest_size: manifest_blob.size,
-        config_digest: config_blob.digest,
-        platform,
-        epoch,
+    Ok(PlatformImage {
+        platform: job.platform.clone(),
+        manifest: manifest_blob,
+        config: config_blob,
         layers: blobs,
-        lock_written,
-        spdx: beside("spdx.json"),
-        cyclonedx: beside("cdx.json"),
-        sbom_embedded: recipe.sbom,
-        attestations: signed_by.as_ref().map(|_| beside("intoto.jsonl")),
-        signed_by,
-        referrers: referrers
-            .into_iter()
-            .map(|(artifact_type, blob)| ReferrerReport {
-                artifact_type,
-                manifest_digest: blob.digest,
-            })
-            .collect(),
-        sources: resolved
-            .sources
-            .iter()
-            .map(|(name, s)| (name.clone(), s.digest))
-            .collect(),
-        warnings: resolved.warnings,
+        base,
+        base_info: contents.base.clone(),
+        referrers,
+        spdx,
+        cyclonedx,
+        envelopes,
+        side_file_prefix: job.side_file_prefix.clone(),
     })
 }
 
@@ -353,21 +667,33 @@ pub struct LockReport {
     pub sources: Lockfile,
 }
 
-/// `cairn lock`: pins every source not pinned in the recipe itself.
-pub fn lock(recipe: &Recipe) -> Result<LockReport, BuildError> {
+/// `cairn lock`: pins every source not pinned in the recipe itself, and the base
+/// image (through `registry` for a `ref:` base).
+pub fn lock(
+    recipe: &Recipe,
+    registry: Option<&crate::registry::Client>,
+) -> Result<LockReport, BuildError> {
     let lock_path = resolve::lock_path_for(&recipe.file.path);
     let lock = Lockfile::read(&lock_path)?;
     let staging = tempfile::tempdir().map_err(|source| OutputError::Io {
         path: std::env::temp_dir(),
         source,
     })?;
-    let resolved = resolve::resolve(recipe, &lock, &lock_path, LockMode::Repin, staging.path())?;
-    if resolved.lock_changed {
-        resolved.lock.write(&lock_path)?;
+    let inputs = resolve_inputs(
+        recipe,
+        &lock,
+        &lock_path,
+        LockMode::Repin,
+        staging.path(),
+        registry,
+    )?;
+    let changed = inputs.lock != lock;
+    if changed {
+        inputs.lock.write(&lock_path)?;
     }
     Ok(LockReport {
         lock_file: lock_path,
-        changed: resolved.lock_changed,
-        sources: resolved.lock,
+        changed,
+        sources: inputs.lock,
     })
 }

@@ -33,12 +33,19 @@ pub enum InspectError {
 #[derive(Debug, Serialize)]
 pub struct LayoutReport {
     pub layout: PathBuf,
+    /// For a multi-platform layout: the digest of the image index `index.json`
+    /// points at; `images` are then its platform manifests.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index_digest: Option<String>,
     pub images: Vec<ImageReport>,
 }
 
 #[derive(Debug, Serialize)]
 pub struct ImageReport {
     pub ref_name: Option<String>,
+    /// `os/arch[/variant]` of an image listed in an image index.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
     pub manifest_digest: String,
     pub manifest: serde_json::Value,
     pub config: serde_json::Value,
@@ -214,17 +221,51 @@ pub fn inspect(root: &Path) -> Result<LayoutReport, InspectError> {
         source,
     })?;
     let mut images = Vec::new();
-    let manifests = field(&index, &index_path, "manifests")?
+    let top = field(&index, &index_path, "manifests")?
         .as_array()
         .cloned()
         .unwrap_or_default();
-    let mut referrers: Vec<(String, Referrer)> = Vec::new();
-    for m in &manifests {
-        let (_, digest, size) = descriptor(m, &index_path)?;
+    // An entry that is an image index (a multi-platform image) stands for its
+    // platform manifests, which inherit its ref name.
+    let mut manifests: Vec<(serde_json::Value, Option<String>, Option<String>)> = Vec::new();
+    let mut index_digest = None;
+    for m in top {
         let ref_name = m
             .pointer("/annotations/org.opencontainers.image.ref.name")
             .and_then(|v| v.as_str())
             .map(str::to_string);
+        if m["mediaType"] != "application/vnd.oci.image.index.v1+json" {
+            manifests.push((m, ref_name, None));
+            continue;
+        }
+        let (_, digest, size) = descriptor(&m, &index_path)?;
+        let nested = layout.read_json(&digest, size)?;
+        let nested_path = layout.blob_path(&digest)?;
+        for d in field(&nested, &nested_path, "manifests")?
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+        {
+            let platform = d.get("platform").map(|p| {
+                let mut s = format!(
+                    "{}/{}",
+                    p["os"].as_str().unwrap_or_default(),
+                    p["architecture"].as_str().unwrap_or_default()
+                );
+                if let Some(v) = p["variant"].as_str() {
+                    s.push('/');
+                    s.push_str(v);
+                }
+                s
+            });
+            manifests.push((d, ref_name.clone(), platform));
+        }
+        index_digest.get_or_insert(digest);
+    }
+    let mut referrers: Vec<(String, Referrer)> = Vec::new();
+    for (m, ref_name, platform) in &manifests {
+        let (ref_name, platform) = (ref_name.clone(), platform.clone());
+        let (_, digest, size) = descriptor(m, &index_path)?;
         let manifest = layout.read_json(&digest, size)?;
         let mpath = layout.blob_path(&digest)?;
         if let Some(subject) = manifest.get("subject") {
@@ -275,6 +316,7 @@ pub fn inspect(root: &Path) -> Result<LayoutReport, InspectError> {
         }
         images.push(ImageReport {
             ref_name,
+            platform,
             manifest_digest: digest,
             manifest,
             config,
@@ -297,6 +339,7 @@ pub fn inspect(root: &Path) -> Result<LayoutReport, InspectError> {
     }
     Ok(LayoutReport {
         layout: root.into(),
+        index_digest,
         images,
     })
 }
@@ -324,14 +367,15 @@ fn list_tar(
     media_type: &str,
     raw: &mut impl Read,
 ) -> Result<Vec<FileInfo>, InspectError> {
-    let reader: Box<dyn Read + '_> = match media_type {
-        m if m.ends_with("+gzip") => Box::new(flate2::read::GzDecoder::new(raw)),
-        m if m.ends_with("+zstd") => Box::new(zstd::Decoder::new(raw).map_err(io_err(path))?),
-        m if m.ends_with(".tar") => Box::new(raw),
-        other => {
+    use crate::base::Compression;
+    let reader: Box<dyn Read + '_> = match crate::base::layer_compression(media_type) {
+        Some(Compression::Gzip) => Box::new(flate2::read::GzDecoder::new(raw)),
+        Some(Compression::Zstd) => Box::new(zstd::Decoder::new(raw).map_err(io_err(path))?),
+        Some(Compression::None) => Box::new(raw),
+        None => {
             return Err(InspectError::Invalid {
                 path: path.into(),
-                message: format!("unsupported layer media type `{other}`"),
+                message: format!("unsupported layer media type `{media_type}`"),
             })
         }
     };

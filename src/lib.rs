@@ -7,6 +7,7 @@
 //! runs them in order; [`inspect`] reads a layout back.
 
 pub mod attest;
+pub mod base;
 pub mod build;
 pub mod diff;
 pub mod digest;

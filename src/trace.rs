@@ -21,6 +21,9 @@ pub struct Trace {
 
 #[derive(Debug, Serialize)]
 pub struct TracedFile {
+    /// The platform of the image the file is in, for a multi-platform image.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
     pub path: String,
     pub sha256: Sha256Digest,
     pub size: u64,
@@ -84,13 +87,31 @@ fn comment_fields(comment: &str) -> BTreeMap<String, String> {
     out
 }
 
-/// Traces `query` (an image path, or a SHA-256 as `sha256:<hex>` or 64 hex digits).
+/// Traces `query` (an image path, or a SHA-256 as `sha256:<hex>` or 64 hex digits)
+/// in every image of the layout (each platform of a multi-platform image).
 pub fn trace(layout: &Path, query: &str) -> Result<Trace, InspectError> {
     let report = inspect::inspect(layout)?;
-    let image = report.images.first().ok_or_else(|| InspectError::Invalid {
-        path: layout.into(),
-        message: "the layout holds no image".into(),
-    })?;
+    if report.images.is_empty() {
+        return Err(InspectError::Invalid {
+            path: layout.into(),
+            message: "the layout holds no image".into(),
+        });
+    }
+    let mut matches = Vec::new();
+    for image in &report.images {
+        matches.extend(trace_image(layout, image, query)?);
+    }
+    Ok(Trace {
+        query: query.to_string(),
+        matches,
+    })
+}
+
+fn trace_image(
+    layout: &Path,
+    image: &inspect::ImageReport,
+    query: &str,
+) -> Result<Vec<TracedFile>, InspectError> {
     let files = inspect::final_files(image);
     let by_digest: Option<Sha256Digest> = query.parse().ok();
     let wanted: Vec<_> = match by_digest {
@@ -155,10 +176,14 @@ pub fn trace(layout: &Path, query: &str) -> Result<Trace, InspectError> {
             .find(|p| p["SPDXID"] == "SPDXRef-Image")
             .and_then(|p| comment_fields(p["comment"].as_str()?).remove("recipe"))
     });
-    let history = image.config["history"]
+    // One history entry per layer: a base image may have config-only entries.
+    let history: Vec<serde_json::Value> = image.config["history"]
         .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|h| h["empty_layer"] != true)
         .cloned()
-        .unwrap_or_default();
+        .collect();
 
     let mut matches = Vec::new();
     for f in wanted {
@@ -198,6 +223,7 @@ pub fn trace(layout: &Path, query: &str) -> Result<Trace, InspectError> {
             }
         });
         matches.push(TracedFile {
+            platform: image.platform.clone(),
             path: format!("/{}", f.path),
             sha256: f.sha256.expect("only regular files are traced"),
             size: f.size,
@@ -214,10 +240,7 @@ pub fn trace(layout: &Path, query: &str) -> Result<Trace, InspectError> {
                 .and_then(|l| l.parse().ok()),
         });
     }
-    Ok(Trace {
-        query: query.to_string(),
-        matches,
-    })
+    Ok(matches)
 }
 
 /// The recipe file name and source signers from the attached provenance, if any.

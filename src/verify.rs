@@ -148,10 +148,10 @@ pub fn verify(
             return checks.verdict(None);
         }
     };
-    let Some(image) = report.images.first() else {
+    if report.images.is_empty() {
         checks.fail("layout", "the layout holds no image");
         return checks.verdict(None);
-    };
+    }
     let blobs: usize = report
         .images
         .iter()
@@ -162,13 +162,28 @@ pub fn verify(
         format!("{blobs} manifests, configs, layers and artifacts match their digests"),
     );
 
-    let statements = check_signatures(layout, image, trusted, policy, &mut checks);
-    check_subjects(image, &statements, &mut checks);
-    let provenance = check_provenance(&statements, &mut checks);
-    check_sbom(layout, image, &statements, policy, &mut checks);
-    check_policy(provenance.as_ref(), policy, &mut checks);
+    // A multi-platform image is verified platform by platform: each has its own
+    // attestations, provenance and SBOMs.
+    for image in &report.images {
+        let mut own = Checks(Vec::new());
+        let statements = check_signatures(layout, image, trusted, policy, &mut own);
+        check_subjects(image, &statements, &mut own);
+        let provenance = check_provenance(&statements, &mut own);
+        check_sbom(layout, image, &statements, policy, &mut own);
+        check_policy(provenance.as_ref(), policy, &mut own);
+        for mut check in own.0 {
+            if let Some(platform) = &image.platform {
+                check.detail = format!("{platform}: {}", check.detail);
+            }
+            checks.0.push(check);
+        }
+    }
+    let top = report
+        .index_digest
+        .clone()
+        .unwrap_or_else(|| report.images[0].manifest_digest.clone());
     if let Some(rebuilt) = rebuilt {
-        if rebuilt == image.manifest_digest {
+        if rebuilt == top {
             checks.pass(
                 "rebuild",
                 format!("a fresh build gives the same manifest {rebuilt}"),
@@ -176,11 +191,11 @@ pub fn verify(
         } else {
             checks.fail(
                 "rebuild",
-                format!("a fresh build gives manifest {rebuilt}, the image has {}: the image is not what the recipe builds (try `cairn diff`)", image.manifest_digest),
+                format!("a fresh build gives manifest {rebuilt}, the image has {top}: the image is not what the recipe builds (try `cairn diff`)"),
             );
         }
     }
-    checks.verdict(Some(image.manifest_digest.clone()))
+    checks.verdict(Some(top))
 }
 
 fn check_signatures(
@@ -381,13 +396,22 @@ fn check_sbom(
         referrers: Vec::new(),
         ..image_shallow(image)
     };
-    let history = image.config["history"]
+    // History entries of layers, in layer order (a base image may have entries for
+    // config-only steps, marked `empty_layer`).
+    let history: Vec<serde_json::Value> = image.config["history"]
         .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|h| h["empty_layer"] != true)
         .cloned()
-        .unwrap_or_default();
+        .collect();
+    // Only the image's own (last) SBOM layer: a base image built by cairn has one too,
+    // and its files are part of what the SBOM describes.
+    let last = image.layers.len().saturating_sub(1);
     for (i, layer) in image.layers.iter().enumerate() {
-        let is_sbom_layer = history.get(i).and_then(|h| h["created_by"].as_str())
-            == Some(&format!("cairn: layer {}", crate::build::SBOM_LAYER));
+        let is_sbom_layer = i == last
+            && history.get(i).and_then(|h| h["created_by"].as_str())
+                == Some(&format!("cairn: layer {}", crate::build::SBOM_LAYER));
         if !is_sbom_layer {
             described.layers.push(layer.clone());
         }
@@ -481,6 +505,7 @@ fn compare_files(
 fn image_shallow(image: &ImageReport) -> ImageReport {
     ImageReport {
         ref_name: image.ref_name.clone(),
+        platform: image.platform.clone(),
         manifest_digest: image.manifest_digest.clone(),
         manifest: serde_json::Value::Null,
         config: serde_json::Value::Null,
@@ -518,7 +543,12 @@ fn check_policy(provenance: Option<&Provenance>, policy: &Policy, checks: &mut C
         }
     }
     if !policy.source_signers.is_empty() {
-        for d in deps {
+        // The base image is pinned by digest, not signed like a source.
+        let is_base = |d: &&crate::attest::intoto::ResourceDescriptor| {
+            d.annotations.get("kind").and_then(|v| v.as_str())
+                == Some(crate::attest::intoto::BASE_IMAGE_KIND)
+        };
+        for d in deps.iter().filter(|d| !is_base(d)) {
             let signer = d.annotations.get("signer").and_then(|v| v.as_str());
             if !signer.is_some_and(|s| policy.source_signers.iter().any(|k| k == s)) {
                 problems.push(format!(

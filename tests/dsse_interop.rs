@@ -110,6 +110,7 @@ fn provenance_payload() -> Vec<u8> {
         epoch: 1_700_000_000,
         platform: "linux/amd64",
         sources: &sources,
+        base: None,
         cairn_version: env!("CARGO_PKG_VERSION"),
         times: None,
     })

@@ -5,10 +5,26 @@
 mod common;
 use common::*;
 
+/// The headline digest (`manifest digest:`, or `index digest:` for a multi-platform
+/// image), then each image.
 fn summary(layout: &std::path::Path) -> String {
     let report = run_ok(cairn().arg("inspect").arg(layout).arg("--json"));
     let report: serde_json::Value = serde_json::from_slice(&report.stdout).unwrap();
-    let image = &report["images"][0];
+    let Some(index) = report["index_digest"].as_str() else {
+        return image_summary(&report["images"][0]);
+    };
+    let mut text = format!("index digest: {index}\n");
+    for image in report["images"].as_array().unwrap() {
+        text.push_str(&format!(
+            "\n== platform {} ==\n",
+            image["platform"].as_str().unwrap()
+        ));
+        text.push_str(&image_summary(image));
+    }
+    text
+}
+
+fn image_summary(image: &serde_json::Value) -> String {
     let mut text = format!(
         "manifest digest: {}\nref name: {}\n\nmanifest:\n{}\n\nconfig:\n{}\n",
         image["manifest_digest"].as_str().unwrap(),
@@ -56,8 +72,13 @@ fn example_recipes_build_to_their_golden_digests() {
         let name = report["name"].as_str().unwrap();
         let layout = out.path().join(name);
         let text = summary(&layout);
+        let headline = if report["images"].is_array() {
+            "index digest"
+        } else {
+            "manifest digest"
+        };
         assert!(text.starts_with(&format!(
-            "manifest digest: {}",
+            "{headline}: {}",
             report["manifest_digest"].as_str().unwrap()
         )));
         insta::assert_snapshot!(format!("golden-{name}"), text);

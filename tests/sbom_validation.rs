@@ -33,8 +33,8 @@ fn hello_sboms(staging: &Path) -> Sboms {
     let lock = Lockfile::read(&lock_path).unwrap();
     let resolved = resolve::resolve(&recipe, &lock, &lock_path, LockMode::Locked, staging)
         .unwrap_or_else(|e| panic!("{e}"));
-    let trees = cairn::layers::assemble(&recipe, &resolved).unwrap_or_else(|e| panic!("{e}"));
-    let contents = image_contents(&recipe, &resolved, &trees);
+    let trees = cairn::layers::assemble(&recipe, &resolved, None).unwrap_or_else(|e| panic!("{e}"));
+    let contents = image_contents(&recipe, &resolved, None, &trees);
 
     // What the layer writer computes while it writes: SHA-1 next to SHA-256.
     let mut sha1 = Sha1Index::new();
@@ -52,7 +52,7 @@ fn hello_sboms(staging: &Path) -> Sboms {
         }
     }
 
-    let platform = cairn::build::platform_string(&recipe);
+    let platform = recipe.platform.to_string();
     let input = SbomInput {
         image_name: &recipe.name,
         epoch: cairn::build::effective_epoch(&recipe, None),

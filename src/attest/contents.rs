@@ -4,6 +4,8 @@
 //! them (every source byte was re-hashed and checked while it was written), so SBOMs
 //! and provenance describe what was written, never what the recipe claims.
 
+use crate::base::fs::{layer_name as base_layer_name, BaseFs, BaseKind};
+use crate::base::BaseImage;
 use crate::digest::Sha256Digest;
 use crate::layers::{whiteout, FileData, LayerTree, Origin, TreeEntryKind};
 use crate::recipe::{Owner, Recipe};
@@ -17,6 +19,20 @@ pub struct ImageContents {
     pub files: Vec<ImageFile>,
     /// Every source of the recipe, sorted by name.
     pub sources: Vec<SourceInfo>,
+    /// The base image, if the recipe has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base: Option<BaseInfo>,
+}
+
+/// The base image as recorded in SBOMs and provenance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BaseInfo {
+    /// `layout:<path>` (relative to the recipe) or `registry/repository[:tag]`.
+    pub reference: String,
+    /// The manifest of the platform built.
+    pub manifest_digest: Sha256Digest,
+    /// What the recipe or lock pins: the manifest, or the index it was chosen from.
+    pub pinned: Sha256Digest,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -47,6 +63,8 @@ pub enum FileOrigin {
     Recipe { line: u32 },
     /// Generated from `accounts:` (`/etc/passwd`, `/etc/group`).
     Accounts,
+    /// From a layer of the base image.
+    Base,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -62,13 +80,33 @@ pub struct SourceInfo {
     pub license: Option<String>,
 }
 
-/// Applies `layers` in order and lists the resulting regular files.
+/// Applies `layers` in order, on top of the base image's files if there is one, and
+/// lists the resulting regular files.
 pub fn image_contents(
     recipe: &Recipe,
     sources: &ResolvedSources,
+    base: Option<(&BaseImage, &BaseFs)>,
     layers: &[LayerTree],
 ) -> ImageContents {
     let mut fs: BTreeMap<String, Option<ImageFile>> = BTreeMap::new();
+    if let Some((_, base_fs)) = base {
+        for (key, e) in &base_fs.entries {
+            let file = match e.kind {
+                BaseKind::File { sha256, size } => Some(ImageFile {
+                    path: format!("/{key}"),
+                    sha256,
+                    size,
+                    mode: e.mode,
+                    uid: e.owner.uid,
+                    gid: e.owner.gid,
+                    layer: base_layer_name(e.layer),
+                    origin: FileOrigin::Base,
+                }),
+                _ => None,
+            };
+            fs.insert(key.clone(), file);
+        }
+    }
     for layer in layers {
         for key in layer.entries.keys() {
             if let Some(w) = whiteout::whiteout(key) {
@@ -121,7 +159,16 @@ pub fn image_contents(
             }
         })
         .collect();
-    ImageContents { files, sources }
+    let base = base.map(|(image, _)| BaseInfo {
+        reference: image.reference.clone(),
+        manifest_digest: image.manifest_digest,
+        pinned: image.pinned,
+    });
+    ImageContents {
+        files,
+        sources,
+        base,
+    }
 }
 
 fn image_file(

@@ -11,7 +11,7 @@
 //! fields are omitted; on input, unset, `null` and empty are read alike, as the SLSA
 //! parsing rules require, and unknown fields are ignored.
 
-use crate::attest::contents::SourceInfo;
+use crate::attest::contents::{BaseInfo, SourceInfo};
 use crate::attest::dsse::{decode_base64, encode_base64};
 use crate::digest::Sha256Digest;
 use crate::image::canonical_json;
@@ -184,6 +184,8 @@ pub struct ProvenanceFacts<'a> {
     pub epoch: u64,
     pub platform: &'a str,
     pub sources: &'a [SourceInfo],
+    /// The base image, if the recipe has one.
+    pub base: Option<&'a BaseInfo>,
     pub cairn_version: &'a str,
     /// RFC 3339 `startedOn`, `finishedOn`; only with `--record-times`.
     pub times: Option<(String, String)>,
@@ -219,7 +221,12 @@ pub fn provenance_statement(facts: &ProvenanceFacts) -> Statement {
             build_type: BUILD_TYPE.into(),
             external_parameters: external,
             internal_parameters: internal,
-            resolved_dependencies: sources.into_iter().map(source_descriptor).collect(),
+            resolved_dependencies: facts
+                .base
+                .map(base_descriptor)
+                .into_iter()
+                .chain(sources.into_iter().map(source_descriptor))
+                .collect(),
         },
         run_details: RunDetails {
             builder: Builder {
@@ -304,6 +311,31 @@ fn source_descriptor(source: &SourceInfo) -> ResourceDescriptor {
         ..Default::default()
     }
 }
+
+/// The base image as a resolved dependency: its platform manifest digest, a URI that
+/// names where it came from (`oci://REGISTRY/REPOSITORY[:TAG]@sha256:...`, or
+/// `file:<layout path>` relative to the recipe) and, for a multi-platform base, the
+/// pinned index digest.
+fn base_descriptor(base: &BaseInfo) -> ResourceDescriptor {
+    let uri = match base.reference.strip_prefix("layout:") {
+        Some(path) => file_uri(path),
+        None => format!("oci://{}@{}", base.reference, base.manifest_digest),
+    };
+    let mut annotations = BTreeMap::from([("kind".to_string(), Value::from(BASE_IMAGE_KIND))]);
+    if base.pinned != base.manifest_digest {
+        annotations.insert("index".into(), base.pinned.to_string().into());
+    }
+    ResourceDescriptor {
+        name: Some(BASE_IMAGE_KIND.into()),
+        uri: Some(uri),
+        digest: sha256_digest_set(base.manifest_digest),
+        annotations,
+        ..Default::default()
+    }
+}
+
+/// The `name` and `kind` annotation of the base image's resolved dependency.
+pub const BASE_IMAGE_KIND: &str = "base-image";
 
 fn last_component(path: &str) -> String {
     Path::new(path)
@@ -397,6 +429,7 @@ mod tests {
             epoch: 1_700_000_000,
             platform: "linux/amd64",
             sources,
+            base: None,
             cairn_version: "0.1.0",
             times: None,
         }

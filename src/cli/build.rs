@@ -24,6 +24,11 @@ pub struct BuildArgs {
     /// Directory that receives <name>/ (the OCI layout).
     #[arg(short, long, default_value = "out")]
     out: PathBuf,
+    /// Output format: `oci` (a layout directory OUT/<name>/), `oci-archive` (that
+    /// layout as one tar, OUT/<name>.tar) or `docker-archive` (a `docker save`
+    /// tarball for `docker load` / `podman load`, OUT/<name>.tar).
+    #[arg(long, default_value = "oci", value_name = "FORMAT")]
+    format: cairn::output::archive::OutputFormat,
     /// Fail unless every source is pinned and the lock file is up to date (for CI).
     #[arg(long)]
     locked: bool,
@@ -68,6 +73,7 @@ pub fn run(args: BuildArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
     let BuildArgs {
         recipe,
         out,
+        format,
         locked,
         json,
         quiet,
@@ -90,7 +96,9 @@ pub fn run(args: BuildArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
     let opts = BuildOptions {
+        registry: super::registry::base_client(&recipe, &push_flags.registry)?,
         out_dir: out,
+        format,
         lock_mode: if locked {
             LockMode::Locked
         } else {
@@ -176,19 +184,45 @@ pub fn run(args: BuildArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
         return print_json(&value);
     }
     if !quiet {
-        let n = report.layers.len();
-        eprintln!(
-            "built {} ({}, {n} layer{}) at {}",
-            report.name,
-            report.platform,
-            if n == 1 { "" } else { "s" },
-            report.layout.display()
-        );
-        let mut sboms = format!(
-            "sbom: {} {}",
-            report.spdx.display(),
-            report.cyclonedx.display()
-        );
+        if report.images.is_empty() {
+            let n = report.layers.len();
+            eprintln!(
+                "built {} ({}, {n} layer{}) at {}",
+                report.name,
+                report.platform,
+                if n == 1 { "" } else { "s" },
+                report.layout.display()
+            );
+        } else {
+            eprintln!(
+                "built {} (image index over {}) at {}",
+                report.name,
+                report
+                    .images
+                    .iter()
+                    .map(|i| i.platform.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                report.layout.display()
+            );
+            for i in &report.images {
+                eprintln!("  {} {}", i.platform, i.manifest_digest);
+            }
+        }
+        let paths: Vec<String> = if report.images.is_empty() {
+            vec![format!(
+                "{} {}",
+                report.spdx.display(),
+                report.cyclonedx.display()
+            )]
+        } else {
+            report
+                .images
+                .iter()
+                .map(|i| format!("{} {}", i.spdx.display(), i.cyclonedx.display()))
+                .collect()
+        };
+        let mut sboms = format!("sbom: {}", paths.join(" "));
         if report.sbom_embedded {
             sboms.push_str(&format!(" (also in the image under {})", build::SBOM_DIR));
         }

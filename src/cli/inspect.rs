@@ -36,11 +36,17 @@ pub fn inspect(args: InspectArgs) -> Result<i32> {
     if args.json {
         return print_json(&report);
     }
+    if let Some(index) = &report.index_digest {
+        println!("index {index}");
+    }
     for image in &report.images {
         println!(
             "image {}",
             image.ref_name.as_deref().unwrap_or("(untagged)")
         );
+        if let Some(platform) = &image.platform {
+            println!("platform {platform}");
+        }
         println!("manifest {}", image.manifest_digest);
         println!("config {}", serde_json::to_string_pretty(&image.config)?);
         for r in &image.referrers {
@@ -71,7 +77,10 @@ pub fn trace(args: TraceArgs) -> Result<i32> {
         return print_json(&t);
     }
     for m in &t.matches {
-        println!("{}", m.path);
+        match &m.platform {
+            Some(platform) => println!("{} ({platform})", m.path),
+            None => println!("{}", m.path),
+        }
         println!(
             "  file    {} ({} bytes, {:04o} {}:{})",
             m.sha256, m.size, m.mode, m.uid, m.gid

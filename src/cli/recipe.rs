@@ -1,5 +1,6 @@
 //! `cairn lock` and `cairn validate`: work on a recipe without building it.
 
+use super::registry::RegistryArgs;
 use crate::print_json;
 use anyhow::Result;
 use cairn::{build, recipe};
@@ -11,6 +12,9 @@ pub struct LockArgs {
     recipe: PathBuf,
     #[arg(long)]
     json: bool,
+    /// For a `ref:` base image: how to reach its registry.
+    #[command(flatten)]
+    registry: RegistryArgs,
 }
 
 #[derive(Args)]
@@ -23,12 +27,16 @@ pub struct ValidateArgs {
 /// Pins every source into <recipe>.lock; prints each source's kind and SHA-256.
 pub fn lock(args: LockArgs) -> Result<i32> {
     let recipe = recipe::load(&args.recipe)?;
-    let report = build::lock(&recipe)?;
+    let client = super::registry::base_client(&recipe, &args.registry)?;
+    let report = build::lock(&recipe, client.as_ref())?;
     if args.json {
         return print_json(&report);
     }
     for (name, s) in &report.sources.sources {
         println!("{name}\t{}\t{}", s.kind, s.sha256);
+    }
+    if let Some(base) = &report.sources.base {
+        println!("base\t{}\t{}", base.reference, base.digest);
     }
     eprintln!(
         "{} {}",

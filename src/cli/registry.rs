@@ -93,6 +93,20 @@ fn run_helper(helper: &str, registry: &str) -> Result<Option<Login>> {
     }))
 }
 
+/// A client for the recipe's `ref:` base image, if it has one.
+pub fn base_client(recipe: &cairn::recipe::Recipe, args: &RegistryArgs) -> Result<Option<Client>> {
+    match &recipe.base {
+        Some(cairn::recipe::BaseSpec {
+            source: cairn::recipe::BaseSource::Registry(image),
+            ..
+        }) => {
+            let reference: Reference = image.to_string().parse()?;
+            client(args, &reference).map(Some)
+        }
+        _ => Ok(None),
+    }
+}
+
 /// `CAIRN_REGISTRY_USERNAME`/`_PASSWORD` (for any registry), then the Docker config
 /// file's `auths`.
 fn credentials() -> Result<Credentials> {

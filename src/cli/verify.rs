@@ -82,7 +82,9 @@ pub fn run(args: VerifyArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
             let recipe = recipe::load(&recipe_path)?;
             let scratch = tempfile::tempdir()?;
             let opts = BuildOptions {
+                registry: registry::base_client(&recipe, &registry_args)?,
                 out_dir: scratch.path().to_path_buf(),
+                format: Default::default(),
                 lock_mode: LockMode::Locked,
                 jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
                 source_date_epoch: source_date_epoch()?,

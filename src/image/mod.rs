@@ -2,11 +2,12 @@
 //! image config, manifest and index (image-spec 1.1), each serialised as canonical
 //! JSON: compact, object keys sorted, so the same inputs give the same bytes.
 
+use crate::base::BaseImage;
 use crate::layers::{LayerBlob, GZIP_LAYER_MEDIA_TYPE};
 use crate::output::StoredBlob;
-use crate::recipe::Recipe;
+use crate::recipe::{Platform, Recipe};
 use oci_spec::image::{
-    Arch, ConfigBuilder, Descriptor, DescriptorBuilder, HistoryBuilder, ImageConfiguration,
+    Arch, Descriptor, DescriptorBuilder, HistoryBuilder, ImageConfiguration,
     ImageConfigurationBuilder, ImageIndexBuilder, ImageManifest, ImageManifestBuilder, MediaType,
     Os, PlatformBuilder, RootFsBuilder,
 };
@@ -69,78 +70,148 @@ fn oci_digest(d: &crate::digest::Sha256Digest) -> oci_spec::image::Digest {
         .expect("a sha256 digest is a valid OCI digest")
 }
 
-/// The image config (`application/vnd.oci.image.config.v1+json`).
+/// The image config (`application/vnd.oci.image.config.v1+json`) for `platform`.
+///
+/// With a base image, the base's config is the starting point and the recipe's values
+/// override it: `entrypoint`, `cmd`, `workdir`, `user` and `stop_signal` replace the
+/// base's (setting `entrypoint` alone also clears the base's `cmd`, as a Dockerfile
+/// `ENTRYPOINT` does); `env` and `labels` are merged key by key; ports and volumes are
+/// added. The base's `diff_ids` and history come first.
 pub fn image_config(
     recipe: &Recipe,
+    platform: &Platform,
+    base: Option<&BaseImage>,
     layers: &[LayerBlob],
     epoch: u64,
 ) -> Result<ImageConfiguration, ImageError> {
     let spec = &recipe.config;
     let created = rfc3339(epoch);
-    let mut config = ConfigBuilder::default();
+    let inherited = base.and_then(|b| b.config.config().clone());
+    let mut config = inherited.clone().unwrap_or_default();
     if let Some(v) = &spec.entrypoint {
-        config = config.entrypoint(v.clone());
+        config.set_entrypoint(Some(v.clone()));
+        if spec.cmd.is_none() {
+            config.set_cmd(None);
+        }
     }
     if let Some(v) = &spec.cmd {
-        config = config.cmd(v.clone());
+        config.set_cmd(Some(v.clone()));
     }
-    if !spec.env.is_empty() {
-        config = config.env(
-            spec.env
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>(),
-        );
+    let mut env: Vec<String> = config.env().clone().unwrap_or_default();
+    for (k, v) in &spec.env {
+        let prefix = format!("{k}=");
+        match env.iter_mut().find(|e| e.starts_with(&prefix) || *e == k) {
+            Some(existing) => *existing = format!("{k}={v}"),
+            None => env.push(format!("{k}={v}")),
+        }
     }
+    config.set_env((!env.is_empty()).then_some(env));
     if let Some(v) = &spec.workdir {
-        config = config.working_dir(v.clone());
+        config.set_working_dir(Some(v.clone()));
     }
     if let Some(v) = &spec.user {
-        config = config.user(v.clone());
+        config.set_user(Some(v.clone()));
     }
-    if !spec.labels.is_empty() {
-        config = config.labels(to_hash_map(&spec.labels));
-    }
-    if !spec.exposed_ports.is_empty() {
-        config = config.exposed_ports(spec.exposed_ports.clone());
-    }
-    if !spec.volumes.is_empty() {
-        config = config.volumes(spec.volumes.clone());
-    }
+    let mut labels: BTreeMap<String, String> = config
+        .labels()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    labels.extend(spec.labels.clone());
+    config.set_labels((!labels.is_empty()).then(|| to_hash_map(&labels)));
+    let mut ports: Vec<String> = config.exposed_ports().clone().unwrap_or_default();
+    ports.extend(spec.exposed_ports.iter().cloned());
+    ports.sort();
+    ports.dedup();
+    config.set_exposed_ports((!ports.is_empty()).then_some(ports));
+    let mut volumes: Vec<String> = config.volumes().clone().unwrap_or_default();
+    volumes.extend(spec.volumes.iter().cloned());
+    volumes.sort();
+    volumes.dedup();
+    config.set_volumes((!volumes.is_empty()).then_some(volumes));
     if let Some(v) = &spec.stop_signal {
-        config = config.stop_signal(v.clone());
+        config.set_stop_signal(Some(v.clone()));
     }
+    let diff_ids = base
+        .into_iter()
+        .flat_map(|b| b.layers.iter().map(|l| l.diff_id.to_string()))
+        .chain(layers.iter().map(|l| l.diff_id.to_string()))
+        .collect::<Vec<_>>();
     let rootfs = RootFsBuilder::default()
         .typ("layers")
-        .diff_ids(
-            layers
-                .iter()
-                .map(|l| l.diff_id.to_string())
-                .collect::<Vec<_>>(),
-        )
+        .diff_ids(diff_ids)
         .build()
         .map_err(spec_err("rootfs"))?;
-    let history = layers
-        .iter()
-        .map(|l| {
+    let mut history = base
+        .and_then(|b| b.config.history().clone())
+        .unwrap_or_default();
+    for l in layers {
+        history.push(
             HistoryBuilder::default()
                 .created(created.clone())
                 .created_by(format!("cairn: layer {}", l.name))
                 .build()
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(spec_err("history"))?;
+                .map_err(spec_err("history"))?,
+        );
+    }
     let mut builder = ImageConfigurationBuilder::default()
         .created(created)
-        .architecture(Arch::from(recipe.platform.architecture.as_str()))
-        .os(Os::from(recipe.platform.os.as_str()))
-        .config(config.build().map_err(spec_err("config"))?)
+        .architecture(Arch::from(platform.architecture.as_str()))
+        .os(Os::from(platform.os.as_str()))
+        .config(config)
         .rootfs(rootfs)
         .history(history);
-    if let Some(v) = &recipe.platform.variant {
+    if let Some(v) = &platform.variant {
         builder = builder.variant(v.clone());
     }
     builder.build().map_err(spec_err("image config"))
+}
+
+/// The OCI media type of a base layer in the manifest cairn writes: Docker's layer
+/// types become their OCI equivalents (the blob bytes are the same).
+fn oci_layer_media_type(media_type: &str) -> String {
+    match media_type {
+        "application/vnd.docker.image.rootfs.diff.tar.gzip" => GZIP_LAYER_MEDIA_TYPE.to_string(),
+        "application/vnd.docker.image.rootfs.diff.tar" => {
+            "application/vnd.oci.image.layer.v1.tar".to_string()
+        }
+        "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip" => {
+            "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip".to_string()
+        }
+        other => other.to_string(),
+    }
+}
+
+/// Every layer of the image, base layers first: (digest, OCI media type, diff_id).
+pub fn layer_list(
+    base: Option<&BaseImage>,
+    layers: &[LayerBlob],
+) -> Vec<(StoredBlob, String, crate::digest::Sha256Digest)> {
+    base.into_iter()
+        .flat_map(|b| {
+            b.layers.iter().map(|l| {
+                (
+                    StoredBlob {
+                        digest: l.digest,
+                        size: l.size,
+                    },
+                    oci_layer_media_type(&l.media_type),
+                    l.diff_id,
+                )
+            })
+        })
+        .chain(layers.iter().map(|l| {
+            (
+                StoredBlob {
+                    digest: l.digest,
+                    size: l.size,
+                },
+                GZIP_LAYER_MEDIA_TYPE.to_string(),
+                l.diff_id,
+            )
+        }))
+        .collect()
 }
 
 fn descriptor(media_type: MediaType, blob: &StoredBlob) -> Result<Descriptor, ImageError> {
@@ -156,19 +227,12 @@ fn descriptor(media_type: MediaType, blob: &StoredBlob) -> Result<Descriptor, Im
 pub fn manifest(
     recipe: &Recipe,
     config: &StoredBlob,
+    base: Option<&BaseImage>,
     layers: &[LayerBlob],
 ) -> Result<ImageManifest, ImageError> {
-    let layer_descriptors = layers
+    let layer_descriptors = layer_list(base, layers)
         .iter()
-        .map(|l| {
-            descriptor(
-                MediaType::Other(GZIP_LAYER_MEDIA_TYPE.to_string()),
-                &StoredBlob {
-                    digest: l.digest,
-                    size: l.size,
-                },
-            )
-        })
+        .map(|(blob, media_type, _)| descriptor(MediaType::Other(media_type.clone()), blob))
         .collect::<Result<Vec<_>, _>>()?;
     let mut annotations = recipe.annotations.clone();
     annotations.insert(
@@ -183,6 +247,16 @@ pub fn manifest(
         .annotations(to_hash_map(&annotations))
         .build()
         .map_err(spec_err("manifest"))
+}
+
+fn oci_platform(p: &Platform) -> Result<oci_spec::image::Platform, ImageError> {
+    let mut platform = PlatformBuilder::default()
+        .architecture(Arch::from(p.architecture.as_str()))
+        .os(Os::from(p.os.as_str()));
+    if let Some(v) = &p.variant {
+        platform = platform.variant(v.clone());
+    }
+    platform.build().map_err(spec_err("platform"))
 }
 
 /// The empty JSON blob (`{}`) that image-spec 1.1 artifacts use as their config.
@@ -226,19 +300,60 @@ pub fn index(
     manifest: &StoredBlob,
     artifacts: &[(String, StoredBlob)],
 ) -> Result<Vec<u8>, ImageError> {
-    let mut platform = PlatformBuilder::default()
-        .architecture(Arch::from(recipe.platform.architecture.as_str()))
-        .os(Os::from(recipe.platform.os.as_str()));
-    if let Some(v) = &recipe.platform.variant {
-        platform = platform.variant(v.clone());
-    }
     let mut desc = descriptor(MediaType::ImageManifest, manifest)?;
-    desc.set_platform(Some(platform.build().map_err(spec_err("platform"))?));
-    desc.set_annotations(Some(HashMap::from([(
+    desc.set_platform(Some(oci_platform(&recipe.platform)?));
+    layout_index(recipe, desc, artifacts)
+}
+
+/// The image index of a multi-platform build: one manifest per platform, in the
+/// recipe's order, annotated like a manifest (the recipe's annotations and the output
+/// format).
+pub fn platform_index(
+    recipe: &Recipe,
+    manifests: &[(Platform, StoredBlob)],
+) -> Result<Vec<u8>, ImageError> {
+    let mut descriptors = Vec::with_capacity(manifests.len());
+    for (platform, blob) in manifests {
+        let mut d = descriptor(MediaType::ImageManifest, blob)?;
+        d.set_platform(Some(oci_platform(platform)?));
+        descriptors.push(d);
+    }
+    let mut annotations = recipe.annotations.clone();
+    annotations.insert(
+        OUTPUT_FORMAT_ANNOTATION.into(),
+        OUTPUT_FORMAT_VERSION.into(),
+    );
+    let index = ImageIndexBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageIndex)
+        .manifests(descriptors)
+        .annotations(to_hash_map(&annotations))
+        .build()
+        .map_err(spec_err("image index"))?;
+    Ok(canonical_json(&index))
+}
+
+/// `index.json` of a multi-platform layout: the platform index, tagged with the
+/// recipe's name, then every platform's artifacts.
+pub fn index_of_index(
+    recipe: &Recipe,
+    platform_index: &StoredBlob,
+    artifacts: &[(String, StoredBlob)],
+) -> Result<Vec<u8>, ImageError> {
+    let desc = descriptor(MediaType::ImageIndex, platform_index)?;
+    layout_index(recipe, desc, artifacts)
+}
+
+fn layout_index(
+    recipe: &Recipe,
+    mut top: Descriptor,
+    artifacts: &[(String, StoredBlob)],
+) -> Result<Vec<u8>, ImageError> {
+    top.set_annotations(Some(HashMap::from([(
         REF_NAME_ANNOTATION.to_string(),
         recipe.name.clone(),
     )])));
-    let mut manifests = vec![desc];
+    let mut manifests = vec![top];
     for (artifact_type, blob) in artifacts {
         let mut d = descriptor(MediaType::ImageManifest, blob)?;
         d.set_artifact_type(Some(MediaType::Other(artifact_type.clone())));

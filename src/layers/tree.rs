@@ -11,6 +11,7 @@
 //!   again in the same layer.
 
 use super::whiteout::{self, remove_subtree, whiteout, Whiteout};
+use crate::base::fs::{layer_name as base_layer_name, BaseFs, BaseKind};
 use crate::recipe::{Accounts, Diagnostic, ImagePath, LayerSpec, OpKind, Owner, Recipe, Span};
 use crate::resolve::{Content, LockedKind, ResolvedSources, SourceEntryKind};
 use std::collections::BTreeMap;
@@ -102,6 +103,32 @@ enum ViewKind {
 }
 
 impl ImageView {
+    /// The view of a base image's file system, before any recipe layer.
+    fn of_base(base: Option<&BaseFs>) -> Self {
+        let Some(base) = base else {
+            return ImageView::default();
+        };
+        let entries = base
+            .entries
+            .iter()
+            .map(|(key, e)| {
+                let kind = match e.kind {
+                    BaseKind::Dir => ViewKind::Dir,
+                    BaseKind::Symlink { .. } => ViewKind::Symlink,
+                    BaseKind::File { .. } | BaseKind::Other => ViewKind::Other,
+                };
+                let entry = ViewEntry {
+                    kind,
+                    mode: e.mode,
+                    owner: e.owner,
+                    layer: base_layer_name(e.layer),
+                };
+                (key.clone(), entry)
+            })
+            .collect();
+        ImageView { entries }
+    }
+
     fn apply(&mut self, layer: &LayerTree) {
         for key in layer.entries.keys() {
             if let Some(w) = whiteout(key) {
@@ -135,9 +162,14 @@ fn ancestors(key: &str) -> impl Iterator<Item = &str> {
     key.match_indices('/').map(move |(i, _)| &key[..i])
 }
 
-/// Builds every layer's tree: the recipe's layers in order, then the accounts layer.
-pub fn assemble(recipe: &Recipe, sources: &ResolvedSources) -> Result<Vec<LayerTree>, TreeError> {
-    let mut view = ImageView::default();
+/// Builds every layer's tree: the recipe's layers in order, then the accounts layer,
+/// on top of the base image's file system if there is one.
+pub fn assemble(
+    recipe: &Recipe,
+    sources: &ResolvedSources,
+    base: Option<&BaseFs>,
+) -> Result<Vec<LayerTree>, TreeError> {
+    let mut view = ImageView::of_base(base);
     let mut layers = Vec::with_capacity(recipe.layers.len() + 1);
     for spec in &recipe.layers {
         let layer = LayerAssembler::new(recipe, &spec.name, &view).recipe_layer(spec, sources)?;
@@ -581,11 +613,12 @@ impl<'a> LayerAssembler<'a> {
 /// following the same path rules as recipe layers.
 pub fn generated_layer(
     recipe: &Recipe,
+    base: Option<&BaseFs>,
     previous: &[LayerTree],
     name: &str,
     files: Vec<(ImagePath, Arc<[u8]>)>,
 ) -> Result<LayerTree, TreeError> {
-    let mut view = ImageView::default();
+    let mut view = ImageView::of_base(base);
     for layer in previous {
         view.apply(layer);
     }

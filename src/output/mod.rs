@@ -5,7 +5,10 @@
 //! hashed while written and named by that hash; only when the whole layout is written
 //! and synced is it swapped into place with one atomic `renameat2(RENAME_EXCHANGE)`.
 //! An error, Ctrl-C or crash before that leaves the previous output untouched; a lock
-//! file serialises concurrent builds of the same output.
+//! file serialises concurrent builds of the same output. [`archive`] turns a finished
+//! layout into a single-file `oci-archive` or `docker-archive`, published the same way.
+
+pub mod archive;
 
 use crate::digest::{HashingWriter, Sha256Digest};
 use std::fs::{self, File};
@@ -17,6 +20,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub enum OutputError {
     #[error("cannot write {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+    #[error(transparent)]
+    Archive(Box<archive::ArchiveError>),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> OutputError + '_ {
@@ -173,6 +178,60 @@ impl LayoutWriter {
             .expect("the layout lives in the output directory")
             .to_path_buf();
         let layout = self.publish_layout(index_json)?;
+        self.publish_side_files(&out_dir, side_files, stale)?;
+        // The lock is released (and the previous output, now in tmp_dir, removed)
+        // when `self` drops here.
+        Ok(layout)
+    }
+
+    /// Like [`LayoutWriter::publish`], but instead of the layout directory publishes
+    /// one file, `<out>/<name>.tar`, that `write` makes from the finished layout
+    /// (see [`archive`]); it replaces any previous one atomically.
+    pub fn publish_archive(
+        self,
+        index_json: &[u8],
+        write: impl FnOnce(&Path, &mut BufWriter<File>) -> Result<(), archive::ArchiveError>,
+        side_files: &[(String, std::sync::Arc<[u8]>)],
+        stale: &[String],
+    ) -> Result<PathBuf, OutputError> {
+        let out_dir = self
+            .final_dir
+            .parent()
+            .expect("the layout lives in the output directory")
+            .to_path_buf();
+        self.finish_layout(index_json)?;
+        let mut dest = self.final_dir.clone().into_os_string();
+        dest.push(".tar");
+        let dest = PathBuf::from(dest);
+        let tmp = tempfile::Builder::new()
+            .prefix(".cairn-tmp-")
+            .tempfile_in(&out_dir)
+            .map_err(io_err(&out_dir))?;
+        let (file, tmp_path) = tmp.into_parts();
+        let mut out = BufWriter::with_capacity(1 << 20, file);
+        write(&self.tmp_dir, &mut out).map_err(|e| OutputError::Archive(Box::new(e)))?;
+        let file = out
+            .into_inner()
+            .map_err(|e| io_err(&dest)(e.into_error()))?;
+        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
+            .and_then(|()| file.sync_all())
+            .map_err(io_err(&dest))?;
+        tmp_path
+            .persist(&dest)
+            .map_err(|e| io_err(&dest)(e.error))?;
+        File::open(&out_dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(&out_dir))?;
+        self.publish_side_files(&out_dir, side_files, stale)?;
+        Ok(dest)
+    }
+
+    fn publish_side_files(
+        &self,
+        out_dir: &Path,
+        side_files: &[(String, std::sync::Arc<[u8]>)],
+        stale: &[String],
+    ) -> Result<(), OutputError> {
         for (name, bytes) in side_files {
             let path = out_dir.join(name);
             write_file_atomically(&path, bytes).map_err(io_err(&path))?;
@@ -187,12 +246,11 @@ impl LayoutWriter {
                 _ => {}
             }
         }
-        // The lock is released (and the previous output, now in tmp_dir, removed)
-        // when `self` drops here.
-        Ok(layout)
+        Ok(())
     }
 
-    fn publish_layout(&self, index_json: &[u8]) -> Result<PathBuf, OutputError> {
+    /// Writes `index.json` and `oci-layout` and syncs the temporary layout.
+    fn finish_layout(&self, index_json: &[u8]) -> Result<(), OutputError> {
         let scratch = self.tmp_dir.join(".staging");
         if scratch.exists() {
             fs::remove_dir_all(&scratch).map_err(io_err(&scratch))?;
@@ -205,6 +263,11 @@ impl LayoutWriter {
                 .and_then(|d| d.sync_all())
                 .map_err(io_err(dir))?;
         }
+        Ok(())
+    }
+
+    fn publish_layout(&self, index_json: &[u8]) -> Result<PathBuf, OutputError> {
+        self.finish_layout(index_json)?;
         if self.final_dir.exists() {
             exchange(&self.tmp_dir, &self.final_dir)?;
             // tmp_dir now holds the previous output; Drop removes it.

@@ -2,6 +2,7 @@
 //! [`Recipe`], or a [`Diagnostic`] naming file, line and column with a hint.
 
 mod accounts;
+mod base;
 mod config;
 mod context;
 mod diagnostic;

@@ -29,7 +29,16 @@ pub struct Recipe {
     pub name: String,
     /// `epoch:` from the recipe; the build falls back to SOURCE_DATE_EPOCH, then 0.
     pub epoch: Option<u64>,
+    /// The platform of a single-platform recipe; the first of `platforms:` otherwise.
     pub platform: Platform,
+    /// Every platform to build, in the order written: `[platform]` unless the recipe
+    /// has `platforms:`.
+    pub platforms: Vec<Platform>,
+    /// Whether the recipe has `platforms:`: the output is then an image index over one
+    /// image per platform (even for a list of one).
+    pub multi_platform: bool,
+    /// The image the recipe builds on, if any.
+    pub base: Option<BaseSpec>,
     /// Keyed by source name; sorted so iteration order never depends on the YAML.
     pub sources: BTreeMap<String, SourceSpec>,
     pub layers: Vec<LayerSpec>,
@@ -40,11 +49,73 @@ pub struct Recipe {
     pub sbom: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Platform {
     pub os: String,
     pub architecture: String,
     pub variant: Option<String>,
+}
+
+impl std::fmt::Display for Platform {
+    /// `os/arch` or `os/arch/variant`, as written in a recipe.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        if let Some(v) = &self.variant {
+            write!(f, "/{v}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The placeholder in a source path that each platform fills with its architecture.
+pub const ARCH_PLACEHOLDER: &str = "{arch}";
+
+/// `base:` — the image the recipe's layers go on top of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseSpec {
+    pub source: BaseSource,
+    /// The pin: the digest of the manifest or index, from `digest:` or the `@sha256:`
+    /// of a `ref:` (the lock file may pin it otherwise).
+    pub digest: Option<Sha256Digest>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BaseSource {
+    /// An OCI image layout directory, relative to the recipe file.
+    Layout { path: String },
+    /// An image in a registry.
+    Registry(ImageRef),
+}
+
+impl BaseSource {
+    /// How the base is named in the lock file, errors and attestations:
+    /// `layout:<path>` or `<registry>/<repository>[:<tag>]` (never a digest).
+    pub fn reference(&self) -> String {
+        match self {
+            BaseSource::Layout { path } => format!("layout:{path}"),
+            BaseSource::Registry(r) => r.to_string(),
+        }
+    }
+}
+
+/// `REGISTRY/REPOSITORY[:TAG]` without a digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageRef {
+    /// Host with an optional port (`registry.example`, `127.0.0.1:5000`).
+    pub registry: String,
+    pub repository: String,
+    pub tag: Option<String>,
+}
+
+impl std::fmt::Display for ImageRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.registry, self.repository)?;
+        if let Some(t) = &self.tag {
+            write!(f, ":{t}")?;
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -6,7 +6,7 @@ use super::context::{non_empty_key, span_of, string_map, Cx};
 use super::model::{Platform, Span};
 use super::raw::{RawRecipe, Text};
 use super::values::{self, Invalid};
-use super::{accounts, config, layers, sources, yaml_error};
+use super::{accounts, base, config, layers, sources, yaml_error};
 use super::{Diagnostic, Recipe, RecipeFile};
 use serde_saphyr::Spanned;
 use std::path::{Path, PathBuf};
@@ -60,10 +60,8 @@ pub fn parse(file: RecipeFile) -> Result<Recipe, Diagnostic> {
         "add the image name, e.g. `name: hello`",
     )?;
     cx.check(&name, |n| values::image_name(n))?;
-    let platform = match raw.platform {
-        Some(platform) => cx.check(&platform, |p| values::platform(p))?,
-        None => default_platform(),
-    };
+    let (platforms, multi_platform) = platforms(&cx, raw.platform, raw.platforms)?;
+    let base = base::parse(&cx, raw.base)?;
     let sources = sources::parse(&cx, raw.sources)?;
     let layers = layers::parse(&cx, raw.layers, recipe_at, &sources)?;
     let accounts = accounts::parse(&cx, raw.accounts)?;
@@ -72,7 +70,10 @@ pub fn parse(file: RecipeFile) -> Result<Recipe, Diagnostic> {
     Ok(Recipe {
         name: name.value,
         epoch: raw.epoch.map(|e| e.value),
-        platform,
+        platform: platforms[0].clone(),
+        platforms,
+        multi_platform,
+        base,
         sources,
         layers,
         accounts,
@@ -89,6 +90,40 @@ fn read(file: &RecipeFile) -> Result<Option<Spanned<RawRecipe>>, Diagnostic> {
     options.strict_booleans = true;
     serde_saphyr::from_str_with_options(&file.text, options)
         .map_err(|err| yaml_error::diagnostic(file, &err))
+}
+
+/// `platform: os/arch` or `platforms: [os/arch, ...]` (not both); the platforms and
+/// whether the recipe asked for several.
+fn platforms(
+    cx: &Cx,
+    platform: Option<Text>,
+    platforms: Option<Spanned<Vec<Text>>>,
+) -> Result<(Vec<Platform>, bool), Diagnostic> {
+    match (platform, platforms) {
+        (Some(_), Some(list)) => Err(cx
+            .error(span_of(&list), "the recipe has both `platform` and `platforms`")
+            .with_hint("use `platform: linux/amd64` for one image, or `platforms: [linux/amd64, linux/arm64]` for an image index over several")),
+        (Some(p), None) => Ok((vec![cx.check(&p, |p| values::platform(p))?], false)),
+        (None, None) => Ok((vec![default_platform()], false)),
+        (None, Some(list)) => {
+            if list.value.is_empty() {
+                return Err(cx
+                    .error(span_of(&list), "`platforms` is empty")
+                    .with_hint("list at least one platform, e.g. `platforms: [linux/amd64, linux/arm64]`"));
+            }
+            let mut out: Vec<Platform> = Vec::new();
+            for p in &list.value {
+                let platform = cx.check(p, |p| values::platform(p))?;
+                if out.contains(&platform) {
+                    return Err(cx
+                        .error(span_of(p), format!("platform `{platform}` is listed twice"))
+                        .with_hint("list each platform once"));
+                }
+                out.push(platform);
+            }
+            Ok((out, true))
+        }
+    }
 }
 
 /// The default platform is fixed, never the host's, so that a recipe means the

@@ -19,6 +19,8 @@ pub(super) struct RawRecipe {
     pub name: Option<Text>,
     pub epoch: Option<Spanned<u64>>,
     pub platform: Option<Text>,
+    pub platforms: Option<Spanned<Vec<Text>>>,
+    pub base: Option<Spanned<RawBase>>,
     pub sources: Option<Spanned<SpannedMap<Spanned<RawSource>>>>,
     pub layers: Option<Spanned<Vec<Spanned<RawLayer>>>>,
     pub accounts: Option<RawAccounts>,
@@ -35,6 +37,15 @@ pub(super) struct RawSource {
     pub sha256: Option<Text>,
     pub license: Option<Text>,
     pub signature: Option<Spanned<RawSignature>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBase {
+    pub layout: Option<Text>,
+    #[serde(rename = "ref")]
+    pub reference: Option<Text>,
+    pub digest: Option<Text>,
 }
 
 #[derive(Debug, Deserialize)]

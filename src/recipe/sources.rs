@@ -4,7 +4,7 @@
 //! signature itself is checked when the source is resolved).
 
 use super::context::{span_of, Cx};
-use super::model::{SignatureSpec, SourceKind, SourceSpec};
+use super::model::{SignatureSpec, SourceKind, SourceSpec, ARCH_PLACEHOLDER};
 use super::raw::{RawSignature, RawSource, SpannedMap};
 use super::values::{item_name, Invalid};
 use super::Diagnostic;
@@ -69,8 +69,25 @@ fn parse_source(
                         .hint("copy the digest from `sha256sum <file>` (64 hex digits)")
                 })
             })
+            .map(|value| Spanned {
+                value,
+                referenced: digest.referenced,
+                defined: digest.defined,
+            })
         })
         .transpose()?;
+    if let (Some(digest), true) = (&sha256, path.value.contains(ARCH_PLACEHOLDER)) {
+        return Err(cx
+            .error(
+                span_of(digest),
+                format!(
+                    "source `{}` has `{ARCH_PLACEHOLDER}` in its path, so each platform reads a different file, but `sha256` pins one",
+                    name.value
+                ),
+            )
+            .with_hint("drop `sha256:`; `cairn lock` pins each platform's file in the lock file"));
+    }
+    let sha256 = sha256.map(|d| d.value);
     let license = license
         .map(|l| {
             cx.check(&l, |text| license_expression(text))
@@ -125,7 +142,7 @@ fn parse_signature(
 /// Source, signature and key paths are relative to the recipe file (they may point
 /// outside its directory), never absolute, so that a recipe builds the same on any
 /// machine. `what` names the path in messages, `example` shows a good one.
-fn relative_path(what: &str, path: &str, example: &str) -> Result<(), Invalid> {
+pub(super) fn relative_path(what: &str, path: &str, example: &str) -> Result<(), Invalid> {
     if path.is_empty() {
         return Err(Invalid::new(format!("{what} is empty")).hint(format!(
             "write the {what} relative to the recipe file, e.g. `{example}`"

@@ -15,7 +15,12 @@ pub const LOCK_VERSION: u32 = 1;
 #[serde(deny_unknown_fields)]
 pub struct Lockfile {
     pub cairn_lock: u32,
+    /// Keyed by source name; a source with `{arch}` in its path has one entry per
+    /// platform, keyed `<name>@<os>/<arch>[/<variant>]` (see [`source_lock_key`]).
     pub sources: BTreeMap<String, LockedSource>,
+    /// The base image's pinned digest, when the recipe has a base.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<LockedBase>,
 }
 
 impl Default for Lockfile {
@@ -23,7 +28,33 @@ impl Default for Lockfile {
         Lockfile {
             cairn_lock: LOCK_VERSION,
             sources: BTreeMap::new(),
+            base: None,
         }
+    }
+}
+
+/// `"base": {"reference": "registry.example/debian:12", "digest": "sha256:…"}`: the
+/// digest (a manifest or an index) the reference resolved to when it was pinned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockedBase {
+    /// `layout:<path>` or `registry/repository[:tag]`, as the recipe names the base.
+    pub reference: String,
+    pub digest: Sha256Digest,
+}
+
+/// The lock file key of source `name` when building for `platform`: the name itself,
+/// or `<name>@<platform>` for a source whose path has `{arch}` (each platform reads
+/// its own file, so each is pinned on its own).
+pub fn source_lock_key(
+    name: &str,
+    per_platform: bool,
+    platform: &crate::recipe::Platform,
+) -> String {
+    if per_platform {
+        format!("{name}@{platform}")
+    } else {
+        name.to_string()
     }
 }
 

@@ -11,6 +11,7 @@
 pub mod archive;
 mod host;
 pub mod lock;
+pub mod platforms;
 pub mod signature;
 pub mod tree;
 

@@ -14,6 +14,7 @@ use anyhow::{bail, Context, Result};
 /// has no shared libraries.
 const TEST_TOOLS: &[(&str, &str)] = &[
     ("skopeo", "skopeo"),
+    ("podman", "podman"),
     ("umoci", "umoci"),
     ("runc", "runc"),
     ("busybox-static", "busybox"),

@@ -14,8 +14,8 @@
 //! not dependencies, so they stay out of the dependency graph.
 
 use super::{
-    document_digest, octal_mode, pseudo_suppliers, purl, to_json, trace, uuid_v5, SbomInput,
-    Supplier,
+    base_purl, document_digest, octal_mode, pseudo_suppliers, purl, to_json, trace, uuid_v5,
+    SbomInput, Supplier,
 };
 use crate::attest::contents::{FileOrigin, ImageFile, SourceInfo};
 use crate::image::rfc3339;
@@ -133,6 +133,20 @@ pub fn cyclonedx_json(input: &SbomInput) -> Vec<u8> {
         .iter()
         .map(|s| source_component(s, &files))
         .collect();
+    if let Some(base) = &contents.base {
+        suppliers.push(Component {
+            kind: "container",
+            bom_ref: Some(bom_ref(Supplier::Base)),
+            name: base.reference.clone(),
+            version: Some(base.manifest_digest.to_string()),
+            description: Some("the base image".to_string()),
+            hashes: vec![sha256(base.manifest_digest.hex())],
+            purl: Some(base_purl(base)),
+            properties: vec![property("cairn:pinned", &base.pinned.to_string())],
+            evidence: occurrences(Supplier::Base, &files),
+            ..Component::default()
+        });
+    }
     let (from_recipe, from_accounts) = pseudo_suppliers(contents);
     if from_recipe {
         suppliers.push(Component {
@@ -216,6 +230,7 @@ fn bom_ref(supplier: Supplier) -> String {
         Supplier::Source(name) => format!("source:{name}"),
         Supplier::Recipe => "recipe".to_string(),
         Supplier::Accounts => "accounts".to_string(),
+        Supplier::Base => "base".to_string(),
     }
 }
 
@@ -293,6 +308,12 @@ fn file_component(file: &ImageFile) -> Component {
             properties.push(property("cairn:origin", "recipe"));
             properties.push(property("cairn:owner", &owner(file)));
             properties.push(property("cairn:recipe-line", &line.to_string()));
+            properties.push(property("cairn:size", &file.size.to_string()));
+        }
+        FileOrigin::Base => {
+            properties.push(property("cairn:mode", &octal_mode(file.mode)));
+            properties.push(property("cairn:origin", "base"));
+            properties.push(property("cairn:owner", &owner(file)));
             properties.push(property("cairn:size", &file.size.to_string()));
         }
         FileOrigin::Accounts => {

@@ -15,7 +15,7 @@ mod spdx;
 pub use cyclonedx::cyclonedx_json;
 pub use spdx::spdx_json;
 
-use crate::attest::contents::{FileOrigin, ImageContents, ImageFile, SourceInfo};
+use crate::attest::contents::{BaseInfo, FileOrigin, ImageContents, ImageFile, SourceInfo};
 use crate::digest::Sha256Digest;
 use crate::resolve::LockedKind;
 use serde::Serialize;
@@ -82,6 +82,8 @@ enum Supplier<'a> {
     Recipe,
     /// `/etc/passwd` and `/etc/group` generated from `accounts:`.
     Accounts,
+    /// A layer of the base image.
+    Base,
 }
 
 impl<'a> Supplier<'a> {
@@ -90,6 +92,7 @@ impl<'a> Supplier<'a> {
             FileOrigin::Source { name, .. } => Supplier::Source(name),
             FileOrigin::Recipe { .. } => Supplier::Recipe,
             FileOrigin::Accounts => Supplier::Accounts,
+            FileOrigin::Base => Supplier::Base,
         }
     }
 }
@@ -125,7 +128,55 @@ fn trace(file: &ImageFile) -> String {
         ),
         FileOrigin::Recipe { line } => format!("layer={layer} origin=recipe recipe-line={line}"),
         FileOrigin::Accounts => format!("layer={layer} origin=accounts"),
+        FileOrigin::Base => format!("layer={layer} origin=base"),
     }
+}
+
+/// The purl of the base image (purl type `oci`): the repository's last component as
+/// the name, the manifest digest as the version, and for a registry image the
+/// `repository_url` qualifier.
+fn base_purl(base: &BaseInfo) -> String {
+    let (location, name) = match base.reference.strip_prefix("layout:") {
+        Some(path) => (
+            None,
+            path.trim_end_matches('/')
+                .rsplit('/')
+                .next()
+                .unwrap_or(path),
+        ),
+        None => {
+            let without_tag = match base.reference.rsplit_once(':') {
+                Some((head, tag)) if !tag.contains('/') => head,
+                _ => base.reference.as_str(),
+            };
+            (
+                Some(without_tag),
+                without_tag.rsplit('/').next().unwrap_or(without_tag),
+            )
+        }
+    };
+    let mut purl = format!(
+        "pkg:oci/{}@sha256%3A{}",
+        percent_encode(&name.to_ascii_lowercase()),
+        base.manifest_digest.hex()
+    );
+    if let Some(url) = location {
+        purl.push_str(&format!("?repository_url={}", percent_encode_url(url)));
+    }
+    purl
+}
+
+/// Percent-encodes a qualifier value, keeping `/` and `:` readable.
+fn percent_encode_url(s: &str) -> String {
+    s.split('/')
+        .map(|part| {
+            part.split(':')
+                .map(percent_encode)
+                .collect::<Vec<_>>()
+                .join(":")
+        })
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// `pkg:generic/<name>?checksum=sha256:<hex>` for a source whose digest is the SHA-256
@@ -284,7 +335,11 @@ pub(crate) mod test_support {
                 license: None,
             },
         ];
-        ImageContents { files, sources }
+        ImageContents {
+            files,
+            sources,
+            base: None,
+        }
     }
 
     pub fn sha1_index(contents: &ImageContents) -> Sha1Index {
@@ -396,6 +451,31 @@ mod tests {
                 "layer=app origin=source source=app recipe-line=25",
                 "layer=app origin=source source=site_files recipe-line=28 member=index.html",
             ]
+        );
+    }
+
+    #[test]
+    fn base_purls_name_the_repository_and_the_manifest_digest() {
+        let digest = Sha256Digest::of(b"m");
+        let registry = BaseInfo {
+            reference: "127.0.0.1:5000/lib/debian:12".into(),
+            manifest_digest: digest,
+            pinned: digest,
+        };
+        assert_eq!(
+            base_purl(&registry),
+            format!(
+                "pkg:oci/debian@sha256%3A{}?repository_url=127.0.0.1:5000/lib/debian",
+                digest.hex()
+            )
+        );
+        let layout = BaseInfo {
+            reference: "layout:images/Base/".into(),
+            ..registry
+        };
+        assert_eq!(
+            base_purl(&layout),
+            format!("pkg:oci/base@sha256%3A{}", digest.hex())
         );
     }
 

@@ -6,15 +6,17 @@
 //! SHA1 and SHA256 checksums, and two relationships: `SPDXRef-Image CONTAINS` it and it
 //! is `GENERATED_FROM` the package that supplied it: one per source
 //! (`SPDXRef-Source-<name>`), plus `SPDXRef-Recipe` (inline recipe content) and
-//! `SPDXRef-Accounts` (`accounts:`) when a file came from them. The image is
+//! `SPDXRef-Accounts` (`accounts:`) when a file came from them, and `SPDXRef-BaseImage`
+//! (purpose CONTAINER, the base's manifest digest and `oci` purl) for a base image. The image is
 //! `GENERATED_FROM` each of those packages. Source packages have `filesAnalyzed: false`:
 //! they are described by their digest, not by the subset of their members that made it
 //! into the image. Each file's `comment` carries its trace (`cairn: layer=... origin=...`).
 
 use super::{
-    document_digest, pseudo_suppliers, purl, to_json, trace, SbomError, SbomInput, Supplier,
+    base_purl, document_digest, pseudo_suppliers, purl, to_json, trace, SbomError, SbomInput,
+    Supplier,
 };
-use crate::attest::contents::{ImageFile, SourceInfo};
+use crate::attest::contents::{BaseInfo, ImageFile, SourceInfo};
 use crate::image::rfc3339;
 use crate::resolve::LockedKind;
 use serde::Serialize;
@@ -26,6 +28,7 @@ const DOCUMENT_ID: &str = "SPDXRef-DOCUMENT";
 const IMAGE_ID: &str = "SPDXRef-Image";
 const RECIPE_ID: &str = "SPDXRef-Recipe";
 const ACCOUNTS_ID: &str = "SPDXRef-Accounts";
+const BASE_ID: &str = "SPDXRef-BaseImage";
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -143,6 +146,7 @@ pub fn spdx_json(input: &SbomInput) -> Result<Vec<u8>, SbomError> {
         .collect::<Result<Vec<String>, _>>()?;
 
     let mut packages = vec![image_package(input, &sha1s)];
+    packages.extend(contents.base.iter().map(base_package));
     packages.extend(contents.sources.iter().map(source_package));
     let (from_recipe, from_accounts) = pseudo_suppliers(contents);
     if from_recipe {
@@ -283,6 +287,27 @@ fn source_package(source: &SourceInfo) -> Package {
     }
 }
 
+/// The base image: a CONTAINER package with its manifest digest and `oci` purl.
+fn base_package(base: &BaseInfo) -> Package {
+    Package {
+        checksums: vec![checksum("SHA256", base.manifest_digest.hex())],
+        external_refs: vec![ExternalRef {
+            reference_category: "PACKAGE-MANAGER",
+            reference_type: "purl",
+            reference_locator: base_purl(base),
+        }],
+        ..pseudo_package(
+            BASE_ID,
+            &base.reference,
+            "CONTAINER",
+            format!(
+                "cairn: base image manifest={} pinned={} reference={}",
+                base.manifest_digest, base.pinned, base.reference
+            ),
+        )
+    }
+}
+
 fn pseudo_package(id: &str, name: &str, purpose: &'static str, comment: String) -> Package {
     Package {
         spdx_id: id.to_string(),
@@ -306,6 +331,7 @@ fn supplier_id(supplier: Supplier) -> String {
         Supplier::Source(name) => format!("SPDXRef-Source-{}", id_string(name)),
         Supplier::Recipe => RECIPE_ID.to_string(),
         Supplier::Accounts => ACCOUNTS_ID.to_string(),
+        Supplier::Base => BASE_ID.to_string(),
     }
 }
 

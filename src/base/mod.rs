@@ -1,0 +1,377 @@
+//! Base images: reading the image a recipe builds on, from an OCI layout
+//! ([`LayoutStore`]) or a registry, through one [`BaseStore`] interface.
+//!
+//! [`select`] fetches the pinned manifest or index (verified against its digest),
+//! picks the manifest for the platform being built and reads its config;
+//! [`copy_layers`] streams each layer blob byte for byte into the output layout
+//! (never recompressed) while decompressing it once to check its `diff_id` and to read
+//! the file system ([`BaseFs`]) the recipe's layers go on top of.
+
+pub mod fs;
+mod layout;
+pub mod media;
+pub mod pin;
+mod registry;
+
+pub use fs::{BaseEntry, BaseFs, BaseKind};
+pub use layout::LayoutStore;
+pub use media::{layer_compression, Compression};
+pub use registry::RegistryStore;
+
+use crate::digest::{HashingReader, Sha256Digest};
+use crate::output::{LayoutWriter, OutputError};
+use crate::recipe::Platform;
+use oci_spec::image::ImageConfiguration;
+use serde::Serialize;
+use std::io::{self, Read, Write};
+
+/// Where base image manifests and blobs come from.
+pub trait BaseStore {
+    /// The digest the reference names now: a layout's one image, a registry tag.
+    fn resolve(&self) -> Result<Sha256Digest, BaseError>;
+    /// The bytes of the manifest or index `digest` (checked by the caller).
+    fn manifest(&self, digest: &Sha256Digest) -> Result<Vec<u8>, BaseError>;
+    /// A blob's bytes as a stream (checked by the caller as it reads).
+    fn blob(&self, digest: &Sha256Digest) -> Result<Box<dyn Read + '_>, BaseError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BaseError {
+    #[error("cannot read {what}: {source}")]
+    Io { what: String, source: io::Error },
+    #[error("the base image has no {what} {digest}")]
+    Missing {
+        what: &'static str,
+        digest: Sha256Digest,
+    },
+    #[error(
+        "the base image's {what} does not match its digest: expected {expected}, found {actual}"
+    )]
+    DigestMismatch {
+        what: String,
+        expected: Sha256Digest,
+        actual: Sha256Digest,
+    },
+    #[error("the base image is not valid: {0}")]
+    Invalid(String),
+    #[error("the base image has no manifest for {platform}; it has {available}")]
+    NoPlatform { platform: String, available: String },
+    #[error("the base's {what} cannot be written into the output: {source}")]
+    Output { what: String, source: OutputError },
+    #[error("{0}")]
+    Registry(String),
+}
+
+impl BaseError {
+    pub fn hint(&self) -> &'static str {
+        match self {
+            BaseError::Missing { .. } => "the base image is incomplete: copy it again in full (e.g. `skopeo copy --all`)",
+            BaseError::DigestMismatch { .. } => "the base image changed or is corrupt: fetch it again, or pin the digest it has now if that is intended",
+            BaseError::NoPlatform { .. } => "build for a platform the base image has, or use a base image for this platform",
+            BaseError::Io { .. } => "`layout:` names an OCI image layout directory (with `index.json` and `blobs/`), relative to the recipe file, e.g. one written by `skopeo copy docker://... oci:DIR`",
+            _ => "check the `base:` of the recipe",
+        }
+    }
+}
+
+/// A layer of the base image as its manifest and config describe it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BaseLayer {
+    pub digest: Sha256Digest,
+    pub size: u64,
+    pub media_type: String,
+    pub diff_id: Sha256Digest,
+}
+
+/// The base image for one platform.
+#[derive(Debug, Clone)]
+pub struct BaseImage {
+    /// `layout:<path>` or `registry/repository[:tag]`, as in the lock file.
+    pub reference: String,
+    /// The pinned digest (a manifest, or the index the manifest was chosen from).
+    pub pinned: Sha256Digest,
+    /// This platform's manifest.
+    pub manifest_digest: Sha256Digest,
+    pub config: ImageConfiguration,
+    pub layers: Vec<BaseLayer>,
+}
+
+fn parse_json(what: &str, bytes: &[u8]) -> Result<serde_json::Value, BaseError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| BaseError::Invalid(format!("{what} is not JSON: {e}")))
+}
+
+fn fetch_manifest(
+    store: &dyn BaseStore,
+    digest: &Sha256Digest,
+) -> Result<serde_json::Value, BaseError> {
+    let bytes = store.manifest(digest)?;
+    let actual = Sha256Digest::of(&bytes);
+    if actual != *digest {
+        return Err(BaseError::DigestMismatch {
+            what: "manifest".into(),
+            expected: *digest,
+            actual,
+        });
+    }
+    parse_json(&format!("manifest {digest}"), &bytes)
+}
+
+fn media_type_of(doc: &serde_json::Value) -> &str {
+    match doc["mediaType"].as_str() {
+        Some(m) => m,
+        None if doc.get("manifests").is_some() => media::OCI_INDEX,
+        None => media::OCI_MANIFEST,
+    }
+}
+
+fn descriptor_digest(d: &serde_json::Value, what: &str) -> Result<Sha256Digest, BaseError> {
+    d["digest"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| BaseError::Invalid(format!("{what} has no sha256 `digest`")))
+}
+
+fn platform_of(d: &serde_json::Value) -> Option<Platform> {
+    let p = d.get("platform")?;
+    Some(Platform {
+        os: p["os"].as_str()?.to_string(),
+        architecture: p["architecture"].as_str()?.to_string(),
+        variant: p["variant"].as_str().map(str::to_string),
+    })
+}
+
+/// The manifest of `index` for `platform`: an exact match, or the one manifest for
+/// the same os and architecture when the recipe names no variant (`linux/arm64`
+/// matches `linux/arm64/v8`).
+fn choose_platform(
+    index: &serde_json::Value,
+    platform: &Platform,
+) -> Result<Sha256Digest, BaseError> {
+    let manifests = index["manifests"].as_array().cloned().unwrap_or_default();
+    let candidates: Vec<(&serde_json::Value, Platform)> = manifests
+        .iter()
+        .filter(|d| media::is_manifest(media_type_of(d)) || d.get("mediaType").is_none())
+        .filter_map(|d| platform_of(d).map(|p| (d, p)))
+        .collect();
+    let exact: Vec<_> = candidates.iter().filter(|(_, p)| p == platform).collect();
+    let loose: Vec<_> = candidates
+        .iter()
+        .filter(|(_, p)| {
+            platform.variant.is_none()
+                && p.os == platform.os
+                && p.architecture == platform.architecture
+        })
+        .collect();
+    let chosen = match (exact.as_slice(), loose.as_slice()) {
+        ([one, ..], _) | ([], [one]) => one.0,
+        _ => {
+            let mut available: Vec<String> =
+                candidates.iter().map(|(_, p)| p.to_string()).collect();
+            available.sort();
+            available.dedup();
+            return Err(BaseError::NoPlatform {
+                platform: platform.to_string(),
+                available: if available.is_empty() {
+                    "no platform manifests".into()
+                } else {
+                    available.join(", ")
+                },
+            });
+        }
+    };
+    descriptor_digest(chosen, "an index entry")
+}
+
+/// Reads the base pinned at `pinned` for `platform`: the manifest (through the index
+/// if `pinned` is one) and its config, each checked against its digest.
+pub fn select(
+    store: &dyn BaseStore,
+    reference: &str,
+    pinned: Sha256Digest,
+    platform: &Platform,
+) -> Result<BaseImage, BaseError> {
+    let top = fetch_manifest(store, &pinned)?;
+    let (manifest_digest, manifest) = if media::is_index(media_type_of(&top)) {
+        let digest = choose_platform(&top, platform)?;
+        (digest, fetch_manifest(store, &digest)?)
+    } else {
+        (pinned, top)
+    };
+    let media_type = media_type_of(&manifest);
+    if !media::is_manifest(media_type) {
+        return Err(BaseError::Invalid(format!(
+            "manifest {manifest_digest} has media type `{media_type}`, not an image manifest"
+        )));
+    }
+    let config_desc = &manifest["config"];
+    let config_digest = descriptor_digest(config_desc, "the manifest's config")?;
+    let mut config_bytes = Vec::new();
+    let mut reader = HashingReader::new(store.blob(&config_digest)?);
+    reader
+        .read_to_end(&mut config_bytes)
+        .map_err(|source| BaseError::Io {
+            what: format!("config {config_digest}"),
+            source,
+        })?;
+    let (actual, _) = reader.finish();
+    if actual != config_digest {
+        return Err(BaseError::DigestMismatch {
+            what: "config".into(),
+            expected: config_digest,
+            actual,
+        });
+    }
+    let config: ImageConfiguration = serde_json::from_slice(&config_bytes)
+        .map_err(|e| BaseError::Invalid(format!("config {config_digest}: {e}")))?;
+    let config_platform = Platform {
+        os: config.os().to_string(),
+        architecture: config.architecture().to_string(),
+        variant: config.variant().clone(),
+    };
+    if config_platform.os != platform.os || config_platform.architecture != platform.architecture {
+        return Err(BaseError::NoPlatform {
+            platform: platform.to_string(),
+            available: format!("only {config_platform} (manifest {manifest_digest})"),
+        });
+    }
+    let diff_ids = config.rootfs().diff_ids();
+    let layer_descs = manifest["layers"].as_array().cloned().unwrap_or_default();
+    if diff_ids.len() != layer_descs.len() {
+        return Err(BaseError::Invalid(format!(
+            "manifest {manifest_digest} lists {} layers, its config {} diff_ids",
+            layer_descs.len(),
+            diff_ids.len()
+        )));
+    }
+    let mut layers = Vec::with_capacity(layer_descs.len());
+    for (d, diff_id) in layer_descs.iter().zip(diff_ids) {
+        let media_type = d["mediaType"].as_str().unwrap_or_default().to_string();
+        if layer_compression(&media_type).is_none() {
+            return Err(BaseError::Invalid(format!(
+                "layer {} has media type `{media_type}`, which cairn cannot read",
+                d["digest"]
+            )));
+        }
+        layers.push(BaseLayer {
+            digest: descriptor_digest(d, "a layer")?,
+            size: d["size"].as_u64().unwrap_or_default(),
+            media_type,
+            diff_id: diff_id.parse().map_err(|_| {
+                BaseError::Invalid(format!("config diff_id `{diff_id}` is not a sha256 digest"))
+            })?,
+        });
+    }
+    Ok(BaseImage {
+        reference: reference.to_string(),
+        pinned,
+        manifest_digest,
+        config,
+        layers,
+    })
+}
+
+/// Passes everything read through to `copy` as well.
+struct Tee<R, W> {
+    inner: R,
+    copy: W,
+}
+
+impl<R: Read, W: Write> Read for Tee<R, W> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.copy.write_all(&buf[..n])?;
+        Ok(n)
+    }
+}
+
+/// Decompresses one layer from `raw` into `fs`; gives its diff_id.
+fn read_layer(
+    raw: &mut impl Read,
+    media_type: &str,
+    index: usize,
+    fs: &mut BaseFs,
+) -> Result<Sha256Digest, fs::BaseFsError> {
+    let decoded: Box<dyn Read + '_> = match layer_compression(media_type) {
+        Some(Compression::Gzip) => Box::new(flate2::read::GzDecoder::new(raw)),
+        Some(Compression::Zstd) => Box::new(zstd::Decoder::new(raw)?),
+        _ => Box::new(raw),
+    };
+    let mut hashing = HashingReader::new(decoded);
+    fs.apply_layer(index, &mut hashing)?;
+    io::copy(&mut hashing, &mut io::sink())?;
+    Ok(hashing.finish().0)
+}
+
+/// Copies every layer of `base` into `layout` unchanged, checking each blob against
+/// its digest and size and its content against its `diff_id`, and reads the base
+/// file system from them. The config is not copied: the built image has its own.
+pub fn copy_layers(
+    store: &dyn BaseStore,
+    base: &BaseImage,
+    layout: &LayoutWriter,
+) -> Result<BaseFs, BaseError> {
+    let mut base_fs = BaseFs::default();
+    for (index, layer) in base.layers.iter().enumerate() {
+        let what = || format!("layer {} ({})", layer.digest, fs::layer_name(index));
+        let io_err = |source| BaseError::Io {
+            what: what(),
+            source,
+        };
+        let output = |source| BaseError::Output {
+            what: what(),
+            source,
+        };
+        let mut writer = layout.blob_writer().map_err(output)?;
+        let read = {
+            let mut raw = Tee {
+                inner: store.blob(&layer.digest)?,
+                copy: &mut writer,
+            };
+            let read = read_layer(&mut raw, &layer.media_type, index, &mut base_fs);
+            // Hash the rest of the raw blob whatever the decoder made of it: damaged
+            // bytes are reported as a digest mismatch, not as the decoding error the
+            // damage happened to cause.
+            io::copy(&mut raw, &mut io::sink()).map_err(io_err)?;
+            read
+        };
+        let stored = layout.commit_blob(writer).map_err(output)?;
+        if stored.digest != layer.digest || stored.size != layer.size {
+            return Err(BaseError::DigestMismatch {
+                what: format!("layer {}", fs::layer_name(index)),
+                expected: layer.digest,
+                actual: stored.digest,
+            });
+        }
+        let diff_id = read.map_err(|e| BaseError::Invalid(format!("{}: {e}", what())))?;
+        if diff_id != layer.diff_id {
+            return Err(BaseError::DigestMismatch {
+                what: format!("uncompressed layer {} (diff_id)", fs::layer_name(index)),
+                expected: layer.diff_id,
+                actual: diff_id,
+            });
+        }
+    }
+    Ok(base_fs)
+}
+
+/// The store a recipe's `base:` reads from. Layout paths are relative to
+/// `recipe_dir`; a registry base needs `client` and keeps downloads in `scratch`.
+pub fn open_store<'c>(
+    recipe_dir: &std::path::Path,
+    source: &crate::recipe::BaseSource,
+    client: Option<&'c crate::registry::Client>,
+    scratch: &std::path::Path,
+) -> Result<Box<dyn BaseStore + 'c>, BaseError> {
+    match (source, client) {
+        (crate::recipe::BaseSource::Layout { path }, _) => {
+            Ok(Box::new(LayoutStore::new(recipe_dir.join(path))))
+        }
+        (crate::recipe::BaseSource::Registry(image), Some(client)) => Ok(Box::new(
+            RegistryStore::new(client, image, scratch.to_path_buf()),
+        )),
+        (crate::recipe::BaseSource::Registry(image), None) => Err(BaseError::Registry(format!(
+            "no registry client was given to fetch {image}"
+        ))),
+    }
+}

@@ -1,0 +1,129 @@
+//! Sources per platform. A source whose path has `{arch}` reads a different file for
+//! each platform, so it is resolved, pinned and recorded once per platform: the
+//! recipe is specialised for each platform (`{arch}` replaced by its architecture) and
+//! resolved on its own, its pins living in the lock file under `<name>@<platform>`
+//! ([`source_lock_key`]); other sources keep their plain name.
+
+use super::lock::source_lock_key;
+use super::{resolve, LockMode, Lockfile, ResolveError, ResolvedSources};
+use crate::recipe::{Platform, Recipe, ARCH_PLACEHOLDER};
+use std::path::Path;
+
+/// One platform's recipe (paths specialised) and its resolved sources.
+pub struct PlatformSources {
+    pub platform: Platform,
+    pub recipe: Recipe,
+    pub resolved: ResolvedSources,
+}
+
+/// Every platform's sources, and the lock file as it should now be.
+pub struct AllSources {
+    pub platforms: Vec<PlatformSources>,
+    /// Sources only: the caller adds the base.
+    pub lock: Lockfile,
+    pub warnings: Vec<String>,
+}
+
+fn per_platform(path: &str) -> bool {
+    path.contains(ARCH_PLACEHOLDER)
+}
+
+/// `recipe` as built for `platform`.
+pub fn for_platform(recipe: &Recipe, platform: &Platform) -> Recipe {
+    let mut specialised = recipe.clone();
+    specialised.platform = platform.clone();
+    for spec in specialised.sources.values_mut() {
+        spec.path = spec.path.replace(ARCH_PLACEHOLDER, &platform.architecture);
+    }
+    specialised
+}
+
+/// The lock file key of each source of `recipe` for `platform`.
+fn keys<'r>(recipe: &'r Recipe, platform: &'r Platform) -> impl Iterator<Item = (&'r str, String)> {
+    recipe.sources.values().map(move |s| {
+        (
+            s.name.as_str(),
+            source_lock_key(&s.name, per_platform(&s.path), platform),
+        )
+    })
+}
+
+/// Resolves the sources of every platform of `recipe`.
+pub fn resolve_all(
+    recipe: &Recipe,
+    lock: &Lockfile,
+    lock_path: &Path,
+    mode: LockMode,
+    staging: &Path,
+) -> Result<AllSources, ResolveError> {
+    if mode == LockMode::Locked {
+        let known: std::collections::BTreeSet<String> = recipe
+            .platforms
+            .iter()
+            .flat_map(|p| keys(recipe, p).map(|(_, k)| k).collect::<Vec<_>>())
+            .collect();
+        if let Some(stale) = lock.sources.keys().find(|k| !known.contains(*k)) {
+            return Err(ResolveError::Lock {
+                message: format!(
+                    "{} pins source `{stale}`, which the recipe does not have",
+                    lock_path.display()
+                ),
+                hint: "run `cairn lock` to bring the lock file up to date, and commit it".into(),
+            });
+        }
+    }
+    let mut combined = Lockfile::default();
+    let mut warnings: Vec<String> = Vec::new();
+    let mut platforms = Vec::with_capacity(recipe.platforms.len());
+    for platform in &recipe.platforms {
+        let specialised = for_platform(recipe, platform);
+        let mut view = Lockfile::default();
+        for (name, key) in keys(recipe, platform) {
+            if let Some(entry) = lock.sources.get(&key) {
+                view.sources.insert(name.to_string(), entry.clone());
+            }
+        }
+        let resolved = resolve(&specialised, &view, lock_path, mode, staging)?;
+        for (name, key) in keys(recipe, platform) {
+            if let Some(entry) = resolved.lock.sources.get(name) {
+                combined.sources.insert(key, entry.clone());
+            }
+        }
+        for w in &resolved.warnings {
+            let w = if recipe.multi_platform {
+                format!("{w} (for {platform})")
+            } else {
+                w.clone()
+            };
+            if !warnings.contains(&w) {
+                warnings.push(w);
+            }
+        }
+        platforms.push(PlatformSources {
+            platform: platform.clone(),
+            recipe: specialised,
+            resolved,
+        });
+    }
+    Ok(AllSources {
+        platforms,
+        lock: combined,
+        warnings,
+    })
+}
+
+/// Each source's digest under its lock key, over every platform.
+pub fn source_digests(
+    recipe: &Recipe,
+    all: &[PlatformSources],
+) -> std::collections::BTreeMap<String, crate::digest::Sha256Digest> {
+    let mut out = std::collections::BTreeMap::new();
+    for p in all {
+        for (name, key) in keys(recipe, &p.platform) {
+            if let Some(s) = p.resolved.sources.get(name) {
+                out.insert(key, s.digest);
+            }
+        }
+    }
+    out
+}

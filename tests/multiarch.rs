@@ -1,0 +1,483 @@
+//! Multi-platform images: `platforms:` with per-platform (`{arch}`) sources builds one
+//! image per platform and an OCI image index over them, reproducibly; each platform
+//! has its own SBOMs and signed provenance; inspect, verify, trace and third-party
+//! tools (skopeo --all, skopeo + umoci) read the result; a multi-platform base gives each
+//! platform its own base manifest.
+
+mod common;
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A copy of the example recipe `recipes/multiarch.yaml` (with its sources and lock)
+/// in a directory of the test's own.
+fn workspace() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let recipes = repo_root().join("recipes");
+    copy_tree(&recipes.join("multiarch"), &dir.path().join("multiarch"));
+    for f in ["multiarch.yaml", "multiarch.lock"] {
+        std::fs::copy(recipes.join(f), dir.path().join(f)).unwrap();
+    }
+    let recipe = dir.path().join("multiarch.yaml");
+    (dir, recipe)
+}
+
+fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+fn blob(layout: &Path, digest: &str) -> serde_json::Value {
+    read_json(
+        &layout
+            .join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:")),
+    )
+}
+
+#[test]
+fn one_image_per_platform_under_an_index_each_with_its_own_attestations() {
+    let (dir, recipe) = workspace();
+    let (key, public, _) = keygen(dir.path(), "signer");
+    let out = dir.path().join("out");
+    let report = build_json(
+        &recipe,
+        &out,
+        &["--locked", "--sign-key", key.to_str().unwrap()],
+    );
+    let layout = out.join("multiarch");
+
+    // Reproducible: a second build (other directory, one thread) is byte-identical.
+    let again = dir.path().join("again");
+    build_json(
+        &recipe,
+        &again,
+        &[
+            "--locked",
+            "--jobs",
+            "1",
+            "--sign-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(tree_bytes(&layout), tree_bytes(&again.join("multiarch")));
+
+    // index.json -> the image index (tagged) -> one manifest per platform.
+    let index_json = read_json(&layout.join("index.json"));
+    let top = &index_json["manifests"][0];
+    assert_eq!(top["mediaType"], "application/vnd.oci.image.index.v1+json");
+    assert_eq!(
+        top["annotations"]["org.opencontainers.image.ref.name"],
+        "multiarch"
+    );
+    assert_eq!(top["digest"], report["manifest_digest"]);
+    let index = blob(&layout, top["digest"].as_str().unwrap());
+    let platforms: Vec<String> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let p = &m["platform"];
+            format!(
+                "{}/{}",
+                p["os"].as_str().unwrap(),
+                p["architecture"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(platforms, ["linux/amd64", "linux/arm64"]);
+
+    // Each platform: its own file from the `{arch}` source, and its own referrers.
+    let manifests: Vec<String> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["digest"].as_str().unwrap().to_string())
+        .collect();
+    for (manifest, arch) in manifests.iter().zip(["amd64", "arm64"]) {
+        let config = blob(
+            &layout,
+            blob(&layout, manifest)["config"]["digest"]
+                .as_str()
+                .unwrap(),
+        );
+        assert_eq!(config["architecture"], arch);
+        let referrers: Vec<&serde_json::Value> = index_json["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| {
+                blob(&layout, d["digest"].as_str().unwrap())["subject"]["digest"]
+                    == manifest.as_str()
+            })
+            .collect();
+        assert_eq!(
+            referrers.len(),
+            4,
+            "SPDX, CycloneDX and two signed statements for {arch}"
+        );
+        let spdx = read_json(&out.join(format!("multiarch.linux-{arch}.spdx.json")));
+        let hello = spdx["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["fileName"] == "./usr/bin/hello")
+            .unwrap();
+        let expected = cairn::digest::Sha256Digest::of(
+            &std::fs::read(dir.path().join(format!("multiarch/bin/hello-{arch}"))).unwrap(),
+        );
+        assert_eq!(hello["checksums"][1]["checksumValue"], expected.hex());
+        pyspdxtools(&out.join(format!("multiarch.linux-{arch}.spdx.json"))).unwrap();
+    }
+
+    // verify checks every platform; inspect lists them; trace finds both files.
+    let verified = run_ok(
+        cairn()
+            .arg("verify")
+            .arg(&layout)
+            .arg("--key")
+            .arg(&public)
+            .arg("--json"),
+    );
+    let verdict: serde_json::Value = serde_json::from_slice(&verified.stdout).unwrap();
+    assert_eq!(verdict["verified"], true, "{verdict}");
+    assert_eq!(verdict["manifest_digest"], report["manifest_digest"]);
+    for arch in ["amd64", "arm64"] {
+        assert!(
+            verdict["checks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c["name"] == "provenance"
+                    && c["detail"]
+                        .as_str()
+                        .unwrap()
+                        .starts_with(&format!("linux/{arch}:"))),
+            "{verdict}"
+        );
+    }
+    let inspected = run_ok(cairn().arg("inspect").arg(&layout).arg("--json"));
+    let inspected: serde_json::Value = serde_json::from_slice(&inspected.stdout).unwrap();
+    assert_eq!(inspected["index_digest"], report["manifest_digest"]);
+    let listed: Vec<&str> = inspected["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["platform"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, ["linux/amd64", "linux/arm64"]);
+    let traced = run_ok(
+        cairn()
+            .arg("trace")
+            .arg(&layout)
+            .arg("/usr/bin/hello")
+            .arg("--json"),
+    );
+    let traced: serde_json::Value = serde_json::from_slice(&traced.stdout).unwrap();
+    let sources: Vec<&str> = traced["matches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["source"]["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        sources,
+        ["multiarch/bin/hello-amd64", "multiarch/bin/hello-arm64"]
+    );
+
+    // Dropping one platform's attestations fails verification for that platform.
+    let arm64 = &manifests[1];
+    let mut stripped = index_json.clone();
+    stripped["manifests"].as_array_mut().unwrap().retain(|d| {
+        blob(&layout, d["digest"].as_str().unwrap())["subject"]["digest"] != arm64.as_str()
+    });
+    std::fs::write(layout.join("index.json"), stripped.to_string()).unwrap();
+    let (code, stdout) = {
+        let out = cairn()
+            .arg("verify")
+            .arg(&layout)
+            .arg("--key")
+            .arg(&public)
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8(out.stdout).unwrap())
+    };
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(stdout.contains("FAIL signatures  linux/arm64:"), "{stdout}");
+}
+
+#[test]
+fn skopeo_copies_the_whole_index_and_umoci_unpacks_a_platform() {
+    let (dir, recipe) = workspace();
+    let out = dir.path().join("out");
+    let report = build_json(&recipe, &out, &["--locked"]);
+    let layout = out.join("multiarch");
+    let raw = run_ok(Command::new("skopeo").args([
+        "inspect",
+        "--raw",
+        &format!("oci:{}:multiarch", layout.display()),
+    ]));
+    assert_eq!(
+        cairn::digest::Sha256Digest::of(&raw.stdout).to_string(),
+        report["manifest_digest"].as_str().unwrap()
+    );
+    let copy = dir.path().join("copy");
+    run_ok(Command::new("skopeo").args([
+        "copy",
+        "--all",
+        &format!("oci:{}:multiarch", layout.display()),
+        &format!("oci:{}:multiarch", copy.display()),
+    ]));
+    let copied = run_ok(Command::new("skopeo").args([
+        "inspect",
+        "--raw",
+        &format!("oci:{}:multiarch", copy.display()),
+    ]));
+    assert_eq!(
+        copied.stdout, raw.stdout,
+        "skopeo copy --all keeps the index bytes"
+    );
+
+    // skopeo picks the arm64 image from the index; umoci (which reads single
+    // images only) unpacks it.
+    let single = dir.path().join("arm64");
+    run_ok(Command::new("skopeo").args([
+        "copy",
+        "--override-arch",
+        "arm64",
+        &format!("oci:{}:multiarch", layout.display()),
+        &format!("oci:{}:arm64", single.display()),
+    ]));
+    let bundle = dir.path().join("bundle");
+    run_ok(
+        Command::new("umoci")
+            .args(["unpack", "--rootless", "--image"])
+            .arg(format!("{}:arm64", single.display()))
+            .arg(&bundle),
+    );
+    assert_eq!(
+        std::fs::read_to_string(bundle.join("rootfs/usr/bin/hello")).unwrap(),
+        "#!/bin/sh\necho \"hello from arm64\"\n"
+    );
+}
+
+#[test]
+fn each_platform_source_is_pinned_on_its_own() {
+    let (dir, recipe) = workspace();
+    let lock_path = dir.path().join("multiarch.lock");
+    let lock = read_json(&lock_path);
+    let keys: Vec<&String> = lock["sources"].as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["hello@linux/amd64", "hello@linux/arm64", "motd"]);
+
+    // One platform's file changes: only that platform's pin disagrees.
+    std::fs::write(
+        dir.path().join("multiarch/bin/hello-arm64"),
+        "#!/bin/sh\necho changed\n",
+    )
+    .unwrap();
+    let (code, stderr) = run_err(
+        cairn()
+            .arg("build")
+            .arg(&recipe)
+            .arg("-o")
+            .arg(dir.path().join("out"))
+            .arg("--locked"),
+    );
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("source `hello` (multiarch/bin/hello-arm64) does not match"),
+        "{stderr}"
+    );
+
+    // `cairn lock` re-pins just that entry.
+    run_ok(cairn().arg("lock").arg(&recipe));
+    let relocked = read_json(&lock_path);
+    assert_eq!(
+        relocked["sources"]["hello@linux/amd64"],
+        lock["sources"]["hello@linux/amd64"]
+    );
+    assert_ne!(
+        relocked["sources"]["hello@linux/arm64"],
+        lock["sources"]["hello@linux/arm64"]
+    );
+
+    // A lock entry for a platform the recipe does not build is stale under --locked.
+    let mut stale = relocked.clone();
+    stale["sources"]["hello@linux/s390x"] = relocked["sources"]["motd"].clone();
+    std::fs::write(&lock_path, stale.to_string()).unwrap();
+    let (_, stderr) = run_err(
+        cairn()
+            .arg("build")
+            .arg(&recipe)
+            .arg("-o")
+            .arg(dir.path().join("out"))
+            .arg("--locked"),
+    );
+    assert!(
+        stderr.contains("pins source `hello@linux/s390x`"),
+        "{stderr}"
+    );
+
+    // A docker-archive cannot hold several platforms.
+    std::fs::write(&lock_path, relocked.to_string()).unwrap();
+    let (_, stderr) = run_err(
+        cairn()
+            .arg("build")
+            .arg(&recipe)
+            .arg("-o")
+            .arg(dir.path().join("out"))
+            .args(["--format", "docker-archive"]),
+    );
+    assert!(
+        stderr.contains("a docker-archive holds one image"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_multi_platform_base_gives_each_platform_its_own_base_manifest() {
+    let (dir, recipe) = workspace();
+    build_json(&recipe, &dir.path().join("images"), &["--locked"]);
+    let base_layout = dir.path().join("images/multiarch");
+    let base_index = {
+        let index_json = read_json(&base_layout.join("index.json"));
+        blob(
+            &base_layout,
+            index_json["manifests"][0]["digest"].as_str().unwrap(),
+        )
+    };
+    let base_manifest = |i: usize| {
+        let digest = base_index["manifests"][i]["digest"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        (digest.clone(), blob(&base_layout, &digest))
+    };
+
+    let app = |platform_line: &str| {
+        write_recipe(
+            dir.path(),
+            "app.yaml",
+            &format!(
+                "cairn: 1
+name: app
+epoch: 1700000000
+{platform_line}
+base: {{ layout: images/multiarch }}
+layers:
+  - name: extra
+    contents:
+      - file: /etc/app.conf
+        content: \"x\\n\"
+"
+            ),
+        )
+    };
+    let out = dir.path().join("out");
+    let report = build_json(&app("platforms: [linux/amd64, linux/arm64]"), &out, &[]);
+    let layout = out.join("app");
+    let index_json = read_json(&layout.join("index.json"));
+    let index = blob(
+        &layout,
+        index_json["manifests"][0]["digest"].as_str().unwrap(),
+    );
+    for i in 0..2 {
+        let (_, base) = base_manifest(i);
+        let manifest = blob(&layout, index["manifests"][i]["digest"].as_str().unwrap());
+        let base_layers = base["layers"].as_array().unwrap();
+        assert_eq!(
+            manifest["layers"].as_array().unwrap()[..base_layers.len()],
+            base_layers[..]
+        );
+    }
+    assert_eq!(report["images"].as_array().unwrap().len(), 2);
+
+    // A single-platform recipe picks its platform's manifest from the base index.
+    let report = build_json(&app("platform: linux/arm64"), &dir.path().join("one"), &[]);
+    assert_eq!(
+        report["base"]["manifest_digest"],
+        base_manifest(1).0.as_str()
+    );
+    assert_eq!(
+        report["base"]["pinned"],
+        read_json(&base_layout.join("index.json"))["manifests"][0]["digest"]
+    );
+
+    // A platform the base does not have is a clear error.
+    let (_, stderr) = run_err(
+        cairn()
+            .arg("build")
+            .arg(app("platform: linux/s390x"))
+            .arg("-o")
+            .arg(dir.path().join("bad")),
+    );
+    assert!(
+        stderr.contains("no manifest for linux/s390x; it has linux/amd64, linux/arm64"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_multi_platform_image_pushed_to_a_registry_serves_as_a_ref_base() {
+    let (dir, recipe) = workspace();
+    let base = build_json(&recipe, &dir.path().join("images"), &["--locked"]);
+    let registry = common::registry::Registry::start(common::registry::RegistryAuth::None);
+    let reference = format!("{}/lib/multiarch:v1", registry.host);
+    run_ok(
+        cairn()
+            .arg("push")
+            .arg(dir.path().join("images/multiarch"))
+            .arg(&reference)
+            .arg("--insecure"),
+    );
+    let app = write_recipe(
+        dir.path(),
+        "app.yaml",
+        &format!(
+            "cairn: 1
+name: app
+epoch: 1700000000
+platforms: [linux/arm64, linux/amd64]
+base: {{ ref: \"{reference}\" }}
+layers:
+  - name: extra
+    contents:
+      - file: /etc/app.conf
+        content: \"x\\n\"
+"
+        ),
+    );
+    let report = build_json(&app, &dir.path().join("out"), &["--insecure"]);
+    let lock = read_json(&dir.path().join("app.lock"));
+    assert_eq!(
+        lock["base"]["digest"], base["manifest_digest"],
+        "the index is pinned"
+    );
+    let images = report["images"].as_array().unwrap();
+    let base_images = base["images"].as_array().unwrap();
+    // Recipe order is arm64 first; each gets the base manifest of its platform.
+    let inspected = run_ok(
+        cairn()
+            .arg("inspect")
+            .arg(dir.path().join("out/app"))
+            .arg("--json"),
+    );
+    let inspected: serde_json::Value = serde_json::from_slice(&inspected.stdout).unwrap();
+    for (i, image) in images.iter().enumerate() {
+        let platform = image["platform"].as_str().unwrap();
+        let base_image = base_images
+            .iter()
+            .find(|b| b["platform"] == platform)
+            .unwrap();
+        let built = &inspected["images"][i];
+        assert_eq!(built["platform"], platform);
+        let base_config = blob(
+            &dir.path().join("images/multiarch"),
+            base_image["config_digest"].as_str().unwrap(),
+        );
+        let diff_ids = base_config["rootfs"]["diff_ids"].as_array().unwrap();
+        assert_eq!(
+            built["config"]["rootfs"]["diff_ids"].as_array().unwrap()[..diff_ids.len()],
+            diff_ids[..]
+        );
+    }
+}
