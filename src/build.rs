@@ -7,7 +7,7 @@
 use crate::attest::{self, contents, dsse, intoto, keys, keys::SigningKey, sbom};
 use crate::digest::Sha256Digest;
 use crate::image::{self, canonical_json, Artifact, ImageError};
-use crate::layers::{self, LayerBlob, LayerError, TreeEntryKind, TreeError};
+use crate::layers::{self, cache::LayerCache, LayerBlob, LayerError, TreeEntryKind, TreeError};
 use crate::output::{LayoutWriter, OutputError};
 use crate::recipe::{ImagePath, Recipe};
 use crate::resolve::{self, lock::LockError, LockMode, Lockfile, ResolveError};
@@ -31,6 +31,8 @@ pub struct BuildOptions {
     /// Wall clock (seconds since the epoch) for `startedOn`/`finishedOn` in the
     /// provenance; `None` keeps the provenance free of times (the default).
     pub clock: Option<fn() -> u64>,
+    /// Reuse and store layer blobs here; `None` writes every layer anew.
+    pub cache: Option<LayerCache>,
 }
 
 /// Told about progress; the CLI draws bars and measures stage times with it.
@@ -171,10 +173,16 @@ pub fn build(
             })
             .sum();
         observer.layer_started(&tree.name, content_bytes);
-        let blob =
-            layers::write_layer(tree, epoch, opts.jobs.max(1), &layout, &opts.cancel, &|n| {
-                observer.bytes_written(n)
-            })?;
+        let blob = layers::cache::write_layer(
+            opts.cache.as_ref(),
+            tree,
+            epoch,
+            recipe.layer_compression(&tree.name),
+            opts.jobs.max(1),
+            &layout,
+            &opts.cancel,
+            &|n| observer.bytes_written(n),
+        )?;
         observer.layer_finished(&blob);
         Ok(blob)
     };
@@ -341,7 +349,11 @@ pub fn build(
             .iter()
             .map(|(name, s)| (name.clone(), s.digest))
             .collect(),
-        warnings: resolved.warnings,
+        warnings: resolved
+            .warnings
+            .into_iter()
+            .chain(opts.cache.iter().flat_map(LayerCache::take_warnings))
+            .collect(),
     })
 }
 

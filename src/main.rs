@@ -36,6 +36,8 @@ enum Command {
     /// pinned in the recipe or its lock file are pinned into the lock (with a warning),
     /// unless --locked.
     Build(cli::build::BuildArgs),
+    /// The layer cache: `cairn cache info`, `cairn cache prune`.
+    Cache(cli::cache::CacheArgs),
     /// The audit ledger: who built, pushed, verified and deployed what, and when.
     Ledger(cli::ledger::LedgerArgs),
     /// Create an Ed25519 signing key pair: PREFIX.key (PKCS#8 PEM, mode 0600) and
@@ -105,6 +107,7 @@ fn main() {
 fn run(command: Command, cancel: Arc<AtomicBool>) -> Result<i32> {
     match command {
         Command::Build(args) => cli::build::run(args, cancel),
+        Command::Cache(args) => cli::cache::run(args),
         Command::Ledger(args) => cli::ledger::run(args, now_rfc3339()),
         Command::Keygen(args) => cli::keygen::run(args),
         Command::Lock(args) => cli::recipe::lock(args),

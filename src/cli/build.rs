@@ -53,6 +53,11 @@ pub struct BuildArgs {
     /// (startedOn/finishedOn). Off by default: they make attestations differ per run.
     #[arg(long)]
     record_times: bool,
+    /// Write every layer anew: neither read nor fill the layer cache.
+    #[arg(long, env = "CAIRN_NO_CACHE", value_parser = clap::builder::FalseyValueParser::new())]
+    no_cache: bool,
+    #[command(flatten)]
+    cache_dir: super::cache::CacheDirArg,
 }
 
 /// Builds; prints the manifest digest on stdout (or the JSON report) and the summary
@@ -70,6 +75,8 @@ pub fn run(args: BuildArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
         ledger,
         identity,
         record_times,
+        no_cache,
+        cache_dir,
     } = args;
     let recipe = recipe::load(&recipe)?;
     let jobs = match jobs {
@@ -89,6 +96,11 @@ pub fn run(args: BuildArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
         cancel,
         sign_key: sign_key.as_deref().map(keys::read_private).transpose()?,
         clock: record_times.then_some(wall_clock as fn() -> u64),
+        cache: if no_cache {
+            None
+        } else {
+            Some(cache_dir.open()?)
+        },
     };
     let show_progress = !quiet && !json && std::io::stderr().is_terminal();
     let bars;

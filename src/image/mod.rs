@@ -2,7 +2,7 @@
 //! image config, manifest and index (image-spec 1.1), each serialised as canonical
 //! JSON: compact, object keys sorted, so the same inputs give the same bytes.
 
-use crate::layers::{LayerBlob, GZIP_LAYER_MEDIA_TYPE};
+use crate::layers::LayerBlob;
 use crate::output::StoredBlob;
 use crate::recipe::Recipe;
 use oci_spec::image::{
@@ -162,7 +162,7 @@ pub fn manifest(
         .iter()
         .map(|l| {
             descriptor(
-                MediaType::Other(GZIP_LAYER_MEDIA_TYPE.to_string()),
+                MediaType::Other(l.media_type().to_string()),
                 &StoredBlob {
                     digest: l.digest,
                     size: l.size,

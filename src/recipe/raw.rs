@@ -25,6 +25,7 @@ pub(super) struct RawRecipe {
     pub config: Option<RawConfig>,
     pub annotations: Option<SpannedMap<Text>>,
     pub sbom: Option<Spanned<bool>>,
+    pub compression: Option<Text>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -49,6 +50,7 @@ pub(super) struct RawSignature {
 pub(super) struct RawLayer {
     pub name: Option<Text>,
     pub contents: Option<Spanned<Vec<Spanned<RawOp>>>>,
+    pub compression: Option<Text>,
 }
 
 /// One op, kept as its keys and values in written order. Which keys are allowed

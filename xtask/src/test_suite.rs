@@ -22,6 +22,7 @@ const TEST_TOOLS: &[(&str, &str)] = &[
     ("tar", "tar"),
     ("openssl", "openssl"),
     ("openssh-client", "ssh-keygen"),
+    ("zstd", "zstd"),
 ];
 
 /// Independent validators the attestation tests check cairn's output with (SPDX, the
