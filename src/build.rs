@@ -155,7 +155,15 @@ pub fn build(
     observer.stage("resolve");
     let layout = LayoutWriter::begin(&opts.out_dir, &recipe.name)?;
     let staging = layout.scratch_dir()?;
-    let resolved = resolve::resolve(recipe, &lock, &lock_path, opts.lock_mode, &staging)?;
+    let cache_dir = opts.cache.as_ref().map(LayerCache::dir);
+    let resolved = resolve::resolve(
+        recipe,
+        &lock,
+        &lock_path,
+        opts.lock_mode,
+        &staging,
+        cache_dir,
+    )?;
     let trees = layers::assemble(recipe, &resolved)?;
     observer.stage("layers");
 
@@ -373,7 +381,14 @@ pub fn lock(recipe: &Recipe) -> Result<LockReport, BuildError> {
         path: std::env::temp_dir(),
         source,
     })?;
-    let resolved = resolve::resolve(recipe, &lock, &lock_path, LockMode::Repin, staging.path())?;
+    let resolved = resolve::resolve(
+        recipe,
+        &lock,
+        &lock_path,
+        LockMode::Repin,
+        staging.path(),
+        None,
+    )?;
     if resolved.lock_changed {
         resolved.lock.write(&lock_path)?;
     }
