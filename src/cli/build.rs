@@ -141,6 +141,10 @@ pub fn run(args: BuildArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
         for (stage, took) in clock.finish() {
             eprintln!("timing: {stage} {:.3}", took.as_secs_f64());
         }
+        eprintln!(
+            "hashing: SHA-256 and SHA-1 with {}",
+            cairn::digest::sha_implementation()
+        );
     }
     for w in &report.warnings {
         eprintln!("warning: {w}");
