@@ -16,6 +16,7 @@ pub mod layers;
 pub mod ledger;
 pub mod output;
 pub mod recipe;
+pub mod registry;
 pub mod resolve;
 pub mod trace;
 pub mod verify;

@@ -38,6 +38,14 @@ enum Command {
     Build(cli::build::BuildArgs),
     /// The layer cache: `cairn cache info`, `cairn cache prune`.
     Cache(cli::cache::CacheArgs),
+    /// Push an OCI layout (the image, its SBOMs and signed attestations) to a registry.
+    ///
+    /// Blobs first (skipping those the registry has, so an interrupted push resumes),
+    /// then the manifest by digest, the referrers (Referrers API, or the
+    /// `sha256-<hex>` tag schema, plus cosign's `sha256-<hex>.att`), and the tag last.
+    /// Prints REF@sha256:... on stdout. Credentials: CAIRN_REGISTRY_USERNAME and
+    /// CAIRN_REGISTRY_PASSWORD, or the Docker config file's `auths`.
+    Push(cli::push::PushArgs),
     /// The audit ledger: who built, pushed, verified and deployed what, and when.
     Ledger(cli::ledger::LedgerArgs),
     /// Create an Ed25519 signing key pair: PREFIX.key (PKCS#8 PEM, mode 0600) and
@@ -49,9 +57,12 @@ enum Command {
     Lock(cli::recipe::LockArgs),
     /// Parse and check a recipe without building it.
     Validate(cli::recipe::ValidateArgs),
-    /// Check that an image layout proves what it claims: blob digests, attestation
+    /// Check that an image proves what it claims: blob digests, attestation
     /// signatures, statement subjects, provenance, the SBOM against the layers, and an
     /// optional policy. Exit 0 only if every check passes.
+    ///
+    /// The image is a layout directory, or a registry reference (pulled with its
+    /// referrers into a temporary layout first), e.g. for a push hook.
     Verify(cli::verify::VerifyArgs),
     /// Show where a file in the image came from: its layer and digest, the source that
     /// supplied it (digest, signer) and the recipe line that put it there.
@@ -110,6 +121,7 @@ fn run(command: Command, cancel: Arc<AtomicBool>) -> Result<i32> {
         Command::Cache(args) => cli::cache::run(args),
         Command::Ledger(args) => cli::ledger::run(args, now_rfc3339()),
         Command::Keygen(args) => cli::keygen::run(args),
+        Command::Push(args) => cli::push::run(args),
         Command::Lock(args) => cli::recipe::lock(args),
         Command::Validate(args) => cli::recipe::validate(args),
         Command::Verify(args) => cli::verify::run(args, cancel),

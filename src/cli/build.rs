@@ -1,6 +1,7 @@
 //! `cairn build`: compile a recipe into an OCI layout, with progress on a terminal,
 //! optional stage timings, and an optional signed ledger entry.
 
+use super::push::{self as push_cmd, PushFlags};
 use super::{ledger, progress};
 use crate::{now_rfc3339, print_json, source_date_epoch, wall_clock};
 use anyhow::{bail, Context, Result};
@@ -58,6 +59,12 @@ pub struct BuildArgs {
     no_cache: bool,
     #[command(flatten)]
     cache_dir: super::cache::CacheDirArg,
+    /// After the build, push the layout (image, SBOMs, attestations) to this registry
+    /// reference, as `cairn push` does; prints REF@sha256:... after the digest.
+    #[arg(long, value_name = "REF")]
+    push: Option<String>,
+    #[command(flatten)]
+    push_flags: PushFlags,
 }
 
 /// Builds; prints the manifest digest on stdout (or the JSON report) and the summary
@@ -77,6 +84,8 @@ pub fn run(args: BuildArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
         record_times,
         no_cache,
         cache_dir,
+        push,
+        push_flags,
     } = args;
     let recipe = recipe::load(&recipe)?;
     let jobs = match jobs {
@@ -137,6 +146,23 @@ pub fn run(args: BuildArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
             ),
         }
     }
+    let pushed = match &push {
+        Some(reference) => {
+            let pushed = push_cmd::push(&report.layout, reference, &push_flags, quiet || json)?;
+            if let Some(ledger) = &ledger {
+                push_cmd::record(
+                    ledger,
+                    opts.sign_key.as_ref(),
+                    &identity,
+                    &report.layout,
+                    &pushed,
+                    quiet || json,
+                )?;
+            }
+            Some(pushed)
+        }
+        None => None,
+    };
     if timings {
         for (stage, took) in clock.finish() {
             eprintln!("timing: {stage} {:.3}", took.as_secs_f64());
@@ -150,7 +176,11 @@ pub fn run(args: BuildArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
         eprintln!("warning: {w}");
     }
     if json {
-        return print_json(&report);
+        let mut value = serde_json::to_value(&report)?;
+        if let (Some(pushed), Some(map)) = (&pushed, value.as_object_mut()) {
+            map.insert("push".to_string(), serde_json::to_value(pushed)?);
+        }
+        return print_json(&value);
     }
     if !quiet {
         let n = report.layers.len();
@@ -178,6 +208,9 @@ pub fn run(args: BuildArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
         }
     }
     println!("{}", report.manifest_digest);
+    if let Some(pushed) = &pushed {
+        println!("{}", pushed.reference);
+    }
     Ok(0)
 }
 

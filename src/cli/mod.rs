@@ -9,5 +9,7 @@ pub mod inspect;
 pub mod keygen;
 pub mod ledger;
 pub mod progress;
+pub mod push;
 pub mod recipe;
+pub mod registry;
 pub mod verify;

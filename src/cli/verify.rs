@@ -3,8 +3,9 @@
 //! in the ledger.
 
 use super::ledger;
+use super::registry::{self, RegistryArgs};
 use crate::{now_rfc3339, print_json, source_date_epoch};
-use anyhow::Result;
+use anyhow::{Context, Result};
 use cairn::attest::keys;
 use cairn::build::{self, BuildOptions, Quiet};
 use cairn::digest::Sha256Digest;
@@ -19,8 +20,11 @@ use std::sync::Arc;
 
 #[derive(Args)]
 pub struct VerifyArgs {
-    /// The layout directory, e.g. out/hello.
+    /// The layout directory (e.g. out/hello), or, when no such path exists, a
+    /// registry reference (e.g. registry.example.com/team/hello:v1 or ...@sha256:...).
     layout: PathBuf,
+    #[command(flatten)]
+    registry: RegistryArgs,
     /// Trusted public key(s) (SPKI PEM or OpenSSH ssh-ed25519 line).
     #[arg(long = "key", value_name = "PUB", required = true)]
     keys: Vec<PathBuf>,
@@ -54,6 +58,7 @@ pub fn run(args: VerifyArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
         ledger_key,
         identity,
         json,
+        registry: registry_args,
     } = args;
     let trusted = key_paths
         .iter()
@@ -95,6 +100,35 @@ pub fn run(args: VerifyArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
         }
         None => None,
     };
+    // A registry reference: pull the image and its referrers into a temporary layout.
+    let pulled_dir;
+    let (layout, reference) = match remote_reference(&layout) {
+        Some(reference) => {
+            let client = registry::client(&registry_args)?;
+            pulled_dir = tempfile::tempdir()?;
+            let pulled = cairn::registry::pull::pull_to_layout(
+                &client,
+                &reference,
+                &pulled_dir.path().join("image"),
+            )
+            .with_context(|| {
+                format!(
+                    "fetching {reference} to verify it (no layout directory {} exists here)",
+                    layout.display()
+                )
+            })?;
+            let named = reference.with_digest(pulled.digest);
+            if !json {
+                println!(
+                    "image: {named} ({} referrer{} fetched)",
+                    pulled.referrers,
+                    if pulled.referrers == 1 { "" } else { "s" }
+                );
+            }
+            (pulled.layout, Some(named.to_string()))
+        }
+        None => (layout, None),
+    };
     let verdict = cairn::verify::verify(&layout, &trusted, &policy, rebuilt.as_deref());
     if let Some(ledger) = &ledger {
         match &ledger_key {
@@ -107,7 +141,10 @@ pub fn run(args: VerifyArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
                     .collect();
                 let details = BTreeMap::from([
                     ("image".to_string(), verdict.manifest_digest.clone().into()),
-                    ("layout".to_string(), layout.display().to_string().into()),
+                    match &reference {
+                        Some(r) => ("reference".to_string(), r.clone().into()),
+                        None => ("layout".to_string(), layout.display().to_string().into()),
+                    },
                     ("verified".to_string(), verdict.verified.into()),
                     ("failed_checks".to_string(), failed.into()),
                     ("policy_sha256".to_string(), policy_sha256.into()),
@@ -133,7 +170,11 @@ pub fn run(args: VerifyArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
         }
     }
     if json {
-        print_json(&verdict)?;
+        let mut value = serde_json::to_value(&verdict)?;
+        if let (Some(r), Some(map)) = (&reference, value.as_object_mut()) {
+            map.insert("reference".to_string(), r.clone().into());
+        }
+        print_json(&value)?;
     } else {
         for c in &verdict.checks {
             println!(
@@ -153,4 +194,13 @@ pub fn run(args: VerifyArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
         );
     }
     Ok(i32::from(!verdict.verified))
+}
+
+/// The argument as a registry reference, if it is not an existing path and parses as
+/// one.
+fn remote_reference(arg: &std::path::Path) -> Option<cairn::registry::Reference> {
+    if arg.exists() {
+        return None;
+    }
+    arg.to_str()?.parse().ok()
 }

@@ -246,3 +246,4 @@ pub fn cyclonedx_validate(file: &Path) -> Result<(), String> {
             .arg(file),
     )
 }
+pub mod registry;

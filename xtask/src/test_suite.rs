@@ -23,6 +23,8 @@ const TEST_TOOLS: &[(&str, &str)] = &[
     ("openssl", "openssl"),
     ("openssh-client", "ssh-keygen"),
     ("zstd", "zstd"),
+    ("docker-registry", "docker-registry"),
+    ("apache2-utils", "htpasswd"),
 ];
 
 /// Independent validators the attestation tests check cairn's output with (SPDX, the

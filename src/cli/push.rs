@@ -1,0 +1,172 @@
+//! `cairn push DIR REF`: upload an OCI layout (image, SBOMs, attestations) to a
+//! registry; also the `--push` of `cairn build`. Prints `REF@sha256:...`.
+
+use super::ledger;
+use super::registry::{self, RegistryArgs, UploadBars};
+use crate::{now_rfc3339, print_json};
+use anyhow::{Context, Result};
+use cairn::attest::keys::{self, SigningKey};
+use cairn::registry::push::{push_layout, PushObserver, PushReport, Silent};
+use cairn::registry::Reference;
+use clap::Args;
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+#[derive(Args)]
+pub struct PushArgs {
+    /// The OCI layout directory, e.g. out/hello.
+    layout: PathBuf,
+    /// Where to push: [HOST[:PORT]/]NAME[:TAG][@sha256:...], e.g.
+    /// registry.example.com/team/hello:v1.
+    reference: String,
+    #[command(flatten)]
+    push: PushFlags,
+    /// Record the push in this audit ledger (signed with --ledger-key).
+    #[arg(long, env = "CAIRN_LEDGER", value_name = "PATH")]
+    ledger: Option<PathBuf>,
+    /// Private key that signs the ledger entry.
+    #[arg(long, env = "CAIRN_LEDGER_KEY", value_name = "KEY")]
+    ledger_key: Option<PathBuf>,
+    /// Who pushes (e.g. the CI job), recorded in the ledger.
+    #[arg(long, env = "CAIRN_IDENTITY", default_value = "")]
+    identity: String,
+    /// Print one JSON object describing the push.
+    #[arg(long)]
+    json: bool,
+    /// No progress or summary on stderr.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+/// Registry flags shared by `push` and `build --push`.
+#[derive(Args, Clone)]
+pub struct PushFlags {
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// Mount blobs the registry has in this repository (same registry) instead of
+    /// uploading them, e.g. team/base.
+    #[arg(long, value_name = "REPOSITORY")]
+    pub mount_from: Option<String>,
+}
+
+pub fn run(args: PushArgs) -> Result<i32> {
+    let key = args
+        .ledger_key
+        .as_deref()
+        .map(keys::read_private)
+        .transpose()?;
+    let report = push(
+        &args.layout,
+        &args.reference,
+        &args.push,
+        args.quiet || args.json,
+    )?;
+    if let Some(ledger) = &args.ledger {
+        record(
+            ledger,
+            key.as_ref(),
+            &args.identity,
+            &args.layout,
+            &report,
+            args.quiet || args.json,
+        )?;
+    }
+    if args.json {
+        return print_json(&report);
+    }
+    println!("{}", report.reference);
+    Ok(0)
+}
+
+/// Pushes `layout` to `reference`; a summary on stderr unless `quiet`.
+pub fn push(layout: &Path, reference: &str, flags: &PushFlags, quiet: bool) -> Result<PushReport> {
+    let target: Reference = reference.parse()?;
+    let client = registry::client(&flags.registry)?;
+    let bars;
+    let observer: &dyn PushObserver = if !quiet && std::io::stderr().is_terminal() {
+        bars = UploadBars::new();
+        &bars
+    } else {
+        &Silent
+    };
+    let report = push_layout(
+        &client,
+        layout,
+        &target,
+        flags.mount_from.as_deref(),
+        observer,
+    )
+    .with_context(|| format!("pushing {} to {target}", layout.display()))?;
+    if !quiet {
+        eprintln!(
+            "pushed {} to {}: {} blob{} uploaded ({} bytes), {} already there, {} mounted",
+            report.digest,
+            target.repository_name(),
+            report.blobs_uploaded,
+            if report.blobs_uploaded == 1 { "" } else { "s" },
+            report.bytes_uploaded,
+            report.blobs_present,
+            report.blobs_mounted
+        );
+        if !report.referrers.is_empty() {
+            let mut how = match report.referrers_via {
+                "referrers-api" => "the Referrers API".to_string(),
+                _ => format!("the referrers tag {}", report.referrers_tags.join(", ")),
+            };
+            if !report.attestation_tags.is_empty() {
+                how.push_str(&format!(
+                    "; attestations also under cosign's {}",
+                    report.attestation_tags.join(", ")
+                ));
+            }
+            eprintln!("referrers: {} via {how}", report.referrers.len());
+        }
+    }
+    Ok(report)
+}
+
+/// Records a `push` entry in the ledger (a warning without a key).
+pub fn record(
+    ledger: &Path,
+    key: Option<&SigningKey>,
+    identity: &str,
+    layout: &Path,
+    report: &PushReport,
+    quiet: bool,
+) -> Result<()> {
+    let Some(key) = key else {
+        eprintln!(
+            "warning: not recorded in the ledger {}: entries are signed; pass a signing key",
+            ledger.display()
+        );
+        return Ok(());
+    };
+    let referrers: Vec<String> = report.referrers.iter().map(|d| d.to_string()).collect();
+    let details = BTreeMap::from([
+        ("reference".to_string(), report.reference.clone().into()),
+        (
+            "manifest_digest".to_string(),
+            report.digest.to_string().into(),
+        ),
+        ("layout".to_string(), layout.display().to_string().into()),
+        ("referrers".to_string(), serde_json::to_value(referrers)?),
+        ("referrers_via".to_string(), report.referrers_via.into()),
+    ]);
+    let entry = ledger::record_action(
+        ledger,
+        cairn::ledger::Action::Push,
+        details,
+        key,
+        identity,
+        now_rfc3339(),
+    )?;
+    if !quiet {
+        eprintln!(
+            "ledger: recorded the push as entry {} in {}",
+            entry.seq,
+            ledger.display()
+        );
+    }
+    Ok(())
+}

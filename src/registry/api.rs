@@ -1,0 +1,620 @@
+//! The distribution-spec operations: manifests, blobs and referrers, one method each.
+
+use super::client::{read_limited, registry_message, Body, Client, Request, Response};
+use super::{
+    referrers_tag, Reference, RegistryError, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX,
+    OCI_MANIFEST,
+};
+use crate::digest::{HashingWriter, Sha256Digest};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use ureq::http::{header, Method, StatusCode};
+
+/// Manifests larger than this are refused (distribution's own limit is 4 MiB).
+const MANIFEST_LIMIT: u64 = 4 << 20;
+
+/// A manifest as the registry served it, its digest checked.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    pub bytes: Vec<u8>,
+    pub media_type: String,
+    pub digest: Sha256Digest,
+}
+
+/// What `put_manifest` learnt.
+#[derive(Debug, Clone)]
+pub struct PutManifest {
+    pub digest: Sha256Digest,
+    /// The `OCI-Subject` header: present when the registry supports the Referrers
+    /// API and the manifest has a `subject`.
+    pub oci_subject: Option<String>,
+}
+
+/// What `push_blob` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BlobPush {
+    /// The repository had it (HEAD): nothing sent.
+    Present,
+    /// Mounted from another repository of the same registry: nothing sent.
+    Mounted,
+    /// Uploaded.
+    Uploaded,
+}
+
+/// An OCI content descriptor (with the fields the referrers index carries).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Descriptor {
+    pub media_type: String,
+    pub digest: String,
+    pub size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<serde_json::Value>,
+}
+
+impl Descriptor {
+    /// The digest, parsed (only sha256 is supported).
+    pub fn sha256(&self) -> Result<Sha256Digest, RegistryError> {
+        self.digest.parse().map_err(|_| {
+            RegistryError::Layout(format!(
+                "descriptor digest {} is not a sha256 digest",
+                self.digest
+            ))
+        })
+    }
+}
+
+/// Where the bytes of a blob to upload are.
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    File(&'a Path),
+    Bytes(&'a [u8]),
+}
+
+const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
+
+impl Client {
+    /// Pings `/v2/`: checks that a registry answers there (authenticating if asked).
+    pub fn ping(&self, image: &Reference) -> Result<(), RegistryError> {
+        let url = format!("{}/v2/", self.origin(image.api_host())?);
+        let req = Request::new(Method::GET, url, image);
+        let resp = self.send(&req)?;
+        if resp.status().is_success() {
+            Ok(())
+        } else {
+            Err(self.status_error(&req, resp))
+        }
+    }
+
+    /// Fetches the manifest `image` names (by digest if it has one, else by tag) and
+    /// checks its digest: against the reference's digest, and against the registry's
+    /// `Docker-Content-Digest` header.
+    pub fn get_manifest(&self, image: &Reference) -> Result<Manifest, RegistryError> {
+        self.find_manifest(image)?
+            .ok_or_else(|| RegistryError::NotFound {
+                reference: image.to_string(),
+                message: String::new(),
+            })
+    }
+
+    /// [`get_manifest`](Client::get_manifest), but `None` when the registry has no such
+    /// manifest (404).
+    pub fn find_manifest(&self, image: &Reference) -> Result<Option<Manifest>, RegistryError> {
+        let url = format!(
+            "{}/manifests/{}",
+            self.repo_url(image)?,
+            image.manifest_ref()
+        );
+        let req = Request::new(Method::GET, url.clone(), image).header("Accept", MANIFEST_ACCEPT);
+        let mut resp = self.send(&req)?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if resp.status() != StatusCode::OK {
+            return Err(self.status_error(&req, resp));
+        }
+        let header_digest = header_str(&resp, "Docker-Content-Digest");
+        let content_type = header_str(&resp, header::CONTENT_TYPE.as_str());
+        let bytes =
+            read_limited(&mut resp, MANIFEST_LIMIT).map_err(|e| RegistryError::Protocol {
+                url: super::client::redact_url(&url),
+                detail: format!("cannot read the manifest body: {e}"),
+            })?;
+        let digest = Sha256Digest::of(&bytes);
+        let what = format!("manifest for {image}");
+        if let Some(expected) = &image.digest {
+            if *expected != digest {
+                return Err(RegistryError::DigestMismatch {
+                    what,
+                    expected: expected.to_string(),
+                    actual: digest.to_string(),
+                });
+            }
+        }
+        if let Some(claimed) = header_digest.filter(|d| d.starts_with("sha256:")) {
+            if claimed != digest.to_string() {
+                return Err(RegistryError::DigestMismatch {
+                    what,
+                    expected: claimed,
+                    actual: digest.to_string(),
+                });
+            }
+        }
+        let media_type = media_type_of(&bytes, content_type.as_deref()).ok_or_else(|| {
+            RegistryError::Protocol {
+                url: super::client::redact_url(&url),
+                detail: format!(
+                    "the manifest is not OCI or Docker v2 JSON (Content-Type {:?}): {}",
+                    content_type.unwrap_or_default(),
+                    registry_message(&bytes)
+                ),
+            }
+        })?;
+        Ok(Some(Manifest {
+            bytes,
+            media_type,
+            digest,
+        }))
+    }
+
+    /// Uploads a manifest under `target`'s tag, or its digest when it has no tag (or
+    /// [`Reference::manifest_ref`] when both). Returns the digest the registry
+    /// confirmed.
+    pub fn put_manifest(
+        &self,
+        target: &Reference,
+        bytes: &[u8],
+        media_type: &str,
+    ) -> Result<PutManifest, RegistryError> {
+        let digest = Sha256Digest::of(bytes);
+        if let Some(expected) = &target.digest {
+            if *expected != digest {
+                return Err(RegistryError::DigestMismatch {
+                    what: format!("manifest to push as {target}"),
+                    expected: expected.to_string(),
+                    actual: digest.to_string(),
+                });
+            }
+        }
+        let reference = match (&target.tag, &target.digest) {
+            (Some(tag), _) => tag.clone(),
+            (None, Some(d)) => d.to_string(),
+            (None, None) => digest.to_string(),
+        };
+        let url = format!("{}/manifests/{reference}", self.repo_url(target)?);
+        let req = Request::new(Method::PUT, url, target)
+            .header("Content-Type", media_type)
+            .body(Body::Bytes(bytes));
+        let resp = self.send(&req)?;
+        if !resp.status().is_success() {
+            return Err(self.status_error(&req, resp));
+        }
+        if let Some(claimed) =
+            header_str(&resp, "Docker-Content-Digest").filter(|d| d.starts_with("sha256:"))
+        {
+            if claimed != digest.to_string() {
+                return Err(RegistryError::DigestMismatch {
+                    what: format!("manifest pushed as {target}"),
+                    expected: digest.to_string(),
+                    actual: claimed,
+                });
+            }
+        }
+        Ok(PutManifest {
+            digest,
+            oci_subject: header_str(&resp, "OCI-Subject"),
+        })
+    }
+
+    /// Whether the repository has the blob (HEAD).
+    pub fn blob_exists(
+        &self,
+        image: &Reference,
+        digest: &Sha256Digest,
+    ) -> Result<bool, RegistryError> {
+        let url = format!("{}/blobs/{digest}", self.repo_url(image)?);
+        let req = Request::new(Method::HEAD, url, image);
+        let resp = self.send(&req)?;
+        match resp.status() {
+            StatusCode::OK => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            _ => Err(self.status_error(&req, resp)),
+        }
+    }
+
+    /// Streams the blob into `out`, checking its digest (and `size`, when given) as
+    /// it arrives. On a mismatch, `out` has received the bad bytes: write to a
+    /// temporary place and keep it only on success. Returns the size.
+    pub fn get_blob_to(
+        &self,
+        image: &Reference,
+        digest: &Sha256Digest,
+        size: Option<u64>,
+        out: &mut dyn Write,
+    ) -> Result<u64, RegistryError> {
+        let url = format!("{}/blobs/{digest}", self.repo_url(image)?);
+        let req = Request::new(Method::GET, url.clone(), image);
+        let mut resp = self.send(&req)?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Err(RegistryError::NotFound {
+                reference: format!("blob {digest} in {}", image.repository_name()),
+                message: String::new(),
+            });
+        }
+        if resp.status() != StatusCode::OK {
+            return Err(self.status_error(&req, resp));
+        }
+        let mut hashing = HashingWriter::new(out);
+        let mut reader = resp.body_mut().as_reader();
+        let limit = size.map_or(u64::MAX, |s| s + 1);
+        std::io::copy(&mut std::io::Read::take(&mut reader, limit), &mut hashing).map_err(|e| {
+            RegistryError::Protocol {
+                url: super::client::redact_url(&url),
+                detail: format!("the blob download broke off: {e}"),
+            }
+        })?;
+        let (actual, len, _) = hashing.finish();
+        if actual != *digest || size.is_some_and(|s| s != len) {
+            return Err(RegistryError::DigestMismatch {
+                what: format!("blob ({len} bytes)"),
+                expected: match size {
+                    Some(s) => format!("{digest} ({s} bytes)"),
+                    None => digest.to_string(),
+                },
+                actual: actual.to_string(),
+            });
+        }
+        Ok(len)
+    }
+
+    /// Uploads the blob in the file `path` (whose content has `digest` and `size`)
+    /// unless the repository has it. With `mount_from` (a repository of the same
+    /// registry that has the blob), asks the registry to mount it instead; a registry
+    /// that does not mount answers with an upload, which is then used. Blobs up to
+    /// [`ClientOptions::chunk_size`](super::ClientOptions::chunk_size) go in one PUT,
+    /// larger ones in PATCH chunks; either way read from the file as sent. A failed
+    /// upload is restarted (bounded, with backoff). `progress` hears of each byte
+    /// sent.
+    pub fn push_blob(
+        &self,
+        image: &Reference,
+        path: &Path,
+        digest: &Sha256Digest,
+        size: u64,
+        mount_from: Option<&str>,
+        progress: &dyn Fn(u64),
+    ) -> Result<BlobPush, RegistryError> {
+        self.push_blob_from(
+            image,
+            Source::File(path),
+            digest,
+            size,
+            mount_from,
+            progress,
+        )
+    }
+
+    /// [`push_blob`](Client::push_blob) for a small blob held in memory (a config, an
+    /// index); its digest is computed here.
+    pub fn push_blob_bytes(
+        &self,
+        image: &Reference,
+        bytes: &[u8],
+    ) -> Result<(Sha256Digest, BlobPush), RegistryError> {
+        let digest = Sha256Digest::of(bytes);
+        let outcome = self.push_blob_from(
+            image,
+            Source::Bytes(bytes),
+            &digest,
+            bytes.len() as u64,
+            None,
+            &|_| {},
+        )?;
+        Ok((digest, outcome))
+    }
+
+    fn push_blob_from(
+        &self,
+        image: &Reference,
+        source: Source<'_>,
+        digest: &Sha256Digest,
+        size: u64,
+        mount_from: Option<&str>,
+        progress: &dyn Fn(u64),
+    ) -> Result<BlobPush, RegistryError> {
+        if self.blob_exists(image, digest)? {
+            return Ok(BlobPush::Present);
+        }
+        self.upload_with_retries(image, source, digest, size, mount_from, progress)
+    }
+
+    /// Uploads (or mounts) the blob in the file `path` without asking first whether
+    /// the repository has it; for callers that just did.
+    pub(crate) fn upload_file(
+        &self,
+        image: &Reference,
+        path: &Path,
+        digest: &Sha256Digest,
+        size: u64,
+        mount_from: Option<&str>,
+        progress: &dyn Fn(u64),
+    ) -> Result<BlobPush, RegistryError> {
+        self.upload_with_retries(
+            image,
+            Source::File(path),
+            digest,
+            size,
+            mount_from,
+            progress,
+        )
+    }
+
+    fn upload_with_retries(
+        &self,
+        image: &Reference,
+        source: Source<'_>,
+        digest: &Sha256Digest,
+        size: u64,
+        mount_from: Option<&str>,
+        progress: &dyn Fn(u64),
+    ) -> Result<BlobPush, RegistryError> {
+        let mut attempt = 1;
+        loop {
+            match self.upload_blob(image, source, digest, size, mount_from, progress) {
+                Err(e) if e.is_transient() && attempt < self.options().max_attempts.max(1) => {
+                    std::thread::sleep(
+                        self.options().initial_backoff * (1u32 << (attempt - 1).min(16)),
+                    );
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn upload_blob(
+        &self,
+        image: &Reference,
+        source: Source<'_>,
+        digest: &Sha256Digest,
+        size: u64,
+        mount_from: Option<&str>,
+        progress: &dyn Fn(u64),
+    ) -> Result<BlobPush, RegistryError> {
+        let mut url = format!("{}/blobs/uploads/", self.repo_url(image)?);
+        if let Some(from) = mount_from {
+            url.push_str(&format!(
+                "?mount={digest}&from={}",
+                super::client::query_escape(from)
+            ));
+        }
+        let req = Request::new(Method::POST, url, image).body(Body::Bytes(&[]));
+        let resp = self.send(&req)?;
+        if resp.status() == StatusCode::CREATED && mount_from.is_some() {
+            return Ok(BlobPush::Mounted);
+        }
+        if resp.status() != StatusCode::ACCEPTED {
+            return Err(self.status_error(&req, resp));
+        }
+        let mut location = self.location(image, &req, &resp)?;
+        let part = |offset: u64, len: u64| match source {
+            Source::File(path) => Body::File {
+                path,
+                offset,
+                len,
+                progress,
+            },
+            Source::Bytes(bytes) => Body::Bytes(&bytes[offset as usize..(offset + len) as usize]),
+        };
+        let chunk = self.options().chunk_size.max(1);
+        if size > chunk {
+            let mut offset = 0;
+            while offset < size {
+                let len = chunk.min(size - offset);
+                let req = Request::new(Method::PATCH, location.clone(), image)
+                    .header("Content-Type", "application/octet-stream")
+                    .header("Content-Range", format!("{offset}-{}", offset + len - 1))
+                    .body(part(offset, len))
+                    .no_retry();
+                let resp = self.send(&req)?;
+                if resp.status() != StatusCode::ACCEPTED {
+                    return Err(self.status_error(&req, resp));
+                }
+                location = self.location(image, &req, &resp)?;
+                offset += len;
+            }
+        }
+        let sep = if location.contains('?') { '&' } else { '?' };
+        let put_url = format!("{location}{sep}digest={digest}");
+        let body = if size > chunk {
+            Body::Bytes(&[])
+        } else {
+            part(0, size)
+        };
+        let req = Request::new(Method::PUT, put_url, image)
+            .header("Content-Type", "application/octet-stream")
+            .body(body)
+            .no_retry();
+        let resp = self.send(&req)?;
+        if resp.status() != StatusCode::CREATED {
+            return Err(self.status_error(&req, resp));
+        }
+        Ok(BlobPush::Uploaded)
+    }
+
+    fn location(
+        &self,
+        image: &Reference,
+        req: &Request<'_>,
+        resp: &Response,
+    ) -> Result<String, RegistryError> {
+        let location =
+            header_str(resp, header::LOCATION.as_str()).ok_or_else(|| RegistryError::Protocol {
+                url: super::client::redact_url(&req.url),
+                detail: format!(
+                    "HTTP {} without a Location header for the upload",
+                    resp.status().as_u16()
+                ),
+            })?;
+        self.resolve_location(image, &location)
+    }
+
+    /// The manifests that refer to `subject` (in `image`'s repository), optionally only
+    /// those of `artifact_type`. Asks the Referrers API; a registry without it
+    /// (404) is read through the `sha256-<hex>` tag schema instead. Returns the
+    /// descriptors and whether the Referrers API answered.
+    pub fn referrers(
+        &self,
+        image: &Reference,
+        subject: &Sha256Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<(Vec<Descriptor>, bool), RegistryError> {
+        let mut url = format!("{}/referrers/{subject}", self.repo_url(image)?);
+        if let Some(t) = artifact_type {
+            url.push_str(&format!("?artifactType={}", super::client::query_escape(t)));
+        }
+        let req = Request::new(Method::GET, url.clone(), image).header("Accept", OCI_INDEX);
+        let mut resp = self.send(&req)?;
+        let api = match resp.status() {
+            StatusCode::OK => true,
+            StatusCode::NOT_FOUND => false,
+            _ => return Err(self.status_error(&req, resp)),
+        };
+        let (bytes, from) = if api {
+            let bytes =
+                read_limited(&mut resp, MANIFEST_LIMIT).map_err(|e| RegistryError::Protocol {
+                    url: super::client::redact_url(&url),
+                    detail: format!("cannot read the referrers index: {e}"),
+                })?;
+            (bytes, url)
+        } else {
+            let tag = image.with_tag(&referrers_tag(subject));
+            match self.find_manifest(&tag)? {
+                Some(m) => (m.bytes, tag.to_string()),
+                None => return Ok((Vec::new(), false)),
+            }
+        };
+        let index: IndexJson =
+            serde_json::from_slice(&bytes).map_err(|e| RegistryError::Protocol {
+                url: super::client::redact_url(&from),
+                detail: format!("the referrers index is not an OCI index: {e}"),
+            })?;
+        let mut found = index.manifests;
+        if let Some(t) = artifact_type {
+            found.retain(|d| d.artifact_type.as_deref() == Some(t));
+        }
+        Ok((found, api))
+    }
+}
+
+/// The part of an image index (or layout `index.json`) cairn reads.
+#[derive(Debug, Deserialize)]
+pub(crate) struct IndexJson {
+    #[serde(default)]
+    pub manifests: Vec<Descriptor>,
+}
+
+fn header_str(resp: &Response, name: &str) -> Option<String> {
+    resp.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.trim().to_string())
+}
+
+/// The manifest's media type: its `mediaType` field, else the Content-Type; `None`
+/// unless one of the four manifest types cairn reads.
+fn media_type_of(bytes: &[u8], content_type: Option<&str>) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Probe {
+        #[serde(rename = "mediaType")]
+        media_type: Option<String>,
+        manifests: Option<serde_json::Value>,
+    }
+    let probe: Probe = serde_json::from_slice(bytes).ok()?;
+    let content_type = content_type.map(|c| c.split(';').next().unwrap_or(c).trim().to_string());
+    let candidate = probe
+        .media_type
+        .or(content_type.filter(|c| c != "application/json"))
+        .unwrap_or_else(|| {
+            if probe.manifests.is_some() {
+                OCI_INDEX.to_string()
+            } else {
+                OCI_MANIFEST.to_string()
+            }
+        });
+    [
+        OCI_MANIFEST,
+        OCI_INDEX,
+        DOCKER_MANIFEST,
+        DOCKER_MANIFEST_LIST,
+    ]
+    .contains(&candidate.as_str())
+    .then_some(candidate)
+}
+
+/// The parts of an image manifest or index that push and pull follow.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ManifestJson {
+    #[serde(default)]
+    pub media_type: Option<String>,
+    #[serde(default)]
+    pub artifact_type: Option<String>,
+    #[serde(default)]
+    pub config: Option<Descriptor>,
+    #[serde(default)]
+    pub layers: Vec<Descriptor>,
+    /// Index only.
+    #[serde(default)]
+    pub manifests: Vec<Descriptor>,
+    #[serde(default)]
+    pub subject: Option<Descriptor>,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl ManifestJson {
+    pub fn parse(bytes: &[u8], what: &str) -> Result<ManifestJson, RegistryError> {
+        serde_json::from_slice(bytes).map_err(|e| {
+            RegistryError::Layout(format!("{what} is not an OCI manifest or index: {e}"))
+        })
+    }
+
+    /// Whether this is an index (its children are manifests, not blobs).
+    pub fn is_index(&self, media_type: &str) -> bool {
+        media_type == OCI_INDEX || media_type == DOCKER_MANIFEST_LIST
+    }
+
+    /// The blobs an image manifest names: config, then layers.
+    pub fn blobs(&self) -> impl Iterator<Item = &Descriptor> {
+        self.config.iter().chain(self.layers.iter())
+    }
+
+    /// How this manifest is listed as a referrer: `artifactType`, else the config's
+    /// media type (image-spec 1.1), with the manifest's annotations.
+    pub fn referrer_descriptor(
+        &self,
+        media_type: &str,
+        digest: &Sha256Digest,
+        size: u64,
+    ) -> Descriptor {
+        Descriptor {
+            media_type: media_type.to_string(),
+            digest: digest.to_string(),
+            size,
+            artifact_type: self
+                .artifact_type
+                .clone()
+                .or_else(|| self.config.as_ref().map(|c| c.media_type.clone())),
+            annotations: self.annotations.clone(),
+            platform: None,
+        }
+    }
+}

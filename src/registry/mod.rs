@@ -1,0 +1,132 @@
+//! An OCI distribution-spec registry client: push and pull of images, their blobs
+//! and their referrers (SBOMs, attestations), over blocking HTTP(S).
+//!
+//! Start with [`Client::new`] and [`ClientOptions`] (credentials, `insecure`,
+//! retries). Single operations are methods of [`Client`]:
+//! [`get_manifest`](Client::get_manifest) (digest verified),
+//! [`put_manifest`](Client::put_manifest), [`blob_exists`](Client::blob_exists),
+//! [`get_blob_to`](Client::get_blob_to) (streamed, verified),
+//! [`push_blob`](Client::push_blob) (HEAD skip, cross-repository mount, monolithic or
+//! chunked upload streamed from a file), [`referrers`](Client::referrers) (the
+//! Referrers API, else the `sha256-<hex>` tag schema). Whole images:
+//! [`push::push_layout`] and [`pull::pull_to_layout`].
+//!
+//! Every byte received is checked against the digest it was asked for; a mismatch
+//! is [`RegistryError::DigestMismatch`]. Errors carry the registry's own message
+//! (`errors[].code/message`); credentials never appear in errors or `Debug` output.
+
+mod api;
+pub mod auth;
+mod client;
+pub mod pull;
+pub mod push;
+
+pub mod reference;
+pub mod referrers;
+
+pub use api::{BlobPush, Descriptor, Manifest, PutManifest};
+pub use auth::{Credentials, Login};
+pub use client::{Client, ClientOptions};
+pub use reference::Reference;
+
+use crate::digest::Sha256Digest;
+use std::path::PathBuf;
+
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error(
+        "{method} {url} failed with HTTP {status}{}{}",
+        colon(message),
+        hint_text(hint)
+    )]
+    Status {
+        method: String,
+        url: String,
+        status: u16,
+        /// The registry's own error message(s).
+        message: String,
+        hint: String,
+    },
+    // `error`, not `source`: the message includes it, so error chains must not
+    // print it twice.
+    #[error("cannot reach the registry at {url} (after {attempts} attempt{}): {error}", if *attempts == 1 { "" } else { "s" })]
+    Connect {
+        url: String,
+        attempts: u32,
+        error: ureq::Error,
+    },
+    #[error("authentication to {registry} failed: {message}")]
+    Auth { registry: String, message: String },
+    #[error("refusing plain HTTP to {host}: --insecure is allowed only for loopback registries (localhost, 127.0.0.0/8, ::1)")]
+    InsecureNotLoopback { host: String },
+    #[error("the registry served a {what} that does not match its digest: expected {expected}, got {actual}")]
+    DigestMismatch {
+        what: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("{url}: the registry sent something that is not a valid answer: {detail}")]
+    Protocol { url: String, detail: String },
+    #[error("{reference} was not found in the registry{}", colon(message))]
+    NotFound { reference: String, message: String },
+    #[error("cannot read {path}: {error}")]
+    Io {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("{0}")]
+    Layout(String),
+    #[error("cannot write the pulled layout: {0}")]
+    Output(crate::output::OutputError),
+}
+
+impl From<crate::output::OutputError> for RegistryError {
+    fn from(e: crate::output::OutputError) -> Self {
+        RegistryError::Output(e)
+    }
+}
+
+fn colon(message: &str) -> String {
+    if message.is_empty() {
+        String::new()
+    } else {
+        format!(": {message}")
+    }
+}
+
+fn hint_text(hint: &str) -> String {
+    if hint.is_empty() {
+        String::new()
+    } else {
+        format!(" (hint: {hint})")
+    }
+}
+
+impl RegistryError {
+    /// A failure that another attempt may not meet: a server error, throttling, or a
+    /// dropped connection.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            RegistryError::Status { status, .. } => *status >= 500 || *status == 429,
+            RegistryError::Connect { error, .. } => {
+                matches!(error, ureq::Error::Io(_) | ureq::Error::Timeout(_))
+            }
+            _ => false,
+        }
+    }
+}
+
+/// `sha256-<hex>`: the tag of the referrers tag schema for `digest`.
+pub fn referrers_tag(digest: &Sha256Digest) -> String {
+    format!("sha256-{}", digest.hex())
+}
+
+/// `sha256-<hex>.att`: cosign's tag for the attestations of `digest`.
+pub fn cosign_attestation_tag(digest: &Sha256Digest) -> String {
+    format!("sha256-{}.att", digest.hex())
+}

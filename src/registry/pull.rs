@@ -1,0 +1,200 @@
+//! Pulling an image and its referrers into a standard OCI image layout.
+//!
+//! The layout's `index.json` lists the image (annotated with its tag as
+//! `org.opencontainers.image.ref.name`) and then every referrer of it (SBOMs,
+//! attestations), the same shape `cairn build` writes, so `cairn verify`, `inspect`
+//! and any OCI tool read it. Every manifest and blob is checked against its digest
+//! as it arrives; the layout appears only when complete (see [`crate::output`]).
+
+use super::api::{Descriptor, ManifestJson};
+use super::{Client, Reference, RegistryError};
+use crate::digest::Sha256Digest;
+use crate::image::{canonical_json, REF_NAME_ANNOTATION};
+use crate::output::LayoutWriter;
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// What a pull fetched.
+#[derive(Debug, Clone, Serialize)]
+pub struct PullReport {
+    pub layout: PathBuf,
+    /// The image manifest (or index) digest.
+    pub digest: Sha256Digest,
+    pub media_type: String,
+    pub blobs: usize,
+    pub bytes: u64,
+    /// Referrer manifests pulled (SBOMs, attestations).
+    pub referrers: usize,
+    /// Whether the registry answered the Referrers API (else the tag schema was read).
+    pub referrers_api: bool,
+}
+
+struct Puller<'a> {
+    client: &'a Client,
+    repository: &'a Reference,
+    writer: LayoutWriter,
+    blobs_done: BTreeSet<Sha256Digest>,
+    bytes: u64,
+}
+
+impl Puller<'_> {
+    /// Fetches a manifest by digest and stores it; returns its bytes and parsed form.
+    fn manifest(
+        &mut self,
+        digest: Sha256Digest,
+    ) -> Result<(super::Manifest, ManifestJson), RegistryError> {
+        let manifest = self
+            .client
+            .get_manifest(&self.repository.with_digest(digest))?;
+        self.store_manifest(manifest)
+    }
+
+    fn store_manifest(
+        &mut self,
+        manifest: super::Manifest,
+    ) -> Result<(super::Manifest, ManifestJson), RegistryError> {
+        let parsed =
+            ManifestJson::parse(&manifest.bytes, &format!("manifest {}", manifest.digest))?;
+        if self.blobs_done.insert(manifest.digest) {
+            self.writer.put_blob(&manifest.bytes)?;
+        }
+        Ok((manifest, parsed))
+    }
+
+    /// Fetches and stores a blob, streamed to disk and verified.
+    fn blob(&mut self, descriptor: &Descriptor) -> Result<(), RegistryError> {
+        let digest = descriptor.sha256()?;
+        if !self.blobs_done.insert(digest) {
+            return Ok(());
+        }
+        let mut w = self.writer.blob_writer()?;
+        let n = self
+            .client
+            .get_blob_to(self.repository, &digest, Some(descriptor.size), &mut w)?;
+        self.writer.commit_blob(w)?;
+        self.bytes += n;
+        Ok(())
+    }
+
+    /// Fetches everything below a manifest: config and layers, or an index's children.
+    /// Returns the digests of the image manifests (for their referrers).
+    fn below(
+        &mut self,
+        manifest: &super::Manifest,
+        parsed: &ManifestJson,
+        depth: usize,
+        images: &mut Vec<Sha256Digest>,
+    ) -> Result<(), RegistryError> {
+        images.push(manifest.digest);
+        if parsed.is_index(&manifest.media_type) {
+            if depth > 4 {
+                return Err(RegistryError::Layout(format!(
+                    "index {} nests more than 4 levels deep",
+                    manifest.digest
+                )));
+            }
+            for child in &parsed.manifests {
+                let (m, p) = self.manifest(child.sha256()?)?;
+                self.below(&m, &p, depth + 1, images)?;
+            }
+        } else {
+            for blob in parsed.blobs() {
+                self.blob(blob)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Pulls `image` (by tag or digest), everything it references, and its referrers
+/// into a new OCI layout at `dest` (replacing one that is there, atomically).
+pub fn pull_to_layout(
+    client: &Client,
+    image: &Reference,
+    dest: &Path,
+) -> Result<PullReport, RegistryError> {
+    let name = dest.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
+        RegistryError::Layout(format!("{} has no directory name", dest.display()))
+    })?;
+    let parent = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let writer = LayoutWriter::begin(parent, name)?;
+    let repository = Reference {
+        tag: None,
+        digest: None,
+        ..image.clone()
+    };
+    let mut puller = Puller {
+        client,
+        repository: &repository,
+        writer,
+        blobs_done: BTreeSet::new(),
+        bytes: 0,
+    };
+    let root = client.get_manifest(image)?;
+    let (root, parsed) = puller.store_manifest(root)?;
+    let mut images = Vec::new();
+    puller.below(&root, &parsed, 0, &mut images)?;
+
+    let mut annotations = BTreeMap::new();
+    if let Some(tag) = &image.tag {
+        annotations.insert(REF_NAME_ANNOTATION.to_string(), tag.clone());
+    }
+    let mut listed = vec![Descriptor {
+        media_type: root.media_type.clone(),
+        digest: root.digest.to_string(),
+        size: root.bytes.len() as u64,
+        artifact_type: None,
+        annotations,
+        platform: None,
+    }];
+    let mut referrers_api = true;
+    let mut referrers = 0;
+    for subject in &images {
+        let (found, api) = client.referrers(&repository, subject, None)?;
+        referrers_api &= api;
+        for d in found {
+            if listed.iter().any(|l| l.digest == d.digest) {
+                continue;
+            }
+            let (m, p) = puller.manifest(d.sha256()?)?;
+            if p.subject.as_ref().map(|s| s.digest.as_str()) != Some(subject.to_string().as_str()) {
+                return Err(RegistryError::Protocol {
+                    url: image.to_string(),
+                    detail: format!(
+                        "referrer {} listed for {subject} names another subject",
+                        m.digest
+                    ),
+                });
+            }
+            for blob in p.blobs() {
+                puller.blob(blob)?;
+            }
+            listed.push(Descriptor {
+                annotations: BTreeMap::new(),
+                ..p.referrer_descriptor(&m.media_type, &m.digest, m.bytes.len() as u64)
+            });
+            referrers += 1;
+        }
+    }
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": super::OCI_INDEX,
+        "manifests": listed,
+    });
+    let blobs = puller.blobs_done.len();
+    let bytes = puller.bytes;
+    let layout = puller.writer.publish(&canonical_json(&index), &[], &[])?;
+    Ok(PullReport {
+        layout,
+        digest: root.digest,
+        media_type: root.media_type,
+        blobs,
+        bytes,
+        referrers,
+        referrers_api,
+    })
+}

@@ -1,0 +1,363 @@
+//! Pushing an OCI image layout to a registry, in an order that never exposes an
+//! incomplete image under a tag:
+//!
+//! 1. every blob (HEAD first, so an interrupted push resumes without re-sending what
+//!    the registry has), the image's before its referrers';
+//! 2. the image manifest by digest (for an index, its child manifests first);
+//! 3. the referrers the layout lists in `index.json` (manifests with a `subject`:
+//!    SBOMs, attestations) by digest. A registry that answers without `OCI-Subject`
+//!    lacks the Referrers API: the subject's `sha256-<hex>` referrers tag is merged
+//!    instead. DSSE attestations also go into cosign's `sha256-<hex>.att` image;
+//! 4. last, the tag.
+
+use super::api::{Descriptor, IndexJson, ManifestJson};
+use super::referrers::{update_cosign_attestations, update_referrers_tag, Envelope};
+use super::{BlobPush, Client, Reference, RegistryError, OCI_MANIFEST};
+use crate::attest::{DSSE_MEDIA_TYPE, PREDICATE_TYPE_ANNOTATION};
+use crate::digest::Sha256Digest;
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// Hears what a push does, e.g. to draw progress bars.
+pub trait PushObserver: Sync {
+    /// A blob the registry does not have starts uploading.
+    fn blob_started(&self, _digest: &Sha256Digest, _size: u64) {}
+    /// `n` more bytes of the current blob were sent.
+    fn bytes_sent(&self, _n: u64) {}
+    /// A blob is done (uploaded, present or mounted).
+    fn blob_finished(&self, _digest: &Sha256Digest, _outcome: BlobPush) {}
+}
+
+/// An observer that ignores everything.
+pub struct Silent;
+impl PushObserver for Silent {}
+
+/// What a push did.
+#[derive(Debug, Clone, Serialize)]
+pub struct PushReport {
+    /// `registry/repository[:tag]@sha256:...`
+    pub reference: String,
+    /// The pushed image manifest (or index) digest.
+    pub digest: Sha256Digest,
+    pub tag: Option<String>,
+    pub blobs_uploaded: usize,
+    pub blobs_present: usize,
+    pub blobs_mounted: usize,
+    pub bytes_uploaded: u64,
+    /// Digests of the referrer manifests pushed (SBOMs, attestations).
+    pub referrers: Vec<Sha256Digest>,
+    /// `referrers-api`, `tag-schema`, or `none` (no referrers in the layout).
+    pub referrers_via: &'static str,
+    /// The referrers tags written (tag schema), one per subject.
+    pub referrers_tags: Vec<String>,
+    /// cosign's attestation tags written, one per subject.
+    pub attestation_tags: Vec<String>,
+}
+
+/// A manifest in the layout: its descriptor, bytes and parsed form.
+struct LayoutManifest {
+    descriptor: Descriptor,
+    digest: Sha256Digest,
+    bytes: Vec<u8>,
+    parsed: ManifestJson,
+}
+
+struct LayoutReader<'a> {
+    root: &'a Path,
+}
+
+impl LayoutReader<'_> {
+    fn blob_path(&self, digest: &Sha256Digest) -> PathBuf {
+        self.root.join("blobs/sha256").join(digest.hex())
+    }
+
+    fn read_manifest(&self, descriptor: &Descriptor) -> Result<LayoutManifest, RegistryError> {
+        let digest = descriptor.sha256()?;
+        let path = self.blob_path(&digest);
+        let bytes = std::fs::read(&path).map_err(|error| RegistryError::Io {
+            path: path.clone(),
+            error,
+        })?;
+        let actual = Sha256Digest::of(&bytes);
+        if actual != digest {
+            return Err(RegistryError::Layout(format!(
+                "{}: the layout's manifest blob {digest} hashes to {actual}: the layout is corrupt",
+                path.display()
+            )));
+        }
+        let parsed = ManifestJson::parse(&bytes, &path.display().to_string())?;
+        Ok(LayoutManifest {
+            descriptor: descriptor.clone(),
+            digest,
+            bytes,
+            parsed,
+        })
+    }
+}
+
+/// Pushes the image in the OCI layout `layout` to `target` (its tag, if any, is
+/// written last; a digest in `target` must be the image's). `mount_from` names a
+/// repository of the same registry to mount blobs from.
+pub fn push_layout(
+    client: &Client,
+    layout: &Path,
+    target: &Reference,
+    mount_from: Option<&str>,
+    observer: &dyn PushObserver,
+) -> Result<PushReport, RegistryError> {
+    let reader = LayoutReader { root: layout };
+    let index_path = layout.join("index.json");
+    let index_bytes = std::fs::read(&index_path).map_err(|error| RegistryError::Io {
+        path: index_path.clone(),
+        error,
+    })?;
+    let index: IndexJson = serde_json::from_slice(&index_bytes).map_err(|e| {
+        RegistryError::Layout(format!("{} is not an OCI index: {e}", index_path.display()))
+    })?;
+    let mut roots = Vec::new();
+    let mut referrers = Vec::new();
+    for d in &index.manifests {
+        let m = reader.read_manifest(d)?;
+        if m.parsed.subject.is_some() {
+            referrers.push(m);
+        } else {
+            roots.push(m);
+        }
+    }
+    let root = match roots.len() {
+        1 => roots.remove(0),
+        0 => {
+            return Err(RegistryError::Layout(format!(
+                "{} lists no image (only artifacts with a subject)",
+                index_path.display()
+            )))
+        }
+        n => {
+            return Err(RegistryError::Layout(format!(
+                "{} lists {n} images; cairn push pushes a layout holding one image (or one index)",
+                index_path.display()
+            )))
+        }
+    };
+    if let Some(pinned) = &target.digest {
+        if *pinned != root.digest {
+            return Err(RegistryError::DigestMismatch {
+                what: format!("image in {} (pushing to {target})", layout.display()),
+                expected: pinned.to_string(),
+                actual: root.digest.to_string(),
+            });
+        }
+    }
+    // Children of an index, depth first, so each is pushed before what lists it.
+    let mut image_manifests = Vec::new();
+    collect_children(&reader, root, &mut image_manifests, 0)?;
+
+    client.ping(target)?;
+
+    let mut report = PushReport {
+        reference: String::new(),
+        digest: image_manifests
+            .last()
+            .map(|m| m.digest)
+            .expect("the root is collected"),
+        tag: target.tag.clone(),
+        blobs_uploaded: 0,
+        blobs_present: 0,
+        blobs_mounted: 0,
+        bytes_uploaded: 0,
+        referrers: Vec::new(),
+        referrers_via: "none",
+        referrers_tags: Vec::new(),
+        attestation_tags: Vec::new(),
+    };
+    let repository = Reference {
+        tag: None,
+        digest: None,
+        ..target.clone()
+    };
+
+    // 1. Blobs.
+    let mut seen = BTreeSet::new();
+    for m in image_manifests.iter().chain(referrers.iter()) {
+        for blob in m.parsed.blobs() {
+            let digest = blob.sha256()?;
+            if !seen.insert(digest) {
+                continue;
+            }
+            let path = reader.blob_path(&digest);
+            match std::fs::metadata(&path) {
+                Ok(meta) if meta.len() == blob.size => {}
+                Ok(meta) => {
+                    return Err(RegistryError::Layout(format!(
+                        "{}: {} bytes, but manifest {} says {}: the layout is corrupt",
+                        path.display(),
+                        meta.len(),
+                        m.digest,
+                        blob.size
+                    )))
+                }
+                Err(error) => return Err(RegistryError::Io { path, error }),
+            }
+            let outcome = if client.blob_exists(&repository, &digest)? {
+                BlobPush::Present
+            } else {
+                observer.blob_started(&digest, blob.size);
+                let sent = |n| observer.bytes_sent(n);
+                client.upload_file(&repository, &path, &digest, blob.size, mount_from, &sent)?
+            };
+            match outcome {
+                BlobPush::Present => report.blobs_present += 1,
+                BlobPush::Mounted => report.blobs_mounted += 1,
+                BlobPush::Uploaded => {
+                    report.blobs_uploaded += 1;
+                    report.bytes_uploaded += blob.size;
+                }
+            }
+            observer.blob_finished(&digest, outcome);
+        }
+    }
+
+    // 2. Image manifests by digest.
+    for m in &image_manifests {
+        client.put_manifest(
+            &repository.with_digest(m.digest),
+            &m.bytes,
+            &m.descriptor.media_type,
+        )?;
+    }
+
+    // 3. Referrers by digest; the tag schema where the Referrers API is missing.
+    let mut by_subject: BTreeMap<Sha256Digest, Vec<&LayoutManifest>> = BTreeMap::new();
+    for r in &referrers {
+        let subject = r
+            .parsed
+            .subject
+            .as_ref()
+            .expect("referrers have a subject")
+            .sha256()?;
+        by_subject.entry(subject).or_default().push(r);
+    }
+    let mut api_supported = true;
+    for (subject, listed) in &by_subject {
+        for r in listed {
+            let put = client.put_manifest(
+                &repository.with_digest(r.digest),
+                &r.bytes,
+                &r.descriptor.media_type,
+            )?;
+            if put.oci_subject.as_deref() != Some(subject.to_string().as_str()) {
+                api_supported = false;
+            }
+            report.referrers.push(r.digest);
+        }
+    }
+    if !referrers.is_empty() {
+        report.referrers_via = if api_supported {
+            "referrers-api"
+        } else {
+            "tag-schema"
+        };
+    }
+    for (subject, listed) in &by_subject {
+        if !api_supported {
+            let descriptors: Vec<Descriptor> = listed
+                .iter()
+                .map(|r| {
+                    r.parsed.referrer_descriptor(
+                        &r.descriptor.media_type,
+                        &r.digest,
+                        r.bytes.len() as u64,
+                    )
+                })
+                .collect();
+            report.referrers_tags.push(update_referrers_tag(
+                client,
+                &repository,
+                subject,
+                &descriptors,
+            )?);
+        }
+        let envelopes: Vec<Envelope> = listed
+            .iter()
+            .filter(|r| r.parsed.artifact_type.as_deref() == Some(DSSE_MEDIA_TYPE))
+            .flat_map(|r| {
+                let predicate_type = r
+                    .parsed
+                    .annotations
+                    .get(PREDICATE_TYPE_ANNOTATION)
+                    .cloned()
+                    .unwrap_or_default();
+                r.parsed
+                    .layers
+                    .iter()
+                    .filter(|l| l.media_type == DSSE_MEDIA_TYPE)
+                    .map(move |l| {
+                        Ok(Envelope {
+                            digest: l.sha256()?,
+                            size: l.size,
+                            predicate_type: predicate_type.clone(),
+                        })
+                    })
+            })
+            .collect::<Result<_, RegistryError>>()?;
+        if !envelopes.is_empty() {
+            report.attestation_tags.push(update_cosign_attestations(
+                client,
+                &repository,
+                subject,
+                &envelopes,
+            )?);
+        }
+    }
+
+    // 4. The tag, last.
+    let root = image_manifests.last().expect("the root is collected");
+    if let Some(tag) = &target.tag {
+        client.put_manifest(
+            &repository.with_tag(tag),
+            &root.bytes,
+            &root.descriptor.media_type,
+        )?;
+    }
+    report.reference = Reference {
+        digest: Some(root.digest),
+        ..target.clone()
+    }
+    .to_string();
+    Ok(report)
+}
+
+/// Appends `manifest`'s child manifests (recursively, for an index) and then
+/// `manifest` itself.
+fn collect_children(
+    reader: &LayoutReader<'_>,
+    manifest: LayoutManifest,
+    out: &mut Vec<LayoutManifest>,
+    depth: usize,
+) -> Result<(), RegistryError> {
+    let media_type = manifest
+        .parsed
+        .media_type
+        .clone()
+        .unwrap_or_else(|| manifest.descriptor.media_type.clone());
+    if manifest.parsed.is_index(&media_type) {
+        if depth > 4 {
+            return Err(RegistryError::Layout(format!(
+                "index {} nests more than 4 levels deep",
+                manifest.digest
+            )));
+        }
+        for child in &manifest.parsed.manifests {
+            let child = reader.read_manifest(child)?;
+            collect_children(reader, child, out, depth + 1)?;
+        }
+    } else if media_type != OCI_MANIFEST && media_type != super::DOCKER_MANIFEST {
+        return Err(RegistryError::Layout(format!(
+            "manifest {} has media type {media_type}, which cairn push does not know",
+            manifest.digest
+        )));
+    }
+    out.push(manifest);
+    Ok(())
+}

@@ -1,0 +1,137 @@
+//! Attaching referrers for registries without the Referrers API, and for cosign.
+//!
+//! - The distribution spec's referrers tag schema: the tag `sha256-<hex>` of the
+//!   subject holds an image index listing the subject's referrers. It is updated by
+//!   merging with what the tag already lists, so other tools' referrers stay.
+//! - cosign's legacy attestation image: the tag `sha256-<hex>.att` holds an image
+//!   manifest whose layers are the DSSE envelopes (media type
+//!   `application/vnd.dsse.envelope.v1+json`, annotations
+//!   `dev.cosignproject.cosign/signature: ""` and `predicateType`), over a config that
+//!   lists them as `rootfs.diff_ids`. Existing layers are kept, so attestations other
+//!   tools attached stay.
+
+use super::api::{Descriptor, IndexJson, ManifestJson};
+use super::{
+    cosign_attestation_tag, referrers_tag, Client, Reference, RegistryError, OCI_INDEX,
+    OCI_MANIFEST,
+};
+use crate::attest::DSSE_MEDIA_TYPE;
+use crate::digest::Sha256Digest;
+use crate::image::canonical_json;
+use std::collections::BTreeMap;
+
+/// The annotation cosign puts on each signature and attestation layer (its value is
+/// the base64 signature for simple signing, empty for DSSE attestations).
+pub const COSIGN_SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
+/// The annotation cosign puts on attestation layers: the in-toto predicate type.
+pub const COSIGN_PREDICATE_TYPE_ANNOTATION: &str = "predicateType";
+
+/// Merges `referrers` into the index at `subject`'s referrers tag (creating it);
+/// returns the tag. Writes nothing when the tag already lists them all.
+pub fn update_referrers_tag(
+    client: &Client,
+    repository: &Reference,
+    subject: &Sha256Digest,
+    referrers: &[Descriptor],
+) -> Result<String, RegistryError> {
+    let tag = referrers_tag(subject);
+    let target = repository.with_tag(&tag);
+    let mut listed = match client.find_manifest(&target)? {
+        Some(existing) => {
+            let index: IndexJson =
+                serde_json::from_slice(&existing.bytes).map_err(|e| RegistryError::Protocol {
+                    url: target.to_string(),
+                    detail: format!("the referrers tag does not hold an OCI index: {e}"),
+                })?;
+            index.manifests
+        }
+        None => Vec::new(),
+    };
+    let before = listed.len();
+    for r in referrers {
+        if !listed.iter().any(|l| l.digest == r.digest) {
+            listed.push(r.clone());
+        }
+    }
+    if listed.len() == before && before > 0 {
+        return Ok(tag);
+    }
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": listed,
+    });
+    client.put_manifest(&target, &canonical_json(&index), OCI_INDEX)?;
+    Ok(tag)
+}
+
+/// One DSSE envelope blob (already in the repository) and its predicate type.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    pub digest: Sha256Digest,
+    pub size: u64,
+    pub predicate_type: String,
+}
+
+/// Adds `envelopes` as layers of cosign's `sha256-<hex>.att` image for `subject`
+/// (keeping the layers it has); returns the tag.
+pub fn update_cosign_attestations(
+    client: &Client,
+    repository: &Reference,
+    subject: &Sha256Digest,
+    envelopes: &[Envelope],
+) -> Result<String, RegistryError> {
+    let tag = cosign_attestation_tag(subject);
+    let target = repository.with_tag(&tag);
+    let mut layers: Vec<Descriptor> = match client.find_manifest(&target)? {
+        Some(existing) => ManifestJson::parse(&existing.bytes, &target.to_string())?.layers,
+        None => Vec::new(),
+    };
+    let before = layers.len();
+    for e in envelopes {
+        let digest = e.digest.to_string();
+        if layers.iter().any(|l| l.digest == digest) {
+            continue;
+        }
+        layers.push(Descriptor {
+            media_type: DSSE_MEDIA_TYPE.to_string(),
+            digest,
+            size: e.size,
+            artifact_type: None,
+            annotations: BTreeMap::from([
+                (COSIGN_SIGNATURE_ANNOTATION.to_string(), String::new()),
+                (
+                    COSIGN_PREDICATE_TYPE_ANNOTATION.to_string(),
+                    e.predicate_type.clone(),
+                ),
+            ]),
+            platform: None,
+        });
+    }
+    if layers.len() == before && before > 0 {
+        return Ok(tag);
+    }
+    // The config go-containerregistry gives an image appended to an empty one, as
+    // cosign writes it: layers are stored uncompressed, so diff_ids are the digests.
+    let diff_ids: Vec<&str> = layers.iter().map(|l| l.digest.as_str()).collect();
+    let config = canonical_json(&serde_json::json!({
+        "architecture": "",
+        "config": {},
+        "created": "0001-01-01T00:00:00Z",
+        "os": "",
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    }));
+    let (config_digest, _) = client.push_blob_bytes(repository, &config)?;
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": config_digest.to_string(),
+            "size": config.len(),
+        },
+        "layers": layers,
+    });
+    client.put_manifest(&target, &canonical_json(&manifest), OCI_MANIFEST)?;
+    Ok(tag)
+}
