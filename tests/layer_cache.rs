@@ -285,3 +285,82 @@ fn concurrent_builds_share_one_cache_safely() {
     assert!(cached(&warm).iter().all(|(_, c)| *c), "{:?}", cached(&warm));
     assert_eq!(warm["manifest_digest"], expected);
 }
+
+/// Two runners, each with its own empty local cache, share layers through a registry.
+#[test]
+fn a_second_runner_gets_its_layers_from_the_registry_cache() {
+    use common::registry::{Registry, RegistryAuth};
+    let registry = Registry::start(RegistryAuth::None);
+    let cache_ref = format!("{}/ci/cairn-cache", registry.host);
+    let project = Project::new("zstd");
+    let build_with = |cache: &Path, out: &str| -> serde_json::Value {
+        build_cached(
+            &project.recipe(),
+            &project.path(out),
+            &[
+                "--cache-dir",
+                cache.to_str().unwrap(),
+                "--cache-registry",
+                &cache_ref,
+                "--insecure",
+            ],
+        )
+    };
+    let first_runner = tempfile::tempdir().unwrap();
+    let first = build_with(first_runner.path(), "runner-1");
+    assert!(
+        cached(&first).iter().all(|(_, c)| !c),
+        "{:?}",
+        cached(&first)
+    );
+    let no_registry_warning = |report: &serde_json::Value| {
+        let warnings = report["warnings"].to_string();
+        assert!(!warnings.contains("registry"), "{warnings}");
+    };
+    no_registry_warning(&first);
+
+    let second_runner = tempfile::tempdir().unwrap();
+    let second = build_with(second_runner.path(), "runner-2");
+    assert!(
+        cached(&second).iter().all(|(_, c)| *c),
+        "{:?}",
+        cached(&second)
+    );
+    no_registry_warning(&second);
+    let cold = project.build(None);
+    assert_eq!(second["manifest_digest"], cold["manifest_digest"]);
+    assert_eq!(first["manifest_digest"], cold["manifest_digest"]);
+    // The layers came into the second runner's local cache.
+    let out = run_ok(
+        cairn()
+            .args(["cache", "info", "--json", "--cache-dir"])
+            .arg(second_runner.path()),
+    );
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(info["entries"], 3);
+}
+
+/// A registry that is down costs a warning, never the build.
+#[test]
+fn an_unreachable_cache_registry_is_a_warning() {
+    let project = Project::new("gzip");
+    let cache = tempfile::tempdir().unwrap();
+    let port = common::registry::free_port();
+    let report = build_cached(
+        &project.recipe(),
+        &project.path("out"),
+        &[
+            "--cache-dir",
+            cache.path().to_str().unwrap(),
+            "--cache-registry",
+            &format!("127.0.0.1:{port}/ci/cache"),
+            "--insecure",
+        ],
+    );
+    let warnings = report["warnings"].to_string();
+    assert!(warnings.contains("layer cache registry"), "{warnings}");
+    assert_eq!(
+        report["manifest_digest"],
+        project.build(None)["manifest_digest"]
+    );
+}

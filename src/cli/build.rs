@@ -8,6 +8,7 @@ use anyhow::{bail, Context, Result};
 use cairn::attest::keys;
 use cairn::build::{self, BuildOptions, Observer, Quiet};
 use cairn::digest::Sha256Digest;
+use cairn::layers::remote_cache::RemoteCache;
 use cairn::recipe;
 use cairn::resolve::LockMode;
 use clap::Args;
@@ -59,6 +60,12 @@ pub struct BuildArgs {
     no_cache: bool,
     #[command(flatten)]
     cache_dir: super::cache::CacheDirArg,
+    /// Share the layer cache through this registry repository (e.g.
+    /// registry.example/team/cairn-cache): layers missing locally are fetched from it,
+    /// layers built or found locally are pushed to it. Uses --insecure and the registry
+    /// credentials as `cairn push` does.
+    #[arg(long, value_name = "REF", conflicts_with = "no_cache")]
+    cache_registry: Option<String>,
     /// After the build, push the layout (image, SBOMs, attestations) to this registry
     /// reference, as `cairn push` does; prints REF@sha256:... after the digest.
     #[arg(long, value_name = "REF")]
@@ -84,6 +91,7 @@ pub fn run(args: BuildArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
         record_times,
         no_cache,
         cache_dir,
+        cache_registry,
         push,
         push_flags,
     } = args;
@@ -108,7 +116,16 @@ pub fn run(args: BuildArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
         cache: if no_cache {
             None
         } else {
-            Some(cache_dir.open()?)
+            let cache = cache_dir.open()?;
+            Some(match &cache_registry {
+                Some(reference) => cache.with_remote(RemoteCache::new(
+                    super::registry::client(&push_flags.registry)?,
+                    reference
+                        .parse()
+                        .with_context(|| format!("--cache-registry {reference}"))?,
+                )),
+                None => cache,
+            })
         },
     };
     let show_progress = !quiet && !json && std::io::stderr().is_terminal();

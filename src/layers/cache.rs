@@ -26,9 +26,13 @@
 //! blob of an image. Writes go to `tmp/` first and are renamed into place, so concurrent
 //! builds and `cairn cache prune` never see a torn file; an entry whose blob has vanished
 //! is a miss.
+//!
+//! With a registry ([`RemoteCache`], `--cache-registry`) a local miss is looked up
+//! there and downloaded (digest-checked) into the local cache before use.
 
 use super::compress::{media_type, GZIP_LEVEL, ZSTD_LEVEL};
 use super::gzip::{CHUNK_SIZE, DICT_SIZE};
+use super::remote_cache::RemoteCache;
 use super::tar::Sha1Index;
 use super::{LayerBlob, LayerError, LayerTree, TreeEntryKind};
 use crate::digest::Sha256Digest;
@@ -113,17 +117,42 @@ pub fn layer_key(tree: &LayerTree, epoch: u64, compression: Compression) -> Laye
     LayerKey(Sha256Digest::from_hasher(h))
 }
 
+/// What a cached layer is, wherever it is stored (a local entry, a registry cache's
+/// config blob).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct LayerRecord {
+    pub digest: Sha256Digest,
+    pub size: u64,
+    pub diff_id: Sha256Digest,
+    pub uncompressed_size: u64,
+    pub entries: usize,
+    pub compression: Compression,
+    /// SHA-1 (hex) of each regular file, by SHA-256: what the SBOM needs.
+    pub sha1: BTreeMap<Sha256Digest, String>,
+}
+
+impl LayerRecord {
+    fn of(blob: &LayerBlob) -> Self {
+        LayerRecord {
+            digest: blob.digest,
+            size: blob.size,
+            diff_id: blob.diff_id,
+            uncompressed_size: blob.uncompressed_size,
+            entries: blob.entries,
+            compression: blob.compression,
+            sha1: blob
+                .sha1
+                .iter()
+                .map(|(sha256, sha1)| (*sha256, hex::encode(sha1)))
+                .collect(),
+        }
+    }
+}
+
 /// One cache entry as stored in `entries/<key>.json`.
 #[derive(Debug, Serialize, Deserialize)]
 struct Entry {
-    digest: Sha256Digest,
-    size: u64,
-    diff_id: Sha256Digest,
-    uncompressed_size: u64,
-    entries: usize,
-    compression: Compression,
-    /// SHA-1 (hex) of each regular file, by SHA-256: what the SBOM needs.
-    sha1: BTreeMap<Sha256Digest, String>,
+    layer: LayerRecord,
     /// The blob file as stored: a hit needs the same inode, size and mtime.
     blob_ino: u64,
     blob_mtime_ns: i128,
@@ -139,6 +168,8 @@ pub struct LayerCache {
     next_tmp: AtomicU64,
     /// Problems that did not stop the build (a full disk while storing, say).
     warnings: Mutex<Vec<String>>,
+    /// A registry the cache is shared through (`--cache-registry`).
+    remote: Option<RemoteCache>,
 }
 
 /// What `cairn cache info` shows.
@@ -179,11 +210,19 @@ impl LayerCache {
             tmp: root.join("tmp"),
             next_tmp: AtomicU64::new(0),
             warnings: Mutex::new(Vec::new()),
+            remote: None,
         };
         for d in [&cache.blobs, &cache.entries, &cache.tmp] {
             fs::create_dir_all(d).map_err(io_err(d))?;
         }
         Ok(cache)
+    }
+
+    /// Shares the cache through a registry: misses are looked up there, and layers
+    /// written or found locally are pushed there if it lacks them.
+    pub fn with_remote(mut self, remote: RemoteCache) -> Self {
+        self.remote = Some(remote);
+        self
     }
 
     /// The cache directory given to [`LayerCache::open`].
@@ -199,7 +238,7 @@ impl LayerCache {
             .unwrap_or_default()
     }
 
-    fn warn(&self, message: String) {
+    pub(super) fn warn(&self, message: String) {
         if let Ok(mut w) = self.warnings.lock() {
             w.push(message);
         }
@@ -209,11 +248,11 @@ impl LayerCache {
         self.entries.join(format!("{}.json", key.hex()))
     }
 
-    fn blob_path(&self, digest: &Sha256Digest) -> PathBuf {
+    pub(super) fn blob_path(&self, digest: &Sha256Digest) -> PathBuf {
         self.blobs.join(digest.hex())
     }
 
-    fn tmp_path(&self) -> PathBuf {
+    pub(super) fn tmp_path(&self) -> PathBuf {
         let n = self.next_tmp.fetch_add(1, Ordering::Relaxed);
         self.tmp.join(format!("{}-{n}", std::process::id()))
     }
@@ -230,9 +269,9 @@ impl LayerCache {
                 return None;
             }
         };
-        let meta = fs::metadata(self.blob_path(&entry.digest)).ok()?;
+        let meta = fs::metadata(self.blob_path(&entry.layer.digest)).ok()?;
         let unchanged = meta.ino() == entry.blob_ino
-            && meta.len() == entry.size
+            && meta.len() == entry.layer.size
             && mtime_ns(&meta) == entry.blob_mtime_ns;
         unchanged.then_some(entry)
     }
@@ -253,33 +292,41 @@ impl LayerCache {
         layout: &LayoutWriter,
         blob: &LayerBlob,
     ) -> Result<(), CacheError> {
-        let target = self.blob_path(&blob.digest);
-        let meta = match fs::metadata(&target) {
+        let meta = match fs::metadata(self.blob_path(&blob.digest)) {
             Ok(meta) if meta.len() == blob.size => meta,
             _ => {
                 let tmp = self.tmp_path();
                 let source = layout.blob_path(&blob.digest);
                 place_file(&source, &tmp).map_err(io_err(&tmp))?;
-                fs::set_permissions(&tmp, fs::Permissions::from_mode(0o444))
-                    .map_err(io_err(&tmp))?;
-                fs::rename(&tmp, &target).map_err(io_err(&target))?;
-                fs::metadata(&target).map_err(io_err(&target))?
+                self.adopt_blob(&tmp, &blob.digest)?
             }
         };
+        self.put_entry(key, LayerRecord::of(blob), &meta)
+    }
+
+    /// Makes the complete file `tmp` the cached blob `digest`, read-only.
+    pub(super) fn adopt_blob(
+        &self,
+        tmp: &Path,
+        digest: &Sha256Digest,
+    ) -> Result<fs::Metadata, CacheError> {
+        fs::set_permissions(tmp, fs::Permissions::from_mode(0o444)).map_err(io_err(tmp))?;
+        let target = self.blob_path(digest);
+        fs::rename(tmp, &target).map_err(io_err(&target))?;
+        fs::metadata(&target).map_err(io_err(&target))
+    }
+
+    /// Records `layer` under `key`; `blob` is the metadata of its stored blob.
+    pub(super) fn put_entry(
+        &self,
+        key: &LayerKey,
+        layer: LayerRecord,
+        blob: &fs::Metadata,
+    ) -> Result<(), CacheError> {
         let entry = Entry {
-            digest: blob.digest,
-            size: blob.size,
-            diff_id: blob.diff_id,
-            uncompressed_size: blob.uncompressed_size,
-            entries: blob.entries,
-            compression: blob.compression,
-            sha1: blob
-                .sha1
-                .iter()
-                .map(|(sha256, sha1)| (*sha256, hex::encode(sha1)))
-                .collect(),
-            blob_ino: meta.ino(),
-            blob_mtime_ns: mtime_ns(&meta),
+            layer,
+            blob_ino: blob.ino(),
+            blob_mtime_ns: mtime_ns(blob),
         };
         let json = serde_json::to_vec(&entry).map_err(|e| io_err(&self.entries)(e.into()))?;
         let tmp = self.tmp_path();
@@ -297,6 +344,7 @@ impl LayerCache {
         name: &str,
         layout: &LayoutWriter,
     ) -> Option<LayerBlob> {
+        let entry = entry.layer;
         let source = self.blob_path(&entry.digest);
         layout.link_blob(&source, entry.digest, entry.size).ok()?;
         let mut sha1 = Sha1Index::new();
@@ -340,7 +388,7 @@ impl LayerCache {
                 let digest = fs::read(&listed.path)
                     .ok()
                     .and_then(|b| serde_json::from_slice::<Entry>(&b).ok())
-                    .map(|e| e.digest);
+                    .map(|e| e.layer.digest);
                 (listed, digest)
             })
             .collect();
@@ -429,18 +477,28 @@ pub fn write_layer(
         return super::write_layer(tree, epoch, compression, jobs, layout, cancel, on_bytes);
     };
     let key = layer_key(tree, epoch, compression);
-    if let Some(entry) = cache.lookup(&key) {
-        if entry.compression == compression {
-            let uncompressed = entry.uncompressed_size;
-            if let Some(blob) = cache.restore(&key, entry, &tree.name, layout) {
-                on_bytes(uncompressed);
-                return Ok(blob);
+    let mut local = cache.lookup(&key);
+    if let (None, Some(remote)) = (&local, &cache.remote) {
+        if remote.fetch(&key, cache) {
+            local = cache.lookup(&key);
+        }
+    }
+    if let Some(entry) = local.filter(|e| e.layer.compression == compression) {
+        let record = entry.layer.clone();
+        if let Some(blob) = cache.restore(&key, entry, &tree.name, layout) {
+            if let Some(remote) = &cache.remote {
+                remote.publish(&key, cache, &record);
             }
+            on_bytes(record.uncompressed_size);
+            return Ok(blob);
         }
     }
     let blob = super::write_layer(tree, epoch, compression, jobs, layout, cancel, on_bytes)?;
     debug_assert_eq!(blob.media_type(), media_type(compression));
     cache.store(&key, layout, &blob);
+    if let Some(remote) = &cache.remote {
+        remote.publish(&key, cache, &LayerRecord::of(&blob));
+    }
     Ok(blob)
 }
 

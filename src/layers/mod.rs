@@ -6,6 +6,7 @@
 pub mod cache;
 pub mod compress;
 pub mod gzip;
+pub mod remote_cache;
 pub mod tar;
 pub mod tree;
 pub mod whiteout;
