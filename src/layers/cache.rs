@@ -292,15 +292,12 @@ impl LayerCache {
         layout: &LayoutWriter,
         blob: &LayerBlob,
     ) -> Result<(), CacheError> {
-        let meta = match fs::metadata(self.blob_path(&blob.digest)) {
-            Ok(meta) if meta.len() == blob.size => meta,
-            _ => {
-                let tmp = self.tmp_path();
-                let source = layout.blob_path(&blob.digest);
-                place_file(&source, &tmp).map_err(io_err(&tmp))?;
-                self.adopt_blob(&tmp, &blob.digest)?
-            }
-        };
+        // Always the blob just written, never one already there: that one may have been
+        // changed in place, which is why this layer missed.
+        let tmp = self.tmp_path();
+        let source = layout.blob_path(&blob.digest);
+        place_file(&source, &tmp).map_err(io_err(&tmp))?;
+        let meta = self.adopt_blob(&tmp, &blob.digest)?;
         self.put_entry(key, LayerRecord::of(blob), &meta)
     }
 

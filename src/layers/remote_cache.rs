@@ -102,33 +102,28 @@ impl RemoteCache {
                 "the entry's record and manifest name different blobs".into(),
             ));
         }
-        let meta = match fs::metadata(local.blob_path(&record.digest)) {
-            Ok(meta) if meta.len() == record.size => meta,
-            _ => {
-                let tmp = local.tmp_path();
-                let download = (|| -> Result<(), RemoteError> {
-                    let file = fs::File::create(&tmp)
-                        .map_err(|e| RemoteError::Invalid(format!("{}: {e}", tmp.display())))?;
-                    let mut out = BufWriter::new(file);
-                    self.client.get_blob_to(
-                        &self.repository,
-                        &record.digest,
-                        Some(record.size),
-                        &mut out,
-                    )?;
-                    let file = out
-                        .into_inner()
-                        .map_err(|e| RemoteError::Invalid(e.error().to_string()))?;
-                    file.sync_all()
-                        .map_err(|e| RemoteError::Invalid(format!("{}: {e}", tmp.display())))
-                })();
-                if let Err(e) = download {
-                    let _ = fs::remove_file(&tmp);
-                    return Err(e);
-                }
-                local.adopt_blob(&tmp, &record.digest)?
-            }
-        };
+        let tmp = local.tmp_path();
+        let download = (|| -> Result<(), RemoteError> {
+            let file = fs::File::create(&tmp)
+                .map_err(|e| RemoteError::Invalid(format!("{}: {e}", tmp.display())))?;
+            let mut out = BufWriter::new(file);
+            self.client.get_blob_to(
+                &self.repository,
+                &record.digest,
+                Some(record.size),
+                &mut out,
+            )?;
+            let file = out
+                .into_inner()
+                .map_err(|e| RemoteError::Invalid(e.error().to_string()))?;
+            file.sync_all()
+                .map_err(|e| RemoteError::Invalid(format!("{}: {e}", tmp.display())))
+        })();
+        if let Err(e) = download {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+        let meta = local.adopt_blob(&tmp, &record.digest)?;
         local.put_entry(key, record, &meta)?;
         Ok(true)
     }
