@@ -105,7 +105,12 @@ fn manifest(report: &serde_json::Value) -> serde_json::Value {
 #[test]
 fn zstd_and_uncompressed_layers_have_their_media_types_and_are_readable() {
     let project = Project::new("zstd");
-    let report = project.build(None);
+    let (key, public, _) = common::keygen(project.dir.path(), "signer");
+    let report = build_json(
+        &project.recipe(),
+        &project.path("signed"),
+        &["--sign-key", key.to_str().unwrap()],
+    );
     let media_types: Vec<String> = manifest(&report)["layers"]
         .as_array()
         .unwrap()
@@ -131,6 +136,18 @@ fn zstd_and_uncompressed_layers_have_their_media_types_and_are_readable() {
             .arg("/usr/share/doc/app/README"),
     );
     assert!(String::from_utf8_lossy(&trace.stdout).contains("docs"));
+
+    // verify reads every layer to check the SBOM against the files.
+    let verdict = run_ok(
+        cairn()
+            .arg("verify")
+            .arg(layout(&report))
+            .arg("--key")
+            .arg(&public)
+            .arg("--json"),
+    );
+    let verdict: serde_json::Value = serde_json::from_slice(&verdict.stdout).unwrap();
+    assert_eq!(verdict["verified"], true, "{verdict}");
 
     // The same files, gzip-compressed: diff sees no file differences, only layers.
     let gzip = Project::new("gzip");
