@@ -15,7 +15,7 @@ use crate::attest::{self, contents, dsse, intoto, keys, keys::SigningKey, sbom};
 use crate::base::{self, BaseImage, BaseLayer, BaseStore};
 use crate::digest::Sha256Digest;
 use crate::image::{self, canonical_json, Artifact, ImageError};
-use crate::layers::{self, LayerBlob, LayerError, TreeEntryKind, TreeError};
+use crate::layers::{self, cache::LayerCache, LayerBlob, LayerError, TreeEntryKind, TreeError};
 use crate::output::archive::{self, DockerImage, OutputFormat};
 use crate::output::{LayoutWriter, OutputError, StoredBlob};
 use crate::recipe::{Diagnostic, ImagePath, Platform, Recipe};
@@ -43,6 +43,8 @@ pub struct BuildOptions {
     /// Wall clock (seconds since the epoch) for `startedOn`/`finishedOn` in the
     /// provenance; `None` keeps the provenance free of times (the default).
     pub clock: Option<fn() -> u64>,
+    /// Reuse and store layer blobs here; `None` writes every layer anew.
+    pub cache: Option<LayerCache>,
 }
 
 /// Told about progress; the CLI draws bars and measures stage times with it.
@@ -214,6 +216,7 @@ pub fn build(
         opts.lock_mode,
         &staging,
         opts.registry.as_ref(),
+        opts.cache.as_ref().map(LayerCache::dir),
     )?;
 
     let mut images = Vec::with_capacity(inputs.sources.platforms.len());
@@ -354,7 +357,11 @@ pub fn build(
             })
             .collect(),
         sources: platforms::source_digests(recipe, &inputs.sources.platforms),
-        warnings: inputs.warnings,
+        warnings: inputs
+            .warnings
+            .into_iter()
+            .chain(opts.cache.iter().flat_map(LayerCache::take_warnings))
+            .collect(),
     })
 }
 
@@ -382,8 +389,9 @@ fn resolve_inputs<'c>(
     mode: LockMode,
     staging: &std::path::Path,
     registry: Option<&'c crate::registry::Client>,
+    cache_dir: Option<&std::path::Path>,
 ) -> Result<Inputs<'c>, BuildError> {
-    let sources = platforms::resolve_all(recipe, lock, lock_path, mode, staging)?;
+    let sources = platforms::resolve_all(recipe, lock, lock_path, mode, staging, cache_dir)?;
     let mut new_lock = sources.lock.clone();
     let mut warnings = sources.warnings.clone();
     let base = match &recipe.base {
@@ -515,10 +523,16 @@ fn build_platform_image(
             })
             .sum();
         observer.layer_started(&tree.name, content_bytes);
-        let blob =
-            layers::write_layer(tree, epoch, opts.jobs.max(1), layout, &opts.cancel, &|n| {
-                observer.bytes_written(n)
-            })?;
+        let blob = layers::cache::write_layer(
+            opts.cache.as_ref(),
+            tree,
+            epoch,
+            recipe.layer_compression(&tree.name),
+            opts.jobs.max(1),
+            layout,
+            &opts.cancel,
+            &|n| observer.bytes_written(n),
+        )?;
         observer.layer_finished(&blob);
         Ok(blob)
     };
@@ -686,6 +700,7 @@ pub fn lock(
         LockMode::Repin,
         staging.path(),
         registry,
+        None,
     )?;
     let changed = inputs.lock != lock;
     if changed {

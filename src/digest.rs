@@ -8,6 +8,19 @@ use std::fmt;
 use std::io::{self, Read, Write};
 use std::str::FromStr;
 
+#[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+cpufeatures::new!(sha_extensions, "sha", "sse2", "ssse3", "sse4.1");
+
+/// Which implementation the `sha2` and `sha1` crates run on this CPU: they pick the one
+/// using the CPU's SHA instructions by exactly this test (x86 SHA-NI), else portable code.
+pub fn sha_implementation() -> &'static str {
+    #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+    if sha_extensions::get() {
+        return "SHA-NI (hardware)";
+    }
+    "portable (software)"
+}
+
 /// A SHA-256 digest.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Sha256Digest([u8; 32]);

@@ -2,9 +2,9 @@
 //!
 //! The pipeline, one module per stage, each with typed input and output:
 //! [`recipe`] (YAML -> validated `Recipe`) -> [`resolve`] (every source pinned and
-//! snapshotted) -> [`layers`] (file trees -> tar+gzip blobs) -> [`image`] (config,
-//! manifest, index) -> [`output`] (an OCI layout published atomically). [`build`]
-//! runs them in order; [`inspect`] reads a layout back.
+//! snapshotted) -> [`layers`] (file trees -> compressed tar blobs, cached) ->
+//! [`image`] (config, manifest, index) -> [`output`] (an OCI layout published
+//! atomically). [`build`] runs them in order; [`inspect`] reads a layout back.
 
 pub mod attest;
 pub mod base;

@@ -36,6 +36,8 @@ enum Command {
     /// pinned in the recipe or its lock file are pinned into the lock (with a warning),
     /// unless --locked.
     Build(cli::build::BuildArgs),
+    /// The layer cache: `cairn cache info`, `cairn cache prune`.
+    Cache(cli::cache::CacheArgs),
     /// Push an OCI layout (the image, its SBOMs and signed attestations) to a registry.
     ///
     /// Blobs first (skipping those the registry has, so an interrupted push resumes),
@@ -119,6 +121,7 @@ fn main() {
 fn run(command: Command, cancel: Arc<AtomicBool>) -> Result<i32> {
     match command {
         Command::Build(args) => cli::build::run(args, cancel),
+        Command::Cache(args) => cli::cache::run(args),
         Command::Ledger(args) => cli::ledger::run(args, now_rfc3339()),
         Command::Keygen(args) => cli::keygen::run(args),
         Command::Push(args) => cli::push::run(args, cancel),

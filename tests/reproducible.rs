@@ -53,7 +53,7 @@ fn build_in(cwd: &Path, recipe: &Path, out: &Path, env: &[(&str, &str)], umask: 
         .arg("-c")
         .arg(format!("umask {umask} && exec \"$0\" \"$@\""))
         .arg(env!("CARGO_BIN_EXE_cairn"))
-        .args(["build", "--locked", "--quiet", "--jobs", jobs])
+        .args(["build", "--locked", "--quiet", "--no-cache", "--jobs", jobs])
         .arg(recipe)
         .arg("-o")
         .arg(out)

@@ -8,6 +8,7 @@ use anyhow::{bail, Context, Result};
 use cairn::attest::keys;
 use cairn::build::{self, BuildOptions, Observer, Quiet};
 use cairn::digest::Sha256Digest;
+use cairn::layers::remote_cache::RemoteCache;
 use cairn::recipe;
 use cairn::resolve::LockMode;
 use clap::Args;
@@ -59,6 +60,17 @@ pub struct BuildArgs {
     /// (startedOn/finishedOn). Off by default: they make attestations differ per run.
     #[arg(long)]
     record_times: bool,
+    /// Write every layer anew: neither read nor fill the layer cache.
+    #[arg(long, env = "CAIRN_NO_CACHE", value_parser = clap::builder::FalseyValueParser::new())]
+    no_cache: bool,
+    #[command(flatten)]
+    cache_dir: super::cache::CacheDirArg,
+    /// Share the layer cache through this registry repository (e.g.
+    /// registry.example/team/cairn-cache): layers missing locally are fetched from it,
+    /// layers built or found locally are pushed to it. Uses --insecure and the registry
+    /// credentials as `cairn push` does.
+    #[arg(long, value_name = "REF", conflicts_with = "no_cache")]
+    cache_registry: Option<String>,
     /// After the build, push the layout (image, SBOMs, attestations) to this registry
     /// reference, as `cairn push` does; prints REF@sha256:... after the digest.
     #[arg(long, value_name = "REF")]
@@ -83,6 +95,9 @@ pub fn run(args: BuildArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
         ledger,
         identity,
         record_times,
+        no_cache,
+        cache_dir,
+        cache_registry,
         push,
         push_flags,
     } = args;
@@ -109,6 +124,20 @@ pub fn run(args: BuildArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
         cancel,
         sign_key: sign_key.as_deref().map(keys::read_private).transpose()?,
         clock: record_times.then_some(wall_clock as fn() -> u64),
+        cache: if no_cache {
+            None
+        } else {
+            let cache = cache_dir.open()?;
+            Some(match &cache_registry {
+                Some(reference) => cache.with_remote(RemoteCache::new(
+                    super::registry::client(&push_flags.registry)?,
+                    reference
+                        .parse()
+                        .with_context(|| format!("--cache-registry {reference}"))?,
+                )),
+                None => cache,
+            })
+        },
     };
     let show_progress = !quiet && !json && std::io::stderr().is_terminal();
     let bars;
@@ -172,6 +201,10 @@ pub fn run(args: BuildArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
         for (stage, took) in clock.finish() {
             eprintln!("timing: {stage} {:.3}", took.as_secs_f64());
         }
+        eprintln!(
+            "hashing: SHA-256 and SHA-1 with {}",
+            cairn::digest::sha_implementation()
+        );
     }
     for w in &report.warnings {
         eprintln!("warning: {w}");

@@ -4,6 +4,7 @@
 //! anyhow or the terminal.
 
 pub mod build;
+pub mod cache;
 pub mod inspect;
 pub mod keygen;
 pub mod ledger;

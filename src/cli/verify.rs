@@ -91,6 +91,8 @@ pub fn run(args: VerifyArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
                 cancel,
                 sign_key: None,
                 clock: None,
+                // An independent rebuild: nothing from earlier builds.
+                cache: None,
             };
             Some(
                 build::build(&recipe, &opts, &Quiet)?

@@ -3,9 +3,9 @@
 //! JSON: compact, object keys sorted, so the same inputs give the same bytes.
 
 use crate::base::BaseImage;
-use crate::layers::{LayerBlob, GZIP_LAYER_MEDIA_TYPE};
+use crate::layers::{compress, LayerBlob};
 use crate::output::StoredBlob;
-use crate::recipe::{Platform, Recipe};
+use crate::recipe::{Compression, Platform, Recipe};
 use oci_spec::image::{
     Arch, Descriptor, DescriptorBuilder, HistoryBuilder, ImageConfiguration,
     ImageConfigurationBuilder, ImageIndexBuilder, ImageManifest, ImageManifestBuilder, MediaType,
@@ -172,7 +172,9 @@ pub fn image_config(
 /// types become their OCI equivalents (the blob bytes are the same).
 fn oci_layer_media_type(media_type: &str) -> String {
     match media_type {
-        "application/vnd.docker.image.rootfs.diff.tar.gzip" => GZIP_LAYER_MEDIA_TYPE.to_string(),
+        "application/vnd.docker.image.rootfs.diff.tar.gzip" => {
+            compress::media_type(Compression::Gzip).to_string()
+        }
         "application/vnd.docker.image.rootfs.diff.tar" => {
             "application/vnd.oci.image.layer.v1.tar".to_string()
         }
@@ -207,7 +209,7 @@ pub fn layer_list(
                     digest: l.digest,
                     size: l.size,
                 },
-                GZIP_LAYER_MEDIA_TYPE.to_string(),
+                l.media_type().to_string(),
                 l.diff_id,
             )
         }))

@@ -1,9 +1,12 @@
 //! Stage 3: layers. Assembles each layer's file tree ([`tree`]) and writes it as a
-//! canonical tar ([`tar`]) compressed by deterministic parallel gzip ([`gzip`])
-//! straight into the output's blob store: nothing is held in memory but a few
-//! compression chunks, whatever the layer's size.
+//! canonical tar ([`tar`]) compressed by deterministic parallel gzip ([`gzip`]), zstd
+//! or nothing ([`compress`]) straight into the output's blob store: nothing is held in
+//! memory but a few compression chunks, whatever the layer's size.
 
+pub mod cache;
+pub mod compress;
 pub mod gzip;
+pub mod remote_cache;
 pub mod tar;
 pub mod tree;
 pub mod whiteout;
@@ -14,12 +17,8 @@ pub use tree::{
 
 use crate::digest::{HashingWriter, Sha256Digest};
 use crate::output::{LayoutWriter, OutputError};
+use crate::recipe::Compression;
 use std::sync::atomic::AtomicBool;
-
-/// The OCI media type of the layers cairn writes.
-pub const GZIP_LAYER_MEDIA_TYPE: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-/// One compression level for every layer: part of the output format.
-pub const GZIP_LEVEL: u32 = 6;
 
 /// A written layer blob.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -32,6 +31,9 @@ pub struct LayerBlob {
     pub diff_id: Sha256Digest,
     pub uncompressed_size: u64,
     pub entries: usize,
+    pub compression: Compression,
+    /// Whether the blob came from the layer cache rather than being written now.
+    pub cached: bool,
     /// SHA-1 of each regular file written, by SHA-256.
     #[serde(skip)]
     pub sha1: tar::Sha1Index,
@@ -48,11 +50,19 @@ pub enum LayerError {
     Output(#[from] OutputError),
 }
 
-/// Writes `tree` as one gzip-compressed layer blob into `layout`, compressing on
-/// `jobs` threads (the bytes do not depend on `jobs`).
+impl LayerBlob {
+    /// The OCI media type of the blob.
+    pub fn media_type(&self) -> &'static str {
+        compress::media_type(self.compression)
+    }
+}
+
+/// Writes `tree` as one layer blob into `layout`, compressing on `jobs` threads (the
+/// bytes do not depend on `jobs`).
 pub fn write_layer(
     tree: &LayerTree,
     epoch: u64,
+    compression: Compression,
     jobs: usize,
     layout: &LayoutWriter,
     cancel: &AtomicBool,
@@ -63,7 +73,8 @@ pub fn write_layer(
         source,
     };
     let blob = layout.blob_writer()?;
-    let compressed = gzip::ParallelGzipWriter::new(blob, GZIP_LEVEL, jobs);
+    let compressed = compress::LayerEncoder::new(blob, compression, jobs)
+        .map_err(|e| tar_err(tar::TarError::Write(e)))?;
     let uncompressed = HashingWriter::new(compressed);
     let mut sha1 = tar::Sha1Index::new();
     let uncompressed =
@@ -80,6 +91,8 @@ pub fn write_layer(
         diff_id,
         uncompressed_size,
         entries: tree.entries.len(),
+        compression,
+        cached: false,
         sha1,
     })
 }

@@ -156,6 +156,30 @@ impl LayoutWriter {
         Ok(StoredBlob { digest, size })
     }
 
+    /// Where the committed blob `digest` lives (until the layout is published).
+    pub fn blob_path(&self, digest: &Sha256Digest) -> PathBuf {
+        self.blobs_dir.join(digest.hex())
+    }
+
+    /// Adds the file at `source`, already known to hold the blob `digest`, to the layout
+    /// without re-hashing it: reflinked or hard-linked where the file system allows,
+    /// copied otherwise (see [`place_file`]).
+    pub fn link_blob(
+        &self,
+        source: &Path,
+        digest: Sha256Digest,
+        size: u64,
+    ) -> Result<StoredBlob, OutputError> {
+        let path = self.blob_path(&digest);
+        if !path.exists() {
+            let n = self.next_tmp.fetch_add(1, Ordering::Relaxed);
+            let tmp = self.blobs_dir.join(format!(".partial-{n}"));
+            place_file(source, &tmp).map_err(io_err(source))?;
+            fs::rename(&tmp, &path).map_err(io_err(&path))?;
+        }
+        Ok(StoredBlob { digest, size })
+    }
+
     pub fn put_blob(&self, bytes: &[u8]) -> Result<StoredBlob, OutputError> {
         let mut w = self.blob_writer()?;
         w.write_all(bytes).map_err(io_err(&w.tmp_path))?;
@@ -288,6 +312,30 @@ impl Drop for LayoutWriter {
         // Best effort: the next build of this name removes leftovers too.
         let _ = fs::remove_dir_all(&self.tmp_dir);
     }
+}
+
+/// Makes `to` (which must not exist) hold the bytes of `from`, as cheaply as the file
+/// system allows: a reflink (a copy-on-write clone: no shared inode, so writing one never
+/// changes the other), else a hard link, else a synced copy.
+pub fn place_file(from: &Path, to: &Path) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let source = File::open(from)?;
+    let target = File::options().write(true).create_new(true).open(to)?;
+    // SAFETY: both descriptors are open; FICLONE reads the first and writes the second.
+    if unsafe { libc::ioctl(target.as_raw_fd(), libc::FICLONE, source.as_raw_fd()) } == 0 {
+        return Ok(());
+    }
+    drop(target);
+    fs::remove_file(to)?;
+    match fs::hard_link(from, to) {
+        Ok(()) => return Ok(()),
+        // Across file systems, or where links are not allowed: copy.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(e),
+        Err(_) => {}
+    }
+    let mut target = File::options().write(true).create_new(true).open(to)?;
+    io::copy(&mut &source, &mut target)?;
+    target.sync_all()
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), OutputError> {

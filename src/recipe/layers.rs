@@ -73,9 +73,15 @@ pub(super) fn parse(
             .into_iter()
             .map(|op| parse_op(cx, op, sources))
             .collect::<Result<_, _>>()?;
+        let compression = layer
+            .value
+            .compression
+            .map(|c| cx.check(&c, |c| values::compression(c)))
+            .transpose()?;
         layers.push(LayerSpec {
             name: name.value,
             contents,
+            compression,
             span: at,
         });
     }

@@ -47,6 +47,45 @@ pub struct Recipe {
     pub annotations: BTreeMap<String, String>,
     /// Whether to embed SBOMs in the image (`sbom: false` turns it off).
     pub sbom: bool,
+    /// `compression:` for every layer that does not set its own (default gzip).
+    pub compression: Compression,
+}
+
+impl Recipe {
+    /// The compression of the layer named `layer`: its own `compression:`, else the
+    /// recipe's. Generated layers (accounts, SBOM) take the recipe's.
+    pub fn layer_compression(&self, layer: &str) -> Compression {
+        self.layers
+            .iter()
+            .find(|spec| spec.name == layer)
+            .and_then(|spec| spec.compression)
+            .unwrap_or(self.compression)
+    }
+}
+
+/// How a layer blob is compressed; each is its own OCI layer media type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// `application/vnd.oci.image.layer.v1.tar+gzip`, deflate level 6.
+    #[default]
+    Gzip,
+    /// `application/vnd.oci.image.layer.v1.tar+zstd`, zstd level 3.
+    Zstd,
+    /// `application/vnd.oci.image.layer.v1.tar`.
+    None,
+}
+
+impl Compression {
+    pub const NAMES: [&'static str; 3] = ["gzip", "zstd", "none"];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Compression::Gzip => "gzip",
+            Compression::Zstd => "zstd",
+            Compression::None => "none",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -153,6 +192,8 @@ pub enum SourceKind {
 pub struct LayerSpec {
     pub name: String,
     pub contents: Vec<Op>,
+    /// `compression:` of this layer, if it sets one.
+    pub compression: Option<Compression>,
     pub span: Span,
 }
 

@@ -67,6 +67,10 @@ pub fn parse(file: RecipeFile) -> Result<Recipe, Diagnostic> {
     let accounts = accounts::parse(&cx, raw.accounts)?;
     let config = config::parse(&cx, raw.config, accounts.as_ref())?;
     let annotations = string_map(&cx, raw.annotations, non_empty_key("annotation"))?;
+    let compression = match raw.compression {
+        Some(c) => cx.check(&c, |c| values::compression(c))?,
+        None => Default::default(),
+    };
     Ok(Recipe {
         name: name.value,
         epoch: raw.epoch.map(|e| e.value),
@@ -80,6 +84,7 @@ pub fn parse(file: RecipeFile) -> Result<Recipe, Diagnostic> {
         config,
         annotations,
         sbom: raw.sbom.is_none_or(|s| s.value),
+        compression,
         file,
     })
 }

@@ -27,6 +27,7 @@ pub(super) struct RawRecipe {
     pub config: Option<RawConfig>,
     pub annotations: Option<SpannedMap<Text>>,
     pub sbom: Option<Spanned<bool>>,
+    pub compression: Option<Text>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -60,6 +61,7 @@ pub(super) struct RawSignature {
 pub(super) struct RawLayer {
     pub name: Option<Text>,
     pub contents: Option<Spanned<Vec<Spanned<RawOp>>>>,
+    pub compression: Option<Text>,
 }
 
 /// One op, kept as its keys and values in written order. Which keys are allowed

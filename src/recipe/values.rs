@@ -2,7 +2,7 @@
 //! where they appear. Each returns the value or an [`Invalid`] saying what is wrong
 //! and how to write it instead; the caller adds the position.
 
-use super::model::{ImagePath, ImagePathError, Mode, Owner, Platform};
+use super::model::{Compression, ImagePath, ImagePathError, Mode, Owner, Platform};
 
 /// What is wrong with one value, before we know where it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +37,22 @@ pub(super) fn image_name(s: &str) -> Result<(), Invalid> {
         Err(Invalid::new(format!("invalid image name `{s}`")).hint(
             "use lower-case letters and digits, separated by single `.`, `_` or `-` (e.g. `hello-world`)",
         ))
+    }
+}
+
+/// `compression:` of the recipe or a layer: `gzip`, `zstd` or `none`.
+pub(super) fn compression(s: &str) -> Result<Compression, Invalid> {
+    match s {
+        "gzip" => Ok(Compression::Gzip),
+        "zstd" => Ok(Compression::Zstd),
+        "none" => Ok(Compression::None),
+        _ => {
+            let mut hint = format!("write one of {}", list(Compression::NAMES));
+            if let Some(name) = did_you_mean(s, Compression::NAMES) {
+                hint = format!("did you mean `{name}`? {hint}");
+            }
+            Err(Invalid::new(format!("unknown compression `{s}`")).hint(hint))
+        }
     }
 }
 

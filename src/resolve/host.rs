@@ -6,6 +6,7 @@
 //! whether the owner may execute it (0o755 vs 0o644, the one bit git records too), so a
 //! fresh checkout under any umask gives the same digest.
 
+use super::hash_index::{FileStamp, HashIndex};
 use super::tree::{Content, SourceEntry, SourceEntryKind, SourceTree};
 use crate::digest::{sha256_reader, Sha256Digest};
 use rayon::prelude::*;
@@ -49,9 +50,28 @@ pub fn normalised_file_mode(host_mode: u32) -> u32 {
 
 const DIR_MODE: u32 = 0o755;
 
-fn hash_file(path: &Path) -> Result<Content, HostError> {
-    let file = std::fs::File::open(path).map_err(io_err(path))?;
-    let (sha256, size) = sha256_reader(file).map_err(io_err(path))?;
+/// The file's content digest: from `index` when its stamp (`meta`, taken before) is
+/// unchanged since it was recorded, else by reading it (and recording it).
+fn hash_file(
+    path: &Path,
+    rel_path: &str,
+    meta: &std::fs::Metadata,
+    index: Option<&HashIndex>,
+) -> Result<Content, HostError> {
+    let before = FileStamp::of(meta);
+    if let Some(sha256) = index.and_then(|index| index.lookup(rel_path, &before)) {
+        return Ok(Content {
+            location: path.to_path_buf(),
+            size: meta.len(),
+            sha256,
+        });
+    }
+    let mut file = std::fs::File::open(path).map_err(io_err(path))?;
+    let (sha256, size) = sha256_reader(&mut file).map_err(io_err(path))?;
+    if let Some(index) = index {
+        let after = FileStamp::of(&file.metadata().map_err(io_err(path))?);
+        index.record(rel_path, &before, &after, sha256);
+    }
     Ok(Content {
         location: path.to_path_buf(),
         size,
@@ -60,13 +80,13 @@ fn hash_file(path: &Path) -> Result<Content, HostError> {
 }
 
 /// Reads a `path:` source. A symlink given as the source itself is followed; symlinks
-/// inside a directory are kept as symlinks.
-pub fn snapshot(path: &Path) -> Result<HostSnapshot, HostError> {
+/// inside a directory are kept as symlinks. `index` saves reading unchanged files.
+pub fn snapshot(path: &Path, index: Option<&HashIndex>) -> Result<HostSnapshot, HostError> {
     let meta = std::fs::metadata(path).map_err(io_err(path))?;
     if meta.is_file() {
         let entry = SourceEntry {
             rel_path: String::new(),
-            kind: SourceEntryKind::File(hash_file(path)?),
+            kind: SourceEntryKind::File(hash_file(path, "", &meta, index)?),
             mode: normalised_file_mode(meta.permissions().mode()),
             owner: None,
         };
@@ -74,7 +94,7 @@ pub fn snapshot(path: &Path) -> Result<HostSnapshot, HostError> {
             entries: vec![entry],
         }))
     } else if meta.is_dir() {
-        snapshot_dir(path).map(HostSnapshot::Dir)
+        snapshot_dir(path, index).map(HostSnapshot::Dir)
     } else {
         Err(HostError::Unsupported {
             path: path.into(),
@@ -101,14 +121,14 @@ fn file_type_name(ft: &std::fs::FileType) -> &'static str {
 enum Walked {
     File {
         path: PathBuf,
-        mode: u32,
+        meta: std::fs::Metadata,
         inode: Option<(u64, u64)>,
     },
     Dir,
     Symlink(String),
 }
 
-fn snapshot_dir(root: &Path) -> Result<SourceTree, HostError> {
+fn snapshot_dir(root: &Path, index: Option<&HashIndex>) -> Result<SourceTree, HostError> {
     let mut walked: Vec<(String, Walked)> = Vec::new();
     for item in walkdir::WalkDir::new(root).follow_links(false).min_depth(1) {
         let item = item.map_err(|e| {
@@ -147,8 +167,8 @@ fn snapshot_dir(root: &Path) -> Result<SourceTree, HostError> {
             })?;
             Walked::File {
                 path: item.path().to_path_buf(),
-                mode: meta.permissions().mode(),
                 inode: (meta.nlink() > 1).then(|| (meta.dev(), meta.ino())),
+                meta,
             }
         } else {
             return Err(HostError::Unsupported {
@@ -164,8 +184,8 @@ fn snapshot_dir(root: &Path) -> Result<SourceTree, HostError> {
     // Hash all regular files on all cores; order is restored by index.
     let contents: Vec<Option<Result<Content, HostError>>> = walked
         .par_iter()
-        .map(|(_, w)| match w {
-            Walked::File { path, .. } => Some(hash_file(path)),
+        .map(|(rel_path, w)| match w {
+            Walked::File { path, meta, .. } => Some(hash_file(path, rel_path, meta, index)),
             _ => None,
         })
         .collect();
@@ -178,9 +198,9 @@ fn snapshot_dir(root: &Path) -> Result<SourceTree, HostError> {
         let (kind, mode) = match walked {
             Walked::Dir => (SourceEntryKind::Dir, DIR_MODE),
             Walked::Symlink(target) => (SourceEntryKind::Symlink { target }, 0o777),
-            Walked::File { mode, inode, .. } => {
+            Walked::File { meta, inode, .. } => {
                 let content = content.expect("files were hashed")?;
-                let mode = normalised_file_mode(mode);
+                let mode = normalised_file_mode(meta.permissions().mode());
                 match inode.and_then(|i| first_link.get(&i).map(|t| (i, t))) {
                     Some((_, target)) => (
                         SourceEntryKind::Hardlink {
@@ -254,9 +274,10 @@ mod tests {
             .open(b.path().join("d/x"))
             .unwrap();
         f.set_modified(std::time::UNIX_EPOCH).unwrap();
-        let (HostSnapshot::Dir(ta), HostSnapshot::Dir(tb)) =
-            (snapshot(a.path()).unwrap(), snapshot(b.path()).unwrap())
-        else {
+        let (HostSnapshot::Dir(ta), HostSnapshot::Dir(tb)) = (
+            snapshot(a.path(), None).unwrap(),
+            snapshot(b.path(), None).unwrap(),
+        ) else {
             panic!("expected directories")
         };
         assert_eq!(dir_digest(&ta), dir_digest(&tb));
@@ -268,7 +289,7 @@ mod tests {
     fn digest_changes_with_content_exec_bit_and_link_target() {
         let a = tempfile::tempdir().unwrap();
         make_tree(a.path(), &["a", "d/x"]);
-        let digest = || match snapshot(a.path()).unwrap() {
+        let digest = || match snapshot(a.path(), None).unwrap() {
             HostSnapshot::Dir(t) => dir_digest(&t),
             HostSnapshot::File(_) => panic!("dir"),
         };
@@ -288,7 +309,7 @@ mod tests {
         let a = tempfile::tempdir().unwrap();
         fs::write(a.path().join("z"), b"same").unwrap();
         fs::hard_link(a.path().join("z"), a.path().join("b")).unwrap();
-        let HostSnapshot::Dir(t) = snapshot(a.path()).unwrap() else {
+        let HostSnapshot::Dir(t) = snapshot(a.path(), None).unwrap() else {
             panic!("dir")
         };
         assert!(matches!(t.entries[0].kind, SourceEntryKind::File(_)));
@@ -308,7 +329,7 @@ mod tests {
             .status()
             .unwrap();
         assert!(status.success());
-        let err = snapshot(a.path()).err().unwrap().to_string();
+        let err = snapshot(a.path(), None).err().unwrap().to_string();
         assert!(err.contains("pipe") && err.contains("FIFO"), "{err}");
     }
 }

@@ -9,12 +9,14 @@
 //! the digest pinned for it is that of the bytes the signature was verified over.
 
 pub mod archive;
+pub mod hash_index;
 mod host;
 pub mod lock;
 pub mod platforms;
 pub mod signature;
 pub mod tree;
 
+use hash_index::HashIndex;
 pub use host::normalised_file_mode;
 pub use lock::{lock_path_for, LockedKind, LockedSource, Lockfile};
 pub use tree::{Content, SourceEntry, SourceEntryKind, SourceTree};
@@ -70,13 +72,16 @@ fn source_error(recipe: &Recipe, spec: &SourceSpec, message: String, hint: &str)
 }
 
 /// Resolves every source of `recipe`. Archive members are staged (content-addressed)
-/// below `staging`, which must exist and outlive the returned trees.
+/// below `staging`, which must exist and outlive the returned trees. With `cache_dir`,
+/// `path:` sources keep a [`hash_index`] there, so unchanged files are not re-read
+/// (except on `--locked` builds, which read every file).
 pub fn resolve(
     recipe: &Recipe,
     lock: &Lockfile,
     lock_path: &Path,
     mode: LockMode,
     staging: &Path,
+    cache_dir: Option<&Path>,
 ) -> Result<ResolvedSources, ResolveError> {
     let mut new_lock = Lockfile::default();
     let mut sources = BTreeMap::new();
@@ -88,7 +93,31 @@ pub fn resolve(
             Some(signature) => Some(verify_signature(recipe, spec, signature, &host_path)?),
             None => None,
         };
-        let (kind, digest, tree) = snapshot(recipe, spec, &host_path, staging)?;
+        let index = match (cache_dir, spec.kind) {
+            (Some(dir), SourceKind::Path) => {
+                match HashIndex::open(dir, &host_path, mode != LockMode::Locked) {
+                    Ok(index) => Some(index),
+                    Err(e) => {
+                        warnings.push(format!(
+                            "source `{}`: no file hash index in {}: {e}",
+                            spec.name,
+                            dir.display()
+                        ));
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        let (kind, digest, tree) = snapshot(recipe, spec, &host_path, staging, index.as_ref())?;
+        if let Some(index) = index {
+            if let Err(e) = index.save() {
+                warnings.push(format!(
+                    "source `{}`: the file hash index was not saved: {e}",
+                    spec.name
+                ));
+            }
+        }
         if let Some(verified) = &verified {
             if verified.sha256 != digest {
                 return Err(source_error(
@@ -228,9 +257,10 @@ fn snapshot(
     spec: &SourceSpec,
     host_path: &Path,
     staging: &Path,
+    index: Option<&HashIndex>,
 ) -> Result<(LockedKind, Sha256Digest, SourceTree), ResolveError> {
     match spec.kind {
-        SourceKind::Path => match host::snapshot(host_path) {
+        SourceKind::Path => match host::snapshot(host_path, index) {
             Ok(host::HostSnapshot::File(tree)) => {
                 let SourceEntryKind::File(content) = &tree.entries[0].kind else {
                     unreachable!("a file snapshot holds one file")

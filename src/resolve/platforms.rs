@@ -55,6 +55,7 @@ pub fn resolve_all(
     lock_path: &Path,
     mode: LockMode,
     staging: &Path,
+    cache_dir: Option<&Path>,
 ) -> Result<AllSources, ResolveError> {
     if mode == LockMode::Locked {
         let known: std::collections::BTreeSet<String> = recipe
@@ -83,7 +84,7 @@ pub fn resolve_all(
                 view.sources.insert(name.to_string(), entry.clone());
             }
         }
-        let resolved = resolve(&specialised, &view, lock_path, mode, staging)?;
+        let resolved = resolve(&specialised, &view, lock_path, mode, staging, cache_dir)?;
         for (name, key) in keys(recipe, platform) {
             if let Some(entry) = resolved.lock.sources.get(name) {
                 combined.sources.insert(key, entry.clone());

@@ -10,10 +10,13 @@ pub fn repo_root() -> PathBuf {
 }
 
 /// A `cairn` command with a clean, fixed environment (no SOURCE_DATE_EPOCH leaking in
-/// from the caller's shell).
+/// from the caller's shell), and without the layer cache, so that every build writes
+/// its layers and no test touches the user's cache directory; the cache tests turn it
+/// on with `--cache-dir` and `env_remove("CAIRN_NO_CACHE")`.
 pub fn cairn() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_cairn"));
-    cmd.env_remove("SOURCE_DATE_EPOCH");
+    cmd.env_remove("SOURCE_DATE_EPOCH")
+        .env("CAIRN_NO_CACHE", "1");
     cmd
 }
 

@@ -1,103 +1,176 @@
-//! `cargo xtask bench [--size-mb N] [--keep]`: times `cairn build` against the
-//! `tar | gzip` baseline on the same generated tree (see `bench_tree.rs`).
+//! `cargo xtask bench [--size-mb N[,N...]] [--runs N] [--keep]`: times `cairn build` with
+//! each layer compression, cold and from a warm layer cache, against the `tar | gzip`,
+//! `tar | pigz -p2` and `tar | zstd -T2` pipelines and `umoci repack` (where installed),
+//! on the same generated tree (see `bench_tree.rs`), at one or more tree sizes.
 //!
-//! Every contender runs `RUNS` times in one invocation; the table shows the median wall
-//! time and the largest peak RSS. It also checks that `--jobs 1` and the default thread
-//! count give the same manifest digest (principle 1). It fails if any run fails or the
-//! digests differ; the speed and memory targets are reported, not enforced.
+//! Every contender runs `--runs` times (default 3); the table shows the median wall and
+//! CPU time, the largest peak RSS and the wall-time ratio against the gzip pipeline. With
+//! several sizes it ends with the cost per MiB at each size, to show that cost grows
+//! linearly. It checks that the output does not depend on the thread count or on the
+//! cache (same manifest digest from `--jobs 1`, the default and a warm cache) and fails if
+//! any run fails or a digest differs; the speed and memory targets are reported, not
+//! enforced.
 
 use std::fs;
 use std::path::Path;
 use std::process::{Command, ExitCode};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
 use crate::bench_tree::{self, MIB, TREE_DIR};
 use crate::measure::{self, Measured};
 
-const RUNS: usize = 3;
+const DEFAULT_RUNS: usize = 3;
 const DEFAULT_SIZE_MIB: u64 = 300;
-const RATIO_TARGET: f64 = 0.50;
+const GZIP_TARGET: f64 = 0.30;
+const ZSTD_TARGET: f64 = 0.15;
+const WARM_TARGET: f64 = 0.05;
 const RSS_TARGET_MIB: u64 = 100;
-const RECIPE_FILE: &str = "bench.yaml";
 const TAR: &str = "tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -cf -";
+const COMPRESSIONS: [&str; 3] = ["gzip", "zstd", "none"];
 
-/// The recipe the contract in the brief describes; `path` is relative to the recipe.
-const RECIPE: &str = "\
-cairn: 1
-name: bench
-epoch: 0
-sources:
-  tree: { path: tree/ }
-layers:
-  - name: tree
-    contents:
-      - copy: tree
-        to: /data
-";
+/// The bench recipe: the whole tree in one layer below /data.
+fn recipe(compression: &str) -> String {
+    format!(
+        "cairn: 1\nname: bench\nepoch: 0\ncompression: {compression}\n\
+         sources:\n  tree: {{ path: tree/ }}\n\
+         layers:\n  - name: tree\n    contents:\n      - copy: tree\n        to: /data\n"
+    )
+}
 
 #[derive(Debug, PartialEq, Eq)]
 pub struct Options {
-    pub size_mib: u64,
+    pub sizes_mib: Vec<u64>,
+    pub runs: usize,
     /// Leave cairn's output layouts in place for inspection.
     pub keep: bool,
 }
 
+const USAGE: &str = "usage: cargo xtask bench [--size-mb N[,N...]] [--runs N] [--keep]";
+
 impl Options {
     pub fn parse(args: &[String]) -> Result<Self> {
         let mut options = Options {
-            size_mib: DEFAULT_SIZE_MIB,
+            sizes_mib: vec![DEFAULT_SIZE_MIB],
+            runs: DEFAULT_RUNS,
             keep: false,
         };
         let mut args = args.iter();
         while let Some(arg) = args.next() {
-            let size = match arg.as_str() {
-                "--keep" => {
-                    options.keep = true;
-                    continue;
+            let (flag, inline) = match arg.split_once('=') {
+                Some((flag, value)) => (flag, Some(value.to_string())),
+                None => (arg.as_str(), None),
+            };
+            let mut value = || -> Result<String> {
+                match &inline {
+                    Some(v) => Ok(v.clone()),
+                    None => args
+                        .next()
+                        .cloned()
+                        .with_context(|| format!("{flag} needs a value; {USAGE}")),
                 }
-                "--size-mb" => args.next().context("--size-mb needs a number of MiB")?,
-                other => match other.strip_prefix("--size-mb=") {
-                    Some(size) => size,
-                    None => bail!(
-                        "unknown bench option `{other}`; \
-                         usage: cargo xtask bench [--size-mb N] [--keep]"
-                    ),
-                },
             };
-            options.size_mib = match size.parse() {
-                Ok(n) if n > 0 => n,
-                _ => bail!("--size-mb takes a whole number of MiB above 0, got `{size}`"),
-            };
+            match flag {
+                "--keep" if inline.is_none() => options.keep = true,
+                "--size-mb" => {
+                    let sizes = value()?;
+                    options.sizes_mib = sizes
+                        .split(',')
+                        .map(|size| match size.trim().parse() {
+                            Ok(n) if n > 0 => Ok(n),
+                            _ => bail!("--size-mb takes whole numbers of MiB above 0, comma-separated, got `{sizes}`"),
+                        })
+                        .collect::<Result<_>>()?;
+                }
+                "--runs" => {
+                    let runs = value()?;
+                    options.runs = match runs.parse() {
+                        Ok(n) if n > 0 => n,
+                        _ => bail!("--runs takes a whole number above 0, got `{runs}`"),
+                    };
+                }
+                other => bail!("unknown bench option `{other}`; {USAGE}"),
+            }
         }
         Ok(options)
     }
 }
 
 pub fn run(options: &Options) -> Result<ExitCode> {
-    let bench_root = crate::target_dir().join("bench");
-    let bench_dir = bench_root.join(format!("tree-{}mib", options.size_mib));
-    let out_root = bench_root.join(format!("out-{}mib", options.size_mib));
-
-    let started = Instant::now();
-    let tree = bench_tree::ensure(&bench_dir, options.size_mib)?;
-    println!(
-        "xtask: bench tree {} ({} entries, {:.1} MiB): {}",
-        tree.root.display(),
-        tree.entries,
-        mib(tree.bytes),
-        if tree.reused {
-            "reused".to_string()
-        } else {
-            format!("generated in {:.1} s", started.elapsed().as_secs_f64())
-        }
-    );
-
     println!("xtask: cargo build --release -p cairn");
     crate::run_checked(crate::cargo().args(["build", "--release", "-p", "cairn"]))?;
     let cairn = crate::target_dir().join("release").join("cairn");
-    fs::write(bench_dir.join(RECIPE_FILE), RECIPE)?;
+    print_machine();
+
+    let mut all_same = true;
+    let mut growth = Vec::new();
+    for &size_mib in &options.sizes_mib {
+        let result = bench_size(&cairn, size_mib, options)?;
+        all_same &= result.digests_agree;
+        growth.push((size_mib, result.tree_bytes, result.rows));
+    }
+    if growth.len() > 1 {
+        print_growth(&growth);
+    }
+    Ok(if all_same {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// CPU, cores and load: the numbers mean little without them.
+fn print_machine() {
+    let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|l| l.trim_start_matches([' ', '\t', ':']).to_string())
+        .unwrap_or_else(|| "unknown CPU".into());
+    let sha_ni = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("flags"))
+        .is_some_and(|l| l.split_whitespace().any(|f| f == "sha_ni"));
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let load = fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "xtask: machine: {model}, {cores} cores, SHA-NI {}; load average {}",
+        if sha_ni { "yes" } else { "no" },
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+}
+
+struct SizeResult {
+    tree_bytes: u64,
+    rows: Vec<Row>,
+    digests_agree: bool,
+}
+
+fn bench_size(cairn: &Path, size_mib: u64, options: &Options) -> Result<SizeResult> {
+    let bench_root = crate::target_dir().join("bench");
+    let bench_dir = bench_root.join(format!("tree-{size_mib}mib"));
+    let out_root = bench_root.join(format!("out-{size_mib}mib"));
+    let cache_root = bench_root.join(format!("cache-{size_mib}mib"));
+    let runs = options.runs;
+
+    let tree = bench_tree::ensure(&bench_dir, size_mib)?;
+    println!(
+        "\nxtask: bench tree {} ({} entries, {:.1} MiB){}",
+        tree.root.display(),
+        tree.entries,
+        mib(tree.bytes),
+        if tree.reused { ", reused" } else { "" }
+    );
+    for compression in COMPRESSIONS {
+        fs::write(
+            bench_dir.join(format!("bench-{compression}.yaml")),
+            recipe(compression),
+        )?;
+    }
 
     // Untimed: brings the tree into the page cache so run 1 is not the odd one out.
     let warm = run_pipeline(&bench_dir, &format!("{TAR} {TREE_DIR} | wc -c"))?;
@@ -106,7 +179,7 @@ pub fn run(options: &Options) -> Result<ExitCode> {
         .parse()
         .unwrap_or(0);
     println!(
-        "xtask: tar stream {:.1} MiB; {RUNS} runs each",
+        "xtask: tar stream {:.1} MiB; {runs} runs each",
         mib(tar_bytes)
     );
 
@@ -114,70 +187,129 @@ pub fn run(options: &Options) -> Result<ExitCode> {
     for (name, compressor) in [
         ("tar | gzip -n -6 (baseline)", "gzip -n -6"),
         ("tar | pigz -p2 -n -6", "pigz -p2 -n -6"),
+        ("tar | zstd -3 -T2", "zstd -3 -T2 -q -c"),
     ] {
         let pipeline = format!("{TAR} {TREE_DIR} | {compressor} | sha256sum");
-        let mut runs = Vec::new();
-        for _ in 0..RUNS {
-            runs.push(run_pipeline(&bench_dir, &pipeline)?);
-        }
-        let row = Row::new(name, &runs);
-        println!("xtask: {name}: {:.2} s", row.wall.as_secs_f64());
+        let measured = (0..runs)
+            .map(|_| run_pipeline(&bench_dir, &pipeline))
+            .collect::<Result<Vec<_>>>()?;
+        rows.push(Row::new(name.to_string(), &measured));
+        report_row(rows.last());
+    }
+    if let Some(row) = bench_umoci(&bench_dir, runs)? {
         rows.push(row);
+        report_row(rows.last());
     }
 
-    // The default run signs, so its time includes SBOMs and attestations.
     let key = bench_dir.join("bench.key");
     if !key.exists() {
         crate::run_checked(
-            Command::new(&cairn)
+            Command::new(cairn)
                 .arg("keygen")
                 .arg(bench_dir.join("bench")),
         )?;
     }
-    let mut digests = Vec::new();
-    let mut last_build = None;
+    let mut digests: Vec<(String, String)> = Vec::new();
     let mut attest_shares = Vec::new();
-    for (name, jobs) in [
-        ("cairn build --sign-key", None),
-        ("cairn build --jobs 1", Some("1")),
-    ] {
-        let out_dir = out_root.join(if jobs.is_some() { "jobs1" } else { "default" });
-        let sign_key = jobs.is_none().then_some(key.as_path());
-        let mut runs = Vec::new();
-        for _ in 0..RUNS {
-            let built = match run_cairn(&cairn, &bench_dir, &out_dir, jobs, sign_key) {
-                Ok(built) => built,
-                Err(err) => {
-                    print_table(&rows, tree.bytes);
-                    return Err(err.context(format!("{name} failed")));
-                }
-            };
-            digests.push((name, built.manifest_digest.clone()));
-            if sign_key.is_some() {
+    let mut hash_backend = String::new();
+    let mut last_json = None;
+    let mut cairn_runs = |name: String, compression: &str, extra: &[&str], warm_cache: bool| {
+        let out_dir = out_root.join(name.replace(' ', "-"));
+        let cache_dir = cache_root.join(compression);
+        let mut args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        if warm_cache {
+            if cache_dir.exists() {
+                fs::remove_dir_all(&cache_dir)?;
+            }
+            args.extend(["--cache-dir".to_string(), cache_dir.display().to_string()]);
+            // Untimed: fills the cache.
+            run_cairn(cairn, &bench_dir, &out_dir, compression, &args)?;
+        } else {
+            args.push("--no-cache".into());
+        }
+        let mut measured = Vec::new();
+        for _ in 0..runs {
+            let built = run_cairn(cairn, &bench_dir, &out_dir, compression, &args)
+                .with_context(|| format!("{name} failed"))?;
+            digests.push((name.clone(), built.manifest_digest));
+            if hash_backend.is_empty() {
+                hash_backend = hash_backend_line(&built.measured.stderr);
+            }
+            if extra.first() == Some(&"--sign-key") {
                 attest_shares.push(attest_share(&built.measured.stderr));
             }
-            runs.push(built.measured);
-            last_build = Some(built.json);
+            measured.push(built.measured);
+            last_json = Some(built.json);
         }
-        let row = Row::new(name, &runs);
-        println!("xtask: {name}: {:.2} s", row.wall.as_secs_f64());
-        rows.push(row);
+        let row = Row::new(name, &measured);
+        report_row(Some(&row));
+        anyhow::Ok(row)
+    };
+    for compression in COMPRESSIONS {
+        rows.push(cairn_runs(
+            format!("cairn {compression} cold"),
+            compression,
+            &[],
+            false,
+        )?);
+        rows.push(cairn_runs(
+            format!("cairn {compression} warm cache"),
+            compression,
+            &[],
+            true,
+        )?);
+        if compression == "gzip" {
+            rows.push(cairn_runs(
+                "cairn gzip cold --jobs 1".into(),
+                compression,
+                &["--jobs", "1"],
+                false,
+            )?);
+            let key = key.display().to_string();
+            rows.push(cairn_runs(
+                "cairn gzip cold --sign-key".into(),
+                compression,
+                &["--sign-key", &key],
+                false,
+            )?);
+        }
     }
 
-    print_table(&rows, tree.bytes);
-    if let Some(json) = &last_build {
+    print_table(&rows, tree.bytes, runs);
+    if let Some(json) = &last_json {
         print_layers(json);
     }
-    let baseline = &rows[0];
-    let cairn_row = &rows[2];
-    println!(
-        "cairn/baseline ratio: {:.2} (target <= {RATIO_TARGET:.2})",
-        cairn_row.wall.as_secs_f64() / baseline.wall.as_secs_f64()
-    );
-    println!(
-        "cairn peak RSS: {} MB (target < {RSS_TARGET_MIB})",
-        cairn_row.peak_rss_bytes / MIB
-    );
+    if !hash_backend.is_empty() {
+        println!("{hash_backend}");
+    }
+    let ratio = |name: &str| -> Option<f64> {
+        let baseline = rows.first()?.wall.as_secs_f64();
+        rows.iter()
+            .find(|r| r.name == name)
+            .map(|r| r.wall.as_secs_f64() / baseline)
+    };
+    let wall = |name: &str| rows.iter().find(|r| r.name == name).map(|r| r.wall);
+    if let Some(r) = ratio("cairn gzip cold") {
+        let faster_than_pigz = wall("cairn gzip cold") < wall("tar | pigz -p2 -n -6");
+        println!(
+            "cairn gzip cold / gzip pipeline: {r:.2} (target <= {GZIP_TARGET:.2}); faster than pigz -p2: {}",
+            if faster_than_pigz { "yes" } else { "no" }
+        );
+    }
+    if let Some(r) = ratio("cairn zstd cold") {
+        println!("cairn zstd cold / gzip pipeline: {r:.2} (target <= {ZSTD_TARGET:.2})");
+    }
+    for compression in COMPRESSIONS {
+        if let (Some(cold), Some(warm)) = (
+            wall(&format!("cairn {compression} cold")),
+            wall(&format!("cairn {compression} warm cache")),
+        ) {
+            println!(
+                "cairn {compression} warm / cold: {:.3} (target < {WARM_TARGET:.2})",
+                warm.as_secs_f64() / cold.as_secs_f64()
+            );
+        }
+    }
     attest_shares.sort_by(f64::total_cmp);
     if let Some(share) = attest_shares.get(attest_shares.len() / 2) {
         println!(
@@ -185,24 +317,97 @@ pub fn run(options: &Options) -> Result<ExitCode> {
             share * 100.0
         );
     }
+    let cairn_rss = rows
+        .iter()
+        .filter(|r| r.name.starts_with("cairn"))
+        .map(|r| r.peak_rss_bytes)
+        .max()
+        .unwrap_or(0);
+    println!(
+        "cairn peak RSS: {} MiB (target < {RSS_TARGET_MIB})",
+        cairn_rss / MIB
+    );
 
     if options.keep {
         println!("xtask: kept cairn's layouts in {}", out_root.display());
     } else {
-        fs::remove_dir_all(&out_root)
-            .with_context(|| format!("removing {}", out_root.display()))?;
+        for dir in [&out_root, &cache_root] {
+            if dir.exists() {
+                fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
+            }
+        }
     }
 
-    let first = &digests[0].1;
-    if digests.iter().all(|(_, digest)| digest == first) {
-        println!("cairn output identical with --jobs 1 and default: yes ({first})");
-        Ok(ExitCode::SUCCESS)
-    } else {
-        println!("cairn output identical with --jobs 1 and default: NO");
-        for (name, digest) in &digests {
-            println!("  {name}: {digest}");
+    // One image per compression, whatever the thread count or cache.
+    let mut digests_agree = true;
+    for compression in COMPRESSIONS {
+        let prefix = format!("cairn {compression} ");
+        let of: Vec<&(String, String)> = digests
+            .iter()
+            .filter(|(n, _)| n.starts_with(&prefix))
+            .collect();
+        let same = of.windows(2).all(|w| w[0].1 == w[1].1);
+        println!(
+            "cairn {compression}: same image cold, warm{}: {}",
+            if compression == "gzip" {
+                " and --jobs 1"
+            } else {
+                ""
+            },
+            if same { "yes" } else { "NO" }
+        );
+        if !same {
+            digests_agree = false;
+            for (name, digest) in of {
+                println!("  {name}: {digest}");
+            }
         }
-        Ok(ExitCode::FAILURE)
+    }
+    Ok(SizeResult {
+        tree_bytes: tree.bytes,
+        rows,
+        digests_agree,
+    })
+}
+
+/// `umoci repack` of the tree copied into an unpacked empty image, if umoci is installed.
+/// Setup is untimed; every run repacks the same change (the bundle is not refreshed).
+fn bench_umoci(bench_dir: &Path, runs: usize) -> Result<Option<Row>> {
+    let found = Command::new("umoci").arg("--version").output();
+    if !found.is_ok_and(|out| out.status.success()) {
+        println!("xtask: umoci not installed; skipped");
+        return Ok(None);
+    }
+    let work = bench_dir.join("umoci");
+    if work.exists() {
+        fs::remove_dir_all(&work)?;
+    }
+    let setup = format!(
+        "umoci init --layout umoci/image && umoci new --image umoci/image:bench && \
+         umoci unpack --image umoci/image:bench umoci/bundle && \
+         mkdir umoci/bundle/rootfs/data && cp -a {TREE_DIR}/. umoci/bundle/rootfs/data/"
+    );
+    run_pipeline(bench_dir, &setup)?;
+    let measured = (0..runs)
+        .map(|_| {
+            run_pipeline(
+                bench_dir,
+                "umoci repack --image umoci/image:bench umoci/bundle",
+            )
+        })
+        .collect::<Result<Vec<_>>>()?;
+    fs::remove_dir_all(&work)?;
+    Ok(Some(Row::new("umoci repack (gzip)".into(), &measured)))
+}
+
+fn report_row(row: Option<&Row>) {
+    if let Some(row) = row {
+        println!(
+            "xtask: {}: {:.2} s wall, {:.2} s CPU",
+            row.name,
+            row.wall.as_secs_f64(),
+            row.cpu.as_secs_f64()
+        );
     }
 }
 
@@ -230,14 +435,14 @@ struct CairnBuild {
     json: serde_json::Value,
 }
 
-/// One timed `cairn build bench.yaml -o OUT --quiet --json [--jobs N]` into an empty
-/// `out_dir`.
+/// One timed `cairn build bench-<compression>.yaml -o OUT --quiet --json --timings ARGS`
+/// into an empty `out_dir`.
 fn run_cairn(
     cairn: &Path,
     bench_dir: &Path,
     out_dir: &Path,
-    jobs: Option<&str>,
-    sign_key: Option<&Path>,
+    compression: &str,
+    args: &[String],
 ) -> Result<CairnBuild> {
     if out_dir.exists() {
         fs::remove_dir_all(out_dir).with_context(|| format!("removing {}", out_dir.display()))?;
@@ -245,15 +450,12 @@ fn run_cairn(
     let mut command = Command::new(cairn);
     command
         .current_dir(bench_dir)
-        .args(["build", RECIPE_FILE, "-o"])
+        .arg("build")
+        .arg(format!("bench-{compression}.yaml"))
+        .arg("-o")
         .arg(out_dir)
-        .args(["--quiet", "--json", "--timings"]);
-    if let Some(jobs) = jobs {
-        command.args(["--jobs", jobs]);
-    }
-    if let Some(key) = sign_key {
-        command.arg("--sign-key").arg(key);
-    }
+        .args(["--quiet", "--json", "--timings"])
+        .args(args);
     let measured = measure::run(&mut command)?;
     let stderr = String::from_utf8_lossy(&measured.stderr);
     if !measured.status.success() {
@@ -264,14 +466,8 @@ fn run_cairn(
         );
     }
     let json: serde_json::Value = serde_json::from_slice(&measured.stdout).with_context(|| {
-        let stdout = String::from_utf8_lossy(&measured.stdout);
-        let printed = if stdout.trim().is_empty() {
-            "nothing".to_string()
-        } else {
-            format!("this:\n{stdout}")
-        };
         format!(
-            "{command:?} should print one JSON object on stdout but printed {printed}{}",
+            "{command:?} should print one JSON object on stdout{}",
             stderr_section(&stderr)
         )
     })?;
@@ -287,7 +483,15 @@ fn run_cairn(
     })
 }
 
-/// Bytes as (fractional) MiB, for display.
+/// cairn's `hashing: ...` line (`--timings`): which SHA implementation ran.
+fn hash_backend_line(stderr: &[u8]) -> String {
+    String::from_utf8_lossy(stderr)
+        .lines()
+        .find(|l| l.starts_with("hashing:"))
+        .map(|l| format!("cairn {l}"))
+        .unwrap_or_default()
+}
+
 /// The fraction of the build spent generating SBOMs and signing, from cairn's
 /// `timing: <stage> <seconds>` lines (`--timings`).
 fn attest_share(stderr: &[u8]) -> f64 {
@@ -327,63 +531,98 @@ fn stderr_section(stderr: &str) -> String {
 }
 
 struct Row {
-    name: &'static str,
+    name: String,
     /// Median over the runs.
     wall: Duration,
+    /// Median over the runs.
+    cpu: Duration,
     /// Largest over the runs.
     peak_rss_bytes: u64,
 }
 
 impl Row {
-    fn new(name: &'static str, runs: &[Measured]) -> Self {
-        let mut walls: Vec<Duration> = runs.iter().map(|run| run.wall).collect();
-        walls.sort();
+    fn new(name: String, runs: &[Measured]) -> Self {
+        let median = |mut values: Vec<Duration>| {
+            values.sort();
+            values[values.len() / 2]
+        };
         Row {
             name,
-            wall: walls[walls.len() / 2],
+            wall: median(runs.iter().map(|run| run.wall).collect()),
+            cpu: median(runs.iter().map(|run| run.cpu).collect()),
             peak_rss_bytes: runs.iter().map(|run| run.peak_rss_bytes).max().unwrap_or(0),
         }
     }
 }
 
-fn print_table(rows: &[Row], tree_bytes: u64) {
+fn print_table(rows: &[Row], tree_bytes: u64, runs: usize) {
     let Some(baseline) = rows.first() else {
         return;
     };
     println!();
     println!(
-        "{:<28} {:>8} {:>7} {:>8} {:>12}   (median of {RUNS}; MB = MiB; RSS = max)",
-        "name", "wall s", "ratio", "MB/s", "peak RSS MB"
+        "| {:<29} | {:>7} | {:>6} | {:>7} | {:>7} | {:>8} |",
+        "contender", "wall s", "CPU s", "ratio", "MiB/s", "RSS MiB"
+    );
+    println!(
+        "|{:-<31}|{:->9}|{:->8}|{:->9}|{:->9}|{:->10}|",
+        "", "", "", "", "", ""
     );
     for row in rows {
         let seconds = row.wall.as_secs_f64();
         println!(
-            "{:<28} {:>8.2} {:>7.2} {:>8.1} {:>12}",
+            "| {:<29} | {:>7.2} | {:>6.2} | {:>7.3} | {:>7.1} | {:>8} |",
             row.name,
             seconds,
+            row.cpu.as_secs_f64(),
             seconds / baseline.wall.as_secs_f64(),
             mib(tree_bytes) / seconds,
             row.peak_rss_bytes / MIB
         );
     }
+    println!("(median of {runs} runs; ratio = wall / gzip pipeline wall; RSS = largest)");
     println!();
+}
+
+/// Seconds per GiB of tree for each contender at each size: flat means linear growth.
+fn print_growth(sizes: &[(u64, u64, Vec<Row>)]) {
+    println!("\nwall seconds per GiB of tree, by tree size (flat = linear growth):");
+    let header: Vec<String> = sizes
+        .iter()
+        .map(|(mib, _, _)| format!("{mib} MiB"))
+        .collect();
+    println!("| {:<29} | {} |", "contender", header.join(" | "));
+    let names: Vec<&String> = sizes[0].2.iter().map(|r| &r.name).collect();
+    for name in names {
+        let cells: Vec<String> = sizes
+            .iter()
+            .map(|(_, bytes, rows)| {
+                rows.iter()
+                    .find(|r| &r.name == name)
+                    .map_or("-".into(), |r| {
+                        format!(
+                            "{:.2}",
+                            r.wall.as_secs_f64() / (*bytes as f64 / (1024.0 * MIB as f64))
+                        )
+                    })
+            })
+            .collect();
+        println!("| {name:<29} | {} |", cells.join(" | "));
+    }
 }
 
 /// Compressed and uncompressed size per layer from cairn's JSON, where present.
 fn print_layers(json: &serde_json::Value) {
     let layers = json.get("layers").and_then(|layers| layers.as_array());
     for layer in layers.into_iter().flatten() {
+        let field = |key: &str| layer.get(key).and_then(serde_json::Value::as_u64);
         let name = layer
             .get("name")
             .and_then(serde_json::Value::as_str)
             .unwrap_or("?");
-        let size = layer.get("size").and_then(serde_json::Value::as_u64);
-        let uncompressed = layer
-            .get("uncompressed_size")
-            .and_then(serde_json::Value::as_u64);
-        if let (Some(size), Some(uncompressed)) = (size, uncompressed) {
+        if let (Some(size), Some(uncompressed)) = (field("size"), field("uncompressed_size")) {
             println!(
-                "cairn layer {name}: {:.1} MB gzip of {:.1} MB tar ({:.0}%)",
+                "cairn layer {name} (last build): {:.1} MiB blob of {:.1} MiB tar ({:.0}%)",
                 mib(size),
                 mib(uncompressed),
                 100.0 * size as f64 / uncompressed.max(1) as f64
@@ -408,26 +647,39 @@ mod tests {
     }
 
     #[test]
-    fn options_accept_both_size_spellings_and_reject_nonsense() {
+    fn hash_backend_line_is_found_in_cairns_stderr() {
+        let stderr = b"timing: resolve 1.0\nhashing: SHA-256 sha-ni, SHA-1 sha-ni\n";
+        assert_eq!(
+            hash_backend_line(stderr),
+            "cairn hashing: SHA-256 sha-ni, SHA-1 sha-ni"
+        );
+        assert_eq!(hash_backend_line(b"timing: layers 2.0\n"), "");
+    }
+
+    #[test]
+    fn options_accept_sizes_runs_and_reject_nonsense() {
         assert_eq!(
             parse(&[]).expect("defaults"),
             Options {
-                size_mib: 300,
+                sizes_mib: vec![300],
+                runs: 3,
                 keep: false
             }
         );
         assert_eq!(
-            parse(&["--size-mb", "20", "--keep"]).expect("spaced"),
+            parse(&["--size-mb", "100,300,1024", "--keep", "--runs=1"]).expect("list"),
             Options {
-                size_mib: 20,
+                sizes_mib: vec![100, 300, 1024],
+                runs: 1,
                 keep: true
             }
         );
-        assert_eq!(parse(&["--size-mb=5"]).expect("equals").size_mib, 5);
+        assert_eq!(parse(&["--size-mb=5"]).expect("equals").sizes_mib, [5]);
         for bad in [
             &["--size-mb"][..],
             &["--size-mb", "0"],
-            &["--size-mb", "x"],
+            &["--size-mb", "100,x"],
+            &["--runs", "0"],
             &["--fast"],
         ] {
             assert!(parse(bad).is_err(), "{bad:?} should be rejected");

@@ -3,8 +3,9 @@
 //! - `test [ARGS...]`: ensure the Debian tools the integration tests drive are installed,
 //!   then run `cargo test --workspace --locked ARGS...` and exit with its status.
 //! - `ci`: what `.ci/run` means; the same code path as `test`.
-//! - `bench [--size-mb N] [--keep]`: time `cairn build` against `tar | gzip` on a
-//!   generated tree (see `bench.rs`).
+//! - `bench [--size-mb N[,N...]] [--runs N] [--keep]`: time `cairn build` (each
+//!   compression, cold and warm cache) against the gzip, pigz, zstd pipelines and umoci on
+//!   a generated tree (see `bench.rs`).
 //! - `bench-ledger [N]`: the audit ledger's append and verify speed at N entries
 //!   (`benches/ledger.rs`).
 
@@ -26,9 +27,13 @@ commands:
   test [ARGS...]               install missing test tools (as root), then
                                cargo test --workspace --locked ARGS...
   ci                           the same as `test`; what .ci/run runs
-  bench [--size-mb N] [--keep] time cairn build against tar | gzip on a generated
-                               tree of about N MiB (default 300); --keep leaves
-                               cairn's output layouts in target/bench/
+  bench [--size-mb N[,N...]] [--runs N] [--keep]
+                               time cairn build (gzip, zstd, none; cold and warm
+                               cache) against tar | gzip, pigz -p2, zstd -T2 and
+                               umoci repack on generated trees of about N MiB
+                               (default 300; e.g. 100,300,1024), N runs each
+                               (default 3); --keep leaves cairn's layouts in
+                               target/bench/
   bench-ledger [N]             append latency and verify time of an N-entry audit
                                ledger (default 1000000)";
 

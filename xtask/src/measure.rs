@@ -1,5 +1,5 @@
 //! Runs one command and measures it: wall time (`Instant`, fine here: xtask is not the
-//! build path) and peak resident set size from `wait4`. Linux's `wait4` reports the
+//! build path), CPU time (user + system) and peak resident set size from `wait4`. Linux's `wait4` reports the
 //! child's own usage together with that of every descendant it waited for, so for
 //! `bash -c 'a | b | c'` the peak is the largest of bash, a, b and c.
 
@@ -14,6 +14,8 @@ use anyhow::{Context, Result};
 
 pub struct Measured {
     pub wall: Duration,
+    /// User plus system CPU time of the command and every descendant it waited for.
+    pub cpu: Duration,
     pub peak_rss_bytes: u64,
     pub status: ExitStatus,
     pub stdout: Vec<u8>,
@@ -43,8 +45,13 @@ pub fn run(command: &mut Command) -> Result<Measured> {
             None => Ok(Vec::new()),
         }
     };
+    let seconds = |t: libc::timeval| {
+        Duration::from_secs(u64::try_from(t.tv_sec).unwrap_or(0))
+            + Duration::from_micros(u64::try_from(t.tv_usec).unwrap_or(0))
+    };
     Ok(Measured {
         wall,
+        cpu: seconds(usage.ru_utime) + seconds(usage.ru_stime),
         // ru_maxrss is in KiB on Linux.
         peak_rss_bytes: u64::try_from(usage.ru_maxrss).unwrap_or(0) * 1024,
         status,
@@ -97,6 +104,10 @@ mod tests {
         .expect("run pipeline");
         assert!(measured.status.success());
         assert_eq!(String::from_utf8_lossy(&measured.stdout).trim(), "67108864");
+        assert!(
+            measured.cpu > Duration::ZERO,
+            "copying 64 MiB through a pipe takes some CPU time"
+        );
         assert!(
             measured.peak_rss_bytes > 60 * 1024 * 1024,
             "peak RSS {} should include tail's buffer",

@@ -23,6 +23,7 @@ const TEST_TOOLS: &[(&str, &str)] = &[
     ("tar", "tar"),
     ("openssl", "openssl"),
     ("openssh-client", "ssh-keygen"),
+    ("zstd", "zstd"),
     ("docker-registry", "docker-registry"),
     ("apache2-utils", "htpasswd"),
 ];

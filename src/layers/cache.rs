@@ -1,0 +1,548 @@
+//! The layer cache: written layer blobs, content-addressed, keyed by everything that
+//! determines their bytes, so that a rebuild re-tars and re-compresses only the layers
+//! whose inputs changed.
+//!
+//! Takes a directory (the CLI passes `$XDG_CACHE_HOME/cairn` or `~/.cache/cairn`); keeps
+//!
+//! ```text
+//! layers-v1/blobs/sha256/<hex>     layer blobs, read-only, named by their digest
+//! layers-v1/entries/<key>.json     one per cache key: the blob's digest, size, diff_id,
+//!                                  entry count, the SHA-1 of each file (for the SBOM)
+//!                                  and the blob's inode, size and mtime when stored
+//! layers-v1/tmp/                   files being written
+//! ```
+//!
+//! The key ([`layer_key`]) is the SHA-256 of a canonical description of the layer: every
+//! tree entry (path, type, mode, owner, and the SHA-256 and size of file contents or the
+//! link target), the epoch, the compression and its parameters, cairn's version and its
+//! output-format version. Layer names and origins are not in it: they do not reach the
+//! blob's bytes.
+//!
+//! A hit is trusted without re-hashing the blob (that would cost as much as the rest of an
+//! unchanged rebuild): the blob was hashed while it was written and named by that hash, it
+//! is stored read-only, and a hit requires the blob's inode, size and modification time to
+//! be those recorded when it was stored, so a blob changed in place (say, through a hard
+//! link from an output layout) is a miss, and is replaced. `cairn verify` re-hashes every
+//! blob of an image. Writes go to `tmp/` first and are renamed into place, so concurrent
+//! builds and `cairn cache prune` never see a torn file; an entry whose blob has vanished
+//! is a miss.
+//!
+//! With a registry ([`RemoteCache`], `--cache-registry`) a local miss is looked up
+//! there and downloaded (digest-checked) into the local cache before use.
+
+use super::compress::{media_type, GZIP_LEVEL, ZSTD_LEVEL};
+use super::gzip::{CHUNK_SIZE, DICT_SIZE};
+use super::remote_cache::RemoteCache;
+use super::tar::Sha1Index;
+use super::{LayerBlob, LayerError, LayerTree, TreeEntryKind};
+use crate::digest::Sha256Digest;
+use crate::output::{place_file, LayoutWriter};
+use crate::recipe::Compression;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// The layer cache's own directory below the cache directory; bump the suffix when the
+/// entry format changes.
+const LAYERS_DIR: &str = "layers-v1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error("layer cache {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> CacheError + '_ {
+    move |source| CacheError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A cache key: the SHA-256 of what determines a layer blob's bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LayerKey(Sha256Digest);
+
+impl LayerKey {
+    pub fn hex(&self) -> String {
+        self.0.hex()
+    }
+}
+
+/// What determines the bytes of `tree` written with `epoch` and `compression`.
+pub fn layer_key(tree: &LayerTree, epoch: u64, compression: Compression) -> LayerKey {
+    let mut h = Sha256::new();
+    h.update(b"cairn-layer-key-v1\n");
+    h.update(format!("cairn {}\n", env!("CARGO_PKG_VERSION")));
+    h.update(format!(
+        "output-format {}\n",
+        crate::image::OUTPUT_FORMAT_VERSION
+    ));
+    let parameters = match compression {
+        Compression::Gzip => {
+            format!("gzip level {GZIP_LEVEL} chunk {CHUNK_SIZE} dictionary {DICT_SIZE}")
+        }
+        Compression::Zstd => format!("zstd level {ZSTD_LEVEL} multithreaded"),
+        Compression::None => "none".to_string(),
+    };
+    h.update(format!("compression {parameters}\nepoch {epoch}\n"));
+    for (path, entry) in &tree.entries {
+        let kind = match &entry.kind {
+            TreeEntryKind::File(super::FileData::Source(c)) => {
+                format!("file {} {}", c.sha256.hex(), c.size)
+            }
+            TreeEntryKind::File(super::FileData::Inline(bytes)) => {
+                format!("file {} {}", Sha256Digest::of(bytes).hex(), bytes.len())
+            }
+            TreeEntryKind::Dir => "dir".to_string(),
+            TreeEntryKind::Symlink { target } => format!("symlink {target}"),
+            TreeEntryKind::Hardlink { target } => format!("hardlink {target}"),
+            TreeEntryKind::Whiteout => "whiteout".to_string(),
+        };
+        // NUL ends the path and the link target: neither can contain one.
+        h.update(path.as_bytes());
+        h.update(b"\0");
+        h.update(kind.as_bytes());
+        h.update(format!(
+            "\0{:o} {} {}\n",
+            entry.mode, entry.owner.uid, entry.owner.gid
+        ));
+    }
+    LayerKey(Sha256Digest::from_hasher(h))
+}
+
+/// What a cached layer is, wherever it is stored (a local entry, a registry cache's
+/// config blob).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct LayerRecord {
+    pub digest: Sha256Digest,
+    pub size: u64,
+    pub diff_id: Sha256Digest,
+    pub uncompressed_size: u64,
+    pub entries: usize,
+    pub compression: Compression,
+    /// SHA-1 (hex) of each regular file, by SHA-256: what the SBOM needs.
+    pub sha1: BTreeMap<Sha256Digest, String>,
+}
+
+impl LayerRecord {
+    fn of(blob: &LayerBlob) -> Self {
+        LayerRecord {
+            digest: blob.digest,
+            size: blob.size,
+            diff_id: blob.diff_id,
+            uncompressed_size: blob.uncompressed_size,
+            entries: blob.entries,
+            compression: blob.compression,
+            sha1: blob
+                .sha1
+                .iter()
+                .map(|(sha256, sha1)| (*sha256, hex::encode(sha1)))
+                .collect(),
+        }
+    }
+}
+
+/// One cache entry as stored in `entries/<key>.json`.
+#[derive(Debug, Serialize, Deserialize)]
+struct Entry {
+    layer: LayerRecord,
+    /// The blob file as stored: a hit needs the same inode, size and mtime.
+    blob_ino: u64,
+    blob_mtime_ns: i128,
+}
+
+/// A layer cache in one directory. Shared by the layers of one build; any number of
+/// processes may use the same directory at once.
+pub struct LayerCache {
+    dir: PathBuf,
+    blobs: PathBuf,
+    entries: PathBuf,
+    tmp: PathBuf,
+    next_tmp: AtomicU64,
+    /// Problems that did not stop the build (a full disk while storing, say).
+    warnings: Mutex<Vec<String>>,
+    /// A registry the cache is shared through (`--cache-registry`).
+    remote: Option<RemoteCache>,
+}
+
+/// What `cairn cache info` shows.
+#[derive(Debug, Serialize)]
+pub struct CacheInfo {
+    pub dir: PathBuf,
+    pub entries: usize,
+    pub blobs: usize,
+    pub bytes: u64,
+}
+
+/// What `cairn cache prune` removed.
+#[derive(Debug, Serialize)]
+pub struct PruneReport {
+    pub removed_entries: usize,
+    pub removed_blobs: usize,
+    pub freed_bytes: u64,
+    pub after: CacheInfo,
+}
+
+/// Which entries `prune` removes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PrunePolicy {
+    /// Remove least recently used entries until the blobs take at most this many bytes.
+    pub max_bytes: Option<u64>,
+    /// Remove entries last used before this time (seconds since the epoch).
+    pub unused_since: Option<u64>,
+}
+
+impl LayerCache {
+    /// Opens (creating if needed) the layer cache in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, CacheError> {
+        let root = dir.join(LAYERS_DIR);
+        let cache = LayerCache {
+            dir: dir.to_path_buf(),
+            blobs: root.join("blobs").join("sha256"),
+            entries: root.join("entries"),
+            tmp: root.join("tmp"),
+            next_tmp: AtomicU64::new(0),
+            warnings: Mutex::new(Vec::new()),
+            remote: None,
+        };
+        for d in [&cache.blobs, &cache.entries, &cache.tmp] {
+            fs::create_dir_all(d).map_err(io_err(d))?;
+        }
+        Ok(cache)
+    }
+
+    /// Shares the cache through a registry: misses are looked up there, and layers
+    /// written or found locally are pushed there if it lacks them.
+    pub fn with_remote(mut self, remote: RemoteCache) -> Self {
+        self.remote = Some(remote);
+        self
+    }
+
+    /// The cache directory given to [`LayerCache::open`].
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Warnings gathered so far (each once).
+    pub fn take_warnings(&self) -> Vec<String> {
+        self.warnings
+            .lock()
+            .map(|mut w| std::mem::take(&mut *w))
+            .unwrap_or_default()
+    }
+
+    pub(super) fn warn(&self, message: String) {
+        if let Ok(mut w) = self.warnings.lock() {
+            w.push(message);
+        }
+    }
+
+    fn entry_path(&self, key: &LayerKey) -> PathBuf {
+        self.entries.join(format!("{}.json", key.hex()))
+    }
+
+    pub(super) fn blob_path(&self, digest: &Sha256Digest) -> PathBuf {
+        self.blobs.join(digest.hex())
+    }
+
+    pub(super) fn tmp_path(&self) -> PathBuf {
+        let n = self.next_tmp.fetch_add(1, Ordering::Relaxed);
+        self.tmp.join(format!("{}-{n}", std::process::id()))
+    }
+
+    /// The entry for `key` if its blob is present and unchanged since it was stored.
+    fn lookup(&self, key: &LayerKey) -> Option<Entry> {
+        let path = self.entry_path(key);
+        let bytes = fs::read(&path).ok()?;
+        let entry: Entry = match serde_json::from_slice(&bytes) {
+            Ok(entry) => entry,
+            Err(_) => {
+                // Written atomically, so only damage from outside gets here: drop it.
+                let _ = fs::remove_file(&path);
+                return None;
+            }
+        };
+        let meta = fs::metadata(self.blob_path(&entry.layer.digest)).ok()?;
+        let unchanged = meta.ino() == entry.blob_ino
+            && meta.len() == entry.layer.size
+            && mtime_ns(&meta) == entry.blob_mtime_ns;
+        unchanged.then_some(entry)
+    }
+
+    /// Stores the blob just written to `layout` under `key`. Failures become warnings.
+    fn store(&self, key: &LayerKey, layout: &LayoutWriter, blob: &LayerBlob) {
+        if let Err(e) = self.try_store(key, layout, blob) {
+            self.warn(format!(
+                "layer `{}` was not added to the layer cache: {e}",
+                blob.name
+            ));
+        }
+    }
+
+    fn try_store(
+        &self,
+        key: &LayerKey,
+        layout: &LayoutWriter,
+        blob: &LayerBlob,
+    ) -> Result<(), CacheError> {
+        // Always the blob just written, never one already there: that one may have been
+        // changed in place, which is why this layer missed.
+        let tmp = self.tmp_path();
+        let source = layout.blob_path(&blob.digest);
+        place_file(&source, &tmp).map_err(io_err(&tmp))?;
+        let meta = self.adopt_blob(&tmp, &blob.digest)?;
+        self.put_entry(key, LayerRecord::of(blob), &meta)
+    }
+
+    /// Makes the complete file `tmp` the cached blob `digest`, read-only.
+    pub(super) fn adopt_blob(
+        &self,
+        tmp: &Path,
+        digest: &Sha256Digest,
+    ) -> Result<fs::Metadata, CacheError> {
+        fs::set_permissions(tmp, fs::Permissions::from_mode(0o444)).map_err(io_err(tmp))?;
+        let target = self.blob_path(digest);
+        fs::rename(tmp, &target).map_err(io_err(&target))?;
+        fs::metadata(&target).map_err(io_err(&target))
+    }
+
+    /// Records `layer` under `key`; `blob` is the metadata of its stored blob.
+    pub(super) fn put_entry(
+        &self,
+        key: &LayerKey,
+        layer: LayerRecord,
+        blob: &fs::Metadata,
+    ) -> Result<(), CacheError> {
+        let entry = Entry {
+            layer,
+            blob_ino: blob.ino(),
+            blob_mtime_ns: mtime_ns(blob),
+        };
+        let json = serde_json::to_vec(&entry).map_err(|e| io_err(&self.entries)(e.into()))?;
+        let tmp = self.tmp_path();
+        fs::write(&tmp, json).map_err(io_err(&tmp))?;
+        let path = self.entry_path(key);
+        fs::rename(&tmp, &path).map_err(io_err(&path))
+    }
+
+    /// Adds the cached blob of `entry` to `layout`; `None` if it vanished meanwhile (a
+    /// concurrent prune), which the caller treats as a miss.
+    fn restore(
+        &self,
+        key: &LayerKey,
+        entry: Entry,
+        name: &str,
+        layout: &LayoutWriter,
+    ) -> Option<LayerBlob> {
+        let entry = entry.layer;
+        let source = self.blob_path(&entry.digest);
+        layout.link_blob(&source, entry.digest, entry.size).ok()?;
+        let mut sha1 = Sha1Index::new();
+        for (sha256, hex_sha1) in &entry.sha1 {
+            let mut bytes = [0u8; 20];
+            hex::decode_to_slice(hex_sha1, &mut bytes).ok()?;
+            sha1.insert(*sha256, bytes);
+        }
+        // Marks the entry used, for `prune --max-size` and `--older-than`.
+        touch(&self.entry_path(key));
+        Some(LayerBlob {
+            name: name.to_string(),
+            digest: entry.digest,
+            size: entry.size,
+            diff_id: entry.diff_id,
+            uncompressed_size: entry.uncompressed_size,
+            entries: entry.entries,
+            compression: entry.compression,
+            cached: true,
+            sha1,
+        })
+    }
+
+    /// Counts what the cache holds.
+    pub fn info(&self) -> Result<CacheInfo, CacheError> {
+        let blobs = list_dir(&self.blobs)?;
+        Ok(CacheInfo {
+            dir: self.dir.clone(),
+            entries: list_dir(&self.entries)?.len(),
+            blobs: blobs.len(),
+            bytes: blobs.iter().map(|b| b.size).sum(),
+        })
+    }
+
+    /// Removes entries by `policy`, then every blob no entry refers to, and leftovers of
+    /// interrupted writes older than a day before `now` (seconds since the epoch).
+    pub fn prune(&self, policy: PrunePolicy, now: u64) -> Result<PruneReport, CacheError> {
+        let mut entries: Vec<(Listed, Option<Sha256Digest>)> = list_dir(&self.entries)?
+            .into_iter()
+            .map(|listed| {
+                let digest = fs::read(&listed.path)
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<Entry>(&b).ok())
+                    .map(|e| e.layer.digest);
+                (listed, digest)
+            })
+            .collect();
+        let blobs = list_dir(&self.blobs)?;
+        let blob_size: BTreeMap<String, u64> =
+            blobs.iter().map(|b| (b.name.clone(), b.size)).collect();
+        // Most recently used first; ties broken by name so the order is fixed.
+        entries.sort_by(|a, b| {
+            b.0.mtime
+                .cmp(&a.0.mtime)
+                .then_with(|| a.0.name.cmp(&b.0.name))
+        });
+        let mut kept_blobs = BTreeSet::new();
+        let mut kept_bytes = 0u64;
+        let mut removed_entries = 0;
+        for (listed, digest) in &entries {
+            let size = digest.and_then(|d| blob_size.get(&d.hex()).copied());
+            let too_old = policy
+                .unused_since
+                .is_some_and(|since| listed.mtime < i128::from(since) * 1_000_000_000);
+            let new_blob = digest.is_some_and(|d| !kept_blobs.contains(&d.hex()));
+            let grows = if new_blob { size.unwrap_or(0) } else { 0 };
+            let too_big = policy
+                .max_bytes
+                .is_some_and(|max| kept_bytes.saturating_add(grows) > max);
+            if size.is_none() || too_old || too_big {
+                match fs::remove_file(&listed.path) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                        return Err(io_err(&listed.path)(e))
+                    }
+                    _ => removed_entries += 1,
+                }
+                continue;
+            }
+            if let Some(d) = digest {
+                if kept_blobs.insert(d.hex()) {
+                    kept_bytes += grows;
+                }
+            }
+        }
+        let mut removed_blobs = 0;
+        let mut freed_bytes = 0;
+        for blob in blobs {
+            if !kept_blobs.contains(&blob.name) {
+                match fs::remove_file(&blob.path) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                        return Err(io_err(&blob.path)(e))
+                    }
+                    _ => {
+                        removed_blobs += 1;
+                        freed_bytes += blob.size;
+                    }
+                }
+            }
+        }
+        // Temporary files of builds that died: a live build's are minutes old.
+        let day_ago = i128::from(now.saturating_sub(86_400)) * 1_000_000_000;
+        for tmp in list_dir(&self.tmp)? {
+            if tmp.mtime < day_ago {
+                let _ = fs::remove_file(&tmp.path);
+            }
+        }
+        Ok(PruneReport {
+            removed_entries,
+            removed_blobs,
+            freed_bytes,
+            after: self.info()?,
+        })
+    }
+}
+
+/// Writes `tree` into `layout`, or, when `cache` holds a blob for the same key, adds
+/// that blob instead; a layer written anew is added to the cache.
+#[allow(clippy::too_many_arguments)]
+pub fn write_layer(
+    cache: Option<&LayerCache>,
+    tree: &LayerTree,
+    epoch: u64,
+    compression: Compression,
+    jobs: usize,
+    layout: &LayoutWriter,
+    cancel: &AtomicBool,
+    on_bytes: &dyn Fn(u64),
+) -> Result<LayerBlob, LayerError> {
+    let Some(cache) = cache else {
+        return super::write_layer(tree, epoch, compression, jobs, layout, cancel, on_bytes);
+    };
+    let key = layer_key(tree, epoch, compression);
+    let mut local = cache.lookup(&key);
+    if let (None, Some(remote)) = (&local, &cache.remote) {
+        if remote.fetch(&key, cache) {
+            local = cache.lookup(&key);
+        }
+    }
+    if let Some(entry) = local.filter(|e| e.layer.compression == compression) {
+        let record = entry.layer.clone();
+        if let Some(blob) = cache.restore(&key, entry, &tree.name, layout) {
+            if let Some(remote) = &cache.remote {
+                remote.publish(&key, cache, &record);
+            }
+            on_bytes(record.uncompressed_size);
+            return Ok(blob);
+        }
+    }
+    let blob = super::write_layer(tree, epoch, compression, jobs, layout, cancel, on_bytes)?;
+    debug_assert_eq!(blob.media_type(), media_type(compression));
+    cache.store(&key, layout, &blob);
+    if let Some(remote) = &cache.remote {
+        remote.publish(&key, cache, &LayerRecord::of(&blob));
+    }
+    Ok(blob)
+}
+
+struct Listed {
+    name: String,
+    path: PathBuf,
+    size: u64,
+    mtime: i128,
+}
+
+/// Regular files of `dir` (not starting with `.`), with their size and mtime.
+fn list_dir(dir: &Path) -> Result<Vec<Listed>, CacheError> {
+    let mut listed = Vec::new();
+    let read = match fs::read_dir(dir) {
+        Ok(read) => read,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(listed),
+        Err(e) => return Err(io_err(dir)(e)),
+    };
+    for item in read {
+        let item = item.map_err(io_err(dir))?;
+        let Ok(meta) = item.metadata() else { continue };
+        let name = item.file_name().to_string_lossy().into_owned();
+        if !meta.is_file() || name.starts_with('.') {
+            continue;
+        }
+        listed.push(Listed {
+            name,
+            path: item.path(),
+            size: meta.len(),
+            mtime: mtime_ns(&meta),
+        });
+    }
+    Ok(listed)
+}
+
+fn mtime_ns(meta: &fs::Metadata) -> i128 {
+    i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec())
+}
+
+/// Sets the file's mtime to the file system's current time (`utimensat` with no times),
+/// without cairn reading a clock. Best effort: a failed touch only ages the entry.
+fn touch(path: &Path) {
+    use std::os::unix::ffi::OsStrExt;
+    if let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_bytes()) {
+        // SAFETY: a valid NUL-terminated path; a null `times` means "now" for both.
+        unsafe {
+            libc::utimensat(libc::AT_FDCWD, c_path.as_ptr(), std::ptr::null(), 0);
+        }
+    }
+}

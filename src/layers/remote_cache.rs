@@ -1,0 +1,188 @@
+//! The layer cache shared through an OCI registry (`--cache-registry REF`), like
+//! BuildKit's registry cache: a fleet of CI runners fills and reads one repository.
+//!
+//! Each cache entry is an OCI artifact manifest tagged `cairn-layer-<key hex>` in the
+//! repository `REF` names (its tag, if any, is ignored):
+//!
+//! ```text
+//! artifactType  application/vnd.dev.cairn.layer-cache.v1
+//! config        application/vnd.dev.cairn.layer-cache.entry.v1+json   the layer's record:
+//!               digest, size, diff_id, entry count, compression, per-file SHA-1s
+//! layers[0]     the layer blob itself, with its layer media type
+//! ```
+//!
+//! A fetched blob is checked against its digest while it streams in (the registry client
+//! does that) and against the record's size before it enters the local cache, and the
+//! record must name the same blob as the manifest, so a registry can at worst make a
+//! build slower, never different: the key says what the layer contains, the digest what
+//! its bytes are. Registry problems never fail a build; they become warnings.
+
+use super::cache::{LayerCache, LayerKey, LayerRecord};
+use crate::digest::Sha256Digest;
+use crate::image::canonical_json;
+use crate::registry::{Client, Descriptor, Reference, RegistryError, OCI_MANIFEST};
+use std::fs;
+use std::io::BufWriter;
+
+pub const ARTIFACT_TYPE: &str = "application/vnd.dev.cairn.layer-cache.v1";
+pub const ENTRY_MEDIA_TYPE: &str = "application/vnd.dev.cairn.layer-cache.entry.v1+json";
+
+#[derive(Debug, thiserror::Error)]
+enum RemoteError {
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Cache(#[from] super::cache::CacheError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// A registry repository holding layer cache entries.
+/// The parts of an entry manifest that a fetch follows.
+#[derive(serde::Deserialize)]
+struct EntryManifest {
+    config: Option<Descriptor>,
+    #[serde(default)]
+    layers: Vec<Descriptor>,
+}
+
+pub struct RemoteCache {
+    client: Client,
+    repository: Reference,
+}
+
+impl RemoteCache {
+    pub fn new(client: Client, repository: Reference) -> Self {
+        RemoteCache { client, repository }
+    }
+
+    fn entry_ref(&self, key: &LayerKey) -> Reference {
+        self.repository
+            .with_tag(&format!("cairn-layer-{}", key.hex()))
+    }
+
+    /// Downloads the entry for `key` into `local`; false if the registry has none or it
+    /// could not be fetched (with a warning).
+    pub(super) fn fetch(&self, key: &LayerKey, local: &LayerCache) -> bool {
+        match self.try_fetch(key, local) {
+            Ok(found) => found,
+            Err(e) => {
+                local.warn(format!(
+                    "layer cache registry {}: could not fetch an entry: {e}",
+                    self.repository
+                ));
+                false
+            }
+        }
+    }
+
+    fn try_fetch(&self, key: &LayerKey, local: &LayerCache) -> Result<bool, RemoteError> {
+        let Some(manifest) = self.client.find_manifest(&self.entry_ref(key))? else {
+            return Ok(false);
+        };
+        let parsed: EntryManifest = serde_json::from_slice(&manifest.bytes)
+            .map_err(|e| RemoteError::Invalid(format!("the entry manifest is unreadable: {e}")))?;
+        let (Some(config), [layer]) = (parsed.config, parsed.layers.as_slice()) else {
+            return Err(RemoteError::Invalid(
+                "the entry manifest does not have one config and one layer".into(),
+            ));
+        };
+        let config_digest = config.sha256()?;
+        let mut record_bytes = Vec::new();
+        self.client.get_blob_to(
+            &self.repository,
+            &config_digest,
+            Some(config.size),
+            &mut record_bytes,
+        )?;
+        let record: LayerRecord = serde_json::from_slice(&record_bytes)
+            .map_err(|e| RemoteError::Invalid(format!("the entry record is unreadable: {e}")))?;
+        if layer.sha256()? != record.digest || layer.size != record.size {
+            return Err(RemoteError::Invalid(
+                "the entry's record and manifest name different blobs".into(),
+            ));
+        }
+        let tmp = local.tmp_path();
+        let download = (|| -> Result<(), RemoteError> {
+            let file = fs::File::create(&tmp)
+                .map_err(|e| RemoteError::Invalid(format!("{}: {e}", tmp.display())))?;
+            let mut out = BufWriter::new(file);
+            self.client.get_blob_to(
+                &self.repository,
+                &record.digest,
+                Some(record.size),
+                &mut out,
+            )?;
+            let file = out
+                .into_inner()
+                .map_err(|e| RemoteError::Invalid(e.error().to_string()))?;
+            file.sync_all()
+                .map_err(|e| RemoteError::Invalid(format!("{}: {e}", tmp.display())))
+        })();
+        if let Err(e) = download {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+        let meta = local.adopt_blob(&tmp, &record.digest)?;
+        local.put_entry(key, record, &meta)?;
+        Ok(true)
+    }
+
+    /// Pushes the entry for `key` (the blob from `local`) unless the registry has it.
+    /// Failures become warnings.
+    pub(super) fn publish(&self, key: &LayerKey, local: &LayerCache, record: &LayerRecord) {
+        if let Err(e) = self.try_publish(key, local, record) {
+            local.warn(format!(
+                "layer cache registry {}: could not store an entry: {e}",
+                self.repository
+            ));
+        }
+    }
+
+    fn try_publish(
+        &self,
+        key: &LayerKey,
+        local: &LayerCache,
+        record: &LayerRecord,
+    ) -> Result<(), RemoteError> {
+        let target = self.entry_ref(key);
+        if self.client.find_manifest(&target)?.is_some() {
+            return Ok(());
+        }
+        let blob = local.blob_path(&record.digest);
+        self.client.push_blob(
+            &self.repository,
+            &blob,
+            &record.digest,
+            record.size,
+            None,
+            &|_| {},
+        )?;
+        let record_json = canonical_json(record);
+        let (record_digest, _) = self
+            .client
+            .push_blob_bytes(&self.repository, &record_json)?;
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "artifactType": ARTIFACT_TYPE,
+            "config": descriptor(ENTRY_MEDIA_TYPE, &record_digest, record_json.len() as u64),
+            "layers": [descriptor(
+                super::compress::media_type(record.compression),
+                &record.digest,
+                record.size,
+            )],
+        });
+        self.client
+            .put_manifest(&target, &canonical_json(&manifest), OCI_MANIFEST)?;
+        Ok(())
+    }
+}
+
+fn descriptor(media_type: &str, digest: &Sha256Digest, size: u64) -> serde_json::Value {
+    serde_json::json!({
+        "mediaType": media_type,
+        "digest": digest.to_string(),
+        "size": size,
+    })
+}

@@ -1,0 +1,385 @@
+//! Layer compression choices and the layer cache, through the real binary: what a user
+//! sees in the build report (`cached` per layer), the manifest (media types) and the
+//! readers (`inspect`, `trace`, `diff`).
+
+mod common;
+
+use common::{build_json, cairn, run_ok};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// A recipe with two directory sources, each in its own layer, in a fresh directory.
+struct Project {
+    dir: tempfile::TempDir,
+    builds: std::cell::Cell<usize>,
+}
+
+impl Project {
+    fn new(compression: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        for (source, files) in [
+            ("app", ["bin/run", "lib/a.txt"]),
+            ("docs", ["README", "x/y.md"]),
+        ] {
+            for file in files {
+                let path = dir.path().join(source).join(file);
+                fs::create_dir_all(path.parent().unwrap()).unwrap();
+                fs::write(&path, format!("{source} {file}\n").repeat(2000)).unwrap();
+            }
+        }
+        let recipe = format!(
+            "cairn: 1\nname: cached\nepoch: 1700000000\ncompression: {compression}\n\
+             sources:\n  app: {{ path: app }}\n  docs: {{ path: docs }}\n\
+             layers:\n  - name: app\n    contents:\n      - copy: app\n        to: /opt/app\n\
+             \x20 - name: docs\n    compression: none\n    contents:\n      - copy: docs\n        to: /usr/share/doc/app\n"
+        );
+        fs::write(dir.path().join("recipe.yaml"), recipe).unwrap();
+        Project {
+            dir,
+            builds: Default::default(),
+        }
+    }
+
+    fn recipe(&self) -> PathBuf {
+        self.dir.path().join("recipe.yaml")
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Builds with the layer cache in `cache` (or none) into a fresh output directory
+    /// inside the project, kept for the caller to read.
+    fn build(&self, cache: Option<&Path>) -> serde_json::Value {
+        self.builds.set(self.builds.get() + 1);
+        let out = self.path(&format!("out-{}", self.builds.get()));
+        match cache {
+            Some(cache) => {
+                let cache = cache.to_str().unwrap();
+                build_cached(&self.recipe(), &out, &["--cache-dir", cache])
+            }
+            None => build_json(&self.recipe(), &out, &[]),
+        }
+    }
+}
+
+fn build_cached(recipe: &Path, out: &Path, extra: &[&str]) -> serde_json::Value {
+    let output = run_ok(
+        cairn()
+            .env_remove("CAIRN_NO_CACHE")
+            .arg("build")
+            .arg(recipe)
+            .arg("-o")
+            .arg(out)
+            .arg("--json")
+            .args(extra),
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// (layer name, cached) for each layer of a build report.
+fn cached(report: &serde_json::Value) -> Vec<(String, bool)> {
+    report["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["name"].as_str().unwrap().to_string(),
+                l["cached"].as_bool().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn layout(report: &serde_json::Value) -> PathBuf {
+    PathBuf::from(report["layout"].as_str().unwrap())
+}
+
+fn manifest(report: &serde_json::Value) -> serde_json::Value {
+    let digest = report["manifest_digest"].as_str().unwrap();
+    let path = layout(report).join("blobs/sha256").join(&digest[7..]);
+    serde_json::from_slice(&fs::read(path).unwrap()).unwrap()
+}
+
+#[test]
+fn zstd_and_uncompressed_layers_have_their_media_types_and_are_readable() {
+    let project = Project::new("zstd");
+    let (key, public, _) = common::keygen(project.dir.path(), "signer");
+    let report = build_json(
+        &project.recipe(),
+        &project.path("signed"),
+        &["--sign-key", key.to_str().unwrap()],
+    );
+    let media_types: Vec<String> = manifest(&report)["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["mediaType"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        media_types,
+        [
+            "application/vnd.oci.image.layer.v1.tar+zstd",
+            "application/vnd.oci.image.layer.v1.tar",
+            // The SBOM layer takes the recipe's compression.
+            "application/vnd.oci.image.layer.v1.tar+zstd",
+        ]
+    );
+    let inspect = run_ok(cairn().arg("inspect").arg(layout(&report)).arg("--json"));
+    let text = String::from_utf8_lossy(&inspect.stdout);
+    assert!(text.contains("opt/app/bin/run") && text.contains("usr/share/doc/app/x/y.md"));
+    let trace = run_ok(
+        cairn()
+            .arg("trace")
+            .arg(layout(&report))
+            .arg("/usr/share/doc/app/README"),
+    );
+    assert!(String::from_utf8_lossy(&trace.stdout).contains("docs"));
+
+    // verify reads every layer to check the SBOM against the files.
+    let verdict = run_ok(
+        cairn()
+            .arg("verify")
+            .arg(layout(&report))
+            .arg("--key")
+            .arg(&public)
+            .arg("--json"),
+    );
+    let verdict: serde_json::Value = serde_json::from_slice(&verdict.stdout).unwrap();
+    assert_eq!(verdict["verified"], true, "{verdict}");
+
+    // The same files, gzip-compressed: diff sees no file differences, only layers.
+    let gzip = Project::new("gzip");
+    let gzip_report = gzip.build(None);
+    let diff = cairn()
+        .arg("diff")
+        .arg(layout(&gzip_report))
+        .arg(layout(&report))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&diff.stdout);
+    assert!(
+        !text.contains("/opt/app/bin/run"),
+        "diff reports unchanged files as changed:\n{text}"
+    );
+}
+
+#[test]
+fn a_rebuild_takes_every_layer_from_the_cache_and_gives_the_same_image() {
+    let project = Project::new("gzip");
+    let cache = tempfile::tempdir().unwrap();
+    let cold = project.build(Some(cache.path()));
+    assert!(cached(&cold).iter().all(|(_, c)| !c), "{:?}", cached(&cold));
+    let warm = project.build(Some(cache.path()));
+    assert!(cached(&warm).iter().all(|(_, c)| *c), "{:?}", cached(&warm));
+    let uncached = project.build(None);
+    assert_eq!(warm["manifest_digest"], cold["manifest_digest"]);
+    assert_eq!(uncached["manifest_digest"], cold["manifest_digest"]);
+    // The SBOM of a cached build still has every file's SHA-1.
+    let spdx = fs::read_to_string(warm["spdx"].as_str().unwrap()).unwrap();
+    let uncached_spdx = fs::read_to_string(uncached["spdx"].as_str().unwrap()).unwrap();
+    assert_eq!(spdx, uncached_spdx);
+    assert!(spdx.contains("SHA1"));
+}
+
+#[test]
+fn changing_one_file_rebuilds_only_its_layer() {
+    let project = Project::new("zstd");
+    let cache = tempfile::tempdir().unwrap();
+    project.build(Some(cache.path()));
+    fs::write(project.path("docs/README"), "new text\n").unwrap();
+    run_ok(cairn().arg("lock").arg(project.recipe()));
+    let report = project.build(Some(cache.path()));
+    assert_eq!(
+        cached(&report),
+        [
+            ("app".to_string(), true),
+            ("docs".to_string(), false),
+            // The SBOM lists the changed file, so it changes too.
+            ("sbom".to_string(), false),
+        ]
+    );
+    assert_eq!(
+        project.build(None)["manifest_digest"],
+        report["manifest_digest"]
+    );
+}
+
+#[test]
+fn a_cached_blob_changed_in_place_is_not_used() {
+    let project = Project::new("gzip");
+    let cache = tempfile::tempdir().unwrap();
+    let cold = project.build(Some(cache.path()));
+    // Overwrite every cached blob in place (as a test corrupting a layout would, through
+    // a hard link); permissions do not stop root.
+    let blobs = cache.path().join("layers-v1/blobs/sha256");
+    for blob in fs::read_dir(&blobs).unwrap() {
+        let path = blob.unwrap().path();
+        let mut perms = fs::metadata(&path).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o644);
+        fs::set_permissions(&path, perms).unwrap();
+        // Same size, other bytes: only the changed mtime tells.
+        let size = fs::metadata(&path).unwrap().len() as usize;
+        fs::write(&path, vec![0xaa; size]).unwrap();
+    }
+    let all_cached = |report: &serde_json::Value, want: bool| {
+        let layers = cached(report);
+        assert!(layers.iter().all(|(_, c)| *c == want), "{layers:?}");
+    };
+    let again = project.build(Some(cache.path()));
+    all_cached(&again, false);
+    assert_eq!(again["manifest_digest"], cold["manifest_digest"]);
+    // The damaged blobs were replaced: the next build hits, with intact blobs
+    // (`inspect` re-hashes every blob it reads).
+    let third = project.build(Some(cache.path()));
+    all_cached(&third, true);
+    assert_eq!(third["manifest_digest"], cold["manifest_digest"]);
+    run_ok(cairn().arg("inspect").arg(layout(&third)));
+}
+
+#[test]
+fn cache_info_and_prune() {
+    let project = Project::new("gzip");
+    let cache = tempfile::tempdir().unwrap();
+    project.build(Some(cache.path()));
+    let info = |cache: &Path| -> serde_json::Value {
+        let out = run_ok(
+            cairn()
+                .args(["cache", "info", "--json", "--cache-dir"])
+                .arg(cache),
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let before = info(cache.path());
+    assert_eq!(before["entries"], 3);
+    assert_eq!(before["blobs"], 3);
+    // Unused for less than a day: nothing goes.
+    run_ok(
+        cairn()
+            .args(["cache", "prune", "--older-than", "1d", "--cache-dir"])
+            .arg(cache.path()),
+    );
+    assert_eq!(info(cache.path())["entries"], 3);
+    let out = run_ok(
+        cairn()
+            .args(["cache", "prune", "--max-size", "0", "--json", "--cache-dir"])
+            .arg(cache.path()),
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["removed_entries"], 3);
+    assert_eq!(report["after"]["bytes"], 0);
+    // An emptied cache is simply cold again.
+    let rebuilt = project.build(Some(cache.path()));
+    assert!(cached(&rebuilt).iter().all(|(_, c)| !c));
+}
+
+#[test]
+fn concurrent_builds_share_one_cache_safely() {
+    let project = Project::new("zstd");
+    let cache = tempfile::tempdir().unwrap();
+    let expected = project.build(None)["manifest_digest"].clone();
+    let children: Vec<_> = (0..4)
+        .map(|i| {
+            cairn()
+                .env_remove("CAIRN_NO_CACHE")
+                .arg("build")
+                .arg(project.recipe())
+                .arg("-o")
+                .arg(project.path(&format!("concurrent-{i}")))
+                .args(["--json", "--cache-dir"])
+                .arg(cache.path())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(report["manifest_digest"], expected);
+    }
+    let warm = project.build(Some(cache.path()));
+    assert!(cached(&warm).iter().all(|(_, c)| *c), "{:?}", cached(&warm));
+    assert_eq!(warm["manifest_digest"], expected);
+}
+
+/// Two runners, each with its own empty local cache, share layers through a registry.
+#[test]
+fn a_second_runner_gets_its_layers_from_the_registry_cache() {
+    use common::registry::{Registry, RegistryAuth};
+    let registry = Registry::start(RegistryAuth::None);
+    let cache_ref = format!("{}/ci/cairn-cache", registry.host);
+    let project = Project::new("zstd");
+    let build_with = |cache: &Path, out: &str| -> serde_json::Value {
+        build_cached(
+            &project.recipe(),
+            &project.path(out),
+            &[
+                "--cache-dir",
+                cache.to_str().unwrap(),
+                "--cache-registry",
+                &cache_ref,
+                "--insecure",
+            ],
+        )
+    };
+    let first_runner = tempfile::tempdir().unwrap();
+    let first = build_with(first_runner.path(), "runner-1");
+    assert!(
+        cached(&first).iter().all(|(_, c)| !c),
+        "{:?}",
+        cached(&first)
+    );
+    let no_registry_warning = |report: &serde_json::Value| {
+        let warnings = report["warnings"].to_string();
+        assert!(!warnings.contains("registry"), "{warnings}");
+    };
+    no_registry_warning(&first);
+
+    let second_runner = tempfile::tempdir().unwrap();
+    let second = build_with(second_runner.path(), "runner-2");
+    assert!(
+        cached(&second).iter().all(|(_, c)| *c),
+        "{:?}",
+        cached(&second)
+    );
+    no_registry_warning(&second);
+    let cold = project.build(None);
+    assert_eq!(second["manifest_digest"], cold["manifest_digest"]);
+    assert_eq!(first["manifest_digest"], cold["manifest_digest"]);
+    // The layers came into the second runner's local cache.
+    let out = run_ok(
+        cairn()
+            .args(["cache", "info", "--json", "--cache-dir"])
+            .arg(second_runner.path()),
+    );
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(info["entries"], 3);
+}
+
+/// A registry that is down costs a warning, never the build.
+#[test]
+fn an_unreachable_cache_registry_is_a_warning() {
+    let project = Project::new("gzip");
+    let cache = tempfile::tempdir().unwrap();
+    let port = common::registry::free_port();
+    let report = build_cached(
+        &project.recipe(),
+        &project.path("out"),
+        &[
+            "--cache-dir",
+            cache.path().to_str().unwrap(),
+            "--cache-registry",
+            &format!("127.0.0.1:{port}/ci/cache"),
+            "--insecure",
+        ],
+    );
+    let warnings = report["warnings"].to_string();
+    assert!(warnings.contains("layer cache registry"), "{warnings}");
+    assert_eq!(
+        report["manifest_digest"],
+        project.build(None)["manifest_digest"]
+    );
+}
