@@ -101,10 +101,22 @@ pub fn run(args: BuildArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
         push,
         push_flags,
     } = args;
-    if push.is_none() && (push_flags.registry.insecure || push_flags.mount_from.is_some()) {
-        bail!("--insecure and --mount-from apply to --push REF, which is missing");
+    if push.is_none() && push_flags.mount_from.is_some() {
+        bail!("--mount-from applies to --push REF, which is missing");
     }
     let recipe = recipe::load(&recipe)?;
+    let talks_to_registry = push.is_some()
+        || cache_registry.is_some()
+        || matches!(
+            &recipe.base,
+            Some(cairn::recipe::BaseSpec {
+                source: cairn::recipe::BaseSource::Registry(_),
+                ..
+            })
+        );
+    if push_flags.registry.insecure && !talks_to_registry {
+        bail!("--insecure applies to a registry this build talks to (--push, --cache-registry or a `ref:` base), and there is none");
+    }
     let jobs = match jobs {
         Some(0) => bail!("--jobs must be at least 1"),
         Some(n) => n,
@@ -129,12 +141,15 @@ pub fn run(args: BuildArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
         } else {
             let cache = cache_dir.open()?;
             Some(match &cache_registry {
-                Some(reference) => cache.with_remote(RemoteCache::new(
-                    super::registry::client(&push_flags.registry)?,
-                    reference
+                Some(reference) => {
+                    let reference: cairn::registry::Reference = reference
                         .parse()
-                        .with_context(|| format!("--cache-registry {reference}"))?,
-                )),
+                        .with_context(|| format!("--cache-registry {reference}"))?;
+                    cache.with_remote(RemoteCache::new(
+                        super::registry::client(&push_flags.registry, &reference)?,
+                        reference,
+                    ))
+                }
                 None => cache,
             })
         },
