@@ -6,6 +6,7 @@
 
 use crate::attest::{self, contents, dsse, intoto, keys, keys::SigningKey, sbom};
 use crate::digest::Sha256Digest;
+use crate::disk;
 use crate::image::{self, canonical_json, Artifact, ImageError};
 use crate::layers::{self, LayerBlob, LayerError, TreeEntryKind, TreeError};
 use crate::output::{LayoutWriter, OutputError};
@@ -73,6 +74,8 @@ pub struct BuildReport {
     /// Every source and the digest it was built from.
     pub sources: std::collections::BTreeMap<String, Sha256Digest>,
     pub warnings: Vec<String>,
+    /// The VM disk, when the recipe has `vm:`.
+    pub disk: Option<crate::disk::DiskReport>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -97,6 +100,8 @@ pub enum BuildError {
     Sbom(#[from] sbom::SbomError),
     #[error(transparent)]
     Output(#[from] OutputError),
+    #[error(transparent)]
+    Disk(#[from] crate::disk::DiskError),
     #[error("interrupted; the previous output, if any, is unchanged")]
     Interrupted,
 }
@@ -153,8 +158,13 @@ pub fn build(
     observer.stage("resolve");
     let layout = LayoutWriter::begin(&opts.out_dir, &recipe.name)?;
     let staging = layout.scratch_dir()?;
-    let resolved = resolve::resolve(recipe, &lock, &lock_path, opts.lock_mode, &staging)?;
-    let trees = layers::assemble(recipe, &resolved)?;
+    let mut resolved = resolve::resolve(recipe, &lock, &lock_path, opts.lock_mode, &staging)?;
+    let disk_plan = recipe
+        .vm
+        .as_ref()
+        .map(|vm| disk::plan(recipe, vm, &mut resolved, &lock, &lock_path, opts.lock_mode))
+        .transpose()?;
+    let mut trees = layers::assemble(recipe, &resolved)?;
     observer.stage("layers");
 
     let write = |tree: &layers::LayerTree| -> Result<LayerBlob, BuildError> {
@@ -216,6 +226,7 @@ pub fn build(
         ];
         let layer = layers::generated_layer(recipe, &trees, SBOM_LAYER, files)?;
         blobs.push(write(&layer)?);
+        trees.push(layer);
     }
 
     let config = image::image_config(recipe, &blobs, epoch)?;
@@ -239,6 +250,28 @@ pub fn build(
         (format!("{}.spdx.json", recipe.name), spdx.clone()),
         (format!("{}.cdx.json", recipe.name), cyclonedx.clone()),
     ];
+    let lock_sha256 =
+        (!recipe.sources.is_empty()).then(|| Sha256Digest::of(&resolved.lock.to_bytes()));
+    let disk_build = match &disk_plan {
+        Some(plan) => {
+            observer.stage("disk");
+            let input = disk::DiskInput {
+                recipe,
+                layers: &trees,
+                epoch,
+                out_dir: &opts.out_dir,
+                image_manifest: manifest_blob.digest,
+                spdx: &spdx,
+                sources: &contents.sources,
+                recipe_file_name: &recipe_file_name,
+                lock_sha256,
+                sign_key: opts.sign_key.as_ref(),
+                cairn_version: CAIRN_VERSION,
+            };
+            Some(disk::build(plan, &input)?)
+        }
+        None => None,
+    };
     let signed_by = match &opts.sign_key {
         Some(key) => {
             observer.stage("sign");
@@ -247,8 +280,7 @@ pub fn build(
                 manifest_digest: manifest_blob.digest,
                 recipe_file_name: &recipe_file_name,
                 recipe_sha256: Sha256Digest::of(recipe.file.text.as_bytes()),
-                lock_sha256: (!recipe.sources.is_empty())
-                    .then(|| Sha256Digest::of(&resolved.lock.to_bytes())),
+                lock_sha256,
                 epoch,
                 platform: &platform,
                 sources: &contents.sources,
@@ -306,6 +338,13 @@ pub fn build(
         return Err(BuildError::Interrupted);
     }
     let layout_path = layout.publish(&index, &side_files, &side_file_names(&recipe.name))?;
+    let disk = match disk_build {
+        Some(d) => Some(d.publish(&recipe.name)?),
+        None => {
+            disk::remove_stale(&opts.out_dir, &recipe.name, &[])?;
+            None
+        }
+    };
 
     let lock_written = if resolved.lock_changed && opts.lock_mode == LockMode::PinMissing {
         resolved.lock.write(&lock_path)?;
@@ -342,6 +381,7 @@ pub fn build(
             .map(|(name, s)| (name.clone(), s.digest))
             .collect(),
         warnings: resolved.warnings,
+        disk,
     })
 }
 
@@ -361,7 +401,18 @@ pub fn lock(recipe: &Recipe) -> Result<LockReport, BuildError> {
         path: std::env::temp_dir(),
         source,
     })?;
-    let resolved = resolve::resolve(recipe, &lock, &lock_path, LockMode::Repin, staging.path())?;
+    let mut resolved =
+        resolve::resolve(recipe, &lock, &lock_path, LockMode::Repin, staging.path())?;
+    if let Some(vm) = &recipe.vm {
+        disk::plan(
+            recipe,
+            vm,
+            &mut resolved,
+            &lock,
+            &lock_path,
+            LockMode::Repin,
+        )?;
+    }
     if resolved.lock_changed {
         resolved.lock.write(&lock_path)?;
     }

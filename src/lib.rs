@@ -4,12 +4,14 @@
 //! [`recipe`] (YAML -> validated `Recipe`) -> [`resolve`] (every source pinned and
 //! snapshotted) -> [`layers`] (file trees -> tar+gzip blobs) -> [`image`] (config,
 //! manifest, index) -> [`output`] (an OCI layout published atomically). [`build`]
-//! runs them in order; [`inspect`] reads a layout back.
+//! runs them in order; [`inspect`] reads a layout back. A recipe with `vm:` also gets
+//! a bootable disk from the same root file system ([`disk`]).
 
 pub mod attest;
 pub mod build;
 pub mod diff;
 pub mod digest;
+pub mod disk;
 pub mod image;
 pub mod inspect;
 pub mod layers;

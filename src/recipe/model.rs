@@ -38,6 +38,67 @@ pub struct Recipe {
     pub annotations: BTreeMap<String, String>,
     /// Whether to embed SBOMs in the image (`sbom: false` turns it off).
     pub sbom: bool,
+    /// `vm:`: also build a bootable disk from the image's root file system.
+    pub vm: Option<VmSpec>,
+}
+
+/// `vm:` — what disk to build from the image's final root file system.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmSpec {
+    /// A bzImage, given to the hypervisor (`boot: direct`).
+    pub kernel: VmFile,
+    pub initrd: Option<VmFile>,
+    /// The kernel command line, written beside the disk.
+    pub cmdline: String,
+    pub root: RootFsSpec,
+    pub boot: BootMode,
+    /// Disk formats to write, sorted and de-duplicated.
+    pub formats: Vec<DiskFormat>,
+    pub span: Span,
+}
+
+/// A file the VM needs from a source: the source itself (a file source), or the
+/// member `path` of a directory or archive source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmFile {
+    pub source: String,
+    pub path: Option<String>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RootFsSpec {
+    pub fs: RootFsType,
+    /// Size of the root partition in bytes (a whole number of MiB).
+    pub size: u64,
+    pub size_span: Span,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RootFsType {
+    Ext4,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BootMode {
+    /// The hypervisor loads the kernel (`-kernel`); the disk holds only the root.
+    Direct,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum DiskFormat {
+    Raw,
+    Qcow2,
+}
+
+impl DiskFormat {
+    /// The file extension (and the name in the recipe).
+    pub fn extension(self) -> &'static str {
+        match self {
+            DiskFormat::Raw => "raw",
+            DiskFormat::Qcow2 => "qcow2",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
