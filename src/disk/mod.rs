@@ -19,6 +19,7 @@ pub mod gpt;
 pub mod read;
 pub mod rootfs;
 pub mod tools;
+pub mod trace;
 pub mod verify;
 
 use crate::attest::contents::SourceInfo;

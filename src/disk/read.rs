@@ -52,11 +52,34 @@ pub struct RootFiles {
     pub files: BTreeMap<String, DiskEntry>,
     /// Where the tree was dumped (removed on drop).
     pub dir: tempfile::TempDir,
+    /// The root file system image, for `debugfs -R stat` (removed on drop).
+    fs_image: PathBuf,
+    _scratch: tempfile::TempDir,
 }
 
 impl RootFiles {
     pub fn read(&self, image_path: &str) -> io::Result<Vec<u8>> {
         fs::read(self.dir.path().join(image_path.trim_start_matches('/')))
+    }
+
+    /// Mode (permission bits), uid and gid of `image_path` as the inode records them.
+    pub fn stat(&self, image_path: &str) -> Option<(u32, u64, u64)> {
+        let output = tool("debugfs")
+            .arg("-R")
+            .arg(format!("stat \"{}\"", image_path.replace('"', "\"\"")))
+            .arg(&self.fs_image)
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        let after = |key: &str| {
+            let rest = &text[text.find(key)? + key.len()..];
+            rest.split_whitespace().next().map(str::to_string)
+        };
+        Some((
+            u32::from_str_radix(&after("Mode:")?, 8).ok()? & 0o7777,
+            after("User:")?.parse().ok()?,
+            after("Group:")?.parse().ok()?,
+        ))
     }
 }
 
@@ -109,7 +132,6 @@ pub fn root_files(path: &Path) -> Result<RootFiles, ReadError> {
             .arg(format!("rdump / \"{}\"", dump.path().display()))
             .arg(&fs_path),
     )?;
-    fs::remove_file(&fs_path).map_err(io_err(&fs_path))?;
     let mut files = BTreeMap::new();
     for entry in walkdir::WalkDir::new(dump.path()).sort_by_file_name() {
         let entry = entry.map_err(|e| io_err(path)(e.into()))?;
@@ -128,7 +150,12 @@ pub fn root_files(path: &Path) -> Result<RootFiles, ReadError> {
             DiskEntry { sha256, size },
         );
     }
-    Ok(RootFiles { files, dir: dump })
+    Ok(RootFiles {
+        files,
+        dir: dump,
+        fs_image: fs_path,
+        _scratch: tmp,
+    })
 }
 
 fn tool(name: &'static str) -> std::process::Command {
