@@ -95,12 +95,6 @@ pub fn plan(
     lock_path: &Path,
     mode: LockMode,
 ) -> Result<DiskPlan, DiskError> {
-    let tool_error = |e: ToolError| located(recipe, vm.span, e.to_string(), e.hint());
-    let tools = tools::find(vm).map_err(tool_error)?;
-    let warnings =
-        tools::pin(&tools, old_lock, &mut resolved.lock, lock_path, mode).map_err(tool_error)?;
-    resolved.warnings.extend(warnings);
-    resolved.lock_changed = resolved.lock != *old_lock;
     let kernel = vm_file(recipe, resolved, &vm.kernel, "kernel")?;
     check_bzimage(&kernel).map_err(|why| {
         located(
@@ -119,6 +113,12 @@ pub fn plan(
         .as_ref()
         .map(|f| vm_file(recipe, resolved, f, "initrd"))
         .transpose()?;
+    let tool_error = |e: ToolError| located(recipe, vm.span, e.to_string(), e.hint());
+    let tools = tools::find(vm).map_err(tool_error)?;
+    let warnings =
+        tools::pin(&tools, old_lock, &mut resolved.lock, lock_path, mode).map_err(tool_error)?;
+    resolved.warnings.extend(warnings);
+    resolved.lock_changed = resolved.lock != *old_lock;
     Ok(DiskPlan {
         vm: vm.clone(),
         tools,
