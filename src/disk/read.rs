@@ -159,11 +159,7 @@ pub fn root_files(path: &Path) -> Result<RootFiles, ReadError> {
 }
 
 fn tool(name: &'static str) -> std::process::Command {
-    let path = [Path::new("/usr/sbin"), Path::new("/sbin")]
-        .iter()
-        .map(|d| d.join(name))
-        .find(|p| p.exists())
-        .unwrap_or_else(|| PathBuf::from(name));
+    let path = super::tools::locate(name).unwrap_or_else(|| PathBuf::from(name));
     Tool {
         name,
         path,

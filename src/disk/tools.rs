@@ -4,14 +4,26 @@
 //! differs from the lock; a normal build pins a new tool and refuses a changed one
 //! until `cairn lock` re-pins it.
 //!
-//! Every tool runs with an empty environment (plus the few variables cairn sets), so
-//! the caller's locale, time zone or configuration files cannot reach the output.
+//! Tools are looked for in the system directories of [`SEARCH_PATH`] only, never on
+//! the caller's `PATH` (no wrapper script can stand in for a pinned tool), and run with
+//! an empty environment (plus the few variables cairn sets), so the caller's locale,
+//! time zone or configuration files cannot reach the output.
 
 use crate::recipe::{DiskFormat, VmSpec};
 use crate::resolve::{LockMode, Lockfile};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+/// Where tools are looked for, in order.
+pub const SEARCH_PATH: [&str; 6] = [
+    "/usr/local/sbin",
+    "/usr/local/bin",
+    "/usr/sbin",
+    "/usr/bin",
+    "/sbin",
+    "/bin",
+];
 
 /// A tool found on this host.
 #[derive(Debug, Clone)]
@@ -52,7 +64,7 @@ impl Tools {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ToolError {
-    #[error("`{name}` is not installed (looked on PATH, in /usr/sbin and /sbin)")]
+    #[error("`{name}` is not installed (looked in {})", SEARCH_PATH.join(", "))]
     Missing {
         name: &'static str,
         package: &'static str,
@@ -91,6 +103,14 @@ impl ToolError {
     }
 }
 
+/// The path of tool `name` in [`SEARCH_PATH`], if it is there.
+pub fn locate(name: &str) -> Option<PathBuf> {
+    SEARCH_PATH
+        .iter()
+        .map(|dir| Path::new(dir).join(name))
+        .find(|p| p.is_file())
+}
+
 /// Finds the tools `vm` needs and asks each for its version.
 pub fn find(vm: &VmSpec) -> Result<Tools, ToolError> {
     Ok(Tools {
@@ -109,13 +129,7 @@ fn probe(
     package: &'static str,
     version_args: &[&str],
 ) -> Result<Tool, ToolError> {
-    // mke2fs and debugfs live in sbin, which is not on every user's PATH.
-    let candidates = [
-        PathBuf::from(name),
-        Path::new("/usr/sbin").join(name),
-        Path::new("/sbin").join(name),
-    ];
-    for path in candidates {
+    for path in SEARCH_PATH.iter().map(|dir| Path::new(dir).join(name)) {
         let mut tool = Tool {
             name,
             path,
@@ -184,4 +198,60 @@ pub fn pin(
         lock.tools.insert(name, found);
     }
     Ok(warnings)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_tool_names_its_package() {
+        let err = probe("cairn-no-such-tool", "cairn-pkg", &["-V"]).unwrap_err();
+        assert!(matches!(err, ToolError::Missing { .. }));
+        assert!(err
+            .to_string()
+            .contains("`cairn-no-such-tool` is not installed"));
+        assert_eq!(err.hint(), "install it, e.g. `apt-get install cairn-pkg`");
+    }
+
+    #[test]
+    fn versions_are_pinned_and_changes_refused() {
+        let tool = |name, version: &str| Tool {
+            name,
+            path: PathBuf::new(),
+            version: version.into(),
+        };
+        let tools = Tools {
+            mke2fs: tool("mke2fs", "mke2fs 1.47.0"),
+            debugfs: tool("debugfs", "debugfs 1.47.0"),
+            qemu_img: None,
+        };
+        let path = Path::new("r.lock");
+        let empty = Lockfile::default();
+        let mut lock = Lockfile::default();
+        let warnings = pin(&tools, &empty, &mut lock, path, LockMode::PinMissing).unwrap();
+        assert_eq!(warnings.len(), 2);
+        assert_eq!(lock.tools["mke2fs"], "mke2fs 1.47.0");
+        assert!(matches!(
+            pin(
+                &tools,
+                &empty,
+                &mut Lockfile::default(),
+                path,
+                LockMode::Locked
+            ),
+            Err(ToolError::Unpinned { .. })
+        ));
+        let mut old = lock.clone();
+        old.tools.insert("debugfs".into(), "debugfs 1.46.5".into());
+        for mode in [LockMode::Locked, LockMode::PinMissing] {
+            assert!(matches!(
+                pin(&tools, &old, &mut Lockfile::default(), path, mode),
+                Err(ToolError::Changed { .. })
+            ));
+        }
+        let mut repinned = Lockfile::default();
+        pin(&tools, &old, &mut repinned, path, LockMode::Repin).unwrap();
+        assert_eq!(repinned.tools, lock.tools);
+    }
 }
