@@ -262,6 +262,22 @@ fn raw_and_qcow2_disks_boot_the_image_and_verify() {
             .arg(&qcow2),
     );
 
+    // The root partition (at 1 MiB, 64 MiB long) is a clean ext4 file system.
+    let partition = dir.path().join("root.ext4");
+    let disk_bytes = std::fs::read(&raw).unwrap();
+    std::fs::write(&partition, &disk_bytes[1 << 20..(1 << 20) + (64 << 20)]).unwrap();
+    let fsck = Command::new("/usr/sbin/e2fsck")
+        .args(["-f", "-n"])
+        .arg(&partition)
+        .output()
+        .unwrap();
+    assert!(
+        fsck.status.success(),
+        "e2fsck: {}{}",
+        String::from_utf8_lossy(&fsck.stdout),
+        String::from_utf8_lossy(&fsck.stderr)
+    );
+
     let busybox_sha = sha256_hex(&std::fs::read(busybox()).unwrap());
     let expected = [
         format!("{}  /etc/motd", sha256_hex(MOTD.as_bytes())),

@@ -517,7 +517,7 @@ impl SparseWriter<'_> {
     }
 
     fn zeros(&mut self, mut n: u64) {
-        const ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+        static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
         self.pos += n;
         while n > 0 {
             let k = n.min(ZEROS.len() as u64) as usize;
