@@ -47,8 +47,13 @@ pub fn signed_statements(
     provenance.subject = subjects.clone();
     let vm = &plan.vm;
     let predicate = &mut provenance.predicate;
+    let boot = match vm.boot {
+        crate::recipe::BootMode::Direct => "direct",
+        crate::recipe::BootMode::Uefi => "uefi",
+    };
     predicate["buildDefinition"]["internalParameters"]["vm"] = json!({
-        "boot": "direct",
+        "boot": boot,
+        "stub": plan.stub.as_ref().map(|s| json!({"source": vm.stub.as_ref().map(|f| &f.source), "sha256": s.sha256.hex()})),
         "cmdline": vm.cmdline,
         "formats": vm.formats.iter().map(|f| f.extension()).collect::<Vec<_>>(),
         "kernel": {"source": vm.kernel.source, "path": vm.kernel.path, "sha256": plan.kernel.sha256.hex()},

@@ -9,17 +9,22 @@
 //! renamed into place beside the layout). [`read`] opens a disk again for `verify`
 //! and `trace`.
 //!
+//! `boot: uefi` adds an EFI system partition ([`esp`], FAT, native) holding a unified
+//! kernel image ([`uki`], PE, native) built on a pinned systemd-stub.
+//!
 //! What is native and what is not: GPT and the raw disk are written by cairn; ext4 by
 //! `mke2fs` + `debugfs` (e2fsprogs), qcow2 by `qemu-img convert`, each with pinned
 //! versions ([`tools`]).
 
 pub mod attest;
+pub mod esp;
 pub mod ext4;
 pub mod gpt;
 pub mod read;
 pub mod rootfs;
 pub mod tools;
 pub mod trace;
+pub mod uki;
 pub mod verify;
 
 use crate::attest::contents::SourceInfo;
@@ -38,6 +43,8 @@ use tools::{ToolError, Tools};
 
 /// The root partition's GPT name, for `root=PARTLABEL=root`.
 pub const ROOT_PARTITION_NAME: &str = "root";
+/// The EFI system partition's GPT name (`boot: uefi`).
+pub const ESP_PARTITION_NAME: &str = "esp";
 
 #[derive(Debug, thiserror::Error)]
 pub enum DiskError {
@@ -82,6 +89,8 @@ pub struct DiskPlan {
     pub tools: Tools,
     pub kernel: Content,
     pub initrd: Option<Content>,
+    /// The UEFI stub, for `boot: uefi`.
+    pub stub: Option<Content>,
 }
 
 /// Checks the `vm:` inputs before anything is built: the tools are installed and
@@ -113,6 +122,22 @@ pub fn plan(
         .as_ref()
         .map(|f| vm_file(recipe, resolved, f, "initrd"))
         .transpose()?;
+    let stub = match &vm.stub {
+        Some(file) => {
+            let stub = vm_file(recipe, resolved, file, "stub")?;
+            let bytes = fs::read(&stub.location).map_err(DiskError::io(&stub.location))?;
+            uki::build(&bytes, &[]).map_err(|e| {
+                located(
+                    recipe,
+                    file.span,
+                    format!("{} ({})", e, stub.location.display()),
+                    "give systemd-stub for x86-64: linuxx64.efi.stub from Debian's systemd-boot-efi".into(),
+                )
+            })?;
+            Some(stub)
+        }
+        None => None,
+    };
     let tool_error = |e: ToolError| located(recipe, vm.span, e.to_string(), e.hint());
     let tools = tools::find(vm).map_err(tool_error)?;
     let warnings =
@@ -124,6 +149,7 @@ pub fn plan(
         tools,
         kernel,
         initrd,
+        stub,
     })
 }
 
@@ -285,10 +311,35 @@ pub fn build(plan: &DiskPlan, input: &DiskInput) -> Result<DiskBuild, DiskError>
     let fs_image = ext4::write(&tree, &params, &plan.tools, &scratch).map_err(size_error)?;
     let fs_digest = ext4::sha256_file(&fs_image).map_err(DiskError::io(&fs_image))?;
 
+    let root = gpt::Partition {
+        type_guid: gpt::LINUX_ROOT_X86_64,
+        guid: gpt::Guid::derived(&[b"cairn-gpt-root", name.as_bytes(), fs_digest.as_bytes()]),
+        offset: 0,
+        size: vm.root.size,
+        name: ROOT_PARTITION_NAME.into(),
+    };
+    let mut partitions = Vec::new();
+    if let Some(stub) = &plan.stub {
+        let uki = unified_kernel_image(plan, input, stub)?;
+        let esp_path = scratch.join("esp.fat");
+        let id = Sha256Digest::of(&uki);
+        let volume_id = u32::from_be_bytes(id.as_bytes()[..4].try_into().expect("4 bytes"));
+        esp::write(&esp_path, esp::size_for(uki.len() as u64), volume_id, &uki)
+            .map_err(DiskError::io(&esp_path))?;
+        let esp = gpt::Partition {
+            type_guid: esp::ESP_TYPE,
+            guid: gpt::Guid::derived(&[b"cairn-gpt-esp", name.as_bytes(), id.as_bytes()]),
+            offset: 0,
+            size: esp::size_for(uki.len() as u64),
+            name: ESP_PARTITION_NAME.into(),
+        };
+        partitions.push((esp, esp_path));
+    }
+    partitions.push((root, fs_image));
     let mut files = Vec::new();
     let raw_name = format!("{name}.raw");
     let raw_path = tmp.path().join(&raw_name);
-    let (raw_sha, raw_size) = write_raw(&raw_path, &fs_image, name, fs_digest)?;
+    let (raw_sha, raw_size) = write_raw(&raw_path, &mut partitions, name, fs_digest)?;
     fs::remove_dir_all(&scratch).map_err(DiskError::io(&scratch))?;
     let mut names = Vec::new();
     if vm.formats.contains(&DiskFormat::Qcow2) {
@@ -433,28 +484,25 @@ fn copy_checked(content: &Content, dest: &Path) -> Result<(), DiskError> {
     Ok(())
 }
 
-/// Writes the raw disk: GPT around one root partition at 1 MiB holding `fs_image`,
-/// 1 MiB free at the end for the backup table. Zero runs are left as holes (the bytes
-/// read as zeros either way); the SHA-256 covers every byte.
+/// Writes the raw disk: GPT around `partitions` (each with the file holding its
+/// content), placed in order from 1 MiB on, each at a whole MiB, with 1 MiB free at the
+/// end for the backup table. Zero runs are left as holes (the bytes read as zeros
+/// either way); the SHA-256 covers every byte.
 fn write_raw(
     path: &Path,
-    fs_image: &Path,
+    partitions: &mut [(gpt::Partition, PathBuf)],
     name: &str,
     fs_digest: Sha256Digest,
 ) -> Result<(Sha256Digest, u64), DiskError> {
-    let fs_size = fs::metadata(fs_image)
-        .map_err(DiskError::io(fs_image))?
-        .len();
-    let disk_size = gpt::FIRST_PARTITION_OFFSET * 2 + fs_size;
-    let root = gpt::Partition {
-        type_guid: gpt::LINUX_ROOT_X86_64,
-        guid: gpt::Guid::derived(&[b"cairn-gpt-root", name.as_bytes(), fs_digest.as_bytes()]),
-        offset: gpt::FIRST_PARTITION_OFFSET,
-        size: fs_size,
-        name: ROOT_PARTITION_NAME.into(),
-    };
+    let mut offset = gpt::FIRST_PARTITION_OFFSET;
+    for (p, _) in partitions.iter_mut() {
+        p.offset = offset;
+        offset += p.size.div_ceil(gpt::FIRST_PARTITION_OFFSET) * gpt::FIRST_PARTITION_OFFSET;
+    }
+    let disk_size = offset + gpt::FIRST_PARTITION_OFFSET;
     let disk_guid = gpt::Guid::derived(&[b"cairn-gpt-disk", name.as_bytes(), fs_digest.as_bytes()]);
-    let table = gpt::table(disk_size, disk_guid, std::slice::from_ref(&root));
+    let table_entries: Vec<gpt::Partition> = partitions.iter().map(|(p, _)| p.clone()).collect();
+    let table = gpt::table(disk_size, disk_guid, &table_entries);
 
     let file = File::create_new(path).map_err(DiskError::io(path))?;
     file.set_len(disk_size).map_err(DiskError::io(path))?;
@@ -465,22 +513,67 @@ fn write_raw(
         pos: 0,
     };
     w.put(&table.head)?;
-    w.zeros(gpt::FIRST_PARTITION_OFFSET - table.head.len() as u64);
-    let mut src = File::open(fs_image).map_err(DiskError::io(fs_image))?;
     let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = read_full(&mut src, &mut buf).map_err(DiskError::io(fs_image))?;
-        if n == 0 {
-            break;
-        }
-        for chunk in buf[..n].chunks(64 << 10) {
-            w.put(chunk)?;
+    for (p, content) in partitions.iter() {
+        w.zeros(p.offset - w.pos);
+        let mut src = File::open(content).map_err(DiskError::io(content))?;
+        let mut left = p.size;
+        while left > 0 {
+            let want = left.min(buf.len() as u64) as usize;
+            let n = read_full(&mut src, &mut buf[..want]).map_err(DiskError::io(content))?;
+            if n == 0 {
+                break;
+            }
+            for chunk in buf[..n].chunks(64 << 10) {
+                w.put(chunk)?;
+            }
+            left -= n as u64;
         }
     }
     w.zeros(disk_size - table.tail.len() as u64 - w.pos);
     w.put(&table.tail)?;
     file.sync_all().map_err(DiskError::io(path))?;
     Ok((Sha256Digest::from_hasher(w.hasher), disk_size))
+}
+
+/// The unified kernel image: the stub with `.osrel`, `.cmdline`, `.linux` and
+/// `.initrd` sections, each input checked against its pinned digest.
+fn unified_kernel_image(
+    plan: &DiskPlan,
+    input: &DiskInput,
+    stub: &Content,
+) -> Result<Vec<u8>, DiskError> {
+    let read = |c: &Content| -> Result<Vec<u8>, DiskError> {
+        let bytes = fs::read(&c.location).map_err(DiskError::io(&c.location))?;
+        let found = Sha256Digest::of(&bytes);
+        if found != c.sha256 {
+            return Err(DiskError::SourceChanged {
+                path: c.location.clone(),
+                expected: c.sha256,
+                found,
+            });
+        }
+        Ok(bytes)
+    };
+    let osrel = format!(
+        "ID=cairn\nNAME={0}\nPRETTY_NAME=\"{0} (cairn)\"\nIMAGE_ID={0}\n",
+        input.recipe.name
+    );
+    let cmdline = plan.vm.cmdline.as_bytes();
+    let (stub, kernel) = (read(stub)?, read(&plan.kernel)?);
+    let initrd = plan.initrd.as_ref().map(read).transpose()?;
+    let mut sections: Vec<(&str, &[u8])> = vec![
+        (".osrel", osrel.as_bytes()),
+        (".cmdline", cmdline),
+        (".linux", &kernel),
+    ];
+    if let Some(initrd) = &initrd {
+        sections.push((".initrd", initrd));
+    }
+    uki::build(&stub, &sections).map_err(|e| DiskError::Tool {
+        tool: "uki".into(),
+        detail: e.to_string(),
+    })
 }
 
 fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {

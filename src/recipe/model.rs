@@ -52,6 +52,8 @@ pub struct VmSpec {
     pub cmdline: String,
     pub root: RootFsSpec,
     pub boot: BootMode,
+    /// The UEFI stub a unified kernel image is built on (`boot: uefi` only).
+    pub stub: Option<VmFile>,
     /// Disk formats to write, sorted and de-duplicated.
     pub formats: Vec<DiskFormat>,
     pub span: Span,
@@ -83,6 +85,8 @@ pub enum RootFsType {
 pub enum BootMode {
     /// The hypervisor loads the kernel (`-kernel`); the disk holds only the root.
     Direct,
+    /// Firmware boots a unified kernel image from an EFI system partition.
+    Uefi,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -37,6 +37,7 @@ pub(super) struct RawVm {
     pub cmdline: Option<Text>,
     pub root: Option<Spanned<RawVmRoot>>,
     pub boot: Option<Text>,
+    pub stub: Option<Spanned<RawVmFile>>,
     pub formats: Option<Spanned<Vec<Text>>>,
 }
 

@@ -1,6 +1,6 @@
 //! `vm:` — a bootable disk from the image's root file system: the kernel (and an
 //! optional initrd) from pinned sources, the kernel command line, the root file system
-//! type and size, the boot mode and the disk formats to write.
+//! type and size, the boot mode (with the UEFI stub for `uefi`) and the disk formats.
 
 use super::context::{span_of, Cx};
 use super::model::{BootMode, DiskFormat, RootFsSpec, RootFsType, SourceSpec, VmFile, VmSpec};
@@ -18,7 +18,7 @@ const MIB: u64 = 1 << 20;
 const FS_TYPES: [&str; 1] = ["ext4"];
 /// Accepted by the schema but not written by this cairn yet: named in the error.
 const FS_TYPES_NOT_YET: [&str; 2] = ["erofs", "squashfs"];
-const BOOT_MODES: [&str; 1] = ["direct"];
+const BOOT_MODES: [&str; 2] = ["direct", "uefi"];
 const FORMATS: [&str; 2] = ["raw", "qcow2"];
 
 pub(super) fn parse(
@@ -36,6 +36,7 @@ pub(super) fn parse(
         cmdline,
         root,
         boot,
+        stub,
         formats,
     } = raw.value;
     let kernel = cx.require(
@@ -62,14 +63,28 @@ pub(super) fn parse(
         "describe the root file system, e.g. `root: { fs: ext4, size: 256M }`",
     )?;
     let root = root_fs(cx, root)?;
-    let boot = match boot {
+    let boot_at = boot.as_ref().map_or(at, span_of);
+    let boot = match &boot {
         None => BootMode::Direct,
-        Some(boot) => cx.check(&boot, |b| match b.as_str() {
+        Some(boot) => cx.check(boot, |b| match b.as_str() {
             "direct" => Ok(BootMode::Direct),
-            "uefi" => Err(Invalid::new("`boot: uefi` is not supported by this cairn yet")
-                .hint("use `boot: direct` and give the kernel to the hypervisor (`-kernel`, `-append`)")),
+            "uefi" => Ok(BootMode::Uefi),
             other => Err(unknown("boot mode", other, &BOOT_MODES)),
         })?,
+    };
+    let stub = match (boot, stub) {
+        (BootMode::Uefi, Some(stub)) => Some(vm_file(cx, "stub", stub, sources)?),
+        (BootMode::Uefi, None) => {
+            return Err(cx.error(boot_at, "`boot: uefi` needs a `stub`").with_hint(
+                "name the source holding systemd-stub, e.g. `stub: { source: stub }` with linuxx64.efi.stub from Debian's systemd-boot-efi",
+            ));
+        }
+        (BootMode::Direct, Some(stub)) => {
+            return Err(cx
+                .error(span_of(&stub), "`stub` is only used with `boot: uefi`")
+                .with_hint("remove `stub`, or write `boot: uefi`"));
+        }
+        (BootMode::Direct, None) => None,
     };
     let formats = match formats {
         None => vec![DiskFormat::Raw],
@@ -101,6 +116,7 @@ pub(super) fn parse(
         cmdline: cmdline.value,
         root,
         boot,
+        stub,
         formats,
         span: at,
     }))
