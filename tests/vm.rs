@@ -21,33 +21,61 @@ const MOTD: &str = "hello from a cairn disk\n";
 /// Debian's cloud kernel (ext4 and NVMe built in, so no initramfs is needed).
 fn kernel() -> PathBuf {
     static KERNEL: OnceLock<PathBuf> = OnceLock::new();
-    KERNEL.get_or_init(fetch_kernel).clone()
+    KERNEL
+        .get_or_init(|| {
+            let depends =
+                run_ok(Command::new("apt-cache").args(["depends", "linux-image-cloud-amd64"]));
+            let depends = String::from_utf8_lossy(&depends.stdout).into_owned();
+            let package = depends
+                .lines()
+                .filter_map(|l| l.trim().strip_prefix("Depends: "))
+                .find(|p| {
+                    p.starts_with("linux-image-")
+                        && p.as_bytes().get(12).is_some_and(u8::is_ascii_digit)
+                })
+                .unwrap_or_else(|| {
+                    panic!("linux-image-cloud-amd64 depends on no kernel package:\n{depends}")
+                })
+                .to_string();
+            from_package(&package, "vmlinuz", |root| {
+                std::fs::read_dir(root.join("boot"))
+                    .unwrap()
+                    .map(|e| e.unwrap().path())
+                    .find(|p| {
+                        p.file_name()
+                            .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
+                    })
+                    .expect("the kernel package holds /boot/vmlinuz-*")
+            })
+        })
+        .clone()
 }
 
-fn fetch_kernel() -> PathBuf {
+/// systemd-stub for x86-64, from Debian's systemd-boot-efi (not installed: unpacked).
+fn uefi_stub() -> PathBuf {
+    static STUB: OnceLock<PathBuf> = OnceLock::new();
+    STUB.get_or_init(|| {
+        from_package("systemd-boot-efi", "linuxx64.efi.stub", |root| {
+            root.join("usr/lib/systemd/boot/efi/linuxx64.efi.stub")
+        })
+    })
+    .clone()
+}
+
+/// A file from a Debian package, fetched with `apt-get download` from the host's
+/// configured mirror, unpacked with `dpkg-deb -x`, and cached as `target/vm-kernel/NAME`.
+fn from_package(package: &str, name: &str, pick: impl Fn(&Path) -> PathBuf) -> PathBuf {
     let cache = repo_root().join("target/vm-kernel");
-    let vmlinuz = cache.join("vmlinuz");
-    if vmlinuz.exists() {
-        return vmlinuz;
+    let cached = cache.join(name);
+    if cached.exists() {
+        return cached;
     }
     std::fs::create_dir_all(&cache).unwrap();
-    let depends = run_ok(Command::new("apt-cache").args(["depends", "linux-image-cloud-amd64"]));
-    let depends = String::from_utf8_lossy(&depends.stdout);
-    let package = depends
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("Depends: "))
-        .find(|p| {
-            p.starts_with("linux-image-") && p.as_bytes().get(12).is_some_and(u8::is_ascii_digit)
-        })
-        .unwrap_or_else(|| {
-            panic!("linux-image-cloud-amd64 depends on no kernel package:\n{depends}")
-        })
-        .to_string();
     let work = tempfile::tempdir_in(&cache).unwrap();
     run_ok(
         Command::new("apt-get")
             .current_dir(work.path())
-            .args(["download", &package]),
+            .args(["download", package]),
     );
     let deb = std::fs::read_dir(work.path())
         .unwrap()
@@ -56,18 +84,10 @@ fn fetch_kernel() -> PathBuf {
         .expect("apt-get download wrote a .deb");
     let unpacked = work.path().join("x");
     run_ok(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&unpacked));
-    let image = std::fs::read_dir(unpacked.join("boot"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
-        })
-        .expect("the kernel package holds /boot/vmlinuz-*");
-    let partial = work.path().join("vmlinuz");
-    std::fs::copy(&image, &partial).unwrap();
-    std::fs::rename(&partial, &vmlinuz).unwrap();
-    vmlinuz
+    let partial = work.path().join(name);
+    std::fs::copy(pick(&unpacked), &partial).unwrap();
+    std::fs::rename(&partial, &cached).unwrap();
+    cached
 }
 
 /// The first sectors of a bzImage: enough for cairn's check, for tests that do not boot.
@@ -169,26 +189,47 @@ vm:
     recipe
 }
 
+/// How QEMU starts the guest.
+enum Firmware<'a> {
+    /// `-kernel` and `-append`: QEMU loads the kernel.
+    Direct { kernel: &'a Path, cmdline: &'a str },
+    /// OVMF, with nothing but the disk.
+    Uefi,
+}
+
 /// Boots `disk` under QEMU (TCG) and returns what the serial console printed. The
 /// guest powers off by itself; past the timeout QEMU is killed by its PID.
-fn boot(kernel: &Path, cmdline: &str, disk: &Path, format: &str) -> String {
+fn boot(firmware: Firmware, disk: &Path, format: &str) -> String {
     let log_dir = tempfile::tempdir().unwrap();
     let log = log_dir.path().join("serial.log");
-    let mut qemu = Command::new("qemu-system-x86_64")
-        .args([
-            "-accel",
-            "tcg",
-            "-m",
-            "512",
-            "-display",
-            "none",
-            "-no-reboot",
-        ])
-        .args(["-monitor", "none", "-serial"])
-        .arg(format!("file:{}", log.display()))
-        .arg("-kernel")
-        .arg(kernel)
-        .args(["-append", cmdline, "-drive"])
+    let mut qemu = Command::new("qemu-system-x86_64");
+    qemu.args([
+        "-accel",
+        "tcg",
+        "-m",
+        "512",
+        "-display",
+        "none",
+        "-no-reboot",
+    ])
+    .args(["-monitor", "none", "-serial"])
+    .arg(format!("file:{}", log.display()));
+    match firmware {
+        Firmware::Direct { kernel, cmdline } => {
+            qemu.arg("-kernel").arg(kernel).args(["-append", cmdline]);
+        }
+        Firmware::Uefi => {
+            let vars = log_dir.path().join("OVMF_VARS.fd");
+            std::fs::copy("/usr/share/OVMF/OVMF_VARS.fd", &vars)
+                .expect("OVMF is installed (TEST_TOOLS: ovmf)");
+            qemu.arg("-drive")
+                .arg("if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE.fd")
+                .arg("-drive")
+                .arg(format!("if=pflash,format=raw,file={}", vars.display()));
+        }
+    }
+    let mut qemu = qemu
+        .arg("-drive")
         .arg(format!(
             "file={},format={format},if=none,id=root,snapshot=on",
             disk.display()
@@ -285,7 +326,12 @@ fn raw_and_qcow2_disks_boot_the_image_and_verify() {
         format!("{}  /opt/linked", sha256_hex(b"linked bytes\n")),
     ];
     for (disk, format) in [(&raw, "raw"), (&qcow2, "qcow2")] {
-        let serial = boot(&out.join("vmtest.vmlinuz"), cmdline.trim(), disk, format);
+        let kernel = out.join("vmtest.vmlinuz");
+        let firmware = Firmware::Direct {
+            kernel: &kernel,
+            cmdline: cmdline.trim(),
+        };
+        let serial = boot(firmware, disk, format);
         let marker = serial
             .lines()
             .find(|l| l.starts_with("CAIRN-MARKER "))
@@ -348,6 +394,64 @@ fn raw_and_qcow2_disks_boot_the_image_and_verify() {
             .arg(key.with_extension("pub")),
     );
     assert_eq!(code, 1);
+}
+
+#[test]
+fn a_uefi_disk_boots_with_firmware_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = write_vm_recipe(dir.path(), &kernel(), "raw, qcow2");
+    std::fs::copy(uefi_stub(), dir.path().join("stub.efi")).unwrap();
+    let text = std::fs::read_to_string(&recipe)
+        .unwrap()
+        .replace(
+            "  opt: { archive: opt.tar.gz }",
+            "  opt: { archive: opt.tar.gz }\n  stub: { path: stub.efi }",
+        )
+        .replace(
+            "  formats: [raw, qcow2]",
+            "  formats: [raw, qcow2]\n  boot: uefi\n  stub: { source: stub }",
+        );
+    std::fs::write(&recipe, text).unwrap();
+    let out = dir.path().join("out");
+    build_json(&recipe, &out, &[]);
+    let expected = format!("CAIRN-MARKER {}  /etc/motd", sha256_hex(MOTD.as_bytes()));
+    for format in ["raw", "qcow2"] {
+        let serial = boot(
+            Firmware::Uefi,
+            &out.join(format!("vmtest.{format}")),
+            format,
+        );
+        assert!(
+            serial.lines().any(|l| l.starts_with(&expected)),
+            "{format}: no `{expected}`; serial console:\n{serial}"
+        );
+        // The command line came from the image's .cmdline section, not from QEMU.
+        assert!(
+            serial.contains(
+                "Kernel command line: console=ttyS0 root=PARTLABEL=root ro init=/init panic=-1"
+            ),
+            "{format}: {serial}"
+        );
+    }
+
+    // The ESP holds the unified kernel image: stub, then .osrel, .cmdline, .linux.
+    let raw = std::fs::read(out.join("vmtest.raw")).unwrap();
+    let esp = dir.path().join("esp.fat");
+    let (_, partitions) =
+        cairn::disk::gpt::read_partitions(&mut std::io::Cursor::new(&raw)).unwrap();
+    let names: Vec<&str> = partitions.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["esp", "root"]);
+    let p = &partitions[0];
+    std::fs::write(&esp, &raw[p.offset as usize..(p.offset + p.size) as usize]).unwrap();
+    let uki = cairn::disk::esp::read(&esp, cairn::disk::esp::BOOT_PATH).unwrap();
+    let sections = cairn::disk::uki::sections(&uki).unwrap();
+    let linux = sections.iter().find(|(n, _, _)| n == ".linux").unwrap();
+    assert_eq!(linux.2, std::fs::read(kernel()).unwrap());
+    let names: Vec<&str> = sections.iter().map(|(n, _, _)| n.as_str()).collect();
+    assert!(
+        names.ends_with(&[".osrel", ".cmdline", ".linux"]),
+        "{names:?}"
+    );
 }
 
 #[test]

@@ -25,6 +25,7 @@ const TEST_TOOLS: &[(&str, &str)] = &[
     ("e2fsprogs", "mke2fs"),
     ("qemu-utils", "qemu-img"),
     ("qemu-system-x86", "qemu-system-x86_64"),
+    ("ovmf", "/usr/share/OVMF/OVMF_CODE.fd"),
 ];
 
 /// Packages built from one source that must be installed at the same version: Debian
