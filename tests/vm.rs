@@ -197,6 +197,19 @@ enum Firmware<'a> {
     Uefi,
 }
 
+/// Turns the recipe `write_vm_recipe` wrote into a `boot: uefi` one with systemd-stub.
+fn make_uefi(recipe: &Path) {
+    std::fs::copy(uefi_stub(), recipe.with_file_name("stub.efi")).unwrap();
+    let text = std::fs::read_to_string(recipe)
+        .unwrap()
+        .replace(
+            "  opt: { archive: opt.tar.gz }",
+            "  opt: { archive: opt.tar.gz }\n  stub: { path: stub.efi }",
+        )
+        .replace("vm:\n", "vm:\n  boot: uefi\n  stub: { source: stub }\n");
+    std::fs::write(recipe, text).unwrap();
+}
+
 /// Boots `disk` under QEMU (TCG) and returns what the serial console printed. The
 /// guest powers off by itself; past the timeout QEMU is killed by its PID.
 fn boot(firmware: Firmware, disk: &Path, format: &str) -> String {
@@ -400,18 +413,7 @@ fn raw_and_qcow2_disks_boot_the_image_and_verify() {
 fn a_uefi_disk_boots_with_firmware_alone() {
     let dir = tempfile::tempdir().unwrap();
     let recipe = write_vm_recipe(dir.path(), &kernel(), "raw, qcow2");
-    std::fs::copy(uefi_stub(), dir.path().join("stub.efi")).unwrap();
-    let text = std::fs::read_to_string(&recipe)
-        .unwrap()
-        .replace(
-            "  opt: { archive: opt.tar.gz }",
-            "  opt: { archive: opt.tar.gz }\n  stub: { path: stub.efi }",
-        )
-        .replace(
-            "  formats: [raw, qcow2]",
-            "  formats: [raw, qcow2]\n  boot: uefi\n  stub: { source: stub }",
-        );
-    std::fs::write(&recipe, text).unwrap();
+    make_uefi(&recipe);
     let out = dir.path().join("out");
     build_json(&recipe, &out, &[]);
     let expected = format!("CAIRN-MARKER {}  /etc/motd", sha256_hex(MOTD.as_bytes()));
@@ -460,6 +462,8 @@ fn disks_are_bit_for_bit_reproducible_under_varied_conditions() {
     let kernel = first.path().join("bzimage");
     fake_bzimage(&kernel);
     let recipe = write_vm_recipe(first.path(), &kernel, "raw, qcow2");
+    // UEFI, to cover the whole disk: GPT with two partitions, FAT, PE, ext4, qcow2.
+    make_uefi(&recipe);
     let key = first.path().join("k");
     run_ok(cairn().arg("keygen").arg(&key));
     run_ok(cairn().arg("lock").arg(&recipe));
@@ -472,6 +476,7 @@ fn disks_are_bit_for_bit_reproducible_under_varied_conditions() {
         "init",
         "vmlinuz",
         "opt.tar.gz",
+        "stub.efi",
         "vm.yaml",
         "vm.lock",
     ] {
