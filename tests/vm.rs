@@ -332,6 +332,24 @@ fn raw_and_qcow2_disks_boot_the_image_and_verify() {
         String::from_utf8_lossy(&fsck.stderr)
     );
 
+    // Every inode carries the recipe's owner, mode and epoch, never the host's.
+    let stat = run_ok(
+        Command::new("/usr/sbin/debugfs")
+            .args(["-R", "stat /init"])
+            .arg(&partition),
+    );
+    let stat = String::from_utf8_lossy(&stat.stdout);
+    for field in ["ctime", " atime", "mtime", "crtime"] {
+        assert!(
+            stat.contains(&format!("{field}: 0x6553f100:00000000")),
+            "{field}: {stat}"
+        );
+    }
+    assert!(
+        stat.contains("Mode:  0755") && stat.contains("User:     0   Group:     0"),
+        "{stat}"
+    );
+
     let busybox_sha = sha256_hex(&std::fs::read(busybox()).unwrap());
     let expected = [
         format!("{}  /etc/motd", sha256_hex(MOTD.as_bytes())),
@@ -464,6 +482,9 @@ fn disks_are_bit_for_bit_reproducible_under_varied_conditions() {
     let recipe = write_vm_recipe(first.path(), &kernel, "raw, qcow2");
     // UEFI, to cover the whole disk: GPT with two partitions, FAT, PE, ext4, qcow2.
     make_uefi(&recipe);
+    // Epoch 0 (no `epoch:`, no SOURCE_DATE_EPOCH), which e2fsprogs reads as "now".
+    let text = std::fs::read_to_string(&recipe).unwrap();
+    std::fs::write(&recipe, text.replace("epoch: 1700000000\n", "")).unwrap();
     let key = first.path().join("k");
     run_ok(cairn().arg("keygen").arg(&key));
     run_ok(cairn().arg("lock").arg(&recipe));

@@ -27,6 +27,8 @@ pub const BLOCK_SIZE: u64 = 4096;
 const INODE_SIZE: u64 = 256;
 /// One inode per this many bytes, unless the tree needs more.
 const BYTES_PER_INODE: u64 = 16384;
+/// The directory mke2fs creates in every file system.
+const LOST_FOUND: &str = "lost+found";
 
 /// Features, block and inode sizes are fixed here rather than taken from the host's
 /// `/etc/mke2fs.conf`. No `orphan_file` or `metadata_csum_seed`, so that kernels from
@@ -80,11 +82,14 @@ pub fn write(
     drop(file);
 
     let needs = needs(tree);
+    // e2fsprogs reads a time of 0 as "now": the superblock of a file system built at
+    // epoch 0 records 1 (1970-01-01 00:00:01) instead. Inode times are set to the
+    // epoch itself by the script.
+    let tool_time = params.epoch.max(1).to_string();
     let inodes = (params.size / BYTES_PER_INODE).max(needs.inodes + 64);
-    let epoch = params.epoch.to_string();
     let mut mke2fs = tools.mke2fs.command();
     mke2fs
-        .env("E2FSPROGS_FAKE_TIME", &epoch)
+        .env("E2FSPROGS_FAKE_TIME", &tool_time)
         .env("MKE2FS_CONFIG", &conf)
         .args(["-q", "-F", "-t", "ext4", "-b"])
         .arg(BLOCK_SIZE.to_string())
@@ -107,7 +112,7 @@ pub fn write(
     if needs.blocks > free.blocks || needs.inodes > free.inodes {
         return Err(DiskError::RootTooSmall {
             size: params.size,
-            needed: needs.blocks * BLOCK_SIZE + (params.size - free.blocks * BLOCK_SIZE),
+            needed: Some(needs.blocks * BLOCK_SIZE + (params.size - free.blocks * BLOCK_SIZE)),
         });
     }
 
@@ -115,7 +120,7 @@ pub fn write(
     fs::write(&script_path, script).map_err(DiskError::io(&script_path))?;
     let mut debugfs = tools.debugfs.command();
     debugfs
-        .env("E2FSPROGS_FAKE_TIME", &epoch)
+        .env("E2FSPROGS_FAKE_TIME", &tool_time)
         .arg("-w")
         .arg("-f")
         .arg(&script_path)
@@ -130,7 +135,7 @@ pub fn write(
         if problems.iter().any(|l| l.contains("Could not allocate")) {
             return Err(DiskError::RootTooSmall {
                 size: params.size,
-                needed: params.size + needs.blocks * BLOCK_SIZE / 8,
+                needed: None,
             });
         }
         return Err(DiskError::Tool {
@@ -264,8 +269,12 @@ fn stage_contents(tree: &RootTree, dir: &Path) -> Result<(), DiskError> {
 /// order (parents first), hard links after every file exists.
 fn script(tree: &RootTree, epoch: u64, content: &Path) -> Result<String, DiskError> {
     let mut s = String::new();
-    let _ = writeln!(s, "set_current_time @{epoch}");
+    let _ = writeln!(s, "set_current_time @{}", epoch.max(1));
     set_inode(&mut s, "", 0o040755, 0, 0, epoch);
+    // mke2fs made it; unless the tree has its own, it keeps mke2fs's mode and owner.
+    if !tree.entries.contains_key(LOST_FOUND) {
+        set_inode(&mut s, LOST_FOUND, 0o040700, 0, 0, epoch);
+    }
     let mut cwd = String::from("\0");
     let mut links: BTreeMap<&str, u32> = BTreeMap::new();
     let mut cd = |s: &mut String, parent: &str| {
@@ -278,6 +287,13 @@ fn script(tree: &RootTree, epoch: u64, content: &Path) -> Result<String, DiskErr
         check_name(key)?;
         let (parent, name) = key.rsplit_once('/').unwrap_or(("", key));
         let type_bits = match &e.kind {
+            RootKind::Dir if key == LOST_FOUND => 0o040000,
+            _ if key == LOST_FOUND => {
+                return Err(DiskError::Unrepresentable {
+                    path: format!("/{key}"),
+                    why: "ext4 keeps a directory there",
+                })
+            }
             RootKind::Dir => {
                 cd(&mut s, parent);
                 let _ = writeln!(s, "mkdir {}", quote(name));
@@ -323,13 +339,18 @@ fn script(tree: &RootTree, epoch: u64, content: &Path) -> Result<String, DiskErr
     Ok(s)
 }
 
+/// Mode and owner of an inode; its four times too at epoch 0, which debugfs's
+/// `set_current_time` cannot express (any other epoch it stamps on every inode it
+/// creates, which saves four commands per entry).
 fn set_inode(s: &mut String, key: &str, mode: u32, uid: u32, gid: u32, epoch: u64) {
     let path = quote(&format!("/{key}"));
     let _ = writeln!(s, "sif {path} mode 0{mode:o}");
     let _ = writeln!(s, "sif {path} uid {uid}");
     let _ = writeln!(s, "sif {path} gid {gid}");
-    for field in ["atime", "mtime", "ctime", "crtime"] {
-        let _ = writeln!(s, "sif {path} {field} @{epoch}");
+    if epoch == 0 {
+        for field in ["atime", "mtime", "ctime", "crtime"] {
+            let _ = writeln!(s, "sif {path} {field} @0");
+        }
     }
 }
 
@@ -342,12 +363,13 @@ fn check_name(name: &str) -> Result<(), DiskError> {
     if name.contains(['\n', '\r']) {
         return Err(DiskError::Unrepresentable {
             path: format!("/{name}"),
+            why: "debugfs cannot take a name with a line break",
         });
     }
     Ok(())
 }
 
-/// Bytes of `path` hashed, for the staging check in tests and callers.
+/// SHA-256 of the file at `path`.
 pub fn sha256_file(path: &Path) -> io::Result<Sha256Digest> {
     Ok(crate::digest::sha256_reader(File::open(path)?)?.0)
 }
@@ -402,6 +424,10 @@ mod tests {
             ),
         ]);
         let s = script(&t, 42, Path::new("/c")).unwrap();
+        assert!(!s.contains("crtime"), "times come from set_current_time");
+        let at_zero = script(&t, 0, Path::new("/c")).unwrap();
+        assert!(at_zero.contains("set_current_time @1\n"));
+        assert!(at_zero.contains("sif \"/l\" crtime @0\n"));
         let x = Sha256Digest::of(b"x").hex();
         for line in [
             "set_current_time @42".to_string(),
@@ -410,7 +436,6 @@ mod tests {
             format!("write \"/c/{x}\" \"q\"\"x\""),
             "sif \"/a b/q\"\"x\" mode 0100755".into(),
             "sif \"/a b/q\"\"x\" uid 7".into(),
-            "sif \"/a b/q\"\"x\" crtime @42".into(),
             "ln \"/a b/q\"\"x\" \"z\"".into(),
             "sif \"/a b/q\"\"x\" links_count 2".into(),
             "symlink \"l\" \"a b\"".into(),

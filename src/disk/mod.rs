@@ -51,10 +51,10 @@ pub enum DiskError {
     /// A problem with the recipe's `vm:` section or its inputs, located in the recipe.
     #[error("{0}")]
     Located(Box<Diagnostic>),
-    #[error("the root file system does not fit: it needs about {} MiB, `size` is {} MiB", needed.div_ceil(1 << 20), size >> 20)]
-    RootTooSmall { size: u64, needed: u64 },
-    #[error("{path}: the name cannot be written by debugfs (it holds a line break)")]
-    Unrepresentable { path: String },
+    #[error("the root file system does not fit in `size` ({} MiB){}", size >> 20, needed.map_or(String::new(), |n| format!(": it needs about {} MiB", n.div_ceil(1 << 20))))]
+    RootTooSmall { size: u64, needed: Option<u64> },
+    #[error("{path} cannot be written to the ext4 root: {why}")]
+    Unrepresentable { path: String, why: &'static str },
     #[error("{tool} failed: {detail}")]
     Tool { tool: String, detail: String },
     #[error("{path} changed during the build: expected {expected}, found {found}")]
@@ -304,7 +304,7 @@ pub fn build(plan: &DiskPlan, input: &DiskInput) -> Result<DiskBuild, DiskError>
             recipe,
             vm.span,
             e.to_string(),
-            "rename the file: ext4 allows it, but cairn cannot pass it to debugfs".into(),
+            "rename or remove the path in the recipe".into(),
         ),
         e => e,
     };
