@@ -389,7 +389,14 @@ fn raw_and_qcow2_disks_boot_the_image_and_verify() {
         );
         let text = String::from_utf8_lossy(&verified.stdout);
         assert!(text.ends_with("verified\n"), "{text}");
-        for check in ["disk", "signatures", "subject", "provenance", "sbom"] {
+        for check in [
+            "disk",
+            "signatures",
+            "subject",
+            "provenance",
+            "sbom",
+            "boot",
+        ] {
             assert!(text.contains(&format!("ok   {check}")), "{check}: {text}");
         }
     }
@@ -410,6 +417,23 @@ fn raw_and_qcow2_disks_boot_the_image_and_verify() {
     assert_eq!(
         (m["mode"].as_u64(), m["uid"].as_u64()),
         (Some(0o755), Some(0))
+    );
+
+    // A kernel beside the disk that is not the one the provenance names.
+    std::fs::write(out.join("vmtest.vmlinuz"), b"another kernel").unwrap();
+    let failed = cairn()
+        .arg("verify")
+        .arg(&raw)
+        .arg("--key")
+        .arg(key.with_extension("pub"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&failed.stdout);
+    assert!(
+        !failed.status.success()
+            && text.contains("FAIL boot")
+            && text.contains("vmtest.vmlinuz is not the recorded kernel"),
+        "{text}"
     );
 
     // A disk whose bytes changed no longer matches what was signed.
@@ -433,7 +457,27 @@ fn a_uefi_disk_boots_with_firmware_alone() {
     let recipe = write_vm_recipe(dir.path(), &kernel(), "raw, qcow2");
     make_uefi(&recipe);
     let out = dir.path().join("out");
-    build_json(&recipe, &out, &[]);
+    let key = dir.path().join("k");
+    run_ok(cairn().arg("keygen").arg(&key));
+    build_json(
+        &recipe,
+        &out,
+        &["--sign-key", key.with_extension("key").to_str().unwrap()],
+    );
+    let verified = run_ok(
+        cairn()
+            .arg("verify")
+            .arg(out.join("vmtest.qcow2"))
+            .arg("--key")
+            .arg(key.with_extension("pub")),
+    );
+    let text = String::from_utf8_lossy(&verified.stdout);
+    assert!(
+        text.contains(
+            "ok   boot        the unified kernel image in the EFI system partition carries"
+        ) && text.ends_with("verified\n"),
+        "{text}"
+    );
     let expected = format!("CAIRN-MARKER {}  /etc/motd", sha256_hex(MOTD.as_bytes()));
     for format in ["raw", "qcow2"] {
         let serial = boot(
@@ -465,9 +509,9 @@ fn a_uefi_disk_boots_with_firmware_alone() {
     std::fs::write(&esp, &raw[p.offset as usize..(p.offset + p.size) as usize]).unwrap();
     let uki = cairn::disk::esp::read(&esp, cairn::disk::esp::BOOT_PATH).unwrap();
     let sections = cairn::disk::uki::sections(&uki).unwrap();
-    let linux = sections.iter().find(|(n, _, _)| n == ".linux").unwrap();
-    assert_eq!(linux.2, std::fs::read(kernel()).unwrap());
-    let names: Vec<&str> = sections.iter().map(|(n, _, _)| n.as_str()).collect();
+    let linux = sections.iter().find(|s| s.name == ".linux").unwrap();
+    assert_eq!(linux.bytes, std::fs::read(kernel()).unwrap());
+    let names: Vec<&str> = sections.iter().map(|s| s.name.as_str()).collect();
     assert!(
         names.ends_with(&[".osrel", ".cmdline", ".linux"]),
         "{names:?}"

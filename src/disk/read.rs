@@ -52,6 +52,8 @@ pub struct RootFiles {
     pub files: BTreeMap<String, DiskEntry>,
     /// Where the tree was dumped (removed on drop).
     pub dir: tempfile::TempDir,
+    /// The unified kernel image from the EFI system partition, if the disk has one.
+    pub uki: Option<Vec<u8>>,
     /// The root file system image, for `debugfs -R stat` (removed on drop).
     fs_image: PathBuf,
     _scratch: tempfile::TempDir,
@@ -114,12 +116,22 @@ pub fn root_files(path: &Path) -> Result<RootFiles, ReadError> {
         .ok_or_else(|| ReadError::NoRoot {
             path: path.to_path_buf(),
         })?;
+    let uki = match partitions
+        .iter()
+        .find(|p| p.name == super::ESP_PARTITION_NAME)
+    {
+        Some(esp) => {
+            let esp_path = tmp.path().join("esp.fat");
+            copy_range(&mut disk, esp.offset, esp.size, &esp_path, path)?;
+            let uki =
+                super::esp::read(&esp_path, super::esp::BOOT_PATH).map_err(io_err(&esp_path))?;
+            fs::remove_file(&esp_path).map_err(io_err(&esp_path))?;
+            Some(uki)
+        }
+        None => None,
+    };
     let fs_path = tmp.path().join("root.fs");
-    let mut fs_file = File::create(&fs_path).map_err(io_err(&fs_path))?;
-    disk.seek(SeekFrom::Start(root.offset))
-        .map_err(io_err(path))?;
-    io::copy(&mut (&mut disk).take(root.size), &mut fs_file).map_err(io_err(&fs_path))?;
-    fs_file.flush().map_err(io_err(&fs_path))?;
+    copy_range(&mut disk, root.offset, root.size, &fs_path, path)?;
     if is_qcow2 {
         fs::remove_file(&raw_path).map_err(io_err(&raw_path))?;
     }
@@ -153,9 +165,24 @@ pub fn root_files(path: &Path) -> Result<RootFiles, ReadError> {
     Ok(RootFiles {
         files,
         dir: dump,
+        uki,
         fs_image: fs_path,
         _scratch: tmp,
     })
+}
+
+/// Copies `size` bytes at `offset` of `disk` (the file at `path`) to a new file `to`.
+fn copy_range(
+    disk: &mut File,
+    offset: u64,
+    size: u64,
+    to: &Path,
+    path: &Path,
+) -> Result<(), ReadError> {
+    let mut out = File::create(to).map_err(io_err(to))?;
+    disk.seek(SeekFrom::Start(offset)).map_err(io_err(path))?;
+    io::copy(&mut disk.take(size), &mut out).map_err(io_err(to))?;
+    out.flush().map_err(io_err(to))
 }
 
 fn tool(name: &'static str) -> std::process::Command {

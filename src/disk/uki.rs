@@ -133,8 +133,16 @@ pub fn build(stub: &[u8], sections: &[(&str, &[u8])]) -> Result<Vec<u8>, PeError
     Ok(out)
 }
 
-/// The sections of a PE image: (name, virtual address, bytes).
-pub fn sections(pe: &[u8]) -> Result<Vec<(String, u32, &[u8])>, PeError> {
+/// One section of a PE image.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Section<'a> {
+    pub name: String,
+    pub address: u32,
+    pub bytes: &'a [u8],
+}
+
+/// The sections of a PE image, in header order.
+pub fn sections(pe: &[u8]) -> Result<Vec<Section<'_>>, PeError> {
     let l = layout(pe)?;
     (0..l.count)
         .map(|i| {
@@ -148,7 +156,11 @@ pub fn sections(pe: &[u8]) -> Result<Vec<(String, u32, &[u8])>, PeError> {
             let bytes = pe
                 .get(raw_at..raw_at + size.min(raw_size))
                 .ok_or(PeError("section out of range"))?;
-            Ok((name, address, bytes))
+            Ok(Section {
+                name,
+                address,
+                bytes,
+            })
         })
         .collect()
 }
@@ -191,10 +203,10 @@ mod tests {
         )
         .unwrap();
         let s = sections(&uki).unwrap();
-        let names: Vec<&str> = s.iter().map(|(n, _, _)| n.as_str()).collect();
+        let names: Vec<&str> = s.iter().map(|x| x.name.as_str()).collect();
         assert_eq!(names, [".text", ".cmdline", ".linux"]);
-        assert_eq!((s[1].1, s[1].2), (0x2000, &b"console=ttyS0"[..]));
-        assert_eq!((s[2].1, s[2].2.len()), (0x3000, 700));
+        assert_eq!((s[1].address, s[1].bytes), (0x2000, &b"console=ttyS0"[..]));
+        assert_eq!((s[2].address, s[2].bytes.len()), (0x3000, 700));
         assert_eq!(u32_at(&uki, 0x84 + 4).unwrap(), 0, "TimeDateStamp");
         assert_eq!(u32_at(&uki, 0x84 + 20 + 56).unwrap(), 0x4000, "SizeOfImage");
         assert_eq!(uki.len() % 0x200, 0);

@@ -10,8 +10,12 @@
 //! 5. `sbom`: the signed SPDX SBOM lists exactly the regular files of the disk's root
 //!    file system (as read back, apart from the embedded SBOM files themselves) with
 //!    their SHA-256s, and the SBOM embedded in the disk is that same document.
-//! 6. `policy`: the policy's rules on source digests and signers hold.
-//! 7. `rebuild` (with a rebuilt digest): a fresh build gives the same disk bytes.
+//! 6. `boot`: what boots is what the provenance names: for `boot: uefi` the unified
+//!    kernel image in the EFI system partition carries the recorded kernel (`.linux`),
+//!    initrd and command line; for `boot: direct`, `<name>.vmlinuz` beside the disk is
+//!    the recorded kernel and `<name>.cmdline` the recorded command line.
+//! 7. `policy`: the policy's rules on source digests and signers hold.
+//! 8. `rebuild` (with a rebuilt digest): a fresh build gives the same disk bytes.
 
 use super::read;
 use crate::attest::dsse::{Envelope, INTOTO_PAYLOAD_TYPE};
@@ -115,6 +119,9 @@ pub fn verify(
         (Some(root), Some(sbom)) => check_sbom(disk, root, &sbom.predicate, &mut checks),
         (_, None) if policy.require_sbom => checks.fail("sbom", "no signed SBOM statement"),
         _ => {}
+    }
+    if let (Some(root), Some(p)) = (&root, &provenance) {
+        check_boot(disk, root, p, &mut checks);
     }
     check_policy(provenance.as_ref(), policy, &mut checks);
     if let Some(rebuilt) = rebuilt {
@@ -250,5 +257,71 @@ fn check_sbom(disk: &Path, root: &read::RootFiles, spdx: &serde_json::Value, che
         );
     } else {
         checks.fail("sbom", problems.join("; "));
+    }
+}
+
+fn check_boot(disk: &Path, root: &read::RootFiles, provenance: &Provenance, checks: &mut Checks) {
+    let vm = &provenance.build_definition.internal_parameters.get("vm");
+    let Some(vm) = vm else {
+        return checks.fail("boot", "the provenance records no `vm` parameters");
+    };
+    let kernel_sha = vm["kernel"]["sha256"].as_str().unwrap_or_default();
+    let initrd_sha = vm["initrd"]["sha256"].as_str();
+    let cmdline = vm["cmdline"].as_str().unwrap_or_default();
+    let sha = |b: &[u8]| crate::digest::Sha256Digest::of(b).hex();
+    let mut problems = Vec::new();
+    let what = match (vm["boot"].as_str(), &root.uki) {
+        (Some("uefi"), Some(uki)) => match super::uki::sections(uki) {
+            Ok(sections) => {
+                let get = |n: &str| sections.iter().find(|s| s.name == n).map(|s| s.bytes);
+                if get(".linux").map(sha).as_deref() != Some(kernel_sha) {
+                    problems.push("its .linux is not the recorded kernel".to_string());
+                }
+                if get(".initrd").map(sha).as_deref() != initrd_sha {
+                    problems.push("its .initrd is not the recorded initrd".to_string());
+                }
+                if get(".cmdline") != Some(cmdline.as_bytes()) {
+                    problems.push("its .cmdline is not the recorded command line".to_string());
+                }
+                "the unified kernel image in the EFI system partition carries"
+            }
+            Err(e) => {
+                problems.push(e.to_string());
+                "the unified kernel image"
+            }
+        },
+        (Some("uefi"), None) => {
+            problems
+                .push("the disk has no EFI system partition with \\EFI\\BOOT\\BOOTX64.EFI".into());
+            "the disk"
+        }
+        _ => {
+            let beside = |ext: &str| disk.with_file_name(format!("{}.{ext}", disk_name(disk)));
+            match std::fs::read(beside("vmlinuz")) {
+                Ok(k) if sha(&k) == kernel_sha => {}
+                Ok(_) => problems.push(format!(
+                    "{} is not the recorded kernel",
+                    beside("vmlinuz").display()
+                )),
+                Err(e) => problems.push(format!("{}: {e}", beside("vmlinuz").display())),
+            }
+            match std::fs::read_to_string(beside("cmdline")) {
+                Ok(c) if c.trim_end_matches('\n') == cmdline => {}
+                Ok(_) => problems.push(format!(
+                    "{} is not the recorded command line",
+                    beside("cmdline").display()
+                )),
+                Err(e) => problems.push(format!("{}: {e}", beside("cmdline").display())),
+            }
+            "the kernel and command line beside the disk are"
+        }
+    };
+    if problems.is_empty() {
+        checks.pass(
+            "boot",
+            format!("{what} the recorded kernel sha256:{kernel_sha} and command line"),
+        );
+    } else {
+        checks.fail("boot", problems.join("; "));
     }
 }
