@@ -4,22 +4,23 @@
 //!
 //! Stages: [`plan`] (right after the sources are resolved, before anything is built:
 //! tools found and pinned, kernel checked) -> [`build`] (after the image: merged tree
-//! ([`rootfs`]) -> ext4 ([`ext4`]) -> GPT disk ([`gpt`], native) -> qcow2 (`qemu-img`)
-//! -> signed statements about the disk ([`attest`])) -> [`DiskBuild::publish`] (files
+//! ([`rootfs`]) -> ext4 ([`ext4`]) -> GPT disk ([`gpt`], native) -> qcow2 ([`qcow2`],
+//! native) -> signed statements about the disk ([`attest`])) -> [`DiskBuild::publish`] (files
 //! renamed into place beside the layout). [`read`] opens a disk again for `verify`
 //! and `trace`.
 //!
 //! `boot: uefi` adds an EFI system partition ([`esp`], FAT, native) holding a unified
 //! kernel image ([`uki`], PE, native) built on a pinned systemd-stub.
 //!
-//! What is native and what is not: GPT and the raw disk are written by cairn; ext4 by
-//! `mke2fs` + `debugfs` (e2fsprogs), qcow2 by `qemu-img convert`, each with pinned
-//! versions ([`tools`]).
+//! What is native and what is not: GPT, the raw disk, qcow2, FAT and the PE image are
+//! written by cairn; ext4 by `mke2fs` + `debugfs` (e2fsprogs), whose versions are
+//! pinned ([`tools`]). Reading a qcow2 back (`verify`, `trace`) uses `qemu-img`.
 
 pub mod attest;
 pub mod esp;
 pub mod ext4;
 pub mod gpt;
+pub mod qcow2;
 pub mod read;
 pub mod rootfs;
 pub mod tools;
@@ -139,7 +140,7 @@ pub fn plan(
         None => None,
     };
     let tool_error = |e: ToolError| located(recipe, vm.span, e.to_string(), e.hint());
-    let tools = tools::find(vm).map_err(tool_error)?;
+    let tools = tools::find().map_err(tool_error)?;
     let warnings =
         tools::pin(&tools, old_lock, &mut resolved.lock, lock_path, mode).map_err(tool_error)?;
     resolved.warnings.extend(warnings);
@@ -343,31 +344,10 @@ pub fn build(plan: &DiskPlan, input: &DiskInput) -> Result<DiskBuild, DiskError>
     fs::remove_dir_all(&scratch).map_err(DiskError::io(&scratch))?;
     let mut names = Vec::new();
     if vm.formats.contains(&DiskFormat::Qcow2) {
-        let qemu_img = plan
-            .tools
-            .qemu_img
-            .as_ref()
-            .expect("planned with qemu-img for qcow2");
         let qcow2_name = format!("{name}.qcow2");
         let qcow2_path = tmp.path().join(&qcow2_name);
-        let output = qemu_img
-            .command()
-            .args(["convert", "-q", "-f", "raw", "-O", "qcow2", "-o"])
-            .arg("compat=1.1,cluster_size=65536,lazy_refcounts=off,refcount_bits=16,preallocation=off")
-            .arg(&raw_path)
-            .arg(&qcow2_path)
-            .output()
-            .map_err(DiskError::io(&qemu_img.path))?;
-        if !output.status.success() {
-            return Err(DiskError::Tool {
-                tool: "qemu-img".into(),
-                detail: String::from_utf8_lossy(&output.stderr).trim().to_string(),
-            });
-        }
-        let (sha256, size) = crate::digest::sha256_reader(
-            File::open(&qcow2_path).map_err(DiskError::io(&qcow2_path))?,
-        )
-        .map_err(DiskError::io(&qcow2_path))?;
+        let (sha256, size) =
+            qcow2::convert(&raw_path, &qcow2_path).map_err(DiskError::io(&qcow2_path))?;
         files.push(DiskFile {
             format: "qcow2",
             path: out.join(&qcow2_name),

@@ -1,4 +1,4 @@
-//! The host tools a disk build runs (`mke2fs`, `debugfs`, `qemu-img`): found,
+//! The host tools a disk build runs (`mke2fs`, `debugfs`): found,
 //! asked for their version, and pinned in the lock file like sources, because their
 //! version may change output bytes. A `--locked` build refuses a tool whose version
 //! differs from the lock; a normal build pins a new tool and refuses a changed one
@@ -9,7 +9,6 @@
 //! an empty environment (plus the few variables cairn sets), so the caller's locale,
 //! time zone or configuration files cannot reach the output.
 
-use crate::recipe::{DiskFormat, VmSpec};
 use crate::resolve::{LockMode, Lockfile};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -43,12 +42,11 @@ impl Tool {
     }
 }
 
-/// The tools a build of `vm` runs, by name.
+/// The tools a disk build runs.
 #[derive(Debug, Clone)]
 pub struct Tools {
     pub mke2fs: Tool,
     pub debugfs: Tool,
-    pub qemu_img: Option<Tool>,
 }
 
 impl Tools {
@@ -56,7 +54,6 @@ impl Tools {
     pub fn versions(&self) -> BTreeMap<String, String> {
         [&self.mke2fs, &self.debugfs]
             .into_iter()
-            .chain(self.qemu_img.as_ref())
             .map(|t| (t.name.to_string(), t.version.clone()))
             .collect()
     }
@@ -111,16 +108,11 @@ pub fn locate(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// Finds the tools `vm` needs and asks each for its version.
-pub fn find(vm: &VmSpec) -> Result<Tools, ToolError> {
+/// Finds the tools and asks each for its version.
+pub fn find() -> Result<Tools, ToolError> {
     Ok(Tools {
         mke2fs: probe("mke2fs", "e2fsprogs", &["-V"])?,
         debugfs: probe("debugfs", "e2fsprogs", &["-V"])?,
-        qemu_img: vm
-            .formats
-            .contains(&DiskFormat::Qcow2)
-            .then(|| probe("qemu-img", "qemu-utils", &["--version"]))
-            .transpose()?,
     })
 }
 
@@ -146,7 +138,7 @@ fn probe(
                 })
             }
         };
-        // e2fsprogs prints its version on stderr, qemu-img on stdout.
+        // e2fsprogs prints its version on stderr.
         let text = [output.stdout, output.stderr].concat();
         let text = String::from_utf8_lossy(&text);
         let Some(line) = text.lines().find(|l| l.starts_with(name)) else {
@@ -224,7 +216,6 @@ mod tests {
         let tools = Tools {
             mke2fs: tool("mke2fs", "mke2fs 1.47.0"),
             debugfs: tool("debugfs", "debugfs 1.47.0"),
-            qemu_img: None,
         };
         let path = Path::new("r.lock");
         let empty = Lockfile::default();
