@@ -14,6 +14,7 @@ use crate::attest::contents::BaseInfo;
 use crate::attest::{self, contents, dsse, intoto, keys, keys::SigningKey, sbom};
 use crate::base::{self, BaseImage, BaseLayer, BaseStore};
 use crate::digest::Sha256Digest;
+use crate::disk;
 use crate::image::{self, canonical_json, Artifact, ImageError};
 use crate::layers::{self, cache::LayerCache, LayerBlob, LayerError, TreeEntryKind, TreeError};
 use crate::output::archive::{self, DockerImage, OutputFormat};
@@ -100,6 +101,8 @@ pub struct BuildReport {
     /// Every source and the digest it was built from.
     pub sources: std::collections::BTreeMap<String, Sha256Digest>,
     pub warnings: Vec<String>,
+    /// The VM disk, when the recipe has `vm:`.
+    pub disk: Option<disk::DiskReport>,
 }
 
 /// One platform's image of a multi-platform build.
@@ -134,6 +137,8 @@ pub enum BuildError {
     Sbom(#[from] sbom::SbomError),
     #[error(transparent)]
     Output(#[from] OutputError),
+    #[error(transparent)]
+    Disk(#[from] disk::DiskError),
     #[error("{0}")]
     Base(Box<Diagnostic>),
     #[error("{0}")]
@@ -231,6 +236,7 @@ pub fn build(
             epoch,
             started_on,
             side_file_prefix: side_file_prefix(recipe, &sources.platform),
+            disk: inputs.disk.as_ref(),
         };
         images.push(build_platform_image(&job, opts, &layout, observer)?);
     }
@@ -306,6 +312,14 @@ pub fn build(
         }
     };
 
+    let disk = match images.first_mut().and_then(|i| i.disk.take()) {
+        Some(d) => Some(d.publish(&recipe.name)?),
+        None => {
+            disk::remove_stale(&opts.out_dir, &recipe.name, &[])?;
+            None
+        }
+    };
+
     let lock_written = if inputs.lock != old_lock && opts.lock_mode == LockMode::PinMissing {
         inputs.lock.write(&lock_path)?;
         Some(lock_path)
@@ -362,6 +376,7 @@ pub fn build(
             .into_iter()
             .chain(opts.cache.iter().flat_map(LayerCache::take_warnings))
             .collect(),
+        disk,
     })
 }
 
@@ -370,6 +385,8 @@ pub fn build(
 struct Inputs<'c> {
     sources: platforms::AllSources,
     base: Option<PinnedBase<'c>>,
+    /// The VM disk to build (`vm:`), its kernel and tools found and pinned.
+    disk: Option<disk::DiskPlan>,
     lock: Lockfile,
     warnings: Vec<String>,
 }
@@ -391,9 +408,20 @@ fn resolve_inputs<'c>(
     registry: Option<&'c crate::registry::Client>,
     cache_dir: Option<&std::path::Path>,
 ) -> Result<Inputs<'c>, BuildError> {
-    let sources = platforms::resolve_all(recipe, lock, lock_path, mode, staging, cache_dir)?;
+    let mut sources = platforms::resolve_all(recipe, lock, lock_path, mode, staging, cache_dir)?;
     let mut new_lock = sources.lock.clone();
     let mut warnings = sources.warnings.clone();
+    // The recipe parser allows `vm:` only for a single-platform image without a base.
+    let disk = match (&recipe.vm, sources.platforms.as_mut_slice()) {
+        (Some(vm), [only]) => {
+            let before = only.resolved.warnings.len();
+            let plan = disk::plan(&only.recipe, vm, &mut only.resolved, lock, lock_path, mode)?;
+            new_lock.tools = only.resolved.lock.tools.clone();
+            warnings.extend(only.resolved.warnings.drain(before..));
+            Some(plan)
+        }
+        _ => None,
+    };
     let base = match &recipe.base {
         Some(spec) => {
             let error = |message: String, hint: &str| {
@@ -434,6 +462,7 @@ fn resolve_inputs<'c>(
     Ok(Inputs {
         sources,
         base,
+        disk,
         lock: new_lock,
         warnings,
     })
@@ -451,6 +480,7 @@ struct PlatformJob<'a> {
     started_on: Option<u64>,
     /// `<name>` or, for a multi-platform build, `<name>.<os>-<arch>[-<variant>]`.
     side_file_prefix: String,
+    disk: Option<&'a disk::DiskPlan>,
 }
 
 /// One platform's image, written into the layout.
@@ -468,6 +498,8 @@ struct PlatformImage {
     /// Signed DSSE envelopes, one per line (empty when unsigned).
     envelopes: Vec<u8>,
     side_file_prefix: String,
+    /// The VM disk built from this image's root file system, not yet published.
+    disk: Option<disk::DiskBuild>,
 }
 
 /// Builds one platform's image into `layout`: base layers copied, the recipe's layers
@@ -506,7 +538,7 @@ fn build_platform_image(
         }
         None => (None, None),
     };
-    let trees = layers::assemble(recipe, job.resolved, base_fs.as_ref())?;
+    let mut trees = layers::assemble(recipe, job.resolved, base_fs.as_ref())?;
     observer.stage("layers");
 
     let write = |tree: &layers::LayerTree| -> Result<LayerBlob, BuildError> {
@@ -582,6 +614,7 @@ fn build_platform_image(
         ];
         let layer = layers::generated_layer(recipe, base_fs.as_ref(), &trees, SBOM_LAYER, files)?;
         blobs.push(write(&layer)?);
+        trees.push(layer);
     }
 
     let config = image::image_config(recipe, job.platform, base.as_ref(), &blobs, epoch)?;
@@ -601,6 +634,26 @@ fn build_platform_image(
             annotations: Default::default(),
         },
     ];
+    let disk = match job.disk {
+        Some(plan) => {
+            observer.stage("disk");
+            let input = disk::DiskInput {
+                recipe,
+                layers: &trees,
+                epoch,
+                out_dir: &opts.out_dir,
+                image_manifest: manifest_blob.digest,
+                spdx: &spdx,
+                sources: &contents.sources,
+                recipe_file_name: &recipe_file_name,
+                lock_sha256: job.lock_sha256,
+                sign_key: opts.sign_key.as_ref(),
+                cairn_version: CAIRN_VERSION,
+            };
+            Some(disk::build(plan, &input)?)
+        }
+        None => None,
+    };
     let mut envelopes = Vec::new();
     if let Some(key) = &opts.sign_key {
         observer.stage("sign");
@@ -670,6 +723,7 @@ fn build_platform_image(
         cyclonedx,
         envelopes,
         side_file_prefix: job.side_file_prefix.clone(),
+        disk,
     })
 }
 

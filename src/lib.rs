@@ -5,12 +5,15 @@
 //! snapshotted) -> [`layers`] (file trees -> compressed tar blobs, cached) ->
 //! [`image`] (config, manifest, index) -> [`output`] (an OCI layout published
 //! atomically). [`build`] runs them in order; [`inspect`] reads a layout back.
+//! A recipe with `vm:` also gets a bootable disk from the same root file system
+//! ([`disk`]).
 
 pub mod attest;
 pub mod base;
 pub mod build;
 pub mod diff;
 pub mod digest;
+pub mod disk;
 pub mod image;
 pub mod inspect;
 pub mod layers;

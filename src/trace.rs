@@ -42,9 +42,11 @@ pub struct TracedFile {
 
 #[derive(Debug, Serialize)]
 pub struct TracedLayer {
-    pub index: usize,
+    /// Index and digest of the layer in the image; unknown for a file traced in a VM
+    /// disk, where only the layer's name (from the SBOM) is known.
+    pub index: Option<usize>,
     pub name: Option<String>,
-    pub digest: String,
+    pub digest: Option<String>,
 }
 
 #[derive(Debug, Serialize, Default)]
@@ -129,53 +131,8 @@ fn trace_image(
     let spdx: serde_json::Value = inspect::referrer_blob(layout, image, sbom::SPDX_MEDIA_TYPE)
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default();
-    let sbom_files: BTreeMap<&str, BTreeMap<String, String>> = spdx["files"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|f| {
-            Some((
-                f["fileName"].as_str()?.trim_start_matches("./"),
-                comment_fields(f["comment"].as_str().unwrap_or_default()),
-            ))
-        })
-        .collect();
-    let sbom_sources: BTreeMap<&str, (BTreeMap<String, String>, Option<String>)> = spdx["packages"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|p| {
-            p["SPDXID"]
-                .as_str()
-                .is_some_and(|id| id.starts_with("SPDXRef-Source-"))
-        })
-        .filter_map(|p| {
-            let sha = p["checksums"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|c| c["algorithm"] == "SHA256")
-                .and_then(|c| c["checksumValue"].as_str())
-                .map(|v| format!("sha256:{v}"));
-            Some((
-                p["name"].as_str()?,
-                (
-                    comment_fields(p["comment"].as_str().unwrap_or_default()),
-                    sha,
-                ),
-            ))
-        })
-        .collect();
     let (recipe, signers) = provenance_facts(layout, image);
-    // Unsigned images have no provenance; the SBOM's image package names the recipe too.
-    let recipe = recipe.or_else(|| {
-        spdx["packages"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|p| p["SPDXID"] == "SPDXRef-Image")
-            .and_then(|p| comment_fields(p["comment"].as_str()?).remove("recipe"))
-    });
+    let sbom = SbomIndex::new(&spdx, recipe);
     // One history entry per layer: a base image may have config-only entries.
     let history: Vec<serde_json::Value> = image.config["history"]
         .as_array()
@@ -197,20 +154,110 @@ fn trace_image(
             })
             .unwrap_or(0);
         let layer = TracedLayer {
-            index,
+            index: Some(index),
             name: history
                 .get(index)
                 .and_then(|h| h["created_by"].as_str())
                 .map(|c| c.trim_start_matches("cairn: layer ").to_string()),
-            digest: image
-                .layers
-                .get(index)
-                .map(|l| l.digest.clone())
-                .unwrap_or_default(),
+            digest: image.layers.get(index).map(|l| l.digest.clone()),
         };
-        let fields = sbom_files.get(f.path.as_str());
-        let source = fields.and_then(|x| x.get("source")).map(|name| {
-            let (info, sha) = sbom_sources.get(name.as_str()).cloned().unwrap_or_default();
+        matches.push(sbom.describe(
+            TracedFile {
+                platform: image.platform.clone(),
+                path: format!("/{}", f.path),
+                sha256: f.sha256.expect("only regular files are traced"),
+                size: f.size,
+                mode: f.mode,
+                uid: f.uid,
+                gid: f.gid,
+                layer,
+                origin: None,
+                source: None,
+                member: None,
+                recipe: None,
+                recipe_line: None,
+            },
+            &signers,
+        ));
+    }
+    Ok(matches)
+}
+
+/// What the SPDX SBOM says about files and sources, for filling in a [`TracedFile`].
+pub(crate) struct SbomIndex<'a> {
+    files: BTreeMap<&'a str, BTreeMap<String, String>>,
+    sources: BTreeMap<&'a str, (BTreeMap<String, String>, Option<String>)>,
+    recipe: Option<String>,
+}
+
+impl<'a> SbomIndex<'a> {
+    /// `recipe`: the recipe file name from the provenance, if there is one.
+    pub(crate) fn new(spdx: &'a serde_json::Value, recipe: Option<String>) -> Self {
+        let sbom_files: BTreeMap<&str, BTreeMap<String, String>> = spdx["files"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|f| {
+                Some((
+                    f["fileName"].as_str()?.trim_start_matches("./"),
+                    comment_fields(f["comment"].as_str().unwrap_or_default()),
+                ))
+            })
+            .collect();
+        let sbom_sources: BTreeMap<&str, (BTreeMap<String, String>, Option<String>)> = spdx
+            ["packages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| {
+                p["SPDXID"]
+                    .as_str()
+                    .is_some_and(|id| id.starts_with("SPDXRef-Source-"))
+            })
+            .filter_map(|p| {
+                let sha = p["checksums"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|c| c["algorithm"] == "SHA256")
+                    .and_then(|c| c["checksumValue"].as_str())
+                    .map(|v| format!("sha256:{v}"));
+                Some((
+                    p["name"].as_str()?,
+                    (
+                        comment_fields(p["comment"].as_str().unwrap_or_default()),
+                        sha,
+                    ),
+                ))
+            })
+            .collect();
+        // Unsigned images have no provenance; the SBOM's image package names the recipe too.
+        let recipe = recipe.or_else(|| {
+            spdx["packages"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|p| p["SPDXID"] == "SPDXRef-Image")
+                .and_then(|p| comment_fields(p["comment"].as_str()?).remove("recipe"))
+        });
+        SbomIndex {
+            files: sbom_files,
+            sources: sbom_sources,
+            recipe,
+        }
+    }
+
+    /// `file` (path, digest, mode, owner, layer filled in) with its origin, source,
+    /// member and recipe line from the SBOM; `signers` by source name, from the
+    /// provenance.
+    pub(crate) fn describe(
+        &self,
+        mut file: TracedFile,
+        signers: &BTreeMap<String, String>,
+    ) -> TracedFile {
+        let fields = self.files.get(file.path.trim_start_matches('/'));
+        file.source = fields.and_then(|x| x.get("source")).map(|name| {
+            let (info, sha) = self.sources.get(name.as_str()).cloned().unwrap_or_default();
             TracedSource {
                 name: name.clone(),
                 kind: info.get("kind").cloned(),
@@ -222,25 +269,17 @@ fn trace_image(
                     .or_else(|| signers.get(name).cloned()),
             }
         });
-        matches.push(TracedFile {
-            platform: image.platform.clone(),
-            path: format!("/{}", f.path),
-            sha256: f.sha256.expect("only regular files are traced"),
-            size: f.size,
-            mode: f.mode,
-            uid: f.uid,
-            gid: f.gid,
-            layer,
-            origin: fields.and_then(|x| x.get("origin")).cloned(),
-            source,
-            member: fields.and_then(|x| x.get("member")).cloned(),
-            recipe: recipe.clone(),
-            recipe_line: fields
-                .and_then(|x| x.get("recipe-line"))
-                .and_then(|l| l.parse().ok()),
-        });
+        file.origin = fields.and_then(|x| x.get("origin")).cloned();
+        file.member = fields.and_then(|x| x.get("member")).cloned();
+        file.recipe = self.recipe.clone();
+        file.recipe_line = fields
+            .and_then(|x| x.get("recipe-line"))
+            .and_then(|l| l.parse().ok());
+        if file.layer.name.is_none() {
+            file.layer.name = fields.and_then(|x| x.get("layer")).cloned();
+        }
+        file
     }
-    Ok(matches)
 }
 
 /// The recipe file name and source signers from the attached provenance, if any.
@@ -249,7 +288,6 @@ fn provenance_facts(
     layout: &Path,
     image: &inspect::ImageReport,
 ) -> (Option<String>, BTreeMap<String, String>) {
-    let mut signers = BTreeMap::new();
     let provenance = image
         .referrers
         .iter()
@@ -266,6 +304,14 @@ fn provenance_facts(
                 serde_json::from_slice(&Envelope::from_json(&bytes).ok()?.payload).ok()?;
             serde_json::from_value::<Provenance>(statement.predicate).ok()
         });
+    recipe_and_signers(provenance)
+}
+
+/// The recipe file name and the signer of each source, from a provenance predicate.
+pub(crate) fn recipe_and_signers(
+    provenance: Option<Provenance>,
+) -> (Option<String>, BTreeMap<String, String>) {
+    let mut signers = BTreeMap::new();
     let Some(p) = provenance else {
         return (None, signers);
     };

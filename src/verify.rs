@@ -100,24 +100,24 @@ pub struct Verdict {
     pub checks: Vec<Check>,
 }
 
-struct Checks(Vec<Check>);
+pub(crate) struct Checks(pub(crate) Vec<Check>);
 
 impl Checks {
-    fn pass(&mut self, name: &'static str, detail: impl Into<String>) {
+    pub(crate) fn pass(&mut self, name: &'static str, detail: impl Into<String>) {
         self.0.push(Check {
             name,
             ok: true,
             detail: detail.into(),
         });
     }
-    fn fail(&mut self, name: &'static str, detail: impl Into<String>) {
+    pub(crate) fn fail(&mut self, name: &'static str, detail: impl Into<String>) {
         self.0.push(Check {
             name,
             ok: false,
             detail: detail.into(),
         });
     }
-    fn verdict(self, manifest_digest: Option<String>) -> Verdict {
+    pub(crate) fn verdict(self, manifest_digest: Option<String>) -> Verdict {
         Verdict {
             verified: !self.0.is_empty() && self.0.iter().all(|c| c.ok),
             manifest_digest,
@@ -482,7 +482,7 @@ fn check_sbom(
 }
 
 /// Adds a problem for every file the SBOM gets wrong or misses, or lists in excess.
-fn compare_files(
+pub(crate) fn compare_files(
     which: &str,
     claimed: &BTreeMap<String, String>,
     actual: &BTreeMap<String, String>,
@@ -514,7 +514,7 @@ fn image_shallow(image: &ImageReport) -> ImageReport {
     }
 }
 
-fn check_policy(provenance: Option<&Provenance>, policy: &Policy, checks: &mut Checks) {
+pub(crate) fn check_policy(provenance: Option<&Provenance>, policy: &Policy, checks: &mut Checks) {
     if policy.source_signers.is_empty() && policy.source_digests.is_empty() {
         return;
     }

@@ -264,8 +264,13 @@ pub fn sbom_statement_json(
     manifest_digest: Sha256Digest,
     spdx: &[u8],
 ) -> Vec<u8> {
+    sbom_statement_json_about(&[image_subject(image_name, manifest_digest)], spdx)
+}
+
+/// [`sbom_statement_json`] about other subjects (a VM disk in its formats).
+pub fn sbom_statement_json_about(subjects: &[ResourceDescriptor], spdx: &[u8]) -> Vec<u8> {
     let spdx = spdx.trim_ascii();
-    let subject = canonical_json(&vec![image_subject(image_name, manifest_digest)]);
+    let subject = canonical_json(&subjects);
     let mut out = Vec::with_capacity(spdx.len() + subject.len() + 128);
     out.extend_from_slice(b"{\"_type\":");
     out.extend_from_slice(&canonical_json(&STATEMENT_TYPE));

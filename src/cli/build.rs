@@ -281,6 +281,19 @@ pub fn run(args: BuildArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
             }
             _ => eprintln!("attestations: none (pass --sign-key to sign provenance)"),
         }
+        if let Some(disk) = &report.disk {
+            for f in &disk.files {
+                eprintln!("disk: {} {} ({} bytes)", f.path.display(), f.sha256, f.size);
+            }
+            eprintln!(
+                "boot: -kernel {} -append \"$(cat {})\"",
+                disk.kernel.display(),
+                disk.cmdline.display()
+            );
+            if let Some(path) = &disk.attestations {
+                eprintln!("disk attestations: {}", path.display());
+            }
+        }
     }
     println!("{}", report.manifest_digest);
     if let Some(pushed) = &pushed {

@@ -69,7 +69,11 @@ pub fn inspect(args: InspectArgs) -> Result<i32> {
 /// line; an error if none matches.
 pub fn trace(args: TraceArgs) -> Result<i32> {
     let TraceArgs { layout, what, json } = args;
-    let t = cairn::trace::trace(&layout, &what)?;
+    let t = if layout.is_file() {
+        cairn::disk::trace::trace(&layout, &what)?
+    } else {
+        cairn::trace::trace(&layout, &what)?
+    };
     if t.matches.is_empty() {
         bail!("{what}: no regular file in {} matches", layout.display());
     }
@@ -87,9 +91,9 @@ pub fn trace(args: TraceArgs) -> Result<i32> {
         );
         println!(
             "  layer   {} {} {}",
-            m.layer.index,
+            m.layer.index.map_or("-".to_string(), |i| i.to_string()),
             m.layer.name.as_deref().unwrap_or("?"),
-            m.layer.digest
+            m.layer.digest.as_deref().unwrap_or("")
         );
         match &m.source {
             Some(s) => {

@@ -94,11 +94,22 @@ pub fn run(args: VerifyArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
                 // An independent rebuild: nothing from earlier builds.
                 cache: None,
             };
-            Some(
-                build::build(&recipe, &opts, &Quiet)?
-                    .manifest_digest
-                    .to_string(),
-            )
+            let report = build::build(&recipe, &opts, &Quiet)?;
+            if layout.is_file() {
+                // A disk: compare the rebuilt disk of the same format.
+                let ext = layout.extension().map(|e| e.to_string_lossy().into_owned());
+                report
+                    .disk
+                    .and_then(|d| {
+                        d.files
+                            .into_iter()
+                            .find(|f| Some(f.format) == ext.as_deref())
+                            .map(|f| f.sha256.to_string())
+                    })
+                    .or_else(|| Some("none: the recipe builds no disk of this format".into()))
+            } else {
+                Some(report.manifest_digest.to_string())
+            }
         }
         None => None,
     };
@@ -131,7 +142,11 @@ pub fn run(args: VerifyArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
         }
         None => (layout, None),
     };
-    let verdict = cairn::verify::verify(&layout, &trusted, &policy, rebuilt.as_deref());
+    let verdict = if layout.is_file() {
+        cairn::disk::verify::verify(&layout, &trusted, &policy, rebuilt.as_deref())
+    } else {
+        cairn::verify::verify(&layout, &trusted, &policy, rebuilt.as_deref())
+    };
     if let Some(ledger) = &ledger {
         match &ledger_key {
             Some(key) => {

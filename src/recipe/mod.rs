@@ -12,6 +12,7 @@ mod parse;
 mod raw;
 mod sources;
 mod values;
+mod vm;
 mod yaml_error;
 
 pub use diagnostic::Diagnostic;

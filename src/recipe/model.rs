@@ -49,6 +49,71 @@ pub struct Recipe {
     pub sbom: bool,
     /// `compression:` for every layer that does not set its own (default gzip).
     pub compression: Compression,
+    /// `vm:`: also build a bootable disk from the image's root file system.
+    pub vm: Option<VmSpec>,
+}
+
+/// `vm:` — what disk to build from the image's final root file system.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmSpec {
+    /// A bzImage, given to the hypervisor (`boot: direct`).
+    pub kernel: VmFile,
+    pub initrd: Option<VmFile>,
+    /// The kernel command line, written beside the disk.
+    pub cmdline: String,
+    pub root: RootFsSpec,
+    pub boot: BootMode,
+    /// The UEFI stub a unified kernel image is built on (`boot: uefi` only).
+    pub stub: Option<VmFile>,
+    /// Disk formats to write, sorted and de-duplicated.
+    pub formats: Vec<DiskFormat>,
+    pub span: Span,
+}
+
+/// A file the VM needs from a source: the source itself (a file source), or the
+/// member `path` of a directory or archive source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmFile {
+    pub source: String,
+    pub path: Option<String>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RootFsSpec {
+    pub fs: RootFsType,
+    /// Size of the root partition in bytes (a whole number of MiB).
+    pub size: u64,
+    pub size_span: Span,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RootFsType {
+    Ext4,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BootMode {
+    /// The hypervisor loads the kernel (`-kernel`); the disk holds only the root.
+    Direct,
+    /// Firmware boots a unified kernel image from an EFI system partition.
+    Uefi,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum DiskFormat {
+    Raw,
+    Qcow2,
+}
+
+impl DiskFormat {
+    /// The file extension (and the name in the recipe).
+    pub fn extension(self) -> &'static str {
+        match self {
+            DiskFormat::Raw => "raw",
+            DiskFormat::Qcow2 => "qcow2",
+        }
+    }
 }
 
 impl Recipe {

@@ -6,7 +6,7 @@ use super::context::{non_empty_key, span_of, string_map, Cx};
 use super::model::{Platform, Span};
 use super::raw::{RawRecipe, Text};
 use super::values::{self, Invalid};
-use super::{accounts, base, config, layers, sources, yaml_error};
+use super::{accounts, base, config, layers, sources, vm, yaml_error};
 use super::{Diagnostic, Recipe, RecipeFile};
 use serde_saphyr::Spanned;
 use std::path::{Path, PathBuf};
@@ -71,6 +71,19 @@ pub fn parse(file: RecipeFile) -> Result<Recipe, Diagnostic> {
         Some(c) => cx.check(&c, |c| values::compression(c))?,
         None => Default::default(),
     };
+    let vm = vm::parse(&cx, raw.vm, &sources)?;
+    if let Some(vm) = &vm {
+        if multi_platform {
+            return Err(cx
+                .error(vm.span, "`vm:` builds one disk, for one platform, but the recipe lists `platforms`")
+                .with_hint("build the disk from a recipe with a single `platform:` (x86-64 kernels boot `linux/amd64`)"));
+        }
+        if base.is_some() {
+            return Err(cx
+                .error(vm.span, "`vm:` cannot be combined with `base:` yet: the disk's root file system is built from the recipe's own layers")
+                .with_hint("drop `base:` from the VM recipe and bring the files in as sources"));
+        }
+    }
     Ok(Recipe {
         name: name.value,
         epoch: raw.epoch.map(|e| e.value),
@@ -85,6 +98,7 @@ pub fn parse(file: RecipeFile) -> Result<Recipe, Diagnostic> {
         annotations,
         sbom: raw.sbom.is_none_or(|s| s.value),
         compression,
+        vm,
         file,
     })
 }

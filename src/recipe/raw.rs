@@ -28,6 +28,34 @@ pub(super) struct RawRecipe {
     pub annotations: Option<SpannedMap<Text>>,
     pub sbom: Option<Spanned<bool>>,
     pub compression: Option<Text>,
+    pub vm: Option<Spanned<RawVm>>,
+}
+
+/// `vm:` — a bootable disk built from the image's root file system.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawVm {
+    pub kernel: Option<Spanned<RawVmFile>>,
+    pub initrd: Option<Spanned<RawVmFile>>,
+    pub cmdline: Option<Text>,
+    pub root: Option<Spanned<RawVmRoot>>,
+    pub boot: Option<Text>,
+    pub stub: Option<Spanned<RawVmFile>>,
+    pub formats: Option<Spanned<Vec<Text>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawVmFile {
+    pub source: Option<Text>,
+    pub path: Option<Text>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawVmRoot {
+    pub fs: Option<Text>,
+    pub size: Option<Text>,
 }
 
 #[derive(Debug, Deserialize)]

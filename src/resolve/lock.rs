@@ -2,7 +2,8 @@
 //! builds from exactly the bytes it was locked with.
 //!
 //! JSON, pretty-printed with sorted keys so that a change reads well in a diff:
-//! `{"cairn_lock": 1, "sources": {"app": {"kind": "file", "sha256": "sha256:…"}}}`.
+//! `{"cairn_lock": 1, "sources": {"app": {"kind": "file", "sha256": "sha256:…"}}}`,
+//! plus `"tools": {"mke2fs": "mke2fs 1.47.0 (5-Feb-2023)"}` when a VM disk is built.
 
 use crate::digest::Sha256Digest;
 use serde::{Deserialize, Serialize};
@@ -21,6 +22,10 @@ pub struct Lockfile {
     /// The base image's pinned digest, when the recipe has a base.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base: Option<LockedBase>,
+    /// Host tools whose version may change output bytes (VM disks): name -> the
+    /// version line the tool prints. Absent when a recipe runs no tools.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tools: BTreeMap<String, String>,
 }
 
 impl Default for Lockfile {
@@ -29,6 +34,7 @@ impl Default for Lockfile {
             cairn_lock: LOCK_VERSION,
             sources: BTreeMap::new(),
             base: None,
+            tools: BTreeMap::new(),
         }
     }
 }

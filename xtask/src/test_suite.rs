@@ -26,7 +26,16 @@ const TEST_TOOLS: &[(&str, &str)] = &[
     ("zstd", "zstd"),
     ("docker-registry", "docker-registry"),
     ("apache2-utils", "htpasswd"),
+    ("e2fsprogs", "mke2fs"),
+    ("qemu-utils", "qemu-img"),
+    ("qemu-system-x86", "qemu-system-x86_64"),
+    ("ovmf", "/usr/share/OVMF/OVMF_CODE.fd"),
 ];
+
+/// Packages built from one source that must be installed at the same version: Debian
+/// 12's `qemu-system-x86` removes a `qemu-utils` taken from another release (the
+/// machines' preinstalled one comes from bookworm-backports).
+const SAME_VERSION: &[&str] = &["qemu-system-x86", "qemu-utils"];
 
 /// Independent validators the attestation tests check cairn's output with (SPDX, the
 /// official CycloneDX schemas, a second DSSE implementation), pinned so that a new
@@ -78,8 +87,13 @@ fn ensure_test_tools() -> Result<()> {
     crate::run_checked(
         Command::new("apt-get")
             .env("DEBIAN_FRONTEND", "noninteractive")
-            .args(["install", "-y", "--no-install-recommends"])
-            .args(&missing),
+            .args([
+                "install",
+                "-y",
+                "--no-install-recommends",
+                "--allow-downgrades",
+            ])
+            .args(install_arguments(&missing)?),
     )?;
     let still_missing = missing_packages();
     if !still_missing.is_empty() {
@@ -117,6 +131,35 @@ fn ensure_python_tools() -> Result<std::path::PathBuf> {
     )?;
     std::fs::write(&stamp, wanted).with_context(|| format!("writing {}", stamp.display()))?;
     Ok(venv)
+}
+
+/// `missing`, with every package of [`SAME_VERSION`] pinned to the candidate version of
+/// the first one when any of them is missing.
+fn install_arguments(missing: &[&str]) -> Result<Vec<String>> {
+    let mut args: Vec<String> = missing
+        .iter()
+        .filter(|p| !SAME_VERSION.contains(p))
+        .map(|p| p.to_string())
+        .collect();
+    if missing.iter().any(|p| SAME_VERSION.contains(p)) {
+        let output = Command::new("apt-cache")
+            .args(["policy", SAME_VERSION[0]])
+            .output()
+            .context("running apt-cache policy")?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        let version = candidate_version(&text)
+            .with_context(|| format!("apt-cache knows no candidate for {}", SAME_VERSION[0]))?;
+        args.extend(SAME_VERSION.iter().map(|p| format!("{p}={version}")));
+    }
+    Ok(args)
+}
+
+fn candidate_version(apt_cache_policy: &str) -> Option<&str> {
+    apt_cache_policy
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Candidate:"))
+        .map(str::trim)
+        .filter(|v| *v != "(none)")
 }
 
 fn package_names() -> Vec<&'static str> {
@@ -178,6 +221,13 @@ mod tests {
             "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y \
              --no-install-recommends umoci busybox-static"
         ));
+    }
+
+    #[test]
+    fn candidate_version_is_read_from_apt_cache_policy() {
+        let policy = "qemu-system-x86:\n  Installed: (none)\n  Candidate: 1:7.2+dfsg-7+deb12u18+b3\n  Version table:\n";
+        assert_eq!(candidate_version(policy), Some("1:7.2+dfsg-7+deb12u18+b3"));
+        assert_eq!(candidate_version("x:\n  Candidate: (none)\n"), None);
     }
 
     #[test]

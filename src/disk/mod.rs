@@ -1,0 +1,601 @@
+//! VM disks: a recipe with `vm:` also gets a bootable GPT disk whose root partition
+//! holds the image's final root file system (every layer applied, the SBOMs embedded
+//! at `/usr/share/sbom`), written reproducibly as raw and qcow2.
+//!
+//! Stages: [`plan`] (right after the sources are resolved, before anything is built:
+//! tools found and pinned, kernel checked) -> [`build`] (after the image: merged tree
+//! ([`rootfs`]) -> ext4 ([`ext4`]) -> GPT disk ([`gpt`], native) -> qcow2 ([`qcow2`],
+//! native) -> signed statements about the disk ([`attest`])) -> [`DiskBuild::publish`] (files
+//! renamed into place beside the layout). [`read`] opens a disk again for `verify`
+//! and `trace`.
+//!
+//! `boot: uefi` adds an EFI system partition ([`esp`], FAT, native) holding a unified
+//! kernel image ([`uki`], PE, native) built on a pinned systemd-stub.
+//!
+//! What is native and what is not: GPT, the raw disk, qcow2, FAT and the PE image are
+//! written by cairn; ext4 by `mke2fs` + `debugfs` (e2fsprogs), whose versions are
+//! pinned ([`tools`]). Reading a qcow2 back (`verify`, `trace`) uses `qemu-img`.
+
+pub mod attest;
+pub mod esp;
+pub mod ext4;
+pub mod gpt;
+pub mod qcow2;
+pub mod read;
+pub mod rootfs;
+pub mod tools;
+pub mod trace;
+pub mod uki;
+pub mod verify;
+
+use crate::attest::contents::SourceInfo;
+use crate::attest::keys::SigningKey;
+use crate::digest::Sha256Digest;
+use crate::layers::LayerTree;
+use crate::recipe::{Diagnostic, DiskFormat, Recipe, VmFile, VmSpec};
+use crate::resolve::{Content, LockMode, Lockfile, ResolvedSources, SourceEntryKind};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use tools::{ToolError, Tools};
+
+/// The root partition's GPT name, for `root=PARTLABEL=root`.
+pub const ROOT_PARTITION_NAME: &str = "root";
+/// The EFI system partition's GPT name (`boot: uefi`).
+pub const ESP_PARTITION_NAME: &str = "esp";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DiskError {
+    /// A problem with the recipe's `vm:` section or its inputs, located in the recipe.
+    #[error("{0}")]
+    Located(Box<Diagnostic>),
+    #[error("the root file system does not fit in `size` ({} MiB){}", size >> 20, needed.map_or(String::new(), |n| format!(": it needs about {} MiB", n.div_ceil(1 << 20))))]
+    RootTooSmall { size: u64, needed: Option<u64> },
+    #[error("{path} cannot be written to the ext4 root: {why}")]
+    Unrepresentable { path: String, why: &'static str },
+    #[error("{tool} failed: {detail}")]
+    Tool { tool: String, detail: String },
+    #[error("{path} changed during the build: expected {expected}, found {found}")]
+    SourceChanged {
+        path: PathBuf,
+        expected: Sha256Digest,
+        found: Sha256Digest,
+    },
+    #[error("cannot write {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+}
+
+impl DiskError {
+    pub(crate) fn io(path: &Path) -> impl FnOnce(io::Error) -> DiskError + '_ {
+        move |source| DiskError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+fn located(recipe: &Recipe, at: crate::recipe::Span, message: String, hint: String) -> DiskError {
+    DiskError::Located(Box::new(
+        Diagnostic::new(&recipe.file, at, message).with_hint(hint),
+    ))
+}
+
+/// What [`plan`] found: the tools to run and the kernel and initrd to ship.
+#[derive(Debug)]
+pub struct DiskPlan {
+    pub vm: VmSpec,
+    pub tools: Tools,
+    pub kernel: Content,
+    pub initrd: Option<Content>,
+    /// The UEFI stub, for `boot: uefi`.
+    pub stub: Option<Content>,
+}
+
+/// Checks the `vm:` inputs before anything is built: the tools are installed and
+/// their versions match the lock (pinned into `resolved.lock`), the kernel is a
+/// bzImage. Returns the warnings of newly pinned tools.
+pub fn plan(
+    recipe: &Recipe,
+    vm: &VmSpec,
+    resolved: &mut ResolvedSources,
+    old_lock: &Lockfile,
+    lock_path: &Path,
+    mode: LockMode,
+) -> Result<DiskPlan, DiskError> {
+    let kernel = vm_file(recipe, resolved, &vm.kernel, "kernel")?;
+    check_bzimage(&kernel).map_err(|why| {
+        located(
+            recipe,
+            vm.kernel.span,
+            format!(
+                "the kernel ({}) is not a bzImage: {why}",
+                kernel.location.display()
+            ),
+            "give an x86 Linux kernel image, e.g. /boot/vmlinuz-* from a linux-image package"
+                .into(),
+        )
+    })?;
+    let initrd = vm
+        .initrd
+        .as_ref()
+        .map(|f| vm_file(recipe, resolved, f, "initrd"))
+        .transpose()?;
+    let stub = match &vm.stub {
+        Some(file) => {
+            let stub = vm_file(recipe, resolved, file, "stub")?;
+            let bytes = fs::read(&stub.location).map_err(DiskError::io(&stub.location))?;
+            uki::build(&bytes, &[]).map_err(|e| {
+                located(
+                    recipe,
+                    file.span,
+                    format!("{} ({})", e, stub.location.display()),
+                    "give systemd-stub for x86-64: linuxx64.efi.stub from Debian's systemd-boot-efi".into(),
+                )
+            })?;
+            Some(stub)
+        }
+        None => None,
+    };
+    let tool_error = |e: ToolError| located(recipe, vm.span, e.to_string(), e.hint());
+    let tools = tools::find().map_err(tool_error)?;
+    let warnings =
+        tools::pin(&tools, old_lock, &mut resolved.lock, lock_path, mode).map_err(tool_error)?;
+    resolved.warnings.extend(warnings);
+    resolved.lock_changed = resolved.lock != *old_lock;
+    Ok(DiskPlan {
+        vm: vm.clone(),
+        tools,
+        kernel,
+        initrd,
+        stub,
+    })
+}
+
+/// The file a `kernel:`/`initrd:` names, from its resolved source.
+fn vm_file(
+    recipe: &Recipe,
+    resolved: &ResolvedSources,
+    file: &VmFile,
+    what: &str,
+) -> Result<Content, DiskError> {
+    let source = &resolved.sources[&file.source];
+    let want = file.path.as_deref().unwrap_or("");
+    let mut found = source.tree.entries.iter().find(|e| e.rel_path == want);
+    if let Some(SourceEntryKind::Hardlink { target }) = found.map(|e| &e.kind) {
+        found = source.tree.entries.iter().find(|e| &e.rel_path == target);
+    }
+    match found.map(|e| &e.kind) {
+        Some(SourceEntryKind::File(content)) => Ok(content.clone()),
+        _ => {
+            let (message, hint) = match &file.path {
+                None => (
+                    format!("the {what} source `{}` is not a single file", file.source),
+                    format!(
+                        "name the file inside it: `{what}: {{ source: {}, path: boot/... }}`",
+                        file.source
+                    ),
+                ),
+                Some(p) => (
+                    format!("source `{}` has no regular file `{p}`", file.source),
+                    format!("check the path of the {what} inside the source"),
+                ),
+            };
+            Err(located(recipe, file.span, message, hint))
+        }
+    }
+}
+
+/// The x86 boot protocol: "HdrS" at 0x202, in an image of at least a few sectors.
+fn check_bzimage(kernel: &Content) -> Result<(), String> {
+    let mut header = [0u8; 0x210];
+    let mut f = File::open(&kernel.location).map_err(|e| e.to_string())?;
+    f.read_exact(&mut header)
+        .map_err(|_| format!("it is only {} bytes long", kernel.size))?;
+    if &header[0x202..0x206] != b"HdrS" {
+        return Err("it lacks the \"HdrS\" boot protocol signature at offset 0x202".into());
+    }
+    Ok(())
+}
+
+/// What the disk build needs from the image build.
+pub struct DiskInput<'a> {
+    pub recipe: &'a Recipe,
+    /// Every layer of the image, the SBOM layer included, in order.
+    pub layers: &'a [LayerTree],
+    pub epoch: u64,
+    pub out_dir: &'a Path,
+    pub image_manifest: Sha256Digest,
+    pub spdx: &'a [u8],
+    pub sources: &'a [SourceInfo],
+    pub recipe_file_name: &'a str,
+    pub lock_sha256: Option<Sha256Digest>,
+    pub sign_key: Option<&'a SigningKey>,
+    pub cairn_version: &'a str,
+}
+
+/// A written disk.
+#[derive(Debug, Clone, Serialize)]
+pub struct DiskReport {
+    /// Each format written: file, SHA-256, size.
+    pub files: Vec<DiskFile>,
+    pub kernel: PathBuf,
+    pub cmdline: PathBuf,
+    pub root_fs: &'static str,
+    pub root_size: u64,
+    pub attestations: Option<PathBuf>,
+    /// Host tools that wrote it, with versions.
+    pub tools: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DiskFile {
+    pub format: &'static str,
+    pub path: PathBuf,
+    pub sha256: Sha256Digest,
+    pub size: u64,
+}
+
+/// A disk written into a temporary directory beside the outputs, not yet published.
+pub struct DiskBuild {
+    tmp: tempfile::TempDir,
+    /// (file name in `tmp` and in the output directory)
+    names: Vec<String>,
+    pub report: DiskReport,
+}
+
+/// The file names a disk build may publish for image `name`.
+pub fn output_names(name: &str) -> Vec<String> {
+    [
+        "raw",
+        "qcow2",
+        "vmlinuz",
+        "initrd",
+        "cmdline",
+        "disk.intoto.jsonl",
+    ]
+    .iter()
+    .map(|ext| format!("{name}.{ext}"))
+    .collect()
+}
+
+pub fn build(plan: &DiskPlan, input: &DiskInput) -> Result<DiskBuild, DiskError> {
+    let recipe = input.recipe;
+    let vm = &plan.vm;
+    let name = &recipe.name;
+    let out = input.out_dir;
+    // The caller holds the output's build lock: a temporary directory of this name is
+    // a leftover of a killed build.
+    let prefix = format!(".{name}.disk-tmp-");
+    for entry in fs::read_dir(out).map_err(DiskError::io(out))?.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            fs::remove_dir_all(entry.path()).map_err(DiskError::io(&entry.path()))?;
+        }
+    }
+    let tmp = tempfile::Builder::new()
+        .prefix(&prefix)
+        .tempdir_in(out)
+        .map_err(DiskError::io(out))?;
+    let scratch = tmp.path().join(".scratch");
+    fs::create_dir(&scratch).map_err(DiskError::io(&scratch))?;
+
+    let tree = rootfs::merge(input.layers);
+    let tree_digest = tree.digest();
+    let params = ext4::Ext4Params {
+        size: vm.root.size,
+        epoch: input.epoch,
+        uuid: gpt::Guid::derived(&[b"cairn-ext4-uuid", name.as_bytes(), tree_digest.as_bytes()]),
+        hash_seed: gpt::Guid::derived(&[
+            b"cairn-ext4-hash-seed",
+            name.as_bytes(),
+            tree_digest.as_bytes(),
+        ]),
+        label: ROOT_PARTITION_NAME,
+    };
+    let size_error = |e: DiskError| match e {
+        DiskError::RootTooSmall { .. } => located(
+            recipe,
+            vm.root.size_span,
+            e.to_string(),
+            "raise `root.size`, or make the image smaller".into(),
+        ),
+        DiskError::Unrepresentable { .. } => located(
+            recipe,
+            vm.span,
+            e.to_string(),
+            "rename or remove the path in the recipe".into(),
+        ),
+        e => e,
+    };
+    let fs_image = ext4::write(&tree, &params, &plan.tools, &scratch).map_err(size_error)?;
+    let fs_digest = ext4::sha256_file(&fs_image).map_err(DiskError::io(&fs_image))?;
+
+    let root = gpt::Partition {
+        type_guid: gpt::LINUX_ROOT_X86_64,
+        guid: gpt::Guid::derived(&[b"cairn-gpt-root", name.as_bytes(), fs_digest.as_bytes()]),
+        offset: 0,
+        size: vm.root.size,
+        name: ROOT_PARTITION_NAME.into(),
+    };
+    let mut partitions = Vec::new();
+    if let Some(stub) = &plan.stub {
+        let uki = unified_kernel_image(plan, input, stub)?;
+        let esp_path = scratch.join("esp.fat");
+        let id = Sha256Digest::of(&uki);
+        let volume_id = u32::from_be_bytes(id.as_bytes()[..4].try_into().expect("4 bytes"));
+        esp::write(&esp_path, esp::size_for(uki.len() as u64), volume_id, &uki)
+            .map_err(DiskError::io(&esp_path))?;
+        let esp = gpt::Partition {
+            type_guid: esp::ESP_TYPE,
+            guid: gpt::Guid::derived(&[b"cairn-gpt-esp", name.as_bytes(), id.as_bytes()]),
+            offset: 0,
+            size: esp::size_for(uki.len() as u64),
+            name: ESP_PARTITION_NAME.into(),
+        };
+        partitions.push((esp, esp_path));
+    }
+    partitions.push((root, fs_image));
+    let mut files = Vec::new();
+    let raw_name = format!("{name}.raw");
+    let raw_path = tmp.path().join(&raw_name);
+    let (raw_sha, raw_size) = write_raw(&raw_path, &mut partitions, name, fs_digest)?;
+    fs::remove_dir_all(&scratch).map_err(DiskError::io(&scratch))?;
+    let mut names = Vec::new();
+    if vm.formats.contains(&DiskFormat::Qcow2) {
+        let qcow2_name = format!("{name}.qcow2");
+        let qcow2_path = tmp.path().join(&qcow2_name);
+        let (sha256, size) =
+            qcow2::convert(&raw_path, &qcow2_path).map_err(DiskError::io(&qcow2_path))?;
+        files.push(DiskFile {
+            format: "qcow2",
+            path: out.join(&qcow2_name),
+            sha256,
+            size,
+        });
+        names.push(qcow2_name);
+    }
+    if vm.formats.contains(&DiskFormat::Raw) {
+        files.insert(
+            0,
+            DiskFile {
+                format: "raw",
+                path: out.join(&raw_name),
+                sha256: raw_sha,
+                size: raw_size,
+            },
+        );
+        names.push(raw_name);
+    } else {
+        fs::remove_file(&raw_path).map_err(DiskError::io(&raw_path))?;
+    }
+
+    let kernel_name = format!("{name}.vmlinuz");
+    copy_checked(&plan.kernel, &tmp.path().join(&kernel_name))?;
+    names.push(kernel_name.clone());
+    if let Some(initrd) = &plan.initrd {
+        let initrd_name = format!("{name}.initrd");
+        copy_checked(initrd, &tmp.path().join(&initrd_name))?;
+        names.push(initrd_name);
+    }
+    let cmdline_name = format!("{name}.cmdline");
+    let cmdline_path = tmp.path().join(&cmdline_name);
+    fs::write(&cmdline_path, format!("{}\n", vm.cmdline)).map_err(DiskError::io(&cmdline_path))?;
+    names.push(cmdline_name.clone());
+
+    let attestations = match input.sign_key {
+        Some(key) => {
+            let jsonl = attest::signed_statements(plan, input, &files, key);
+            let jsonl_name = format!("{name}.disk.intoto.jsonl");
+            let path = tmp.path().join(&jsonl_name);
+            fs::write(&path, jsonl).map_err(DiskError::io(&path))?;
+            names.push(jsonl_name.clone());
+            Some(out.join(jsonl_name))
+        }
+        None => None,
+    };
+    Ok(DiskBuild {
+        tmp,
+        names,
+        report: DiskReport {
+            files,
+            kernel: out.join(kernel_name),
+            cmdline: out.join(cmdline_name),
+            root_fs: "ext4",
+            root_size: vm.root.size,
+            attestations,
+            tools: plan.tools.versions(),
+        },
+    })
+}
+
+impl DiskBuild {
+    /// Moves each file into the output directory (one atomic rename each) and removes
+    /// disk outputs of an earlier build that this one did not produce.
+    pub fn publish(self, recipe_name: &str) -> Result<DiskReport, DiskError> {
+        let out = self
+            .tmp
+            .path()
+            .parent()
+            .expect("the temporary directory is in the output directory")
+            .to_path_buf();
+        for name in &self.names {
+            let from = self.tmp.path().join(name);
+            File::open(&from)
+                .and_then(|f| f.sync_all())
+                .map_err(DiskError::io(&from))?;
+            fs::rename(&from, out.join(name)).map_err(DiskError::io(&out.join(name)))?;
+        }
+        remove_stale(&out, recipe_name, &self.names)?;
+        Ok(self.report)
+    }
+}
+
+/// Removes disk outputs named for `recipe_name` that are not in `keep`.
+pub fn remove_stale(out: &Path, recipe_name: &str, keep: &[String]) -> Result<(), DiskError> {
+    for name in output_names(recipe_name) {
+        if keep.contains(&name) {
+            continue;
+        }
+        let path = out.join(&name);
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(DiskError::io(&path)(e)),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Copies a pinned input, checking it still has the digest it was pinned with.
+fn copy_checked(content: &Content, dest: &Path) -> Result<(), DiskError> {
+    let mut src = File::open(&content.location).map_err(DiskError::io(&content.location))?;
+    let mut out =
+        crate::digest::HashingWriter::new(File::create(dest).map_err(DiskError::io(dest))?);
+    io::copy(&mut src, &mut out).map_err(DiskError::io(&content.location))?;
+    let found = out.finish().0;
+    if found != content.sha256 {
+        return Err(DiskError::SourceChanged {
+            path: content.location.clone(),
+            expected: content.sha256,
+            found,
+        });
+    }
+    Ok(())
+}
+
+/// Writes the raw disk: GPT around `partitions` (each with the file holding its
+/// content), placed in order from 1 MiB on, each at a whole MiB, with 1 MiB free at the
+/// end for the backup table. Zero runs are left as holes (the bytes read as zeros
+/// either way); the SHA-256 covers every byte.
+fn write_raw(
+    path: &Path,
+    partitions: &mut [(gpt::Partition, PathBuf)],
+    name: &str,
+    fs_digest: Sha256Digest,
+) -> Result<(Sha256Digest, u64), DiskError> {
+    let mut offset = gpt::FIRST_PARTITION_OFFSET;
+    for (p, _) in partitions.iter_mut() {
+        p.offset = offset;
+        offset += p.size.div_ceil(gpt::FIRST_PARTITION_OFFSET) * gpt::FIRST_PARTITION_OFFSET;
+    }
+    let disk_size = offset + gpt::FIRST_PARTITION_OFFSET;
+    let disk_guid = gpt::Guid::derived(&[b"cairn-gpt-disk", name.as_bytes(), fs_digest.as_bytes()]);
+    let table_entries: Vec<gpt::Partition> = partitions.iter().map(|(p, _)| p.clone()).collect();
+    let table = gpt::table(disk_size, disk_guid, &table_entries);
+
+    let file = File::create_new(path).map_err(DiskError::io(path))?;
+    file.set_len(disk_size).map_err(DiskError::io(path))?;
+    let mut w = SparseWriter {
+        file: &file,
+        path,
+        hasher: Sha256::new(),
+        pos: 0,
+    };
+    w.put(&table.head)?;
+    let mut buf = vec![0u8; 1 << 20];
+    for (p, content) in partitions.iter() {
+        w.zeros(p.offset - w.pos);
+        let mut src = File::open(content).map_err(DiskError::io(content))?;
+        let mut left = p.size;
+        while left > 0 {
+            let want = left.min(buf.len() as u64) as usize;
+            let n = read_full(&mut src, &mut buf[..want]).map_err(DiskError::io(content))?;
+            if n == 0 {
+                break;
+            }
+            for chunk in buf[..n].chunks(64 << 10) {
+                w.put(chunk)?;
+            }
+            left -= n as u64;
+        }
+    }
+    w.zeros(disk_size - table.tail.len() as u64 - w.pos);
+    w.put(&table.tail)?;
+    file.sync_all().map_err(DiskError::io(path))?;
+    Ok((Sha256Digest::from_hasher(w.hasher), disk_size))
+}
+
+/// The unified kernel image: the stub with `.osrel`, `.cmdline`, `.linux` and
+/// `.initrd` sections, each input checked against its pinned digest.
+fn unified_kernel_image(
+    plan: &DiskPlan,
+    input: &DiskInput,
+    stub: &Content,
+) -> Result<Vec<u8>, DiskError> {
+    let read = |c: &Content| -> Result<Vec<u8>, DiskError> {
+        let bytes = fs::read(&c.location).map_err(DiskError::io(&c.location))?;
+        let found = Sha256Digest::of(&bytes);
+        if found != c.sha256 {
+            return Err(DiskError::SourceChanged {
+                path: c.location.clone(),
+                expected: c.sha256,
+                found,
+            });
+        }
+        Ok(bytes)
+    };
+    let osrel = format!(
+        "ID=cairn\nNAME={0}\nPRETTY_NAME=\"{0} (cairn)\"\nIMAGE_ID={0}\n",
+        input.recipe.name
+    );
+    let cmdline = plan.vm.cmdline.as_bytes();
+    let (stub, kernel) = (read(stub)?, read(&plan.kernel)?);
+    let initrd = plan.initrd.as_ref().map(read).transpose()?;
+    let mut sections: Vec<(&str, &[u8])> = vec![
+        (".osrel", osrel.as_bytes()),
+        (".cmdline", cmdline),
+        (".linux", &kernel),
+    ];
+    if let Some(initrd) = &initrd {
+        sections.push((".initrd", initrd));
+    }
+    uki::build(&stub, &sections).map_err(|e| DiskError::Tool {
+        tool: "uki".into(),
+        detail: e.to_string(),
+    })
+}
+
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// Hashes every byte in order and writes only chunks that are not all zero.
+struct SparseWriter<'a> {
+    file: &'a File,
+    path: &'a Path,
+    hasher: Sha256,
+    pos: u64,
+}
+
+impl SparseWriter<'_> {
+    fn put(&mut self, chunk: &[u8]) -> Result<(), DiskError> {
+        self.hasher.update(chunk);
+        if chunk.iter().any(|&b| b != 0) {
+            self.file
+                .write_all_at(chunk, self.pos)
+                .map_err(DiskError::io(self.path))?;
+        }
+        self.pos += chunk.len() as u64;
+        Ok(())
+    }
+
+    fn zeros(&mut self, mut n: u64) {
+        static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+        self.pos += n;
+        while n > 0 {
+            let k = n.min(ZEROS.len() as u64) as usize;
+            self.hasher.update(&ZEROS[..k]);
+            n -= k as u64;
+        }
+    }
+}

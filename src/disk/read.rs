@@ -1,0 +1,221 @@
+//! Reading a disk cairn wrote, for `verify` and `trace`: a qcow2 is first converted
+//! to raw with `qemu-img`; the GPT is read natively (signature and CRCs checked), the
+//! partition named `root` is copied out, and its ext4 file system is dumped with
+//! `debugfs -R 'rdump / DIR'` into a temporary directory, where every regular file is
+//! hashed. So what is checked is what the disk holds, read back by e2fsprogs, not
+//! what the build said it wrote.
+
+use super::gpt;
+use super::tools::Tool;
+use crate::digest::Sha256Digest;
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("{path}: {source}")]
+    Gpt {
+        path: PathBuf,
+        source: gpt::GptError,
+    },
+    #[error("{path} has no partition named `{}`", super::ROOT_PARTITION_NAME)]
+    NoRoot { path: PathBuf },
+    #[error("{tool} failed on {path}: {detail}")]
+    Tool {
+        tool: &'static str,
+        path: PathBuf,
+        detail: String,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ReadError + '_ {
+    move |source| ReadError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A regular file found in the disk's root file system.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskEntry {
+    pub sha256: Sha256Digest,
+    pub size: u64,
+}
+
+/// The disk's root file system, dumped.
+pub struct RootFiles {
+    /// Regular files by absolute path.
+    pub files: BTreeMap<String, DiskEntry>,
+    /// Where the tree was dumped (removed on drop).
+    pub dir: tempfile::TempDir,
+    /// The unified kernel image from the EFI system partition, if the disk has one.
+    pub uki: Option<Vec<u8>>,
+    /// The root file system image, for `debugfs -R stat` (removed on drop).
+    fs_image: PathBuf,
+    _scratch: tempfile::TempDir,
+}
+
+impl RootFiles {
+    pub fn read(&self, image_path: &str) -> io::Result<Vec<u8>> {
+        fs::read(self.dir.path().join(image_path.trim_start_matches('/')))
+    }
+
+    /// Mode (permission bits), uid and gid of `image_path` as the inode records them.
+    pub fn stat(&self, image_path: &str) -> Option<(u32, u64, u64)> {
+        let output = tool("debugfs")
+            .arg("-R")
+            .arg(format!("stat \"{}\"", image_path.replace('"', "\"\"")))
+            .arg(&self.fs_image)
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        let after = |key: &str| {
+            let rest = &text[text.find(key)? + key.len()..];
+            rest.split_whitespace().next().map(str::to_string)
+        };
+        Some((
+            u32::from_str_radix(&after("Mode:")?, 8).ok()? & 0o7777,
+            after("User:")?.parse().ok()?,
+            after("Group:")?.parse().ok()?,
+        ))
+    }
+}
+
+/// Dumps the root file system of the disk at `path` (raw, or qcow2 by its header).
+pub fn root_files(path: &Path) -> Result<RootFiles, ReadError> {
+    let tmp = tempfile::tempdir().map_err(io_err(path))?;
+    let mut disk = File::open(path).map_err(io_err(path))?;
+    let mut magic = [0u8; 4];
+    let is_qcow2 = disk.read_exact(&mut magic).is_ok() && &magic == b"QFI\xfb";
+    let raw_path = if is_qcow2 {
+        let raw = tmp.path().join("disk.raw");
+        run(
+            "qemu-img",
+            path,
+            tool("qemu-img")
+                .args(["convert", "-q", "-f", "qcow2", "-O", "raw"])
+                .arg(path)
+                .arg(&raw),
+        )?;
+        raw
+    } else {
+        path.to_path_buf()
+    };
+    let mut disk = File::open(&raw_path).map_err(io_err(&raw_path))?;
+    let (_, partitions) = gpt::read_partitions(&mut disk).map_err(|source| ReadError::Gpt {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let root = partitions
+        .iter()
+        .find(|p| p.name == super::ROOT_PARTITION_NAME)
+        .ok_or_else(|| ReadError::NoRoot {
+            path: path.to_path_buf(),
+        })?;
+    let uki = match partitions
+        .iter()
+        .find(|p| p.name == super::ESP_PARTITION_NAME)
+    {
+        Some(esp) => {
+            let esp_path = tmp.path().join("esp.fat");
+            copy_range(&mut disk, esp.offset, esp.size, &esp_path, path)?;
+            let uki =
+                super::esp::read(&esp_path, super::esp::BOOT_PATH).map_err(io_err(&esp_path))?;
+            fs::remove_file(&esp_path).map_err(io_err(&esp_path))?;
+            Some(uki)
+        }
+        None => None,
+    };
+    let fs_path = tmp.path().join("root.fs");
+    copy_range(&mut disk, root.offset, root.size, &fs_path, path)?;
+    if is_qcow2 {
+        fs::remove_file(&raw_path).map_err(io_err(&raw_path))?;
+    }
+    let dump = tempfile::tempdir().map_err(io_err(path))?;
+    run(
+        "debugfs",
+        path,
+        tool("debugfs")
+            .arg("-R")
+            .arg(format!("rdump / \"{}\"", dump.path().display()))
+            .arg(&fs_path),
+    )?;
+    let mut files = BTreeMap::new();
+    for entry in walkdir::WalkDir::new(dump.path()).sort_by_file_name() {
+        let entry = entry.map_err(|e| io_err(path)(e.into()))?;
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        let rel = entry
+            .path()
+            .strip_prefix(dump.path())
+            .expect("walked below the dump");
+        let (sha256, size) =
+            crate::digest::sha256_reader(File::open(entry.path()).map_err(io_err(entry.path()))?)
+                .map_err(io_err(entry.path()))?;
+        files.insert(
+            format!("/{}", rel.to_string_lossy()),
+            DiskEntry { sha256, size },
+        );
+    }
+    Ok(RootFiles {
+        files,
+        dir: dump,
+        uki,
+        fs_image: fs_path,
+        _scratch: tmp,
+    })
+}
+
+/// Copies `size` bytes at `offset` of `disk` (the file at `path`) to a new file `to`.
+fn copy_range(
+    disk: &mut File,
+    offset: u64,
+    size: u64,
+    to: &Path,
+    path: &Path,
+) -> Result<(), ReadError> {
+    let mut out = File::create(to).map_err(io_err(to))?;
+    disk.seek(SeekFrom::Start(offset)).map_err(io_err(path))?;
+    io::copy(&mut disk.take(size), &mut out).map_err(io_err(to))?;
+    out.flush().map_err(io_err(to))
+}
+
+fn tool(name: &'static str) -> std::process::Command {
+    let path = super::tools::locate(name).unwrap_or_else(|| PathBuf::from(name));
+    Tool {
+        name,
+        path,
+        version: String::new(),
+    }
+    .command()
+}
+
+fn run(
+    name: &'static str,
+    disk: &Path,
+    command: &mut std::process::Command,
+) -> Result<(), ReadError> {
+    let output = command.output().map_err(|e| ReadError::Tool {
+        tool: name,
+        path: disk.to_path_buf(),
+        detail: e.to_string(),
+    })?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let problems: Vec<&str> = stderr
+        .lines()
+        .filter(|l| !l.starts_with("debugfs ") && !l.trim().is_empty())
+        .collect();
+    if !output.status.success() || !problems.is_empty() {
+        return Err(ReadError::Tool {
+            tool: name,
+            path: disk.to_path_buf(),
+            detail: problems.join("\n"),
+        });
+    }
+    Ok(())
+}
