@@ -86,6 +86,9 @@ pub fn run(args: BuildArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
         push,
         push_flags,
     } = args;
+    if push.is_some() && format.is_archive() {
+        bail!("--push sends the layout directory to the registry: build with --format oci (the default) to push");
+    }
     let recipe = recipe::load(&recipe)?;
     let jobs = match jobs {
         Some(0) => bail!("--jobs must be at least 1"),

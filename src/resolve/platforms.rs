@@ -32,8 +32,13 @@ fn per_platform(path: &str) -> bool {
 pub fn for_platform(recipe: &Recipe, platform: &Platform) -> Recipe {
     let mut specialised = recipe.clone();
     specialised.platform = platform.clone();
+    let arch = &platform.architecture;
     for spec in specialised.sources.values_mut() {
-        spec.path = spec.path.replace(ARCH_PLACEHOLDER, &platform.architecture);
+        spec.path = spec.path.replace(ARCH_PLACEHOLDER, arch);
+        // A per-platform file has a per-platform signature (the key is shared).
+        if let Some(signature) = &mut spec.signature {
+            signature.path = signature.path.replace(ARCH_PLACEHOLDER, arch);
+        }
     }
     specialised
 }
@@ -126,4 +131,34 @@ pub fn source_digests(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recipe::{parse, RecipeFile};
+
+    #[test]
+    fn arch_is_filled_in_paths_and_signatures_and_keys_name_the_platform() {
+        let recipe = parse(RecipeFile {
+            path: "r.yaml".into(),
+            dir: ".".into(),
+            text: "cairn: 1\nname: x\nplatforms: [linux/amd64, linux/arm64/v8]\nsources:\n  tool: { path: \"bin/tool-{arch}\", signature: { path: \"bin/tool-{arch}.sig\", key: k.pub } }\n  data: { path: data/ }\nlayers:\n  - name: l\n    contents:\n      - copy: tool\n        to: /t\n".into(),
+        })
+        .unwrap();
+        let arm = &recipe.platforms[1];
+        let specialised = for_platform(&recipe, arm);
+        let tool = &specialised.sources["tool"];
+        assert_eq!(tool.path, "bin/tool-arm64");
+        assert_eq!(tool.signature.as_ref().unwrap().path, "bin/tool-arm64.sig");
+        assert_eq!(specialised.platform, *arm);
+        let keys: Vec<(&str, String)> = keys(&recipe, arm).collect();
+        assert_eq!(
+            keys,
+            [
+                ("data", "data".to_string()),
+                ("tool", "tool@linux/arm64/v8".to_string())
+            ]
+        );
+    }
 }
