@@ -35,7 +35,7 @@ pub enum LockMode {
     Repin,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ResolvedSource {
     pub name: String,
     pub kind: LockedKind,
