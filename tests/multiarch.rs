@@ -481,3 +481,43 @@ layers:
         );
     }
 }
+
+#[test]
+fn diff_compares_the_images_of_one_platform() {
+    let (dir, recipe) = workspace();
+    build_json(&recipe, &dir.path().join("a"), &["--locked"]);
+    std::fs::write(
+        dir.path().join("multiarch/bin/hello-arm64"),
+        "#!/bin/sh\necho changed\n",
+    )
+    .unwrap();
+    run_ok(cairn().arg("lock").arg(&recipe));
+    build_json(&recipe, &dir.path().join("b"), &["--locked"]);
+    let diff = |platform: &str| {
+        cairn()
+            .arg("diff")
+            .arg(dir.path().join("a/multiarch"))
+            .arg(dir.path().join("b/multiarch"))
+            .args(["--platform", platform])
+            .output()
+            .unwrap()
+    };
+    let amd64 = diff("linux/amd64");
+    assert_eq!(
+        amd64.status.code(),
+        Some(0),
+        "the amd64 images are the same"
+    );
+    let arm64 = diff("linux/arm64");
+    assert_eq!(arm64.status.code(), Some(1));
+    let text = String::from_utf8(arm64.stdout).unwrap();
+    assert!(text.contains("changed /usr/bin/hello:"), "{text}");
+    let other = diff("linux/s390x");
+    assert_eq!(other.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&other.stderr)
+            .contains("no image for linux/s390x; it has linux/amd64, linux/arm64"),
+        "{}",
+        String::from_utf8_lossy(&other.stderr)
+    );
+}
