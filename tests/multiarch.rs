@@ -419,7 +419,12 @@ layers:
 #[test]
 fn a_multi_platform_image_pushed_to_a_registry_serves_as_a_ref_base() {
     let (dir, recipe) = workspace();
-    let base = build_json(&recipe, &dir.path().join("images"), &["--locked"]);
+    let (key, public, _) = keygen(dir.path(), "signer");
+    let base = build_json(
+        &recipe,
+        &dir.path().join("images"),
+        &["--locked", "--sign-key", key.to_str().unwrap()],
+    );
     let registry = common::registry::Registry::start(common::registry::RegistryAuth::None);
     let reference = format!("{}/lib/multiarch:v1", registry.host);
     run_ok(
@@ -429,6 +434,26 @@ fn a_multi_platform_image_pushed_to_a_registry_serves_as_a_ref_base() {
             .arg(&reference)
             .arg("--insecure"),
     );
+    // Verified from the registry, platform by platform.
+    let verified = run_ok(
+        cairn()
+            .arg("verify")
+            .arg(&reference)
+            .arg("--insecure")
+            .arg("--key")
+            .arg(&public)
+            .arg("--json"),
+    );
+    let verdict: serde_json::Value = serde_json::from_slice(&verified.stdout).unwrap();
+    assert_eq!(verdict["verified"], true, "{verdict}");
+    assert_eq!(verdict["manifest_digest"], base["manifest_digest"]);
+    let signed_platforms = verdict["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["name"] == "signatures")
+        .count();
+    assert_eq!(signed_platforms, 2, "{verdict}");
     let app = write_recipe(
         dir.path(),
         "app.yaml",
