@@ -66,7 +66,7 @@ impl BaseError {
     pub fn hint(&self) -> &'static str {
         match self {
             BaseError::Missing { .. } => "the base image is incomplete: copy it again in full (e.g. `skopeo copy --all`)",
-            BaseError::DigestMismatch { .. } => "the base image changed or is corrupt: fetch it again, or pin the digest it has now if that is intended",
+            BaseError::DigestMismatch { .. } => "the base image is corrupt or was tampered with: fetch it again from where it came from (its pinned digest covers every blob)",
             BaseError::NoPlatform { .. } => "build for a platform the base image has, or use a base image for this platform",
             BaseError::Io { .. } => "`layout:` names an OCI image layout directory (with `index.json` and `blobs/`), relative to the recipe file, e.g. one written by `skopeo copy docker://... oci:DIR`",
             _ => "check the `base:` of the recipe",
