@@ -96,6 +96,9 @@ fn main() {
             if matches!(
                 e.downcast_ref::<BuildError>(),
                 Some(BuildError::Interrupted)
+            ) || matches!(
+                e.downcast_ref::<cairn::registry::RegistryError>(),
+                Some(cairn::registry::RegistryError::Interrupted)
             ) {
                 eprintln!("cairn: {e}");
                 std::process::exit(130);
@@ -118,7 +121,7 @@ fn run(command: Command, cancel: Arc<AtomicBool>) -> Result<i32> {
         Command::Build(args) => cli::build::run(args, cancel),
         Command::Ledger(args) => cli::ledger::run(args, now_rfc3339()),
         Command::Keygen(args) => cli::keygen::run(args),
-        Command::Push(args) => cli::push::run(args),
+        Command::Push(args) => cli::push::run(args, cancel),
         Command::Lock(args) => cli::recipe::lock(args),
         Command::Validate(args) => cli::recipe::validate(args),
         Command::Verify(args) => cli::verify::run(args, cancel),

@@ -507,9 +507,13 @@ fn verify_a_registry_reference_passes_signed_and_fails_unsigned_or_tampered() {
         text.contains("4 referrers fetched") && text.trim_end().ends_with("\nverified"),
         "{text}"
     );
-    // By digest as well.
+    // By digest as well; the JSON verdict names the reference.
     let by_digest = format!("{}/team/signed@{digest}", registry.host);
-    common::run_ok(&mut verify(&by_digest));
+    let out = common::run_ok(verify(&by_digest).arg("--json"));
+    let verdict: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(verdict["verified"], true);
+    assert_eq!(verdict["reference"], by_digest.as_str());
+    assert_eq!(verdict["manifest_digest"], digest);
 
     // No attestations: the signatures check fails.
     let out = verify(&bad).output().unwrap();
@@ -615,6 +619,36 @@ fn basic_auth_from_the_docker_config_and_the_environment() {
             .arg(&public),
     );
 
+    // A credential helper named by `credsStore`, run as docker runs it.
+    let bin = scratch.path("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let helper = bin.join("docker-credential-cairntest");
+    std::fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = get ] || exit 2\nread server\n[ \"$server\" = \"{host}\" ] || {{ echo credentials not found in native keychain; exit 1; }}\necho '{{\"ServerURL\":\"{host}\",\"Username\":\"{USER}\",\"Secret\":\"{PASSWORD}\"}}'\n",
+            host = registry.host
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&helper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::write(
+        scratch.path("docker/config.json"),
+        r#"{"auths":{},"credsStore":"cairntest"}"#,
+    )
+    .unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    common::run_ok(
+        scratch
+            .cairn()
+            .arg("push")
+            .arg(&layout)
+            .arg(format!("{}/team/helper:v1", registry.host))
+            .arg("--insecure")
+            .env("PATH", &path),
+    );
+    assert!(registry.has_tag("team/helper", "v1"));
+
     // The environment wins over the config file.
     std::fs::remove_file(scratch.path("docker/config.json")).unwrap();
     let out = common::run_ok(
@@ -660,7 +694,7 @@ const OK_V2: &str =
     "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}";
 
 #[test]
-fn server_errors_are_retried_with_backoff_a_bounded_number_of_times() {
+fn server_errors_and_dropped_connections_are_retried_a_bounded_number_of_times() {
     let (host, count) = canned_server(vec![UNAVAILABLE, UNAVAILABLE, OK_V2]);
     let image: Reference = format!("{host}/a/b:v1").parse().unwrap();
     let client = Client::new(ClientOptions {
@@ -671,6 +705,12 @@ fn server_errors_are_retried_with_backoff_a_bounded_number_of_times() {
     });
     client.ping(&image).unwrap();
     assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 3);
+
+    // A connection closed without an answer (a registry restarting) is retried too.
+    let (host, count) = canned_server(vec!["", OK_V2]);
+    let image: Reference = format!("{host}/a/b:v1").parse().unwrap();
+    client.ping(&image).unwrap();
+    assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 2);
 
     let (host, count) = canned_server(vec![UNAVAILABLE]);
     let image: Reference = format!("{host}/a/b:v1").parse().unwrap();
@@ -1024,4 +1064,240 @@ fn pushing_the_same_image_signed_by_another_key_merges_referrers_and_attestation
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("FAIL signatures"));
+}
+
+#[test]
+fn an_image_index_is_pushed_after_its_manifests_and_pulled_back_whole() {
+    let registry = Registry::start(RegistryAuth::None);
+    let scratch = Scratch::new();
+    let (layout, _) = scratch.build_hello("out", false);
+    // Wrap the image in an index (as a multi-platform build lays it out).
+    let index_path = layout.join("index.json");
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
+    let image = index["manifests"][0].clone();
+    let image_index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [image],
+    }))
+    .unwrap();
+    let index_digest = Sha256Digest::of(&image_index);
+    std::fs::write(
+        layout.join("blobs/sha256").join(index_digest.hex()),
+        &image_index,
+    )
+    .unwrap();
+    let mut top = index.clone();
+    top["manifests"][0] = serde_json::json!({
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "digest": index_digest.to_string(),
+        "size": image_index.len(),
+    });
+    std::fs::write(&index_path, serde_json::to_vec(&top).unwrap()).unwrap();
+
+    let target = format!("{}/team/multi:v1", registry.host);
+    let pushed = push_json(&scratch, &layout, &target);
+    assert_eq!(pushed["digest"], index_digest.to_string().as_str());
+    let copy = scratch.path("copy");
+    skopeo(&[
+        "copy",
+        "--all",
+        "--src-tls-verify=false",
+        &format!("docker://{target}"),
+        &format!("oci:{}:v1", copy.display()),
+    ]);
+    let copied: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(copy.join("index.json")).unwrap()).unwrap();
+    assert_eq!(
+        copied["manifests"][0]["digest"],
+        index_digest.to_string().as_str()
+    );
+
+    // The library pulls the index, its image and the image's referrers (the SBOMs).
+    let client = insecure_client(Credentials::default());
+    let pulled = cairn::registry::pull::pull_to_layout(
+        &client,
+        &target.parse().unwrap(),
+        &scratch.path("pulled/multi"),
+    )
+    .unwrap();
+    assert_eq!(pulled.digest, index_digest);
+    assert_eq!(pulled.media_type, "application/vnd.oci.image.index.v1+json");
+    assert_eq!(pulled.referrers, 2);
+    assert!(!pulled.referrers_api);
+    let blob = |d: &str| scratch.path("pulled/multi/blobs/sha256").join(&d[7..]);
+    assert_eq!(
+        std::fs::read(blob(&index_digest.to_string())).unwrap(),
+        image_index
+    );
+    assert!(blob(image["digest"].as_str().unwrap()).is_file());
+}
+
+/// A loopback TCP proxy in front of `upstream` that cuts the first response to a
+/// request containing `victim` after a few hundred bytes (a connection dropped
+/// mid-download). Returns its host and how many responses it cut.
+fn cutting_proxy(
+    upstream: String,
+    victim: String,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    let cuts = Arc::new(AtomicUsize::new(0));
+    let cuts_seen = cuts.clone();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(mut client) = client else { return };
+            let mut server = std::net::TcpStream::connect(&upstream).unwrap();
+            let cut_this = Arc::new(AtomicBool::new(false));
+            let (mut client_in, mut server_out) =
+                (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let (flag, victim, cuts) = (cut_this.clone(), victim.clone(), cuts_seen.clone());
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 65536];
+                while let Ok(n) = client_in.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    let text = String::from_utf8_lossy(&buf[..n]);
+                    if text.starts_with("GET ")
+                        && text.contains(&victim)
+                        && cuts
+                            .compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst)
+                            .is_ok()
+                    {
+                        flag.store(true, Ordering::SeqCst);
+                    }
+                    if server_out.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 300];
+                while let Ok(n) = server.read(&mut buf) {
+                    if n == 0 || client.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                    if cut_this.load(Ordering::SeqCst) {
+                        let _ = client.shutdown(std::net::Shutdown::Both);
+                        let _ = server.shutdown(std::net::Shutdown::Both);
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    (host, cuts)
+}
+
+#[test]
+fn a_download_that_breaks_off_is_fetched_again() {
+    let registry = Registry::start(RegistryAuth::None);
+    let scratch = Scratch::new();
+    let (layout, _) = scratch.build_hello("out", true);
+    let target = format!("{}/team/hello:v1", registry.host);
+    push_json(&scratch, &layout, &target);
+    // The largest blob of the image: its first download is cut short.
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            layout
+                .join("blobs/sha256")
+                .join(&index["manifests"][0]["digest"].as_str().unwrap()[7..]),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let largest = manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .max_by_key(|l| l["size"].as_u64().unwrap())
+        .unwrap();
+    assert!(largest["size"].as_u64().unwrap() > 2000, "{largest}");
+    let victim = format!("/blobs/{}", largest["digest"].as_str().unwrap());
+    let (proxy, cuts) = cutting_proxy(registry.host.clone(), victim);
+
+    let client = Client::new(ClientOptions {
+        insecure: true,
+        initial_backoff: std::time::Duration::from_millis(10),
+        ..Default::default()
+    });
+    let dest = scratch.path("pulled/hello");
+    let pulled = cairn::registry::pull::pull_to_layout(
+        &client,
+        &format!("{proxy}/team/hello:v1").parse().unwrap(),
+        &dest,
+    )
+    .unwrap();
+    assert_eq!(cuts.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(
+        pulled.digest.to_string(),
+        index["manifests"][0]["digest"].as_str().unwrap()
+    );
+    // Complete and clean: every blob present, no partial file left in the layout.
+    let names: Vec<String> = std::fs::read_dir(dest.join("blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().all(|n| n.len() == 64), "{names:?}");
+    assert_eq!(names.len(), pulled.blobs);
+    assert!(dest
+        .join("blobs/sha256")
+        .join(&largest["digest"].as_str().unwrap()[7..])
+        .is_file());
+}
+
+/// Stops the push once `after` blobs are done (as Ctrl-C does).
+struct StopAfter {
+    after: usize,
+    done: std::sync::atomic::AtomicUsize,
+}
+
+impl cairn::registry::push::PushObserver for StopAfter {
+    fn blob_finished(&self, _: &Sha256Digest, _: BlobPush) {
+        self.done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+    fn cancelled(&self) -> bool {
+        self.done.load(std::sync::atomic::Ordering::SeqCst) >= self.after
+    }
+}
+
+#[test]
+fn a_cancelled_push_writes_no_tag_and_the_next_push_resumes() {
+    let registry = Registry::start(RegistryAuth::None);
+    let scratch = Scratch::new();
+    let (layout, _) = scratch.build_hello("out", true);
+    let target: Reference = format!("{}/team/hello:v1", registry.host).parse().unwrap();
+    let client = insecure_client(Credentials::default());
+    let stop = StopAfter {
+        after: 3,
+        done: std::sync::atomic::AtomicUsize::new(0),
+    };
+    let err =
+        cairn::registry::push::push_layout(&client, &layout, &target, None, &stop).unwrap_err();
+    assert!(
+        matches!(err, cairn::registry::RegistryError::Interrupted),
+        "{err}"
+    );
+    assert!(!registry.has_tag("team/hello", "v1"));
+    let done = stop.done.load(std::sync::atomic::Ordering::SeqCst);
+    assert!((3..10).contains(&done), "{done} blobs done before stopping");
+
+    let report = cairn::registry::push::push_layout(
+        &client,
+        &layout,
+        &target,
+        None,
+        &cairn::registry::push::Silent,
+    )
+    .unwrap();
+    assert_eq!(report.blobs_present, done);
+    assert_eq!(report.blobs_uploaded, 10 - done);
+    assert!(registry.has_tag("team/hello", "v1"));
 }

@@ -89,7 +89,20 @@ pub fn run(args: BuildArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
     if push.is_some() && format.is_archive() {
         bail!("--push sends the layout directory to the registry: build with --format oci (the default) to push");
     }
+    if push.is_none() && push_flags.mount_from.is_some() {
+        bail!("--mount-from applies to --push REF, which is missing");
+    }
     let recipe = recipe::load(&recipe)?;
+    let registry_base = matches!(
+        &recipe.base,
+        Some(recipe::BaseSpec {
+            source: recipe::BaseSource::Registry(_),
+            ..
+        })
+    );
+    if push.is_none() && push_flags.registry.insecure && !registry_base {
+        bail!("--insecure applies to --push REF or a `ref:` base image, and the build has neither");
+    }
     let jobs = match jobs {
         Some(0) => bail!("--jobs must be at least 1"),
         Some(n) => n,
@@ -147,7 +160,13 @@ pub fn run(args: BuildArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
     }
     let pushed = match &push {
         Some(reference) => {
-            let pushed = push_cmd::push(&report.layout, reference, &push_flags, quiet || json)?;
+            let pushed = push_cmd::push(
+                &report.layout,
+                reference,
+                &push_flags,
+                quiet || json,
+                opts.cancel.clone(),
+            )?;
             if let Some(ledger) = &ledger {
                 push_cmd::record(
                     ledger,

@@ -2,16 +2,18 @@
 //! registry; also the `--push` of `cairn build`. Prints `REF@sha256:...`.
 
 use super::ledger;
-use super::registry::{self, RegistryArgs, UploadBars};
+use super::registry::{self, PushProgress, RegistryArgs};
 use crate::{now_rfc3339, print_json};
 use anyhow::{Context, Result};
 use cairn::attest::keys::{self, SigningKey};
-use cairn::registry::push::{push_layout, PushObserver, PushReport, Silent};
+use cairn::registry::push::{push_layout, PushReport};
 use cairn::registry::Reference;
 use clap::Args;
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 #[derive(Args)]
 pub struct PushArgs {
@@ -50,7 +52,7 @@ pub struct PushFlags {
     pub mount_from: Option<String>,
 }
 
-pub fn run(args: PushArgs) -> Result<i32> {
+pub fn run(args: PushArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
     let key = args
         .ledger_key
         .as_deref()
@@ -61,6 +63,7 @@ pub fn run(args: PushArgs) -> Result<i32> {
         &args.reference,
         &args.push,
         args.quiet || args.json,
+        cancel,
     )?;
     if let Some(ledger) = &args.ledger {
         record(
@@ -80,22 +83,22 @@ pub fn run(args: PushArgs) -> Result<i32> {
 }
 
 /// Pushes `layout` to `reference`; a summary on stderr unless `quiet`.
-pub fn push(layout: &Path, reference: &str, flags: &PushFlags, quiet: bool) -> Result<PushReport> {
+pub fn push(
+    layout: &Path,
+    reference: &str,
+    flags: &PushFlags,
+    quiet: bool,
+    cancel: Arc<AtomicBool>,
+) -> Result<PushReport> {
     let target: Reference = reference.parse()?;
-    let client = registry::client(&flags.registry)?;
-    let bars;
-    let observer: &dyn PushObserver = if !quiet && std::io::stderr().is_terminal() {
-        bars = UploadBars::new();
-        &bars
-    } else {
-        &Silent
-    };
+    let client = registry::client(&flags.registry, &target)?;
+    let observer = PushProgress::new(!quiet && std::io::stderr().is_terminal(), cancel);
     let report = push_layout(
         &client,
         layout,
         &target,
         flags.mount_from.as_deref(),
-        observer,
+        &observer,
     )
     .with_context(|| format!("pushing {} to {target}", layout.display()))?;
     if !quiet {

@@ -1,16 +1,18 @@
 //! What every registry command shares: the `--insecure` flag, credentials from the
 //! environment (`CAIRN_REGISTRY_USERNAME` / `CAIRN_REGISTRY_PASSWORD`) and the Docker
-//! config file (`$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`), and
-//! progress bars for blob uploads.
+//! config file (`$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`: `auths`,
+//! else its credential helper), and progress bars for blob uploads.
 
 use anyhow::{Context, Result};
 use cairn::digest::Sha256Digest;
 use cairn::registry::push::PushObserver;
-use cairn::registry::{BlobPush, Client, ClientOptions, Credentials, Login};
+use cairn::registry::{BlobPush, Client, ClientOptions, Credentials, Login, Reference};
 use clap::Args;
-use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
+use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressStyle};
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 #[derive(Args, Clone)]
 pub struct RegistryArgs {
@@ -20,10 +22,19 @@ pub struct RegistryArgs {
     pub insecure: bool,
 }
 
-/// A client with the credentials the environment and the Docker config file give.
-pub fn client(args: &RegistryArgs) -> Result<Client> {
+/// A client for `image`'s registry with the credentials the environment, the Docker
+/// config file or its credential helper give.
+pub fn client(args: &RegistryArgs, image: &Reference) -> Result<Client> {
+    let mut credentials = credentials()?;
+    if let Some(helper) = credentials.helper_for(&image.registry) {
+        if let Some(login) = run_helper(helper, &image.registry)? {
+            credentials
+                .per_registry
+                .insert(image.registry.clone(), login);
+        }
+    }
     Ok(Client::new(ClientOptions {
-        credentials: credentials()?,
+        credentials,
         insecure: args.insecure,
         ..Default::default()
     }))
@@ -33,11 +44,72 @@ pub fn client(args: &RegistryArgs) -> Result<Client> {
 pub fn base_client(recipe: &cairn::recipe::Recipe, args: &RegistryArgs) -> Result<Option<Client>> {
     match &recipe.base {
         Some(cairn::recipe::BaseSpec {
-            source: cairn::recipe::BaseSource::Registry(_),
+            source: cairn::recipe::BaseSource::Registry(image),
             ..
-        }) => client(args).map(Some),
+        }) => {
+            let reference = Reference {
+                registry: image.registry.clone(),
+                repository: image.repository.clone(),
+                tag: image.tag.clone(),
+                digest: None,
+            };
+            client(args, &reference).map(Some)
+        }
         _ => Ok(None),
     }
+}
+
+/// `docker-credential-<helper> get` with the server URL on stdin, as docker runs it:
+/// `{"Username": ..., "Secret": ...}`, or no login if the helper has none.
+fn run_helper(helper: &str, registry: &str) -> Result<Option<Login>> {
+    use std::io::Write;
+    let program = format!("docker-credential-{helper}");
+    let mut child = std::process::Command::new(&program)
+        .arg("get")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| {
+            format!(
+                "running the Docker credential helper {program} (named by the Docker config file) for {registry}; install it, or set CAIRN_REGISTRY_USERNAME and CAIRN_REGISTRY_PASSWORD"
+            )
+        })?;
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(Credentials::helper_server_url(registry).as_bytes())?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        let said = String::from_utf8_lossy(&out.stdout);
+        // The helpers' protocol: "credentials not found in native keychain" on stdout.
+        if said.contains("credentials not found") {
+            return Ok(None);
+        }
+        anyhow::bail!(
+            "the Docker credential helper {program} failed for {registry}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    #[derive(serde::Deserialize)]
+    struct HelperAnswer {
+        #[serde(rename = "Username")]
+        username: String,
+        #[serde(rename = "Secret")]
+        secret: String,
+    }
+    let answer: HelperAnswer = serde_json::from_slice(&out.stdout)
+        .with_context(|| format!("{program} did not answer with credentials JSON"))?;
+    if answer.username == "<token>" {
+        anyhow::bail!(
+            "{program} gave an identity token for {registry}, which cairn does not support yet; set CAIRN_REGISTRY_USERNAME and CAIRN_REGISTRY_PASSWORD"
+        );
+    }
+    Ok(Some(Login {
+        username: answer.username,
+        password: answer.secret,
+    }))
 }
 
 /// `CAIRN_REGISTRY_USERNAME`/`_PASSWORD` (for any registry), then the Docker config
@@ -74,25 +146,36 @@ fn credentials() -> Result<Credentials> {
 /// Blobs smaller than this get no progress bar.
 const BAR_THRESHOLD: u64 = 1 << 20;
 
-/// A progress bar per uploaded blob of 1 MiB or more, on stderr.
-pub struct UploadBars {
-    current: Mutex<Option<ProgressBar>>,
+/// A progress bar per uploaded blob of 1 MiB or more, on stderr (several at once:
+/// blobs upload concurrently), when `show`; stops the push on Ctrl-C either way.
+pub struct PushProgress {
+    show: bool,
+    cancel: Arc<AtomicBool>,
+    multi: MultiProgress,
+    bars: Mutex<HashMap<Sha256Digest, ProgressBar>>,
 }
 
-impl UploadBars {
-    pub fn new() -> Self {
-        UploadBars {
-            current: Mutex::new(None),
+impl PushProgress {
+    pub fn new(show: bool, cancel: Arc<AtomicBool>) -> Self {
+        PushProgress {
+            show,
+            cancel,
+            multi: MultiProgress::new(),
+            bars: Mutex::new(HashMap::new()),
         }
     }
 }
 
-impl PushObserver for UploadBars {
+impl PushObserver for PushProgress {
+    fn cancelled(&self) -> bool {
+        self.cancel.load(Ordering::SeqCst)
+    }
+
     fn blob_started(&self, digest: &Sha256Digest, size: u64) {
-        if size < BAR_THRESHOLD {
+        if !self.show || size < BAR_THRESHOLD {
             return;
         }
-        let bar = ProgressBar::new(size);
+        let bar = self.multi.add(ProgressBar::new(size));
         bar.set_style(
             ProgressStyle::with_template(
                 "{prefix:>12.bold} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} {msg}",
@@ -101,17 +184,20 @@ impl PushObserver for UploadBars {
             .progress_chars("=> "),
         );
         bar.set_prefix(digest.hex()[..12].to_string());
-        *self.current.lock().expect("progress lock") = Some(bar);
+        self.bars
+            .lock()
+            .expect("progress lock")
+            .insert(*digest, bar);
     }
 
-    fn bytes_sent(&self, n: u64) {
-        if let Some(bar) = &*self.current.lock().expect("progress lock") {
+    fn bytes_sent(&self, digest: &Sha256Digest, n: u64) {
+        if let Some(bar) = self.bars.lock().expect("progress lock").get(digest) {
             bar.inc(n);
         }
     }
 
-    fn blob_finished(&self, _digest: &Sha256Digest, outcome: BlobPush) {
-        if let Some(bar) = self.current.lock().expect("progress lock").take() {
+    fn blob_finished(&self, digest: &Sha256Digest, outcome: BlobPush) {
+        if let Some(bar) = self.bars.lock().expect("progress lock").remove(digest) {
             bar.finish_with_message(format!(
                 "{} {}",
                 HumanBytes(bar.length().unwrap_or(0)),

@@ -104,7 +104,7 @@ pub fn run(args: VerifyArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
     let pulled_dir;
     let (layout, reference) = match remote_reference(&layout) {
         Some(reference) => {
-            let client = registry::client(&registry_args)?;
+            let client = registry::client(&registry_args, &reference)?;
             pulled_dir = tempfile::tempdir()?;
             let pulled = cairn::registry::pull::pull_to_layout(
                 &client,

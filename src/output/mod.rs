@@ -65,6 +65,15 @@ impl Write for BlobWriter {
     }
 }
 
+impl BlobWriter {
+    /// Drops a blob that will not be committed (e.g. a download that broke off), so
+    /// its partial file does not end up in the layout.
+    pub fn discard(self) -> io::Result<()> {
+        drop(self.inner);
+        fs::remove_file(&self.tmp_path)
+    }
+}
+
 /// A blob stored in the layout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StoredBlob {

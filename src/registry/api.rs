@@ -263,9 +263,10 @@ impl Client {
         let mut reader = resp.body_mut().as_reader();
         let limit = size.map_or(u64::MAX, |s| s + 1);
         std::io::copy(&mut std::io::Read::take(&mut reader, limit), &mut hashing).map_err(|e| {
-            RegistryError::Protocol {
+            RegistryError::Connect {
                 url: super::client::redact_url(&url),
-                detail: format!("the blob download broke off: {e}"),
+                attempts: 1,
+                error: ureq::Error::Io(e),
             }
         })?;
         let (actual, len, _) = hashing.finish();

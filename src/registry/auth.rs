@@ -45,6 +45,11 @@ pub struct Credentials {
     pub any_registry: Option<Login>,
     /// Keyed by `host[:port]` (`docker.io` for Docker Hub).
     pub per_registry: BTreeMap<String, Login>,
+    /// Docker credential helpers named by the config file: `credHelpers` per
+    /// registry, and `credsStore` for the rest. The caller runs them (see
+    /// [`Credentials::helper_for`]); the library runs no programs.
+    pub helpers: BTreeMap<String, String>,
+    pub default_helper: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,9 +61,14 @@ pub enum CredentialsError {
 }
 
 #[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct DockerConfig {
     #[serde(default)]
     auths: BTreeMap<String, DockerAuth>,
+    #[serde(default)]
+    creds_store: Option<String>,
+    #[serde(default)]
+    cred_helpers: BTreeMap<String, String>,
 }
 
 #[derive(serde::Deserialize)]
@@ -75,7 +85,8 @@ impl Credentials {
     /// Reads the `auths` of a Docker config file (`~/.docker/config.json`): each entry
     /// has `auth` (base64 of `user:password`) or `username` and `password`. Keys may
     /// be `host`, `host:port` or a URL (`https://index.docker.io/v1/` is Docker Hub).
-    /// Entries without either (credential helpers) are skipped.
+    /// Entries without either are skipped. `credHelpers` and `credsStore` are kept
+    /// for the caller to run.
     pub fn from_docker_config(bytes: &[u8]) -> Result<Credentials, CredentialsError> {
         let config: DockerConfig = serde_json::from_slice(bytes).map_err(CredentialsError::Json)?;
         let mut per_registry = BTreeMap::new();
@@ -111,7 +122,35 @@ impl Credentials {
         Ok(Credentials {
             any_registry: None,
             per_registry,
+            helpers: config
+                .cred_helpers
+                .into_iter()
+                .map(|(k, v)| (normalize_registry_key(&k), v))
+                .collect(),
+            default_helper: config.creds_store.filter(|s| !s.is_empty()),
         })
+    }
+
+    /// The credential helper to ask for `registry`'s login (`docker-credential-<name>
+    /// get`), when neither the environment nor `auths` gives one.
+    pub fn helper_for(&self, registry: &str) -> Option<&str> {
+        if self.login_for(registry).is_some() {
+            return None;
+        }
+        self.helpers
+            .get(registry)
+            .or(self.default_helper.as_ref())
+            .map(String::as_str)
+    }
+
+    /// What a credential helper is asked for: the server URL `docker login` stored
+    /// (`https://index.docker.io/v1/` for Docker Hub, else the host).
+    pub fn helper_server_url(registry: &str) -> String {
+        if registry == super::reference::DOCKER_HUB {
+            "https://index.docker.io/v1/".to_string()
+        } else {
+            registry.to_string()
+        }
     }
 
     /// The login for `registry` (`host[:port]` as in the reference), if any.
@@ -229,7 +268,7 @@ mod tests {
                 "https://index.docker.io/v1/": {{"auth": "{auth}"}},
                 "127.0.0.1:5000": {{"username": "bob", "password": "pw"}},
                 "helper.example": {{}}
-            }}, "credsStore": "desktop"}}"#
+            }}, "credsStore": "desktop", "credHelpers": {{"ecr.example": "ecr-login"}}}}"#
         );
         let creds = Credentials::from_docker_config(config.as_bytes()).unwrap();
         let hub = creds.login_for("docker.io").unwrap();
@@ -239,6 +278,9 @@ mod tests {
         );
         assert_eq!(creds.login_for("127.0.0.1:5000").unwrap().username, "bob");
         assert!(creds.login_for("helper.example").is_none());
+        assert_eq!(creds.helper_for("helper.example"), Some("desktop"));
+        assert_eq!(creds.helper_for("ecr.example"), Some("ecr-login"));
+        assert_eq!(creds.helper_for("docker.io"), None, "auths wins");
         let bad = Credentials::from_docker_config(br#"{"auths":{"h":{"auth":"!!"}}}"#);
         assert!(bad.unwrap_err().to_string().contains("not base64"));
     }
@@ -250,7 +292,7 @@ mod tests {
                 username: "alice".into(),
                 password: "hunter2".into(),
             }),
-            per_registry: BTreeMap::new(),
+            ..Default::default()
         };
         let text = format!("{creds:?}");
         assert!(

@@ -170,8 +170,19 @@ impl Client {
         image: &Reference,
         location: &str,
     ) -> Result<String, RegistryError> {
-        if location.starts_with("http://") || location.starts_with("https://") {
+        if location.starts_with("https://") {
             return Ok(location.to_string());
+        }
+        if let Some(rest) = location.strip_prefix("http://") {
+            // Plain HTTP only where plain HTTP was asked for (and allowed).
+            let host = rest.split(['/', '?']).next().unwrap_or_default();
+            if self.opts.insecure && is_loopback(hostname_of(host)) {
+                return Ok(location.to_string());
+            }
+            return Err(RegistryError::Protocol {
+                url: redact_url(location),
+                detail: "the registry sent a plain-HTTP upload location".to_string(),
+            });
         }
         let origin = self.origin(image.api_host())?;
         Ok(if location.starts_with('/') {
@@ -189,8 +200,7 @@ impl Client {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let result = self.send_once(req);
-            let retry = match &result {
+            let result = match self.send_once(req) {
                 Ok(resp) if resp.status() == StatusCode::UNAUTHORIZED && !authenticated => {
                     authenticated = true;
                     let challenge = resp
@@ -198,11 +208,13 @@ impl Client {
                         .get(http::header::WWW_AUTHENTICATE)
                         .and_then(|v| v.to_str().ok())
                         .map(str::to_string);
-                    let Ok(resp) = result else { unreachable!() };
                     self.authenticate(req, challenge.as_deref(), resp)?;
                     attempt -= 1;
                     continue;
                 }
+                other => other,
+            };
+            let retry = match &result {
                 Ok(resp) => {
                     let s = resp.status();
                     s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS
@@ -239,7 +251,12 @@ impl Client {
         for (name, value) in &req.headers {
             builder = builder.header(*name, value);
         }
-        if let Some(value) = self.cached_auth(req.image) {
+        // Credentials go only to the registry itself, not to another host an upload
+        // location may name.
+        let own_host = self
+            .origin(req.image.api_host())
+            .is_ok_and(|origin| req.url.starts_with(&format!("{origin}/")));
+        if let Some(value) = self.cached_auth(req.image).filter(|_| own_host) {
             builder = builder.header(http::header::AUTHORIZATION, value);
         }
         match &req.body {
@@ -514,7 +531,7 @@ pub(crate) fn redact_url(url: &str) -> String {
 
 /// Dropped connections and timeouts are worth another try; refused connections and
 /// unknown hosts are not (the registry is not there).
-fn is_transient(e: &ureq::Error) -> bool {
+pub(crate) fn is_transient(e: &ureq::Error) -> bool {
     match e {
         ureq::Error::Io(io) => matches!(
             io.kind(),
@@ -611,5 +628,27 @@ mod tests {
             secure.origin("127.0.0.1:5000").unwrap(),
             "https://127.0.0.1:5000"
         );
+    }
+
+    #[test]
+    fn upload_locations_resolve_against_the_registry_and_never_downgrade() {
+        let image: Reference = "registry.example/a/b:v1".parse().unwrap();
+        let secure = Client::new(ClientOptions::default());
+        assert_eq!(
+            secure
+                .resolve_location(&image, "/v2/a/b/blobs/uploads/u?_state=x")
+                .unwrap(),
+            "https://registry.example/v2/a/b/blobs/uploads/u?_state=x"
+        );
+        assert_eq!(
+            secure
+                .resolve_location(&image, "https://storage.example/u")
+                .unwrap(),
+            "https://storage.example/u"
+        );
+        let e = secure
+            .resolve_location(&image, "http://registry.example/v2/a/b/blobs/uploads/u")
+            .unwrap_err();
+        assert!(e.to_string().contains("plain-HTTP upload location"), "{e}");
     }
 }

@@ -81,6 +81,8 @@ pub enum RegistryError {
     },
     #[error("{0}")]
     Layout(String),
+    #[error("interrupted: the push stopped before the tag was written")]
+    Interrupted,
     #[error("cannot write the pulled layout: {0}")]
     Output(crate::output::OutputError),
 }
@@ -113,9 +115,7 @@ impl RegistryError {
     pub fn is_transient(&self) -> bool {
         match self {
             RegistryError::Status { status, .. } => *status >= 500 || *status == 429,
-            RegistryError::Connect { error, .. } => {
-                matches!(error, ureq::Error::Io(_) | ureq::Error::Timeout(_))
-            }
+            RegistryError::Connect { error, .. } => client::is_transient(error),
             _ => false,
         }
     }

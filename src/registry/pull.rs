@@ -68,11 +68,32 @@ impl Puller<'_> {
         if !self.blobs_done.insert(digest) {
             return Ok(());
         }
-        let mut w = self.writer.blob_writer()?;
-        let n = self
-            .client
-            .get_blob_to(self.repository, &digest, Some(descriptor.size), &mut w)?;
-        self.writer.commit_blob(w)?;
+        // A download that breaks off starts again into a fresh file (bounded).
+        let mut attempt = 1;
+        let n = loop {
+            let mut w = self.writer.blob_writer()?;
+            match self
+                .client
+                .get_blob_to(self.repository, &digest, Some(descriptor.size), &mut w)
+            {
+                Ok(n) => {
+                    self.writer.commit_blob(w)?;
+                    break n;
+                }
+                Err(e) if e.is_transient() && attempt < self.client.options().max_attempts => {
+                    w.discard().map_err(|error| {
+                        RegistryError::Layout(format!(
+                            "cannot remove the partial download of {digest}: {error}"
+                        ))
+                    })?;
+                    attempt += 1;
+                    let wait =
+                        self.client.options().initial_backoff * (1u32 << (attempt - 2).min(16));
+                    std::thread::sleep(wait);
+                }
+                Err(e) => return Err(e),
+            }
+        };
         self.bytes += n;
         Ok(())
     }

@@ -23,10 +23,15 @@ use std::path::{Path, PathBuf};
 pub trait PushObserver: Sync {
     /// A blob the registry does not have starts uploading.
     fn blob_started(&self, _digest: &Sha256Digest, _size: u64) {}
-    /// `n` more bytes of the current blob were sent.
-    fn bytes_sent(&self, _n: u64) {}
+    /// `n` more bytes of blob `digest` were sent (blobs upload concurrently).
+    fn bytes_sent(&self, _digest: &Sha256Digest, _n: u64) {}
     /// A blob is done (uploaded, present or mounted).
     fn blob_finished(&self, _digest: &Sha256Digest, _outcome: BlobPush) {}
+    /// Asked between steps: `true` stops the push before the next blob or manifest
+    /// ([`RegistryError::Interrupted`]); nothing is tagged then.
+    fn cancelled(&self) -> bool {
+        false
+    }
 }
 
 /// An observer that ignores everything.
@@ -177,8 +182,9 @@ pub fn push_layout(
         ..target.clone()
     };
 
-    // 1. Blobs.
+    // 1. Blobs, a few at a time (uploads are bound by latency more than bandwidth).
     let mut seen = BTreeSet::new();
+    let mut blobs = Vec::new();
     for m in image_manifests.iter().chain(referrers.iter()) {
         for blob in m.parsed.blobs() {
             let digest = blob.sha256()?;
@@ -199,26 +205,23 @@ pub fn push_layout(
                 }
                 Err(error) => return Err(RegistryError::Io { path, error }),
             }
-            let outcome = if client.blob_exists(&repository, &digest)? {
-                BlobPush::Present
-            } else {
-                observer.blob_started(&digest, blob.size);
-                let sent = |n| observer.bytes_sent(n);
-                client.upload_file(&repository, &path, &digest, blob.size, mount_from, &sent)?
-            };
-            match outcome {
-                BlobPush::Present => report.blobs_present += 1,
-                BlobPush::Mounted => report.blobs_mounted += 1,
-                BlobPush::Uploaded => {
-                    report.blobs_uploaded += 1;
-                    report.bytes_uploaded += blob.size;
-                }
+            blobs.push((digest, blob.size, path));
+        }
+    }
+    let outcomes = push_blobs(client, &repository, &blobs, mount_from, observer)?;
+    for ((_, size, _), outcome) in blobs.iter().zip(outcomes) {
+        match outcome {
+            BlobPush::Present => report.blobs_present += 1,
+            BlobPush::Mounted => report.blobs_mounted += 1,
+            BlobPush::Uploaded => {
+                report.blobs_uploaded += 1;
+                report.bytes_uploaded += size;
             }
-            observer.blob_finished(&digest, outcome);
         }
     }
 
     // 2. Image manifests by digest.
+    stop_if_cancelled(observer)?;
     for m in &image_manifests {
         client.put_manifest(
             &repository.with_digest(m.digest),
@@ -228,8 +231,38 @@ pub fn push_layout(
     }
 
     // 3. Referrers by digest; the tag schema where the Referrers API is missing.
+    stop_if_cancelled(observer)?;
+    attach_referrers(client, &repository, &referrers, &mut report)?;
+
+    // 4. The tag, last.
+    stop_if_cancelled(observer)?;
+    let root = image_manifests.last().expect("the root is collected");
+    if let Some(tag) = &target.tag {
+        client.put_manifest(
+            &repository.with_tag(tag),
+            &root.bytes,
+            &root.descriptor.media_type,
+        )?;
+    }
+    report.reference = Reference {
+        digest: Some(root.digest),
+        ..target.clone()
+    }
+    .to_string();
+    Ok(report)
+}
+
+/// Pushes the referrers by digest and, for a registry without the Referrers API,
+/// merges them into each subject's referrers tag; DSSE attestations also go into
+/// cosign's `.att` image of their subject. Records what it did in `report`.
+fn attach_referrers(
+    client: &Client,
+    repository: &Reference,
+    referrers: &[LayoutManifest],
+    report: &mut PushReport,
+) -> Result<(), RegistryError> {
     let mut by_subject: BTreeMap<Sha256Digest, Vec<&LayoutManifest>> = BTreeMap::new();
-    for r in &referrers {
+    for r in referrers {
         let subject = r
             .parsed
             .subject
@@ -273,7 +306,7 @@ pub fn push_layout(
                 .collect();
             report.referrers_tags.push(update_referrers_tag(
                 client,
-                &repository,
+                repository,
                 subject,
                 &descriptors,
             )?);
@@ -303,29 +336,11 @@ pub fn push_layout(
             .collect::<Result<_, RegistryError>>()?;
         if !envelopes.is_empty() {
             report.attestation_tags.push(update_cosign_attestations(
-                client,
-                &repository,
-                subject,
-                &envelopes,
+                client, repository, subject, &envelopes,
             )?);
         }
     }
-
-    // 4. The tag, last.
-    let root = image_manifests.last().expect("the root is collected");
-    if let Some(tag) = &target.tag {
-        client.put_manifest(
-            &repository.with_tag(tag),
-            &root.bytes,
-            &root.descriptor.media_type,
-        )?;
-    }
-    report.reference = Reference {
-        digest: Some(root.digest),
-        ..target.clone()
-    }
-    .to_string();
-    Ok(report)
+    Ok(())
 }
 
 /// Appends `manifest`'s child manifests (recursively, for an index) and then
@@ -360,4 +375,70 @@ fn collect_children(
     }
     out.push(manifest);
     Ok(())
+}
+
+/// Blob uploads in flight at once.
+const PARALLEL_UPLOADS: usize = 4;
+
+/// HEADs and, where missing, uploads each blob, [`PARALLEL_UPLOADS`] at a time; returns
+/// what happened to each, in order. The first error stops the workers from starting
+/// more blobs.
+fn push_blobs(
+    client: &Client,
+    repository: &Reference,
+    blobs: &[(Sha256Digest, u64, PathBuf)],
+    mount_from: Option<&str>,
+    observer: &dyn PushObserver,
+) -> Result<Vec<BlobPush>, RegistryError> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    let results: Vec<std::sync::Mutex<Option<Result<BlobPush, RegistryError>>>> =
+        blobs.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    let push_one = |(digest, size, path): &(Sha256Digest, u64, PathBuf)| {
+        if client.blob_exists(repository, digest)? {
+            return Ok(BlobPush::Present);
+        }
+        observer.blob_started(digest, *size);
+        let sent = |n| observer.bytes_sent(digest, n);
+        client.upload_file(repository, path, digest, *size, mount_from, &sent)
+    };
+    std::thread::scope(|scope| {
+        for _ in 0..PARALLEL_UPLOADS.min(blobs.len()) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if i >= blobs.len() || failed.load(std::sync::atomic::Ordering::SeqCst) {
+                    return;
+                }
+                let result = stop_if_cancelled(observer).and_then(|()| push_one(&blobs[i]));
+                match &result {
+                    Ok(outcome) => observer.blob_finished(&blobs[i].0, *outcome),
+                    Err(_) => failed.store(true, std::sync::atomic::Ordering::SeqCst),
+                }
+                *results[i].lock().expect("result lock") = Some(result);
+            });
+        }
+    });
+    let results: Vec<Option<Result<BlobPush, RegistryError>>> = results
+        .into_iter()
+        .map(|slot| slot.into_inner().expect("result lock"))
+        .collect();
+    // Slots stay empty only for blobs a failure kept from starting.
+    let mut outcomes = Vec::with_capacity(blobs.len());
+    for result in results.into_iter().flatten() {
+        outcomes.push(result?);
+    }
+    assert_eq!(
+        outcomes.len(),
+        blobs.len(),
+        "every blob ran or an error was returned"
+    );
+    Ok(outcomes)
+}
+
+fn stop_if_cancelled(observer: &dyn PushObserver) -> Result<(), RegistryError> {
+    if observer.cancelled() {
+        Err(RegistryError::Interrupted)
+    } else {
+        Ok(())
+    }
 }

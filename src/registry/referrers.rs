@@ -10,7 +10,7 @@
 //!   lists them as `rootfs.diff_ids`. Existing layers are kept, so attestations other
 //!   tools attached stay.
 
-use super::api::{Descriptor, IndexJson, ManifestJson};
+use super::api::{Descriptor, ManifestJson};
 use super::{
     cosign_attestation_tag, referrers_tag, Client, Reference, RegistryError, OCI_INDEX,
     OCI_MANIFEST,
@@ -36,9 +36,15 @@ pub fn update_referrers_tag(
 ) -> Result<String, RegistryError> {
     let tag = referrers_tag(subject);
     let target = repository.with_tag(&tag);
-    let mut listed = match client.find_manifest(&target)? {
+    // What is listed stays as it is, fields cairn does not know included.
+    let mut listed: Vec<serde_json::Value> = match client.find_manifest(&target)? {
         Some(existing) => {
-            let index: IndexJson =
+            #[derive(serde::Deserialize)]
+            struct Listed {
+                #[serde(default)]
+                manifests: Vec<serde_json::Value>,
+            }
+            let index: Listed =
                 serde_json::from_slice(&existing.bytes).map_err(|e| RegistryError::Protocol {
                     url: target.to_string(),
                     detail: format!("the referrers tag does not hold an OCI index: {e}"),
@@ -49,8 +55,8 @@ pub fn update_referrers_tag(
     };
     let before = listed.len();
     for r in referrers {
-        if !listed.iter().any(|l| l.digest == r.digest) {
-            listed.push(r.clone());
+        if !listed.iter().any(|l| l["digest"] == r.digest.as_str()) {
+            listed.push(serde_json::to_value(r).expect("descriptors serialise"));
         }
     }
     if listed.len() == before && before > 0 {

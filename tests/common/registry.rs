@@ -5,7 +5,7 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -149,10 +149,6 @@ impl Registry {
             .join("_manifests/tags")
             .join(tag)
             .exists()
-    }
-
-    pub fn storage(&self) -> &Path {
-        &self.storage
     }
 }
 
