@@ -81,8 +81,31 @@ fn a_layout_base_is_reused_inherited_traced_and_verified() {
     let recipe = ws.recipe("{ layout: images/hello }");
     let out = ws.path().join("out");
     let (key, public, _) = keygen(ws.path(), "signer");
-    let report = build_json(&recipe, &out, &["--sign-key", key.to_str().unwrap()]);
+    let ledger = ws.path().join("ledger.jsonl");
+    let report = build_json(
+        &recipe,
+        &out,
+        &[
+            "--sign-key",
+            key.to_str().unwrap(),
+            "--ledger",
+            ledger.to_str().unwrap(),
+        ],
+    );
     assert_eq!(report["base"]["manifest_digest"], ws.base_manifest.as_str());
+    // The audit ledger's build entry names the base too.
+    let entry: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(&ledger)
+            .unwrap()
+            .lines()
+            .last()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        entry["details"]["base"]["manifest_digest"],
+        ws.base_manifest.as_str()
+    );
 
     // The unpinned base was pinned into the lock file, and a --locked build uses it.
     let lock: serde_json::Value =

@@ -271,7 +271,7 @@ fn build_details(
         .iter()
         .map(|(k, v)| (k, v.to_string()))
         .collect();
-    Ok(BTreeMap::from([
+    let mut details = BTreeMap::from([
         ("image".to_string(), report.name.clone().into()),
         (
             "manifest_digest".to_string(),
@@ -296,5 +296,16 @@ fn build_details(
         ("lock_sha256".to_string(), lock_sha256.into()),
         ("layers".to_string(), serde_json::to_value(layers)?),
         ("sources".to_string(), serde_json::to_value(sources)?),
-    ]))
+    ]);
+    if let Some(base) = &report.base {
+        details.insert(
+            "base".to_string(),
+            serde_json::json!({
+                "reference": base.reference,
+                "manifest_digest": base.manifest_digest.to_string(),
+                "pinned": base.pinned.to_string(),
+            }),
+        );
+    }
+    Ok(details)
 }
