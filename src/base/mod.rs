@@ -60,6 +60,8 @@ pub enum BaseError {
     Output { what: String, source: OutputError },
     #[error("{0}")]
     Registry(String),
+    #[error("interrupted")]
+    Interrupted,
 }
 
 impl BaseError {
@@ -305,14 +307,18 @@ fn read_layer(
 
 /// Copies every layer of `base` into `layout` unchanged, checking each blob against
 /// its digest and size and its content against its `diff_id`, and reads the base
-/// file system from them. The config is not copied: the built image has its own.
+/// file system from them. Stops between layers once `cancel` is set. The config is not copied: the built image has its own.
 pub fn copy_layers(
     store: &dyn BaseStore,
     base: &BaseImage,
     layout: &LayoutWriter,
+    cancel: &std::sync::atomic::AtomicBool,
 ) -> Result<BaseFs, BaseError> {
     let mut base_fs = BaseFs::default();
     for (index, layer) in base.layers.iter().enumerate() {
+        if cancel.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(BaseError::Interrupted);
+        }
         let what = || format!("layer {} ({})", layer.digest, fs::layer_name(index));
         let io_err = |source| BaseError::Io {
             what: what(),
