@@ -424,3 +424,29 @@ fn a_registry_base_by_tag_is_pinned_in_the_lock_and_reused() {
         "{stderr}"
     );
 }
+
+#[test]
+fn accounts_on_a_base_with_accounts_warn_that_they_replace_them() {
+    let ws = Workspace::new();
+    let recipe = write_recipe(
+        ws.path(),
+        "app.yaml",
+        "cairn: 1
+name: app
+base: { layout: images/hello }
+layers:
+  - name: extra
+    contents:
+      - dir: /srv
+accounts:
+  users: [{ name: svc, uid: 100, gid: 100 }]
+  groups: [{ name: svc, gid: 100 }]
+",
+    );
+    let report = build_json(&recipe, &ws.path().join("out"), &[]);
+    let warnings = report["warnings"].to_string();
+    assert!(
+        warnings.contains("replaces the base image's /etc/passwd and /etc/group"),
+        "{warnings}"
+    );
+}
