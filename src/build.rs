@@ -320,12 +320,6 @@ pub fn build(
             cyclonedx: beside(&format!("{}.cdx.json", i.side_file_prefix)),
         })
         .collect();
-    let mut warnings = inputs.warnings;
-    for w in images.iter().flat_map(|i| &i.warnings) {
-        if !warnings.contains(w) {
-            warnings.push(w.clone());
-        }
-    }
     let first = images.swap_remove(0);
     Ok(BuildReport {
         name: recipe.name.clone(),
@@ -360,7 +354,7 @@ pub fn build(
             })
             .collect(),
         sources: platforms::source_digests(recipe, &inputs.sources.platforms),
-        warnings,
+        warnings: inputs.warnings,
     })
 }
 
@@ -466,7 +460,6 @@ struct PlatformImage {
     /// Signed DSSE envelopes, one per line (empty when unsigned).
     envelopes: Vec<u8>,
     side_file_prefix: String,
-    warnings: Vec<String>,
 }
 
 /// Builds one platform's image into `layout`: base layers copied, the recipe's layers
@@ -509,19 +502,6 @@ fn build_platform_image(
         }
         None => (None, None),
     };
-    let mut warnings = Vec::new();
-    if let (Some(fs), Some(_)) = (&base_fs, &recipe.accounts) {
-        let replaced: Vec<&str> = ["etc/passwd", "etc/group"]
-            .into_iter()
-            .filter(|f| fs.entries.contains_key(*f))
-            .collect();
-        if !replaced.is_empty() {
-            warnings.push(format!(
-                "`accounts:` replaces the base image's /{} (its users and groups are not merged); list every account the image needs",
-                replaced.join(" and /")
-            ));
-        }
-    }
     let trees = layers::assemble(recipe, job.resolved, base_fs.as_ref())?;
     observer.stage("layers");
 
@@ -680,7 +660,6 @@ fn build_platform_image(
         cyclonedx,
         envelopes,
         side_file_prefix: job.side_file_prefix.clone(),
-        warnings,
     })
 }
 

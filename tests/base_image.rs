@@ -426,7 +426,7 @@ fn a_registry_base_by_tag_is_pinned_in_the_lock_and_reused() {
 }
 
 #[test]
-fn accounts_on_a_base_with_accounts_warn_that_they_replace_them() {
+fn accounts_extend_the_base_images_users_and_groups() {
     let ws = Workspace::new();
     let recipe = write_recipe(
         ws.path(),
@@ -441,12 +441,25 @@ layers:
 accounts:
   users: [{ name: svc, uid: 100, gid: 100 }]
   groups: [{ name: svc, gid: 100 }]
+config:
+  user: svc
 ",
     );
-    let report = build_json(&recipe, &ws.path().join("out"), &[]);
-    let warnings = report["warnings"].to_string();
-    assert!(
-        warnings.contains("replaces the base image's /etc/passwd and /etc/group"),
-        "{warnings}"
+    let out = ws.path().join("out");
+    build_json(&recipe, &out, &[]);
+    let bundle = ws.path().join("bundle");
+    run_ok(
+        Command::new("umoci")
+            .args(["unpack", "--rootless", "--image"])
+            .arg(format!("{}:app", out.join("app").display()))
+            .arg(&bundle),
     );
+    let read = |f: &str| std::fs::read_to_string(bundle.join("rootfs/etc").join(f)).unwrap();
+    assert_eq!(
+        read("passwd"),
+        "root:x:0:0:root:/root:/sbin/nologin\n\
+         app:x:65532:65532::/home/app:/sbin/nologin\n\
+         svc:x:100:100::/home/svc:/sbin/nologin\n"
+    );
+    assert_eq!(read("group"), "root:x:0:\napp:x:65532:\nsvc:x:100:\n");
 }
