@@ -533,7 +533,11 @@ fn build_platform_image(
                 job.platform,
             )
             .map_err(error)?;
-            let fs = base::copy_layers(pinned.store.as_ref(), &image, layout).map_err(error)?;
+            let fs = base::copy_layers(pinned.store.as_ref(), &image, layout, &opts.cancel)
+                .map_err(|e| match e {
+                    base::BaseError::Interrupted => BuildError::Interrupted,
+                    e => error(e),
+                })?;
             (Some(image), Some(fs))
         }
         None => (None, None),

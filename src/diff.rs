@@ -34,19 +34,38 @@ impl ImageDiff {
     }
 }
 
-fn first_image(layout: &Path) -> Result<ImageReport, InspectError> {
-    let mut report = inspect::inspect(layout)?;
-    if report.images.is_empty() {
-        return Err(InspectError::Invalid {
-            path: layout.into(),
-            message: "the layout holds no image".into(),
-        });
-    }
-    Ok(report.images.swap_remove(0))
+/// The image for `platform` (`os/arch[/variant]`) of a multi-platform layout, else
+/// the layout's first image.
+fn image_of(layout: &Path, platform: Option<&str>) -> Result<ImageReport, InspectError> {
+    let report = inspect::inspect(layout)?;
+    let available: Vec<String> = report
+        .images
+        .iter()
+        .filter_map(|i| i.platform.clone())
+        .collect();
+    let found = report
+        .images
+        .into_iter()
+        .find(|i| platform.is_none() || i.platform.as_deref() == platform);
+    found.ok_or_else(|| InspectError::Invalid {
+        path: layout.into(),
+        message: match platform {
+            Some(p) if !available.is_empty() => format!(
+                "the layout has no image for {p}; it has {}",
+                available.join(", ")
+            ),
+            Some(p) => {
+                format!("the layout has no image for {p} (it is not a multi-platform image)")
+            }
+            None => "the layout holds no image".into(),
+        },
+    })
 }
 
-pub fn diff(a: &Path, b: &Path) -> Result<ImageDiff, InspectError> {
-    let (ia, ib) = (first_image(a)?, first_image(b)?);
+/// Compares the images of layouts `a` and `b`: the first image of each, or for
+/// multi-platform layouts the image of `platform`.
+pub fn diff(a: &Path, b: &Path, platform: Option<&str>) -> Result<ImageDiff, InspectError> {
+    let (ia, ib) = (image_of(a, platform)?, image_of(b, platform)?);
     let mut out = ImageDiff {
         manifest: (ia.manifest_digest.clone(), ib.manifest_digest.clone()),
         ..Default::default()

@@ -81,8 +81,31 @@ fn a_layout_base_is_reused_inherited_traced_and_verified() {
     let recipe = ws.recipe("{ layout: images/hello }");
     let out = ws.path().join("out");
     let (key, public, _) = keygen(ws.path(), "signer");
-    let report = build_json(&recipe, &out, &["--sign-key", key.to_str().unwrap()]);
+    let ledger = ws.path().join("ledger.jsonl");
+    let report = build_json(
+        &recipe,
+        &out,
+        &[
+            "--sign-key",
+            key.to_str().unwrap(),
+            "--ledger",
+            ledger.to_str().unwrap(),
+        ],
+    );
     assert_eq!(report["base"]["manifest_digest"], ws.base_manifest.as_str());
+    // The audit ledger's build entry names the base too.
+    let entry: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(&ledger)
+            .unwrap()
+            .lines()
+            .last()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        entry["details"]["base"]["manifest_digest"],
+        ws.base_manifest.as_str()
+    );
 
     // The unpinned base was pinned into the lock file, and a --locked build uses it.
     let lock: serde_json::Value =
@@ -400,4 +423,43 @@ fn a_registry_base_by_tag_is_pinned_in_the_lock_and_reused() {
         stderr.contains(&format!("the base image has no blob sha256:{lost}")),
         "{stderr}"
     );
+}
+
+#[test]
+fn accounts_extend_the_base_images_users_and_groups() {
+    let ws = Workspace::new();
+    let recipe = write_recipe(
+        ws.path(),
+        "app.yaml",
+        "cairn: 1
+name: app
+base: { layout: images/hello }
+layers:
+  - name: extra
+    contents:
+      - dir: /srv
+accounts:
+  users: [{ name: svc, uid: 100, gid: 100 }]
+  groups: [{ name: svc, gid: 100 }]
+config:
+  user: svc
+",
+    );
+    let out = ws.path().join("out");
+    build_json(&recipe, &out, &[]);
+    let bundle = ws.path().join("bundle");
+    run_ok(
+        Command::new("umoci")
+            .args(["unpack", "--rootless", "--image"])
+            .arg(format!("{}:app", out.join("app").display()))
+            .arg(&bundle),
+    );
+    let read = |f: &str| std::fs::read_to_string(bundle.join("rootfs/etc").join(f)).unwrap();
+    assert_eq!(
+        read("passwd"),
+        "root:x:0:0:root:/root:/sbin/nologin\n\
+         app:x:65532:65532::/home/app:/sbin/nologin\n\
+         svc:x:100:100::/home/svc:/sbin/nologin\n"
+    );
+    assert_eq!(read("group"), "root:x:0:\napp:x:65532:\nsvc:x:100:\n");
 }

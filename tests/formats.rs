@@ -173,6 +173,25 @@ fn docker_archive_loads_into_podman_and_reads_in_skopeo() {
     let inspected = skopeo(&["inspect", &format!("docker-archive:{}", tar_a.display())]);
     assert_eq!(inspected["Layers"], serde_json::json!(diff_ids));
 
+    // skopeo copies it back into an OCI layout (recompressing the layers and
+    // re-serialising the config): the diff_ids and the config's values carry over.
+    let copy = tempfile::tempdir().unwrap();
+    run_ok(Command::new("skopeo").args([
+        "copy",
+        &format!("docker-archive:{}", tar_a.display()),
+        &format!("oci:{}:hello", copy.path().display()),
+    ]));
+    let copied = skopeo(&[
+        "inspect",
+        "--config",
+        &format!("oci:{}:hello", copy.path().display()),
+    ]);
+    assert_eq!(copied["rootfs"]["diff_ids"], serde_json::json!(diff_ids));
+    assert_eq!(
+        copied["config"]["Entrypoint"],
+        serde_json::json!(["/usr/bin/hello"])
+    );
+
     // podman load, into a storage of the test's own (vfs works without privileges).
     let storage = tempfile::tempdir().unwrap();
     let podman = |args: &[&str]| {

@@ -419,7 +419,12 @@ layers:
 #[test]
 fn a_multi_platform_image_pushed_to_a_registry_serves_as_a_ref_base() {
     let (dir, recipe) = workspace();
-    let base = build_json(&recipe, &dir.path().join("images"), &["--locked"]);
+    let (key, public, _) = keygen(dir.path(), "signer");
+    let base = build_json(
+        &recipe,
+        &dir.path().join("images"),
+        &["--locked", "--sign-key", key.to_str().unwrap()],
+    );
     let registry = common::registry::Registry::start(common::registry::RegistryAuth::None);
     let reference = format!("{}/lib/multiarch:v1", registry.host);
     run_ok(
@@ -429,6 +434,26 @@ fn a_multi_platform_image_pushed_to_a_registry_serves_as_a_ref_base() {
             .arg(&reference)
             .arg("--insecure"),
     );
+    // Verified from the registry, platform by platform.
+    let verified = run_ok(
+        cairn()
+            .arg("verify")
+            .arg(&reference)
+            .arg("--insecure")
+            .arg("--key")
+            .arg(&public)
+            .arg("--json"),
+    );
+    let verdict: serde_json::Value = serde_json::from_slice(&verified.stdout).unwrap();
+    assert_eq!(verdict["verified"], true, "{verdict}");
+    assert_eq!(verdict["manifest_digest"], base["manifest_digest"]);
+    let signed_platforms = verdict["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["name"] == "signatures")
+        .count();
+    assert_eq!(signed_platforms, 2, "{verdict}");
     let app = write_recipe(
         dir.path(),
         "app.yaml",
@@ -480,4 +505,44 @@ layers:
             diff_ids[..]
         );
     }
+}
+
+#[test]
+fn diff_compares_the_images_of_one_platform() {
+    let (dir, recipe) = workspace();
+    build_json(&recipe, &dir.path().join("a"), &["--locked"]);
+    std::fs::write(
+        dir.path().join("multiarch/bin/hello-arm64"),
+        "#!/bin/sh\necho changed\n",
+    )
+    .unwrap();
+    run_ok(cairn().arg("lock").arg(&recipe));
+    build_json(&recipe, &dir.path().join("b"), &["--locked"]);
+    let diff = |platform: &str| {
+        cairn()
+            .arg("diff")
+            .arg(dir.path().join("a/multiarch"))
+            .arg(dir.path().join("b/multiarch"))
+            .args(["--platform", platform])
+            .output()
+            .unwrap()
+    };
+    let amd64 = diff("linux/amd64");
+    assert_eq!(
+        amd64.status.code(),
+        Some(0),
+        "the amd64 images are the same"
+    );
+    let arm64 = diff("linux/arm64");
+    assert_eq!(arm64.status.code(), Some(1));
+    let text = String::from_utf8(arm64.stdout).unwrap();
+    assert!(text.contains("changed /usr/bin/hello:"), "{text}");
+    let other = diff("linux/s390x");
+    assert_eq!(other.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&other.stderr)
+            .contains("no image for linux/s390x; it has linux/amd64, linux/arm64"),
+        "{}",
+        String::from_utf8_lossy(&other.stderr)
+    );
 }

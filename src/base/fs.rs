@@ -18,7 +18,15 @@ pub struct BaseFs {
     pub entries: BTreeMap<String, BaseEntry>,
     /// SHA-1 of every regular file's content, by SHA-256.
     pub sha1: Sha1Index,
+    /// The content of the base's `etc/passwd` and `etc/group`, which `accounts:`
+    /// extends rather than replaces.
+    pub account_files: BTreeMap<String, Vec<u8>>,
 }
+
+/// The files whose content [`BaseFs`] keeps.
+pub const ACCOUNT_FILES: [&str; 2] = ["etc/passwd", "etc/group"];
+/// Larger account files are not kept (and so not merged): no real one is this big.
+const ACCOUNT_FILE_LIMIT: u64 = 4 << 20;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BaseEntry {
@@ -66,6 +74,7 @@ impl BaseFs {
     /// only).
     pub fn apply_layer(&mut self, index: usize, tar: impl Read) -> Result<(), BaseFsError> {
         let mut layer: BTreeMap<String, BaseEntry> = BTreeMap::new();
+        let mut account_files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
         let mut whiteouts = Vec::new();
         let mut archive = tar::Archive::new(tar);
         for entry in archive.entries()? {
@@ -107,7 +116,17 @@ impl BaseFs {
                 }
                 tar::EntryType::Regular | tar::EntryType::Continuous => {
                     let size = entry.size();
-                    let (sha256, sha1) = hash_both(&mut entry)?;
+                    let (sha256, sha1) =
+                        if ACCOUNT_FILES.contains(&key.as_str()) && size <= ACCOUNT_FILE_LIMIT {
+                            let mut bytes = Vec::with_capacity(size as usize);
+                            entry.read_to_end(&mut bytes)?;
+                            let hashes = hash_both(bytes.as_slice())?;
+                            account_files.insert(key.clone(), bytes);
+                            hashes
+                        } else {
+                            account_files.remove(&key);
+                            hash_both(&mut entry)?
+                        };
                     self.sha1.insert(sha256, sha1);
                     BaseKind::File { sha256, size }
                 }
@@ -135,6 +154,14 @@ impl BaseFs {
             }
             self.entries.insert(key, entry);
         }
+        // Keep the content only of account files that are still there, as written
+        // last.
+        self.account_files.extend(account_files);
+        let entries = &self.entries;
+        self.account_files.retain(|key, bytes| {
+            matches!(entries.get(key), Some(BaseEntry { kind: BaseKind::File { sha256, .. }, .. })
+                if *sha256 == Sha256Digest::of(bytes))
+        });
         Ok(())
     }
 }
@@ -224,6 +251,26 @@ mod tests {
         assert_eq!(fs.entries["etc/hi"].layer, 1);
         assert!(fs.sha1.contains_key(&Sha256Digest::of(b"hi")));
         assert!(matches!(fs.entries["bin"].kind, BaseKind::Symlink { .. }));
+    }
+
+    #[test]
+    fn account_files_keep_the_content_of_their_last_version() {
+        use tar::EntryType::*;
+        let mut fs = BaseFs::default();
+        fs.apply_layer(
+            0,
+            layer(&[("etc/passwd", Regular, b"root:x:0:0::/:/bin/sh\n", "")]).as_slice(),
+        )
+        .unwrap();
+        fs.apply_layer(
+            1,
+            layer(&[("etc/passwd", Regular, b"new\n", "")]).as_slice(),
+        )
+        .unwrap();
+        assert_eq!(fs.account_files["etc/passwd"], b"new\n");
+        fs.apply_layer(2, layer(&[("etc/.wh.passwd", Regular, b"", "")]).as_slice())
+            .unwrap();
+        assert!(fs.account_files.is_empty());
     }
 
     #[test]

@@ -60,13 +60,15 @@ pub enum BaseError {
     Output { what: String, source: OutputError },
     #[error("{0}")]
     Registry(String),
+    #[error("interrupted")]
+    Interrupted,
 }
 
 impl BaseError {
     pub fn hint(&self) -> &'static str {
         match self {
             BaseError::Missing { .. } => "the base image is incomplete: copy it again in full (e.g. `skopeo copy --all`)",
-            BaseError::DigestMismatch { .. } => "the base image changed or is corrupt: fetch it again, or pin the digest it has now if that is intended",
+            BaseError::DigestMismatch { .. } => "the base image is corrupt or was tampered with: fetch it again from where it came from (its pinned digest covers every blob)",
             BaseError::NoPlatform { .. } => "build for a platform the base image has, or use a base image for this platform",
             BaseError::Io { .. } => "`layout:` names an OCI image layout directory (with `index.json` and `blobs/`), relative to the recipe file, e.g. one written by `skopeo copy docker://... oci:DIR`",
             _ => "check the `base:` of the recipe",
@@ -305,14 +307,18 @@ fn read_layer(
 
 /// Copies every layer of `base` into `layout` unchanged, checking each blob against
 /// its digest and size and its content against its `diff_id`, and reads the base
-/// file system from them. The config is not copied: the built image has its own.
+/// file system from them. Stops between layers once `cancel` is set. The config is not copied: the built image has its own.
 pub fn copy_layers(
     store: &dyn BaseStore,
     base: &BaseImage,
     layout: &LayoutWriter,
+    cancel: &std::sync::atomic::AtomicBool,
 ) -> Result<BaseFs, BaseError> {
     let mut base_fs = BaseFs::default();
     for (index, layer) in base.layers.iter().enumerate() {
+        if cancel.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(BaseError::Interrupted);
+        }
         let what = || format!("layer {} ({})", layer.digest, fs::layer_name(index));
         let io_err = |source| BaseError::Io {
             what: what(),

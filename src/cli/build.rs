@@ -101,6 +101,9 @@ pub fn run(args: BuildArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
         push,
         push_flags,
     } = args;
+    if push.is_some() && format.is_archive() {
+        bail!("--push sends the layout directory to the registry: build with --format oci (the default) to push");
+    }
     if push.is_none() && push_flags.mount_from.is_some() {
         bail!("--mount-from applies to --push REF, which is missing");
     }
@@ -319,7 +322,7 @@ fn build_details(
         .iter()
         .map(|(k, v)| (k, v.to_string()))
         .collect();
-    Ok(BTreeMap::from([
+    let mut details = BTreeMap::from([
         ("image".to_string(), report.name.clone().into()),
         (
             "manifest_digest".to_string(),
@@ -344,5 +347,16 @@ fn build_details(
         ("lock_sha256".to_string(), lock_sha256.into()),
         ("layers".to_string(), serde_json::to_value(layers)?),
         ("sources".to_string(), serde_json::to_value(sources)?),
-    ]))
+    ]);
+    if let Some(base) = &report.base {
+        details.insert(
+            "base".to_string(),
+            serde_json::json!({
+                "reference": base.reference,
+                "manifest_digest": base.manifest_digest.to_string(),
+                "pinned": base.pinned.to_string(),
+            }),
+        );
+    }
+    Ok(details)
 }

@@ -26,6 +26,10 @@ pub struct TraceArgs {
 pub struct DiffArgs {
     a: PathBuf,
     b: PathBuf,
+    /// For multi-platform layouts: compare this platform's images (os/arch[/variant];
+    /// default: the first platform).
+    #[arg(long)]
+    platform: Option<String>,
     #[arg(long)]
     json: bool,
 }
@@ -130,7 +134,7 @@ pub fn trace(args: TraceArgs) -> Result<i32> {
 /// Prints what differs between layouts A and B; exit code as diff(1): 0 identical,
 /// 1 different (errors, 2, are `main`'s to give).
 pub fn diff(args: DiffArgs) -> Result<i32> {
-    let d = cairn::diff::diff(&args.a, &args.b)?;
+    let d = cairn::diff::diff(&args.a, &args.b, args.platform.as_deref())?;
     let code = i32::from(!d.identical());
     if args.json {
         print_json(&d)?;

@@ -59,6 +59,8 @@ pub fn validate(args: ValidateArgs) -> Result<i32> {
             "name": recipe.name,
             "layers": recipe.layers.iter().map(|l| &l.name).collect::<Vec<_>>(),
             "sources": recipe.sources.keys().collect::<Vec<_>>(),
+            "platforms": recipe.platforms.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+            "base": recipe.base.as_ref().map(|b| b.source.reference()),
         }));
     }
     eprintln!(

@@ -40,6 +40,25 @@ pub fn client(args: &RegistryArgs, image: &Reference) -> Result<Client> {
     }))
 }
 
+/// A client for the recipe's `ref:` base image, if it has one.
+pub fn base_client(recipe: &cairn::recipe::Recipe, args: &RegistryArgs) -> Result<Option<Client>> {
+    match &recipe.base {
+        Some(cairn::recipe::BaseSpec {
+            source: cairn::recipe::BaseSource::Registry(image),
+            ..
+        }) => {
+            let reference = Reference {
+                registry: image.registry.clone(),
+                repository: image.repository.clone(),
+                tag: image.tag.clone(),
+                digest: None,
+            };
+            client(args, &reference).map(Some)
+        }
+        _ => Ok(None),
+    }
+}
+
 /// `docker-credential-<helper> get` with the server URL on stdin, as docker runs it:
 /// `{"Username": ..., "Secret": ...}`, or no login if the helper has none.
 fn run_helper(helper: &str, registry: &str) -> Result<Option<Login>> {
@@ -91,20 +110,6 @@ fn run_helper(helper: &str, registry: &str) -> Result<Option<Login>> {
         username: answer.username,
         password: answer.secret,
     }))
-}
-
-/// A client for the recipe's `ref:` base image, if it has one.
-pub fn base_client(recipe: &cairn::recipe::Recipe, args: &RegistryArgs) -> Result<Option<Client>> {
-    match &recipe.base {
-        Some(cairn::recipe::BaseSpec {
-            source: cairn::recipe::BaseSource::Registry(image),
-            ..
-        }) => {
-            let reference: Reference = image.to_string().parse()?;
-            client(args, &reference).map(Some)
-        }
-        _ => Ok(None),
-    }
 }
 
 /// `CAIRN_REGISTRY_USERNAME`/`_PASSWORD` (for any registry), then the Docker config

@@ -177,7 +177,8 @@ pub fn assemble(
         layers.push(layer);
     }
     if let Some(accounts) = &recipe.accounts {
-        let layer = LayerAssembler::new(recipe, ACCOUNTS_LAYER, &view).accounts_layer(accounts)?;
+        let layer =
+            LayerAssembler::new(recipe, ACCOUNTS_LAYER, &view).accounts_layer(accounts, base)?;
         view.apply(&layer);
         layers.push(layer);
     }
@@ -562,24 +563,40 @@ impl<'a> LayerAssembler<'a> {
         })
     }
 
-    fn accounts_layer(mut self, accounts: &Accounts) -> Result<LayerTree, TreeError> {
-        let mut passwd = String::new();
-        if !accounts.users.iter().any(|u| u.uid == 0) {
-            passwd.push_str("root:x:0:0:root:/root:/sbin/nologin\n");
-        }
-        for u in &accounts.users {
-            passwd.push_str(&format!(
-                "{}:x:{}:{}:{}:{}:{}\n",
-                u.name, u.uid, u.gid, u.gecos, u.home, u.shell
-            ));
-        }
-        let mut group = String::new();
-        if !accounts.groups.iter().any(|g| g.gid == 0) {
-            group.push_str("root:x:0:\n");
-        }
-        for g in &accounts.groups {
-            group.push_str(&format!("{}:x:{}:{}\n", g.name, g.gid, g.members.join(",")));
-        }
+    fn accounts_layer(
+        mut self,
+        accounts: &Accounts,
+        base: Option<&BaseFs>,
+    ) -> Result<LayerTree, TreeError> {
+        let base_file = |key: &str| {
+            base.and_then(|b| b.account_files.get(key))
+                .map(|bytes| String::from_utf8_lossy(bytes).into_owned())
+        };
+        let users: Vec<(&str, u32, String)> = accounts
+            .users
+            .iter()
+            .map(|u| {
+                let line = format!(
+                    "{}:x:{}:{}:{}:{}:{}",
+                    u.name, u.uid, u.gid, u.gecos, u.home, u.shell
+                );
+                (u.name.as_str(), u.uid, line)
+            })
+            .collect();
+        let passwd = merged_account_file(
+            base_file("etc/passwd").as_deref(),
+            &users,
+            "root:x:0:0:root:/root:/sbin/nologin",
+        );
+        let groups: Vec<(&str, u32, String)> = accounts
+            .groups
+            .iter()
+            .map(|g| {
+                let line = format!("{}:x:{}:{}", g.name, g.gid, g.members.join(","));
+                (g.name.as_str(), g.gid, line)
+            })
+            .collect();
+        let group = merged_account_file(base_file("etc/group").as_deref(), &groups, "root:x:0:");
         let span = Span::default();
         for (path, content) in [("/etc/passwd", passwd), ("/etc/group", group)] {
             let entry = TreeEntry {
@@ -633,6 +650,41 @@ pub fn generated_layer(
         assembler.insert(&path, entry, Span::default())?;
     }
     assembler.finish(Span::default())
+}
+
+/// `/etc/passwd` or `/etc/group`: the base image's entries (if it has the file) that
+/// the recipe does not redefine by name, in their order, then the recipe's `entries`
+/// (name, id, line). A `root` entry (`root_line`) comes first unless the base or the
+/// recipe has an entry with id 0.
+fn merged_account_file(
+    base: Option<&str>,
+    entries: &[(&str, u32, String)],
+    root_line: &str,
+) -> String {
+    let base_lines: Vec<&str> = base
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .filter(|l| {
+            let name = l.split(':').next().unwrap_or_default();
+            !entries.iter().any(|(n, _, _)| *n == name)
+        })
+        .collect();
+    let base_has_root = base_lines.iter().any(|l| l.split(':').nth(2) == Some("0"));
+    let mut out = String::new();
+    if !base_has_root && !entries.iter().any(|(_, id, _)| *id == 0) {
+        out.push_str(root_line);
+        out.push('\n');
+    }
+    for line in base_lines {
+        out.push_str(line);
+        out.push('\n');
+    }
+    for (_, _, line) in entries {
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
 }
 
 fn kind_name(kind: &TreeEntryKind) -> &'static str {
@@ -689,6 +741,29 @@ fn check_symlink_stays_inside(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn accounts_extend_the_base_files_and_replace_entries_by_name() {
+        let recipe = [
+            ("app", 100, "app:x:100:100::/home/app:/bin/sh".to_string()),
+            (
+                "svc",
+                200,
+                "svc:x:200:200::/home/svc:/sbin/nologin".to_string(),
+            ),
+        ];
+        let root = "root:x:0:0:root:/root:/sbin/nologin";
+        let base = "root:x:0:0:root:/root:/bin/bash\napp:x:9:9::/old:/bin/false\nnobody:x:65534:65534::/:/sbin/nologin\n";
+        assert_eq!(
+            merged_account_file(Some(base), &recipe, root),
+            "root:x:0:0:root:/root:/bin/bash\nnobody:x:65534:65534::/:/sbin/nologin\napp:x:100:100::/home/app:/bin/sh\nsvc:x:200:200::/home/svc:/sbin/nologin\n"
+        );
+        // Without a base, the documented defaults: root first, then the recipe's.
+        assert_eq!(
+            merged_account_file(None, &recipe[..1], root),
+            format!("{root}\napp:x:100:100::/home/app:/bin/sh\n")
+        );
+    }
 
     fn p(s: &str) -> ImagePath {
         ImagePath::parse(s).unwrap()

@@ -37,7 +37,7 @@ pub enum LockMode {
     Repin,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ResolvedSource {
     pub name: String,
     pub kind: LockedKind,

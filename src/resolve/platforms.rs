@@ -1,8 +1,8 @@
 //! Sources per platform. A source whose path has `{arch}` reads a different file for
 //! each platform, so it is resolved, pinned and recorded once per platform: the
-//! recipe is specialised for each platform (`{arch}` replaced by its architecture) and
-//! resolved on its own, its pins living in the lock file under `<name>@<platform>`
-//! ([`source_lock_key`]); other sources keep their plain name.
+//! recipe is specialised for each platform (`{arch}` replaced by its architecture),
+//! its pins living in the lock file under `<name>@<platform>` ([`source_lock_key`]).
+//! Other sources keep their plain name and are resolved once, for all platforms.
 
 use super::lock::source_lock_key;
 use super::{resolve, LockMode, Lockfile, ResolveError, ResolvedSources};
@@ -32,8 +32,13 @@ fn per_platform(path: &str) -> bool {
 pub fn for_platform(recipe: &Recipe, platform: &Platform) -> Recipe {
     let mut specialised = recipe.clone();
     specialised.platform = platform.clone();
+    let arch = &platform.architecture;
     for spec in specialised.sources.values_mut() {
-        spec.path = spec.path.replace(ARCH_PLACEHOLDER, &platform.architecture);
+        spec.path = spec.path.replace(ARCH_PLACEHOLDER, arch);
+        // A per-platform file has a per-platform signature (the key is shared).
+        if let Some(signature) = &mut spec.signature {
+            signature.path = signature.path.replace(ARCH_PLACEHOLDER, arch);
+        }
     }
     specialised
 }
@@ -73,39 +78,73 @@ pub fn resolve_all(
             });
         }
     }
+    // Sources that are the same for every platform are read (hashed, unpacked) once.
+    let mut shared_recipe = recipe.clone();
+    shared_recipe.sources.retain(|_, s| !per_platform(&s.path));
+    let mut shared_view = Lockfile::default();
+    for name in shared_recipe.sources.keys() {
+        if let Some(entry) = lock.sources.get(name) {
+            shared_view.sources.insert(name.clone(), entry.clone());
+        }
+    }
+    let shared = resolve(
+        &shared_recipe,
+        &shared_view,
+        lock_path,
+        mode,
+        staging,
+        cache_dir,
+    )?;
     let mut combined = Lockfile::default();
-    let mut warnings: Vec<String> = Vec::new();
-    let mut platforms = Vec::with_capacity(recipe.platforms.len());
+    combined.sources.extend(shared.lock.sources.clone());
+    let mut warnings: Vec<String> = shared.warnings.clone();
+
+    let mut resolved_platforms = Vec::with_capacity(recipe.platforms.len());
     for platform in &recipe.platforms {
         let specialised = for_platform(recipe, platform);
+        let mut own_recipe = specialised.clone();
+        own_recipe
+            .sources
+            .retain(|name, _| per_platform(&recipe.sources[name].path));
         let mut view = Lockfile::default();
         for (name, key) in keys(recipe, platform) {
-            if let Some(entry) = lock.sources.get(&key) {
+            if let (true, Some(entry)) = (
+                own_recipe.sources.contains_key(name),
+                lock.sources.get(&key),
+            ) {
                 view.sources.insert(name.to_string(), entry.clone());
             }
         }
-        let resolved = resolve(&specialised, &view, lock_path, mode, staging, cache_dir)?;
+        let own = resolve(&own_recipe, &view, lock_path, mode, staging, cache_dir)?;
         for (name, key) in keys(recipe, platform) {
-            if let Some(entry) = resolved.lock.sources.get(name) {
+            if let Some(entry) = own.lock.sources.get(name) {
                 combined.sources.insert(key, entry.clone());
             }
         }
-        for w in &resolved.warnings {
-            let w = if recipe.multi_platform {
-                format!("{w} (for {platform})")
-            } else {
-                w.clone()
-            };
+        for w in &own.warnings {
+            let w = format!("{w} (for {platform})");
             if !warnings.contains(&w) {
                 warnings.push(w);
             }
         }
-        platforms.push(PlatformSources {
-            platform: platform.clone(),
-            recipe: specialised,
-            resolved,
-        });
+        let mut sources = shared.sources.clone();
+        sources.extend(own.sources);
+        resolved_platforms.push((platform.clone(), specialised, sources));
     }
+    let lock_changed = combined != *lock;
+    let platforms = resolved_platforms
+        .into_iter()
+        .map(|(platform, recipe, sources)| PlatformSources {
+            platform,
+            recipe,
+            resolved: ResolvedSources {
+                sources,
+                lock: combined.clone(),
+                lock_changed,
+                warnings: warnings.clone(),
+            },
+        })
+        .collect();
     Ok(AllSources {
         platforms,
         lock: combined,
@@ -127,4 +166,34 @@ pub fn source_digests(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recipe::{parse, RecipeFile};
+
+    #[test]
+    fn arch_is_filled_in_paths_and_signatures_and_keys_name_the_platform() {
+        let recipe = parse(RecipeFile {
+            path: "r.yaml".into(),
+            dir: ".".into(),
+            text: "cairn: 1\nname: x\nplatforms: [linux/amd64, linux/arm64/v8]\nsources:\n  tool: { path: \"bin/tool-{arch}\", signature: { path: \"bin/tool-{arch}.sig\", key: k.pub } }\n  data: { path: data/ }\nlayers:\n  - name: l\n    contents:\n      - copy: tool\n        to: /t\n".into(),
+        })
+        .unwrap();
+        let arm = &recipe.platforms[1];
+        let specialised = for_platform(&recipe, arm);
+        let tool = &specialised.sources["tool"];
+        assert_eq!(tool.path, "bin/tool-arm64");
+        assert_eq!(tool.signature.as_ref().unwrap().path, "bin/tool-arm64.sig");
+        assert_eq!(specialised.platform, *arm);
+        let keys: Vec<(&str, String)> = keys(&recipe, arm).collect();
+        assert_eq!(
+            keys,
+            [
+                ("data", "data".to_string()),
+                ("tool", "tool@linux/arm64/v8".to_string())
+            ]
+        );
+    }
 }
