@@ -620,3 +620,80 @@ fn tools_are_pinned_and_a_changed_tool_stops_the_build() {
     }
     assert!(!out.join("vmtest.qcow2").exists());
 }
+
+/// A small disk's bytes are checked in: a change to cairn's GPT, ext4 population or
+/// qcow2 writer, or to the pinned e2fsprogs, shows up here, with the partition table
+/// and the root's inodes to read in the diff.
+#[test]
+fn a_small_disk_builds_to_its_golden_digests() {
+    let dir = tempfile::tempdir().unwrap();
+    fake_bzimage(&dir.path().join("bzimage"));
+    std::fs::write(dir.path().join("hello.sh"), "#!/bin/sh\necho hello\n").unwrap();
+    let recipe = dir.path().join("golden.yaml");
+    std::fs::write(
+        &recipe,
+        r#"cairn: 1
+name: golden
+epoch: 1700000000
+sources:
+  kernel: { path: bzimage }
+  hello: { path: hello.sh }
+layers:
+  - name: base
+    contents:
+      - copy: hello
+        to: /usr/bin/hello
+      - file: /etc/motd
+        content: "golden\n"
+      - dir: /tmp
+        mode: 0o1777
+      - symlink: /bin
+        target: usr/bin
+      - dir: /home/app
+        owner: 65532:65532
+vm:
+  kernel: { source: kernel }
+  cmdline: "console=ttyS0 root=PARTLABEL=root ro"
+  root: { fs: ext4, size: 16M }
+  formats: [raw, qcow2]
+"#,
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let report = build_json(&recipe, &out, &[]);
+    let mut text = String::new();
+    for f in report["disk"]["files"].as_array().unwrap() {
+        text.push_str(&format!("{} {} {}\n", f["format"], f["sha256"], f["size"]));
+    }
+    let raw = std::fs::read(out.join("golden.raw")).unwrap();
+    let (guid, partitions) =
+        cairn::disk::gpt::read_partitions(&mut std::io::Cursor::new(&raw)).unwrap();
+    text.push_str(&format!("\ndisk guid {guid}\n"));
+    for p in &partitions {
+        text.push_str(&format!(
+            "partition {} type {} guid {} at {} size {}\n",
+            p.name, p.type_guid, p.guid, p.offset, p.size
+        ));
+    }
+    let root = &partitions[0];
+    let fs = dir.path().join("root.ext4");
+    std::fs::write(
+        &fs,
+        &raw[root.offset as usize..(root.offset + root.size) as usize],
+    )
+    .unwrap();
+    text.push('\n');
+    for path in ["/", "/usr/bin", "/home"] {
+        let listing = run_ok(
+            Command::new("/usr/sbin/debugfs")
+                .env("TZ", "UTC")
+                .args(["-R", &format!("ls -l {path}")])
+                .arg(&fs),
+        );
+        text.push_str(&format!(
+            "ls -l {path}\n{}",
+            String::from_utf8_lossy(&listing.stdout)
+        ));
+    }
+    insta::assert_snapshot!("golden-vm-disk", text);
+}
