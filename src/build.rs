@@ -254,6 +254,9 @@ pub fn build(
         (!recipe.sources.is_empty()).then(|| Sha256Digest::of(&resolved.lock.to_bytes()));
     let disk_build = match &disk_plan {
         Some(plan) => {
+            if opts.cancel.load(Ordering::Relaxed) {
+                return Err(BuildError::Interrupted);
+            }
             observer.stage("disk");
             let input = disk::DiskInput {
                 recipe,
