@@ -640,6 +640,9 @@ fn build_platform_image(
     ];
     let disk = match job.disk {
         Some(plan) => {
+            if opts.cancel.load(Ordering::Relaxed) {
+                return Err(BuildError::Interrupted);
+            }
             observer.stage("disk");
             let input = disk::DiskInput {
                 recipe,

@@ -18,26 +18,28 @@ use std::time::{Duration, Instant};
 const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
 const MOTD: &str = "hello from a cairn disk\n";
 
+/// The kernel package `linux-image-cloud-amd64` depends on.
+fn kernel_package() -> String {
+    let depends = run_ok(Command::new("apt-cache").args(["depends", "linux-image-cloud-amd64"]));
+    let depends = String::from_utf8_lossy(&depends.stdout).into_owned();
+    depends
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("Depends: "))
+        .find(|p| {
+            p.starts_with("linux-image-") && p.as_bytes().get(12).is_some_and(u8::is_ascii_digit)
+        })
+        .unwrap_or_else(|| {
+            panic!("linux-image-cloud-amd64 depends on no kernel package:\n{depends}")
+        })
+        .to_string()
+}
+
 /// Debian's cloud kernel (ext4 and NVMe built in, so no initramfs is needed).
 fn kernel() -> PathBuf {
     static KERNEL: OnceLock<PathBuf> = OnceLock::new();
     KERNEL
         .get_or_init(|| {
-            let depends =
-                run_ok(Command::new("apt-cache").args(["depends", "linux-image-cloud-amd64"]));
-            let depends = String::from_utf8_lossy(&depends.stdout).into_owned();
-            let package = depends
-                .lines()
-                .filter_map(|l| l.trim().strip_prefix("Depends: "))
-                .find(|p| {
-                    p.starts_with("linux-image-")
-                        && p.as_bytes().get(12).is_some_and(u8::is_ascii_digit)
-                })
-                .unwrap_or_else(|| {
-                    panic!("linux-image-cloud-amd64 depends on no kernel package:\n{depends}")
-                })
-                .to_string();
-            from_package(&package, "vmlinuz", |root| {
+            from_package(&kernel_package(), "vmlinuz", |root| {
                 std::fs::read_dir(root.join("boot"))
                     .unwrap()
                     .map(|e| e.unwrap().path())
@@ -46,6 +48,25 @@ fn kernel() -> PathBuf {
                             .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
                     })
                     .expect("the kernel package holds /boot/vmlinuz-*")
+            })
+        })
+        .clone()
+}
+
+/// The kernel's squashfs module (squashfs is not built in: an initrd loads it).
+fn squashfs_module() -> PathBuf {
+    static MODULE: OnceLock<PathBuf> = OnceLock::new();
+    MODULE
+        .get_or_init(|| {
+            from_package(&kernel_package(), "squashfs.ko", |root| {
+                let modules = root.join("lib/modules");
+                let version = std::fs::read_dir(&modules)
+                    .unwrap()
+                    .next()
+                    .unwrap()
+                    .unwrap()
+                    .path();
+                version.join("kernel/fs/squashfs/squashfs.ko")
             })
         })
         .clone()
@@ -193,6 +214,12 @@ vm:
 enum Firmware<'a> {
     /// `-kernel` and `-append`: QEMU loads the kernel.
     Direct { kernel: &'a Path, cmdline: &'a str },
+    /// The same, with `-initrd`.
+    DirectWithInitrd {
+        kernel: &'a Path,
+        cmdline: &'a str,
+        initrd: &'a Path,
+    },
     /// OVMF, with nothing but the disk.
     Uefi,
 }
@@ -230,6 +257,17 @@ fn boot(firmware: Firmware, disk: &Path, format: &str) -> String {
     match firmware {
         Firmware::Direct { kernel, cmdline } => {
             qemu.arg("-kernel").arg(kernel).args(["-append", cmdline]);
+        }
+        Firmware::DirectWithInitrd {
+            kernel,
+            cmdline,
+            initrd,
+        } => {
+            qemu.arg("-kernel")
+                .arg(kernel)
+                .args(["-append", cmdline])
+                .arg("-initrd")
+                .arg(initrd);
         }
         Firmware::Uefi => {
             let vars = log_dir.path().join("OVMF_VARS.fd");
@@ -619,4 +657,224 @@ fn tools_are_pinned_and_a_changed_tool_stops_the_build() {
         );
     }
     assert!(!out.join("vmtest.qcow2").exists());
+}
+
+/// A small disk's bytes are checked in: a change to cairn's GPT, ext4 population or
+/// qcow2 writer, or to the pinned e2fsprogs, shows up here, with the partition table
+/// and the root's inodes to read in the diff.
+#[test]
+fn a_small_disk_builds_to_its_golden_digests() {
+    let dir = tempfile::tempdir().unwrap();
+    fake_bzimage(&dir.path().join("bzimage"));
+    std::fs::write(dir.path().join("hello.sh"), "#!/bin/sh\necho hello\n").unwrap();
+    let recipe = dir.path().join("golden.yaml");
+    std::fs::write(
+        &recipe,
+        r#"cairn: 1
+name: golden
+epoch: 1700000000
+sources:
+  kernel: { path: bzimage }
+  hello: { path: hello.sh }
+layers:
+  - name: base
+    contents:
+      - copy: hello
+        to: /usr/bin/hello
+      - file: /etc/motd
+        content: "golden\n"
+      - dir: /tmp
+        mode: 0o1777
+      - symlink: /bin
+        target: usr/bin
+      - dir: /home/app
+        owner: 65532:65532
+vm:
+  kernel: { source: kernel }
+  cmdline: "console=ttyS0 root=PARTLABEL=root ro"
+  root: { fs: ext4, size: 16M }
+  formats: [raw, qcow2]
+"#,
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let report = build_json(&recipe, &out, &[]);
+    let mut text = String::new();
+    for f in report["disk"]["files"].as_array().unwrap() {
+        text.push_str(&format!("{} {} {}\n", f["format"], f["sha256"], f["size"]));
+    }
+    let raw = std::fs::read(out.join("golden.raw")).unwrap();
+    let (guid, partitions) =
+        cairn::disk::gpt::read_partitions(&mut std::io::Cursor::new(&raw)).unwrap();
+    text.push_str(&format!("\ndisk guid {guid}\n"));
+    for p in &partitions {
+        text.push_str(&format!(
+            "partition {} type {} guid {} at {} size {}\n",
+            p.name, p.type_guid, p.guid, p.offset, p.size
+        ));
+    }
+    let root = &partitions[0];
+    let fs = dir.path().join("root.ext4");
+    std::fs::write(
+        &fs,
+        &raw[root.offset as usize..(root.offset + root.size) as usize],
+    )
+    .unwrap();
+    text.push('\n');
+    for path in ["/", "/usr/bin", "/home"] {
+        let listing = run_ok(
+            Command::new("/usr/sbin/debugfs")
+                .env("TZ", "UTC")
+                .args(["-R", &format!("ls -l {path}")])
+                .arg(&fs),
+        );
+        text.push_str(&format!(
+            "ls -l {path}\n{}",
+            String::from_utf8_lossy(&listing.stdout)
+        ));
+    }
+    insta::assert_snapshot!("golden-vm-disk", text);
+}
+
+/// An initramfs (newc cpio, made with busybox) that loads squashfs.ko, mounts the
+/// root partition and switches to it.
+fn squashfs_initrd(path: &Path) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("bin")).unwrap();
+    std::fs::copy(busybox(), dir.path().join("bin/busybox")).unwrap();
+    std::fs::copy(squashfs_module(), dir.path().join("squashfs.ko")).unwrap();
+    std::fs::write(
+        dir.path().join("init"),
+        "#!/bin/busybox sh\n\
+         /bin/busybox mkdir -p /dev /newroot\n\
+         /bin/busybox mount -t devtmpfs dev /dev\n\
+         /bin/busybox insmod /squashfs.ko\n\
+         for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do\n\
+           [ -e /dev/nvme0n1p1 ] && break\n\
+           /bin/busybox sleep 0.5\n\
+         done\n\
+         /bin/busybox mount -t squashfs -o ro /dev/nvme0n1p1 /newroot\n\
+         exec /bin/busybox switch_root /newroot /init\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        dir.path().join("init"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let cpio = run_ok(
+        Command::new("sh")
+            .current_dir(dir.path())
+            .arg("-c")
+            .arg(format!(
+                "find . | sort | {} cpio -o -H newc",
+                busybox().display()
+            )),
+    );
+    std::fs::write(path, cpio.stdout).unwrap();
+}
+
+#[test]
+fn a_squashfs_root_boots_through_an_initrd_and_rebuilds_identically() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = write_vm_recipe(dir.path(), &kernel(), "raw, qcow2");
+    squashfs_initrd(&dir.path().join("initrd.cpio"));
+    let text = std::fs::read_to_string(&recipe)
+        .unwrap()
+        .replace(
+            "  kernel: { path: vmlinuz }",
+            "  kernel: { path: vmlinuz }\n  initrd: { path: initrd.cpio }",
+        )
+        .replace(
+            "  kernel: { source: kernel }",
+            "  kernel: { source: kernel }\n  initrd: { source: initrd }",
+        )
+        .replace("fs: ext4", "fs: squashfs")
+        .replace("root=PARTLABEL=root ro init=/init", "rdinit=/init");
+    std::fs::write(&recipe, text).unwrap();
+    let key = dir.path().join("k");
+    run_ok(cairn().arg("keygen").arg(&key));
+    let sign = [
+        "--sign-key".to_string(),
+        key.with_extension("key").display().to_string(),
+    ];
+    let out = dir.path().join("out");
+    let report = build_json(&recipe, &out, &[&sign[0], &sign[1]]);
+    assert_eq!(report["disk"]["root_fs"], "squashfs");
+    let lock: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("vm.lock")).unwrap()).unwrap();
+    assert!(
+        lock["tools"]["mksquashfs"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("mksquashfs version")),
+        "{lock}"
+    );
+
+    let cmdline = std::fs::read_to_string(out.join("vmtest.cmdline")).unwrap();
+    let kernel = out.join("vmtest.vmlinuz");
+    let initrd = out.join("vmtest.initrd");
+    let firmware = Firmware::DirectWithInitrd {
+        kernel: &kernel,
+        cmdline: cmdline.trim(),
+        initrd: &initrd,
+    };
+    let serial = boot(firmware, &out.join("vmtest.qcow2"), "qcow2");
+    let expected = format!("CAIRN-MARKER {}  /etc/motd", sha256_hex(MOTD.as_bytes()));
+    assert!(
+        serial.lines().any(|l| l.starts_with(&expected)),
+        "no `{expected}`; serial console:\n{serial}"
+    );
+
+    let verified = run_ok(
+        cairn()
+            .arg("verify")
+            .arg(out.join("vmtest.raw"))
+            .arg("--key")
+            .arg(key.with_extension("pub")),
+    );
+    let text = String::from_utf8_lossy(&verified.stdout);
+    assert!(
+        text.ends_with("verified\n") && text.contains("ok   sbom"),
+        "{text}"
+    );
+    let traced = run_ok(
+        cairn()
+            .arg("trace")
+            .arg(out.join("vmtest.raw"))
+            .arg("/init")
+            .arg("--json"),
+    );
+    let traced: serde_json::Value = serde_json::from_slice(&traced.stdout).unwrap();
+    assert_eq!(traced["matches"][0]["mode"], 0o755);
+    assert_eq!(traced["matches"][0]["source"]["name"], "init");
+
+    // Built again, later, under another umask, from sources with other mtimes.
+    for name in ["busybox", "init"] {
+        let f = std::fs::File::options()
+            .write(true)
+            .open(dir.path().join(name))
+            .unwrap();
+        f.set_modified(std::time::UNIX_EPOCH + Duration::from_secs(99))
+            .unwrap();
+    }
+    let again = dir.path().join("again");
+    run_ok(
+        Command::new("sh")
+            .arg("-c")
+            .arg("umask 077 && exec \"$0\" \"$@\"")
+            .arg(env!("CARGO_BIN_EXE_cairn"))
+            .args(["build", "--locked", "--quiet"])
+            .args(&sign)
+            .arg(&recipe)
+            .arg("-o")
+            .arg(&again)
+            .env_remove("SOURCE_DATE_EPOCH"),
+    );
+    for ext in ["raw", "qcow2", "disk.intoto.jsonl"] {
+        let name = format!("vmtest.{ext}");
+        assert!(
+            std::fs::read(out.join(&name)).unwrap() == std::fs::read(again.join(&name)).unwrap(),
+            "{name} differs between builds"
+        );
+    }
 }

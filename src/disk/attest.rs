@@ -59,7 +59,7 @@ pub fn signed_statements(
         "formats": vm.formats.iter().map(|f| f.extension()).collect::<Vec<_>>(),
         "kernel": {"source": vm.kernel.source, "path": vm.kernel.path, "sha256": plan.kernel.sha256.hex()},
         "initrd": plan.initrd.as_ref().map(|i| json!({"source": vm.initrd.as_ref().map(|f| &f.source), "sha256": i.sha256.hex()})),
-        "root": {"fs": "ext4", "size": vm.root.size, "partition": super::ROOT_PARTITION_NAME},
+        "root": {"fs": vm.root.fs.name(), "size": vm.root.size, "partition": super::ROOT_PARTITION_NAME},
     });
     if let Value::Array(deps) = &mut predicate["buildDefinition"]["resolvedDependencies"] {
         deps.push(json!({

@@ -87,7 +87,7 @@ pub fn write(
     // epoch itself by the script.
     let tool_time = params.epoch.max(1).to_string();
     let inodes = (params.size / BYTES_PER_INODE).max(needs.inodes + 64);
-    let mut mke2fs = tools.mke2fs.command();
+    let mut mke2fs = tools.get("mke2fs").command();
     mke2fs
         .env("E2FSPROGS_FAKE_TIME", &tool_time)
         .env("MKE2FS_CONFIG", &conf)
@@ -118,7 +118,7 @@ pub fn write(
 
     let script_path = scratch.join("debugfs.script");
     fs::write(&script_path, script).map_err(DiskError::io(&script_path))?;
-    let mut debugfs = tools.debugfs.command();
+    let mut debugfs = tools.get("debugfs").command();
     debugfs
         .env("E2FSPROGS_FAKE_TIME", &tool_time)
         .arg("-w")
@@ -191,9 +191,11 @@ struct Free {
 }
 
 fn free_space(tools: &Tools, image: &Path) -> Result<Free, DiskError> {
-    let mut stats = tools.debugfs.command();
+    let mut stats = tools.get("debugfs").command();
     stats.args(["-R", "stats"]).arg(image);
-    let output = stats.output().map_err(DiskError::io(&tools.debugfs.path))?;
+    let output = stats
+        .output()
+        .map_err(DiskError::io(&tools.get("debugfs").path))?;
     let text = String::from_utf8_lossy(&output.stdout);
     let field = |name: &str| {
         text.lines()
@@ -230,7 +232,7 @@ fn run(command: &mut std::process::Command, tool: &str) -> Result<String, DiskEr
 
 /// Copies each distinct file content into `dir/<sha256 hex>`, checking its digest: the
 /// bytes that reach the disk are the bytes the layers and SBOMs describe.
-fn stage_contents(tree: &RootTree, dir: &Path) -> Result<(), DiskError> {
+pub(super) fn stage_contents(tree: &RootTree, dir: &Path) -> Result<(), DiskError> {
     fs::create_dir_all(dir).map_err(DiskError::io(dir))?;
     for e in tree.entries.values() {
         let RootKind::File { data, sha256 } = &e.kind else {

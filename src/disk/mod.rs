@@ -4,7 +4,7 @@
 //!
 //! Stages: [`plan`] (right after the sources are resolved, before anything is built:
 //! tools found and pinned, kernel checked) -> [`build`] (after the image: merged tree
-//! ([`rootfs`]) -> ext4 ([`ext4`]) -> GPT disk ([`gpt`], native) -> qcow2 ([`qcow2`],
+//! ([`rootfs`]) -> ext4 ([`ext4`]) or squashfs ([`squashfs`]) -> GPT disk ([`gpt`], native) -> qcow2 ([`qcow2`],
 //! native) -> signed statements about the disk ([`attest`])) -> [`DiskBuild::publish`] (files
 //! renamed into place beside the layout). [`read`] opens a disk again for `verify`
 //! and `trace`.
@@ -13,8 +13,8 @@
 //! kernel image ([`uki`], PE, native) built on a pinned systemd-stub.
 //!
 //! What is native and what is not: GPT, the raw disk, qcow2, FAT and the PE image are
-//! written by cairn; ext4 by `mke2fs` + `debugfs` (e2fsprogs), whose versions are
-//! pinned ([`tools`]). Reading a qcow2 back (`verify`, `trace`) uses `qemu-img`.
+//! written by cairn; ext4 by `mke2fs` + `debugfs` (e2fsprogs), squashfs by
+//! `mksquashfs` (squashfs-tools), whose versions are pinned ([`tools`]). Reading a qcow2 back (`verify`, `trace`) uses `qemu-img`.
 
 pub mod attest;
 pub mod esp;
@@ -23,6 +23,7 @@ pub mod gpt;
 pub mod qcow2;
 pub mod read;
 pub mod rootfs;
+pub mod squashfs;
 pub mod tools;
 pub mod trace;
 pub mod uki;
@@ -32,7 +33,7 @@ use crate::attest::contents::SourceInfo;
 use crate::attest::keys::SigningKey;
 use crate::digest::Sha256Digest;
 use crate::layers::LayerTree;
-use crate::recipe::{Diagnostic, DiskFormat, Recipe, VmFile, VmSpec};
+use crate::recipe::{Diagnostic, DiskFormat, Recipe, RootFsType, VmFile, VmSpec};
 use crate::resolve::{Content, LockMode, Lockfile, ResolvedSources, SourceEntryKind};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -140,7 +141,7 @@ pub fn plan(
         None => None,
     };
     let tool_error = |e: ToolError| located(recipe, vm.span, e.to_string(), e.hint());
-    let tools = tools::find().map_err(tool_error)?;
+    let tools = tools::find(vm.root.fs).map_err(tool_error)?;
     let warnings =
         tools::pin(&tools, old_lock, &mut resolved.lock, lock_path, mode).map_err(tool_error)?;
     resolved.warnings.extend(warnings);
@@ -283,7 +284,7 @@ pub fn build(plan: &DiskPlan, input: &DiskInput) -> Result<DiskBuild, DiskError>
 
     let tree = rootfs::merge(input.layers);
     let tree_digest = tree.digest();
-    let params = ext4::Ext4Params {
+    let ext4_params = || ext4::Ext4Params {
         size: vm.root.size,
         epoch: input.epoch,
         uuid: gpt::Guid::derived(&[b"cairn-ext4-uuid", name.as_bytes(), tree_digest.as_bytes()]),
@@ -309,7 +310,13 @@ pub fn build(plan: &DiskPlan, input: &DiskInput) -> Result<DiskBuild, DiskError>
         ),
         e => e,
     };
-    let fs_image = ext4::write(&tree, &params, &plan.tools, &scratch).map_err(size_error)?;
+    let fs_image = match vm.root.fs {
+        RootFsType::Ext4 => ext4::write(&tree, &ext4_params(), &plan.tools, &scratch),
+        RootFsType::Squashfs => {
+            squashfs::write(&tree, vm.root.size, input.epoch, &plan.tools, &scratch)
+        }
+    }
+    .map_err(size_error)?;
     let fs_digest = ext4::sha256_file(&fs_image).map_err(DiskError::io(&fs_image))?;
 
     let root = gpt::Partition {
@@ -402,7 +409,7 @@ pub fn build(plan: &DiskPlan, input: &DiskInput) -> Result<DiskBuild, DiskError>
             files,
             kernel: out.join(kernel_name),
             cmdline: out.join(cmdline_name),
-            root_fs: "ext4",
+            root_fs: vm.root.fs.name(),
             root_size: vm.root.size,
             attestations,
             tools: plan.tools.versions(),

@@ -1,8 +1,8 @@
 //! Reading a disk cairn wrote, for `verify` and `trace`: a qcow2 is first converted
 //! to raw with `qemu-img`; the GPT is read natively (signature and CRCs checked), the
-//! partition named `root` is copied out, and its ext4 file system is dumped with
-//! `debugfs -R 'rdump / DIR'` into a temporary directory, where every regular file is
-//! hashed. So what is checked is what the disk holds, read back by e2fsprogs, not
+//! partition named `root` is copied out, and its file system is dumped into a
+//! temporary directory (ext4 with `debugfs -R 'rdump / DIR'`, squashfs with
+//! `unsquashfs`), where every regular file is hashed. So what is checked is what the disk holds, read back by e2fsprogs, not
 //! what the build said it wrote.
 
 use super::gpt;
@@ -54,8 +54,9 @@ pub struct RootFiles {
     pub dir: tempfile::TempDir,
     /// The unified kernel image from the EFI system partition, if the disk has one.
     pub uki: Option<Vec<u8>>,
-    /// The root file system image, for `debugfs -R stat` (removed on drop).
+    /// The root file system image, for `stat` (removed on drop).
     fs_image: PathBuf,
+    squashfs: bool,
     _scratch: tempfile::TempDir,
 }
 
@@ -66,6 +67,9 @@ impl RootFiles {
 
     /// Mode (permission bits), uid and gid of `image_path` as the inode records them.
     pub fn stat(&self, image_path: &str) -> Option<(u32, u64, u64)> {
+        if self.squashfs {
+            return self.squashfs_stat(image_path);
+        }
         let output = tool("debugfs")
             .arg("-R")
             .arg(format!("stat \"{}\"", image_path.replace('"', "\"\"")))
@@ -136,14 +140,30 @@ pub fn root_files(path: &Path) -> Result<RootFiles, ReadError> {
         fs::remove_file(&raw_path).map_err(io_err(&raw_path))?;
     }
     let dump = tempfile::tempdir().map_err(io_err(path))?;
-    run(
-        "debugfs",
-        path,
-        tool("debugfs")
-            .arg("-R")
-            .arg(format!("rdump / \"{}\"", dump.path().display()))
-            .arg(&fs_path),
-    )?;
+    let mut magic = [0u8; 4];
+    File::open(&fs_path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .map_err(io_err(&fs_path))?;
+    let squashfs = &magic == b"hsqs";
+    if squashfs {
+        run(
+            "unsquashfs",
+            path,
+            tool("unsquashfs")
+                .args(["-f", "-no-xattrs", "-quiet", "-no-progress", "-d"])
+                .arg(dump.path())
+                .arg(&fs_path),
+        )?;
+    } else {
+        run(
+            "debugfs",
+            path,
+            tool("debugfs")
+                .arg("-R")
+                .arg(format!("rdump / \"{}\"", dump.path().display()))
+                .arg(&fs_path),
+        )?;
+    }
     let mut files = BTreeMap::new();
     for entry in walkdir::WalkDir::new(dump.path()).sort_by_file_name() {
         let entry = entry.map_err(|e| io_err(path)(e.into()))?;
@@ -167,6 +187,7 @@ pub fn root_files(path: &Path) -> Result<RootFiles, ReadError> {
         dir: dump,
         uki,
         fs_image: fs_path,
+        squashfs,
         _scratch: tmp,
     })
 }
@@ -183,6 +204,46 @@ fn copy_range(
     disk.seek(SeekFrom::Start(offset)).map_err(io_err(path))?;
     io::copy(&mut disk.take(size), &mut out).map_err(io_err(to))?;
     out.flush().map_err(io_err(to))
+}
+
+impl RootFiles {
+    /// From `unsquashfs -lln`: `-rwxr-xr-x 0/0 1234 2023-11-14 22:13 squashfs-root/path`.
+    fn squashfs_stat(&self, image_path: &str) -> Option<(u32, u64, u64)> {
+        let output = tool("unsquashfs")
+            .args(["-lln"])
+            .arg(&self.fs_image)
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        let suffix = format!(" squashfs-root{image_path}");
+        let line = text.lines().find(|l| l.ends_with(&suffix))?;
+        let mut fields = line.split_whitespace();
+        let mode = mode_bits(fields.next()?)?;
+        let (uid, gid) = fields.next()?.split_once('/')?;
+        Some((mode, uid.parse().ok()?, gid.parse().ok()?))
+    }
+}
+
+/// `-rwsr-xr-x` -> 0o4755.
+fn mode_bits(text: &str) -> Option<u32> {
+    let b = text.as_bytes();
+    if b.len() != 10 {
+        return None;
+    }
+    let mut mode = 0;
+    for (i, (&c, bit)) in b[1..].iter().zip((0..9).rev()).enumerate() {
+        let special = match (i, c) {
+            (2, b's' | b'S') => 0o4000,
+            (5, b's' | b'S') => 0o2000,
+            (8, b't' | b'T') => 0o1000,
+            _ => 0,
+        };
+        mode |= special;
+        if c != b'-' && !matches!(c, b'S' | b'T') {
+            mode |= 1 << bit;
+        }
+    }
+    Some(mode)
 }
 
 fn tool(name: &'static str) -> std::process::Command {
@@ -218,4 +279,19 @@ fn run(
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ls_mode_strings_become_mode_bits() {
+        assert_eq!(mode_bits("-rwxr-xr-x"), Some(0o755));
+        assert_eq!(mode_bits("-rwsr-xr-x"), Some(0o4755));
+        assert_eq!(mode_bits("drwxrwxrwt"), Some(0o1777));
+        assert_eq!(mode_bits("-rwSr--r--"), Some(0o4644));
+        assert_eq!(mode_bits("-rw-r--r--"), Some(0o644));
+        assert_eq!(mode_bits("rw"), None);
+    }
 }

@@ -1,4 +1,5 @@
-//! The host tools a disk build runs (`mke2fs`, `debugfs`): found,
+//! The host tools a disk build runs (`mke2fs` and `debugfs` for ext4, `mksquashfs`
+//! for squashfs): found,
 //! asked for their version, and pinned in the lock file like sources, because their
 //! version may change output bytes. A `--locked` build refuses a tool whose version
 //! differs from the lock; a normal build pins a new tool and refuses a changed one
@@ -9,6 +10,7 @@
 //! an empty environment (plus the few variables cairn sets), so the caller's locale,
 //! time zone or configuration files cannot reach the output.
 
+use crate::recipe::RootFsType;
 use crate::resolve::{LockMode, Lockfile};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -44,18 +46,23 @@ impl Tool {
 
 /// The tools a disk build runs.
 #[derive(Debug, Clone)]
-pub struct Tools {
-    pub mke2fs: Tool,
-    pub debugfs: Tool,
-}
+pub struct Tools(pub Vec<Tool>);
 
 impl Tools {
     /// Name -> version, as recorded in the lock and the provenance.
     pub fn versions(&self) -> BTreeMap<String, String> {
-        [&self.mke2fs, &self.debugfs]
-            .into_iter()
+        self.0
+            .iter()
             .map(|t| (t.name.to_string(), t.version.clone()))
             .collect()
+    }
+
+    /// A tool [`find`] found for this build's file system.
+    pub fn get(&self, name: &str) -> &Tool {
+        self.0
+            .iter()
+            .find(|t| t.name == name)
+            .expect("the tools of the root file system type were found when planning")
     }
 }
 
@@ -108,12 +115,15 @@ pub fn locate(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// Finds the tools and asks each for its version.
-pub fn find() -> Result<Tools, ToolError> {
-    Ok(Tools {
-        mke2fs: probe("mke2fs", "e2fsprogs", &["-V"])?,
-        debugfs: probe("debugfs", "e2fsprogs", &["-V"])?,
-    })
+/// Finds the tools that write `fs` and asks each for its version.
+pub fn find(fs: RootFsType) -> Result<Tools, ToolError> {
+    Ok(Tools(match fs {
+        RootFsType::Ext4 => vec![
+            probe("mke2fs", "e2fsprogs", &["-V"])?,
+            probe("debugfs", "e2fsprogs", &["-V"])?,
+        ],
+        RootFsType::Squashfs => vec![probe("mksquashfs", "squashfs-tools", &["-version"])?],
+    }))
 }
 
 fn probe(
@@ -138,7 +148,7 @@ fn probe(
                 })
             }
         };
-        // e2fsprogs prints its version on stderr.
+        // e2fsprogs prints its version on stderr, mksquashfs on stdout.
         let text = [output.stdout, output.stderr].concat();
         let text = String::from_utf8_lossy(&text);
         let Some(line) = text.lines().find(|l| l.starts_with(name)) else {
@@ -213,10 +223,10 @@ mod tests {
             path: PathBuf::new(),
             version: version.into(),
         };
-        let tools = Tools {
-            mke2fs: tool("mke2fs", "mke2fs 1.47.0"),
-            debugfs: tool("debugfs", "debugfs 1.47.0"),
-        };
+        let tools = Tools(vec![
+            tool("mke2fs", "mke2fs 1.47.0"),
+            tool("debugfs", "debugfs 1.47.0"),
+        ]);
         let path = Path::new("r.lock");
         let empty = Lockfile::default();
         let mut lock = Lockfile::default();

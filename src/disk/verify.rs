@@ -305,6 +305,16 @@ fn check_boot(disk: &Path, root: &read::RootFiles, provenance: &Provenance, chec
                 )),
                 Err(e) => problems.push(format!("{}: {e}", beside("vmlinuz").display())),
             }
+            if let Some(want) = initrd_sha {
+                match std::fs::read(beside("initrd")) {
+                    Ok(i) if sha(&i) == want => {}
+                    Ok(_) => problems.push(format!(
+                        "{} is not the recorded initrd",
+                        beside("initrd").display()
+                    )),
+                    Err(e) => problems.push(format!("{}: {e}", beside("initrd").display())),
+                }
+            }
             match std::fs::read_to_string(beside("cmdline")) {
                 Ok(c) if c.trim_end_matches('\n') == cmdline => {}
                 Ok(_) => problems.push(format!(
@@ -313,7 +323,7 @@ fn check_boot(disk: &Path, root: &read::RootFiles, provenance: &Provenance, chec
                 )),
                 Err(e) => problems.push(format!("{}: {e}", beside("cmdline").display())),
             }
-            "the kernel and command line beside the disk are"
+            "the kernel, initrd and command line beside the disk are"
         }
     };
     if problems.is_empty() {

@@ -90,6 +90,18 @@ pub struct RootFsSpec {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RootFsType {
     Ext4,
+    /// Read-only, compressed; Debian's kernels have it as a module, so booting needs
+    /// an initrd that loads it.
+    Squashfs,
+}
+
+impl RootFsType {
+    pub fn name(self) -> &'static str {
+        match self {
+            RootFsType::Ext4 => "ext4",
+            RootFsType::Squashfs => "squashfs",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,9 +15,9 @@ use std::collections::BTreeMap;
 pub const MIN_ROOT_SIZE: u64 = 16 << 20;
 const MIB: u64 = 1 << 20;
 
-const FS_TYPES: [&str; 1] = ["ext4"];
-/// Accepted by the schema but not written by this cairn yet: named in the error.
-const FS_TYPES_NOT_YET: [&str; 2] = ["erofs", "squashfs"];
+const FS_TYPES: [&str; 2] = ["ext4", "squashfs"];
+/// Known root file system types this cairn does not write yet: named in the error.
+const FS_TYPES_NOT_YET: [&str; 1] = ["erofs"];
 const BOOT_MODES: [&str; 2] = ["direct", "uefi"];
 const FORMATS: [&str; 2] = ["raw", "qcow2"];
 
@@ -201,10 +201,11 @@ fn root_fs(cx: &Cx, raw: Spanned<RawVmRoot>) -> Result<RootFsSpec, Diagnostic> {
     )?;
     let fs = cx.check(&fs, |f| match f.as_str() {
         "ext4" => Ok(RootFsType::Ext4),
+        "squashfs" => Ok(RootFsType::Squashfs),
         other if FS_TYPES_NOT_YET.contains(&other) => Err(Invalid::new(format!(
             "root file system `{other}` is not supported by this cairn yet"
         ))
-        .hint("use `fs: ext4`")),
+        .hint("use `fs: ext4`, or `fs: squashfs` for a read-only root")),
         other => Err(unknown("root file system type", other, &FS_TYPES)),
     })?;
     let size_text = cx.require(

@@ -30,6 +30,7 @@ const TEST_TOOLS: &[(&str, &str)] = &[
     ("qemu-utils", "qemu-img"),
     ("qemu-system-x86", "qemu-system-x86_64"),
     ("ovmf", "/usr/share/OVMF/OVMF_CODE.fd"),
+    ("squashfs-tools", "mksquashfs"),
 ];
 
 /// Packages built from one source that must be installed at the same version: Debian
