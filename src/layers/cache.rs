@@ -297,39 +297,42 @@ impl LayerCache {
         let tmp = self.tmp_path();
         let source = layout.blob_path(&blob.digest);
         place_file(&source, &tmp).map_err(io_err(&tmp))?;
-        let meta = self.adopt_blob(&tmp, &blob.digest)?;
-        self.put_entry(key, LayerRecord::of(blob), &meta)
+        self.adopt(&tmp, key, LayerRecord::of(blob))
     }
 
-    /// Makes the complete file `tmp` the cached blob `digest`, read-only.
-    pub(super) fn adopt_blob(
+    /// Makes the complete file `tmp` the cached blob of `layer`, read-only, and records
+    /// `layer` under `key` with that file's identity. Both steps happen under an
+    /// exclusive lock on the cache: otherwise two builds storing the same blob could
+    /// interleave, leaving an entry that names the other build's file, which `lookup`
+    /// would then take for a blob changed in place.
+    pub(super) fn adopt(
         &self,
         tmp: &Path,
-        digest: &Sha256Digest,
-    ) -> Result<fs::Metadata, CacheError> {
-        fs::set_permissions(tmp, fs::Permissions::from_mode(0o444)).map_err(io_err(tmp))?;
-        let target = self.blob_path(digest);
-        fs::rename(tmp, &target).map_err(io_err(&target))?;
-        fs::metadata(&target).map_err(io_err(&target))
-    }
-
-    /// Records `layer` under `key`; `blob` is the metadata of its stored blob.
-    pub(super) fn put_entry(
-        &self,
         key: &LayerKey,
         layer: LayerRecord,
-        blob: &fs::Metadata,
     ) -> Result<(), CacheError> {
+        fs::set_permissions(tmp, fs::Permissions::from_mode(0o444)).map_err(io_err(tmp))?;
+        let lock_path = self.tmp.join(".store.lock");
+        let lock = fs::File::create(&lock_path).map_err(io_err(&lock_path))?;
+        // SAFETY: a valid open file descriptor; the lock is released when `lock` closes.
+        if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) } != 0 {
+            return Err(io_err(&lock_path)(io::Error::last_os_error()));
+        }
+        let target = self.blob_path(&layer.digest);
+        fs::rename(tmp, &target).map_err(io_err(&target))?;
+        let blob = fs::metadata(&target).map_err(io_err(&target))?;
         let entry = Entry {
             layer,
             blob_ino: blob.ino(),
-            blob_mtime_ns: mtime_ns(blob),
+            blob_mtime_ns: mtime_ns(&blob),
         };
         let json = serde_json::to_vec(&entry).map_err(|e| io_err(&self.entries)(e.into()))?;
         let tmp = self.tmp_path();
         fs::write(&tmp, json).map_err(io_err(&tmp))?;
         let path = self.entry_path(key);
-        fs::rename(&tmp, &path).map_err(io_err(&path))
+        let renamed = fs::rename(&tmp, &path).map_err(io_err(&path));
+        drop(lock);
+        renamed
     }
 
     /// Adds the cached blob of `entry` to `layout`; `None` if it vanished meanwhile (a

@@ -123,8 +123,7 @@ impl RemoteCache {
             let _ = fs::remove_file(&tmp);
             return Err(e);
         }
-        let meta = local.adopt_blob(&tmp, &record.digest)?;
-        local.put_entry(key, record, &meta)?;
+        local.adopt(&tmp, key, record)?;
         Ok(true)
     }
 
