@@ -5,6 +5,7 @@
 //! describing exactly what was written.
 
 use crate::attest::{self, contents, dsse, intoto, keys, keys::SigningKey, sbom};
+use crate::debian::{self, DebianError};
 use crate::digest::Sha256Digest;
 use crate::image::{self, canonical_json, Artifact, ImageError};
 use crate::layers::{self, LayerBlob, LayerError, TreeEntryKind, TreeError};
@@ -31,10 +32,12 @@ pub struct BuildOptions {
     /// Wall clock (seconds since the epoch) for `startedOn`/`finishedOn` in the
     /// provenance; `None` keeps the provenance free of times (the default).
     pub clock: Option<fn() -> u64>,
+    /// Cache, clock and host mirrors for Debian packages (`packages:` recipes).
+    pub packages: debian::PackageOptions,
 }
 
 /// Told about progress; the CLI draws bars and measures stage times with it.
-pub trait Observer {
+pub trait Observer: debian::DownloadProgress {
     /// A new stage of the build begins (`resolve`, `layers`, `sbom`, `sign`,
     /// `publish`); the previous one has ended.
     fn stage(&self, _name: &'static str) {}
@@ -46,6 +49,7 @@ pub trait Observer {
 /// An observer that ignores everything.
 pub struct Quiet;
 impl Observer for Quiet {}
+impl debian::DownloadProgress for Quiet {}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct BuildReport {
@@ -87,6 +91,8 @@ pub enum BuildError {
     Lock(#[from] LockError),
     #[error(transparent)]
     Resolve(#[from] ResolveError),
+    #[error(transparent)]
+    Packages(#[from] DebianError),
     #[error(transparent)]
     Tree(#[from] TreeError),
     #[error(transparent)]
@@ -153,8 +159,11 @@ pub fn build(
     observer.stage("resolve");
     let layout = LayoutWriter::begin(&opts.out_dir, &recipe.name)?;
     let staging = layout.scratch_dir()?;
-    let resolved = resolve::resolve(recipe, &lock, &lock_path, opts.lock_mode, &staging)?;
-    let trees = layers::assemble(recipe, &resolved)?;
+    let mut resolved = resolve::resolve(recipe, &lock, &lock_path, opts.lock_mode, &staging)?;
+    let (mode, pkgs) = (opts.lock_mode, &opts.packages);
+    debian::hook_install(recipe, &lock, mode, pkgs, &staging, observer, &mut resolved)?;
+    let below = debian::hook_layers(recipe, &resolved)?;
+    let trees = layers::assemble_on(recipe, &resolved, below)?;
     observer.stage("layers");
 
     let write = |tree: &layers::LayerTree| -> Result<LayerBlob, BuildError> {
@@ -247,7 +256,7 @@ pub fn build(
                 manifest_digest: manifest_blob.digest,
                 recipe_file_name: &recipe_file_name,
                 recipe_sha256: Sha256Digest::of(recipe.file.text.as_bytes()),
-                lock_sha256: (!recipe.sources.is_empty())
+                lock_sha256: (!recipe.sources.is_empty() || recipe.packages.is_some())
                     .then(|| Sha256Digest::of(&resolved.lock.to_bytes())),
                 epoch,
                 platform: &platform,
@@ -353,15 +362,27 @@ pub struct LockReport {
     pub sources: Lockfile,
 }
 
-/// `cairn lock`: pins every source not pinned in the recipe itself.
-pub fn lock(recipe: &Recipe) -> Result<LockReport, BuildError> {
+/// `cairn lock`: pins every source not pinned in the recipe itself, and resolves the
+/// recipe's packages afresh.
+pub fn lock(recipe: &Recipe, packages: &debian::PackageOptions) -> Result<LockReport, BuildError> {
     let lock_path = resolve::lock_path_for(&recipe.file.path);
     let lock = Lockfile::read(&lock_path)?;
     let staging = tempfile::tempdir().map_err(|source| OutputError::Io {
         path: std::env::temp_dir(),
         source,
     })?;
-    let resolved = resolve::resolve(recipe, &lock, &lock_path, LockMode::Repin, staging.path())?;
+    let mut resolved =
+        resolve::resolve(recipe, &lock, &lock_path, LockMode::Repin, staging.path())?;
+    let mode = LockMode::Repin;
+    debian::hook_install(
+        recipe,
+        &lock,
+        mode,
+        packages,
+        staging.path(),
+        &Quiet,
+        &mut resolved,
+    )?;
     if resolved.lock_changed {
         resolved.lock.write(&lock_path)?;
     }

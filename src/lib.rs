@@ -8,6 +8,7 @@
 
 pub mod attest;
 pub mod build;
+pub mod debian;
 pub mod diff;
 pub mod digest;
 pub mod image;

@@ -375,6 +375,7 @@ mod tests {
                 sha256: digest(2),
                 signer: Some("ab".repeat(32)),
                 license: Some("Apache-2.0 OR MIT".into()),
+                package: None,
             },
             SourceInfo {
                 name: "app".into(),
@@ -383,6 +384,7 @@ mod tests {
                 sha256: digest(1),
                 signer: None,
                 license: None,
+                package: None,
             },
         ]
     }

@@ -2,7 +2,7 @@
 //! optional stage timings, and an optional signed ledger entry.
 
 use super::{ledger, progress};
-use crate::{now_rfc3339, print_json, source_date_epoch, wall_clock};
+use crate::{now_rfc3339, package_options, print_json, source_date_epoch, wall_clock};
 use anyhow::{bail, Context, Result};
 use cairn::attest::keys;
 use cairn::build::{self, BuildOptions, Observer, Quiet};
@@ -53,6 +53,10 @@ pub struct BuildArgs {
     /// (startedOn/finishedOn). Off by default: they make attestations differ per run.
     #[arg(long)]
     record_times: bool,
+    /// Never use the network: Debian packages, indexes and InRelease files must be in
+    /// the cache (filled by an earlier build).
+    #[arg(long)]
+    offline: bool,
 }
 
 /// Builds; prints the manifest digest on stdout (or the JSON report) and the summary
@@ -70,6 +74,7 @@ pub fn run(args: BuildArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
         ledger,
         identity,
         record_times,
+        offline,
     } = args;
     let recipe = recipe::load(&recipe)?;
     let jobs = match jobs {
@@ -89,6 +94,7 @@ pub fn run(args: BuildArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
         cancel,
         sign_key: sign_key.as_deref().map(keys::read_private).transpose()?,
         clock: record_times.then_some(wall_clock as fn() -> u64),
+        packages: package_options(offline)?,
     };
     let show_progress = !quiet && !json && std::io::stderr().is_terminal();
     let bars;

@@ -23,12 +23,15 @@ pub struct ValidateArgs {
 /// Pins every source into <recipe>.lock; prints each source's kind and SHA-256.
 pub fn lock(args: LockArgs) -> Result<i32> {
     let recipe = recipe::load(&args.recipe)?;
-    let report = build::lock(&recipe)?;
+    let report = build::lock(&recipe, &crate::package_options(false)?)?;
     if args.json {
         return print_json(&report);
     }
     for (name, s) in &report.sources.sources {
         println!("{name}\t{}\t{}", s.kind, s.sha256);
+    }
+    for (name, p) in report.sources.packages.iter().flat_map(|p| &p.packages) {
+        println!("deb:{name}\t{} {}\t{}", p.version, p.architecture, p.sha256);
     }
     eprintln!(
         "{} {}",

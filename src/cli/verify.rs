@@ -84,6 +84,7 @@ pub fn run(args: VerifyArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
                 cancel,
                 sign_key: None,
                 clock: None,
+                packages: crate::package_options(false)?,
             };
             Some(
                 build::build(&recipe, &opts, &Quiet)?

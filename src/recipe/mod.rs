@@ -7,6 +7,7 @@ mod context;
 mod diagnostic;
 mod layers;
 mod model;
+mod packages;
 mod parse;
 mod raw;
 mod sources;

@@ -6,7 +6,7 @@ use super::context::{non_empty_key, span_of, string_map, Cx};
 use super::model::{Platform, Span};
 use super::raw::{RawRecipe, Text};
 use super::values::{self, Invalid};
-use super::{accounts, config, layers, sources, yaml_error};
+use super::{accounts, config, layers, packages, sources, yaml_error};
 use super::{Diagnostic, Recipe, RecipeFile};
 use serde_saphyr::Spanned;
 use std::path::{Path, PathBuf};
@@ -69,6 +69,15 @@ pub fn parse(file: RecipeFile) -> Result<Recipe, Diagnostic> {
     let accounts = accounts::parse(&cx, raw.accounts)?;
     let config = config::parse(&cx, raw.config, accounts.as_ref())?;
     let annotations = string_map(&cx, raw.annotations, non_empty_key("annotation"))?;
+    let packages = packages::parse(
+        &cx,
+        packages::RawPackageFields {
+            repositories: raw.repositories,
+            packages: raw.packages,
+            layering: raw.layering,
+        },
+        recipe_at,
+    )?;
     Ok(Recipe {
         name: name.value,
         epoch: raw.epoch.map(|e| e.value),
@@ -79,6 +88,7 @@ pub fn parse(file: RecipeFile) -> Result<Recipe, Diagnostic> {
         config,
         annotations,
         sbom: raw.sbom.is_none_or(|s| s.value),
+        packages,
         file,
     })
 }

@@ -25,6 +25,24 @@ pub(super) struct RawRecipe {
     pub config: Option<RawConfig>,
     pub annotations: Option<SpannedMap<Text>>,
     pub sbom: Option<Spanned<bool>>,
+    pub repositories: Option<Spanned<SpannedMap<Spanned<RawRepository>>>>,
+    pub packages: Option<Spanned<Vec<Text>>>,
+    pub layering: Option<Spanned<RawLayering>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRepository {
+    pub mirror: Option<Text>,
+    pub suite: Option<Text>,
+    pub components: Option<Spanned<Vec<Text>>>,
+    pub keyring: Option<Text>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLayering {
+    pub max_layers: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Deserialize)]

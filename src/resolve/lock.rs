@@ -2,7 +2,8 @@
 //! builds from exactly the bytes it was locked with.
 //!
 //! JSON, pretty-printed with sorted keys so that a change reads well in a diff:
-//! `{"cairn_lock": 1, "sources": {"app": {"kind": "file", "sha256": "sha256:…"}}}`.
+//! `{"cairn_lock": 1, "sources": {"app": {"kind": "file", "sha256": "sha256:…"}}}`,
+//! plus `packages` ([`crate::debian::lock`]) when the recipe installs Debian packages.
 
 use crate::digest::Sha256Digest;
 use serde::{Deserialize, Serialize};
@@ -16,6 +17,9 @@ pub const LOCK_VERSION: u32 = 1;
 pub struct Lockfile {
     pub cairn_lock: u32,
     pub sources: BTreeMap<String, LockedSource>,
+    /// Debian packages, when the recipe installs some.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packages: Option<crate::debian::lock::PackagesLock>,
 }
 
 impl Default for Lockfile {
@@ -23,6 +27,7 @@ impl Default for Lockfile {
         Lockfile {
             cairn_lock: LOCK_VERSION,
             sources: BTreeMap::new(),
+            packages: None,
         }
     }
 }
@@ -40,6 +45,8 @@ pub enum LockedKind {
     File,
     Dir,
     Archive,
+    /// A Debian package (never in the lock's `sources`; see `packages`).
+    Deb,
 }
 
 impl std::fmt::Display for LockedKind {
@@ -48,6 +55,7 @@ impl std::fmt::Display for LockedKind {
             LockedKind::File => "file",
             LockedKind::Dir => "dir",
             LockedKind::Archive => "archive",
+            LockedKind::Deb => "deb",
         })
     }
 }

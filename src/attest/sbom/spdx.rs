@@ -12,7 +12,8 @@
 //! into the image. Each file's `comment` carries its trace (`cairn: layer=... origin=...`).
 
 use super::{
-    document_digest, pseudo_suppliers, purl, to_json, trace, SbomError, SbomInput, Supplier,
+    document_digest, package_trace, pseudo_suppliers, purl, to_json, trace, SbomError, SbomInput,
+    Supplier,
 };
 use crate::attest::contents::{ImageFile, SourceInfo};
 use crate::image::rfc3339;
@@ -58,6 +59,8 @@ struct Package {
     #[serde(rename = "SPDXID")]
     spdx_id: String,
     name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    version_info: Option<String>,
     download_location: &'static str,
     files_analyzed: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -222,6 +225,7 @@ fn image_package(input: &SbomInput, file_sha1s: &[String]) -> Package {
     Package {
         spdx_id: IMAGE_ID.to_string(),
         name: input.image_name.to_string(),
+        version_info: None,
         download_location: NOASSERTION,
         files_analyzed: true,
         package_verification_code: Some(VerificationCode {
@@ -248,6 +252,7 @@ fn source_package(source: &SourceInfo) -> Package {
     let (checksums, purpose) = match source.kind {
         LockedKind::File => (vec![checksum("SHA256", source.sha256.hex())], "FILE"),
         LockedKind::Archive => (vec![checksum("SHA256", source.sha256.hex())], "ARCHIVE"),
+        LockedKind::Deb => (vec![checksum("SHA256", source.sha256.hex())], "INSTALL"),
         LockedKind::Dir => (Vec::new(), "OTHER"),
     };
     let signer = source
@@ -257,7 +262,12 @@ fn source_package(source: &SourceInfo) -> Package {
         .unwrap_or_default();
     Package {
         spdx_id: supplier_id(Supplier::Source(&source.name)),
-        name: source.name.clone(),
+        // A Debian package under its own name, as scanners expect.
+        name: source
+            .package
+            .as_ref()
+            .map_or_else(|| source.name.clone(), |p| p.name.clone()),
+        version_info: source.package.as_ref().map(|p| p.version.clone()),
         download_location: NOASSERTION,
         files_analyzed: false,
         package_verification_code: None,
@@ -277,8 +287,11 @@ fn source_package(source: &SourceInfo) -> Package {
         primary_package_purpose: purpose,
         // `path` last: it runs to the end and may contain spaces.
         comment: format!(
-            "cairn: kind={} digest={}{signer} path={}",
-            source.kind, source.sha256, source.path
+            "cairn: kind={} digest={}{signer}{} path={}",
+            source.kind,
+            source.sha256,
+            package_trace(source),
+            source.path
         ),
     }
 }
@@ -287,6 +300,7 @@ fn pseudo_package(id: &str, name: &str, purpose: &'static str, comment: String) 
     Package {
         spdx_id: id.to_string(),
         name: name.to_string(),
+        version_info: None,
         download_location: NOASSERTION,
         files_analyzed: false,
         package_verification_code: None,

@@ -1,0 +1,206 @@
+//! `Packages` indexes: the binary packages a repository offers for one architecture,
+//! with the relations the resolver needs (`Depends`, `Pre-Depends`, `Provides`).
+
+use super::version::{Relation, Version};
+use super::DebianError;
+use crate::digest::Sha256Digest;
+
+/// One package of an index, for the target architecture or `all`.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub name: String,
+    pub version: Version,
+    pub architecture: String,
+    /// Path of the .deb below the mirror root (`pool/main/b/busybox/...deb`).
+    pub filename: String,
+    pub sha256: Sha256Digest,
+    pub size: u64,
+    /// `Pre-Depends` then `Depends`: all of the groups, one alternative of each.
+    pub depends: Vec<Vec<Dependency>>,
+    pub provides: Vec<(String, Option<Version>)>,
+    /// The repository (recipe name) and index (path below `dists/<suite>/`) it came from.
+    pub repository: String,
+    pub index: String,
+    pub index_sha256: Sha256Digest,
+}
+
+/// One alternative of a dependency: `name[:any] [(op version)]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dependency {
+    pub name: String,
+    pub constraint: Option<(Relation, Version)>,
+}
+
+impl std::fmt::Display for Dependency {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.constraint {
+            Some((op, v)) => write!(f, "{} ({op} {v})", self.name),
+            None => f.write_str(&self.name),
+        }
+    }
+}
+
+/// Where an index came from, for messages and the lock.
+pub struct IndexOrigin<'a> {
+    pub repository: &'a str,
+    pub path: &'a str,
+    pub sha256: Sha256Digest,
+}
+
+/// The packages of `text` (a Packages index) built for `arch` or `all`.
+pub fn parse_index(
+    text: &str,
+    arch: &str,
+    origin: &IndexOrigin,
+) -> Result<Vec<Candidate>, DebianError> {
+    let bad = |detail: String| DebianError::BadIndex {
+        index: origin.path.to_string(),
+        detail,
+    };
+    let doc: deb822_fast::Deb822 = text
+        .parse()
+        .map_err(|e: deb822_fast::Error| bad(e.to_string()))?;
+    let mut out = Vec::new();
+    for p in doc.iter() {
+        let architecture = p.get("Architecture").unwrap_or_default();
+        if architecture != arch && architecture != "all" {
+            continue;
+        }
+        let field = |name: &str| {
+            p.get(name)
+                .ok_or_else(|| bad(format!("a stanza has no `{name}` field")))
+        };
+        let name = field("Package")?.to_string();
+        let version_text = field("Version")?;
+        let version = Version::parse(version_text).ok_or_else(|| {
+            bad(format!(
+                "package `{name}` has an invalid version `{version_text}`"
+            ))
+        })?;
+        let sha256 = field("SHA256")?
+            .parse()
+            .map_err(|_| bad(format!("package `{name}` has an invalid SHA256")))?;
+        let size = field("Size")?
+            .parse()
+            .map_err(|_| bad(format!("package `{name}` has an invalid Size")))?;
+        let mut depends = Vec::new();
+        for f in ["Pre-Depends", "Depends"] {
+            if let Some(value) = p.get(f) {
+                depends.extend(
+                    parse_relations(value).ok_or_else(|| {
+                        bad(format!("package `{name}`: cannot read {f} `{value}`"))
+                    })?,
+                );
+            }
+        }
+        let provides = match p.get("Provides") {
+            Some(value) => parse_relations(value)
+                .ok_or_else(|| bad(format!("package `{name}`: cannot read Provides `{value}`")))?
+                .into_iter()
+                .flatten()
+                .map(|d| (d.name, d.constraint.map(|(_, v)| v)))
+                .collect(),
+            None => Vec::new(),
+        };
+        out.push(Candidate {
+            name,
+            version,
+            architecture: architecture.to_string(),
+            filename: field("Filename")?.to_string(),
+            sha256,
+            size,
+            depends,
+            provides,
+            repository: origin.repository.to_string(),
+            index: origin.path.to_string(),
+            index_sha256: origin.sha256,
+        });
+    }
+    Ok(out)
+}
+
+/// `a (>= 1) | b:any, c [amd64] <!nocheck>` -> groups of alternatives. Architecture
+/// qualifiers (`:any`, `:native`) are dropped (one architecture per image);
+/// architecture lists and build profiles, which only source packages use, are ignored.
+pub fn parse_relations(value: &str) -> Option<Vec<Vec<Dependency>>> {
+    let mut groups = Vec::new();
+    for group in value.split(',') {
+        let group = group.trim();
+        if group.is_empty() {
+            continue;
+        }
+        let mut alternatives = Vec::new();
+        for alt in group.split('|') {
+            let (name, constraint) = match alt.split_once('(') {
+                Some((name, rest)) => {
+                    let inner = rest.split_once(')')?.0.trim();
+                    let split = inner
+                        .find(|c: char| !"<>=".contains(c))
+                        .unwrap_or(inner.len());
+                    let op = Relation::parse(inner[..split].trim())?;
+                    let version = Version::parse(inner[split..].trim())?;
+                    (name.trim(), Some((op, version)))
+                }
+                None => (alt, None),
+            };
+            let name = name
+                .split(['[', '<', ' ', '\t', ':'])
+                .find(|w| !w.is_empty())
+                .unwrap_or_default();
+            if name.is_empty() {
+                return None;
+            }
+            alternatives.push(Dependency {
+                name: name.to_string(),
+                constraint,
+            });
+        }
+        groups.push(alternatives);
+    }
+    Some(groups)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relations_parse_alternatives_versions_and_qualifiers() {
+        let groups =
+            parse_relations("libc6 (>= 2.34), debconf (>= 0.5) | debconf-2.0, perl:any, x [amd64] <!nocheck>,python3(<<3.12)")
+                .unwrap();
+        let shown: Vec<Vec<String>> = groups
+            .iter()
+            .map(|g| g.iter().map(|d| d.to_string()).collect())
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                vec!["libc6 (>= 2.34)".to_string()],
+                vec!["debconf (>= 0.5)".into(), "debconf-2.0".into()],
+                vec!["perl".into()],
+                vec!["x".into()],
+                vec!["python3 (<< 3.12)".into()],
+            ]
+        );
+        assert!(parse_relations("a (~ 1)").is_none());
+        assert!(parse_relations("a (>= 1").is_none());
+    }
+
+    #[test]
+    fn index_keeps_the_target_architecture_and_all() {
+        let text = "Package: a\nVersion: 1\nArchitecture: amd64\nFilename: pool/a.deb\nSize: 3\nSHA256: 2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824\nDepends: b\nProvides: c (= 2)\n\nPackage: b\nVersion: 1\nArchitecture: arm64\nFilename: pool/b.deb\nSize: 3\nSHA256: 2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824\n\nPackage: d\nVersion: 1\nArchitecture: all\nFilename: pool/d.deb\nSize: 3\nSHA256: 2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824\n";
+        let origin = IndexOrigin {
+            repository: "r",
+            path: "main/binary-amd64/Packages",
+            sha256: Sha256Digest::of(b""),
+        };
+        let c = parse_index(text, "amd64", &origin).unwrap();
+        let names: Vec<_> = c.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["a", "d"]);
+        assert_eq!(c[0].provides[0].0, "c");
+        assert_eq!(c[0].provides[0].1.as_ref().unwrap().as_str(), "2");
+        let err = parse_index("Package: a\nArchitecture: all\n", "amd64", &origin).unwrap_err();
+        assert!(err.to_string().contains("no `Version`"), "{err}");
+    }
+}
