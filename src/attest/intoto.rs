@@ -219,7 +219,11 @@ pub fn provenance_statement(facts: &ProvenanceFacts) -> Statement {
             build_type: BUILD_TYPE.into(),
             external_parameters: external,
             internal_parameters: internal,
-            resolved_dependencies: sources.into_iter().map(source_descriptor).collect(),
+            resolved_dependencies: sources
+                .iter()
+                .map(|s| source_descriptor(s))
+                .chain(inrelease_descriptors(&sources))
+                .collect(),
         },
         run_details: RunDetails {
             builder: Builder {
@@ -296,13 +300,58 @@ fn source_descriptor(source: &SourceInfo) -> ResourceDescriptor {
     if let Some(license) = &source.license {
         annotations.insert("license".into(), license.clone().into());
     }
+    let uri = match &source.package {
+        Some(p) => {
+            annotations.insert("version".into(), p.version.clone().into());
+            annotations.insert("architecture".into(), p.architecture.clone().into());
+            annotations.insert("filename".into(), source.path.clone().into());
+            annotations.insert("index".into(), p.index.clone().into());
+            annotations.insert("indexSha256".into(), p.index_sha256.hex().into());
+            annotations.insert("inRelease".into(), inrelease_name(&p.repository).into());
+            crate::attest::sbom::purl(source).unwrap_or_default()
+        }
+        None => file_uri(&source.path),
+    };
     ResourceDescriptor {
         name: Some(source.name.clone()),
-        uri: Some(file_uri(&source.path)),
+        uri: Some(uri),
         digest: sha256_digest_set(source.sha256),
         annotations,
         ..Default::default()
     }
+}
+
+fn inrelease_name(repository: &str) -> String {
+    format!("inrelease:{repository}")
+}
+
+/// One descriptor per apt repository that supplied packages: its InRelease, with the
+/// digest of the bytes whose signature the build verified and the signing key's
+/// fingerprint. The URI names the repository and suite, not the mirror: where the
+/// bytes were fetched from is not part of what was built.
+fn inrelease_descriptors(sources: &[&SourceInfo]) -> Vec<ResourceDescriptor> {
+    let mut by_repository = BTreeMap::new();
+    for s in sources {
+        if let Some(p) = &s.package {
+            by_repository
+                .entry(p.repository.clone())
+                .or_insert_with(|| {
+                    let mut annotations = BTreeMap::new();
+                    annotations.insert("kind".into(), "inrelease".into());
+                    if let Some(signer) = &s.signer {
+                        annotations.insert("signer".into(), signer.clone().into());
+                    }
+                    ResourceDescriptor {
+                        name: Some(inrelease_name(&p.repository)),
+                        uri: Some(format!("apt:{}/dists/{}/InRelease", p.repository, p.suite)),
+                        digest: sha256_digest_set(p.inrelease_sha256),
+                        annotations,
+                        ..Default::default()
+                    }
+                });
+        }
+    }
+    by_repository.into_values().collect()
 }
 
 fn last_component(path: &str) -> String {

@@ -133,7 +133,7 @@ fn trace(file: &ImageFile) -> String {
 /// which the purl `checksum` qualifier (a checksum of the package file) cannot carry.
 /// A Debian package: `pkg:deb/debian/<name>@<version>?arch=<arch>` (the purl `deb`
 /// type; scanners match vulnerabilities by it).
-fn purl(source: &SourceInfo) -> Option<String> {
+pub(crate) fn purl(source: &SourceInfo) -> Option<String> {
     if let Some(p) = &source.package {
         return Some(format!(
             "pkg:deb/debian/{}@{}?arch={}",
