@@ -22,6 +22,15 @@ const TEST_TOOLS: &[(&str, &str)] = &[
     ("tar", "tar"),
     ("openssl", "openssl"),
     ("openssh-client", "ssh-keygen"),
+    // The Debian package tests: a signed apt repository made and served by the test.
+    ("gpg", "gpg"),
+    ("gpg-agent", "gpg-agent"),
+    ("gpgconf", "gpgconf"),
+    ("dpkg", "dpkg-deb"),
+    ("python3", "python3"),
+    // The real-mirror test verifies with the Debian archive keyring (a data package;
+    // `gpgv` only stands in for a command on hosts without dpkg).
+    ("debian-archive-keyring", "gpgv"),
 ];
 
 /// Independent validators the attestation tests check cairn's output with (SPDX, the
