@@ -52,7 +52,7 @@ pub(super) fn parse(
     let span = span_of(&packages);
     let repositories = cx.require(
         repositories,
-        recipe_at,
+        span,
         "`packages` needs `repositories` to install them from",
         "add e.g. `repositories: { debian: { mirror: host, suite: bookworm, components: [main], keyring: /usr/share/keyrings/debian-archive-keyring.gpg } }`",
     )?;
