@@ -40,7 +40,12 @@ pub const BUILDER_ID: &str = "https://cairn.dev/cairn";
 ///   `digest.sha256` the pinned digest that was verified, `annotations.kind` one of
 ///   `file`, `dir`, `archive`, `annotations.signer` the key id of the verified
 ///   signature over the source (if it had one), `annotations.license` its declared SPDX
-///   license expression (if any).
+///   license expression (if any). A Debian package (`deb:<name>`, kind `deb`) has its
+///   purl as `uri`, the .deb's digest, and annotations `version`, `architecture`,
+///   `filename`, `index`, `indexSha256`, `inRelease` and `signer` (the fingerprint of
+///   the key that signed the InRelease). Then one entry per apt repository:
+///   `inrelease:<repository>`, `uri` `apt:<repository>/dists/<suite>/InRelease`, the
+///   digest of the verified InRelease, `annotations.kind` `inrelease` and `signer`.
 pub const BUILD_TYPE: &str = "https://cairn.dev/buildtypes/recipe/v1";
 
 /// An in-toto Statement v1: what is attested (`subject`) and the claim (`predicate`).

@@ -6,7 +6,7 @@
 //! many layers the packages are spread over.
 
 use super::context::{span_of, Cx, Unique};
-use super::model::{Mirror, PackageRequest, PackagesSpec, RepositorySpec, Span};
+use super::model::{Mirror, PackageRequest, PackagesSpec, RepositorySpec};
 use super::raw::{RawLayering, RawRepository, SpannedMap, Text};
 use super::values::{item_name, Invalid};
 use super::Diagnostic;
@@ -24,11 +24,7 @@ pub(super) struct RawPackageFields {
     pub layering: Option<Spanned<RawLayering>>,
 }
 
-pub(super) fn parse(
-    cx: &Cx,
-    raw: RawPackageFields,
-    recipe_at: Span,
-) -> Result<Option<PackagesSpec>, Diagnostic> {
+pub(super) fn parse(cx: &Cx, raw: RawPackageFields) -> Result<Option<PackagesSpec>, Diagnostic> {
     let RawPackageFields {
         repositories,
         packages,

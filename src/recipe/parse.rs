@@ -76,7 +76,6 @@ pub fn parse(file: RecipeFile) -> Result<Recipe, Diagnostic> {
             packages: raw.packages,
             layering: raw.layering,
         },
-        recipe_at,
     )?;
     Ok(Recipe {
         name: name.value,
