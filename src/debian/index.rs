@@ -4,24 +4,39 @@
 use super::version::{Relation, Version};
 use super::DebianError;
 use crate::digest::Sha256Digest;
+use std::borrow::Cow;
+use std::sync::Arc;
 
-/// One package of an index, for the target architecture or `all`.
+/// One package of an index, for the target architecture or `all`. Kept small (a full
+/// archive index has tens of thousands): relations are parsed when the package is
+/// considered, and the index it came from is shared.
 #[derive(Debug, Clone)]
 pub struct Candidate {
     pub name: String,
     pub version: Version,
-    pub architecture: String,
+    /// `Architecture: all` (else the target architecture).
+    pub arch_all: bool,
     /// Path of the .deb below the mirror root (`pool/main/b/busybox/...deb`).
     pub filename: String,
     pub sha256: Sha256Digest,
     pub size: u64,
-    /// `Pre-Depends` then `Depends`: all of the groups, one alternative of each.
-    pub depends: Vec<Vec<Dependency>>,
+    /// `Pre-Depends` then `Depends`, as written, joined by `, `.
+    pub depends: String,
     pub provides: Vec<(String, Option<Version>)>,
-    /// The repository (recipe name) and index (path below `dists/<suite>/`) it came from.
-    pub repository: String,
-    pub index: String,
-    pub index_sha256: Sha256Digest,
+    pub origin: Arc<IndexOrigin>,
+}
+
+impl Candidate {
+    /// `Pre-Depends` and `Depends`: all of the groups, one alternative of each.
+    pub fn dependencies(&self) -> Result<Vec<Vec<Dependency>>, DebianError> {
+        parse_relations(&self.depends).ok_or_else(|| DebianError::BadIndex {
+            index: self.origin.path.clone(),
+            detail: format!(
+                "package `{}` {}: cannot read its dependencies `{}`",
+                self.name, self.version, self.depends
+            ),
+        })
+    }
 }
 
 /// One alternative of a dependency: `name[:any] [(op version)]`.
@@ -40,39 +55,46 @@ impl std::fmt::Display for Dependency {
     }
 }
 
-/// Where an index came from, for messages and the lock.
-pub struct IndexOrigin<'a> {
-    pub repository: &'a str,
-    pub path: &'a str,
+/// Where an index came from: repository (recipe name), path below
+/// `dists/<suite>/`, and digest (as the signed InRelease gives it).
+#[derive(Debug)]
+pub struct IndexOrigin {
+    pub repository: String,
+    pub path: String,
     pub sha256: Sha256Digest,
 }
 
-/// The packages of `text` (a Packages index) built for `arch` or `all`.
+/// The packages of `text` (a whole Packages index, parsed without copying it) built
+/// for `arch` or `all`.
 pub fn parse_index(
     text: &str,
     arch: &str,
-    origin: &IndexOrigin,
+    origin: &Arc<IndexOrigin>,
 ) -> Result<Vec<Candidate>, DebianError> {
     let bad = |detail: String| DebianError::BadIndex {
-        index: origin.path.to_string(),
+        index: origin.path.clone(),
         detail,
     };
-    let doc: deb822_fast::Deb822 = text
-        .parse()
-        .map_err(|e: deb822_fast::Error| bad(e.to_string()))?;
     let mut out = Vec::new();
-    for p in doc.iter() {
-        let architecture = p.get("Architecture").unwrap_or_default();
+    for p in deb822_fast::borrowed::iter_paragraphs_borrowed(text) {
+        let p = p.map_err(|e| bad(e.to_string()))?;
+        // Values as one line (index fields are single-line; tolerate folding).
+        let get = |name: &str| -> Option<Cow<'_, str>> {
+            let lines = p.get(name)?;
+            Some(match lines {
+                [one] => Cow::Borrowed(*one),
+                more => Cow::Owned(more.join(" ")),
+            })
+        };
+        let architecture = get("Architecture").unwrap_or_default();
         if architecture != arch && architecture != "all" {
             continue;
         }
-        let field = |name: &str| {
-            p.get(name)
-                .ok_or_else(|| bad(format!("a stanza has no `{name}` field")))
-        };
-        let name = field("Package")?.to_string();
+        let field =
+            |name: &str| get(name).ok_or_else(|| bad(format!("a stanza has no `{name}` field")));
+        let name = field("Package")?.into_owned();
         let version_text = field("Version")?;
-        let version = Version::parse(version_text).ok_or_else(|| {
+        let version = Version::parse(&version_text).ok_or_else(|| {
             bad(format!(
                 "package `{name}` has an invalid version `{version_text}`"
             ))
@@ -83,18 +105,13 @@ pub fn parse_index(
         let size = field("Size")?
             .parse()
             .map_err(|_| bad(format!("package `{name}` has an invalid Size")))?;
-        let mut depends = Vec::new();
-        for f in ["Pre-Depends", "Depends"] {
-            if let Some(value) = p.get(f) {
-                depends.extend(
-                    parse_relations(value).ok_or_else(|| {
-                        bad(format!("package `{name}`: cannot read {f} `{value}`"))
-                    })?,
-                );
-            }
-        }
-        let provides = match p.get("Provides") {
-            Some(value) => parse_relations(value)
+        let depends = match (get("Pre-Depends"), get("Depends")) {
+            (Some(pre), Some(dep)) => format!("{pre}, {dep}"),
+            (Some(one), None) | (None, Some(one)) => one.into_owned(),
+            (None, None) => String::new(),
+        };
+        let provides = match get("Provides") {
+            Some(value) => parse_relations(&value)
                 .ok_or_else(|| bad(format!("package `{name}`: cannot read Provides `{value}`")))?
                 .into_iter()
                 .flatten()
@@ -103,17 +120,15 @@ pub fn parse_index(
             None => Vec::new(),
         };
         out.push(Candidate {
+            arch_all: architecture == "all",
+            filename: field("Filename")?.into_owned(),
             name,
             version,
-            architecture: architecture.to_string(),
-            filename: field("Filename")?.to_string(),
             sha256,
             size,
             depends,
             provides,
-            repository: origin.repository.to_string(),
-            index: origin.path.to_string(),
-            index_sha256: origin.sha256,
+            origin: origin.clone(),
         });
     }
     Ok(out)
@@ -190,14 +205,16 @@ mod tests {
     #[test]
     fn index_keeps_the_target_architecture_and_all() {
         let text = "Package: a\nVersion: 1\nArchitecture: amd64\nFilename: pool/a.deb\nSize: 3\nSHA256: 2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824\nDepends: b\nProvides: c (= 2)\n\nPackage: b\nVersion: 1\nArchitecture: arm64\nFilename: pool/b.deb\nSize: 3\nSHA256: 2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824\n\nPackage: d\nVersion: 1\nArchitecture: all\nFilename: pool/d.deb\nSize: 3\nSHA256: 2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824\n";
-        let origin = IndexOrigin {
-            repository: "r",
-            path: "main/binary-amd64/Packages",
+        let origin = Arc::new(IndexOrigin {
+            repository: "r".into(),
+            path: "main/binary-amd64/Packages".into(),
             sha256: Sha256Digest::of(b""),
-        };
+        });
         let c = parse_index(text, "amd64", &origin).unwrap();
         let names: Vec<_> = c.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, ["a", "d"]);
+        assert!(!c[0].arch_all && c[1].arch_all);
+        assert_eq!(c[0].dependencies().unwrap()[0][0].name, "b");
         assert_eq!(c[0].provides[0].0, "c");
         assert_eq!(c[0].provides[0].1.as_ref().unwrap().as_str(), "2");
         let err = parse_index("Package: a\nArchitecture: all\n", "amd64", &origin).unwrap_err();

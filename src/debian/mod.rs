@@ -329,16 +329,13 @@ fn resolve(
                 || Ok(format!("{dists}/{index}")),
                 &|_| {},
             )?;
+            let origin = std::sync::Arc::new(index::IndexOrigin {
+                repository: repo.name.clone(),
+                path: index.clone(),
+                sha256,
+            });
             let text = decompress_index(&path, &index)?;
-            candidates.extend(index::parse_index(
-                &text,
-                arch,
-                &index::IndexOrigin {
-                    repository: &repo.name,
-                    path: &index,
-                    sha256,
-                },
-            )?);
+            candidates.extend(index::parse_index(&text, arch, &origin)?);
         }
         repositories.insert(
             repo.name.clone(),
@@ -359,13 +356,13 @@ fn resolve(
                 name,
                 LockedPackage {
                     version: c.version.to_string(),
-                    architecture: c.architecture,
-                    repository: c.repository,
+                    architecture: if c.arch_all { "all" } else { arch }.to_string(),
+                    repository: c.origin.repository.clone(),
                     filename: c.filename,
                     sha256: c.sha256,
                     size: c.size,
-                    index: c.index,
-                    index_sha256: c.index_sha256,
+                    index: c.origin.path.clone(),
+                    index_sha256: c.origin.sha256,
                 },
             )
         })
@@ -378,6 +375,7 @@ fn resolve(
     })
 }
 
+/// The decompressed index text.
 fn decompress_index(path: &Path, index: &str) -> Result<String, DebianError> {
     let file = std::fs::File::open(path).map_err(|source| DebianError::Cache {
         path: path.to_path_buf(),

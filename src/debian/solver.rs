@@ -38,7 +38,7 @@ impl Pool {
             list.sort_by(|a, b| {
                 b.version
                     .cmp(&a.version)
-                    .then_with(|| a.repository.cmp(&b.repository))
+                    .then_with(|| a.origin.repository.cmp(&b.origin.repository))
             });
         }
         let mut providers: BTreeMap<String, Vec<(String, usize)>> = BTreeMap::new();
@@ -134,8 +134,8 @@ pub fn solve(
         };
         let mut next_chain = chain.clone();
         next_chain.push(format!("{} {}", c.name, c.version));
-        for group in &c.depends {
-            queue.push_back((next_chain.clone(), group.clone()));
+        for group in c.dependencies()? {
+            queue.push_back((next_chain.clone(), group));
         }
         chosen.insert(c.name.clone(), c.clone());
     }
@@ -186,20 +186,22 @@ mod tests {
         Candidate {
             name: name.into(),
             version: Version::parse(version).unwrap(),
-            architecture: "amd64".into(),
+            arch_all: false,
             filename: format!("pool/{name}_{version}.deb"),
             sha256: Sha256Digest::of(name.as_bytes()),
             size: 1,
-            depends: parse_relations(depends).unwrap(),
+            depends: depends.into(),
             provides: parse_relations(provides)
                 .unwrap()
                 .into_iter()
                 .flatten()
                 .map(|d| (d.name, d.constraint.map(|(_, v)| v)))
                 .collect(),
-            repository: "r".into(),
-            index: "main/binary-amd64/Packages".into(),
-            index_sha256: Sha256Digest::of(b""),
+            origin: std::sync::Arc::new(crate::debian::index::IndexOrigin {
+                repository: "r".into(),
+                path: "main/binary-amd64/Packages".into(),
+                sha256: Sha256Digest::of(b""),
+            }),
         }
     }
 

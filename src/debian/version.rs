@@ -7,38 +7,41 @@ use std::fmt;
 
 /// A parsed version. Compared per Policy 5.6.12; `Eq` is that ordering's equality, so
 /// `1.0` and `0:1.0` are equal.
+/// One allocation per version: a full archive index has tens of thousands.
 #[derive(Debug, Clone)]
 pub struct Version {
     epoch: u64,
-    upstream: String,
-    revision: String,
+    /// The whole version as written.
     text: String,
+    /// Where the upstream part and the revision (empty if none) lie in `text`.
+    upstream: std::ops::Range<usize>,
+    revision: std::ops::Range<usize>,
 }
 
 impl Version {
-    /// Parses a version; anything without an upstream part starting with a digit...
-    /// is still accepted as apt does, as long as it is non-empty and has no spaces.
+    /// Parses a version. As apt does, an upstream part that does not start with a
+    /// digit is accepted, as long as the version is non-empty and has no spaces.
     pub fn parse(text: &str) -> Option<Version> {
         let text = text.trim();
         if text.is_empty() || text.contains(char::is_whitespace) {
             return None;
         }
-        let (epoch, rest) = match text.split_once(':') {
-            Some((e, rest)) => (e.parse().ok()?, rest),
-            None => (0, text),
+        let (epoch, start) = match text.split_once(':') {
+            Some((e, _)) => (e.parse().ok()?, e.len() + 1),
+            None => (0, 0),
         };
-        let (upstream, revision) = match rest.rsplit_once('-') {
-            Some((u, r)) => (u, r),
-            None => (rest, ""),
+        let (upstream, revision) = match text[start..].rfind('-') {
+            Some(dash) => (start..start + dash, start + dash + 1..text.len()),
+            None => (start..text.len(), text.len()..text.len()),
         };
         if upstream.is_empty() {
             return None;
         }
         Some(Version {
             epoch,
-            upstream: upstream.to_string(),
-            revision: revision.to_string(),
             text: text.to_string(),
+            upstream,
+            revision,
         })
     }
 
@@ -57,8 +60,18 @@ impl Ord for Version {
     fn cmp(&self, other: &Self) -> Ordering {
         self.epoch
             .cmp(&other.epoch)
-            .then_with(|| compare_part(&self.upstream, &other.upstream))
-            .then_with(|| compare_part(&self.revision, &other.revision))
+            .then_with(|| {
+                compare_part(
+                    &self.text[self.upstream.clone()],
+                    &other.text[other.upstream.clone()],
+                )
+            })
+            .then_with(|| {
+                compare_part(
+                    &self.text[self.revision.clone()],
+                    &other.text[other.revision.clone()],
+                )
+            })
     }
 }
 
