@@ -169,6 +169,20 @@ fn resolves_versions_alternatives_provides_and_arch_all_and_traces_files_to_the_
         assert!(files.contains(&f), "{f} not in {files:?}");
     }
     assert!(!files.contains(&"./usr/share/libfoo/1.0-1.txt"));
+    // Each file is linked to its package: the package CONTAINS it.
+    let file_id = spdx["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["fileName"] == "./usr/share/libfoo/2.0-1.txt")
+        .unwrap()["SPDXID"]
+        .clone();
+    assert_eq!(libfoo["filesAnalyzed"], true);
+    assert!(spdx["relationships"].as_array().unwrap().iter().any(|r| {
+        r["spdxElementId"] == libfoo["SPDXID"]
+            && r["relationshipType"] == "CONTAINS"
+            && r["relatedSpdxElement"] == file_id
+    }));
     common::pyspdxtools(&work.out("out/pkgs.spdx.json")).unwrap();
     common::cyclonedx_validate(&work.out("out/pkgs.cdx.json")).unwrap();
 

@@ -147,6 +147,22 @@ pub fn spdx_json(input: &SbomInput) -> Result<Vec<u8>, SbomError> {
 
     let mut packages = vec![image_package(input, &sha1s)];
     packages.extend(contents.sources.iter().map(source_package));
+    // A Debian package's files are known (cairn unpacked them): it is analysed, with
+    // the verification code of the files it put in the image, and CONTAINS them.
+    for (package, source) in packages[1..].iter_mut().zip(&contents.sources) {
+        if source.package.is_some() {
+            let own: Vec<String> = files
+                .iter()
+                .zip(&sha1s)
+                .filter(|(f, _)| Supplier::of(f) == Supplier::Source(&source.name))
+                .map(|(_, sha1)| sha1.clone())
+                .collect();
+            package.files_analyzed = true;
+            package.package_verification_code = Some(VerificationCode {
+                package_verification_code_value: verification_code(&own),
+            });
+        }
+    }
     let (from_recipe, from_accounts) = pseudo_suppliers(contents);
     if from_recipe {
         packages.push(pseudo_package(
@@ -180,8 +196,18 @@ pub fn spdx_json(input: &SbomInput) -> Result<Vec<u8>, SbomError> {
         relationships.push(relationship(IMAGE_ID, "CONTAINS", &file_id(n)));
     }
     for (n, file) in files.iter().enumerate() {
-        let supplier = supplier_id(Supplier::of(file));
-        relationships.push(relationship(&file_id(n), "GENERATED_FROM", &supplier));
+        let supplier = Supplier::of(file);
+        let supplier_spdx_id = supplier_id(supplier);
+        relationships.push(relationship(
+            &file_id(n),
+            "GENERATED_FROM",
+            &supplier_spdx_id,
+        ));
+        let from_package = matches!(supplier, Supplier::Source(name)
+            if contents.sources.iter().any(|s| s.name == name && s.package.is_some()));
+        if from_package {
+            relationships.push(relationship(&supplier_spdx_id, "CONTAINS", &file_id(n)));
+        }
     }
 
     let document = Document {
