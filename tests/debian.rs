@@ -377,3 +377,37 @@ fn the_lock_round_trips_and_locked_builds_are_identical_and_work_offline() {
     let err = work.build_err(&recipe, &["--locked"]);
     assert!(err.contains("do not match the recipe"), "{err}");
 }
+
+#[test]
+fn a_lock_that_disagrees_with_the_signed_metadata_is_refused() {
+    let repo = AptRepo::new(&fixture_packages(), Faults::default());
+    let work = Work::new();
+    let recipe = repo.recipe(work.dir.path(), "app");
+    run_ok(work.cairn("lock").arg(&recipe));
+    let lock_path = recipe.with_extension("lock");
+    let good = std::fs::read_to_string(&lock_path).unwrap();
+    let lock: Value = serde_json::from_str(&good).unwrap();
+
+    // Another signer than the InRelease really has.
+    let signer = lock["packages"]["repositories"]["test"]["signed_by"]
+        .as_str()
+        .unwrap();
+    std::fs::write(&lock_path, good.replace(signer, &"A".repeat(40))).unwrap();
+    let err = work.build_err(&recipe, &["--locked"]);
+    assert!(
+        err.contains(&format!("its InRelease is signed by {signer}")),
+        "{err}"
+    );
+
+    // An index digest the signed InRelease does not give.
+    let index = lock["packages"]["packages"]["app"]["index_sha256"]
+        .as_str()
+        .unwrap();
+    let forged = format!("sha256:{}", "0".repeat(64));
+    std::fs::write(&lock_path, good.replacen(index, &forged, 1)).unwrap();
+    let err = work.build_err(&recipe, &["--locked"]);
+    assert!(
+        err.contains("the signed InRelease gives that index as"),
+        "{err}"
+    );
+}
