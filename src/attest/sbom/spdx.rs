@@ -9,7 +9,10 @@
 //! `SPDXRef-Accounts` (`accounts:`) when a file came from them. The image is
 //! `GENERATED_FROM` each of those packages. Source packages have `filesAnalyzed: false`:
 //! they are described by their digest, not by the subset of their members that made it
-//! into the image. Each file's `comment` carries its trace (`cairn: layer=... origin=...`).
+//! into the image. A Debian package (`SPDXRef-Source-deb.3A<name>`) is the exception:
+//! named as the package, with `versionInfo` and a `pkg:deb` purl, analysed (cairn
+//! unpacked all of it), and it CONTAINS each file it supplied. Each file's `comment`
+//! carries its trace (`cairn: layer=... origin=...`).
 
 use super::{
     document_digest, package_trace, pseudo_suppliers, purl, to_json, trace, SbomError, SbomInput,
