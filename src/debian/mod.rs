@@ -412,6 +412,18 @@ fn verify_locked_releases(
     fetcher: &Fetcher,
     just_resolved: bool,
 ) -> Result<BTreeMap<String, String>, DebianError> {
+    if let Some((pkg, pin)) = lock
+        .packages
+        .iter()
+        .find(|(_, p)| !lock.repositories.contains_key(&p.repository))
+    {
+        return Err(DebianError::StaleLock {
+            detail: format!(
+                "package `{pkg}` is pinned from repository `{}`, which the lock does not list",
+                pin.repository
+            ),
+        });
+    }
     let mut signers = BTreeMap::new();
     for (name, locked) in &lock.repositories {
         let repo = spec
