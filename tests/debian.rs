@@ -410,4 +410,15 @@ fn a_lock_that_disagrees_with_the_signed_metadata_is_refused() {
         err.contains("the signed InRelease gives that index as"),
         "{err}"
     );
+
+    // A package from a repository the lock does not list.
+    let edited = good.replacen(
+        "\"repository\": \"test\"",
+        "\"repository\": \"elsewhere\"",
+        1,
+    );
+    assert_ne!(edited, good);
+    std::fs::write(&lock_path, edited).unwrap();
+    let err = work.build_err(&recipe, &["--locked"]);
+    assert!(err.contains("which the lock does not list"), "{err}");
 }
