@@ -93,6 +93,10 @@ pub fn parse_index(
         let field =
             |name: &str| get(name).ok_or_else(|| bad(format!("a stanza has no `{name}` field")));
         let name = field("Package")?.into_owned();
+        // The name becomes a path (`/var/lib/dpkg/status.d/<name>`): Policy 5.6.7 only.
+        if !valid_package_name(&name) {
+            return Err(bad(format!("invalid package name `{name}`")));
+        }
         let version_text = field("Version")?;
         let version = Version::parse(&version_text).ok_or_else(|| {
             bad(format!(
@@ -132,6 +136,16 @@ pub fn parse_index(
         });
     }
     Ok(out)
+}
+
+/// Debian Policy 5.6.7: `[a-z0-9][a-z0-9+.-]+`.
+pub fn valid_package_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    name.len() >= 2
+        && bytes
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+.-".contains(&b))
 }
 
 /// `a (>= 1) | b:any, c [amd64] <!nocheck>` -> groups of alternatives. Architecture
@@ -217,7 +231,10 @@ mod tests {
         assert_eq!(c[0].dependencies().unwrap()[0][0].name, "b");
         assert_eq!(c[0].provides[0].0, "c");
         assert_eq!(c[0].provides[0].1.as_ref().unwrap().as_str(), "2");
-        let err = parse_index("Package: a\nArchitecture: all\n", "amd64", &origin).unwrap_err();
+        let err = parse_index("Package: aa\nArchitecture: all\n", "amd64", &origin).unwrap_err();
         assert!(err.to_string().contains("no `Version`"), "{err}");
+        let hostile = "Package: ../../etc/passwd\nArchitecture: all\n";
+        let err = parse_index(hostile, "amd64", &origin).unwrap_err();
+        assert!(err.to_string().contains("invalid package name"), "{err}");
     }
 }

@@ -109,7 +109,9 @@ pub fn package_layers(
             .into_iter()
             .map(|(k, e)| {
                 let path =
-                    ImagePath::parse(&format!("/{k}")).expect("archive paths are normalised");
+                    // Archive paths are normalised and package names checked
+                    // (index::valid_package_name): every key is an image path.
+                    ImagePath::parse(&format!("/{k}")).expect("checked paths");
                 (path, e)
             })
             .collect();
