@@ -218,7 +218,7 @@ mod tests {
 
     #[test]
     fn index_keeps_the_target_architecture_and_all() {
-        let text = "Package: a\nVersion: 1\nArchitecture: amd64\nFilename: pool/a.deb\nSize: 3\nSHA256: 2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824\nDepends: b\nProvides: c (= 2)\n\nPackage: b\nVersion: 1\nArchitecture: arm64\nFilename: pool/b.deb\nSize: 3\nSHA256: 2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824\n\nPackage: d\nVersion: 1\nArchitecture: all\nFilename: pool/d.deb\nSize: 3\nSHA256: 2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824\n";
+        let text = "Package: aa\nVersion: 1\nArchitecture: amd64\nFilename: pool/a.deb\nSize: 3\nSHA256: 2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824\nDepends: bb\nProvides: cc (= 2)\n\nPackage: bb\nVersion: 1\nArchitecture: arm64\nFilename: pool/b.deb\nSize: 3\nSHA256: 2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824\n\nPackage: dd\nVersion: 1\nArchitecture: all\nFilename: pool/d.deb\nSize: 3\nSHA256: 2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824\n";
         let origin = Arc::new(IndexOrigin {
             repository: "r".into(),
             path: "main/binary-amd64/Packages".into(),
@@ -226,10 +226,10 @@ mod tests {
         });
         let c = parse_index(text, "amd64", &origin).unwrap();
         let names: Vec<_> = c.iter().map(|c| c.name.as_str()).collect();
-        assert_eq!(names, ["a", "d"]);
+        assert_eq!(names, ["aa", "dd"]);
         assert!(!c[0].arch_all && c[1].arch_all);
-        assert_eq!(c[0].dependencies().unwrap()[0][0].name, "b");
-        assert_eq!(c[0].provides[0].0, "c");
+        assert_eq!(c[0].dependencies().unwrap()[0][0].name, "bb");
+        assert_eq!(c[0].provides[0].0, "cc");
         assert_eq!(c[0].provides[0].1.as_ref().unwrap().as_str(), "2");
         let err = parse_index("Package: aa\nArchitecture: all\n", "amd64", &origin).unwrap_err();
         assert!(err.to_string().contains("no `Version`"), "{err}");
