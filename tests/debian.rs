@@ -58,6 +58,11 @@ impl Work {
             !self.out("failed/pkgs").exists(),
             "a failed build left output"
         );
+        // Like every build error: placed in the recipe, with a hint.
+        assert!(
+            stderr.contains(&format!("--> {}:", recipe.display())) && stderr.contains("= help:"),
+            "{stderr}"
+        );
         stderr
     }
 }
@@ -295,6 +300,12 @@ fn an_unknown_key_is_refused() {
     let work = Work::new();
     let err = work.build_err(&repo.recipe(work.dir.path(), "app"), &[]);
     assert!(err.contains("which is not in the keyring"), "{err}");
+    // Placed at the repository whose InRelease it is.
+    assert!(
+        err.contains("repository `test`: InRelease is not trustworthy"),
+        "{err}"
+    );
+    assert!(err.contains("\n5 |   test:\n"), "{err}");
 }
 
 #[test]

@@ -131,10 +131,57 @@ pub enum DebianError {
     },
     #[error("package `{package}` is not a valid .deb: {detail}")]
     BadDeb { package: String, detail: String },
+    #[error("repository `{repository}`: {source}")]
+    InRepository {
+        repository: String,
+        source: Box<DebianError>,
+    },
+    /// An error placed in the recipe (at the repository or `packages:`), as build
+    /// errors are.
+    #[error("{0}")]
+    InRecipe(Box<crate::recipe::Diagnostic>),
     #[error("the lock file's packages do not match the recipe ({detail})\n  = help: --locked builds use only the lock; run `cairn lock` and commit the lock file")]
     StaleLock { detail: String },
     #[error("the lock file pins {what}, but {detail}\n  = help: the lock and the repository disagree; run `cairn lock` to re-resolve")]
     LockMismatch { what: String, detail: String },
+}
+
+impl DebianError {
+    fn in_repository(self, repository: &str) -> DebianError {
+        DebianError::InRepository {
+            repository: repository.to_string(),
+            source: Box::new(self),
+        }
+    }
+
+    /// This error as a diagnostic in the recipe: at the repository it concerns, else
+    /// at `packages:`. The text after `= help:` becomes the diagnostic's hint.
+    fn in_recipe(self, recipe: &Recipe, spec: &PackagesSpec) -> DebianError {
+        let span = match &self {
+            DebianError::InRepository { repository, .. } => spec
+                .repositories
+                .get(repository)
+                .map_or(spec.span, |r| r.span),
+            // A requested package nobody has: at its name in the list.
+            DebianError::Unsatisfiable { wanted, .. } => spec
+                .requested
+                .iter()
+                .find(|r| r.name == *wanted)
+                .map_or(spec.span, |r| r.span),
+            _ => spec.span,
+        };
+        let text = self.to_string();
+        let (message, hint) = match text.split_once("\n  = help: ") {
+            Some((m, h)) => (m.to_string(), h.to_string()),
+            None => (
+                text,
+                "see the Debian packages section of the README".to_string(),
+            ),
+        };
+        DebianError::InRecipe(Box::new(
+            crate::recipe::Diagnostic::new(&recipe.file, span, message).with_hint(hint),
+        ))
+    }
 }
 
 /// The Debian architecture of an OCI platform.
@@ -297,55 +344,10 @@ fn resolve(
     let mut candidates = Vec::new();
     let mut repositories = BTreeMap::new();
     for repo in spec.repositories.values() {
-        let base = mirror_url(repo, opts)?;
-        let dists = format!("{base}/dists/{}", repo.suite);
-        let what = format!("InRelease of repository `{}`", repo.name);
-        let (path, inrelease_sha256) =
-            fetcher.get(&what, None, || Ok(format!("{dists}/InRelease")), &|_| {})?;
-        let release = release::verify(
-            &read_file(&path)?,
-            &keyring(recipe, repo)?,
-            &repo.keyring,
-            opts.now,
-            true,
-        )?;
-        for component in &repo.components {
-            let (index, (sha256, size)) = ["xz", "gz", ""]
-                .iter()
-                .map(|ext| {
-                    let dot = if ext.is_empty() { "" } else { "." };
-                    format!("{component}/binary-{arch}/Packages{dot}{ext}")
-                })
-                .find_map(|p| release.sha256.get(&p).map(|d| (p, *d)))
-                .ok_or_else(|| DebianError::NoIndex {
-                    repository: repo.name.clone(),
-                    component: component.clone(),
-                    architecture: arch.to_string(),
-                })?;
-            let what = format!("Packages index {index} of repository `{}`", repo.name);
-            let (path, _) = fetcher.get(
-                &what,
-                Some((sha256, Some(size))),
-                || Ok(format!("{dists}/{index}")),
-                &|_| {},
-            )?;
-            let origin = std::sync::Arc::new(index::IndexOrigin {
-                repository: repo.name.clone(),
-                path: index.clone(),
-                sha256,
-            });
-            let text = decompress_index(&path, &index)?;
-            candidates.extend(index::parse_index(&text, arch, &origin)?);
-        }
-        repositories.insert(
-            repo.name.clone(),
-            LockedRepository {
-                suite: repo.suite.clone(),
-                components: repo.components.clone(),
-                inrelease_sha256,
-                signed_by: release.signer,
-            },
-        );
+        let (found, locked) = fetch_repository(repo, arch, opts, fetcher, recipe)
+            .map_err(|e| e.in_repository(&repo.name))?;
+        candidates.extend(found);
+        repositories.insert(repo.name.clone(), locked);
     }
     let pool = solver::Pool::new(candidates);
     let chosen = solver::solve(&pool, &requested)?;
@@ -373,6 +375,66 @@ fn resolve(
         repositories,
         packages,
     })
+}
+
+/// One repository's verified InRelease and the candidates of its indexes.
+fn fetch_repository(
+    repo: &RepositorySpec,
+    arch: &str,
+    opts: &PackageOptions,
+    fetcher: &Fetcher,
+    recipe: &Recipe,
+) -> Result<(Vec<index::Candidate>, LockedRepository), DebianError> {
+    let mut candidates = Vec::new();
+    let base = mirror_url(repo, opts)?;
+    let dists = format!("{base}/dists/{}", repo.suite);
+    let what = format!("InRelease of repository `{}`", repo.name);
+    let (path, inrelease_sha256) =
+        fetcher.get(&what, None, || Ok(format!("{dists}/InRelease")), &|_| {})?;
+    let release = release::verify(
+        &read_file(&path)?,
+        &keyring(recipe, repo)?,
+        &repo.keyring,
+        opts.now,
+        true,
+    )?;
+    for component in &repo.components {
+        let (index, (sha256, size)) = ["xz", "gz", ""]
+            .iter()
+            .map(|ext| {
+                let dot = if ext.is_empty() { "" } else { "." };
+                format!("{component}/binary-{arch}/Packages{dot}{ext}")
+            })
+            .find_map(|p| release.sha256.get(&p).map(|d| (p, *d)))
+            .ok_or_else(|| DebianError::NoIndex {
+                repository: repo.name.clone(),
+                component: component.clone(),
+                architecture: arch.to_string(),
+            })?;
+        let what = format!("Packages index {index} of repository `{}`", repo.name);
+        let (path, _) = fetcher.get(
+            &what,
+            Some((sha256, Some(size))),
+            || Ok(format!("{dists}/{index}")),
+            &|_| {},
+        )?;
+        let origin = std::sync::Arc::new(index::IndexOrigin {
+            repository: repo.name.clone(),
+            path: index.clone(),
+            sha256,
+        });
+        let text = decompress_index(&path, &index)?;
+        candidates.extend(index::parse_index(&text, arch, &origin)?);
+    }
+    Ok((
+        candidates,
+        LockedRepository {
+            suite: repo.suite.clone(),
+            components: repo.components.clone(),
+            inrelease_sha256,
+            signed_by: release.signer,
+        },
+    ))
 }
 
 /// The decompressed index text.
@@ -432,50 +494,56 @@ fn verify_locked_releases(
             .ok_or_else(|| DebianError::StaleLock {
                 detail: format!("the recipe has no repository `{name}`"),
             })?;
-        let what = format!("InRelease of repository `{name}`");
-        let (path, _) = fetcher.get(
-            &what,
-            Some((locked.inrelease_sha256, None)),
-            || {
-                Ok(format!(
-                    "{}/dists/{}/InRelease",
-                    mirror_url(repo, opts)?,
-                    repo.suite
-                ))
-            },
-            &|_| {},
-        )?;
-        let release = release::verify(
-            &read_file(&path)?,
-            &keyring(recipe, repo)?,
-            &repo.keyring,
-            opts.now,
-            just_resolved,
-        )?;
-        if release.signer != locked.signed_by {
-            return Err(DebianError::LockMismatch {
-                what: format!("repository `{name}` as signed by {}", locked.signed_by),
-                detail: format!("its InRelease is signed by {}", release.signer),
-            });
-        }
-        for (pkg, pin) in lock.packages.iter().filter(|(_, p)| p.repository == *name) {
-            match release.sha256.get(&pin.index) {
-                Some((d, _)) if *d == pin.index_sha256 => {}
-                other => {
-                    return Err(DebianError::LockMismatch {
-                        what: format!(
-                            "package `{pkg}` from index {} ({})",
-                            pin.index, pin.index_sha256
-                        ),
-                        detail: match other {
-                            Some((d, _)) => format!("the signed InRelease gives that index as {d}"),
-                            None => "the signed InRelease does not list that index".into(),
-                        },
-                    })
+        let check = || -> Result<String, DebianError> {
+            let what = format!("InRelease of repository `{name}`");
+            let (path, _) = fetcher.get(
+                &what,
+                Some((locked.inrelease_sha256, None)),
+                || {
+                    Ok(format!(
+                        "{}/dists/{}/InRelease",
+                        mirror_url(repo, opts)?,
+                        repo.suite
+                    ))
+                },
+                &|_| {},
+            )?;
+            let release = release::verify(
+                &read_file(&path)?,
+                &keyring(recipe, repo)?,
+                &repo.keyring,
+                opts.now,
+                just_resolved,
+            )?;
+            if release.signer != locked.signed_by {
+                return Err(DebianError::LockMismatch {
+                    what: format!("repository `{name}` as signed by {}", locked.signed_by),
+                    detail: format!("its InRelease is signed by {}", release.signer),
+                });
+            }
+            for (pkg, pin) in lock.packages.iter().filter(|(_, p)| p.repository == *name) {
+                match release.sha256.get(&pin.index) {
+                    Some((d, _)) if *d == pin.index_sha256 => {}
+                    other => {
+                        return Err(DebianError::LockMismatch {
+                            what: format!(
+                                "package `{pkg}` from index {} ({})",
+                                pin.index, pin.index_sha256
+                            ),
+                            detail: match other {
+                                Some((d, _)) => {
+                                    format!("the signed InRelease gives that index as {d}")
+                                }
+                                None => "the signed InRelease does not list that index".into(),
+                            },
+                        })
+                    }
                 }
             }
-        }
-        signers.insert(name.clone(), release.signer);
+            Ok(release.signer)
+        };
+        let signer = check().map_err(|e| e.in_repository(name))?;
+        signers.insert(name.clone(), signer);
     }
     Ok(signers)
 }
@@ -583,15 +651,18 @@ pub fn hook_install(
     resolved: &mut crate::resolve::ResolvedSources,
 ) -> Result<(), DebianError> {
     let installed = match &recipe.packages {
-        Some(spec) => Some(install(
-            recipe,
-            spec,
-            lock.packages.as_ref(),
-            mode,
-            opts,
-            &staging.join("debian"),
-            progress,
-        )?),
+        Some(spec) => Some(
+            install(
+                recipe,
+                spec,
+                lock.packages.as_ref(),
+                mode,
+                opts,
+                &staging.join("debian"),
+                progress,
+            )
+            .map_err(|e| e.in_recipe(recipe, spec))?,
+        ),
         None if mode == LockMode::Locked && lock.packages.is_some() => {
             return Err(DebianError::StaleLock {
                 detail: "it pins packages, but the recipe installs none".into(),
