@@ -269,7 +269,7 @@ fn a_tampered_packages_index_is_refused() {
     let work = Work::new();
     let err = work.build_err(&repo.recipe(work.dir.path(), "app"), &[]);
     assert!(
-        err.contains("Packages index main/binary-amd64/Packages.gz of repository `test` does not match its pin"),
+        err.contains("repository `test`: its Packages index main/binary-amd64/Packages.gz does not match its pin"),
         "{err}"
     );
 }

@@ -120,7 +120,7 @@ pub enum DebianError {
         url: String,
         detail: String,
     },
-    #[error("{what} is not in the package cache and --offline forbids downloading it\n  = help: build once without --offline to fill the cache")]
+    #[error("{what} is not in the package cache and --offline forbids downloading it\n  = help: build once without --offline (or run `cairn lock`) to fill the cache")]
     Offline { what: String },
     #[error("repository `{repository}` uses `mirror: host`, but the host's apt configuration has no source for suite `{suite}`\n  = help: add it to /etc/apt/sources.list(.d), or give `mirror:` a URL")]
     NoHostMirror { repository: String, suite: String },
@@ -388,7 +388,7 @@ fn fetch_repository(
     let mut candidates = Vec::new();
     let base = mirror_url(repo, opts)?;
     let dists = format!("{base}/dists/{}", repo.suite);
-    let what = format!("InRelease of repository `{}`", repo.name);
+    let what = "its InRelease";
     let (path, inrelease_sha256) =
         fetcher.get(&what, None, || Ok(format!("{dists}/InRelease")), &|_| {})?;
     let release = release::verify(
@@ -411,7 +411,7 @@ fn fetch_repository(
                 component: component.clone(),
                 architecture: arch.to_string(),
             })?;
-        let what = format!("Packages index {index} of repository `{}`", repo.name);
+        let what = format!("its Packages index {index}");
         let (path, _) = fetcher.get(
             &what,
             Some((sha256, Some(size))),
@@ -495,7 +495,7 @@ fn verify_locked_releases(
                 detail: format!("the recipe has no repository `{name}`"),
             })?;
         let check = || -> Result<String, DebianError> {
-            let what = format!("InRelease of repository `{name}`");
+            let what = "its InRelease";
             let (path, _) = fetcher.get(
                 &what,
                 Some((locked.inrelease_sha256, None)),
