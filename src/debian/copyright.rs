@@ -109,13 +109,13 @@ mod tests {
 
     #[test]
     fn dep5_files_paragraphs_become_one_spdx_expression() {
-        let text = "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\nUpstream-Name: x\n\nFiles: *\nCopyright: 2020 A\nLicense: GPL-2+\n\nFiles: lib/*\nCopyright: 2020 B\nLicense: BSD-3-clause or Expat\n\nFiles: doc/*\nLicense: public-domain\n text here\n\nLicense: GPL-2+\n full text\n";
+        let text = "Format: https://format.example.invalid/copyright-format/1.0/\nUpstream-Name: x\n\nFiles: *\nCopyright: 2020 A\nLicense: GPL-2+\n\nFiles: lib/*\nCopyright: 2020 B\nLicense: BSD-3-clause or Expat\n\nFiles: doc/*\nLicense: public-domain\n text here\n\nLicense: GPL-2+\n full text\n";
         assert_eq!(
             license_expression(text).as_deref(),
             Some("(BSD-3-Clause OR MIT) AND GPL-2.0-or-later AND LicenseRef-public-domain")
         );
         assert_eq!(license_expression("This is free software.\n"), None);
-        let single = "Format: http://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\nFiles: *\nLicense: MPL-2.0\n";
+        let single = "Format: https://format.example.invalid/copyright-format/1.0/\n\nFiles: *\nLicense: MPL-2.0\n";
         assert_eq!(license_expression(single).as_deref(), Some("MPL-2.0"));
     }
 }

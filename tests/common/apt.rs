@@ -54,7 +54,7 @@ pub fn fixture_packages() -> Vec<Pkg> {
     let mut libfoo2 = pkg("libfoo", "2.0-1", "");
     libfoo2.files.push((
         "usr/share/doc/libfoo/copyright".into(),
-        b"Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\nFiles: *\nCopyright: 2024 Test\nLicense: Expat\n".to_vec(),
+        b"Format: https://format.example.invalid/copyright-format/1.0/\n\nFiles: *\nCopyright: 2024 Test\nLicense: Expat\n".to_vec(),
         0o644,
     ));
     vec![
