@@ -74,7 +74,8 @@ pub struct BuildReport {
     pub signed_by: Option<String>,
     /// Manifests attached to the image (SBOMs, attestations) in the layout.
     pub referrers: Vec<ReferrerReport>,
-    /// Every source and the digest it was built from.
+    /// Every source (Debian packages as `deb:<name>`, by .deb digest) and the digest
+    /// it was built from.
     pub sources: std::collections::BTreeMap<String, Sha256Digest>,
     pub warnings: Vec<String>,
 }
@@ -345,10 +346,10 @@ pub fn build(
                 manifest_digest: blob.digest,
             })
             .collect(),
-        sources: resolved
+        sources: contents
             .sources
             .iter()
-            .map(|(name, s)| (name.clone(), s.digest))
+            .map(|s| (s.name.clone(), s.sha256))
             .collect(),
         warnings: resolved.warnings,
     })
