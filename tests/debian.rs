@@ -433,3 +433,33 @@ fn a_lock_that_disagrees_with_the_signed_metadata_is_refused() {
     let err = work.build_err(&recipe, &["--locked"]);
     assert!(err.contains("which the lock does not list"), "{err}");
 }
+
+#[test]
+fn images_with_overlapping_package_sets_share_layers() {
+    let repo = AptRepo::new(&fixture_packages(), Faults::default());
+    let work = Work::new();
+    let layers_of = |packages: &str, out: &str| -> Vec<String> {
+        let dir = work.dir.path().join(out);
+        std::fs::create_dir_all(&dir).unwrap();
+        let recipe = repo.recipe(&dir, packages);
+        let text = std::fs::read_to_string(&recipe)
+            .unwrap()
+            .replace("max_layers: 3", "max_layers: 64");
+        std::fs::write(&recipe, text).unwrap();
+        let report = work.build(&recipe, out, &[]);
+        report["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|l| l["name"].as_str().unwrap().starts_with("packages-"))
+            .map(|l| l["digest"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // app pulls in app-data, libfoo and postfix-lite: one layer each here.
+    let all = layers_of("app", "all");
+    let some = layers_of("postfix-lite, libfoo", "some");
+    assert_eq!((all.len(), some.len()), (4, 2));
+    for layer in &some {
+        assert!(all.contains(layer), "{layer} is not shared: {all:?}");
+    }
+}
