@@ -60,8 +60,6 @@ pub struct InstalledPackages {
     /// Sorted by name.
     pub packages: Vec<InstalledPackage>,
     pub lock: PackagesLock,
-    /// Whether `lock` is new (resolved afresh) rather than read from the lock file.
-    pub resolved: bool,
     pub warnings: Vec<String>,
 }
 
@@ -282,7 +280,6 @@ pub fn install(
     Ok(InstalledPackages {
         packages,
         lock,
-        resolved,
         warnings,
     })
 }
