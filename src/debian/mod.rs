@@ -387,7 +387,7 @@ fn fetch_repository(
     let dists = format!("{base}/dists/{}", repo.suite);
     let what = "its InRelease";
     let (path, inrelease_sha256) =
-        fetcher.get(&what, None, || Ok(format!("{dists}/InRelease")), &|_| {})?;
+        fetcher.get(what, None, || Ok(format!("{dists}/InRelease")), &|_| {})?;
     let release = release::verify(
         &read_file(&path)?,
         &keyring(recipe, repo)?,
@@ -494,7 +494,7 @@ fn verify_locked_releases(
         let check = || -> Result<String, DebianError> {
             let what = "its InRelease";
             let (path, _) = fetcher.get(
-                &what,
+                what,
                 Some((locked.inrelease_sha256, None)),
                 || {
                     Ok(format!(
