@@ -462,4 +462,17 @@ fn images_with_overlapping_package_sets_share_layers() {
     for layer in &some {
         assert!(all.contains(layer), "{layer} is not shared: {all:?}");
     }
+    // `cairn diff` names the packages that differ, with their versions.
+    let diff = work
+        .cairn("diff")
+        .arg(work.out("some/pkgs"))
+        .arg(work.out("all/pkgs"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&diff.stdout);
+    assert!(
+        text.contains("source deb:app: - -> 1.0-1 sha256:"),
+        "{text}"
+    );
+    assert!(!text.contains("source deb:libfoo"), "{text}");
 }
