@@ -21,3 +21,7 @@ fmt:
 # Append and verify speed of an N-entry audit ledger (default 1,000,000).
 bench-ledger *ARGS:
     cargo xtask bench-ledger {{ARGS}}
+
+# Build time of recipes/distroless.yaml from the host's Debian mirror, cold and warm.
+bench-debian:
+    cargo xtask bench-debian

@@ -13,6 +13,7 @@
 use crate::attest::contents::BaseInfo;
 use crate::attest::{self, contents, dsse, intoto, keys, keys::SigningKey, sbom};
 use crate::base::{self, BaseImage, BaseLayer, BaseStore};
+use crate::debian::{self, DebianError};
 use crate::digest::Sha256Digest;
 use crate::disk;
 use crate::image::{self, canonical_json, Artifact, ImageError};
@@ -44,12 +45,14 @@ pub struct BuildOptions {
     /// Wall clock (seconds since the epoch) for `startedOn`/`finishedOn` in the
     /// provenance; `None` keeps the provenance free of times (the default).
     pub clock: Option<fn() -> u64>,
+    /// Cache, clock and host mirrors for Debian packages (`packages:` recipes).
+    pub packages: debian::PackageOptions,
     /// Reuse and store layer blobs here; `None` writes every layer anew.
     pub cache: Option<LayerCache>,
 }
 
 /// Told about progress; the CLI draws bars and measures stage times with it.
-pub trait Observer {
+pub trait Observer: debian::DownloadProgress {
     /// A new stage of the build begins (`resolve`, `layers`, `sbom`, `sign`,
     /// `publish`); the previous one has ended.
     fn stage(&self, _name: &'static str) {}
@@ -61,6 +64,7 @@ pub trait Observer {
 /// An observer that ignores everything.
 pub struct Quiet;
 impl Observer for Quiet {}
+impl debian::DownloadProgress for Quiet {}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct BuildReport {
@@ -98,7 +102,8 @@ pub struct BuildReport {
     pub signed_by: Option<String>,
     /// Manifests attached to the image (SBOMs, attestations) in the layout.
     pub referrers: Vec<ReferrerReport>,
-    /// Every source and the digest it was built from.
+    /// Every source (Debian packages as `deb:<name>`, by .deb digest) and the digest
+    /// it was built from.
     pub sources: std::collections::BTreeMap<String, Sha256Digest>,
     pub warnings: Vec<String>,
     /// The VM disk, when the recipe has `vm:`.
@@ -127,6 +132,8 @@ pub enum BuildError {
     Lock(#[from] LockError),
     #[error(transparent)]
     Resolve(#[from] ResolveError),
+    #[error(transparent)]
+    Packages(#[from] DebianError),
     #[error(transparent)]
     Tree(#[from] TreeError),
     #[error(transparent)]
@@ -217,11 +224,15 @@ pub fn build(
     let inputs = resolve_inputs(
         recipe,
         &old_lock,
-        &lock_path,
-        opts.lock_mode,
-        &staging,
-        opts.registry.as_ref(),
-        opts.cache.as_ref().map(LayerCache::dir),
+        &InputContext {
+            lock_path: &lock_path,
+            mode: opts.lock_mode,
+            staging: &staging,
+            registry: opts.registry.as_ref(),
+            cache_dir: opts.cache.as_ref().map(LayerCache::dir),
+            packages: &opts.packages,
+            progress: observer,
+        },
     )?;
 
     let mut images = Vec::with_capacity(inputs.sources.platforms.len());
@@ -231,8 +242,10 @@ pub fn build(
             platform: &sources.platform,
             resolved: &sources.resolved,
             base: inputs.base.as_ref(),
-            lock_sha256: (!recipe.sources.is_empty() || recipe.base.is_some())
-                .then(|| Sha256Digest::of(&inputs.lock.to_bytes())),
+            lock_sha256: (!recipe.sources.is_empty()
+                || recipe.base.is_some()
+                || recipe.packages.is_some())
+            .then(|| Sha256Digest::of(&inputs.lock.to_bytes())),
             epoch,
             started_on,
             side_file_prefix: side_file_prefix(recipe, &sources.platform),
@@ -337,6 +350,20 @@ pub fn build(
             cyclonedx: beside(&format!("{}.cdx.json", i.side_file_prefix)),
         })
         .collect();
+    // Debian packages count as sources, named `deb:<package>`, by .deb digest.
+    let package_digests: Vec<(String, Sha256Digest)> = inputs
+        .sources
+        .platforms
+        .first()
+        .and_then(|p| p.resolved.packages.as_ref())
+        .map(|installed| {
+            installed
+                .packages
+                .iter()
+                .map(|p| (debian::layering::source_name(&p.name), p.pin.sha256))
+                .collect()
+        })
+        .unwrap_or_default();
     let first = images.swap_remove(0);
     Ok(BuildReport {
         name: recipe.name.clone(),
@@ -370,7 +397,10 @@ pub fn build(
                 manifest_digest: blob.digest,
             })
             .collect(),
-        sources: platforms::source_digests(recipe, &inputs.sources.platforms),
+        sources: platforms::source_digests(recipe, &inputs.sources.platforms)
+            .into_iter()
+            .chain(package_digests)
+            .collect(),
         warnings: inputs
             .warnings
             .into_iter()
@@ -399,18 +429,48 @@ struct PinnedBase<'c> {
     span: crate::recipe::Span,
 }
 
+/// How [`resolve_inputs`] pins and fetches.
+struct InputContext<'a, 'c> {
+    lock_path: &'a std::path::Path,
+    mode: LockMode,
+    staging: &'a std::path::Path,
+    registry: Option<&'c crate::registry::Client>,
+    cache_dir: Option<&'a std::path::Path>,
+    packages: &'a debian::PackageOptions,
+    progress: &'a dyn debian::DownloadProgress,
+}
+
 fn resolve_inputs<'c>(
     recipe: &Recipe,
     lock: &Lockfile,
-    lock_path: &std::path::Path,
-    mode: LockMode,
-    staging: &std::path::Path,
-    registry: Option<&'c crate::registry::Client>,
-    cache_dir: Option<&std::path::Path>,
+    cx: &InputContext<'_, 'c>,
 ) -> Result<Inputs<'c>, BuildError> {
+    let InputContext {
+        lock_path,
+        mode,
+        staging,
+        registry,
+        cache_dir,
+        ..
+    } = *cx;
     let mut sources = platforms::resolve_all(recipe, lock, lock_path, mode, staging, cache_dir)?;
     let mut new_lock = sources.lock.clone();
     let mut warnings = sources.warnings.clone();
+    // The recipe parser allows `packages:` only for a single-platform image.
+    if let [only] = sources.platforms.as_mut_slice() {
+        let before = only.resolved.warnings.len();
+        debian::hook_install(
+            &only.recipe,
+            lock,
+            mode,
+            cx.packages,
+            staging,
+            cx.progress,
+            &mut only.resolved,
+        )?;
+        new_lock.packages = only.resolved.lock.packages.clone();
+        warnings.extend(only.resolved.warnings.drain(before..));
+    }
     // The recipe parser allows `vm:` only for a single-platform image without a base.
     let disk = match (&recipe.vm, sources.platforms.as_mut_slice()) {
         (Some(vm), [only]) => {
@@ -542,7 +602,8 @@ fn build_platform_image(
         }
         None => (None, None),
     };
-    let mut trees = layers::assemble(recipe, job.resolved, base_fs.as_ref())?;
+    let below = debian::hook_layers(recipe, job.resolved, base_fs.as_ref())?;
+    let mut trees = layers::assemble_on(recipe, job.resolved, base_fs.as_ref(), below)?;
     observer.stage("layers");
 
     let write = |tree: &layers::LayerTree| -> Result<LayerBlob, BuildError> {
@@ -742,11 +803,12 @@ pub struct LockReport {
     pub sources: Lockfile,
 }
 
-/// `cairn lock`: pins every source not pinned in the recipe itself, and the base
-/// image (through `registry` for a `ref:` base).
+/// `cairn lock`: pins every source not pinned in the recipe itself, the base image
+/// (through `registry` for a `ref:` base), and resolves the recipe's packages afresh.
 pub fn lock(
     recipe: &Recipe,
     registry: Option<&crate::registry::Client>,
+    packages: &debian::PackageOptions,
 ) -> Result<LockReport, BuildError> {
     let lock_path = resolve::lock_path_for(&recipe.file.path);
     let lock = Lockfile::read(&lock_path)?;
@@ -757,11 +819,15 @@ pub fn lock(
     let inputs = resolve_inputs(
         recipe,
         &lock,
-        &lock_path,
-        LockMode::Repin,
-        staging.path(),
-        registry,
-        None,
+        &InputContext {
+            lock_path: &lock_path,
+            mode: LockMode::Repin,
+            staging: staging.path(),
+            registry,
+            cache_dir: None,
+            packages,
+            progress: &Quiet,
+        },
     )?;
     let changed = inputs.lock != lock;
     if changed {

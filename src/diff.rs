@@ -182,7 +182,13 @@ fn sbom_sources(layout: &Path, image: &ImageReport) -> BTreeMap<String, String> 
             .find(|c| c["algorithm"] == "SHA256")
             .and_then(|c| c["checksumValue"].as_str())
             .map_or_else(|| "?".to_string(), |v| format!("sha256:{v}"));
-        out.insert(name.to_string(), digest);
+        // A Debian package: by its own name, with its version.
+        match (p["name"].as_str(), p["versionInfo"].as_str()) {
+            (Some(package), Some(version)) if name.starts_with("deb.3A") => {
+                out.insert(format!("deb:{package}"), format!("{version} {digest}"))
+            }
+            _ => out.insert(name.to_string(), digest),
+        };
     }
     out
 }

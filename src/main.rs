@@ -161,3 +161,50 @@ fn source_date_epoch() -> Result<Option<u64>> {
         Err(_) => Ok(None),
     }
 }
+
+/// What Debian packages need from the host: the cache directory
+/// (`$XDG_CACHE_HOME/cairn`, else `~/.cache/cairn`), the clock, and the apt sources
+/// (`/etc/apt/sources.list`, `sources.list.d/*.list` and `*.sources`) for
+/// `mirror: host`.
+fn package_options(offline: bool) -> Result<cairn::debian::PackageOptions> {
+    let cache_dir = match std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
+        Some(dir) => std::path::PathBuf::from(dir).join("cairn"),
+        None => match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+            Some(home) => std::path::PathBuf::from(home).join(".cache/cairn"),
+            None => anyhow::bail!("cannot find a cache directory: set XDG_CACHE_HOME or HOME"),
+        },
+    };
+    Ok(cairn::debian::PackageOptions {
+        cache_dir,
+        now: wall_clock(),
+        host_sources: host_apt_sources(std::path::Path::new("/etc/apt")),
+        offline,
+    })
+}
+
+/// The `deb` sources of the host's apt configuration below `etc_apt`, in the order
+/// apt reads them (sources.list, then sources.list.d/ by file name).
+fn host_apt_sources(etc_apt: &std::path::Path) -> Vec<cairn::debian::apt_sources::HostSource> {
+    use cairn::debian::apt_sources::parse;
+    let mut out = Vec::new();
+    if let Ok(text) = std::fs::read_to_string(etc_apt.join("sources.list")) {
+        out.extend(parse(&text, false));
+    }
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(etc_apt.join("sources.list.d"))
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    files.sort();
+    for file in files {
+        let deb822 = match file.extension().and_then(|e| e.to_str()) {
+            Some("sources") => true,
+            Some("list") => false,
+            _ => continue,
+        };
+        if let Ok(text) = std::fs::read_to_string(&file) {
+            out.extend(parse(&text, deb822));
+        }
+    }
+    out
+}

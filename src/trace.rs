@@ -55,8 +55,26 @@ pub struct TracedSource {
     pub kind: Option<String>,
     pub path: Option<String>,
     pub digest: Option<String>,
-    /// Key id of the signature the build verified on this source.
+    /// Key id of the signature the build verified on this source (for a Debian
+    /// package: the fingerprint of the key that signed the repository's InRelease).
     pub signer: Option<String>,
+    /// For a Debian package: the rest of its chain of trust.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub package: Option<TracedPackage>,
+}
+
+/// A Debian package and the signed metadata that pinned it:
+/// .deb -> Packages index -> InRelease (signed by [`TracedSource::signer`]).
+#[derive(Debug, Serialize, Default)]
+pub struct TracedPackage {
+    pub name: String,
+    pub version: String,
+    pub architecture: String,
+    pub repository: String,
+    pub suite: String,
+    pub index: String,
+    pub index_digest: String,
+    pub inrelease_digest: String,
 }
 
 /// `key=value` pairs of a `cairn: ...` SBOM comment; `member=` runs to the end.
@@ -186,7 +204,7 @@ fn trace_image(
 /// What the SPDX SBOM says about files and sources, for filling in a [`TracedFile`].
 pub(crate) struct SbomIndex<'a> {
     files: BTreeMap<&'a str, BTreeMap<String, String>>,
-    sources: BTreeMap<&'a str, (BTreeMap<String, String>, Option<String>)>,
+    sources: BTreeMap<String, (BTreeMap<String, String>, Option<String>)>,
     recipe: Option<String>,
 }
 
@@ -204,7 +222,7 @@ impl<'a> SbomIndex<'a> {
                 ))
             })
             .collect();
-        let sbom_sources: BTreeMap<&str, (BTreeMap<String, String>, Option<String>)> = spdx
+        let sbom_sources: BTreeMap<String, (BTreeMap<String, String>, Option<String>)> = spdx
             ["packages"]
             .as_array()
             .into_iter()
@@ -222,13 +240,14 @@ impl<'a> SbomIndex<'a> {
                     .find(|c| c["algorithm"] == "SHA256")
                     .and_then(|c| c["checksumValue"].as_str())
                     .map(|v| format!("sha256:{v}"));
-                Some((
-                    p["name"].as_str()?,
-                    (
-                        comment_fields(p["comment"].as_str().unwrap_or_default()),
-                        sha,
-                    ),
-                ))
+                let fields = comment_fields(p["comment"].as_str().unwrap_or_default());
+                // A Debian package is listed under its own name; its source name
+                // (`deb:<name>`) is in its comment.
+                let name = fields
+                    .get("source")
+                    .cloned()
+                    .or_else(|| p["name"].as_str().map(str::to_string))?;
+                Some((name, (fields, sha)))
             })
             .collect();
         // Unsigned images have no provenance; the SBOM's image package names the recipe too.
@@ -258,7 +277,21 @@ impl<'a> SbomIndex<'a> {
         let fields = self.files.get(file.path.trim_start_matches('/'));
         file.source = fields.and_then(|x| x.get("source")).map(|name| {
             let (info, sha) = self.sources.get(name.as_str()).cloned().unwrap_or_default();
+            let package = (info.get("kind").map(String::as_str) == Some("deb")).then(|| {
+                let get = |k: &str| info.get(k).cloned().unwrap_or_default();
+                TracedPackage {
+                    name: name.strip_prefix("deb:").unwrap_or(name).to_string(),
+                    version: get("version"),
+                    architecture: get("arch"),
+                    repository: get("repository"),
+                    suite: get("suite"),
+                    index: get("index"),
+                    index_digest: get("index-digest"),
+                    inrelease_digest: get("inrelease-digest"),
+                }
+            });
             TracedSource {
+                package,
                 name: name.clone(),
                 kind: info.get("kind").cloned(),
                 path: info.get("path").cloned(),

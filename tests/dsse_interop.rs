@@ -100,6 +100,7 @@ fn provenance_payload() -> Vec<u8> {
         sha256: Sha256Digest::of(b"app"),
         signer: None,
         license: Some("MIT".into()),
+        package: None,
     }];
     provenance_statement(&ProvenanceFacts {
         image_name: "hello",

@@ -57,12 +57,17 @@ fn image_summary(image: &serde_json::Value) -> String {
     text
 }
 
+/// Every example recipe but those that install Debian packages: what they resolve to
+/// depends on the mirror on the day they are locked (tests/debian_mirror.rs builds
+/// `distroless.yaml` twice from one lock instead; tests/debian.rs pins package images
+/// from a repository made by the test).
 #[test]
 fn example_recipes_build_to_their_golden_digests() {
     let mut recipes: Vec<_> = std::fs::read_dir(repo_root().join("recipes"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .filter(|p| cairn::recipe::load(p).unwrap().packages.is_none())
         .collect();
     recipes.sort();
     assert!(!recipes.is_empty(), "no example recipes found");

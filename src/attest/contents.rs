@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 pub struct ImageContents {
     /// Regular files of the final image, sorted by path.
     pub files: Vec<ImageFile>,
-    /// Every source of the recipe, sorted by name.
+    /// Every source of the recipe and every Debian package, sorted by name.
     pub sources: Vec<SourceInfo>,
     /// The base image, if the recipe has one.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -76,8 +76,30 @@ pub struct SourceInfo {
     pub sha256: Sha256Digest,
     /// Key id of the verified signature over this source, if it had one.
     pub signer: Option<String>,
-    /// SPDX license expression declared in the recipe, if any.
+    /// SPDX license expression declared in the recipe, if any (for a Debian package:
+    /// from its machine-readable copyright file).
     pub license: Option<String>,
+    /// What a Debian package source (`kind: deb`) is, and the chain of trust it came
+    /// through.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub package: Option<PackageInfo>,
+}
+
+/// A Debian package: `path` of its [`SourceInfo`] is the .deb's path in the archive,
+/// `sha256` the .deb's digest and `signer` the fingerprint of the key that signed the
+/// InRelease that lists the index that lists the .deb.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PackageInfo {
+    pub name: String,
+    pub version: String,
+    pub architecture: String,
+    /// Repository name in the recipe, and its suite.
+    pub repository: String,
+    pub suite: String,
+    /// The Packages index (below `dists/<suite>/`) that listed the .deb, and its digest.
+    pub index: String,
+    pub index_sha256: Sha256Digest,
+    pub inrelease_sha256: Sha256Digest,
 }
 
 /// Applies `layers` in order, on top of the base image's files if there is one, and
@@ -144,11 +166,12 @@ pub fn image_contents(
         }
     }
     let files = fs.into_values().flatten().collect();
-    let sources = recipe
+    let resolved_sources = sources;
+    let mut sources: Vec<SourceInfo> = recipe
         .sources
         .values()
         .map(|spec| {
-            let resolved = &sources.sources[&spec.name];
+            let resolved = &resolved_sources.sources[&spec.name];
             SourceInfo {
                 name: spec.name.clone(),
                 kind: resolved.kind,
@@ -156,9 +179,32 @@ pub fn image_contents(
                 sha256: resolved.digest,
                 signer: resolved.signer.clone(),
                 license: spec.license.clone(),
+                package: None,
             }
         })
         .collect();
+    // Packages are sources too, named `deb:<name>`; all sorted by name again.
+    if let Some(installed) = &resolved_sources.packages {
+        sources.extend(installed.packages.iter().map(|p| SourceInfo {
+            name: crate::debian::layering::source_name(&p.name),
+            kind: LockedKind::Deb,
+            path: p.pin.filename.clone(),
+            sha256: p.pin.sha256,
+            signer: Some(p.signed_by.clone()),
+            license: p.license.clone(),
+            package: Some(PackageInfo {
+                name: p.name.clone(),
+                version: p.pin.version.clone(),
+                architecture: p.pin.architecture.clone(),
+                repository: p.pin.repository.clone(),
+                suite: p.suite.clone(),
+                index: p.pin.index.clone(),
+                index_sha256: p.pin.index_sha256,
+                inrelease_sha256: p.inrelease_sha256,
+            }),
+        }));
+        sources.sort_by(|a, b| a.name.cmp(&b.name));
+    }
     let base = base.map(|(image, _)| BaseInfo {
         reference: image.reference.clone(),
         manifest_digest: image.manifest_digest,

@@ -40,7 +40,12 @@ pub const BUILDER_ID: &str = "https://cairn.dev/cairn";
 ///   `digest.sha256` the pinned digest that was verified, `annotations.kind` one of
 ///   `file`, `dir`, `archive`, `annotations.signer` the key id of the verified
 ///   signature over the source (if it had one), `annotations.license` its declared SPDX
-///   license expression (if any).
+///   license expression (if any). A Debian package (`deb:<name>`, kind `deb`) has its
+///   purl as `uri`, the .deb's digest, and annotations `version`, `architecture`,
+///   `filename`, `index`, `indexSha256`, `inRelease` and `signer` (the fingerprint of
+///   the key that signed the InRelease). Then one entry per apt repository:
+///   `inrelease:<repository>`, `uri` `apt:<repository>/dists/<suite>/InRelease`, the
+///   digest of the verified InRelease, `annotations.kind` `inrelease` and `signer`.
 pub const BUILD_TYPE: &str = "https://cairn.dev/buildtypes/recipe/v1";
 
 /// An in-toto Statement v1: what is attested (`subject`) and the claim (`predicate`).
@@ -225,7 +230,8 @@ pub fn provenance_statement(facts: &ProvenanceFacts) -> Statement {
                 .base
                 .map(base_descriptor)
                 .into_iter()
-                .chain(sources.into_iter().map(source_descriptor))
+                .chain(sources.iter().map(|s| source_descriptor(s)))
+                .chain(inrelease_descriptors(&sources))
                 .collect(),
         },
         run_details: RunDetails {
@@ -308,9 +314,21 @@ fn source_descriptor(source: &SourceInfo) -> ResourceDescriptor {
     if let Some(license) = &source.license {
         annotations.insert("license".into(), license.clone().into());
     }
+    let uri = match &source.package {
+        Some(p) => {
+            annotations.insert("version".into(), p.version.clone().into());
+            annotations.insert("architecture".into(), p.architecture.clone().into());
+            annotations.insert("filename".into(), source.path.clone().into());
+            annotations.insert("index".into(), p.index.clone().into());
+            annotations.insert("indexSha256".into(), p.index_sha256.hex().into());
+            annotations.insert("inRelease".into(), inrelease_name(&p.repository).into());
+            crate::attest::sbom::purl(source).unwrap_or_default()
+        }
+        None => file_uri(&source.path),
+    };
     ResourceDescriptor {
         name: Some(source.name.clone()),
-        uri: Some(file_uri(&source.path)),
+        uri: Some(uri),
         digest: sha256_digest_set(source.sha256),
         annotations,
         ..Default::default()
@@ -341,6 +359,39 @@ fn base_descriptor(base: &BaseInfo) -> ResourceDescriptor {
 
 /// The `name` and `kind` annotation of the base image's resolved dependency.
 pub const BASE_IMAGE_KIND: &str = "base-image";
+
+fn inrelease_name(repository: &str) -> String {
+    format!("inrelease:{repository}")
+}
+
+/// One descriptor per apt repository that supplied packages: its InRelease, with the
+/// digest of the bytes whose signature the build verified and the signing key's
+/// fingerprint. The URI names the repository and suite, not the mirror: where the
+/// bytes were fetched from is not part of what was built.
+fn inrelease_descriptors(sources: &[&SourceInfo]) -> Vec<ResourceDescriptor> {
+    let mut by_repository = BTreeMap::new();
+    for s in sources {
+        if let Some(p) = &s.package {
+            by_repository
+                .entry(p.repository.clone())
+                .or_insert_with(|| {
+                    let mut annotations = BTreeMap::new();
+                    annotations.insert("kind".into(), "inrelease".into());
+                    if let Some(signer) = &s.signer {
+                        annotations.insert("signer".into(), signer.clone().into());
+                    }
+                    ResourceDescriptor {
+                        name: Some(inrelease_name(&p.repository)),
+                        uri: Some(format!("apt:{}/dists/{}/InRelease", p.repository, p.suite)),
+                        digest: sha256_digest_set(p.inrelease_sha256),
+                        annotations,
+                        ..Default::default()
+                    }
+                });
+        }
+    }
+    by_repository.into_values().collect()
+}
 
 fn last_component(path: &str) -> String {
     Path::new(path)
@@ -412,6 +463,7 @@ mod tests {
                 sha256: digest(2),
                 signer: Some("ab".repeat(32)),
                 license: Some("Apache-2.0 OR MIT".into()),
+                package: None,
             },
             SourceInfo {
                 name: "app".into(),
@@ -420,6 +472,7 @@ mod tests {
                 sha256: digest(1),
                 signer: None,
                 license: None,
+                package: None,
             },
         ]
     }

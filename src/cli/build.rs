@@ -3,7 +3,7 @@
 
 use super::push::{self as push_cmd, PushFlags};
 use super::{ledger, progress};
-use crate::{now_rfc3339, print_json, source_date_epoch, wall_clock};
+use crate::{now_rfc3339, package_options, print_json, source_date_epoch, wall_clock};
 use anyhow::{bail, Context, Result};
 use cairn::attest::keys;
 use cairn::build::{self, BuildOptions, Observer, Quiet};
@@ -77,6 +77,10 @@ pub struct BuildArgs {
     push: Option<String>,
     #[command(flatten)]
     push_flags: PushFlags,
+    /// Never use the network: Debian packages, indexes and InRelease files must be in
+    /// the cache (filled by an earlier build).
+    #[arg(long)]
+    offline: bool,
 }
 
 /// Builds; prints the manifest digest on stdout (or the JSON report) and the summary
@@ -100,6 +104,7 @@ pub fn run(args: BuildArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
         cache_registry,
         push,
         push_flags,
+        offline,
     } = args;
     if push.is_some() && format.is_archive() {
         bail!("--push sends the layout directory to the registry: build with --format oci (the default) to push");
@@ -156,6 +161,7 @@ pub fn run(args: BuildArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
                 None => cache,
             })
         },
+        packages: package_options(offline)?,
     };
     let show_progress = !quiet && !json && std::io::stderr().is_terminal();
     let bars;

@@ -100,6 +100,31 @@ pub fn trace(args: TraceArgs) -> Result<i32> {
             m.layer.digest.as_deref().unwrap_or("")
         );
         match &m.source {
+            Some(
+                s @ cairn::trace::TracedSource {
+                    package: Some(p), ..
+                },
+            ) => {
+                let deb = s.digest.as_deref().unwrap_or("?");
+                let signer = s.signer.as_deref().unwrap_or("?");
+                println!(
+                    "  package {} {} ({}) from repository {} ({})",
+                    p.name, p.version, p.architecture, p.repository, p.suite
+                );
+                println!("  deb     {deb} {}", s.path.as_deref().unwrap_or("?"));
+                println!("  index   {} {}", p.index_digest, p.index);
+                println!(
+                    "  release InRelease {} signed by key {signer}",
+                    p.inrelease_digest
+                );
+                if let Some(member) = &m.member {
+                    println!("  member  {member}");
+                }
+                println!(
+                    "  chain   {} -> package {} {} -> .deb {deb} -> Packages index {} -> InRelease {} signed by key {signer}",
+                    m.sha256, p.name, p.version, p.index_digest, p.inrelease_digest
+                );
+            }
             Some(s) => {
                 println!(
                     "  source  {} ({} {}) {}",

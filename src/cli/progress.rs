@@ -2,6 +2,7 @@
 //! bytes tarred and compressed, with the rate.
 
 use cairn::build::Observer;
+use cairn::debian::DownloadProgress;
 use cairn::layers::LayerBlob;
 use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressStyle};
 use std::sync::Mutex;
@@ -37,6 +38,18 @@ impl<'a> StageClock<'a> {
     }
 }
 
+impl DownloadProgress for StageClock<'_> {
+    fn downloads_started(&self, files: usize, bytes: u64) {
+        self.inner.downloads_started(files, bytes);
+    }
+    fn downloaded(&self, bytes: u64) {
+        self.inner.downloaded(bytes);
+    }
+    fn downloads_finished(&self) {
+        self.inner.downloads_finished();
+    }
+}
+
 impl Observer for StageClock<'_> {
     fn stage(&self, name: &'static str) {
         self.stages
@@ -66,6 +79,33 @@ impl Bars {
         Bars {
             multi: MultiProgress::new(),
             current: Mutex::new(None),
+        }
+    }
+}
+
+/// One bar for all package downloads (they run in parallel).
+impl DownloadProgress for Bars {
+    fn downloads_started(&self, files: usize, bytes: u64) {
+        let bar = self.multi.add(ProgressBar::new(bytes));
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{prefix:>12.bold} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} {msg}",
+            )
+            .expect("static template")
+            .progress_chars("=> "),
+        );
+        bar.set_prefix("download");
+        bar.set_message(format!("{files} packages"));
+        *self.current.lock().expect("progress lock") = Some(bar);
+    }
+
+    fn downloaded(&self, bytes: u64) {
+        self.bytes_written(bytes);
+    }
+
+    fn downloads_finished(&self) {
+        if let Some(bar) = self.current.lock().expect("progress lock").take() {
+            bar.finish();
         }
     }
 }

@@ -28,7 +28,7 @@ pub struct ValidateArgs {
 pub fn lock(args: LockArgs) -> Result<i32> {
     let recipe = recipe::load(&args.recipe)?;
     let client = super::registry::base_client(&recipe, &args.registry)?;
-    let report = build::lock(&recipe, client.as_ref())?;
+    let report = build::lock(&recipe, client.as_ref(), &crate::package_options(false)?)?;
     if args.json {
         return print_json(&report);
     }
@@ -37,6 +37,9 @@ pub fn lock(args: LockArgs) -> Result<i32> {
     }
     if let Some(base) = &report.sources.base {
         println!("base\t{}\t{}", base.reference, base.digest);
+    }
+    for (name, p) in report.sources.packages.iter().flat_map(|p| &p.packages) {
+        println!("deb:{name}\t{} {}\t{}", p.version, p.architecture, p.sha256);
     }
     eprintln!(
         "{} {}",

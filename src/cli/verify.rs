@@ -93,6 +93,7 @@ pub fn run(args: VerifyArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
                 clock: None,
                 // An independent rebuild: nothing from earlier builds.
                 cache: None,
+                packages: crate::package_options(false)?,
             };
             let report = build::build(&recipe, &opts, &Quiet)?;
             if layout.is_file() {

@@ -12,7 +12,8 @@ pub mod tree;
 pub mod whiteout;
 
 pub use tree::{
-    assemble, generated_layer, FileData, LayerTree, Origin, TreeEntry, TreeEntryKind, TreeError,
+    assemble, assemble_on, generated_layer, layer_from_entries, FileData, LayerTree, Origin,
+    TreeEntry, TreeEntryKind, TreeError,
 };
 
 use crate::digest::{HashingWriter, Sha256Digest};

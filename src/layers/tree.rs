@@ -169,8 +169,22 @@ pub fn assemble(
     sources: &ResolvedSources,
     base: Option<&BaseFs>,
 ) -> Result<Vec<LayerTree>, TreeError> {
+    assemble_on(recipe, sources, base, Vec::new())
+}
+
+/// [`assemble`] on top of layers cairn built before the recipe's own (Debian
+/// packages): returns `below` followed by the recipe's layers and the accounts layer.
+pub fn assemble_on(
+    recipe: &Recipe,
+    sources: &ResolvedSources,
+    base: Option<&BaseFs>,
+    below: Vec<LayerTree>,
+) -> Result<Vec<LayerTree>, TreeError> {
     let mut view = ImageView::of_base(base);
-    let mut layers = Vec::with_capacity(recipe.layers.len() + 1);
+    for layer in &below {
+        view.apply(layer);
+    }
+    let mut layers = below;
     for spec in &recipe.layers {
         let layer = LayerAssembler::new(recipe, &spec.name, &view).recipe_layer(spec, sources)?;
         view.apply(&layer);
@@ -395,7 +409,7 @@ impl<'a> LayerAssembler<'a> {
                                 self.insert(&to.join(&e.rel_path), entry, op.span)?;
                             }
                         }
-                        LockedKind::Archive => {
+                        LockedKind::Archive | LockedKind::Deb => {
                             return Err(self.error(
                                 op.span,
                                 format!("source `{source}` is an archive"),
@@ -635,18 +649,36 @@ pub fn generated_layer(
     name: &str,
     files: Vec<(ImagePath, Arc<[u8]>)>,
 ) -> Result<LayerTree, TreeError> {
+    let entries = files
+        .into_iter()
+        .map(|(path, bytes)| {
+            let entry = TreeEntry {
+                kind: TreeEntryKind::File(FileData::Inline(bytes)),
+                mode: 0o644,
+                owner: Owner::ROOT,
+                origin: Origin::Sbom,
+            };
+            (path, entry)
+        })
+        .collect();
+    layer_from_entries(recipe, base, previous, name, entries)
+}
+
+/// A layer of entries cairn puts together itself (generated files, Debian packages)
+/// on top of the base and `previous`, following the same path rules as recipe layers.
+pub fn layer_from_entries(
+    recipe: &Recipe,
+    base: Option<&BaseFs>,
+    previous: &[LayerTree],
+    name: &str,
+    entries: Vec<(ImagePath, TreeEntry)>,
+) -> Result<LayerTree, TreeError> {
     let mut view = ImageView::of_base(base);
     for layer in previous {
         view.apply(layer);
     }
     let mut assembler = LayerAssembler::new(recipe, name, &view);
-    for (path, bytes) in files {
-        let entry = TreeEntry {
-            kind: TreeEntryKind::File(FileData::Inline(bytes)),
-            mode: 0o644,
-            owner: Owner::ROOT,
-            origin: Origin::Sbom,
-        };
+    for (path, entry) in entries {
         assembler.insert(&path, entry, Span::default())?;
     }
     assembler.finish(Span::default())

@@ -8,6 +8,7 @@ mod context;
 mod diagnostic;
 mod layers;
 mod model;
+mod packages;
 mod parse;
 mod raw;
 mod sources;

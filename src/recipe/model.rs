@@ -51,6 +51,51 @@ pub struct Recipe {
     pub compression: Compression,
     /// `vm:`: also build a bootable disk from the image's root file system.
     pub vm: Option<VmSpec>,
+    /// Debian packages to install (`repositories:`, `packages:`, `layering:`), in
+    /// layers below the recipe's own.
+    pub packages: Option<PackagesSpec>,
+}
+
+/// `repositories:` + `packages:` + `layering:`: Debian packages from signed apt
+/// repositories.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackagesSpec {
+    /// Keyed by repository name.
+    pub repositories: BTreeMap<String, RepositorySpec>,
+    /// The packages asked for, in recipe order (their dependencies come along).
+    pub requested: Vec<PackageRequest>,
+    /// At most this many package layers (`layering: { max_layers: N }`).
+    pub max_layers: u32,
+    /// Where `packages:` is written.
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepositorySpec {
+    pub name: String,
+    pub mirror: Mirror,
+    pub suite: String,
+    pub components: Vec<String>,
+    /// OpenPGP keyring that must have signed the repository's InRelease: absolute,
+    /// or relative to the recipe file.
+    pub keyring: String,
+    pub span: Span,
+}
+
+/// Where a repository is fetched from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mirror {
+    /// `mirror: host`: the mirror URL the host's apt configuration uses, so recipes
+    /// carry no host name.
+    Host,
+    /// An `http://` or `https://` URL of the archive root (with `dists/` below it).
+    Url(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackageRequest {
+    pub name: String,
+    pub span: Span,
 }
 
 /// `vm:` — what disk to build from the image's final root file system.

@@ -6,7 +6,7 @@ use super::context::{non_empty_key, span_of, string_map, Cx};
 use super::model::{Platform, Span};
 use super::raw::{RawRecipe, Text};
 use super::values::{self, Invalid};
-use super::{accounts, base, config, layers, sources, vm, yaml_error};
+use super::{accounts, base, config, layers, packages, sources, vm, yaml_error};
 use super::{Diagnostic, Recipe, RecipeFile};
 use serde_saphyr::Spanned;
 use std::path::{Path, PathBuf};
@@ -84,6 +84,19 @@ pub fn parse(file: RecipeFile) -> Result<Recipe, Diagnostic> {
                 .with_hint("drop `base:` from the VM recipe and bring the files in as sources"));
         }
     }
+    let packages = packages::parse(
+        &cx,
+        packages::RawPackageFields {
+            repositories: raw.repositories,
+            packages: raw.packages,
+            layering: raw.layering,
+        },
+    )?;
+    if let (Some(spec), true) = (&packages, multi_platform) {
+        return Err(cx
+            .error(spec.span, "`packages:` installs one architecture's packages, but the recipe lists `platforms`")
+            .with_hint("install packages in a recipe with a single `platform:`"));
+    }
     Ok(Recipe {
         name: name.value,
         epoch: raw.epoch.map(|e| e.value),
@@ -99,6 +112,7 @@ pub fn parse(file: RecipeFile) -> Result<Recipe, Diagnostic> {
         sbom: raw.sbom.is_none_or(|s| s.value),
         compression,
         vm,
+        packages,
         file,
     })
 }

@@ -29,6 +29,24 @@ pub(super) struct RawRecipe {
     pub sbom: Option<Spanned<bool>>,
     pub compression: Option<Text>,
     pub vm: Option<Spanned<RawVm>>,
+    pub repositories: Option<Spanned<SpannedMap<Spanned<RawRepository>>>>,
+    pub packages: Option<Spanned<Vec<Text>>>,
+    pub layering: Option<Spanned<RawLayering>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRepository {
+    pub mirror: Option<Text>,
+    pub suite: Option<Text>,
+    pub components: Option<Spanned<Vec<Text>>>,
+    pub keyring: Option<Text>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLayering {
+    pub max_layers: Option<Spanned<u32>>,
 }
 
 /// `vm:` — a bootable disk built from the image's root file system.

@@ -4,6 +4,7 @@
 //! JSON, pretty-printed with sorted keys so that a change reads well in a diff:
 //! `{"cairn_lock": 1, "sources": {"app": {"kind": "file", "sha256": "sha256:…"}}}`,
 //! plus `"tools": {"mke2fs": "mke2fs 1.47.0 (5-Feb-2023)"}` when a VM disk is built.
+//! plus `packages` ([`crate::debian::lock`]) when the recipe installs Debian packages.
 
 use crate::digest::Sha256Digest;
 use serde::{Deserialize, Serialize};
@@ -26,6 +27,9 @@ pub struct Lockfile {
     /// version line the tool prints. Absent when a recipe runs no tools.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tools: BTreeMap<String, String>,
+    /// Debian packages, when the recipe installs some.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packages: Option<crate::debian::lock::PackagesLock>,
 }
 
 impl Default for Lockfile {
@@ -35,6 +39,7 @@ impl Default for Lockfile {
             sources: BTreeMap::new(),
             base: None,
             tools: BTreeMap::new(),
+            packages: None,
         }
     }
 }
@@ -77,6 +82,8 @@ pub enum LockedKind {
     File,
     Dir,
     Archive,
+    /// A Debian package (never in the lock's `sources`; see `packages`).
+    Deb,
 }
 
 impl std::fmt::Display for LockedKind {
@@ -85,6 +92,7 @@ impl std::fmt::Display for LockedKind {
             LockedKind::File => "file",
             LockedKind::Dir => "dir",
             LockedKind::Archive => "archive",
+            LockedKind::Deb => "deb",
         })
     }
 }

@@ -55,6 +55,8 @@ pub struct ResolvedSources {
     /// Whether `lock` differs from the lock that was read.
     pub lock_changed: bool,
     pub warnings: Vec<String>,
+    /// The recipe's Debian packages, once installed ([`crate::debian::build_hook`]).
+    pub packages: Option<crate::debian::InstalledPackages>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -83,7 +85,11 @@ pub fn resolve(
     staging: &Path,
     cache_dir: Option<&Path>,
 ) -> Result<ResolvedSources, ResolveError> {
-    let mut new_lock = Lockfile::default();
+    // Packages are pinned by their own stage; the sources' stage keeps their pins.
+    let mut new_lock = Lockfile {
+        packages: lock.packages.clone(),
+        ..Lockfile::default()
+    };
     let mut sources = BTreeMap::new();
     let mut warnings = Vec::new();
 
@@ -226,6 +232,7 @@ pub fn resolve(
         lock: new_lock,
         lock_changed,
         warnings,
+        packages: None,
     })
 }
 

@@ -142,6 +142,7 @@ pub fn resolve_all(
                 lock: combined.clone(),
                 lock_changed,
                 warnings: warnings.clone(),
+                packages: None,
             },
         })
         .collect();

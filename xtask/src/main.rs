@@ -8,8 +8,11 @@
 //!   a generated tree (see `bench.rs`).
 //! - `bench-ledger [N]`: the audit ledger's append and verify speed at N entries
 //!   (`benches/ledger.rs`).
+//! - `bench-debian`: build time of `recipes/distroless.yaml` from the host's Debian
+//!   mirror, cold and with a warm package cache (`bench_debian.rs`).
 
 mod bench;
+mod bench_debian;
 mod bench_tree;
 mod measure;
 mod prng;
@@ -35,7 +38,9 @@ commands:
                                (default 3); --keep leaves cairn's layouts in
                                target/bench/
   bench-ledger [N]             append latency and verify time of an N-entry audit
-                               ledger (default 1000000)";
+                               ledger (default 1000000)
+  bench-debian                 build time of recipes/distroless.yaml (Debian
+                               packages from the host's mirror), cold and warm";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -65,6 +70,7 @@ fn run(args: &[String]) -> Result<ExitCode> {
                 .context("running cargo bench")?;
             Ok(exit_code(status))
         }
+        "bench-debian" => bench_debian::run(),
         "help" | "-h" | "--help" => {
             println!("{USAGE}");
             Ok(ExitCode::SUCCESS)

@@ -31,6 +31,15 @@ const TEST_TOOLS: &[(&str, &str)] = &[
     ("qemu-system-x86", "qemu-system-x86_64"),
     ("ovmf", "/usr/share/OVMF/OVMF_CODE.fd"),
     ("squashfs-tools", "mksquashfs"),
+    // The Debian package tests: a signed apt repository made and served by the test.
+    ("gpg", "gpg"),
+    ("gpg-agent", "gpg-agent"),
+    ("gpgconf", "gpgconf"),
+    ("dpkg", "dpkg-deb"),
+    ("python3", "python3"),
+    // The real-mirror test verifies with the Debian archive keyring (a data package;
+    // `gpgv` only stands in for a command on hosts without dpkg).
+    ("debian-archive-keyring", "gpgv"),
 ];
 
 /// Packages built from one source that must be installed at the same version: Debian

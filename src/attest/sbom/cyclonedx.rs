@@ -241,7 +241,9 @@ fn source_component(source: &SourceInfo, files: &[&ImageFile]) -> Component {
     let mut properties = Vec::new();
     // A directory's digest is cairn's tree digest, not the hash of one file's bytes.
     let hashes = match source.kind {
-        LockedKind::File | LockedKind::Archive => vec![sha256(source.sha256.hex())],
+        LockedKind::File | LockedKind::Archive | LockedKind::Deb => {
+            vec![sha256(source.sha256.hex())]
+        }
         LockedKind::Dir => {
             properties.push(property("cairn:dir-digest", &source.sha256.to_string()));
             Vec::new()
@@ -252,10 +254,32 @@ fn source_component(source: &SourceInfo, files: &[&ImageFile]) -> Component {
     if let Some(signer) = &source.signer {
         properties.push(property("cairn:signer", signer));
     }
+    if let Some(p) = &source.package {
+        properties.push(property("cairn:package:index", &p.index));
+        properties.push(property(
+            "cairn:package:index-digest",
+            &p.index_sha256.to_string(),
+        ));
+        properties.push(property(
+            "cairn:package:inrelease-digest",
+            &p.inrelease_sha256.to_string(),
+        ));
+        properties.push(property("cairn:package:repository", &p.repository));
+        properties.push(property("cairn:package:suite", &p.suite));
+    }
     Component {
-        kind: "file",
+        // A Debian package is a library in CycloneDX terms (as scanners emit it).
+        kind: if source.package.is_some() {
+            "library"
+        } else {
+            "file"
+        },
         bom_ref: Some(bom_ref(supplier)),
-        name: source.name.clone(),
+        name: source
+            .package
+            .as_ref()
+            .map_or_else(|| source.name.clone(), |p| p.name.clone()),
+        version: source.package.as_ref().map(|p| p.version.clone()),
         hashes,
         licenses: source
             .license

@@ -182,14 +182,36 @@ fn percent_encode_url(s: &str) -> String {
 /// `pkg:generic/<name>?checksum=sha256:<hex>` for a source whose digest is the SHA-256
 /// of one file (a file or an archive). A directory's digest is cairn's own tree digest,
 /// which the purl `checksum` qualifier (a checksum of the package file) cannot carry.
-fn purl(source: &SourceInfo) -> Option<String> {
+/// A Debian package: `pkg:deb/debian/<name>@<version>?arch=<arch>` (the purl `deb`
+/// type; scanners match vulnerabilities by it).
+pub(crate) fn purl(source: &SourceInfo) -> Option<String> {
+    if let Some(p) = &source.package {
+        return Some(format!(
+            "pkg:deb/debian/{}@{}?arch={}",
+            percent_encode(&p.name),
+            percent_encode(&p.version),
+            percent_encode(&p.architecture)
+        ));
+    }
     match source.kind {
         LockedKind::File | LockedKind::Archive => Some(format!(
             "pkg:generic/{}?checksum=sha256:{}",
             percent_encode(&source.name),
             source.sha256.hex()
         )),
-        LockedKind::Dir => None,
+        LockedKind::Dir | LockedKind::Deb => None,
+    }
+}
+
+/// The `key=value` words a Debian package's SBOM entry adds to its trace (each value
+/// free of spaces), for `cairn trace`.
+fn package_trace(source: &SourceInfo) -> String {
+    match &source.package {
+        Some(p) => format!(
+            " source={} version={} arch={} repository={} suite={} index={} index-digest={} inrelease-digest={}",
+            source.name, p.version, p.architecture, p.repository, p.suite, p.index, p.index_sha256, p.inrelease_sha256
+        ),
+        None => String::new(),
     }
 }
 
@@ -317,6 +339,7 @@ pub(crate) mod test_support {
                 sha256: Sha256Digest::of(b"hello"),
                 signer: Some("ab".repeat(32)),
                 license: Some("MIT".to_string()),
+                package: None,
             },
             SourceInfo {
                 name: "site_files".to_string(),
@@ -325,6 +348,7 @@ pub(crate) mod test_support {
                 sha256: Sha256Digest::of(b"site tree"),
                 signer: None,
                 license: Some("LicenseRef-site AND CC-BY-4.0".to_string()),
+                package: None,
             },
             SourceInfo {
                 name: "tools".to_string(),
@@ -333,6 +357,7 @@ pub(crate) mod test_support {
                 sha256: Sha256Digest::of(b"tools archive"),
                 signer: None,
                 license: None,
+                package: None,
             },
         ];
         ImageContents {

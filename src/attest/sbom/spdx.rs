@@ -10,11 +10,14 @@
 //! (purpose CONTAINER, the base's manifest digest and `oci` purl) for a base image. The image is
 //! `GENERATED_FROM` each of those packages. Source packages have `filesAnalyzed: false`:
 //! they are described by their digest, not by the subset of their members that made it
-//! into the image. Each file's `comment` carries its trace (`cairn: layer=... origin=...`).
+//! into the image. A Debian package (`SPDXRef-Source-deb.3A<name>`) is the exception:
+//! named as the package, with `versionInfo` and a `pkg:deb` purl, analysed (cairn
+//! unpacked all of it), and it CONTAINS each file it supplied. Each file's `comment`
+//! carries its trace (`cairn: layer=... origin=...`).
 
 use super::{
-    base_purl, document_digest, pseudo_suppliers, purl, to_json, trace, SbomError, SbomInput,
-    Supplier,
+    base_purl, document_digest, package_trace, pseudo_suppliers, purl, to_json, trace, SbomError,
+    SbomInput, Supplier,
 };
 use crate::attest::contents::{BaseInfo, ImageFile, SourceInfo};
 use crate::image::rfc3339;
@@ -61,6 +64,8 @@ struct Package {
     #[serde(rename = "SPDXID")]
     spdx_id: String,
     name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    version_info: Option<String>,
     download_location: &'static str,
     files_analyzed: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -148,6 +153,22 @@ pub fn spdx_json(input: &SbomInput) -> Result<Vec<u8>, SbomError> {
     let mut packages = vec![image_package(input, &sha1s)];
     packages.extend(contents.base.iter().map(base_package));
     packages.extend(contents.sources.iter().map(source_package));
+    // A Debian package's files are known (cairn unpacked them): it is analysed, with
+    // the verification code of the files it put in the image, and CONTAINS them.
+    for (package, source) in packages[1..].iter_mut().zip(&contents.sources) {
+        if source.package.is_some() {
+            let own: Vec<String> = files
+                .iter()
+                .zip(&sha1s)
+                .filter(|(f, _)| Supplier::of(f) == Supplier::Source(&source.name))
+                .map(|(_, sha1)| sha1.clone())
+                .collect();
+            package.files_analyzed = true;
+            package.package_verification_code = Some(VerificationCode {
+                package_verification_code_value: verification_code(&own),
+            });
+        }
+    }
     let (from_recipe, from_accounts) = pseudo_suppliers(contents);
     if from_recipe {
         packages.push(pseudo_package(
@@ -181,8 +202,18 @@ pub fn spdx_json(input: &SbomInput) -> Result<Vec<u8>, SbomError> {
         relationships.push(relationship(IMAGE_ID, "CONTAINS", &file_id(n)));
     }
     for (n, file) in files.iter().enumerate() {
-        let supplier = supplier_id(Supplier::of(file));
-        relationships.push(relationship(&file_id(n), "GENERATED_FROM", &supplier));
+        let supplier = Supplier::of(file);
+        let supplier_spdx_id = supplier_id(supplier);
+        relationships.push(relationship(
+            &file_id(n),
+            "GENERATED_FROM",
+            &supplier_spdx_id,
+        ));
+        let from_package = matches!(supplier, Supplier::Source(name)
+            if contents.sources.iter().any(|s| s.name == name && s.package.is_some()));
+        if from_package {
+            relationships.push(relationship(&supplier_spdx_id, "CONTAINS", &file_id(n)));
+        }
     }
 
     let document = Document {
@@ -226,6 +257,7 @@ fn image_package(input: &SbomInput, file_sha1s: &[String]) -> Package {
     Package {
         spdx_id: IMAGE_ID.to_string(),
         name: input.image_name.to_string(),
+        version_info: None,
         download_location: NOASSERTION,
         files_analyzed: true,
         package_verification_code: Some(VerificationCode {
@@ -252,6 +284,7 @@ fn source_package(source: &SourceInfo) -> Package {
     let (checksums, purpose) = match source.kind {
         LockedKind::File => (vec![checksum("SHA256", source.sha256.hex())], "FILE"),
         LockedKind::Archive => (vec![checksum("SHA256", source.sha256.hex())], "ARCHIVE"),
+        LockedKind::Deb => (vec![checksum("SHA256", source.sha256.hex())], "INSTALL"),
         LockedKind::Dir => (Vec::new(), "OTHER"),
     };
     let signer = source
@@ -261,7 +294,12 @@ fn source_package(source: &SourceInfo) -> Package {
         .unwrap_or_default();
     Package {
         spdx_id: supplier_id(Supplier::Source(&source.name)),
-        name: source.name.clone(),
+        // A Debian package under its own name, as scanners expect.
+        name: source
+            .package
+            .as_ref()
+            .map_or_else(|| source.name.clone(), |p| p.name.clone()),
+        version_info: source.package.as_ref().map(|p| p.version.clone()),
         download_location: NOASSERTION,
         files_analyzed: false,
         package_verification_code: None,
@@ -281,8 +319,11 @@ fn source_package(source: &SourceInfo) -> Package {
         primary_package_purpose: purpose,
         // `path` last: it runs to the end and may contain spaces.
         comment: format!(
-            "cairn: kind={} digest={}{signer} path={}",
-            source.kind, source.sha256, source.path
+            "cairn: kind={} digest={}{signer}{} path={}",
+            source.kind,
+            source.sha256,
+            package_trace(source),
+            source.path
         ),
     }
 }
@@ -312,6 +353,7 @@ fn pseudo_package(id: &str, name: &str, purpose: &'static str, comment: String) 
     Package {
         spdx_id: id.to_string(),
         name: name.to_string(),
+        version_info: None,
         download_location: NOASSERTION,
         files_analyzed: false,
         package_verification_code: None,

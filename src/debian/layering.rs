@@ -1,0 +1,207 @@
+//! Spreading installed packages over at most `max_layers` layers, below the recipe's
+//! own, each package whole in one layer with its dpkg metadata.
+//!
+//! A package goes to layer `H(name) mod max_layers`, H being the first 8 bytes of
+//! SHA-256 of its name; layers that get no package are left out, the rest keep
+//! bucket order. A package's layer depends only on its name, its version and the
+//! other packages of its bucket, so two images whose package sets overlap share every
+//! layer whose bucket holds the same packages at the same versions, and adding or
+//! updating one package changes exactly one layer. (Grouping by dependency depth or
+//! popularity would move packages between layers whenever the set changes.)
+//!
+//! Metadata, as distroless images carry it, so that scanners (trivy, grype, syft)
+//! see every package: `/var/lib/dpkg/status.d/<name>` holds the package's control
+//! stanza with `Status: install ok installed` added after `Package:`, and
+//! `/var/lib/dpkg/status.d/<name>.md5sums` the package's md5sums file when it has one.
+
+use super::InstalledPackage;
+use crate::digest::Sha256Digest;
+use crate::layers::{self, FileData, LayerTree, Origin, TreeEntry, TreeEntryKind, TreeError};
+use crate::recipe::{Diagnostic, ImagePath, Owner, Recipe};
+use crate::resolve::{SourceEntry, SourceEntryKind};
+use std::collections::BTreeMap;
+
+/// The SBOM source name of a package: `deb:<name>` (recipe source names cannot hold
+/// `:`, so the two never clash).
+pub fn source_name(package: &str) -> String {
+    format!("deb:{package}")
+}
+
+/// The name of the package layer for bucket `i`.
+fn layer_name(i: u64) -> String {
+    format!("packages-{i}")
+}
+
+fn bucket(name: &str, max_layers: u32) -> u64 {
+    let digest = Sha256Digest::of(name.as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest.as_bytes()[..8]);
+    u64::from_be_bytes(first) % u64::from(max_layers.max(1))
+}
+
+/// The package layers, in bucket order. Two packages that ship the same
+/// non-directory path are an error (dpkg would refuse them too); a directory shipped
+/// by several packages of one layer takes the mode and owner of the first by name.
+pub fn package_layers(
+    recipe: &Recipe,
+    base: Option<&crate::base::BaseFs>,
+    packages: &[InstalledPackage],
+    max_layers: u32,
+) -> Result<Vec<LayerTree>, TreeError> {
+    let mut owners: BTreeMap<&str, &str> = BTreeMap::new();
+    for p in packages {
+        for e in &p.tree.entries {
+            if e.kind == SourceEntryKind::Dir {
+                continue;
+            }
+            if let Some(other) = owners.insert(&e.rel_path, &p.name) {
+                return Err(TreeError(Box::new(
+                    Diagnostic::new(
+                        &recipe.file,
+                        crate::recipe::Span {
+                            line: p.line,
+                            column: 1,
+                        },
+                        format!(
+                            "packages `{other}` and `{}` both ship /{}",
+                            p.name, e.rel_path
+                        ),
+                    )
+                    .with_hint(
+                        "cairn does not support diversions or Replaces; install only one of them",
+                    ),
+                )));
+            }
+        }
+    }
+    let mut buckets: BTreeMap<u64, Vec<&InstalledPackage>> = BTreeMap::new();
+    for p in packages {
+        buckets
+            .entry(bucket(&p.name, max_layers))
+            .or_default()
+            .push(p);
+    }
+    let mut layers = Vec::with_capacity(buckets.len());
+    for (i, members) in buckets {
+        let mut entries: BTreeMap<String, TreeEntry> = BTreeMap::new();
+        for p in members {
+            for e in &p.tree.entries {
+                let entry = tree_entry(p, e);
+                if entry.kind == TreeEntryKind::Dir && entries.contains_key(&e.rel_path) {
+                    continue;
+                }
+                entries.insert(e.rel_path.clone(), entry);
+            }
+            for (path, text) in dpkg_metadata(p) {
+                let entry = TreeEntry {
+                    kind: TreeEntryKind::File(FileData::Inline(text.into_bytes().into())),
+                    mode: 0o644,
+                    owner: Owner::ROOT,
+                    origin: Origin::Source {
+                        name: source_name(&p.name),
+                        rel_path: String::new(),
+                        line: p.line,
+                    },
+                };
+                entries.insert(path, entry);
+            }
+        }
+        let entries = entries
+            .into_iter()
+            .map(|(k, e)| {
+                let path =
+                    // Archive paths are normalised and package names checked
+                    // (index::valid_package_name): every key is an image path.
+                    ImagePath::parse(&format!("/{k}")).expect("checked paths");
+                (path, e)
+            })
+            .collect();
+        layers.push(layers::layer_from_entries(
+            recipe,
+            base,
+            &layers,
+            &layer_name(i),
+            entries,
+        )?);
+    }
+    Ok(layers)
+}
+
+fn tree_entry(p: &InstalledPackage, e: &SourceEntry) -> TreeEntry {
+    let kind = match &e.kind {
+        SourceEntryKind::File(c) => TreeEntryKind::File(FileData::Source(c.clone())),
+        SourceEntryKind::Dir => TreeEntryKind::Dir,
+        SourceEntryKind::Symlink { target } => TreeEntryKind::Symlink {
+            target: target.clone(),
+        },
+        SourceEntryKind::Hardlink { target } => TreeEntryKind::Hardlink {
+            target: target.clone(),
+        },
+    };
+    let (uid, gid) = e.owner.unwrap_or((0, 0));
+    TreeEntry {
+        kind,
+        mode: e.mode,
+        owner: Owner { uid, gid },
+        origin: Origin::Source {
+            name: source_name(&p.name),
+            rel_path: e.rel_path.clone(),
+            line: p.line,
+        },
+    }
+}
+
+/// `var/lib/dpkg/status.d/<name>` and `<name>.md5sums`, keyed by layer path.
+fn dpkg_metadata(p: &InstalledPackage) -> Vec<(String, String)> {
+    let dir = "var/lib/dpkg/status.d";
+    let mut out = vec![(format!("{dir}/{}", p.name), status_stanza(&p.control))];
+    if let Some(md5sums) = &p.md5sums {
+        out.push((format!("{dir}/{}.md5sums", p.name), md5sums.clone()));
+    }
+    out
+}
+
+/// The control stanza with `Status: install ok installed` after its `Package:` line
+/// (where dpkg's status file has it), ending in one newline.
+fn status_stanza(control: &str) -> String {
+    let mut out = String::with_capacity(control.len() + 32);
+    let mut added = false;
+    for line in control.trim_end_matches('\n').lines() {
+        if line.starts_with("Status:") {
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+        if !added && line.starts_with("Package:") {
+            out.push_str("Status: install ok installed\n");
+            added = true;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_line_follows_package() {
+        assert_eq!(
+            status_stanza("Package: a\nVersion: 1\nDescription: x\n more\n\n"),
+            "Package: a\nStatus: install ok installed\nVersion: 1\nDescription: x\n more\n"
+        );
+    }
+
+    #[test]
+    fn buckets_depend_only_on_the_name_and_stay_in_range() {
+        for name in ["libc6", "busybox-static", "ca-certificates", "zlib1g"] {
+            assert!(bucket(name, 4) < 4);
+            assert_eq!(bucket(name, 4), bucket(name, 4));
+            assert_eq!(bucket(name, 1), 0);
+        }
+        // Spread: 64 names over 4 buckets use every bucket.
+        let used: std::collections::BTreeSet<u64> =
+            (0..64).map(|i| bucket(&format!("pkg{i}"), 4)).collect();
+        assert_eq!(used.len(), 4);
+    }
+}

@@ -1,0 +1,47 @@
+//! The `packages` section of `<recipe>.lock`: what was resolved, pinned so that a
+//! locked build needs neither the network nor a resolver, and can check every link of
+//! the chain InRelease -> Packages index -> .deb. No mirror URL is recorded: where
+//! packages are fetched from is the host's business, what they are is the lock's.
+
+use crate::digest::Sha256Digest;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PackagesLock {
+    /// The Debian architecture resolved for.
+    pub architecture: String,
+    /// The packages the recipe asked for, sorted: a lock for another request is stale.
+    pub requested: Vec<String>,
+    pub repositories: BTreeMap<String, LockedRepository>,
+    /// Every package installed, by name.
+    pub packages: BTreeMap<String, LockedPackage>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockedRepository {
+    pub suite: String,
+    pub components: Vec<String>,
+    /// SHA-256 of the InRelease file as downloaded (signature included).
+    pub inrelease_sha256: Sha256Digest,
+    /// Fingerprint of the certificate whose key signed it.
+    pub signed_by: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockedPackage {
+    pub version: String,
+    pub architecture: String,
+    pub repository: String,
+    /// Path of the .deb below the mirror root.
+    pub filename: String,
+    pub sha256: Sha256Digest,
+    pub size: u64,
+    /// The Packages index that listed it (path below `dists/<suite>/`) and its
+    /// digest, as the InRelease states it.
+    pub index: String,
+    pub index_sha256: Sha256Digest,
+}

@@ -1,0 +1,691 @@
+//! Debian packages from signed apt repositories, with the chain of trust kept whole:
+//! InRelease signature ([`release`]) -> Packages index (its SHA-256 from the signed
+//! InRelease) -> `.deb` (its SHA-256 from the index) -> every file in the image.
+//!
+//! [`install`] takes the recipe's `packages:` and the lock; it resolves
+//! ([`solver`]) or reads the pins from the lock ([`lock`]), fetches every file through
+//! a content-addressed cache ([`fetch`]), downloading in parallel, and unpacks each
+//! package ([`deb`]). [`layering`] then spreads the packages over layers with dpkg
+//! metadata so that scanners see them. Maintainer scripts never run; see the README
+//! for what is not supported.
+
+pub mod apt_sources;
+mod copyright;
+mod deb;
+mod fetch;
+pub mod index;
+pub mod layering;
+pub mod lock;
+mod release;
+pub mod solver;
+pub mod version;
+
+use crate::digest::Sha256Digest;
+use crate::recipe::{Mirror, PackagesSpec, Platform, Recipe, RepositorySpec};
+use crate::resolve::{LockMode, SourceEntryKind, SourceTree};
+use apt_sources::HostSource;
+use fetch::Fetcher;
+use lock::{LockedPackage, LockedRepository, PackagesLock};
+use rayon::prelude::*;
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// How to reach and check repositories: everything the host decides, passed in by the
+/// caller (library code reads neither the clock, the environment nor `/etc`).
+#[derive(Debug, Clone)]
+pub struct PackageOptions {
+    /// cairn's cache directory; packages are cached in its `debs/` subdirectory.
+    pub cache_dir: PathBuf,
+    /// Now, in seconds since the epoch: InRelease `Valid-Until` and key validity are
+    /// checked against it.
+    pub now: u64,
+    /// The host's apt sources, for repositories with `mirror: host`.
+    pub host_sources: Vec<HostSource>,
+    /// Never touch the network: everything must be in the cache.
+    pub offline: bool,
+}
+
+/// Told how many bytes are downloaded, for progress bars.
+pub trait DownloadProgress {
+    /// `bytes` are about to be downloaded in `files` files.
+    fn downloads_started(&self, _files: usize, _bytes: u64) {}
+    fn downloaded(&self, _bytes: u64) {}
+    fn downloads_finished(&self) {}
+}
+
+/// The packages of an image, unpacked and pinned.
+#[derive(Debug)]
+pub struct InstalledPackages {
+    /// Sorted by name.
+    pub packages: Vec<InstalledPackage>,
+    pub lock: PackagesLock,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug)]
+pub struct InstalledPackage {
+    pub name: String,
+    pub pin: LockedPackage,
+    pub suite: String,
+    pub inrelease_sha256: Sha256Digest,
+    pub signed_by: String,
+    /// The package's control stanza as the .deb carries it.
+    pub control: String,
+    pub md5sums: Option<String>,
+    pub tree: SourceTree,
+    /// SPDX expression from a machine-readable copyright file, if it has one.
+    pub license: Option<String>,
+    /// Recipe line of `packages:` (or of the package's own entry when requested).
+    pub line: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DebianError {
+    #[error("Debian packages for platform architecture `{0}` are not supported\n  = help: use linux/amd64, linux/arm64, linux/arm/v7, linux/386, linux/ppc64le, linux/s390x or linux/riscv64")]
+    Architecture(String),
+    #[error("cannot read keyring {keyring}: {detail}\n  = help: give an OpenPGP keyring (binary .gpg or armored .asc), e.g. /usr/share/keyrings/debian-archive-keyring.gpg")]
+    Keyring { keyring: String, detail: String },
+    #[error("InRelease is not trustworthy (keyring {keyring}): {detail}\n  = help: cairn installs only from repositories whose InRelease verifies with the recipe's keyring; check the mirror and the `keyring:`")]
+    Signature { keyring: String, detail: String },
+    #[error("the repository's Release expired on {valid_until} (now: {now})\n  = help: the mirror serves stale metadata (or a replayed one); use an up-to-date mirror")]
+    Expired { valid_until: String, now: String },
+    #[error("the signed Release cannot be read: {detail}")]
+    BadRelease { detail: String },
+    #[error("Packages index {index} cannot be read: {detail}")]
+    BadIndex { index: String, detail: String },
+    #[error("repository `{repository}` has no Packages index for {component}/binary-{architecture} in its InRelease\n  = help: check `suite`, `components` and the platform architecture")]
+    NoIndex {
+        repository: String,
+        component: String,
+        architecture: String,
+    },
+    #[error("cannot install {wanted} ({chain}): {why}\n  = help: check the package names, or add the repository (or component) that has it")]
+    Unsatisfiable {
+        wanted: String,
+        chain: String,
+        why: String,
+    },
+    #[error("{what} does not match its pin: expected {expected}, got {actual}\n  = help: the mirror or the cache served other bytes than the signed metadata promises; nothing was installed")]
+    DigestMismatch {
+        what: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("cannot download {what} from {url}: {detail}")]
+    Download {
+        what: String,
+        url: String,
+        detail: String,
+    },
+    #[error("{what} is not in the package cache and --offline forbids downloading it\n  = help: build once without --offline (or run `cairn lock`) to fill the cache")]
+    Offline { what: String },
+    #[error("repository `{repository}` uses `mirror: host`, but the host's apt configuration has no source for suite `{suite}`\n  = help: add it to /etc/apt/sources.list(.d), or give `mirror:` a URL")]
+    NoHostMirror { repository: String, suite: String },
+    #[error("package cache {path}: {source}")]
+    Cache {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("package `{package}` is not a valid .deb: {detail}")]
+    BadDeb { package: String, detail: String },
+    #[error("repository `{repository}`: {source}")]
+    InRepository {
+        repository: String,
+        source: Box<DebianError>,
+    },
+    /// An error placed in the recipe (at the repository or `packages:`), as build
+    /// errors are.
+    #[error("{0}")]
+    InRecipe(Box<crate::recipe::Diagnostic>),
+    #[error("the lock file's packages do not match the recipe ({detail})\n  = help: --locked builds use only the lock; run `cairn lock` and commit the lock file")]
+    StaleLock { detail: String },
+    #[error("the lock file pins {what}, but {detail}\n  = help: the lock and the repository disagree; run `cairn lock` to re-resolve")]
+    LockMismatch { what: String, detail: String },
+}
+
+impl DebianError {
+    fn in_repository(self, repository: &str) -> DebianError {
+        DebianError::InRepository {
+            repository: repository.to_string(),
+            source: Box::new(self),
+        }
+    }
+
+    /// This error as a diagnostic in the recipe: at the repository it concerns, else
+    /// at `packages:`. The text after `= help:` becomes the diagnostic's hint.
+    fn in_recipe(self, recipe: &Recipe, spec: &PackagesSpec) -> DebianError {
+        let span = match &self {
+            DebianError::InRepository { repository, .. } => spec
+                .repositories
+                .get(repository)
+                .map_or(spec.span, |r| r.span),
+            // A requested package nobody has: at its name in the list.
+            DebianError::Unsatisfiable { wanted, .. } => spec
+                .requested
+                .iter()
+                .find(|r| r.name == *wanted)
+                .map_or(spec.span, |r| r.span),
+            _ => spec.span,
+        };
+        let text = self.to_string();
+        let (message, hint) = match text.split_once("\n  = help: ") {
+            Some((m, h)) => (m.to_string(), h.to_string()),
+            None => (
+                text,
+                "see the Debian packages section of the README".to_string(),
+            ),
+        };
+        DebianError::InRecipe(Box::new(
+            crate::recipe::Diagnostic::new(&recipe.file, span, message).with_hint(hint),
+        ))
+    }
+}
+
+/// The Debian architecture of an OCI platform.
+pub fn debian_arch(platform: &Platform) -> Result<&'static str, DebianError> {
+    Ok(
+        match (platform.architecture.as_str(), platform.variant.as_deref()) {
+            ("amd64", _) => "amd64",
+            ("arm64", _) => "arm64",
+            ("arm", Some("v7")) => "armhf",
+            ("arm", Some("v5")) => "armel",
+            ("386", _) => "i386",
+            ("ppc64le", _) => "ppc64el",
+            ("s390x", _) => "s390x",
+            ("riscv64", _) => "riscv64",
+            (other, _) => return Err(DebianError::Architecture(other.to_string())),
+        },
+    )
+}
+
+/// Resolves (or reads from `existing`), fetches and unpacks the recipe's packages.
+/// `staging` receives the unpacked files (content-addressed) and must outlive the
+/// returned trees.
+pub fn install(
+    recipe: &Recipe,
+    spec: &PackagesSpec,
+    existing: Option<&PackagesLock>,
+    mode: LockMode,
+    opts: &PackageOptions,
+    staging: &Path,
+    progress: &dyn DownloadProgress,
+) -> Result<InstalledPackages, DebianError> {
+    let arch = debian_arch(&recipe.platform)?;
+    let fetcher = Fetcher::new(&opts.cache_dir, opts.offline);
+    let mut requested: Vec<String> = spec.requested.iter().map(|r| r.name.clone()).collect();
+    requested.sort();
+    let matching = existing.filter(|l| lock_matches(l, spec, arch, &requested));
+    let mut warnings = Vec::new();
+    let (lock, resolved) = match (mode, matching) {
+        (LockMode::Repin, _) => (
+            resolve(spec, arch, requested, opts, &fetcher, recipe)?,
+            true,
+        ),
+        (_, Some(l)) => (l.clone(), false),
+        (LockMode::Locked, None) => {
+            return Err(DebianError::StaleLock {
+                detail: match existing {
+                    None => "it pins no packages".into(),
+                    Some(_) => {
+                        "the requested packages, repositories or architecture changed".into()
+                    }
+                },
+            })
+        }
+        (LockMode::PinMissing, None) => {
+            let lock = resolve(spec, arch, requested, opts, &fetcher, recipe)?;
+            warnings.push(format!(
+                "packages were not pinned; resolved {} packages and pinned them in the lock file",
+                lock.packages.len()
+            ));
+            (lock, true)
+        }
+    };
+    // The chain is checked again on every build, resolved or locked: the InRelease
+    // verifies with the keyring and names the index, which named the .deb.
+    let releases = verify_locked_releases(recipe, spec, &lock, opts, &fetcher, resolved)?;
+    let debs = download_debs(spec, &lock, opts, &fetcher, progress)?;
+    std::fs::create_dir_all(staging).map_err(|source| DebianError::Cache {
+        path: staging.to_path_buf(),
+        source,
+    })?;
+    let line_of = |name: &str| {
+        spec.requested
+            .iter()
+            .find(|r| r.name == name)
+            .map_or(spec.span.line, |r| r.span.line)
+    };
+    let packages = debs
+        .into_par_iter()
+        .map(|(name, path)| {
+            let pin = &lock.packages[&name];
+            let contents = deb::read(&path, &name, staging)?;
+            let license = copyright_license(&contents.tree, &name);
+            let repo = &lock.repositories[&pin.repository];
+            Ok(InstalledPackage {
+                line: line_of(&name),
+                pin: pin.clone(),
+                suite: repo.suite.clone(),
+                inrelease_sha256: repo.inrelease_sha256,
+                signed_by: releases[&pin.repository].clone(),
+                control: contents.control,
+                md5sums: contents.md5sums,
+                tree: contents.tree,
+                license,
+                name,
+            })
+        })
+        .collect::<Result<Vec<_>, DebianError>>()?;
+    Ok(InstalledPackages {
+        packages,
+        lock,
+        warnings,
+    })
+}
+
+fn lock_matches(
+    lock: &PackagesLock,
+    spec: &PackagesSpec,
+    arch: &str,
+    requested: &[String],
+) -> bool {
+    lock.architecture == arch
+        && lock.requested == requested
+        && lock.repositories.len() == spec.repositories.len()
+        && spec.repositories.values().all(|r| {
+            lock.repositories
+                .get(&r.name)
+                .is_some_and(|l| l.suite == r.suite && l.components == r.components)
+        })
+}
+
+/// The archive root URL of `repo`.
+fn mirror_url(repo: &RepositorySpec, opts: &PackageOptions) -> Result<String, DebianError> {
+    match &repo.mirror {
+        Mirror::Url(url) => Ok(url.clone()),
+        Mirror::Host => apt_sources::mirror_for(&opts.host_sources, &repo.suite).ok_or_else(|| {
+            DebianError::NoHostMirror {
+                repository: repo.name.clone(),
+                suite: repo.suite.clone(),
+            }
+        }),
+    }
+}
+
+fn keyring(recipe: &Recipe, repo: &RepositorySpec) -> Result<Vec<u8>, DebianError> {
+    let path = recipe.file.dir.join(&repo.keyring);
+    std::fs::read(&path).map_err(|e| DebianError::Keyring {
+        keyring: repo.keyring.clone(),
+        detail: e.to_string(),
+    })
+}
+
+fn read_file(path: &Path) -> Result<Vec<u8>, DebianError> {
+    std::fs::read(path).map_err(|source| DebianError::Cache {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Fetches and verifies each repository's InRelease and Packages indexes, and
+/// resolves the request against them.
+fn resolve(
+    spec: &PackagesSpec,
+    arch: &str,
+    requested: Vec<String>,
+    opts: &PackageOptions,
+    fetcher: &Fetcher,
+    recipe: &Recipe,
+) -> Result<PackagesLock, DebianError> {
+    let mut candidates = Vec::new();
+    let mut repositories = BTreeMap::new();
+    for repo in spec.repositories.values() {
+        let (found, locked) = fetch_repository(repo, arch, opts, fetcher, recipe)
+            .map_err(|e| e.in_repository(&repo.name))?;
+        candidates.extend(found);
+        repositories.insert(repo.name.clone(), locked);
+    }
+    let pool = solver::Pool::new(candidates);
+    let chosen = solver::solve(&pool, &requested)?;
+    let packages = chosen
+        .into_iter()
+        .map(|(name, c)| {
+            (
+                name,
+                LockedPackage {
+                    version: c.version.to_string(),
+                    architecture: if c.arch_all { "all" } else { arch }.to_string(),
+                    repository: c.origin.repository.clone(),
+                    filename: c.filename,
+                    sha256: c.sha256,
+                    size: c.size,
+                    index: c.origin.path.clone(),
+                    index_sha256: c.origin.sha256,
+                },
+            )
+        })
+        .collect();
+    Ok(PackagesLock {
+        architecture: arch.to_string(),
+        requested,
+        repositories,
+        packages,
+    })
+}
+
+/// One repository's verified InRelease and the candidates of its indexes.
+fn fetch_repository(
+    repo: &RepositorySpec,
+    arch: &str,
+    opts: &PackageOptions,
+    fetcher: &Fetcher,
+    recipe: &Recipe,
+) -> Result<(Vec<index::Candidate>, LockedRepository), DebianError> {
+    let mut candidates = Vec::new();
+    let base = mirror_url(repo, opts)?;
+    let dists = format!("{base}/dists/{}", repo.suite);
+    let what = "its InRelease";
+    let (path, inrelease_sha256) =
+        fetcher.get(what, None, || Ok(format!("{dists}/InRelease")), &|_| {})?;
+    let release = release::verify(
+        &read_file(&path)?,
+        &keyring(recipe, repo)?,
+        &repo.keyring,
+        opts.now,
+        true,
+    )?;
+    for component in &repo.components {
+        let (index, (sha256, size)) = ["xz", "gz", ""]
+            .iter()
+            .map(|ext| {
+                let dot = if ext.is_empty() { "" } else { "." };
+                format!("{component}/binary-{arch}/Packages{dot}{ext}")
+            })
+            .find_map(|p| release.sha256.get(&p).map(|d| (p, *d)))
+            .ok_or_else(|| DebianError::NoIndex {
+                repository: repo.name.clone(),
+                component: component.clone(),
+                architecture: arch.to_string(),
+            })?;
+        let what = format!("its Packages index {index}");
+        let (path, _) = fetcher.get(
+            &what,
+            Some((sha256, Some(size))),
+            || Ok(format!("{dists}/{index}")),
+            &|_| {},
+        )?;
+        let origin = std::sync::Arc::new(index::IndexOrigin {
+            repository: repo.name.clone(),
+            path: index.clone(),
+            sha256,
+        });
+        let text = decompress_index(&path, &index)?;
+        candidates.extend(index::parse_index(&text, arch, &origin)?);
+    }
+    Ok((
+        candidates,
+        LockedRepository {
+            suite: repo.suite.clone(),
+            components: repo.components.clone(),
+            inrelease_sha256,
+            signed_by: release.signer,
+        },
+    ))
+}
+
+/// The decompressed index text.
+fn decompress_index(path: &Path, index: &str) -> Result<String, DebianError> {
+    let file = std::fs::File::open(path).map_err(|source| DebianError::Cache {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let reader = std::io::BufReader::new(file);
+    let mut decoded: Box<dyn Read> = if index.ends_with(".xz") {
+        Box::new(liblzma::read::XzDecoder::new_multi_decoder(reader))
+    } else if index.ends_with(".gz") {
+        Box::new(flate2::read::MultiGzDecoder::new(reader))
+    } else {
+        Box::new(reader)
+    };
+    let mut text = String::new();
+    decoded
+        .read_to_string(&mut text)
+        .map_err(|e| DebianError::BadIndex {
+            index: index.to_string(),
+            detail: e.to_string(),
+        })?;
+    Ok(text)
+}
+
+/// Verifies each locked repository's InRelease (from the cache, or downloaded and
+/// checked against the locked digest) with the recipe's keyring, checks it was
+/// signed by the locked key and lists every locked index with the locked digest.
+/// Returns each repository's signer. Expiry is checked only when the lock was just
+/// resolved: a lock rebuilds later from a Release that was valid when it was pinned.
+fn verify_locked_releases(
+    recipe: &Recipe,
+    spec: &PackagesSpec,
+    lock: &PackagesLock,
+    opts: &PackageOptions,
+    fetcher: &Fetcher,
+    just_resolved: bool,
+) -> Result<BTreeMap<String, String>, DebianError> {
+    if let Some((pkg, pin)) = lock
+        .packages
+        .iter()
+        .find(|(_, p)| !lock.repositories.contains_key(&p.repository))
+    {
+        return Err(DebianError::StaleLock {
+            detail: format!(
+                "package `{pkg}` is pinned from repository `{}`, which the lock does not list",
+                pin.repository
+            ),
+        });
+    }
+    let mut signers = BTreeMap::new();
+    for (name, locked) in &lock.repositories {
+        let repo = spec
+            .repositories
+            .get(name)
+            .ok_or_else(|| DebianError::StaleLock {
+                detail: format!("the recipe has no repository `{name}`"),
+            })?;
+        let check = || -> Result<String, DebianError> {
+            let what = "its InRelease";
+            let (path, _) = fetcher.get(
+                what,
+                Some((locked.inrelease_sha256, None)),
+                || {
+                    Ok(format!(
+                        "{}/dists/{}/InRelease",
+                        mirror_url(repo, opts)?,
+                        repo.suite
+                    ))
+                },
+                &|_| {},
+            )?;
+            let release = release::verify(
+                &read_file(&path)?,
+                &keyring(recipe, repo)?,
+                &repo.keyring,
+                opts.now,
+                just_resolved,
+            )?;
+            if release.signer != locked.signed_by {
+                return Err(DebianError::LockMismatch {
+                    what: format!("repository `{name}` as signed by {}", locked.signed_by),
+                    detail: format!("its InRelease is signed by {}", release.signer),
+                });
+            }
+            for (pkg, pin) in lock.packages.iter().filter(|(_, p)| p.repository == *name) {
+                match release.sha256.get(&pin.index) {
+                    Some((d, _)) if *d == pin.index_sha256 => {}
+                    other => {
+                        return Err(DebianError::LockMismatch {
+                            what: format!(
+                                "package `{pkg}` from index {} ({})",
+                                pin.index, pin.index_sha256
+                            ),
+                            detail: match other {
+                                Some((d, _)) => {
+                                    format!("the signed InRelease gives that index as {d}")
+                                }
+                                None => "the signed InRelease does not list that index".into(),
+                            },
+                        })
+                    }
+                }
+            }
+            Ok(release.signer)
+        };
+        let signer = check().map_err(|e| e.in_repository(name))?;
+        signers.insert(name.clone(), signer);
+    }
+    Ok(signers)
+}
+
+/// Every locked .deb as a verified file in the cache, downloading what is missing in
+/// parallel. Sorted by package name.
+fn download_debs(
+    spec: &PackagesSpec,
+    lock: &PackagesLock,
+    opts: &PackageOptions,
+    fetcher: &Fetcher,
+    progress: &dyn DownloadProgress,
+) -> Result<Vec<(String, PathBuf)>, DebianError> {
+    let mut have = Vec::new();
+    let mut missing = Vec::new();
+    for (name, pin) in &lock.packages {
+        match fetcher.cached(&pin.sha256) {
+            Some(path) => have.push((name.clone(), path)),
+            None => missing.push((name, pin)),
+        }
+    }
+    if !missing.is_empty() {
+        let bytes = missing.iter().map(|(_, p)| p.size).sum();
+        progress.downloads_started(missing.len(), bytes);
+        let (tx, rx) = std::sync::mpsc::channel::<u64>();
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let workers = missing.len().min(8);
+        let results = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..workers)
+                .map(|_| {
+                    let tx = tx.clone();
+                    let (next, missing) = (&next, &missing);
+                    scope.spawn(move || {
+                        let mut out = Vec::new();
+                        loop {
+                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some((name, pin)) = missing.get(i) else {
+                                break;
+                            };
+                            let repo = &spec.repositories[&pin.repository];
+                            let got = fetcher.get(
+                                &format!("package `{name}` {} ({})", pin.version, pin.filename),
+                                Some((pin.sha256, Some(pin.size))),
+                                || Ok(format!("{}/{}", mirror_url(repo, opts)?, pin.filename)),
+                                &|n| {
+                                    let _ = tx.send(n);
+                                },
+                            );
+                            let failed = got.is_err();
+                            out.push(got.map(|(path, _)| ((*name).clone(), path)));
+                            if failed {
+                                break;
+                            }
+                        }
+                        out
+                    })
+                })
+                .collect();
+            drop(tx);
+            for n in rx {
+                progress.downloaded(n);
+            }
+            handles
+                .into_iter()
+                .flat_map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        vec![Err(DebianError::BadDeb {
+                            package: "(download worker)".into(),
+                            detail: "a download thread panicked".into(),
+                        })]
+                    })
+                })
+                .collect::<Vec<_>>()
+        });
+        progress.downloads_finished();
+        for r in results {
+            have.push(r?);
+        }
+    }
+    have.sort();
+    Ok(have)
+}
+
+/// The SPDX expression of the package's machine-readable copyright file, if any.
+fn copyright_license(tree: &SourceTree, name: &str) -> Option<String> {
+    let wanted = format!("usr/share/doc/{name}/copyright");
+    let entry = tree.entries.iter().find(|e| e.rel_path == wanted)?;
+    let SourceEntryKind::File(content) = &entry.kind else {
+        return None;
+    };
+    let text = std::fs::read_to_string(&content.location).ok()?;
+    copyright::license_expression(&text)
+}
+
+/// What `cairn build` and `cairn lock` call, between resolving sources and
+/// assembling layers: installs the recipe's packages into `resolved` (and its lock),
+/// then [`hook_layers`] gives their layers.
+pub fn hook_install(
+    recipe: &Recipe,
+    lock: &crate::resolve::Lockfile,
+    mode: LockMode,
+    opts: &PackageOptions,
+    staging: &Path,
+    progress: &dyn DownloadProgress,
+    resolved: &mut crate::resolve::ResolvedSources,
+) -> Result<(), DebianError> {
+    let installed = match &recipe.packages {
+        Some(spec) => Some(
+            install(
+                recipe,
+                spec,
+                lock.packages.as_ref(),
+                mode,
+                opts,
+                &staging.join("debian"),
+                progress,
+            )
+            .map_err(|e| e.in_recipe(recipe, spec))?,
+        ),
+        None if mode == LockMode::Locked && lock.packages.is_some() => {
+            return Err(DebianError::StaleLock {
+                detail: "it pins packages, but the recipe installs none".into(),
+            })
+        }
+        None => None,
+    };
+    resolved.lock.packages = installed.as_ref().map(|i| i.lock.clone());
+    resolved.lock_changed = resolved.lock != *lock;
+    if let Some(i) = &installed {
+        resolved.warnings.extend(i.warnings.iter().cloned());
+    }
+    resolved.packages = installed;
+    Ok(())
+}
+
+/// The package layers of [`hook_install`]'s packages (none without packages).
+pub fn hook_layers(
+    recipe: &Recipe,
+    resolved: &crate::resolve::ResolvedSources,
+    base: Option<&crate::base::BaseFs>,
+) -> Result<Vec<crate::layers::LayerTree>, crate::layers::TreeError> {
+    match (&resolved.packages, &recipe.packages) {
+        (Some(installed), Some(spec)) => {
+            layering::package_layers(recipe, base, &installed.packages, spec.max_layers)
+        }
+        _ => Ok(Vec::new()),
+    }
+}

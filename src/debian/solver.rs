@@ -1,0 +1,292 @@
+//! Picks the packages to install: the requested ones and, transitively, one
+//! alternative of each of their `Pre-Depends` and `Depends`.
+//!
+//! Deterministic by construction; the rules, in order:
+//! 1. Requests are taken in name order, then dependencies breadth-first in the order
+//!    the packages list them.
+//! 2. A dependency already satisfied by a chosen package (by name and version, or by
+//!    a chosen package's `Provides`) adds nothing.
+//! 3. Otherwise the alternatives are tried left to right, as apt does; the first one
+//!    that any package can satisfy wins.
+//! 4. A real package of that name wins over providers: its highest version that
+//!    satisfies the relation (ties between repositories: the first repository by name).
+//! 5. Else a provider: the first by package name, at its highest version, whose
+//!    `Provides` satisfies the relation (a versioned relation needs a versioned
+//!    `Provides`).
+//!
+//! `Conflicts`, `Breaks`, `Recommends` and `Suggests` are not considered, and no
+//! `Essential: yes` or `Priority: required` package is added unless asked for.
+
+use super::index::{Candidate, Dependency};
+use super::DebianError;
+use std::collections::{BTreeMap, VecDeque};
+
+/// All candidates by name, highest version first (then by repository name).
+pub struct Pool {
+    by_name: BTreeMap<String, Vec<Candidate>>,
+    /// Provided name -> (provider name, index into `by_name[provider]`).
+    providers: BTreeMap<String, Vec<(String, usize)>>,
+}
+
+impl Pool {
+    pub fn new(candidates: Vec<Candidate>) -> Pool {
+        let mut by_name: BTreeMap<String, Vec<Candidate>> = BTreeMap::new();
+        for c in candidates {
+            by_name.entry(c.name.clone()).or_default().push(c);
+        }
+        for list in by_name.values_mut() {
+            list.sort_by(|a, b| {
+                b.version
+                    .cmp(&a.version)
+                    .then_with(|| a.origin.repository.cmp(&b.origin.repository))
+            });
+        }
+        let mut providers: BTreeMap<String, Vec<(String, usize)>> = BTreeMap::new();
+        for (name, list) in &by_name {
+            for (i, c) in list.iter().enumerate() {
+                for (provided, _) in &c.provides {
+                    providers
+                        .entry(provided.clone())
+                        .or_default()
+                        .push((name.clone(), i));
+                }
+            }
+        }
+        Pool { by_name, providers }
+    }
+
+    /// The package `dep` picks by rules 4 and 5.
+    fn best(&self, dep: &Dependency) -> Option<&Candidate> {
+        if let Some(c) = self
+            .by_name
+            .get(&dep.name)
+            .and_then(|list| list.iter().find(|c| version_ok(dep, Some(&c.version))))
+        {
+            return Some(c);
+        }
+        // Providers are listed by provider name, then version (highest first).
+        self.providers
+            .get(&dep.name)?
+            .iter()
+            .map(|(name, i)| &self.by_name[name][*i])
+            .find(|c| provides(c, dep))
+    }
+
+    fn versions_of(&self, name: &str) -> Vec<String> {
+        self.by_name
+            .get(name)
+            .map(|l| l.iter().map(|c| c.version.to_string()).collect())
+            .unwrap_or_default()
+    }
+}
+
+fn version_ok(dep: &Dependency, version: Option<&super::version::Version>) -> bool {
+    match (&dep.constraint, version) {
+        (None, _) => true,
+        (Some((op, wanted)), Some(v)) => op.holds(v, wanted),
+        (Some(_), None) => false,
+    }
+}
+
+/// Whether `c`'s `Provides` satisfy `dep`.
+fn provides(c: &Candidate, dep: &Dependency) -> bool {
+    c.provides
+        .iter()
+        .any(|(name, version)| *name == dep.name && version_ok(dep, version.as_ref()))
+}
+
+/// Resolves `requested` against `pool`; returns the chosen packages by name.
+pub fn solve(
+    pool: &Pool,
+    requested: &[String],
+) -> Result<BTreeMap<String, Candidate>, DebianError> {
+    let mut chosen: BTreeMap<String, Candidate> = BTreeMap::new();
+    let mut queue: VecDeque<(Vec<String>, Vec<Dependency>)> = VecDeque::new();
+    let mut names = requested.to_vec();
+    names.sort();
+    for name in names {
+        queue.push_back((
+            Vec::new(),
+            vec![Dependency {
+                name,
+                constraint: None,
+            }],
+        ));
+    }
+    while let Some((chain, alternatives)) = queue.pop_front() {
+        let satisfied = alternatives.iter().any(|dep| {
+            chosen
+                .get(&dep.name)
+                .is_some_and(|c| version_ok(dep, Some(&c.version)))
+                || chosen.values().any(|c| provides(c, dep))
+        });
+        if satisfied {
+            continue;
+        }
+        let pick = alternatives.iter().find_map(|dep| {
+            // A package already chosen at a version outside the relation cannot be
+            // chosen twice: try the next alternative.
+            let c = pool.best(dep)?;
+            (!chosen.contains_key(&c.name)).then_some(c)
+        });
+        let Some(c) = pick else {
+            return Err(unsatisfiable(pool, &chosen, chain, &alternatives));
+        };
+        let mut next_chain = chain.clone();
+        next_chain.push(format!("{} {}", c.name, c.version));
+        for group in c.dependencies()? {
+            queue.push_back((next_chain.clone(), group));
+        }
+        chosen.insert(c.name.clone(), c.clone());
+    }
+    Ok(chosen)
+}
+
+fn unsatisfiable(
+    pool: &Pool,
+    chosen: &BTreeMap<String, Candidate>,
+    chain: Vec<String>,
+    alternatives: &[Dependency],
+) -> DebianError {
+    let wanted = alternatives
+        .iter()
+        .map(|d| d.to_string())
+        .collect::<Vec<_>>()
+        .join(" | ");
+    let why = alternatives
+        .iter()
+        .map(|d| match chosen.get(&d.name) {
+            Some(c) => format!("`{}` is already chosen at {}", d.name, c.version),
+            None => match pool.versions_of(&d.name) {
+                v if v.is_empty() => format!("no package `{}` (nor one providing it)", d.name),
+                v => format!("`{}` has only {}", d.name, v.join(", ")),
+            },
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    DebianError::Unsatisfiable {
+        wanted,
+        chain: if chain.is_empty() {
+            "requested in the recipe".into()
+        } else {
+            format!("needed by {}", chain.join(" -> "))
+        },
+        why,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::debian::index::parse_relations;
+    use crate::debian::version::Version;
+    use crate::digest::Sha256Digest;
+
+    fn pkg(name: &str, version: &str, depends: &str, provides: &str) -> Candidate {
+        Candidate {
+            name: name.into(),
+            version: Version::parse(version).unwrap(),
+            arch_all: false,
+            filename: format!("pool/{name}_{version}.deb"),
+            sha256: Sha256Digest::of(name.as_bytes()),
+            size: 1,
+            depends: depends.into(),
+            provides: parse_relations(provides)
+                .unwrap()
+                .into_iter()
+                .flatten()
+                .map(|d| (d.name, d.constraint.map(|(_, v)| v)))
+                .collect(),
+            origin: std::sync::Arc::new(crate::debian::index::IndexOrigin {
+                repository: "r".into(),
+                path: "main/binary-amd64/Packages".into(),
+                sha256: Sha256Digest::of(b""),
+            }),
+        }
+    }
+
+    fn chosen(pool: Vec<Candidate>, req: &[&str]) -> Result<Vec<String>, DebianError> {
+        let req: Vec<String> = req.iter().map(|s| s.to_string()).collect();
+        solve(&Pool::new(pool), &req).map(|m| {
+            m.values()
+                .map(|c| format!("{}={}", c.name, c.version))
+                .collect()
+        })
+    }
+
+    #[test]
+    fn highest_satisfying_version_and_first_alternative() {
+        let pool = vec![
+            pkg("app", "1", "libc (>= 2), mta | mail-transport", ""),
+            pkg("libc", "1", "", ""),
+            pkg("libc", "3", "", ""),
+            pkg("libc", "2", "", ""),
+            pkg("postfix", "1", "", "mail-transport"),
+            pkg("exim", "1", "", "mail-transport"),
+        ];
+        assert_eq!(
+            chosen(pool, &["app"]).unwrap(),
+            ["app=1", "exim=1", "libc=3"]
+        );
+    }
+
+    #[test]
+    fn versioned_dependencies_need_versioned_provides() {
+        let pool = vec![
+            pkg("app", "1", "virt (>= 2)", ""),
+            pkg("a", "1", "", "virt"),
+            pkg("b", "1", "", "virt (= 2)"),
+        ];
+        assert_eq!(chosen(pool, &["app"]).unwrap(), ["app=1", "b=1"]);
+    }
+
+    #[test]
+    fn a_chosen_package_or_provider_satisfies_later_dependencies() {
+        let pool = vec![
+            pkg("a", "1", "x | y", ""),
+            pkg("b", "1", "y", ""),
+            pkg("x", "1", "", ""),
+            pkg("y", "1", "", ""),
+            pkg("z", "1", "", "x"),
+        ];
+        // `a` picks x (first alternative); `b` still needs y. `z` provides x, but
+        // x the real package wins.
+        assert_eq!(
+            chosen(pool, &["b", "a"]).unwrap(),
+            ["a=1", "b=1", "x=1", "y=1"]
+        );
+    }
+
+    #[test]
+    fn a_missing_dependency_names_the_chain() {
+        let pool = vec![
+            pkg("top", "1", "mid", ""),
+            pkg("mid", "2", "leaf (>= 5) | other", ""),
+            pkg("leaf", "1", "", ""),
+        ];
+        let err = chosen(pool, &["top"]).unwrap_err().to_string();
+        assert!(err.contains("leaf (>= 5) | other"), "{err}");
+        assert!(err.contains("needed by top 1 -> mid 2"), "{err}");
+        assert!(err.contains("`leaf` has only 1"), "{err}");
+        assert!(err.contains("no package `other`"), "{err}");
+        let err = chosen(vec![], &["nope"]).unwrap_err().to_string();
+        assert!(err.contains("requested in the recipe"), "{err}");
+    }
+
+    #[test]
+    fn request_order_does_not_matter() {
+        let pool = || {
+            vec![
+                pkg("a", "1", "v", ""),
+                pkg("b", "1", "v", ""),
+                pkg("p", "1", "", "v"),
+                pkg("q", "1", "", "v"),
+            ]
+        };
+        assert_eq!(
+            chosen(pool(), &["a", "b"]).unwrap(),
+            chosen(pool(), &["b", "a"]).unwrap()
+        );
+        assert_eq!(chosen(pool(), &["b", "a"]).unwrap(), ["a=1", "b=1", "p=1"]);
+    }
+}

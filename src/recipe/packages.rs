@@ -1,0 +1,295 @@
+//! `repositories:`, `packages:` and `layering:` — Debian packages from signed apt
+//! repositories. Each repository names a mirror (`host`, taken from the host's apt
+//! configuration when building, or an `http(s)://` URL), a suite, its components and
+//! the OpenPGP keyring its `InRelease` must be signed with. `packages:` lists package
+//! names (their `Depends`/`Pre-Depends` come along); `layering.max_layers` bounds how
+//! many layers the packages are spread over.
+
+use super::context::{span_of, Cx, Unique};
+use super::model::{Mirror, PackageRequest, PackagesSpec, RepositorySpec};
+use super::raw::{RawLayering, RawRepository, SpannedMap, Text};
+use super::values::{item_name, Invalid};
+use super::Diagnostic;
+use serde_saphyr::Spanned;
+use std::collections::BTreeMap;
+
+/// Package layers when the recipe does not say (`layering: { max_layers: N }`).
+pub const DEFAULT_MAX_LAYERS: u32 = 4;
+/// More package layers than this gain nothing and slow down pulls.
+const MAX_MAX_LAYERS: u32 = 64;
+
+pub(super) struct RawPackageFields {
+    pub repositories: Option<Spanned<SpannedMap<Spanned<RawRepository>>>>,
+    pub packages: Option<Spanned<Vec<Text>>>,
+    pub layering: Option<Spanned<RawLayering>>,
+}
+
+pub(super) fn parse(cx: &Cx, raw: RawPackageFields) -> Result<Option<PackagesSpec>, Diagnostic> {
+    let RawPackageFields {
+        repositories,
+        packages,
+        layering,
+    } = raw;
+    let Some(packages) = packages else {
+        if let Some(repositories) = &repositories {
+            return Err(cx
+                .error(span_of(repositories), "`repositories` without `packages`")
+                .with_hint("add `packages: [<name>, ...]` to install packages from these repositories, or drop `repositories`"));
+        }
+        if let Some(layering) = &layering {
+            return Err(cx
+                .error(span_of(layering), "`layering` without `packages`")
+                .with_hint(
+                    "`layering` spreads Debian packages over layers; add `packages:` or drop it",
+                ));
+        }
+        return Ok(None);
+    };
+    let span = span_of(&packages);
+    let repositories = cx.require(
+        repositories,
+        span,
+        "`packages` needs `repositories` to install them from",
+        "add e.g. `repositories: { debian: { mirror: host, suite: bookworm, components: [main], keyring: /usr/share/keyrings/debian-archive-keyring.gpg } }`",
+    )?;
+    let repositories = parse_repositories(cx, repositories)?;
+    if packages.value.is_empty() {
+        return Err(cx
+            .error(span, "`packages` is empty")
+            .with_hint("list the Debian packages to install, e.g. `packages: [busybox-static]`, or drop `packages` and `repositories`"));
+    }
+    let mut seen = Unique::new("package");
+    let mut requested = Vec::with_capacity(packages.value.len());
+    for name in packages.value {
+        cx.check(&name, |n| package_name(n))?;
+        seen.insert(cx, name.value.clone(), span_of(&name))?;
+        requested.push(PackageRequest {
+            span: span_of(&name),
+            name: name.value,
+        });
+    }
+    let max_layers = match layering.and_then(|l| l.value.max_layers) {
+        Some(n) => cx.check(&n, |&n| {
+            if (1..=MAX_MAX_LAYERS).contains(&n) {
+                Ok(n)
+            } else {
+                Err(
+                    Invalid::new(format!("`max_layers: {n}` is out of range")).hint(format!(
+                        "give a number of layers from 1 to {MAX_MAX_LAYERS}"
+                    )),
+                )
+            }
+        })?,
+        None => DEFAULT_MAX_LAYERS,
+    };
+    Ok(Some(PackagesSpec {
+        repositories,
+        requested,
+        max_layers,
+        span,
+    }))
+}
+
+fn parse_repositories(
+    cx: &Cx,
+    raw: Spanned<SpannedMap<Spanned<RawRepository>>>,
+) -> Result<BTreeMap<String, RepositorySpec>, Diagnostic> {
+    if raw.value.0.is_empty() {
+        return Err(cx
+            .error(span_of(&raw), "`repositories` is empty")
+            .with_hint("name at least one repository: `debian: { mirror: host, suite: bookworm, components: [main], keyring: <file> }`"));
+    }
+    let mut out = BTreeMap::new();
+    for (name, repo) in raw.value.0 {
+        cx.check(&name, |n| item_name("repository", n))?;
+        let at = span_of(&name);
+        let RawRepository {
+            mirror,
+            suite,
+            components,
+            keyring,
+        } = repo.value;
+        let missing = |field: &str, example: &str| {
+            (
+                format!("repository `{}` has no `{field}`", name.value),
+                format!("add `{field}: {example}`"),
+            )
+        };
+        let (m, h) = missing(
+            "mirror",
+            "host` (the host's apt mirror) or `mirror: <http(s) URL>",
+        );
+        let mirror = cx.require(mirror, at, m, h)?;
+        let mirror = cx.check(&mirror, |m| parse_mirror(m))?;
+        let (m, h) = missing("suite", "bookworm");
+        let suite = cx.require(suite, at, m, h)?;
+        cx.check(&suite, |s| path_word("suite", s))?;
+        let (m, h) = missing("components", "[main]");
+        let components = cx.require(components, at, m, h)?;
+        if components.value.is_empty() {
+            return Err(cx
+                .error(span_of(&components), "`components` is empty")
+                .with_hint("list at least one component, e.g. `components: [main]`"));
+        }
+        for c in &components.value {
+            cx.check(c, |c| path_word("component", c))?;
+        }
+        let (m, h) = missing("keyring", "/usr/share/keyrings/debian-archive-keyring.gpg");
+        let keyring = cx.require(keyring, at, m, h)?;
+        cx.check(&keyring, |k| {
+            if k.is_empty() {
+                Err(Invalid::new("`keyring` is empty")
+                    .hint("give the OpenPGP keyring file (absolute, or relative to the recipe)"))
+            } else {
+                Ok(())
+            }
+        })?;
+        out.insert(
+            name.value.clone(),
+            RepositorySpec {
+                name: name.value,
+                mirror,
+                suite: suite.value,
+                components: components.value.into_iter().map(|c| c.value).collect(),
+                keyring: keyring.value,
+                span: at,
+            },
+        );
+    }
+    Ok(out)
+}
+
+fn parse_mirror(m: &str) -> Result<Mirror, Invalid> {
+    if m == "host" {
+        return Ok(Mirror::Host);
+    }
+    let rest = m
+        .strip_prefix("http://")
+        .or_else(|| m.strip_prefix("https://"));
+    match rest {
+        Some(rest) if !rest.is_empty() && !rest.contains(char::is_whitespace) => {
+            Ok(Mirror::Url(m.trim_end_matches('/').to_string()))
+        }
+        _ => Err(Invalid::new(format!("invalid mirror `{m}`")).hint(
+            "write `mirror: host` to use the host's apt mirror, or an http:// or https:// URL of the archive root (the directory holding `dists/`)",
+        )),
+    }
+}
+
+/// A suite or component: one URL path segment of letters, digits, `.`, `_`, `-`
+/// (components may hold `/`, as in `updates/main`).
+fn path_word(what: &str, s: &str) -> Result<(), Invalid> {
+    let ok = !s.is_empty()
+        && !s
+            .split('/')
+            .any(|part| part.is_empty() || part == "." || part == "..")
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'/'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Invalid::new(format!("invalid {what} `{s}`"))
+            .hint(format!("a {what} is a name such as `bookworm` or `main`")))
+    }
+}
+
+/// A Debian package name (Policy 5.6.7): `[a-z0-9][a-z0-9+.-]+`.
+fn package_name(s: &str) -> Result<(), Invalid> {
+    if crate::debian::index::valid_package_name(s) {
+        Ok(())
+    } else {
+        Err(Invalid::new(format!("invalid package name `{s}`")).hint(
+            "Debian package names are lower-case letters, digits, `+`, `-` and `.`, at least two characters (versions are chosen by the resolver and pinned in the lock file)",
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::recipe::{parse, Diagnostic, Mirror, Recipe, RecipeFile, Span};
+
+    fn parse_with(fields: &str) -> Result<Recipe, Diagnostic> {
+        parse(RecipeFile {
+            path: "recipe.yaml".into(),
+            dir: ".".into(),
+            text: format!(
+                "cairn: 1\nname: t\n{fields}layers:\n  - name: l\n    contents:\n      - dir: /x\n"
+            ),
+        })
+    }
+
+    const REPO: &str = "repositories:\n  debian:\n    mirror: host\n    suite: bookworm\n    components: [main, contrib]\n    keyring: keys/archive.gpg\n";
+
+    #[test]
+    fn repositories_and_packages_land_in_the_model() {
+        let recipe = parse_with(&format!(
+            "{REPO}  local: {{ mirror: 'http://127.0.0.1:8000/debian/', suite: stable, components: [main], keyring: /k.gpg }}\npackages: [busybox-static, ca-certificates]\nlayering: {{ max_layers: 3 }}\n"
+        ))
+        .unwrap();
+        let spec = recipe.packages.unwrap();
+        assert_eq!(spec.max_layers, 3);
+        let names: Vec<_> = spec.requested.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["busybox-static", "ca-certificates"]);
+        assert_eq!(
+            spec.requested[1].span,
+            Span {
+                line: 10,
+                column: 28
+            }
+        );
+        let debian = &spec.repositories["debian"];
+        assert_eq!(debian.mirror, Mirror::Host);
+        assert_eq!(debian.components, ["main", "contrib"]);
+        assert_eq!(debian.keyring, "keys/archive.gpg");
+        assert_eq!(
+            spec.repositories["local"].mirror,
+            Mirror::Url("http://127.0.0.1:8000/debian".into())
+        );
+    }
+
+    #[test]
+    fn defaults_and_absence() {
+        let recipe = parse_with(&format!("{REPO}packages: [hello]\n")).unwrap();
+        assert_eq!(
+            recipe.packages.unwrap().max_layers,
+            super::DEFAULT_MAX_LAYERS
+        );
+        assert!(parse_with("").unwrap().packages.is_none());
+    }
+
+    #[test]
+    fn bad_package_fields_get_diagnostics_with_hints() {
+        let cases = [
+            ("packages: [hello]\n", "`packages` needs `repositories`"),
+            (REPO, "`repositories` without `packages`"),
+            (&format!("{REPO}packages: []\n"), "`packages` is empty"),
+            (&format!("{REPO}packages: [Hello]\n"), "invalid package name `Hello`"),
+            (&format!("{REPO}packages: [a1, a1]\n"), "duplicate package `a1`"),
+            (
+                &format!("{REPO}packages: [a1]\nlayering: {{ max_layers: 0 }}\n"),
+                "`max_layers: 0` is out of range",
+            ),
+            (
+                "repositories:\n  d: { mirror: ftp://x, suite: s, components: [main], keyring: k }\npackages: [a1]\n",
+                "invalid mirror `ftp://x`",
+            ),
+            (
+                "repositories:\n  d: { mirror: host, components: [main], keyring: k }\npackages: [a1]\n",
+                "repository `d` has no `suite`",
+            ),
+            (
+                "repositories:\n  d: { mirror: host, suite: '../x', components: [main], keyring: k }\npackages: [a1]\n",
+                "invalid suite `../x`",
+            ),
+            (
+                "repositories:\n  d: { mirror: host, suite: s, components: [main], keyring: k, arch: x }\npackages: [a1]\n",
+                "unknown field `arch`",
+            ),
+        ];
+        for (fields, expected) in cases {
+            let err = parse_with(fields).unwrap_err().to_string();
+            assert!(err.contains(expected), "{fields}: {err}");
+            assert!(err.contains("= help:"), "{fields}: {err}");
+        }
+    }
+}

@@ -1,0 +1,336 @@
+//! A small signed apt repository made by the test itself: tiny `.deb`s built from
+//! fixture trees with `dpkg-deb --build`, a `Packages` index and `Release` generated
+//! here, `InRelease` clear-signed by `gpg` with a throwaway key in a temporary
+//! GNUPGHOME, served by `python3 -m http.server` on a loopback port. The server and
+//! the gpg agent are stopped (by PID / by `gpgconf --kill`) when the repository drops.
+
+use sha2::{Digest, Sha256};
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// One fixture package: control fields and files (path, content, mode).
+pub struct Pkg {
+    pub name: &'static str,
+    pub version: &'static str,
+    pub arch: &'static str,
+    /// Extra control fields (`Depends: ...`), one per line.
+    pub fields: &'static str,
+    pub files: Vec<(String, Vec<u8>, u32)>,
+}
+
+pub fn pkg(name: &'static str, version: &'static str, fields: &'static str) -> Pkg {
+    Pkg {
+        name,
+        version,
+        arch: "amd64",
+        fields,
+        files: vec![(
+            format!("usr/share/{name}/{version}.txt"),
+            format!("{name} {version}\n").into_bytes(),
+            0o644,
+        )],
+    }
+}
+
+/// The fixture set: `app` needs `libfoo (>= 1.5)` (two versions offered), `mta |
+/// mail-transport-agent` (no `mta`: a provider steps in) and pre-depends on an
+/// `Architecture: all` package; `broken` needs a library nobody has.
+pub fn fixture_packages() -> Vec<Pkg> {
+    let mut app = pkg(
+        "app",
+        "1.0-1",
+        "Pre-Depends: app-data\nDepends: libfoo (>= 1.5), mta | mail-transport-agent",
+    );
+    app.files.push((
+        "usr/bin/app".into(),
+        b"#!/bin/sh\necho app\n".to_vec(),
+        0o755,
+    ));
+    let mut data = pkg("app-data", "1.0-1", "");
+    data.arch = "all";
+    let mut libfoo2 = pkg("libfoo", "2.0-1", "");
+    libfoo2.files.push((
+        "usr/share/doc/libfoo/copyright".into(),
+        b"Format: https://format.example.invalid/copyright-format/1.0/\n\nFiles: *\nCopyright: 2024 Test\nLicense: Expat\n".to_vec(),
+        0o644,
+    ));
+    vec![
+        app,
+        data,
+        pkg("libfoo", "1.0-1", ""),
+        libfoo2,
+        pkg("postfix-lite", "3.0-1", "Provides: mail-transport-agent"),
+        pkg("broken", "1.0-1", "Depends: app, missing-lib (>= 3)"),
+    ]
+}
+
+/// What to do wrong when making the repository.
+#[derive(Default, Clone, Copy)]
+pub struct Faults {
+    /// `Valid-Until` in the past.
+    pub expired: bool,
+    /// Serve the Release unsigned as InRelease.
+    pub unsigned: bool,
+    /// Sign with a key that is not in the keyring handed to cairn.
+    pub unknown_key: bool,
+}
+
+pub struct AptRepo {
+    pub dir: tempfile::TempDir,
+    /// The archive root URL (`http://127.0.0.1:PORT`).
+    pub url: String,
+    /// The keyring cairn gets (binary OpenPGP, exported by gpg).
+    pub keyring: PathBuf,
+    /// Fingerprint of the signing key.
+    pub fingerprint: String,
+    server: Option<Child>,
+    gnupghome: PathBuf,
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+fn gpg(home: &Path) -> Command {
+    let mut cmd = Command::new("gpg");
+    cmd.env("GNUPGHOME", home)
+        .args(["--batch", "--pinentry-mode", "loopback", "--passphrase", ""]);
+    cmd
+}
+
+/// Makes a key for `uid` and returns its fingerprint.
+fn make_key(home: &Path, uid: &str) -> String {
+    run(gpg(home).args(["--quick-gen-key", uid, "ed25519", "sign", "never"]));
+    let listing = run(gpg(home).args(["--with-colons", "--list-keys", uid]));
+    listing
+        .lines()
+        .find_map(|l| l.strip_prefix("fpr:"))
+        .map(|l| l.trim_matches(':').to_string())
+        .expect("gpg lists the fingerprint")
+}
+
+impl AptRepo {
+    pub fn new(packages: &[Pkg], faults: Faults) -> AptRepo {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("archive");
+        let gnupghome = dir.path().join("gnupg");
+        std::fs::create_dir_all(&gnupghome).unwrap();
+        std::fs::set_permissions(
+            &gnupghome,
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )
+        .unwrap();
+        let fingerprint = make_key(&gnupghome, "cairn test archive <archive@test.invalid>");
+        let keyring = dir.path().join("archive-keyring.gpg");
+        let exported = Command::new("gpg")
+            .env("GNUPGHOME", &gnupghome)
+            .args(["--batch", "--export", &fingerprint])
+            .output()
+            .unwrap();
+        std::fs::write(&keyring, exported.stdout).unwrap();
+        let signer = if faults.unknown_key {
+            make_key(&gnupghome, "someone else <other@test.invalid>")
+        } else {
+            fingerprint.clone()
+        };
+
+        let mut index = String::new();
+        for p in packages {
+            let deb = build_deb(dir.path(), p);
+            let bytes = std::fs::read(&deb).unwrap();
+            let rel = format!("pool/main/{}_{}_{}.deb", p.name, p.version, p.arch);
+            std::fs::create_dir_all(root.join("pool/main")).unwrap();
+            std::fs::copy(&deb, root.join(&rel)).unwrap();
+            index.push_str(&format!(
+                "{}Filename: {rel}\nSize: {}\nSHA256: {}\n\n",
+                control(p),
+                bytes.len(),
+                sha256_hex(&bytes)
+            ));
+        }
+        let dists = root.join("dists/stable");
+        let binary = dists.join("main/binary-amd64");
+        std::fs::create_dir_all(&binary).unwrap();
+        std::fs::write(binary.join("Packages"), &index).unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(index.as_bytes()).unwrap();
+        std::fs::write(binary.join("Packages.gz"), gz.finish().unwrap()).unwrap();
+
+        let valid_until = if faults.expired {
+            "Thu, 01 Jan 2015 00:00:00 UTC"
+        } else {
+            "Fri, 01 Jan 2100 00:00:00 UTC"
+        };
+        let mut release = format!(
+            "Origin: cairn-test\nSuite: stable\nCodename: test\nDate: Wed, 01 Jan 2014 00:00:00 UTC\nValid-Until: {valid_until}\nArchitectures: amd64\nComponents: main\nSHA256:\n"
+        );
+        for name in ["Packages", "Packages.gz"] {
+            let bytes = std::fs::read(binary.join(name)).unwrap();
+            release.push_str(&format!(
+                " {} {} main/binary-amd64/{name}\n",
+                sha256_hex(&bytes),
+                bytes.len()
+            ));
+        }
+        std::fs::write(dists.join("Release"), &release).unwrap();
+        if faults.unsigned {
+            std::fs::write(dists.join("InRelease"), &release).unwrap();
+        } else {
+            run(gpg(&gnupghome)
+                .args([
+                    "--digest-algo",
+                    "SHA256",
+                    "--local-user",
+                    &signer,
+                    "--clearsign",
+                ])
+                .arg("--output")
+                .arg(dists.join("InRelease"))
+                .arg(dists.join("Release")));
+        }
+
+        let port = {
+            let l = TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let server = Command::new("python3")
+            .args(["-m", "http.server", "--bind", "127.0.0.1", "--directory"])
+            .arg(&root)
+            .arg(port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start python3 -m http.server");
+        let mut repo = AptRepo {
+            dir,
+            url: format!("http://127.0.0.1:{port}"),
+            keyring,
+            fingerprint,
+            server: Some(server),
+            gnupghome,
+        };
+        repo.wait_until_serving(port);
+        repo
+    }
+
+    fn wait_until_serving(&mut self, port: u16) {
+        for _ in 0..200 {
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("the test apt server did not start on port {port}");
+    }
+
+    /// The archive directory the server serves.
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("archive")
+    }
+
+    /// Stops the server (by PID): later fetches fail.
+    pub fn stop_server(&mut self) {
+        if let Some(mut child) = self.server.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// A recipe installing `packages` from this repository, in `dir`.
+    pub fn recipe(&self, dir: &Path, packages: &str) -> PathBuf {
+        let path = dir.join("pkgs.yaml");
+        std::fs::write(
+            &path,
+            format!(
+                "cairn: 1\nname: pkgs\nepoch: 1700000000\nrepositories:\n  test:\n    mirror: {}\n    suite: stable\n    components: [main]\n    keyring: {}\npackages: [{packages}]\nlayering: {{ max_layers: 3 }}\nlayers:\n  - name: base\n    contents:\n      - dir: /tmp\n        mode: 0o1777\n",
+                self.url,
+                self.keyring.display()
+            ),
+        )
+        .unwrap();
+        path
+    }
+}
+
+impl Drop for AptRepo {
+    fn drop(&mut self) {
+        self.stop_server();
+        let _ = Command::new("gpgconf")
+            .env("GNUPGHOME", &self.gnupghome)
+            .args(["--kill", "gpg-agent"])
+            .output();
+    }
+}
+
+fn control(p: &Pkg) -> String {
+    let mut c = format!(
+        "Package: {}\nVersion: {}\nArchitecture: {}\nMaintainer: Test <test@test.invalid>\n",
+        p.name, p.version, p.arch
+    );
+    if !p.fields.is_empty() {
+        c.push_str(p.fields);
+        c.push('\n');
+    }
+    c.push_str(&format!("Description: fixture {}\n", p.name));
+    c
+}
+
+/// `dpkg-deb --build` of the package's tree, deterministic via SOURCE_DATE_EPOCH.
+fn build_deb(work: &Path, p: &Pkg) -> PathBuf {
+    let tree = work.join(format!("tree-{}-{}", p.name, p.version));
+    std::fs::create_dir_all(tree.join("DEBIAN")).unwrap();
+    std::fs::write(tree.join("DEBIAN/control"), control(p)).unwrap();
+    let mut md5sums = String::new();
+    for (path, content, mode) in &p.files {
+        let file = tree.join(path);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(&file, content).unwrap();
+        std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(*mode))
+            .unwrap();
+        md5sums.push_str(&format!("{:x}  {path}\n", md5(content)));
+    }
+    std::fs::write(tree.join("DEBIAN/md5sums"), md5sums).unwrap();
+    let deb = work.join(format!("{}_{}.deb", p.name, p.version));
+    run(Command::new("dpkg-deb")
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .args(["--root-owner-group", "-Zxz", "--build"])
+        .arg(&tree)
+        .arg(&deb));
+    deb
+}
+
+/// md5sum(1) of `bytes` (dpkg's md5sums format), via the md5sum tool.
+fn md5(bytes: &[u8]) -> Md5 {
+    let mut child = Command::new("md5sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(bytes).unwrap();
+    let out = child.wait_with_output().unwrap();
+    Md5(String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string())
+}
+
+pub struct Md5(String);
+impl std::fmt::LowerHex for Md5 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}

@@ -1,0 +1,478 @@
+//! Debian packages from a signed apt repository, end to end through the real binary:
+//! the repository is made by the test (dpkg-deb, gpg) and served on a loopback port
+//! by python3's http.server (see common/apt.rs).
+
+#[path = "common/apt.rs"]
+mod apt;
+mod common;
+
+use apt::{fixture_packages, AptRepo, Faults};
+use common::{cairn, run_err, run_ok};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+struct Work {
+    dir: tempfile::TempDir,
+}
+
+impl Work {
+    fn new() -> Work {
+        Work {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+    fn cache(&self) -> PathBuf {
+        self.dir.path().join("cache")
+    }
+    fn out(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+    /// `cairn SUBCOMMAND` with this test's own package cache.
+    fn cairn(&self, sub: &str) -> Command {
+        let mut cmd = cairn();
+        cmd.env("XDG_CACHE_HOME", self.cache()).arg(sub);
+        cmd
+    }
+    fn build(&self, recipe: &Path, out: &str, extra: &[&str]) -> Value {
+        let output = run_ok(
+            self.cairn("build")
+                .arg(recipe)
+                .arg("-o")
+                .arg(self.out(out))
+                .arg("--json")
+                .args(extra),
+        );
+        serde_json::from_slice(&output.stdout).unwrap()
+    }
+    fn build_err(&self, recipe: &Path, extra: &[&str]) -> String {
+        let (code, stderr) = run_err(
+            self.cairn("build")
+                .arg(recipe)
+                .arg("-o")
+                .arg(self.out("failed"))
+                .args(extra),
+        );
+        assert_eq!(code, 1, "{stderr}");
+        assert!(
+            !self.out("failed/pkgs").exists(),
+            "a failed build left output"
+        );
+        // Like every build error: placed in the recipe, with a hint.
+        assert!(
+            stderr.contains(&format!("--> {}:", recipe.display())) && stderr.contains("= help:"),
+            "{stderr}"
+        );
+        stderr
+    }
+}
+
+fn lock_of(recipe: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(recipe.with_extension("lock")).unwrap()).unwrap()
+}
+
+#[test]
+fn resolves_versions_alternatives_provides_and_arch_all_and_traces_files_to_the_signing_key() {
+    let repo = AptRepo::new(&fixture_packages(), Faults::default());
+    let work = Work::new();
+    let recipe = repo.recipe(work.dir.path(), "app");
+    let report = work.build(&recipe, "out", &[]);
+    assert!(report["warnings"][0]
+        .as_str()
+        .unwrap()
+        .contains("resolved 4 packages"));
+
+    let lock = lock_of(&recipe);
+    let pkgs = &lock["packages"]["packages"];
+    let chosen: Vec<(&str, &str, &str)> = pkgs
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str(),
+                v["version"].as_str().unwrap(),
+                v["architecture"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    // libfoo: the highest version; mta: the provider of the second alternative;
+    // app-data: Architecture all.
+    assert_eq!(
+        chosen,
+        [
+            ("app", "1.0-1", "amd64"),
+            ("app-data", "1.0-1", "all"),
+            ("libfoo", "2.0-1", "amd64"),
+            ("postfix-lite", "3.0-1", "amd64")
+        ]
+    );
+    let repo_lock = &lock["packages"]["repositories"]["test"];
+    assert_eq!(repo_lock["signed_by"], repo.fingerprint.as_str());
+    let lock_text = std::fs::read_to_string(recipe.with_extension("lock")).unwrap();
+    assert!(!lock_text.contains("127.0.0.1"), "the lock names no mirror");
+
+    // Files trace through package, .deb, index and InRelease to the key.
+    let layout = work.out("out/pkgs");
+    let trace = run_ok(
+        Command::new(env!("CARGO_BIN_EXE_cairn"))
+            .arg("trace")
+            .arg(&layout)
+            .arg("/usr/bin/app"),
+    );
+    let text = String::from_utf8_lossy(&trace.stdout);
+    let deb_sha = pkgs["app"]["sha256"].as_str().unwrap();
+    let index_sha = pkgs["app"]["index_sha256"].as_str().unwrap();
+    let chain = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("chain"))
+        .unwrap_or_else(|| panic!("no chain line:\n{text}"));
+    for part in [
+        "package app 1.0-1",
+        &format!(".deb {deb_sha}"),
+        &format!("Packages index {index_sha}"),
+        repo_lock["inrelease_sha256"].as_str().unwrap(),
+        &format!("signed by key {}", repo.fingerprint),
+    ] {
+        assert!(chain.contains(part), "{part} missing from: {chain}");
+    }
+
+    // SBOMs: one package per .deb with purl, version, license from the DEP-5
+    // copyright, the .deb digest; dpkg metadata in the image for scanners.
+    let spdx: Value =
+        serde_json::from_slice(&std::fs::read(work.out("out/pkgs.spdx.json")).unwrap()).unwrap();
+    let libfoo = spdx["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "libfoo")
+        .expect("libfoo in the SPDX SBOM");
+    assert_eq!(libfoo["versionInfo"], "2.0-1");
+    assert_eq!(libfoo["licenseDeclared"], "MIT");
+    assert_eq!(
+        libfoo["externalRefs"][0]["referenceLocator"],
+        "pkg:deb/debian/libfoo@2.0-1?arch=amd64"
+    );
+    assert_eq!(
+        format!(
+            "sha256:{}",
+            libfoo["checksums"][0]["checksumValue"].as_str().unwrap()
+        ),
+        pkgs["libfoo"]["sha256"].as_str().unwrap()
+    );
+    let files: Vec<&str> = spdx["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["fileName"].as_str().unwrap())
+        .collect();
+    for f in [
+        "./var/lib/dpkg/status.d/app",
+        "./var/lib/dpkg/status.d/app.md5sums",
+        "./usr/share/libfoo/2.0-1.txt",
+    ] {
+        assert!(files.contains(&f), "{f} not in {files:?}");
+    }
+    assert!(!files.contains(&"./usr/share/libfoo/1.0-1.txt"));
+    // Each file is linked to its package: the package CONTAINS it.
+    let file_id = spdx["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["fileName"] == "./usr/share/libfoo/2.0-1.txt")
+        .unwrap()["SPDXID"]
+        .clone();
+    assert_eq!(libfoo["filesAnalyzed"], true);
+    assert!(spdx["relationships"].as_array().unwrap().iter().any(|r| {
+        r["spdxElementId"] == libfoo["SPDXID"]
+            && r["relationshipType"] == "CONTAINS"
+            && r["relatedSpdxElement"] == file_id
+    }));
+    common::pyspdxtools(&work.out("out/pkgs.spdx.json")).unwrap();
+    common::cyclonedx_validate(&work.out("out/pkgs.cdx.json")).unwrap();
+
+    // The status file is the control stanza with a Status line, as dpkg writes it.
+    let status = file_in_layout(&layout, "var/lib/dpkg/status.d/app");
+    assert!(
+        status.starts_with("Package: app\nStatus: install ok installed\nVersion: 1.0-1\n"),
+        "{status}"
+    );
+}
+
+/// The content of `path` in the image, via `cairn inspect --json` and the layer tar.
+fn file_in_layout(layout: &Path, path: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let manifest_digest = index["manifests"][0]["digest"].as_str().unwrap();
+    let blob = |d: &str| {
+        layout
+            .join("blobs/sha256")
+            .join(d.trim_start_matches("sha256:"))
+    };
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(blob(manifest_digest)).unwrap()).unwrap();
+    for layer in manifest["layers"].as_array().unwrap() {
+        let out = Command::new("tar")
+            .arg("-xzf")
+            .arg(blob(layer["digest"].as_str().unwrap()))
+            .arg("-C")
+            .arg(dir.path())
+            .arg(path)
+            .output()
+            .unwrap();
+        if out.status.success() {
+            return std::fs::read_to_string(dir.path().join(path)).unwrap();
+        }
+    }
+    panic!("{path} is in no layer");
+}
+
+#[test]
+fn a_missing_dependency_is_an_error_naming_the_chain() {
+    let repo = AptRepo::new(&fixture_packages(), Faults::default());
+    let work = Work::new();
+    let recipe = repo.recipe(work.dir.path(), "broken");
+    let err = work.build_err(&recipe, &[]);
+    assert!(err.contains("cannot install missing-lib (>= 3)"), "{err}");
+    assert!(err.contains("needed by broken 1.0-1"), "{err}");
+    assert!(err.contains("no package `missing-lib`"), "{err}");
+    assert!(!recipe.with_extension("lock").exists());
+}
+
+#[test]
+fn a_tampered_deb_is_refused() {
+    let repo = AptRepo::new(&fixture_packages(), Faults::default());
+    let deb = repo.root().join("pool/main/app-data_1.0-1_all.deb");
+    let mut bytes = std::fs::read(&deb).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&deb, bytes).unwrap();
+    let work = Work::new();
+    let err = work.build_err(&repo.recipe(work.dir.path(), "app"), &[]);
+    assert!(err.contains("package `app-data` 1.0-1"), "{err}");
+    assert!(err.contains("does not match its pin"), "{err}");
+}
+
+#[test]
+fn a_tampered_packages_index_is_refused() {
+    let repo = AptRepo::new(&fixture_packages(), Faults::default());
+    let binary = repo.root().join("dists/stable/main/binary-amd64");
+    // Both forms the InRelease lists: cairn must not fall back to the other.
+    let text = std::fs::read_to_string(binary.join("Packages"))
+        .unwrap()
+        .replace("Version: 2.0-1", "Version: 9.0-1");
+    std::fs::write(binary.join("Packages"), &text).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, text.as_bytes()).unwrap();
+    std::fs::write(binary.join("Packages.gz"), gz.finish().unwrap()).unwrap();
+    let work = Work::new();
+    let err = work.build_err(&repo.recipe(work.dir.path(), "app"), &[]);
+    assert!(
+        err.contains("repository `test`: its Packages index main/binary-amd64/Packages.gz does not match its pin"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_bad_signature_is_refused() {
+    let repo = AptRepo::new(&fixture_packages(), Faults::default());
+    let inrelease = repo.root().join("dists/stable/InRelease");
+    let text = std::fs::read_to_string(&inrelease)
+        .unwrap()
+        .replace("Codename: test", "Codename: evil");
+    std::fs::write(&inrelease, text).unwrap();
+    let work = Work::new();
+    let err = work.build_err(&repo.recipe(work.dir.path(), "app"), &[]);
+    assert!(err.contains("InRelease is not trustworthy"), "{err}");
+    assert!(err.contains("does not match the text"), "{err}");
+}
+
+#[test]
+fn an_unknown_key_is_refused() {
+    let repo = AptRepo::new(
+        &fixture_packages(),
+        Faults {
+            unknown_key: true,
+            ..Faults::default()
+        },
+    );
+    let work = Work::new();
+    let err = work.build_err(&repo.recipe(work.dir.path(), "app"), &[]);
+    assert!(err.contains("which is not in the keyring"), "{err}");
+    // Placed at the repository whose InRelease it is.
+    assert!(
+        err.contains("repository `test`: InRelease is not trustworthy"),
+        "{err}"
+    );
+    assert!(err.contains("\n5 |   test:\n"), "{err}");
+}
+
+#[test]
+fn an_unsigned_release_is_refused() {
+    let repo = AptRepo::new(
+        &fixture_packages(),
+        Faults {
+            unsigned: true,
+            ..Faults::default()
+        },
+    );
+    let work = Work::new();
+    let err = work.build_err(&repo.recipe(work.dir.path(), "app"), &[]);
+    assert!(err.contains("an unsigned Release is refused"), "{err}");
+}
+
+#[test]
+fn an_expired_release_is_refused() {
+    let repo = AptRepo::new(
+        &fixture_packages(),
+        Faults {
+            expired: true,
+            ..Faults::default()
+        },
+    );
+    let work = Work::new();
+    let err = work.build_err(&repo.recipe(work.dir.path(), "app"), &[]);
+    assert!(
+        err.contains("expired on Thu, 01 Jan 2015 00:00:00 UTC"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_lock_round_trips_and_locked_builds_are_identical_and_work_offline() {
+    let mut repo = AptRepo::new(&fixture_packages(), Faults::default());
+    let work = Work::new();
+    let recipe = repo.recipe(work.dir.path(), "app");
+    let locked = run_ok(work.cairn("lock").arg(&recipe));
+    let listing = String::from_utf8_lossy(&locked.stdout);
+    assert!(
+        listing.contains("deb:libfoo\t2.0-1 amd64\tsha256:"),
+        "{listing}"
+    );
+    let lock_before = std::fs::read(recipe.with_extension("lock")).unwrap();
+
+    let a = work.build(&recipe, "a", &["--locked"]);
+    let b = work.build(&recipe, "b", &["--locked"]);
+    assert_eq!(a["manifest_digest"], b["manifest_digest"]);
+    assert_eq!(
+        std::fs::read(recipe.with_extension("lock")).unwrap(),
+        lock_before
+    );
+
+    // Everything is cached: no server needed.
+    repo.stop_server();
+    let c = work.build(&recipe, "c", &["--locked", "--offline"]);
+    assert_eq!(a["manifest_digest"], c["manifest_digest"]);
+
+    // A cache entry that rotted is noticed, not used.
+    let pin = lock_of(&recipe)["packages"]["packages"]["libfoo"]["sha256"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_string();
+    let cached = work.cache().join("cairn/debs").join(&pin);
+    std::fs::write(&cached, b"rotten").unwrap();
+    let err = work.build_err(&recipe, &["--locked", "--offline"]);
+    assert!(err.contains("package `libfoo` 2.0-1"), "{err}");
+    assert!(err.contains("--offline forbids downloading it"), "{err}");
+
+    // The lock is for this request only.
+    std::fs::write(
+        &recipe,
+        std::fs::read_to_string(&recipe)
+            .unwrap()
+            .replace("packages: [app]", "packages: [app, libfoo]"),
+    )
+    .unwrap();
+    let err = work.build_err(&recipe, &["--locked"]);
+    assert!(err.contains("do not match the recipe"), "{err}");
+}
+
+#[test]
+fn a_lock_that_disagrees_with_the_signed_metadata_is_refused() {
+    let repo = AptRepo::new(&fixture_packages(), Faults::default());
+    let work = Work::new();
+    let recipe = repo.recipe(work.dir.path(), "app");
+    run_ok(work.cairn("lock").arg(&recipe));
+    let lock_path = recipe.with_extension("lock");
+    let good = std::fs::read_to_string(&lock_path).unwrap();
+    let lock: Value = serde_json::from_str(&good).unwrap();
+
+    // Another signer than the InRelease really has.
+    let signer = lock["packages"]["repositories"]["test"]["signed_by"]
+        .as_str()
+        .unwrap();
+    std::fs::write(&lock_path, good.replace(signer, &"A".repeat(40))).unwrap();
+    let err = work.build_err(&recipe, &["--locked"]);
+    assert!(
+        err.contains(&format!("its InRelease is signed by {signer}")),
+        "{err}"
+    );
+
+    // An index digest the signed InRelease does not give.
+    let index = lock["packages"]["packages"]["app"]["index_sha256"]
+        .as_str()
+        .unwrap();
+    let forged = format!("sha256:{}", "0".repeat(64));
+    std::fs::write(&lock_path, good.replacen(index, &forged, 1)).unwrap();
+    let err = work.build_err(&recipe, &["--locked"]);
+    assert!(
+        err.contains("the signed InRelease gives that index as"),
+        "{err}"
+    );
+
+    // A package from a repository the lock does not list.
+    let edited = good.replacen(
+        "\"repository\": \"test\"",
+        "\"repository\": \"elsewhere\"",
+        1,
+    );
+    assert_ne!(edited, good);
+    std::fs::write(&lock_path, edited).unwrap();
+    let err = work.build_err(&recipe, &["--locked"]);
+    assert!(err.contains("which the lock does not list"), "{err}");
+}
+
+#[test]
+fn images_with_overlapping_package_sets_share_layers() {
+    let repo = AptRepo::new(&fixture_packages(), Faults::default());
+    let work = Work::new();
+    let layers_of = |packages: &str, out: &str| -> Vec<String> {
+        let dir = work.dir.path().join(out);
+        std::fs::create_dir_all(&dir).unwrap();
+        let recipe = repo.recipe(&dir, packages);
+        let text = std::fs::read_to_string(&recipe)
+            .unwrap()
+            .replace("max_layers: 3", "max_layers: 64");
+        std::fs::write(&recipe, text).unwrap();
+        let report = work.build(&recipe, out, &[]);
+        report["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|l| l["name"].as_str().unwrap().starts_with("packages-"))
+            .map(|l| l["digest"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // app pulls in app-data, libfoo and postfix-lite: one layer each here.
+    let all = layers_of("app", "all");
+    let some = layers_of("postfix-lite, libfoo", "some");
+    assert_eq!((all.len(), some.len()), (4, 2));
+    for layer in &some {
+        assert!(all.contains(layer), "{layer} is not shared: {all:?}");
+    }
+    // `cairn diff` names the packages that differ, with their versions.
+    let diff = work
+        .cairn("diff")
+        .arg(work.out("some/pkgs"))
+        .arg(work.out("all/pkgs"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&diff.stdout);
+    assert!(
+        text.contains("source deb:app: - -> 1.0-1 sha256:"),
+        "{text}"
+    );
+    assert!(!text.contains("source deb:libfoo"), "{text}");
+}

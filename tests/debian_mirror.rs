@@ -1,0 +1,133 @@
+//! The real thing: `recipes/distroless.yaml` (busybox-static and ca-certificates)
+//! built from the Debian mirror of this host's apt configuration (`mirror: host`),
+//! verified with the Debian archive keyring. Needs the Debian package archive that
+//! this machine's apt reaches; nothing else leaves the machine.
+
+mod common;
+
+use common::{cairn, repo_root, run_ok};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::path::Path;
+use std::process::Command;
+
+#[test]
+fn distroless_busybox_and_ca_certificates_from_the_hosts_mirror() {
+    let work = tempfile::tempdir().unwrap();
+    // A copy, so the lock it writes stays out of the repository.
+    let recipe = work.path().join("distroless.yaml");
+    std::fs::copy(repo_root().join("recipes/distroless.yaml"), &recipe).unwrap();
+    let build = |out: &str, extra: &[&str]| -> Value {
+        let output = run_ok(
+            cairn()
+                .env("XDG_CACHE_HOME", work.path().join("cache"))
+                .arg("build")
+                .arg(&recipe)
+                .arg("-o")
+                .arg(work.path().join(out))
+                .arg("--json")
+                .args(extra),
+        );
+        serde_json::from_slice(&output.stdout).unwrap()
+    };
+    let first = build("a", &[]);
+    let again = build("b", &["--locked"]);
+    assert_eq!(first["manifest_digest"], again["manifest_digest"]);
+
+    let layout = work.path().join("a/distroless");
+    let inspect = run_ok(
+        Command::new("skopeo")
+            .arg("inspect")
+            .arg(format!("oci:{}:distroless", layout.display())),
+    );
+    let inspected: Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    assert_eq!(inspected["Digest"], first["manifest_digest"]);
+
+    // Unpack every layer in order and find the busybox binary the package ships.
+    let root = work.path().join("rootfs");
+    std::fs::create_dir_all(&root).unwrap();
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let blob = |d: &str| {
+        layout
+            .join("blobs/sha256")
+            .join(d.trim_start_matches("sha256:"))
+    };
+    let manifest: Value = serde_json::from_slice(
+        &std::fs::read(blob(index["manifests"][0]["digest"].as_str().unwrap())).unwrap(),
+    )
+    .unwrap();
+    for layer in manifest["layers"].as_array().unwrap() {
+        run_ok(
+            Command::new("tar")
+                .arg("-xzf")
+                .arg(blob(layer["digest"].as_str().unwrap()))
+                .arg("-C")
+                .arg(&root),
+        );
+    }
+    let busybox = ["bin/busybox", "usr/bin/busybox"]
+        .iter()
+        .map(|p| root.join(p))
+        .find(|p| p.is_file())
+        .expect("busybox-static ships /bin/busybox or /usr/bin/busybox");
+    let help = Command::new(&busybox).arg("--help").output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&help.stdout).contains("BusyBox"),
+        "busybox --help: {help:?}"
+    );
+    let actual = hex::encode(Sha256::digest(std::fs::read(&busybox).unwrap()));
+    let image_path = format!("./{}", busybox.strip_prefix(&root).unwrap().display());
+
+    let spdx: Value =
+        serde_json::from_slice(&std::fs::read(work.path().join("a/distroless.spdx.json")).unwrap())
+            .unwrap();
+    let file = spdx["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["fileName"] == image_path.as_str())
+        .expect("busybox in the SBOM");
+    let stated = file["checksums"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["algorithm"] == "SHA256")
+        .unwrap()["checksumValue"]
+        .as_str()
+        .unwrap();
+    assert_eq!(stated, actual);
+    assert!(file["comment"]
+        .as_str()
+        .unwrap()
+        .contains("source=deb:busybox-static"));
+    assert!(spdx["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["name"] == "ca-certificates"
+            && p["externalRefs"][0]["referenceLocator"]
+                .as_str()
+                .unwrap()
+                .starts_with("pkg:deb/debian/ca-certificates@")));
+    assert!(root.join("var/lib/dpkg/status.d/busybox-static").is_file());
+
+    // The InRelease was signed by a key of the Debian archive keyring.
+    let lock: Value =
+        serde_json::from_slice(&std::fs::read(recipe.with_extension("lock")).unwrap()).unwrap();
+    let signer = lock["packages"]["repositories"]["debian"]["signed_by"]
+        .as_str()
+        .unwrap();
+    let gnupghome = work.path().join("gnupg");
+    std::fs::create_dir_all(&gnupghome).unwrap();
+    let keys = run_ok(
+        Command::new("gpg")
+            .env("GNUPGHOME", &gnupghome)
+            .args(["--batch", "--show-keys", "--with-colons"])
+            .arg(Path::new("/usr/share/keyrings/debian-archive-keyring.gpg")),
+    );
+    assert!(
+        String::from_utf8_lossy(&keys.stdout).contains(&format!("fpr:::::::::{signer}:")),
+        "{signer} is not a Debian archive key"
+    );
+}
