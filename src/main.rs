@@ -11,16 +11,17 @@ use clap::{Parser, Subcommand};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-/// Compile declarative YAML recipes, deterministically, into OCI images.
+/// Compile declarative YAML recipes, deterministically, into OCI images and VM disks.
 ///
 /// The same recipe and the same input bytes give the same image, bit for bit, on any
-/// machine, any day. Every input is pinned by SHA-256 (in the recipe or its .lock file).
+/// machine, any day. Every input (sources, base images, Debian packages) is pinned by
+/// SHA-256 (in the recipe or its .lock file); every file traces to a signed source.
 #[derive(Parser)]
 #[command(
     version,
     about,
     long_about,
-    after_help = "Examples:\n  cairn build recipes/hello.yaml          build out/hello/ (an OCI layout)\n  cairn build recipes/hello.yaml --locked --json   CI: pinned inputs only, JSON result\n  cairn inspect out/hello                 show manifest, config and files\n  skopeo inspect oci:out/hello:hello      any OCI tool reads the result"
+    after_help = "Examples:\n  cairn build recipes/hello.yaml          build out/hello/ (an OCI layout)\n  cairn build recipes/hello.yaml --locked --json   CI: pinned inputs only, JSON result\n  cairn inspect out/hello                 show manifest, config and files\n  skopeo inspect oci:out/hello:hello      any OCI tool reads the result\n  cairn build app.yaml --sign-key ci.key --push registry.example/app:v1\n                                          build, sign, push image + SBOMs + attestations\n  cairn verify registry.example/app:v1 --key ci.pub --policy policy.yaml\n                                          push-hook gate: refuse what does not verify"
 )]
 struct Cli {
     #[command(subcommand)]
