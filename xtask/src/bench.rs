@@ -4,7 +4,8 @@
 //! on the same generated tree (see `bench_tree.rs`), at one or more tree sizes.
 //!
 //! Every contender runs `--runs` times (default 3); the table shows the median wall and
-//! CPU time, the largest peak RSS and the wall-time ratio against the gzip pipeline. With
+//! CPU time, the largest peak RSS and the wall-time and CPU-time ratios against the gzip
+//! pipeline (CPU time barely moves when other jobs share the machine; wall time does). With
 //! several sizes it ends with the cost per MiB at each size, to show that cost grows
 //! linearly. It checks that the output does not depend on the thread count or on the
 //! cache (same manifest digest from `--jobs 1`, the default and a warm cache) and fails if
@@ -561,26 +562,30 @@ fn print_table(rows: &[Row], tree_bytes: u64, runs: usize) {
     };
     println!();
     println!(
-        "| {:<29} | {:>7} | {:>6} | {:>7} | {:>7} | {:>8} |",
-        "contender", "wall s", "CPU s", "ratio", "MiB/s", "RSS MiB"
+        "| {:<29} | {:>7} | {:>6} | {:>7} | {:>9} | {:>7} | {:>8} |",
+        "contender", "wall s", "CPU s", "ratio", "CPU ratio", "MiB/s", "RSS MiB"
     );
     println!(
-        "|{:-<31}|{:->9}|{:->8}|{:->9}|{:->9}|{:->10}|",
-        "", "", "", "", "", ""
+        "|{:-<31}|{:->9}|{:->8}|{:->9}|{:->11}|{:->9}|{:->10}|",
+        "", "", "", "", "", "", ""
     );
     for row in rows {
         let seconds = row.wall.as_secs_f64();
         println!(
-            "| {:<29} | {:>7.2} | {:>6.2} | {:>7.3} | {:>7.1} | {:>8} |",
+            "| {:<29} | {:>7.2} | {:>6.2} | {:>7.3} | {:>9.3} | {:>7.1} | {:>8} |",
             row.name,
             seconds,
             row.cpu.as_secs_f64(),
             seconds / baseline.wall.as_secs_f64(),
+            row.cpu.as_secs_f64() / baseline.cpu.as_secs_f64(),
             mib(tree_bytes) / seconds,
             row.peak_rss_bytes / MIB
         );
     }
-    println!("(median of {runs} runs; ratio = wall / gzip pipeline wall; RSS = largest)");
+    println!(
+        "(median of {runs} runs; ratio = wall / gzip pipeline wall; CPU ratio = CPU time / \
+         gzip pipeline CPU time, steadier on a shared machine; RSS = largest)"
+    );
     println!();
 }
 
