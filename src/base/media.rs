@@ -1,13 +1,9 @@
 //! Media types of the manifests and layers cairn reads from other images (OCI and
 //! Docker schema 2), and how each layer is compressed.
 
-/// How a layer blob is compressed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
-    None,
-    Gzip,
-    Zstd,
-}
+/// How a layer blob is compressed: the recipe's setting for the layers cairn writes
+/// is the same choice, so one type serves both.
+pub use crate::recipe::Compression;
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
