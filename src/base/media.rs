@@ -5,6 +5,18 @@
 /// is the same choice, so one type serves both.
 pub use crate::recipe::Compression;
 
+/// Reads the uncompressed bytes of a layer blob compressed with `compression` from `raw`.
+pub fn decompressing<'r>(
+    compression: Compression,
+    raw: impl std::io::Read + 'r,
+) -> std::io::Result<Box<dyn std::io::Read + 'r>> {
+    Ok(match compression {
+        Compression::Gzip => Box::new(flate2::read::GzDecoder::new(raw)),
+        Compression::Zstd => Box::new(zstd::Decoder::new(raw)?),
+        Compression::None => Box::new(raw),
+    })
+}
+
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
