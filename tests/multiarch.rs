@@ -263,15 +263,9 @@ fn skopeo_copies_the_whole_index_and_umoci_unpacks_a_platform() {
         &format!("oci:{}:multiarch", layout.display()),
         &format!("oci:{}:arm64", single.display()),
     ]));
-    let bundle = dir.path().join("bundle");
-    run_ok(
-        Command::new("umoci")
-            .args(["unpack", "--rootless", "--image"])
-            .arg(format!("{}:arm64", single.display()))
-            .arg(&bundle),
-    );
+    let rootfs = umoci_unpack(&single, "arm64", &dir.path().join("bundle"));
     assert_eq!(
-        std::fs::read_to_string(bundle.join("rootfs/usr/bin/hello")).unwrap(),
+        std::fs::read_to_string(rootfs.join("usr/bin/hello")).unwrap(),
         "#!/bin/sh\necho \"hello from arm64\"\n"
     );
 }

@@ -112,6 +112,18 @@ pub fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
+/// Unpacks the image tagged `tag` in the OCI layout `layout` with umoci (rootless)
+/// into the bundle directory `bundle`; returns the bundle's root file system.
+pub fn umoci_unpack(layout: &Path, tag: &str, bundle: &Path) -> PathBuf {
+    run_ok(
+        Command::new("umoci")
+            .args(["unpack", "--rootless", "--image"])
+            .arg(format!("{}:{tag}", layout.display()))
+            .arg(bundle),
+    );
+    bundle.join("rootfs")
+}
+
 /// Writes `text` as a recipe file in `dir` and returns its path.
 pub fn write_recipe(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);
