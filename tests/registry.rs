@@ -264,7 +264,7 @@ impl Scratch {
 }
 
 fn push_json(scratch: &Scratch, layout: &Path, target: &str) -> serde_json::Value {
-    let out = common::run_ok(&mut scratch.push(layout, target).arg("--json"));
+    let out = common::run_ok(scratch.push(layout, target).arg("--json"));
     serde_json::from_slice(&out.stdout).expect("push --json prints JSON")
 }
 
