@@ -367,18 +367,13 @@ fn list_tar(
     media_type: &str,
     raw: &mut impl Read,
 ) -> Result<Vec<FileInfo>, InspectError> {
-    use crate::base::Compression;
-    let reader: Box<dyn Read + '_> = match crate::base::layer_compression(media_type) {
-        Some(Compression::Gzip) => Box::new(flate2::read::GzDecoder::new(raw)),
-        Some(Compression::Zstd) => Box::new(zstd::Decoder::new(raw).map_err(io_err(path))?),
-        Some(Compression::None) => Box::new(raw),
-        None => {
-            return Err(InspectError::Invalid {
-                path: path.into(),
-                message: format!("unsupported layer media type `{media_type}`"),
-            })
-        }
+    let Some(compression) = crate::base::layer_compression(media_type) else {
+        return Err(InspectError::Invalid {
+            path: path.into(),
+            message: format!("unsupported layer media type `{media_type}`"),
+        });
     };
+    let reader = crate::base::decompressing(compression, raw).map_err(io_err(path))?;
     let mut files = Vec::new();
     let mut archive = tar::Archive::new(reader);
     for entry in archive.entries().map_err(io_err(path))? {

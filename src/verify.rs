@@ -375,21 +375,7 @@ fn check_sbom(
         }
         _ => {}
     }
-    let claimed: BTreeMap<String, String> = doc["files"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|f| {
-            let name = f["fileName"].as_str()?.trim_start_matches("./").to_string();
-            let sha = f["checksums"]
-                .as_array()?
-                .iter()
-                .find(|c| c["algorithm"] == "SHA256")?["checksumValue"]
-                .as_str()?
-                .to_string();
-            Some((name, sha))
-        })
-        .collect();
+    let claimed = spdx_file_sha256s(&doc);
     // The SBOM describes every layer except the one that embeds the SBOM itself.
     let mut described = ImageReport {
         layers: Vec::new(),
@@ -479,6 +465,25 @@ fn check_sbom(
             ),
         );
     }
+}
+
+/// The files an SPDX document lists (path without `./`) with their SHA-256 (hex).
+pub(crate) fn spdx_file_sha256s(spdx: &serde_json::Value) -> BTreeMap<String, String> {
+    spdx["files"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|f| {
+            let name = f["fileName"].as_str()?.trim_start_matches("./").to_string();
+            let sha = f["checksums"]
+                .as_array()?
+                .iter()
+                .find(|c| c["algorithm"] == "SHA256")?["checksumValue"]
+                .as_str()?
+                .to_string();
+            Some((name, sha))
+        })
+        .collect()
 }
 
 /// Adds a problem for every file the SBOM gets wrong or misses, or lists in excess.

@@ -223,14 +223,7 @@ fn a_layout_base_is_reused_inherited_traced_and_verified() {
     assert_eq!(traced["matches"][0]["origin"], "base", "{traced}");
 
     // umoci unpacks base files and the recipe's together, without the whited-out one.
-    let bundle = ws.path().join("bundle");
-    run_ok(
-        Command::new("umoci")
-            .args(["unpack", "--rootless", "--image"])
-            .arg(format!("{}:app", out.join("app").display()))
-            .arg(&bundle),
-    );
-    let rootfs = bundle.join("rootfs");
+    let rootfs = umoci_unpack(&out.join("app"), "app", &ws.path().join("bundle"));
     assert!(rootfs.join("usr/bin/hello").is_file());
     assert_eq!(
         std::fs::read_to_string(rootfs.join("tmp/note")).unwrap(),
@@ -447,14 +440,8 @@ config:
     );
     let out = ws.path().join("out");
     build_json(&recipe, &out, &[]);
-    let bundle = ws.path().join("bundle");
-    run_ok(
-        Command::new("umoci")
-            .args(["unpack", "--rootless", "--image"])
-            .arg(format!("{}:app", out.join("app").display()))
-            .arg(&bundle),
-    );
-    let read = |f: &str| std::fs::read_to_string(bundle.join("rootfs/etc").join(f)).unwrap();
+    let rootfs = umoci_unpack(&out.join("app"), "app", &ws.path().join("bundle"));
+    let read = |f: &str| std::fs::read_to_string(rootfs.join("etc").join(f)).unwrap();
     assert_eq!(
         read("passwd"),
         "root:x:0:0:root:/root:/sbin/nologin\n\

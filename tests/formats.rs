@@ -14,6 +14,24 @@ fn build_format(out: &Path, format: &str) -> serde_json::Value {
     build_json(&hello(), out, &["--locked", "--format", format])
 }
 
+/// Builds the example as a `format` archive in two directories and checks what every
+/// archive must be: the same bytes both times, canonical members, and nothing else
+/// left in the output directory. Gives the first directory and its build report.
+fn build_archive_twice(format: &str) -> (tempfile::TempDir, serde_json::Value) {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let report = build_format(a.path(), format);
+    build_format(b.path(), format);
+    let tar_a = a.path().join("hello.tar");
+    assert_eq!(
+        std::fs::read(&tar_a).unwrap(),
+        std::fs::read(b.path().join("hello.tar")).unwrap(),
+        "two builds give the same archive bytes"
+    );
+    assert_canonical(&tar_a);
+    assert_only_archive_left(a.path());
+    (a, report)
+}
+
 fn skopeo(args: &[&str]) -> serde_json::Value {
     let out = run_ok(Command::new("skopeo").args(args));
     serde_json::from_slice(&out.stdout).expect("skopeo prints JSON")
@@ -75,19 +93,10 @@ fn assert_only_archive_left(out: &Path) {
 
 #[test]
 fn oci_archive_is_reproducible_and_skopeo_reads_it_with_the_same_digests() {
-    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let report = build_format(a.path(), "oci-archive");
-    build_format(b.path(), "oci-archive");
+    let (a, report) = build_archive_twice("oci-archive");
     let tar_a = a.path().join("hello.tar");
     assert_eq!(report["layout"].as_str().unwrap(), tar_a.to_str().unwrap());
     assert_eq!(report["format"], "oci-archive");
-    assert_eq!(
-        std::fs::read(&tar_a).unwrap(),
-        std::fs::read(b.path().join("hello.tar")).unwrap(),
-        "two builds give the same archive bytes"
-    );
-    assert_canonical(&tar_a);
-    assert_only_archive_left(a.path());
 
     // The archive holds exactly the layout a plain build writes.
     let plain = tempfile::tempdir().unwrap();
@@ -119,17 +128,8 @@ fn oci_archive_is_reproducible_and_skopeo_reads_it_with_the_same_digests() {
 
 #[test]
 fn docker_archive_loads_into_podman_and_reads_in_skopeo() {
-    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let report = build_format(a.path(), "docker-archive");
-    build_format(b.path(), "docker-archive");
+    let (a, report) = build_archive_twice("docker-archive");
     let tar_a = a.path().join("hello.tar");
-    assert_eq!(
-        std::fs::read(&tar_a).unwrap(),
-        std::fs::read(b.path().join("hello.tar")).unwrap(),
-        "two builds give the same archive bytes"
-    );
-    assert_canonical(&tar_a);
-    assert_only_archive_left(a.path());
 
     let config_digest = report["config_digest"].as_str().unwrap();
     let diff_ids: Vec<&str> = report["layers"]

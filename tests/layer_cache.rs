@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{build_json, cairn, run_ok};
+use common::{build_json, build_json_with, cairn, run_ok};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -63,18 +63,11 @@ impl Project {
     }
 }
 
+/// Builds like [`build_json`], with the layer cache on.
 fn build_cached(recipe: &Path, out: &Path, extra: &[&str]) -> serde_json::Value {
-    let output = run_ok(
-        cairn()
-            .env_remove("CAIRN_NO_CACHE")
-            .arg("build")
-            .arg(recipe)
-            .arg("-o")
-            .arg(out)
-            .arg("--json")
-            .args(extra),
-    );
-    serde_json::from_slice(&output.stdout).unwrap()
+    let mut cmd = cairn();
+    cmd.env_remove("CAIRN_NO_CACHE");
+    build_json_with(cmd, recipe, out, extra)
 }
 
 /// (layer name, cached) for each layer of a build report.

@@ -34,6 +34,22 @@ fn blob(layout: &Path, digest: &str) -> serde_json::Value {
     )
 }
 
+/// `cairn build RECIPE -o OUT`, for the builds a test expects to fail.
+fn build(recipe: &Path, out: &Path) -> Command {
+    let mut cmd = cairn();
+    cmd.arg("build").arg(recipe).arg("-o").arg(out);
+    cmd
+}
+
+/// The image index a multi-platform layout's `index.json` names.
+fn image_index(layout: &Path) -> serde_json::Value {
+    let index_json = read_json(&layout.join("index.json"));
+    blob(
+        layout,
+        index_json["manifests"][0]["digest"].as_str().unwrap(),
+    )
+}
+
 #[test]
 fn one_image_per_platform_under_an_index_each_with_its_own_attestations() {
     let (dir, recipe) = workspace();
@@ -247,15 +263,9 @@ fn skopeo_copies_the_whole_index_and_umoci_unpacks_a_platform() {
         &format!("oci:{}:multiarch", layout.display()),
         &format!("oci:{}:arm64", single.display()),
     ]));
-    let bundle = dir.path().join("bundle");
-    run_ok(
-        Command::new("umoci")
-            .args(["unpack", "--rootless", "--image"])
-            .arg(format!("{}:arm64", single.display()))
-            .arg(&bundle),
-    );
+    let rootfs = umoci_unpack(&single, "arm64", &dir.path().join("bundle"));
     assert_eq!(
-        std::fs::read_to_string(bundle.join("rootfs/usr/bin/hello")).unwrap(),
+        std::fs::read_to_string(rootfs.join("usr/bin/hello")).unwrap(),
         "#!/bin/sh\necho \"hello from arm64\"\n"
     );
 }
@@ -274,14 +284,7 @@ fn each_platform_source_is_pinned_on_its_own() {
         "#!/bin/sh\necho changed\n",
     )
     .unwrap();
-    let (code, stderr) = run_err(
-        cairn()
-            .arg("build")
-            .arg(&recipe)
-            .arg("-o")
-            .arg(dir.path().join("out"))
-            .arg("--locked"),
-    );
+    let (code, stderr) = run_err(build(&recipe, &dir.path().join("out")).arg("--locked"));
     assert_eq!(code, 1);
     assert!(
         stderr.contains("source `hello` (multiarch/bin/hello-arm64) does not match"),
@@ -304,14 +307,7 @@ fn each_platform_source_is_pinned_on_its_own() {
     let mut stale = relocked.clone();
     stale["sources"]["hello@linux/s390x"] = relocked["sources"]["motd"].clone();
     std::fs::write(&lock_path, stale.to_string()).unwrap();
-    let (_, stderr) = run_err(
-        cairn()
-            .arg("build")
-            .arg(&recipe)
-            .arg("-o")
-            .arg(dir.path().join("out"))
-            .arg("--locked"),
-    );
+    let (_, stderr) = run_err(build(&recipe, &dir.path().join("out")).arg("--locked"));
     assert!(
         stderr.contains("pins source `hello@linux/s390x`"),
         "{stderr}"
@@ -319,14 +315,8 @@ fn each_platform_source_is_pinned_on_its_own() {
 
     // A docker-archive cannot hold several platforms.
     std::fs::write(&lock_path, relocked.to_string()).unwrap();
-    let (_, stderr) = run_err(
-        cairn()
-            .arg("build")
-            .arg(&recipe)
-            .arg("-o")
-            .arg(dir.path().join("out"))
-            .args(["--format", "docker-archive"]),
-    );
+    let (_, stderr) =
+        run_err(build(&recipe, &dir.path().join("out")).args(["--format", "docker-archive"]));
     assert!(
         stderr.contains("a docker-archive holds one image"),
         "{stderr}"
@@ -338,13 +328,7 @@ fn a_multi_platform_base_gives_each_platform_its_own_base_manifest() {
     let (dir, recipe) = workspace();
     build_json(&recipe, &dir.path().join("images"), &["--locked"]);
     let base_layout = dir.path().join("images/multiarch");
-    let base_index = {
-        let index_json = read_json(&base_layout.join("index.json"));
-        blob(
-            &base_layout,
-            index_json["manifests"][0]["digest"].as_str().unwrap(),
-        )
-    };
+    let base_index = image_index(&base_layout);
     let base_manifest = |i: usize| {
         let digest = base_index["manifests"][i]["digest"]
             .as_str()
@@ -375,11 +359,7 @@ layers:
     let out = dir.path().join("out");
     let report = build_json(&app("platforms: [linux/amd64, linux/arm64]"), &out, &[]);
     let layout = out.join("app");
-    let index_json = read_json(&layout.join("index.json"));
-    let index = blob(
-        &layout,
-        index_json["manifests"][0]["digest"].as_str().unwrap(),
-    );
+    let index = image_index(&layout);
     for i in 0..2 {
         let (_, base) = base_manifest(i);
         let manifest = blob(&layout, index["manifests"][i]["digest"].as_str().unwrap());
@@ -403,13 +383,10 @@ layers:
     );
 
     // A platform the base does not have is a clear error.
-    let (_, stderr) = run_err(
-        cairn()
-            .arg("build")
-            .arg(app("platform: linux/s390x"))
-            .arg("-o")
-            .arg(dir.path().join("bad")),
-    );
+    let (_, stderr) = run_err(&mut build(
+        &app("platform: linux/s390x"),
+        &dir.path().join("bad"),
+    ));
     assert!(
         stderr.contains("no manifest for linux/s390x; it has linux/amd64, linux/arm64"),
         "{stderr}"

@@ -226,6 +226,13 @@ impl Scratch {
         cmd
     }
 
+    /// `cairn push LAYOUT TARGET --insecure` (the test registries are on loopback).
+    fn push(&self, layout: &Path, target: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
+        let mut cmd = self.cairn();
+        cmd.arg("push").arg(layout).arg(target).arg("--insecure");
+        cmd
+    }
+
     /// Writes a Docker config file with `auths` for `host`.
     fn docker_login(&self, host: &str, user: &str, password: &str) {
         use base64::Engine as _;
@@ -257,14 +264,7 @@ impl Scratch {
 }
 
 fn push_json(scratch: &Scratch, layout: &Path, target: &str) -> serde_json::Value {
-    let out = common::run_ok(
-        scratch
-            .cairn()
-            .arg("push")
-            .arg(layout)
-            .arg(target)
-            .args(["--insecure", "--json"]),
-    );
+    let out = common::run_ok(scratch.push(layout, target).arg("--json"));
     serde_json::from_slice(&out.stdout).expect("push --json prints JSON")
 }
 
@@ -287,14 +287,7 @@ fn push_then_skopeo_copy_gives_the_same_digest_and_a_second_push_uploads_nothing
     };
     let target = format!("{}/team/hello:v1", registry.host);
 
-    let out = common::run_ok(
-        scratch
-            .cairn()
-            .arg("push")
-            .arg(&layout)
-            .arg(&target)
-            .arg("--insecure"),
-    );
+    let out = common::run_ok(&mut scratch.push(&layout, &target));
     let printed = String::from_utf8(out.stdout).unwrap();
     assert_eq!(printed.trim(), format!("{target}@{manifest_digest}"));
     let summary = String::from_utf8(out.stderr).unwrap();
@@ -572,14 +565,7 @@ fn basic_auth_from_the_docker_config_and_the_environment() {
     let target = format!("{}/team/app:v1", registry.host);
 
     // No credentials: the registry's own message, a hint, no tag.
-    let (code, err) = common::run_err(
-        scratch
-            .cairn()
-            .arg("push")
-            .arg(&layout)
-            .arg(&target)
-            .arg("--insecure"),
-    );
+    let (code, err) = common::run_err(&mut scratch.push(&layout, &target));
     assert_eq!(code, 1);
     assert!(
         err.contains("HTTP 401") && err.contains("UNAUTHORIZED: authentication required"),
@@ -590,14 +576,7 @@ fn basic_auth_from_the_docker_config_and_the_environment() {
     // A wrong password in the Docker config file: the same, and the password is
     // never printed.
     scratch.docker_login(&registry.host, USER, "wrong-password-123");
-    let (_, err) = common::run_err(
-        scratch
-            .cairn()
-            .arg("push")
-            .arg(&layout)
-            .arg(&target)
-            .arg("--insecure"),
-    );
+    let (_, err) = common::run_err(&mut scratch.push(&layout, &target));
     assert!(
         err.contains("UNAUTHORIZED: authentication required"),
         "{err}"
@@ -640,11 +619,7 @@ fn basic_auth_from_the_docker_config_and_the_environment() {
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
     common::run_ok(
         scratch
-            .cairn()
-            .arg("push")
-            .arg(&layout)
-            .arg(format!("{}/team/helper:v1", registry.host))
-            .arg("--insecure")
+            .push(&layout, format!("{}/team/helper:v1", registry.host))
             .env("PATH", &path),
     );
     assert!(registry.has_tag("team/helper", "v1"));
@@ -653,11 +628,7 @@ fn basic_auth_from_the_docker_config_and_the_environment() {
     std::fs::remove_file(scratch.path("docker/config.json")).unwrap();
     let out = common::run_ok(
         scratch
-            .cairn()
-            .arg("push")
-            .arg(&layout)
-            .arg(format!("{}/team/env:v1", registry.host))
-            .arg("--insecure")
+            .push(&layout, format!("{}/team/env:v1", registry.host))
             .env("CAIRN_REGISTRY_USERNAME", USER)
             .env("CAIRN_REGISTRY_PASSWORD", PASSWORD),
     );
@@ -728,14 +699,8 @@ fn unreachable_garbage_and_non_loopback_insecure_registries_are_clear_errors() {
     let (layout, public) = scratch.build_hello("out", true);
 
     let port = common::registry::free_port();
-    let (code, err) = common::run_err(
-        scratch
-            .cairn()
-            .arg("push")
-            .arg(&layout)
-            .arg(format!("127.0.0.1:{port}/team/app:v1"))
-            .arg("--insecure"),
-    );
+    let (code, err) =
+        common::run_err(&mut scratch.push(&layout, format!("127.0.0.1:{port}/team/app:v1")));
     assert_eq!(code, 1);
     assert!(
         err.contains(&format!(
@@ -774,14 +739,7 @@ fn unreachable_garbage_and_non_loopback_insecure_registries_are_clear_errors() {
     );
     assert!(err.contains("is not OCI or Docker v2 JSON"), "{err}");
 
-    let (_, err) = common::run_err(
-        scratch
-            .cairn()
-            .arg("push")
-            .arg(&layout)
-            .arg("registry.example:5000/team/app:v1")
-            .arg("--insecure"),
-    );
+    let (_, err) = common::run_err(&mut scratch.push(&layout, "registry.example:5000/team/app:v1"));
     assert!(
         err.contains("--insecure is allowed only for loopback"),
         "{err}"
@@ -966,14 +924,7 @@ fn bearer_token_flow_against_a_registry_in_token_mode() {
     let target = format!("{}/team/app:v1", registry.host);
 
     // Without credentials the token service refuses; its message is shown.
-    let (_, err) = common::run_err(
-        scratch
-            .cairn()
-            .arg("push")
-            .arg(&layout)
-            .arg(&target)
-            .arg("--insecure"),
-    );
+    let (_, err) = common::run_err(&mut scratch.push(&layout, &target));
     assert!(
         err.contains("authentication to") && err.contains("token service") && err.contains("401"),
         "{err}"

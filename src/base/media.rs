@@ -1,12 +1,20 @@
 //! Media types of the manifests and layers cairn reads from other images (OCI and
 //! Docker schema 2), and how each layer is compressed.
 
-/// How a layer blob is compressed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
-    None,
-    Gzip,
-    Zstd,
+/// How a layer blob is compressed: the recipe's setting for the layers cairn writes
+/// is the same choice, so one type serves both.
+pub use crate::recipe::Compression;
+
+/// Reads the uncompressed bytes of a layer blob compressed with `compression` from `raw`.
+pub fn decompressing<'r>(
+    compression: Compression,
+    raw: impl std::io::Read + 'r,
+) -> std::io::Result<Box<dyn std::io::Read + 'r>> {
+    Ok(match compression {
+        Compression::Gzip => Box::new(flate2::read::GzDecoder::new(raw)),
+        Compression::Zstd => Box::new(zstd::Decoder::new(raw)?),
+        Compression::None => Box::new(raw),
+    })
 }
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";

@@ -15,7 +15,7 @@ mod registry;
 
 pub use fs::{BaseEntry, BaseFs, BaseKind};
 pub use layout::LayoutStore;
-pub use media::{layer_compression, Compression};
+pub use media::{decompressing, layer_compression, Compression};
 pub use registry::RegistryStore;
 
 use crate::digest::{HashingReader, Sha256Digest};
@@ -294,11 +294,8 @@ fn read_layer(
     index: usize,
     fs: &mut BaseFs,
 ) -> Result<Sha256Digest, fs::BaseFsError> {
-    let decoded: Box<dyn Read + '_> = match layer_compression(media_type) {
-        Some(Compression::Gzip) => Box::new(flate2::read::GzDecoder::new(raw)),
-        Some(Compression::Zstd) => Box::new(zstd::Decoder::new(raw)?),
-        _ => Box::new(raw),
-    };
+    let compression = layer_compression(media_type).unwrap_or(Compression::None);
+    let decoded = decompressing(compression, raw)?;
     let mut hashing = HashingReader::new(decoded);
     fs.apply_layer(index, &mut hashing)?;
     io::copy(&mut hashing, &mut io::sink())?;

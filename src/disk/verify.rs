@@ -22,7 +22,7 @@ use crate::attest::dsse::{Envelope, INTOTO_PAYLOAD_TYPE};
 use crate::attest::intoto::{Provenance, Statement, SLSA_PROVENANCE_V1, SPDX_PREDICATE};
 use crate::attest::keys::VerifyingKey;
 use crate::build::SBOM_DIR;
-use crate::verify::{check_policy, compare_files, Checks, Policy, Verdict};
+use crate::verify::{check_policy, compare_files, spdx_file_sha256s, Checks, Policy, Verdict};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -222,21 +222,7 @@ fn check_sbom(disk: &Path, root: &read::RootFiles, spdx: &serde_json::Value, che
             format!("{embedded_at} in the disk is missing or is not the signed SBOM"),
         );
     }
-    let claimed: BTreeMap<String, String> = spdx["files"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|f| {
-            let name = f["fileName"].as_str()?.trim_start_matches("./").to_string();
-            let sha = f["checksums"]
-                .as_array()?
-                .iter()
-                .find(|c| c["algorithm"] == "SHA256")?["checksumValue"]
-                .as_str()?
-                .to_string();
-            Some((name, sha))
-        })
-        .collect();
+    let claimed = spdx_file_sha256s(spdx);
     // The SBOM cannot list itself: the embedded SBOM files are left out.
     let sbom_files = [embedded_at.clone(), format!("{SBOM_DIR}/{name}.cdx.json")];
     let actual: BTreeMap<String, String> = root

@@ -7,7 +7,6 @@
 //! directories. The same layout and epoch give the same bytes. Blobs are streamed,
 //! never held in memory, and each is checked against its digest as it is copied.
 
-use crate::base::Compression;
 use crate::digest::{HashingReader, HashingWriter, Sha256Digest};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -300,17 +299,13 @@ fn decoder<'r>(
     media_type: &str,
     raw: impl Read + 'r,
 ) -> Result<Box<dyn Read + 'r>, ArchiveError> {
-    Ok(match crate::base::layer_compression(media_type) {
-        Some(Compression::Gzip) => Box::new(flate2::read::GzDecoder::new(raw)),
-        Some(Compression::Zstd) => Box::new(zstd::Decoder::new(raw).map_err(io_err(&blob.path))?),
-        Some(Compression::None) => Box::new(raw),
-        None => {
-            return Err(ArchiveError::Unsupported(format!(
-                "layer {} has media type `{media_type}`, which a docker-archive cannot hold",
-                blob.digest
-            )))
-        }
-    })
+    let Some(compression) = crate::base::layer_compression(media_type) else {
+        return Err(ArchiveError::Unsupported(format!(
+            "layer {} has media type `{media_type}`, which a docker-archive cannot hold",
+            blob.digest
+        )));
+    };
+    crate::base::decompressing(compression, raw).map_err(io_err(&blob.path))
 }
 
 /// Decompresses the layer into `sink`, checking the compressed bytes against the

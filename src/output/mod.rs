@@ -186,6 +186,14 @@ impl LayoutWriter {
         self.commit_blob(w)
     }
 
+    /// The output directory the layout (and its side files) are published into.
+    fn out_dir(&self) -> PathBuf {
+        self.final_dir
+            .parent()
+            .expect("the layout lives in the output directory")
+            .to_path_buf()
+    }
+
     /// Writes `index.json` and `oci-layout`, then atomically replaces the destination;
     /// then puts each side file (`<name>.spdx.json`, ...) beside it, each replaced
     /// atomically, and removes the side files named in `stale` that this build did not
@@ -196,11 +204,7 @@ impl LayoutWriter {
         side_files: &[(String, std::sync::Arc<[u8]>)],
         stale: &[String],
     ) -> Result<PathBuf, OutputError> {
-        let out_dir = self
-            .final_dir
-            .parent()
-            .expect("the layout lives in the output directory")
-            .to_path_buf();
+        let out_dir = self.out_dir();
         let layout = self.publish_layout(index_json)?;
         self.publish_side_files(&out_dir, side_files, stale)?;
         // The lock is released (and the previous output, now in tmp_dir, removed)
@@ -218,11 +222,7 @@ impl LayoutWriter {
         side_files: &[(String, std::sync::Arc<[u8]>)],
         stale: &[String],
     ) -> Result<PathBuf, OutputError> {
-        let out_dir = self
-            .final_dir
-            .parent()
-            .expect("the layout lives in the output directory")
-            .to_path_buf();
+        let out_dir = self.out_dir();
         self.finish_layout(index_json)?;
         let mut dest = self.final_dir.clone().into_os_string();
         dest.push(".tar");

@@ -130,11 +130,7 @@ impl Client {
         }
         let header_digest = header_str(&resp, "Docker-Content-Digest");
         let content_type = header_str(&resp, header::CONTENT_TYPE.as_str());
-        let bytes =
-            read_limited(&mut resp, MANIFEST_LIMIT).map_err(|e| RegistryError::Protocol {
-                url: super::client::redact_url(&url),
-                detail: format!("cannot read the manifest body: {e}"),
-            })?;
+        let bytes = read_manifest_body(&mut resp, &url, "the manifest body")?;
         let digest = Sha256Digest::of(&bytes);
         let what = format!("manifest for {image}");
         if let Some(expected) = &image.digest {
@@ -497,11 +493,7 @@ impl Client {
             _ => return Err(self.status_error(&req, resp)),
         };
         let (bytes, from) = if api {
-            let bytes =
-                read_limited(&mut resp, MANIFEST_LIMIT).map_err(|e| RegistryError::Protocol {
-                    url: super::client::redact_url(&url),
-                    detail: format!("cannot read the referrers index: {e}"),
-                })?;
+            let bytes = read_manifest_body(&mut resp, &url, "the referrers index")?;
             (bytes, url)
         } else {
             let tag = image.with_tag(&referrers_tag(subject));
@@ -521,6 +513,19 @@ impl Client {
         }
         Ok((found, api))
     }
+}
+
+/// Reads the body of a manifest or index response from `url` (at most
+/// `MANIFEST_LIMIT` bytes); `what` names it in the error.
+fn read_manifest_body(
+    resp: &mut Response,
+    url: &str,
+    what: &str,
+) -> Result<Vec<u8>, RegistryError> {
+    read_limited(resp, MANIFEST_LIMIT).map_err(|e| RegistryError::Protocol {
+        url: super::client::redact_url(url),
+        detail: format!("cannot read {what}: {e}"),
+    })
 }
 
 /// The part of an image index (or layout `index.json`) cairn reads.

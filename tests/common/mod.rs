@@ -49,9 +49,19 @@ pub fn run_err(cmd: &mut Command) -> (i32, String) {
 
 /// Builds `recipe` into `out` with `--json` and returns the parsed report.
 pub fn build_json(recipe: &Path, out: &Path, extra: &[&str]) -> serde_json::Value {
+    build_json_with(cairn(), recipe, out, extra)
+}
+
+/// [`build_json`] with a `cairn` command the caller prepared (e.g. with the layer
+/// cache turned on).
+pub fn build_json_with(
+    mut cmd: Command,
+    recipe: &Path,
+    out: &Path,
+    extra: &[&str],
+) -> serde_json::Value {
     let output = run_ok(
-        cairn()
-            .arg("build")
+        cmd.arg("build")
             .arg(recipe)
             .arg("-o")
             .arg(out)
@@ -100,6 +110,18 @@ pub fn copy_tree(from: &Path, to: &Path) {
             std::fs::copy(entry.path(), &dest).unwrap();
         }
     }
+}
+
+/// Unpacks the image tagged `tag` in the OCI layout `layout` with umoci (rootless)
+/// into the bundle directory `bundle`; returns the bundle's root file system.
+pub fn umoci_unpack(layout: &Path, tag: &str, bundle: &Path) -> PathBuf {
+    run_ok(
+        Command::new("umoci")
+            .args(["unpack", "--rootless", "--image"])
+            .arg(format!("{}:{tag}", layout.display()))
+            .arg(bundle),
+    );
+    bundle.join("rootfs")
 }
 
 /// Writes `text` as a recipe file in `dir` and returns its path.
