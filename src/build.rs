@@ -19,13 +19,13 @@ use crate::disk;
 use crate::image::{self, canonical_json, Artifact, ImageError};
 use crate::layers::{self, cache::LayerCache, LayerBlob, LayerError, TreeEntryKind, TreeError};
 use crate::output::archive::{self, DockerImage, OutputFormat};
-use crate::output::{LayoutWriter, OutputError, StoredBlob};
+use crate::output::{LayoutWriter, OutputError, SideFile, StoredBlob};
 use crate::recipe::{Diagnostic, ImagePath, Platform, Recipe};
-use crate::resolve::{self, lock::LockError, platforms, LockMode, Lockfile, ResolveError};
+use crate::resolve::{self, lock::LockError, platforms, Content, LockMode, Lockfile, ResolveError};
 use serde::Serialize;
-use std::path::PathBuf;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 pub struct BuildOptions {
     /// The layout goes to `out_dir/<name>/` (an archive to `out_dir/<name>.tar`).
@@ -276,22 +276,28 @@ pub fn build(
             image::index(recipe, &only.manifest, &only.referrers)?,
         )
     };
-    let mut side_files: Vec<(String, Arc<[u8]>)> = Vec::new();
-    let mut jsonl: Vec<u8> = Vec::new();
+    let mut side_files: Vec<SideFile> = Vec::new();
+    let mut envelopes: Vec<Sha256Digest> = Vec::new();
     for i in &images {
-        side_files.push((format!("{}.spdx.json", i.side_file_prefix), i.spdx.clone()));
-        side_files.push((
-            format!("{}.cdx.json", i.side_file_prefix),
-            i.cyclonedx.clone(),
-        ));
-        jsonl.extend_from_slice(&i.envelopes);
+        for (ext, blob) in [("spdx.json", i.spdx), ("cdx.json", i.cyclonedx)] {
+            side_files.push(SideFile {
+                name: format!("{}.{ext}", i.side_file_prefix),
+                blobs: vec![blob],
+                line_per_blob: false,
+            });
+        }
+        envelopes.extend_from_slice(&i.envelopes);
     }
     let signed_by = opts
         .sign_key
         .as_ref()
         .map(|key| keys::key_id(&key.verifying_key()));
     if signed_by.is_some() {
-        side_files.push((format!("{}.intoto.jsonl", recipe.name), jsonl.into()));
+        side_files.push(SideFile {
+            name: format!("{}.intoto.jsonl", recipe.name),
+            blobs: envelopes,
+            line_per_blob: true,
+        });
     }
     if opts.cancel.load(Ordering::Relaxed) {
         return Err(BuildError::Interrupted);
@@ -553,10 +559,11 @@ struct PlatformImage {
     base_info: Option<BaseInfo>,
     /// SBOM and attestation manifests whose subject is this image.
     referrers: Vec<(String, StoredBlob)>,
-    spdx: Arc<[u8]>,
-    cyclonedx: Arc<[u8]>,
-    /// Signed DSSE envelopes, one per line (empty when unsigned).
-    envelopes: Vec<u8>,
+    /// The SBOM blobs, also published as side files.
+    spdx: Sha256Digest,
+    cyclonedx: Sha256Digest,
+    /// The signed DSSE envelope blobs (none when unsigned).
+    envelopes: Vec<Sha256Digest>,
     side_file_prefix: String,
     /// The VM disk built from this image's root file system, not yet published.
     disk: Option<disk::DiskBuild>,
@@ -664,18 +671,37 @@ fn build_platform_image(
         cairn_version: CAIRN_VERSION,
         sha1: &sha1,
     };
-    // Shared, not copied, by the SBOM layer, the referrers and the side files: an
-    // SBOM lists every file of the image and can be tens of megabytes.
-    let spdx: Arc<[u8]> = sbom::spdx_json(&sbom_input)?.into();
-    let cyclonedx: Arc<[u8]> = sbom::cyclonedx_json(&sbom_input).into();
+    // Written straight into blobs, which the SBOM layer, the referrers, the signed
+    // statement and the side files read back: an SBOM lists every file of the image
+    // and is tens of megabytes at tens of thousands of files.
+    let write_sbom = |write: &dyn Fn(&mut dyn Write) -> Result<(), sbom::SbomError>| {
+        let mut blob = layout.blob_writer()?;
+        write(&mut blob)?;
+        Ok::<_, BuildError>(layout.commit_blob(blob)?)
+    };
+    let spdx = write_sbom(&|out| sbom::write_spdx_json(&sbom_input, out))?;
+    let cyclonedx = write_sbom(&|out| {
+        sbom::write_cyclonedx_json(&sbom_input, out).map_err(sbom::SbomError::Write)
+    })?;
+    let blob_content = |blob: &StoredBlob| Content {
+        location: layout.blob_path(&blob.digest),
+        size: blob.size,
+        sha256: blob.digest,
+    };
     if recipe.sbom {
         let at = |ext: &str| {
             ImagePath::parse(&format!("{SBOM_DIR}/{}.{ext}", recipe.name))
                 .expect("image names are path-safe")
         };
         let files = vec![
-            (at("spdx.json"), spdx.clone()),
-            (at("cdx.json"), cyclonedx.clone()),
+            (
+                at("spdx.json"),
+                layers::FileData::Source(blob_content(&spdx)),
+            ),
+            (
+                at("cdx.json"),
+                layers::FileData::Source(blob_content(&cyclonedx)),
+            ),
         ];
         let layer = layers::generated_layer(recipe, base_fs.as_ref(), &trees, SBOM_LAYER, files)?;
         blobs.push(write(&layer)?);
@@ -690,12 +716,12 @@ fn build_platform_image(
     let mut artifacts = vec![
         Artifact {
             artifact_type: sbom::SPDX_MEDIA_TYPE.into(),
-            blob: layout.put_blob(&spdx)?,
+            blob: spdx,
             annotations: Default::default(),
         },
         Artifact {
             artifact_type: sbom::CYCLONEDX_MEDIA_TYPE.into(),
-            blob: layout.put_blob(&cyclonedx)?,
+            blob: cyclonedx,
             annotations: Default::default(),
         },
     ];
@@ -705,6 +731,11 @@ fn build_platform_image(
                 return Err(BuildError::Interrupted);
             }
             observer.stage("disk");
+            let spdx_path = layout.blob_path(&spdx.digest);
+            let spdx = std::fs::read(&spdx_path).map_err(|source| OutputError::Io {
+                path: spdx_path,
+                source,
+            })?;
             let input = disk::DiskInput {
                 recipe,
                 layers: &trees,
@@ -722,7 +753,7 @@ fn build_platform_image(
         }
         None => None,
     };
-    let mut envelopes = Vec::new();
+    let mut envelopes: Vec<Sha256Digest> = Vec::new();
     if let Some(key) = &opts.sign_key {
         observer.stage("sign");
         let facts = intoto::ProvenanceFacts {
@@ -741,23 +772,24 @@ fn build_platform_image(
                 .zip(opts.clock.map(|now| now()))
                 .map(|(s, f)| (image::rfc3339(s), image::rfc3339(f))),
         };
-        let statements = [
-            (
-                intoto::SLSA_PROVENANCE_V1,
-                intoto::provenance_statement(&facts).to_json(),
-            ),
-            (
-                intoto::SPDX_PREDICATE,
-                intoto::sbom_statement_json(&recipe.name, manifest_blob.digest, &spdx),
-            ),
-        ];
-        for (predicate_type, payload) in statements {
-            let start = envelopes.len();
-            let envelope = dsse::Envelope::sign(dsse::INTOTO_PAYLOAD_TYPE, payload, key);
-            envelope.write_json(&mut envelopes);
-            drop(envelope);
-            let blob = layout.put_blob(&envelopes[start..])?;
-            envelopes.push(b'\n');
+        let provenance = dsse::Envelope::sign(
+            dsse::INTOTO_PAYLOAD_TYPE,
+            intoto::provenance_statement(&facts).to_json(),
+            key,
+        );
+        let provenance = layout.put_blob(&provenance.to_json())?;
+        let sbom_statement = sign_sbom_statement(
+            &intoto::sbom_statement_around(&recipe.name, manifest_blob.digest),
+            &layout.blob_path(&spdx.digest),
+            spdx.size,
+            key,
+            layout,
+        )?;
+        for (predicate_type, blob) in [
+            (intoto::SLSA_PROVENANCE_V1, provenance),
+            (intoto::SPDX_PREDICATE, sbom_statement),
+        ] {
+            envelopes.push(blob.digest);
             artifacts.push(Artifact {
                 artifact_type: attest::DSSE_MEDIA_TYPE.into(),
                 blob,
@@ -787,12 +819,54 @@ fn build_platform_image(
         base,
         base_info: contents.base.clone(),
         referrers,
-        spdx,
-        cyclonedx,
+        spdx: spdx.digest,
+        cyclonedx: cyclonedx.digest,
         envelopes,
         side_file_prefix: job.side_file_prefix.clone(),
         disk,
     })
+}
+
+/// Signs the SPDX in-toto statement (`before`, the SPDX document in the blob at
+/// `spdx_path` without its final newline, `after`) and stores the DSSE envelope as a
+/// blob. The document is read from the file, twice for the signature and once more
+/// for the base64 payload, never held in memory.
+fn sign_sbom_statement(
+    (before, after): &(Vec<u8>, Vec<u8>),
+    spdx_path: &Path,
+    spdx_size: u64,
+    key: &SigningKey,
+    layout: &LayoutWriter,
+) -> Result<StoredBlob, BuildError> {
+    // The SBOM writer ends the document with one newline, which the statement omits.
+    let spdx_len = spdx_size.saturating_sub(1);
+    let feed = |sink: &mut dyn FnMut(&[u8]) -> std::io::Result<()>| {
+        sink(before)?;
+        let mut spdx = std::fs::File::open(spdx_path)?.take(spdx_len);
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = spdx.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            sink(&buf[..n])?;
+        }
+        sink(after)
+    };
+    let payload_len = before.len() as u64 + spdx_len + after.len() as u64;
+    let mut blob = layout.blob_writer()?;
+    dsse::write_signed_envelope(
+        dsse::INTOTO_PAYLOAD_TYPE,
+        payload_len,
+        &feed,
+        key,
+        &mut blob,
+    )
+    .map_err(|source| OutputError::Io {
+        path: spdx_path.to_path_buf(),
+        source,
+    })?;
+    Ok(layout.commit_blob(blob)?)
 }
 
 /// What `cairn lock` did.

@@ -56,6 +56,73 @@ fn sign_pae(key: &SigningKey, payload_type: &str, payload: &[u8]) -> Signature {
     .expect("feeding bytes to a digest cannot fail")
 }
 
+/// Feeds a payload to `sink` in order, in pieces; may be called more than once and must
+/// give the same bytes each time (Ed25519 reads the message twice).
+pub type PayloadFeed<'a> =
+    dyn Fn(&mut dyn FnMut(&[u8]) -> std::io::Result<()>) -> std::io::Result<()> + 'a;
+
+/// Signs a payload of `payload_len` bytes that `feed` replays (an SBOM statement too
+/// large to hold in memory) and writes the envelope JSON to `out`: the same bytes as
+/// [`Envelope::sign`] then [`Envelope::to_json`], with the payload base64-encoded as it
+/// streams past.
+pub fn write_signed_envelope(
+    payload_type: &str,
+    payload_len: u64,
+    feed: &PayloadFeed,
+    key: &SigningKey,
+    out: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
+    use ed25519_dalek::hazmat::{raw_sign_byupdate, ExpandedSecretKey};
+    use sha2::Digest as _;
+    use std::io::Write as _;
+    let header = pae_header(payload_type, payload_len as usize);
+    let expanded = ExpandedSecretKey::from(&key.to_bytes());
+    let feed_error = std::cell::RefCell::new(None);
+    let signed = raw_sign_byupdate::<sha2::Sha512, _>(
+        &expanded,
+        |digest| {
+            digest.update(header.as_bytes());
+            feed(&mut |piece| {
+                digest.update(piece);
+                Ok(())
+            })
+            .map_err(|e| {
+                *feed_error.borrow_mut() = Some(e);
+                ed25519_dalek::SignatureError::new()
+            })
+        },
+        &key.verifying_key(),
+    );
+    let signature = match (signed, feed_error.into_inner()) {
+        (Ok(signature), _) => signature,
+        (Err(_), Some(e)) => return Err(e),
+        (Err(e), None) => return Err(std::io::Error::other(e)),
+    };
+    out.write_all(b"{\"payload\":\"")?;
+    let mut encoder = base64::write::EncoderWriter::new(&mut *out, &STANDARD);
+    feed(&mut |piece| encoder.write_all(piece))?;
+    encoder.finish()?;
+    drop(encoder);
+    let signatures = [SignatureJson {
+        keyid: key_id(&key.verifying_key()),
+        sig: encode_base64(&signature.to_bytes()),
+    }];
+    write_json_tail(payload_type, &signatures, out)
+}
+
+/// Everything of the envelope JSON after the payload's closing quote.
+fn write_json_tail(
+    payload_type: &str,
+    signatures: &[SignatureJson],
+    out: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
+    out.write_all(b"\",\"payloadType\":")?;
+    serde_json::to_writer(&mut *out, payload_type)?;
+    out.write_all(b",\"signatures\":")?;
+    serde_json::to_writer(&mut *out, signatures)?;
+    out.write_all(b"}")
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Envelope {
     pub payload_type: String,
@@ -169,11 +236,8 @@ impl Envelope {
         STANDARD
             .encode_slice(&self.payload, &mut out[start..])
             .expect("the buffer has the encoded length");
-        out.extend_from_slice(b"\",\"payloadType\":");
-        serde_json::to_writer(&mut *out, &self.payload_type).expect("a string serialises");
-        out.extend_from_slice(b",\"signatures\":");
-        serde_json::to_writer(&mut *out, &signatures).expect("signatures serialise");
-        out.push(b'}');
+        write_json_tail(&self.payload_type, &signatures, out)
+            .expect("writing to a Vec cannot fail");
     }
 
     /// Parses a JSON envelope. Unknown fields are ignored; a missing `payload` or
@@ -297,6 +361,31 @@ mod tests {
 
     fn json(envelope: &Envelope) -> serde_json::Value {
         serde_json::from_slice(&envelope.to_json()).unwrap()
+    }
+
+    #[test]
+    fn a_streamed_envelope_is_the_same_bytes_as_a_signed_one() {
+        let key = test_key();
+        // Pieces of uneven sizes, so base64 groups straddle them.
+        let pieces: [&[u8]; 4] = [b"{\"a\":", b"[1,2,3,4,5,6,7]", b"", b",\"b\":\"xy\"}"];
+        let payload = pieces.concat();
+        let feed = |sink: &mut dyn FnMut(&[u8]) -> std::io::Result<()>| {
+            pieces.iter().try_for_each(|piece| sink(piece))
+        };
+        let mut streamed = Vec::new();
+        write_signed_envelope(
+            INTOTO_PAYLOAD_TYPE,
+            payload.len() as u64,
+            &feed,
+            &key,
+            &mut streamed,
+        )
+        .unwrap();
+        let signed = Envelope::sign(INTOTO_PAYLOAD_TYPE, payload, &key).to_json();
+        assert_eq!(
+            String::from_utf8(streamed).unwrap(),
+            String::from_utf8(signed).unwrap()
+        );
     }
 
     #[test]

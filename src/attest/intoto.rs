@@ -276,18 +276,33 @@ pub fn sbom_statement_json(
 /// [`sbom_statement_json`] about other subjects (a VM disk in its formats).
 pub fn sbom_statement_json_about(subjects: &[ResourceDescriptor], spdx: &[u8]) -> Vec<u8> {
     let spdx = spdx.trim_ascii();
-    let subject = canonical_json(&subjects);
-    let mut out = Vec::with_capacity(spdx.len() + subject.len() + 128);
-    out.extend_from_slice(b"{\"_type\":");
-    out.extend_from_slice(&canonical_json(&STATEMENT_TYPE));
-    out.extend_from_slice(b",\"predicate\":");
+    let (before, after) = statement_around_predicate(subjects);
+    let mut out = Vec::with_capacity(before.len() + spdx.len() + after.len());
+    out.extend_from_slice(&before);
     out.extend_from_slice(spdx);
-    out.extend_from_slice(b",\"predicateType\":");
-    out.extend_from_slice(&canonical_json(&SPDX_PREDICATE));
-    out.extend_from_slice(b",\"subject\":");
-    out.extend_from_slice(&subject);
-    out.push(b'}');
+    out.extend_from_slice(&after);
     out
+}
+
+/// The bytes of [`sbom_statement_json`] before and after the SPDX document (without
+/// surrounding whitespace), so that a large SBOM can be streamed into the statement.
+pub fn sbom_statement_around(
+    image_name: &str,
+    manifest_digest: Sha256Digest,
+) -> (Vec<u8>, Vec<u8>) {
+    statement_around_predicate(&[image_subject(image_name, manifest_digest)])
+}
+
+fn statement_around_predicate(subjects: &[ResourceDescriptor]) -> (Vec<u8>, Vec<u8>) {
+    let mut before = b"{\"_type\":".to_vec();
+    before.extend_from_slice(&canonical_json(&STATEMENT_TYPE));
+    before.extend_from_slice(b",\"predicate\":");
+    let mut after = b",\"predicateType\":".to_vec();
+    after.extend_from_slice(&canonical_json(&SPDX_PREDICATE));
+    after.extend_from_slice(b",\"subject\":");
+    after.extend_from_slice(&canonical_json(&subjects));
+    after.push(b'}');
+    (before, after)
 }
 
 fn image_subject(image_name: &str, manifest_digest: Sha256Digest) -> ResourceDescriptor {

@@ -647,13 +647,13 @@ pub fn generated_layer(
     base: Option<&BaseFs>,
     previous: &[LayerTree],
     name: &str,
-    files: Vec<(ImagePath, Arc<[u8]>)>,
+    files: Vec<(ImagePath, FileData)>,
 ) -> Result<LayerTree, TreeError> {
     let entries = files
         .into_iter()
-        .map(|(path, bytes)| {
+        .map(|(path, data)| {
             let entry = TreeEntry {
-                kind: TreeEntryKind::File(FileData::Inline(bytes)),
+                kind: TreeEntryKind::File(data),
                 mode: 0o644,
                 owner: Owner::ROOT,
                 origin: Origin::Sbom,

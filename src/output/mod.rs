@@ -24,6 +24,16 @@ pub enum OutputError {
     Archive(Box<archive::ArchiveError>),
 }
 
+/// A file published beside the layout, made of blobs of the layout (an SBOM, the
+/// signed envelopes): copied from them, so it is never held in memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SideFile {
+    pub name: String,
+    pub blobs: Vec<Sha256Digest>,
+    /// Each blob followed by `\n` (JSON Lines), else the blobs back to back.
+    pub line_per_blob: bool,
+}
+
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> OutputError + '_ {
     move |source| OutputError::Io {
         path: path.to_path_buf(),
@@ -34,6 +44,14 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> OutputError + '_ {
 /// Writes `bytes` to `path` via a synced temporary file and a rename, so readers see
 /// the old or the new content, never a torn one.
 pub fn write_file_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_file_atomically_with(path, |out| out.write_all(bytes))
+}
+
+/// [`write_file_atomically`] with the content written by `write`.
+fn write_file_atomically_with(
+    path: &Path,
+    write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> io::Result<()> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -41,7 +59,11 @@ pub fn write_file_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let mut tmp = tempfile::Builder::new()
         .prefix(".cairn-tmp-")
         .tempfile_in(dir)?;
-    tmp.write_all(bytes)?;
+    {
+        let mut out = BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
+        write(&mut out)?;
+        out.flush()?;
+    }
     // tempfile creates 0600; outputs are meant to be read by others (like `cp` would).
     tmp.as_file()
         .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
@@ -201,12 +223,13 @@ impl LayoutWriter {
     pub fn publish(
         self,
         index_json: &[u8],
-        side_files: &[(String, std::sync::Arc<[u8]>)],
+        side_files: &[SideFile],
         stale: &[String],
     ) -> Result<PathBuf, OutputError> {
         let out_dir = self.out_dir();
         let layout = self.publish_layout(index_json)?;
-        self.publish_side_files(&out_dir, side_files, stale)?;
+        let blobs_dir = layout.join("blobs").join("sha256");
+        self.publish_side_files(&out_dir, &blobs_dir, side_files, stale)?;
         // The lock is released (and the previous output, now in tmp_dir, removed)
         // when `self` drops here.
         Ok(layout)
@@ -219,7 +242,7 @@ impl LayoutWriter {
         self,
         index_json: &[u8],
         write: impl FnOnce(&Path, &mut BufWriter<File>) -> Result<(), archive::ArchiveError>,
-        side_files: &[(String, std::sync::Arc<[u8]>)],
+        side_files: &[SideFile],
         stale: &[String],
     ) -> Result<PathBuf, OutputError> {
         let out_dir = self.out_dir();
@@ -246,22 +269,32 @@ impl LayoutWriter {
         File::open(&out_dir)
             .and_then(|d| d.sync_all())
             .map_err(io_err(&out_dir))?;
-        self.publish_side_files(&out_dir, side_files, stale)?;
+        self.publish_side_files(&out_dir, &self.blobs_dir, side_files, stale)?;
         Ok(dest)
     }
 
     fn publish_side_files(
         &self,
         out_dir: &Path,
-        side_files: &[(String, std::sync::Arc<[u8]>)],
+        blobs_dir: &Path,
+        side_files: &[SideFile],
         stale: &[String],
     ) -> Result<(), OutputError> {
-        for (name, bytes) in side_files {
-            let path = out_dir.join(name);
-            write_file_atomically(&path, bytes).map_err(io_err(&path))?;
+        for side in side_files {
+            let path = out_dir.join(&side.name);
+            write_file_atomically_with(&path, |out| {
+                for digest in &side.blobs {
+                    io::copy(&mut File::open(blobs_dir.join(digest.hex()))?, out)?;
+                    if side.line_per_blob {
+                        out.write_all(b"\n")?;
+                    }
+                }
+                Ok(())
+            })
+            .map_err(io_err(&path))?;
         }
         for name in stale {
-            if side_files.iter().any(|(n, _)| n == name) {
+            if side_files.iter().any(|s| &s.name == name) {
                 continue;
             }
             let path = out_dir.join(name);

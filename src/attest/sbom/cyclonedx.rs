@@ -14,12 +14,13 @@
 //! not dependencies, so they stay out of the dependency graph.
 
 use super::{
-    base_purl, document_digest, octal_mode, pseudo_suppliers, purl, to_json, trace, uuid_v5,
+    base_purl, document_digest, octal_mode, pseudo_suppliers, purl, trace, uuid_v5, write_json,
     SbomInput, Supplier,
 };
 use crate::attest::contents::{FileOrigin, ImageFile, SourceInfo};
 use crate::image::rfc3339;
 use crate::resolve::LockedKind;
+use serde::ser::{SerializeSeq, SerializeStruct, Serializer};
 use serde::Serialize;
 
 /// RFC 9562's name space for URLs (`6ba7b811-9dad-11d1-80b4-00c04fd430c8`); the serial
@@ -30,24 +31,24 @@ const NAMESPACE_URL: [u8; 16] = [
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct Bom {
+struct Bom<'a> {
     #[serde(rename = "$schema")]
     schema: &'static str,
     bom_format: &'static str,
     spec_version: &'static str,
     serial_number: String,
     version: u32,
-    metadata: Metadata,
-    components: Vec<Component>,
+    metadata: Metadata<'a>,
+    components: Components<'a>,
     dependencies: Vec<Dependency>,
 }
 
 #[derive(Serialize)]
-struct Metadata {
+struct Metadata<'a> {
     timestamp: String,
     lifecycles: Vec<Lifecycle>,
-    tools: Tools,
-    component: Component,
+    tools: Tools<'a>,
+    component: Component<'a>,
 }
 
 #[derive(Serialize)]
@@ -56,12 +57,12 @@ struct Lifecycle {
 }
 
 #[derive(Serialize)]
-struct Tools {
-    components: Vec<Component>,
+struct Tools<'a> {
+    components: Vec<Component<'a>>,
 }
 
 #[derive(Serialize, Default)]
-struct Component {
+struct Component<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
     #[serde(rename = "bom-ref", skip_serializing_if = "Option::is_none")]
@@ -80,7 +81,7 @@ struct Component {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     properties: Vec<Property>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    evidence: Option<Evidence>,
+    evidence: Option<Evidence<'a>>,
 }
 
 #[derive(Serialize)]
@@ -102,16 +103,61 @@ struct Property {
     value: String,
 }
 
-#[derive(Serialize)]
-struct Evidence {
-    occurrences: Vec<Occurrence>,
+/// `{"occurrences": [...]}`: every file `supplier` put in the image, serialised as
+/// the files are visited (a source may supply tens of thousands).
+struct Evidence<'a> {
+    supplier: Supplier<'a>,
+    files: &'a [&'a ImageFile],
+}
+
+impl Serialize for Evidence<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        struct Occurrences<'e>(&'e Evidence<'e>);
+        impl Serialize for Occurrences<'_> {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let mut seq = serializer.serialize_seq(None)?;
+                for file in self.0.files {
+                    if Supplier::of(file) == self.0.supplier {
+                        seq.serialize_element(&Occurrence {
+                            location: &file.path,
+                            additional_context: trace(file),
+                        })?;
+                    }
+                }
+                seq.end()
+            }
+        }
+        let mut evidence = serializer.serialize_struct("Evidence", 1)?;
+        evidence.serialize_field("occurrences", &Occurrences(self))?;
+        evidence.end()
+    }
 }
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct Occurrence {
-    location: String,
+struct Occurrence<'a> {
+    location: &'a str,
     additional_context: String,
+}
+
+/// The supplier components, then one component per file, each built as it is
+/// serialised: the image may have tens of thousands of files.
+struct Components<'a> {
+    suppliers: Vec<Component<'a>>,
+    files: &'a [&'a ImageFile],
+}
+
+impl Serialize for Components<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut seq = serializer.serialize_seq(None)?;
+        for supplier in &self.suppliers {
+            seq.serialize_element(supplier)?;
+        }
+        for file in self.files {
+            seq.serialize_element(&file_component(file))?;
+        }
+        seq.end()
+    }
 }
 
 #[derive(Serialize)]
@@ -124,6 +170,17 @@ struct Dependency {
 
 /// The CycloneDX 1.6 JSON document for `input`.
 pub fn cyclonedx_json(input: &SbomInput) -> Vec<u8> {
+    let mut out = Vec::new();
+    write_cyclonedx_json(input, &mut out).expect("writing to a Vec cannot fail");
+    out
+}
+
+/// [`cyclonedx_json`], written to `out` (a file: the document lists every file of the
+/// image).
+pub fn write_cyclonedx_json(
+    input: &SbomInput,
+    out: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
     let contents = input.contents;
     let mut files: Vec<&ImageFile> = contents.files.iter().collect();
     files.sort_by(|a, b| a.path.cmp(&b.path));
@@ -182,8 +239,10 @@ pub fn cyclonedx_json(input: &SbomInput) -> Vec<u8> {
         depends_on: Vec::new(),
     }));
 
-    let mut components = suppliers;
-    components.extend(files.iter().map(|f| file_component(f)));
+    let components = Components {
+        suppliers,
+        files: &files,
+    };
 
     let bom = Bom {
         schema: "http://cyclonedx.org/schema/bom-1.6.schema.json",
@@ -222,7 +281,7 @@ pub fn cyclonedx_json(input: &SbomInput) -> Vec<u8> {
         components,
         dependencies,
     };
-    to_json(&bom)
+    write_json(&bom, out)
 }
 
 fn bom_ref(supplier: Supplier) -> String {
@@ -236,7 +295,7 @@ fn bom_ref(supplier: Supplier) -> String {
 
 /// A source is a `file` whatever its kind: an archive is a file too, and cairn knows
 /// nothing more specific (`library`, `application`) about what is inside.
-fn source_component(source: &SourceInfo, files: &[&ImageFile]) -> Component {
+fn source_component<'a>(source: &'a SourceInfo, files: &'a [&'a ImageFile]) -> Component<'a> {
     let supplier = Supplier::Source(&source.name);
     let mut properties = Vec::new();
     // A directory's digest is cairn's tree digest, not the hash of one file's bytes.
@@ -297,19 +356,14 @@ fn source_component(source: &SourceInfo, files: &[&ImageFile]) -> Component {
 }
 
 /// Where in the image `supplier`'s content is, one occurrence per file.
-fn occurrences(supplier: Supplier, files: &[&ImageFile]) -> Option<Evidence> {
-    let occurrences: Vec<Occurrence> = files
+fn occurrences<'a>(supplier: Supplier<'a>, files: &'a [&'a ImageFile]) -> Option<Evidence<'a>> {
+    files
         .iter()
-        .filter(|f| Supplier::of(f) == supplier)
-        .map(|f| Occurrence {
-            location: f.path.clone(),
-            additional_context: trace(f),
-        })
-        .collect();
-    (!occurrences.is_empty()).then_some(Evidence { occurrences })
+        .any(|f| Supplier::of(f) == supplier)
+        .then_some(Evidence { supplier, files })
 }
 
-fn file_component(file: &ImageFile) -> Component {
+fn file_component(file: &ImageFile) -> Component<'static> {
     let mut properties = vec![property("cairn:layer", &file.layer)];
     match &file.origin {
         FileOrigin::Source {

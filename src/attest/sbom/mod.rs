@@ -12,8 +12,8 @@
 mod cyclonedx;
 mod spdx;
 
-pub use cyclonedx::cyclonedx_json;
-pub use spdx::spdx_json;
+pub use cyclonedx::{cyclonedx_json, write_cyclonedx_json};
+pub use spdx::{spdx_json, write_spdx_json};
 
 use crate::attest::contents::{BaseInfo, FileOrigin, ImageContents, ImageFile, SourceInfo};
 use crate::digest::Sha256Digest;
@@ -45,10 +45,12 @@ pub struct SbomInput<'a> {
     pub sha1: &'a Sha1Index,
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error)]
 pub enum SbomError {
     #[error("no SHA-1 for {path} ({sha256}), which SPDX 2.3 requires on every file")]
     MissingSha1 { path: String, sha256: Sha256Digest },
+    #[error("writing the SBOM: {0}")]
+    Write(#[source] std::io::Error),
 }
 
 /// SHA-256 over everything the documents say (format tag included), so that two
@@ -254,14 +256,13 @@ fn octal_mode(mode: u32) -> String {
     format!("{mode:04o}")
 }
 
-/// The SBOM JSON bytes: compact, with a final newline. Serialised straight from the
+/// Writes the SBOM JSON bytes: compact, with a final newline. Serialised straight from the
 /// typed documents, whose field order is fixed and whose maps are sorted, so the bytes
 /// are stable without building a `serde_json::Value` of a document that lists every
 /// file of the image.
-fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
-    let mut bytes = serde_json::to_vec(value).expect("SBOM types serialise to JSON");
-    bytes.push(b'\n');
-    bytes
+fn write_json<T: Serialize>(value: &T, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    serde_json::to_writer(&mut *out, value).map_err(std::io::Error::from)?;
+    out.write_all(b"\n")
 }
 
 #[cfg(test)]

@@ -16,12 +16,13 @@
 //! carries its trace (`cairn: layer=... origin=...`).
 
 use super::{
-    base_purl, document_digest, package_trace, pseudo_suppliers, purl, to_json, trace, SbomError,
-    SbomInput, Supplier,
+    base_purl, document_digest, package_trace, pseudo_suppliers, purl, trace, write_json,
+    SbomError, SbomInput, Supplier,
 };
 use crate::attest::contents::{BaseInfo, ImageFile, SourceInfo};
 use crate::image::rfc3339;
 use crate::resolve::LockedKind;
+use serde::ser::{SerializeSeq, Serializer};
 use serde::Serialize;
 use sha1::{Digest as _, Sha1};
 use std::collections::BTreeSet;
@@ -35,7 +36,7 @@ const BASE_ID: &str = "SPDXRef-BaseImage";
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct Document {
+struct Document<'a> {
     #[serde(rename = "SPDXID")]
     spdx_id: &'static str,
     spdx_version: &'static str,
@@ -44,8 +45,8 @@ struct Document {
     document_namespace: String,
     creation_info: CreationInfo,
     packages: Vec<Package>,
-    files: Vec<File>,
-    relationships: Vec<Relationship>,
+    files: Files<'a>,
+    relationships: Relationships<'a>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     has_extracted_licensing_infos: Vec<ExtractedLicense>,
 }
@@ -115,6 +116,73 @@ struct File {
     comment: String,
 }
 
+/// One [`File`] per image file, each built as it is serialised: the image may have tens
+/// of thousands of files.
+struct Files<'a> {
+    files: &'a [&'a ImageFile],
+    sha1s: &'a [String],
+}
+
+impl Serialize for Files<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut seq = serializer.serialize_seq(Some(self.files.len()))?;
+        for (n, (file, sha1)) in self.files.iter().zip(self.sha1s).enumerate() {
+            seq.serialize_element(&File {
+                spdx_id: file_id(n),
+                file_name: format!(".{}", file.path),
+                checksums: vec![
+                    checksum("SHA1", sha1.clone()),
+                    checksum("SHA256", file.sha256.hex()),
+                ],
+                license_concluded: NOASSERTION,
+                copyright_text: NOASSERTION,
+                comment: format!("cairn: {}", trace(file)),
+            })?;
+        }
+        seq.end()
+    }
+}
+
+/// The document's and packages' relationships (`head`), then the image CONTAINS each
+/// file, then each file's GENERATED_FROM (and its package's CONTAINS), built as they
+/// are serialised.
+struct Relationships<'a> {
+    head: Vec<Relationship>,
+    files: &'a [&'a ImageFile],
+    sources: &'a [SourceInfo],
+}
+
+impl Serialize for Relationships<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut seq = serializer.serialize_seq(None)?;
+        for relationship in &self.head {
+            seq.serialize_element(relationship)?;
+        }
+        for n in 0..self.files.len() {
+            seq.serialize_element(&relationship(IMAGE_ID, "CONTAINS", &file_id(n)))?;
+        }
+        for (n, file) in self.files.iter().enumerate() {
+            let supplier = Supplier::of(file);
+            let supplier_spdx_id = supplier_id(supplier);
+            seq.serialize_element(&relationship(
+                &file_id(n),
+                "GENERATED_FROM",
+                &supplier_spdx_id,
+            ))?;
+            let from_package = matches!(supplier, Supplier::Source(name)
+                if self.sources.iter().any(|s| s.name == name && s.package.is_some()));
+            if from_package {
+                seq.serialize_element(&relationship(&supplier_spdx_id, "CONTAINS", &file_id(n)))?;
+            }
+        }
+        seq.end()
+    }
+}
+
+fn file_id(n: usize) -> String {
+    format!("SPDXRef-File-{n}")
+}
+
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Relationship {
@@ -133,6 +201,13 @@ struct ExtractedLicense {
 
 /// The SPDX 2.3 JSON document for `input`. Fails only if `input.sha1` lacks a file.
 pub fn spdx_json(input: &SbomInput) -> Result<Vec<u8>, SbomError> {
+    let mut out = Vec::new();
+    write_spdx_json(input, &mut out)?;
+    Ok(out)
+}
+
+/// [`spdx_json`], written to `out` (a file: the document lists every file of the image).
+pub fn write_spdx_json(input: &SbomInput, out: &mut dyn std::io::Write) -> Result<(), SbomError> {
     let contents = input.contents;
     let mut files: Vec<&ImageFile> = contents.files.iter().collect();
     files.sort_by(|a, b| a.path.cmp(&b.path));
@@ -197,24 +272,6 @@ pub fn spdx_json(input: &SbomInput) -> Result<Vec<u8>, SbomError> {
     for package in &packages[1..] {
         relationships.push(relationship(IMAGE_ID, "GENERATED_FROM", &package.spdx_id));
     }
-    let file_id = |n: usize| format!("SPDXRef-File-{n}");
-    for n in 0..files.len() {
-        relationships.push(relationship(IMAGE_ID, "CONTAINS", &file_id(n)));
-    }
-    for (n, file) in files.iter().enumerate() {
-        let supplier = Supplier::of(file);
-        let supplier_spdx_id = supplier_id(supplier);
-        relationships.push(relationship(
-            &file_id(n),
-            "GENERATED_FROM",
-            &supplier_spdx_id,
-        ));
-        let from_package = matches!(supplier, Supplier::Source(name)
-            if contents.sources.iter().any(|s| s.name == name && s.package.is_some()));
-        if from_package {
-            relationships.push(relationship(&supplier_spdx_id, "CONTAINS", &file_id(n)));
-        }
-    }
 
     let document = Document {
         spdx_id: DOCUMENT_ID,
@@ -231,26 +288,18 @@ pub fn spdx_json(input: &SbomInput) -> Result<Vec<u8>, SbomError> {
             creators: vec![format!("Tool: cairn-{}", input.cairn_version)],
         },
         packages,
-        files: files
-            .iter()
-            .zip(sha1s)
-            .enumerate()
-            .map(|(n, (file, sha1))| File {
-                spdx_id: file_id(n),
-                file_name: format!(".{}", file.path),
-                checksums: vec![
-                    checksum("SHA1", sha1),
-                    checksum("SHA256", file.sha256.hex()),
-                ],
-                license_concluded: NOASSERTION,
-                copyright_text: NOASSERTION,
-                comment: format!("cairn: {}", trace(file)),
-            })
-            .collect(),
-        relationships,
+        files: Files {
+            files: &files,
+            sha1s: &sha1s,
+        },
+        relationships: Relationships {
+            head: relationships,
+            files: &files,
+            sources: &contents.sources,
+        },
         has_extracted_licensing_infos: extracted_licenses(input),
     };
-    Ok(to_json(&document))
+    write_json(&document, out).map_err(SbomError::Write)
 }
 
 fn image_package(input: &SbomInput, file_sha1s: &[String]) -> Package {
@@ -530,13 +579,13 @@ mod tests {
         let c = contents();
         let mut sha1 = sha1_index(&c);
         sha1.remove(&Sha256Digest::of(b"hello"));
-        assert_eq!(
-            spdx_json(&input(&c, &sha1)),
-            Err(SbomError::MissingSha1 {
-                path: "/usr/bin/hello".to_string(),
-                sha256: Sha256Digest::of(b"hello"),
-            })
-        );
+        match spdx_json(&input(&c, &sha1)) {
+            Err(SbomError::MissingSha1 { path, sha256 }) => {
+                assert_eq!(path, "/usr/bin/hello");
+                assert_eq!(sha256, Sha256Digest::of(b"hello"));
+            }
+            other => panic!("expected MissingSha1, got {other:?}"),
+        }
     }
 
     #[test]
