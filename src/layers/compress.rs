@@ -16,6 +16,9 @@ use super::gzip::ParallelGzipWriter;
 
 /// The deflate level of gzip layers: part of the output format.
 pub const GZIP_LEVEL: u32 = 6;
+/// The size of each multi-threaded zstd job: part of the output format.
+const ZSTD_JOB_SIZE: u32 = 2 << 20;
+
 /// The zstd level of zstd layers: part of the output format.
 pub const ZSTD_LEVEL: i32 = 3;
 
@@ -47,6 +50,11 @@ impl<W: Write> LayerEncoder<W> {
                 let mut encoder = zstd::stream::write::Encoder::new(inner, ZSTD_LEVEL)?;
                 // u32 holds any sensible thread count; the bytes do not depend on it.
                 encoder.multithread(u32::try_from(jobs).unwrap_or(u32::MAX))?;
+                // libzstd's default job for level 3 is 8 MiB, and it keeps several jobs'
+                // input and output buffered per worker: 60 MiB and more. A fixed 2 MiB
+                // job keeps the encoder near 16 MiB; it is part of the output format
+                // (the job size shapes the frame), like the level.
+                encoder.set_parameter(zstd::stream::raw::CParameter::JobSize(ZSTD_JOB_SIZE))?;
                 LayerEncoder::Zstd(encoder)
             }
             Compression::None => LayerEncoder::None(inner),
