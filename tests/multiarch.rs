@@ -523,3 +523,71 @@ fn diff_compares_the_images_of_one_platform() {
         String::from_utf8_lossy(&other.stderr)
     );
 }
+
+/// The push-hook gate on a multi-platform image: pulled back from the registry, every
+/// platform's signatures, subject, provenance and SBOM are checked, and a tag that
+/// points at an unsigned index is refused.
+#[test]
+fn a_signed_multi_platform_image_verifies_from_the_registry_and_an_unsigned_one_does_not() {
+    let (dir, recipe) = workspace();
+    let (key, public, key_id) = keygen(dir.path(), "ci");
+    let registry = common::registry::Registry::start(common::registry::RegistryAuth::None);
+    let push = |layout: &Path, reference: &str| {
+        run_ok(
+            cairn()
+                .arg("push")
+                .arg(layout)
+                .arg(reference)
+                .arg("--insecure"),
+        );
+    };
+    let signed = format!("{}/lib/multiarch:signed", registry.host);
+    build_json(
+        &recipe,
+        &dir.path().join("signed"),
+        &["--locked", "--sign-key", key.to_str().unwrap()],
+    );
+    push(&dir.path().join("signed/multiarch"), &signed);
+    let verified = run_ok(
+        cairn()
+            .arg("verify")
+            .arg(&signed)
+            .arg("--key")
+            .arg(&public)
+            .arg("--insecure"),
+    );
+    let text = String::from_utf8_lossy(&verified.stdout);
+    for platform in ["linux/amd64", "linux/arm64"] {
+        assert!(
+            text.contains(&format!(
+                "ok   signatures  {platform}: 2 envelopes verify, signed by {key_id}"
+            )),
+            "{platform} not verified from the registry:\n{text}"
+        );
+    }
+
+    // Another repository: in the same one, the signed push's referrers would vouch for
+    // the unsigned push too (the same image digest, signed).
+    let unsigned = format!("{}/lib/unsigned:v1", registry.host);
+    build_json(&recipe, &dir.path().join("unsigned"), &["--locked"]);
+    push(&dir.path().join("unsigned/multiarch"), &unsigned);
+    let refused = cairn()
+        .arg("verify")
+        .arg(&unsigned)
+        .arg("--key")
+        .arg(&public)
+        .arg("--insecure")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&refused.stdout);
+    assert_eq!(
+        refused.status.code(),
+        Some(1),
+        "an unsigned index passed verify:\n{said}"
+    );
+    assert!(
+        said.lines()
+            .any(|l| l.starts_with("FAIL") && l.contains("signatures")),
+        "no failed signature check for the unsigned index:\n{said}"
+    );
+}
