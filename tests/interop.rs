@@ -212,6 +212,133 @@ fn skopeo_copy_to_another_layout_preserves_every_digest() {
 }
 
 // ---------------------------------------------------------------------------------
+// gzip layers larger than one member
+
+/// Pseudo-random bytes (xorshift), text-like when `text`: a few MiB that gzip cannot
+/// squeeze into one member.
+fn generated_file(len: usize, seed: u64, text: bool) -> Vec<u8> {
+    let mut state = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        if text {
+            let words: [&[u8]; 6] = [
+                b"layer ",
+                b"member ",
+                b"gzip ",
+                b"deflate\n",
+                b"the ",
+                b"0644 ",
+            ];
+            out.extend_from_slice(words[(state % 6) as usize]);
+        } else {
+            out.extend_from_slice(&state.to_le_bytes());
+        }
+    }
+    out.truncate(len);
+    out
+}
+
+/// A gzip layer of several members (cairn compresses each 1 MiB of tar as a gzip member
+/// of its own) reads back as the same tar in gzip(1), Python's `gzip`, skopeo (Go's
+/// `compress/gzip`) and umoci: none of them stops after the first member.
+#[test]
+fn a_multi_member_gzip_layer_reads_the_same_in_gzip_python_skopeo_and_umoci() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("tree");
+    std::fs::create_dir_all(tree.join("sub")).unwrap();
+    let files = [
+        ("text.txt", generated_file(2_500_000, 1, true)),
+        ("sub/random.bin", generated_file(1_700_000, 2, false)),
+        ("sub/small.txt", b"after the big ones\n".to_vec()),
+    ];
+    for (name, bytes) in &files {
+        std::fs::write(tree.join(name), bytes).unwrap();
+    }
+    let recipe = write_recipe(
+        dir.path(),
+        "big.yaml",
+        "cairn: 1\nname: big\nepoch: 0\ncompression: gzip\nsources:\n  tree: { path: tree/ }\n\
+         layers:\n  - name: tree\n    contents:\n      - copy: tree\n        to: /data\n",
+    );
+    let out = dir.path().join("out");
+    let report = build_json(&recipe, &out, &["--quiet"]);
+    let layout = out.join("big");
+    let digest = layer_field(&report, "digest")[0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let diff_id = layer_field(&report, "diff_id")[0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let blob = blob_path(&layout, &digest);
+
+    // Count the members: a decoder of one member stops at its end.
+    let gz = std::fs::read(&blob).unwrap();
+    let mut rest = &gz[..];
+    let mut members = 0;
+    while !rest.is_empty() {
+        let mut member = flate2::bufread::GzDecoder::new(rest);
+        std::io::copy(&mut member, &mut std::io::sink()).unwrap();
+        rest = member.into_inner();
+        members += 1;
+    }
+    assert!(
+        members >= 4,
+        "expected a layer of 4 or more gzip members, got {members}"
+    );
+
+    let gunzipped = run_ok(Command::new("gzip").arg("-dc").arg(&blob)).stdout;
+    assert_eq!(
+        format!("sha256:{}", sha256_hex(&gunzipped)),
+        diff_id,
+        "gzip -dc did not give the tar the diff_id names"
+    );
+    let python = run_ok(
+        Command::new(python_tool("python"))
+            .arg("-c")
+            .arg(
+                "import gzip, hashlib, sys\n\
+                 print(hashlib.sha256(gzip.decompress(open(sys.argv[1], 'rb').read())).hexdigest())",
+            )
+            .arg(&blob),
+    );
+    assert_eq!(
+        format!("sha256:{}", String::from_utf8_lossy(&python.stdout).trim()),
+        diff_id,
+        "Python's gzip did not give the tar the diff_id names"
+    );
+
+    // skopeo decompresses the layer with Go's compress/gzip when saving to `dir:`.
+    let copy = dir.path().join("copy");
+    run_ok(
+        skopeo()
+            .args(["copy", "--dest-decompress"])
+            .arg(oci_ref(&layout, "big"))
+            .arg(format!("dir:{}", copy.display())),
+    );
+    let decompressed = std::fs::read(copy.join(diff_id.trim_start_matches("sha256:")))
+        .expect("skopeo --dest-decompress stores the layer under its diff_id");
+    assert!(
+        decompressed == gunzipped,
+        "skopeo's decompressed layer differs from gzip -dc's"
+    );
+
+    let rootfs = umoci_unpack(&layout, "big", &dir.path().join("bundle"));
+    for (name, bytes) in &files {
+        let unpacked = std::fs::read(rootfs.join("data").join(name))
+            .unwrap_or_else(|e| panic!("umoci did not unpack /data/{name}: {e}"));
+        assert!(
+            unpacked == *bytes,
+            "umoci unpacked other bytes for /data/{name}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------
 // umoci: the unpacked file system is exactly the recipe's
 
 /// One file-system entry as a comparable line: kind, mode, owner, and content or target.
@@ -802,7 +929,7 @@ fn layout_blobs_are_canonical_and_typed_as_image_spec_1_1_says() {
         "config descriptor mediaType"
     );
     assert_eq!(
-        manifest["annotations"]["dev.cairn.output-format"], "1",
+        manifest["annotations"]["dev.cairn.output-format"], "2",
         "output format annotation"
     );
     let config = parse_canonical(

@@ -11,7 +11,8 @@ pub fn decompressing<'r>(
     raw: impl std::io::Read + 'r,
 ) -> std::io::Result<Box<dyn std::io::Read + 'r>> {
     Ok(match compression {
-        Compression::Gzip => Box::new(flate2::read::GzDecoder::new(raw)),
+        // Every member: cairn's own gzip layers are a series of members (RFC 1952, 2.2).
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(raw)),
         Compression::Zstd => Box::new(zstd::Decoder::new(raw)?),
         Compression::None => Box::new(raw),
     })

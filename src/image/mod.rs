@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 
 /// Bumped whenever cairn changes the bytes it writes for the same recipe and inputs;
 /// recorded in every manifest so such a change is always deliberate and visible.
-pub const OUTPUT_FORMAT_VERSION: &str = "1";
+pub const OUTPUT_FORMAT_VERSION: &str = "2";
 pub const OUTPUT_FORMAT_ANNOTATION: &str = "dev.cairn.output-format";
 pub const REF_NAME_ANNOTATION: &str = "org.opencontainers.image.ref.name";
 

@@ -31,7 +31,7 @@
 //! there and downloaded (digest-checked) into the local cache before use.
 
 use super::compress::{media_type, GZIP_LEVEL, ZSTD_LEVEL};
-use super::gzip::{CHUNK_SIZE, DICT_SIZE};
+use super::gzip::MEMBER_SIZE;
 use super::remote_cache::RemoteCache;
 use super::tar::Sha1Index;
 use super::{LayerBlob, LayerError, LayerTree, TreeEntryKind};
@@ -86,7 +86,7 @@ pub fn layer_key(tree: &LayerTree, epoch: u64, compression: Compression) -> Laye
     ));
     let parameters = match compression {
         Compression::Gzip => {
-            format!("gzip level {GZIP_LEVEL} chunk {CHUNK_SIZE} dictionary {DICT_SIZE}")
+            format!("gzip libdeflate level {GZIP_LEVEL} member {MEMBER_SIZE}")
         }
         Compression::Zstd => format!("zstd level {ZSTD_LEVEL} multithreaded"),
         Compression::None => "none".to_string(),

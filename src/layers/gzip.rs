@@ -1,17 +1,21 @@
-//! Deterministic parallel gzip (RFC 1952), the compressor for every image layer.
+//! Deterministic parallel gzip (RFC 1952), the compressor for gzip image layers.
 //!
-//! Takes a byte stream (through [`Write`]), a level 0..=9 and a thread count. Gives ONE gzip
-//! member whose bytes depend only on the input bytes and the level: never on the thread count,
-//! on timing, or on how the caller splits its `write` calls.
+//! Takes a byte stream (through [`Write`]), a level and a thread count. Gives gzip bytes
+//! that depend only on the input bytes and the level: never on the thread count, on
+//! timing, or on how the caller splits its `write` calls.
 //!
-//! How, in the manner of pigz: the input is cut into fixed [`CHUNK_SIZE`] chunks (part of the
-//! output format, so a constant). Each chunk is compressed as raw deflate on a worker thread,
-//! its compressor primed with the last [`DICT_SIZE`] bytes of the previous chunk's *input* as a
-//! preset dictionary, which keeps the ratio within a fraction of a percent of single-stream
-//! gzip. Every chunk but the last ends with a sync flush (byte-aligned, no BFINAL), so the
-//! chunks concatenate to one deflate stream; the last chunk ends with BFINAL. The header is
-//! fixed (MTIME 0, no name, OS 255); the trailer's CRC-32 is computed per chunk on the workers
-//! and combined in order.
+//! How, in the manner of BGZF: the input is cut into fixed [`MEMBER_SIZE`] chunks (part of
+//! the output format, so a constant), and a worker thread compresses each chunk with
+//! libdeflate into a complete gzip member of its own: header, deflate stream, then the
+//! chunk's CRC-32 and length. RFC 1952 (section 2.2) defines a gzip file as a series of
+//! members, one after another, and gzip readers return their contents concatenated (`gzip
+//! -d`, Go's `compress/gzip` in skopeo, umoci, podman and containerd, Python's `gzip`,
+//! flate2's `MultiGzDecoder`). Members share no state, so each is compressed in one call
+//! of libdeflate's whole-buffer compressor, about 1.4 times as fast as zlib-rs at level 6
+//! here, for output about 0.5% larger than single-stream `gzip -6`. Every member's
+//! header is the same fixed 10 bytes (MTIME 0, no name, OS 255). The bytes are pinned by
+//! libdeflate's version (in `Cargo.lock`); its compressor uses no CPU-dependent code
+//! paths, so they do not depend on the machine either.
 //!
 //! Memory is bounded: at most `2 * threads` chunks (input and output buffer each) are in
 //! flight; when they are all taken, `write` blocks until the oldest is written to the inner
@@ -27,128 +31,105 @@ use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 
-use flate2::{Compress, CompressError, Compression, FlushCompress, Status};
+use libdeflater::{CompressionLvl, Compressor};
 
-/// Bytes of input per independently compressed chunk. Changing it changes the output bytes.
-pub const CHUNK_SIZE: usize = 1 << 20;
+/// Bytes of input per gzip member. Changing it changes the output bytes.
+pub const MEMBER_SIZE: usize = 1 << 20;
 
-/// Bytes of the previous chunk's input used as preset dictionary: deflate's whole window.
-pub const DICT_SIZE: usize = 32 << 10;
+/// The highest level libdeflate offers (levels 10 to 12 are its slow optimal parsers).
+pub const MAX_LEVEL: u32 = 12;
 
-/// Initial capacity of a chunk's output buffer: enough for incompressible input in one pass
-/// (stored blocks cost 5 bytes per 64 KiB); compression grows it if ever needed.
-const OUTPUT_CAPACITY: usize = CHUNK_SIZE + CHUNK_SIZE / 64 + 1024;
+/// The fixed header of a member, and its trailer (CRC-32 and ISIZE).
+const HEADER_LEN: usize = 10;
+const TRAILER_LEN: usize = 8;
 
-/// A gzip writer that compresses fixed-size chunks of its input on several threads.
-/// The output bytes depend only on the input bytes and the level, never on `threads`.
+/// A gzip writer that compresses fixed-size chunks of its input on several threads, each
+/// into a gzip member of its own. The output bytes depend only on the input bytes and the
+/// level, never on `threads`.
 pub struct ParallelGzipWriter<W: Write> {
     inner: W,
     level: u32,
     threads: usize,
     /// Started on the first full chunk, so inputs of one chunk start no threads.
     pool: Option<WorkerPool>,
-    /// The dictionary for the chunk being filled (`dict_len` bytes), then its input so far.
+    /// The input of the chunk being filled.
     current: Vec<u8>,
-    dict_len: usize,
     /// One receiver per chunk handed to the workers, oldest first.
-    in_flight: VecDeque<Receiver<ChunkResult>>,
+    in_flight: VecDeque<Receiver<MemberResult>>,
     /// Buffers of written chunks, reused for the next ones.
     spare: Vec<ChunkBuffers>,
-    crc: crc32fast::Hasher,
-    header_written: bool,
     /// Set when writing to `inner` or compressing failed; every later call fails with it.
     failed: Option<(io::ErrorKind, String)>,
 }
 
 impl<W: Write> ParallelGzipWriter<W> {
-    /// Wraps `inner`. `level` is the deflate level (0 = stored .. 9 = best); `threads` is the
-    /// number of compressing threads, 0 is taken as 1.
+    /// Wraps `inner`. `level` is libdeflate's level (0 = stored .. 12 = best); `threads` is
+    /// the number of compressing threads, 0 is taken as 1.
     ///
     /// # Panics
     ///
-    /// If `level` is above 9: callers validate user-supplied levels before this point.
+    /// If `level` is above [`MAX_LEVEL`]: callers validate user-supplied levels before this
+    /// point.
     pub fn new(inner: W, level: u32, threads: usize) -> Self {
-        assert!(level <= 9, "gzip level must be 0..=9, got {level}");
+        assert!(
+            level <= MAX_LEVEL,
+            "gzip level must be 0..={MAX_LEVEL}, got {level}"
+        );
         ParallelGzipWriter {
             inner,
             level,
             threads: threads.max(1),
             pool: None,
-            current: Vec::with_capacity(DICT_SIZE + CHUNK_SIZE),
-            dict_len: 0,
+            current: Vec::with_capacity(MEMBER_SIZE),
             in_flight: VecDeque::new(),
             spare: Vec::new(),
-            crc: crc32fast::Hasher::new(),
-            header_written: false,
             failed: None,
         }
     }
 
-    /// Compresses the last chunk, writes it and the gzip trailer, flushes and returns the
-    /// inner writer. Worker threads are joined before it returns.
+    /// Compresses the last chunk (an empty input still gives one, empty, member: a gzip
+    /// file has at least one), writes what is left, flushes and returns the inner writer.
+    /// Worker threads are joined before it returns.
     pub fn finish(mut self) -> io::Result<W> {
         self.check_not_failed()?;
         if self.pool.is_none() {
             // The whole input fits in one chunk: no thread is worth starting for it.
-            let input = mem::take(&mut self.current);
-            let result = compress_chunk(
-                self.level,
-                ChunkBuffers {
-                    input,
-                    output: Vec::with_capacity(OUTPUT_CAPACITY),
-                },
-                0,
-                true,
-            );
-            self.write_chunk(result)?;
+            let buffers = ChunkBuffers {
+                input: mem::take(&mut self.current),
+                output: Vec::new(),
+            };
+            let result = compress_member(&mut compressor(self.level), self.level, buffers);
+            self.write_member(result)?;
         } else {
-            self.dispatch(true)?;
+            self.dispatch()?;
             self.write_finished(0)?;
         }
-        // ISIZE is the input length modulo 2^32 (RFC 1952), hence the truncation.
-        let input_size = self.crc.total_len() as u32;
-        let crc = mem::take(&mut self.crc).finalize();
-        let mut trailer = [0u8; 8];
-        trailer[..4].copy_from_slice(&crc.to_le_bytes());
-        trailer[4..].copy_from_slice(&input_size.to_le_bytes());
-        self.inner
-            .write_all(&trailer)
-            .and_then(|()| self.inner.flush())
-            .map_err(|e| self.fail(e))?;
+        self.inner.flush().map_err(|e| self.fail(e))?;
         let ParallelGzipWriter { inner, pool, .. } = self;
         drop(pool);
         Ok(inner)
     }
 
-    /// Hands the chunk being filled to the workers and starts the next one, primed with the
-    /// tail of this one. Blocks while `2 * threads` chunks are in flight.
-    fn dispatch(&mut self, last: bool) -> io::Result<()> {
+    /// Hands the chunk being filled to the workers and starts the next one. Blocks while
+    /// `2 * threads` chunks are in flight.
+    fn dispatch(&mut self) -> io::Result<()> {
         let max_in_flight = 2 * self.threads;
         self.write_finished(max_in_flight - 1)?;
-        let mut next = self.spare.pop().unwrap_or_else(|| ChunkBuffers {
-            input: Vec::with_capacity(DICT_SIZE + CHUNK_SIZE),
-            output: Vec::with_capacity(OUTPUT_CAPACITY),
+        let next = self.spare.pop().unwrap_or_else(|| ChunkBuffers {
+            input: Vec::with_capacity(MEMBER_SIZE),
+            output: Vec::new(),
         });
-        next.input.clear();
-        if !last {
-            // Only full chunks are dispatched before the last, so the tail is DICT_SIZE long.
-            next.input
-                .extend_from_slice(&self.current[self.current.len() - DICT_SIZE..]);
-        }
         if self.pool.is_none() {
             let pool = WorkerPool::start(self.level, self.threads, max_in_flight)
                 .map_err(|e| self.fail(e))?;
             self.pool = Some(pool);
         }
-        let next_dict_len = next.input.len();
         let (result_sender, result_receiver) = mpsc::sync_channel(1);
         let job = Job {
             buffers: ChunkBuffers {
                 input: mem::replace(&mut self.current, next.input),
                 output: next.output,
             },
-            dict_len: mem::replace(&mut self.dict_len, next_dict_len),
-            last,
             result: result_sender,
         };
         if !self.pool.as_ref().is_some_and(|pool| pool.submit(job)) {
@@ -158,8 +139,8 @@ impl<W: Write> ParallelGzipWriter<W> {
         Ok(())
     }
 
-    /// Writes finished chunks to `inner` in order: waits until at most `keep` chunks are in
-    /// flight, then also writes any later ones that happen to be done already.
+    /// Writes finished members to `inner` in order: waits until at most `keep` chunks are
+    /// in flight, then also writes any later ones that happen to be done already.
     fn write_finished(&mut self, keep: usize) -> io::Result<()> {
         while let Some(receiver) = self.in_flight.front() {
             let result = if self.in_flight.len() > keep {
@@ -173,28 +154,19 @@ impl<W: Write> ParallelGzipWriter<W> {
             };
             self.in_flight.pop_front();
             let result = result.map_err(|e| self.fail(e))?;
-            self.write_chunk(result)?;
+            self.write_member(result)?;
         }
         Ok(())
     }
 
-    /// Writes one compressed chunk (after the header, for the first) and folds in its CRC.
-    fn write_chunk(&mut self, result: ChunkResult) -> io::Result<()> {
-        let chunk = result.map_err(|e| {
-            self.fail(io::Error::other(format!(
-                "deflate failed on a gzip chunk: {e}"
-            )))
-        })?;
-        if !self.header_written {
-            let header = gzip_header(self.level);
-            self.inner.write_all(&header).map_err(|e| self.fail(e))?;
-            self.header_written = true;
-        }
+    /// Writes one compressed member and keeps its buffers for a later chunk.
+    fn write_member(&mut self, result: MemberResult) -> io::Result<()> {
+        let mut buffers = result.map_err(|e| self.fail(e))?;
         self.inner
-            .write_all(&chunk.buffers.output)
+            .write_all(&buffers.output)
             .map_err(|e| self.fail(e))?;
-        self.crc.combine(&chunk.crc);
-        self.spare.push(chunk.buffers);
+        buffers.input.clear();
+        self.spare.push(buffers);
         Ok(())
     }
 
@@ -224,11 +196,10 @@ impl<W: Write> Write for ParallelGzipWriter<W> {
         if buf.is_empty() {
             return Ok(0);
         }
-        if self.current.len() - self.dict_len == CHUNK_SIZE {
-            self.dispatch(false)?;
+        if self.current.len() == MEMBER_SIZE {
+            self.dispatch()?;
         }
-        let room = CHUNK_SIZE - (self.current.len() - self.dict_len);
-        let taken = room.min(buf.len());
+        let taken = (MEMBER_SIZE - self.current.len()).min(buf.len());
         self.current.extend_from_slice(&buf[..taken]);
         Ok(taken)
     }
@@ -243,85 +214,63 @@ impl<W: Write> Write for ParallelGzipWriter<W> {
     }
 }
 
-/// The 10-byte member header: no name, comment or extra field, MTIME 0, OS 255 (unknown).
-fn gzip_header(level: u32) -> [u8; 10] {
+/// The 10-byte member header: no name, comment or extra field, MTIME 0, OS 255 (unknown),
+/// and XFL as gzip and libdeflate set it for the level.
+fn gzip_header(level: u32) -> [u8; HEADER_LEN] {
     let extra_flags = match level {
-        9 => 2, // maximum compression, slowest algorithm
-        1 => 4, // fastest algorithm
+        0..=1 => 4, // fastest algorithm
+        8.. => 2,   // maximum compression, slowest algorithm
         _ => 0,
     };
     [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, extra_flags, 255]
 }
 
-/// A chunk's input (dictionary first) and the buffer its deflate output goes to.
+/// A libdeflate compressor for `level`, which [`ParallelGzipWriter::new`] checked.
+fn compressor(level: u32) -> Compressor {
+    let level = i32::try_from(level)
+        .ok()
+        .and_then(|level| CompressionLvl::new(level).ok())
+        .expect("gzip level checked by ParallelGzipWriter::new");
+    Compressor::new(level)
+}
+
+/// A chunk's input and the buffer its gzip member goes to.
 struct ChunkBuffers {
     input: Vec<u8>,
     output: Vec<u8>,
 }
 
-struct CompressedChunk {
-    buffers: ChunkBuffers,
-    /// CRC-32 of the chunk's input without the dictionary.
-    crc: crc32fast::Hasher,
-}
-
-type ChunkResult = Result<CompressedChunk, CompressError>;
+type MemberResult = io::Result<ChunkBuffers>;
 
 struct Job {
     buffers: ChunkBuffers,
-    dict_len: usize,
-    last: bool,
-    result: SyncSender<ChunkResult>,
+    result: SyncSender<MemberResult>,
 }
 
-/// Compresses `buffers.input[dict_len..]` into `buffers.output` as raw deflate, primed with
-/// `buffers.input[..dict_len]`.
-///
-/// A new compressor per chunk, never a reused one: zlib-rs 0.6 keeps window contents across
-/// `reset`, and they change the matches found (zlib-rs issue #459). We saw a reset compressor
-/// give different bytes than a new one on chunk 31 of 60 MiB of mixed data. Setting up a
-/// compressor costs microseconds; compressing the chunk, milliseconds.
-fn compress_chunk(
+/// Compresses `buffers.input` into `buffers.output` as one complete gzip member.
+/// libdeflate's compressor keeps no state from one call to the next, so a worker reuses
+/// one for all its chunks.
+fn compress_member(
+    compressor: &mut Compressor,
     level: u32,
     mut buffers: ChunkBuffers,
-    dict_len: usize,
-    last: bool,
-) -> ChunkResult {
-    let (dictionary, data) = buffers.input.split_at(dict_len);
-    let mut deflate = Compress::new(Compression::new(level), false);
-    if !dictionary.is_empty() {
-        deflate.set_dictionary(dictionary)?;
-    }
-    let flush = if last {
-        FlushCompress::Finish
-    } else {
-        FlushCompress::Sync
-    };
+) -> MemberResult {
+    let input = &buffers.input;
+    let bound = compressor.deflate_compress_bound(input.len());
     let output = &mut buffers.output;
     output.clear();
-    let mut consumed = 0;
-    loop {
-        if output.len() == output.capacity() {
-            output.reserve(CHUNK_SIZE / 16);
-        }
-        let before = deflate.total_in();
-        let status = deflate.compress_vec(&data[consumed..], output, flush)?;
-        // Bounded by `data.len()`, so it fits in usize.
-        consumed += (deflate.total_in() - before) as usize;
-        let done = match status {
-            Status::StreamEnd => true,
-            // A sync flush is complete once all input is in and output space is left over.
-            Status::Ok | Status::BufError => {
-                !last && consumed == data.len() && output.len() < output.capacity()
-            }
-        };
-        if done {
-            break;
-        }
-    }
-    let mut crc = crc32fast::Hasher::new();
-    crc.update(data);
-    Ok(CompressedChunk { buffers, crc })
+    output.resize(HEADER_LEN + bound, 0);
+    output[..HEADER_LEN].copy_from_slice(&gzip_header(level));
+    let deflated = compressor
+        .deflate_compress(input, &mut output[HEADER_LEN..])
+        .map_err(|e| io::Error::other(format!("deflate failed on a gzip chunk: {e}")))?;
+    output.truncate(HEADER_LEN + deflated);
+    // ISIZE is the input length modulo 2^32 (RFC 1952); a chunk is far below that.
+    let input_size = input.len() as u32;
+    output.reserve(TRAILER_LEN);
+    output.extend_from_slice(&crc32fast::hash(input).to_le_bytes());
+    output.extend_from_slice(&input_size.to_le_bytes());
+    Ok(buffers)
 }
 
 /// Compressing threads fed from one bounded queue. Dropping it discards queued jobs and joins
@@ -375,6 +324,7 @@ impl Drop for WorkerPool {
 }
 
 fn run_worker(jobs: &Mutex<Receiver<Job>>, level: u32, cancelled: &AtomicBool) {
+    let mut compressor = compressor(level);
     loop {
         let job = match jobs.lock() {
             Ok(receiver) => receiver.recv(),
@@ -384,7 +334,7 @@ fn run_worker(jobs: &Mutex<Receiver<Job>>, level: u32, cancelled: &AtomicBool) {
         if cancelled.load(Ordering::Relaxed) {
             continue;
         }
-        let result = compress_chunk(level, job.buffers, job.dict_len, job.last);
+        let result = compress_member(&mut compressor, level, job.buffers);
         // The writer may have been dropped meanwhile; then nobody wants the result.
         let _ = job.result.send(result);
     }
@@ -397,9 +347,13 @@ fn worker_died() -> io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use flate2::read::GzDecoder;
+    // The bufread decoder stops at the end of its member, so the rest of the slice is
+    // the next member (the read one buffers past it).
+    use flate2::bufread::{GzDecoder, MultiGzDecoder};
     use flate2::write::GzEncoder;
+    use flate2::Compression;
     use std::io::Read;
+    use std::path::Path;
     use std::process::Command;
 
     /// xorshift64*: reproducible pseudo-random bytes without a dependency.
@@ -501,29 +455,46 @@ mod tests {
         writer.finish().unwrap()
     }
 
-    /// Decodes exactly one gzip member and checks nothing follows it.
-    fn decode_single_member(gz: &[u8]) -> Vec<u8> {
-        let mut decoder = GzDecoder::new(gz);
+    /// Decodes `gz` member by member, checking that every member but the last holds
+    /// exactly [`MEMBER_SIZE`] bytes, and that a multi-member reader gives the same bytes.
+    fn decode_members(gz: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
-        decoder.read_to_end(&mut out).unwrap();
+        let mut rest = gz;
+        let mut member_sizes = Vec::new();
+        loop {
+            let mut decoder = GzDecoder::new(rest);
+            let mut member = Vec::new();
+            decoder.read_to_end(&mut member).unwrap();
+            member_sizes.push(member.len());
+            out.extend_from_slice(&member);
+            rest = decoder.into_inner();
+            if rest.is_empty() {
+                break;
+            }
+        }
+        let (last, full) = member_sizes.split_last().unwrap();
         assert!(
-            decoder.into_inner().is_empty(),
-            "bytes left after the first gzip member"
+            full.iter().all(|&size| size == MEMBER_SIZE) && *last <= MEMBER_SIZE,
+            "member sizes {member_sizes:?}"
         );
+        assert_eq!(member_sizes.len(), out.len().div_ceil(MEMBER_SIZE).max(1));
+        let mut whole = Vec::new();
+        MultiGzDecoder::new(gz).read_to_end(&mut whole).unwrap();
+        assert!(whole == out, "MultiGzDecoder read other bytes");
         out
     }
 
     const SIZES: &[usize] = &[
         0,
         1,
-        CHUNK_SIZE - 1,
-        CHUNK_SIZE,
-        CHUNK_SIZE + 1,
-        3 * CHUNK_SIZE + 12345,
+        MEMBER_SIZE - 1,
+        MEMBER_SIZE,
+        MEMBER_SIZE + 1,
+        3 * MEMBER_SIZE + 12345,
     ];
 
     #[test]
-    fn round_trips_at_chunk_boundaries() {
+    fn round_trips_one_member_per_chunk() {
         for &len in SIZES {
             for (kind, data) in [
                 ("text", text_bytes(len, 1)),
@@ -531,7 +502,7 @@ mod tests {
             ] {
                 let gz = compress(&data, 6, 2);
                 assert!(
-                    decode_single_member(&gz) == data,
+                    decode_members(&gz) == data,
                     "{kind} input of {len} bytes did not round-trip"
                 );
             }
@@ -540,7 +511,7 @@ mod tests {
 
     #[test]
     fn bytes_do_not_depend_on_threads_or_write_splits_or_flush() {
-        let data = mixed_bytes(3 * CHUNK_SIZE + 12345, 3);
+        let data = mixed_bytes(3 * MEMBER_SIZE + 12345, 3);
         let reference = compress(&data, 6, 1);
         for threads in [2, 3, 8] {
             assert!(
@@ -570,7 +541,7 @@ mod tests {
 
     #[test]
     fn header_is_fixed() {
-        for (level, extra_flags) in [(0, 0), (1, 4), (6, 0), (9, 2)] {
+        for (level, extra_flags) in [(0, 4), (1, 4), (6, 0), (9, 2), (12, 2)] {
             let gz = compress(b"hello", level, 2);
             assert_eq!(
                 gz[..10],
@@ -578,12 +549,27 @@ mod tests {
                 "level {level}"
             );
         }
+        // Every member starts with the same header: find each through its trailer.
+        let data = mixed_bytes(3 * MEMBER_SIZE, 9);
+        let gz = compress(&data, 6, 2);
+        let mut rest = &gz[..];
+        for chunk in data.chunks(MEMBER_SIZE) {
+            assert_eq!(rest[..10], [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255]);
+            let mut decoder = GzDecoder::new(rest);
+            std::io::copy(&mut decoder, &mut io::sink()).unwrap();
+            let next = decoder.into_inner();
+            let trailer = &rest[rest.len() - next.len() - 8..rest.len() - next.len()];
+            assert_eq!(trailer[..4], crc32fast::hash(chunk).to_le_bytes());
+            assert_eq!(trailer[4..], (chunk.len() as u32).to_le_bytes());
+            rest = next;
+        }
+        assert!(rest.is_empty());
     }
 
     #[test]
     fn system_gzip_accepts_output() {
         let dir = tempfile::tempdir().unwrap();
-        for (len, level) in [(0, 6), (CHUNK_SIZE, 1), (3 * CHUNK_SIZE + 12345, 9)] {
+        for (len, level) in [(0, 6), (MEMBER_SIZE, 1), (3 * MEMBER_SIZE + 12345, 9)] {
             let data = mixed_bytes(len, 5);
             let path = dir.path().join(format!("{len}-{level}.gz"));
             std::fs::write(&path, compress(&data, level, 2)).unwrap();
@@ -602,18 +588,36 @@ mod tests {
         }
     }
 
-    /// Priming each chunk with the previous chunk's tail keeps the output within 0.01% of
-    /// single-stream gzip on this text; without priming it is 0.37% larger, so the bound of
-    /// 0.1% catches a lost dictionary.
+    /// Real text: this crate's own sources and README, sorted by path, concatenated
+    /// (about 1.7 MB, two members).
+    fn own_sources() -> Vec<u8> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut text = std::fs::read(root.join("README.md")).unwrap();
+        for dir in ["src", "tests"] {
+            for entry in walkdir::WalkDir::new(root.join(dir)).sort_by_file_name() {
+                let entry = entry.unwrap();
+                if entry.path().extension().is_some_and(|ext| ext == "rs") {
+                    text.extend_from_slice(&std::fs::read(entry.path()).unwrap());
+                }
+            }
+        }
+        text
+    }
+
+    /// Independent members at libdeflate's level 6 stay within 1% of single-stream gzip
+    /// -6 on real text (0.6% larger on these sources; 0.8% smaller on 600 MB of
+    /// `/usr`), while libdeflate's level 5 was 1.6% larger on these sources: the bound
+    /// catches a lost level.
     #[test]
     fn ratio_is_close_to_single_stream_gzip() {
-        let data = text_bytes(6 * CHUNK_SIZE, 6);
+        let data = own_sources();
+        assert!(data.len() > MEMBER_SIZE, "expected several members");
         let parallel = compress(&data, 6, 2).len();
         let mut encoder = GzEncoder::new(Vec::new(), Compression::new(6));
         encoder.write_all(&data).unwrap();
         let single = encoder.finish().unwrap().len();
         assert!(
-            (parallel as f64) < single as f64 * 1.001,
+            (parallel as f64) < single as f64 * 1.01,
             "parallel {parallel} bytes vs single-stream {single} bytes"
         );
     }
@@ -656,7 +660,7 @@ mod tests {
         assert_eq!(error.kind(), io::ErrorKind::StorageFull);
 
         // Large input: the error comes from a write, and every later call fails too.
-        let data = random_bytes(12 * CHUNK_SIZE, 7);
+        let data = random_bytes(12 * MEMBER_SIZE, 7);
         let mut writer = ParallelGzipWriter::new(
             FailingWriter {
                 limit: 100,
@@ -684,7 +688,7 @@ mod tests {
     #[test]
     fn drop_without_finish_stops_workers() {
         let mut writer = ParallelGzipWriter::new(Vec::new(), 6, 2);
-        writer.write_all(&random_bytes(5 * CHUNK_SIZE, 8)).unwrap();
+        writer.write_all(&random_bytes(5 * MEMBER_SIZE, 8)).unwrap();
         let cancelled = Arc::clone(&writer.pool.as_ref().unwrap().cancelled);
         let weak_state = Arc::downgrade(&cancelled);
         drop(cancelled);
