@@ -97,6 +97,7 @@ impl<W: Write> ParallelGzipWriter<W> {
             let buffers = ChunkBuffers {
                 input: mem::take(&mut self.current),
                 output: Vec::new(),
+                member_len: 0,
             };
             let result = compress_member(&mut compressor(self.level), self.level, buffers);
             self.write_member(result)?;
@@ -118,6 +119,7 @@ impl<W: Write> ParallelGzipWriter<W> {
         let next = self.spare.pop().unwrap_or_else(|| ChunkBuffers {
             input: Vec::with_capacity(MEMBER_SIZE),
             output: Vec::new(),
+            member_len: 0,
         });
         if self.pool.is_none() {
             let pool = WorkerPool::start(self.level, self.threads, max_in_flight)
@@ -129,6 +131,7 @@ impl<W: Write> ParallelGzipWriter<W> {
             buffers: ChunkBuffers {
                 input: mem::replace(&mut self.current, next.input),
                 output: next.output,
+                member_len: 0,
             },
             result: result_sender,
         };
@@ -163,7 +166,7 @@ impl<W: Write> ParallelGzipWriter<W> {
     fn write_member(&mut self, result: MemberResult) -> io::Result<()> {
         let mut buffers = result.map_err(|e| self.fail(e))?;
         self.inner
-            .write_all(&buffers.output)
+            .write_all(&buffers.output[..buffers.member_len])
             .map_err(|e| self.fail(e))?;
         buffers.input.clear();
         self.spare.push(buffers);
@@ -237,7 +240,10 @@ fn compressor(level: u32) -> Compressor {
 /// A chunk's input and the buffer its gzip member goes to.
 struct ChunkBuffers {
     input: Vec<u8>,
+    /// Never shrunk, so a reused buffer is not zeroed again; the member is its first
+    /// `member_len` bytes.
     output: Vec<u8>,
+    member_len: usize,
 }
 
 type MemberResult = io::Result<ChunkBuffers>;
@@ -258,18 +264,19 @@ fn compress_member(
     let input = &buffers.input;
     let bound = compressor.deflate_compress_bound(input.len());
     let output = &mut buffers.output;
-    output.clear();
-    output.resize(HEADER_LEN + bound, 0);
+    if output.len() < HEADER_LEN + bound + TRAILER_LEN {
+        output.resize(HEADER_LEN + bound + TRAILER_LEN, 0);
+    }
     output[..HEADER_LEN].copy_from_slice(&gzip_header(level));
     let deflated = compressor
-        .deflate_compress(input, &mut output[HEADER_LEN..])
+        .deflate_compress(input, &mut output[HEADER_LEN..HEADER_LEN + bound])
         .map_err(|e| io::Error::other(format!("deflate failed on a gzip chunk: {e}")))?;
-    output.truncate(HEADER_LEN + deflated);
+    let trailer = HEADER_LEN + deflated;
     // ISIZE is the input length modulo 2^32 (RFC 1952); a chunk is far below that.
     let input_size = input.len() as u32;
-    output.reserve(TRAILER_LEN);
-    output.extend_from_slice(&crc32fast::hash(input).to_le_bytes());
-    output.extend_from_slice(&input_size.to_le_bytes());
+    output[trailer..trailer + 4].copy_from_slice(&crc32fast::hash(input).to_le_bytes());
+    output[trailer + 4..trailer + TRAILER_LEN].copy_from_slice(&input_size.to_le_bytes());
+    buffers.member_len = trailer + TRAILER_LEN;
     Ok(buffers)
 }
 
