@@ -189,7 +189,7 @@ impl Recipe {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
-    /// `application/vnd.oci.image.layer.v1.tar+gzip`, libdeflate level 5.
+    /// `application/vnd.oci.image.layer.v1.tar+gzip`, deflate level 6.
     #[default]
     Gzip,
     /// `application/vnd.oci.image.layer.v1.tar+zstd`, zstd level 3.
