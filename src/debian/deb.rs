@@ -79,7 +79,7 @@ pub fn read(path: &Path, name: &str, staging: &Path) -> Result<DebContents, Debi
 /// `control` and `md5sums` from a control tarball (gzip, xz, zstd or plain).
 fn read_control(bytes: &[u8]) -> io::Result<(String, Option<String>)> {
     let decoded: Box<dyn Read + '_> = if bytes.starts_with(&[0x1f, 0x8b]) {
-        Box::new(flate2::read::GzDecoder::new(bytes))
+        Box::new(flate2::read::MultiGzDecoder::new(bytes))
     } else if bytes.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
         Box::new(liblzma::read::XzDecoder::new(bytes))
     } else if bytes.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
