@@ -25,7 +25,8 @@ pub enum OutputError {
 }
 
 /// A file published beside the layout, made of blobs of the layout (an SBOM, the
-/// signed envelopes): copied from them, so it is never held in memory.
+/// signed envelopes): copied from them, so it is never held in memory. A side file of
+/// one whole blob shares its storage (see [`place_file`]): it is that blob's file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SideFile {
     pub name: String,
@@ -282,6 +283,16 @@ impl LayoutWriter {
     ) -> Result<(), OutputError> {
         for side in side_files {
             let path = out_dir.join(&side.name);
+            if let ([digest], false) = (side.blobs.as_slice(), side.line_per_blob) {
+                // Tens of megabytes for an SBOM: linked (or reflinked), not copied; the
+                // blob was synced when it was committed.
+                let tmp = out_dir.join(format!(".cairn-tmp-{}", side.name));
+                let _ = fs::remove_file(&tmp);
+                place_file(&blobs_dir.join(digest.hex()), &tmp)
+                    .and_then(|()| fs::rename(&tmp, &path))
+                    .map_err(io_err(&path))?;
+                continue;
+            }
             write_file_atomically_with(&path, |out| {
                 for digest in &side.blobs {
                     io::copy(&mut File::open(blobs_dir.join(digest.hex()))?, out)?;
