@@ -46,22 +46,40 @@ use sha2::{Digest as _, Sha256};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ImageKey(Sha256Digest);
 
-/// Hashes fields with their length in front, so no two field lists hash alike.
-struct KeyHasher(Sha256);
+/// Hashes fields with their length in front, so no two field lists hash alike;
+/// buffered, as a key covers tens of thousands of small fields.
+struct KeyHasher {
+    hasher: Sha256,
+    buf: Vec<u8>,
+}
 
 impl KeyHasher {
+    fn new() -> Self {
+        KeyHasher {
+            hasher: Sha256::new(),
+            buf: Vec::with_capacity(1 << 16),
+        }
+    }
+    fn finish(mut self) -> Sha256Digest {
+        self.hasher.update(&self.buf);
+        Sha256Digest::from_hasher(self.hasher)
+    }
     fn bytes(&mut self, bytes: &[u8]) {
-        self.0.update((bytes.len() as u64).to_le_bytes());
-        self.0.update(bytes);
+        self.u64(bytes.len() as u64);
+        self.buf.extend_from_slice(bytes);
+        if self.buf.len() >= 1 << 16 {
+            self.hasher.update(&self.buf);
+            self.buf.clear();
+        }
     }
     fn str(&mut self, s: &str) {
         self.bytes(s.as_bytes());
     }
     fn u64(&mut self, n: u64) {
-        self.0.update(n.to_le_bytes());
+        self.buf.extend_from_slice(&n.to_le_bytes());
     }
     fn digest(&mut self, d: &Sha256Digest) {
-        self.str(&d.hex());
+        self.bytes(d.as_bytes());
     }
     fn opt_str(&mut self, s: Option<&str>) {
         match s {
@@ -114,7 +132,7 @@ pub fn image_key(
     base: Option<&BaseInfo>,
     program: &str,
 ) -> ImageKey {
-    let mut h = KeyHasher(Sha256::new());
+    let mut h = KeyHasher::new();
     h.str("cairn-image-key-v1");
     h.str(env!("CARGO_PKG_VERSION"));
     h.str(crate::image::OUTPUT_FORMAT_VERSION);
@@ -165,7 +183,7 @@ pub fn image_key(
         }
         None => h.u64(u64::MAX),
     }
-    ImageKey(Sha256Digest::from_hasher(h.0))
+    ImageKey(h.finish())
 }
 
 /// An image's own layers and SBOMs, added to the layout from the cache.

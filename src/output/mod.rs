@@ -73,6 +73,9 @@ fn write_file_atomically_with(
     Ok(())
 }
 
+/// Blobs up to this size are synced with the layout rather than when committed.
+const SYNC_AT_ONCE: u64 = 1 << 20;
+
 /// A blob being written: hashed on the way to a temporary file in the layout.
 pub struct BlobWriter {
     inner: HashingWriter<BufWriter<File>>,
@@ -111,6 +114,9 @@ pub struct LayoutWriter {
     tmp_dir: PathBuf,
     blobs_dir: PathBuf,
     next_tmp: AtomicU64,
+    /// Small blobs committed but not yet synced: synced together before the layout is
+    /// published, so their data reaches the disk in one journal commit, not one each.
+    unsynced: std::sync::Mutex<Vec<File>>,
     _lock: File,
 }
 
@@ -144,6 +150,7 @@ impl LayoutWriter {
             tmp_dir,
             blobs_dir,
             next_tmp: AtomicU64::new(0),
+            unsynced: std::sync::Mutex::new(Vec::new()),
             _lock: lock,
         })
     }
@@ -166,14 +173,20 @@ impl LayoutWriter {
         })
     }
 
-    /// Syncs the blob and names it by its digest.
+    /// Names the blob by its digest; syncs it now if large, else with the layout.
     pub fn commit_blob(&self, blob: BlobWriter) -> Result<StoredBlob, OutputError> {
         let (digest, size, buffered) = blob.inner.finish();
         let file = buffered.into_inner().map_err(|e| OutputError::Io {
             path: blob.tmp_path.clone(),
             source: e.into_error(),
         })?;
-        file.sync_all().map_err(io_err(&blob.tmp_path))?;
+        if size > SYNC_AT_ONCE {
+            file.sync_all().map_err(io_err(&blob.tmp_path))?;
+        } else if let Ok(mut unsynced) = self.unsynced.lock() {
+            unsynced.push(file);
+        } else {
+            file.sync_all().map_err(io_err(&blob.tmp_path))?;
+        }
         let path = self.blobs_dir.join(digest.hex());
         fs::rename(&blob.tmp_path, &path).map_err(io_err(&path))?;
         Ok(StoredBlob { digest, size })
@@ -322,6 +335,13 @@ impl LayoutWriter {
         let scratch = self.tmp_dir.join(".staging");
         if scratch.exists() {
             fs::remove_dir_all(&scratch).map_err(io_err(&scratch))?;
+        }
+        let unsynced = match self.unsynced.lock() {
+            Ok(mut unsynced) => std::mem::take(&mut *unsynced),
+            Err(_) => Vec::new(),
+        };
+        for file in unsynced {
+            file.sync_all().map_err(io_err(&self.blobs_dir))?;
         }
         let layout_file = self.tmp_dir.join("oci-layout");
         write_synced(&layout_file, br#"{"imageLayoutVersion":"1.0.0"}"#)?;

@@ -76,8 +76,10 @@ pub struct HashIndex {
     trusted: bool,
     /// The file system's time when the index was opened.
     opened_ns: i128,
-    /// Sorted by path.
-    old: Vec<(String, Record)>,
+    /// The stored index as read: its bytes, and each record with where its path is in
+    /// them (sorted by path; no string is allocated per file).
+    old_bytes: Vec<u8>,
+    old: Vec<(std::ops::Range<usize>, Record)>,
     /// What this build saw ([`HashIndex::keep_all`]).
     new: Mutex<Vec<(String, Record)>>,
 }
@@ -95,14 +97,13 @@ impl HashIndex {
         let stamp = tempfile::NamedTempFile::new_in(&dir)?;
         let opened_ns = FileStamp::of(&stamp.as_file().metadata()?).mtime_ns;
         drop(stamp);
-        let old = fs::read(&file)
-            .ok()
-            .and_then(|bytes| decode(&bytes))
-            .unwrap_or_default();
+        let old_bytes = fs::read(&file).unwrap_or_default();
+        let old = decode(&old_bytes).unwrap_or_default();
         Ok(HashIndex {
             file,
             trusted,
             opened_ns,
+            old_bytes,
             old,
             new: Mutex::new(Vec::new()),
         })
@@ -116,7 +117,7 @@ impl HashIndex {
         }
         let i = self
             .old
-            .binary_search_by(|(path, _)| path.as_str().cmp(rel_path))
+            .binary_search_by(|(path, _)| self.old_bytes[path.clone()].cmp(rel_path.as_bytes()))
             .ok()?;
         let record = self.old[i].1;
         (record.stamp == *stamp).then_some(record)
@@ -149,7 +150,14 @@ impl HashIndex {
     /// index that would not change is left alone.
     pub fn save(self) -> io::Result<()> {
         let new = self.new.into_inner().unwrap_or_default();
-        if new == self.old {
+        let unchanged = new.len() == self.old.len()
+            && new
+                .iter()
+                .zip(&self.old)
+                .all(|((path, record), (old_path, old))| {
+                    path.as_bytes() == &self.old_bytes[old_path.clone()] && record == old
+                });
+        if unchanged {
             return Ok(());
         }
         let dir = self.file.parent().unwrap_or(Path::new("."));
@@ -187,52 +195,50 @@ fn encode(records: &[(String, Record)]) -> Vec<u8> {
     out
 }
 
-/// The records of an encoded index, or `None` if it is not one, or damaged.
-fn decode(bytes: &[u8]) -> Option<Vec<(String, Record)>> {
-    let (body, digest) = bytes.split_at_checked(bytes.len().checked_sub(32)?)?;
+/// The records of an encoded index, each with the range of `bytes` holding its path;
+/// `None` if it is not an index, or is damaged.
+#[allow(clippy::type_complexity)]
+fn decode(bytes: &[u8]) -> Option<Vec<(std::ops::Range<usize>, Record)>> {
+    let body_len = bytes.len().checked_sub(32)?;
+    let (body, digest) = bytes.split_at(body_len);
     if Sha256Digest::of(body).as_bytes() != digest {
         return None;
     }
-    let mut rest = body.strip_prefix(MAGIC)?;
-    let mut take = |n: usize| -> Option<&[u8]> {
-        let (head, tail) = rest.split_at_checked(n)?;
-        rest = tail;
-        Some(head)
-    };
-    let mut records = Vec::new();
-    while let Some(len) = take(4) {
-        let len = u32::from_le_bytes(len.try_into().ok()?) as usize;
-        let path = std::str::from_utf8(take(len)?).ok()?.to_string();
-        let mut u64s = [0u64; 3];
-        for n in &mut u64s {
-            *n = u64::from_le_bytes(take(8)?.try_into().ok()?);
-        }
-        let mut i128s = [0i128; 2];
-        for n in &mut i128s {
-            *n = i128::from_le_bytes(take(16)?.try_into().ok()?);
-        }
-        let sha256 = Sha256Digest::from_bytes(take(32)?.try_into().ok()?);
-        let [dev, ino, size] = u64s;
-        let [mtime_ns, ctime_ns] = i128s;
-        records.push((
-            path,
-            Record {
-                stamp: FileStamp {
-                    dev,
-                    ino,
-                    size,
-                    mtime_ns,
-                    ctime_ns,
-                },
-                sha256,
-            },
-        ));
+    if !body.starts_with(MAGIC) {
+        return None;
     }
-    // Written sorted; anything else is not an index this code wrote.
-    records
-        .windows(2)
-        .all(|w| w[0].0 < w[1].0)
-        .then_some(records)
+    let mut at = MAGIC.len();
+    let mut take = |n: usize| -> Option<std::ops::Range<usize>> {
+        let range = at..at.checked_add(n).filter(|end| *end <= body.len())?;
+        at = range.end;
+        Some(range)
+    };
+    let u64_at =
+        |r: std::ops::Range<usize>| u64::from_le_bytes(body[r].try_into().unwrap_or_default());
+    let i128_at =
+        |r: std::ops::Range<usize>| i128::from_le_bytes(body[r].try_into().unwrap_or_default());
+    let mut records: Vec<(std::ops::Range<usize>, Record)> = Vec::new();
+    while let Some(len) = take(4) {
+        let len = u32::from_le_bytes(body[len].try_into().ok()?) as usize;
+        let path = take(len)?;
+        std::str::from_utf8(&body[path.clone()]).ok()?;
+        // Written sorted; anything else is not an index this code wrote.
+        if let Some((last, _)) = records.last() {
+            if body[last.clone()] >= body[path.clone()] {
+                return None;
+            }
+        }
+        let stamp = FileStamp {
+            dev: u64_at(take(8)?),
+            ino: u64_at(take(8)?),
+            size: u64_at(take(8)?),
+            mtime_ns: i128_at(take(16)?),
+            ctime_ns: i128_at(take(16)?),
+        };
+        let sha256 = Sha256Digest::from_bytes(body[take(32)?].try_into().ok()?);
+        records.push((path, Record { stamp, sha256 }));
+    }
+    Some(records)
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use rayon::prelude::*;
 use std::collections::HashMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
@@ -142,49 +143,51 @@ enum Walked {
     Symlink(String),
 }
 
-/// Everything below `dir` (whose path below the root is `rel`, empty for the root):
-/// each entry with its path below the root, in no particular order. Entries are
-/// read, `lstat`ed and (regular files) hashed on all cores, as they are found, so
-/// hashing starts with the walk. A failure is kept at the path it concerns, so the
-/// caller reports the first in sorted order, whatever the thread timing.
-fn walk(
-    dir: &Path,
-    rel: &str,
-    index: Option<&HashIndex>,
-) -> Vec<(String, Result<Walked, HostError>)> {
+/// A walked entry: its path below the root, and what it is (or what went wrong).
+type WalkedEntry = (String, Result<Walked, HostError>);
+
+/// Adds everything below `dir` (whose path below the root is `rel`, empty for the root)
+/// to `out`, in no particular order. Entries are read, `lstat`ed and (regular files)
+/// hashed on all cores, as they are found, so hashing starts with the walk. A failure
+/// is kept at the path it concerns, so the caller reports the first in sorted order,
+/// whatever the thread timing.
+fn walk(dir: &Path, rel: &str, index: Option<&HashIndex>, out: &Mutex<Vec<WalkedEntry>>) {
+    let push = |found: Vec<WalkedEntry>| {
+        if let Ok(mut out) = out.lock() {
+            out.extend(found);
+        }
+    };
     let read = match std::fs::read_dir(dir) {
         Ok(read) => read,
-        Err(e) => return vec![(rel.to_string(), Err(io_err(dir)(e)))],
+        Err(e) => return push(vec![(rel.to_string(), Err(io_err(dir)(e)))]),
     };
     let items: Vec<std::io::Result<std::fs::DirEntry>> = read.collect();
-    items
+    let found: Vec<WalkedEntry> = items
         .into_par_iter()
-        .flat_map_iter(|item| {
+        .map(|item| {
             let item = match item {
                 Ok(item) => item,
-                Err(e) => return vec![(rel.to_string(), Err(io_err(dir)(e)))],
+                Err(e) => return (rel.to_string(), Err(io_err(dir)(e))),
             };
             let path = item.path();
             let Some(name) = item.file_name().to_str().map(str::to_string) else {
-                return vec![(rel.to_string(), Err(HostError::NotUtf8 { path }))];
+                return (rel.to_string(), Err(HostError::NotUtf8 { path }));
             };
             let child = if rel.is_empty() {
                 name
             } else {
                 format!("{rel}/{name}")
             };
-            match walk_entry(&item, &path, &child, index) {
-                Ok(Some(walked)) => vec![(child, Ok(walked))],
-                // A directory: itself, then everything below it.
-                Ok(None) => {
-                    let mut below = walk(&path, &child, index);
-                    below.push((child, Ok(Walked::Dir)));
-                    below
-                }
-                Err(e) => vec![(child, Err(e))],
-            }
+            let walked = walk_entry(&item, &path, &child, index).map(|walked| {
+                walked.unwrap_or_else(|| {
+                    walk(&path, &child, index, out);
+                    Walked::Dir
+                })
+            });
+            (child, walked)
         })
-        .collect()
+        .collect();
+    push(found);
 }
 
 /// One directory entry; `None` for a directory (walked by the caller).
@@ -223,7 +226,9 @@ fn walk_entry(
 }
 
 fn snapshot_dir(root: &Path, index: Option<&HashIndex>) -> Result<SourceTree, HostError> {
-    let mut walked = walk(root, "", index);
+    let walked = Mutex::new(Vec::new());
+    walk(root, "", index, &walked);
+    let mut walked = walked.into_inner().unwrap_or_default();
     // Byte-wise order of the whole path, independent of directory read order and of
     // which thread found what.
     walked.par_sort_unstable_by(|a, b| a.0.cmp(&b.0));
