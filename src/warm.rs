@@ -201,6 +201,9 @@ pub fn replay(cache: &LayerCache, key: &ImageKey, layout: &LayoutWriter) -> Opti
     if !record.blobs().all(|blob| cache.link_into(blob, layout)) {
         return None;
     }
+    for layer in &record.layers {
+        cache.touch_entry(&layer.key);
+    }
     let stored = |b: &crate::layers::cache::CachedBlob| StoredBlob {
         digest: b.digest,
         size: b.size,
@@ -226,9 +229,11 @@ pub fn record(
     let Some(cached_layers) = layers
         .iter()
         .map(|l| {
+            let (key, blob) = cache.used_blob(&l.digest)?;
             Some(CachedLayer {
                 name: l.name.clone(),
-                blob: cache.used_blob(&l.digest)?,
+                key: key.hex(),
+                blob,
                 diff_id: l.diff_id,
                 uncompressed_size: l.uncompressed_size,
                 entries: l.entries,

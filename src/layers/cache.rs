@@ -176,7 +176,7 @@ pub struct LayerCache {
     remote: Option<RemoteCache>,
     /// The stored blobs this build used or stored, with the identity checked or
     /// recorded then: what an image record of this build may vouch for.
-    used: Mutex<BTreeMap<Sha256Digest, CachedBlob>>,
+    used: Mutex<BTreeMap<Sha256Digest, (LayerKey, CachedBlob)>>,
     /// Identifies the cairn program itself (see [`LayerCache::with_program`]).
     program: String,
 }
@@ -196,6 +196,8 @@ pub struct CachedBlob {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CachedLayer {
     pub name: String,
+    /// The key of the layer's own entry (hex).
+    pub key: String,
     pub blob: CachedBlob,
     pub diff_id: Sha256Digest,
     pub uncompressed_size: u64,
@@ -418,7 +420,7 @@ impl LayerCache {
             blob_ino: blob.ino(),
             blob_mtime_ns: mtime_ns(&blob),
         };
-        self.mark_used(&entry);
+        self.mark_used(key, &entry);
         let json = serde_json::to_vec(&entry).map_err(|e| io_err(&self.entries)(e.into()))?;
         let tmp = self.tmp_path();
         fs::write(&tmp, json).map_err(io_err(&tmp))?;
@@ -441,7 +443,7 @@ impl LayerCache {
         layout
             .link_blob(&source, entry.layer.digest, entry.layer.size)
             .ok()?;
-        self.mark_used(&entry);
+        self.mark_used(key, &entry);
         let entry = entry.layer;
         let mut sha1 = Sha1Index::new();
         for (sha256, hex_sha1) in &entry.sha1 {
@@ -464,23 +466,28 @@ impl LayerCache {
         })
     }
 
-    fn mark_used(&self, entry: &Entry) {
+    fn mark_used(&self, key: &LayerKey, entry: &Entry) {
         if let Ok(mut used) = self.used.lock() {
-            used.insert(
-                entry.layer.digest,
-                CachedBlob {
-                    digest: entry.layer.digest,
-                    size: entry.layer.size,
-                    ino: entry.blob_ino,
-                    mtime_ns: entry.blob_mtime_ns,
-                },
-            );
+            let blob = CachedBlob {
+                digest: entry.layer.digest,
+                size: entry.layer.size,
+                ino: entry.blob_ino,
+                mtime_ns: entry.blob_mtime_ns,
+            };
+            used.insert(entry.layer.digest, (*key, blob));
         }
     }
 
-    /// The stored layer blob `digest` as this build found or stored it.
-    pub fn used_blob(&self, digest: &Sha256Digest) -> Option<CachedBlob> {
+    /// The stored layer blob `digest` as this build found or stored it, and the key of
+    /// its entry.
+    pub fn used_blob(&self, digest: &Sha256Digest) -> Option<(LayerKey, CachedBlob)> {
         self.used.lock().ok()?.get(digest).copied()
+    }
+
+    /// Marks the layer entry `key` used, as a hit does, for `prune`: an image replayed
+    /// from its record keeps the entries of its layers fresh too.
+    pub fn touch_entry(&self, key_hex: &str) {
+        touch(&self.entries.join(format!("{key_hex}.json")));
     }
 
     /// Whether `blob` is still the file that was stored: same inode, size and mtime.
@@ -500,7 +507,9 @@ impl LayerCache {
     }
 
     /// Stores the blob `digest` just committed to `layout` (an SBOM document) in the
-    /// cache, read-only, and returns its identity there.
+    /// cache, read-only, and returns its identity there. No lock is needed (unlike
+    /// [`LayerCache::adopt`]): if a concurrent build replaces the file meanwhile, the
+    /// identity recorded here no longer matches, and a replay of the record is a miss.
     pub fn store_blob(
         &self,
         layout: &LayoutWriter,
