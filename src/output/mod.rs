@@ -336,16 +336,27 @@ impl LayoutWriter {
         if scratch.exists() {
             fs::remove_dir_all(&scratch).map_err(io_err(&scratch))?;
         }
-        let unsynced = match self.unsynced.lock() {
+        // Everything written first, then synced: the first sync commits it all to the
+        // journal, the others find little left to do.
+        let mut unsynced = match self.unsynced.lock() {
             Ok(mut unsynced) => std::mem::take(&mut *unsynced),
             Err(_) => Vec::new(),
         };
-        for file in unsynced {
-            file.sync_all().map_err(io_err(&self.blobs_dir))?;
+        for (name, bytes) in [
+            (
+                "oci-layout",
+                br#"{"imageLayoutVersion":"1.0.0"}"#.as_slice(),
+            ),
+            ("index.json", index_json),
+        ] {
+            let path = self.tmp_dir.join(name);
+            let mut f = File::create(&path).map_err(io_err(&path))?;
+            f.write_all(bytes).map_err(io_err(&path))?;
+            unsynced.push(f);
         }
-        let layout_file = self.tmp_dir.join("oci-layout");
-        write_synced(&layout_file, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
-        write_synced(&self.tmp_dir.join("index.json"), index_json)?;
+        for file in unsynced {
+            file.sync_all().map_err(io_err(&self.tmp_dir))?;
+        }
         for dir in [&self.blobs_dir, &self.tmp_dir.join("blobs"), &self.tmp_dir] {
             File::open(dir)
                 .and_then(|d| d.sync_all())
@@ -400,12 +411,6 @@ pub fn place_file(from: &Path, to: &Path) -> io::Result<()> {
     let mut target = File::options().write(true).create_new(true).open(to)?;
     io::copy(&mut &source, &mut target)?;
     target.sync_all()
-}
-
-fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), OutputError> {
-    let mut f = File::create(path).map_err(io_err(path))?;
-    f.write_all(bytes).map_err(io_err(path))?;
-    f.sync_all().map_err(io_err(path))
 }
 
 /// Swaps two paths atomically.
