@@ -137,7 +137,8 @@ enum Walked {
         mode: u32,
         /// (device, inode) of a file with several links.
         inode: Option<(u64, u64)>,
-        record: Option<Record>,
+        /// Boxed: most builds have no index, and a walked entry should stay small.
+        record: Option<Box<Record>>,
     },
     Dir,
     Symlink(String),
@@ -151,10 +152,11 @@ type WalkedEntry = (String, Result<Walked, HostError>);
 /// hashed on all cores, as they are found, so hashing starts with the walk. A failure
 /// is kept at the path it concerns, so the caller reports the first in sorted order,
 /// whatever the thread timing.
-fn walk(dir: &Path, rel: &str, index: Option<&HashIndex>, out: &Mutex<Vec<WalkedEntry>>) {
+fn walk(dir: &Path, rel: &str, index: Option<&HashIndex>, out: &Mutex<Vec<Vec<WalkedEntry>>>) {
+    // Each directory's entries as one part; the caller joins them.
     let push = |found: Vec<WalkedEntry>| {
         if let Ok(mut out) = out.lock() {
-            out.extend(found);
+            out.push(found);
         }
     };
     let read = match std::fs::read_dir(dir) {
@@ -215,7 +217,7 @@ fn walk_entry(
             content,
             mode: meta.permissions().mode(),
             inode: (meta.nlink() > 1).then(|| (meta.dev(), meta.ino())),
-            record,
+            record: record.map(Box::new),
         }))
     } else {
         Err(HostError::Unsupported {
@@ -226,9 +228,13 @@ fn walk_entry(
 }
 
 fn snapshot_dir(root: &Path, index: Option<&HashIndex>) -> Result<SourceTree, HostError> {
-    let walked = Mutex::new(Vec::new());
-    walk(root, "", index, &walked);
-    let mut walked = walked.into_inner().unwrap_or_default();
+    let parts = Mutex::new(Vec::new());
+    walk(root, "", index, &parts);
+    let parts = parts.into_inner().unwrap_or_default();
+    let mut walked: Vec<WalkedEntry> = Vec::with_capacity(parts.iter().map(Vec::len).sum());
+    for part in parts {
+        walked.extend(part);
+    }
     // Byte-wise order of the whole path, independent of directory read order and of
     // which thread found what.
     walked.par_sort_unstable_by(|a, b| a.0.cmp(&b.0));
@@ -249,7 +255,7 @@ fn snapshot_dir(root: &Path, index: Option<&HashIndex>) -> Result<SourceTree, Ho
                 record,
             } => {
                 if let Some(record) = record {
-                    records.push((rel_path.clone(), record));
+                    records.push((rel_path.clone(), *record));
                 }
                 let mode = normalised_file_mode(mode);
                 match inode.and_then(|i| first_link.get(&i).map(|t| (i, t))) {
