@@ -137,8 +137,7 @@ enum Walked {
         mode: u32,
         /// (device, inode) of a file with several links.
         inode: Option<(u64, u64)>,
-        /// Boxed: most builds have no index, and a walked entry should stay small.
-        record: Option<Box<Record>>,
+        record: Option<Record>,
     },
     Dir,
     Symlink(String),
@@ -217,7 +216,7 @@ fn walk_entry(
             content,
             mode: meta.permissions().mode(),
             inode: (meta.nlink() > 1).then(|| (meta.dev(), meta.ino())),
-            record: record.map(Box::new),
+            record,
         }))
     } else {
         Err(HostError::Unsupported {
@@ -255,7 +254,7 @@ fn snapshot_dir(root: &Path, index: Option<&HashIndex>) -> Result<SourceTree, Ho
                 record,
             } => {
                 if let Some(record) = record {
-                    records.push((rel_path.clone(), *record));
+                    records.push((rel_path.clone(), record));
                 }
                 let mode = normalised_file_mode(mode);
                 match inode.and_then(|i| first_link.get(&i).map(|t| (i, t))) {
