@@ -22,6 +22,7 @@ use crate::output::archive::{self, DockerImage, OutputFormat};
 use crate::output::{LayoutWriter, OutputError, SideFile, StoredBlob};
 use crate::recipe::{Diagnostic, ImagePath, Platform, Recipe};
 use crate::resolve::{self, lock::LockError, platforms, Content, LockMode, Lockfile, ResolveError};
+use crate::warm;
 use serde::Serialize;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -108,6 +109,9 @@ pub struct BuildReport {
     pub warnings: Vec<String>,
     /// The VM disk, when the recipe has `vm:`.
     pub disk: Option<disk::DiskReport>,
+    /// Whether every image's layers and SBOMs were replayed whole from the cache (an
+    /// unchanged rebuild; see [`crate::warm`]).
+    pub image_cached: bool,
 }
 
 /// One platform's image of a multi-platform build.
@@ -288,6 +292,7 @@ pub fn build(
         }
         envelopes.extend_from_slice(&i.envelopes);
     }
+    let image_cached = images.iter().all(|i| i.image_cached);
     let signed_by = opts
         .sign_key
         .as_ref()
@@ -413,6 +418,7 @@ pub fn build(
             .chain(opts.cache.iter().flat_map(LayerCache::take_warnings))
             .collect(),
         disk,
+        image_cached,
     })
 }
 
@@ -567,6 +573,8 @@ struct PlatformImage {
     side_file_prefix: String,
     /// The VM disk built from this image's root file system, not yet published.
     disk: Option<disk::DiskBuild>,
+    /// Whether its layers and SBOMs were replayed from the cache.
+    image_cached: bool,
 }
 
 /// Builds one platform's image into `layout`: base layers copied, the recipe's layers
@@ -609,104 +617,78 @@ fn build_platform_image(
         }
         None => (None, None),
     };
-    let below = debian::hook_layers(recipe, job.resolved, base_fs.as_ref())?;
-    let mut trees = layers::assemble_on(recipe, job.resolved, base_fs.as_ref(), below)?;
-    observer.stage("layers");
-
-    let write = |tree: &layers::LayerTree| -> Result<LayerBlob, BuildError> {
-        if opts.cancel.load(Ordering::Relaxed) {
-            return Err(BuildError::Interrupted);
-        }
-        let content_bytes = tree
-            .entries
-            .values()
-            .map(|e| match &e.kind {
-                TreeEntryKind::File(layers::FileData::Source(c)) => c.size,
-                TreeEntryKind::File(layers::FileData::Inline(b)) => b.len() as u64,
-                _ => 0,
-            })
-            .sum();
-        observer.layer_started(&tree.name, content_bytes);
-        let blob = layers::cache::write_layer(
-            opts.cache.as_ref(),
-            tree,
-            epoch,
-            recipe.layer_compression(&tree.name),
-            opts.jobs.max(1),
-            layout,
-            &opts.cancel,
-            &|n| observer.bytes_written(n),
-        )?;
-        observer.layer_finished(&blob);
-        Ok(blob)
-    };
-    let mut blobs = trees.iter().map(write).collect::<Result<Vec<_>, _>>()?;
-
-    observer.stage("sbom");
-    // SBOMs describe the layers as written (their SHA-1s were computed in the same
-    // pass); the SBOM layer itself is not in them.
-    let contents = contents::image_contents(
-        recipe,
-        job.resolved,
-        base.as_ref().zip(base_fs.as_ref()),
-        &trees,
-    );
-    let mut sha1 = sbom::Sha1Index::new();
-    if let Some(fs) = &base_fs {
-        sha1.extend(fs.sha1.iter().map(|(k, v)| (*k, *v)));
-    }
-    for blob in &mut blobs {
-        sha1.append(&mut blob.sha1);
-    }
     let recipe_file_name = recipe.file.path.file_name().map_or_else(
         || "recipe".to_string(),
         |n| n.to_string_lossy().into_owned(),
     );
-    let sbom_input = sbom::SbomInput {
-        image_name: &recipe.name,
-        epoch,
-        platform: &platform,
-        recipe_file_name: &recipe_file_name,
-        contents: &contents,
-        cairn_version: CAIRN_VERSION,
-        sha1: &sha1,
+    // Replayed from the cache when nothing changed (see `warm`); the disk needs the
+    // layer trees, and a registry-shared cache pushes from the layer entries.
+    let warm = opts
+        .cache
+        .as_ref()
+        .filter(|cache| job.disk.is_none() && !cache.has_remote())
+        .map(|cache| {
+            let base_info = base.as_ref().map(contents::base_info);
+            let key = warm::image_key(
+                recipe,
+                job.platform,
+                epoch,
+                job.resolved,
+                base_info.as_ref(),
+                cache.program(),
+            );
+            (cache, key)
+        });
+    let replayed = warm
+        .as_ref()
+        .and_then(|(cache, key)| warm::replay(cache, key, layout));
+    let Written {
+        blobs,
+        spdx,
+        cyclonedx,
+        sources,
+        base_info,
+        trees,
+    } = match replayed {
+        Some(replayed) => {
+            observer.stage("layers");
+            for layer in &replayed.layers {
+                observer.layer_started(&layer.name, layer.uncompressed_size);
+                observer.bytes_written(layer.uncompressed_size);
+                observer.layer_finished(layer);
+            }
+            observer.stage("sbom");
+            Written {
+                blobs: replayed.layers,
+                spdx: replayed.spdx,
+                cyclonedx: replayed.cyclonedx,
+                sources: contents::source_infos(recipe, job.resolved),
+                base_info: base.as_ref().map(contents::base_info),
+                trees: None,
+            }
+        }
+        None => {
+            let written = write_layers_and_sboms(
+                job,
+                opts,
+                layout,
+                observer,
+                (base.as_ref(), base_fs.as_ref()),
+                &recipe_file_name,
+            )?;
+            if let Some((cache, key)) = &warm {
+                warm::record(
+                    cache,
+                    key,
+                    &written.blobs,
+                    written.spdx,
+                    written.cyclonedx,
+                    layout,
+                );
+            }
+            written
+        }
     };
-    // Written straight into blobs, which the SBOM layer, the referrers, the signed
-    // statement and the side files read back: an SBOM lists every file of the image
-    // and is tens of megabytes at tens of thousands of files.
-    let write_sbom = |write: &dyn Fn(&mut dyn Write) -> Result<(), sbom::SbomError>| {
-        let mut blob = layout.blob_writer()?;
-        write(&mut blob)?;
-        Ok::<_, BuildError>(layout.commit_blob(blob)?)
-    };
-    let spdx = write_sbom(&|out| sbom::write_spdx_json(&sbom_input, out))?;
-    let cyclonedx = write_sbom(&|out| {
-        sbom::write_cyclonedx_json(&sbom_input, out).map_err(sbom::SbomError::Write)
-    })?;
-    let blob_content = |blob: &StoredBlob| Content {
-        location: layout.blob_path(&blob.digest),
-        size: blob.size,
-        sha256: blob.digest,
-    };
-    if recipe.sbom {
-        let at = |ext: &str| {
-            ImagePath::parse(&format!("{SBOM_DIR}/{}.{ext}", recipe.name))
-                .expect("image names are path-safe")
-        };
-        let files = vec![
-            (
-                at("spdx.json"),
-                layers::FileData::Source(blob_content(&spdx)),
-            ),
-            (
-                at("cdx.json"),
-                layers::FileData::Source(blob_content(&cyclonedx)),
-            ),
-        ];
-        let layer = layers::generated_layer(recipe, base_fs.as_ref(), &trees, SBOM_LAYER, files)?;
-        blobs.push(write(&layer)?);
-        trees.push(layer);
-    }
 
     let config = image::image_config(recipe, job.platform, base.as_ref(), &blobs, epoch)?;
     let config_blob = layout.put_blob(&canonical_json(&config))?;
@@ -738,12 +720,14 @@ fn build_platform_image(
             })?;
             let input = disk::DiskInput {
                 recipe,
-                layers: &trees,
+                layers: trees
+                    .as_deref()
+                    .expect("a recipe with vm: is never replayed"),
                 epoch,
                 out_dir: &opts.out_dir,
                 image_manifest: manifest_blob.digest,
                 spdx: &spdx,
-                sources: &contents.sources,
+                sources: &sources,
                 recipe_file_name: &recipe_file_name,
                 lock_sha256: job.lock_sha256,
                 sign_key: opts.sign_key.as_ref(),
@@ -764,8 +748,8 @@ fn build_platform_image(
             lock_sha256: job.lock_sha256,
             epoch,
             platform: &platform,
-            sources: &contents.sources,
-            base: contents.base.as_ref(),
+            sources: &sources,
+            base: base_info.as_ref(),
             cairn_version: CAIRN_VERSION,
             times: job
                 .started_on
@@ -817,13 +801,138 @@ fn build_platform_image(
         config: config_blob,
         layers: blobs,
         base,
-        base_info: contents.base.clone(),
+        base_info,
         referrers,
         spdx: spdx.digest,
         cyclonedx: cyclonedx.digest,
         envelopes,
         side_file_prefix: job.side_file_prefix.clone(),
         disk,
+        image_cached: trees.is_none(),
+    })
+}
+
+/// What the normal (not replayed) path wrote: the image's own layers and SBOMs.
+struct Written {
+    blobs: Vec<LayerBlob>,
+    spdx: StoredBlob,
+    cyclonedx: StoredBlob,
+    sources: Vec<contents::SourceInfo>,
+    base_info: Option<BaseInfo>,
+    /// The layer trees (`None` when replayed from the cache).
+    trees: Option<Vec<layers::LayerTree>>,
+}
+
+/// Assembles the layer trees on top of the base and the packages, writes (or takes
+/// from the layer cache) each layer, then generates the SBOMs and the SBOM layer.
+fn write_layers_and_sboms(
+    job: &PlatformJob,
+    opts: &BuildOptions,
+    layout: &LayoutWriter,
+    observer: &dyn Observer,
+    (base, base_fs): (Option<&BaseImage>, Option<&base::BaseFs>),
+    recipe_file_name: &str,
+) -> Result<Written, BuildError> {
+    let recipe = job.recipe;
+    let platform = job.platform.to_string();
+    let epoch = job.epoch;
+    let below = debian::hook_layers(recipe, job.resolved, base_fs)?;
+    let mut trees = layers::assemble_on(recipe, job.resolved, base_fs, below)?;
+    observer.stage("layers");
+
+    let write = |tree: &layers::LayerTree| -> Result<LayerBlob, BuildError> {
+        if opts.cancel.load(Ordering::Relaxed) {
+            return Err(BuildError::Interrupted);
+        }
+        let content_bytes = tree
+            .entries
+            .values()
+            .map(|e| match &e.kind {
+                TreeEntryKind::File(layers::FileData::Source(c)) => c.size,
+                TreeEntryKind::File(layers::FileData::Inline(b)) => b.len() as u64,
+                _ => 0,
+            })
+            .sum();
+        observer.layer_started(&tree.name, content_bytes);
+        let blob = layers::cache::write_layer(
+            opts.cache.as_ref(),
+            tree,
+            epoch,
+            recipe.layer_compression(&tree.name),
+            opts.jobs.max(1),
+            layout,
+            &opts.cancel,
+            &|n| observer.bytes_written(n),
+        )?;
+        observer.layer_finished(&blob);
+        Ok(blob)
+    };
+    let mut blobs = trees.iter().map(write).collect::<Result<Vec<_>, _>>()?;
+
+    observer.stage("sbom");
+    // SBOMs describe the layers as written (their SHA-1s were computed in the same
+    // pass); the SBOM layer itself is not in them.
+    let contents = contents::image_contents(recipe, job.resolved, base.zip(base_fs), &trees);
+    let mut sha1 = sbom::Sha1Index::new();
+    if let Some(fs) = &base_fs {
+        sha1.extend(fs.sha1.iter().map(|(k, v)| (*k, *v)));
+    }
+    for blob in &mut blobs {
+        sha1.append(&mut blob.sha1);
+    }
+    let sbom_input = sbom::SbomInput {
+        image_name: &recipe.name,
+        epoch,
+        platform: &platform,
+        recipe_file_name,
+        contents: &contents,
+        cairn_version: CAIRN_VERSION,
+        sha1: &sha1,
+    };
+    // Written straight into blobs, which the SBOM layer, the referrers, the signed
+    // statement and the side files read back: an SBOM lists every file of the image
+    // and is tens of megabytes at tens of thousands of files.
+    let write_sbom = |write: &dyn Fn(&mut dyn Write) -> Result<(), sbom::SbomError>| {
+        let mut blob = layout.blob_writer()?;
+        write(&mut blob)?;
+        Ok::<_, BuildError>(layout.commit_blob(blob)?)
+    };
+    let spdx = write_sbom(&|out| sbom::write_spdx_json(&sbom_input, out))?;
+    let cyclonedx = write_sbom(&|out| {
+        sbom::write_cyclonedx_json(&sbom_input, out).map_err(sbom::SbomError::Write)
+    })?;
+    let blob_content = |blob: &StoredBlob| Content {
+        location: layout.blob_path(&blob.digest),
+        size: blob.size,
+        sha256: blob.digest,
+    };
+    if recipe.sbom {
+        let at = |ext: &str| {
+            ImagePath::parse(&format!("{SBOM_DIR}/{}.{ext}", recipe.name))
+                .expect("image names are path-safe")
+        };
+        let files = vec![
+            (
+                at("spdx.json"),
+                layers::FileData::Source(blob_content(&spdx)),
+            ),
+            (
+                at("cdx.json"),
+                layers::FileData::Source(blob_content(&cyclonedx)),
+            ),
+        ];
+        let layer = layers::generated_layer(recipe, base_fs, &trees, SBOM_LAYER, files)?;
+        blobs.push(write(&layer)?);
+        trees.push(layer);
+    }
+
+    Ok(Written {
+        blobs,
+        spdx,
+        cyclonedx,
+        sources: contents.sources,
+        base_info: contents.base,
+        trees: Some(trees),
     })
 }
 

@@ -6,7 +6,7 @@
 //! [`image`] (config, manifest, index) -> [`output`] (an OCI layout published
 //! atomically). [`build`] runs them in order; [`inspect`] reads a layout back.
 //! A recipe with `vm:` also gets a bootable disk from the same root file system
-//! ([`disk`]).
+//! ([`disk`]). An unchanged recipe is rebuilt from the cache by [`warm`].
 
 pub mod attest;
 pub mod base;
@@ -25,3 +25,4 @@ pub mod registry;
 pub mod resolve;
 pub mod trace;
 pub mod verify;
+pub mod warm;

@@ -193,10 +193,159 @@ fn changing_one_file_rebuilds_only_its_layer() {
             ("sbom".to_string(), false),
         ]
     );
+    assert_eq!(report["image_cached"], false);
     assert_eq!(
         project.build(None)["manifest_digest"],
         report["manifest_digest"]
     );
+    // The new image is recorded: the next rebuild replays it.
+    let again = project.build(Some(cache.path()));
+    assert_eq!(again["image_cached"], true);
+    assert_eq!(again["manifest_digest"], report["manifest_digest"]);
+}
+
+/// Every file of a layout (blobs, index.json, oci-layout) and the side files beside it,
+/// by name relative to the output directory.
+fn output_files(report: &serde_json::Value) -> Vec<(String, Vec<u8>)> {
+    let layout = layout(report);
+    let out_dir = layout.parent().unwrap();
+    let mut files: Vec<(String, Vec<u8>)> = walk(&layout)
+        .into_iter()
+        .chain(
+            ["spdx", "cyclonedx", "attestations"]
+                .iter()
+                .filter_map(|k| report[*k].as_str().map(PathBuf::from)),
+        )
+        .map(|path| {
+            let name = path.strip_prefix(out_dir).unwrap().display().to_string();
+            (name, fs::read(&path).unwrap())
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+#[test]
+fn an_unchanged_rebuild_is_replayed_with_identical_bytes_in_every_blob() {
+    let project = Project::new("gzip");
+    let (key, _, _) = common::keygen(project.dir.path(), "signer");
+    let key = key.to_str().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let cache_dir = cache.path().to_str().unwrap();
+    let build = |n: &str, cached: bool| {
+        let out = project.path(n);
+        if cached {
+            build_cached(
+                &project.recipe(),
+                &out,
+                &["--cache-dir", cache_dir, "--sign-key", key],
+            )
+        } else {
+            build_json(&project.recipe(), &out, &["--sign-key", key])
+        }
+    };
+    let cold = build("cold", true);
+    assert_eq!(cold["image_cached"], false);
+    let warm = build("warm", true);
+    assert_eq!(warm["image_cached"], true);
+    assert!(cached(&warm).iter().all(|(_, c)| *c), "{:?}", cached(&warm));
+    let uncached = build("uncached", false);
+    assert_eq!(uncached["image_cached"], false);
+    let expected = output_files(&uncached);
+    assert!(expected.iter().any(|(name, _)| name == "cached.spdx.json"));
+    for report in [&cold, &warm] {
+        let files = output_files(report);
+        let names = |f: &[(String, Vec<u8>)]| f.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+        assert_eq!(names(&files), names(&expected));
+        for ((name, bytes), (_, want)) in files.iter().zip(&expected) {
+            assert!(bytes == want, "{name} differs from an uncached build's");
+        }
+    }
+    // What a replay publishes reads back whole (`inspect` re-hashes every blob).
+    run_ok(cairn().arg("inspect").arg(layout(&warm)));
+}
+
+#[test]
+fn a_damaged_image_record_or_sbom_blob_is_not_trusted() {
+    let project = Project::new("zstd");
+    let cache = tempfile::tempdir().unwrap();
+    let cold = project.build(Some(cache.path()));
+    let spdx = fs::read(cold["spdx"].as_str().unwrap()).unwrap();
+    let images = cache.path().join("layers-v1/images");
+    let record = fs::read_dir(&images)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+
+    // A record that does not parse is dropped and the image built anew.
+    fs::write(&record, b"{\"layers\": [").unwrap();
+    let rebuilt = project.build(Some(cache.path()));
+    assert_eq!(rebuilt["image_cached"], false);
+    assert_eq!(rebuilt["manifest_digest"], cold["manifest_digest"]);
+    assert_eq!(project.build(Some(cache.path()))["image_cached"], true);
+
+    // The cached SPDX document overwritten in place with as many other bytes (as an
+    // editor writing through a hard link would): not used, and the output is what an
+    // uncached build gives.
+    let sbom_blob = cache
+        .path()
+        .join("layers-v1/blobs/sha256")
+        .join(cairn::digest::Sha256Digest::of(&spdx).hex());
+    let mut perms = fs::metadata(&sbom_blob).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o644);
+    fs::set_permissions(&sbom_blob, perms).unwrap();
+    fs::write(&sbom_blob, vec![b' '; spdx.len()]).unwrap();
+    let again = project.build(Some(cache.path()));
+    assert_eq!(again["image_cached"], false);
+    assert_eq!(again["manifest_digest"], cold["manifest_digest"]);
+    assert_eq!(fs::read(again["spdx"].as_str().unwrap()).unwrap(), spdx);
+    // Regenerated and stored again: the next build replays intact blobs.
+    let third = project.build(Some(cache.path()));
+    assert_eq!(third["image_cached"], true);
+    assert_eq!(fs::read(third["spdx"].as_str().unwrap()).unwrap(), spdx);
+    run_ok(cairn().arg("inspect").arg(layout(&third)));
+}
+
+#[test]
+fn a_source_file_made_executable_is_not_replayed_from_the_old_image() {
+    // A single-file source's digest is that of its bytes, so chmod +x keeps its pin;
+    // the image (mode 0755 instead of 0644) must still change.
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("tool.sh"), "echo hi\n").unwrap();
+    fs::write(
+        dir.path().join("recipe.yaml"),
+        "cairn: 1\nname: tool\nsources:\n  tool: { path: tool.sh }\n\
+         layers:\n  - name: bin\n    contents:\n      - copy: tool\n        to: /usr/bin/tool\n",
+    )
+    .unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let cache_dir = cache.path().to_str().unwrap();
+    let recipe = dir.path().join("recipe.yaml");
+    let first = build_cached(&recipe, &dir.path().join("a"), &["--cache-dir", cache_dir]);
+    let tool = dir.path().join("tool.sh");
+    let mut perms = fs::metadata(&tool).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    fs::set_permissions(&tool, perms).unwrap();
+    let second = build_cached(&recipe, &dir.path().join("b"), &["--cache-dir", cache_dir]);
+    assert_eq!(second["image_cached"], false);
+    assert_ne!(second["manifest_digest"], first["manifest_digest"]);
+    let uncached = build_json(&recipe, &dir.path().join("c"), &[]);
+    assert_eq!(second["manifest_digest"], uncached["manifest_digest"]);
 }
 
 #[test]
@@ -245,8 +394,10 @@ fn cache_info_and_prune() {
         serde_json::from_slice(&out.stdout).unwrap()
     };
     let before = info(cache.path());
+    // Three layers, and the image record with its two SBOM blobs.
     assert_eq!(before["entries"], 3);
-    assert_eq!(before["blobs"], 3);
+    assert_eq!(before["images"], 1);
+    assert_eq!(before["blobs"], 5);
     // Unused for less than a day: nothing goes.
     run_ok(
         cairn()
@@ -254,13 +405,14 @@ fn cache_info_and_prune() {
             .arg(cache.path()),
     );
     assert_eq!(info(cache.path())["entries"], 3);
+    assert_eq!(info(cache.path())["images"], 1);
     let out = run_ok(
         cairn()
             .args(["cache", "prune", "--max-size", "0", "--json", "--cache-dir"])
             .arg(cache.path()),
     );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(report["removed_entries"], 3);
+    assert_eq!(report["removed_entries"], 4);
     assert_eq!(report["after"]["bytes"], 0);
     // An emptied cache is simply cold again.
     let rebuilt = project.build(Some(cache.path()));

@@ -166,7 +166,16 @@ pub fn image_contents(
         }
     }
     let files = fs.into_values().flatten().collect();
-    let resolved_sources = sources;
+    ImageContents {
+        files,
+        sources: source_infos(recipe, sources),
+        base: base.map(|(image, _)| base_info(image)),
+    }
+}
+
+/// Every source of the recipe and every Debian package, sorted by name: what the
+/// SBOMs and the provenance say about them.
+pub fn source_infos(recipe: &Recipe, resolved_sources: &ResolvedSources) -> Vec<SourceInfo> {
     let mut sources: Vec<SourceInfo> = recipe
         .sources
         .values()
@@ -205,15 +214,15 @@ pub fn image_contents(
         }));
         sources.sort_by(|a, b| a.name.cmp(&b.name));
     }
-    let base = base.map(|(image, _)| BaseInfo {
+    sources
+}
+
+/// The base image as recorded in SBOMs and provenance.
+pub fn base_info(image: &BaseImage) -> BaseInfo {
+    BaseInfo {
         reference: image.reference.clone(),
         manifest_digest: image.manifest_digest,
         pinned: image.pinned,
-    });
-    ImageContents {
-        files,
-        sources,
-        base,
     }
 }
 

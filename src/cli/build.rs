@@ -147,7 +147,7 @@ pub fn run(args: BuildArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
         cache: if no_cache {
             None
         } else {
-            let cache = cache_dir.open()?;
+            let cache = cache_dir.open()?.with_program(program_identity());
             Some(match &cache_registry {
                 Some(reference) => {
                     let reference: cairn::registry::Reference = reference
@@ -365,4 +365,23 @@ fn build_details(
         );
     }
     Ok(details)
+}
+
+/// The running executable as the file system sees it (size, inode, mtime): image
+/// records in the cache are replayed only by the program that stored them. Empty if
+/// it cannot be read, which leaves the cairn version to tell programs apart.
+fn program_identity() -> String {
+    use std::os::unix::fs::MetadataExt;
+    std::env::current_exe()
+        .and_then(std::fs::metadata)
+        .map(|m| {
+            format!(
+                "{} {} {}.{:09}",
+                m.len(),
+                m.ino(),
+                m.mtime(),
+                m.mtime_nsec()
+            )
+        })
+        .unwrap_or_default()
 }

@@ -9,6 +9,9 @@
 //! layers-v1/entries/<key>.json     one per cache key: the blob's digest, size, diff_id,
 //!                                  entry count, the SHA-1 of each file (for the SBOM)
 //!                                  and the blob's inode, size and mtime when stored
+//! layers-v1/images/<key>.json      one per image key (see [`crate::warm`]): every layer
+//!                                  of an image and its SBOM blobs, each with the
+//!                                  identity its blob file had when stored
 //! layers-v1/tmp/                   files being written
 //! ```
 //!
@@ -164,12 +167,79 @@ pub struct LayerCache {
     dir: PathBuf,
     blobs: PathBuf,
     entries: PathBuf,
+    images: PathBuf,
     tmp: PathBuf,
     next_tmp: AtomicU64,
     /// Problems that did not stop the build (a full disk while storing, say).
     warnings: Mutex<Vec<String>>,
     /// A registry the cache is shared through (`--cache-registry`).
     remote: Option<RemoteCache>,
+    /// The stored blobs this build used or stored, with the identity checked or
+    /// recorded then: what an image record of this build may vouch for.
+    used: Mutex<BTreeMap<Sha256Digest, (LayerKey, CachedBlob)>>,
+    /// Identifies the cairn program itself (see [`LayerCache::with_program`]).
+    program: String,
+}
+
+/// A blob file in the cache, with the identity it had when stored: a hit requires the
+/// same inode, size and mtime, so a file changed in place is never taken for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CachedBlob {
+    pub digest: Sha256Digest,
+    pub size: u64,
+    ino: u64,
+    mtime_ns: i128,
+}
+
+/// A layer of an [`ImageRecord`]: what a written layer reports, without the per-file
+/// SHA-1s (only the SBOMs need them, and those are recorded whole).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CachedLayer {
+    pub name: String,
+    /// The key of the layer's own entry (hex).
+    pub key: String,
+    pub blob: CachedBlob,
+    pub diff_id: Sha256Digest,
+    pub uncompressed_size: u64,
+    pub entries: usize,
+    pub compression: Compression,
+}
+
+impl CachedLayer {
+    /// The layer as a build reports it: from the cache, without SHA-1s.
+    pub fn layer_blob(&self) -> LayerBlob {
+        LayerBlob {
+            name: self.name.clone(),
+            digest: self.blob.digest,
+            size: self.blob.size,
+            diff_id: self.diff_id,
+            uncompressed_size: self.uncompressed_size,
+            entries: self.entries,
+            compression: self.compression,
+            cached: true,
+            sha1: Sha1Index::new(),
+        }
+    }
+}
+
+/// Everything one platform's image adds to the layout above its base, as cached under
+/// an image key ([`crate::warm`]): its layers in order (the SBOM layer last, when the
+/// SBOMs are embedded) and its two SBOM documents.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImageRecord {
+    pub layers: Vec<CachedLayer>,
+    pub spdx: CachedBlob,
+    pub cyclonedx: CachedBlob,
+}
+
+impl ImageRecord {
+    /// Every blob the record refers to.
+    pub fn blobs(&self) -> impl Iterator<Item = &CachedBlob> {
+        self.layers
+            .iter()
+            .map(|l| &l.blob)
+            .chain([&self.spdx, &self.cyclonedx])
+    }
 }
 
 /// What `cairn cache info` shows.
@@ -177,6 +247,8 @@ pub struct LayerCache {
 pub struct CacheInfo {
     pub dir: PathBuf,
     pub entries: usize,
+    /// Image records (whole images with their SBOMs, for unchanged rebuilds).
+    pub images: usize,
     pub blobs: usize,
     pub bytes: u64,
 }
@@ -207,12 +279,15 @@ impl LayerCache {
             dir: dir.to_path_buf(),
             blobs: root.join("blobs").join("sha256"),
             entries: root.join("entries"),
+            images: root.join("images"),
             tmp: root.join("tmp"),
             next_tmp: AtomicU64::new(0),
             warnings: Mutex::new(Vec::new()),
             remote: None,
+            used: Mutex::new(BTreeMap::new()),
+            program: String::new(),
         };
-        for d in [&cache.blobs, &cache.entries, &cache.tmp] {
+        for d in [&cache.blobs, &cache.entries, &cache.images, &cache.tmp] {
             fs::create_dir_all(d).map_err(io_err(d))?;
         }
         Ok(cache)
@@ -223,6 +298,25 @@ impl LayerCache {
     pub fn with_remote(mut self, remote: RemoteCache) -> Self {
         self.remote = Some(remote);
         self
+    }
+
+    /// Names the running cairn program (the CLI passes its executable's size, inode
+    /// and mtime): image records ([`crate::warm`]) are replayed only by the program
+    /// that stored them, so a rebuilt cairn of the same version never replays images
+    /// that an older build of its code assembled.
+    pub fn with_program(mut self, program: String) -> Self {
+        self.program = program;
+        self
+    }
+
+    /// See [`LayerCache::with_program`].
+    pub fn program(&self) -> &str {
+        &self.program
+    }
+
+    /// Whether the cache is shared through a registry.
+    pub fn has_remote(&self) -> bool {
+        self.remote.is_some()
     }
 
     /// The cache directory given to [`LayerCache::open`].
@@ -238,7 +332,7 @@ impl LayerCache {
             .unwrap_or_default()
     }
 
-    pub(super) fn warn(&self, message: String) {
+    pub(crate) fn warn(&self, message: String) {
         if let Ok(mut w) = self.warnings.lock() {
             w.push(message);
         }
@@ -326,6 +420,7 @@ impl LayerCache {
             blob_ino: blob.ino(),
             blob_mtime_ns: mtime_ns(&blob),
         };
+        self.mark_used(key, &entry);
         let json = serde_json::to_vec(&entry).map_err(|e| io_err(&self.entries)(e.into()))?;
         let tmp = self.tmp_path();
         fs::write(&tmp, json).map_err(io_err(&tmp))?;
@@ -344,9 +439,12 @@ impl LayerCache {
         name: &str,
         layout: &LayoutWriter,
     ) -> Option<LayerBlob> {
+        let source = self.blob_path(&entry.layer.digest);
+        layout
+            .link_blob(&source, entry.layer.digest, entry.layer.size)
+            .ok()?;
+        self.mark_used(key, &entry);
         let entry = entry.layer;
-        let source = self.blob_path(&entry.digest);
-        layout.link_blob(&source, entry.digest, entry.size).ok()?;
         let mut sha1 = Sha1Index::new();
         for (sha256, hex_sha1) in &entry.sha1 {
             let mut bytes = [0u8; 20];
@@ -368,12 +466,116 @@ impl LayerCache {
         })
     }
 
+    fn mark_used(&self, key: &LayerKey, entry: &Entry) {
+        if let Ok(mut used) = self.used.lock() {
+            let blob = CachedBlob {
+                digest: entry.layer.digest,
+                size: entry.layer.size,
+                ino: entry.blob_ino,
+                mtime_ns: entry.blob_mtime_ns,
+            };
+            used.insert(entry.layer.digest, (*key, blob));
+        }
+    }
+
+    /// The stored layer blob `digest` as this build found or stored it, and the key of
+    /// its entry.
+    pub fn used_blob(&self, digest: &Sha256Digest) -> Option<(LayerKey, CachedBlob)> {
+        self.used.lock().ok()?.get(digest).copied()
+    }
+
+    /// Marks the layer entry `key` used, as a hit does, for `prune`: an image replayed
+    /// from its record keeps the entries of its layers fresh too.
+    pub fn touch_entry(&self, key_hex: &str) {
+        touch(&self.entries.join(format!("{key_hex}.json")));
+    }
+
+    /// Whether `blob` is still the file that was stored: same inode, size and mtime.
+    pub fn is_intact(&self, blob: &CachedBlob) -> bool {
+        fs::metadata(self.blob_path(&blob.digest)).is_ok_and(|meta| {
+            meta.ino() == blob.ino && meta.len() == blob.size && mtime_ns(&meta) == blob.mtime_ns
+        })
+    }
+
+    /// Adds the stored `blob` to `layout` (see [`LayoutWriter::link_blob`]) if it is
+    /// intact; `false` otherwise (changed, or removed by a concurrent prune).
+    pub fn link_into(&self, blob: &CachedBlob, layout: &LayoutWriter) -> bool {
+        self.is_intact(blob)
+            && layout
+                .link_blob(&self.blob_path(&blob.digest), blob.digest, blob.size)
+                .is_ok()
+    }
+
+    /// Stores the blob `digest` just committed to `layout` (an SBOM document) in the
+    /// cache, read-only, and returns its identity there. No lock is needed (unlike
+    /// [`LayerCache::adopt`]): if a concurrent build replaces the file meanwhile, the
+    /// identity recorded here no longer matches, and a replay of the record is a miss.
+    pub fn store_blob(
+        &self,
+        layout: &LayoutWriter,
+        digest: Sha256Digest,
+        size: u64,
+    ) -> Result<CachedBlob, CacheError> {
+        let tmp = self.tmp_path();
+        place_file(&layout.blob_path(&digest), &tmp).map_err(io_err(&tmp))?;
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o444)).map_err(io_err(&tmp))?;
+        let target = self.blob_path(&digest);
+        fs::rename(&tmp, &target).map_err(io_err(&target))?;
+        let meta = fs::metadata(&target).map_err(io_err(&target))?;
+        Ok(CachedBlob {
+            digest,
+            size,
+            ino: meta.ino(),
+            mtime_ns: mtime_ns(&meta),
+        })
+    }
+
+    fn image_path(&self, key_hex: &str) -> PathBuf {
+        self.images.join(format!("{key_hex}.json"))
+    }
+
+    /// The image record stored under `key_hex`, if it reads; a damaged one is removed.
+    /// Its blobs are not checked here: see [`LayerCache::link_into`].
+    pub fn image_record(&self, key_hex: &str) -> Option<ImageRecord> {
+        let path = self.image_path(key_hex);
+        let bytes = fs::read(&path).ok()?;
+        match serde_json::from_slice(&bytes) {
+            Ok(record) => {
+                // Marks the record used, for `prune`.
+                touch(&path);
+                Some(record)
+            }
+            Err(_) => {
+                let _ = fs::remove_file(&path);
+                None
+            }
+        }
+    }
+
+    /// Stores `record` under `key_hex`, atomically. Failures become warnings.
+    pub fn store_image_record(&self, key_hex: &str, record: &ImageRecord) {
+        let tmp = self.tmp_path();
+        let path = self.image_path(key_hex);
+        let stored = serde_json::to_vec(record)
+            .map_err(io::Error::from)
+            .and_then(|json| fs::write(&tmp, json))
+            .and_then(|()| fs::rename(&tmp, &path));
+        if let Err(e) = stored {
+            let _ = fs::remove_file(&tmp);
+            self.warn(format!(
+                "the image was not added to the layer cache ({}): {e}",
+                path.display()
+            ));
+        }
+    }
+
     /// Counts what the cache holds.
     pub fn info(&self) -> Result<CacheInfo, CacheError> {
         let blobs = list_dir(&self.blobs)?;
         Ok(CacheInfo {
             dir: self.dir.clone(),
             entries: list_dir(&self.entries)?.len(),
+            images: list_dir(&self.images)?.len(),
             blobs: blobs.len(),
             bytes: blobs.iter().map(|b| b.size).sum(),
         })
@@ -382,51 +584,67 @@ impl LayerCache {
     /// Removes entries by `policy`, then every blob no entry refers to, and leftovers of
     /// interrupted writes older than a day before `now` (seconds since the epoch).
     pub fn prune(&self, policy: PrunePolicy, now: u64) -> Result<PruneReport, CacheError> {
-        let mut entries: Vec<(Listed, Option<Sha256Digest>)> = list_dir(&self.entries)?
+        // Layer entries and image records alike: each refers to blobs; one whose record
+        // cannot be read refers to none and goes.
+        let mut entries: Vec<(Listed, Option<Vec<Sha256Digest>>)> = list_dir(&self.entries)?
             .into_iter()
             .map(|listed| {
-                let digest = fs::read(&listed.path)
+                let digests = fs::read(&listed.path)
                     .ok()
                     .and_then(|b| serde_json::from_slice::<Entry>(&b).ok())
-                    .map(|e| e.layer.digest);
-                (listed, digest)
+                    .map(|e| vec![e.layer.digest]);
+                (listed, digests)
             })
             .collect();
+        entries.extend(list_dir(&self.images)?.into_iter().map(|listed| {
+            let digests = fs::read(&listed.path)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<ImageRecord>(&b).ok())
+                .map(|r| r.blobs().map(|b| b.digest).collect());
+            (listed, digests)
+        }));
         let blobs = list_dir(&self.blobs)?;
         let blob_size: BTreeMap<String, u64> =
             blobs.iter().map(|b| (b.name.clone(), b.size)).collect();
-        // Most recently used first; ties broken by name so the order is fixed.
+        // Most recently used first; ties broken by path so the order is fixed.
         entries.sort_by(|a, b| {
             b.0.mtime
                 .cmp(&a.0.mtime)
-                .then_with(|| a.0.name.cmp(&b.0.name))
+                .then_with(|| a.0.path.cmp(&b.0.path))
         });
         let mut kept_blobs = BTreeSet::new();
         let mut kept_bytes = 0u64;
         let mut removed_entries = 0;
-        for (listed, digest) in &entries {
-            let size = digest.and_then(|d| blob_size.get(&d.hex()).copied());
+        for (listed, digests) in &entries {
+            // Every blob must be present; the size is what keeping this entry adds.
+            let grows = digests.as_ref().and_then(|digests| {
+                let mut new: BTreeSet<String> = BTreeSet::new();
+                let mut grows = 0u64;
+                for d in digests {
+                    let size = blob_size.get(&d.hex())?;
+                    if !kept_blobs.contains(&d.hex()) && new.insert(d.hex()) {
+                        grows += size;
+                    }
+                }
+                Some(grows)
+            });
             let too_old = policy
                 .unused_since
                 .is_some_and(|since| listed.mtime < i128::from(since) * 1_000_000_000);
-            let new_blob = digest.is_some_and(|d| !kept_blobs.contains(&d.hex()));
-            let grows = if new_blob { size.unwrap_or(0) } else { 0 };
             let too_big = policy
                 .max_bytes
-                .is_some_and(|max| kept_bytes.saturating_add(grows) > max);
-            if size.is_none() || too_old || too_big {
-                match fs::remove_file(&listed.path) {
+                .is_some_and(|max| kept_bytes.saturating_add(grows.unwrap_or(0)) > max);
+            match (grows, digests) {
+                (Some(grows), Some(digests)) if !too_old && !too_big => {
+                    kept_blobs.extend(digests.iter().map(Sha256Digest::hex));
+                    kept_bytes += grows;
+                }
+                _ => match fs::remove_file(&listed.path) {
                     Err(e) if e.kind() != io::ErrorKind::NotFound => {
                         return Err(io_err(&listed.path)(e))
                     }
                     _ => removed_entries += 1,
-                }
-                continue;
-            }
-            if let Some(d) = digest {
-                if kept_blobs.insert(d.hex()) {
-                    kept_bytes += grows;
-                }
+                },
             }
         }
         let mut removed_blobs = 0;

@@ -25,7 +25,8 @@ pub enum OutputError {
 }
 
 /// A file published beside the layout, made of blobs of the layout (an SBOM, the
-/// signed envelopes): copied from them, so it is never held in memory.
+/// signed envelopes): copied from them, so it is never held in memory. A side file of
+/// one whole blob shares its storage (see [`place_file`]): it is that blob's file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SideFile {
     pub name: String,
@@ -72,6 +73,9 @@ fn write_file_atomically_with(
     Ok(())
 }
 
+/// Blobs up to this size are synced with the layout rather than when committed.
+const SYNC_AT_ONCE: u64 = 1 << 20;
+
 /// A blob being written: hashed on the way to a temporary file in the layout.
 pub struct BlobWriter {
     inner: HashingWriter<BufWriter<File>>,
@@ -110,6 +114,9 @@ pub struct LayoutWriter {
     tmp_dir: PathBuf,
     blobs_dir: PathBuf,
     next_tmp: AtomicU64,
+    /// Small blobs committed but not yet synced: synced together before the layout is
+    /// published, so their data reaches the disk in one journal commit, not one each.
+    unsynced: std::sync::Mutex<Vec<File>>,
     _lock: File,
 }
 
@@ -143,6 +150,7 @@ impl LayoutWriter {
             tmp_dir,
             blobs_dir,
             next_tmp: AtomicU64::new(0),
+            unsynced: std::sync::Mutex::new(Vec::new()),
             _lock: lock,
         })
     }
@@ -165,14 +173,20 @@ impl LayoutWriter {
         })
     }
 
-    /// Syncs the blob and names it by its digest.
+    /// Names the blob by its digest; syncs it now if large, else with the layout.
     pub fn commit_blob(&self, blob: BlobWriter) -> Result<StoredBlob, OutputError> {
         let (digest, size, buffered) = blob.inner.finish();
         let file = buffered.into_inner().map_err(|e| OutputError::Io {
             path: blob.tmp_path.clone(),
             source: e.into_error(),
         })?;
-        file.sync_all().map_err(io_err(&blob.tmp_path))?;
+        if size > SYNC_AT_ONCE {
+            file.sync_all().map_err(io_err(&blob.tmp_path))?;
+        } else if let Ok(mut unsynced) = self.unsynced.lock() {
+            unsynced.push(file);
+        } else {
+            file.sync_all().map_err(io_err(&blob.tmp_path))?;
+        }
         let path = self.blobs_dir.join(digest.hex());
         fs::rename(&blob.tmp_path, &path).map_err(io_err(&path))?;
         Ok(StoredBlob { digest, size })
@@ -282,6 +296,16 @@ impl LayoutWriter {
     ) -> Result<(), OutputError> {
         for side in side_files {
             let path = out_dir.join(&side.name);
+            if let ([digest], false) = (side.blobs.as_slice(), side.line_per_blob) {
+                // Tens of megabytes for an SBOM: linked (or reflinked), not copied; the
+                // blob was synced when it was committed.
+                let tmp = out_dir.join(format!(".cairn-tmp-{}", side.name));
+                let _ = fs::remove_file(&tmp);
+                place_file(&blobs_dir.join(digest.hex()), &tmp)
+                    .and_then(|()| fs::rename(&tmp, &path))
+                    .map_err(io_err(&path))?;
+                continue;
+            }
             write_file_atomically_with(&path, |out| {
                 for digest in &side.blobs {
                     io::copy(&mut File::open(blobs_dir.join(digest.hex()))?, out)?;
@@ -312,9 +336,27 @@ impl LayoutWriter {
         if scratch.exists() {
             fs::remove_dir_all(&scratch).map_err(io_err(&scratch))?;
         }
-        let layout_file = self.tmp_dir.join("oci-layout");
-        write_synced(&layout_file, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
-        write_synced(&self.tmp_dir.join("index.json"), index_json)?;
+        // Everything written first, then synced: the first sync commits it all to the
+        // journal, the others find little left to do.
+        let mut unsynced = match self.unsynced.lock() {
+            Ok(mut unsynced) => std::mem::take(&mut *unsynced),
+            Err(_) => Vec::new(),
+        };
+        for (name, bytes) in [
+            (
+                "oci-layout",
+                br#"{"imageLayoutVersion":"1.0.0"}"#.as_slice(),
+            ),
+            ("index.json", index_json),
+        ] {
+            let path = self.tmp_dir.join(name);
+            let mut f = File::create(&path).map_err(io_err(&path))?;
+            f.write_all(bytes).map_err(io_err(&path))?;
+            unsynced.push(f);
+        }
+        for file in unsynced {
+            file.sync_all().map_err(io_err(&self.tmp_dir))?;
+        }
         for dir in [&self.blobs_dir, &self.tmp_dir.join("blobs"), &self.tmp_dir] {
             File::open(dir)
                 .and_then(|d| d.sync_all())
@@ -369,12 +411,6 @@ pub fn place_file(from: &Path, to: &Path) -> io::Result<()> {
     let mut target = File::options().write(true).create_new(true).open(to)?;
     io::copy(&mut &source, &mut target)?;
     target.sync_all()
-}
-
-fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), OutputError> {
-    let mut f = File::create(path).map_err(io_err(path))?;
-    f.write_all(bytes).map_err(io_err(path))?;
-    f.sync_all().map_err(io_err(path))
 }
 
 /// Swaps two paths atomically.
