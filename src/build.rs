@@ -696,11 +696,11 @@ fn build_platform_image(
         let files = vec![
             (
                 at("spdx.json"),
-                layers::FileData::Source(blob_content(&spdx)),
+                layers::FileData::Source(blob_content(&spdx).into()),
             ),
             (
                 at("cdx.json"),
-                layers::FileData::Source(blob_content(&cyclonedx)),
+                layers::FileData::Source(blob_content(&cyclonedx).into()),
             ),
         ];
         let layer = layers::generated_layer(recipe, base_fs.as_ref(), &trees, SBOM_LAYER, files)?;

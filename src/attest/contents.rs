@@ -12,6 +12,7 @@ use crate::recipe::{Owner, Recipe};
 use crate::resolve::{LockedKind, ResolvedSources};
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ImageContents {
@@ -44,8 +45,8 @@ pub struct ImageFile {
     pub mode: u32,
     pub uid: u32,
     pub gid: u32,
-    /// Name of the layer that wrote the file's final version.
-    pub layer: String,
+    /// Name of the layer that wrote the file's final version (shared by its files).
+    pub layer: Arc<str>,
     pub origin: FileOrigin,
 }
 
@@ -53,10 +54,11 @@ pub struct ImageFile {
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum FileOrigin {
     /// From source `name` (member `rel_path`; empty for a single-file source), put
-    /// there by the operation on recipe line `line`.
+    /// there by the operation on recipe line `line`. The strings are shared with the
+    /// layer trees.
     Source {
-        name: String,
-        rel_path: String,
+        name: Arc<str>,
+        rel_path: Arc<str>,
         line: u32,
     },
     /// Inline content from the `file:` operation on recipe line `line`.
@@ -112,6 +114,11 @@ pub fn image_contents(
 ) -> ImageContents {
     let mut fs: BTreeMap<String, Option<ImageFile>> = BTreeMap::new();
     if let Some((_, base_fs)) = base {
+        let layer_names: BTreeMap<usize, Arc<str>> = base_fs
+            .entries
+            .values()
+            .map(|e| (e.layer, base_layer_name(e.layer).into()))
+            .collect();
         for (key, e) in &base_fs.entries {
             let file = match e.kind {
                 BaseKind::File { sha256, size } => Some(ImageFile {
@@ -121,7 +128,7 @@ pub fn image_contents(
                     mode: e.mode,
                     uid: e.owner.uid,
                     gid: e.owner.gid,
-                    layer: base_layer_name(e.layer),
+                    layer: Arc::clone(&layer_names[&e.layer]),
                     origin: FileOrigin::Base,
                 }),
                 _ => None,
@@ -130,6 +137,7 @@ pub fn image_contents(
         }
     }
     for layer in layers {
+        let layer_name: Arc<str> = layer.name.as_str().into();
         for key in layer.entries.keys() {
             if let Some(w) = whiteout::whiteout(key) {
                 whiteout::apply(&mut fs, &w);
@@ -155,7 +163,7 @@ pub fn image_contents(
                     key,
                     entry.mode,
                     entry.owner,
-                    &layer.name,
+                    &layer_name,
                     data,
                     &entry.origin,
                 )
@@ -221,7 +229,7 @@ fn image_file(
     key: &str,
     mode: u32,
     owner: Owner,
-    layer: &str,
+    layer: &Arc<str>,
     data: &FileData,
     origin: &Origin,
 ) -> ImageFile {
@@ -235,8 +243,8 @@ fn image_file(
             rel_path,
             line,
         } => FileOrigin::Source {
-            name: name.clone(),
-            rel_path: rel_path.clone(),
+            name: Arc::clone(name),
+            rel_path: Arc::clone(rel_path),
             line: *line,
         },
         Origin::Recipe { line } => FileOrigin::Recipe { line: *line },
@@ -249,7 +257,7 @@ fn image_file(
         mode,
         uid: owner.uid,
         gid: owner.gid,
-        layer: layer.to_string(),
+        layer: Arc::clone(layer),
         origin,
     }
 }

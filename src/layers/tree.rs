@@ -53,7 +53,8 @@ pub enum TreeEntryKind {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FileData {
-    Source(Content),
+    /// Shared with the source tree it came from.
+    Source(Arc<Content>),
     Inline(Arc<[u8]>),
 }
 
@@ -61,10 +62,11 @@ pub enum FileData {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
     /// A member of a source (`rel_path` is empty for a single-file source), put there
-    /// by the operation on recipe line `line`.
+    /// by the operation on recipe line `line`. Both strings are shared, with the source
+    /// tree and the other entries of the same source.
     Source {
-        name: String,
-        rel_path: String,
+        name: Arc<str>,
+        rel_path: Arc<str>,
         line: u32,
     },
     /// An inline `dir`/`file`/`symlink`/`remove` operation in the recipe.
@@ -299,6 +301,7 @@ impl<'a> LayerAssembler<'a> {
             match &op.kind {
                 OpKind::Extract { source, to, owner } => {
                     let src = &sources.sources[source];
+                    let name: Arc<str> = source.as_str().into();
                     if src.kind != LockedKind::Archive {
                         return Err(self.error(
                             op.span,
@@ -323,8 +326,8 @@ impl<'a> LayerAssembler<'a> {
                             Owner { uid, gid }
                         });
                         let origin = Origin::Source {
-                            name: source.clone(),
-                            rel_path: e.rel_path.clone(),
+                            name: Arc::clone(&name),
+                            rel_path: Arc::clone(&e.rel_path),
                             line: op.span.line,
                         };
                         self.insert(
@@ -347,6 +350,7 @@ impl<'a> LayerAssembler<'a> {
                     owner,
                 } => {
                     let src = &sources.sources[source];
+                    let name: Arc<str> = source.as_str().into();
                     let owner = owner.unwrap_or(Owner::ROOT);
                     match src.kind {
                         LockedKind::File => {
@@ -368,8 +372,8 @@ impl<'a> LayerAssembler<'a> {
                                 mode: mode.map_or(e.mode, |m| m.0),
                                 owner,
                                 origin: Origin::Source {
-                                    name: source.clone(),
-                                    rel_path: String::new(),
+                                    name,
+                                    rel_path: Arc::clone(&e.rel_path),
                                     line: op.span.line,
                                 },
                             };
@@ -389,8 +393,8 @@ impl<'a> LayerAssembler<'a> {
                                 mode: 0o755,
                                 owner,
                                 origin: Origin::Source {
-                                    name: source.clone(),
-                                    rel_path: String::new(),
+                                    name: Arc::clone(&name),
+                                    rel_path: "".into(),
                                     line: op.span.line,
                                 },
                             };
@@ -401,8 +405,8 @@ impl<'a> LayerAssembler<'a> {
                                     mode: e.mode,
                                     owner,
                                     origin: Origin::Source {
-                                        name: source.clone(),
-                                        rel_path: e.rel_path.clone(),
+                                        name: Arc::clone(&name),
+                                        rel_path: Arc::clone(&e.rel_path),
                                         line: op.span.line,
                                     },
                                 };
@@ -489,7 +493,7 @@ impl<'a> LayerAssembler<'a> {
     /// Maps a source entry's kind into the image: hard-link targets are keyed by image path.
     fn source_kind(&self, kind: &SourceEntryKind, to: &ImagePath) -> TreeEntryKind {
         match kind {
-            SourceEntryKind::File(c) => TreeEntryKind::File(FileData::Source(c.clone())),
+            SourceEntryKind::File(c) => TreeEntryKind::File(FileData::Source(Arc::clone(c))),
             SourceEntryKind::Dir => TreeEntryKind::Dir,
             SourceEntryKind::Symlink { target } => TreeEntryKind::Symlink {
                 target: target.clone(),

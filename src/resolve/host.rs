@@ -85,8 +85,8 @@ pub fn snapshot(path: &Path, index: Option<&HashIndex>) -> Result<HostSnapshot, 
     let meta = std::fs::metadata(path).map_err(io_err(path))?;
     if meta.is_file() {
         let entry = SourceEntry {
-            rel_path: String::new(),
-            kind: SourceEntryKind::File(hash_file(path, "", &meta, index)?),
+            rel_path: "".into(),
+            kind: SourceEntryKind::File(hash_file(path, "", &meta, index)?.into()),
             mode: normalised_file_mode(meta.permissions().mode()),
             owner: None,
         };
@@ -212,13 +212,13 @@ fn snapshot_dir(root: &Path, index: Option<&HashIndex>) -> Result<SourceTree, Ho
                         if let Some(i) = inode {
                             first_link.insert(i, rel_path.clone());
                         }
-                        (SourceEntryKind::File(content), mode)
+                        (SourceEntryKind::File(content.into()), mode)
                     }
                 }
             }
         };
         entries.push(SourceEntry {
-            rel_path,
+            rel_path: rel_path.into(),
             kind,
             mode,
             owner: None,
@@ -281,7 +281,7 @@ mod tests {
             panic!("expected directories")
         };
         assert_eq!(dir_digest(&ta), dir_digest(&tb));
-        let paths: Vec<_> = ta.entries.iter().map(|e| e.rel_path.as_str()).collect();
+        let paths: Vec<_> = ta.entries.iter().map(|e| &*e.rel_path).collect();
         assert_eq!(paths, ["a", "a-b", "d", "d/link", "d/x", "d/y"]);
     }
 
@@ -313,7 +313,7 @@ mod tests {
             panic!("dir")
         };
         assert!(matches!(t.entries[0].kind, SourceEntryKind::File(_)));
-        assert_eq!(t.entries[0].rel_path, "b");
+        assert_eq!(&*t.entries[0].rel_path, "b");
         assert_eq!(
             t.entries[1].kind,
             SourceEntryKind::Hardlink { target: "b".into() }

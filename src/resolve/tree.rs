@@ -1,8 +1,12 @@
 //! A snapshot of one source's contents: what every later stage reads instead of the
 //! host file system, so that what is built is exactly what was hashed.
+//!
+//! Paths and contents are shared (`Arc`), not copied, by the layer trees and the image's
+//! file list built from a snapshot: a tree of tens of thousands of files is held once.
 
 use crate::digest::Sha256Digest;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// The entries of a source, sorted byte-wise by `rel_path`. A plain file source has a
 /// single entry whose `rel_path` is empty.
@@ -15,7 +19,7 @@ pub struct SourceTree {
 pub struct SourceEntry {
     /// `/`-separated, relative, normalised (no `.`/`..`/empty components); empty only
     /// for a single-file source.
-    pub rel_path: String,
+    pub rel_path: Arc<str>,
     pub kind: SourceEntryKind,
     /// Permission bits (0o7777 mask). For host directories this is normalised to what
     /// cairn writes (0o755 / 0o644 by the owner's execute bit); for archives, the
@@ -27,7 +31,7 @@ pub struct SourceEntry {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SourceEntryKind {
-    File(Content),
+    File(Arc<Content>),
     Dir,
     Symlink {
         target: String,

@@ -528,7 +528,7 @@ mod tests {
         let c = contents();
         let sha1 = sha1_index(&c);
         let mut changed = c.clone();
-        changed.files[1].layer = "other".to_string();
+        changed.files[1].layer = "other".into();
         let namespace = |c| {
             let doc: Value = serde_json::from_slice(&spdx_json(&input(c, &sha1)).unwrap()).unwrap();
             doc["documentNamespace"].as_str().unwrap().to_string()
@@ -692,7 +692,7 @@ mod tests {
     #[test]
     fn pseudo_packages_appear_only_when_used() {
         let mut c = contents();
-        c.files.retain(|f| f.layer != "accounts");
+        c.files.retain(|f| &*f.layer != "accounts");
         let sha1 = sha1_index(&contents());
         let doc: Value = serde_json::from_slice(&spdx_json(&input(&c, &sha1)).unwrap()).unwrap();
         let packages = ids(&doc, "packages");

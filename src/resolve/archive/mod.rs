@@ -459,7 +459,9 @@ impl Unpacker<'_> {
 
         let entry_kind = match kind {
             MemberKind::Dir => SourceEntryKind::Dir,
-            MemberKind::File => SourceEntryKind::File(self.stage(&mut entry, &member, buffer)?),
+            MemberKind::File => {
+                SourceEntryKind::File(self.stage(&mut entry, &member, buffer)?.into())
+            }
             MemberKind::Symlink => SourceEntryKind::Symlink {
                 target: self.symlink_target(&entry, &member)?,
             },
@@ -470,7 +472,7 @@ impl Unpacker<'_> {
         members.by_path.insert(
             rel_path.clone(),
             SourceEntry {
-                rel_path,
+                rel_path: rel_path.into(),
                 kind: entry_kind,
                 mode,
                 owner: Some(owner),
