@@ -684,7 +684,7 @@ fn build_platform_image(
         sbom::write_cyclonedx_json(&sbom_input, out).map_err(sbom::SbomError::Write)
     })?;
     let blob_content = |blob: &StoredBlob| Content {
-        location: layout.blob_path(&blob.digest),
+        location: resolve::Location::Path(layout.blob_path(&blob.digest)),
         size: blob.size,
         sha256: blob.digest,
     };

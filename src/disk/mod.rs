@@ -113,7 +113,7 @@ pub fn plan(
             vm.kernel.span,
             format!(
                 "the kernel ({}) is not a bzImage: {why}",
-                kernel.location.display()
+                kernel.path().display()
             ),
             "give an x86 Linux kernel image, e.g. /boot/vmlinuz-* from a linux-image package"
                 .into(),
@@ -127,12 +127,12 @@ pub fn plan(
     let stub = match &vm.stub {
         Some(file) => {
             let stub = vm_file(recipe, resolved, file, "stub")?;
-            let bytes = fs::read(&stub.location).map_err(DiskError::io(&stub.location))?;
+            let bytes = fs::read(&stub.path()).map_err(DiskError::io(&stub.path()))?;
             uki::build(&bytes, &[]).map_err(|e| {
                 located(
                     recipe,
                     file.span,
-                    format!("{} ({})", e, stub.location.display()),
+                    format!("{} ({})", e, stub.path().display()),
                     "give systemd-stub for x86-64: linuxx64.efi.stub from Debian's systemd-boot-efi".into(),
                 )
             })?;
@@ -192,7 +192,7 @@ fn vm_file(
 /// The x86 boot protocol: "HdrS" at 0x202, in an image of at least a few sectors.
 fn check_bzimage(kernel: &Content) -> Result<(), String> {
     let mut header = [0u8; 0x210];
-    let mut f = File::open(&kernel.location).map_err(|e| e.to_string())?;
+    let mut f = File::open(&kernel.path()).map_err(|e| e.to_string())?;
     f.read_exact(&mut header)
         .map_err(|_| format!("it is only {} bytes long", kernel.size))?;
     if &header[0x202..0x206] != b"HdrS" {
@@ -456,14 +456,14 @@ pub fn remove_stale(out: &Path, recipe_name: &str, keep: &[String]) -> Result<()
 
 /// Copies a pinned input, checking it still has the digest it was pinned with.
 fn copy_checked(content: &Content, dest: &Path) -> Result<(), DiskError> {
-    let mut src = File::open(&content.location).map_err(DiskError::io(&content.location))?;
+    let mut src = File::open(&content.path()).map_err(DiskError::io(&content.path()))?;
     let mut out =
         crate::digest::HashingWriter::new(File::create(dest).map_err(DiskError::io(dest))?);
-    io::copy(&mut src, &mut out).map_err(DiskError::io(&content.location))?;
+    io::copy(&mut src, &mut out).map_err(DiskError::io(&content.path()))?;
     let found = out.finish().0;
     if found != content.sha256 {
         return Err(DiskError::SourceChanged {
-            path: content.location.clone(),
+            path: content.path().into_owned(),
             expected: content.sha256,
             found,
         });
@@ -531,11 +531,11 @@ fn unified_kernel_image(
     stub: &Content,
 ) -> Result<Vec<u8>, DiskError> {
     let read = |c: &Content| -> Result<Vec<u8>, DiskError> {
-        let bytes = fs::read(&c.location).map_err(DiskError::io(&c.location))?;
+        let bytes = fs::read(&c.path()).map_err(DiskError::io(&c.path()))?;
         let found = Sha256Digest::of(&bytes);
         if found != c.sha256 {
             return Err(DiskError::SourceChanged {
-                path: c.location.clone(),
+                path: c.path().into_owned(),
                 expected: c.sha256,
                 found,
             });

@@ -532,9 +532,12 @@ impl<'a> LayerAssembler<'a> {
 
     /// Adds missing parent directories and checks no entry goes through a symlink or file.
     fn finish(mut self, span: Span) -> Result<LayerTree, TreeError> {
-        let keys: Vec<String> = self.entries.keys().cloned().collect();
-        for key in &keys {
+        let mut parents: BTreeMap<String, TreeEntry> = BTreeMap::new();
+        for key in self.entries.keys() {
             for parent in ancestors(key) {
+                if parents.contains_key(parent) {
+                    continue;
+                }
                 if let Some(own) = self.entries.get(parent) {
                     if own.kind != TreeEntryKind::Dir {
                         let at = self.written_at.get(key).copied().unwrap_or(span);
@@ -572,12 +575,21 @@ impl<'a> LayerAssembler<'a> {
                     owner,
                     origin: Origin::Parent,
                 };
-                self.entries.insert(parent.to_string(), entry);
+                parents.insert(parent.to_string(), entry);
             }
+        }
+        self.entries.append(&mut parents);
+        // Rebuilt by one sorted merge, which packs the map's nodes full: inserting
+        // entries in order leaves them little more than half full, and a layer may
+        // hold tens of thousands of entries.
+        let mut entries = BTreeMap::new();
+        if let Some((key, entry)) = self.entries.pop_first() {
+            entries.insert(key, entry);
+            entries.append(&mut self.entries);
         }
         Ok(LayerTree {
             name: self.name.to_string(),
-            entries: self.entries,
+            entries,
         })
     }
 

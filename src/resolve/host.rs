@@ -7,12 +7,13 @@
 //! fresh checkout under any umask gives the same digest.
 
 use super::hash_index::{FileStamp, HashIndex};
-use super::tree::{Content, SourceEntry, SourceEntryKind, SourceTree};
+use super::tree::{Content, Location, SourceEntry, SourceEntryKind, SourceTree};
 use crate::digest::{sha256_reader, Sha256Digest};
 use rayon::prelude::*;
 use std::collections::HashMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
@@ -51,9 +52,11 @@ pub fn normalised_file_mode(host_mode: u32) -> u32 {
 const DIR_MODE: u32 = 0o755;
 
 /// The file's content digest: from `index` when its stamp (`meta`, taken before) is
-/// unchanged since it was recorded, else by reading it (and recording it).
+/// unchanged since it was recorded, else by reading it (and recording it). `location`
+/// is `path`, as the content records it.
 fn hash_file(
     path: &Path,
+    location: Location,
     rel_path: &str,
     meta: &std::fs::Metadata,
     index: Option<&HashIndex>,
@@ -61,7 +64,7 @@ fn hash_file(
     let before = FileStamp::of(meta);
     if let Some(sha256) = index.and_then(|index| index.lookup(rel_path, &before)) {
         return Ok(Content {
-            location: path.to_path_buf(),
+            location,
             size: meta.len(),
             sha256,
         });
@@ -73,7 +76,7 @@ fn hash_file(
         index.record(rel_path, &before, &after, sha256);
     }
     Ok(Content {
-        location: path.to_path_buf(),
+        location,
         size,
         sha256,
     })
@@ -86,7 +89,9 @@ pub fn snapshot(path: &Path, index: Option<&HashIndex>) -> Result<HostSnapshot, 
     if meta.is_file() {
         let entry = SourceEntry {
             rel_path: "".into(),
-            kind: SourceEntryKind::File(hash_file(path, "", &meta, index)?.into()),
+            kind: SourceEntryKind::File(
+                hash_file(path, Location::Path(path.into()), "", &meta, index)?.into(),
+            ),
             mode: normalised_file_mode(meta.permissions().mode()),
             owner: None,
         };
@@ -120,7 +125,6 @@ fn file_type_name(ft: &std::fs::FileType) -> &'static str {
 
 enum Walked {
     File {
-        path: PathBuf,
         meta: std::fs::Metadata,
         inode: Option<(u64, u64)>,
     },
@@ -129,7 +133,9 @@ enum Walked {
 }
 
 fn snapshot_dir(root: &Path, index: Option<&HashIndex>) -> Result<SourceTree, HostError> {
-    let mut walked: Vec<(String, Walked)> = Vec::new();
+    // Entries share the root's path and their own path (see [`Location::InDir`]).
+    let dir: Arc<Path> = root.into();
+    let mut walked: Vec<(Arc<str>, Walked)> = Vec::new();
     for item in walkdir::WalkDir::new(root).follow_links(false).min_depth(1) {
         let item = item.map_err(|e| {
             let path = e.path().unwrap_or(root).to_path_buf();
@@ -147,7 +153,7 @@ fn snapshot_dir(root: &Path, index: Option<&HashIndex>) -> Result<SourceTree, Ho
             .ok_or_else(|| HostError::NotUtf8 {
                 path: item.path().into(),
             })?
-            .to_string();
+            .into();
         let ft = item.file_type();
         let kind = if ft.is_dir() {
             Walked::Dir
@@ -166,7 +172,6 @@ fn snapshot_dir(root: &Path, index: Option<&HashIndex>) -> Result<SourceTree, Ho
                 source: e.into(),
             })?;
             Walked::File {
-                path: item.path().to_path_buf(),
                 inode: (meta.nlink() > 1).then(|| (meta.dev(), meta.ino())),
                 meta,
             }
@@ -185,14 +190,21 @@ fn snapshot_dir(root: &Path, index: Option<&HashIndex>) -> Result<SourceTree, Ho
     let contents: Vec<Option<Result<Content, HostError>>> = walked
         .par_iter()
         .map(|(rel_path, w)| match w {
-            Walked::File { path, meta, .. } => Some(hash_file(path, rel_path, meta, index)),
+            Walked::File { meta, .. } => {
+                let location = Location::InDir {
+                    dir: Arc::clone(&dir),
+                    rel_path: Arc::clone(rel_path),
+                };
+                let path = root.join(&**rel_path);
+                Some(hash_file(&path, location, rel_path, meta, index))
+            }
             _ => None,
         })
         .collect();
 
     // The first path (in sorted order) of each multiply-linked inode carries the bytes;
     // later ones become hard links to it, so the result never depends on walk order.
-    let mut first_link: HashMap<(u64, u64), String> = HashMap::new();
+    let mut first_link: HashMap<(u64, u64), Arc<str>> = HashMap::new();
     let mut entries = Vec::with_capacity(walked.len());
     for ((rel_path, walked), content) in walked.into_iter().zip(contents) {
         let (kind, mode) = match walked {
@@ -204,7 +216,7 @@ fn snapshot_dir(root: &Path, index: Option<&HashIndex>) -> Result<SourceTree, Ho
                 match inode.and_then(|i| first_link.get(&i).map(|t| (i, t))) {
                     Some((_, target)) => (
                         SourceEntryKind::Hardlink {
-                            target: target.clone(),
+                            target: target.to_string(),
                         },
                         mode,
                     ),
@@ -218,7 +230,7 @@ fn snapshot_dir(root: &Path, index: Option<&HashIndex>) -> Result<SourceTree, Ho
             }
         };
         entries.push(SourceEntry {
-            rel_path: rel_path.into(),
+            rel_path,
             kind,
             mode,
             owner: None,

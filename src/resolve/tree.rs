@@ -5,7 +5,8 @@
 //! file list built from a snapshot: a tree of tens of thousands of files is held once.
 
 use crate::digest::Sha256Digest;
-use std::path::PathBuf;
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// The entries of a source, sorted byte-wise by `rel_path`. A plain file source has a
@@ -45,8 +46,27 @@ pub enum SourceEntryKind {
 /// Where to read a regular file's bytes, and what they must hash to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Content {
-    /// A host path (for `path:` sources) or a staged copy (for archive members).
-    pub location: PathBuf,
+    pub location: Location,
     pub size: u64,
     pub sha256: Sha256Digest,
+}
+
+/// Where a file's bytes are on the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// A host file (a single-file source) or a staged copy (an archive member).
+    Path(PathBuf),
+    /// A file of a directory source: `dir`/`rel_path`, both shared with the other
+    /// entries (and the entry's own path) rather than a full path per file.
+    InDir { dir: Arc<Path>, rel_path: Arc<str> },
+}
+
+impl Content {
+    /// The path to read the bytes from.
+    pub fn path(&self) -> Cow<'_, Path> {
+        match &self.location {
+            Location::Path(path) => Cow::Borrowed(path),
+            Location::InDir { dir, rel_path } => Cow::Owned(dir.join(&**rel_path)),
+        }
+    }
 }

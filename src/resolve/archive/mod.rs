@@ -31,7 +31,7 @@
 //! writes every time as the epoch), user and group names, xattrs, PAX global headers
 //! and every PAX record other than `path`, `linkpath`, `size`, `uid` and `gid`.
 
-use super::tree::{Content, SourceEntry, SourceEntryKind, SourceTree};
+use super::tree::{Content, Location, SourceEntry, SourceEntryKind, SourceTree};
 use crate::digest::{HashingReader, HashingWriter, Sha256Digest};
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -573,7 +573,7 @@ impl Unpacker<'_> {
                 .map_err(|e| staging_error(&location, e.error))?;
         }
         Ok(Content {
-            location,
+            location: Location::Path(location),
             size,
             sha256,
         })

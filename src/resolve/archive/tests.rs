@@ -198,7 +198,7 @@ fn entry(rel_path: &str, kind: SourceEntryKind, mode: u32, owner: (u32, u32)) ->
 fn staged(fixture: &Fixture, data: &[u8]) -> SourceEntryKind {
     let sha256 = Sha256Digest::of(data);
     SourceEntryKind::File(Arc::new(Content {
-        location: fixture.staging.join(sha256.hex()),
+        location: Location::Path(fixture.staging.join(sha256.hex())),
         size: data.len() as u64,
         sha256,
     }))
@@ -272,7 +272,7 @@ fn mixed_expected(fixture: &Fixture, big: &[u8]) -> Vec<SourceEntry> {
 fn assert_staged_contents(tree: &SourceTree) {
     for entry in &tree.entries {
         if let SourceEntryKind::File(content) = &entry.kind {
-            let bytes = fs::read(&content.location).unwrap();
+            let bytes = fs::read(content.path()).unwrap();
             assert_eq!(bytes.len() as u64, content.size, "{}", entry.rel_path);
             assert_eq!(
                 Sha256Digest::of(&bytes),
@@ -498,7 +498,7 @@ fn archives_written_by_gnu_tar_unpack() {
         let stage = |data: &[u8]| {
             let sha256 = Sha256Digest::of(data);
             SourceEntryKind::File(Arc::new(Content {
-                location: staging.join(sha256.hex()),
+                location: Location::Path(staging.join(sha256.hex())),
                 size: data.len() as u64,
                 sha256,
             }))
