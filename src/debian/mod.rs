@@ -631,7 +631,7 @@ fn copyright_license(tree: &SourceTree, name: &str) -> Option<String> {
     let SourceEntryKind::File(content) = &entry.kind else {
         return None;
     };
-    let text = std::fs::read_to_string(&content.path()).ok()?;
+    let text = std::fs::read_to_string(content.path()).ok()?;
     copyright::license_expression(&text)
 }
 

@@ -249,7 +249,7 @@ pub(super) fn stage_contents(tree: &RootTree, dir: &Path) -> Result<(), DiskErro
                 out.finish().0
             }
             FileData::Source(c) => {
-                let mut src = File::open(&c.path()).map_err(DiskError::io(&c.path()))?;
+                let mut src = File::open(c.path()).map_err(DiskError::io(&c.path()))?;
                 io::copy(&mut src, &mut out).map_err(DiskError::io(&c.path()))?;
                 let found = out.finish().0;
                 if found != c.sha256 {

@@ -127,7 +127,7 @@ pub fn plan(
     let stub = match &vm.stub {
         Some(file) => {
             let stub = vm_file(recipe, resolved, file, "stub")?;
-            let bytes = fs::read(&stub.path()).map_err(DiskError::io(&stub.path()))?;
+            let bytes = fs::read(stub.path()).map_err(DiskError::io(&stub.path()))?;
             uki::build(&bytes, &[]).map_err(|e| {
                 located(
                     recipe,
@@ -192,7 +192,7 @@ fn vm_file(
 /// The x86 boot protocol: "HdrS" at 0x202, in an image of at least a few sectors.
 fn check_bzimage(kernel: &Content) -> Result<(), String> {
     let mut header = [0u8; 0x210];
-    let mut f = File::open(&kernel.path()).map_err(|e| e.to_string())?;
+    let mut f = File::open(kernel.path()).map_err(|e| e.to_string())?;
     f.read_exact(&mut header)
         .map_err(|_| format!("it is only {} bytes long", kernel.size))?;
     if &header[0x202..0x206] != b"HdrS" {
@@ -456,7 +456,7 @@ pub fn remove_stale(out: &Path, recipe_name: &str, keep: &[String]) -> Result<()
 
 /// Copies a pinned input, checking it still has the digest it was pinned with.
 fn copy_checked(content: &Content, dest: &Path) -> Result<(), DiskError> {
-    let mut src = File::open(&content.path()).map_err(DiskError::io(&content.path()))?;
+    let mut src = File::open(content.path()).map_err(DiskError::io(&content.path()))?;
     let mut out =
         crate::digest::HashingWriter::new(File::create(dest).map_err(DiskError::io(dest))?);
     io::copy(&mut src, &mut out).map_err(DiskError::io(&content.path()))?;
@@ -531,7 +531,7 @@ fn unified_kernel_image(
     stub: &Content,
 ) -> Result<Vec<u8>, DiskError> {
     let read = |c: &Content| -> Result<Vec<u8>, DiskError> {
-        let bytes = fs::read(&c.path()).map_err(DiskError::io(&c.path()))?;
+        let bytes = fs::read(c.path()).map_err(DiskError::io(&c.path()))?;
         let found = Sha256Digest::of(&bytes);
         if found != c.sha256 {
             return Err(DiskError::SourceChanged {
