@@ -209,7 +209,9 @@ pub struct DiskInput<'a> {
     pub epoch: u64,
     pub out_dir: &'a Path,
     pub image_manifest: Sha256Digest,
-    pub spdx: &'a [u8],
+    /// The image's SPDX document (a blob of `spdx_size` bytes), read as it is signed.
+    pub spdx: &'a Path,
+    pub spdx_size: u64,
     pub sources: &'a [SourceInfo],
     pub recipe_file_name: &'a str,
     pub lock_sha256: Option<Sha256Digest>,
@@ -393,10 +395,13 @@ pub fn build(plan: &DiskPlan, input: &DiskInput) -> Result<DiskBuild, DiskError>
 
     let attestations = match input.sign_key {
         Some(key) => {
-            let jsonl = attest::signed_statements(plan, input, &files, key);
             let jsonl_name = format!("{name}.disk.intoto.jsonl");
             let path = tmp.path().join(&jsonl_name);
-            fs::write(&path, jsonl).map_err(DiskError::io(&path))?;
+            let file = File::create(&path).map_err(DiskError::io(&path))?;
+            let mut jsonl = io::BufWriter::new(file);
+            attest::write_signed_statements(plan, input, &files, key, &mut jsonl)
+                .and_then(|()| jsonl.into_inner().map_err(|e| e.into_error()))
+                .map_err(DiskError::io(&path))?;
             names.push(jsonl_name.clone());
             Some(out.join(jsonl_name))
         }

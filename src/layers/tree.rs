@@ -94,7 +94,8 @@ struct ViewEntry {
     kind: ViewKind,
     mode: u32,
     owner: Owner,
-    layer: String,
+    /// Shared by the entries of one layer.
+    layer: Arc<str>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -110,6 +111,11 @@ impl ImageView {
         let Some(base) = base else {
             return ImageView::default();
         };
+        let names: BTreeMap<usize, Arc<str>> = base
+            .entries
+            .values()
+            .map(|e| (e.layer, base_layer_name(e.layer).into()))
+            .collect();
         let entries = base
             .entries
             .iter()
@@ -123,7 +129,7 @@ impl ImageView {
                     kind,
                     mode: e.mode,
                     owner: e.owner,
-                    layer: base_layer_name(e.layer),
+                    layer: Arc::clone(&names[&e.layer]),
                 };
                 (key.clone(), entry)
             })
@@ -132,6 +138,7 @@ impl ImageView {
     }
 
     fn apply(&mut self, layer: &LayerTree) {
+        let name: Arc<str> = layer.name.as_str().into();
         for key in layer.entries.keys() {
             if let Some(w) = whiteout(key) {
                 whiteout::apply(&mut self.entries, &w);
@@ -153,7 +160,7 @@ impl ImageView {
                     kind,
                     mode: e.mode,
                     owner: e.owner,
-                    layer: layer.name.clone(),
+                    layer: Arc::clone(&name),
                 },
             );
         }
