@@ -90,5 +90,10 @@ mod tests {
         assert_eq!(map.keys().collect::<Vec<_>>(), ["a", "a-b", "ab"]);
         apply(&mut map, &Whiteout::Path("a".into()));
         assert_eq!(map.keys().collect::<Vec<_>>(), ["a-b", "ab"]);
+
+        // The same with keys borrowed from layer trees (the SBOM's view of the image).
+        let mut borrowed: BTreeMap<&str, ()> = ["a", "a/b", "a-b"].map(|k| (k, ())).into();
+        apply(&mut borrowed, &Whiteout::Path("a".into()));
+        assert_eq!(borrowed.keys().copied().collect::<Vec<_>>(), ["a-b"]);
     }
 }

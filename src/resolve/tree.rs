@@ -70,3 +70,24 @@ impl Content {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_directory_file_is_read_from_its_root_joined_with_its_path() {
+        let content = |location| Content {
+            location,
+            size: 0,
+            sha256: Sha256Digest::of(b""),
+        };
+        let in_dir = content(Location::InDir {
+            dir: Path::new("/src/tree").into(),
+            rel_path: "usr/bin/x".into(),
+        });
+        assert_eq!(in_dir.path(), Path::new("/src/tree/usr/bin/x"));
+        let staged = content(Location::Path("/staging/ab12".into()));
+        assert_eq!(staged.path(), Path::new("/staging/ab12"));
+    }
+}
