@@ -24,7 +24,7 @@ use crate::recipe::{Diagnostic, ImagePath, Platform, Recipe};
 use crate::resolve::{self, lock::LockError, platforms, Content, LockMode, Lockfile, ResolveError};
 use crate::warm;
 use serde::Serialize;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -714,10 +714,6 @@ fn build_platform_image(
             }
             observer.stage("disk");
             let spdx_path = layout.blob_path(&spdx.digest);
-            let spdx = std::fs::read(&spdx_path).map_err(|source| OutputError::Io {
-                path: spdx_path,
-                source,
-            })?;
             let input = disk::DiskInput {
                 recipe,
                 layers: trees
@@ -726,7 +722,8 @@ fn build_platform_image(
                 epoch,
                 out_dir: &opts.out_dir,
                 image_manifest: manifest_blob.digest,
-                spdx: &spdx,
+                spdx: &spdx_path,
+                spdx_size: spdx.size,
                 sources: &sources,
                 recipe_file_name: &recipe_file_name,
                 lock_sha256: job.lock_sha256,
@@ -872,7 +869,7 @@ fn write_layers_and_sboms(
     observer.stage("sbom");
     // SBOMs describe the layers as written (their SHA-1s were computed in the same
     // pass); the SBOM layer itself is not in them.
-    let contents = contents::image_contents(recipe, job.resolved, base.zip(base_fs), &trees);
+    let mut contents = contents::image_contents(recipe, job.resolved, base.zip(base_fs), &trees);
     let mut sha1 = sbom::Sha1Index::new();
     if let Some(fs) = &base_fs {
         sha1.extend(fs.sha1.iter().map(|(k, v)| (*k, *v)));
@@ -901,8 +898,11 @@ fn write_layers_and_sboms(
     let cyclonedx = write_sbom(&|out| {
         sbom::write_cyclonedx_json(&sbom_input, out).map_err(sbom::SbomError::Write)
     })?;
+    // The per-file list and SHA-1s serve only the SBOMs: freed before the next layer.
+    drop(sha1);
+    contents.files = Vec::new();
     let blob_content = |blob: &StoredBlob| Content {
-        location: layout.blob_path(&blob.digest),
+        location: resolve::Location::Path(layout.blob_path(&blob.digest)),
         size: blob.size,
         sha256: blob.digest,
     };
@@ -914,11 +914,11 @@ fn write_layers_and_sboms(
         let files = vec![
             (
                 at("spdx.json"),
-                layers::FileData::Source(blob_content(&spdx)),
+                layers::FileData::Source(blob_content(&spdx).into()),
             ),
             (
                 at("cdx.json"),
-                layers::FileData::Source(blob_content(&cyclonedx)),
+                layers::FileData::Source(blob_content(&cyclonedx).into()),
             ),
         ];
         let layer = layers::generated_layer(recipe, base_fs, &trees, SBOM_LAYER, files)?;
@@ -941,40 +941,19 @@ fn write_layers_and_sboms(
 /// blob. The document is read from the file, twice for the signature and once more
 /// for the base64 payload, never held in memory.
 fn sign_sbom_statement(
-    (before, after): &(Vec<u8>, Vec<u8>),
+    around: &(Vec<u8>, Vec<u8>),
     spdx_path: &Path,
     spdx_size: u64,
     key: &SigningKey,
     layout: &LayoutWriter,
 ) -> Result<StoredBlob, BuildError> {
-    // The SBOM writer ends the document with one newline, which the statement omits.
-    let spdx_len = spdx_size.saturating_sub(1);
-    let feed = |sink: &mut dyn FnMut(&[u8]) -> std::io::Result<()>| {
-        sink(before)?;
-        let mut spdx = std::fs::File::open(spdx_path)?.take(spdx_len);
-        let mut buf = vec![0u8; 1 << 16];
-        loop {
-            let n = spdx.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            sink(&buf[..n])?;
-        }
-        sink(after)
-    };
-    let payload_len = before.len() as u64 + spdx_len + after.len() as u64;
     let mut blob = layout.blob_writer()?;
-    dsse::write_signed_envelope(
-        dsse::INTOTO_PAYLOAD_TYPE,
-        payload_len,
-        &feed,
-        key,
-        &mut blob,
-    )
-    .map_err(|source| OutputError::Io {
-        path: spdx_path.to_path_buf(),
-        source,
-    })?;
+    intoto::write_signed_sbom_statement(around, spdx_path, spdx_size, key, &mut blob).map_err(
+        |source| OutputError::Io {
+            path: spdx_path.to_path_buf(),
+            source,
+        },
+    )?;
     Ok(layout.commit_blob(blob)?)
 }
 

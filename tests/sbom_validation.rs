@@ -41,7 +41,7 @@ fn hello_sboms(staging: &Path) -> Sboms {
     for tree in &trees {
         for entry in tree.entries.values() {
             let bytes = match &entry.kind {
-                TreeEntryKind::File(FileData::Source(c)) => std::fs::read(&c.location).unwrap(),
+                TreeEntryKind::File(FileData::Source(c)) => std::fs::read(c.path()).unwrap(),
                 TreeEntryKind::File(FileData::Inline(b)) => b.to_vec(),
                 _ => continue,
             };

@@ -4,14 +4,15 @@
 //! them (every source byte was re-hashed and checked while it was written), so SBOMs
 //! and provenance describe what was written, never what the recipe claims.
 
-use crate::base::fs::{layer_name as base_layer_name, BaseFs, BaseKind};
+use crate::base::fs::{layer_name as base_layer_name, BaseEntry, BaseFs, BaseKind};
 use crate::base::BaseImage;
 use crate::digest::Sha256Digest;
-use crate::layers::{whiteout, FileData, LayerTree, Origin, TreeEntryKind};
+use crate::layers::{whiteout, FileData, LayerTree, Origin, TreeEntry, TreeEntryKind};
 use crate::recipe::{Owner, Recipe};
 use crate::resolve::{LockedKind, ResolvedSources};
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ImageContents {
@@ -44,8 +45,8 @@ pub struct ImageFile {
     pub mode: u32,
     pub uid: u32,
     pub gid: u32,
-    /// Name of the layer that wrote the file's final version.
-    pub layer: String,
+    /// Name of the layer that wrote the file's final version (shared by its files).
+    pub layer: Arc<str>,
     pub origin: FileOrigin,
 }
 
@@ -53,10 +54,11 @@ pub struct ImageFile {
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum FileOrigin {
     /// From source `name` (member `rel_path`; empty for a single-file source), put
-    /// there by the operation on recipe line `line`.
+    /// there by the operation on recipe line `line`. The strings are shared with the
+    /// layer trees.
     Source {
-        name: String,
-        rel_path: String,
+        name: Arc<str>,
+        rel_path: Arc<str>,
         line: u32,
     },
     /// Inline content from the `file:` operation on recipe line `line`.
@@ -110,26 +112,17 @@ pub fn image_contents(
     base: Option<(&BaseImage, &BaseFs)>,
     layers: &[LayerTree],
 ) -> ImageContents {
-    let mut fs: BTreeMap<String, Option<ImageFile>> = BTreeMap::new();
+    // Path -> the final version of a regular file there (`None`: a directory or
+    // symlink), borrowing from the base and the layer trees; the list is built from it
+    // once, in path order, sized exactly.
+    let mut fs: BTreeMap<&str, Option<FinalFile>> = BTreeMap::new();
     if let Some((_, base_fs)) = base {
         for (key, e) in &base_fs.entries {
-            let file = match e.kind {
-                BaseKind::File { sha256, size } => Some(ImageFile {
-                    path: format!("/{key}"),
-                    sha256,
-                    size,
-                    mode: e.mode,
-                    uid: e.owner.uid,
-                    gid: e.owner.gid,
-                    layer: base_layer_name(e.layer),
-                    origin: FileOrigin::Base,
-                }),
-                _ => None,
-            };
-            fs.insert(key.clone(), file);
+            let file = matches!(e.kind, BaseKind::File { .. }).then_some(FinalFile::Base(e));
+            fs.insert(key, file);
         }
     }
-    for layer in layers {
+    for (index, layer) in layers.iter().enumerate() {
         for key in layer.entries.keys() {
             if let Some(w) = whiteout::whiteout(key) {
                 whiteout::apply(&mut fs, &w);
@@ -140,7 +133,7 @@ pub fn image_contents(
             let data = match &entry.kind {
                 TreeEntryKind::Whiteout => continue,
                 TreeEntryKind::Dir => {
-                    fs.entry(key.clone()).or_insert(None);
+                    fs.entry(key).or_insert(None);
                     continue;
                 }
                 TreeEntryKind::File(data) => Some(data),
@@ -150,22 +143,46 @@ pub fn image_contents(
                 },
                 TreeEntryKind::Symlink { .. } => None,
             };
-            let file = data.map(|data| {
-                image_file(
-                    key,
-                    entry.mode,
-                    entry.owner,
-                    &layer.name,
-                    data,
-                    &entry.origin,
-                )
-            });
+            let file = data.map(|data| FinalFile::Layer { index, entry, data });
             // A non-directory replaces whatever was at its path, children included.
             whiteout::remove_subtree(&mut fs, key);
-            fs.insert(key.clone(), file);
+            fs.insert(key, file);
         }
     }
-    let files = fs.into_values().flatten().collect();
+    let base_layer_names: BTreeMap<usize, Arc<str>> = base
+        .iter()
+        .flat_map(|(_, base_fs)| base_fs.entries.values())
+        .map(|e| (e.layer, base_layer_name(e.layer).into()))
+        .collect();
+    let layer_names: Vec<Arc<str>> = layers.iter().map(|l| l.name.as_str().into()).collect();
+    let mut files = Vec::with_capacity(fs.values().filter(|f| f.is_some()).count());
+    files.extend(fs.into_iter().filter_map(|(key, file)| {
+        Some(match file? {
+            FinalFile::Base(e) => {
+                let BaseKind::File { sha256, size } = e.kind else {
+                    unreachable!("only base files are kept")
+                };
+                ImageFile {
+                    path: format!("/{key}"),
+                    sha256,
+                    size,
+                    mode: e.mode,
+                    uid: e.owner.uid,
+                    gid: e.owner.gid,
+                    layer: Arc::clone(&base_layer_names[&e.layer]),
+                    origin: FileOrigin::Base,
+                }
+            }
+            FinalFile::Layer { index, entry, data } => image_file(
+                key,
+                entry.mode,
+                entry.owner,
+                &layer_names[index],
+                data,
+                &entry.origin,
+            ),
+        })
+    }));
     ImageContents {
         files,
         sources: source_infos(recipe, sources),
@@ -226,11 +243,23 @@ pub fn base_info(image: &BaseImage) -> BaseInfo {
     }
 }
 
+/// Where the final version of a regular file comes from.
+enum FinalFile<'a> {
+    Base(&'a BaseEntry),
+    /// Layer `index` of the recipe's layers, with the content (that of the file a hard
+    /// link points to).
+    Layer {
+        index: usize,
+        entry: &'a TreeEntry,
+        data: &'a FileData,
+    },
+}
+
 fn image_file(
     key: &str,
     mode: u32,
     owner: Owner,
-    layer: &str,
+    layer: &Arc<str>,
     data: &FileData,
     origin: &Origin,
 ) -> ImageFile {
@@ -244,8 +273,8 @@ fn image_file(
             rel_path,
             line,
         } => FileOrigin::Source {
-            name: name.clone(),
-            rel_path: rel_path.clone(),
+            name: Arc::clone(name),
+            rel_path: Arc::clone(rel_path),
             line: *line,
         },
         Origin::Recipe { line } => FileOrigin::Recipe { line: *line },
@@ -258,7 +287,7 @@ fn image_file(
         mode,
         uid: owner.uid,
         gid: owner.gid,
-        layer: layer.to_string(),
+        layer: Arc::clone(layer),
         origin,
     }
 }

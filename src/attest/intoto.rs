@@ -270,13 +270,8 @@ pub fn sbom_statement_json(
     manifest_digest: Sha256Digest,
     spdx: &[u8],
 ) -> Vec<u8> {
-    sbom_statement_json_about(&[image_subject(image_name, manifest_digest)], spdx)
-}
-
-/// [`sbom_statement_json`] about other subjects (a VM disk in its formats).
-pub fn sbom_statement_json_about(subjects: &[ResourceDescriptor], spdx: &[u8]) -> Vec<u8> {
     let spdx = spdx.trim_ascii();
-    let (before, after) = statement_around_predicate(subjects);
+    let (before, after) = sbom_statement_around(image_name, manifest_digest);
     let mut out = Vec::with_capacity(before.len() + spdx.len() + after.len());
     out.extend_from_slice(&before);
     out.extend_from_slice(spdx);
@@ -293,7 +288,8 @@ pub fn sbom_statement_around(
     statement_around_predicate(&[image_subject(image_name, manifest_digest)])
 }
 
-fn statement_around_predicate(subjects: &[ResourceDescriptor]) -> (Vec<u8>, Vec<u8>) {
+/// [`sbom_statement_around`] for other subjects (a VM disk in its formats).
+pub fn statement_around_predicate(subjects: &[ResourceDescriptor]) -> (Vec<u8>, Vec<u8>) {
     let mut before = b"{\"_type\":".to_vec();
     before.extend_from_slice(&canonical_json(&STATEMENT_TYPE));
     before.extend_from_slice(b",\"predicate\":");
@@ -303,6 +299,43 @@ fn statement_around_predicate(subjects: &[ResourceDescriptor]) -> (Vec<u8>, Vec<
     after.extend_from_slice(&canonical_json(&subjects));
     after.push(b'}');
     (before, after)
+}
+
+/// Signs the SBOM statement `before` + the SPDX document in the file at `spdx_path`
+/// (`spdx_size` bytes, ending in one newline, which the statement omits) + `after`,
+/// and writes its DSSE envelope to `out`: the document is read from the file for the
+/// signature (twice) and for the base64 payload, never held in memory, for it lists
+/// every file of the image.
+pub fn write_signed_sbom_statement(
+    (before, after): &(Vec<u8>, Vec<u8>),
+    spdx_path: &Path,
+    spdx_size: u64,
+    key: &crate::attest::keys::SigningKey,
+    out: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
+    use std::io::Read as _;
+    let spdx_len = spdx_size.saturating_sub(1);
+    let feed = |sink: &mut dyn FnMut(&[u8]) -> std::io::Result<()>| {
+        sink(before)?;
+        let mut spdx = std::fs::File::open(spdx_path)?.take(spdx_len);
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = spdx.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            sink(&buf[..n])?;
+        }
+        sink(after)
+    };
+    let payload_len = before.len() as u64 + spdx_len + after.len() as u64;
+    crate::attest::dsse::write_signed_envelope(
+        crate::attest::dsse::INTOTO_PAYLOAD_TYPE,
+        payload_len,
+        &feed,
+        key,
+        out,
+    )
 }
 
 fn image_subject(image_name: &str, manifest_digest: Sha256Digest) -> ResourceDescriptor {

@@ -20,6 +20,7 @@ use crate::layers::{self, FileData, LayerTree, Origin, TreeEntry, TreeEntryKind,
 use crate::recipe::{Diagnostic, ImagePath, Owner, Recipe};
 use crate::resolve::{SourceEntry, SourceEntryKind};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// The SBOM source name of a package: `deb:<name>` (recipe source names cannot hold
 /// `:`, so the two never clash).
@@ -85,12 +86,13 @@ pub fn package_layers(
     for (i, members) in buckets {
         let mut entries: BTreeMap<String, TreeEntry> = BTreeMap::new();
         for p in members {
+            let name: Arc<str> = source_name(&p.name).into();
             for e in &p.tree.entries {
-                let entry = tree_entry(p, e);
-                if entry.kind == TreeEntryKind::Dir && entries.contains_key(&e.rel_path) {
+                let entry = tree_entry(p, &name, e);
+                if entry.kind == TreeEntryKind::Dir && entries.contains_key(&*e.rel_path) {
                     continue;
                 }
-                entries.insert(e.rel_path.clone(), entry);
+                entries.insert(e.rel_path.to_string(), entry);
             }
             for (path, text) in dpkg_metadata(p) {
                 let entry = TreeEntry {
@@ -98,8 +100,8 @@ pub fn package_layers(
                     mode: 0o644,
                     owner: Owner::ROOT,
                     origin: Origin::Source {
-                        name: source_name(&p.name),
-                        rel_path: String::new(),
+                        name: Arc::clone(&name),
+                        rel_path: "".into(),
                         line: p.line,
                     },
                 };
@@ -127,9 +129,10 @@ pub fn package_layers(
     Ok(layers)
 }
 
-fn tree_entry(p: &InstalledPackage, e: &SourceEntry) -> TreeEntry {
+/// `name` is the package's source name, shared by its entries.
+fn tree_entry(p: &InstalledPackage, name: &Arc<str>, e: &SourceEntry) -> TreeEntry {
     let kind = match &e.kind {
-        SourceEntryKind::File(c) => TreeEntryKind::File(FileData::Source(c.clone())),
+        SourceEntryKind::File(c) => TreeEntryKind::File(FileData::Source(Arc::clone(c))),
         SourceEntryKind::Dir => TreeEntryKind::Dir,
         SourceEntryKind::Symlink { target } => TreeEntryKind::Symlink {
             target: target.clone(),
@@ -144,8 +147,8 @@ fn tree_entry(p: &InstalledPackage, e: &SourceEntry) -> TreeEntry {
         mode: e.mode,
         owner: Owner { uid, gid },
         origin: Origin::Source {
-            name: source_name(&p.name),
-            rel_path: e.rel_path.clone(),
+            name: Arc::clone(name),
+            rel_path: Arc::clone(&e.rel_path),
             line: p.line,
         },
     }

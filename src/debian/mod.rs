@@ -627,11 +627,11 @@ fn download_debs(
 /// The SPDX expression of the package's machine-readable copyright file, if any.
 fn copyright_license(tree: &SourceTree, name: &str) -> Option<String> {
     let wanted = format!("usr/share/doc/{name}/copyright");
-    let entry = tree.entries.iter().find(|e| e.rel_path == wanted)?;
+    let entry = tree.entries.iter().find(|e| *e.rel_path == *wanted)?;
     let SourceEntryKind::File(content) = &entry.kind else {
         return None;
     };
-    let text = std::fs::read_to_string(&content.location).ok()?;
+    let text = std::fs::read_to_string(content.path()).ok()?;
     copyright::license_expression(&text)
 }
 

@@ -23,13 +23,15 @@ pub fn subjects(files: &[DiskFile]) -> Vec<ResourceDescriptor> {
         .collect()
 }
 
-/// Both statements, each signed in a DSSE envelope, as JSON Lines.
-pub fn signed_statements(
+/// Both statements, each signed in a DSSE envelope, as JSON Lines written to `out`;
+/// the SPDX document is streamed from its blob, never held in memory.
+pub fn write_signed_statements(
     plan: &DiskPlan,
     input: &DiskInput,
     files: &[DiskFile],
     key: &SigningKey,
-) -> Vec<u8> {
+    out: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
     let subjects = subjects(files);
     let facts = intoto::ProvenanceFacts {
         image_name: &input.recipe.name,
@@ -72,14 +74,15 @@ pub fn signed_statements(
     for (tool, version) in plan.tools.versions() {
         versions[tool] = version.into();
     }
-    let statements = [
-        provenance.to_json(),
-        intoto::sbom_statement_json_about(&subjects, input.spdx),
-    ];
-    let mut jsonl = Vec::new();
-    for payload in statements {
-        Envelope::sign(INTOTO_PAYLOAD_TYPE, payload, key).write_json(&mut jsonl);
-        jsonl.push(b'\n');
-    }
-    jsonl
+    let mut line = Envelope::sign(INTOTO_PAYLOAD_TYPE, provenance.to_json(), key).to_json();
+    line.push(b'\n');
+    out.write_all(&line)?;
+    intoto::write_signed_sbom_statement(
+        &intoto::statement_around_predicate(&subjects),
+        input.spdx,
+        input.spdx_size,
+        key,
+        out,
+    )?;
+    out.write_all(b"\n")
 }

@@ -249,12 +249,12 @@ pub(super) fn stage_contents(tree: &RootTree, dir: &Path) -> Result<(), DiskErro
                 out.finish().0
             }
             FileData::Source(c) => {
-                let mut src = File::open(&c.location).map_err(DiskError::io(&c.location))?;
-                io::copy(&mut src, &mut out).map_err(DiskError::io(&c.location))?;
+                let mut src = File::open(c.path()).map_err(DiskError::io(&c.path()))?;
+                io::copy(&mut src, &mut out).map_err(DiskError::io(&c.path()))?;
                 let found = out.finish().0;
                 if found != c.sha256 {
                     return Err(DiskError::SourceChanged {
-                        path: c.location.clone(),
+                        path: c.path().into_owned(),
                         expected: c.sha256,
                         found,
                     });

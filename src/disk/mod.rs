@@ -113,7 +113,7 @@ pub fn plan(
             vm.kernel.span,
             format!(
                 "the kernel ({}) is not a bzImage: {why}",
-                kernel.location.display()
+                kernel.path().display()
             ),
             "give an x86 Linux kernel image, e.g. /boot/vmlinuz-* from a linux-image package"
                 .into(),
@@ -127,12 +127,12 @@ pub fn plan(
     let stub = match &vm.stub {
         Some(file) => {
             let stub = vm_file(recipe, resolved, file, "stub")?;
-            let bytes = fs::read(&stub.location).map_err(DiskError::io(&stub.location))?;
+            let bytes = fs::read(stub.path()).map_err(DiskError::io(&stub.path()))?;
             uki::build(&bytes, &[]).map_err(|e| {
                 located(
                     recipe,
                     file.span,
-                    format!("{} ({})", e, stub.location.display()),
+                    format!("{} ({})", e, stub.path().display()),
                     "give systemd-stub for x86-64: linuxx64.efi.stub from Debian's systemd-boot-efi".into(),
                 )
             })?;
@@ -164,12 +164,12 @@ fn vm_file(
 ) -> Result<Content, DiskError> {
     let source = &resolved.sources[&file.source];
     let want = file.path.as_deref().unwrap_or("");
-    let mut found = source.tree.entries.iter().find(|e| e.rel_path == want);
+    let mut found = source.tree.entries.iter().find(|e| &*e.rel_path == want);
     if let Some(SourceEntryKind::Hardlink { target }) = found.map(|e| &e.kind) {
-        found = source.tree.entries.iter().find(|e| &e.rel_path == target);
+        found = source.tree.entries.iter().find(|e| *e.rel_path == **target);
     }
     match found.map(|e| &e.kind) {
-        Some(SourceEntryKind::File(content)) => Ok(content.clone()),
+        Some(SourceEntryKind::File(content)) => Ok(Content::clone(content)),
         _ => {
             let (message, hint) = match &file.path {
                 None => (
@@ -192,7 +192,7 @@ fn vm_file(
 /// The x86 boot protocol: "HdrS" at 0x202, in an image of at least a few sectors.
 fn check_bzimage(kernel: &Content) -> Result<(), String> {
     let mut header = [0u8; 0x210];
-    let mut f = File::open(&kernel.location).map_err(|e| e.to_string())?;
+    let mut f = File::open(kernel.path()).map_err(|e| e.to_string())?;
     f.read_exact(&mut header)
         .map_err(|_| format!("it is only {} bytes long", kernel.size))?;
     if &header[0x202..0x206] != b"HdrS" {
@@ -209,7 +209,9 @@ pub struct DiskInput<'a> {
     pub epoch: u64,
     pub out_dir: &'a Path,
     pub image_manifest: Sha256Digest,
-    pub spdx: &'a [u8],
+    /// The image's SPDX document (a blob of `spdx_size` bytes), read as it is signed.
+    pub spdx: &'a Path,
+    pub spdx_size: u64,
     pub sources: &'a [SourceInfo],
     pub recipe_file_name: &'a str,
     pub lock_sha256: Option<Sha256Digest>,
@@ -393,10 +395,13 @@ pub fn build(plan: &DiskPlan, input: &DiskInput) -> Result<DiskBuild, DiskError>
 
     let attestations = match input.sign_key {
         Some(key) => {
-            let jsonl = attest::signed_statements(plan, input, &files, key);
             let jsonl_name = format!("{name}.disk.intoto.jsonl");
             let path = tmp.path().join(&jsonl_name);
-            fs::write(&path, jsonl).map_err(DiskError::io(&path))?;
+            let file = File::create(&path).map_err(DiskError::io(&path))?;
+            let mut jsonl = io::BufWriter::new(file);
+            attest::write_signed_statements(plan, input, &files, key, &mut jsonl)
+                .and_then(|()| jsonl.into_inner().map_err(|e| e.into_error()))
+                .map_err(DiskError::io(&path))?;
             names.push(jsonl_name.clone());
             Some(out.join(jsonl_name))
         }
@@ -456,14 +461,14 @@ pub fn remove_stale(out: &Path, recipe_name: &str, keep: &[String]) -> Result<()
 
 /// Copies a pinned input, checking it still has the digest it was pinned with.
 fn copy_checked(content: &Content, dest: &Path) -> Result<(), DiskError> {
-    let mut src = File::open(&content.location).map_err(DiskError::io(&content.location))?;
+    let mut src = File::open(content.path()).map_err(DiskError::io(&content.path()))?;
     let mut out =
         crate::digest::HashingWriter::new(File::create(dest).map_err(DiskError::io(dest))?);
-    io::copy(&mut src, &mut out).map_err(DiskError::io(&content.location))?;
+    io::copy(&mut src, &mut out).map_err(DiskError::io(&content.path()))?;
     let found = out.finish().0;
     if found != content.sha256 {
         return Err(DiskError::SourceChanged {
-            path: content.location.clone(),
+            path: content.path().into_owned(),
             expected: content.sha256,
             found,
         });
@@ -531,11 +536,11 @@ fn unified_kernel_image(
     stub: &Content,
 ) -> Result<Vec<u8>, DiskError> {
     let read = |c: &Content| -> Result<Vec<u8>, DiskError> {
-        let bytes = fs::read(&c.location).map_err(DiskError::io(&c.location))?;
+        let bytes = fs::read(c.path()).map_err(DiskError::io(&c.path()))?;
         let found = Sha256Digest::of(&bytes);
         if found != c.sha256 {
             return Err(DiskError::SourceChanged {
-                path: c.location.clone(),
+                path: c.path().into_owned(),
                 expected: c.sha256,
                 found,
             });

@@ -130,8 +130,46 @@ pub(super) struct LayerRecord {
     pub uncompressed_size: u64,
     pub entries: usize,
     pub compression: Compression,
-    /// SHA-1 (hex) of each regular file, by SHA-256: what the SBOM needs.
-    pub sha1: BTreeMap<Sha256Digest, String>,
+    /// SHA-1 of each regular file, by SHA-256: what the SBOM needs. Hex in JSON.
+    #[serde(with = "sha1_hex")]
+    pub sha1: Sha1Index,
+}
+
+/// A [`Sha1Index`] as a JSON object of hex strings, converted entry by entry: it has
+/// one entry per file of the layer.
+mod sha1_hex {
+    use super::Sha1Index;
+    use crate::digest::Sha256Digest;
+    use serde::de::{Error as _, MapAccess, Visitor};
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(index: &Sha1Index, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(
+            index
+                .iter()
+                .map(|(sha256, sha1)| (sha256, hex::encode(sha1))),
+        )
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Sha1Index, D::Error> {
+        struct Entries;
+        impl<'de> Visitor<'de> for Entries {
+            type Value = Sha1Index;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object of hex SHA-1s by SHA-256")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Sha1Index, A::Error> {
+                let mut index = Sha1Index::new();
+                while let Some((sha256, hex_sha1)) = map.next_entry::<Sha256Digest, String>()? {
+                    let mut sha1 = [0u8; 20];
+                    hex::decode_to_slice(&hex_sha1, &mut sha1).map_err(A::Error::custom)?;
+                    index.insert(sha256, sha1);
+                }
+                Ok(index)
+            }
+        }
+        d.deserialize_map(Entries)
+    }
 }
 
 impl LayerRecord {
@@ -143,11 +181,7 @@ impl LayerRecord {
             uncompressed_size: blob.uncompressed_size,
             entries: blob.entries,
             compression: blob.compression,
-            sha1: blob
-                .sha1
-                .iter()
-                .map(|(sha256, sha1)| (*sha256, hex::encode(sha1)))
-                .collect(),
+            sha1: blob.sha1.clone(),
         }
     }
 }
@@ -421,9 +455,12 @@ impl LayerCache {
             blob_mtime_ns: mtime_ns(&blob),
         };
         self.mark_used(key, &entry);
-        let json = serde_json::to_vec(&entry).map_err(|e| io_err(&self.entries)(e.into()))?;
+        // Streamed: the entry lists the SHA-1 of every file of the layer.
         let tmp = self.tmp_path();
-        fs::write(&tmp, json).map_err(io_err(&tmp))?;
+        let file = fs::File::create(&tmp).map_err(io_err(&tmp))?;
+        let mut out = io::BufWriter::new(file);
+        serde_json::to_writer(&mut out, &entry).map_err(|e| io_err(&tmp)(e.into()))?;
+        out.into_inner().map_err(|e| io_err(&tmp)(e.into_error()))?;
         let path = self.entry_path(key);
         let renamed = fs::rename(&tmp, &path).map_err(io_err(&path));
         drop(lock);
@@ -445,12 +482,6 @@ impl LayerCache {
             .ok()?;
         self.mark_used(key, &entry);
         let entry = entry.layer;
-        let mut sha1 = Sha1Index::new();
-        for (sha256, hex_sha1) in &entry.sha1 {
-            let mut bytes = [0u8; 20];
-            hex::decode_to_slice(hex_sha1, &mut bytes).ok()?;
-            sha1.insert(*sha256, bytes);
-        }
         // Marks the entry used, for `prune --max-size` and `--older-than`.
         touch(&self.entry_path(key));
         Some(LayerBlob {
@@ -462,7 +493,7 @@ impl LayerCache {
             entries: entry.entries,
             compression: entry.compression,
             cached: true,
-            sha1,
+            sha1: entry.sha1,
         })
     }
 

@@ -21,6 +21,11 @@ const ZSTD_JOB_SIZE: u32 = 2 << 20;
 
 /// The zstd level of zstd layers: part of the output format.
 pub const ZSTD_LEVEL: i32 = 3;
+/// At most this many zstd workers, whatever `--jobs` says: each holds about 4 MiB
+/// (its job's input and output and a compression context), and beyond about four the
+/// one thread that reads, hashes (SHA-256 twice, SHA-1) and tars the files is the
+/// limit. The bytes do not depend on the count.
+const ZSTD_MAX_WORKERS: usize = 4;
 
 /// The OCI media type of a layer compressed with `compression`.
 pub fn media_type(compression: Compression) -> &'static str {
@@ -48,8 +53,8 @@ impl<W: Write> LayerEncoder<W> {
             }
             Compression::Zstd => {
                 let mut encoder = zstd::stream::write::Encoder::new(inner, ZSTD_LEVEL)?;
-                // u32 holds any sensible thread count; the bytes do not depend on it.
-                encoder.multithread(u32::try_from(jobs).unwrap_or(u32::MAX))?;
+                let workers = jobs.min(ZSTD_MAX_WORKERS) as u32;
+                encoder.multithread(workers)?;
                 // libzstd's default job for level 3 is 8 MiB, and it keeps several jobs'
                 // input and output buffered per worker: 60 MiB and more. A fixed 2 MiB
                 // job keeps the encoder near 16 MiB; it is part of the output format

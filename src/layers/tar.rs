@@ -124,11 +124,11 @@ pub fn write_tar<W: Write>(
 
         match &entry.kind {
             TreeEntryKind::File(FileData::Source(content)) => {
-                let file =
-                    std::fs::File::open(&content.location).map_err(|source| TarError::Read {
-                        path: content.location.clone(),
-                        source,
-                    })?;
+                let path = content.path();
+                let file = std::fs::File::open(&path).map_err(|source| TarError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
                 let mut reader = ProgressReader {
                     inner: HashingReader::new(file.take(content.size)),
                     on_bytes,
@@ -142,7 +142,7 @@ pub fn write_tar<W: Write>(
                 sha1.insert(digest, file_sha1);
                 if digest != content.sha256 || read != content.size {
                     return Err(TarError::SourceChanged {
-                        path: content.location.clone(),
+                        path: path.into_owned(),
                         expected: format!("{} ({} bytes)", content.sha256, content.size),
                         actual: format!("{digest} ({read} bytes)"),
                     });
@@ -393,14 +393,18 @@ mod tests {
         let path = dir.path().join("f");
         std::fs::write(&path, b"original").unwrap();
         let content = crate::resolve::Content {
-            location: path.clone(),
+            location: crate::resolve::Location::Path(path.clone()),
             size: 8,
             sha256: crate::digest::Sha256Digest::of(b"original"),
         };
         std::fs::write(&path, b"tampered").unwrap();
         let t = tree(vec![(
             "f",
-            entry(TreeEntryKind::File(FileData::Source(content)), 0o644, 0),
+            entry(
+                TreeEntryKind::File(FileData::Source(content.into())),
+                0o644,
+                0,
+            ),
         )]);
         let err = write_tar(
             &t,

@@ -53,7 +53,8 @@ pub enum TreeEntryKind {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FileData {
-    Source(Content),
+    /// Shared with the source tree it came from.
+    Source(Arc<Content>),
     Inline(Arc<[u8]>),
 }
 
@@ -61,10 +62,11 @@ pub enum FileData {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
     /// A member of a source (`rel_path` is empty for a single-file source), put there
-    /// by the operation on recipe line `line`.
+    /// by the operation on recipe line `line`. Both strings are shared, with the source
+    /// tree and the other entries of the same source.
     Source {
-        name: String,
-        rel_path: String,
+        name: Arc<str>,
+        rel_path: Arc<str>,
         line: u32,
     },
     /// An inline `dir`/`file`/`symlink`/`remove` operation in the recipe.
@@ -92,7 +94,8 @@ struct ViewEntry {
     kind: ViewKind,
     mode: u32,
     owner: Owner,
-    layer: String,
+    /// Shared by the entries of one layer.
+    layer: Arc<str>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -108,6 +111,11 @@ impl ImageView {
         let Some(base) = base else {
             return ImageView::default();
         };
+        let names: BTreeMap<usize, Arc<str>> = base
+            .entries
+            .values()
+            .map(|e| (e.layer, base_layer_name(e.layer).into()))
+            .collect();
         let entries = base
             .entries
             .iter()
@@ -121,7 +129,7 @@ impl ImageView {
                     kind,
                     mode: e.mode,
                     owner: e.owner,
-                    layer: base_layer_name(e.layer),
+                    layer: Arc::clone(&names[&e.layer]),
                 };
                 (key.clone(), entry)
             })
@@ -130,6 +138,7 @@ impl ImageView {
     }
 
     fn apply(&mut self, layer: &LayerTree) {
+        let name: Arc<str> = layer.name.as_str().into();
         for key in layer.entries.keys() {
             if let Some(w) = whiteout(key) {
                 whiteout::apply(&mut self.entries, &w);
@@ -151,7 +160,7 @@ impl ImageView {
                     kind,
                     mode: e.mode,
                     owner: e.owner,
-                    layer: layer.name.clone(),
+                    layer: Arc::clone(&name),
                 },
             );
         }
@@ -299,6 +308,7 @@ impl<'a> LayerAssembler<'a> {
             match &op.kind {
                 OpKind::Extract { source, to, owner } => {
                     let src = &sources.sources[source];
+                    let name: Arc<str> = source.as_str().into();
                     if src.kind != LockedKind::Archive {
                         return Err(self.error(
                             op.span,
@@ -323,8 +333,8 @@ impl<'a> LayerAssembler<'a> {
                             Owner { uid, gid }
                         });
                         let origin = Origin::Source {
-                            name: source.clone(),
-                            rel_path: e.rel_path.clone(),
+                            name: Arc::clone(&name),
+                            rel_path: Arc::clone(&e.rel_path),
                             line: op.span.line,
                         };
                         self.insert(
@@ -347,6 +357,7 @@ impl<'a> LayerAssembler<'a> {
                     owner,
                 } => {
                     let src = &sources.sources[source];
+                    let name: Arc<str> = source.as_str().into();
                     let owner = owner.unwrap_or(Owner::ROOT);
                     match src.kind {
                         LockedKind::File => {
@@ -368,8 +379,8 @@ impl<'a> LayerAssembler<'a> {
                                 mode: mode.map_or(e.mode, |m| m.0),
                                 owner,
                                 origin: Origin::Source {
-                                    name: source.clone(),
-                                    rel_path: String::new(),
+                                    name,
+                                    rel_path: Arc::clone(&e.rel_path),
                                     line: op.span.line,
                                 },
                             };
@@ -389,8 +400,8 @@ impl<'a> LayerAssembler<'a> {
                                 mode: 0o755,
                                 owner,
                                 origin: Origin::Source {
-                                    name: source.clone(),
-                                    rel_path: String::new(),
+                                    name: Arc::clone(&name),
+                                    rel_path: "".into(),
                                     line: op.span.line,
                                 },
                             };
@@ -401,8 +412,8 @@ impl<'a> LayerAssembler<'a> {
                                     mode: e.mode,
                                     owner,
                                     origin: Origin::Source {
-                                        name: source.clone(),
-                                        rel_path: e.rel_path.clone(),
+                                        name: Arc::clone(&name),
+                                        rel_path: Arc::clone(&e.rel_path),
                                         line: op.span.line,
                                     },
                                 };
@@ -489,7 +500,7 @@ impl<'a> LayerAssembler<'a> {
     /// Maps a source entry's kind into the image: hard-link targets are keyed by image path.
     fn source_kind(&self, kind: &SourceEntryKind, to: &ImagePath) -> TreeEntryKind {
         match kind {
-            SourceEntryKind::File(c) => TreeEntryKind::File(FileData::Source(c.clone())),
+            SourceEntryKind::File(c) => TreeEntryKind::File(FileData::Source(Arc::clone(c))),
             SourceEntryKind::Dir => TreeEntryKind::Dir,
             SourceEntryKind::Symlink { target } => TreeEntryKind::Symlink {
                 target: target.clone(),
@@ -528,9 +539,12 @@ impl<'a> LayerAssembler<'a> {
 
     /// Adds missing parent directories and checks no entry goes through a symlink or file.
     fn finish(mut self, span: Span) -> Result<LayerTree, TreeError> {
-        let keys: Vec<String> = self.entries.keys().cloned().collect();
-        for key in &keys {
+        let mut parents: BTreeMap<String, TreeEntry> = BTreeMap::new();
+        for key in self.entries.keys() {
             for parent in ancestors(key) {
+                if parents.contains_key(parent) {
+                    continue;
+                }
                 if let Some(own) = self.entries.get(parent) {
                     if own.kind != TreeEntryKind::Dir {
                         let at = self.written_at.get(key).copied().unwrap_or(span);
@@ -568,12 +582,21 @@ impl<'a> LayerAssembler<'a> {
                     owner,
                     origin: Origin::Parent,
                 };
-                self.entries.insert(parent.to_string(), entry);
+                parents.insert(parent.to_string(), entry);
             }
+        }
+        self.entries.append(&mut parents);
+        // Rebuilt by one sorted merge, which packs the map's nodes full: inserting
+        // entries in order leaves them little more than half full, and a layer may
+        // hold tens of thousands of entries.
+        let mut entries = BTreeMap::new();
+        if let Some((key, entry)) = self.entries.pop_first() {
+            entries.insert(key, entry);
+            entries.append(&mut self.entries);
         }
         Ok(LayerTree {
             name: self.name.to_string(),
-            entries: self.entries,
+            entries,
         })
     }
 

@@ -3,7 +3,9 @@
 //! whole subtree. One implementation, shared by the layer assembler, the SBOM's view
 //! of the image and the layout readers (`inspect`, `verify`, `trace`, `diff`).
 
+use std::borrow::Borrow;
 use std::collections::BTreeMap;
+use std::ops::Bound;
 
 /// What a whiteout entry deletes from the layers below it.
 #[derive(Debug, PartialEq, Eq)]
@@ -28,31 +30,32 @@ pub fn whiteout(key: &str) -> Option<Whiteout> {
     }))
 }
 
-/// Removes everything strictly below `dir` (everything, for the root `""`).
-pub fn remove_children<V>(map: &mut BTreeMap<String, V>, dir: &str) {
+/// Removes everything strictly below `dir` (everything, for the root `""`). Keys are
+/// paths, owned or borrowed.
+pub fn remove_children<K: Borrow<str> + Ord + Clone, V>(map: &mut BTreeMap<K, V>, dir: &str) {
     if dir.is_empty() {
         map.clear();
         return;
     }
     let prefix = format!("{dir}/");
-    let doomed: Vec<String> = map
-        .range(prefix.clone()..)
-        .take_while(|(k, _)| k.starts_with(&prefix))
+    let doomed: Vec<K> = map
+        .range::<str, _>((Bound::Included(prefix.as_str()), Bound::Unbounded))
+        .take_while(|(k, _)| (*k).borrow().starts_with(&prefix))
         .map(|(k, _)| k.clone())
         .collect();
     for k in doomed {
-        map.remove(&k);
+        map.remove(k.borrow());
     }
 }
 
 /// Removes `key` and everything below it.
-pub fn remove_subtree<V>(map: &mut BTreeMap<String, V>, key: &str) {
+pub fn remove_subtree<K: Borrow<str> + Ord + Clone, V>(map: &mut BTreeMap<K, V>, key: &str) {
     remove_children(map, key);
     map.remove(key);
 }
 
 /// Applies a whiteout to a view of the lower layers.
-pub fn apply<V>(map: &mut BTreeMap<String, V>, whiteout: &Whiteout) {
+pub fn apply<K: Borrow<str> + Ord + Clone, V>(map: &mut BTreeMap<K, V>, whiteout: &Whiteout) {
     match whiteout {
         Whiteout::Path(path) => remove_subtree(map, path),
         Whiteout::Opaque(dir) => remove_children(map, dir),
@@ -87,5 +90,10 @@ mod tests {
         assert_eq!(map.keys().collect::<Vec<_>>(), ["a", "a-b", "ab"]);
         apply(&mut map, &Whiteout::Path("a".into()));
         assert_eq!(map.keys().collect::<Vec<_>>(), ["a-b", "ab"]);
+
+        // The same with keys borrowed from layer trees (the SBOM's view of the image).
+        let mut borrowed: BTreeMap<&str, ()> = ["a", "a/b", "a-b"].map(|k| (k, ())).into();
+        apply(&mut borrowed, &Whiteout::Path("a".into()));
+        assert_eq!(borrowed.keys().copied().collect::<Vec<_>>(), ["a-b"]);
     }
 }

@@ -7,12 +7,13 @@
 //! fresh checkout under any umask gives the same digest.
 
 use super::hash_index::{FileStamp, HashIndex, Record};
-use super::tree::{Content, SourceEntry, SourceEntryKind, SourceTree};
+use super::tree::{Content, Location, SourceEntry, SourceEntryKind, SourceTree};
 use crate::digest::{sha256_reader, Sha256Digest};
 use rayon::prelude::*;
 use std::collections::HashMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
@@ -52,9 +53,10 @@ const DIR_MODE: u32 = 0o755;
 
 /// The file's content digest: from `index` when its stamp (`meta`, taken before) is
 /// unchanged since it was recorded, else by reading it. Also gives the index record to
-/// keep for the next build, if any.
+/// keep for the next build, if any. `location` is `path`, as the content records it.
 fn hash_file(
-    path: PathBuf,
+    path: &Path,
+    location: Location,
     rel_path: &str,
     meta: &std::fs::Metadata,
     index: Option<&HashIndex>,
@@ -62,23 +64,23 @@ fn hash_file(
     let before = FileStamp::of(meta);
     if let Some(record) = index.and_then(|index| index.lookup(rel_path, &before)) {
         let content = Content {
-            location: path,
+            location,
             size: meta.len(),
             sha256: record.sha256(),
         };
         return Ok((content, Some(record)));
     }
-    let mut file = std::fs::File::open(&path).map_err(io_err(&path))?;
-    let (sha256, size) = sha256_reader(&mut file).map_err(io_err(&path))?;
+    let mut file = std::fs::File::open(path).map_err(io_err(path))?;
+    let (sha256, size) = sha256_reader(&mut file).map_err(io_err(path))?;
     let record = match index {
         Some(index) => {
-            let after = FileStamp::of(&file.metadata().map_err(io_err(&path))?);
+            let after = FileStamp::of(&file.metadata().map_err(io_err(path))?);
             index.record(&before, &after, sha256)
         }
         None => None,
     };
     let content = Content {
-        location: path,
+        location,
         size,
         sha256,
     };
@@ -91,13 +93,13 @@ fn hash_file(
 pub fn snapshot(path: &Path, index: Option<&HashIndex>) -> Result<HostSnapshot, HostError> {
     let meta = std::fs::metadata(path).map_err(io_err(path))?;
     if meta.is_file() {
-        let (content, record) = hash_file(path.to_path_buf(), "", &meta, index)?;
+        let (content, record) = hash_file(path, Location::Path(path.into()), "", &meta, index)?;
         if let Some(index) = index {
             index.keep_all(record.map(|r| (String::new(), r)).into_iter().collect());
         }
         let entry = SourceEntry {
-            rel_path: String::new(),
-            kind: SourceEntryKind::File(content),
+            rel_path: "".into(),
+            kind: SourceEntryKind::File(content.into()),
             mode: normalised_file_mode(meta.permissions().mode()),
             owner: None,
         };
@@ -143,7 +145,7 @@ enum Walked {
 }
 
 /// A walked entry: its path below the root, and what it is (or what went wrong).
-type WalkedEntry = (String, Result<Walked, HostError>);
+type WalkedEntry = (Arc<str>, Result<Walked, HostError>);
 
 /// What reading a directory tells about an entry, before it is `lstat`ed.
 enum Listed {
@@ -160,25 +162,25 @@ enum Listed {
 /// later stages cannot reuse it (a parallel listing cost a cold build at 40,000 files
 /// 10 MiB more peak RSS). A failure is kept at the path it concerns, so the caller
 /// reports the first in sorted order.
-fn list(dir: &Path, rel: &str, out: &mut Vec<(String, Listed)>) {
+fn list(dir: &Path, rel: &str, out: &mut Vec<(Arc<str>, Listed)>) {
     let read = match std::fs::read_dir(dir) {
         Ok(read) => read,
-        Err(e) => return out.push((rel.to_string(), Listed::Bad(io_err(dir)(e)))),
+        Err(e) => return out.push((rel.into(), Listed::Bad(io_err(dir)(e)))),
     };
     for item in read {
         let item = match item {
             Ok(item) => item,
-            Err(e) => return out.push((rel.to_string(), Listed::Bad(io_err(dir)(e)))),
+            Err(e) => return out.push((rel.into(), Listed::Bad(io_err(dir)(e)))),
         };
         let path = item.path();
         let Some(name) = item.file_name().to_str().map(str::to_string) else {
-            out.push((rel.to_string(), Listed::Bad(HostError::NotUtf8 { path })));
+            out.push((rel.into(), Listed::Bad(HostError::NotUtf8 { path })));
             continue;
         };
-        let child = if rel.is_empty() {
-            name
+        let child: Arc<str> = if rel.is_empty() {
+            name.into()
         } else {
-            format!("{rel}/{name}")
+            format!("{rel}/{name}").into()
         };
         let listed = match item.file_type() {
             Err(e) => Listed::Bad(io_err(&path)(e)),
@@ -198,7 +200,13 @@ fn list(dir: &Path, rel: &str, out: &mut Vec<(String, Listed)>) {
 }
 
 /// `lstat`s (and hashes) one listed entry; runs on the worker threads.
-fn examine(rel: &str, listed: Listed, index: Option<&HashIndex>) -> Result<Walked, HostError> {
+/// A directory file's content records its place as `root` + `rel` (see [`Location::InDir`]).
+fn examine(
+    root: &Arc<Path>,
+    rel: &Arc<str>,
+    listed: Listed,
+    index: Option<&HashIndex>,
+) -> Result<Walked, HostError> {
     match listed {
         Listed::Dir => Ok(Walked::Dir),
         Listed::Bad(e) => Err(e),
@@ -219,7 +227,11 @@ fn examine(rel: &str, listed: Listed, index: Option<&HashIndex>) -> Result<Walke
                     kind: file_type_name(&meta.file_type()),
                 });
             }
-            let (content, record) = hash_file(path, rel, &meta, index)?;
+            let location = Location::InDir {
+                dir: Arc::clone(root),
+                rel_path: Arc::clone(rel),
+            };
+            let (content, record) = hash_file(&path, location, rel, &meta, index)?;
             Ok(Walked::File {
                 content,
                 mode: meta.permissions().mode(),
@@ -233,20 +245,21 @@ fn examine(rel: &str, listed: Listed, index: Option<&HashIndex>) -> Result<Walke
 fn snapshot_dir(root: &Path, index: Option<&HashIndex>) -> Result<SourceTree, HostError> {
     let mut listed = Vec::new();
     list(root, "", &mut listed);
+    let shared_root: Arc<Path> = root.into();
     // Byte-wise order of the whole path, independent of directory read order.
     listed.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     // `lstat` and hash on all cores; the order is kept.
     let walked: Vec<WalkedEntry> = listed
         .into_par_iter()
         .map(|(rel, listed)| {
-            let walked = examine(&rel, listed, index);
+            let walked = examine(&shared_root, &rel, listed, index);
             (rel, walked)
         })
         .collect();
 
     // The first path (in sorted order) of each multiply-linked inode carries the bytes;
     // later ones become hard links to it, so the result never depends on walk order.
-    let mut first_link: HashMap<(u64, u64), String> = HashMap::new();
+    let mut first_link: HashMap<(u64, u64), Arc<str>> = HashMap::new();
     let mut entries = Vec::with_capacity(walked.len());
     let mut records = Vec::new();
     for (rel_path, walked) in walked {
@@ -260,13 +273,13 @@ fn snapshot_dir(root: &Path, index: Option<&HashIndex>) -> Result<SourceTree, Ho
                 record,
             } => {
                 if let Some(record) = record {
-                    records.push((rel_path.clone(), record));
+                    records.push((rel_path.to_string(), record));
                 }
                 let mode = normalised_file_mode(mode);
                 match inode.and_then(|i| first_link.get(&i).map(|t| (i, t))) {
                     Some((_, target)) => (
                         SourceEntryKind::Hardlink {
-                            target: target.clone(),
+                            target: target.to_string(),
                         },
                         mode,
                     ),
@@ -274,7 +287,7 @@ fn snapshot_dir(root: &Path, index: Option<&HashIndex>) -> Result<SourceTree, Ho
                         if let Some(i) = inode {
                             first_link.insert(i, rel_path.clone());
                         }
-                        (SourceEntryKind::File(content), mode)
+                        (SourceEntryKind::File(content.into()), mode)
                     }
                 }
             }
@@ -368,7 +381,7 @@ mod tests {
             panic!("expected directories")
         };
         assert_eq!(dir_digest(&ta), dir_digest(&tb));
-        let paths: Vec<_> = ta.entries.iter().map(|e| e.rel_path.as_str()).collect();
+        let paths: Vec<_> = ta.entries.iter().map(|e| &*e.rel_path).collect();
         assert_eq!(paths, ["a", "a-b", "d", "d/link", "d/x", "d/y"]);
     }
 
@@ -400,7 +413,7 @@ mod tests {
             panic!("dir")
         };
         assert!(matches!(t.entries[0].kind, SourceEntryKind::File(_)));
-        assert_eq!(t.entries[0].rel_path, "b");
+        assert_eq!(&*t.entries[0].rel_path, "b");
         assert_eq!(
             t.entries[1].kind,
             SourceEntryKind::Hardlink { target: "b".into() }

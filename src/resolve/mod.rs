@@ -19,7 +19,7 @@ pub mod tree;
 use hash_index::HashIndex;
 pub use host::normalised_file_mode;
 pub use lock::{lock_path_for, LockedKind, LockedSource, Lockfile};
-pub use tree::{Content, SourceEntry, SourceEntryKind, SourceTree};
+pub use tree::{Content, Location, SourceEntry, SourceEntryKind, SourceTree};
 
 use crate::digest::Sha256Digest;
 use crate::recipe::{Diagnostic, Recipe, SignatureSpec, SourceKind, SourceSpec};

@@ -1,8 +1,13 @@
 //! A snapshot of one source's contents: what every later stage reads instead of the
 //! host file system, so that what is built is exactly what was hashed.
+//!
+//! Paths and contents are shared (`Arc`), not copied, by the layer trees and the image's
+//! file list built from a snapshot: a tree of tens of thousands of files is held once.
 
 use crate::digest::Sha256Digest;
-use std::path::PathBuf;
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// The entries of a source, sorted byte-wise by `rel_path`. A plain file source has a
 /// single entry whose `rel_path` is empty.
@@ -15,7 +20,7 @@ pub struct SourceTree {
 pub struct SourceEntry {
     /// `/`-separated, relative, normalised (no `.`/`..`/empty components); empty only
     /// for a single-file source.
-    pub rel_path: String,
+    pub rel_path: Arc<str>,
     pub kind: SourceEntryKind,
     /// Permission bits (0o7777 mask). For host directories this is normalised to what
     /// cairn writes (0o755 / 0o644 by the owner's execute bit); for archives, the
@@ -27,7 +32,7 @@ pub struct SourceEntry {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SourceEntryKind {
-    File(Content),
+    File(Arc<Content>),
     Dir,
     Symlink {
         target: String,
@@ -41,8 +46,48 @@ pub enum SourceEntryKind {
 /// Where to read a regular file's bytes, and what they must hash to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Content {
-    /// A host path (for `path:` sources) or a staged copy (for archive members).
-    pub location: PathBuf,
+    pub location: Location,
     pub size: u64,
     pub sha256: Sha256Digest,
+}
+
+/// Where a file's bytes are on the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// A host file (a single-file source) or a staged copy (an archive member).
+    Path(PathBuf),
+    /// A file of a directory source: `dir`/`rel_path`, both shared with the other
+    /// entries (and the entry's own path) rather than a full path per file.
+    InDir { dir: Arc<Path>, rel_path: Arc<str> },
+}
+
+impl Content {
+    /// The path to read the bytes from.
+    pub fn path(&self) -> Cow<'_, Path> {
+        match &self.location {
+            Location::Path(path) => Cow::Borrowed(path),
+            Location::InDir { dir, rel_path } => Cow::Owned(dir.join(&**rel_path)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_directory_file_is_read_from_its_root_joined_with_its_path() {
+        let content = |location| Content {
+            location,
+            size: 0,
+            sha256: Sha256Digest::of(b""),
+        };
+        let in_dir = content(Location::InDir {
+            dir: Path::new("/src/tree").into(),
+            rel_path: "usr/bin/x".into(),
+        });
+        assert_eq!(in_dir.path(), Path::new("/src/tree/usr/bin/x"));
+        let staged = content(Location::Path("/staging/ab12".into()));
+        assert_eq!(staged.path(), Path::new("/staging/ab12"));
+    }
 }

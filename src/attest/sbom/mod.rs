@@ -278,15 +278,15 @@ pub(crate) mod test_support {
             mode: 0o755,
             uid: 0,
             gid: 0,
-            layer: layer.to_string(),
+            layer: layer.into(),
             origin,
         }
     }
 
     pub fn from_source(name: &str, rel_path: &str, line: u32) -> FileOrigin {
         FileOrigin::Source {
-            name: name.to_string(),
-            rel_path: rel_path.to_string(),
+            name: name.into(),
+            rel_path: rel_path.into(),
             line,
         }
     }

@@ -120,7 +120,7 @@ struct File {
 /// of thousands of files.
 struct Files<'a> {
     files: &'a [&'a ImageFile],
-    sha1s: &'a [String],
+    sha1s: &'a [[u8; 20]],
 }
 
 impl Serialize for Files<'_> {
@@ -131,7 +131,7 @@ impl Serialize for Files<'_> {
                 spdx_id: file_id(n),
                 file_name: format!(".{}", file.path),
                 checksums: vec![
-                    checksum("SHA1", sha1.clone()),
+                    checksum("SHA1", hex::encode(sha1)),
                     checksum("SHA256", file.sha256.hex()),
                 ],
                 license_concluded: NOASSERTION,
@@ -211,19 +211,20 @@ pub fn write_spdx_json(input: &SbomInput, out: &mut dyn std::io::Write) -> Resul
     let contents = input.contents;
     let mut files: Vec<&ImageFile> = contents.files.iter().collect();
     files.sort_by(|a, b| a.path.cmp(&b.path));
+    // Raw, hex-encoded as written: one per image file.
     let sha1s = files
         .iter()
         .map(|f| {
             input
                 .sha1
                 .get(&f.sha256)
-                .map(hex::encode)
+                .copied()
                 .ok_or_else(|| SbomError::MissingSha1 {
                     path: f.path.clone(),
                     sha256: f.sha256,
                 })
         })
-        .collect::<Result<Vec<String>, _>>()?;
+        .collect::<Result<Vec<[u8; 20]>, _>>()?;
 
     let mut packages = vec![image_package(input, &sha1s)];
     packages.extend(contents.base.iter().map(base_package));
@@ -232,11 +233,11 @@ pub fn write_spdx_json(input: &SbomInput, out: &mut dyn std::io::Write) -> Resul
     // the verification code of the files it put in the image, and CONTAINS them.
     for (package, source) in packages[1..].iter_mut().zip(&contents.sources) {
         if source.package.is_some() {
-            let own: Vec<String> = files
+            let own: Vec<[u8; 20]> = files
                 .iter()
                 .zip(&sha1s)
                 .filter(|(f, _)| Supplier::of(f) == Supplier::Source(&source.name))
-                .map(|(_, sha1)| sha1.clone())
+                .map(|(_, sha1)| *sha1)
                 .collect();
             package.files_analyzed = true;
             package.package_verification_code = Some(VerificationCode {
@@ -302,7 +303,7 @@ pub fn write_spdx_json(input: &SbomInput, out: &mut dyn std::io::Write) -> Resul
     write_json(&document, out).map_err(SbomError::Write)
 }
 
-fn image_package(input: &SbomInput, file_sha1s: &[String]) -> Package {
+fn image_package(input: &SbomInput, file_sha1s: &[[u8; 20]]) -> Package {
     Package {
         spdx_id: IMAGE_ID.to_string(),
         name: input.image_name.to_string(),
@@ -457,12 +458,13 @@ fn checksum(algorithm: &'static str, value: String) -> Checksum {
 }
 
 /// SPDX 2.3 clause 7.9: SHA-1 over the files' SHA-1 hex values, sorted and concatenated.
-fn verification_code(file_sha1s: &[String]) -> String {
-    let mut sorted: Vec<&String> = file_sha1s.iter().collect();
+fn verification_code(file_sha1s: &[[u8; 20]]) -> String {
+    // Sorting the raw digests orders them as their lower-case hex spellings would be.
+    let mut sorted: Vec<&[u8; 20]> = file_sha1s.iter().collect();
     sorted.sort();
     let mut hasher = Sha1::new();
     for s in sorted {
-        hasher.update(s.as_bytes());
+        hasher.update(hex::encode(s).as_bytes());
     }
     hex::encode(hasher.finalize())
 }
@@ -528,7 +530,7 @@ mod tests {
         let c = contents();
         let sha1 = sha1_index(&c);
         let mut changed = c.clone();
-        changed.files[1].layer = "other".to_string();
+        changed.files[1].layer = "other".into();
         let namespace = |c| {
             let doc: Value = serde_json::from_slice(&spdx_json(&input(c, &sha1)).unwrap()).unwrap();
             doc["documentNamespace"].as_str().unwrap().to_string()
@@ -692,7 +694,7 @@ mod tests {
     #[test]
     fn pseudo_packages_appear_only_when_used() {
         let mut c = contents();
-        c.files.retain(|f| f.layer != "accounts");
+        c.files.retain(|f| &*f.layer != "accounts");
         let sha1 = sha1_index(&contents());
         let doc: Value = serde_json::from_slice(&spdx_json(&input(&c, &sha1)).unwrap()).unwrap();
         let packages = ids(&doc, "packages");

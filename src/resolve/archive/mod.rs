@@ -31,7 +31,7 @@
 //! writes every time as the epoch), user and group names, xattrs, PAX global headers
 //! and every PAX record other than `path`, `linkpath`, `size`, `uid` and `gid`.
 
-use super::tree::{Content, SourceEntry, SourceEntryKind, SourceTree};
+use super::tree::{Content, Location, SourceEntry, SourceEntryKind, SourceTree};
 use crate::digest::{HashingReader, HashingWriter, Sha256Digest};
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -459,7 +459,9 @@ impl Unpacker<'_> {
 
         let entry_kind = match kind {
             MemberKind::Dir => SourceEntryKind::Dir,
-            MemberKind::File => SourceEntryKind::File(self.stage(&mut entry, &member, buffer)?),
+            MemberKind::File => {
+                SourceEntryKind::File(self.stage(&mut entry, &member, buffer)?.into())
+            }
             MemberKind::Symlink => SourceEntryKind::Symlink {
                 target: self.symlink_target(&entry, &member)?,
             },
@@ -470,7 +472,7 @@ impl Unpacker<'_> {
         members.by_path.insert(
             rel_path.clone(),
             SourceEntry {
-                rel_path,
+                rel_path: rel_path.into(),
                 kind: entry_kind,
                 mode,
                 owner: Some(owner),
@@ -571,7 +573,7 @@ impl Unpacker<'_> {
                 .map_err(|e| staging_error(&location, e.error))?;
         }
         Ok(Content {
-            location,
+            location: Location::Path(location),
             size,
             sha256,
         })

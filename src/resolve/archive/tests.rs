@@ -1,4 +1,5 @@
 use super::*;
+use std::sync::Arc;
 use tar::{Builder, Header};
 
 const ROOT: (u64, u64) = (0, 0);
@@ -187,7 +188,7 @@ fn unpack_err(build: impl FnOnce(&mut Builder<Vec<u8>>)) -> ArchiveError {
 
 fn entry(rel_path: &str, kind: SourceEntryKind, mode: u32, owner: (u32, u32)) -> SourceEntry {
     SourceEntry {
-        rel_path: rel_path.to_string(),
+        rel_path: rel_path.into(),
         kind,
         mode,
         owner: Some(owner),
@@ -196,11 +197,11 @@ fn entry(rel_path: &str, kind: SourceEntryKind, mode: u32, owner: (u32, u32)) ->
 
 fn staged(fixture: &Fixture, data: &[u8]) -> SourceEntryKind {
     let sha256 = Sha256Digest::of(data);
-    SourceEntryKind::File(Content {
-        location: fixture.staging.join(sha256.hex()),
+    SourceEntryKind::File(Arc::new(Content {
+        location: Location::Path(fixture.staging.join(sha256.hex())),
         size: data.len() as u64,
         sha256,
-    })
+    }))
 }
 
 fn pseudo_random(len: usize) -> Vec<u8> {
@@ -271,7 +272,7 @@ fn mixed_expected(fixture: &Fixture, big: &[u8]) -> Vec<SourceEntry> {
 fn assert_staged_contents(tree: &SourceTree) {
     for entry in &tree.entries {
         if let SourceEntryKind::File(content) = &entry.kind {
-            let bytes = fs::read(&content.location).unwrap();
+            let bytes = fs::read(content.path()).unwrap();
             assert_eq!(bytes.len() as u64, content.size, "{}", entry.rel_path);
             assert_eq!(
                 Sha256Digest::of(&bytes),
@@ -370,7 +371,7 @@ fn pax_and_gnu_long_names_and_link_names_work() {
     let listed: Vec<(&str, &SourceEntryKind)> = tree
         .entries
         .iter()
-        .map(|e| (e.rel_path.as_str(), &e.kind))
+        .map(|e| (&*e.rel_path, &e.kind))
         .collect();
     assert_eq!(
         listed,
@@ -496,11 +497,11 @@ fn archives_written_by_gnu_tar_unpack() {
         assert_eq!(digest, Sha256Digest::of(&fs::read(&archive).unwrap()));
         let stage = |data: &[u8]| {
             let sha256 = Sha256Digest::of(data);
-            SourceEntryKind::File(Content {
-                location: staging.join(sha256.hex()),
+            SourceEntryKind::File(Arc::new(Content {
+                location: Location::Path(staging.join(sha256.hex())),
                 size: data.len() as u64,
                 sha256,
-            })
+            }))
         };
         let expected = vec![
             entry("pkg", SourceEntryKind::Dir, 0o755, (0, 0)),
@@ -552,7 +553,7 @@ fn a_directory_may_repeat_with_the_same_mode_and_owner() {
         dir(tar, "./d", 0o755, ROOT);
     });
     let (tree, _) = Fixture::new(&bytes).unpack().unwrap();
-    let paths: Vec<_> = tree.entries.iter().map(|e| e.rel_path.as_str()).collect();
+    let paths: Vec<_> = tree.entries.iter().map(|e| &*e.rel_path).collect();
     assert_eq!(paths, ["d", "d/f"]);
 }
 
