@@ -623,12 +623,12 @@ fn build_platform_image(
     );
     // Replayed from the cache when nothing changed (see `warm`); the disk needs the
     // layer trees, and a registry-shared cache pushes from the layer entries.
+    let base_info = base.as_ref().map(contents::base_info);
     let warm = opts
         .cache
         .as_ref()
         .filter(|cache| job.disk.is_none() && !cache.has_remote())
         .map(|cache| {
-            let base_info = base.as_ref().map(contents::base_info);
             let key = warm::image_key(
                 recipe,
                 job.platform,
@@ -663,7 +663,7 @@ fn build_platform_image(
                 spdx: replayed.spdx,
                 cyclonedx: replayed.cyclonedx,
                 sources: contents::source_infos(recipe, job.resolved),
-                base_info: base.as_ref().map(contents::base_info),
+                base_info,
                 trees: None,
             }
         }

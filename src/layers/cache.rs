@@ -195,6 +195,18 @@ struct Entry {
     blob_mtime_ns: i128,
 }
 
+impl Entry {
+    /// The entry's blob file, with the identity it had when stored.
+    fn blob(&self) -> CachedBlob {
+        CachedBlob {
+            digest: self.layer.digest,
+            size: self.layer.size,
+            ino: self.blob_ino,
+            mtime_ns: self.blob_mtime_ns,
+        }
+    }
+}
+
 /// A layer cache in one directory. Shared by the layers of one build; any number of
 /// processes may use the same directory at once.
 pub struct LayerCache {
@@ -397,11 +409,7 @@ impl LayerCache {
                 return None;
             }
         };
-        let meta = fs::metadata(self.blob_path(&entry.layer.digest)).ok()?;
-        let unchanged = meta.ino() == entry.blob_ino
-            && meta.len() == entry.layer.size
-            && mtime_ns(&meta) == entry.blob_mtime_ns;
-        unchanged.then_some(entry)
+        self.is_intact(&entry.blob()).then_some(entry)
     }
 
     /// Stores the blob just written to `layout` under `key`. Failures become warnings.
@@ -499,13 +507,7 @@ impl LayerCache {
 
     fn mark_used(&self, key: &LayerKey, entry: &Entry) {
         if let Ok(mut used) = self.used.lock() {
-            let blob = CachedBlob {
-                digest: entry.layer.digest,
-                size: entry.layer.size,
-                ino: entry.blob_ino,
-                mtime_ns: entry.blob_mtime_ns,
-            };
-            used.insert(entry.layer.digest, (*key, blob));
+            used.insert(entry.layer.digest, (*key, entry.blob()));
         }
     }
 

@@ -182,10 +182,8 @@ impl LayoutWriter {
         })?;
         if size > SYNC_AT_ONCE {
             file.sync_all().map_err(io_err(&blob.tmp_path))?;
-        } else if let Ok(mut unsynced) = self.unsynced.lock() {
-            unsynced.push(file);
         } else {
-            file.sync_all().map_err(io_err(&blob.tmp_path))?;
+            lock_unpoisoned(&self.unsynced).push(file);
         }
         let path = self.blobs_dir.join(digest.hex());
         fs::rename(&blob.tmp_path, &path).map_err(io_err(&path))?;
@@ -338,10 +336,7 @@ impl LayoutWriter {
         }
         // Everything written first, then synced: the first sync commits it all to the
         // journal, the others find little left to do.
-        let mut unsynced = match self.unsynced.lock() {
-            Ok(mut unsynced) => std::mem::take(&mut *unsynced),
-            Err(_) => Vec::new(),
-        };
+        let mut unsynced = std::mem::take(&mut *lock_unpoisoned(&self.unsynced));
         for (name, bytes) in [
             (
                 "oci-layout",
@@ -411,6 +406,14 @@ pub fn place_file(from: &Path, to: &Path) -> io::Result<()> {
     let mut target = File::options().write(true).create_new(true).open(to)?;
     io::copy(&mut &source, &mut target)?;
     target.sync_all()
+}
+
+/// The list behind `mutex`, also after a panic elsewhere: pushing a file or taking the
+/// list cannot leave it inconsistent, and every file in it must still be synced.
+fn lock_unpoisoned<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Swaps two paths atomically.
