@@ -11,6 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+/// Served from the archive root so the test can tell its own server answers.
+const PROBE_FILE: &str = "cairn-test-probe";
+
 /// One fixture package: control fields and files (path, content, mode).
 pub struct Pkg {
     pub name: &'static str,
@@ -202,38 +205,68 @@ impl AptRepo {
                 .arg(dists.join("Release")));
         }
 
-        let port = {
-            let l = TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
-        let server = Command::new("python3")
-            .args(["-m", "http.server", "--bind", "127.0.0.1", "--directory"])
-            .arg(&root)
-            .arg(port.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start python3 -m http.server");
+        // A file only this repository serves: a port probed free can be taken by
+        // another test's server before python binds it (python then exits), so
+        // "something answers on the port" does not prove it is this server.
+        let token = format!("{}", root.display());
+        std::fs::write(root.join(PROBE_FILE), &token).unwrap();
         let mut repo = AptRepo {
             dir,
-            url: format!("http://127.0.0.1:{port}"),
+            url: String::new(),
             keyring,
             fingerprint,
-            server: Some(server),
+            server: None,
             gnupghome,
         };
-        repo.wait_until_serving(port);
-        repo
+        for _ in 0..5 {
+            let port = {
+                let l = TcpListener::bind("127.0.0.1:0").unwrap();
+                l.local_addr().unwrap().port()
+            };
+            let server = Command::new("python3")
+                .args(["-m", "http.server", "--bind", "127.0.0.1", "--directory"])
+                .arg(&root)
+                .arg(port.to_string())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start python3 -m http.server");
+            repo.server = Some(server);
+            repo.url = format!("http://127.0.0.1:{port}");
+            if repo.wait_until_serving(port, &token) {
+                return repo;
+            }
+            repo.stop_server();
+        }
+        panic!("the test apt server did not start (5 ports tried)");
     }
 
-    fn wait_until_serving(&mut self, port: u16) {
+    /// Whether this repository's server came up on `port`: `false` if it exited (the
+    /// port was taken) or never served the probe file.
+    fn wait_until_serving(&mut self, port: u16, token: &str) -> bool {
         for _ in 0..200 {
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return;
+            let exited = self
+                .server
+                .as_mut()
+                .is_none_or(|child| !matches!(child.try_wait(), Ok(None)));
+            if exited {
+                return false;
+            }
+            if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) {
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+                let request = format!("GET /{PROBE_FILE} HTTP/1.0\r\n\r\n");
+                let mut response = String::new();
+                let served = stream.write_all(request.as_bytes()).is_ok()
+                    && std::io::Read::read_to_string(&mut stream, &mut response).is_ok()
+                    && response.starts_with("HTTP/1.0 200")
+                    && response.ends_with(token);
+                if served {
+                    return true;
+                }
             }
             std::thread::sleep(Duration::from_millis(25));
         }
-        panic!("the test apt server did not start on port {port}");
+        false
     }
 
     /// The archive directory the server serves.
