@@ -135,7 +135,7 @@ pub fn image_key(
     let mut h = KeyHasher::new();
     h.str("cairn-image-key-v1");
     h.str(env!("CARGO_PKG_VERSION"));
-    h.str(crate::image::OUTPUT_FORMAT_VERSION);
+    h.str(crate::oci::OUTPUT_FORMAT_VERSION);
     h.str(program);
     h.str(&recipe.file.text);
     h.str(

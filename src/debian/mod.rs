@@ -5,7 +5,7 @@
 //! [`install`] takes the recipe's `packages:` and the lock; it resolves
 //! ([`solver`]) or reads the pins from the lock ([`lock`]), fetches every file through
 //! a content-addressed cache ([`fetch`]), downloading in parallel, and unpacks each
-//! package ([`deb`]). [`layering`] then spreads the packages over layers with dpkg
+//! package ([`deb`]). `layers::debian` then spreads the packages over layers with dpkg
 //! metadata so that scanners see them. Maintainer scripts never run; see the README
 //! for what is not supported.
 
@@ -14,7 +14,6 @@ mod copyright;
 mod deb;
 mod fetch;
 pub mod index;
-pub mod layering;
 pub mod lock;
 mod release;
 pub mod solver;
@@ -61,6 +60,12 @@ pub struct InstalledPackages {
     pub packages: Vec<InstalledPackage>,
     pub lock: PackagesLock,
     pub warnings: Vec<String>,
+}
+
+/// The SBOM source name of a package: `deb:<name>` (recipe source names cannot hold
+/// `:`, so the two never clash).
+pub fn source_name(package: &str) -> String {
+    format!("deb:{package}")
 }
 
 #[derive(Debug)]
@@ -154,7 +159,7 @@ impl DebianError {
 
     /// This error as a diagnostic in the recipe: at the repository it concerns, else
     /// at `packages:`. The text after `= help:` becomes the diagnostic's hint.
-    fn in_recipe(self, recipe: &Recipe, spec: &PackagesSpec) -> DebianError {
+    pub fn in_recipe(self, recipe: &Recipe, spec: &PackagesSpec) -> DebianError {
         let span = match &self {
             DebianError::InRepository { repository, .. } => spec
                 .repositories
@@ -633,59 +638,4 @@ fn copyright_license(tree: &SourceTree, name: &str) -> Option<String> {
     };
     let text = std::fs::read_to_string(content.path()).ok()?;
     copyright::license_expression(&text)
-}
-
-/// What `cairn build` and `cairn lock` call, between resolving sources and
-/// assembling layers: installs the recipe's packages into `resolved` (and its lock),
-/// then [`hook_layers`] gives their layers.
-pub fn hook_install(
-    recipe: &Recipe,
-    lock: &crate::resolve::Lockfile,
-    mode: LockMode,
-    opts: &PackageOptions,
-    staging: &Path,
-    progress: &dyn DownloadProgress,
-    resolved: &mut crate::resolve::ResolvedSources,
-) -> Result<(), DebianError> {
-    let installed = match &recipe.packages {
-        Some(spec) => Some(
-            install(
-                recipe,
-                spec,
-                lock.packages.as_ref(),
-                mode,
-                opts,
-                &staging.join("debian"),
-                progress,
-            )
-            .map_err(|e| e.in_recipe(recipe, spec))?,
-        ),
-        None if mode == LockMode::Locked && lock.packages.is_some() => {
-            return Err(DebianError::StaleLock {
-                detail: "it pins packages, but the recipe installs none".into(),
-            })
-        }
-        None => None,
-    };
-    resolved.lock.packages = installed.as_ref().map(|i| i.lock.clone());
-    resolved.lock_changed = resolved.lock != *lock;
-    if let Some(i) = &installed {
-        resolved.warnings.extend(i.warnings.iter().cloned());
-    }
-    resolved.packages = installed;
-    Ok(())
-}
-
-/// The package layers of [`hook_install`]'s packages (none without packages).
-pub fn hook_layers(
-    recipe: &Recipe,
-    resolved: &crate::resolve::ResolvedSources,
-    base: Option<&crate::base::BaseFs>,
-) -> Result<Vec<crate::layers::LayerTree>, crate::layers::TreeError> {
-    match (&resolved.packages, &recipe.packages) {
-        (Some(installed), Some(spec)) => {
-            layering::package_layers(recipe, base, &installed.packages, spec.max_layers)
-        }
-        _ => Ok(Vec::new()),
-    }
 }

@@ -25,13 +25,11 @@ pub mod read;
 pub mod rootfs;
 pub mod squashfs;
 pub mod tools;
-pub mod trace;
 pub mod uki;
-pub mod verify;
 
 use crate::attest::contents::SourceInfo;
-use crate::attest::keys::SigningKey;
 use crate::digest::Sha256Digest;
+use crate::keys::SigningKey;
 use crate::layers::LayerTree;
 use crate::recipe::{Diagnostic, DiskFormat, Recipe, RootFsType, VmFile, VmSpec};
 use crate::resolve::{Content, LockMode, Lockfile, ResolvedSources, SourceEntryKind};

@@ -9,9 +9,11 @@
 //! the digest pinned for it is that of the bytes the signature was verified over.
 
 pub mod archive;
+pub mod base;
 pub mod hash_index;
 mod host;
 pub mod lock;
+pub mod packages;
 pub mod platforms;
 pub mod signature;
 pub mod tree;
@@ -55,7 +57,7 @@ pub struct ResolvedSources {
     /// Whether `lock` differs from the lock that was read.
     pub lock_changed: bool,
     pub warnings: Vec<String>,
-    /// The recipe's Debian packages, once installed ([`crate::debian::build_hook`]).
+    /// The recipe's Debian packages, once installed ([`packages::hook_install`]).
     pub packages: Option<crate::debian::InstalledPackages>,
 }
 
