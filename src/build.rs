@@ -24,7 +24,8 @@ use crate::oci::time::rfc3339;
 use crate::output::archive::{self, DockerImage, OutputFormat};
 use crate::output::{LayoutWriter, OutputError, SideFile, StoredBlob};
 use crate::recipe::{Diagnostic, ImagePath, Platform, Recipe};
-use crate::resolve::{self, lock::LockError, platforms, Content, LockMode, Lockfile, ResolveError};
+use crate::resolve::{self, lock::LockError, platforms, LockMode, Lockfile, ResolveError};
+use crate::snapshot::{Content, Location};
 use crate::warm;
 use serde::Serialize;
 use std::io::Write;
@@ -905,7 +906,7 @@ fn write_layers_and_sboms(
     drop(sha1);
     contents.files = Vec::new();
     let blob_content = |blob: &StoredBlob| Content {
-        location: resolve::Location::Path(layout.blob_path(&blob.digest)),
+        location: Location::Path(layout.blob_path(&blob.digest)),
         size: blob.size,
         sha256: blob.digest,
     };

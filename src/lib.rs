@@ -26,6 +26,7 @@ pub mod recipe;
 pub mod registry;
 pub mod remote_cache;
 pub mod resolve;
+pub mod snapshot;
 pub mod trace;
 pub mod verify;
 pub mod warm;

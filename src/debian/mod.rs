@@ -21,7 +21,7 @@ pub mod version;
 
 use crate::digest::Sha256Digest;
 use crate::recipe::{Mirror, PackagesSpec, Platform, Recipe, RepositorySpec};
-use crate::resolve::{LockMode, SourceEntryKind, SourceTree};
+use crate::snapshot::{SourceEntryKind, SourceTree};
 use apt_sources::HostSource;
 use fetch::Fetcher;
 use lock::{LockedPackage, LockedRepository, PackagesLock};
@@ -204,46 +204,61 @@ pub fn debian_arch(platform: &Platform) -> Result<&'static str, DebianError> {
     )
 }
 
-/// Resolves (or reads from `existing`), fetches and unpacks the recipe's packages.
-/// `staging` receives the unpacked files (content-addressed) and must outlive the
-/// returned trees.
+/// Where the pins of the packages come from: the caller (`resolve`) decides, by its
+/// lock mode and [`matching_lock`].
+#[derive(Debug, Clone, Copy)]
+pub enum Pins<'a> {
+    /// The lock file's pins, which match the recipe.
+    Locked(&'a PackagesLock),
+    /// Resolved now from the repositories; with `warn`, a warning says they were not
+    /// pinned before.
+    Resolve { warn: bool },
+}
+
+/// The packages the recipe requests, sorted by name.
+fn requested_names(spec: &PackagesSpec) -> Vec<String> {
+    let mut requested: Vec<String> = spec.requested.iter().map(|r| r.name.clone()).collect();
+    requested.sort();
+    requested
+}
+
+/// `existing` if it pins what the recipe asks for now (the same packages, repositories
+/// and architecture).
+pub fn matching_lock<'a>(
+    recipe: &Recipe,
+    spec: &PackagesSpec,
+    existing: Option<&'a PackagesLock>,
+) -> Result<Option<&'a PackagesLock>, DebianError> {
+    let arch = debian_arch(&recipe.platform)?;
+    let requested = requested_names(spec);
+    Ok(existing.filter(|l| lock_matches(l, spec, arch, &requested)))
+}
+
+/// Resolves (or takes from the lock, per `pins`), fetches and unpacks the recipe's
+/// packages. `staging` receives the unpacked files (content-addressed) and must
+/// outlive the returned trees.
 pub fn install(
     recipe: &Recipe,
     spec: &PackagesSpec,
-    existing: Option<&PackagesLock>,
-    mode: LockMode,
+    pins: Pins,
     opts: &PackageOptions,
     staging: &Path,
     progress: &dyn DownloadProgress,
 ) -> Result<InstalledPackages, DebianError> {
     let arch = debian_arch(&recipe.platform)?;
     let fetcher = Fetcher::new(&opts.cache_dir, opts.offline);
-    let mut requested: Vec<String> = spec.requested.iter().map(|r| r.name.clone()).collect();
-    requested.sort();
-    let matching = existing.filter(|l| lock_matches(l, spec, arch, &requested));
+    let requested = requested_names(spec);
     let mut warnings = Vec::new();
-    let (lock, resolved) = match (mode, matching) {
-        (LockMode::Repin, _) => (
-            resolve(spec, arch, requested, opts, &fetcher, recipe)?,
-            true,
-        ),
-        (_, Some(l)) => (l.clone(), false),
-        (LockMode::Locked, None) => {
-            return Err(DebianError::StaleLock {
-                detail: match existing {
-                    None => "it pins no packages".into(),
-                    Some(_) => {
-                        "the requested packages, repositories or architecture changed".into()
-                    }
-                },
-            })
-        }
-        (LockMode::PinMissing, None) => {
+    let (lock, resolved) = match pins {
+        Pins::Locked(l) => (l.clone(), false),
+        Pins::Resolve { warn } => {
             let lock = resolve(spec, arch, requested, opts, &fetcher, recipe)?;
-            warnings.push(format!(
-                "packages were not pinned; resolved {} packages and pinned them in the lock file",
-                lock.packages.len()
-            ));
+            if warn {
+                warnings.push(format!(
+                    "packages were not pinned; resolved {} packages and pinned them in the lock file",
+                    lock.packages.len()
+                ));
+            }
             (lock, true)
         }
     };

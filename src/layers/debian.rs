@@ -19,7 +19,7 @@ use super::{FileData, LayerTree, Origin, TreeEntry, TreeEntryKind, TreeError};
 use crate::debian::{source_name, InstalledPackage};
 use crate::digest::Sha256Digest;
 use crate::recipe::{Diagnostic, ImagePath, Owner, Recipe};
-use crate::resolve::{SourceEntry, SourceEntryKind};
+use crate::snapshot::{SourceEntry, SourceEntryKind};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 

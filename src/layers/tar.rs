@@ -387,8 +387,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
         std::fs::write(&path, b"original").unwrap();
-        let content = crate::resolve::Content {
-            location: crate::resolve::Location::Path(path.clone()),
+        let content = crate::snapshot::Content {
+            location: crate::snapshot::Location::Path(path.clone()),
             size: 8,
             sha256: crate::digest::Sha256Digest::of(b"original"),
         };

@@ -8,7 +8,6 @@
 //! `signature:` is verified ([`signature`]) before it is snapshotted or unpacked, and
 //! the digest pinned for it is that of the bytes the signature was verified over.
 
-pub mod archive;
 pub mod base;
 pub mod hash_index;
 mod host;
@@ -16,15 +15,14 @@ pub mod lock;
 pub mod packages;
 pub mod platforms;
 pub mod signature;
-pub mod tree;
 
 use hash_index::HashIndex;
 pub use host::normalised_file_mode;
 pub use lock::{lock_path_for, LockedKind, LockedSource, Lockfile};
-pub use tree::{Content, Location, SourceEntry, SourceEntryKind, SourceTree};
 
 use crate::digest::Sha256Digest;
 use crate::recipe::{Diagnostic, Recipe, SignatureSpec, SourceKind, SourceSpec};
+use crate::snapshot::{archive, SourceEntryKind, SourceTree};
 use std::collections::BTreeMap;
 use std::path::Path;
 
