@@ -3,9 +3,9 @@
 //! rust-analyzer's `xtask/src/tidy.rs`: each rule reads `src/` as text, and each failure
 //! names the file, the line and what to do.
 //!
-//! - Module dependencies follow the stage order ([`ALLOWED`]): the production code of a
-//!   top-level module of `src/` refers (`crate::…`, `super::…`) only to the modules its
-//!   row lists, and neither the top-level modules nor the submodules of one module refer
+//! - Module dependencies follow the stage order ([`LEVELS`]): the production code of a
+//!   top-level module of `src/` refers (`crate::…`, `super::…`) only to modules of its
+//!   level or below, and neither the top-level modules nor the submodules of one module refer
 //!   to each other in a circle. Unit tests (`#[cfg(test)]`) are left out: a test may
 //!   build its input with a later stage.
 //! - Every `.rs` file under `src/` starts with a `//!` module doc.
@@ -16,149 +16,56 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
-/// For each top-level module of the library, the top-level modules it may refer to:
-/// the architecture of `docs/architecture.md`, bottom to top. A module refers only to
-/// modules below it (or beside it, without a circle), never above. `main.rs` and `cli/`
-/// are the binary, above everything, and are not listed.
-const ALLOWED: &[(&str, &[&str])] = &[
+/// The top-level modules of the library by level, bottom to top, as in
+/// `docs/architecture.md`. A module may refer to modules of its own level (without a
+/// circle) or below, never above. `main.rs` and `cli/` are the binary, above everything,
+/// and are not listed.
+const LEVELS: &[&[&str]] = &[
     // Core, below every stage.
-    ("digest", &[]),
-    ("diag", CORE),
-    ("oci", CORE),
-    ("keys", CORE),
-    // Services on top of core.
-    ("registry", CORE),
-    ("ledger", &["digest", "diag", "oci", "keys", "registry"]),
-    // Stages, in pipeline order: each refers to core, services and earlier stages.
-    ("recipe", SERVICES),
-    (
-        "debian",
-        &[
-            "digest", "diag", "oci", "keys", "registry", "ledger", "recipe", "base",
-        ],
-    ),
-    (
-        "base",
-        &[
-            "digest", "diag", "oci", "keys", "registry", "ledger", "recipe", "debian",
-        ],
-    ),
-    (
-        "resolve",
-        &[
-            "digest", "diag", "oci", "keys", "registry", "ledger", "recipe", "debian", "base",
-        ],
-    ),
-    (
-        "layers",
-        &[
-            "digest", "diag", "oci", "keys", "registry", "ledger", "recipe", "debian", "base",
-            "resolve",
-        ],
-    ),
-    (
-        "image",
-        &[
-            "digest", "diag", "oci", "keys", "registry", "ledger", "recipe", "debian", "base",
-            "resolve", "layers",
-        ],
-    ),
-    (
-        "attest",
-        &[
-            "digest", "diag", "oci", "keys", "registry", "ledger", "recipe", "debian", "base",
-            "resolve", "layers", "image",
-        ],
-    ),
-    (
-        "output",
-        &[
-            "digest", "diag", "oci", "keys", "registry", "ledger", "recipe", "debian", "base",
-            "resolve", "layers", "image", "attest",
-        ],
-    ),
-    ("disk", STAGES_BEFORE_DISK),
+    CORE,
+    // Services on top of core (narrowed in `ONLY`).
+    &["registry", "ledger"],
+    // Stages, in pipeline order.
+    &["recipe"],
+    &["debian", "base"],
+    &["resolve"],
+    &["layers"],
+    &["image"],
+    &["attest"],
+    &["output"],
+    &["disk"],
     // After the stages: the registry-shared layer cache, the warm rebuild, the driver.
-    ("remote_cache", ALL_STAGES),
-    ("warm", ALL_STAGES),
-    (
-        "build",
-        &[
-            "digest",
-            "diag",
-            "oci",
-            "keys",
-            "registry",
-            "ledger",
-            "recipe",
-            "debian",
-            "base",
-            "resolve",
-            "layers",
-            "image",
-            "attest",
-            "output",
-            "disk",
-            "remote_cache",
-            "warm",
-        ],
-    ),
-    // The readers: anything below them, `build` included (`verify --rebuild`).
-    ("inspect", READERS_MAY_USE),
-    ("verify", READERS_MAY_USE),
-    ("trace", READERS_MAY_USE),
-    ("diff", READERS_MAY_USE),
+    &["remote_cache", "warm"],
+    &["build"],
+    // The readers, which may use the driver (`verify --rebuild`).
+    &["inspect", "verify", "trace", "diff"],
 ];
 
-const CORE: &[&str] = &["digest", "diag", "oci", "keys"];
-const SERVICES: &[&str] = &["digest", "diag", "oci", "keys", "registry", "ledger"];
-const STAGES_BEFORE_DISK: &[&str] = &[
-    "digest", "diag", "oci", "keys", "registry", "ledger", "recipe", "debian", "base", "resolve",
-    "layers", "image", "attest", "output",
+const CORE: &[&str] = &["digest", "diag", "oci", "keys", "snapshot"];
+
+/// Modules held to less than their level allows: the registry client uses only core;
+/// the ledger uses core and the registry client.
+const ONLY: &[(&str, &[&str])] = &[
+    ("registry", CORE),
+    (
+        "ledger",
+        &["digest", "diag", "oci", "keys", "snapshot", "registry"],
+    ),
 ];
-const ALL_STAGES: &[&str] = &[
-    "digest",
-    "diag",
-    "oci",
-    "keys",
-    "registry",
-    "ledger",
-    "recipe",
-    "debian",
-    "base",
-    "resolve",
-    "layers",
-    "image",
-    "attest",
-    "output",
-    "disk",
-    "remote_cache",
-    "warm",
-];
-const READERS_MAY_USE: &[&str] = &[
-    "digest",
-    "diag",
-    "oci",
-    "keys",
-    "registry",
-    "ledger",
-    "recipe",
-    "debian",
-    "base",
-    "resolve",
-    "layers",
-    "image",
-    "attest",
-    "output",
-    "disk",
-    "remote_cache",
-    "warm",
-    "build",
-    "inspect",
-    "verify",
-    "trace",
-    "diff",
-];
+
+/// The top-level modules `module` may refer to; `None` if it is not in [`LEVELS`].
+fn allowed(module: &str) -> Option<Vec<&'static str>> {
+    if let Some((_, only)) = ONLY.iter().find(|(m, _)| *m == module) {
+        return Some(only.to_vec());
+    }
+    let level = LEVELS.iter().position(|l| l.contains(&module))?;
+    Some(
+        LEVELS[..=level]
+            .iter()
+            .flat_map(|l| l.iter().copied())
+            .collect(),
+    )
+}
 
 /// The binary: `main.rs` and the CLI may refer to anything.
 const BINARY: &[&str] = &["main", "cli"];
@@ -462,7 +369,6 @@ fn cycle_message(cycle: &[String], witnesses: &Witnesses) -> String {
 #[test]
 fn modules_refer_only_to_modules_below_them() {
     let files = source_files();
-    let allowed: BTreeMap<&str, &[&str]> = ALLOWED.iter().copied().collect();
     let top_level: BTreeSet<String> = files
         .iter()
         .filter(|f| !f.module.is_empty())
@@ -470,10 +376,10 @@ fn modules_refer_only_to_modules_below_them() {
         .collect();
     let mut problems = Vec::new();
     for m in &top_level {
-        if !allowed.contains_key(m.as_str()) && !BINARY.contains(&m.as_str()) {
+        if allowed(m).is_none() && !BINARY.contains(&m.as_str()) {
             problems.push(format!(
-                "src/{m}: a top-level module missing from the table in xtask/src/tidy.rs: \
-                 add a row for it (the modules it may use), following docs/architecture.md"
+                "src/{m}: a top-level module missing from LEVELS in xtask/src/tidy.rs: add \
+                 it at its level, following docs/architecture.md"
             ));
         }
     }
@@ -490,12 +396,12 @@ fn modules_refer_only_to_modules_below_them() {
         witnesses
             .entry((from.clone(), to.clone()))
             .or_insert_with(|| at.clone());
-        if let Some(may) = allowed.get(from.as_str()) {
+        if let Some(may) = allowed(from) {
             if !may.contains(&to.as_str()) && reported.insert((at.clone(), to.clone())) {
                 problems.push(format!(
                     "{at}\n    `{from}` refers to `{to}`, which is not below it in the stage \
                      order. Move the shared piece down into a module `{from}` may use \
-                     ({}), or invert the call; see ALLOWED in xtask/src/tidy.rs.",
+                     ({}), or invert the call; see LEVELS in xtask/src/tidy.rs.",
                     may.join(", ")
                 ));
             }
