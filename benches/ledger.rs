@@ -5,7 +5,7 @@
 //! read and verify everything (chain, every signature, the Merkle root), plus the
 //! same verify through the release `cairn ledger verify` binary when it is built.
 
-use cairn::attest::keys;
+use cairn::keys;
 use cairn::ledger::{self, Action, Entry, Ledger};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -30,7 +30,7 @@ fn entry(i: u64) -> Entry {
     Entry::new(
         Action::Deploy,
         "bench",
-        cairn::image::rfc3339(1_790_000_000 + i),
+        cairn::oci::time::rfc3339(1_790_000_000 + i),
         details,
     )
 }

@@ -11,17 +11,21 @@
 //! archive.
 
 use crate::attest::contents::BaseInfo;
-use crate::attest::{self, contents, dsse, intoto, keys, keys::SigningKey, sbom};
+use crate::attest::{contents, dsse, intoto, sbom};
 use crate::base::{self, BaseImage, BaseLayer, BaseStore};
 use crate::debian::{self, DebianError};
 use crate::digest::Sha256Digest;
 use crate::disk;
-use crate::image::{self, canonical_json, Artifact, ImageError};
+use crate::image::{self, Artifact, ImageError};
+use crate::keys::{self, SigningKey};
 use crate::layers::{self, cache::LayerCache, LayerBlob, LayerError, TreeEntryKind, TreeError};
+use crate::oci::json::canonical_json;
+use crate::oci::time::rfc3339;
 use crate::output::archive::{self, DockerImage, OutputFormat};
 use crate::output::{LayoutWriter, OutputError, SideFile, StoredBlob};
 use crate::recipe::{Diagnostic, ImagePath, Platform, Recipe};
-use crate::resolve::{self, lock::LockError, platforms, Content, LockMode, Lockfile, ResolveError};
+use crate::resolve::{self, lock::LockError, platforms, LockMode, Lockfile, ResolveError};
+use crate::snapshot::{Content, Location};
 use crate::warm;
 use serde::Serialize;
 use std::io::Write;
@@ -371,7 +375,7 @@ pub fn build(
             installed
                 .packages
                 .iter()
-                .map(|p| (debian::layering::source_name(&p.name), p.pin.sha256))
+                .map(|p| (debian::source_name(&p.name), p.pin.sha256))
                 .collect()
         })
         .unwrap_or_default();
@@ -471,7 +475,7 @@ fn resolve_inputs<'c>(
     // The recipe parser allows `packages:` only for a single-platform image.
     if let [only] = sources.platforms.as_mut_slice() {
         let before = only.resolved.warnings.len();
-        debian::hook_install(
+        resolve::packages::hook_install(
             &only.recipe,
             lock,
             mode,
@@ -503,7 +507,7 @@ fn resolve_inputs<'c>(
             };
             let store = base::open_store(&recipe.file.dir, &spec.source, registry, staging)
                 .map_err(|e| error(e.to_string(), e.hint()))?;
-            let (digest, entry, warning) = base::pin::pin(spec, store.as_ref(), lock, mode)
+            let (digest, entry, warning) = resolve::base::pin(spec, store.as_ref(), lock, mode)
                 .map_err(|e| error(e.to_string(), e.hint()))?;
             new_lock.base = Some(entry);
             warnings.extend(warning);
@@ -751,7 +755,7 @@ fn build_platform_image(
             times: job
                 .started_on
                 .zip(opts.clock.map(|now| now()))
-                .map(|(s, f)| (image::rfc3339(s), image::rfc3339(f))),
+                .map(|(s, f)| (rfc3339(s), rfc3339(f))),
         };
         let provenance = dsse::Envelope::sign(
             dsse::INTOTO_PAYLOAD_TYPE,
@@ -772,10 +776,10 @@ fn build_platform_image(
         ] {
             envelopes.push(blob.digest);
             artifacts.push(Artifact {
-                artifact_type: attest::DSSE_MEDIA_TYPE.into(),
+                artifact_type: crate::oci::media_type::DSSE_ENVELOPE.into(),
                 blob,
                 annotations: [(
-                    attest::PREDICATE_TYPE_ANNOTATION.to_string(),
+                    crate::oci::annotation::PREDICATE_TYPE.to_string(),
                     predicate_type.to_string(),
                 )]
                 .into(),
@@ -833,7 +837,7 @@ fn write_layers_and_sboms(
     let recipe = job.recipe;
     let platform = job.platform.to_string();
     let epoch = job.epoch;
-    let below = debian::hook_layers(recipe, job.resolved, base_fs)?;
+    let below = layers::debian::hook_layers(recipe, job.resolved, base_fs)?;
     let mut trees = layers::assemble_on(recipe, job.resolved, base_fs, below)?;
     observer.stage("layers");
 
@@ -870,7 +874,7 @@ fn write_layers_and_sboms(
     // SBOMs describe the layers as written (their SHA-1s were computed in the same
     // pass); the SBOM layer itself is not in them.
     let mut contents = contents::image_contents(recipe, job.resolved, base.zip(base_fs), &trees);
-    let mut sha1 = sbom::Sha1Index::new();
+    let mut sha1 = crate::digest::Sha1Index::new();
     if let Some(fs) = &base_fs {
         sha1.extend(fs.sha1.iter().map(|(k, v)| (*k, *v)));
     }
@@ -902,7 +906,7 @@ fn write_layers_and_sboms(
     drop(sha1);
     contents.files = Vec::new();
     let blob_content = |blob: &StoredBlob| Content {
-        location: resolve::Location::Path(layout.blob_path(&blob.digest)),
+        location: Location::Path(layout.blob_path(&blob.digest)),
         size: blob.size,
         sha256: blob.digest,
     };

@@ -170,6 +170,11 @@ pub fn sha256_reader(reader: impl Read) -> io::Result<(Sha256Digest, u64)> {
     Ok(hashing.finish())
 }
 
+/// SHA-1 of every regular file written, keyed by its SHA-256: SPDX requires SHA-1
+/// per file, and computing it in the same pass that writes the bytes means every file
+/// is read once.
+pub type Sha1Index = std::collections::BTreeMap<Sha256Digest, [u8; 20]>;
+
 #[cfg(test)]
 mod tests {
     use super::*;

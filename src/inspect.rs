@@ -3,7 +3,7 @@
 //! inspect doubles as an integrity check of a layout.
 
 use crate::digest::{HashingReader, Sha256Digest};
-use crate::layers::whiteout;
+use crate::oci::whiteout;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -367,13 +367,13 @@ fn list_tar(
     media_type: &str,
     raw: &mut impl Read,
 ) -> Result<Vec<FileInfo>, InspectError> {
-    let Some(compression) = crate::base::layer_compression(media_type) else {
+    let Some(compression) = crate::oci::compression::Compression::of_layer(media_type) else {
         return Err(InspectError::Invalid {
             path: path.into(),
             message: format!("unsupported layer media type `{media_type}`"),
         });
     };
-    let reader = crate::base::decompressing(compression, raw).map_err(io_err(path))?;
+    let reader = compression.decompressing(raw).map_err(io_err(path))?;
     let mut files = Vec::new();
     let mut archive = tar::Archive::new(reader);
     for entry in archive.entries().map_err(io_err(path))? {

@@ -142,7 +142,7 @@ fn print_json(value: &impl serde::Serialize) -> Result<i32> {
 
 /// Wall-clock UTC for ledger entries (audit records carry real time; images do not).
 fn now_rfc3339() -> String {
-    cairn::image::rfc3339(wall_clock())
+    cairn::oci::time::rfc3339(wall_clock())
 }
 
 /// The only clock cairn reads: for `--record-times` and ledger entries.

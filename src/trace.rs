@@ -4,11 +4,15 @@
 //! there. Everything is read from the layout itself: the layers, the attached SPDX SBOM
 //! and, when present, the provenance.
 
+pub mod disk;
+
 use crate::attest::dsse::Envelope;
 use crate::attest::intoto::{Provenance, Statement, SLSA_PROVENANCE_V1};
-use crate::attest::{sbom, DSSE_MEDIA_TYPE, PREDICATE_TYPE_ANNOTATION};
+use crate::attest::sbom;
 use crate::digest::Sha256Digest;
 use crate::inspect::{self, InspectError};
+use crate::oci::annotation;
+use crate::oci::media_type::DSSE_ENVELOPE;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -324,10 +328,10 @@ fn provenance_facts(
     let provenance = image
         .referrers
         .iter()
-        .filter(|r| r.artifact_type == DSSE_MEDIA_TYPE)
+        .filter(|r| r.artifact_type == DSSE_ENVELOPE)
         .filter(|r| {
             r.annotations
-                .get(PREDICATE_TYPE_ANNOTATION)
+                .get(annotation::PREDICATE_TYPE)
                 .map(String::as_str)
                 == Some(SLSA_PROVENANCE_V1)
         })

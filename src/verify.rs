@@ -14,11 +14,14 @@
 //! 7. `rebuild` (with `--rebuild`): building the recipe again gives the same manifest
 //!    digest.
 
+pub mod disk;
+
 use crate::attest::dsse::{Envelope, INTOTO_PAYLOAD_TYPE};
 use crate::attest::intoto::{Provenance, Statement, SLSA_PROVENANCE_V1, SPDX_PREDICATE};
-use crate::attest::keys::VerifyingKey;
-use crate::attest::{sbom, DSSE_MEDIA_TYPE};
+use crate::attest::sbom;
 use crate::inspect::{self, ImageReport};
+use crate::keys::VerifyingKey;
+use crate::oci::media_type::DSSE_ENVELOPE;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -208,7 +211,7 @@ fn check_signatures(
     let envelopes: Vec<_> = image
         .referrers
         .iter()
-        .filter(|r| r.artifact_type == DSSE_MEDIA_TYPE)
+        .filter(|r| r.artifact_type == DSSE_ENVELOPE)
         .collect();
     if envelopes.is_empty() {
         checks.fail(

@@ -39,7 +39,8 @@ use crate::layers::cache::{CachedLayer, ImageRecord, LayerCache};
 use crate::layers::LayerBlob;
 use crate::output::{LayoutWriter, StoredBlob};
 use crate::recipe::{Platform, Recipe};
-use crate::resolve::{ResolvedSources, SourceEntryKind, SourceTree};
+use crate::resolve::ResolvedSources;
+use crate::snapshot::{SourceEntryKind, SourceTree};
 use sha2::{Digest as _, Sha256};
 
 /// What determines every blob an image adds above its base (see the module doc).
@@ -135,7 +136,7 @@ pub fn image_key(
     let mut h = KeyHasher::new();
     h.str("cairn-image-key-v1");
     h.str(env!("CARGO_PKG_VERSION"));
-    h.str(crate::image::OUTPUT_FORMAT_VERSION);
+    h.str(crate::oci::OUTPUT_FORMAT_VERSION);
     h.str(program);
     h.str(&recipe.file.text);
     h.str(

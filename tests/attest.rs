@@ -248,13 +248,13 @@ fn replace_referrer_blob(layout: &Path, what: &str, pick: fn(&Value) -> bool, by
     manifest["layers"][0]["digest"] = digest.into();
     manifest["layers"][0]["size"] = size.into();
     let (manifest_digest, manifest_size) =
-        put_blob(layout, &cairn::image::canonical_json(&manifest));
+        put_blob(layout, &cairn::oci::json::canonical_json(&manifest));
     let index_path = layout.join("index.json");
     let mut index = read_json(&index_path);
     let entry = &mut index["manifests"][position];
     entry["digest"] = manifest_digest.into();
     entry["size"] = manifest_size.into();
-    std::fs::write(&index_path, cairn::image::canonical_json(&index)).unwrap();
+    std::fs::write(&index_path, cairn::oci::json::canonical_json(&index)).unwrap();
 }
 
 /// The in-toto statement inside a DSSE envelope (JSON bytes).

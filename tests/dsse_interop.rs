@@ -10,8 +10,8 @@ mod common;
 use cairn::attest::contents::SourceInfo;
 use cairn::attest::dsse::{pae, Envelope, INTOTO_PAYLOAD_TYPE};
 use cairn::attest::intoto::{provenance_statement, ProvenanceFacts};
-use cairn::attest::keys::{self, SigningKey};
 use cairn::digest::Sha256Digest;
+use cairn::keys::{self, SigningKey};
 use cairn::resolve::LockedKind;
 use common::python_tool;
 use serde_json::{json, Value};
@@ -207,7 +207,7 @@ fn envelopes_signed_by_securesystemslib_verify_in_cairn_with_the_same_signature(
     let answer = sslib(json!({
         "cmd": "sign",
         // The PKCS#8 PEM that `cairn keygen` writes: another implementation loads it.
-        "private_pem": cairn::attest::keys::private_pem(&key),
+        "private_pem": cairn::keys::private_pem(&key),
         "payload_type": INTOTO_PAYLOAD_TYPE,
         "payload_hex": hex::encode(&payload),
     }));

@@ -10,8 +10,8 @@
 //! path selection can never touch the real ledger.
 
 mod common;
-use cairn::attest::keys;
 use cairn::digest::Sha256Digest;
+use cairn::keys;
 use cairn::ledger::entry::GENESIS_PREV;
 use cairn::ledger::Ledger;
 use common::repo_root;

@@ -5,7 +5,7 @@
 //! Child processes are this test binary run again on `ledger_child`, told what to do
 //! by `CAIRN_TEST_LEDGER_CHILD`.
 
-use cairn::attest::keys::{self, SigningKey, VerifyingKey};
+use cairn::keys::{self, SigningKey, VerifyingKey};
 use cairn::ledger::entry::{Action, Entry};
 use cairn::ledger::store::{verify_chain, Ledger};
 use rand_core::RngCore as _;

@@ -7,7 +7,8 @@
 mod common;
 
 use cairn::attest::contents::{image_contents, ImageContents};
-use cairn::attest::sbom::{cyclonedx_json, spdx_json, SbomInput, Sha1Index};
+use cairn::attest::sbom::{cyclonedx_json, spdx_json, SbomInput};
+use cairn::digest::Sha1Index;
 use cairn::layers::{FileData, TreeEntryKind};
 use cairn::resolve::{self, LockMode, Lockfile};
 use common::{cyclonedx_validate, pyspdxtools, repo_root};

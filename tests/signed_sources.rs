@@ -4,7 +4,7 @@
 //! with an error naming the source.
 
 mod common;
-use cairn::attest::keys;
+use cairn::keys;
 use common::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -7,7 +7,8 @@
 use crate::base::fs::{layer_name as base_layer_name, BaseEntry, BaseFs, BaseKind};
 use crate::base::BaseImage;
 use crate::digest::Sha256Digest;
-use crate::layers::{whiteout, FileData, LayerTree, Origin, TreeEntry, TreeEntryKind};
+use crate::layers::{FileData, LayerTree, Origin, TreeEntry, TreeEntryKind};
+use crate::oci::whiteout;
 use crate::recipe::{Owner, Recipe};
 use crate::resolve::{LockedKind, ResolvedSources};
 use serde::Serialize;
@@ -212,7 +213,7 @@ pub fn source_infos(recipe: &Recipe, resolved_sources: &ResolvedSources) -> Vec<
     // Packages are sources too, named `deb:<name>`; all sorted by name again.
     if let Some(installed) = &resolved_sources.packages {
         sources.extend(installed.packages.iter().map(|p| SourceInfo {
-            name: crate::debian::layering::source_name(&p.name),
+            name: crate::debian::source_name(&p.name),
             kind: LockedKind::Deb,
             path: p.pin.filename.clone(),
             sha256: p.pin.sha256,

@@ -9,7 +9,7 @@
 //! signatures are deterministic); input accepts standard or URL-safe base64, padded
 //! or not, as the spec requires of verifiers.
 
-use crate::attest::keys::{key_id, Signature, SigningKey, VerifyingKey};
+use crate::keys::{key_id, Signature, SigningKey, VerifyingKey};
 use base64::alphabet;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
 use base64::engine::DecodePaddingMode;
@@ -339,8 +339,8 @@ mod tests {
 
     #[test]
     fn streaming_the_pae_to_the_signer_gives_the_plain_signature() {
-        use crate::attest::keys::Signer as _;
-        let key = crate::attest::keys::generate();
+        use crate::keys::Signer as _;
+        let key = crate::keys::generate();
         let payload = vec![7u8; 100_000];
         assert_eq!(
             sign_pae(&key, INTOTO_PAYLOAD_TYPE, &payload),

@@ -14,7 +14,7 @@
 use crate::attest::contents::{BaseInfo, SourceInfo};
 use crate::attest::dsse::{decode_base64, encode_base64};
 use crate::digest::Sha256Digest;
-use crate::image::canonical_json;
+use crate::oci::json::canonical_json;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -217,7 +217,7 @@ pub fn provenance_statement(facts: &ProvenanceFacts) -> Statement {
     internal.insert("platform".into(), facts.platform.into());
     internal.insert(
         "outputFormat".into(),
-        crate::image::OUTPUT_FORMAT_VERSION.into(),
+        crate::oci::OUTPUT_FORMAT_VERSION.into(),
     );
     let mut sources: Vec<&SourceInfo> = facts.sources.iter().collect();
     sources.sort_by(|a, b| a.name.cmp(&b.name));
@@ -310,7 +310,7 @@ pub fn write_signed_sbom_statement(
     (before, after): &(Vec<u8>, Vec<u8>),
     spdx_path: &Path,
     spdx_size: u64,
-    key: &crate::attest::keys::SigningKey,
+    key: &crate::keys::SigningKey,
     out: &mut dyn std::io::Write,
 ) -> std::io::Result<()> {
     use std::io::Read as _;

@@ -3,9 +3,9 @@
 //! through, paths `remove:` may delete) and every regular file with its SHA-256 and
 //! SHA-1, for the SBOM.
 
+use crate::digest::Sha1Index;
 use crate::digest::Sha256Digest;
-use crate::layers::tar::Sha1Index;
-use crate::layers::whiteout;
+use crate::oci::whiteout;
 use crate::recipe::Owner;
 use sha1::Digest as _;
 use std::collections::BTreeMap;

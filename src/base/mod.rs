@@ -9,16 +9,15 @@
 
 pub mod fs;
 mod layout;
-pub mod media;
-pub mod pin;
 mod registry;
 
 pub use fs::{BaseEntry, BaseFs, BaseKind};
 pub use layout::LayoutStore;
-pub use media::{decompressing, layer_compression, Compression};
 pub use registry::RegistryStore;
 
 use crate::digest::{HashingReader, Sha256Digest};
+use crate::oci::compression::Compression;
+use crate::oci::media_type;
 use crate::output::{LayoutWriter, OutputError};
 use crate::recipe::Platform;
 use oci_spec::image::ImageConfiguration;
@@ -122,8 +121,8 @@ fn fetch_manifest(
 fn media_type_of(doc: &serde_json::Value) -> &str {
     match doc["mediaType"].as_str() {
         Some(m) => m,
-        None if doc.get("manifests").is_some() => media::OCI_INDEX,
-        None => media::OCI_MANIFEST,
+        None if doc.get("manifests").is_some() => media_type::OCI_INDEX,
+        None => media_type::OCI_MANIFEST,
     }
 }
 
@@ -153,7 +152,7 @@ fn choose_platform(
     let manifests = index["manifests"].as_array().cloned().unwrap_or_default();
     let candidates: Vec<(&serde_json::Value, Platform)> = manifests
         .iter()
-        .filter(|d| media::is_manifest(media_type_of(d)) || d.get("mediaType").is_none())
+        .filter(|d| media_type::is_manifest(media_type_of(d)) || d.get("mediaType").is_none())
         .filter_map(|d| platform_of(d).map(|p| (d, p)))
         .collect();
     let exact: Vec<_> = candidates.iter().filter(|(_, p)| p == platform).collect();
@@ -194,14 +193,14 @@ pub fn select(
     platform: &Platform,
 ) -> Result<BaseImage, BaseError> {
     let top = fetch_manifest(store, &pinned)?;
-    let (manifest_digest, manifest) = if media::is_index(media_type_of(&top)) {
+    let (manifest_digest, manifest) = if media_type::is_index(media_type_of(&top)) {
         let digest = choose_platform(&top, platform)?;
         (digest, fetch_manifest(store, &digest)?)
     } else {
         (pinned, top)
     };
     let media_type = media_type_of(&manifest);
-    if !media::is_manifest(media_type) {
+    if !media_type::is_manifest(media_type) {
         return Err(BaseError::Invalid(format!(
             "manifest {manifest_digest} has media type `{media_type}`, not an image manifest"
         )));
@@ -249,7 +248,7 @@ pub fn select(
     let mut layers = Vec::with_capacity(layer_descs.len());
     for (d, diff_id) in layer_descs.iter().zip(diff_ids) {
         let media_type = d["mediaType"].as_str().unwrap_or_default().to_string();
-        if layer_compression(&media_type).is_none() {
+        if Compression::of_layer(&media_type).is_none() {
             return Err(BaseError::Invalid(format!(
                 "layer {} has media type `{media_type}`, which cairn cannot read",
                 d["digest"]
@@ -294,8 +293,8 @@ fn read_layer(
     index: usize,
     fs: &mut BaseFs,
 ) -> Result<Sha256Digest, fs::BaseFsError> {
-    let compression = layer_compression(media_type).unwrap_or(Compression::None);
-    let decoded = decompressing(compression, raw)?;
+    let compression = Compression::of_layer(media_type).unwrap_or(Compression::None);
+    let decoded = compression.decompressing(raw)?;
     let mut hashing = HashingReader::new(decoded);
     fs.apply_layer(index, &mut hashing)?;
     io::copy(&mut hashing, &mut io::sink())?;

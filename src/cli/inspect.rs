@@ -74,7 +74,7 @@ pub fn inspect(args: InspectArgs) -> Result<i32> {
 pub fn trace(args: TraceArgs) -> Result<i32> {
     let TraceArgs { layout, what, json } = args;
     let t = if layout.is_file() {
-        cairn::disk::trace::trace(&layout, &what)?
+        cairn::trace::disk::trace(&layout, &what)?
     } else {
         cairn::trace::trace(&layout, &what)?
     };

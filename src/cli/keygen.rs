@@ -1,7 +1,7 @@
 //! `cairn keygen`: write a new Ed25519 signing key pair and print its key id.
 
 use anyhow::Result;
-use cairn::attest::keys;
+use cairn::keys;
 use clap::Args;
 use std::path::PathBuf;
 

@@ -1,8 +1,8 @@
 //! `cairn ledger ...`: the audit ledger's commands (see `cairn::ledger`).
 
 use anyhow::{bail, Context, Result};
-use cairn::attest::keys;
 use cairn::digest::Sha256Digest;
+use cairn::keys;
 use cairn::ledger::{self, Action, HeldCheckpoint, Ledger};
 use clap::{Args, Subcommand};
 use std::collections::BTreeMap;

@@ -5,7 +5,7 @@ use super::ledger;
 use super::registry::{self, PushProgress, RegistryArgs};
 use crate::{now_rfc3339, print_json};
 use anyhow::{Context, Result};
-use cairn::attest::keys::{self, SigningKey};
+use cairn::keys::{self, SigningKey};
 use cairn::registry::push::{push_layout, PushReport};
 use cairn::registry::Reference;
 use clap::Args;

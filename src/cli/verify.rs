@@ -6,9 +6,9 @@ use super::ledger;
 use super::registry::{self, RegistryArgs};
 use crate::{now_rfc3339, print_json, source_date_epoch};
 use anyhow::{Context, Result};
-use cairn::attest::keys;
 use cairn::build::{self, BuildOptions, Quiet};
 use cairn::digest::Sha256Digest;
+use cairn::keys;
 use cairn::recipe;
 use cairn::resolve::LockMode;
 use cairn::verify::Policy;
@@ -144,7 +144,7 @@ pub fn run(args: VerifyArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
         None => (layout, None),
     };
     let verdict = if layout.is_file() {
-        cairn::disk::verify::verify(&layout, &trusted, &policy, rebuilt.as_deref())
+        cairn::verify::disk::verify(&layout, &trusted, &policy, rebuilt.as_deref())
     } else {
         cairn::verify::verify(&layout, &trusted, &policy, rebuilt.as_deref())
     };

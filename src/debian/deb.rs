@@ -2,13 +2,13 @@
 //! `data.tar.*`) whose SHA-256 was already checked: the control stanza and md5sums
 //! from the control tarball, and the file tree of the data tarball, unpacked by the
 //! same code and under the same safety rules as archive sources
-//! ([`crate::resolve::archive`]): no absolute or `..` names, nothing through a symlink,
+//! ([`crate::snapshot::archive`]): no absolute or `..` names, nothing through a symlink,
 //! no device nodes or FIFOs (a package that ships one cannot be installed), setuid and
 //! setgid bits kept as the package sets them. Maintainer scripts in the control
 //! tarball are never run.
 
 use super::DebianError;
-use crate::resolve::{archive, SourceTree};
+use crate::snapshot::{archive, SourceTree};
 use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::Path;

@@ -4,6 +4,7 @@
 use super::version::{Relation, Version};
 use super::DebianError;
 use crate::digest::Sha256Digest;
+use crate::recipe::valid_package_name;
 use std::borrow::Cow;
 use std::sync::Arc;
 
@@ -136,16 +137,6 @@ pub fn parse_index(
         });
     }
     Ok(out)
-}
-
-/// Debian Policy 5.6.7: `[a-z0-9][a-z0-9+.-]+`.
-pub fn valid_package_name(name: &str) -> bool {
-    let mut bytes = name.bytes();
-    name.len() >= 2
-        && bytes
-            .next()
-            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+.-".contains(&b))
 }
 
 /// `a (>= 1) | b:any, c [amd64] <!nocheck>` -> groups of alternatives. Architecture

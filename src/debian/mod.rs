@@ -5,7 +5,7 @@
 //! [`install`] takes the recipe's `packages:` and the lock; it resolves
 //! ([`solver`]) or reads the pins from the lock ([`lock`]), fetches every file through
 //! a content-addressed cache ([`fetch`]), downloading in parallel, and unpacks each
-//! package ([`deb`]). [`layering`] then spreads the packages over layers with dpkg
+//! package ([`deb`]). `layers::debian` then spreads the packages over layers with dpkg
 //! metadata so that scanners see them. Maintainer scripts never run; see the README
 //! for what is not supported.
 
@@ -14,7 +14,6 @@ mod copyright;
 mod deb;
 mod fetch;
 pub mod index;
-pub mod layering;
 pub mod lock;
 mod release;
 pub mod solver;
@@ -22,7 +21,7 @@ pub mod version;
 
 use crate::digest::Sha256Digest;
 use crate::recipe::{Mirror, PackagesSpec, Platform, Recipe, RepositorySpec};
-use crate::resolve::{LockMode, SourceEntryKind, SourceTree};
+use crate::snapshot::{SourceEntryKind, SourceTree};
 use apt_sources::HostSource;
 use fetch::Fetcher;
 use lock::{LockedPackage, LockedRepository, PackagesLock};
@@ -61,6 +60,12 @@ pub struct InstalledPackages {
     pub packages: Vec<InstalledPackage>,
     pub lock: PackagesLock,
     pub warnings: Vec<String>,
+}
+
+/// The SBOM source name of a package: `deb:<name>` (recipe source names cannot hold
+/// `:`, so the two never clash).
+pub fn source_name(package: &str) -> String {
+    format!("deb:{package}")
 }
 
 #[derive(Debug)]
@@ -154,7 +159,7 @@ impl DebianError {
 
     /// This error as a diagnostic in the recipe: at the repository it concerns, else
     /// at `packages:`. The text after `= help:` becomes the diagnostic's hint.
-    fn in_recipe(self, recipe: &Recipe, spec: &PackagesSpec) -> DebianError {
+    pub fn in_recipe(self, recipe: &Recipe, spec: &PackagesSpec) -> DebianError {
         let span = match &self {
             DebianError::InRepository { repository, .. } => spec
                 .repositories
@@ -199,46 +204,61 @@ pub fn debian_arch(platform: &Platform) -> Result<&'static str, DebianError> {
     )
 }
 
-/// Resolves (or reads from `existing`), fetches and unpacks the recipe's packages.
-/// `staging` receives the unpacked files (content-addressed) and must outlive the
-/// returned trees.
+/// Where the pins of the packages come from: the caller (`resolve`) decides, by its
+/// lock mode and [`matching_lock`].
+#[derive(Debug, Clone, Copy)]
+pub enum Pins<'a> {
+    /// The lock file's pins, which match the recipe.
+    Locked(&'a PackagesLock),
+    /// Resolved now from the repositories; with `warn`, a warning says they were not
+    /// pinned before.
+    Resolve { warn: bool },
+}
+
+/// The packages the recipe requests, sorted by name.
+fn requested_names(spec: &PackagesSpec) -> Vec<String> {
+    let mut requested: Vec<String> = spec.requested.iter().map(|r| r.name.clone()).collect();
+    requested.sort();
+    requested
+}
+
+/// `existing` if it pins what the recipe asks for now (the same packages, repositories
+/// and architecture).
+pub fn matching_lock<'a>(
+    recipe: &Recipe,
+    spec: &PackagesSpec,
+    existing: Option<&'a PackagesLock>,
+) -> Result<Option<&'a PackagesLock>, DebianError> {
+    let arch = debian_arch(&recipe.platform)?;
+    let requested = requested_names(spec);
+    Ok(existing.filter(|l| lock_matches(l, spec, arch, &requested)))
+}
+
+/// Resolves (or takes from the lock, per `pins`), fetches and unpacks the recipe's
+/// packages. `staging` receives the unpacked files (content-addressed) and must
+/// outlive the returned trees.
 pub fn install(
     recipe: &Recipe,
     spec: &PackagesSpec,
-    existing: Option<&PackagesLock>,
-    mode: LockMode,
+    pins: Pins,
     opts: &PackageOptions,
     staging: &Path,
     progress: &dyn DownloadProgress,
 ) -> Result<InstalledPackages, DebianError> {
     let arch = debian_arch(&recipe.platform)?;
     let fetcher = Fetcher::new(&opts.cache_dir, opts.offline);
-    let mut requested: Vec<String> = spec.requested.iter().map(|r| r.name.clone()).collect();
-    requested.sort();
-    let matching = existing.filter(|l| lock_matches(l, spec, arch, &requested));
+    let requested = requested_names(spec);
     let mut warnings = Vec::new();
-    let (lock, resolved) = match (mode, matching) {
-        (LockMode::Repin, _) => (
-            resolve(spec, arch, requested, opts, &fetcher, recipe)?,
-            true,
-        ),
-        (_, Some(l)) => (l.clone(), false),
-        (LockMode::Locked, None) => {
-            return Err(DebianError::StaleLock {
-                detail: match existing {
-                    None => "it pins no packages".into(),
-                    Some(_) => {
-                        "the requested packages, repositories or architecture changed".into()
-                    }
-                },
-            })
-        }
-        (LockMode::PinMissing, None) => {
+    let (lock, resolved) = match pins {
+        Pins::Locked(l) => (l.clone(), false),
+        Pins::Resolve { warn } => {
             let lock = resolve(spec, arch, requested, opts, &fetcher, recipe)?;
-            warnings.push(format!(
-                "packages were not pinned; resolved {} packages and pinned them in the lock file",
-                lock.packages.len()
-            ));
+            if warn {
+                warnings.push(format!(
+                    "packages were not pinned; resolved {} packages and pinned them in the lock file",
+                    lock.packages.len()
+                ));
+            }
             (lock, true)
         }
     };
@@ -633,59 +653,4 @@ fn copyright_license(tree: &SourceTree, name: &str) -> Option<String> {
     };
     let text = std::fs::read_to_string(content.path()).ok()?;
     copyright::license_expression(&text)
-}
-
-/// What `cairn build` and `cairn lock` call, between resolving sources and
-/// assembling layers: installs the recipe's packages into `resolved` (and its lock),
-/// then [`hook_layers`] gives their layers.
-pub fn hook_install(
-    recipe: &Recipe,
-    lock: &crate::resolve::Lockfile,
-    mode: LockMode,
-    opts: &PackageOptions,
-    staging: &Path,
-    progress: &dyn DownloadProgress,
-    resolved: &mut crate::resolve::ResolvedSources,
-) -> Result<(), DebianError> {
-    let installed = match &recipe.packages {
-        Some(spec) => Some(
-            install(
-                recipe,
-                spec,
-                lock.packages.as_ref(),
-                mode,
-                opts,
-                &staging.join("debian"),
-                progress,
-            )
-            .map_err(|e| e.in_recipe(recipe, spec))?,
-        ),
-        None if mode == LockMode::Locked && lock.packages.is_some() => {
-            return Err(DebianError::StaleLock {
-                detail: "it pins packages, but the recipe installs none".into(),
-            })
-        }
-        None => None,
-    };
-    resolved.lock.packages = installed.as_ref().map(|i| i.lock.clone());
-    resolved.lock_changed = resolved.lock != *lock;
-    if let Some(i) = &installed {
-        resolved.warnings.extend(i.warnings.iter().cloned());
-    }
-    resolved.packages = installed;
-    Ok(())
-}
-
-/// The package layers of [`hook_install`]'s packages (none without packages).
-pub fn hook_layers(
-    recipe: &Recipe,
-    resolved: &crate::resolve::ResolvedSources,
-    base: Option<&crate::base::BaseFs>,
-) -> Result<Vec<crate::layers::LayerTree>, crate::layers::TreeError> {
-    match (&resolved.packages, &recipe.packages) {
-        (Some(installed), Some(spec)) => {
-            layering::package_layers(recipe, base, &installed.packages, spec.max_layers)
-        }
-        _ => Ok(Vec::new()),
-    }
 }

@@ -5,6 +5,7 @@
 
 use super::DebianError;
 use crate::digest::Sha256Digest;
+use crate::oci::time::{civil_from_days, days_from_civil};
 use openpgp::cert::CertParser;
 use openpgp::parse::stream::{
     MessageLayer, MessageStructure, VerificationError, VerificationHelper, VerifierBuilder,
@@ -239,31 +240,11 @@ fn parse_rfc2822(text: &str) -> Option<u64> {
     Some(days * 86_400 + h * 3600 + m * 60 + s)
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: u64, d: u64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let m = m as i64;
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 /// Seconds since the epoch as `Sat, 10 Jun 2023 08:57:08 UTC`, for messages.
 pub fn rfc2822(t: u64) -> String {
     let days = (t / 86_400) as i64;
     let secs = t % 86_400;
-    // Inverse of days_from_civil.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
+    let (y, m, d) = civil_from_days(days);
     format!(
         "{}, {:02} {} {} {:02}:{:02}:{:02} UTC",
         DAYS[(days.rem_euclid(7)) as usize],

@@ -7,7 +7,7 @@
 use super::{DiskFile, DiskInput, DiskPlan};
 use crate::attest::dsse::{Envelope, INTOTO_PAYLOAD_TYPE};
 use crate::attest::intoto::{self, ResourceDescriptor};
-use crate::attest::keys::SigningKey;
+use crate::keys::SigningKey;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 

@@ -7,7 +7,8 @@
 //! with the content it linked to (what an overlay mount shows).
 
 use crate::digest::Sha256Digest;
-use crate::layers::{whiteout, FileData, LayerTree, TreeEntryKind};
+use crate::layers::{FileData, LayerTree, TreeEntryKind};
+use crate::oci::whiteout;
 use crate::recipe::Owner;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;

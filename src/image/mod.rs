@@ -3,21 +3,20 @@
 //! JSON: compact, object keys sorted, so the same inputs give the same bytes.
 
 use crate::base::BaseImage;
-use crate::layers::{compress, LayerBlob};
+use crate::layers::LayerBlob;
+use crate::oci::annotation;
+use crate::oci::json::canonical_json;
+use crate::oci::media_type;
+use crate::oci::time::rfc3339;
+use crate::oci::OUTPUT_FORMAT_VERSION;
 use crate::output::StoredBlob;
-use crate::recipe::{Compression, Platform, Recipe};
+use crate::recipe::{Platform, Recipe};
 use oci_spec::image::{
     Arch, Descriptor, DescriptorBuilder, HistoryBuilder, ImageConfiguration,
     ImageConfigurationBuilder, ImageIndexBuilder, ImageManifest, ImageManifestBuilder, MediaType,
     Os, PlatformBuilder, RootFsBuilder,
 };
 use std::collections::{BTreeMap, HashMap};
-
-/// Bumped whenever cairn changes the bytes it writes for the same recipe and inputs;
-/// recorded in every manifest so such a change is always deliberate and visible.
-pub const OUTPUT_FORMAT_VERSION: &str = "2";
-pub const OUTPUT_FORMAT_ANNOTATION: &str = "dev.cairn.output-format";
-pub const REF_NAME_ANNOTATION: &str = "org.opencontainers.image.ref.name";
 
 #[derive(Debug, thiserror::Error)]
 #[error("cannot build the OCI {what}: {source}")]
@@ -28,36 +27,6 @@ pub struct ImageError {
 
 fn spec_err(what: &'static str) -> impl FnOnce(oci_spec::OciSpecError) -> ImageError {
     move |source| ImageError { what, source }
-}
-
-/// Serialises any value as canonical JSON (compact, keys sorted). Goes through
-/// `serde_json::Value`, whose maps are sorted: oci-spec's `HashMap` fields would
-/// otherwise serialise in a different order on every run.
-pub fn canonical_json<T: serde::Serialize>(value: &T) -> Vec<u8> {
-    let value = serde_json::to_value(value).expect("OCI types serialise to JSON");
-    serde_json::to_vec(&value).expect("a JSON value serialises")
-}
-
-/// `1700000000` -> `2023-11-14T22:13:20Z`.
-pub fn rfc3339(epoch: u64) -> String {
-    let days = (epoch / 86_400) as i64;
-    let secs = epoch % 86_400;
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
 }
 
 fn to_hash_map(map: &BTreeMap<String, String>) -> HashMap<String, String> {
@@ -168,23 +137,6 @@ pub fn image_config(
     builder.build().map_err(spec_err("image config"))
 }
 
-/// The OCI media type of a base layer in the manifest cairn writes: Docker's layer
-/// types become their OCI equivalents (the blob bytes are the same).
-fn oci_layer_media_type(media_type: &str) -> String {
-    match media_type {
-        "application/vnd.docker.image.rootfs.diff.tar.gzip" => {
-            compress::media_type(Compression::Gzip).to_string()
-        }
-        "application/vnd.docker.image.rootfs.diff.tar" => {
-            "application/vnd.oci.image.layer.v1.tar".to_string()
-        }
-        "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip" => {
-            "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip".to_string()
-        }
-        other => other.to_string(),
-    }
-}
-
 /// Every layer of the image, base layers first: (digest, OCI media type, diff_id).
 pub fn layer_list(
     base: Option<&BaseImage>,
@@ -198,7 +150,7 @@ pub fn layer_list(
                         digest: l.digest,
                         size: l.size,
                     },
-                    oci_layer_media_type(&l.media_type),
+                    media_type::oci_layer(&l.media_type).to_string(),
                     l.diff_id,
                 )
             })
@@ -238,7 +190,7 @@ pub fn manifest(
         .collect::<Result<Vec<_>, _>>()?;
     let mut annotations = recipe.annotations.clone();
     annotations.insert(
-        OUTPUT_FORMAT_ANNOTATION.into(),
+        annotation::OUTPUT_FORMAT.into(),
         OUTPUT_FORMAT_VERSION.into(),
     );
     ImageManifestBuilder::default()
@@ -322,7 +274,7 @@ pub fn platform_index(
     }
     let mut annotations = recipe.annotations.clone();
     annotations.insert(
-        OUTPUT_FORMAT_ANNOTATION.into(),
+        annotation::OUTPUT_FORMAT.into(),
         OUTPUT_FORMAT_VERSION.into(),
     );
     let index = ImageIndexBuilder::default()
@@ -352,7 +304,7 @@ fn layout_index(
     artifacts: &[(String, StoredBlob)],
 ) -> Result<Vec<u8>, ImageError> {
     top.set_annotations(Some(HashMap::from([(
-        REF_NAME_ANNOTATION.to_string(),
+        annotation::REF_NAME.to_string(),
         recipe.name.clone(),
     )])));
     let mut manifests = vec![top];
@@ -368,25 +320,4 @@ fn layout_index(
         .build()
         .map_err(spec_err("index"))?;
     Ok(canonical_json(&index))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rfc3339_matches_known_instants() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339(4_102_444_799), "2099-12-31T23:59:59Z");
-    }
-
-    #[test]
-    fn canonical_json_sorts_hash_map_keys() {
-        let map: HashMap<String, u32> = (0..50).map(|i| (format!("k{i:02}"), i)).collect();
-        let text = String::from_utf8(canonical_json(&map)).unwrap();
-        let expected: Vec<String> = (0..50).map(|i| format!("\"k{i:02}\":{i}")).collect();
-        assert_eq!(text, format!("{{{}}}", expected.join(",")));
-    }
 }

@@ -30,17 +30,17 @@
 //! builds and `cairn cache prune` never see a torn file; an entry whose blob has vanished
 //! is a miss.
 //!
-//! With a registry ([`RemoteCache`], `--cache-registry`) a local miss is looked up
-//! there and downloaded (digest-checked) into the local cache before use.
+//! With a shared store ([`SharedLayerStore`]: a registry, `crate::remote_cache`,
+//! `--cache-registry`) a local miss is looked up there and downloaded (digest-checked)
+//! into the local cache before use.
 
-use super::compress::{media_type, GZIP_LEVEL, ZSTD_LEVEL};
+use super::compress::{GZIP_LEVEL, ZSTD_LEVEL};
 use super::gzip::MEMBER_SIZE;
-use super::remote_cache::RemoteCache;
-use super::tar::Sha1Index;
 use super::{LayerBlob, LayerError, LayerTree, TreeEntryKind};
+use crate::digest::Sha1Index;
 use crate::digest::Sha256Digest;
+use crate::oci::compression::Compression;
 use crate::output::{place_file, LayoutWriter};
-use crate::recipe::Compression;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
@@ -85,7 +85,7 @@ pub fn layer_key(tree: &LayerTree, epoch: u64, compression: Compression) -> Laye
     h.update(format!("cairn {}\n", env!("CARGO_PKG_VERSION")));
     h.update(format!(
         "output-format {}\n",
-        crate::image::OUTPUT_FORMAT_VERSION
+        crate::oci::OUTPUT_FORMAT_VERSION
     ));
     let parameters = match compression {
         Compression::Gzip => {
@@ -120,10 +120,21 @@ pub fn layer_key(tree: &LayerTree, epoch: u64, compression: Compression) -> Laye
     LayerKey(Sha256Digest::from_hasher(h))
 }
 
+/// A store the layer cache is shared through, besides the local directory: today a
+/// registry repository (`crate::remote_cache`, `--cache-registry`). The store never
+/// fails a build: its problems become warnings on the local cache.
+pub trait SharedLayerStore: Send + Sync {
+    /// Downloads the entry for `key` into `local` (through [`LayerCache::adopt`]);
+    /// false if the store has none or it could not be fetched.
+    fn fetch(&self, key: &LayerKey, local: &LayerCache) -> bool;
+    /// Stores the entry for `key` (the blob from `local`) unless the store has it.
+    fn publish(&self, key: &LayerKey, local: &LayerCache, record: &LayerRecord);
+}
+
 /// What a cached layer is, wherever it is stored (a local entry, a registry cache's
 /// config blob).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub(super) struct LayerRecord {
+pub struct LayerRecord {
     pub digest: Sha256Digest,
     pub size: u64,
     pub diff_id: Sha256Digest,
@@ -219,7 +230,7 @@ pub struct LayerCache {
     /// Problems that did not stop the build (a full disk while storing, say).
     warnings: Mutex<Vec<String>>,
     /// A registry the cache is shared through (`--cache-registry`).
-    remote: Option<RemoteCache>,
+    remote: Option<Box<dyn SharedLayerStore>>,
     /// The stored blobs this build used or stored, with the identity checked or
     /// recorded then: what an image record of this build may vouch for.
     used: Mutex<BTreeMap<Sha256Digest, (LayerKey, CachedBlob)>>,
@@ -341,8 +352,8 @@ impl LayerCache {
 
     /// Shares the cache through a registry: misses are looked up there, and layers
     /// written or found locally are pushed there if it lacks them.
-    pub fn with_remote(mut self, remote: RemoteCache) -> Self {
-        self.remote = Some(remote);
+    pub fn with_remote(mut self, remote: impl SharedLayerStore + 'static) -> Self {
+        self.remote = Some(Box::new(remote));
         self
     }
 
@@ -378,7 +389,8 @@ impl LayerCache {
             .unwrap_or_default()
     }
 
-    pub(crate) fn warn(&self, message: String) {
+    /// Records a problem that does not stop the build.
+    pub fn warn(&self, message: String) {
         if let Ok(mut w) = self.warnings.lock() {
             w.push(message);
         }
@@ -388,11 +400,14 @@ impl LayerCache {
         self.entries.join(format!("{}.json", key.hex()))
     }
 
-    pub(super) fn blob_path(&self, digest: &Sha256Digest) -> PathBuf {
+    /// The path of the cached blob `digest`.
+    pub fn blob_path(&self, digest: &Sha256Digest) -> PathBuf {
         self.blobs.join(digest.hex())
     }
 
-    pub(super) fn tmp_path(&self) -> PathBuf {
+    /// A fresh path in the cache's `tmp/` to write a file that [`LayerCache::adopt`]
+    /// then moves into place.
+    pub fn tmp_path(&self) -> PathBuf {
         let n = self.next_tmp.fetch_add(1, Ordering::Relaxed);
         self.tmp.join(format!("{}-{n}", std::process::id()))
     }
@@ -441,12 +456,7 @@ impl LayerCache {
     /// exclusive lock on the cache: otherwise two builds storing the same blob could
     /// interleave, leaving an entry that names the other build's file, which `lookup`
     /// would then take for a blob changed in place.
-    pub(super) fn adopt(
-        &self,
-        tmp: &Path,
-        key: &LayerKey,
-        layer: LayerRecord,
-    ) -> Result<(), CacheError> {
+    pub fn adopt(&self, tmp: &Path, key: &LayerKey, layer: LayerRecord) -> Result<(), CacheError> {
         fs::set_permissions(tmp, fs::Permissions::from_mode(0o444)).map_err(io_err(tmp))?;
         let lock_path = self.tmp.join(".store.lock");
         let lock = fs::File::create(&lock_path).map_err(io_err(&lock_path))?;
@@ -745,7 +755,7 @@ pub fn write_layer(
         }
     }
     let blob = super::write_layer(tree, epoch, compression, jobs, layout, cancel, on_bytes)?;
-    debug_assert_eq!(blob.media_type(), media_type(compression));
+    debug_assert_eq!(blob.media_type(), compression.media_type());
     cache.store(&key, layout, &blob);
     if let Some(remote) = &cache.remote {
         remote.publish(&key, cache, &LayerRecord::of(&blob));

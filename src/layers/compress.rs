@@ -9,7 +9,7 @@
 //! the frame header and the parameters libzstd picks), nor the content checksum (the
 //! blob's SHA-256 already covers every byte).
 
-use crate::recipe::Compression;
+use crate::oci::compression::Compression;
 use std::io::{self, Write};
 
 use super::gzip::ParallelGzipWriter;
@@ -26,15 +26,6 @@ pub const ZSTD_LEVEL: i32 = 3;
 /// one thread that reads, hashes (SHA-256 twice, SHA-1) and tars the files is the
 /// limit. The bytes do not depend on the count.
 const ZSTD_MAX_WORKERS: usize = 4;
-
-/// The OCI media type of a layer compressed with `compression`.
-pub fn media_type(compression: Compression) -> &'static str {
-    match compression {
-        Compression::Gzip => "application/vnd.oci.image.layer.v1.tar+gzip",
-        Compression::Zstd => "application/vnd.oci.image.layer.v1.tar+zstd",
-        Compression::None => "application/vnd.oci.image.layer.v1.tar",
-    }
-}
 
 /// A writer that compresses what it is given into `W`.
 pub enum LayerEncoder<W: Write> {
@@ -173,7 +164,8 @@ mod tests {
         assert!(encode(&data, Compression::None, 2) == data);
         // Eight gzip members: cairn's own reader of gzip layers must read past the first.
         let mut decoded = Vec::new();
-        crate::base::media::decompressing(Compression::Gzip, &gzip[..])
+        Compression::Gzip
+            .decompressing(&gzip[..])
             .unwrap()
             .read_to_end(&mut decoded)
             .unwrap();

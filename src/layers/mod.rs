@@ -5,11 +5,10 @@
 
 pub mod cache;
 pub mod compress;
+pub mod debian;
 pub mod gzip;
-pub mod remote_cache;
 pub mod tar;
 pub mod tree;
-pub mod whiteout;
 
 pub use tree::{
     assemble, assemble_on, generated_layer, layer_from_entries, FileData, LayerTree, Origin,
@@ -17,8 +16,8 @@ pub use tree::{
 };
 
 use crate::digest::{HashingWriter, Sha256Digest};
+use crate::oci::compression::Compression;
 use crate::output::{LayoutWriter, OutputError};
-use crate::recipe::Compression;
 use std::sync::atomic::AtomicBool;
 
 /// A written layer blob.
@@ -37,7 +36,7 @@ pub struct LayerBlob {
     pub cached: bool,
     /// SHA-1 of each regular file written, by SHA-256.
     #[serde(skip)]
-    pub sha1: tar::Sha1Index,
+    pub sha1: crate::digest::Sha1Index,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -54,7 +53,7 @@ pub enum LayerError {
 impl LayerBlob {
     /// The OCI media type of the blob.
     pub fn media_type(&self) -> &'static str {
-        compress::media_type(self.compression)
+        self.compression.media_type()
     }
 }
 
@@ -77,7 +76,7 @@ pub fn write_layer(
     let compressed = compress::LayerEncoder::new(blob, compression, jobs)
         .map_err(|e| tar_err(tar::TarError::Write(e)))?;
     let uncompressed = HashingWriter::new(compressed);
-    let mut sha1 = tar::Sha1Index::new();
+    let mut sha1 = crate::digest::Sha1Index::new();
     let uncompressed =
         tar::write_tar(tree, epoch, uncompressed, cancel, on_bytes, &mut sha1).map_err(tar_err)?;
     let (diff_id, uncompressed_size, compressed) = uncompressed.finish();

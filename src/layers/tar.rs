@@ -8,7 +8,7 @@
 //! recorded when the source was resolved.
 
 use super::tree::{FileData, LayerTree, TreeEntryKind};
-use crate::digest::{HashingReader, Sha256Digest};
+use crate::digest::{HashingReader, Sha1Index, Sha256Digest};
 use sha1::{Digest as _, Sha1};
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
@@ -32,11 +32,6 @@ pub enum TarError {
 
 const USTAR_MAX_OCTAL_7: u64 = 0o7777777;
 const USTAR_MAX_OCTAL_11: u64 = 0o77777777777;
-
-/// SHA-1 of every regular file written, keyed by its SHA-256: SPDX requires SHA-1
-/// per file, and computing it in the same pass that writes the bytes means every file
-/// is read once.
-pub type Sha1Index = std::collections::BTreeMap<Sha256Digest, [u8; 20]>;
 
 /// Writes the layer's tar stream to `out` and returns it. `on_bytes` is told how many
 /// content bytes were written, for progress display; `sha1` receives each file's SHA-1.
@@ -392,8 +387,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
         std::fs::write(&path, b"original").unwrap();
-        let content = crate::resolve::Content {
-            location: crate::resolve::Location::Path(path.clone()),
+        let content = crate::snapshot::Content {
+            location: crate::snapshot::Location::Path(path.clone()),
             size: 8,
             sha256: crate::digest::Sha256Digest::of(b"original"),
         };

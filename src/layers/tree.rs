@@ -10,10 +10,11 @@
 //! - `remove` whiteouts name a path that exists in an earlier layer and is not written
 //!   again in the same layer.
 
-use super::whiteout::{self, remove_subtree, whiteout, Whiteout};
 use crate::base::fs::{layer_name as base_layer_name, BaseFs, BaseKind};
+use crate::oci::whiteout::{self, remove_subtree, whiteout, Whiteout};
 use crate::recipe::{Accounts, Diagnostic, ImagePath, LayerSpec, OpKind, Owner, Recipe, Span};
-use crate::resolve::{Content, LockedKind, ResolvedSources, SourceEntryKind};
+use crate::resolve::{LockedKind, ResolvedSources};
+use crate::snapshot::{Content, SourceEntryKind};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 

@@ -6,8 +6,8 @@
 //! its hash (what the next entry's `prev` names, and the Merkle leaf) is the SHA-256
 //! of the stored line without its newline.
 
-use crate::attest::keys::{self, Signature, Signer, SigningKey, VerifyingKey};
 use crate::digest::Sha256Digest;
+use crate::keys::{self, Signature, Signer, SigningKey, VerifyingKey};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -161,7 +161,7 @@ pub fn line_hash(line: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::image::canonical_json;
+    use crate::oci::json::canonical_json;
 
     fn entry() -> Entry {
         let details = [("env".to_string(), serde_json::json!("prod"))].into();

@@ -15,8 +15,8 @@ pub mod store;
 pub use entry::{Action, Actor, Entry};
 pub use store::{Contents, Ledger, LedgerError, Stored};
 
-use crate::attest::keys::{SigningKey, VerifyingKey};
 use crate::digest::Sha256Digest;
+use crate::keys::{SigningKey, VerifyingKey};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

@@ -2,14 +2,14 @@
 //! of golang.org/x/mod/sumdb/note) with Ed25519 keys, and the C2SP tlog-checkpoint
 //! note text (c2sp.org/tlog-checkpoint) that names a tree size and root.
 //!
-//! Takes note text and Ed25519 keys from [`crate::attest::keys`]. Gives notes that any
+//! Takes note text and Ed25519 keys from [`crate::keys`]. Gives notes that any
 //! signed-note implementation (Go's sumdb/note, transparency-dev witnesses) verifies,
 //! and verifies theirs: a note is accepted only with a valid signature by the given key
 //! (name and key ID both match); signatures by other keys are ignored, as the spec
 //! requires, so witnesses can cosign. Checkpoint text is parsed strictly, so one
 //! checkpoint has exactly one text.
 
-use crate::attest::keys::{Signature, Signer as _, SigningKey, VerifyingKey};
+use crate::keys::{Signature, Signer as _, SigningKey, VerifyingKey};
 use crate::ledger::merkle::Hash;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
@@ -346,7 +346,7 @@ impl Checkpoint {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::attest::keys;
+    use crate::keys;
     use crate::ledger::merkle;
 
     // The example keys and notes of golang.org/x/mod/sumdb/note (its package

@@ -12,7 +12,7 @@
 //! removal, insertion or reordering of entries.
 
 use super::entry::{line_hash, Entry, EntryError, GENESIS_PREV};
-use crate::attest::keys::{Signature, SigningKey, Verifier as _, VerifyingKey};
+use crate::keys::{Signature, SigningKey, Verifier as _, VerifyingKey};
 use rayon::prelude::*;
 use std::fs::File;
 use std::io::{self, Read as _, Write as _};
@@ -506,7 +506,7 @@ impl SignatureBatch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::attest::keys;
+    use crate::keys;
     use crate::ledger::entry::Action;
 
     fn entry(n: u64) -> Entry {

@@ -221,7 +221,7 @@ pub fn write_docker_archive(
         repo_tags: vec![format!("{}:{}", image.repo, image.tag)],
         layers: layer_names,
     }];
-    let manifest_json = crate::image::canonical_json(&manifest);
+    let manifest_json = crate::oci::json::canonical_json(&manifest);
     // The legacy `repositories` file names the top layer's v1 id; like skopeo, cairn
     // uses the layer chain id (docker's `CreateChainID`) as that id.
     let mut chain: Option<Sha256Digest> = None;
@@ -232,7 +232,7 @@ pub fn write_docker_archive(
         });
     }
     let top = chain.map(|c| c.hex()).unwrap_or_default();
-    let repositories = crate::image::canonical_json(&BTreeMap::from([(
+    let repositories = crate::oci::json::canonical_json(&BTreeMap::from([(
         image.repo.to_string(),
         BTreeMap::from([(image.tag.to_string(), top)]),
     )]));
@@ -299,13 +299,13 @@ fn decoder<'r>(
     media_type: &str,
     raw: impl Read + 'r,
 ) -> Result<Box<dyn Read + 'r>, ArchiveError> {
-    let Some(compression) = crate::base::layer_compression(media_type) else {
+    let Some(compression) = crate::oci::compression::Compression::of_layer(media_type) else {
         return Err(ArchiveError::Unsupported(format!(
             "layer {} has media type `{media_type}`, which a docker-archive cannot hold",
             blob.digest
         )));
     };
-    crate::base::decompressing(compression, raw).map_err(io_err(&blob.path))
+    compression.decompressing(raw).map_err(io_err(&blob.path))
 }
 
 /// Decompresses the layer into `sink`, checking the compressed bytes against the

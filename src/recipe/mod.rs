@@ -18,4 +18,5 @@ mod yaml_error;
 
 pub use diagnostic::Diagnostic;
 pub use model::*;
+pub use packages::valid_package_name;
 pub use parse::{load, parse, SCHEMA_VERSION};

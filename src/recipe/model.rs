@@ -3,6 +3,7 @@
 //! YAML; later stages take these types.
 
 use crate::digest::Sha256Digest;
+use crate::oci::compression::Compression;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -182,31 +183,6 @@ impl Recipe {
             .find(|spec| spec.name == layer)
             .and_then(|spec| spec.compression)
             .unwrap_or(self.compression)
-    }
-}
-
-/// How a layer blob is compressed; each is its own OCI layer media type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Compression {
-    /// `application/vnd.oci.image.layer.v1.tar+gzip`, deflate level 6.
-    #[default]
-    Gzip,
-    /// `application/vnd.oci.image.layer.v1.tar+zstd`, zstd level 3.
-    Zstd,
-    /// `application/vnd.oci.image.layer.v1.tar`.
-    None,
-}
-
-impl Compression {
-    pub const NAMES: [&'static str; 3] = ["gzip", "zstd", "none"];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Compression::Gzip => "gzip",
-            Compression::Zstd => "zstd",
-            Compression::None => "none",
-        }
     }
 }
 

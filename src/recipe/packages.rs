@@ -193,9 +193,19 @@ fn path_word(what: &str, s: &str) -> Result<(), Invalid> {
     }
 }
 
+/// Whether `name` is a Debian package name (Policy 5.6.7): `[a-z0-9][a-z0-9+.-]+`.
+pub fn valid_package_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    name.len() >= 2
+        && bytes
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+.-".contains(&b))
+}
+
 /// A Debian package name (Policy 5.6.7): `[a-z0-9][a-z0-9+.-]+`.
 fn package_name(s: &str) -> Result<(), Invalid> {
-    if crate::debian::index::valid_package_name(s) {
+    if valid_package_name(s) {
         Ok(())
     } else {
         Err(Invalid::new(format!("invalid package name `{s}`")).hint(

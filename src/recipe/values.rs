@@ -2,7 +2,8 @@
 //! where they appear. Each returns the value or an [`Invalid`] saying what is wrong
 //! and how to write it instead; the caller adds the position.
 
-use super::model::{Compression, ImagePath, ImagePathError, Mode, Owner, Platform};
+use super::model::{ImagePath, ImagePathError, Mode, Owner, Platform};
+use crate::oci::compression::Compression;
 
 /// What is wrong with one value, before we know where it is.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,11 +1,9 @@
 //! The distribution-spec operations: manifests, blobs and referrers, one method each.
 
 use super::client::{read_limited, registry_message, Body, Client, Request, Response};
-use super::{
-    referrers_tag, Reference, RegistryError, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX,
-    OCI_MANIFEST,
-};
+use super::{referrers_tag, Reference, RegistryError};
 use crate::digest::{HashingWriter, Sha256Digest};
+use crate::oci::media_type::{self, OCI_INDEX, OCI_MANIFEST};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -78,8 +76,6 @@ enum Source<'a> {
     Bytes(&'a [u8]),
 }
 
-const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
-
 impl Client {
     /// Pings `/v2/`: checks that a registry answers there, authenticating (for pull
     /// access to `image`'s repository) if it asks.
@@ -120,7 +116,8 @@ impl Client {
             self.repo_url(image)?,
             image.manifest_ref()
         );
-        let req = Request::new(Method::GET, url.clone(), image).header("Accept", MANIFEST_ACCEPT);
+        let req = Request::new(Method::GET, url.clone(), image)
+            .header("Accept", media_type::MANIFESTS.join(", "));
         let mut resp = self.send(&req)?;
         if resp.status() == StatusCode::NOT_FOUND {
             return Ok(None);
@@ -563,14 +560,9 @@ fn media_type_of(bytes: &[u8], content_type: Option<&str>) -> Option<String> {
                 OCI_MANIFEST.to_string()
             }
         });
-    [
-        OCI_MANIFEST,
-        OCI_INDEX,
-        DOCKER_MANIFEST,
-        DOCKER_MANIFEST_LIST,
-    ]
-    .contains(&candidate.as_str())
-    .then_some(candidate)
+    media_type::MANIFESTS
+        .contains(&candidate.as_str())
+        .then_some(candidate)
 }
 
 /// The parts of an image manifest or index that push and pull follow.
@@ -603,7 +595,7 @@ impl ManifestJson {
 
     /// Whether this is an index (its children are manifests, not blobs).
     pub fn is_index(&self, media_type: &str) -> bool {
-        media_type == OCI_INDEX || media_type == DOCKER_MANIFEST_LIST
+        media_type::is_index(media_type)
     }
 
     /// The blobs an image manifest names: config, then layers.

@@ -32,11 +32,6 @@ pub use reference::Reference;
 use crate::digest::Sha256Digest;
 use std::path::PathBuf;
 
-pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
     #[error(

@@ -9,7 +9,9 @@
 use super::api::{Descriptor, ManifestJson};
 use super::{Client, Reference, RegistryError};
 use crate::digest::Sha256Digest;
-use crate::image::{canonical_json, REF_NAME_ANNOTATION};
+use crate::oci::annotation;
+use crate::oci::json::canonical_json;
+use crate::oci::media_type::OCI_INDEX;
 use crate::output::LayoutWriter;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -162,7 +164,7 @@ pub fn pull_to_layout(
 
     let mut annotations = BTreeMap::new();
     if let Some(tag) = &image.tag {
-        annotations.insert(REF_NAME_ANNOTATION.to_string(), tag.clone());
+        annotations.insert(annotation::REF_NAME.to_string(), tag.clone());
     }
     let mut listed = vec![Descriptor {
         media_type: root.media_type.clone(),
@@ -203,7 +205,7 @@ pub fn pull_to_layout(
     }
     let index = serde_json::json!({
         "schemaVersion": 2,
-        "mediaType": super::OCI_INDEX,
+        "mediaType": OCI_INDEX,
         "manifests": listed,
     });
     let blobs = puller.blobs_done.len();

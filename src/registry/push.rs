@@ -12,9 +12,10 @@
 
 use super::api::{Descriptor, IndexJson, ManifestJson};
 use super::referrers::{update_cosign_attestations, update_referrers_tag, Envelope};
-use super::{BlobPush, Client, Reference, RegistryError, OCI_MANIFEST};
-use crate::attest::{DSSE_MEDIA_TYPE, PREDICATE_TYPE_ANNOTATION};
+use super::{BlobPush, Client, Reference, RegistryError};
 use crate::digest::Sha256Digest;
+use crate::oci::annotation;
+use crate::oci::media_type::{DOCKER_MANIFEST, DSSE_ENVELOPE, OCI_MANIFEST};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -313,18 +314,18 @@ fn attach_referrers(
         }
         let envelopes: Vec<Envelope> = listed
             .iter()
-            .filter(|r| r.parsed.artifact_type.as_deref() == Some(DSSE_MEDIA_TYPE))
+            .filter(|r| r.parsed.artifact_type.as_deref() == Some(DSSE_ENVELOPE))
             .flat_map(|r| {
                 let predicate_type = r
                     .parsed
                     .annotations
-                    .get(PREDICATE_TYPE_ANNOTATION)
+                    .get(annotation::PREDICATE_TYPE)
                     .cloned()
                     .unwrap_or_default();
                 r.parsed
                     .layers
                     .iter()
-                    .filter(|l| l.media_type == DSSE_MEDIA_TYPE)
+                    .filter(|l| l.media_type == DSSE_ENVELOPE)
                     .map(move |l| {
                         Ok(Envelope {
                             digest: l.sha256()?,
@@ -367,7 +368,7 @@ fn collect_children(
             let child = reader.read_manifest(child)?;
             collect_children(reader, child, out, depth + 1)?;
         }
-    } else if media_type != OCI_MANIFEST && media_type != super::DOCKER_MANIFEST {
+    } else if media_type != OCI_MANIFEST && media_type != DOCKER_MANIFEST {
         return Err(RegistryError::Layout(format!(
             "manifest {} has media type {media_type}, which cairn push does not know",
             manifest.digest

@@ -11,20 +11,12 @@
 //!   tools attached stay.
 
 use super::api::{Descriptor, ManifestJson};
-use super::{
-    cosign_attestation_tag, referrers_tag, Client, Reference, RegistryError, OCI_INDEX,
-    OCI_MANIFEST,
-};
-use crate::attest::DSSE_MEDIA_TYPE;
+use super::{cosign_attestation_tag, referrers_tag, Client, Reference, RegistryError};
 use crate::digest::Sha256Digest;
-use crate::image::canonical_json;
+use crate::oci::annotation::{COSIGN_PREDICATE_TYPE, COSIGN_SIGNATURE};
+use crate::oci::json::canonical_json;
+use crate::oci::media_type::{DSSE_ENVELOPE, OCI_CONFIG, OCI_INDEX, OCI_MANIFEST};
 use std::collections::BTreeMap;
-
-/// The annotation cosign puts on each signature and attestation layer (its value is
-/// the base64 signature for simple signing, empty for DSSE attestations).
-pub const COSIGN_SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
-/// The annotation cosign puts on attestation layers: the in-toto predicate type.
-pub const COSIGN_PREDICATE_TYPE_ANNOTATION: &str = "predicateType";
 
 /// Merges `referrers` into the index at `subject`'s referrers tag (creating it);
 /// returns the tag. Writes nothing when the tag already lists them all.
@@ -100,16 +92,13 @@ pub fn update_cosign_attestations(
             continue;
         }
         layers.push(Descriptor {
-            media_type: DSSE_MEDIA_TYPE.to_string(),
+            media_type: DSSE_ENVELOPE.to_string(),
             digest,
             size: e.size,
             artifact_type: None,
             annotations: BTreeMap::from([
-                (COSIGN_SIGNATURE_ANNOTATION.to_string(), String::new()),
-                (
-                    COSIGN_PREDICATE_TYPE_ANNOTATION.to_string(),
-                    e.predicate_type.clone(),
-                ),
+                (COSIGN_SIGNATURE.to_string(), String::new()),
+                (COSIGN_PREDICATE_TYPE.to_string(), e.predicate_type.clone()),
             ]),
             platform: None,
         });
@@ -132,7 +121,7 @@ pub fn update_cosign_attestations(
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
         "config": {
-            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "mediaType": OCI_CONFIG,
             "digest": config_digest.to_string(),
             "size": config.len(),
         },

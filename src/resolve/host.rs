@@ -7,8 +7,8 @@
 //! fresh checkout under any umask gives the same digest.
 
 use super::hash_index::{FileStamp, HashIndex, Record};
-use super::tree::{Content, Location, SourceEntry, SourceEntryKind, SourceTree};
 use crate::digest::{sha256_reader, Sha256Digest};
+use crate::snapshot::{Content, Location, SourceEntry, SourceEntryKind, SourceTree};
 use rayon::prelude::*;
 use std::collections::HashMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};

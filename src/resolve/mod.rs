@@ -8,21 +8,21 @@
 //! `signature:` is verified ([`signature`]) before it is snapshotted or unpacked, and
 //! the digest pinned for it is that of the bytes the signature was verified over.
 
-pub mod archive;
+pub mod base;
 pub mod hash_index;
 mod host;
 pub mod lock;
+pub mod packages;
 pub mod platforms;
 pub mod signature;
-pub mod tree;
 
 use hash_index::HashIndex;
 pub use host::normalised_file_mode;
 pub use lock::{lock_path_for, LockedKind, LockedSource, Lockfile};
-pub use tree::{Content, Location, SourceEntry, SourceEntryKind, SourceTree};
 
 use crate::digest::Sha256Digest;
 use crate::recipe::{Diagnostic, Recipe, SignatureSpec, SourceKind, SourceSpec};
+use crate::snapshot::{archive, SourceEntryKind, SourceTree};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -55,7 +55,7 @@ pub struct ResolvedSources {
     /// Whether `lock` differs from the lock that was read.
     pub lock_changed: bool,
     pub warnings: Vec<String>,
-    /// The recipe's Debian packages, once installed ([`crate::debian::build_hook`]).
+    /// The recipe's Debian packages, once installed ([`packages::hook_install`]).
     pub packages: Option<crate::debian::InstalledPackages>,
 }
 

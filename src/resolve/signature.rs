@@ -2,7 +2,7 @@
 //! the recipe trusts, before the source is used.
 //!
 //! Takes the signed file, its signature file and an Ed25519 public key file (SPKI PEM
-//! or an OpenSSH `ssh-ed25519` line, see [`crate::attest::keys`]). Two signature
+//! or an OpenSSH `ssh-ed25519` line, see [`crate::keys`]). Two signature
 //! formats are accepted, told apart by content:
 //! - sshsig, the armored `-----BEGIN SSH SIGNATURE-----` text that
 //!   `ssh-keygen -Y sign -f <key> -n file <file>` writes (OpenSSH `PROTOCOL.sshsig`,
@@ -15,8 +15,8 @@
 //! digest of exactly the bytes the signature was checked against, so the caller can
 //! make sure it pins those bytes. Every problem is an error: nothing is used unverified.
 
-use crate::attest::keys::{self, KeyError, Signature, SshReader, VerifyingKey};
 use crate::digest::Sha256Digest;
+use crate::keys::{self, KeyError, Signature, SshReader, VerifyingKey};
 use base64::Engine as _;
 use ed25519_dalek::StreamVerifier;
 use sha2::{Digest as _, Sha256, Sha512};

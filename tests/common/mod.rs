@@ -194,8 +194,8 @@ pub fn signed_file_recipe(dir: &Path) -> SignedFileRecipe {
         );
     }
     let public = private.with_extension("pub");
-    let signer = cairn::attest::keys::key_id(
-        &cairn::attest::keys::read_public(&public).expect("ssh-keygen wrote an ed25519 key"),
+    let signer = cairn::keys::key_id(
+        &cairn::keys::read_public(&public).expect("ssh-keygen wrote an ed25519 key"),
     );
     let tool_sha256 = cairn::digest::Sha256Digest::of(&std::fs::read(&tool).unwrap()).hex();
     let recipe = write_recipe(

@@ -17,6 +17,8 @@ mod bench_tree;
 mod measure;
 mod prng;
 mod test_suite;
+#[cfg(test)]
+mod tidy;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

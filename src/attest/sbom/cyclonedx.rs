@@ -18,7 +18,7 @@ use super::{
     SbomInput, Supplier,
 };
 use crate::attest::contents::{FileOrigin, ImageFile, SourceInfo};
-use crate::image::rfc3339;
+use crate::oci::time::rfc3339;
 use crate::resolve::LockedKind;
 use serde::ser::{SerializeSeq, SerializeStruct, Serializer};
 use serde::Serialize;

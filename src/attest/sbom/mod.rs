@@ -16,18 +16,13 @@ pub use cyclonedx::{cyclonedx_json, write_cyclonedx_json};
 pub use spdx::{spdx_json, write_spdx_json};
 
 use crate::attest::contents::{BaseInfo, FileOrigin, ImageContents, ImageFile, SourceInfo};
-use crate::digest::Sha256Digest;
+use crate::digest::{Sha1Index, Sha256Digest};
 use crate::resolve::LockedKind;
 use serde::Serialize;
 use sha1::{Digest as _, Sha1};
 
 pub const SPDX_MEDIA_TYPE: &str = "application/spdx+json";
 pub const CYCLONEDX_MEDIA_TYPE: &str = "application/vnd.cyclonedx+json";
-
-/// SHA-1 of file contents, keyed by their SHA-256. SPDX 2.3 requires a SHA-1 checksum on
-/// every file; the layer writer can compute it in the same pass that re-hashes each
-/// source with SHA-256, so no file is read twice.
-pub use crate::layers::tar::Sha1Index;
 
 #[derive(Debug, Serialize)]
 pub struct SbomInput<'a> {

@@ -20,7 +20,7 @@ use super::{
     SbomError, SbomInput, Supplier,
 };
 use crate::attest::contents::{BaseInfo, ImageFile, SourceInfo};
-use crate::image::rfc3339;
+use crate::oci::time::rfc3339;
 use crate::resolve::LockedKind;
 use serde::ser::{SerializeSeq, Serializer};
 use serde::Serialize;

@@ -1,4 +1,5 @@
-//! Ed25519 keys for signing attestations and verifying signed sources.
+//! Ed25519 keys for signing attestations and ledger entries and verifying signed
+//! sources; below every stage, so `resolve`, `attest` and `ledger` share them.
 //!
 //! Private keys are PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`, what `openssl genpkey
 //! -algorithm ed25519` writes); public keys are SPKI PEM (`-----BEGIN PUBLIC KEY-----`)

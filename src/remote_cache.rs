@@ -17,10 +17,11 @@
 //! build slower, never different: the key says what the layer contains, the digest what
 //! its bytes are. Registry problems never fail a build; they become warnings.
 
-use super::cache::{LayerCache, LayerKey, LayerRecord};
 use crate::digest::Sha256Digest;
-use crate::image::canonical_json;
-use crate::registry::{Client, Descriptor, Reference, RegistryError, OCI_MANIFEST};
+use crate::layers::cache::{CacheError, LayerCache, LayerKey, LayerRecord, SharedLayerStore};
+use crate::oci::json::canonical_json;
+use crate::oci::media_type::OCI_MANIFEST;
+use crate::registry::{Client, Descriptor, Reference, RegistryError};
 use std::fs;
 use std::io::BufWriter;
 
@@ -32,12 +33,11 @@ enum RemoteError {
     #[error(transparent)]
     Registry(#[from] RegistryError),
     #[error(transparent)]
-    Cache(#[from] super::cache::CacheError),
+    Cache(#[from] CacheError),
     #[error("{0}")]
     Invalid(String),
 }
 
-/// A registry repository holding layer cache entries.
 /// The parts of an entry manifest that a fetch follows.
 #[derive(serde::Deserialize)]
 struct EntryManifest {
@@ -46,6 +46,7 @@ struct EntryManifest {
     layers: Vec<Descriptor>,
 }
 
+/// A registry repository holding layer cache entries.
 pub struct RemoteCache {
     client: Client,
     repository: Reference,
@@ -59,21 +60,6 @@ impl RemoteCache {
     fn entry_ref(&self, key: &LayerKey) -> Reference {
         self.repository
             .with_tag(&format!("cairn-layer-{}", key.hex()))
-    }
-
-    /// Downloads the entry for `key` into `local`; false if the registry has none or it
-    /// could not be fetched (with a warning).
-    pub(super) fn fetch(&self, key: &LayerKey, local: &LayerCache) -> bool {
-        match self.try_fetch(key, local) {
-            Ok(found) => found,
-            Err(e) => {
-                local.warn(format!(
-                    "layer cache registry {}: could not fetch an entry: {e}",
-                    self.repository
-                ));
-                false
-            }
-        }
     }
 
     fn try_fetch(&self, key: &LayerKey, local: &LayerCache) -> Result<bool, RemoteError> {
@@ -127,17 +113,6 @@ impl RemoteCache {
         Ok(true)
     }
 
-    /// Pushes the entry for `key` (the blob from `local`) unless the registry has it.
-    /// Failures become warnings.
-    pub(super) fn publish(&self, key: &LayerKey, local: &LayerCache, record: &LayerRecord) {
-        if let Err(e) = self.try_publish(key, local, record) {
-            local.warn(format!(
-                "layer cache registry {}: could not store an entry: {e}",
-                self.repository
-            ));
-        }
-    }
-
     fn try_publish(
         &self,
         key: &LayerKey,
@@ -167,7 +142,7 @@ impl RemoteCache {
             "artifactType": ARTIFACT_TYPE,
             "config": descriptor(ENTRY_MEDIA_TYPE, &record_digest, record_json.len() as u64),
             "layers": [descriptor(
-                super::compress::media_type(record.compression),
+                record.compression.media_type(),
                 &record.digest,
                 record.size,
             )],
@@ -175,6 +150,34 @@ impl RemoteCache {
         self.client
             .put_manifest(&target, &canonical_json(&manifest), OCI_MANIFEST)?;
         Ok(())
+    }
+}
+
+impl SharedLayerStore for RemoteCache {
+    /// Downloads the entry for `key` into `local`; false if the registry has none or it
+    /// could not be fetched (with a warning).
+    fn fetch(&self, key: &LayerKey, local: &LayerCache) -> bool {
+        match self.try_fetch(key, local) {
+            Ok(found) => found,
+            Err(e) => {
+                local.warn(format!(
+                    "layer cache registry {}: could not fetch an entry: {e}",
+                    self.repository
+                ));
+                false
+            }
+        }
+    }
+
+    /// Pushes the entry for `key` (the blob from `local`) unless the registry has it.
+    /// Failures become warnings.
+    fn publish(&self, key: &LayerKey, local: &LayerCache, record: &LayerRecord) {
+        if let Err(e) = self.try_publish(key, local, record) {
+            local.warn(format!(
+                "layer cache registry {}: could not store an entry: {e}",
+                self.repository
+            ));
+        }
     }
 }
 

@@ -1,3 +1,7 @@
+//! Tests of archive unpacking: every format round-trips its members, sorted and staged
+//! once; unsafe names, links through symlinks, duplicates and corrupt or truncated
+//! archives are refused.
+
 use super::*;
 use std::sync::Arc;
 use tar::{Builder, Header};

@@ -31,7 +31,7 @@
 //! writes every time as the epoch), user and group names, xattrs, PAX global headers
 //! and every PAX record other than `path`, `linkpath`, `size`, `uid` and `gid`.
 
-use super::tree::{Content, Location, SourceEntry, SourceEntryKind, SourceTree};
+use super::{Content, Location, SourceEntry, SourceEntryKind, SourceTree};
 use crate::digest::{HashingReader, HashingWriter, Sha256Digest};
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;

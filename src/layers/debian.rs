@@ -1,4 +1,5 @@
-//! Spreading installed packages over at most `max_layers` layers, below the recipe's
+//! The layers of the recipe's Debian packages ([`crate::debian`] installs them):
+//! spreading installed packages over at most `max_layers` layers, below the recipe's
 //! own, each package whole in one layer with its dpkg metadata.
 //!
 //! A package goes to layer `H(name) mod max_layers`, H being the first 8 bytes of
@@ -14,18 +15,26 @@
 //! stanza with `Status: install ok installed` added after `Package:`, and
 //! `/var/lib/dpkg/status.d/<name>.md5sums` the package's md5sums file when it has one.
 
-use super::InstalledPackage;
+use super::{FileData, LayerTree, Origin, TreeEntry, TreeEntryKind, TreeError};
+use crate::debian::{source_name, InstalledPackage};
 use crate::digest::Sha256Digest;
-use crate::layers::{self, FileData, LayerTree, Origin, TreeEntry, TreeEntryKind, TreeError};
 use crate::recipe::{Diagnostic, ImagePath, Owner, Recipe};
-use crate::resolve::{SourceEntry, SourceEntryKind};
+use crate::snapshot::{SourceEntry, SourceEntryKind};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// The SBOM source name of a package: `deb:<name>` (recipe source names cannot hold
-/// `:`, so the two never clash).
-pub fn source_name(package: &str) -> String {
-    format!("deb:{package}")
+/// The package layers of the packages [`crate::resolve::packages::hook_install`] installed (none without packages).
+pub fn hook_layers(
+    recipe: &Recipe,
+    resolved: &crate::resolve::ResolvedSources,
+    base: Option<&crate::base::BaseFs>,
+) -> Result<Vec<LayerTree>, TreeError> {
+    match (&resolved.packages, &recipe.packages) {
+        (Some(installed), Some(spec)) => {
+            package_layers(recipe, base, &installed.packages, spec.max_layers)
+        }
+        _ => Ok(Vec::new()),
+    }
 }
 
 /// The name of the package layer for bucket `i`.
@@ -113,12 +122,12 @@ pub fn package_layers(
             .map(|(k, e)| {
                 let path =
                     // Archive paths are normalised and package names checked
-                    // (index::valid_package_name): every key is an image path.
+                    // (recipe::valid_package_name): every key is an image path.
                     ImagePath::parse(&format!("/{k}")).expect("checked paths");
                 (path, e)
             })
             .collect();
-        layers.push(layers::layer_from_entries(
+        layers.push(super::layer_from_entries(
             recipe,
             base,
             &layers,

@@ -1,17 +1,17 @@
 //! `cairn trace DISK PATH|SHA256`: where a file in a VM disk came from. The file is
-//! looked up in the disk's root file system as read back ([`super::read`]), its mode
+//! looked up in the disk's root file system as read back ([`crate::disk::read`]), its mode
 //! and owner from its inode, and its origin (layer, source, member, recipe line) from
 //! the SBOM embedded in the disk; source signers and the recipe name come from the
 //! disk's provenance statement beside it, when there is one (not verified here:
 //! `cairn verify` does that).
 
-use super::read::{self, ReadError};
-use super::verify::{attestations_path, disk_name};
+use super::{recipe_and_signers, SbomIndex, Trace, TracedFile, TracedLayer};
 use crate::attest::dsse::Envelope;
 use crate::attest::intoto::{Provenance, Statement, SLSA_PROVENANCE_V1};
 use crate::build::SBOM_DIR;
 use crate::digest::Sha256Digest;
-use crate::trace::{recipe_and_signers, SbomIndex, Trace, TracedFile, TracedLayer};
+use crate::disk::read::{self, ReadError};
+use crate::verify::disk::{attestations_path, disk_name};
 use std::path::Path;
 
 pub fn trace(disk: &Path, query: &str) -> Result<Trace, ReadError> {

@@ -2,11 +2,11 @@
 //! `@sha256:` of a `ref:`), else from the lock file, else (unless `--locked`) from
 //! resolving the reference now, which is then written to the lock file.
 
-use super::{BaseError, BaseStore};
+use super::lock::LockedBase;
+use super::{LockMode, Lockfile};
+use crate::base::{BaseError, BaseStore};
 use crate::digest::Sha256Digest;
 use crate::recipe::BaseSpec;
-use crate::resolve::lock::LockedBase;
-use crate::resolve::{LockMode, Lockfile};
 
 /// Why the base cannot be pinned.
 #[derive(Debug, thiserror::Error)]

@@ -3,7 +3,7 @@
 //! `<name>.disk.intoto.jsonl` beside the disk (`<name>.raw` or `<name>.qcow2`).
 //!
 //! 1. `disk`: the disk has a valid GPT with a `root` partition whose ext4 file system
-//!    e2fsprogs can read ([`super::read`]).
+//!    e2fsprogs can read ([`crate::disk::read`]).
 //! 2. `signatures`: every envelope verifies with a trusted key, and at least one does.
 //! 3. `subject`: every statement names this disk file's SHA-256.
 //! 4. `provenance`: a signed SLSA v1 provenance statement is present.
@@ -17,12 +17,12 @@
 //! 7. `policy`: the policy's rules on source digests and signers hold.
 //! 8. `rebuild` (with a rebuilt digest): a fresh build gives the same disk bytes.
 
-use super::read;
+use super::{check_policy, compare_files, spdx_file_sha256s, Checks, Policy, Verdict};
 use crate::attest::dsse::{Envelope, INTOTO_PAYLOAD_TYPE};
 use crate::attest::intoto::{Provenance, Statement, SLSA_PROVENANCE_V1, SPDX_PREDICATE};
-use crate::attest::keys::VerifyingKey;
 use crate::build::SBOM_DIR;
-use crate::verify::{check_policy, compare_files, spdx_file_sha256s, Checks, Policy, Verdict};
+use crate::disk::{read, uki};
+use crate::keys::VerifyingKey;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -257,7 +257,7 @@ fn check_boot(disk: &Path, root: &read::RootFiles, provenance: &Provenance, chec
     let sha = |b: &[u8]| crate::digest::Sha256Digest::of(b).hex();
     let mut problems = Vec::new();
     let what = match (vm["boot"].as_str(), &root.uki) {
-        (Some("uefi"), Some(uki)) => match super::uki::sections(uki) {
+        (Some("uefi"), Some(uki)) => match uki::sections(uki) {
             Ok(sections) => {
                 let get = |n: &str| sections.iter().find(|s| s.name == n).map(|s| s.bytes);
                 if get(".linux").map(sha).as_deref() != Some(kernel_sha) {

@@ -1,7 +1,8 @@
 //! OCI whiteouts and the file-system bookkeeping every reader of layers needs:
 //! applying a layer removes what its whiteouts name, and a non-directory replaces a
-//! whole subtree. One implementation, shared by the layer assembler, the SBOM's view
-//! of the image and the layout readers (`inspect`, `verify`, `trace`, `diff`).
+//! whole subtree. One implementation, shared by the layer assembler, the base image's
+//! file system, the SBOM's view of the image, the disk and the layout readers
+//! (`inspect`, `verify`, `trace`, `diff`).
 
 use std::borrow::Borrow;
 use std::collections::BTreeMap;

@@ -3,6 +3,11 @@
 //!
 //! Paths and contents are shared (`Arc`), not copied, by the layer trees and the image's
 //! file list built from a snapshot: a tree of tens of thousands of files is held once.
+//!
+//! Below every stage: `resolve` snapshots the recipe's sources and `debian` its
+//! packages, both unpacking archives with [`archive`].
+
+pub mod archive;
 
 use crate::digest::Sha256Digest;
 use std::borrow::Cow;
