@@ -18,9 +18,11 @@
 //! its bytes are. Registry problems never fail a build; they become warnings.
 
 use super::cache::{LayerCache, LayerKey, LayerRecord};
+use crate::diag::{self, Diagnose};
 use crate::digest::Sha256Digest;
 use crate::image::canonical_json;
 use crate::registry::{Client, Descriptor, Reference, RegistryError, OCI_MANIFEST};
+use std::borrow::Cow;
 use std::fs;
 use std::io::BufWriter;
 
@@ -35,6 +37,15 @@ enum RemoteError {
     Cache(#[from] super::cache::CacheError),
     #[error("{0}")]
     Invalid(String),
+}
+
+impl Diagnose for RemoteError {
+    fn hint(&self) -> Option<Cow<'_, str>> {
+        match self {
+            RemoteError::Registry(e) => e.hint(),
+            RemoteError::Cache(_) | RemoteError::Invalid(_) => None,
+        }
+    }
 }
 
 /// A registry repository holding layer cache entries.
@@ -67,9 +78,12 @@ impl RemoteCache {
         match self.try_fetch(key, local) {
             Ok(found) => found,
             Err(e) => {
-                local.warn(format!(
-                    "layer cache registry {}: could not fetch an entry: {e}",
-                    self.repository
+                local.warn(diag::warning(
+                    &format_args!(
+                        "layer cache registry {}: could not fetch an entry: {e}",
+                        self.repository
+                    ),
+                    &e,
                 ));
                 false
             }
@@ -131,9 +145,12 @@ impl RemoteCache {
     /// Failures become warnings.
     pub(super) fn publish(&self, key: &LayerKey, local: &LayerCache, record: &LayerRecord) {
         if let Err(e) = self.try_publish(key, local, record) {
-            local.warn(format!(
-                "layer cache registry {}: could not store an entry: {e}",
-                self.repository
+            local.warn(diag::warning(
+                &format_args!(
+                    "layer cache registry {}: could not store an entry: {e}",
+                    self.repository
+                ),
+                &e,
             ));
         }
     }

@@ -288,7 +288,8 @@ mod tests {
             ),
         ];
         for (fields, expected) in cases {
-            let err = parse_with(fields).unwrap_err().to_string();
+            let err = parse_with(fields).unwrap_err();
+            let err = crate::diag::Report::of(&err).to_string();
             assert!(err.contains(expected), "{fields}: {err}");
             assert!(err.contains("= help:"), "{fields}: {err}");
         }

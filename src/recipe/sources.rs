@@ -231,8 +231,8 @@ mod tests {
         ];
         for (signature, expected) in cases {
             let err = parse_sources(&format!("  app: {{ path: app, signature: {signature} }}\n"))
-                .unwrap_err()
-                .to_string();
+                .unwrap_err();
+            let err = crate::diag::Report::of(&err).to_string();
             assert!(err.contains(expected), "{signature}: {err}");
             assert!(err.contains("= help:"), "{signature}: {err}");
         }

@@ -14,6 +14,7 @@ use super::api::{Descriptor, IndexJson, ManifestJson};
 use super::referrers::{update_cosign_attestations, update_referrers_tag, Envelope};
 use super::{BlobPush, Client, Reference, RegistryError, OCI_MANIFEST};
 use crate::attest::{DSSE_MEDIA_TYPE, PREDICATE_TYPE_ANNOTATION};
+use crate::diag::Interrupted;
 use crate::digest::Sha256Digest;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -28,7 +29,7 @@ pub trait PushObserver: Sync {
     /// A blob is done (uploaded, present or mounted).
     fn blob_finished(&self, _digest: &Sha256Digest, _outcome: BlobPush) {}
     /// Asked between steps: `true` stops the push before the next blob or manifest
-    /// ([`RegistryError::Interrupted`]); nothing is tagged then.
+    /// ([`Interrupted`]); nothing is tagged then.
     fn cancelled(&self) -> bool {
         false
     }
@@ -437,7 +438,7 @@ fn push_blobs(
 
 fn stop_if_cancelled(observer: &dyn PushObserver) -> Result<(), RegistryError> {
     if observer.cancelled() {
-        Err(RegistryError::Interrupted)
+        Err(Interrupted.into())
     } else {
         Ok(())
     }
