@@ -14,6 +14,7 @@ use crate::attest::contents::BaseInfo;
 use crate::attest::{contents, dsse, intoto, sbom};
 use crate::base::{self, BaseImage, BaseLayer, BaseStore};
 use crate::debian::{self, DebianError};
+use crate::diag::{self, Diagnose, Interrupted};
 use crate::digest::Sha256Digest;
 use crate::disk;
 use crate::image::{self, Artifact, ImageError};
@@ -28,6 +29,7 @@ use crate::resolve::{self, lock::LockError, platforms, LockMode, Lockfile, Resol
 use crate::snapshot::{Content, Location};
 use crate::warm;
 use serde::Serialize;
+use std::borrow::Cow;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -159,16 +161,52 @@ pub enum BuildError {
     #[error("{0}")]
     Unsupported(String),
     #[error("interrupted; the previous output, if any, is unchanged")]
-    Interrupted,
+    Interrupted(#[from] Interrupted),
+}
+
+impl Diagnose for BuildError {
+    fn hint(&self) -> Option<Cow<'_, str>> {
+        match self {
+            BuildError::Lock(e) => e.hint(),
+            BuildError::Resolve(e) => e.hint(),
+            BuildError::Packages(e) => e.hint(),
+            BuildError::Tree(e) => e.hint(),
+            BuildError::Layer(e) => e.hint(),
+            BuildError::Disk(e) => e.hint(),
+            BuildError::Base(diagnostic) => diagnostic.hint(),
+            BuildError::Image(_)
+            | BuildError::Sbom(_)
+            | BuildError::Output(_)
+            | BuildError::Unsupported(_)
+            | BuildError::Interrupted(_) => None,
+        }
+    }
+
+    fn location(&self) -> Option<diag::Location<'_>> {
+        match self {
+            BuildError::Resolve(e) => e.location(),
+            BuildError::Packages(e) => e.location(),
+            BuildError::Tree(e) => e.location(),
+            BuildError::Disk(e) => e.location(),
+            BuildError::Base(diagnostic) => diagnostic.location(),
+            BuildError::Lock(_)
+            | BuildError::Layer(_)
+            | BuildError::Image(_)
+            | BuildError::Sbom(_)
+            | BuildError::Output(_)
+            | BuildError::Unsupported(_)
+            | BuildError::Interrupted(_) => None,
+        }
+    }
 }
 
 impl From<LayerError> for BuildError {
     fn from(e: LayerError) -> Self {
         match e {
             LayerError::Tar {
-                source: layers::tar::TarError::Interrupted,
+                source: layers::tar::TarError::Interrupted(interrupted),
                 ..
-            } => BuildError::Interrupted,
+            } => BuildError::Interrupted(interrupted),
             e => BuildError::Layer(e),
         }
     }
@@ -309,7 +347,7 @@ pub fn build(
         });
     }
     if opts.cancel.load(Ordering::Relaxed) {
-        return Err(BuildError::Interrupted);
+        return Err(Interrupted.into());
     }
     let stale = side_file_names(recipe);
     let layout_path = match opts.format {
@@ -500,15 +538,15 @@ fn resolve_inputs<'c>(
     };
     let base = match &recipe.base {
         Some(spec) => {
-            let error = |message: String, hint: &str| {
+            let error = |cause: &dyn Diagnose| {
                 BuildError::Base(Box::new(
-                    Diagnostic::new(&recipe.file, spec.span, message).with_hint(hint),
+                    Diagnostic::new(&recipe.file, spec.span, cause.to_string()).with_hint_of(cause),
                 ))
             };
             let store = base::open_store(&recipe.file.dir, &spec.source, registry, staging)
-                .map_err(|e| error(e.to_string(), e.hint()))?;
-            let (digest, entry, warning) = resolve::base::pin(spec, store.as_ref(), lock, mode)
-                .map_err(|e| error(e.to_string(), e.hint()))?;
+                .map_err(|e| error(&e))?;
+            let (digest, entry, warning) =
+                resolve::base::pin(spec, store.as_ref(), lock, mode).map_err(|e| error(&e))?;
             new_lock.base = Some(entry);
             warnings.extend(warning);
             Some(PinnedBase {
@@ -602,7 +640,7 @@ fn build_platform_image(
                         pinned.span,
                         format!("base image {} ({}): {e}", pinned.reference, pinned.digest),
                     )
-                    .with_hint(e.hint()),
+                    .with_hint_of(&e),
                 ))
             };
             let image = base::select(
@@ -614,7 +652,7 @@ fn build_platform_image(
             .map_err(error)?;
             let fs = base::copy_layers(pinned.store.as_ref(), &image, layout, &opts.cancel)
                 .map_err(|e| match e {
-                    base::BaseError::Interrupted => BuildError::Interrupted,
+                    base::BaseError::Interrupted(interrupted) => interrupted.into(),
                     e => error(e),
                 })?;
             (Some(image), Some(fs))
@@ -714,7 +752,7 @@ fn build_platform_image(
     let disk = match job.disk {
         Some(plan) => {
             if opts.cancel.load(Ordering::Relaxed) {
-                return Err(BuildError::Interrupted);
+                return Err(Interrupted.into());
             }
             observer.stage("disk");
             let spdx_path = layout.blob_path(&spdx.digest);
@@ -843,7 +881,7 @@ fn write_layers_and_sboms(
 
     let write = |tree: &layers::LayerTree| -> Result<LayerBlob, BuildError> {
         if opts.cancel.load(Ordering::Relaxed) {
-            return Err(BuildError::Interrupted);
+            return Err(Interrupted.into());
         }
         let content_bytes = tree
             .entries

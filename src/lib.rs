@@ -17,6 +17,7 @@ pub mod attest;
 pub mod base;
 pub mod build;
 pub mod debian;
+pub mod diag;
 pub mod diff;
 pub mod digest;
 pub mod disk;

@@ -6,7 +6,7 @@
 mod cli;
 
 use anyhow::{Context, Result};
-use cairn::build::BuildError;
+use cairn::diag::{Diagnose, Interrupted, Report};
 use clap::{Parser, Subcommand};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -96,26 +96,47 @@ fn main() {
     match run(cli.command, cancel) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
-            if matches!(
-                e.downcast_ref::<BuildError>(),
-                Some(BuildError::Interrupted)
-            ) || matches!(
-                e.downcast_ref::<cairn::registry::RegistryError>(),
-                Some(cairn::registry::RegistryError::Interrupted)
-            ) {
+            if e.chain().any(|cause| cause.is::<Interrupted>()) {
                 eprintln!("cairn: {e}");
                 std::process::exit(130);
             }
-            // Diagnostics render themselves as `error: ...`; other errors get the prefix.
-            let text = format!("{e:#}");
-            if text.starts_with("error:") {
-                eprintln!("{text}");
-            } else {
-                eprintln!("error: {text}");
-            }
+            let diagnoses: Vec<&dyn Diagnose> = e.chain().filter_map(diagnosis).collect();
+            let message = format!("{e:#}");
+            let report = Report {
+                message: &message,
+                location: diagnoses.iter().find_map(|d| d.location()),
+                hint: diagnoses.iter().find_map(|d| d.hint()),
+            };
+            eprintln!("{report}");
             std::process::exit(if is_diff { 2 } else { 1 });
         }
     }
+}
+
+/// The hint and location of a library error in an error chain, found by its type;
+/// an error answers for the errors it wraps.
+fn diagnosis<'a>(cause: &'a (dyn std::error::Error + 'static)) -> Option<&'a dyn Diagnose> {
+    macro_rules! first_of {
+        ($($error:ty),+ $(,)?) => {
+            None$(.or_else(|| cause.downcast_ref::<$error>().map(|e| e as &dyn Diagnose)))+
+        };
+    }
+    first_of!(
+        cairn::build::BuildError,
+        cairn::recipe::Diagnostic,
+        cairn::resolve::ResolveError,
+        cairn::resolve::lock::LockError,
+        cairn::resolve::signature::SignatureError,
+        cairn::debian::DebianError,
+        cairn::base::BaseError,
+        cairn::resolve::base::PinError,
+        cairn::layers::LayerError,
+        cairn::layers::TreeError,
+        cairn::layers::tar::TarError,
+        cairn::disk::DiskError,
+        cairn::disk::tools::ToolError,
+        cairn::registry::RegistryError,
+    )
 }
 
 /// Runs the command; returns the exit code.

@@ -17,11 +17,13 @@
 //! build slower, never different: the key says what the layer contains, the digest what
 //! its bytes are. Registry problems never fail a build; they become warnings.
 
+use crate::diag::{self, Diagnose};
 use crate::digest::Sha256Digest;
 use crate::layers::cache::{CacheError, LayerCache, LayerKey, LayerRecord, SharedLayerStore};
 use crate::oci::json::canonical_json;
 use crate::oci::media_type::OCI_MANIFEST;
 use crate::registry::{Client, Descriptor, Reference, RegistryError};
+use std::borrow::Cow;
 use std::fs;
 use std::io::BufWriter;
 
@@ -38,6 +40,14 @@ enum RemoteError {
     Invalid(String),
 }
 
+impl Diagnose for RemoteError {
+    fn hint(&self) -> Option<Cow<'_, str>> {
+        match self {
+            RemoteError::Registry(e) => e.hint(),
+            RemoteError::Cache(_) | RemoteError::Invalid(_) => None,
+        }
+    }
+}
 /// The parts of an entry manifest that a fetch follows.
 #[derive(serde::Deserialize)]
 struct EntryManifest {
@@ -160,9 +170,12 @@ impl SharedLayerStore for RemoteCache {
         match self.try_fetch(key, local) {
             Ok(found) => found,
             Err(e) => {
-                local.warn(format!(
-                    "layer cache registry {}: could not fetch an entry: {e}",
-                    self.repository
+                local.warn(diag::warning(
+                    &format_args!(
+                        "layer cache registry {}: could not fetch an entry: {e}",
+                        self.repository
+                    ),
+                    &e,
                 ));
                 false
             }
@@ -173,9 +186,12 @@ impl SharedLayerStore for RemoteCache {
     /// Failures become warnings.
     fn publish(&self, key: &LayerKey, local: &LayerCache, record: &LayerRecord) {
         if let Err(e) = self.try_publish(key, local, record) {
-            local.warn(format!(
-                "layer cache registry {}: could not store an entry: {e}",
-                self.repository
+            local.warn(diag::warning(
+                &format_args!(
+                    "layer cache registry {}: could not store an entry: {e}",
+                    self.repository
+                ),
+                &e,
             ));
         }
     }

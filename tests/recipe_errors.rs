@@ -15,6 +15,6 @@ fn every_bad_recipe_gets_a_clear_diagnostic() {
             Ok(_) => panic!("{} parsed, but it is a bad recipe", path.display()),
             Err(diagnostic) => diagnostic,
         };
-        insta::assert_snapshot!(diagnostic.to_string());
+        insta::assert_snapshot!(cairn::diag::Report::of(&diagnostic).to_string());
     });
 }

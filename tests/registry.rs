@@ -153,7 +153,8 @@ fn client_basic_auth_with_login_and_clear_error_without() {
     let (path, digest) = blob_file(dir.path(), "blob", b"hello");
 
     let anonymous = insecure_client(Credentials::default());
-    let err = anonymous.ping(&image).unwrap_err().to_string();
+    let err = anonymous.ping(&image).unwrap_err();
+    let err = cairn::diag::Report::of(&err).to_string();
     assert!(err.contains("401") && err.contains("UNAUTHORIZED"), "{err}");
     assert!(err.contains("CAIRN_REGISTRY_USERNAME"), "{err}");
     let err = anonymous
@@ -1233,7 +1234,7 @@ fn a_cancelled_push_writes_no_tag_and_the_next_push_resumes() {
     let err =
         cairn::registry::push::push_layout(&client, &layout, &target, None, &stop).unwrap_err();
     assert!(
-        matches!(err, cairn::registry::RegistryError::Interrupted),
+        matches!(err, cairn::registry::RegistryError::Interrupted(_)),
         "{err}"
     );
     assert!(!registry.has_tag("team/hello", "v1"));

@@ -15,13 +15,16 @@ pub use fs::{BaseEntry, BaseFs, BaseKind};
 pub use layout::LayoutStore;
 pub use registry::RegistryStore;
 
+use crate::diag::{Diagnose, Interrupted};
 use crate::digest::{HashingReader, Sha256Digest};
 use crate::oci::compression::Compression;
 use crate::oci::media_type;
 use crate::output::{LayoutWriter, OutputError};
 use crate::recipe::Platform;
+use crate::registry::RegistryError;
 use oci_spec::image::ImageConfiguration;
 use serde::Serialize;
+use std::borrow::Cow;
 use std::io::{self, Read, Write};
 
 /// Where base image manifests and blobs come from.
@@ -58,20 +61,24 @@ pub enum BaseError {
     #[error("the base's {what} cannot be written into the output: {source}")]
     Output { what: String, source: OutputError },
     #[error("{0}")]
-    Registry(String),
-    #[error("interrupted")]
-    Interrupted,
+    Registry(RegistryError),
+    #[error("no registry client was given to fetch {image}")]
+    NoRegistryClient { image: String },
+    #[error("{0}")]
+    Interrupted(#[from] Interrupted),
 }
 
-impl BaseError {
-    pub fn hint(&self) -> &'static str {
-        match self {
+/// Every base error has a hint: it is placed at the recipe's `base:`.
+impl Diagnose for BaseError {
+    fn hint(&self) -> Option<Cow<'_, str>> {
+        Some(match self {
             BaseError::Missing { .. } => "the base image is incomplete: copy it again in full (e.g. `skopeo copy --all`)",
             BaseError::DigestMismatch { .. } => "the base image is corrupt or was tampered with: fetch it again from where it came from (its pinned digest covers every blob)",
             BaseError::NoPlatform { .. } => "build for a platform the base image has, or use a base image for this platform",
+            BaseError::Registry(e) => return e.hint().or(Some("check the `base:` of the recipe".into())),
             BaseError::Io { .. } => "`layout:` names an OCI image layout directory (with `index.json` and `blobs/`), relative to the recipe file, e.g. one written by `skopeo copy docker://... oci:DIR`",
             _ => "check the `base:` of the recipe",
-        }
+        }.into())
     }
 }
 
@@ -313,7 +320,7 @@ pub fn copy_layers(
     let mut base_fs = BaseFs::default();
     for (index, layer) in base.layers.iter().enumerate() {
         if cancel.load(std::sync::atomic::Ordering::Relaxed) {
-            return Err(BaseError::Interrupted);
+            return Err(Interrupted.into());
         }
         let what = || format!("layer {} ({})", layer.digest, fs::layer_name(index));
         let io_err = |source| BaseError::Io {
@@ -372,8 +379,8 @@ pub fn open_store<'c>(
         (crate::recipe::BaseSource::Registry(image), Some(client)) => Ok(Box::new(
             RegistryStore::new(client, image, scratch.to_path_buf()),
         )),
-        (crate::recipe::BaseSource::Registry(image), None) => Err(BaseError::Registry(format!(
-            "no registry client was given to fetch {image}"
-        ))),
+        (crate::recipe::BaseSource::Registry(image), None) => Err(BaseError::NoRegistryClient {
+            image: image.to_string(),
+        }),
     }
 }

@@ -41,7 +41,7 @@ fn registry_error(
             what,
             digest: *digest,
         },
-        (e, _) => BaseError::Registry(e.to_string()),
+        (e, _) => BaseError::Registry(e),
     }
 }
 

@@ -2,7 +2,7 @@
 //! else `$XDG_CACHE_HOME/cairn`, else `~/.cache/cairn`.
 
 use crate::{print_json, wall_clock};
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use cairn::layers::cache::{LayerCache, PrunePolicy};
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
@@ -137,7 +137,7 @@ fn human_size(bytes: u64) -> String {
 }
 
 /// `123`, `500K`, `500M`, `10G`, `1T` (powers of 1024; an optional trailing `B` or `iB`).
-fn parse_size(s: &str) -> Result<u64, String> {
+fn parse_size(s: &str) -> Result<u64> {
     let t = s.trim();
     let t = t
         .strip_suffix("iB")
@@ -150,7 +150,7 @@ fn parse_size(s: &str) -> Result<u64, String> {
                 'M' => 20,
                 'G' => 30,
                 'T' => 40,
-                _ => return Err(format!("unknown size unit in `{s}`: use K, M, G or T")),
+                _ => bail!("unknown size unit in `{s}`: use K, M, G or T"),
             };
             (&t[..i], shift)
         }
@@ -159,13 +159,13 @@ fn parse_size(s: &str) -> Result<u64, String> {
     let n: u64 = number
         .trim()
         .parse()
-        .map_err(|_| format!("`{s}` is not a size: write e.g. 500M or 10G"))?;
+        .map_err(|_| anyhow!("`{s}` is not a size: write e.g. 500M or 10G"))?;
     n.checked_mul(1 << shift)
-        .ok_or_else(|| format!("`{s}` is too large"))
+        .ok_or_else(|| anyhow!("`{s}` is too large"))
 }
 
 /// `3600s`, `90m`, `12h`, `30d`, `2w` (a bare number is seconds), as seconds.
-fn parse_age(s: &str) -> Result<u64, String> {
+fn parse_age(s: &str) -> Result<u64> {
     let t = s.trim();
     let (number, unit) = match t.char_indices().last() {
         Some((i, c)) if c.is_ascii_alphabetic() => (&t[..i], c),
@@ -177,13 +177,13 @@ fn parse_age(s: &str) -> Result<u64, String> {
         'h' => 3600,
         'd' => 86_400,
         'w' => 7 * 86_400,
-        _ => return Err(format!("unknown unit in `{s}`: use s, m, h, d or w")),
+        _ => bail!("unknown unit in `{s}`: use s, m, h, d or w"),
     };
     let n: u64 = number
         .parse()
-        .map_err(|_| format!("`{s}` is not an age: write e.g. 30d or 12h"))?;
+        .map_err(|_| anyhow!("`{s}` is not an age: write e.g. 30d or 12h"))?;
     n.checked_mul(factor)
-        .ok_or_else(|| format!("`{s}` is too large"))
+        .ok_or_else(|| anyhow!("`{s}` is too large"))
 }
 
 #[cfg(test)]
@@ -192,14 +192,14 @@ mod tests {
 
     #[test]
     fn sizes_and_ages_parse_with_units_and_reject_nonsense() {
-        assert_eq!(parse_size("1048576"), Ok(1 << 20));
-        assert_eq!(parse_size("500M"), Ok(500 << 20));
-        assert_eq!(parse_size("10GiB"), Ok(10 << 30));
-        assert_eq!(parse_size("2k"), Ok(2048));
+        assert_eq!(parse_size("1048576").ok(), Some(1 << 20));
+        assert_eq!(parse_size("500M").ok(), Some(500 << 20));
+        assert_eq!(parse_size("10GiB").ok(), Some(10 << 30));
+        assert_eq!(parse_size("2k").ok(), Some(2048));
         assert!(parse_size("10X").is_err() && parse_size("M").is_err());
-        assert_eq!(parse_age("90m"), Ok(5400));
-        assert_eq!(parse_age("30d"), Ok(30 * 86_400));
-        assert_eq!(parse_age("15"), Ok(15));
+        assert_eq!(parse_age("90m").ok(), Some(5400));
+        assert_eq!(parse_age("30d").ok(), Some(30 * 86_400));
+        assert_eq!(parse_age("15").ok(), Some(15));
         assert!(parse_age("3y").is_err() && parse_age("d").is_err());
     }
 }

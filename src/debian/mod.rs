@@ -19,6 +19,7 @@ mod release;
 pub mod solver;
 pub mod version;
 
+use crate::diag::{Diagnose, Location};
 use crate::digest::Sha256Digest;
 use crate::recipe::{Mirror, PackagesSpec, Platform, Recipe, RepositorySpec};
 use crate::snapshot::{SourceEntryKind, SourceTree};
@@ -26,6 +27,7 @@ use apt_sources::HostSource;
 use fetch::Fetcher;
 use lock::{LockedPackage, LockedRepository, PackagesLock};
 use rayon::prelude::*;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -87,31 +89,31 @@ pub struct InstalledPackage {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DebianError {
-    #[error("Debian packages for platform architecture `{0}` are not supported\n  = help: use linux/amd64, linux/arm64, linux/arm/v7, linux/386, linux/ppc64le, linux/s390x or linux/riscv64")]
+    #[error("Debian packages for platform architecture `{0}` are not supported")]
     Architecture(String),
-    #[error("cannot read keyring {keyring}: {detail}\n  = help: give an OpenPGP keyring (binary .gpg or armored .asc), e.g. /usr/share/keyrings/debian-archive-keyring.gpg")]
+    #[error("cannot read keyring {keyring}: {detail}")]
     Keyring { keyring: String, detail: String },
-    #[error("InRelease is not trustworthy (keyring {keyring}): {detail}\n  = help: cairn installs only from repositories whose InRelease verifies with the recipe's keyring; check the mirror and the `keyring:`")]
+    #[error("InRelease is not trustworthy (keyring {keyring}): {detail}")]
     Signature { keyring: String, detail: String },
-    #[error("the repository's Release expired on {valid_until} (now: {now})\n  = help: the mirror serves stale metadata (or a replayed one); use an up-to-date mirror")]
+    #[error("the repository's Release expired on {valid_until} (now: {now})")]
     Expired { valid_until: String, now: String },
     #[error("the signed Release cannot be read: {detail}")]
     BadRelease { detail: String },
     #[error("Packages index {index} cannot be read: {detail}")]
     BadIndex { index: String, detail: String },
-    #[error("repository `{repository}` has no Packages index for {component}/binary-{architecture} in its InRelease\n  = help: check `suite`, `components` and the platform architecture")]
+    #[error("repository `{repository}` has no Packages index for {component}/binary-{architecture} in its InRelease")]
     NoIndex {
         repository: String,
         component: String,
         architecture: String,
     },
-    #[error("cannot install {wanted} ({chain}): {why}\n  = help: check the package names, or add the repository (or component) that has it")]
+    #[error("cannot install {wanted} ({chain}): {why}")]
     Unsatisfiable {
         wanted: String,
         chain: String,
         why: String,
     },
-    #[error("{what} does not match its pin: expected {expected}, got {actual}\n  = help: the mirror or the cache served other bytes than the signed metadata promises; nothing was installed")]
+    #[error("{what} does not match its pin: expected {expected}, got {actual}")]
     DigestMismatch {
         what: String,
         expected: String,
@@ -123,9 +125,9 @@ pub enum DebianError {
         url: String,
         detail: String,
     },
-    #[error("{what} is not in the package cache and --offline forbids downloading it\n  = help: build once without --offline (or run `cairn lock`) to fill the cache")]
+    #[error("{what} is not in the package cache and --offline forbids downloading it")]
     Offline { what: String },
-    #[error("repository `{repository}` uses `mirror: host`, but the host's apt configuration has no source for suite `{suite}`\n  = help: add it to /etc/apt/sources.list(.d), or give `mirror:` a URL")]
+    #[error("repository `{repository}` uses `mirror: host`, but the host's apt configuration has no source for suite `{suite}`")]
     NoHostMirror { repository: String, suite: String },
     #[error("package cache {path}: {source}")]
     Cache {
@@ -143,10 +145,40 @@ pub enum DebianError {
     /// errors are.
     #[error("{0}")]
     InRecipe(Box<crate::recipe::Diagnostic>),
-    #[error("the lock file's packages do not match the recipe ({detail})\n  = help: --locked builds use only the lock; run `cairn lock` and commit the lock file")]
+    #[error("the lock file's packages do not match the recipe ({detail})")]
     StaleLock { detail: String },
-    #[error("the lock file pins {what}, but {detail}\n  = help: the lock and the repository disagree; run `cairn lock` to re-resolve")]
+    #[error("the lock file pins {what}, but {detail}")]
     LockMismatch { what: String, detail: String },
+}
+
+impl Diagnose for DebianError {
+    fn hint(&self) -> Option<Cow<'_, str>> {
+        let hint = match self {
+            DebianError::Architecture { .. } => "use linux/amd64, linux/arm64, linux/arm/v7, linux/386, linux/ppc64le, linux/s390x or linux/riscv64",
+            DebianError::Keyring { .. } => "give an OpenPGP keyring (binary .gpg or armored .asc), e.g. /usr/share/keyrings/debian-archive-keyring.gpg",
+            DebianError::Signature { .. } => "cairn installs only from repositories whose InRelease verifies with the recipe's keyring; check the mirror and the `keyring:`",
+            DebianError::Expired { .. } => "the mirror serves stale metadata (or a replayed one); use an up-to-date mirror",
+            DebianError::NoIndex { .. } => "check `suite`, `components` and the platform architecture",
+            DebianError::Unsatisfiable { .. } => "check the package names, or add the repository (or component) that has it",
+            DebianError::DigestMismatch { .. } => "the mirror or the cache served other bytes than the signed metadata promises; nothing was installed",
+            DebianError::Offline { .. } => "build once without --offline (or run `cairn lock`) to fill the cache",
+            DebianError::NoHostMirror { .. } => "add it to /etc/apt/sources.list(.d), or give `mirror:` a URL",
+            DebianError::StaleLock { .. } => "--locked builds use only the lock; run `cairn lock` and commit the lock file",
+            DebianError::LockMismatch { .. } => "the lock and the repository disagree; run `cairn lock` to re-resolve",
+            DebianError::InRepository { source, .. } => return source.hint(),
+            DebianError::InRecipe(diagnostic) => return diagnostic.hint(),
+            _ => return None,
+        };
+        Some(hint.into())
+    }
+
+    fn location(&self) -> Option<Location<'_>> {
+        match self {
+            DebianError::InRepository { source, .. } => source.location(),
+            DebianError::InRecipe(diagnostic) => diagnostic.location(),
+            _ => None,
+        }
+    }
 }
 
 impl DebianError {
@@ -173,16 +205,12 @@ impl DebianError {
                 .map_or(spec.span, |r| r.span),
             _ => spec.span,
         };
-        let text = self.to_string();
-        let (message, hint) = match text.split_once("\n  = help: ") {
-            Some((m, h)) => (m.to_string(), h.to_string()),
-            None => (
-                text,
-                "see the Debian packages section of the README".to_string(),
-            ),
-        };
+        let hint = self.hint().map_or_else(
+            || "see the Debian packages section of the README".to_string(),
+            Cow::into_owned,
+        );
         DebianError::InRecipe(Box::new(
-            crate::recipe::Diagnostic::new(&recipe.file, span, message).with_hint(hint),
+            crate::recipe::Diagnostic::new(&recipe.file, span, self.to_string()).with_hint(hint),
         ))
     }
 }

@@ -69,7 +69,7 @@ pub fn verify(
     let read = verifier.read_to_end(&mut text);
     let helper = verifier.into_helper();
     match helper.outcome {
-        Some(Ok(signer)) if read.is_ok() => {
+        Some(Outcome::Signed(signer)) if read.is_ok() => {
             let text = String::from_utf8(text)
                 .map_err(|_| bad("the signed Release text is not UTF-8".into()))?;
             let release = parse_release(&text, signer)?;
@@ -85,7 +85,7 @@ pub fn verify(
             }
             Ok(release)
         }
-        Some(Err(detail)) => Err(bad(detail)),
+        Some(Outcome::Refused(detail)) => Err(bad(detail)),
         _ => Err(bad(match read {
             Err(e) => not_signed_detail(inrelease, &e),
             Ok(_) => "no signature was checked".into(),
@@ -103,8 +103,16 @@ fn not_signed_detail(bytes: &[u8], e: &dyn std::fmt::Display) -> String {
 
 struct Helper {
     certs: Vec<Cert>,
-    /// The signer's fingerprint, or why no signature counts.
-    outcome: Option<Result<String, String>>,
+    /// What the signature check found, once it ran.
+    outcome: Option<Outcome>,
+}
+
+/// What the check of the InRelease signatures found.
+enum Outcome {
+    /// A good signature, by the certificate with this fingerprint.
+    Signed(String),
+    /// Why no signature counts.
+    Refused(String),
 }
 
 impl VerificationHelper for Helper {
@@ -121,7 +129,7 @@ impl VerificationHelper for Helper {
             for result in results {
                 match result {
                     Ok(good) => {
-                        self.outcome = Some(Ok(good.ka.cert().fingerprint().to_hex()));
+                        self.outcome = Some(Outcome::Signed(good.ka.cert().fingerprint().to_hex()));
                         return Ok(());
                     }
                     Err(e) => problems.push(describe(&e)),
@@ -133,7 +141,7 @@ impl VerificationHelper for Helper {
         } else {
             problems.join("; ")
         };
-        self.outcome = Some(Err(detail.clone()));
+        self.outcome = Some(Outcome::Refused(detail.clone()));
         Err(anyhow::anyhow!(detail))
     }
 }

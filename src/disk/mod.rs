@@ -28,6 +28,7 @@ pub mod tools;
 pub mod uki;
 
 use crate::attest::contents::SourceInfo;
+use crate::diag::{Diagnose, Location};
 use crate::digest::Sha256Digest;
 use crate::keys::SigningKey;
 use crate::layers::LayerTree;
@@ -36,6 +37,7 @@ use crate::resolve::{LockMode, Lockfile, ResolvedSources};
 use crate::snapshot::{Content, SourceEntryKind};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 use std::fs::{self, File};
 use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
@@ -66,6 +68,22 @@ pub enum DiskError {
     },
     #[error("cannot write {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+}
+
+impl Diagnose for DiskError {
+    fn hint(&self) -> Option<Cow<'_, str>> {
+        match self {
+            DiskError::Located(diagnostic) => diagnostic.hint(),
+            _ => None,
+        }
+    }
+
+    fn location(&self) -> Option<Location<'_>> {
+        match self {
+            DiskError::Located(diagnostic) => diagnostic.location(),
+            _ => None,
+        }
+    }
 }
 
 impl DiskError {
@@ -139,7 +157,11 @@ pub fn plan(
         }
         None => None,
     };
-    let tool_error = |e: ToolError| located(recipe, vm.span, e.to_string(), e.hint());
+    let tool_error = |e: ToolError| {
+        DiskError::Located(Box::new(
+            Diagnostic::new(&recipe.file, vm.span, e.to_string()).with_hint_of(&e),
+        ))
+    };
     let tools = tools::find(vm.root.fs).map_err(tool_error)?;
     let warnings =
         tools::pin(&tools, old_lock, &mut resolved.lock, lock_path, mode).map_err(tool_error)?;
@@ -188,14 +210,25 @@ fn vm_file(
     }
 }
 
+/// Why a kernel file is not a bzImage; the text follows "is not a bzImage: ".
+#[derive(Debug, thiserror::Error)]
+enum NotBzImage {
+    #[error("{0}")]
+    Unreadable(io::Error),
+    #[error("it is only {0} bytes long")]
+    TooShort(u64),
+    #[error("it lacks the \"HdrS\" boot protocol signature at offset 0x202")]
+    NoSignature,
+}
+
 /// The x86 boot protocol: "HdrS" at 0x202, in an image of at least a few sectors.
-fn check_bzimage(kernel: &Content) -> Result<(), String> {
+fn check_bzimage(kernel: &Content) -> Result<(), NotBzImage> {
     let mut header = [0u8; 0x210];
-    let mut f = File::open(kernel.path()).map_err(|e| e.to_string())?;
+    let mut f = File::open(kernel.path()).map_err(NotBzImage::Unreadable)?;
     f.read_exact(&mut header)
-        .map_err(|_| format!("it is only {} bytes long", kernel.size))?;
+        .map_err(|_| NotBzImage::TooShort(kernel.size))?;
     if &header[0x202..0x206] != b"HdrS" {
-        return Err("it lacks the \"HdrS\" boot protocol signature at offset 0x202".into());
+        return Err(NotBzImage::NoSignature);
     }
     Ok(())
 }

@@ -10,8 +10,10 @@
 //! an empty environment (plus the few variables cairn sets), so the caller's locale,
 //! time zone or configuration files cannot reach the output.
 
+use crate::diag::Diagnose;
 use crate::recipe::RootFsType;
 use crate::resolve::{LockMode, Lockfile};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -94,16 +96,17 @@ pub enum ToolError {
     },
 }
 
-impl ToolError {
-    pub fn hint(&self) -> String {
-        match self {
+/// Every tool error has a hint: it is placed at the recipe's `vm:`.
+impl Diagnose for ToolError {
+    fn hint(&self) -> Option<Cow<'_, str>> {
+        Some(match self {
             ToolError::Missing { package, .. } => {
-                format!("install it, e.g. `apt-get install {package}`")
+                format!("install it, e.g. `apt-get install {package}`").into()
             }
             ToolError::NoVersion { .. } => "check that the tool runs on this host".into(),
             ToolError::Changed { .. } => "the tool's version may change the disk's bytes: build with the pinned version, or run `cairn lock` to re-pin it and commit the lock file".into(),
             ToolError::Unpinned { .. } => "--locked builds use only pinned tools; run `cairn lock` and commit the lock file".into(),
-        }
+        })
     }
 }
 
@@ -213,7 +216,10 @@ mod tests {
         assert!(err
             .to_string()
             .contains("`cairn-no-such-tool` is not installed"));
-        assert_eq!(err.hint(), "install it, e.g. `apt-get install cairn-pkg`");
+        assert_eq!(
+            err.hint().as_deref(),
+            Some("install it, e.g. `apt-get install cairn-pkg`")
+        );
     }
 
     #[test]

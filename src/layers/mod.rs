@@ -15,9 +15,11 @@ pub use tree::{
     TreeEntry, TreeEntryKind, TreeError,
 };
 
+use crate::diag::Diagnose;
 use crate::digest::{HashingWriter, Sha256Digest};
 use crate::oci::compression::Compression;
 use crate::output::{LayoutWriter, OutputError};
+use std::borrow::Cow;
 use std::sync::atomic::AtomicBool;
 
 /// A written layer blob.
@@ -48,6 +50,15 @@ pub enum LayerError {
     },
     #[error(transparent)]
     Output(#[from] OutputError),
+}
+
+impl Diagnose for LayerError {
+    fn hint(&self) -> Option<Cow<'_, str>> {
+        match self {
+            LayerError::Tar { source, .. } => source.hint(),
+            LayerError::Output(_) => None,
+        }
+    }
 }
 
 impl LayerBlob {

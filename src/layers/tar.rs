@@ -8,8 +8,10 @@
 //! recorded when the source was resolved.
 
 use super::tree::{FileData, LayerTree, TreeEntryKind};
+use crate::diag::{Diagnose, Interrupted};
 use crate::digest::{HashingReader, Sha1Index, Sha256Digest};
 use sha1::{Digest as _, Sha1};
+use std::borrow::Cow;
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,14 +22,25 @@ pub enum TarError {
     Read { path: PathBuf, source: io::Error },
     #[error("writing the layer failed: {0}")]
     Write(#[source] io::Error),
-    #[error("{path} changed while the image was being built (expected {expected}, read {actual})\n  = help: do not modify sources during a build; run the build again")]
+    #[error("{path} changed while the image was being built (expected {expected}, read {actual})")]
     SourceChanged {
         path: PathBuf,
         expected: String,
         actual: String,
     },
-    #[error("interrupted")]
-    Interrupted,
+    #[error("{0}")]
+    Interrupted(#[from] Interrupted),
+}
+
+impl Diagnose for TarError {
+    fn hint(&self) -> Option<Cow<'_, str>> {
+        match self {
+            TarError::SourceChanged { .. } => {
+                Some("do not modify sources during a build; run the build again".into())
+            }
+            TarError::Read { .. } | TarError::Write(_) | TarError::Interrupted(_) => None,
+        }
+    }
 }
 
 const USTAR_MAX_OCTAL_7: u64 = 0o7777777;
@@ -46,7 +59,7 @@ pub fn write_tar<W: Write>(
     let mut builder = tar::Builder::new(out);
     for (key, entry) in &tree.entries {
         if cancel.load(Ordering::Relaxed) {
-            return Err(TarError::Interrupted);
+            return Err(Interrupted.into());
         }
         let mut header = tar::Header::new_ustar();
         let mut pax: Vec<(&str, String)> = Vec::new();

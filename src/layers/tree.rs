@@ -11,10 +11,14 @@
 //!   again in the same layer.
 
 use crate::base::fs::{layer_name as base_layer_name, BaseFs, BaseKind};
+use crate::diag::{Diagnose, Location};
 use crate::oci::whiteout::{self, remove_subtree, whiteout, Whiteout};
-use crate::recipe::{Accounts, Diagnostic, ImagePath, LayerSpec, OpKind, Owner, Recipe, Span};
+use crate::recipe::{
+    Accounts, Diagnostic, ImagePath, ImagePathError, LayerSpec, OpKind, Owner, Recipe, Span,
+};
 use crate::resolve::{LockedKind, ResolvedSources};
 use crate::snapshot::{Content, SourceEntryKind};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -83,6 +87,16 @@ pub enum Origin {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct TreeError(pub Box<Diagnostic>);
+
+impl Diagnose for TreeError {
+    fn hint(&self) -> Option<Cow<'_, str>> {
+        self.0.hint()
+    }
+
+    fn location(&self) -> Option<Location<'_>> {
+        self.0.location()
+    }
+}
 
 /// What the image looks like after the layers assembled so far.
 #[derive(Default)]
@@ -752,15 +766,27 @@ fn kind_name(kind: &TreeEntryKind) -> &'static str {
     }
 }
 
+/// How an archive's symlink leaves the directory the archive is extracted to; the
+/// text follows "symlink LINK -> TARGET".
+#[derive(Debug, thiserror::Error)]
+enum SymlinkEscape {
+    #[error("has a target that {0}")]
+    BadTarget(#[from] ImagePathError),
+    #[error("points outside {0}")]
+    PointsOutside(ImagePath),
+    #[error("climbs out of {0}")]
+    ClimbsOut(ImagePath),
+}
+
 /// A symlink at `link` (inside the extraction root `root`) must resolve, lexically,
 /// to `root` or below it.
 fn check_symlink_stays_inside(
     root: &ImagePath,
     link: &ImagePath,
     target: &str,
-) -> Result<(), String> {
+) -> Result<(), SymlinkEscape> {
     if target.starts_with('/') {
-        let resolved = ImagePath::parse(target).map_err(|e| format!("has a target that {e}"))?;
+        let resolved = ImagePath::parse(target)?;
         let inside = root.is_root()
             || resolved == *root
             || resolved
@@ -769,7 +795,7 @@ fn check_symlink_stays_inside(
         return if inside {
             Ok(())
         } else {
-            Err(format!("points outside {root}"))
+            Err(SymlinkEscape::PointsOutside(root.clone()))
         };
     }
     let root_depth = root.relative().split('/').filter(|c| !c.is_empty()).count();
@@ -784,7 +810,7 @@ fn check_symlink_stays_inside(
             "" | "." => {}
             ".." => {
                 if stack.len() <= root_depth {
-                    return Err(format!("climbs out of {root}"));
+                    return Err(SymlinkEscape::ClimbsOut(root.clone()));
                 }
                 stack.pop();
             }

@@ -33,7 +33,7 @@ fn encode_path(path: &[merkle::Hash]) -> Vec<String> {
     path.iter().map(|h| b64(h)).collect()
 }
 
-fn decode_path(path: &[String]) -> Result<Vec<merkle::Hash>, String> {
+fn decode_path(path: &[String]) -> Result<Vec<merkle::Hash>, ProofCheckError> {
     path.iter()
         .map(|h| {
             base64::engine::general_purpose::STANDARD
@@ -42,7 +42,63 @@ fn decode_path(path: &[String]) -> Result<Vec<merkle::Hash>, String> {
                 .and_then(|b| b.try_into().ok())
         })
         .collect::<Option<_>>()
-        .ok_or_else(|| "the proof has a malformed hash".to_string())
+        .ok_or(ProofCheckError::MalformedHash)
+}
+
+/// Why a proof, or the ledger itself, does not hold against a signed checkpoint.
+#[derive(Debug, thiserror::Error)]
+pub enum ProofCheckError {
+    /// A checkpoint that does not verify or parse; `checkpoint` names which one
+    /// ("the checkpoint", "the old checkpoint", "held checkpoint").
+    #[error("{checkpoint}: {error}")]
+    Checkpoint {
+        checkpoint: &'static str,
+        error: note::NoteError,
+    },
+    #[error("the checkpoint is for {checkpoint:?}, the proof for {proof:?}")]
+    Origin { checkpoint: String, proof: String },
+    #[error("the checkpoint covers {checkpoint} entries, the proof {proof}: ask for a proof at the checkpoint's size (`cairn ledger prove --size {checkpoint}`)")]
+    Size { checkpoint: u64, proof: u64 },
+    #[error(
+        "the checkpoints cover {old} and {new} entries, the proof {proof_old} and {proof_new}"
+    )]
+    Sizes {
+        old: u64,
+        new: u64,
+        proof_old: u64,
+        proof_new: u64,
+    },
+    #[error("the proof has a malformed hash")]
+    MalformedHash,
+    #[error("the entry is not in the checkpointed tree: {0}")]
+    NotIncluded(merkle::ProofError),
+    #[error("the proven entry is not a ledger entry: {0}")]
+    NotAnEntry(serde_json::Error),
+    #[error("the newer tree does not extend the older one: {0}")]
+    NotExtended(merkle::ProofError),
+    #[error("held checkpoint: it covers {checkpoint} entries but the ledger has only {ledger}: entries were removed")]
+    HeldBeyondLedger { checkpoint: u64, ledger: u64 },
+    #[error("held checkpoint: the ledger is not an append-only extension of the {size} entries it checkpointed ({error}): earlier entries were changed")]
+    HeldRewritten {
+        size: u64,
+        error: merkle::ProofError,
+    },
+}
+
+/// The checkpoint in `note`, verified against `key` for `origin`; `which` names it in
+/// an error.
+fn read_checkpoint(
+    note: &str,
+    origin: &str,
+    key: &VerifyingKey,
+    which: &'static str,
+) -> Result<note::Checkpoint, ProofCheckError> {
+    let error = |error| ProofCheckError::Checkpoint {
+        checkpoint: which,
+        error,
+    };
+    let body = note::verify(note, origin, key).map_err(error)?;
+    note::Checkpoint::parse(&body).map_err(error)
 }
 
 /// Appends one signed entry for `action`.
@@ -161,21 +217,19 @@ pub fn check_proof(
     proof: &InclusionProof,
     checkpoint_note: &str,
     key: &VerifyingKey,
-) -> Result<Entry, String> {
-    let body = note::verify(checkpoint_note, &proof.origin, key)
-        .map_err(|e| format!("the checkpoint: {e}"))?;
-    let cp = note::Checkpoint::parse(&body).map_err(|e| format!("the checkpoint: {e}"))?;
+) -> Result<Entry, ProofCheckError> {
+    let cp = read_checkpoint(checkpoint_note, &proof.origin, key, "the checkpoint")?;
     if cp.origin != proof.origin {
-        return Err(format!(
-            "the checkpoint is for {:?}, the proof for {:?}",
-            cp.origin, proof.origin
-        ));
+        return Err(ProofCheckError::Origin {
+            checkpoint: cp.origin,
+            proof: proof.origin.clone(),
+        });
     }
     if cp.size != proof.tree_size {
-        return Err(format!(
-            "the checkpoint covers {} entries, the proof {}: ask for a proof at the checkpoint's size (`cairn ledger prove --size {}`)",
-            cp.size, proof.tree_size, cp.size
-        ));
+        return Err(ProofCheckError::Size {
+            checkpoint: cp.size,
+            proof: proof.tree_size,
+        });
     }
     let path = decode_path(&proof.proof)?;
     merkle::verify_inclusion(
@@ -185,9 +239,8 @@ pub fn check_proof(
         &path,
         &cp.root,
     )
-    .map_err(|e| format!("the entry is not in the checkpointed tree: {e}"))?;
-    serde_json::from_str(&proof.entry)
-        .map_err(|e| format!("the proven entry is not a ledger entry: {e}"))
+    .map_err(ProofCheckError::NotIncluded)?;
+    serde_json::from_str(&proof.entry).map_err(ProofCheckError::NotAnEntry)
 }
 
 /// A consistency proof between the trees of the first `old_size` and `new_size`
@@ -236,22 +289,20 @@ pub fn check_consistency(
     old_note: &str,
     new_note: &str,
     key: &VerifyingKey,
-) -> Result<(), String> {
-    let read = |note: &str, which: &str| -> Result<note::Checkpoint, String> {
-        let body = note::verify(note, &proof.origin, key)
-            .map_err(|e| format!("the {which} checkpoint: {e}"))?;
-        note::Checkpoint::parse(&body).map_err(|e| format!("the {which} checkpoint: {e}"))
-    };
-    let (old, new) = (read(old_note, "old")?, read(new_note, "new")?);
+) -> Result<(), ProofCheckError> {
+    let old = read_checkpoint(old_note, &proof.origin, key, "the old checkpoint")?;
+    let new = read_checkpoint(new_note, &proof.origin, key, "the new checkpoint")?;
     if (old.size, new.size) != (proof.old_size, proof.new_size) {
-        return Err(format!(
-            "the checkpoints cover {} and {} entries, the proof {} and {}",
-            old.size, new.size, proof.old_size, proof.new_size
-        ));
+        return Err(ProofCheckError::Sizes {
+            old: old.size,
+            new: new.size,
+            proof_old: proof.old_size,
+            proof_new: proof.new_size,
+        });
     }
     let path = decode_path(&proof.proof)?;
     merkle::verify_consistency(old.size, new.size, &old.root, &new.root, &path)
-        .map_err(|e| format!("the newer tree does not extend the older one: {e}"))
+        .map_err(ProofCheckError::NotExtended)
 }
 
 /// What `cairn ledger verify` found.
@@ -296,7 +347,7 @@ pub fn verify(
     if let Some(held) = &held {
         match held_checkpoint(held, &leaves, &root) {
             Ok(()) => {}
-            Err(e) => problems.push(e),
+            Err(e) => problems.push(e.to_string()),
         }
     }
     LedgerVerdict {
@@ -312,25 +363,23 @@ fn held_checkpoint(
     held: &HeldCheckpoint,
     leaves: &[merkle::Hash],
     root: &merkle::Hash,
-) -> Result<(), String> {
-    let body = note::verify(held.note, held.origin, held.key)
-        .map_err(|e| format!("held checkpoint: {e}"))?;
-    let cp = note::Checkpoint::parse(&body).map_err(|e| format!("held checkpoint: {e}"))?;
+) -> Result<(), ProofCheckError> {
+    let cp = read_checkpoint(held.note, held.origin, held.key, "held checkpoint")?;
     let size = leaves.len() as u64;
     if cp.size > size {
-        return Err(format!(
-            "held checkpoint: it covers {} entries but the ledger has only {size}: entries were removed",
-            cp.size
-        ));
+        return Err(ProofCheckError::HeldBeyondLedger {
+            checkpoint: cp.size,
+            ledger: size,
+        });
     }
     // The proof a remote verifier would be sent, checked the way they would check it.
     let proof = merkle::consistency_proof(leaves, cp.size as usize)
         .expect("the checkpoint's size was checked against the ledger's");
-    merkle::verify_consistency(cp.size, size, &cp.root, root, &proof).map_err(|e| {
-        format!(
-            "held checkpoint: the ledger is not an append-only extension of the {} entries it checkpointed ({e}): earlier entries were changed",
-            cp.size
-        )
+    merkle::verify_consistency(cp.size, size, &cp.root, root, &proof).map_err(|error| {
+        ProofCheckError::HeldRewritten {
+            size: cp.size,
+            error,
+        }
     })
 }
 

@@ -33,16 +33,19 @@ impl OutputFormat {
     }
 }
 
+/// A `--format` that is none of [`OutputFormat`]'s names.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown format `{0}`: expected oci, oci-archive or docker-archive")]
+pub struct UnknownFormat(pub String);
+
 impl std::str::FromStr for OutputFormat {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = UnknownFormat;
+    fn from_str(s: &str) -> Result<Self, UnknownFormat> {
         match s {
             "oci" => Ok(OutputFormat::Oci),
             "oci-archive" => Ok(OutputFormat::OciArchive),
             "docker-archive" => Ok(OutputFormat::DockerArchive),
-            other => Err(format!(
-                "unknown format `{other}`: expected oci, oci-archive or docker-archive"
-            )),
+            other => Err(UnknownFormat(other.to_string())),
         }
     }
 }
@@ -341,6 +344,7 @@ mod tests {
         assert!("tar"
             .parse::<OutputFormat>()
             .unwrap_err()
+            .to_string()
             .contains("oci-archive"));
     }
 

@@ -67,11 +67,11 @@ pub(super) fn parse(
 fn parse_digest(d: &str) -> Result<Sha256Digest, Invalid> {
     if !d.starts_with("sha256:") {
         return Err(Invalid::new(format!("`{d}` is not a `sha256:` digest"))
-            .hint("write the manifest or index digest as `sha256:<64 hex digits>`"));
+            .with_hint("write the manifest or index digest as `sha256:<64 hex digits>`"));
     }
     d.parse::<Sha256Digest>().map_err(|e| {
         Invalid::new(e.to_string())
-            .hint("write the manifest or index digest as `sha256:<64 hex digits>`")
+            .with_hint("write the manifest or index digest as `sha256:<64 hex digits>`")
     })
 }
 
@@ -84,7 +84,7 @@ pub(super) fn image_ref(text: &str) -> Result<(ImageRef, Option<Sha256Digest>), 
         None => (text, None),
     };
     let Some((registry, rest)) = name.split_once('/') else {
-        return Err(Invalid::new(format!("`{text}` does not name a registry")).hint(hint));
+        return Err(Invalid::new(format!("`{text}` does not name a registry")).with_hint(hint));
     };
     let registry_ok = (registry.contains('.') || registry.contains(':') || registry == "localhost")
         && registry
@@ -94,7 +94,7 @@ pub(super) fn image_ref(text: &str) -> Result<(ImageRef, Option<Sha256Digest>), 
         return Err(Invalid::new(format!(
             "`{registry}` in `{text}` is not a registry host (a host name with a dot or a port, or `localhost`)"
         ))
-        .hint(hint));
+        .with_hint(hint));
     }
     let (repository, tag) = match rest.rsplit_once(':') {
         Some((repo, tag)) => (repo, Some(tag)),
@@ -113,7 +113,7 @@ pub(super) fn image_ref(text: &str) -> Result<(ImageRef, Option<Sha256Digest>), 
         return Err(Invalid::new(format!(
             "`{repository}` in `{text}` is not a repository name (lower-case letters, digits, `.`, `_`, `-`, separated by `/`)"
         ))
-        .hint(hint));
+        .with_hint(hint));
     }
     if let Some(tag) = tag {
         let tag_ok = !tag.is_empty()
@@ -126,13 +126,15 @@ pub(super) fn image_ref(text: &str) -> Result<(ImageRef, Option<Sha256Digest>), 
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
         if !tag_ok {
-            return Err(Invalid::new(format!("`{tag}` in `{text}` is not a valid tag")).hint(hint));
+            return Err(
+                Invalid::new(format!("`{tag}` in `{text}` is not a valid tag")).with_hint(hint),
+            );
         }
     }
     if tag.is_none() && digest.is_none() {
         return Err(
             Invalid::new(format!("`{text}` names neither a tag nor a digest"))
-                .hint("add `:tag` (cairn pins it in the lock file) or `@sha256:<hex>`"),
+                .with_hint("add `:tag` (cairn pins it in the lock file) or `@sha256:<hex>`"),
         );
     }
     Ok((

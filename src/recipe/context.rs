@@ -106,7 +106,7 @@ impl<K: Ord + Display> Unique<K> {
 pub(super) fn non_empty_key(what: &'static str) -> impl Fn(&str) -> Result<(), Invalid> {
     move |key| {
         if key.is_empty() {
-            Err(Invalid::new(format!("empty {what} key")).hint("give the key a name"))
+            Err(Invalid::new(format!("empty {what} key")).with_hint("give the key a name"))
         } else {
             Ok(())
         }

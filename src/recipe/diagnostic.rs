@@ -1,6 +1,7 @@
 //! Errors that point into the recipe: file, line, column, the offending line and a hint.
 //!
-//! Rendered like a compiler diagnostic so a user can jump straight to the place:
+//! Rendered by [`crate::diag::Report`] like a compiler diagnostic, so a user can jump
+//! straight to the place:
 //!
 //! ```text
 //! error: unknown field `contens`, expected one of name, contents
@@ -12,6 +13,8 @@
 //! ```
 
 use super::model::{RecipeFile, Span};
+use crate::diag::{Diagnose, Location};
+use std::borrow::Cow;
 use std::fmt;
 use std::path::PathBuf;
 
@@ -44,32 +47,37 @@ impl Diagnostic {
         self.hint = Some(hint.into());
         self
     }
+
+    /// With the hint of `error`, the cause this diagnostic places in the recipe.
+    pub fn with_hint_of(mut self, error: &dyn Diagnose) -> Self {
+        self.hint = error.hint().map(Cow::into_owned);
+        self
+    }
 }
 
+/// The message alone: [`crate::diag::Report`] adds the location and the hint.
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "error: {}", self.message)?;
-        let line_no = self.span.line.to_string();
-        let pad = " ".repeat(line_no.len());
-        write!(
-            f,
-            "{pad}--> {}:{}:{}",
-            self.file.display(),
-            self.span.line,
-            self.span.column
-        )?;
-        if let Some(line) = &self.source_line {
-            let caret_pad = " ".repeat(self.span.column.saturating_sub(1) as usize);
-            write!(f, "\n{pad} |\n{line_no} | {line}\n{pad} | {caret_pad}^")?;
-        }
-        if let Some(hint) = &self.hint {
-            write!(f, "\n{pad} = help: {hint}")?;
-        }
-        Ok(())
+        f.write_str(&self.message)
     }
 }
 
 impl std::error::Error for Diagnostic {}
+
+impl Diagnose for Diagnostic {
+    fn hint(&self) -> Option<Cow<'_, str>> {
+        self.hint.as_deref().map(Cow::Borrowed)
+    }
+
+    fn location(&self) -> Option<Location<'_>> {
+        Some(Location {
+            file: &self.file,
+            line: self.span.line,
+            column: self.span.column,
+            source_line: self.source_line.as_deref(),
+        })
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -85,7 +93,7 @@ mod tests {
         let d = Diagnostic::new(&file, Span { line: 2, column: 1 }, "unknown field `nam`")
             .with_hint("did you mean `name`?");
         assert_eq!(
-            d.to_string(),
+            crate::diag::Report::of(&d).to_string(),
             "error: unknown field `nam`\n --> r.yaml:2:1\n  |\n2 | nam: x\n  | ^\n  = help: did you mean `name`?"
         );
     }

@@ -74,7 +74,7 @@ pub(super) fn parse(cx: &Cx, raw: RawPackageFields) -> Result<Option<PackagesSpe
                 Ok(n)
             } else {
                 Err(
-                    Invalid::new(format!("`max_layers: {n}` is out of range")).hint(format!(
+                    Invalid::new(format!("`max_layers: {n}` is out of range")).with_hint(format!(
                         "give a number of layers from 1 to {MAX_MAX_LAYERS}"
                     )),
                 )
@@ -138,8 +138,9 @@ fn parse_repositories(
         let keyring = cx.require(keyring, at, m, h)?;
         cx.check(&keyring, |k| {
             if k.is_empty() {
-                Err(Invalid::new("`keyring` is empty")
-                    .hint("give the OpenPGP keyring file (absolute, or relative to the recipe)"))
+                Err(Invalid::new("`keyring` is empty").with_hint(
+                    "give the OpenPGP keyring file (absolute, or relative to the recipe)",
+                ))
             } else {
                 Ok(())
             }
@@ -170,7 +171,7 @@ fn parse_mirror(m: &str) -> Result<Mirror, Invalid> {
         Some(rest) if !rest.is_empty() && !rest.contains(char::is_whitespace) => {
             Ok(Mirror::Url(m.trim_end_matches('/').to_string()))
         }
-        _ => Err(Invalid::new(format!("invalid mirror `{m}`")).hint(
+        _ => Err(Invalid::new(format!("invalid mirror `{m}`")).with_hint(
             "write `mirror: host` to use the host's apt mirror, or an http:// or https:// URL of the archive root (the directory holding `dists/`)",
         )),
     }
@@ -189,7 +190,7 @@ fn path_word(what: &str, s: &str) -> Result<(), Invalid> {
         Ok(())
     } else {
         Err(Invalid::new(format!("invalid {what} `{s}`"))
-            .hint(format!("a {what} is a name such as `bookworm` or `main`")))
+            .with_hint(format!("a {what} is a name such as `bookworm` or `main`")))
     }
 }
 
@@ -208,7 +209,7 @@ fn package_name(s: &str) -> Result<(), Invalid> {
     if valid_package_name(s) {
         Ok(())
     } else {
-        Err(Invalid::new(format!("invalid package name `{s}`")).hint(
+        Err(Invalid::new(format!("invalid package name `{s}`")).with_hint(
             "Debian package names are lower-case letters, digits, `+`, `-` and `.`, at least two characters (versions are chosen by the resolver and pinned in the lock file)",
         ))
     }
@@ -297,7 +298,8 @@ mod tests {
             ),
         ];
         for (fields, expected) in cases {
-            let err = parse_with(fields).unwrap_err().to_string();
+            let err = parse_with(fields).unwrap_err();
+            let err = crate::diag::Report::of(&err).to_string();
             assert!(err.contains(expected), "{fields}: {err}");
             assert!(err.contains("= help:"), "{fields}: {err}");
         }

@@ -183,7 +183,7 @@ fn schema(cx: &Cx, cairn: Option<Text>, recipe_at: Span) -> Result<(), Diagnosti
             Err(Invalid::new(format!(
                 "unsupported schema `cairn: {version}`: this cairn reads schema {SCHEMA_VERSION}"
             ))
-            .hint(format!(
+            .with_hint(format!(
                 "write `cairn: {SCHEMA_VERSION}` and follow schema {SCHEMA_VERSION}, or use a cairn release that reads schema {version}"
             )))
         }

@@ -66,7 +66,7 @@ fn parse_source(
             cx.check(&digest, |d| {
                 d.parse::<Sha256Digest>().map_err(|err| {
                     Invalid::new(err.to_string())
-                        .hint("copy the digest from `sha256sum <file>` (64 hex digits)")
+                        .with_hint("copy the digest from `sha256sum <file>` (64 hex digits)")
                 })
             })
             .map(|value| Spanned {
@@ -144,13 +144,13 @@ fn parse_signature(
 /// machine. `what` names the path in messages, `example` shows a good one.
 pub(super) fn relative_path(what: &str, path: &str, example: &str) -> Result<(), Invalid> {
     if path.is_empty() {
-        return Err(Invalid::new(format!("{what} is empty")).hint(format!(
+        return Err(Invalid::new(format!("{what} is empty")).with_hint(format!(
             "write the {what} relative to the recipe file, e.g. `{example}`"
         )));
     }
     if path.starts_with('/') || path.starts_with('\\') || path.get(1..3) == Some(":\\") {
         return Err(Invalid::new(format!("{what} `{path}` is absolute"))
-            .hint(format!("paths are relative to the recipe file, so the recipe stays portable: move or link the input next to the recipe and write e.g. `{example}`")));
+            .with_hint(format!("paths are relative to the recipe file, so the recipe stays portable: move or link the input next to the recipe and write e.g. `{example}`")));
     }
     Ok(())
 }
@@ -166,7 +166,7 @@ fn license_expression(text: &str) -> Result<(), Invalid> {
         Ok(())
     } else {
         Err(
-            Invalid::new(format!("`{text}` is not an SPDX license expression")).hint(
+            Invalid::new(format!("`{text}` is not an SPDX license expression")).with_hint(
                 "use SPDX identifiers, e.g. `MIT`, `Apache-2.0 OR MIT`, or `LicenseRef-<name>`",
             ),
         )
@@ -231,8 +231,8 @@ mod tests {
         ];
         for (signature, expected) in cases {
             let err = parse_sources(&format!("  app: {{ path: app, signature: {signature} }}\n"))
-                .unwrap_err()
-                .to_string();
+                .unwrap_err();
+            let err = crate::diag::Report::of(&err).to_string();
             assert!(err.contains(expected), "{signature}: {err}");
             assert!(err.contains("= help:"), "{signature}: {err}");
         }

@@ -20,7 +20,7 @@ impl Invalid {
         }
     }
 
-    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
         self
     }
@@ -35,7 +35,7 @@ pub(super) fn image_name(s: &str) -> Result<(), Invalid> {
     if ok {
         Ok(())
     } else {
-        Err(Invalid::new(format!("invalid image name `{s}`")).hint(
+        Err(Invalid::new(format!("invalid image name `{s}`")).with_hint(
             "use lower-case letters and digits, separated by single `.`, `_` or `-` (e.g. `hello-world`)",
         ))
     }
@@ -52,7 +52,7 @@ pub(super) fn compression(s: &str) -> Result<Compression, Invalid> {
             if let Some(name) = did_you_mean(s, Compression::NAMES) {
                 hint = format!("did you mean `{name}`? {hint}");
             }
-            Err(Invalid::new(format!("unknown compression `{s}`")).hint(hint))
+            Err(Invalid::new(format!("unknown compression `{s}`")).with_hint(hint))
         }
     }
 }
@@ -65,7 +65,7 @@ pub(super) fn item_name(what: &str, s: &str) -> Result<(), Invalid> {
     if ok {
         Ok(())
     } else {
-        Err(Invalid::new(format!("invalid {what} name `{s}`")).hint(
+        Err(Invalid::new(format!("invalid {what} name `{s}`")).with_hint(
             "start with a lower-case letter or digit, then use only `a-z`, `0-9`, `.`, `_` and `-`",
         ))
     }
@@ -83,7 +83,7 @@ pub(super) fn account_name(what: &str, s: &str) -> Result<(), Invalid> {
     if ok {
         Ok(())
     } else {
-        Err(Invalid::new(format!("invalid {what} name `{s}`")).hint(
+        Err(Invalid::new(format!("invalid {what} name `{s}`")).with_hint(
             "start with a lower-case letter or `_`, then use only `a-z`, `0-9`, `.`, `_` and `-` (at most 32 characters)",
         ))
     }
@@ -96,7 +96,7 @@ pub(super) fn passwd_field(field: &str, s: &str) -> Result<(), Invalid> {
             "`{field}` must not contain `:`, a line break or NUL, found `{}`",
             s.escape_debug()
         ))
-        .hint("these characters would break the `/etc/passwd` line"))
+        .with_hint("these characters would break the `/etc/passwd` line"))
     } else {
         Ok(())
     }
@@ -115,7 +115,7 @@ pub(super) fn platform(s: &str) -> Result<Platform, Invalid> {
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
     };
     if !(2..=3).contains(&parts.len()) || !parts.iter().all(part_ok) {
-        return Err(Invalid::new(format!("invalid platform `{s}`")).hint(
+        return Err(Invalid::new(format!("invalid platform `{s}`")).with_hint(
             "write `os/arch` or `os/arch/variant` in lower case, e.g. `linux/amd64` or `linux/arm64/v8`",
         ));
     }
@@ -142,7 +142,7 @@ pub(super) fn mode(written: &str, quoted: bool) -> Result<Mode, Invalid> {
             } else {
                 format!("mode `{written}` is a decimal number to YAML, not an octal mode")
             };
-            return Err(Invalid::new(message).hint(decimal_mode_hint(written)));
+            return Err(Invalid::new(message).with_hint(decimal_mode_hint(written)));
         }
         (false, None) => written,
     };
@@ -150,13 +150,13 @@ pub(super) fn mode(written: &str, quoted: bool) -> Result<Mode, Invalid> {
         .then(|| u32::from_str_radix(digits, 8).ok())
         .flatten()
         .ok_or_else(|| {
-            Invalid::new(format!("mode `{written}` is not an octal number")).hint(MODE_HINT)
+            Invalid::new(format!("mode `{written}` is not an octal number")).with_hint(MODE_HINT)
         })?;
     if value > 0o7777 {
         return Err(Invalid::new(format!(
             "mode `{written}` is larger than 0o7777 (permission, setuid, setgid and sticky bits)"
         ))
-        .hint(MODE_HINT));
+        .with_hint(MODE_HINT));
     }
     Ok(Mode(value))
 }
@@ -184,14 +184,14 @@ pub(super) fn owner(s: &str) -> Result<Owner, Invalid> {
     let hint = "write numeric ids as `uid:gid`, e.g. `0:0` or `65532:65532`";
     let (uid, gid) = s
         .split_once(':')
-        .ok_or_else(|| Invalid::new(format!("owner `{s}` is not `uid:gid`")).hint(hint))?;
+        .ok_or_else(|| Invalid::new(format!("owner `{s}` is not `uid:gid`")).with_hint(hint))?;
     let id = |part: &str, what: &str| {
         part.parse::<u32>().map_err(|_| {
             Invalid::new(format!(
                 "owner `{s}`: {what} `{part}` is not a number from 0 to {}",
                 u32::MAX
             ))
-            .hint(hint)
+            .with_hint(hint)
         })
     };
     Ok(Owner {
@@ -212,7 +212,7 @@ pub(super) fn image_path(field: &str, s: &str) -> Result<ImagePath, Invalid> {
             }
             ImagePathError::Nul => "remove the NUL byte".to_string(),
         };
-        Invalid::new(format!("`{field}` path `{}` {err}", s.escape_debug())).hint(hint)
+        Invalid::new(format!("`{field}` path `{}` {err}", s.escape_debug())).with_hint(hint)
     })
 }
 
@@ -229,18 +229,18 @@ pub(super) fn port(s: &str) -> Result<(u16, &'static str), Invalid> {
             return Err(Invalid::new(format!(
                 "port `{s}`: unknown protocol `{other}`, expected tcp, udp or sctp"
             ))
-            .hint(hint))
+            .with_hint(hint))
         }
     };
     match number.parse::<u16>() {
         Ok(n) if n > 0 && number.bytes().all(|b| b.is_ascii_digit()) => Ok((n, proto)),
         _ if number == s => {
-            Err(Invalid::new(format!("`{s}` is not a port number from 1 to 65535")).hint(hint))
+            Err(Invalid::new(format!("`{s}` is not a port number from 1 to 65535")).with_hint(hint))
         }
         _ => Err(Invalid::new(format!(
             "port `{s}`: `{number}` is not a port number from 1 to 65535"
         ))
-        .hint(hint)),
+        .with_hint(hint)),
     }
 }
 
@@ -259,7 +259,7 @@ pub(super) fn env_name(key: &str) -> Result<(), Invalid> {
     if key.is_empty() || key.contains(['=', '\0']) {
         Err(
             Invalid::new(format!("invalid environment variable name `{key}`"))
-                .hint("a variable name is not empty and contains no `=`, e.g. `PATH`"),
+                .with_hint("a variable name is not empty and contains no `=`, e.g. `PATH`"),
         )
     } else {
         Ok(())
@@ -279,7 +279,7 @@ pub(super) fn stop_signal(s: &str) -> Result<(), Invalid> {
         Ok(())
     } else {
         Err(Invalid::new(format!("invalid stop signal `{s}`"))
-            .hint("write a signal name such as `SIGTERM` or `SIGQUIT`, or its number"))
+            .with_hint("write a signal name such as `SIGTERM` or `SIGQUIT`, or its number"))
     }
 }
 

@@ -144,11 +144,11 @@ fn vm_file(
         let invalid = Invalid::new(format!("`{what}` names unknown source `{name}`"));
         Err(
             match did_you_mean(name, sources.keys().map(String::as_str)) {
-                Some(close) => invalid.hint(format!("did you mean `{close}`?")),
+                Some(close) => invalid.with_hint(format!("did you mean `{close}`?")),
                 None if sources.is_empty() => {
-                    invalid.hint(format!("define the {what} under `sources:` first"))
+                    invalid.with_hint(format!("define the {what} under `sources:` first"))
                 }
-                None => invalid.hint(format!("defined sources: {known}")),
+                None => invalid.with_hint(format!("defined sources: {known}")),
             },
         )
     })?;
@@ -174,7 +174,7 @@ fn member_path(p: &str) -> Result<(), Invalid> {
             .any(|c| c.is_empty() || c == "." || c == "..")
     {
         return Err(Invalid::new(format!("`{p}` is not a member path"))
-            .hint("write the path of the file inside the source, e.g. `boot/vmlinuz-6.1.0-28-cloud-amd64`"));
+            .with_hint("write the path of the file inside the source, e.g. `boot/vmlinuz-6.1.0-28-cloud-amd64`"));
     }
     Ok(())
 }
@@ -184,7 +184,9 @@ fn kernel_cmdline(c: &str) -> Result<(), Invalid> {
     if c.len() > 2047 || c.contains(['\n', '\0']) {
         return Err(
             Invalid::new("the kernel command line must be one line of at most 2047 bytes")
-                .hint("remove line breaks; put long configuration in the root file system instead"),
+                .with_hint(
+                    "remove line breaks; put long configuration in the root file system instead",
+                ),
         );
     }
     Ok(())
@@ -205,7 +207,7 @@ fn root_fs(cx: &Cx, raw: Spanned<RawVmRoot>) -> Result<RootFsSpec, Diagnostic> {
         other if FS_TYPES_NOT_YET.contains(&other) => Err(Invalid::new(format!(
             "root file system `{other}` is not supported by this cairn yet"
         ))
-        .hint("use `fs: ext4`, or `fs: squashfs` for a read-only root")),
+        .with_hint("use `fs: ext4`, or `fs: squashfs` for a read-only root")),
         other => Err(unknown("root file system type", other, &FS_TYPES)),
     })?;
     let size_text = cx.require(
@@ -236,19 +238,21 @@ fn disk_size(s: &str) -> Result<u64, Invalid> {
         .parse::<u64>()
         .ok()
         .and_then(|n| n.checked_mul(unit))
-        .ok_or_else(|| Invalid::new(format!("`{s}` is not a size")).hint(hint))?;
+        .ok_or_else(|| Invalid::new(format!("`{s}` is not a size")).with_hint(hint))?;
     if bytes % MIB != 0 {
-        return Err(Invalid::new(format!("size `{s}` is not a whole number of MiB")).hint(hint));
+        return Err(
+            Invalid::new(format!("size `{s}` is not a whole number of MiB")).with_hint(hint),
+        );
     }
     if bytes < MIN_ROOT_SIZE {
         return Err(Invalid::new(format!(
             "size `{s}` is too small: the root file system needs at least {}M",
             MIN_ROOT_SIZE / MIB
         ))
-        .hint(hint));
+        .with_hint(hint));
     }
     if bytes > 1 << 44 {
-        return Err(Invalid::new(format!("size `{s}` is larger than 16 TiB")).hint(hint));
+        return Err(Invalid::new(format!("size `{s}` is larger than 16 TiB")).with_hint(hint));
     }
     Ok(bytes)
 }
@@ -259,8 +263,8 @@ fn unknown(what: &str, value: &str, known: &[&str]) -> Invalid {
         list(known.iter().copied())
     ));
     match did_you_mean(value, known.iter().copied()) {
-        Some(close) => invalid.hint(format!("did you mean `{close}`?")),
-        None => invalid.hint(format!("write one of {}", list(known.iter().copied()))),
+        Some(close) => invalid.with_hint(format!("did you mean `{close}`?")),
+        None => invalid.with_hint(format!("write one of {}", list(known.iter().copied()))),
     }
 }
 

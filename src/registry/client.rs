@@ -307,10 +307,10 @@ impl Client {
         let no_login = |resp: Response| {
             let mut e = self.status_error(req, resp);
             if let RegistryError::Status { hint, .. } = &mut e {
-                *hint = format!(
+                *hint = Some(format!(
                     "no credentials for {}: set CAIRN_REGISTRY_USERNAME and CAIRN_REGISTRY_PASSWORD, or log in (an `auths` entry in the Docker config file)",
                     image.registry
-                );
+                ));
             }
             e
         };
@@ -440,17 +440,17 @@ impl Client {
         let status = resp.status();
         let body = read_limited(&mut resp, 64 << 10).unwrap_or_default();
         let hint = match status {
-            StatusCode::UNAUTHORIZED => format!(
+            StatusCode::UNAUTHORIZED => Some(format!(
                 "check the credentials for {} (CAIRN_REGISTRY_USERNAME/CAIRN_REGISTRY_PASSWORD or the Docker config file)",
                 req.image.registry
-            ),
-            StatusCode::FORBIDDEN => format!(
+            )),
+            StatusCode::FORBIDDEN => Some(format!(
                 "the credentials for {} lack the right to {} {}",
                 req.image.registry,
                 if req.push { "push to" } else { "pull" },
                 req.image.repository
-            ),
-            _ => String::new(),
+            )),
+            _ => None,
         };
         RegistryError::Status {
             method: req.method.to_string(),

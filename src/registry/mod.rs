@@ -29,23 +29,22 @@ pub use auth::{Credentials, Login};
 pub use client::{Client, ClientOptions};
 pub use reference::Reference;
 
+use crate::diag::{Diagnose, Interrupted};
 use crate::digest::Sha256Digest;
+use std::borrow::Cow;
 use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
-    #[error(
-        "{method} {url} failed with HTTP {status}{}{}",
-        colon(message),
-        hint_text(hint)
-    )]
+    #[error("{method} {url} failed with HTTP {status}{}", colon(message))]
     Status {
         method: String,
         url: String,
         status: u16,
         /// The registry's own error message(s).
         message: String,
-        hint: String,
+        /// What to check, for the statuses that say (401, 403).
+        hint: Option<String>,
     },
     // `error`, not `source`: the message includes it, so error chains must not
     // print it twice.
@@ -77,7 +76,7 @@ pub enum RegistryError {
     #[error("{0}")]
     Layout(String),
     #[error("interrupted: the push stopped before the tag was written")]
-    Interrupted,
+    Interrupted(#[from] Interrupted),
     #[error("cannot write the pulled layout: {0}")]
     Output(crate::output::OutputError),
 }
@@ -96,11 +95,12 @@ fn colon(message: &str) -> String {
     }
 }
 
-fn hint_text(hint: &str) -> String {
-    if hint.is_empty() {
-        String::new()
-    } else {
-        format!(" (hint: {hint})")
+impl Diagnose for RegistryError {
+    fn hint(&self) -> Option<Cow<'_, str>> {
+        match self {
+            RegistryError::Status { hint, .. } => hint.as_deref().map(Cow::Borrowed),
+            _ => None,
+        }
     }
 }
 

@@ -13,6 +13,7 @@
 use super::api::{Descriptor, IndexJson, ManifestJson};
 use super::referrers::{update_cosign_attestations, update_referrers_tag, Envelope};
 use super::{BlobPush, Client, Reference, RegistryError};
+use crate::diag::Interrupted;
 use crate::digest::Sha256Digest;
 use crate::oci::annotation;
 use crate::oci::media_type::{DOCKER_MANIFEST, DSSE_ENVELOPE, OCI_MANIFEST};
@@ -29,7 +30,7 @@ pub trait PushObserver: Sync {
     /// A blob is done (uploaded, present or mounted).
     fn blob_finished(&self, _digest: &Sha256Digest, _outcome: BlobPush) {}
     /// Asked between steps: `true` stops the push before the next blob or manifest
-    /// ([`RegistryError::Interrupted`]); nothing is tagged then.
+    /// ([`Interrupted`]); nothing is tagged then.
     fn cancelled(&self) -> bool {
         false
     }
@@ -438,7 +439,7 @@ fn push_blobs(
 
 fn stop_if_cancelled(observer: &dyn PushObserver) -> Result<(), RegistryError> {
     if observer.cancelled() {
-        Err(RegistryError::Interrupted)
+        Err(Interrupted.into())
     } else {
         Ok(())
     }

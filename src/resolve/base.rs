@@ -5,8 +5,10 @@
 use super::lock::LockedBase;
 use super::{LockMode, Lockfile};
 use crate::base::{BaseError, BaseStore};
+use crate::diag::Diagnose;
 use crate::digest::Sha256Digest;
 use crate::recipe::BaseSpec;
+use std::borrow::Cow;
 
 /// Why the base cannot be pinned.
 #[derive(Debug, thiserror::Error)]
@@ -19,11 +21,11 @@ pub enum PinError {
     Base(#[from] BaseError),
 }
 
-impl PinError {
-    pub fn hint(&self) -> &'static str {
+impl Diagnose for PinError {
+    fn hint(&self) -> Option<Cow<'_, str>> {
         match self {
             PinError::Unpinned { .. } | PinError::LockedOther { .. } => {
-                "--locked builds use only pinned inputs; run `cairn lock` and commit the lock file, or write the digest in the recipe"
+                Some("--locked builds use only pinned inputs; run `cairn lock` and commit the lock file, or write the digest in the recipe".into())
             }
             PinError::Base(e) => e.hint(),
         }

@@ -6,8 +6,10 @@
 //! plus `"tools": {"mke2fs": "mke2fs 1.47.0 (5-Feb-2023)"}` when a VM disk is built.
 //! plus `packages` ([`crate::debian::lock`]) when the recipe installs Debian packages.
 
+use crate::diag::Diagnose;
 use crate::digest::Sha256Digest;
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -104,18 +106,29 @@ pub enum LockError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("lock file {path} is not valid: {source}\n  = help: regenerate it with `cairn lock <recipe>`")]
+    #[error("lock file {path} is not valid: {source}")]
     Parse {
         path: PathBuf,
         source: serde_json::Error,
     },
-    #[error("lock file {path} has version {found}; this cairn reads version {LOCK_VERSION}\n  = help: regenerate it with `cairn lock <recipe>`")]
+    #[error("lock file {path} has version {found}; this cairn reads version {LOCK_VERSION}")]
     Version { path: PathBuf, found: u32 },
     #[error("cannot write lock file {path}: {source}")]
     Write {
         path: PathBuf,
         source: std::io::Error,
     },
+}
+
+impl Diagnose for LockError {
+    fn hint(&self) -> Option<Cow<'_, str>> {
+        match self {
+            LockError::Parse { .. } | LockError::Version { .. } => {
+                Some("regenerate it with `cairn lock <recipe>`".into())
+            }
+            LockError::Read { .. } | LockError::Write { .. } => None,
+        }
+    }
 }
 
 /// `dir/hello.yaml` -> `dir/hello.lock`.
@@ -196,7 +209,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.lock");
         std::fs::write(&path, r#"{"cairn_lock": 7, "sources": {}}"#).unwrap();
-        let err = Lockfile::read(&path).unwrap_err().to_string();
+        let err = Lockfile::read(&path).unwrap_err();
+        let err = crate::diag::Report::of(&err).to_string();
         assert!(
             err.contains("version 7") && err.contains("cairn lock"),
             "{err}"

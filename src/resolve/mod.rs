@@ -20,9 +20,11 @@ use hash_index::HashIndex;
 pub use host::normalised_file_mode;
 pub use lock::{lock_path_for, LockedKind, LockedSource, Lockfile};
 
+use crate::diag::{self, Diagnose};
 use crate::digest::Sha256Digest;
 use crate::recipe::{Diagnostic, Recipe, SignatureSpec, SourceKind, SourceSpec};
 use crate::snapshot::{archive, SourceEntryKind, SourceTree};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -63,8 +65,24 @@ pub struct ResolvedSources {
 pub enum ResolveError {
     #[error("{0}")]
     Source(Box<Diagnostic>),
-    #[error("{message}\n  = help: {hint}")]
+    #[error("{message}")]
     Lock { message: String, hint: String },
+}
+
+impl Diagnose for ResolveError {
+    fn hint(&self) -> Option<Cow<'_, str>> {
+        match self {
+            ResolveError::Source(diagnostic) => diagnostic.hint(),
+            ResolveError::Lock { hint, .. } => Some(hint.into()),
+        }
+    }
+
+    fn location(&self) -> Option<diag::Location<'_>> {
+        match self {
+            ResolveError::Source(diagnostic) => diagnostic.location(),
+            ResolveError::Lock { .. } => None,
+        }
+    }
 }
 
 fn source_error(recipe: &Recipe, spec: &SourceSpec, message: String, hint: &str) -> ResolveError {
@@ -250,12 +268,14 @@ fn verify_signature(
         &dir.join(&signature.key),
     )
     .map_err(|e| {
-        source_error(
-            recipe,
-            spec,
-            format!("source `{}` ({}): {e}", spec.name, spec.path),
-            e.hint(),
-        )
+        ResolveError::Source(Box::new(
+            Diagnostic::new(
+                &recipe.file,
+                spec.span,
+                format!("source `{}` ({}): {e}", spec.name, spec.path),
+            )
+            .with_hint_of(&e),
+        ))
     })
 }
 

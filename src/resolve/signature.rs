@@ -15,11 +15,13 @@
 //! digest of exactly the bytes the signature was checked against, so the caller can
 //! make sure it pins those bytes. Every problem is an error: nothing is used unverified.
 
+use crate::diag::Diagnose;
 use crate::digest::Sha256Digest;
 use crate::keys::{self, KeyError, Signature, SshReader, VerifyingKey};
 use base64::Engine as _;
 use ed25519_dalek::StreamVerifier;
 use sha2::{Digest as _, Sha256, Sha512};
+use std::borrow::Cow;
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -76,11 +78,11 @@ pub enum Problem {
     Mismatch,
 }
 
-impl SignatureError {
-    /// How to put the problem right.
-    pub fn hint(&self) -> &'static str {
+/// Every signature error has a hint: how to put the problem right.
+impl Diagnose for SignatureError {
+    fn hint(&self) -> Option<Cow<'_, str>> {
         const SIGN: &str = "sign the file with `ssh-keygen -Y sign -f <private key> -n file <file>` (writes <file>.sig), or give a raw Ed25519 signature of its bytes (`openssl pkeyutl -sign -rawin -inkey <key.pem> -in <file>`), binary or base64";
-        match self {
+        Some(Cow::Borrowed(match self {
             SignatureError::NotAFile { kind: "directory", .. } => "a directory has no canonical bytes to sign: pack it into an archive (e.g. `tar --sort=name -czf site.tar.gz site`), sign that, and use it as an `archive:` source",
             SignatureError::NotAFile { .. } => "point the source at a regular file",
             SignatureError::Read { .. } => "signature and key paths are relative to the recipe file; check the path and permissions",
@@ -92,7 +94,7 @@ impl SignatureError {
                 Problem::Mismatch => "do not use this file unless you know why it changed; if its new content is intended, have it signed again (`ssh-keygen -Y sign -f <key> -n file <file>`) and update its pin",
                 Problem::UnknownFormat | Problem::Malformed(_) | Problem::Version(_) | Problem::Hash(_) => SIGN,
             },
-        }
+        }))
     }
 }
 
@@ -598,7 +600,7 @@ mod tests {
         let sig = ssh_sign(&private, "other", &[], &data, "other");
         let err = verify(&data, &sig, &public).unwrap_err();
         assert!(err.to_string().contains("namespace is `other`"), "{err}");
-        assert!(err.hint().contains("-n file"));
+        assert!(err.hint().unwrap().contains("-n file"));
         assert_eq!(problem(Err(err)), Problem::Namespace("other".into()));
     }
 
@@ -740,7 +742,7 @@ mod tests {
             ),
             "{err:?}"
         );
-        assert!(err.hint().contains("archive"));
+        assert!(err.hint().unwrap().contains("archive"));
 
         // A FIFO is refused at once, not waited on.
         let fifo = dir.path().join("fifo");

@@ -181,12 +181,14 @@ pub enum ArchiveError {
     )]
     Duplicate { archive: PathBuf, member: String },
 
-    #[error("member `{member}` of archive `{}` is {kind}; {hint}", archive.display())]
+    /// `refusal` says why cairn refuses the member and what to do instead; it is part
+    /// of the message, since the diagnostic's hint is about archive sources in general.
+    #[error("member `{member}` of archive `{}` is {kind}; {refusal}", archive.display())]
     UnsupportedType {
         archive: PathBuf,
         member: String,
         kind: String,
-        hint: &'static str,
+        refusal: &'static str,
     },
 
     #[error("member `{member}` of archive `{}` has an invalid header: {reason}", archive.display())]
@@ -425,7 +427,7 @@ impl Unpacker<'_> {
                 archive: self.archive.to_path_buf(),
                 member,
                 kind: "a PAX-format sparse file (GNU.sparse.* records)".to_string(),
-                hint: "cairn reads GNU-format sparse members but not PAX ones; re-create the \
+                refusal: "cairn reads GNU-format sparse members but not PAX ones; re-create the \
                        archive without --sparse, or with --format=gnu",
             });
         }
@@ -711,9 +713,9 @@ impl Unpacker<'_> {
     }
 
     fn unsupported_type(&self, member: String, entry_type: EntryType) -> ArchiveError {
-        let (kind, hint) = match entry_type {
-            EntryType::Char => ("a character device".to_string(), DEVICE_HINT),
-            EntryType::Block => ("a block device".to_string(), DEVICE_HINT),
+        let (kind, refusal) = match entry_type {
+            EntryType::Char => ("a character device".to_string(), DEVICE_REFUSAL),
+            EntryType::Block => ("a block device".to_string(), DEVICE_REFUSAL),
             EntryType::Fifo => (
                 "a FIFO".to_string(),
                 "cairn images cannot carry FIFOs; create them at runtime",
@@ -731,12 +733,12 @@ impl Unpacker<'_> {
             archive: self.archive.to_path_buf(),
             member,
             kind,
-            hint,
+            refusal,
         }
     }
 }
 
-const DEVICE_HINT: &str = "cairn images cannot carry device nodes; create them at runtime";
+const DEVICE_REFUSAL: &str = "cairn images cannot carry device nodes; create them at runtime";
 
 /// Whether `block` is a whole tar header with a correct checksum.
 fn is_tar_header(block: &[u8]) -> bool {
