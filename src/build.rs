@@ -18,8 +18,9 @@ use crate::digest::Sha256Digest;
 use crate::disk;
 use crate::image::{self, canonical_json, Artifact, ImageError};
 use crate::layers::{self, cache::LayerCache, LayerBlob, LayerError, TreeEntryKind, TreeError};
+use crate::oci::layout::{LayoutError, LayoutWriter, SideFile, StoredBlob};
 use crate::output::archive::{self, DockerImage, OutputFormat};
-use crate::output::{LayoutWriter, OutputError, SideFile, StoredBlob};
+use crate::output::OutputError;
 use crate::recipe::{Diagnostic, ImagePath, Platform, Recipe};
 use crate::resolve::{self, lock::LockError, platforms, Content, LockMode, Lockfile, ResolveError};
 use crate::warm;
@@ -146,6 +147,8 @@ pub enum BuildError {
     Image(#[from] ImageError),
     #[error(transparent)]
     Sbom(#[from] sbom::SbomError),
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
     #[error(transparent)]
     Output(#[from] OutputError),
     #[error(transparent)]
@@ -312,7 +315,7 @@ pub fn build(
         OutputFormat::Oci => layout.publish(&index, &side_files, &stale)?,
         OutputFormat::OciArchive => layout.publish_archive(
             &index,
-            |dir, out| archive::write_oci_archive(dir, epoch, out),
+            |dir, out| archive::write_oci_archive(dir, epoch, out).map_err(OutputError::from),
             &side_files,
             &stale,
         )?,
@@ -329,7 +332,10 @@ pub fn build(
             };
             layout.publish_archive(
                 &index,
-                |dir, out| archive::write_docker_archive(dir, &image, epoch, out),
+                |dir, out| {
+                    archive::write_docker_archive(dir, &image, epoch, out)
+                        .map_err(OutputError::from)
+                },
                 &side_files,
                 &stale,
             )?

@@ -19,6 +19,7 @@ pub mod image;
 pub mod inspect;
 pub mod layers;
 pub mod ledger;
+pub mod oci;
 pub mod output;
 pub mod recipe;
 pub mod registry;

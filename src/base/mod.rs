@@ -19,7 +19,7 @@ pub use media::{decompressing, layer_compression, Compression};
 pub use registry::RegistryStore;
 
 use crate::digest::{HashingReader, Sha256Digest};
-use crate::output::{LayoutWriter, OutputError};
+use crate::oci::layout::{LayoutError, LayoutWriter};
 use crate::recipe::Platform;
 use oci_spec::image::ImageConfiguration;
 use serde::Serialize;
@@ -57,7 +57,7 @@ pub enum BaseError {
     #[error("the base image has no manifest for {platform}; it has {available}")]
     NoPlatform { platform: String, available: String },
     #[error("the base's {what} cannot be written into the output: {source}")]
-    Output { what: String, source: OutputError },
+    Output { what: String, source: LayoutError },
     #[error("{0}")]
     Registry(String),
     #[error("interrupted")]

@@ -4,7 +4,7 @@
 
 use crate::base::BaseImage;
 use crate::layers::{compress, LayerBlob};
-use crate::output::StoredBlob;
+use crate::oci::layout::StoredBlob;
 use crate::recipe::{Compression, Platform, Recipe};
 use oci_spec::image::{
     Arch, Descriptor, DescriptorBuilder, HistoryBuilder, ImageConfiguration,

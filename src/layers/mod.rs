@@ -17,7 +17,7 @@ pub use tree::{
 };
 
 use crate::digest::{HashingWriter, Sha256Digest};
-use crate::output::{LayoutWriter, OutputError};
+use crate::oci::layout::{LayoutError, LayoutWriter};
 use crate::recipe::Compression;
 use std::sync::atomic::AtomicBool;
 
@@ -48,7 +48,7 @@ pub enum LayerError {
         source: tar::TarError,
     },
     #[error(transparent)]
-    Output(#[from] OutputError),
+    Layout(#[from] LayoutError),
 }
 
 impl LayerBlob {

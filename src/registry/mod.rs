@@ -84,11 +84,11 @@ pub enum RegistryError {
     #[error("interrupted: the push stopped before the tag was written")]
     Interrupted,
     #[error("cannot write the pulled layout: {0}")]
-    Output(crate::output::OutputError),
+    Output(crate::oci::layout::LayoutError),
 }
 
-impl From<crate::output::OutputError> for RegistryError {
-    fn from(e: crate::output::OutputError) -> Self {
+impl From<crate::oci::layout::LayoutError> for RegistryError {
+    fn from(e: crate::oci::layout::LayoutError) -> Self {
         RegistryError::Output(e)
     }
 }

@@ -10,7 +10,7 @@ use super::api::{Descriptor, ManifestJson};
 use super::{Client, Reference, RegistryError};
 use crate::digest::Sha256Digest;
 use crate::image::{canonical_json, REF_NAME_ANNOTATION};
-use crate::output::LayoutWriter;
+use crate::oci::layout::LayoutWriter;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

@@ -74,7 +74,7 @@ struct LayoutReader<'a> {
 
 impl LayoutReader<'_> {
     fn blob_path(&self, digest: &Sha256Digest) -> PathBuf {
-        self.root.join("blobs/sha256").join(digest.hex())
+        crate::oci::layout::blob_path(self.root, digest)
     }
 
     fn read_manifest(&self, descriptor: &Descriptor) -> Result<LayoutManifest, RegistryError> {
