@@ -85,6 +85,9 @@ pub enum RegistryError {
     Interrupted,
     #[error("cannot write the pulled layout: {0}")]
     Output(crate::oci::layout::LayoutError),
+    /// The layout being pushed cannot be read, or does not match its descriptors.
+    #[error(transparent)]
+    ReadLayout(crate::oci::layout::LayoutError),
 }
 
 impl From<crate::oci::layout::LayoutError> for RegistryError {

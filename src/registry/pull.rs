@@ -6,11 +6,12 @@
 //! and any OCI tool read it. Every manifest and blob is checked against its digest
 //! as it arrives; the layout appears only when complete (see [`crate::output`]).
 
-use super::api::{Descriptor, ManifestJson};
+use super::api::{oci_sha256, Descriptor, ManifestDoc};
 use super::{Client, Reference, RegistryError};
 use crate::digest::Sha256Digest;
 use crate::image::{canonical_json, REF_NAME_ANNOTATION};
 use crate::oci::layout::LayoutWriter;
+use oci_spec::image::Descriptor as OciDescriptor;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -43,7 +44,7 @@ impl Puller<'_> {
     fn manifest(
         &mut self,
         digest: Sha256Digest,
-    ) -> Result<(super::Manifest, ManifestJson), RegistryError> {
+    ) -> Result<(super::Manifest, ManifestDoc), RegistryError> {
         let manifest = self
             .client
             .get_manifest(&self.repository.with_digest(digest))?;
@@ -53,9 +54,12 @@ impl Puller<'_> {
     fn store_manifest(
         &mut self,
         manifest: super::Manifest,
-    ) -> Result<(super::Manifest, ManifestJson), RegistryError> {
-        let parsed =
-            ManifestJson::parse(&manifest.bytes, &format!("manifest {}", manifest.digest))?;
+    ) -> Result<(super::Manifest, ManifestDoc), RegistryError> {
+        let parsed = ManifestDoc::parse(
+            &manifest.bytes,
+            &manifest.media_type,
+            &format!("manifest {}", manifest.digest),
+        )?;
         if self.blobs_done.insert(manifest.digest) {
             self.writer.put_blob(&manifest.bytes)?;
         }
@@ -63,8 +67,8 @@ impl Puller<'_> {
     }
 
     /// Fetches and stores a blob, streamed to disk and verified.
-    fn blob(&mut self, descriptor: &Descriptor) -> Result<(), RegistryError> {
-        let digest = descriptor.sha256()?;
+    fn blob(&mut self, descriptor: &OciDescriptor) -> Result<(), RegistryError> {
+        let digest = oci_sha256(descriptor)?;
         if !self.blobs_done.insert(digest) {
             return Ok(());
         }
@@ -74,7 +78,7 @@ impl Puller<'_> {
             let mut w = self.writer.blob_writer()?;
             match self
                 .client
-                .get_blob_to(self.repository, &digest, Some(descriptor.size), &mut w)
+                .get_blob_to(self.repository, &digest, Some(descriptor.size()), &mut w)
             {
                 Ok(n) => {
                     self.writer.commit_blob(w)?;
@@ -103,20 +107,20 @@ impl Puller<'_> {
     fn below(
         &mut self,
         manifest: &super::Manifest,
-        parsed: &ManifestJson,
+        parsed: &ManifestDoc,
         depth: usize,
         images: &mut Vec<Sha256Digest>,
     ) -> Result<(), RegistryError> {
         images.push(manifest.digest);
-        if parsed.is_index(&manifest.media_type) {
+        if parsed.is_index() {
             if depth > 4 {
                 return Err(RegistryError::Layout(format!(
                     "index {} nests more than 4 levels deep",
                     manifest.digest
                 )));
             }
-            for child in &parsed.manifests {
-                let (m, p) = self.manifest(child.sha256()?)?;
+            for child in parsed.children() {
+                let (m, p) = self.manifest(oci_sha256(child)?)?;
                 self.below(&m, &p, depth + 1, images)?;
             }
         } else {
@@ -182,7 +186,7 @@ pub fn pull_to_layout(
                 continue;
             }
             let (m, p) = puller.manifest(d.sha256()?)?;
-            if p.subject.as_ref().map(|s| s.digest.as_str()) != Some(subject.to_string().as_str()) {
+            if p.subject().map(|s| s.digest().to_string()) != Some(subject.to_string()) {
                 return Err(RegistryError::Protocol {
                     url: image.to_string(),
                     detail: format!(
