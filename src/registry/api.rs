@@ -493,7 +493,7 @@ impl Client {
         image: &Reference,
         subject: &Sha256Digest,
         artifact_type: Option<&str>,
-    ) -> Result<(Vec<Descriptor>, bool), RegistryError> {
+    ) -> Result<(Vec<OciDescriptor>, bool), RegistryError> {
         let mut url = format!("{}/referrers/{subject}", self.repo_url(image)?);
         if let Some(t) = artifact_type {
             url.push_str(&format!("?artifactType={}", super::client::query_escape(t)));
@@ -515,14 +515,14 @@ impl Client {
                 None => return Ok((Vec::new(), false)),
             }
         };
-        let index: IndexJson =
+        let index: ImageIndex =
             serde_json::from_slice(&bytes).map_err(|e| RegistryError::Protocol {
                 url: super::client::redact_url(&from),
                 detail: format!("the referrers index is not an OCI index: {e}"),
             })?;
-        let mut found = index.manifests;
+        let mut found = index.manifests().clone();
         if let Some(t) = artifact_type {
-            found.retain(|d| d.artifact_type.as_deref() == Some(t));
+            found.retain(|d| d.artifact_type().as_ref().map(MediaType::as_ref) == Some(t));
         }
         Ok((found, api))
     }
@@ -539,14 +539,6 @@ fn read_manifest_body(
         url: super::client::redact_url(url),
         detail: format!("cannot read {what}: {e}"),
     })
-}
-
-/// The part of a referrers index cairn reads: its descriptors, as the registry wrote
-/// them (see [`Descriptor`]).
-#[derive(Debug, Deserialize)]
-pub(crate) struct IndexJson {
-    #[serde(default)]
-    pub manifests: Vec<Descriptor>,
 }
 
 fn header_str(resp: &Response, name: &str) -> Option<String> {

@@ -182,10 +182,10 @@ pub fn pull_to_layout(
         let (found, api) = client.referrers(&repository, subject, None)?;
         referrers_api &= api;
         for d in found {
-            if listed.iter().any(|l| l.digest == d.digest) {
+            if listed.iter().any(|l| l.digest == d.digest().as_ref()) {
                 continue;
             }
-            let (m, p) = puller.manifest(d.sha256()?)?;
+            let (m, p) = puller.manifest(oci_sha256(&d)?)?;
             if p.subject().map(|s| s.digest().to_string()) != Some(subject.to_string()) {
                 return Err(RegistryError::Protocol {
                     url: image.to_string(),
