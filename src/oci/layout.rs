@@ -176,8 +176,7 @@ impl Layout {
                 continue;
             }
             // The media-type predicates live with the base image reader for now.
-            let media_type = descriptor.media_type().to_string();
-            match media_type.as_str() {
+            match descriptor.media_type().as_ref() {
                 m if crate::base::media::is_index(m) => {
                     pending.extend(self.image_index(&descriptor)?.manifests().iter().cloned())
                 }

@@ -4,7 +4,7 @@
 //! `org.opencontainers.image.ref.name`) and then every referrer of it (SBOMs,
 //! attestations), the same shape `cairn build` writes, so `cairn verify`, `inspect`
 //! and any OCI tool read it. Every manifest and blob is checked against its digest
-//! as it arrives; the layout appears only when complete (see [`crate::output`]).
+//! as it arrives; the layout appears only when complete (see [`crate::oci::layout`]).
 
 use super::api::{oci_sha256, Descriptor, ManifestDoc};
 use super::{Client, Reference, RegistryError};
