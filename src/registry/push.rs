@@ -71,27 +71,19 @@ struct LayoutManifest {
     parsed: ManifestDoc,
 }
 
-struct LayoutReader {
-    layout: Layout,
-}
-
-impl LayoutReader {
-    fn blob_path(&self, digest: &Sha256Digest) -> PathBuf {
-        self.layout.blob_path(digest)
-    }
-
-    /// Reads the manifest `descriptor` names, checked against its digest and size.
-    fn read_manifest(&self, descriptor: &OciDescriptor) -> Result<LayoutManifest, RegistryError> {
+impl LayoutManifest {
+    /// Reads the manifest `descriptor` names in `layout`, checked against its digest
+    /// and size.
+    fn read(layout: &Layout, descriptor: &OciDescriptor) -> Result<Self, RegistryError> {
         let digest = oci_sha256(descriptor)?;
-        let bytes = self
-            .layout
+        let bytes = layout
             .read_blob(descriptor)
             .map_err(RegistryError::ReadLayout)?;
         let media_type = descriptor.media_type().to_string();
         let parsed = ManifestDoc::parse(
             &bytes,
             &media_type,
-            &self.blob_path(&digest).display().to_string(),
+            &layout.blob_path(&digest).display().to_string(),
         )?;
         Ok(LayoutManifest {
             media_type,
@@ -112,15 +104,13 @@ pub fn push_layout(
     mount_from: Option<&str>,
     observer: &dyn PushObserver,
 ) -> Result<PushReport, RegistryError> {
-    let reader = LayoutReader {
-        layout: Layout::open(layout),
-    };
-    let index_path = reader.layout.index_path();
-    let index = reader.layout.index().map_err(RegistryError::ReadLayout)?;
+    let source = Layout::open(layout);
+    let index_path = source.index_path();
+    let index = source.index().map_err(RegistryError::ReadLayout)?;
     let mut roots = Vec::new();
     let mut referrers = Vec::new();
     for d in index.manifests() {
-        let m = reader.read_manifest(d)?;
+        let m = LayoutManifest::read(&source, d)?;
         if m.parsed.subject().is_some() {
             referrers.push(m);
         } else {
@@ -153,7 +143,7 @@ pub fn push_layout(
     }
     // Children of an index, depth first, so each is pushed before what lists it.
     let mut image_manifests = Vec::new();
-    collect_children(&reader, root, &mut image_manifests, 0)?;
+    collect_children(&source, root, &mut image_manifests, 0)?;
 
     client.ping_with(target, true)?;
 
@@ -188,7 +178,7 @@ pub fn push_layout(
             if !seen.insert(digest) {
                 continue;
             }
-            let path = reader.blob_path(&digest);
+            let path = source.blob_path(&digest);
             match std::fs::metadata(&path) {
                 Ok(meta) if meta.len() == blob.size() => {}
                 Ok(meta) => {
@@ -325,7 +315,7 @@ fn attach_referrers(
 /// Appends `manifest`'s child manifests (recursively, for an index) and then
 /// `manifest` itself.
 fn collect_children(
-    reader: &LayoutReader,
+    source: &Layout,
     manifest: LayoutManifest,
     out: &mut Vec<LayoutManifest>,
     depth: usize,
@@ -339,8 +329,8 @@ fn collect_children(
             )));
         }
         for child in manifest.parsed.children() {
-            let child = reader.read_manifest(child)?;
-            collect_children(reader, child, out, depth + 1)?;
+            let child = LayoutManifest::read(source, child)?;
+            collect_children(source, child, out, depth + 1)?;
         }
     } else if media_type != OCI_MANIFEST && media_type != super::DOCKER_MANIFEST {
         return Err(RegistryError::Layout(format!(
