@@ -21,9 +21,10 @@ use crate::image::{self, Artifact, ImageError};
 use crate::keys::{self, SigningKey};
 use crate::layers::{self, cache::LayerCache, LayerBlob, LayerError, TreeEntryKind, TreeError};
 use crate::oci::json::canonical_json;
+use crate::oci::layout::{LayoutError, LayoutWriter, SideFile, StoredBlob};
 use crate::oci::time::rfc3339;
 use crate::output::archive::{self, DockerImage, OutputFormat};
-use crate::output::{LayoutWriter, OutputError, SideFile, StoredBlob};
+use crate::output::OutputError;
 use crate::recipe::{Diagnostic, ImagePath, Platform, Recipe};
 use crate::resolve::{self, lock::LockError, platforms, LockMode, Lockfile, ResolveError};
 use crate::snapshot::{Content, Location};
@@ -153,6 +154,8 @@ pub enum BuildError {
     #[error(transparent)]
     Sbom(#[from] sbom::SbomError),
     #[error(transparent)]
+    Layout(#[from] LayoutError),
+    #[error(transparent)]
     Output(#[from] OutputError),
     #[error(transparent)]
     Disk(#[from] disk::DiskError),
@@ -177,6 +180,7 @@ impl Diagnose for BuildError {
             BuildError::Image(_)
             | BuildError::Sbom(_)
             | BuildError::Output(_)
+            | BuildError::Layout(_)
             | BuildError::Unsupported(_)
             | BuildError::Interrupted(_) => None,
         }
@@ -194,6 +198,7 @@ impl Diagnose for BuildError {
             | BuildError::Image(_)
             | BuildError::Sbom(_)
             | BuildError::Output(_)
+            | BuildError::Layout(_)
             | BuildError::Unsupported(_)
             | BuildError::Interrupted(_) => None,
         }
@@ -354,7 +359,7 @@ pub fn build(
         OutputFormat::Oci => layout.publish(&index, &side_files, &stale)?,
         OutputFormat::OciArchive => layout.publish_archive(
             &index,
-            |dir, out| archive::write_oci_archive(dir, epoch, out),
+            |dir, out| archive::write_oci_archive(dir, epoch, out).map_err(OutputError::from),
             &side_files,
             &stale,
         )?,
@@ -371,7 +376,10 @@ pub fn build(
             };
             layout.publish_archive(
                 &index,
-                |dir, out| archive::write_docker_archive(dir, &image, epoch, out),
+                |dir, out| {
+                    archive::write_docker_archive(dir, &image, epoch, out)
+                        .map_err(OutputError::from)
+                },
                 &side_files,
                 &stale,
             )?

@@ -2,32 +2,23 @@
 //! layers and files. Every blob it reads is checked against its digest and size, so
 //! inspect doubles as an integrity check of a layout.
 
-use crate::digest::{HashingReader, Sha256Digest};
+use crate::digest::Sha256Digest;
+use crate::oci::layout::{Layout, LayoutError};
 use crate::oci::whiteout;
+use oci_spec::image::{Descriptor, ImageManifest, MediaType, ANNOTATION_REF_NAME};
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::{self, BufReader, Read};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum InspectError {
     #[error("cannot read {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
-    #[error("{path} is not valid OCI JSON: {source}")]
-    Json {
-        path: PathBuf,
-        source: serde_json::Error,
-    },
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
-    #[error("blob {digest} is corrupt: expected {expected_size} bytes with that digest, found {actual_size} bytes hashing to {actual}")]
-    DigestMismatch {
-        digest: String,
-        expected_size: u64,
-        actual: Sha256Digest,
-        actual_size: u64,
-    },
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
 }
 
 #[derive(Debug, Serialize)]
@@ -141,176 +132,103 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> InspectError + '_ {
     }
 }
 
-struct Layout<'a> {
-    root: &'a Path,
+/// `os/arch[/variant]`.
+fn platform_name(platform: &oci_spec::image::Platform) -> String {
+    let mut s = format!("{}/{}", platform.os(), platform.architecture());
+    if let Some(v) = platform.variant() {
+        s.push('/');
+        s.push_str(v);
+    }
+    s
 }
 
-impl Layout<'_> {
-    fn blob_path(&self, digest: &str) -> Result<PathBuf, InspectError> {
-        let hex = digest
-            .strip_prefix("sha256:")
-            .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
-            .ok_or_else(|| InspectError::Invalid {
-                path: self.root.into(),
-                message: format!("unsupported digest `{digest}` (cairn reads sha256 blobs)"),
-            })?;
-        Ok(self.root.join("blobs/sha256").join(hex))
-    }
-
-    /// Reads a whole (small) blob, verifying its digest and size.
-    fn read_verified(&self, digest: &str, size: u64) -> Result<Vec<u8>, InspectError> {
-        let path = self.blob_path(digest)?;
-        let mut bytes = Vec::new();
-        let mut reader = HashingReader::new(File::open(&path).map_err(io_err(&path))?);
-        reader.read_to_end(&mut bytes).map_err(io_err(&path))?;
-        verify(digest, size, reader.finish())?;
-        Ok(bytes)
-    }
-
-    fn read_json(&self, digest: &str, size: u64) -> Result<serde_json::Value, InspectError> {
-        let bytes = self.read_verified(digest, size)?;
-        serde_json::from_slice(&bytes).map_err(|source| InspectError::Json {
-            path: self.blob_path(digest).unwrap_or_default(),
-            source,
-        })
-    }
-}
-
-fn verify(
-    digest: &str,
-    size: u64,
-    (actual, actual_size): (Sha256Digest, u64),
-) -> Result<(), InspectError> {
-    if actual.to_string() != digest || actual_size != size {
-        return Err(InspectError::DigestMismatch {
-            digest: digest.into(),
-            expected_size: size,
-            actual,
-            actual_size,
-        });
-    }
-    Ok(())
-}
-
-fn field<'a>(
-    v: &'a serde_json::Value,
-    path: &Path,
-    key: &str,
-) -> Result<&'a serde_json::Value, InspectError> {
-    v.get(key).ok_or_else(|| InspectError::Invalid {
-        path: path.into(),
-        message: format!("missing `{key}`"),
-    })
-}
-
-fn descriptor(v: &serde_json::Value, path: &Path) -> Result<(String, String, u64), InspectError> {
-    let s = |k| field(v, path, k).map(|x| x.as_str().unwrap_or_default().to_string());
-    let size = field(v, path, "size")?.as_u64().unwrap_or_default();
-    Ok((s("mediaType")?, s("digest")?, size))
+/// A manifest blob read both typed (to follow) and as the JSON it is (to report).
+fn read_manifest(
+    layout: &Layout,
+    descriptor: &Descriptor,
+) -> Result<(ImageManifest, serde_json::Value), InspectError> {
+    let bytes = layout.read_blob(descriptor)?;
+    let path = layout.blob_path(&layout.digest_of(descriptor)?);
+    let json = |source| LayoutError::Json {
+        path: path.clone(),
+        source,
+    };
+    let typed = serde_json::from_slice(&bytes).map_err(json)?;
+    let raw = serde_json::from_slice(&bytes).map_err(json)?;
+    Ok((typed, raw))
 }
 
 /// Reads the layout at `root`, verifying every blob it touches.
 pub fn inspect(root: &Path) -> Result<LayoutReport, InspectError> {
-    let layout = Layout { root };
-    let index_path = root.join("index.json");
-    let index: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(&index_path).map_err(io_err(&index_path))?,
-    )
-    .map_err(|source| InspectError::Json {
-        path: index_path.clone(),
-        source,
-    })?;
+    let layout = Layout::open(root);
+    let index = layout.index()?;
     let mut images = Vec::new();
-    let top = field(&index, &index_path, "manifests")?
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
     // An entry that is an image index (a multi-platform image) stands for its
     // platform manifests, which inherit its ref name.
-    let mut manifests: Vec<(serde_json::Value, Option<String>, Option<String>)> = Vec::new();
+    let mut manifests: Vec<(Descriptor, Option<String>, Option<String>)> = Vec::new();
     let mut index_digest = None;
-    for m in top {
+    for m in index.manifests() {
         let ref_name = m
-            .pointer("/annotations/org.opencontainers.image.ref.name")
-            .and_then(|v| v.as_str())
-            .map(str::to_string);
-        if m["mediaType"] != "application/vnd.oci.image.index.v1+json" {
-            manifests.push((m, ref_name, None));
+            .annotations()
+            .as_ref()
+            .and_then(|a| a.get(ANNOTATION_REF_NAME))
+            .cloned();
+        if *m.media_type() != MediaType::ImageIndex {
+            manifests.push((m.clone(), ref_name, None));
             continue;
         }
-        let (_, digest, size) = descriptor(&m, &index_path)?;
-        let nested = layout.read_json(&digest, size)?;
-        let nested_path = layout.blob_path(&digest)?;
-        for d in field(&nested, &nested_path, "manifests")?
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-        {
-            let platform = d.get("platform").map(|p| {
-                let mut s = format!(
-                    "{}/{}",
-                    p["os"].as_str().unwrap_or_default(),
-                    p["architecture"].as_str().unwrap_or_default()
-                );
-                if let Some(v) = p["variant"].as_str() {
-                    s.push('/');
-                    s.push_str(v);
-                }
-                s
-            });
-            manifests.push((d, ref_name.clone(), platform));
+        for d in layout.image_index(m)?.manifests() {
+            let platform = d.platform().as_ref().map(platform_name);
+            manifests.push((d.clone(), ref_name.clone(), platform));
         }
-        index_digest.get_or_insert(digest);
+        index_digest.get_or_insert(m.digest().to_string());
     }
     let mut referrers: Vec<(String, Referrer)> = Vec::new();
     for (m, ref_name, platform) in &manifests {
         let (ref_name, platform) = (ref_name.clone(), platform.clone());
-        let (_, digest, size) = descriptor(m, &index_path)?;
-        let manifest = layout.read_json(&digest, size)?;
-        let mpath = layout.blob_path(&digest)?;
-        if let Some(subject) = manifest.get("subject") {
-            let (_, subject_digest, _) = descriptor(subject, &mpath)?;
-            let blob = field(&manifest, &mpath, "layers")?.get(0).ok_or_else(|| {
-                InspectError::Invalid {
-                    path: mpath.clone(),
+        let digest = m.digest().to_string();
+        let (typed, manifest) = read_manifest(&layout, m)?;
+        if let Some(subject) = typed.subject() {
+            let blob = typed
+                .layers()
+                .first()
+                .ok_or_else(|| InspectError::Invalid {
+                    path: layout.blob_path(&layout.digest_of(m).expect("read above")),
                     message: "an artifact manifest without a blob".into(),
-                }
-            })?;
-            let (_, blob_digest, blob_size) = descriptor(blob, &mpath)?;
+                })?;
             // Read (and so verify) the blob now.
-            layout.read_verified(&blob_digest, blob_size)?;
-            let annotations = manifest["annotations"]
-                .as_object()
-                .into_iter()
+            layout.read_blob(blob)?;
+            let annotations = typed
+                .annotations()
+                .iter()
                 .flatten()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .map(|(k, v)| (k.clone(), v.clone()))
                 .collect();
             referrers.push((
-                subject_digest,
+                subject.digest().to_string(),
                 Referrer {
-                    artifact_type: manifest["artifactType"].as_str().unwrap_or_default().into(),
+                    artifact_type: typed
+                        .artifact_type()
+                        .as_ref()
+                        .map(MediaType::to_string)
+                        .unwrap_or_default(),
                     manifest_digest: digest,
                     annotations,
-                    blob_digest,
-                    blob_size,
+                    blob_digest: blob.digest().to_string(),
+                    blob_size: blob.size(),
                 },
             ));
             continue;
         }
-        let (_, cdigest, csize) = descriptor(field(&manifest, &mpath, "config")?, &mpath)?;
-        let config = layout.read_json(&cdigest, csize)?;
+        let config = layout.read_json(typed.config())?;
         let mut layers = Vec::new();
-        for l in field(&manifest, &mpath, "layers")?
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-        {
-            let (media_type, ldigest, lsize) = descriptor(&l, &mpath)?;
-            let files = list_layer(&layout, &media_type, &ldigest, lsize)?;
+        for l in typed.layers() {
+            let media_type = l.media_type().to_string();
+            let files = list_layer(&layout, &media_type, l)?;
             layers.push(LayerFiles {
-                digest: ldigest,
+                digest: l.digest().to_string(),
                 media_type,
-                size: lsize,
+                size: l.size(),
                 files,
             });
         }
@@ -329,7 +247,7 @@ pub fn inspect(root: &Path) -> Result<LayoutReport, InspectError> {
             .iter_mut()
             .find(|i| i.manifest_digest == subject)
             .ok_or_else(|| InspectError::Invalid {
-                path: index_path.clone(),
+                path: layout.index_path(),
                 message: format!(
                     "artifact {} refers to {subject}, which is not an image in this layout",
                     referrer.manifest_digest
@@ -347,18 +265,16 @@ pub fn inspect(root: &Path) -> Result<LayoutReport, InspectError> {
 fn list_layer(
     layout: &Layout,
     media_type: &str,
-    digest: &str,
-    size: u64,
+    descriptor: &Descriptor,
 ) -> Result<Vec<FileInfo>, InspectError> {
-    let path = layout.blob_path(digest)?;
-    let file = File::open(&path).map_err(io_err(&path))?;
-    let mut hashing = HashingReader::new(BufReader::new(file));
-    let listed = list_tar(&path, media_type, &mut hashing);
+    let mut blob = layout.open_blob(descriptor)?;
+    let path = blob.path().to_path_buf();
+    let listed = list_tar(&path, media_type, &mut blob);
     // Whatever the decoder made of it, hash the rest of the raw blob: a blob that does
     // not match its digest is reported as that, not as whichever decoding error the
     // damage happened to cause.
-    io::copy(&mut hashing, &mut io::sink()).map_err(io_err(&path))?;
-    verify(digest, size, hashing.finish())?;
+    io::copy(&mut blob, &mut io::sink()).map_err(io_err(&path))?;
+    blob.finish()?;
     listed
 }
 
@@ -474,12 +390,15 @@ pub fn referrer_blob(layout: &Path, image: &ImageReport, artifact_type: &str) ->
         .referrers
         .iter()
         .find(|r| r.artifact_type == artifact_type)?;
-    Layout { root: layout }
-        .read_verified(&r.blob_digest, r.blob_size)
-        .ok()
+    read_blob(layout, &r.blob_digest, r.blob_size).ok()
 }
 
 /// Reads any blob of the layout, verified against `digest` and `size`.
 pub fn read_blob(layout: &Path, digest: &str, size: u64) -> Result<Vec<u8>, InspectError> {
-    Layout { root: layout }.read_verified(digest, size)
+    let layout = Layout::open(layout);
+    let digest: Sha256Digest = digest.parse().map_err(|_| LayoutError::UnsupportedDigest {
+        root: layout.root().to_path_buf(),
+        digest: digest.to_string(),
+    })?;
+    Ok(layout.read_digest(&digest, size)?)
 }

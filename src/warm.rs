@@ -37,7 +37,7 @@ use crate::attest::contents::BaseInfo;
 use crate::digest::Sha256Digest;
 use crate::layers::cache::{CachedLayer, ImageRecord, LayerCache};
 use crate::layers::LayerBlob;
-use crate::output::{LayoutWriter, StoredBlob};
+use crate::oci::layout::{LayoutWriter, StoredBlob};
 use crate::recipe::{Platform, Recipe};
 use crate::resolve::ResolvedSources;
 use crate::snapshot::{SourceEntryKind, SourceTree};

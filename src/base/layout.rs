@@ -2,25 +2,24 @@
 
 use super::{BaseError, BaseStore};
 use crate::digest::Sha256Digest;
+use crate::oci::layout::{Layout, LayoutError};
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::PathBuf;
 
 pub struct LayoutStore {
-    dir: PathBuf,
+    layout: Layout,
 }
 
 impl LayoutStore {
     pub fn new(dir: PathBuf) -> Self {
-        LayoutStore { dir }
-    }
-
-    fn blob_path(&self, digest: &Sha256Digest) -> PathBuf {
-        self.dir.join("blobs/sha256").join(digest.hex())
+        LayoutStore {
+            layout: Layout::open(&dir),
+        }
     }
 
     fn open(&self, what: &'static str, digest: &Sha256Digest) -> Result<File, BaseError> {
-        let path = self.blob_path(digest);
+        let path = self.layout.blob_path(digest);
         File::open(&path).map_err(|source| match source.kind() {
             std::io::ErrorKind::NotFound => BaseError::Missing {
                 what,
@@ -39,20 +38,23 @@ impl BaseStore for LayoutStore {
     /// manifest or index and not an artifact (SBOMs and attestations have an
     /// `artifactType`).
     fn resolve(&self) -> Result<Sha256Digest, BaseError> {
-        let path = self.dir.join("index.json");
-        let bytes = std::fs::read(&path).map_err(|source| BaseError::Io {
-            what: path.display().to_string(),
-            source,
+        let path = self.layout.index_path();
+        let index = self.layout.index().map_err(|e| match e {
+            LayoutError::Read { source, .. } => BaseError::Io {
+                what: path.display().to_string(),
+                source,
+            },
+            e => BaseError::Invalid(e.to_string()),
         })?;
-        let index: serde_json::Value = super::parse_json(&path.display().to_string(), &bytes)?;
-        let images: Vec<&serde_json::Value> = index["manifests"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|d| d.get("artifactType").is_none())
+        let images: Vec<_> = index
+            .manifests()
+            .iter()
+            .filter(|d| d.artifact_type().is_none())
             .collect();
         match images.as_slice() {
-            [one] => super::descriptor_digest(one, "the index.json entry"),
+            [one] => self.layout.digest_of(one).map_err(|_| {
+                BaseError::Invalid("the index.json entry has no sha256 `digest`".into())
+            }),
             [] => Err(BaseError::Invalid(format!(
                 "{} lists no image",
                 path.display()
@@ -62,7 +64,7 @@ impl BaseStore for LayoutStore {
                 path.display(),
                 many.len(),
                 many.iter()
-                    .filter_map(|d| d["digest"].as_str())
+                    .map(|d| d.digest().to_string())
                     .collect::<Vec<_>>()
                     .join(", ")
             ))),
@@ -74,7 +76,7 @@ impl BaseStore for LayoutStore {
         self.open("manifest", digest)?
             .read_to_end(&mut bytes)
             .map_err(|source| BaseError::Io {
-                what: self.blob_path(digest).display().to_string(),
+                what: self.layout.blob_path(digest).display().to_string(),
                 source,
             })?;
         Ok(bytes)

@@ -18,11 +18,11 @@ pub use registry::RegistryStore;
 use crate::diag::{Diagnose, Interrupted};
 use crate::digest::{HashingReader, Sha256Digest};
 use crate::oci::compression::Compression;
+use crate::oci::layout::{LayoutError, LayoutWriter};
 use crate::oci::media_type;
-use crate::output::{LayoutWriter, OutputError};
 use crate::recipe::Platform;
 use crate::registry::RegistryError;
-use oci_spec::image::ImageConfiguration;
+use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest, MediaType};
 use serde::Serialize;
 use std::borrow::Cow;
 use std::io::{self, Read, Write};
@@ -59,7 +59,7 @@ pub enum BaseError {
     #[error("the base image has no manifest for {platform}; it has {available}")]
     NoPlatform { platform: String, available: String },
     #[error("the base's {what} cannot be written into the output: {source}")]
-    Output { what: String, source: OutputError },
+    Output { what: String, source: LayoutError },
     #[error("{0}")]
     Registry(RegistryError),
     #[error("no registry client was given to fetch {image}")]
@@ -104,15 +104,28 @@ pub struct BaseImage {
     pub layers: Vec<BaseLayer>,
 }
 
-fn parse_json(what: &str, bytes: &[u8]) -> Result<serde_json::Value, BaseError> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| BaseError::Invalid(format!("{what} is not JSON: {e}")))
+/// A manifest or index of the base image, in the oci-spec types (a Docker manifest or
+/// manifest list has the same shape).
+enum BaseDoc {
+    Index(Box<ImageIndex>),
+    Manifest(Box<ImageManifest>),
 }
 
-fn fetch_manifest(
-    store: &dyn BaseStore,
-    digest: &Sha256Digest,
-) -> Result<serde_json::Value, BaseError> {
+impl BaseDoc {
+    /// Its `mediaType`, else what its shape says it is.
+    fn media_type(&self) -> String {
+        let (declared, shape) = match self {
+            BaseDoc::Index(i) => (i.media_type(), media_type::OCI_INDEX),
+            BaseDoc::Manifest(m) => (m.media_type(), media_type::OCI_MANIFEST),
+        };
+        declared
+            .as_ref()
+            .map_or_else(|| shape.to_string(), MediaType::to_string)
+    }
+}
+
+/// Fetches the manifest or index `digest`, checked against it, and reads it typed.
+fn fetch_manifest(store: &dyn BaseStore, digest: &Sha256Digest) -> Result<BaseDoc, BaseError> {
     let bytes = store.manifest(digest)?;
     let actual = Sha256Digest::of(&bytes);
     if actual != *digest {
@@ -122,44 +135,44 @@ fn fetch_manifest(
             actual,
         });
     }
-    parse_json(&format!("manifest {digest}"), &bytes)
-}
-
-fn media_type_of(doc: &serde_json::Value) -> &str {
-    match doc["mediaType"].as_str() {
-        Some(m) => m,
-        None if doc.get("manifests").is_some() => media_type::OCI_INDEX,
-        None => media_type::OCI_MANIFEST,
+    // Only an index lists `manifests`, only a manifest has `config` and `layers`: the
+    // document parses as one of the two at most.
+    if let Ok(index) = serde_json::from_slice(&bytes) {
+        return Ok(BaseDoc::Index(index));
     }
+    serde_json::from_slice(&bytes)
+        .map(BaseDoc::Manifest)
+        .map_err(|e| {
+            BaseError::Invalid(format!(
+                "manifest {digest} is not an OCI image manifest or index: {e}"
+            ))
+        })
 }
 
-fn descriptor_digest(d: &serde_json::Value, what: &str) -> Result<Sha256Digest, BaseError> {
-    d["digest"]
-        .as_str()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| BaseError::Invalid(format!("{what} has no sha256 `digest`")))
+fn descriptor_digest(d: &Descriptor, what: &str) -> Result<Sha256Digest, BaseError> {
+    d.digest()
+        .as_ref()
+        .parse()
+        .map_err(|_| BaseError::Invalid(format!("{what} has no sha256 `digest`")))
 }
 
-fn platform_of(d: &serde_json::Value) -> Option<Platform> {
-    let p = d.get("platform")?;
+fn platform_of(d: &Descriptor) -> Option<Platform> {
+    let p = d.platform().as_ref()?;
     Some(Platform {
-        os: p["os"].as_str()?.to_string(),
-        architecture: p["architecture"].as_str()?.to_string(),
-        variant: p["variant"].as_str().map(str::to_string),
+        os: p.os().to_string(),
+        architecture: p.architecture().to_string(),
+        variant: p.variant().clone(),
     })
 }
 
 /// The manifest of `index` for `platform`: an exact match, or the one manifest for
 /// the same os and architecture when the recipe names no variant (`linux/arm64`
 /// matches `linux/arm64/v8`).
-fn choose_platform(
-    index: &serde_json::Value,
-    platform: &Platform,
-) -> Result<Sha256Digest, BaseError> {
-    let manifests = index["manifests"].as_array().cloned().unwrap_or_default();
-    let candidates: Vec<(&serde_json::Value, Platform)> = manifests
+fn choose_platform(index: &ImageIndex, platform: &Platform) -> Result<Sha256Digest, BaseError> {
+    let candidates: Vec<(&Descriptor, Platform)> = index
+        .manifests()
         .iter()
-        .filter(|d| media_type::is_manifest(media_type_of(d)) || d.get("mediaType").is_none())
+        .filter(|d| media_type::is_manifest(d.media_type().as_ref()))
         .filter_map(|d| platform_of(d).map(|p| (d, p)))
         .collect();
     let exact: Vec<_> = candidates.iter().filter(|(_, p)| p == platform).collect();
@@ -200,20 +213,24 @@ pub fn select(
     platform: &Platform,
 ) -> Result<BaseImage, BaseError> {
     let top = fetch_manifest(store, &pinned)?;
-    let (manifest_digest, manifest) = if media_type::is_index(media_type_of(&top)) {
-        let digest = choose_platform(&top, platform)?;
-        (digest, fetch_manifest(store, &digest)?)
-    } else {
-        (pinned, top)
+    let top_media_type = top.media_type();
+    let (manifest_digest, manifest) = match top {
+        BaseDoc::Index(index) if media_type::is_index(&top_media_type) => {
+            let digest = choose_platform(&index, platform)?;
+            (digest, fetch_manifest(store, &digest)?)
+        }
+        other => (pinned, other),
     };
-    let media_type = media_type_of(&manifest);
-    if !media_type::is_manifest(media_type) {
-        return Err(BaseError::Invalid(format!(
-            "manifest {manifest_digest} has media type `{media_type}`, not an image manifest"
-        )));
-    }
-    let config_desc = &manifest["config"];
-    let config_digest = descriptor_digest(config_desc, "the manifest's config")?;
+    let media_type = manifest.media_type();
+    let manifest = match manifest {
+        BaseDoc::Manifest(m) if media_type::is_manifest(&media_type) => m,
+        _ => {
+            return Err(BaseError::Invalid(format!(
+                "manifest {manifest_digest} has media type `{media_type}`, not an image manifest"
+            )))
+        }
+    };
+    let config_digest = descriptor_digest(manifest.config(), "the manifest's config")?;
     let mut config_bytes = Vec::new();
     let mut reader = HashingReader::new(store.blob(&config_digest)?);
     reader
@@ -244,7 +261,7 @@ pub fn select(
         });
     }
     let diff_ids = config.rootfs().diff_ids();
-    let layer_descs = manifest["layers"].as_array().cloned().unwrap_or_default();
+    let layer_descs = manifest.layers();
     if diff_ids.len() != layer_descs.len() {
         return Err(BaseError::Invalid(format!(
             "manifest {manifest_digest} lists {} layers, its config {} diff_ids",
@@ -254,16 +271,16 @@ pub fn select(
     }
     let mut layers = Vec::with_capacity(layer_descs.len());
     for (d, diff_id) in layer_descs.iter().zip(diff_ids) {
-        let media_type = d["mediaType"].as_str().unwrap_or_default().to_string();
+        let media_type = d.media_type().to_string();
         if Compression::of_layer(&media_type).is_none() {
             return Err(BaseError::Invalid(format!(
-                "layer {} has media type `{media_type}`, which cairn cannot read",
-                d["digest"]
+                "layer \"{}\" has media type `{media_type}`, which cairn cannot read",
+                d.digest()
             )));
         }
         layers.push(BaseLayer {
             digest: descriptor_digest(d, "a layer")?,
-            size: d["size"].as_u64().unwrap_or_default(),
+            size: d.size(),
             media_type,
             diff_id: diff_id.parse().map_err(|_| {
                 BaseError::Invalid(format!("config diff_id `{diff_id}` is not a sha256 digest"))

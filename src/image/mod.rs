@@ -6,10 +6,10 @@ use crate::base::BaseImage;
 use crate::layers::LayerBlob;
 use crate::oci::annotation;
 use crate::oci::json::canonical_json;
+use crate::oci::layout::StoredBlob;
 use crate::oci::media_type;
 use crate::oci::time::rfc3339;
 use crate::oci::OUTPUT_FORMAT_VERSION;
-use crate::output::StoredBlob;
 use crate::recipe::{Platform, Recipe};
 use oci_spec::image::{
     Arch, Descriptor, DescriptorBuilder, HistoryBuilder, ImageConfiguration,

@@ -5,7 +5,8 @@
 //! Takes a directory (the CLI passes `$XDG_CACHE_HOME/cairn` or `~/.cache/cairn`); keeps
 //!
 //! ```text
-//! layers-v1/blobs/sha256/<hex>     layer blobs, read-only, named by their digest
+//! layers-v1/<blob store>           layer blobs, read-only, named by their digest as
+//!                                  an OCI layout does ([`crate::oci::layout::blob_path`])
 //! layers-v1/entries/<key>.json     one per cache key: the blob's digest, size, diff_id,
 //!                                  entry count, the SHA-1 of each file (for the SBOM)
 //!                                  and the blob's inode, size and mtime when stored
@@ -40,7 +41,7 @@ use super::{LayerBlob, LayerError, LayerTree, TreeEntryKind};
 use crate::digest::Sha1Index;
 use crate::digest::Sha256Digest;
 use crate::oci::compression::Compression;
-use crate::output::{place_file, LayoutWriter};
+use crate::oci::layout::{blobs_dir, place_file, LayoutWriter};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
@@ -334,7 +335,7 @@ impl LayerCache {
         let root = dir.join(LAYERS_DIR);
         let cache = LayerCache {
             dir: dir.to_path_buf(),
-            blobs: root.join("blobs").join("sha256"),
+            blobs: blobs_dir(&root),
             entries: root.join("entries"),
             images: root.join("images"),
             tmp: root.join("tmp"),

@@ -18,7 +18,7 @@ pub use tree::{
 use crate::diag::Diagnose;
 use crate::digest::{HashingWriter, Sha256Digest};
 use crate::oci::compression::Compression;
-use crate::output::{LayoutWriter, OutputError};
+use crate::oci::layout::{LayoutError, LayoutWriter};
 use std::borrow::Cow;
 use std::sync::atomic::AtomicBool;
 
@@ -49,14 +49,14 @@ pub enum LayerError {
         source: tar::TarError,
     },
     #[error(transparent)]
-    Output(#[from] OutputError),
+    Layout(#[from] LayoutError),
 }
 
 impl Diagnose for LayerError {
     fn hint(&self) -> Option<Cow<'_, str>> {
         match self {
             LayerError::Tar { source, .. } => source.hint(),
-            LayerError::Output(_) => None,
+            LayerError::Layout(_) => None,
         }
     }
 }

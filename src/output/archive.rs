@@ -8,6 +8,7 @@
 //! never held in memory, and each is checked against its digest as it is copied.
 
 use crate::digest::{HashingReader, HashingWriter, Sha256Digest};
+use crate::oci::layout::{blob_member, blob_path, blobs_dir, BLOB_DIR_MEMBERS};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -119,7 +120,7 @@ struct BlobFile {
 
 impl BlobFile {
     fn at(layout: &Path, digest: Sha256Digest) -> Result<Self, ArchiveError> {
-        let path = layout.join("blobs/sha256").join(digest.hex());
+        let path = blob_path(layout, &digest);
         let size = std::fs::metadata(&path).map_err(io_err(&path))?.len();
         Ok(BlobFile { path, digest, size })
     }
@@ -151,7 +152,7 @@ impl BlobFile {
 
 /// Writes `layout` (a complete OCI layout directory) as an `oci-archive` tar.
 pub fn write_oci_archive(layout: &Path, epoch: u64, out: impl Write) -> Result<(), ArchiveError> {
-    let blobs_dir = layout.join("blobs/sha256");
+    let blobs_dir = blobs_dir(layout);
     let mut names: Vec<String> = std::fs::read_dir(&blobs_dir)
         .map_err(io_err(&blobs_dir))?
         .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
@@ -160,8 +161,9 @@ pub fn write_oci_archive(layout: &Path, epoch: u64, out: impl Write) -> Result<(
     names.sort();
     let mut tar = CanonicalTar::new(out, epoch);
     let at = |p: &str| layout.join(p);
-    tar.dir("blobs/").map_err(io_err(&at("blobs")))?;
-    tar.dir("blobs/sha256/").map_err(io_err(&blobs_dir))?;
+    for dir in BLOB_DIR_MEMBERS {
+        tar.dir(dir).map_err(io_err(&blobs_dir))?;
+    }
     for name in names {
         let digest: Sha256Digest = name.parse().map_err(|_| {
             ArchiveError::Unsupported(format!(
@@ -169,7 +171,7 @@ pub fn write_oci_archive(layout: &Path, epoch: u64, out: impl Write) -> Result<(
                 blobs_dir.display()
             ))
         })?;
-        BlobFile::at(layout, digest)?.copy_into(&mut tar, &format!("blobs/sha256/{name}"))?;
+        BlobFile::at(layout, digest)?.copy_into(&mut tar, &blob_member(&digest))?;
     }
     for small in ["index.json", "oci-layout"] {
         let path = at(small);
@@ -351,7 +353,7 @@ mod tests {
     #[test]
     fn a_corrupt_blob_fails_the_archive() {
         let dir = tempfile::tempdir().unwrap();
-        let blobs = dir.path().join("blobs/sha256");
+        let blobs = blobs_dir(dir.path());
         std::fs::create_dir_all(&blobs).unwrap();
         std::fs::write(blobs.join(Sha256Digest::of(b"good").hex()), b"evil").unwrap();
         std::fs::write(dir.path().join("index.json"), b"{}").unwrap();

@@ -4,6 +4,7 @@ use super::client::{read_limited, registry_message, Body, Client, Request, Respo
 use super::{referrers_tag, Reference, RegistryError};
 use crate::digest::{HashingWriter, Sha256Digest};
 use crate::oci::media_type::{self, OCI_INDEX, OCI_MANIFEST};
+use oci_spec::image::{Descriptor as OciDescriptor, ImageIndex, ImageManifest, MediaType};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -60,13 +61,19 @@ pub struct Descriptor {
 impl Descriptor {
     /// The digest, parsed (only sha256 is supported).
     pub fn sha256(&self) -> Result<Sha256Digest, RegistryError> {
-        self.digest.parse().map_err(|_| {
-            RegistryError::Layout(format!(
-                "descriptor digest {} is not a sha256 digest",
-                self.digest
-            ))
-        })
+        sha256_of(&self.digest)
     }
+}
+
+/// The sha256 digest an oci-spec descriptor names (only sha256 is supported).
+pub(crate) fn oci_sha256(descriptor: &OciDescriptor) -> Result<Sha256Digest, RegistryError> {
+    sha256_of(descriptor.digest().as_ref())
+}
+
+fn sha256_of(digest: &str) -> Result<Sha256Digest, RegistryError> {
+    digest.parse().map_err(|_| {
+        RegistryError::Layout(format!("descriptor digest {digest} is not a sha256 digest"))
+    })
 }
 
 /// Where the bytes of a blob to upload are.
@@ -477,7 +484,7 @@ impl Client {
         image: &Reference,
         subject: &Sha256Digest,
         artifact_type: Option<&str>,
-    ) -> Result<(Vec<Descriptor>, bool), RegistryError> {
+    ) -> Result<(Vec<OciDescriptor>, bool), RegistryError> {
         let mut url = format!("{}/referrers/{subject}", self.repo_url(image)?);
         if let Some(t) = artifact_type {
             url.push_str(&format!("?artifactType={}", super::client::query_escape(t)));
@@ -499,14 +506,14 @@ impl Client {
                 None => return Ok((Vec::new(), false)),
             }
         };
-        let index: IndexJson =
+        let index: ImageIndex =
             serde_json::from_slice(&bytes).map_err(|e| RegistryError::Protocol {
                 url: super::client::redact_url(&from),
                 detail: format!("the referrers index is not an OCI index: {e}"),
             })?;
-        let mut found = index.manifests;
+        let mut found = index.manifests().clone();
         if let Some(t) = artifact_type {
-            found.retain(|d| d.artifact_type.as_deref() == Some(t));
+            found.retain(|d| d.artifact_type().as_ref().map(MediaType::as_ref) == Some(t));
         }
         Ok((found, api))
     }
@@ -523,13 +530,6 @@ fn read_manifest_body(
         url: super::client::redact_url(url),
         detail: format!("cannot read {what}: {e}"),
     })
-}
-
-/// The part of an image index (or layout `index.json`) cairn reads.
-#[derive(Debug, Deserialize)]
-pub(crate) struct IndexJson {
-    #[serde(default)]
-    pub manifests: Vec<Descriptor>,
 }
 
 fn header_str(resp: &Response, name: &str) -> Option<String> {
@@ -565,42 +565,81 @@ fn media_type_of(bytes: &[u8], content_type: Option<&str>) -> Option<String> {
         .then_some(candidate)
 }
 
-/// The parts of an image manifest or index that push and pull follow.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct ManifestJson {
-    #[serde(default)]
-    pub media_type: Option<String>,
-    #[serde(default)]
-    pub artifact_type: Option<String>,
-    #[serde(default)]
-    pub config: Option<Descriptor>,
-    #[serde(default)]
-    pub layers: Vec<Descriptor>,
-    /// Index only.
-    #[serde(default)]
-    pub manifests: Vec<Descriptor>,
-    #[serde(default)]
-    pub subject: Option<Descriptor>,
-    #[serde(default)]
-    pub annotations: BTreeMap<String, String>,
+/// An image manifest or index as push and pull follow it, in the oci-spec types (a
+/// Docker manifest or manifest list has the same shape).
+#[derive(Debug)]
+pub(crate) enum ManifestDoc {
+    Image(Box<ImageManifest>),
+    Index(Box<ImageIndex>),
 }
 
-impl ManifestJson {
-    pub fn parse(bytes: &[u8], what: &str) -> Result<ManifestJson, RegistryError> {
-        serde_json::from_slice(bytes).map_err(|e| {
+impl ManifestDoc {
+    /// Parses `bytes` as the document `media_type` says it is; `what` names it in
+    /// the error.
+    pub fn parse(bytes: &[u8], media_type: &str, what: &str) -> Result<ManifestDoc, RegistryError> {
+        let parsed = if media_type::is_index(media_type) {
+            serde_json::from_slice(bytes).map(ManifestDoc::Index)
+        } else {
+            serde_json::from_slice(bytes).map(ManifestDoc::Image)
+        };
+        parsed.map_err(|e| {
             RegistryError::Layout(format!("{what} is not an OCI manifest or index: {e}"))
         })
     }
 
-    /// Whether this is an index (its children are manifests, not blobs).
-    pub fn is_index(&self, media_type: &str) -> bool {
-        media_type::is_index(media_type)
+    pub fn is_index(&self) -> bool {
+        matches!(self, ManifestDoc::Index(_))
     }
 
-    /// The blobs an image manifest names: config, then layers.
-    pub fn blobs(&self) -> impl Iterator<Item = &Descriptor> {
-        self.config.iter().chain(self.layers.iter())
+    /// The blobs an image manifest names: config, then layers (none for an index).
+    pub fn blobs(&self) -> Vec<&OciDescriptor> {
+        match self {
+            ManifestDoc::Image(m) => std::iter::once(m.config()).chain(m.layers()).collect(),
+            ManifestDoc::Index(_) => Vec::new(),
+        }
+    }
+
+    /// The manifests an index lists (none for an image manifest).
+    pub fn children(&self) -> &[OciDescriptor] {
+        match self {
+            ManifestDoc::Image(_) => &[],
+            ManifestDoc::Index(i) => i.manifests(),
+        }
+    }
+
+    /// An image manifest's layers (none for an index).
+    pub fn layers(&self) -> &[OciDescriptor] {
+        match self {
+            ManifestDoc::Image(m) => m.layers(),
+            ManifestDoc::Index(_) => &[],
+        }
+    }
+
+    pub fn subject(&self) -> Option<&OciDescriptor> {
+        match self {
+            ManifestDoc::Image(m) => m.subject().as_ref(),
+            ManifestDoc::Index(i) => i.subject().as_ref(),
+        }
+    }
+
+    pub fn artifact_type(&self) -> Option<&MediaType> {
+        match self {
+            ManifestDoc::Image(m) => m.artifact_type().as_ref(),
+            ManifestDoc::Index(i) => i.artifact_type().as_ref(),
+        }
+    }
+
+    /// The document's annotations, sorted.
+    pub fn annotations(&self) -> BTreeMap<String, String> {
+        let annotations = match self {
+            ManifestDoc::Image(m) => m.annotations(),
+            ManifestDoc::Index(i) => i.annotations(),
+        };
+        annotations
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 
     /// How this manifest is listed as a referrer: `artifactType`, else the config's
@@ -616,10 +655,13 @@ impl ManifestJson {
             digest: digest.to_string(),
             size,
             artifact_type: self
-                .artifact_type
-                .clone()
-                .or_else(|| self.config.as_ref().map(|c| c.media_type.clone())),
-            annotations: self.annotations.clone(),
+                .artifact_type()
+                .map(MediaType::to_string)
+                .or_else(|| match self {
+                    ManifestDoc::Image(m) => Some(m.config().media_type().to_string()),
+                    ManifestDoc::Index(_) => None,
+                }),
+            annotations: self.annotations(),
             platform: None,
         }
     }

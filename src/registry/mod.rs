@@ -78,11 +78,14 @@ pub enum RegistryError {
     #[error("interrupted: the push stopped before the tag was written")]
     Interrupted(#[from] Interrupted),
     #[error("cannot write the pulled layout: {0}")]
-    Output(crate::output::OutputError),
+    Output(crate::oci::layout::LayoutError),
+    /// The layout being pushed cannot be read, or does not match its descriptors.
+    #[error(transparent)]
+    ReadLayout(crate::oci::layout::LayoutError),
 }
 
-impl From<crate::output::OutputError> for RegistryError {
-    fn from(e: crate::output::OutputError) -> Self {
+impl From<crate::oci::layout::LayoutError> for RegistryError {
+    fn from(e: crate::oci::layout::LayoutError) -> Self {
         RegistryError::Output(e)
     }
 }

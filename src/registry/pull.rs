@@ -4,15 +4,16 @@
 //! `org.opencontainers.image.ref.name`) and then every referrer of it (SBOMs,
 //! attestations), the same shape `cairn build` writes, so `cairn verify`, `inspect`
 //! and any OCI tool read it. Every manifest and blob is checked against its digest
-//! as it arrives; the layout appears only when complete (see [`crate::output`]).
+//! as it arrives; the layout appears only when complete (see [`crate::oci::layout`]).
 
-use super::api::{Descriptor, ManifestJson};
+use super::api::{oci_sha256, Descriptor, ManifestDoc};
 use super::{Client, Reference, RegistryError};
 use crate::digest::Sha256Digest;
 use crate::oci::annotation;
 use crate::oci::json::canonical_json;
+use crate::oci::layout::LayoutWriter;
 use crate::oci::media_type::OCI_INDEX;
-use crate::output::LayoutWriter;
+use oci_spec::image::Descriptor as OciDescriptor;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -45,7 +46,7 @@ impl Puller<'_> {
     fn manifest(
         &mut self,
         digest: Sha256Digest,
-    ) -> Result<(super::Manifest, ManifestJson), RegistryError> {
+    ) -> Result<(super::Manifest, ManifestDoc), RegistryError> {
         let manifest = self
             .client
             .get_manifest(&self.repository.with_digest(digest))?;
@@ -55,9 +56,12 @@ impl Puller<'_> {
     fn store_manifest(
         &mut self,
         manifest: super::Manifest,
-    ) -> Result<(super::Manifest, ManifestJson), RegistryError> {
-        let parsed =
-            ManifestJson::parse(&manifest.bytes, &format!("manifest {}", manifest.digest))?;
+    ) -> Result<(super::Manifest, ManifestDoc), RegistryError> {
+        let parsed = ManifestDoc::parse(
+            &manifest.bytes,
+            &manifest.media_type,
+            &format!("manifest {}", manifest.digest),
+        )?;
         if self.blobs_done.insert(manifest.digest) {
             self.writer.put_blob(&manifest.bytes)?;
         }
@@ -65,8 +69,8 @@ impl Puller<'_> {
     }
 
     /// Fetches and stores a blob, streamed to disk and verified.
-    fn blob(&mut self, descriptor: &Descriptor) -> Result<(), RegistryError> {
-        let digest = descriptor.sha256()?;
+    fn blob(&mut self, descriptor: &OciDescriptor) -> Result<(), RegistryError> {
+        let digest = oci_sha256(descriptor)?;
         if !self.blobs_done.insert(digest) {
             return Ok(());
         }
@@ -76,7 +80,7 @@ impl Puller<'_> {
             let mut w = self.writer.blob_writer()?;
             match self
                 .client
-                .get_blob_to(self.repository, &digest, Some(descriptor.size), &mut w)
+                .get_blob_to(self.repository, &digest, Some(descriptor.size()), &mut w)
             {
                 Ok(n) => {
                     self.writer.commit_blob(w)?;
@@ -105,20 +109,20 @@ impl Puller<'_> {
     fn below(
         &mut self,
         manifest: &super::Manifest,
-        parsed: &ManifestJson,
+        parsed: &ManifestDoc,
         depth: usize,
         images: &mut Vec<Sha256Digest>,
     ) -> Result<(), RegistryError> {
         images.push(manifest.digest);
-        if parsed.is_index(&manifest.media_type) {
+        if parsed.is_index() {
             if depth > 4 {
                 return Err(RegistryError::Layout(format!(
                     "index {} nests more than 4 levels deep",
                     manifest.digest
                 )));
             }
-            for child in &parsed.manifests {
-                let (m, p) = self.manifest(child.sha256()?)?;
+            for child in parsed.children() {
+                let (m, p) = self.manifest(oci_sha256(child)?)?;
                 self.below(&m, &p, depth + 1, images)?;
             }
         } else {
@@ -180,11 +184,11 @@ pub fn pull_to_layout(
         let (found, api) = client.referrers(&repository, subject, None)?;
         referrers_api &= api;
         for d in found {
-            if listed.iter().any(|l| l.digest == d.digest) {
+            if listed.iter().any(|l| l.digest == d.digest().as_ref()) {
                 continue;
             }
-            let (m, p) = puller.manifest(d.sha256()?)?;
-            if p.subject.as_ref().map(|s| s.digest.as_str()) != Some(subject.to_string().as_str()) {
+            let (m, p) = puller.manifest(oci_sha256(&d)?)?;
+            if p.subject().map(|s| s.digest().to_string()) != Some(subject.to_string()) {
                 return Err(RegistryError::Protocol {
                     url: image.to_string(),
                     detail: format!(

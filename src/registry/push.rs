@@ -10,13 +10,15 @@
 //!    instead. DSSE attestations also go into cosign's `sha256-<hex>.att` image;
 //! 4. last, the tag.
 
-use super::api::{Descriptor, IndexJson, ManifestJson};
+use super::api::{oci_sha256, Descriptor, ManifestDoc};
 use super::referrers::{update_cosign_attestations, update_referrers_tag, Envelope};
 use super::{BlobPush, Client, Reference, RegistryError};
 use crate::diag::Interrupted;
 use crate::digest::Sha256Digest;
 use crate::oci::annotation;
+use crate::oci::layout::Layout;
 use crate::oci::media_type::{DOCKER_MANIFEST, DSSE_ENVELOPE, OCI_MANIFEST};
+use oci_spec::image::Descriptor as OciDescriptor;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -62,40 +64,31 @@ pub struct PushReport {
     pub attestation_tags: Vec<String>,
 }
 
-/// A manifest in the layout: its descriptor, bytes and parsed form.
+/// A manifest in the layout: the media type it is listed with, its digest, bytes and
+/// parsed form.
 struct LayoutManifest {
-    descriptor: Descriptor,
+    media_type: String,
     digest: Sha256Digest,
     bytes: Vec<u8>,
-    parsed: ManifestJson,
+    parsed: ManifestDoc,
 }
 
-struct LayoutReader<'a> {
-    root: &'a Path,
-}
-
-impl LayoutReader<'_> {
-    fn blob_path(&self, digest: &Sha256Digest) -> PathBuf {
-        self.root.join("blobs/sha256").join(digest.hex())
-    }
-
-    fn read_manifest(&self, descriptor: &Descriptor) -> Result<LayoutManifest, RegistryError> {
-        let digest = descriptor.sha256()?;
-        let path = self.blob_path(&digest);
-        let bytes = std::fs::read(&path).map_err(|error| RegistryError::Io {
-            path: path.clone(),
-            error,
-        })?;
-        let actual = Sha256Digest::of(&bytes);
-        if actual != digest {
-            return Err(RegistryError::Layout(format!(
-                "{}: the layout's manifest blob {digest} hashes to {actual}: the layout is corrupt",
-                path.display()
-            )));
-        }
-        let parsed = ManifestJson::parse(&bytes, &path.display().to_string())?;
+impl LayoutManifest {
+    /// Reads the manifest `descriptor` names in `layout`, checked against its digest
+    /// and size.
+    fn read(layout: &Layout, descriptor: &OciDescriptor) -> Result<Self, RegistryError> {
+        let digest = oci_sha256(descriptor)?;
+        let bytes = layout
+            .read_blob(descriptor)
+            .map_err(RegistryError::ReadLayout)?;
+        let media_type = descriptor.media_type().to_string();
+        let parsed = ManifestDoc::parse(
+            &bytes,
+            &media_type,
+            &layout.blob_path(&digest).display().to_string(),
+        )?;
         Ok(LayoutManifest {
-            descriptor: descriptor.clone(),
+            media_type,
             digest,
             bytes,
             parsed,
@@ -113,20 +106,14 @@ pub fn push_layout(
     mount_from: Option<&str>,
     observer: &dyn PushObserver,
 ) -> Result<PushReport, RegistryError> {
-    let reader = LayoutReader { root: layout };
-    let index_path = layout.join("index.json");
-    let index_bytes = std::fs::read(&index_path).map_err(|error| RegistryError::Io {
-        path: index_path.clone(),
-        error,
-    })?;
-    let index: IndexJson = serde_json::from_slice(&index_bytes).map_err(|e| {
-        RegistryError::Layout(format!("{} is not an OCI index: {e}", index_path.display()))
-    })?;
+    let source = Layout::open(layout);
+    let index_path = source.index_path();
+    let index = source.index().map_err(RegistryError::ReadLayout)?;
     let mut roots = Vec::new();
     let mut referrers = Vec::new();
-    for d in &index.manifests {
-        let m = reader.read_manifest(d)?;
-        if m.parsed.subject.is_some() {
+    for d in index.manifests() {
+        let m = LayoutManifest::read(&source, d)?;
+        if m.parsed.subject().is_some() {
             referrers.push(m);
         } else {
             roots.push(m);
@@ -158,7 +145,7 @@ pub fn push_layout(
     }
     // Children of an index, depth first, so each is pushed before what lists it.
     let mut image_manifests = Vec::new();
-    collect_children(&reader, root, &mut image_manifests, 0)?;
+    collect_children(&source, root, &mut image_manifests, 0)?;
 
     client.ping_with(target, true)?;
 
@@ -189,25 +176,25 @@ pub fn push_layout(
     let mut blobs = Vec::new();
     for m in image_manifests.iter().chain(referrers.iter()) {
         for blob in m.parsed.blobs() {
-            let digest = blob.sha256()?;
+            let digest = oci_sha256(blob)?;
             if !seen.insert(digest) {
                 continue;
             }
-            let path = reader.blob_path(&digest);
+            let path = source.blob_path(&digest);
             match std::fs::metadata(&path) {
-                Ok(meta) if meta.len() == blob.size => {}
+                Ok(meta) if meta.len() == blob.size() => {}
                 Ok(meta) => {
                     return Err(RegistryError::Layout(format!(
                         "{}: {} bytes, but manifest {} says {}: the layout is corrupt",
                         path.display(),
                         meta.len(),
                         m.digest,
-                        blob.size
+                        blob.size()
                     )))
                 }
                 Err(error) => return Err(RegistryError::Io { path, error }),
             }
-            blobs.push((digest, blob.size, path));
+            blobs.push((digest, blob.size(), path));
         }
     }
     let outcomes = push_blobs(client, &repository, &blobs, mount_from, observer)?;
@@ -225,11 +212,7 @@ pub fn push_layout(
     // 2. Image manifests by digest.
     stop_if_cancelled(observer)?;
     for m in &image_manifests {
-        client.put_manifest(
-            &repository.with_digest(m.digest),
-            &m.bytes,
-            &m.descriptor.media_type,
-        )?;
+        client.put_manifest(&repository.with_digest(m.digest), &m.bytes, &m.media_type)?;
     }
 
     // 3. Referrers by digest; the tag schema where the Referrers API is missing.
@@ -240,11 +223,7 @@ pub fn push_layout(
     stop_if_cancelled(observer)?;
     let root = image_manifests.last().expect("the root is collected");
     if let Some(tag) = &target.tag {
-        client.put_manifest(
-            &repository.with_tag(tag),
-            &root.bytes,
-            &root.descriptor.media_type,
-        )?;
+        client.put_manifest(&repository.with_tag(tag), &root.bytes, &root.media_type)?;
     }
     report.reference = Reference {
         digest: Some(root.digest),
@@ -265,22 +244,14 @@ fn attach_referrers(
 ) -> Result<(), RegistryError> {
     let mut by_subject: BTreeMap<Sha256Digest, Vec<&LayoutManifest>> = BTreeMap::new();
     for r in referrers {
-        let subject = r
-            .parsed
-            .subject
-            .as_ref()
-            .expect("referrers have a subject")
-            .sha256()?;
+        let subject = oci_sha256(r.parsed.subject().expect("referrers have a subject"))?;
         by_subject.entry(subject).or_default().push(r);
     }
     let mut api_supported = true;
     for (subject, listed) in &by_subject {
         for r in listed {
-            let put = client.put_manifest(
-                &repository.with_digest(r.digest),
-                &r.bytes,
-                &r.descriptor.media_type,
-            )?;
+            let put =
+                client.put_manifest(&repository.with_digest(r.digest), &r.bytes, &r.media_type)?;
             if put.oci_subject.as_deref() != Some(subject.to_string().as_str()) {
                 api_supported = false;
             }
@@ -299,11 +270,8 @@ fn attach_referrers(
             let descriptors: Vec<Descriptor> = listed
                 .iter()
                 .map(|r| {
-                    r.parsed.referrer_descriptor(
-                        &r.descriptor.media_type,
-                        &r.digest,
-                        r.bytes.len() as u64,
-                    )
+                    r.parsed
+                        .referrer_descriptor(&r.media_type, &r.digest, r.bytes.len() as u64)
                 })
                 .collect();
             report.referrers_tags.push(update_referrers_tag(
@@ -315,22 +283,23 @@ fn attach_referrers(
         }
         let envelopes: Vec<Envelope> = listed
             .iter()
-            .filter(|r| r.parsed.artifact_type.as_deref() == Some(DSSE_ENVELOPE))
+            .filter(|r| {
+                r.parsed.artifact_type().map(|t| t.to_string()).as_deref() == Some(DSSE_ENVELOPE)
+            })
             .flat_map(|r| {
                 let predicate_type = r
                     .parsed
-                    .annotations
-                    .get(annotation::PREDICATE_TYPE)
-                    .cloned()
+                    .annotations()
+                    .remove(annotation::PREDICATE_TYPE)
                     .unwrap_or_default();
                 r.parsed
-                    .layers
+                    .layers()
                     .iter()
-                    .filter(|l| l.media_type == DSSE_ENVELOPE)
+                    .filter(|l| l.media_type().to_string() == DSSE_ENVELOPE)
                     .map(move |l| {
                         Ok(Envelope {
-                            digest: l.sha256()?,
-                            size: l.size,
+                            digest: oci_sha256(l)?,
+                            size: l.size(),
                             predicate_type: predicate_type.clone(),
                         })
                     })
@@ -348,26 +317,22 @@ fn attach_referrers(
 /// Appends `manifest`'s child manifests (recursively, for an index) and then
 /// `manifest` itself.
 fn collect_children(
-    reader: &LayoutReader<'_>,
+    source: &Layout,
     manifest: LayoutManifest,
     out: &mut Vec<LayoutManifest>,
     depth: usize,
 ) -> Result<(), RegistryError> {
-    let media_type = manifest
-        .parsed
-        .media_type
-        .clone()
-        .unwrap_or_else(|| manifest.descriptor.media_type.clone());
-    if manifest.parsed.is_index(&media_type) {
+    let media_type = manifest.media_type.clone();
+    if manifest.parsed.is_index() {
         if depth > 4 {
             return Err(RegistryError::Layout(format!(
                 "index {} nests more than 4 levels deep",
                 manifest.digest
             )));
         }
-        for child in &manifest.parsed.manifests {
-            let child = reader.read_manifest(child)?;
-            collect_children(reader, child, out, depth + 1)?;
+        for child in manifest.parsed.children() {
+            let child = LayoutManifest::read(source, child)?;
+            collect_children(source, child, out, depth + 1)?;
         }
     } else if media_type != OCI_MANIFEST && media_type != DOCKER_MANIFEST {
         return Err(RegistryError::Layout(format!(

@@ -10,7 +10,7 @@
 //!   lists them as `rootfs.diff_ids`. Existing layers are kept, so attestations other
 //!   tools attached stay.
 
-use super::api::{Descriptor, ManifestJson};
+use super::api::Descriptor;
 use super::{cosign_attestation_tag, referrers_tag, Client, Reference, RegistryError};
 use crate::digest::Sha256Digest;
 use crate::oci::annotation::{COSIGN_PREDICATE_TYPE, COSIGN_SIGNATURE};
@@ -81,8 +81,20 @@ pub fn update_cosign_attestations(
 ) -> Result<String, RegistryError> {
     let tag = cosign_attestation_tag(subject);
     let target = repository.with_tag(&tag);
+    // The layers are written back as they were read: read into [`Descriptor`], the
+    // shape this module writes, not the oci-spec type, whose fields differ.
     let mut layers: Vec<Descriptor> = match client.find_manifest(&target)? {
-        Some(existing) => ManifestJson::parse(&existing.bytes, &target.to_string())?.layers,
+        Some(existing) => {
+            #[derive(serde::Deserialize)]
+            struct Attestations {
+                #[serde(default)]
+                layers: Vec<Descriptor>,
+            }
+            let manifest: Attestations = serde_json::from_slice(&existing.bytes).map_err(|e| {
+                RegistryError::Layout(format!("{target} is not an OCI manifest or index: {e}"))
+            })?;
+            manifest.layers
+        }
         None => Vec::new(),
     };
     let before = layers.len();

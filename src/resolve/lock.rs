@@ -172,7 +172,7 @@ impl Lockfile {
 
     /// Replaces the lock file atomically (temp file + rename).
     pub fn write(&self, path: &Path) -> Result<(), LockError> {
-        crate::output::write_file_atomically(path, &self.to_bytes()).map_err(|source| {
+        crate::oci::layout::write_file_atomically(path, &self.to_bytes()).map_err(|source| {
             LockError::Write {
                 path: path.into(),
                 source,
