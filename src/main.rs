@@ -6,7 +6,7 @@
 mod cli;
 
 use anyhow::{Context, Result};
-use cairn::build::BuildError;
+use cairn::build::error::BuildError;
 use clap::{Parser, Subcommand};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -9,7 +9,7 @@ use super::read::{self, ReadError};
 use super::verify::{attestations_path, disk_name};
 use crate::attest::dsse::Envelope;
 use crate::attest::intoto::{Provenance, Statement, SLSA_PROVENANCE_V1};
-use crate::build::SBOM_DIR;
+use crate::build::names::SBOM_DIR;
 use crate::digest::Sha256Digest;
 use crate::trace::{recipe_and_signers, SbomIndex, Trace, TracedFile, TracedLayer};
 use std::path::Path;

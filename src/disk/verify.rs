@@ -21,7 +21,7 @@ use super::read;
 use crate::attest::dsse::{Envelope, INTOTO_PAYLOAD_TYPE};
 use crate::attest::intoto::{Provenance, Statement, SLSA_PROVENANCE_V1, SPDX_PREDICATE};
 use crate::attest::keys::VerifyingKey;
-use crate::build::SBOM_DIR;
+use crate::build::names::SBOM_DIR;
 use crate::verify::{check_policy, compare_files, spdx_file_sha256s, Checks, Policy, Verdict};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
