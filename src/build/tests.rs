@@ -247,12 +247,15 @@ fn image_key(resolved: &ResolvedSources) -> crate::warm::ImageKey {
     .key()
 }
 
+/// One edit of the resolved sources.
+type Change = fn(&mut ResolvedSources);
+
 /// The regression the hand-listed key invited: any field of the resolved sources
 /// that a later stage reads must change the warm key.
 #[test]
 fn the_warm_key_changes_with_every_field_of_the_resolved_sources() {
     let original = image_key(&resolved());
-    let changes: Vec<(&str, fn(&mut ResolvedSources))> = vec![
+    let changes: Vec<(&str, Change)> = vec![
         ("kind", |r| {
             r.sources.get_mut("src").unwrap().kind = LockedKind::Archive
         }),
