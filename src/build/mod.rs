@@ -128,12 +128,12 @@ pub fn lock(
     registry: Option<&crate::registry::Client>,
     packages: &debian::PackageOptions,
 ) -> Result<LockReport, BuildError> {
+    let lock_path = resolve::lock_path_for(&recipe.file.path);
+    let old_lock = Lockfile::read(&lock_path)?;
     let staging = tempfile::tempdir().map_err(|source| OutputError::Io {
         path: std::env::temp_dir(),
         source,
     })?;
-    let lock_path = resolve::lock_path_for(&recipe.file.path);
-    let old_lock = Lockfile::read(&lock_path)?;
     let plan = plan::plan(
         recipe,
         old_lock,

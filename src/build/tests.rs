@@ -4,6 +4,7 @@
 
 use super::context::{BuildContext, BuildHandles, BuildSettings, Quiet};
 use super::error::BuildError;
+use super::names::{self, SbomFiles};
 use super::{attest, build, image, layers, plan};
 use crate::debian::PackageOptions;
 use crate::digest::Sha256Digest;
@@ -360,4 +361,40 @@ fn the_layer_key_changes_with_what_reaches_the_blob_and_only_that() {
     same.entries.get_mut("etc/motd").unwrap().kind =
         TreeEntryKind::File(FileData::Inline(Arc::from(&[1u8][..])));
     assert_eq!(key(&same), original);
+}
+
+#[test]
+fn side_files_are_named_per_platform_only_for_a_multi_platform_recipe() {
+    let parse = |text: &str| {
+        recipe::parse(RecipeFile {
+            path: PathBuf::from("m.yaml"),
+            dir: PathBuf::from("."),
+            text: text.to_string(),
+        })
+        .unwrap()
+    };
+    let layers = "layers:\n  - name: l\n    contents:\n      - dir: /d\n";
+    let single = parse(&format!("cairn: 1\nname: m\n{layers}"));
+    let sboms = SbomFiles::of(&single, &single.platform);
+    assert_eq!(
+        (sboms.spdx(), sboms.cyclonedx()),
+        ("m.spdx.json".into(), "m.cdx.json".into())
+    );
+
+    let multi = parse(&format!(
+        "cairn: 1\nname: m\nplatforms: [linux/amd64, linux/arm/v7]\n{layers}"
+    ));
+    let arm = SbomFiles::of(&multi, &multi.platforms[1]);
+    assert_eq!(arm.spdx(), "m.linux-arm-v7.spdx.json");
+    assert_eq!(names::attestations_file("m"), "m.intoto.jsonl");
+    let all = names::all_side_files(&multi);
+    for name in [
+        "m.intoto.jsonl",
+        "m.spdx.json",
+        "m.cdx.json",
+        "m.linux-amd64.spdx.json",
+        "m.linux-arm-v7.cdx.json",
+    ] {
+        assert!(all.iter().any(|n| n == name), "{name} missing from {all:?}");
+    }
 }
