@@ -35,6 +35,21 @@ impl Sha256Digest {
     }
 
     /// Lower-case hex, without the `sha256:` prefix.
+    /// The SHA-256 of `value` as JSON, streamed through the hasher (a cache key over
+    /// tens of thousands of files is never held as one string). For the types cairn
+    /// hashes this way, structs, sequences and `BTreeMap`s but never a `HashMap`, serde
+    /// writes one byte string per value: the JSON is canonical, and every field of the
+    /// type is in it unless the type says `#[serde(skip)]`.
+    pub fn of_json<T: serde::Serialize>(value: &T) -> Self {
+        let mut out = io::BufWriter::with_capacity(1 << 16, HashingWriter::new(io::sink()));
+        serde_json::to_writer(&mut out, value).expect("a cache key's inputs serialise to JSON");
+        let hashing = out
+            .into_inner()
+            .map_err(io::IntoInnerError::into_error)
+            .expect("writing to a sink cannot fail");
+        hashing.finish().0
+    }
+
     pub fn hex(&self) -> String {
         hex::encode(self.0)
     }

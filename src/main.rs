@@ -6,6 +6,7 @@
 mod cli;
 
 use anyhow::{Context, Result};
+use cairn::build::error::BuildError;
 use cairn::diag::{Diagnose, Interrupted, Report};
 use clap::{Parser, Subcommand};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -122,7 +123,7 @@ fn diagnosis<'a>(cause: &'a (dyn std::error::Error + 'static)) -> Option<&'a dyn
         };
     }
     first_of!(
-        cairn::build::BuildError,
+        BuildError,
         cairn::recipe::Diagnostic,
         cairn::resolve::ResolveError,
         cairn::resolve::lock::LockError,

@@ -400,7 +400,7 @@ fn check_sbom(
     for (i, layer) in image.layers.iter().enumerate() {
         let is_sbom_layer = i == last
             && history.get(i).and_then(|h| h["created_by"].as_str())
-                == Some(&format!("cairn: layer {}", crate::build::SBOM_LAYER));
+                == Some(&format!("cairn: layer {}", crate::build::names::SBOM_LAYER));
         if !is_sbom_layer {
             described.layers.push(layer.clone());
         }

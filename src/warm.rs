@@ -10,15 +10,16 @@
 //! layer keys, the image's file list, 60 MiB of SBOM JSON at 40,000 files) is skipped.
 //!
 //! Why a replay gives the same bytes as a build. The layer trees, and from them the
-//! layers, the file list and the SBOMs, are computed by cairn from exactly these
-//! inputs, all of which the image key covers ([`image_key`]):
+//! layers, the file list and the SBOMs, are computed by cairn from exactly the inputs
+//! that [`ImageInputs`] holds, and the image key is the SHA-256 of their JSON
+//! ([`ImageInputs::key`]), so every field of them is in it, including any field added
+//! to them later:
 //! - the recipe's text and file name, the platform and the epoch (the recipe as built
-//!   is parsed from that text and specialised for that platform);
-//! - every resolved source: its name, kind, digest and signer, and every entry of its
-//!   snapshot (path, type, mode, owner, size and SHA-256 of each file, link targets),
-//!   i.e. everything later stages read from a source except where its bytes live;
-//! - every Debian package: its pin, the InRelease and index it came through, signer,
-//!   control stanza, md5sums, license, recipe line and file snapshot;
+//!   is parsed from that text and specialised for that platform), and the output format;
+//! - every resolved source ([`ResolvedSources`]): its name, kind, digest and signer,
+//!   every entry of its snapshot, the Debian packages and the lock; only where a
+//!   file's bytes live on the host, warnings and whether the lock changed are left
+//!   out, each marked `#[serde(skip)]` where it is declared;
 //! - the base image (reference, pinned and manifest digest: its layers are
 //!   content-addressed, so the manifest digest fixes its file system);
 //! - cairn's version, its output-format version and the identity of the cairn
@@ -38,153 +39,50 @@ use crate::digest::Sha256Digest;
 use crate::layers::cache::{CachedLayer, ImageRecord, LayerCache};
 use crate::layers::LayerBlob;
 use crate::oci::layout::{LayoutWriter, StoredBlob};
-use crate::recipe::{Platform, Recipe};
+use crate::output::archive::OutputFormat;
 use crate::resolve::ResolvedSources;
-use crate::snapshot::{SourceEntryKind, SourceTree};
-use sha2::{Digest as _, Sha256};
+use serde::Serialize;
 
 /// What determines every blob an image adds above its base (see the module doc).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ImageKey(Sha256Digest);
 
-/// Hashes fields with their length in front, so no two field lists hash alike;
-/// buffered, as a key covers tens of thousands of small fields.
-struct KeyHasher {
-    hasher: Sha256,
-    buf: Vec<u8>,
+/// Everything the layers and SBOMs of one platform's image are computed from: the
+/// image key is the hash of exactly this, field by field as serde writes it.
+#[derive(Serialize)]
+pub struct ImageInputs<'a> {
+    /// The recipe as written; the recipe as built is parsed from it.
+    pub recipe_text: &'a str,
+    pub recipe_file_name: String,
+    pub platform: String,
+    pub epoch: u64,
+    pub output_format: OutputFormat,
+    pub base: Option<&'a BaseInfo>,
+    pub resolved: &'a ResolvedSources,
+    /// The identity of the cairn executable ([`LayerCache::program`]).
+    pub program: &'a str,
 }
 
-impl KeyHasher {
-    fn new() -> Self {
-        KeyHasher {
-            hasher: Sha256::new(),
-            buf: Vec::with_capacity(1 << 16),
-        }
-    }
-    fn finish(mut self) -> Sha256Digest {
-        self.hasher.update(&self.buf);
-        Sha256Digest::from_hasher(self.hasher)
-    }
-    fn bytes(&mut self, bytes: &[u8]) {
-        self.u64(bytes.len() as u64);
-        self.buf.extend_from_slice(bytes);
-        if self.buf.len() >= 1 << 16 {
-            self.hasher.update(&self.buf);
-            self.buf.clear();
-        }
-    }
-    fn str(&mut self, s: &str) {
-        self.bytes(s.as_bytes());
-    }
-    fn u64(&mut self, n: u64) {
-        self.buf.extend_from_slice(&n.to_le_bytes());
-    }
-    fn digest(&mut self, d: &Sha256Digest) {
-        self.bytes(d.as_bytes());
-    }
-    fn opt_str(&mut self, s: Option<&str>) {
-        match s {
-            Some(s) => {
-                self.u64(1);
-                self.str(s);
-            }
-            None => self.u64(0),
-        }
-    }
-    fn tree(&mut self, tree: &SourceTree) {
-        self.u64(tree.entries.len() as u64);
-        for e in &tree.entries {
-            self.str(&e.rel_path);
-            self.u64(u64::from(e.mode));
-            match e.owner {
-                Some((uid, gid)) => {
-                    self.u64(1);
-                    self.u64(u64::from(uid));
-                    self.u64(u64::from(gid));
-                }
-                None => self.u64(0),
-            }
-            match &e.kind {
-                SourceEntryKind::File(c) => {
-                    self.str("f");
-                    self.u64(c.size);
-                    self.digest(&c.sha256);
-                }
-                SourceEntryKind::Dir => self.str("d"),
-                SourceEntryKind::Symlink { target } => {
-                    self.str("l");
-                    self.str(target);
-                }
-                SourceEntryKind::Hardlink { target } => {
-                    self.str("h");
-                    self.str(target);
-                }
-            }
-        }
-    }
+/// The versioned frame around [`ImageInputs`]: a new key version or cairn version
+/// never replays an older record.
+#[derive(Serialize)]
+struct KeyedInputs<'a> {
+    key_version: &'static str,
+    cairn_version: &'static str,
+    output_format_version: &'static str,
+    inputs: &'a ImageInputs<'a>,
 }
 
-/// The image key of `recipe` (as built for `platform`) from `resolved` on `base`.
-pub fn image_key(
-    recipe: &Recipe,
-    platform: &Platform,
-    epoch: u64,
-    resolved: &ResolvedSources,
-    base: Option<&BaseInfo>,
-    program: &str,
-) -> ImageKey {
-    let mut h = KeyHasher::new();
-    h.str("cairn-image-key-v1");
-    h.str(env!("CARGO_PKG_VERSION"));
-    h.str(crate::oci::OUTPUT_FORMAT_VERSION);
-    h.str(program);
-    h.str(&recipe.file.text);
-    h.str(
-        &recipe
-            .file
-            .path
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy(),
-    );
-    h.str(&platform.to_string());
-    h.u64(epoch);
-    match base {
-        Some(b) => {
-            h.u64(1);
-            h.str(&b.reference);
-            h.digest(&b.pinned);
-            h.digest(&b.manifest_digest);
-        }
-        None => h.u64(0),
+impl ImageInputs<'_> {
+    /// The image key of these inputs.
+    pub fn key(&self) -> ImageKey {
+        ImageKey(Sha256Digest::of_json(&KeyedInputs {
+            key_version: "cairn-image-key-v2",
+            cairn_version: env!("CARGO_PKG_VERSION"),
+            output_format_version: crate::oci::OUTPUT_FORMAT_VERSION,
+            inputs: self,
+        }))
     }
-    h.u64(resolved.sources.len() as u64);
-    for (name, source) in &resolved.sources {
-        h.str(name);
-        h.str(&source.kind.to_string());
-        h.digest(&source.digest);
-        h.opt_str(source.signer.as_deref());
-        h.tree(&source.tree);
-    }
-    match &resolved.packages {
-        Some(installed) => {
-            h.u64(installed.packages.len() as u64);
-            for p in &installed.packages {
-                h.str(&p.name);
-                h.bytes(&serde_json::to_vec(&p.pin).expect("a package pin serialises"));
-                h.str(&p.suite);
-                h.digest(&p.inrelease_sha256);
-                h.str(&p.signed_by);
-                h.str(&p.control);
-                h.opt_str(p.md5sums.as_deref());
-                h.opt_str(p.license.as_deref());
-                h.u64(u64::from(p.line));
-                h.tree(&p.tree);
-            }
-        }
-        None => h.u64(u64::MAX),
-    }
-    ImageKey(h.finish())
 }
 
 /// An image's own layers and SBOMs, added to the layout from the cache.

@@ -5,9 +5,10 @@ use super::push::{self as push_cmd, PushFlags};
 use super::{ledger, progress};
 use crate::{now_rfc3339, package_options, print_json, source_date_epoch, wall_clock};
 use anyhow::{bail, Context, Result};
-use cairn::build::{self, BuildOptions, Observer, Quiet};
-use cairn::digest::Sha256Digest;
+use cairn::build::context::{BuildHandles, BuildSettings, Observer, Quiet};
+use cairn::build::{self, names::SBOM_DIR, report::BuildReport};
 use cairn::keys;
+use cairn::digest::Sha256Digest;
 use cairn::recipe;
 use cairn::remote_cache::RemoteCache;
 use cairn::resolve::LockMode;
@@ -130,8 +131,28 @@ pub fn run(args: BuildArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
         Some(n) => n,
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
-    let opts = BuildOptions {
-        registry: super::registry::base_client(&recipe, &push_flags.registry)?,
+    // Built in this order so that the first bad flag is the one reported.
+    let registry = super::registry::base_client(&recipe, &push_flags.registry)?;
+    let source_date_epoch = source_date_epoch()?;
+    let sign_key = sign_key.as_deref().map(keys::read_private).transpose()?;
+    let cache = if no_cache {
+        None
+    } else {
+        let cache = cache_dir.open()?.with_program(program_identity());
+        Some(match &cache_registry {
+            Some(reference) => {
+                let reference: cairn::registry::Reference = reference
+                    .parse()
+                    .with_context(|| format!("--cache-registry {reference}"))?;
+                cache.with_remote(RemoteCache::new(
+                    super::registry::client(&push_flags.registry, &reference)?,
+                    reference,
+                ))
+            }
+            None => cache,
+        })
+    };
+    let settings = BuildSettings {
         out_dir: out,
         format,
         lock_mode: if locked {
@@ -140,28 +161,15 @@ pub fn run(args: BuildArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
             LockMode::PinMissing
         },
         jobs,
-        source_date_epoch: source_date_epoch()?,
-        cancel,
-        sign_key: sign_key.as_deref().map(keys::read_private).transpose()?,
+        source_date_epoch,
         clock: record_times.then_some(wall_clock as fn() -> u64),
-        cache: if no_cache {
-            None
-        } else {
-            let cache = cache_dir.open()?.with_program(program_identity());
-            Some(match &cache_registry {
-                Some(reference) => {
-                    let reference: cairn::registry::Reference = reference
-                        .parse()
-                        .with_context(|| format!("--cache-registry {reference}"))?;
-                    cache.with_remote(RemoteCache::new(
-                        super::registry::client(&push_flags.registry, &reference)?,
-                        reference,
-                    ))
-                }
-                None => cache,
-            })
-        },
         packages: package_options(offline)?,
+    };
+    let handles = BuildHandles {
+        cancel,
+        sign_key,
+        registry,
+        cache,
     };
     let show_progress = !quiet && !json && std::io::stderr().is_terminal();
     let bars;
@@ -172,9 +180,9 @@ pub fn run(args: BuildArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
         &Quiet
     };
     let clock = progress::StageClock::new(observer);
-    let report = build::build(&recipe, &opts, &clock)?;
+    let report = build::build(&recipe, &settings, &handles, &clock)?;
     if let Some(ledger) = &ledger {
-        match &opts.sign_key {
+        match &handles.sign_key {
             Some(key) => {
                 let entry = ledger::record_action(
                     ledger,
@@ -205,12 +213,12 @@ pub fn run(args: BuildArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
                 reference,
                 &push_flags,
                 quiet || json,
-                opts.cancel.clone(),
+                handles.cancel.clone(),
             )?;
             if let Some(ledger) = &ledger {
                 push_cmd::record(
                     ledger,
-                    opts.sign_key.as_ref(),
+                    handles.sign_key.as_ref(),
                     &identity,
                     &report.layout,
                     &pushed,
@@ -281,7 +289,7 @@ pub fn run(args: BuildArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
         };
         let mut sboms = format!("sbom: {}", paths.join(" "));
         if report.sbom_embedded {
-            sboms.push_str(&format!(" (also in the image under {})", build::SBOM_DIR));
+            sboms.push_str(&format!(" (also in the image under {})", SBOM_DIR));
         }
         eprintln!("{sboms}");
         match (&report.attestations, &report.signed_by) {
@@ -314,7 +322,7 @@ pub fn run(args: BuildArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
 /// What a `build` ledger entry says about the build.
 fn build_details(
     recipe: &recipe::Recipe,
-    report: &build::BuildReport,
+    report: &BuildReport,
 ) -> Result<BTreeMap<String, serde_json::Value>> {
     let lock_path = cairn::resolve::lock_path_for(&recipe.file.path);
     let lock_sha256 = match std::fs::read(&lock_path) {

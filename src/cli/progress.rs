@@ -1,7 +1,7 @@
 //! Progress bars for `cairn build` on a terminal: one bar per layer, counting content
 //! bytes tarred and compressed, with the rate.
 
-use cairn::build::Observer;
+use cairn::build::context::Observer;
 use cairn::debian::DownloadProgress;
 use cairn::layers::LayerBlob;
 use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressStyle};

@@ -6,9 +6,12 @@ use super::ledger;
 use super::registry::{self, RegistryArgs};
 use crate::{now_rfc3339, print_json, source_date_epoch};
 use anyhow::{Context, Result};
-use cairn::build::{self, BuildOptions, Quiet};
-use cairn::digest::Sha256Digest;
+use cairn::build::{
+    self,
+    context::{BuildHandles, BuildSettings, Quiet},
+};
 use cairn::keys;
+use cairn::digest::Sha256Digest;
 use cairn::recipe;
 use cairn::resolve::LockMode;
 use cairn::verify::Policy;
@@ -81,21 +84,23 @@ pub fn run(args: VerifyArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
         Some(recipe_path) => {
             let recipe = recipe::load(&recipe_path)?;
             let scratch = tempfile::tempdir()?;
-            let opts = BuildOptions {
+            let handles = BuildHandles {
                 registry: registry::base_client(&recipe, &registry_args)?,
+                cancel,
+                sign_key: None,
+                // An independent rebuild: nothing from earlier builds.
+                cache: None,
+            };
+            let settings = BuildSettings {
                 out_dir: scratch.path().to_path_buf(),
                 format: Default::default(),
                 lock_mode: LockMode::Locked,
                 jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
                 source_date_epoch: source_date_epoch()?,
-                cancel,
-                sign_key: None,
                 clock: None,
-                // An independent rebuild: nothing from earlier builds.
-                cache: None,
                 packages: crate::package_options(false)?,
             };
-            let report = build::build(&recipe, &opts, &Quiet)?;
+            let report = build::build(&recipe, &settings, &handles, &Quiet)?;
             if layout.is_file() {
                 // A disk: compare the rebuilt disk of the same format.
                 let ext = layout.extension().map(|e| e.to_string_lossy().into_owned());

@@ -56,11 +56,13 @@ pub trait DownloadProgress {
 }
 
 /// The packages of an image, unpacked and pinned.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize)]
 pub struct InstalledPackages {
     /// Sorted by name.
     pub packages: Vec<InstalledPackage>,
     pub lock: PackagesLock,
+    /// Not in the warm image key: messages for the user, not inputs.
+    #[serde(skip)]
     pub warnings: Vec<String>,
 }
 
@@ -70,7 +72,7 @@ pub fn source_name(package: &str) -> String {
     format!("deb:{package}")
 }
 
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize)]
 pub struct InstalledPackage {
     pub name: String,
     pub pin: LockedPackage,

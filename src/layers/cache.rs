@@ -16,11 +16,12 @@
 //! layers-v1/tmp/                   files being written
 //! ```
 //!
-//! The key ([`layer_key`]) is the SHA-256 of a canonical description of the layer: every
-//! tree entry (path, type, mode, owner, and the SHA-256 and size of file contents or the
-//! link target), the epoch, the compression and its parameters, cairn's version and its
-//! output-format version. Layer names and origins are not in it: they do not reach the
-//! blob's bytes.
+//! The key ([`layer_key`]) is the SHA-256 of the JSON of the layer's typed inputs: every
+//! tree entry as it serialises (path, type, mode, owner, and the SHA-256 and size of file
+//! contents or the link target), the epoch, the compression and its parameters, cairn's
+//! version and its output-format version. Being the serialisation of the types, it takes
+//! in a field added to them without anyone listing it. Layer names and origins are not in
+//! it: they do not reach the blob's bytes.
 //!
 //! A hit is trusted without re-hashing the blob (that would cost as much as the rest of an
 //! unchanged rebuild): the blob was hashed while it was written and named by that hash, it
@@ -37,13 +38,12 @@
 
 use super::compress::{GZIP_LEVEL, ZSTD_LEVEL};
 use super::gzip::MEMBER_SIZE;
-use super::{LayerBlob, LayerError, LayerTree, TreeEntryKind};
+use super::{LayerBlob, LayerError, LayerTree, TreeEntry};
 use crate::digest::Sha1Index;
 use crate::digest::Sha256Digest;
 use crate::oci::compression::Compression;
 use crate::oci::layout::{blobs_dir, place_file, LayoutWriter};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest as _, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io;
@@ -79,46 +79,37 @@ impl LayerKey {
     }
 }
 
+/// What determines a layer blob's bytes; the layer key is the hash of its JSON, so
+/// every field of it (and of the tree entries) is in the key.
+#[derive(Serialize)]
+struct LayerKeyInputs<'a> {
+    key_version: &'static str,
+    cairn_version: &'static str,
+    output_format_version: &'static str,
+    /// The compression with the parameters that shape its output.
+    compression: String,
+    epoch: u64,
+    /// Path -> entry; the layer's name is not in it, as it does not reach the bytes.
+    entries: &'a BTreeMap<String, TreeEntry>,
+}
+
 /// What determines the bytes of `tree` written with `epoch` and `compression`.
 pub fn layer_key(tree: &LayerTree, epoch: u64, compression: Compression) -> LayerKey {
-    let mut h = Sha256::new();
-    h.update(b"cairn-layer-key-v1\n");
-    h.update(format!("cairn {}\n", env!("CARGO_PKG_VERSION")));
-    h.update(format!(
-        "output-format {}\n",
-        crate::oci::OUTPUT_FORMAT_VERSION
-    ));
-    let parameters = match compression {
+    let compression = match compression {
         Compression::Gzip => {
             format!("gzip libdeflate level {GZIP_LEVEL} member {MEMBER_SIZE}")
         }
         Compression::Zstd => format!("zstd level {ZSTD_LEVEL} multithreaded"),
         Compression::None => "none".to_string(),
     };
-    h.update(format!("compression {parameters}\nepoch {epoch}\n"));
-    for (path, entry) in &tree.entries {
-        let kind = match &entry.kind {
-            TreeEntryKind::File(super::FileData::Source(c)) => {
-                format!("file {} {}", c.sha256.hex(), c.size)
-            }
-            TreeEntryKind::File(super::FileData::Inline(bytes)) => {
-                format!("file {} {}", Sha256Digest::of(bytes).hex(), bytes.len())
-            }
-            TreeEntryKind::Dir => "dir".to_string(),
-            TreeEntryKind::Symlink { target } => format!("symlink {target}"),
-            TreeEntryKind::Hardlink { target } => format!("hardlink {target}"),
-            TreeEntryKind::Whiteout => "whiteout".to_string(),
-        };
-        // NUL ends the path and the link target: neither can contain one.
-        h.update(path.as_bytes());
-        h.update(b"\0");
-        h.update(kind.as_bytes());
-        h.update(format!(
-            "\0{:o} {} {}\n",
-            entry.mode, entry.owner.uid, entry.owner.gid
-        ));
-    }
-    LayerKey(Sha256Digest::from_hasher(h))
+    LayerKey(Sha256Digest::of_json(&LayerKeyInputs {
+        key_version: "cairn-layer-key-v2",
+        cairn_version: env!("CARGO_PKG_VERSION"),
+        output_format_version: crate::oci::OUTPUT_FORMAT_VERSION,
+        compression,
+        epoch,
+        entries: &tree.entries,
+    }))
 }
 
 /// A store the layer cache is shared through, besides the local directory: today a

@@ -18,6 +18,7 @@ use crate::recipe::{
 };
 use crate::resolve::{LockedKind, ResolvedSources};
 use crate::snapshot::{Content, SourceEntryKind};
+use serde::Serialize;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -33,15 +34,19 @@ pub struct LayerTree {
     pub entries: BTreeMap<String, TreeEntry>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Serialises to what reaches the layer's bytes, for the layer cache key
+/// ([`super::cache::layer_key`]): every field unless skipped here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TreeEntry {
     pub kind: TreeEntryKind,
     pub mode: u32,
     pub owner: Owner,
+    /// Not in the layer's bytes: where the entry came from only traces it.
+    #[serde(skip)]
     pub origin: Origin,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub enum TreeEntryKind {
     File(FileData),
     Dir,
@@ -61,6 +66,29 @@ pub enum FileData {
     /// Shared with the source tree it came from.
     Source(Arc<Content>),
     Inline(Arc<[u8]>),
+}
+
+/// A file's data serialises to what its bytes are, their size and SHA-256, whether
+/// they are a source's file or inline: the same bytes make the same layer.
+impl Serialize for FileData {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            FileData::Source(content) => content.serialize(serializer),
+            FileData::Inline(bytes) => {
+                /// The shape a [`Content`] serialises to.
+                #[derive(Serialize)]
+                struct InlineContent {
+                    size: u64,
+                    sha256: crate::digest::Sha256Digest,
+                }
+                InlineContent {
+                    size: bytes.len() as u64,
+                    sha256: crate::digest::Sha256Digest::of(bytes),
+                }
+                .serialize(serializer)
+            }
+        }
+    }
 }
 
 /// Where an entry came from, so every file in the image can be traced.

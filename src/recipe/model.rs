@@ -339,7 +339,7 @@ pub enum OpKind {
     Remove { path: ImagePath },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct Owner {
     pub uid: u32,
     pub gid: u32,

@@ -39,7 +39,7 @@ pub enum LockMode {
     Repin,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct ResolvedSource {
     pub name: String,
     pub kind: LockedKind,
@@ -49,13 +49,19 @@ pub struct ResolvedSource {
     pub signer: Option<String>,
 }
 
-#[derive(Debug)]
+/// Serialises to the canonical form the warm image key is hashed from
+/// ([`crate::warm::ImageInputs`]): a field is in the key unless skipped here.
+#[derive(Debug, serde::Serialize)]
 pub struct ResolvedSources {
     pub sources: BTreeMap<String, ResolvedSource>,
     /// The lock as it should now be on disk.
     pub lock: Lockfile,
-    /// Whether `lock` differs from the lock that was read.
+    /// Whether `lock` differs from the lock that was read: not in the warm key, as the
+    /// first build after a pin and the next one make the same image.
+    #[serde(skip)]
     pub lock_changed: bool,
+    /// Not in the warm key: messages for the user, not inputs.
+    #[serde(skip)]
     pub warnings: Vec<String>,
     /// The recipe's Debian packages, once installed ([`packages::hook_install`]).
     pub packages: Option<crate::debian::InstalledPackages>,

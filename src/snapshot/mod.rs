@@ -10,18 +10,19 @@
 pub mod archive;
 
 use crate::digest::Sha256Digest;
+use serde::Serialize;
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// The entries of a source, sorted byte-wise by `rel_path`. A plain file source has a
 /// single entry whose `rel_path` is empty.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct SourceTree {
     pub entries: Vec<SourceEntry>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SourceEntry {
     /// `/`-separated, relative, normalised (no `.`/`..`/empty components); empty only
     /// for a single-file source.
@@ -35,7 +36,7 @@ pub struct SourceEntry {
     pub owner: Option<(u32, u32)>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub enum SourceEntryKind {
     File(Arc<Content>),
     Dir,
@@ -48,9 +49,12 @@ pub enum SourceEntryKind {
     },
 }
 
-/// Where to read a regular file's bytes, and what they must hash to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where to read a regular file's bytes, and what they must hash to. Serialises to
+/// what the bytes are (size and SHA-256), for cache keys: where they live on the host
+/// does not reach the image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Content {
+    #[serde(skip)]
     pub location: Location,
     pub size: u64,
     pub sha256: Sha256Digest,

@@ -8,7 +8,7 @@
 use super::{recipe_and_signers, SbomIndex, Trace, TracedFile, TracedLayer};
 use crate::attest::dsse::Envelope;
 use crate::attest::intoto::{Provenance, Statement, SLSA_PROVENANCE_V1};
-use crate::build::SBOM_DIR;
+use crate::build::names::SBOM_DIR;
 use crate::digest::Sha256Digest;
 use crate::disk::read::{self, ReadError};
 use crate::verify::disk::{attestations_path, disk_name};

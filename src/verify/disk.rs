@@ -20,7 +20,7 @@
 use super::{check_policy, compare_files, spdx_file_sha256s, Checks, Policy, Verdict};
 use crate::attest::dsse::{Envelope, INTOTO_PAYLOAD_TYPE};
 use crate::attest::intoto::{Provenance, Statement, SLSA_PROVENANCE_V1, SPDX_PREDICATE};
-use crate::build::SBOM_DIR;
+use crate::build::names::SBOM_DIR;
 use crate::disk::{read, uki};
 use crate::keys::VerifyingKey;
 use std::collections::BTreeMap;

@@ -1,0 +1,147 @@
+//! The resolve stage: every input pinned once, before anything is written. Gives a
+//! [`Plan`]: each platform's sources (and Debian packages), the base image, the VM
+//! disk's inputs, and the lock file as it should now be.
+
+use super::error::BuildError;
+use crate::diag::Diagnose;
+use crate::base::{self, BaseStore};
+use crate::debian;
+use crate::digest::Sha256Digest;
+use crate::disk;
+use crate::recipe::{Diagnostic, Recipe, Span};
+use crate::resolve::{self, platforms, LockMode, Lockfile, ResolveError};
+use std::path::{Path, PathBuf};
+
+/// Every input pinned: each platform's sources, the base, and the lock file that
+/// records them.
+pub struct Plan<'c> {
+    pub sources: platforms::AllSources,
+    pub base: Option<PinnedBase<'c>>,
+    /// The VM disk to build (`vm:`), its kernel and tools found and pinned.
+    pub disk: Option<disk::DiskPlan>,
+    /// The lock file as read, and where it lives.
+    pub old_lock: Lockfile,
+    pub lock_path: PathBuf,
+    /// The lock file as it should now be.
+    pub lock: Lockfile,
+    /// The SHA-256 of `lock`, recorded in provenance when the recipe has anything to
+    /// pin.
+    pub lock_sha256: Option<Sha256Digest>,
+    pub warnings: Vec<String>,
+}
+
+/// The base image, pinned, and the store it is read from.
+pub struct PinnedBase<'c> {
+    pub store: Box<dyn BaseStore + 'c>,
+    pub reference: String,
+    pub digest: Sha256Digest,
+    pub span: Span,
+}
+
+/// How [`plan`] pins and fetches.
+pub struct Pinning<'a, 'c> {
+    pub lock_path: &'a Path,
+    pub mode: LockMode,
+    /// Where archives are staged (on the layout's file system).
+    pub staging: &'a Path,
+    pub registry: Option<&'c crate::registry::Client>,
+    pub cache_dir: Option<&'a Path>,
+    pub packages: &'a debian::PackageOptions,
+    pub progress: &'a dyn debian::DownloadProgress,
+}
+
+/// Pins every input of `recipe` against `old_lock`, the lock file as read.
+pub fn plan<'c>(
+    recipe: &Recipe,
+    old_lock: Lockfile,
+    cx: &Pinning<'_, 'c>,
+) -> Result<Plan<'c>, BuildError> {
+    let Pinning {
+        lock_path,
+        mode,
+        staging,
+        registry,
+        cache_dir,
+        ..
+    } = *cx;
+    let lock = &old_lock;
+    let mut sources = platforms::resolve_all(recipe, lock, lock_path, mode, staging, cache_dir)?;
+    let mut new_lock = sources.lock.clone();
+    let mut warnings = sources.warnings.clone();
+    // The recipe parser allows `packages:` only for a single-platform image.
+    if let [only] = sources.platforms.as_mut_slice() {
+        let before = only.resolved.warnings.len();
+        resolve::packages::hook_install(
+            &only.recipe,
+            lock,
+            mode,
+            cx.packages,
+            staging,
+            cx.progress,
+            &mut only.resolved,
+        )?;
+        new_lock.packages = only.resolved.lock.packages.clone();
+        warnings.extend(only.resolved.warnings.drain(before..));
+    }
+    // The recipe parser allows `vm:` only for a single-platform image without a base.
+    let disk = match (&recipe.vm, sources.platforms.as_mut_slice()) {
+        (Some(vm), [only]) => {
+            let before = only.resolved.warnings.len();
+            let plan = disk::plan(&only.recipe, vm, &mut only.resolved, lock, lock_path, mode)?;
+            new_lock.tools = only.resolved.lock.tools.clone();
+            warnings.extend(only.resolved.warnings.drain(before..));
+            Some(plan)
+        }
+        _ => None,
+    };
+    let base = match &recipe.base {
+        Some(spec) => {
+            let error = |cause: &dyn Diagnose| {
+                BuildError::Base(Box::new(
+                    Diagnostic::new(&recipe.file, spec.span, cause.to_string()).with_hint_of(cause),
+                ))
+            };
+            let store = base::open_store(&recipe.file.dir, &spec.source, registry, staging)
+                .map_err(|e| error(&e))?;
+            let (digest, entry, warning) =
+                resolve::base::pin(spec, store.as_ref(), lock, mode).map_err(|e| error(&e))?;
+            new_lock.base = Some(entry);
+            warnings.extend(warning);
+            Some(PinnedBase {
+                store,
+                reference: spec.source.reference(),
+                digest,
+                span: spec.span,
+            })
+        }
+        None => {
+            if mode == LockMode::Locked {
+                if let Some(locked) = &lock.base {
+                    return Err(BuildError::Resolve(ResolveError::Lock {
+                        message: format!(
+                            "{} pins base image {}, but the recipe has no `base:`",
+                            lock_path.display(),
+                            locked.reference
+                        ),
+                        hint: "run `cairn lock` to bring the lock file up to date, and commit it"
+                            .into(),
+                    }));
+                }
+            }
+            None
+        }
+    };
+    let lock_sha256 =
+        (!recipe.sources.is_empty() || recipe.base.is_some() || recipe.packages.is_some())
+            .then(|| Sha256Digest::of(&new_lock.to_bytes()));
+    Ok(Plan {
+        sources,
+        base,
+        disk,
+        old_lock,
+        lock_path: lock_path.to_path_buf(),
+        lock: new_lock,
+        lock_sha256,
+        warnings,
+    })
+}
