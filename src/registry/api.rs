@@ -632,3 +632,7 @@ impl ManifestJson {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "api_tests.rs"]
+mod tests;
