@@ -689,3 +689,6 @@ pub fn hook_layers(
         _ => Ok(Vec::new()),
     }
 }
+
+#[cfg(test)]
+mod tests;
