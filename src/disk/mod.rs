@@ -611,3 +611,6 @@ impl SparseWriter<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
