@@ -378,3 +378,6 @@ pub fn open_store<'c>(
         ))),
     }
 }
+
+#[cfg(test)]
+mod tests;
