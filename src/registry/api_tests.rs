@@ -75,6 +75,10 @@ impl FakeRegistry {
                     continue;
                 };
                 let a = route(&request);
+                let head_only = request.method == "HEAD";
+                // Logged before answering: the client may look at the log as soon as
+                // it has the answer.
+                log.lock().unwrap().push(request);
                 let mut head = format!("HTTP/1.1 {} Fake\r\n", a.status);
                 for (name, value) in &a.headers {
                     head.push_str(&format!("{name}: {value}\r\n"));
@@ -84,10 +88,9 @@ impl FakeRegistry {
                     a.body.len()
                 ));
                 let _ = stream.write_all(head.as_bytes());
-                if request.method != "HEAD" {
+                if !head_only {
                     let _ = stream.write_all(&a.body);
                 }
-                log.lock().unwrap().push(request);
             }
         });
         FakeRegistry { host, received }
