@@ -297,3 +297,6 @@ fn snapshot(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
