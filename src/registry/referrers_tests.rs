@@ -76,7 +76,8 @@ fn the_referrers_tag_keeps_what_other_tools_listed() {
     let image = registry.image("app:v1");
 
     let ours = referrer(b"our sbom");
-    let tag = update_referrers_tag(&client(), &image, &subject, &[ours.clone()]).unwrap();
+    let tag =
+        update_referrers_tag(&client(), &image, &subject, std::slice::from_ref(&ours)).unwrap();
     assert_eq!(tag, referrers_tag(&subject));
     let index = json(&manifests.lock().unwrap()[&tag_path]);
     assert_eq!(index["mediaType"], OCI_INDEX);
@@ -129,7 +130,13 @@ fn cosign_attestations_are_added_as_layers_with_matching_diff_ids() {
         predicate_type: predicate.into(),
     };
     let provenance = envelope(b"provenance", "https://slsa.dev/provenance/v1");
-    update_cosign_attestations(&client(), &image, &subject, &[provenance.clone()]).unwrap();
+    update_cosign_attestations(
+        &client(),
+        &image,
+        &subject,
+        std::slice::from_ref(&provenance),
+    )
+    .unwrap();
     let sbom = envelope(b"sbom", "https://spdx.dev/Document");
     update_cosign_attestations(&client(), &image, &subject, &[sbom.clone(), provenance]).unwrap();
 
