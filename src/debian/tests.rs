@@ -1,11 +1,12 @@
-//! Unit tests of a locked, offline install: a repository made in memory (a `.deb`
-//! built with `ar` and `tar`, an InRelease clear-signed in-process with a throwaway
-//! OpenPGP key), its files put in the package cache, then [`install`] checks every
-//! link of the chain (InRelease -> index -> .deb) against the lock and the keyring,
-//! with no network, gpg or apt tool.
+//! Unit tests of Debian installs without gpg, apt tools or the network: repositories
+//! made in memory (`.deb`s built with `ar` and `tar`, InRelease clear-signed
+//! in-process with a throwaway OpenPGP key). Locked builds read them from the package
+//! cache, offline, with every link of the chain (InRelease -> index -> .deb) checked
+//! against the lock and the keyring; resolving reads them from a loopback server.
 
 use super::*;
 use crate::recipe::Recipe;
+use crate::registry::fake_registry::{answer, FakeRegistry};
 use openpgp::cert::prelude::*;
 use openpgp::policy::StandardPolicy;
 use openpgp::serialize::stream::{Message, Signer};
@@ -40,23 +41,10 @@ fn tar_of(files: &[(&str, &[u8], u32)]) -> Vec<u8> {
     tar.into_inner().unwrap()
 }
 
-/// A `.deb` of package `hello` holding `/usr/bin/hello` and a machine-readable
-/// copyright file.
-fn hello_deb() -> Vec<u8> {
-    let control = tar_of(&[(
-        "./control",
-        b"Package: hello\nVersion: 1.0-1\nArchitecture: amd64\nMaintainer: Test <t@test.invalid>\nDescription: greets\n",
-        0o644,
-    )]);
-    let data = tar_of(&[
-        ("./usr/", b"", 0o755),
-        ("./usr/bin/", b"", 0o755),
-        ("./usr/bin/hello", b"#!/bin/sh\necho hello\n", 0o755),
-        ("./usr/share/", b"", 0o755),
-        ("./usr/share/doc/", b"", 0o755),
-        ("./usr/share/doc/hello/", b"", 0o755),
-        ("./usr/share/doc/hello/copyright", COPYRIGHT, 0o644),
-    ]);
+/// A `.deb` with `control` and the data members `data`.
+fn deb(control: &str, data: &[(&str, &[u8], u32)]) -> Vec<u8> {
+    let control = tar_of(&[("./control", control.as_bytes(), 0o644)]);
+    let data = tar_of(data);
     let mut deb = ar::Builder::new(Vec::new());
     for (name, bytes) in [
         ("debian-binary", &b"2.0\n"[..]),
@@ -67,6 +55,23 @@ fn hello_deb() -> Vec<u8> {
         deb.append(&header, bytes).unwrap();
     }
     deb.into_inner().unwrap()
+}
+
+/// A `.deb` of package `hello` holding `/usr/bin/hello` and a machine-readable
+/// copyright file.
+fn hello_deb() -> Vec<u8> {
+    deb(
+        "Package: hello\nVersion: 1.0-1\nArchitecture: amd64\nMaintainer: Test <t@test.invalid>\nDescription: greets\n",
+        &[
+            ("./usr/", b"", 0o755),
+            ("./usr/bin/", b"", 0o755),
+            ("./usr/bin/hello", b"#!/bin/sh\necho hello\n", 0o755),
+            ("./usr/share/", b"", 0o755),
+            ("./usr/share/doc/", b"", 0o755),
+            ("./usr/share/doc/hello/", b"", 0o755),
+            ("./usr/share/doc/hello/copyright", COPYRIGHT, 0o644),
+        ],
+    )
 }
 
 /// A throwaway signing certificate, and `release` clear-signed with it.
@@ -128,13 +133,8 @@ impl Fixture {
         let mut keyring = Vec::new();
         cert.serialize(&mut keyring).unwrap();
         std::fs::write(dir.path().join("keyring.gpg"), keyring).unwrap();
-        let recipe_path = dir.path().join("pkgs.yaml");
-        std::fs::write(
-            &recipe_path,
-            "cairn: 1\nname: pkgs\nepoch: 1700000000\nrepositories:\n  test:\n    mirror: http://127.0.0.1:9/debian\n    suite: stable\n    components: [main]\n    keyring: keyring.gpg\npackages: [hello]\nlayers:\n  - name: base\n    contents:\n      - dir: /tmp\n        mode: 0o1777\n",
-        )
-        .unwrap();
-        let recipe = crate::recipe::load(&recipe_path).unwrap();
+        // Never reached: every test here is offline.
+        let recipe = write_recipe(dir.path(), "http://127.0.0.1:9/debian");
         let lock = PackagesLock {
             architecture: "amd64".into(),
             requested: vec!["hello".into()],
@@ -180,27 +180,46 @@ impl Fixture {
         std::fs::write(debs.join(Sha256Digest::of(bytes).hex()), bytes).unwrap();
     }
 
-    fn spec(&self) -> &PackagesSpec {
-        self.recipe.packages.as_ref().unwrap()
-    }
-
     fn install(&self, lock: Option<&PackagesLock>) -> Result<InstalledPackages, DebianError> {
-        let opts = PackageOptions {
-            cache_dir: self.dir.path().join("cache"),
-            now: NOW,
-            host_sources: Vec::new(),
-            offline: true,
-        };
-        install(
-            &self.recipe,
-            self.spec(),
-            lock,
-            LockMode::Locked,
-            &opts,
-            &self.dir.path().join("staging"),
-            &NoProgress,
-        )
+        install_in(self.dir.path(), &self.recipe, lock, LockMode::Locked, true)
     }
+}
+
+/// A recipe in `dir` installing `hello` from repository `test` at `mirror`, checked
+/// with `dir/keyring.gpg`.
+fn write_recipe(dir: &Path, mirror: &str) -> Recipe {
+    let path = dir.join("pkgs.yaml");
+    std::fs::write(
+        &path,
+        format!("cairn: 1\nname: pkgs\nepoch: 1700000000\nrepositories:\n  test:\n    mirror: {mirror}\n    suite: stable\n    components: [main]\n    keyring: keyring.gpg\npackages: [hello]\nlayers:\n  - name: base\n    contents:\n      - dir: /tmp\n        mode: 0o1777\n"),
+    )
+    .unwrap();
+    crate::recipe::load(&path).unwrap()
+}
+
+/// [`install`] with the package cache and staging below `dir`.
+fn install_in(
+    dir: &Path,
+    recipe: &Recipe,
+    lock: Option<&PackagesLock>,
+    mode: LockMode,
+    offline: bool,
+) -> Result<InstalledPackages, DebianError> {
+    let opts = PackageOptions {
+        cache_dir: dir.join("cache"),
+        now: NOW,
+        host_sources: Vec::new(),
+        offline,
+    };
+    install(
+        recipe,
+        recipe.packages.as_ref().unwrap(),
+        lock,
+        mode,
+        &opts,
+        &dir.join("staging"),
+        &NoProgress,
+    )
 }
 
 struct NoProgress;
@@ -354,4 +373,122 @@ fn platforms_map_to_debian_architectures() {
     ));
     // 32-bit Arm without a variant has no one Debian architecture.
     assert!(arch("arm", None).is_err());
+}
+
+/// A served, signed repository: each package (name, version, architecture, Depends)
+/// in one `main/binary-amd64/Packages` index; the keyring is written to `dir`.
+fn serve_repository(dir: &Path, packages: &[(&str, &str, &str, &str)]) -> FakeRegistry {
+    let mut files = BTreeMap::new();
+    let mut index = String::new();
+    for (name, version, arch, depends) in packages {
+        let mut control = format!("Package: {name}\nVersion: {version}\nArchitecture: {arch}\n");
+        if !depends.is_empty() {
+            control.push_str(&format!("Depends: {depends}\n"));
+        }
+        let doc = format!("./usr/share/doc/{name}/");
+        let readme = format!("{doc}README");
+        let text = format!("{name} {version} {arch}\n");
+        let bytes = deb(
+            &control,
+            &[
+                ("./usr/", b"", 0o755),
+                ("./usr/share/", b"", 0o755),
+                ("./usr/share/doc/", b"", 0o755),
+                (&doc, b"", 0o755),
+                (&readme, text.as_bytes(), 0o644),
+            ],
+        );
+        let filename = format!("pool/main/{name}_{version}_{arch}.deb");
+        index.push_str(&format!(
+            "{control}Filename: {filename}\nSize: {}\nSHA256: {}\n\n",
+            bytes.len(),
+            Sha256Digest::of(&bytes).hex()
+        ));
+        files.insert(format!("/debian/{filename}"), bytes);
+    }
+    let release = format!(
+        "Origin: Test\nSuite: stable\nSHA256:\n {} {} main/binary-amd64/Packages\n",
+        Sha256Digest::of(index.as_bytes()).hex(),
+        index.len()
+    );
+    let (cert, inrelease) = signed(&release);
+    let mut keyring = Vec::new();
+    cert.serialize(&mut keyring).unwrap();
+    std::fs::write(dir.join("keyring.gpg"), keyring).unwrap();
+    files.insert(
+        "/debian/dists/stable/main/binary-amd64/Packages".into(),
+        index.into_bytes(),
+    );
+    files.insert("/debian/dists/stable/InRelease".into(), inrelease);
+    FakeRegistry::start(move |r| match files.get(&r.target) {
+        Some(bytes) => answer(200).body(bytes),
+        None => answer(404),
+    })
+}
+
+#[test]
+fn resolving_picks_the_newest_version_for_the_architecture_with_its_dependencies() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve_repository(
+        dir.path(),
+        &[
+            ("hello", "0.9-1", "amd64", ""),
+            ("hello", "1.0-1", "amd64", "libgreet (>= 2)"),
+            ("libgreet", "1.5-1", "amd64", ""),
+            ("libgreet", "2.1-1", "amd64", ""),
+            // Newer, but for another architecture.
+            ("libgreet", "3.0-1", "arm64", ""),
+            ("unrelated", "1.0-1", "all", ""),
+        ],
+    );
+    let recipe = write_recipe(dir.path(), &format!("http://{}/debian", server.host));
+    let resolved = install_in(dir.path(), &recipe, None, LockMode::PinMissing, false).unwrap();
+    let pinned: Vec<(&str, &str, &str)> = resolved
+        .lock
+        .packages
+        .iter()
+        .map(|(name, p)| (name.as_str(), p.version.as_str(), p.architecture.as_str()))
+        .collect();
+    assert_eq!(
+        pinned,
+        [("hello", "1.0-1", "amd64"), ("libgreet", "2.1-1", "amd64")]
+    );
+    assert_eq!(resolved.lock.requested, ["hello"]);
+    assert_eq!(
+        resolved.lock.packages["hello"].index,
+        "main/binary-amd64/Packages"
+    );
+    assert!(
+        resolved.warnings[0].contains("resolved 2 packages and pinned them"),
+        "{:?}",
+        resolved.warnings
+    );
+    let names: Vec<&str> = resolved.packages.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["hello", "libgreet"]);
+
+    // The lock rebuilds offline from the cache, asking the mirror nothing.
+    let asked = server.requests().len();
+    let locked = install_in(
+        dir.path(),
+        &recipe,
+        Some(&resolved.lock),
+        LockMode::Locked,
+        true,
+    )
+    .unwrap();
+    assert_eq!(locked.lock, resolved.lock);
+    assert!(locked.warnings.is_empty());
+    assert_eq!(server.requests().len(), asked);
+}
+
+#[test]
+fn a_package_nobody_has_is_unsatisfiable() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve_repository(dir.path(), &[("hello", "1.0-1", "amd64", "libmissing")]);
+    let recipe = write_recipe(dir.path(), &format!("http://{}/debian", server.host));
+    let err = install_in(dir.path(), &recipe, None, LockMode::PinMissing, false).unwrap_err();
+    assert!(
+        matches!(&err, DebianError::Unsatisfiable { chain, .. } if chain.contains("hello")),
+        "{err:?}"
+    );
 }

@@ -1,6 +1,7 @@
 //! A fake OCI registry for unit tests: a thread on a 127.0.0.1 port answering one
 //! request per connection with whatever the test's route function says, and logging
-//! every request it received. No registry implementation, just spec-shaped answers.
+//! every request it received. No registry implementation, just spec-shaped answers
+//! (the Debian tests serve an apt repository through it the same way).
 
 use super::Reference;
 use std::io::{BufRead, BufReader, Read as _, Write as _};
@@ -55,7 +56,8 @@ impl Answer {
 
 /// A fake registry answering with `route`; the requests it received are logged.
 pub(crate) struct FakeRegistry {
-    host: String,
+    /// `127.0.0.1:PORT`
+    pub host: String,
     received: Arc<Mutex<Vec<Received>>>,
 }
 

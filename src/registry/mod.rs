@@ -19,7 +19,7 @@ mod api;
 pub mod auth;
 mod client;
 #[cfg(test)]
-mod fake_registry;
+pub(crate) mod fake_registry;
 pub mod pull;
 pub mod push;
 
