@@ -292,3 +292,7 @@ fn image_file(
         origin,
     }
 }
+
+#[cfg(test)]
+#[path = "contents_tests.rs"]
+mod tests;

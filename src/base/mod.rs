@@ -401,3 +401,6 @@ pub fn open_store<'c>(
         }),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -684,3 +684,6 @@ fn copyright_license(tree: &SourceTree, name: &str) -> Option<String> {
     let text = std::fs::read_to_string(content.path()).ok()?;
     copyright::license_expression(&text)
 }
+
+#[cfg(test)]
+mod tests;

@@ -643,3 +643,6 @@ impl SparseWriter<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

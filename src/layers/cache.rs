@@ -802,3 +802,7 @@ fn touch(path: &Path) {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "cache_tests.rs"]
+mod tests;

@@ -421,3 +421,6 @@ pub fn deployments(entries: &[Stored]) -> Vec<Deployment> {
 pub fn detail_str<'a>(entry: &'a Entry, key: &str) -> Option<&'a str> {
     entry.details.get(key).and_then(|v| v.as_str())
 }
+
+#[cfg(test)]
+mod tests;

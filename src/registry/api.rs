@@ -666,3 +666,7 @@ impl ManifestDoc {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "api_tests.rs"]
+mod tests;

@@ -18,6 +18,8 @@
 mod api;
 pub mod auth;
 mod client;
+#[cfg(test)]
+pub(crate) mod fake_registry;
 pub mod pull;
 pub mod push;
 

@@ -142,3 +142,7 @@ pub fn update_cosign_attestations(
     client.put_manifest(&target, &canonical_json(&manifest), OCI_MANIFEST)?;
     Ok(tag)
 }
+
+#[cfg(test)]
+#[path = "referrers_tests.rs"]
+mod tests;

@@ -323,3 +323,6 @@ fn snapshot(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

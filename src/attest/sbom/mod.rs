@@ -380,6 +380,40 @@ pub(crate) mod test_support {
         index
     }
 
+    /// [`contents`] and its [`sha1_index`] built again from scratch, every list and map
+    /// filled in reverse order through its own `HashMap` (each has its own random
+    /// seed), then put in the order `ImageContents` promises (files by path, sources by
+    /// name). Equal to the first build, but sharing no allocation or insertion order
+    /// with it: a generator whose bytes depend on either would give other bytes.
+    pub fn contents_built_in_reverse() -> (ImageContents, Sha1Index) {
+        let fresh = contents();
+        let by_path: std::collections::HashMap<String, ImageFile> = fresh
+            .files
+            .into_iter()
+            .rev()
+            .map(|f| (f.path.clone(), f))
+            .collect();
+        let mut files: Vec<ImageFile> = by_path.into_values().collect();
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        let by_name: std::collections::HashMap<String, SourceInfo> = fresh
+            .sources
+            .into_iter()
+            .rev()
+            .map(|s| (s.name.clone(), s))
+            .collect();
+        let mut sources: Vec<SourceInfo> = by_name.into_values().collect();
+        sources.sort_by(|a, b| a.name.cmp(&b.name));
+        let contents = ImageContents {
+            files,
+            sources,
+            base: fresh.base,
+        };
+        let sha1: std::collections::HashMap<Sha256Digest, [u8; 20]> =
+            sha1_index(&contents).into_iter().rev().collect();
+        let sha1 = sha1.into_iter().collect();
+        (contents, sha1)
+    }
+
     pub fn input<'a>(contents: &'a ImageContents, sha1: &'a Sha1Index) -> SbomInput<'a> {
         SbomInput {
             image_name: "hello",
