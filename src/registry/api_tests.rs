@@ -407,7 +407,7 @@ fn a_referrer_is_listed_by_artifact_type_else_config_media_type() {
     assert_eq!(listed.digest, digest.to_string());
     assert_eq!(parsed.blobs().len(), 1);
 
-    let with_type = br#"{"artifactType":"application/spdx+json","config":{"mediaType":"application/vnd.oci.empty.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2}}"#;
+    let with_type = br#"{"schemaVersion":2,"layers":[],"artifactType":"application/spdx+json","config":{"mediaType":"application/vnd.oci.empty.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2}}"#;
     let parsed = ManifestDoc::parse(with_type, OCI_MANIFEST, "the manifest").unwrap();
     assert_eq!(
         parsed
