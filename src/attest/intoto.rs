@@ -199,6 +199,30 @@ pub struct ProvenanceFacts<'a> {
 /// A Statement about the image manifest with a SLSA Provenance v1 predicate of
 /// [`BUILD_TYPE`].
 pub fn provenance_statement(facts: &ProvenanceFacts) -> Statement {
+    provenance_statement_about(
+        vec![image_subject(facts.image_name, facts.manifest_digest)],
+        &provenance(facts),
+    )
+}
+
+/// A Statement about `subject` (an image, or the files of a VM disk) with `provenance`
+/// as its predicate.
+pub fn provenance_statement_about(
+    subject: Vec<ResourceDescriptor>,
+    provenance: &Provenance,
+) -> Statement {
+    Statement {
+        type_: STATEMENT_TYPE.into(),
+        subject,
+        predicate_type: SLSA_PROVENANCE_V1.into(),
+        predicate: serde_json::to_value(provenance).expect("provenance serialises to JSON"),
+    }
+}
+
+/// The SLSA Provenance v1 predicate of [`BUILD_TYPE`] the facts give; what a VM disk
+/// adds (its parameters, the image as a dependency, the host tools) goes into the
+/// typed fields before it becomes a statement.
+pub fn provenance(facts: &ProvenanceFacts) -> Provenance {
     let recipe_name = last_component(facts.recipe_file_name);
     let mut external = Map::new();
     external.insert(
@@ -221,7 +245,7 @@ pub fn provenance_statement(facts: &ProvenanceFacts) -> Statement {
     );
     let mut sources: Vec<&SourceInfo> = facts.sources.iter().collect();
     sources.sort_by(|a, b| a.name.cmp(&b.name));
-    let provenance = Provenance {
+    Provenance {
         build_definition: BuildDefinition {
             build_type: BUILD_TYPE.into(),
             external_parameters: external,
@@ -251,12 +275,6 @@ pub fn provenance_statement(facts: &ProvenanceFacts) -> Statement {
                 }),
             byproducts: Vec::new(),
         },
-    };
-    Statement {
-        type_: STATEMENT_TYPE.into(),
-        subject: vec![image_subject(facts.image_name, facts.manifest_digest)],
-        predicate_type: SLSA_PROVENANCE_V1.into(),
-        predicate: serde_json::to_value(&provenance).expect("provenance serialises to JSON"),
     }
 }
 

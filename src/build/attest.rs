@@ -8,10 +8,10 @@ use super::image::Image;
 use super::layers::Layers;
 use super::names::{self, CAIRN_VERSION};
 use super::plan::Plan;
-use crate::keys::SigningKey;
 use crate::attest::{dsse, intoto, sbom};
 use crate::digest::Sha256Digest;
 use crate::image::{self, Artifact};
+use crate::keys::SigningKey;
 use crate::oci::json::canonical_json;
 use crate::oci::layout::{LayoutWriter, StoredBlob};
 use crate::output::OutputError;
@@ -52,23 +52,13 @@ pub fn attest(
     let mut envelopes: Vec<Sha256Digest> = Vec::new();
     if let Some(key) = &cx.handles.sign_key {
         cx.observer.stage("sign");
-        let platform_name = platform.platform.to_string();
-        let recipe_file_name = names::recipe_file_name(recipe);
+        let names = ProvenanceNames::of(platform);
         let facts = intoto::ProvenanceFacts {
-            image_name: &recipe.name,
-            manifest_digest: image.manifest.digest,
-            recipe_file_name: &recipe_file_name,
-            recipe_sha256: Sha256Digest::of(recipe.file.text.as_bytes()),
-            lock_sha256: plan.lock_sha256,
-            epoch: cx.epoch,
-            platform: &platform_name,
-            sources: &layers.sources,
-            base: layers.base_info.as_ref(),
-            cairn_version: CAIRN_VERSION,
             times: cx
                 .started_on
                 .zip(cx.now())
                 .map(|(s, f)| (crate::oci::time::rfc3339(s), crate::oci::time::rfc3339(f))),
+            ..provenance_facts(cx, plan, platform, layers, image, &names)
         };
         let provenance = dsse::Envelope::sign(
             dsse::INTOTO_PAYLOAD_TYPE,
@@ -134,4 +124,47 @@ fn sign_sbom_statement(
         },
     )?;
     Ok(layout.commit_blob(blob)?)
+}
+
+/// The names one platform's provenance records, owned here so that
+/// [`provenance_facts`] can lend them.
+pub struct ProvenanceNames {
+    platform: String,
+    recipe_file: String,
+}
+
+impl ProvenanceNames {
+    pub fn of(platform: &PlatformSources) -> Self {
+        ProvenanceNames {
+            platform: platform.platform.to_string(),
+            recipe_file: names::recipe_file_name(&platform.recipe),
+        }
+    }
+}
+
+/// What the provenance of one platform's image states, gathered in this one place,
+/// without run times: the image's statement adds those; a VM disk's statement extends
+/// the same facts with its own subjects, parameters and tools.
+pub fn provenance_facts<'a>(
+    cx: &BuildContext,
+    plan: &Plan,
+    platform: &'a PlatformSources,
+    layers: &'a Layers,
+    image: &Image,
+    names: &'a ProvenanceNames,
+) -> intoto::ProvenanceFacts<'a> {
+    let recipe = &platform.recipe;
+    intoto::ProvenanceFacts {
+        image_name: &recipe.name,
+        manifest_digest: image.manifest.digest,
+        recipe_file_name: &names.recipe_file,
+        recipe_sha256: Sha256Digest::of(recipe.file.text.as_bytes()),
+        lock_sha256: plan.lock_sha256,
+        epoch: cx.epoch,
+        platform: &names.platform,
+        sources: &layers.sources,
+        base: layers.base_info.as_ref(),
+        cairn_version: CAIRN_VERSION,
+        times: None,
+    }
 }

@@ -4,12 +4,12 @@
 //! epoch and the thread count from stage to stage.
 
 use super::error::BuildError;
+use crate::debian;
 use crate::diag::Interrupted;
 use crate::keys::SigningKey;
-use crate::debian;
 use crate::layers::{cache::LayerCache, LayerBlob};
-use crate::output::archive::OutputFormat;
 use crate::oci::layout::LayoutWriter;
+use crate::output::archive::OutputFormat;
 use crate::resolve::LockMode;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,11 +1,11 @@
 //! The disk stage (`vm:` recipes): a bootable disk built from the layer trees of the
 //! image, kept aside until the publish stage.
 
+use super::attest::{provenance_facts, ProvenanceNames};
 use super::context::BuildContext;
 use super::error::BuildError;
 use super::image::Image;
 use super::layers::Layers;
-use super::names::{self, CAIRN_VERSION};
 use super::plan::Plan;
 use crate::disk;
 use crate::resolve::platforms::PlatformSources;
@@ -25,6 +25,7 @@ pub fn build_disk(
     cx.observer.stage("disk");
     let recipe = &platform.recipe;
     let spdx_path = cx.layout.blob_path(&layers.spdx.digest);
+    let names = ProvenanceNames::of(platform);
     let input = disk::DiskInput {
         recipe,
         layers: layers
@@ -33,14 +34,10 @@ pub fn build_disk(
             .expect("a recipe with vm: is never replayed"),
         epoch: cx.epoch,
         out_dir: &cx.settings.out_dir,
-        image_manifest: image.manifest.digest,
         spdx: &spdx_path,
         spdx_size: layers.spdx.size,
-        sources: &layers.sources,
-        recipe_file_name: &names::recipe_file_name(recipe),
-        lock_sha256: plan.lock_sha256,
+        provenance: provenance_facts(cx, plan, platform, layers, image, &names),
         sign_key: cx.handles.sign_key.as_ref(),
-        cairn_version: CAIRN_VERSION,
     };
     Ok(Some(disk::build(disk_plan, &input)?))
 }

@@ -31,8 +31,8 @@ mod tests;
 
 use crate::debian;
 use crate::layers::cache::LayerCache;
-use crate::output::archive::OutputFormat;
 use crate::oci::layout::LayoutWriter;
+use crate::output::archive::OutputFormat;
 use crate::output::OutputError;
 use crate::recipe::Recipe;
 use crate::resolve::{self, LockMode, Lockfile};

@@ -3,9 +3,9 @@
 //! disk's inputs, and the lock file as it should now be.
 
 use super::error::BuildError;
-use crate::diag::Diagnose;
 use crate::base::{self, BaseStore};
 use crate::debian;
+use crate::diag::Diagnose;
 use crate::digest::Sha256Digest;
 use crate::disk;
 use crate::recipe::{Diagnostic, Recipe, Span};

@@ -7,8 +7,8 @@ use crate::{now_rfc3339, package_options, print_json, source_date_epoch, wall_cl
 use anyhow::{bail, Context, Result};
 use cairn::build::context::{BuildHandles, BuildSettings, Observer, Quiet};
 use cairn::build::{self, names::SBOM_DIR, report::BuildReport};
-use cairn::keys;
 use cairn::digest::Sha256Digest;
+use cairn::keys;
 use cairn::recipe;
 use cairn::remote_cache::RemoteCache;
 use cairn::resolve::LockMode;

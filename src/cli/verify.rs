@@ -10,8 +10,8 @@ use cairn::build::{
     self,
     context::{BuildHandles, BuildSettings, Quiet},
 };
-use cairn::keys;
 use cairn::digest::Sha256Digest;
+use cairn::keys;
 use cairn::recipe;
 use cairn::resolve::LockMode;
 use cairn::verify::Policy;

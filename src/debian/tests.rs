@@ -469,13 +469,7 @@ fn resolving_picks_the_newest_version_for_the_architecture_with_its_dependencies
 
     // The lock rebuilds offline from the cache, asking the mirror nothing.
     let asked = server.requests().len();
-    let locked = install_in(
-        dir.path(),
-        &recipe,
-        Pins::Locked(&resolved.lock),
-        true,
-    )
-    .unwrap();
+    let locked = install_in(dir.path(), &recipe, Pins::Locked(&resolved.lock), true).unwrap();
     assert_eq!(locked.lock, resolved.lock);
     assert!(locked.warnings.is_empty());
     assert_eq!(server.requests().len(), asked);

@@ -8,7 +8,7 @@ use super::{DiskFile, DiskInput, DiskPlan};
 use crate::attest::dsse::{Envelope, INTOTO_PAYLOAD_TYPE};
 use crate::attest::intoto::{self, ResourceDescriptor};
 use crate::keys::SigningKey;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::collections::BTreeMap;
 
 /// The subjects of every disk statement: `{name: <file name>, digest: {sha256}}`.
@@ -33,28 +33,17 @@ pub fn write_signed_statements(
     out: &mut dyn std::io::Write,
 ) -> std::io::Result<()> {
     let subjects = subjects(files);
-    let facts = intoto::ProvenanceFacts {
-        image_name: &input.recipe.name,
-        manifest_digest: input.image_manifest,
-        recipe_file_name: input.recipe_file_name,
-        recipe_sha256: crate::digest::Sha256Digest::of(input.recipe.file.text.as_bytes()),
-        lock_sha256: input.lock_sha256,
-        epoch: input.epoch,
-        platform: &input.recipe.platform.to_string(),
-        base: None,
-        sources: input.sources,
-        cairn_version: input.cairn_version,
+    // The image's facts, gathered once by the build; a disk records no run times.
+    let mut provenance = intoto::provenance(&intoto::ProvenanceFacts {
         times: None,
-    };
-    let mut provenance = intoto::provenance_statement(&facts);
-    provenance.subject = subjects.clone();
+        ..input.provenance.clone()
+    });
     let vm = &plan.vm;
-    let predicate = &mut provenance.predicate;
     let boot = match vm.boot {
         crate::recipe::BootMode::Direct => "direct",
         crate::recipe::BootMode::Uefi => "uefi",
     };
-    predicate["buildDefinition"]["internalParameters"]["vm"] = json!({
+    let parameters = json!({
         "boot": boot,
         "stub": plan.stub.as_ref().map(|s| json!({"source": vm.stub.as_ref().map(|f| &f.source), "sha256": s.sha256.hex()})),
         "cmdline": vm.cmdline,
@@ -63,18 +52,29 @@ pub fn write_signed_statements(
         "initrd": plan.initrd.as_ref().map(|i| json!({"source": vm.initrd.as_ref().map(|f| &f.source), "sha256": i.sha256.hex()})),
         "root": {"fs": vm.root.fs.name(), "size": vm.root.size, "partition": super::ROOT_PARTITION_NAME},
     });
-    if let Value::Array(deps) = &mut predicate["buildDefinition"]["resolvedDependencies"] {
-        deps.push(json!({
-            "name": "oci-image",
-            "digest": {"sha256": input.image_manifest.hex()},
-            "annotations": {"kind": "image", "note": "the disk's root file system is this image's"},
-        }));
-    }
-    let versions = &mut predicate["runDetails"]["builder"]["version"];
-    for (tool, version) in plan.tools.versions() {
-        versions[tool] = version.into();
-    }
-    let mut line = Envelope::sign(INTOTO_PAYLOAD_TYPE, provenance.to_json(), key).to_json();
+    let definition = &mut provenance.build_definition;
+    definition
+        .internal_parameters
+        .insert("vm".into(), parameters);
+    definition.resolved_dependencies.push(ResourceDescriptor {
+        name: Some("oci-image".into()),
+        digest: BTreeMap::from([("sha256".to_string(), input.provenance.manifest_digest.hex())]),
+        annotations: BTreeMap::from([
+            ("kind".to_string(), json!("image")),
+            (
+                "note".to_string(),
+                json!("the disk's root file system is this image's"),
+            ),
+        ]),
+        ..Default::default()
+    });
+    provenance
+        .run_details
+        .builder
+        .version
+        .extend(plan.tools.versions());
+    let statement = intoto::provenance_statement_about(subjects.clone(), &provenance);
+    let mut line = Envelope::sign(INTOTO_PAYLOAD_TYPE, statement.to_json(), key).to_json();
     line.push(b'\n');
     out.write_all(&line)?;
     intoto::write_signed_sbom_statement(

@@ -27,7 +27,7 @@ pub mod squashfs;
 pub mod tools;
 pub mod uki;
 
-use crate::attest::contents::SourceInfo;
+use crate::attest::intoto::ProvenanceFacts;
 use crate::diag::{Diagnose, Location};
 use crate::digest::Sha256Digest;
 use crate::keys::SigningKey;
@@ -240,15 +240,12 @@ pub struct DiskInput<'a> {
     pub layers: &'a [LayerTree],
     pub epoch: u64,
     pub out_dir: &'a Path,
-    pub image_manifest: Sha256Digest,
     /// The image's SPDX document (a blob of `spdx_size` bytes), read as it is signed.
     pub spdx: &'a Path,
     pub spdx_size: u64,
-    pub sources: &'a [SourceInfo],
-    pub recipe_file_name: &'a str,
-    pub lock_sha256: Option<Sha256Digest>,
+    /// The image's provenance facts, which the disk's provenance extends.
+    pub provenance: ProvenanceFacts<'a>,
     pub sign_key: Option<&'a SigningKey>,
-    pub cairn_version: &'a str,
 }
 
 /// A written disk.

@@ -341,7 +341,10 @@ fn referrers_come_from_the_api_filtered_by_artifact_type() {
         .referrers(&image, &subject, Some("application/spdx+json"))
         .unwrap();
     assert_eq!(sboms.len(), 1);
-    assert_eq!(sboms[0].digest().to_string(), Sha256Digest::of(b"sbom").to_string());
+    assert_eq!(
+        sboms[0].digest().to_string(),
+        Sha256Digest::of(b"sbom").to_string()
+    );
     assert!(registry.requests()[1].ends_with("?artifactType=application%2Fspdx%2Bjson"));
 }
 

@@ -147,9 +147,7 @@ fn cosign_attestations_are_added_as_layers_with_matching_diff_ids() {
         .map(|l| {
             (
                 l["digest"].as_str().unwrap(),
-                l["annotations"][COSIGN_PREDICATE_TYPE]
-                    .as_str()
-                    .unwrap(),
+                l["annotations"][COSIGN_PREDICATE_TYPE].as_str().unwrap(),
             )
         })
         .collect();
@@ -164,7 +162,10 @@ fn cosign_attestations_are_added_as_layers_with_matching_diff_ids() {
             ),
         ]
     );
-    assert_eq!(layers[0]["mediaType"], crate::oci::media_type::DSSE_ENVELOPE);
+    assert_eq!(
+        layers[0]["mediaType"],
+        crate::oci::media_type::DSSE_ENVELOPE
+    );
     assert_eq!(layers[0]["annotations"][COSIGN_SIGNATURE], "");
 
     // The config pushed lists the layers as its diff_ids, as cosign writes it.
