@@ -22,7 +22,8 @@ use crate::digest::Sha256Digest;
 use crate::layers::cache::{CacheError, LayerCache, LayerKey, LayerRecord, SharedLayerStore};
 use crate::oci::json::canonical_json;
 use crate::oci::media_type::OCI_MANIFEST;
-use crate::registry::{Client, Descriptor, Reference, RegistryError};
+use crate::registry::{oci_sha256, Client, Reference, RegistryError};
+use oci_spec::image::ImageManifest;
 use std::borrow::Cow;
 use std::fs;
 use std::io::BufWriter;
@@ -48,14 +49,6 @@ impl Diagnose for RemoteError {
         }
     }
 }
-/// The parts of an entry manifest that a fetch follows.
-#[derive(serde::Deserialize)]
-struct EntryManifest {
-    config: Option<Descriptor>,
-    #[serde(default)]
-    layers: Vec<Descriptor>,
-}
-
 /// A registry repository holding layer cache entries.
 pub struct RemoteCache {
     client: Client,
@@ -76,24 +69,24 @@ impl RemoteCache {
         let Some(manifest) = self.client.find_manifest(&self.entry_ref(key))? else {
             return Ok(false);
         };
-        let parsed: EntryManifest = serde_json::from_slice(&manifest.bytes)
+        let parsed: ImageManifest = serde_json::from_slice(&manifest.bytes)
             .map_err(|e| RemoteError::Invalid(format!("the entry manifest is unreadable: {e}")))?;
-        let (Some(config), [layer]) = (parsed.config, parsed.layers.as_slice()) else {
+        let (config, [layer]) = (parsed.config(), parsed.layers().as_slice()) else {
             return Err(RemoteError::Invalid(
-                "the entry manifest does not have one config and one layer".into(),
+                "the entry manifest does not have one layer".into(),
             ));
         };
-        let config_digest = config.sha256()?;
+        let config_digest = oci_sha256(config)?;
         let mut record_bytes = Vec::new();
         self.client.get_blob_to(
             &self.repository,
             &config_digest,
-            Some(config.size),
+            Some(config.size()),
             &mut record_bytes,
         )?;
         let record: LayerRecord = serde_json::from_slice(&record_bytes)
             .map_err(|e| RemoteError::Invalid(format!("the entry record is unreadable: {e}")))?;
-        if layer.sha256()? != record.digest || layer.size != record.size {
+        if oci_sha256(layer)? != record.digest || layer.size() != record.size {
             return Err(RemoteError::Invalid(
                 "the entry's record and manifest name different blobs".into(),
             ));

@@ -66,7 +66,7 @@ impl Descriptor {
 }
 
 /// The sha256 digest an oci-spec descriptor names (only sha256 is supported).
-pub(crate) fn oci_sha256(descriptor: &OciDescriptor) -> Result<Sha256Digest, RegistryError> {
+pub fn oci_sha256(descriptor: &OciDescriptor) -> Result<Sha256Digest, RegistryError> {
     sha256_of(descriptor.digest().as_ref())
 }
 

@@ -26,7 +26,7 @@ pub mod push;
 pub mod reference;
 pub mod referrers;
 
-pub use api::{BlobPush, Descriptor, Manifest, PutManifest};
+pub use api::{oci_sha256, BlobPush, Descriptor, Manifest, PutManifest};
 pub use auth::{Credentials, Login};
 pub use client::{Client, ClientOptions};
 pub use reference::Reference;
