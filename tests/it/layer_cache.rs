@@ -2,9 +2,8 @@
 //! sees in the build report (`cached` per layer), the manifest (media types) and the
 //! readers (`inspect`, `trace`, `diff`).
 
-mod common;
-
-use common::{build_json, build_json_with, cairn, run_ok};
+use crate::common;
+use crate::common::{build_json, build_json_with, cairn, run_ok};
 use std::fs;
 use std::path::{Path, PathBuf};
 

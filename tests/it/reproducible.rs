@@ -2,8 +2,7 @@
 //! bit for bit, whatever the directory, working directory, umask, TZ, LANG, file
 //! creation order, input mtimes and owners, and thread count.
 
-mod common;
-use common::*;
+use crate::common::*;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;

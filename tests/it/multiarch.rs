@@ -4,8 +4,8 @@
 //! tools (skopeo --all, skopeo + umoci) read the result; a multi-platform base gives each
 //! platform its own base manifest.
 
-mod common;
-use common::*;
+use crate::common;
+use crate::common::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -1,5 +1,8 @@
-//! Helpers shared by the integration tests: run the real `cairn` binary, read layouts.
-#![allow(dead_code)] // each test binary uses a different subset
+//! Helpers shared by the integration tests: run the real `cairn` binary, read layouts,
+//! and the test services (`apt`: a signed apt repository; `registry`: a real registry).
+
+pub mod apt;
+pub mod registry;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -268,4 +271,3 @@ pub fn cyclonedx_validate(file: &Path) -> Result<(), String> {
             .arg(file),
     )
 }
-pub mod registry;

@@ -11,10 +11,9 @@
 //! Needs the Python validators virtualenv (`cargo xtask test` installs it; or set
 //! `CAIRN_TEST_VENV`) and ssh-keygen: a missing tool fails the test, it is never skipped.
 
-mod common;
+use crate::common::*;
 use cairn::attest::dsse::Envelope;
 use cairn::digest::Sha256Digest;
-use common::*;
 use serde_json::{json, Value};
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
