@@ -1,6 +1,13 @@
 //! The one integration-test binary (`cargo test --test it`): every module drives the
 //! real `cairn` binary or the library's public API, with the fixtures under the
 //! repository root.
+//!
+//! Modules at this level need only `cairn` and the tools the library's own unit tests
+//! run (sh, tar, gzip, zstd, openssl, ssh-keygen): `cargo xtask test --fast` runs them.
+//! A test that needs anything `cargo xtask test` installs beyond those (a registry, apt,
+//! qemu, skopeo, umoci, runc, podman, the Python validators) belongs under [`tools`],
+//! which the fast tier skips; run there by mistake, such a tool fails the test, naming
+//! this rule.
 
 mod common;
 
@@ -14,7 +21,6 @@ mod ledger_store;
 mod multiarch;
 mod recipe_errors;
 mod reproducible;
-mod sbom_validation;
 mod signed_sources;
 mod trace_diff;
 
