@@ -143,7 +143,8 @@ pub fn python_tool(name: &str) -> PathBuf {
     let tool = venv.join("bin").join(name);
     assert!(
         tool.exists(),
-        "{} is missing: run `cargo xtask test`, which installs the Python validators",
+        "{} is missing: run `cargo xtask test`, which installs the Python validators \
+         (`--fast` does not: a test that needs them belongs under tests/it/tools/)",
         tool.display()
     );
     tool
