@@ -2,12 +2,12 @@
 //! real `cairn` binary or the library's public API, with the fixtures under the
 //! repository root.
 //!
-//! Modules at this level need only `cairn` and the tools the library's own unit tests
-//! run (sh, tar, gzip, zstd, openssl, ssh-keygen): `cargo xtask test --fast` runs them.
-//! A test that needs anything `cargo xtask test` installs beyond those (a registry, apt,
-//! qemu, skopeo, umoci, runc, podman, the Python validators) belongs under [`tools`],
-//! which the fast tier skips; run there by mistake, such a tool fails the test, naming
-//! this rule.
+//! Modules at this level need only `cairn` and base tools (sh, tar, gzip, zstd, openssl,
+//! ssh-keygen, e2fsprogs: `FAST_TIER_COMMANDS` in `xtask/src/test_suite.rs`):
+//! `cargo xtask test --fast` runs them. A test that needs anything else `cargo xtask
+//! test` installs (a registry, apt, qemu, skopeo, umoci, runc, podman, the Python
+//! validators) belongs under [`tools`], which the fast tier skips; run there by
+//! mistake, such a tool fails the test, naming this rule.
 
 mod common;
 

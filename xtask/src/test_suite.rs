@@ -68,8 +68,10 @@ const PYTHON_TOOLS: &[&str] = &[
 ];
 
 /// Commands of [`TEST_TOOLS`] the fast tier lets tests run: the library's own unit tests
-/// run them too, so no machine that can run those lacks them.
-const FAST_TIER_COMMANDS: &[&str] = &["tar", "gzip", "zstd", "openssl", "ssh-keygen"];
+/// run the first five, and cairn itself runs e2fsprogs (from the system directories,
+/// never `PATH`) for `build_errors`' disk that is too small. Base tools of a Debian
+/// machine, unlike the rest of the list.
+const FAST_TIER_COMMANDS: &[&str] = &["tar", "gzip", "zstd", "openssl", "ssh-keygen", "mke2fs"];
 
 /// The integration-test module the fast tier skips: `tests/it/tools/`, the tests that
 /// need a tool beyond [`FAST_TIER_COMMANDS`]. libtest's `--skip` matches anywhere in a
@@ -104,11 +106,11 @@ pub fn run(cargo_test_args: &[String]) -> Result<ExitCode> {
 /// go to both `cargo test` runs.
 pub fn run_fast(cargo_test_args: &[String]) -> Result<ExitCode> {
     let started = Instant::now();
-    let missing: Vec<&str> = TEST_TOOLS
-        .iter()
-        .filter(|(_, command)| FAST_TIER_COMMANDS.contains(command) && !command_on_path(command))
-        .map(|(package, _)| *package)
-        .collect();
+    let missing = missing_packages(
+        TEST_TOOLS
+            .iter()
+            .filter(|(_, command)| FAST_TIER_COMMANDS.contains(command)),
+    );
     if !missing.is_empty() {
         bail!("{}", missing_tools_message(&missing));
     }
@@ -217,7 +219,7 @@ fn minutes_seconds(elapsed: Duration) -> String {
 }
 
 fn ensure_test_tools() -> Result<()> {
-    let missing = missing_packages();
+    let missing = missing_packages(TEST_TOOLS);
     if missing.is_empty() {
         println!("xtask: test tools present: {}", package_names().join(" "));
         return Ok(());
@@ -243,7 +245,7 @@ fn ensure_test_tools() -> Result<()> {
             ])
             .args(install_arguments(&missing)?),
     )?;
-    let still_missing = missing_packages();
+    let still_missing = missing_packages(TEST_TOOLS);
     if !still_missing.is_empty() {
         bail!(
             "apt-get install succeeded but these are still missing: {}",
@@ -314,11 +316,13 @@ fn package_names() -> Vec<&'static str> {
     TEST_TOOLS.iter().map(|(package, _)| *package).collect()
 }
 
-/// The packages of `TEST_TOOLS` that are not installed. Asks dpkg; on a host without
-/// dpkg, a package counts as present when its command is on `PATH`.
-fn missing_packages() -> Vec<&'static str> {
+/// The packages of `tools` (package, command) that are not installed. Asks dpkg; on a
+/// host without dpkg, a package counts as present when its command is on `PATH`.
+fn missing_packages<'a>(
+    tools: impl IntoIterator<Item = &'a (&'static str, &'static str)>,
+) -> Vec<&'static str> {
     let mut missing = Vec::new();
-    for &(package, command) in TEST_TOOLS {
+    for &(package, command) in tools {
         let installed = match dpkg_says_installed(package) {
             Some(installed) => installed,
             None => command_on_path(command),
