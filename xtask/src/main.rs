@@ -2,6 +2,8 @@
 //!
 //! - `test [ARGS...]`: ensure the Debian tools the integration tests drive are installed,
 //!   then run `cargo test --workspace --locked ARGS...` and exit with its status.
+//! - `test --fast [ARGS...]`: install nothing; run the unit tests and the integration
+//!   tests outside `tests/it/tools/` (see `test_suite.rs`).
 //! - `ci`: what `.ci/run` means; the same code path as `test`.
 //! - `bench [--size-mb N[,N...]] [--runs N] [--keep]`: time `cairn build` (each
 //!   compression, cold and warm cache) against the gzip, pigz, zstd pipelines and umoci on
@@ -31,6 +33,9 @@ usage: cargo xtask <command>
 commands:
   test [ARGS...]               install missing test tools (as root), then
                                cargo test --workspace --locked ARGS...
+  test --fast [ARGS...]        no installs, no registry, apt, qemu or Python
+                               validators: the unit tests and the integration
+                               tests outside tests/it/tools/
   ci                           the same as `test`; what .ci/run runs
   bench [--size-mb N[,N...]] [--runs N] [--keep]
                                time cairn build (gzip, zstd, none; cold and warm
@@ -61,7 +66,10 @@ fn run(args: &[String]) -> Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     };
     match command.as_str() {
-        "test" | "ci" => test_suite::run(rest),
+        "test" | "ci" => match rest.split_first() {
+            Some((flag, args)) if flag == "--fast" => test_suite::run_fast(args),
+            _ => test_suite::run(rest),
+        },
         "bench" => bench::run(&bench::Options::parse(rest)?),
         "bench-ledger" => {
             run_checked(cargo().args(["build", "--release", "-p", "cairn"]))?;

@@ -1,11 +1,22 @@
-//! `cargo xtask test`: the one command that runs the whole test suite.
+//! `cargo xtask test`: the one command that runs the whole test suite, and its fast tier.
 //!
-//! The integration tests drive real tools (principle 5), so a missing tool is an error,
-//! never a silent skip: as root we install the Debian packages, otherwise we name them and
-//! the exact `apt-get` command, and fail. Then `cargo test --workspace --locked` runs with
-//! the caller's extra arguments and its exit status becomes ours.
+//! The full tier (`cargo xtask test`, what CI runs): the integration tests drive real
+//! tools (principle 5), so a missing tool is an error, never a silent skip: as root we
+//! install the Debian packages, otherwise we name them and the exact `apt-get` command,
+//! and fail. Then `cargo test --workspace --locked` runs with the caller's extra
+//! arguments and its exit status becomes ours.
+//!
+//! The fast tier (`cargo xtask test --fast`) installs nothing: it runs the unit tests of
+//! the workspace and the integration tests outside `tests/it/tools/`, which need only
+//! the [`FAST_TIER_COMMANDS`]. Every other test tool is shadowed on its `PATH` by a
+//! script that fails, so a test that needs one and is not under `tools` fails loudly
+//! instead of slowing the tier down or depending on what happens to be installed.
+//!
+//! Both tiers print how long they took, after cargo's own summary lines.
 
+use std::path::Path;
 use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
@@ -56,7 +67,25 @@ const PYTHON_TOOLS: &[&str] = &[
     "securesystemslib[crypto]==1.6.0",
 ];
 
+/// Commands of [`TEST_TOOLS`] the fast tier lets tests run: the library's own unit tests
+/// run the first five, and cairn itself runs e2fsprogs (from the system directories,
+/// never `PATH`) for `build_errors`' disk that is too small. Base tools of a Debian
+/// machine, unlike the rest of the list.
+const FAST_TIER_COMMANDS: &[&str] = &["tar", "gzip", "zstd", "openssl", "ssh-keygen", "mke2fs"];
+
+/// The integration-test module the fast tier skips: `tests/it/tools/`, the tests that
+/// need a tool beyond [`FAST_TIER_COMMANDS`]. libtest's `--skip` matches anywhere in a
+/// test's name, so no other module of `tests/it` may be named `tools`, and the filter
+/// is given only to the `it` binary (the library has a `disk::tools` module).
+const TOOLS_MODULE_FILTER: &str = "tools::";
+
+/// Commands shadowed in the fast tier besides those of [`TEST_TOOLS`]: the package
+/// manager, which the VM tests use to fetch a kernel.
+const FAST_TIER_APT_COMMANDS: &[&str] = &["apt-get", "apt-cache"];
+
+/// `cargo xtask test [ARGS...]`: installs what is missing, runs everything.
 pub fn run(cargo_test_args: &[String]) -> Result<ExitCode> {
+    let started = Instant::now();
     ensure_test_tools()?;
     let venv = ensure_python_tools()?;
     let mut command = crate::cargo();
@@ -64,22 +93,133 @@ pub fn run(cargo_test_args: &[String]) -> Result<ExitCode> {
         .env("CAIRN_TEST_VENV", &venv)
         .args(["test", "--workspace", "--locked"])
         .args(cargo_test_args);
-    let shown: Vec<&str> = ["cargo", "test", "--workspace", "--locked"]
-        .into_iter()
-        .chain(cargo_test_args.iter().map(String::as_str))
+    let status = run_cargo_test(&mut command)?;
+    println!(
+        "xtask: full tier took {}",
+        minutes_seconds(started.elapsed())
+    );
+    Ok(crate::exit_code(status))
+}
+
+/// `cargo xtask test --fast [ARGS...]`: the workspace's unit tests, then the integration
+/// tests outside `tools`, with every tool outside [`FAST_TIER_COMMANDS`] shadowed. ARGS
+/// go to both `cargo test` runs.
+pub fn run_fast(cargo_test_args: &[String]) -> Result<ExitCode> {
+    let started = Instant::now();
+    let missing = missing_packages(
+        TEST_TOOLS
+            .iter()
+            .filter(|(_, command)| FAST_TIER_COMMANDS.contains(command)),
+    );
+    if !missing.is_empty() {
+        bail!("{}", missing_tools_message(&missing));
+    }
+    let guard = crate::target_dir().join("fast-tier-guard");
+    write_tool_guard(&guard)?;
+    let path = std::env::join_paths(
+        std::iter::once(guard.join("bin")).chain(
+            std::env::var_os("PATH")
+                .iter()
+                .flat_map(std::env::split_paths),
+        ),
+    )
+    .context("building the fast tier's PATH")?;
+
+    let mut unit = crate::cargo();
+    unit.env("PATH", &path)
+        .args(["test", "--workspace", "--locked", "--lib", "--bins"])
+        .args(cargo_test_args);
+    let mut status = run_cargo_test(&mut unit)?;
+    if status.success() {
+        let mut integration = crate::cargo();
+        integration
+            .env("PATH", &path)
+            // The Python validators resolve into the guard directory: its `python3`
+            // fails, the other tools are missing, and either way the test says where
+            // a test that needs them belongs.
+            .env("CAIRN_TEST_VENV", &guard)
+            .args(["test", "--package", "cairn", "--locked", "--test", "it"])
+            .args(with_libtest_args(
+                cargo_test_args,
+                &["--skip", TOOLS_MODULE_FILTER],
+            ));
+        status = run_cargo_test(&mut integration)?;
+    }
+    println!(
+        "xtask: fast tier took {}",
+        minutes_seconds(started.elapsed())
+    );
+    Ok(crate::exit_code(status))
+}
+
+/// Runs a prepared `cargo test` command, showing it first; reports a failure.
+fn run_cargo_test(command: &mut Command) -> Result<std::process::ExitStatus> {
+    let shown: Vec<String> = command
+        .get_args()
+        .map(|arg| arg.to_string_lossy().into_owned())
         .collect();
-    println!("xtask: running {}", shown.join(" "));
+    println!("xtask: running cargo {}", shown.join(" "));
     let status = command
         .status()
         .with_context(|| format!("could not start {command:?}"))?;
     if !status.success() {
         eprintln!("xtask: cargo test failed: {status}");
     }
-    Ok(crate::exit_code(status))
+    Ok(status)
+}
+
+/// `cargo_args` with `libtest_args` added after its `--` (adding one if it has none).
+fn with_libtest_args(cargo_args: &[String], libtest_args: &[&str]) -> Vec<String> {
+    let mut args = cargo_args.to_vec();
+    if !args.iter().any(|a| a == "--") {
+        args.push("--".to_string());
+    }
+    args.extend(libtest_args.iter().map(|a| a.to_string()));
+    args
+}
+
+/// Writes `GUARD/bin/<command>` for every test tool the fast tier must not run: a
+/// script that fails, saying where a test that needs the tool belongs.
+fn write_tool_guard(guard: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = guard.join("bin");
+    std::fs::create_dir_all(&bin).with_context(|| format!("creating {}", bin.display()))?;
+    let shadowed = TEST_TOOLS
+        .iter()
+        .map(|(_, command)| *command)
+        // OVMF is a firmware file, not a command.
+        .filter(|command| !command.contains('/') && !FAST_TIER_COMMANDS.contains(command))
+        .chain(FAST_TIER_APT_COMMANDS.iter().copied());
+    for command in shadowed {
+        let script = bin.join(command);
+        std::fs::write(&script, tool_guard_script(command))
+            .with_context(|| format!("writing {}", script.display()))?;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))
+            .with_context(|| format!("making {} executable", script.display()))?;
+    }
+    Ok(())
+}
+
+fn tool_guard_script(command: &str) -> String {
+    format!(
+        "#!/bin/sh\n\
+         echo 'cargo xtask test --fast: a test ran `{command}`, which the fast tier does not \
+         provide; a test that needs it belongs under tests/it/tools/' >&2\n\
+         exit 127\n"
+    )
+}
+
+/// `1m05s`, or `42s` under a minute.
+fn minutes_seconds(elapsed: Duration) -> String {
+    let seconds = elapsed.as_secs();
+    match seconds / 60 {
+        0 => format!("{seconds}s"),
+        minutes => format!("{minutes}m{:02}s", seconds % 60),
+    }
 }
 
 fn ensure_test_tools() -> Result<()> {
-    let missing = missing_packages();
+    let missing = missing_packages(TEST_TOOLS);
     if missing.is_empty() {
         println!("xtask: test tools present: {}", package_names().join(" "));
         return Ok(());
@@ -105,7 +245,7 @@ fn ensure_test_tools() -> Result<()> {
             ])
             .args(install_arguments(&missing)?),
     )?;
-    let still_missing = missing_packages();
+    let still_missing = missing_packages(TEST_TOOLS);
     if !still_missing.is_empty() {
         bail!(
             "apt-get install succeeded but these are still missing: {}",
@@ -176,11 +316,13 @@ fn package_names() -> Vec<&'static str> {
     TEST_TOOLS.iter().map(|(package, _)| *package).collect()
 }
 
-/// The packages of `TEST_TOOLS` that are not installed. Asks dpkg; on a host without
-/// dpkg, a package counts as present when its command is on `PATH`.
-fn missing_packages() -> Vec<&'static str> {
+/// The packages of `tools` (package, command) that are not installed. Asks dpkg; on a
+/// host without dpkg, a package counts as present when its command is on `PATH`.
+fn missing_packages<'a>(
+    tools: impl IntoIterator<Item = &'a (&'static str, &'static str)>,
+) -> Vec<&'static str> {
     let mut missing = Vec::new();
-    for &(package, command) in TEST_TOOLS {
+    for &(package, command) in tools {
         let installed = match dpkg_says_installed(package) {
             Some(installed) => installed,
             None => command_on_path(command),
@@ -238,6 +380,65 @@ mod tests {
         let policy = "qemu-system-x86:\n  Installed: (none)\n  Candidate: 1:7.2+dfsg-7+deb12u18+b3\n  Version table:\n";
         assert_eq!(candidate_version(policy), Some("1:7.2+dfsg-7+deb12u18+b3"));
         assert_eq!(candidate_version("x:\n  Candidate: (none)\n"), None);
+    }
+
+    #[test]
+    fn durations_read_as_minutes_and_seconds() {
+        assert_eq!(minutes_seconds(Duration::from_millis(42_900)), "42s");
+        assert_eq!(minutes_seconds(Duration::from_secs(372)), "6m12s");
+        assert_eq!(minutes_seconds(Duration::from_secs(65)), "1m05s");
+    }
+
+    #[test]
+    fn the_tools_filter_goes_after_the_callers_libtest_arguments() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            with_libtest_args(&args(&["-q"]), &["--skip", "tools::"]),
+            args(&["-q", "--", "--skip", "tools::"])
+        );
+        assert_eq!(
+            with_libtest_args(&args(&["--", "golden"]), &["--skip", "tools::"]),
+            args(&["--", "golden", "--skip", "tools::"])
+        );
+    }
+
+    #[test]
+    fn the_fast_tier_shadows_every_heavy_tool_and_no_allowed_one() {
+        let guard = fresh_dir();
+        write_tool_guard(&guard).unwrap();
+        for command in [
+            "skopeo",
+            "umoci",
+            "runc",
+            "podman",
+            "docker-registry",
+            "python3",
+        ]
+        .into_iter()
+        .chain(["qemu-system-x86_64", "qemu-img", "apt-get", "gpg"])
+        {
+            assert!(
+                guard.join("bin").join(command).is_file(),
+                "{command} is not shadowed"
+            );
+        }
+        for command in FAST_TIER_COMMANDS {
+            assert!(
+                !guard.join("bin").join(command).exists(),
+                "{command} is shadowed"
+            );
+        }
+        let out = Command::new(guard.join("bin/skopeo")).output().unwrap();
+        assert_eq!(out.status.code(), Some(127));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("tests/it/tools/"));
+        std::fs::remove_dir_all(&guard).unwrap();
+    }
+
+    /// A fresh directory under the target directory (xtask has no tempfile dependency).
+    fn fresh_dir() -> std::path::PathBuf {
+        let dir = crate::target_dir().join(format!("xtask-test-guard-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
     }
 
     #[test]

@@ -8,8 +8,7 @@
 //! Needs skopeo, umoci, runc, busybox-static and gzip, and root (umoci keeps owners and
 //! runc runs containers only as root). A missing tool fails the test, naming its package.
 
-mod common;
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;

@@ -2,8 +2,7 @@
 //! publication (failure, Ctrl-C, concurrent builds), thread-count independence and
 //! the layer rules, checked through the real binary.
 
-mod common;
-use common::*;
+use crate::common::*;
 use std::path::Path;
 use std::time::{Duration, Instant};
 

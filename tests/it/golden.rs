@@ -2,8 +2,7 @@
 //! digest. The snapshot also holds the manifest, config and file list, so when output
 //! bytes change the diff shows what changed, and the change is deliberate.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 /// The headline digest (`manifest digest:`, or `index digest:` for a multi-platform
 /// image), then each image.
@@ -58,8 +57,8 @@ fn image_summary(image: &serde_json::Value) -> String {
 }
 
 /// Every example recipe but those that install Debian packages: what they resolve to
-/// depends on the mirror on the day they are locked (tests/debian_mirror.rs builds
-/// `distroless.yaml` twice from one lock instead; tests/debian.rs pins package images
+/// depends on the mirror on the day they are locked (`tools::debian_mirror` builds
+/// `distroless.yaml` twice from one lock instead; `tools::debian` pins package images
 /// from a repository made by the test).
 #[test]
 fn example_recipes_build_to_their_golden_digests() {

@@ -2,9 +2,8 @@
 //! overridden, path rules applied over the base's files, the base recorded in SBOMs
 //! and provenance, pinning through the lock file, and clear errors for broken bases.
 
-mod common;
-use common::registry;
-use common::*;
+use crate::common::registry;
+use crate::common::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

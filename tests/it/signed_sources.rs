@@ -3,9 +3,8 @@
 //! on; a tampered file, a signature by another key or a signed directory fail closed
 //! with an error naming the source.
 
-mod common;
+use crate::common::*;
 use cairn::keys;
-use common::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

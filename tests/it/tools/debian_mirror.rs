@@ -3,9 +3,7 @@
 //! verified with the Debian archive keyring. Needs the Debian package archive that
 //! this machine's apt reaches; nothing else leaves the machine.
 
-mod common;
-
-use common::{cairn, repo_root, run_ok};
+use crate::common::{cairn, repo_root, run_ok};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::path::Path;

@@ -4,14 +4,12 @@
 //! The image contents come from the library stages (recipe, resolve, layers), exactly
 //! what `cairn build` feeds the SBOM writers.
 
-mod common;
-
+use crate::common::{cyclonedx_validate, pyspdxtools, repo_root};
 use cairn::attest::contents::{image_contents, ImageContents};
 use cairn::attest::sbom::{cyclonedx_json, spdx_json, SbomInput};
 use cairn::digest::Sha1Index;
 use cairn::layers::{FileData, TreeEntryKind};
 use cairn::resolve::{self, LockMode, Lockfile};
-use common::{cyclonedx_validate, pyspdxtools, repo_root};
 use serde_json::Value;
 use sha1::{Digest as _, Sha1};
 use std::path::Path;

@@ -1,21 +1,21 @@
 //! Layer compression choices and the layer cache, through the real binary: what a user
 //! sees in the build report (`cached` per layer), the manifest (media types) and the
-//! readers (`inspect`, `trace`, `diff`).
+//! readers (`inspect`, `trace`, `diff`). The cache shared through a registry is
+//! tested in `tools::layer_cache`.
 
-mod common;
-
-use common::{build_json, build_json_with, cairn, run_ok};
+use crate::common;
+use crate::common::{build_json, build_json_with, cairn, run_ok};
 use std::fs;
 use std::path::{Path, PathBuf};
 
 /// A recipe with two directory sources, each in its own layer, in a fresh directory.
-struct Project {
+pub(crate) struct Project {
     dir: tempfile::TempDir,
     builds: std::cell::Cell<usize>,
 }
 
 impl Project {
-    fn new(compression: &str) -> Self {
+    pub(crate) fn new(compression: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         for (source, files) in [
             ("app", ["bin/run", "lib/a.txt"]),
@@ -40,17 +40,17 @@ impl Project {
         }
     }
 
-    fn recipe(&self) -> PathBuf {
+    pub(crate) fn recipe(&self) -> PathBuf {
         self.dir.path().join("recipe.yaml")
     }
 
-    fn path(&self, rel: &str) -> PathBuf {
+    pub(crate) fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
     }
 
     /// Builds with the layer cache in `cache` (or none) into a fresh output directory
     /// inside the project, kept for the caller to read.
-    fn build(&self, cache: Option<&Path>) -> serde_json::Value {
+    pub(crate) fn build(&self, cache: Option<&Path>) -> serde_json::Value {
         self.builds.set(self.builds.get() + 1);
         let out = self.path(&format!("out-{}", self.builds.get()));
         match cache {
@@ -64,14 +64,14 @@ impl Project {
 }
 
 /// Builds like [`build_json`], with the layer cache on.
-fn build_cached(recipe: &Path, out: &Path, extra: &[&str]) -> serde_json::Value {
+pub(crate) fn build_cached(recipe: &Path, out: &Path, extra: &[&str]) -> serde_json::Value {
     let mut cmd = cairn();
     cmd.env_remove("CAIRN_NO_CACHE");
     build_json_with(cmd, recipe, out, extra)
 }
 
 /// (layer name, cached) for each layer of a build report.
-fn cached(report: &serde_json::Value) -> Vec<(String, bool)> {
+pub(crate) fn cached(report: &serde_json::Value) -> Vec<(String, bool)> {
     report["layers"]
         .as_array()
         .unwrap()
@@ -451,59 +451,6 @@ fn concurrent_builds_share_one_cache_safely() {
 }
 
 /// Two runners, each with its own empty local cache, share layers through a registry.
-#[test]
-fn a_second_runner_gets_its_layers_from_the_registry_cache() {
-    use common::registry::{Registry, RegistryAuth};
-    let registry = Registry::start(RegistryAuth::None);
-    let cache_ref = format!("{}/ci/cairn-cache", registry.host);
-    let project = Project::new("zstd");
-    let build_with = |cache: &Path, out: &str| -> serde_json::Value {
-        build_cached(
-            &project.recipe(),
-            &project.path(out),
-            &[
-                "--cache-dir",
-                cache.to_str().unwrap(),
-                "--cache-registry",
-                &cache_ref,
-                "--insecure",
-            ],
-        )
-    };
-    let first_runner = tempfile::tempdir().unwrap();
-    let first = build_with(first_runner.path(), "runner-1");
-    assert!(
-        cached(&first).iter().all(|(_, c)| !c),
-        "{:?}",
-        cached(&first)
-    );
-    let no_registry_warning = |report: &serde_json::Value| {
-        let warnings = report["warnings"].to_string();
-        assert!(!warnings.contains("registry"), "{warnings}");
-    };
-    no_registry_warning(&first);
-
-    let second_runner = tempfile::tempdir().unwrap();
-    let second = build_with(second_runner.path(), "runner-2");
-    assert!(
-        cached(&second).iter().all(|(_, c)| *c),
-        "{:?}",
-        cached(&second)
-    );
-    no_registry_warning(&second);
-    let cold = project.build(None);
-    assert_eq!(second["manifest_digest"], cold["manifest_digest"]);
-    assert_eq!(first["manifest_digest"], cold["manifest_digest"]);
-    // The layers came into the second runner's local cache.
-    let out = run_ok(
-        cairn()
-            .args(["cache", "info", "--json", "--cache-dir"])
-            .arg(second_runner.path()),
-    );
-    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(info["entries"], 3);
-}
-
 /// A registry that is down costs a warning, never the build.
 #[test]
 fn an_unreachable_cache_registry_is_a_warning() {

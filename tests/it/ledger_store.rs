@@ -55,8 +55,13 @@ impl Setup {
     /// <count> <threads>` or `forever`).
     fn child(&self, task: &str) -> Command {
         let mut cmd = Command::new(std::env::current_exe().unwrap());
-        cmd.args(["--exact", "ledger_child", "--ignored", "--nocapture"])
-            .env(CHILD_ENV, format!("{}\n{task}", self.dir.path().display()));
+        cmd.args([
+            "--exact",
+            "ledger_store::ledger_child",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env(CHILD_ENV, format!("{}\n{task}", self.dir.path().display()));
         cmd
     }
 }

@@ -4,9 +4,8 @@
 //! put it there; diff lists exactly what differs between two images, with diff(1)'s
 //! exit codes.
 
-mod common;
+use crate::common::*;
 use cairn::digest::Sha256Digest;
-use common::*;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::Output;

@@ -3,8 +3,7 @@
 //! its rendered error snapshotted. A fixture may hold an `args` file with extra
 //! `cairn build` arguments, one per line.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 #[test]
 fn each_bad_build_fails_with_a_located_error_and_a_hint() {

@@ -1,8 +1,7 @@
 //! `cairn build --format`: the `oci-archive` and `docker-archive` outputs, read back by
 //! skopeo and podman, and reproducible to the byte.
 
-mod common;
-use common::*;
+use crate::common::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

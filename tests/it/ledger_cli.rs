@@ -9,12 +9,12 @@
 //! directory and without the caller's `CAIRN_LEDGER*`/`CAIRN_IDENTITY`, so a bug in
 //! path selection can never touch the real ledger.
 
-mod common;
+use crate::common;
+use crate::common::repo_root;
 use cairn::digest::Sha256Digest;
 use cairn::keys;
 use cairn::ledger::entry::GENESIS_PREV;
 use cairn::ledger::Ledger;
-use common::repo_root;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::Command;

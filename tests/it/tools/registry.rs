@@ -2,11 +2,10 @@
 //! started per test on a loopback port and killed by PID: the client library,
 //! `cairn push`, `cairn build --push`, `cairn verify REF`, and the failure modes.
 
-mod common;
-
+use crate::common;
+use crate::common::registry::{Registry, RegistryAuth, PASSWORD, USER};
 use cairn::digest::Sha256Digest;
 use cairn::registry::{BlobPush, Client, ClientOptions, Credentials, Login, Reference};
-use common::registry::{Registry, RegistryAuth, PASSWORD, USER};
 use std::path::Path;
 
 fn insecure_client(credentials: Credentials) -> Client {

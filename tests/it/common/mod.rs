@@ -1,5 +1,8 @@
-//! Helpers shared by the integration tests: run the real `cairn` binary, read layouts.
-#![allow(dead_code)] // each test binary uses a different subset
+//! Helpers shared by the integration tests: run the real `cairn` binary, read layouts,
+//! and the test services (`apt`: a signed apt repository; `registry`: a real registry).
+
+pub mod apt;
+pub mod registry;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -140,7 +143,8 @@ pub fn python_tool(name: &str) -> PathBuf {
     let tool = venv.join("bin").join(name);
     assert!(
         tool.exists(),
-        "{} is missing: run `cargo xtask test`, which installs the Python validators",
+        "{} is missing: run `cargo xtask test`, which installs the Python validators \
+         (`--fast` does not: a test that needs them belongs under tests/it/tools/)",
         tool.display()
     );
     tool
@@ -268,4 +272,3 @@ pub fn cyclonedx_validate(file: &Path) -> Result<(), String> {
             .arg(file),
     )
 }
-pub mod registry;

@@ -6,14 +6,13 @@
 //! Needs the Python validators virtualenv (`cargo xtask test` installs it; or set
 //! `CAIRN_TEST_VENV`): a missing venv fails the test, it is never skipped.
 
-mod common;
+use crate::common::python_tool;
 use cairn::attest::contents::SourceInfo;
 use cairn::attest::dsse::{pae, Envelope, INTOTO_PAYLOAD_TYPE};
 use cairn::attest::intoto::{provenance_statement, ProvenanceFacts};
 use cairn::digest::Sha256Digest;
 use cairn::keys::{self, SigningKey};
 use cairn::resolve::LockedKind;
-use common::python_tool;
 use serde_json::{json, Value};
 use std::io::Write;
 use std::process::{Command, Stdio};

@@ -8,8 +8,7 @@
 //! `apt-get download` from the host's configured Debian mirror and cached in
 //! `target/vm-kernel/`.
 
-mod common;
-use common::*;
+use crate::common::*;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;

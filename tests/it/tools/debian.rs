@@ -1,13 +1,10 @@
 //! Debian packages from a signed apt repository, end to end through the real binary:
 //! the repository is made by the test (dpkg-deb, gpg) and served on a loopback port
-//! by python3's http.server (see common/apt.rs).
+//! by python3's http.server (see `common::apt`).
 
-#[path = "common/apt.rs"]
-mod apt;
-mod common;
-
-use apt::{fixture_packages, AptRepo, Faults};
-use common::{cairn, run_err, run_ok};
+use crate::common;
+use crate::common::apt::{fixture_packages, AptRepo, Faults};
+use crate::common::{cairn, run_err, run_ok};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;

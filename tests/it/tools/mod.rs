@@ -1,0 +1,17 @@
+//! Integration tests that drive the tools `cargo xtask test` installs: a real
+//! registry, a signed apt repository, qemu, skopeo, umoci, runc, podman, busybox,
+//! squashfs-tools and the Python validators. `cargo xtask test --fast` skips this
+//! module (`--skip tools::`); the full tier runs it.
+
+mod attest;
+mod base_image;
+mod debian;
+mod debian_mirror;
+mod dsse_interop;
+mod formats;
+mod interop;
+mod layer_cache;
+mod multiarch;
+mod registry;
+mod sbom_validation;
+mod vm;
