@@ -11,6 +11,8 @@
 //! - Every `.rs` file under `src/` starts with a `//!` module doc.
 //! - `SystemTime::now` appears only in `src/main.rs`: one clock read, at the edge.
 //! - `"blobs/sha256"` appears only under `src/oci/`: one module knows the layout.
+//! - Every public error type that implements `diag::Diagnose` is one `src/main.rs` looks
+//!   for along an error chain, so its hint reaches the user.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -521,6 +523,57 @@ fn only_oci_spells_the_blob_directory() {
         "only src/oci/ knows where a layout keeps its blobs: go through `oci::layout` \
          (a blob path or a verified read) instead",
     );
+    assert!(problems.is_empty(), "\n{}\n", problems.join("\n\n"));
+}
+
+/// The error types `main.rs` asks for a hint and a location: the names listed in its
+/// `diagnosis()`.
+fn diagnosed_in_main() -> BTreeSet<String> {
+    let main = source_files()
+        .into_iter()
+        .find(|f| f.rel == "main.rs")
+        .expect("src/main.rs exists");
+    let start = main
+        .production
+        .find("first_of!(")
+        .expect("src/main.rs lists the diagnosed error types in `first_of!(...)`");
+    let list = &main.production[start..];
+    let list = &list[..list.find(')').unwrap_or(list.len())];
+    list.split(|c: char| c == ',' || c.is_whitespace() || c == '(')
+        .filter_map(|path| path.rsplit("::").next())
+        .filter(|name| name.starts_with(char::is_uppercase))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn every_public_error_with_a_hint_is_diagnosed_by_main() {
+    let listed = diagnosed_in_main();
+    let mut problems = Vec::new();
+    for f in source_files().iter().filter(|f| f.rel != "main.rs") {
+        for (line, text) in code_lines(&f.production) {
+            let Some((_, rest)) = text.split_once("impl Diagnose for ") else {
+                continue;
+            };
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            let public = [format!("pub enum {name} "), format!("pub struct {name} ")]
+                .iter()
+                .any(|decl| f.production.contains(decl.as_str()))
+                || f.production.contains(&format!("pub struct {name};"))
+                || f.production.contains(&format!("pub struct {name}("));
+            if public && !listed.contains(&name) {
+                problems.push(format!(
+                    "src/{}:{line}: {name} has a hint or a location, but src/main.rs does not \
+                     look for it\n    add `cairn::...::{name}` to `diagnosis()` in src/main.rs, \
+                     so the CLI prints its `= help:` line",
+                    f.rel
+                ));
+            }
+        }
+    }
     assert!(problems.is_empty(), "\n{}\n", problems.join("\n\n"));
 }
 
