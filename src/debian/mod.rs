@@ -192,7 +192,7 @@ impl DebianError {
     }
 
     /// This error as a diagnostic in the recipe: at the repository it concerns, else
-    /// at `packages:`. The text after `= help:` becomes the diagnostic's hint.
+    /// at `packages:`, with this error's hint.
     pub fn in_recipe(self, recipe: &Recipe, spec: &PackagesSpec) -> DebianError {
         let span = match &self {
             DebianError::InRepository { repository, .. } => spec
