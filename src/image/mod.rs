@@ -321,3 +321,6 @@ fn layout_index(
         .map_err(spec_err("index"))?;
     Ok(canonical_json(&index))
 }
+
+#[cfg(test)]
+mod tests;

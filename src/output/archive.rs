@@ -335,30 +335,5 @@ fn uncompressed(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn formats_parse_by_their_cli_names() {
-        assert_eq!("oci".parse(), Ok(OutputFormat::Oci));
-        assert_eq!("oci-archive".parse(), Ok(OutputFormat::OciArchive));
-        assert_eq!("docker-archive".parse(), Ok(OutputFormat::DockerArchive));
-        assert!("tar"
-            .parse::<OutputFormat>()
-            .unwrap_err()
-            .to_string()
-            .contains("oci-archive"));
-    }
-
-    #[test]
-    fn a_corrupt_blob_fails_the_archive() {
-        let dir = tempfile::tempdir().unwrap();
-        let blobs = blobs_dir(dir.path());
-        std::fs::create_dir_all(&blobs).unwrap();
-        std::fs::write(blobs.join(Sha256Digest::of(b"good").hex()), b"evil").unwrap();
-        std::fs::write(dir.path().join("index.json"), b"{}").unwrap();
-        std::fs::write(dir.path().join("oci-layout"), b"{}").unwrap();
-        let err = write_oci_archive(dir.path(), 0, io::sink()).unwrap_err();
-        assert!(matches!(err, ArchiveError::Digest { .. }), "{err}");
-    }
-}
+#[path = "archive_tests.rs"]
+mod tests;
