@@ -213,13 +213,22 @@ pub fn run(args: BuildArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
     }
     let pushed = match &push {
         Some(reference) => {
-            let pushed = push_cmd::push(
+            let pushed = match push_cmd::push(
                 &report.layout,
                 reference,
                 &push_flags,
                 quiet || json,
                 handles.cancel.clone(),
-            )?;
+            ) {
+                Ok(pushed) => pushed,
+                Err(e) => {
+                    // The build entry not recorded must not be lost behind the push error.
+                    if let Some(unrecorded) = recorder.and_then(Recorder::unrecorded) {
+                        unrecorded.report();
+                    }
+                    return Err(e);
+                }
+            };
             if let Some(recorder) = &mut recorder {
                 push_cmd::record(recorder, &report.layout, &pushed, quiet || json)?;
             }

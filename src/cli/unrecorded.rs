@@ -110,7 +110,7 @@ impl Unrecorded {
     pub fn report(&self) {
         let n = self.record_commands.len();
         eprintln!(
-            "error: not recorded in the ledger {}: {}\n = help: the output is complete and published; once the ledger is reachable, record {} with:",
+            "error: not recorded in the ledger {}: {}\n = help: once the ledger is reachable, record {} with:",
             self.ledger,
             self.error,
             if n == 1 { "the entry".to_string() } else { format!("the {n} entries, in this order,") }

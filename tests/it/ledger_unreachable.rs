@@ -180,6 +180,36 @@ fn a_build_that_cannot_record_publishes_the_same_layout_exits_1_and_prints_the_r
 }
 
 #[test]
+fn a_push_that_fails_after_an_unrecorded_build_still_prints_the_build_record_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, _, _) = common::keygen(dir.path(), "ci");
+    let ledger = dir.path().join("ledger.jsonl");
+    std::fs::create_dir(&ledger).unwrap();
+    // Nothing listens there: the push fails after the build.
+    let target = format!("127.0.0.1:{}/team/hello:v1", common::registry::free_port());
+    let out = expect(
+        1,
+        build(
+            &dir.path().join("out"),
+            &key,
+            &["--insecure", "--push", &target],
+        )
+        .arg("--ledger")
+        .arg(&ledger),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot reach the registry"), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "error: not recorded in the ledger {}",
+            ledger.display()
+        )) && stderr.contains(" record entry --action build "),
+        "the build's record command is not lost behind the push error: {stderr}"
+    );
+    assert!(dir.path().join("out/hello/index.json").exists());
+}
+
+#[test]
 fn a_verify_that_cannot_record_prints_its_verdict_exits_1_and_carries_ledger_error() {
     let dir = tempfile::tempdir().unwrap();
     let (key, public, _) = common::keygen(dir.path(), "gate");
