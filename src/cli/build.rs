@@ -1,8 +1,9 @@
 //! `cairn build`: compile a recipe into an OCI layout, with progress on a terminal,
 //! optional stage timings, and an optional signed ledger entry.
 
+use super::progress;
 use super::push::{self as push_cmd, PushFlags};
-use super::{ledger, progress};
+use super::unrecorded::{Recorder, Unrecorded};
 use crate::{now_rfc3339, package_options, print_json, source_date_epoch, wall_clock};
 use anyhow::{bail, Context, Result};
 use cairn::build::context::{BuildHandles, BuildSettings, Observer, Quiet};
@@ -134,7 +135,11 @@ pub fn run(args: BuildArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
     // Built in this order so that the first bad flag is the one reported.
     let registry = super::registry::base_client(&recipe, &push_flags.registry)?;
     let source_date_epoch = source_date_epoch()?;
-    let sign_key = sign_key.as_deref().map(keys::read_private).transpose()?;
+    let sign_key_path = sign_key;
+    let sign_key = sign_key_path
+        .as_deref()
+        .map(keys::read_private)
+        .transpose()?;
     let cache = if no_cache {
         None
     } else {
@@ -181,54 +186,57 @@ pub fn run(args: BuildArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
     };
     let clock = progress::StageClock::new(observer);
     let report = build::build(&recipe, &settings, &handles, &clock)?;
-    if let Some(ledger) = &ledger {
-        match &handles.sign_key {
-            Some(key) => {
-                let entry = ledger::record_action(
-                    ledger,
-                    cairn::ledger::Action::Build,
-                    build_details(&recipe, &report)?,
-                    key,
-                    &identity,
-                    now_rfc3339(),
-                )?;
-                if !quiet && !json {
-                    eprintln!(
-                        "ledger: recorded build as entry {} in {}",
-                        entry.seq,
-                        ledger.display()
-                    );
-                }
-            }
-            None => eprintln!(
+    let mut recorder = match (&ledger, &handles.sign_key, &sign_key_path) {
+        (Some(ledger), Some(key), Some(key_path)) => {
+            Some(Recorder::new(ledger, key, key_path, &identity))
+        }
+        (Some(ledger), _, _) => {
+            eprintln!(
                 "warning: not recorded in the ledger {}: entries are signed; pass --sign-key",
                 ledger.display()
-            ),
+            );
+            None
+        }
+        (None, _, _) => None,
+    };
+    if let (Some(recorder), Some(ledger)) = (&mut recorder, &ledger) {
+        let details = build_details(&recipe, &report)?;
+        if let Some(entry) = recorder.record(cairn::ledger::Action::Build, details, now_rfc3339()) {
+            if !quiet && !json {
+                eprintln!(
+                    "ledger: recorded build as entry {} in {}",
+                    entry.seq,
+                    ledger.display()
+                );
+            }
         }
     }
     let pushed = match &push {
         Some(reference) => {
-            let pushed = push_cmd::push(
+            let pushed = match push_cmd::push(
                 &report.layout,
                 reference,
                 &push_flags,
                 quiet || json,
                 handles.cancel.clone(),
-            )?;
-            if let Some(ledger) = &ledger {
-                push_cmd::record(
-                    ledger,
-                    handles.sign_key.as_ref(),
-                    &identity,
-                    &report.layout,
-                    &pushed,
-                    quiet || json,
-                )?;
+            ) {
+                Ok(pushed) => pushed,
+                Err(e) => {
+                    // The build entry not recorded must not be lost behind the push error.
+                    if let Some(unrecorded) = recorder.and_then(Recorder::unrecorded) {
+                        unrecorded.report();
+                    }
+                    return Err(e);
+                }
+            };
+            if let Some(recorder) = &mut recorder {
+                push_cmd::record(recorder, &report.layout, &pushed, quiet || json)?;
             }
             Some(pushed)
         }
         None => None,
     };
+    let unrecorded = recorder.and_then(Recorder::unrecorded);
     if timings {
         for (stage, took) in clock.finish() {
             eprintln!("timing: {stage} {:.3}", took.as_secs_f64());
@@ -246,7 +254,14 @@ pub fn run(args: BuildArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
         if let (Some(pushed), Some(map)) = (&pushed, value.as_object_mut()) {
             map.insert("push".to_string(), serde_json::to_value(pushed)?);
         }
-        return print_json(&value);
+        if let (Some(unrecorded), Some(map)) = (&unrecorded, value.as_object_mut()) {
+            map.insert(
+                "ledger_error".to_string(),
+                serde_json::to_value(unrecorded)?,
+            );
+        }
+        print_json(&value)?;
+        return Ok(exit_code(unrecorded));
     }
     if !quiet {
         if report.images.is_empty() {
@@ -316,7 +331,18 @@ pub fn run(args: BuildArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
     if let Some(pushed) = &pushed {
         println!("{}", pushed.reference);
     }
-    Ok(0)
+    Ok(exit_code(unrecorded))
+}
+
+/// 0, or 1 after reporting the entries that the ledger did not record.
+fn exit_code(unrecorded: Option<Unrecorded>) -> i32 {
+    match unrecorded {
+        Some(unrecorded) => {
+            unrecorded.report();
+            1
+        }
+        None => 0,
+    }
 }
 
 /// What a `build` ledger entry says about the build.

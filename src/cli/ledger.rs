@@ -131,6 +131,21 @@ pub enum RecordCommand {
         #[command(flatten)]
         signer: Signer,
     },
+    /// Record an entry with every field given: what `build`, `push` and `verify`
+    /// print when they could not reach the ledger, to record their entry later.
+    Entry {
+        /// build, push, verify or deploy.
+        #[arg(long)]
+        action: String,
+        /// When the action happened, RFC 3339 UTC (`2026-11-27T05:39:03Z`).
+        #[arg(long)]
+        time: String,
+        /// The entry's details, a JSON object.
+        #[arg(long, value_name = "JSON")]
+        details: String,
+        #[command(flatten)]
+        signer: Signer,
+    },
 }
 
 #[derive(Args)]
@@ -193,11 +208,37 @@ fn summary(entry: &ledger::Entry) -> String {
     }
 }
 
+/// The action and details of `record entry`, checked to be what an entry holds.
+fn entry_fields(
+    action: &str,
+    time: &str,
+    details: &str,
+) -> Result<(Action, BTreeMap<String, serde_json::Value>)> {
+    let action: Action = serde_json::from_value(action.into())
+        .map_err(|_| anyhow::anyhow!("--action {action:?}: give build, push, verify or deploy"))?;
+    // The shape `now_rfc3339` writes, so every entry's time reads and sorts alike.
+    let shape_ok = time.len() == 20
+        && time.bytes().enumerate().all(|(i, b)| match i {
+            4 | 7 => b == b'-',
+            10 => b == b'T',
+            13 | 16 => b == b':',
+            19 => b == b'Z',
+            _ => b.is_ascii_digit(),
+        });
+    if !shape_ok {
+        bail!("--time {time:?} is not an RFC 3339 UTC time like 2026-11-27T05:39:03Z");
+    }
+    let details = serde_json::from_str(details)
+        .context("--details is not a JSON object (quote it for the shell as printed)")?;
+    Ok((action, details))
+}
+
 /// Runs a ledger command; returns the exit code.
 pub fn run(args: LedgerArgs, now: String) -> Result<i32> {
     let ledger = Ledger::open(ledger_path(args.ledger)?);
     match args.command {
         LedgerCommand::Record { what } => {
+            let mut time = now;
             let (action, details, signer) = match what {
                 RecordCommand::Deploy { image, env, signer } => {
                     let Some(digest) = digest_of(&image) else {
@@ -226,9 +267,19 @@ pub fn run(args: LedgerArgs, now: String) -> Result<i32> {
                     ]);
                     (Action::Push, details, signer)
                 }
+                RecordCommand::Entry {
+                    action,
+                    time: at,
+                    details,
+                    signer,
+                } => {
+                    time = at;
+                    entry_fields(&action, &time, &details)
+                        .map(|(action, details)| (action, details, signer))?
+                }
             };
             let key = keys::read_private(&signer.key)?;
-            let entry = ledger::record(&ledger, action, details, &signer.identity, now, &key)?;
+            let entry = ledger::record(&ledger, action, details, &signer.identity, time, &key)?;
             eprintln!(
                 "recorded entry {} in {}",
                 entry.seq,

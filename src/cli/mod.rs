@@ -12,4 +12,5 @@ pub mod progress;
 pub mod push;
 pub mod recipe;
 pub mod registry;
+pub mod unrecorded;
 pub mod verify;

@@ -1,11 +1,11 @@
 //! `cairn push DIR REF`: upload an OCI layout (image, SBOMs, attestations) to a
 //! registry; also the `--push` of `cairn build`. Prints `REF@sha256:...`.
 
-use super::ledger;
 use super::registry::{self, PushProgress, RegistryArgs};
+use super::unrecorded::Recorder;
 use crate::{now_rfc3339, print_json};
 use anyhow::{Context, Result};
-use cairn::keys::{self, SigningKey};
+use cairn::keys;
 use cairn::registry::push::{push_layout, PushReport};
 use cairn::registry::Reference;
 use clap::Args;
@@ -65,21 +65,45 @@ pub fn run(args: PushArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
         args.quiet || args.json,
         cancel,
     )?;
-    if let Some(ledger) = &args.ledger {
-        record(
-            ledger,
-            key.as_ref(),
-            &args.identity,
-            &args.layout,
-            &report,
-            args.quiet || args.json,
-        )?;
-    }
+    let unrecorded = match (&args.ledger, &key, &args.ledger_key) {
+        (Some(ledger), Some(key), Some(key_path)) => {
+            let mut recorder = Recorder::new(ledger, key, key_path, &args.identity);
+            record(
+                &mut recorder,
+                &args.layout,
+                &report,
+                args.quiet || args.json,
+            )?;
+            recorder.unrecorded()
+        }
+        (Some(ledger), _, _) => {
+            eprintln!(
+                "warning: not recorded in the ledger {}: entries are signed; pass a signing key",
+                ledger.display()
+            );
+            None
+        }
+        (None, _, _) => None,
+    };
     if args.json {
-        return print_json(&report);
+        let mut value = serde_json::to_value(&report)?;
+        if let (Some(unrecorded), Some(map)) = (&unrecorded, value.as_object_mut()) {
+            map.insert(
+                "ledger_error".to_string(),
+                serde_json::to_value(unrecorded)?,
+            );
+        }
+        print_json(&value)?;
+    } else {
+        println!("{}", report.reference);
     }
-    println!("{}", report.reference);
-    Ok(0)
+    Ok(match unrecorded {
+        Some(unrecorded) => {
+            unrecorded.report();
+            1
+        }
+        None => 0,
+    })
 }
 
 /// Pushes `layout` to `reference`; a summary on stderr unless `quiet`.
@@ -129,22 +153,14 @@ pub fn push(
     Ok(report)
 }
 
-/// Records a `push` entry in the ledger (a warning without a key).
+/// Records a `push` entry with `recorder` (kept there as a record command if the
+/// ledger cannot take it).
 pub fn record(
-    ledger: &Path,
-    key: Option<&SigningKey>,
-    identity: &str,
+    recorder: &mut Recorder,
     layout: &Path,
     report: &PushReport,
     quiet: bool,
 ) -> Result<()> {
-    let Some(key) = key else {
-        eprintln!(
-            "warning: not recorded in the ledger {}: entries are signed; pass a signing key",
-            ledger.display()
-        );
-        return Ok(());
-    };
     let referrers: Vec<String> = report.referrers.iter().map(|d| d.to_string()).collect();
     let details = BTreeMap::from([
         ("reference".to_string(), report.reference.clone().into()),
@@ -156,20 +172,14 @@ pub fn record(
         ("referrers".to_string(), serde_json::to_value(referrers)?),
         ("referrers_via".to_string(), report.referrers_via.into()),
     ]);
-    let entry = ledger::record_action(
-        ledger,
-        cairn::ledger::Action::Push,
-        details,
-        key,
-        identity,
-        now_rfc3339(),
-    )?;
-    if !quiet {
-        eprintln!(
-            "ledger: recorded the push as entry {} in {}",
-            entry.seq,
-            ledger.display()
-        );
+    if let Some(entry) = recorder.record(cairn::ledger::Action::Push, details, now_rfc3339()) {
+        if !quiet {
+            eprintln!(
+                "ledger: recorded the push as entry {} in {}",
+                entry.seq,
+                recorder.ledger().display()
+            );
+        }
     }
     Ok(())
 }

@@ -2,8 +2,8 @@
 //! policy, optionally a rebuild), print each check, and optionally record the verdict
 //! in the ledger.
 
-use super::ledger;
 use super::registry::{self, RegistryArgs};
+use super::unrecorded::Recorder;
 use crate::{now_rfc3339, print_json, source_date_epoch};
 use anyhow::{Context, Result};
 use cairn::build::{
@@ -153,49 +153,61 @@ pub fn run(args: VerifyArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
     } else {
         cairn::verify::verify(&layout, &trusted, &policy, rebuilt.as_deref())
     };
-    if let Some(ledger) = &ledger {
-        match &ledger_key {
-            Some(key) => {
-                let failed: Vec<&str> = verdict
-                    .checks
-                    .iter()
-                    .filter(|c| !c.ok)
-                    .map(|c| c.name)
-                    .collect();
-                let details = BTreeMap::from([
-                    ("image".to_string(), verdict.manifest_digest.clone().into()),
-                    match &reference {
-                        Some(r) => ("reference".to_string(), r.clone().into()),
-                        None => ("layout".to_string(), layout.display().to_string().into()),
-                    },
-                    ("verified".to_string(), verdict.verified.into()),
-                    ("failed_checks".to_string(), failed.into()),
-                    ("policy_sha256".to_string(), policy_sha256.into()),
-                ]);
-                let entry = ledger::record_action(
-                    ledger,
-                    cairn::ledger::Action::Verify,
-                    details,
-                    &keys::read_private(key)?,
-                    &identity,
-                    now_rfc3339(),
-                )?;
+    // Read only when there is a ledger to sign for, as `$CAIRN_LEDGER_KEY` may be set
+    // for other commands.
+    let ledger_key = ledger_key
+        .filter(|_| ledger.is_some())
+        .map(|path| keys::read_private(&path).map(|key| (key, path)))
+        .transpose()?;
+    let unrecorded = match (&ledger, &ledger_key) {
+        (Some(ledger), Some((key, key_path))) => {
+            let failed: Vec<&str> = verdict
+                .checks
+                .iter()
+                .filter(|c| !c.ok)
+                .map(|c| c.name)
+                .collect();
+            let details = BTreeMap::from([
+                ("image".to_string(), verdict.manifest_digest.clone().into()),
+                match &reference {
+                    Some(r) => ("reference".to_string(), r.clone().into()),
+                    None => ("layout".to_string(), layout.display().to_string().into()),
+                },
+                ("verified".to_string(), verdict.verified.into()),
+                ("failed_checks".to_string(), failed.into()),
+                ("policy_sha256".to_string(), policy_sha256.into()),
+            ]);
+            let mut recorder = Recorder::new(ledger, key, key_path, &identity);
+            if let Some(entry) =
+                recorder.record(cairn::ledger::Action::Verify, details, now_rfc3339())
+            {
                 eprintln!(
                     "ledger: recorded the verdict as entry {} in {}",
                     entry.seq,
                     ledger.display()
                 );
             }
-            None => eprintln!(
+            recorder.unrecorded()
+        }
+        (Some(ledger), None) => {
+            eprintln!(
                 "warning: not recorded in the ledger {}: entries are signed; pass --ledger-key",
                 ledger.display()
-            ),
+            );
+            None
         }
-    }
+        (None, _) => None,
+    };
     if json {
         let mut value = serde_json::to_value(&verdict)?;
         if let (Some(r), Some(map)) = (&reference, value.as_object_mut()) {
             map.insert("reference".to_string(), r.clone().into());
+        }
+        if let (Some(unrecorded), Some(map)) = (&unrecorded, value.as_object_mut()) {
+            map.insert(
+                "ledger_error".to_string(),
+                serde_json::to_value(unrecorded)?,
+            );
         }
         print_json(&value)?;
     } else {
@@ -216,7 +228,10 @@ pub fn run(args: VerifyArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
             }
         );
     }
-    Ok(i32::from(!verdict.verified))
+    if let Some(unrecorded) = &unrecorded {
+        unrecorded.report();
+    }
+    Ok(i32::from(!verdict.verified || unrecorded.is_some()))
 }
 
 /// The argument as a registry reference, if it is not an existing path and parses as
