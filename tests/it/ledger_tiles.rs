@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// A ledger file, its signing key (saved as a key pair) and a place for tiles.
-struct Log {
+pub(crate) struct Log {
     dir: tempfile::TempDir,
     ledger: Ledger,
     key: SigningKey,
@@ -26,7 +26,7 @@ struct Log {
 }
 
 impl Log {
-    fn new() -> Log {
+    pub(crate) fn new() -> Log {
         let dir = tempfile::tempdir().unwrap();
         let key = keys::generate();
         let (private, public) = keys::write_pair(&key, &dir.path().join("signer")).unwrap();
@@ -39,13 +39,13 @@ impl Log {
         }
     }
 
-    fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
 
     /// Appends entries until the ledger has `size`; `tag` goes into each entry's
     /// details, so two ledgers with different tags have different histories.
-    fn grow_to(&self, size: u64, tag: &str) {
+    pub(crate) fn grow_to(&self, size: u64, tag: &str) {
         let have = self.ledger.read().unwrap().entries.len() as u64;
         for n in have..size {
             let details = [
@@ -75,7 +75,7 @@ impl Log {
     }
 
     /// `cairn ledger tiles DIR`; returns its stderr (the summary).
-    fn publish(&self, tiles: &Path) -> String {
+    pub(crate) fn publish(&self, tiles: &Path) -> String {
         let out = run_ok(
             self.cairn_ledger(&["tiles"])
                 .arg(tiles)
@@ -92,7 +92,7 @@ impl Log {
     }
 
     /// `cairn ledger verify --tiles DIR --key PUB [ARGS]`: exit code and stdout.
-    fn verify_tiles(&self, tiles: &Path, extra: &[&str]) -> (i32, String) {
+    pub(crate) fn verify_tiles(&self, tiles: &Path, extra: &[&str]) -> (i32, String) {
         let out = self
             .cairn_ledger(&["verify", "--tiles", tiles.to_str().unwrap(), "--key"])
             .arg(&self.public)
@@ -106,7 +106,7 @@ impl Log {
         )
     }
 
-    fn assert_verifies(&self, tiles: &Path, entries: u64) {
+    pub(crate) fn assert_verifies(&self, tiles: &Path, entries: u64) {
         let (code, said) = self.verify_tiles(tiles, &[]);
         assert_eq!(code, 0, "{said}");
         assert!(
@@ -124,7 +124,7 @@ fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
 }
 
 #[track_caller]
-fn assert_says(text: &str, needle: &str) {
+pub(crate) fn assert_says(text: &str, needle: &str) {
     assert!(text.contains(needle), "expected {needle:?} in:\n{text}");
 }
 
@@ -371,4 +371,15 @@ fn a_rewritten_history_is_refused_by_the_publisher_and_caught_with_an_old_checkp
         &said,
         "the published checkpoint covers 400 entries but the ledger has only 3",
     );
+}
+
+#[test]
+fn plain_http_is_refused_for_a_host_that_is_not_loopback() {
+    let log = Log::new();
+    let (code, said) = run_err(
+        log.cairn_ledger(&["verify", "--tiles", "http://example.com/log", "--key"])
+            .arg(&log.public),
+    );
+    assert_eq!(code, 1);
+    assert_says(&said, "\"http://example.com/log\" is not a tiles location: give a directory, an https:// URL, or an http:// URL on a loopback host");
 }
