@@ -59,6 +59,8 @@ pub enum TilesError {
     PublishedCheckpoint { path: PathBuf, error: NoteError },
     #[error("the checkpoint: {0}")]
     Checkpoint(#[source] NoteError),
+    #[error("the checkpoint is for the log {found:?}, not {expected:?} (give the log's origin with --origin)")]
+    Origin { found: String, expected: String },
     #[error("the old checkpoint: {0}")]
     OldCheckpoint(#[source] NoteError),
     #[error("{path}: {reason}")]
@@ -110,7 +112,6 @@ pub enum TileKind {
 struct Tile {
     path: String,
     bytes: Vec<u8>,
-    full: bool,
 }
 
 /// Builds the tiles from the entries, one at a time: completed (full) tiles are handed
@@ -131,11 +132,14 @@ impl Tiler {
         entry: &[u8],
         full: &mut impl FnMut(Tile) -> Result<(), TilesError>,
     ) -> Result<(), TilesError> {
-        let len = u16::try_from(entry.len()).map_err(|_| TilesError::EntryTooLarge {
-            index: self.size,
-            len: entry.len(),
-        })?;
-        self.bundle.extend_from_slice(&len.to_be_bytes());
+        if entry.len() > MAX_ENTRY_BYTES {
+            return Err(TilesError::EntryTooLarge {
+                index: self.size,
+                len: entry.len(),
+            });
+        }
+        self.bundle
+            .extend_from_slice(&(entry.len() as u16).to_be_bytes());
         self.bundle.extend_from_slice(entry);
         self.add(0, merkle::leaf_hash(entry));
         self.size += 1;
@@ -144,7 +148,6 @@ impl Tiler {
             full(Tile {
                 path: tile_path(TileKind::Entries, index, TILE_WIDTH),
                 bytes: std::mem::take(&mut self.bundle),
-                full: true,
             })?;
         }
         // A full tile at one level is one hash at the level above, which may fill it.
@@ -161,7 +164,6 @@ impl Tiler {
                     TILE_WIDTH,
                 ),
                 bytes: hashes.concat(),
-                full: true,
             })?;
             self.add(level + 1, merkle::root(&hashes));
             level += 1;
@@ -188,7 +190,6 @@ impl Tiler {
                     self.levels[0].len() as u64,
                 ),
                 bytes: self.bundle.clone(),
-                full: false,
             });
         }
         for (level, hashes) in self.levels.iter().enumerate() {
@@ -204,7 +205,6 @@ impl Tiler {
                     hashes.len() as u64,
                 ),
                 bytes: hashes.concat(),
-                full: false,
             });
         }
         tiles
@@ -366,7 +366,6 @@ impl Publisher<'_> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(Self::io("read", &path)(e)),
         }
-        debug_assert!(tile.full || tile.path.contains(".p/"));
         self.replace(&tile.path, &tile.bytes)
     }
 
@@ -462,6 +461,12 @@ pub fn verify(source: &TileSource, trust: &TilesTrust) -> Result<LedgerVerdict, 
     let checkpoint = note::verify(&note_text, trust.origin, trust.checkpoint_key)
         .and_then(|body| Checkpoint::parse(&body))
         .map_err(TilesError::Checkpoint)?;
+    if checkpoint.origin != trust.origin {
+        return Err(TilesError::Origin {
+            found: checkpoint.origin,
+            expected: trust.origin.to_string(),
+        });
+    }
     let old = trust
         .old_checkpoint
         .map(|text| {

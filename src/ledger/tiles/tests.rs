@@ -24,7 +24,6 @@ fn tiles_of<T: AsRef<[u8]>>(entries: &[T]) -> (BTreeMap<String, Vec<u8>>, Tiler)
     for entry in entries {
         tiler
             .push(entry.as_ref(), &mut |tile| {
-                assert!(tile.full);
                 tiles.insert(tile.path, tile.bytes);
                 Ok(())
             })
@@ -167,5 +166,35 @@ fn a_bundle_with_a_cut_entry_or_the_wrong_count_is_malformed() {
     assert_eq!(
         err.to_string(),
         "b: holds 1 entries, but the checkpoint's size calls for 2"
+    );
+}
+
+#[test]
+fn a_checkpoint_for_another_origin_is_refused_even_when_signed_by_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = keys::generate();
+    let body = Checkpoint {
+        origin: "other.example/log".into(),
+        size: 0,
+        root: merkle::empty_root(),
+        extensions: Vec::new(),
+    }
+    .body();
+    let text = note::sign(&body, "cairn.local/ledger", &key).unwrap();
+    std::fs::write(dir.path().join("checkpoint"), text).unwrap();
+    let source = TileSource::new(dir.path().to_str().unwrap(), "test").unwrap();
+    let err = verify(
+        &source,
+        &TilesTrust {
+            trusted: &[],
+            checkpoint_key: &key.verifying_key(),
+            origin: "cairn.local/ledger",
+            old_checkpoint: None,
+        },
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "the checkpoint is for the log \"other.example/log\", not \"cairn.local/ledger\" (give the log's origin with --origin)"
     );
 }
