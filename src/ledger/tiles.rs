@@ -13,7 +13,8 @@
 //! incremental: a full tile already present is compared with what it would write and
 //! never rewritten (a difference means history was rewritten: refused); new files are
 //! written to a temporary name, fsynced and renamed; the checkpoint comes last and must
-//! be an append-only extension of the one already published. Partial tiles of earlier
+//! be an append-only extension of the one already published. Runs on one directory
+//! take turns (an exclusive `flock` on the directory). Partial tiles of earlier
 //! sizes stay, as the spec asks, for clients holding older checkpoints.
 //!
 //! [`verify`] streams the log from a [`TileSource`] bundle by bundle (memory bounded by
@@ -260,6 +261,12 @@ where
     T: AsRef<[u8]>,
     E: std::error::Error + Send + Sync + 'static,
 {
+    // One publisher at a time: another run could otherwise put back an older checkpoint
+    // after this one. The lock is on the directory itself, so the layout holds only
+    // the spec's files.
+    std::fs::create_dir_all(dir).map_err(Publisher::io("create", dir))?;
+    let lock = std::fs::File::open(dir).map_err(Publisher::io("open", dir))?;
+    lock.lock().map_err(Publisher::io("lock", dir))?;
     let checkpoint_path = dir.join("checkpoint");
     let published = match std::fs::read_to_string(&checkpoint_path) {
         Ok(text) => Some(
