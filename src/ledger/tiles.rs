@@ -518,10 +518,7 @@ pub fn verify(source: &TileSource, trust: &TilesTrust) -> Result<LedgerVerdict, 
         let bundle = source.bundle(&path)?;
         for (offset, line) in split_bundle(&path, &bundle, count)?.into_iter().enumerate() {
             let index = n * TILE_WIDTH + offset as u64;
-            tiler.push(line, &mut |tile| {
-                compare(source, &tile, &mut audit)?;
-                Ok(())
-            })?;
+            tiler.push(line, &mut |tile| compare(source, &tile, &mut audit))?;
             check_old(&tiler, &mut audit);
             match serde_json::from_slice::<Entry>(line) {
                 Ok(entry) => window.push(
