@@ -3,7 +3,7 @@
 use anyhow::{bail, Context, Result};
 use cairn::digest::Sha256Digest;
 use cairn::keys;
-use cairn::ledger::{self, Action, HeldCheckpoint, Ledger};
+use cairn::ledger::{self, tiles, Action, HeldCheckpoint, Ledger};
 use clap::{Args, Subcommand};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -49,8 +49,25 @@ pub enum LedgerCommand {
         checkpoint_key: Option<PathBuf>,
         #[arg(long, default_value = ledger::DEFAULT_ORIGIN)]
         origin: String,
+        /// Verify the log published by `cairn ledger tiles` from its tiles alone (a
+        /// directory, an https:// URL prefix, or http:// on loopback) instead of the
+        /// ledger; --checkpoint is then an older checkpoint the log must extend.
+        #[arg(long, value_name = "DIR|URL")]
+        tiles: Option<String>,
         #[arg(long)]
         json: bool,
+    },
+    /// Publish the ledger as a C2SP tlog-tiles log in DIR (`checkpoint`, `tile/...`),
+    /// for any static web server or object store to serve to auditors. Incremental:
+    /// full tiles are written once and never change; the checkpoint is written last.
+    Tiles {
+        dir: PathBuf,
+        /// Private key that signs the checkpoint.
+        #[arg(long, env = "CAIRN_LEDGER_KEY", value_name = "KEY")]
+        key: PathBuf,
+        /// The log's origin line (C2SP suggests the URL prefix without scheme).
+        #[arg(long, default_value = ledger::DEFAULT_ORIGIN)]
+        origin: String,
     },
     /// Print a signed checkpoint (C2SP tlog-checkpoint in a signed note) of the
     /// ledger's Merkle tree. Save it: later `verify --checkpoint` proves nothing before
@@ -356,12 +373,37 @@ pub fn run(args: LedgerArgs, now: String) -> Result<i32> {
             checkpoint,
             checkpoint_key,
             origin,
+            tiles,
             json,
         } => {
             let trusted: Vec<(String, keys::VerifyingKey)> = key_paths
                 .iter()
                 .map(|p| keys::read_public(p).map(|k| (keys::key_id(&k), k)))
                 .collect::<Result<_, _>>()?;
+            if let Some(location) = tiles {
+                let checkpoint_key = match &checkpoint_key {
+                    Some(p) => keys::read_public(p)?,
+                    None => trusted[0].1,
+                };
+                let old = checkpoint
+                    .as_deref()
+                    .map(std::fs::read_to_string)
+                    .transpose()
+                    .context("reading the old checkpoint")?;
+                let source = tiles::TileSource::new(
+                    &location,
+                    &format!("cairn/{}", env!("CARGO_PKG_VERSION")),
+                )?;
+                let trust = tiles::TilesTrust {
+                    trusted: &trusted,
+                    checkpoint_key: &checkpoint_key,
+                    origin: &origin,
+                    old_checkpoint: old.as_deref(),
+                };
+                let verdict = tiles::verify(&source, &trust)
+                    .with_context(|| format!("verifying the tiles at {location}"))?;
+                return report(&verdict, json);
+            }
             // An audit of a mistyped path must not pass as an empty, valid ledger.
             if !ledger.path().exists() {
                 bail!("no ledger at {}", ledger.path().display());
@@ -382,37 +424,29 @@ pub fn run(args: LedgerArgs, now: String) -> Result<i32> {
                 key: &checkpoint_key,
             });
             let verdict = ledger::verify(&contents, &trusted, held);
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(
-                        &serde_json::json!({"verified": verdict.verified(), "verdict": verdict})
-                    )?
-                );
-            } else {
-                for p in &verdict.problems {
-                    println!("FAIL {p}");
-                }
-                if verdict.torn_tail_bytes > 0 {
-                    println!("note: {} bytes of a torn last write follow the last complete entry (repaired by the next append)", verdict.torn_tail_bytes);
-                }
-                println!(
-                    "{} entries, root {}{}: {}",
-                    verdict.entries,
-                    verdict.root,
-                    if verdict.checkpoint_checked {
-                        ", consistent with the held checkpoint"
-                    } else {
-                        ""
-                    },
-                    if verdict.verified() {
-                        "verified"
-                    } else {
-                        "NOT verified"
-                    }
-                );
-            }
-            Ok(i32::from(!verdict.verified()))
+            report(&verdict, json)
+        }
+        LedgerCommand::Tiles { dir, key, origin } => {
+            let key = keys::read_private(&key)?;
+            let contents = ledger.read()?;
+            let lines = contents
+                .entries
+                .iter()
+                .map(|s| Ok::<_, std::convert::Infallible>(s.line.as_slice()));
+            let written = tiles::write(&dir, lines, &origin, &key)?;
+            eprintln!(
+                "published {} entries in {}: {} files written, {} tiles already published and unchanged",
+                written.entries,
+                dir.display(),
+                written.written,
+                written.unchanged
+            );
+            eprintln!(
+                "verifier key: {}",
+                ledger::note::verifier_key(&origin, &key.verifying_key())?
+            );
+            print!("{}", written.checkpoint);
+            Ok(0)
         }
         LedgerCommand::Checkpoint { key, origin } => {
             let key = keys::read_private(&key)?;
@@ -508,6 +542,41 @@ pub fn run(args: LedgerArgs, now: String) -> Result<i32> {
             }
         }
     }
+}
+
+/// Prints what `ledger verify` found; returns the exit code.
+fn report(verdict: &ledger::LedgerVerdict, json: bool) -> Result<i32> {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({"verified": verdict.verified(), "verdict": verdict})
+            )?
+        );
+    } else {
+        for p in &verdict.problems {
+            println!("FAIL {p}");
+        }
+        if verdict.torn_tail_bytes > 0 {
+            println!("note: {} bytes of a torn last write follow the last complete entry (repaired by the next append)", verdict.torn_tail_bytes);
+        }
+        println!(
+            "{} entries, root {}{}: {}",
+            verdict.entries,
+            verdict.root,
+            if verdict.checkpoint_checked {
+                ", consistent with the held checkpoint"
+            } else {
+                ""
+            },
+            if verdict.verified() {
+                "verified"
+            } else {
+                "NOT verified"
+            }
+        );
+    }
+    Ok(i32::from(!verdict.verified()))
 }
 
 /// Records `action` with `details` in the ledger given by `--ledger`/`$CAIRN_LEDGER`.

@@ -11,6 +11,7 @@ pub mod entry;
 pub mod merkle;
 pub mod note;
 pub mod store;
+pub mod tiles;
 
 pub use entry::{Action, Actor, Entry};
 pub use store::{Contents, Ledger, LedgerError, Stored};

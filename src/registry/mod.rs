@@ -28,6 +28,8 @@ pub mod referrers;
 
 pub use api::{oci_sha256, BlobPush, Descriptor, Manifest, PutManifest};
 pub use auth::{Credentials, Login};
+/// Whether plain HTTP may be used with a host (the ledger's tile reader asks too).
+pub(crate) use client::is_loopback;
 pub use client::{Client, ClientOptions};
 pub use reference::Reference;
 

@@ -18,6 +18,7 @@ mod golden;
 mod layer_cache;
 mod ledger_cli;
 mod ledger_store;
+mod ledger_tiles;
 mod ledger_unreachable;
 mod multiarch;
 mod recipe_errors;

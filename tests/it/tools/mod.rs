@@ -11,6 +11,7 @@ mod dsse_interop;
 mod formats;
 mod interop;
 mod layer_cache;
+mod ledger_tiles_http;
 mod ledger_unreachable;
 mod multiarch;
 mod registry;
