@@ -25,8 +25,8 @@ pub struct PushArgs {
     #[command(flatten)]
     push: PushFlags,
     /// Record the push in this audit ledger (signed with --ledger-key).
-    #[arg(long, env = "CAIRN_LEDGER", value_name = "PATH")]
-    ledger: Option<PathBuf>,
+    #[arg(long, env = "CAIRN_LEDGER", value_name = "LOCATION")]
+    ledger: Option<String>,
     /// Private key that signs the ledger entry.
     #[arg(long, env = "CAIRN_LEDGER_KEY", value_name = "KEY")]
     ledger_key: Option<PathBuf>,
@@ -131,7 +131,7 @@ pub fn push(
 
 /// Records a `push` entry in the ledger (a warning without a key).
 pub fn record(
-    ledger: &Path,
+    ledger: &str,
     key: Option<&SigningKey>,
     identity: &str,
     layout: &Path,
@@ -141,7 +141,7 @@ pub fn record(
     let Some(key) = key else {
         eprintln!(
             "warning: not recorded in the ledger {}: entries are signed; pass a signing key",
-            ledger.display()
+            cairn::ledger::backend::shown(ledger)
         );
         return Ok(());
     };
@@ -168,7 +168,7 @@ pub fn record(
         eprintln!(
             "ledger: recorded the push as entry {} in {}",
             entry.seq,
-            ledger.display()
+            cairn::ledger::backend::shown(ledger)
         );
     }
     Ok(())
