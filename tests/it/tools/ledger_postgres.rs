@@ -328,6 +328,48 @@ fn a_server_crash_and_restart_during_a_run_loses_or_doubles_no_append() {
 }
 
 #[test]
+fn a_writer_killed_mid_run_leaves_a_valid_ledger_with_every_reported_append() {
+    use std::io::BufRead as _;
+    let s = Setup::new();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "tools::ledger_postgres::postgres_child",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env(
+            CHILD_ENV,
+            format!(
+                "{}\n{}\ndoomed\n1000000",
+                s.dir.path().display(),
+                s.db.url()
+            ),
+        )
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut reported = Vec::new();
+    for line in std::io::BufReader::new(child.stdout.take().unwrap()).lines() {
+        if let Some(n) = line.unwrap().strip_prefix("appended ") {
+            reported.push(n.parse::<u64>().unwrap());
+        }
+        if reported.len() == 150 {
+            child.kill().unwrap();
+            break;
+        }
+    }
+    child.wait().unwrap();
+    let stored = s.store().read().unwrap().entries;
+    assert!(stored.len() >= reported.len());
+    for (i, e) in stored.iter().enumerate() {
+        assert_eq!(e.entry.details["n"].as_u64(), Some(i as u64));
+    }
+    let (code, out) = s.verify();
+    assert_eq!(code, 0, "{out}");
+}
+
+#[test]
 fn a_retried_append_of_the_same_entry_is_recorded_once() {
     let s = Setup::new();
     let store = s.store();
