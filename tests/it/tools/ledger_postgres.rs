@@ -54,15 +54,11 @@ impl Setup {
         ledger_lib::open(&self.db.url()).unwrap()
     }
 
+    /// Appends `n` entries through one connection.
     fn append(&self, n: u64) {
-        self.store()
-            .append(entry("ci", 0), &self.key, true)
-            .map(|_| ())
-            .unwrap();
-        for i in 1..n {
-            self.store()
-                .append(entry("ci", i), &self.key, true)
-                .unwrap();
+        let store = self.store();
+        for i in 0..n {
+            store.append(entry("ci", i), &self.key, true).unwrap();
         }
     }
 
@@ -447,6 +443,13 @@ fn connection_and_schema_errors_are_clear_and_keep_the_password_out() {
         "app",
     );
     s.db.psql_in("app", "CREATE TABLE customers (id int)");
+    // A schema a newer cairn migrated to: refused, not written to.
+    s.db.psql("UPDATE cairn_schema SET version = 2");
+    let (_, err) = run_err(cairn().args(["ledger", "--ledger", &s.db.url(), "show"]));
+    assert!(
+        err.contains("has cairn schema version 2; this cairn knows up to 1"),
+        "{err}"
+    );
     let (_, err) = run_err(cairn().args(["ledger", "--ledger", &app, "show"]));
     assert!(
         err.contains("holds tables that are not a cairn ledger (customers)"),
