@@ -137,6 +137,8 @@ fn diagnosis<'a>(cause: &'a (dyn std::error::Error + 'static)) -> Option<&'a dyn
         cairn::disk::DiskError,
         cairn::disk::tools::ToolError,
         cairn::registry::RegistryError,
+        cairn::ledger::StoreError,
+        cairn::ledger::pg::DatabaseError,
     )
 }
 

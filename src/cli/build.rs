@@ -53,8 +53,8 @@ pub struct BuildArgs {
     #[arg(long)]
     timings: bool,
     /// Record the build in this audit ledger (signed with --sign-key).
-    #[arg(long, env = "CAIRN_LEDGER", value_name = "PATH")]
-    ledger: Option<PathBuf>,
+    #[arg(long, env = "CAIRN_LEDGER", value_name = "LOCATION")]
+    ledger: Option<String>,
     /// Who builds (e.g. the CI job), recorded in the ledger.
     #[arg(long, env = "CAIRN_IDENTITY", default_value = "")]
     identity: String,
@@ -193,7 +193,7 @@ pub fn run(args: BuildArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
         (Some(ledger), _, _) => {
             eprintln!(
                 "warning: not recorded in the ledger {}: entries are signed; pass --sign-key",
-                ledger.display()
+                cairn::ledger::backend::shown(ledger)
             );
             None
         }
@@ -206,7 +206,7 @@ pub fn run(args: BuildArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
                 eprintln!(
                     "ledger: recorded build as entry {} in {}",
                     entry.seq,
-                    ledger.display()
+                    cairn::ledger::backend::shown(ledger)
                 );
             }
         }

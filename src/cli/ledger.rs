@@ -1,6 +1,7 @@
 //! `cairn ledger ...`: the audit ledger's commands (see `cairn::ledger`).
 
 use anyhow::{bail, Context, Result};
+use base64::Engine as _;
 use cairn::digest::Sha256Digest;
 use cairn::keys;
 use cairn::ledger::{self, tiles, Action, HeldCheckpoint, Ledger};
@@ -10,9 +11,10 @@ use std::path::{Path, PathBuf};
 
 #[derive(Args)]
 pub struct LedgerArgs {
-    /// The ledger file (default: $XDG_DATA_HOME/cairn/ledger.jsonl).
-    #[arg(long, env = "CAIRN_LEDGER", global = true, value_name = "PATH")]
-    ledger: Option<PathBuf>,
+    /// The ledger: a file, or a postgres:// URL (default:
+    /// $XDG_DATA_HOME/cairn/ledger.jsonl).
+    #[arg(long, env = "CAIRN_LEDGER", global = true, value_name = "LOCATION")]
+    ledger: Option<String>,
     #[command(subcommand)]
     command: LedgerCommand,
 }
@@ -78,6 +80,23 @@ pub enum LedgerCommand {
         key: PathBuf,
         #[arg(long, default_value = ledger::DEFAULT_ORIGIN)]
         origin: String,
+        /// Also keep the checkpoint in the ledger's database, so that every later
+        /// `verify` checks the ledger still extends it.
+        #[arg(long)]
+        store: bool,
+    },
+    /// Copy the ledger, line for line, to a new ledger file (its checkpoint root is the
+    /// ledger's).
+    Export {
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Verify a ledger file, then load it into this ledger, which must be empty.
+    Import {
+        file: PathBuf,
+        /// Public key(s) trusted to sign the file's entries.
+        #[arg(long = "key", value_name = "PUB", required = true)]
+        keys: Vec<PathBuf>,
     },
     /// Print an inclusion proof (JSON) of the latest entry that mentions DIGEST, or
     /// of entry --seq, that others can check against a checkpoint they hold.
@@ -176,17 +195,17 @@ pub struct Signer {
 }
 
 /// `--ledger`, else `$CAIRN_LEDGER`, else `$XDG_DATA_HOME/cairn/ledger.jsonl`, else
-/// `~/.local/share/cairn/ledger.jsonl`.
-pub fn ledger_path(flag: Option<PathBuf>) -> Result<PathBuf> {
-    if let Some(p) = flag {
-        return Ok(p);
+/// `~/.local/share/cairn/ledger.jsonl`: a file path or a database URL.
+pub fn ledger_location(flag: Option<String>) -> Result<String> {
+    if let Some(location) = flag {
+        return Ok(location);
     }
     let data = std::env::var_os("XDG_DATA_HOME")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
         .context("no --ledger given, and neither $XDG_DATA_HOME nor $HOME is set")?;
-    Ok(data.join("cairn/ledger.jsonl"))
+    Ok(data.join("cairn/ledger.jsonl").display().to_string())
 }
 
 /// The digest in `REF@sha256:<hex>`, `sha256:<hex>` or bare `<hex>` (lower case, 64
@@ -252,7 +271,9 @@ fn entry_fields(
 
 /// Runs a ledger command; returns the exit code.
 pub fn run(args: LedgerArgs, now: String) -> Result<i32> {
-    let ledger = Ledger::open(ledger_path(args.ledger)?);
+    let location = ledger_location(args.ledger)?;
+    // Opened only by the commands that read or write it (a database is connected to).
+    let open = || ledger::open(&location);
     match args.command {
         LedgerCommand::Record { what } => {
             let mut time = now;
@@ -296,17 +317,14 @@ pub fn run(args: LedgerArgs, now: String) -> Result<i32> {
                 }
             };
             let key = keys::read_private(&signer.key)?;
-            let entry = ledger::record(&ledger, action, details, &signer.identity, time, &key)?;
-            eprintln!(
-                "recorded entry {} in {}",
-                entry.seq,
-                ledger.path().display()
-            );
+            let ledger = open()?;
+            let entry = ledger::record(&*ledger, action, details, &signer.identity, time, &key)?;
+            eprintln!("recorded entry {} in {}", entry.seq, ledger.location());
             println!("{}", ledger::entry::line_hash(&entry.line()));
             Ok(0)
         }
         LedgerCommand::Show { image, env, json } => {
-            let contents = ledger.read()?;
+            let contents = open()?.read()?;
             let image = image.as_deref().map(require_digest).transpose()?;
             let shown: Vec<&ledger::Stored> = contents
                 .entries
@@ -402,13 +420,15 @@ pub fn run(args: LedgerArgs, now: String) -> Result<i32> {
                 };
                 let verdict = tiles::verify(&source, &trust)
                     .with_context(|| format!("verifying the tiles at {location}"))?;
-                return report(&verdict, json);
+                return report(&verdict, json, 0);
             }
+            let ledger = open()?;
             // An audit of a mistyped path must not pass as an empty, valid ledger.
-            if !ledger.path().exists() {
-                bail!("no ledger at {}", ledger.path().display());
+            if !ledger.exists()? {
+                bail!("no ledger at {}", ledger.location());
             }
             let contents = ledger.read()?;
+            let stored = ledger.checkpoints()?;
             let held_note = checkpoint
                 .as_deref()
                 .map(std::fs::read_to_string)
@@ -423,16 +443,20 @@ pub fn run(args: LedgerArgs, now: String) -> Result<i32> {
                 origin: &origin,
                 key: &checkpoint_key,
             });
-            let verdict = ledger::verify(&contents, &trusted, held);
-            report(&verdict, json)
+            let mut verdict = ledger::verify(&contents, &trusted, held);
+            verdict.problems.extend(ledger::stored_checkpoint_problems(
+                &contents.entries,
+                &stored,
+                &origin,
+                &checkpoint_key,
+            ));
+            verdict.checkpoint_checked |= !stored.is_empty();
+            report(&verdict, json, stored.len())
         }
         LedgerCommand::Tiles { dir, key, origin } => {
             let key = keys::read_private(&key)?;
-            let contents = ledger.read()?;
-            let lines = contents
-                .entries
-                .iter()
-                .map(|s| Ok::<_, std::convert::Infallible>(s.line.as_slice()));
+            let ledger = open()?;
+            let lines = ledger.entries()?.map(|stored| stored.map(|s| s.line));
             let written = tiles::write(&dir, lines, &origin, &key)?;
             eprintln!(
                 "published {} entries in {}: {} files written, {} tiles already published and unchanged",
@@ -448,13 +472,72 @@ pub fn run(args: LedgerArgs, now: String) -> Result<i32> {
             print!("{}", written.checkpoint);
             Ok(0)
         }
-        LedgerCommand::Checkpoint { key, origin } => {
+        LedgerCommand::Checkpoint { key, origin, store } => {
             let key = keys::read_private(&key)?;
+            let ledger = open()?;
             let contents = ledger.read()?;
-            print!("{}", ledger::checkpoint(&contents, &origin, &key)?);
+            let note = ledger::checkpoint(&contents, &origin, &key)?;
+            if store {
+                ledger.store_checkpoint(contents.entries.len() as u64, &note)?;
+                eprintln!(
+                    "stored the checkpoint of {} entries in {}",
+                    contents.entries.len(),
+                    ledger.location()
+                );
+            }
+            print!("{note}");
             eprintln!(
                 "verifier key: {}",
                 ledger::note::verifier_key(&origin, &key.verifying_key())?
+            );
+            Ok(0)
+        }
+        LedgerCommand::Export { out } => {
+            let contents = open()?.read()?;
+            export(&contents, &out)?;
+            let root = ledger::merkle::root(&ledger::leaves(&contents.entries));
+            println!(
+                "exported {} entries to {}, root {}",
+                contents.entries.len(),
+                out.display(),
+                base64::engine::general_purpose::STANDARD.encode(root)
+            );
+            Ok(0)
+        }
+        LedgerCommand::Import {
+            file,
+            keys: key_paths,
+        } => {
+            let trusted: Vec<(String, keys::VerifyingKey)> = key_paths
+                .iter()
+                .map(|p| keys::read_public(p).map(|k| (keys::key_id(&k), k)))
+                .collect::<Result<_, _>>()?;
+            if !file.exists() {
+                bail!("no ledger file at {}", file.display());
+            }
+            let contents = Ledger::open(&file).read()?;
+            let verdict = ledger::verify(&contents, &trusted, None);
+            if !verdict.verified() || contents.torn_tail_bytes > 0 {
+                for p in &verdict.problems {
+                    eprintln!("FAIL {p}");
+                }
+                bail!(
+                    "{} does not verify{}: nothing was imported",
+                    file.display(),
+                    if contents.torn_tail_bytes > 0 {
+                        " (it ends in a torn write; `cairn ledger --ledger FILE record` or an append repairs it)"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            let ledger = open()?;
+            ledger.import(&contents.entries)?;
+            println!(
+                "imported {} entries into {}, root {}",
+                contents.entries.len(),
+                ledger.location(),
+                verdict.root
             );
             Ok(0)
         }
@@ -464,7 +547,7 @@ pub fn run(args: LedgerArgs, now: String) -> Result<i32> {
             size,
             origin,
         } => {
-            let contents = ledger.read()?;
+            let contents = open()?.read()?;
             let index = match (digest, seq) {
                 (_, Some(seq)) => seq,
                 (Some(d), None) => ledger::find(&contents, &require_digest(&d)?, size)?,
@@ -479,7 +562,7 @@ pub fn run(args: LedgerArgs, now: String) -> Result<i32> {
             size,
             origin,
         } => {
-            let contents = ledger.read()?;
+            let contents = open()?.read()?;
             let proof = ledger::prove_consistency(&contents, &origin, old_size, size)?;
             println!("{}", serde_json::to_string_pretty(&proof)?);
             Ok(0)
@@ -544,8 +627,9 @@ pub fn run(args: LedgerArgs, now: String) -> Result<i32> {
     }
 }
 
-/// Prints what `ledger verify` found; returns the exit code.
-fn report(verdict: &ledger::LedgerVerdict, json: bool) -> Result<i32> {
+/// Prints what `ledger verify` found, `stored` checkpoints checked among it; returns the
+/// exit code.
+fn report(verdict: &ledger::LedgerVerdict, json: bool, stored: usize) -> Result<i32> {
     if json {
         println!(
             "{}",
@@ -564,10 +648,10 @@ fn report(verdict: &ledger::LedgerVerdict, json: bool) -> Result<i32> {
             "{} entries, root {}{}: {}",
             verdict.entries,
             verdict.root,
-            if verdict.checkpoint_checked {
-                ", consistent with the held checkpoint"
-            } else {
-                ""
+            match (verdict.checkpoint_checked, stored) {
+                (false, _) => String::new(),
+                (true, 0) => ", consistent with the held checkpoint".to_string(),
+                (_, n) => format!(", checked against {n} stored checkpoint(s)"),
             },
             if verdict.verified() {
                 "verified"
@@ -579,9 +663,30 @@ fn report(verdict: &ledger::LedgerVerdict, json: bool) -> Result<i32> {
     Ok(i32::from(!verdict.verified()))
 }
 
+/// Writes `contents`' lines to a new ledger file at `out` (refusing to overwrite one),
+/// made complete before it appears under its name.
+fn export(contents: &ledger::Contents, out: &Path) -> Result<()> {
+    if out.exists() {
+        bail!("{} exists: export writes a new file", out.display());
+    }
+    let dir = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let staged = tempfile::Builder::new()
+        .prefix(".cairn-export")
+        .tempfile_in(dir)
+        .with_context(|| format!("creating a file in {}", dir.display()))?;
+    Ledger::open(staged.path()).append_lines(&contents.entries)?;
+    staged
+        .persist_noclobber(out)
+        .with_context(|| format!("writing {}", out.display()))?;
+    Ok(())
+}
+
 /// Records `action` with `details` in the ledger given by `--ledger`/`$CAIRN_LEDGER`.
 pub fn record_action(
-    ledger: &Path,
+    ledger: &str,
     action: Action,
     details: BTreeMap<String, serde_json::Value>,
     key: &keys::SigningKey,
@@ -589,7 +694,7 @@ pub fn record_action(
     now: String,
 ) -> Result<ledger::Entry> {
     Ok(ledger::record(
-        &Ledger::open(ledger),
+        &*ledger::open(ledger)?,
         action,
         details,
         identity,

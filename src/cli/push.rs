@@ -25,8 +25,8 @@ pub struct PushArgs {
     #[command(flatten)]
     push: PushFlags,
     /// Record the push in this audit ledger (signed with --ledger-key).
-    #[arg(long, env = "CAIRN_LEDGER", value_name = "PATH")]
-    ledger: Option<PathBuf>,
+    #[arg(long, env = "CAIRN_LEDGER", value_name = "LOCATION")]
+    ledger: Option<String>,
     /// Private key that signs the ledger entry.
     #[arg(long, env = "CAIRN_LEDGER_KEY", value_name = "KEY")]
     ledger_key: Option<PathBuf>,
@@ -79,7 +79,7 @@ pub fn run(args: PushArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
         (Some(ledger), _, _) => {
             eprintln!(
                 "warning: not recorded in the ledger {}: entries are signed; pass a signing key",
-                ledger.display()
+                cairn::ledger::backend::shown(ledger)
             );
             None
         }
@@ -177,7 +177,7 @@ pub fn record(
             eprintln!(
                 "ledger: recorded the push as entry {} in {}",
                 entry.seq,
-                recorder.ledger().display()
+                cairn::ledger::backend::shown(recorder.ledger())
             );
         }
     }

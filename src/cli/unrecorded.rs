@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 /// Records a command's entries in one ledger, signed with one key, and keeps what it
 /// could not record.
 pub struct Recorder<'a> {
-    ledger: &'a Path,
+    ledger: &'a str,
     key: &'a SigningKey,
     /// Where `key` was read from, for the record command.
     key_path: &'a Path,
@@ -39,7 +39,7 @@ pub struct Unrecorded {
 
 impl<'a> Recorder<'a> {
     pub fn new(
-        ledger: &'a Path,
+        ledger: &'a str,
         key: &'a SigningKey,
         key_path: &'a Path,
         identity: &'a str,
@@ -94,7 +94,7 @@ impl<'a> Recorder<'a> {
         None
     }
 
-    pub fn ledger(&self) -> &Path {
+    pub fn ledger(&self) -> &str {
         self.ledger
     }
 
@@ -140,51 +140,21 @@ fn chain_text(error: &anyhow::Error) -> String {
 /// The ledger location as shown to people: a file as an absolute path (the command may
 /// be run elsewhere), a database URL without its password (which `$PGPASSWORD` or
 /// `~/.pgpass` then supplies).
-fn shown_location(ledger: &Path) -> String {
-    let text = ledger.to_string_lossy();
-    if text.starts_with("postgres://") || text.starts_with("postgresql://") {
-        return without_password(&text);
+fn shown_location(ledger: &str) -> String {
+    if cairn::ledger::backend::is_database(ledger) {
+        return cairn::ledger::backend::shown(ledger);
     }
     std::path::absolute(ledger)
-        .unwrap_or_else(|_| ledger.to_path_buf())
+        .unwrap_or_else(|_| PathBuf::from(ledger))
         .display()
         .to_string()
-}
-
-/// `url` without the password in its user info or a `password=` query parameter.
-fn without_password(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    let authority = match authority.rsplit_once('@') {
-        Some((user_info, host)) => {
-            let user = user_info.split_once(':').map_or(user_info, |(u, _)| u);
-            format!("{user}@{host}")
-        }
-        None => authority.to_string(),
-    };
-    let tail = match tail.split_once('?') {
-        Some((path, query)) => {
-            let kept: Vec<&str> = query
-                .split('&')
-                .filter(|p| !p.starts_with("password="))
-                .collect();
-            if kept.is_empty() {
-                path.to_string()
-            } else {
-                format!("{path}?{}", kept.join("&"))
-            }
-        }
-        None => tail.to_string(),
-    };
-    format!("{scheme}://{authority}{tail}")
 }
 
 /// The `cairn ledger record entry` command line that appends the entry later. Every
 /// value is given explicitly, so `$CAIRN_LEDGER`, `$CAIRN_LEDGER_KEY` and
 /// `$CAIRN_IDENTITY` where it runs cannot change what it records.
 fn record_command(
-    ledger: &Path,
+    ledger: &str,
     action: Action,
     time: &str,
     identity: &str,
@@ -244,20 +214,19 @@ mod tests {
     #[test]
     fn a_database_url_is_shown_without_its_password() {
         assert_eq!(
-            without_password("postgres://cairn:s3cret@db.example:5432/ledger?sslmode=verify-full"),
+            cairn::ledger::backend::shown(
+                "postgres://cairn:s3cret@db.example:5432/ledger?sslmode=verify-full"
+            ),
             "postgres://cairn@db.example:5432/ledger?sslmode=verify-full"
         );
         assert_eq!(
-            without_password("postgresql://db/ledger?password=s3cret&sslmode=require"),
+            cairn::ledger::backend::shown("postgresql://db/ledger?password=s3cret&sslmode=require"),
             "postgresql://db/ledger?sslmode=require"
         );
         assert_eq!(
-            without_password("postgres://db/ledger?password=s3cret"),
+            cairn::ledger::backend::shown("postgres://db/ledger?password=s3cret"),
             "postgres://db/ledger"
         );
-        assert_eq!(
-            shown_location(Path::new("postgres://u:p@h/l")),
-            "postgres://u@h/l"
-        );
+        assert_eq!(shown_location("postgres://u:p@h/l"), "postgres://u@h/l");
     }
 }

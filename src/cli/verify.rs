@@ -38,8 +38,8 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "RECIPE")]
     rebuild: Option<PathBuf>,
     /// Record the verdict in this audit ledger (signed with --ledger-key).
-    #[arg(long, env = "CAIRN_LEDGER", value_name = "PATH")]
-    ledger: Option<PathBuf>,
+    #[arg(long, env = "CAIRN_LEDGER", value_name = "LOCATION")]
+    ledger: Option<String>,
     /// Private key that signs the ledger entry.
     #[arg(long, env = "CAIRN_LEDGER_KEY", value_name = "KEY")]
     ledger_key: Option<PathBuf>,
@@ -184,7 +184,7 @@ pub fn run(args: VerifyArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
                 eprintln!(
                     "ledger: recorded the verdict as entry {} in {}",
                     entry.seq,
-                    ledger.display()
+                    cairn::ledger::backend::shown(ledger)
                 );
             }
             recorder.unrecorded()
@@ -192,7 +192,7 @@ pub fn run(args: VerifyArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
         (Some(ledger), None) => {
             eprintln!(
                 "warning: not recorded in the ledger {}: entries are signed; pass --ledger-key",
-                ledger.display()
+                cairn::ledger::backend::shown(ledger)
             );
             None
         }

@@ -4,15 +4,19 @@
 //! anyone with the public keys.
 //!
 //! [`entry`] is one signed entry, [`store`] the file (locking, durable appends, torn
-//! tails), [`merkle`] the tree and its proofs, [`note`] the checkpoint text formats;
-//! this module puts them together for the commands.
+//! tails), [`pg`] the PostgreSQL database, [`backend`] the one interface over both,
+//! [`merkle`] the tree and its proofs, [`note`] the checkpoint text formats; this
+//! module puts them together for the commands.
 
+pub mod backend;
 pub mod entry;
 pub mod merkle;
 pub mod note;
+pub mod pg;
 pub mod store;
 pub mod tiles;
 
+pub use backend::{open, LedgerStore, StoreError};
 pub use entry::{Action, Actor, Entry};
 pub use store::{Contents, Ledger, LedgerError, Stored};
 
@@ -104,13 +108,13 @@ fn read_checkpoint(
 
 /// Appends one signed entry for `action`.
 pub fn record(
-    ledger: &Ledger,
+    ledger: &dyn LedgerStore,
     action: Action,
     details: BTreeMap<String, serde_json::Value>,
     identity: &str,
     time: String,
     key: &SigningKey,
-) -> Result<Entry, LedgerError> {
+) -> Result<Entry, StoreError> {
     ledger.append(Entry::new(action, identity, time, details), key, true)
 }
 
@@ -358,6 +362,33 @@ pub fn verify(
         problems,
         checkpoint_checked: held.is_some(),
     }
+}
+
+/// Checks the ledger against every checkpoint kept with it (`ledger checkpoint
+/// --store`), each signed by `key` for `origin`: a problem per checkpoint that does not
+/// verify or that the ledger no longer extends (history rewritten, even by someone
+/// holding a writer key).
+pub fn stored_checkpoint_problems(
+    entries: &[Stored],
+    notes: &[String],
+    origin: &str,
+    key: &VerifyingKey,
+) -> Vec<String> {
+    if notes.is_empty() {
+        return Vec::new();
+    }
+    let leaves = leaves(entries);
+    let root = merkle::root(&leaves);
+    notes
+        .iter()
+        .enumerate()
+        .filter_map(|(n, note)| {
+            let held = HeldCheckpoint { note, origin, key };
+            held_checkpoint(&held, &leaves, &root)
+                .err()
+                .map(|e| format!("stored checkpoint {}: {e}", n + 1))
+        })
+        .collect()
 }
 
 fn held_checkpoint(

@@ -51,6 +51,8 @@ const TEST_TOOLS: &[(&str, &str)] = &[
     // The real-mirror test verifies with the Debian archive keyring (a data package;
     // `gpgv` only stands in for a command on hosts without dpkg).
     ("debian-archive-keyring", "gpgv"),
+    // The ledger's database store: a throwaway PostgreSQL 15 cluster per test.
+    ("postgresql", "/usr/lib/postgresql/15/bin/initdb"),
 ];
 
 /// Packages built from one source that must be installed at the same version: Debian

@@ -1,7 +1,9 @@
 //! Helpers shared by the integration tests: run the real `cairn` binary, read layouts,
-//! and the test services (`apt`: a signed apt repository; `registry`: a real registry).
+//! and the test services (`apt`: a signed apt repository; `registry`: a real registry;
+//! `postgres`: a throwaway PostgreSQL cluster).
 
 pub mod apt;
+pub mod postgres;
 pub mod registry;
 
 use std::collections::BTreeMap;

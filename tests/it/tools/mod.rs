@@ -1,6 +1,6 @@
 //! Integration tests that drive the tools `cargo xtask test` installs: a real
 //! registry, a signed apt repository, qemu, skopeo, umoci, runc, podman, busybox,
-//! squashfs-tools and the Python validators. `cargo xtask test --fast` skips this
+//! squashfs-tools, PostgreSQL and the Python validators. `cargo xtask test --fast` skips this
 //! module (`--skip tools::`); the full tier runs it.
 
 mod attest;
@@ -11,6 +11,7 @@ mod dsse_interop;
 mod formats;
 mod interop;
 mod layer_cache;
+mod ledger_postgres;
 mod ledger_tiles_http;
 mod ledger_unreachable;
 mod multiarch;
