@@ -315,7 +315,7 @@ pub fn run(args: LedgerArgs, now: String) -> Result<i32> {
             if !ledger.path().exists() {
                 bail!("no ledger at {}", ledger.path().display());
             }
-            let contents = ledger.read()?;
+            let mut entries = ledger.entries()?;
             let held_note = checkpoint
                 .as_deref()
                 .map(std::fs::read_to_string)
@@ -330,7 +330,8 @@ pub fn run(args: LedgerArgs, now: String) -> Result<i32> {
                 origin: &origin,
                 key: &checkpoint_key,
             });
-            let verdict = ledger::verify(&contents, &trusted, held);
+            let mut verdict = ledger::verify_stream(&mut entries, &trusted, held)?;
+            verdict.torn_tail_bytes = entries.torn_tail_bytes();
             if json {
                 println!(
                     "{}",

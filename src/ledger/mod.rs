@@ -4,16 +4,23 @@
 //! anyone with the public keys.
 //!
 //! [`entry`] is one signed entry, [`store`] the file (locking, durable appends, torn
-//! tails), [`merkle`] the tree and its proofs, [`note`] the checkpoint text formats;
-//! this module puts them together for the commands.
+//! tails) and [`file_entries`] the file read as a stream, [`merkle`] the tree and its
+//! proofs, [`frontier`] its root grown leaf by leaf, [`note`] the checkpoint text
+//! formats, [`verify`] the verification of a ledger streamed from any store; this module
+//! puts them together for the commands.
 
 pub mod entry;
+pub mod file_entries;
+pub mod frontier;
 pub mod merkle;
 pub mod note;
 pub mod store;
+pub mod verify;
 
 pub use entry::{Action, Actor, Entry};
+pub use file_entries::FileEntries;
 pub use store::{Contents, Ledger, LedgerError, Stored};
+pub use verify::verify_stream;
 
 use crate::digest::Sha256Digest;
 use crate::keys::{SigningKey, VerifyingKey};
