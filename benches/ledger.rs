@@ -90,6 +90,30 @@ fn main() {
     );
 
     let trusted = vec![(keys::key_id(&key.verifying_key()), key.verifying_key())];
+    // The release binary first: a child's peak RSS starts from its parent's at the
+    // fork, so it is measured while this process is still small.
+    let cli = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/cairn");
+    if cli.exists() {
+        let public = dir.path().join("k.pub");
+        std::fs::write(&public, keys::public_pem(&key.verifying_key())).expect("write key");
+        let t = Instant::now();
+        let status = std::process::Command::new(&cli)
+            .args(["ledger", "--ledger"])
+            .arg(&path)
+            .args(["verify", "--key"])
+            .arg(&public)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("run cairn");
+        let took = t.elapsed();
+        assert!(status.success(), "cairn ledger verify failed");
+        println!(
+            "cairn ledger verify (release binary): {:.2} s, peak RSS {} MB",
+            took.as_secs_f64(),
+            children_peak_rss_bytes() / 1_000_000
+        );
+    }
+
     let threads = rayon::current_num_threads();
     // Streamed first: the in-memory verify leaves freed pages the peak could not tell
     // apart from the streamed verify's own.
@@ -117,28 +141,6 @@ fn main() {
         took.as_secs_f64(),
         peak_rss_bytes() / 1_000_000
     );
-
-    let cli = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/cairn");
-    if cli.exists() {
-        let public = dir.path().join("k.pub");
-        std::fs::write(&public, keys::public_pem(&key.verifying_key())).expect("write key");
-        let t = Instant::now();
-        let status = std::process::Command::new(&cli)
-            .args(["ledger", "--ledger"])
-            .arg(&path)
-            .args(["verify", "--key"])
-            .arg(&public)
-            .stdout(std::process::Stdio::null())
-            .status()
-            .expect("run cairn");
-        let took = t.elapsed();
-        assert!(status.success(), "cairn ledger verify failed");
-        println!(
-            "cairn ledger verify (release binary): {:.2} s, peak RSS {} MB",
-            took.as_secs_f64(),
-            children_peak_rss_bytes() / 1_000_000
-        );
-    }
 }
 
 /// Resets this process's peak resident set size to its current one (Linux's
