@@ -1,9 +1,11 @@
 //! `cargo xtask bench-ledger [N]` (or `cargo bench --bench ledger -- N`): the audit
 //! ledger's speed targets, measured on a real ledger file of N entries (default
 //! 1,000,000). Prints append latency (excluding fsync, at the end of the full
-//! ledger, so it shows appends do not slow down as the ledger grows) and the time to
-//! read and verify everything (chain, every signature, the Merkle root), plus the
-//! same verify through the release `cairn ledger verify` binary when it is built.
+//! ledger, so it shows appends do not slow down as the ledger grows) and the time and
+//! peak resident memory to verify everything (chain, every signature, the Merkle root):
+//! streamed as `cairn ledger verify` does, with all entries in memory, and through the
+//! release `cairn ledger verify` binary when it is built. The ledger is written under
+//! the target directory and deleted at the end.
 
 use cairn::keys;
 use cairn::ledger::{self, Action, Entry, Ledger};
@@ -45,7 +47,7 @@ fn main() {
         .find(|a| !a.starts_with('-'))
         .map(|a| a.parse().expect("N is a number of entries"))
         .unwrap_or(1_000_000);
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temp dir");
     let path = dir.path().join("ledger.jsonl");
     let key = keys::generate();
     let ledger = Ledger::open(&path);
@@ -88,17 +90,8 @@ fn main() {
     );
 
     let trusted = vec![(keys::key_id(&key.verifying_key()), key.verifying_key())];
-    let t = Instant::now();
-    let contents = ledger.read().expect("read");
-    let verdict = ledger::verify(&contents, &trusted, None);
-    let took = t.elapsed();
-    assert!(verdict.verified(), "{:?}", verdict.problems);
-    println!(
-        "read + verify (library, {} threads): {:.2} s (target < 10 s)",
-        rayon::current_num_threads(),
-        took.as_secs_f64()
-    );
-
+    // The release binary first: a child's peak RSS starts from its parent's at the
+    // fork, so it is measured while this process is still small.
     let cli = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/cairn");
     if cli.exists() {
         let public = dir.path().join("k.pub");
@@ -112,10 +105,74 @@ fn main() {
             .stdout(std::process::Stdio::null())
             .status()
             .expect("run cairn");
+        let took = t.elapsed();
         assert!(status.success(), "cairn ledger verify failed");
         println!(
-            "cairn ledger verify (release binary): {:.2} s",
-            t.elapsed().as_secs_f64()
+            "cairn ledger verify (release binary): {:.2} s, peak RSS {} MB",
+            took.as_secs_f64(),
+            children_peak_rss_bytes() / 1_000_000
         );
     }
+
+    let threads = rayon::current_num_threads();
+    // Streamed first: the in-memory verify leaves freed pages the peak could not tell
+    // apart from the streamed verify's own.
+    reset_peak_rss();
+    let t = Instant::now();
+    let mut entries = ledger.entries().expect("open the ledger");
+    let verdict = ledger::verify_stream(&mut entries, &trusted, None).expect("read");
+    let took = t.elapsed();
+    assert!(verdict.verified(), "{:?}", verdict.problems);
+    println!(
+        "streamed verify (library, {threads} threads): {:.2} s, peak RSS {} MB (targets < 10 s, < 200 MB)",
+        took.as_secs_f64(),
+        peak_rss_bytes() / 1_000_000
+    );
+
+    reset_peak_rss();
+    let t = Instant::now();
+    let contents = ledger.read().expect("read");
+    let verdict = ledger::verify(&contents, &trusted, None);
+    let took = t.elapsed();
+    assert!(verdict.verified(), "{:?}", verdict.problems);
+    drop(contents);
+    println!(
+        "read all + verify in memory (library, {threads} threads): {:.2} s, peak RSS {} MB",
+        took.as_secs_f64(),
+        peak_rss_bytes() / 1_000_000
+    );
+}
+
+/// Resets this process's peak resident set size to its current one (Linux's
+/// `clear_refs`), so that [`peak_rss_bytes`] measures what runs after.
+fn reset_peak_rss() {
+    std::fs::write("/proc/self/clear_refs", "5").expect("reset the peak RSS");
+}
+
+/// This process's peak resident set size (`VmHWM`) since the last [`reset_peak_rss`].
+fn peak_rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    let kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().strip_suffix("kB"))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .expect("VmHWM in /proc/self/status");
+    kib * 1024
+}
+
+/// The largest peak resident set size of the child processes waited for (the one
+/// `cairn` run).
+fn children_peak_rss_bytes() -> u64 {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage fills the rusage it is given; RUSAGE_CHILDREN is a valid `who`.
+    let usage = unsafe {
+        assert_eq!(
+            libc::getrusage(libc::RUSAGE_CHILDREN, usage.as_mut_ptr()),
+            0
+        );
+        usage.assume_init()
+    };
+    // ru_maxrss is in KiB on Linux.
+    u64::try_from(usage.ru_maxrss).unwrap_or(0) * 1024
 }

@@ -61,6 +61,12 @@ pub trait LedgerStore: Send + Sync {
         })
     }
 
+    /// Bytes an interrupted write left after the last complete entry (a file's torn
+    /// tail, cut off by the next append); a database has none.
+    fn torn_tail_bytes(&self) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+
     /// The number of entries.
     fn size(&self) -> Result<u64, StoreError>;
 
@@ -88,7 +94,13 @@ impl LedgerStore for Ledger {
     }
 
     fn entries(&self) -> Result<EntryStream<'_>, StoreError> {
-        Ok(Box::new(Ledger::read(self)?.entries.into_iter().map(Ok)))
+        Ok(Box::new(
+            Ledger::entries(self)?.map(|entry| entry.map_err(StoreError::from)),
+        ))
+    }
+
+    fn torn_tail_bytes(&self) -> Result<u64, StoreError> {
+        Ok(Ledger::torn_tail_bytes(self)?)
     }
 
     fn read(&self) -> Result<Contents, StoreError> {

@@ -4,21 +4,28 @@
 //! anyone with the public keys.
 //!
 //! [`entry`] is one signed entry, [`store`] the file (locking, durable appends, torn
-//! tails), [`pg`] the PostgreSQL database, [`backend`] the one interface over both,
-//! [`merkle`] the tree and its proofs, [`note`] the checkpoint text formats; this
-//! module puts them together for the commands.
+//! tails) and [`file_entries`] the file read as a stream, [`pg`] the PostgreSQL
+//! database, [`backend`] the one interface over both, [`merkle`] the tree and its
+//! proofs, [`frontier`] its root grown leaf by leaf, [`note`] the checkpoint text
+//! formats, [`tiles`] the C2SP tlog-tiles publication, [`verify`] the verification of a
+//! ledger streamed from any store; this module puts them together for the commands.
 
 pub mod backend;
 pub mod entry;
+pub mod file_entries;
+pub mod frontier;
 pub mod merkle;
 pub mod note;
 pub mod pg;
 pub mod store;
 pub mod tiles;
+pub mod verify;
 
 pub use backend::{open, LedgerStore, StoreError};
 pub use entry::{Action, Actor, Entry};
+pub use file_entries::FileEntries;
 pub use store::{Contents, Ledger, LedgerError, Stored};
+pub use verify::verify_stream;
 
 use crate::digest::Sha256Digest;
 use crate::keys::{SigningKey, VerifyingKey};
@@ -364,31 +371,70 @@ pub fn verify(
     }
 }
 
-/// Checks the ledger against every checkpoint kept with it (`ledger checkpoint
-/// --store`), each signed by `key` for `origin`: a problem per checkpoint that does not
-/// verify or that the ledger no longer extends (history rewritten, even by someone
-/// holding a writer key).
-pub fn stored_checkpoint_problems(
-    entries: &[Stored],
+/// What is wrong with each of `notes` (checkpoints kept in the store, signed by `key`
+/// for `origin`) against `entries`, the ledger as it is now, read once more in one
+/// streamed pass holding O(log n) hashes: each must cover a prefix of the ledger, with
+/// the same root (else history was rewritten, even by a writer-key holder) and no more
+/// entries than the ledger has (else entries were removed).
+pub fn stored_checkpoint_problems<E>(
+    entries: impl IntoIterator<Item = Result<Stored, E>>,
     notes: &[String],
     origin: &str,
     key: &VerifyingKey,
-) -> Vec<String> {
+) -> Result<Vec<String>, E> {
     if notes.is_empty() {
-        return Vec::new();
+        return Ok(Vec::new());
     }
-    let leaves = leaves(entries);
-    let root = merkle::root(&leaves);
-    notes
-        .iter()
-        .enumerate()
-        .filter_map(|(n, note)| {
-            let held = HeldCheckpoint { note, origin, key };
-            held_checkpoint(&held, &leaves, &root)
-                .err()
-                .map(|e| format!("stored checkpoint {}: {e}", n + 1))
-        })
-        .collect()
+    let mut problems: Vec<(usize, String)> = Vec::new();
+    // (size, note number, root) of each readable checkpoint, smallest first.
+    let mut pending: Vec<(u64, usize, merkle::Hash)> = Vec::new();
+    for (n, note) in notes.iter().enumerate() {
+        match read_checkpoint(note, origin, key, "held checkpoint") {
+            Ok(cp) => pending.push((cp.size, n, cp.root)),
+            Err(e) => problems.push((n, e.to_string())),
+        }
+    }
+    pending.sort_unstable_by_key(|&(size, n, _)| (size, n));
+    let mut frontier = frontier::Frontier::default();
+    let mut next = pending.iter().peekable();
+    let mut check = |frontier: &frontier::Frontier, problems: &mut Vec<(usize, String)>| {
+        while let Some(&&(size, n, root)) = next.peek() {
+            if size != frontier.size() {
+                break;
+            }
+            let computed = frontier.root();
+            if computed != root {
+                let error = ProofCheckError::HeldRewritten {
+                    size,
+                    error: merkle::ProofError::OldRootMismatch {
+                        size,
+                        expected: root,
+                        computed,
+                    },
+                };
+                problems.push((n, error.to_string()));
+            }
+            next.next();
+        }
+    };
+    check(&frontier, &mut problems);
+    for stored in entries {
+        frontier.push(merkle::leaf_hash(&stored?.line));
+        check(&frontier, &mut problems);
+    }
+    let ledger = frontier.size();
+    for &(size, n, _) in next {
+        let error = ProofCheckError::HeldBeyondLedger {
+            checkpoint: size,
+            ledger,
+        };
+        problems.push((n, error.to_string()));
+    }
+    problems.sort_by_key(|(n, _)| *n);
+    Ok(problems
+        .into_iter()
+        .map(|(n, e)| format!("stored checkpoint {}: {e}", n + 1))
+        .collect())
 }
 
 fn held_checkpoint(

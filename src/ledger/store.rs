@@ -25,7 +25,7 @@ pub const MAX_PROBLEMS: usize = 100;
 /// Entries verified together in one `verify_batch` call: large enough that the batch's
 /// multi-scalar multiplication pays off (10.6 µs a signature at 2048 against 11.7 at 512
 /// and 30 one by one), small enough to spread a big ledger over all cores.
-const SIGNATURE_BATCH: usize = 2048;
+pub(super) const SIGNATURE_BATCH: usize = 2048;
 
 /// How far back the tail is read per step when looking for the last line.
 const TAIL_BLOCK: u64 = 4096;
@@ -115,6 +115,21 @@ impl Ledger {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Bytes after the last `\n`: what a write interrupted by a crash left behind (read
+    /// from the end of the file; a missing file has none).
+    pub fn torn_tail_bytes(&self) -> Result<u64, LedgerError> {
+        let file = match File::open(&self.path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(self.io("open")(e)),
+        };
+        let len = file.metadata().map_err(self.io("read"))?.len();
+        let complete = last_newline_before(&file, len)
+            .map_err(self.io("read"))?
+            .map_or(0, |newline| newline + 1);
+        Ok(len - complete)
     }
 
     fn io(&self, action: &'static str) -> impl FnOnce(io::Error) -> LedgerError + '_ {
@@ -341,7 +356,7 @@ impl Tail {
 }
 
 /// Offset of the last `\n` before offset `end`, reading backwards block by block.
-fn last_newline_before(file: &File, end: u64) -> io::Result<Option<u64>> {
+pub(super) fn last_newline_before(file: &File, end: u64) -> io::Result<Option<u64>> {
     let mut block = [0u8; TAIL_BLOCK as usize];
     let mut block_end = end;
     while block_end > 0 {
@@ -362,37 +377,85 @@ fn last_newline_before(file: &File, end: u64) -> io::Result<Option<u64>> {
 /// [`MAX_PROBLEMS`] of them and then an [`ProblemKind::Omitted`] count; empty means the
 /// ledger is intact.
 pub fn verify_chain(entries: &[Stored], trusted: &[(String, VerifyingKey)]) -> Vec<ChainProblem> {
-    let chunks: Vec<(Vec<ChainProblem>, u64)> = entries
-        .par_chunks(SIGNATURE_BATCH)
-        .enumerate()
-        .map(|(n, chunk)| {
-            let problems = check_chunk(entries, n * SIGNATURE_BATCH, chunk, trusted);
-            let count = problems.len() as u64;
-            (problems.into_iter().take(MAX_PROBLEMS + 1).collect(), count)
-        })
-        .collect();
-    let total: u64 = chunks.iter().map(|(_, count)| count).sum();
-    let mut listed: Vec<ChainProblem> = chunks
-        .into_iter()
-        .flat_map(|(problems, _)| problems)
-        .take(MAX_PROBLEMS + 1)
-        .collect();
-    if total > MAX_PROBLEMS as u64 {
-        let first_omitted = listed.pop().expect("more than MAX_PROBLEMS were listed");
-        listed.truncate(MAX_PROBLEMS);
-        listed.push(ChainProblem {
-            kind: ProblemKind::Omitted {
-                count: total - MAX_PROBLEMS as u64,
-            },
-            ..first_omitted
-        });
-    }
-    listed
+    let mut check = ChainCheck::new(trusted);
+    check.push(entries);
+    check.finish()
 }
 
-/// The problems of `chunk`, which starts at index `first` of `all`, in line order.
+/// The chain check of a ledger fed block by block ([`verify_chain`] is one block, a
+/// streamed verify many): each entry is checked against the one before it, which for a
+/// block's first entry is the last entry of the block before.
+pub(super) struct ChainCheck<'k> {
+    trusted: &'k [(String, VerifyingKey)],
+    /// The last entry pushed, which the next block's first entry chains to.
+    last: Option<Stored>,
+    /// Entries pushed so far: the index of the next block's first entry.
+    checked: usize,
+    /// The first problems in line order, at most `MAX_PROBLEMS + 1` (the one past the
+    /// cap names where the unlisted ones start).
+    listed: Vec<ChainProblem>,
+    /// Every problem found, listed or not.
+    total: u64,
+}
+
+impl<'k> ChainCheck<'k> {
+    pub(super) fn new(trusted: &'k [(String, VerifyingKey)]) -> ChainCheck<'k> {
+        ChainCheck {
+            trusted,
+            last: None,
+            checked: 0,
+            listed: Vec::new(),
+            total: 0,
+        }
+    }
+
+    /// Checks the next `block` of entries, its signature batches in parallel.
+    pub(super) fn push(&mut self, block: &[Stored]) {
+        let (before, first, trusted) = (self.last.as_ref(), self.checked, self.trusted);
+        let chunks: Vec<(Vec<ChainProblem>, u64)> = block
+            .par_chunks(SIGNATURE_BATCH)
+            .enumerate()
+            .map(|(n, chunk)| {
+                let start = n * SIGNATURE_BATCH;
+                let before = start.checked_sub(1).map(|i| &block[i]).or(before);
+                let problems = check_chunk(before, first + start, chunk, trusted);
+                let count = problems.len() as u64;
+                (problems.into_iter().take(MAX_PROBLEMS + 1).collect(), count)
+            })
+            .collect();
+        for (problems, count) in chunks {
+            self.total += count;
+            let room = MAX_PROBLEMS + 1 - self.listed.len();
+            self.listed.extend(problems.into_iter().take(room));
+        }
+        self.checked += block.len();
+        if let Some(last) = block.last() {
+            self.last = Some(last.clone());
+        }
+    }
+
+    /// Every problem in line order, the first [`MAX_PROBLEMS`] of them and then an
+    /// [`ProblemKind::Omitted`] count.
+    pub(super) fn finish(self) -> Vec<ChainProblem> {
+        let mut listed = self.listed;
+        if self.total > MAX_PROBLEMS as u64 {
+            let first_omitted = listed.pop().expect("more than MAX_PROBLEMS were listed");
+            listed.truncate(MAX_PROBLEMS);
+            listed.push(ChainProblem {
+                kind: ProblemKind::Omitted {
+                    count: self.total - MAX_PROBLEMS as u64,
+                },
+                ..first_omitted
+            });
+        }
+        listed
+    }
+}
+
+/// The problems of `chunk`, which starts at index `first` of the ledger, right after
+/// `before` (`None` at the start of the ledger), in line order.
 fn check_chunk(
-    all: &[Stored],
+    before: Option<&Stored>,
     first: usize,
     chunk: &[Stored],
     trusted: &[(String, VerifyingKey)],
@@ -407,7 +470,7 @@ fn check_chunk(
             seq: entry.seq,
             kind,
         };
-        let previous = index.checked_sub(1).map(|i| &all[i]);
+        let previous = offset.checked_sub(1).map(|i| &chunk[i]).or(before);
         let expected = previous.map_or(0, |p| p.entry.seq.wrapping_add(1));
         if entry.seq != expected {
             problems.push(problem(ProblemKind::Seq {
