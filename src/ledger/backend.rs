@@ -108,7 +108,8 @@ impl LedgerStore for Ledger {
     }
 
     fn size(&self) -> Result<u64, StoreError> {
-        Ok(Ledger::read(self)?.entries.len() as u64)
+        // Counted as the entries stream past: one block in memory, not the whole file.
+        Ok(Ledger::entries(self)?.try_fold(0, |n, entry| entry.map(|_| n + 1))?)
     }
 
     fn exists(&self) -> Result<bool, StoreError> {

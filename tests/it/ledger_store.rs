@@ -5,8 +5,9 @@
 //! Child processes are this test binary run again on `ledger_child`, told what to do
 //! by `CAIRN_TEST_LEDGER_CHILD`.
 
+use crate::common::ledger_entry;
 use cairn::keys::{self, SigningKey, VerifyingKey};
-use cairn::ledger::entry::{Action, Entry};
+use cairn::ledger::entry::Entry;
 use cairn::ledger::store::{verify_chain, Ledger};
 use rand_core::RngCore as _;
 use std::io::{BufRead as _, BufReader, Write as _};
@@ -15,16 +16,6 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const CHILD_ENV: &str = "CAIRN_TEST_LEDGER_CHILD";
-
-fn entry(writer: &str, n: u64) -> Entry {
-    let details = [("n".to_string(), serde_json::json!(n))].into();
-    Entry::new(
-        Action::Build,
-        writer,
-        "2026-11-27T05:39:03Z".into(),
-        details,
-    )
-}
 
 /// A ledger path and a signing key saved where child processes can read it.
 struct Setup {
@@ -84,7 +75,7 @@ fn append_from_threads(ledger: &Ledger, key: &SigningKey, writer: &str, threads:
             scope.spawn(move || {
                 for n in 0..count {
                     ledger
-                        .append(entry(&format!("{writer}/{t}"), n), key, true)
+                        .append(ledger_entry(&format!("{writer}/{t}"), n), key, true)
                         .unwrap();
                 }
             });
@@ -192,7 +183,9 @@ fn an_appender_killed_at_a_random_moment_loses_no_completed_entry() {
             assert_eq!(*seq, i as u64);
             assert_eq!(entries[i].details["n"], serde_json::json!(i));
         }
-        let next = ledger.append(entry("after", 0), &setup.key, true).unwrap();
+        let next = ledger
+            .append(ledger_entry("after", 0), &setup.key, true)
+            .unwrap();
         assert_eq!(next.seq, entries.len() as u64);
         read_valid_chain(&setup);
     }
@@ -220,7 +213,9 @@ fn ledger_child() {
         ["forever"] => {
             let mut stdout = std::io::stdout().lock();
             for n in 0.. {
-                let stored = ledger.append(entry("doomed", n), &key, true).unwrap();
+                let stored = ledger
+                    .append(ledger_entry("doomed", n), &key, true)
+                    .unwrap();
                 writeln!(stdout, "appended {}", stored.seq).unwrap();
                 stdout.flush().unwrap();
             }

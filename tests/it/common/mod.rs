@@ -274,3 +274,15 @@ pub fn cyclonedx_validate(file: &Path) -> Result<(), String> {
             .arg(file),
     )
 }
+
+/// An unsigned `build` entry by `writer`, numbered `n` in its details: what the
+/// concurrent-writer tests append, so each writer's entries can be counted.
+pub fn ledger_entry(writer: &str, n: u64) -> cairn::ledger::Entry {
+    let details = [("n".to_string(), serde_json::json!(n))].into();
+    cairn::ledger::Entry::new(
+        cairn::ledger::Action::Build,
+        writer,
+        "2026-11-27T05:39:03Z".into(),
+        details,
+    )
+}

@@ -6,26 +6,16 @@
 //! Writer processes are this test binary run again on `postgres_child`, told what to do
 //! by `CAIRN_TEST_PG_CHILD`.
 
+use crate::common::ledger_entry;
 use crate::common::postgres::Cluster;
 use crate::common::{cairn, run_err, run_ok};
 use cairn::keys::{self, SigningKey};
-use cairn::ledger::entry::{Action, Entry};
 use cairn::ledger::{self as ledger_lib, Ledger, LedgerStore};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
 const CHILD_ENV: &str = "CAIRN_TEST_PG_CHILD";
-
-fn entry(writer: &str, n: u64) -> Entry {
-    let details = [("n".to_string(), serde_json::json!(n))].into();
-    Entry::new(
-        Action::Build,
-        writer,
-        "2026-11-27T05:39:03Z".into(),
-        details,
-    )
-}
 
 /// A cluster, a signing key saved as `signer.key`/`signer.pub`, and a work directory.
 struct Setup {
@@ -58,7 +48,9 @@ impl Setup {
     fn append(&self, n: u64) {
         let store = self.store();
         for i in 0..n {
-            store.append(entry("ci", i), &self.key, true).unwrap();
+            store
+                .append(ledger_entry("ci", i), &self.key, true)
+                .unwrap();
         }
     }
 
@@ -91,7 +83,7 @@ fn the_database_stores_the_file_stores_bytes_and_exports_and_imports_them() {
     let s = Setup::new();
     let file = Ledger::open(s.path("file.jsonl"));
     for i in 0..20 {
-        file.append(entry("ci", i), &s.key, false).unwrap();
+        file.append(ledger_entry("ci", i), &s.key, false).unwrap();
     }
     s.append(20);
     let file_lines = std::fs::read(s.path("file.jsonl")).unwrap();
@@ -218,7 +210,9 @@ fn a_stored_checkpoint_catches_a_history_rewritten_with_the_writer_key() {
     // Someone with the writer key and the database rewrites all history consistently.
     s.db.psql("TRUNCATE cairn_ledger_entries; UPDATE cairn_ledger_head SET next_seq = 0, prev = repeat('0', 64)");
     for i in 0..6 {
-        s.store().append(entry("forger", i), &s.key, true).unwrap();
+        s.store()
+            .append(ledger_entry("forger", i), &s.key, true)
+            .unwrap();
     }
     let (code, out) = s.verify();
     assert_eq!(code, 1, "{out}");
@@ -369,8 +363,8 @@ fn a_writer_killed_mid_run_leaves_a_valid_ledger_with_every_reported_append() {
 fn a_retried_append_of_the_same_entry_is_recorded_once() {
     let s = Setup::new();
     let store = s.store();
-    let first = store.append(entry("ci", 1), &s.key, true).unwrap();
-    let again = store.append(entry("ci", 1), &s.key, true).unwrap();
+    let first = store.append(ledger_entry("ci", 1), &s.key, true).unwrap();
+    let again = store.append(ledger_entry("ci", 1), &s.key, true).unwrap();
     assert_eq!(first, again);
     assert_eq!(store.size().unwrap(), 1);
 }
@@ -480,7 +474,7 @@ fn postgres_child() {
     let store = ledger_lib::open(url).unwrap();
     let mut failed = false;
     for n in 0..count.parse::<u64>().unwrap() {
-        match store.append(entry(writer, n), &key, true) {
+        match store.append(ledger_entry(writer, n), &key, true) {
             Ok(_) => println!("appended {n}"),
             Err(e) => {
                 println!("failed {n}: {e}");
