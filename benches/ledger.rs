@@ -1,16 +1,32 @@
-//! `cargo xtask bench-ledger [N]` (or `cargo bench --bench ledger -- N`): the audit
-//! ledger's speed targets, measured on a real ledger file of N entries (default
-//! 1,000,000). Prints append latency (excluding fsync, at the end of the full
-//! ledger, so it shows appends do not slow down as the ledger grows) and the time and
-//! peak resident memory to verify everything (chain, every signature, the Merkle root):
-//! streamed as `cairn ledger verify` does, with all entries in memory, and through the
-//! release `cairn ledger verify` binary when it is built. The ledger is written under
-//! the target directory and deleted at the end.
+//! `cargo xtask bench-ledger [N] [--postgres]` (or `cargo bench --bench ledger -- N
+//! [--postgres]`): the audit ledger's speed targets, measured on a real ledger file of
+//! N entries (default 1,000,000). Prints append latency (excluding fsync, at the end of
+//! the full ledger, so it shows appends do not slow down as the ledger grows) and the
+//! time and peak resident memory to verify everything (chain, every signature, the
+//! Merkle root): streamed as `cairn ledger verify` does, with all entries in memory,
+//! and through the release `cairn` binary (built by `cargo xtask bench-ledger`) from
+//! the file and from the ledger published as tiles.
+//!
+//! With `--postgres` it also starts a throwaway PostgreSQL cluster (the integration
+//! tests' harness) and measures 8 concurrent durable writers (appends per second, p50
+//! and p99 latency) and the release binary's verify of the same N entries imported
+//! into the database. Everything is written under the target directory or a temporary
+//! directory and deleted at the end.
 
-use cairn::keys;
+#[path = "../tests/it/common/postgres.rs"]
+#[allow(dead_code)] // the harness's crash and psql helpers serve the tests only
+mod postgres;
+
+use cairn::keys::{self, SigningKey};
 use cairn::ledger::{self, Action, Entry, Ledger};
 use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+/// Concurrent durable writers in the database bench, and appends each.
+const WRITERS: usize = 8;
+const APPENDS_PER_WRITER: u64 = 500;
 
 fn entry(i: u64) -> Entry {
     let details = BTreeMap::from([
@@ -47,6 +63,7 @@ fn main() {
         .find(|a| !a.starts_with('-'))
         .map(|a| a.parse().expect("N is a number of entries"))
         .unwrap_or(1_000_000);
+    let with_postgres = std::env::args().any(|a| a == "--postgres");
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temp dir");
     let path = dir.path().join("ledger.jsonl");
     let key = keys::generate();
@@ -90,28 +107,45 @@ fn main() {
     );
 
     let trusted = vec![(keys::key_id(&key.verifying_key()), key.verifying_key())];
+    let public = dir.path().join("k.pub");
+    std::fs::write(&public, keys::public_pem(&key.verifying_key())).expect("write key");
+    let private = dir.path().join("k.pem");
+    std::fs::write(&private, keys::private_pem(&key)).expect("write key");
     // The release binary first: a child's peak RSS starts from its parent's at the
     // fork, so it is measured while this process is still small.
-    let cli = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/cairn");
+    let cli = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/cairn");
     if cli.exists() {
-        let public = dir.path().join("k.pub");
-        std::fs::write(&public, keys::public_pem(&key.verifying_key())).expect("write key");
-        let t = Instant::now();
-        let status = std::process::Command::new(&cli)
-            .args(["ledger", "--ledger"])
-            .arg(&path)
-            .args(["verify", "--key"])
-            .arg(&public)
-            .stdout(std::process::Stdio::null())
-            .status()
-            .expect("run cairn");
-        let took = t.elapsed();
-        assert!(status.success(), "cairn ledger verify failed");
+        let location = path.display().to_string();
+        let (took, rss) = run_measured(cli_verify(&cli, &location, &public));
         println!(
-            "cairn ledger verify (release binary): {:.2} s, peak RSS {} MB",
+            "cairn ledger verify, file (release binary): {:.2} s, peak RSS {} MB (targets < 10 s, < 200 MB)",
             took.as_secs_f64(),
-            children_peak_rss_bytes() / 1_000_000
+            rss / 1_000_000
         );
+        let tiles = dir.path().join("tiles");
+        let mut publish = Command::new(&cli);
+        publish.args(["ledger", "--ledger", &location, "tiles"]);
+        publish.arg(&tiles).arg("--key").arg(&private);
+        let (took, rss) = run_measured(publish);
+        println!(
+            "cairn ledger tiles (release binary): {:.2} s, peak RSS {} MB",
+            took.as_secs_f64(),
+            rss / 1_000_000
+        );
+        let mut verify = cli_verify(&cli, &location, &public);
+        verify.arg("--tiles").arg(&tiles);
+        let (took, rss) = run_measured(verify);
+        println!(
+            "cairn ledger verify --tiles DIR (release binary): {:.2} s, peak RSS {} MB",
+            took.as_secs_f64(),
+            rss / 1_000_000
+        );
+        std::fs::remove_dir_all(&tiles).expect("remove the tiles");
+        if with_postgres {
+            bench_postgres(&cli, &path, &public, n + 1000);
+        }
+    } else if with_postgres {
+        panic!("--postgres measures the release binary: build it first (cargo build --release)");
     }
 
     let threads = rayon::current_num_threads();
@@ -143,6 +177,105 @@ fn main() {
     );
 }
 
+/// The release binary's `ledger verify` of `location`, trusting `public`.
+fn cli_verify(cli: &Path, location: &str, public: &Path) -> Command {
+    let mut verify = Command::new(cli);
+    verify.args(["ledger", "--ledger", location, "verify", "--key"]);
+    verify.arg(public).stdout(std::process::Stdio::null());
+    verify
+}
+
+/// 8 concurrent durable writers on an empty database ledger, then the release binary's
+/// verify of the `entries` of `file` imported into another database.
+fn bench_postgres(cli: &Path, file: &Path, public: &Path, entries: u64) {
+    let cluster = postgres::Cluster::start();
+    let url = |db: &str| cluster.url_as(postgres::USER, postgres::PASSWORD, db);
+    for db in ["writers", "imported"] {
+        cluster.psql(&format!("CREATE DATABASE {db}"));
+    }
+
+    let writers_url = url("writers");
+    let start = Instant::now();
+    let mut latencies: Vec<Duration> = std::thread::scope(|scope| {
+        let writers: Vec<_> = (0..WRITERS)
+            .map(|w| {
+                let writers_url = &writers_url;
+                scope.spawn(move || {
+                    let store = ledger::open(writers_url).expect("open the database ledger");
+                    let key: SigningKey = keys::generate();
+                    (0..APPENDS_PER_WRITER)
+                        .map(|i| {
+                            let t = Instant::now();
+                            store
+                                .append(entry(w as u64 * APPENDS_PER_WRITER + i), &key, true)
+                                .expect("append");
+                            t.elapsed()
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        writers
+            .into_iter()
+            .flat_map(|w| w.join().expect("writer"))
+            .collect()
+    });
+    let wall = start.elapsed();
+    latencies.sort();
+    let store = ledger::open(&writers_url).expect("open");
+    assert_eq!(
+        store.size().expect("size"),
+        WRITERS as u64 * APPENDS_PER_WRITER
+    );
+    println!(
+        "postgres: {WRITERS} durable writers x {APPENDS_PER_WRITER} appends: {:.0} appends/s, \
+         latency p50 {:.2} ms, p99 {:.2} ms (target >= 500/s)",
+        latencies.len() as f64 / wall.as_secs_f64(),
+        percentile(&latencies, 0.5).as_secs_f64() * 1e3,
+        percentile(&latencies, 0.99).as_secs_f64() * 1e3
+    );
+
+    let imported = url("imported");
+    let mut import = Command::new(cli);
+    import.args(["ledger", "--ledger", &imported, "import"]);
+    import.arg(file).arg("--key").arg(public);
+    let (took, rss) = run_measured(import);
+    println!(
+        "postgres: cairn ledger import of {entries} entries (release binary): {:.2} s, peak RSS {} MB",
+        took.as_secs_f64(),
+        rss / 1_000_000
+    );
+    let (took, rss) = run_measured(cli_verify(cli, &imported, public));
+    println!(
+        "postgres: cairn ledger verify (release binary): {:.2} s, peak RSS {} MB (targets < 20 s, < 200 MB)",
+        took.as_secs_f64(),
+        rss / 1_000_000
+    );
+}
+
+/// Runs `command` to success; its wall time and its own peak resident set size.
+// The child is reaped by wait4, which also gives its own rusage (Child::wait would not).
+#[allow(clippy::zombie_processes)]
+fn run_measured(mut command: Command) -> (Duration, u64) {
+    let start = Instant::now();
+    let child = command.spawn().expect("run cairn");
+    let mut status = 0;
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: wait4 waits for the child just spawned and fills the rusage it is given.
+    let usage = unsafe {
+        let pid = libc::pid_t::try_from(child.id()).expect("a pid");
+        assert_eq!(libc::wait4(pid, &mut status, 0, usage.as_mut_ptr()), pid);
+        usage.assume_init()
+    };
+    let took = start.elapsed();
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "{command:?} failed"
+    );
+    // ru_maxrss is in KiB on Linux.
+    (took, u64::try_from(usage.ru_maxrss).unwrap_or(0) * 1024)
+}
+
 /// Resets this process's peak resident set size to its current one (Linux's
 /// `clear_refs`), so that [`peak_rss_bytes`] measures what runs after.
 fn reset_peak_rss() {
@@ -159,20 +292,4 @@ fn peak_rss_bytes() -> u64 {
         .and_then(|v| v.trim().parse::<u64>().ok())
         .expect("VmHWM in /proc/self/status");
     kib * 1024
-}
-
-/// The largest peak resident set size of the child processes waited for (the one
-/// `cairn` run).
-fn children_peak_rss_bytes() -> u64 {
-    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-    // SAFETY: getrusage fills the rusage it is given; RUSAGE_CHILDREN is a valid `who`.
-    let usage = unsafe {
-        assert_eq!(
-            libc::getrusage(libc::RUSAGE_CHILDREN, usage.as_mut_ptr()),
-            0
-        );
-        usage.assume_init()
-    };
-    // ru_maxrss is in KiB on Linux.
-    u64::try_from(usage.ru_maxrss).unwrap_or(0) * 1024
 }

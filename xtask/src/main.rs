@@ -8,7 +8,7 @@
 //! - `bench [--size-mb N[,N...]] [--runs N] [--keep]`: time `cairn build` (each
 //!   compression, cold and warm cache) against the gzip, pigz, zstd pipelines and umoci on
 //!   a generated tree (see `bench.rs`).
-//! - `bench-ledger [N]`: the audit ledger's append and verify speed at N entries
+//! - `bench-ledger [N] [--postgres]`: the audit ledger's append and verify speed at N entries
 //!   (`benches/ledger.rs`).
 //! - `bench-debian`: build time of `recipes/distroless.yaml` from the host's Debian
 //!   mirror, cold and with a warm package cache (`bench_debian.rs`).
@@ -44,8 +44,11 @@ commands:
                                (default 300; e.g. 100,300,1024), N runs each
                                (default 3); --keep leaves cairn's layouts in
                                target/bench/
-  bench-ledger [N]             append latency and verify time of an N-entry audit
-                               ledger (default 1000000)
+  bench-ledger [N] [--postgres]
+                               append latency and verify time of an N-entry audit
+                               ledger (default 1000000), from the file and from
+                               tiles; --postgres adds 8 concurrent durable writers
+                               and a verify from a throwaway PostgreSQL cluster
   bench-debian                 build time of recipes/distroless.yaml (Debian
                                packages from the host's mirror), cold and warm";
 

@@ -3,22 +3,30 @@
 //! (`$PGPASSFILE`); `sslmode=disable|allow|prefer|require|verify-ca|verify-full` with
 //! `sslrootcert=FILE` (default `~/.postgresql/root.crt`), TLS through rustls.
 //!
-//! Guarantees every network call a deadline: a connect timeout (`connect_timeout`,
-//! default [`CONNECT_TIMEOUT`]), a server-side `statement_timeout` of
-//! [`STATEMENT_TIMEOUT`], and TCP keepalives plus `TCP_USER_TIMEOUT` so a peer that
-//! vanishes without closing the connection is noticed. The password never appears in
-//! [`Target::shown`] or in an error.
+//! Guarantees every network call a deadline: connecting (TCP, TLS, authentication)
+//! within `connect_timeout` (default [`CONNECT_TIMEOUT`]), each statement within
+//! [`CALL_TIMEOUT`] on the client's clock (a server that accepts and then never
+//! answers, or stops answering, fails the call instead of hanging the command), a
+//! server-side `statement_timeout` of [`STATEMENT_TIMEOUT`] that fires first on a live
+//! server, and TCP keepalives plus `TCP_USER_TIMEOUT` so a peer that vanishes without
+//! closing the connection is noticed. The password never appears in [`Target::shown`]
+//! or in an error.
 
 use super::DatabaseError;
 use std::path::{Path, PathBuf};
 use std::str::FromStr as _;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Row;
 
 /// How long a connection attempt may take unless the URL says `connect_timeout=`.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the server lets one statement run (lock waits included).
 pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the client waits for the answer to one statement: past the server's own
+/// limit, so a live server reports its `statement_timeout` first.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(35);
 
 /// The libpq `sslmode`s; `verify-ca` is checked as `verify-full` (the host name too).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,7 +41,7 @@ enum SslMode {
 /// secure it.
 #[derive(Clone)]
 pub struct Target {
-    config: postgres::Config,
+    config: tokio_postgres::Config,
     ssl: SslMode,
     root_cert: Option<PathBuf>,
     shown: String,
@@ -110,9 +118,10 @@ impl Target {
         } else {
             format!("{base}?{}", kept.join("&"))
         };
-        let mut config = postgres::Config::from_str(&rebuilt).map_err(|e| bad(e.to_string()))?;
+        let mut config =
+            tokio_postgres::Config::from_str(&rebuilt).map_err(|e| bad(e.to_string()))?;
         if config.get_hosts().is_empty() {
-            config.host(&std::env::var("PGHOST").unwrap_or_else(|_| "localhost".into()));
+            config.host(std::env::var("PGHOST").unwrap_or_else(|_| "localhost".into()));
         }
         if config.get_user().is_none() {
             let user = std::env::var("PGUSER")
@@ -164,29 +173,59 @@ impl Target {
         &self.shown
     }
 
-    /// A new connection.
-    pub fn connect(&self) -> Result<postgres::Client, DatabaseError> {
-        let connect_error = |source| DatabaseError::Connect {
+    /// A new connection, made within the connect timeout.
+    pub fn connect(&self) -> Result<Connection, DatabaseError> {
+        let connect_error = |cause| DatabaseError::Connect {
             location: self.shown.clone(),
-            source,
+            cause,
         };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| DatabaseError::Runtime {
+                location: self.shown.clone(),
+                reason: e.to_string(),
+            })?;
+        let within = self.config.get_connect_timeout().copied();
+        let within = within.unwrap_or(CONNECT_TIMEOUT);
         let mut config = self.config.clone();
-        match self.ssl {
-            SslMode::Disable => config
-                .ssl_mode(postgres::config::SslMode::Disable)
-                .connect(postgres::NoTls)
-                .map_err(connect_error),
+        let connected = match self.ssl {
+            SslMode::Disable => {
+                config.ssl_mode(tokio_postgres::config::SslMode::Disable);
+                let connecting = async {
+                    let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
+                    tokio::spawn(connection);
+                    Ok(client)
+                };
+                runtime.block_on(async { tokio::time::timeout(within, connecting).await })
+            }
             mode => {
                 config.ssl_mode(match mode {
-                    SslMode::Prefer => postgres::config::SslMode::Prefer,
-                    _ => postgres::config::SslMode::Require,
+                    SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+                    _ => tokio_postgres::config::SslMode::Require,
                 });
-                let tls = self.tls_config()?;
-                config
-                    .connect(tokio_postgres_rustls::MakeRustlsConnect::new(tls))
-                    .map_err(connect_error)
+                let tls = tokio_postgres_rustls::MakeRustlsConnect::new(self.tls_config()?);
+                let connecting = async {
+                    let (client, connection) = config.connect(tls).await?;
+                    tokio::spawn(connection);
+                    Ok(client)
+                };
+                runtime.block_on(async { tokio::time::timeout(within, connecting).await })
             }
-        }
+        };
+        let client = connected
+            .map_err(|_| DatabaseError::Timeout {
+                location: self.shown.clone(),
+                what: "connecting",
+                seconds: within.as_secs(),
+            })?
+            .map_err(connect_error)?;
+        Ok(Connection {
+            runtime,
+            client,
+            shown: self.shown.clone(),
+            broken: false,
+        })
     }
 
     fn tls_config(&self) -> Result<rustls::ClientConfig, DatabaseError> {
@@ -216,6 +255,97 @@ impl Target {
             return Err(bad("holds no certificate".into()));
         }
         Ok(builder.with_root_certificates(roots).with_no_client_auth())
+    }
+}
+
+/// One connection, driven by its own single-threaded runtime; every call has a
+/// deadline ([`CALL_TIMEOUT`]).
+pub struct Connection {
+    runtime: tokio::runtime::Runtime,
+    client: tokio_postgres::Client,
+    /// The ledger URL without its password, for errors.
+    shown: String,
+    /// Set when a call timed out: where the protocol stands is unknown, so the
+    /// connection is not used again.
+    broken: bool,
+}
+
+impl Connection {
+    /// Whether the connection dropped or a call on it timed out.
+    pub fn is_closed(&self) -> bool {
+        self.broken || self.client.is_closed()
+    }
+
+    /// Waits for `call` on the runtime, at most [`CALL_TIMEOUT`].
+    fn finish<T>(
+        runtime: &tokio::runtime::Runtime,
+        broken: &mut bool,
+        shown: &str,
+        call: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+    ) -> Result<T, DatabaseError> {
+        match runtime.block_on(async { tokio::time::timeout(CALL_TIMEOUT, call).await }) {
+            Ok(answer) => answer.map_err(|cause| DatabaseError::Query {
+                location: shown.to_string(),
+                cause,
+            }),
+            Err(_) => {
+                *broken = true;
+                Err(DatabaseError::Timeout {
+                    location: shown.to_string(),
+                    what: "waiting for an answer",
+                    seconds: CALL_TIMEOUT.as_secs(),
+                })
+            }
+        }
+    }
+
+    pub fn query(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, DatabaseError> {
+        let call = self.client.query(sql, params);
+        Self::finish(&self.runtime, &mut self.broken, &self.shown, call)
+    }
+
+    pub fn query_one(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Row, DatabaseError> {
+        let call = self.client.query_one(sql, params);
+        Self::finish(&self.runtime, &mut self.broken, &self.shown, call)
+    }
+
+    pub fn execute(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, DatabaseError> {
+        let call = self.client.execute(sql, params);
+        Self::finish(&self.runtime, &mut self.broken, &self.shown, call)
+    }
+
+    pub fn batch_execute(&mut self, sql: &str) -> Result<(), DatabaseError> {
+        let call = self.client.batch_execute(sql);
+        Self::finish(&self.runtime, &mut self.broken, &self.shown, call)
+    }
+
+    /// Runs `work` in a transaction: committed if it returns `Ok`, rolled back if not.
+    pub fn transaction<T>(
+        &mut self,
+        work: impl FnOnce(&mut Connection) -> Result<T, DatabaseError>,
+    ) -> Result<T, DatabaseError> {
+        self.batch_execute("BEGIN")?;
+        match work(self) {
+            Ok(done) => self.batch_execute("COMMIT").map(|()| done),
+            Err(e) => {
+                if !self.is_closed() && self.batch_execute("ROLLBACK").is_err() {
+                    self.broken = true;
+                }
+                Err(e)
+            }
+        }
     }
 }
 
@@ -276,7 +406,7 @@ fn home() -> Option<PathBuf> {
 }
 
 /// `$PGPASSWORD`, else the first matching line of `$PGPASSFILE` or `~/.pgpass`.
-fn password_from_environment(config: &postgres::Config) -> Option<String> {
+fn password_from_environment(config: &tokio_postgres::Config) -> Option<String> {
     if let Ok(password) = std::env::var("PGPASSWORD") {
         return Some(password);
     }
@@ -284,8 +414,8 @@ fn password_from_environment(config: &postgres::Config) -> Option<String> {
         .map(PathBuf::from)
         .or_else(|| home().map(|h| h.join(".pgpass")))?;
     let host = match config.get_hosts().first()? {
-        postgres::config::Host::Tcp(h) => h.clone(),
-        postgres::config::Host::Unix(_) => "localhost".into(),
+        tokio_postgres::config::Host::Tcp(h) => h.clone(),
+        tokio_postgres::config::Host::Unix(_) => "localhost".into(),
     };
     let port = config
         .get_ports()

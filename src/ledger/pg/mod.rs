@@ -5,9 +5,9 @@
 //! TLS are found). Guarantees:
 //! - a row holds the exact line bytes the file store would write; reading never
 //!   re-serialises, so the chain, signatures and Merkle leaves are the file's;
-//! - `seq` is unique and dense: an append reads the head (next seq and `prev`), signs,
-//!   then one statement moves the head only if no one moved it meanwhile and inserts the
-//!   row (a lost race signs again on the new head);
+//! - `seq` is unique and dense: an append locks the head row (next seq and `prev`),
+//!   signs, inserts the row and moves the head in one transaction, so concurrent
+//!   writers take turns and none signs twice;
 //! - an append retried after a dropped connection is recorded once: each row carries an
 //!   append key, the SHA-256 of the signed entry without `seq` and `prev`, unique, and
 //!   looked up before every attempt;
@@ -20,7 +20,8 @@ use super::entry::{line_hash, Entry, GENESIS_PREV};
 use super::store::Stored;
 use crate::digest::Sha256Digest;
 use crate::keys::{self, SigningKey};
-use connect::Target;
+use connect::{Connection, Target};
+use rayon::prelude::*;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -71,16 +72,17 @@ pub enum DatabaseError {
     RootCert { path: PathBuf, reason: String },
     #[error(
         "cannot connect to the ledger database {location}: {}",
-        describe(source)
+        describe(cause)
     )]
     Connect {
         location: String,
-        source: postgres::Error,
+        /// Shown in the message with its causes ([`describe`]), so not a `source`.
+        cause: tokio_postgres::Error,
     },
-    #[error("ledger database {location}: {}", describe(source))]
+    #[error("ledger database {location}: {}", describe(cause))]
     Query {
         location: String,
-        source: postgres::Error,
+        cause: tokio_postgres::Error,
     },
     #[error("ledger database {location} holds tables that are not a cairn ledger ({tables}); refusing to touch them")]
     ForeignSchema { location: String, tables: String },
@@ -92,20 +94,32 @@ pub enum DatabaseError {
         seq: i64,
         reason: String,
     },
+    #[error("ledger database {location}: no answer after {seconds} s {what}")]
+    Timeout {
+        location: String,
+        what: &'static str,
+        seconds: u64,
+    },
+    #[error("ledger database {location}: cannot start the client: {reason}")]
+    Runtime { location: String, reason: String },
     #[error("ledger database {location} already holds {entries} entries; import only loads into an empty ledger")]
     NotEmpty { location: String, entries: u64 },
 }
 
 /// A driver error as a user reads it: the server's message and SQLSTATE, or the
 /// client's (connection) error with its cause.
-fn describe(error: &postgres::Error) -> String {
+fn describe(error: &tokio_postgres::Error) -> String {
     match error.as_db_error() {
         Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
         None => {
             let mut text = error.to_string();
             let mut cause = std::error::Error::source(error);
             while let Some(c) = cause {
-                text = format!("{text}: {c}");
+                // Some errors already show their cause in their own message.
+                let c_text = c.to_string();
+                if !text.contains(&c_text) {
+                    text = format!("{text}: {c_text}");
+                }
                 cause = c.source();
             }
             text
@@ -115,14 +129,15 @@ fn describe(error: &postgres::Error) -> String {
 
 impl crate::diag::Diagnose for DatabaseError {
     fn hint(&self) -> Option<std::borrow::Cow<'_, str>> {
-        let code = |e: &postgres::Error| e.code().map(|c| c.code().to_string());
+        let code = |e: &tokio_postgres::Error| e.code().map(|c| c.code().to_string());
         let text = match self {
-            DatabaseError::Connect { source, .. } => match code(source).as_deref() {
+            DatabaseError::Connect { cause, .. } => match code(cause).as_deref() {
                 Some("28P01" | "28000") => "check the user and password: in the URL, $PGPASSWORD or ~/.pgpass (host:port:database:user:password)",
                 Some("3D000") => "create the database first (createdb), or fix its name in the URL",
+                _ if describe(cause).contains("password missing") => "the server asks for a password: give it in the URL, $PGPASSWORD or ~/.pgpass (host:port:database:user:password)",
                 _ => "check the host and port in the URL and that the server accepts connections from here (connect_timeout=SECONDS sets how long to wait)",
             },
-            DatabaseError::Query { source, .. } if code(source).as_deref() == Some("42501") => {
+            DatabaseError::Query { cause, .. } if code(cause).as_deref() == Some("42501") => {
                 "the database role may not write the ledger: use a role with INSERT and UPDATE on the cairn_ledger_* tables (a read-only role can verify, export and show)"
             }
             DatabaseError::ForeignSchema { .. } => "give cairn its own database, or its own schema: add options=-csearch_path%3Dcairn to the URL after CREATE SCHEMA cairn",
@@ -137,7 +152,7 @@ impl crate::diag::Diagnose for DatabaseError {
 
 /// Whether another attempt on a new connection may succeed: the connection dropped or
 /// the server is shutting down or starting up.
-fn is_transient(error: &postgres::Error) -> bool {
+fn is_transient(error: &tokio_postgres::Error) -> bool {
     if error.is_closed() {
         return true;
     }
@@ -163,7 +178,7 @@ pub fn append_key(entry: &Entry) -> [u8; 32] {
 /// A ledger in a PostgreSQL database; one connection, reconnected when it drops.
 pub struct PgLedger {
     target: Target,
-    client: Mutex<Option<postgres::Client>>,
+    client: Mutex<Option<Connection>>,
 }
 
 impl std::fmt::Debug for PgLedger {
@@ -197,17 +212,10 @@ impl PgLedger {
         self.target.shown()
     }
 
-    fn query_error(&self, source: postgres::Error) -> DatabaseError {
-        DatabaseError::Query {
-            location: self.target.shown().to_string(),
-            source,
-        }
-    }
-
     /// Runs `work` on the connection (connecting first if it dropped), once.
     fn with_client<T>(
         &self,
-        work: impl FnOnce(&mut postgres::Client) -> Result<T, DatabaseError>,
+        work: impl FnOnce(&mut Connection) -> Result<T, DatabaseError>,
     ) -> Result<T, DatabaseError> {
         let mut slot = self.client.lock().unwrap_or_else(|p| p.into_inner());
         if slot.as_ref().is_none_or(|c| c.is_closed()) {
@@ -215,22 +223,20 @@ impl PgLedger {
         }
         let client = slot.as_mut().expect("connected above");
         let result = work(client);
-        if let Err(DatabaseError::Query { source, .. }) = &result {
-            if is_transient(source) {
+        if let Err(DatabaseError::Query { cause, .. }) = &result {
+            if is_transient(cause) {
                 *slot = None;
             }
         }
         result
     }
 
-    fn schema(&self, client: &mut postgres::Client) -> Result<Schema, DatabaseError> {
-        let rows = client
-            .query(
-                "SELECT table_name::text FROM information_schema.tables \
+    fn schema(&self, client: &mut Connection) -> Result<Schema, DatabaseError> {
+        let rows = client.query(
+            "SELECT table_name::text FROM information_schema.tables \
                  WHERE table_schema = current_schema() ORDER BY 1",
-                &[],
-            )
-            .map_err(|e| self.query_error(e))?;
+            &[],
+        )?;
         let tables: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
         if tables.is_empty() {
             return Ok(Schema::Absent);
@@ -251,8 +257,7 @@ impl PgLedger {
             });
         }
         let version: Option<i32> = client
-            .query_one("SELECT max(version) FROM cairn_schema", &[])
-            .map_err(|e| self.query_error(e))?
+            .query_one("SELECT max(version) FROM cairn_schema", &[])?
             .get(0);
         match version {
             Some(v) if v > SCHEMA_VERSION => Err(DatabaseError::NewerSchema {
@@ -268,48 +273,42 @@ impl PgLedger {
 
     /// Brings the schema from `from` to [`SCHEMA_VERSION`] in one transaction, under an
     /// advisory lock so that writers starting together migrate once.
-    fn migrate(&self, client: &mut postgres::Client, from: i32) -> Result<(), DatabaseError> {
-        let err = |e| self.query_error(e);
-        let mut tx = client.transaction().map_err(err)?;
-        tx.execute("SELECT pg_advisory_xact_lock(7233918011146921472)", &[])
-            .map_err(err)?;
-        let current: i32 = if from == 0 {
-            let exists: bool = tx
-                .query_one("SELECT to_regclass('cairn_schema') IS NOT NULL", &[])
-                .map_err(err)?
-                .get(0);
-            if exists {
-                tx.query_one("SELECT coalesce(max(version), 0) FROM cairn_schema", &[])
-                    .map_err(err)?
-                    .get(0)
+    fn migrate(&self, client: &mut Connection, from: i32) -> Result<(), DatabaseError> {
+        client.transaction(|tx| {
+            tx.execute("SELECT pg_advisory_xact_lock(7233918011146921472)", &[])?;
+            let current: i32 = if from == 0 {
+                let exists: bool = tx
+                    .query_one("SELECT to_regclass('cairn_schema') IS NOT NULL", &[])?
+                    .get(0);
+                if exists {
+                    tx.query_one("SELECT coalesce(max(version), 0) FROM cairn_schema", &[])?
+                        .get(0)
+                } else {
+                    0
+                }
             } else {
-                0
-            }
-        } else {
-            from
-        };
-        for version in current + 1..=SCHEMA_VERSION {
-            tx.batch_execute(MIGRATIONS[version as usize - 1])
-                .map_err(err)?;
-            if version == 1 {
+                from
+            };
+            for version in current + 1..=SCHEMA_VERSION {
+                tx.batch_execute(MIGRATIONS[version as usize - 1])?;
+                if version == 1 {
+                    tx.execute(
+                        "INSERT INTO cairn_ledger_head (next_seq, prev) VALUES (0, $1)",
+                        &[&GENESIS_PREV],
+                    )?;
+                }
+                tx.execute("DELETE FROM cairn_schema", &[])?;
                 tx.execute(
-                    "INSERT INTO cairn_ledger_head (next_seq, prev) VALUES (0, $1)",
-                    &[&GENESIS_PREV],
-                )
-                .map_err(err)?;
+                    "INSERT INTO cairn_schema (version) VALUES ($1)",
+                    &[&version],
+                )?;
             }
-            tx.execute("DELETE FROM cairn_schema", &[]).map_err(err)?;
-            tx.execute(
-                "INSERT INTO cairn_schema (version) VALUES ($1)",
-                &[&version],
-            )
-            .map_err(err)?;
-        }
-        tx.commit().map_err(err)
+            Ok(())
+        })
     }
 
     /// Creates the schema if the database has none yet (before a write).
-    fn ensure_schema(&self, client: &mut postgres::Client) -> Result<(), DatabaseError> {
+    fn ensure_schema(&self, client: &mut Connection) -> Result<(), DatabaseError> {
         match self.schema(client)? {
             Schema::Absent => self.migrate(client, 0),
             Schema::Current => Ok(()),
@@ -327,8 +326,7 @@ impl PgLedger {
             Schema::Absent => Ok(0),
             Schema::Current => {
                 let next: i64 = c
-                    .query_one("SELECT next_seq FROM cairn_ledger_head", &[])
-                    .map_err(|e| self.query_error(e))?
+                    .query_one("SELECT next_seq FROM cairn_ledger_head", &[])?
                     .get(0);
                 Ok(next as u64)
             }
@@ -353,9 +351,9 @@ impl PgLedger {
             match attempt {
                 Ok(Some(stored)) => return Ok(stored),
                 Ok(None) => continue,
-                Err(
-                    DatabaseError::Query { source, .. } | DatabaseError::Connect { source, .. },
-                ) if is_transient(&source) && Instant::now() < deadline => {
+                Err(DatabaseError::Query { cause, .. } | DatabaseError::Connect { cause, .. })
+                    if is_transient(&cause) && Instant::now() < deadline =>
+                {
                     std::thread::sleep(Duration::from_millis(200));
                 }
                 Err(e) => return Err(e),
@@ -363,58 +361,60 @@ impl PgLedger {
         }
     }
 
-    /// One attempt: `None` when another writer moved the head first (or recorded this
-    /// very entry meanwhile); try again.
+    /// One attempt, in one transaction holding the head row's lock from reading it to
+    /// the commit, so writers queue on the lock instead of signing for a head someone
+    /// else moved. An entry an earlier attempt recorded is returned as it was stored;
+    /// `None` when that attempt committed while this one waited for the lock (the
+    /// lookup's snapshot predates it): look again.
     fn try_append(
         &self,
-        client: &mut postgres::Client,
+        client: &mut Connection,
         entry: &mut Entry,
         append_key: &[u8],
         key: &SigningKey,
     ) -> Result<Option<Entry>, DatabaseError> {
-        let err = |e| self.query_error(e);
-        let head = client
-            .query_one(
+        client.transaction(|tx| {
+            let head = tx.query_one(
                 "SELECT h.next_seq, h.prev, \
                  (SELECT line FROM cairn_ledger_entries WHERE append_key = $1) \
-                 FROM cairn_ledger_head h",
+                 FROM cairn_ledger_head h FOR UPDATE OF h",
                 &[&append_key],
-            )
-            .map_err(err)?;
-        let recorded: Option<Vec<u8>> = head.get(2);
-        if let Some(line) = recorded {
-            return serde_json::from_slice(&line)
-                .map(Some)
-                .map_err(|e| DatabaseError::BadRow {
-                    location: self.shown().to_string(),
-                    seq: head.get(0),
-                    reason: e.to_string(),
+            )?;
+            let recorded: Option<Vec<u8>> = head.get(2);
+            if let Some(line) = recorded {
+                return serde_json::from_slice(&line).map(Some).map_err(|e| {
+                    DatabaseError::BadRow {
+                        location: self.shown().to_string(),
+                        seq: head.get(0),
+                        reason: e.to_string(),
+                    }
                 });
-        }
-        let next: i64 = head.get(0);
-        entry.seq = next as u64;
-        entry.prev = head.get(1);
-        entry.sign(key);
-        let line = entry.line();
-        let inserted = client.execute(
-            "WITH moved AS (UPDATE cairn_ledger_head SET next_seq = next_seq + 1, prev = $3 \
-                            WHERE next_seq = $1 RETURNING next_seq - 1 AS seq) \
-             INSERT INTO cairn_ledger_entries (seq, line, append_key) \
-             SELECT seq, $2, $4 FROM moved",
-            &[&next, &line, &line_hash(&line), &append_key],
-        );
-        match inserted {
-            Ok(1) => Ok(Some(entry.clone())),
-            Ok(_) => Ok(None),
-            // Recorded by another process or an earlier attempt: the next lookup finds it.
-            Err(e) if e.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION) => {
-                match e.as_db_error().and_then(|d| d.constraint()) {
-                    Some(c) if c.contains("append_key") => Ok(None),
-                    _ => Err(err(e)),
-                }
             }
-            Err(e) => Err(err(e)),
-        }
+            let next: i64 = head.get(0);
+            entry.seq = next as u64;
+            entry.prev = head.get(1);
+            entry.sign(key);
+            let line = entry.line();
+            let inserted = tx.execute(
+                "WITH inserted AS (INSERT INTO cairn_ledger_entries (seq, line, append_key) \
+                                   VALUES ($1, $2, $4) RETURNING seq) \
+                 UPDATE cairn_ledger_head SET next_seq = (SELECT seq FROM inserted) + 1, prev = $3",
+                &[&next, &line, &line_hash(&line), &append_key],
+            );
+            match inserted {
+                Ok(_) => Ok(Some(entry.clone())),
+                Err(DatabaseError::Query { cause, .. })
+                    if cause.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
+                        && cause
+                            .as_db_error()
+                            .and_then(|d| d.constraint())
+                            .is_some_and(|c| c.contains("append_key")) =>
+                {
+                    Ok(None)
+                }
+                Err(e) => Err(e),
+            }
+        })
     }
 
     /// Entries in `seq` order, fetched a page at a time.
@@ -432,13 +432,11 @@ impl PgLedger {
             if matches!(self.schema(c)?, Schema::Absent) {
                 return Ok(Vec::new());
             }
-            let rows = c
-                .query(
-                    "SELECT seq, line FROM cairn_ledger_entries WHERE seq >= $1 \
+            let rows = c.query(
+                "SELECT seq, line FROM cairn_ledger_entries WHERE seq >= $1 \
                      ORDER BY seq LIMIT $2",
-                    &[&from, &PAGE],
-                )
-                .map_err(|e| self.query_error(e))?;
+                &[&from, &PAGE],
+            )?;
             Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
         })
     }
@@ -452,7 +450,6 @@ impl PgLedger {
                 &[&(size as i64), &note],
             )
             .map(|_| ())
-            .map_err(|e| self.query_error(e))
         })
     }
 
@@ -462,9 +459,7 @@ impl PgLedger {
             if matches!(self.schema(c)?, Schema::Absent) {
                 return Ok(Vec::new());
             }
-            let rows = c
-                .query("SELECT note FROM cairn_ledger_checkpoints ORDER BY id", &[])
-                .map_err(|e| self.query_error(e))?;
+            let rows = c.query("SELECT note FROM cairn_ledger_checkpoints ORDER BY id", &[])?;
             Ok(rows.iter().map(|r| r.get(0)).collect())
         })
     }
@@ -474,52 +469,82 @@ impl PgLedger {
     pub fn import(&self, entries: &[Stored]) -> Result<(), DatabaseError> {
         self.with_client(|c| {
             self.ensure_schema(c)?;
-            let err = |e| self.query_error(e);
-            let mut tx = c.transaction().map_err(err)?;
-            let next: i64 = tx
-                .query_one("SELECT next_seq FROM cairn_ledger_head FOR UPDATE", &[])
-                .map_err(err)?
-                .get(0);
-            if next != 0 {
-                return Err(DatabaseError::NotEmpty {
-                    location: self.shown().to_string(),
-                    entries: next as u64,
-                });
-            }
-            for chunk in entries.chunks(PAGE as usize) {
-                let seqs: Vec<i64> = chunk.iter().map(|s| s.entry.seq as i64).collect();
-                let lines: Vec<&[u8]> = chunk.iter().map(|s| s.line.as_slice()).collect();
-                let keys: Vec<Vec<u8>> = chunk
-                    .iter()
-                    .map(|s| append_key(&s.entry).to_vec())
-                    .collect();
+            c.transaction(|tx| {
+                let next: i64 = tx
+                    .query_one("SELECT next_seq FROM cairn_ledger_head FOR UPDATE", &[])?
+                    .get(0);
+                if next != 0 {
+                    return Err(DatabaseError::NotEmpty {
+                        location: self.shown().to_string(),
+                        entries: next as u64,
+                    });
+                }
+                for chunk in entries.chunks(PAGE as usize) {
+                    let seqs: Vec<i64> = chunk.iter().map(|s| s.entry.seq as i64).collect();
+                    let lines: Vec<&[u8]> = chunk.iter().map(|s| s.line.as_slice()).collect();
+                    let keys: Vec<Vec<u8>> = chunk
+                        .iter()
+                        .map(|s| append_key(&s.entry).to_vec())
+                        .collect();
+                    tx.execute(
+                        "INSERT INTO cairn_ledger_entries (seq, line, append_key) \
+                         SELECT * FROM unnest($1::bigint[], $2::bytea[], $3::bytea[])",
+                        &[&seqs, &lines, &keys],
+                    )?;
+                }
+                let prev = entries
+                    .last()
+                    .map_or(GENESIS_PREV.to_string(), |s| line_hash(&s.line));
                 tx.execute(
-                    "INSERT INTO cairn_ledger_entries (seq, line, append_key) \
-                     SELECT * FROM unnest($1::bigint[], $2::bytea[], $3::bytea[])",
-                    &[&seqs, &lines, &keys],
-                )
-                .map_err(err)?;
-            }
-            let prev = entries
-                .last()
-                .map_or(GENESIS_PREV.to_string(), |s| line_hash(&s.line));
-            tx.execute(
-                "UPDATE cairn_ledger_head SET next_seq = $1, prev = $2",
-                &[&(entries.len() as i64), &prev],
-            )
-            .map_err(err)?;
-            tx.commit().map_err(err)
+                    "UPDATE cairn_ledger_head SET next_seq = $1, prev = $2",
+                    &[&(entries.len() as i64), &prev],
+                )?;
+                Ok(())
+            })
         })
     }
 }
 
 /// The rows of a database ledger in `seq` order, each parsed into its entry with the
-/// exact stored bytes.
+/// exact stored bytes; a page's rows are parsed on all cores.
 pub struct Entries<'a> {
     ledger: &'a PgLedger,
     next: i64,
-    page: std::collections::VecDeque<(i64, Vec<u8>)>,
+    page: std::collections::VecDeque<Result<Stored, DatabaseError>>,
     done: bool,
+}
+
+impl Entries<'_> {
+    /// The next page, parsed; an error ends the stream after it.
+    fn fetch(&mut self) -> std::collections::VecDeque<Result<Stored, DatabaseError>> {
+        let rows = match self.ledger.page(self.next) {
+            Ok(rows) => rows,
+            Err(e) => {
+                self.done = true;
+                return [Err(e)].into();
+            }
+        };
+        self.done = (rows.len() as i64) < PAGE;
+        self.next = rows.last().map_or(self.next, |(seq, _)| seq + 1);
+        let location = self.ledger.shown();
+        let mut parsed: Vec<Result<Stored, DatabaseError>> = rows
+            .into_par_iter()
+            .map(|(seq, line)| {
+                serde_json::from_slice(&line)
+                    .map(|entry| Stored { entry, line })
+                    .map_err(|e| DatabaseError::BadRow {
+                        location: location.to_string(),
+                        seq,
+                        reason: e.to_string(),
+                    })
+            })
+            .collect();
+        if let Some(bad) = parsed.iter().position(Result::is_err) {
+            parsed.truncate(bad + 1);
+            self.done = true;
+        }
+        parsed.into()
+    }
 }
 
 impl Iterator for Entries<'_> {
@@ -527,27 +552,8 @@ impl Iterator for Entries<'_> {
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.page.is_empty() && !self.done {
-            match self.ledger.page(self.next) {
-                Ok(rows) => {
-                    self.done = (rows.len() as i64) < PAGE;
-                    self.page = rows.into();
-                }
-                Err(e) => {
-                    self.done = true;
-                    return Some(Err(e));
-                }
-            }
+            self.page = self.fetch();
         }
-        let (seq, line) = self.page.pop_front()?;
-        self.next = seq + 1;
-        Some(
-            serde_json::from_slice(&line)
-                .map(|entry| Stored { entry, line })
-                .map_err(|e| DatabaseError::BadRow {
-                    location: self.ledger.shown().to_string(),
-                    seq,
-                    reason: e.to_string(),
-                }),
-        )
+        self.page.pop_front()
     }
 }

@@ -1,10 +1,11 @@
 //! Helpers shared by the integration tests: run the real `cairn` binary, read layouts,
 //! and the test services (`apt`: a signed apt repository; `registry`: a real registry;
-//! `postgres`: a throwaway PostgreSQL cluster).
+//! `postgres`: a throwaway PostgreSQL cluster; `tls`: a test CA made by openssl).
 
 pub mod apt;
 pub mod postgres;
 pub mod registry;
+pub mod tls;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,9 @@
 //! A throwaway PostgreSQL 15 cluster for one test: `initdb` in a temp directory as the
 //! unprivileged `postgres` user (initdb refuses root), password authentication for
 //! TCP, a free loopback port, stopped by its postmaster's PID when dropped. `crash` and
-//! `start` simulate a server crash and its recovery; `psql` runs SQL as the superuser.
+//! `start` simulate a server crash and its recovery, `pause` and `resume` a server
+//! that stops answering; `require_tls` serves TLS only; `psql` runs SQL as the
+//! superuser.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -105,6 +107,64 @@ impl Cluster {
             .args(["-m", "immediate", "stop"]));
     }
 
+    /// The postmaster's PID, from its `postmaster.pid`.
+    fn postmaster_pid(&self) -> Option<i32> {
+        std::fs::read_to_string(self.data().join("postmaster.pid"))
+            .ok()
+            .and_then(|t| t.lines().next().and_then(|l| l.trim().parse::<i32>().ok()))
+    }
+
+    /// Stops the postmaster (SIGSTOP): connections are still accepted by the kernel,
+    /// but nothing answers, as with a hung server.
+    pub fn pause(&self) {
+        let pid = self.postmaster_pid().expect("the server runs");
+        // SAFETY: kill(2) with a valid signal number.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    }
+
+    /// Lets a [`Cluster::pause`]d server go on.
+    pub fn resume(&self) {
+        let pid = self.postmaster_pid().expect("the server runs");
+        // SAFETY: kill(2) with a valid signal number.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+    }
+
+    /// Serves TLS with `cert` and `key` (PEM) and refuses TCP connections without it.
+    pub fn require_tls(&self, cert: &Path, key: &Path) {
+        for (from, name, mode) in [(cert, "server.crt", "0644"), (key, "server.key", "0600")] {
+            let to = self.data().join(name);
+            std::fs::copy(from, &to).unwrap();
+            ok(Command::new("chown").arg("postgres").arg(&to));
+            ok(Command::new("chmod").arg(mode).arg(&to));
+        }
+        let conf = self.data().join("postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf).unwrap();
+        text.push_str("\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+        std::fs::write(&conf, text).unwrap();
+        let hba = self.data().join("pg_hba.conf");
+        let text = std::fs::read_to_string(&hba).unwrap();
+        let text: String = text
+            .lines()
+            .map(|l| match l.strip_prefix("host ") {
+                Some(rest) => format!("hostssl {rest}\n"),
+                None => format!("{l}\n"),
+            })
+            .collect();
+        std::fs::write(&hba, text).unwrap();
+        ok(as_postgres("pg_ctl")
+            .arg("-D")
+            .arg(self.data())
+            .arg("reload"));
+        // The reload is asynchronous: wait until the server speaks TLS.
+        for _ in 0..100 {
+            if self.psql("SHOW ssl").trim() == "on" {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("the server did not turn TLS on");
+    }
+
     /// The URL of database `db` as `user` with `password`.
     pub fn url_as(&self, user: &str, password: &str, db: &str) -> String {
         format!(
@@ -146,10 +206,11 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        let pid = std::fs::read_to_string(self.data().join("postmaster.pid"))
-            .ok()
-            .and_then(|t| t.lines().next().and_then(|l| l.trim().parse::<i32>().ok()));
-        if let Some(pid) = pid {
+        if let Some(pid) = self.postmaster_pid() {
+            // A paused server would not act on SIGQUIT.
+            unsafe {
+                libc::kill(pid, libc::SIGCONT);
+            }
             // SIGQUIT: the postmaster's immediate shutdown; the data is thrown away.
             unsafe {
                 libc::kill(pid, libc::SIGQUIT);

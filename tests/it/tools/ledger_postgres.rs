@@ -7,7 +7,8 @@
 //! by `CAIRN_TEST_PG_CHILD`.
 
 use crate::common::ledger_entry;
-use crate::common::postgres::Cluster;
+use crate::common::postgres::{Cluster, PASSWORD, USER};
+use crate::common::tls::TestCa;
 use crate::common::{cairn, run_err, run_ok};
 use cairn::keys::{self, SigningKey};
 use cairn::ledger::{self as ledger_lib, Ledger, LedgerStore};
@@ -128,11 +129,7 @@ fn the_database_stores_the_file_stores_bytes_and_exports_and_imports_them() {
         run_err(&mut s.ledger_cmd(&["import", &exported.display().to_string(), "--key", &key_pub]));
     assert!(err.contains("already holds 20 entries"), "{err}");
     s.db.psql("CREATE DATABASE fresh");
-    let fresh = s.db.url_as(
-        crate::common::postgres::USER,
-        crate::common::postgres::PASSWORD,
-        "fresh",
-    );
+    let fresh = s.db.url_as(USER, PASSWORD, "fresh");
     run_ok(cairn().args([
         "ledger",
         "--ledger",
@@ -150,11 +147,7 @@ fn the_database_stores_the_file_stores_bytes_and_exports_and_imports_them() {
         .replace("\"n\":3", "\"n\":33");
     std::fs::write(s.path("edited.jsonl"), text).unwrap();
     s.db.psql("CREATE DATABASE other");
-    let other = s.db.url_as(
-        crate::common::postgres::USER,
-        crate::common::postgres::PASSWORD,
-        "other",
-    );
+    let other = s.db.url_as(USER, PASSWORD, "other");
     let (_, err) = run_err(cairn().args([
         "ledger",
         "--ledger",
@@ -372,11 +365,7 @@ fn a_retried_append_of_the_same_entry_is_recorded_once() {
 #[test]
 fn connection_and_schema_errors_are_clear_and_keep_the_password_out() {
     let s = Setup::new();
-    let wrong = s.db.url_as(
-        crate::common::postgres::USER,
-        "not-the-password",
-        "postgres",
-    );
+    let wrong = s.db.url_as(USER, "not-the-password", "postgres");
     let (code, err) = run_err(cairn().args(["ledger", "--ledger", &wrong, "show"]));
     assert_eq!(code, 1);
     assert!(err.contains("password authentication failed"), "{err}");
@@ -431,11 +420,7 @@ fn connection_and_schema_errors_are_clear_and_keep_the_password_out() {
 
     // Tables that are not ours: refused before anything is written.
     s.db.psql("CREATE DATABASE app");
-    let app = s.db.url_as(
-        crate::common::postgres::USER,
-        crate::common::postgres::PASSWORD,
-        "app",
-    );
+    let app = s.db.url_as(USER, PASSWORD, "app");
     s.db.psql_in("app", "CREATE TABLE customers (id int)");
     // A schema a newer cairn migrated to: refused, not written to.
     s.db.psql("UPDATE cairn_schema SET version = 2");
@@ -449,6 +434,103 @@ fn connection_and_schema_errors_are_clear_and_keep_the_password_out() {
         err.contains("holds tables that are not a cairn ledger (customers)"),
         "{err}"
     );
+}
+
+#[test]
+fn tls_verify_full_trusts_only_the_given_ca_and_passwords_come_as_libpq_users_expect() {
+    let s = Setup::new();
+    let ca = TestCa::new(s.dir.path(), "ledger");
+    s.db.require_tls(&ca.cert, &ca.key);
+    let port = s.db.port;
+    let url = |query: &str| format!("postgres://{USER}@localhost:{port}/postgres?{query}");
+    let record = |url: &str, image: char| {
+        let mut cmd = cairn();
+        cmd.args(["ledger", "--ledger", url, "record", "deploy"])
+            .args([
+                "--image",
+                &format!("sha256:{}", image.to_string().repeat(64)),
+            ])
+            .args(["--env", "prod", "--key"])
+            .arg(s.path("signer.key"))
+            .env_remove("PGPASSWORD")
+            .env("PGPASSFILE", s.path("no-pgpass"));
+        cmd
+    };
+    let verify_full = url(&format!(
+        "sslmode=verify-full&sslrootcert={}",
+        ca.ca.display()
+    ));
+
+    // The password from $PGPASSWORD, over TLS checked against the CA.
+    run_ok(record(&verify_full, 'a').env("PGPASSWORD", PASSWORD));
+    // The password from a pgpass file (host:port:database:user:password).
+    let pgpass = s.path("pgpass");
+    std::fs::write(&pgpass, format!("localhost:{port}:*:{USER}:{PASSWORD}\n")).unwrap();
+    std::fs::set_permissions(&pgpass, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    run_ok(record(&verify_full, 'b').env("PGPASSFILE", &pgpass));
+
+    // A server whose certificate another CA signed is refused before the password goes.
+    let stranger = TestCa::new(s.dir.path(), "stranger");
+    let (code, err) = run_err(
+        record(
+            &url(&format!(
+                "sslmode=verify-full&sslrootcert={}",
+                stranger.ca.display()
+            )),
+            'c',
+        )
+        .env("PGPASSWORD", PASSWORD),
+    );
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("cannot connect to the ledger database"),
+        "{err}"
+    );
+    assert!(err.contains("UnknownIssuer"), "{err}");
+    // Without TLS the server turns the connection away.
+    let (_, err) = run_err(record(&url("sslmode=disable"), 'c').env("PGPASSWORD", PASSWORD));
+    assert!(err.contains("no encryption"), "{err}");
+    // No password anywhere: libpq's answer, and where to put one.
+    let (_, err) = run_err(&mut record(&verify_full, 'c'));
+    assert!(err.contains("password"), "{err}");
+    assert!(err.contains("$PGPASSWORD or ~/.pgpass"), "{err}");
+    assert_eq!(err.matches("password missing").count(), 1, "{err}");
+
+    let shown = run_ok(
+        cairn()
+            .args(["ledger", "--ledger", &verify_full, "show", "--json"])
+            .env("PGPASSWORD", PASSWORD),
+    );
+    let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(
+        shown["entries"].as_array().map(Vec::len),
+        Some(2),
+        "{shown}"
+    );
+}
+
+#[test]
+fn a_server_that_accepts_and_never_answers_fails_within_the_connect_timeout() {
+    let s = Setup::new();
+    s.append(1);
+    s.db.pause();
+    let hung = format!("{}&connect_timeout=2", s.db.url());
+    let started = Instant::now();
+    let (code, err) = run_err(cairn().args([
+        "ledger",
+        "--ledger",
+        &hung,
+        "verify",
+        "--key",
+        &s.path("signer.pub").display().to_string(),
+    ]));
+    let waited = started.elapsed();
+    s.db.resume();
+    assert_eq!(code, 1);
+    assert!(waited.as_secs() < 30, "waited {waited:?}");
+    assert!(err.contains("no answer after 2 s connecting"), "{err}");
+    assert!(!err.contains(PASSWORD), "{err}");
+    assert_eq!(s.verify().0, 0, "the resumed server answers again");
 }
 
 fn free_port() -> u16 {
