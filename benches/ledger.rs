@@ -116,29 +116,24 @@ fn main() {
     let cli = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/cairn");
     if cli.exists() {
         let location = path.display().to_string();
-        let (took, rss) = run_measured(cli_verify(&cli, &location, &public));
+        let measured = run_measured(cli_verify(&cli, &location, &public));
         println!(
-            "cairn ledger verify, file (release binary): {:.2} s, peak RSS {} MB (targets < 10 s, < 200 MB)",
-            took.as_secs_f64(),
-            rss / 1_000_000
+            "cairn ledger verify, file (release binary): {measured} (targets < 10 s, < 200 MB)"
         );
         let tiles = dir.path().join("tiles");
         let mut publish = Command::new(&cli);
         publish.args(["ledger", "--ledger", &location, "tiles"]);
         publish.arg(&tiles).arg("--key").arg(&private);
-        let (took, rss) = run_measured(publish);
+        publish.stdout(std::process::Stdio::null());
         println!(
-            "cairn ledger tiles (release binary): {:.2} s, peak RSS {} MB",
-            took.as_secs_f64(),
-            rss / 1_000_000
+            "cairn ledger tiles (release binary): {}",
+            run_measured(publish)
         );
         let mut verify = cli_verify(&cli, &location, &public);
         verify.arg("--tiles").arg(&tiles);
-        let (took, rss) = run_measured(verify);
         println!(
-            "cairn ledger verify --tiles DIR (release binary): {:.2} s, peak RSS {} MB",
-            took.as_secs_f64(),
-            rss / 1_000_000
+            "cairn ledger verify --tiles DIR (release binary): {}",
+            run_measured(verify)
         );
         std::fs::remove_dir_all(&tiles).expect("remove the tiles");
         if with_postgres {
@@ -239,24 +234,41 @@ fn bench_postgres(cli: &Path, file: &Path, public: &Path, entries: u64) {
     let mut import = Command::new(cli);
     import.args(["ledger", "--ledger", &imported, "import"]);
     import.arg(file).arg("--key").arg(public);
-    let (took, rss) = run_measured(import);
+    import.stdout(std::process::Stdio::null());
     println!(
-        "postgres: cairn ledger import of {entries} entries (release binary): {:.2} s, peak RSS {} MB",
-        took.as_secs_f64(),
-        rss / 1_000_000
+        "postgres: cairn ledger import of {entries} entries (release binary): {}",
+        run_measured(import)
     );
-    let (took, rss) = run_measured(cli_verify(cli, &imported, public));
     println!(
-        "postgres: cairn ledger verify (release binary): {:.2} s, peak RSS {} MB (targets < 20 s, < 200 MB)",
-        took.as_secs_f64(),
-        rss / 1_000_000
+        "postgres: cairn ledger verify (release binary): {} (targets < 20 s, < 200 MB)",
+        run_measured(cli_verify(cli, &imported, public))
     );
 }
 
-/// Runs `command` to success; its wall time and its own peak resident set size.
+/// What one run of the release binary took.
+struct Measured {
+    wall: Duration,
+    /// User plus system CPU time: what the run costs whatever else the machine runs.
+    cpu: Duration,
+    peak_rss: u64,
+}
+
+impl std::fmt::Display for Measured {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:.2} s wall, {:.2} s CPU, peak RSS {} MB",
+            self.wall.as_secs_f64(),
+            self.cpu.as_secs_f64(),
+            self.peak_rss / 1_000_000
+        )
+    }
+}
+
+/// Runs `command` to success, measuring it.
 // The child is reaped by wait4, which also gives its own rusage (Child::wait would not).
 #[allow(clippy::zombie_processes)]
-fn run_measured(mut command: Command) -> (Duration, u64) {
+fn run_measured(mut command: Command) -> Measured {
     let start = Instant::now();
     let child = command.spawn().expect("run cairn");
     let mut status = 0;
@@ -272,8 +284,15 @@ fn run_measured(mut command: Command) -> (Duration, u64) {
         libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
         "{command:?} failed"
     );
-    // ru_maxrss is in KiB on Linux.
-    (took, u64::try_from(usage.ru_maxrss).unwrap_or(0) * 1024)
+    let seconds = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    Measured {
+        wall: took,
+        cpu: seconds(usage.ru_utime) + seconds(usage.ru_stime),
+        // ru_maxrss is in KiB on Linux.
+        peak_rss: u64::try_from(usage.ru_maxrss).unwrap_or(0) * 1024,
+    }
 }
 
 /// Resets this process's peak resident set size to its current one (Linux's

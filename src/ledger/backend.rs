@@ -36,7 +36,7 @@ impl crate::diag::Diagnose for StoreError {
 }
 
 /// The stored lines in `seq` order, each parsed into its entry.
-pub type EntryStream<'a> = Box<dyn Iterator<Item = Result<Stored, StoreError>> + 'a>;
+pub type EntryStream<'a> = Box<dyn Iterator<Item = Result<Stored, StoreError>> + Send + 'a>;
 
 /// A ledger, wherever it is kept. Shared between threads; each call locks (a file) or
 /// runs in its own statement or transaction (a database).

@@ -12,6 +12,7 @@
 //! removal, insertion or reordering of entries.
 
 use super::entry::{line_hash, Entry, EntryError, GENESIS_PREV};
+use super::merkle;
 use crate::keys::{Signature, SigningKey, Verifier as _, VerifyingKey};
 use rayon::prelude::*;
 use std::fs::File;
@@ -409,10 +410,11 @@ impl<'k> ChainCheck<'k> {
         }
     }
 
-    /// Checks the next `block` of entries, its signature batches in parallel.
-    pub(super) fn push(&mut self, block: &[Stored]) {
+    /// Checks the next `block` of entries, its signature batches in parallel; returns
+    /// the entries' Merkle leaf hashes, computed in the same pass.
+    pub(super) fn push(&mut self, block: &[Stored]) -> Vec<merkle::Hash> {
         let (before, first, trusted) = (self.last.as_ref(), self.checked, self.trusted);
-        let chunks: Vec<(Vec<ChainProblem>, u64)> = block
+        let chunks: Vec<(Vec<ChainProblem>, u64, Vec<merkle::Hash>)> = block
             .par_chunks(SIGNATURE_BATCH)
             .enumerate()
             .map(|(n, chunk)| {
@@ -420,18 +422,26 @@ impl<'k> ChainCheck<'k> {
                 let before = start.checked_sub(1).map(|i| &block[i]).or(before);
                 let problems = check_chunk(before, first + start, chunk, trusted);
                 let count = problems.len() as u64;
-                (problems.into_iter().take(MAX_PROBLEMS + 1).collect(), count)
+                let leaves = chunk.iter().map(|s| merkle::leaf_hash(&s.line)).collect();
+                (
+                    problems.into_iter().take(MAX_PROBLEMS + 1).collect(),
+                    count,
+                    leaves,
+                )
             })
             .collect();
-        for (problems, count) in chunks {
+        let mut leaves = Vec::with_capacity(block.len());
+        for (problems, count, chunk_leaves) in chunks {
             self.total += count;
             let room = MAX_PROBLEMS + 1 - self.listed.len();
             self.listed.extend(problems.into_iter().take(room));
+            leaves.extend(chunk_leaves);
         }
         self.checked += block.len();
         if let Some(last) = block.last() {
             self.last = Some(last.clone());
         }
+        leaves
     }
 
     /// Every problem in line order, the first [`MAX_PROBLEMS`] of them and then an
@@ -488,7 +498,7 @@ fn check_chunk(
             }
             _ => {}
         }
-        let canonical = entry.line() == stored.line;
+        let canonical = is_line_of(entry, &stored.line);
         if !canonical {
             problems.push(problem(ProblemKind::NotCanonical));
         }
@@ -513,6 +523,35 @@ fn check_chunk(
     }
     batch.check(&mut problems);
     problems
+}
+
+/// Whether `line` is exactly the canonical JSON of `entry`, compared while the entry is
+/// serialised, without a copy (verify does this for every entry).
+fn is_line_of(entry: &Entry, line: &[u8]) -> bool {
+    /// Compares what is written with `expected`, from its start.
+    struct SameAs<'a> {
+        expected: &'a [u8],
+        same: bool,
+    }
+    impl io::Write for SameAs<'_> {
+        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+            match self.expected.strip_prefix(bytes) {
+                Some(rest) if self.same => self.expected = rest,
+                _ => self.same = false,
+            }
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut compare = SameAs {
+        expected: line,
+        same: true,
+    };
+    serde_json::to_writer(&mut compare, entry).is_ok()
+        && compare.same
+        && compare.expected.is_empty()
 }
 
 /// The bytes the entry's signature covers ([`Entry::signed_bytes`]). For a canonical line
@@ -559,8 +598,7 @@ impl SignatureBatch {
 
     fn check(self, problems: &mut Vec<ChainProblem>) {
         let messages: Vec<&[u8]> = self.messages.iter().map(Vec::as_slice).collect();
-        if messages.is_empty()
-            || ed25519_dalek::verify_batch(&messages, &self.signatures, &self.keys).is_ok()
+        if messages.is_empty() || crate::keys::verify_batch(&messages, &self.signatures, &self.keys)
         {
             return;
         }

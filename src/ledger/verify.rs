@@ -13,7 +13,6 @@ use super::frontier::Frontier;
 use super::store::{ChainCheck, Stored};
 use super::{b64, merkle, note, read_checkpoint, HeldCheckpoint, LedgerVerdict, ProofCheckError};
 use crate::keys::VerifyingKey;
-use rayon::prelude::*;
 
 /// Signature batches per block, per thread: enough to keep every thread busy while
 /// the block is checked.
@@ -31,8 +30,8 @@ const MAX_BLOCK_THREADS: usize = 8;
 /// ([`FileEntries::torn_tail_bytes`]).
 ///
 /// [`FileEntries::torn_tail_bytes`]: super::FileEntries::torn_tail_bytes
-pub fn verify_stream<E>(
-    entries: impl IntoIterator<Item = Result<Stored, E>>,
+pub fn verify_stream<E: Send>(
+    entries: impl IntoIterator<Item = Result<Stored, E>, IntoIter: Send>,
     trusted: &[(String, VerifyingKey)],
     held: Option<HeldCheckpoint>,
 ) -> Result<LedgerVerdict, E> {
@@ -45,9 +44,10 @@ pub fn verify_stream<E>(
     )
 }
 
-/// [`verify_stream`], holding at most `block_len` entries at a time.
-fn verify_in_blocks<E>(
-    entries: impl IntoIterator<Item = Result<Stored, E>>,
+/// [`verify_stream`], holding at most `block_len` entries at a time, plus the next
+/// block, which a reader thread reads and parses while this one is checked.
+fn verify_in_blocks<E: Send>(
+    entries: impl IntoIterator<Item = Result<Stored, E>, IntoIter: Send>,
     trusted: &[(String, VerifyingKey)],
     held: Option<HeldCheckpoint>,
     block_len: usize,
@@ -61,28 +61,22 @@ fn verify_in_blocks<E>(
     };
     let mut chain = ChainCheck::new(trusted);
     let mut tree = Frontier::default();
-    let mut entries = entries.into_iter();
-    let mut block = Vec::with_capacity(block_len);
-    loop {
-        block.clear();
-        for stored in entries.by_ref().take(block_len) {
-            block.push(stored?);
-        }
-        if block.is_empty() {
-            break;
-        }
-        chain.push(&block);
-        let leaves: Vec<merkle::Hash> = block
-            .par_iter()
-            .map(|s| merkle::leaf_hash(&s.line))
-            .collect();
-        for leaf in leaves {
-            tree.push(leaf);
-            if let Some(held) = held_prefix.as_mut() {
-                held.push(&tree, leaf);
+    let entries = entries.into_iter();
+    std::thread::scope(|scope| {
+        // One block in the channel: the reader stays one block ahead, no more.
+        let (blocks, read_blocks) = std::sync::mpsc::sync_channel(1);
+        scope.spawn(move || read_in_blocks(entries, block_len, blocks));
+        for block in read_blocks {
+            let block: Vec<Stored> = block?;
+            for leaf in chain.push(&block) {
+                tree.push(leaf);
+                if let Some(held) = held_prefix.as_mut() {
+                    held.push(&tree, leaf);
+                }
             }
         }
-    }
+        Ok(())
+    })?;
     let root = tree.root();
     let mut problems: Vec<String> = chain.finish().iter().map(|p| p.to_string()).collect();
     let held_problem = match (held_checkpoint, held_prefix) {
@@ -98,6 +92,22 @@ fn verify_in_blocks<E>(
         problems,
         checkpoint_checked: held.is_some(),
     })
+}
+
+/// Sends `entries` to `blocks` `block_len` at a time, until they end, one is an error
+/// (sent in place of its block) or the receiver hangs up.
+fn read_in_blocks<E>(
+    mut entries: impl Iterator<Item = Result<Stored, E>>,
+    block_len: usize,
+    blocks: std::sync::mpsc::SyncSender<Result<Vec<Stored>, E>>,
+) {
+    loop {
+        let block: Result<Vec<Stored>, E> = entries.by_ref().take(block_len).collect();
+        let last = !matches!(&block, Ok(b) if b.len() == block_len);
+        if matches!(&block, Ok(b) if b.is_empty()) || blocks.send(block).is_err() || last {
+            return;
+        }
+    }
 }
 
 /// What the entries streaming past tell about a held checkpoint: whether the tree of

@@ -225,6 +225,7 @@ impl Target {
             client,
             shown: self.shown.clone(),
             broken: false,
+            prepared: std::collections::HashMap::new(),
         })
     }
 
@@ -268,6 +269,8 @@ pub struct Connection {
     /// Set when a call timed out: where the protocol stands is unknown, so the
     /// connection is not used again.
     broken: bool,
+    /// Statements prepared on this connection, by their SQL.
+    prepared: std::collections::HashMap<&'static str, tokio_postgres::Statement>,
 }
 
 impl Connection {
@@ -331,6 +334,59 @@ impl Connection {
         Self::finish(&self.runtime, &mut self.broken, &self.shown, call)
     }
 
+    /// `sql` prepared on this connection (once: later calls skip the round trip).
+    fn prepared(&mut self, sql: &'static str) -> Result<tokio_postgres::Statement, DatabaseError> {
+        if let Some(statement) = self.prepared.get(sql) {
+            return Ok(statement.clone());
+        }
+        let call = self.client.prepare(sql);
+        let statement = Self::finish(&self.runtime, &mut self.broken, &self.shown, call)?;
+        self.prepared.insert(sql, statement.clone());
+        Ok(statement)
+    }
+
+    /// Opens a transaction and runs `sql` in it, both sent at once (one round trip):
+    /// for a statement that takes a lock, so that the lock is held for as short a time
+    /// as the client can make it. Roll back or [`Connection::execute_commit`] after.
+    pub fn begin_query_one(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Row, DatabaseError> {
+        let statement = self.prepared(sql)?;
+        let begin = self.client.batch_execute("BEGIN");
+        let query = self.client.query_one(&statement, params);
+        let call = async {
+            let (begun, row) = tokio::join!(begin, query);
+            begun.and(row)
+        };
+        Self::finish(&self.runtime, &mut self.broken, &self.shown, call)
+    }
+
+    /// Runs `sql` and commits, both sent at once. If `sql` fails, the commit ends the
+    /// failed transaction without changes and its error is returned.
+    pub fn execute_commit(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, DatabaseError> {
+        let statement = self.prepared(sql)?;
+        let execute = self.client.execute(&statement, params);
+        let commit = self.client.batch_execute("COMMIT");
+        let call = async {
+            let (rows, committed) = tokio::join!(execute, commit);
+            rows.and_then(|rows| committed.map(|()| rows))
+        };
+        Self::finish(&self.runtime, &mut self.broken, &self.shown, call)
+    }
+
+    /// Ends an open transaction without changes; a connection that cannot is dropped.
+    pub fn rollback(&mut self) {
+        if !self.is_closed() && self.batch_execute("ROLLBACK").is_err() {
+            self.broken = true;
+        }
+    }
+
     /// Runs `work` in a transaction: committed if it returns `Ok`, rolled back if not.
     pub fn transaction<T>(
         &mut self,
@@ -340,9 +396,7 @@ impl Connection {
         match work(self) {
             Ok(done) => self.batch_execute("COMMIT").map(|()| done),
             Err(e) => {
-                if !self.is_closed() && self.batch_execute("ROLLBACK").is_err() {
-                    self.broken = true;
-                }
+                self.rollback();
                 Err(e)
             }
         }

@@ -363,7 +363,8 @@ impl PgLedger {
 
     /// One attempt, in one transaction holding the head row's lock from reading it to
     /// the commit, so writers queue on the lock instead of signing for a head someone
-    /// else moved. An entry an earlier attempt recorded is returned as it was stored;
+    /// else moved. Two round trips (`BEGIN` + the locking read, then the insert +
+    /// `COMMIT`), so the lock is held for one round trip, the signing and the commit. An entry an earlier attempt recorded is returned as it was stored;
     /// `None` when that attempt committed while this one waited for the lock (the
     /// lookup's snapshot predates it): look again.
     fn try_append(
@@ -373,48 +374,49 @@ impl PgLedger {
         append_key: &[u8],
         key: &SigningKey,
     ) -> Result<Option<Entry>, DatabaseError> {
-        client.transaction(|tx| {
-            let head = tx.query_one(
+        let head = client
+            .begin_query_one(
                 "SELECT h.next_seq, h.prev, \
                  (SELECT line FROM cairn_ledger_entries WHERE append_key = $1) \
                  FROM cairn_ledger_head h FOR UPDATE OF h",
                 &[&append_key],
-            )?;
-            let recorded: Option<Vec<u8>> = head.get(2);
-            if let Some(line) = recorded {
-                return serde_json::from_slice(&line).map(Some).map_err(|e| {
-                    DatabaseError::BadRow {
-                        location: self.shown().to_string(),
-                        seq: head.get(0),
-                        reason: e.to_string(),
-                    }
+            )
+            .inspect_err(|_| client.rollback())?;
+        let recorded: Option<Vec<u8>> = head.get(2);
+        if let Some(line) = recorded {
+            client.rollback();
+            return serde_json::from_slice(&line)
+                .map(Some)
+                .map_err(|e| DatabaseError::BadRow {
+                    location: self.shown().to_string(),
+                    seq: head.get(0),
+                    reason: e.to_string(),
                 });
+        }
+        let next: i64 = head.get(0);
+        entry.seq = next as u64;
+        entry.prev = head.get(1);
+        entry.sign(key);
+        let line = entry.line();
+        let inserted = client.execute_commit(
+            "WITH inserted AS (INSERT INTO cairn_ledger_entries (seq, line, append_key) \
+                               VALUES ($1, $2, $4) RETURNING seq) \
+             UPDATE cairn_ledger_head SET next_seq = (SELECT seq FROM inserted) + 1, prev = $3",
+            &[&next, &line, &line_hash(&line), &append_key],
+        );
+        match inserted {
+            Ok(_) => Ok(Some(entry.clone())),
+            Err(DatabaseError::Query { cause, .. })
+                if cause.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
+                    && cause
+                        .as_db_error()
+                        .and_then(|d| d.constraint())
+                        .is_some_and(|c| c.contains("append_key")) =>
+            {
+                Ok(None)
             }
-            let next: i64 = head.get(0);
-            entry.seq = next as u64;
-            entry.prev = head.get(1);
-            entry.sign(key);
-            let line = entry.line();
-            let inserted = tx.execute(
-                "WITH inserted AS (INSERT INTO cairn_ledger_entries (seq, line, append_key) \
-                                   VALUES ($1, $2, $4) RETURNING seq) \
-                 UPDATE cairn_ledger_head SET next_seq = (SELECT seq FROM inserted) + 1, prev = $3",
-                &[&next, &line, &line_hash(&line), &append_key],
-            );
-            match inserted {
-                Ok(_) => Ok(Some(entry.clone())),
-                Err(DatabaseError::Query { cause, .. })
-                    if cause.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
-                        && cause
-                            .as_db_error()
-                            .and_then(|d| d.constraint())
-                            .is_some_and(|c| c.contains("append_key")) =>
-                {
-                    Ok(None)
-                }
-                Err(e) => Err(e),
-            }
-        })
+            Err(e) => Err(e),
+        }
     }
 
     /// Entries in `seq` order, fetched a page at a time.
