@@ -58,6 +58,10 @@ pub struct ServeArgs {
     /// handshake, and to send the body.
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     request_timeout: u64,
+    /// Seconds an admission verdict on an image digest is reused before the image is
+    /// verified again.
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    verdict_ttl: u64,
 }
 
 /// Runs the service until SIGTERM; returns the exit code.
@@ -119,6 +123,10 @@ pub fn run(args: ServeArgs, clock: Clock) -> Result<i32> {
         Arc::new(serve::Healthz {
             settings: settings.clone(),
         }),
+    );
+    routes.insert(
+        (http::Method::POST, "/admit"),
+        Arc::new(serve::admit::Admit::new(settings.clone(), args.verdict_ttl)),
     );
     let options = ServerOptions {
         listen: args.listen,
