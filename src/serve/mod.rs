@@ -328,7 +328,9 @@ async fn connection<S>(
         .header_read_timeout(timeout)
         .serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
-    let stop = async move {
+    // Borrowed, not moved: the receiver must live until the connection has finished,
+    // since the server's drain waits for every receiver to be dropped.
+    let stop = async {
         let _ = stopped.wait_for(|stop| *stop).await;
     };
     tokio::select! {
