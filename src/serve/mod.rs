@@ -162,7 +162,11 @@ pub fn log(event: &str, fields: serde_json::Value) {
     if let serde_json::Value::Object(fields) = fields {
         line.extend(fields);
     }
-    eprintln!("{}", serde_json::Value::Object(line));
+    // One write per line: concurrent requests' lines never interleave, and stderr,
+    // unbuffered, is not written piece by piece as the value is formatted.
+    let mut text = serde_json::Value::Object(line).to_string();
+    text.push('\n');
+    let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), text.as_bytes());
 }
 
 /// Serves `routes` until SIGTERM or SIGINT, then drains and shuts the handlers down.

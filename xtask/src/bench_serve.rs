@@ -304,6 +304,8 @@ fn admission(bench: &Bench) -> Result<()> {
     let dry = concurrent(&address, &images, "dry", true)?;
     let (latencies, denied) = concurrent(&address, &images, "load", false)?;
     let rss = peak_rss(service.0.id())?;
+    // The client runs on the same cores: what else runs shows in the latencies.
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     drop(service);
 
     let mut per_uid: BTreeMap<String, usize> = BTreeMap::new();
@@ -344,6 +346,13 @@ fn admission(bench: &Bench) -> Result<()> {
         } else {
             "SOME MORE THAN ONCE"
         }
+    );
+    println!(
+        "admission: load average {} during the run (client and service share the machine)",
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
     );
     println!(
         "admission: service peak RSS {:.1} MB (target < 100 MB)",
