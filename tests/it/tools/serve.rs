@@ -2,9 +2,8 @@
 //! made by `openssl`), against images in Debian's `docker-registry`: AdmissionReview v1
 //! bodies as the Kubernetes API server sends them (no API server can be installed
 //! here), the deploy entries they leave (in a file, and in a real PostgreSQL),
-//! `ledger show --env --key`, and the server's
-//! defences (malformed and oversized bodies, slow clients, a ledger it cannot write,
-//! SIGTERM).
+//! `ledger show --env --key`, and the server's defences (malformed and oversized
+//! bodies, slow clients, a ledger it cannot write, SIGTERM).
 
 use crate::common::{self, registry::Registry, registry::RegistryAuth};
 use std::io::{Read, Write};
