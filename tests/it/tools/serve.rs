@@ -584,7 +584,7 @@ fn admission_is_denied_when_the_ledger_cannot_be_written() {
 }
 
 #[test]
-fn admissions_recorded_in_postgresql_answer_what_runs_in_prod() {
+fn tag_admissions_recorded_in_postgresql_answer_what_runs_in_prod() {
     let registry = Registry::start(RegistryAuth::None);
     let db = crate::common::postgres::Cluster::start();
     let scratch = Scratch::new();
@@ -602,26 +602,26 @@ fn admissions_recorded_in_postgresql_answer_what_runs_in_prod() {
     let report: serde_json::Value =
         serde_json::from_slice(&common::run_ok(&mut cmd).stdout).unwrap();
     let digest = report["manifest_digest"].as_str().unwrap();
-    let image = format!("{}/team/app@{digest}", registry.host);
+    // A policy that admits tags: the digest the tag names when it verifies is recorded.
+    let tagged = format!("{}/team/app:v1", registry.host);
+    std::fs::write(
+        scratch.path("policy.yaml"),
+        "cairn_policy: 1\nrequire_digest: false\n",
+    )
+    .unwrap();
     let mut cmd = scratch.cairn();
-    cmd.args([
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--insecure",
-        "--env",
-        "prod",
-    ])
-    .args(["--ledger", &db.url()])
-    .arg("--ledger-key")
-    .arg(&key)
-    .arg("--key")
-    .arg(&public);
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--insecure"])
+        .args(["--env", "prod", "--ledger", &db.url(), "--policy"])
+        .arg(scratch.path("policy.yaml"))
+        .arg("--ledger-key")
+        .arg(&key)
+        .arg("--key")
+        .arg(&public);
     let service = Service::start(cmd, scratch.path("serve.log"));
     let body = scratch.path("review.json");
     std::fs::write(
         &body,
-        review("uid-pg", "StatefulSet", deployment("db", &image), false).to_string(),
+        review("uid-pg", "StatefulSet", deployment("db", &tagged), false).to_string(),
     )
     .unwrap();
     let (status, text) = post(&format!("http://{}/admit", service.address), None, &body);
@@ -641,7 +641,8 @@ fn admissions_recorded_in_postgresql_answer_what_runs_in_prod() {
     let images = running["images"].as_array().unwrap();
     assert_eq!(images.len(), 1, "{running}");
     assert_eq!(images[0]["workload"], "shop/StatefulSet/db");
-    assert_eq!(images[0]["image"], image.as_str());
+    assert_eq!(images[0]["image"], format!("{tagged}@{digest}").as_str());
+    assert_eq!(images[0]["digest"], digest);
     assert_eq!(images[0]["by"], "alice@example.com");
     assert_eq!(images[0]["build"]["recipe"], "hello.yaml", "{running}");
     assert_eq!(running["skipped"], 0);
