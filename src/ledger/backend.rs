@@ -49,6 +49,15 @@ pub trait LedgerStore: Send + Sync {
     /// a database commit always is.
     fn append(&self, entry: Entry, key: &SigningKey, durable: bool) -> Result<Entry, StoreError>;
 
+    /// Appends `entries` in order, durably. A file writes them all or none, with one
+    /// fsync; a database commits each in turn, so an error may follow some appends.
+    fn append_group(&self, entries: Vec<Entry>, key: &SigningKey) -> Result<(), StoreError> {
+        for entry in entries {
+            self.append(entry, key, true)?;
+        }
+        Ok(())
+    }
+
     /// Every entry in `seq` order, as stored.
     fn entries(&self) -> Result<EntryStream<'_>, StoreError>;
 
@@ -91,6 +100,11 @@ impl LedgerStore for Ledger {
 
     fn append(&self, entry: Entry, key: &SigningKey, durable: bool) -> Result<Entry, StoreError> {
         Ok(Ledger::append(self, entry, key, durable)?)
+    }
+
+    fn append_group(&self, entries: Vec<Entry>, key: &SigningKey) -> Result<(), StoreError> {
+        Ledger::append_group(self, entries, key, true)?;
+        Ok(())
     }
 
     fn entries(&self) -> Result<EntryStream<'_>, StoreError> {

@@ -41,6 +41,8 @@ const LEVELS: &[&[&str]] = &[
     &["build"],
     // The readers, which may use the driver (`verify --rebuild`).
     &["inspect", "verify", "trace", "diff"],
+    // The service, which verifies and records.
+    &["serve"],
 ];
 
 const CORE: &[&str] = &["digest", "diag", "oci", "keys", "snapshot"];
