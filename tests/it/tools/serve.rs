@@ -5,6 +5,7 @@
 //! `ledger show --env --key`, and the server's defences (malformed and oversized
 //! bodies, slow clients, a ledger it cannot write, SIGTERM).
 
+use crate::common::tls::TestCa;
 use crate::common::{self, registry::Registry, registry::RegistryAuth};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -38,63 +39,6 @@ impl Scratch {
             .env_remove("CAIRN_REGISTRY_USERNAME")
             .env_remove("CAIRN_REGISTRY_PASSWORD");
         cmd
-    }
-
-    fn openssl(&self, args: &[&str]) {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(self.dir.path())
-            .output()
-            .expect("openssl is installed");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    /// A test CA (`ca.pem`) and a certificate it issued for 127.0.0.1 (`server.pem`,
-    /// `server.key`): a self-signed CA certificate is refused as a server's.
-    fn certificates(&self) {
-        let ec = [
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-        ];
-        let mut ca = vec!["req", "-x509"];
-        ca.extend(ec);
-        ca.extend(["-keyout", "ca.key", "-out", "ca.pem", "-days", "2"]);
-        ca.extend(["-subj", "/CN=cairn test CA"]);
-        self.openssl(&ca);
-        let mut csr = vec!["req"];
-        csr.extend(ec);
-        csr.extend(["-keyout", "server.key", "-out", "server.csr"]);
-        csr.extend(["-subj", "/CN=127.0.0.1"]);
-        self.openssl(&csr);
-        std::fs::write(
-            self.path("server.ext"),
-            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-        )
-        .unwrap();
-        self.openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.pem",
-            "-days",
-            "2",
-            "-extfile",
-            "server.ext",
-        ]);
     }
 }
 
@@ -237,7 +181,7 @@ fn deploy_entries(ledger: &Path) -> Vec<serde_json::Value> {
 fn admission_over_https_allows_verified_pinned_images_and_records_each_deployment_once() {
     let registry = Registry::start(RegistryAuth::None);
     let scratch = Scratch::new();
-    scratch.certificates();
+    let tls = TestCa::new(scratch.dir.path(), "serve");
     let (key, public, _) = common::keygen(scratch.dir.path(), "ci");
     let ledger = scratch.path("ledger.jsonl");
     let build = |name: &str, signed: bool| -> String {
@@ -276,12 +220,12 @@ fn admission_over_https_allows_verified_pinned_images_and_records_each_deploymen
         .arg("--key")
         .arg(&public)
         .arg("--tls-cert")
-        .arg(scratch.path("server.pem"))
+        .arg(&tls.cert)
         .arg("--tls-key")
-        .arg(scratch.path("server.key"));
+        .arg(&tls.key);
     let service = Service::start(cmd, scratch.path("serve.log"));
     let url = format!("https://{}/admit", service.address);
-    let ca = scratch.path("ca.pem");
+    let ca = tls.ca.clone();
     let admit = |name: &str, body: &serde_json::Value| {
         let file = scratch.path(&format!("{name}.json"));
         std::fs::write(&file, body.to_string()).unwrap();
