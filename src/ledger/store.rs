@@ -433,34 +433,33 @@ impl<'k> ChainCheck<'k> {
     /// the entries' Merkle leaf hashes, computed in the same pass.
     pub(super) fn push(&mut self, block: &[Stored]) -> Vec<merkle::Hash> {
         let (before, first, trusted) = (self.last.as_ref(), self.checked, self.trusted);
-        let chunks: Vec<(Vec<ChainProblem>, u64, Vec<merkle::Hash>)> = block
+        let chunks: Vec<CheckedChunk> = block
             .par_chunks(SIGNATURE_BATCH)
             .enumerate()
             .map(|(n, chunk)| {
                 let start = n * SIGNATURE_BATCH;
                 let before = start.checked_sub(1).map(|i| &block[i]).or(before);
-                let problems = check_chunk(before, first + start, chunk, trusted);
-                let count = problems.len() as u64;
-                let leaves = chunk.iter().map(|s| merkle::leaf_hash(&s.line)).collect();
-                (
-                    problems.into_iter().take(MAX_PROBLEMS + 1).collect(),
-                    count,
-                    leaves,
-                )
+                CheckedChunk::check(before, first + start, chunk, trusted)
             })
             .collect();
         let mut leaves = Vec::with_capacity(block.len());
-        for (problems, count, chunk_leaves) in chunks {
-            self.total += count;
-            let room = MAX_PROBLEMS + 1 - self.listed.len();
-            self.listed.extend(problems.into_iter().take(room));
-            leaves.extend(chunk_leaves);
+        for chunk in chunks {
+            leaves.extend(self.add(chunk));
         }
         self.checked += block.len();
         if let Some(last) = block.last() {
             self.last = Some(last.clone());
         }
         leaves
+    }
+
+    /// Takes in what checking the next chunk found, in ledger order; returns its
+    /// leaves.
+    pub(super) fn add(&mut self, chunk: CheckedChunk) -> Vec<merkle::Hash> {
+        self.total += chunk.count;
+        let room = MAX_PROBLEMS + 1 - self.listed.len();
+        self.listed.extend(chunk.problems.into_iter().take(room));
+        chunk.leaves
     }
 
     /// Every problem in line order, the first [`MAX_PROBLEMS`] of them and then an
@@ -478,6 +477,45 @@ impl<'k> ChainCheck<'k> {
             });
         }
         listed
+    }
+}
+
+/// Whether `prev` is the hex SHA-256 of `line` ([`line_hash`], without allocating: verify
+/// does this for every entry).
+fn names_line(prev: &str, line: &[u8]) -> bool {
+    let mut hex = [0u8; 64];
+    hex::encode_to_slice(crate::digest::Sha256Digest::of(line).as_bytes(), &mut hex)
+        .expect("64 hex digits for 32 bytes");
+    prev.as_bytes() == hex
+}
+
+/// What checking one chunk of entries found.
+pub(super) struct CheckedChunk {
+    /// Its first problems in line order, at most `MAX_PROBLEMS + 1`.
+    problems: Vec<ChainProblem>,
+    /// How many problems it has in all.
+    count: u64,
+    /// Its entries' Merkle leaf hashes.
+    leaves: Vec<merkle::Hash>,
+}
+
+impl CheckedChunk {
+    /// Checks `chunk`, which starts at index `first` of the ledger, right after
+    /// `before` (`None` at the start of the ledger), and hashes its leaves.
+    pub(super) fn check(
+        before: Option<&Stored>,
+        first: usize,
+        chunk: &[Stored],
+        trusted: &[(String, VerifyingKey)],
+    ) -> CheckedChunk {
+        let mut problems = check_chunk(before, first, chunk, trusted);
+        let count = problems.len() as u64;
+        problems.truncate(MAX_PROBLEMS + 1);
+        CheckedChunk {
+            problems,
+            count,
+            leaves: chunk.iter().map(|s| merkle::leaf_hash(&s.line)).collect(),
+        }
     }
 }
 
@@ -509,7 +547,7 @@ fn check_chunk(
         }
         match previous {
             None if entry.prev != GENESIS_PREV => problems.push(problem(ProblemKind::NotGenesis)),
-            Some(p) if entry.prev != line_hash(&p.line) => {
+            Some(p) if !names_line(&entry.prev, &p.line) => {
                 problems.push(problem(ProblemKind::Prev {
                     previous_seq: p.entry.seq,
                     previous_line: index as u64,
@@ -580,10 +618,15 @@ fn is_line_of(entry: &Entry, line: &[u8]) -> bool {
 /// would be escaped, follows it.
 fn signed_message(stored: &Stored, canonical: bool) -> Vec<u8> {
     let entry = &stored.entry;
+    const MEMBER: &[u8] = b",\"signature\":\"";
     if canonical {
-        let member = format!(",\"signature\":\"{}\"", entry.signature);
-        if let Some(at) = memchr::memmem::rfind(&stored.line, member.as_bytes()) {
-            return [&stored.line[..at], &stored.line[at + member.len()..]].concat();
+        if let Some(at) = memchr::memmem::rfind(&stored.line, MEMBER) {
+            let value = &stored.line[at + MEMBER.len()..];
+            let signature = entry.signature.as_bytes();
+            if value.starts_with(signature) && value.get(signature.len()) == Some(&b'"') {
+                let end = at + MEMBER.len() + signature.len() + 1;
+                return [&stored.line[..at], &stored.line[end..]].concat();
+            }
         }
     }
     entry.signed_bytes()

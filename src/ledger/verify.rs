@@ -10,17 +10,17 @@
 //! [`FileEntries`]: super::FileEntries
 
 use super::frontier::Frontier;
-use super::store::{ChainCheck, Stored};
+use super::store::{ChainCheck, CheckedChunk, Stored};
 use super::{b64, merkle, note, read_checkpoint, HeldCheckpoint, LedgerVerdict, ProofCheckError};
 use crate::keys::VerifyingKey;
 
-/// Signature batches per block, per thread: enough to keep every thread busy while
-/// the block is checked.
-const BATCHES_PER_THREAD: usize = 2;
+/// Chunks being checked at once, per thread: enough that no core waits for the
+/// slowest chunk, few enough that memory stays a few chunks of entries.
+const CHUNKS_PER_THREAD: usize = 2;
 
-/// More threads than this do not enlarge the block, so that memory stays bounded on
-/// large machines (a block of 8 x 2 batches holds about 60 MB of entries).
-const MAX_BLOCK_THREADS: usize = 8;
+/// More threads than this do not add chunks in flight, so that memory stays bounded on
+/// large machines (17 chunks of 2048 entries hold about 60 MB).
+const MAX_THREADS: usize = 8;
 
 /// Verifies the chain, every signature and the Merkle root of the entries `entries`
 /// yields, and, against a held checkpoint, that they still contain exactly the tree it
@@ -35,22 +35,18 @@ pub fn verify_stream<E: Send>(
     trusted: &[(String, VerifyingKey)],
     held: Option<HeldCheckpoint>,
 ) -> Result<LedgerVerdict, E> {
-    let threads = rayon::current_num_threads().clamp(1, MAX_BLOCK_THREADS);
-    verify_in_blocks(
-        entries,
-        trusted,
-        held,
-        super::store::SIGNATURE_BATCH * BATCHES_PER_THREAD * threads,
-    )
+    verify_in_chunks(entries, trusted, held, super::store::SIGNATURE_BATCH)
 }
 
-/// [`verify_stream`], holding at most `block_len` entries at a time, plus the next
-/// block, which a reader thread reads and parses while this one is checked.
-fn verify_in_blocks<E: Send>(
+/// [`verify_stream`], in chunks of `chunk_len` entries: a reader thread reads and
+/// parses them, each is checked as a task of its own on the thread pool as soon as it
+/// is read, and their findings are taken in ledger order. No chunk waits for another
+/// to finish, so every core stays busy; a few chunks are in flight at a time.
+fn verify_in_chunks<E: Send>(
     entries: impl IntoIterator<Item = Result<Stored, E>, IntoIter: Send>,
     trusted: &[(String, VerifyingKey)],
     held: Option<HeldCheckpoint>,
-    block_len: usize,
+    chunk_len: usize,
 ) -> Result<LedgerVerdict, E> {
     let held_checkpoint = held
         .as_ref()
@@ -61,21 +57,56 @@ fn verify_in_blocks<E: Send>(
     };
     let mut chain = ChainCheck::new(trusted);
     let mut tree = Frontier::default();
-    let entries = entries.into_iter();
-    std::thread::scope(|scope| {
-        // One block in the channel: the reader stays one block ahead, no more.
-        let (blocks, read_blocks) = std::sync::mpsc::sync_channel(1);
-        scope.spawn(move || read_in_blocks(entries, block_len, blocks));
-        for block in read_blocks {
-            let block: Vec<Stored> = block?;
-            for leaf in chain.push(&block) {
-                tree.push(leaf);
-                if let Some(held) = held_prefix.as_mut() {
-                    held.push(&tree, leaf);
-                }
+    let mut take_in = |checked: CheckedChunk| {
+        for leaf in chain.add(checked) {
+            tree.push(leaf);
+            if let Some(held) = held_prefix.as_mut() {
+                held.push(&tree, leaf);
             }
         }
-        Ok(())
+    };
+    let in_flight = CHUNKS_PER_THREAD * rayon::current_num_threads().clamp(1, MAX_THREADS) + 1;
+    let entries = entries.into_iter();
+    std::thread::scope(|scope| {
+        // One chunk in the channel: the reader stays one chunk ahead, no more.
+        let (chunks, read_chunks) = std::sync::mpsc::sync_channel(1);
+        scope.spawn(move || read_in_chunks(entries, chunk_len, chunks));
+        let (done, checked) = std::sync::mpsc::channel::<(usize, CheckedChunk)>();
+        // Findings that arrived before an earlier chunk's, by chunk number.
+        let mut early = std::collections::BTreeMap::new();
+        let (mut started, mut taken) = (0, 0);
+        let mut wait_for_one = |taken: &mut usize| {
+            let (n, findings) = checked.recv().expect("a started chunk sends its findings");
+            early.insert(n, findings);
+            while let Some(findings) = early.remove(taken) {
+                take_in(findings);
+                *taken += 1;
+            }
+        };
+        rayon::in_place_scope(|tasks| {
+            let mut before: Option<Stored> = None;
+            let mut first = 0;
+            for chunk in read_chunks {
+                let chunk: Vec<Stored> = chunk?;
+                let chunk_before = std::mem::replace(&mut before, chunk.last().cloned());
+                let (n, start, done) = (started, first, done.clone());
+                tasks.spawn(move |_| {
+                    let findings =
+                        CheckedChunk::check(chunk_before.as_ref(), start, &chunk, trusted);
+                    // The receiver outlives every task of this scope.
+                    let _ = done.send((n, findings));
+                });
+                started += 1;
+                first += chunk_len;
+                while started - taken >= in_flight {
+                    wait_for_one(&mut taken);
+                }
+            }
+            while taken < started {
+                wait_for_one(&mut taken);
+            }
+            Ok(())
+        })
     })?;
     let root = tree.root();
     let mut problems: Vec<String> = chain.finish().iter().map(|p| p.to_string()).collect();
@@ -94,17 +125,17 @@ fn verify_in_blocks<E: Send>(
     })
 }
 
-/// Sends `entries` to `blocks` `block_len` at a time, until they end, one is an error
-/// (sent in place of its block) or the receiver hangs up.
-fn read_in_blocks<E>(
+/// Sends `entries` to `chunks` `chunk_len` at a time, until they end, one is an error
+/// (sent in place of its chunk) or the receiver hangs up.
+fn read_in_chunks<E>(
     mut entries: impl Iterator<Item = Result<Stored, E>>,
-    block_len: usize,
-    blocks: std::sync::mpsc::SyncSender<Result<Vec<Stored>, E>>,
+    chunk_len: usize,
+    chunks: std::sync::mpsc::SyncSender<Result<Vec<Stored>, E>>,
 ) {
     loop {
-        let block: Result<Vec<Stored>, E> = entries.by_ref().take(block_len).collect();
-        let last = !matches!(&block, Ok(b) if b.len() == block_len);
-        if matches!(&block, Ok(b) if b.is_empty()) || blocks.send(block).is_err() || last {
+        let chunk: Result<Vec<Stored>, E> = entries.by_ref().take(chunk_len).collect();
+        let last = !matches!(&chunk, Ok(c) if c.len() == chunk_len);
+        if matches!(&chunk, Ok(c) if c.is_empty()) || chunks.send(chunk).is_err() || last {
             return;
         }
     }
@@ -253,7 +284,7 @@ mod tests {
             let in_memory = ledger::verify(&self.ledger.read().unwrap(), trusted, held());
             for block_len in [1, 2, 3, 7, SIGNATURE_BATCH] {
                 let mut entries = self.ledger.entries().unwrap();
-                let mut streamed = verify_in_blocks(&mut entries, trusted, held(), block_len)
+                let mut streamed = verify_in_chunks(&mut entries, trusted, held(), block_len)
                     .expect("every line is an entry");
                 streamed.torn_tail_bytes = entries.torn_tail_bytes();
                 assert_eq!(
