@@ -119,6 +119,19 @@ fn post(url: &str, ca: Option<&Path>, body: &Path) -> (u16, String) {
 }
 
 /// An AdmissionReview v1 request, as in the Kubernetes API reference.
+/// POSTs `review` to the plain-HTTP service's `/admit`; the status, the answer and the
+/// file the body was written to.
+fn admit_over_http(
+    service: &Service,
+    scratch: &Scratch,
+    review: serde_json::Value,
+) -> (u16, String, PathBuf) {
+    let body = scratch.path("review.json");
+    std::fs::write(&body, review.to_string()).unwrap();
+    let (status, text) = post(&format!("http://{}/admit", service.address), None, &body);
+    (status, text, body)
+}
+
 fn review(uid: &str, kind: &str, object: serde_json::Value, dry_run: bool) -> serde_json::Value {
     let group = match kind {
         "Pod" => "",
@@ -452,13 +465,11 @@ fn admission_is_denied_when_the_ledger_cannot_be_written() {
     .arg(&public);
     // Plain HTTP: allowed on loopback.
     let service = Service::start(cmd, scratch.path("serve.log"));
-    let body = scratch.path("review.json");
-    std::fs::write(
-        &body,
-        review("uid-9", "Deployment", deployment("web", &image), false).to_string(),
-    )
-    .unwrap();
-    let (status, text) = post(&format!("http://{}/admit", service.address), None, &body);
+    let (status, text, body) = admit_over_http(
+        &service,
+        &scratch,
+        review("uid-9", "Deployment", deployment("web", &image), false),
+    );
     assert_eq!(status, 200, "{text}");
     let answer: serde_json::Value = serde_json::from_str(&text).unwrap();
     let response = &answer["response"];
@@ -562,13 +573,11 @@ fn tag_admissions_recorded_in_postgresql_answer_what_runs_in_prod() {
         .arg("--key")
         .arg(&public);
     let service = Service::start(cmd, scratch.path("serve.log"));
-    let body = scratch.path("review.json");
-    std::fs::write(
-        &body,
-        review("uid-pg", "StatefulSet", deployment("db", &tagged), false).to_string(),
-    )
-    .unwrap();
-    let (status, text) = post(&format!("http://{}/admit", service.address), None, &body);
+    let (status, text, _) = admit_over_http(
+        &service,
+        &scratch,
+        review("uid-pg", "StatefulSet", deployment("db", &tagged), false),
+    );
     assert_eq!(status, 200, "{text}");
     assert!(text.contains(r#""allowed":true"#), "{text}");
     let status = service.terminate();
