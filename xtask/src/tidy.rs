@@ -41,6 +41,8 @@ const LEVELS: &[&[&str]] = &[
     &["build"],
     // The readers, which may use the driver (`verify --rebuild`).
     &["inspect", "verify", "trace", "diff"],
+    // What checks a registry against the ledger, using the readers.
+    &["audit"],
 ];
 
 const CORE: &[&str] = &["digest", "diag", "oci", "keys", "snapshot"];
