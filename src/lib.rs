@@ -33,6 +33,7 @@ pub mod recipe;
 pub mod registry;
 pub mod remote_cache;
 pub mod resolve;
+pub mod serve;
 pub mod snapshot;
 pub mod trace;
 pub mod verify;

@@ -85,18 +85,28 @@ enum Command {
     ///
     /// Every blob read is verified against its digest.
     Inspect(cli::inspect::InspectArgs),
+    /// Run the service: the registry push hook (`POST /registry/events`), the
+    /// Kubernetes admission webhook (`POST /admit`) and `GET /healthz`.
+    ///
+    /// Plain HTTP only on a loopback address; elsewhere --tls-cert and --tls-key.
+    /// Logs are JSON lines on stderr. SIGTERM finishes the requests in flight, then
+    /// stops.
+    Serve(cli::serve::ServeArgs),
 }
 
 fn main() {
     let cli = Cli::parse();
     let cancel = Arc::new(AtomicBool::new(false));
     let handler_flag = cancel.clone();
-    // First Ctrl-C: stop cleanly (nothing is published). Second: stop now.
-    let _ = ctrlc::set_handler(move || {
-        if handler_flag.swap(true, Ordering::SeqCst) {
-            std::process::exit(130);
-        }
-    });
+    // First Ctrl-C: stop cleanly (nothing is published). Second: stop now. The service
+    // handles its own signals (it drains its requests).
+    if !matches!(cli.command, Command::Serve(_)) {
+        let _ = ctrlc::set_handler(move || {
+            if handler_flag.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+        });
+    }
     let is_diff = matches!(cli.command, Command::Diff(_));
     match run(cli.command, cancel) {
         Ok(code) => std::process::exit(code),
@@ -143,6 +153,7 @@ fn diagnosis<'a>(cause: &'a (dyn std::error::Error + 'static)) -> Option<&'a dyn
         cairn::registry::RegistryError,
         cairn::ledger::StoreError,
         cairn::ledger::pg::DatabaseError,
+        cairn::serve::ServeError,
     )
 }
 
@@ -161,6 +172,7 @@ fn run(command: Command, cancel: Arc<AtomicBool>) -> Result<i32> {
         Command::Trace(args) => cli::inspect::trace(args),
         Command::Diff(args) => cli::inspect::diff(args),
         Command::Inspect(args) => cli::inspect::inspect(args),
+        Command::Serve(args) => cli::serve::run(args, Arc::new(wall_clock)),
     }
 }
 

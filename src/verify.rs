@@ -46,6 +46,10 @@ pub struct Policy {
     /// Sources that must have exactly these digests (`name: sha256:<hex>`).
     #[serde(default)]
     pub source_digests: BTreeMap<String, String>,
+    /// Admission (`cairn serve`): every image must be named by digest, not by a tag
+    /// alone (default true).
+    #[serde(default = "yes")]
+    pub require_digest: bool,
 }
 
 fn yes() -> bool {
@@ -199,6 +203,36 @@ pub fn verify(
         }
     }
     checks.verdict(Some(top))
+}
+
+/// An image verified from a registry: the verdict, the manifest digest the reference
+/// named when it was pulled, and how many referrers came with it.
+pub struct RemoteVerdict {
+    pub verdict: Verdict,
+    pub digest: crate::digest::Sha256Digest,
+    pub referrers: usize,
+}
+
+/// Pulls `reference` with its referrers into a temporary layout (removed afterwards)
+/// and verifies it as [`verify`] does a layout: what `cairn verify REF` does.
+pub fn verify_reference(
+    client: &crate::registry::Client,
+    reference: &crate::registry::Reference,
+    trusted: &[VerifyingKey],
+    policy: &Policy,
+    rebuilt: Option<&str>,
+) -> Result<RemoteVerdict, crate::registry::RegistryError> {
+    let scratch = tempfile::tempdir().map_err(|error| crate::registry::RegistryError::Io {
+        path: std::env::temp_dir(),
+        error,
+    })?;
+    let pulled =
+        crate::registry::pull::pull_to_layout(client, reference, &scratch.path().join("image"))?;
+    Ok(RemoteVerdict {
+        verdict: verify(&pulled.layout, trusted, policy, rebuilt),
+        digest: pulled.digest,
+        referrers: pulled.referrers,
+    })
 }
 
 fn check_signatures(

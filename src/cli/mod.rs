@@ -13,5 +13,6 @@ pub mod progress;
 pub mod push;
 pub mod recipe;
 pub mod registry;
+pub mod serve;
 pub mod unrecorded;
 pub mod verify;

@@ -40,6 +40,17 @@ pub fn client(args: &RegistryArgs, image: &Reference) -> Result<Client> {
     }))
 }
 
+/// A client for whatever registry a long-running service is asked about (`cairn
+/// serve`), with the credentials the environment and the Docker config file's `auths`
+/// give; a credential helper is not run, as the registry is not known in advance.
+pub fn service_client(args: &RegistryArgs) -> Result<Client> {
+    Ok(Client::new(ClientOptions {
+        credentials: credentials()?,
+        insecure: args.insecure,
+        ..Default::default()
+    }))
+}
+
 /// A client for the recipe's `ref:` base image, if it has one.
 pub fn base_client(recipe: &cairn::recipe::Recipe, args: &RegistryArgs) -> Result<Option<Client>> {
     match &recipe.base {

@@ -119,16 +119,16 @@ pub fn run(args: VerifyArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
         }
         None => None,
     };
-    // A registry reference: pull the image and its referrers into a temporary layout.
-    let pulled_dir;
-    let (layout, reference) = match remote_reference(&layout) {
+    // A registry reference: pulled with its referrers into a temporary layout.
+    let (verdict, layout, reference) = match remote_reference(&layout) {
         Some(reference) => {
             let client = registry::client(&registry_args, &reference)?;
-            pulled_dir = tempfile::tempdir()?;
-            let pulled = cairn::registry::pull::pull_to_layout(
+            let remote = cairn::verify::verify_reference(
                 &client,
                 &reference,
-                &pulled_dir.path().join("image"),
+                &trusted,
+                &policy,
+                rebuilt.as_deref(),
             )
             .with_context(|| {
                 format!(
@@ -136,22 +136,26 @@ pub fn run(args: VerifyArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
                     layout.display()
                 )
             })?;
-            let named = reference.with_digest(pulled.digest);
+            let named = reference.with_digest(remote.digest);
             if !json {
                 println!(
                     "image: {named} ({} referrer{} fetched)",
-                    pulled.referrers,
-                    if pulled.referrers == 1 { "" } else { "s" }
+                    remote.referrers,
+                    if remote.referrers == 1 { "" } else { "s" }
                 );
             }
-            (pulled.layout, Some(named.to_string()))
+            (remote.verdict, layout, Some(named.to_string()))
         }
-        None => (layout, None),
-    };
-    let verdict = if layout.is_file() {
-        cairn::verify::disk::verify(&layout, &trusted, &policy, rebuilt.as_deref())
-    } else {
-        cairn::verify::verify(&layout, &trusted, &policy, rebuilt.as_deref())
+        None if layout.is_file() => (
+            cairn::verify::disk::verify(&layout, &trusted, &policy, rebuilt.as_deref()),
+            layout,
+            None,
+        ),
+        None => (
+            cairn::verify::verify(&layout, &trusted, &policy, rebuilt.as_deref()),
+            layout,
+            None,
+        ),
     };
     // Read only when there is a ledger to sign for, as `$CAIRN_LEDGER_KEY` may be set
     // for other commands.
