@@ -4,7 +4,7 @@
 //!
 //! [`LedgerFacts::read`] takes from the ledger, trusting only entries signed by the
 //! given keys, the manifest digests that have a `build` entry and the last `verify`
-//! verdict on each digest. [`audit`] then walks the registry (the catalog, or one
+//! verdict on each digest in each repository. [`audit`] then walks the registry (the catalog, or one
 //! repository), every tag and every platform manifest of an index, and reports each
 //! manifest that no signed `build` entry names (an index's platform manifests are
 //! explained by the index's entry) and each tag whose last verdict failed. The
@@ -58,8 +58,9 @@ impl std::str::FromStr for Scope {
 pub struct LedgerFacts {
     /// Manifest digests named by a signed `build` entry.
     built: BTreeSet<Sha256Digest>,
-    /// The last signed verdict on each manifest digest (true: verified).
-    verdicts: BTreeMap<Sha256Digest, bool>,
+    /// The last signed verdict on each manifest digest in each repository (true:
+    /// verified): a verdict depends on the referrers, which live in the repository.
+    verdicts: BTreeMap<(String, Sha256Digest), bool>,
     /// Entries left out because no trusted key signed them.
     pub untrusted_entries: u64,
 }
@@ -85,9 +86,15 @@ impl LedgerFacts {
                     }
                 }
                 Action::Verify => {
+                    // Verdicts on a layout name no repository: not about a registry.
+                    let repository = detail_str(&entry, "reference")
+                        .and_then(|r| r.parse::<Reference>().ok())
+                        .map(|r| r.repository);
                     let verified = entry.details.get("verified").and_then(|v| v.as_bool());
-                    if let (Some(d), Some(verified)) = (digest("image"), verified) {
-                        facts.verdicts.insert(d, verified);
+                    if let (Some(repository), Some(d), Some(verified)) =
+                        (repository, digest("image"), verified)
+                    {
+                        facts.verdicts.insert((repository, d), verified);
                     }
                 }
                 Action::Push | Action::Deploy => {}
@@ -191,7 +198,7 @@ pub fn audit(
     report.manifests = seen.len();
     report
         .findings
-        .sort_by(|a, b| (&a.repository, &a.tag, a.digest).cmp(&(&b.repository, &b.tag, b.digest)));
+        .sort_by_key(|f| (f.repository.clone(), f.tag.clone(), f.digest, f.reason));
     Ok(report)
 }
 
@@ -230,7 +237,8 @@ fn audit_repository(
             &format!("manifest {}", manifest.digest),
         )?;
         let top_built = facts.built.contains(&manifest.digest);
-        if facts.verdicts.get(&manifest.digest) == Some(&false) {
+        let verdict = (repo.repository.clone(), manifest.digest);
+        if facts.verdicts.get(&verdict) == Some(&false) {
             report
                 .findings
                 .push(finding(tag, manifest.digest, None, Reason::FailedVerdict));
