@@ -34,6 +34,11 @@ pub enum LedgerCommand {
         /// Only deployments to this environment (and the current one first).
         #[arg(long)]
         env: Option<String>,
+        /// With --env: what runs there now, per workload, since when, deployed by whom,
+        /// and the build behind each image, told only from entries signed by these
+        /// public keys (others are skipped and counted).
+        #[arg(long = "key", value_name = "PUB", requires = "env")]
+        keys: Vec<PathBuf>,
         #[arg(long)]
         json: bool,
     },
@@ -323,7 +328,27 @@ pub fn run(args: LedgerArgs, now: String) -> Result<i32> {
             println!("{}", ledger::entry::line_hash(&entry.line()));
             Ok(0)
         }
-        LedgerCommand::Show { image, env, json } => {
+        LedgerCommand::Show {
+            env: Some(env),
+            keys: key_paths,
+            json,
+            ..
+        } if !key_paths.is_empty() => {
+            let trusted: Vec<(String, keys::VerifyingKey)> = key_paths
+                .iter()
+                .map(|p| keys::read_public(p).map(|k| (keys::key_id(&k), k)))
+                .collect::<Result<_, _>>()?;
+            let contents = open()?.read()?;
+            let running = ledger::deployed::running(&contents.entries, &env, &trusted);
+            if json {
+                return crate::print_json(&running);
+            }
+            print_running(&running);
+            Ok(0)
+        }
+        LedgerCommand::Show {
+            image, env, json, ..
+        } => {
             let contents = open()?.read()?;
             let image = image.as_deref().map(require_digest).transpose()?;
             let shown: Vec<&ledger::Stored> = contents
@@ -624,6 +649,73 @@ pub fn run(args: LedgerArgs, now: String) -> Result<i32> {
                 Err(e) => {
                     println!("NOT included: {e}");
                     Ok(1)
+                }
+            }
+        }
+    }
+}
+
+/// Prints what runs in an environment, workload by workload.
+fn print_running(running: &ledger::deployed::Running) {
+    println!(
+        "{}: {} image{} running",
+        running.env,
+        running.images.len(),
+        if running.images.len() == 1 { "" } else { "s" }
+    );
+    if running.skipped > 0 {
+        println!(
+            "skipped {} entr{} not signed by a --key key (not taken as fact)",
+            running.skipped,
+            if running.skipped == 1 { "y" } else { "ies" }
+        );
+    }
+    let mut workload = None;
+    for row in &running.images {
+        if workload != Some(&row.workload) {
+            workload = Some(&row.workload);
+            println!();
+            println!(
+                "{}",
+                if row.workload.is_empty() {
+                    "(recorded by hand)"
+                } else {
+                    &row.workload
+                }
+            );
+        }
+        println!("  image   {}", row.image);
+        println!(
+            "  since   {} (entry {}){}",
+            row.since,
+            row.seq,
+            if row.by.is_empty() {
+                String::new()
+            } else {
+                format!(", deployed by {}", row.by)
+            }
+        );
+        match &row.build {
+            None => println!("  build   none: no trusted build entry has this digest"),
+            Some(b) => {
+                println!(
+                    "  build   entry {} at {}: recipe {} {}",
+                    b.seq,
+                    b.time,
+                    b.recipe.as_deref().unwrap_or("?"),
+                    b.recipe_sha256.as_deref().unwrap_or("?")
+                );
+                println!(
+                    "  signer  {}{}",
+                    b.signer_key_id,
+                    if b.signer_identity.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", b.signer_identity)
+                    }
+                );
+                for (name, digest) in &b.sources {
+                    println!("  source  {name} {digest}");
                 }
             }
         }

@@ -71,6 +71,10 @@ pub struct ServeArgs {
     /// Threads verifying and recording pushes.
     #[arg(long, value_name = "N", default_value_t = 2)]
     hook_workers: usize,
+    /// Seconds an admission verdict on an image digest is reused before the image is
+    /// verified again.
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    verdict_ttl: u64,
 }
 
 /// Runs the service until SIGTERM; returns the exit code.
@@ -145,6 +149,10 @@ pub fn run(args: ServeArgs, clock: Clock) -> Result<i32> {
         Arc::new(serve::Healthz {
             settings: settings.clone(),
         }),
+    );
+    routes.insert(
+        (http::Method::POST, "/admit"),
+        Arc::new(serve::admit::Admit::new(settings.clone(), args.verdict_ttl)),
     );
     let options = ServerOptions {
         listen: args.listen,

@@ -8,9 +8,11 @@
 //! database, [`backend`] the one interface over both, [`merkle`] the tree and its
 //! proofs, [`frontier`] its root grown leaf by leaf, [`note`] the checkpoint text
 //! formats, [`tiles`] the C2SP tlog-tiles publication, [`verify`] the verification of a
-//! ledger streamed from any store; this module puts them together for the commands.
+//! ledger streamed from any store, [`deployed`] what runs in an environment now, told
+//! from trusted entries; this module puts them together for the commands.
 
 pub mod backend;
+pub mod deployed;
 pub mod entry;
 pub mod file_entries;
 pub mod frontier;

@@ -11,6 +11,7 @@
 //! handler's [`Handler::shutdown`] runs, so nothing is left half-recorded. Logs are one
 //! JSON object per line on stderr ([`log`]); they never carry a request body or a secret.
 
+pub mod admit;
 pub mod events;
 
 use crate::keys::{SigningKey, VerifyingKey};

@@ -1,7 +1,7 @@
 //! Integration tests that drive the tools `cargo xtask test` installs: a real
 //! registry, a signed apt repository, qemu, skopeo, umoci, runc, podman, busybox,
-//! squashfs-tools, PostgreSQL and the Python validators. `cargo xtask test --fast` skips this
-//! module (`--skip tools::`); the full tier runs it.
+//! squashfs-tools, PostgreSQL, openssl, curl and the Python validators. `cargo xtask
+//! test --fast` skips this module (`--skip tools::`); the full tier runs it.
 
 mod attest;
 mod base_image;
@@ -18,4 +18,5 @@ mod multiarch;
 mod push_hook;
 mod registry;
 mod sbom_validation;
+mod serve;
 mod vm;
