@@ -49,6 +49,12 @@ pub trait LedgerStore: Send + Sync {
     /// a database commit always is.
     fn append(&self, entry: Entry, key: &SigningKey, durable: bool) -> Result<Entry, StoreError>;
 
+    /// Makes the entries appended with `durable` false durable; a database's commits
+    /// already are.
+    fn sync(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// Every entry in `seq` order, as stored.
     fn entries(&self) -> Result<EntryStream<'_>, StoreError>;
 
@@ -91,6 +97,10 @@ impl LedgerStore for Ledger {
 
     fn append(&self, entry: Entry, key: &SigningKey, durable: bool) -> Result<Entry, StoreError> {
         Ok(Ledger::append(self, entry, key, durable)?)
+    }
+
+    fn sync(&self) -> Result<(), StoreError> {
+        Ok(Ledger::sync(self)?)
     }
 
     fn entries(&self) -> Result<EntryStream<'_>, StoreError> {

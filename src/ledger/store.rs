@@ -224,6 +224,14 @@ impl Ledger {
         Ok(entry)
     }
 
+    /// Makes every entry appended so far durable, after appends with `durable` false:
+    /// the file's data and its directory entry (one fsync for a group of appends).
+    pub fn sync(&self) -> Result<(), LedgerError> {
+        let file = File::open(&self.path).map_err(self.io("open"))?;
+        file.sync_data().map_err(self.io("sync"))?;
+        self.sync_directory()
+    }
+
     /// Makes the ledger's directory entry durable (once, with the first entry).
     fn sync_directory(&self) -> Result<(), LedgerError> {
         let dir = match self.path.parent() {

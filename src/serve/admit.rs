@@ -9,16 +9,23 @@
 //! verdict cached by repository and digest for a TTL. On allow it records one `deploy`
 //! entry per distinct image (digest, namespace, kind, name, request uid, username and
 //! groups, env, cluster); if it cannot record them, it denies (fail closed), the reason
-//! in `status.message`. A `dryRun` request is checked but not recorded. The response
+//! in `status.message`. Entries are written by one writer thread in groups, with one
+//! fsync per group, so concurrent admissions do not queue behind each other's fsync; a
+//! request is answered only once its entries are durable. A `dryRun` request is checked
+//! but not recorded. The response
 //! echoes the request's uid. A malformed review gets 400: the API server then applies
 //! the webhook's `failurePolicy`.
 
 use super::{Handler, Request, Response, Settings};
 use crate::ledger::Action;
+use crate::ledger::Entry;
 use crate::registry::Reference;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
+
+/// The most requests whose entries share one fsync.
+const MAX_GROUP: usize = 512;
 
 const API_VERSION: &str = "admission.k8s.io/v1";
 
@@ -81,15 +88,70 @@ pub struct Admit {
     /// Request uids already recorded, and when: a repeated delivery of one request is
     /// answered again without a second record.
     recorded: Mutex<HashMap<String, u64>>,
+    /// To the writer thread; taken (closed) at shutdown.
+    writer: Mutex<Option<mpsc::Sender<Deployment>>>,
+    writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// One admitted request's deploy entries (details each), and where to say whether
+/// they were recorded.
+struct Deployment {
+    entries: Vec<BTreeMap<String, serde_json::Value>>,
+    time: String,
+    done: mpsc::Sender<Result<(), String>>,
+}
+
+/// Appends the deployments queued, as many as are waiting at once, then makes them
+/// durable with one sync, then answers each. After a failed append, that deployment and
+/// those after it in the group are not recorded (the error is theirs); if the sync
+/// fails, none is.
+fn write_deployments(settings: Arc<Settings>, queue: mpsc::Receiver<Deployment>) {
+    let s = &*settings;
+    while let Ok(first) = queue.recv() {
+        let mut group = vec![first];
+        group.extend(queue.try_iter().take(MAX_GROUP - 1));
+        let mut failure: Option<(usize, String)> = None;
+        'group: for (n, deployment) in group.iter().enumerate() {
+            for details in &deployment.entries {
+                let entry = Entry::new(
+                    Action::Deploy,
+                    &s.identity,
+                    deployment.time.clone(),
+                    details.clone(),
+                );
+                if let Err(e) = s.ledger.append(entry, &s.ledger_key, false) {
+                    failure = Some((n, e.to_string()));
+                    break 'group;
+                }
+            }
+        }
+        let synced = s.ledger.sync().map_err(|e| e.to_string());
+        for (n, deployment) in group.into_iter().enumerate() {
+            let result = match (&synced, &failure) {
+                (Err(e), _) => Err(e.clone()),
+                (Ok(()), Some((failed, e))) if n >= *failed => Err(e.clone()),
+                (Ok(()), _) => Ok(()),
+            };
+            let _ = deployment.done.send(result);
+        }
+    }
 }
 
 impl Admit {
     pub fn new(settings: Arc<Settings>, ttl: u64) -> Admit {
+        let (writer, queue) = mpsc::channel();
+        let writer_settings = settings.clone();
+        let thread = std::thread::Builder::new()
+            .name("admit-ledger".to_string())
+            .spawn(move || write_deployments(writer_settings, queue))
+            .expect("start the ledger writer thread");
         Admit {
             settings,
             ttl,
             verdicts: Mutex::new(HashMap::new()),
             recorded: Mutex::new(HashMap::new()),
+            writer: Mutex::new(Some(writer)),
+            writer_thread: Mutex::new(Some(thread)),
         }
     }
 
@@ -207,30 +269,6 @@ impl Admit {
                     .to_string(),
             );
         };
-        let mut recorded = 0;
-        for image in checked {
-            self.record(request, object, env, image.named, image.digest)
-                .map_err(|e| {
-                    format!(
-                        "cannot record the deployment in the ledger {}: {e}",
-                        self.settings.ledger.location()
-                    )
-                })?;
-            recorded += 1;
-        }
-        self.remember(&request.uid);
-        Ok(Decision::Allow { recorded })
-    }
-
-    fn record(
-        &self,
-        request: &ReviewRequest,
-        object: &serde_json::Value,
-        env: &str,
-        image: String,
-        digest: String,
-    ) -> Result<(), crate::ledger::StoreError> {
-        let s = &self.settings;
         let name = if request.name.is_empty() {
             object["metadata"]["name"]
                 .as_str()
@@ -240,9 +278,32 @@ impl Admit {
         } else {
             request.name.clone()
         };
+        let entries: Vec<_> = checked
+            .into_iter()
+            .map(|image| self.details(request, env, &name, image))
+            .collect();
+        let recorded = entries.len();
+        self.record(entries).map_err(|e| {
+            format!(
+                "cannot record the deployment in the ledger {}: {e}",
+                self.settings.ledger.location()
+            )
+        })?;
+        self.remember(&request.uid);
+        Ok(Decision::Allow { recorded })
+    }
+
+    /// A deploy entry's details for one image of `request`.
+    fn details(
+        &self,
+        request: &ReviewRequest,
+        env: &str,
+        name: &str,
+        image: Checked,
+    ) -> BTreeMap<String, serde_json::Value> {
         let mut details = BTreeMap::from([
-            ("image".to_string(), image.into()),
-            ("digest".to_string(), digest.into()),
+            ("image".to_string(), image.named.into()),
+            ("digest".to_string(), image.digest.into()),
             ("env".to_string(), env.into()),
             ("namespace".to_string(), request.namespace.clone().into()),
             ("kind".to_string(), request.kind.kind.clone().into()),
@@ -257,18 +318,30 @@ impl Admit {
                 request.user_info.groups.clone().into(),
             ),
         ]);
-        if let Some(cluster) = &s.cluster {
+        if let Some(cluster) = &self.settings.cluster {
             details.insert("cluster".to_string(), cluster.clone().into());
         }
-        crate::ledger::record(
-            &*s.ledger,
-            Action::Deploy,
-            details,
-            &s.identity,
-            s.now_rfc3339(),
-            &s.ledger_key,
-        )?;
-        Ok(())
+        details
+    }
+
+    /// Hands the entries to the writer thread and waits until they are durable.
+    fn record(&self, entries: Vec<BTreeMap<String, serde_json::Value>>) -> Result<(), String> {
+        let (done, answer) = mpsc::channel();
+        let deployment = Deployment {
+            entries,
+            time: self.settings.now_rfc3339(),
+            done,
+        };
+        let sent = match &*self.writer.lock().expect("ledger writer lock") {
+            Some(writer) => writer.send(deployment).is_ok(),
+            None => false,
+        };
+        if !sent {
+            return Err("the service is shutting down".to_string());
+        }
+        answer
+            .recv()
+            .unwrap_or_else(|_| Err("the ledger writer stopped".to_string()))
     }
 
     fn already_recorded(&self, uid: &str) -> bool {
@@ -304,6 +377,19 @@ enum Decision {
 }
 
 impl Handler for Admit {
+    /// Closes the writer's queue and waits for it to finish what it holds.
+    fn shutdown(&self) {
+        drop(self.writer.lock().expect("ledger writer lock").take());
+        if let Some(thread) = self
+            .writer_thread
+            .lock()
+            .expect("writer thread lock")
+            .take()
+        {
+            let _ = thread.join();
+        }
+    }
+
     fn handle(&self, request: Request) -> Response {
         let review: Review = match serde_json::from_slice(&request.body) {
             Ok(review) => review,

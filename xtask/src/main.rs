@@ -12,9 +12,12 @@
 //!   (`benches/ledger.rs`).
 //! - `bench-debian`: build time of `recipes/distroless.yaml` from the host's Debian
 //!   mirror, cold and with a warm package cache (`bench_debian.rs`).
+//! - `bench-serve`: `cairn serve` under load: 200 concurrent admission requests with a
+//!   warm verdict cache, each recorded once, and the service's RSS (`bench_serve.rs`).
 
 mod bench;
 mod bench_debian;
+mod bench_serve;
 mod bench_tree;
 mod measure;
 mod prng;
@@ -47,7 +50,10 @@ commands:
   bench-ledger [N]             append latency and verify time of an N-entry audit
                                ledger (default 1000000)
   bench-debian                 build time of recipes/distroless.yaml (Debian
-                               packages from the host's mirror), cold and warm";
+                               packages from the host's mirror), cold and warm
+  bench-serve                  cairn serve: p99 of 200 concurrent admission
+                               requests over 20 digests (warm cache), each
+                               recorded exactly once; service peak RSS";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -81,6 +87,7 @@ fn run(args: &[String]) -> Result<ExitCode> {
             Ok(exit_code(status))
         }
         "bench-debian" => bench_debian::run(),
+        "bench-serve" => bench_serve::run(),
         "help" | "-h" | "--help" => {
             println!("{USAGE}");
             Ok(ExitCode::SUCCESS)
