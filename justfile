@@ -25,3 +25,7 @@ bench-ledger *ARGS:
 # Build time of recipes/distroless.yaml from the host's Debian mirror, cold and warm.
 bench-debian:
     cargo xtask bench-debian
+
+# cairn serve under load: 200 concurrent admission requests, each recorded once; RSS.
+bench-serve:
+    cargo xtask bench-serve

@@ -49,9 +49,12 @@ pub trait LedgerStore: Send + Sync {
     /// a database commit always is.
     fn append(&self, entry: Entry, key: &SigningKey, durable: bool) -> Result<Entry, StoreError>;
 
-    /// Makes the entries appended with `durable` false durable; a database's commits
-    /// already are.
-    fn sync(&self) -> Result<(), StoreError> {
+    /// Appends `entries` in order, durably. A file writes them all or none, with one
+    /// fsync; a database commits each in turn, so an error may follow some appends.
+    fn append_group(&self, entries: Vec<Entry>, key: &SigningKey) -> Result<(), StoreError> {
+        for entry in entries {
+            self.append(entry, key, true)?;
+        }
         Ok(())
     }
 
@@ -99,8 +102,9 @@ impl LedgerStore for Ledger {
         Ok(Ledger::append(self, entry, key, durable)?)
     }
 
-    fn sync(&self) -> Result<(), StoreError> {
-        Ok(Ledger::sync(self)?)
+    fn append_group(&self, entries: Vec<Entry>, key: &SigningKey) -> Result<(), StoreError> {
+        Ledger::append_group(self, entries, key, true)?;
+        Ok(())
     }
 
     fn entries(&self) -> Result<EntryStream<'_>, StoreError> {

@@ -169,20 +169,32 @@ impl Ledger {
     /// benchmarks, where losing the last entries to a power cut is acceptable.
     pub fn append(
         &self,
-        mut entry: Entry,
+        entry: Entry,
         key: &SigningKey,
         durable: bool,
     ) -> Result<Entry, LedgerError> {
+        let mut stored = self.append_group(vec![entry], key, durable)?;
+        Ok(stored.remove(0))
+    }
+
+    /// Appends `entries` in order, as [`Ledger::append`] does one, under one lock, in
+    /// one `write` and one fsync: all of them or none (a partial write is taken back).
+    pub fn append_group(
+        &self,
+        mut entries: Vec<Entry>,
+        key: &SigningKey,
+        durable: bool,
+    ) -> Result<Vec<Entry>, LedgerError> {
         let file = self.open_for_append()?;
         file.lock().map_err(self.io("lock"))?;
         let len = file.metadata().map_err(self.io("read"))?.len();
         let tail = Tail::find(&file, len, true).map_err(self.io("read"))?;
         if tail.complete_len < len {
-            // Made durable by the fsync below, together with the new entry.
+            // Made durable by the fsync below, together with the new entries.
             file.set_len(tail.complete_len)
                 .map_err(self.io("cut the torn tail of"))?;
         }
-        (entry.seq, entry.prev) = match tail.last_line {
+        let (mut seq, mut prev) = match tail.last_line {
             None => (0, GENESIS_PREV.to_string()),
             Some(line) => {
                 let bad = |reason: String| LedgerError::BadLastEntry {
@@ -198,14 +210,21 @@ impl Ledger {
                 (seq, line_hash(&line))
             }
         };
-        entry.sign(key);
-        let mut line = entry.line();
-        line.push(b'\n');
-        // One write of the whole line: O_APPEND puts it at the end, and a crash can only
-        // leave a prefix of it, which has no `\n` and so is recognised as torn.
-        let written = (&file).write(&line);
-        if !matches!(written, Ok(n) if n == line.len()) {
-            // Take back a partial line now rather than leave it for the next append.
+        let mut lines = Vec::new();
+        for entry in &mut entries {
+            (entry.seq, entry.prev) = (seq, prev);
+            entry.sign(key);
+            let line = entry.line();
+            prev = line_hash(&line);
+            seq += 1;
+            lines.extend_from_slice(&line);
+            lines.push(b'\n');
+        }
+        // One write of the whole group: O_APPEND puts it at the end, and a crash can only
+        // leave a prefix of it, whose last line has no `\n` and so is recognised as torn.
+        let written = (&file).write(&lines);
+        if !matches!(written, Ok(n) if n == lines.len()) {
+            // Take back a partial write now rather than leave it for the next append.
             let _ = file.set_len(tail.complete_len);
             let source = written.err().unwrap_or_else(|| {
                 io::Error::new(
@@ -221,15 +240,7 @@ impl Ledger {
                 self.sync_directory()?;
             }
         }
-        Ok(entry)
-    }
-
-    /// Makes every entry appended so far durable, after appends with `durable` false:
-    /// the file's data and its directory entry (one fsync for a group of appends).
-    pub fn sync(&self) -> Result<(), LedgerError> {
-        let file = File::open(&self.path).map_err(self.io("open"))?;
-        file.sync_data().map_err(self.io("sync"))?;
-        self.sync_directory()
+        Ok(entries)
     }
 
     /// Makes the ledger's directory entry durable (once, with the first entry).

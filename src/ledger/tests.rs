@@ -276,3 +276,26 @@ fn deployments_name_the_current_image_since_it_was_first_deployed() {
         ]
     );
 }
+
+#[test]
+fn a_group_append_chains_like_single_appends_and_verifies() {
+    let f = Fixture::new();
+    f.deploy("prod", "r.example/app@sha256:1", "2026-12-06T10:00:00Z");
+    let group: Vec<Entry> = (0..3)
+        .map(|n| {
+            Entry::new(
+                Action::Deploy,
+                "svc",
+                "2026-12-06T10:00:01Z".to_string(),
+                details(&[("env", "prod"), ("image", &format!("r.example/app{n}"))]),
+            )
+        })
+        .collect();
+    let stored = f.ledger.append_group(group, &f.key, true).unwrap();
+    assert_eq!(stored.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3]);
+    f.deploy("prod", "r.example/app@sha256:2", "2026-12-06T10:00:02Z");
+    let contents = f.ledger.read().unwrap();
+    assert_eq!(contents.entries.len(), 5);
+    let verdict = verify(&contents, &trust(&f.key), None);
+    assert!(verdict.verified(), "{:?}", verdict.problems);
+}

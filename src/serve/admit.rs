@@ -9,9 +9,9 @@
 //! verdict cached by repository and digest for a TTL. On allow it records one `deploy`
 //! entry per distinct image (digest, namespace, kind, name, request uid, username and
 //! groups, env, cluster); if it cannot record them, it denies (fail closed), the reason
-//! in `status.message`. Entries are written by one writer thread in groups, with one
-//! fsync per group, so concurrent admissions do not queue behind each other's fsync; a
-//! request is answered only once its entries are durable. A `dryRun` request is checked
+//! in `status.message`. Entries are written by one writer thread in groups (one lock,
+//! one write and one fsync for a file ledger), so concurrent admissions do not queue
+//! behind each other's append; a request is answered only once its entries are durable. A `dryRun` request is checked
 //! but not recorded. The response
 //! echoes the request's uid. A malformed review gets 400: the API server then applies
 //! the webhook's `failurePolicy`.
@@ -101,38 +101,33 @@ struct Deployment {
     done: mpsc::Sender<Result<(), String>>,
 }
 
-/// Appends the deployments queued, as many as are waiting at once, then makes them
-/// durable with one sync, then answers each. After a failed append, that deployment and
-/// those after it in the group are not recorded (the error is theirs); if the sync
-/// fails, none is.
+/// Appends the deployments queued, as many as are waiting at once, in one durable
+/// group append, then answers each: all were recorded, or (for a file, where a group is
+/// all or nothing) none was.
 fn write_deployments(settings: Arc<Settings>, queue: mpsc::Receiver<Deployment>) {
     let s = &*settings;
     while let Ok(first) = queue.recv() {
         let mut group = vec![first];
         group.extend(queue.try_iter().take(MAX_GROUP - 1));
-        let mut failure: Option<(usize, String)> = None;
-        'group: for (n, deployment) in group.iter().enumerate() {
-            for details in &deployment.entries {
-                let entry = Entry::new(
-                    Action::Deploy,
-                    &s.identity,
-                    deployment.time.clone(),
-                    details.clone(),
-                );
-                if let Err(e) = s.ledger.append(entry, &s.ledger_key, false) {
-                    failure = Some((n, e.to_string()));
-                    break 'group;
-                }
-            }
-        }
-        let synced = s.ledger.sync().map_err(|e| e.to_string());
-        for (n, deployment) in group.into_iter().enumerate() {
-            let result = match (&synced, &failure) {
-                (Err(e), _) => Err(e.clone()),
-                (Ok(()), Some((failed, e))) if n >= *failed => Err(e.clone()),
-                (Ok(()), _) => Ok(()),
-            };
-            let _ = deployment.done.send(result);
+        let entries: Vec<Entry> = group
+            .iter()
+            .flat_map(|deployment| {
+                deployment.entries.iter().map(|details| {
+                    Entry::new(
+                        Action::Deploy,
+                        &s.identity,
+                        deployment.time.clone(),
+                        details.clone(),
+                    )
+                })
+            })
+            .collect();
+        let result = s
+            .ledger
+            .append_group(entries, &s.ledger_key)
+            .map_err(|e| e.to_string());
+        for deployment in group {
+            let _ = deployment.done.send(result.clone());
         }
     }
 }

@@ -163,7 +163,11 @@ pub fn log(event: &str, fields: serde_json::Value) {
     if let serde_json::Value::Object(fields) = fields {
         line.extend(fields);
     }
-    eprintln!("{}", serde_json::Value::Object(line));
+    // One write per line: concurrent requests' lines never interleave, and stderr,
+    // unbuffered, is not written piece by piece as the value is formatted.
+    let mut text = serde_json::Value::Object(line).to_string();
+    text.push('\n');
+    let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), text.as_bytes());
 }
 
 /// Serves `routes` until SIGTERM or SIGINT, then drains and shuts the handlers down.
@@ -329,7 +333,9 @@ async fn connection<S>(
         .header_read_timeout(timeout)
         .serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
-    let stop = async move {
+    // Borrowed, not moved: the receiver must live until the connection has finished,
+    // since the server's drain waits for every receiver to be dropped.
+    let stop = async {
         let _ = stopped.wait_for(|stop| *stop).await;
     };
     tokio::select! {

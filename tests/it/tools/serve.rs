@@ -6,7 +6,7 @@
 //! SIGTERM).
 
 use crate::common::{self, registry::Registry, registry::RegistryAuth};
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -138,14 +138,16 @@ impl Service {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// SIGTERM; returns the exit status.
-    fn terminate(mut self) -> std::process::ExitStatus {
+    fn sigterm(&self) {
         let pid = self.child.id() as libc::pid_t;
         // SAFETY: kill(2) on the PID of the child this test started.
         assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-        let status = self.child.wait().unwrap();
-        std::mem::forget(self);
-        status
+    }
+
+    /// SIGTERM; returns the exit status.
+    fn terminate(mut self) -> std::process::ExitStatus {
+        self.sigterm();
+        self.child.wait().unwrap()
     }
 }
 
@@ -526,6 +528,42 @@ fn admission_is_denied_when_the_ledger_cannot_be_written() {
             && message.contains("not-a-dir"),
         "{message}"
     );
+
+    // SIGTERM while a request is in flight (its body half sent): the listener closes,
+    // the request is still answered, then the service exits 0.
+    let full = std::fs::read(&body).unwrap();
+    let (first, rest) = full.split_at(full.len() / 2);
+    let mut stream = std::net::TcpStream::connect(&service.address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    write!(
+        stream,
+        "POST /admit HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        service.address,
+        full.len()
+    )
+    .unwrap();
+    stream.write_all(first).unwrap();
+    service.sigterm();
+    let draining = (0..200).any(|_| {
+        std::thread::sleep(Duration::from_millis(50));
+        service.log().contains(r#""event":"draining""#)
+    });
+    assert!(draining, "{}", service.log());
+    assert!(
+        std::net::TcpStream::connect(&service.address).is_err(),
+        "the listener is still open while draining"
+    );
+    stream.write_all(rest).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 200") && answer.contains(r#""uid":"uid-9""#),
+        "{answer}"
+    );
+    let status = service.terminate();
+    assert!(status.success(), "{status}");
 
     // Not on loopback without a certificate: refused at start.
     let (code, err) = common::run_err(
