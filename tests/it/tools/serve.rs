@@ -1,9 +1,9 @@
 //! `cairn serve`'s admission webhook over HTTPS (a test CA and a server certificate
 //! made by `openssl`), against images in Debian's `docker-registry`: AdmissionReview v1
 //! bodies as the Kubernetes API server sends them (no API server can be installed
-//! here), the deploy entries they leave, `ledger show --env --key`, and the server's
-//! defences (malformed and oversized bodies, slow clients, a ledger it cannot write,
-//! SIGTERM).
+//! here), the deploy entries they leave (in a file, and in a real PostgreSQL),
+//! `ledger show --env --key`, and the server's defences (malformed and oversized
+//! bodies, slow clients, a ledger it cannot write, SIGTERM).
 
 use crate::common::{self, registry::Registry, registry::RegistryAuth};
 use std::io::{Read, Write};
@@ -581,4 +581,69 @@ fn admission_is_denied_when_the_ledger_cannot_be_written() {
         err.contains("refusing to serve plain HTTP") && err.contains("--tls-cert"),
         "{err}"
     );
+}
+
+#[test]
+fn tag_admissions_recorded_in_postgresql_answer_what_runs_in_prod() {
+    let registry = Registry::start(RegistryAuth::None);
+    let db = crate::common::postgres::Cluster::start();
+    let scratch = Scratch::new();
+    let (key, public, _) = common::keygen(scratch.dir.path(), "ci");
+    let mut cmd = scratch.cairn();
+    cmd.arg("build")
+        .arg(common::repo_root().join("recipes/hello.yaml"))
+        .arg("-o")
+        .arg(scratch.path("out"))
+        .args(["--locked", "--json", "--insecure", "--push"])
+        .arg(format!("{}/team/app:v1", registry.host))
+        .arg("--sign-key")
+        .arg(&key)
+        .args(["--ledger", &db.url()]);
+    let report: serde_json::Value =
+        serde_json::from_slice(&common::run_ok(&mut cmd).stdout).unwrap();
+    let digest = report["manifest_digest"].as_str().unwrap();
+    // A policy that admits tags: the digest the tag names when it verifies is recorded.
+    let tagged = format!("{}/team/app:v1", registry.host);
+    std::fs::write(
+        scratch.path("policy.yaml"),
+        "cairn_policy: 1\nrequire_digest: false\n",
+    )
+    .unwrap();
+    let mut cmd = scratch.cairn();
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--insecure"])
+        .args(["--env", "prod", "--ledger", &db.url(), "--policy"])
+        .arg(scratch.path("policy.yaml"))
+        .arg("--ledger-key")
+        .arg(&key)
+        .arg("--key")
+        .arg(&public);
+    let service = Service::start(cmd, scratch.path("serve.log"));
+    let body = scratch.path("review.json");
+    std::fs::write(
+        &body,
+        review("uid-pg", "StatefulSet", deployment("db", &tagged), false).to_string(),
+    )
+    .unwrap();
+    let (status, text) = post(&format!("http://{}/admit", service.address), None, &body);
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains(r#""allowed":true"#), "{text}");
+    let status = service.terminate();
+    assert!(status.success(), "{status}");
+
+    let out = common::run_ok(
+        scratch
+            .cairn()
+            .args(["ledger", "--ledger", &db.url()])
+            .args(["show", "--env", "prod", "--json", "--key"])
+            .arg(&public),
+    );
+    let running: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let images = running["images"].as_array().unwrap();
+    assert_eq!(images.len(), 1, "{running}");
+    assert_eq!(images[0]["workload"], "shop/StatefulSet/db");
+    assert_eq!(images[0]["image"], format!("{tagged}@{digest}").as_str());
+    assert_eq!(images[0]["digest"], digest);
+    assert_eq!(images[0]["by"], "alice@example.com");
+    assert_eq!(images[0]["build"]["recipe"], "hello.yaml", "{running}");
+    assert_eq!(running["skipped"], 0);
 }
