@@ -14,6 +14,7 @@
 //! hold the order: a module never imports one above it.
 
 pub mod attest;
+pub mod audit;
 pub mod base;
 pub mod build;
 pub mod debian;

@@ -66,6 +66,10 @@ enum Command {
     /// The image is a layout directory, or a registry reference (pulled with its
     /// referrers into a temporary layout first), e.g. for a push hook.
     Verify(cli::verify::VerifyArgs),
+    /// Check a registry against the audit ledger: `cairn audit registry HOST[/REPO]`
+    /// lists every image no signed build entry explains (a cron backstop for the push
+    /// hook, whose notifications a registry may drop).
+    Audit(cli::audit::AuditArgs),
     /// Show where a file in the image came from: its layer and digest, the source that
     /// supplied it (digest, signer) and the recipe line that put it there.
     ///
@@ -164,6 +168,7 @@ fn run(command: Command, cancel: Arc<AtomicBool>) -> Result<i32> {
         Command::Lock(args) => cli::recipe::lock(args),
         Command::Validate(args) => cli::recipe::validate(args),
         Command::Verify(args) => cli::verify::run(args, cancel),
+        Command::Audit(args) => cli::audit::run(args),
         Command::Trace(args) => cli::inspect::trace(args),
         Command::Diff(args) => cli::inspect::diff(args),
         Command::Inspect(args) => cli::inspect::inspect(args),

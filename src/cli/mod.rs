@@ -3,6 +3,7 @@
 //! result; each returns the exit code. Binary-only: the library never sees clap,
 //! anyhow or the terminal.
 
+pub mod audit;
 pub mod build;
 pub mod cache;
 pub mod inspect;

@@ -6,6 +6,7 @@ use super::registry::RegistryArgs;
 use anyhow::{Context, Result};
 use cairn::digest::Sha256Digest;
 use cairn::keys;
+use cairn::serve::events::{HookOptions, OnFail, PushHook};
 use cairn::serve::{self, Clock, Routes, ServerOptions, Settings, TlsFiles};
 use cairn::verify::Policy;
 use clap::Args;
@@ -58,6 +59,18 @@ pub struct ServeArgs {
     /// handshake, and to send the body.
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     request_timeout: u64,
+    /// What the push hook does with a pushed manifest that fails verification:
+    /// `record` the verdict, or also `delete` the manifest (the registry must allow
+    /// deletes).
+    #[arg(long, value_name = "WHAT", default_value = "record", value_parser = ["record", "delete"])]
+    on_fail: String,
+    /// Pushes the hook holds for verification at most; a delivery beyond them is
+    /// answered 503 and the registry sends it again.
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    hook_queue: usize,
+    /// Threads verifying and recording pushes.
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    hook_workers: usize,
     /// Seconds an admission verdict on an image digest is reused before the image is
     /// verified again.
     #[arg(long, value_name = "SECS", default_value_t = 300)]
@@ -118,6 +131,19 @@ pub fn run(args: ServeArgs, clock: Clock) -> Result<i32> {
         clock,
     });
     let mut routes = Routes::new();
+    let hook = PushHook::start(
+        settings.clone(),
+        HookOptions {
+            queue: args.hook_queue,
+            workers: args.hook_workers,
+            on_fail: match args.on_fail.as_str() {
+                "delete" => OnFail::Delete,
+                _ => OnFail::Record,
+            },
+        },
+    )
+    .context("reading the event ids the push hook recorded")?;
+    routes.insert((http::Method::POST, "/registry/events"), Arc::new(hook));
     routes.insert(
         (http::Method::GET, "/healthz"),
         Arc::new(serve::Healthz {

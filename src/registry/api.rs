@@ -519,6 +519,122 @@ impl Client {
     }
 }
 
+/// Repositories or tags asked for per page (distribution's default page is 100).
+const PAGE: u32 = 1000;
+
+/// Pages followed at most in one listing: a registry whose `Link` never ends is
+/// refused rather than followed forever.
+const MAX_PAGES: usize = 10_000;
+
+impl Client {
+    /// Every repository of the registry `registry` (`host[:port]`), from
+    /// `/v2/_catalog`, following its pages.
+    pub fn catalog(&self, registry: &str) -> Result<Vec<String>, RegistryError> {
+        #[derive(Deserialize)]
+        struct Catalog {
+            #[serde(default)]
+            repositories: Option<Vec<String>>,
+        }
+        let scope = Reference {
+            registry: registry.to_string(),
+            repository: String::new(),
+            tag: None,
+            digest: None,
+        };
+        let first = format!("{}/v2/_catalog?n={PAGE}", self.origin(scope.api_host())?);
+        let mut names = Vec::new();
+        self.pages(&scope, first, "the catalog", |bytes| {
+            let page: Catalog = serde_json::from_slice(bytes)?;
+            names.extend(page.repositories.unwrap_or_default());
+            Ok(())
+        })?;
+        Ok(names)
+    }
+
+    /// Every tag of `image`'s repository, from `/v2/<name>/tags/list`, following its
+    /// pages; none for a repository the registry does not have.
+    pub fn tags(&self, image: &Reference) -> Result<Vec<String>, RegistryError> {
+        #[derive(Deserialize)]
+        struct Tags {
+            #[serde(default)]
+            tags: Option<Vec<String>>,
+        }
+        let first = format!("{}/tags/list?n={PAGE}", self.repo_url(image)?);
+        let mut tags = Vec::new();
+        self.pages(image, first, "the tag list", |bytes| {
+            let page: Tags = serde_json::from_slice(bytes)?;
+            tags.extend(page.tags.unwrap_or_default());
+            Ok(())
+        })?;
+        Ok(tags)
+    }
+
+    /// GETs `url` and each page its `Link: <...>; rel="next"` names, handing every
+    /// body to `page`; `what` names the listing in errors. A 404 is an empty listing.
+    fn pages(
+        &self,
+        image: &Reference,
+        mut url: String,
+        what: &str,
+        mut page: impl FnMut(&[u8]) -> Result<(), serde_json::Error>,
+    ) -> Result<(), RegistryError> {
+        for _ in 0..MAX_PAGES {
+            let req = Request::new(Method::GET, url.clone(), image);
+            let mut resp = self.send(&req)?;
+            if resp.status() == StatusCode::NOT_FOUND {
+                return Ok(());
+            }
+            if resp.status() != StatusCode::OK {
+                return Err(self.status_error(&req, resp));
+            }
+            let next = header_str(&resp, header::LINK.as_str()).and_then(|l| next_link(&l));
+            let bytes = read_manifest_body(&mut resp, &url, what)?;
+            page(&bytes).map_err(|e| RegistryError::Protocol {
+                url: super::client::redact_url(&url),
+                detail: format!("{what} is not the JSON the distribution spec gives: {e}"),
+            })?;
+            match next {
+                Some(next) => url = self.resolve_location(image, &next)?,
+                None => return Ok(()),
+            }
+        }
+        Err(RegistryError::Protocol {
+            url: super::client::redact_url(&url),
+            detail: format!("{what} goes on for more than {MAX_PAGES} pages"),
+        })
+    }
+
+    /// Deletes the manifest `image` pins by digest (the registry must allow deletes).
+    /// Its tags go with it; a manifest already gone is not an error.
+    pub fn delete_manifest(&self, image: &Reference) -> Result<(), RegistryError> {
+        let Some(digest) = &image.digest else {
+            return Err(RegistryError::Layout(format!(
+                "{image} names no digest: only a manifest pinned by digest is deleted"
+            )));
+        };
+        let url = format!("{}/manifests/{digest}", self.repo_url(image)?);
+        let req = Request::new(Method::DELETE, url, image);
+        let resp = self.send(&req)?;
+        match resp.status() {
+            StatusCode::ACCEPTED | StatusCode::OK | StatusCode::NOT_FOUND => Ok(()),
+            _ => Err(self.status_error(&req, resp)),
+        }
+    }
+}
+
+/// The target of the `rel="next"` link in a `Link` header value
+/// (`</v2/_catalog?last=b&n=2>; rel="next"`).
+fn next_link(value: &str) -> Option<String> {
+    value.split(',').find_map(|link| {
+        let (target, params) = link.split_once(';')?;
+        let is_next = params
+            .split(';')
+            .any(|p| p.trim().replace(' ', "") == "rel=\"next\"" || p.trim() == "rel=next");
+        let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
+        is_next.then(|| target.to_string())
+    })
+}
+
 /// Reads the body of a manifest or index response from `url` (at most
 /// `MANIFEST_LIMIT` bytes); `what` names it in the error.
 fn read_manifest_body(

@@ -434,3 +434,50 @@ fn a_descriptor_digest_must_be_sha256() {
     d.digest = Sha256Digest::of(b"x").to_string();
     assert_eq!(d.sha256().unwrap(), Sha256Digest::of(b"x"));
 }
+
+#[test]
+fn the_catalog_and_tag_lists_follow_their_next_links() {
+    let registry = FakeRegistry::start(|r| match r.target.as_str() {
+        "/v2/_catalog?n=1000" => answer(200)
+            .header("Link", r#"</v2/_catalog?last=b&n=1000>; rel="next""#)
+            .body(br#"{"repositories":["a","b"]}"#),
+        "/v2/_catalog?last=b&n=1000" => answer(200).body(br#"{"repositories":["c/d"]}"#),
+        "/v2/c/d/tags/list?n=1000" => answer(200).body(br#"{"name":"c/d","tags":["v1","v2"]}"#),
+        // distribution answers an empty repository with `"tags": null`.
+        "/v2/a/tags/list?n=1000" => answer(200).body(br#"{"name":"a","tags":null}"#),
+        _ => answer(404),
+    });
+    let client = client();
+    assert_eq!(client.catalog(&registry.host).unwrap(), ["a", "b", "c/d"]);
+    assert_eq!(client.tags(&registry.image("c/d")).unwrap(), ["v1", "v2"]);
+    assert!(client.tags(&registry.image("a")).unwrap().is_empty());
+    assert!(client.tags(&registry.image("gone")).unwrap().is_empty());
+}
+
+#[test]
+fn a_listing_that_is_not_json_names_what_was_listed() {
+    let registry = FakeRegistry::start(|_| answer(200).body(b"<html>"));
+    let err = client().catalog(&registry.host).unwrap_err().to_string();
+    assert!(err.contains("the catalog is not the JSON"), "{err}");
+}
+
+#[test]
+fn only_a_manifest_pinned_by_digest_is_deleted() {
+    let registry = FakeRegistry::start(|r| match r.method.as_str() {
+        "DELETE" => answer(202),
+        _ => answer(404),
+    });
+    let client = client();
+    let digest = Sha256Digest::of(MANIFEST);
+    client
+        .delete_manifest(&registry.image("app").with_digest(digest))
+        .unwrap();
+    assert_eq!(
+        registry.requests(),
+        [format!("DELETE /v2/app/manifests/{digest}")]
+    );
+    let err = client
+        .delete_manifest(&registry.image("app:v1"))
+        .unwrap_err();
+    assert!(err.to_string().contains("names no digest"), "{err}");
+}

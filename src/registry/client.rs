@@ -339,7 +339,9 @@ impl Client {
                     .filter(|s| !s.is_empty())
                     .map(str::to_string)
                     .collect();
-                if !scopes.iter().any(|s| s == &own_scope) {
+                // The catalog names no repository: its challenge's own scope
+                // (`registry:catalog:*`) is all it needs.
+                if !image.repository.is_empty() && !scopes.iter().any(|s| s == &own_scope) {
                     scopes.push(own_scope);
                 }
                 let token = self.fetch_token(image, &realm, service.as_deref(), &scopes)?;

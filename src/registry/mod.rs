@@ -26,6 +26,8 @@ pub mod push;
 pub mod reference;
 pub mod referrers;
 
+/// A manifest or index parsed as push, pull and the audit follow it.
+pub(crate) use api::ManifestDoc;
 pub use api::{oci_sha256, BlobPush, Descriptor, Manifest, PutManifest};
 pub use auth::{Credentials, Login};
 /// Whether plain HTTP may be used with a host (the ledger's tile reader asks too).

@@ -12,6 +12,7 @@
 //! JSON object per line on stderr ([`log`]); they never carry a request body or a secret.
 
 pub mod admit;
+pub mod events;
 
 use crate::keys::{SigningKey, VerifyingKey};
 use crate::ledger::LedgerStore;

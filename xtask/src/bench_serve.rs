@@ -8,6 +8,9 @@
 //! Reported: latency p50/p99/max of those 200 with the cache warm, that every one was
 //! allowed, that the ledger holds exactly one deploy entry per request uid, and the
 //! service's peak RSS.
+//!
+//! Push burst (`bench_push.rs`): 100 tags pushed at once to a registry that notifies
+//! the service's push hook; every push verified and recorded exactly once.
 
 use crate::{cargo, run_checked, target_dir};
 use anyhow::{bail, ensure, Context, Result};
@@ -25,6 +28,13 @@ pub fn run() -> Result<ExitCode> {
     run_checked(cargo().args(["build", "--release", "-p", "cairn"]))?;
     let bench = Bench::start()?;
     admission(&bench)?;
+    // The last image admission built, signed by the bench key.
+    crate::bench_push::push_burst(
+        &|| bench.cairn(),
+        &bench.dir,
+        &bench.dir.join("out/bench"),
+        &bench.public,
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -41,7 +51,7 @@ struct Bench {
 }
 
 /// A child process killed (by PID) when dropped.
-struct Process(Child);
+pub(crate) struct Process(pub(crate) Child);
 
 impl Drop for Process {
     fn drop(&mut self) {
@@ -50,7 +60,7 @@ impl Drop for Process {
     }
 }
 
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
@@ -170,7 +180,7 @@ impl Bench {
     }
 }
 
-fn wait_for_port(address: &str) -> Result<()> {
+pub(crate) fn wait_for_port(address: &str) -> Result<()> {
     for _ in 0..400 {
         if TcpStream::connect(address).is_ok() {
             return Ok(());
@@ -275,7 +285,7 @@ fn concurrent(
 }
 
 /// Peak resident set of `pid` (VmHWM), in bytes.
-fn peak_rss(pid: u32) -> Result<u64> {
+pub(crate) fn peak_rss(pid: u32) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let kib: u64 = status
         .lines()

@@ -13,10 +13,12 @@
 //! - `bench-debian`: build time of `recipes/distroless.yaml` from the host's Debian
 //!   mirror, cold and with a warm package cache (`bench_debian.rs`).
 //! - `bench-serve`: `cairn serve` under load: 200 concurrent admission requests with a
-//!   warm verdict cache, each recorded once, and the service's RSS (`bench_serve.rs`).
+//!   warm verdict cache, each recorded once, and the service's RSS (`bench_serve.rs`);
+//!   a burst of 100 pushes through the registry push hook (`bench_push.rs`).
 
 mod bench;
 mod bench_debian;
+mod bench_push;
 mod bench_serve;
 mod bench_tree;
 mod measure;
@@ -56,7 +58,9 @@ commands:
                                packages from the host's mirror), cold and warm
   bench-serve                  cairn serve: p99 of 200 concurrent admission
                                requests over 20 digests (warm cache), each
-                               recorded exactly once; service peak RSS";
+                               recorded exactly once; a burst of 100 pushes
+                               through the push hook, each verified and
+                               recorded once; service peak RSS";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();

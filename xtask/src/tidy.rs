@@ -41,8 +41,9 @@ const LEVELS: &[&[&str]] = &[
     &["build"],
     // The readers, which may use the driver (`verify --rebuild`).
     &["inspect", "verify", "trace", "diff"],
-    // The service, which verifies and records.
-    &["serve"],
+    // After the readers: what checks a registry against the ledger, and the service,
+    // which verifies and records.
+    &["audit", "serve"],
 ];
 
 const CORE: &[&str] = &["digest", "diag", "oci", "keys", "snapshot"];

@@ -1,7 +1,8 @@
 //! A real distribution registry (Debian's `docker-registry`) for tests: each
 //! [`Registry`] runs its own process on a free 127.0.0.1 port with its own config
 //! file and storage directory in a temporary directory, and is killed by PID when
-//! dropped.
+//! dropped. [`Registry::start_notifying`] adds a notifications endpoint (the push
+//! hook's), and [`Registry::restart`] kills and starts it again on its storage.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -27,8 +28,16 @@ pub enum RegistryAuth {
     },
 }
 
+/// A notifications endpoint: where the registry POSTs its events, with the shared
+/// secret as `Authorization: Bearer <secret>`.
+pub struct Notify {
+    pub url: String,
+    pub secret: String,
+}
+
 pub struct Registry {
     child: Child,
+    config: PathBuf,
     /// `127.0.0.1:PORT`
     pub host: String,
     /// Where the registry stores blobs and manifests.
@@ -47,6 +56,12 @@ pub fn free_port() -> u16 {
 
 impl Registry {
     pub fn start(auth: RegistryAuth) -> Registry {
+        Registry::start_notifying(auth, None)
+    }
+
+    /// A registry that sends its events to `notify` (pulls left out, as the hook's
+    /// own pulls would be), retrying each delivery every second until it is taken.
+    pub fn start_notifying(auth: RegistryAuth, notify: Option<Notify>) -> Registry {
         let dir = tempfile::tempdir().unwrap();
         let storage = dir.path().join("storage");
         std::fs::create_dir_all(&storage).unwrap();
@@ -77,28 +92,36 @@ impl Registry {
                 root_cert.display()
             ),
         };
+        let notifications = match notify {
+            Some(Notify { url, secret }) => format!(
+                "notifications:\n  endpoints:\n    - name: cairn\n      url: {url}\n      headers:\n        Authorization: [Bearer {secret}]\n      timeout: 10s\n      threshold: 1\n      backoff: 1s\n      ignore:\n        actions: [pull]\n"
+            ),
+            None => String::new(),
+        };
         let config = format!(
-            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {host}\n  secret: cairn-test-secret\n{auth_section}",
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {host}\n  secret: cairn-test-secret\n{auth_section}{notifications}",
             storage.display()
         );
         let config_path = dir.path().join("config.yml");
         std::fs::write(&config_path, config).unwrap();
-        let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&config_path)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("docker-registry (Debian package docker-registry) is installed");
         let registry = Registry {
-            child,
+            child: spawn(&config_path, dir.path()),
+            config: config_path,
             host,
             storage,
             _dir: dir,
         };
         registry.wait_ready();
         registry
+    }
+
+    /// Kills the registry (losing the notifications it had yet to deliver) and starts
+    /// it again with the same configuration and storage.
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = spawn(&self.config, self._dir.path());
+        self.wait_ready();
     }
 
     /// Waits until `/v2/` answers (200 or 401).
@@ -150,6 +173,22 @@ impl Registry {
             .join(tag)
             .exists()
     }
+}
+
+/// `docker-registry serve CONFIG`, its stderr appended to `dir/registry.log`.
+fn spawn(config: &std::path::Path, dir: &std::path::Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("registry.log"))
+        .unwrap();
+    Command::new("docker-registry")
+        .arg("serve")
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("docker-registry (Debian package docker-registry) is installed")
 }
 
 impl Drop for Registry {

@@ -15,6 +15,7 @@ mod ledger_postgres;
 mod ledger_tiles_http;
 mod ledger_unreachable;
 mod multiarch;
+mod push_hook;
 mod registry;
 mod sbom_validation;
 mod serve;
