@@ -239,6 +239,53 @@ fn a_delivery_sent_again_appends_nothing_also_after_a_restart() {
 }
 
 #[test]
+fn a_full_queue_answers_503_and_the_delivery_sent_again_records_each_push_once() {
+    let fx = Fixture::new();
+    let events = || {
+        (0..6)
+            .map(|i| fx.event(&format!("burst-{i}"), media_type::OCI_MANIFEST, Some("v1")))
+            .collect::<Vec<_>>()
+    };
+    let options = || HookOptions {
+        queue: 1,
+        workers: 1,
+        on_fail: OnFail::Record,
+    };
+    // One job in the queue and one being verified: six pushes cannot all be taken
+    // before the worker has fetched even one.
+    let hook = PushHook::start(fx.settings(Some(SECRET)), options()).unwrap();
+    let busy = hook.handle(delivery(events(), bearer()));
+    assert_eq!(
+        busy.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        busy.body
+    );
+    let queued = busy.body["queued"].as_u64().unwrap();
+    assert!((1..6).contains(&queued), "{}", busy.body);
+    hook.shutdown();
+
+    // The registry delivers the whole envelope again: what was queued is a duplicate.
+    let hook = PushHook::start(fx.settings(Some(SECRET)), options()).unwrap();
+    let mut answer = hook.handle(delivery(events(), bearer()));
+    while answer.status == StatusCode::SERVICE_UNAVAILABLE {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        answer = hook.handle(delivery(events(), bearer()));
+    }
+    assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.body);
+    hook.shutdown();
+    let entries = fx.entries();
+    for i in 0..6 {
+        let id = format!("burst-{i}");
+        let pushes = entries
+            .iter()
+            .filter(|e| e.action == Action::Push && detail_str(e, "event_id") == Some(&id))
+            .count();
+        assert_eq!(pushes, 1, "{id}");
+    }
+}
+
+#[test]
 fn a_push_recorded_without_its_verdict_is_verified_at_start() {
     let fx = Fixture::new();
     let push = push_of(
