@@ -7,7 +7,7 @@
 //! deliveries were answered 503, that every push has exactly one push entry and one
 //! passing verify entry (none lost, none doubled), and the service's peak RSS.
 
-use crate::bench_serve::{free_port, peak_rss, wait_for_port, Process};
+use crate::bench_serve::{free_port, peak_rss, start_registry, wait_for_port, Process};
 use anyhow::{bail, ensure, Context, Result};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -32,27 +32,13 @@ pub fn push_burst(
 ) -> Result<()> {
     let dir = dir.join("push-burst");
     let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("storage"))?;
     let service_port = free_port()?;
-    let registry_host = format!("127.0.0.1:{}", free_port()?);
-    let config = dir.join("registry.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {registry_host}\nnotifications:\n  endpoints:\n    - name: cairn\n      url: http://127.0.0.1:{service_port}/registry/events\n      headers:\n        Authorization: [Bearer {SECRET}]\n      timeout: 10s\n      threshold: 1\n      backoff: 1s\n      ignore:\n        actions: [pull]\n",
-            dir.join("storage").display()
+    let (_registry, registry_host) = start_registry(
+        &dir,
+        &format!(
+            "notifications:\n  endpoints:\n    - name: cairn\n      url: http://127.0.0.1:{service_port}/registry/events\n      headers:\n        Authorization: [Bearer {SECRET}]\n      timeout: 10s\n      threshold: 1\n      backoff: 1s\n      ignore:\n        actions: [pull]\n"
         ),
     )?;
-    let _registry = Process(
-        Command::new("docker-registry")
-            .arg("serve")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("registry.log"))?)
-            .spawn()
-            .context("starting docker-registry (Debian package docker-registry)")?,
-    );
-    wait_for_port(&registry_host)?;
 
     run_ok(cairn().args(["keygen"]).arg(dir.join("service")))?;
     std::fs::write(dir.join("secret"), SECRET)?;

@@ -70,27 +70,8 @@ impl Bench {
     fn start() -> Result<Bench> {
         let dir = target_dir().join("bench-serve");
         let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("storage"))?;
         let cairn = target_dir().join("release/cairn");
-        let registry_host = format!("127.0.0.1:{}", free_port()?);
-        let config = dir.join("registry.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {registry_host}\n",
-                dir.join("storage").display()
-            ),
-        )?;
-        let registry = Process(
-            Command::new("docker-registry")
-                .arg("serve")
-                .arg(&config)
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(dir.join("registry.log"))?)
-                .spawn()
-                .context("starting docker-registry (Debian package docker-registry)")?,
-        );
-        wait_for_port(&registry_host)?;
+        let (registry, registry_host) = start_registry(&dir, "  delete:\n    enabled: true\n")?;
         let out = Command::new(&cairn)
             .arg("keygen")
             .arg(dir.join("ci"))
@@ -178,6 +159,33 @@ impl Bench {
         wait_for_port(&address)?;
         Ok((process, address))
     }
+}
+
+/// Debian's `docker-registry` on a free loopback port, storing under `dir/storage`,
+/// with `extra` (YAML: more `storage:` keys, then top-level sections) in its
+/// configuration; the process and its `127.0.0.1:PORT`.
+pub(crate) fn start_registry(dir: &Path, extra: &str) -> Result<(Process, String)> {
+    std::fs::create_dir_all(dir.join("storage"))?;
+    let host = format!("127.0.0.1:{}", free_port()?);
+    let config = dir.join("registry.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n{extra}http:\n  addr: {host}\n",
+            dir.join("storage").display()
+        ),
+    )?;
+    let registry = Process(
+        Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("registry.log"))?)
+            .spawn()
+            .context("starting docker-registry (Debian package docker-registry)")?,
+    );
+    wait_for_port(&host)?;
+    Ok((registry, host))
 }
 
 pub(crate) fn wait_for_port(address: &str) -> Result<()> {

@@ -35,6 +35,7 @@ fn ok(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+// Not `common::registry::free_port`: `benches/ledger.rs` includes this file on its own.
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -8,6 +8,7 @@
 
 use crate::common::ledger_entry;
 use crate::common::postgres::{Cluster, PASSWORD, USER};
+use crate::common::registry::free_port;
 use crate::common::tls::TestCa;
 use crate::common::{cairn, run_err, run_ok};
 use cairn::keys::{self, SigningKey};
@@ -53,6 +54,27 @@ impl Setup {
                 .append(ledger_entry("ci", i), &self.key, true)
                 .unwrap();
         }
+    }
+
+    /// This test binary run again as writer `name` (`postgres_child`), appending
+    /// `count` entries; it prints `appended N` or `failed N: ERROR` for each.
+    fn writer(&self, name: &str, count: u64) -> Command {
+        let mut cmd = Command::new(std::env::current_exe().unwrap());
+        cmd.args([
+            "--exact",
+            "tools::ledger_postgres::postgres_child",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env(
+            CHILD_ENV,
+            format!(
+                "{}\n{}\n{name}\n{count}",
+                self.dir.path().display(),
+                self.db.url()
+            ),
+        );
+        cmd
     }
 
     /// `cairn ledger --ledger URL ARGS...`
@@ -223,16 +245,8 @@ fn eight_writer_processes_make_exactly_four_thousand_dense_entries() {
     let started = Instant::now();
     let children: Vec<_> = (0..8)
         .map(|w| {
-            Command::new(std::env::current_exe().unwrap())
-                .args([
-                    "--exact",
-                    "tools::ledger_postgres::postgres_child",
-                    "--ignored",
-                ])
-                .env(
-                    CHILD_ENV,
-                    format!("{}\n{}\nwriter{w}\n500", s.dir.path().display(), s.db.url()),
-                )
+            s.writer(&format!("writer{w}"), 500)
+                .stdout(std::process::Stdio::null())
                 .spawn()
                 .unwrap()
         })
@@ -256,17 +270,7 @@ fn a_server_crash_and_restart_during_a_run_loses_or_doubles_no_append() {
     let s = Setup::new();
     let children: Vec<_> = (0..4)
         .map(|w| {
-            Command::new(std::env::current_exe().unwrap())
-                .args([
-                    "--exact",
-                    "tools::ledger_postgres::postgres_child",
-                    "--ignored",
-                    "--nocapture",
-                ])
-                .env(
-                    CHILD_ENV,
-                    format!("{}\n{}\nwriter{w}\n400", s.dir.path().display(), s.db.url()),
-                )
+            s.writer(&format!("writer{w}"), 400)
                 .stdout(std::process::Stdio::piped())
                 .spawn()
                 .unwrap()
@@ -314,21 +318,8 @@ fn a_server_crash_and_restart_during_a_run_loses_or_doubles_no_append() {
 fn a_writer_killed_mid_run_leaves_a_valid_ledger_with_every_reported_append() {
     use std::io::BufRead as _;
     let s = Setup::new();
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "tools::ledger_postgres::postgres_child",
-            "--ignored",
-            "--nocapture",
-        ])
-        .env(
-            CHILD_ENV,
-            format!(
-                "{}\n{}\ndoomed\n1000000",
-                s.dir.path().display(),
-                s.db.url()
-            ),
-        )
+    let mut child = s
+        .writer("doomed", 1_000_000)
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -531,14 +522,6 @@ fn a_server_that_accepts_and_never_answers_fails_within_the_connect_timeout() {
     assert!(err.contains("no answer after 2 s connecting"), "{err}");
     assert!(!err.contains(PASSWORD), "{err}");
     assert_eq!(s.verify().0, 0, "the resumed server answers again");
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The body of the writer processes of the tests above; does nothing unless run by them.
