@@ -529,6 +529,7 @@ fn check_chunk(
 ) -> Vec<ChainProblem> {
     let mut problems = Vec::new();
     let mut batch = SignatureBatch::default();
+    let mut scratch = Vec::new();
     for (offset, stored) in chunk.iter().enumerate() {
         let index = first + offset;
         let entry = &stored.entry;
@@ -555,7 +556,7 @@ fn check_chunk(
             }
             _ => {}
         }
-        let canonical = is_line_of(entry, &stored.line);
+        let canonical = is_line_of(entry, &stored.line, &mut scratch);
         if !canonical {
             problems.push(problem(ProblemKind::NotCanonical));
         }
@@ -563,7 +564,7 @@ fn check_chunk(
             Ok((signature, key)) => batch.push(
                 problems.len(),
                 problem(ProblemKind::BadSignature),
-                signed_message(stored, canonical),
+                SignedMessage::of(stored, canonical),
                 signature,
                 key,
             ),
@@ -582,73 +583,67 @@ fn check_chunk(
     problems
 }
 
-/// Whether `line` is exactly the canonical JSON of `entry`, compared while the entry is
-/// serialised, without a copy (verify does this for every entry).
-fn is_line_of(entry: &Entry, line: &[u8]) -> bool {
-    /// Compares what is written with `expected`, from its start.
-    struct SameAs<'a> {
-        expected: &'a [u8],
-        same: bool,
-    }
-    impl io::Write for SameAs<'_> {
-        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-            match self.expected.strip_prefix(bytes) {
-                Some(rest) if self.same => self.expected = rest,
-                _ => self.same = false,
-            }
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut compare = SameAs {
-        expected: line,
-        same: true,
-    };
-    serde_json::to_writer(&mut compare, entry).is_ok()
-        && compare.same
-        && compare.expected.is_empty()
+/// Whether `line` is exactly the canonical JSON of `entry`. The entry is serialised into
+/// `scratch`, which one chunk's entries share, so that verify allocates nothing for this
+/// check and compares each line at once rather than piece by piece.
+fn is_line_of(entry: &Entry, line: &[u8], scratch: &mut Vec<u8>) -> bool {
+    scratch.clear();
+    serde_json::to_writer(&mut *scratch, entry).is_ok() && scratch == line
 }
 
-/// The bytes the entry's signature covers ([`Entry::signed_bytes`]). For a canonical line
-/// they are the line without its `,"signature":"..."` member, found without serialising
-/// the entry again (a fifth of the cost of checking an entry): in canonical JSON the
-/// top-level member is the last such run of bytes, as only `time`, a string whose quotes
-/// would be escaped, follows it.
-fn signed_message(stored: &Stored, canonical: bool) -> Vec<u8> {
-    let entry = &stored.entry;
-    const MEMBER: &[u8] = b",\"signature\":\"";
-    if canonical {
-        if let Some(at) = memchr::memmem::rfind(&stored.line, MEMBER) {
-            let value = &stored.line[at + MEMBER.len()..];
-            let signature = entry.signature.as_bytes();
-            if value.starts_with(signature) && value.get(signature.len()) == Some(&b'"') {
-                let end = at + MEMBER.len() + signature.len() + 1;
-                return [&stored.line[..at], &stored.line[end..]].concat();
-            }
-        }
-    }
-    entry.signed_bytes()
+/// The bytes the entry's signature covers ([`Entry::signed_bytes`]), as the pieces they
+/// are made of. For a canonical line they are the line around its `,"signature":"..."`
+/// member, found without serialising the entry again (a fifth of the cost of checking an
+/// entry) and never copied together: in canonical JSON the top-level member is the last
+/// such run of bytes, as only `time`, a string whose quotes would be escaped, follows it.
+enum SignedMessage<'a> {
+    AroundSignature([&'a [u8]; 2]),
+    Serialised(Vec<u8>),
 }
 
-/// Signatures of one chunk, checked together; each remembers where in the chunk's
-/// problem list its failure belongs, to keep problems in line order.
+impl<'a> SignedMessage<'a> {
+    fn of(stored: &'a Stored, canonical: bool) -> SignedMessage<'a> {
+        let entry = &stored.entry;
+        const MEMBER: &[u8] = b",\"signature\":\"";
+        if canonical {
+            if let Some(at) = memchr::memmem::rfind(&stored.line, MEMBER) {
+                let value = &stored.line[at + MEMBER.len()..];
+                let signature = entry.signature.as_bytes();
+                if value.starts_with(signature) && value.get(signature.len()) == Some(&b'"') {
+                    let end = at + MEMBER.len() + signature.len() + 1;
+                    return SignedMessage::AroundSignature([
+                        &stored.line[..at],
+                        &stored.line[end..],
+                    ]);
+                }
+            }
+        }
+        SignedMessage::Serialised(entry.signed_bytes())
+    }
+
+    fn pieces(&self) -> [&[u8]; 2] {
+        match self {
+            SignedMessage::AroundSignature(pieces) => *pieces,
+            SignedMessage::Serialised(bytes) => [bytes, &[]],
+        }
+    }
+}
+
 #[derive(Default)]
-struct SignatureBatch {
-    messages: Vec<Vec<u8>>,
+struct SignatureBatch<'a> {
+    messages: Vec<SignedMessage<'a>>,
     signatures: Vec<Signature>,
     keys: Vec<VerifyingKey>,
     /// (insert position in the problem list, the problem to report if it fails)
     failures: Vec<(usize, ChainProblem)>,
 }
 
-impl SignatureBatch {
+impl<'a> SignatureBatch<'a> {
     fn push(
         &mut self,
         position: usize,
         failure: ChainProblem,
-        message: Vec<u8>,
+        message: SignedMessage<'a>,
         signature: Signature,
         key: &VerifyingKey,
     ) {
@@ -659,7 +654,8 @@ impl SignatureBatch {
     }
 
     fn check(self, problems: &mut Vec<ChainProblem>) {
-        let messages: Vec<&[u8]> = self.messages.iter().map(Vec::as_slice).collect();
+        let pieces: Vec<[&[u8]; 2]> = self.messages.iter().map(SignedMessage::pieces).collect();
+        let messages: Vec<&[&[u8]]> = pieces.iter().map(|p| p.as_slice()).collect();
         if messages.is_empty() || crate::keys::verify_batch(&messages, &self.signatures, &self.keys)
         {
             return;
@@ -671,7 +667,7 @@ impl SignatureBatch {
             .enumerate()
             .filter(|(i, _)| {
                 self.keys[*i]
-                    .verify(messages[*i], &self.signatures[*i])
+                    .verify(&messages[*i].concat(), &self.signatures[*i])
                     .is_err()
             })
             .map(|(_, failure)| failure)
@@ -999,7 +995,10 @@ mod tests {
                 line: e.line(),
                 entry: e,
             };
-            assert_eq!(signed_message(&stored, true), stored.entry.signed_bytes());
+            assert_eq!(
+                SignedMessage::of(&stored, true).pieces().concat(),
+                stored.entry.signed_bytes()
+            );
         }
     }
 
