@@ -133,7 +133,11 @@ pub fn run(args: BuildArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
     // Built in this order so that the first bad flag is the one reported.
-    let registry = super::registry::base_client(&recipe, &push_flags.registry)?;
+    let registry = super::registry::base_client(
+        &recipe,
+        &push_flags.registry,
+        super::registry::WRITE_TIMEOUT,
+    )?;
     let source_date_epoch = source_date_epoch()?;
     let sign_key_path = sign_key;
     let sign_key = sign_key_path
@@ -150,7 +154,11 @@ pub fn run(args: BuildArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
                     .parse()
                     .with_context(|| format!("--cache-registry {reference}"))?;
                 cache.with_remote(RemoteCache::new(
-                    super::registry::client(&push_flags.registry, &reference)?,
+                    super::registry::client(
+                        &push_flags.registry,
+                        &reference,
+                        super::registry::WRITE_TIMEOUT,
+                    )?,
                     reference,
                 ))
             }

@@ -3,9 +3,14 @@
 //! enters the cache only under the digest of its bytes (temp file, then rename), and
 //! every read from the cache hashes the file again, so a corrupt cache entry is noticed
 //! (and dropped), never used.
+//!
+//! Downloads run under the registry client's stall deadlines
+//! ([`crate::registry::deadline`]): 30 s to connect, for any read and for the
+//! headers, at least 1 KiB per 30 s, and 10 minutes per file in all.
 
 use super::DebianError;
 use crate::digest::{HashingWriter, Sha256Digest};
+use crate::registry::deadline::{Deadlines, MinRateReader};
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -25,8 +30,14 @@ const MAX_UNSIZED: u64 = 256 << 20;
 impl Fetcher {
     /// `cache_dir` is cairn's cache directory; packages go to its `debs/` subdirectory.
     pub fn new(cache_dir: &Path, offline: bool) -> Fetcher {
+        let stall = Some(Deadlines::default().stall);
         let agent = ureq::Agent::config_builder()
             .timeout_global(Some(Duration::from_secs(600)))
+            .timeout_resolve(stall)
+            .timeout_connect(stall)
+            .timeout_per_read(stall)
+            .timeout_per_write(stall)
+            .timeout_recv_response(stall)
             .user_agent(concat!("cairn/", env!("CARGO_PKG_VERSION")))
             .build()
             .into();
@@ -86,11 +97,14 @@ impl Fetcher {
             Some((_, Some(size))) => size + 1,
             _ => MAX_UNSIZED,
         };
-        let mut body = response
-            .into_body()
-            .into_with_config()
-            .limit(limit)
-            .reader();
+        let mut body = MinRateReader::new(
+            response
+                .into_body()
+                .into_with_config()
+                .limit(limit)
+                .reader(),
+            &Deadlines::default(),
+        );
         fs::create_dir_all(&self.dir).map_err(|e| self.cache_error(&self.dir, e))?;
         let mut temp = tempfile::Builder::new()
             .prefix(".download-")

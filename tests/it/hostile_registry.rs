@@ -1,0 +1,326 @@
+//! Registries that misbehave, played by plain TCP listeners of the test's own: one
+//! that accepts and never answers, one that drips its answer a byte at a time, a
+//! bearer challenge whose token realm is plain HTTP on another host, a redirect to
+//! another host, and a plain-HTTP server asked for HTTPS. `cairn` must end in bounded
+//! time naming the registry and the deadline, and never send credentials where they
+//! do not belong. Also the push to a reference pinned to another digest, refused
+//! before anything is sent.
+
+use crate::common::{self, build_json, keygen, run_err, write_recipe};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Serves each connection to `listener` with `handle` on a thread of its own; the
+/// threads end with the test process.
+fn serve(listener: TcpListener, handle: impl Fn(TcpStream) + Send + Sync + 'static) {
+    let handle = Arc::new(handle);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let handle = handle.clone();
+            std::thread::spawn(move || handle(stream));
+        }
+    });
+}
+
+/// Reads one request's head (up to the blank line); empty if the peer closed first.
+fn read_head(stream: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+/// `cairn` without the caller's registry credentials or Docker config, and a trusted
+/// key for `verify` (never reached: the registry fails first).
+struct Scratch {
+    dir: tempfile::TempDir,
+    public_key: PathBuf,
+}
+
+impl Scratch {
+    fn new() -> Scratch {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, public_key, _) = keygen(dir.path(), "trusted");
+        Scratch { dir, public_key }
+    }
+
+    fn cairn(&self) -> Command {
+        let mut cmd = common::cairn();
+        cmd.env("DOCKER_CONFIG", self.dir.path().join("docker"))
+            .env_remove("CAIRN_REGISTRY_USERNAME")
+            .env_remove("CAIRN_REGISTRY_PASSWORD");
+        cmd
+    }
+
+    /// `cairn verify REF --key K`, plus `extra`; returns stderr and how long it took.
+    fn verify_fails(&self, reference: &str, extra: &[&str]) -> (String, Duration) {
+        let started = Instant::now();
+        let (_, stderr) = run_err(
+            self.cairn()
+                .arg("verify")
+                .arg(reference)
+                .arg("--key")
+                .arg(&self.public_key)
+                .args(extra),
+        );
+        (stderr, started.elapsed())
+    }
+}
+
+fn listen(ip: &str) -> (TcpListener, SocketAddr) {
+    let listener = TcpListener::bind((ip, 0)).unwrap();
+    let addr = listener.local_addr().unwrap();
+    (listener, addr)
+}
+
+/// Before: 570 s. Each of the four attempts would wait out the stall deadline; the
+/// overall deadline ends them all.
+#[test]
+fn verify_gives_up_on_a_registry_that_accepts_and_never_answers() {
+    let scratch = Scratch::new();
+    let (listener, addr) = listen("127.0.0.1");
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let keep = held.clone();
+    serve(listener, move |stream| keep.lock().unwrap().push(stream));
+    let (stderr, took) = scratch.verify_fails(
+        &format!("{addr}/team/app:v1"),
+        &["--insecure", "--timeout", "3s"],
+    );
+    assert!(
+        stderr.contains(&format!(
+            "the registry at {addr} did not answer GET /v2/team/app/manifests/v1 in time"
+        )) && stderr.contains("overall deadline ran out (--timeout 3s)")
+            && stderr.contains("raise the overall deadline with --timeout"),
+        "{stderr}"
+    );
+    assert!(took < Duration::from_secs(30), "took {took:?}: {stderr}");
+    assert!(!held.lock().unwrap().is_empty(), "cairn never connected");
+}
+
+/// Before: 199 s for a byte every 5 s. Headers arrive, then the body drips a byte a
+/// second: each read is quick, but the transfer is under 1 KiB per stall window.
+#[test]
+fn verify_gives_up_on_a_registry_that_drips_its_answer() {
+    let scratch = Scratch::new();
+    let (listener, addr) = listen("127.0.0.1");
+    serve(listener, |mut stream| {
+        read_head(&mut stream);
+        let head = "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nContent-Length: 100000\r\n\r\n";
+        if stream.write_all(head.as_bytes()).is_err() {
+            return;
+        }
+        while stream.write_all(b" ").is_ok() {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    });
+    let (stderr, took) = scratch.verify_fails(
+        &format!("{addr}/team/app:v1"),
+        &["--insecure", "--stall-timeout", "2s"],
+    );
+    assert!(
+        stderr.contains(&format!(
+            "the registry at {addr} did not answer GET /v2/team/app/manifests/v1 in time"
+        )) && stderr.contains("fewer than 1024 bytes moved in 2s (the stall deadline)")
+            && stderr.contains("--stall-timeout"),
+        "{stderr}"
+    );
+    assert!(took < Duration::from_secs(30), "took {took:?}: {stderr}");
+}
+
+/// What a listener saw: the request heads it was sent.
+type Seen = Arc<Mutex<Vec<String>>>;
+
+/// A listener on `ip` that records each request head and answers `answer`.
+fn recording(ip: &str, answer: &'static str) -> (SocketAddr, Seen) {
+    let (listener, addr) = listen(ip);
+    let seen: Seen = Arc::default();
+    let record = seen.clone();
+    serve(listener, move |mut stream| loop {
+        let head = read_head(&mut stream);
+        if head.is_empty() {
+            return;
+        }
+        record.lock().unwrap().push(head);
+        if stream.write_all(answer.as_bytes()).is_err() {
+            return;
+        }
+    });
+    (addr, seen)
+}
+
+fn has_authorization(heads: &[String]) -> bool {
+    heads
+        .iter()
+        .any(|h| h.to_ascii_lowercase().contains("\r\nauthorization:"))
+}
+
+/// Before: the realm received `Authorization: Basic ...`. 127.0.0.2 is loopback,
+/// but another host than the registry's 127.0.0.1.
+#[test]
+fn credentials_never_go_to_a_plain_http_token_realm_on_another_host() {
+    let scratch = Scratch::new();
+    let (realm, realm_seen) = recording(
+        "127.0.0.2",
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 17\r\n\r\n{\"token\":\"t0k3n\"}",
+    );
+    let (listener, registry) = listen("127.0.0.1");
+    serve(listener, move |mut stream| loop {
+        if read_head(&mut stream).is_empty() {
+            return;
+        }
+        let answer = format!(
+            "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"http://{realm}/token\",service=\"reg\"\r\nContent-Length: 0\r\n\r\n"
+        );
+        if stream.write_all(answer.as_bytes()).is_err() {
+            return;
+        }
+    });
+    let reference = format!("{registry}/team/app:v1");
+    let started = Instant::now();
+    let (_, stderr) = run_err(
+        scratch
+            .cairn()
+            .env("CAIRN_REGISTRY_USERNAME", "alice")
+            .env("CAIRN_REGISTRY_PASSWORD", "s3cret-password")
+            .args(["verify", &reference, "--insecure", "--key"])
+            .arg(&scratch.public_key),
+    );
+    assert!(started.elapsed() < Duration::from_secs(30), "{stderr}");
+    assert!(
+        stderr.contains(&format!("authentication to {registry} failed"))
+            && stderr.contains(&format!(
+                "token realm http://{realm}/token is plain HTTP on another host"
+            ))
+            && stderr.contains("nothing was sent"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("s3cret"), "{stderr}");
+    assert!(
+        !has_authorization(&realm_seen.lock().unwrap()),
+        "the realm received credentials: {:?}",
+        realm_seen.lock().unwrap()
+    );
+
+    // Without credentials there is nothing to leak: the anonymous token is fetched.
+    run_err(
+        scratch
+            .cairn()
+            .args(["verify", &reference, "--insecure", "--key"])
+            .arg(&scratch.public_key),
+    );
+    let heads = realm_seen.lock().unwrap();
+    assert!(!heads.is_empty(), "no anonymous token request");
+    assert!(!has_authorization(&heads), "{heads:?}");
+}
+
+/// The registry asks for Basic credentials, then redirects the authenticated request
+/// to another host: the credentials stay behind.
+#[test]
+fn credentials_never_follow_a_redirect_to_another_host() {
+    let scratch = Scratch::new();
+    let (elsewhere, elsewhere_seen) = recording(
+        "127.0.0.2",
+        "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n",
+    );
+    let (listener, registry) = listen("127.0.0.1");
+    serve(listener, move |mut stream| loop {
+        let head = read_head(&mut stream);
+        if head.is_empty() {
+            return;
+        }
+        let answer = if has_authorization(&[head]) {
+            format!(
+                "HTTP/1.1 307 Temporary Redirect\r\nLocation: http://{elsewhere}/v2/team/app/manifests/v1\r\nContent-Length: 0\r\n\r\n"
+            )
+        } else {
+            "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"reg\"\r\nContent-Length: 0\r\n\r\n".to_string()
+        };
+        if stream.write_all(answer.as_bytes()).is_err() {
+            return;
+        }
+    });
+    run_err(
+        scratch
+            .cairn()
+            .env("CAIRN_REGISTRY_USERNAME", "alice")
+            .env("CAIRN_REGISTRY_PASSWORD", "s3cret-password")
+            .args([
+                "verify",
+                &format!("{registry}/team/app:v1"),
+                "--insecure",
+                "--key",
+            ])
+            .arg(&scratch.public_key),
+    );
+    let heads = elsewhere_seen.lock().unwrap();
+    assert!(!heads.is_empty(), "the redirect was not followed");
+    assert!(!has_authorization(&heads), "{heads:?}");
+}
+
+/// Before: `received corrupt message of type InvalidContentType`.
+#[test]
+fn https_to_a_plain_http_registry_says_to_pass_insecure() {
+    let scratch = Scratch::new();
+    let (listener, addr) = listen("127.0.0.1");
+    // What an HTTP server answers to a TLS ClientHello.
+    serve(listener, |mut stream| {
+        let mut hello = [0u8; 512];
+        let _ = stream.read(&mut hello);
+        let _ = stream.write_all(
+            b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        );
+    });
+    let (stderr, _) = scratch.verify_fails(&format!("{addr}/team/app:v1"), &[]);
+    assert!(
+        stderr.contains(&format!(
+            "the registry at {addr} answered in plain HTTP, not HTTPS"
+        )) && stderr.contains("pass --insecure"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("InvalidContentType"), "{stderr}");
+}
+
+/// Before: the registry was blamed ("the registry served a ... that does not match").
+#[test]
+fn a_push_to_another_digest_is_refused_before_anything_is_sent() {
+    let scratch = Scratch::new();
+    let dir = scratch.dir.path();
+    std::fs::write(dir.join("motd"), "hello\n").unwrap();
+    let recipe = write_recipe(
+        dir,
+        "r.yaml",
+        "cairn: 1\nname: t\nsources:\n  motd: { path: motd }\nlayers:\n  - name: l\n    contents:\n      - copy: motd\n        to: /etc/motd\n",
+    );
+    let report = build_json(&recipe, &dir.join("out"), &["--quiet"]);
+    let actual = report["manifest_digest"].as_str().unwrap().to_string();
+    let (listener, addr) = listen("127.0.0.1");
+    let connected = Arc::new(Mutex::new(false));
+    let flag = connected.clone();
+    serve(listener, move |_| *flag.lock().unwrap() = true);
+    let pinned = format!("{addr}/team/t@sha256:{}", "0".repeat(64));
+    let (_, stderr) = run_err(
+        scratch
+            .cairn()
+            .arg("push")
+            .arg(dir.join("out/t"))
+            .arg(&pinned)
+            .arg("--insecure"),
+    );
+    assert!(
+        stderr.contains(&format!("{pinned} pins a digest, but the image in"))
+            && stderr.contains(&format!("is {actual}: nothing was pushed"))
+            && stderr.contains(&format!("{addr}/team/t@{actual}"))
+            && !stderr.contains("the registry served"),
+        "{stderr}"
+    );
+    assert!(!*connected.lock().unwrap(), "cairn talked to the registry");
+}
