@@ -94,6 +94,7 @@ pub fn run(args: VerifyArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
             let settings = BuildSettings {
                 out_dir: scratch.path().to_path_buf(),
                 format: Default::default(),
+                docker_tags: Vec::new(),
                 lock_mode: LockMode::Locked,
                 jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
                 source_date_epoch: source_date_epoch()?,
