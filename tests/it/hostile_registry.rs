@@ -61,18 +61,39 @@ impl Scratch {
         cmd
     }
 
-    /// `cairn verify REF --key K`, plus `extra`; returns stderr and how long it took.
-    fn verify_fails(&self, reference: &str, extra: &[&str]) -> (String, Duration) {
+    /// `cairn verify REF --key K`, plus `extra`, with a registry login (user `alice`,
+    /// password `s3cret-password`) when `login`; returns stderr and how long it took.
+    fn verify_fails(&self, reference: &str, extra: &[&str], login: bool) -> (String, Duration) {
+        let mut cmd = self.cairn();
+        if login {
+            cmd.env("CAIRN_REGISTRY_USERNAME", "alice")
+                .env("CAIRN_REGISTRY_PASSWORD", "s3cret-password");
+        }
         let started = Instant::now();
         let (_, stderr) = run_err(
-            self.cairn()
-                .arg("verify")
+            cmd.arg("verify")
                 .arg(reference)
                 .arg("--key")
                 .arg(&self.public_key)
                 .args(extra),
         );
         (stderr, started.elapsed())
+    }
+
+    /// `cairn verify ADDR/team/app:v1 --insecure` plus `extra` fails soon (the old
+    /// behaviour took minutes), naming the registry, the request, the deadline that
+    /// `fired` and how to raise it (`hint`).
+    fn verify_gives_up(&self, addr: SocketAddr, extra: &[&str], fired: &str, hint: &str) {
+        let mut args = vec!["--insecure"];
+        args.extend(extra);
+        let (stderr, took) = self.verify_fails(&format!("{addr}/team/app:v1"), &args, false);
+        let named =
+            format!("the registry at {addr} did not answer GET /v2/team/app/manifests/v1 in time");
+        assert!(
+            stderr.contains(&named) && stderr.contains(fired) && stderr.contains(hint),
+            "{stderr}"
+        );
+        assert!(took < Duration::from_secs(30), "took {took:?}: {stderr}");
     }
 }
 
@@ -91,18 +112,12 @@ fn verify_gives_up_on_a_registry_that_accepts_and_never_answers() {
     let held = Arc::new(Mutex::new(Vec::new()));
     let keep = held.clone();
     serve(listener, move |stream| keep.lock().unwrap().push(stream));
-    let (stderr, took) = scratch.verify_fails(
-        &format!("{addr}/team/app:v1"),
-        &["--insecure", "--timeout", "3s"],
+    scratch.verify_gives_up(
+        addr,
+        &["--timeout", "3s"],
+        "overall deadline ran out (--timeout 3s)",
+        "raise the overall deadline with --timeout",
     );
-    assert!(
-        stderr.contains(&format!(
-            "the registry at {addr} did not answer GET /v2/team/app/manifests/v1 in time"
-        )) && stderr.contains("overall deadline ran out (--timeout 3s)")
-            && stderr.contains("raise the overall deadline with --timeout"),
-        "{stderr}"
-    );
-    assert!(took < Duration::from_secs(30), "took {took:?}: {stderr}");
     assert!(!held.lock().unwrap().is_empty(), "cairn never connected");
 }
 
@@ -122,37 +137,36 @@ fn verify_gives_up_on_a_registry_that_drips_its_answer() {
             std::thread::sleep(Duration::from_secs(1));
         }
     });
-    let (stderr, took) = scratch.verify_fails(
-        &format!("{addr}/team/app:v1"),
-        &["--insecure", "--stall-timeout", "2s"],
+    scratch.verify_gives_up(
+        addr,
+        &["--stall-timeout", "2s"],
+        "fewer than 1024 bytes moved in 2s (the stall deadline)",
+        "raise the stall deadline with --stall-timeout",
     );
-    assert!(
-        stderr.contains(&format!(
-            "the registry at {addr} did not answer GET /v2/team/app/manifests/v1 in time"
-        )) && stderr.contains("fewer than 1024 bytes moved in 2s (the stall deadline)")
-            && stderr.contains("--stall-timeout"),
-        "{stderr}"
-    );
-    assert!(took < Duration::from_secs(30), "took {took:?}: {stderr}");
 }
 
 /// What a listener saw: the request heads it was sent.
 type Seen = Arc<Mutex<Vec<String>>>;
 
-/// A listener on `ip` that records each request head and answers `answer`.
-fn recording(ip: &str, answer: &'static str) -> (SocketAddr, Seen) {
+/// A listener on `ip` that answers each request (by its head) with `answer`.
+fn answering(ip: &str, answer: impl Fn(&str) -> String + Send + Sync + 'static) -> SocketAddr {
     let (listener, addr) = listen(ip);
-    let seen: Seen = Arc::default();
-    let record = seen.clone();
     serve(listener, move |mut stream| loop {
         let head = read_head(&mut stream);
-        if head.is_empty() {
+        if head.is_empty() || stream.write_all(answer(&head).as_bytes()).is_err() {
             return;
         }
-        record.lock().unwrap().push(head);
-        if stream.write_all(answer.as_bytes()).is_err() {
-            return;
-        }
+    });
+    addr
+}
+
+/// A listener on `ip` that records each request head and answers `answer`.
+fn recording(ip: &str, answer: &'static str) -> (SocketAddr, Seen) {
+    let seen: Seen = Arc::default();
+    let record = seen.clone();
+    let addr = answering(ip, move |head| {
+        record.lock().unwrap().push(head.to_string());
+        answer.to_string()
     });
     (addr, seen)
 }
@@ -161,6 +175,14 @@ fn has_authorization(heads: &[String]) -> bool {
     heads
         .iter()
         .any(|h| h.to_ascii_lowercase().contains("\r\nauthorization:"))
+}
+
+/// Asserts that a listener was sent requests, none with credentials; `unreached`
+/// says what it means if none came.
+fn reached_without_credentials(seen: &Seen, unreached: &str) {
+    let heads = seen.lock().unwrap();
+    assert!(!heads.is_empty(), "{unreached}");
+    assert!(!has_authorization(&heads), "credentials sent: {heads:?}");
 }
 
 /// Before: the realm received `Authorization: Basic ...`. 127.0.0.2 is loopback,
@@ -172,29 +194,14 @@ fn credentials_never_go_to_a_plain_http_token_realm_on_another_host() {
         "127.0.0.2",
         "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 17\r\n\r\n{\"token\":\"t0k3n\"}",
     );
-    let (listener, registry) = listen("127.0.0.1");
-    serve(listener, move |mut stream| loop {
-        if read_head(&mut stream).is_empty() {
-            return;
-        }
-        let answer = format!(
+    let registry = answering("127.0.0.1", move |_| {
+        format!(
             "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"http://{realm}/token\",service=\"reg\"\r\nContent-Length: 0\r\n\r\n"
-        );
-        if stream.write_all(answer.as_bytes()).is_err() {
-            return;
-        }
+        )
     });
     let reference = format!("{registry}/team/app:v1");
-    let started = Instant::now();
-    let (_, stderr) = run_err(
-        scratch
-            .cairn()
-            .env("CAIRN_REGISTRY_USERNAME", "alice")
-            .env("CAIRN_REGISTRY_PASSWORD", "s3cret-password")
-            .args(["verify", &reference, "--insecure", "--key"])
-            .arg(&scratch.public_key),
-    );
-    assert!(started.elapsed() < Duration::from_secs(30), "{stderr}");
+    let (stderr, took) = scratch.verify_fails(&reference, &["--insecure"], true);
+    assert!(took < Duration::from_secs(30), "{stderr}");
     assert!(
         stderr.contains(&format!("authentication to {registry} failed"))
             && stderr.contains(&format!(
@@ -211,15 +218,8 @@ fn credentials_never_go_to_a_plain_http_token_realm_on_another_host() {
     );
 
     // Without credentials there is nothing to leak: the anonymous token is fetched.
-    run_err(
-        scratch
-            .cairn()
-            .args(["verify", &reference, "--insecure", "--key"])
-            .arg(&scratch.public_key),
-    );
-    let heads = realm_seen.lock().unwrap();
-    assert!(!heads.is_empty(), "no anonymous token request");
-    assert!(!has_authorization(&heads), "{heads:?}");
+    scratch.verify_fails(&reference, &["--insecure"], false);
+    reached_without_credentials(&realm_seen, "no anonymous token request");
 }
 
 /// The registry asks for Basic credentials, then redirects the authenticated request
@@ -231,39 +231,17 @@ fn credentials_never_follow_a_redirect_to_another_host() {
         "127.0.0.2",
         "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n",
     );
-    let (listener, registry) = listen("127.0.0.1");
-    serve(listener, move |mut stream| loop {
-        let head = read_head(&mut stream);
-        if head.is_empty() {
-            return;
-        }
-        let answer = if has_authorization(&[head]) {
+    let registry = answering("127.0.0.1", move |head| {
+        if has_authorization(&[head.to_string()]) {
             format!(
                 "HTTP/1.1 307 Temporary Redirect\r\nLocation: http://{elsewhere}/v2/team/app/manifests/v1\r\nContent-Length: 0\r\n\r\n"
             )
         } else {
             "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"reg\"\r\nContent-Length: 0\r\n\r\n".to_string()
-        };
-        if stream.write_all(answer.as_bytes()).is_err() {
-            return;
         }
     });
-    run_err(
-        scratch
-            .cairn()
-            .env("CAIRN_REGISTRY_USERNAME", "alice")
-            .env("CAIRN_REGISTRY_PASSWORD", "s3cret-password")
-            .args([
-                "verify",
-                &format!("{registry}/team/app:v1"),
-                "--insecure",
-                "--key",
-            ])
-            .arg(&scratch.public_key),
-    );
-    let heads = elsewhere_seen.lock().unwrap();
-    assert!(!heads.is_empty(), "the redirect was not followed");
-    assert!(!has_authorization(&heads), "{heads:?}");
+    scratch.verify_fails(&format!("{registry}/team/app:v1"), &["--insecure"], true);
+    reached_without_credentials(&elsewhere_seen, "the redirect was not followed");
 }
 
 /// Before: `received corrupt message of type InvalidContentType`.
@@ -279,7 +257,7 @@ fn https_to_a_plain_http_registry_says_to_pass_insecure() {
             b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
         );
     });
-    let (stderr, _) = scratch.verify_fails(&format!("{addr}/team/app:v1"), &[]);
+    let (stderr, _) = scratch.verify_fails(&format!("{addr}/team/app:v1"), &[], false);
     assert!(
         stderr.contains(&format!(
             "the registry at {addr} answered in plain HTTP, not HTTPS"

@@ -263,41 +263,32 @@ fn docker_archive_carries_the_tags_asked_for() {
         "hello:latest is in the archive too"
     );
 
-    let (code, stderr) = run_err(
-        cairn()
-            .arg("build")
-            .arg(hello())
-            .arg("-o")
-            .arg(out.path())
-            .args(["--format", "docker-archive", "--tag", "Team/Hello:v1"]),
-    );
+    let (code, stderr) = build_fails(&["--format", "docker-archive", "--tag", "Team/Hello:v1"]);
     assert_eq!(code, 2);
     assert!(
         stderr.contains("is not a docker image name NAME[:TAG]"),
         "{stderr}"
     );
-    let (_, stderr) = run_err(
+    let (_, stderr) = build_fails(&["--tag", "team/hello:v1"]);
+    assert!(stderr.contains("add --format docker-archive"), "{stderr}");
+}
+
+/// `cairn build` of the example with `args`, expected to fail: its exit code and stderr.
+fn build_fails(args: &[&str]) -> (i32, String) {
+    let out = tempfile::tempdir().unwrap();
+    run_err(
         cairn()
             .arg("build")
             .arg(hello())
             .arg("-o")
             .arg(out.path())
-            .args(["--tag", "team/hello:v1"]),
-    );
-    assert!(stderr.contains("add --format docker-archive"), "{stderr}");
+            .args(args),
+    )
 }
 
 #[test]
 fn an_unknown_format_is_a_usage_error() {
-    let out = tempfile::tempdir().unwrap();
-    let (code, stderr) = run_err(
-        cairn()
-            .arg("build")
-            .arg(hello())
-            .arg("-o")
-            .arg(out.path())
-            .args(["--format", "tar"]),
-    );
+    let (code, stderr) = build_fails(&["--format", "tar"]);
     assert_eq!(code, 2);
     assert!(stderr.contains("oci-archive"), "{stderr}");
 }
