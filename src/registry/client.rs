@@ -166,8 +166,9 @@ impl Client {
     }
 
     /// Runs one HTTP exchange under the deadlines: the rest of the overall budget
-    /// bounds it whole (body included), and the time until its headers count
-    /// against the budget.
+    /// bounds it whole (body included), and the time until its headers counts
+    /// against the budget (reading the body counts too: `body_reader`,
+    /// `read_limited`).
     fn run<B: ureq::AsSendBody>(&self, request: http::Request<B>) -> Result<Response, ureq::Error> {
         let remaining = self.budget.remaining();
         if remaining == Some(Duration::ZERO) {
@@ -212,9 +213,13 @@ impl Client {
         }
     }
 
-    /// A body reader that fails below the minimum transfer rate.
-    pub(crate) fn body_reader<'r>(&self, resp: &'r mut Response) -> impl io::Read + 'r {
-        MinRateReader::new(resp.body_mut().as_reader(), &self.opts.deadlines)
+    /// A body reader that fails below the minimum transfer rate; the time until it
+    /// is dropped counts against the overall budget.
+    pub(crate) fn body_reader<'r>(&'r self, resp: &'r mut Response) -> impl io::Read + 'r {
+        BudgetedReader {
+            inner: MinRateReader::new(resp.body_mut().as_reader(), &self.opts.deadlines),
+            _busy: self.budget.busy(),
+        }
     }
 
     /// Reads at most `limit` bytes of a response body, at the minimum transfer rate.
@@ -223,6 +228,7 @@ impl Client {
         resp: &mut Response,
         limit: u64,
     ) -> Result<Vec<u8>, ureq::Error> {
+        let _busy = self.budget.busy();
         let mut body = Vec::new();
         let mut reader = MinRateReader::new(
             resp.body_mut().with_config().limit(limit).reader(),
@@ -728,6 +734,18 @@ pub(crate) fn query_escape(value: &str) -> String {
         }
     }
     out
+}
+
+/// A reader whose reading time counts against the overall budget.
+struct BudgetedReader<'a, R> {
+    inner: R,
+    _busy: deadline::BusyGuard<'a>,
+}
+
+impl<R: Read> Read for BudgetedReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(buf)
+    }
 }
 
 struct ProgressReader<'a, R> {

@@ -6,8 +6,8 @@
 //!   response's headers each end after it; and a transfer that moves fewer than
 //!   [`Deadlines::min_bytes`] in one window fails ([`MinRateReader`]);
 //! - the overall budget ([`Budget`], `--timeout`): the time a command spends waiting
-//!   on a registry (any request outstanding), added up over the command, and each
-//!   request, body included, must end within what is left of it.
+//!   on a registry (any request or download outstanding), added up over the command,
+//!   and each request, body included, must end within what is left of it.
 //!
 //! The Debian fetcher uses the same stall window and [`MinRateReader`].
 
