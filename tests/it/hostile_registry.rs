@@ -4,7 +4,7 @@
 //! another host, and a plain-HTTP server asked for HTTPS. `cairn` must end in bounded
 //! time naming the registry and the deadline, and never send credentials where they
 //! do not belong. Also the push to a reference pinned to another digest, refused
-//! before anything is sent.
+//! before anything is sent, and a Debian mirror that never answers.
 
 use crate::common::{self, build_json, keygen, run_err, write_recipe};
 use std::io::{Read, Write};
@@ -301,4 +301,39 @@ fn a_push_to_another_digest_is_refused_before_anything_is_sent() {
         "{stderr}"
     );
     assert!(!*connected.lock().unwrap(), "cairn talked to the registry");
+}
+
+/// A Debian mirror that accepts and never answers ends the build after the stall
+/// deadline (30 s), naming the file, the mirror and the deadline.
+#[test]
+fn a_debian_mirror_that_never_answers_ends_the_build() {
+    let scratch = Scratch::new();
+    let (listener, mirror) = listen("127.0.0.1");
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let keep = held.clone();
+    serve(listener, move |stream| keep.lock().unwrap().push(stream));
+    let dir = scratch.dir.path();
+    std::fs::write(dir.join("keyring.gpg"), b"never read").unwrap();
+    let recipe = write_recipe(
+        dir,
+        "pkgs.yaml",
+        &format!(
+            "cairn: 1\nname: pkgs\nrepositories:\n  test:\n    mirror: http://{mirror}\n    suite: stable\n    components: [main]\n    keyring: keyring.gpg\npackages: [hello]\nlayers:\n  - name: base\n    contents:\n      - dir: /tmp\n"
+        ),
+    );
+    let (_, stderr) = run_err(
+        scratch
+            .cairn()
+            .arg("build")
+            .arg(&recipe)
+            .arg("-o")
+            .arg(dir.join("out"))
+            .env("XDG_CACHE_HOME", dir.join("cache")),
+    );
+    assert!(
+        stderr.contains(&format!("from http://{mirror}/dists/stable/InRelease"))
+            && stderr.contains("the mirror stalled")
+            && stderr.contains("(the stall deadline)"),
+        "{stderr}"
+    );
 }
