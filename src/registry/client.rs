@@ -235,14 +235,14 @@ impl Client {
             &self.opts.deadlines,
         );
         reader.read_to_end(&mut body).map_err(|e| {
-            // ureq's own errors come back wrapped: unwrap them for the caller.
-            match e.get_ref().and_then(|i| i.downcast_ref::<ureq::Error>()) {
-                Some(_) => *e
-                    .into_inner()
-                    .expect("checked above")
-                    .downcast::<ureq::Error>()
-                    .expect("checked above"),
-                None => ureq::Error::Io(e),
+            // ureq's own errors (a body over the limit, a timeout) come back wrapped in
+            // the I/O error: unwrap them for the caller.
+            if !e.get_ref().is_some_and(|inner| inner.is::<ureq::Error>()) {
+                return ureq::Error::Io(e);
+            }
+            match e.into_inner().map(|inner| inner.downcast::<ureq::Error>()) {
+                Some(Ok(ureq_error)) => *ureq_error,
+                _ => unreachable!("an I/O error holding a ureq::Error, checked above"),
             }
         })?;
         Ok(body)
