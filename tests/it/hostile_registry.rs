@@ -121,15 +121,11 @@ fn verify_gives_up_on_a_registry_that_accepts_and_never_answers() {
     assert!(!held.lock().unwrap().is_empty(), "cairn never connected");
 }
 
-/// Before: 199 s for a byte every 5 s. Headers arrive, then the body drips a byte a
-/// second: each read is quick, but the transfer is under 1 KiB per stall window.
-#[test]
-fn verify_gives_up_on_a_registry_that_drips_its_answer() {
-    let scratch = Scratch::new();
+/// A listener that answers every request with `head`, then a space a second forever.
+fn dripping(head: &'static str) -> SocketAddr {
     let (listener, addr) = listen("127.0.0.1");
-    serve(listener, |mut stream| {
+    serve(listener, move |mut stream| {
         read_head(&mut stream);
-        let head = "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nContent-Length: 100000\r\n\r\n";
         if stream.write_all(head.as_bytes()).is_err() {
             return;
         }
@@ -137,6 +133,29 @@ fn verify_gives_up_on_a_registry_that_drips_its_answer() {
             std::thread::sleep(Duration::from_secs(1));
         }
     });
+    addr
+}
+
+/// Before: 199 s for a byte every 5 s. Headers arrive, then the body drips a byte a
+/// second: each read is quick, but the transfer is under 1 KiB per stall window.
+#[test]
+fn verify_gives_up_on_a_registry_that_drips_its_answer() {
+    let scratch = Scratch::new();
+    let addr = dripping("HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nContent-Length: 100000\r\n\r\n");
+    scratch.verify_gives_up(
+        addr,
+        &["--stall-timeout", "2s"],
+        "fewer than 1024 bytes moved in 2s (the stall deadline)",
+        "raise the stall deadline with --stall-timeout",
+    );
+}
+
+/// The headers themselves drip: they must be complete within the stall window (each
+/// of the four attempts fails so).
+#[test]
+fn verify_gives_up_on_a_registry_that_drips_its_headers() {
+    let scratch = Scratch::new();
+    let addr = dripping("HTTP/1.1 200 OK\r\nX-Drip: ");
     scratch.verify_gives_up(
         addr,
         &["--stall-timeout", "2s"],
