@@ -48,8 +48,14 @@ impl Default for Deadlines {
 pub enum Fired {
     /// No connection within the stall window.
     Connect(Duration),
-    /// Nothing (or too little) arrived or left within the stall window.
-    Stall { window: Duration, min_bytes: u64 },
+    /// The answer's headers were not complete within the stall window.
+    NoAnswer(Duration),
+    /// Nothing arrived for the stall window.
+    NothingArrived(Duration),
+    /// The server took none of the request for the stall window.
+    NothingTaken(Duration),
+    /// Fewer than `min_bytes` moved in a stall window.
+    TooSlow { window: Duration, min_bytes: u64 },
     /// The command's overall budget (`--timeout`) ran out.
     Overall(Duration),
 }
@@ -62,7 +68,22 @@ impl std::fmt::Display for Fired {
                 "no connection within {} (the stall deadline)",
                 shown(*window)
             ),
-            Fired::Stall { window, min_bytes } => write!(
+            Fired::NoAnswer(window) => write!(
+                f,
+                "no complete answer within {} (the stall deadline)",
+                shown(*window)
+            ),
+            Fired::NothingArrived(window) => write!(
+                f,
+                "nothing arrived for {} (the stall deadline)",
+                shown(*window)
+            ),
+            Fired::NothingTaken(window) => write!(
+                f,
+                "the server took nothing of the request for {} (the stall deadline)",
+                shown(*window)
+            ),
+            Fired::TooSlow { window, min_bytes } => write!(
                 f,
                 "fewer than {min_bytes} bytes moved in {} (the stall deadline)",
                 shown(*window)
@@ -80,15 +101,13 @@ impl Fired {
     /// How to give the registry more time.
     pub fn hint(&self) -> String {
         match self {
-            Fired::Connect(_) | Fired::Stall { .. } => {
-                "check that the registry is up and reachable; for a slow link or a slow \
-                 registry, raise the stall deadline with --stall-timeout (e.g. --stall-timeout 2m)"
-                    .to_string()
-            }
             Fired::Overall(limit) => format!(
                 "raise the overall deadline with --timeout (now {}; e.g. --timeout 30m)",
                 shown(*limit)
             ),
+            _ => "check that the registry is up and reachable; for a slow link or a slow \
+                 registry, raise the stall deadline with --stall-timeout (e.g. --stall-timeout 2m)"
+                .to_string(),
         }
     }
 }
@@ -268,18 +287,18 @@ impl<R: Read> Read for MinRateReader<R> {
 /// The deadline behind a failed request or transfer, if one ended it. `overall` is
 /// the `--timeout` limit, named in the answer.
 pub fn fired(error: &ureq::Error, deadlines: &Deadlines) -> Option<Fired> {
-    let stall = Fired::Stall {
-        window: deadlines.stall,
-        min_bytes: deadlines.min_bytes,
-    };
+    use ureq::Timeout;
+    let window = deadlines.stall;
     match error {
-        ureq::Error::Timeout(ureq::Timeout::Global) => {
+        ureq::Error::Timeout(Timeout::Global) => {
             Some(Fired::Overall(deadlines.overall.unwrap_or_default()))
         }
-        ureq::Error::Timeout(ureq::Timeout::Connect | ureq::Timeout::Resolve) => {
-            Some(Fired::Connect(deadlines.stall))
+        ureq::Error::Timeout(Timeout::Connect | Timeout::Resolve) => Some(Fired::Connect(window)),
+        ureq::Error::Timeout(Timeout::RecvResponse) => Some(Fired::NoAnswer(window)),
+        ureq::Error::Timeout(Timeout::PerWrite | Timeout::SendRequest | Timeout::SendBody) => {
+            Some(Fired::NothingTaken(window))
         }
-        ureq::Error::Timeout(_) => Some(stall),
+        ureq::Error::Timeout(_) => Some(Fired::NothingArrived(window)),
         ureq::Error::Io(io) => fired_io(io, deadlines),
         _ => None,
     }
@@ -289,7 +308,7 @@ pub fn fired(error: &ureq::Error, deadlines: &Deadlines) -> Option<Fired> {
 pub fn fired_io(error: &io::Error, deadlines: &Deadlines) -> Option<Fired> {
     let inner = error.get_ref()?;
     if let Some(stalled) = inner.downcast_ref::<Stalled>() {
-        return Some(Fired::Stall {
+        return Some(Fired::TooSlow {
             window: stalled.window,
             min_bytes: stalled.min_bytes,
         });
@@ -337,7 +356,7 @@ mod tests {
         let e = io::copy(&mut drip, &mut io::sink()).unwrap_err();
         assert_eq!(
             fired_io(&e, &deadlines),
-            Some(Fired::Stall {
+            Some(Fired::TooSlow {
                 window: Duration::from_millis(50),
                 min_bytes: 1024
             })

@@ -145,11 +145,20 @@ fn verify_gives_up_on_a_registry_that_drips_its_answer() {
     let scratch = Scratch::new();
     let body_drips = "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nContent-Length: 100000\r\n\r\n";
     let headers_drip = "HTTP/1.1 200 OK\r\nX-Drip: ";
-    for head in [body_drips, headers_drip] {
+    for (head, fired) in [
+        (
+            body_drips,
+            "fewer than 1024 bytes moved in 2s (the stall deadline)",
+        ),
+        (
+            headers_drip,
+            "no complete answer within 2s (the stall deadline)",
+        ),
+    ] {
         scratch.verify_gives_up(
             dripping(head),
             &["--stall-timeout", "2s"],
-            "fewer than 1024 bytes moved in 2s (the stall deadline)",
+            fired,
             "raise the stall deadline with --stall-timeout",
         );
     }
