@@ -222,16 +222,11 @@ pub fn verify_reference(
     policy: &Policy,
     rebuilt: Option<&str>,
 ) -> Result<RemoteVerdict, crate::registry::RegistryError> {
-    let scratch = tempfile::tempdir().map_err(|error| crate::registry::RegistryError::Io {
-        path: std::env::temp_dir(),
-        error,
-    })?;
-    let pulled =
-        crate::registry::pull::pull_to_layout(client, reference, &scratch.path().join("image"))?;
+    let pulled = crate::registry::pull::pull_to_temp(client, reference)?;
     Ok(RemoteVerdict {
-        verdict: verify(&pulled.layout, trusted, policy, rebuilt),
-        digest: pulled.digest,
-        referrers: pulled.referrers,
+        verdict: verify(&pulled.report.layout, trusted, policy, rebuilt),
+        digest: pulled.report.digest,
+        referrers: pulled.report.referrers,
     })
 }
 

@@ -20,6 +20,8 @@ pub struct BuildSettings {
     /// The layout goes to `out_dir/<name>/` (an archive to `out_dir/<name>.tar`).
     pub out_dir: PathBuf,
     pub format: OutputFormat,
+    /// The names a `docker-archive` gives its image; empty: `<recipe name>:latest`.
+    pub docker_tags: Vec<crate::output::archive::DockerTag>,
     pub lock_mode: LockMode,
     /// Compression threads; output bytes do not depend on it.
     pub jobs: usize,

@@ -14,7 +14,7 @@ use crate::disk;
 use crate::image;
 use crate::keys;
 use crate::oci::layout::{SideFile, StoredBlob};
-use crate::output::archive::{self, DockerImage, OutputFormat};
+use crate::output::archive::{self, DockerImage, DockerTag, OutputFormat};
 use crate::output::OutputError;
 use crate::recipe::{Platform, Recipe};
 use crate::resolve::LockMode;
@@ -118,9 +118,15 @@ pub fn publish(
         )?,
         OutputFormat::DockerArchive => {
             let only = &images[0];
+            let default_tag = [DockerTag {
+                name: recipe.name.clone(),
+                tag: DOCKER_ARCHIVE_TAG.to_string(),
+            }];
             let image = DockerImage {
-                repo: &recipe.name,
-                tag: DOCKER_ARCHIVE_TAG,
+                tags: match cx.settings.docker_tags.as_slice() {
+                    [] => &default_tag,
+                    tags => tags,
+                },
                 config: only.image.config.digest,
                 layers: image::layer_list(only.layers.base.as_ref(), &only.layers.blobs)
                     .into_iter()

@@ -55,6 +55,7 @@ fn settings(out_dir: PathBuf) -> BuildSettings {
     BuildSettings {
         out_dir,
         format: Default::default(),
+        docker_tags: Vec::new(),
         lock_mode: LockMode::PinMissing,
         jobs: 1,
         source_date_epoch: None,

@@ -63,7 +63,7 @@ pub fn run(args: AuditArgs) -> Result<i32> {
         tag: None,
         digest: None,
     };
-    let client = registry::client(&args.registry, &reference)?;
+    let client = registry::client(&args.registry, &reference, registry::WRITE_TIMEOUT)?;
     let report = audit::audit(&client, &scope, &facts)
         .with_context(|| format!("walking the registry {}", scope.registry))?;
     if args.json {

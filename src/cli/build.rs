@@ -32,6 +32,10 @@ pub struct BuildArgs {
     /// tarball for `docker load` / `podman load`, OUT/<name>.tar).
     #[arg(long, default_value = "oci", value_name = "FORMAT")]
     format: cairn::output::archive::OutputFormat,
+    /// A name for the image in a docker-archive, NAME[:TAG] (e.g. team/hello:v1; the
+    /// tag defaults to latest); repeat for several. Default: <recipe name>:latest.
+    #[arg(long = "tag", value_name = "NAME[:TAG]")]
+    tags: Vec<cairn::output::archive::DockerTag>,
     /// Fail unless every source is pinned and the lock file is up to date (for CI).
     #[arg(long)]
     locked: bool,
@@ -92,6 +96,7 @@ pub fn run(args: BuildArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
         recipe,
         out,
         format,
+        tags,
         locked,
         json,
         quiet,
@@ -110,6 +115,9 @@ pub fn run(args: BuildArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
     } = args;
     if push.is_some() && format.is_archive() {
         bail!("--push sends the layout directory to the registry: build with --format oci (the default) to push");
+    }
+    if !tags.is_empty() && format != cairn::output::archive::OutputFormat::DockerArchive {
+        bail!("--tag names the image in a docker-archive: add --format docker-archive (an OCI layout keeps its tag in index.json, and `cairn push REF` names the pushed image)");
     }
     if push.is_none() && push_flags.mount_from.is_some() {
         bail!("--mount-from applies to --push REF, which is missing");
@@ -133,7 +141,11 @@ pub fn run(args: BuildArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
     // Built in this order so that the first bad flag is the one reported.
-    let registry = super::registry::base_client(&recipe, &push_flags.registry)?;
+    let registry = super::registry::base_client(
+        &recipe,
+        &push_flags.registry,
+        super::registry::WRITE_TIMEOUT,
+    )?;
     let source_date_epoch = source_date_epoch()?;
     let sign_key_path = sign_key;
     let sign_key = sign_key_path
@@ -150,7 +162,11 @@ pub fn run(args: BuildArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
                     .parse()
                     .with_context(|| format!("--cache-registry {reference}"))?;
                 cache.with_remote(RemoteCache::new(
-                    super::registry::client(&push_flags.registry, &reference)?,
+                    super::registry::client(
+                        &push_flags.registry,
+                        &reference,
+                        super::registry::WRITE_TIMEOUT,
+                    )?,
                     reference,
                 ))
             }
@@ -160,6 +176,7 @@ pub fn run(args: BuildArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
     let settings = BuildSettings {
         out_dir: out,
         format,
+        docker_tags: tags,
         lock_mode: if locked {
             LockMode::Locked
         } else {

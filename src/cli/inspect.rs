@@ -2,7 +2,7 @@
 //! they hold, where a file came from, and what differs between two of them.
 
 use crate::print_json;
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 use std::path::PathBuf;
 
@@ -16,8 +16,14 @@ pub struct InspectArgs {
 
 #[derive(Args)]
 pub struct TraceArgs {
+    /// The layout directory or disk image, or, when no such path exists, a registry
+    /// reference (e.g. registry.example.com/team/hello:v1), pulled with its referrers
+    /// as `cairn verify REF` does.
     layout: PathBuf,
+    /// A path in the image, or a file's sha256:... digest.
     what: String,
+    #[command(flatten)]
+    registry: super::registry::RegistryArgs,
     #[arg(long)]
     json: bool,
 }
@@ -72,14 +78,41 @@ pub fn inspect(args: InspectArgs) -> Result<i32> {
 /// Prints every regular file matching WHAT with its layer, source, signer and recipe
 /// line; an error if none matches.
 pub fn trace(args: TraceArgs) -> Result<i32> {
-    let TraceArgs { layout, what, json } = args;
-    let t = if layout.is_file() {
-        cairn::trace::disk::trace(&layout, &what)?
-    } else {
-        cairn::trace::trace(&layout, &what)?
+    let TraceArgs {
+        layout,
+        what,
+        registry: registry_args,
+        json,
+    } = args;
+    let remote = super::registry::remote_reference(&layout);
+    let pulled = match &remote {
+        Some(reference) => {
+            let client =
+                super::registry::client(&registry_args, reference, super::registry::READ_TIMEOUT)?;
+            let pulled =
+                cairn::registry::pull::pull_to_temp(&client, reference).with_context(|| {
+                    format!(
+                        "fetching {reference} to trace it (no layout directory {} exists here)",
+                        layout.display()
+                    )
+                })?;
+            Some(pulled)
+        }
+        None => None,
+    };
+    let t = match &pulled {
+        Some(pulled) => cairn::trace::trace(&pulled.report.layout, &what)?,
+        None if layout.is_file() => cairn::trace::disk::trace(&layout, &what)?,
+        None => cairn::trace::trace(&layout, &what)?,
     };
     if t.matches.is_empty() {
-        bail!("{what}: no regular file in {} matches", layout.display());
+        let traced = match (&remote, &pulled) {
+            (Some(reference), Some(pulled)) => {
+                reference.with_digest(pulled.report.digest).to_string()
+            }
+            _ => layout.display().to_string(),
+        };
+        bail!("{what}: no regular file in {traced} matches");
     }
     if json {
         return print_json(&t);

@@ -115,7 +115,7 @@ pub fn push(
     cancel: Arc<AtomicBool>,
 ) -> Result<PushReport> {
     let target: Reference = reference.parse()?;
-    let client = registry::client(&flags.registry, &target)?;
+    let client = registry::client(&flags.registry, &target, registry::WRITE_TIMEOUT)?;
     let observer = PushProgress::new(!quiet && std::io::stderr().is_terminal(), cancel);
     let report = push_layout(
         &client,

@@ -27,7 +27,8 @@ pub struct ValidateArgs {
 /// Pins every source into <recipe>.lock; prints each source's kind and SHA-256.
 pub fn lock(args: LockArgs) -> Result<i32> {
     let recipe = recipe::load(&args.recipe)?;
-    let client = super::registry::base_client(&recipe, &args.registry)?;
+    let client =
+        super::registry::base_client(&recipe, &args.registry, super::registry::WRITE_TIMEOUT)?;
     let report = build::lock(&recipe, client.as_ref(), &crate::package_options(false)?)?;
     if args.json {
         return print_json(&report);

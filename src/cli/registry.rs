@@ -1,10 +1,12 @@
-//! What every registry command shares: the `--insecure` flag, credentials from the
+//! What every registry command shares: the `--insecure` flag, the deadlines
+//! (`--timeout`, `--stall-timeout`), credentials from the
 //! environment (`CAIRN_REGISTRY_USERNAME` / `CAIRN_REGISTRY_PASSWORD`) and the Docker
 //! config file (`$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`: `auths`,
 //! else its credential helper), and progress bars for blob uploads.
 
 use anyhow::{Context, Result};
 use cairn::digest::Sha256Digest;
+use cairn::registry::deadline::{self, Deadlines};
 use cairn::registry::push::PushObserver;
 use cairn::registry::{BlobPush, Client, ClientOptions, Credentials, Login, Reference};
 use clap::Args;
@@ -13,6 +15,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 #[derive(Args, Clone)]
 pub struct RegistryArgs {
@@ -20,11 +23,45 @@ pub struct RegistryArgs {
     /// 127.0.0.0/8, ::1), e.g. a local test registry.
     #[arg(long)]
     pub insecure: bool,
+    /// The most time the command may spend waiting on registries, all requests
+    /// together (e.g. 90s, 10m, 1h); time spent building does not count. Default:
+    /// 10m for build, push, lock and audit; 5m for verify, trace and each of serve's
+    /// verifications.
+    #[arg(long, value_name = "DURATION", value_parser = deadline::parse_duration)]
+    pub timeout: Option<Duration>,
+    /// A request fails when it waits this long to connect, for any read or write, or
+    /// for the answer's headers, or when it moves fewer than 1 KiB in this long.
+    #[arg(long, value_name = "DURATION", value_parser = deadline::parse_duration, default_value = "30s")]
+    pub stall_timeout: Duration,
+}
+
+/// The default `--timeout` of commands that write to a registry or walk it (build,
+/// push, lock, audit).
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(600);
+/// The default `--timeout` of commands that read one image (verify, trace, and each
+/// verification `cairn serve` makes).
+pub const READ_TIMEOUT: Duration = Duration::from_secs(300);
+
+impl RegistryArgs {
+    /// The client options these flags ask for; `default_timeout` when no
+    /// `--timeout` is given.
+    fn options(&self, credentials: Credentials, default_timeout: Duration) -> ClientOptions {
+        ClientOptions {
+            credentials,
+            insecure: self.insecure,
+            deadlines: Deadlines {
+                stall: self.stall_timeout,
+                overall: Some(self.timeout.unwrap_or(default_timeout)),
+                ..Deadlines::default()
+            },
+            ..Default::default()
+        }
+    }
 }
 
 /// A client for `image`'s registry with the credentials the environment, the Docker
 /// config file or its credential helper give.
-pub fn client(args: &RegistryArgs, image: &Reference) -> Result<Client> {
+pub fn client(args: &RegistryArgs, image: &Reference, default_timeout: Duration) -> Result<Client> {
     let mut credentials = credentials()?;
     if let Some(helper) = credentials.helper_for(&image.registry) {
         if let Some(login) = run_helper(helper, &image.registry)? {
@@ -33,26 +70,23 @@ pub fn client(args: &RegistryArgs, image: &Reference) -> Result<Client> {
                 .insert(image.registry.clone(), login);
         }
     }
-    Ok(Client::new(ClientOptions {
-        credentials,
-        insecure: args.insecure,
-        ..Default::default()
-    }))
+    Ok(Client::new(args.options(credentials, default_timeout)))
 }
 
 /// A client for whatever registry a long-running service is asked about (`cairn
 /// serve`), with the credentials the environment and the Docker config file's `auths`
 /// give; a credential helper is not run, as the registry is not known in advance.
+/// Its overall deadline is per verification ([`Client::for_one_operation`]).
 pub fn service_client(args: &RegistryArgs) -> Result<Client> {
-    Ok(Client::new(ClientOptions {
-        credentials: credentials()?,
-        insecure: args.insecure,
-        ..Default::default()
-    }))
+    Ok(Client::new(args.options(credentials()?, READ_TIMEOUT)))
 }
 
 /// A client for the recipe's `ref:` base image, if it has one.
-pub fn base_client(recipe: &cairn::recipe::Recipe, args: &RegistryArgs) -> Result<Option<Client>> {
+pub fn base_client(
+    recipe: &cairn::recipe::Recipe,
+    args: &RegistryArgs,
+    default_timeout: Duration,
+) -> Result<Option<Client>> {
     match &recipe.base {
         Some(cairn::recipe::BaseSpec {
             source: cairn::recipe::BaseSource::Registry(image),
@@ -64,10 +98,19 @@ pub fn base_client(recipe: &cairn::recipe::Recipe, args: &RegistryArgs) -> Resul
                 tag: image.tag.clone(),
                 digest: None,
             };
-            client(args, &reference).map(Some)
+            client(args, &reference, default_timeout).map(Some)
         }
         _ => Ok(None),
     }
+}
+
+/// The argument as a registry reference, if it is not an existing path and parses as
+/// one (`cairn verify` and `cairn trace` take either).
+pub fn remote_reference(arg: &std::path::Path) -> Option<Reference> {
+    if arg.exists() {
+        return None;
+    }
+    arg.to_str()?.parse().ok()
 }
 
 /// `docker-credential-<helper> get` with the server URL on stdin, as docker runs it:

@@ -85,7 +85,7 @@ pub fn run(args: VerifyArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
             let recipe = recipe::load(&recipe_path)?;
             let scratch = tempfile::tempdir()?;
             let handles = BuildHandles {
-                registry: registry::base_client(&recipe, &registry_args)?,
+                registry: registry::base_client(&recipe, &registry_args, registry::READ_TIMEOUT)?,
                 cancel,
                 sign_key: None,
                 // An independent rebuild: nothing from earlier builds.
@@ -94,6 +94,7 @@ pub fn run(args: VerifyArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
             let settings = BuildSettings {
                 out_dir: scratch.path().to_path_buf(),
                 format: Default::default(),
+                docker_tags: Vec::new(),
                 lock_mode: LockMode::Locked,
                 jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
                 source_date_epoch: source_date_epoch()?,
@@ -120,9 +121,9 @@ pub fn run(args: VerifyArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
         None => None,
     };
     // A registry reference: pulled with its referrers into a temporary layout.
-    let (verdict, layout, reference) = match remote_reference(&layout) {
+    let (verdict, layout, reference) = match registry::remote_reference(&layout) {
         Some(reference) => {
-            let client = registry::client(&registry_args, &reference)?;
+            let client = registry::client(&registry_args, &reference, registry::READ_TIMEOUT)?;
             let remote = cairn::verify::verify_reference(
                 &client,
                 &reference,
@@ -236,13 +237,4 @@ pub fn run(args: VerifyArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
         unrecorded.report();
     }
     Ok(i32::from(!verdict.verified || unrecorded.is_some()))
-}
-
-/// The argument as a registry reference, if it is not an existing path and parses as
-/// one.
-fn remote_reference(arg: &std::path::Path) -> Option<cairn::registry::Reference> {
-    if arg.exists() {
-        return None;
-    }
-    arg.to_str()?.parse().ok()
 }

@@ -3,9 +3,14 @@
 //! enters the cache only under the digest of its bytes (temp file, then rename), and
 //! every read from the cache hashes the file again, so a corrupt cache entry is noticed
 //! (and dropped), never used.
+//!
+//! Downloads run under the registry client's stall deadlines
+//! ([`crate::registry::deadline`]): 30 s to connect, for any read and for the
+//! headers, at least 1 KiB per 30 s, and 10 minutes per file in all.
 
 use super::DebianError;
 use crate::digest::{HashingWriter, Sha256Digest};
+use crate::registry::deadline::{self, Deadlines, Fired, MinRateReader};
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -18,6 +23,20 @@ pub struct Fetcher {
     agent: ureq::Agent,
 }
 
+/// The most one download may take.
+const PER_FILE: Duration = Duration::from_secs(600);
+
+/// What a download that a deadline ended says: which deadline, in the mirror's terms.
+fn stalled(fired: Option<Fired>) -> Option<String> {
+    Some(match fired? {
+        Fired::Overall(limit) => format!(
+            "the download took longer than {} (the limit per file)",
+            deadline::shown(limit)
+        ),
+        stall => format!("the mirror stalled: {stall}"),
+    })
+}
+
 /// Most an InRelease or index may be: a bound on what a hostile server can make us
 /// read into memory or onto disk when no size is known yet.
 const MAX_UNSIZED: u64 = 256 << 20;
@@ -25,8 +44,14 @@ const MAX_UNSIZED: u64 = 256 << 20;
 impl Fetcher {
     /// `cache_dir` is cairn's cache directory; packages go to its `debs/` subdirectory.
     pub fn new(cache_dir: &Path, offline: bool) -> Fetcher {
+        let stall = Some(Deadlines::default().stall);
         let agent = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(600)))
+            .timeout_global(Some(PER_FILE))
+            .timeout_resolve(stall)
+            .timeout_connect(stall)
+            .timeout_per_read(stall)
+            .timeout_per_write(stall)
+            .timeout_recv_response(stall)
             .user_agent(concat!("cairn/", env!("CARGO_PKG_VERSION")))
             .build()
             .into();
@@ -77,20 +102,26 @@ impl Fetcher {
             url: url.clone(),
             detail,
         };
-        let response = self
-            .agent
-            .get(&url)
-            .call()
-            .map_err(|e| net(e.to_string()))?;
+        let deadlines = Deadlines {
+            overall: Some(PER_FILE),
+            ..Deadlines::default()
+        };
+        let response =
+            self.agent.get(&url).call().map_err(|e| {
+                net(stalled(deadline::fired(&e, &deadlines)).unwrap_or(e.to_string()))
+            })?;
         let limit = match expected {
             Some((_, Some(size))) => size + 1,
             _ => MAX_UNSIZED,
         };
-        let mut body = response
-            .into_body()
-            .into_with_config()
-            .limit(limit)
-            .reader();
+        let mut body = MinRateReader::new(
+            response
+                .into_body()
+                .into_with_config()
+                .limit(limit)
+                .reader(),
+            &Deadlines::default(),
+        );
         fs::create_dir_all(&self.dir).map_err(|e| self.cache_error(&self.dir, e))?;
         let mut temp = tempfile::Builder::new()
             .prefix(".download-")
@@ -104,7 +135,11 @@ impl Fetcher {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(net(e.to_string())),
+                Err(e) => {
+                    return Err(net(
+                        stalled(deadline::fired_io(&e, &deadlines)).unwrap_or(e.to_string())
+                    ))
+                }
             };
             writer
                 .write_all(&buffer[..n])

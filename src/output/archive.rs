@@ -184,11 +184,61 @@ pub fn write_oci_archive(layout: &Path, epoch: u64, out: impl Write) -> Result<(
         .map_err(io_err(layout))
 }
 
+/// A name a `docker-archive` gives its image (`docker load` tags the image so): a
+/// docker reference `NAME[:TAG]` without digest, the tag `latest` when none is given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DockerTag {
+    pub name: String,
+    pub tag: String,
+}
+
+/// A `--tag` that is not a docker reference `NAME[:TAG]`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{text}` is not a docker image name NAME[:TAG] (e.g. team/hello:v1): {reason}")]
+pub struct BadDockerTag {
+    pub text: String,
+    pub reason: String,
+}
+
+impl std::str::FromStr for DockerTag {
+    type Err = BadDockerTag;
+    fn from_str(text: &str) -> Result<Self, BadDockerTag> {
+        let bad = |reason: String| BadDockerTag {
+            text: text.to_string(),
+            reason,
+        };
+        // The registry client's reference grammar checks the name and the tag.
+        let parsed: crate::registry::Reference = text
+            .parse()
+            .map_err(|e: crate::registry::reference::ParseReferenceError| bad(e.to_string()))?;
+        if parsed.digest.is_some() {
+            return Err(bad(
+                "a docker-archive names its image by tag, not digest".into()
+            ));
+        }
+        // Kept as written (`hello`, not `docker.io/library/hello`), as docker save does.
+        let last_slash = text.rfind('/').map_or(0, |i| i + 1);
+        let (name, tag) = match text[last_slash..].rfind(':') {
+            Some(i) => (&text[..last_slash + i], &text[last_slash + i + 1..]),
+            None => (text, "latest"),
+        };
+        Ok(DockerTag {
+            name: name.to_string(),
+            tag: tag.to_string(),
+        })
+    }
+}
+
+impl std::fmt::Display for DockerTag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.name, self.tag)
+    }
+}
+
 /// What a `docker-archive` needs to know about the one image it holds.
 pub struct DockerImage<'a> {
-    /// `name:tag` recorded in `manifest.json` `RepoTags` and `repositories`.
-    pub repo: &'a str,
-    pub tag: &'a str,
+    /// Its names, recorded in `manifest.json` `RepoTags` and `repositories`.
+    pub tags: &'a [DockerTag],
     pub config: Sha256Digest,
     /// Each layer blob in order, with its media type and `diff_id` (from the config).
     pub layers: Vec<(Sha256Digest, String, Sha256Digest)>,
@@ -223,7 +273,7 @@ pub fn write_docker_archive(
     }
     let manifest = vec![DockerManifestEntry {
         config: config_name.clone(),
-        repo_tags: vec![format!("{}:{}", image.repo, image.tag)],
+        repo_tags: image.tags.iter().map(DockerTag::to_string).collect(),
         layers: layer_names,
     }];
     let manifest_json = crate::oci::json::canonical_json(&manifest);
@@ -237,10 +287,14 @@ pub fn write_docker_archive(
         });
     }
     let top = chain.map(|c| c.hex()).unwrap_or_default();
-    let repositories = crate::oci::json::canonical_json(&BTreeMap::from([(
-        image.repo.to_string(),
-        BTreeMap::from([(image.tag.to_string(), top)]),
-    )]));
+    let mut repositories: BTreeMap<&str, BTreeMap<&str, &str>> = BTreeMap::new();
+    for t in image.tags {
+        repositories
+            .entry(&t.name)
+            .or_default()
+            .insert(&t.tag, &top);
+    }
+    let repositories = crate::oci::json::canonical_json(&repositories);
 
     let mut entries: BTreeMap<String, Entry> = BTreeMap::new();
     entries.insert(config_name, Entry::Config);

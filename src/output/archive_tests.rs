@@ -70,13 +70,14 @@ struct Fixture {
     config: Vec<u8>,
     /// (blob digest, media type, diff_id, uncompressed tar), in image order.
     layers: Vec<(Sha256Digest, &'static str, Sha256Digest, Vec<u8>)>,
+    /// The archive's names (`demo:latest`).
+    tags: Vec<DockerTag>,
 }
 
 impl Fixture {
-    fn docker_image(&self) -> DockerImage<'static> {
+    fn docker_image(&self) -> DockerImage<'_> {
         DockerImage {
-            repo: "demo",
-            tag: "latest",
+            tags: &self.tags,
             config: Sha256Digest::of(&self.config),
             layers: self
                 .layers
@@ -150,6 +151,7 @@ fn fixture() -> Fixture {
         layout,
         config,
         layers,
+        tags: vec!["demo".parse().unwrap()],
     }
 }
 
@@ -324,6 +326,59 @@ fn a_docker_archive_is_what_docker_load_reads() {
     let mut again = Vec::new();
     write_docker_archive(&fx.layout, &image, EPOCH, &mut again).unwrap();
     assert!(archive == again, "the same bytes every time");
+}
+
+#[test]
+fn a_docker_archive_carries_every_tag_asked_for() {
+    let mut fx = fixture();
+    fx.tags = [
+        "team/demo:v1",
+        "demo:v1",
+        "registry.example:5000/demo",
+        "team/demo:v2",
+    ]
+    .iter()
+    .map(|t| t.parse().unwrap())
+    .collect();
+    let mut archive = Vec::new();
+    write_docker_archive(&fx.layout, &fx.docker_image(), EPOCH, &mut archive).unwrap();
+    let members = members(&archive);
+    let manifest: Value = serde_json::from_slice(&member(&members, "manifest.json").bytes).unwrap();
+    assert_eq!(
+        manifest[0]["RepoTags"],
+        json!([
+            "team/demo:v1",
+            "demo:v1",
+            "registry.example:5000/demo:latest",
+            "team/demo:v2"
+        ])
+    );
+    let repositories: Value =
+        serde_json::from_slice(&member(&members, "repositories").bytes).unwrap();
+    let names: Vec<&String> = repositories.as_object().unwrap().keys().collect();
+    assert_eq!(names, ["demo", "registry.example:5000/demo", "team/demo"]);
+    assert_eq!(
+        repositories["team/demo"].as_object().unwrap().len(),
+        2,
+        "{repositories}"
+    );
+}
+
+#[test]
+fn a_docker_tag_is_a_docker_reference_without_digest() {
+    for bad in [
+        "Demo:v1",
+        "demo:",
+        "demo:-v1",
+        "",
+        "demo@sha256:".to_string().as_str(),
+    ] {
+        let e = bad.parse::<DockerTag>().unwrap_err();
+        assert!(e.to_string().contains("NAME[:TAG]"), "{bad}: {e}");
+    }
+    let digest = format!("demo@sha256:{}", "0".repeat(64));
+    let e = digest.parse::<DockerTag>().unwrap_err();
+    assert!(e.to_string().contains("by tag, not digest"), "{e}");
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! The distribution-spec operations: manifests, blobs and referrers, one method each.
 
-use super::client::{read_limited, registry_message, Body, Client, Request, Response};
+use super::client::{registry_message, Body, Client, Request, Response};
 use super::{referrers_tag, Reference, RegistryError};
 use crate::digest::{HashingWriter, Sha256Digest};
 use crate::oci::media_type::{self, OCI_INDEX, OCI_MANIFEST};
@@ -134,7 +134,7 @@ impl Client {
         }
         let header_digest = header_str(&resp, "Docker-Content-Digest");
         let content_type = header_str(&resp, header::CONTENT_TYPE.as_str());
-        let bytes = read_manifest_body(&mut resp, &url, "the manifest body")?;
+        let bytes = self.read_manifest_body(&mut resp, &url, "the manifest body")?;
         let digest = Sha256Digest::of(&bytes);
         let what = format!("manifest for {image}");
         if let Some(expected) = &image.digest {
@@ -260,15 +260,10 @@ impl Client {
             return Err(self.status_error(&req, resp));
         }
         let mut hashing = HashingWriter::new(out);
-        let mut reader = resp.body_mut().as_reader();
+        let mut reader = self.body_reader(&mut resp);
         let limit = size.map_or(u64::MAX, |s| s + 1);
-        std::io::copy(&mut std::io::Read::take(&mut reader, limit), &mut hashing).map_err(|e| {
-            RegistryError::Connect {
-                url: super::client::redact_url(&url),
-                attempts: 1,
-                error: ureq::Error::Io(e),
-            }
-        })?;
+        std::io::copy(&mut std::io::Read::take(&mut reader, limit), &mut hashing)
+            .map_err(|e| self.transfer_error(&Method::GET, &url, 1, ureq::Error::Io(e)))?;
         let (actual, len, _) = hashing.finish();
         if actual != *digest || size.is_some_and(|s| s != len) {
             return Err(RegistryError::DigestMismatch {
@@ -497,7 +492,7 @@ impl Client {
             _ => return Err(self.status_error(&req, resp)),
         };
         let (bytes, from) = if api {
-            let bytes = read_manifest_body(&mut resp, &url, "the referrers index")?;
+            let bytes = self.read_manifest_body(&mut resp, &url, "the referrers index")?;
             (bytes, url)
         } else {
             let tag = image.with_tag(&referrers_tag(subject));
@@ -588,7 +583,7 @@ impl Client {
                 return Err(self.status_error(&req, resp));
             }
             let next = header_str(&resp, header::LINK.as_str()).and_then(|l| next_link(&l));
-            let bytes = read_manifest_body(&mut resp, &url, what)?;
+            let bytes = self.read_manifest_body(&mut resp, &url, what)?;
             page(&bytes).map_err(|e| RegistryError::Protocol {
                 url: super::client::redact_url(&url),
                 detail: format!("{what} is not the JSON the distribution spec gives: {e}"),
@@ -635,17 +630,25 @@ fn next_link(value: &str) -> Option<String> {
     })
 }
 
-/// Reads the body of a manifest or index response from `url` (at most
-/// `MANIFEST_LIMIT` bytes); `what` names it in the error.
-fn read_manifest_body(
-    resp: &mut Response,
-    url: &str,
-    what: &str,
-) -> Result<Vec<u8>, RegistryError> {
-    read_limited(resp, MANIFEST_LIMIT).map_err(|e| RegistryError::Protocol {
-        url: super::client::redact_url(url),
-        detail: format!("cannot read {what}: {e}"),
-    })
+impl Client {
+    /// Reads the body of a manifest or index response from `url` (at most
+    /// `MANIFEST_LIMIT` bytes); `what` names it in the error.
+    fn read_manifest_body(
+        &self,
+        resp: &mut Response,
+        url: &str,
+        what: &str,
+    ) -> Result<Vec<u8>, RegistryError> {
+        self.read_limited(resp, MANIFEST_LIMIT).map_err(|e| {
+            match super::deadline::fired(&e, &self.options().deadlines) {
+                Some(_) => self.transfer_error(&Method::GET, url, 1, e),
+                None => RegistryError::Protocol {
+                    url: super::client::redact_url(url),
+                    detail: format!("cannot read {what}: {e}"),
+                },
+            }
+        })
+    }
 }
 
 fn header_str(resp: &Response, name: &str) -> Option<String> {

@@ -2,8 +2,12 @@
 //! (a request answered 401 is re-sent once with Basic or a bearer token, whichever the
 //! challenge asks for), bounded retries with exponential backoff on 5xx, 429 and
 //! dropped connections, and the registry's own error messages in every error.
+//! Every request runs under the [`Deadlines`]: the stall window for connecting, each
+//! read and write and the response headers, a minimum transfer rate for bodies, and
+//! what is left of the command's overall budget.
 
 use super::auth::{self, Challenge, Credentials, TokenResponse};
+use super::deadline::{self, Budget, Deadlines, Fired, MinRateReader};
 use super::reference::{hostname_of, Reference};
 use super::RegistryError;
 use std::collections::HashMap;
@@ -31,6 +35,8 @@ pub struct ClientOptions {
     pub chunk_size: u64,
     /// Sent as `User-Agent`.
     pub user_agent: String,
+    /// The stall window, the minimum transfer rate and the overall budget.
+    pub deadlines: Deadlines,
 }
 
 impl Default for ClientOptions {
@@ -42,6 +48,7 @@ impl Default for ClientOptions {
             initial_backoff: Duration::from_millis(500),
             chunk_size: 64 << 20,
             user_agent: format!("cairn/{}", env!("CARGO_PKG_VERSION")),
+            deadlines: Deadlines::default(),
         }
     }
 }
@@ -105,6 +112,8 @@ pub(crate) type Response = http::Response<ureq::Body>;
 pub struct Client {
     agent: ureq::Agent,
     opts: ClientOptions,
+    /// The time spent waiting on registries, against `opts.deadlines.overall`.
+    budget: Budget,
     /// `Authorization` values: by `registry/repository` (bearer), or by `registry`
     /// (basic).
     auth: Mutex<HashMap<String, String>>,
@@ -121,20 +130,122 @@ impl std::fmt::Debug for Client {
 
 impl Client {
     pub fn new(opts: ClientOptions) -> Client {
+        let stall = Some(opts.deadlines.stall);
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             // Never from the environment: the library reads no environment.
             .proxy(None)
-            .timeout_connect(Some(Duration::from_secs(30)))
-            .timeout_recv_response(Some(Duration::from_secs(300)))
+            // Never forward `Authorization` on a redirect (ureq's default, stated
+            // here because credentials depend on it).
+            .redirect_auth_headers(ureq::config::RedirectAuthHeaders::Never)
+            .timeout_resolve(stall)
+            .timeout_connect(stall)
+            .timeout_per_read(stall)
+            .timeout_per_write(stall)
+            .timeout_recv_response(stall)
             .user_agent(opts.user_agent.as_str())
             .build()
             .into();
         Client {
             agent,
+            budget: Budget::new(opts.deadlines.overall),
             opts,
             auth: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// A client with the same options and tokens, and an overall budget of its own:
+    /// for a service that makes one bounded operation per request it serves.
+    pub fn for_one_operation(&self) -> Client {
+        Client {
+            agent: self.agent.clone(),
+            opts: self.opts.clone(),
+            budget: Budget::new(self.opts.deadlines.overall),
+            auth: Mutex::new(self.auth.lock().expect("auth cache lock").clone()),
+        }
+    }
+
+    /// Runs one HTTP exchange under the deadlines: the rest of the overall budget
+    /// bounds it whole (body included), and the time until its headers counts
+    /// against the budget (reading the body counts too: `body_reader`,
+    /// `read_limited`).
+    fn run<B: ureq::AsSendBody>(&self, request: http::Request<B>) -> Result<Response, ureq::Error> {
+        let remaining = self.budget.remaining();
+        if remaining == Some(Duration::ZERO) {
+            return Err(ureq::Error::Timeout(ureq::Timeout::Global));
+        }
+        let request = self
+            .agent
+            .configure_request(request)
+            .timeout_global(remaining)
+            .build();
+        let _busy = self.budget.busy();
+        self.agent.run(request)
+    }
+
+    /// The error for a request or transfer `error` ended: the deadline that fired, or
+    /// else the connection failure.
+    pub(crate) fn transfer_error(
+        &self,
+        method: &Method,
+        url: &str,
+        attempts: u32,
+        error: ureq::Error,
+    ) -> RegistryError {
+        let deadlines = Deadlines {
+            overall: self.budget.limit(),
+            ..self.opts.deadlines
+        };
+        if let Some(fired) = deadline::fired(&error, &deadlines) {
+            return deadline_error(method, url, fired);
+        }
+        if is_plain_http_answer(&error) {
+            let (host, _) = host_and_path(url);
+            return RegistryError::PlainHttpAnswer {
+                loopback: is_loopback(hostname_of(&host)),
+                host,
+            };
+        }
+        RegistryError::Connect {
+            url: redact_url(url),
+            attempts,
+            error,
+        }
+    }
+
+    /// A body reader that fails below the minimum transfer rate; the time until it
+    /// is dropped counts against the overall budget.
+    pub(crate) fn body_reader<'r>(&'r self, resp: &'r mut Response) -> impl io::Read + 'r {
+        BudgetedReader {
+            inner: MinRateReader::new(resp.body_mut().as_reader(), &self.opts.deadlines),
+            _busy: self.budget.busy(),
+        }
+    }
+
+    /// Reads at most `limit` bytes of a response body, at the minimum transfer rate.
+    pub(crate) fn read_limited(
+        &self,
+        resp: &mut Response,
+        limit: u64,
+    ) -> Result<Vec<u8>, ureq::Error> {
+        let _busy = self.budget.busy();
+        let mut body = Vec::new();
+        let mut reader = MinRateReader::new(
+            resp.body_mut().with_config().limit(limit).reader(),
+            &self.opts.deadlines,
+        );
+        reader.read_to_end(&mut body).map_err(|e| {
+            // ureq's own errors (a body over the limit, a timeout) come back wrapped in
+            // the I/O error: unwrap them for the caller.
+            if !e.get_ref().is_some_and(|inner| inner.is::<ureq::Error>()) {
+                return ureq::Error::Io(e);
+            }
+            match e.into_inner().map(|inner| inner.downcast::<ureq::Error>()) {
+                Some(Ok(ureq_error)) => *ureq_error,
+                _ => unreachable!("an I/O error holding a ureq::Error, checked above"),
+            }
+        })?;
+        Ok(body)
     }
 
     pub fn options(&self) -> &ClientOptions {
@@ -221,9 +332,15 @@ impl Client {
                 }
                 Err(e) => is_transient(e),
             };
-            if retry && req.retry && attempt < self.opts.max_attempts.max(1) {
+            let budget_left = self.budget.remaining();
+            if retry
+                && req.retry
+                && attempt < self.opts.max_attempts.max(1)
+                && budget_left != Some(Duration::ZERO)
+            {
                 let shift = (attempt - 1).min(16);
-                std::thread::sleep(self.opts.initial_backoff * (1u32 << shift));
+                let backoff = self.opts.initial_backoff * (1u32 << shift);
+                std::thread::sleep(budget_left.map_or(backoff, |left| backoff.min(left)));
                 continue;
             }
             return match result {
@@ -235,11 +352,7 @@ impl Client {
                     url: redact_url(&req.url),
                     detail: format!("not an HTTP answer ({e}); is this a registry?"),
                 }),
-                Err(error) => Err(RegistryError::Connect {
-                    url: redact_url(&req.url),
-                    attempts: attempt,
-                    error,
-                }),
+                Err(error) => Err(self.transfer_error(&req.method, &req.url, attempt, error)),
             };
         }
     }
@@ -260,8 +373,8 @@ impl Client {
             builder = builder.header(http::header::AUTHORIZATION, value);
         }
         match &req.body {
-            Body::Empty => self.agent.run(builder.body(())?),
-            Body::Bytes(bytes) => self.agent.run(
+            Body::Empty => self.run(builder.body(())?),
+            Body::Bytes(bytes) => self.run(
                 builder
                     .header(http::header::CONTENT_LENGTH, bytes.len())
                     .body(*bytes)?,
@@ -274,11 +387,15 @@ impl Client {
             } => {
                 let mut file = File::open(path)?;
                 file.seek(SeekFrom::Start(*offset))?;
-                let mut reader = ProgressReader {
-                    inner: file.take(*len),
-                    progress: *progress,
-                };
-                self.agent.run(
+                // The registry's reading pace is the pace of this reader.
+                let mut reader = MinRateReader::new(
+                    ProgressReader {
+                        inner: file.take(*len),
+                        progress: *progress,
+                    },
+                    &self.opts.deadlines,
+                );
+                self.run(
                     builder
                         .header(http::header::CONTENT_LENGTH, *len)
                         .body(ureq::SendBody::from_reader(&mut reader))?,
@@ -393,6 +510,20 @@ impl Client {
         }
         let mut builder = http::Request::builder().method(Method::GET).uri(&url);
         if let Some(login) = self.opts.credentials.login_for(&image.registry) {
+            // Over plain HTTP the login goes only to the registry's own host: another
+            // host named as the realm would read it off the wire (or be the attacker).
+            let realm_hostname = realm_host.map(hostname_of).unwrap_or_default();
+            if realm.starts_with("http://")
+                && !realm_hostname.eq_ignore_ascii_case(hostname_of(image.api_host()))
+            {
+                return Err(RegistryError::Auth {
+                    registry: image.registry.clone(),
+                    message: format!(
+                        "its token realm {} is plain HTTP on another host ({realm_hostname}); cairn sends credentials over plain HTTP only to the registry's own host, so nothing was sent: serve the token service over HTTPS or on the registry's host",
+                        redact_url(realm)
+                    ),
+                });
+            }
             builder = builder.header(http::header::AUTHORIZATION, login.basic_header());
         }
         let request = builder.body(()).map_err(|e| RegistryError::Auth {
@@ -400,15 +531,12 @@ impl Client {
             message: format!("bad token realm {realm}: {e}"),
         })?;
         let mut resp = self
-            .agent
             .run(request)
-            .map_err(|error| RegistryError::Connect {
-                url: redact_url(realm),
-                attempts: 1,
-                error,
-            })?;
+            .map_err(|error| self.transfer_error(&Method::GET, realm, 1, error))?;
         let status = resp.status();
-        let body = read_limited(&mut resp, 1 << 20).unwrap_or_default();
+        let body = self
+            .read_limited(&mut resp, 1 << 20)
+            .map_err(|error| self.transfer_error(&Method::GET, realm, 1, error))?;
         if !status.is_success() {
             return Err(RegistryError::Auth {
                 registry: image.registry.clone(),
@@ -440,7 +568,7 @@ impl Client {
     /// The error for an unexpected status, with the registry's own messages.
     pub(crate) fn status_error(&self, req: &Request<'_>, mut resp: Response) -> RegistryError {
         let status = resp.status();
-        let body = read_limited(&mut resp, 64 << 10).unwrap_or_default();
+        let body = self.read_limited(&mut resp, 64 << 10).unwrap_or_default();
         let hint = match status {
             StatusCode::UNAUTHORIZED => Some(format!(
                 "check the credentials for {} (CAIRN_REGISTRY_USERNAME/CAIRN_REGISTRY_PASSWORD or the Docker config file)",
@@ -467,9 +595,48 @@ impl Client {
     }
 }
 
-/// Reads at most `limit` bytes of a response body.
-pub(crate) fn read_limited(resp: &mut Response, limit: u64) -> Result<Vec<u8>, ureq::Error> {
-    resp.body_mut().with_config().limit(limit).read_to_vec()
+/// The error for a request to `url` that `fired` ended.
+fn deadline_error(method: &Method, url: &str, fired: Fired) -> RegistryError {
+    let (host, path) = host_and_path(url);
+    RegistryError::Deadline {
+        host,
+        method: method.to_string(),
+        path,
+        fired,
+    }
+}
+
+/// `host[:port]` and the path of `url`, without query or user info.
+pub(crate) fn host_and_path(url: &str) -> (String, String) {
+    let redacted = redact_url(url);
+    let rest = redacted
+        .split_once("://")
+        .map_or(redacted.as_str(), |(_, rest)| rest);
+    match rest.find('/') {
+        Some(i) => (rest[..i].to_string(), rest[i..].to_string()),
+        None => (rest.to_string(), "/".to_string()),
+    }
+}
+
+/// Whether a TLS handshake failed because the server answered in plain HTTP (rustls
+/// reads the `HTTP/1.1 ...` answer as a record of an unknown content type).
+fn is_plain_http_answer(error: &ureq::Error) -> bool {
+    let plain = |e: &rustls::Error| {
+        matches!(
+            e,
+            rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType)
+        )
+    };
+    match error {
+        ureq::Error::Rustls(e) => plain(e),
+        ureq::Error::Io(io) => io.get_ref().is_some_and(|inner| {
+            inner.downcast_ref::<rustls::Error>().is_some_and(plain)
+                || inner
+                    .downcast_ref::<ureq::Error>()
+                    .is_some_and(is_plain_http_answer)
+        }),
+        _ => false,
+    }
 }
 
 /// The distribution-spec error body (`{"errors":[{"code","message","detail"}]}`) as
@@ -567,6 +734,18 @@ pub(crate) fn query_escape(value: &str) -> String {
         }
     }
     out
+}
+
+/// A reader whose reading time counts against the overall budget.
+struct BudgetedReader<'a, R> {
+    inner: R,
+    _busy: deadline::BusyGuard<'a>,
+}
+
+impl<R: Read> Read for BudgetedReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(buf)
+    }
 }
 
 struct ProgressReader<'a, R> {

@@ -18,6 +18,7 @@
 mod api;
 pub mod auth;
 mod client;
+pub mod deadline;
 #[cfg(test)]
 pub(crate) mod fake_registry;
 pub mod pull;
@@ -33,6 +34,7 @@ pub use auth::{Credentials, Login};
 /// Whether plain HTTP may be used with a host (the ledger's tile reader asks too).
 pub(crate) use client::is_loopback;
 pub use client::{Client, ClientOptions};
+pub use deadline::Deadlines;
 pub use reference::Reference;
 
 use crate::diag::{Diagnose, Interrupted};
@@ -62,6 +64,15 @@ pub enum RegistryError {
     },
     #[error("authentication to {registry} failed: {message}")]
     Auth { registry: String, message: String },
+    #[error("the registry at {host} did not answer {method} {path} in time: {fired}")]
+    Deadline {
+        host: String,
+        method: String,
+        path: String,
+        fired: deadline::Fired,
+    },
+    #[error("the registry at {host} answered in plain HTTP, not HTTPS")]
+    PlainHttpAnswer { host: String, loopback: bool },
     #[error("refusing plain HTTP to {host}: --insecure is allowed only for loopback registries (localhost, 127.0.0.0/8, ::1)")]
     InsecureNotLoopback { host: String },
     #[error("the registry served a {what} that does not match its digest: expected {expected}, got {actual}")]
@@ -69,6 +80,12 @@ pub enum RegistryError {
         what: String,
         expected: String,
         actual: String,
+    },
+    #[error("{target} pins a digest, but the image in {} is {actual}: nothing was pushed", layout.display())]
+    PinnedDigestMismatch {
+        layout: PathBuf,
+        target: String,
+        actual: Sha256Digest,
     },
     #[error("{url}: the registry sent something that is not a valid answer: {detail}")]
     Protocol { url: String, detail: String },
@@ -108,6 +125,19 @@ impl Diagnose for RegistryError {
     fn hint(&self) -> Option<Cow<'_, str>> {
         match self {
             RegistryError::Status { hint, .. } => hint.as_deref().map(Cow::Borrowed),
+            RegistryError::Deadline { fired, .. } => Some(Cow::Owned(fired.hint())),
+            RegistryError::PlainHttpAnswer { host, loopback: true } => Some(Cow::Owned(format!(
+                "if {host} is your local registry, pass --insecure to talk plain HTTP to it"
+            ))),
+            RegistryError::PinnedDigestMismatch { target, actual, .. } => {
+                let repository = target.split('@').next().unwrap_or(target);
+                Some(Cow::Owned(format!(
+                    "push to a reference without the digest (a tag), or with the layout's own: {repository}@{actual}"
+                )))
+            }
+            RegistryError::PlainHttpAnswer { .. } => Some(Cow::Borrowed(
+                "cairn talks plain HTTP only to loopback registries (with --insecure): serve this registry over HTTPS, or reach it through a loopback address",
+            )),
             _ => None,
         }
     }
@@ -120,6 +150,7 @@ impl RegistryError {
         match self {
             RegistryError::Status { status, .. } => *status >= 500 || *status == 429,
             RegistryError::Connect { error, .. } => client::is_transient(error),
+            RegistryError::Deadline { fired, .. } => !matches!(fired, deadline::Fired::Overall(_)),
             _ => false,
         }
     }

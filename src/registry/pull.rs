@@ -225,3 +225,20 @@ pub fn pull_to_layout(
         referrers_api,
     })
 }
+
+/// An image pulled into a temporary directory, which is removed when this is dropped:
+/// what `cairn verify REF` and `cairn trace REF` read.
+pub struct TempPull {
+    pub report: PullReport,
+    _dir: tempfile::TempDir,
+}
+
+/// [`pull_to_layout`] into a new temporary directory.
+pub fn pull_to_temp(client: &Client, image: &Reference) -> Result<TempPull, RegistryError> {
+    let dir = tempfile::tempdir().map_err(|error| RegistryError::Io {
+        path: std::env::temp_dir(),
+        error,
+    })?;
+    let report = pull_to_layout(client, image, &dir.path().join("image"))?;
+    Ok(TempPull { report, _dir: dir })
+}

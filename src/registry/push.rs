@@ -136,10 +136,11 @@ pub fn push_layout(
     };
     if let Some(pinned) = &target.digest {
         if *pinned != root.digest {
-            return Err(RegistryError::DigestMismatch {
-                what: format!("image in {} (pushing to {target})", layout.display()),
-                expected: pinned.to_string(),
-                actual: root.digest.to_string(),
+            // Found before anything is sent: the mismatch is local, not the registry's.
+            return Err(RegistryError::PinnedDigestMismatch {
+                layout: layout.to_path_buf(),
+                target: target.to_string(),
+                actual: root.digest,
             });
         }
     }

@@ -208,8 +208,10 @@ impl Admit {
         reference: &Reference,
     ) -> Result<(crate::digest::Sha256Digest, Option<String>), String> {
         let s = &self.settings;
+        // Each verification gets the whole overall deadline.
+        let registry = s.registry.for_one_operation();
         let remote =
-            crate::verify::verify_reference(&s.registry, reference, &s.trusted, &s.policy, None)
+            crate::verify::verify_reference(&registry, reference, &s.trusted, &s.policy, None)
                 .map_err(|e| format!("cannot verify {reference}: {e}"))?;
         let failed: Vec<String> = remote
             .verdict

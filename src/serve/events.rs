@@ -460,8 +460,10 @@ fn process(shared: &Shared, job: Job) {
             settings.policy_sha256.clone().into(),
         ),
     ]);
+    // Each push's verification (and delete) gets the whole overall deadline.
+    let registry = settings.registry.for_one_operation();
     let verdict = crate::verify::verify_reference(
-        &settings.registry,
+        &registry,
         &reference,
         &settings.trusted,
         &settings.policy,
@@ -495,7 +497,7 @@ fn process(shared: &Shared, job: Job) {
     };
     details.insert("verified".to_string(), verified.into());
     if !verified && shared.on_fail == OnFail::Delete {
-        let outcome = match settings.registry.delete_manifest(&reference) {
+        let outcome = match registry.delete_manifest(&reference) {
             Ok(()) => "deleted".to_string(),
             Err(e) => format!("not deleted: {e}"),
         };

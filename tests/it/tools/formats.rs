@@ -219,17 +219,76 @@ fn docker_archive_loads_into_podman_and_reads_in_skopeo() {
     podman(&["rmi", "-a"]);
 }
 
+/// `--tag` names the image in the archive, as `docker save` of several tags would;
+/// skopeo reads each name, and a name that is no docker reference is refused.
 #[test]
-fn an_unknown_format_is_a_usage_error() {
+fn docker_archive_carries_the_tags_asked_for() {
     let out = tempfile::tempdir().unwrap();
-    let (code, stderr) = run_err(
+    build_json(
+        &hello(),
+        out.path(),
+        &[
+            "--locked",
+            "--format",
+            "docker-archive",
+            "--tag",
+            "team/hello:v1",
+            "--tag",
+            "localhost:5000/hello",
+        ],
+    );
+    let tar = out.path().join("hello.tar");
+    for name in ["team/hello:v1", "localhost:5000/hello:latest"] {
+        let inspected = skopeo(&[
+            "inspect",
+            &format!("docker-archive:{}:{name}", tar.display()),
+        ]);
+        assert!(
+            inspected["Layers"]
+                .as_array()
+                .is_some_and(|l| !l.is_empty()),
+            "{name}: {inspected}"
+        );
+    }
+    // The default name is given only when no --tag is.
+    let default_name = Command::new("skopeo")
+        .args([
+            "inspect",
+            &format!("docker-archive:{}:hello:latest", tar.display()),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        !default_name.status.success(),
+        "hello:latest is in the archive too"
+    );
+
+    let (code, stderr) = build_fails(&["--format", "docker-archive", "--tag", "Team/Hello:v1"]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("is not a docker image name NAME[:TAG]"),
+        "{stderr}"
+    );
+    let (_, stderr) = build_fails(&["--tag", "team/hello:v1"]);
+    assert!(stderr.contains("add --format docker-archive"), "{stderr}");
+}
+
+/// `cairn build` of the example with `args`, expected to fail: its exit code and stderr.
+fn build_fails(args: &[&str]) -> (i32, String) {
+    let out = tempfile::tempdir().unwrap();
+    run_err(
         cairn()
             .arg("build")
             .arg(hello())
             .arg("-o")
             .arg(out.path())
-            .args(["--format", "tar"]),
-    );
+            .args(args),
+    )
+}
+
+#[test]
+fn an_unknown_format_is_a_usage_error() {
+    let (code, stderr) = build_fails(&["--format", "tar"]);
     assert_eq!(code, 2);
     assert!(stderr.contains("oci-archive"), "{stderr}");
 }

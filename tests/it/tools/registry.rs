@@ -500,6 +500,31 @@ fn verify_a_registry_reference_passes_signed_and_fails_unsigned_or_tampered() {
         text.contains("4 referrers fetched") && text.trim_end().ends_with("\nverified"),
         "{text}"
     );
+    // `trace REF` reads the pushed image as `trace LAYOUT` reads the layout.
+    let traced = |target: &Path| {
+        let out = common::run_ok(scratch.cairn().args(["trace"]).arg(target).args([
+            "/usr/bin/hello",
+            "--insecure",
+            "--json",
+        ]));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let remote = traced(Path::new(&good));
+    assert_eq!(remote["matches"][0]["path"], "/usr/bin/hello", "{remote:#}");
+    assert_eq!(remote, traced(&signed), "the same trace from the registry");
+    let (_, err) =
+        common::run_err(
+            scratch
+                .cairn()
+                .args(["trace", &good, "/no/such", "--insecure"]),
+        );
+    assert!(
+        err.contains(&format!(
+            "/no/such: no regular file in {good}@{digest} matches"
+        )),
+        "{err}"
+    );
+
     // By digest as well; the JSON verdict names the reference.
     let by_digest = format!("{}/team/signed@{digest}", registry.host);
     let out = common::run_ok(verify(&by_digest).arg("--json"));
