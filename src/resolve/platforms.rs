@@ -4,6 +4,7 @@
 //! its pins living in the lock file under `<name>@<platform>` ([`source_lock_key`]).
 //! Other sources keep their plain name and are resolved once, for all platforms.
 
+use super::containment::SourceRoots;
 use super::lock::source_lock_key;
 use super::{resolve, LockMode, Lockfile, ResolveError, ResolvedSources};
 use crate::recipe::{Platform, Recipe, ARCH_PLACEHOLDER};
@@ -61,6 +62,7 @@ pub fn resolve_all(
     mode: LockMode,
     staging: &Path,
     cache_dir: Option<&Path>,
+    roots: &SourceRoots,
 ) -> Result<AllSources, ResolveError> {
     if mode == LockMode::Locked {
         let known: std::collections::BTreeSet<String> = recipe
@@ -94,6 +96,7 @@ pub fn resolve_all(
         mode,
         staging,
         cache_dir,
+        roots,
     )?;
     let mut combined = Lockfile::default();
     combined.sources.extend(shared.lock.sources.clone());
@@ -115,7 +118,15 @@ pub fn resolve_all(
                 view.sources.insert(name.to_string(), entry.clone());
             }
         }
-        let own = resolve(&own_recipe, &view, lock_path, mode, staging, cache_dir)?;
+        let own = resolve(
+            &own_recipe,
+            &view,
+            lock_path,
+            mode,
+            staging,
+            cache_dir,
+            roots,
+        )?;
         for (name, key) in keys(recipe, platform) {
             if let Some(entry) = own.lock.sources.get(name) {
                 combined.sources.insert(key, entry.clone());
