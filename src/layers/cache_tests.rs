@@ -139,17 +139,23 @@ fn a_blob_changed_in_place_is_refused_and_replaced() {
     damaged.push(0);
     fs::write(&stored, &damaged).unwrap();
 
-    let layout = s.layout("b");
-    let again = s.write(&t, &layout);
+    assert_written_anew_then_served(&s, &t, &written, "b");
+}
+
+/// Asserts that writing `t` (whose blob `written` the cache holds damaged) into a new
+/// layout `name` is a miss that writes the blob anew, and that the cache then holds
+/// and serves the intact blob.
+fn assert_written_anew_then_served(s: &Scratch, t: &LayerTree, written: &LayerBlob, name: &str) {
+    let layout = s.layout(name);
+    let again = s.write(t, &layout);
     assert!(!again.cached, "a changed blob must not be served");
     assert_eq!(again.digest, written.digest);
     assert_eq!(layout_blob_digest(&layout, &again.digest), written.digest);
-    // The cache now holds the blob written anew, and serves it.
     assert_eq!(
-        Sha256Digest::of(&fs::read(&stored).unwrap()),
+        Sha256Digest::of(&fs::read(s.cache.blob_path(&written.digest)).unwrap()),
         written.digest
     );
-    assert!(s.write(&t, &s.layout("c")).cached);
+    assert!(s.write(t, &s.layout(&format!("{name}-again"))).cached);
 }
 
 #[test]
@@ -176,21 +182,13 @@ fn a_blob_changed_in_place_with_its_mtime_kept_is_refused_removed_and_replaced()
         "the earlier layout's blob changed with the cache's"
     );
 
-    let layout = s.layout("b");
-    let again = s.write(&t, &layout);
-    assert!(!again.cached, "a changed blob must not be served");
-    assert_eq!(layout_blob_digest(&layout, &again.digest), written.digest);
+    assert_written_anew_then_served(&s, &t, &written, "b");
     let warnings = s.cache.take_warnings().join("\n");
     assert!(
         warnings.contains(&stored.display().to_string())
             && warnings.contains("changed after it was written"),
         "{warnings}"
     );
-    assert_eq!(
-        Sha256Digest::of(&fs::read(&stored).unwrap()),
-        written.digest
-    );
-    assert!(s.write(&t, &s.layout("c")).cached);
 }
 
 #[test]

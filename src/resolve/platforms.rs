@@ -89,15 +89,10 @@ pub fn resolve_all(
             shared_view.sources.insert(name.clone(), entry.clone());
         }
     }
-    let shared = resolve(
-        &shared_recipe,
-        &shared_view,
-        lock_path,
-        mode,
-        staging,
-        cache_dir,
-        roots,
-    )?;
+    let resolve_part = |part: &Recipe, view: &Lockfile| {
+        resolve(part, view, lock_path, mode, staging, cache_dir, roots)
+    };
+    let shared = resolve_part(&shared_recipe, &shared_view)?;
     let mut combined = Lockfile::default();
     combined.sources.extend(shared.lock.sources.clone());
     let mut warnings: Vec<String> = shared.warnings.clone();
@@ -118,15 +113,7 @@ pub fn resolve_all(
                 view.sources.insert(name.to_string(), entry.clone());
             }
         }
-        let own = resolve(
-            &own_recipe,
-            &view,
-            lock_path,
-            mode,
-            staging,
-            cache_dir,
-            roots,
-        )?;
+        let own = resolve_part(&own_recipe, &view)?;
         for (name, key) in keys(recipe, platform) {
             if let Some(entry) = own.lock.sources.get(name) {
                 combined.sources.insert(key, entry.clone());

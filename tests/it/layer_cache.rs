@@ -353,18 +353,9 @@ fn a_cached_blob_changed_in_place_is_not_used() {
     let project = Project::new("gzip");
     let cache = tempfile::tempdir().unwrap();
     let cold = project.build(Some(cache.path()));
-    // Overwrite every cached blob in place (as a test corrupting a layout would, through
-    // a hard link); permissions do not stop root.
-    let blobs = cache.path().join("layers-v1/blobs/sha256");
-    for blob in fs::read_dir(&blobs).unwrap() {
-        let path = blob.unwrap().path();
-        let mut perms = fs::metadata(&path).unwrap().permissions();
-        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o644);
-        fs::set_permissions(&path, perms).unwrap();
-        // Same size, other bytes: only the changed mtime tells.
-        let size = fs::metadata(&path).unwrap().len() as usize;
-        fs::write(&path, vec![0xaa; size]).unwrap();
-    }
+    // Every cached blob overwritten in place, same size, other bytes; permissions do
+    // not stop root.
+    overwrite_in_place(&cache.path().join("layers-v1/blobs/sha256"), false);
     let all_cached = |report: &serde_json::Value, want: bool| {
         let layers = cached(report);
         assert!(layers.iter().all(|(_, c)| *c == want), "{layers:?}");
@@ -492,9 +483,10 @@ fn blob_files(dir: &Path) -> std::collections::BTreeMap<String, (u64, Vec<u8>)> 
         .collect()
 }
 
-/// Overwrites every blob of the cache in place with as many other bytes and puts its
-/// mtime back: the cache's inode, size and mtime check cannot tell.
-fn tamper_in_place(cache_blobs: &Path) {
+/// Overwrites every blob of the cache in place with as many other bytes; with
+/// `keep_mtime`, puts its mtime back, so the cache's inode, size and mtime check cannot
+/// tell.
+fn overwrite_in_place(cache_blobs: &Path, keep_mtime: bool) {
     for entry in fs::read_dir(cache_blobs).unwrap() {
         let path = entry.unwrap().path();
         let meta = fs::metadata(&path).unwrap();
@@ -503,7 +495,9 @@ fn tamper_in_place(cache_blobs: &Path) {
         fs::set_permissions(&path, perms).unwrap();
         let file = fs::File::options().write(true).open(&path).unwrap();
         std::io::Write::write_all(&mut &file, &vec![0xaa; meta.len() as usize]).unwrap();
-        file.set_modified(meta.modified().unwrap()).unwrap();
+        if keep_mtime {
+            file.set_modified(meta.modified().unwrap()).unwrap();
+        }
     }
 }
 
@@ -536,7 +530,7 @@ fn a_cached_blob_changed_in_place_with_its_mtime_kept_is_never_published() {
 
     // An unchanged rebuild would replay the whole image from the cache: the tampered
     // blobs are refused, and the image is what the cold build gave.
-    tamper_in_place(&cache_blobs);
+    overwrite_in_place(&cache_blobs, true);
     // The earlier output did not change with them.
     assert_eq!(blob_files(&earlier_blobs), earlier);
     let replayed = project.build(Some(cache.path()));
@@ -551,7 +545,7 @@ fn a_cached_blob_changed_in_place_with_its_mtime_kept_is_never_published() {
 
     // A changed recipe (one layer's input changed) would reuse the other layer: it is
     // written anew, and the image is what a build without the cache gives.
-    tamper_in_place(&cache_blobs);
+    overwrite_in_place(&cache_blobs, true);
     fs::write(project.path("docs/README"), "changed\n").unwrap();
     run_ok(cairn().arg("lock").arg(project.recipe()));
     let changed = project.build(Some(cache.path()));
