@@ -140,6 +140,7 @@ fn diagnosis<'a>(cause: &'a (dyn std::error::Error + 'static)) -> Option<&'a dyn
         BuildError,
         cairn::recipe::Diagnostic,
         cairn::resolve::ResolveError,
+        cairn::resolve::containment::ContainmentError,
         cairn::resolve::lock::LockError,
         cairn::resolve::signature::SignatureError,
         cairn::debian::DebianError,

@@ -41,6 +41,7 @@ use crate::layers::LayerBlob;
 use crate::oci::layout::{LayoutWriter, StoredBlob};
 use crate::output::archive::OutputFormat;
 use crate::resolve::ResolvedSources;
+use rayon::prelude::*;
 use serde::Serialize;
 
 /// What determines every blob an image adds above its base (see the module doc).
@@ -97,7 +98,9 @@ pub struct Replayed {
 /// blob it names is intact; `None` sends the build down the normal path.
 pub fn replay(cache: &LayerCache, key: &ImageKey, layout: &LayoutWriter) -> Option<Replayed> {
     let record = cache.image_record(&key.0.hex())?;
-    if !record.blobs().all(|blob| cache.link_into(blob, layout)) {
+    // Each blob is hashed as it is copied: on all cores.
+    let blobs: Vec<_> = record.blobs().collect();
+    if !blobs.par_iter().all(|blob| cache.copy_into(blob, layout)) {
         return None;
     }
     for layer in &record.layers {

@@ -10,6 +10,7 @@ use crate::keys::SigningKey;
 use crate::layers::{cache::LayerCache, LayerBlob};
 use crate::oci::layout::LayoutWriter;
 use crate::output::archive::OutputFormat;
+use crate::resolve::containment::SourceRoots;
 use crate::resolve::LockMode;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,6 +33,9 @@ pub struct BuildSettings {
     pub clock: Option<fn() -> u64>,
     /// Cache, clock and host mirrors for Debian packages (`packages:` recipes).
     pub packages: debian::PackageOptions,
+    /// Outside directories sources may come from (`--allow-source-root`); by default
+    /// only the recipe's own directory tree.
+    pub source_roots: SourceRoots,
 }
 
 /// What a build talks to and is stopped by: live objects, not settings.

@@ -83,6 +83,7 @@ pub fn build(
             staging: &cx.layout.scratch_dir()?,
             registry: handles.registry.as_ref(),
             cache_dir: handles.cache.as_ref().map(LayerCache::dir),
+            source_roots: &settings.source_roots,
             packages: &settings.packages,
             progress: observer,
         },
@@ -124,10 +125,12 @@ pub fn build(
 
 /// `cairn lock`: pins every source not pinned in the recipe itself, the base image
 /// (through `registry` for a `ref:` base), and resolves the recipe's packages afresh.
+/// Sources may come from the recipe's directory and `source_roots`.
 pub fn lock(
     recipe: &Recipe,
     registry: Option<&crate::registry::Client>,
     packages: &debian::PackageOptions,
+    source_roots: &resolve::containment::SourceRoots,
 ) -> Result<LockReport, BuildError> {
     let lock_path = resolve::lock_path_for(&recipe.file.path);
     let old_lock = Lockfile::read(&lock_path)?;
@@ -144,6 +147,7 @@ pub fn lock(
             staging: staging.path(),
             registry,
             cache_dir: None,
+            source_roots,
             packages,
             progress: &Quiet,
         },

@@ -8,7 +8,8 @@ use crate::debian;
 use crate::diag::Diagnose;
 use crate::digest::Sha256Digest;
 use crate::disk;
-use crate::recipe::{Diagnostic, Recipe, Span};
+use crate::recipe::{BaseSource, Diagnostic, Recipe, Span};
+use crate::resolve::containment::SourceRoots;
 use crate::resolve::{self, platforms, LockMode, Lockfile, ResolveError};
 use std::path::{Path, PathBuf};
 
@@ -46,6 +47,8 @@ pub struct Pinning<'a, 'c> {
     pub staging: &'a Path,
     pub registry: Option<&'c crate::registry::Client>,
     pub cache_dir: Option<&'a Path>,
+    /// Outside directories sources may come from (`--allow-source-root`).
+    pub source_roots: &'a SourceRoots,
     pub packages: &'a debian::PackageOptions,
     pub progress: &'a dyn debian::DownloadProgress,
 }
@@ -62,10 +65,19 @@ pub fn plan<'c>(
         staging,
         registry,
         cache_dir,
+        source_roots,
         ..
     } = *cx;
     let lock = &old_lock;
-    let mut sources = platforms::resolve_all(recipe, lock, lock_path, mode, staging, cache_dir)?;
+    let mut sources = platforms::resolve_all(
+        recipe,
+        lock,
+        lock_path,
+        mode,
+        staging,
+        cache_dir,
+        source_roots,
+    )?;
     let mut new_lock = sources.lock.clone();
     let mut warnings = sources.warnings.clone();
     // The recipe parser allows `packages:` only for a single-platform image.
@@ -101,7 +113,18 @@ pub fn plan<'c>(
                     Diagnostic::new(&recipe.file, spec.span, cause.to_string()).with_hint_of(cause),
                 ))
             };
-            let store = base::open_store(&recipe.file.dir, &spec.source, registry, staging)
+            let source = match &spec.source {
+                // Its layers go into the image: a host path like any source's.
+                BaseSource::Layout { path } => BaseSource::Layout {
+                    path: source_roots
+                        .resolve("base layout", &recipe.file.dir, path)
+                        .map_err(|e| error(&e))?
+                        .display()
+                        .to_string(),
+                },
+                remote => remote.clone(),
+            };
+            let store = base::open_store(&recipe.file.dir, &source, registry, staging)
                 .map_err(|e| error(&e))?;
             let (digest, entry, warning) =
                 resolve::base::pin(spec, store.as_ref(), lock, mode).map_err(|e| error(&e))?;

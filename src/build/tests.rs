@@ -66,6 +66,7 @@ fn settings(out_dir: PathBuf) -> BuildSettings {
             host_sources: Vec::new(),
             offline: true,
         },
+        source_roots: Default::default(),
     }
 }
 
@@ -102,6 +103,7 @@ fn each_stage_gives_its_value_and_the_driver_publishes_them() {
             staging: &cx.layout.scratch_dir().unwrap(),
             registry: None,
             cache_dir: None,
+            source_roots: &settings.source_roots,
             packages: &settings.packages,
             progress: &Quiet,
         },

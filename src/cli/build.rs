@@ -87,6 +87,8 @@ pub struct BuildArgs {
     /// the cache (filled by an earlier build).
     #[arg(long)]
     offline: bool,
+    #[command(flatten)]
+    source_roots: super::source_roots::SourceRootArgs,
 }
 
 /// Builds; prints the manifest digest on stdout (or the JSON report) and the summary
@@ -112,6 +114,7 @@ pub fn run(args: BuildArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
         push,
         push_flags,
         offline,
+        source_roots,
     } = args;
     if push.is_some() && format.is_archive() {
         bail!("--push sends the layout directory to the registry: build with --format oci (the default) to push");
@@ -186,6 +189,7 @@ pub fn run(args: BuildArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
         source_date_epoch,
         clock: record_times.then_some(wall_clock as fn() -> u64),
         packages: package_options(offline)?,
+        source_roots: source_roots.roots()?,
     };
     let handles = BuildHandles {
         cancel,

@@ -14,5 +14,6 @@ pub mod push;
 pub mod recipe;
 pub mod registry;
 pub mod serve;
+pub mod source_roots;
 pub mod unrecorded;
 pub mod verify;

@@ -15,6 +15,8 @@ pub struct LockArgs {
     /// For a `ref:` base image: how to reach its registry.
     #[command(flatten)]
     registry: RegistryArgs,
+    #[command(flatten)]
+    source_roots: super::source_roots::SourceRootArgs,
 }
 
 #[derive(Args)]
@@ -29,7 +31,12 @@ pub fn lock(args: LockArgs) -> Result<i32> {
     let recipe = recipe::load(&args.recipe)?;
     let client =
         super::registry::base_client(&recipe, &args.registry, super::registry::WRITE_TIMEOUT)?;
-    let report = build::lock(&recipe, client.as_ref(), &crate::package_options(false)?)?;
+    let report = build::lock(
+        &recipe,
+        client.as_ref(),
+        &crate::package_options(false)?,
+        &args.source_roots.roots()?,
+    )?;
     if args.json {
         return print_json(&report);
     }

@@ -37,6 +37,8 @@ pub struct VerifyArgs {
     /// Rebuild this recipe and require the same manifest digest.
     #[arg(long, value_name = "RECIPE")]
     rebuild: Option<PathBuf>,
+    #[command(flatten)]
+    source_roots: super::source_roots::SourceRootArgs,
     /// Record the verdict in this audit ledger (signed with --ledger-key).
     #[arg(long, env = "CAIRN_LEDGER", value_name = "LOCATION")]
     ledger: Option<String>,
@@ -57,6 +59,7 @@ pub fn run(args: VerifyArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
         keys: key_paths,
         policy,
         rebuild,
+        source_roots,
         ledger,
         ledger_key,
         identity,
@@ -100,6 +103,7 @@ pub fn run(args: VerifyArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
                 source_date_epoch: source_date_epoch()?,
                 clock: None,
                 packages: crate::package_options(false)?,
+                source_roots: source_roots.roots()?,
             };
             let report = build::build(&recipe, &settings, &handles, &Quiet)?;
             if layout.is_file() {

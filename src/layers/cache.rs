@@ -13,7 +13,7 @@
 //! layers-v1/images/<key>.json      one per image key (see [`crate::warm`]): every layer
 //!                                  of an image and its SBOM blobs, each with the
 //!                                  identity its blob file had when stored
-//! layers-v1/tmp/                   files being written
+//! layers-v1/tmp/                   files being written, `<pid>-<start time>-<n>`
 //! ```
 //!
 //! The key ([`layer_key`]) is the SHA-256 of the JSON of the layer's typed inputs: every
@@ -23,14 +23,18 @@
 //! in a field added to them without anyone listing it. Layer names and origins are not in
 //! it: they do not reach the blob's bytes.
 //!
-//! A hit is trusted without re-hashing the blob (that would cost as much as the rest of an
-//! unchanged rebuild): the blob was hashed while it was written and named by that hash, it
-//! is stored read-only, and a hit requires the blob's inode, size and modification time to
-//! be those recorded when it was stored, so a blob changed in place (say, through a hard
-//! link from an output layout) is a miss, and is replaced. `cairn verify` re-hashes every
-//! blob of an image. Writes go to `tmp/` first and are renamed into place, so concurrent
-//! builds and `cairn cache prune` never see a torn file; an entry whose blob has vanished
-//! is a miss.
+//! A lookup trusts the entry without re-hashing the blob: the blob was hashed while it
+//! was written and named by that hash, it is stored read-only, and a hit requires the
+//! blob's inode, size and modification time to be those recorded when it was stored, so
+//! a blob replaced or visibly changed is a miss, and is replaced. A change in place that
+//! puts the mtime back passes that check, so a hit's bytes are hashed as they are copied
+//! into the layout ([`LayoutWriter::copy_blob`]) and refused (the file removed, the
+//! layer written anew) unless they are the blob: nothing is published unchecked. The
+//! cache and a layout never share an inode. Writes go to `tmp/` first, named after
+//! their process, and are renamed into place, so concurrent builds and
+//! `cairn cache prune` never see a torn file; an entry whose blob has vanished is a
+//! miss, and the temporary files of a process that is gone are removed when the cache
+//! is opened ([`LayerCache::remove_orphaned_tmp`]).
 //!
 //! With a shared store ([`SharedLayerStore`]: a registry, `crate::remote_cache`,
 //! `--cache-registry`) a local miss is looked up there and downloaded (digest-checked)
@@ -42,7 +46,7 @@ use super::{LayerBlob, LayerError, LayerTree, TreeEntry};
 use crate::digest::Sha1Index;
 use crate::digest::Sha256Digest;
 use crate::oci::compression::Compression;
-use crate::oci::layout::{blobs_dir, place_file, LayoutWriter};
+use crate::oci::layout::{blobs_dir, place_file, LayoutError, LayoutWriter};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -218,6 +222,9 @@ pub struct LayerCache {
     entries: PathBuf,
     images: PathBuf,
     tmp: PathBuf,
+    /// `<pid>-<start time>`: this process, as its temporary files are named (empty
+    /// without `/proc`).
+    owner: String,
     next_tmp: AtomicU64,
     /// Problems that did not stop the build (a full disk while storing, say).
     warnings: Mutex<Vec<String>>,
@@ -330,6 +337,7 @@ impl LayerCache {
             entries: root.join("entries"),
             images: root.join("images"),
             tmp: root.join("tmp"),
+            owner: process_tag(std::process::id()).unwrap_or_default(),
             next_tmp: AtomicU64::new(0),
             warnings: Mutex::new(Vec::new()),
             remote: None,
@@ -339,6 +347,7 @@ impl LayerCache {
         for d in [&cache.blobs, &cache.entries, &cache.images, &cache.tmp] {
             fs::create_dir_all(d).map_err(io_err(d))?;
         }
+        cache.remove_orphaned_tmp()?;
         Ok(cache)
     }
 
@@ -398,10 +407,38 @@ impl LayerCache {
     }
 
     /// A fresh path in the cache's `tmp/` to write a file that [`LayerCache::adopt`]
-    /// then moves into place.
+    /// then moves into place: `<pid>-<start time>-<n>`, naming the process that owns it
+    /// (see [`LayerCache::remove_orphaned_tmp`]).
     pub fn tmp_path(&self) -> PathBuf {
         let n = self.next_tmp.fetch_add(1, Ordering::Relaxed);
-        self.tmp.join(format!("{}-{n}", std::process::id()))
+        self.tmp.join(format!("{}-{n}", self.owner))
+    }
+
+    /// Removes the temporary files (of `tmp/`) whose process is gone: a build killed, or
+    /// stopped by a full disk, midway through a write. The owner is named by pid and
+    /// start time, so a pid the system has since given to another process does not
+    /// keep the file. Files named otherwise are left to [`LayerCache::prune`]'s age rule.
+    pub fn remove_orphaned_tmp(&self) -> Result<usize, CacheError> {
+        let mut removed = 0;
+        if self.owner.is_empty() {
+            // No `/proc` to tell the living from the dead: remove nothing.
+            return Ok(removed);
+        }
+        for tmp in list_dir(&self.tmp)? {
+            let mut parts = tmp.name.splitn(3, '-');
+            let (Some(pid), Some(start), Some(_)) = (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            let Ok(pid) = pid.parse::<u32>() else {
+                continue;
+            };
+            let alive = process_tag(pid).is_some_and(|tag| tag == format!("{pid}-{start}"));
+            if !alive && fs::remove_file(&tmp.path).is_ok() {
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     /// The entry for `key` if its blob is present and unchanged since it was stored.
@@ -439,8 +476,14 @@ impl LayerCache {
         // changed in place, which is why this layer missed.
         let tmp = self.tmp_path();
         let source = layout.blob_path(&blob.digest);
-        place_file(&source, &tmp).map_err(io_err(&tmp))?;
-        self.adopt(&tmp, key, LayerRecord::of(blob))
+        let stored = place_file(&source, &tmp)
+            .map_err(io_err(&tmp))
+            .and_then(|()| self.adopt(&tmp, key, LayerRecord::of(blob)));
+        if stored.is_err() {
+            // A full disk, say: leave no partial file behind.
+            let _ = fs::remove_file(&tmp);
+        }
+        stored
     }
 
     /// Makes the complete file `tmp` the cached blob of `layer`, read-only, and records
@@ -478,7 +521,7 @@ impl LayerCache {
     }
 
     /// Adds the cached blob of `entry` to `layout`; `None` if it vanished meanwhile (a
-    /// concurrent prune), which the caller treats as a miss.
+    /// concurrent prune) or was changed in place, which the caller treats as a miss.
     fn restore(
         &self,
         key: &LayerKey,
@@ -486,10 +529,9 @@ impl LayerCache {
         name: &str,
         layout: &LayoutWriter,
     ) -> Option<LayerBlob> {
-        let source = self.blob_path(&entry.layer.digest);
-        layout
-            .link_blob(&source, entry.layer.digest, entry.layer.size)
-            .ok()?;
+        if !self.copy_out(entry.layer.digest, entry.layer.size, layout) {
+            return None;
+        }
         self.mark_used(key, &entry);
         let entry = entry.layer;
         // Marks the entry used, for `prune --max-size` and `--older-than`.
@@ -505,6 +547,25 @@ impl LayerCache {
             cached: true,
             sha1: entry.sha1,
         })
+    }
+
+    /// Copies the cached blob `digest` into `layout`, checked by hash on the way
+    /// ([`LayoutWriter::copy_blob`]). A blob whose bytes are no longer its digest's (a
+    /// change in place that kept inode, size and mtime) is removed from the cache, with
+    /// a warning, so the build writes it anew and stores the new one.
+    fn copy_out(&self, digest: Sha256Digest, size: u64, layout: &LayoutWriter) -> bool {
+        let path = self.blob_path(&digest);
+        match layout.copy_blob(&path, digest, size) {
+            Ok(_) => true,
+            Err(e @ LayoutError::ChangedBlob(_)) => {
+                let _ = fs::remove_file(&path);
+                self.warn(format!(
+                    "layer cache: {e}; removed it, and wrote the blob anew"
+                ));
+                false
+            }
+            Err(_) => false,
+        }
     }
 
     fn mark_used(&self, key: &LayerKey, entry: &Entry) {
@@ -532,13 +593,11 @@ impl LayerCache {
         })
     }
 
-    /// Adds the stored `blob` to `layout` (see [`LayoutWriter::link_blob`]) if it is
-    /// intact; `false` otherwise (changed, or removed by a concurrent prune).
-    pub fn link_into(&self, blob: &CachedBlob, layout: &LayoutWriter) -> bool {
-        self.is_intact(blob)
-            && layout
-                .link_blob(&self.blob_path(&blob.digest), blob.digest, blob.size)
-                .is_ok()
+    /// Copies the stored `blob` into `layout` (checked by hash, see
+    /// [`LayoutWriter::copy_blob`]) if it is intact; `false` otherwise (changed, or
+    /// removed by a concurrent prune).
+    pub fn copy_into(&self, blob: &CachedBlob, layout: &LayoutWriter) -> bool {
+        self.is_intact(blob) && self.copy_out(blob.digest, blob.size, layout)
     }
 
     /// Stores the blob `digest` just committed to `layout` (an SBOM document) in the
@@ -552,10 +611,14 @@ impl LayerCache {
         size: u64,
     ) -> Result<CachedBlob, CacheError> {
         let tmp = self.tmp_path();
-        place_file(&layout.blob_path(&digest), &tmp).map_err(io_err(&tmp))?;
-        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o444)).map_err(io_err(&tmp))?;
         let target = self.blob_path(&digest);
-        fs::rename(&tmp, &target).map_err(io_err(&target))?;
+        let placed = place_file(&layout.blob_path(&digest), &tmp)
+            .and_then(|()| fs::set_permissions(&tmp, fs::Permissions::from_mode(0o444)))
+            .and_then(|()| fs::rename(&tmp, &target));
+        if let Err(e) = placed {
+            let _ = fs::remove_file(&tmp);
+            return Err(io_err(&target)(e));
+        }
         let meta = fs::metadata(&target).map_err(io_err(&target))?;
         Ok(CachedBlob {
             digest,
@@ -570,7 +633,7 @@ impl LayerCache {
     }
 
     /// The image record stored under `key_hex`, if it reads; a damaged one is removed.
-    /// Its blobs are not checked here: see [`LayerCache::link_into`].
+    /// Its blobs are not checked here: see [`LayerCache::copy_into`].
     pub fn image_record(&self, key_hex: &str) -> Option<ImageRecord> {
         let path = self.image_path(key_hex);
         let bytes = fs::read(&path).ok()?;
@@ -697,7 +760,9 @@ impl LayerCache {
                 }
             }
         }
-        // Temporary files of builds that died: a live build's are minutes old.
+        // Temporary files of builds that died: those whose owner is gone, and, of those
+        // named otherwise, any older than a day (a live build's are minutes old).
+        self.remove_orphaned_tmp()?;
         let day_ago = i128::from(now.saturating_sub(86_400)) * 1_000_000_000;
         for tmp in list_dir(&self.tmp)? {
             if tmp.mtime < day_ago {
@@ -785,6 +850,17 @@ fn list_dir(dir: &Path) -> Result<Vec<Listed>, CacheError> {
         });
     }
     Ok(listed)
+}
+
+/// `<pid>-<start time>` of the running process `pid` (the start time in clock ticks
+/// after boot, field 22 of `/proc/<pid>/stat`): names a process across pid reuse.
+/// `None` if there is no such process.
+fn process_tag(pid: u32) -> Option<String> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces or `)`.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let start = after_name.split_whitespace().nth(19)?;
+    Some(format!("{pid}-{start}"))
 }
 
 fn mtime_ns(meta: &fs::Metadata) -> i128 {

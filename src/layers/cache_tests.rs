@@ -139,17 +139,83 @@ fn a_blob_changed_in_place_is_refused_and_replaced() {
     damaged.push(0);
     fs::write(&stored, &damaged).unwrap();
 
-    let layout = s.layout("b");
-    let again = s.write(&t, &layout);
+    assert_written_anew_then_served(&s, &t, &written, "b");
+}
+
+/// Asserts that writing `t` (whose blob `written` the cache holds damaged) into a new
+/// layout `name` is a miss that writes the blob anew, and that the cache then holds
+/// and serves the intact blob.
+fn assert_written_anew_then_served(s: &Scratch, t: &LayerTree, written: &LayerBlob, name: &str) {
+    let layout = s.layout(name);
+    let again = s.write(t, &layout);
     assert!(!again.cached, "a changed blob must not be served");
     assert_eq!(again.digest, written.digest);
     assert_eq!(layout_blob_digest(&layout, &again.digest), written.digest);
-    // The cache now holds the blob written anew, and serves it.
     assert_eq!(
-        Sha256Digest::of(&fs::read(&stored).unwrap()),
+        Sha256Digest::of(&fs::read(s.cache.blob_path(&written.digest)).unwrap()),
         written.digest
     );
-    assert!(s.write(&t, &s.layout("c")).cached);
+    assert!(s.write(t, &s.layout(&format!("{name}-again"))).cached);
+}
+
+#[test]
+fn a_blob_changed_in_place_with_its_mtime_kept_is_refused_removed_and_replaced() {
+    let s = Scratch::new();
+    let t = tree("app", b"hello\n");
+    let first = s.layout("a");
+    let written = s.write(&t, &first);
+    let stored = s.cache.blob_path(&written.digest);
+    // The blob written into the layout is its own file, not the cache's.
+    let ino = |p: &Path| fs::metadata(p).unwrap().ino();
+    assert_ne!(ino(&stored), ino(&first.blob_path(&written.digest)));
+    // Same inode, same size, other bytes, and the mtime put back: the cache's own
+    // check (inode, size, mtime) passes; the hash does not.
+    let meta = fs::metadata(&stored).unwrap();
+    fs::set_permissions(&stored, fs::Permissions::from_mode(0o644)).unwrap();
+    let file = fs::File::options().write(true).open(&stored).unwrap();
+    io::Write::write_all(&mut &file, &vec![0x55; meta.len() as usize]).unwrap();
+    file.set_modified(meta.modified().unwrap()).unwrap();
+    drop(file);
+    assert_eq!(
+        Sha256Digest::of(&fs::read(first.blob_path(&written.digest)).unwrap()),
+        written.digest,
+        "the earlier layout's blob changed with the cache's"
+    );
+
+    assert_written_anew_then_served(&s, &t, &written, "b");
+    let warnings = s.cache.take_warnings().join("\n");
+    assert!(
+        warnings.contains(&stored.display().to_string())
+            && warnings.contains("changed after it was written"),
+        "{warnings}"
+    );
+}
+
+#[test]
+fn temporaries_of_processes_that_are_gone_are_removed_on_open_and_by_prune() {
+    let s = Scratch::new();
+    let tmp = s.dir.path().join("cache/layers-v1/tmp");
+    // A process that has exited: its pid names no process (or, recycled, another
+    // start time).
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    let orphan = tmp.join(format!("{dead}-1-0"));
+    fs::write(&orphan, b"partial blob of a build stopped by a full disk").unwrap();
+    // This process, with another start time: a recycled pid.
+    let recycled = tmp.join(format!("{}-1-0", std::process::id()));
+    fs::write(&recycled, b"partial").unwrap();
+    let live = s.cache.tmp_path();
+    fs::write(&live, b"being written").unwrap();
+
+    let reopened = LayerCache::open(&s.dir.path().join("cache")).unwrap();
+    assert!(!orphan.exists() && !recycled.exists());
+    assert!(live.exists(), "a live build's temporary file was removed");
+
+    fs::write(&orphan, b"again").unwrap();
+    reopened.prune(PrunePolicy::default(), EPOCH).unwrap();
+    assert!(!orphan.exists());
+    assert!(live.exists());
 }
 
 #[test]
@@ -262,7 +328,7 @@ fn image_records_round_trip_and_a_damaged_one_is_dropped() {
     assert_eq!(read.layers[0].layer_blob().name, "app");
     assert!(read.layers[0].layer_blob().cached);
     let replay = s.layout("replay");
-    assert!(read.blobs().all(|b| s.cache.link_into(b, &replay)));
+    assert!(read.blobs().all(|b| s.cache.copy_into(b, &replay)));
     assert_eq!(layout_blob_digest(&replay, &spdx.digest), spdx.digest);
 
     assert!(s.cache.image_record("no-such-key").is_none());
@@ -273,7 +339,7 @@ fn image_records_round_trip_and_a_damaged_one_is_dropped() {
 }
 
 #[test]
-fn link_into_refuses_a_changed_blob() {
+fn copy_into_refuses_a_changed_blob() {
     let s = Scratch::new();
     let layout = s.layout("a");
     let stored = layout.put_blob(b"sbom document").unwrap();
@@ -289,7 +355,7 @@ fn link_into_refuses_a_changed_blob() {
     fs::rename(&other, &path).unwrap();
     assert!(!s.cache.is_intact(&blob));
     let replay = s.layout("replay");
-    assert!(!s.cache.link_into(&blob, &replay));
+    assert!(!s.cache.copy_into(&blob, &replay));
     assert!(!replay.blob_path(&blob.digest).exists());
 }
 

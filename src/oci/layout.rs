@@ -6,7 +6,11 @@
 //! while written and named by that hash; only when the whole layout is written and
 //! synced is it swapped into place with one atomic `renameat2(RENAME_EXCHANGE)`. An
 //! error, Ctrl-C or crash before that leaves the previous output untouched; a lock
-//! file serialises concurrent writers of the same output.
+//! file serialises concurrent writers of the same output, and the next writer removes
+//! what a killed one left (`.<name>.tmp-*`). Side files beside the layout are removed
+//! before the swap and written after it, so they never describe another build's
+//! layout. Blobs taken from elsewhere (the layer cache) are copied, never hard-linked,
+//! and hashed on the way in ([`LayoutWriter::copy_blob`]).
 //!
 //! [`Layout`] reads one back through the oci-spec types: every blob read is checked
 //! against its descriptor (digest and size), manifests and indexes come back typed,
@@ -58,6 +62,8 @@ pub enum LayoutError {
     },
     #[error("{root}: unsupported digest `{digest}` (cairn reads sha256 blobs)")]
     UnsupportedDigest { root: PathBuf, digest: String },
+    #[error("{0}")]
+    ChangedBlob(Box<ChangedBlob>),
     #[error("blob {expected} is corrupt: expected {expected_size} bytes with that digest, found {found_size} bytes hashing to {found}")]
     DigestMismatch {
         expected: Sha256Digest,
@@ -65,6 +71,17 @@ pub enum LayoutError {
         found: Sha256Digest,
         found_size: u64,
     },
+}
+
+/// A blob file whose bytes are not the blob it is named after.
+#[derive(Debug, thiserror::Error)]
+#[error("{path} should hold blob {expected} ({expected_size} bytes) but holds {found_size} bytes hashing to {found}: the file was changed after it was written, and cairn will not publish, sign or push it")]
+pub struct ChangedBlob {
+    pub path: PathBuf,
+    pub expected: Sha256Digest,
+    pub expected_size: u64,
+    pub found: Sha256Digest,
+    pub found_size: u64,
 }
 
 /// An OCI image layout directory, read back. Nothing is read until asked for, and
@@ -126,6 +143,26 @@ impl Layout {
         blob.read_to_end(&mut bytes).map_err(read_err(&blob.path))?;
         blob.finish()?;
         Ok(bytes)
+    }
+
+    /// Hashes the file of blob `digest` and fails, naming the file, unless it holds
+    /// exactly that blob of `size` bytes.
+    pub fn check_blob_file(&self, digest: &Sha256Digest, size: u64) -> Result<(), LayoutError> {
+        let path = self.blob_path(digest);
+        let file = File::open(&path).map_err(read_err(&path))?;
+        let (found, found_size) =
+            crate::digest::sha256_reader(BufReader::with_capacity(1 << 20, file))
+                .map_err(read_err(&path))?;
+        if found != *digest || found_size != size {
+            return Err(LayoutError::ChangedBlob(Box::new(ChangedBlob {
+                path,
+                expected: *digest,
+                expected_size: size,
+                found,
+                found_size,
+            })));
+        }
+        Ok(())
     }
 
     /// The blob `descriptor` names as a stream; [`VerifiedBlob::finish`] checks what
@@ -247,7 +284,8 @@ impl VerifiedBlob {
 
 /// A file published beside the layout, made of blobs of the layout (an SBOM, the
 /// signed envelopes): copied from them, so it is never held in memory. A side file of
-/// one whole blob shares its storage (see [`place_file`]): it is that blob's file.
+/// one whole blob is a reflink of it where the file system has them (see
+/// [`place_file`]), never the blob's own file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SideFile {
     pub name: String,
@@ -354,13 +392,27 @@ impl LayoutWriter {
             .open(&lock_path)
             .map_err(write_err(&lock_path))?;
         lock.lock().map_err(write_err(&lock_path))?;
-        // Holding the lock, any temporary directory for this name is a leftover of a
-        // killed build: remove it.
+        // Holding the lock, any temporary directory or file of this name is a leftover
+        // of a killed build: remove it.
         let tmp_prefix = format!(".{name}.tmp-");
         for entry in fs::read_dir(out_dir).map_err(write_err(out_dir))? {
             let entry = entry.map_err(write_err(out_dir))?;
-            if entry.file_name().to_string_lossy().starts_with(&tmp_prefix) {
-                fs::remove_dir_all(entry.path()).map_err(write_err(&entry.path()))?;
+            let file_name = entry.file_name();
+            let Some(owner) = file_name.to_str().and_then(|n| n.strip_prefix(&tmp_prefix)) else {
+                continue;
+            };
+            if !is_tmp_suffix(owner) {
+                // Another image's, e.g. `.<name>.tmp-1.tmp-<pid>` of image `<name>.tmp-1`.
+                continue;
+            }
+            let path = entry.path();
+            let removed = match entry.file_type() {
+                Ok(t) if t.is_dir() => fs::remove_dir_all(&path),
+                _ => fs::remove_file(&path),
+            };
+            match removed {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(write_err(&path)(e)),
+                _ => {}
             }
         }
         let tmp_dir = out_dir.join(format!("{tmp_prefix}{}", std::process::id()));
@@ -416,10 +468,13 @@ impl LayoutWriter {
         self.blobs_dir.join(digest.hex())
     }
 
-    /// Adds the file at `source`, already known to hold the blob `digest`, to the layout
-    /// without re-hashing it: reflinked or hard-linked where the file system allows,
-    /// copied otherwise (see [`place_file`]).
-    pub fn link_blob(
+    /// Adds a copy of the file at `source`, which should hold the blob `digest` (a
+    /// cached blob), to the layout: a reflink where the file system has them, else a
+    /// copy, never a hard link, so the layout shares no writable inode with the cache.
+    /// The bytes that land in the layout are hashed (while copied, or read back after a
+    /// reflink) and refused unless they are that blob: a cache entry trusts a file's
+    /// inode, size and mtime, which a change in place can keep.
+    pub fn copy_blob(
         &self,
         source: &Path,
         digest: Sha256Digest,
@@ -429,7 +484,25 @@ impl LayoutWriter {
         if !path.exists() {
             let n = self.next_tmp.fetch_add(1, Ordering::Relaxed);
             let tmp = self.blobs_dir.join(format!(".partial-{n}"));
-            place_file(source, &tmp).map_err(write_err(source))?;
+            let copied = copy_hashed(source, &tmp);
+            let file = match copied {
+                Ok((file, found, found_size)) if found == digest && found_size == size => file,
+                Ok((_, found, found_size)) => {
+                    let _ = fs::remove_file(&tmp);
+                    return Err(LayoutError::ChangedBlob(Box::new(ChangedBlob {
+                        path: source.to_path_buf(),
+                        expected: digest,
+                        expected_size: size,
+                        found,
+                        found_size,
+                    })));
+                }
+                Err(e) => {
+                    let _ = fs::remove_file(&tmp);
+                    return Err(write_err(source)(e));
+                }
+            };
+            lock_unpoisoned(&self.unsynced).push(file);
             fs::rename(&tmp, &path).map_err(write_err(&path))?;
         }
         Ok(StoredBlob { digest, size })
@@ -450,9 +523,11 @@ impl LayoutWriter {
     }
 
     /// Writes `index.json` and `oci-layout`, then atomically replaces the destination;
-    /// then puts each side file (`<name>.spdx.json`, ...) beside it, each replaced
-    /// atomically, and removes the side files named in `stale` that this build did not
-    /// produce. Returns the path of the published layout.
+    /// then puts each side file (`<name>.spdx.json`, ...) beside it. The side files of
+    /// the previous build (and those named in `stale`) are removed before the swap, so
+    /// a reader, or a build killed at any point, never pairs side files with a layout
+    /// of another build: they are there and describe the layout, or they are missing.
+    /// Returns the path of the published layout.
     pub fn publish(
         self,
         index_json: &[u8],
@@ -460,9 +535,10 @@ impl LayoutWriter {
         stale: &[String],
     ) -> Result<PathBuf, LayoutError> {
         let out_dir = self.out_dir();
-        let layout = self.publish_layout(index_json)?;
-        let blobs_dir = blobs_dir(&layout);
-        self.publish_side_files(&out_dir, &blobs_dir, side_files, stale)?;
+        self.finish_layout(index_json)?;
+        self.withdraw_side_files(&out_dir, side_files, stale)?;
+        let layout = self.publish_layout()?;
+        self.publish_side_files(&out_dir, &blobs_dir(&layout), side_files)?;
         // The lock is released (and the previous output, now in tmp_dir, removed)
         // when `self` drops here.
         Ok(layout)
@@ -483,70 +559,90 @@ impl LayoutWriter {
         let mut dest = self.final_dir.clone().into_os_string();
         dest.push(".tar");
         let dest = PathBuf::from(dest);
-        let tmp = tempfile::Builder::new()
-            .prefix(".cairn-tmp-")
-            .tempfile_in(&out_dir)
-            .map_err(write_err(&out_dir))?;
-        let (file, tmp_path) = tmp.into_parts();
+        let tmp = self.out_tmp_path();
+        let file = File::options()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(write_err(&tmp))?;
         let mut out = BufWriter::with_capacity(1 << 20, file);
-        write(&self.tmp_dir, &mut out)?;
-        let file = out
-            .into_inner()
-            .map_err(|e| write_err(&dest)(e.into_error()))?;
-        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
-            .and_then(|()| file.sync_all())
-            .map_err(write_err(&dest))?;
-        tmp_path
-            .persist(&dest)
-            .map_err(|e| write_err(&dest)(e.error))?;
-        File::open(&out_dir)
-            .and_then(|d| d.sync_all())
-            .map_err(write_err(&out_dir))?;
-        self.publish_side_files(&out_dir, &self.blobs_dir, side_files, stale)?;
+        let written = write(&self.tmp_dir, &mut out).and_then(|()| {
+            let file = out
+                .into_inner()
+                .map_err(|e| write_err(&dest)(e.into_error()))?;
+            file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
+                .and_then(|()| file.sync_all())
+                .map_err(write_err(&dest))?;
+            Ok(())
+        });
+        if let Err(e) = written {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+        self.withdraw_side_files(&out_dir, side_files, stale)?;
+        fs::rename(&tmp, &dest).map_err(write_err(&dest))?;
+        sync_dir(&out_dir)?;
+        self.publish_side_files(&out_dir, &self.blobs_dir, side_files)?;
         Ok(dest)
     }
 
-    fn publish_side_files(
+    /// A fresh path for a temporary file in the output directory,
+    /// `.<name>.tmp-<pid>-<n>`: [`LayoutWriter::begin`] of the next build of this name
+    /// removes it if a crash leaves it behind.
+    fn out_tmp_path(&self) -> PathBuf {
+        let n = self.next_tmp.fetch_add(1, Ordering::Relaxed);
+        let mut name = self.tmp_dir.clone().into_os_string();
+        name.push(format!("-{n}"));
+        PathBuf::from(name)
+    }
+
+    /// Removes the side files this build writes and those named in `stale`, and makes
+    /// that durable, before the output they describe is replaced.
+    fn withdraw_side_files(
         &self,
         out_dir: &Path,
-        blobs_dir: &Path,
         side_files: &[SideFile],
         stale: &[String],
     ) -> Result<(), LayoutError> {
-        for side in side_files {
-            let path = out_dir.join(&side.name);
-            if let ([digest], false) = (side.blobs.as_slice(), side.line_per_blob) {
-                // Tens of megabytes for an SBOM: linked (or reflinked), not copied; the
-                // blob was synced when it was committed.
-                let tmp = out_dir.join(format!(".cairn-tmp-{}", side.name));
-                let _ = fs::remove_file(&tmp);
-                place_file(&blobs_dir.join(digest.hex()), &tmp)
-                    .and_then(|()| fs::rename(&tmp, &path))
-                    .map_err(write_err(&path))?;
-                continue;
-            }
-            write_file_atomically_with(&path, |out| {
-                for digest in &side.blobs {
-                    io::copy(&mut File::open(blobs_dir.join(digest.hex()))?, out)?;
-                    if side.line_per_blob {
-                        out.write_all(b"\n")?;
-                    }
-                }
-                Ok(())
-            })
-            .map_err(write_err(&path))?;
-        }
-        for name in stale {
-            if side_files.iter().any(|s| &s.name == name) {
-                continue;
-            }
+        let names = side_files.iter().map(|s| &s.name).chain(stale);
+        for name in names {
             let path = out_dir.join(name);
             match fs::remove_file(&path) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(write_err(&path)(e)),
                 _ => {}
             }
         }
-        Ok(())
+        sync_dir(out_dir)
+    }
+
+    /// Writes each side file beside the published output, through a temporary file
+    /// and a rename.
+    fn publish_side_files(
+        &self,
+        out_dir: &Path,
+        blobs_dir: &Path,
+        side_files: &[SideFile],
+    ) -> Result<(), LayoutError> {
+        for side in side_files {
+            let path = out_dir.join(&side.name);
+            let tmp = self.out_tmp_path();
+            let written = if let ([digest], false) = (side.blobs.as_slice(), side.line_per_blob) {
+                // Tens of megabytes for an SBOM: reflinked where the file system can.
+                place_file(&blobs_dir.join(digest.hex()), &tmp)
+            } else {
+                write_side_file(&tmp, blobs_dir, side)
+            };
+            written
+                .and_then(|()| {
+                    fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+                })
+                .and_then(|()| fs::rename(&tmp, &path))
+                .map_err(|e| {
+                    let _ = fs::remove_file(&tmp);
+                    write_err(&path)(e)
+                })?;
+        }
+        sync_dir(out_dir)
     }
 
     /// Writes `index.json` and `oci-layout` and syncs the temporary layout.
@@ -581,19 +677,15 @@ impl LayoutWriter {
         Ok(())
     }
 
-    fn publish_layout(&self, index_json: &[u8]) -> Result<PathBuf, LayoutError> {
-        self.finish_layout(index_json)?;
+    /// Swaps the finished temporary layout into place.
+    fn publish_layout(&self) -> Result<PathBuf, LayoutError> {
         if self.final_dir.exists() {
             exchange(&self.tmp_dir, &self.final_dir)?;
             // tmp_dir now holds the previous output; Drop removes it.
         } else {
             fs::rename(&self.tmp_dir, &self.final_dir).map_err(write_err(&self.final_dir))?;
         }
-        if let Some(parent) = self.final_dir.parent() {
-            File::open(parent)
-                .and_then(|d| d.sync_all())
-                .map_err(write_err(parent))?;
-        }
+        sync_dir(&self.out_dir())?;
         Ok(self.final_dir.clone())
     }
 }
@@ -605,28 +697,82 @@ impl Drop for LayoutWriter {
     }
 }
 
-/// Makes `to` (which must not exist) hold the bytes of `from`, as cheaply as the file
-/// system allows: a reflink (a copy-on-write clone: no shared inode, so writing one never
-/// changes the other), else a hard link, else a synced copy.
+/// Makes `to` (which must not exist) hold the bytes of `from` without sharing an inode
+/// with it: a reflink (a copy-on-write clone, so writing one never changes the other)
+/// where the file system has them, else a synced copy. Never a hard link: a file
+/// reachable from two places (a layout and the cache, a side file and a blob) would let
+/// a change through one damage the other.
 pub fn place_file(from: &Path, to: &Path) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
     let source = File::open(from)?;
-    let target = File::options().write(true).create_new(true).open(to)?;
-    // SAFETY: both descriptors are open; FICLONE reads the first and writes the second.
-    if unsafe { libc::ioctl(target.as_raw_fd(), libc::FICLONE, source.as_raw_fd()) } == 0 {
+    let mut target = File::options().write(true).create_new(true).open(to)?;
+    if reflink(&source, &target) {
         return Ok(());
     }
-    drop(target);
-    fs::remove_file(to)?;
-    match fs::hard_link(from, to) {
-        Ok(()) => return Ok(()),
-        // Across file systems, or where links are not allowed: copy.
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(e),
-        Err(_) => {}
-    }
-    let mut target = File::options().write(true).create_new(true).open(to)?;
     io::copy(&mut &source, &mut target)?;
     target.sync_all()
+}
+
+/// The side file `side` made of several blobs (or one per line) at `path`, synced.
+fn write_side_file(path: &Path, blobs_dir: &Path, side: &SideFile) -> io::Result<()> {
+    let file = File::options().write(true).create_new(true).open(path)?;
+    let mut out = BufWriter::with_capacity(1 << 20, file);
+    for digest in &side.blobs {
+        io::copy(&mut File::open(blobs_dir.join(digest.hex()))?, &mut out)?;
+        if side.line_per_blob {
+            out.write_all(b"\n")?;
+        }
+    }
+    out.into_inner().map_err(|e| e.into_error())?.sync_all()
+}
+
+/// Whether `suffix` (what follows `.<name>.tmp-`) is one a [`LayoutWriter`] gives its
+/// temporaries: `<pid>` for the layout, `<pid>-<n>` for a file beside it.
+fn is_tmp_suffix(suffix: &str) -> bool {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    match suffix.split_once('-') {
+        Some((pid, n)) => digits(pid) && digits(n),
+        None => digits(suffix),
+    }
+}
+
+/// Makes the entries of directory `dir` (renames, removals) durable.
+fn sync_dir(dir: &Path) -> Result<(), LayoutError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(write_err(dir))
+}
+
+/// Clones `source` into the empty `target` (FICLONE); false where the file system
+/// cannot.
+fn reflink(source: &File, target: &File) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: both descriptors are open; FICLONE reads the first and writes the second.
+    unsafe { libc::ioctl(target.as_raw_fd(), libc::FICLONE, source.as_raw_fd()) == 0 }
+}
+
+/// [`place_file`] that also hashes the bytes `to` ends up with: read back after a
+/// reflink, hashed on the way through a copy. Not synced: the caller syncs the returned
+/// file with the rest of the layout.
+fn copy_hashed(from: &Path, to: &Path) -> io::Result<(File, Sha256Digest, u64)> {
+    let source = File::open(from)?;
+    let target = File::options()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(to)?;
+    let hashing = if reflink(&source, &target) {
+        let mut hashing = HashingReader::new(BufReader::with_capacity(1 << 20, &target));
+        io::copy(&mut hashing, &mut io::sink())?;
+        hashing
+    } else {
+        let mut hashing = HashingReader::new(BufReader::with_capacity(1 << 20, &source));
+        let mut out = BufWriter::with_capacity(1 << 20, &target);
+        io::copy(&mut hashing, &mut out)?;
+        out.flush()?;
+        hashing
+    };
+    let (digest, size) = hashing.finish();
+    Ok((target, digest, size))
 }
 
 /// The list behind `mutex`, also after a panic elsewhere: pushing a file or taking the

@@ -139,8 +139,9 @@ fn parse_signature(
     })
 }
 
-/// Source, signature and key paths are relative to the recipe file (they may point
-/// outside its directory), never absolute, so that a recipe builds the same on any
+/// Source, signature and key paths are relative to the recipe file, never absolute
+/// (whether a source may resolve outside the recipe's directory is decided when it is
+/// read: `crate::resolve::containment`), so that a recipe builds the same on any
 /// machine. `what` names the path in messages, `example` shows a good one.
 pub(super) fn relative_path(what: &str, path: &str, example: &str) -> Result<(), Invalid> {
     if path.is_empty() {
@@ -150,7 +151,7 @@ pub(super) fn relative_path(what: &str, path: &str, example: &str) -> Result<(),
     }
     if path.starts_with('/') || path.starts_with('\\') || path.get(1..3) == Some(":\\") {
         return Err(Invalid::new(format!("{what} `{path}` is absolute"))
-            .with_hint(format!("paths are relative to the recipe file, so the recipe stays portable: move or link the input next to the recipe and write e.g. `{example}`")));
+            .with_hint(format!("paths are relative to the recipe file, so the recipe stays portable: move the input next to the recipe and write e.g. `{example}` (a source elsewhere needs `--allow-source-root DIR`)")));
     }
     Ok(())
 }

@@ -2,7 +2,8 @@
 //! incomplete image under a tag:
 //!
 //! 1. every blob (HEAD first, so an interrupted push resumes without re-sending what
-//!    the registry has), the image's before its referrers';
+//!    the registry has), the image's before its referrers'; each hashed before any is
+//!    sent, so a blob file changed in place is refused, not pushed;
 //! 2. the image manifest by digest (for an index, its child manifests first);
 //! 3. the referrers the layout lists in `index.json` (manifests with a `subject`:
 //!    SBOMs, attestations) by digest. A registry that answers without `OCI-Subject`
@@ -19,6 +20,7 @@ use crate::oci::annotation;
 use crate::oci::layout::Layout;
 use crate::oci::media_type::{DOCKER_MANIFEST, DSSE_ENVELOPE, OCI_MANIFEST};
 use oci_spec::image::Descriptor as OciDescriptor;
+use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -198,6 +200,14 @@ pub fn push_layout(
             blobs.push((digest, blob.size(), path));
         }
     }
+    // What goes out must be what the manifests name: every blob is hashed (on all
+    // cores) before the first upload, so a file changed in place is refused here, by
+    // name, and nothing of the image reaches the registry. (A change after this check
+    // is caught by the registry, which checks each upload against its digest.)
+    blobs
+        .par_iter()
+        .try_for_each(|(digest, size, _)| source.check_blob_file(digest, *size))
+        .map_err(RegistryError::ReadLayout)?;
     let outcomes = push_blobs(client, &repository, &blobs, mount_from, observer)?;
     for ((_, size, _), outcome) in blobs.iter().zip(outcomes) {
         match outcome {

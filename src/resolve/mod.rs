@@ -9,6 +9,7 @@
 //! the digest pinned for it is that of the bytes the signature was verified over.
 
 pub mod base;
+pub mod containment;
 pub mod hash_index;
 mod host;
 pub mod lock;
@@ -16,6 +17,7 @@ pub mod packages;
 pub mod platforms;
 pub mod signature;
 
+use containment::SourceRoots;
 use hash_index::HashIndex;
 pub use host::normalised_file_mode;
 pub use lock::{lock_path_for, LockedKind, LockedSource, Lockfile};
@@ -100,7 +102,8 @@ fn source_error(recipe: &Recipe, spec: &SourceSpec, message: String, hint: &str)
 /// Resolves every source of `recipe`. Archive members are staged (content-addressed)
 /// below `staging`, which must exist and outlive the returned trees. With `cache_dir`,
 /// `path:` sources keep a [`hash_index`] there, so unchanged files are not re-read
-/// (except on `--locked` builds, which read every file).
+/// (except on `--locked` builds, which read every file). A source must resolve inside
+/// the recipe's directory or one of `roots` ([`containment`]).
 pub fn resolve(
     recipe: &Recipe,
     lock: &Lockfile,
@@ -108,6 +111,7 @@ pub fn resolve(
     mode: LockMode,
     staging: &Path,
     cache_dir: Option<&Path>,
+    roots: &SourceRoots,
 ) -> Result<ResolvedSources, ResolveError> {
     // Packages are pinned by their own stage; the sources' stage keeps their pins.
     let mut new_lock = Lockfile {
@@ -118,7 +122,17 @@ pub fn resolve(
     let mut warnings = Vec::new();
 
     for spec in recipe.sources.values() {
-        let host_path = recipe.file.dir.join(&spec.path);
+        let host_path = roots
+            .resolve(
+                &format!("source `{}`", spec.name),
+                &recipe.file.dir,
+                &spec.path,
+            )
+            .map_err(|e| {
+                ResolveError::Source(Box::new(
+                    Diagnostic::new(&recipe.file, spec.span, e.to_string()).with_hint_of(&e),
+                ))
+            })?;
         let verified = match &spec.signature {
             Some(signature) => Some(verify_signature(recipe, spec, signature, &host_path)?),
             None => None,

@@ -4,6 +4,7 @@
 //! its pins living in the lock file under `<name>@<platform>` ([`source_lock_key`]).
 //! Other sources keep their plain name and are resolved once, for all platforms.
 
+use super::containment::SourceRoots;
 use super::lock::source_lock_key;
 use super::{resolve, LockMode, Lockfile, ResolveError, ResolvedSources};
 use crate::recipe::{Platform, Recipe, ARCH_PLACEHOLDER};
@@ -61,6 +62,7 @@ pub fn resolve_all(
     mode: LockMode,
     staging: &Path,
     cache_dir: Option<&Path>,
+    roots: &SourceRoots,
 ) -> Result<AllSources, ResolveError> {
     if mode == LockMode::Locked {
         let known: std::collections::BTreeSet<String> = recipe
@@ -87,14 +89,10 @@ pub fn resolve_all(
             shared_view.sources.insert(name.clone(), entry.clone());
         }
     }
-    let shared = resolve(
-        &shared_recipe,
-        &shared_view,
-        lock_path,
-        mode,
-        staging,
-        cache_dir,
-    )?;
+    let resolve_part = |part: &Recipe, view: &Lockfile| {
+        resolve(part, view, lock_path, mode, staging, cache_dir, roots)
+    };
+    let shared = resolve_part(&shared_recipe, &shared_view)?;
     let mut combined = Lockfile::default();
     combined.sources.extend(shared.lock.sources.clone());
     let mut warnings: Vec<String> = shared.warnings.clone();
@@ -115,7 +113,7 @@ pub fn resolve_all(
                 view.sources.insert(name.to_string(), entry.clone());
             }
         }
-        let own = resolve(&own_recipe, &view, lock_path, mode, staging, cache_dir)?;
+        let own = resolve_part(&own_recipe, &view)?;
         for (name, key) in keys(recipe, platform) {
             if let Some(entry) = own.lock.sources.get(name) {
                 combined.sources.insert(key, entry.clone());

@@ -42,6 +42,7 @@ impl Fixture {
             mode,
             &root.join("staging"),
             None,
+            &SourceRoots::default(),
         )
     }
 
@@ -150,4 +151,78 @@ fn a_lock_pinning_a_source_the_recipe_lacks_is_stale_when_locked() {
     let resolved = f.resolve(&lock, LockMode::PinMissing).unwrap();
     assert!(resolved.lock_changed);
     assert!(!resolved.lock.sources.contains_key("gone"));
+}
+
+/// A recipe in `top/recipe/` whose one source is `path`, written as given, of `kind`
+/// (`path` or `archive`); resolved with `roots`.
+fn resolve_one(
+    top: &std::path::Path,
+    kind: &str,
+    path: &str,
+    roots: &SourceRoots,
+) -> Result<ResolvedSources, ResolveError> {
+    let dir = top.join("recipe");
+    std::fs::create_dir_all(dir.join("staging")).unwrap();
+    let op = if kind == "archive" { "extract" } else { "copy" };
+    std::fs::write(
+        dir.join("r.yaml"),
+        format!("cairn: 1\nname: r\nsources:\n  it: {{ {kind}: {path} }}\nlayers:\n  - name: l\n    contents:\n      - {op}: it\n        to: /it\n"),
+    )
+    .unwrap();
+    let recipe = crate::recipe::load(&dir.join("r.yaml")).unwrap();
+    resolve(
+        &recipe,
+        &Lockfile::default(),
+        &dir.join("r.lock"),
+        LockMode::PinMissing,
+        &dir.join("staging"),
+        None,
+        roots,
+    )
+}
+
+#[test]
+fn sources_that_resolve_outside_the_recipe_directory_are_refused_unless_allowed() {
+    let top = tempfile::tempdir().unwrap();
+    let outside = top.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("secret"), b"not for the image").unwrap();
+    let tar = outside.join("secret.tar");
+    let status = std::process::Command::new("tar")
+        .arg("-cf")
+        .arg(&tar)
+        .arg("-C")
+        .arg(&outside)
+        .arg("secret")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::create_dir_all(top.path().join("recipe")).unwrap();
+    std::os::unix::fs::symlink(&outside, top.path().join("recipe/linked")).unwrap();
+
+    let none = SourceRoots::default();
+    for (kind, path) in [
+        ("path", "../outside/secret"),
+        ("path", "linked/secret"),
+        ("path", "linked"),
+        ("archive", "../outside/secret.tar"),
+    ] {
+        let err = resolve_one(top.path(), kind, path, &none).unwrap_err();
+        let hint = err.hint().unwrap().into_owned();
+        let message = message(err);
+        assert!(
+            message.contains("source `it`") && message.contains(&format!("`{path}`")),
+            "{message}"
+        );
+        assert!(message.contains("resolves to /"), "{message}");
+        assert!(hint.contains("--allow-source-root"), "{hint}");
+    }
+
+    let allowed = SourceRoots::new(std::slice::from_ref(&outside)).unwrap();
+    let resolved = resolve_one(top.path(), "path", "linked/secret", &allowed).unwrap();
+    assert_eq!(
+        resolved.sources["it"].digest,
+        Sha256Digest::of(b"not for the image")
+    );
+    assert!(resolve_one(top.path(), "archive", "../outside/secret.tar", &allowed).is_ok());
 }

@@ -353,18 +353,9 @@ fn a_cached_blob_changed_in_place_is_not_used() {
     let project = Project::new("gzip");
     let cache = tempfile::tempdir().unwrap();
     let cold = project.build(Some(cache.path()));
-    // Overwrite every cached blob in place (as a test corrupting a layout would, through
-    // a hard link); permissions do not stop root.
-    let blobs = cache.path().join("layers-v1/blobs/sha256");
-    for blob in fs::read_dir(&blobs).unwrap() {
-        let path = blob.unwrap().path();
-        let mut perms = fs::metadata(&path).unwrap().permissions();
-        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o644);
-        fs::set_permissions(&path, perms).unwrap();
-        // Same size, other bytes: only the changed mtime tells.
-        let size = fs::metadata(&path).unwrap().len() as usize;
-        fs::write(&path, vec![0xaa; size]).unwrap();
-    }
+    // Every cached blob overwritten in place, same size, other bytes; permissions do
+    // not stop root.
+    overwrite_in_place(&cache.path().join("layers-v1/blobs/sha256"), false);
     let all_cached = |report: &serde_json::Value, want: bool| {
         let layers = cached(report);
         assert!(layers.iter().all(|(_, c)| *c == want), "{layers:?}");
@@ -474,4 +465,99 @@ fn an_unreachable_cache_registry_is_a_warning() {
         report["manifest_digest"],
         project.build(None)["manifest_digest"]
     );
+}
+
+/// (inode, bytes) of every blob file in `dir`, by name.
+fn blob_files(dir: &Path) -> std::collections::BTreeMap<String, (u64, Vec<u8>)> {
+    use std::os::unix::fs::MetadataExt;
+    fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let path = e.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            (
+                name,
+                (fs::metadata(&path).unwrap().ino(), fs::read(&path).unwrap()),
+            )
+        })
+        .collect()
+}
+
+/// Overwrites every blob of the cache in place with as many other bytes; with
+/// `keep_mtime`, puts its mtime back, so the cache's inode, size and mtime check cannot
+/// tell.
+fn overwrite_in_place(cache_blobs: &Path, keep_mtime: bool) {
+    for entry in fs::read_dir(cache_blobs).unwrap() {
+        let path = entry.unwrap().path();
+        let meta = fs::metadata(&path).unwrap();
+        let mut perms = meta.permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o644);
+        fs::set_permissions(&path, perms).unwrap();
+        let file = fs::File::options().write(true).open(&path).unwrap();
+        std::io::Write::write_all(&mut &file, &vec![0xaa; meta.len() as usize]).unwrap();
+        if keep_mtime {
+            file.set_modified(meta.modified().unwrap()).unwrap();
+        }
+    }
+}
+
+/// Asserts that every blob file of the layout `report` names holds its digest's bytes.
+fn assert_blobs_match_their_names(report: &serde_json::Value) {
+    for (name, (_, bytes)) in blob_files(&layout(report).join("blobs/sha256")) {
+        assert_eq!(cairn::digest::Sha256Digest::of(&bytes).hex(), name);
+    }
+    run_ok(cairn().arg("inspect").arg(layout(report)));
+}
+
+#[test]
+fn a_cached_blob_changed_in_place_with_its_mtime_kept_is_never_published() {
+    let project = Project::new("gzip");
+    let cache = tempfile::tempdir().unwrap();
+    let cold = project.build(Some(cache.path()));
+    let cache_blobs = cache.path().join("layers-v1/blobs/sha256");
+    let earlier_blobs = layout(&cold).join("blobs/sha256");
+    let earlier = blob_files(&earlier_blobs);
+
+    // The cache and the output share no inode: each blob of both is its own file.
+    for (name, (ino, _)) in &blob_files(&cache_blobs) {
+        if let Some((layout_ino, _)) = earlier.get(name) {
+            assert_ne!(
+                ino, layout_ino,
+                "blob {name} shares its inode with the output"
+            );
+        }
+    }
+
+    // An unchanged rebuild would replay the whole image from the cache: the tampered
+    // blobs are refused, and the image is what the cold build gave.
+    overwrite_in_place(&cache_blobs, true);
+    // The earlier output did not change with them.
+    assert_eq!(blob_files(&earlier_blobs), earlier);
+    let replayed = project.build(Some(cache.path()));
+    assert_eq!(replayed["image_cached"], false);
+    assert_eq!(replayed["manifest_digest"], cold["manifest_digest"]);
+    let warnings = replayed["warnings"].to_string();
+    assert!(
+        warnings.contains("was changed after it was written"),
+        "{warnings}"
+    );
+    assert_blobs_match_their_names(&replayed);
+
+    // A changed recipe (one layer's input changed) would reuse the other layer: it is
+    // written anew, and the image is what a build without the cache gives.
+    overwrite_in_place(&cache_blobs, true);
+    fs::write(project.path("docs/README"), "changed\n").unwrap();
+    run_ok(cairn().arg("lock").arg(project.recipe()));
+    let changed = project.build(Some(cache.path()));
+    assert!(
+        cached(&changed).iter().all(|(_, c)| !c),
+        "{:?}",
+        cached(&changed)
+    );
+    assert_eq!(
+        changed["manifest_digest"],
+        project.build(None)["manifest_digest"]
+    );
+    assert_blobs_match_their_names(&changed);
+    assert_eq!(blob_files(&earlier_blobs), earlier);
 }

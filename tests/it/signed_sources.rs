@@ -180,6 +180,7 @@ fn signed_file_and_archive_sources_build_and_record_their_signers() {
         cairn::resolve::LockMode::Locked,
         staging.path(),
         None,
+        &Default::default(),
     )
     .unwrap();
     let signer = |name: &str| resolved.sources[name].signer.clone();

@@ -5,6 +5,7 @@
 
 mod attest;
 mod base_image;
+mod crash;
 mod debian;
 mod debian_mirror;
 mod dsse_interop;

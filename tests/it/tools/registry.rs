@@ -1277,3 +1277,43 @@ fn a_cancelled_push_writes_no_tag_and_the_next_push_resumes() {
     assert_eq!(report.blobs_uploaded, 10 - done);
     assert!(registry.has_tag("team/hello", "v1"));
 }
+
+#[test]
+fn a_layout_with_a_blob_changed_in_place_is_refused_before_anything_is_uploaded() {
+    let registry = Registry::start(RegistryAuth::None);
+    let scratch = Scratch::new();
+    let (layout, _) = scratch.build_hello("out", false);
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let manifest_digest: Sha256Digest = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let blobs = layout.join("blobs/sha256");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(blobs.join(manifest_digest.hex())).unwrap()).unwrap();
+    let digests: Vec<Sha256Digest> = std::iter::once(&manifest["config"])
+        .chain(manifest["layers"].as_array().unwrap())
+        .map(|d| d["digest"].as_str().unwrap().parse().unwrap())
+        .collect();
+    // The last layer overwritten in place with as many other bytes.
+    let tampered = blobs.join(digests.last().unwrap().hex());
+    let size = std::fs::metadata(&tampered).unwrap().len() as usize;
+    std::fs::write(&tampered, vec![0x55; size]).unwrap();
+
+    let target = format!("{}/team/tampered:v1", registry.host);
+    let out = scratch.push(&layout, &target).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&tampered.display().to_string()) && stderr.contains("changed"),
+        "{stderr}"
+    );
+    // Not one blob of the image reached the registry (so neither could its manifest).
+    let client = insecure_client(Credentials::default());
+    let image = reference(&registry, "team/tampered");
+    for digest in &digests {
+        assert!(!client.blob_exists(&image, digest).unwrap(), "{digest}");
+    }
+}

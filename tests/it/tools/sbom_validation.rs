@@ -30,8 +30,16 @@ fn hello_sboms(staging: &Path) -> Sboms {
         Some("LicenseRef-cairn-example AND CC-BY-4.0".to_string());
     let lock_path = resolve::lock_path_for(&recipe.file.path);
     let lock = Lockfile::read(&lock_path).unwrap();
-    let resolved = resolve::resolve(&recipe, &lock, &lock_path, LockMode::Locked, staging, None)
-        .unwrap_or_else(|e| panic!("{e}"));
+    let resolved = resolve::resolve(
+        &recipe,
+        &lock,
+        &lock_path,
+        LockMode::Locked,
+        staging,
+        None,
+        &Default::default(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     let trees = cairn::layers::assemble(&recipe, &resolved, None).unwrap_or_else(|e| panic!("{e}"));
     let contents = image_contents(&recipe, &resolved, None, &trees);
 
