@@ -166,7 +166,7 @@ impl ImageView {
                 let kind = match e.kind {
                     BaseKind::Dir => ViewKind::Dir,
                     BaseKind::Symlink { .. } => ViewKind::Symlink,
-                    BaseKind::File { .. } | BaseKind::Other => ViewKind::Other,
+                    BaseKind::File { .. } => ViewKind::Other,
                 };
                 let entry = ViewEntry {
                     kind,

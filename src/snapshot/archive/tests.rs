@@ -150,7 +150,7 @@ impl Fixture {
     }
 
     fn unpack(&self) -> Result<(SourceTree, Sha256Digest), ArchiveError> {
-        let result = unpack(&self.archive, &self.staging);
+        let result = unpack(&self.archive, &self.staging, Limits::DEFAULT);
         self.assert_nothing_outside_staging();
         result
     }
@@ -493,7 +493,7 @@ fn archives_written_by_gnu_tar_unpack() {
         assert!(status.success(), "{tar:?}");
 
         let staging = out.path().join("staging");
-        let (tree, digest) = unpack(&archive, &staging).unwrap();
+        let (tree, digest) = unpack(&archive, &staging, Limits::DEFAULT).unwrap();
         assert_eq!(
             ArchiveFormat::detect(&fs::read(&archive).unwrap()),
             expected_format
