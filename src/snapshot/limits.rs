@@ -5,9 +5,9 @@
 //! - names no file system holds: a name component over [`NAME_MAX`] bytes, a path over
 //!   [`PATH_MAX`] bytes, a link target over [`LINK_MAX`] bytes; also absolute names,
 //!   `..`, NUL and non-UTF-8 ([`member_name`], [`link_target`]);
-//! - a PAX extended header over [`PAX_RECORD_MAX`] bytes or a GNU long-name/long-link
-//!   record over [`LONG_NAME_RECORD_MAX`] bytes, refused by its header before the tar
-//!   crate reads it whole ([`RecordGuard`]);
+//! - a PAX extended header or GNU long-name/long-link record over [`RECORD_MAX`]
+//!   bytes, refused by its header before the tar crate reads it whole
+//!   ([`RecordGuard`]);
 //! - more than [`Limits::entries`] entries (members and the directories they imply) or
 //!   [`Limits::bytes`] bytes of member data ([`Budget`]); the recipe's `limits:` raises
 //!   both;
@@ -26,11 +26,11 @@ pub const NAME_MAX: usize = 255;
 pub const PATH_MAX: usize = 4096;
 /// Longest symlink or hard-link target, in bytes.
 pub const LINK_MAX: usize = 4096;
-/// Largest PAX extended header (`x`) record set: paths, link targets and attributes,
-/// with room for large extended attributes.
-pub const PAX_RECORD_MAX: u64 = 1 << 20;
-/// Largest GNU long-name (`L`) or long-link (`K`) record: a longest path and its NUL.
-pub const LONG_NAME_RECORD_MAX: u64 = PATH_MAX as u64 + 1;
+/// Largest PAX extended header (`x`), GNU long-name (`L`) or long-link (`K`) record.
+/// They carry a path, a link target and attributes, with room here for large extended
+/// attributes; the names inside are then held to [`PATH_MAX`] and [`LINK_MAX`], with
+/// a more precise message.
+pub const RECORD_MAX: u64 = 1 << 20;
 
 /// How much one untrusted stream (an archive source, or a base image's layers
 /// together) may hold. The defaults fit real root file systems and toolchains; the
@@ -472,17 +472,14 @@ impl RecordGuard {
             let recognised = parsed.as_gnu().is_some() || parsed.as_ustar().is_some();
             let record = match kind {
                 _ if !recognised => None,
-                tar::EntryType::GNULongName => {
-                    Some(("a GNU long-name record", LONG_NAME_RECORD_MAX))
-                }
-                tar::EntryType::GNULongLink => {
-                    Some(("a GNU long-link record", LONG_NAME_RECORD_MAX))
-                }
-                tar::EntryType::XHeader => Some(("a PAX extended header", PAX_RECORD_MAX)),
+                tar::EntryType::GNULongName => Some("a GNU long-name record"),
+                tar::EntryType::GNULongLink => Some("a GNU long-link record"),
+                tar::EntryType::XHeader => Some("a PAX extended header"),
                 _ => None,
             };
+            let limit = RECORD_MAX;
             // A size the tar crate cannot read is its error to report.
-            let (Some((record, limit)), Ok(size)) = (record, parsed.entry_size()) else {
+            let (Some(record), Ok(size)) = (record, parsed.entry_size()) else {
                 self.member_header.set(Some(at));
                 self.next_header.set(None);
                 return Ok(());
