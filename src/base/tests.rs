@@ -318,3 +318,32 @@ fn a_cancelled_copy_stops_before_the_next_layer() {
     assert!(matches!(err, BaseError::Interrupted(_)), "{err:?}");
     assert!(!layout.blob_path(&base.layers[0].digest).exists());
 }
+
+#[test]
+fn base_layers_count_against_the_limits_and_a_raised_limit_lets_them_through() {
+    let mut store = MemoryStore::default();
+    let (manifest, _) = add_image(&mut store, "linux/amd64", b"ID=test\n");
+    let base = select(&store, "layout:base", manifest, &platform("linux/amd64")).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    // The layer holds two entries: `etc` and `etc/os-release`.
+    let one = Limits {
+        entries: 1,
+        ..Limits::DEFAULT
+    };
+    let layout = LayoutWriter::begin(out.path(), "a").unwrap();
+    let err = copy_layers(&store, &base, &layout, one, &AtomicBool::new(false)).unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains("(base:0)")
+            && message.contains("more than 1 entries")
+            && message.contains("`etc/os-release`"),
+        "{message}"
+    );
+    assert!(err.hint().unwrap().contains("limits: { entries:"));
+    let two = Limits {
+        entries: 2,
+        ..Limits::DEFAULT
+    };
+    let layout = LayoutWriter::begin(out.path(), "b").unwrap();
+    copy_layers(&store, &base, &layout, two, &AtomicBool::new(false)).unwrap();
+}
