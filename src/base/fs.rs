@@ -143,15 +143,9 @@ impl BaseFs {
         {
             let mut entries = archive.entries()?;
             let mut last = None;
-            loop {
-                guard.expect_header();
-                let Some(entry) = entries.next() else { break };
-                let mut entry = entry
-                    .and_then(|entry| {
-                        guard.check_member(entry.raw_header_position())?;
-                        Ok(entry)
-                    })
-                    .map_err(|e| match guard.refusal(place_after(last.as_deref())) {
+            while let Some(entry) = guard.next_member(&mut entries) {
+                let mut entry =
+                    entry.map_err(|e| match guard.refusal(place_after(last.as_deref())) {
                         Some(refusal) => BaseFsError::Limit(refusal),
                         None => e.into(),
                     })?;

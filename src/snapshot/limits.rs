@@ -123,7 +123,7 @@ impl Diagnose for LimitError {
 pub fn size_text(bytes: u64) -> String {
     const UNITS: [(&str, u32); 4] = [("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)];
     for (unit, shift) in UNITS {
-        if bytes >= 1 << shift && bytes % (1 << shift) == 0 {
+        if bytes >= 1 << shift && bytes.is_multiple_of(1 << shift) {
             return format!("{}{unit}", bytes >> shift);
         }
     }
@@ -386,11 +386,10 @@ pub fn first_below<'m, V>(
 /// the [`Guarded`] reader inside the tar crate's archive and the loop over members.
 ///
 /// The guard knows where headers are because the loop keeps one rule: it reads each
-/// member's data to its end before asking for the next member, and calls
-/// [`RecordGuard::expect_header`] then. The next header starts at the next 512-byte
-/// boundary; each extension header's size says where the one after it starts, up to
-/// the member's own header. [`RecordGuard::check_member`] confirms that the tar crate
-/// found the member where the guard did.
+/// member's data to its end before asking [`RecordGuard::next_member`] for the next
+/// one. The next header then starts at the next 512-byte boundary; each extension
+/// header's size says where the one after it starts, up to the member's own header,
+/// and the guard confirms that the tar crate found the member where it did.
 #[derive(Default)]
 pub struct RecordGuard {
     /// Bytes the tar crate has read.
@@ -414,9 +413,24 @@ impl RecordGuard {
         Guarded { inner, guard: self }
     }
 
+    /// The next member of `entries`, read from the stream [`RecordGuard::wrap`]
+    /// wrapped; the previous member's data must have been read to its end. On an
+    /// error, [`RecordGuard::refusal`] says whether the guard refused a record.
+    pub fn next_member<'a, R: Read>(
+        &self,
+        entries: &mut tar::Entries<'a, R>,
+    ) -> Option<io::Result<tar::Entry<'a, R>>> {
+        self.expect_header();
+        let entry = entries.next()?;
+        Some(entry.and_then(|entry| {
+            self.check_member(entry.raw_header_position())?;
+            Ok(entry)
+        }))
+    }
+
     /// The previous member's data was read to its end: the next header starts at the
     /// next block boundary.
-    pub fn expect_header(&self) {
+    fn expect_header(&self) {
         let at = self.position.get().div_ceil(TAR_BLOCK) * TAR_BLOCK;
         self.next_header.set(Some(at));
         self.header.borrow_mut().clear();
@@ -438,7 +452,7 @@ impl RecordGuard {
 
     /// Whether the tar crate's member, whose header starts at `header_position`, is
     /// the one the guard followed the headers to.
-    pub fn check_member(&self, header_position: u64) -> io::Result<()> {
+    fn check_member(&self, header_position: u64) -> io::Result<()> {
         if self.member_header.get() == Some(header_position) {
             return Ok(());
         }

@@ -401,18 +401,11 @@ impl Unpacker<'_> {
             let mut entries = tar
                 .entries()
                 .map_err(|e| self.tar_error(e, &state, &members))?;
-            loop {
-                guard.expect_header();
-                let Some(entry) = entries.next() else { break };
-                let mut entry = entry
-                    .and_then(|entry| {
-                        guard.check_member(entry.raw_header_position())?;
-                        Ok(entry)
-                    })
-                    .map_err(|e| match guard.refusal(place_after(&members)) {
-                        Some(source) => self.limit(source),
-                        None => self.tar_error(e, &state, &members),
-                    })?;
+            while let Some(entry) = guard.next_member(&mut entries) {
+                let mut entry = entry.map_err(|e| match guard.refusal(place_after(&members)) {
+                    Some(source) => self.limit(source),
+                    None => self.tar_error(e, &state, &members),
+                })?;
                 self.add_member(&mut entry, &mut members, &mut buffer)?;
                 // The guard finds the next header after this member's data.
                 io::copy(&mut entry, &mut io::sink()).map_err(|e| {
