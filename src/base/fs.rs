@@ -3,11 +3,17 @@
 //! through, paths `remove:` may delete) and every regular file with its SHA-256 and
 //! SHA-1, for the SBOM.
 
+use crate::diag::Diagnose;
 use crate::digest::Sha1Index;
 use crate::digest::Sha256Digest;
 use crate::oci::whiteout;
 use crate::recipe::Owner;
+use crate::snapshot::limits::{
+    display_member, first_below, link_target, member_name, place, unsupported_type, Budget,
+    LimitError, MemberName, NameError, Placed, RecordGuard, TreeSoFar,
+};
 use sha1::Digest as _;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::{self, Read};
 
@@ -48,8 +54,6 @@ pub enum BaseKind {
         sha256: Sha256Digest,
         size: u64,
     },
-    /// Device nodes, FIFOs: present, never a parent, not listed in the SBOM.
-    Other,
 }
 
 /// The name of base layer `index` wherever cairn names layers (errors, SBOM traces).
@@ -62,89 +66,103 @@ pub fn layer_name(index: usize) -> String {
 pub enum BaseFsError {
     #[error("{0}")]
     Io(#[from] io::Error),
-    #[error("member `{0}` leaves the image root")]
-    Escapes(String),
+    #[error(
+        "member `{member}` {reason}; cairn reads only relative names that stay inside the \
+         image root"
+    )]
+    UnsafeName {
+        member: String,
+        reason: &'static str,
+    },
+    #[error("symlink `{member}` {reason}")]
+    BadSymlink {
+        member: String,
+        reason: &'static str,
+    },
+    #[error("{0}")]
+    Limit(#[from] LimitError),
+    #[error("member `{member}` is {kind}; {refusal}")]
+    UnsupportedType {
+        member: String,
+        kind: String,
+        refusal: &'static str,
+    },
+    #[error(
+        "member `{member}` lies below `{parent}`, which is a {} in this or an earlier \
+         layer; unpacking it would write through it",
+        if *parent_is_symlink { "symlink" } else { "non-directory" }
+    )]
+    Blocked {
+        member: String,
+        parent: String,
+        parent_is_symlink: bool,
+    },
     #[error("hard link `{0}` points to `{1}`, which no earlier member wrote")]
     DanglingHardlink(String, String),
+}
+
+/// A limit says how to raise it; the other refusals say the base image cannot be
+/// used as it is.
+impl Diagnose for BaseFsError {
+    fn hint(&self) -> Option<Cow<'_, str>> {
+        match self {
+            BaseFsError::Limit(e) => e.hint(),
+            BaseFsError::Io(_) => None,
+            _ => Some(
+                "base image layers are read under the rules of archive sources; rebuild \
+                 the base image without this member, or use another base"
+                    .into(),
+            ),
+        }
+    }
 }
 
 impl BaseFs {
     /// Reads one uncompressed layer tar and applies it on top of what is there:
     /// first the layer's whiteouts, then its entries (a whiteout hides lower layers
-    /// only).
-    pub fn apply_layer(&mut self, index: usize, tar: impl Read) -> Result<(), BaseFsError> {
-        let mut layer: BTreeMap<String, BaseEntry> = BTreeMap::new();
-        let mut account_files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-        let mut whiteouts = Vec::new();
-        let mut archive = tar::Archive::new(tar);
-        for entry in archive.entries()? {
-            let mut entry = entry?;
-            let name = entry.path()?.to_string_lossy().into_owned();
-            let key = normalise(&name).ok_or_else(|| BaseFsError::Escapes(name.clone()))?;
-            if key.is_empty() {
-                continue;
+    /// only). Every member is read under the rules of archive sources
+    /// ([`crate::snapshot::limits`]) and counted against `budget`, which the caller
+    /// shares between the layers of one image.
+    pub fn apply_layer(
+        &mut self,
+        index: usize,
+        tar: impl Read,
+        budget: &mut Budget,
+    ) -> Result<(), BaseFsError> {
+        let mut reader = LayerReader {
+            index,
+            lower: &self.entries,
+            entries: BTreeMap::new(),
+            sha1: &mut self.sha1,
+            account_files: BTreeMap::new(),
+            whiteouts: Vec::new(),
+            budget,
+        };
+        let guard = RecordGuard::default();
+        let mut archive = tar::Archive::new(guard.wrap(tar));
+        {
+            let mut entries = archive.entries()?;
+            let mut last = None;
+            while let Some(entry) = guard.next_member(&mut entries) {
+                let mut entry =
+                    entry.map_err(|e| match guard.refusal(place_after(last.as_deref())) {
+                        Some(refusal) => BaseFsError::Limit(refusal),
+                        None => e.into(),
+                    })?;
+                last = Some(display_member(&entry.path_bytes()));
+                reader.read_member(&mut entry)?;
+                // The guard finds the next header after this member's data.
+                io::copy(&mut entry, &mut io::sink())?;
             }
-            if let Some(w) = whiteout::whiteout(&key) {
-                whiteouts.push(w);
-                continue;
-            }
-            let header = entry.header();
-            let mode = header.mode()? & 0o7777;
-            let owner = Owner {
-                uid: u32::try_from(header.uid()?).unwrap_or(u32::MAX),
-                gid: u32::try_from(header.gid()?).unwrap_or(u32::MAX),
-            };
-            let kind = match header.entry_type() {
-                tar::EntryType::Directory => BaseKind::Dir,
-                tar::EntryType::Symlink => BaseKind::Symlink {
-                    target: entry
-                        .link_name()?
-                        .map(|l| l.to_string_lossy().into_owned())
-                        .unwrap_or_default(),
-                },
-                tar::EntryType::Link => {
-                    let target = entry
-                        .link_name()?
-                        .map(|l| l.to_string_lossy().into_owned())
-                        .unwrap_or_default();
-                    let target_key =
-                        normalise(&target).ok_or_else(|| BaseFsError::Escapes(target.clone()))?;
-                    match layer.get(&target_key).or(self.entries.get(&target_key)) {
-                        Some(e) => e.kind.clone(),
-                        None => return Err(BaseFsError::DanglingHardlink(name, target)),
-                    }
-                }
-                tar::EntryType::Regular | tar::EntryType::Continuous => {
-                    let size = entry.size();
-                    let (sha256, sha1) =
-                        if ACCOUNT_FILES.contains(&key.as_str()) && size <= ACCOUNT_FILE_LIMIT {
-                            let mut bytes = Vec::with_capacity(size as usize);
-                            entry.read_to_end(&mut bytes)?;
-                            let hashes = hash_both(bytes.as_slice())?;
-                            account_files.insert(key.clone(), bytes);
-                            hashes
-                        } else {
-                            account_files.remove(&key);
-                            hash_both(&mut entry)?
-                        };
-                    self.sha1.insert(sha256, sha1);
-                    BaseKind::File { sha256, size }
-                }
-                // PAX and GNU long-name records are consumed by the tar reader.
-                _ => BaseKind::Other,
-            };
-            layer.insert(
-                key,
-                BaseEntry {
-                    kind,
-                    mode,
-                    owner,
-                    layer: index,
-                },
-            );
         }
         // Read to the end, so that a compressed stream's checksum is checked.
         io::copy(&mut archive.into_inner(), &mut io::sink())?;
+        let LayerReader {
+            entries: layer,
+            account_files,
+            whiteouts,
+            ..
+        } = reader;
         for w in &whiteouts {
             whiteout::apply(&mut self.entries, w);
         }
@@ -166,17 +184,161 @@ impl BaseFs {
     }
 }
 
-/// `./usr/bin/` -> `usr/bin`; `None` for a path with `..`.
-fn normalise(name: &str) -> Option<String> {
-    let mut parts = Vec::new();
-    for c in name.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => return None,
-            c => parts.push(c),
+fn place_after(member: Option<&str>) -> String {
+    match member {
+        Some(member) => format!("after member `{member}`"),
+        None => "at the layer's start".to_string(),
+    }
+}
+
+/// One layer being read, over the layers below it.
+struct LayerReader<'a> {
+    index: usize,
+    lower: &'a BTreeMap<String, BaseEntry>,
+    entries: BTreeMap<String, BaseEntry>,
+    sha1: &'a mut Sha1Index,
+    account_files: BTreeMap<String, Vec<u8>>,
+    whiteouts: Vec<whiteout::Whiteout>,
+    budget: &'a mut Budget,
+}
+
+fn placed(entry: &BaseEntry) -> Placed {
+    match entry.kind {
+        BaseKind::Dir => Placed::Dir,
+        BaseKind::Symlink { .. } => Placed::Symlink,
+        BaseKind::File { .. } => Placed::Other,
+    }
+}
+
+impl TreeSoFar for LayerReader<'_> {
+    fn placed(&self, path: &str) -> Option<Placed> {
+        self.entries.get(path).map(placed)
+    }
+
+    fn member_below(&self, path: &str) -> Option<&str> {
+        first_below(&self.entries, path)
+    }
+
+    fn beneath(&self, path: &str) -> Option<Placed> {
+        self.lower.get(path).map(placed)
+    }
+}
+
+impl LayerReader<'_> {
+    fn read_member<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<(), BaseFsError> {
+        let name_bytes = entry.path_bytes().into_owned();
+        let member = display_member(&name_bytes);
+        let entry_type = entry.header().entry_type();
+        if entry_type == tar::EntryType::XGlobalHeader {
+            // Global PAX records only carry defaults (times, names) that cairn ignores.
+            return Ok(());
+        }
+        self.budget.add_bytes(entry.size(), &member)?;
+        let key = match member_name(&name_bytes) {
+            Ok(MemberName::Path(key)) => key,
+            Ok(MemberName::Root) => return Ok(()),
+            Err(NameError::Unsafe(reason)) => {
+                return Err(BaseFsError::UnsafeName { member, reason })
+            }
+            Err(NameError::TooLong(e)) => return Err(e.into()),
+        };
+        if let Some(w) = whiteout::whiteout(&key) {
+            self.budget.add_entries(1, &member)?;
+            self.whiteouts.push(w);
+            return Ok(());
+        }
+        let header = entry.header();
+        let mode = header.mode()? & 0o7777;
+        let owner = Owner {
+            uid: u32::try_from(header.uid()?).unwrap_or(u32::MAX),
+            gid: u32::try_from(header.gid()?).unwrap_or(u32::MAX),
+        };
+        let kind = match entry_type {
+            tar::EntryType::Directory => BaseKind::Dir,
+            tar::EntryType::Regular | tar::EntryType::Continuous if name_bytes.ends_with(b"/") => {
+                BaseKind::Dir
+            }
+            tar::EntryType::Symlink => {
+                let target = entry.link_name_bytes().unwrap_or_default();
+                let target = link_target(&member, &target).map_err(|e| match e {
+                    NameError::Unsafe(reason) => BaseFsError::BadSymlink {
+                        member: member.clone(),
+                        reason,
+                    },
+                    NameError::TooLong(e) => e.into(),
+                })?;
+                BaseKind::Symlink { target }
+            }
+            tar::EntryType::Link => self.hardlink(entry, &member)?,
+            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
+                let size = entry.size();
+                let (sha256, sha1) =
+                    if ACCOUNT_FILES.contains(&key.as_str()) && size <= ACCOUNT_FILE_LIMIT {
+                        let mut bytes = Vec::with_capacity(size as usize);
+                        entry.read_to_end(&mut bytes)?;
+                        let hashes = hash_both(bytes.as_slice())?;
+                        self.account_files.insert(key.clone(), bytes);
+                        hashes
+                    } else {
+                        self.account_files.remove(&key);
+                        hash_both(&mut *entry)?
+                    };
+                self.sha1.insert(sha256, sha1);
+                BaseKind::File { sha256, size }
+            }
+            other => {
+                let (kind, refusal) = unsupported_type(other);
+                return Err(BaseFsError::UnsupportedType {
+                    member,
+                    kind,
+                    refusal,
+                });
+            }
+        };
+        let new = BaseEntry {
+            kind,
+            mode,
+            owner,
+            layer: self.index,
+        };
+        let added = place(self, &key, placed(&new)).map_err(|b| BaseFsError::Blocked {
+            member: b.member,
+            parent: b.parent,
+            parent_is_symlink: b.parent_is_symlink,
+        })?;
+        // A path the same layer writes again replaces the first (as unpacking would).
+        let replaced = u64::from(self.entries.contains_key(&key));
+        self.budget
+            .add_entries(added.saturating_sub(replaced), &member)?;
+        self.entries.insert(key, new);
+        Ok(())
+    }
+
+    /// A hard link is what its target (in this layer or below) is.
+    fn hardlink<R: Read>(
+        &self,
+        entry: &tar::Entry<'_, R>,
+        member: &str,
+    ) -> Result<BaseKind, BaseFsError> {
+        let raw_target = entry.link_name_bytes().unwrap_or_default();
+        let target = display_member(&raw_target);
+        let dangling = || BaseFsError::DanglingHardlink(member.to_string(), target.clone());
+        let key = match member_name(&raw_target) {
+            Ok(MemberName::Path(key)) => key,
+            Ok(MemberName::Root) => return Err(dangling()),
+            Err(NameError::Unsafe(reason)) => {
+                return Err(BaseFsError::UnsafeName {
+                    member: target.clone(),
+                    reason,
+                })
+            }
+            Err(NameError::TooLong(e)) => return Err(e.into()),
+        };
+        match self.entries.get(&key).or(self.lower.get(&key)) {
+            Some(e) => Ok(e.kind.clone()),
+            None => Err(dangling()),
         }
     }
-    Some(parts.join("/"))
 }
 
 fn hash_both(mut r: impl Read) -> io::Result<(Sha256Digest, [u8; 20])> {
@@ -197,11 +359,12 @@ fn hash_both(mut r: impl Read) -> io::Result<(Sha256Digest, [u8; 20])> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::snapshot::limits::Limits;
 
     fn layer(entries: &[(&str, tar::EntryType, &[u8], &str)]) -> Vec<u8> {
         let mut b = tar::Builder::new(Vec::new());
         for (path, kind, data, link) in entries {
-            let mut h = tar::Header::new_ustar();
+            let mut h = tar::Header::new_gnu();
             h.set_entry_type(*kind);
             h.set_mode(if *kind == tar::EntryType::Directory {
                 0o1777
@@ -215,34 +378,41 @@ mod tests {
             if !link.is_empty() {
                 h.set_link_name(link).unwrap();
             }
-            b.append_data(&mut h, path, *data).unwrap();
+            // Written raw so that names the builder would refuse (absolute ones) get in.
+            let name = h.as_old_mut();
+            name.name.fill(0);
+            name.name[..path.len()].copy_from_slice(path.as_bytes());
+            h.set_cksum();
+            b.append(&h, *data).unwrap();
         }
         b.into_inner().unwrap()
+    }
+
+    /// Applies the layers in order, each under the default limits.
+    fn apply(layers: &[Vec<u8>]) -> Result<BaseFs, BaseFsError> {
+        let mut fs = BaseFs::default();
+        let mut budget = Budget::new(Limits::DEFAULT);
+        for (index, bytes) in layers.iter().enumerate() {
+            fs.apply_layer(index, bytes.as_slice(), &mut budget)?;
+        }
+        Ok(fs)
     }
 
     #[test]
     fn layers_apply_whiteouts_hard_links_and_keep_modes() {
         use tar::EntryType::*;
-        let mut fs = BaseFs::default();
-        fs.apply_layer(
-            0,
+        let fs = apply(&[
             layer(&[
                 ("tmp/", Directory, b"", ""),
                 ("etc/motd", Regular, b"hi", ""),
                 ("etc/old", Regular, b"old", ""),
                 ("bin", Symlink, b"", "usr/bin"),
-            ])
-            .as_slice(),
-        )
-        .unwrap();
-        fs.apply_layer(
-            1,
+            ]),
             layer(&[
                 ("etc/.wh.old", Regular, b"", ""),
                 ("etc/hi", Link, b"", "etc/motd"),
-            ])
-            .as_slice(),
-        )
+            ]),
+        ])
         .unwrap();
         let keys: Vec<&str> = fs.entries.keys().map(String::as_str).collect();
         assert_eq!(keys, ["bin", "etc/hi", "etc/motd", "tmp"]);
@@ -256,27 +426,90 @@ mod tests {
     #[test]
     fn account_files_keep_the_content_of_their_last_version() {
         use tar::EntryType::*;
-        let mut fs = BaseFs::default();
-        fs.apply_layer(
-            0,
-            layer(&[("etc/passwd", Regular, b"root:x:0:0::/:/bin/sh\n", "")]).as_slice(),
-        )
-        .unwrap();
-        fs.apply_layer(
-            1,
-            layer(&[("etc/passwd", Regular, b"new\n", "")]).as_slice(),
-        )
-        .unwrap();
+        let first = layer(&[("etc/passwd", Regular, b"root:x:0:0::/:/bin/sh\n", "")]);
+        let second = layer(&[("etc/passwd", Regular, b"new\n", "")]);
+        let fs = apply(&[first.clone(), second.clone()]).unwrap();
         assert_eq!(fs.account_files["etc/passwd"], b"new\n");
-        fs.apply_layer(2, layer(&[("etc/.wh.passwd", Regular, b"", "")]).as_slice())
-            .unwrap();
+        let removed = layer(&[("etc/.wh.passwd", Regular, b"", "")]);
+        let fs = apply(&[first, second, removed]).unwrap();
         assert!(fs.account_files.is_empty());
     }
 
     #[test]
-    fn member_names_normalise_and_dot_dot_is_refused() {
-        assert_eq!(normalise("./usr/bin/").as_deref(), Some("usr/bin"));
-        assert_eq!(normalise("/etc//motd").as_deref(), Some("etc/motd"));
-        assert_eq!(normalise("usr/../../etc"), None);
+    fn base_layers_refuse_what_archive_sources_refuse() {
+        use tar::EntryType::*;
+        let absolute = apply(&[layer(&[("/etc/motd", Regular, b"hi", "")])]).unwrap_err();
+        assert!(
+            matches!(&absolute, BaseFsError::UnsafeName { member, reason }
+                if member == "/etc/motd" && reason.contains("absolute")),
+            "{absolute}"
+        );
+        let climbing = apply(&[layer(&[("usr/../../etc", Directory, b"", "")])]).unwrap_err();
+        assert!(
+            matches!(climbing, BaseFsError::UnsafeName { .. }),
+            "{climbing}"
+        );
+        let device = apply(&[layer(&[("dev/sda", Block, b"", "")])]).unwrap_err();
+        assert!(device.to_string().contains("a block device"), "{device}");
+        let fifo = apply(&[layer(&[("run/pipe", Fifo, b"", "")])]).unwrap_err();
+        assert!(fifo.to_string().contains("FIFO"), "{fifo}");
+    }
+
+    #[test]
+    fn base_layers_refuse_members_below_a_symlink_in_any_layer() {
+        use tar::EntryType::*;
+        let blocked = |err: BaseFsError| match err {
+            BaseFsError::Blocked {
+                member,
+                parent,
+                parent_is_symlink,
+            } => (member, parent, parent_is_symlink),
+            other => panic!("{other}"),
+        };
+        // The symlink first, then a file below it, in one layer.
+        let err = apply(&[layer(&[
+            ("lib", Symlink, b"", "/etc"),
+            ("lib/cron.d/x", Regular, b"x", ""),
+        ])])
+        .unwrap_err();
+        assert_eq!(blocked(err), ("lib/cron.d/x".into(), "lib".into(), true));
+        // The file first, then the symlink above it.
+        let err = apply(&[layer(&[
+            ("lib/x", Regular, b"x", ""),
+            ("lib", Symlink, b"", "/etc"),
+        ])])
+        .unwrap_err();
+        assert_eq!(blocked(err), ("lib/x".into(), "lib".into(), true));
+        // The symlink in a lower layer.
+        let err = apply(&[
+            layer(&[("lib", Symlink, b"", "usr/lib")]),
+            layer(&[("lib/x", Regular, b"x", "")]),
+        ])
+        .unwrap_err();
+        assert_eq!(blocked(err), ("lib/x".into(), "lib".into(), true));
+        // A later layer may replace the symlink with a directory and fill it.
+        let fs = apply(&[
+            layer(&[("lib", Symlink, b"", "usr/lib")]),
+            layer(&[("lib", Directory, b"", ""), ("lib/x", Regular, b"x", "")]),
+        ])
+        .unwrap();
+        assert_eq!(fs.entries["lib"].kind, BaseKind::Dir);
+    }
+
+    #[test]
+    fn base_layers_share_one_budget() {
+        use tar::EntryType::*;
+        let mut fs = BaseFs::default();
+        let mut budget = Budget::new(Limits {
+            entries: 3,
+            ..Limits::DEFAULT
+        });
+        let two = layer(&[("a", Regular, b"1", ""), ("b", Regular, b"2", "")]);
+        fs.apply_layer(0, two.as_slice(), &mut budget).unwrap();
+        let err = fs.apply_layer(1, two.as_slice(), &mut budget).unwrap_err();
+        assert!(
+            matches!(&err, BaseFsError::Limit(LimitError::TooManyEntries { member, limit: 3 }) if member == "b"),
+            "{err}"
+        );
     }
 }

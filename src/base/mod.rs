@@ -22,6 +22,7 @@ use crate::oci::layout::{LayoutError, LayoutWriter};
 use crate::oci::media_type;
 use crate::recipe::Platform;
 use crate::registry::RegistryError;
+use crate::snapshot::limits::{Budget, Limits};
 use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest, MediaType};
 use serde::Serialize;
 use std::borrow::Cow;
@@ -56,6 +57,11 @@ pub enum BaseError {
     },
     #[error("the base image is not valid: {0}")]
     Invalid(String),
+    #[error("{what}: {source}")]
+    Layer {
+        what: String,
+        source: fs::BaseFsError,
+    },
     #[error("the base image has no manifest for {platform}; it has {available}")]
     NoPlatform { platform: String, available: String },
     #[error("the base's {what} cannot be written into the output: {source}")]
@@ -76,6 +82,7 @@ impl Diagnose for BaseError {
             BaseError::DigestMismatch { .. } => "the base image is corrupt or was tampered with: fetch it again from where it came from (its pinned digest covers every blob)",
             BaseError::NoPlatform { .. } => "build for a platform the base image has, or use a base image for this platform",
             BaseError::Registry(e) => return e.hint().or(Some("check the `base:` of the recipe".into())),
+            BaseError::Layer { source, .. } => return source.hint().or(Some("check the `base:` of the recipe".into())),
             BaseError::Io { .. } => "`layout:` names an OCI image layout directory (with `index.json` and `blobs/`), relative to the recipe file, e.g. one written by `skopeo copy docker://... oci:DIR`",
             _ => "check the `base:` of the recipe",
         }.into())
@@ -316,25 +323,29 @@ fn read_layer(
     media_type: &str,
     index: usize,
     fs: &mut BaseFs,
+    budget: &mut Budget,
 ) -> Result<Sha256Digest, fs::BaseFsError> {
     let compression = Compression::of_layer(media_type).unwrap_or(Compression::None);
     let decoded = compression.decompressing(raw)?;
     let mut hashing = HashingReader::new(decoded);
-    fs.apply_layer(index, &mut hashing)?;
+    fs.apply_layer(index, &mut hashing, budget)?;
     io::copy(&mut hashing, &mut io::sink())?;
     Ok(hashing.finish().0)
 }
 
 /// Copies every layer of `base` into `layout` unchanged, checking each blob against
 /// its digest and size and its content against its `diff_id`, and reads the base
-/// file system from them. Stops between layers once `cancel` is set. The config is not copied: the built image has its own.
+/// file system from them, all layers together within `limits`. Stops between layers
+/// once `cancel` is set. The config is not copied: the built image has its own.
 pub fn copy_layers(
     store: &dyn BaseStore,
     base: &BaseImage,
     layout: &LayoutWriter,
+    limits: Limits,
     cancel: &std::sync::atomic::AtomicBool,
 ) -> Result<BaseFs, BaseError> {
     let mut base_fs = BaseFs::default();
+    let mut budget = Budget::new(limits);
     for (index, layer) in base.layers.iter().enumerate() {
         if cancel.load(std::sync::atomic::Ordering::Relaxed) {
             return Err(Interrupted.into());
@@ -354,7 +365,13 @@ pub fn copy_layers(
                 inner: store.blob(&layer.digest)?,
                 copy: &mut writer,
             };
-            let read = read_layer(&mut raw, &layer.media_type, index, &mut base_fs);
+            let read = read_layer(
+                &mut raw,
+                &layer.media_type,
+                index,
+                &mut base_fs,
+                &mut budget,
+            );
             // Hash the rest of the raw blob whatever the decoder made of it: damaged
             // bytes are reported as a digest mismatch, not as the decoding error the
             // damage happened to cause.
@@ -369,7 +386,10 @@ pub fn copy_layers(
                 actual: stored.digest,
             });
         }
-        let diff_id = read.map_err(|e| BaseError::Invalid(format!("{}: {e}", what())))?;
+        let diff_id = read.map_err(|source| BaseError::Layer {
+            what: what(),
+            source,
+        })?;
         if diff_id != layer.diff_id {
             return Err(BaseError::DigestMismatch {
                 what: format!("uncompressed layer {} (diff_id)", fs::layer_name(index)),

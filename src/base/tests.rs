@@ -233,7 +233,14 @@ fn layers_are_copied_unchanged_and_their_files_read() {
     let base = select(&store, "layout:base", manifest, &platform("linux/amd64")).unwrap();
     let out = tempfile::tempdir().unwrap();
     let layout = LayoutWriter::begin(out.path(), "img").unwrap();
-    let fs = copy_layers(&store, &base, &layout, &AtomicBool::new(false)).unwrap();
+    let fs = copy_layers(
+        &store,
+        &base,
+        &layout,
+        Limits::DEFAULT,
+        &AtomicBool::new(false),
+    )
+    .unwrap();
 
     let layer = &base.layers[0];
     assert_eq!(
@@ -261,7 +268,14 @@ fn a_layer_with_another_diff_id_or_digest_is_refused() {
     let mut wrong_diff_id = base.clone();
     wrong_diff_id.layers[0].diff_id = Sha256Digest::of(b"another tar");
     let layout = LayoutWriter::begin(out.path(), "a").unwrap();
-    let err = copy_layers(&store, &wrong_diff_id, &layout, &AtomicBool::new(false)).unwrap_err();
+    let err = copy_layers(
+        &store,
+        &wrong_diff_id,
+        &layout,
+        Limits::DEFAULT,
+        &AtomicBool::new(false),
+    )
+    .unwrap_err();
     assert!(
         matches!(&err, BaseError::DigestMismatch { what, .. } if what.contains("diff_id")),
         "{err:?}"
@@ -272,7 +286,14 @@ fn a_layer_with_another_diff_id_or_digest_is_refused() {
     let last = damaged.len() - 1;
     damaged[last] ^= 0xff;
     let layout = LayoutWriter::begin(out.path(), "b").unwrap();
-    let err = copy_layers(&store, &base, &layout, &AtomicBool::new(false)).unwrap_err();
+    let err = copy_layers(
+        &store,
+        &base,
+        &layout,
+        Limits::DEFAULT,
+        &AtomicBool::new(false),
+    )
+    .unwrap_err();
     assert!(
         matches!(&err, BaseError::DigestMismatch { expected, .. } if *expected == digest),
         "{err:?}"
@@ -286,7 +307,43 @@ fn a_cancelled_copy_stops_before_the_next_layer() {
     let base = select(&store, "layout:base", manifest, &platform("linux/amd64")).unwrap();
     let out = tempfile::tempdir().unwrap();
     let layout = LayoutWriter::begin(out.path(), "img").unwrap();
-    let err = copy_layers(&store, &base, &layout, &AtomicBool::new(true)).unwrap_err();
+    let err = copy_layers(
+        &store,
+        &base,
+        &layout,
+        Limits::DEFAULT,
+        &AtomicBool::new(true),
+    )
+    .unwrap_err();
     assert!(matches!(err, BaseError::Interrupted(_)), "{err:?}");
     assert!(!layout.blob_path(&base.layers[0].digest).exists());
+}
+
+#[test]
+fn base_layers_count_against_the_limits_and_a_raised_limit_lets_them_through() {
+    let mut store = MemoryStore::default();
+    let (manifest, _) = add_image(&mut store, "linux/amd64", b"ID=test\n");
+    let base = select(&store, "layout:base", manifest, &platform("linux/amd64")).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    // The layer holds two entries: `etc` and `etc/os-release`.
+    let one = Limits {
+        entries: 1,
+        ..Limits::DEFAULT
+    };
+    let layout = LayoutWriter::begin(out.path(), "a").unwrap();
+    let err = copy_layers(&store, &base, &layout, one, &AtomicBool::new(false)).unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains("(base:0)")
+            && message.contains("more than 1 entries")
+            && message.contains("`etc/os-release`"),
+        "{message}"
+    );
+    assert!(err.hint().unwrap().contains("limits: { entries:"));
+    let two = Limits {
+        entries: 2,
+        ..Limits::DEFAULT
+    };
+    let layout = LayoutWriter::begin(out.path(), "b").unwrap();
+    copy_layers(&store, &base, &layout, two, &AtomicBool::new(false)).unwrap();
 }

@@ -138,11 +138,17 @@ fn copy_base(
         &platform.platform,
     )
     .map_err(error)?;
-    let fs = base::copy_layers(pinned.store.as_ref(), &image, &cx.layout, cx.cancel_flag())
-        .map_err(|e| match e {
-            base::BaseError::Interrupted(interrupted) => interrupted.into(),
-            e => error(e),
-        })?;
+    let fs = base::copy_layers(
+        pinned.store.as_ref(),
+        &image,
+        &cx.layout,
+        recipe.limits,
+        cx.cancel_flag(),
+    )
+    .map_err(|e| match e {
+        base::BaseError::Interrupted(interrupted) => interrupted.into(),
+        e => error(e),
+    })?;
     Ok((image, fs))
 }
 

@@ -8,6 +8,7 @@
 //! tarball are never run.
 
 use super::DebianError;
+use crate::snapshot::limits::Limits;
 use crate::snapshot::{archive, SourceTree};
 use std::fs::File;
 use std::io::{self, BufReader, Read};
@@ -57,7 +58,7 @@ pub fn read(path: &Path, name: &str, staging: &Path) -> Result<DebContents, Debi
                 .tempfile_in(staging)
                 .map_err(io_bad)?;
             io::copy(&mut entry, temp.as_file_mut()).map_err(io_bad)?;
-            let (t, _) = archive::unpack(temp.path(), &staging.join("files"))
+            let (t, _) = archive::unpack(temp.path(), &staging.join("files"), Limits::DEFAULT)
                 .map_err(|e| bad(format!("{id}: {e}")))?;
             tree = Some(t);
         }

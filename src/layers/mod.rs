@@ -7,6 +7,7 @@ pub mod cache;
 pub mod compress;
 pub mod debian;
 pub mod gzip;
+mod links;
 pub mod tar;
 pub mod tree;
 

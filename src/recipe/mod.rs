@@ -7,6 +7,7 @@ mod config;
 mod context;
 mod diagnostic;
 mod layers;
+mod limits;
 mod model;
 mod packages;
 mod parse;

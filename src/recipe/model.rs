@@ -4,6 +4,7 @@
 
 use crate::digest::Sha256Digest;
 use crate::oci::compression::Compression;
+use crate::snapshot::limits::Limits;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -55,6 +56,8 @@ pub struct Recipe {
     /// Debian packages to install (`repositories:`, `packages:`, `layering:`), in
     /// layers below the recipe's own.
     pub packages: Option<PackagesSpec>,
+    /// `limits:`: how much each archive source, and the base image, may hold.
+    pub limits: Limits,
 }
 
 /// `repositories:` + `packages:` + `layering:`: Debian packages from signed apt

@@ -6,7 +6,7 @@ use super::context::{non_empty_key, span_of, string_map, Cx};
 use super::model::{Platform, Span};
 use super::raw::{RawRecipe, Text};
 use super::values::{self, Invalid};
-use super::{accounts, base, config, layers, packages, sources, vm, yaml_error};
+use super::{accounts, base, config, layers, limits, packages, sources, vm, yaml_error};
 use super::{Diagnostic, Recipe, RecipeFile};
 use serde_saphyr::Spanned;
 use std::path::{Path, PathBuf};
@@ -72,6 +72,7 @@ pub fn parse(file: RecipeFile) -> Result<Recipe, Diagnostic> {
         None => Default::default(),
     };
     let vm = vm::parse(&cx, raw.vm, &sources)?;
+    let limits = limits::parse(&cx, raw.limits)?;
     if let Some(vm) = &vm {
         if multi_platform {
             return Err(cx
@@ -113,6 +114,7 @@ pub fn parse(file: RecipeFile) -> Result<Recipe, Diagnostic> {
         compression,
         vm,
         packages,
+        limits,
         file,
     })
 }

@@ -32,6 +32,16 @@ pub(super) struct RawRecipe {
     pub repositories: Option<Spanned<SpannedMap<Spanned<RawRepository>>>>,
     pub packages: Option<Spanned<Vec<Text>>>,
     pub layering: Option<Spanned<RawLayering>>,
+    pub limits: Option<Spanned<RawLimits>>,
+}
+
+/// `limits:` — how much each untrusted archive (an archive source, a base image) may
+/// hold. The byte limit is text so that `8GiB` can be written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLimits {
+    pub entries: Option<Spanned<u64>>,
+    pub bytes: Option<Text>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -26,6 +26,24 @@ impl Invalid {
     }
 }
 
+/// A size in bytes with an optional binary unit: `4096`, `64K`, `256M`, `8G`, `1T`,
+/// or the same with `iB` (`8GiB`). `hint` says what the size is for.
+pub(super) fn byte_size(s: &str, hint: &str) -> Result<u64, Invalid> {
+    let number = s.strip_suffix("iB").unwrap_or(s);
+    let (digits, unit) = match number.char_indices().last() {
+        Some((i, 'K' | 'k')) => (&number[..i], 1u64 << 10),
+        Some((i, 'M' | 'm')) => (&number[..i], 1 << 20),
+        Some((i, 'G' | 'g')) => (&number[..i], 1 << 30),
+        Some((i, 'T' | 't')) => (&number[..i], 1 << 40),
+        _ => (number, 1),
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit))
+        .ok_or_else(|| Invalid::new(format!("`{s}` is not a size")).with_hint(hint))
+}
+
 /// The image name: `[a-z0-9]+([._-][a-z0-9]+)*`. It becomes a directory name and the
 /// OCI `org.opencontainers.image.ref.name`, so it is kept to the safe subset of both.
 pub(super) fn image_name(s: &str) -> Result<(), Invalid> {

@@ -5,7 +5,7 @@
 use super::context::{span_of, Cx};
 use super::model::{BootMode, DiskFormat, RootFsSpec, RootFsType, SourceSpec, VmFile, VmSpec};
 use super::raw::{RawVm, RawVmFile, RawVmRoot};
-use super::values::{did_you_mean, list, Invalid};
+use super::values::{self, did_you_mean, list, Invalid};
 use super::Diagnostic;
 use serde_saphyr::Spanned;
 use std::collections::BTreeMap;
@@ -228,17 +228,7 @@ fn root_fs(cx: &Cx, raw: Spanned<RawVmRoot>) -> Result<RootFsSpec, Diagnostic> {
 /// [`MIN_ROOT_SIZE`].
 fn disk_size(s: &str) -> Result<u64, Invalid> {
     let hint = "write a size in MiB or GiB, e.g. `256M` or `1G`";
-    let (digits, unit) = match s.char_indices().last() {
-        Some((i, 'K' | 'k')) => (&s[..i], 1u64 << 10),
-        Some((i, 'M' | 'm')) => (&s[..i], 1 << 20),
-        Some((i, 'G' | 'g')) => (&s[..i], 1 << 30),
-        _ => (s, 1),
-    };
-    let bytes = digits
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(unit))
-        .ok_or_else(|| Invalid::new(format!("`{s}` is not a size")).with_hint(hint))?;
+    let bytes = values::byte_size(s, hint)?;
     if bytes % MIB != 0 {
         return Err(
             Invalid::new(format!("size `{s}` is not a whole number of MiB")).with_hint(hint),

@@ -325,14 +325,14 @@ fn snapshot(
             )),
         },
         SourceKind::Archive => {
-            let (tree, digest) = archive::unpack(host_path, staging).map_err(|e| {
-                source_error(
-                    recipe,
-                    spec,
-                    format!("source `{}`: {e}", spec.name),
-                    "archive sources must be tar, tar.gz, tar.zst or tar.xz with safe member names",
-                )
-            })?;
+            let (tree, digest) =
+                archive::unpack(host_path, staging, recipe.limits).map_err(|e| {
+                    let hint = e.hint().map_or_else(
+                        || "archive sources must be tar, tar.gz, tar.zst or tar.xz with safe member names".into(),
+                        Cow::into_owned,
+                    );
+                    source_error(recipe, spec, format!("source `{}`: {e}", spec.name), &hint)
+                })?;
             Ok((LockedKind::Archive, digest, tree))
         }
     }

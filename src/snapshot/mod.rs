@@ -8,6 +8,7 @@
 //! packages, both unpacking archives with [`archive`].
 
 pub mod archive;
+pub mod limits;
 
 use crate::digest::Sha256Digest;
 use serde::Serialize;

@@ -15,6 +15,7 @@ mod attest;
 mod build_errors;
 mod cli;
 mod golden;
+mod hostile_archives;
 mod hostile_registry;
 mod layer_cache;
 mod ledger_cli;

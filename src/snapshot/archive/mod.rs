@@ -3,7 +3,10 @@
 //! [`unpack`] takes an archive file (tar, or tar compressed with gzip, zstd or xz; the
 //! format is decided by magic bytes, never by the file name) and reads it in one
 //! streaming pass; memory grows with the number of members, not their size (only GNU
-//! long-name and PAX records are held whole, by the tar crate).
+//! long-name and PAX records are held whole, by the tar crate, and they are capped
+//! before they are read). It reads under the rules of [`super::limits`], which
+//! base-image layers share: name lengths, record sizes, and the entry and byte
+//! [`Limits`] the recipe may raise.
 //! It guarantees:
 //! - Nothing is ever created at a member's path. A regular file's bytes go to
 //!   `staging/<sha256-hex>` (temp file, then rename, so a staged name only ever holds
@@ -31,8 +34,14 @@
 //! writes every time as the epoch), user and group names, xattrs, PAX global headers
 //! and every PAX record other than `path`, `linkpath`, `size`, `uid` and `gid`.
 
+use super::limits::{
+    self, display_member as display_name, first_below, link_target, member_name, Budget,
+    LimitError, Limits, MemberName as Name, NameError, Placed, RecordGuard, TreeSoFar,
+};
 use super::{Content, Location, SourceEntry, SourceEntryKind, SourceTree};
+use crate::diag::Diagnose;
 use crate::digest::{HashingReader, HashingWriter, Sha256Digest};
+use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -198,6 +207,12 @@ pub enum ArchiveError {
         reason: String,
     },
 
+    #[error("archive `{}`: {source}", archive.display())]
+    Limit {
+        archive: PathBuf,
+        source: LimitError,
+    },
+
     #[error(
         "cannot stage content of archive `{}` in `{}`: {source}",
         archive.display(),
@@ -210,11 +225,26 @@ pub enum ArchiveError {
     },
 }
 
+/// A limit's hint says how to raise it or why it cannot be; other errors leave the
+/// hint to the caller, who knows what the archive is for.
+impl Diagnose for ArchiveError {
+    fn hint(&self) -> Option<Cow<'_, str>> {
+        match self {
+            ArchiveError::Limit { source, .. } => source.hint(),
+            _ => None,
+        }
+    }
+}
+
 /// Reads the archive at `archive` (tar, tar.gz, tar.zst or tar.xz, detected by magic
-/// bytes), writing each regular member's bytes to `staging/<sha256-hex>` (creating
-/// `staging` if needed) and returning the sorted tree of members plus the SHA-256 of
-/// the archive file itself.
-pub fn unpack(archive: &Path, staging: &Path) -> Result<(SourceTree, Sha256Digest), ArchiveError> {
+/// bytes) within `limits`, writing each regular member's bytes to
+/// `staging/<sha256-hex>` (creating `staging` if needed) and returning the sorted tree
+/// of members plus the SHA-256 of the archive file itself.
+pub fn unpack(
+    archive: &Path,
+    staging: &Path,
+    limits: Limits,
+) -> Result<(SourceTree, Sha256Digest), ArchiveError> {
     let read_error = |source| ArchiveError::Read {
         archive: archive.to_path_buf(),
         source,
@@ -235,6 +265,7 @@ pub fn unpack(archive: &Path, staging: &Path) -> Result<(SourceTree, Sha256Diges
         archive,
         staging,
         format,
+        limits,
     };
 
     let tree = {
@@ -317,6 +348,7 @@ struct Unpacker<'a> {
     archive: &'a Path,
     staging: &'a Path,
     format: ArchiveFormat,
+    limits: Limits,
 }
 
 /// Member kinds cairn accepts.
@@ -328,18 +360,26 @@ enum MemberKind {
     Hardlink,
 }
 
-/// A member name after normalisation.
-enum Name {
-    /// `.`, `./` and the like: the directory the archive is unpacked in.
-    Root,
-    Path(String),
-}
-
 /// The members read so far, keyed (and so sorted) by normalised path.
 struct Members {
     by_path: BTreeMap<String, SourceEntry>,
     /// The name of the last member read, as written in the archive.
     last: Option<String>,
+    budget: Budget,
+}
+
+impl TreeSoFar for Members {
+    fn placed(&self, path: &str) -> Option<Placed> {
+        self.by_path.get(path).map(|e| match e.kind {
+            SourceEntryKind::Dir => Placed::Dir,
+            SourceEntryKind::Symlink { .. } => Placed::Symlink,
+            SourceEntryKind::File(_) | SourceEntryKind::Hardlink { .. } => Placed::Other,
+        })
+    }
+
+    fn member_below(&self, path: &str) -> Option<&str> {
+        first_below(&self.by_path, path)
+    }
 }
 
 impl Unpacker<'_> {
@@ -352,16 +392,28 @@ impl Unpacker<'_> {
         let mut members = Members {
             by_path: BTreeMap::new(),
             last: None,
+            budget: Budget::new(self.limits),
         };
         let mut buffer = vec![0u8; COPY_BUFFER];
+        let guard = RecordGuard::default();
         {
-            let mut tar = tar::Archive::new(&mut stream);
-            let entries = tar
+            let mut tar = tar::Archive::new(guard.wrap(&mut stream));
+            let mut entries = tar
                 .entries()
                 .map_err(|e| self.tar_error(e, &state, &members))?;
-            for entry in entries {
-                let entry = entry.map_err(|e| self.tar_error(e, &state, &members))?;
-                self.add_member(entry, &mut members, &mut buffer)?;
+            while let Some(entry) = guard.next_member(&mut entries) {
+                let mut entry = entry.map_err(|e| match guard.refusal(place_after(&members)) {
+                    Some(source) => self.limit(source),
+                    None => self.tar_error(e, &state, &members),
+                })?;
+                self.add_member(&mut entry, &mut members, &mut buffer)?;
+                // The guard finds the next header after this member's data.
+                io::copy(&mut entry, &mut io::sink()).map_err(|e| {
+                    self.corrupt(
+                        format!("inside member `{}`", members.last.as_deref().unwrap_or("")),
+                        e.to_string(),
+                    )
+                })?;
             }
         }
 
@@ -390,7 +442,7 @@ impl Unpacker<'_> {
 
     fn add_member<R: Read>(
         &self,
-        mut entry: tar::Entry<'_, R>,
+        entry: &mut tar::Entry<'_, R>,
         members: &mut Members,
         buffer: &mut [u8],
     ) -> Result<(), ArchiveError> {
@@ -422,7 +474,11 @@ impl Unpacker<'_> {
             id_field(header.uid()).map_err(|e| self.bad_header(&member, "uid", e))?,
             id_field(header.gid()).map_err(|e| self.bad_header(&member, "gid", e))?,
         );
-        if kind == MemberKind::File && self.is_pax_sparse(&mut entry, &member)? {
+        members
+            .budget
+            .add_bytes(entry.size(), &member)
+            .map_err(|e| self.limit(e))?;
+        if kind == MemberKind::File && self.is_pax_sparse(entry, &member)? {
             return Err(ArchiveError::UnsupportedType {
                 archive: self.archive.to_path_buf(),
                 member,
@@ -432,7 +488,7 @@ impl Unpacker<'_> {
             });
         }
 
-        let rel_path = match normalise(&name_bytes) {
+        let rel_path = match member_name(&name_bytes) {
             Ok(Name::Path(path)) => path,
             Ok(Name::Root) if kind == MemberKind::Dir => return Ok(()),
             Ok(Name::Root) => {
@@ -440,7 +496,8 @@ impl Unpacker<'_> {
                     self.unsafe_name(member, "names the archive root but is not a directory")
                 )
             }
-            Err(reason) => return Err(self.unsafe_name(member, reason)),
+            Err(NameError::Unsafe(reason)) => return Err(self.unsafe_name(member, reason)),
+            Err(NameError::TooLong(e)) => return Err(self.limit(e)),
         };
 
         if let Some(existing) = members.by_path.get(&rel_path) {
@@ -457,18 +514,20 @@ impl Unpacker<'_> {
                 })
             };
         }
-        self.check_placement(&rel_path, kind, members)?;
+        let added = self.check_placement(&rel_path, kind, members)?;
+        members
+            .budget
+            .add_entries(added, &member)
+            .map_err(|e| self.limit(e))?;
 
         let entry_kind = match kind {
             MemberKind::Dir => SourceEntryKind::Dir,
-            MemberKind::File => {
-                SourceEntryKind::File(self.stage(&mut entry, &member, buffer)?.into())
-            }
+            MemberKind::File => SourceEntryKind::File(self.stage(entry, &member, buffer)?.into()),
             MemberKind::Symlink => SourceEntryKind::Symlink {
-                target: self.symlink_target(&entry, &member)?,
+                target: self.symlink_target(entry, &member)?,
             },
             MemberKind::Hardlink => SourceEntryKind::Hardlink {
-                target: self.hardlink_target(&entry, &member, members)?,
+                target: self.hardlink_target(entry, &member, members)?,
             },
         };
         members.by_path.insert(
@@ -484,48 +543,34 @@ impl Unpacker<'_> {
     }
 
     /// Refuses a member below a symlink or non-directory member, whichever of the two
-    /// the archive lists first.
+    /// the archive lists first; gives the number of entries it adds to the tree
+    /// ([`limits::place`]).
     fn check_placement(
         &self,
         rel_path: &str,
         kind: MemberKind,
         members: &Members,
-    ) -> Result<(), ArchiveError> {
-        let blocked = |member: &str, parent: &str, parent_is_symlink: bool| {
-            if parent_is_symlink {
+    ) -> Result<u64, ArchiveError> {
+        let placed = match kind {
+            MemberKind::Dir => Placed::Dir,
+            MemberKind::Symlink => Placed::Symlink,
+            MemberKind::File | MemberKind::Hardlink => Placed::Other,
+        };
+        limits::place(members, rel_path, placed).map_err(|blocked| {
+            if blocked.parent_is_symlink {
                 ArchiveError::ThroughSymlink {
                     archive: self.archive.to_path_buf(),
-                    member: member.to_string(),
-                    symlink: parent.to_string(),
+                    member: blocked.member,
+                    symlink: blocked.parent,
                 }
             } else {
                 ArchiveError::ParentNotDirectory {
                     archive: self.archive.to_path_buf(),
-                    member: member.to_string(),
-                    parent: parent.to_string(),
+                    member: blocked.member,
+                    parent: blocked.parent,
                 }
             }
-        };
-        for (slash, _) in rel_path.match_indices('/') {
-            let parent = &rel_path[..slash];
-            match members.by_path.get(parent).map(|e| &e.kind) {
-                None | Some(SourceEntryKind::Dir) => {}
-                Some(other) => {
-                    let is_symlink = matches!(other, SourceEntryKind::Symlink { .. });
-                    return Err(blocked(rel_path, parent, is_symlink));
-                }
-            }
-        }
-        if kind != MemberKind::Dir {
-            // Paths below `rel_path` sort right after `rel_path/`.
-            let below = format!("{rel_path}/");
-            if let Some((child, _)) = members.by_path.range(below.clone()..).next() {
-                if child.starts_with(&below) {
-                    return Err(blocked(child, rel_path, kind == MemberKind::Symlink));
-                }
-            }
-        }
-        Ok(())
+        })
     }
 
     /// Copies a regular member's bytes to `staging/<sha256-hex>`.
@@ -586,20 +631,15 @@ impl Unpacker<'_> {
         entry: &tar::Entry<'_, R>,
         member: &str,
     ) -> Result<String, ArchiveError> {
-        let bad = |reason| ArchiveError::BadSymlink {
-            archive: self.archive.to_path_buf(),
-            member: member.to_string(),
-            reason,
-        };
         let target = entry.link_name_bytes().unwrap_or_default();
-        if target.is_empty() {
-            return Err(bad("has an empty target"));
-        }
-        if target.contains(&0) {
-            return Err(bad("has a target containing a NUL byte"));
-        }
-        String::from_utf8(target.into_owned())
-            .map_err(|_| bad("has a target that is not valid UTF-8 (cairn paths are UTF-8)"))
+        link_target(member, &target).map_err(|e| match e {
+            NameError::Unsafe(reason) => ArchiveError::BadSymlink {
+                archive: self.archive.to_path_buf(),
+                member: member.to_string(),
+                reason,
+            },
+            NameError::TooLong(e) => self.limit(e),
+        })
     }
 
     fn hardlink_target<R: Read>(
@@ -615,10 +655,13 @@ impl Unpacker<'_> {
         };
         let raw_target = entry.link_name_bytes().unwrap_or_default();
         let shown = display_name(&raw_target);
-        let target = match normalise(&raw_target) {
+        let target = match member_name(&raw_target) {
             Ok(Name::Path(target)) => target,
             Ok(Name::Root) => return Err(bad(format!("its target `{shown}` is the archive root"))),
-            Err(reason) => return Err(bad(format!("its target `{shown}` {reason}"))),
+            Err(NameError::Unsafe(reason)) => {
+                return Err(bad(format!("its target `{shown}` {reason}")))
+            }
+            Err(NameError::TooLong(e)) => return Err(self.limit(e)),
         };
         match members.by_path.get(&target).map(|e| &e.kind) {
             Some(SourceEntryKind::File(_)) => Ok(target),
@@ -693,6 +736,13 @@ impl Unpacker<'_> {
         }
     }
 
+    fn limit(&self, source: LimitError) -> ArchiveError {
+        ArchiveError::Limit {
+            archive: self.archive.to_path_buf(),
+            source,
+        }
+    }
+
     fn unsafe_name(&self, member: String, reason: &'static str) -> ArchiveError {
         ArchiveError::UnsafeName {
             archive: self.archive.to_path_buf(),
@@ -713,22 +763,7 @@ impl Unpacker<'_> {
     }
 
     fn unsupported_type(&self, member: String, entry_type: EntryType) -> ArchiveError {
-        let (kind, refusal) = match entry_type {
-            EntryType::Char => ("a character device".to_string(), DEVICE_REFUSAL),
-            EntryType::Block => ("a block device".to_string(), DEVICE_REFUSAL),
-            EntryType::Fifo => (
-                "a FIFO".to_string(),
-                "cairn images cannot carry FIFOs; create them at runtime",
-            ),
-            other => (
-                format!(
-                    "of unsupported type `{}`",
-                    char::from(other.as_byte()).escape_default()
-                ),
-                "cairn unpacks regular files, directories, symlinks and hard links; \
-                 re-create the archive without this member",
-            ),
-        };
+        let (kind, refusal) = limits::unsupported_type(entry_type);
         ArchiveError::UnsupportedType {
             archive: self.archive.to_path_buf(),
             member,
@@ -737,8 +772,6 @@ impl Unpacker<'_> {
         }
     }
 }
-
-const DEVICE_REFUSAL: &str = "cairn images cannot carry device nodes; create them at runtime";
 
 /// Whether `block` is a whole tar header with a correct checksum.
 fn is_tar_header(block: &[u8]) -> bool {
@@ -775,49 +808,6 @@ fn kind_name(kind: &SourceEntryKind) -> &'static str {
         SourceEntryKind::Dir => "a directory",
         SourceEntryKind::Symlink { .. } => "a symlink",
         SourceEntryKind::Hardlink { .. } => "a hard link",
-    }
-}
-
-/// A member name for messages: lossy UTF-8 with control characters (NUL included)
-/// escaped, so a hostile name cannot garble the terminal.
-fn display_name(bytes: &[u8]) -> String {
-    let mut shown = String::new();
-    for c in String::from_utf8_lossy(bytes).chars() {
-        if c.is_control() {
-            shown.extend(c.escape_default());
-        } else {
-            shown.push(c);
-        }
-    }
-    shown
-}
-
-/// Normalises a member name (or hard-link target) to `/`-separated components without
-/// `.` or empty ones, refusing anything that could point outside the archive.
-fn normalise(bytes: &[u8]) -> Result<Name, &'static str> {
-    if bytes.is_empty() {
-        return Err("has an empty name");
-    }
-    if bytes.contains(&0) {
-        return Err("has a name containing a NUL byte");
-    }
-    if bytes[0] == b'/' {
-        return Err("has an absolute name");
-    }
-    let text = std::str::from_utf8(bytes)
-        .map_err(|_| "has a name that is not valid UTF-8 (cairn paths are UTF-8)")?;
-    let mut components = Vec::new();
-    for component in text.split('/') {
-        match component {
-            "" | "." => {}
-            ".." => return Err("has a `..` component"),
-            other => components.push(other),
-        }
-    }
-    if components.is_empty() {
-        Ok(Name::Root)
-    } else {
-        Ok(Name::Path(components.join("/")))
     }
 }
 

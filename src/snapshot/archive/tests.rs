@@ -1,8 +1,10 @@
 //! Tests of archive unpacking: every format round-trips its members, sorted and staged
 //! once; unsafe names, links through symlinks, duplicates and corrupt or truncated
-//! archives are refused.
+//! archives are refused, and so are hostile ones: names no file system holds, huge
+//! PAX and GNU long-name records (by their header), too many entries or bytes.
 
 use super::*;
+use crate::snapshot::limits::RECORD_MAX;
 use std::sync::Arc;
 use tar::{Builder, Header};
 
@@ -150,7 +152,11 @@ impl Fixture {
     }
 
     fn unpack(&self) -> Result<(SourceTree, Sha256Digest), ArchiveError> {
-        let result = unpack(&self.archive, &self.staging);
+        self.unpack_within(Limits::DEFAULT)
+    }
+
+    fn unpack_within(&self, limits: Limits) -> Result<(SourceTree, Sha256Digest), ArchiveError> {
+        let result = unpack(&self.archive, &self.staging, limits);
         self.assert_nothing_outside_staging();
         result
     }
@@ -493,7 +499,7 @@ fn archives_written_by_gnu_tar_unpack() {
         assert!(status.success(), "{tar:?}");
 
         let staging = out.path().join("staging");
-        let (tree, digest) = unpack(&archive, &staging).unwrap();
+        let (tree, digest) = unpack(&archive, &staging, Limits::DEFAULT).unwrap();
         assert_eq!(
             ArchiveFormat::detect(&fs::read(&archive).unwrap()),
             expected_format
@@ -867,4 +873,212 @@ fn data_after_a_compressed_stream_is_refused() {
             "{format}: {err:?}"
         );
     }
+}
+
+/// The limit an archive was refused for.
+fn limit_error(err: ArchiveError) -> LimitError {
+    match err {
+        ArchiveError::Limit { source, .. } => source,
+        other => panic!("expected a limit error, got: {other}"),
+    }
+}
+
+/// A member written the way GNU tar writes long names: a GNU long-name record, then
+/// the member.
+fn long_named(tar: &mut Builder<Vec<u8>>, kind: EntryType, name: &str, data: &[u8]) {
+    let mut header = header(kind, 0o755, ROOT, data.len() as u64);
+    tar.append_data(&mut header, name, data).unwrap();
+}
+
+#[test]
+fn names_longer_than_a_file_system_holds_are_refused() {
+    let component = "c".repeat(256);
+    let err = limit_error(unpack_err(|t| {
+        long_named(t, EntryType::Regular, &format!("dir/{component}"), b"x")
+    }));
+    assert!(
+        matches!(&err, LimitError::LongComponent { length: 256, member } if member.starts_with("dir/ccc")),
+        "{err}"
+    );
+
+    // 17 components of 240 bytes: 4,096 bytes with their slashes, then one more.
+    let longest = vec!["p".repeat(240); 17].join("/");
+    assert_eq!(longest.len(), 4096);
+    Fixture::new(&tar_bytes(|t| {
+        long_named(t, EntryType::Regular, &longest, b"x")
+    }))
+    .unpack()
+    .unwrap();
+    let err = limit_error(unpack_err(|t| {
+        long_named(t, EntryType::Regular, &format!("{longest}/q"), b"x")
+    }));
+    assert!(
+        matches!(err, LimitError::LongPath { length: 4098, .. }),
+        "{err}"
+    );
+    assert!(err.hint().unwrap().contains("cannot be raised"));
+
+    let target = "t/".repeat(40_000);
+    let err = limit_error(unpack_err(|t| {
+        let mut header = header(EntryType::Symlink, 0o777, ROOT, 0);
+        t.append_link(&mut header, "link", &target).unwrap();
+    }));
+    assert!(
+        matches!(&err, LimitError::LongTarget { member, length: 80_000 } if member == "link"),
+        "{err}"
+    );
+}
+
+/// A header of `kind` declaring `size` bytes, followed by only `actual` bytes.
+fn extension_header(kind: EntryType, size: u64, actual: &[u8]) -> Vec<u8> {
+    let mut header = ustar(kind);
+    header.set_path("././@LongLink").unwrap();
+    header.set_size(size);
+    header.set_cksum();
+    let mut bytes = header.as_bytes().to_vec();
+    bytes.extend_from_slice(actual);
+    bytes.resize(bytes.len().div_ceil(512) * 512, 0);
+    bytes
+}
+
+#[test]
+fn huge_pax_and_long_name_records_are_refused_by_their_header() {
+    // 200 MB declared, a few bytes present: the header alone is refused; the tar crate
+    // would otherwise try to read (and hold) the record.
+    for (kind, record) in [
+        (EntryType::XHeader, "a PAX extended header"),
+        (EntryType::GNULongName, "a GNU long-name record"),
+        (EntryType::GNULongLink, "a GNU long-link record"),
+    ] {
+        let mut tar = tar_bytes(|t| file(t, "first", 0o644, ROOT, b"1"));
+        tar.truncate(tar.len() - 1024); // the end-of-archive marker
+        tar.extend(extension_header(
+            kind,
+            200 << 20,
+            b"30 path=aaaaaaaaaaaaaaaaaaaaa\n",
+        ));
+        let err = limit_error(Fixture::new(&gzip(&tar)).expect_err());
+        match &err {
+            LimitError::LargeRecord {
+                place,
+                record: refused,
+                size,
+                ..
+            } => {
+                assert_eq!((*refused, *size), (record, 200 << 20), "{err}");
+                assert_eq!(place, "after member `first`");
+            }
+            other => panic!("{other}"),
+        }
+    }
+    // A record over the limit that is all there is refused the same way.
+    let data = vec![b'x'; (RECORD_MAX + 1) as usize];
+    let err = limit_error(unpack_err(|t| {
+        append_raw(t, ustar(EntryType::XHeader), b"PaxHeaders/m", b"", &data);
+        file(t, "m", 0o644, ROOT, b"1");
+    }));
+    assert!(
+        matches!(err, LimitError::LargeRecord { size, .. } if size == RECORD_MAX + 1),
+        "{err}"
+    );
+    // Records within the limits still name members.
+    let (tree, _) = Fixture::new(&tar_bytes(|t| {
+        pax(t, &[("path", "p".repeat(250).as_bytes())]);
+        file(t, "short", 0o644, ROOT, b"1");
+    }))
+    .unpack()
+    .unwrap();
+    assert_eq!(&*tree.entries[0].rel_path, "p".repeat(250));
+}
+
+fn three_files_in_a_dir() -> Vec<u8> {
+    tar_bytes(|t| {
+        for name in ["d/a", "d/b", "d/c"] {
+            file(t, name, 0o644, ROOT, b"0123456789");
+        }
+    })
+}
+
+#[test]
+fn entry_and_byte_limits_refuse_and_raised_limits_let_the_same_archive_through() {
+    let fixture = Fixture::new(&three_files_in_a_dir());
+    // Four entries: three files and the directory they imply.
+    let at_limit = Limits {
+        entries: 4,
+        bytes: 30,
+    };
+    let (tree, _) = fixture.unpack_within(at_limit).unwrap();
+    assert_eq!(tree.entries.len(), 3);
+
+    let err = fixture
+        .unpack_within(Limits {
+            entries: 3,
+            ..at_limit
+        })
+        .unwrap_err();
+    assert!(err.hint().unwrap().contains("limits: { entries:"));
+    assert_eq!(
+        limit_error(err),
+        LimitError::TooManyEntries {
+            member: "d/c".into(),
+            limit: 3
+        }
+    );
+    let err = limit_error(
+        fixture
+            .unpack_within(Limits {
+                bytes: 29,
+                ..at_limit
+            })
+            .unwrap_err(),
+    );
+    assert_eq!(
+        err,
+        LimitError::TooManyBytes {
+            member: "d/c".into(),
+            limit: 29
+        }
+    );
+}
+
+#[test]
+fn a_member_declaring_more_bytes_than_the_limit_is_refused_before_it_is_read() {
+    // 1 TiB declared, one byte present: refused by the header, not as truncated.
+    let mut tar = tar_bytes(|t| file(t, "big", 0o644, ROOT, b"x"));
+    let mut header = Header::from_byte_slice(&tar[..512]).clone();
+    header.set_size(1 << 40);
+    header.set_cksum();
+    tar[..512].copy_from_slice(header.as_bytes());
+    let err = limit_error(Fixture::new(&tar).expect_err());
+    assert!(
+        matches!(&err, LimitError::TooManyBytes { member, .. } if member == "big"),
+        "{err}"
+    );
+}
+
+/// The deepest nesting a path of 4,096 bytes allows (2,048 one-byte directories), in
+/// archive order and deepest first: each is accepted, and one level more is refused
+/// by the path limit. (The placement check looks at the nearest parent only; see
+/// `limits::place`.)
+#[test]
+fn the_deepest_nesting_a_path_allows_unpacks_in_any_order() {
+    let paths: Vec<String> = (1..=2048).map(|depth| vec!["d"; depth].join("/")).collect();
+    for order in [paths.clone(), paths.iter().rev().cloned().collect()] {
+        let fixture = Fixture::new(&tar_bytes(|t| {
+            for path in &order {
+                long_named(t, EntryType::Directory, path, b"");
+            }
+            long_named(t, EntryType::Regular, &format!("{}/f", paths[2046]), b"x");
+        }));
+        let (tree, _) = fixture.unpack().unwrap();
+        assert_eq!(tree.entries.len(), 2049);
+    }
+    let too_deep = format!("{}/d", paths[2047]);
+    let err = limit_error(unpack_err(|t| {
+        long_named(t, EntryType::Directory, &too_deep, b"")
+    }));
+    assert!(
+        matches!(err, LimitError::LongPath { length: 4097, .. }),
+        "{err}"
+    );
 }
