@@ -473,7 +473,8 @@ impl LayoutWriter {
     /// copy, never a hard link, so the layout shares no writable inode with the cache.
     /// The bytes that land in the layout are hashed (while copied, or read back after a
     /// reflink) and refused unless they are that blob: a cache entry trusts a file's
-    /// inode, size and mtime, which a change in place can keep.
+    /// inode, size and mtime, which a change in place can keep. A blob the layout this
+    /// one replaces already holds is taken from there instead ([`Self::keep_published`]).
     pub fn copy_blob(
         &self,
         source: &Path,
@@ -481,7 +482,7 @@ impl LayoutWriter {
         size: u64,
     ) -> Result<StoredBlob, LayoutError> {
         let path = self.blob_path(&digest);
-        if !path.exists() {
+        if !path.exists() && !self.keep_published(&digest, size, &path) {
             let n = self.next_tmp.fetch_add(1, Ordering::Relaxed);
             let tmp = self.blobs_dir.join(format!(".partial-{n}"));
             let copied = copy_hashed(source, &tmp);
@@ -506,6 +507,37 @@ impl LayoutWriter {
             fs::rename(&tmp, &path).map_err(write_err(&path))?;
         }
         Ok(StoredBlob { digest, size })
+    }
+
+    /// Puts the blob `digest` of the layout this build replaces (the published
+    /// `out/<name>`) at `path` when it holds that blob's bytes, checked by hashing them
+    /// as they are at `path`. It is a hard link of a file with no other name: the
+    /// replaced layout is removed at the swap, so the inode stays in one layout and is
+    /// never shared with the cache, and
+    /// its bytes reached the disk when that layout was published, so nothing needs
+    /// syncing. An unchanged rebuild thus writes no blob data at all. `false` (and
+    /// nothing left behind) when there is no such blob or its bytes have changed.
+    fn keep_published(&self, digest: &Sha256Digest, size: u64, path: &Path) -> bool {
+        use std::os::unix::fs::MetadataExt as _;
+        let published = blob_path(&self.final_dir, digest);
+        // A blob linked from elsewhere too (a layout an older cairn linked from its
+        // cache) would bring that other name along.
+        if !fs::symlink_metadata(&published).is_ok_and(|m| m.is_file() && m.nlink() == 1) {
+            return false;
+        }
+        let n = self.next_tmp.fetch_add(1, Ordering::Relaxed);
+        let tmp = self.blobs_dir.join(format!(".partial-{n}"));
+        if fs::hard_link(&published, &tmp).is_err() {
+            return false;
+        }
+        let intact = File::open(&tmp)
+            .and_then(|f| crate::digest::sha256_reader(BufReader::with_capacity(1 << 20, f)))
+            .is_ok_and(|found| found == (*digest, size));
+        if intact && fs::rename(&tmp, path).is_ok() {
+            return true;
+        }
+        let _ = fs::remove_file(&tmp);
+        false
     }
 
     pub fn put_blob(&self, bytes: &[u8]) -> Result<StoredBlob, LayoutError> {

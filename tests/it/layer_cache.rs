@@ -561,3 +561,49 @@ fn a_cached_blob_changed_in_place_with_its_mtime_kept_is_never_published() {
     assert_blobs_match_their_names(&changed);
     assert_eq!(blob_files(&earlier_blobs), earlier);
 }
+
+#[test]
+fn a_rebuild_in_place_keeps_the_published_blobs_only_while_they_are_intact() {
+    use std::os::unix::fs::MetadataExt;
+    let project = Project::new("gzip");
+    let cache = tempfile::tempdir().unwrap();
+    let out = project.path("out");
+    let first = build_cached(
+        &project.recipe(),
+        &out,
+        &["--cache-dir", cache.path().to_str().unwrap()],
+    );
+    let blobs = layout(&first).join("blobs/sha256");
+    let published = blob_files(&blobs);
+
+    // Unchanged: the published blobs are kept (the same files), none shared with the cache.
+    let again = build_cached(
+        &project.recipe(),
+        &out,
+        &["--cache-dir", cache.path().to_str().unwrap()],
+    );
+    assert_eq!(again["manifest_digest"], first["manifest_digest"]);
+    let kept = blob_files(&blobs);
+    assert!(kept.keys().eq(published.keys()));
+    for layer in manifest(&again)["layers"].as_array().unwrap() {
+        let hex = layer["digest"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("sha256:");
+        assert_eq!(kept[hex].0, published[hex].0, "layer {hex} was not kept");
+    }
+    for entry in fs::read_dir(&blobs).unwrap() {
+        assert_eq!(entry.unwrap().metadata().unwrap().nlink(), 1);
+    }
+
+    // A published blob changed in place (mtime kept) is not kept: the rebuild takes it
+    // from the cache, checked, and every blob is its digest's bytes again.
+    overwrite_in_place(&blobs, true);
+    let repaired = build_cached(
+        &project.recipe(),
+        &out,
+        &["--cache-dir", cache.path().to_str().unwrap()],
+    );
+    assert_eq!(repaired["manifest_digest"], first["manifest_digest"]);
+    assert_blobs_match_their_names(&repaired);
+}
