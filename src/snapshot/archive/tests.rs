@@ -554,7 +554,11 @@ fn identical_content_is_staged_once() {
     });
     let fixture = Fixture::new(&bytes);
     let (tree, _) = fixture.unpack().unwrap();
-    assert_eq!(fixture.staged_count(), 3, "no temporary file is left either");
+    assert_eq!(
+        fixture.staged_count(),
+        3,
+        "no temporary file is left either"
+    );
     let kind = |name: &str| {
         let entry = tree.entries.iter().find(|e| &*e.rel_path == name);
         entry.map(|e| e.kind.clone()).unwrap()
