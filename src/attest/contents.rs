@@ -116,39 +116,51 @@ pub fn image_contents(
     // Path -> the final version of a regular file there (`None`: a directory or
     // symlink), borrowing from the base and the layer trees; the list is built from it
     // once, in path order, sized exactly.
-    let mut fs: BTreeMap<&str, Option<FinalFile>> = BTreeMap::new();
-    if let Some((_, base_fs)) = base {
-        for (key, e) in &base_fs.entries {
+    let mut fs: BTreeMap<&str, Option<FinalFile>> = base
+        .iter()
+        .flat_map(|(_, base_fs)| &base_fs.entries)
+        .map(|(key, e)| {
             let file = matches!(e.kind, BaseKind::File { .. }).then_some(FinalFile::Base(e));
-            fs.insert(key, file);
-        }
-    }
+            (key.as_str(), file)
+        })
+        .collect();
     for (index, layer) in layers.iter().enumerate() {
         for key in layer.entries.keys() {
             if let Some(w) = whiteout::whiteout(key) {
                 whiteout::apply(&mut fs, &w);
             }
         }
+        // A non-directory replaces whatever was at its path, children included.
         for (key, entry) in &layer.entries {
-            // A hard link carries the content of the file it links to.
-            let data = match &entry.kind {
-                TreeEntryKind::Whiteout => continue,
-                TreeEntryKind::Dir => {
-                    fs.entry(key).or_insert(None);
-                    continue;
-                }
-                TreeEntryKind::File(data) => Some(data),
-                TreeEntryKind::Hardlink { target } => match &layer.entries[target].kind {
-                    TreeEntryKind::File(data) => Some(data),
-                    _ => None,
-                },
-                TreeEntryKind::Symlink { .. } => None,
-            };
-            let file = data.map(|data| FinalFile::Layer { index, entry, data });
-            // A non-directory replaces whatever was at its path, children included.
-            whiteout::remove_subtree(&mut fs, key);
-            fs.insert(key, file);
+            if !matches!(entry.kind, TreeEntryKind::Dir | TreeEntryKind::Whiteout) {
+                whiteout::remove_subtree(&mut fs, key);
+            }
         }
+        // The layer's paths are merged in one pass: a map collected from sorted keys has
+        // full nodes, one filled a key at a time has half-empty ones (at a million files,
+        // about 40 MB more at the build's peak).
+        let mut own: BTreeMap<&str, Option<FinalFile>> = layer
+            .entries
+            .iter()
+            .filter_map(|(key, entry)| {
+                // A hard link carries the content of the file it links to.
+                let data = match &entry.kind {
+                    TreeEntryKind::Whiteout => return None,
+                    // A directory keeps what an earlier layer had at its path.
+                    TreeEntryKind::Dir if fs.contains_key(key.as_str()) => return None,
+                    TreeEntryKind::Dir => None,
+                    TreeEntryKind::File(data) => Some(data),
+                    TreeEntryKind::Hardlink { target } => match &layer.entries[target].kind {
+                        TreeEntryKind::File(data) => Some(data),
+                        _ => None,
+                    },
+                    TreeEntryKind::Symlink { .. } => None,
+                };
+                let file = data.map(|data| FinalFile::Layer { index, entry, data });
+                Some((key.as_str(), file))
+            })
+            .collect();
+        fs.append(&mut own);
     }
     let base_layer_names: BTreeMap<usize, Arc<str>> = base
         .iter()

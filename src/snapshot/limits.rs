@@ -369,14 +369,15 @@ pub fn place(tree: &impl TreeSoFar, path: &str, kind: Placed) -> Result<u64, Blo
 
 /// The first key of `map` strictly below `path`, if any (keys below `a` sort right
 /// after `a/`).
-pub fn first_below<'m, V>(
-    map: &'m std::collections::BTreeMap<String, V>,
+pub fn first_below<'m, K: std::borrow::Borrow<str> + Ord, V>(
+    map: &'m std::collections::BTreeMap<K, V>,
     path: &str,
 ) -> Option<&'m str> {
+    use std::ops::Bound;
     let below = format!("{path}/");
-    map.range(below.clone()..)
+    map.range::<str, _>((Bound::Included(below.as_str()), Bound::Unbounded))
         .next()
-        .map(|(key, _)| key.as_str())
+        .map(|(key, _)| key.borrow())
         .filter(|key| key.starts_with(&below))
 }
 

@@ -64,8 +64,12 @@ pub struct Content {
 /// Where a file's bytes are on the host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Location {
-    /// A host file (a single-file source) or a staged copy (an archive member).
+    /// A host file (a single-file source).
     Path(PathBuf),
+    /// A staged copy of an archive member: `dir`/<hex SHA-256 of the content>, the
+    /// directory shared by every member rather than a full path per member (an archive
+    /// of a million files would otherwise hold a million staging paths).
+    Staged { dir: Arc<Path> },
     /// A file of a directory source: `dir`/`rel_path`, both shared with the other
     /// entries (and the entry's own path) rather than a full path per file.
     InDir { dir: Arc<Path>, rel_path: Arc<str> },
@@ -76,6 +80,7 @@ impl Content {
     pub fn path(&self) -> Cow<'_, Path> {
         match &self.location {
             Location::Path(path) => Cow::Borrowed(path),
+            Location::Staged { dir } => Cow::Owned(dir.join(self.sha256.hex())),
             Location::InDir { dir, rel_path } => Cow::Owned(dir.join(&**rel_path)),
         }
     }
@@ -86,7 +91,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_directory_file_is_read_from_its_root_joined_with_its_path() {
+    fn a_file_is_read_from_its_root_joined_with_its_path_or_digest() {
         let content = |location| Content {
             location,
             size: 0,
@@ -97,7 +102,14 @@ mod tests {
             rel_path: "usr/bin/x".into(),
         });
         assert_eq!(in_dir.path(), Path::new("/src/tree/usr/bin/x"));
-        let staged = content(Location::Path("/staging/ab12".into()));
-        assert_eq!(staged.path(), Path::new("/staging/ab12"));
+        let host = content(Location::Path("/host/file".into()));
+        assert_eq!(host.path(), Path::new("/host/file"));
+        let staged = content(Location::Staged {
+            dir: Path::new("/staging").into(),
+        });
+        assert_eq!(
+            staged.path(),
+            Path::new("/staging").join(Sha256Digest::of(b"").hex())
+        );
     }
 }

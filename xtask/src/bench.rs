@@ -1,4 +1,5 @@
-//! `cargo xtask bench [--size-mb N[,N...]] [--runs N] [--keep]`: times `cairn build` with
+//! `cargo xtask bench [--size-mb N[,N...]] [--runs N] [--files N[,N...]] [--keep]`: times
+//! `cairn build` with
 //! each layer compression, cold and from a warm layer cache, against the `tar | gzip`,
 //! `tar | pigz -p2` and `tar | zstd -T2` pipelines and `umoci repack` (where installed),
 //! on the same generated tree (see `bench_tree.rs`), at one or more tree sizes.
@@ -11,6 +12,10 @@
 //! cache (same manifest digest from `--jobs 1`, the default and a warm cache) and fails if
 //! any run fails or a digest differs; the speed and memory targets are reported, not
 //! enforced.
+//!
+//! `--files` adds the file-count section (`bench_files.rs`): builds of N small files from a
+//! directory and from an archive, with peak RSS per file. It is opt-in, as generating a
+//! million files takes minutes; given alone, it replaces the tree-size section.
 
 use std::fs;
 use std::path::Path;
@@ -56,17 +61,33 @@ fn recipe(compression: &str) -> String {
 pub struct Options {
     pub sizes_mib: Vec<u64>,
     pub runs: usize,
+    /// File counts for the file-count section; empty: no such section.
+    pub file_counts: Vec<u64>,
     /// Leave cairn's output layouts in place for inspection.
     pub keep: bool,
 }
 
-const USAGE: &str = "usage: cargo xtask bench [--size-mb N[,N...]] [--runs N] [--keep]";
+const USAGE: &str =
+    "usage: cargo xtask bench [--size-mb N[,N...]] [--runs N] [--files N[,N...]] [--keep]";
+
+/// Whole numbers above 0, comma-separated, for `flag`.
+fn parse_counts(flag: &str, text: &str, unit: &str) -> Result<Vec<u64>> {
+    text.split(',')
+        .map(|n| match n.trim().parse() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => {
+                bail!("{flag} takes whole numbers of {unit} above 0, comma-separated, got `{text}`")
+            }
+        })
+        .collect()
+}
 
 impl Options {
     pub fn parse(args: &[String]) -> Result<Self> {
         let mut options = Options {
-            sizes_mib: vec![DEFAULT_SIZE_MIB],
+            sizes_mib: Vec::new(),
             runs: DEFAULT_RUNS,
+            file_counts: Vec::new(),
             keep: false,
         };
         let mut args = args.iter();
@@ -86,16 +107,8 @@ impl Options {
             };
             match flag {
                 "--keep" if inline.is_none() => options.keep = true,
-                "--size-mb" => {
-                    let sizes = value()?;
-                    options.sizes_mib = sizes
-                        .split(',')
-                        .map(|size| match size.trim().parse() {
-                            Ok(n) if n > 0 => Ok(n),
-                            _ => bail!("--size-mb takes whole numbers of MiB above 0, comma-separated, got `{sizes}`"),
-                        })
-                        .collect::<Result<_>>()?;
-                }
+                "--size-mb" => options.sizes_mib = parse_counts(flag, &value()?, "MiB")?,
+                "--files" => options.file_counts = parse_counts(flag, &value()?, "files")?,
                 "--runs" => {
                     let runs = value()?;
                     options.runs = match runs.parse() {
@@ -105,6 +118,9 @@ impl Options {
                 }
                 other => bail!("unknown bench option `{other}`; {USAGE}"),
             }
+        }
+        if options.sizes_mib.is_empty() && options.file_counts.is_empty() {
+            options.sizes_mib = vec![DEFAULT_SIZE_MIB];
         }
         Ok(options)
     }
@@ -125,6 +141,9 @@ pub fn run(options: &Options) -> Result<ExitCode> {
     }
     if growth.len() > 1 {
         print_growth(&growth);
+    }
+    if !options.file_counts.is_empty() {
+        crate::bench_files::run(&cairn, &options.file_counts, options.keep)?;
     }
     Ok(if all_same {
         ExitCode::SUCCESS
@@ -692,6 +711,7 @@ mod tests {
             Options {
                 sizes_mib: vec![300],
                 runs: 3,
+                file_counts: vec![],
                 keep: false
             }
         );
@@ -700,15 +720,25 @@ mod tests {
             Options {
                 sizes_mib: vec![100, 300, 1024],
                 runs: 1,
+                file_counts: vec![],
                 keep: true
             }
         );
+        let files = parse(&["--files", "100000,1000000"]).expect("files alone");
+        assert_eq!(
+            (files.sizes_mib, files.file_counts),
+            (vec![], vec![100_000, 1_000_000])
+        );
+        let both = parse(&["--files=10", "--size-mb", "5"]).expect("files and sizes");
+        assert_eq!((both.sizes_mib, both.file_counts), (vec![5], vec![10]));
         assert_eq!(parse(&["--size-mb=5"]).expect("equals").sizes_mib, [5]);
         for bad in [
             &["--size-mb"][..],
             &["--size-mb", "0"],
             &["--size-mb", "100,x"],
             &["--runs", "0"],
+            &["--files", "0"],
+            &["--files", "1e6"],
             &["--fast"],
         ] {
             assert!(parse(bad).is_err(), "{bad:?} should be rejected");

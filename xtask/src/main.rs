@@ -5,9 +5,10 @@
 //! - `test --fast [ARGS...]`: install nothing; run the unit tests and the integration
 //!   tests outside `tests/it/tools/` (see `test_suite.rs`).
 //! - `ci`: what `.ci/run` means; the same code path as `test`.
-//! - `bench [--size-mb N[,N...]] [--runs N] [--keep]`: time `cairn build` (each
-//!   compression, cold and warm cache) against the gzip, pigz, zstd pipelines and umoci on
-//!   a generated tree (see `bench.rs`).
+//! - `bench [--size-mb N[,N...]] [--runs N] [--files N[,N...]] [--keep]`: time `cairn build`
+//!   (each compression, cold and warm cache) against the gzip, pigz, zstd pipelines and
+//!   umoci on a generated tree (see `bench.rs`); `--files` adds builds of N small files
+//!   from a directory and an archive, with peak RSS per file (see `bench_files.rs`).
 //! - `bench-ledger [N] [--postgres]`: the audit ledger's append and verify speed at N entries
 //!   (`benches/ledger.rs`).
 //! - `bench-debian`: build time of `recipes/distroless.yaml` from the host's Debian
@@ -18,6 +19,7 @@
 
 mod bench;
 mod bench_debian;
+mod bench_files;
 mod bench_push;
 mod bench_serve;
 mod bench_tree;
@@ -42,13 +44,16 @@ commands:
                                validators: the unit tests and the integration
                                tests outside tests/it/tools/
   ci                           the same as `test`; what .ci/run runs
-  bench [--size-mb N[,N...]] [--runs N] [--keep]
+  bench [--size-mb N[,N...]] [--runs N] [--files N[,N...]] [--keep]
                                time cairn build (gzip, zstd, none; cold and warm
                                cache) against tar | gzip, pigz -p2, zstd -T2 and
                                umoci repack on generated trees of about N MiB
                                (default 300; e.g. 100,300,1024), N runs each
                                (default 3); --keep leaves cairn's layouts in
-                               target/bench/
+                               target/bench/; --files builds N small files from a
+                               directory and an archive (e.g. 100000,1000000;
+                               alone, it skips the tree sizes), files kept in
+                               target/bench-files/
   bench-ledger [N] [--postgres]
                                append latency and verify time of an N-entry audit
                                ledger (default 1000000), from the file and from

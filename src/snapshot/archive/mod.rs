@@ -48,6 +48,7 @@ use std::fmt;
 use std::fs::{self, File};
 use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use tar::EntryType;
 
 const TAR_BLOCK: usize = 512;
@@ -264,6 +265,7 @@ pub fn unpack(
     let unpacker = Unpacker {
         archive,
         staging,
+        staging_shared: staging.into(),
         format,
         limits,
     };
@@ -347,6 +349,8 @@ impl<R: Read> Read for ObservedStream<'_, R> {
 struct Unpacker<'a> {
     archive: &'a Path,
     staging: &'a Path,
+    /// `staging`, shared by the location of every staged member.
+    staging_shared: Arc<Path>,
     format: ArchiveFormat,
     limits: Limits,
 }
@@ -360,9 +364,10 @@ enum MemberKind {
     Hardlink,
 }
 
-/// The members read so far, keyed (and so sorted) by normalised path.
+/// The members read so far, keyed (and so sorted) by normalised path. The key is the
+/// entry's own `rel_path`, not a copy.
 struct Members {
-    by_path: BTreeMap<String, SourceEntry>,
+    by_path: BTreeMap<Arc<str>, SourceEntry>,
     /// The name of the last member read, as written in the archive.
     last: Option<String>,
     budget: Budget,
@@ -500,7 +505,7 @@ impl Unpacker<'_> {
             Err(NameError::TooLong(e)) => return Err(self.limit(e)),
         };
 
-        if let Some(existing) = members.by_path.get(&rel_path) {
+        if let Some(existing) = members.by_path.get(rel_path.as_str()) {
             let same_directory = kind == MemberKind::Dir
                 && existing.kind == SourceEntryKind::Dir
                 && existing.mode == mode
@@ -530,10 +535,11 @@ impl Unpacker<'_> {
                 target: self.hardlink_target(entry, &member, members)?,
             },
         };
+        let rel_path: Arc<str> = rel_path.into();
         members.by_path.insert(
-            rel_path.clone(),
+            Arc::clone(&rel_path),
             SourceEntry {
-                rel_path: rel_path.into(),
+                rel_path,
                 kind: entry_kind,
                 mode,
                 owner: Some(owner),
@@ -573,7 +579,10 @@ impl Unpacker<'_> {
         })
     }
 
-    /// Copies a regular member's bytes to `staging/<sha256-hex>`.
+    /// Copies a regular member's bytes to `staging/<sha256-hex>`. A member that fits in
+    /// `buffer` is hashed there first and written only if no earlier member had the same
+    /// bytes: an archive of a million empty files stages one file, not a million
+    /// temporary files.
     fn stage<R: Read>(
         &self,
         entry: &mut tar::Entry<'_, R>,
@@ -585,43 +594,73 @@ impl Unpacker<'_> {
             path: path.to_path_buf(),
             source,
         };
+        let inside = || format!("inside member `{member}`");
         let expected_size = entry.size();
-        let mut temp = tempfile::Builder::new()
-            .prefix(".member-")
-            .tempfile_in(self.staging)
-            .map_err(|e| staging_error(self.staging, e))?;
-        let temp_path = temp.path().to_path_buf();
-        let mut writer = HashingWriter::new(temp.as_file_mut());
-        loop {
-            let n = match entry.read(buffer) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    return Err(self.corrupt(format!("inside member `{member}`"), e.to_string()))
-                }
-            };
-            writer
-                .write_all(&buffer[..n])
-                .map_err(|e| staging_error(&temp_path, e))?;
-        }
-        let (sha256, size, _) = writer.finish();
-        if size != expected_size {
-            return Err(self.corrupt(
-                format!("inside member `{member}`"),
+        let short = |size: u64| {
+            self.corrupt(
+                inside(),
                 format!("the archive ends after {size} of its {expected_size} bytes"),
-            ));
-        }
-        let location = self.staging.join(sha256.hex());
+            )
+        };
+        let new_temp = || {
+            tempfile::Builder::new()
+                .prefix(".member-")
+                .tempfile_in(self.staging)
+                .map_err(|e| staging_error(self.staging, e))
+        };
+        let is_staged =
+            |sha256: &Sha256Digest| fs::symlink_metadata(self.staging.join(sha256.hex())).is_ok();
+        let small = usize::try_from(expected_size)
+            .ok()
+            .filter(|&len| len <= buffer.len());
+        let (sha256, temp) = if let Some(len) = small {
+            let read = read_up_to(entry, &mut buffer[..len])
+                .map_err(|e| self.corrupt(inside(), e.to_string()))?;
+            if read != len {
+                return Err(short(read as u64));
+            }
+            let sha256 = Sha256Digest::of(&buffer[..len]);
+            if is_staged(&sha256) {
+                (sha256, None)
+            } else {
+                let mut temp = new_temp()?;
+                temp.write_all(&buffer[..len])
+                    .map_err(|e| staging_error(temp.path(), e))?;
+                (sha256, Some(temp))
+            }
+        } else {
+            let mut temp = new_temp()?;
+            let temp_path = temp.path().to_path_buf();
+            let mut writer = HashingWriter::new(temp.as_file_mut());
+            loop {
+                let n = match entry.read(buffer) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(self.corrupt(inside(), e.to_string())),
+                };
+                writer
+                    .write_all(&buffer[..n])
+                    .map_err(|e| staging_error(&temp_path, e))?;
+            }
+            let (sha256, size, _) = writer.finish();
+            if size != expected_size {
+                return Err(short(size));
+            }
+            (sha256, (!is_staged(&sha256)).then_some(temp))
+        };
         // Content-addressed: an existing file of that name already holds these bytes,
-        // and dropping `temp` deletes it.
-        if fs::symlink_metadata(&location).is_err() {
+        // and dropping a temporary file deletes it.
+        if let Some(temp) = temp {
+            let location = self.staging.join(sha256.hex());
             temp.persist(&location)
                 .map_err(|e| staging_error(&location, e.error))?;
         }
         Ok(Content {
-            location: Location::Path(location),
-            size,
+            location: Location::Staged {
+                dir: Arc::clone(&self.staging_shared),
+            },
+            size: expected_size,
             sha256,
         })
     }
@@ -663,7 +702,7 @@ impl Unpacker<'_> {
             }
             Err(NameError::TooLong(e)) => return Err(self.limit(e)),
         };
-        match members.by_path.get(&target).map(|e| &e.kind) {
+        match members.by_path.get(target.as_str()).map(|e| &e.kind) {
             Some(SourceEntryKind::File(_)) => Ok(target),
             Some(other) => Err(bad(format!(
                 "its target `{shown}` is {}, not a regular file",

@@ -208,7 +208,9 @@ fn entry(rel_path: &str, kind: SourceEntryKind, mode: u32, owner: (u32, u32)) ->
 fn staged(fixture: &Fixture, data: &[u8]) -> SourceEntryKind {
     let sha256 = Sha256Digest::of(data);
     SourceEntryKind::File(Arc::new(Content {
-        location: Location::Path(fixture.staging.join(sha256.hex())),
+        location: Location::Staged {
+            dir: fixture.staging.as_path().into(),
+        },
         size: data.len() as u64,
         sha256,
     }))
@@ -508,7 +510,9 @@ fn archives_written_by_gnu_tar_unpack() {
         let stage = |data: &[u8]| {
             let sha256 = Sha256Digest::of(data);
             SourceEntryKind::File(Arc::new(Content {
-                location: Location::Path(staging.join(sha256.hex())),
+                location: Location::Staged {
+                    dir: staging.as_path().into(),
+                },
                 size: data.len() as u64,
                 sha256,
             }))
@@ -544,15 +548,30 @@ fn archives_written_by_gnu_tar_unpack() {
 
 #[test]
 fn identical_content_is_staged_once() {
+    // Members above the copy buffer are streamed to a temporary file, smaller ones
+    // hashed in memory first: both are staged once per content.
+    let big = pseudo_random(COPY_BUFFER + 1);
     let bytes = tar_bytes(|tar| {
         file(tar, "one", 0o644, ROOT, b"same bytes");
         file(tar, "two", 0o755, (1, 1), b"same bytes");
         file(tar, "three", 0o644, ROOT, b"other bytes");
+        file(tar, "big-1", 0o644, ROOT, &big);
+        file(tar, "big-2", 0o644, ROOT, &big);
     });
     let fixture = Fixture::new(&bytes);
     let (tree, _) = fixture.unpack().unwrap();
-    assert_eq!(fixture.staged_count(), 2);
-    assert_eq!(tree.entries[0].kind, tree.entries[2].kind, "one and two");
+    assert_eq!(
+        fixture.staged_count(),
+        3,
+        "no temporary file is left either"
+    );
+    let kind = |name: &str| {
+        let entry = tree.entries.iter().find(|e| &*e.rel_path == name);
+        entry.map(|e| e.kind.clone()).unwrap()
+    };
+    assert_eq!(kind("one"), kind("two"));
+    assert_eq!(kind("big-1"), kind("big-2"));
+    assert_staged_contents(&tree);
 }
 
 #[test]
