@@ -30,6 +30,9 @@ pub struct BuildSettings {
     pub clock: Option<fn() -> u64>,
     /// Cache, clock and host mirrors for Debian packages (`packages:` recipes).
     pub packages: debian::PackageOptions,
+    /// Refuse, rather than warn about, what the image's platform cannot run (ELF
+    /// files for another machine).
+    pub strict: bool,
 }
 
 /// What a build talks to and is stopped by: live objects, not settings.

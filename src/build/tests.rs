@@ -65,6 +65,7 @@ fn settings(out_dir: PathBuf) -> BuildSettings {
             host_sources: Vec::new(),
             offline: true,
         },
+        strict: false,
     }
 }
 

@@ -99,6 +99,7 @@ pub fn run(args: VerifyArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
                 source_date_epoch: source_date_epoch()?,
                 clock: None,
                 packages: crate::package_options(false)?,
+                strict: false,
             };
             let report = build::build(&recipe, &settings, &handles, &Quiet)?;
             if layout.is_file() {
