@@ -233,8 +233,11 @@ pub fn dsse(data: &[u8]) {
     let _ = envelope.verify(&[fuzz_key()]);
 }
 
+/// A fuzzing entry point: takes any bytes, panics only on a bug.
+pub type Target = fn(&[u8]);
+
 /// Every target by name, as `fuzz/fuzz_targets/` and `fuzz/corpus/` name them.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("recipe", recipe),
     ("archive", archive),
     ("deb", deb),
