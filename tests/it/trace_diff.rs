@@ -548,3 +548,23 @@ fn diff_text_lists_each_change_once() {
         );
     }
 }
+
+#[test]
+fn trace_names_a_base_images_layers_as_base_layers() {
+    let dir = tempfile::tempdir().unwrap();
+    build_json(
+        &repo_root().join("recipes/hello.yaml"),
+        &dir.path().join("images"),
+        &["--locked", "--quiet"],
+    );
+    let recipe = write_recipe(
+        dir.path(),
+        "app.yaml",
+        "cairn: 1\nname: app\nepoch: 1700000000\nbase: { layout: images/hello }\nlayers:\n  - name: extra\n    contents:\n      - file: /tmp/note\n        content: \"on top\\n\"\n",
+    );
+    build_json(&recipe, &dir.path().join("out"), &["--quiet"]);
+    let text = trace_text(&dir.path().join("out/app"), "/usr/bin/hello");
+    // hello's second layer is the base's layer 1, not the base's own layer `app`.
+    assert!(text.contains("  layer   1 base:1 sha256:"), "{text}");
+    assert!(text.contains("  source  base"), "{text}");
+}

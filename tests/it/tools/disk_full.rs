@@ -36,7 +36,7 @@ impl Drop for SmallTmpfs {
 
 #[test]
 fn a_full_disk_is_reported_once() {
-    let full = SmallTmpfs::mount("64k");
+    let full = SmallTmpfs::mount("16k");
     let (code, stderr) = run_err(
         cairn()
             .arg("build")
