@@ -44,8 +44,91 @@ pub struct Location<'a> {
     pub line: u32,
     /// From 1.
     pub column: u32,
-    /// The line `line` (without its newline), if the file has it.
+    /// The part of line `line` to show (without its newline), if the file has it:
+    /// the whole line, or a [`Snippet`] of a long one.
     pub source_line: Option<&'a str>,
+    /// Where in `source_line` the caret goes, from 1: `column`, unless the line was
+    /// cut to a [`Snippet`].
+    pub caret: u32,
+}
+
+/// The most characters of a source line shown under an error: a longer line (a huge
+/// inline `content:`) is cut to a window around the column, so that an error costs
+/// memory and screen in proportion to this, not to the line.
+pub const SNIPPET_WIDTH: usize = 120;
+
+/// The most characters of a message that quotes the input: the middle of a longer one
+/// is left out (see [`clip`]).
+pub const MESSAGE_WIDTH: usize = 1000;
+
+/// A window of at most [`SNIPPET_WIDTH`] characters of a source line around a column,
+/// `…` marking each side that was cut.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snippet {
+    pub text: String,
+    /// The column's place in `text`, from 1.
+    pub caret: u32,
+}
+
+impl Snippet {
+    /// The window of `line` around `column` (from 1, counted in characters).
+    pub fn of(line: &str, column: u32) -> Snippet {
+        let before = (column.max(1) - 1) as usize;
+        let start = before.saturating_sub(SNIPPET_WIDTH / 2);
+        let mut chars = line.char_indices().skip(start);
+        let Some((start_byte, _)) = chars.next() else {
+            // The column is past the end of the line: show the end of it.
+            let tail_start = line
+                .char_indices()
+                .rev()
+                .nth(SNIPPET_WIDTH - 1)
+                .map_or(0, |(i, _)| i);
+            let cut = tail_start > 0;
+            let text = format!("{}{}", if cut { "…" } else { "" }, &line[tail_start..]);
+            let shown = text.chars().count();
+            return Snippet {
+                caret: u32::try_from(shown + 1).unwrap_or(u32::MAX),
+                text,
+            };
+        };
+        let end_byte = chars.nth(SNIPPET_WIDTH - 1).map_or(line.len(), |(i, _)| i);
+        let cut_left = start > 0;
+        let cut_right = end_byte < line.len();
+        let text = format!(
+            "{}{}{}",
+            if cut_left { "…" } else { "" },
+            &line[start_byte..end_byte],
+            if cut_right { "…" } else { "" }
+        );
+        let caret = before - start + 1 + usize::from(cut_left);
+        Snippet {
+            text,
+            caret: u32::try_from(caret).unwrap_or(u32::MAX),
+        }
+    }
+}
+
+/// `text` with its middle left out if it has more than [`MESSAGE_WIDTH`] characters:
+/// a message quoting a huge input value stays readable and small.
+pub fn clip(text: &str) -> Cow<'_, str> {
+    let Some((head_end, _)) = text.char_indices().nth(MESSAGE_WIDTH) else {
+        return Cow::Borrowed(text);
+    };
+    let head_end = text
+        .char_indices()
+        .nth(MESSAGE_WIDTH * 3 / 4)
+        .map_or(head_end, |(i, _)| i);
+    let tail_start = text
+        .char_indices()
+        .rev()
+        .nth(MESSAGE_WIDTH / 4 - 1)
+        .map_or(head_end, |(i, _)| i.max(head_end));
+    let left_out = text[head_end..tail_start].chars().count();
+    Cow::Owned(format!(
+        "{} … ({left_out} characters left out) … {}",
+        &text[..head_end],
+        &text[tail_start..]
+    ))
 }
 
 /// An error as the user sees it: `error: MESSAGE`, the location with the source line
@@ -84,7 +167,7 @@ impl fmt::Display for Report<'_> {
                 at.column
             )?;
             if let Some(line) = at.source_line {
-                let caret_pad = " ".repeat(at.column.saturating_sub(1) as usize);
+                let caret_pad = " ".repeat(at.caret.saturating_sub(1) as usize);
                 write!(
                     f,
                     "\n{gutter} |\n{line_no} | {line}\n{gutter} | {caret_pad}^"
@@ -152,6 +235,7 @@ mod tests {
                 line: 12,
                 column: 3,
                 source_line: Some("  nam: x"),
+                caret: 3,
             }),
             hint: Some("did you mean `name`?".into()),
         };
@@ -159,5 +243,39 @@ mod tests {
             report.to_string(),
             "error: unknown field `nam`\n  --> r.yaml:12:3\n   |\n12 |   nam: x\n   |   ^\n   = help: did you mean `name`?"
         );
+    }
+
+    #[test]
+    fn a_long_line_is_shown_as_a_window_around_the_column() {
+        let line = format!("content: {}", "x".repeat(10_000_000));
+        let near_start = Snippet::of(&line, 10);
+        assert_eq!(near_start.caret, 10);
+        assert!(near_start.text.starts_with("content: xx") && near_start.text.ends_with('…'));
+        assert_eq!(near_start.text.chars().count(), SNIPPET_WIDTH + 1);
+
+        let far = Snippet::of(&line, 5_000_000);
+        assert!(far.text.starts_with('…') && far.text.ends_with('…'));
+        assert!(far.text.chars().count() <= SNIPPET_WIDTH + 2);
+        assert_eq!(far.caret as usize, SNIPPET_WIDTH / 2 + 2);
+
+        let past_end = Snippet::of(&line, u32::MAX);
+        assert!(
+            past_end.text.starts_with('…') && past_end.text.chars().count() == SNIPPET_WIDTH + 1
+        );
+        assert_eq!(past_end.caret as usize, SNIPPET_WIDTH + 2);
+
+        let short = Snippet::of("  nam: x", 3);
+        assert_eq!((short.text.as_str(), short.caret), ("  nam: x", 3));
+    }
+
+    #[test]
+    fn a_long_message_keeps_its_start_and_end() {
+        let message = format!("found string \"{}\", expected a map", "é".repeat(1_000_000));
+        let clipped = clip(&message);
+        assert!(clipped.starts_with("found string \"éé"));
+        assert!(clipped.ends_with("\", expected a map"));
+        assert!(clipped.contains("characters left out"));
+        assert!(clipped.chars().count() < MESSAGE_WIDTH + 60);
+        assert_eq!(clip("short"), "short");
     }
 }

@@ -22,6 +22,8 @@ pub mod diag;
 pub mod diff;
 pub mod digest;
 pub mod disk;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod image;
 pub mod inspect;
 pub mod keys;

@@ -116,7 +116,7 @@ fn main() {
                 std::process::exit(130);
             }
             let diagnoses: Vec<&dyn Diagnose> = e.chain().filter_map(diagnosis).collect();
-            let message = format!("{e:#}");
+            let message = chain_message(&e);
             let report = Report {
                 message: &message,
                 location: diagnoses.iter().find_map(|d| d.location()),
@@ -126,6 +126,26 @@ fn main() {
             std::process::exit(if is_diff { 2 } else { 1 });
         }
     }
+}
+
+/// The error chain as `outer: inner: ...`, each message once. Many errors quote their
+/// source in their own message (`cannot write {path}: {source}`) and also return it as
+/// `source()`, so printing every cause, as `{:#}` does, would repeat the innermost
+/// message once per level (ENOSPC three times): a cause whose message the text so far
+/// already holds is left out.
+fn chain_message(error: &anyhow::Error) -> String {
+    let mut message = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if message.contains(&text) {
+            continue;
+        }
+        if !message.is_empty() {
+            message.push_str(": ");
+        }
+        message.push_str(&text);
+    }
+    message
 }
 
 /// The hint and location of a library error in an error chain, found by its type;

@@ -312,8 +312,11 @@ impl<'a> SbomIndex<'a> {
         file.recipe_line = fields
             .and_then(|x| x.get("recipe-line"))
             .and_then(|l| l.parse().ok());
-        if file.layer.name.is_none() {
-            file.layer.name = fields.and_then(|x| x.get("layer")).cloned();
+        // The SBOM names this image's layers as the build knew them (a base image's
+        // layers `base:N`); the history of a base image names its own layers, which
+        // are not this image's.
+        if let Some(layer) = fields.and_then(|x| x.get("layer")) {
+            file.layer.name = Some(layer.clone());
         }
         file
     }

@@ -92,6 +92,8 @@ pub struct Replayed {
     pub layers: Vec<LayerBlob>,
     pub spdx: StoredBlob,
     pub cyclonedx: StoredBlob,
+    /// The recorded build's warnings about files the platform cannot run.
+    pub foreign_elf: Vec<String>,
 }
 
 /// Adds the blobs recorded under `key` to `layout`, if there is a record and every
@@ -114,6 +116,7 @@ pub fn replay(cache: &LayerCache, key: &ImageKey, layout: &LayoutWriter) -> Opti
         layers: record.layers.iter().map(CachedLayer::layer_blob).collect(),
         spdx: stored(&record.spdx),
         cyclonedx: stored(&record.cyclonedx),
+        foreign_elf: record.foreign_elf,
     })
 }
 
@@ -126,6 +129,7 @@ pub fn record(
     layers: &[LayerBlob],
     spdx: StoredBlob,
     cyclonedx: StoredBlob,
+    foreign_elf: &[String],
     layout: &LayoutWriter,
 ) {
     let Some(cached_layers) = layers
@@ -154,6 +158,7 @@ pub fn record(
                 layers: cached_layers,
                 spdx,
                 cyclonedx,
+                foreign_elf: foreign_elf.to_vec(),
             },
         ),
         (Err(e), _) | (_, Err(e)) => {

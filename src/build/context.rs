@@ -36,6 +36,9 @@ pub struct BuildSettings {
     /// Outside directories sources may come from (`--allow-source-root`); by default
     /// only the recipe's own directory tree.
     pub source_roots: SourceRoots,
+    /// Refuse, rather than warn about, what the image's platform cannot run (ELF
+    /// files for another machine).
+    pub strict: bool,
 }
 
 /// What a build talks to and is stopped by: live objects, not settings.

@@ -38,6 +38,9 @@ pub enum BuildError {
     Base(Box<Diagnostic>),
     #[error("{0}")]
     Unsupported(String),
+    /// `--strict`, and files the image's platform cannot run.
+    #[error("{} file(s) of the image are ELF for another machine than its platform (refused with --strict):\n  {}", .0.len(), .0.join("\n  "))]
+    ForeignElf(Vec<String>),
     #[error("interrupted; the previous output, if any, is unchanged")]
     Interrupted(#[from] Interrupted),
 }
@@ -58,6 +61,9 @@ impl Diagnose for BuildError {
             | BuildError::Layout(_)
             | BuildError::Unsupported(_)
             | BuildError::Interrupted(_) => None,
+            BuildError::ForeignElf(_) => Some(
+                "build each file for the image's platform (a source per platform under `platforms:`), or build without --strict to publish with a warning".into(),
+            ),
         }
     }
 
@@ -75,6 +81,7 @@ impl Diagnose for BuildError {
             | BuildError::Output(_)
             | BuildError::Layout(_)
             | BuildError::Unsupported(_)
+            | BuildError::ForeignElf(_)
             | BuildError::Interrupted(_) => None,
         }
     }

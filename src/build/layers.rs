@@ -10,7 +10,7 @@ use super::plan::{PinnedBase, Plan};
 use crate::attest::contents::{self, BaseInfo, SourceInfo};
 use crate::attest::sbom;
 use crate::base::{self, BaseFs, BaseImage};
-use crate::layers::{self, LayerBlob, LayerTree, TreeEntryKind};
+use crate::layers::{self, elf, LayerBlob, LayerTree, TreeEntryKind};
 use crate::oci::layout::StoredBlob;
 use crate::recipe::{Diagnostic, ImagePath};
 use crate::resolve::platforms::PlatformSources;
@@ -32,6 +32,8 @@ pub struct Layers {
     /// The layer trees (`None` when replayed from the cache): the VM disk is built
     /// from them.
     pub trees: Option<Vec<LayerTree>>,
+    /// Files the platform cannot run ([`elf::foreign_files`]), as warnings.
+    pub foreign_elf: Vec<String>,
 }
 
 impl Layers {
@@ -41,8 +43,22 @@ impl Layers {
     }
 }
 
-/// Writes the layers and SBOMs of `platform`'s image into the layout.
+/// Writes the layers and SBOMs of `platform`'s image into the layout; with `--strict`,
+/// refuses an image holding files its platform cannot run.
 pub fn write_layers(
+    cx: &BuildContext,
+    plan: &Plan,
+    platform: &PlatformSources,
+) -> Result<Layers, BuildError> {
+    let layers = written_or_replayed(cx, plan, platform)?;
+    if cx.settings.strict && !layers.foreign_elf.is_empty() {
+        return Err(BuildError::ForeignElf(layers.foreign_elf));
+    }
+    Ok(layers)
+}
+
+/// The layers of `platform`'s image, replayed from the cache or written afresh.
+fn written_or_replayed(
     cx: &BuildContext,
     plan: &Plan,
     platform: &PlatformSources,
@@ -97,6 +113,7 @@ pub fn write_layers(
             cyclonedx: replayed.cyclonedx,
             sources: contents::source_infos(recipe, &platform.resolved),
             trees: None,
+            foreign_elf: replayed.foreign_elf,
         });
     }
     let layers = write_afresh(cx, platform, base, base_fs.as_ref())?;
@@ -107,6 +124,7 @@ pub fn write_layers(
             &layers.blobs,
             layers.spdx,
             layers.cyclonedx,
+            &layers.foreign_elf,
             &cx.layout,
         );
     }
@@ -164,6 +182,10 @@ fn write_afresh(
     let resolved = &platform.resolved;
     let below = crate::layers::debian::hook_layers(recipe, resolved, base_fs)?;
     let mut trees = layers::assemble_on(recipe, resolved, base_fs, below)?;
+    let foreign_elf: Vec<String> = elf::foreign_files(&trees, &platform.platform)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     cx.observer.stage("layers");
 
     let write = |tree: &LayerTree| -> Result<LayerBlob, BuildError> {
@@ -262,5 +284,6 @@ fn write_afresh(
         cyclonedx,
         sources: contents.sources,
         trees: Some(trees),
+        foreign_elf,
     })
 }

@@ -142,6 +142,10 @@ impl Built<'_> {
             })
             .unwrap_or_default();
         let image_cached = images.iter().all(|i| i.layers.replayed());
+        let foreign_elf: Vec<String> = images
+            .iter()
+            .flat_map(|i| i.layers.foreign_elf.iter().cloned())
+            .collect();
         let first = images.swap_remove(0);
         let (spdx, cyclonedx) = sbom_paths(&first.sbom_files);
         BuildReport {
@@ -182,7 +186,12 @@ impl Built<'_> {
                 .into_iter()
                 .chain(package_digests)
                 .collect(),
-            warnings: plan.warnings.into_iter().chain(cache_warnings).collect(),
+            warnings: plan
+                .warnings
+                .into_iter()
+                .chain(foreign_elf)
+                .chain(cache_warnings)
+                .collect(),
             disk: published.disk,
             image_cached,
         }

@@ -67,6 +67,7 @@ fn settings(out_dir: PathBuf) -> BuildSettings {
             offline: true,
         },
         source_roots: Default::default(),
+        strict: false,
     }
 }
 

@@ -39,6 +39,10 @@ pub struct BuildArgs {
     /// Fail unless every source is pinned and the lock file is up to date (for CI).
     #[arg(long)]
     locked: bool,
+    /// Refuse, rather than warn about, an image holding files its platform cannot run
+    /// (an ELF binary for another machine, e.g. arm64 in an amd64 image).
+    #[arg(long)]
+    strict: bool,
     /// Print one JSON object describing the result (digests, sizes, paths).
     #[arg(long)]
     json: bool,
@@ -100,6 +104,7 @@ pub fn run(args: BuildArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
         format,
         tags,
         locked,
+        strict,
         json,
         quiet,
         jobs,
@@ -190,6 +195,7 @@ pub fn run(args: BuildArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
         clock: record_times.then_some(wall_clock as fn() -> u64),
         packages: package_options(offline)?,
         source_roots: source_roots.roots()?,
+        strict,
     };
     let handles = BuildHandles {
         cancel,
@@ -338,11 +344,7 @@ pub fn run(args: BuildArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
             for f in &disk.files {
                 eprintln!("disk: {} {} ({} bytes)", f.path.display(), f.sha256, f.size);
             }
-            eprintln!(
-                "boot: -kernel {} -append \"$(cat {})\"",
-                disk.kernel.display(),
-                disk.cmdline.display()
-            );
+            eprintln!("{}", disk.run_hint());
             if let Some(path) = &disk.attestations {
                 eprintln!("disk attestations: {}", path.display());
             }

@@ -226,26 +226,48 @@ fn require_digest(text: &str) -> Result<Sha256Digest> {
     })
 }
 
+/// One line about `entry` from the details it has. A detail it lacks is left out, never
+/// shown as `?`; an entry with none of them says so.
 fn summary(entry: &ledger::Entry) -> String {
-    let d = |k| ledger::detail_str(entry, k).unwrap_or("?");
-    match entry.action {
-        Action::Build => format!(
-            "{} {} (recipe {})",
-            d("image"),
-            d("manifest_digest"),
-            d("recipe")
-        ),
-        Action::Push => format!("{} {}", d("reference"), d("digest")),
-        Action::Verify => format!(
-            "{} {}",
-            d("image"),
-            if entry.details.get("verified") == Some(&serde_json::Value::Bool(true)) {
-                "verified"
-            } else {
-                "REFUSED"
-            }
-        ),
-        Action::Deploy => format!("{} to {}", d("image"), d("env")),
+    let d = |k| ledger::detail_str(entry, k);
+    let parts: Vec<Option<String>> = match entry.action {
+        Action::Build => vec![
+            d("image").map(str::to_string),
+            d("manifest_digest").map(str::to_string),
+            d("recipe").map(|r| format!("(recipe {r})")),
+        ],
+        Action::Push => {
+            // `cairn push` records `manifest_digest`, the registry hook `digest`.
+            let digest = d("manifest_digest").or_else(|| d("digest"));
+            let reference = d("reference");
+            vec![
+                reference.map(str::to_string),
+                digest
+                    .filter(|digest| !reference.is_some_and(|r| r.ends_with(digest)))
+                    .map(str::to_string),
+            ]
+        }
+        Action::Verify => vec![
+            d("image").map(str::to_string),
+            Some(
+                if entry.details.get("verified") == Some(&serde_json::Value::Bool(true)) {
+                    "verified"
+                } else {
+                    "REFUSED"
+                }
+                .to_string(),
+            ),
+        ],
+        Action::Deploy => vec![
+            d("image").map(str::to_string),
+            d("env").map(|env| format!("to {env}")),
+        ],
+    };
+    let known: Vec<String> = parts.into_iter().flatten().collect();
+    if known.is_empty() {
+        "(no image or reference recorded)".to_string()
+    } else {
+        known.join(" ")
     }
 }
 
@@ -370,17 +392,21 @@ pub fn run(args: LedgerArgs, now: String) -> Result<i32> {
                 let entries: Vec<&ledger::Entry> = shown.iter().map(|s| &s.entry).collect();
                 println!(
                     "{}",
-                    serde_json::to_string_pretty(
-                        &serde_json::json!({"deployed": deployed, "entries": entries})
-                    )?
+                    serde_json::to_string_pretty(&serde_json::json!({
+                        "deployed": deployed,
+                        "entries": entries,
+                        "signatures_checked": false,
+                    }))?
                 );
                 return Ok(0);
             }
+            // Without --key no signature is checked: what the entries claim is shown
+            // as their claim, never as what runs there.
             for d in &deployed {
                 println!(
-                    "deployed {}: {} since {} (entry {}{})",
-                    d.env,
+                    "unverified: entries say {} is deployed to {} since {} (entry {}{}); pass --key PUB to tell what runs there",
                     d.image,
+                    d.env,
                     d.since,
                     d.seq,
                     if d.identity.is_empty() {
@@ -702,8 +728,8 @@ fn print_running(running: &ledger::deployed::Running) {
                     "  build   entry {} at {}: recipe {} {}",
                     b.seq,
                     b.time,
-                    b.recipe.as_deref().unwrap_or("?"),
-                    b.recipe_sha256.as_deref().unwrap_or("?")
+                    b.recipe.as_deref().unwrap_or("(not recorded)"),
+                    b.recipe_sha256.as_deref().unwrap_or_default()
                 );
                 println!(
                     "  signer  {}{}",
@@ -745,7 +771,10 @@ fn report(verdict: &ledger::LedgerVerdict, json: bool, stored: usize) -> Result<
             verdict.root,
             match (verdict.checkpoint_checked, stored) {
                 (false, _) => String::new(),
-                (true, 0) => ", consistent with the held checkpoint".to_string(),
+                (true, 0) if verdict.verified() => {
+                    ", consistent with the held checkpoint".to_string()
+                }
+                (true, 0) => ", checked against the held checkpoint".to_string(),
                 (_, n) => format!(", checked against {n} stored checkpoint(s)"),
             },
             if verdict.verified() {

@@ -104,6 +104,7 @@ pub fn run(args: VerifyArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
                 clock: None,
                 packages: crate::package_options(false)?,
                 source_roots: source_roots.roots()?,
+                strict: false,
             };
             let report = build::build(&recipe, &settings, &handles, &Quiet)?;
             if layout.is_file() {

@@ -31,14 +31,12 @@ pub fn read(path: &Path, name: &str, staging: &Path) -> Result<DebContents, Debi
     };
     let io_bad = |e: io::Error| bad(e.to_string());
     let file = File::open(path).map_err(io_bad)?;
-    let mut ar = ar::Archive::new(BufReader::new(file));
+    let mut ar = ArReader::new(BufReader::new(file)).map_err(io_bad)?;
     let mut control = None;
     let mut tree = None;
     let mut format_seen = false;
-    while let Some(entry) = ar.next_entry() {
-        let mut entry = entry.map_err(io_bad)?;
-        let id = String::from_utf8_lossy(entry.header().identifier()).into_owned();
-        let id = id.trim_end_matches('/');
+    while let Some((id, mut entry)) = ar.next_member().map_err(io_bad)? {
+        let id = id.as_str();
         if id == "debian-binary" {
             let mut version = String::new();
             entry.read_to_string(&mut version).map_err(io_bad)?;
@@ -77,6 +75,100 @@ pub fn read(path: &Path, name: &str, staging: &Path) -> Result<DebContents, Debi
     })
 }
 
+/// The members of an `ar` archive in the common format a `.deb` is written in
+/// (deb(5)): `!<arch>\n`, then per member a 60-byte header (name, times, ids, mode,
+/// decimal size, `` `\n ``) and the data, padded to an even length. GNU and BSD name
+/// extensions (names starting with `/` or `#1/`), which no `.deb` uses, are refused:
+/// their name tables are sized by the untrusted header.
+struct ArReader<R> {
+    inner: R,
+    /// Data of the current member not read yet, then its padding byte: skipped before
+    /// the next header.
+    remaining: u64,
+    padding: u64,
+}
+
+const AR_MAGIC: &[u8; 8] = b"!<arch>\n";
+const AR_HEADER: usize = 60;
+
+impl<R: Read> ArReader<R> {
+    fn new(mut inner: R) -> io::Result<Self> {
+        let mut magic = [0; 8];
+        inner.read_exact(&mut magic)?;
+        if &magic != AR_MAGIC {
+            return Err(invalid(
+                "it is not an ar archive (no `!<arch>` line)".into(),
+            ));
+        }
+        Ok(ArReader {
+            inner,
+            remaining: 0,
+            padding: 0,
+        })
+    }
+
+    /// The next member's name and data; `None` at the end of the archive.
+    fn next_member(&mut self) -> io::Result<Option<(String, ArMember<'_, R>)>> {
+        let skip = self.remaining + self.padding;
+        io::copy(&mut (&mut self.inner).take(skip), &mut io::sink())?;
+        let mut header = [0; AR_HEADER];
+        let mut filled = 0;
+        while filled < AR_HEADER {
+            match self.inner.read(&mut header[filled..])? {
+                0 if filled == 0 => return Ok(None),
+                0 => return Err(invalid("the archive ends inside a member header".into())),
+                n => filled += n,
+            }
+        }
+        if &header[58..60] != b"`\n" {
+            return Err(invalid("a member header is damaged".into()));
+        }
+        let name = String::from_utf8_lossy(&header[..16])
+            .trim_end()
+            .to_string();
+        if name.starts_with('/') || name.starts_with("#1/") {
+            return Err(invalid(format!(
+                "member `{name}` uses an ar name extension, which a Debian package never does"
+            )));
+        }
+        let size: u64 = std::str::from_utf8(&header[48..58])
+            .ok()
+            .map(str::trim_end)
+            .and_then(|size| size.parse().ok())
+            .ok_or_else(|| invalid(format!("member `{name}` has no valid size")))?;
+        self.remaining = size;
+        self.padding = size % 2;
+        let name = name.trim_end_matches('/').to_string();
+        Ok(Some((name, ArMember { archive: self })))
+    }
+}
+
+/// The data of the member [`ArReader::next_member`] returned.
+struct ArMember<'a, R> {
+    archive: &'a mut ArReader<R>,
+}
+
+impl<R: Read> Read for ArMember<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let max = buf
+            .len()
+            .min(usize::try_from(self.archive.remaining).unwrap_or(usize::MAX));
+        if max == 0 {
+            return Ok(0);
+        }
+        let n = self.archive.inner.read(&mut buf[..max])?;
+        if n == 0 {
+            return Err(invalid("the archive ends inside a member".into()));
+        }
+        self.archive.remaining -= n as u64;
+        Ok(n)
+    }
+}
+
+fn invalid(detail: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, detail)
+}
+
 /// `control` and `md5sums` from a control tarball (gzip, xz, zstd or plain).
 fn read_control(bytes: &[u8]) -> io::Result<(String, Option<String>)> {
     let decoded: Box<dyn Read + '_> = if bytes.starts_with(&[0x1f, 0x8b]) {
@@ -106,4 +198,47 @@ fn read_control(bytes: &[u8]) -> io::Result<(String, Option<String>)> {
     let control = control
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no `control` file in it"))?;
     Ok((control, md5sums))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(name: &str, size: &str) -> Vec<u8> {
+        format!(
+            "{name:<16}{:<12}{:<6}{:<6}{:<8}{size:<10}`\n",
+            0, 0, 0, "100644"
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn members_are_read_in_order_with_padding_skipped() {
+        let mut bytes = AR_MAGIC.to_vec();
+        bytes.extend(header("debian-binary", "4"));
+        bytes.extend(b"2.0\n");
+        bytes.extend(header("data.tar/", "3"));
+        bytes.extend(b"abc\n");
+        let mut ar = ArReader::new(&bytes[..]).unwrap();
+        let (name, _) = ar.next_member().unwrap().unwrap();
+        assert_eq!(name, "debian-binary");
+        let (name, mut data) = ar.next_member().unwrap().unwrap();
+        let mut text = String::new();
+        data.read_to_string(&mut text).unwrap();
+        assert_eq!((name.as_str(), text.as_str()), ("data.tar", "abc"));
+        assert!(ar.next_member().unwrap().is_none());
+    }
+
+    #[test]
+    fn a_gnu_name_table_of_any_size_is_refused_without_reading_it() {
+        let mut bytes = AR_MAGIC.to_vec();
+        bytes.extend(header("//", "9999999999"));
+        let Err(e) = ArReader::new(&bytes[..]).unwrap().next_member() else {
+            panic!("a GNU name table was accepted");
+        };
+        assert!(e.to_string().contains("ar name extension"), "{e}");
+        let mut bytes = AR_MAGIC.to_vec();
+        bytes.extend(header("/10000", "1"));
+        assert!(ArReader::new(&bytes[..]).unwrap().next_member().is_err());
+    }
 }

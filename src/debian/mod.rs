@@ -11,11 +11,11 @@
 
 pub mod apt_sources;
 mod copyright;
-mod deb;
+pub(crate) mod deb;
 mod fetch;
 pub mod index;
 pub mod lock;
-mod release;
+pub(crate) mod release;
 pub mod solver;
 pub mod version;
 

@@ -182,7 +182,7 @@ fn describe(e: &VerificationError) -> String {
 }
 
 /// Parses the fields of a (verified) Release text.
-fn parse_release(text: &str, signer: String) -> Result<Release, DebianError> {
+pub(crate) fn parse_release(text: &str, signer: String) -> Result<Release, DebianError> {
     let bad = |detail: String| DebianError::BadRelease { detail };
     let paragraphs: deb822_fast::Deb822 = text
         .parse()

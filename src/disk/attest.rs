@@ -39,12 +39,8 @@ pub fn write_signed_statements(
         ..input.provenance.clone()
     });
     let vm = &plan.vm;
-    let boot = match vm.boot {
-        crate::recipe::BootMode::Direct => "direct",
-        crate::recipe::BootMode::Uefi => "uefi",
-    };
     let parameters = json!({
-        "boot": boot,
+        "boot": vm.boot.name(),
         "stub": plan.stub.as_ref().map(|s| json!({"source": vm.stub.as_ref().map(|f| &f.source), "sha256": s.sha256.hex()})),
         "cmdline": vm.cmdline,
         "formats": vm.formats.iter().map(|f| f.extension()).collect::<Vec<_>>(),

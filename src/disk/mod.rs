@@ -32,7 +32,7 @@ use crate::diag::{Diagnose, Location};
 use crate::digest::Sha256Digest;
 use crate::keys::SigningKey;
 use crate::layers::LayerTree;
-use crate::recipe::{Diagnostic, DiskFormat, Recipe, RootFsType, VmFile, VmSpec};
+use crate::recipe::{BootMode, Diagnostic, DiskFormat, Recipe, RootFsType, VmFile, VmSpec};
 use crate::resolve::{LockMode, Lockfile, ResolvedSources};
 use crate::snapshot::{Content, SourceEntryKind};
 use serde::Serialize;
@@ -255,6 +255,8 @@ pub struct DiskReport {
     pub files: Vec<DiskFile>,
     pub kernel: PathBuf,
     pub cmdline: PathBuf,
+    /// `direct` (the hypervisor loads `kernel`) or `uefi` (firmware boots the disk).
+    pub boot: &'static str,
     pub root_fs: &'static str,
     pub root_size: u64,
     pub attestations: Option<PathBuf>,
@@ -268,6 +270,33 @@ pub struct DiskFile {
     pub path: PathBuf,
     pub sha256: Sha256Digest,
     pub size: u64,
+}
+
+impl DiskReport {
+    /// How to boot the disk with QEMU, as the build prints it: the kernel and command
+    /// line for a direct boot; firmware (OVMF) and the disk alone for `boot: uefi`,
+    /// whose kernel and command line are inside the disk.
+    pub fn run_hint(&self) -> String {
+        if self.boot == BootMode::Uefi.name() {
+            let (disk, format) = self
+                .files
+                .iter()
+                .find(|f| f.format == "raw")
+                .or(self.files.first())
+                .map_or(("DISK".to_string(), "raw"), |f| {
+                    (f.path.display().to_string(), f.format)
+                });
+            format!(
+                "boot: firmware boots the disk, no -kernel: cp /usr/share/OVMF/OVMF_VARS.fd vars.fd; qemu-system-x86_64 -m 512 -nographic -drive if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE.fd -drive if=pflash,format=raw,file=vars.fd -drive file={disk},format={format},if=none,id=d -device nvme,drive=d,serial=root"
+            )
+        } else {
+            format!(
+                "boot: -kernel {} -append \"$(cat {})\"",
+                self.kernel.display(),
+                self.cmdline.display()
+            )
+        }
+    }
 }
 
 /// A disk written into a temporary directory beside the outputs, not yet published.
@@ -443,6 +472,7 @@ pub fn build(plan: &DiskPlan, input: &DiskInput) -> Result<DiskBuild, DiskError>
             files,
             kernel: out.join(kernel_name),
             cmdline: out.join(cmdline_name),
+            boot: vm.boot.name(),
             root_fs: vm.root.fs.name(),
             root_size: vm.root.size,
             attestations,

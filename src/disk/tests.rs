@@ -185,3 +185,33 @@ fn stale_disk_outputs_go_and_everything_else_stays() {
         ["hello.qcow2", "hello.tar", "hello.vmlinuz", "other.raw"]
     );
 }
+
+#[test]
+fn the_run_hint_of_a_uefi_disk_boots_firmware_and_never_names_a_kernel() {
+    let report = |boot: BootMode| DiskReport {
+        files: vec![DiskFile {
+            format: "qcow2",
+            path: "out/vm.qcow2".into(),
+            sha256: Sha256Digest::of(b"disk"),
+            size: 4,
+        }],
+        kernel: "out/vm.vmlinuz".into(),
+        cmdline: "out/vm.cmdline".into(),
+        boot: boot.name(),
+        root_fs: "ext4",
+        root_size: 1 << 20,
+        attestations: None,
+        tools: Default::default(),
+    };
+    let uefi = report(BootMode::Uefi).run_hint();
+    assert!(
+        !uefi.contains("-kernel ") && !uefi.contains("vmlinuz"),
+        "{uefi}"
+    );
+    assert!(uefi.contains("OVMF_CODE.fd"), "{uefi}");
+    assert!(uefi.contains("file=out/vm.qcow2,format=qcow2"), "{uefi}");
+    assert_eq!(
+        report(BootMode::Direct).run_hint(),
+        "boot: -kernel out/vm.vmlinuz -append \"$(cat out/vm.cmdline)\""
+    );
+}

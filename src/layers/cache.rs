@@ -286,6 +286,10 @@ pub struct ImageRecord {
     pub layers: Vec<CachedLayer>,
     pub spdx: CachedBlob,
     pub cyclonedx: CachedBlob,
+    /// The build's warnings about files the platform cannot run, which a replay
+    /// repeats (and `--strict` refuses) without reading the files.
+    #[serde(default)]
+    pub foreign_elf: Vec<String>,
 }
 
 impl ImageRecord {

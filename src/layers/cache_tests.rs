@@ -313,6 +313,7 @@ fn image_records_round_trip_and_a_damaged_one_is_dropped() {
             entries: layer.entries,
             compression: layer.compression,
         }],
+        foreign_elf: Vec::new(),
         spdx: s.cache.store_blob(&layout, spdx.digest, spdx.size).unwrap(),
         cyclonedx: s
             .cache

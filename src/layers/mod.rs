@@ -6,6 +6,7 @@
 pub mod cache;
 pub mod compress;
 pub mod debian;
+pub mod elf;
 pub mod gzip;
 mod links;
 pub mod tar;

@@ -90,7 +90,7 @@ pub enum ProofCheckError {
     NotAnEntry(serde_json::Error),
     #[error("the newer tree does not extend the older one: {0}")]
     NotExtended(merkle::ProofError),
-    #[error("held checkpoint: it covers {checkpoint} entries but the ledger has only {ledger}: entries were removed")]
+    #[error("held checkpoint: the ledger is shorter than the checkpoint, so it was truncated: the checkpoint covers {checkpoint} entries, the ledger has only {ledger}; restore the missing entries from a copy of the ledger (a backup, or `cairn ledger export` output) and verify again, and append nothing until then")]
     HeldBeyondLedger { checkpoint: u64, ledger: u64 },
     #[error("held checkpoint: the ledger is not an append-only extension of the {size} entries it checkpointed ({error}): earlier entries were changed")]
     HeldRewritten {

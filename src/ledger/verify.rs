@@ -403,7 +403,7 @@ mod tests {
         let verdict = fx.verdict(&trust(&fx.key), Some(&note));
         assert_eq!(
             problems(&verdict),
-            ["held checkpoint: it covers 5 entries but the ledger has only 3: entries were removed"]
+            ["held checkpoint: the ledger is shorter than the checkpoint, so it was truncated: the checkpoint covers 5 entries, the ledger has only 3; restore the missing entries from a copy of the ledger (a backup, or `cairn ledger export` output) and verify again, and append nothing until then"]
         );
         let other = Fixture::new(0..5, &keys::generate());
         let foreign = other.checkpoint_of_first(2);

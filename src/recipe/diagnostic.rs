@@ -13,7 +13,7 @@
 //! ```
 
 use super::model::{RecipeFile, Span};
-use crate::diag::{Diagnose, Location};
+use crate::diag::{clip, Diagnose, Location, Snippet};
 use std::borrow::Cow;
 use std::fmt;
 use std::path::PathBuf;
@@ -24,8 +24,9 @@ pub struct Diagnostic {
     pub span: Span,
     pub message: String,
     pub hint: Option<String>,
-    /// The source line the span points into (without its newline), if there is one.
-    pub source_line: Option<String>,
+    /// The source line the span points into (without its newline), if there is one;
+    /// a window of it around the column if it is long.
+    pub source_line: Option<Snippet>,
 }
 
 impl Diagnostic {
@@ -33,11 +34,12 @@ impl Diagnostic {
         let source_line = (span.line > 0)
             .then(|| file.text.lines().nth(span.line as usize - 1))
             .flatten()
-            .map(str::to_string);
+            .map(|line| Snippet::of(line, span.column));
+        let message = message.into();
         Diagnostic {
             file: file.path.clone(),
             span,
-            message: message.into(),
+            message: clip(&message).into_owned(),
             hint: None,
             source_line,
         }
@@ -74,7 +76,11 @@ impl Diagnose for Diagnostic {
             file: &self.file,
             line: self.span.line,
             column: self.span.column,
-            source_line: self.source_line.as_deref(),
+            source_line: self.source_line.as_ref().map(|s| s.text.as_str()),
+            caret: self
+                .source_line
+                .as_ref()
+                .map_or(self.span.column, |s| s.caret),
         })
     }
 }

@@ -20,4 +20,4 @@ mod yaml_error;
 pub use diagnostic::Diagnostic;
 pub use model::*;
 pub use packages::valid_package_name;
-pub use parse::{load, parse, SCHEMA_VERSION};
+pub use parse::{load, parse, parse_bytes, SCHEMA_VERSION};

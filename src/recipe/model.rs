@@ -161,6 +161,16 @@ pub enum BootMode {
     Uefi,
 }
 
+impl BootMode {
+    /// As the recipe writes it (`boot: uefi`).
+    pub fn name(self) -> &'static str {
+        match self {
+            BootMode::Direct => "direct",
+            BootMode::Uefi => "uefi",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum DiskFormat {
     Raw,

@@ -16,27 +16,66 @@ pub const SCHEMA_VERSION: &str = "1";
 
 /// Reads and validates the recipe at `path`. I/O errors become a diagnostic at 0:0.
 pub fn load(path: &Path) -> Result<Recipe, Diagnostic> {
-    let dir = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let mut file = RecipeFile {
-        path: path.to_path_buf(),
-        dir,
-        text: String::new(),
-    };
-    match std::fs::read_to_string(path) {
-        Ok(text) => file.text = text,
+    match std::fs::read(path) {
+        Ok(bytes) => parse_bytes(path, bytes),
         Err(err) => {
-            return Err(Diagnostic::new(
+            let file = recipe_file(path, String::new());
+            Err(Diagnostic::new(
                 &file,
                 Span::default(),
                 format!("cannot read recipe `{}`: {err}", path.display()),
             )
-            .with_hint("check the path; a recipe is a UTF-8 YAML file"));
+            .with_hint("check the path; a recipe is a UTF-8 YAML file"))
         }
     }
-    parse(file)
+}
+
+/// Validates the recipe `bytes` read from `path`. Bytes that are not UTF-8 are reported
+/// at the line and column of the first invalid byte (the column counts the characters
+/// before it, plus one).
+pub fn parse_bytes(path: &Path, bytes: Vec<u8>) -> Result<Recipe, Diagnostic> {
+    match String::from_utf8(bytes) {
+        Ok(text) => parse(recipe_file(path, text)),
+        Err(err) => {
+            let bytes = err.as_bytes();
+            let valid = &bytes[..err.utf8_error().valid_up_to()];
+            let line_start = valid.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+            let line = valid.iter().filter(|&&b| b == b'\n').count() + 1;
+            let before = std::str::from_utf8(&valid[line_start..]).map_or(0, |s| s.chars().count());
+            // The snippet shows the line up to the bad byte (the rest may not be text).
+            let shown = String::from_utf8_lossy(&bytes[..line_start]).into_owned()
+                + std::str::from_utf8(&valid[line_start..]).unwrap_or_default();
+            let at = Span {
+                line: u32::try_from(line).unwrap_or(u32::MAX),
+                column: u32::try_from(before + 1).unwrap_or(u32::MAX),
+            };
+            Err(Diagnostic::new(
+                &recipe_file(path, shown),
+                at,
+                format!(
+                    "recipe `{}` is not UTF-8: byte 0x{:02x} at line {}, column {} is not valid",
+                    path.display(),
+                    bytes[valid.len()],
+                    at.line,
+                    at.column
+                ),
+            )
+            .with_hint("save the recipe as UTF-8 text (a recipe is a UTF-8 YAML file)"))
+        }
+    }
+}
+
+/// The recipe file at `path` holding `text`; source paths are relative to its directory.
+fn recipe_file(path: &Path, text: String) -> RecipeFile {
+    let dir = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    RecipeFile {
+        path: path.to_path_buf(),
+        dir,
+        text,
+    }
 }
 
 /// Parses and validates recipe text.

@@ -15,7 +15,7 @@
 //! is [`RegistryError::DigestMismatch`]. Errors carry the registry's own message
 //! (`errors[].code/message`); credentials never appear in errors or `Debug` output.
 
-mod api;
+pub(crate) mod api;
 pub mod auth;
 mod client;
 pub mod deadline;

@@ -316,7 +316,7 @@ fn a_ci_pipeline_records_build_verify_and_deploys_and_show_says_what_runs_where(
     );
     assert_eq!(
         sources["app"],
-        "sha256:f61d3d9f67ee725b2b109559c190ba9db031d2fce9ef81a3b1aa834d04be0c53"
+        "sha256:f9dbdb463f819ed554480e3ffa8781d798a36acae9ea7638e313521141055ef2"
     );
     assert_eq!(
         sources["tools"],
@@ -355,7 +355,13 @@ fn a_ci_pipeline_records_build_verify_and_deploys_and_show_says_what_runs_where(
     let first_line = ran.stdout.lines().next().unwrap_or_default();
     assert_eq!(
         first_line,
-        format!("deployed prod: {hello} since {first_time} (entry 2)")
+        format!("unverified: entries say {hello} is deployed to prod since {first_time} (entry 2); pass --key PUB to tell what runs there")
+    );
+    // Without --key, nothing is told as what runs in prod.
+    assert!(
+        !ran.stdout.contains("deployed prod:") && !ran.stdout.contains("running"),
+        "{}",
+        ran.stdout
     );
     assert!(
         !ran.stdout.contains("staging"),
@@ -367,6 +373,7 @@ fn a_ci_pipeline_records_build_verify_and_deploys_and_show_says_what_runs_where(
     assert!(listed[0].trim_start().starts_with("2 ") && listed[1].trim_start().starts_with("4 "));
     let prod = s.show_json(&["--env", "prod"]);
     assert_eq!(seqs(&prod["entries"]), [2, 4]);
+    assert_eq!(prod["signatures_checked"], false);
 
     // By image: the build, its verdict and the two deploys mention the manifest digest.
     assert_eq!(
@@ -559,8 +566,15 @@ fn a_saved_checkpoint_catches_removed_entries_and_a_rewrite_by_the_key_holder() 
     let ran = s.verify(1, &k.public, &["--checkpoint", cp3]);
     assert_says(
         &ran.stdout,
-        "it covers 3 entries but the ledger has only 2: entries were removed",
+        "the ledger is shorter than the checkpoint, so it was truncated: the checkpoint covers 3 entries, the ledger has only 2; restore the missing entries",
     );
+    // The summary does not call a truncated ledger consistent with the checkpoint.
+    assert_says(&ran.stdout, "2 entries, root");
+    assert_says(
+        &ran.stdout,
+        "checked against the held checkpoint: NOT verified",
+    );
+    assert!(!ran.stdout.contains("consistent with"), "{}", ran.stdout);
 
     // Someone with the key changes entry 1 and re-signs and re-chains everything after.
     std::fs::write(s.ledger_file(), &full).unwrap();
@@ -786,7 +800,7 @@ fn without_a_ledger_flag_the_ledger_is_under_xdg_data_home_else_home() {
     assert_eq!(text.lines().count(), 1);
     assert_says(&text, "\"env\":\"prod\"");
     let ran = expect(0, s.cairn().args(["ledger", "show"]));
-    assert_says(&ran.stdout, "deployed prod: reg.example/app0@");
+    assert_says(&ran.stdout, "unverified: entries say reg.example/app0@");
 
     // $CAIRN_LEDGER overrides the default.
     let elsewhere = s.path("elsewhere.jsonl");
@@ -863,4 +877,52 @@ fn consistency_proofs_check_against_two_held_checkpoints() {
         &ran.stdout,
         "NOT consistent: the newer tree does not extend the older one",
     );
+}
+
+#[test]
+fn show_prints_what_a_push_entry_knows_and_never_a_bare_question_mark() {
+    let s = Scratch::new();
+    let k = s.keygen("ci");
+    let digest = format!("sha256:{}", "a".repeat(64));
+    // As `cairn push` records a push (`manifest_digest`), as the registry hook does
+    // (`digest`), and one with no digest at all.
+    for details in [
+        json!({"reference": "reg.example/app:v1", "manifest_digest": digest}),
+        json!({"reference": "reg.example/app:v2", "digest": digest, "registry": "reg.example"}),
+        json!({"reference": "reg.example/app:v3"}),
+        json!({}),
+    ] {
+        expect(
+            0,
+            s.ledger(&["record", "entry", "--action", "push"])
+                .args(["--time", "2026-11-27T05:39:03Z", "--details"])
+                .arg(details.to_string())
+                .arg("--key")
+                .arg(&k.private),
+        );
+    }
+    let ran = expect(0, &mut s.ledger(&["show"]));
+    let pushes: Vec<&str> = ran
+        .stdout
+        .lines()
+        .filter(|l| l.contains(" push "))
+        .collect();
+    assert_eq!(pushes.len(), 4, "{}", ran.stdout);
+    assert!(
+        pushes[0].ends_with(&format!("reg.example/app:v1 {digest}")),
+        "{}",
+        pushes[0]
+    );
+    assert!(
+        pushes[1].ends_with(&format!("reg.example/app:v2 {digest}")),
+        "{}",
+        pushes[1]
+    );
+    assert!(pushes[2].ends_with("reg.example/app:v3"), "{}", pushes[2]);
+    assert!(
+        pushes[3].ends_with("(no image or reference recorded)"),
+        "{}",
+        pushes[3]
+    );
+    assert!(!ran.stdout.contains('?'), "{}", ran.stdout);
 }

@@ -12,7 +12,9 @@ use std::process::Command;
 pub(crate) fn workspace() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let recipes = repo_root().join("recipes");
-    copy_tree(&recipes.join("multiarch"), &dir.path().join("multiarch"));
+    for tree in ["multiarch", "bin"] {
+        copy_tree(&recipes.join(tree), &dir.path().join(tree));
+    }
     for f in ["multiarch.yaml", "multiarch.lock"] {
         std::fs::copy(recipes.join(f), dir.path().join(f)).unwrap();
     }
@@ -58,14 +60,14 @@ fn each_platform_source_is_pinned_on_its_own() {
 
     // One platform's file changes: only that platform's pin disagrees.
     std::fs::write(
-        dir.path().join("multiarch/bin/hello-arm64"),
+        dir.path().join("bin/hello-arm64"),
         "#!/bin/sh\necho changed\n",
     )
     .unwrap();
     let (code, stderr) = run_err(build(&recipe, &dir.path().join("out")).arg("--locked"));
     assert_eq!(code, 1);
     assert!(
-        stderr.contains("source `hello` (multiarch/bin/hello-arm64) does not match"),
+        stderr.contains("source `hello` (bin/hello-arm64) does not match"),
         "{stderr}"
     );
 
@@ -176,7 +178,7 @@ fn diff_compares_the_images_of_one_platform() {
     let (dir, recipe) = workspace();
     build_json(&recipe, &dir.path().join("a"), &["--locked"]);
     std::fs::write(
-        dir.path().join("multiarch/bin/hello-arm64"),
+        dir.path().join("bin/hello-arm64"),
         "#!/bin/sh\necho changed\n",
     )
     .unwrap();

@@ -93,7 +93,7 @@ fn trace_leads_from_usr_bin_hello_to_its_layer_source_and_recipe_line() {
     let (report, layout) = build_hello(&work.path().join("out"), true);
     let app_layer = &report["layers"][1];
     assert_eq!(app_layer["name"], "app", "hello's second layer is `app`");
-    let file_digest = sha256_of(&repo_root().join("recipes/hello/app/hello.sh"));
+    let file_digest = sha256_of(&repo_root().join("recipes/bin/hello-amd64"));
     let line = hello_line("- copy: app");
 
     let trace = trace_json(&layout, "/usr/bin/hello");
@@ -101,7 +101,7 @@ fn trace_leads_from_usr_bin_hello_to_its_layer_source_and_recipe_line() {
     assert_eq!(m["path"], "/usr/bin/hello", "traced path");
     assert_eq!(
         m["sha256"], file_digest,
-        "the traced file's digest should be that of recipes/hello/app/hello.sh"
+        "the traced file's digest should be that of recipes/bin/hello-amd64"
     );
     assert_eq!(m["mode"], 0o755, "mode from `mode: 0o755` in the recipe");
     assert_eq!(
@@ -115,7 +115,7 @@ fn trace_leads_from_usr_bin_hello_to_its_layer_source_and_recipe_line() {
         json!({
             "name": "app",
             "kind": "file",
-            "path": "hello/app/hello.sh",
+            "path": "bin/hello-amd64",
             "digest": hello_pin("app"),
             "signer": null,
         }),
@@ -145,7 +145,7 @@ fn trace_leads_from_usr_bin_hello_to_its_layer_source_and_recipe_line() {
             "source",
             "app",
             "(file",
-            "hello/app/hello.sh)",
+            "bin/hello-amd64)",
             &hello_pin("app")
         ],
         "text trace: source line"
@@ -547,4 +547,24 @@ fn diff_text_lists_each_change_once() {
             "diff's text output should have the line {want:?}:\n{text}"
         );
     }
+}
+
+#[test]
+fn trace_names_a_base_images_layers_as_base_layers() {
+    let dir = tempfile::tempdir().unwrap();
+    build_json(
+        &repo_root().join("recipes/hello.yaml"),
+        &dir.path().join("images"),
+        &["--locked", "--quiet"],
+    );
+    let recipe = write_recipe(
+        dir.path(),
+        "app.yaml",
+        "cairn: 1\nname: app\nepoch: 1700000000\nbase: { layout: images/hello }\nlayers:\n  - name: extra\n    contents:\n      - file: /tmp/note\n        content: \"on top\\n\"\n",
+    );
+    build_json(&recipe, &dir.path().join("out"), &["--quiet"]);
+    let text = trace_text(&dir.path().join("out/app"), "/usr/bin/hello");
+    // hello's second layer is the base's layer 1, not the base's own layer `app`.
+    assert!(text.contains("  layer   1 base:1 sha256:"), "{text}");
+    assert!(text.contains("  source  base"), "{text}");
 }

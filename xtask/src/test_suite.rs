@@ -55,7 +55,17 @@ const TEST_TOOLS: &[(&str, &str)] = &[
     ("debian-archive-keyring", "gpgv"),
     // The ledger's database store: a throwaway PostgreSQL 15 cluster per test.
     ("postgresql", "/usr/lib/postgresql/15/bin/initdb"),
+    // The example recipes' arm64 image runs under runc through QEMU's user-mode
+    // emulation, registered with binfmt_misc; its entrypoints are rebuilt from
+    // assembly (recipes/src/build.sh; `as` and `ld` for amd64 come with the C
+    // toolchain Rust links with) to check the checked-in binaries.
+    ("qemu-user-static", "qemu-aarch64-static"),
+    ("binfmt-support", "update-binfmts"),
+    ("binutils-aarch64-linux-gnu", "aarch64-linux-gnu-ld"),
 ];
+
+/// Where binfmt_misc lists the interpreter of arm64 executables once it is enabled.
+const BINFMT_AARCH64: &str = "/proc/sys/fs/binfmt_misc/qemu-aarch64";
 
 /// Packages built from one source that must be installed at the same version: Debian
 /// 12's `qemu-system-x86` removes a `qemu-utils` taken from another release (the
@@ -91,6 +101,7 @@ const FAST_TIER_APT_COMMANDS: &[&str] = &["apt-get", "apt-cache"];
 pub fn run(cargo_test_args: &[String]) -> Result<ExitCode> {
     let started = Instant::now();
     ensure_test_tools()?;
+    ensure_binfmt_aarch64()?;
     let venv = ensure_python_tools()?;
     let mut command = crate::cargo();
     command
@@ -257,6 +268,34 @@ fn ensure_test_tools() -> Result<()> {
         );
     }
     println!("xtask: installed {}", missing.join(" "));
+    Ok(())
+}
+
+/// Registers QEMU as the interpreter of arm64 executables (binfmt_misc mounted, the
+/// `qemu-aarch64` entry enabled), so that runc runs arm64 images; as root only.
+fn ensure_binfmt_aarch64() -> Result<()> {
+    let enabled =
+        || std::fs::read_to_string(BINFMT_AARCH64).is_ok_and(|s| s.starts_with("enabled"));
+    if enabled() {
+        return Ok(());
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("arm64 executables have no interpreter ({BINFMT_AARCH64} is not enabled): as root, run `mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc; update-binfmts --enable qemu-aarch64`");
+    }
+    if !std::path::Path::new("/proc/sys/fs/binfmt_misc/register").exists() {
+        crate::run_checked(Command::new("mount").args([
+            "-t",
+            "binfmt_misc",
+            "binfmt_misc",
+            "/proc/sys/fs/binfmt_misc",
+        ]))?;
+    }
+    crate::run_checked(Command::new("update-binfmts").args(["--enable", "qemu-aarch64"]))?;
+    if !enabled() {
+        bail!("update-binfmts --enable qemu-aarch64 ran, but {BINFMT_AARCH64} is not enabled");
+    }
+    println!("xtask: arm64 executables run through qemu-aarch64 (binfmt_misc)");
     Ok(())
 }
 

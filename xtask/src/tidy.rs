@@ -44,6 +44,8 @@ const LEVELS: &[&[&str]] = &[
     // After the readers: what checks a registry against the ledger, and the service,
     // which verifies and records.
     &["audit", "serve"],
+    // The fuzzing entry points, which reach the readers of every level.
+    &["fuzzing"],
 ];
 
 const CORE: &[&str] = &["digest", "diag", "oci", "keys", "snapshot"];

@@ -220,6 +220,10 @@ fn a_layout_base_is_reused_inherited_traced_and_verified() {
     );
     let traced: serde_json::Value = serde_json::from_slice(&traced.stdout).unwrap();
     assert_eq!(traced["matches"][0]["origin"], "base", "{traced}");
+    // The layer is the base's second one, named as the SBOM names base layers, not
+    // by what the base's own history calls its layers.
+    assert_eq!(traced["matches"][0]["layer"]["name"], "base:1", "{traced}");
+    assert_eq!(traced["matches"][0]["layer"]["index"], 1, "{traced}");
 
     // umoci unpacks base files and the recipe's together, without the whited-out one.
     let rootfs = umoci_unpack(&out.join("app"), "app", &ws.path().join("bundle"));

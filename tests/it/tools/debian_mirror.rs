@@ -1,7 +1,7 @@
 //! The real thing: `recipes/distroless.yaml` (busybox-static and ca-certificates)
 //! built from the Debian mirror of this host's apt configuration (`mirror: host`),
-//! verified with the Debian archive keyring. Needs the Debian package archive that
-//! this machine's apt reaches; nothing else leaves the machine.
+//! verified with the Debian archive keyring, then run with runc. Needs the Debian
+//! package archive that this machine's apt reaches; nothing else leaves the machine.
 
 use crate::common::{cairn, repo_root, run_ok};
 use serde_json::Value;
@@ -127,5 +127,18 @@ fn distroless_busybox_and_ca_certificates_from_the_hosts_mirror() {
     assert!(
         String::from_utf8_lossy(&keys.stdout).contains(&format!("fpr:::::::::{signer}:")),
         "{signer} is not a Debian archive key"
+    );
+
+    // The image runs: its entrypoint (busybox sh) reads commands from its input, as
+    // user nonroot.
+    let (stdout, stderr) = super::interop::run_in_runc(
+        &layout,
+        "distroless",
+        work.path(),
+        "echo hello from distroless; busybox id -u\n",
+    );
+    assert_eq!(
+        stdout, "hello from distroless\n65532\n",
+        "stderr:\n{stderr}"
     );
 }

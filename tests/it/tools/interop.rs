@@ -499,7 +499,13 @@ fn umoci_unpacks_hello_into_exactly_the_recipes_file_system() {
         ("usr/bin", dir(0o755, root)),
         (
             "usr/bin/hello",
-            file(0o755, root, &repo_text("recipes/hello/app/hello.sh")),
+            file(
+                0o755,
+                root,
+                &String::from_utf8_lossy(
+                    &std::fs::read(repo_root().join("recipes/bin/hello-amd64")).unwrap(),
+                ),
+            ),
         ),
         // The `sbom` layer: the SBOMs published as OUT/hello.{spdx,cdx}.json.
         ("usr/share", dir(0o755, root)),
@@ -604,10 +610,71 @@ fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
+/// Unpacks image `tag` of `layout` with umoci into a bundle under `work` and runs it
+/// with runc (as root), with `stdin` as its input; returns its stdout and stderr once
+/// it exits 0 (panics, with both, if it fails or runs for more than 60 s).
+pub(crate) fn run_in_runc(layout: &Path, tag: &str, work: &Path, stdin: &str) -> (String, String) {
+    require_root("running an image with runc");
+    let runc = tool("runc", "runc");
+    let bundle = work.join(format!("bundle-{tag}"));
+    unpack(layout, tag, &bundle);
+
+    // umoci writes `terminal: true`; with no terminal on stdin runc would fail to open
+    // /dev/tty, so run with plain pipes.
+    let config_path = bundle.join("config.json");
+    let mut config: Value = serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap();
+    config["process"]["terminal"] = Value::Bool(false);
+    std::fs::write(&config_path, serde_json::to_vec(&config).unwrap()).unwrap();
+
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let container = Container {
+        runc: runc.clone(),
+        id: format!("cairn-{tag}-{}-{nanos}", std::process::id()),
+    };
+    // Output goes to files, not pipes, so a hung container cannot block a reader.
+    let stdin_path = work.join(format!("{tag}.stdin"));
+    std::fs::write(&stdin_path, stdin).unwrap();
+    let stdout_path = work.join(format!("{tag}.stdout"));
+    let stderr_path = work.join(format!("{tag}.stderr"));
+    let mut child = Command::new(&runc)
+        .arg("run")
+        .arg("--bundle")
+        .arg(&bundle)
+        .arg(&container.id)
+        .stdin(std::fs::File::open(&stdin_path).unwrap())
+        .stdout(std::fs::File::create(&stdout_path).unwrap())
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
+        .spawn()
+        .expect("spawn runc");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "runc run did not finish within 60 s; stderr:\n{}",
+                std::fs::read_to_string(&stderr_path).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stdout = std::fs::read_to_string(&stdout_path).unwrap();
+    let stderr = std::fs::read_to_string(&stderr_path).unwrap();
+    assert!(
+        status.success(),
+        "runc run failed ({status}):\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    (stdout, stderr)
+}
+
 #[test]
 fn runc_runs_a_busybox_image_as_the_recipes_user() {
-    require_root("runc_runs_a_busybox_image_as_the_recipes_user");
-    let runc = tool("runc", "runc");
     let busybox_host = Path::new("/bin/busybox");
     let busybox = std::fs::read(busybox_host).unwrap_or_else(|e| {
         panic!(
@@ -659,58 +726,7 @@ config:
         !work.path().join("busybox.lock").exists(),
         "--locked wrote a lock file"
     );
-    let bundle = work.path().join("bundle");
-    unpack(&out.join("busybox"), "busybox", &bundle);
-
-    // umoci writes `terminal: true`; with no terminal on stdin runc would fail to open
-    // /dev/tty, so run with plain pipes.
-    let config_path = bundle.join("config.json");
-    let mut config: Value = serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap();
-    config["process"]["terminal"] = Value::Bool(false);
-    std::fs::write(&config_path, serde_json::to_vec(&config).unwrap()).unwrap();
-
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let container = Container {
-        runc: runc.clone(),
-        id: format!("cairn-interop-{}-{nanos}", std::process::id()),
-    };
-    // Output goes to files, not pipes, so a hung container cannot block a reader.
-    let stdout_path = work.path().join("stdout");
-    let stderr_path = work.path().join("stderr");
-    let mut child = Command::new(&runc)
-        .arg("run")
-        .arg("--bundle")
-        .arg(&bundle)
-        .arg(&container.id)
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&stdout_path).unwrap())
-        .stderr(std::fs::File::create(&stderr_path).unwrap())
-        .spawn()
-        .expect("spawn runc");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "runc run did not finish within 60 s; stderr:\n{}",
-                std::fs::read_to_string(&stderr_path).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let stdout = std::fs::read_to_string(&stdout_path).unwrap();
-    let stderr = std::fs::read_to_string(&stderr_path).unwrap();
-    assert!(
-        status.success(),
-        "runc run failed ({status}):\nstdout:\n{stdout}\nstderr:\n{stderr}"
-    );
+    let (stdout, stderr) = run_in_runc(&out.join("busybox"), "busybox", work.path(), "");
     assert_eq!(
         stdout, "uid=65532 gid=65532 cwd=/home/app\nmotd from a cairn image\n",
         "the container did not run as user app in /home/app, or could not read /etc/motd \

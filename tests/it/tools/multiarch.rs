@@ -99,7 +99,7 @@ fn one_image_per_platform_under_an_index_each_with_its_own_attestations() {
             .find(|f| f["fileName"] == "./usr/bin/hello")
             .unwrap();
         let expected = cairn::digest::Sha256Digest::of(
-            &std::fs::read(dir.path().join(format!("multiarch/bin/hello-{arch}"))).unwrap(),
+            &std::fs::read(dir.path().join(format!("bin/hello-{arch}"))).unwrap(),
         );
         assert_eq!(hello["checksums"][1]["checksumValue"], expected.hex());
         pyspdxtools(&out.join(format!("multiarch.linux-{arch}.spdx.json"))).unwrap();
@@ -155,10 +155,7 @@ fn one_image_per_platform_under_an_index_each_with_its_own_attestations() {
         .iter()
         .map(|m| m["source"]["path"].as_str().unwrap())
         .collect();
-    assert_eq!(
-        sources,
-        ["multiarch/bin/hello-amd64", "multiarch/bin/hello-arm64"]
-    );
+    assert_eq!(sources, ["bin/hello-amd64", "bin/hello-arm64"]);
 
     // Dropping one platform's attestations fails verification for that platform.
     let arm64 = &manifests[1];
@@ -224,9 +221,10 @@ fn skopeo_copies_the_whole_index_and_umoci_unpacks_a_platform() {
         &format!("oci:{}:arm64", single.display()),
     ]));
     let rootfs = umoci_unpack(&single, "arm64", &dir.path().join("bundle"));
-    assert_eq!(
-        std::fs::read_to_string(rootfs.join("usr/bin/hello")).unwrap(),
-        "#!/bin/sh\necho \"hello from arm64\"\n"
+    assert!(
+        std::fs::read(rootfs.join("usr/bin/hello")).unwrap()
+            == std::fs::read(dir.path().join("bin/hello-arm64")).unwrap(),
+        "umoci unpacked another /usr/bin/hello than the arm64 executable"
     );
 }
 

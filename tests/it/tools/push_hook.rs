@@ -79,6 +79,7 @@ impl Setup {
                 Command::new("cp")
                     .arg("-r")
                     .arg(recipes.join("hello"))
+                    .arg(recipes.join("bin"))
                     .arg(recipes.join("hello.lock"))
                     .arg(&copy),
             );
