@@ -70,7 +70,8 @@ impl SourceRoots {
     /// Where `written` (a path relative to `recipe_dir`, as the recipe has it) resolves,
     /// if that is inside `recipe_dir` or an allowed root; `what` names it in the error
     /// (``source `app` ``). A path that does not resolve (missing, unreadable) is
-    /// given back as joined, so that reading it reports the problem.
+    /// given back joined and made absolute (like a resolved one, so that no caller
+    /// joins it to the recipe's directory again), and reading it reports the problem.
     pub fn resolve(
         &self,
         what: &str,
@@ -82,7 +83,7 @@ impl SourceRoots {
             std::fs::canonicalize(&joined),
             std::fs::canonicalize(recipe_dir),
         ) else {
-            return Ok(joined);
+            return Ok(std::path::absolute(&joined).unwrap_or(joined));
         };
         if resolved.starts_with(&recipe_dir)
             || self.allowed.iter().any(|root| resolved.starts_with(root))
