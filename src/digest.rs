@@ -178,11 +178,23 @@ impl<R: Read> Read for HashingReader<R> {
     }
 }
 
-/// Hashes a whole reader.
-pub fn sha256_reader(reader: impl Read) -> io::Result<(Sha256Digest, u64)> {
-    let mut hashing = HashingReader::new(reader);
-    io::copy(&mut hashing, &mut io::sink())?;
-    Ok(hashing.finish())
+/// Hashes a whole reader, read straight into one large buffer (a file needs no
+/// `BufReader`: one copy from the kernel, none between buffers).
+pub fn sha256_reader(mut reader: impl Read) -> io::Result<(Sha256Digest, u64)> {
+    let mut buffer = vec![0; 1 << 20];
+    let mut hasher = Sha256::new();
+    let mut size = 0;
+    loop {
+        match reader.read(&mut buffer) {
+            Ok(0) => return Ok((Sha256Digest::from_hasher(hasher), size)),
+            Ok(n) => {
+                hasher.update(&buffer[..n]);
+                size += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// SHA-1 of every regular file written, keyed by its SHA-256: SPDX requires SHA-1

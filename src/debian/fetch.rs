@@ -66,7 +66,7 @@ impl Fetcher {
     pub fn cached(&self, sha256: &Sha256Digest) -> Option<PathBuf> {
         let path = self.dir.join(sha256.hex());
         let file = File::open(&path).ok()?;
-        match crate::digest::sha256_reader(io::BufReader::with_capacity(256 * 1024, file)) {
+        match crate::digest::sha256_reader(file) {
             Ok((actual, _)) if actual == *sha256 => Some(path),
             _ => {
                 // Corrupt or unreadable: drop it so it is downloaded again.

@@ -151,7 +151,7 @@ impl Layout {
         let path = self.blob_path(digest);
         let file = File::open(&path).map_err(read_err(&path))?;
         let (found, found_size) =
-            crate::digest::sha256_reader(BufReader::with_capacity(1 << 20, file))
+            crate::digest::sha256_reader(file)
                 .map_err(read_err(&path))?;
         if found != *digest || found_size != size {
             return Err(LayoutError::ChangedBlob(Box::new(ChangedBlob {
@@ -531,7 +531,7 @@ impl LayoutWriter {
             return false;
         }
         let intact = File::open(&tmp)
-            .and_then(|f| crate::digest::sha256_reader(BufReader::with_capacity(1 << 20, f)))
+            .and_then(crate::digest::sha256_reader)
             .is_ok_and(|found| found == (*digest, size));
         if intact && fs::rename(&tmp, path).is_ok() {
             return true;
