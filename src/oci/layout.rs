@@ -150,9 +150,7 @@ impl Layout {
     pub fn check_blob_file(&self, digest: &Sha256Digest, size: u64) -> Result<(), LayoutError> {
         let path = self.blob_path(digest);
         let file = File::open(&path).map_err(read_err(&path))?;
-        let (found, found_size) =
-            crate::digest::sha256_reader(file)
-                .map_err(read_err(&path))?;
+        let (found, found_size) = crate::digest::sha256_reader(file).map_err(read_err(&path))?;
         if found != *digest || found_size != size {
             return Err(LayoutError::ChangedBlob(Box::new(ChangedBlob {
                 path,
