@@ -37,6 +37,9 @@ pub const MAX_BODY: usize = 1 << 20;
 /// How long in-flight requests may take to finish after SIGTERM before the server
 /// stops waiting for them.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(60);
+/// How long a connection accepted before the drain, that has sent nothing yet, has to
+/// begin its request.
+const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(2);
 
 /// One request, its body read whole (<= [`MAX_BODY`]).
 pub struct Request {
@@ -262,20 +265,7 @@ async fn serve(
     // Every connection holds a receiver; the drain ends when all are dropped.
     let (stop, stopped) = watch::channel(false);
     let timeout = options.request_timeout;
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    // Out of file descriptors and the like: pause rather than spin.
-                    log("accept_failed", serde_json::json!({"error": e.to_string()}));
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            _ = terminate.recv() => break,
-            _ = tokio::signal::ctrl_c() => break,
-        };
+    let spawn = |stream: tokio::net::TcpStream, peer: SocketAddr| {
         let _ = stream.set_nodelay(true);
         let routes = routes.clone();
         let tls = tls.clone();
@@ -295,8 +285,28 @@ async fn serve(
                 }
             }
         });
+    };
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors and the like: pause rather than spin.
+                    log("accept_failed", serde_json::json!({"error": e.to_string()}));
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = terminate.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+        };
+        spawn(stream, peer);
     }
-    drop(listener);
+    // Connections the kernel completed before the signal may already carry a request:
+    // closing the listener over them would reset them, so they are served too.
+    for (stream, peer) in pending_connections(listener) {
+        spawn(stream, peer);
+    }
     log("draining", serde_json::json!({}));
     let _ = stop.send(true);
     drop(stopped);
@@ -312,6 +322,23 @@ async fn serve(
     Ok(())
 }
 
+/// Takes the connections waiting in the listener's backlog, without waiting for more,
+/// and closes the listener.
+fn pending_connections(
+    listener: tokio::net::TcpListener,
+) -> Vec<(tokio::net::TcpStream, SocketAddr)> {
+    // The accept system call, not tokio's readiness, which may not have seen them yet.
+    let Ok(listener) = listener.into_std() else {
+        return Vec::new();
+    };
+    std::iter::from_fn(|| listener.accept().ok())
+        .filter_map(|(stream, peer)| {
+            stream.set_nonblocking(true).ok()?;
+            Some((tokio::net::TcpStream::from_std(stream).ok()?, peer))
+        })
+        .collect()
+}
+
 /// Serves one connection's requests (HTTP/1.1 keep-alive) until it closes, or until the
 /// server stops: then it finishes the request in flight and closes.
 async fn connection<S>(
@@ -323,7 +350,10 @@ async fn connection<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    // Set once hyper has parsed the first request's head.
+    let (begun_tx, mut begun) = watch::channel(false);
     let service = hyper::service::service_fn(move |request| {
+        begun_tx.send_replace(true);
         let routes = routes.clone();
         async move { Ok::<_, std::convert::Infallible>(respond(request, peer, routes, timeout).await) }
     });
@@ -341,6 +371,14 @@ async fn connection<S>(
     tokio::select! {
         _ = conn.as_mut() => {}
         _ = stop => {
+            // hyper closes at once a connection it has read nothing from, which resets a
+            // client whose request is already in the socket: give it a moment to begin.
+            if !*begun.borrow() {
+                tokio::select! {
+                    _ = conn.as_mut() => return,
+                    _ = tokio::time::timeout(FIRST_REQUEST_GRACE, begun.wait_for(|b| *b)) => {}
+                }
+            }
             conn.as_mut().graceful_shutdown();
             let _ = conn.await;
         }

@@ -82,10 +82,14 @@ impl Service {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    fn sigterm(&self) {
+    fn signal(&self, signal: libc::c_int) {
         let pid = self.child.id() as libc::pid_t;
         // SAFETY: kill(2) on the PID of the child this test started.
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+    }
+
+    fn sigterm(&self) {
+        self.signal(libc::SIGTERM);
     }
 
     /// SIGTERM; returns the exit status.
@@ -485,9 +489,12 @@ fn admission_is_denied_when_the_ledger_cannot_be_written() {
     );
 
     // SIGTERM while a request is in flight (its body half sent): the listener closes,
-    // the request is still answered, then the service exits 0.
+    // the request is still answered, then the service exits 0. The service is stopped
+    // while the client connects, so the connection is still in the listener's backlog
+    // when the signal is handled, and must be served rather than reset.
     let full = std::fs::read(&body).unwrap();
     let (first, rest) = full.split_at(full.len() / 2);
+    service.signal(libc::SIGSTOP);
     let mut stream = std::net::TcpStream::connect(&service.address).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(60)))
@@ -501,6 +508,7 @@ fn admission_is_denied_when_the_ledger_cannot_be_written() {
     .unwrap();
     stream.write_all(first).unwrap();
     service.sigterm();
+    service.signal(libc::SIGCONT);
     let draining = (0..200).any(|_| {
         std::thread::sleep(Duration::from_millis(50));
         service.log().contains(r#""event":"draining""#)
@@ -510,9 +518,11 @@ fn admission_is_denied_when_the_ledger_cannot_be_written() {
         std::net::TcpStream::connect(&service.address).is_err(),
         "the listener is still open while draining"
     );
-    stream.write_all(rest).unwrap();
     let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
+    stream
+        .write_all(rest)
+        .and_then(|()| stream.read_to_string(&mut answer).map(drop))
+        .unwrap_or_else(|e| panic!("the request in flight was dropped: {e}\n{}", service.log()));
     assert!(
         answer.starts_with("HTTP/1.1 200") && answer.contains(r#""uid":"uid-9""#),
         "{answer}"
