@@ -341,7 +341,7 @@ impl LayerCache {
             entries: root.join("entries"),
             images: root.join("images"),
             tmp: root.join("tmp"),
-            owner: process_tag(std::process::id()).unwrap_or_default(),
+            owner: crate::oci::owner::own_tag(),
             next_tmp: AtomicU64::new(0),
             warnings: Mutex::new(Vec::new()),
             remote: None,
@@ -424,21 +424,8 @@ impl LayerCache {
     /// keep the file. Files named otherwise are left to [`LayerCache::prune`]'s age rule.
     pub fn remove_orphaned_tmp(&self) -> Result<usize, CacheError> {
         let mut removed = 0;
-        if self.owner.is_empty() {
-            // No `/proc` to tell the living from the dead: remove nothing.
-            return Ok(removed);
-        }
         for tmp in list_dir(&self.tmp)? {
-            let mut parts = tmp.name.splitn(3, '-');
-            let (Some(pid), Some(start), Some(_)) = (parts.next(), parts.next(), parts.next())
-            else {
-                continue;
-            };
-            let Ok(pid) = pid.parse::<u32>() else {
-                continue;
-            };
-            let alive = process_tag(pid).is_some_and(|tag| tag == format!("{pid}-{start}"));
-            if !alive && fs::remove_file(&tmp.path).is_ok() {
+            if crate::oci::owner::is_orphan(&tmp.name) && fs::remove_file(&tmp.path).is_ok() {
                 removed += 1;
             }
         }
@@ -854,17 +841,6 @@ fn list_dir(dir: &Path) -> Result<Vec<Listed>, CacheError> {
         });
     }
     Ok(listed)
-}
-
-/// `<pid>-<start time>` of the running process `pid` (the start time in clock ticks
-/// after boot, field 22 of `/proc/<pid>/stat`): names a process across pid reuse.
-/// `None` if there is no such process.
-fn process_tag(pid: u32) -> Option<String> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) is in parentheses and may hold spaces or `)`.
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    let start = after_name.split_whitespace().nth(19)?;
-    Some(format!("{pid}-{start}"))
 }
 
 fn mtime_ns(meta: &fs::Metadata) -> i128 {

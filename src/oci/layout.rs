@@ -16,6 +16,7 @@
 //! against its descriptor (digest and size), manifests and indexes come back typed,
 //! and [`Layout::fsck`] checks every blob reachable from `index.json`.
 
+use super::owner;
 use crate::digest::{HashingReader, HashingWriter, Sha256Digest};
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
 use std::collections::BTreeSet;
@@ -300,34 +301,44 @@ fn write_err(path: &Path) -> impl FnOnce(io::Error) -> LayoutError + '_ {
 }
 
 /// Writes `bytes` to `path` via a synced temporary file and a rename, so readers see
-/// the old or the new content, never a torn one.
+/// the old or the new content, never a torn one. The temporary file is
+/// `.<file name>.tmp-<pid>-<start time>-<n>` beside `path`; those a killed writer left
+/// there are removed first.
 pub fn write_file_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    write_file_atomically_with(path, |out| out.write_all(bytes))
-}
-
-/// [`write_file_atomically`] with the content written by `write`.
-fn write_file_atomically_with(
-    path: &Path,
-    write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
-) -> io::Result<()> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".cairn-tmp-")
-        .tempfile_in(dir)?;
-    {
-        let mut out = BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
-        write(&mut out)?;
-        out.flush()?;
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
+    let prefix = format!(".{}.tmp-", file_name.to_string_lossy());
+    for entry in fs::read_dir(dir)?.flatten() {
+        let name = entry.file_name();
+        let orphan = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(&prefix))
+            .is_some_and(owner::is_orphan);
+        if orphan {
+            let _ = fs::remove_file(entry.path());
+        }
     }
-    // tempfile creates 0600; outputs are meant to be read by others (like `cp` would).
-    tmp.as_file()
-        .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let tmp = dir.join(format!("{prefix}{}-{n}", owner::own_tag()));
+    let written = (|| {
+        let mut file = File::options().write(true).create_new(true).open(&tmp)?;
+        file.write_all(bytes)?;
+        // Outputs are meant to be read by others (like `cp` would make them), whatever
+        // the umask.
+        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written
 }
 
 /// Blobs up to this size are synced with the layout rather than when committed.
@@ -839,6 +850,35 @@ fn exchange(a: &Path, b: &Path) -> Result<(), LayoutError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_atomic_write_removes_what_a_killed_writer_left_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let own = format!(".app.lock.tmp-{}-9", owner::own_tag());
+        // pid_max is at most 2^22: the writer of this one is gone.
+        let orphan = ".app.lock.tmp-4194305-1-0";
+        let foreign = [".app.lock.tmp-notours", ".other.lock.tmp-4194305-1-0"];
+        for name in [own.as_str(), orphan].iter().chain(&foreign) {
+            fs::write(dir.path().join(name), "partial").unwrap();
+        }
+        let path = dir.path().join("app.lock");
+        write_file_atomically(&path, b"locked\n").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"locked\n");
+        let mode = fs::metadata(&path).unwrap().permissions();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+            0o644
+        );
+        let mut names: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        let mut expected = vec![own, "app.lock".to_string()];
+        expected.extend(foreign.map(String::from));
+        expected.sort();
+        assert_eq!(names, expected, "only the orphan is removed");
+    }
 
     #[test]
     fn publish_replaces_previous_output_and_leaves_no_temporaries() {

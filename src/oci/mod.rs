@@ -9,6 +9,7 @@ pub mod compression;
 pub mod json;
 pub mod layout;
 pub mod media_type;
+pub mod owner;
 pub mod time;
 pub mod whiteout;
 
