@@ -4,7 +4,8 @@
 //! another host, and a plain-HTTP server asked for HTTPS. `cairn` must end in bounded
 //! time naming the registry and the deadline, and never send credentials where they
 //! do not belong. Also the push to a reference pinned to another digest, refused
-//! before anything is sent, and a Debian mirror that never answers.
+//! before anything is sent, an upload the registry stops reading, and a Debian mirror
+//! that never answers.
 
 use crate::common::{self, build_json, keygen, run_err, write_recipe};
 use std::io::{Read, Write};
@@ -354,5 +355,90 @@ fn a_debian_mirror_that_never_answers_ends_the_build() {
             && stderr.contains("the mirror stalled")
             && stderr.contains("(the stall deadline)"),
         "{stderr}"
+    );
+}
+
+fn content_length(head: &str) -> u64 {
+    head.lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse().ok())?
+        })
+        .unwrap_or(0)
+}
+
+/// A registry that takes the push's first requests, then stops reading the layer's
+/// upload: the write stalls once the socket buffers are full, and the push ends after
+/// the stall deadline (each of the four attempts), naming the registry and the request,
+/// rather than waiting forever.
+#[test]
+fn a_push_to_a_registry_that_stops_reading_the_upload_gives_up() {
+    let scratch = Scratch::new();
+    let dir = scratch.dir.path();
+    // 24 MiB, stored uncompressed: more than loopback's socket buffers hold.
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let noise: Vec<u8> = (0..24 << 20)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    std::fs::write(dir.join("noise.bin"), noise).unwrap();
+    let recipe = write_recipe(
+        dir,
+        "noise.yaml",
+        "cairn: 1\nname: noise\ncompression: none\nsources:\n  noise: { path: noise.bin }\nlayers:\n  - name: data\n    contents:\n      - copy: noise\n        to: /noise.bin\n",
+    );
+    let (listener, addr) = listen("127.0.0.1");
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let keep = held.clone();
+    serve(listener, move |mut stream| loop {
+        let head = read_head(&mut stream);
+        let answer = match head.split(' ').next().unwrap_or_default() {
+            "" => return,
+            "GET" => "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}",
+            "HEAD" => "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n",
+            "POST" => "HTTP/1.1 202 Accepted\r\nLocation: /v2/team/noise/blobs/uploads/1\r\nContent-Length: 0\r\n\r\n",
+            // The layer's upload: never read, never answered.
+            _ if content_length(&head) > 1 << 20 => {
+                keep.lock().unwrap().push(stream);
+                return;
+            }
+            // The config's, and the manifest: taken (unread, as the connection closes).
+            _ => "HTTP/1.1 201 Created\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        };
+        if stream.write_all(answer.as_bytes()).is_err() {
+            return;
+        }
+    });
+    let started = Instant::now();
+    let (_, stderr) = run_err(
+        scratch
+            .cairn()
+            .arg("build")
+            .arg(&recipe)
+            .arg("-o")
+            .arg(dir.join("out"))
+            .args(["--insecure", "--stall-timeout", "1s", "--push"])
+            .arg(format!("{addr}/team/noise:v1"))
+            .env("XDG_CACHE_HOME", dir.join("cache")),
+    );
+    assert!(
+        !held.lock().unwrap().is_empty(),
+        "no upload reached the registry"
+    );
+    assert!(
+        stderr.contains(&format!("the registry at {addr} did not answer PUT"))
+            && stderr
+                .contains("the server took nothing of the request for 1s (the stall deadline)"),
+        "{stderr}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "took {:?}",
+        started.elapsed()
     );
 }
