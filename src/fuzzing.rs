@@ -85,7 +85,7 @@ pub fn archive(data: &[u8]) {
 pub fn deb(data: &[u8]) {
     with_file(data, "fuzz.deb", |path, staging| {
         let _ = std::fs::create_dir(staging);
-        let _ = crate::debian::deb::read(path, "fuzz", staging);
+        let _ = crate::debian::deb::read(path, "fuzz", staging, Limits::DEFAULT);
     });
 }
 

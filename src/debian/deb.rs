@@ -23,8 +23,14 @@ pub struct DebContents {
     pub tree: SourceTree,
 }
 
-/// Reads the package at `path`, staging data members below `staging`.
-pub fn read(path: &Path, name: &str, staging: &Path) -> Result<DebContents, DebianError> {
+/// Reads the package at `path`, staging data members below `staging`; its data
+/// tarball is held to `limits` (the recipe's, as archive sources are).
+pub fn read(
+    path: &Path,
+    name: &str,
+    staging: &Path,
+    limits: Limits,
+) -> Result<DebContents, DebianError> {
     let bad = |detail: String| DebianError::BadDeb {
         package: name.to_string(),
         detail,
@@ -56,7 +62,7 @@ pub fn read(path: &Path, name: &str, staging: &Path) -> Result<DebContents, Debi
                 .tempfile_in(staging)
                 .map_err(io_bad)?;
             io::copy(&mut entry, temp.as_file_mut()).map_err(io_bad)?;
-            let (t, _) = archive::unpack(temp.path(), &staging.join("files"), Limits::DEFAULT)
+            let (t, _) = archive::unpack(temp.path(), &staging.join("files"), limits)
                 .map_err(|e| bad(format!("{id}: {e}")))?;
             tree = Some(t);
         }

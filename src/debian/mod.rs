@@ -310,7 +310,7 @@ pub fn install(
         .into_par_iter()
         .map(|(name, path)| {
             let pin = &lock.packages[&name];
-            let contents = deb::read(&path, &name, staging)?;
+            let contents = deb::read(&path, &name, staging, recipe.limits)?;
             let license = copyright_license(&contents.tree, &name);
             let repo = &lock.repositories[&pin.repository];
             Ok(InstalledPackage {

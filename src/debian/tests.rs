@@ -282,6 +282,19 @@ fn a_lock_for_another_request_or_architecture_does_not_match_the_recipe() {
 }
 
 #[test]
+fn a_package_is_held_to_the_recipes_limits_as_archive_sources_are() {
+    let mut f = Fixture::new();
+    f.recipe.limits.entries = 3;
+    let err = f.install(&f.lock).unwrap_err().to_string();
+    assert!(
+        err.contains("hello") && err.contains("data.tar") && err.contains("3 entries"),
+        "{err}"
+    );
+    f.recipe.limits.entries = 7;
+    f.install(&f.lock).unwrap();
+}
+
+#[test]
 fn a_package_from_a_repository_the_lock_does_not_list_is_refused() {
     let f = Fixture::new();
     let mut lock = f.lock.clone();
