@@ -1,4 +1,5 @@
-//! `layers:` — a non-empty list of named layers, each a non-empty list of ops. An op
+//! `layers:` — a non-empty list of named layers, each a non-empty list of ops; it may be
+//! left out when `packages:` or `base:` gives the image its content. An op
 //! is a mapping with exactly one op key (`extract`, `copy`, `dir`, `file`, `symlink`,
 //! `remove`) plus the keys that op takes; sources named by ops must exist and be of
 //! the right kind.
@@ -25,17 +26,23 @@ fn keys_of(op: &str) -> &'static [&'static str] {
     }
 }
 
+/// `content_elsewhere`: `packages:` or `base:` gives the image content, and `layers:` may
+/// be left out.
 pub(super) fn parse(
     cx: &Cx,
     raw: Option<Spanned<Vec<Spanned<RawLayer>>>>,
     recipe_at: Span,
     sources: &BTreeMap<String, SourceSpec>,
+    content_elsewhere: bool,
 ) -> Result<Vec<LayerSpec>, Diagnostic> {
+    if raw.is_none() && content_elsewhere {
+        return Ok(Vec::new());
+    }
     let raw = cx.require(
         raw,
         recipe_at,
-        "the recipe has no `layers`",
-        "add `layers:` with at least one layer, e.g. `- name: base` with `contents:` below it",
+        "the recipe has no `layers`, `packages` or `base`: the image would be empty",
+        "add `layers:` with at least one layer, e.g. `- name: base` with `contents:` below it, or `packages:`, or `base:`",
     )?;
     if raw.value.is_empty() {
         return Err(cx

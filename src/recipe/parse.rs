@@ -102,7 +102,8 @@ pub fn parse(file: RecipeFile) -> Result<Recipe, Diagnostic> {
     let (platforms, multi_platform) = platforms(&cx, raw.platform, raw.platforms)?;
     let base = base::parse(&cx, raw.base)?;
     let sources = sources::parse(&cx, raw.sources)?;
-    let layers = layers::parse(&cx, raw.layers, recipe_at, &sources)?;
+    let content_elsewhere = base.is_some() || raw.packages.is_some();
+    let layers = layers::parse(&cx, raw.layers, recipe_at, &sources, content_elsewhere)?;
     let accounts = accounts::parse(&cx, raw.accounts)?;
     let config = config::parse(&cx, raw.config, accounts.as_ref())?;
     let annotations = string_map(&cx, raw.annotations, non_empty_key("annotation"))?;

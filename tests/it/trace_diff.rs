@@ -568,3 +568,23 @@ fn trace_names_a_base_images_layers_as_base_layers() {
     assert!(text.contains("  layer   1 base:1 sha256:"), "{text}");
     assert!(text.contains("  source  base"), "{text}");
 }
+
+/// A recipe made only of `base:` builds, e.g. to re-sign or re-describe an image:
+/// its files are the base's.
+#[test]
+fn a_recipe_of_a_base_alone_builds() {
+    let dir = tempfile::tempdir().unwrap();
+    build_json(
+        &repo_root().join("recipes/hello.yaml"),
+        &dir.path().join("images"),
+        &["--locked", "--quiet"],
+    );
+    let recipe = write_recipe(
+        dir.path(),
+        "again.yaml",
+        "cairn: 1\nname: again\nepoch: 1700000000\nbase: { layout: images/hello }\n",
+    );
+    build_json(&recipe, &dir.path().join("out"), &["--quiet"]);
+    let text = trace_text(&dir.path().join("out/again"), "/usr/bin/hello");
+    assert!(text.contains("  source  base"), "{text}");
+}

@@ -225,6 +225,23 @@ fn file_in_layout(layout: &Path, path: &str) -> String {
     panic!("{path} is in no layer");
 }
 
+/// A recipe made only of `packages:` builds: its image is the packages' layers (and the
+/// SBOMs), with the package's files in place.
+#[test]
+fn a_recipe_of_packages_alone_builds() {
+    let repo = AptRepo::new(&fixture_packages(), Faults::default());
+    let work = Work::new();
+    let recipe = repo.recipe(work.dir.path(), "app");
+    let text = std::fs::read_to_string(&recipe).unwrap();
+    let without_layers = &text[..text.find("layers:\n").unwrap()];
+    std::fs::write(&recipe, without_layers).unwrap();
+    work.build(&recipe, "out", &[]);
+    assert_eq!(
+        file_in_layout(&work.out("out/pkgs"), "usr/bin/app"),
+        "#!/bin/sh\necho app\n"
+    );
+}
+
 #[test]
 fn a_missing_dependency_is_an_error_naming_the_chain() {
     let repo = AptRepo::new(&fixture_packages(), Faults::default());
