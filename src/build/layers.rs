@@ -220,11 +220,11 @@ fn write_afresh(
     // pass); the SBOM layer itself is not in them.
     let contents = contents::image_contents(recipe, resolved, base.as_ref().zip(base_fs), &trees);
     let mut sha1 = crate::digest::Sha1Index::new();
-    if let Some(fs) = base_fs {
-        sha1.extend(fs.sha1.iter().map(|(k, v)| (*k, *v)));
-    }
     for blob in &mut blobs {
-        sha1.append(&mut blob.sha1);
+        sha1.merge(std::mem::take(&mut blob.sha1));
+    }
+    if let Some(fs) = base_fs {
+        sha1.extend(fs.sha1.iter().copied());
     }
     let platform_name = platform.platform.to_string();
     let recipe_file_name = names::recipe_file_name(recipe);

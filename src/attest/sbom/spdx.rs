@@ -211,19 +211,17 @@ pub fn write_spdx_json(input: &SbomInput, out: &mut dyn std::io::Write) -> Resul
     let contents = input.contents;
     let files = &contents.files[..];
     // Raw, hex-encoded as written: one per image file.
-    let sha1s = files
-        .iter()
-        .map(|f| {
-            input
-                .sha1
-                .get(&f.sha256())
-                .copied()
-                .ok_or_else(|| SbomError::MissingSha1 {
-                    path: f.path(),
-                    sha256: f.sha256(),
-                })
-        })
-        .collect::<Result<Vec<[u8; 20]>, _>>()?;
+    let mut sha1s: Vec<[u8; 20]> = Vec::with_capacity(files.len());
+    for f in files {
+        let sha1 = input
+            .sha1
+            .get(&f.sha256())
+            .ok_or_else(|| SbomError::MissingSha1 {
+                path: f.path(),
+                sha256: f.sha256(),
+            })?;
+        sha1s.push(*sha1);
+    }
 
     let mut packages = vec![image_package(input, &sha1s)];
     packages.extend(contents.base.iter().map(base_package));
@@ -495,7 +493,7 @@ fn extracted_licenses(input: &SbomInput) -> Vec<ExtractedLicense> {
 mod tests {
     use super::super::test_support::*;
     use super::*;
-    use crate::digest::Sha256Digest;
+    use crate::digest::{Sha1Index, Sha256Digest};
     use serde_json::Value;
     use std::collections::BTreeSet;
 
@@ -590,8 +588,10 @@ mod tests {
     fn a_missing_sha1_is_an_error_naming_the_file() {
         let files = files();
         let c = contents(&files);
-        let mut sha1 = sha1_index(&c);
-        sha1.remove(&Sha256Digest::of(b"hello"));
+        let sha1: Sha1Index = sha1_index(&c)
+            .into_iter()
+            .filter(|(sha256, _)| *sha256 != Sha256Digest::of(b"hello"))
+            .collect();
         match spdx_json(&input(&c, &sha1)) {
             Err(SbomError::MissingSha1 { path, sha256 }) => {
                 assert_eq!(path, "/usr/bin/hello");

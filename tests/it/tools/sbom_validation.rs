@@ -45,20 +45,21 @@ fn hello_sboms(staging: &Path) -> Sboms {
     let contents = image_contents(&recipe, &resolved, None, &trees);
 
     // What the layer writer computes while it writes: SHA-1 next to SHA-256.
-    let mut sha1 = Sha1Index::new();
-    for tree in &trees {
-        for entry in tree.entries.values() {
-            let bytes = match &entry.kind {
-                TreeEntryKind::File(FileData::Source(c)) => std::fs::read(c.path()).unwrap(),
-                TreeEntryKind::File(FileData::Inline(b)) => b.to_vec(),
-                _ => continue,
-            };
-            sha1.insert(
+    let sha1: Sha1Index = trees
+        .iter()
+        .flat_map(|tree| tree.entries.values())
+        .filter_map(|entry| match &entry.kind {
+            TreeEntryKind::File(FileData::Source(c)) => Some(std::fs::read(c.path()).unwrap()),
+            TreeEntryKind::File(FileData::Inline(b)) => Some(b.to_vec()),
+            _ => None,
+        })
+        .map(|bytes| {
+            (
                 cairn::digest::Sha256Digest::of(&bytes),
                 Sha1::digest(&bytes).into(),
-            );
-        }
-    }
+            )
+        })
+        .collect();
 
     let platform = recipe.platform.to_string();
     let input = SbomInput {
