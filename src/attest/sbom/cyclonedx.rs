@@ -187,7 +187,7 @@ pub fn write_cyclonedx_json(
     let mut suppliers: Vec<Component> = contents
         .sources
         .iter()
-        .map(|s| source_component(s, &files))
+        .map(|s| source_component(s, files))
         .collect();
     if let Some(base) = &contents.base {
         suppliers.push(Component {
@@ -199,7 +199,7 @@ pub fn write_cyclonedx_json(
             hashes: vec![sha256(base.manifest_digest.hex())],
             purl: Some(base_purl(base)),
             properties: vec![property("cairn:pinned", &base.pinned.to_string())],
-            evidence: occurrences(Supplier::Base, &files),
+            evidence: occurrences(Supplier::Base, files),
             ..Component::default()
         });
     }
@@ -210,7 +210,7 @@ pub fn write_cyclonedx_json(
             bom_ref: Some(bom_ref(Supplier::Recipe)),
             name: input.recipe_file_name.to_string(),
             description: Some("inline `file:` content of the recipe".to_string()),
-            evidence: occurrences(Supplier::Recipe, &files),
+            evidence: occurrences(Supplier::Recipe, files),
             ..Component::default()
         });
     }
@@ -223,7 +223,7 @@ pub fn write_cyclonedx_json(
                 "user and group files generated from `accounts:` in the recipe {}",
                 input.recipe_file_name
             )),
-            evidence: occurrences(Supplier::Accounts, &files),
+            evidence: occurrences(Supplier::Accounts, files),
             ..Component::default()
         });
     }
@@ -238,10 +238,7 @@ pub fn write_cyclonedx_json(
         depends_on: Vec::new(),
     }));
 
-    let components = Components {
-        suppliers,
-        files: &files,
-    };
+    let components = Components { suppliers, files };
 
     let bom = Bom {
         schema: "http://cyclonedx.org/schema/bom-1.6.schema.json",

@@ -111,9 +111,9 @@ fn trace(file: &ImageFile) -> String {
     match file.origin() {
         FileOrigin::Source {
             name,
-            rel_path,
+            rel_path: "",
             line,
-        } if rel_path.is_empty() => {
+        } => {
             format!("layer={layer} origin=source source={name} recipe-line={line}")
         }
         FileOrigin::Source {

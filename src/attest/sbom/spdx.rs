@@ -287,12 +287,12 @@ pub fn write_spdx_json(input: &SbomInput, out: &mut dyn std::io::Write) -> Resul
         },
         packages,
         files: Files {
-            files: &files,
+            files,
             sha1s: &sha1s,
         },
         relationships: Relationships {
             head: relationships,
-            files: &files,
+            files,
             sources: &contents.sources,
         },
         has_extracted_licensing_infos: extracted_licenses(input),
