@@ -199,12 +199,98 @@ pub fn sha256_reader(mut reader: impl Read) -> io::Result<(Sha256Digest, u64)> {
 
 /// SHA-1 of every regular file written, keyed by its SHA-256: SPDX requires SHA-1
 /// per file, and computing it in the same pass that writes the bytes means every file
-/// is read once.
-pub type Sha1Index = std::collections::BTreeMap<Sha256Digest, [u8; 20]>;
+/// is read once. A list sorted by SHA-256, searched by bisection: 52 bytes a file,
+/// where a map took 80 (at a million files, held through the SBOM stage).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sha1Index {
+    /// Sorted by SHA-256, one pair per content.
+    pairs: Vec<(Sha256Digest, [u8; 20])>,
+}
+
+impl Sha1Index {
+    pub fn new() -> Self {
+        Sha1Index::default()
+    }
+
+    /// The SHA-1 of the content whose SHA-256 is `sha256`.
+    pub fn get(&self, sha256: &Sha256Digest) -> Option<&[u8; 20]> {
+        let at = self.pairs.binary_search_by(|(k, _)| k.cmp(sha256)).ok()?;
+        Some(&self.pairs[at].1)
+    }
+
+    pub fn contains_key(&self, sha256: &Sha256Digest) -> bool {
+        self.get(sha256).is_some()
+    }
+
+    /// The pairs, by SHA-256.
+    pub fn iter(&self) -> impl Iterator<Item = &(Sha256Digest, [u8; 20])> {
+        self.pairs.iter()
+    }
+
+    /// Adds the pairs of `other`, taking its list whole when this one is empty.
+    pub fn merge(&mut self, other: Sha1Index) {
+        if self.pairs.is_empty() {
+            *self = other;
+        } else {
+            self.extend(other.pairs);
+        }
+    }
+}
+
+/// Pairs in any order, with repeats (the same content in several files).
+impl From<Vec<(Sha256Digest, [u8; 20])>> for Sha1Index {
+    fn from(mut pairs: Vec<(Sha256Digest, [u8; 20])>) -> Self {
+        pairs.sort_unstable_by_key(|(sha256, _)| *sha256);
+        pairs.dedup_by_key(|(sha256, _)| *sha256);
+        Sha1Index { pairs }
+    }
+}
+
+impl FromIterator<(Sha256Digest, [u8; 20])> for Sha1Index {
+    fn from_iter<I: IntoIterator<Item = (Sha256Digest, [u8; 20])>>(pairs: I) -> Self {
+        Sha1Index::from(pairs.into_iter().collect::<Vec<_>>())
+    }
+}
+
+impl Extend<(Sha256Digest, [u8; 20])> for Sha1Index {
+    fn extend<I: IntoIterator<Item = (Sha256Digest, [u8; 20])>>(&mut self, pairs: I) {
+        self.pairs.extend(pairs);
+        // Usually two sorted runs, which the stable sort merges in one pass.
+        self.pairs.sort_by_key(|(sha256, _)| *sha256);
+        self.pairs.dedup_by_key(|(sha256, _)| *sha256);
+    }
+}
+
+impl IntoIterator for Sha1Index {
+    type Item = (Sha256Digest, [u8; 20]);
+    type IntoIter = std::vec::IntoIter<(Sha256Digest, [u8; 20])>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.pairs.into_iter()
+    }
+}
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_sha1_index_finds_every_content_added_in_any_order() {
+        let pair = |bytes: &[u8]| (Sha256Digest::of(bytes), [bytes.len() as u8; 20]);
+        // Unsorted, with a content written twice (two files with the same bytes).
+        let mut index = Sha1Index::from(vec![pair(b"bb"), pair(b"a"), pair(b"bb")]);
+        index.extend([pair(b"dddd"), pair(b"ccc")]);
+        let mut base = Sha1Index::new();
+        base.merge(index);
+        for bytes in [&b"a"[..], b"bb", b"ccc", b"dddd"] {
+            assert_eq!(
+                base.get(&Sha256Digest::of(bytes)),
+                Some(&[bytes.len() as u8; 20])
+            );
+        }
+        assert_eq!(base.iter().count(), 4);
+        assert!(!base.contains_key(&Sha256Digest::of(b"e")));
+    }
 
     #[test]
     fn empty_input_has_the_well_known_digest() {

@@ -8,17 +8,18 @@ use crate::base::fs::{layer_name as base_layer_name, BaseEntry, BaseFs, BaseKind
 use crate::base::BaseImage;
 use crate::digest::Sha256Digest;
 use crate::layers::{FileData, LayerTree, Origin, TreeEntry, TreeEntryKind};
-use crate::oci::whiteout;
+use crate::oci::whiteout::{self, Whiteout};
 use crate::recipe::{Owner, Recipe};
 use crate::resolve::{LockedKind, ResolvedSources};
 use serde::Serialize;
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::borrow::Cow;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ImageContents {
-    /// Regular files of the final image, sorted by path.
-    pub files: Vec<ImageFile>,
+pub struct ImageContents<'a> {
+    /// Regular files of the final image, sorted by path, borrowed from the base's file
+    /// system and the layer trees: at a million files a copy of each would be the
+    /// largest thing the build holds.
+    pub files: Vec<ImageFile<'a>>,
     /// Every source of the recipe and every Debian package, sorted by name.
     pub sources: Vec<SourceInfo>,
     /// The base image, if the recipe has one.
@@ -37,29 +38,156 @@ pub struct BaseInfo {
     pub pinned: Sha256Digest,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ImageFile {
-    /// Absolute path in the image (`/usr/bin/hello`).
-    pub path: String,
-    pub sha256: Sha256Digest,
-    pub size: u64,
-    pub mode: u32,
-    pub uid: u32,
-    pub gid: u32,
-    /// Name of the layer that wrote the file's final version (shared by its files).
-    pub layer: Arc<str>,
-    pub origin: FileOrigin,
+/// A regular file of the final image: its path and the entry that wrote its final
+/// version, whose fields the accessors read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImageFile<'a> {
+    /// The path relative to the image root (`usr/bin/hello`).
+    key: &'a str,
+    written_by: WrittenBy<'a>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WrittenBy<'a> {
+    Base(&'a BaseEntry),
+    /// An entry of the layer named `layer`, with its content (that of the file a hard
+    /// link points to).
+    Layer {
+        layer: &'a str,
+        entry: &'a TreeEntry,
+        data: &'a FileData,
+    },
+}
+
+impl<'a> ImageFile<'a> {
+    /// The file at `key` (relative to the image root) written by `entry` of the layer
+    /// named `layer`, holding `data`.
+    pub fn in_layer(
+        key: &'a str,
+        layer: &'a str,
+        entry: &'a TreeEntry,
+        data: &'a FileData,
+    ) -> Self {
+        ImageFile {
+            key,
+            written_by: WrittenBy::Layer { layer, entry, data },
+        }
+    }
+
+    /// Absolute path in the image (`/usr/bin/hello`).
+    pub fn path(&self) -> String {
+        format!("/{}", self.key)
+    }
+
+    pub fn sha256(&self) -> Sha256Digest {
+        match self.written_by {
+            WrittenBy::Base(e) => base_file(e).0,
+            WrittenBy::Layer { data, .. } => match data {
+                FileData::Source(c) => c.sha256,
+                FileData::Inline(bytes) => Sha256Digest::of(bytes),
+            },
+        }
+    }
+
+    pub fn size(&self) -> u64 {
+        match self.written_by {
+            WrittenBy::Base(e) => base_file(e).1,
+            WrittenBy::Layer { data, .. } => match data {
+                FileData::Source(c) => c.size,
+                FileData::Inline(bytes) => bytes.len() as u64,
+            },
+        }
+    }
+
+    pub fn mode(&self) -> u32 {
+        match self.written_by {
+            WrittenBy::Base(e) => e.mode,
+            WrittenBy::Layer { entry, .. } => entry.mode,
+        }
+    }
+
+    pub fn owner(&self) -> Owner {
+        match self.written_by {
+            WrittenBy::Base(e) => e.owner,
+            WrittenBy::Layer { entry, .. } => entry.owner,
+        }
+    }
+
+    /// Name of the layer that wrote the file's final version.
+    pub fn layer(&self) -> Cow<'a, str> {
+        match self.written_by {
+            WrittenBy::Base(e) => Cow::Owned(base_layer_name(e.layer)),
+            WrittenBy::Layer { layer, .. } => Cow::Borrowed(layer),
+        }
+    }
+
+    pub fn origin(&self) -> FileOrigin<'a> {
+        let entry = match self.written_by {
+            WrittenBy::Base(_) => return FileOrigin::Base,
+            WrittenBy::Layer { entry, .. } => entry,
+        };
+        match &entry.origin {
+            Origin::Source {
+                name,
+                rel_path,
+                line,
+            } => FileOrigin::Source {
+                name,
+                rel_path,
+                line: *line,
+            },
+            Origin::Recipe { line } => FileOrigin::Recipe { line: *line },
+            Origin::Accounts | Origin::Parent | Origin::Sbom => FileOrigin::Accounts,
+        }
+    }
+}
+
+/// The SHA-256 and size of a base file.
+fn base_file(e: &BaseEntry) -> (Sha256Digest, u64) {
+    match e.kind {
+        BaseKind::File { sha256, size } => (sha256, size),
+        _ => unreachable!("only the base's regular files are image files"),
+    }
+}
+
+/// A file serialises to all it says, as one record (the SBOMs' document digest covers
+/// it).
+impl Serialize for ImageFile<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Record<'r> {
+            path: String,
+            sha256: Sha256Digest,
+            size: u64,
+            mode: u32,
+            uid: u32,
+            gid: u32,
+            layer: Cow<'r, str>,
+            origin: FileOrigin<'r>,
+        }
+        let owner = self.owner();
+        Record {
+            path: self.path(),
+            sha256: self.sha256(),
+            size: self.size(),
+            mode: self.mode(),
+            uid: owner.uid,
+            gid: owner.gid,
+            layer: self.layer(),
+            origin: self.origin(),
+        }
+        .serialize(serializer)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
-pub enum FileOrigin {
+pub enum FileOrigin<'a> {
     /// From source `name` (member `rel_path`; empty for a single-file source), put
-    /// there by the operation on recipe line `line`. The strings are shared with the
-    /// layer trees.
+    /// there by the operation on recipe line `line`.
     Source {
-        name: Arc<str>,
-        rel_path: Arc<str>,
+        name: &'a str,
+        rel_path: &'a str,
         line: u32,
     },
     /// Inline content from the `file:` operation on recipe line `line`.
@@ -107,100 +235,133 @@ pub struct PackageInfo {
 
 /// Applies `layers` in order, on top of the base image's files if there is one, and
 /// lists the resulting regular files.
-pub fn image_contents(
+pub fn image_contents<'a>(
     recipe: &Recipe,
     sources: &ResolvedSources,
-    base: Option<(&BaseImage, &BaseFs)>,
-    layers: &[LayerTree],
-) -> ImageContents {
-    // Path -> the final version of a regular file there (`None`: a directory or
-    // symlink), borrowing from the base and the layer trees; the list is built from it
-    // once, in path order, sized exactly.
-    let mut fs: BTreeMap<&str, Option<FinalFile>> = base
-        .iter()
-        .flat_map(|(_, base_fs)| &base_fs.entries)
-        .map(|(key, e)| {
-            let file = matches!(e.kind, BaseKind::File { .. }).then_some(FinalFile::Base(e));
-            (key.as_str(), file)
-        })
-        .collect();
-    for (index, layer) in layers.iter().enumerate() {
-        for key in layer.entries.keys() {
-            if let Some(w) = whiteout::whiteout(key) {
-                whiteout::apply(&mut fs, &w);
-            }
-        }
-        // A non-directory replaces whatever was at its path, children included.
-        for (key, entry) in &layer.entries {
-            if !matches!(entry.kind, TreeEntryKind::Dir | TreeEntryKind::Whiteout) {
-                whiteout::remove_subtree(&mut fs, key);
-            }
-        }
-        // The layer's paths are merged in one pass: a map collected from sorted keys has
-        // full nodes, one filled a key at a time has half-empty ones (at a million files,
-        // about 40 MB more at the build's peak).
-        let mut own: BTreeMap<&str, Option<FinalFile>> = layer
-            .entries
-            .iter()
-            .filter_map(|(key, entry)| {
-                // A hard link carries the content of the file it links to.
-                let data = match &entry.kind {
-                    TreeEntryKind::Whiteout => return None,
-                    // A directory keeps what an earlier layer had at its path.
-                    TreeEntryKind::Dir if fs.contains_key(key.as_str()) => return None,
-                    TreeEntryKind::Dir => None,
-                    TreeEntryKind::File(data) => Some(data),
-                    TreeEntryKind::Hardlink { target } => match &layer.entries[target].kind {
-                        TreeEntryKind::File(data) => Some(data),
-                        _ => None,
-                    },
-                    TreeEntryKind::Symlink { .. } => None,
-                };
-                let file = data.map(|data| FinalFile::Layer { index, entry, data });
-                Some((key.as_str(), file))
-            })
-            .collect();
-        fs.append(&mut own);
-    }
-    let base_layer_names: BTreeMap<usize, Arc<str>> = base
-        .iter()
-        .flat_map(|(_, base_fs)| base_fs.entries.values())
-        .map(|e| (e.layer, base_layer_name(e.layer).into()))
-        .collect();
-    let layer_names: Vec<Arc<str>> = layers.iter().map(|l| l.name.as_str().into()).collect();
-    let mut files = Vec::with_capacity(fs.values().filter(|f| f.is_some()).count());
-    files.extend(fs.into_iter().filter_map(|(key, file)| {
-        Some(match file? {
-            FinalFile::Base(e) => {
-                let BaseKind::File { sha256, size } = e.kind else {
-                    unreachable!("only base files are kept")
-                };
-                ImageFile {
-                    path: format!("/{key}"),
-                    sha256,
-                    size,
-                    mode: e.mode,
-                    uid: e.owner.uid,
-                    gid: e.owner.gid,
-                    layer: Arc::clone(&base_layer_names[&e.layer]),
-                    origin: FileOrigin::Base,
-                }
-            }
-            FinalFile::Layer { index, entry, data } => image_file(
-                key,
-                entry.mode,
-                entry.owner,
-                &layer_names[index],
-                data,
-                &entry.origin,
-            ),
-        })
-    }));
+    base: Option<(&BaseImage, &'a BaseFs)>,
+    layers: &'a [LayerTree],
+) -> ImageContents<'a> {
     ImageContents {
-        files,
+        files: image_files(base.map(|(_, fs)| fs), layers),
         sources: source_infos(recipe, sources),
         base: base.map(|(image, _)| base_info(image)),
     }
+}
+
+/// One path of the image as the layers applied so far leave it: a regular file, or
+/// (`file: None`) a directory or symlink.
+struct FinalEntry<'a> {
+    key: &'a str,
+    file: Option<WrittenBy<'a>>,
+}
+
+/// The regular files of the image, sorted by path: the base's file system with each
+/// layer merged in turn. Every step is a pass over sorted lists (at a million files, a
+/// map of the image would cost more than twice the list).
+fn image_files<'a>(base: Option<&'a BaseFs>, layers: &'a [LayerTree]) -> Vec<ImageFile<'a>> {
+    let mut image: Vec<FinalEntry<'a>> = base
+        .iter()
+        .flat_map(|fs| &fs.entries)
+        .map(|(key, e)| FinalEntry {
+            key,
+            file: matches!(e.kind, BaseKind::File { .. }).then_some(WrittenBy::Base(e)),
+        })
+        .collect();
+    for layer in layers {
+        image = merge_layer(image, layer);
+    }
+    // Same size as an image file: the list is filtered in its own allocation.
+    image
+        .into_iter()
+        .filter_map(|e| {
+            Some(ImageFile {
+                key: e.key,
+                written_by: e.file?,
+            })
+        })
+        .collect()
+}
+
+/// `lower` (sorted by key) with `layer` applied: its whiteouts remove paths and their
+/// subtrees, a non-directory replaces whatever was at its path (children included), a
+/// directory keeps what was at its path.
+fn merge_layer<'a>(lower: Vec<FinalEntry<'a>>, layer: &'a LayerTree) -> Vec<FinalEntry<'a>> {
+    let removed = removed_by(&lower, layer);
+    let kept = removed.iter().filter(|removed| !**removed).count();
+    let mut merged = Vec::with_capacity(kept + layer.entries.len());
+    let mut lower = lower
+        .into_iter()
+        .zip(removed)
+        .filter_map(|(e, removed)| (!removed).then_some(e))
+        .peekable();
+    for (key, entry) in &layer.entries {
+        // A hard link carries the content of the file it links to.
+        let data = match &entry.kind {
+            TreeEntryKind::Whiteout => continue,
+            TreeEntryKind::Dir => None,
+            TreeEntryKind::File(data) => Some(data),
+            TreeEntryKind::Hardlink { target } => match &layer.entries[target].kind {
+                TreeEntryKind::File(data) => Some(data),
+                _ => None,
+            },
+            TreeEntryKind::Symlink { .. } => None,
+        };
+        while let Some(e) = lower.next_if(|e| e.key < key.as_str()) {
+            merged.push(e);
+        }
+        if let Some(kept) = lower.next_if(|e| e.key == key) {
+            // Only a directory can meet a path still there: it keeps what was there.
+            if entry.kind == TreeEntryKind::Dir {
+                merged.push(kept);
+                continue;
+            }
+        }
+        merged.push(FinalEntry {
+            key,
+            file: data.map(|data| WrittenBy::Layer {
+                layer: &layer.name,
+                entry,
+                data,
+            }),
+        });
+    }
+    merged.extend(lower);
+    merged
+}
+
+/// Which entries of `lower` (sorted by key) `layer` removes: what its whiteouts name,
+/// and the paths and subtrees its non-directories replace.
+fn removed_by(lower: &[FinalEntry], layer: &LayerTree) -> Vec<bool> {
+    let mut removed = vec![false; lower.len()];
+    if lower.is_empty() {
+        return removed;
+    }
+    let position = |key: &str| lower.partition_point(|e| e.key < key);
+    // A path's subtree is the path itself and the keys from `path/` up to `path0`
+    // ('0' follows '/'): `path-x` sorts between the two.
+    let remove_children = |removed: &mut [bool], dir: &str| {
+        let range = if dir.is_empty() {
+            0..lower.len()
+        } else {
+            position(&format!("{dir}/"))..position(&format!("{dir}0"))
+        };
+        removed[range].fill(true);
+    };
+    for (key, entry) in &layer.entries {
+        let (path, with_self) = match whiteout::whiteout(key) {
+            Some(Whiteout::Path(path)) => (Cow::Owned(path), true),
+            Some(Whiteout::Opaque(dir)) => (Cow::Owned(dir), false),
+            None if entry.kind == TreeEntryKind::Dir => continue,
+            None => (Cow::Borrowed(key.as_str()), true),
+        };
+        remove_children(&mut removed, &path);
+        if with_self {
+            if let Ok(at) = lower.binary_search_by(|e| e.key.cmp(&path)) {
+                removed[at] = true;
+            }
+        }
+    }
+    removed
 }
 
 /// Every source of the recipe and every Debian package, sorted by name: what the
@@ -253,55 +414,6 @@ pub fn base_info(image: &BaseImage) -> BaseInfo {
         reference: image.reference.clone(),
         manifest_digest: image.manifest_digest,
         pinned: image.pinned,
-    }
-}
-
-/// Where the final version of a regular file comes from.
-enum FinalFile<'a> {
-    Base(&'a BaseEntry),
-    /// Layer `index` of the recipe's layers, with the content (that of the file a hard
-    /// link points to).
-    Layer {
-        index: usize,
-        entry: &'a TreeEntry,
-        data: &'a FileData,
-    },
-}
-
-fn image_file(
-    key: &str,
-    mode: u32,
-    owner: Owner,
-    layer: &Arc<str>,
-    data: &FileData,
-    origin: &Origin,
-) -> ImageFile {
-    let (sha256, size) = match data {
-        FileData::Source(c) => (c.sha256, c.size),
-        FileData::Inline(bytes) => (Sha256Digest::of(bytes), bytes.len() as u64),
-    };
-    let origin = match origin {
-        Origin::Source {
-            name,
-            rel_path,
-            line,
-        } => FileOrigin::Source {
-            name: Arc::clone(name),
-            rel_path: Arc::clone(rel_path),
-            line: *line,
-        },
-        Origin::Recipe { line } => FileOrigin::Recipe { line: *line },
-        Origin::Accounts | Origin::Parent | Origin::Sbom => FileOrigin::Accounts,
-    };
-    ImageFile {
-        path: format!("/{key}"),
-        sha256,
-        size,
-        mode,
-        uid: owner.uid,
-        gid: owner.gid,
-        layer: Arc::clone(layer),
-        origin,
     }
 }
 

@@ -5,6 +5,8 @@
 use super::*;
 use crate::base::BaseLayer;
 use crate::resolve::Lockfile;
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 fn entry(kind: TreeEntryKind, origin: Origin) -> TreeEntry {
     TreeEntry {
@@ -151,25 +153,24 @@ fn the_final_version_of_each_file_is_listed_with_the_layer_that_wrote_it() {
         ),
     ];
     let contents = image_contents(&recipe, &no_sources(), Some((&image, &base_fs)), &layers);
-    let listed: Vec<(&str, Sha256Digest, &str)> = contents
+    let listed: Vec<(String, Sha256Digest, Cow<str>)> = contents
         .files
         .iter()
-        .map(|f| (f.path.as_str(), f.sha256, &*f.layer))
+        .map(|f| (f.path(), f.sha256(), f.layer()))
         .collect();
-    assert_eq!(
-        listed,
-        [
-            ("/bin/link", Sha256Digest::of(b"tool"), "two"),
-            ("/bin/tool", Sha256Digest::of(b"tool"), "two"),
-            ("/etc/motd", Sha256Digest::of(b"v2"), "two"),
-            ("/etc/os-release", Sha256Digest::of(b"ID=base\n"), "base:1"),
-            ("/var/data", Sha256Digest::of(b"now a file"), "two"),
-        ]
-    );
+    let expected = [
+        ("/bin/link", Sha256Digest::of(b"tool"), "two"),
+        ("/bin/tool", Sha256Digest::of(b"tool"), "two"),
+        ("/etc/motd", Sha256Digest::of(b"v2"), "two"),
+        ("/etc/os-release", Sha256Digest::of(b"ID=base\n"), "base:1"),
+        ("/var/data", Sha256Digest::of(b"now a file"), "two"),
+    ]
+    .map(|(path, sha256, layer)| (path.to_string(), sha256, Cow::Borrowed(layer)));
+    assert_eq!(listed, expected);
     let motd = &contents.files[2];
-    assert_eq!(motd.origin, FileOrigin::Recipe { line: 11 });
-    assert_eq!(motd.size, 2);
-    assert_eq!(contents.files[3].origin, FileOrigin::Base);
+    assert_eq!(motd.origin(), FileOrigin::Recipe { line: 11 });
+    assert_eq!(motd.size(), 2);
+    assert_eq!(contents.files[3].origin(), FileOrigin::Base);
     assert_eq!(
         contents.base,
         Some(BaseInfo {
@@ -195,6 +196,47 @@ fn an_opaque_whiteout_empties_a_base_directory() {
         ],
     )];
     let contents = image_contents(&recipe, &no_sources(), Some((&image, &base_fs)), &layers);
-    let paths: Vec<&str> = contents.files.iter().map(|f| f.path.as_str()).collect();
+    let paths: Vec<String> = contents.files.iter().map(|f| f.path()).collect();
     assert_eq!(paths, ["/etc/hostname", "/usr/lib/removed"]);
+}
+
+#[test]
+fn a_file_replaces_only_its_own_subtree_and_a_directory_keeps_a_file() {
+    let (_dir, recipe) = recipe();
+    let (image, mut base_fs) = base();
+    let base_file = |bytes: &[u8]| BaseEntry {
+        kind: BaseKind::File {
+            sha256: Sha256Digest::of(bytes),
+            size: bytes.len() as u64,
+        },
+        mode: 0o644,
+        owner: Owner::ROOT,
+        layer: 0,
+    };
+    // `usr/lib-old` and `usr/lib.d` sort between `usr/lib` and `usr/lib/...`.
+    base_fs
+        .entries
+        .insert("usr/lib-old".into(), base_file(b"old"));
+    base_fs.entries.insert("usr/lib.d".into(), base_file(b"d"));
+    let layers = [layer(
+        "one",
+        vec![
+            ("etc/os-release", entry(TreeEntryKind::Dir, Origin::Parent)),
+            ("usr/lib", file(b"a file now", 3)),
+        ],
+    )];
+    let contents = image_contents(&recipe, &no_sources(), Some((&image, &base_fs)), &layers);
+    let listed: Vec<(String, Cow<str>)> = contents
+        .files
+        .iter()
+        .map(|f| (f.path(), f.layer()))
+        .collect();
+    let expected = [
+        ("/etc/os-release", "base:1"),
+        ("/usr/lib", "one"),
+        ("/usr/lib-old", "base:0"),
+        ("/usr/lib.d", "base:0"),
+    ]
+    .map(|(path, layer)| (path.to_string(), Cow::Borrowed(layer)));
+    assert_eq!(listed, expected);
 }

@@ -133,7 +133,7 @@ impl BaseFs {
             index,
             lower: &self.entries,
             entries: BTreeMap::new(),
-            sha1: &mut self.sha1,
+            sha1: Vec::new(),
             account_files: BTreeMap::new(),
             whiteouts: Vec::new(),
             budget,
@@ -159,10 +159,12 @@ impl BaseFs {
         io::copy(&mut archive.into_inner(), &mut io::sink())?;
         let LayerReader {
             entries: layer,
+            sha1,
             account_files,
             whiteouts,
             ..
         } = reader;
+        self.sha1.extend(sha1);
         for w in &whiteouts {
             whiteout::apply(&mut self.entries, w);
         }
@@ -196,7 +198,8 @@ struct LayerReader<'a> {
     index: usize,
     lower: &'a BTreeMap<String, BaseEntry>,
     entries: BTreeMap<String, BaseEntry>,
-    sha1: &'a mut Sha1Index,
+    /// SHA-1 of each regular file, by SHA-256.
+    sha1: Vec<(Sha256Digest, [u8; 20])>,
     account_files: BTreeMap<String, Vec<u8>>,
     whiteouts: Vec<whiteout::Whiteout>,
     budget: &'a mut Budget,
@@ -283,7 +286,7 @@ impl LayerReader<'_> {
                         self.account_files.remove(&key);
                         hash_both(&mut *entry)?
                     };
-                self.sha1.insert(sha256, sha1);
+                self.sha1.push((sha256, sha1));
                 BaseKind::File { sha256, size }
             }
             other => {

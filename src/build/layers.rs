@@ -218,14 +218,13 @@ fn write_afresh(
     cx.observer.stage("sbom");
     // SBOMs describe the layers as written (their SHA-1s were computed in the same
     // pass); the SBOM layer itself is not in them.
-    let mut contents =
-        contents::image_contents(recipe, resolved, base.as_ref().zip(base_fs), &trees);
+    let contents = contents::image_contents(recipe, resolved, base.as_ref().zip(base_fs), &trees);
     let mut sha1 = crate::digest::Sha1Index::new();
-    if let Some(fs) = base_fs {
-        sha1.extend(fs.sha1.iter().map(|(k, v)| (*k, *v)));
-    }
     for blob in &mut blobs {
-        sha1.append(&mut blob.sha1);
+        sha1.merge(std::mem::take(&mut blob.sha1));
+    }
+    if let Some(fs) = base_fs {
+        sha1.extend(fs.sha1.iter().copied());
     }
     let platform_name = platform.platform.to_string();
     let recipe_file_name = names::recipe_file_name(recipe);
@@ -252,7 +251,12 @@ fn write_afresh(
     })?;
     // The per-file list and SHA-1s serve only the SBOMs: freed before the next layer.
     drop(sha1);
-    contents.files = Vec::new();
+    let contents::ImageContents {
+        files,
+        sources,
+        base: base_info,
+    } = contents;
+    drop(files);
     if recipe.sbom {
         let blob_content = |blob: &StoredBlob| Content {
             location: crate::snapshot::Location::Path(cx.layout.blob_path(&blob.digest)),
@@ -278,11 +282,11 @@ fn write_afresh(
 
     Ok(Layers {
         base,
-        base_info: contents.base,
+        base_info,
         blobs,
         spdx,
         cyclonedx,
-        sources: contents.sources,
+        sources,
         trees: Some(trees),
         foreign_elf,
     })

@@ -166,13 +166,13 @@ mod sha1_hex {
                 f.write_str("an object of hex SHA-1s by SHA-256")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Sha1Index, A::Error> {
-                let mut index = Sha1Index::new();
+                let mut pairs = Vec::with_capacity(map.size_hint().unwrap_or(0));
                 while let Some((sha256, hex_sha1)) = map.next_entry::<Sha256Digest, String>()? {
                     let mut sha1 = [0u8; 20];
                     hex::decode_to_slice(&hex_sha1, &mut sha1).map_err(A::Error::custom)?;
-                    index.insert(sha256, sha1);
+                    pairs.push((sha256, sha1));
                 }
-                Ok(index)
+                Ok(Sha1Index::from(pairs))
             }
         }
         d.deserialize_map(Entries)

@@ -89,7 +89,7 @@ pub fn write_layer(
     let compressed = compress::LayerEncoder::new(blob, compression, jobs)
         .map_err(|e| tar_err(tar::TarError::Write(e)))?;
     let uncompressed = HashingWriter::new(compressed);
-    let mut sha1 = crate::digest::Sha1Index::new();
+    let mut sha1 = Vec::new();
     let uncompressed =
         tar::write_tar(tree, epoch, uncompressed, cancel, on_bytes, &mut sha1).map_err(tar_err)?;
     let (diff_id, uncompressed_size, compressed) = uncompressed.finish();
@@ -106,6 +106,6 @@ pub fn write_layer(
         entries: tree.entries.len(),
         compression,
         cached: false,
-        sha1,
+        sha1: sha1.into(),
     })
 }

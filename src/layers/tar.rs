@@ -9,7 +9,7 @@
 
 use super::tree::{FileData, LayerTree, TreeEntryKind};
 use crate::diag::{Diagnose, Interrupted};
-use crate::digest::{HashingReader, Sha1Index, Sha256Digest};
+use crate::digest::{HashingReader, Sha256Digest};
 use sha1::{Digest as _, Sha1};
 use std::borrow::Cow;
 use std::io::{self, Read, Write};
@@ -47,14 +47,15 @@ const USTAR_MAX_OCTAL_7: u64 = 0o7777777;
 const USTAR_MAX_OCTAL_11: u64 = 0o77777777777;
 
 /// Writes the layer's tar stream to `out` and returns it. `on_bytes` is told how many
-/// content bytes were written, for progress display; `sha1` receives each file's SHA-1.
+/// content bytes were written, for progress display; `sha1` receives each file's SHA-1
+/// by its SHA-256.
 pub fn write_tar<W: Write>(
     tree: &LayerTree,
     epoch: u64,
     out: W,
     cancel: &AtomicBool,
     on_bytes: &dyn Fn(u64),
-    sha1: &mut Sha1Index,
+    sha1: &mut Vec<(Sha256Digest, [u8; 20])>,
 ) -> Result<W, TarError> {
     let mut builder = tar::Builder::new(out);
     for (key, entry) in &tree.entries {
@@ -147,7 +148,7 @@ pub fn write_tar<W: Write>(
                     .map_err(TarError::Write)?;
                 let file_sha1 = reader.sha1.finalize().into();
                 let (digest, read) = reader.inner.finish();
-                sha1.insert(digest, file_sha1);
+                sha1.push((digest, file_sha1));
                 if digest != content.sha256 || read != content.size {
                     return Err(TarError::SourceChanged {
                         path: path.into_owned(),
@@ -160,7 +161,7 @@ pub fn write_tar<W: Write>(
                 builder
                     .append(&header, &bytes[..])
                     .map_err(TarError::Write)?;
-                sha1.insert(Sha256Digest::of(bytes), Sha1::digest(bytes).into());
+                sha1.push((Sha256Digest::of(bytes), Sha1::digest(bytes).into()));
                 on_bytes(bytes.len() as u64);
             }
             _ => builder
@@ -305,7 +306,7 @@ mod tests {
             Vec::new(),
             &AtomicBool::new(false),
             &|_| {},
-            &mut Sha1Index::new(),
+            &mut Vec::new(),
         )
         .unwrap()
     }
@@ -420,7 +421,7 @@ mod tests {
             Vec::new(),
             &AtomicBool::new(false),
             &|_| {},
-            &mut Sha1Index::new(),
+            &mut Vec::new(),
         )
         .unwrap_err();
         assert!(matches!(err, TarError::SourceChanged { .. }), "{err}");

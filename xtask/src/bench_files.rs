@@ -37,8 +37,10 @@ const SOURCES: [(&str, &str); 2] = [
 
 fn recipe(kind: &str, source: &str) -> String {
     let op = if kind == "dir" { "copy" } else { "extract" };
+    // A million files and their thousand directories are more entries than an archive
+    // may hold by default.
     format!(
-        "cairn: 1\nname: files\nepoch: 0\ncompression: gzip\n\
+        "cairn: 1\nname: files\nepoch: 0\ncompression: gzip\nlimits: {{ entries: 2000000 }}\n\
          sources:\n  {source}\n\
          layers:\n  - name: files\n    contents:\n      - {op}: files\n        to: /data\n"
     )

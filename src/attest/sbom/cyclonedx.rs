@@ -107,7 +107,7 @@ struct Property {
 /// the files are visited (a source may supply tens of thousands).
 struct Evidence<'a> {
     supplier: Supplier<'a>,
-    files: &'a [&'a ImageFile],
+    files: &'a [ImageFile<'a>],
 }
 
 impl Serialize for Evidence<'_> {
@@ -119,7 +119,7 @@ impl Serialize for Evidence<'_> {
                 for file in self.0.files {
                     if Supplier::of(file) == self.0.supplier {
                         seq.serialize_element(&Occurrence {
-                            location: &file.path,
+                            location: file.path(),
                             additional_context: trace(file),
                         })?;
                     }
@@ -135,8 +135,8 @@ impl Serialize for Evidence<'_> {
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct Occurrence<'a> {
-    location: &'a str,
+struct Occurrence {
+    location: String,
     additional_context: String,
 }
 
@@ -144,7 +144,7 @@ struct Occurrence<'a> {
 /// serialised: the image may have tens of thousands of files.
 struct Components<'a> {
     suppliers: Vec<Component<'a>>,
-    files: &'a [&'a ImageFile],
+    files: &'a [ImageFile<'a>],
 }
 
 impl Serialize for Components<'_> {
@@ -182,13 +182,12 @@ pub fn write_cyclonedx_json(
     out: &mut dyn std::io::Write,
 ) -> std::io::Result<()> {
     let contents = input.contents;
-    let mut files: Vec<&ImageFile> = contents.files.iter().collect();
-    files.sort_by(|a, b| a.path.cmp(&b.path));
+    let files = &contents.files[..];
 
     let mut suppliers: Vec<Component> = contents
         .sources
         .iter()
-        .map(|s| source_component(s, &files))
+        .map(|s| source_component(s, files))
         .collect();
     if let Some(base) = &contents.base {
         suppliers.push(Component {
@@ -200,7 +199,7 @@ pub fn write_cyclonedx_json(
             hashes: vec![sha256(base.manifest_digest.hex())],
             purl: Some(base_purl(base)),
             properties: vec![property("cairn:pinned", &base.pinned.to_string())],
-            evidence: occurrences(Supplier::Base, &files),
+            evidence: occurrences(Supplier::Base, files),
             ..Component::default()
         });
     }
@@ -211,7 +210,7 @@ pub fn write_cyclonedx_json(
             bom_ref: Some(bom_ref(Supplier::Recipe)),
             name: input.recipe_file_name.to_string(),
             description: Some("inline `file:` content of the recipe".to_string()),
-            evidence: occurrences(Supplier::Recipe, &files),
+            evidence: occurrences(Supplier::Recipe, files),
             ..Component::default()
         });
     }
@@ -224,7 +223,7 @@ pub fn write_cyclonedx_json(
                 "user and group files generated from `accounts:` in the recipe {}",
                 input.recipe_file_name
             )),
-            evidence: occurrences(Supplier::Accounts, &files),
+            evidence: occurrences(Supplier::Accounts, files),
             ..Component::default()
         });
     }
@@ -239,10 +238,7 @@ pub fn write_cyclonedx_json(
         depends_on: Vec::new(),
     }));
 
-    let components = Components {
-        suppliers,
-        files: &files,
-    };
+    let components = Components { suppliers, files };
 
     let bom = Bom {
         schema: "http://cyclonedx.org/schema/bom-1.6.schema.json",
@@ -295,7 +291,7 @@ fn bom_ref(supplier: Supplier) -> String {
 
 /// A source is a `file` whatever its kind: an archive is a file too, and cairn knows
 /// nothing more specific (`library`, `application`) about what is inside.
-fn source_component<'a>(source: &'a SourceInfo, files: &'a [&'a ImageFile]) -> Component<'a> {
+fn source_component<'a>(source: &'a SourceInfo, files: &'a [ImageFile<'a>]) -> Component<'a> {
     let supplier = Supplier::Source(&source.name);
     let mut properties = Vec::new();
     // A directory's digest is cairn's tree digest, not the hash of one file's bytes.
@@ -356,7 +352,7 @@ fn source_component<'a>(source: &'a SourceInfo, files: &'a [&'a ImageFile]) -> C
 }
 
 /// Where in the image `supplier`'s content is, one occurrence per file.
-fn occurrences<'a>(supplier: Supplier<'a>, files: &'a [&'a ImageFile]) -> Option<Evidence<'a>> {
+fn occurrences<'a>(supplier: Supplier<'a>, files: &'a [ImageFile<'a>]) -> Option<Evidence<'a>> {
     files
         .iter()
         .any(|f| Supplier::of(f) == supplier)
@@ -364,8 +360,8 @@ fn occurrences<'a>(supplier: Supplier<'a>, files: &'a [&'a ImageFile]) -> Option
 }
 
 fn file_component(file: &ImageFile) -> Component<'static> {
-    let mut properties = vec![property("cairn:layer", &file.layer)];
-    match &file.origin {
+    let mut properties = vec![property("cairn:layer", &file.layer())];
+    match file.origin() {
         FileOrigin::Source {
             name,
             rel_path,
@@ -374,45 +370,46 @@ fn file_component(file: &ImageFile) -> Component<'static> {
             if !rel_path.is_empty() {
                 properties.push(property("cairn:member", rel_path));
             }
-            properties.push(property("cairn:mode", &octal_mode(file.mode)));
+            properties.push(property("cairn:mode", &octal_mode(file.mode())));
             properties.push(property("cairn:origin", "source"));
             properties.push(property("cairn:owner", &owner(file)));
             properties.push(property("cairn:recipe-line", &line.to_string()));
-            properties.push(property("cairn:size", &file.size.to_string()));
+            properties.push(property("cairn:size", &file.size().to_string()));
             properties.push(property("cairn:source", name));
         }
         FileOrigin::Recipe { line } => {
-            properties.push(property("cairn:mode", &octal_mode(file.mode)));
+            properties.push(property("cairn:mode", &octal_mode(file.mode())));
             properties.push(property("cairn:origin", "recipe"));
             properties.push(property("cairn:owner", &owner(file)));
             properties.push(property("cairn:recipe-line", &line.to_string()));
-            properties.push(property("cairn:size", &file.size.to_string()));
+            properties.push(property("cairn:size", &file.size().to_string()));
         }
         FileOrigin::Base => {
-            properties.push(property("cairn:mode", &octal_mode(file.mode)));
+            properties.push(property("cairn:mode", &octal_mode(file.mode())));
             properties.push(property("cairn:origin", "base"));
             properties.push(property("cairn:owner", &owner(file)));
-            properties.push(property("cairn:size", &file.size.to_string()));
+            properties.push(property("cairn:size", &file.size().to_string()));
         }
         FileOrigin::Accounts => {
-            properties.push(property("cairn:mode", &octal_mode(file.mode)));
+            properties.push(property("cairn:mode", &octal_mode(file.mode())));
             properties.push(property("cairn:origin", "accounts"));
             properties.push(property("cairn:owner", &owner(file)));
-            properties.push(property("cairn:size", &file.size.to_string()));
+            properties.push(property("cairn:size", &file.size().to_string()));
         }
     }
     Component {
         kind: "file",
-        bom_ref: Some(format!("file:{}", file.path)),
-        name: file.path.clone(),
-        hashes: vec![sha256(file.sha256.hex())],
+        bom_ref: Some(format!("file:{}", file.path())),
+        name: file.path(),
+        hashes: vec![sha256(file.sha256().hex())],
         properties,
         ..Component::default()
     }
 }
 
 fn owner(file: &ImageFile) -> String {
-    format!("{}:{}", file.uid, file.gid)
+    let owner = file.owner();
+    format!("{}:{}", owner.uid, owner.gid)
 }
 
 fn sha256(hex: String) -> Hash {
@@ -438,7 +435,8 @@ mod tests {
     use std::collections::BTreeSet;
 
     fn bom() -> Value {
-        let c = contents();
+        let files = files();
+        let c = contents(&files);
         let sha1 = sha1_index(&c);
         serde_json::from_slice(&cyclonedx_json(&input(&c, &sha1))).unwrap()
     }
@@ -468,9 +466,11 @@ mod tests {
 
     #[test]
     fn same_input_same_bytes() {
-        let c = contents();
+        let files = files();
+        let c = contents(&files);
         let sha1 = sha1_index(&c);
-        let (rebuilt, rebuilt_sha1) = contents_built_in_reverse();
+        let files_again = super::super::test_support::files();
+        let (rebuilt, rebuilt_sha1) = contents_built_in_reverse(&files_again);
         assert_eq!(rebuilt, c);
         let a = cyclonedx_json(&input(&c, &sha1));
         let b = cyclonedx_json(&input(&rebuilt, &rebuilt_sha1));
@@ -482,10 +482,12 @@ mod tests {
 
     #[test]
     fn different_contents_get_a_different_serial_number() {
-        let c = contents();
+        let files = files();
+        let c = contents(&files);
         let sha1 = sha1_index(&c);
-        let mut changed = c.clone();
-        changed.files[2].uid = 1;
+        let mut changed_files = super::super::test_support::files();
+        changed_files[2].entry.owner.uid = 1;
+        let changed = contents(&changed_files);
         let serial = |c| {
             let bom: Value = serde_json::from_slice(&cyclonedx_json(&input(c, &sha1))).unwrap();
             bom["serialNumber"].as_str().unwrap().to_string()
@@ -515,14 +517,15 @@ mod tests {
 
     #[test]
     fn every_file_is_a_component_with_its_sha256_and_trace() {
-        let c = contents();
+        let files = files();
+        let c = contents(&files);
         let bom = bom();
         for file in &c.files {
-            let component = by_ref(&bom, &format!("file:{}", file.path));
+            let component = by_ref(&bom, &format!("file:{}", file.path()));
             assert_eq!(component["type"], "file");
-            assert_eq!(component["name"], file.path);
+            assert_eq!(component["name"], file.path());
             assert_eq!(component["hashes"][0]["alg"], "SHA-256");
-            assert_eq!(component["hashes"][0]["content"], file.sha256.hex());
+            assert_eq!(component["hashes"][0]["content"], file.sha256().hex());
         }
         let tool = props(by_ref(&bom, "file:/opt/tools/tool"));
         let expected = [
@@ -544,7 +547,8 @@ mod tests {
 
     #[test]
     fn each_supplier_lists_the_image_paths_it_supplied() {
-        let c = contents();
+        let files = files();
+        let c = contents(&files);
         let bom = bom();
         let mut located = BTreeSet::new();
         for r in [
@@ -561,7 +565,7 @@ mod tests {
                 assert!(located.insert(o["location"].as_str().unwrap().to_string()));
             }
         }
-        let paths: BTreeSet<String> = c.files.iter().map(|f| f.path.clone()).collect();
+        let paths: BTreeSet<String> = c.files.iter().map(|f| f.path()).collect();
         assert_eq!(located, paths);
         let tools = &by_ref(&bom, "source:tools")["evidence"]["occurrences"];
         assert_eq!(tools[1]["location"], "/opt/tools/tool");
@@ -618,11 +622,12 @@ mod tests {
 
     #[test]
     fn the_only_paths_are_image_paths_and_recipe_relative_ones() {
-        let c = contents();
+        let files = files();
+        let c = contents(&files);
         let mut all = Vec::new();
         strings(&bom(), &mut all);
         for s in all.iter().filter(|s| s.starts_with('/')) {
-            assert!(c.files.iter().any(|f| &f.path == s), "{s}");
+            assert!(c.files.iter().any(|f| &f.path() == s), "{s}");
         }
     }
 }

@@ -32,7 +32,7 @@ pub struct SbomInput<'a> {
     pub platform: &'a str,
     /// The recipe's file name (`hello.yaml`), never a host path.
     pub recipe_file_name: &'a str,
-    pub contents: &'a ImageContents,
+    pub contents: &'a ImageContents<'a>,
     pub cairn_version: &'a str,
     /// Must hold every regular file's content; a function of `contents`, so it does
     /// not take part in the document digest.
@@ -84,8 +84,8 @@ enum Supplier<'a> {
 }
 
 impl<'a> Supplier<'a> {
-    fn of(file: &'a ImageFile) -> Self {
-        match &file.origin {
+    fn of(file: &ImageFile<'a>) -> Self {
+        match file.origin() {
             FileOrigin::Source { name, .. } => Supplier::Source(name),
             FileOrigin::Recipe { .. } => Supplier::Recipe,
             FileOrigin::Accounts => Supplier::Accounts,
@@ -107,13 +107,13 @@ fn pseudo_suppliers(contents: &ImageContents) -> (bool, bool) {
 /// `member` comes last and runs to the end (member paths may contain spaces); it is
 /// left out for a single-file source, which has no members.
 fn trace(file: &ImageFile) -> String {
-    let layer = &file.layer;
-    match &file.origin {
+    let layer = file.layer();
+    match file.origin() {
         FileOrigin::Source {
             name,
-            rel_path,
+            rel_path: "",
             line,
-        } if rel_path.is_empty() => {
+        } => {
             format!("layer={layer} origin=source source={name} recipe-line={line}")
         }
         FileOrigin::Source {
@@ -264,22 +264,37 @@ fn write_json<T: Serialize>(value: &T, out: &mut dyn std::io::Write) -> std::io:
 pub(crate) mod test_support {
     use super::*;
     use crate::attest::contents::SourceInfo;
+    use crate::layers::{FileData, Origin, TreeEntry, TreeEntryKind};
+    use crate::recipe::Owner;
 
-    pub fn file(path: &str, content: &[u8], layer: &str, origin: FileOrigin) -> ImageFile {
-        ImageFile {
-            path: path.to_string(),
-            sha256: Sha256Digest::of(content),
-            size: content.len() as u64,
-            mode: 0o755,
-            uid: 0,
-            gid: 0,
-            layer: layer.into(),
-            origin,
+    /// A file of the test image: its path relative to the image root, the layer that
+    /// wrote it and the entry written (change them to change the image).
+    pub struct TestFile {
+        pub key: &'static str,
+        pub layer: &'static str,
+        pub entry: TreeEntry,
+    }
+
+    pub fn file(
+        key: &'static str,
+        content: &[u8],
+        layer: &'static str,
+        origin: Origin,
+    ) -> TestFile {
+        TestFile {
+            key,
+            layer,
+            entry: TreeEntry {
+                kind: TreeEntryKind::File(FileData::Inline(content.into())),
+                mode: 0o755,
+                owner: Owner::ROOT,
+                origin,
+            },
         }
     }
 
-    pub fn from_source(name: &str, rel_path: &str, line: u32) -> FileOrigin {
-        FileOrigin::Source {
+    pub fn from_source(name: &str, rel_path: &str, line: u32) -> Origin {
+        Origin::Source {
             name: name.into(),
             rel_path: rel_path.into(),
             line,
@@ -287,46 +302,43 @@ pub(crate) mod test_support {
     }
 
     /// An image with files from an archive (with a member path containing a space), a
-    /// single-file source, a directory source, inline recipe content and accounts.
-    pub fn contents() -> ImageContents {
-        let files = vec![
+    /// single-file source, a directory source, inline recipe content and accounts,
+    /// sorted by path.
+    pub fn files() -> Vec<TestFile> {
+        vec![
+            file("etc/group", b"app:x:65532:\n", "accounts", Origin::Accounts),
+            file("etc/motd", b"hi\n", "base", Origin::Recipe { line: 21 }),
             file(
-                "/etc/group",
-                b"app:x:65532:\n",
-                "accounts",
-                FileOrigin::Accounts,
-            ),
-            file(
-                "/etc/motd",
-                b"hi\n",
-                "base",
-                FileOrigin::Recipe { line: 21 },
-            ),
-            file(
-                "/opt/tools/read me",
+                "opt/tools/read me",
                 b"docs",
                 "base",
                 from_source("tools", "read me", 17),
             ),
             file(
-                "/opt/tools/tool",
+                "opt/tools/tool",
                 b"#!/bin/sh\n",
                 "base",
                 from_source("tools", "bin/tool", 17),
             ),
+            file("usr/bin/hello", b"hello", "app", from_source("app", "", 25)),
             file(
-                "/usr/bin/hello",
-                b"hello",
-                "app",
-                from_source("app", "", 25),
-            ),
-            file(
-                "/var/www/index.html",
+                "var/www/index.html",
                 b"<html>",
                 "app",
                 from_source("site_files", "index.html", 28),
             ),
-        ];
+        ]
+    }
+
+    fn image_file(file: &TestFile) -> ImageFile<'_> {
+        let TreeEntryKind::File(data) = &file.entry.kind else {
+            unreachable!("test files are regular files")
+        };
+        ImageFile::in_layer(file.key, file.layer, &file.entry, data)
+    }
+
+    /// The image of `files`, with its three sources.
+    pub fn contents(files: &[TestFile]) -> ImageContents<'_> {
         let sources = vec![
             SourceInfo {
                 name: "app".to_string(),
@@ -357,7 +369,7 @@ pub(crate) mod test_support {
             },
         ];
         ImageContents {
-            files,
+            files: files.iter().map(image_file).collect(),
             sources,
             base: None,
         }
@@ -376,25 +388,29 @@ pub(crate) mod test_support {
             .iter()
             .map(|b| (Sha256Digest::of(b), Sha1::digest(b).into()))
             .collect();
-        assert!(contents.files.iter().all(|f| index.contains_key(&f.sha256)));
+        assert!(contents
+            .files
+            .iter()
+            .all(|f| index.contains_key(&f.sha256())));
         index
     }
 
-    /// [`contents`] and its [`sha1_index`] built again from scratch, every list and map
+    /// [`contents`] of `files` and its [`sha1_index`] built again, every list and map
     /// filled in reverse order through its own `HashMap` (each has its own random
     /// seed), then put in the order `ImageContents` promises (files by path, sources by
-    /// name). Equal to the first build, but sharing no allocation or insertion order
-    /// with it: a generator whose bytes depend on either would give other bytes.
-    pub fn contents_built_in_reverse() -> (ImageContents, Sha1Index) {
-        let fresh = contents();
+    /// name). Equal to the first build, but sharing no insertion order with it (nor any
+    /// allocation, given `files` of their own): a generator whose bytes depend on
+    /// either would give other bytes.
+    pub fn contents_built_in_reverse(files: &[TestFile]) -> (ImageContents<'_>, Sha1Index) {
+        let fresh = contents(files);
         let by_path: std::collections::HashMap<String, ImageFile> = fresh
             .files
             .into_iter()
             .rev()
-            .map(|f| (f.path.clone(), f))
+            .map(|f| (f.path(), f))
             .collect();
-        let mut files: Vec<ImageFile> = by_path.into_values().collect();
-        files.sort_by(|a, b| a.path.cmp(&b.path));
+        let mut files: Vec<(String, ImageFile)> = by_path.into_iter().collect();
+        files.sort_by(|a, b| a.0.cmp(&b.0));
         let by_name: std::collections::HashMap<String, SourceInfo> = fresh
             .sources
             .into_iter()
@@ -404,7 +420,7 @@ pub(crate) mod test_support {
         let mut sources: Vec<SourceInfo> = by_name.into_values().collect();
         sources.sort_by(|a, b| a.name.cmp(&b.name));
         let contents = ImageContents {
-            files,
+            files: files.into_iter().map(|(_, f)| f).collect(),
             sources,
             base: fresh.base,
         };
@@ -414,7 +430,7 @@ pub(crate) mod test_support {
         (contents, sha1)
     }
 
-    pub fn input<'a>(contents: &'a ImageContents, sha1: &'a Sha1Index) -> SbomInput<'a> {
+    pub fn input<'a>(contents: &'a ImageContents<'a>, sha1: &'a Sha1Index) -> SbomInput<'a> {
         SbomInput {
             image_name: "hello",
             epoch: 1_700_000_000,
@@ -457,13 +473,15 @@ mod tests {
 
     #[test]
     fn document_digest_covers_every_input_field() {
-        let contents = contents();
+        let files = files();
+        let contents = contents(&files);
         let sha1 = sha1_index(&contents);
         let base = input(&contents, &sha1);
         let d = document_digest(&base);
         assert_eq!(d, document_digest(&input(&contents, &sha1)));
-        let mut changed_contents = contents.clone();
-        changed_contents.files[0].mode = 0o600;
+        let mut changed_files = super::test_support::files();
+        changed_files[0].entry.mode = 0o600;
+        let changed_contents = super::test_support::contents(&changed_files);
         let variants = [
             SbomInput {
                 image_name: "other",
@@ -494,7 +512,8 @@ mod tests {
 
     #[test]
     fn trace_puts_a_member_with_spaces_last() {
-        let c = contents();
+        let files = files();
+        let c = contents(&files);
         let traces: Vec<String> = c.files.iter().map(trace).collect();
         assert_eq!(
             traces,
@@ -536,7 +555,7 @@ mod tests {
 
     #[test]
     fn purls_carry_the_file_digest_and_only_for_files_and_archives() {
-        let c = contents();
+        let c = contents(&[]);
         assert_eq!(
             purl(&c.sources[0]).as_deref(),
             Some(

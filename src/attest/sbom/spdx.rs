@@ -119,7 +119,7 @@ struct File {
 /// One [`File`] per image file, each built as it is serialised: the image may have tens
 /// of thousands of files.
 struct Files<'a> {
-    files: &'a [&'a ImageFile],
+    files: &'a [ImageFile<'a>],
     sha1s: &'a [[u8; 20]],
 }
 
@@ -129,10 +129,10 @@ impl Serialize for Files<'_> {
         for (n, (file, sha1)) in self.files.iter().zip(self.sha1s).enumerate() {
             seq.serialize_element(&File {
                 spdx_id: file_id(n),
-                file_name: format!(".{}", file.path),
+                file_name: format!(".{}", file.path()),
                 checksums: vec![
                     checksum("SHA1", hex::encode(sha1)),
-                    checksum("SHA256", file.sha256.hex()),
+                    checksum("SHA256", file.sha256().hex()),
                 ],
                 license_concluded: NOASSERTION,
                 copyright_text: NOASSERTION,
@@ -148,7 +148,7 @@ impl Serialize for Files<'_> {
 /// are serialised.
 struct Relationships<'a> {
     head: Vec<Relationship>,
-    files: &'a [&'a ImageFile],
+    files: &'a [ImageFile<'a>],
     sources: &'a [SourceInfo],
 }
 
@@ -209,22 +209,19 @@ pub fn spdx_json(input: &SbomInput) -> Result<Vec<u8>, SbomError> {
 /// [`spdx_json`], written to `out` (a file: the document lists every file of the image).
 pub fn write_spdx_json(input: &SbomInput, out: &mut dyn std::io::Write) -> Result<(), SbomError> {
     let contents = input.contents;
-    let mut files: Vec<&ImageFile> = contents.files.iter().collect();
-    files.sort_by(|a, b| a.path.cmp(&b.path));
+    let files = &contents.files[..];
     // Raw, hex-encoded as written: one per image file.
-    let sha1s = files
-        .iter()
-        .map(|f| {
-            input
-                .sha1
-                .get(&f.sha256)
-                .copied()
-                .ok_or_else(|| SbomError::MissingSha1 {
-                    path: f.path.clone(),
-                    sha256: f.sha256,
-                })
-        })
-        .collect::<Result<Vec<[u8; 20]>, _>>()?;
+    let mut sha1s: Vec<[u8; 20]> = Vec::with_capacity(files.len());
+    for f in files {
+        let sha1 = input
+            .sha1
+            .get(&f.sha256())
+            .ok_or_else(|| SbomError::MissingSha1 {
+                path: f.path(),
+                sha256: f.sha256(),
+            })?;
+        sha1s.push(*sha1);
+    }
 
     let mut packages = vec![image_package(input, &sha1s)];
     packages.extend(contents.base.iter().map(base_package));
@@ -290,12 +287,12 @@ pub fn write_spdx_json(input: &SbomInput, out: &mut dyn std::io::Write) -> Resul
         },
         packages,
         files: Files {
-            files: &files,
+            files,
             sha1s: &sha1s,
         },
         relationships: Relationships {
             head: relationships,
-            files: &files,
+            files,
             sources: &contents.sources,
         },
         has_extracted_licensing_infos: extracted_licenses(input),
@@ -496,12 +493,13 @@ fn extracted_licenses(input: &SbomInput) -> Vec<ExtractedLicense> {
 mod tests {
     use super::super::test_support::*;
     use super::*;
-    use crate::digest::Sha256Digest;
+    use crate::digest::{Sha1Index, Sha256Digest};
     use serde_json::Value;
     use std::collections::BTreeSet;
 
     fn document() -> Value {
-        let c = contents();
+        let files = files();
+        let c = contents(&files);
         let sha1 = sha1_index(&c);
         serde_json::from_slice(&spdx_json(&input(&c, &sha1)).unwrap()).unwrap()
     }
@@ -517,9 +515,11 @@ mod tests {
 
     #[test]
     fn same_input_same_bytes() {
-        let c = contents();
+        let files = files();
+        let c = contents(&files);
         let sha1 = sha1_index(&c);
-        let (rebuilt, rebuilt_sha1) = contents_built_in_reverse();
+        let files_again = super::super::test_support::files();
+        let (rebuilt, rebuilt_sha1) = contents_built_in_reverse(&files_again);
         assert_eq!(rebuilt, c);
         let a = spdx_json(&input(&c, &sha1)).unwrap();
         let b = spdx_json(&input(&rebuilt, &rebuilt_sha1)).unwrap();
@@ -532,10 +532,12 @@ mod tests {
 
     #[test]
     fn different_contents_get_a_different_namespace() {
-        let c = contents();
+        let files = files();
+        let c = contents(&files);
         let sha1 = sha1_index(&c);
-        let mut changed = c.clone();
-        changed.files[1].layer = "other".into();
+        let mut changed_files = super::super::test_support::files();
+        changed_files[1].layer = "other";
+        let changed = contents(&changed_files);
         let namespace = |c| {
             let doc: Value = serde_json::from_slice(&spdx_json(&input(c, &sha1)).unwrap()).unwrap();
             doc["documentNamespace"].as_str().unwrap().to_string()
@@ -561,18 +563,19 @@ mod tests {
 
     #[test]
     fn every_file_is_listed_with_both_checksums_and_its_trace() {
-        let c = contents();
+        let image_files = files();
+        let c = contents(&image_files);
         let doc = document();
         let files = doc["files"].as_array().unwrap();
         assert_eq!(files.len(), c.files.len());
         for (n, (entry, file)) in files.iter().zip(&c.files).enumerate() {
             assert_eq!(entry["SPDXID"], format!("SPDXRef-File-{n}"));
-            assert_eq!(entry["fileName"], format!(".{}", file.path));
+            assert_eq!(entry["fileName"], format!(".{}", file.path()));
             let sums = entry["checksums"].as_array().unwrap();
             assert_eq!(sums[0]["algorithm"], "SHA1");
             assert_eq!(sums[0]["checksumValue"].as_str().unwrap().len(), 40);
             assert_eq!(sums[1]["algorithm"], "SHA256");
-            assert_eq!(sums[1]["checksumValue"], file.sha256.hex());
+            assert_eq!(sums[1]["checksumValue"], file.sha256().hex());
             assert_eq!(entry["comment"], format!("cairn: {}", trace(file)));
         }
         assert_eq!(
@@ -583,9 +586,12 @@ mod tests {
 
     #[test]
     fn a_missing_sha1_is_an_error_naming_the_file() {
-        let c = contents();
-        let mut sha1 = sha1_index(&c);
-        sha1.remove(&Sha256Digest::of(b"hello"));
+        let files = files();
+        let c = contents(&files);
+        let sha1: Sha1Index = sha1_index(&c)
+            .into_iter()
+            .filter(|(sha256, _)| *sha256 != Sha256Digest::of(b"hello"))
+            .collect();
         match spdx_json(&input(&c, &sha1)) {
             Err(SbomError::MissingSha1 { path, sha256 }) => {
                 assert_eq!(path, "/usr/bin/hello");
@@ -698,9 +704,10 @@ mod tests {
 
     #[test]
     fn pseudo_packages_appear_only_when_used() {
-        let mut c = contents();
-        c.files.retain(|f| &*f.layer != "accounts");
-        let sha1 = sha1_index(&contents());
+        let files = files();
+        let mut c = contents(&files);
+        let sha1 = sha1_index(&c);
+        c.files.retain(|f| f.layer() != "accounts");
         let doc: Value = serde_json::from_slice(&spdx_json(&input(&c, &sha1)).unwrap()).unwrap();
         let packages = ids(&doc, "packages");
         assert!(packages.contains(&"SPDXRef-Recipe".to_string()));
