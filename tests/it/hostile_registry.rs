@@ -54,6 +54,18 @@ impl Scratch {
         Scratch { dir, public_key }
     }
 
+    /// `cairn build RECIPE -o SCRATCH/out`, with a package cache of its own.
+    fn build(&self, recipe: &std::path::Path) -> Command {
+        let dir = self.dir.path();
+        let mut cmd = self.cairn();
+        cmd.arg("build")
+            .arg(recipe)
+            .arg("-o")
+            .arg(dir.join("out"))
+            .env("XDG_CACHE_HOME", dir.join("cache"));
+        cmd
+    }
+
     fn cairn(&self) -> Command {
         let mut cmd = common::cairn();
         cmd.env("DOCKER_CONFIG", self.dir.path().join("docker"))
@@ -341,15 +353,7 @@ fn a_debian_mirror_that_never_answers_ends_the_build() {
             "cairn: 1\nname: pkgs\nrepositories:\n  test:\n    mirror: http://{mirror}\n    suite: stable\n    components: [main]\n    keyring: keyring.gpg\npackages: [hello]\nlayers:\n  - name: base\n    contents:\n      - dir: /tmp\n"
         ),
     );
-    let (_, stderr) = run_err(
-        scratch
-            .cairn()
-            .arg("build")
-            .arg(&recipe)
-            .arg("-o")
-            .arg(dir.join("out"))
-            .env("XDG_CACHE_HOME", dir.join("cache")),
-    );
+    let (_, stderr) = run_err(&mut scratch.build(&recipe));
     assert!(
         stderr.contains(&format!("from http://{mirror}/dists/stable/InRelease"))
             && stderr.contains("the mirror stalled")
@@ -417,14 +421,9 @@ fn a_push_to_a_registry_that_stops_reading_the_upload_gives_up() {
     let started = Instant::now();
     let (_, stderr) = run_err(
         scratch
-            .cairn()
-            .arg("build")
-            .arg(&recipe)
-            .arg("-o")
-            .arg(dir.join("out"))
+            .build(&recipe)
             .args(["--insecure", "--stall-timeout", "1s", "--push"])
-            .arg(format!("{addr}/team/noise:v1"))
-            .env("XDG_CACHE_HOME", dir.join("cache")),
+            .arg(format!("{addr}/team/noise:v1")),
     );
     assert!(
         !held.lock().unwrap().is_empty(),

@@ -549,8 +549,9 @@ fn diff_text_lists_each_change_once() {
     }
 }
 
-#[test]
-fn trace_names_a_base_images_layers_as_base_layers() {
+/// Builds `recipes/hello.yaml`, then the recipe `name` made of `base:` on it and
+/// `rest`, and gives `trace` of `/usr/bin/hello` in that image.
+fn trace_hello_in_image_based_on_it(name: &str, rest: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     build_json(
         &repo_root().join("recipes/hello.yaml"),
@@ -559,11 +560,21 @@ fn trace_names_a_base_images_layers_as_base_layers() {
     );
     let recipe = write_recipe(
         dir.path(),
-        "app.yaml",
-        "cairn: 1\nname: app\nepoch: 1700000000\nbase: { layout: images/hello }\nlayers:\n  - name: extra\n    contents:\n      - file: /tmp/note\n        content: \"on top\\n\"\n",
+        &format!("{name}.yaml"),
+        &format!(
+            "cairn: 1\nname: {name}\nepoch: 1700000000\nbase: {{ layout: images/hello }}\n{rest}"
+        ),
     );
     build_json(&recipe, &dir.path().join("out"), &["--quiet"]);
-    let text = trace_text(&dir.path().join("out/app"), "/usr/bin/hello");
+    trace_text(&dir.path().join("out").join(name), "/usr/bin/hello")
+}
+
+#[test]
+fn trace_names_a_base_images_layers_as_base_layers() {
+    let text = trace_hello_in_image_based_on_it(
+        "app",
+        "layers:\n  - name: extra\n    contents:\n      - file: /tmp/note\n        content: \"on top\\n\"\n",
+    );
     // hello's second layer is the base's layer 1, not the base's own layer `app`.
     assert!(text.contains("  layer   1 base:1 sha256:"), "{text}");
     assert!(text.contains("  source  base"), "{text}");
@@ -573,18 +584,6 @@ fn trace_names_a_base_images_layers_as_base_layers() {
 /// its files are the base's.
 #[test]
 fn a_recipe_of_a_base_alone_builds() {
-    let dir = tempfile::tempdir().unwrap();
-    build_json(
-        &repo_root().join("recipes/hello.yaml"),
-        &dir.path().join("images"),
-        &["--locked", "--quiet"],
-    );
-    let recipe = write_recipe(
-        dir.path(),
-        "again.yaml",
-        "cairn: 1\nname: again\nepoch: 1700000000\nbase: { layout: images/hello }\n",
-    );
-    build_json(&recipe, &dir.path().join("out"), &["--quiet"]);
-    let text = trace_text(&dir.path().join("out/again"), "/usr/bin/hello");
+    let text = trace_hello_in_image_based_on_it("again", "");
     assert!(text.contains("  source  base"), "{text}");
 }
