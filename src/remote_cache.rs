@@ -18,7 +18,7 @@
 //! its bytes are. Registry problems never fail a build; they become warnings.
 
 use crate::diag::{self, Diagnose};
-use crate::digest::Sha256Digest;
+use crate::digest::{Blake3Digest, Sha256Digest};
 use crate::layers::cache::{CacheError, LayerCache, LayerKey, LayerRecord, SharedLayerStore};
 use crate::oci::json::canonical_json;
 use crate::oci::media_type::OCI_MANIFEST;
@@ -92,7 +92,7 @@ impl RemoteCache {
             ));
         }
         let tmp = local.tmp_path();
-        let download = (|| -> Result<(), RemoteError> {
+        let download = (|| -> Result<Blake3Digest, RemoteError> {
             let file = fs::File::create(&tmp)
                 .map_err(|e| RemoteError::Invalid(format!("{}: {e}", tmp.display())))?;
             let mut out = BufWriter::new(file);
@@ -106,13 +106,18 @@ impl RemoteCache {
                 .into_inner()
                 .map_err(|e| RemoteError::Invalid(e.error().to_string()))?;
             file.sync_all()
+                .and_then(|()| Blake3Digest::of_reader(fs::File::open(&tmp)?))
+                .map(|(check, _)| check)
                 .map_err(|e| RemoteError::Invalid(format!("{}: {e}", tmp.display())))
         })();
-        if let Err(e) = download {
-            let _ = fs::remove_file(&tmp);
-            return Err(e);
-        }
-        local.adopt(&tmp, key, record)?;
+        let check = match download {
+            Ok(check) => check,
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                return Err(e);
+            }
+        };
+        local.adopt(&tmp, key, record, check)?;
         Ok(true)
     }
 

@@ -9,7 +9,8 @@
 //!                                  an OCI layout does ([`crate::oci::layout::blob_path`])
 //! layers-v1/entries/<key>.json     one per cache key: the blob's digest, size, diff_id,
 //!                                  entry count, the SHA-1 of each file (for the SBOM)
-//!                                  and the blob's inode, size and mtime when stored
+//!                                  and the blob's inode, size, mtime and BLAKE3 when
+//!                                  stored
 //! layers-v1/images/<key>.json      one per image key (see [`crate::warm`]): every layer
 //!                                  of an image and its SBOM blobs, each with the
 //!                                  identity its blob file had when stored
@@ -30,6 +31,8 @@
 //! puts the mtime back passes that check, so a hit's bytes are hashed as they are copied
 //! into the layout ([`LayoutWriter::copy_blob`]) and refused (the file removed, the
 //! layer written anew) unless they are the blob: nothing is published unchecked. The
+//! hash is BLAKE3 ([`Blake3Digest`]), against the one the entry recorded of the bytes
+//! as they were stored, for speed. The
 //! cache and a layout never share an inode. Writes go to `tmp/` first, named after
 //! their process, and are renamed into place, so concurrent builds and
 //! `cairn cache prune` never see a torn file; an entry whose blob has vanished is a
@@ -43,10 +46,9 @@
 use super::compress::{GZIP_LEVEL, ZSTD_LEVEL};
 use super::gzip::MEMBER_SIZE;
 use super::{LayerBlob, LayerError, LayerTree, TreeEntry};
-use crate::digest::Sha1Index;
-use crate::digest::Sha256Digest;
+use crate::digest::{Blake3Digest, Sha1Index, Sha256Digest};
 use crate::oci::compression::Compression;
-use crate::oci::layout::{blobs_dir, place_file, LayoutError, LayoutWriter};
+use crate::oci::layout::{blobs_dir, copy_hashed, LayoutError, LayoutWriter};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -200,6 +202,9 @@ struct Entry {
     /// The blob file as stored: a hit needs the same inode, size and mtime.
     blob_ino: u64,
     blob_mtime_ns: i128,
+    /// The BLAKE3 of the blob's bytes, taken as they were stored: what the file is
+    /// checked against when it is reused.
+    blob_blake3: Blake3Digest,
 }
 
 impl Entry {
@@ -210,6 +215,7 @@ impl Entry {
             size: self.layer.size,
             ino: self.blob_ino,
             mtime_ns: self.blob_mtime_ns,
+            blake3: self.blob_blake3,
         }
     }
 }
@@ -238,13 +244,15 @@ pub struct LayerCache {
 }
 
 /// A blob file in the cache, with the identity it had when stored: a hit requires the
-/// same inode, size and mtime, so a file changed in place is never taken for it.
+/// same inode, size and mtime, so a file replaced or visibly changed is never taken
+/// for it, and its bytes are checked against their BLAKE3 as they are reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CachedBlob {
     pub digest: Sha256Digest,
     pub size: u64,
     ino: u64,
     mtime_ns: i128,
+    blake3: Blake3Digest,
 }
 
 /// A layer of an [`ImageRecord`]: what a written layer reports, without the per-file
@@ -439,7 +447,8 @@ impl LayerCache {
         let entry: Entry = match serde_json::from_slice(&bytes) {
             Ok(entry) => entry,
             Err(_) => {
-                // Written atomically, so only damage from outside gets here: drop it.
+                // Written atomically, so only damage from outside (or an entry from
+                // before its BLAKE3 was recorded) gets here: drop it.
                 let _ = fs::remove_file(&path);
                 return None;
             }
@@ -467,9 +476,9 @@ impl LayerCache {
         // changed in place, which is why this layer missed.
         let tmp = self.tmp_path();
         let source = layout.blob_path(&blob.digest);
-        let stored = place_file(&source, &tmp)
+        let stored = copy_synced(&source, &tmp)
             .map_err(io_err(&tmp))
-            .and_then(|()| self.adopt(&tmp, key, LayerRecord::of(blob)));
+            .and_then(|check| self.adopt(&tmp, key, LayerRecord::of(blob), check));
         if stored.is_err() {
             // A full disk, say: leave no partial file behind.
             let _ = fs::remove_file(&tmp);
@@ -478,11 +487,18 @@ impl LayerCache {
     }
 
     /// Makes the complete file `tmp` the cached blob of `layer`, read-only, and records
-    /// `layer` under `key` with that file's identity. Both steps happen under an
+    /// `layer` under `key` with that file's identity and `check`, the BLAKE3 of its
+    /// bytes as they were written to `tmp`. Both steps happen under an
     /// exclusive lock on the cache: otherwise two builds storing the same blob could
     /// interleave, leaving an entry that names the other build's file, which `lookup`
     /// would then take for a blob changed in place.
-    pub fn adopt(&self, tmp: &Path, key: &LayerKey, layer: LayerRecord) -> Result<(), CacheError> {
+    pub fn adopt(
+        &self,
+        tmp: &Path,
+        key: &LayerKey,
+        layer: LayerRecord,
+        check: Blake3Digest,
+    ) -> Result<(), CacheError> {
         fs::set_permissions(tmp, fs::Permissions::from_mode(0o444)).map_err(io_err(tmp))?;
         let lock_path = self.tmp.join(".store.lock");
         let lock = fs::File::create(&lock_path).map_err(io_err(&lock_path))?;
@@ -497,6 +513,7 @@ impl LayerCache {
             layer,
             blob_ino: blob.ino(),
             blob_mtime_ns: mtime_ns(&blob),
+            blob_blake3: check,
         };
         self.mark_used(key, &entry);
         // Streamed: the entry lists the SHA-1 of every file of the layer.
@@ -520,7 +537,7 @@ impl LayerCache {
         name: &str,
         layout: &LayoutWriter,
     ) -> Option<LayerBlob> {
-        if !self.copy_out(entry.layer.digest, entry.layer.size, layout) {
+        if !self.copy_out(&entry.blob(), layout) {
             return None;
         }
         self.mark_used(key, &entry);
@@ -544,9 +561,9 @@ impl LayerCache {
     /// ([`LayoutWriter::copy_blob`]). A blob whose bytes are no longer its digest's (a
     /// change in place that kept inode, size and mtime) is removed from the cache, with
     /// a warning, so the build writes it anew and stores the new one.
-    fn copy_out(&self, digest: Sha256Digest, size: u64, layout: &LayoutWriter) -> bool {
-        let path = self.blob_path(&digest);
-        match layout.copy_blob(&path, digest, size) {
+    fn copy_out(&self, blob: &CachedBlob, layout: &LayoutWriter) -> bool {
+        let path = self.blob_path(&blob.digest);
+        match layout.copy_blob(&path, blob.digest, blob.size, blob.blake3) {
             Ok(_) => true,
             Err(e @ LayoutError::ChangedBlob(_)) => {
                 let _ = fs::remove_file(&path);
@@ -588,7 +605,7 @@ impl LayerCache {
     /// [`LayoutWriter::copy_blob`]) if it is intact; `false` otherwise (changed, or
     /// removed by a concurrent prune).
     pub fn copy_into(&self, blob: &CachedBlob, layout: &LayoutWriter) -> bool {
-        self.is_intact(blob) && self.copy_out(blob.digest, blob.size, layout)
+        self.is_intact(blob) && self.copy_out(blob, layout)
     }
 
     /// Stores the blob `digest` just committed to `layout` (an SBOM document) in the
@@ -603,19 +620,25 @@ impl LayerCache {
     ) -> Result<CachedBlob, CacheError> {
         let tmp = self.tmp_path();
         let target = self.blob_path(&digest);
-        let placed = place_file(&layout.blob_path(&digest), &tmp)
-            .and_then(|()| fs::set_permissions(&tmp, fs::Permissions::from_mode(0o444)))
-            .and_then(|()| fs::rename(&tmp, &target));
-        if let Err(e) = placed {
-            let _ = fs::remove_file(&tmp);
-            return Err(io_err(&target)(e));
-        }
+        let placed = copy_synced(&layout.blob_path(&digest), &tmp).and_then(|check| {
+            fs::set_permissions(&tmp, fs::Permissions::from_mode(0o444))?;
+            fs::rename(&tmp, &target)?;
+            Ok(check)
+        });
+        let check = match placed {
+            Ok(check) => check,
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                return Err(io_err(&target)(e));
+            }
+        };
         let meta = fs::metadata(&target).map_err(io_err(&target))?;
         Ok(CachedBlob {
             digest,
             size,
             ino: meta.ino(),
             mtime_ns: mtime_ns(&meta),
+            blake3: check,
         })
     }
 
@@ -857,6 +880,14 @@ fn touch(path: &Path) {
             libc::utimensat(libc::AT_FDCWD, c_path.as_ptr(), std::ptr::null(), 0);
         }
     }
+}
+
+/// Copies (or reflinks) the file `from` to the new file `to`, synced, and returns the
+/// BLAKE3 of the bytes `to` holds.
+fn copy_synced(from: &Path, to: &Path) -> io::Result<Blake3Digest> {
+    let (file, check, _) = copy_hashed(from, to)?;
+    file.sync_all()?;
+    Ok(check)
 }
 
 #[cfg(test)]

@@ -159,6 +159,25 @@ fn assert_written_anew_then_served(s: &Scratch, t: &LayerTree, written: &LayerBl
 }
 
 #[test]
+fn an_entry_an_older_cairn_wrote_without_the_blobs_blake3_is_a_miss_and_is_replaced() {
+    let s = Scratch::new();
+    let t = tree("app", b"hello\n");
+    let written = s.write(&t, &s.layout("a"));
+    let entry = s.cache.entry_path(&s.key(&t));
+    let mut json: serde_json::Value = serde_json::from_slice(&fs::read(&entry).unwrap()).unwrap();
+    json.as_object_mut().unwrap().remove("blob_blake3").unwrap();
+    fs::write(&entry, serde_json::to_vec(&json).unwrap()).unwrap();
+
+    let again = s.write(&t, &s.layout("b"));
+    assert!(
+        !again.cached,
+        "an entry without the BLAKE3 to check the blob by is not served"
+    );
+    assert_eq!(again.digest, written.digest);
+    assert!(s.write(&t, &s.layout("c")).cached);
+}
+
+#[test]
 fn a_blob_changed_in_place_with_its_mtime_kept_is_refused_removed_and_replaced() {
     let s = Scratch::new();
     let t = tree("app", b"hello\n");

@@ -17,9 +17,10 @@
 //! and [`Layout::fsck`] checks every blob reachable from `index.json`.
 
 use super::owner;
-use crate::digest::{HashingReader, HashingWriter, Sha256Digest};
+use crate::digest::{read_chunks, Blake3Digest, HashingReader, HashingWriter, Sha256Digest};
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
 use std::collections::BTreeSet;
+use std::fmt;
 use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -76,13 +77,36 @@ pub enum LayoutError {
 
 /// A blob file whose bytes are not the blob it is named after.
 #[derive(Debug, thiserror::Error)]
-#[error("{path} should hold blob {expected} ({expected_size} bytes) but holds {found_size} bytes hashing to {found}: the file was changed after it was written, and cairn will not publish, sign or push it")]
+#[error("{path} should hold blob {expected} ({expected_size} bytes) but holds {found_size} bytes {found}: the file was changed after it was written, and cairn will not publish, sign or push it")]
 pub struct ChangedBlob {
     pub path: PathBuf,
     pub expected: Sha256Digest,
     pub expected_size: u64,
-    pub found: Sha256Digest,
+    pub found: FoundHash,
     pub found_size: u64,
+}
+
+/// What a changed blob file's bytes hash to, by the hash it was checked with.
+#[derive(Debug)]
+pub enum FoundHash {
+    Sha256(Sha256Digest),
+    /// Checked against the BLAKE3 cairn recorded when it stored the blob.
+    Blake3 {
+        found: Blake3Digest,
+        recorded: Blake3Digest,
+    },
+}
+
+impl fmt::Display for FoundHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FoundHash::Sha256(digest) => write!(f, "hashing to {digest}"),
+            FoundHash::Blake3 { found, recorded } => write!(
+                f,
+                "hashing to {found}, not the {recorded} recorded when it was stored"
+            ),
+        }
+    }
 }
 
 /// An OCI image layout directory, read back. Nothing is read until asked for, and
@@ -157,7 +181,7 @@ impl Layout {
                 path,
                 expected: *digest,
                 expected_size: size,
-                found,
+                found: FoundHash::Sha256(found),
                 found_size,
             })));
         }
@@ -478,32 +502,37 @@ impl LayoutWriter {
     }
 
     /// Adds a copy of the file at `source`, which should hold the blob `digest` (a
-    /// cached blob), to the layout: a reflink where the file system has them, else a
-    /// copy, never a hard link, so the layout shares no writable inode with the cache.
-    /// The bytes that land in the layout are hashed (while copied, or read back after a
-    /// reflink) and refused unless they are that blob: a cache entry trusts a file's
-    /// inode, size and mtime, which a change in place can keep. A blob the layout this
-    /// one replaces already holds is taken from there instead ([`Self::keep_published`]).
+    /// cached blob, whose BLAKE3 cairn recorded as `check` when it stored it), to the
+    /// layout: a reflink where the file system has them, else a copy, never a hard
+    /// link, so the layout shares no writable inode with the cache. The bytes that land
+    /// in the layout are hashed (while copied, or read back after a reflink) and
+    /// refused unless they are that blob: a cache entry trusts a file's inode, size and
+    /// mtime, which a change in place can keep. A blob the layout this one replaces
+    /// already holds is taken from there instead ([`Self::keep_published`]).
     pub fn copy_blob(
         &self,
         source: &Path,
         digest: Sha256Digest,
         size: u64,
+        check: Blake3Digest,
     ) -> Result<StoredBlob, LayoutError> {
         let path = self.blob_path(&digest);
-        if !path.exists() && !self.keep_published(&digest, size, &path) {
+        if !path.exists() && !self.keep_published(&digest, size, check, &path) {
             let n = self.next_tmp.fetch_add(1, Ordering::Relaxed);
             let tmp = self.blobs_dir.join(format!(".partial-{n}"));
             let copied = copy_hashed(source, &tmp);
             let file = match copied {
-                Ok((file, found, found_size)) if found == digest && found_size == size => file,
+                Ok((file, found, found_size)) if found == check && found_size == size => file,
                 Ok((_, found, found_size)) => {
                     let _ = fs::remove_file(&tmp);
                     return Err(LayoutError::ChangedBlob(Box::new(ChangedBlob {
                         path: source.to_path_buf(),
                         expected: digest,
                         expected_size: size,
-                        found,
+                        found: FoundHash::Blake3 {
+                            found,
+                            recorded: check,
+                        },
                         found_size,
                     })));
                 }
@@ -520,13 +549,19 @@ impl LayoutWriter {
 
     /// Puts the blob `digest` of the layout this build replaces (the published
     /// `out/<name>`) at `path` when it holds that blob's bytes, checked by hashing them
-    /// as they are at `path`. It is a hard link of a file with no other name: the
-    /// replaced layout is removed at the swap, so the inode stays in one layout and is
-    /// never shared with the cache, and
-    /// its bytes reached the disk when that layout was published, so nothing needs
-    /// syncing. An unchanged rebuild thus writes no blob data at all. `false` (and
-    /// nothing left behind) when there is no such blob or its bytes have changed.
-    fn keep_published(&self, digest: &Sha256Digest, size: u64, path: &Path) -> bool {
+    /// as they are at `path` against `check`, the blob's BLAKE3. It is a hard link of a
+    /// file with no other name: the replaced layout is removed at the swap, so the
+    /// inode stays in one layout and is never shared with the cache, and its bytes
+    /// reached the disk when that layout was published, so nothing needs syncing. An
+    /// unchanged rebuild thus writes no blob data at all. `false` (and nothing left
+    /// behind) when there is no such blob or its bytes have changed.
+    fn keep_published(
+        &self,
+        digest: &Sha256Digest,
+        size: u64,
+        check: Blake3Digest,
+        path: &Path,
+    ) -> bool {
         use std::os::unix::fs::MetadataExt as _;
         let published = blob_path(&self.final_dir, digest);
         // A blob linked from elsewhere too (a layout an older cairn linked from its
@@ -540,8 +575,8 @@ impl LayoutWriter {
             return false;
         }
         let intact = File::open(&tmp)
-            .and_then(crate::digest::sha256_reader)
-            .is_ok_and(|found| found == (*digest, size));
+            .and_then(Blake3Digest::of_reader)
+            .is_ok_and(|found| found == (check, size));
         if intact && fs::rename(&tmp, path).is_ok() {
             return true;
         }
@@ -743,7 +778,7 @@ impl Drop for LayoutWriter {
 /// where the file system has them, else a synced copy. Never a hard link: a file
 /// reachable from two places (a layout and the cache, a side file and a blob) would let
 /// a change through one damage the other.
-pub fn place_file(from: &Path, to: &Path) -> io::Result<()> {
+fn place_file(from: &Path, to: &Path) -> io::Result<()> {
     let source = File::open(from)?;
     let mut target = File::options().write(true).create_new(true).open(to)?;
     if reflink(&source, &target) {
@@ -791,29 +826,27 @@ fn reflink(source: &File, target: &File) -> bool {
     unsafe { libc::ioctl(target.as_raw_fd(), libc::FICLONE, source.as_raw_fd()) == 0 }
 }
 
-/// [`place_file`] that also hashes the bytes `to` ends up with: read back after a
-/// reflink, hashed on the way through a copy. Not synced: the caller syncs the returned
-/// file with the rest of the layout.
-fn copy_hashed(from: &Path, to: &Path) -> io::Result<(File, Sha256Digest, u64)> {
+/// [`place_file`] that also takes the BLAKE3 of the bytes `to` ends up with: read back
+/// after a reflink, hashed on the way through a copy. Not synced: the caller syncs the
+/// returned file.
+pub fn copy_hashed(from: &Path, to: &Path) -> io::Result<(File, Blake3Digest, u64)> {
     let source = File::open(from)?;
     let target = File::options()
         .read(true)
         .write(true)
         .create_new(true)
         .open(to)?;
-    let hashing = if reflink(&source, &target) {
-        let mut hashing = HashingReader::new(BufReader::with_capacity(1 << 20, &target));
-        io::copy(&mut hashing, &mut io::sink())?;
-        hashing
+    let (check, size) = if reflink(&source, &target) {
+        Blake3Digest::of_reader(&target)?
     } else {
-        let mut hashing = HashingReader::new(BufReader::with_capacity(1 << 20, &source));
-        let mut out = BufWriter::with_capacity(1 << 20, &target);
-        io::copy(&mut hashing, &mut out)?;
-        out.flush()?;
-        hashing
+        let mut hasher = blake3::Hasher::new();
+        let size = read_chunks(&source, |chunk| {
+            hasher.update(chunk);
+            (&target).write_all(chunk)
+        })?;
+        (Blake3Digest::from_hasher(&hasher), size)
     };
-    let (digest, size) = hashing.finish();
-    Ok((target, digest, size))
+    Ok((target, check, size))
 }
 
 /// The list behind `mutex`, also after a panic elsewhere: pushing a file or taking the
