@@ -1,8 +1,10 @@
 //! `cairn diff`: what differs between two image layouts — config, layers, files
-//! (added, removed, changed in content, mode, owner or link target) and sources — the
-//! tool for finding out why two builds that should match do not.
+//! (added, removed, changed in content, mode, owner or link target) and sources, with
+//! Debian packages by version — the tool for finding out why two builds that should
+//! match do not; or between two lock files, pin by pin.
 
 use crate::inspect::{self, FileInfo, ImageReport, InspectError};
+use crate::resolve::lock::{LockError, Lockfile, PinChange};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -122,6 +124,19 @@ pub fn diff(a: &Path, b: &Path, platform: Option<&str>) -> Result<ImageDiff, Ins
         }
     }
     Ok(out)
+}
+
+/// Every pin that differs from lock file `a` to lock file `b` (both must exist).
+pub fn diff_locks(a: &Path, b: &Path) -> Result<Vec<PinChange>, LockError> {
+    let read = |path: &Path| {
+        // A lock file that is not there reads as an empty lock; here it is a mistake.
+        std::fs::metadata(path).map_err(|source| LockError::Read {
+            path: path.into(),
+            source,
+        })?;
+        Lockfile::read(path)
+    };
+    Ok(read(a)?.changes_to(&read(b)?))
 }
 
 /// A file's type, mode, owner and content (or link target), in `tar tv` terms.

@@ -55,7 +55,10 @@ enum Command {
     Keygen(cli::keygen::KeygenArgs),
     /// Pin every source: write <recipe>.lock with each source's SHA-256.
     ///
-    /// Sources pinned with `sha256:` in the recipe are checked, not re-pinned.
+    /// Sources pinned with `sha256:` in the recipe are checked, not re-pinned. The
+    /// base image and the Debian packages keep their pins while they match the recipe;
+    /// `--update` resolves them afresh (newer packages from the mirror). What changed
+    /// is printed, pin by pin: `changed deb:libssl3: 3.0.11-1 amd64 -> 3.0.15-1 amd64`.
     Lock(cli::recipe::LockArgs),
     /// Parse and check a recipe without building it.
     Validate(cli::recipe::ValidateArgs),
@@ -77,7 +80,12 @@ enum Command {
     /// running system (sha256:<hex> or 64 hex digits).
     Trace(cli::inspect::TraceArgs),
     /// Show what differs between two image layouts: config, layers, files (added,
-    /// removed, changed in content, mode, owner or link target) and sources.
+    /// removed, changed in content, mode, owner or link target) and sources, Debian
+    /// packages by version.
+    ///
+    /// Given two lock files instead (`cairn diff old.lock app.lock`), lists every pin
+    /// that differs: sources, base image, tools, repositories and package versions,
+    /// what a security rebuild after `cairn lock --update` is reviewed by.
     ///
     /// Exit status as diff(1): 0 identical, 1 different, 2 trouble.
     Diff(cli::inspect::DiffArgs),

@@ -123,11 +123,13 @@ pub fn build(
     .report())
 }
 
-/// `cairn lock`: pins every source not pinned in the recipe itself, the base image
-/// (through `registry` for a `ref:` base), and resolves the recipe's packages afresh.
-/// Sources may come from the recipe's directory and `source_roots`.
+/// `cairn lock`: pins every source not pinned in the recipe itself, and the base image
+/// (through `registry` for a `ref:` base) and the recipe's packages where the lock does
+/// not pin them yet for this recipe; with `update`, resolves those two afresh. Sources
+/// may come from the recipe's directory and `source_roots`.
 pub fn lock(
     recipe: &Recipe,
+    update: bool,
     registry: Option<&crate::registry::Client>,
     packages: &debian::PackageOptions,
     source_roots: &resolve::containment::SourceRoots,
@@ -143,7 +145,11 @@ pub fn lock(
         old_lock,
         &plan::Pinning {
             lock_path: &lock_path,
-            mode: LockMode::Repin,
+            mode: if update {
+                LockMode::Update
+            } else {
+                LockMode::Repin
+            },
             staging: staging.path(),
             registry,
             cache_dir: None,
@@ -159,6 +165,7 @@ pub fn lock(
     Ok(LockReport {
         lock_file: plan.lock_path,
         changed,
+        changes: plan.old_lock.changes_to(&plan.lock),
         sources: plan.lock,
     })
 }

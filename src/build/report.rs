@@ -85,6 +85,8 @@ pub struct LockReport {
     pub lock_file: PathBuf,
     pub changed: bool,
     pub sources: Lockfile,
+    /// What changed from the lock file as it was, pin by pin.
+    pub changes: Vec<crate::resolve::lock::PinChange>,
 }
 
 /// Where the build wrote what: the report of a finished build.

@@ -189,9 +189,12 @@ pub fn trace(args: TraceArgs) -> Result<i32> {
     Ok(0)
 }
 
-/// Prints what differs between layouts A and B; exit code as diff(1): 0 identical,
-/// 1 different (errors, 2, are `main`'s to give).
+/// Prints what differs between layouts A and B, or lock files A and B; exit code as
+/// diff(1): 0 identical, 1 different (errors, 2, are `main`'s to give).
 pub fn diff(args: DiffArgs) -> Result<i32> {
+    if args.a.is_file() && args.b.is_file() {
+        return diff_locks(&args);
+    }
     let d = cairn::diff::diff(&args.a, &args.b, args.platform.as_deref())?;
     let code = i32::from(!d.identical());
     if args.json {
@@ -220,6 +223,23 @@ pub fn diff(args: DiffArgs) -> Result<i32> {
     }
     for p in &d.files_removed {
         println!("removed {p}");
+    }
+    Ok(code)
+}
+
+/// `cairn diff A.lock B.lock`: every pin that differs, as `cairn lock` reports them.
+fn diff_locks(args: &DiffArgs) -> Result<i32> {
+    let changes = cairn::diff::diff_locks(&args.a, &args.b)?;
+    let code = i32::from(!changes.is_empty());
+    if args.json {
+        print_json(&serde_json::json!({ "identical": changes.is_empty(), "changes": changes }))?;
+        return Ok(code);
+    }
+    if changes.is_empty() {
+        println!("identical pins");
+    }
+    for c in &changes {
+        println!("{}: {} -> {}", c.what, c.old, c.new);
     }
     Ok(code)
 }

@@ -10,6 +10,11 @@ use std::path::PathBuf;
 #[derive(Args)]
 pub struct LockArgs {
     recipe: PathBuf,
+    /// Resolve the base image's reference and the Debian packages afresh, taking the
+    /// newest versions the mirror offers now (a security rebuild), instead of keeping
+    /// the lock's pins while they still match the recipe. Prints what changed.
+    #[arg(long)]
+    update: bool,
     #[arg(long)]
     json: bool,
     /// For a `ref:` base image: how to reach its registry.
@@ -26,13 +31,15 @@ pub struct ValidateArgs {
     json: bool,
 }
 
-/// Pins every source into <recipe>.lock; prints each source's kind and SHA-256.
+/// Pins every source into <recipe>.lock; prints each source's kind and SHA-256, then
+/// (on stderr) what changed from the lock as it was.
 pub fn lock(args: LockArgs) -> Result<i32> {
     let recipe = recipe::load(&args.recipe)?;
     let client =
         super::registry::base_client(&recipe, &args.registry, super::registry::WRITE_TIMEOUT)?;
     let report = build::lock(
         &recipe,
+        args.update,
         client.as_ref(),
         &crate::package_options(false)?,
         &args.source_roots.roots()?,
@@ -48,6 +55,9 @@ pub fn lock(args: LockArgs) -> Result<i32> {
     }
     for (name, p) in report.sources.packages.iter().flat_map(|p| &p.packages) {
         println!("deb:{name}\t{} {}\t{}", p.version, p.architecture, p.sha256);
+    }
+    for c in &report.changes {
+        eprintln!("changed {}: {} -> {}", c.what, c.old, c.new);
     }
     eprintln!(
         "{} {}",

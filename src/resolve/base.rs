@@ -50,7 +50,9 @@ pub fn pin(
     }
     let locked = lock.base.as_ref();
     match (locked, mode) {
-        (Some(l), LockMode::Locked | LockMode::PinMissing) if l.reference == reference => {
+        (Some(l), LockMode::Locked | LockMode::PinMissing | LockMode::Repin)
+            if l.reference == reference =>
+        {
             Ok((l.digest, l.clone(), None))
         }
         (Some(l), LockMode::Locked) => Err(PinError::LockedOther {

@@ -181,6 +181,96 @@ impl Lockfile {
     }
 }
 
+/// A pin that differs between two locks: what it pins (`source app`, `base`, `tool
+/// mke2fs`, `repository debian`, `deb:libssl3`), as the older and the newer lock have
+/// it (`-` where one has none).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PinChange {
+    pub what: String,
+    pub old: String,
+    pub new: String,
+}
+
+impl Lockfile {
+    /// Every pin that differs from this (older) lock to `newer`: sources, the base
+    /// image, tools, package repositories and packages, each sorted by name. A
+    /// package shows its version (and its digest only when the version stayed): the
+    /// list a security rebuild is reviewed by.
+    pub fn changes_to(&self, newer: &Lockfile) -> Vec<PinChange> {
+        let mut out = Vec::new();
+        let source = |s: &LockedSource| format!("{} {}", s.kind, s.sha256);
+        let (a, b) = (Some(&self.sources), Some(&newer.sources));
+        diff_pins(&mut out, "source ", a, b, source, source);
+        let base = |l: &Lockfile| -> BTreeMap<String, LockedBase> {
+            l.base.iter().map(|b| ("base".into(), b.clone())).collect()
+        };
+        let describe = |b: &LockedBase| format!("{} {}", b.reference, b.digest);
+        let (a, b) = (base(self), base(newer));
+        diff_pins(&mut out, "", Some(&a), Some(&b), describe, describe);
+        let (a, b) = (Some(&self.tools), Some(&newer.tools));
+        diff_pins(&mut out, "tool ", a, b, String::clone, String::clone);
+        let (a, b) = (self.packages.as_ref(), newer.packages.as_ref());
+        diff_pins(
+            &mut out,
+            "repository ",
+            a.map(|p| &p.repositories),
+            b.map(|p| &p.repositories),
+            |r| format!("{} (InRelease {})", r.suite, r.inrelease_sha256),
+            |r| format!("signed by {}", r.signed_by),
+        );
+        diff_pins(
+            &mut out,
+            "deb:",
+            a.map(|p| &p.packages),
+            b.map(|p| &p.packages),
+            |p| format!("{} {}", p.version, p.architecture),
+            |p| p.sha256.to_string(),
+        );
+        out
+    }
+}
+
+/// Adds to `out` a change for every name whose value, as `describe` and `detail` show
+/// it, differs between `old` and `new` (either may be absent); `detail` is shown only
+/// where `describe` alone shows no difference. What neither shows is not a change (a
+/// package listed by a new `Packages` index, itself the same package).
+fn diff_pins<T>(
+    out: &mut Vec<PinChange>,
+    prefix: &str,
+    old: Option<&BTreeMap<String, T>>,
+    new: Option<&BTreeMap<String, T>>,
+    describe: impl Fn(&T) -> String,
+    detail: impl Fn(&T) -> String,
+) {
+    let names: std::collections::BTreeSet<&String> = old
+        .into_iter()
+        .chain(new)
+        .flat_map(BTreeMap::keys)
+        .collect();
+    for name in names {
+        let shown = |map: Option<&BTreeMap<String, T>>| {
+            map.and_then(|m| m.get(name))
+                .map(|v| (describe(v), detail(v)))
+        };
+        let (a, b) = (shown(old), shown(new));
+        if a == b {
+            continue;
+        }
+        let (old, new) = match (a, b) {
+            (Some((a, x)), Some((b, y))) if a == b => (format!("{a} {x}"), format!("{b} {y}")),
+            (a, b) => {
+                let brief = |v: Option<(String, String)>| v.map_or_else(|| "-".into(), |v| v.0);
+                (brief(a), brief(b))
+            }
+        };
+        out.push(PinChange {
+            what: format!("{prefix}{name}"),
+            old,
+            new,
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,6 +292,96 @@ mod tests {
         assert_eq!(Lockfile::read(&path).unwrap(), lock);
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.starts_with("{\n  \"cairn_lock\": 1,"), "{text}");
+    }
+
+    #[test]
+    fn changes_list_each_pin_that_differs_with_package_versions_and_digests_only_when_needed() {
+        use crate::debian::lock::{LockedPackage, PackagesLock};
+        let package = |version: &str, bytes: &[u8], index: &str| LockedPackage {
+            version: version.into(),
+            architecture: "amd64".into(),
+            repository: "debian".into(),
+            filename: format!("pool/main/x_{version}.deb"),
+            sha256: Sha256Digest::of(bytes),
+            size: bytes.len() as u64,
+            index: "main/binary-amd64/Packages.xz".into(),
+            index_sha256: Sha256Digest::of(index.as_bytes()),
+        };
+        let lock = |packages: Vec<(&str, LockedPackage)>, app: &[u8]| Lockfile {
+            sources: [(
+                "app".to_string(),
+                LockedSource {
+                    kind: LockedKind::File,
+                    sha256: Sha256Digest::of(app),
+                },
+            )]
+            .into(),
+            packages: Some(PackagesLock {
+                architecture: "amd64".into(),
+                requested: vec!["libssl3".into()],
+                repositories: BTreeMap::new(),
+                packages: packages
+                    .into_iter()
+                    .map(|(n, p)| (n.to_string(), p))
+                    .collect(),
+            }),
+            ..Lockfile::default()
+        };
+        let old = lock(
+            vec![
+                ("libssl3", package("3.0.11-1", b"old ssl", "index 1")),
+                ("zlib1g", package("1.2.13", b"zlib", "index 1")),
+                ("gone", package("1", b"gone", "index 1")),
+            ],
+            b"app",
+        );
+        let new = lock(
+            vec![
+                ("libssl3", package("3.0.15-1", b"new ssl", "index 2")),
+                // The same package, listed by a newer index: not a change.
+                ("zlib1g", package("1.2.13", b"zlib", "index 2")),
+                ("added", package("2", b"added", "index 2")),
+            ],
+            b"app 2",
+        );
+        let shown: Vec<String> = old
+            .changes_to(&new)
+            .iter()
+            .map(|c| format!("{}: {} -> {}", c.what, c.old, c.new))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                format!(
+                    "source app: file {} -> file {}",
+                    Sha256Digest::of(b"app"),
+                    Sha256Digest::of(b"app 2")
+                ),
+                "deb:added: - -> 2 amd64".to_string(),
+                "deb:gone: 1 amd64 -> -".to_string(),
+                "deb:libssl3: 3.0.11-1 amd64 -> 3.0.15-1 amd64".to_string(),
+            ]
+        );
+        // Same version, other bytes: the digests say what changed.
+        let rebuilt = lock(
+            vec![("libssl3", package("3.0.11-1", b"rebuilt", "index 1"))],
+            b"app",
+        );
+        let same = lock(
+            vec![("libssl3", package("3.0.11-1", b"old ssl", "index 1"))],
+            b"app",
+        );
+        let changes = same.changes_to(&rebuilt);
+        assert_eq!(changes.len(), 1);
+        assert_eq!(
+            changes[0].old,
+            format!("3.0.11-1 amd64 {}", Sha256Digest::of(b"old ssl"))
+        );
+        assert_eq!(
+            changes[0].new,
+            format!("3.0.11-1 amd64 {}", Sha256Digest::of(b"rebuilt"))
+        );
+        assert!(same.changes_to(&same).is_empty());
     }
 
     #[test]

@@ -37,8 +37,13 @@ pub enum LockMode {
     Locked,
     /// A normal build: unpinned sources are pinned (with a warning) and the lock updated.
     PinMissing,
-    /// `cairn lock`: re-pin every source not pinned in the recipe itself.
+    /// `cairn lock`: re-pin every source not pinned in the recipe itself, as its bytes
+    /// are now; keep the base image's and the packages' pins while they still match
+    /// the recipe, resolving only what is missing or stale.
     Repin,
+    /// `cairn lock --update`: as [`LockMode::Repin`], and resolve the base image's
+    /// reference and the packages afresh (newer versions from the mirror).
+    Update,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]

@@ -46,7 +46,7 @@ pub fn hook_install(
 }
 
 /// Where the packages' pins come from under `mode`: the lock file's when they still
-/// match the recipe (unless re-pinning), else resolved now, which `--locked` refuses.
+/// match the recipe (unless updating), else resolved now, which `--locked` refuses.
 fn pins<'a>(
     recipe: &Recipe,
     spec: &PackagesSpec,
@@ -55,7 +55,7 @@ fn pins<'a>(
 ) -> Result<Pins<'a>, DebianError> {
     let matching = matching_lock(recipe, spec, existing)?;
     Ok(match (mode, matching) {
-        (LockMode::Repin, _) => Pins::Resolve { warn: false },
+        (LockMode::Update, _) => Pins::Resolve { warn: false },
         (_, Some(l)) => Pins::Locked(l),
         (LockMode::Locked, None) => {
             return Err(DebianError::StaleLock {
@@ -68,5 +68,6 @@ fn pins<'a>(
             })
         }
         (LockMode::PinMissing, None) => Pins::Resolve { warn: true },
+        (LockMode::Repin, None) => Pins::Resolve { warn: false },
     })
 }

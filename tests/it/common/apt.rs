@@ -150,60 +150,7 @@ impl AptRepo {
             fingerprint.clone()
         };
 
-        let mut index = String::new();
-        for p in packages {
-            let deb = build_deb(dir.path(), p);
-            let bytes = std::fs::read(&deb).unwrap();
-            let rel = format!("pool/main/{}_{}_{}.deb", p.name, p.version, p.arch);
-            std::fs::create_dir_all(root.join("pool/main")).unwrap();
-            std::fs::copy(&deb, root.join(&rel)).unwrap();
-            index.push_str(&format!(
-                "{}Filename: {rel}\nSize: {}\nSHA256: {}\n\n",
-                control(p),
-                bytes.len(),
-                sha256_hex(&bytes)
-            ));
-        }
-        let dists = root.join("dists/stable");
-        let binary = dists.join("main/binary-amd64");
-        std::fs::create_dir_all(&binary).unwrap();
-        std::fs::write(binary.join("Packages"), &index).unwrap();
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        gz.write_all(index.as_bytes()).unwrap();
-        std::fs::write(binary.join("Packages.gz"), gz.finish().unwrap()).unwrap();
-
-        let valid_until = if faults.expired {
-            "Thu, 01 Jan 2015 00:00:00 UTC"
-        } else {
-            "Fri, 01 Jan 2100 00:00:00 UTC"
-        };
-        let mut release = format!(
-            "Origin: cairn-test\nSuite: stable\nCodename: test\nDate: Wed, 01 Jan 2014 00:00:00 UTC\nValid-Until: {valid_until}\nArchitectures: amd64\nComponents: main\nSHA256:\n"
-        );
-        for name in ["Packages", "Packages.gz"] {
-            let bytes = std::fs::read(binary.join(name)).unwrap();
-            release.push_str(&format!(
-                " {} {} main/binary-amd64/{name}\n",
-                sha256_hex(&bytes),
-                bytes.len()
-            ));
-        }
-        std::fs::write(dists.join("Release"), &release).unwrap();
-        if faults.unsigned {
-            std::fs::write(dists.join("InRelease"), &release).unwrap();
-        } else {
-            run(gpg(&gnupghome)
-                .args([
-                    "--digest-algo",
-                    "SHA256",
-                    "--local-user",
-                    &signer,
-                    "--clearsign",
-                ])
-                .arg("--output")
-                .arg(dists.join("InRelease"))
-                .arg(dists.join("Release")));
-        }
+        publish(dir.path(), &root, &gnupghome, &signer, packages, faults);
 
         // A file only this repository serves: a port probed free can be taken by
         // another test's server before python binds it (python then exits), so
@@ -269,6 +216,21 @@ impl AptRepo {
         false
     }
 
+    /// Publishes `packages` in place of what the repository held, signed by the same
+    /// key: the mirror after an update (a security fix, say).
+    pub fn republish(&self, packages: &[Pkg]) {
+        let work = self.dir.path().join("republished");
+        std::fs::create_dir_all(&work).unwrap();
+        publish(
+            &work,
+            &self.root(),
+            &self.gnupghome,
+            &self.fingerprint,
+            packages,
+            Faults::default(),
+        );
+    }
+
     /// The archive directory the server serves.
     pub fn root(&self) -> PathBuf {
         self.dir.path().join("archive")
@@ -305,6 +267,76 @@ impl Drop for AptRepo {
             .env("GNUPGHOME", &self.gnupghome)
             .args(["--kill", "gpg-agent"])
             .output();
+    }
+}
+
+/// Writes `packages` into the archive at `root` (the `.deb`s, built in `work`, and
+/// `Packages`), with a `Release` clear-signed as `InRelease` by `signer`, made wrong as
+/// `faults` says.
+fn publish(
+    work: &Path,
+    root: &Path,
+    gnupghome: &Path,
+    signer: &str,
+    packages: &[Pkg],
+    faults: Faults,
+) {
+    let mut index = String::new();
+    for p in packages {
+        let rel = format!("pool/main/{}_{}_{}.deb", p.name, p.version, p.arch);
+        // As on a real mirror, a package once published never changes.
+        if !root.join(&rel).exists() {
+            std::fs::create_dir_all(root.join("pool/main")).unwrap();
+            std::fs::copy(build_deb(work, p), root.join(&rel)).unwrap();
+        }
+        let bytes = std::fs::read(root.join(&rel)).unwrap();
+        index.push_str(&format!(
+            "{}Filename: {rel}\nSize: {}\nSHA256: {}\n\n",
+            control(p),
+            bytes.len(),
+            sha256_hex(&bytes)
+        ));
+    }
+    let dists = root.join("dists/stable");
+    let binary = dists.join("main/binary-amd64");
+    std::fs::create_dir_all(&binary).unwrap();
+    std::fs::write(binary.join("Packages"), &index).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(index.as_bytes()).unwrap();
+    std::fs::write(binary.join("Packages.gz"), gz.finish().unwrap()).unwrap();
+
+    let valid_until = if faults.expired {
+        "Thu, 01 Jan 2015 00:00:00 UTC"
+    } else {
+        "Fri, 01 Jan 2100 00:00:00 UTC"
+    };
+    let mut release = format!(
+        "Origin: cairn-test\nSuite: stable\nCodename: test\nDate: Wed, 01 Jan 2014 00:00:00 UTC\nValid-Until: {valid_until}\nArchitectures: amd64\nComponents: main\nSHA256:\n"
+    );
+    for name in ["Packages", "Packages.gz"] {
+        let bytes = std::fs::read(binary.join(name)).unwrap();
+        release.push_str(&format!(
+            " {} {} main/binary-amd64/{name}\n",
+            sha256_hex(&bytes),
+            bytes.len()
+        ));
+    }
+    std::fs::write(dists.join("Release"), &release).unwrap();
+    if faults.unsigned {
+        std::fs::write(dists.join("InRelease"), &release).unwrap();
+    } else {
+        run(gpg(gnupghome)
+            .args([
+                "--yes",
+                "--digest-algo",
+                "SHA256",
+                "--local-user",
+                signer,
+                "--clearsign",
+            ])
+            .arg("--output")
+            .arg(dists.join("InRelease"))
+            .arg(dists.join("Release")));
     }
 }
 

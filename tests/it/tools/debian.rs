@@ -3,7 +3,7 @@
 //! by python3's http.server (see `common::apt`).
 
 use crate::common;
-use crate::common::apt::{fixture_packages, AptRepo, Faults};
+use crate::common::apt::{fixture_packages, pkg, AptRepo, Faults};
 use crate::common::{cairn, run_err, run_ok};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -401,6 +401,99 @@ fn the_lock_round_trips_and_locked_builds_are_identical_and_work_offline() {
     .unwrap();
     let err = work.build_err(&recipe, &["--locked"]);
     assert!(err.contains("do not match the recipe"), "{err}");
+}
+
+#[test]
+fn lock_keeps_package_pins_until_update_which_reports_the_new_versions_as_diff_does() {
+    let repo = AptRepo::new(&fixture_packages(), Faults::default());
+    let work = Work::new();
+    let recipe = repo.recipe(work.dir.path(), "app");
+    run_ok(work.cairn("lock").arg(&recipe));
+    let lock_file = recipe.with_extension("lock");
+    let before = work.dir.path().join("before.lock");
+    std::fs::copy(&lock_file, &before).unwrap();
+
+    // The mirror publishes a fixed libfoo.
+    let mut updated = fixture_packages();
+    updated.push(pkg("libfoo", "2.0-2", ""));
+    repo.republish(&updated);
+
+    // A plain `cairn lock` keeps the pins, which still match the recipe.
+    let kept = run_ok(work.cairn("lock").arg(&recipe));
+    assert!(
+        String::from_utf8_lossy(&kept.stderr).contains("unchanged:"),
+        "{}",
+        String::from_utf8_lossy(&kept.stderr)
+    );
+    assert_eq!(
+        std::fs::read(&lock_file).unwrap(),
+        std::fs::read(&before).unwrap()
+    );
+
+    // `--update` takes the fix and says so.
+    let update = run_ok(work.cairn("lock").arg(&recipe).arg("--update"));
+    let said = String::from_utf8_lossy(&update.stderr);
+    assert!(
+        said.contains("changed deb:libfoo: 2.0-1 amd64 -> 2.0-2 amd64"),
+        "{said}"
+    );
+    assert!(
+        said.contains("changed repository test: stable (InRelease sha256:"),
+        "{said}"
+    );
+    assert!(
+        !said.contains("deb:app"),
+        "unchanged packages are not listed: {said}"
+    );
+    assert_eq!(
+        lock_of(&recipe)["packages"]["packages"]["libfoo"]["version"],
+        "2.0-2"
+    );
+
+    // `cairn diff` of the two locks lists the same, and exits 1; of a lock with itself, 0.
+    let diff = work
+        .cairn("diff")
+        .arg(&before)
+        .arg(&lock_file)
+        .output()
+        .unwrap();
+    assert_eq!(diff.status.code(), Some(1));
+    let listed = String::from_utf8_lossy(&diff.stdout);
+    assert!(
+        listed.contains("deb:libfoo: 2.0-1 amd64 -> 2.0-2 amd64\n"),
+        "{listed}"
+    );
+    let json = work
+        .cairn("diff")
+        .arg(&before)
+        .arg(&lock_file)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert_eq!(json.status.code(), Some(1));
+    let json: Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(json["identical"], false);
+    assert!(json["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["what"] == "deb:libfoo"
+            && c["old"] == "2.0-1 amd64"
+            && c["new"] == "2.0-2 amd64"));
+    let same = work
+        .cairn("diff")
+        .arg(&before)
+        .arg(&before)
+        .output()
+        .unwrap();
+    assert_eq!(same.status.code(), Some(0));
+    let missing = work
+        .cairn("diff")
+        .arg(&before)
+        .arg(work.dir.path().join("missing.lock"))
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(2));
 }
 
 #[test]
