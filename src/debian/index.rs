@@ -24,7 +24,39 @@ pub struct Candidate {
     /// `Pre-Depends` then `Depends`, as written, joined by `, `.
     pub depends: String,
     pub provides: Vec<(String, Option<Version>)>,
+    /// What makes apt prefer one provider of a virtual package over another.
+    pub preference: ProviderPreference,
     pub origin: Arc<IndexOrigin>,
+}
+
+/// How apt ranks the providers of a virtual package against each other (its
+/// `CompareProviders`): `Essential: yes` first, then `Important: yes`, then by
+/// `Priority` (required, important, standard, optional, extra; a package without one
+/// last). Orders best first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ProviderPreference {
+    not_essential: bool,
+    not_important: bool,
+    priority_rank: u8,
+}
+
+impl ProviderPreference {
+    /// From a stanza's `Essential`, `Important` and `Priority` fields.
+    pub fn of(essential: Option<&str>, important: Option<&str>, priority: Option<&str>) -> Self {
+        let priority_rank = match priority {
+            Some("required") => 0,
+            Some("important") => 1,
+            Some("standard") => 2,
+            Some("optional") => 3,
+            Some("extra") => 4,
+            _ => 5,
+        };
+        ProviderPreference {
+            not_essential: essential != Some("yes"),
+            not_important: important != Some("yes"),
+            priority_rank,
+        }
+    }
 }
 
 impl Candidate {
@@ -124,7 +156,13 @@ pub fn parse_index(
                 .collect(),
             None => Vec::new(),
         };
+        let preference = ProviderPreference::of(
+            get("Essential").as_deref(),
+            get("Important").as_deref(),
+            get("Priority").as_deref(),
+        );
         out.push(Candidate {
+            preference,
             arch_all: architecture == "all",
             filename: field("Filename")?.into_owned(),
             name,
@@ -209,7 +247,7 @@ mod tests {
 
     #[test]
     fn index_keeps_the_target_architecture_and_all() {
-        let text = "Package: aa\nVersion: 1\nArchitecture: amd64\nFilename: pool/a.deb\nSize: 3\nSHA256: 2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824\nDepends: bb\nProvides: cc (= 2)\n\nPackage: bb\nVersion: 1\nArchitecture: arm64\nFilename: pool/b.deb\nSize: 3\nSHA256: 2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824\n\nPackage: dd\nVersion: 1\nArchitecture: all\nFilename: pool/d.deb\nSize: 3\nSHA256: 2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824\n";
+        let text = "Package: aa\nVersion: 1\nArchitecture: amd64\nFilename: pool/a.deb\nSize: 3\nSHA256: 2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824\nDepends: bb\nProvides: cc (= 2)\nPriority: optional\n\nPackage: bb\nVersion: 1\nArchitecture: arm64\nFilename: pool/b.deb\nSize: 3\nSHA256: 2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824\n\nPackage: dd\nVersion: 1\nEssential: yes\nPriority: required\nArchitecture: all\nFilename: pool/d.deb\nSize: 3\nSHA256: 2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824\n";
         let origin = Arc::new(IndexOrigin {
             repository: "r".into(),
             path: "main/binary-amd64/Packages".into(),
@@ -222,6 +260,14 @@ mod tests {
         assert_eq!(c[0].dependencies().unwrap()[0][0].name, "bb");
         assert_eq!(c[0].provides[0].0, "cc");
         assert_eq!(c[0].provides[0].1.as_ref().unwrap().as_str(), "2");
+        assert_eq!(
+            c[0].preference,
+            ProviderPreference::of(None, None, Some("optional"))
+        );
+        assert!(
+            c[1].preference < c[0].preference,
+            "essential and required rank first"
+        );
         let err = parse_index("Package: aa\nArchitecture: all\n", "amd64", &origin).unwrap_err();
         assert!(err.to_string().contains("no `Version`"), "{err}");
         let hostile = "Package: ../../etc/passwd\nArchitecture: all\n";

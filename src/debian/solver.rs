@@ -10,9 +10,11 @@
 //!    that any package can satisfy wins.
 //! 4. A real package of that name wins over providers: its highest version that
 //!    satisfies the relation (ties between repositories: the first repository by name).
-//! 5. Else a provider: the first by package name, at its highest version, whose
-//!    `Provides` satisfies the relation (a versioned relation needs a versioned
-//!    `Provides`).
+//! 5. Else a provider, at its highest version whose `Provides` satisfies the relation
+//!    (a versioned relation needs a versioned `Provides`), chosen as apt's
+//!    `CompareProviders` does: `Essential: yes` first, then `Important: yes`, then the
+//!    higher `Priority` (so `mawk`, required, provides `awk` before `gawk`, optional);
+//!    where apt would then take the package it happened to read last, the first by name.
 //!
 //! `Conflicts`, `Breaks`, `Recommends` and `Suggests` are not considered, and no
 //! `Essential: yes` or `Priority: required` package is added unless asked for.
@@ -64,12 +66,14 @@ impl Pool {
         {
             return Some(c);
         }
-        // Providers are listed by provider name, then version (highest first).
+        // Providers are listed by provider name, then version (highest first); the
+        // first of the best is taken.
         self.providers
             .get(&dep.name)?
             .iter()
             .map(|(name, i)| &self.by_name[name][*i])
-            .find(|c| provides(c, dep))
+            .filter(|c| provides(c, dep))
+            .min_by_key(|c| c.preference)
     }
 
     fn versions_of(&self, name: &str) -> Vec<String> {
@@ -197,6 +201,7 @@ mod tests {
                 .flatten()
                 .map(|d| (d.name, d.constraint.map(|(_, v)| v)))
                 .collect(),
+            preference: crate::debian::index::ProviderPreference::of(None, None, Some("optional")),
             origin: std::sync::Arc::new(crate::debian::index::IndexOrigin {
                 repository: "r".into(),
                 path: "main/binary-amd64/Packages".into(),
@@ -271,6 +276,41 @@ mod tests {
         assert!(err.contains("no package `other`"), "{err}");
         let err = chosen(vec![], &["nope"]).unwrap_err().to_string();
         assert!(err.contains("requested in the recipe"), "{err}");
+    }
+
+    #[test]
+    fn a_virtual_package_goes_to_the_provider_apt_would_choose() {
+        use crate::debian::index::ProviderPreference;
+        let with = |mut c: Candidate, essential, priority| {
+            c.preference = ProviderPreference::of(essential, None, priority);
+            c
+        };
+        let awk = || {
+            vec![
+                pkg("app", "1", "awk", ""),
+                with(pkg("gawk", "1", "", "awk"), None, Some("optional")),
+                with(pkg("mawk", "1", "", "awk"), None, Some("required")),
+                with(pkg("original-awk", "1", "", "awk"), None, Some("optional")),
+            ]
+        };
+        // By priority, not by name: `mawk` (required) before `gawk` (optional).
+        assert_eq!(chosen(awk(), &["app"]).unwrap(), ["app=1", "mawk=1"]);
+        // `Essential: yes` comes before any priority.
+        let mut pool = awk();
+        pool.push(with(
+            pkg("busybox-awk", "1", "", "awk"),
+            Some("yes"),
+            Some("optional"),
+        ));
+        assert_eq!(chosen(pool, &["app"]).unwrap(), ["app=1", "busybox-awk=1"]);
+        // A package without a priority comes last; among equals, the first by name.
+        let pool = vec![
+            pkg("app", "1", "awk", ""),
+            with(pkg("a-awk", "1", "", "awk"), None, None),
+            with(pkg("z-awk", "1", "", "awk"), None, Some("extra")),
+            with(pkg("y-awk", "1", "", "awk"), None, Some("extra")),
+        ];
+        assert_eq!(chosen(pool, &["app"]).unwrap(), ["app=1", "y-awk=1"]);
     }
 
     #[test]
