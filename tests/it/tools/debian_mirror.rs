@@ -110,12 +110,10 @@ fn distroless_busybox_and_ca_certificates_from_the_hosts_mirror() {
                 .starts_with("pkg:deb/debian/ca-certificates@")));
     assert!(root.join("var/lib/dpkg/status.d/busybox-static").is_file());
 
-    // The InRelease was signed by a key of the Debian archive keyring.
+    // The release, its updates and its security suite were each read, their InRelease
+    // signed by a key of the Debian archive keyring.
     let lock: Value =
         serde_json::from_slice(&std::fs::read(recipe.with_extension("lock")).unwrap()).unwrap();
-    let signer = lock["packages"]["repositories"]["debian"]["signed_by"]
-        .as_str()
-        .unwrap();
     let gnupghome = work.path().join("gnupg");
     std::fs::create_dir_all(&gnupghome).unwrap();
     let keys = run_ok(
@@ -124,10 +122,19 @@ fn distroless_busybox_and_ca_certificates_from_the_hosts_mirror() {
             .args(["--batch", "--show-keys", "--with-colons"])
             .arg(Path::new("/usr/share/keyrings/debian-archive-keyring.gpg")),
     );
-    assert!(
-        String::from_utf8_lossy(&keys.stdout).contains(&format!("fpr:::::::::{signer}:")),
-        "{signer} is not a Debian archive key"
-    );
+    for (repository, suite) in [
+        ("debian", "bookworm"),
+        ("debian-updates", "bookworm-updates"),
+        ("debian-security", "bookworm-security"),
+    ] {
+        let pinned = &lock["packages"]["repositories"][repository];
+        assert_eq!(pinned["suite"], suite, "{lock}");
+        let signer = pinned["signed_by"].as_str().unwrap();
+        assert!(
+            String::from_utf8_lossy(&keys.stdout).contains(&format!("fpr:::::::::{signer}:")),
+            "{signer} ({repository}) is not a Debian archive key"
+        );
+    }
 
     // The image runs: its entrypoint (busybox sh) reads commands from its input, as
     // user nonroot.
