@@ -231,6 +231,9 @@ pub struct PackageInfo {
     pub index: String,
     pub index_sha256: Sha256Digest,
     pub inrelease_sha256: Sha256Digest,
+    /// The package's paths `path_filters:` left out of the image.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub left_out: Vec<String>,
 }
 
 /// Applies `layers` in order, on top of the base image's files if there is one, and
@@ -401,6 +404,7 @@ pub fn source_infos(recipe: &Recipe, resolved_sources: &ResolvedSources) -> Vec<
                 index: p.pin.index.clone(),
                 index_sha256: p.pin.index_sha256,
                 inrelease_sha256: p.inrelease_sha256,
+                left_out: p.left_out.clone(),
             }),
         }));
         sources.sort_by(|a, b| a.name.cmp(&b.name));

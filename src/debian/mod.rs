@@ -15,6 +15,7 @@ pub(crate) mod deb;
 mod fetch;
 pub mod index;
 pub mod lock;
+mod path_filter;
 pub(crate) mod release;
 pub mod solver;
 pub mod version;
@@ -82,8 +83,12 @@ pub struct InstalledPackage {
     /// The package's control stanza as the .deb carries it.
     pub control: String,
     pub md5sums: Option<String>,
+    /// The files installed: the package's, less what `path_filters:` left out.
     pub tree: SourceTree,
-    /// SPDX expression from a machine-readable copyright file, if it has one.
+    /// The paths `path_filters:` left out (absolute), which the SBOMs record.
+    pub left_out: Vec<String>,
+    /// SPDX expression from a machine-readable copyright file, if it has one (read
+    /// before `path_filters:` apply).
     pub license: Option<String>,
     /// Recipe line of `packages:` (or of the package's own entry when requested).
     pub line: u32,
@@ -312,6 +317,7 @@ pub fn install(
             let pin = &lock.packages[&name];
             let contents = deb::read(&path, &name, staging, recipe.limits)?;
             let license = copyright_license(&contents.tree, &name);
+            let (tree, left_out) = path_filter::apply(&spec.path_filters, contents.tree);
             let repo = &lock.repositories[&pin.repository];
             Ok(InstalledPackage {
                 line: line_of(&name),
@@ -321,7 +327,8 @@ pub fn install(
                 signed_by: releases[&pin.repository].clone(),
                 control: contents.control,
                 md5sums: contents.md5sums,
-                tree: contents.tree,
+                tree,
+                left_out,
                 license,
                 name,
             })

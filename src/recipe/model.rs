@@ -70,7 +70,20 @@ pub struct PackagesSpec {
     pub requested: Vec<PackageRequest>,
     /// At most this many package layers (`layering: { max_layers: N }`).
     pub max_layers: u32,
+    /// `path_filters:`, in recipe order: which package files to leave out, as dpkg's
+    /// `--path-exclude` and `--path-include` do.
+    pub path_filters: Vec<PathFilter>,
     /// Where `packages:` is written.
+    pub span: Span,
+}
+
+/// A dpkg path filter: a glob over absolute paths (`/usr/share/doc/*`), matched as
+/// `fnmatch(3)` without flags, so `*` also matches `/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathFilter {
+    /// `include:` (brings back what an earlier `exclude:` left out), else `exclude:`.
+    pub include: bool,
+    pub glob: String,
     pub span: Span,
 }
 

@@ -6,8 +6,8 @@
 //! many layers the packages are spread over.
 
 use super::context::{span_of, Cx, Unique};
-use super::model::{Mirror, PackageRequest, PackagesSpec, RepositorySpec};
-use super::raw::{RawLayering, RawRepository, SpannedMap, Text};
+use super::model::{Mirror, PackageRequest, PackagesSpec, PathFilter, RepositorySpec};
+use super::raw::{RawLayering, RawPathFilter, RawRepository, SpannedMap, Text};
 use super::values::{item_name, Invalid};
 use super::Diagnostic;
 use serde_saphyr::Spanned;
@@ -22,6 +22,7 @@ pub(super) struct RawPackageFields {
     pub repositories: Option<Spanned<SpannedMap<Spanned<RawRepository>>>>,
     pub packages: Option<Spanned<Vec<Text>>>,
     pub layering: Option<Spanned<RawLayering>>,
+    pub path_filters: Option<Spanned<Vec<Spanned<RawPathFilter>>>>,
 }
 
 pub(super) fn parse(cx: &Cx, raw: RawPackageFields) -> Result<Option<PackagesSpec>, Diagnostic> {
@@ -29,6 +30,7 @@ pub(super) fn parse(cx: &Cx, raw: RawPackageFields) -> Result<Option<PackagesSpe
         repositories,
         packages,
         layering,
+        path_filters,
     } = raw;
     let Some(packages) = packages else {
         if let Some(repositories) = &repositories {
@@ -41,6 +43,13 @@ pub(super) fn parse(cx: &Cx, raw: RawPackageFields) -> Result<Option<PackagesSpe
                 .error(span_of(layering), "`layering` without `packages`")
                 .with_hint(
                     "`layering` spreads Debian packages over layers; add `packages:` or drop it",
+                ));
+        }
+        if let Some(filters) = &path_filters {
+            return Err(cx
+                .error(span_of(filters), "`path_filters` without `packages`")
+                .with_hint(
+                    "`path_filters` leaves files of Debian packages out; add `packages:` or drop it",
                 ));
         }
         return Ok(None);
@@ -82,12 +91,48 @@ pub(super) fn parse(cx: &Cx, raw: RawPackageFields) -> Result<Option<PackagesSpe
         })?,
         None => DEFAULT_MAX_LAYERS,
     };
+    let path_filters = match path_filters {
+        Some(filters) => filters
+            .value
+            .into_iter()
+            .map(|f| parse_path_filter(cx, f))
+            .collect::<Result<_, _>>()?,
+        None => Vec::new(),
+    };
     Ok(Some(PackagesSpec {
         repositories,
         requested,
         max_layers,
+        path_filters,
         span,
     }))
+}
+
+/// `{ exclude: /usr/share/doc/* }` or `{ include: /usr/share/doc/*/copyright }`.
+fn parse_path_filter(cx: &Cx, raw: Spanned<RawPathFilter>) -> Result<PathFilter, Diagnostic> {
+    let at = span_of(&raw);
+    let (include, glob) = match (raw.value.exclude, raw.value.include) {
+        (Some(glob), None) => (false, glob),
+        (None, Some(glob)) => (true, glob),
+        _ => {
+            return Err(cx
+                .error(at, "a path filter is `exclude: GLOB` or `include: GLOB`")
+                .with_hint("write one per list item, e.g. `- exclude: /usr/share/doc/*`, then `- include: /usr/share/doc/*/copyright`"))
+        }
+    };
+    cx.check(&glob, |g| {
+        if g.starts_with('/') {
+            Ok(())
+        } else {
+            Err(Invalid::new(format!("path filter `{g}` is not absolute"))
+                .with_hint("filters match absolute paths in the image, as dpkg's do: start with `/`, e.g. `/usr/share/doc/*`"))
+        }
+    })?;
+    Ok(PathFilter {
+        include,
+        span: span_of(&glob),
+        glob: glob.value,
+    })
 }
 
 fn parse_repositories(
@@ -259,6 +304,28 @@ mod tests {
     }
 
     #[test]
+    fn path_filters_keep_their_order() {
+        let recipe = parse_with(&format!(
+            "{REPO}packages: [hello]\npath_filters:\n  - exclude: /usr/share/doc/*\n  - include: /usr/share/doc/*/copyright\n"
+        ))
+        .unwrap();
+        let filters: Vec<_> = recipe
+            .packages
+            .unwrap()
+            .path_filters
+            .into_iter()
+            .map(|f| (f.include, f.glob))
+            .collect();
+        assert_eq!(
+            filters,
+            [
+                (false, "/usr/share/doc/*".to_string()),
+                (true, "/usr/share/doc/*/copyright".to_string())
+            ]
+        );
+    }
+
+    #[test]
     fn defaults_and_absence() {
         let recipe = parse_with(&format!("{REPO}packages: [hello]\n")).unwrap();
         assert_eq!(
@@ -279,6 +346,18 @@ mod tests {
             (
                 &format!("{REPO}packages: [a1]\nlayering: {{ max_layers: 0 }}\n"),
                 "`max_layers: 0` is out of range",
+            ),
+            (
+                "path_filters: [{ exclude: /usr/share/doc/* }]\n",
+                "`path_filters` without `packages`",
+            ),
+            (
+                &format!("{REPO}packages: [a1]\npath_filters: [{{ exclude: usr/share/doc/* }}]\n"),
+                "path filter `usr/share/doc/*` is not absolute",
+            ),
+            (
+                &format!("{REPO}packages: [a1]\npath_filters: [{{ exclude: /a, include: /b }}]\n"),
+                "a path filter is `exclude: GLOB` or `include: GLOB`",
             ),
             (
                 "repositories:\n  d: { mirror: ftp://x, suite: s, components: [main], keyring: k }\npackages: [a1]\n",

@@ -131,6 +131,7 @@ pub fn parse(file: RecipeFile) -> Result<Recipe, Diagnostic> {
             repositories: raw.repositories,
             packages: raw.packages,
             layering: raw.layering,
+            path_filters: raw.path_filters,
         },
     )?;
     if let (Some(spec), true) = (&packages, multi_platform) {

@@ -32,7 +32,16 @@ pub(super) struct RawRecipe {
     pub repositories: Option<Spanned<SpannedMap<Spanned<RawRepository>>>>,
     pub packages: Option<Spanned<Vec<Text>>>,
     pub layering: Option<Spanned<RawLayering>>,
+    pub path_filters: Option<Spanned<Vec<Spanned<RawPathFilter>>>>,
     pub limits: Option<Spanned<RawLimits>>,
+}
+
+/// One of `path_filters:`: `{ exclude: GLOB }` or `{ include: GLOB }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPathFilter {
+    pub exclude: Option<Text>,
+    pub include: Option<Text>,
 }
 
 /// `limits:` — how much each untrusted archive (an archive source, a base image) may

@@ -321,6 +321,12 @@ fn source_component<'a>(source: &'a SourceInfo, files: &'a [ImageFile<'a>]) -> C
         ));
         properties.push(property("cairn:package:repository", &p.repository));
         properties.push(property("cairn:package:suite", &p.suite));
+        // What `path_filters:` left out of the image, one path a property.
+        properties.extend(
+            p.left_out
+                .iter()
+                .map(|path| property("cairn:package:left-out", path)),
+        );
     }
     Component {
         // A Debian package is a library in CycloneDX terms (as scanners emit it).

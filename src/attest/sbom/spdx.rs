@@ -81,6 +81,19 @@ struct Package {
     external_refs: Vec<ExternalRef>,
     primary_package_purpose: &'static str,
     comment: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    annotations: Vec<Annotation>,
+}
+
+/// An SPDX 2.3 annotation (clause 12): what cairn states about a package beyond its
+/// fields, dated with the build's epoch like the document.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Annotation {
+    annotation_date: String,
+    annotation_type: &'static str,
+    annotator: String,
+    comment: String,
 }
 
 #[derive(Serialize)]
@@ -229,6 +242,18 @@ pub fn write_spdx_json(input: &SbomInput, out: &mut dyn std::io::Write) -> Resul
     // A Debian package's files are known (cairn unpacked them): it is analysed, with
     // the verification code of the files it put in the image, and CONTAINS them.
     for (package, source) in packages[1..].iter_mut().zip(&contents.sources) {
+        if let Some(p) = source.package.as_ref().filter(|p| !p.left_out.is_empty()) {
+            package.annotations.push(Annotation {
+                annotation_date: rfc3339(input.epoch),
+                annotation_type: "OTHER",
+                annotator: format!("Tool: cairn-{}", input.cairn_version),
+                comment: format!(
+                    "cairn: path_filters left out {} paths of this package:\n{}",
+                    p.left_out.len(),
+                    p.left_out.join("\n")
+                ),
+            });
+        }
         if source.package.is_some() {
             let own: Vec<[u8; 20]> = files
                 .iter()
@@ -321,6 +346,7 @@ fn image_package(input: &SbomInput, file_sha1s: &[[u8; 20]]) -> Package {
             "cairn: platform={} recipe={}",
             input.platform, input.recipe_file_name
         ),
+        annotations: Vec::new(),
     }
 }
 
@@ -372,6 +398,7 @@ fn source_package(source: &SourceInfo) -> Package {
             package_trace(source),
             source.path
         ),
+        annotations: Vec::new(),
     }
 }
 
@@ -412,6 +439,7 @@ fn pseudo_package(id: &str, name: &str, purpose: &'static str, comment: String) 
         external_refs: Vec::new(),
         primary_package_purpose: purpose,
         comment,
+        annotations: Vec::new(),
     }
 }
 

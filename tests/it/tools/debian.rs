@@ -225,6 +225,106 @@ fn file_in_layout(layout: &Path, path: &str) -> String {
     panic!("{path} is in no layer");
 }
 
+/// Every member of every layer of the layout's image, as tar lists them.
+fn members_of_layout(layout: &Path) -> Vec<String> {
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let blob = |d: &str| {
+        layout
+            .join("blobs/sha256")
+            .join(d.trim_start_matches("sha256:"))
+    };
+    let manifest: Value = serde_json::from_slice(
+        &std::fs::read(blob(index["manifests"][0]["digest"].as_str().unwrap())).unwrap(),
+    )
+    .unwrap();
+    let mut members = Vec::new();
+    for layer in manifest["layers"].as_array().unwrap() {
+        let listed = run_ok(
+            Command::new("tar")
+                .arg("-tzf")
+                .arg(blob(layer["digest"].as_str().unwrap())),
+        );
+        members.extend(
+            String::from_utf8_lossy(&listed.stdout)
+                .lines()
+                .map(String::from),
+        );
+    }
+    members
+}
+
+/// `path_filters:` leaves package files out as dpkg's `--path-exclude` and
+/// `--path-include` would, keeps what an include brings back with its directories, and
+/// both SBOMs say what was left out.
+#[test]
+fn path_filters_leave_files_out_as_dpkg_does_and_the_sboms_record_them() {
+    let repo = AptRepo::new(&fixture_packages(), Faults::default());
+    let work = Work::new();
+    let recipe = repo.recipe(work.dir.path(), "app");
+    let text = std::fs::read_to_string(&recipe).unwrap().replace(
+        "layering:",
+        "path_filters:\n  - exclude: /usr/share/*\n  - include: /usr/share/doc/*/copyright\nlayering:",
+    );
+    std::fs::write(&recipe, text).unwrap();
+    work.build(&recipe, "out", &[]);
+    let layout = work.out("out/pkgs");
+    let members = members_of_layout(&layout);
+    for kept in [
+        "usr/bin/app",
+        "usr/share/doc/libfoo/",
+        "usr/share/doc/libfoo/copyright",
+    ] {
+        assert!(
+            members.iter().any(|m| m == kept),
+            "{kept} missing: {members:?}"
+        );
+    }
+    for gone in ["usr/share/libfoo/2.0-1.txt", "usr/share/app/1.0-1.txt"] {
+        assert!(
+            !members.iter().any(|m| m == gone),
+            "{gone} kept: {members:?}"
+        );
+    }
+    // The license still comes from the copyright file, and the SBOMs list what is gone,
+    // still valid SPDX 2.3 and CycloneDX 1.6.
+    common::pyspdxtools(&work.out("out/pkgs.spdx.json")).unwrap();
+    common::cyclonedx_validate(&work.out("out/pkgs.cdx.json")).unwrap();
+    let spdx: Value =
+        serde_json::from_slice(&std::fs::read(work.out("out/pkgs.spdx.json")).unwrap()).unwrap();
+    let libfoo = spdx["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "libfoo")
+        .unwrap();
+    assert_eq!(libfoo["licenseDeclared"], "MIT");
+    let annotation = libfoo["annotations"][0]["comment"].as_str().unwrap();
+    assert!(
+        annotation.contains("left out 2 paths")
+            && annotation.contains("/usr/share/libfoo/2.0-1.txt"),
+        "{annotation}"
+    );
+    assert_eq!(
+        libfoo["annotations"][0]["annotationDate"],
+        spdx["creationInfo"]["created"]
+    );
+    let cdx: Value =
+        serde_json::from_slice(&std::fs::read(work.out("out/pkgs.cdx.json")).unwrap()).unwrap();
+    let component = cdx["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "libfoo")
+        .unwrap();
+    assert!(component["properties"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["name"] == "cairn:package:left-out"
+            && p["value"] == "/usr/share/libfoo/2.0-1.txt"));
+}
+
 /// A recipe made only of `packages:` builds: its image is the packages' layers (and the
 /// SBOMs), with the package's files in place.
 #[test]
