@@ -23,6 +23,10 @@ pub struct Candidate {
     pub size: u64,
     /// `Pre-Depends` then `Depends`, as written, joined by `, `.
     pub depends: String,
+    /// `Conflicts` then `Breaks`, as written, joined by `, `: packages that cannot be
+    /// installed beside this one (in an image built at once, `Breaks` forbids what
+    /// `Conflicts` does).
+    pub conflicts: String,
     pub provides: Vec<(String, Option<Version>)>,
     /// What makes apt prefer one provider of a virtual package over another.
     pub preference: ProviderPreference,
@@ -62,11 +66,24 @@ impl ProviderPreference {
 impl Candidate {
     /// `Pre-Depends` and `Depends`: all of the groups, one alternative of each.
     pub fn dependencies(&self) -> Result<Vec<Vec<Dependency>>, DebianError> {
-        parse_relations(&self.depends).ok_or_else(|| DebianError::BadIndex {
+        self.relations("dependencies", &self.depends)
+    }
+
+    /// `Conflicts` and `Breaks`: every relation (they have no alternatives).
+    pub fn conflicts(&self) -> Result<Vec<Dependency>, DebianError> {
+        Ok(self
+            .relations("conflicts", &self.conflicts)?
+            .into_iter()
+            .flatten()
+            .collect())
+    }
+
+    fn relations(&self, what: &str, text: &str) -> Result<Vec<Vec<Dependency>>, DebianError> {
+        parse_relations(text).ok_or_else(|| DebianError::BadIndex {
             index: self.origin.path.clone(),
             detail: format!(
-                "package `{}` {}: cannot read its dependencies `{}`",
-                self.name, self.version, self.depends
+                "package `{}` {}: cannot read its {what} `{text}`",
+                self.name, self.version
             ),
         })
     }
@@ -142,11 +159,13 @@ pub fn parse_index(
         let size = field("Size")?
             .parse()
             .map_err(|_| bad(format!("package `{name}` has an invalid Size")))?;
-        let depends = match (get("Pre-Depends"), get("Depends")) {
-            (Some(pre), Some(dep)) => format!("{pre}, {dep}"),
+        let joined = |a: &str, b: &str| match (get(a), get(b)) {
+            (Some(a), Some(b)) => format!("{a}, {b}"),
             (Some(one), None) | (None, Some(one)) => one.into_owned(),
             (None, None) => String::new(),
         };
+        let depends = joined("Pre-Depends", "Depends");
+        let conflicts = joined("Conflicts", "Breaks");
         let provides = match get("Provides") {
             Some(value) => parse_relations(&value)
                 .ok_or_else(|| bad(format!("package `{name}`: cannot read Provides `{value}`")))?
@@ -170,6 +189,7 @@ pub fn parse_index(
             sha256,
             size,
             depends,
+            conflicts,
             provides,
             origin: origin.clone(),
         });

@@ -94,6 +94,42 @@ pub struct InstalledPackage {
     pub line: u32,
 }
 
+impl InstalledPackage {
+    /// Whether this package's `Replaces` names `other` (by name, at a version the
+    /// relation allows): then a file both ship is this package's, as dpkg lets a
+    /// package take over a file of a package it replaces.
+    pub fn replaces(&self, other: &InstalledPackage) -> bool {
+        let Some(field) = control_field(&self.control, "Replaces") else {
+            return false;
+        };
+        let other_version = version::Version::parse(&other.pin.version);
+        index::parse_relations(&field)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|r| {
+                r.name == other.name
+                    && match (&r.constraint, &other_version) {
+                        (None, _) => true,
+                        (Some((op, wanted)), Some(v)) => op.holds(v, wanted),
+                        (Some(_), None) => false,
+                    }
+            })
+    }
+}
+
+/// The value of `name` in a control stanza, continuation lines joined by spaces.
+fn control_field(control: &str, name: &str) -> Option<String> {
+    let mut lines = control.lines();
+    let first = lines.find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        key.eq_ignore_ascii_case(name)
+            .then(|| value.trim().to_string())
+    })?;
+    let continued = lines.take_while(|line| line.starts_with([' ', '\t']));
+    Some(continued.fold(first, |all, line| format!("{all} {}", line.trim())))
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum DebianError {
     #[error("Debian packages for platform architecture `{0}` are not supported")]
@@ -119,6 +155,14 @@ pub enum DebianError {
         wanted: String,
         chain: String,
         why: String,
+    },
+    #[error("packages `{package}` {version} and `{other}` {other_version} cannot be installed together: `{package}` declares `Conflicts`/`Breaks: {relation}`")]
+    Conflict {
+        package: String,
+        version: String,
+        relation: String,
+        other: String,
+        other_version: String,
     },
     #[error("{what} does not match its pin: expected {expected}, got {actual}")]
     DigestMismatch {
@@ -167,6 +211,7 @@ impl Diagnose for DebianError {
             DebianError::Expired { .. } => "the mirror serves stale metadata (or a replayed one); use an up-to-date mirror",
             DebianError::NoIndex { .. } => "check `suite`, `components` and the platform architecture",
             DebianError::Unsatisfiable { .. } => "check the package names, or add the repository (or component) that has it",
+            DebianError::Conflict { .. } => "request only one of them (a dependency that allows alternatives can be met by naming the other alternative in `packages:`)",
             DebianError::DigestMismatch { .. } => "the mirror or the cache served other bytes than the signed metadata promises; nothing was installed",
             DebianError::Offline { .. } => "build once without --offline (or run `cairn lock`) to fill the cache",
             DebianError::NoHostMirror { .. } => "add it to /etc/apt/sources.list(.d), or give `mirror:` a URL",

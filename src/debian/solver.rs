@@ -16,8 +16,13 @@
 //!    higher `Priority` (so `mawk`, required, provides `awk` before `gawk`, optional);
 //!    where apt would then take the package it happened to read last, the first by name.
 //!
-//! `Conflicts`, `Breaks`, `Recommends` and `Suggests` are not considered, and no
-//! `Essential: yes` or `Priority: required` package is added unless asked for.
+//! 6. The packages chosen must not conflict: a `Conflicts` or `Breaks` relation of one
+//!    that another chosen package satisfies (by name and version, or by `Provides`;
+//!    a package's relation on a name it provides itself does not count, as in Debian
+//!    Policy 7.6.2) is an error naming both.
+//!
+//! `Recommends` and `Suggests` are not considered, and no `Essential: yes` or
+//! `Priority: required` package is added unless asked for.
 
 use super::index::{Candidate, Dependency};
 use super::DebianError;
@@ -143,7 +148,34 @@ pub fn solve(
         }
         chosen.insert(c.name.clone(), c.clone());
     }
+    check_conflicts(&chosen)?;
     Ok(chosen)
+}
+
+/// Rule 6: the first conflict among `chosen`, in name order.
+fn check_conflicts(chosen: &BTreeMap<String, Candidate>) -> Result<(), DebianError> {
+    for c in chosen.values() {
+        for relation in c.conflicts()? {
+            let by_name = chosen
+                .get(&relation.name)
+                .filter(|other| version_ok(&relation, Some(&other.version)));
+            let by_provides = || {
+                chosen
+                    .values()
+                    .find(|other| other.name != c.name && provides(other, &relation))
+            };
+            if let Some(other) = by_name.filter(|o| o.name != c.name).or_else(by_provides) {
+                return Err(DebianError::Conflict {
+                    package: c.name.clone(),
+                    version: c.version.to_string(),
+                    relation: relation.to_string(),
+                    other: other.name.clone(),
+                    other_version: other.version.to_string(),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 fn unsatisfiable(
@@ -195,6 +227,7 @@ mod tests {
             sha256: Sha256Digest::of(name.as_bytes()),
             size: 1,
             depends: depends.into(),
+            conflicts: String::new(),
             provides: parse_relations(provides)
                 .unwrap()
                 .into_iter()
@@ -311,6 +344,43 @@ mod tests {
             with(pkg("y-awk", "1", "", "awk"), None, Some("extra")),
         ];
         assert_eq!(chosen(pool, &["app"]).unwrap(), ["app=1", "y-awk=1"]);
+    }
+
+    #[test]
+    fn conflicting_packages_are_an_error_naming_both_but_a_conflict_on_what_one_provides_is_not() {
+        let with_conflicts = |mut c: Candidate, conflicts: &str| {
+            c.conflicts = conflicts.into();
+            c
+        };
+        let pool = || {
+            vec![
+                pkg("app", "1", "mta, other", ""),
+                // Conflicts with the virtual name it provides itself, as MTAs do.
+                with_conflicts(pkg("postfix", "3", "", "mta"), "mta"),
+                pkg("other", "1", "", ""),
+            ]
+        };
+        assert_eq!(
+            chosen(pool(), &["app"]).unwrap(),
+            ["app=1", "other=1", "postfix=3"]
+        );
+        // `Breaks` on a version range that the chosen `other` is in.
+        let mut breaking = pool();
+        breaking[2] = with_conflicts(pkg("other", "1", "", ""), "postfix (<< 4)");
+        let err = chosen(breaking, &["app"]).unwrap_err().to_string();
+        assert!(
+            err.contains("packages `other` 1 and `postfix` 3 cannot be installed together")
+                && err.contains("postfix (<< 4)"),
+            "{err}"
+        );
+        // Out of the range: no conflict. And a conflict through `Provides`.
+        let mut fine = pool();
+        fine[2] = with_conflicts(pkg("other", "1", "", ""), "postfix (<< 3)");
+        assert!(chosen(fine, &["app"]).is_ok());
+        let mut provided = pool();
+        provided[2] = with_conflicts(pkg("other", "1", "", ""), "mta");
+        let err = chosen(provided, &["app"]).unwrap_err().to_string();
+        assert!(err.contains("`other` 1 and `postfix` 3"), "{err}");
     }
 
     #[test]

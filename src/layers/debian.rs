@@ -58,13 +58,25 @@ pub fn package_layers(
     packages: &[InstalledPackage],
     max_layers: u32,
 ) -> Result<Vec<LayerTree>, TreeError> {
-    let mut owners: BTreeMap<&str, &str> = BTreeMap::new();
+    // Which package each non-directory path is installed from; a path two packages
+    // ship goes to the one whose `Replaces` names the other, and the other's entry
+    // for it is `replaced`.
+    let mut owners: BTreeMap<&str, &InstalledPackage> = BTreeMap::new();
+    let mut replaced: std::collections::BTreeSet<(&str, &str)> = Default::default();
     for p in packages {
         for e in &p.tree.entries {
             if e.kind == SourceEntryKind::Dir {
                 continue;
             }
-            if let Some(other) = owners.insert(&e.rel_path, &p.name) {
+            let Some(other) = owners.insert(&e.rel_path, p) else {
+                continue;
+            };
+            if p.replaces(other) {
+                replaced.insert((&other.name, &e.rel_path));
+            } else if other.replaces(p) {
+                owners.insert(&e.rel_path, other);
+                replaced.insert((&p.name, &e.rel_path));
+            } else {
                 return Err(TreeError(Box::new(
                     Diagnostic::new(
                         &recipe.file,
@@ -73,12 +85,12 @@ pub fn package_layers(
                             column: 1,
                         },
                         format!(
-                            "packages `{other}` and `{}` both ship /{}",
-                            p.name, e.rel_path
+                            "packages `{}` and `{}` both ship /{}, and neither declares `Replaces:` the other",
+                            other.name, p.name, e.rel_path
                         ),
                     )
                     .with_hint(
-                        "cairn does not support diversions or Replaces; install only one of them",
+                        "install only one of them (cairn does not support diversions)",
                     ),
                 )));
             }
@@ -97,6 +109,9 @@ pub fn package_layers(
         for p in members {
             let name: Arc<str> = source_name(&p.name).into();
             for e in &p.tree.entries {
+                if replaced.contains(&(p.name.as_str(), &*e.rel_path)) {
+                    continue;
+                }
                 let entry = tree_entry(p, &name, e);
                 if entry.kind == TreeEntryKind::Dir && entries.contains_key(&*e.rel_path) {
                     continue;

@@ -325,6 +325,60 @@ fn path_filters_leave_files_out_as_dpkg_does_and_the_sboms_record_them() {
             && p["value"] == "/usr/share/libfoo/2.0-1.txt"));
 }
 
+/// Two packages that ship one path: the one whose `Replaces` names the other gets it,
+/// otherwise the build fails naming both; `Conflicts`/`Breaks` refuse to install
+/// packages together, naming both.
+#[test]
+fn replaces_decides_a_shared_file_and_conflicts_refuse_the_pair() {
+    let tool = |name: &'static str, fields: &'static str| {
+        let mut p = pkg(name, "1.0-1", fields);
+        p.files.push((
+            "usr/bin/tool".into(),
+            format!("#!/bin/sh\necho {name}\n").into_bytes(),
+            0o755,
+        ));
+        p
+    };
+    let mut packages = fixture_packages();
+    packages.extend([
+        tool("tool-a", ""),
+        tool("tool-b", "Replaces: tool-a (<< 2)"),
+        tool("tool-c", ""),
+        tool("tool-d", "Breaks: tool-a"),
+    ]);
+    let repo = AptRepo::new(&packages, Faults::default());
+    let work = Work::new();
+
+    let recipe = repo.recipe(work.dir.path(), "tool-a, tool-b");
+    work.build(&recipe, "replaced", &[]);
+    let layout = work.out("replaced/pkgs");
+    assert_eq!(
+        file_in_layout(&layout, "usr/bin/tool"),
+        "#!/bin/sh\necho tool-b\n"
+    );
+    let trace = run_ok(work.cairn("trace").arg(&layout).arg("/usr/bin/tool"));
+    assert!(
+        String::from_utf8_lossy(&trace.stdout).contains("package tool-b 1.0-1"),
+        "{}",
+        String::from_utf8_lossy(&trace.stdout)
+    );
+
+    let recipe = repo.recipe(work.dir.path(), "tool-a, tool-c");
+    let err = work.build_err(&recipe, &[]);
+    assert!(
+        err.contains("packages `tool-a` and `tool-c` both ship /usr/bin/tool, and neither declares `Replaces:` the other"),
+        "{err}"
+    );
+
+    let recipe = repo.recipe(work.dir.path(), "tool-a, tool-d");
+    let err = work.build_err(&recipe, &[]);
+    assert!(
+        err.contains("packages `tool-d` 1.0-1 and `tool-a` 1.0-1 cannot be installed together")
+            && err.contains("Breaks: tool-a"),
+        "{err}"
+    );
+}
+
 /// A recipe made only of `packages:` builds: its image is the packages' layers (and the
 /// SBOMs), with the package's files in place.
 #[test]
