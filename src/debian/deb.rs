@@ -20,6 +20,9 @@ pub struct DebContents {
     pub control: String,
     /// The `md5sums` file, if the package has one.
     pub md5sums: Option<String>,
+    /// The `postinst` maintainer script, if the package has one (never run; cairn does
+    /// what it can of it natively, see [`super::alternatives`]).
+    pub postinst: Option<String>,
     pub tree: SourceTree,
 }
 
@@ -72,11 +75,16 @@ pub fn read(
             "it has no `debian-binary` member: not a Debian package".into(),
         ));
     }
-    let (control, md5sums) = control.ok_or_else(|| bad("it has no control tarball".into()))?;
+    let ControlFiles {
+        control,
+        md5sums,
+        postinst,
+    } = control.ok_or_else(|| bad("it has no control tarball".into()))?;
     let tree = tree.ok_or_else(|| bad("it has no data tarball".into()))?;
     Ok(DebContents {
         control,
         md5sums,
+        postinst,
         tree,
     })
 }
@@ -175,8 +183,15 @@ fn invalid(detail: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, detail)
 }
 
-/// `control` and `md5sums` from a control tarball (gzip, xz, zstd or plain).
-fn read_control(bytes: &[u8]) -> io::Result<(String, Option<String>)> {
+/// The files cairn reads from a control tarball.
+struct ControlFiles {
+    control: String,
+    md5sums: Option<String>,
+    postinst: Option<String>,
+}
+
+/// `control`, `md5sums` and `postinst` from a control tarball (gzip, xz, zstd or plain).
+fn read_control(bytes: &[u8]) -> io::Result<ControlFiles> {
     let decoded: Box<dyn Read + '_> = if bytes.starts_with(&[0x1f, 0x8b]) {
         Box::new(flate2::read::MultiGzDecoder::new(bytes))
     } else if bytes.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
@@ -187,7 +202,7 @@ fn read_control(bytes: &[u8]) -> io::Result<(String, Option<String>)> {
         Box::new(bytes)
     };
     let mut tar = tar::Archive::new(decoded);
-    let (mut control, mut md5sums) = (None, None);
+    let (mut control, mut md5sums, mut postinst) = (None, None, None);
     for entry in tar.entries()? {
         let mut entry = entry?;
         let path = entry.path_bytes().into_owned();
@@ -195,6 +210,7 @@ fn read_control(bytes: &[u8]) -> io::Result<(String, Option<String>)> {
         let slot = match name {
             b"control" => &mut control,
             b"md5sums" => &mut md5sums,
+            b"postinst" => &mut postinst,
             _ => continue,
         };
         let mut text = String::new();
@@ -203,7 +219,11 @@ fn read_control(bytes: &[u8]) -> io::Result<(String, Option<String>)> {
     }
     let control = control
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no `control` file in it"))?;
-    Ok((control, md5sums))
+    Ok(ControlFiles {
+        control,
+        md5sums,
+        postinst,
+    })
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 //! metadata so that scanners see them. Maintainer scripts never run; see the README
 //! for what is not supported.
 
+pub mod alternatives;
 pub mod apt_sources;
 mod copyright;
 pub(crate) mod deb;
@@ -87,6 +88,9 @@ pub struct InstalledPackage {
     pub tree: SourceTree,
     /// The paths `path_filters:` left out (absolute), which the SBOMs record.
     pub left_out: Vec<String>,
+    /// The `update-alternatives --install` calls of its `postinst`, which cairn makes
+    /// the links of natively ([`alternatives`]).
+    pub alternatives: Vec<alternatives::Install>,
     /// SPDX expression from a machine-readable copyright file, if it has one (read
     /// before `path_filters:` apply).
     pub license: Option<String>,
@@ -363,8 +367,14 @@ pub fn install(
             let contents = deb::read(&path, &name, staging, recipe.limits)?;
             let license = copyright_license(&contents.tree, &name);
             let (tree, left_out) = path_filter::apply(&spec.path_filters, contents.tree);
+            let (alternatives, unread) =
+                alternatives::installs_in(contents.postinst.as_deref().unwrap_or_default());
+            let unread = unread.into_iter().map(|call| {
+                format!("package `{name}`: its postinst calls `{call}`, which cairn cannot read without running the script: that alternative's links are not made")
+            });
+            let warnings: Vec<String> = unread.collect();
             let repo = &lock.repositories[&pin.repository];
-            Ok(InstalledPackage {
+            Ok((InstalledPackage {
                 line: line_of(&name),
                 pin: pin.clone(),
                 suite: repo.suite.clone(),
@@ -374,11 +384,14 @@ pub fn install(
                 md5sums: contents.md5sums,
                 tree,
                 left_out,
+                alternatives,
                 license,
                 name,
-            })
+            }, warnings))
         })
         .collect::<Result<Vec<_>, DebianError>>()?;
+    let (packages, unread): (Vec<_>, Vec<_>) = packages.into_iter().unzip();
+    warnings.extend(unread.into_iter().flatten());
     Ok(InstalledPackages {
         packages,
         lock,

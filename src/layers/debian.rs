@@ -16,7 +16,7 @@
 //! `/var/lib/dpkg/status.d/<name>.md5sums` the package's md5sums file when it has one.
 
 use super::{FileData, LayerTree, Origin, TreeEntry, TreeEntryKind, TreeError};
-use crate::debian::{source_name, InstalledPackage};
+use crate::debian::{alternatives, source_name, InstalledPackage};
 use crate::digest::Sha256Digest;
 use crate::recipe::{Diagnostic, ImagePath, Owner, Recipe};
 use crate::snapshot::{SourceEntry, SourceEntryKind};
@@ -96,6 +96,16 @@ pub fn package_layers(
             }
         }
     }
+    // What the packages' `update-alternatives --install` calls leave, by package.
+    let installs: Vec<(String, alternatives::Install)> = packages
+        .iter()
+        .flat_map(|p| p.alternatives.iter().map(|i| (p.name.clone(), i.clone())))
+        .collect();
+    let shipped = |path: &str| owners.contains_key(path.trim_start_matches('/'));
+    let mut made: BTreeMap<String, Vec<alternatives::Made>> = BTreeMap::new();
+    for (package, m) in alternatives::auto_links(&installs, shipped, shipped) {
+        made.entry(package).or_default().push(m);
+    }
     let mut buckets: BTreeMap<u64, Vec<&InstalledPackage>> = BTreeMap::new();
     for p in packages {
         buckets
@@ -117,6 +127,35 @@ pub fn package_layers(
                     continue;
                 }
                 entries.insert(e.rel_path.to_string(), entry);
+            }
+            for m in made.get(&p.name).into_iter().flatten() {
+                let (path, kind, mode) = match m {
+                    alternatives::Made::Symlink { path, target } => (
+                        path,
+                        TreeEntryKind::Symlink {
+                            target: target.clone(),
+                        },
+                        0o777,
+                    ),
+                    alternatives::Made::File { path, content } => (
+                        path,
+                        TreeEntryKind::File(FileData::Inline(content.as_bytes().into())),
+                        0o644,
+                    ),
+                };
+                let entry = TreeEntry {
+                    kind,
+                    mode,
+                    owner: Owner::ROOT,
+                    origin: Origin::Source {
+                        name: Arc::clone(&name),
+                        rel_path: "".into(),
+                        line: p.line,
+                    },
+                };
+                entries
+                    .entry(path.trim_start_matches('/').to_string())
+                    .or_insert(entry);
             }
             for (path, text) in dpkg_metadata(p) {
                 let entry = TreeEntry {

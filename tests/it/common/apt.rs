@@ -22,6 +22,8 @@ pub struct Pkg {
     /// Extra control fields (`Depends: ...`), one per line.
     pub fields: &'static str,
     pub files: Vec<(String, Vec<u8>, u32)>,
+    /// The `postinst` maintainer script (empty: none).
+    pub postinst: &'static str,
 }
 
 pub fn pkg(name: &'static str, version: &'static str, fields: &'static str) -> Pkg {
@@ -35,6 +37,7 @@ pub fn pkg(name: &'static str, version: &'static str, fields: &'static str) -> P
             format!("{name} {version}\n").into_bytes(),
             0o644,
         )],
+        postinst: "",
     }
 }
 
@@ -368,6 +371,12 @@ fn build_deb(work: &Path, p: &Pkg) -> PathBuf {
         md5sums.push_str(&format!("{:x}  {path}\n", md5(content)));
     }
     std::fs::write(tree.join("DEBIAN/md5sums"), md5sums).unwrap();
+    if !p.postinst.is_empty() {
+        let script = tree.join("DEBIAN/postinst");
+        std::fs::write(&script, p.postinst).unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+    }
     let deb = work.join(format!("{}_{}.deb", p.name, p.version));
     run(Command::new("dpkg-deb")
         .env("SOURCE_DATE_EPOCH", "1700000000")

@@ -379,6 +379,98 @@ fn replaces_decides_a_shared_file_and_conflicts_refuse_the_pair() {
     );
 }
 
+/// The links `update-alternatives --install` calls in `postinst` scripts would make, as
+/// dpkg's auto mode leaves them: the highest priority wins, with its slaves, and the
+/// administrative file; a call cairn cannot read without running the script is a
+/// warning.
+#[test]
+fn alternatives_are_linked_as_auto_mode_chooses() {
+    let awk = |name: &'static str, postinst: &'static str| {
+        let mut p = pkg(name, "1.0-1", "");
+        p.files.push((
+            format!("usr/bin/{name}"),
+            format!("#!/bin/sh\necho {name}\n").into_bytes(),
+            0o755,
+        ));
+        p.postinst = postinst;
+        p
+    };
+    let mut packages = fixture_packages();
+    packages.extend([
+        awk(
+            "mawk-lite",
+            "#!/bin/sh\nset -e\nupdate-alternatives --install /usr/bin/awk awk /usr/bin/mawk-lite 5 \\\n  --slave /usr/bin/nawk nawk /usr/bin/mawk-lite\n",
+        ),
+        awk(
+            "gawk-lite",
+            "#!/bin/sh\nupdate-alternatives --install /usr/bin/awk awk /usr/bin/gawk-lite 10\nupdate-alternatives --install /usr/bin/x x \"$X\" 1\n",
+        ),
+    ]);
+    let repo = AptRepo::new(&packages, Faults::default());
+    let work = Work::new();
+    let recipe = repo.recipe(work.dir.path(), "mawk-lite");
+    work.build(&recipe, "mawk", &[]);
+    let layout = work.out("mawk/pkgs");
+    let rootfs = work.dir.path().join("rootfs");
+    std::fs::create_dir_all(&rootfs).unwrap();
+    unpack_layout(&layout, &rootfs);
+    let link = |path: &str| std::fs::read_link(rootfs.join(path)).unwrap();
+    assert_eq!(link("usr/bin/awk"), Path::new("/etc/alternatives/awk"));
+    assert_eq!(
+        link("etc/alternatives/awk"),
+        Path::new("/usr/bin/mawk-lite")
+    );
+    assert_eq!(link("usr/bin/nawk"), Path::new("/etc/alternatives/nawk"));
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("var/lib/dpkg/alternatives/awk")).unwrap(),
+        "auto\n/usr/bin/awk\nnawk\n/usr/bin/nawk\n\n/usr/bin/mawk-lite\n5\n/usr/bin/mawk-lite\n\n"
+    );
+
+    // Both installed: the higher priority wins; the unreadable call is a warning.
+    let recipe = repo.recipe(work.dir.path(), "mawk-lite, gawk-lite");
+    let built = work.build(&recipe, "both", &[]);
+    let rootfs = work.dir.path().join("rootfs-both");
+    std::fs::create_dir_all(&rootfs).unwrap();
+    unpack_layout(&work.out("both/pkgs"), &rootfs);
+    assert_eq!(
+        std::fs::read_link(rootfs.join("etc/alternatives/awk")).unwrap(),
+        Path::new("/usr/bin/gawk-lite")
+    );
+    assert!(
+        !rootfs.join("usr/bin/nawk").exists(),
+        "gawk-lite has no nawk slave"
+    );
+    let warnings = built["warnings"].to_string();
+    assert!(
+        warnings.contains("package `gawk-lite`: its postinst calls `update-alternatives --install /usr/bin/x x \\\"$X\\\" 1`"),
+        "{warnings}"
+    );
+}
+
+/// Unpacks every layer of the layout's image into `root`, in order.
+fn unpack_layout(layout: &Path, root: &Path) {
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let blob = |d: &str| {
+        layout
+            .join("blobs/sha256")
+            .join(d.trim_start_matches("sha256:"))
+    };
+    let manifest: Value = serde_json::from_slice(
+        &std::fs::read(blob(index["manifests"][0]["digest"].as_str().unwrap())).unwrap(),
+    )
+    .unwrap();
+    for layer in manifest["layers"].as_array().unwrap() {
+        run_ok(
+            Command::new("tar")
+                .arg("-xzf")
+                .arg(blob(layer["digest"].as_str().unwrap()))
+                .arg("-C")
+                .arg(root),
+        );
+    }
+}
+
 /// A recipe made only of `packages:` builds: its image is the packages' layers (and the
 /// SBOMs), with the package's files in place.
 #[test]

@@ -1,4 +1,4 @@
-//! The real thing: `recipes/distroless.yaml` (busybox-static and ca-certificates)
+//! The real thing: `recipes/distroless.yaml` (busybox-static, ca-certificates, mawk)
 //! built from the Debian mirror of this host's apt configuration (`mirror: host`),
 //! verified with the Debian archive keyring, then run with runc. Needs the Debian
 //! package archive that this machine's apt reaches; nothing else leaves the machine.
@@ -142,10 +142,10 @@ fn distroless_busybox_and_ca_certificates_from_the_hosts_mirror() {
         &layout,
         "distroless",
         work.path(),
-        "echo hello from distroless; busybox id -u\n",
+        "echo hello from distroless; busybox id -u; awk 'BEGIN{print 1}'; readlink /etc/alternatives/awk\n",
     );
     assert_eq!(
-        stdout, "hello from distroless\n65532\n",
+        stdout, "hello from distroless\n65532\n1\n/usr/bin/mawk\n",
         "stderr:\n{stderr}"
     );
 }
