@@ -49,6 +49,9 @@ fn bucket(name: &str, max_layers: u32) -> u64 {
     u64::from_be_bytes(first) % u64::from(max_layers.max(1))
 }
 
+/// A package's entries, each at the path it lands on in the image.
+type Placed<'p> = Vec<(String, &'p SourceEntry)>;
+
 /// The package layers, in bucket order. Two packages that ship the same
 /// non-directory path are an error (dpkg would refuse them too); a directory shipped
 /// by several packages of one layer takes the mode and owner of the first by name.
@@ -58,24 +61,36 @@ pub fn package_layers(
     packages: &[InstalledPackage],
     max_layers: u32,
 ) -> Result<Vec<LayerTree>, TreeError> {
+    let usr_merge = UsrMerge::over(base);
+    // Each package's entries at the paths they land on (merged /usr applied).
+    let placed: Vec<Placed> = packages
+        .iter()
+        .map(|p| {
+            p.tree
+                .entries
+                .iter()
+                .map(|e| (usr_merge.path(&e.rel_path).into_owned(), e))
+                .collect()
+        })
+        .collect();
     // Which package each non-directory path is installed from; a path two packages
     // ship goes to the one whose `Replaces` names the other, and the other's entry
     // for it is `replaced`.
     let mut owners: BTreeMap<&str, &InstalledPackage> = BTreeMap::new();
     let mut replaced: std::collections::BTreeSet<(&str, &str)> = Default::default();
-    for p in packages {
-        for e in &p.tree.entries {
+    for (p, entries) in packages.iter().zip(&placed) {
+        for (path, e) in entries {
             if e.kind == SourceEntryKind::Dir {
                 continue;
             }
-            let Some(other) = owners.insert(&e.rel_path, p) else {
+            let Some(other) = owners.insert(path, p) else {
                 continue;
             };
             if p.replaces(other) {
-                replaced.insert((&other.name, &e.rel_path));
+                replaced.insert((&other.name, path));
             } else if other.replaces(p) {
-                owners.insert(&e.rel_path, other);
-                replaced.insert((&p.name, &e.rel_path));
+                owners.insert(path, other);
+                replaced.insert((&p.name, path));
             } else {
                 return Err(TreeError(Box::new(
                     Diagnostic::new(
@@ -85,8 +100,8 @@ pub fn package_layers(
                             column: 1,
                         },
                         format!(
-                            "packages `{}` and `{}` both ship /{}, and neither declares `Replaces:` the other",
-                            other.name, p.name, e.rel_path
+                            "packages `{}` and `{}` both ship /{path}, and neither declares `Replaces:` the other",
+                            other.name, p.name
                         ),
                     )
                     .with_hint(
@@ -106,27 +121,35 @@ pub fn package_layers(
     for (package, m) in alternatives::auto_links(&installs, shipped, shipped) {
         made.entry(package).or_default().push(m);
     }
-    let mut buckets: BTreeMap<u64, Vec<&InstalledPackage>> = BTreeMap::new();
-    for p in packages {
+    let mut buckets: BTreeMap<u64, Vec<(&InstalledPackage, &Placed)>> = BTreeMap::new();
+    for (p, entries) in packages.iter().zip(&placed) {
         buckets
             .entry(bucket(&p.name, max_layers))
             .or_default()
-            .push(p);
+            .push((p, entries));
     }
     let mut layers = Vec::with_capacity(buckets.len());
     for (i, members) in buckets {
         let mut entries: BTreeMap<String, TreeEntry> = BTreeMap::new();
-        for p in members {
+        // The merged directories this layer put files below, each with the package
+        // (the first by name) whose file it was: their symlinks go in this layer.
+        let mut merged: BTreeMap<&'static str, (u32, Arc<str>)> = BTreeMap::new();
+        for (p, placed) in members {
             let name: Arc<str> = source_name(&p.name).into();
-            for e in &p.tree.entries {
-                if replaced.contains(&(p.name.as_str(), &*e.rel_path)) {
+            for (path, e) in placed {
+                if replaced.contains(&(p.name.as_str(), path.as_str())) {
                     continue;
                 }
-                let entry = tree_entry(p, &name, e);
-                if entry.kind == TreeEntryKind::Dir && entries.contains_key(&*e.rel_path) {
+                if let Some(dir) = usr_merge.merged_dir(&e.rel_path) {
+                    merged
+                        .entry(dir)
+                        .or_insert_with(|| (p.line, Arc::clone(&name)));
+                }
+                let entry = tree_entry(p, &name, e, &usr_merge);
+                if entry.kind == TreeEntryKind::Dir && entries.contains_key(path.as_str()) {
                     continue;
                 }
-                entries.insert(e.rel_path.to_string(), entry);
+                entries.insert(path.clone(), entry);
             }
             for m in made.get(&p.name).into_iter().flatten() {
                 let (path, kind, mode) = match m {
@@ -171,6 +194,21 @@ pub fn package_layers(
                 entries.insert(path, entry);
             }
         }
+        for (dir, (line, name)) in merged {
+            let link = TreeEntry {
+                kind: TreeEntryKind::Symlink {
+                    target: format!("usr/{dir}"),
+                },
+                mode: 0o777,
+                owner: Owner::ROOT,
+                origin: Origin::Source {
+                    name,
+                    rel_path: "".into(),
+                    line,
+                },
+            };
+            entries.insert(dir.to_string(), link);
+        }
         let entries = entries
             .into_iter()
             .map(|(k, e)| {
@@ -192,8 +230,14 @@ pub fn package_layers(
     Ok(layers)
 }
 
-/// `name` is the package's source name, shared by its entries.
-fn tree_entry(p: &InstalledPackage, name: &Arc<str>, e: &SourceEntry) -> TreeEntry {
+/// `name` is the package's source name, shared by its entries; a hard link's target
+/// moves with merged /usr as the file it names does.
+fn tree_entry(
+    p: &InstalledPackage,
+    name: &Arc<str>,
+    e: &SourceEntry,
+    usr_merge: &UsrMerge,
+) -> TreeEntry {
     let kind = match &e.kind {
         SourceEntryKind::File(c) => TreeEntryKind::File(FileData::Source(Arc::clone(c))),
         SourceEntryKind::Dir => TreeEntryKind::Dir,
@@ -201,7 +245,7 @@ fn tree_entry(p: &InstalledPackage, name: &Arc<str>, e: &SourceEntry) -> TreeEnt
             target: target.clone(),
         },
         SourceEntryKind::Hardlink { target } => TreeEntryKind::Hardlink {
-            target: target.clone(),
+            target: usr_merge.path(target).into_owned(),
         },
     };
     let (uid, gid) = e.owner.unwrap_or((0, 0));
@@ -214,6 +258,45 @@ fn tree_entry(p: &InstalledPackage, name: &Arc<str>, e: &SourceEntry) -> TreeEnt
             rel_path: Arc::clone(&e.rel_path),
             line: p.line,
         },
+    }
+}
+
+/// Merged /usr, as Debian installs it since bookworm: the top-level directories that
+/// hold programs and libraries are symlinks into `/usr` (`bin -> usr/bin`), and a
+/// package file under one of them lands in `/usr` (`bin/busybox` -> `usr/bin/busybox`),
+/// where dpkg, writing through the symlink, puts it. A directory the base image has as
+/// a real directory stays one: its files are not moved, and no symlink hides it.
+struct UsrMerge {
+    /// Of [`MERGED_DIRS`], those merged in this image.
+    merged: Vec<&'static str>,
+}
+
+/// The directories merged /usr moves into `/usr`.
+const MERGED_DIRS: [&str; 6] = ["bin", "sbin", "lib", "lib32", "lib64", "libx32"];
+
+impl UsrMerge {
+    fn over(base: Option<&crate::base::BaseFs>) -> UsrMerge {
+        let real_dir = |dir: &str| {
+            base.and_then(|b| b.entries.get(dir))
+                .is_some_and(|e| e.kind == crate::base::fs::BaseKind::Dir)
+        };
+        UsrMerge {
+            merged: MERGED_DIRS.into_iter().filter(|d| !real_dir(d)).collect(),
+        }
+    }
+
+    /// The merged directory `rel_path` is in or is, if any.
+    fn merged_dir(&self, rel_path: &str) -> Option<&'static str> {
+        let top = rel_path.split('/').next()?;
+        self.merged.iter().copied().find(|d| *d == top)
+    }
+
+    /// Where a package's `rel_path` lands.
+    fn path<'p>(&self, rel_path: &'p str) -> std::borrow::Cow<'p, str> {
+        match self.merged_dir(rel_path) {
+            Some(_) => format!("usr/{rel_path}").into(),
+            None => rel_path.into(),
+        }
     }
 }
 
@@ -249,6 +332,41 @@ fn status_stanza(control: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn merged_usr_moves_package_paths_unless_the_base_has_the_real_directory() {
+        use crate::base::fs::{BaseEntry, BaseFs, BaseKind};
+        let merged = UsrMerge::over(None);
+        assert_eq!(merged.path("bin/busybox"), "usr/bin/busybox");
+        assert_eq!(
+            merged.path("lib64/ld-linux-x86-64.so.2"),
+            "usr/lib64/ld-linux-x86-64.so.2"
+        );
+        assert_eq!(merged.path("bin"), "usr/bin");
+        assert_eq!(merged.path("binary/x"), "binary/x");
+        assert_eq!(merged.path("usr/bin/x"), "usr/bin/x");
+        assert_eq!(merged.merged_dir("sbin/init"), Some("sbin"));
+        // A base with a real /bin (an older, unmerged system) keeps it; /lib is a
+        // symlink there (merged), so it is merged here too.
+        let entry = |kind| BaseEntry {
+            kind,
+            mode: 0o755,
+            owner: Owner::ROOT,
+            layer: 0,
+        };
+        let mut base = BaseFs::default();
+        base.entries.insert("bin".into(), entry(BaseKind::Dir));
+        base.entries.insert(
+            "lib".into(),
+            entry(BaseKind::Symlink {
+                target: "usr/lib".into(),
+            }),
+        );
+        let over_base = UsrMerge::over(Some(&base));
+        assert_eq!(over_base.path("bin/ls"), "bin/ls");
+        assert_eq!(over_base.merged_dir("bin/ls"), None);
+        assert_eq!(over_base.path("lib/x.so"), "usr/lib/x.so");
+    }
 
     #[test]
     fn status_line_follows_package() {

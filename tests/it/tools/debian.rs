@@ -447,6 +447,62 @@ fn alternatives_are_linked_as_auto_mode_chooses() {
     );
 }
 
+/// Merged /usr: files a package ships under /bin and /lib land in /usr, those two are
+/// symlinks into it, and a recipe layer writes through neither.
+#[test]
+fn package_files_under_bin_and_lib_land_in_usr_behind_symlinks() {
+    let mut legacy = pkg("legacy", "1.0-1", "");
+    legacy.files.extend([
+        (
+            "bin/legacy".to_string(),
+            b"#!/bin/sh\necho legacy\n".to_vec(),
+            0o755,
+        ),
+        ("lib/legacy/data".to_string(), b"data\n".to_vec(), 0o644),
+    ]);
+    let mut packages = fixture_packages();
+    packages.push(legacy);
+    let repo = AptRepo::new(&packages, Faults::default());
+    let work = Work::new();
+    let recipe = repo.recipe(work.dir.path(), "legacy");
+    work.build(&recipe, "out", &[]);
+    let rootfs = work.dir.path().join("rootfs");
+    std::fs::create_dir_all(&rootfs).unwrap();
+    unpack_layout(&work.out("out/pkgs"), &rootfs);
+    assert_eq!(
+        std::fs::read_link(rootfs.join("bin")).unwrap(),
+        Path::new("usr/bin")
+    );
+    assert_eq!(
+        std::fs::read_link(rootfs.join("lib")).unwrap(),
+        Path::new("usr/lib")
+    );
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("usr/bin/legacy")).unwrap(),
+        "#!/bin/sh\necho legacy\n"
+    );
+    assert!(rootfs.join("usr/lib/legacy/data").is_file());
+    assert!(
+        !rootfs.join("sbin").exists(),
+        "no package put files in /sbin"
+    );
+    // The SBOM names the file where it is.
+    let spdx = std::fs::read_to_string(work.out("out/pkgs.spdx.json")).unwrap();
+    assert!(spdx.contains("\"./usr/bin/legacy\""), "{spdx}");
+
+    // A recipe layer writing below /bin is told to use /usr/bin.
+    let text = std::fs::read_to_string(&recipe).unwrap().replace(
+        "      - dir: /tmp\n        mode: 0o1777\n",
+        "      - symlink: /bin/sh\n        target: legacy\n",
+    );
+    std::fs::write(&recipe, text).unwrap();
+    let err = work.build_err(&recipe, &[]);
+    assert!(
+        err.contains("/bin/sh goes through /bin, which is a symlink"),
+        "{err}"
+    );
+}
+
 /// Unpacks every layer of the layout's image into `root`, in order.
 fn unpack_layout(layout: &Path, root: &Path) {
     let index: Value =
