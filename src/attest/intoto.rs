@@ -569,7 +569,7 @@ mod tests {
                 r#""predicate":{{"buildDefinition":{{"buildType":"https://cairn.dev/buildtypes/recipe/v1","#,
                 r#""externalParameters":{{"lock":{{"digest":{{"sha256":"{lock}"}},"path":"hello.lock"}},"#,
                 r#""recipe":{{"digest":{{"sha256":"{recipe}"}},"path":"hello.yaml"}}}},"#,
-                r#""internalParameters":{{"epoch":1700000000,"outputFormat":"2","platform":"linux/amd64"}},"#,
+                r#""internalParameters":{{"epoch":1700000000,"outputFormat":"{format}","platform":"linux/amd64"}},"#,
                 r#""resolvedDependencies":["#,
                 r#"{{"annotations":{{"kind":"dir"}},"digest":{{"sha256":"{app}"}},"name":"app","uri":"file:../app"}},"#,
                 r#"{{"annotations":{{"kind":"archive","license":"Apache-2.0 OR MIT","signer":"{signer}"}},"#,
@@ -584,6 +584,7 @@ mod tests {
             tools = digest(2).hex(),
             signer = "ab".repeat(32),
             manifest = digest(0).hex(),
+            format = crate::oci::OUTPUT_FORMAT_VERSION,
         );
         assert_eq!(text, expected);
     }
