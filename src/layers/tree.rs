@@ -14,7 +14,7 @@
 use super::links::{check_resolves_inside, Found};
 use crate::base::fs::{layer_name as base_layer_name, BaseFs, BaseKind};
 use crate::diag::{Diagnose, Location};
-use crate::oci::whiteout::{self, remove_subtree, whiteout, Whiteout};
+use crate::oci::whiteout::{whiteout, Whiteout};
 use crate::recipe::{Accounts, Diagnostic, ImagePath, LayerSpec, OpKind, Owner, Recipe, Span};
 use crate::resolve::{LockedKind, ResolvedSources};
 use crate::snapshot::{Content, SourceEntryKind};
@@ -126,19 +126,22 @@ impl Diagnose for TreeError {
     }
 }
 
-/// What the image looks like after the layers assembled so far.
-#[derive(Default)]
-struct ImageView {
-    entries: BTreeMap<String, ViewEntry>,
+/// What the image looks like after the layers assembled so far: a lookup through the
+/// layer stack (top layer first, then the base), not a copy of it; the assembler looks
+/// up few paths (parents once per directory, removes, links), and a copy of a layer
+/// of a million files would cost a map of a million keys.
+#[derive(Clone, Copy)]
+struct ImageView<'a> {
+    base: Option<&'a BaseFs>,
+    layers: &'a [LayerTree],
 }
 
-#[derive(Clone)]
-struct ViewEntry {
+struct ViewEntry<'a> {
     kind: ViewKind,
     mode: u32,
     owner: Owner,
-    /// Shared by the entries of one layer.
-    layer: Arc<str>,
+    /// The name of the layer that wrote it.
+    layer: Cow<'a, str>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -148,66 +151,74 @@ enum ViewKind {
     Other,
 }
 
-impl ImageView {
-    /// The view of a base image's file system, before any recipe layer.
-    fn of_base(base: Option<&BaseFs>) -> Self {
-        let Some(base) = base else {
-            return ImageView::default();
-        };
-        let names: BTreeMap<usize, Arc<str>> = base
-            .entries
-            .values()
-            .map(|e| (e.layer, base_layer_name(e.layer).into()))
-            .collect();
-        let entries = base
-            .entries
-            .iter()
-            .map(|(key, e)| {
+impl<'a> ImageView<'a> {
+    /// What `key` is in the image, as applying the layers in order makes it: a layer's
+    /// own entry wins; otherwise the layer hides `key` if it removes it or a parent
+    /// (`dir/.wh.name`), empties a parent (`dir/.wh..wh..opq`), or replaces a parent
+    /// with a non-directory.
+    fn get(&self, key: &str) -> Option<ViewEntry<'a>> {
+        for layer in self.layers.iter().rev() {
+            if let Some(e) = layer.entries.get(key) {
                 let kind = match e.kind {
-                    BaseKind::Dir => ViewKind::Dir,
-                    BaseKind::Symlink { .. } => ViewKind::Symlink,
-                    BaseKind::File { .. } => ViewKind::Other,
+                    TreeEntryKind::Whiteout => return None,
+                    TreeEntryKind::Dir => ViewKind::Dir,
+                    TreeEntryKind::Symlink { .. } => ViewKind::Symlink,
+                    _ => ViewKind::Other,
                 };
-                let entry = ViewEntry {
+                return Some(ViewEntry {
                     kind,
                     mode: e.mode,
                     owner: e.owner,
-                    layer: Arc::clone(&names[&e.layer]),
-                };
-                (key.clone(), entry)
-            })
-            .collect();
-        ImageView { entries }
+                    layer: Cow::Borrowed(&layer.name),
+                });
+            }
+            if hides(layer, key) {
+                return None;
+            }
+        }
+        let e = self.base?.entries.get(key)?;
+        let kind = match e.kind {
+            BaseKind::Dir => ViewKind::Dir,
+            BaseKind::Symlink { .. } => ViewKind::Symlink,
+            BaseKind::File { .. } => ViewKind::Other,
+        };
+        Some(ViewEntry {
+            kind,
+            mode: e.mode,
+            owner: e.owner,
+            layer: Cow::Owned(base_layer_name(e.layer)),
+        })
     }
+}
 
-    fn apply(&mut self, layer: &LayerTree) {
-        let name: Arc<str> = layer.name.as_str().into();
-        for key in layer.entries.keys() {
-            if let Some(w) = whiteout(key) {
-                whiteout::apply(&mut self.entries, &w);
-            }
-        }
-        for (key, e) in &layer.entries {
-            let kind = match e.kind {
-                TreeEntryKind::Whiteout => continue,
-                TreeEntryKind::Dir => ViewKind::Dir,
-                TreeEntryKind::Symlink { .. } => ViewKind::Symlink,
-                _ => ViewKind::Other,
-            };
-            if kind != ViewKind::Dir {
-                remove_subtree(&mut self.entries, key);
-            }
-            self.entries.insert(
-                key.clone(),
-                ViewEntry {
-                    kind,
-                    mode: e.mode,
-                    owner: e.owner,
-                    layer: Arc::clone(&name),
-                },
-            );
-        }
+/// Whether `layer`, which has no entry at `key`, hides what earlier layers have there.
+fn hides(layer: &LayerTree, key: &str) -> bool {
+    let opaque_in = |dir: &str| {
+        let marker = if dir.is_empty() {
+            ".wh..wh..opq".to_string()
+        } else {
+            format!("{dir}/.wh..wh..opq")
+        };
+        layer.entries.contains_key(&marker)
+    };
+    let removed = |path: &str| {
+        let marker = match path.rsplit_once('/') {
+            Some((dir, name)) => format!("{dir}/.wh.{name}"),
+            None => format!(".wh.{path}"),
+        };
+        layer.entries.contains_key(&marker)
+    };
+    if removed(key) || opaque_in("") {
+        return true;
     }
+    ancestors(key).any(|parent| {
+        removed(parent)
+            || opaque_in(parent)
+            || layer
+                .entries
+                .get(parent)
+                .is_some_and(|e| !matches!(e.kind, TreeEntryKind::Dir))
+    })
 }
 
 /// The parents of `key`, nearest first.
@@ -233,20 +244,22 @@ pub fn assemble_on(
     base: Option<&BaseFs>,
     below: Vec<LayerTree>,
 ) -> Result<Vec<LayerTree>, TreeError> {
-    let mut view = ImageView::of_base(base);
-    for layer in &below {
-        view.apply(layer);
-    }
     let mut layers = below;
     for spec in &recipe.layers {
-        let layer = LayerAssembler::new(recipe, &spec.name, &view).recipe_layer(spec, sources)?;
-        view.apply(&layer);
+        let view = ImageView {
+            base,
+            layers: &layers,
+        };
+        let layer = LayerAssembler::new(recipe, &spec.name, view).recipe_layer(spec, sources)?;
         layers.push(layer);
     }
     if let Some(accounts) = &recipe.accounts {
+        let view = ImageView {
+            base,
+            layers: &layers,
+        };
         let layer =
-            LayerAssembler::new(recipe, ACCOUNTS_LAYER, &view).accounts_layer(accounts, base)?;
-        view.apply(&layer);
+            LayerAssembler::new(recipe, ACCOUNTS_LAYER, view).accounts_layer(accounts, base)?;
         layers.push(layer);
     }
     Ok(layers)
@@ -254,7 +267,7 @@ pub fn assemble_on(
 
 struct LayerAssembler<'a> {
     recipe: &'a Recipe,
-    view: &'a ImageView,
+    view: ImageView<'a>,
     name: &'a str,
     entries: BTreeMap<String, TreeEntry>,
     /// The line of the operation that wrote each entry, for duplicate reports.
@@ -265,7 +278,7 @@ struct LayerAssembler<'a> {
 }
 
 impl<'a> LayerAssembler<'a> {
-    fn new(recipe: &'a Recipe, name: &'a str, view: &'a ImageView) -> Self {
+    fn new(recipe: &'a Recipe, name: &'a str, view: ImageView<'a>) -> Self {
         LayerAssembler {
             recipe,
             view,
@@ -505,7 +518,7 @@ impl<'a> LayerAssembler<'a> {
                 }
                 OpKind::Remove { path } => {
                     let key = path.relative();
-                    if !self.view.entries.contains_key(key) {
+                    if self.view.get(key).is_none() {
                         return Err(self.error(
                             op.span,
                             format!("cannot remove {path}: no earlier layer has it"),
@@ -549,8 +562,8 @@ impl<'a> LayerAssembler<'a> {
                 ..
             }) => Found::Symlink(target),
             Some(_) => Found::Other,
-            None => match self.view.entries.get(key) {
-                Some(v) if v.kind == ViewKind::Symlink => Found::EarlierSymlink(&v.layer),
+            None => match self.view.get(key) {
+                Some(v) if v.kind == ViewKind::Symlink => Found::EarlierSymlink(v.layer),
                 _ => Found::Other,
             },
         };
@@ -637,7 +650,7 @@ impl<'a> LayerAssembler<'a> {
                     }
                     break;
                 }
-                let (mode, owner) = match self.view.entries.get(parent) {
+                let (mode, owner) = match self.view.get(parent) {
                     None => (0o755, Owner::ROOT),
                     Some(v) if v.kind == ViewKind::Dir => (v.mode, v.owner),
                     Some(v) => {
@@ -777,11 +790,11 @@ pub fn layer_from_entries(
     name: &str,
     entries: Vec<(ImagePath, TreeEntry)>,
 ) -> Result<LayerTree, TreeError> {
-    let mut view = ImageView::of_base(base);
-    for layer in previous {
-        view.apply(layer);
-    }
-    let mut assembler = LayerAssembler::new(recipe, name, &view);
+    let view = ImageView {
+        base,
+        layers: previous,
+    };
+    let mut assembler = LayerAssembler::new(recipe, name, view);
     for (path, entry) in entries {
         assembler.insert(&path, entry, Span::default())?;
     }
@@ -835,6 +848,85 @@ fn kind_name(kind: &TreeEntryKind) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_view_of_earlier_layers_honours_whiteouts_and_replaced_parents() {
+        let entry = |kind, mode| TreeEntry {
+            kind,
+            mode,
+            owner: Owner::ROOT,
+            origin: Origin::Parent,
+        };
+        let file = || {
+            entry(
+                TreeEntryKind::File(FileData::Inline(b"x"[..].into())),
+                0o644,
+            )
+        };
+        let layer = |name: &str, entries: Vec<(&str, TreeEntry)>| LayerTree {
+            name: name.into(),
+            entries: entries
+                .into_iter()
+                .map(|(k, e)| (k.to_string(), e))
+                .collect(),
+        };
+        let layers = [
+            layer(
+                "one",
+                vec![
+                    ("etc", entry(TreeEntryKind::Dir, 0o700)),
+                    ("etc/motd", file()),
+                    ("opt", entry(TreeEntryKind::Dir, 0o755)),
+                    ("opt/a", file()),
+                    ("srv", entry(TreeEntryKind::Dir, 0o755)),
+                    ("srv/x", file()),
+                ],
+            ),
+            layer(
+                "two",
+                vec![
+                    ("etc/.wh.motd", entry(TreeEntryKind::Whiteout, 0)),
+                    ("opt/.wh..wh..opq", entry(TreeEntryKind::Whiteout, 0)),
+                    (
+                        "srv",
+                        entry(
+                            TreeEntryKind::Symlink {
+                                target: "/x".into(),
+                            },
+                            0o777,
+                        ),
+                    ),
+                ],
+            ),
+            layer("three", vec![("opt/b", file())]),
+        ];
+        let base = BaseFs {
+            entries: [(
+                "usr".to_string(),
+                crate::base::fs::BaseEntry {
+                    kind: BaseKind::Dir,
+                    mode: 0o750,
+                    owner: Owner::ROOT,
+                    layer: 0,
+                },
+            )]
+            .into(),
+            sha1: crate::digest::Sha1Index::new(),
+            account_files: Default::default(),
+        };
+        let view = ImageView {
+            base: Some(&base),
+            layers: &layers,
+        };
+        let seen = |key: &str| view.get(key).map(|v| (v.mode, v.layer.into_owned()));
+        assert_eq!(seen("etc"), Some((0o700, "one".into())));
+        assert_eq!(seen("etc/motd"), None, "removed by a whiteout");
+        assert_eq!(seen("opt/a"), None, "emptied by an opaque whiteout");
+        assert_eq!(seen("opt/b"), Some((0o644, "three".into())));
+        assert_eq!(seen("srv/x"), None, "its parent became a symlink");
+        assert!(view.get("srv").is_some_and(|v| v.kind == ViewKind::Symlink));
+        assert_eq!(seen("usr"), Some((0o750, "base:0".into())));
+    }
 
     #[test]
     fn accounts_extend_the_base_files_and_replace_entries_by_name() {
