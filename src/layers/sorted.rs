@@ -1,8 +1,8 @@
 //! A map from image paths to values held as one list sorted byte-wise by path, for
 //! the layer trees: a layer of a million files is one allocation of a million
 //! entries, where a `BTreeMap` filled in order leaves its nodes half full (about
-//! twice the memory). Lookups are binary searches; the few edits (tests, small
-//! layers) shift the list.
+//! twice the memory). Lookups are binary searches; an edit (tests make
+//! them) shifts the list.
 
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use std::ops::Index;
@@ -80,12 +80,6 @@ impl<V> SortedMap<V> {
     pub fn values(&self) -> impl DoubleEndedIterator<Item = &V> + ExactSizeIterator {
         self.items.iter().map(|(_, v)| v)
     }
-
-    /// The entries from `key` on (including `key`).
-    pub fn range_from<'a>(&'a self, key: &str) -> impl Iterator<Item = (&'a String, &'a V)> {
-        let start = self.position(key).unwrap_or_else(|i| i);
-        self.items[start..].iter().map(|(k, v)| (k, v))
-    }
 }
 
 /// Like a `BTreeMap` collected from the same pairs: sorted, the last value of a key wins.
@@ -150,13 +144,6 @@ mod tests {
             serde_json::to_string(&btree).unwrap()
         );
         assert_eq!((sorted.get("a/b"), sorted.get("c")), (Some(&2), None));
-        assert_eq!(
-            sorted
-                .range_from("a/")
-                .map(|(k, _)| k.as_str())
-                .collect::<Vec<_>>(),
-            ["a/b", "b"]
-        );
 
         let mut edited = sorted.clone();
         assert_eq!(edited.insert("a/a".into(), 6), None);
