@@ -336,7 +336,8 @@ fn tree() -> LayerTree {
                 )))),
             ),
         ]
-        .into(),
+        .into_iter()
+        .collect(),
     }
 }
 

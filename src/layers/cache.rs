@@ -45,6 +45,7 @@
 
 use super::compress::{GZIP_LEVEL, ZSTD_LEVEL};
 use super::gzip::MEMBER_SIZE;
+use super::sorted::SortedMap;
 use super::{LayerBlob, LayerError, LayerTree, TreeEntry};
 use crate::digest::{Blake3Digest, Sha1Index, Sha256Digest};
 use crate::oci::compression::Compression;
@@ -96,7 +97,7 @@ struct LayerKeyInputs<'a> {
     compression: String,
     epoch: u64,
     /// Path -> entry; the layer's name is not in it, as it does not reach the bytes.
-    entries: &'a BTreeMap<String, TreeEntry>,
+    entries: &'a SortedMap<TreeEntry>,
 }
 
 /// What determines the bytes of `tree` written with `epoch` and `compression`.

@@ -33,7 +33,7 @@ fn tree(name: &str, content: &[u8]) -> LayerTree {
     entries.insert("etc/motd".to_string(), file_entry(content, 0o644));
     LayerTree {
         name: name.to_string(),
-        entries,
+        entries: entries.into_iter().collect(),
     }
 }
 

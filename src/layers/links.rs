@@ -12,6 +12,8 @@
 //! refused: its target is not part of what is being checked. (At the image root,
 //! where every target is inside, it is walked through as a directory.)
 
+use std::borrow::Cow;
+
 /// The most symlinks one resolution follows.
 pub const MAX_HOPS: usize = 40;
 
@@ -20,7 +22,7 @@ pub enum Found<'a> {
     /// A symlink of the layer being assembled, with its target.
     Symlink(&'a str),
     /// A symlink of an earlier layer (named).
-    EarlierSymlink(&'a str),
+    EarlierSymlink(Cow<'a, str>),
     /// Anything else, or nothing.
     Other,
 }
@@ -146,7 +148,7 @@ mod tests {
         let target = links[link];
         check_resolves_inside(root, link, target, |key| match links.get(key) {
             Some(target) => Found::Symlink(target),
-            None if key == "opt/x/old" => Found::EarlierSymlink("base:0"),
+            None if key == "opt/x/old" => Found::EarlierSymlink("base:0".into()),
             None => Found::Other,
         })
     }

@@ -9,6 +9,7 @@ pub mod debian;
 pub mod elf;
 pub mod gzip;
 mod links;
+pub mod sorted;
 pub mod tar;
 pub mod tree;
 

@@ -278,7 +278,6 @@ mod tests {
     use super::*;
     use crate::layers::tree::{Origin, TreeEntry};
     use crate::recipe::Owner;
-    use std::collections::BTreeMap;
 
     fn entry(kind: TreeEntryKind, mode: u32, uid: u32) -> TreeEntry {
         TreeEntry {
@@ -295,7 +294,7 @@ mod tests {
             entries: entries
                 .into_iter()
                 .map(|(k, e)| (k.to_string(), e))
-                .collect::<BTreeMap<_, _>>(),
+                .collect(),
         }
     }
 

@@ -12,9 +12,10 @@
 //!   again in the same layer.
 
 use super::links::{check_resolves_inside, Found};
+use super::sorted::SortedMap;
 use crate::base::fs::{layer_name as base_layer_name, BaseFs, BaseKind};
 use crate::diag::{Diagnose, Location};
-use crate::oci::whiteout::{self, remove_subtree, whiteout, Whiteout};
+use crate::oci::whiteout::{whiteout, Whiteout};
 use crate::recipe::{Accounts, Diagnostic, ImagePath, LayerSpec, OpKind, Owner, Recipe, Span};
 use crate::resolve::{LockedKind, ResolvedSources};
 use crate::snapshot::{Content, SourceEntryKind};
@@ -31,7 +32,7 @@ pub const ACCOUNTS_LAYER: &str = "accounts";
 #[derive(Debug, Clone)]
 pub struct LayerTree {
     pub name: String,
-    pub entries: BTreeMap<String, TreeEntry>,
+    pub entries: SortedMap<TreeEntry>,
 }
 
 /// Serialises to what reaches the layer's bytes, for the layer cache key
@@ -126,19 +127,22 @@ impl Diagnose for TreeError {
     }
 }
 
-/// What the image looks like after the layers assembled so far.
-#[derive(Default)]
-struct ImageView {
-    entries: BTreeMap<String, ViewEntry>,
+/// What the image looks like after the layers assembled so far: a lookup through the
+/// layer stack (top layer first, then the base), not a copy of it; the assembler looks
+/// up few paths (parents once per directory, removes, links), and a copy of a layer
+/// of a million files would cost a map of a million keys.
+#[derive(Clone, Copy)]
+struct ImageView<'a> {
+    base: Option<&'a BaseFs>,
+    layers: &'a [LayerTree],
 }
 
-#[derive(Clone)]
-struct ViewEntry {
+struct ViewEntry<'a> {
     kind: ViewKind,
     mode: u32,
     owner: Owner,
-    /// Shared by the entries of one layer.
-    layer: Arc<str>,
+    /// The name of the layer that wrote it.
+    layer: Cow<'a, str>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -148,66 +152,74 @@ enum ViewKind {
     Other,
 }
 
-impl ImageView {
-    /// The view of a base image's file system, before any recipe layer.
-    fn of_base(base: Option<&BaseFs>) -> Self {
-        let Some(base) = base else {
-            return ImageView::default();
-        };
-        let names: BTreeMap<usize, Arc<str>> = base
-            .entries
-            .values()
-            .map(|e| (e.layer, base_layer_name(e.layer).into()))
-            .collect();
-        let entries = base
-            .entries
-            .iter()
-            .map(|(key, e)| {
+impl<'a> ImageView<'a> {
+    /// What `key` is in the image, as applying the layers in order makes it: a layer's
+    /// own entry wins; otherwise the layer hides `key` if it removes it or a parent
+    /// (`dir/.wh.name`), empties a parent (`dir/.wh..wh..opq`), or replaces a parent
+    /// with a non-directory.
+    fn get(&self, key: &str) -> Option<ViewEntry<'a>> {
+        for layer in self.layers.iter().rev() {
+            if let Some(e) = layer.entries.get(key) {
                 let kind = match e.kind {
-                    BaseKind::Dir => ViewKind::Dir,
-                    BaseKind::Symlink { .. } => ViewKind::Symlink,
-                    BaseKind::File { .. } => ViewKind::Other,
+                    TreeEntryKind::Whiteout => return None,
+                    TreeEntryKind::Dir => ViewKind::Dir,
+                    TreeEntryKind::Symlink { .. } => ViewKind::Symlink,
+                    _ => ViewKind::Other,
                 };
-                let entry = ViewEntry {
+                return Some(ViewEntry {
                     kind,
                     mode: e.mode,
                     owner: e.owner,
-                    layer: Arc::clone(&names[&e.layer]),
-                };
-                (key.clone(), entry)
-            })
-            .collect();
-        ImageView { entries }
+                    layer: Cow::Borrowed(&layer.name),
+                });
+            }
+            if hides(layer, key) {
+                return None;
+            }
+        }
+        let e = self.base?.entries.get(key)?;
+        let kind = match e.kind {
+            BaseKind::Dir => ViewKind::Dir,
+            BaseKind::Symlink { .. } => ViewKind::Symlink,
+            BaseKind::File { .. } => ViewKind::Other,
+        };
+        Some(ViewEntry {
+            kind,
+            mode: e.mode,
+            owner: e.owner,
+            layer: Cow::Owned(base_layer_name(e.layer)),
+        })
     }
+}
 
-    fn apply(&mut self, layer: &LayerTree) {
-        let name: Arc<str> = layer.name.as_str().into();
-        for key in layer.entries.keys() {
-            if let Some(w) = whiteout(key) {
-                whiteout::apply(&mut self.entries, &w);
-            }
-        }
-        for (key, e) in &layer.entries {
-            let kind = match e.kind {
-                TreeEntryKind::Whiteout => continue,
-                TreeEntryKind::Dir => ViewKind::Dir,
-                TreeEntryKind::Symlink { .. } => ViewKind::Symlink,
-                _ => ViewKind::Other,
-            };
-            if kind != ViewKind::Dir {
-                remove_subtree(&mut self.entries, key);
-            }
-            self.entries.insert(
-                key.clone(),
-                ViewEntry {
-                    kind,
-                    mode: e.mode,
-                    owner: e.owner,
-                    layer: Arc::clone(&name),
-                },
-            );
-        }
+/// Whether `layer`, which has no entry at `key`, hides what earlier layers have there.
+fn hides(layer: &LayerTree, key: &str) -> bool {
+    let opaque_in = |dir: &str| {
+        let marker = if dir.is_empty() {
+            ".wh..wh..opq".to_string()
+        } else {
+            format!("{dir}/.wh..wh..opq")
+        };
+        layer.entries.contains_key(&marker)
+    };
+    let removed = |path: &str| {
+        let marker = match path.rsplit_once('/') {
+            Some((dir, name)) => format!("{dir}/.wh.{name}"),
+            None => format!(".wh.{path}"),
+        };
+        layer.entries.contains_key(&marker)
+    };
+    if removed(key) || opaque_in("") {
+        return true;
     }
+    ancestors(key).any(|parent| {
+        removed(parent)
+            || opaque_in(parent)
+            || layer
+                .entries
+                .get(parent)
+                .is_some_and(|e| !matches!(e.kind, TreeEntryKind::Dir))
+    })
 }
 
 /// The parents of `key`, nearest first.
@@ -233,20 +245,22 @@ pub fn assemble_on(
     base: Option<&BaseFs>,
     below: Vec<LayerTree>,
 ) -> Result<Vec<LayerTree>, TreeError> {
-    let mut view = ImageView::of_base(base);
-    for layer in &below {
-        view.apply(layer);
-    }
     let mut layers = below;
     for spec in &recipe.layers {
-        let layer = LayerAssembler::new(recipe, &spec.name, &view).recipe_layer(spec, sources)?;
-        view.apply(&layer);
+        let view = ImageView {
+            base,
+            layers: &layers,
+        };
+        let layer = LayerAssembler::new(recipe, &spec.name, view).recipe_layer(spec, sources)?;
         layers.push(layer);
     }
     if let Some(accounts) = &recipe.accounts {
+        let view = ImageView {
+            base,
+            layers: &layers,
+        };
         let layer =
-            LayerAssembler::new(recipe, ACCOUNTS_LAYER, &view).accounts_layer(accounts, base)?;
-        view.apply(&layer);
+            LayerAssembler::new(recipe, ACCOUNTS_LAYER, view).accounts_layer(accounts, base)?;
         layers.push(layer);
     }
     Ok(layers)
@@ -254,38 +268,68 @@ pub fn assemble_on(
 
 struct LayerAssembler<'a> {
     recipe: &'a Recipe,
-    view: &'a ImageView,
+    view: ImageView<'a>,
     name: &'a str,
-    entries: BTreeMap<String, TreeEntry>,
-    /// The line of the operation that wrote each entry, for duplicate reports.
-    written_at: BTreeMap<String, Span>,
-    /// Directories a later `dir` operation may redefine without a conflict (the
-    /// destination of a directory copy).
-    weak_dirs: std::collections::BTreeSet<String>,
+    /// Every entry written, appended in the order written (a layer may take a million
+    /// from one source: one list, not a map). [`Self::fold`] sorts it by key and keeps
+    /// one entry a key, by the rules [`Self::insert`] states, as if each entry had been
+    /// checked when it was written.
+    written: Vec<Written>,
+    /// How many entries were written, the next one's `seq`.
+    count: u32,
+    /// `(seq, span)`: the operation that wrote the entries from `seq` on, in order.
+    spans: Vec<(u32, Span)>,
+    /// The `seq`s of directories a later `dir` operation may redefine without a
+    /// conflict (the destination of a directory copy), ascending.
+    weak_dirs: Vec<u32>,
+}
+
+struct Written {
+    key: String,
+    entry: TreeEntry,
+    /// The order it was written in (for the first conflict and its operation's span).
+    seq: u32,
 }
 
 impl<'a> LayerAssembler<'a> {
-    fn new(recipe: &'a Recipe, name: &'a str, view: &'a ImageView) -> Self {
+    fn new(recipe: &'a Recipe, name: &'a str, view: ImageView<'a>) -> Self {
         LayerAssembler {
             recipe,
             view,
             name,
-            entries: BTreeMap::new(),
-            written_at: BTreeMap::new(),
-            weak_dirs: Default::default(),
+            written: Vec::new(),
+            count: 0,
+            spans: Vec::new(),
+            weak_dirs: Vec::new(),
         }
+    }
+
+    /// Appends an entry, numbered in the order written.
+    fn push(&mut self, key: String, entry: TreeEntry, span: Span) -> u32 {
+        let seq = self.count;
+        self.count += 1;
+        if self.spans.last().is_none_or(|&(_, last)| last != span) {
+            self.spans.push((seq, span));
+        }
+        self.written.push(Written { key, entry, seq });
+        seq
+    }
+
+    /// The span of the operation that wrote entry `seq`.
+    fn span_of(&self, seq: u32) -> Span {
+        let i = self.spans.partition_point(|&(first, _)| first <= seq);
+        self.spans[i - 1].1
     }
 
     /// Adds a directory unless the layer already has an entry there; an explicit
     /// directory written later replaces it.
     fn insert_weak_dir(&mut self, path: &ImagePath, entry: TreeEntry, span: Span) {
         let key = path.relative().to_string();
-        if key.is_empty() || self.entries.contains_key(&key) {
+        if key.is_empty() {
             return;
         }
-        self.weak_dirs.insert(key.clone());
-        self.written_at.insert(key.clone(), span);
-        self.entries.insert(key, entry);
+        let seq = self.push(key, entry, span);
+        self.weak_dirs.push(seq);
     }
 
     fn error(&self, span: Span, message: String, hint: &str) -> TreeError {
@@ -294,11 +338,22 @@ impl<'a> LayerAssembler<'a> {
         ))
     }
 
+    /// An error found after the entries written so far: a conflict among those came
+    /// first and is the one reported.
+    fn error_after_written(&mut self, span: Span, message: String, hint: &str) -> TreeError {
+        let error = self.error(span, message, hint);
+        self.fold().err().unwrap_or(error)
+    }
+
+    /// Writes `path`. A path is written once per layer: writing it again is a conflict
+    /// unless both are the same directory, or the first is a weak directory and the
+    /// second a directory (which replaces it); a weak directory where an entry is
+    /// already written is dropped. The conflicts are found by [`Self::fold`].
     fn insert(&mut self, path: &ImagePath, entry: TreeEntry, span: Span) -> Result<(), TreeError> {
         let key = path.relative().to_string();
         let is_whiteout_name = path.file_name().is_some_and(|n| n.starts_with(".wh."));
         if is_whiteout_name != (entry.kind == TreeEntryKind::Whiteout) {
-            return Err(self.error(
+            return Err(self.error_after_written(
                 span,
                 format!("{path}: names starting with `.wh.` are OCI whiteouts and would delete files from earlier layers"),
                 "rename the file; to delete a path from an earlier layer, use `remove:`",
@@ -308,38 +363,73 @@ impl<'a> LayerAssembler<'a> {
             if entry.kind == TreeEntryKind::Dir {
                 return Ok(()); // the image root is implicit
             }
-            return Err(self.error(
+            return Err(self.error_after_written(
                 span,
                 "cannot replace the image root `/`".into(),
                 "write below `/`",
             ));
         }
-        if entry.kind == TreeEntryKind::Dir && self.weak_dirs.remove(&key) {
-            self.written_at.insert(key.clone(), span);
-            self.entries.insert(key, entry);
-            return Ok(());
-        }
-        if let Some(previous) = self.entries.get(&key) {
-            let same_dir = previous.kind == TreeEntryKind::Dir
-                && entry.kind == TreeEntryKind::Dir
-                && previous.mode == entry.mode
-                && previous.owner == entry.owner;
-            if same_dir {
-                return Ok(());
-            }
-            let first = self.written_at[&key];
-            return Err(self.error(
-                span,
-                format!(
-                    "{path} is written twice in layer `{}` (first by the operation on line {})",
-                    self.name, first.line
-                ),
-                "a path may be written once per layer; to replace it, write it in a later layer",
-            ));
-        }
-        self.written_at.insert(key.clone(), span);
-        self.entries.insert(key, entry);
+        self.push(key, entry, span);
         Ok(())
+    }
+
+    /// Sorts what is written by key and keeps one entry a key by the rules of
+    /// [`Self::insert`]; the first conflict in the order written is the error.
+    fn fold(&mut self) -> Result<(), TreeError> {
+        // A stable sort keeps a key's entries in the order written; most layers
+        // arrive sorted (one source, or sources in order) and need none.
+        if !self.written.is_sorted_by(|a, b| a.key <= b.key) {
+            self.written.sort_by(|a, b| a.key.cmp(&b.key));
+        }
+        let is_weak = |seq: u32| self.weak_dirs.binary_search(&seq).is_ok();
+        // (seq of the second write, seq of the first)
+        let mut conflict: Option<(u32, u32)> = None;
+        self.written.dedup_by(|next, kept| {
+            if next.key != kept.key {
+                return false;
+            }
+            let both_dirs =
+                next.entry.kind == TreeEntryKind::Dir && kept.entry.kind == TreeEntryKind::Dir;
+            if is_weak(next.seq) {
+                // The path was written before the weak directory: it stays.
+            } else if both_dirs && is_weak(kept.seq) {
+                std::mem::swap(next, kept);
+            } else if !(both_dirs
+                && next.entry.mode == kept.entry.mode
+                && next.entry.owner == kept.entry.owner)
+                && conflict.is_none_or(|(seq, _)| next.seq < seq)
+            {
+                conflict = Some((next.seq, kept.seq));
+            }
+            true
+        });
+        let Some((second, first)) = conflict else {
+            return Ok(());
+        };
+        let key = &self
+            .written
+            .iter()
+            .find(|w| w.seq == first)
+            .expect("the first write is kept")
+            .key;
+        Err(self.error(
+            self.span_of(second),
+            format!(
+                "/{key} is written twice in layer `{}` (first by the operation on line {})",
+                self.name,
+                self.span_of(first).line
+            ),
+            "a path may be written once per layer; to replace it, write it in a later layer",
+        ))
+    }
+
+    /// This layer's entry at `key`; only after [`Self::fold`].
+    fn own(&self, key: &str) -> Option<&Written> {
+        let i = self
+            .written
+            .binary_search_by(|w| w.key.as_str().cmp(key))
+            .ok()?;
+        Some(&self.written[i])
     }
 
     fn recipe_layer(
@@ -347,6 +437,13 @@ impl<'a> LayerAssembler<'a> {
         spec: &LayerSpec,
         sources: &ResolvedSources,
     ) -> Result<LayerTree, TreeError> {
+        let sizes = spec.contents.iter().map(|op| match &op.kind {
+            OpKind::Extract { source, .. } | OpKind::Copy { source, .. } => {
+                sources.sources[source].tree.entries.len() + 1
+            }
+            _ => 1,
+        });
+        self.written.reserve_exact(sizes.sum());
         for op in &spec.contents {
             let recipe_origin = Origin::Recipe { line: op.span.line };
             match &op.kind {
@@ -354,7 +451,7 @@ impl<'a> LayerAssembler<'a> {
                     let src = &sources.sources[source];
                     let name: Arc<str> = source.as_str().into();
                     if src.kind != LockedKind::Archive {
-                        return Err(self.error(
+                        return Err(self.error_after_written(
                             op.span,
                             format!("source `{source}` is not an archive"),
                             "use `copy` for files and directories",
@@ -383,6 +480,7 @@ impl<'a> LayerAssembler<'a> {
                             op.span,
                         )?;
                     }
+                    self.fold()?;
                     self.check_archive_links(&src.tree, source, to, op.span)?;
                 }
                 OpKind::Copy {
@@ -424,7 +522,7 @@ impl<'a> LayerAssembler<'a> {
                         }
                         LockedKind::Dir => {
                             if mode.is_some() {
-                                return Err(self.error(
+                                return Err(self.error_after_written(
                                     op.span,
                                     format!("`mode` cannot apply to directory source `{source}`"),
                                     "a directory copy keeps each file's mode (0644, or 0755 if executable); set modes on single files with separate `copy` or `file` operations",
@@ -457,7 +555,7 @@ impl<'a> LayerAssembler<'a> {
                             }
                         }
                         LockedKind::Archive | LockedKind::Deb => {
-                            return Err(self.error(
+                            return Err(self.error_after_written(
                                 op.span,
                                 format!("source `{source}` is an archive"),
                                 "use `extract` to unpack an archive",
@@ -505,8 +603,8 @@ impl<'a> LayerAssembler<'a> {
                 }
                 OpKind::Remove { path } => {
                     let key = path.relative();
-                    if !self.view.entries.contains_key(key) {
-                        return Err(self.error(
+                    if self.view.get(key).is_none() {
+                        return Err(self.error_after_written(
                             op.span,
                             format!("cannot remove {path}: no earlier layer has it"),
                             "`remove` deletes a path written by an earlier layer",
@@ -529,13 +627,14 @@ impl<'a> LayerAssembler<'a> {
                 }
             }
         }
-        self.check_whiteouts(spec.span)?;
-        self.finish(spec.span)
+        self.fold()?;
+        self.check_whiteouts()?;
+        self.finish()
     }
 
     /// Checks where each symlink of an archive extracted at `to` resolves, through the
     /// links of this layer: inside `to`, or the archive could reach what lies outside
-    /// it ([`super::links`]).
+    /// it ([`super::links`]). Only after [`Self::fold`].
     fn check_archive_links(
         &self,
         tree: &crate::snapshot::SourceTree,
@@ -543,14 +642,14 @@ impl<'a> LayerAssembler<'a> {
         to: &ImagePath,
         span: Span,
     ) -> Result<(), TreeError> {
-        let lookup = |key: &str| match self.entries.get(key) {
+        let lookup = |key: &str| match self.own(key).map(|w| &w.entry) {
             Some(TreeEntry {
                 kind: TreeEntryKind::Symlink { target },
                 ..
             }) => Found::Symlink(target),
             Some(_) => Found::Other,
-            None => match self.view.entries.get(key) {
-                Some(v) if v.kind == ViewKind::Symlink => Found::EarlierSymlink(&v.layer),
+            None => match self.view.get(key) {
+                Some(v) if v.kind == ViewKind::Symlink => Found::EarlierSymlink(v.layer),
                 _ => Found::Other,
             },
         };
@@ -587,21 +686,22 @@ impl<'a> LayerAssembler<'a> {
         }
     }
 
-    fn check_whiteouts(&self, span: Span) -> Result<(), TreeError> {
-        for key in self.entries.keys() {
-            let Some(Whiteout::Path(removed)) = whiteout(key) else {
+    /// Refuses a whiteout of a path this layer writes again. Only after [`Self::fold`].
+    fn check_whiteouts(&self) -> Result<(), TreeError> {
+        for w in &self.written {
+            let Some(Whiteout::Path(removed)) = whiteout(&w.key) else {
                 continue;
             };
             let prefix = format!("{removed}/");
-            let rewritten = self.entries.contains_key(&removed)
+            let from_prefix = self.written.partition_point(|x| x.key < prefix);
+            let rewritten = self.own(&removed).is_some()
                 || self
-                    .entries
-                    .range(prefix.clone()..)
-                    .next()
-                    .is_some_and(|(k, _)| k.starts_with(&prefix));
+                    .written
+                    .get(from_prefix)
+                    .is_some_and(|x| x.key.starts_with(&prefix));
             if rewritten {
                 return Err(self.error(
-                    self.written_at.get(key).copied().unwrap_or(span),
+                    self.span_of(w.seq),
                     format!(
                         "/{removed} is removed and written again in layer `{}`",
                         self.name
@@ -619,36 +719,36 @@ impl<'a> LayerAssembler<'a> {
     /// a key stops at the first parent already checked (this layer's own directory, or
     /// one added here), whose own parents were checked then. Each directory is walked
     /// past once, and the work is linear in the paths, however deep the nesting.
-    fn finish(mut self, span: Span) -> Result<LayerTree, TreeError> {
+    fn finish(mut self) -> Result<LayerTree, TreeError> {
+        self.fold()?;
         let mut parents: BTreeMap<String, TreeEntry> = BTreeMap::new();
-        for key in self.entries.keys() {
+        for w in &self.written {
+            let key = &w.key;
             for parent in ancestors(key) {
                 if parents.contains_key(parent) {
                     break;
                 }
-                if let Some(own) = self.entries.get(parent) {
-                    if own.kind != TreeEntryKind::Dir {
-                        let at = self.written_at.get(key).copied().unwrap_or(span);
+                if let Some(own) = self.own(parent) {
+                    if own.entry.kind != TreeEntryKind::Dir {
                         return Err(self.error(
-                            at,
-                            format!("/{key} needs /{parent} to be a directory, but layer `{}` makes it a {}", self.name, kind_name(&own.kind)),
+                            self.span_of(w.seq),
+                            format!("/{key} needs /{parent} to be a directory, but layer `{}` makes it a {}", self.name, kind_name(&own.entry.kind)),
                             "write the file somewhere else, or drop the conflicting entry",
                         ));
                     }
                     break;
                 }
-                let (mode, owner) = match self.view.entries.get(parent) {
+                let (mode, owner) = match self.view.get(parent) {
                     None => (0o755, Owner::ROOT),
                     Some(v) if v.kind == ViewKind::Dir => (v.mode, v.owner),
                     Some(v) => {
-                        let at = self.written_at.get(key).copied().unwrap_or(span);
                         let what = if v.kind == ViewKind::Symlink {
                             "a symlink"
                         } else {
                             "a file"
                         };
                         return Err(self.error(
-                            at,
+                            self.span_of(w.seq),
                             format!(
                                 "/{key} goes through /{parent}, which is {what} in layer `{}`",
                                 v.layer
@@ -666,18 +766,20 @@ impl<'a> LayerAssembler<'a> {
                 parents.insert(parent.to_string(), entry);
             }
         }
-        self.entries.append(&mut parents);
-        // Rebuilt by one sorted merge, which packs the map's nodes full: inserting
-        // entries in order leaves them little more than half full, and a layer may
-        // hold tens of thousands of entries.
-        let mut entries = BTreeMap::new();
-        if let Some((key, entry)) = self.entries.pop_first() {
-            entries.insert(key, entry);
-            entries.append(&mut self.entries);
+        let name = self.name.to_string();
+        // In place: the list of what was written becomes the layer's.
+        let mut entries: Vec<(String, TreeEntry)> =
+            self.written.into_iter().map(|w| (w.key, w.entry)).collect();
+        if !parents.is_empty() {
+            entries.reserve_exact(parents.len());
+            entries.extend(parents);
+            // The keys are unique, so an unstable sort is deterministic, and it sorts
+            // in place (a stable sort would take a buffer of half the list).
+            entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         }
         Ok(LayerTree {
-            name: self.name.to_string(),
-            entries,
+            name,
+            entries: SortedMap::from_sorted(entries),
         })
     }
 
@@ -740,7 +842,7 @@ impl<'a> LayerAssembler<'a> {
             };
             self.insert(&u.home, entry, span)?;
         }
-        self.finish(span)
+        self.finish()
     }
 }
 
@@ -777,15 +879,16 @@ pub fn layer_from_entries(
     name: &str,
     entries: Vec<(ImagePath, TreeEntry)>,
 ) -> Result<LayerTree, TreeError> {
-    let mut view = ImageView::of_base(base);
-    for layer in previous {
-        view.apply(layer);
-    }
-    let mut assembler = LayerAssembler::new(recipe, name, &view);
+    let view = ImageView {
+        base,
+        layers: previous,
+    };
+    let mut assembler = LayerAssembler::new(recipe, name, view);
+    assembler.written.reserve_exact(entries.len());
     for (path, entry) in entries {
         assembler.insert(&path, entry, Span::default())?;
     }
-    assembler.finish(Span::default())
+    assembler.finish()
 }
 
 /// `/etc/passwd` or `/etc/group`: the base image's entries (if it has the file) that
@@ -835,6 +938,195 @@ fn kind_name(kind: &TreeEntryKind) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_view_of_earlier_layers_honours_whiteouts_and_replaced_parents() {
+        let entry = |kind, mode| TreeEntry {
+            kind,
+            mode,
+            owner: Owner::ROOT,
+            origin: Origin::Parent,
+        };
+        let file = || {
+            entry(
+                TreeEntryKind::File(FileData::Inline(b"x"[..].into())),
+                0o644,
+            )
+        };
+        let layer = |name: &str, entries: Vec<(&str, TreeEntry)>| LayerTree {
+            name: name.into(),
+            entries: entries
+                .into_iter()
+                .map(|(k, e)| (k.to_string(), e))
+                .collect(),
+        };
+        let layers = [
+            layer(
+                "one",
+                vec![
+                    ("etc", entry(TreeEntryKind::Dir, 0o700)),
+                    ("etc/motd", file()),
+                    ("opt", entry(TreeEntryKind::Dir, 0o755)),
+                    ("opt/a", file()),
+                    ("srv", entry(TreeEntryKind::Dir, 0o755)),
+                    ("srv/x", file()),
+                ],
+            ),
+            layer(
+                "two",
+                vec![
+                    ("etc/.wh.motd", entry(TreeEntryKind::Whiteout, 0)),
+                    ("opt/.wh..wh..opq", entry(TreeEntryKind::Whiteout, 0)),
+                    (
+                        "srv",
+                        entry(
+                            TreeEntryKind::Symlink {
+                                target: "/x".into(),
+                            },
+                            0o777,
+                        ),
+                    ),
+                ],
+            ),
+            layer("three", vec![("opt/b", file())]),
+        ];
+        let base = BaseFs {
+            entries: [(
+                "usr".to_string(),
+                crate::base::fs::BaseEntry {
+                    kind: BaseKind::Dir,
+                    mode: 0o750,
+                    owner: Owner::ROOT,
+                    layer: 0,
+                },
+            )]
+            .into(),
+            sha1: crate::digest::Sha1Index::new(),
+            account_files: Default::default(),
+        };
+        let view = ImageView {
+            base: Some(&base),
+            layers: &layers,
+        };
+        let seen = |key: &str| view.get(key).map(|v| (v.mode, v.layer.into_owned()));
+        assert_eq!(seen("etc"), Some((0o700, "one".into())));
+        assert_eq!(seen("etc/motd"), None, "removed by a whiteout");
+        assert_eq!(seen("opt/a"), None, "emptied by an opaque whiteout");
+        assert_eq!(seen("opt/b"), Some((0o644, "three".into())));
+        assert_eq!(seen("srv/x"), None, "its parent became a symlink");
+        assert!(view.get("srv").is_some_and(|v| v.kind == ViewKind::Symlink));
+        assert_eq!(seen("usr"), Some((0o750, "base:0".into())));
+    }
+
+    fn test_recipe() -> Recipe {
+        crate::recipe::parse(crate::recipe::RecipeFile {
+            path: "demo.yaml".into(),
+            dir: ".".into(),
+            text: "cairn: 1\nname: demo\nlayers:\n  - name: l\n    contents:\n      - dir: /x\n"
+                .into(),
+        })
+        .expect("test recipe parses")
+    }
+
+    fn written(
+        assembler: &mut LayerAssembler,
+        writes: &[(&str, TreeEntryKind, u32, u32)],
+    ) -> Result<(), TreeError> {
+        for (path, kind, mode, line) in writes {
+            let entry = TreeEntry {
+                kind: kind.clone(),
+                mode: *mode,
+                owner: Owner::ROOT,
+                origin: Origin::Recipe { line: *line },
+            };
+            let span = Span {
+                line: *line,
+                column: 1,
+            };
+            assembler.insert(&ImagePath::parse(path).unwrap(), entry, span)?;
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn the_first_path_written_twice_is_reported_whatever_order_the_paths_sort_in() {
+        let recipe = test_recipe();
+        let view = ImageView {
+            base: None,
+            layers: &[],
+        };
+        let file = || TreeEntryKind::File(FileData::Inline(b"x"[..].into()));
+        let mut assembler = LayerAssembler::new(&recipe, "l", view);
+        written(
+            &mut assembler,
+            &[
+                ("/z", file(), 0o644, 3),
+                ("/a", file(), 0o644, 4),
+                ("/z", file(), 0o644, 5),
+                ("/a", file(), 0o644, 6),
+            ],
+        )
+        .unwrap();
+        let error = assembler.finish().unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "/z is written twice in layer `l` (first by the operation on line 3)"
+        );
+        assert_eq!(error.0.span.line, 5);
+    }
+
+    #[test]
+    fn a_copied_directory_may_be_redefined_and_the_same_directory_written_twice() {
+        let recipe = test_recipe();
+        let view = ImageView {
+            base: None,
+            layers: &[],
+        };
+        let mut assembler = LayerAssembler::new(&recipe, "l", view);
+        let dir = |mode| TreeEntry {
+            kind: TreeEntryKind::Dir,
+            mode,
+            owner: Owner::ROOT,
+            origin: Origin::Parent,
+        };
+        let data = ImagePath::parse("/data").unwrap();
+        assembler.insert_weak_dir(&data, dir(0o755), Span::default());
+        written(
+            &mut assembler,
+            &[
+                ("/data", TreeEntryKind::Dir, 0o700, 2),
+                ("/data", TreeEntryKind::Dir, 0o700, 3),
+                ("/srv", TreeEntryKind::Dir, 0o750, 4),
+            ],
+        )
+        .unwrap();
+        // A directory copy onto a directory already written leaves it as it is.
+        let srv = ImagePath::parse("/srv").unwrap();
+        assembler.insert_weak_dir(&srv, dir(0o755), Span::default());
+        let layer = assembler.finish().unwrap();
+        let modes: Vec<(&str, u32)> = layer
+            .entries
+            .iter()
+            .map(|(k, e)| (k.as_str(), e.mode))
+            .collect();
+        assert_eq!(modes, [("data", 0o700), ("srv", 0o750)]);
+
+        // Another mode is a conflict with the explicit directory, not the copy's.
+        let mut assembler = LayerAssembler::new(&recipe, "l", view);
+        assembler.insert_weak_dir(&data, dir(0o755), Span::default());
+        written(
+            &mut assembler,
+            &[
+                ("/data", TreeEntryKind::Dir, 0o700, 2),
+                ("/data", TreeEntryKind::Dir, 0o711, 3),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            assembler.finish().unwrap_err().to_string(),
+            "/data is written twice in layer `l` (first by the operation on line 2)"
+        );
+    }
 
     #[test]
     fn accounts_extend_the_base_files_and_replace_entries_by_name() {
