@@ -234,6 +234,9 @@ pub struct PackageInfo {
     /// The package's paths `path_filters:` left out of the image.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub left_out: Vec<String>,
+    /// Its maintainer scripts, none run, with what cairn did instead.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub scripts: Vec<crate::debian::MaintainerScript>,
 }
 
 /// Applies `layers` in order, on top of the base image's files if there is one, and
@@ -405,6 +408,7 @@ pub fn source_infos(recipe: &Recipe, resolved_sources: &ResolvedSources) -> Vec<
                 index_sha256: p.pin.index_sha256,
                 inrelease_sha256: p.inrelease_sha256,
                 left_out: p.left_out.clone(),
+                scripts: p.scripts.clone(),
             }),
         }));
         sources.sort_by(|a, b| a.name.cmp(&b.name));

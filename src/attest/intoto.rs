@@ -43,7 +43,10 @@ pub const BUILDER_ID: &str = "https://cairn.dev/cairn";
 ///   license expression (if any). A Debian package (`deb:<name>`, kind `deb`) has its
 ///   purl as `uri`, the .deb's digest, and annotations `version`, `architecture`,
 ///   `filename`, `index`, `indexSha256`, `inRelease` and `signer` (the fingerprint of
-///   the key that signed the InRelease). Then one entry per apt repository:
+///   the key that signed the InRelease), and `maintainerScripts` when it has any: per
+///   script its `name`, `sha256`, `run: false` and `doneNatively` (what cairn did in its
+///   place, e.g. the `update-alternatives` calls it made the links of). Then one entry
+///   per apt repository:
 ///   `inrelease:<repository>`, `uri` `apt:<repository>/dists/<suite>/InRelease`, the
 ///   digest of the verified InRelease, `annotations.kind` `inrelease` and `signer`.
 pub const BUILD_TYPE: &str = "https://cairn.dev/buildtypes/recipe/v1";
@@ -388,6 +391,22 @@ fn source_descriptor(source: &SourceInfo) -> ResourceDescriptor {
             annotations.insert("index".into(), p.index.clone().into());
             annotations.insert("indexSha256".into(), p.index_sha256.hex().into());
             annotations.insert("inRelease".into(), inrelease_name(&p.repository).into());
+            // Every maintainer script, none of them run, and what cairn did instead.
+            if !p.scripts.is_empty() {
+                let scripts: Vec<Value> = p
+                    .scripts
+                    .iter()
+                    .map(|s| {
+                        serde_json::json!({
+                            "name": s.name,
+                            "sha256": s.sha256.hex(),
+                            "run": false,
+                            "doneNatively": s.done_natively,
+                        })
+                    })
+                    .collect();
+                annotations.insert("maintainerScripts".into(), scripts.into());
+            }
             crate::attest::sbom::purl(source).unwrap_or_default()
         }
         None => file_uri(&source.path),

@@ -23,6 +23,20 @@ pub struct Install {
     pub slaves: Vec<Slave>,
 }
 
+impl Install {
+    /// The call, as the provenance names what cairn did in its place.
+    pub fn describe(&self) -> String {
+        let mut out = format!(
+            "update-alternatives --install {} {} {} {}",
+            self.link, self.name, self.path, self.priority
+        );
+        for s in &self.slaves {
+            out.push_str(&format!(" --slave {} {} {}", s.link, s.name, s.path));
+        }
+        out
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Slave {
     pub link: String,

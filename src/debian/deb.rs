@@ -8,6 +8,7 @@
 //! tarball are never run.
 
 use super::DebianError;
+use crate::digest::Sha256Digest;
 use crate::snapshot::limits::Limits;
 use crate::snapshot::{archive, SourceTree};
 use std::fs::File;
@@ -23,6 +24,9 @@ pub struct DebContents {
     /// The `postinst` maintainer script, if the package has one (never run; cairn does
     /// what it can of it natively, see [`super::alternatives`]).
     pub postinst: Option<String>,
+    /// Every maintainer script (`preinst`, `postinst`, `prerm`, `postrm`, `config`,
+    /// `triggers`) the package has, by name, with the SHA-256 of its bytes.
+    pub scripts: Vec<(String, Sha256Digest)>,
     pub tree: SourceTree,
 }
 
@@ -79,12 +83,14 @@ pub fn read(
         control,
         md5sums,
         postinst,
+        scripts,
     } = control.ok_or_else(|| bad("it has no control tarball".into()))?;
     let tree = tree.ok_or_else(|| bad("it has no data tarball".into()))?;
     Ok(DebContents {
         control,
         md5sums,
         postinst,
+        scripts,
         tree,
     })
 }
@@ -188,7 +194,13 @@ struct ControlFiles {
     control: String,
     md5sums: Option<String>,
     postinst: Option<String>,
+    scripts: Vec<(String, Sha256Digest)>,
 }
+
+/// The control tarball's members that dpkg would run (or, `triggers`, act on).
+const MAINTAINER_SCRIPTS: [&str; 6] = [
+    "config", "postinst", "postrm", "preinst", "prerm", "triggers",
+];
 
 /// `control`, `md5sums` and `postinst` from a control tarball (gzip, xz, zstd or plain).
 fn read_control(bytes: &[u8]) -> io::Result<ControlFiles> {
@@ -203,14 +215,25 @@ fn read_control(bytes: &[u8]) -> io::Result<ControlFiles> {
     };
     let mut tar = tar::Archive::new(decoded);
     let (mut control, mut md5sums, mut postinst) = (None, None, None);
+    let mut scripts = Vec::new();
     for entry in tar.entries()? {
         let mut entry = entry?;
         let path = entry.path_bytes().into_owned();
         let name = path.strip_prefix(b"./").unwrap_or(&path);
+        if let Some(script) = MAINTAINER_SCRIPTS.iter().find(|s| s.as_bytes() == name) {
+            let mut bytes = Vec::new();
+            entry.read_to_end(&mut bytes)?;
+            scripts.push((script.to_string(), Sha256Digest::of(&bytes)));
+            if *script == "postinst" {
+                // Read for its `update-alternatives` calls only: a stray non-UTF-8 byte
+                // in a comment must not make the package uninstallable.
+                postinst = Some(String::from_utf8_lossy(&bytes).into_owned());
+            }
+            continue;
+        }
         let slot = match name {
             b"control" => &mut control,
             b"md5sums" => &mut md5sums,
-            b"postinst" => &mut postinst,
             _ => continue,
         };
         let mut text = String::new();
@@ -219,10 +242,12 @@ fn read_control(bytes: &[u8]) -> io::Result<ControlFiles> {
     }
     let control = control
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no `control` file in it"))?;
+    scripts.sort();
     Ok(ControlFiles {
         control,
         md5sums,
         postinst,
+        scripts,
     })
 }
 

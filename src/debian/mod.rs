@@ -91,11 +91,24 @@ pub struct InstalledPackage {
     /// The `update-alternatives --install` calls of its `postinst`, which cairn makes
     /// the links of natively ([`alternatives`]).
     pub alternatives: Vec<alternatives::Install>,
+    /// Its maintainer scripts, none of them run, each with what cairn did natively in
+    /// its place (the provenance lists them).
+    pub scripts: Vec<MaintainerScript>,
     /// SPDX expression from a machine-readable copyright file, if it has one (read
     /// before `path_filters:` apply).
     pub license: Option<String>,
     /// Recipe line of `packages:` (or of the package's own entry when requested).
     pub line: u32,
+}
+
+/// A maintainer script of an installed package: never run.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MaintainerScript {
+    /// `preinst`, `postinst`, `prerm`, `postrm`, `config` or `triggers`.
+    pub name: String,
+    pub sha256: Sha256Digest,
+    /// What cairn did natively in its place: one line per effect (empty: nothing).
+    pub done_natively: Vec<String>,
 }
 
 impl InstalledPackage {
@@ -373,6 +386,19 @@ pub fn install(
                 format!("package `{name}`: its postinst calls `{call}`, which cairn cannot read without running the script: that alternative's links are not made")
             });
             let warnings: Vec<String> = unread.collect();
+            let scripts = contents
+                .scripts
+                .into_iter()
+                .map(|(script, sha256)| MaintainerScript {
+                    done_natively: if script == "postinst" {
+                        alternatives.iter().map(alternatives::Install::describe).collect()
+                    } else {
+                        Vec::new()
+                    },
+                    name: script,
+                    sha256,
+                })
+                .collect();
             let repo = &lock.repositories[&pin.repository];
             Ok((InstalledPackage {
                 line: line_of(&name),
@@ -385,6 +411,7 @@ pub fn install(
                 tree,
                 left_out,
                 alternatives,
+                scripts,
                 license,
                 name,
             }, warnings))

@@ -287,3 +287,20 @@ pub fn ledger_entry(writer: &str, n: u64) -> cairn::ledger::Entry {
         details,
     )
 }
+
+/// The SLSA provenance statement of a `<name>.intoto.jsonl` side file (its DSSE
+/// payload, decoded).
+pub fn provenance_of(jsonl: &Path) -> serde_json::Value {
+    use base64::Engine as _;
+    for line in std::fs::read_to_string(jsonl).unwrap().lines() {
+        let envelope: serde_json::Value = serde_json::from_str(line).unwrap();
+        let payload = base64::engine::general_purpose::STANDARD
+            .decode(envelope["payload"].as_str().unwrap())
+            .unwrap();
+        let statement: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+        if statement["predicateType"] == "https://slsa.dev/provenance/v1" {
+            return statement;
+        }
+    }
+    panic!("no provenance in {}", jsonl.display());
+}

@@ -235,21 +235,6 @@ fn a_layout_base_is_reused_inherited_traced_and_verified() {
     assert!(!rootfs.join("etc/motd").exists());
 }
 
-fn provenance_of(jsonl: &Path) -> serde_json::Value {
-    use base64::Engine as _;
-    for line in std::fs::read_to_string(jsonl).unwrap().lines() {
-        let envelope: serde_json::Value = serde_json::from_str(line).unwrap();
-        let payload = base64::engine::general_purpose::STANDARD
-            .decode(envelope["payload"].as_str().unwrap())
-            .unwrap();
-        let statement: serde_json::Value = serde_json::from_slice(&payload).unwrap();
-        if statement["predicateType"] == "https://slsa.dev/provenance/v1" {
-            return statement;
-        }
-    }
-    panic!("no provenance in {}", jsonl.display());
-}
-
 #[test]
 fn a_docker_schema2_base_gets_oci_layer_types_with_the_same_blobs() {
     let ws = Workspace::new();

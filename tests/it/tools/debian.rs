@@ -409,7 +409,25 @@ fn alternatives_are_linked_as_auto_mode_chooses() {
     let repo = AptRepo::new(&packages, Faults::default());
     let work = Work::new();
     let recipe = repo.recipe(work.dir.path(), "mawk-lite");
-    work.build(&recipe, "mawk", &[]);
+    let (key, _, _) = common::keygen(work.dir.path(), "signer");
+    work.build(&recipe, "mawk", &["--sign-key", key.to_str().unwrap()]);
+    // The provenance lists the script, not run, and what cairn did in its place.
+    let provenance = common::provenance_of(&work.out("mawk/pkgs.intoto.jsonl"));
+    let mawk = provenance["predicate"]["buildDefinition"]["resolvedDependencies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == "deb:mawk-lite")
+        .unwrap()
+        .clone();
+    let script = &mawk["annotations"]["maintainerScripts"][0];
+    assert_eq!(script["name"], "postinst");
+    assert_eq!(script["run"], false);
+    assert_eq!(script["sha256"].as_str().unwrap().len(), 64);
+    assert_eq!(
+        script["doneNatively"][0],
+        "update-alternatives --install /usr/bin/awk awk /usr/bin/mawk-lite 5 --slave /usr/bin/nawk nawk /usr/bin/mawk-lite"
+    );
     let layout = work.out("mawk/pkgs");
     let rootfs = work.dir.path().join("rootfs");
     std::fs::create_dir_all(&rootfs).unwrap();
