@@ -304,3 +304,35 @@ pub fn provenance_of(jsonl: &Path) -> serde_json::Value {
     }
     panic!("no provenance in {}", jsonl.display());
 }
+
+/// The layer blob files of the first image of the OCI layout at `layout`, bottom first.
+pub fn layer_blobs(layout: &Path) -> Vec<PathBuf> {
+    let blob = |digest: &serde_json::Value| {
+        let hex = digest.as_str().unwrap().trim_start_matches("sha256:");
+        layout.join("blobs/sha256").join(hex)
+    };
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(blob(&index["manifests"][0]["digest"])).unwrap())
+            .unwrap();
+    manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|layer| blob(&layer["digest"]))
+        .collect()
+}
+
+/// Unpacks every layer of the first image of the layout into `root`, in order.
+pub fn unpack_layout(layout: &Path, root: &Path) {
+    for blob in layer_blobs(layout) {
+        run_ok(
+            Command::new("tar")
+                .arg("-xzf")
+                .arg(blob)
+                .arg("-C")
+                .arg(root),
+        );
+    }
+}

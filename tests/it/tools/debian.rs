@@ -196,23 +196,13 @@ fn resolves_versions_alternatives_provides_and_arch_all_and_traces_files_to_the_
     );
 }
 
-/// The content of `path` in the image, via `cairn inspect --json` and the layer tar.
+/// The content of `path` in the image, from the first layer tar that has it.
 fn file_in_layout(layout: &Path, path: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
-    let index: Value =
-        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
-    let manifest_digest = index["manifests"][0]["digest"].as_str().unwrap();
-    let blob = |d: &str| {
-        layout
-            .join("blobs/sha256")
-            .join(d.trim_start_matches("sha256:"))
-    };
-    let manifest: Value =
-        serde_json::from_slice(&std::fs::read(blob(manifest_digest)).unwrap()).unwrap();
-    for layer in manifest["layers"].as_array().unwrap() {
+    for blob in common::layer_blobs(layout) {
         let out = Command::new("tar")
             .arg("-xzf")
-            .arg(blob(layer["digest"].as_str().unwrap()))
+            .arg(blob)
             .arg("-C")
             .arg(dir.path())
             .arg(path)
@@ -227,24 +217,9 @@ fn file_in_layout(layout: &Path, path: &str) -> String {
 
 /// Every member of every layer of the layout's image, as tar lists them.
 fn members_of_layout(layout: &Path) -> Vec<String> {
-    let index: Value =
-        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
-    let blob = |d: &str| {
-        layout
-            .join("blobs/sha256")
-            .join(d.trim_start_matches("sha256:"))
-    };
-    let manifest: Value = serde_json::from_slice(
-        &std::fs::read(blob(index["manifests"][0]["digest"].as_str().unwrap())).unwrap(),
-    )
-    .unwrap();
     let mut members = Vec::new();
-    for layer in manifest["layers"].as_array().unwrap() {
-        let listed = run_ok(
-            Command::new("tar")
-                .arg("-tzf")
-                .arg(blob(layer["digest"].as_str().unwrap())),
-        );
+    for blob in common::layer_blobs(layout) {
+        let listed = run_ok(Command::new("tar").arg("-tzf").arg(blob));
         members.extend(
             String::from_utf8_lossy(&listed.stdout)
                 .lines()
@@ -431,7 +406,7 @@ fn alternatives_are_linked_as_auto_mode_chooses() {
     let layout = work.out("mawk/pkgs");
     let rootfs = work.dir.path().join("rootfs");
     std::fs::create_dir_all(&rootfs).unwrap();
-    unpack_layout(&layout, &rootfs);
+    common::unpack_layout(&layout, &rootfs);
     let link = |path: &str| std::fs::read_link(rootfs.join(path)).unwrap();
     assert_eq!(link("usr/bin/awk"), Path::new("/etc/alternatives/awk"));
     assert_eq!(
@@ -449,7 +424,7 @@ fn alternatives_are_linked_as_auto_mode_chooses() {
     let built = work.build(&recipe, "both", &[]);
     let rootfs = work.dir.path().join("rootfs-both");
     std::fs::create_dir_all(&rootfs).unwrap();
-    unpack_layout(&work.out("both/pkgs"), &rootfs);
+    common::unpack_layout(&work.out("both/pkgs"), &rootfs);
     assert_eq!(
         std::fs::read_link(rootfs.join("etc/alternatives/awk")).unwrap(),
         Path::new("/usr/bin/gawk-lite")
@@ -486,7 +461,7 @@ fn package_files_under_bin_and_lib_land_in_usr_behind_symlinks() {
     work.build(&recipe, "out", &[]);
     let rootfs = work.dir.path().join("rootfs");
     std::fs::create_dir_all(&rootfs).unwrap();
-    unpack_layout(&work.out("out/pkgs"), &rootfs);
+    common::unpack_layout(&work.out("out/pkgs"), &rootfs);
     assert_eq!(
         std::fs::read_link(rootfs.join("bin")).unwrap(),
         Path::new("usr/bin")
@@ -519,30 +494,6 @@ fn package_files_under_bin_and_lib_land_in_usr_behind_symlinks() {
         err.contains("/bin/sh goes through /bin, which is a symlink"),
         "{err}"
     );
-}
-
-/// Unpacks every layer of the layout's image into `root`, in order.
-fn unpack_layout(layout: &Path, root: &Path) {
-    let index: Value =
-        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
-    let blob = |d: &str| {
-        layout
-            .join("blobs/sha256")
-            .join(d.trim_start_matches("sha256:"))
-    };
-    let manifest: Value = serde_json::from_slice(
-        &std::fs::read(blob(index["manifests"][0]["digest"].as_str().unwrap())).unwrap(),
-    )
-    .unwrap();
-    for layer in manifest["layers"].as_array().unwrap() {
-        run_ok(
-            Command::new("tar")
-                .arg("-xzf")
-                .arg(blob(layer["digest"].as_str().unwrap()))
-                .arg("-C")
-                .arg(root),
-        );
-    }
 }
 
 /// A recipe made only of `packages:` builds: its image is the packages' layers (and the

@@ -44,26 +44,7 @@ fn distroless_busybox_and_ca_certificates_from_the_hosts_mirror() {
     // Unpack every layer in order and find the busybox binary the package ships.
     let root = work.path().join("rootfs");
     std::fs::create_dir_all(&root).unwrap();
-    let index: Value =
-        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
-    let blob = |d: &str| {
-        layout
-            .join("blobs/sha256")
-            .join(d.trim_start_matches("sha256:"))
-    };
-    let manifest: Value = serde_json::from_slice(
-        &std::fs::read(blob(index["manifests"][0]["digest"].as_str().unwrap())).unwrap(),
-    )
-    .unwrap();
-    for layer in manifest["layers"].as_array().unwrap() {
-        run_ok(
-            Command::new("tar")
-                .arg("-xzf")
-                .arg(blob(layer["digest"].as_str().unwrap()))
-                .arg("-C")
-                .arg(&root),
-        );
-    }
+    crate::common::unpack_layout(&layout, &root);
     // Merged /usr: busybox-static's /bin/busybox is in /usr/bin, /bin a symlink to it.
     assert_eq!(
         std::fs::read_link(root.join("bin")).unwrap(),
