@@ -96,6 +96,18 @@ pub struct Dependency {
     pub constraint: Option<(Relation, Version)>,
 }
 
+impl Dependency {
+    /// Whether a package at `version` (`None`: no version, as an unversioned
+    /// `Provides`) meets this relation.
+    pub fn allows(&self, version: Option<&Version>) -> bool {
+        match (&self.constraint, version) {
+            (None, _) => true,
+            (Some((op, wanted)), Some(v)) => op.holds(v, wanted),
+            (Some(_), None) => false,
+        }
+    }
+}
+
 impl std::fmt::Display for Dependency {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.constraint {

@@ -116,35 +116,19 @@ impl InstalledPackage {
     /// relation allows): then a file both ship is this package's, as dpkg lets a
     /// package take over a file of a package it replaces.
     pub fn replaces(&self, other: &InstalledPackage) -> bool {
-        let Some(field) = control_field(&self.control, "Replaces") else {
+        let Ok(control) = self.control.parse::<deb822_fast::Deb822>() else {
+            return false;
+        };
+        let Some(field) = control.iter().next().and_then(|p| p.get("Replaces")) else {
             return false;
         };
         let other_version = version::Version::parse(&other.pin.version);
-        index::parse_relations(&field)
+        index::parse_relations(field)
             .into_iter()
             .flatten()
             .flatten()
-            .any(|r| {
-                r.name == other.name
-                    && match (&r.constraint, &other_version) {
-                        (None, _) => true,
-                        (Some((op, wanted)), Some(v)) => op.holds(v, wanted),
-                        (Some(_), None) => false,
-                    }
-            })
+            .any(|r| r.name == other.name && r.allows(other_version.as_ref()))
     }
-}
-
-/// The value of `name` in a control stanza, continuation lines joined by spaces.
-fn control_field(control: &str, name: &str) -> Option<String> {
-    let mut lines = control.lines();
-    let first = lines.find_map(|line| {
-        let (key, value) = line.split_once(':')?;
-        key.eq_ignore_ascii_case(name)
-            .then(|| value.trim().to_string())
-    })?;
-    let continued = lines.take_while(|line| line.starts_with([' ', '\t']));
-    Some(continued.fold(first, |all, line| format!("{all} {}", line.trim())))
 }
 
 #[derive(Debug, thiserror::Error)]

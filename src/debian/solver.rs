@@ -67,7 +67,7 @@ impl Pool {
         if let Some(c) = self
             .by_name
             .get(&dep.name)
-            .and_then(|list| list.iter().find(|c| version_ok(dep, Some(&c.version))))
+            .and_then(|list| list.iter().find(|c| dep.allows(Some(&c.version))))
         {
             return Some(c);
         }
@@ -89,19 +89,11 @@ impl Pool {
     }
 }
 
-fn version_ok(dep: &Dependency, version: Option<&super::version::Version>) -> bool {
-    match (&dep.constraint, version) {
-        (None, _) => true,
-        (Some((op, wanted)), Some(v)) => op.holds(v, wanted),
-        (Some(_), None) => false,
-    }
-}
-
 /// Whether `c`'s `Provides` satisfy `dep`.
 fn provides(c: &Candidate, dep: &Dependency) -> bool {
     c.provides
         .iter()
-        .any(|(name, version)| *name == dep.name && version_ok(dep, version.as_ref()))
+        .any(|(name, version)| *name == dep.name && dep.allows(version.as_ref()))
 }
 
 /// Resolves `requested` against `pool`; returns the chosen packages by name.
@@ -126,7 +118,7 @@ pub fn solve(
         let satisfied = alternatives.iter().any(|dep| {
             chosen
                 .get(&dep.name)
-                .is_some_and(|c| version_ok(dep, Some(&c.version)))
+                .is_some_and(|c| dep.allows(Some(&c.version)))
                 || chosen.values().any(|c| provides(c, dep))
         });
         if satisfied {
@@ -158,7 +150,7 @@ fn check_conflicts(chosen: &BTreeMap<String, Candidate>) -> Result<(), DebianErr
         for relation in c.conflicts()? {
             let by_name = chosen
                 .get(&relation.name)
-                .filter(|other| version_ok(&relation, Some(&other.version)));
+                .filter(|other| relation.allows(Some(&other.version)));
             let by_provides = || {
                 chosen
                     .values()
