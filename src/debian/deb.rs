@@ -264,6 +264,31 @@ mod tests {
     }
 
     #[test]
+    fn maintainer_scripts_are_hashed_and_a_non_utf8_postinst_is_still_read() {
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut add = |name: &str, bytes: &[u8]| {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(bytes.len() as u64);
+            header.set_mode(0o755);
+            header.set_cksum();
+            tar.append_data(&mut header, name, bytes).unwrap();
+        };
+        add("./control", b"Package: a\nVersion: 1\n");
+        let postinst =
+            b"#!/bin/sh\n# caf\xe9\nupdate-alternatives --install /usr/bin/x x /usr/bin/a 1\n";
+        add("./postinst", postinst);
+        add("./prerm", b"#!/bin/sh\n");
+        let files = read_control(&tar.into_inner().unwrap()).unwrap();
+        let names: Vec<_> = files.scripts.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["postinst", "prerm"]);
+        assert_eq!(files.scripts[0].1, Sha256Digest::of(postinst));
+        assert!(files
+            .postinst
+            .unwrap()
+            .contains("update-alternatives --install /usr/bin/x x /usr/bin/a 1"));
+    }
+
+    #[test]
     fn members_are_read_in_order_with_padding_skipped() {
         let mut bytes = AR_MAGIC.to_vec();
         bytes.extend(header("debian-binary", "4"));
