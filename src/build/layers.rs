@@ -45,10 +45,13 @@ impl Layers {
 
 /// Writes the layers and SBOMs of `platform`'s image into the layout; with `--strict`,
 /// refuses an image holding files its platform cannot run.
+///
+/// Frees `platform`'s source entries once the layers are assembled, when the layers
+/// are written afresh ([`crate::resolve::ResolvedSources::release_trees`]).
 pub fn write_layers(
     cx: &BuildContext,
     plan: &Plan,
-    platform: &PlatformSources,
+    platform: &mut PlatformSources,
 ) -> Result<Layers, BuildError> {
     let layers = written_or_replayed(cx, plan, platform)?;
     if cx.settings.strict && !layers.foreign_elf.is_empty() {
@@ -61,7 +64,7 @@ pub fn write_layers(
 fn written_or_replayed(
     cx: &BuildContext,
     plan: &Plan,
-    platform: &PlatformSources,
+    platform: &mut PlatformSources,
 ) -> Result<Layers, BuildError> {
     let recipe = &platform.recipe;
     let (base, base_fs) = match &plan.base {
@@ -174,14 +177,18 @@ fn copy_base(
 /// from the layer cache) each layer, then generates the SBOMs and the SBOM layer.
 fn write_afresh(
     cx: &BuildContext,
-    platform: &PlatformSources,
+    platform: &mut PlatformSources,
     base: Option<BaseImage>,
     base_fs: Option<&BaseFs>,
 ) -> Result<Layers, BuildError> {
+    let below = crate::layers::debian::hook_layers(&platform.recipe, &platform.resolved, base_fs)?;
+    let mut trees = layers::assemble_on(&platform.recipe, &platform.resolved, base_fs, below)?;
+    // The trees share the sources' paths and contents; the entry lists, a copy per
+    // file, are not needed again, and at a million files the SBOM stage peaks below.
+    platform.resolved.release_trees();
+    let platform = &*platform;
     let recipe = &platform.recipe;
     let resolved = &platform.resolved;
-    let below = crate::layers::debian::hook_layers(recipe, resolved, base_fs)?;
-    let mut trees = layers::assemble_on(recipe, resolved, base_fs, below)?;
     let foreign_elf: Vec<String> = elf::foreign_files(&trees, &platform.platform)
         .iter()
         .map(ToString::to_string)

@@ -74,7 +74,7 @@ pub fn build(
         jobs: settings.jobs.max(1),
         started_on,
     };
-    let plan = plan::plan(
+    let mut plan = plan::plan(
         recipe,
         old_lock,
         &plan::Pinning {
@@ -89,9 +89,13 @@ pub fn build(
         },
     )?;
 
-    let mut images = Vec::with_capacity(plan.sources.platforms.len());
-    for platform in &plan.sources.platforms {
+    // The loop owns the platforms' sources, so that each frees its source entries
+    // once its layers are assembled (an entry per file; see `write_layers`).
+    let mut platforms = std::mem::take(&mut plan.sources.platforms);
+    let mut images = Vec::with_capacity(platforms.len());
+    for platform in &mut platforms {
         let layers = layers::write_layers(&cx, &plan, platform)?;
+        let platform = &*platform;
         let image = image::assemble(&cx, platform, &layers)?;
         let disk = disk::build_disk(&cx, &plan, platform, &layers, &image)?;
         let attestations = attest::attest(&cx, &plan, platform, &layers, &image)?;
@@ -105,6 +109,7 @@ pub fn build(
         });
     }
 
+    plan.sources.platforms = platforms;
     let published = publish::publish(cx, recipe, &plan, &mut images)?;
     Ok(Built {
         recipe,

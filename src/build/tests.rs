@@ -95,7 +95,7 @@ fn each_stage_gives_its_value_and_the_driver_publishes_them() {
         jobs: 1,
         started_on: None,
     };
-    let plan = plan::plan(
+    let mut plan = plan::plan(
         &recipe,
         Lockfile::default(),
         &plan::Pinning {
@@ -110,7 +110,8 @@ fn each_stage_gives_its_value_and_the_driver_publishes_them() {
         },
     )
     .unwrap();
-    let [platform] = plan.sources.platforms.as_slice() else {
+    let mut platforms = std::mem::take(&mut plan.sources.platforms);
+    let [platform] = platforms.as_mut_slice() else {
         panic!("one platform");
     };
     assert!(
@@ -120,6 +121,7 @@ fn each_stage_gives_its_value_and_the_driver_publishes_them() {
     assert!(plan.lock_sha256.is_some());
 
     let layers = layers::write_layers(&cx, &plan, platform).unwrap();
+    let platform = &*platform;
     let names: Vec<&str> = layers.blobs.iter().map(|l| l.name.as_str()).collect();
     assert_eq!(
         names,
@@ -214,20 +216,25 @@ fn entry(rel_path: &str, kind: SourceEntryKind) -> SourceEntry {
     }
 }
 
+/// The entries of source `src` of `resolved`, to change for a test.
+fn src_tree(resolved: &mut ResolvedSources) -> &mut SourceTree {
+    resolved.sources.get_mut("src").unwrap().tree_mut()
+}
+
 fn resolved() -> ResolvedSources {
-    let source = ResolvedSource {
-        name: "src".into(),
-        kind: LockedKind::Dir,
-        digest: Sha256Digest::of(b"src"),
-        tree: SourceTree {
+    let source = ResolvedSource::new(
+        "src".into(),
+        LockedKind::Dir,
+        Sha256Digest::of(b"src"),
+        SourceTree {
             entries: vec![
                 entry("a", SourceEntryKind::File(content(1))),
                 entry("b", SourceEntryKind::Dir),
                 entry("c", SourceEntryKind::Symlink { target: "a".into() }),
             ],
         },
-        signer: None,
-    };
+        None,
+    );
     ResolvedSources {
         sources: [("src".to_string(), source)].into(),
         lock: Lockfile::default(),
@@ -270,24 +277,24 @@ fn the_warm_key_changes_with_every_field_of_the_resolved_sources() {
             r.sources.get_mut("src").unwrap().signer = Some("key".into())
         }),
         ("entry path", |r| {
-            r.sources.get_mut("src").unwrap().tree.entries[1].rel_path = "d".into()
+            src_tree(r).entries[1].rel_path = "d".into()
         }),
         ("entry mode", |r| {
-            r.sources.get_mut("src").unwrap().tree.entries[0].mode = 0o755
+            src_tree(r).entries[0].mode = 0o755
         }),
         ("entry owner", |r| {
-            r.sources.get_mut("src").unwrap().tree.entries[0].owner = Some((1, 1))
+            src_tree(r).entries[0].owner = Some((1, 1))
         }),
         ("file content", |r| {
-            r.sources.get_mut("src").unwrap().tree.entries[0].kind =
+            src_tree(r).entries[0].kind =
                 SourceEntryKind::File(content(2))
         }),
         ("link target", |r| {
-            r.sources.get_mut("src").unwrap().tree.entries[2].kind =
+            src_tree(r).entries[2].kind =
                 SourceEntryKind::Symlink { target: "b".into() }
         }),
         ("entry added", |r| {
-            let tree = &mut r.sources.get_mut("src").unwrap().tree;
+            let tree = src_tree(r);
             tree.entries.push(entry("d", SourceEntryKind::Dir));
         }),
         ("lock", |r| {
@@ -305,7 +312,7 @@ fn the_warm_key_changes_with_every_field_of_the_resolved_sources() {
     }
     // What does not reach the image leaves the key alone.
     let mut moved = resolved();
-    moved.sources.get_mut("src").unwrap().tree.entries[0].kind =
+    src_tree(&mut moved).entries[0].kind =
         SourceEntryKind::File(Arc::new(Content {
             location: Location::Path(PathBuf::from("/elsewhere")),
             ..(*content(1)).clone()

@@ -185,9 +185,9 @@ fn vm_file(
 ) -> Result<Content, DiskError> {
     let source = &resolved.sources[&file.source];
     let want = file.path.as_deref().unwrap_or("");
-    let mut found = source.tree.entries.iter().find(|e| &*e.rel_path == want);
+    let mut found = source.tree().entries.iter().find(|e| &*e.rel_path == want);
     if let Some(SourceEntryKind::Hardlink { target }) = found.map(|e| &e.kind) {
-        found = source.tree.entries.iter().find(|e| *e.rel_path == **target);
+        found = source.tree().entries.iter().find(|e| *e.rel_path == **target);
     }
     match found.map(|e| &e.kind) {
         Some(SourceEntryKind::File(content)) => Ok(Content::clone(content)),

@@ -439,7 +439,7 @@ impl<'a> LayerAssembler<'a> {
     ) -> Result<LayerTree, TreeError> {
         let sizes = spec.contents.iter().map(|op| match &op.kind {
             OpKind::Extract { source, .. } | OpKind::Copy { source, .. } => {
-                sources.sources[source].tree.entries.len() + 1
+                sources.sources[source].tree().entries.len() + 1
             }
             _ => 1,
         });
@@ -457,7 +457,7 @@ impl<'a> LayerAssembler<'a> {
                             "use `copy` for files and directories",
                         ));
                     }
-                    for e in &src.tree.entries {
+                    for e in &src.tree().entries {
                         let path = to.join(&e.rel_path);
                         let kind = self.source_kind(&e.kind, to);
                         let owner = owner.unwrap_or_else(|| {
@@ -481,7 +481,7 @@ impl<'a> LayerAssembler<'a> {
                         )?;
                     }
                     self.fold()?;
-                    self.check_archive_links(&src.tree, source, to, op.span)?;
+                    self.check_archive_links(src.tree(), source, to, op.span)?;
                 }
                 OpKind::Copy {
                     source,
@@ -507,7 +507,7 @@ impl<'a> LayerAssembler<'a> {
                             } else {
                                 to.clone()
                             };
-                            let e = &src.tree.entries[0];
+                            let e = &src.tree().entries[0];
                             let entry = TreeEntry {
                                 kind: self.source_kind(&e.kind, to),
                                 mode: mode.map_or(e.mode, |m| m.0),
@@ -540,7 +540,7 @@ impl<'a> LayerAssembler<'a> {
                                 },
                             };
                             self.insert_weak_dir(to, top, op.span);
-                            for e in &src.tree.entries {
+                            for e in &src.tree().entries {
                                 let entry = TreeEntry {
                                     kind: self.source_kind(&e.kind, to),
                                     mode: e.mode,

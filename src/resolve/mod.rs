@@ -29,6 +29,7 @@ use crate::snapshot::{archive, SourceEntryKind, SourceTree};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 /// How pins are treated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,9 +52,47 @@ pub struct ResolvedSource {
     pub name: String,
     pub kind: LockedKind,
     pub digest: Sha256Digest,
-    pub tree: SourceTree,
+    /// The source's entries, shared by every platform that has the source (it is read
+    /// once), never copied: it holds an entry per file. `None` once the build has
+    /// assembled the layers ([`ResolvedSources::release_trees`]).
+    tree: Option<Arc<SourceTree>>,
     /// Key id of the verified detached signature, if the recipe gave one.
     pub signer: Option<String>,
+}
+
+impl ResolvedSource {
+    pub fn new(
+        name: String,
+        kind: LockedKind,
+        digest: Sha256Digest,
+        tree: SourceTree,
+        signer: Option<String>,
+    ) -> Self {
+        ResolvedSource {
+            name,
+            kind,
+            digest,
+            tree: Some(Arc::new(tree)),
+            signer,
+        }
+    }
+
+    /// The source's entries, sorted by path.
+    ///
+    /// # Panics
+    /// After [`ResolvedSources::release_trees`]: only the plan and the layer assembler
+    /// read entries, and both run before it.
+    pub fn tree(&self) -> &SourceTree {
+        self.tree
+            .as_deref()
+            .expect("source entries are read only before the layers are assembled")
+    }
+
+    /// The entries, to change in a test.
+    #[cfg(test)]
+    pub fn tree_mut(&mut self) -> &mut SourceTree {
+        Arc::make_mut(self.tree.as_mut().expect("not released"))
+    }
 }
 
 /// Serialises to the canonical form the warm image key is hashed from
@@ -72,6 +111,17 @@ pub struct ResolvedSources {
     pub warnings: Vec<String>,
     /// The recipe's Debian packages, once installed ([`packages::hook_install`]).
     pub packages: Option<crate::debian::InstalledPackages>,
+}
+
+impl ResolvedSources {
+    /// Frees this platform's hold on the sources' entries, an entry per file, once the
+    /// layers are assembled: the layer trees share the paths and contents they need,
+    /// and nothing later reads entries. A source another platform still has stays.
+    pub fn release_trees(&mut self) {
+        for source in self.sources.values_mut() {
+            source.tree = None;
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -244,13 +294,13 @@ pub fn resolve(
         );
         sources.insert(
             spec.name.clone(),
-            ResolvedSource {
-                name: spec.name.clone(),
+            ResolvedSource::new(
+                spec.name.clone(),
                 kind,
                 digest,
                 tree,
-                signer: verified.map(|v| v.key_id),
-            },
+                verified.map(|v| v.key_id),
+            ),
         );
     }
 

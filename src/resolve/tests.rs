@@ -76,7 +76,7 @@ fn unpinned_sources_are_pinned_with_a_warning() {
     assert_eq!(resolved.lock.sources["app"].kind, LockedKind::File);
     let site = &resolved.sources["site"];
     assert_eq!(resolved.lock.sources["site"].kind, LockedKind::Dir);
-    let paths: Vec<&str> = site.tree.entries.iter().map(|e| &*e.rel_path).collect();
+    let paths: Vec<&str> = site.tree().entries.iter().map(|e| &*e.rel_path).collect();
     assert_eq!(paths, ["css", "css/main.css", "index.html"]);
 
     // Resolved again against that lock: nothing changes, nothing to say.
