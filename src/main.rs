@@ -12,6 +12,12 @@ use clap::{Parser, Subcommand};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+// jemalloc, not glibc's malloc: at a million files its tighter size classes for the
+// many small paths and contents, and the memory it returns, lower the peak RSS by 9%
+// and the CPU by a third (mimalloc: 5% higher). docs/speed.md, "A million small files".
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Compile declarative YAML recipes, deterministically, into OCI images and VM disks.
 ///
 /// The same recipe and the same input bytes give the same image, bit for bit, on any
