@@ -90,7 +90,14 @@ pub fn write_layer(
     let compressed = compress::LayerEncoder::new(blob, compression, jobs)
         .map_err(|e| tar_err(tar::TarError::Write(e)))?;
     let uncompressed = HashingWriter::new(compressed);
-    let mut sha1 = Vec::new();
+    // One pair per regular file, reserved whole: a list that grows by doubling holds
+    // both copies at its last growth (some 80 MB at a million files).
+    let files = tree
+        .entries
+        .values()
+        .filter(|e| matches!(e.kind, TreeEntryKind::File(_)))
+        .count();
+    let mut sha1 = Vec::with_capacity(files);
     let uncompressed =
         tar::write_tar(tree, epoch, uncompressed, cancel, on_bytes, &mut sha1).map_err(tar_err)?;
     let (diff_id, uncompressed_size, compressed) = uncompressed.finish();

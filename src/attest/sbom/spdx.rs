@@ -133,18 +133,18 @@ struct File {
 /// of thousands of files.
 struct Files<'a> {
     files: &'a [ImageFile<'a>],
-    sha1s: &'a [[u8; 20]],
+    sha1_of: &'a dyn Fn(&ImageFile) -> &'a [u8; 20],
 }
 
 impl Serialize for Files<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut seq = serializer.serialize_seq(Some(self.files.len()))?;
-        for (n, (file, sha1)) in self.files.iter().zip(self.sha1s).enumerate() {
+        for (n, file) in self.files.iter().enumerate() {
             seq.serialize_element(&File {
                 spdx_id: file_id(n),
                 file_name: format!(".{}", file.path()),
                 checksums: vec![
-                    checksum("SHA1", hex::encode(sha1)),
+                    checksum("SHA1", hex::encode((self.sha1_of)(file))),
                     checksum("SHA256", file.sha256().hex()),
                 ],
                 license_concluded: NOASSERTION,
@@ -223,20 +223,22 @@ pub fn spdx_json(input: &SbomInput) -> Result<Vec<u8>, SbomError> {
 pub fn write_spdx_json(input: &SbomInput, out: &mut dyn std::io::Write) -> Result<(), SbomError> {
     let contents = input.contents;
     let files = &contents.files[..];
-    // Raw, hex-encoded as written: one per image file.
-    let mut sha1s: Vec<[u8; 20]> = Vec::with_capacity(files.len());
-    for f in files {
-        let sha1 = input
+    // Every file's SHA-1 is looked up where it is written rather than copied into a
+    // list beside the files (20 bytes a file, at the SBOM stage's peak); checked first.
+    if let Some(f) = files.iter().find(|f| input.sha1.get(&f.sha256()).is_none()) {
+        return Err(SbomError::MissingSha1 {
+            path: f.path(),
+            sha256: f.sha256(),
+        });
+    }
+    let sha1_of = |f: &ImageFile| -> &[u8; 20] {
+        input
             .sha1
             .get(&f.sha256())
-            .ok_or_else(|| SbomError::MissingSha1 {
-                path: f.path(),
-                sha256: f.sha256(),
-            })?;
-        sha1s.push(*sha1);
-    }
+            .expect("every file's SHA-1 was checked above")
+    };
 
-    let mut packages = vec![image_package(input, &sha1s)];
+    let mut packages = vec![image_package(input, files.iter().map(sha1_of).collect())];
     packages.extend(contents.base.iter().map(base_package));
     packages.extend(contents.sources.iter().map(source_package));
     // A Debian package's files are known (cairn unpacked them): it is analysed, with
@@ -255,15 +257,14 @@ pub fn write_spdx_json(input: &SbomInput, out: &mut dyn std::io::Write) -> Resul
             });
         }
         if source.package.is_some() {
-            let own: Vec<[u8; 20]> = files
+            let own = files
                 .iter()
-                .zip(&sha1s)
-                .filter(|(f, _)| Supplier::of(f) == Supplier::Source(&source.name))
-                .map(|(_, sha1)| *sha1)
+                .filter(|f| Supplier::of(f) == Supplier::Source(&source.name))
+                .map(sha1_of)
                 .collect();
             package.files_analyzed = true;
             package.package_verification_code = Some(VerificationCode {
-                package_verification_code_value: verification_code(&own),
+                package_verification_code_value: verification_code(own),
             });
         }
     }
@@ -313,7 +314,7 @@ pub fn write_spdx_json(input: &SbomInput, out: &mut dyn std::io::Write) -> Resul
         packages,
         files: Files {
             files,
-            sha1s: &sha1s,
+            sha1_of: &sha1_of,
         },
         relationships: Relationships {
             head: relationships,
@@ -325,7 +326,7 @@ pub fn write_spdx_json(input: &SbomInput, out: &mut dyn std::io::Write) -> Resul
     write_json(&document, out).map_err(SbomError::Write)
 }
 
-fn image_package(input: &SbomInput, file_sha1s: &[[u8; 20]]) -> Package {
+fn image_package(input: &SbomInput, file_sha1s: Vec<&[u8; 20]>) -> Package {
     Package {
         spdx_id: IMAGE_ID.to_string(),
         name: input.image_name.to_string(),
@@ -483,12 +484,12 @@ fn checksum(algorithm: &'static str, value: String) -> Checksum {
 }
 
 /// SPDX 2.3 clause 7.9: SHA-1 over the files' SHA-1 hex values, sorted and concatenated.
-fn verification_code(file_sha1s: &[[u8; 20]]) -> String {
-    // Sorting the raw digests orders them as their lower-case hex spellings would be.
-    let mut sorted: Vec<&[u8; 20]> = file_sha1s.iter().collect();
-    sorted.sort();
+fn verification_code(mut file_sha1s: Vec<&[u8; 20]>) -> String {
+    // Sorting the raw digests orders them as their lower-case hex spellings would be;
+    // in place, as equal digests are interchangeable.
+    file_sha1s.sort_unstable();
     let mut hasher = Sha1::new();
-    for s in sorted {
+    for s in file_sha1s {
         hasher.update(hex::encode(s).as_bytes());
     }
     hex::encode(hasher.finalize())
@@ -564,7 +565,7 @@ mod tests {
         let c = contents(&files);
         let sha1 = sha1_index(&c);
         let mut changed_files = super::super::test_support::files();
-        changed_files[1].layer = "other";
+        changed_files[1].layer = "other".to_string();
         let changed = contents(&changed_files);
         let namespace = |c| {
             let doc: Value = serde_json::from_slice(&spdx_json(&input(c, &sha1)).unwrap()).unwrap();
