@@ -42,8 +42,9 @@ pub struct BaseInfo {
 /// version, whose fields the accessors read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ImageFile<'a> {
-    /// The path relative to the image root (`usr/bin/hello`).
-    key: &'a str,
+    /// The path relative to the image root (`usr/bin/hello`). `&String`, not `&str`:
+    /// one pointer, not two, in a list of every file (likewise the layer's name).
+    key: &'a String,
     written_by: WrittenBy<'a>,
 }
 
@@ -53,7 +54,7 @@ enum WrittenBy<'a> {
     /// An entry of the layer named `layer`, with its content (that of the file a hard
     /// link points to).
     Layer {
-        layer: &'a str,
+        layer: &'a String,
         entry: &'a TreeEntry,
         data: &'a FileData,
     },
@@ -63,8 +64,8 @@ impl<'a> ImageFile<'a> {
     /// The file at `key` (relative to the image root) written by `entry` of the layer
     /// named `layer`, holding `data`.
     pub fn in_layer(
-        key: &'a str,
-        layer: &'a str,
+        key: &'a String,
+        layer: &'a String,
         entry: &'a TreeEntry,
         data: &'a FileData,
     ) -> Self {
@@ -257,7 +258,7 @@ pub fn image_contents<'a>(
 /// One path of the image as the layers applied so far leave it: a regular file, or
 /// (`file: None`) a directory or symlink.
 struct FinalEntry<'a> {
-    key: &'a str,
+    key: &'a String,
     file: Option<WrittenBy<'a>>,
 }
 
@@ -276,7 +277,7 @@ fn image_files<'a>(base: Option<&'a BaseFs>, layers: &'a [LayerTree]) -> Vec<Ima
     for layer in layers {
         image = merge_layer(image, layer);
     }
-    // Same size as an image file: the list is filtered in its own allocation.
+    // Filtered in its own allocation (an image file is no larger than an entry).
     image
         .into_iter()
         .filter_map(|e| {
@@ -312,7 +313,7 @@ fn merge_layer<'a>(lower: Vec<FinalEntry<'a>>, layer: &'a LayerTree) -> Vec<Fina
             },
             TreeEntryKind::Symlink { .. } => None,
         };
-        while let Some(e) = lower.next_if(|e| e.key < key.as_str()) {
+        while let Some(e) = lower.next_if(|e| e.key < key) {
             merged.push(e);
         }
         if let Some(kept) = lower.next_if(|e| e.key == key) {
@@ -342,7 +343,7 @@ fn removed_by(lower: &[FinalEntry], layer: &LayerTree) -> Vec<bool> {
     if lower.is_empty() {
         return removed;
     }
-    let position = |key: &str| lower.partition_point(|e| e.key < key);
+    let position = |key: &str| lower.partition_point(|e| e.key.as_str() < key);
     // A path's subtree is the path itself and the keys from `path/` up to `path0`
     // ('0' follows '/'): `path-x` sorts between the two.
     let remove_children = |removed: &mut [bool], dir: &str| {
@@ -362,7 +363,7 @@ fn removed_by(lower: &[FinalEntry], layer: &LayerTree) -> Vec<bool> {
         };
         remove_children(&mut removed, &path);
         if with_self {
-            if let Ok(at) = lower.binary_search_by(|e| e.key.cmp(&path)) {
+            if let Ok(at) = lower.binary_search_by(|e| e.key.as_str().cmp(&path)) {
                 removed[at] = true;
             }
         }

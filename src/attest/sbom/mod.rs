@@ -270,8 +270,8 @@ pub(crate) mod test_support {
     /// A file of the test image: its path relative to the image root, the layer that
     /// wrote it and the entry written (change them to change the image).
     pub struct TestFile {
-        pub key: &'static str,
-        pub layer: &'static str,
+        pub key: String,
+        pub layer: String,
         pub entry: TreeEntry,
     }
 
@@ -282,8 +282,8 @@ pub(crate) mod test_support {
         origin: Origin,
     ) -> TestFile {
         TestFile {
-            key,
-            layer,
+            key: key.to_string(),
+            layer: layer.to_string(),
             entry: TreeEntry {
                 kind: TreeEntryKind::File(FileData::Inline(content.into())),
                 mode: 0o755,
@@ -334,7 +334,7 @@ pub(crate) mod test_support {
         let TreeEntryKind::File(data) = &file.entry.kind else {
             unreachable!("test files are regular files")
         };
-        ImageFile::in_layer(file.key, file.layer, &file.entry, data)
+        ImageFile::in_layer(&file.key, &file.layer, &file.entry, data)
     }
 
     /// The image of `files`, with its three sources.
