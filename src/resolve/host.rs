@@ -131,28 +131,34 @@ fn file_type_name(ft: &std::fs::FileType) -> &'static str {
     }
 }
 
+/// What examining an entry found. Held for every entry until all are examined, so
+/// kept small (72 bytes with its path, where inline contents and errors made it 240):
+/// at a million files this list is the walk's peak.
 enum Walked {
     File {
-        content: Content,
+        /// Shared as is by the source entry: no second copy when the tree is built.
+        content: Arc<Content>,
         /// Host permission bits (only the owner's execute bit is used).
         mode: u32,
         /// (device, inode) of a file with several links.
         inode: Option<(u64, u64)>,
-        record: Option<Record>,
+        record: Option<Box<Record>>,
     },
     Dir,
     Symlink(String),
 }
 
 /// A walked entry: its path below the root, and what it is (or what went wrong).
-type WalkedEntry = (Arc<str>, Result<Walked, HostError>);
+type WalkedEntry = (Arc<str>, Result<Walked, Box<HostError>>);
 
-/// What reading a directory tells about an entry, before it is `lstat`ed.
+/// What reading a directory tells about an entry, before it is `lstat`ed. No path:
+/// it is the root joined with the entry's own, built again when examined, rather than
+/// a second path per file held through the listing.
 enum Listed {
-    File(PathBuf),
+    File,
     Dir,
-    Symlink(PathBuf),
-    Bad(HostError),
+    Symlink,
+    Bad(Box<HostError>),
 }
 
 /// Lists everything below `dir` (whose path below the root is `rel`, empty for the
@@ -163,18 +169,19 @@ enum Listed {
 /// 10 MiB more peak RSS). A failure is kept at the path it concerns, so the caller
 /// reports the first in sorted order.
 fn list(dir: &Path, rel: &str, out: &mut Vec<(Arc<str>, Listed)>) {
+    let bad = |e: HostError| Listed::Bad(Box::new(e));
     let read = match std::fs::read_dir(dir) {
         Ok(read) => read,
-        Err(e) => return out.push((rel.into(), Listed::Bad(io_err(dir)(e)))),
+        Err(e) => return out.push((rel.into(), bad(io_err(dir)(e)))),
     };
     for item in read {
         let item = match item {
             Ok(item) => item,
-            Err(e) => return out.push((rel.into(), Listed::Bad(io_err(dir)(e)))),
+            Err(e) => return out.push((rel.into(), bad(io_err(dir)(e)))),
         };
         let path = item.path();
         let Some(name) = item.file_name().to_str().map(str::to_string) else {
-            out.push((rel.into(), Listed::Bad(HostError::NotUtf8 { path })));
+            out.push((rel.into(), bad(HostError::NotUtf8 { path })));
             continue;
         };
         let child: Arc<str> = if rel.is_empty() {
@@ -183,14 +190,14 @@ fn list(dir: &Path, rel: &str, out: &mut Vec<(Arc<str>, Listed)>) {
             format!("{rel}/{name}").into()
         };
         let listed = match item.file_type() {
-            Err(e) => Listed::Bad(io_err(&path)(e)),
+            Err(e) => bad(io_err(&path)(e)),
             Ok(ft) if ft.is_dir() => {
                 list(&path, &child, out);
                 Listed::Dir
             }
-            Ok(ft) if ft.is_symlink() => Listed::Symlink(path),
-            Ok(ft) if ft.is_file() => Listed::File(path),
-            Ok(ft) => Listed::Bad(HostError::Unsupported {
+            Ok(ft) if ft.is_symlink() => Listed::Symlink,
+            Ok(ft) if ft.is_file() => Listed::File,
+            Ok(ft) => bad(HostError::Unsupported {
                 path,
                 kind: file_type_name(&ft),
             }),
@@ -207,10 +214,12 @@ fn examine(
     listed: Listed,
     index: Option<&HashIndex>,
 ) -> Result<Walked, HostError> {
+    let path = || root.join(&**rel);
     match listed {
         Listed::Dir => Ok(Walked::Dir),
-        Listed::Bad(e) => Err(e),
-        Listed::Symlink(path) => {
+        Listed::Bad(e) => Err(*e),
+        Listed::Symlink => {
+            let path = path();
             let target = std::fs::read_link(&path).map_err(io_err(&path))?;
             let target = target
                 .into_os_string()
@@ -218,7 +227,8 @@ fn examine(
                 .map_err(|_| HostError::NotUtf8 { path })?;
             Ok(Walked::Symlink(target))
         }
-        Listed::File(path) => {
+        Listed::File => {
+            let path = path();
             let meta = std::fs::symlink_metadata(&path).map_err(io_err(&path))?;
             if !meta.is_file() {
                 // Replaced by something else since it was listed.
@@ -233,10 +243,10 @@ fn examine(
             };
             let (content, record) = hash_file(&path, location, rel, &meta, index)?;
             Ok(Walked::File {
-                content,
+                content: Arc::new(content),
                 mode: meta.permissions().mode(),
                 inode: (meta.nlink() > 1).then(|| (meta.dev(), meta.ino())),
-                record,
+                record: record.map(Box::new),
             })
         }
     }
@@ -252,7 +262,7 @@ fn snapshot_dir(root: &Path, index: Option<&HashIndex>) -> Result<SourceTree, Ho
     let walked: Vec<WalkedEntry> = listed
         .into_par_iter()
         .map(|(rel, listed)| {
-            let walked = examine(&shared_root, &rel, listed, index);
+            let walked = examine(&shared_root, &rel, listed, index).map_err(Box::new);
             (rel, walked)
         })
         .collect();
@@ -263,7 +273,7 @@ fn snapshot_dir(root: &Path, index: Option<&HashIndex>) -> Result<SourceTree, Ho
     let mut entries = Vec::with_capacity(walked.len());
     let mut records = Vec::new();
     for (rel_path, walked) in walked {
-        let (kind, mode) = match walked? {
+        let (kind, mode) = match walked.map_err(|e| *e)? {
             Walked::Dir => (SourceEntryKind::Dir, DIR_MODE),
             Walked::Symlink(target) => (SourceEntryKind::Symlink { target }, 0o777),
             Walked::File {
@@ -273,7 +283,7 @@ fn snapshot_dir(root: &Path, index: Option<&HashIndex>) -> Result<SourceTree, Ho
                 record,
             } => {
                 if let Some(record) = record {
-                    records.push((rel_path.to_string(), record));
+                    records.push((rel_path.to_string(), *record));
                 }
                 let mode = normalised_file_mode(mode);
                 match inode.and_then(|i| first_link.get(&i).map(|t| (i, t))) {
@@ -287,7 +297,7 @@ fn snapshot_dir(root: &Path, index: Option<&HashIndex>) -> Result<SourceTree, Ho
                         if let Some(i) = inode {
                             first_link.insert(i, rel_path.clone());
                         }
-                        (SourceEntryKind::File(content.into()), mode)
+                        (SourceEntryKind::File(content), mode)
                     }
                 }
             }
