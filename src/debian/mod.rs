@@ -11,6 +11,7 @@
 
 pub mod alternatives;
 pub mod apt_sources;
+pub mod ca_certificates;
 mod copyright;
 pub(crate) mod deb;
 mod fetch;
