@@ -20,7 +20,7 @@
 //! Hooks in `/etc/ca-certificates/update.d` (e.g. Java's keystore) are not run; a
 //! warning names them.
 
-use super::{DebianError, InstalledPackage};
+use super::{DebianError, InstalledPackage, InstalledPackages};
 use crate::digest::Sha256Digest;
 use crate::snapshot::{Content, SourceEntryKind};
 use base64::Engine as _;
@@ -475,6 +475,38 @@ pub fn for_packages(
         }),
     );
     Ok(Some(CaCertificates { updated, local }))
+}
+
+/// Makes the certificates of `installed` (with the recipe's `local` ones) natively
+/// and says so in the provenance of `ca-certificates`' `postinst` and `triggers`;
+/// false (nothing done) when `ca-certificates` is not installed.
+pub fn configure(
+    installed: &mut InstalledPackages,
+    local: Vec<LocalCert>,
+) -> Result<bool, DebianError> {
+    let Some(ca) = for_packages(&installed.packages, local)? else {
+        return Ok(false);
+    };
+    let done = ca.describe();
+    let package = installed
+        .packages
+        .iter_mut()
+        .find(|p| p.name == PACKAGE)
+        .expect("for_packages found it");
+    for script in &mut package.scripts {
+        match script.name.as_str() {
+            "postinst" => script.done_natively.extend(done.iter().cloned()),
+            "triggers" => script.done_natively.push(format!(
+                "the update-ca-certificates trigger: {BUNDLE} is made once, from every package's certificates"
+            )),
+            _ => {}
+        }
+    }
+    installed
+        .warnings
+        .extend(ca.updated.warnings.iter().cloned());
+    installed.ca_certificates = Some(ca);
+    Ok(true)
 }
 
 impl CaCertificates {

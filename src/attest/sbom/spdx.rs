@@ -13,12 +13,16 @@
 //! into the image. A Debian package (`SPDXRef-Source-deb.3A<name>`) is the exception:
 //! named as the package, with `versionInfo` and a `pkg:deb` purl, analysed (cairn
 //! unpacked all of it), and it CONTAINS each file it supplied. Each file's `comment`
-//! carries its trace (`cairn: layer=... origin=...`).
+//! carries its trace (`cairn: layer=... origin=...`). A file cairn generated in place
+//! of a package's script (the CA bundle) is GENERATED_FROM that package (which does not
+//! CONTAIN it) and from each input file of the image, and its comment lists every
+//! input by digest and path (`generated-from=sha256:<hex> <path>`, one a line).
 
 use super::{
-    base_purl, document_digest, package_trace, pseudo_suppliers, purl, trace, write_json,
-    SbomError, SbomInput, Supplier,
+    base_purl, document_digest, generated_from, package_trace, pseudo_suppliers, purl, trace,
+    write_json, SbomError, SbomInput, Supplier,
 };
+use crate::attest::contents::FileOrigin;
 use crate::attest::contents::{BaseInfo, ImageFile, SourceInfo};
 use crate::oci::time::rfc3339;
 use crate::resolve::LockedKind;
@@ -149,7 +153,10 @@ impl Serialize for Files<'_> {
                 ],
                 license_concluded: NOASSERTION,
                 copyright_text: NOASSERTION,
-                comment: format!("cairn: {}", trace(file)),
+                comment: std::iter::once(format!("cairn: {}", trace(file)))
+                    .chain(generated_from(file))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
             })?;
         }
         seq.end()
@@ -186,6 +193,23 @@ impl Serialize for Relationships<'_> {
                 if self.sources.iter().any(|s| s.name == name && s.package.is_some()));
             if from_package {
                 seq.serialize_element(&relationship(&supplier_spdx_id, "CONTAINS", &file_id(n)))?;
+            }
+            // Each input that is the image's file at its path, with the same bytes.
+            if let FileOrigin::Generated { inputs, .. } = file.origin() {
+                for (path, sha256) in inputs {
+                    let input = self
+                        .files
+                        .binary_search_by(|f| f.path().as_str().cmp(path))
+                        .ok()
+                        .filter(|&i| self.files[i].sha256() == *sha256);
+                    if let Some(i) = input {
+                        seq.serialize_element(&relationship(
+                            &file_id(n),
+                            "GENERATED_FROM",
+                            &file_id(i),
+                        ))?;
+                    }
+                }
             }
         }
         seq.end()
@@ -445,7 +469,9 @@ fn pseudo_package(id: &str, name: &str, purpose: &'static str, comment: String) 
 
 fn supplier_id(supplier: Supplier) -> String {
     match supplier {
-        Supplier::Source(name) => format!("SPDXRef-Source-{}", id_string(name)),
+        Supplier::Source(name) | Supplier::Generated(name) => {
+            format!("SPDXRef-Source-{}", id_string(name))
+        }
         Supplier::Recipe => RECIPE_ID.to_string(),
         Supplier::Accounts => ACCOUNTS_ID.to_string(),
         Supplier::Base => BASE_ID.to_string(),
