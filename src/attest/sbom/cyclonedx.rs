@@ -8,7 +8,9 @@
 //! "File supplied by source" is recorded where the specification puts such findings:
 //! the supplying component's `evidence.occurrences` lists every image path its content
 //! occupies (`location`), with the file's trace as `additionalContext`; each file
-//! component names its supplier in `cairn:` properties. `dependencies` says what the
+//! component names its supplier in `cairn:` properties; a file cairn generated from
+//! other files (the CA bundle) names each input in a `cairn:generated-from` property
+//! (`sha256:<hex> <path>`) and is not among its package's occurrences. `dependencies` says what the
 //! image was built from: `image` depends on every supplying component, and those depend
 //! on nothing (a pinned input has no inputs of its own). Files are parts of the image,
 //! not dependencies, so they stay out of the dependency graph.

@@ -96,6 +96,25 @@ fn distroless_busybox_and_ca_certificates_from_the_hosts_mirror() {
                 .starts_with("pkg:deb/debian/ca-certificates@")));
     assert!(root.join("var/lib/dpkg/status.d/busybox-static").is_file());
 
+    // ca-certificates' postinst, done natively: the bundle every TLS client reads
+    // (openssl's /usr/lib/ssl/cert.pem points at it) holds Debian's roots, and one
+    // of them verifies against it.
+    let bundle = root.join("etc/ssl/certs/ca-certificates.crt");
+    let text = std::fs::read_to_string(&bundle).unwrap();
+    let roots = text.matches("-----BEGIN CERTIFICATE-----").count();
+    assert!(roots > 100, "{roots} certificates in the bundle");
+    run_ok(
+        Command::new("openssl")
+            .arg("verify")
+            .arg("-CAfile")
+            .arg(&bundle)
+            .arg(root.join("usr/share/ca-certificates/mozilla/ISRG_Root_X1.crt")),
+    );
+    assert_eq!(
+        std::fs::read_link(root.join("etc/ssl/certs/ISRG_Root_X1.pem")).unwrap(),
+        Path::new("/usr/share/ca-certificates/mozilla/ISRG_Root_X1.crt")
+    );
+
     // The release, its updates and its security suite were each read, their InRelease
     // signed by a key of the Debian archive keyring.
     let lock: Value =
