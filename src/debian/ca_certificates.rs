@@ -83,6 +83,7 @@ pub struct Updated {
     /// Symlinks in `/etc/ssl/certs`, by file name: the `.pem` links (absolute targets),
     /// then the hash links (to a `.pem` name), each group sorted by name.
     pub links: Vec<(String, String)>,
+    /// The bundle's bytes; the tool writes no bundle when there are no inputs.
     pub bundle: Vec<u8>,
     /// The files the bundle was made from, in bundle order.
     pub bundle_inputs: Vec<(String, Sha256Digest)>,

@@ -58,7 +58,8 @@ pub const CA_LAYER: &str = "ca-certificates";
 
 /// The `ca-certificates` layer: `/etc/ca-certificates.conf` (unless a package ships
 /// it), the recipe's certificates in `/usr/local/share/ca-certificates`, the links in
-/// `/etc/ssl/certs` and the bundle. A base image with its own conf is refused: cairn
+/// `/etc/ssl/certs` and the bundle (none without certificates, as the tool writes
+/// none). A base image with its own conf is refused: cairn
 /// would have to read it to know which certificates it disables.
 fn ca_layer(
     recipe: &Recipe,
@@ -142,14 +143,17 @@ fn ca_layer(
             ),
         ));
     }
-    entries.push((
-        path(ca_certificates::BUNDLE),
-        entry(
-            TreeEntryKind::File(FileData::Inline(u.bundle.as_slice().into())),
-            0o644,
-            &from_bundle,
-        ),
-    ));
+    // Without a certificate the tool writes no bundle.
+    if !u.bundle_inputs.is_empty() {
+        entries.push((
+            path(ca_certificates::BUNDLE),
+            entry(
+                TreeEntryKind::File(FileData::Inline(u.bundle.as_slice().into())),
+                0o644,
+                &from_bundle,
+            ),
+        ));
+    }
     super::layer_from_entries(recipe, base, previous, CA_LAYER, entries)
 }
 

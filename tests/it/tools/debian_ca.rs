@@ -129,7 +129,7 @@ fn the_ca_bundle_and_hash_links_are_what_update_ca_certificates_and_openssl_reha
     let text = std::fs::read_to_string(&recipe).unwrap()
         + "sources:\n  corp-ca: { path: corp.pem }\nextra_ca_certificates:\n  - source: corp-ca\n";
     std::fs::write(&recipe, text).unwrap();
-    let (key, _, _) = common::keygen(work.path(), "signer");
+    let (key, public, _) = common::keygen(work.path(), "signer");
     let build = |out: &str| -> Value {
         let output = run_ok(
             cairn()
@@ -366,6 +366,9 @@ fn the_ca_bundle_and_hash_links_are_what_update_ca_certificates_and_openssl_reha
         "{done}"
     );
 
+    // cairn verify accepts the image, its SBOM listing the generated files.
+    let verified = run_ok(cairn().arg("verify").arg(&layout).arg("--key").arg(&public));
+    assert!(verified.status.success());
     // Reproducible: built again, the same image.
     let second = build("two");
     assert_eq!(first["manifest_digest"], second["manifest_digest"]);
