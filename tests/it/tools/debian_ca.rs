@@ -302,6 +302,14 @@ fn the_ca_bundle_and_hash_links_are_what_update_ca_certificates_and_openssl_reha
     let sbom = |ext: &str| -> Value {
         serde_json::from_slice(&read(&work.path().join(format!("one/pkgs.{ext}")))).unwrap()
     };
+    for ext in ["spdx.json", "cdx.json"] {
+        let file = work.path().join(format!("one/pkgs.{ext}"));
+        let valid = match ext {
+            "spdx.json" => common::pyspdxtools(&file),
+            _ => common::cyclonedx_validate(&file),
+        };
+        valid.unwrap_or_else(|e| panic!("{ext} is not valid: {e}"));
+    }
     let spdx = sbom("spdx.json");
     let files = spdx["files"].as_array().unwrap();
     let id_of = |path: &str| {
