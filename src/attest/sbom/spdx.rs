@@ -639,6 +639,52 @@ mod tests {
     }
 
     #[test]
+    fn a_generated_file_is_generated_from_its_inputs_that_the_image_still_has() {
+        let mut image_files = files();
+        let hello = Sha256Digest::of(b"hello");
+        // Made from /usr/bin/hello (still those bytes) and /etc/motd (other bytes
+        // then): only the first is an element it is GENERATED_FROM.
+        let origin =
+            crate::layers::Origin::Generated(std::sync::Arc::new(crate::layers::GeneratedFrom {
+                by: "app".into(),
+                line: 25,
+                inputs: vec![
+                    ("/usr/bin/hello".into(), hello),
+                    ("/etc/motd".into(), Sha256Digest::of(b"old motd\n")),
+                ],
+            }));
+        image_files.insert(2, file("etc/ssl/bundle", b"hello", "ca", origin));
+        let c = contents(&image_files);
+        let sha1 = sha1_index(&c);
+        let doc: Value = serde_json::from_slice(&spdx_json(&input(&c, &sha1)).unwrap()).unwrap();
+        let entry = &doc["files"][2];
+        assert_eq!(entry["fileName"], "./etc/ssl/bundle");
+        assert_eq!(
+            entry["comment"],
+            format!(
+                "cairn: layer=ca origin=generated source=app recipe-line=25 inputs=2\ngenerated-from={hello} /usr/bin/hello\ngenerated-from={} /etc/motd",
+                Sha256Digest::of(b"old motd\n")
+            )
+        );
+        let from: Vec<&str> = doc["relationships"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["spdxElementId"] == "SPDXRef-File-2")
+            .map(|r| r["relatedSpdxElement"].as_str().unwrap())
+            .collect();
+        // The supplier, then /usr/bin/hello (file 5); no CONTAINS from the supplier.
+        assert_eq!(from, ["SPDXRef-Source-app", "SPDXRef-File-5"]);
+        assert!(!doc["relationships"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["relatedSpdxElement"] == "SPDXRef-File-2"
+                && r["relationshipType"] == "CONTAINS"
+                && r["spdxElementId"] != "SPDXRef-Image"));
+    }
+
+    #[test]
     fn a_missing_sha1_is_an_error_naming_the_file() {
         let files = files();
         let c = contents(&files);
