@@ -566,6 +566,19 @@ AQH/BAUwAwEB/zAKBggqhkjOPQQDAgNHADBEAiBoiiGspyAfRdP90C/7qmqdWKJ1
         );
     }
 
+    proptest::proptest! {
+        /// A damaged certificate (one byte changed, then cut short) gives a hash or an
+        /// error, never a panic: the bytes come from packages.
+        #[test]
+        fn a_damaged_certificate_is_read_without_panicking(at in 0usize..1024, byte: u8, keep in 1usize..1024) {
+            let mut der = single_certificate(TRICKY.as_bytes()).unwrap();
+            let i = at % der.len();
+            der[i] = byte;
+            der.truncate(keep.min(der.len()));
+            let _ = subject_hash(&der);
+        }
+    }
+
     #[test]
     fn conf_links_and_bundle_follow_the_tool() {
         let cert = |path: &str, bytes: &str| CertFile {
