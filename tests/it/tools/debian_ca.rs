@@ -130,19 +130,25 @@ fn the_ca_bundle_and_hash_links_are_what_update_ca_certificates_and_openssl_reha
         + "sources:\n  corp-ca: { path: corp.pem }\nextra_ca_certificates:\n  - source: corp-ca\n";
     std::fs::write(&recipe, text).unwrap();
     let (key, public, _) = common::keygen(work.path(), "signer");
-    // Each build with its own cache: the second is made afresh, not replayed.
-    let build = |out: &str| -> Value {
+    // Each build with the cache it names (packages and layers): the second is made
+    // afresh, not replayed.
+    let build_with = |out: &str, cache: &str| -> Value {
+        let cache = work.path().join(cache);
         let output = run_ok(
             cairn()
-                .env("XDG_CACHE_HOME", work.path().join(format!("cache-{out}")))
+                .env_remove("CAIRN_NO_CACHE")
+                .env("XDG_CACHE_HOME", &cache)
                 .arg("build")
                 .arg(&recipe)
                 .arg("-o")
                 .arg(work.path().join(out))
+                .arg("--cache-dir")
+                .arg(cache.join("layers"))
                 .args(["--json", "--sign-key", key.to_str().unwrap()]),
         );
         serde_json::from_slice(&output.stdout).unwrap()
     };
+    let build = |out: &str| build_with(out, &format!("cache-{out}"));
     let first = build("one");
     let layout = work.path().join("one/pkgs");
     let rootfs = work.path().join("rootfs");
@@ -382,6 +388,26 @@ fn the_ca_bundle_and_hash_links_are_what_update_ca_certificates_and_openssl_reha
     let second = build("two");
     assert_eq!(second["image_cached"], false);
     assert_eq!(first["manifest_digest"], second["manifest_digest"]);
+    // Unchanged, it is replayed from the cache of the (locked) second build; with
+    // another extra certificate it is not, and the bundle ends with the new one.
+    let warm = build_with("warm", "cache-two");
+    assert_eq!(warm["image_cached"], true);
+    assert_eq!(warm["manifest_digest"], first["manifest_digest"]);
+    // The source is pinned: another certificate is refused until `cairn lock`.
+    std::fs::copy(&b, work.path().join("corp.pem")).unwrap();
+    run_ok(
+        cairn()
+            .env("XDG_CACHE_HOME", work.path().join("cache-two"))
+            .arg("lock")
+            .arg(&recipe),
+    );
+    let changed = build_with("changed", "cache-two");
+    assert_eq!(changed["image_cached"], false);
+    let rootfs = work.path().join("rootfs-changed");
+    std::fs::create_dir_all(&rootfs).unwrap();
+    common::unpack_layout(&work.path().join("changed/pkgs"), &rootfs);
+    let bundle = read(&rootfs.join("etc/ssl/certs/ca-certificates.crt"));
+    assert!(bundle.ends_with(&read(&b)) && !bundle.ends_with(&read(&corp)));
 }
 
 #[test]
