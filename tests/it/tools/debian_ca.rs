@@ -410,27 +410,46 @@ fn the_ca_bundle_and_hash_links_are_what_update_ca_certificates_and_openssl_reha
     assert!(bundle.ends_with(&read(&b)) && !bundle.ends_with(&read(&corp)));
 }
 
+/// `extra_ca_certificates` without the package that reads them, or naming a directory,
+/// is a build error placed at the entry, with a hint.
 #[test]
-fn extra_ca_certificates_without_ca_certificates_is_an_error() {
+fn extra_ca_certificates_without_ca_certificates_or_from_a_directory_are_errors() {
     let work = tempfile::tempdir().unwrap();
     let repo = AptRepo::new(&fixture_packages(), Faults::default());
     let recipe = repo.recipe(work.path(), "app");
+    let base = std::fs::read_to_string(&recipe).unwrap();
     std::fs::write(work.path().join("corp.pem"), "not read\n").unwrap();
-    let text = std::fs::read_to_string(&recipe).unwrap()
-        + "sources:\n  corp-ca: { path: corp.pem }\nextra_ca_certificates:\n  - source: corp-ca\n";
-    std::fs::write(&recipe, text).unwrap();
-    let (code, stderr) = run_err(
-        cairn()
-            .env("XDG_CACHE_HOME", work.path().join("cache"))
-            .arg("build")
-            .arg(&recipe)
-            .arg("-o")
-            .arg(work.path().join("out")),
-    );
-    assert_eq!(code, 1, "{stderr}");
+    std::fs::create_dir_all(work.path().join("certs")).unwrap();
+    let build_err = |source_path: &str| {
+        let text = format!(
+            "{base}sources:\n  corp-ca: {{ path: {source_path} }}\nextra_ca_certificates:\n  - source: corp-ca\n"
+        );
+        std::fs::write(&recipe, text).unwrap();
+        let (code, stderr) = run_err(
+            cairn()
+                .env("XDG_CACHE_HOME", work.path().join("cache"))
+                .arg("build")
+                .arg(&recipe)
+                .arg("-o")
+                .arg(work.path().join("out")),
+        );
+        assert_eq!(code, 1, "{stderr}");
+        assert!(
+            stderr.contains(&format!("--> {}:20:13", recipe.display())),
+            "{stderr}"
+        );
+        stderr
+    };
+    let stderr = build_err("corp.pem");
     assert!(
         stderr.contains("`extra_ca_certificates` needs the `ca-certificates` package")
             && stderr.contains("= help: add `ca-certificates` to `packages:`"),
+        "{stderr}"
+    );
+    let stderr = build_err("certs");
+    assert!(
+        stderr.contains("extra CA certificate source `corp-ca` is a directory")
+            && stderr.contains("= help: give each certificate as a `path:` source of one PEM file"),
         "{stderr}"
     );
 }
