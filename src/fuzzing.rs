@@ -89,6 +89,24 @@ pub fn deb(data: &[u8]) {
     });
 }
 
+/// A certificate file a package ships under `/usr/share/ca-certificates`, through
+/// what cairn makes of it in place of `update-ca-certificates` (the PEM reader, the
+/// DER walk to the subject, its canonical form and hash). The bundle is the file's
+/// bytes, with a newline added if they lack one.
+pub fn ca_certificate(data: &[u8]) {
+    use crate::debian::ca_certificates::{update, CertFile};
+    let file = CertFile {
+        path: "/usr/share/ca-certificates/fuzz/x.crt".into(),
+        bytes: data.to_vec(),
+    };
+    let updated = update(&[file], None, &[]);
+    let mut expected = data.to_vec();
+    if data.last().is_some_and(|&b| b != b'\n') {
+        expected.push(b'\n');
+    }
+    assert_eq!(updated.bundle, expected);
+}
+
 /// A Packages index (with each package's dependency relations), a Release text, or
 /// an InRelease checked against a keyring. An InRelease input is a little-endian
 /// `u16` keyring length, the keyring, then the InRelease bytes.
@@ -246,4 +264,5 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("registry_json", registry_json),
     ("ledger", ledger),
     ("dsse", dsse),
+    ("ca_certificate", ca_certificate),
 ];

@@ -42,6 +42,17 @@ pub struct TracedFile {
     pub member: Option<String>,
     pub recipe: Option<String>,
     pub recipe_line: Option<u32>,
+    /// For a file cairn generated (`origin` `generated`, e.g. the CA bundle): the files
+    /// it was made from, in the order read.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub generated_from: Vec<TracedInput>,
+}
+
+/// An input of a generated file: its path in the image and digest when it was read.
+#[derive(Debug, Clone, Serialize)]
+pub struct TracedInput {
+    pub path: String,
+    pub sha256: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -81,10 +92,12 @@ pub struct TracedPackage {
     pub inrelease_digest: String,
 }
 
-/// `key=value` pairs of a `cairn: ...` SBOM comment; `member=` runs to the end.
+/// `key=value` pairs of the first line of a `cairn: ...` SBOM comment; `member=` runs
+/// to the end of the line.
 fn comment_fields(comment: &str) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
-    let Some(rest) = comment.strip_prefix("cairn: ") else {
+    let first = comment.lines().next().unwrap_or_default();
+    let Some(rest) = first.strip_prefix("cairn: ") else {
         return out;
     };
     let (head, member) = match rest
@@ -198,6 +211,7 @@ fn trace_image(
                 member: None,
                 recipe: None,
                 recipe_line: None,
+                generated_from: Vec::new(),
             },
             &signers,
         ));
@@ -220,10 +234,19 @@ impl<'a> SbomIndex<'a> {
             .into_iter()
             .flatten()
             .filter_map(|f| {
-                Some((
-                    f["fileName"].as_str()?.trim_start_matches("./"),
-                    comment_fields(f["comment"].as_str().unwrap_or_default()),
-                ))
+                let comment = f["comment"].as_str().unwrap_or_default();
+                let mut fields = comment_fields(comment);
+                // A generated file's inputs, one `generated-from=` line each, kept as
+                // the lines (`sha256:<hex> <path>`) under one key.
+                let inputs: Vec<&str> = comment
+                    .lines()
+                    .skip(1)
+                    .filter_map(|l| l.strip_prefix("generated-from="))
+                    .collect();
+                if !inputs.is_empty() {
+                    fields.insert("generated-from".into(), inputs.join("\n"));
+                }
+                Some((f["fileName"].as_str()?.trim_start_matches("./"), fields))
             })
             .collect();
         let sbom_sources: BTreeMap<String, (BTreeMap<String, String>, Option<String>)> = spdx
@@ -307,6 +330,18 @@ impl<'a> SbomIndex<'a> {
             }
         });
         file.origin = fields.and_then(|x| x.get("origin")).cloned();
+        file.generated_from = fields
+            .and_then(|x| x.get("generated-from"))
+            .into_iter()
+            .flat_map(|inputs| inputs.lines())
+            .filter_map(|line| {
+                let (sha256, path) = line.split_once(' ')?;
+                Some(TracedInput {
+                    path: path.to_string(),
+                    sha256: sha256.to_string(),
+                })
+            })
+            .collect();
         file.member = fields.and_then(|x| x.get("member")).cloned();
         file.recipe = self.recipe.clone();
         file.recipe_line = fields
@@ -388,5 +423,10 @@ mod tests {
         let g = comment_fields("cairn: layer=app origin=recipe recipe-line=7");
         assert_eq!(g["origin"], "recipe");
         assert!(!g.contains_key("member"));
+        let h = comment_fields(
+            "cairn: layer=ca origin=generated source=deb:ca-certificates recipe-line=9 inputs=1\ngenerated-from=sha256:00 /usr/share/ca-certificates/a b.crt",
+        );
+        assert_eq!(h["inputs"], "1");
+        assert!(!h.contains_key("generated-from"));
     }
 }

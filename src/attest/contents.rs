@@ -138,6 +138,11 @@ impl<'a> ImageFile<'a> {
                 line: *line,
             },
             Origin::Recipe { line } => FileOrigin::Recipe { line: *line },
+            Origin::Generated(from) => FileOrigin::Generated {
+                by: &from.by,
+                line: from.line,
+                inputs: &from.inputs,
+            },
             Origin::Accounts | Origin::Parent | Origin::Sbom => FileOrigin::Accounts,
         }
     }
@@ -195,6 +200,13 @@ pub enum FileOrigin<'a> {
     Recipe { line: u32 },
     /// Generated from `accounts:` (`/etc/passwd`, `/etc/group`).
     Accounts,
+    /// Made by cairn from the files `inputs` (image path and SHA-256), in place of a
+    /// maintainer script of source `by` (a Debian package, on recipe line `line`).
+    Generated {
+        by: &'a str,
+        line: u32,
+        inputs: &'a [(String, Sha256Digest)],
+    },
     /// From a layer of the base image.
     Base,
 }

@@ -144,19 +144,29 @@ pub fn trace(args: TraceArgs) -> Result<i32> {
                     "  package {} {} ({}) from repository {} ({})",
                     p.name, p.version, p.architecture, p.repository, p.suite
                 );
-                println!("  deb     {deb} {}", s.path.as_deref().unwrap_or("?"));
-                println!("  index   {} {}", p.index_digest, p.index);
-                println!(
-                    "  release InRelease {} signed by key {signer}",
-                    p.inrelease_digest
-                );
-                if let Some(member) = &m.member {
-                    println!("  member  {member}");
+                if m.origin.as_deref() == Some("generated") {
+                    println!(
+                        "  made    by cairn in place of the package's maintainer scripts, from {} files:",
+                        m.generated_from.len()
+                    );
+                    for input in &m.generated_from {
+                        println!("  input   {} {}", input.sha256, input.path);
+                    }
+                } else {
+                    println!("  deb     {deb} {}", s.path.as_deref().unwrap_or("?"));
+                    println!("  index   {} {}", p.index_digest, p.index);
+                    println!(
+                        "  release InRelease {} signed by key {signer}",
+                        p.inrelease_digest
+                    );
+                    if let Some(member) = &m.member {
+                        println!("  member  {member}");
+                    }
+                    println!(
+                        "  chain   {} -> package {} {} -> .deb {deb} -> Packages index {} -> InRelease {} signed by key {signer}",
+                        m.sha256, p.name, p.version, p.index_digest, p.inrelease_digest
+                    );
                 }
-                println!(
-                    "  chain   {} -> package {} {} -> .deb {deb} -> Packages index {} -> InRelease {} signed by key {signer}",
-                    m.sha256, p.name, p.version, p.index_digest, p.inrelease_digest
-                );
             }
             Some(s) => {
                 println!(

@@ -11,6 +11,7 @@
 
 pub mod alternatives;
 pub mod apt_sources;
+pub mod ca_certificates;
 mod copyright;
 pub(crate) mod deb;
 mod fetch;
@@ -66,6 +67,11 @@ pub struct InstalledPackages {
     /// Not in the warm image key: messages for the user, not inputs.
     #[serde(skip)]
     pub warnings: Vec<String>,
+    /// What cairn makes in place of `update-ca-certificates` when `ca-certificates` is
+    /// installed ([`ca_certificates::configure`]). Not in the warm image key: a
+    /// function of the packages above and of the recipe's sources, which are.
+    #[serde(skip)]
+    pub ca_certificates: Option<ca_certificates::CaCertificates>,
 }
 
 /// The SBOM source name of a package: `deb:<name>` (recipe source names cannot hold
@@ -407,6 +413,7 @@ pub fn install(
         packages,
         lock,
         warnings,
+        ca_certificates: None,
     })
 }
 

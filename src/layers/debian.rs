@@ -10,12 +10,20 @@
 //! updating one package changes exactly one layer. (Grouping by dependency depth or
 //! popularity would move packages between layers whenever the set changes.)
 //!
+//! When `ca-certificates` is installed, one more layer, `ca-certificates`, above the
+//! package layers, holds what cairn makes in place of `update-ca-certificates`
+//! ([`crate::debian::ca_certificates`]): the conf, the links and the bundle, each
+//! traced to the certificate files it was made from, and the recipe's extra
+//! certificates. It is a layer of its own because it depends on the certificates of
+//! every package layer.
+//!
 //! Metadata, as distroless images carry it, so that scanners (trivy, grype, syft)
 //! see every package: `/var/lib/dpkg/status.d/<name>` holds the package's control
 //! stanza with `Status: install ok installed` added after `Package:`, and
 //! `/var/lib/dpkg/status.d/<name>.md5sums` the package's md5sums file when it has one.
 
-use super::{FileData, LayerTree, Origin, TreeEntry, TreeEntryKind, TreeError};
+use super::{FileData, GeneratedFrom, LayerTree, Origin, TreeEntry, TreeEntryKind, TreeError};
+use crate::debian::ca_certificates::{self, CaCertificates};
 use crate::debian::{alternatives, source_name, InstalledPackage};
 use crate::digest::Sha256Digest;
 use crate::recipe::{Diagnostic, ImagePath, Owner, Recipe};
@@ -29,12 +37,124 @@ pub fn hook_layers(
     resolved: &crate::resolve::ResolvedSources,
     base: Option<&crate::base::BaseFs>,
 ) -> Result<Vec<LayerTree>, TreeError> {
-    match (&resolved.packages, &recipe.packages) {
-        (Some(installed), Some(spec)) => {
-            package_layers(recipe, base, &installed.packages, spec.max_layers)
-        }
-        _ => Ok(Vec::new()),
+    let (Some(installed), Some(spec)) = (&resolved.packages, &recipe.packages) else {
+        return Ok(Vec::new());
+    };
+    let mut layers = package_layers(recipe, base, &installed.packages, spec.max_layers)?;
+    if let Some(ca) = &installed.ca_certificates {
+        let line = installed
+            .packages
+            .iter()
+            .find(|p| p.name == ca_certificates::PACKAGE)
+            .map_or(spec.span.line, |p| p.line);
+        let layer = ca_layer(recipe, base, &layers, ca, line)?;
+        layers.push(layer);
     }
+    Ok(layers)
+}
+
+/// The name of the layer of [`ca_layer`].
+pub const CA_LAYER: &str = "ca-certificates";
+
+/// The `ca-certificates` layer: `/etc/ca-certificates.conf` (unless a package ships
+/// it), the recipe's certificates in `/usr/local/share/ca-certificates`, the links in
+/// `/etc/ssl/certs` and the bundle (none without certificates, as the tool writes
+/// none). A base image with its own conf is refused: cairn
+/// would have to read it to know which certificates it disables.
+fn ca_layer(
+    recipe: &Recipe,
+    base: Option<&crate::base::BaseFs>,
+    previous: &[LayerTree],
+    ca: &CaCertificates,
+    line: u32,
+) -> Result<LayerTree, TreeError> {
+    let conf_key = &ca_certificates::CONF[1..];
+    if base.is_some_and(|b| b.entries.contains_key(conf_key)) {
+        let span = recipe
+            .packages
+            .as_ref()
+            .map_or_else(Default::default, |s| s.span);
+        return Err(TreeError(Box::new(
+            Diagnostic::new(
+                &recipe.file,
+                span,
+                format!("the base image has {}, which cairn does not read to make the CA bundle", ca_certificates::CONF),
+            )
+            .with_hint("install `ca-certificates` in the base image's own build, or build on a base without it"),
+        )));
+    }
+    let by: Arc<str> = source_name(ca_certificates::PACKAGE).into();
+    let generated = |inputs: &[(String, Sha256Digest)]| {
+        Origin::Generated(Arc::new(GeneratedFrom {
+            by: Arc::clone(&by),
+            line,
+            inputs: inputs.to_vec(),
+        }))
+    };
+    let u = &ca.updated;
+    let from_bundle = generated(&u.bundle_inputs);
+    let entry = |kind, mode, origin: &Origin| TreeEntry {
+        kind,
+        mode,
+        owner: Owner::ROOT,
+        origin: origin.clone(),
+    };
+    let path = |p: &str| ImagePath::parse(p).expect("checked paths");
+    let mut entries = Vec::new();
+    if let Some(conf) = &u.conf {
+        entries.push((
+            path(ca_certificates::CONF),
+            entry(
+                TreeEntryKind::File(FileData::Inline(conf.as_bytes().into())),
+                0o644,
+                &generated(&u.conf_inputs),
+            ),
+        ));
+    }
+    entries.push((
+        path(ca_certificates::LOCAL_DIR),
+        entry(TreeEntryKind::Dir, 0o755, &Origin::Parent),
+    ));
+    for local in &ca.local {
+        let origin = Origin::Source {
+            name: local.source.as_str().into(),
+            rel_path: "".into(),
+            line: local.line,
+        };
+        entries.push((
+            // Source names are checked (recipe item names): a valid file name.
+            path(&local.path()),
+            entry(
+                TreeEntryKind::File(FileData::Source(Arc::clone(&local.content))),
+                0o644,
+                &origin,
+            ),
+        ));
+    }
+    for (name, target) in &u.links {
+        entries.push((
+            path(&format!("{}/{name}", ca_certificates::CERTS_DIR)),
+            entry(
+                TreeEntryKind::Symlink {
+                    target: target.clone(),
+                },
+                0o777,
+                &from_bundle,
+            ),
+        ));
+    }
+    // Without a certificate the tool writes no bundle.
+    if !u.bundle_inputs.is_empty() {
+        entries.push((
+            path(ca_certificates::BUNDLE),
+            entry(
+                TreeEntryKind::File(FileData::Inline(u.bundle.as_slice().into())),
+                0o644,
+                &from_bundle,
+            ),
+        ));
+    }
+    super::layer_from_entries(recipe, base, previous, CA_LAYER, entries)
 }
 
 /// The name of the package layer for bucket `i`.

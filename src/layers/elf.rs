@@ -182,6 +182,7 @@ fn describe_origin(origin: &Origin) -> String {
         }
         Origin::Source { name, rel_path, .. } => format!("source `{name}` member `{rel_path}`"),
         Origin::Recipe { line } => format!("the recipe, line {line}"),
+        Origin::Generated(from) => format!("cairn, in place of a script of `{}`", from.by),
         Origin::Parent | Origin::Accounts | Origin::Sbom => "cairn".to_string(),
     }
 }

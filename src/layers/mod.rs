@@ -14,8 +14,8 @@ pub mod tar;
 pub mod tree;
 
 pub use tree::{
-    assemble, assemble_on, generated_layer, layer_from_entries, FileData, LayerTree, Origin,
-    TreeEntry, TreeEntryKind, TreeError,
+    assemble, assemble_on, generated_layer, layer_from_entries, FileData, GeneratedFrom, LayerTree,
+    Origin, TreeEntry, TreeEntryKind, TreeError,
 };
 
 use crate::diag::Diagnose;

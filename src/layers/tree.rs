@@ -111,6 +111,21 @@ pub enum Origin {
     Accounts,
     /// The SBOMs cairn embeds in the image.
     Sbom,
+    /// Made by cairn from other files of the image, in place of a maintainer script
+    /// (e.g. the CA bundle). Behind one pointer, shared by every entry made from the
+    /// same inputs, so that the enum stays small.
+    Generated(Arc<GeneratedFrom>),
+}
+
+/// What a generated file was made from, and by what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GeneratedFrom {
+    /// The source (a Debian package, `deb:<name>`) whose script cairn did natively.
+    pub by: Arc<str>,
+    /// Recipe line of that source (`packages:` or the package's entry).
+    pub line: u32,
+    /// The files it was made from: absolute image path and SHA-256, in the order read.
+    pub inputs: Vec<(String, crate::digest::Sha256Digest)>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -73,7 +73,18 @@ pub struct PackagesSpec {
     /// `path_filters:`, in recipe order: which package files to leave out, as dpkg's
     /// `--path-exclude` and `--path-include` do.
     pub path_filters: Vec<PathFilter>,
+    /// `extra_ca_certificates:`, in recipe order: CA certificates to trust besides the
+    /// packages' own, each a single-file source, installed as
+    /// `/usr/local/share/ca-certificates/<source>.crt` (needs `ca-certificates`).
+    pub extra_ca_certificates: Vec<ExtraCaCertificate>,
     /// Where `packages:` is written.
+    pub span: Span,
+}
+
+/// One of `extra_ca_certificates:`: a source holding one PEM certificate file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtraCaCertificate {
+    pub source: String,
     pub span: Span,
 }
 

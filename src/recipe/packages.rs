@@ -3,12 +3,16 @@
 //! configuration when building, or an `http(s)://` URL), a suite, its components and
 //! the OpenPGP keyring its `InRelease` must be signed with. `packages:` lists package
 //! names (their `Depends`/`Pre-Depends` come along); `layering.max_layers` bounds how
-//! many layers the packages are spread over.
+//! many layers the packages are spread over; `extra_ca_certificates:` names sources of
+//! CA certificates to trust besides the packages' own.
 
 use super::context::{span_of, Cx, Unique};
-use super::model::{Mirror, PackageRequest, PackagesSpec, PathFilter, RepositorySpec};
-use super::raw::{RawLayering, RawPathFilter, RawRepository, SpannedMap, Text};
-use super::values::{item_name, Invalid};
+use super::model::{
+    ExtraCaCertificate, Mirror, PackageRequest, PackagesSpec, PathFilter, RepositorySpec,
+    SourceKind, SourceSpec,
+};
+use super::raw::{RawExtraCa, RawLayering, RawPathFilter, RawRepository, SpannedMap, Text};
+use super::values::{did_you_mean, item_name, list, Invalid};
 use super::Diagnostic;
 use serde_saphyr::Spanned;
 use std::collections::BTreeMap;
@@ -23,14 +27,20 @@ pub(super) struct RawPackageFields {
     pub packages: Option<Spanned<Vec<Text>>>,
     pub layering: Option<Spanned<RawLayering>>,
     pub path_filters: Option<Spanned<Vec<Spanned<RawPathFilter>>>>,
+    pub extra_ca_certificates: Option<Spanned<Vec<Spanned<RawExtraCa>>>>,
 }
 
-pub(super) fn parse(cx: &Cx, raw: RawPackageFields) -> Result<Option<PackagesSpec>, Diagnostic> {
+pub(super) fn parse(
+    cx: &Cx,
+    raw: RawPackageFields,
+    sources: &BTreeMap<String, SourceSpec>,
+) -> Result<Option<PackagesSpec>, Diagnostic> {
     let RawPackageFields {
         repositories,
         packages,
         layering,
         path_filters,
+        extra_ca_certificates,
     } = raw;
     let Some(packages) = packages else {
         if let Some(repositories) = &repositories {
@@ -50,6 +60,13 @@ pub(super) fn parse(cx: &Cx, raw: RawPackageFields) -> Result<Option<PackagesSpe
                 .error(span_of(filters), "`path_filters` without `packages`")
                 .with_hint(
                     "`path_filters` leaves files of Debian packages out; add `packages:` or drop it",
+                ));
+        }
+        if let Some(extra) = &extra_ca_certificates {
+            return Err(cx
+                .error(span_of(extra), "`extra_ca_certificates` without `packages`")
+                .with_hint(
+                    "the certificates are added as Debian's `update-ca-certificates` adds them: add `packages: [ca-certificates]` (with `repositories:`)",
                 ));
         }
         return Ok(None);
@@ -99,13 +116,68 @@ pub(super) fn parse(cx: &Cx, raw: RawPackageFields) -> Result<Option<PackagesSpe
             .collect::<Result<_, _>>()?,
         None => Vec::new(),
     };
+    let extra_ca_certificates = match extra_ca_certificates {
+        Some(list) => parse_extra_ca(cx, list, sources)?,
+        None => Vec::new(),
+    };
     Ok(Some(PackagesSpec {
         repositories,
         requested,
         max_layers,
         path_filters,
+        extra_ca_certificates,
         span,
     }))
+}
+
+/// `extra_ca_certificates: [{ source: corp-ca }, ...]`: each a `path:` source (one
+/// PEM file), named once.
+fn parse_extra_ca(
+    cx: &Cx,
+    raw: Spanned<Vec<Spanned<RawExtraCa>>>,
+    sources: &BTreeMap<String, SourceSpec>,
+) -> Result<Vec<ExtraCaCertificate>, Diagnostic> {
+    let mut seen = Unique::new("extra CA certificate source");
+    let mut out = Vec::with_capacity(raw.value.len());
+    for item in raw.value {
+        let at = span_of(&item);
+        let source = cx.require(
+            item.value.source,
+            at,
+            "an extra CA certificate names no `source`",
+            "write `- source: <source name>`, the source being a PEM certificate file under `sources:`",
+        )?;
+        cx.check(&source, |name| match sources.get(name) {
+            Some(spec) if spec.kind == SourceKind::Archive => Err(Invalid::new(format!(
+                "extra CA certificate source `{name}` is an archive"
+            ))
+            .with_hint("give the certificate as a `path:` source of one PEM file")),
+            Some(_) => Ok(()),
+            None => {
+                let invalid = Invalid::new(format!(
+                    "`extra_ca_certificates` names unknown source `{name}`"
+                ));
+                Err(
+                    match did_you_mean(name, sources.keys().map(String::as_str)) {
+                        Some(close) => invalid.with_hint(format!("did you mean `{close}`?")),
+                        None if sources.is_empty() => invalid.with_hint(
+                            "define the certificate under `sources:` first, e.g. `corp-ca: { path: certs/corp-ca.pem }`",
+                        ),
+                        None => invalid.with_hint(format!(
+                            "defined sources: {}",
+                            list(sources.keys().map(String::as_str))
+                        )),
+                    },
+                )
+            }
+        })?;
+        seen.insert(cx, source.value.clone(), span_of(&source))?;
+        out.push(ExtraCaCertificate {
+            span: span_of(&source),
+            source: source.value,
+        });
+    }
+    Ok(out)
 }
 
 /// `{ exclude: /usr/share/doc/* }` or `{ include: /usr/share/doc/*/copyright }`.
@@ -326,6 +398,18 @@ mod tests {
     }
 
     #[test]
+    fn extra_ca_certificates_name_file_sources() {
+        let recipe = parse_with(&format!(
+            "sources:\n  corp-ca: {{ path: corp.pem }}\n{REPO}packages: [ca-certificates]\nextra_ca_certificates:\n  - source: corp-ca\n"
+        ))
+        .unwrap();
+        let extra = recipe.packages.unwrap().extra_ca_certificates;
+        assert_eq!(extra.len(), 1);
+        assert_eq!(extra[0].source, "corp-ca");
+        assert_eq!(extra[0].span.line, 13);
+    }
+
+    #[test]
     fn defaults_and_absence() {
         let recipe = parse_with(&format!("{REPO}packages: [hello]\n")).unwrap();
         assert_eq!(
@@ -346,6 +430,22 @@ mod tests {
             (
                 &format!("{REPO}packages: [a1]\nlayering: {{ max_layers: 0 }}\n"),
                 "`max_layers: 0` is out of range",
+            ),
+            (
+                "sources: { ca: { path: ca.pem } }\nextra_ca_certificates: [{ source: ca }]\n",
+                "`extra_ca_certificates` without `packages`",
+            ),
+            (
+                &format!("sources: {{ corp-ca: {{ path: ca.pem }} }}\n{REPO}packages: [a1]\nextra_ca_certificates: [{{ source: corp-cb }}]\n"),
+                "`extra_ca_certificates` names unknown source `corp-cb`",
+            ),
+            (
+                &format!("sources: {{ ca: {{ archive: ca.tar }} }}\n{REPO}packages: [a1]\nextra_ca_certificates: [{{ source: ca }}]\n"),
+                "extra CA certificate source `ca` is an archive",
+            ),
+            (
+                &format!("sources: {{ ca: {{ path: ca.pem }} }}\n{REPO}packages: [a1]\nextra_ca_certificates: [{{ source: ca }}, {{ source: ca }}]\n"),
+                "duplicate extra CA certificate source `ca`",
             ),
             (
                 "path_filters: [{ exclude: /usr/share/doc/* }]\n",

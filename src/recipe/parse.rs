@@ -132,7 +132,9 @@ pub fn parse(file: RecipeFile) -> Result<Recipe, Diagnostic> {
             packages: raw.packages,
             layering: raw.layering,
             path_filters: raw.path_filters,
+            extra_ca_certificates: raw.extra_ca_certificates,
         },
+        &sources,
     )?;
     if let (Some(spec), true) = (&packages, multi_platform) {
         return Err(cx

@@ -33,6 +33,7 @@ pub(super) struct RawRecipe {
     pub packages: Option<Spanned<Vec<Text>>>,
     pub layering: Option<Spanned<RawLayering>>,
     pub path_filters: Option<Spanned<Vec<Spanned<RawPathFilter>>>>,
+    pub extra_ca_certificates: Option<Spanned<Vec<Spanned<RawExtraCa>>>>,
     pub limits: Option<Spanned<RawLimits>>,
 }
 
@@ -42,6 +43,13 @@ pub(super) struct RawRecipe {
 pub(super) struct RawPathFilter {
     pub exclude: Option<Text>,
     pub include: Option<Text>,
+}
+
+/// One of `extra_ca_certificates:`: `{ source: NAME }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawExtraCa {
+    pub source: Option<Text>,
 }
 
 /// `limits:` — how much each untrusted archive (an archive source, a base image) may

@@ -60,6 +60,7 @@ pub fn trace(disk: &Path, query: &str) -> Result<Trace, ReadError> {
                 source: None,
                 member: None,
                 recipe: None,
+                generated_from: Vec::new(),
                 recipe_line: None,
             };
             sbom.describe(file, &signers)

@@ -8,14 +8,16 @@
 //! "File supplied by source" is recorded where the specification puts such findings:
 //! the supplying component's `evidence.occurrences` lists every image path its content
 //! occupies (`location`), with the file's trace as `additionalContext`; each file
-//! component names its supplier in `cairn:` properties. `dependencies` says what the
+//! component names its supplier in `cairn:` properties; a file cairn generated from
+//! other files (the CA bundle) names each input in a `cairn:generated-from` property
+//! (`sha256:<hex> <path>`) and is not among its package's occurrences. `dependencies` says what the
 //! image was built from: `image` depends on every supplying component, and those depend
 //! on nothing (a pinned input has no inputs of its own). Files are parts of the image,
 //! not dependencies, so they stay out of the dependency graph.
 
 use super::{
-    base_purl, document_digest, octal_mode, pseudo_suppliers, purl, trace, uuid_v5, write_json,
-    SbomInput, Supplier,
+    base_purl, document_digest, generated_from, octal_mode, pseudo_suppliers, purl, trace, uuid_v5,
+    write_json, SbomInput, Supplier,
 };
 use crate::attest::contents::{FileOrigin, ImageFile, SourceInfo};
 use crate::oci::time::rfc3339;
@@ -282,7 +284,7 @@ pub fn write_cyclonedx_json(
 
 fn bom_ref(supplier: Supplier) -> String {
     match supplier {
-        Supplier::Source(name) => format!("source:{name}"),
+        Supplier::Source(name) | Supplier::Generated(name) => format!("source:{name}"),
         Supplier::Recipe => "recipe".to_string(),
         Supplier::Accounts => "accounts".to_string(),
         Supplier::Base => "base".to_string(),
@@ -389,6 +391,21 @@ fn file_component(file: &ImageFile) -> Component<'static> {
             properties.push(property("cairn:owner", &owner(file)));
             properties.push(property("cairn:recipe-line", &line.to_string()));
             properties.push(property("cairn:size", &file.size().to_string()));
+        }
+        FileOrigin::Generated { by, line, .. } => {
+            // The inputs, one property each: `sha256:<hex> <path>`.
+            properties.extend(
+                generated_from(file)
+                    .iter()
+                    .filter_map(|l| l.strip_prefix("generated-from="))
+                    .map(|input| property("cairn:generated-from", input)),
+            );
+            properties.push(property("cairn:mode", &octal_mode(file.mode())));
+            properties.push(property("cairn:origin", "generated"));
+            properties.push(property("cairn:owner", &owner(file)));
+            properties.push(property("cairn:recipe-line", &line.to_string()));
+            properties.push(property("cairn:size", &file.size().to_string()));
+            properties.push(property("cairn:source", by));
         }
         FileOrigin::Base => {
             properties.push(property("cairn:mode", &octal_mode(file.mode())));

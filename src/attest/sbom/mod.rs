@@ -75,6 +75,9 @@ fn document_digest(input: &SbomInput) -> Sha256Digest {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Supplier<'a> {
     Source(&'a str),
+    /// Made by cairn in place of a script of this source (a Debian package): the
+    /// source's SBOM entry, but not among the files the package contains.
+    Generated(&'a str),
     /// Inline `file:` content of the recipe.
     Recipe,
     /// `/etc/passwd` and `/etc/group` generated from `accounts:`.
@@ -87,6 +90,7 @@ impl<'a> Supplier<'a> {
     fn of(file: &ImageFile<'a>) -> Self {
         match file.origin() {
             FileOrigin::Source { name, .. } => Supplier::Source(name),
+            FileOrigin::Generated { by, .. } => Supplier::Generated(by),
             FileOrigin::Recipe { .. } => Supplier::Recipe,
             FileOrigin::Accounts => Supplier::Accounts,
             FileOrigin::Base => Supplier::Base,
@@ -103,7 +107,9 @@ fn pseudo_suppliers(contents: &ImageContents) -> (bool, bool) {
 
 /// A file's trace in one fixed, parseable form, shared by both formats:
 /// `layer=<layer> origin=source source=<name> recipe-line=<n> member=<path in source>`,
-/// `layer=<layer> origin=recipe recipe-line=<n>` or `layer=<layer> origin=accounts`.
+/// `layer=<layer> origin=recipe recipe-line=<n>`, `layer=<layer> origin=accounts` or
+/// `layer=<layer> origin=generated source=<name> recipe-line=<n> inputs=<count>` (the
+/// inputs themselves: [`generated_from`]).
 /// `member` comes last and runs to the end (member paths may contain spaces); it is
 /// left out for a single-file source, which has no members.
 fn trace(file: &ImageFile) -> String {
@@ -124,8 +130,24 @@ fn trace(file: &ImageFile) -> String {
             "layer={layer} origin=source source={name} recipe-line={line} member={rel_path}"
         ),
         FileOrigin::Recipe { line } => format!("layer={layer} origin=recipe recipe-line={line}"),
+        FileOrigin::Generated { by, line, inputs } => format!(
+            "layer={layer} origin=generated source={by} recipe-line={line} inputs={}",
+            inputs.len()
+        ),
         FileOrigin::Accounts => format!("layer={layer} origin=accounts"),
         FileOrigin::Base => format!("layer={layer} origin=base"),
+    }
+}
+
+/// The files a generated file was made from, one `generated-from=sha256:<hex> <path>`
+/// line each (the path last: it may hold spaces), in the order cairn read them.
+fn generated_from(file: &ImageFile) -> Vec<String> {
+    match file.origin() {
+        FileOrigin::Generated { inputs, .. } => inputs
+            .iter()
+            .map(|(path, sha256)| format!("generated-from={sha256} {path}"))
+            .collect(),
+        _ => Vec::new(),
     }
 }
 

@@ -13,12 +13,16 @@
 //! into the image. A Debian package (`SPDXRef-Source-deb.3A<name>`) is the exception:
 //! named as the package, with `versionInfo` and a `pkg:deb` purl, analysed (cairn
 //! unpacked all of it), and it CONTAINS each file it supplied. Each file's `comment`
-//! carries its trace (`cairn: layer=... origin=...`).
+//! carries its trace (`cairn: layer=... origin=...`). A file cairn generated in place
+//! of a package's script (the CA bundle) is GENERATED_FROM that package (which does not
+//! CONTAIN it) and from each input file of the image, and its comment lists every
+//! input by digest and path (`generated-from=sha256:<hex> <path>`, one a line).
 
 use super::{
-    base_purl, document_digest, package_trace, pseudo_suppliers, purl, trace, write_json,
-    SbomError, SbomInput, Supplier,
+    base_purl, document_digest, generated_from, package_trace, pseudo_suppliers, purl, trace,
+    write_json, SbomError, SbomInput, Supplier,
 };
+use crate::attest::contents::FileOrigin;
 use crate::attest::contents::{BaseInfo, ImageFile, SourceInfo};
 use crate::oci::time::rfc3339;
 use crate::resolve::LockedKind;
@@ -149,7 +153,10 @@ impl Serialize for Files<'_> {
                 ],
                 license_concluded: NOASSERTION,
                 copyright_text: NOASSERTION,
-                comment: format!("cairn: {}", trace(file)),
+                comment: std::iter::once(format!("cairn: {}", trace(file)))
+                    .chain(generated_from(file))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
             })?;
         }
         seq.end()
@@ -186,6 +193,23 @@ impl Serialize for Relationships<'_> {
                 if self.sources.iter().any(|s| s.name == name && s.package.is_some()));
             if from_package {
                 seq.serialize_element(&relationship(&supplier_spdx_id, "CONTAINS", &file_id(n)))?;
+            }
+            // Each input that is the image's file at its path, with the same bytes.
+            if let FileOrigin::Generated { inputs, .. } = file.origin() {
+                for (path, sha256) in inputs {
+                    let input = self
+                        .files
+                        .binary_search_by(|f| f.path().as_str().cmp(path))
+                        .ok()
+                        .filter(|&i| self.files[i].sha256() == *sha256);
+                    if let Some(i) = input {
+                        seq.serialize_element(&relationship(
+                            &file_id(n),
+                            "GENERATED_FROM",
+                            &file_id(i),
+                        ))?;
+                    }
+                }
             }
         }
         seq.end()
@@ -446,7 +470,9 @@ fn pseudo_package(id: &str, name: &str, purpose: &'static str, comment: String) 
 
 fn supplier_id(supplier: Supplier) -> String {
     match supplier {
-        Supplier::Source(name) => format!("SPDXRef-Source-{}", id_string(name)),
+        Supplier::Source(name) | Supplier::Generated(name) => {
+            format!("SPDXRef-Source-{}", id_string(name))
+        }
         Supplier::Recipe => RECIPE_ID.to_string(),
         Supplier::Accounts => ACCOUNTS_ID.to_string(),
         Supplier::Base => BASE_ID.to_string(),
@@ -611,6 +637,52 @@ mod tests {
             files[3]["comment"],
             "cairn: layer=base origin=source source=tools recipe-line=17 member=bin/tool"
         );
+    }
+
+    #[test]
+    fn a_generated_file_is_generated_from_its_inputs_that_the_image_still_has() {
+        let mut image_files = files();
+        let hello = Sha256Digest::of(b"hello");
+        // Made from /usr/bin/hello (still those bytes) and /etc/motd (other bytes
+        // then): only the first is an element it is GENERATED_FROM.
+        let origin =
+            crate::layers::Origin::Generated(std::sync::Arc::new(crate::layers::GeneratedFrom {
+                by: "app".into(),
+                line: 25,
+                inputs: vec![
+                    ("/usr/bin/hello".into(), hello),
+                    ("/etc/motd".into(), Sha256Digest::of(b"old motd\n")),
+                ],
+            }));
+        image_files.insert(2, file("etc/ssl/bundle", b"hello", "ca", origin));
+        let c = contents(&image_files);
+        let sha1 = sha1_index(&c);
+        let doc: Value = serde_json::from_slice(&spdx_json(&input(&c, &sha1)).unwrap()).unwrap();
+        let entry = &doc["files"][2];
+        assert_eq!(entry["fileName"], "./etc/ssl/bundle");
+        assert_eq!(
+            entry["comment"],
+            format!(
+                "cairn: layer=ca origin=generated source=app recipe-line=25 inputs=2\ngenerated-from={hello} /usr/bin/hello\ngenerated-from={} /etc/motd",
+                Sha256Digest::of(b"old motd\n")
+            )
+        );
+        let from: Vec<&str> = doc["relationships"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["spdxElementId"] == "SPDXRef-File-2")
+            .map(|r| r["relatedSpdxElement"].as_str().unwrap())
+            .collect();
+        // The supplier, then /usr/bin/hello (file 5); no CONTAINS from the supplier.
+        assert_eq!(from, ["SPDXRef-Source-app", "SPDXRef-File-5"]);
+        assert!(!doc["relationships"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["relatedSpdxElement"] == "SPDXRef-File-2"
+                && r["relationshipType"] == "CONTAINS"
+                && r["spdxElementId"] != "SPDXRef-Image"));
     }
 
     #[test]

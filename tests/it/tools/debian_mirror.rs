@@ -96,6 +96,25 @@ fn distroless_busybox_and_ca_certificates_from_the_hosts_mirror() {
                 .starts_with("pkg:deb/debian/ca-certificates@")));
     assert!(root.join("var/lib/dpkg/status.d/busybox-static").is_file());
 
+    // ca-certificates' postinst, done natively: the bundle every TLS client reads
+    // (openssl's /usr/lib/ssl/cert.pem points at it) holds Debian's roots, and one
+    // of them verifies against it.
+    let bundle = root.join("etc/ssl/certs/ca-certificates.crt");
+    let text = std::fs::read_to_string(&bundle).unwrap();
+    let roots = text.matches("-----BEGIN CERTIFICATE-----").count();
+    assert!(roots > 100, "{roots} certificates in the bundle");
+    run_ok(
+        Command::new("openssl")
+            .arg("verify")
+            .arg("-CAfile")
+            .arg(&bundle)
+            .arg(root.join("usr/share/ca-certificates/mozilla/ISRG_Root_X1.crt")),
+    );
+    assert_eq!(
+        std::fs::read_link(root.join("etc/ssl/certs/ISRG_Root_X1.pem")).unwrap(),
+        Path::new("/usr/share/ca-certificates/mozilla/ISRG_Root_X1.crt")
+    );
+
     // The release, its updates and its security suite were each read, their InRelease
     // signed by a key of the Debian archive keyring.
     let lock: Value =
@@ -134,4 +153,40 @@ fn distroless_busybox_and_ca_certificates_from_the_hosts_mirror() {
         stdout, "hello from distroless\n65532\n1\n/usr/bin/mawk\n",
         "stderr:\n{stderr}"
     );
+}
+
+/// A TLS client in an image reads the bundle cairn made in place of
+/// ca-certificates' postinst: python3's default SSL context loads Debian's roots
+/// from it (through openssl's `/usr/lib/ssl/cert.pem`).
+#[test]
+fn python3_loads_more_than_100_ca_certificates_from_the_bundle() {
+    let work = tempfile::tempdir().unwrap();
+    let distroless = std::fs::read_to_string(repo_root().join("recipes/distroless.yaml")).unwrap();
+    // Its repositories (release, updates, security), other packages, no layers.
+    let start = distroless.find("\nrepositories:").unwrap() + 1;
+    let end = distroless.find("\npackages:").unwrap() + 1;
+    let repositories = &distroless[start..end];
+    let recipe = work.path().join("python-tls.yaml");
+    std::fs::write(
+        &recipe,
+        format!(
+            "cairn: 1\nname: python-tls\nepoch: 1700000000\nplatform: linux/amd64\n{repositories}packages: [python3, ca-certificates]\nconfig:\n  entrypoint: [/usr/bin/python3, \"-\"]\n"
+        ),
+    )
+    .unwrap();
+    run_ok(
+        cairn()
+            .env("XDG_CACHE_HOME", work.path().join("cache"))
+            .arg("build")
+            .arg(&recipe)
+            .arg("-o")
+            .arg(work.path().join("out")),
+    );
+    let (stdout, stderr) = super::interop::run_in_runc(
+        &work.path().join("out/python-tls"),
+        "python-tls",
+        work.path(),
+        "import ssl\nctx = ssl.create_default_context()\nn = ctx.cert_store_stats()['x509_ca']\nprint(n > 100, ssl.get_default_verify_paths().openssl_cafile)\n",
+    );
+    assert_eq!(stdout, "True /usr/lib/ssl/cert.pem\n", "stderr:\n{stderr}");
 }

@@ -7,6 +7,7 @@ mod attest;
 mod base_image;
 mod crash;
 mod debian;
+mod debian_ca;
 mod debian_mirror;
 mod disk_full;
 mod dsse_interop;
