@@ -8,6 +8,7 @@ use sha2::{Digest as _, Sha256};
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::str::FromStr;
+use std::sync::Arc;
 
 #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
 cpufeatures::new!(sha_extensions, "sha", "sse2", "ssse3", "sse4.1");
@@ -268,11 +269,12 @@ impl<'de> serde::Deserialize<'de> for Blake3Digest {
 /// SHA-1 of every regular file written, keyed by its SHA-256: SPDX requires SHA-1
 /// per file, and computing it in the same pass that writes the bytes means every file
 /// is read once. A list sorted by SHA-256, searched by bisection: 52 bytes a file,
-/// where a map took 80 (at a million files, held through the SBOM stage).
+/// where a map took 80 (at a million files, held through the SBOM stage). Shared, not
+/// copied, by the layer cache's record of a layer.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Sha1Index {
     /// Sorted by SHA-256, one pair per content.
-    pairs: Vec<(Sha256Digest, [u8; 20])>,
+    pairs: Arc<Vec<(Sha256Digest, [u8; 20])>>,
 }
 
 impl Sha1Index {
@@ -300,7 +302,7 @@ impl Sha1Index {
         if self.pairs.is_empty() {
             *self = other;
         } else {
-            self.extend(other.pairs);
+            self.extend(other);
         }
     }
 }
@@ -310,7 +312,9 @@ impl From<Vec<(Sha256Digest, [u8; 20])>> for Sha1Index {
     fn from(mut pairs: Vec<(Sha256Digest, [u8; 20])>) -> Self {
         pairs.sort_unstable_by_key(|(sha256, _)| *sha256);
         pairs.dedup_by_key(|(sha256, _)| *sha256);
-        Sha1Index { pairs }
+        Sha1Index {
+            pairs: Arc::new(pairs),
+        }
     }
 }
 
@@ -322,10 +326,11 @@ impl FromIterator<(Sha256Digest, [u8; 20])> for Sha1Index {
 
 impl Extend<(Sha256Digest, [u8; 20])> for Sha1Index {
     fn extend<I: IntoIterator<Item = (Sha256Digest, [u8; 20])>>(&mut self, pairs: I) {
-        self.pairs.extend(pairs);
+        let own = Arc::make_mut(&mut self.pairs);
+        own.extend(pairs);
         // Usually two sorted runs, which the stable sort merges in one pass.
-        self.pairs.sort_by_key(|(sha256, _)| *sha256);
-        self.pairs.dedup_by_key(|(sha256, _)| *sha256);
+        own.sort_by_key(|(sha256, _)| *sha256);
+        own.dedup_by_key(|(sha256, _)| *sha256);
     }
 }
 
@@ -334,7 +339,7 @@ impl IntoIterator for Sha1Index {
     type IntoIter = std::vec::IntoIter<(Sha256Digest, [u8; 20])>;
 
     fn into_iter(self) -> Self::IntoIter {
-        self.pairs.into_iter()
+        Arc::unwrap_or_clone(self.pairs).into_iter()
     }
 }
 

@@ -32,7 +32,7 @@ use std::fs;
 use std::io::{self, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 const INDEX_DIR: &str = "hash-index-v2";
 const MAGIC: &[u8] = b"cairn-hash-index-v2\n";
@@ -80,8 +80,9 @@ pub struct HashIndex {
     /// them (sorted by path; no string is allocated per file).
     old_bytes: Vec<u8>,
     old: Vec<(std::ops::Range<usize>, Record)>,
-    /// What this build saw ([`HashIndex::keep_all`]).
-    new: Mutex<Vec<(String, Record)>>,
+    /// What this build saw ([`HashIndex::keep_all`]); the paths are the source
+    /// entries' own, shared.
+    new: Mutex<Vec<(Arc<str>, Record)>>,
 }
 
 impl HashIndex {
@@ -138,7 +139,7 @@ impl HashIndex {
     }
 
     /// What this build saw: the records to keep, by path (in any order).
-    pub fn keep_all(&self, mut records: Vec<(String, Record)>) {
+    pub fn keep_all(&self, mut records: Vec<(Arc<str>, Record)>) {
         records.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         if let Ok(mut new) = self.new.lock() {
             *new = records;
@@ -162,7 +163,11 @@ impl HashIndex {
         }
         let dir = self.file.parent().unwrap_or(Path::new("."));
         let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-        tmp.as_file_mut().write_all(&encode(&new))?;
+        {
+            let mut out = io::BufWriter::new(tmp.as_file_mut());
+            encode(&new, &mut out)?;
+            out.flush()?;
+        }
         tmp.persist(&self.file).map_err(|e| e.error)?;
         Ok(())
     }
@@ -176,23 +181,24 @@ impl Record {
 
 /// `MAGIC`, then per record: path length (u32) and path, dev, ino, size (u64), mtime and
 /// ctime (i128), SHA-256 (32 bytes), all little-endian; then the SHA-256 of all that.
-fn encode(records: &[(String, Record)]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(MAGIC.len() + records.len() * 120 + 32);
-    out.extend_from_slice(MAGIC);
+/// Writes the index of `records` to `out`, streamed with its trailing digest: at a
+/// million files it is some 100 MB, which a buffer would hold beside the records.
+fn encode(records: &[(Arc<str>, Record)], out: &mut impl Write) -> io::Result<()> {
+    let mut out = crate::digest::HashingWriter::new(out);
+    out.write_all(MAGIC)?;
     for (path, r) in records {
-        out.extend_from_slice(&(path.len() as u32).to_le_bytes());
-        out.extend_from_slice(path.as_bytes());
+        out.write_all(&(path.len() as u32).to_le_bytes())?;
+        out.write_all(path.as_bytes())?;
         for n in [r.stamp.dev, r.stamp.ino, r.stamp.size] {
-            out.extend_from_slice(&n.to_le_bytes());
+            out.write_all(&n.to_le_bytes())?;
         }
         for n in [r.stamp.mtime_ns, r.stamp.ctime_ns] {
-            out.extend_from_slice(&n.to_le_bytes());
+            out.write_all(&n.to_le_bytes())?;
         }
-        out.extend_from_slice(r.sha256.as_bytes());
+        out.write_all(r.sha256.as_bytes())?;
     }
-    let digest = Sha256Digest::of(&out);
-    out.extend_from_slice(digest.as_bytes());
-    out
+    let (digest, _, out) = out.finish();
+    out.write_all(digest.as_bytes())
 }
 
 /// The records of an encoded index, each with the range of `bytes` holding its path;
@@ -261,7 +267,7 @@ mod tests {
         let before = stamp(&root.join(rel));
         let (digest, _) = sha256_reader(fs::File::open(root.join(rel)).unwrap()).unwrap();
         let kept = index.record(&before, &stamp(&root.join(rel)), digest);
-        index.keep_all(kept.map(|r| (rel.to_string(), r)).into_iter().collect());
+        index.keep_all(kept.map(|r| (rel.into(), r)).into_iter().collect());
         digest
     }
 

@@ -95,7 +95,7 @@ pub fn snapshot(path: &Path, index: Option<&HashIndex>) -> Result<HostSnapshot, 
     if meta.is_file() {
         let (content, record) = hash_file(path, Location::Path(path.into()), "", &meta, index)?;
         if let Some(index) = index {
-            index.keep_all(record.map(|r| (String::new(), r)).into_iter().collect());
+            index.keep_all(record.map(|r| ("".into(), r)).into_iter().collect());
         }
         let entry = SourceEntry {
             rel_path: "".into(),
@@ -283,7 +283,7 @@ fn snapshot_dir(root: &Path, index: Option<&HashIndex>) -> Result<SourceTree, Ho
                 record,
             } => {
                 if let Some(record) = record {
-                    records.push((rel_path.to_string(), *record));
+                    records.push((Arc::clone(&rel_path), *record));
                 }
                 let mode = normalised_file_mode(mode);
                 match inode.and_then(|i| first_link.get(&i).map(|t| (i, t))) {
