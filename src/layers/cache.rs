@@ -444,8 +444,10 @@ impl LayerCache {
     /// The entry for `key` if its blob is present and unchanged since it was stored.
     fn lookup(&self, key: &LayerKey) -> Option<Entry> {
         let path = self.entry_path(key);
-        let bytes = fs::read(&path).ok()?;
-        let entry: Entry = match serde_json::from_slice(&bytes) {
+        // Read as parsed: an entry lists the SHA-1 of every file of its layer, some
+        // 100 MB at a million files, which a buffer would hold beside the parsed list.
+        let file = io::BufReader::new(fs::File::open(&path).ok()?);
+        let entry: Entry = match serde_json::from_reader(file) {
             Ok(entry) => entry,
             Err(_) => {
                 // Written atomically, so only damage from outside (or an entry from

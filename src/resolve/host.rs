@@ -6,14 +6,14 @@
 //! whether the owner may execute it (0o755 vs 0o644, the one bit git records too), so a
 //! fresh checkout under any umask gives the same digest.
 
-use super::hash_index::{FileStamp, HashIndex, Record};
+use super::hash_index::{FileStamp, HashIndex};
 use crate::digest::{sha256_reader, Sha256Digest};
 use crate::snapshot::{Content, Location, SourceEntry, SourceEntryKind, SourceTree};
 use rayon::prelude::*;
 use std::collections::HashMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
@@ -57,46 +57,38 @@ const DIR_MODE: u32 = 0o755;
 fn hash_file(
     path: &Path,
     location: Location,
-    rel_path: &str,
+    rel_path: &Arc<str>,
     meta: &std::fs::Metadata,
     index: Option<&HashIndex>,
-) -> Result<(Content, Option<Record>), HostError> {
+) -> Result<Content, HostError> {
     let before = FileStamp::of(meta);
-    if let Some(record) = index.and_then(|index| index.lookup(rel_path, &before)) {
-        let content = Content {
+    if let Some(sha256) = index.and_then(|index| index.lookup(rel_path, &before)) {
+        return Ok(Content {
             location,
             size: meta.len(),
-            sha256: record.sha256(),
-        };
-        return Ok((content, Some(record)));
+            sha256,
+        });
     }
     let mut file = std::fs::File::open(path).map_err(io_err(path))?;
     let (sha256, size) = sha256_reader(&mut file).map_err(io_err(path))?;
-    let record = match index {
-        Some(index) => {
-            let after = FileStamp::of(&file.metadata().map_err(io_err(path))?);
-            index.record(&before, &after, sha256)
-        }
-        None => None,
-    };
-    let content = Content {
+    if let Some(index) = index {
+        let after = FileStamp::of(&file.metadata().map_err(io_err(path))?);
+        index.record(rel_path, &before, &after, sha256);
+    }
+    Ok(Content {
         location,
         size,
         sha256,
-    };
-    Ok((content, record))
+    })
 }
 
 /// Reads a `path:` source. A symlink given as the source itself is followed; symlinks
-/// inside a directory are kept as symlinks. `index` saves reading unchanged files; what
-/// this snapshot saw is handed to it ([`HashIndex::keep_all`]) for the next build.
+/// inside a directory are kept as symlinks. `index` saves reading unchanged files, and
+/// keeps what this snapshot saw for the next build ([`HashIndex::save`]).
 pub fn snapshot(path: &Path, index: Option<&HashIndex>) -> Result<HostSnapshot, HostError> {
     let meta = std::fs::metadata(path).map_err(io_err(path))?;
     if meta.is_file() {
-        let (content, record) = hash_file(path, Location::Path(path.into()), "", &meta, index)?;
-        if let Some(index) = index {
-            index.keep_all(record.map(|r| ("".into(), r)).into_iter().collect());
-        }
+        let content = hash_file(path, Location::Path(path.into()), &"".into(), &meta, index)?;
         let entry = SourceEntry {
             rel_path: "".into(),
             kind: SourceEntryKind::File(content.into()),
@@ -206,15 +198,14 @@ fn list(dir: &Path, rel: &str, out: &mut Vec<(Arc<str>, Listed)>) {
 }
 
 /// `lstat`s (and hashes) one listed entry; runs on the worker threads. A file's index
-/// record goes to `records`: one list, not a small allocation per file beside its
-/// content's (freed, those left holes that kept 90 MB resident at a million files).
+/// record goes to the index's own list, not a small allocation per file beside its
+/// content (freed, those left holes that kept 90 MB resident at a million files).
 /// A directory file's content records its place as `root` + `rel` (see [`Location::InDir`]).
 fn examine(
     root: &Arc<Path>,
     rel: &Arc<str>,
     listed: Listed,
     index: Option<&HashIndex>,
-    records: &Mutex<Vec<(Arc<str>, Record)>>,
 ) -> Result<Walked, HostError> {
     let path = || root.join(&**rel);
     match listed {
@@ -243,10 +234,7 @@ fn examine(
                 dir: Arc::clone(root),
                 rel_path: Arc::clone(rel),
             };
-            let (content, record) = hash_file(&path, location, rel, &meta, index)?;
-            if let (Some(record), Ok(mut records)) = (record, records.lock()) {
-                records.push((Arc::clone(rel), record));
-            }
+            let content = hash_file(&path, location, rel, &meta, index)?;
             Ok(Walked::File {
                 content: Arc::new(content),
                 mode: meta.permissions().mode(),
@@ -262,16 +250,11 @@ fn snapshot_dir(root: &Path, index: Option<&HashIndex>) -> Result<SourceTree, Ho
     let shared_root: Arc<Path> = root.into();
     // Byte-wise order of the whole path, independent of directory read order.
     listed.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    let files = listed
-        .iter()
-        .filter(|(_, l)| matches!(l, Listed::File))
-        .count();
-    let records = Mutex::new(Vec::with_capacity(if index.is_some() { files } else { 0 }));
     // `lstat` and hash on all cores; the order is kept.
     let walked: Vec<WalkedEntry> = listed
         .into_par_iter()
         .map(|(rel, listed)| {
-            let walked = examine(&shared_root, &rel, listed, index, &records).map_err(Box::new);
+            let walked = examine(&shared_root, &rel, listed, index).map_err(Box::new);
             (rel, walked)
         })
         .collect();
@@ -312,9 +295,6 @@ fn snapshot_dir(root: &Path, index: Option<&HashIndex>) -> Result<SourceTree, Ho
             mode,
             owner: None,
         });
-    }
-    if let Some(index) = index {
-        index.keep_all(records.into_inner().unwrap_or_default());
     }
     Ok(SourceTree { entries })
 }
