@@ -279,19 +279,15 @@ fn the_warm_key_changes_with_every_field_of_the_resolved_sources() {
         ("entry path", |r| {
             src_tree(r).entries[1].rel_path = "d".into()
         }),
-        ("entry mode", |r| {
-            src_tree(r).entries[0].mode = 0o755
-        }),
+        ("entry mode", |r| src_tree(r).entries[0].mode = 0o755),
         ("entry owner", |r| {
             src_tree(r).entries[0].owner = Some((1, 1))
         }),
         ("file content", |r| {
-            src_tree(r).entries[0].kind =
-                SourceEntryKind::File(content(2))
+            src_tree(r).entries[0].kind = SourceEntryKind::File(content(2))
         }),
         ("link target", |r| {
-            src_tree(r).entries[2].kind =
-                SourceEntryKind::Symlink { target: "b".into() }
+            src_tree(r).entries[2].kind = SourceEntryKind::Symlink { target: "b".into() }
         }),
         ("entry added", |r| {
             let tree = src_tree(r);
@@ -312,11 +308,10 @@ fn the_warm_key_changes_with_every_field_of_the_resolved_sources() {
     }
     // What does not reach the image leaves the key alone.
     let mut moved = resolved();
-    src_tree(&mut moved).entries[0].kind =
-        SourceEntryKind::File(Arc::new(Content {
-            location: Location::Path(PathBuf::from("/elsewhere")),
-            ..(*content(1)).clone()
-        }));
+    src_tree(&mut moved).entries[0].kind = SourceEntryKind::File(Arc::new(Content {
+        location: Location::Path(PathBuf::from("/elsewhere")),
+        ..(*content(1)).clone()
+    }));
     moved.warnings.push("a warning".into());
     moved.lock_changed = true;
     assert_eq!(image_key(&moved), original);

@@ -187,7 +187,11 @@ fn vm_file(
     let want = file.path.as_deref().unwrap_or("");
     let mut found = source.tree().entries.iter().find(|e| &*e.rel_path == want);
     if let Some(SourceEntryKind::Hardlink { target }) = found.map(|e| &e.kind) {
-        found = source.tree().entries.iter().find(|e| *e.rel_path == **target);
+        found = source
+            .tree()
+            .entries
+            .iter()
+            .find(|e| *e.rel_path == **target);
     }
     match found.map(|e| &e.kind) {
         Some(SourceEntryKind::File(content)) => Ok(Content::clone(content)),
