@@ -135,7 +135,7 @@ fn the_ld_so_cache_is_the_one_ldconfig_writes_for_the_image() {
     packages.extend([libc_bin, libc6, libs]);
     let repo = AptRepo::new(&packages, Faults::default());
     let recipe = repo.recipe(work.path(), "libc-bin, libtest1");
-    let (key, _, _) = common::keygen(work.path(), "signer");
+    let (key, public, _) = common::keygen(work.path(), "signer");
     let build = |out: &str| -> Value {
         let cache = work.path().join(format!("cache-{out}"));
         let output = run_ok(
@@ -235,6 +235,15 @@ fn the_ld_so_cache_is_the_one_ldconfig_writes_for_the_image() {
         serde_json::from_slice(&std::fs::read(work.path().join(format!("one/pkgs.{ext}"))).unwrap())
             .unwrap()
     };
+    for ext in ["spdx.json", "cdx.json"] {
+        let file = work.path().join(format!("one/pkgs.{ext}"));
+        let valid = match ext {
+            "spdx.json" => common::pyspdxtools(&file),
+            _ => common::cyclonedx_validate(&file),
+        };
+        valid.unwrap_or_else(|e| panic!("{ext} is not valid: {e}"));
+    }
+    run_ok(cairn().arg("verify").arg(&layout).arg("--key").arg(&public));
     let spdx = sbom("spdx.json");
     let files = spdx["files"].as_array().unwrap();
     let id_of = |path: &str| {
