@@ -17,6 +17,11 @@
 //! certificates. It is a layer of its own because it depends on the certificates of
 //! every package layer.
 //!
+//! When `libc-bin` (or `libc6`) is installed, the last layer, `ld-so-cache`, holds
+//! `/etc/ld.so.cache` made from the tree of the layers below
+//! ([`crate::debian::ld_so_cache`]), traced to the configuration files and libraries
+//! it lists.
+//!
 //! Metadata, as distroless images carry it, so that scanners (trivy, grype, syft)
 //! see every package: `/var/lib/dpkg/status.d/<name>` holds the package's control
 //! stanza with `Status: install ok installed` added after `Package:`, and
