@@ -399,6 +399,11 @@ fn parse_conf(
     let Some((real, bytes)) = tree.file(file) else {
         return Ok(());
     };
+    // A file read again adds no directory (each is listed once): an include loop,
+    // on which ldconfig itself would recurse forever, ends here.
+    if inputs.iter().any(|(p, _)| *p == real) {
+        return Ok(());
+    }
     let text = bytes.read()?;
     inputs.push((real, bytes.sha256()));
     for line in text.split(|b| *b == b'\n') {
@@ -520,9 +525,10 @@ pub fn libcmp(a: &str, b: &str) -> Ordering {
 /// for `machine` with a dynamic section (`None` inside: it has no `DT_SONAME`);
 /// `None` for anything else, which `ldconfig` leaves out.
 fn shared_object_soname(data: &[u8], machine: u16) -> Option<Option<String>> {
-    let u16_at = |o: usize| Some(u16::from_le_bytes(data.get(o..o + 2)?.try_into().ok()?));
-    let u32_at = |o: usize| Some(u32::from_le_bytes(data.get(o..o + 4)?.try_into().ok()?));
-    let u64_at = |o: usize| Some(u64::from_le_bytes(data.get(o..o + 8)?.try_into().ok()?));
+    let bytes_at = |o: usize, n: usize| data.get(o..o.checked_add(n)?);
+    let u16_at = |o: usize| Some(u16::from_le_bytes(bytes_at(o, 2)?.try_into().ok()?));
+    let u32_at = |o: usize| Some(u32::from_le_bytes(bytes_at(o, 4)?.try_into().ok()?));
+    let u64_at = |o: usize| Some(u64::from_le_bytes(bytes_at(o, 8)?.try_into().ok()?));
     if data.get(..6)? != b"\x7fELF\x02\x01" || u16_at(16)? != 3 || u16_at(18)? != machine {
         return None;
     }
@@ -534,9 +540,10 @@ fn shared_object_soname(data: &[u8], machine: u16) -> Option<Option<String>> {
         let ph = phoff.checked_add(i.checked_mul(phentsize)?)?;
         match u32_at(ph)? {
             1 if load_bias.is_none() => {
-                load_bias = Some(u64_at(ph + 16)?.wrapping_sub(u64_at(ph + 8)?));
+                load_bias =
+                    Some(u64_at(ph.checked_add(16)?)?.wrapping_sub(u64_at(ph.checked_add(8)?)?));
             }
-            2 => dynamic = Some((u64_at(ph + 8)?, u64_at(ph + 32)?)),
+            2 => dynamic = Some((u64_at(ph.checked_add(8)?)?, u64_at(ph.checked_add(32)?)?)),
             _ => {}
         }
     }
@@ -545,7 +552,7 @@ fn shared_object_soname(data: &[u8], machine: u16) -> Option<Option<String>> {
     let start = usize::try_from(offset).ok()?;
     let end = start.checked_add(usize::try_from(size).ok()?)?;
     for at in (start..end).step_by(16) {
-        let (tag, value) = (u64_at(at)?, u64_at(at + 8)?);
+        let (tag, value) = (u64_at(at)?, u64_at(at.checked_add(8)?)?);
         match tag {
             0 => break,
             5 => strtab = Some(value),
@@ -657,6 +664,91 @@ mod tests {
         assert_eq!(upstream_version("2.36-9+deb12u14"), "2.36");
         assert_eq!(upstream_version("1:2.3-1-2"), "2.3-1");
         assert_eq!(upstream_version("5"), "5");
+    }
+
+    /// A minimal x86-64 shared object: one `PT_LOAD` at vaddr 0x1000 (file offset 0),
+    /// a `PT_DYNAMIC` with `DT_SONAME` (unless `soname` is false) and `DT_STRTAB`.
+    fn elf(soname: bool) -> Vec<u8> {
+        let mut d = vec![0u8; 296];
+        d[..8].copy_from_slice(b"\x7fELF\x02\x01\x01\x00");
+        let put16 =
+            |d: &mut Vec<u8>, at: usize, v: u16| d[at..at + 2].copy_from_slice(&v.to_le_bytes());
+        let put64 =
+            |d: &mut Vec<u8>, at: usize, v: u64| d[at..at + 8].copy_from_slice(&v.to_le_bytes());
+        put16(&mut d, 16, 3);
+        put16(&mut d, 18, 62);
+        put64(&mut d, 32, 64);
+        put16(&mut d, 54, 56);
+        put16(&mut d, 56, 2);
+        // PT_LOAD, then PT_DYNAMIC at file offset 240, 48 bytes.
+        d[64] = 1;
+        put64(&mut d, 64 + 16, 0x1000);
+        d[120] = 2;
+        put64(&mut d, 120 + 8, 240);
+        put64(&mut d, 120 + 32, 48);
+        d[201..210].copy_from_slice(b"libx.so.1");
+        let tags: [(u64, u64); 2] = [(if soname { 14 } else { 1 }, 1), (5, 0x1000 + 200)];
+        for (i, (tag, value)) in tags.into_iter().enumerate() {
+            put64(&mut d, 240 + 16 * i, tag);
+            put64(&mut d, 248 + 16 * i, value);
+        }
+        d
+    }
+
+    #[test]
+    fn the_soname_is_read_from_the_dynamic_section() {
+        assert_eq!(
+            shared_object_soname(&elf(true), 62),
+            Some(Some("libx.so.1".into()))
+        );
+        assert_eq!(shared_object_soname(&elf(false), 62), Some(None));
+        // Another machine, or not a shared object: left out.
+        assert_eq!(shared_object_soname(&elf(true), 183), None);
+        let mut exec = elf(true);
+        exec[16] = 2;
+        assert_eq!(shared_object_soname(&exec, 62), None);
+        assert_eq!(shared_object_soname(b"INPUT(-lfoo)\n", 62), None);
+    }
+
+    proptest::proptest! {
+        /// A damaged shared object (one 8-byte word changed, then cut short) gives a
+        /// soname or nothing, never a panic: the bytes come from packages.
+        #[test]
+        fn a_damaged_shared_object_is_read_without_panicking(at in 0usize..37, word: u64, keep in 1usize..296) {
+            let mut d = elf(true);
+            d[at * 8..at * 8 + 8].copy_from_slice(&word.to_le_bytes());
+            d.truncate(keep);
+            let _ = shared_object_soname(&d, 62);
+        }
+    }
+
+    #[test]
+    fn an_include_loop_ends_and_a_library_is_listed_under_the_first_path_of_its_dir() {
+        let inline = |b: &[u8]| Node::File(FileBytes::Inline(Arc::from(b)));
+        let mut t = Tree::default();
+        t.insert("lib", Node::Symlink("usr/lib".into()));
+        t.insert(
+            "etc/ld.so.conf",
+            inline(b"include /etc/ld.so.con?\n # x\n/usr/lib/ \n"),
+        );
+        t.insert("usr/lib/libx.so.1", inline(&elf(true)));
+        let config = LdSoCache {
+            package: LIBC_BIN.into(),
+            architecture: "amd64".into(),
+            generator: "g".into(),
+        };
+        let cache = generate(&t, &config).unwrap();
+        assert_eq!(cache.inputs.len(), 2);
+        assert_eq!(cache.inputs[0].0, CONF);
+        assert_eq!(cache.inputs[1].0, "/usr/lib/libx.so.1");
+        let b = &cache.bytes;
+        assert_eq!(&b[..20], MAGIC_NEW);
+        assert_eq!(u32::from_le_bytes(b[20..24].try_into().unwrap()), 1);
+        // Listed from /usr/lib (the conf's line), its soname's string shared as the
+        // path's tail: "/usr/lib/libx.so.1\0".
+        let strings = &b[HEADER_SIZE + ENTRY_SIZE..HEADER_SIZE + ENTRY_SIZE + 19];
+        assert_eq!(strings, b"/usr/lib/libx.so.1\0");
+        assert!(b.ends_with(b"g"));
     }
 
     #[test]
