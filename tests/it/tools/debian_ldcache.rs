@@ -290,4 +290,51 @@ fn the_ld_so_cache_is_the_one_ldconfig_writes_for_the_image() {
     // Reproducible: built again from nothing cached, the same image.
     let second = build("two");
     assert_eq!(first["manifest_digest"], second["manifest_digest"]);
+
+    // libc6 without libc-bin: no ld.so.conf, the built-in directories only, the cache
+    // traced to libc6; still what ldconfig writes. Without libc6: no cache at all.
+    for (packages, owner) in [("libtest1", Some("deb:libc6")), ("app", None)] {
+        let dir = work.path().join(packages);
+        std::fs::create_dir_all(&dir).unwrap();
+        let recipe = repo.recipe(&dir, packages);
+        let out = dir.join("out");
+        run_ok(
+            cairn()
+                .env("XDG_CACHE_HOME", dir.join("cache"))
+                .arg("build")
+                .arg(&recipe)
+                .arg("-o")
+                .arg(&out),
+        );
+        let rootfs = dir.join("rootfs");
+        std::fs::create_dir_all(&rootfs).unwrap();
+        common::unpack_layout(&out.join("pkgs"), &rootfs);
+        let cache = rootfs.join("etc/ld.so.cache");
+        let Some(owner) = owner else {
+            assert!(!cache.exists(), "{packages}: a cache without libc6");
+            continue;
+        };
+        assert!(!rootfs.join("etc/ld.so.conf").exists());
+        run_ok(Command::new("ldconfig").arg("-r").arg(&rootfs).args([
+            "-C",
+            "/etc/ld.so.cache.real",
+            "-X",
+        ]));
+        assert_eq!(
+            std::fs::read(&cache).unwrap(),
+            std::fs::read(rootfs.join("etc/ld.so.cache.real")).unwrap(),
+            "{packages}: cairn's cache:\n{}",
+            print(&cache)
+        );
+        assert!(print(&cache).contains("libfoo.so.1 (libc6,x86-64)"));
+        let trace = run_ok(
+            cairn()
+                .arg("trace")
+                .arg(out.join("pkgs"))
+                .arg("/etc/ld.so.cache")
+                .arg("--json"),
+        );
+        let trace: Value = serde_json::from_slice(&trace.stdout).unwrap();
+        assert_eq!(trace["matches"][0]["source"]["name"], owner);
+    }
 }
