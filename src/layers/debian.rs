@@ -72,9 +72,11 @@ pub fn hook_layers(
 pub const LD_SO_CACHE_LAYER: &str = "ld-so-cache";
 
 /// The `ld-so-cache` layer: `/etc/ld.so.cache` as `ldconfig` writes it for the tree of
-/// the layers below (the packages' files, merged /usr applied), traced to the
-/// configuration files and libraries it was made from. A layer of its own: it depends
-/// on the libraries of every package layer.
+/// the layers below (the packages' files, merged /usr applied, over the base's
+/// directories and symlinks), traced to the configuration files and libraries it was
+/// made from. A layer of its own: it depends on the libraries of every package layer.
+/// A base image with its own cache is refused: its libraries' bytes are not kept, so
+/// cairn would leave them out.
 fn ld_so_cache_layer(
     recipe: &Recipe,
     base: Option<&crate::base::BaseFs>,
@@ -82,7 +84,32 @@ fn ld_so_cache_layer(
     config: &ld_so_cache::LdSoCache,
     line: u32,
 ) -> Result<LayerTree, TreeError> {
+    let cache_key = &ld_so_cache::CACHE[1..];
+    if base.is_some_and(|b| b.entries.contains_key(cache_key)) {
+        return Err(TreeError(Box::new(
+            Diagnostic::new(
+                &recipe.file,
+                crate::recipe::Span { line, column: 1 },
+                format!(
+                    "the base image has {}, made from libraries whose bytes cairn does not keep to make the image's",
+                    ld_so_cache::CACHE
+                ),
+            )
+            .with_hint("install the libraries in the base image's own build, or build on a base without /etc/ld.so.cache"),
+        )));
+    }
+    // The base's directories and symlinks (merged /usr, say), so that paths resolve
+    // as in the image; its files are not read.
     let mut tree = ld_so_cache::Tree::default();
+    for (path, e) in base.iter().flat_map(|b| b.entries.iter()) {
+        match &e.kind {
+            crate::base::fs::BaseKind::Dir => tree.insert(path, ld_so_cache::Node::Dir),
+            crate::base::fs::BaseKind::Symlink { target } => {
+                tree.insert(path, ld_so_cache::Node::Symlink(target.clone()))
+            }
+            crate::base::fs::BaseKind::File { .. } => {}
+        }
+    }
     for layer in previous {
         for (path, e) in layer.entries.iter() {
             let node = match &e.kind {
