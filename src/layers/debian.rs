@@ -17,7 +17,7 @@
 //! certificates. It is a layer of its own because it depends on the certificates of
 //! every package layer.
 //!
-//! When `libc-bin` (or `libc6`) is installed, the last layer, `ld-so-cache`, holds
+//! When `libc-bin` (or `libc6`) is installed, one more layer above those, `ld-so-cache`, holds
 //! `/etc/ld.so.cache` made from the tree of the layers below
 //! ([`crate::debian::ld_so_cache`]), traced to the configuration files and libraries
 //! it lists.
