@@ -428,9 +428,10 @@ fn parse_conf(
                     parse_conf(tree, &matched, dirs, inputs)?;
                 }
             }
-        } else if line.len() >= 6
-            && line[..5].eq_ignore_ascii_case("hwcap")
-            && line[5..].starts_with([' ', '\t'])
+        } else if line
+            .as_bytes()
+            .get(..6)
+            .is_some_and(|b| b[..5].eq_ignore_ascii_case(b"hwcap") && matches!(b[5], b' ' | b'\t'))
         {
             continue;
         } else {
