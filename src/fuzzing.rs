@@ -107,6 +107,39 @@ pub fn ca_certificate(data: &[u8]) {
     assert_eq!(updated.bundle, expected);
 }
 
+/// What cairn makes in place of `ldconfig` from a package's bytes: the first byte
+/// chooses whether the rest is a shared object in `/usr/lib` (the ELF reader) or
+/// `/etc/ld.so.conf` (the conf reader, its `include` globs and directories). The
+/// cache is always made, in the new format, with at most the one library.
+pub fn ld_so_cache(data: &[u8]) {
+    use crate::debian::ld_so_cache::{generate, FileBytes, LdSoCache, Node, Tree, CONF};
+    let Some((&which, rest)) = data.split_first() else {
+        return;
+    };
+    let mut tree = Tree::default();
+    let file = Node::File(FileBytes::Inline(rest.into()));
+    tree.insert("lib", Node::Symlink("usr/lib".into()));
+    tree.insert(
+        "etc/ld.so.conf.d/a.conf",
+        Node::File(FileBytes::Inline(b"/usr/lib\n"[..].into())),
+    );
+    if which % 2 == 0 {
+        tree.insert("usr/lib/libfuzz.so.1", file);
+    } else {
+        tree.insert(CONF, file);
+    }
+    let config = LdSoCache {
+        package: "libc-bin".into(),
+        architecture: "amd64".into(),
+        generator: "fuzz".into(),
+    };
+    let cache = generate(&tree, &config).expect("inline bytes are always read");
+    assert!(cache.bytes.starts_with(b"glibc-ld.so.cache1.1"));
+    let entries = u32::from_le_bytes(cache.bytes[20..24].try_into().unwrap());
+    assert!(entries <= 1, "{entries} entries from one library");
+    assert!(cache.bytes.ends_with(b"fuzz"));
+}
+
 /// A Packages index (with each package's dependency relations), a Release text, or
 /// an InRelease checked against a keyring. An InRelease input is a little-endian
 /// `u16` keyring length, the keyring, then the InRelease bytes.
@@ -265,4 +298,5 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("ledger", ledger),
     ("dsse", dsse),
     ("ca_certificate", ca_certificate),
+    ("ld_so_cache", ld_so_cache),
 ];

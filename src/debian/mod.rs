@@ -16,6 +16,7 @@ mod copyright;
 pub(crate) mod deb;
 mod fetch;
 pub mod index;
+pub mod ld_so_cache;
 pub mod lock;
 mod path_filter;
 pub(crate) mod release;
@@ -72,6 +73,11 @@ pub struct InstalledPackages {
     /// function of the packages above and of the recipe's sources, which are.
     #[serde(skip)]
     pub ca_certificates: Option<ca_certificates::CaCertificates>,
+    /// Whether, and for what, cairn makes `/etc/ld.so.cache` in place of `libc-bin`'s
+    /// `ldconfig` trigger ([`ld_so_cache::configure`]); made from the layers' tree.
+    /// Not in the warm image key, for the same reason.
+    #[serde(skip)]
+    pub ld_so_cache: Option<ld_so_cache::LdSoCache>,
 }
 
 /// The SBOM source name of a package: `deb:<name>` (recipe source names cannot hold
@@ -414,6 +420,7 @@ pub fn install(
         lock,
         warnings,
         ca_certificates: None,
+        ld_so_cache: None,
     })
 }
 

@@ -17,6 +17,11 @@
 //! certificates. It is a layer of its own because it depends on the certificates of
 //! every package layer.
 //!
+//! When `libc-bin` (or `libc6`) is installed, one more layer above those, `ld-so-cache`, holds
+//! `/etc/ld.so.cache` made from the tree of the layers below
+//! ([`crate::debian::ld_so_cache`]), traced to the configuration files and libraries
+//! it lists.
+//!
 //! Metadata, as distroless images carry it, so that scanners (trivy, grype, syft)
 //! see every package: `/var/lib/dpkg/status.d/<name>` holds the package's control
 //! stanza with `Status: install ok installed` added after `Package:`, and
@@ -24,6 +29,7 @@
 
 use super::{FileData, GeneratedFrom, LayerTree, Origin, TreeEntry, TreeEntryKind, TreeError};
 use crate::debian::ca_certificates::{self, CaCertificates};
+use crate::debian::ld_so_cache;
 use crate::debian::{alternatives, source_name, InstalledPackage};
 use crate::digest::Sha256Digest;
 use crate::recipe::{Diagnostic, ImagePath, Owner, Recipe};
@@ -50,7 +56,111 @@ pub fn hook_layers(
         let layer = ca_layer(recipe, base, &layers, ca, line)?;
         layers.push(layer);
     }
+    if let Some(config) = &installed.ld_so_cache {
+        let line = installed
+            .packages
+            .iter()
+            .find(|p| p.name == config.package)
+            .map_or(spec.span.line, |p| p.line);
+        let layer = ld_so_cache_layer(recipe, base, &layers, config, line)?;
+        layers.push(layer);
+    }
     Ok(layers)
+}
+
+/// The name of the layer of [`ld_so_cache_layer`].
+pub const LD_SO_CACHE_LAYER: &str = "ld-so-cache";
+
+/// The `ld-so-cache` layer: `/etc/ld.so.cache` as `ldconfig` writes it for the tree of
+/// the layers below (the packages' files, merged /usr applied, over the base's
+/// directories and symlinks), traced to the configuration files and libraries it was
+/// made from. A layer of its own: it depends on the libraries of every package layer.
+/// A base image with its own cache is refused: its libraries' bytes are not kept, so
+/// cairn would leave them out.
+fn ld_so_cache_layer(
+    recipe: &Recipe,
+    base: Option<&crate::base::BaseFs>,
+    previous: &[LayerTree],
+    config: &ld_so_cache::LdSoCache,
+    line: u32,
+) -> Result<LayerTree, TreeError> {
+    let cache_key = &ld_so_cache::CACHE[1..];
+    if base.is_some_and(|b| b.entries.contains_key(cache_key)) {
+        return Err(TreeError(Box::new(
+            Diagnostic::new(
+                &recipe.file,
+                crate::recipe::Span { line, column: 1 },
+                format!(
+                    "the base image has {}, made from libraries whose bytes cairn does not keep to make the image's",
+                    ld_so_cache::CACHE
+                ),
+            )
+            .with_hint("install the libraries in the base image's own build, or build on a base without /etc/ld.so.cache"),
+        )));
+    }
+    // The base's directories and symlinks (merged /usr, say), so that paths resolve
+    // as in the image; its files are not read.
+    let mut tree = ld_so_cache::Tree::default();
+    for (path, e) in base.iter().flat_map(|b| b.entries.iter()) {
+        match &e.kind {
+            crate::base::fs::BaseKind::Dir => tree.insert(path, ld_so_cache::Node::Dir),
+            crate::base::fs::BaseKind::Symlink { target } => {
+                tree.insert(path, ld_so_cache::Node::Symlink(target.clone()))
+            }
+            crate::base::fs::BaseKind::File { .. } => {}
+        }
+    }
+    for layer in previous {
+        for (path, e) in layer.entries.iter() {
+            let node = match &e.kind {
+                TreeEntryKind::Dir => ld_so_cache::Node::Dir,
+                TreeEntryKind::Symlink { target } => ld_so_cache::Node::Symlink(target.clone()),
+                TreeEntryKind::File(data) => ld_so_cache::Node::File(file_bytes(data)),
+                TreeEntryKind::Hardlink { target } => {
+                    match layer.entries.get(target).map(|t| &t.kind) {
+                        Some(TreeEntryKind::File(data)) => {
+                            ld_so_cache::Node::File(file_bytes(data))
+                        }
+                        _ => continue,
+                    }
+                }
+                TreeEntryKind::Whiteout => continue,
+            };
+            tree.insert(path, node);
+        }
+    }
+    let cache = ld_so_cache::generate(&tree, config).map_err(|e| {
+        TreeError(Box::new(
+            Diagnostic::new(
+                &recipe.file,
+                crate::recipe::Span { line, column: 1 },
+                format!("cannot make {}: {e}", ld_so_cache::CACHE),
+            )
+            .with_hint("the package cache changed under cairn: build again"),
+        ))
+    })?;
+    let origin = Origin::Generated(Arc::new(GeneratedFrom {
+        by: source_name(&config.package).into(),
+        line,
+        inputs: cache.inputs,
+    }));
+    let entries = vec![(
+        ImagePath::parse(ld_so_cache::CACHE).expect("a valid path"),
+        TreeEntry {
+            kind: TreeEntryKind::File(FileData::Inline(cache.bytes.into())),
+            mode: 0o644,
+            owner: Owner::ROOT,
+            origin,
+        },
+    )];
+    super::layer_from_entries(recipe, base, previous, LD_SO_CACHE_LAYER, entries)
+}
+
+fn file_bytes(data: &FileData) -> ld_so_cache::FileBytes {
+    match data {
+        FileData::Source(content) => ld_so_cache::FileBytes::Content(Arc::clone(content)),
+        FileData::Inline(bytes) => ld_so_cache::FileBytes::Inline(Arc::clone(bytes)),
+    }
 }
 
 /// The name of the layer of [`ca_layer`].

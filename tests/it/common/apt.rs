@@ -21,10 +21,14 @@ pub struct Pkg {
     pub arch: &'static str,
     /// Extra control fields (`Depends: ...`), one per line.
     pub fields: &'static str,
+    /// Path, content, mode; a mode of [`SYMLINK`] makes a symlink to the content.
     pub files: Vec<(String, Vec<u8>, u32)>,
     /// The `postinst` maintainer script (empty: none).
     pub postinst: &'static str,
 }
+
+/// The mode of a [`Pkg`] file that is a symlink (`S_IFLNK`), its content the target.
+pub const SYMLINK: u32 = 0o120777;
 
 pub fn pkg(name: &'static str, version: &'static str, fields: &'static str) -> Pkg {
     Pkg {
@@ -365,6 +369,10 @@ fn build_deb(work: &Path, p: &Pkg) -> PathBuf {
     for (path, content, mode) in &p.files {
         let file = tree.join(path);
         std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        if *mode == SYMLINK {
+            std::os::unix::fs::symlink(String::from_utf8_lossy(content).as_ref(), &file).unwrap();
+            continue;
+        }
         std::fs::write(&file, content).unwrap();
         std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(*mode))
             .unwrap();

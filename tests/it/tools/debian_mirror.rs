@@ -190,3 +190,61 @@ fn python3_loads_more_than_100_ca_certificates_from_the_bundle() {
     );
     assert_eq!(stdout, "True /usr/lib/ssl/cert.pem\n", "stderr:\n{stderr}");
 }
+
+/// Real libraries from the mirror: the `/etc/ld.so.cache` cairn makes for `libc-bin`,
+/// `libssl3` and `zlib1g` is, byte for byte, the one the image's own `ldconfig` writes
+/// when run in the unpacked image (`chroot ROOT /sbin/ldconfig -X`), for amd64 and
+/// for arm64 (its `ldconfig` run by qemu-user through binfmt).
+#[test]
+fn the_ld_so_cache_of_real_libraries_is_the_images_own_ldconfigs() {
+    let work = tempfile::tempdir().unwrap();
+    let distroless = std::fs::read_to_string(repo_root().join("recipes/distroless.yaml")).unwrap();
+    let start = distroless.find("\nrepositories:").unwrap() + 1;
+    let end = distroless.find("\npackages:").unwrap() + 1;
+    let repositories = &distroless[start..end];
+    for (arch, flags, multiarch) in [
+        ("amd64", "libc6,x86-64", "x86_64-linux-gnu"),
+        ("arm64", "libc6,AArch64", "aarch64-linux-gnu"),
+    ] {
+        let recipe = work.path().join(format!("libs-{arch}.yaml"));
+        std::fs::write(
+            &recipe,
+            format!(
+                "cairn: 1\nname: libs\nepoch: 1700000000\nplatform: linux/{arch}\n{repositories}packages: [libc-bin, libssl3, zlib1g]\n"
+            ),
+        )
+        .unwrap();
+        let out = work.path().join(format!("out-{arch}"));
+        run_ok(
+            cairn()
+                .env("XDG_CACHE_HOME", work.path().join("cache"))
+                .arg("build")
+                .arg(&recipe)
+                .arg("-o")
+                .arg(&out),
+        );
+        let root = work.path().join(format!("rootfs-{arch}"));
+        std::fs::create_dir_all(&root).unwrap();
+        crate::common::unpack_layout(&out.join("libs"), &root);
+        run_ok(Command::new("chroot").arg(&root).args([
+            "/sbin/ldconfig",
+            "-C",
+            "/etc/ld.so.cache.real",
+            "-X",
+        ]));
+        let ours = std::fs::read(root.join("etc/ld.so.cache")).unwrap();
+        let theirs = std::fs::read(root.join("etc/ld.so.cache.real")).unwrap();
+        let listed = run_ok(
+            Command::new("ldconfig")
+                .arg("-p")
+                .arg("-C")
+                .arg(root.join("etc/ld.so.cache")),
+        );
+        let listed = String::from_utf8_lossy(&listed.stdout);
+        assert_eq!(ours, theirs, "{arch}: cairn's cache lists:\n{listed}");
+        for lib in ["libc.so.6", "libssl.so.3", "libz.so.1"] {
+            let line = format!("{lib} ({flags}) => /lib/{multiarch}/{lib}");
+            assert!(listed.contains(&line), "{line} missing:\n{listed}");
+        }
+    }
+}
