@@ -68,6 +68,29 @@ pub fn hook_layers(
     Ok(layers)
 }
 
+/// Refuses a base image that has `path` (absolute), a file cairn would generate from
+/// inputs it cannot see there: `why` completes "the base image has <path>, ...".
+fn refuse_base_file(
+    recipe: &Recipe,
+    base: Option<&crate::base::BaseFs>,
+    path: &str,
+    span: crate::recipe::Span,
+    why: &str,
+    hint: &str,
+) -> Result<(), TreeError> {
+    if !base.is_some_and(|b| b.entries.contains_key(&path[1..])) {
+        return Ok(());
+    }
+    Err(TreeError(Box::new(
+        Diagnostic::new(
+            &recipe.file,
+            span,
+            format!("the base image has {path}, {why}"),
+        )
+        .with_hint(hint),
+    )))
+}
+
 /// The name of the layer of [`ld_so_cache_layer`].
 pub const LD_SO_CACHE_LAYER: &str = "ld-so-cache";
 
@@ -84,20 +107,14 @@ fn ld_so_cache_layer(
     config: &ld_so_cache::LdSoCache,
     line: u32,
 ) -> Result<LayerTree, TreeError> {
-    let cache_key = &ld_so_cache::CACHE[1..];
-    if base.is_some_and(|b| b.entries.contains_key(cache_key)) {
-        return Err(TreeError(Box::new(
-            Diagnostic::new(
-                &recipe.file,
-                crate::recipe::Span { line, column: 1 },
-                format!(
-                    "the base image has {}, made from libraries whose bytes cairn does not keep to make the image's",
-                    ld_so_cache::CACHE
-                ),
-            )
-            .with_hint("install the libraries in the base image's own build, or build on a base without /etc/ld.so.cache"),
-        )));
-    }
+    refuse_base_file(
+        recipe,
+        base,
+        ld_so_cache::CACHE,
+        crate::recipe::Span { line, column: 1 },
+        "made from libraries whose bytes cairn does not keep to make the image's",
+        "install the libraries in the base image's own build, or build on a base without /etc/ld.so.cache",
+    )?;
     // The base's directories and symlinks (merged /usr, say), so that paths resolve
     // as in the image; its files are not read.
     let mut tree = ld_so_cache::Tree::default();
@@ -178,21 +195,17 @@ fn ca_layer(
     ca: &CaCertificates,
     line: u32,
 ) -> Result<LayerTree, TreeError> {
-    let conf_key = &ca_certificates::CONF[1..];
-    if base.is_some_and(|b| b.entries.contains_key(conf_key)) {
-        let span = recipe
+    refuse_base_file(
+        recipe,
+        base,
+        ca_certificates::CONF,
+        recipe
             .packages
             .as_ref()
-            .map_or_else(Default::default, |s| s.span);
-        return Err(TreeError(Box::new(
-            Diagnostic::new(
-                &recipe.file,
-                span,
-                format!("the base image has {}, which cairn does not read to make the CA bundle", ca_certificates::CONF),
-            )
-            .with_hint("install `ca-certificates` in the base image's own build, or build on a base without it"),
-        )));
-    }
+            .map_or_else(Default::default, |s| s.span),
+        "which cairn does not read to make the CA bundle",
+        "install `ca-certificates` in the base image's own build, or build on a base without it",
+    )?;
     let by: Arc<str> = source_name(ca_certificates::PACKAGE).into();
     let generated = |inputs: &[(String, Sha256Digest)]| {
         Origin::Generated(Arc::new(GeneratedFrom {

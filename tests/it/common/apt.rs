@@ -77,6 +77,43 @@ pub fn fixture_packages() -> Vec<Pkg> {
     ]
 }
 
+/// Builds a base image whose one layer has the file `path` holding `content`, then a
+/// recipe of the fixture packages and `package` (installed by name) on that base, which
+/// must be refused (exit 1): its stderr.
+pub fn refused_on_base_with(work: &Path, path: &str, content: &str, package: Pkg) -> String {
+    let base = crate::common::write_recipe(
+        work,
+        "base.yaml",
+        &format!(
+            "cairn: 1\nname: base\nepoch: 1700000000\nlayers:\n  - name: etc\n    contents:\n      - file: {path}\n        content: {content:?}\n"
+        ),
+    );
+    crate::common::run_ok(
+        crate::common::cairn()
+            .arg("build")
+            .arg(&base)
+            .arg("-o")
+            .arg(work.join("images")),
+    );
+    let name = package.name;
+    let mut packages = fixture_packages();
+    packages.push(package);
+    let repo = AptRepo::new(&packages, Faults::default());
+    let recipe = repo.recipe(work, name);
+    let text = std::fs::read_to_string(&recipe).unwrap() + "base: { layout: images/base }\n";
+    std::fs::write(&recipe, text).unwrap();
+    let (code, stderr) = crate::common::run_err(
+        crate::common::cairn()
+            .env("XDG_CACHE_HOME", work.join("cache"))
+            .arg("build")
+            .arg(&recipe)
+            .arg("-o")
+            .arg(work.join("out")),
+    );
+    assert_eq!(code, 1, "{stderr}");
+    stderr
+}
+
 /// What to do wrong when making the repository.
 #[derive(Default, Clone, Copy)]
 pub struct Faults {

@@ -6,7 +6,7 @@
 //! image must hold.
 
 use crate::common;
-use crate::common::apt::{fixture_packages, pkg, AptRepo, Faults};
+use crate::common::apt::{fixture_packages, pkg, refused_on_base_with, AptRepo, Faults};
 use crate::common::{cairn, run_err, run_ok};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -459,35 +459,14 @@ fn extra_ca_certificates_without_ca_certificates_or_from_a_directory_are_errors(
 #[test]
 fn a_base_image_with_its_own_ca_certificates_conf_is_refused() {
     let work = tempfile::tempdir().unwrap();
-    let base = common::write_recipe(
-        work.path(),
-        "base.yaml",
-        "cairn: 1\nname: base\nepoch: 1700000000\nlayers:\n  - name: etc\n    contents:\n      - file: /etc/ca-certificates.conf\n        content: \"!mozilla/Untrusted.crt\\n\"\n",
-    );
-    run_ok(
-        cairn()
-            .arg("build")
-            .arg(&base)
-            .arg("-o")
-            .arg(work.path().join("images")),
-    );
     let mut ca_pkg = pkg("ca-certificates", "20230311", "");
     ca_pkg.arch = "all";
-    let mut packages = fixture_packages();
-    packages.push(ca_pkg);
-    let repo = AptRepo::new(&packages, Faults::default());
-    let recipe = repo.recipe(work.path(), "ca-certificates");
-    let text = std::fs::read_to_string(&recipe).unwrap() + "base: { layout: images/base }\n";
-    std::fs::write(&recipe, text).unwrap();
-    let (code, stderr) = run_err(
-        cairn()
-            .env("XDG_CACHE_HOME", work.path().join("cache"))
-            .arg("build")
-            .arg(&recipe)
-            .arg("-o")
-            .arg(work.path().join("out")),
+    let stderr = refused_on_base_with(
+        work.path(),
+        "/etc/ca-certificates.conf",
+        "!mozilla/Untrusted.crt\n",
+        ca_pkg,
     );
-    assert_eq!(code, 1, "{stderr}");
     assert!(
         stderr.contains("the base image has /etc/ca-certificates.conf")
             && stderr.contains("= help:"),

@@ -7,8 +7,8 @@
 //! must write the same bytes.
 
 use crate::common;
-use crate::common::apt::{fixture_packages, pkg, AptRepo, Faults, SYMLINK};
-use crate::common::{cairn, run_err, run_ok};
+use crate::common::apt::{fixture_packages, pkg, refused_on_base_with, AptRepo, Faults, SYMLINK};
+use crate::common::{cairn, run_ok};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::path::Path;
@@ -344,33 +344,12 @@ fn the_ld_so_cache_is_the_one_ldconfig_writes_for_the_image() {
 #[test]
 fn a_base_image_with_its_own_ld_so_cache_is_refused() {
     let work = tempfile::tempdir().unwrap();
-    let base = common::write_recipe(
+    let stderr = refused_on_base_with(
         work.path(),
-        "base.yaml",
-        "cairn: 1\nname: base\nepoch: 1700000000\nlayers:\n  - name: etc\n    contents:\n      - file: /etc/ld.so.cache\n        content: \"glibc-ld.so.cache1.1\"\n",
+        "/etc/ld.so.cache",
+        "glibc-ld.so.cache1.1",
+        pkg("libc-bin", "2.36-9", ""),
     );
-    run_ok(
-        cairn()
-            .arg("build")
-            .arg(&base)
-            .arg("-o")
-            .arg(work.path().join("images")),
-    );
-    let mut packages = fixture_packages();
-    packages.push(pkg("libc-bin", "2.36-9", ""));
-    let repo = AptRepo::new(&packages, Faults::default());
-    let recipe = repo.recipe(work.path(), "libc-bin");
-    let text = std::fs::read_to_string(&recipe).unwrap() + "base: { layout: images/base }\n";
-    std::fs::write(&recipe, text).unwrap();
-    let (code, stderr) = run_err(
-        cairn()
-            .env("XDG_CACHE_HOME", work.path().join("cache"))
-            .arg("build")
-            .arg(&recipe)
-            .arg("-o")
-            .arg(work.path().join("out")),
-    );
-    assert_eq!(code, 1, "{stderr}");
     assert!(
         stderr.contains("the base image has /etc/ld.so.cache") && stderr.contains("= help:"),
         "{stderr}"
