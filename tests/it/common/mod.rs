@@ -276,6 +276,31 @@ pub fn cyclonedx_validate(file: &Path) -> Result<(), String> {
     )
 }
 
+/// The SPDX and CycloneDX side files of image `name` in `out`, each first checked by
+/// its validator (pyspdxtools; the CycloneDX 1.6 schema).
+pub fn validated_sboms(out: &Path, name: &str) -> (serde_json::Value, serde_json::Value) {
+    let spdx = out.join(format!("{name}.spdx.json"));
+    let cdx = out.join(format!("{name}.cdx.json"));
+    pyspdxtools(&spdx).unwrap_or_else(|e| panic!("{} is not valid SPDX: {e}", spdx.display()));
+    cyclonedx_validate(&cdx)
+        .unwrap_or_else(|e| panic!("{} is not valid CycloneDX: {e}", cdx.display()));
+    let read = |file: &Path| serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
+    (read(&spdx), read(&cdx))
+}
+
+/// The `SPDXID` of the image file at `path` (absolute) in an SPDX document.
+pub fn spdx_file_id(spdx: &serde_json::Value, path: &str) -> String {
+    spdx["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["fileName"] == format!(".{path}"))
+        .unwrap_or_else(|| panic!("{path} not in the SPDX SBOM"))["SPDXID"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 /// An unsigned `build` entry by `writer`, numbered `n` in its details: what the
 /// concurrent-writer tests append, so each writer's entries can be counted.
 pub fn ledger_entry(writer: &str, n: u64) -> cairn::ledger::Entry {

@@ -306,28 +306,8 @@ fn the_ca_bundle_and_hash_links_are_what_update_ca_certificates_and_openssl_reha
         "{text}"
     );
     // Both SBOMs say so.
-    let sbom = |ext: &str| -> Value {
-        serde_json::from_slice(&read(&work.path().join(format!("one/pkgs.{ext}")))).unwrap()
-    };
-    for ext in ["spdx.json", "cdx.json"] {
-        let file = work.path().join(format!("one/pkgs.{ext}"));
-        let valid = match ext {
-            "spdx.json" => common::pyspdxtools(&file),
-            _ => common::cyclonedx_validate(&file),
-        };
-        valid.unwrap_or_else(|e| panic!("{ext} is not valid: {e}"));
-    }
-    let spdx = sbom("spdx.json");
-    let files = spdx["files"].as_array().unwrap();
-    let id_of = |path: &str| {
-        files
-            .iter()
-            .find(|f| f["fileName"] == format!(".{path}"))
-            .unwrap_or_else(|| panic!("{path} not in the SPDX SBOM"))["SPDXID"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    };
+    let (spdx, cdx) = common::validated_sboms(&work.path().join("one"), "pkgs");
+    let id_of = |path: &str| common::spdx_file_id(&spdx, path);
     let bundle_id = id_of("/etc/ssl/certs/ca-certificates.crt");
     let from: Vec<&str> = spdx["relationships"]
         .as_array()
@@ -347,7 +327,6 @@ fn the_ca_bundle_and_hash_links_are_what_update_ca_certificates_and_openssl_reha
         from.contains(&"SPDXRef-Source-deb.3Aca-certificates"),
         "{from:?}"
     );
-    let cdx = sbom("cdx.json");
     let component = cdx["components"]
         .as_array()
         .unwrap()

@@ -231,30 +231,9 @@ fn the_ld_so_cache_is_the_one_ldconfig_writes_for_the_image() {
         );
     }
     // Both SBOMs: GENERATED_FROM the library in SPDX, a property in CycloneDX.
-    let sbom = |ext: &str| -> Value {
-        serde_json::from_slice(&std::fs::read(work.path().join(format!("one/pkgs.{ext}"))).unwrap())
-            .unwrap()
-    };
-    for ext in ["spdx.json", "cdx.json"] {
-        let file = work.path().join(format!("one/pkgs.{ext}"));
-        let valid = match ext {
-            "spdx.json" => common::pyspdxtools(&file),
-            _ => common::cyclonedx_validate(&file),
-        };
-        valid.unwrap_or_else(|e| panic!("{ext} is not valid: {e}"));
-    }
+    let (spdx, cdx) = common::validated_sboms(&work.path().join("one"), "pkgs");
     run_ok(cairn().arg("verify").arg(&layout).arg("--key").arg(&public));
-    let spdx = sbom("spdx.json");
-    let files = spdx["files"].as_array().unwrap();
-    let id_of = |path: &str| {
-        files
-            .iter()
-            .find(|f| f["fileName"] == format!(".{path}"))
-            .unwrap_or_else(|| panic!("{path} not in the SPDX SBOM"))["SPDXID"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    };
+    let id_of = |path: &str| common::spdx_file_id(&spdx, path);
     let cache_id = id_of("/etc/ld.so.cache");
     let foo_id = id_of("/usr/lib/x86_64-linux-gnu/libfoo.so.1.2");
     assert!(spdx["relationships"].as_array().unwrap().iter().any(|r| {
@@ -262,7 +241,6 @@ fn the_ld_so_cache_is_the_one_ldconfig_writes_for_the_image() {
             && r["relationshipType"] == "GENERATED_FROM"
             && r["relatedSpdxElement"] == foo_id
     }));
-    let cdx = sbom("cdx.json");
     let component = cdx["components"]
         .as_array()
         .unwrap()
