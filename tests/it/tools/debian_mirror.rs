@@ -161,11 +161,8 @@ fn distroless_busybox_and_ca_certificates_from_the_hosts_mirror() {
 #[test]
 fn python3_loads_more_than_100_ca_certificates_from_the_bundle() {
     let work = tempfile::tempdir().unwrap();
-    let distroless = std::fs::read_to_string(repo_root().join("recipes/distroless.yaml")).unwrap();
-    // Its repositories (release, updates, security), other packages, no layers.
-    let start = distroless.find("\nrepositories:").unwrap() + 1;
-    let end = distroless.find("\npackages:").unwrap() + 1;
-    let repositories = &distroless[start..end];
+    // distroless's repositories, other packages, no layers.
+    let repositories = distroless_repositories();
     let recipe = work.path().join("python-tls.yaml");
     std::fs::write(
         &recipe,
@@ -198,10 +195,7 @@ fn python3_loads_more_than_100_ca_certificates_from_the_bundle() {
 #[test]
 fn the_ld_so_cache_of_real_libraries_is_the_images_own_ldconfigs() {
     let work = tempfile::tempdir().unwrap();
-    let distroless = std::fs::read_to_string(repo_root().join("recipes/distroless.yaml")).unwrap();
-    let start = distroless.find("\nrepositories:").unwrap() + 1;
-    let end = distroless.find("\npackages:").unwrap() + 1;
-    let repositories = &distroless[start..end];
+    let repositories = distroless_repositories();
     for (arch, flags, multiarch) in [
         ("amd64", "libc6,x86-64", "x86_64-linux-gnu"),
         ("arm64", "libc6,AArch64", "aarch64-linux-gnu"),
@@ -247,4 +241,13 @@ fn the_ld_so_cache_of_real_libraries_is_the_images_own_ldconfigs() {
             assert!(listed.contains(&line), "{line} missing:\n{listed}");
         }
     }
+}
+
+/// The `repositories:` block of recipes/distroless.yaml (release, updates, security),
+/// for recipes of other packages from the same mirror.
+fn distroless_repositories() -> String {
+    let distroless = std::fs::read_to_string(repo_root().join("recipes/distroless.yaml")).unwrap();
+    let start = distroless.find("\nrepositories:").unwrap() + 1;
+    let end = distroless.find("\npackages:").unwrap() + 1;
+    distroless[start..end].to_string()
 }
