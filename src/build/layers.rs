@@ -273,13 +273,10 @@ fn write_afresh(
         let [spdx_at, cyclonedx_at] = names::embedded_sboms(&recipe.name)
             .map(|path| ImagePath::parse(&path).expect("image names are path-safe"));
         let files = vec![
-            (
-                spdx_at,
-                layers::FileData::Source(blob_content(&spdx).into()),
-            ),
+            (spdx_at, layers::FileData::Source(blob_content(&spdx))),
             (
                 cyclonedx_at,
-                layers::FileData::Source(blob_content(&cyclonedx).into()),
+                layers::FileData::Source(blob_content(&cyclonedx)),
             ),
         ];
         let layer = layers::generated_layer(recipe, base_fs, &trees, SBOM_LAYER, files)?;

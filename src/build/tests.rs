@@ -199,12 +199,12 @@ fn an_unchanged_rebuild_is_replayed_from_the_cache_with_the_same_bytes() {
     assert_eq!(digests(&warm.layers), digests(&cold.layers));
 }
 
-fn content(byte: u8) -> Arc<Content> {
-    Arc::new(Content {
+fn content(byte: u8) -> Content {
+    Content {
         location: Location::Path(PathBuf::from("/src/f")),
         size: 1,
         sha256: Sha256Digest::of(&[byte]),
-    })
+    }
 }
 
 fn entry(rel_path: &str, kind: SourceEntryKind) -> SourceEntry {
@@ -308,10 +308,10 @@ fn the_warm_key_changes_with_every_field_of_the_resolved_sources() {
     }
     // What does not reach the image leaves the key alone.
     let mut moved = resolved();
-    src_tree(&mut moved).entries[0].kind = SourceEntryKind::File(Arc::new(Content {
+    src_tree(&mut moved).entries[0].kind = SourceEntryKind::File(Content {
         location: Location::Path(PathBuf::from("/elsewhere")),
-        ..(*content(1)).clone()
-    }));
+        ..content(1)
+    });
     moved.warnings.push("a warning".into());
     moved.lock_changed = true;
     assert_eq!(image_key(&moved), original);

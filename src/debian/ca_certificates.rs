@@ -26,7 +26,6 @@ use crate::snapshot::{Content, SourceEntryKind};
 use base64::Engine as _;
 use sha1::{Digest as _, Sha1};
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 /// Where packages ship certificates, and where the administrator (the recipe) adds them.
 pub const SHARED_DIR: &str = "/usr/share/ca-certificates";
@@ -63,7 +62,7 @@ pub struct CertFile {
 #[derive(Debug, Clone)]
 pub struct LocalCert {
     pub source: String,
-    pub content: Arc<Content>,
+    pub content: Content,
     /// Recipe line of its entry.
     pub line: u32,
 }

@@ -90,7 +90,7 @@ pub struct LdSoCache {
 /// A file's bytes: a package's file or bytes cairn made.
 #[derive(Debug, Clone)]
 pub enum FileBytes {
-    Content(Arc<Content>),
+    Content(Content),
     Inline(Arc<[u8]>),
 }
 

@@ -148,7 +148,6 @@ mod tests {
     use super::*;
     use crate::recipe::Span;
     use crate::snapshot::{Content, Location, SourceEntry};
-    use std::sync::Arc;
 
     fn filters(list: &[(&str, bool)]) -> Vec<PathFilter> {
         list.iter()
@@ -219,11 +218,11 @@ mod tests {
 
     #[test]
     fn a_hard_link_to_a_file_left_out_keeps_its_content() {
-        let content = Arc::new(Content {
+        let content = Content {
             location: Location::Path("/dev/null".into()),
             size: 0,
             sha256: crate::digest::Sha256Digest::of(b""),
-        });
+        };
         let entry = |path: &str, kind| SourceEntry {
             rel_path: path.into(),
             kind,
@@ -232,7 +231,7 @@ mod tests {
         };
         let tree = SourceTree {
             entries: vec![
-                entry("usr/bin/a", SourceEntryKind::File(Arc::clone(&content))),
+                entry("usr/bin/a", SourceEntryKind::File(content.clone())),
                 entry(
                     "usr/bin/b",
                     SourceEntryKind::Hardlink {

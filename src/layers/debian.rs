@@ -175,7 +175,7 @@ fn ld_so_cache_layer(
 
 fn file_bytes(data: &FileData) -> ld_so_cache::FileBytes {
     match data {
-        FileData::Source(content) => ld_so_cache::FileBytes::Content(Arc::clone(content)),
+        FileData::Source(content) => ld_so_cache::FileBytes::Content(content.clone()),
         FileData::Inline(bytes) => ld_so_cache::FileBytes::Inline(Arc::clone(bytes)),
     }
 }
@@ -248,7 +248,7 @@ fn ca_layer(
             // Source names are checked (recipe item names): a valid file name.
             path(&local.path()),
             entry(
-                TreeEntryKind::File(FileData::Source(Arc::clone(&local.content))),
+                TreeEntryKind::File(FileData::Source(local.content.clone())),
                 0o644,
                 &origin,
             ),
@@ -482,7 +482,7 @@ fn tree_entry(
     usr_merge: &UsrMerge,
 ) -> TreeEntry {
     let kind = match &e.kind {
-        SourceEntryKind::File(c) => TreeEntryKind::File(FileData::Source(Arc::clone(c))),
+        SourceEntryKind::File(c) => TreeEntryKind::File(FileData::Source(c.clone())),
         SourceEntryKind::Dir => TreeEntryKind::Dir,
         SourceEntryKind::Symlink { target } => TreeEntryKind::Symlink {
             target: target.clone(),

@@ -408,11 +408,7 @@ mod tests {
         std::fs::write(&path, b"tampered").unwrap();
         let t = tree(vec![(
             "f",
-            entry(
-                TreeEntryKind::File(FileData::Source(content.into())),
-                0o644,
-                0,
-            ),
+            entry(TreeEntryKind::File(FileData::Source(content)), 0o644, 0),
         )]);
         let err = write_tar(
             &t,

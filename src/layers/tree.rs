@@ -65,7 +65,7 @@ pub enum TreeEntryKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FileData {
     /// Shared with the source tree it came from.
-    Source(Arc<Content>),
+    Source(Content),
     Inline(Arc<[u8]>),
 }
 
@@ -690,7 +690,7 @@ impl<'a> LayerAssembler<'a> {
     /// Maps a source entry's kind into the image: hard-link targets are keyed by image path.
     fn source_kind(&self, kind: &SourceEntryKind, to: &ImagePath) -> TreeEntryKind {
         match kind {
-            SourceEntryKind::File(c) => TreeEntryKind::File(FileData::Source(Arc::clone(c))),
+            SourceEntryKind::File(c) => TreeEntryKind::File(FileData::Source(c.clone())),
             SourceEntryKind::Dir => TreeEntryKind::Dir,
             SourceEntryKind::Symlink { target } => TreeEntryKind::Symlink {
                 target: target.clone(),

@@ -13,7 +13,7 @@ use rayon::prelude::*;
 use std::collections::HashMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
@@ -91,7 +91,7 @@ pub fn snapshot(path: &Path, index: Option<&HashIndex>) -> Result<HostSnapshot, 
         let content = hash_file(path, Location::Path(path.into()), &"".into(), &meta, index)?;
         let entry = SourceEntry {
             rel_path: "".into(),
-            kind: SourceEntryKind::File(content.into()),
+            kind: SourceEntryKind::File(content),
             mode: normalised_file_mode(meta.permissions().mode()),
             owner: None,
         };
@@ -122,25 +122,6 @@ fn file_type_name(ft: &std::fs::FileType) -> &'static str {
         "special file"
     }
 }
-
-/// What examining an entry found. Held for every entry until all are examined, so
-/// kept small (72 bytes with its path, where inline contents and errors made it 240):
-/// at a million files this list is the walk's peak.
-enum Walked {
-    File {
-        /// Shared as is by the source entry: no second copy when the tree is built.
-        content: Arc<Content>,
-        /// Host permission bits (only the owner's execute bit is used).
-        mode: u32,
-        /// (device, inode) of a file with several links.
-        inode: Option<(u64, u64)>,
-    },
-    Dir,
-    Symlink(String),
-}
-
-/// A walked entry: its path below the root, and what it is (or what went wrong).
-type WalkedEntry = (Arc<str>, Result<Walked, Box<HostError>>);
 
 /// What reading a directory tells about an entry, before it is `lstat`ed. No path:
 /// it is the root joined with the entry's own, built again when examined, rather than
@@ -199,15 +180,16 @@ fn list(dir: &Path, rel: &str, out: &mut Vec<(Arc<str>, Listed)>) {
 /// record goes to the index's own list, not a small allocation per file beside its
 /// content (freed, those left holes that kept 90 MB resident at a million files).
 /// A directory file's content records its place as `root` + `rel` (see [`Location::InDir`]).
+/// Also gives (device, inode) of a file with several links.
 fn examine(
-    root: &Arc<Path>,
+    root: &Arc<PathBuf>,
     rel: &Arc<str>,
     listed: Listed,
     index: Option<&HashIndex>,
-) -> Result<Walked, HostError> {
+) -> Result<(SourceEntryKind, u32, Option<(u64, u64)>), HostError> {
     let path = || root.join(&**rel);
     match listed {
-        Listed::Dir => Ok(Walked::Dir),
+        Listed::Dir => Ok((SourceEntryKind::Dir, DIR_MODE, None)),
         Listed::Bad(e) => Err(*e),
         Listed::Symlink => {
             let path = path();
@@ -216,7 +198,7 @@ fn examine(
                 .into_os_string()
                 .into_string()
                 .map_err(|_| HostError::NotUtf8 { path })?;
-            Ok(Walked::Symlink(target))
+            Ok((SourceEntryKind::Symlink { target }, 0o777, None))
         }
         Listed::File => {
             let path = path();
@@ -233,11 +215,11 @@ fn examine(
                 rel_path: Arc::clone(rel),
             };
             let content = hash_file(&path, location, rel, &meta, index)?;
-            Ok(Walked::File {
-                content: Arc::new(content),
-                mode: meta.permissions().mode(),
-                inode: (meta.nlink() > 1).then(|| (meta.dev(), meta.ino())),
-            })
+            Ok((
+                SourceEntryKind::File(content),
+                normalised_file_mode(meta.permissions().mode()),
+                (meta.nlink() > 1).then(|| (meta.dev(), meta.ino())),
+            ))
         }
     }
 }
@@ -245,54 +227,63 @@ fn examine(
 fn snapshot_dir(root: &Path, index: Option<&HashIndex>) -> Result<SourceTree, HostError> {
     let mut listed = Vec::new();
     list(root, "", &mut listed);
-    let shared_root: Arc<Path> = root.into();
+    let shared_root: Arc<PathBuf> = Arc::new(root.into());
     // Byte-wise order of the whole path, independent of directory read order.
     listed.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    // `lstat` and hash on all cores; the order is kept.
-    let walked: Vec<WalkedEntry> = listed
+    // `lstat` and hash on all cores, straight into the source's entries (the order is
+    // kept): at a million files a second list of what was found, converted after, was
+    // the walk's peak. A failure leaves a placeholder; the first in sorted order is
+    // reported.
+    let first_error: Mutex<Option<(usize, HostError)>> = Mutex::new(None);
+    let linked: Mutex<Vec<(usize, (u64, u64))>> = Mutex::new(Vec::new());
+    let mut entries: Vec<SourceEntry> = listed
         .into_par_iter()
-        .map(|(rel, listed)| {
-            let walked = examine(&shared_root, &rel, listed, index).map_err(Box::new);
-            (rel, walked)
+        .enumerate()
+        .map(|(at, (rel_path, listed))| {
+            let (kind, mode) = match examine(&shared_root, &rel_path, listed, index) {
+                Ok((kind, mode, inode)) => {
+                    if let Some(inode) = inode {
+                        linked.lock().expect("not poisoned").push((at, inode));
+                    }
+                    (kind, mode)
+                }
+                Err(e) => {
+                    let mut first = first_error.lock().expect("not poisoned");
+                    if first.as_ref().is_none_or(|(earlier, _)| at < *earlier) {
+                        *first = Some((at, e));
+                    }
+                    (SourceEntryKind::Dir, DIR_MODE)
+                }
+            };
+            SourceEntry {
+                rel_path,
+                kind,
+                mode,
+                owner: None,
+            }
         })
         .collect();
+    if let Some((_, e)) = first_error.into_inner().expect("not poisoned") {
+        return Err(e);
+    }
 
     // The first path (in sorted order) of each multiply-linked inode carries the bytes;
     // later ones become hard links to it, so the result never depends on walk order.
+    let mut linked = linked.into_inner().expect("not poisoned");
+    linked.sort_unstable();
     let mut first_link: HashMap<(u64, u64), Arc<str>> = HashMap::new();
-    let mut entries = Vec::with_capacity(walked.len());
-    for (rel_path, walked) in walked {
-        let (kind, mode) = match walked.map_err(|e| *e)? {
-            Walked::Dir => (SourceEntryKind::Dir, DIR_MODE),
-            Walked::Symlink(target) => (SourceEntryKind::Symlink { target }, 0o777),
-            Walked::File {
-                content,
-                mode,
-                inode,
-            } => {
-                let mode = normalised_file_mode(mode);
-                match inode.and_then(|i| first_link.get(&i).map(|t| (i, t))) {
-                    Some((_, target)) => (
-                        SourceEntryKind::Hardlink {
-                            target: target.to_string(),
-                        },
-                        mode,
-                    ),
-                    None => {
-                        if let Some(i) = inode {
-                            first_link.insert(i, rel_path.clone());
-                        }
-                        (SourceEntryKind::File(content), mode)
-                    }
+    for (at, inode) in linked {
+        let entry = &mut entries[at];
+        match first_link.get(&inode) {
+            Some(target) => {
+                entry.kind = SourceEntryKind::Hardlink {
+                    target: target.to_string(),
                 }
             }
-        };
-        entries.push(SourceEntry {
-            rel_path,
-            kind,
-            mode,
-            owner: None,
-        });
+            None => {
+                first_link.insert(inode, Arc::clone(&entry.rel_path));
+            }
+        }
     }
     Ok(SourceTree { entries })
 }

@@ -5,7 +5,6 @@
 
 use super::*;
 use crate::snapshot::limits::RECORD_MAX;
-use std::sync::Arc;
 use tar::{Builder, Header};
 
 const ROOT: (u64, u64) = (0, 0);
@@ -207,13 +206,13 @@ fn entry(rel_path: &str, kind: SourceEntryKind, mode: u32, owner: (u32, u32)) ->
 
 fn staged(fixture: &Fixture, data: &[u8]) -> SourceEntryKind {
     let sha256 = Sha256Digest::of(data);
-    SourceEntryKind::File(Arc::new(Content {
+    SourceEntryKind::File(Content {
         location: Location::Staged {
             dir: fixture.staging.as_path().into(),
         },
         size: data.len() as u64,
         sha256,
-    }))
+    })
 }
 
 fn pseudo_random(len: usize) -> Vec<u8> {
@@ -509,13 +508,13 @@ fn archives_written_by_gnu_tar_unpack() {
         assert_eq!(digest, Sha256Digest::of(&fs::read(&archive).unwrap()));
         let stage = |data: &[u8]| {
             let sha256 = Sha256Digest::of(data);
-            SourceEntryKind::File(Arc::new(Content {
+            SourceEntryKind::File(Content {
                 location: Location::Staged {
                     dir: staging.as_path().into(),
                 },
                 size: data.len() as u64,
                 sha256,
-            }))
+            })
         };
         let expected = vec![
             entry("pkg", SourceEntryKind::Dir, 0o755, (0, 0)),
