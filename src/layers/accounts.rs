@@ -2,7 +2,7 @@
 //! ([`crate::debian::sysusers`]): they start as the base image's files, else as
 //! `base-passwd`'s master files (as its `postinst` copies them only when there is no
 //! `/etc/passwd`), else empty; the recipe's `accounts:` then replace the entries of
-//! their names (a name the master files give another id is an error naming both),
+//! their names (a name the starting files give another id is an error naming both),
 //! and the packages' sysusers.d lines add theirs last, so that ids they allocate
 //! avoid the recipe's and a package asking for a recipe user gets it. Both files are
 //! generated from the master files and fragments, in place of the scripts of

@@ -1,3 +1,6 @@
+//! Unit tests of the sysusers.d parser and of the accounts it adds, checked against
+//! what the real `systemd-sysusers` wrote for the same files.
+
 use super::*;
 
 const PASSWD_MASTER_TEXT: &str = "root:*:0:0:root:/root:/bin/bash
