@@ -449,18 +449,26 @@ impl AccountDb {
         if ranges.is_empty() {
             ranges.push(DEFAULT_RANGE);
         }
-        // Groups and users that `m` lines name and nothing defines are made too.
-        let mut implicit_users = Vec::new();
+        // Groups and users that `m` lines name and nothing defines are made too, as the
+        // tool walks its members: by group in the order first named, then by user.
+        let mut by_group: Vec<(&str, Vec<(&str, &String)>)> = Vec::new();
         for (user, group, at) in &members {
-            if !groups.iter().any(|(g, _, _)| g == group) {
-                groups.push((group, None, at.clone()));
+            match by_group.iter_mut().find(|(g, _)| g == group) {
+                Some((_, users)) => users.push((user, at)),
+                None => by_group.push((group, vec![(user, at)])),
             }
-            if !users.iter().any(|(u, _)| user_name(u) == *user)
-                && !implicit_users
-                    .iter()
-                    .any(|(u, _): &(String, String)| u == user)
-            {
-                implicit_users.push((user.to_string(), at.clone()));
+        }
+        let mut implicit_users: Vec<(String, String)> = Vec::new();
+        for (group, group_users) in &by_group {
+            if !groups.iter().any(|(g, _, _)| g == group) {
+                groups.push((group, None, group_users[0].1.clone()));
+            }
+            for (user, at) in group_users {
+                if !users.iter().any(|(u, _)| user_name(u) == *user)
+                    && !implicit_users.iter().any(|(u, _)| u == user)
+                {
+                    implicit_users.push((user.to_string(), (*at).clone()));
+                }
             }
         }
         let implicit: Vec<Line> = implicit_users

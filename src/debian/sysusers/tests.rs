@@ -156,6 +156,19 @@ newuser:x:894:
         "nobody:*:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\na:x:999:999::/:/usr/sbin/nologin\nz:x:4301:100::/:/usr/sbin/nologin\n"
     ));
     assert!(db.group().ends_with("nogroup:*:65534:\na:x:999:\n"));
+    // Users `m` lines name are made by group, in the order the groups were first named;
+    // on empty files a root entry comes first, as for `accounts:`.
+    let mut db = AccountDb::default();
+    db.apply(&[fragment("m", "m.conf", "m a g1\nm b g2\nm c g1\n")])
+        .unwrap();
+    assert_eq!(
+        db.passwd(),
+        "root:x:0:0:root:/root:/sbin/nologin\na:x:997:997::/:/usr/sbin/nologin\nc:x:996:996::/:/usr/sbin/nologin\nb:x:995:995::/:/usr/sbin/nologin\n"
+    );
+    assert_eq!(
+        db.group(),
+        "root:x:0:\ng1:x:999:a,c\ng2:x:998:b\na:x:997:\nc:x:996:\nb:x:995:\n"
+    );
 }
 
 #[test]
