@@ -21,6 +21,7 @@ pub mod lock;
 mod path_filter;
 pub(crate) mod release;
 pub mod solver;
+pub mod sysusers;
 pub mod version;
 
 use crate::diag::{Diagnose, Location};
@@ -78,6 +79,11 @@ pub struct InstalledPackages {
     /// Not in the warm image key, for the same reason.
     #[serde(skip)]
     pub ld_so_cache: Option<ld_so_cache::LdSoCache>,
+    /// `base-passwd`'s master files and the packages' sysusers.d fragments
+    /// ([`sysusers::configure`]), which the accounts layer merges with `accounts:`.
+    /// Not in the warm image key: read from the packages above.
+    #[serde(skip)]
+    pub accounts: Option<sysusers::PackageAccounts>,
 }
 
 /// The SBOM source name of a package: `deb:<name>` (recipe source names cannot hold
@@ -421,6 +427,7 @@ pub fn install(
         warnings,
         ca_certificates: None,
         ld_so_cache: None,
+        accounts: None,
     })
 }
 

@@ -3,6 +3,7 @@
 //! or nothing ([`compress`]) straight into the output's blob store: nothing is held in
 //! memory but a few compression chunks, whatever the layer's size.
 
+mod accounts;
 pub mod cache;
 pub mod compress;
 pub mod debian;

@@ -269,13 +269,17 @@ pub fn assemble_on(
         let layer = LayerAssembler::new(recipe, &spec.name, view).recipe_layer(spec, sources)?;
         layers.push(layer);
     }
-    if let Some(accounts) = &recipe.accounts {
+    let package_accounts = sources.packages.as_ref().and_then(|p| p.accounts.as_ref());
+    if recipe.accounts.is_some() || package_accounts.is_some() {
         let view = ImageView {
             base,
             layers: &layers,
         };
-        let layer =
-            LayerAssembler::new(recipe, ACCOUNTS_LAYER, view).accounts_layer(accounts, base)?;
+        let layer = LayerAssembler::new(recipe, ACCOUNTS_LAYER, view).accounts_layer(
+            recipe.accounts.as_ref(),
+            package_accounts,
+            base,
+        )?;
         layers.push(layer);
     }
     Ok(layers)
@@ -798,17 +802,23 @@ impl<'a> LayerAssembler<'a> {
         })
     }
 
+    /// `/etc/passwd`, `/etc/group` and the home directories of `accounts:`, merged
+    /// with the base image's files, or with the packages' accounts
+    /// ([`super::accounts`]) when they have some.
     fn accounts_layer(
         mut self,
-        accounts: &Accounts,
+        accounts: Option<&Accounts>,
+        packages: Option<&crate::debian::sysusers::PackageAccounts>,
         base: Option<&BaseFs>,
     ) -> Result<LayerTree, TreeError> {
         let base_file = |key: &str| {
             base.and_then(|b| b.account_files.get(key))
                 .map(|bytes| String::from_utf8_lossy(bytes).into_owned())
         };
-        let users: Vec<(&str, u32, String)> = accounts
-            .users
+        let (recipe_users, recipe_groups) = accounts
+            .map(|a| (a.users.as_slice(), a.groups.as_slice()))
+            .unwrap_or_default();
+        let users: Vec<(&str, u32, String)> = recipe_users
             .iter()
             .map(|u| {
                 let line = format!(
@@ -818,31 +828,45 @@ impl<'a> LayerAssembler<'a> {
                 (u.name.as_str(), u.uid, line)
             })
             .collect();
-        let passwd = merged_account_file(
-            base_file("etc/passwd").as_deref(),
-            &users,
-            "root:x:0:0:root:/root:/sbin/nologin",
-        );
-        let groups: Vec<(&str, u32, String)> = accounts
-            .groups
+        let groups: Vec<(&str, u32, String)> = recipe_groups
             .iter()
             .map(|g| {
                 let line = format!("{}:x:{}:{}", g.name, g.gid, g.members.join(","));
                 (g.name.as_str(), g.gid, line)
             })
             .collect();
-        let group = merged_account_file(base_file("etc/group").as_deref(), &groups, "root:x:0:");
+        let files = match packages {
+            Some(packages) => {
+                super::accounts::with_packages(self.recipe, &users, &groups, packages, base)?
+            }
+            None => [
+                (
+                    "/etc/passwd",
+                    merged_account_file(
+                        base_file("etc/passwd").as_deref(),
+                        &users,
+                        "root:x:0:0:root:/root:/sbin/nologin",
+                    ),
+                    Origin::Accounts,
+                ),
+                (
+                    "/etc/group",
+                    merged_account_file(base_file("etc/group").as_deref(), &groups, "root:x:0:"),
+                    Origin::Accounts,
+                ),
+            ],
+        };
         let span = Span::default();
-        for (path, content) in [("/etc/passwd", passwd), ("/etc/group", group)] {
+        for (path, content, origin) in files {
             let entry = TreeEntry {
                 kind: TreeEntryKind::File(FileData::Inline(content.into_bytes().into())),
                 mode: 0o644,
                 owner: Owner::ROOT,
-                origin: Origin::Accounts,
+                origin,
             };
             self.insert(&ImagePath::parse(path).expect("static path"), entry, span)?;
         }
-        for u in &accounts.users {
+        for u in recipe_users {
             if u.home.is_root() {
                 continue;
             }

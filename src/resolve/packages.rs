@@ -4,6 +4,7 @@
 use super::{LockMode, Lockfile, ResolvedSources};
 use crate::debian::ca_certificates::{self, LocalCert};
 use crate::debian::ld_so_cache;
+use crate::debian::sysusers;
 use crate::debian::{
     install, lock::PackagesLock, matching_lock, DebianError, DownloadProgress, PackageOptions, Pins,
 };
@@ -44,6 +45,7 @@ pub fn hook_install(
                 }
             }
             installed.ld_so_cache = ld_so_cache::configure(&mut installed);
+            installed.accounts = sysusers::configure(&mut installed)?;
             Some(installed)
         }
         None if mode == LockMode::Locked && lock.packages.is_some() => {

@@ -251,3 +251,85 @@ fn distroless_repositories() -> String {
     let end = distroless.find("\npackages:").unwrap() + 1;
     distroless[start..end].to_string()
 }
+
+/// Real accounts: `base-passwd`'s master files from the mirror and the sysusers.d
+/// fragment of `dbus-system-bus-common` (`messagebus`) give the `/etc/passwd` and
+/// `/etc/group` the real `systemd-sysusers --root` writes on the image's own files,
+/// and the image runs as `messagebus`.
+#[test]
+fn base_passwd_and_a_sysusers_fragment_give_what_systemd_sysusers_writes() {
+    let work = tempfile::tempdir().unwrap();
+    let repositories = distroless_repositories();
+    let recipe = work.path().join("accounts.yaml");
+    let write_recipe = |user: &str| {
+        std::fs::write(
+            &recipe,
+            format!(
+                "cairn: 1\nname: accounts\nepoch: 1700000000\nplatform: linux/amd64\n{repositories}packages: [base-passwd, busybox-static, dbus-system-bus-common]\nconfig:\n  entrypoint: [/bin/busybox, id]\n  user: \"{user}\"\n"
+            ),
+        )
+        .unwrap()
+    };
+    let build = |out: &str| {
+        run_ok(
+            cairn()
+                .env("XDG_CACHE_HOME", work.path().join("cache"))
+                .arg("build")
+                .arg(&recipe)
+                .arg("-o")
+                .arg(work.path().join(out)),
+        );
+        let root = work.path().join(format!("rootfs-{out}"));
+        std::fs::create_dir_all(&root).unwrap();
+        crate::common::unpack_layout(&work.path().join(out).join("accounts"), &root);
+        root
+    };
+    write_recipe("0");
+    let root = build("first");
+    // The real tool on the image's own master files and fragment.
+    let real = work.path().join("real");
+    std::fs::create_dir_all(real.join("etc")).unwrap();
+    std::fs::create_dir_all(real.join("usr/lib/sysusers.d")).unwrap();
+    for (master, file) in [("passwd.master", "passwd"), ("group.master", "group")] {
+        std::fs::copy(
+            root.join("usr/share/base-passwd").join(master),
+            real.join("etc").join(file),
+        )
+        .unwrap();
+    }
+    std::fs::copy(
+        root.join("usr/lib/sysusers.d/dbus.conf"),
+        real.join("usr/lib/sysusers.d/dbus.conf"),
+    )
+    .unwrap();
+    run_ok(Command::new("systemd-sysusers").arg("--root").arg(&real));
+    for file in ["etc/passwd", "etc/group"] {
+        assert_eq!(
+            std::fs::read_to_string(root.join(file)).unwrap(),
+            std::fs::read_to_string(real.join(file)).unwrap(),
+            "/{file} differs from systemd-sysusers'"
+        );
+    }
+    let passwd = std::fs::read_to_string(root.join("etc/passwd")).unwrap();
+    let messagebus: Vec<&str> = passwd
+        .lines()
+        .find(|l| l.starts_with("messagebus:"))
+        .expect("messagebus from dbus.conf")
+        .split(':')
+        .collect();
+    write_recipe(&format!("{}:{}", messagebus[2], messagebus[3]));
+    build("run");
+    let (stdout, stderr) = super::interop::run_in_runc(
+        &work.path().join("run/accounts"),
+        "accounts",
+        work.path(),
+        "",
+    );
+    assert!(
+        stdout.starts_with(&format!(
+            "uid={}(messagebus) gid={}(messagebus)",
+            messagebus[2], messagebus[3]
+        )),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+}
