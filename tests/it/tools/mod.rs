@@ -10,6 +10,7 @@ mod debian;
 mod debian_ca;
 mod debian_ldcache;
 mod debian_mirror;
+mod debian_multiarch;
 mod disk_full;
 mod dsse_interop;
 mod formats;
