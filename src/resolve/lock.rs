@@ -410,6 +410,58 @@ mod tests {
     }
 
     #[test]
+    fn package_sections_read_in_both_forms_and_name_a_bad_field() {
+        use crate::debian::lock::{PackageSections, PackagesLock};
+        let section = |arch: &str| PackagesLock {
+            architecture: arch.into(),
+            requested: vec!["busybox-static".into()],
+            repositories: BTreeMap::new(),
+            packages: BTreeMap::new(),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.lock");
+        let amd64 = crate::recipe::Platform {
+            os: "linux".into(),
+            architecture: "amd64".into(),
+            variant: None,
+        };
+        for sections in [
+            PackageSections::Single(section("amd64")),
+            PackageSections::PerPlatform(
+                [
+                    ("linux/amd64".to_string(), section("amd64")),
+                    ("linux/arm64".to_string(), section("arm64")),
+                ]
+                .into(),
+            ),
+        ] {
+            let lock = Lockfile {
+                packages: Some(sections),
+                ..Lockfile::default()
+            };
+            lock.write(&path).unwrap();
+            let read = Lockfile::read(&path).unwrap();
+            assert_eq!(read, lock);
+            let sections = read.packages.unwrap();
+            assert_eq!(sections.of_platform(&amd64).unwrap().architecture, "amd64");
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.contains("\"linux/arm64\": {\n      \"architecture\": \"arm64\""),
+            "{text}"
+        );
+        // A typo inside a section is named, in either form.
+        for bad in [
+            r#"{"cairn_lock": 1, "sources": {}, "packages": {"architecture": "amd64", "requested": [], "repositories": {}, "packges": {}}}"#,
+            r#"{"cairn_lock": 1, "sources": {}, "packages": {"linux/arm64": {"architecture": "arm64", "requested": [], "repositories": {}, "packges": {}}}}"#,
+        ] {
+            std::fs::write(&path, bad).unwrap();
+            let err = Lockfile::read(&path).unwrap_err().to_string();
+            assert!(err.contains("unknown field `packges`"), "{err}");
+        }
+    }
+
+    #[test]
     fn rejects_other_versions_with_a_hint() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.lock");

@@ -251,3 +251,63 @@ fn distroless_repositories() -> String {
     let end = distroless.find("\npackages:").unwrap() + 1;
     distroless[start..end].to_string()
 }
+
+/// An image index over amd64 and arm64 from the mirror's packages (busybox-static,
+/// mawk with its libc): cairn resolves and unpacks the arm64 packages on this amd64
+/// machine without running any of them, and the arm64 image runs under runc, its
+/// programs executed by qemu-user through binfmt: busybox says the machine is aarch64,
+/// and mawk, dynamically linked against the arm64 libc, answers through the `awk`
+/// alternative beside the arm64 `/etc/ld.so.cache` cairn made.
+#[test]
+fn the_arm64_image_of_a_packages_index_runs_under_qemu_user() {
+    let work = tempfile::tempdir().unwrap();
+    let repositories = distroless_repositories();
+    let recipe = work.path().join("tools.yaml");
+    std::fs::write(
+        &recipe,
+        format!(
+            "cairn: 1\nname: tools\nepoch: 1700000000\nplatforms: [linux/amd64, linux/arm64]\n{repositories}packages: [busybox-static, mawk]\nconfig:\n  entrypoint: [/bin/busybox, sh]\n  env: {{ PATH: /usr/bin:/bin }}\n"
+        ),
+    )
+    .unwrap();
+    let build = |out: &str| -> Value {
+        let output = run_ok(
+            cairn()
+                .env("XDG_CACHE_HOME", work.path().join("cache"))
+                .arg("build")
+                .arg(&recipe)
+                .arg("-o")
+                .arg(work.path().join(out))
+                .arg("--json"),
+        );
+        serde_json::from_slice(&output.stdout).unwrap()
+    };
+    let first = build("a");
+    let again = build("b");
+    assert_eq!(first["manifest_digest"], again["manifest_digest"]);
+    let lock: Value =
+        serde_json::from_slice(&std::fs::read(recipe.with_extension("lock")).unwrap()).unwrap();
+    for arch in ["amd64", "arm64"] {
+        let section = &lock["packages"][format!("linux/{arch}")];
+        assert_eq!(section["architecture"], arch, "{lock}");
+        assert_eq!(section["packages"]["busybox-static"]["architecture"], arch);
+    }
+
+    // skopeo picks the arm64 image from the index; runc runs it.
+    let layout = work.path().join("a/tools");
+    let arm64 = work.path().join("arm64");
+    run_ok(Command::new("skopeo").args([
+        "copy",
+        "--override-arch",
+        "arm64",
+        &format!("oci:{}:tools", layout.display()),
+        &format!("oci:{}:arm64", arm64.display()),
+    ]));
+    let (stdout, stderr) = super::interop::run_in_runc(
+        &arm64,
+        "arm64",
+        work.path(),
+        "busybox uname -m; /usr/bin/awk 'BEGIN{print 6*7}'; busybox od -An -tx1 -j18 -N2 /usr/bin/mawk; busybox test -s /etc/ld.so.cache && echo cached\n",
+    );
+    assert_eq!(stdout, "aarch64\n42\n b7 00\ncached\n", "stderr:\n{stderr}");
+}
