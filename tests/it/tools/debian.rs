@@ -42,6 +42,12 @@ impl Work {
         );
         serde_json::from_slice(&output.stdout).unwrap()
     }
+    /// `cairn diff A B` of two locks that differ (exit 1): what it lists.
+    pub(super) fn diff_locks(&self, a: &Path, b: &Path) -> String {
+        let diff = self.cairn("diff").arg(a).arg(b).output().unwrap();
+        assert_eq!(diff.status.code(), Some(1), "{diff:?}");
+        String::from_utf8_lossy(&diff.stdout).into_owned()
+    }
     pub(super) fn build_err(&self, recipe: &Path, extra: &[&str]) -> String {
         let (code, stderr) = run_err(
             self.cairn("build")
@@ -722,14 +728,7 @@ fn lock_keeps_package_pins_until_update_which_reports_the_new_versions_as_diff_d
     );
 
     // `cairn diff` of the two locks lists the same, and exits 1; of a lock with itself, 0.
-    let diff = work
-        .cairn("diff")
-        .arg(&before)
-        .arg(&lock_file)
-        .output()
-        .unwrap();
-    assert_eq!(diff.status.code(), Some(1));
-    let listed = String::from_utf8_lossy(&diff.stdout);
+    let listed = work.diff_locks(&before, &lock_file);
     assert!(
         listed.contains("deb:libfoo: 2.0-1 amd64 -> 2.0-2 amd64\n"),
         "{listed}"

@@ -245,14 +245,7 @@ fn lock_update_and_diff_name_each_platforms_new_versions_and_an_old_single_lock_
     repo.republish(&updated);
     let update = run_ok(work.cairn("lock").arg(&recipe).arg("--update"));
     let said = String::from_utf8_lossy(&update.stderr);
-    let diff = work
-        .cairn("diff")
-        .arg(&before)
-        .arg(&lock_file)
-        .output()
-        .unwrap();
-    assert_eq!(diff.status.code(), Some(1));
-    let listed = String::from_utf8_lossy(&diff.stdout);
+    let listed = work.diff_locks(&before, &lock_file);
     for arch in ["amd64", "arm64"] {
         let change = format!("deb:tool@linux/{arch}: 1.0-1 {arch} -> 1.1-1 {arch}");
         assert!(said.contains(&format!("changed {change}")), "{said}");
