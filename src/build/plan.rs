@@ -108,6 +108,17 @@ pub fn plan<'c>(
             Some((&p.platform, &installed.lock))
         }),
     );
+    if let (LockMode::Locked, Some(spec)) = (mode, &recipe.packages) {
+        // Every platform's section matched, so a difference is a section for a
+        // platform the recipe no longer builds, or the form (one section, or one per
+        // platform): not the lock this recipe writes.
+        if new_lock.packages != lock.packages {
+            let stale = debian::DebianError::StaleLock {
+                detail: "its package sections are not those of the recipe's platforms".into(),
+            };
+            return Err(BuildError::Packages(stale.in_recipe(recipe, spec)));
+        }
+    }
     // The recipe parser allows `vm:` only for a single-platform image without a base.
     let disk = match (&recipe.vm, sources.platforms.as_mut_slice()) {
         (Some(vm), [only]) => {

@@ -199,7 +199,8 @@ fn each_platform_installs_its_architectures_packages_and_shares_the_arch_all_lay
 }
 
 #[test]
-fn lock_update_and_diff_name_each_platforms_new_versions_and_an_old_single_lock_is_reresolved() {
+fn lock_update_and_diff_name_each_platforms_new_versions_and_a_lock_of_other_platforms_is_reresolved(
+) {
     let repo = AptRepo::new(&packages("1.0-1"), Faults::default());
     let work = Work::new();
     // A lock of one section, as a single-platform recipe has it (and every lock had
@@ -261,5 +262,23 @@ fn lock_update_and_diff_name_each_platforms_new_versions_and_an_old_single_lock_
     assert_eq!(
         updated_lock["packages"]["linux/arm64"]["packages"]["tool"]["version"],
         "1.1-1"
+    );
+
+    // Back to one platform: `--locked` refuses the sections of two; `cairn lock`
+    // writes the one section, keeping amd64's pins.
+    let text = std::fs::read_to_string(&recipe).unwrap().replace(
+        "platforms: [linux/amd64, linux/arm64]",
+        "platform: linux/amd64",
+    );
+    std::fs::write(&recipe, text).unwrap();
+    let err = work.build_err(&recipe, &["--locked"]);
+    assert!(
+        err.contains("not those of the recipe's platforms") && err.contains("run `cairn lock`"),
+        "{err}"
+    );
+    run_ok(work.cairn("lock").arg(&recipe));
+    assert_eq!(
+        lock_of(&recipe)["packages"],
+        updated_lock["packages"]["linux/amd64"]
     );
 }
