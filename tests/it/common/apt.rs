@@ -219,7 +219,8 @@ impl AptRepo {
                 .arg(&root)
                 .arg(port.to_string())
                 .stdout(Stdio::null())
-                .stderr(Stdio::null())
+                // Its access log: one line per request.
+                .stderr(std::fs::File::create(repo.dir.path().join("requests.log")).unwrap())
                 .spawn()
                 .expect("start python3 -m http.server");
             repo.server = Some(server);
@@ -273,6 +274,14 @@ impl AptRepo {
             packages,
             Faults::default(),
         );
+    }
+
+    /// How many times the server was asked for `path` (below the archive root), by
+    /// its access log.
+    pub fn requests_for(&self, path: &str) -> usize {
+        let log = std::fs::read_to_string(self.dir.path().join("requests.log")).unwrap();
+        let request = format!("\"GET /{path} HTTP/1.1\"");
+        log.lines().filter(|l| l.contains(&request)).count()
     }
 
     /// The archive directory the server serves.

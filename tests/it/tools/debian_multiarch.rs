@@ -1,9 +1,9 @@
 //! Debian packages in an image index over several platforms, from the test's signed
 //! apt repository publishing amd64, arm64 and `all` packages: each platform resolves
 //! against its own architecture's index (nothing runs, so nothing is emulated), the
-//! lock has a section per platform, the `Architecture: all` package is one `.deb` and,
-//! alone in its bucket, one layer both images share. The real arm64 image running
-//! under qemu-user is in `debian_mirror`.
+//! lock has a section per platform, the `Architecture: all` package is one `.deb`,
+//! downloaded once, and, alone in its bucket, one layer both images share. The real
+//! arm64 image running under qemu-user is in `debian_mirror`.
 
 use super::debian::{lock_of, Work};
 use crate::common::apt::{AptRepo, Faults, Pkg};
@@ -135,6 +135,15 @@ fn each_platform_installs_its_architectures_packages_and_shares_the_arch_all_lay
         lock["packages"]["linux/amd64"]["packages"]["tool"]["sha256"],
         lock["packages"]["linux/arm64"]["packages"]["tool"]["sha256"]
     );
+
+    // The `all` package was downloaded once, each architecture's tool once.
+    for deb in [
+        "tool-data_1.0-1_all.deb",
+        "tool_1.0-1_amd64.deb",
+        "tool_1.0-1_arm64.deb",
+    ] {
+        assert_eq!(repo.requests_for(&format!("pool/main/{deb}")), 1, "{deb}");
+    }
 
     // Reproducible from the lock, and the lock stays as it is.
     let lock_bytes = std::fs::read(recipe.with_extension("lock")).unwrap();
