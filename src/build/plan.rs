@@ -80,20 +80,44 @@ pub fn plan<'c>(
     )?;
     let mut new_lock = sources.lock.clone();
     let mut warnings = sources.warnings.clone();
-    // The recipe parser allows `packages:` only for a single-platform image.
-    if let [only] = sources.platforms.as_mut_slice() {
-        let before = only.resolved.warnings.len();
+    // Each platform installs its architecture's packages, pinned in its own section.
+    let multi = recipe.platforms.len() > 1;
+    for platform in &mut sources.platforms {
+        let before = platform.resolved.warnings.len();
         resolve::packages::hook_install(
-            &only.recipe,
+            &platform.recipe,
             lock,
             mode,
             cx.packages,
             staging,
             cx.progress,
-            &mut only.resolved,
+            &mut platform.resolved,
         )?;
-        new_lock.packages = only.resolved.lock.packages.clone();
-        warnings.extend(only.resolved.warnings.drain(before..));
+        for w in platform.resolved.warnings.drain(before..) {
+            warnings.push(if multi {
+                format!("{w} (for {})", platform.platform)
+            } else {
+                w
+            });
+        }
+    }
+    new_lock.packages = resolve::packages::lock_sections(
+        recipe,
+        sources.platforms.iter().filter_map(|p| {
+            let installed = p.resolved.packages.as_ref()?;
+            Some((&p.platform, &installed.lock))
+        }),
+    );
+    if let (LockMode::Locked, Some(spec)) = (mode, &recipe.packages) {
+        // Every platform's section matched, so a difference is a section for a
+        // platform the recipe no longer builds, or the form (one section, or one per
+        // platform): not the lock this recipe writes.
+        if new_lock.packages != lock.packages {
+            let stale = debian::DebianError::StaleLock {
+                detail: "its package sections are not those of the recipe's platforms".into(),
+            };
+            return Err(BuildError::Packages(stale.in_recipe(recipe, spec)));
+        }
     }
     // The recipe parser allows `vm:` only for a single-platform image without a base.
     let disk = match (&recipe.vm, sources.platforms.as_mut_slice()) {

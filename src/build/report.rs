@@ -52,8 +52,8 @@ pub struct BuildReport {
     pub signed_by: Option<String>,
     /// Manifests attached to the image (SBOMs, attestations) in the layout.
     pub referrers: Vec<ReferrerReport>,
-    /// Every source (Debian packages as `deb:<name>`, by .deb digest) and the digest
-    /// it was built from.
+    /// Every source (Debian packages as `deb:<name>`, per platform of an image index
+    /// `deb:<name>@<platform>`, by .deb digest) and the digest it was built from.
     pub sources: BTreeMap<String, Sha256Digest>,
     pub warnings: Vec<String>,
     /// The VM disk, when the recipe has `vm:`.
@@ -129,20 +129,26 @@ impl Built<'_> {
                 }
             })
             .collect();
-        // Debian packages count as sources, named `deb:<package>`, by .deb digest.
+        // Debian packages count as sources, named `deb:<package>` (per platform
+        // `deb:<package>@<platform>`, as the lock keys them), by .deb digest.
+        let multi = recipe.platforms.len() > 1;
         let package_digests: Vec<(String, Sha256Digest)> = plan
             .sources
             .platforms
-            .first()
-            .and_then(|p| p.resolved.packages.as_ref())
-            .map(|installed| {
-                installed
-                    .packages
-                    .iter()
-                    .map(|p| (debian::source_name(&p.name), p.pin.sha256))
-                    .collect()
+            .iter()
+            .flat_map(|p| {
+                let at = if multi {
+                    format!("@{}", p.platform)
+                } else {
+                    String::new()
+                };
+                let installed = p.resolved.packages.iter().flat_map(|i| &i.packages);
+                installed.map(move |package| {
+                    let name = debian::source_name(&package.name);
+                    (format!("{name}{at}"), package.pin.sha256)
+                })
             })
-            .unwrap_or_default();
+            .collect();
         let image_cached = images.iter().all(|i| i.layers.replayed());
         let foreign_elf: Vec<String> = images
             .iter()

@@ -53,8 +53,14 @@ pub fn lock(args: LockArgs) -> Result<i32> {
     if let Some(base) = &report.sources.base {
         println!("base\t{}\t{}", base.reference, base.digest);
     }
-    for (name, p) in report.sources.packages.iter().flat_map(|p| &p.packages) {
-        println!("deb:{name}\t{} {}\t{}", p.version, p.architecture, p.sha256);
+    for (platform, section) in report.sources.packages.iter().flat_map(|p| p.sections()) {
+        let at = platform.map(|p| format!("@{p}")).unwrap_or_default();
+        for (name, p) in &section.packages {
+            println!(
+                "deb:{name}{at}\t{} {}\t{}",
+                p.version, p.architecture, p.sha256
+            );
+        }
     }
     for c in &report.changes {
         eprintln!("changed {}: {} -> {}", c.what, c.old, c.new);

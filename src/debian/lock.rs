@@ -45,3 +45,53 @@ pub struct LockedPackage {
     pub index: String,
     pub index_sha256: Sha256Digest,
 }
+
+/// The lock's `packages`: one section for an image of one platform (the form every
+/// lock has had since packages were first locked, so those locks still read and their
+/// bytes do not change), or, for an image index over several platforms, one section
+/// per platform keyed by the platform (`"linux/arm64"`), each resolved against that
+/// architecture's indexes. A recipe whose platforms changed finds no matching section
+/// and resolves again (`--locked` refuses it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum PackageSections {
+    Single(PackagesLock),
+    PerPlatform(BTreeMap<String, PackagesLock>),
+}
+
+impl PackageSections {
+    /// The section `platform` is built from: the one section, or that platform's. The
+    /// caller still checks it matches the recipe (architecture included).
+    pub fn of_platform(&self, platform: &crate::recipe::Platform) -> Option<&PackagesLock> {
+        match self {
+            PackageSections::Single(lock) => Some(lock),
+            PackageSections::PerPlatform(map) => map.get(&platform.to_string()),
+        }
+    }
+
+    /// Every section, with its platform key (none for a single section).
+    pub fn sections(&self) -> Vec<(Option<&str>, &PackagesLock)> {
+        match self {
+            PackageSections::Single(lock) => vec![(None, lock)],
+            PackageSections::PerPlatform(map) => {
+                map.iter().map(|(k, l)| (Some(k.as_str()), l)).collect()
+            }
+        }
+    }
+}
+
+/// A single section has `architecture`; a platform key never is that word (it has a
+/// `/`), so the two forms never read as each other, and an error inside a section
+/// names the field at fault rather than "no variant matched".
+impl<'de> Deserialize<'de> for PackageSections {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = serde_json::Value::deserialize(deserializer)?;
+        let single = value.get("architecture").is_some();
+        let sections = if single {
+            serde_json::from_value(value).map(PackageSections::Single)
+        } else {
+            serde_json::from_value(value).map(PackageSections::PerPlatform)
+        };
+        sections.map_err(serde::de::Error::custom)
+    }
+}

@@ -136,11 +136,6 @@ pub fn parse(file: RecipeFile) -> Result<Recipe, Diagnostic> {
         },
         &sources,
     )?;
-    if let (Some(spec), true) = (&packages, multi_platform) {
-        return Err(cx
-            .error(spec.span, "`packages:` installs one architecture's packages, but the recipe lists `platforms`")
-            .with_hint("install packages in a recipe with a single `platform:`"));
-    }
     Ok(Recipe {
         name: name.value,
         epoch: raw.epoch.map(|e| e.value),

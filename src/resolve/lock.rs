@@ -4,7 +4,8 @@
 //! JSON, pretty-printed with sorted keys so that a change reads well in a diff:
 //! `{"cairn_lock": 1, "sources": {"app": {"kind": "file", "sha256": "sha256:…"}}}`,
 //! plus `"tools": {"mke2fs": "mke2fs 1.47.0 (5-Feb-2023)"}` when a VM disk is built.
-//! plus `packages` ([`crate::debian::lock`]) when the recipe installs Debian packages.
+//! plus `packages` ([`crate::debian::lock`]) when the recipe installs Debian packages:
+//! one section, or one per platform for an image index over several platforms.
 
 use crate::diag::Diagnose;
 use crate::digest::Sha256Digest;
@@ -31,7 +32,7 @@ pub struct Lockfile {
     pub tools: BTreeMap<String, String>,
     /// Debian packages, when the recipe installs some.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub packages: Option<crate::debian::lock::PackagesLock>,
+    pub packages: Option<crate::debian::lock::PackageSections>,
 }
 
 impl Default for Lockfile {
@@ -209,25 +210,49 @@ impl Lockfile {
         diff_pins(&mut out, "", Some(&a), Some(&b), describe, describe);
         let (a, b) = (Some(&self.tools), Some(&newer.tools));
         diff_pins(&mut out, "tool ", a, b, String::clone, String::clone);
-        let (a, b) = (self.packages.as_ref(), newer.packages.as_ref());
+        let (a, b) = (package_pins(self), package_pins(newer));
         diff_pins(
             &mut out,
             "repository ",
-            a.map(|p| &p.repositories),
-            b.map(|p| &p.repositories),
+            Some(&a.repositories),
+            Some(&b.repositories),
             |r| format!("{} (InRelease {})", r.suite, r.inrelease_sha256),
             |r| format!("signed by {}", r.signed_by),
         );
         diff_pins(
             &mut out,
             "deb:",
-            a.map(|p| &p.packages),
-            b.map(|p| &p.packages),
+            Some(&a.packages),
+            Some(&b.packages),
             |p| format!("{} {}", p.version, p.architecture),
             |p| p.sha256.to_string(),
         );
         out
     }
+}
+
+/// The repositories and packages `lock` pins, by name; in a lock with a section per
+/// platform, by `<name>@<platform>`, as sources read per platform are keyed.
+fn package_pins(lock: &Lockfile) -> PackagePins<'_> {
+    let mut repositories = BTreeMap::new();
+    let mut packages = BTreeMap::new();
+    for (platform, section) in lock.packages.iter().flat_map(|p| p.sections()) {
+        let key = |name: &str| match platform {
+            Some(platform) => format!("{name}@{platform}"),
+            None => name.to_string(),
+        };
+        repositories.extend(section.repositories.iter().map(|(n, r)| (key(n), r)));
+        packages.extend(section.packages.iter().map(|(n, p)| (key(n), p)));
+    }
+    PackagePins {
+        repositories,
+        packages,
+    }
+}
+
+struct PackagePins<'a> {
+    repositories: BTreeMap<String, &'a crate::debian::lock::LockedRepository>,
+    packages: BTreeMap<String, &'a crate::debian::lock::LockedPackage>,
 }
 
 /// Adds to `out` a change for every name whose value, as `describe` and `detail` show
@@ -296,7 +321,7 @@ mod tests {
 
     #[test]
     fn changes_list_each_pin_that_differs_with_package_versions_and_digests_only_when_needed() {
-        use crate::debian::lock::{LockedPackage, PackagesLock};
+        use crate::debian::lock::{LockedPackage, PackageSections, PackagesLock};
         let package = |version: &str, bytes: &[u8], index: &str| LockedPackage {
             version: version.into(),
             architecture: "amd64".into(),
@@ -316,7 +341,7 @@ mod tests {
                 },
             )]
             .into(),
-            packages: Some(PackagesLock {
+            packages: Some(PackageSections::Single(PackagesLock {
                 architecture: "amd64".into(),
                 requested: vec!["libssl3".into()],
                 repositories: BTreeMap::new(),
@@ -324,7 +349,7 @@ mod tests {
                     .into_iter()
                     .map(|(n, p)| (n.to_string(), p))
                     .collect(),
-            }),
+            })),
             ..Lockfile::default()
         };
         let old = lock(
@@ -382,6 +407,58 @@ mod tests {
             format!("3.0.11-1 amd64 {}", Sha256Digest::of(b"rebuilt"))
         );
         assert!(same.changes_to(&same).is_empty());
+    }
+
+    #[test]
+    fn package_sections_read_in_both_forms_and_name_a_bad_field() {
+        use crate::debian::lock::{PackageSections, PackagesLock};
+        let section = |arch: &str| PackagesLock {
+            architecture: arch.into(),
+            requested: vec!["busybox-static".into()],
+            repositories: BTreeMap::new(),
+            packages: BTreeMap::new(),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.lock");
+        let amd64 = crate::recipe::Platform {
+            os: "linux".into(),
+            architecture: "amd64".into(),
+            variant: None,
+        };
+        for sections in [
+            PackageSections::Single(section("amd64")),
+            PackageSections::PerPlatform(
+                [
+                    ("linux/amd64".to_string(), section("amd64")),
+                    ("linux/arm64".to_string(), section("arm64")),
+                ]
+                .into(),
+            ),
+        ] {
+            let lock = Lockfile {
+                packages: Some(sections),
+                ..Lockfile::default()
+            };
+            lock.write(&path).unwrap();
+            let read = Lockfile::read(&path).unwrap();
+            assert_eq!(read, lock);
+            let sections = read.packages.unwrap();
+            assert_eq!(sections.of_platform(&amd64).unwrap().architecture, "amd64");
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.contains("\"linux/arm64\": {\n      \"architecture\": \"arm64\""),
+            "{text}"
+        );
+        // A typo inside a section is named, in either form.
+        for bad in [
+            r#"{"cairn_lock": 1, "sources": {}, "packages": {"architecture": "amd64", "requested": [], "repositories": {}, "packges": {}}}"#,
+            r#"{"cairn_lock": 1, "sources": {}, "packages": {"linux/arm64": {"architecture": "arm64", "requested": [], "repositories": {}, "packges": {}}}}"#,
+        ] {
+            std::fs::write(&path, bad).unwrap();
+            let err = Lockfile::read(&path).unwrap_err().to_string();
+            assert!(err.contains("unknown field `packges`"), "{err}");
+        }
     }
 
     #[test]

@@ -1,12 +1,16 @@
 //! The recipe's Debian packages as a resolved input: [`crate::debian`] installs them,
-//! pinned by the lock file or pinned now, and the pins join the lock.
+//! pinned by the lock file or pinned now, and the pins join the lock. An image index
+//! over several platforms installs them once per platform, each from its own section
+//! of the lock ([`PackageSections`]).
 
 use super::{LockMode, Lockfile, ResolvedSources};
 use crate::debian::ca_certificates::{self, LocalCert};
 use crate::debian::ld_so_cache;
 use crate::debian::sysusers;
 use crate::debian::{
-    install, lock::PackagesLock, matching_lock, DebianError, DownloadProgress, PackageOptions, Pins,
+    install,
+    lock::{PackageSections, PackagesLock},
+    matching_lock, DebianError, DownloadProgress, PackageOptions, Pins,
 };
 use crate::recipe::PackagesSpec;
 use crate::recipe::Recipe;
@@ -14,8 +18,9 @@ use crate::snapshot::SourceEntryKind;
 use std::path::Path;
 
 /// What `cairn build` and `cairn lock` call, between resolving sources and
-/// assembling layers: installs the recipe's packages into `resolved` (and its lock),
-/// then `layers::debian::hook_layers` gives their layers.
+/// assembling layers: installs the recipe's packages for its platform into `resolved`
+/// (their pins in `resolved.packages`, for [`lock_sections`]), then
+/// `layers::debian::hook_layers` gives their layers.
 pub fn hook_install(
     recipe: &Recipe,
     lock: &Lockfile,
@@ -27,7 +32,11 @@ pub fn hook_install(
 ) -> Result<(), DebianError> {
     let installed = match &recipe.packages {
         Some(spec) => {
-            let mut installed = pins(recipe, spec, lock.packages.as_ref(), mode)
+            let existing = lock
+                .packages
+                .as_ref()
+                .and_then(|p| p.of_platform(&recipe.platform));
+            let mut installed = pins(recipe, spec, existing, mode)
                 .and_then(|pins| {
                     install(recipe, spec, pins, opts, &staging.join("debian"), progress)
                 })
@@ -55,13 +64,29 @@ pub fn hook_install(
         }
         None => None,
     };
-    resolved.lock.packages = installed.as_ref().map(|i| i.lock.clone());
-    resolved.lock_changed = resolved.lock != *lock;
     if let Some(i) = &installed {
         resolved.warnings.extend(i.warnings.iter().cloned());
     }
     resolved.packages = installed;
     Ok(())
+}
+
+/// The lock's `packages` for what each platform installed (in `recipe`'s platform
+/// order): one section for an image of one platform, else one per platform.
+pub fn lock_sections<'a>(
+    recipe: &Recipe,
+    installed: impl Iterator<Item = (&'a crate::recipe::Platform, &'a PackagesLock)>,
+) -> Option<PackageSections> {
+    let mut sections: Vec<(String, PackagesLock)> = installed
+        .map(|(platform, lock)| (platform.to_string(), lock.clone()))
+        .collect();
+    match (recipe.platforms.len(), sections.len()) {
+        (_, 0) => None,
+        (1, _) => sections
+            .pop()
+            .map(|(_, lock)| PackageSections::Single(lock)),
+        _ => Some(PackageSections::PerPlatform(sections.into_iter().collect())),
+    }
 }
 
 /// The recipe's `extra_ca_certificates:`, each the one file of its source.
@@ -120,6 +145,9 @@ fn pins<'a>(
         (LockMode::Locked, None) => {
             return Err(DebianError::StaleLock {
                 detail: match existing {
+                    None if recipe.platforms.len() > 1 => {
+                        format!("it pins no packages for {}", recipe.platform)
+                    }
                     None => "it pins no packages".into(),
                     Some(_) => {
                         "the requested packages, repositories or architecture changed".into()

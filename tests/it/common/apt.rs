@@ -219,7 +219,8 @@ impl AptRepo {
                 .arg(&root)
                 .arg(port.to_string())
                 .stdout(Stdio::null())
-                .stderr(Stdio::null())
+                // Its access log: one line per request.
+                .stderr(std::fs::File::create(repo.dir.path().join("requests.log")).unwrap())
                 .spawn()
                 .expect("start python3 -m http.server");
             repo.server = Some(server);
@@ -275,6 +276,14 @@ impl AptRepo {
         );
     }
 
+    /// How many times the server was asked for `path` (below the archive root), by
+    /// its access log.
+    pub fn requests_for(&self, path: &str) -> usize {
+        let log = std::fs::read_to_string(self.dir.path().join("requests.log")).unwrap();
+        let request = format!("\"GET /{path} HTTP/1.1\"");
+        log.lines().filter(|l| l.contains(&request)).count()
+    }
+
     /// The archive directory the server serves.
     pub fn root(&self) -> PathBuf {
         self.dir.path().join("archive")
@@ -315,7 +324,9 @@ impl Drop for AptRepo {
 }
 
 /// Writes `packages` into the archive at `root` (the `.deb`s, built in `work`, and
-/// `Packages`), with a `Release` clear-signed as `InRelease` by `signer`, made wrong as
+/// one `Packages` index per architecture the packages have, `amd64` when they are all
+/// `Architecture: all`; as on Debian's mirrors, the `all` packages are listed in every
+/// index), with a `Release` clear-signed as `InRelease` by `signer`, made wrong as
 /// `faults` says.
 fn publish(
     work: &Path,
@@ -325,7 +336,17 @@ fn publish(
     packages: &[Pkg],
     faults: Faults,
 ) {
-    let mut index = String::new();
+    let mut architectures: Vec<&str> = packages
+        .iter()
+        .map(|p| p.arch)
+        .filter(|a| *a != "all")
+        .collect();
+    architectures.sort();
+    architectures.dedup();
+    if architectures.is_empty() {
+        architectures.push("amd64");
+    }
+    let mut entries = Vec::new();
     for p in packages {
         let rel = format!("pool/main/{}_{}_{}.deb", p.name, p.version, p.arch);
         // As on a real mirror, a package once published never changes.
@@ -334,37 +355,47 @@ fn publish(
             std::fs::copy(build_deb(work, p), root.join(&rel)).unwrap();
         }
         let bytes = std::fs::read(root.join(&rel)).unwrap();
-        index.push_str(&format!(
+        let entry = format!(
             "{}Filename: {rel}\nSize: {}\nSHA256: {}\n\n",
             control(p),
             bytes.len(),
             sha256_hex(&bytes)
-        ));
+        );
+        entries.push((p.arch, entry));
     }
     let dists = root.join("dists/stable");
-    let binary = dists.join("main/binary-amd64");
-    std::fs::create_dir_all(&binary).unwrap();
-    std::fs::write(binary.join("Packages"), &index).unwrap();
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    gz.write_all(index.as_bytes()).unwrap();
-    std::fs::write(binary.join("Packages.gz"), gz.finish().unwrap()).unwrap();
+    let mut indexes = Vec::new();
+    for arch in &architectures {
+        let index: String = entries
+            .iter()
+            .filter(|(a, _)| a == arch || *a == "all")
+            .map(|(_, entry)| entry.as_str())
+            .collect();
+        let binary = format!("main/binary-{arch}");
+        std::fs::create_dir_all(dists.join(&binary)).unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(index.as_bytes()).unwrap();
+        let gz = gz.finish().unwrap();
+        for (name, bytes) in [("Packages", index.into_bytes()), ("Packages.gz", gz)] {
+            std::fs::write(dists.join(&binary).join(name), &bytes).unwrap();
+            indexes.push(format!(
+                " {} {} {binary}/{name}\n",
+                sha256_hex(&bytes),
+                bytes.len()
+            ));
+        }
+    }
 
     let valid_until = if faults.expired {
         "Thu, 01 Jan 2015 00:00:00 UTC"
     } else {
         "Fri, 01 Jan 2100 00:00:00 UTC"
     };
-    let mut release = format!(
-        "Origin: cairn-test\nSuite: stable\nCodename: test\nDate: Wed, 01 Jan 2014 00:00:00 UTC\nValid-Until: {valid_until}\nArchitectures: amd64\nComponents: main\nSHA256:\n"
+    let release = format!(
+        "Origin: cairn-test\nSuite: stable\nCodename: test\nDate: Wed, 01 Jan 2014 00:00:00 UTC\nValid-Until: {valid_until}\nArchitectures: {}\nComponents: main\nSHA256:\n{}",
+        architectures.join(" "),
+        indexes.concat()
     );
-    for name in ["Packages", "Packages.gz"] {
-        let bytes = std::fs::read(binary.join(name)).unwrap();
-        release.push_str(&format!(
-            " {} {} main/binary-amd64/{name}\n",
-            sha256_hex(&bytes),
-            bytes.len()
-        ));
-    }
     std::fs::write(dists.join("Release"), &release).unwrap();
     if faults.unsigned {
         std::fs::write(dists.join("InRelease"), &release).unwrap();
@@ -399,7 +430,7 @@ fn control(p: &Pkg) -> String {
 
 /// `dpkg-deb --build` of the package's tree, deterministic via SOURCE_DATE_EPOCH.
 fn build_deb(work: &Path, p: &Pkg) -> PathBuf {
-    let tree = work.join(format!("tree-{}-{}", p.name, p.version));
+    let tree = work.join(format!("tree-{}-{}-{}", p.name, p.version, p.arch));
     std::fs::create_dir_all(tree.join("DEBIAN")).unwrap();
     std::fs::write(tree.join("DEBIAN/control"), control(p)).unwrap();
     let mut md5sums = String::new();
@@ -422,7 +453,7 @@ fn build_deb(work: &Path, p: &Pkg) -> PathBuf {
         std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .unwrap();
     }
-    let deb = work.join(format!("{}_{}.deb", p.name, p.version));
+    let deb = work.join(format!("{}_{}_{}.deb", p.name, p.version, p.arch));
     run(Command::new("dpkg-deb")
         .env("SOURCE_DATE_EPOCH", "1700000000")
         .args(["--root-owner-group", "-Zxz", "--build"])

@@ -9,29 +9,29 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-struct Work {
-    dir: tempfile::TempDir,
+pub(super) struct Work {
+    pub(super) dir: tempfile::TempDir,
 }
 
 impl Work {
-    fn new() -> Work {
+    pub(super) fn new() -> Work {
         Work {
             dir: tempfile::tempdir().unwrap(),
         }
     }
-    fn cache(&self) -> PathBuf {
+    pub(super) fn cache(&self) -> PathBuf {
         self.dir.path().join("cache")
     }
-    fn out(&self, name: &str) -> PathBuf {
+    pub(super) fn out(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
     /// `cairn SUBCOMMAND` with this test's own package cache.
-    fn cairn(&self, sub: &str) -> Command {
+    pub(super) fn cairn(&self, sub: &str) -> Command {
         let mut cmd = cairn();
         cmd.env("XDG_CACHE_HOME", self.cache()).arg(sub);
         cmd
     }
-    fn build(&self, recipe: &Path, out: &str, extra: &[&str]) -> Value {
+    pub(super) fn build(&self, recipe: &Path, out: &str, extra: &[&str]) -> Value {
         let output = run_ok(
             self.cairn("build")
                 .arg(recipe)
@@ -42,7 +42,13 @@ impl Work {
         );
         serde_json::from_slice(&output.stdout).unwrap()
     }
-    fn build_err(&self, recipe: &Path, extra: &[&str]) -> String {
+    /// `cairn diff A B` of two locks that differ (exit 1): what it lists.
+    pub(super) fn diff_locks(&self, a: &Path, b: &Path) -> String {
+        let diff = self.cairn("diff").arg(a).arg(b).output().unwrap();
+        assert_eq!(diff.status.code(), Some(1), "{diff:?}");
+        String::from_utf8_lossy(&diff.stdout).into_owned()
+    }
+    pub(super) fn build_err(&self, recipe: &Path, extra: &[&str]) -> String {
         let (code, stderr) = run_err(
             self.cairn("build")
                 .arg(recipe)
@@ -64,7 +70,7 @@ impl Work {
     }
 }
 
-fn lock_of(recipe: &Path) -> Value {
+pub(super) fn lock_of(recipe: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(recipe.with_extension("lock")).unwrap()).unwrap()
 }
 
@@ -722,14 +728,7 @@ fn lock_keeps_package_pins_until_update_which_reports_the_new_versions_as_diff_d
     );
 
     // `cairn diff` of the two locks lists the same, and exits 1; of a lock with itself, 0.
-    let diff = work
-        .cairn("diff")
-        .arg(&before)
-        .arg(&lock_file)
-        .output()
-        .unwrap();
-    assert_eq!(diff.status.code(), Some(1));
-    let listed = String::from_utf8_lossy(&diff.stdout);
+    let listed = work.diff_locks(&before, &lock_file);
     assert!(
         listed.contains("deb:libfoo: 2.0-1 amd64 -> 2.0-2 amd64\n"),
         "{listed}"

@@ -6,7 +6,7 @@
 use crate::common::{cairn, repo_root, run_ok};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 #[test]
@@ -15,21 +15,8 @@ fn distroless_busybox_and_ca_certificates_from_the_hosts_mirror() {
     // A copy, so the lock it writes stays out of the repository.
     let recipe = work.path().join("distroless.yaml");
     std::fs::copy(repo_root().join("recipes/distroless.yaml"), &recipe).unwrap();
-    let build = |out: &str, extra: &[&str]| -> Value {
-        let output = run_ok(
-            cairn()
-                .env("XDG_CACHE_HOME", work.path().join("cache"))
-                .arg("build")
-                .arg(&recipe)
-                .arg("-o")
-                .arg(work.path().join(out))
-                .arg("--json")
-                .args(extra),
-        );
-        serde_json::from_slice(&output.stdout).unwrap()
-    };
-    let first = build("a", &[]);
-    let again = build("b", &["--locked"]);
+    let first = build_from_mirror(work.path(), &recipe, "a", &[]);
+    let again = build_from_mirror(work.path(), &recipe, "b", &["--locked"]);
     assert_eq!(first["manifest_digest"], again["manifest_digest"]);
 
     let layout = work.path().join("a/distroless");
@@ -161,24 +148,13 @@ fn distroless_busybox_and_ca_certificates_from_the_hosts_mirror() {
 #[test]
 fn python3_loads_more_than_100_ca_certificates_from_the_bundle() {
     let work = tempfile::tempdir().unwrap();
-    // distroless's repositories, other packages, no layers.
-    let repositories = distroless_repositories();
-    let recipe = work.path().join("python-tls.yaml");
-    std::fs::write(
-        &recipe,
-        format!(
-            "cairn: 1\nname: python-tls\nepoch: 1700000000\nplatform: linux/amd64\n{repositories}packages: [python3, ca-certificates]\nconfig:\n  entrypoint: [/usr/bin/python3, \"-\"]\n"
-        ),
-    )
-    .unwrap();
-    run_ok(
-        cairn()
-            .env("XDG_CACHE_HOME", work.path().join("cache"))
-            .arg("build")
-            .arg(&recipe)
-            .arg("-o")
-            .arg(work.path().join("out")),
+    let recipe = mirror_recipe(
+        work.path(),
+        "python-tls",
+        "platform: linux/amd64",
+        "packages: [python3, ca-certificates]\nconfig:\n  entrypoint: [/usr/bin/python3, \"-\"]\n",
     );
+    build_from_mirror(work.path(), &recipe, "out", &[]);
     let (stdout, stderr) = super::interop::run_in_runc(
         &work.path().join("out/python-tls"),
         "python-tls",
@@ -195,31 +171,21 @@ fn python3_loads_more_than_100_ca_certificates_from_the_bundle() {
 #[test]
 fn the_ld_so_cache_of_real_libraries_is_the_images_own_ldconfigs() {
     let work = tempfile::tempdir().unwrap();
-    let repositories = distroless_repositories();
     for (arch, flags, multiarch) in [
         ("amd64", "libc6,x86-64", "x86_64-linux-gnu"),
         ("arm64", "libc6,AArch64", "aarch64-linux-gnu"),
     ] {
-        let recipe = work.path().join(format!("libs-{arch}.yaml"));
-        std::fs::write(
-            &recipe,
-            format!(
-                "cairn: 1\nname: libs\nepoch: 1700000000\nplatform: linux/{arch}\n{repositories}packages: [libc-bin, libssl3, zlib1g]\n"
-            ),
-        )
-        .unwrap();
-        let out = work.path().join(format!("out-{arch}"));
-        run_ok(
-            cairn()
-                .env("XDG_CACHE_HOME", work.path().join("cache"))
-                .arg("build")
-                .arg(&recipe)
-                .arg("-o")
-                .arg(&out),
+        let name = format!("libs-{arch}");
+        let recipe = mirror_recipe(
+            work.path(),
+            &name,
+            &format!("platform: linux/{arch}"),
+            "packages: [libc-bin, libssl3, zlib1g]\n",
         );
+        build_from_mirror(work.path(), &recipe, &format!("out-{arch}"), &[]);
         let root = work.path().join(format!("rootfs-{arch}"));
         std::fs::create_dir_all(&root).unwrap();
-        crate::common::unpack_layout(&out.join("libs"), &root);
+        crate::common::unpack_layout(&work.path().join(format!("out-{arch}/{name}")), &root);
         run_ok(Command::new("chroot").arg(&root).args([
             "/sbin/ldconfig",
             "-C",
@@ -241,6 +207,35 @@ fn the_ld_so_cache_of_real_libraries_is_the_images_own_ldconfigs() {
             assert!(listed.contains(&line), "{line} missing:\n{listed}");
         }
     }
+}
+
+/// A recipe `<name>.yaml` in `dir` for `platform` (its `platform:` or `platforms:`
+/// line), with distroless's repositories and `rest` (packages, config).
+fn mirror_recipe(dir: &Path, name: &str, platform: &str, rest: &str) -> PathBuf {
+    let repositories = distroless_repositories();
+    let recipe = dir.join(format!("{name}.yaml"));
+    std::fs::write(
+        &recipe,
+        format!("cairn: 1\nname: {name}\nepoch: 1700000000\n{platform}\n{repositories}{rest}"),
+    )
+    .unwrap();
+    recipe
+}
+
+/// `cairn build RECIPE -o WORK/OUT --json EXTRA...` with a package cache in `work`:
+/// the report.
+fn build_from_mirror(work: &Path, recipe: &Path, out: &str, extra: &[&str]) -> Value {
+    let output = run_ok(
+        cairn()
+            .env("XDG_CACHE_HOME", work.join("cache"))
+            .arg("build")
+            .arg(recipe)
+            .arg("-o")
+            .arg(work.join(out))
+            .arg("--json")
+            .args(extra),
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
 }
 
 /// The `repositories:` block of recipes/distroless.yaml (release, updates, security),
@@ -332,4 +327,43 @@ fn base_passwd_and_a_sysusers_fragment_give_what_systemd_sysusers_writes() {
         )),
         "stdout:\n{stdout}\nstderr:\n{stderr}"
     );
+}
+
+/// An image index over amd64 and arm64 from the mirror's packages (busybox-static,
+/// mawk with its libc): cairn resolves and unpacks the arm64 packages on this amd64
+/// machine without running any of them, and the arm64 image runs under runc, its
+/// programs executed by qemu-user through binfmt: busybox says the machine is aarch64,
+/// and mawk, dynamically linked against the arm64 libc, answers through the `awk`
+/// alternative beside the arm64 `/etc/ld.so.cache` cairn made.
+#[test]
+fn the_arm64_image_of_a_packages_index_runs_under_qemu_user() {
+    let work = tempfile::tempdir().unwrap();
+    let recipe = mirror_recipe(
+        work.path(),
+        "tools",
+        "platforms: [linux/amd64, linux/arm64]",
+        "packages: [busybox-static, mawk]\nconfig:\n  entrypoint: [/bin/busybox, sh]\n  env: { PATH: /usr/bin:/bin }\n",
+    );
+    let first = build_from_mirror(work.path(), &recipe, "a", &[]);
+    let again = build_from_mirror(work.path(), &recipe, "b", &["--locked"]);
+    assert_eq!(first["manifest_digest"], again["manifest_digest"]);
+    let lock: Value =
+        serde_json::from_slice(&std::fs::read(recipe.with_extension("lock")).unwrap()).unwrap();
+    for arch in ["amd64", "arm64"] {
+        let section = &lock["packages"][format!("linux/{arch}")];
+        assert_eq!(section["architecture"], arch, "{lock}");
+        assert_eq!(section["packages"]["busybox-static"]["architecture"], arch);
+    }
+
+    // skopeo picks the arm64 image from the index; runc runs it.
+    let layout = work.path().join("a/tools");
+    let arm64 = work.path().join("arm64");
+    super::multiarch::copy_platform_image(&layout, "tools", "arm64", &arm64);
+    let (stdout, stderr) = super::interop::run_in_runc(
+        &arm64,
+        "arm64",
+        work.path(),
+        "busybox uname -m; /usr/bin/awk 'BEGIN{print 6*7}'; busybox od -An -tx1 -j18 -N2 /usr/bin/mawk; busybox test -s /etc/ld.so.cache && echo cached\n",
+    );
+    assert_eq!(stdout, "aarch64\n42\n b7 00\ncached\n", "stderr:\n{stderr}");
 }

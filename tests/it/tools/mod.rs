@@ -11,6 +11,7 @@ mod debian_accounts;
 mod debian_ca;
 mod debian_ldcache;
 mod debian_mirror;
+mod debian_multiarch;
 mod disk_full;
 mod dsse_interop;
 mod formats;

@@ -213,19 +213,25 @@ fn skopeo_copies_the_whole_index_and_umoci_unpacks_a_platform() {
     // skopeo picks the arm64 image from the index; umoci (which reads single
     // images only) unpacks it.
     let single = dir.path().join("arm64");
-    run_ok(Command::new("skopeo").args([
-        "copy",
-        "--override-arch",
-        "arm64",
-        &format!("oci:{}:multiarch", layout.display()),
-        &format!("oci:{}:arm64", single.display()),
-    ]));
+    copy_platform_image(&layout, "multiarch", "arm64", &single);
     let rootfs = umoci_unpack(&single, "arm64", &dir.path().join("bundle"));
     assert!(
         std::fs::read(rootfs.join("usr/bin/hello")).unwrap()
             == std::fs::read(dir.path().join("bin/hello-arm64")).unwrap(),
         "umoci unpacked another /usr/bin/hello than the arm64 executable"
     );
+}
+
+/// Copies the `arch` image of the index tagged `tag` in `layout` into a layout of its
+/// own at `dest`, tagged `arch` (skopeo picks it; umoci reads single images only).
+pub(super) fn copy_platform_image(layout: &Path, tag: &str, arch: &str, dest: &Path) {
+    run_ok(Command::new("skopeo").args([
+        "copy",
+        "--override-arch",
+        arch,
+        &format!("oci:{}:{tag}", layout.display()),
+        &format!("oci:{}:{arch}", dest.display()),
+    ]));
 }
 
 #[test]
