@@ -8,7 +8,6 @@ use sha2::{Digest as _, Sha256};
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::str::FromStr;
-use std::sync::Arc;
 
 #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
 cpufeatures::new!(sha_extensions, "sha", "sse2", "ssse3", "sse4.1");
@@ -266,15 +265,14 @@ impl<'de> serde::Deserialize<'de> for Blake3Digest {
     }
 }
 
-/// SHA-1 of every regular file written, keyed by its SHA-256: SPDX requires SHA-1
-/// per file, and computing it in the same pass that writes the bytes means every file
-/// is read once. A list sorted by SHA-256, searched by bisection: 52 bytes a file,
-/// where a map took 80 (at a million files, held through the SBOM stage). Shared, not
-/// copied, by the layer cache's record of a layer.
+/// SHA-1 of the base image's regular files, keyed by their SHA-256: SPDX requires
+/// SHA-1 per file, and computing it in the same pass that reads a base layer means
+/// every file is read once. A list sorted by SHA-256, searched by bisection. (Layers
+/// cairn writes keep theirs by entry, [`crate::layers::EntrySha1s`].)
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Sha1Index {
     /// Sorted by SHA-256, one pair per content.
-    pairs: Arc<Vec<(Sha256Digest, [u8; 20])>>,
+    pairs: Vec<(Sha256Digest, [u8; 20])>,
 }
 
 impl Sha1Index {
@@ -296,15 +294,6 @@ impl Sha1Index {
     pub fn iter(&self) -> impl Iterator<Item = &(Sha256Digest, [u8; 20])> {
         self.pairs.iter()
     }
-
-    /// Adds the pairs of `other`, taking its list whole when this one is empty.
-    pub fn merge(&mut self, other: Sha1Index) {
-        if self.pairs.is_empty() {
-            *self = other;
-        } else {
-            self.extend(other);
-        }
-    }
 }
 
 /// Pairs in any order, with repeats (the same content in several files).
@@ -312,9 +301,7 @@ impl From<Vec<(Sha256Digest, [u8; 20])>> for Sha1Index {
     fn from(mut pairs: Vec<(Sha256Digest, [u8; 20])>) -> Self {
         pairs.sort_unstable_by_key(|(sha256, _)| *sha256);
         pairs.dedup_by_key(|(sha256, _)| *sha256);
-        Sha1Index {
-            pairs: Arc::new(pairs),
-        }
+        Sha1Index { pairs }
     }
 }
 
@@ -326,11 +313,10 @@ impl FromIterator<(Sha256Digest, [u8; 20])> for Sha1Index {
 
 impl Extend<(Sha256Digest, [u8; 20])> for Sha1Index {
     fn extend<I: IntoIterator<Item = (Sha256Digest, [u8; 20])>>(&mut self, pairs: I) {
-        let own = Arc::make_mut(&mut self.pairs);
-        own.extend(pairs);
+        self.pairs.extend(pairs);
         // Usually two sorted runs, which the stable sort merges in one pass.
-        own.sort_by_key(|(sha256, _)| *sha256);
-        own.dedup_by_key(|(sha256, _)| *sha256);
+        self.pairs.sort_by_key(|(sha256, _)| *sha256);
+        self.pairs.dedup_by_key(|(sha256, _)| *sha256);
     }
 }
 
@@ -339,7 +325,7 @@ impl IntoIterator for Sha1Index {
     type IntoIter = std::vec::IntoIter<(Sha256Digest, [u8; 20])>;
 
     fn into_iter(self) -> Self::IntoIter {
-        Arc::unwrap_or_clone(self.pairs).into_iter()
+        self.pairs.into_iter()
     }
 }
 
@@ -378,8 +364,7 @@ mod tests {
         // Unsorted, with a content written twice (two files with the same bytes).
         let mut index = Sha1Index::from(vec![pair(b"bb"), pair(b"a"), pair(b"bb")]);
         index.extend([pair(b"dddd"), pair(b"ccc")]);
-        let mut base = Sha1Index::new();
-        base.merge(index);
+        let base = index;
         for bytes in [&b"a"[..], b"bb", b"ccc", b"dddd"] {
             assert_eq!(
                 base.get(&Sha256Digest::of(bytes)),

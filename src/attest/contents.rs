@@ -4,9 +4,11 @@
 //! them (every source byte was re-hashed and checked while it was written), so SBOMs
 //! and provenance describe what was written, never what the recipe claims.
 
+use super::sbom::Sha1Lookup;
 use crate::base::fs::{layer_name as base_layer_name, BaseEntry, BaseFs, BaseKind};
 use crate::base::BaseImage;
-use crate::digest::Sha256Digest;
+use crate::digest::{Sha1Index, Sha256Digest};
+use crate::layers::EntrySha1s;
 use crate::layers::{FileData, LayerTree, Origin, TreeEntry, TreeEntryKind};
 use crate::oci::whiteout::{self, Whiteout};
 use crate::recipe::{Owner, Recipe};
@@ -144,6 +146,37 @@ impl<'a> ImageFile<'a> {
                 inputs: &from.inputs,
             },
             Origin::Accounts | Origin::Parent | Origin::Sbom => FileOrigin::Accounts,
+        }
+    }
+}
+
+/// Each file's SHA-1 where it was computed: by place in the layer that wrote it (see
+/// [`crate::layers::EntrySha1s`]), or by content for the base image's files.
+#[derive(Debug)]
+pub struct WrittenSha1s<'a> {
+    pub base: Option<&'a Sha1Index>,
+    /// Each layer tree with the SHA-1s of its entries, as written.
+    pub layers: Vec<(&'a LayerTree, &'a EntrySha1s)>,
+}
+
+impl Sha1Lookup for WrittenSha1s<'_> {
+    fn sha1(&self, file: &ImageFile) -> Option<&[u8; 20]> {
+        match file.written_by {
+            WrittenBy::Base(_) => self.base?.get(&file.sha256()),
+            WrittenBy::Layer { layer, entry, .. } => {
+                // The layer is known by its name's address: `layer` is borrowed from
+                // the tree's own name.
+                let (tree, sha1s) = self
+                    .layers
+                    .iter()
+                    .find(|(tree, _)| std::ptr::eq(&tree.name, layer))?;
+                // A hard link's bytes are those of the entry it links to.
+                let key = match &entry.kind {
+                    TreeEntryKind::Hardlink { target } => target,
+                    _ => file.key,
+                };
+                sha1s.get(tree.entries.place_of(key)?)
+            }
         }
     }
 }

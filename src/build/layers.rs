@@ -226,13 +226,10 @@ fn write_afresh(
     // SBOMs describe the layers as written (their SHA-1s were computed in the same
     // pass); the SBOM layer itself is not in them.
     let contents = contents::image_contents(recipe, resolved, base.as_ref().zip(base_fs), &trees);
-    let mut sha1 = crate::digest::Sha1Index::new();
-    for blob in &mut blobs {
-        sha1.merge(std::mem::take(&mut blob.sha1));
-    }
-    if let Some(fs) = base_fs {
-        sha1.extend(fs.sha1.iter().copied());
-    }
+    let sha1 = contents::WrittenSha1s {
+        base: base_fs.map(|fs| &fs.sha1),
+        layers: trees.iter().zip(blobs.iter().map(|b| &b.sha1)).collect(),
+    };
     let platform_name = platform.platform.to_string();
     let recipe_file_name = names::recipe_file_name(recipe);
     let sbom_input = sbom::SbomInput {

@@ -46,8 +46,8 @@
 use super::compress::{GZIP_LEVEL, ZSTD_LEVEL};
 use super::gzip::MEMBER_SIZE;
 use super::sorted::SortedMap;
-use super::{LayerBlob, LayerError, LayerTree, TreeEntry};
-use crate::digest::{Blake3Digest, Sha1Index, Sha256Digest};
+use super::{EntrySha1s, LayerBlob, LayerError, LayerTree, TreeEntry};
+use crate::digest::{Blake3Digest, Sha256Digest};
 use crate::oci::compression::Compression;
 use crate::oci::layout::{blobs_dir, copy_hashed, LayoutError, LayoutWriter};
 use serde::{Deserialize, Serialize};
@@ -110,7 +110,7 @@ pub fn layer_key(tree: &LayerTree, epoch: u64, compression: Compression) -> Laye
         Compression::None => "none".to_string(),
     };
     LayerKey(Sha256Digest::of_json(&LayerKeyInputs {
-        key_version: "cairn-layer-key-v2",
+        key_version: "cairn-layer-key-v3",
         cairn_version: env!("CARGO_PKG_VERSION"),
         output_format_version: crate::oci::OUTPUT_FORMAT_VERSION,
         compression,
@@ -140,46 +140,9 @@ pub struct LayerRecord {
     pub uncompressed_size: u64,
     pub entries: usize,
     pub compression: Compression,
-    /// SHA-1 of each regular file, by SHA-256: what the SBOM needs. Hex in JSON.
-    #[serde(with = "sha1_hex")]
-    pub sha1: Sha1Index,
-}
-
-/// A [`Sha1Index`] as a JSON object of hex strings, converted entry by entry: it has
-/// one entry per file of the layer.
-mod sha1_hex {
-    use super::Sha1Index;
-    use crate::digest::Sha256Digest;
-    use serde::de::{Error as _, MapAccess, Visitor};
-    use serde::{Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(index: &Sha1Index, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_map(
-            index
-                .iter()
-                .map(|(sha256, sha1)| (sha256, hex::encode(sha1))),
-        )
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Sha1Index, D::Error> {
-        struct Entries;
-        impl<'de> Visitor<'de> for Entries {
-            type Value = Sha1Index;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("an object of hex SHA-1s by SHA-256")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Sha1Index, A::Error> {
-                let mut pairs = Vec::with_capacity(map.size_hint().unwrap_or(0));
-                while let Some((sha256, hex_sha1)) = map.next_entry::<Sha256Digest, String>()? {
-                    let mut sha1 = [0u8; 20];
-                    hex::decode_to_slice(&hex_sha1, &mut sha1).map_err(A::Error::custom)?;
-                    pairs.push((sha256, sha1));
-                }
-                Ok(Sha1Index::from(pairs))
-            }
-        }
-        d.deserialize_map(Entries)
-    }
+    /// SHA-1 of each regular file, by its entry's place in the layer: what the SBOM
+    /// needs.
+    pub sha1: EntrySha1s,
 }
 
 impl LayerRecord {
@@ -282,7 +245,7 @@ impl CachedLayer {
             entries: self.entries,
             compression: self.compression,
             cached: true,
-            sha1: Sha1Index::new(),
+            sha1: EntrySha1s::default(),
         }
     }
 }

@@ -96,7 +96,9 @@ fn a_hit_serves_the_stored_blob_with_its_sha1s() {
     assert_eq!(hit.entries, 2);
     // The SBOM needs the SHA-1 of every file, also on a hit.
     assert_eq!(hit.sha1, written.sha1);
-    assert_eq!(hit.sha1.iter().count(), 1);
+    let file_sha1: [u8; 20] = <sha1::Sha1 as sha1::Digest>::digest(b"hello\n").into();
+    let sha1s: Vec<_> = (0..hit.entries).map(|place| hit.sha1.get(place)).collect();
+    assert_eq!(sha1s.iter().flatten().collect::<Vec<_>>(), [&&file_sha1]);
     assert_eq!(
         fs::read(second_layout.blob_path(&hit.digest)).unwrap(),
         fs::read(first_layout.blob_path(&written.digest)).unwrap()

@@ -33,6 +33,11 @@ impl<V> SortedMap<V> {
         self.items.binary_search_by(|(k, _)| k.as_str().cmp(key))
     }
 
+    /// The place of `key` in the sorted list.
+    pub fn place_of(&self, key: &str) -> Option<usize> {
+        self.position(key).ok()
+    }
+
     pub fn get(&self, key: &str) -> Option<&V> {
         self.position(key).ok().map(|i| &self.items[i].1)
     }

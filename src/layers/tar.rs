@@ -9,7 +9,7 @@
 
 use super::tree::{FileData, LayerTree, TreeEntryKind};
 use crate::diag::{Diagnose, Interrupted};
-use crate::digest::{HashingReader, Sha256Digest};
+use crate::digest::HashingReader;
 use sha1::{Digest as _, Sha1};
 use std::borrow::Cow;
 use std::io::{self, Read, Write};
@@ -47,15 +47,15 @@ const USTAR_MAX_OCTAL_7: u64 = 0o7777777;
 const USTAR_MAX_OCTAL_11: u64 = 0o77777777777;
 
 /// Writes the layer's tar stream to `out` and returns it. `on_bytes` is told how many
-/// content bytes were written, for progress display; `sha1` receives each file's SHA-1
-/// by its SHA-256.
+/// content bytes were written, for progress display; `sha1` receives one item per
+/// entry, in the tree's order: the SHA-1 of a regular file's bytes, `None` otherwise.
 pub fn write_tar<W: Write>(
     tree: &LayerTree,
     epoch: u64,
     out: W,
     cancel: &AtomicBool,
     on_bytes: &dyn Fn(u64),
-    sha1: &mut Vec<(Sha256Digest, [u8; 20])>,
+    sha1: &mut Vec<Option<[u8; 20]>>,
 ) -> Result<W, TarError> {
     let mut builder = tar::Builder::new(out);
     for (key, entry) in &tree.entries {
@@ -148,7 +148,7 @@ pub fn write_tar<W: Write>(
                     .map_err(TarError::Write)?;
                 let file_sha1 = reader.sha1.finalize().into();
                 let (digest, read) = reader.inner.finish();
-                sha1.push((digest, file_sha1));
+                sha1.push(Some(file_sha1));
                 if digest != content.sha256 || read != content.size {
                     return Err(TarError::SourceChanged {
                         path: path.into_owned(),
@@ -161,12 +161,15 @@ pub fn write_tar<W: Write>(
                 builder
                     .append(&header, &bytes[..])
                     .map_err(TarError::Write)?;
-                sha1.push((Sha256Digest::of(bytes), Sha1::digest(bytes).into()));
+                sha1.push(Some(Sha1::digest(bytes).into()));
                 on_bytes(bytes.len() as u64);
             }
-            _ => builder
-                .append(&header, io::empty())
-                .map_err(TarError::Write)?,
+            _ => {
+                builder
+                    .append(&header, io::empty())
+                    .map_err(TarError::Write)?;
+                sha1.push(None);
+            }
         }
     }
     builder.into_inner().map_err(TarError::Write)

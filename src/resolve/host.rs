@@ -176,20 +176,37 @@ fn list(dir: &Path, rel: &str, out: &mut Vec<(Arc<str>, Listed)>) {
     }
 }
 
+/// What examining a listed entry found.
+struct Examined {
+    kind: SourceEntryKind,
+    mode: u32,
+    /// (device, inode) of a file with several links.
+    inode: Option<(u64, u64)>,
+}
+
+impl Examined {
+    fn new(kind: SourceEntryKind, mode: u32) -> Self {
+        Examined {
+            kind,
+            mode,
+            inode: None,
+        }
+    }
+}
+
 /// `lstat`s (and hashes) one listed entry; runs on the worker threads. A file's index
 /// record goes to the index's own list, not a small allocation per file beside its
 /// content (freed, those left holes that kept 90 MB resident at a million files).
 /// A directory file's content records its place as `root` + `rel` (see [`Location::InDir`]).
-/// Also gives (device, inode) of a file with several links.
 fn examine(
     root: &Arc<PathBuf>,
     rel: &Arc<str>,
     listed: Listed,
     index: Option<&HashIndex>,
-) -> Result<(SourceEntryKind, u32, Option<(u64, u64)>), HostError> {
+) -> Result<Examined, HostError> {
     let path = || root.join(&**rel);
     match listed {
-        Listed::Dir => Ok((SourceEntryKind::Dir, DIR_MODE, None)),
+        Listed::Dir => Ok(Examined::new(SourceEntryKind::Dir, DIR_MODE)),
         Listed::Bad(e) => Err(*e),
         Listed::Symlink => {
             let path = path();
@@ -198,7 +215,7 @@ fn examine(
                 .into_os_string()
                 .into_string()
                 .map_err(|_| HostError::NotUtf8 { path })?;
-            Ok((SourceEntryKind::Symlink { target }, 0o777, None))
+            Ok(Examined::new(SourceEntryKind::Symlink { target }, 0o777))
         }
         Listed::File => {
             let path = path();
@@ -215,11 +232,11 @@ fn examine(
                 rel_path: Arc::clone(rel),
             };
             let content = hash_file(&path, location, rel, &meta, index)?;
-            Ok((
-                SourceEntryKind::File(content),
-                normalised_file_mode(meta.permissions().mode()),
-                (meta.nlink() > 1).then(|| (meta.dev(), meta.ino())),
-            ))
+            Ok(Examined {
+                kind: SourceEntryKind::File(content),
+                mode: normalised_file_mode(meta.permissions().mode()),
+                inode: (meta.nlink() > 1).then(|| (meta.dev(), meta.ino())),
+            })
         }
     }
 }
@@ -241,7 +258,7 @@ fn snapshot_dir(root: &Path, index: Option<&HashIndex>) -> Result<SourceTree, Ho
         .enumerate()
         .map(|(at, (rel_path, listed))| {
             let (kind, mode) = match examine(&shared_root, &rel_path, listed, index) {
-                Ok((kind, mode, inode)) => {
+                Ok(Examined { kind, mode, inode }) => {
                     if let Some(inode) = inode {
                         linked.lock().expect("not poisoned").push((at, inode));
                     }

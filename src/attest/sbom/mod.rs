@@ -34,10 +34,23 @@ pub struct SbomInput<'a> {
     pub recipe_file_name: &'a str,
     pub contents: &'a ImageContents<'a>,
     pub cairn_version: &'a str,
-    /// Must hold every regular file's content; a function of `contents`, so it does
-    /// not take part in the document digest.
+    /// Must give every regular file's SHA-1; a function of `contents`, so it does not
+    /// take part in the document digest.
     #[serde(skip)]
-    pub sha1: &'a Sha1Index,
+    pub sha1: &'a dyn Sha1Lookup,
+}
+
+/// Where the SBOMs find each file's SHA-1, which SPDX 2.3 requires on every file: for
+/// an image, where its layers were written ([`crate::attest::contents::WrittenSha1s`]).
+pub trait Sha1Lookup: std::fmt::Debug + Sync {
+    fn sha1(&self, file: &ImageFile) -> Option<&[u8; 20]>;
+}
+
+/// SHA-1s by content (the base image's files are known so).
+impl Sha1Lookup for Sha1Index {
+    fn sha1(&self, file: &ImageFile) -> Option<&[u8; 20]> {
+        self.get(&file.sha256())
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -249,7 +249,7 @@ pub fn write_spdx_json(input: &SbomInput, out: &mut dyn std::io::Write) -> Resul
     let files = &contents.files[..];
     // Every file's SHA-1 is looked up where it is written rather than copied into a
     // list beside the files (20 bytes a file, at the SBOM stage's peak); checked first.
-    if let Some(f) = files.iter().find(|f| input.sha1.get(&f.sha256()).is_none()) {
+    if let Some(f) = files.iter().find(|f| input.sha1.sha1(f).is_none()) {
         return Err(SbomError::MissingSha1 {
             path: f.path(),
             sha256: f.sha256(),
@@ -258,7 +258,7 @@ pub fn write_spdx_json(input: &SbomInput, out: &mut dyn std::io::Write) -> Resul
     let sha1_of = |f: &ImageFile| -> &[u8; 20] {
         input
             .sha1
-            .get(&f.sha256())
+            .sha1(f)
             .expect("every file's SHA-1 was checked above")
     };
 

@@ -527,7 +527,7 @@ impl Unpacker<'_> {
 
         let entry_kind = match kind {
             MemberKind::Dir => SourceEntryKind::Dir,
-            MemberKind::File => SourceEntryKind::File(self.stage(entry, &member, buffer)?.into()),
+            MemberKind::File => SourceEntryKind::File(self.stage(entry, &member, buffer)?),
             MemberKind::Symlink => SourceEntryKind::Symlink {
                 target: self.symlink_target(entry, &member)?,
             },
