@@ -80,32 +80,6 @@ pub fn plan<'c>(
     )?;
     let mut new_lock = sources.lock.clone();
     let mut warnings = sources.warnings.clone();
-    // The recipe parser allows `packages:` only for a single-platform image.
-    if let [only] = sources.platforms.as_mut_slice() {
-        let before = only.resolved.warnings.len();
-        resolve::packages::hook_install(
-            &only.recipe,
-            lock,
-            mode,
-            cx.packages,
-            staging,
-            cx.progress,
-            &mut only.resolved,
-        )?;
-        new_lock.packages = only.resolved.lock.packages.clone();
-        warnings.extend(only.resolved.warnings.drain(before..));
-    }
-    // The recipe parser allows `vm:` only for a single-platform image without a base.
-    let disk = match (&recipe.vm, sources.platforms.as_mut_slice()) {
-        (Some(vm), [only]) => {
-            let before = only.resolved.warnings.len();
-            let plan = disk::plan(&only.recipe, vm, &mut only.resolved, lock, lock_path, mode)?;
-            new_lock.tools = only.resolved.lock.tools.clone();
-            warnings.extend(only.resolved.warnings.drain(before..));
-            Some(plan)
-        }
-        _ => None,
-    };
     let base = match &recipe.base {
         Some(spec) => {
             let error = |cause: &dyn Diagnose| {
@@ -154,6 +128,41 @@ pub fn plan<'c>(
             None
         }
     };
+    // The recipe parser allows `packages:` only for a single-platform image.
+    if let [only] = sources.platforms.as_mut_slice() {
+        let before = only.resolved.warnings.len();
+        let read_installed = || match &base {
+            Some(pinned) => base_packages(&only.recipe, pinned),
+            None => Ok(debian::status::BasePackages::default()),
+        };
+        let package_base = base.as_ref().map(|pinned| resolve::packages::PackageBase {
+            digest: pinned.digest,
+            read_installed: &read_installed,
+        });
+        resolve::packages::hook_install(
+            &only.recipe,
+            lock,
+            mode,
+            cx.packages,
+            staging,
+            cx.progress,
+            package_base.as_ref(),
+            &mut only.resolved,
+        )?;
+        new_lock.packages = only.resolved.lock.packages.clone();
+        warnings.extend(only.resolved.warnings.drain(before..));
+    }
+    // The recipe parser allows `vm:` only for a single-platform image without a base.
+    let disk = match (&recipe.vm, sources.platforms.as_mut_slice()) {
+        (Some(vm), [only]) => {
+            let before = only.resolved.warnings.len();
+            let plan = disk::plan(&only.recipe, vm, &mut only.resolved, lock, lock_path, mode)?;
+            new_lock.tools = only.resolved.lock.tools.clone();
+            warnings.extend(only.resolved.warnings.drain(before..));
+            Some(plan)
+        }
+        _ => None,
+    };
     let lock_sha256 =
         (!recipe.sources.is_empty() || recipe.base.is_some() || recipe.packages.is_some())
             .then(|| Sha256Digest::of(&new_lock.to_bytes()));
@@ -167,4 +176,36 @@ pub fn plan<'c>(
         lock_sha256,
         warnings,
     })
+}
+
+/// The packages installed in the pinned base image, for `recipe`'s platform: its
+/// layers read once more (checked as when they are copied), for the dpkg status.
+fn base_packages(
+    recipe: &Recipe,
+    pinned: &PinnedBase,
+) -> Result<debian::status::BasePackages, debian::DebianError> {
+    let at_base = |cause: &dyn Diagnose| {
+        debian::DebianError::InRecipe(Box::new(
+            Diagnostic::new(
+                &recipe.file,
+                pinned.span,
+                format!(
+                    "base image {} ({}): {cause}",
+                    pinned.reference, pinned.digest
+                ),
+            )
+            .with_hint_of(cause),
+        ))
+    };
+    let read = || {
+        let image = base::select(
+            pinned.store.as_ref(),
+            &pinned.reference,
+            pinned.digest,
+            &recipe.platform,
+        )?;
+        base::read_fs(pinned.store.as_ref(), &image, recipe.limits)
+    };
+    let fs = read().map_err(|e| at_base(&e))?;
+    resolve::packages::base_packages(&fs, &recipe.platform).map_err(|e| at_base(&e))
 }

@@ -160,6 +160,8 @@ impl Fixture {
                     index_sha256,
                 },
             )]),
+            base: None,
+            from_base: BTreeMap::new(),
         };
         let fixture = Fixture {
             dir,
@@ -265,11 +267,12 @@ fn a_locked_install_checks_the_chain_and_unpacks_the_packages_offline() {
 fn a_lock_for_another_request_or_architecture_does_not_match_the_recipe() {
     let f = Fixture::new();
     let spec = f.recipe.packages.as_ref().unwrap();
-    let matches = |lock: &PackagesLock| {
-        matching_lock(&f.recipe, spec, Some(lock))
+    let matches_on = |lock: &PackagesLock, base| {
+        matching_lock(&f.recipe, spec, Some(lock), base)
             .unwrap()
             .is_some()
     };
+    let matches = |lock: &PackagesLock| matches_on(lock, None);
     assert!(matches(&f.lock));
 
     let mut other = f.lock.clone();
@@ -279,6 +282,15 @@ fn a_lock_for_another_request_or_architecture_does_not_match_the_recipe() {
     let mut other_arch = f.lock.clone();
     other_arch.architecture = "arm64".into();
     assert!(!matches(&other_arch));
+
+    // Resolved on a base image: matches only on that base.
+    let (base, other_base) = (Sha256Digest::of(b"base"), Sha256Digest::of(b"other"));
+    assert!(!matches_on(&f.lock, Some(base)));
+    let mut on_base = f.lock.clone();
+    on_base.base = Some(base);
+    assert!(matches_on(&on_base, Some(base)));
+    assert!(!matches_on(&on_base, Some(other_base)));
+    assert!(!matches(&on_base));
 }
 
 #[test]
@@ -456,7 +468,16 @@ fn resolving_picks_the_newest_version_for_the_architecture_with_its_dependencies
         ],
     );
     let recipe = write_recipe(dir.path(), &format!("http://{}/debian", server.host));
-    let resolved = install_in(dir.path(), &recipe, Pins::Resolve { warn: true }, false).unwrap();
+    let resolved = install_in(
+        dir.path(),
+        &recipe,
+        Pins::Resolve {
+            warn: true,
+            base: None,
+        },
+        false,
+    )
+    .unwrap();
     let pinned: Vec<(&str, &str, &str)> = resolved
         .lock
         .packages
@@ -493,7 +514,16 @@ fn a_package_nobody_has_is_unsatisfiable() {
     let dir = tempfile::tempdir().unwrap();
     let server = serve_repository(dir.path(), &[("hello", "1.0-1", "amd64", "libmissing")]);
     let recipe = write_recipe(dir.path(), &format!("http://{}/debian", server.host));
-    let err = install_in(dir.path(), &recipe, Pins::Resolve { warn: true }, false).unwrap_err();
+    let err = install_in(
+        dir.path(),
+        &recipe,
+        Pins::Resolve {
+            warn: true,
+            base: None,
+        },
+        false,
+    )
+    .unwrap_err();
     assert!(
         matches!(&err, DebianError::Unsatisfiable { chain, .. } if chain.contains("hello")),
         "{err:?}"

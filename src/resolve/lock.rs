@@ -193,7 +193,8 @@ pub struct PinChange {
 
 impl Lockfile {
     /// Every pin that differs from this (older) lock to `newer`: sources, the base
-    /// image, tools, package repositories and packages, each sorted by name. A
+    /// image, tools, package repositories, packages and the base's packages the
+    /// resolution kept, each sorted by name. A
     /// package shows its version (and its digest only when the version stayed): the
     /// list a security rebuild is reviewed by.
     pub fn changes_to(&self, newer: &Lockfile) -> Vec<PinChange> {
@@ -225,6 +226,15 @@ impl Lockfile {
             b.map(|p| &p.packages),
             |p| format!("{} {}", p.version, p.architecture),
             |p| p.sha256.to_string(),
+        );
+        // The base's packages the resolution kept: a new base can change them.
+        diff_pins(
+            &mut out,
+            "base deb:",
+            a.map(|p| &p.from_base),
+            b.map(|p| &p.from_base),
+            String::clone,
+            |_| String::new(),
         );
         out
     }
@@ -324,6 +334,8 @@ mod tests {
                     .into_iter()
                     .map(|(n, p)| (n.to_string(), p))
                     .collect(),
+                base: None,
+                from_base: BTreeMap::new(),
             }),
             ..Lockfile::default()
         };
@@ -382,6 +394,19 @@ mod tests {
             format!("3.0.11-1 amd64 {}", Sha256Digest::of(b"rebuilt"))
         );
         assert!(same.changes_to(&same).is_empty());
+        // A new base image whose own libssl3 the resolution kept.
+        let on_base = |version: &str| {
+            let mut l = same.clone();
+            let packages = l.packages.as_mut().unwrap();
+            packages.from_base = [("libssl3".to_string(), version.to_string())].into();
+            l
+        };
+        let shown: Vec<String> = on_base("3.0.11-1")
+            .changes_to(&on_base("3.0.15-1"))
+            .iter()
+            .map(|c| format!("{}: {} -> {}", c.what, c.old, c.new))
+            .collect();
+        assert_eq!(shown, ["base deb:libssl3: 3.0.11-1 -> 3.0.15-1"]);
     }
 
     #[test]
