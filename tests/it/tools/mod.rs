@@ -7,6 +7,7 @@ mod attest;
 mod base_image;
 mod crash;
 mod debian;
+mod debian_base;
 mod debian_ca;
 mod debian_ldcache;
 mod debian_mirror;

@@ -1,0 +1,161 @@
+//! Packages on a base image that has packages installed: its dpkg status (the one
+//! file of Debian images, the per-package files of distroless ones) is honoured as
+//! apt honours what is installed, through the real binary and the signed test
+//! repository (`common::apt`).
+
+use crate::common::apt::{base_image_with, fixture_packages, on_base, AptRepo, Faults};
+use crate::common::{cairn, layer_blobs, run_err, run_ok, validated_sboms};
+use serde_json::Value;
+use std::path::Path;
+use std::process::Command;
+
+/// `libfoo` 2.0-1 installed, as Debian's `/var/lib/dpkg/status` lists it, beside a
+/// package whose configuration files alone are left (not installed).
+const DEBIAN_STATUS: &str = "Package: libfoo\nStatus: install ok installed\nVersion: 2.0-1\nArchitecture: amd64\n\nPackage: postfix-lite\nStatus: deinstall ok config-files\nVersion: 3.0-1\nArchitecture: amd64\n";
+/// A mail transport agent as distroless lists it: its control stanza, no `Status`.
+const DISTROLESS_MTA: &str =
+    "Package: exim-lite\nVersion: 4.0-1\nArchitecture: amd64\nProvides: mail-transport-agent\n";
+
+fn cairn_in(work: &Path, sub: &str) -> Command {
+    let mut cmd = cairn();
+    cmd.env("XDG_CACHE_HOME", work.join("cache")).arg(sub);
+    cmd
+}
+
+fn build(work: &Path, recipe: &Path, out: &str, extra: &[&str]) -> Value {
+    let output = run_ok(
+        cairn_in(work, "build")
+            .arg(recipe)
+            .arg("-o")
+            .arg(work.join(out))
+            .arg("--json")
+            .args(extra),
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+fn lock_of(recipe: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(recipe.with_extension("lock")).unwrap()).unwrap()
+}
+
+/// The names of the members of the layers of the layout's image above the
+/// `below` lowest.
+fn members_above(layout: &Path, below: usize) -> Vec<String> {
+    layer_blobs(layout)[below..]
+        .iter()
+        .flat_map(|blob| {
+            let listed = run_ok(Command::new("tar").arg("-tzf").arg(blob));
+            String::from_utf8_lossy(&listed.stdout)
+                .lines()
+                .map(String::from)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// `app` needs `libfoo (>= 1.5)`, which the base's `status` has at 2.0-1, and `mta |
+/// mail-transport-agent`, which the base's `status.d/exim-lite` provides: only `app`
+/// and `app-data` are installed, the lock says what the base gave, the SBOMs list no
+/// package twice, and the image rebuilds to the same digest from the lock.
+#[test]
+fn dependencies_the_base_has_installed_are_not_installed_again() {
+    let repo = AptRepo::new(&fixture_packages(), Faults::default());
+    let work = tempfile::tempdir().unwrap();
+    let work = work.path();
+    base_image_with(
+        work,
+        &[
+            ("/var/lib/dpkg/status", DEBIAN_STATUS),
+            ("/var/lib/dpkg/status.d/exim-lite", DISTROLESS_MTA),
+        ],
+    );
+    let recipe = repo.recipe(work, "app");
+    on_base(&recipe);
+
+    let first = build(work, &recipe, "a", &[]);
+    let lock = lock_of(&recipe);
+    let packages = &lock["packages"];
+    let installed: Vec<&String> = packages["packages"].as_object().unwrap().keys().collect();
+    assert_eq!(installed, ["app", "app-data"], "{lock:#}");
+    assert_eq!(
+        packages["from_base"],
+        serde_json::json!({ "exim-lite": "4.0-1", "libfoo": "2.0-1" })
+    );
+    assert_eq!(packages["base"], lock["base"]["digest"], "{lock:#}");
+
+    let layout = work.join("a/pkgs");
+    let base_layers = layer_blobs(&work.join("images/base")).len();
+    let members = members_above(&layout, base_layers);
+    assert!(members.iter().any(|m| m == "usr/bin/app"), "{members:?}");
+    for not_installed in ["libfoo", "postfix-lite", "exim-lite"] {
+        assert!(
+            !members.iter().any(|m| m.contains(not_installed)),
+            "{not_installed} in {members:?}"
+        );
+    }
+
+    let (spdx, cdx) = validated_sboms(&work.join("a"), "pkgs");
+    let spdx_names: Vec<&str> = spdx["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    let cdx_names: Vec<&str> = cdx["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    for names in [&spdx_names, &cdx_names] {
+        assert_eq!(
+            names.iter().filter(|n| **n == "app").count(),
+            1,
+            "{names:?}"
+        );
+        assert!(!names.contains(&"libfoo"), "{names:?}");
+    }
+
+    let again = build(work, &recipe, "b", &["--locked"]);
+    assert_eq!(first["manifest_digest"], again["manifest_digest"]);
+}
+
+/// The base has `libfoo` 3.0-1 (as distroless lists it), the repository only 2.0-1:
+/// requesting `libfoo` would downgrade it, an error naming both versions at the
+/// request, with what to do.
+#[test]
+fn a_package_the_recipe_would_downgrade_is_an_error_naming_both_versions() {
+    let repo = AptRepo::new(&fixture_packages(), Faults::default());
+    let work = tempfile::tempdir().unwrap();
+    let work = work.path();
+    base_image_with(
+        work,
+        &[(
+            "/var/lib/dpkg/status.d/libfoo",
+            "Package: libfoo\nVersion: 3.0-1\nArchitecture: amd64\n",
+        )],
+    );
+    let recipe = repo.recipe(work, "libfoo");
+    on_base(&recipe);
+    let (code, stderr) = run_err(
+        cairn_in(work, "build")
+            .arg(&recipe)
+            .arg("-o")
+            .arg(work.join("out")),
+    );
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(
+            "package `libfoo` is installed in the base image at 3.0-1; the recipe's \
+             repositories have it only at 2.0-1"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("--> {}:", recipe.display()))
+            && stderr.contains("packages: [libfoo]")
+            && stderr.contains("-security"),
+        "{stderr}"
+    );
+    assert!(!work.join("out/pkgs").exists());
+}
