@@ -513,7 +513,7 @@ mod tests {
         // Too large to keep: recorded with its size, until a later layer replaces it.
         let big = vec![b'x'; DPKG_STATUS_LIMIT as usize + 1];
         let huge = layer(&[("var/lib/dpkg/status", Regular, &big, "")]);
-        let fs = apply(&[huge.clone()]).unwrap();
+        let fs = apply(std::slice::from_ref(&huge)).unwrap();
         assert!(fs.kept_files.is_empty());
         assert_eq!(fs.too_large["var/lib/dpkg/status"], DPKG_STATUS_LIMIT + 1);
         let small = layer(&[("var/lib/dpkg/status", Regular, b"Package: a\n", "")]);

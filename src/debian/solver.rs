@@ -320,7 +320,7 @@ fn unsatisfiable(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::debian::index::parse_relations;
+    use crate::debian::index::parse_provides;
     use crate::debian::version::Version;
     use crate::digest::Sha256Digest;
 
@@ -334,12 +334,7 @@ mod tests {
             size: 1,
             depends: depends.into(),
             conflicts: String::new(),
-            provides: parse_relations(provides)
-                .unwrap()
-                .into_iter()
-                .flatten()
-                .map(|d| (d.name, d.constraint.map(|(_, v)| v)))
-                .collect(),
+            provides: parse_provides(provides).unwrap(),
             preference: crate::debian::index::ProviderPreference::of(None, None, Some("optional")),
             origin: std::sync::Arc::new(crate::debian::index::IndexOrigin {
                 repository: "r".into(),

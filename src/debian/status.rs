@@ -11,7 +11,7 @@
 //! packages of the image's architecture or `all` count. A package listed twice
 //! counts at its highest version.
 
-use super::index::parse_relations;
+use super::index::parse_provides;
 use super::version::Version;
 use super::DebianError;
 use crate::recipe::valid_package_name;
@@ -90,12 +90,8 @@ fn read_file(file: &StatusFile<'_>, arch: &str) -> Result<Vec<BasePackage>, Debi
             ))
         })?;
         let provides = match get("Provides") {
-            Some(value) => parse_relations(&value)
-                .ok_or_else(|| bad(format!("package `{name}`: cannot read Provides `{value}`")))?
-                .into_iter()
-                .flatten()
-                .map(|d| (d.name, d.constraint.map(|(_, v)| v)))
-                .collect(),
+            Some(value) => parse_provides(&value)
+                .ok_or_else(|| bad(format!("package `{name}`: cannot read Provides `{value}`")))?,
             None => Vec::new(),
         };
         out.push(BasePackage {

@@ -15,6 +15,12 @@ use sequoia_openpgp as openpgp;
 use std::io::Write as _;
 use std::time::{Duration, UNIX_EPOCH};
 
+/// Resolved now, on no base image, with the "not pinned" warning.
+const RESOLVE: Pins<'static> = Pins::Resolve {
+    warn: true,
+    base: None,
+};
+
 /// When the key and the signature were made; the build's "now" is later.
 const SIGNED_AT: u64 = 1_600_000_000;
 const NOW: u64 = 1_700_000_000;
@@ -468,16 +474,7 @@ fn resolving_picks_the_newest_version_for_the_architecture_with_its_dependencies
         ],
     );
     let recipe = write_recipe(dir.path(), &format!("http://{}/debian", server.host));
-    let resolved = install_in(
-        dir.path(),
-        &recipe,
-        Pins::Resolve {
-            warn: true,
-            base: None,
-        },
-        false,
-    )
-    .unwrap();
+    let resolved = install_in(dir.path(), &recipe, RESOLVE, false).unwrap();
     let pinned: Vec<(&str, &str, &str)> = resolved
         .lock
         .packages
@@ -514,16 +511,7 @@ fn a_package_nobody_has_is_unsatisfiable() {
     let dir = tempfile::tempdir().unwrap();
     let server = serve_repository(dir.path(), &[("hello", "1.0-1", "amd64", "libmissing")]);
     let recipe = write_recipe(dir.path(), &format!("http://{}/debian", server.host));
-    let err = install_in(
-        dir.path(),
-        &recipe,
-        Pins::Resolve {
-            warn: true,
-            base: None,
-        },
-        false,
-    )
-    .unwrap_err();
+    let err = install_in(dir.path(), &recipe, RESOLVE, false).unwrap_err();
     assert!(
         matches!(&err, DebianError::Unsatisfiable { chain, .. } if chain.contains("hello")),
         "{err:?}"

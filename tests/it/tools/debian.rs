@@ -9,29 +9,30 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-struct Work {
-    dir: tempfile::TempDir,
+/// A test's directory and package cache (shared with `debian_base`).
+pub(super) struct Work {
+    pub(super) dir: tempfile::TempDir,
 }
 
 impl Work {
-    fn new() -> Work {
+    pub(super) fn new() -> Work {
         Work {
             dir: tempfile::tempdir().unwrap(),
         }
     }
-    fn cache(&self) -> PathBuf {
+    pub(super) fn cache(&self) -> PathBuf {
         self.dir.path().join("cache")
     }
-    fn out(&self, name: &str) -> PathBuf {
+    pub(super) fn out(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
     /// `cairn SUBCOMMAND` with this test's own package cache.
-    fn cairn(&self, sub: &str) -> Command {
+    pub(super) fn cairn(&self, sub: &str) -> Command {
         let mut cmd = cairn();
         cmd.env("XDG_CACHE_HOME", self.cache()).arg(sub);
         cmd
     }
-    fn build(&self, recipe: &Path, out: &str, extra: &[&str]) -> Value {
+    pub(super) fn build(&self, recipe: &Path, out: &str, extra: &[&str]) -> Value {
         let output = run_ok(
             self.cairn("build")
                 .arg(recipe)
@@ -42,7 +43,7 @@ impl Work {
         );
         serde_json::from_slice(&output.stdout).unwrap()
     }
-    fn build_err(&self, recipe: &Path, extra: &[&str]) -> String {
+    pub(super) fn build_err(&self, recipe: &Path, extra: &[&str]) -> String {
         let (code, stderr) = run_err(
             self.cairn("build")
                 .arg(recipe)
@@ -64,7 +65,7 @@ impl Work {
     }
 }
 
-fn lock_of(recipe: &Path) -> Value {
+pub(super) fn lock_of(recipe: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(recipe.with_extension("lock")).unwrap()).unwrap()
 }
 
