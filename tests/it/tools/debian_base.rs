@@ -130,3 +130,24 @@ fn a_package_the_recipe_would_downgrade_is_an_error_naming_both_versions() {
         "{stderr}"
     );
 }
+
+/// A dpkg status that cannot be read is an error at the recipe's `base:`, naming the
+/// file and the package, not a base read as having nothing installed.
+#[test]
+fn an_unreadable_dpkg_status_in_the_base_is_an_error_naming_the_file() {
+    let (_repo, work, recipe) = on_base_with(
+        &[(
+            "/var/lib/dpkg/status",
+            "Package: libfoo\nStatus: install ok installed\nVersion: 2.0 1\nArchitecture: amd64\n",
+        )],
+        "app",
+    );
+    let stderr = work.build_err(&recipe, &[]);
+    assert!(
+        stderr.contains(
+            "the base image's dpkg status /var/lib/dpkg/status cannot be read: package \
+             `libfoo` has an invalid version `2.0 1`"
+        ) && stderr.contains("base: { layout: images/base }"),
+        "{stderr}"
+    );
+}
