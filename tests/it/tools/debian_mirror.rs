@@ -171,14 +171,7 @@ fn python3_loads_more_than_100_ca_certificates_from_the_bundle() {
         ),
     )
     .unwrap();
-    run_ok(
-        cairn()
-            .env("XDG_CACHE_HOME", work.path().join("cache"))
-            .arg("build")
-            .arg(&recipe)
-            .arg("-o")
-            .arg(work.path().join("out")),
-    );
+    build_from_mirror(work.path(), &recipe, &work.path().join("out"));
     let (stdout, stderr) = super::interop::run_in_runc(
         &work.path().join("out/python-tls"),
         "python-tls",
@@ -209,14 +202,7 @@ fn the_ld_so_cache_of_real_libraries_is_the_images_own_ldconfigs() {
         )
         .unwrap();
         let out = work.path().join(format!("out-{arch}"));
-        run_ok(
-            cairn()
-                .env("XDG_CACHE_HOME", work.path().join("cache"))
-                .arg("build")
-                .arg(&recipe)
-                .arg("-o")
-                .arg(&out),
-        );
+        build_from_mirror(work.path(), &recipe, &out);
         let root = work.path().join(format!("rootfs-{arch}"));
         std::fs::create_dir_all(&root).unwrap();
         crate::common::unpack_layout(&out.join("libs"), &root);
@@ -255,14 +241,7 @@ fn openssl_on_a_base_with_libssl3_keeps_the_bases_libraries() {
     let build = |name: &str, text: String| {
         let recipe = work.path().join(format!("{name}.yaml"));
         std::fs::write(&recipe, text).unwrap();
-        run_ok(
-            cairn()
-                .env("XDG_CACHE_HOME", work.path().join("cache"))
-                .arg("build")
-                .arg(&recipe)
-                .arg("-o")
-                .arg(work.path().join("images")),
-        );
+        build_from_mirror(work.path(), &recipe, &work.path().join("images"));
         let lock: Value =
             serde_json::from_slice(&std::fs::read(recipe.with_extension("lock")).unwrap()).unwrap();
         lock["packages"].clone()
@@ -288,6 +267,18 @@ fn openssl_on_a_base_with_libssl3_keeps_the_bases_libraries() {
     assert!(
         stdout.starts_with("OpenSSL 3."),
         "{stdout}\nstderr:\n{stderr}"
+    );
+}
+
+/// `cairn build RECIPE -o OUT` with `work`'s package cache.
+fn build_from_mirror(work: &Path, recipe: &Path, out: &Path) {
+    run_ok(
+        cairn()
+            .env("XDG_CACHE_HOME", work.join("cache"))
+            .arg("build")
+            .arg(recipe)
+            .arg("-o")
+            .arg(out),
     );
 }
 
