@@ -131,16 +131,19 @@ pub fn plan<'c>(
     // The recipe parser allows `packages:` only for a single-platform image.
     if let [only] = sources.platforms.as_mut_slice() {
         let before = only.resolved.warnings.len();
-        let read_installed = || match &base {
-            Some(pinned) => base_packages(&only.recipe, pinned),
-            None => Ok(debian::status::BasePackages::default()),
-        };
-        let package_base = base.as_ref().map(|pinned| resolve::packages::PackageBase {
-            digest: pinned.digest,
-            read_installed: &read_installed,
-        });
+        let platform_recipe = &only.recipe;
+        let read_installed = base
+            .as_ref()
+            .map(|pinned| move || base_packages(platform_recipe, pinned));
+        let package_base = base
+            .as_ref()
+            .zip(read_installed.as_ref())
+            .map(|(pinned, read)| resolve::packages::PackageBase {
+                digest: pinned.digest,
+                read_installed: read,
+            });
         resolve::packages::hook_install(
-            &only.recipe,
+            platform_recipe,
             lock,
             mode,
             cx.packages,
