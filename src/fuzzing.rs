@@ -140,15 +140,24 @@ pub fn ld_so_cache(data: &[u8]) {
     assert!(cache.bytes.ends_with(b"fuzz"));
 }
 
-/// A Packages index (with each package's dependency relations), a Release text, or
-/// an InRelease checked against a keyring. An InRelease input is a little-endian
-/// `u16` keyring length, the keyring, then the InRelease bytes.
+/// A Packages index (with each package's dependency relations) that is also read as
+/// a base image's dpkg status (both layouts), a Release text, or an InRelease checked
+/// against a keyring. An InRelease input is a little-endian `u16` keyring length, the
+/// keyring, then the InRelease bytes.
 pub fn debian_index(data: &[u8]) {
     let Some((choice, rest)) = choose(data, 3) else {
         return;
     };
     match choice {
         0 => {
+            for per_package in [false, true] {
+                let file = crate::debian::status::StatusFile {
+                    path: "/var/lib/dpkg/status".into(),
+                    text: rest,
+                    per_package,
+                };
+                let _ = crate::debian::status::read(&[file], "amd64");
+            }
             let Ok(text) = std::str::from_utf8(rest) else {
                 return;
             };

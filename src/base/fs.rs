@@ -1,7 +1,8 @@
 //! The file system of a base image, read from its layers as they are copied: what the
 //! recipe's layers build on (parent directory modes, symlinks that must not be written
-//! through, paths `remove:` may delete) and every regular file with its SHA-256 and
-//! SHA-1, for the SBOM.
+//! through, paths `remove:` may delete), every regular file with its SHA-256 and
+//! SHA-1, for the SBOM, and the content of the few files cairn reads ([`kept_limit`]):
+//! the account files and the dpkg status.
 
 use crate::diag::Diagnose;
 use crate::digest::Sha1Index;
@@ -24,15 +25,45 @@ pub struct BaseFs {
     pub entries: BTreeMap<String, BaseEntry>,
     /// SHA-1 of every regular file's content, by SHA-256.
     pub sha1: Sha1Index,
-    /// The content of the base's `etc/passwd` and `etc/group`, which `accounts:`
-    /// extends rather than replaces.
-    pub account_files: BTreeMap<String, Vec<u8>>,
+    /// The content of the files [`kept_limit`] names, as written last: `etc/passwd`
+    /// and `etc/group`, which `accounts:` extends rather than replaces, and the dpkg
+    /// status, whose installed packages the recipe's `packages:` build on.
+    pub kept_files: BTreeMap<String, Vec<u8>>,
+    /// Files [`kept_limit`] names that were too large to keep, with their size: a
+    /// reader that needs one refuses the base rather than read it as absent.
+    pub too_large: BTreeMap<String, u64>,
+    /// Bytes kept so far over all layers (rewritten files count each time), bounded by
+    /// [`KEPT_TOTAL_LIMIT`].
+    kept_bytes: u64,
 }
 
-/// The files whose content [`BaseFs`] keeps.
+/// The account files whose content [`BaseFs`] keeps.
 pub const ACCOUNT_FILES: [&str; 2] = ["etc/passwd", "etc/group"];
+/// dpkg's status file (Debian images).
+pub const DPKG_STATUS: &str = "var/lib/dpkg/status";
+/// The directory of per-package status files (distroless images, and cairn's own).
+pub const DPKG_STATUS_DIR: &str = "var/lib/dpkg/status.d";
 /// Larger account files are not kept (and so not merged): no real one is this big.
 const ACCOUNT_FILE_LIMIT: u64 = 4 << 20;
+/// A dpkg status of every package of Debian's archive is about 60 MiB; a real
+/// image's is a few MiB at most.
+pub const DPKG_STATUS_LIMIT: u64 = 64 << 20;
+/// All kept files together: the bound on what the base's files cost in memory.
+pub const KEPT_TOTAL_LIMIT: u64 = 128 << 20;
+
+/// Whether [`BaseFs`] keeps the content of the file at `key`, and up to what size:
+/// the account files, `var/lib/dpkg/status` and each file directly in
+/// `var/lib/dpkg/status.d` (except the `.md5sums` lists).
+pub fn kept_limit(key: &str) -> Option<u64> {
+    if ACCOUNT_FILES.contains(&key) {
+        return Some(ACCOUNT_FILE_LIMIT);
+    }
+    let status_d = key
+        .strip_prefix(DPKG_STATUS_DIR)
+        .and_then(|rest| rest.strip_prefix('/'))
+        .is_some_and(|name| !name.contains('/') && !name.ends_with(".md5sums"));
+    (key == DPKG_STATUS || status_d).then_some(DPKG_STATUS_LIMIT)
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BaseEntry {
@@ -118,6 +149,12 @@ impl Diagnose for BaseFsError {
 }
 
 impl BaseFs {
+    /// The content of kept file `key` (e.g. `etc/passwd`) as text, if the base has it.
+    pub fn kept_text(&self, key: &str) -> Option<String> {
+        let bytes = self.kept_files.get(key)?;
+        Some(String::from_utf8_lossy(bytes).into_owned())
+    }
+
     /// Reads one uncompressed layer tar and applies it on top of what is there:
     /// first the layer's whiteouts, then its entries (a whiteout hides lower layers
     /// only). Every member is read under the rules of archive sources
@@ -134,7 +171,9 @@ impl BaseFs {
             lower: &self.entries,
             entries: BTreeMap::new(),
             sha1: Vec::new(),
-            account_files: BTreeMap::new(),
+            kept_files: BTreeMap::new(),
+            too_large: BTreeMap::new(),
+            kept_bytes: self.kept_bytes,
             whiteouts: Vec::new(),
             budget,
         };
@@ -160,10 +199,13 @@ impl BaseFs {
         let LayerReader {
             entries: layer,
             sha1,
-            account_files,
+            kept_files,
+            too_large,
+            kept_bytes,
             whiteouts,
             ..
         } = reader;
+        self.kept_bytes = kept_bytes;
         self.sha1.extend(sha1);
         for w in &whiteouts {
             whiteout::apply(&mut self.entries, w);
@@ -174,13 +216,23 @@ impl BaseFs {
             }
             self.entries.insert(key, entry);
         }
-        // Keep the content only of account files that are still there, as written
-        // last.
-        self.account_files.extend(account_files);
+        // Keep the content only of files that are still there, as written last.
+        for key in kept_files.keys() {
+            self.too_large.remove(key);
+        }
+        for key in too_large.keys() {
+            self.kept_files.remove(key);
+        }
+        self.kept_files.extend(kept_files);
+        self.too_large.extend(too_large);
         let entries = &self.entries;
-        self.account_files.retain(|key, bytes| {
+        self.kept_files.retain(|key, bytes| {
             matches!(entries.get(key), Some(BaseEntry { kind: BaseKind::File { sha256, .. }, .. })
                 if *sha256 == Sha256Digest::of(bytes))
+        });
+        self.too_large.retain(|key, size| {
+            matches!(entries.get(key), Some(BaseEntry { kind: BaseKind::File { size: s, .. }, .. })
+                if s == size)
         });
         Ok(())
     }
@@ -200,7 +252,9 @@ struct LayerReader<'a> {
     entries: BTreeMap<String, BaseEntry>,
     /// SHA-1 of each regular file, by SHA-256.
     sha1: Vec<(Sha256Digest, [u8; 20])>,
-    account_files: BTreeMap<String, Vec<u8>>,
+    kept_files: BTreeMap<String, Vec<u8>>,
+    too_large: BTreeMap<String, u64>,
+    kept_bytes: u64,
     whiteouts: Vec<whiteout::Whiteout>,
     budget: &'a mut Budget,
 }
@@ -275,17 +329,23 @@ impl LayerReader<'_> {
             tar::EntryType::Link => self.hardlink(entry, &member)?,
             tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
                 let size = entry.size();
-                let (sha256, sha1) =
-                    if ACCOUNT_FILES.contains(&key.as_str()) && size <= ACCOUNT_FILE_LIMIT {
+                self.kept_files.remove(&key);
+                self.too_large.remove(&key);
+                let (sha256, sha1) = match kept_limit(&key) {
+                    Some(limit) if size <= limit && self.kept_bytes + size <= KEPT_TOTAL_LIMIT => {
+                        self.kept_bytes += size;
                         let mut bytes = Vec::with_capacity(size as usize);
                         entry.read_to_end(&mut bytes)?;
                         let hashes = hash_both(bytes.as_slice())?;
-                        self.account_files.insert(key.clone(), bytes);
+                        self.kept_files.insert(key.clone(), bytes);
                         hashes
-                    } else {
-                        self.account_files.remove(&key);
+                    }
+                    Some(_) => {
+                        self.too_large.insert(key.clone(), size);
                         hash_both(&mut *entry)?
-                    };
+                    }
+                    None => hash_both(&mut *entry)?,
+                };
                 self.sha1.push((sha256, sha1));
                 BaseKind::File { sha256, size }
             }
@@ -427,15 +487,45 @@ mod tests {
     }
 
     #[test]
-    fn account_files_keep_the_content_of_their_last_version() {
+    fn kept_files_keep_the_content_of_their_last_version() {
         use tar::EntryType::*;
         let first = layer(&[("etc/passwd", Regular, b"root:x:0:0::/:/bin/sh\n", "")]);
         let second = layer(&[("etc/passwd", Regular, b"new\n", "")]);
         let fs = apply(&[first.clone(), second.clone()]).unwrap();
-        assert_eq!(fs.account_files["etc/passwd"], b"new\n");
+        assert_eq!(fs.kept_files["etc/passwd"], b"new\n");
         let removed = layer(&[("etc/.wh.passwd", Regular, b"", "")]);
         let fs = apply(&[first, second, removed]).unwrap();
-        assert!(fs.account_files.is_empty());
+        assert!(fs.kept_files.is_empty());
+    }
+
+    #[test]
+    fn the_dpkg_status_is_kept_in_both_layouts_and_its_size_is_bounded() {
+        use tar::EntryType::*;
+        let fs = apply(&[layer(&[
+            ("var/lib/dpkg/status", Regular, b"Package: a\n", ""),
+            ("var/lib/dpkg/status.d/b", Regular, b"Package: b\n", ""),
+            (
+                "var/lib/dpkg/status.d/b.md5sums",
+                Regular,
+                b"x  usr/b\n",
+                "",
+            ),
+            ("var/lib/dpkg/status.d/sub/c", Regular, b"Package: c\n", ""),
+            ("var/lib/dpkg/available", Regular, b"Package: d\n", ""),
+        ])])
+        .unwrap();
+        let kept: Vec<&str> = fs.kept_files.keys().map(String::as_str).collect();
+        assert_eq!(kept, ["var/lib/dpkg/status", "var/lib/dpkg/status.d/b"]);
+        // Too large to keep: recorded with its size, until a later layer replaces it.
+        let big = vec![b'x'; DPKG_STATUS_LIMIT as usize + 1];
+        let huge = layer(&[("var/lib/dpkg/status", Regular, &big, "")]);
+        let fs = apply(std::slice::from_ref(&huge)).unwrap();
+        assert!(fs.kept_files.is_empty());
+        assert_eq!(fs.too_large["var/lib/dpkg/status"], DPKG_STATUS_LIMIT + 1);
+        let small = layer(&[("var/lib/dpkg/status", Regular, b"Package: a\n", "")]);
+        let fs = apply(&[huge, small]).unwrap();
+        assert!(fs.too_large.is_empty());
+        assert_eq!(fs.kept_files["var/lib/dpkg/status"], b"Package: a\n");
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! picks the manifest for the platform being built and reads its config;
 //! [`copy_layers`] streams each layer blob byte for byte into the output layout
 //! (never recompressed) while decompressing it once to check its `diff_id` and to read
-//! the file system ([`BaseFs`]) the recipe's layers go on top of.
+//! the file system ([`BaseFs`]) the recipe's layers go on top of; [`read_fs`] reads
+//! the file system alone, for the resolve stage (the installed packages).
 
 pub mod fs;
 mod layout;
@@ -344,10 +345,54 @@ pub fn copy_layers(
     limits: Limits,
     cancel: &std::sync::atomic::AtomicBool,
 ) -> Result<BaseFs, BaseError> {
+    read_layers(store, base, Some(layout), limits, Some(cancel))
+}
+
+/// Reads the base file system from `base`'s layers as [`copy_layers`] does, with the
+/// same checks, without copying them anywhere: what the resolve stage reads the
+/// base's installed packages from (the resolve stage as a whole is not cancellable).
+pub fn read_fs(
+    store: &dyn BaseStore,
+    base: &BaseImage,
+    limits: Limits,
+) -> Result<BaseFs, BaseError> {
+    read_layers(store, base, None, limits, None)
+}
+
+/// Where a layer's raw bytes go as they are read: into the output layout, or only
+/// through a hash.
+enum RawCopy<'a> {
+    Layout(&'a LayoutWriter, crate::oci::layout::BlobWriter),
+    Hash(crate::digest::HashingWriter<io::Sink>),
+}
+
+impl Write for RawCopy<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            RawCopy::Layout(_, w) => w.write(buf),
+            RawCopy::Hash(w) => w.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            RawCopy::Layout(_, w) => w.flush(),
+            RawCopy::Hash(w) => w.flush(),
+        }
+    }
+}
+
+fn read_layers(
+    store: &dyn BaseStore,
+    base: &BaseImage,
+    layout: Option<&LayoutWriter>,
+    limits: Limits,
+    cancel: Option<&std::sync::atomic::AtomicBool>,
+) -> Result<BaseFs, BaseError> {
     let mut base_fs = BaseFs::default();
     let mut budget = Budget::new(limits);
     for (index, layer) in base.layers.iter().enumerate() {
-        if cancel.load(std::sync::atomic::Ordering::Relaxed) {
+        if cancel.is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed)) {
             return Err(Interrupted.into());
         }
         let what = || format!("layer {} ({})", layer.digest, fs::layer_name(index));
@@ -359,11 +404,14 @@ pub fn copy_layers(
             what: what(),
             source,
         };
-        let mut writer = layout.blob_writer().map_err(output)?;
+        let mut copy = match layout {
+            Some(layout) => RawCopy::Layout(layout, layout.blob_writer().map_err(output)?),
+            None => RawCopy::Hash(crate::digest::HashingWriter::new(io::sink())),
+        };
         let read = {
             let mut raw = Tee {
                 inner: store.blob(&layer.digest)?,
-                copy: &mut writer,
+                copy: &mut copy,
             };
             let read = read_layer(
                 &mut raw,
@@ -378,12 +426,21 @@ pub fn copy_layers(
             io::copy(&mut raw, &mut io::sink()).map_err(io_err)?;
             read
         };
-        let stored = layout.commit_blob(writer).map_err(output)?;
-        if stored.digest != layer.digest || stored.size != layer.size {
+        let (digest, size) = match copy {
+            RawCopy::Layout(layout, writer) => {
+                let stored = layout.commit_blob(writer).map_err(output)?;
+                (stored.digest, stored.size)
+            }
+            RawCopy::Hash(hashing) => {
+                let (digest, size, _) = hashing.finish();
+                (digest, size)
+            }
+        };
+        if digest != layer.digest || size != layer.size {
             return Err(BaseError::DigestMismatch {
                 what: format!("layer {}", fs::layer_name(index)),
                 expected: layer.digest,
-                actual: stored.digest,
+                actual: digest,
             });
         }
         let diff_id = read.map_err(|source| BaseError::Layer {

@@ -298,6 +298,32 @@ fn a_layer_with_another_diff_id_or_digest_is_refused() {
         matches!(&err, BaseError::DigestMismatch { expected, .. } if *expected == digest),
         "{err:?}"
     );
+    // Read without copying, the same checks hold.
+    let err = read_fs(&store, &base, Limits::DEFAULT).unwrap_err();
+    assert!(
+        matches!(&err, BaseError::DigestMismatch { expected, .. } if *expected == digest),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn reading_the_file_system_alone_gives_what_copying_gives() {
+    let mut store = MemoryStore::default();
+    let (manifest, _) = add_image(&mut store, "linux/amd64", b"ID=test\n");
+    let base = select(&store, "layout:base", manifest, &platform("linux/amd64")).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let layout = LayoutWriter::begin(out.path(), "img").unwrap();
+    let copied = copy_layers(
+        &store,
+        &base,
+        &layout,
+        Limits::DEFAULT,
+        &AtomicBool::new(false),
+    )
+    .unwrap();
+    let read = read_fs(&store, &base, Limits::DEFAULT).unwrap();
+    assert_eq!(read.entries, copied.entries);
+    assert_eq!(read.kept_files, copied.kept_files);
 }
 
 #[test]

@@ -80,56 +80,6 @@ pub fn plan<'c>(
     )?;
     let mut new_lock = sources.lock.clone();
     let mut warnings = sources.warnings.clone();
-    // Each platform installs its architecture's packages, pinned in its own section.
-    let multi = recipe.platforms.len() > 1;
-    for platform in &mut sources.platforms {
-        let before = platform.resolved.warnings.len();
-        resolve::packages::hook_install(
-            &platform.recipe,
-            lock,
-            mode,
-            cx.packages,
-            staging,
-            cx.progress,
-            &mut platform.resolved,
-        )?;
-        for w in platform.resolved.warnings.drain(before..) {
-            warnings.push(if multi {
-                format!("{w} (for {})", platform.platform)
-            } else {
-                w
-            });
-        }
-    }
-    new_lock.packages = resolve::packages::lock_sections(
-        recipe,
-        sources.platforms.iter().filter_map(|p| {
-            let installed = p.resolved.packages.as_ref()?;
-            Some((&p.platform, &installed.lock))
-        }),
-    );
-    if let (LockMode::Locked, Some(spec)) = (mode, &recipe.packages) {
-        // Every platform's section matched, so a difference is a section for a
-        // platform the recipe no longer builds, or the form (one section, or one per
-        // platform): not the lock this recipe writes.
-        if new_lock.packages != lock.packages {
-            let stale = debian::DebianError::StaleLock {
-                detail: "its package sections are not those of the recipe's platforms".into(),
-            };
-            return Err(BuildError::Packages(stale.in_recipe(recipe, spec)));
-        }
-    }
-    // The recipe parser allows `vm:` only for a single-platform image without a base.
-    let disk = match (&recipe.vm, sources.platforms.as_mut_slice()) {
-        (Some(vm), [only]) => {
-            let before = only.resolved.warnings.len();
-            let plan = disk::plan(&only.recipe, vm, &mut only.resolved, lock, lock_path, mode)?;
-            new_lock.tools = only.resolved.lock.tools.clone();
-            warnings.extend(only.resolved.warnings.drain(before..));
-            Some(plan)
-        }
-        _ => None,
-    };
     let base = match &recipe.base {
         Some(spec) => {
             let error = |cause: &dyn Diagnose| {
@@ -178,6 +128,69 @@ pub fn plan<'c>(
             None
         }
     };
+    // Each platform installs its architecture's packages, pinned in its own section,
+    // on top of the packages its base image has installed.
+    let multi = recipe.platforms.len() > 1;
+    for platform in &mut sources.platforms {
+        let before = platform.resolved.warnings.len();
+        let platform_recipe = &platform.recipe;
+        let read_installed = base
+            .as_ref()
+            .map(|pinned| move || base_packages(platform_recipe, pinned));
+        let package_base = base
+            .as_ref()
+            .zip(read_installed.as_ref())
+            .map(|(pinned, read)| resolve::packages::PackageBase {
+                digest: pinned.digest,
+                read_installed: read,
+            });
+        resolve::packages::hook_install(
+            platform_recipe,
+            lock,
+            mode,
+            cx.packages,
+            staging,
+            cx.progress,
+            package_base.as_ref(),
+            &mut platform.resolved,
+        )?;
+        for w in platform.resolved.warnings.drain(before..) {
+            warnings.push(if multi {
+                format!("{w} (for {})", platform.platform)
+            } else {
+                w
+            });
+        }
+    }
+    new_lock.packages = resolve::packages::lock_sections(
+        recipe,
+        sources.platforms.iter().filter_map(|p| {
+            let installed = p.resolved.packages.as_ref()?;
+            Some((&p.platform, &installed.lock))
+        }),
+    );
+    if let (LockMode::Locked, Some(spec)) = (mode, &recipe.packages) {
+        // Every platform's section matched, so a difference is a section for a
+        // platform the recipe no longer builds, or the form (one section, or one per
+        // platform): not the lock this recipe writes.
+        if new_lock.packages != lock.packages {
+            let stale = debian::DebianError::StaleLock {
+                detail: "its package sections are not those of the recipe's platforms".into(),
+            };
+            return Err(BuildError::Packages(stale.in_recipe(recipe, spec)));
+        }
+    }
+    // The recipe parser allows `vm:` only for a single-platform image without a base.
+    let disk = match (&recipe.vm, sources.platforms.as_mut_slice()) {
+        (Some(vm), [only]) => {
+            let before = only.resolved.warnings.len();
+            let plan = disk::plan(&only.recipe, vm, &mut only.resolved, lock, lock_path, mode)?;
+            new_lock.tools = only.resolved.lock.tools.clone();
+            warnings.extend(only.resolved.warnings.drain(before..));
+            Some(plan)
+        }
+        _ => None,
+    };
     let lock_sha256 =
         (!recipe.sources.is_empty() || recipe.base.is_some() || recipe.packages.is_some())
             .then(|| Sha256Digest::of(&new_lock.to_bytes()));
@@ -191,4 +204,36 @@ pub fn plan<'c>(
         lock_sha256,
         warnings,
     })
+}
+
+/// The packages installed in the pinned base image, for `recipe`'s platform: its
+/// layers read once more (checked as when they are copied), for the dpkg status.
+fn base_packages(
+    recipe: &Recipe,
+    pinned: &PinnedBase,
+) -> Result<debian::status::BasePackages, debian::DebianError> {
+    let at_base = |cause: &dyn Diagnose| {
+        debian::DebianError::InRecipe(Box::new(
+            Diagnostic::new(
+                &recipe.file,
+                pinned.span,
+                format!(
+                    "base image {} ({}): {cause}",
+                    pinned.reference, pinned.digest
+                ),
+            )
+            .with_hint_of(cause),
+        ))
+    };
+    let read = || {
+        let image = base::select(
+            pinned.store.as_ref(),
+            &pinned.reference,
+            pinned.digest,
+            &recipe.platform,
+        )?;
+        base::read_fs(pinned.store.as_ref(), &image, recipe.limits)
+    };
+    let fs = read().map_err(|e| at_base(&e))?;
+    resolve::packages::base_packages(&fs, &recipe.platform).map_err(|e| at_base(&e))
 }

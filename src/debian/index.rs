@@ -179,12 +179,8 @@ pub fn parse_index(
         let depends = joined("Pre-Depends", "Depends");
         let conflicts = joined("Conflicts", "Breaks");
         let provides = match get("Provides") {
-            Some(value) => parse_relations(&value)
-                .ok_or_else(|| bad(format!("package `{name}`: cannot read Provides `{value}`")))?
-                .into_iter()
-                .flatten()
-                .map(|d| (d.name, d.constraint.map(|(_, v)| v)))
-                .collect(),
+            Some(value) => parse_provides(&value)
+                .ok_or_else(|| bad(format!("package `{name}`: cannot read Provides `{value}`")))?,
             None => Vec::new(),
         };
         let preference = ProviderPreference::of(
@@ -207,6 +203,17 @@ pub fn parse_index(
         });
     }
     Ok(out)
+}
+
+/// A `Provides` field: each name provided, with its version if it has one.
+pub fn parse_provides(value: &str) -> Option<Vec<(String, Option<Version>)>> {
+    Some(
+        parse_relations(value)?
+            .into_iter()
+            .flatten()
+            .map(|d| (d.name, d.constraint.map(|(_, v)| v)))
+            .collect(),
+    )
 }
 
 /// `a (>= 1) | b:any, c [amd64] <!nocheck>` -> groups of alternatives. Architecture

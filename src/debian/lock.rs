@@ -17,6 +17,15 @@ pub struct PackagesLock {
     pub repositories: BTreeMap<String, LockedRepository>,
     /// Every package installed, by name.
     pub packages: BTreeMap<String, LockedPackage>,
+    /// The base image resolved on (its pinned digest, as the lock's `base` gives it),
+    /// when the recipe has `base:`: its installed packages took part in the
+    /// resolution, so a lock resolved on another base is stale.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<Sha256Digest>,
+    /// The base image's packages that met a request or a dependency, kept rather than
+    /// installed again (name -> version); none of them is in `packages`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub from_base: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -21,6 +21,7 @@ pub mod lock;
 mod path_filter;
 pub(crate) mod release;
 pub mod solver;
+pub mod status;
 pub mod sysusers;
 pub mod version;
 
@@ -219,6 +220,15 @@ pub enum DebianError {
     StaleLock { detail: String },
     #[error("the lock file pins {what}, but {detail}")]
     LockMismatch { what: String, detail: String },
+    #[error("the base image's dpkg status {file} cannot be read: {detail}")]
+    BadBaseStatus { file: String, detail: String },
+    #[error("package `{package}` is installed in the base image at {base_version}; the recipe's repositories have it only at {candidate_version}, so installing it ({chain}) would downgrade it")]
+    Downgrade {
+        package: String,
+        base_version: String,
+        candidate_version: String,
+        chain: String,
+    },
 }
 
 impl Diagnose for DebianError {
@@ -236,6 +246,10 @@ impl Diagnose for DebianError {
             DebianError::NoHostMirror { .. } => "add it to /etc/apt/sources.list(.d), or give `mirror:` a URL",
             DebianError::StaleLock { .. } => "--locked builds use only the lock; run `cairn lock` and commit the lock file",
             DebianError::LockMismatch { .. } => "the lock and the repository disagree; run `cairn lock` to re-resolve",
+            DebianError::BadBaseStatus { .. } => "cairn reads the base's installed packages from its dpkg status to build on them; use a base image whose dpkg status is intact",
+            DebianError::Downgrade { package, .. } => {
+                return Some(format!("the base's version comes from a suite the recipe does not list: add it to `packages.repositories` (e.g. `bookworm-security` or `bookworm-updates` beside `bookworm`), or, if `{package}` is requested, drop it from `packages:` to keep the base's").into())
+            }
             DebianError::InRepository { source, .. } => return source.hint(),
             DebianError::InRecipe(diagnostic) => return diagnostic.hint(),
             _ => return None,
@@ -268,8 +282,12 @@ impl DebianError {
                 .repositories
                 .get(repository)
                 .map_or(spec.span, |r| r.span),
-            // A requested package nobody has: at its name in the list.
-            DebianError::Unsatisfiable { wanted, .. } => spec
+            // A requested package nobody has, or only older than the base's: at its
+            // name in the list.
+            DebianError::Unsatisfiable { wanted, .. }
+            | DebianError::Downgrade {
+                package: wanted, ..
+            } => spec
                 .requested
                 .iter()
                 .find(|r| r.name == *wanted)
@@ -309,9 +327,21 @@ pub fn debian_arch(platform: &Platform) -> Result<&'static str, DebianError> {
 pub enum Pins<'a> {
     /// The lock file's pins, which match the recipe.
     Locked(&'a PackagesLock),
-    /// Resolved now from the repositories; with `warn`, a warning says they were not
-    /// pinned before.
-    Resolve { warn: bool },
+    /// Resolved now from the repositories, on top of the base image's installed
+    /// packages if there is a base; with `warn`, a warning says they were not pinned
+    /// before.
+    Resolve {
+        warn: bool,
+        base: Option<OnBase<'a>>,
+    },
+}
+
+/// The base image packages are resolved on: its pinned digest and its installed
+/// packages.
+#[derive(Debug, Clone, Copy)]
+pub struct OnBase<'a> {
+    pub digest: Sha256Digest,
+    pub installed: &'a status::BasePackages,
 }
 
 /// The packages the recipe requests, sorted by name.
@@ -322,15 +352,16 @@ fn requested_names(spec: &PackagesSpec) -> Vec<String> {
 }
 
 /// `existing` if it pins what the recipe asks for now (the same packages, repositories
-/// and architecture).
+/// and architecture) on the base pinned at `base` (if any).
 pub fn matching_lock<'a>(
     recipe: &Recipe,
     spec: &PackagesSpec,
     existing: Option<&'a PackagesLock>,
+    base: Option<Sha256Digest>,
 ) -> Result<Option<&'a PackagesLock>, DebianError> {
     let arch = debian_arch(&recipe.platform)?;
     let requested = requested_names(spec);
-    Ok(existing.filter(|l| lock_matches(l, spec, arch, &requested)))
+    Ok(existing.filter(|l| l.base == base && lock_matches(l, spec, arch, &requested)))
 }
 
 /// Resolves (or takes from the lock, per `pins`), fetches and unpacks the recipe's
@@ -350,8 +381,8 @@ pub fn install(
     let mut warnings = Vec::new();
     let (lock, resolved) = match pins {
         Pins::Locked(l) => (l.clone(), false),
-        Pins::Resolve { warn } => {
-            let lock = resolve(spec, arch, requested, opts, &fetcher, recipe)?;
+        Pins::Resolve { warn, base } => {
+            let lock = resolve(spec, arch, requested, base, opts, &fetcher, recipe)?;
             if warn {
                 warnings.push(format!(
                     "packages were not pinned; resolved {} packages and pinned them in the lock file",
@@ -481,6 +512,7 @@ fn resolve(
     spec: &PackagesSpec,
     arch: &str,
     requested: Vec<String>,
+    base: Option<OnBase<'_>>,
     opts: &PackageOptions,
     fetcher: &Fetcher,
     recipe: &Recipe,
@@ -494,8 +526,10 @@ fn resolve(
         repositories.insert(repo.name.clone(), locked);
     }
     let pool = solver::Pool::new(candidates);
-    let chosen = solver::solve(&pool, &requested)?;
-    let packages = chosen
+    let no_base = status::BasePackages::default();
+    let solution = solver::solve(&pool, &requested, base.map_or(&no_base, |b| b.installed))?;
+    let packages = solution
+        .chosen
         .into_iter()
         .map(|(name, c)| {
             (
@@ -518,6 +552,12 @@ fn resolve(
         requested,
         repositories,
         packages,
+        base: base.map(|b| b.digest),
+        from_base: solution
+            .from_base
+            .into_iter()
+            .map(|(name, version)| (name, version.to_string()))
+            .collect(),
     })
 }
 

@@ -21,10 +21,27 @@
 //!    a package's relation on a name it provides itself does not count, as in Debian
 //!    Policy 7.6.2) is an error naming both.
 //!
+//! On a base image, its installed packages ([`BasePackages`]) count as apt counts
+//! them, never installed again:
+//! 7. A dependency an installed package meets (by name and version, or by its
+//!    `Provides`) adds nothing; the installed package is kept (rule 2 comes first).
+//! 8. A requested package the base has is kept when the repositories have no newer
+//!    version (the same, an older one or none: apt counts the installed version as a
+//!    candidate and says "already the newest version"), and upgraded (installed again
+//!    at the newer version) when they have one, as `apt install` does.
+//! 9. A dependency that only an older version than the base's meets would replace an
+//!    installed package with a lower version: an error naming both versions, as apt
+//!    would not downgrade either.
+//! 10. Once chosen, every dependency of a chosen package must still be met: an
+//!    upgrade (rule 8) may take away the version an earlier dependency relied on. The
+//!    base's packages' own dependencies are not checked again.
+//!
 //! `Recommends` and `Suggests` are not considered, and no `Essential: yes` or
 //! `Priority: required` package is added unless asked for.
 
 use super::index::{Candidate, Dependency};
+use super::status::{BasePackage, BasePackages};
+use super::version::Version;
 use super::DebianError;
 use std::collections::{BTreeMap, VecDeque};
 
@@ -81,6 +98,11 @@ impl Pool {
             .min_by_key(|c| c.preference)
     }
 
+    /// The newest real package named `name`.
+    fn newest(&self, name: &str) -> Option<&Candidate> {
+        self.by_name.get(name)?.first()
+    }
+
     fn versions_of(&self, name: &str) -> Vec<String> {
         self.by_name
             .get(name)
@@ -91,17 +113,33 @@ impl Pool {
 
 /// Whether `c`'s `Provides` satisfy `dep`.
 fn provides(c: &Candidate, dep: &Dependency) -> bool {
-    c.provides
+    provides_meet(&c.provides, dep)
+}
+
+/// Whether one of `provides` (a package's `Provides`) satisfies `dep`.
+fn provides_meet(provides: &[(String, Option<Version>)], dep: &Dependency) -> bool {
+    provides
         .iter()
         .any(|(name, version)| *name == dep.name && dep.allows(version.as_ref()))
 }
 
-/// Resolves `requested` against `pool`; returns the chosen packages by name.
+/// What [`solve`] chose.
+#[derive(Debug)]
+pub struct Solution {
+    /// The packages to install, by name.
+    pub chosen: BTreeMap<String, Candidate>,
+    /// The base image's packages kept in their place (rules 7 and 8), by name.
+    pub from_base: BTreeMap<String, Version>,
+}
+
+/// Resolves `requested` against `pool`, on top of the `base` image's packages.
 pub fn solve(
     pool: &Pool,
     requested: &[String],
-) -> Result<BTreeMap<String, Candidate>, DebianError> {
+    base: &BasePackages,
+) -> Result<Solution, DebianError> {
     let mut chosen: BTreeMap<String, Candidate> = BTreeMap::new();
+    let mut from_base: BTreeMap<String, Version> = BTreeMap::new();
     let mut queue: VecDeque<(Vec<String>, Vec<Dependency>)> = VecDeque::new();
     let mut names = requested.to_vec();
     names.sort();
@@ -115,13 +153,28 @@ pub fn solve(
         ));
     }
     while let Some((chain, alternatives)) = queue.pop_front() {
-        let satisfied = alternatives.iter().any(|dep| {
-            chosen
-                .get(&dep.name)
-                .is_some_and(|c| dep.allows(Some(&c.version)))
-                || chosen.values().any(|c| provides(c, dep))
-        });
-        if satisfied {
+        if alternatives.iter().any(|dep| chosen_meets(&chosen, dep)) {
+            continue;
+        }
+        let requested_installed = match (chain.is_empty(), alternatives.as_slice()) {
+            (true, [request]) => base.by_name.get(&request.name),
+            _ => None,
+        };
+        if let Some(installed) = requested_installed {
+            // Rules 8 and 9.
+            match pool.newest(&installed.name) {
+                Some(c) if c.version > installed.version => {}
+                _ => {
+                    from_base.insert(installed.name.clone(), installed.version.clone());
+                    continue;
+                }
+            }
+        } else if let Some(kept) = alternatives
+            .iter()
+            .find_map(|dep| base_meets(base, &chosen, dep))
+        {
+            // Rule 7.
+            from_base.insert(kept.name.clone(), kept.version.clone());
             continue;
         }
         let pick = alternatives.iter().find_map(|dep| {
@@ -133,6 +186,11 @@ pub fn solve(
         let Some(c) = pick else {
             return Err(unsatisfiable(pool, &chosen, chain, &alternatives));
         };
+        if let Some(installed) = base.by_name.get(&c.name) {
+            if c.version < installed.version {
+                return Err(downgrade(installed, c, &chain));
+            }
+        }
         let mut next_chain = chain.clone();
         next_chain.push(format!("{} {}", c.name, c.version));
         for group in c.dependencies()? {
@@ -141,7 +199,65 @@ pub fn solve(
         chosen.insert(c.name.clone(), c.clone());
     }
     check_conflicts(&chosen)?;
-    Ok(chosen)
+    // Rule 10.
+    for c in chosen.values() {
+        for group in c.dependencies()? {
+            let met = group
+                .iter()
+                .any(|dep| chosen_meets(&chosen, dep) || base_meets(base, &chosen, dep).is_some());
+            if !met {
+                let chain = vec![format!("{} {}", c.name, c.version)];
+                return Err(unsatisfiable(pool, &chosen, chain, &group));
+            }
+        }
+    }
+    from_base.retain(|name, _| !chosen.contains_key(name));
+    Ok(Solution { chosen, from_base })
+}
+
+/// Whether a chosen package meets `dep` (rule 2).
+fn chosen_meets(chosen: &BTreeMap<String, Candidate>, dep: &Dependency) -> bool {
+    chosen
+        .get(&dep.name)
+        .is_some_and(|c| dep.allows(Some(&c.version)))
+        || chosen.values().any(|c| provides(c, dep))
+}
+
+/// The base package that meets `dep` (rule 7), unless a chosen package replaces it:
+/// the one of that name, else the first provider by name.
+fn base_meets<'b>(
+    base: &'b BasePackages,
+    chosen: &BTreeMap<String, Candidate>,
+    dep: &Dependency,
+) -> Option<&'b BasePackage> {
+    let kept = |p: &&BasePackage| !chosen.contains_key(&p.name);
+    base.by_name
+        .get(&dep.name)
+        .filter(kept)
+        .filter(|p| dep.allows(Some(&p.version)))
+        .or_else(|| {
+            base.by_name
+                .values()
+                .filter(kept)
+                .find(|p| provides_meet(&p.provides, dep))
+        })
+}
+
+fn downgrade(installed: &BasePackage, candidate: &Candidate, chain: &[String]) -> DebianError {
+    DebianError::Downgrade {
+        package: installed.name.clone(),
+        base_version: installed.version.to_string(),
+        candidate_version: candidate.version.to_string(),
+        chain: chain_text(chain),
+    }
+}
+
+fn chain_text(chain: &[String]) -> String {
+    if chain.is_empty() {
+        "requested in the recipe".into()
+    } else {
+        format!("needed by {}", chain.join(" -> "))
+    }
 }
 
 /// Rule 6: the first conflict among `chosen`, in name order.
@@ -194,11 +310,7 @@ fn unsatisfiable(
         .join("; ");
     DebianError::Unsatisfiable {
         wanted,
-        chain: if chain.is_empty() {
-            "requested in the recipe".into()
-        } else {
-            format!("needed by {}", chain.join(" -> "))
-        },
+        chain: chain_text(&chain),
         why,
     }
 }
@@ -206,7 +318,7 @@ fn unsatisfiable(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::debian::index::parse_relations;
+    use crate::debian::index::parse_provides;
     use crate::debian::version::Version;
     use crate::digest::Sha256Digest;
 
@@ -220,12 +332,7 @@ mod tests {
             size: 1,
             depends: depends.into(),
             conflicts: String::new(),
-            provides: parse_relations(provides)
-                .unwrap()
-                .into_iter()
-                .flatten()
-                .map(|d| (d.name, d.constraint.map(|(_, v)| v)))
-                .collect(),
+            provides: parse_provides(provides).unwrap(),
             preference: crate::debian::index::ProviderPreference::of(None, None, Some("optional")),
             origin: std::sync::Arc::new(crate::debian::index::IndexOrigin {
                 repository: "r".into(),
@@ -237,8 +344,9 @@ mod tests {
 
     fn chosen(pool: Vec<Candidate>, req: &[&str]) -> Result<Vec<String>, DebianError> {
         let req: Vec<String> = req.iter().map(|s| s.to_string()).collect();
-        solve(&Pool::new(pool), &req).map(|m| {
-            m.values()
+        solve(&Pool::new(pool), &req, &BasePackages::default()).map(|s| {
+            s.chosen
+                .values()
                 .map(|c| format!("{}={}", c.name, c.version))
                 .collect()
         })
@@ -373,6 +481,117 @@ mod tests {
         provided[2] = with_conflicts(pkg("other", "1", "", ""), "mta");
         let err = chosen(provided, &["app"]).unwrap_err().to_string();
         assert!(err.contains("`other` 1 and `postfix` 3"), "{err}");
+    }
+
+    fn base(packages: &[(&str, &str, &str)]) -> BasePackages {
+        BasePackages {
+            by_name: packages
+                .iter()
+                .map(|(name, version, provides)| {
+                    let provides = pkg(name, version, "", provides).provides;
+                    let version = Version::parse(version).unwrap();
+                    let name = name.to_string();
+                    (
+                        name.clone(),
+                        BasePackage {
+                            name,
+                            version,
+                            provides,
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// The packages chosen and those kept from `base`.
+    fn on_base(
+        pool: Vec<Candidate>,
+        req: &[&str],
+        base: &BasePackages,
+    ) -> Result<(Vec<String>, Vec<String>), String> {
+        let req: Vec<String> = req.iter().map(|s| s.to_string()).collect();
+        let s = solve(&Pool::new(pool), &req, base).map_err(|e| e.to_string())?;
+        let show = |(name, version): (&String, &Version)| format!("{name}={version}");
+        Ok((
+            s.chosen
+                .iter()
+                .map(|(n, c)| show((n, &c.version)))
+                .collect(),
+            s.from_base.iter().map(show).collect(),
+        ))
+    }
+
+    #[test]
+    fn a_dependency_the_base_meets_is_not_installed_again() {
+        let pool = || {
+            vec![
+                pkg("app", "1", "libfoo (>= 1.5), libc6", ""),
+                pkg("libfoo", "2.0-1", "libc6", ""),
+                pkg("libc6", "2.36-9", "", ""),
+            ]
+        };
+        let installed = base(&[("libfoo", "2.0-1", ""), ("libc6", "2.36-9+deb12u9", "")]);
+        assert_eq!(
+            on_base(pool(), &["app"], &installed).unwrap(),
+            (
+                vec!["app=1".to_string()],
+                vec!["libc6=2.36-9+deb12u9".to_string(), "libfoo=2.0-1".into()]
+            )
+        );
+        // Met through the base's `Provides`.
+        let installed = base(&[
+            ("libfoo-ng", "7", "libfoo (= 2.5)"),
+            ("libc6", "2.36-9", ""),
+        ]);
+        assert_eq!(on_base(pool(), &["app"], &installed).unwrap().0, ["app=1"]);
+        // A version the base's does not meet: installed, upgrading it.
+        let installed = base(&[("libfoo", "1.0-1", ""), ("libc6", "2.36-9", "")]);
+        assert_eq!(
+            on_base(pool(), &["app"], &installed).unwrap().0,
+            ["app=1", "libfoo=2.0-1"]
+        );
+    }
+
+    #[test]
+    fn a_requested_package_of_the_base_is_kept_or_upgraded_and_a_downgrade_refused() {
+        let pool = || vec![pkg("libfoo", "2.0-1", "", "")];
+        let kept = on_base(pool(), &["libfoo"], &base(&[("libfoo", "2.0-1", "")]));
+        assert_eq!(kept.unwrap(), (vec![], vec!["libfoo=2.0-1".to_string()]));
+        let upgraded = on_base(pool(), &["libfoo"], &base(&[("libfoo", "1.0-1", "")]));
+        assert_eq!(
+            upgraded.unwrap(),
+            (vec!["libfoo=2.0-1".to_string()], vec![])
+        );
+        // Newer in the base than in the repositories: kept, as apt keeps it.
+        let newer = on_base(pool(), &["libfoo"], &base(&[("libfoo", "3.0-1", "")]));
+        assert_eq!(newer.unwrap(), (vec![], vec!["libfoo=3.0-1".to_string()]));
+        // A dependency that needs an older version than the base's.
+        let pool = vec![
+            pkg("app", "1", "libfoo (<< 3)", ""),
+            pkg("libfoo", "2.0-1", "", ""),
+        ];
+        let err = on_base(pool, &["app"], &base(&[("libfoo", "3.0-1", "")])).unwrap_err();
+        assert!(
+            err.contains("at 3.0-1")
+                && err.contains("only at 2.0-1")
+                && err.contains("needed by app 1"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_upgrade_that_breaks_what_an_earlier_dependency_relied_on_is_an_error() {
+        // `app` is met by the base's libfoo 2.0; the request for `libfoo` upgrades it.
+        let pool = vec![
+            pkg("app", "1", "libfoo (<< 3)", ""),
+            pkg("libfoo", "3.0-1", "", ""),
+        ];
+        let err = on_base(pool, &["app", "libfoo"], &base(&[("libfoo", "2.0-1", "")])).unwrap_err();
+        assert!(
+            err.contains("libfoo (<< 3)") && err.contains("`libfoo` is already chosen at 3.0-1"),
+            "{err}"
+        );
     }
 
     #[test]

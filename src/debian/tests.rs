@@ -15,6 +15,12 @@ use sequoia_openpgp as openpgp;
 use std::io::Write as _;
 use std::time::{Duration, UNIX_EPOCH};
 
+/// Resolved now, on no base image, with the "not pinned" warning.
+const RESOLVE: Pins<'static> = Pins::Resolve {
+    warn: true,
+    base: None,
+};
+
 /// When the key and the signature were made; the build's "now" is later.
 const SIGNED_AT: u64 = 1_600_000_000;
 const NOW: u64 = 1_700_000_000;
@@ -160,6 +166,8 @@ impl Fixture {
                     index_sha256,
                 },
             )]),
+            base: None,
+            from_base: BTreeMap::new(),
         };
         let fixture = Fixture {
             dir,
@@ -265,11 +273,12 @@ fn a_locked_install_checks_the_chain_and_unpacks_the_packages_offline() {
 fn a_lock_for_another_request_or_architecture_does_not_match_the_recipe() {
     let f = Fixture::new();
     let spec = f.recipe.packages.as_ref().unwrap();
-    let matches = |lock: &PackagesLock| {
-        matching_lock(&f.recipe, spec, Some(lock))
+    let matches_on = |lock: &PackagesLock, base| {
+        matching_lock(&f.recipe, spec, Some(lock), base)
             .unwrap()
             .is_some()
     };
+    let matches = |lock: &PackagesLock| matches_on(lock, None);
     assert!(matches(&f.lock));
 
     let mut other = f.lock.clone();
@@ -279,6 +288,15 @@ fn a_lock_for_another_request_or_architecture_does_not_match_the_recipe() {
     let mut other_arch = f.lock.clone();
     other_arch.architecture = "arm64".into();
     assert!(!matches(&other_arch));
+
+    // Resolved on a base image: matches only on that base.
+    let (base, other_base) = (Sha256Digest::of(b"base"), Sha256Digest::of(b"other"));
+    assert!(!matches_on(&f.lock, Some(base)));
+    let mut on_base = f.lock.clone();
+    on_base.base = Some(base);
+    assert!(matches_on(&on_base, Some(base)));
+    assert!(!matches_on(&on_base, Some(other_base)));
+    assert!(!matches(&on_base));
 }
 
 #[test]
@@ -456,7 +474,7 @@ fn resolving_picks_the_newest_version_for_the_architecture_with_its_dependencies
         ],
     );
     let recipe = write_recipe(dir.path(), &format!("http://{}/debian", server.host));
-    let resolved = install_in(dir.path(), &recipe, Pins::Resolve { warn: true }, false).unwrap();
+    let resolved = install_in(dir.path(), &recipe, RESOLVE, false).unwrap();
     let pinned: Vec<(&str, &str, &str)> = resolved
         .lock
         .packages
@@ -493,7 +511,7 @@ fn a_package_nobody_has_is_unsatisfiable() {
     let dir = tempfile::tempdir().unwrap();
     let server = serve_repository(dir.path(), &[("hello", "1.0-1", "amd64", "libmissing")]);
     let recipe = write_recipe(dir.path(), &format!("http://{}/debian", server.host));
-    let err = install_in(dir.path(), &recipe, Pins::Resolve { warn: true }, false).unwrap_err();
+    let err = install_in(dir.path(), &recipe, RESOLVE, false).unwrap_err();
     assert!(
         matches!(&err, DebianError::Unsatisfiable { chain, .. } if chain.contains("hello")),
         "{err:?}"

@@ -27,10 +27,7 @@ pub(super) fn with_packages(
     packages: &PackageAccounts,
     base: Option<&BaseFs>,
 ) -> Result<[AccountFile; 2], TreeError> {
-    let base_file = |key: &str| {
-        base.and_then(|b| b.account_files.get(key))
-            .map(|bytes| String::from_utf8_lossy(bytes).into_owned())
-    };
+    let base_file = |key: &str| base.and_then(|b| b.kept_text(key));
     let mut db = match (base_file("etc/passwd"), &packages.masters) {
         (Some(passwd), _) => AccountDb::read(
             &passwd,

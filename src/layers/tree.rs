@@ -811,10 +811,7 @@ impl<'a> LayerAssembler<'a> {
         packages: Option<&crate::debian::sysusers::PackageAccounts>,
         base: Option<&BaseFs>,
     ) -> Result<LayerTree, TreeError> {
-        let base_file = |key: &str| {
-            base.and_then(|b| b.account_files.get(key))
-                .map(|bytes| String::from_utf8_lossy(bytes).into_owned())
-        };
+        let base_file = |key: &str| base.and_then(|b| b.kept_text(key));
         let (recipe_users, recipe_groups) = accounts
             .map(|a| (a.users.as_slice(), a.groups.as_slice()))
             .unwrap_or_default();
@@ -1029,20 +1026,17 @@ mod tests {
             ),
             layer("three", vec![("opt/b", file())]),
         ];
-        let base = BaseFs {
-            entries: [(
-                "usr".to_string(),
-                crate::base::fs::BaseEntry {
-                    kind: BaseKind::Dir,
-                    mode: 0o750,
-                    owner: Owner::ROOT,
-                    layer: 0,
-                },
-            )]
-            .into(),
-            sha1: crate::digest::Sha1Index::new(),
-            account_files: Default::default(),
-        };
+        let mut base = BaseFs::default();
+        base.entries = [(
+            "usr".to_string(),
+            crate::base::fs::BaseEntry {
+                kind: BaseKind::Dir,
+                mode: 0o750,
+                owner: Owner::ROOT,
+                layer: 0,
+            },
+        )]
+        .into();
         let view = ImageView {
             base: Some(&base),
             layers: &layers,

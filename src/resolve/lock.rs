@@ -194,7 +194,8 @@ pub struct PinChange {
 
 impl Lockfile {
     /// Every pin that differs from this (older) lock to `newer`: sources, the base
-    /// image, tools, package repositories and packages, each sorted by name. A
+    /// image, tools, package repositories, packages and the base's packages the
+    /// resolution kept, each sorted by name. A
     /// package shows its version (and its digest only when the version stayed): the
     /// list a security rebuild is reviewed by.
     pub fn changes_to(&self, newer: &Lockfile) -> Vec<PinChange> {
@@ -227,6 +228,15 @@ impl Lockfile {
             |p| format!("{} {}", p.version, p.architecture),
             |p| p.sha256.to_string(),
         );
+        // The base's packages the resolution kept: a new base can change them.
+        diff_pins(
+            &mut out,
+            "base deb:",
+            Some(&a.from_base),
+            Some(&b.from_base),
+            |version| version.to_string(),
+            |_| String::new(),
+        );
         out
     }
 }
@@ -236,6 +246,7 @@ impl Lockfile {
 fn package_pins(lock: &Lockfile) -> PackagePins<'_> {
     let mut repositories = BTreeMap::new();
     let mut packages = BTreeMap::new();
+    let mut from_base = BTreeMap::new();
     for (platform, section) in lock.packages.iter().flat_map(|p| p.sections()) {
         let key = |name: &str| match platform {
             Some(platform) => format!("{name}@{platform}"),
@@ -243,16 +254,20 @@ fn package_pins(lock: &Lockfile) -> PackagePins<'_> {
         };
         repositories.extend(section.repositories.iter().map(|(n, r)| (key(n), r)));
         packages.extend(section.packages.iter().map(|(n, p)| (key(n), p)));
+        from_base.extend(section.from_base.iter().map(|(n, v)| (key(n), v)));
     }
     PackagePins {
         repositories,
         packages,
+        from_base,
     }
 }
 
 struct PackagePins<'a> {
     repositories: BTreeMap<String, &'a crate::debian::lock::LockedRepository>,
     packages: BTreeMap<String, &'a crate::debian::lock::LockedPackage>,
+    /// The base image's packages the resolution kept: name -> version.
+    from_base: BTreeMap<String, &'a String>,
 }
 
 /// Adds to `out` a change for every name whose value, as `describe` and `detail` show
@@ -349,6 +364,8 @@ mod tests {
                     .into_iter()
                     .map(|(n, p)| (n.to_string(), p))
                     .collect(),
+                base: None,
+                from_base: BTreeMap::new(),
             })),
             ..Lockfile::default()
         };
@@ -407,6 +424,21 @@ mod tests {
             format!("3.0.11-1 amd64 {}", Sha256Digest::of(b"rebuilt"))
         );
         assert!(same.changes_to(&same).is_empty());
+        // A new base image whose own libssl3 the resolution kept.
+        let on_base = |version: &str| {
+            let mut l = same.clone();
+            let Some(PackageSections::Single(packages)) = l.packages.as_mut() else {
+                panic!("one section")
+            };
+            packages.from_base = [("libssl3".to_string(), version.to_string())].into();
+            l
+        };
+        let shown: Vec<String> = on_base("3.0.11-1")
+            .changes_to(&on_base("3.0.15-1"))
+            .iter()
+            .map(|c| format!("{}: {} -> {}", c.what, c.old, c.new))
+            .collect();
+        assert_eq!(shown, ["base deb:libssl3: 3.0.11-1 -> 3.0.15-1"]);
     }
 
     #[test]
@@ -417,6 +449,8 @@ mod tests {
             requested: vec!["busybox-static".into()],
             repositories: BTreeMap::new(),
             packages: BTreeMap::new(),
+            base: None,
+            from_base: BTreeMap::new(),
         };
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.lock");

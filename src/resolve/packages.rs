@@ -4,23 +4,37 @@
 //! of the lock ([`PackageSections`]).
 
 use super::{LockMode, Lockfile, ResolvedSources};
+use crate::base::fs::{BaseFs, DPKG_STATUS, DPKG_STATUS_DIR, DPKG_STATUS_LIMIT};
 use crate::debian::ca_certificates::{self, LocalCert};
 use crate::debian::ld_so_cache;
+use crate::debian::status::{self, BasePackages, StatusFile};
 use crate::debian::sysusers;
 use crate::debian::{
-    install,
+    debian_arch, install,
     lock::{PackageSections, PackagesLock},
-    matching_lock, DebianError, DownloadProgress, PackageOptions, Pins,
+    matching_lock, DebianError, DownloadProgress, OnBase, PackageOptions, Pins,
 };
+use crate::digest::Sha256Digest;
 use crate::recipe::PackagesSpec;
 use crate::recipe::Recipe;
+use crate::snapshot::limits::size_text;
 use crate::snapshot::SourceEntryKind;
 use std::path::Path;
 
+/// The base image the packages go on, as [`hook_install`] needs it.
+pub struct PackageBase<'a> {
+    /// Its pinned digest, which a lock resolved on it records.
+    pub digest: Sha256Digest,
+    /// Reads its installed packages ([`base_packages`]): called only when the
+    /// packages are resolved (a lock that matches has accounted for them already).
+    pub read_installed: &'a dyn Fn() -> Result<BasePackages, DebianError>,
+}
+
 /// What `cairn build` and `cairn lock` call, between resolving sources and
 /// assembling layers: installs the recipe's packages for its platform into `resolved`
-/// (their pins in `resolved.packages`, for [`lock_sections`]), then
-/// `layers::debian::hook_layers` gives their layers.
+/// (their pins in `resolved.packages`, for [`lock_sections`]), on top of `base`'s
+/// installed packages, then `layers::debian::hook_layers` gives their layers.
+#[allow(clippy::too_many_arguments)]
 pub fn hook_install(
     recipe: &Recipe,
     lock: &Lockfile,
@@ -28,6 +42,7 @@ pub fn hook_install(
     opts: &PackageOptions,
     staging: &Path,
     progress: &dyn DownloadProgress,
+    base: Option<&PackageBase<'_>>,
     resolved: &mut ResolvedSources,
 ) -> Result<(), DebianError> {
     let installed = match &recipe.packages {
@@ -36,11 +51,22 @@ pub fn hook_install(
                 .packages
                 .as_ref()
                 .and_then(|p| p.of_platform(&recipe.platform));
-            let mut installed = pins(recipe, spec, existing, mode)
-                .and_then(|pins| {
-                    install(recipe, spec, pins, opts, &staging.join("debian"), progress)
-                })
-                .map_err(|e| e.in_recipe(recipe, spec))?;
+            let base_installed: BasePackages;
+            let mut pins =
+                pins(recipe, spec, existing, mode, base).map_err(|e| e.in_recipe(recipe, spec))?;
+            if let (Pins::Resolve { warn, .. }, Some(base)) = (pins, base) {
+                base_installed = (base.read_installed)()?;
+                pins = Pins::Resolve {
+                    warn,
+                    base: Some(OnBase {
+                        digest: base.digest,
+                        installed: &base_installed,
+                    }),
+                };
+            }
+            let mut installed =
+                install(recipe, spec, pins, opts, &staging.join("debian"), progress)
+                    .map_err(|e| e.in_recipe(recipe, spec))?;
             let local = extra_ca_certificates(recipe, spec, resolved)?;
             let extra = spec.extra_ca_certificates.first();
             if !ca_certificates::configure(&mut installed, local)? {
@@ -131,16 +157,19 @@ fn in_recipe(recipe: &Recipe, span: crate::recipe::Span, message: &str, hint: &s
 }
 
 /// Where the packages' pins come from under `mode`: the lock file's when they still
-/// match the recipe (unless updating), else resolved now, which `--locked` refuses.
+/// match the recipe and the base (unless updating), else resolved now (on no base
+/// yet: the caller reads it only then), which `--locked` refuses.
 fn pins<'a>(
     recipe: &Recipe,
     spec: &PackagesSpec,
     existing: Option<&'a PackagesLock>,
     mode: LockMode,
+    base: Option<&PackageBase<'_>>,
 ) -> Result<Pins<'a>, DebianError> {
-    let matching = matching_lock(recipe, spec, existing)?;
+    let matching = matching_lock(recipe, spec, existing, base.map(|b| b.digest))?;
+    let resolve = |warn| Pins::Resolve { warn, base: None };
     Ok(match (mode, matching) {
-        (LockMode::Update, _) => Pins::Resolve { warn: false },
+        (LockMode::Update, _) => resolve(false),
         (_, Some(l)) => Pins::Locked(l),
         (LockMode::Locked, None) => {
             return Err(DebianError::StaleLock {
@@ -150,12 +179,43 @@ fn pins<'a>(
                     }
                     None => "it pins no packages".into(),
                     Some(_) => {
-                        "the requested packages, repositories or architecture changed".into()
+                        "the requested packages, repositories, architecture or base image changed"
+                            .into()
                     }
                 },
             })
         }
-        (LockMode::PinMissing, None) => Pins::Resolve { warn: true },
-        (LockMode::Repin, None) => Pins::Resolve { warn: false },
+        (LockMode::PinMissing, None) => resolve(true),
+        (LockMode::Repin, None) => resolve(false),
     })
+}
+
+/// The packages installed in a base image, from the dpkg status its file system
+/// kept ([`crate::base::fs::kept_limit`]), for a `platform` image.
+pub fn base_packages(
+    fs: &BaseFs,
+    platform: &crate::recipe::Platform,
+) -> Result<BasePackages, DebianError> {
+    let is_status = |key: &str| key == DPKG_STATUS || key.starts_with(DPKG_STATUS_DIR);
+    if let Some((key, size)) = fs.too_large.iter().find(|(key, _)| is_status(key)) {
+        return Err(DebianError::BadBaseStatus {
+            file: format!("/{key}"),
+            detail: format!(
+                "it is {}, more than cairn reads ({})",
+                size_text(*size),
+                size_text(DPKG_STATUS_LIMIT)
+            ),
+        });
+    }
+    let files: Vec<StatusFile<'_>> = fs
+        .kept_files
+        .iter()
+        .filter(|(key, _)| is_status(key))
+        .map(|(key, text)| StatusFile {
+            path: format!("/{key}"),
+            text,
+            per_package: key != DPKG_STATUS,
+        })
+        .collect();
+    status::read(&files, debian_arch(platform)?)
 }

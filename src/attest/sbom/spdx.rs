@@ -264,10 +264,11 @@ pub fn write_spdx_json(input: &SbomInput, out: &mut dyn std::io::Write) -> Resul
 
     let mut packages = vec![image_package(input, files.iter().map(sha1_of).collect())];
     packages.extend(contents.base.iter().map(base_package));
+    let first_source = packages.len();
     packages.extend(contents.sources.iter().map(source_package));
     // A Debian package's files are known (cairn unpacked them): it is analysed, with
     // the verification code of the files it put in the image, and CONTAINS them.
-    for (package, source) in packages[1..].iter_mut().zip(&contents.sources) {
+    for (package, source) in packages[first_source..].iter_mut().zip(&contents.sources) {
         if let Some(p) = source.package.as_ref().filter(|p| !p.left_out.is_empty()) {
             package.annotations.push(Annotation {
                 annotation_date: rfc3339(input.epoch),

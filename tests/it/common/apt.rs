@@ -77,15 +77,18 @@ pub fn fixture_packages() -> Vec<Pkg> {
     ]
 }
 
-/// Builds a base image whose one layer has the file `path` holding `content`, then a
-/// recipe of the fixture packages and `package` (installed by name) on that base, which
-/// must be refused (exit 1): its stderr.
-pub fn refused_on_base_with(work: &Path, path: &str, content: &str, package: Pkg) -> String {
+/// Builds a base image whose one layer has each file `(path, content)`, as the
+/// layout `images/base` in `work`.
+pub fn base_image_with(work: &Path, files: &[(&str, &str)]) {
+    let contents: String = files
+        .iter()
+        .map(|(path, content)| format!("      - file: {path}\n        content: {content:?}\n"))
+        .collect();
     let base = crate::common::write_recipe(
         work,
         "base.yaml",
         &format!(
-            "cairn: 1\nname: base\nepoch: 1700000000\nlayers:\n  - name: etc\n    contents:\n      - file: {path}\n        content: {content:?}\n"
+            "cairn: 1\nname: base\nepoch: 1700000000\nlayers:\n  - name: etc\n    contents:\n{contents}"
         ),
     );
     crate::common::run_ok(
@@ -95,13 +98,25 @@ pub fn refused_on_base_with(work: &Path, path: &str, content: &str, package: Pkg
             .arg("-o")
             .arg(work.join("images")),
     );
+}
+
+/// Puts the recipe at `recipe` on the base [`base_image_with`] built.
+pub fn on_base(recipe: &Path) {
+    let text = std::fs::read_to_string(recipe).unwrap() + "base: { layout: images/base }\n";
+    std::fs::write(recipe, text).unwrap();
+}
+
+/// Builds a base image whose one layer has the file `path` holding `content`, then a
+/// recipe of the fixture packages and `package` (installed by name) on that base, which
+/// must be refused (exit 1): its stderr.
+pub fn refused_on_base_with(work: &Path, path: &str, content: &str, package: Pkg) -> String {
+    base_image_with(work, &[(path, content)]);
     let name = package.name;
     let mut packages = fixture_packages();
     packages.push(package);
     let repo = AptRepo::new(&packages, Faults::default());
     let recipe = repo.recipe(work, name);
-    let text = std::fs::read_to_string(&recipe).unwrap() + "base: { layout: images/base }\n";
-    std::fs::write(&recipe, text).unwrap();
+    on_base(&recipe);
     let (code, stderr) = crate::common::run_err(
         crate::common::cairn()
             .env("XDG_CACHE_HOME", work.join("cache"))

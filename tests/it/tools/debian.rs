@@ -9,6 +9,7 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// A test's directory and package cache (shared with `debian_base`).
 pub(super) struct Work {
     pub(super) dir: tempfile::TempDir,
 }

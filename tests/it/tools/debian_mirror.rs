@@ -209,6 +209,47 @@ fn the_ld_so_cache_of_real_libraries_is_the_images_own_ldconfigs() {
     }
 }
 
+/// The case: `openssl` from bookworm alone, on a base that has `libssl3` (and
+/// `libc6`) from bookworm with its updates and security fixes, keeps the base's
+/// libraries (no `libssl3` downgraded to bookworm's, no `libc6` again in a new
+/// layer) and runs.
+#[test]
+fn openssl_on_a_base_with_libssl3_keeps_the_bases_libraries() {
+    let work = tempfile::tempdir().unwrap();
+    let repositories = distroless_repositories();
+    let bookworm_only = &repositories[..repositories.find("  debian-updates:").unwrap()];
+    let build = |name: &str, text: String| {
+        let recipe = work.path().join(format!("{name}.yaml"));
+        std::fs::write(&recipe, text).unwrap();
+        build_from_mirror(work.path(), &recipe, "images", &[]);
+        let lock: Value =
+            serde_json::from_slice(&std::fs::read(recipe.with_extension("lock")).unwrap()).unwrap();
+        lock["packages"].clone()
+    };
+    let base = build(
+        "base",
+        format!("cairn: 1\nname: base\nepoch: 1700000000\nplatform: linux/amd64\n{repositories}packages: [libssl3]\n"),
+    );
+    let tls = build(
+        "tls",
+        format!("cairn: 1\nname: tls\nepoch: 1700000000\nplatform: linux/amd64\nbase: {{ layout: images/base }}\n{bookworm_only}packages: [openssl]\nconfig:\n  entrypoint: [/usr/bin/openssl, version]\n"),
+    );
+    let installed: Vec<&String> = tls["packages"].as_object().unwrap().keys().collect();
+    assert_eq!(installed, ["openssl"], "{tls:#}");
+    for kept in ["libc6", "libssl3"] {
+        assert_eq!(
+            tls["from_base"][kept], base["packages"][kept]["version"],
+            "{kept}: {tls:#}"
+        );
+    }
+    let (stdout, stderr) =
+        super::interop::run_in_runc(&work.path().join("images/tls"), "tls", work.path(), "");
+    assert!(
+        stdout.starts_with("OpenSSL 3."),
+        "{stdout}\nstderr:\n{stderr}"
+    );
+}
+
 /// A recipe `<name>.yaml` in `dir` for `platform` (its `platform:` or `platforms:`
 /// line), with distroless's repositories and `rest` (packages, config).
 fn mirror_recipe(dir: &Path, name: &str, platform: &str, rest: &str) -> PathBuf {

@@ -8,6 +8,7 @@ mod base_image;
 mod crash;
 mod debian;
 mod debian_accounts;
+mod debian_base;
 mod debian_ca;
 mod debian_ldcache;
 mod debian_mirror;
