@@ -80,8 +80,10 @@ pub fn plan<'c>(
     )?;
     let mut new_lock = sources.lock.clone();
     let mut warnings = sources.warnings.clone();
-    // Each platform installs its architecture's packages, pinned in its own section.
+    // Each platform installs its architecture's packages, pinned in its own section,
+    // from the same InReleases.
     let multi = recipe.platforms.len() > 1;
+    let mut releases = debian::FetchedReleases::default();
     for platform in &mut sources.platforms {
         let before = platform.resolved.warnings.len();
         resolve::packages::hook_install(
@@ -91,6 +93,7 @@ pub fn plan<'c>(
             cx.packages,
             staging,
             cx.progress,
+            &mut releases,
             &mut platform.resolved,
         )?;
         for w in platform.resolved.warnings.drain(before..) {

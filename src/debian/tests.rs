@@ -217,6 +217,7 @@ fn install_in(
         &opts,
         &dir.join("staging"),
         &NoProgress,
+        &mut FetchedReleases::default(),
     )
 }
 

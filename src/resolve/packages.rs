@@ -10,7 +10,7 @@ use crate::debian::sysusers;
 use crate::debian::{
     install,
     lock::{PackageSections, PackagesLock},
-    matching_lock, DebianError, DownloadProgress, PackageOptions, Pins,
+    matching_lock, DebianError, DownloadProgress, FetchedReleases, PackageOptions, Pins,
 };
 use crate::recipe::PackagesSpec;
 use crate::recipe::Recipe;
@@ -20,7 +20,9 @@ use std::path::Path;
 /// What `cairn build` and `cairn lock` call, between resolving sources and
 /// assembling layers: installs the recipe's packages for its platform into `resolved`
 /// (their pins in `resolved.packages`, for [`lock_sections`]), then
-/// `layers::debian::hook_layers` gives their layers.
+/// `layers::debian::hook_layers` gives their layers. `releases` holds the InReleases
+/// this resolution fetched, which every platform shares.
+#[allow(clippy::too_many_arguments)]
 pub fn hook_install(
     recipe: &Recipe,
     lock: &Lockfile,
@@ -28,6 +30,7 @@ pub fn hook_install(
     opts: &PackageOptions,
     staging: &Path,
     progress: &dyn DownloadProgress,
+    releases: &mut FetchedReleases,
     resolved: &mut ResolvedSources,
 ) -> Result<(), DebianError> {
     let installed = match &recipe.packages {
@@ -38,7 +41,8 @@ pub fn hook_install(
                 .and_then(|p| p.of_platform(&recipe.platform));
             let mut installed = pins(recipe, spec, existing, mode)
                 .and_then(|pins| {
-                    install(recipe, spec, pins, opts, &staging.join("debian"), progress)
+                    let staging = staging.join("debian");
+                    install(recipe, spec, pins, opts, &staging, progress, releases)
                 })
                 .map_err(|e| e.in_recipe(recipe, spec))?;
             let local = extra_ca_certificates(recipe, spec, resolved)?;

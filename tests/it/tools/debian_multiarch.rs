@@ -136,7 +136,9 @@ fn each_platform_installs_its_architectures_packages_and_shares_the_arch_all_lay
         lock["packages"]["linux/arm64"]["packages"]["tool"]["sha256"]
     );
 
-    // The `all` package was downloaded once, each architecture's tool once.
+    // The repository's InRelease was fetched once, for both platforms; the `all`
+    // package was downloaded once, each architecture's tool once.
+    assert_eq!(repo.requests_for("dists/stable/InRelease"), 1);
     for deb in [
         "tool-data_1.0-1_all.deb",
         "tool_1.0-1_amd64.deb",
