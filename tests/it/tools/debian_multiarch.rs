@@ -53,28 +53,19 @@ fn recipe(repo: &AptRepo, work: &Work, platforms: &str) -> std::path::PathBuf {
 
 /// Each platform's layer digests (bottom first), from the image index.
 fn layers_by_platform(layout: &Path) -> BTreeMap<String, Vec<String>> {
-    let index_json = crate::multiarch::read_json(&layout.join("index.json"));
-    let index = blob(
-        layout,
-        index_json["manifests"][0]["digest"].as_str().unwrap(),
-    );
-    index["manifests"]
+    named_layers_by_platform(layout)
+        .into_iter()
+        .map(|(arch, layers)| (arch, layers.into_iter().map(|(_, d)| d).collect()))
+        .collect()
+}
+
+/// The layer digests (bottom first) a single-platform build report lists.
+fn report_layers(report: &Value) -> Vec<String> {
+    report["layers"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|m| {
-            let manifest = blob(layout, m["digest"].as_str().unwrap());
-            let layers = manifest["layers"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|l| l["digest"].as_str().unwrap().to_string())
-                .collect();
-            (
-                m["platform"]["architecture"].as_str().unwrap().into(),
-                layers,
-            )
-        })
+        .map(|l| l["digest"].as_str().unwrap().to_string())
         .collect()
 }
 
@@ -240,12 +231,7 @@ fn lock_update_and_diff_name_each_platforms_new_versions_and_a_lock_of_other_pla
     // byte, but for the embedded SBOM (the last), which names tool-data's layer
     // `packages-all-0` there, `packages-0` here.
     let layers = layers_by_platform(&work.out("index/pkgs"));
-    let single_layers: Vec<String> = single["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l["digest"].as_str().unwrap().to_string())
-        .collect();
+    let single_layers = report_layers(&single);
     let (_, index_files) = layers["amd64"].split_last().unwrap();
     let (_, single_files) = single_layers.split_last().unwrap();
     assert_eq!(index_files, single_files);
@@ -354,12 +340,7 @@ fn with_platforms_arch_all_packages_get_layers_of_their_own_that_every_platform_
     let recipe = one_bucket("platform: linux/amd64");
     let single = work.build(&recipe, "single", &[]);
     let layout = work.out("single/pkgs");
-    let single_layers: Vec<String> = single["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l["digest"].as_str().unwrap().to_string())
-        .collect();
+    let single_layers = report_layers(&single);
     let both: Vec<&String> = single_layers
         .iter()
         .filter(|d| {
