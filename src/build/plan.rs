@@ -130,7 +130,9 @@ pub fn plan<'c>(
     };
     // Each platform installs its architecture's packages, pinned in its own section,
     // on top of the packages its base image has installed.
+    // One fetch of each InRelease for every platform.
     let multi = recipe.platforms.len() > 1;
+    let mut releases = debian::FetchedReleases::default();
     for platform in &mut sources.platforms {
         let before = platform.resolved.warnings.len();
         let platform_recipe = &platform.recipe;
@@ -152,6 +154,7 @@ pub fn plan<'c>(
             staging,
             cx.progress,
             package_base.as_ref(),
+            &mut releases,
             &mut platform.resolved,
         )?;
         for w in platform.resolved.warnings.drain(before..) {

@@ -344,6 +344,13 @@ pub struct OnBase<'a> {
     pub installed: &'a status::BasePackages,
 }
 
+/// The InReleases one resolution fetched, each by its URL: an image index resolves
+/// its packages once per platform, and each repository's InRelease is fetched once and
+/// shared, so that every platform's section pins the same InRelease even if the
+/// mirror publishes a new one meanwhile.
+#[derive(Debug, Default)]
+pub struct FetchedReleases(BTreeMap<String, Sha256Digest>);
+
 /// The packages the recipe requests, sorted by name.
 fn requested_names(spec: &PackagesSpec) -> Vec<String> {
     let mut requested: Vec<String> = spec.requested.iter().map(|r| r.name.clone()).collect();
@@ -366,7 +373,8 @@ pub fn matching_lock<'a>(
 
 /// Resolves (or takes from the lock, per `pins`), fetches and unpacks the recipe's
 /// packages. `staging` receives the unpacked files (content-addressed) and must
-/// outlive the returned trees.
+/// outlive the returned trees. Resolving takes an InRelease from `releases` when this
+/// resolution already fetched it, and adds those it fetches.
 pub fn install(
     recipe: &Recipe,
     spec: &PackagesSpec,
@@ -374,6 +382,7 @@ pub fn install(
     opts: &PackageOptions,
     staging: &Path,
     progress: &dyn DownloadProgress,
+    releases: &mut FetchedReleases,
 ) -> Result<InstalledPackages, DebianError> {
     let arch = debian_arch(&recipe.platform)?;
     let fetcher = Fetcher::new(&opts.cache_dir, opts.offline);
@@ -382,7 +391,9 @@ pub fn install(
     let (lock, resolved) = match pins {
         Pins::Locked(l) => (l.clone(), false),
         Pins::Resolve { warn, base } => {
-            let lock = resolve(spec, arch, requested, base, opts, &fetcher, recipe)?;
+            let lock = resolve(
+                spec, arch, requested, base, opts, &fetcher, recipe, releases,
+            )?;
             if warn {
                 warnings.push(format!(
                     "packages were not pinned; resolved {} packages and pinned them in the lock file",
@@ -508,6 +519,7 @@ fn read_file(path: &Path) -> Result<Vec<u8>, DebianError> {
 
 /// Fetches and verifies each repository's InRelease and Packages indexes, and
 /// resolves the request against them.
+#[allow(clippy::too_many_arguments)]
 fn resolve(
     spec: &PackagesSpec,
     arch: &str,
@@ -516,11 +528,12 @@ fn resolve(
     opts: &PackageOptions,
     fetcher: &Fetcher,
     recipe: &Recipe,
+    releases: &mut FetchedReleases,
 ) -> Result<PackagesLock, DebianError> {
     let mut candidates = Vec::new();
     let mut repositories = BTreeMap::new();
     for repo in spec.repositories.values() {
-        let (found, locked) = fetch_repository(repo, arch, opts, fetcher, recipe)
+        let (found, locked) = fetch_repository(repo, arch, opts, fetcher, recipe, releases)
             .map_err(|e| e.in_repository(&repo.name))?;
         candidates.extend(found);
         repositories.insert(repo.name.clone(), locked);
@@ -568,13 +581,17 @@ fn fetch_repository(
     opts: &PackageOptions,
     fetcher: &Fetcher,
     recipe: &Recipe,
+    releases: &mut FetchedReleases,
 ) -> Result<(Vec<index::Candidate>, LockedRepository), DebianError> {
     let mut candidates = Vec::new();
     let base = mirror_url(repo, opts)?;
     let dists = format!("{base}/dists/{}", repo.suite);
     let what = "its InRelease";
-    let (path, inrelease_sha256) =
-        fetcher.get(what, None, || Ok(format!("{dists}/InRelease")), &|_| {})?;
+    let url = format!("{dists}/InRelease");
+    // Fetched already in this resolution: the cache has it under its digest.
+    let fetched = releases.0.get(&url).map(|sha256| (*sha256, None));
+    let (path, inrelease_sha256) = fetcher.get(what, fetched, || Ok(url.clone()), &|_| {})?;
+    releases.0.insert(url, inrelease_sha256);
     let release = release::verify(
         &read_file(&path)?,
         &keyring(recipe, repo)?,

@@ -225,6 +225,7 @@ fn install_in(
         &opts,
         &dir.join("staging"),
         &NoProgress,
+        &mut FetchedReleases::default(),
     )
 }
 

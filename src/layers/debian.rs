@@ -10,6 +10,13 @@
 //! updating one package changes exactly one layer. (Grouping by dependency depth or
 //! popularity would move packages between layers whenever the set changes.)
 //!
+//! In the images of a recipe with `platforms:`, `Architecture: all` packages are
+//! spread the same way over buckets of their own, at most `max_layers` more, layers
+//! `packages-all-<i>` below the others: each such layer is then the same bytes in
+//! every platform's image (same `.deb`s, same dpkg metadata, parents taken from the
+//! base alone), one blob that every manifest names. An image of one platform keeps
+//! one set of buckets, so its bytes are as they were.
+//!
 //! When `ca-certificates` is installed, one more layer, `ca-certificates`, above the
 //! package layers, holds what cairn makes in place of `update-ca-certificates`
 //! ([`crate::debian::ca_certificates`]): the conf, the links and the bundle, each
@@ -280,9 +287,33 @@ fn ca_layer(
     super::layer_from_entries(recipe, base, previous, CA_LAYER, entries)
 }
 
-/// The name of the package layer for bucket `i`.
-fn layer_name(i: u64) -> String {
-    format!("packages-{i}")
+/// Which set of buckets a package goes to. In the images of a recipe with
+/// `platforms:`, `Architecture: all` packages have buckets of their own, below the
+/// others: their layers then hold the same files in every platform's image, and are
+/// one blob the layout stores once (a bucket mixing them with the architecture's
+/// packages would differ per platform). An image of one platform keeps one set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum BucketSet {
+    ArchitectureAll,
+    Others,
+}
+
+impl BucketSet {
+    fn of(p: &InstalledPackage, multi_platform: bool) -> BucketSet {
+        if multi_platform && p.pin.architecture == "all" {
+            BucketSet::ArchitectureAll
+        } else {
+            BucketSet::Others
+        }
+    }
+
+    /// The name of this set's package layer for bucket `i`.
+    fn layer_name(self, i: u64) -> String {
+        match self {
+            BucketSet::ArchitectureAll => format!("packages-all-{i}"),
+            BucketSet::Others => format!("packages-{i}"),
+        }
+    }
 }
 
 fn bucket(name: &str, max_layers: u32) -> u64 {
@@ -295,7 +326,7 @@ fn bucket(name: &str, max_layers: u32) -> u64 {
 /// A package's entries, each at the path it lands on in the image.
 type Placed<'p> = Vec<(String, &'p SourceEntry)>;
 
-/// The package layers, in bucket order. Two packages that ship the same
+/// The package layers, in bucket order (the `Architecture: all` set first). Two packages that ship the same
 /// non-directory path are an error (dpkg would refuse them too); a directory shipped
 /// by several packages of one layer takes the mode and owner of the first by name.
 pub fn package_layers(
@@ -364,15 +395,17 @@ pub fn package_layers(
     for (package, m) in alternatives::auto_links(&installs, shipped, shipped) {
         made.entry(package).or_default().push(m);
     }
-    let mut buckets: BTreeMap<u64, Vec<(&InstalledPackage, &Placed)>> = BTreeMap::new();
+    let mut buckets: BTreeMap<(BucketSet, u64), Vec<(&InstalledPackage, &Placed)>> =
+        BTreeMap::new();
     for (p, entries) in packages.iter().zip(&placed) {
+        let set = BucketSet::of(p, recipe.multi_platform);
         buckets
-            .entry(bucket(&p.name, max_layers))
+            .entry((set, bucket(&p.name, max_layers)))
             .or_default()
             .push((p, entries));
     }
     let mut layers = Vec::with_capacity(buckets.len());
-    for (i, members) in buckets {
+    for ((set, i), members) in buckets {
         let mut entries: BTreeMap<String, TreeEntry> = BTreeMap::new();
         // The merged directories this layer put files below, each with the package
         // (the first by name) whose file it was: their symlinks go in this layer.
@@ -466,7 +499,7 @@ pub fn package_layers(
             recipe,
             base,
             &layers,
-            &layer_name(i),
+            &set.layer_name(i),
             entries,
         )?);
     }

@@ -12,7 +12,7 @@ use crate::debian::sysusers;
 use crate::debian::{
     debian_arch, install,
     lock::{PackageSections, PackagesLock},
-    matching_lock, DebianError, DownloadProgress, OnBase, PackageOptions, Pins,
+    matching_lock, DebianError, DownloadProgress, FetchedReleases, OnBase, PackageOptions, Pins,
 };
 use crate::digest::Sha256Digest;
 use crate::recipe::PackagesSpec;
@@ -34,6 +34,8 @@ pub struct PackageBase<'a> {
 /// assembling layers: installs the recipe's packages for its platform into `resolved`
 /// (their pins in `resolved.packages`, for [`lock_sections`]), on top of `base`'s
 /// installed packages, then `layers::debian::hook_layers` gives their layers.
+/// `releases` holds the InReleases this resolution fetched, which every platform
+/// shares.
 #[allow(clippy::too_many_arguments)]
 pub fn hook_install(
     recipe: &Recipe,
@@ -43,6 +45,7 @@ pub fn hook_install(
     staging: &Path,
     progress: &dyn DownloadProgress,
     base: Option<&PackageBase<'_>>,
+    releases: &mut FetchedReleases,
     resolved: &mut ResolvedSources,
 ) -> Result<(), DebianError> {
     let installed = match &recipe.packages {
@@ -64,9 +67,16 @@ pub fn hook_install(
                     }),
                 };
             }
-            let mut installed =
-                install(recipe, spec, pins, opts, &staging.join("debian"), progress)
-                    .map_err(|e| e.in_recipe(recipe, spec))?;
+            let mut installed = install(
+                recipe,
+                spec,
+                pins,
+                opts,
+                &staging.join("debian"),
+                progress,
+                releases,
+            )
+            .map_err(|e| e.in_recipe(recipe, spec))?;
             let local = extra_ca_certificates(recipe, spec, resolved)?;
             let extra = spec.extra_ca_certificates.first();
             if !ca_certificates::configure(&mut installed, local)? {

@@ -2,7 +2,7 @@
 //! apt repository publishing amd64, arm64 and `all` packages: each platform resolves
 //! against its own architecture's index (nothing runs, so nothing is emulated), the
 //! lock has a section per platform, the `Architecture: all` package is one `.deb`,
-//! downloaded once, and, alone in its bucket, one layer both images share. The real
+//! downloaded once, and, in buckets of its own, one layer both images share. The real
 //! arm64 image running under qemu-user is in `debian_mirror`.
 
 use super::debian::{lock_of, Work};
@@ -53,28 +53,19 @@ fn recipe(repo: &AptRepo, work: &Work, platforms: &str) -> std::path::PathBuf {
 
 /// Each platform's layer digests (bottom first), from the image index.
 fn layers_by_platform(layout: &Path) -> BTreeMap<String, Vec<String>> {
-    let index_json = crate::multiarch::read_json(&layout.join("index.json"));
-    let index = blob(
-        layout,
-        index_json["manifests"][0]["digest"].as_str().unwrap(),
-    );
-    index["manifests"]
+    named_layers_by_platform(layout)
+        .into_iter()
+        .map(|(arch, layers)| (arch, layers.into_iter().map(|(_, d)| d).collect()))
+        .collect()
+}
+
+/// The layer digests (bottom first) a single-platform build report lists.
+fn report_layers(report: &Value) -> Vec<String> {
+    report["layers"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|m| {
-            let manifest = blob(layout, m["digest"].as_str().unwrap());
-            let layers = manifest["layers"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|l| l["digest"].as_str().unwrap().to_string())
-                .collect();
-            (
-                m["platform"]["architecture"].as_str().unwrap().into(),
-                layers,
-            )
-        })
+        .map(|l| l["digest"].as_str().unwrap().to_string())
         .collect()
 }
 
@@ -136,7 +127,9 @@ fn each_platform_installs_its_architectures_packages_and_shares_the_arch_all_lay
         lock["packages"]["linux/arm64"]["packages"]["tool"]["sha256"]
     );
 
-    // The `all` package was downloaded once, each architecture's tool once.
+    // The repository's InRelease was fetched once, for both platforms; the `all`
+    // package was downloaded once, each architecture's tool once.
+    assert_eq!(repo.requests_for("dists/stable/InRelease"), 1);
     for deb in [
         "tool-data_1.0-1_all.deb",
         "tool_1.0-1_amd64.deb",
@@ -234,15 +227,14 @@ fn lock_update_and_diff_name_each_platforms_new_versions_and_a_lock_of_other_pla
     assert_eq!(lock["packages"]["linux/amd64"], old_lock["packages"]);
     assert_eq!(lock["packages"]["linux/arm64"]["architecture"], "arm64");
     let index = work.build(&recipe, "index", &["--locked"]);
-    // The amd64 image of the index is the single-platform image, byte for byte.
+    // The amd64 image of the index has the single-platform image's layers, byte for
+    // byte, but for the embedded SBOM (the last), which names tool-data's layer
+    // `packages-all-0` there, `packages-0` here.
     let layers = layers_by_platform(&work.out("index/pkgs"));
-    let single_layers: Vec<String> = single["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l["digest"].as_str().unwrap().to_string())
-        .collect();
-    assert_eq!(layers["amd64"], single_layers);
+    let single_layers = report_layers(&single);
+    let (_, index_files) = layers["amd64"].split_last().unwrap();
+    let (_, single_files) = single_layers.split_last().unwrap();
+    assert_eq!(index_files, single_files);
     assert_ne!(index["manifest_digest"], single["manifest_digest"]);
 
     // The mirror publishes tool 1.1-1 for both: `--update` and `cairn diff` name it
@@ -289,5 +281,142 @@ fn lock_update_and_diff_name_each_platforms_new_versions_and_a_lock_of_other_pla
     assert_eq!(
         lock_of(&recipe)["packages"],
         updated_lock["packages"]["linux/amd64"]
+    );
+}
+
+/// Each platform's layers (bottom first) as `(name, digest)`: the name from the image
+/// config's history (`cairn: layer <name>`), the digest from the manifest.
+fn named_layers_by_platform(layout: &Path) -> BTreeMap<String, Vec<(String, String)>> {
+    let index_json = crate::multiarch::read_json(&layout.join("index.json"));
+    let index = blob(
+        layout,
+        index_json["manifests"][0]["digest"].as_str().unwrap(),
+    );
+    index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let manifest = blob(layout, m["digest"].as_str().unwrap());
+            let config = blob(layout, manifest["config"]["digest"].as_str().unwrap());
+            let names = config["history"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|h| h["empty_layer"] != true)
+                .map(|h| {
+                    let by = h["created_by"].as_str().unwrap();
+                    by.strip_prefix("cairn: layer ").unwrap_or(by).to_string()
+                });
+            let digests = manifest["layers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| l["digest"].as_str().unwrap().to_string());
+            (
+                m["platform"]["architecture"].as_str().unwrap().into(),
+                names.zip(digests).collect(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn with_platforms_arch_all_packages_get_layers_of_their_own_that_every_platform_shares() {
+    let repo = AptRepo::new(&packages("1.0-1"), Faults::default());
+    let work = Work::new();
+    // One bucket: without buckets of their own, `tool-data` (all) and `tool` (amd64 or
+    // arm64) would share the one package layer, which would differ per platform.
+    let one_bucket = |platforms: &str| {
+        let recipe = recipe(&repo, &work, platforms);
+        let text = std::fs::read_to_string(&recipe)
+            .unwrap()
+            .replace("max_layers: 3", "max_layers: 1");
+        std::fs::write(&recipe, text).unwrap();
+        recipe
+    };
+
+    // A single-platform image keeps the one layer holding both.
+    let recipe = one_bucket("platform: linux/amd64");
+    let single = work.build(&recipe, "single", &[]);
+    let layout = work.out("single/pkgs");
+    let single_layers = report_layers(&single);
+    let both: Vec<&String> = single_layers
+        .iter()
+        .filter(|d| {
+            let m = members(&layout, d);
+            m.iter().any(|m| m == "usr/bin/tool")
+                && m.iter().any(|m| m == "usr/share/tool-data/1.0-1.txt")
+        })
+        .collect();
+    assert_eq!(both.len(), 1, "{single_layers:?}");
+
+    // Two platforms: `packages-all-0` below `packages-0`, the same blob in both
+    // manifests, stored once; `packages-0` is each architecture's own.
+    std::fs::remove_file(recipe.with_extension("lock")).unwrap();
+    let recipe = one_bucket("platforms: [linux/amd64, linux/arm64]");
+    let a = work.build(&recipe, "a", &[]);
+    let layout = work.out("a/pkgs");
+    let layers = named_layers_by_platform(&layout);
+    let names =
+        |arch: &str| -> Vec<&str> { layers[arch].iter().map(|(n, _)| n.as_str()).collect() };
+    for arch in ["amd64", "arm64"] {
+        assert_eq!(
+            names(arch),
+            ["packages-all-0", "packages-0", "base", "sbom"],
+            "{arch}"
+        );
+    }
+    let digest = |arch: &str, name: &str| -> String {
+        layers[arch]
+            .iter()
+            .find(|(n, _)| n == name)
+            .unwrap()
+            .1
+            .clone()
+    };
+    let shared = digest("amd64", "packages-all-0");
+    assert_eq!(shared, digest("arm64", "packages-all-0"));
+    assert_ne!(digest("amd64", "packages-0"), digest("arm64", "packages-0"));
+    let shared_members = members(&layout, &shared);
+    assert!(
+        shared_members
+            .iter()
+            .any(|m| m == "usr/share/tool-data/1.0-1.txt")
+            && shared_members.iter().all(|m| !m.ends_with("/tool")),
+        "{shared_members:?}"
+    );
+    // Stored once: of the layout's blobs, one holds tool-data's file.
+    let holding_data = std::fs::read_dir(layout.join("blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|hex| {
+            let digest = format!("sha256:{hex}");
+            layers.values().flatten().any(|(_, d)| *d == digest)
+                && members(&layout, &digest)
+                    .iter()
+                    .any(|m| m == "usr/share/tool-data/1.0-1.txt")
+        })
+        .count();
+    assert_eq!(holding_data, 1);
+    // Its dpkg metadata names the `all` architecture, as the .deb does.
+    let root = work.out("root-all");
+    std::fs::create_dir_all(&root).unwrap();
+    run_ok(
+        Command::new("tar")
+            .arg("-xzf")
+            .arg(layer_file(&layout, &shared))
+            .arg("-C")
+            .arg(&root),
+    );
+    let status = std::fs::read_to_string(root.join("var/lib/dpkg/status.d/tool-data")).unwrap();
+    assert!(status.contains("\nArchitecture: all\n"), "{status}");
+
+    // Reproducible.
+    let b = work.build(&recipe, "b", &["--locked"]);
+    assert_eq!(a["manifest_digest"], b["manifest_digest"]);
+    assert_eq!(
+        crate::common::tree_bytes(&layout),
+        crate::common::tree_bytes(&work.out("b/pkgs"))
     );
 }
