@@ -9,6 +9,7 @@ mod crash;
 mod debian;
 mod debian_accounts;
 mod debian_ca;
+mod debian_dpkg_database;
 mod debian_ldcache;
 mod debian_mirror;
 mod disk_full;
