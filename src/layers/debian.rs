@@ -26,6 +26,9 @@
 //! see every package: `/var/lib/dpkg/status.d/<name>` holds the package's control
 //! stanza with `Status: install ok installed` added after `Package:`, and
 //! `/var/lib/dpkg/status.d/<name>.md5sums` the package's md5sums file when it has one.
+//! With `dpkg_database: full`, each package layer holds the package's files of
+//! `/var/lib/dpkg/info` instead ([`crate::debian::dpkg_database`]), and one more layer
+//! on top, `dpkg-database`, the status file made from every package's control file.
 
 use super::{FileData, GeneratedFrom, LayerTree, Origin, TreeEntry, TreeEntryKind, TreeError};
 use crate::debian::ca_certificates::{self, CaCertificates};

@@ -208,3 +208,81 @@ fn the_full_database_is_what_dpkg_keeps_and_dpkg_finds_it_clean() {
         "{stderr}"
     );
 }
+
+/// `verify --policy` with `refuse_unhandled_maintainer_scripts: true`: an image whose
+/// provenance lists an installation script cairn did nothing for is refused, naming the
+/// package and the script; one whose scripts were all done natively (or run only at
+/// removal) passes.
+#[test]
+fn a_policy_refuses_images_with_maintainer_scripts_left_unhandled() {
+    let work = tempfile::tempdir().unwrap();
+    let mut configured = pkg("configured", "1.0-1", "");
+    configured.postinst = "#!/bin/sh\nset -e\nmkdir -p /var/lib/configured\n";
+    let mut linked = pkg("linked", "1.0-1", "");
+    linked
+        .files
+        .push(("usr/bin/linked".into(), b"#!/bin/sh\n".to_vec(), 0o755));
+    linked.postinst =
+        "#!/bin/sh\nset -e\nupdate-alternatives --install /usr/bin/lk lk /usr/bin/linked 5\n";
+    let mut packages = fixture_packages();
+    packages.extend([configured, linked]);
+    let repo = AptRepo::new(&packages, Faults::default());
+    let (key, public, _) = common::keygen(work.path(), "signer");
+    let policy = work.path().join("policy.yaml");
+    std::fs::write(
+        &policy,
+        "cairn_policy: 1\nrefuse_unhandled_maintainer_scripts: true\n",
+    )
+    .unwrap();
+    let verify = |packages: &str| -> (Option<i32>, Value) {
+        let dir = work.path().join(packages.replace(", ", "-"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let recipe = repo.recipe(&dir, packages);
+        common::build_json_with(
+            {
+                let mut c = cairn();
+                c.env("XDG_CACHE_HOME", work.path().join("cache"));
+                c
+            },
+            &recipe,
+            &dir.join("out"),
+            &["--sign-key", key.to_str().unwrap()],
+        );
+        let out = cairn()
+            .arg("verify")
+            .arg(dir.join("out/pkgs"))
+            .arg("--key")
+            .arg(&public)
+            .arg("--policy")
+            .arg(&policy)
+            .arg("--json")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            serde_json::from_slice(&out.stdout).unwrap(),
+        )
+    };
+    let policy_check = |verdict: &Value| {
+        verdict["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "policy")
+            .cloned()
+            .unwrap_or_else(|| panic!("no policy check in {verdict}"))
+    };
+
+    let (code, verdict) = verify("configured, linked");
+    assert_ne!(code, Some(0), "{verdict}");
+    let check = policy_check(&verdict);
+    assert_eq!(check["ok"], false);
+    assert_eq!(
+        check["detail"],
+        "package `configured`: its postinst was not run and nothing was done in its place"
+    );
+
+    let (code, verdict) = verify("linked");
+    assert_eq!(code, Some(0), "{verdict}");
+    assert_eq!(policy_check(&verdict)["ok"], true);
+}
