@@ -20,7 +20,7 @@
 //! [`status_file`] joins the stanzas, sorted by name as dpkg sorts them.
 
 use super::DebianError;
-use crate::snapshot::{SourceEntryKind, SourceTree};
+use crate::snapshot::{SourceEntry, SourceEntryKind, SourceTree};
 use md5::{Digest, Md5};
 use std::fmt::Write as _;
 
@@ -115,10 +115,8 @@ pub fn package_database(
         (Some("same"), Some(arch)) => format!("{name}:{arch}"),
         _ => name.to_string(),
     };
-    let md5_of = |rel_path: &str| -> Result<Option<String>, DebianError> {
-        let Some(entry) = tree.entries.iter().find(|e| &*e.rel_path == rel_path) else {
-            return Ok(None);
-        };
+    // The MD5 of an entry that is a regular file.
+    let md5_of = |entry: &SourceEntry| -> Result<Option<String>, DebianError> {
         let SourceEntryKind::File(content) = &entry.kind else {
             return Ok(None);
         };
@@ -138,7 +136,7 @@ pub fn package_database(
     if !members.iter().any(|m| m.name == "md5sums") {
         let mut md5sums = String::new();
         for e in &tree.entries {
-            if let Some(md5) = md5_of(&e.rel_path)? {
+            if let Some(md5) = md5_of(e)? {
                 let _ = writeln!(md5sums, "{md5}  {}", e.rel_path);
             }
         }
@@ -164,7 +162,13 @@ pub fn package_database(
         let Some(rel_path) = path.strip_prefix('/') else {
             continue;
         };
-        if let Some(md5) = md5_of(rel_path)? {
+        // The tree is sorted by path.
+        let entry = tree
+            .entries
+            .binary_search_by(|e| (*e.rel_path).cmp(rel_path))
+            .ok()
+            .map(|i| &tree.entries[i]);
+        if let Some(md5) = entry.map(md5_of).transpose()?.flatten() {
             let _ = write!(conffiles, "\n {path} {md5}");
         }
     }
@@ -299,6 +303,57 @@ mod tests {
         assert_eq!(
             status_file([("zed", "Package: zed\n"), ("abc", "Package: abc\n")]),
             "Package: abc\n\nPackage: zed\n\n"
+        );
+    }
+
+    /// A package without md5sums gets the MD5 of each regular file (what `md5sum`
+    /// prints), and `Conffiles:` the MD5 of each conffile installed; one left out by
+    /// `path_filters:` is not listed.
+    #[test]
+    fn md5sums_and_conffiles_hash_the_installed_bytes() {
+        use crate::snapshot::{Content, Location};
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("conf");
+        std::fs::write(&conf, "setting = 1\n").unwrap();
+        let entry = |rel_path: &str, kind| SourceEntry {
+            rel_path: rel_path.into(),
+            kind,
+            mode: 0o644,
+            owner: None,
+        };
+        let tree = SourceTree {
+            entries: vec![
+                entry("etc", SourceEntryKind::Dir),
+                entry(
+                    "etc/x.conf",
+                    SourceEntryKind::File(Content {
+                        location: Location::Path(conf),
+                        size: 12,
+                        sha256: crate::digest::Sha256Digest::of(b"setting = 1\n"),
+                    }),
+                ),
+            ],
+        };
+        let members = [ControlMember {
+            name: "conffiles".into(),
+            bytes: b"/etc/x.conf\n/etc/left-out.conf\nremove-on-upgrade /etc/old.conf\n".to_vec(),
+            executable: false,
+        }];
+        let control = "Package: x\nVersion: 1\nArchitecture: amd64\nDescription: x\n";
+        let db = package_database("x", control, &members, &tree).unwrap();
+        // `printf 'setting = 1\n' | md5sum`
+        let md5 = "6bc5aa55a24a9d663f97616fed018e1a";
+        let file = |name: &str| {
+            let (_, bytes, _) = db.info.iter().find(|(n, _, _)| n == name).unwrap();
+            String::from_utf8(bytes.clone()).unwrap()
+        };
+        assert_eq!(file("x.md5sums"), format!("{md5}  etc/x.conf\n"));
+        assert_eq!(file("x.list"), "/.\n/etc\n/etc/x.conf\n");
+        assert!(
+            db.stanza
+                .contains(&format!("Conffiles:\n /etc/x.conf {md5}\nDescription: x\n")),
+            "{}",
+            db.stanza
         );
     }
 
