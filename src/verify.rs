@@ -50,7 +50,16 @@ pub struct Policy {
     /// alone (default true).
     #[serde(default = "yes")]
     pub require_digest: bool,
+    /// Refuse an image whose provenance lists a Debian maintainer script that runs at
+    /// installation (`preinst`, `config`, `postinst`, `triggers`) with nothing done
+    /// natively in its place (default false).
+    #[serde(default)]
+    pub refuse_unhandled_maintainer_scripts: bool,
 }
+
+/// The maintainer scripts dpkg runs (or, `triggers`, acts on) when it installs a
+/// package; `prerm` and `postrm` run only when it is removed.
+const INSTALL_SCRIPTS: [&str; 4] = ["preinst", "config", "postinst", "triggers"];
 
 fn yes() -> bool {
     true
@@ -552,7 +561,10 @@ fn image_shallow(image: &ImageReport) -> ImageReport {
 }
 
 pub(crate) fn check_policy(provenance: Option<&Provenance>, policy: &Policy, checks: &mut Checks) {
-    if policy.source_signers.is_empty() && policy.source_digests.is_empty() {
+    if policy.source_signers.is_empty()
+        && policy.source_digests.is_empty()
+        && !policy.refuse_unhandled_maintainer_scripts
+    {
         return;
     }
     let Some(p) = provenance else {
@@ -596,12 +608,45 @@ pub(crate) fn check_policy(provenance: Option<&Provenance>, policy: &Policy, che
             }
         }
     }
+    if policy.refuse_unhandled_maintainer_scripts {
+        problems.extend(unhandled_maintainer_scripts(deps));
+    }
     if problems.is_empty() {
         checks.pass(
             "policy",
-            "source digests and signers are as the policy requires",
+            "sources and maintainer scripts are as the policy requires",
         );
     } else {
         checks.fail("policy", problems.join("; "));
     }
+}
+
+/// Each installation script the provenance lists with nothing done natively in its
+/// place, each naming the package and the script.
+fn unhandled_maintainer_scripts(deps: &[crate::attest::intoto::ResourceDescriptor]) -> Vec<String> {
+    let mut out = Vec::new();
+    for d in deps {
+        let Some(scripts) = d
+            .annotations
+            .get("maintainerScripts")
+            .and_then(|v| v.as_array())
+        else {
+            continue;
+        };
+        for script in scripts {
+            let name = script["name"].as_str().unwrap_or("?");
+            let done = script["doneNatively"]
+                .as_array()
+                .is_some_and(|d| !d.is_empty());
+            if INSTALL_SCRIPTS.contains(&name) && !done {
+                out.push(format!(
+                    "package `{}`: its {name} was not run and nothing was done in its place",
+                    d.name
+                        .as_deref()
+                        .map_or("?", |n| n.strip_prefix("deb:").unwrap_or(n))
+                ));
+            }
+        }
+    }
+    out
 }

@@ -7,6 +7,7 @@
 //! setgid bits kept as the package sets them. Maintainer scripts in the control
 //! tarball are never run.
 
+use super::dpkg_database::ControlMember;
 use super::DebianError;
 use crate::digest::Sha256Digest;
 use crate::snapshot::limits::Limits;
@@ -27,6 +28,9 @@ pub struct DebContents {
     /// Every maintainer script (`preinst`, `postinst`, `prerm`, `postrm`, `config`,
     /// `triggers`) the package has, by name, with the SHA-256 of its bytes.
     pub scripts: Vec<(String, Sha256Digest)>,
+    /// Every member of the control tarball but `control`, as dpkg keeps them in its
+    /// database ([`super::dpkg_database`]).
+    pub control_members: Vec<ControlMember>,
     pub tree: SourceTree,
 }
 
@@ -84,6 +88,7 @@ pub fn read(
         md5sums,
         postinst,
         scripts,
+        members: control_members,
     } = control.ok_or_else(|| bad("it has no control tarball".into()))?;
     let tree = tree.ok_or_else(|| bad("it has no data tarball".into()))?;
     Ok(DebContents {
@@ -91,6 +96,7 @@ pub fn read(
         md5sums,
         postinst,
         scripts,
+        control_members,
         tree,
     })
 }
@@ -195,6 +201,7 @@ struct ControlFiles {
     md5sums: Option<String>,
     postinst: Option<String>,
     scripts: Vec<(String, Sha256Digest)>,
+    members: Vec<ControlMember>,
 }
 
 /// The control tarball's members that dpkg would run (or, `triggers`, act on).
@@ -215,39 +222,52 @@ fn read_control(bytes: &[u8]) -> io::Result<ControlFiles> {
     };
     let mut tar = tar::Archive::new(decoded);
     let (mut control, mut md5sums, mut postinst) = (None, None, None);
-    let mut scripts = Vec::new();
+    let (mut scripts, mut members) = (Vec::new(), Vec::new());
     for entry in tar.entries()? {
         let mut entry = entry?;
         let path = entry.path_bytes().into_owned();
         let name = path.strip_prefix(b"./").unwrap_or(&path);
+        if entry.header().entry_type() != tar::EntryType::Regular || name.contains(&b'/') {
+            continue;
+        }
+        let mut bytes = Vec::new();
+        entry.read_to_end(&mut bytes)?;
         if let Some(script) = MAINTAINER_SCRIPTS.iter().find(|s| s.as_bytes() == name) {
-            let mut bytes = Vec::new();
-            entry.read_to_end(&mut bytes)?;
             scripts.push((script.to_string(), Sha256Digest::of(&bytes)));
             if *script == "postinst" {
                 // Read for its `update-alternatives` calls only: a stray non-UTF-8 byte
                 // in a comment must not make the package uninstallable.
                 postinst = Some(String::from_utf8_lossy(&bytes).into_owned());
             }
-            continue;
         }
-        let slot = match name {
-            b"control" => &mut control,
-            b"md5sums" => &mut md5sums,
-            _ => continue,
+        let text = || {
+            String::from_utf8(bytes.clone())
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
         };
-        let mut text = String::new();
-        entry.read_to_string(&mut text)?;
-        *slot = Some(text);
+        match name {
+            b"control" => {
+                control = Some(text()?);
+                continue;
+            }
+            b"md5sums" => md5sums = Some(text()?),
+            _ => {}
+        }
+        members.push(ControlMember {
+            name: String::from_utf8_lossy(name).into_owned(),
+            executable: entry.header().mode()? & 0o111 != 0,
+            bytes,
+        });
     }
     let control = control
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no `control` file in it"))?;
     scripts.sort();
+    members.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(ControlFiles {
         control,
         md5sums,
         postinst,
         scripts,
+        members,
     })
 }
 

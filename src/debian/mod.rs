@@ -14,6 +14,7 @@ pub mod apt_sources;
 pub mod ca_certificates;
 mod copyright;
 pub(crate) mod deb;
+pub mod dpkg_database;
 mod fetch;
 pub mod index;
 pub mod ld_so_cache;
@@ -27,7 +28,7 @@ pub mod version;
 
 use crate::diag::{Diagnose, Location};
 use crate::digest::Sha256Digest;
-use crate::recipe::{Mirror, PackagesSpec, Platform, Recipe, RepositorySpec};
+use crate::recipe::{DpkgDatabase, Mirror, PackagesSpec, Platform, Recipe, RepositorySpec};
 use crate::snapshot::{SourceEntryKind, SourceTree};
 use apt_sources::HostSource;
 use fetch::Fetcher;
@@ -113,6 +114,10 @@ pub struct InstalledPackage {
     /// Its maintainer scripts, none of them run, each with what cairn did natively in
     /// its place (the provenance lists them).
     pub scripts: Vec<MaintainerScript>,
+    /// Its entries of dpkg's database, with `dpkg_database: full`. Not in the warm image
+    /// key: made from the package's bytes, which are, and that recipe field.
+    #[serde(skip)]
+    pub dpkg_database: Option<dpkg_database::PackageDatabase>,
     /// SPDX expression from a machine-readable copyright file, if it has one (read
     /// before `path_filters:` apply).
     pub license: Option<String>,
@@ -424,6 +429,15 @@ pub fn install(
             let contents = deb::read(&path, &name, staging, recipe.limits)?;
             let license = copyright_license(&contents.tree, &name);
             let (tree, left_out) = path_filter::apply(&spec.path_filters, contents.tree);
+            let dpkg_database = match spec.dpkg_database {
+                DpkgDatabase::Full => Some(dpkg_database::package_database(
+                    &name,
+                    &contents.control,
+                    &contents.control_members,
+                    &tree,
+                )?),
+                DpkgDatabase::Distroless => None,
+            };
             let (alternatives, unread) =
                 alternatives::installs_in(contents.postinst.as_deref().unwrap_or_default());
             let unread = unread.into_iter().map(|call| {
@@ -456,6 +470,7 @@ pub fn install(
                 left_out,
                 alternatives,
                 scripts,
+                dpkg_database,
                 license,
                 name,
             }, warnings))

@@ -33,13 +33,17 @@
 //! see every package: `/var/lib/dpkg/status.d/<name>` holds the package's control
 //! stanza with `Status: install ok installed` added after `Package:`, and
 //! `/var/lib/dpkg/status.d/<name>.md5sums` the package's md5sums file when it has one.
+//! With `dpkg_database: full`, each package layer holds the package's files of
+//! `/var/lib/dpkg/info` instead ([`crate::debian::dpkg_database`]), and one more layer
+//! on top, `dpkg-database`, the status file made from every package's control file.
 
 use super::{FileData, GeneratedFrom, LayerTree, Origin, TreeEntry, TreeEntryKind, TreeError};
 use crate::debian::ca_certificates::{self, CaCertificates};
+use crate::debian::dpkg_database;
 use crate::debian::ld_so_cache;
 use crate::debian::{alternatives, source_name, InstalledPackage};
 use crate::digest::Sha256Digest;
-use crate::recipe::{Diagnostic, ImagePath, Owner, Recipe};
+use crate::recipe::{Diagnostic, DpkgDatabase, ImagePath, Owner, Recipe};
 use crate::snapshot::{SourceEntry, SourceEntryKind};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -72,7 +76,95 @@ pub fn hook_layers(
         let layer = ld_so_cache_layer(recipe, base, &layers, config, line)?;
         layers.push(layer);
     }
+    if spec.dpkg_database == DpkgDatabase::Full {
+        let layer = dpkg_database_layer(recipe, base, &layers, &installed.packages, spec.span)?;
+        layers.push(layer);
+    }
     Ok(layers)
+}
+
+/// The name of the layer of [`dpkg_database_layer`].
+pub const DPKG_DATABASE_LAYER: &str = "dpkg-database";
+
+/// The package that reads dpkg's database, and in whose place cairn writes its status.
+const DPKG: &str = "dpkg";
+
+/// The `dpkg-database` layer (`dpkg_database: full`): `/var/lib/dpkg/status` made from
+/// every package's control file, and the rest of dpkg's administrative directory as
+/// `dpkg --install` leaves it on a new system (an empty `available`, `info/format`,
+/// `updates/`, `triggers/Unincorp`). A layer of its own: the status depends on every
+/// package layer. It needs `dpkg` installed, and a base image with its own status is
+/// refused: its packages would be dropped from it.
+fn dpkg_database_layer(
+    recipe: &Recipe,
+    base: Option<&crate::base::BaseFs>,
+    previous: &[LayerTree],
+    packages: &[InstalledPackage],
+    span: crate::recipe::Span,
+) -> Result<LayerTree, TreeError> {
+    let status_path = format!("/{}/status", dpkg_database::ADMIN_DIR);
+    refuse_base_file(
+        recipe,
+        base,
+        &status_path,
+        span,
+        "whose packages cairn does not merge into the status it writes",
+        "build on a base without a dpkg database, or drop `dpkg_database: full`",
+    )?;
+    let Some(dpkg) = packages.iter().find(|p| p.name == DPKG) else {
+        return Err(TreeError(Box::new(
+            Diagnostic::new(
+                &recipe.file,
+                span,
+                "`dpkg_database: full` writes dpkg's database, but the `dpkg` package is not installed",
+            )
+            .with_hint("add `dpkg` to `packages:`, or drop `dpkg_database: full` for the distroless metadata"),
+        )));
+    };
+    let stanzas = packages
+        .iter()
+        .filter_map(|p| Some((p.name.as_str(), p.dpkg_database.as_ref()?.stanza.as_str())));
+    let status = dpkg_database::status_file(stanzas);
+    let inputs = packages
+        .iter()
+        .map(|p| {
+            (
+                format!("{}/control", source_name(&p.name)),
+                Sha256Digest::of(p.control.as_bytes()),
+            )
+        })
+        .collect();
+    let generated = |inputs| {
+        Origin::Generated(Arc::new(GeneratedFrom {
+            by: source_name(DPKG).into(),
+            line: dpkg.line,
+            inputs,
+        }))
+    };
+    let file = |bytes: &[u8], origin: Origin| TreeEntry {
+        kind: TreeEntryKind::File(FileData::Inline(bytes.into())),
+        mode: 0o644,
+        owner: Owner::ROOT,
+        origin,
+    };
+    let dir = TreeEntry {
+        kind: TreeEntryKind::Dir,
+        mode: 0o755,
+        owner: Owner::ROOT,
+        origin: Origin::Parent,
+    };
+    let path = |p: &str| {
+        ImagePath::parse(&format!("/{}/{p}", dpkg_database::ADMIN_DIR)).expect("a valid path")
+    };
+    let entries = vec![
+        (path("available"), file(b"", generated(Vec::new()))),
+        (path("info/format"), file(b"1\n", generated(Vec::new()))),
+        (path("status"), file(status.as_bytes(), generated(inputs))),
+        (path("triggers"), dir.clone()),
+        (path("triggers/Unincorp"), file(b"", generated(Vec::new()))),
+        (path("updates"), dir),
+    ];
+    super::layer_from_entries(recipe, base, previous, DPKG_DATABASE_LAYER, entries)
 }
 
 /// Refuses a base image that has `path` (absolute), a file cairn would generate from
@@ -456,10 +548,10 @@ pub fn package_layers(
                     .entry(path.trim_start_matches('/').to_string())
                     .or_insert(entry);
             }
-            for (path, text) in dpkg_metadata(p) {
+            for (path, bytes, mode) in dpkg_metadata(p) {
                 let entry = TreeEntry {
-                    kind: TreeEntryKind::File(FileData::Inline(text.into_bytes().into())),
-                    mode: 0o644,
+                    kind: TreeEntryKind::File(FileData::Inline(bytes.into())),
+                    mode,
                     owner: Owner::ROOT,
                     origin: Origin::Source {
                         name: Arc::clone(&name),
@@ -576,12 +668,30 @@ impl UsrMerge {
     }
 }
 
-/// `var/lib/dpkg/status.d/<name>` and `<name>.md5sums`, keyed by layer path.
-fn dpkg_metadata(p: &InstalledPackage) -> Vec<(String, String)> {
+/// The package's dpkg metadata: layer path, bytes, mode. With `dpkg_database: full`
+/// its files of `var/lib/dpkg/info` ([`dpkg_database`]); otherwise
+/// `var/lib/dpkg/status.d/<name>` and `<name>.md5sums`.
+fn dpkg_metadata(p: &InstalledPackage) -> Vec<(String, Vec<u8>, u32)> {
+    if let Some(database) = &p.dpkg_database {
+        let dir = format!("{}/info", dpkg_database::ADMIN_DIR);
+        return database
+            .info
+            .iter()
+            .map(|(name, bytes, mode)| (format!("{dir}/{name}"), bytes.clone(), *mode))
+            .collect();
+    }
     let dir = "var/lib/dpkg/status.d";
-    let mut out = vec![(format!("{dir}/{}", p.name), status_stanza(&p.control))];
+    let mut out = vec![(
+        format!("{dir}/{}", p.name),
+        status_stanza(&p.control).into_bytes(),
+        0o644,
+    )];
     if let Some(md5sums) = &p.md5sums {
-        out.push((format!("{dir}/{}.md5sums", p.name), md5sums.clone()));
+        out.push((
+            format!("{dir}/{}.md5sums", p.name),
+            md5sums.clone().into_bytes(),
+            0o644,
+        ));
     }
     out
 }

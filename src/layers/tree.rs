@@ -124,7 +124,8 @@ pub struct GeneratedFrom {
     pub by: Arc<str>,
     /// Recipe line of that source (`packages:` or the package's entry).
     pub line: u32,
-    /// The files it was made from: absolute image path and SHA-256, in the order read.
+    /// The files it was made from: absolute image path (or `<source>/<member>` for a
+    /// package's control file, which is not in the image) and SHA-256, in the order read.
     pub inputs: Vec<(String, crate::digest::Sha256Digest)>,
 }
 

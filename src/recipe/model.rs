@@ -77,8 +77,23 @@ pub struct PackagesSpec {
     /// packages' own, each a single-file source, installed as
     /// `/usr/local/share/ca-certificates/<source>.crt` (needs `ca-certificates`).
     pub extra_ca_certificates: Vec<ExtraCaCertificate>,
+    /// `dpkg_database:`: which dpkg metadata the packages leave in the image.
+    pub dpkg_database: DpkgDatabase,
     /// Where `packages:` is written.
     pub span: Span,
+}
+
+/// `dpkg_database:`: the dpkg metadata written for the installed packages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DpkgDatabase {
+    /// `distroless` (the default): `/var/lib/dpkg/status.d/<name>` and
+    /// `<name>.md5sums` per package, as distroless images carry them for scanners.
+    #[default]
+    Distroless,
+    /// `full`: what dpkg itself keeps (`/var/lib/dpkg/status`, `info/<name>.list`,
+    /// `.md5sums`, `.conffiles`, the maintainer scripts), so that dpkg and apt work in
+    /// the image.
+    Full,
 }
 
 /// One of `extra_ca_certificates:`: a source holding one PEM certificate file.

@@ -4,21 +4,24 @@
 //! the OpenPGP keyring its `InRelease` must be signed with. `packages:` lists package
 //! names (their `Depends`/`Pre-Depends` come along); `layering.max_layers` bounds how
 //! many layers the packages are spread over; `extra_ca_certificates:` names sources of
-//! CA certificates to trust besides the packages' own.
+//! CA certificates to trust besides the packages' own; `dpkg_database:` chooses between
+//! distroless metadata (the default) and dpkg's full database.
 
 use super::context::{span_of, Cx, Unique};
 use super::model::{
-    ExtraCaCertificate, Mirror, PackageRequest, PackagesSpec, PathFilter, RepositorySpec,
-    SourceKind, SourceSpec,
+    DpkgDatabase, ExtraCaCertificate, Mirror, PackageRequest, PackagesSpec, PathFilter,
+    RepositorySpec, SourceKind, SourceSpec,
 };
 use super::raw::{RawExtraCa, RawLayering, RawPathFilter, RawRepository, SpannedMap, Text};
-use super::values::{did_you_mean, item_name, list, Invalid};
+use super::values::{did_you_mean, item_name, list, unknown, Invalid};
 use super::Diagnostic;
 use serde_saphyr::Spanned;
 use std::collections::BTreeMap;
 
 /// Package layers when the recipe does not say (`layering: { max_layers: N }`).
 pub const DEFAULT_MAX_LAYERS: u32 = 4;
+/// The values of `dpkg_database:`.
+const DPKG_DATABASES: [&str; 2] = ["distroless", "full"];
 /// More package layers than this gain nothing and slow down pulls.
 const MAX_MAX_LAYERS: u32 = 64;
 
@@ -28,6 +31,7 @@ pub(super) struct RawPackageFields {
     pub layering: Option<Spanned<RawLayering>>,
     pub path_filters: Option<Spanned<Vec<Spanned<RawPathFilter>>>>,
     pub extra_ca_certificates: Option<Spanned<Vec<Spanned<RawExtraCa>>>>,
+    pub dpkg_database: Option<Text>,
 }
 
 pub(super) fn parse(
@@ -41,6 +45,7 @@ pub(super) fn parse(
         layering,
         path_filters,
         extra_ca_certificates,
+        dpkg_database,
     } = raw;
     let Some(packages) = packages else {
         if let Some(repositories) = &repositories {
@@ -67,6 +72,13 @@ pub(super) fn parse(
                 .error(span_of(extra), "`extra_ca_certificates` without `packages`")
                 .with_hint(
                     "the certificates are added as Debian's `update-ca-certificates` adds them: add `packages: [ca-certificates]` (with `repositories:`)",
+                ));
+        }
+        if let Some(database) = &dpkg_database {
+            return Err(cx
+                .error(span_of(database), "`dpkg_database` without `packages`")
+                .with_hint(
+                    "`dpkg_database` chooses the dpkg metadata of Debian packages; add `packages:` or drop it",
                 ));
         }
         return Ok(None);
@@ -120,12 +132,21 @@ pub(super) fn parse(
         Some(list) => parse_extra_ca(cx, list, sources)?,
         None => Vec::new(),
     };
+    let dpkg_database = match dpkg_database {
+        Some(text) => cx.check(&text, |t| match t.as_str() {
+            "distroless" => Ok(DpkgDatabase::Distroless),
+            "full" => Ok(DpkgDatabase::Full),
+            other => Err(unknown("dpkg database", other, &DPKG_DATABASES)),
+        })?,
+        None => DpkgDatabase::default(),
+    };
     Ok(Some(PackagesSpec {
         repositories,
         requested,
         max_layers,
         path_filters,
         extra_ca_certificates,
+        dpkg_database,
         span,
     }))
 }

@@ -133,6 +133,7 @@ pub fn parse(file: RecipeFile) -> Result<Recipe, Diagnostic> {
             layering: raw.layering,
             path_filters: raw.path_filters,
             extra_ca_certificates: raw.extra_ca_certificates,
+            dpkg_database: raw.dpkg_database,
         },
         &sources,
     )?;

@@ -34,6 +34,7 @@ pub(super) struct RawRecipe {
     pub layering: Option<Spanned<RawLayering>>,
     pub path_filters: Option<Spanned<Vec<Spanned<RawPathFilter>>>>,
     pub extra_ca_certificates: Option<Spanned<Vec<Spanned<RawExtraCa>>>>,
+    pub dpkg_database: Option<Text>,
     pub limits: Option<Spanned<RawLimits>>,
 }
 

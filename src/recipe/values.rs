@@ -323,6 +323,18 @@ pub(super) fn list<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
         .join(", ")
 }
 
+/// `value` is not one of the `known` words for `what`: the closest as a hint.
+pub(super) fn unknown(what: &str, value: &str, known: &[&str]) -> Invalid {
+    let invalid = Invalid::new(format!(
+        "unknown {what} `{value}`; expected one of {}",
+        list(known.iter().copied())
+    ));
+    match did_you_mean(value, known.iter().copied()) {
+        Some(close) => invalid.with_hint(format!("did you mean `{close}`?")),
+        None => invalid.with_hint(format!("write one of {}", list(known.iter().copied()))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

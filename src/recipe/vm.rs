@@ -5,7 +5,7 @@
 use super::context::{span_of, Cx};
 use super::model::{BootMode, DiskFormat, RootFsSpec, RootFsType, SourceSpec, VmFile, VmSpec};
 use super::raw::{RawVm, RawVmFile, RawVmRoot};
-use super::values::{self, did_you_mean, list, Invalid};
+use super::values::{self, did_you_mean, list, unknown, Invalid};
 use super::Diagnostic;
 use serde_saphyr::Spanned;
 use std::collections::BTreeMap;
@@ -245,17 +245,6 @@ fn disk_size(s: &str) -> Result<u64, Invalid> {
         return Err(Invalid::new(format!("size `{s}` is larger than 16 TiB")).with_hint(hint));
     }
     Ok(bytes)
-}
-
-fn unknown(what: &str, value: &str, known: &[&str]) -> Invalid {
-    let invalid = Invalid::new(format!(
-        "unknown {what} `{value}`; expected one of {}",
-        list(known.iter().copied())
-    ));
-    match did_you_mean(value, known.iter().copied()) {
-        Some(close) => invalid.with_hint(format!("did you mean `{close}`?")),
-        None => invalid.with_hint(format!("write one of {}", list(known.iter().copied()))),
-    }
 }
 
 #[cfg(test)]

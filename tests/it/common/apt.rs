@@ -25,6 +25,8 @@ pub struct Pkg {
     pub files: Vec<(String, Vec<u8>, u32)>,
     /// The `postinst` maintainer script (empty: none).
     pub postinst: &'static str,
+    /// The `conffiles` control file, one absolute path a line (empty: none).
+    pub conffiles: &'static str,
 }
 
 /// The mode of a [`Pkg`] file that is a symlink (`S_IFLNK`), its content the target.
@@ -42,6 +44,7 @@ pub fn pkg(name: &'static str, version: &'static str, fields: &'static str) -> P
             0o644,
         )],
         postinst: "",
+        conffiles: "",
     }
 }
 
@@ -468,7 +471,11 @@ fn build_deb(work: &Path, p: &Pkg) -> PathBuf {
         std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .unwrap();
     }
+    if !p.conffiles.is_empty() {
+        std::fs::write(tree.join("DEBIAN/conffiles"), p.conffiles).unwrap();
+    }
     let deb = work.join(format!("{}_{}_{}.deb", p.name, p.version, p.arch));
+
     run(Command::new("dpkg-deb")
         .env("SOURCE_DATE_EPOCH", "1700000000")
         .args(["--root-owner-group", "-Zxz", "--build"])

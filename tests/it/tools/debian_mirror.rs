@@ -408,3 +408,64 @@ fn the_arm64_image_of_a_packages_index_runs_under_qemu_user() {
     );
     assert_eq!(stdout, "aarch64\n42\n b7 00\ncached\n", "stderr:\n{stderr}");
 }
+
+/// `dpkg_database: full` with real packages: the image's own dpkg and apt, run in the
+/// unpacked image, see every package installed (`dpkg -l` all `ii`), find nothing to
+/// report (`dpkg --audit`, `dpkg --verify`, with documentation left out by
+/// `path_filters:`), find the package of a file (`dpkg -S`) and a consistent dependency
+/// tree (`apt-get check`); built twice, the same image.
+#[test]
+fn the_images_own_dpkg_and_apt_find_the_full_database_clean() {
+    let work = tempfile::tempdir().unwrap();
+    let repositories = distroless_repositories();
+    let recipe = work.path().join("dpkg.yaml");
+    std::fs::write(
+        &recipe,
+        format!(
+            "cairn: 1\nname: dpkg\nepoch: 1700000000\nplatform: linux/amd64\n{repositories}packages: [apt, dpkg, ca-certificates]\ndpkg_database: full\npath_filters:\n  - exclude: /usr/share/doc/*\n  - exclude: /usr/share/man/*\n  - exclude: /usr/share/locale/*\n"
+        ),
+    )
+    .unwrap();
+    let build = |out: &str| -> Value {
+        let mut cmd = cairn();
+        cmd.env("XDG_CACHE_HOME", work.path().join(format!("cache-{out}")));
+        crate::common::build_json_with(cmd, &recipe, &work.path().join(out), &[])
+    };
+    let first = build("one");
+    let root = work.path().join("rootfs");
+    std::fs::create_dir_all(&root).unwrap();
+    crate::common::unpack_layout(&work.path().join("one/dpkg"), &root);
+    let in_image = |args: &[&str]| -> String {
+        let out = run_ok(Command::new("chroot").arg(&root).args(args));
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    let listed = in_image(&["dpkg-query", "-W", "-f", "${db:Status-Abbrev}${Package}\n"]);
+    let names: Vec<&str> = listed.lines().collect();
+    assert!(names.len() > 10, "{listed}");
+    for line in &names {
+        assert!(line.starts_with("ii "), "not installed: {line}\n{listed}");
+    }
+    for package in ["apt", "dpkg", "ca-certificates", "libc6"] {
+        assert!(
+            names.contains(&format!("ii {package}").as_str()),
+            "{listed}"
+        );
+    }
+    assert_eq!(in_image(&["dpkg", "--audit"]), "");
+    assert_eq!(in_image(&["dpkg", "--verify"]), "");
+    assert_eq!(
+        in_image(&["dpkg", "-S", "/usr/bin/dpkg"]),
+        "dpkg: /usr/bin/dpkg\n"
+    );
+    // Exit 0 (run_ok), its dependency tree built without an error or a warning.
+    let check = in_image(&["apt-get", "check"]);
+    assert!(check.contains("Building dependency tree"), "{check}");
+    assert!(!check.contains("E:") && !check.contains("W:"), "{check}");
+
+    let second = build("two");
+    assert_eq!(first["manifest_digest"], second["manifest_digest"]);
+}

@@ -10,6 +10,7 @@ mod debian;
 mod debian_accounts;
 mod debian_base;
 mod debian_ca;
+mod debian_dpkg_database;
 mod debian_ldcache;
 mod debian_mirror;
 mod debian_multiarch;
