@@ -944,7 +944,7 @@ fn layout_blobs_are_canonical_and_typed_as_image_spec_1_1_says() {
         "config descriptor mediaType"
     );
     assert_eq!(
-        manifest["annotations"]["dev.cairn.output-format"], "4",
+        manifest["annotations"]["dev.cairn.output-format"], "5",
         "output format annotation"
     );
     let config = parse_canonical(
