@@ -11,8 +11,9 @@
 //!   from a directory and an archive, with peak RSS per file (see `bench_files.rs`).
 //! - `bench-ledger [N] [--postgres]`: the audit ledger's append and verify speed at N entries
 //!   (`benches/ledger.rs`).
-//! - `bench-debian`: build time of `recipes/distroless.yaml` from the host's Debian
-//!   mirror, cold and with a warm package cache (`bench_debian.rs`).
+//! - `bench-debian`: build time of `recipes/distroless.yaml` and a python3 +
+//!   ca-certificates image from the host's Debian mirror, cold, from the lock with a
+//!   warm package cache, and replayed (`bench_debian.rs`).
 //! - `bench-serve`: `cairn serve` under load: 200 concurrent admission requests with a
 //!   warm verdict cache, each recorded once, and the service's RSS (`bench_serve.rs`);
 //!   a burst of 100 pushes through the registry push hook (`bench_push.rs`).
@@ -59,8 +60,9 @@ commands:
                                ledger (default 1000000), from the file and from
                                tiles; --postgres adds 8 concurrent durable writers
                                and a verify from a throwaway PostgreSQL cluster
-  bench-debian                 build time of recipes/distroless.yaml (Debian
-                               packages from the host's mirror), cold and warm
+  bench-debian                 build time of recipes/distroless.yaml and a
+                               python3 + ca-certificates image (Debian packages
+                               from the host's mirror), cold, from the lock, replayed
   bench-serve                  cairn serve: p99 of 200 concurrent admission
                                requests over 20 digests (warm cache), each
                                recorded exactly once; a burst of 100 pushes

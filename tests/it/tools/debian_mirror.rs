@@ -142,26 +142,79 @@ fn distroless_busybox_and_ca_certificates_from_the_hosts_mirror() {
     );
 }
 
-/// A TLS client in an image reads the bundle cairn made in place of
-/// ca-certificates' postinst: python3's default SSL context loads Debian's roots
-/// from it (through openssl's `/usr/lib/ssl/cert.pem`).
+/// TLS clients in an image read the bundle cairn made in place of ca-certificates'
+/// postinst: python3's default SSL context loads Debian's roots from it (through
+/// openssl's `/usr/lib/ssl/cert.pem`), and `curl`, with no `--cacert`, trusts a
+/// loopback server whose certificate a test CA signed, the CA given through
+/// `extra_ca_certificates:`. tzdata's zone files answer for Europe/Paris.
 #[test]
-fn python3_loads_more_than_100_ca_certificates_from_the_bundle() {
+fn tls_clients_trust_the_bundle_with_the_recipes_extra_ca_and_tzdata_has_its_zones() {
     let work = tempfile::tempdir().unwrap();
+    let ca = crate::common::tls::TestCa::new(work.path(), "loopback");
     let recipe = mirror_recipe(
         work.path(),
         "python-tls",
         "platform: linux/amd64",
-        "packages: [python3, ca-certificates]\nconfig:\n  entrypoint: [/usr/bin/python3, \"-\"]\n",
+        &format!(
+            "sources:\n  test-ca: {{ path: {} }}\npackages: [python3, ca-certificates, curl, tzdata]\nextra_ca_certificates: [{{ source: test-ca }}]\nconfig:\n  entrypoint: [/usr/bin/python3, \"-\"]\n",
+            ca.ca.file_name().unwrap().to_str().unwrap()
+        ),
     );
     build_from_mirror(work.path(), &recipe, "out", &[]);
-    let (stdout, stderr) = super::interop::run_in_runc(
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let server = Command::new("openssl")
+        .args(["s_server", "-quiet", "-www", "-accept"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("-cert")
+        .arg(&ca.cert)
+        .arg("-key")
+        .arg(&ca.key)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("openssl s_server");
+    // Stopped by its PID whatever the assertions do.
+    struct Stop(std::process::Child);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _server = Stop(server);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "s_server did not listen"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+
+    let script = format!(
+        "import datetime, ssl, subprocess, zoneinfo\n\
+         ctx = ssl.create_default_context()\n\
+         n = ctx.cert_store_stats()['x509_ca']\n\
+         print(n > 100, ssl.get_default_verify_paths().openssl_cafile)\n\
+         print(zoneinfo.ZoneInfo('Europe/Paris').utcoffset(datetime.datetime(2024, 7, 1)))\n\
+         curl = subprocess.run(['curl', '-sS', 'https://127.0.0.1:{port}/'], capture_output=True, text=True)\n\
+         print(curl.returncode, 's_server' in curl.stdout, curl.stderr.strip())\n"
+    );
+    let (stdout, stderr) = super::interop::run_in_runc_on_host_network(
         &work.path().join("out/python-tls"),
         "python-tls",
         work.path(),
-        "import ssl\nctx = ssl.create_default_context()\nn = ctx.cert_store_stats()['x509_ca']\nprint(n > 100, ssl.get_default_verify_paths().openssl_cafile)\n",
+        &script,
     );
-    assert_eq!(stdout, "True /usr/lib/ssl/cert.pem\n", "stderr:\n{stderr}");
+    assert_eq!(
+        stdout, "True /usr/lib/ssl/cert.pem\n2:00:00\n0 True \n",
+        "stderr:\n{stderr}"
+    );
 }
 
 /// Real libraries from the mirror: the `/etc/ld.so.cache` cairn makes for `libc-bin`,

@@ -614,6 +614,27 @@ fn sha256_hex(bytes: &[u8]) -> String {
 /// with runc (as root), with `stdin` as its input; returns its stdout and stderr once
 /// it exits 0 (panics, with both, if it fails or runs for more than 60 s).
 pub(crate) fn run_in_runc(layout: &Path, tag: &str, work: &Path, stdin: &str) -> (String, String) {
+    run_container(layout, tag, work, stdin, false)
+}
+
+/// [`run_in_runc`] in the host's network namespace: the container reaches servers the
+/// test runs on loopback.
+pub(crate) fn run_in_runc_on_host_network(
+    layout: &Path,
+    tag: &str,
+    work: &Path,
+    stdin: &str,
+) -> (String, String) {
+    run_container(layout, tag, work, stdin, true)
+}
+
+fn run_container(
+    layout: &Path,
+    tag: &str,
+    work: &Path,
+    stdin: &str,
+    host_network: bool,
+) -> (String, String) {
     require_root("running an image with runc");
     let runc = tool("runc", "runc");
     let bundle = work.join(format!("bundle-{tag}"));
@@ -624,6 +645,11 @@ pub(crate) fn run_in_runc(layout: &Path, tag: &str, work: &Path, stdin: &str) ->
     let config_path = bundle.join("config.json");
     let mut config: Value = serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap();
     config["process"]["terminal"] = Value::Bool(false);
+    if host_network {
+        if let Some(namespaces) = config["linux"]["namespaces"].as_array_mut() {
+            namespaces.retain(|ns| ns["type"] != "network");
+        }
+    }
     std::fs::write(&config_path, serde_json::to_vec(&config).unwrap()).unwrap();
 
     let nanos = std::time::SystemTime::now()
