@@ -4,7 +4,6 @@
 //! them (every source byte was re-hashed and checked while it was written), so SBOMs
 //! and provenance describe what was written, never what the recipe claims.
 
-use super::sbom::Sha1Lookup;
 use crate::base::fs::{layer_name as base_layer_name, BaseEntry, BaseFs, BaseKind};
 use crate::base::BaseImage;
 use crate::digest::{Sha1Index, Sha256Digest};
@@ -147,6 +146,19 @@ impl<'a> ImageFile<'a> {
             },
             Origin::Accounts | Origin::Parent | Origin::Sbom => FileOrigin::Accounts,
         }
+    }
+}
+
+/// Where the SBOMs find each file's SHA-1, which SPDX 2.3 requires on every file: for
+/// an image, where its layers were written ([`WrittenSha1s`]).
+pub trait Sha1Lookup: std::fmt::Debug + Sync {
+    fn sha1(&self, file: &ImageFile) -> Option<&[u8; 20]>;
+}
+
+/// SHA-1s by content (the base image's files are known so).
+impl Sha1Lookup for Sha1Index {
+    fn sha1(&self, file: &ImageFile) -> Option<&[u8; 20]> {
+        self.get(&file.sha256())
     }
 }
 

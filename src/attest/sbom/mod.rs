@@ -15,8 +15,10 @@ mod spdx;
 pub use cyclonedx::{cyclonedx_json, write_cyclonedx_json};
 pub use spdx::{spdx_json, write_spdx_json};
 
-use crate::attest::contents::{BaseInfo, FileOrigin, ImageContents, ImageFile, SourceInfo};
-use crate::digest::{Sha1Index, Sha256Digest};
+use crate::attest::contents::{
+    BaseInfo, FileOrigin, ImageContents, ImageFile, Sha1Lookup, SourceInfo,
+};
+use crate::digest::Sha256Digest;
 use crate::resolve::LockedKind;
 use serde::Serialize;
 use sha1::{Digest as _, Sha1};
@@ -38,19 +40,6 @@ pub struct SbomInput<'a> {
     /// take part in the document digest.
     #[serde(skip)]
     pub sha1: &'a dyn Sha1Lookup,
-}
-
-/// Where the SBOMs find each file's SHA-1, which SPDX 2.3 requires on every file: for
-/// an image, where its layers were written ([`crate::attest::contents::WrittenSha1s`]).
-pub trait Sha1Lookup: std::fmt::Debug + Sync {
-    fn sha1(&self, file: &ImageFile) -> Option<&[u8; 20]>;
-}
-
-/// SHA-1s by content (the base image's files are known so).
-impl Sha1Lookup for Sha1Index {
-    fn sha1(&self, file: &ImageFile) -> Option<&[u8; 20]> {
-        self.get(&file.sha256())
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -299,6 +288,7 @@ fn write_json<T: Serialize>(value: &T, out: &mut dyn std::io::Write) -> std::io:
 pub(crate) mod test_support {
     use super::*;
     use crate::attest::contents::SourceInfo;
+    use crate::digest::Sha1Index;
     use crate::layers::{FileData, Origin, TreeEntry, TreeEntryKind};
     use crate::recipe::Owner;
 
