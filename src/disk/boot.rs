@@ -190,14 +190,15 @@ fn in_image(
         }
         [one] => *one,
         many => {
+            let mut named: Vec<String> = many.iter().take(10).map(|k| format!("/{k}")).collect();
+            if many.len() > named.len() {
+                named.push(format!("and {} more", many.len() - named.len()));
+            }
             return fail(
                 format!(
                     "{} files of the image match the {what} path `{pattern}`: {}",
                     many.len(),
-                    many.iter()
-                        .map(|k| format!("/{k}"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    named.join(", ")
                 ),
                 format!("write a path that matches exactly one of them, e.g. `/{}`", many[0]),
             )
