@@ -20,6 +20,7 @@ pub mod index;
 pub mod ld_so_cache;
 pub mod lock;
 mod path_filter;
+pub use path_filter::fnmatch;
 pub(crate) mod release;
 pub mod solver;
 pub mod status;

@@ -74,7 +74,7 @@ fn should_skip(filters: &[PathFilter], path: &str, keeps_parents: bool) -> bool 
 /// `fnmatch(pattern, text, 0)`: `*` any run of bytes, `?` any byte, `[...]` a class
 /// (`!` or `^` negates, `a-z` ranges, `]` first is literal), `\x` the byte `x`.
 /// Backtracks to the last `*` only, so time is linear in pattern times text.
-fn fnmatch(pattern: &[u8], text: &[u8]) -> bool {
+pub fn fnmatch(pattern: &[u8], text: &[u8]) -> bool {
     let (mut p, mut t) = (0, 0);
     // Where to resume after the last `*`: pattern after it, and the text position.
     let mut star: Option<(usize, usize)> = None;

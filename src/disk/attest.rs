@@ -4,10 +4,12 @@
 //! same document embedded in the disk) about the same subjects. DSSE, Ed25519, one
 //! envelope per line, exactly as for images.
 
+use super::boot::{BootFile, BootFiles};
 use super::{DiskFile, DiskInput, DiskPlan};
 use crate::attest::dsse::{Envelope, INTOTO_PAYLOAD_TYPE};
 use crate::attest::intoto::{self, ResourceDescriptor};
 use crate::keys::SigningKey;
+use crate::recipe::{VmFile, VmFileFrom};
 use serde_json::json;
 use std::collections::BTreeMap;
 
@@ -23,10 +25,31 @@ pub fn subjects(files: &[DiskFile]) -> Vec<ResourceDescriptor> {
         .collect()
 }
 
+/// How the provenance names a boot file: its source (and, for the kernel, the member
+/// path) and SHA-256; for a file of the image, its path there and the source that put
+/// it there (the package).
+fn named(file: &VmFile, boot: &BootFile, with_member: bool) -> serde_json::Value {
+    match (&file.from, &boot.in_image) {
+        (_, Some(image)) => json!({
+            "image_path": image.path,
+            "source": image.from,
+            "sha256": boot.sha256.hex(),
+        }),
+        (VmFileFrom::Source { name, path }, None) if with_member => {
+            json!({"source": name, "path": path, "sha256": boot.sha256.hex()})
+        }
+        (VmFileFrom::Source { name, .. }, None) => {
+            json!({"source": name, "sha256": boot.sha256.hex()})
+        }
+        (VmFileFrom::Image { .. }, None) => unreachable!("a file of the image is found in it"),
+    }
+}
+
 /// Both statements, each signed in a DSSE envelope, as JSON Lines written to `out`;
 /// the SPDX document is streamed from its blob, never held in memory.
 pub fn write_signed_statements(
     plan: &DiskPlan,
+    boot: &BootFiles,
     input: &DiskInput,
     files: &[DiskFile],
     key: &SigningKey,
@@ -41,11 +64,11 @@ pub fn write_signed_statements(
     let vm = &plan.vm;
     let parameters = json!({
         "boot": vm.boot.name(),
-        "stub": plan.stub.as_ref().map(|s| json!({"source": vm.stub.as_ref().map(|f| &f.source), "sha256": s.sha256.hex()})),
+        "stub": vm.stub.as_ref().zip(boot.stub.as_ref()).map(|(f, s)| named(f, s, false)),
         "cmdline": vm.cmdline,
         "formats": vm.formats.iter().map(|f| f.extension()).collect::<Vec<_>>(),
-        "kernel": {"source": vm.kernel.source, "path": vm.kernel.path, "sha256": plan.kernel.sha256.hex()},
-        "initrd": plan.initrd.as_ref().map(|i| json!({"source": vm.initrd.as_ref().map(|f| &f.source), "sha256": i.sha256.hex()})),
+        "kernel": named(&vm.kernel, &boot.kernel, true),
+        "initrd": vm.initrd.as_ref().zip(boot.initrd.as_ref()).map(|(f, i)| named(f, i, false)),
         "root": {"fs": vm.root.fs.name(), "size": vm.root.size, "partition": super::ROOT_PARTITION_NAME},
     });
     let definition = &mut provenance.build_definition;

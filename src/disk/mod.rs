@@ -17,6 +17,7 @@
 //! `mksquashfs` (squashfs-tools), whose versions are pinned ([`tools`]). Reading a qcow2 back (`verify`, `trace`) uses `qemu-img`.
 
 pub mod attest;
+pub mod boot;
 pub mod esp;
 pub mod ext4;
 pub mod gpt;
@@ -32,9 +33,12 @@ use crate::diag::{Diagnose, Location};
 use crate::digest::Sha256Digest;
 use crate::keys::SigningKey;
 use crate::layers::LayerTree;
-use crate::recipe::{BootMode, Diagnostic, DiskFormat, Recipe, RootFsType, VmFile, VmSpec};
+use crate::recipe::{
+    BootMode, Diagnostic, DiskFormat, Recipe, RootFsType, VmFile, VmFileFrom, VmSpec,
+};
 use crate::resolve::{LockMode, Lockfile, ResolvedSources};
 use crate::snapshot::{Content, SourceEntryKind};
+use boot::{BootFile, BootFiles, ImageFile};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
@@ -101,20 +105,23 @@ fn located(recipe: &Recipe, at: crate::recipe::Span, message: String, hint: Stri
     ))
 }
 
-/// What [`plan`] found: the tools to run and the kernel and initrd to ship.
+/// What [`plan`] found: the tools to run, and the kernel, initrd and stub the recipe
+/// takes from sources, pinned and checked. Those it takes from the image are `None`
+/// here: [`boot::BootFiles::find`] finds them once the layers exist.
 #[derive(Debug)]
 pub struct DiskPlan {
     pub vm: VmSpec,
     pub tools: Tools,
-    pub kernel: Content,
-    pub initrd: Option<Content>,
+    pub kernel: Option<BootFile>,
+    pub initrd: Option<BootFile>,
     /// The UEFI stub, for `boot: uefi`.
-    pub stub: Option<Content>,
+    pub stub: Option<BootFile>,
 }
 
 /// Checks the `vm:` inputs before anything is built: the tools are installed and
-/// their versions match the lock (pinned into `resolved.lock`), the kernel is a
-/// bzImage. Returns the warnings of newly pinned tools.
+/// their versions match the lock (pinned into `resolved.lock`), a kernel from a source
+/// is a bzImage, a stub from a source can carry a kernel. Returns the warnings of
+/// newly pinned tools.
 pub fn plan(
     recipe: &Recipe,
     vm: &VmSpec,
@@ -123,37 +130,21 @@ pub fn plan(
     lock_path: &Path,
     mode: LockMode,
 ) -> Result<DiskPlan, DiskError> {
-    let kernel = vm_file(recipe, resolved, &vm.kernel, "kernel")?;
-    check_bzimage(&kernel).map_err(|why| {
-        located(
-            recipe,
-            vm.kernel.span,
-            format!(
-                "the kernel ({}) is not a bzImage: {why}",
-                kernel.path().display()
-            ),
-            "give an x86 Linux kernel image, e.g. /boot/vmlinuz-* from a linux-image package"
-                .into(),
-        )
-    })?;
-    let initrd = vm
-        .initrd
-        .as_ref()
-        .map(|f| vm_file(recipe, resolved, f, "initrd"))
-        .transpose()?;
+    let kernel = source_file(recipe, resolved, &vm.kernel, "kernel")?;
+    if let Some(kernel) = &kernel {
+        check_kernel(recipe, &vm.kernel, kernel)?;
+    }
+    let initrd = match &vm.initrd {
+        Some(file) => source_file(recipe, resolved, file, "initrd")?,
+        None => None,
+    };
     let stub = match &vm.stub {
         Some(file) => {
-            let stub = vm_file(recipe, resolved, file, "stub")?;
-            let bytes = fs::read(stub.path()).map_err(DiskError::io(&stub.path()))?;
-            uki::build(&bytes, &[]).map_err(|e| {
-                located(
-                    recipe,
-                    file.span,
-                    format!("{} ({})", e, stub.path().display()),
-                    "give systemd-stub for x86-64: linuxx64.efi.stub from Debian's systemd-boot-efi".into(),
-                )
-            })?;
-            Some(stub)
+            let stub = source_file(recipe, resolved, file, "stub")?;
+            if let Some(stub) = &stub {
+                check_stub(recipe, file, stub)?;
+            }
+            stub
         }
         None => None,
     };
@@ -176,15 +167,45 @@ pub fn plan(
     })
 }
 
-/// The file a `kernel:`/`initrd:` names, from its resolved source.
-fn vm_file(
+/// The kernel is a bzImage.
+fn check_kernel(recipe: &Recipe, file: &VmFile, kernel: &BootFile) -> Result<(), DiskError> {
+    check_bzimage(kernel).map_err(|why| {
+        located(
+            recipe,
+            file.span,
+            format!("the kernel ({}) is not a bzImage: {why}", kernel.describe()),
+            "give an x86 Linux kernel image, e.g. /boot/vmlinuz-* from a linux-image package"
+                .into(),
+        )
+    })
+}
+
+/// The stub is a PE image a unified kernel image can be built on.
+fn check_stub(recipe: &Recipe, file: &VmFile, stub: &BootFile) -> Result<(), DiskError> {
+    let bytes = stub.read()?;
+    uki::build(&bytes, &[]).map(drop).map_err(|e| {
+        located(
+            recipe,
+            file.span,
+            format!("{} ({})", e, stub.describe()),
+            "give systemd-stub for x86-64: linuxx64.efi.stub from Debian's systemd-boot-efi".into(),
+        )
+    })
+}
+
+/// The file a `kernel:`/`initrd:`/`stub:` names from a source, from its resolved
+/// source; `None` for a file of the image.
+fn source_file(
     recipe: &Recipe,
     resolved: &ResolvedSources,
     file: &VmFile,
     what: &str,
-) -> Result<Content, DiskError> {
-    let source = &resolved.sources[&file.source];
-    let want = file.path.as_deref().unwrap_or("");
+) -> Result<Option<BootFile>, DiskError> {
+    let VmFileFrom::Source { name, path } = &file.from else {
+        return Ok(None);
+    };
+    let source = &resolved.sources[name];
+    let want = path.as_deref().unwrap_or("");
     let mut found = source.tree().entries.iter().find(|e| &*e.rel_path == want);
     if let Some(SourceEntryKind::Hardlink { target }) = found.map(|e| &e.kind) {
         found = source
@@ -194,18 +215,17 @@ fn vm_file(
             .find(|e| *e.rel_path == **target);
     }
     match found.map(|e| &e.kind) {
-        Some(SourceEntryKind::File(content)) => Ok(Content::clone(content)),
+        Some(SourceEntryKind::File(content)) => Ok(Some(BootFile::pinned(Content::clone(content)))),
         _ => {
-            let (message, hint) = match &file.path {
+            let (message, hint) = match path {
                 None => (
-                    format!("the {what} source `{}` is not a single file", file.source),
+                    format!("the {what} source `{name}` is not a single file"),
                     format!(
-                        "name the file inside it: `{what}: {{ source: {}, path: boot/... }}`",
-                        file.source
+                        "name the file inside it: `{what}: {{ source: {name}, path: boot/... }}`"
                     ),
                 ),
                 Some(p) => (
-                    format!("source `{}` has no regular file `{p}`", file.source),
+                    format!("source `{name}` has no regular file `{p}`"),
                     format!("check the path of the {what} inside the source"),
                 ),
             };
@@ -226,11 +246,11 @@ enum NotBzImage {
 }
 
 /// The x86 boot protocol: "HdrS" at 0x202, in an image of at least a few sectors.
-fn check_bzimage(kernel: &Content) -> Result<(), NotBzImage> {
-    let mut header = [0u8; 0x210];
-    let mut f = File::open(kernel.path()).map_err(NotBzImage::Unreadable)?;
-    f.read_exact(&mut header)
-        .map_err(|_| NotBzImage::TooShort(kernel.size))?;
+fn check_bzimage(kernel: &BootFile) -> Result<(), NotBzImage> {
+    let header = kernel.head(0x210).map_err(NotBzImage::Unreadable)?;
+    if header.len() < 0x210 {
+        return Err(NotBzImage::TooShort(header.len() as u64));
+    }
     if &header[0x202..0x206] != b"HdrS" {
         return Err(NotBzImage::NoSignature);
     }
@@ -258,6 +278,10 @@ pub struct DiskReport {
     /// Each format written: file, SHA-256, size.
     pub files: Vec<DiskFile>,
     pub kernel: PathBuf,
+    /// Where the kernel is in the image, and what put it there, when the recipe took
+    /// it from the image (`kernel: { path: /boot/vmlinuz-* }`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernel_in_image: Option<ImageFile>,
     pub cmdline: PathBuf,
     /// `direct` (the hypervisor loads `kernel`) or `uefi` (firmware boots the disk).
     pub boot: &'static str,
@@ -347,6 +371,7 @@ pub fn build(plan: &DiskPlan, input: &DiskInput) -> Result<DiskBuild, DiskError>
     fs::create_dir(&scratch).map_err(DiskError::io(&scratch))?;
 
     let tree = rootfs::merge(input.layers);
+    let boot = BootFiles::find(plan, recipe, &tree, input.layers)?;
     let tree_digest = tree.digest();
     let ext4_params = || ext4::Ext4Params {
         size: vm.root.size,
@@ -391,8 +416,8 @@ pub fn build(plan: &DiskPlan, input: &DiskInput) -> Result<DiskBuild, DiskError>
         name: ROOT_PARTITION_NAME.into(),
     };
     let mut partitions = Vec::new();
-    if let Some(stub) = &plan.stub {
-        let uki = unified_kernel_image(plan, input, stub)?;
+    if let Some(stub) = &boot.stub {
+        let uki = unified_kernel_image(plan, input, &boot, stub)?;
         let esp_path = scratch.join("esp.fat");
         let id = Sha256Digest::of(&uki);
         let volume_id = u32::from_be_bytes(id.as_bytes()[..4].try_into().expect("4 bytes"));
@@ -443,11 +468,11 @@ pub fn build(plan: &DiskPlan, input: &DiskInput) -> Result<DiskBuild, DiskError>
     }
 
     let kernel_name = format!("{name}.vmlinuz");
-    copy_checked(&plan.kernel, &tmp.path().join(&kernel_name))?;
+    boot.kernel.copy_to(&tmp.path().join(&kernel_name))?;
     names.push(kernel_name.clone());
-    if let Some(initrd) = &plan.initrd {
+    if let Some(initrd) = &boot.initrd {
         let initrd_name = format!("{name}.initrd");
-        copy_checked(initrd, &tmp.path().join(&initrd_name))?;
+        initrd.copy_to(&tmp.path().join(&initrd_name))?;
         names.push(initrd_name);
     }
     let cmdline_name = format!("{name}.cmdline");
@@ -461,7 +486,7 @@ pub fn build(plan: &DiskPlan, input: &DiskInput) -> Result<DiskBuild, DiskError>
             let path = tmp.path().join(&jsonl_name);
             let file = File::create(&path).map_err(DiskError::io(&path))?;
             let mut jsonl = io::BufWriter::new(file);
-            attest::write_signed_statements(plan, input, &files, key, &mut jsonl)
+            attest::write_signed_statements(plan, &boot, input, &files, key, &mut jsonl)
                 .and_then(|()| jsonl.into_inner().map_err(|e| e.into_error()))
                 .map_err(DiskError::io(&path))?;
             names.push(jsonl_name.clone());
@@ -475,6 +500,7 @@ pub fn build(plan: &DiskPlan, input: &DiskInput) -> Result<DiskBuild, DiskError>
         report: DiskReport {
             files,
             kernel: out.join(kernel_name),
+            kernel_in_image: boot.kernel.in_image.clone(),
             cmdline: out.join(cmdline_name),
             boot: vm.boot.name(),
             root_fs: vm.root.fs.name(),
@@ -518,23 +544,6 @@ pub fn remove_stale(out: &Path, recipe_name: &str, keep: &[String]) -> Result<()
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(DiskError::io(&path)(e)),
             _ => {}
         }
-    }
-    Ok(())
-}
-
-/// Copies a pinned input, checking it still has the digest it was pinned with.
-fn copy_checked(content: &Content, dest: &Path) -> Result<(), DiskError> {
-    let mut src = File::open(content.path()).map_err(DiskError::io(&content.path()))?;
-    let mut out =
-        crate::digest::HashingWriter::new(File::create(dest).map_err(DiskError::io(dest))?);
-    io::copy(&mut src, &mut out).map_err(DiskError::io(&content.path()))?;
-    let found = out.finish().0;
-    if found != content.sha256 {
-        return Err(DiskError::SourceChanged {
-            path: content.path().into_owned(),
-            expected: content.sha256,
-            found,
-        });
     }
     Ok(())
 }
@@ -596,27 +605,16 @@ fn write_raw(
 fn unified_kernel_image(
     plan: &DiskPlan,
     input: &DiskInput,
-    stub: &Content,
+    boot: &BootFiles,
+    stub: &BootFile,
 ) -> Result<Vec<u8>, DiskError> {
-    let read = |c: &Content| -> Result<Vec<u8>, DiskError> {
-        let bytes = fs::read(c.path()).map_err(DiskError::io(&c.path()))?;
-        let found = Sha256Digest::of(&bytes);
-        if found != c.sha256 {
-            return Err(DiskError::SourceChanged {
-                path: c.path().into_owned(),
-                expected: c.sha256,
-                found,
-            });
-        }
-        Ok(bytes)
-    };
     let osrel = format!(
         "ID=cairn\nNAME={0}\nPRETTY_NAME=\"{0} (cairn)\"\nIMAGE_ID={0}\n",
         input.recipe.name
     );
     let cmdline = plan.vm.cmdline.as_bytes();
-    let (stub, kernel) = (read(stub)?, read(&plan.kernel)?);
-    let initrd = plan.initrd.as_ref().map(read).transpose()?;
+    let (stub, kernel) = (stub.read()?, boot.kernel.read()?);
+    let initrd = boot.initrd.as_ref().map(BootFile::read).transpose()?;
     let mut sections: Vec<(&str, &[u8])> = vec![
         (".osrel", osrel.as_bytes()),
         (".cmdline", cmdline),

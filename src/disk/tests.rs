@@ -120,16 +120,20 @@ fn only_a_bzimage_is_taken_for_a_kernel() {
     let dir = tempfile::tempdir().unwrap();
     let mut image = vec![0u8; 4096];
     image[0x202..0x206].copy_from_slice(b"HdrS");
-    check_bzimage(&content(&dir.path().join("vmlinuz"), &image)).unwrap();
+    check_bzimage(&BootFile::pinned(content(
+        &dir.path().join("vmlinuz"),
+        &image,
+    )))
+    .unwrap();
 
-    let elf = content(
+    let elf = BootFile::pinned(content(
         &dir.path().join("vmlinux"),
         b"\x7fELF".repeat(1024).as_slice(),
-    );
+    ));
     let why = check_bzimage(&elf).unwrap_err().to_string();
     assert!(why.contains("HdrS"), "{why}");
 
-    let short = content(&dir.path().join("short"), b"MZ");
+    let short = BootFile::pinned(content(&dir.path().join("short"), b"MZ"));
     let why = check_bzimage(&short).unwrap_err().to_string();
     assert!(why.contains("only 2 bytes long"), "{why}");
 }
@@ -137,13 +141,14 @@ fn only_a_bzimage_is_taken_for_a_kernel() {
 #[test]
 fn a_pinned_input_is_copied_only_with_its_pinned_digest() {
     let dir = tempfile::tempdir().unwrap();
-    let kernel = content(&dir.path().join("vmlinuz"), b"kernel bytes");
+    let pinned = content(&dir.path().join("vmlinuz"), b"kernel bytes");
+    let kernel = BootFile::pinned(pinned.clone());
     let dest = dir.path().join("hello.vmlinuz");
-    copy_checked(&kernel, &dest).unwrap();
+    kernel.copy_to(&dest).unwrap();
     assert_eq!(fs::read(&dest).unwrap(), b"kernel bytes");
 
-    fs::write(kernel.path(), b"KERNEL BYTES").unwrap();
-    let err = copy_checked(&kernel, &dir.path().join("again")).unwrap_err();
+    fs::write(pinned.path(), b"KERNEL BYTES").unwrap();
+    let err = kernel.copy_to(&dir.path().join("again")).unwrap_err();
     match err {
         DiskError::SourceChanged {
             expected, found, ..
@@ -196,6 +201,7 @@ fn the_run_hint_of_a_uefi_disk_boots_firmware_and_never_names_a_kernel() {
             size: 4,
         }],
         kernel: "out/vm.vmlinuz".into(),
+        kernel_in_image: None,
         cmdline: "out/vm.cmdline".into(),
         boot: boot.name(),
         root_fs: "ext4",

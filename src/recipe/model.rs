@@ -158,13 +158,22 @@ pub struct VmSpec {
     pub span: Span,
 }
 
-/// A file the VM needs from a source: the source itself (a file source), or the
-/// member `path` of a directory or archive source.
+/// A file the VM needs (kernel, initrd, stub) and where it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VmFile {
-    pub source: String,
-    pub path: Option<String>,
+    pub from: VmFileFrom,
     pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VmFileFrom {
+    /// A source: the source itself (a file source), or the member `path` of a
+    /// directory or archive source.
+    Source { name: String, path: Option<String> },
+    /// The one regular file of the image's root file system whose absolute path
+    /// matches `pattern` (`fnmatch(3)` wildcards, e.g. `/boot/vmlinuz-*`): a kernel a
+    /// package of the image ships.
+    Image { pattern: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

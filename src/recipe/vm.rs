@@ -1,9 +1,12 @@
 //! `vm:` — a bootable disk from the image's root file system: the kernel (and an
-//! optional initrd) from pinned sources, the kernel command line, the root file system
+//! optional initrd) from pinned sources or from the image's own files (`path:` alone,
+//! a pattern such as `/boot/vmlinuz-*`), the kernel command line, the root file system
 //! type and size, the boot mode (with the UEFI stub for `uefi`) and the disk formats.
 
 use super::context::{span_of, Cx};
-use super::model::{BootMode, DiskFormat, RootFsSpec, RootFsType, SourceSpec, VmFile, VmSpec};
+use super::model::{
+    BootMode, DiskFormat, RootFsSpec, RootFsType, SourceSpec, VmFile, VmFileFrom, VmSpec,
+};
 use super::raw::{RawVm, RawVmFile, RawVmRoot};
 use super::values::{self, did_you_mean, list, unknown, Invalid};
 use super::Diagnostic;
@@ -43,7 +46,7 @@ pub(super) fn parse(
         kernel,
         at,
         "`vm` has no `kernel`",
-        "name the source holding the kernel (a bzImage), e.g. `kernel: { source: kernel }`",
+        "name the kernel (a bzImage): a file of the image, e.g. `kernel: { path: /boot/vmlinuz-* }` with linux-image-cloud-amd64 in `packages:`, or a source, `kernel: { source: kernel }`",
     )?;
     let kernel = vm_file(cx, "kernel", kernel, sources)?;
     let initrd = initrd
@@ -130,12 +133,21 @@ fn vm_file(
 ) -> Result<VmFile, Diagnostic> {
     let at = span_of(&raw);
     let RawVmFile { source, path } = raw.value;
-    let source = cx.require(
-        source,
-        at,
-        format!("`{what}` names no `source`"),
-        format!("write `{what}: {{ source: <source name> }}` with a source from `sources:`"),
-    )?;
+    let Some(source) = source else {
+        let path = cx.require(
+            path,
+            at,
+            format!("`{what}` names no `source` and no `path`"),
+            format!("write `{what}: {{ path: /boot/... }}` for a file of the image, or `{what}: {{ source: <source name> }}`"),
+        )?;
+        cx.check(&path, |p| image_pattern(what, p))?;
+        return Ok(VmFile {
+            from: VmFileFrom::Image {
+                pattern: path.value,
+            },
+            span: at,
+        });
+    };
     cx.check(&source, |name| {
         if sources.contains_key(name) {
             return Ok(());
@@ -146,7 +158,7 @@ fn vm_file(
             match did_you_mean(name, sources.keys().map(String::as_str)) {
                 Some(close) => invalid.with_hint(format!("did you mean `{close}`?")),
                 None if sources.is_empty() => {
-                    invalid.with_hint(format!("define the {what} under `sources:` first"))
+                    invalid.with_hint(format!("define the {what} under `sources:` first, or take it from the image: `{what}: {{ path: /boot/... }}`"))
                 }
                 None => invalid.with_hint(format!("defined sources: {known}")),
             },
@@ -159,10 +171,30 @@ fn vm_file(
         })
         .transpose()?;
     Ok(VmFile {
-        source: source.value,
-        path,
+        from: VmFileFrom::Source {
+            name: source.value,
+            path,
+        },
         span: at,
     })
+}
+
+/// A file of the image: an absolute path whose components may hold wildcards.
+fn image_pattern(what: &str, p: &str) -> Result<(), Invalid> {
+    let hint = format!(
+        "write the absolute path of the {what} in the image, e.g. `/boot/vmlinuz-*`, or name a source with `source:`"
+    );
+    let Some(rest) = p.strip_prefix('/') else {
+        return Err(Invalid::new(format!("`{p}` is not an absolute path")).with_hint(hint));
+    };
+    if rest.is_empty()
+        || rest
+            .split('/')
+            .any(|c| c.is_empty() || c == "." || c == "..")
+    {
+        return Err(Invalid::new(format!("`{p}` is not a file path")).with_hint(hint));
+    }
+    Ok(())
 }
 
 /// A member of a directory or archive source, relative to its top (`boot/vmlinuz`).
@@ -269,6 +301,15 @@ mod tests {
             unknown("disk format", "qcow", &FORMATS).hint.as_deref(),
             Some("did you mean `qcow2`?")
         );
+    }
+
+    #[test]
+    fn image_paths_are_absolute_and_normal() {
+        assert!(image_pattern("kernel", "/boot/vmlinuz-*").is_ok());
+        assert!(image_pattern("kernel", "boot/vmlinuz").is_err());
+        assert!(image_pattern("kernel", "/boot/../vmlinuz").is_err());
+        assert!(image_pattern("kernel", "/boot//vmlinuz").is_err());
+        assert!(image_pattern("kernel", "/").is_err());
     }
 
     #[test]

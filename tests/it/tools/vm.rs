@@ -8,6 +8,7 @@
 //! `apt-get download` from the host's configured Debian mirror and cached in
 //! `target/vm-kernel/`.
 
+use crate::common::apt::{pkg, AptRepo, Faults, Pkg, SYMLINK};
 use crate::common::*;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -878,4 +879,203 @@ fn a_squashfs_root_boots_through_an_initrd_and_rebuilds_identically() {
             "{name} differs between builds"
         );
     }
+}
+
+/// The vm recipe of [`write_vm_recipe`] with its kernel taken from the image: a
+/// package of the test apt repository ships the real cloud kernel as
+/// `/boot/vmlinuz-6.1.0-test`, and `vm.kernel` names `/boot/vmlinuz-*`.
+fn write_kernel_package_recipe(dir: &Path, repo: &AptRepo) -> PathBuf {
+    let recipe = write_vm_recipe(dir, &kernel(), "raw");
+    let text = std::fs::read_to_string(&recipe)
+        .unwrap()
+        .replace("  kernel: { path: vmlinuz }\n", "")
+        .replace("  kernel: { source: kernel }", "  kernel: { path: /boot/vmlinuz-* }")
+        .replace(
+            "sources:\n",
+            &format!(
+                "repositories:\n  test:\n    mirror: {}\n    suite: stable\n    components: [main]\n    keyring: {}\npackages: [linux-image-test]\nsources:\n",
+                repo.url,
+                repo.keyring.display()
+            ),
+        );
+    std::fs::write(&recipe, text).unwrap();
+    recipe
+}
+
+/// A fixture package `linux-image-test` holding `files`.
+fn test_kernel_package(files: Vec<(String, Vec<u8>, u32)>) -> Pkg {
+    Pkg {
+        files,
+        ..pkg("linux-image-test", "6.1-1", "")
+    }
+}
+
+/// `vm.kernel: { path: /boot/vmlinuz-* }` takes the kernel a package of the image
+/// ships: the disk boots it, the kernel beside the disk is that file, and the build
+/// report, the signed provenance (`verify` checks the kernel against it) and `trace`
+/// name the package it came from.
+#[test]
+fn a_kernel_from_a_package_of_the_image_boots_the_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let kernel_bytes = std::fs::read(kernel()).unwrap();
+    let repo = AptRepo::new(
+        &[test_kernel_package(vec![(
+            "boot/vmlinuz-6.1.0-test".into(),
+            kernel_bytes.clone(),
+            0o644,
+        )])],
+        Faults::default(),
+    );
+    let recipe = write_kernel_package_recipe(dir.path(), &repo);
+    let key = dir.path().join("ci");
+    run_ok(cairn().arg("keygen").arg(&key));
+    let out = dir.path().join("out");
+    let mut cmd = cairn();
+    cmd.env("XDG_CACHE_HOME", dir.path().join("cache"));
+    let report = build_json_with(
+        cmd,
+        &recipe,
+        &out,
+        &["--sign-key", key.with_extension("key").to_str().unwrap()],
+    );
+    assert_eq!(
+        report["disk"]["kernel_in_image"],
+        serde_json::json!({"path": "/boot/vmlinuz-6.1.0-test", "from": "deb:linux-image-test"})
+    );
+    let beside = out.join("vmtest.vmlinuz");
+    assert!(std::fs::read(&beside).unwrap() == kernel_bytes);
+
+    let jsonl = std::fs::read_to_string(out.join("vmtest.disk.intoto.jsonl")).unwrap();
+    let envelope: serde_json::Value = serde_json::from_str(jsonl.lines().next().unwrap()).unwrap();
+    use base64::Engine;
+    let statement: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::STANDARD
+            .decode(envelope["payload"].as_str().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        statement["predicate"]["buildDefinition"]["internalParameters"]["vm"]["kernel"],
+        serde_json::json!({
+            "image_path": "/boot/vmlinuz-6.1.0-test",
+            "source": "deb:linux-image-test",
+            "sha256": sha256_hex(&kernel_bytes),
+        })
+    );
+
+    let raw = out.join("vmtest.raw");
+    let serial = boot(
+        Firmware::Direct {
+            kernel: &beside,
+            cmdline: "console=ttyS0 root=PARTLABEL=root ro init=/init panic=-1",
+        },
+        &raw,
+        "raw",
+    );
+    assert!(
+        serial.lines().any(|l| l.starts_with("CAIRN-MARKER ")),
+        "/init printed no marker; serial console:\n{serial}"
+    );
+    let verified = run_ok(
+        cairn()
+            .arg("verify")
+            .arg(&raw)
+            .arg("--key")
+            .arg(key.with_extension("pub")),
+    );
+    let text = String::from_utf8_lossy(&verified.stdout);
+    assert!(
+        text.contains("ok   boot") && text.ends_with("verified\n"),
+        "{text}"
+    );
+    let traced = run_ok(
+        cairn()
+            .arg("trace")
+            .arg(&raw)
+            .arg("/boot/vmlinuz-6.1.0-test")
+            .arg("--json"),
+    );
+    let traced: serde_json::Value = serde_json::from_slice(&traced.stdout).unwrap();
+    assert_eq!(
+        traced["matches"][0]["source"]["name"], "deb:linux-image-test",
+        "{traced}"
+    );
+    assert_eq!(
+        traced["matches"][0]["sha256"],
+        format!("sha256:{}", sha256_hex(&kernel_bytes))
+    );
+}
+
+/// A kernel or initrd path of the image must match exactly one regular file: none,
+/// two, a symbolic link and a file that is no bzImage are each an error naming what
+/// was found, located at the recipe's `kernel`/`initrd`.
+#[test]
+fn a_kernel_path_of_the_image_must_name_one_bzimage() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = dir.path().join("fake-vmlinuz");
+    fake_bzimage(&fake);
+    let fake = std::fs::read(&fake).unwrap();
+    let repo = AptRepo::new(
+        &[test_kernel_package(vec![
+            ("boot/vmlinuz-6.1.0-a".into(), fake.clone(), 0o644),
+            ("boot/vmlinuz-6.1.0-b".into(), fake, 0o644),
+            ("boot/notes.txt".into(), b"not a kernel\n".to_vec(), 0o644),
+            ("vmlinuz".into(), b"boot/vmlinuz-6.1.0-a".to_vec(), SYMLINK),
+        ])],
+        Faults::default(),
+    );
+    let recipe = write_kernel_package_recipe(dir.path(), &repo);
+    let text = std::fs::read_to_string(&recipe).unwrap();
+    let refused = |from: &str, to: &str| {
+        std::fs::write(&recipe, text.replace(from, to)).unwrap();
+        let (code, stderr) = run_err(
+            cairn()
+                .env("XDG_CACHE_HOME", dir.path().join("cache"))
+                .arg("build")
+                .arg(&recipe)
+                .arg("-o")
+                .arg(dir.path().join("out")),
+        );
+        assert_eq!(code, 1, "{stderr}");
+        stderr
+    };
+    let kernel_line = text
+        .lines()
+        .position(|l| l.starts_with("  kernel: { path: /boot"))
+        .unwrap()
+        + 1;
+    let at_kernel = format!("vm.yaml:{kernel_line}:");
+
+    let stderr = refused("", "");
+    assert!(
+        stderr.contains("2 files of the image match the kernel path `/boot/vmlinuz-*`: /boot/vmlinuz-6.1.0-a, /boot/vmlinuz-6.1.0-b")
+            && stderr.contains(&at_kernel),
+        "{stderr}"
+    );
+    let stderr = refused("/boot/vmlinuz-*", "/boot/vmlinuz-7*");
+    assert!(
+        stderr.contains("no file of the image matches the kernel path `/boot/vmlinuz-7*`")
+            && stderr.contains("linux-image-cloud-amd64"),
+        "{stderr}"
+    );
+    let stderr = refused("/boot/vmlinuz-*", "/vmlinu?");
+    assert!(
+        stderr.contains("matches /vmlinuz, a symbolic link to boot/vmlinuz-6.1.0-a"),
+        "{stderr}"
+    );
+    let stderr = refused("/boot/vmlinuz-*", "/boot/notes.*");
+    assert!(
+        stderr.contains(
+            "the kernel (/boot/notes.txt in the image) is not a bzImage: it is only 13 bytes long"
+        ),
+        "{stderr}"
+    );
+    let stderr = refused(
+        "  kernel: { path: /boot/vmlinuz-* }",
+        "  kernel: { path: /boot/vmlinuz-*-a }\n  initrd: { path: /boot/initrd.img-* }",
+    );
+    assert!(
+        stderr.contains("no file of the image matches the initrd path `/boot/initrd.img-*`"),
+        "{stderr}"
+    );
 }
