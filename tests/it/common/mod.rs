@@ -77,6 +77,27 @@ pub fn build_json_with(
     serde_json::from_slice(&output.stdout).expect("--json prints JSON")
 }
 
+/// `cairn build RECIPE -o OUT --json --sign-key KEY` with every cache (packages,
+/// layers) in `cache`, whatever the environment says: the report.
+pub fn build_signed_with_cache(
+    recipe: &Path,
+    out: &Path,
+    cache: &Path,
+    key: &Path,
+) -> serde_json::Value {
+    let mut cmd = cairn();
+    cmd.env_remove("CAIRN_NO_CACHE")
+        .env("XDG_CACHE_HOME", cache);
+    let layers = cache.join("layers");
+    let extra = [
+        "--cache-dir",
+        layers.to_str().unwrap(),
+        "--sign-key",
+        key.to_str().unwrap(),
+    ];
+    build_json_with(cmd, recipe, out, &extra)
+}
+
 /// Every file below `dir` with its bytes (symlinks as `-> target`), for comparing two
 /// layouts bit for bit.
 pub fn tree_bytes(dir: &Path) -> BTreeMap<String, Vec<u8>> {

@@ -86,19 +86,7 @@ fn a_non_root_user_from_sysusers_d_runs_the_image() {
     let (key, _, _) = common::keygen(work.path(), "signer");
     let build = |out: &str| -> Value {
         let cache = work.path().join(format!("cache-{out}"));
-        let output = run_ok(
-            cairn()
-                .env_remove("CAIRN_NO_CACHE")
-                .env("XDG_CACHE_HOME", &cache)
-                .arg("build")
-                .arg(&recipe)
-                .arg("-o")
-                .arg(work.path().join(out))
-                .arg("--cache-dir")
-                .arg(cache.join("layers"))
-                .args(["--json", "--sign-key", key.to_str().unwrap()]),
-        );
-        serde_json::from_slice(&output.stdout).unwrap()
+        common::build_signed_with_cache(&recipe, &work.path().join(out), &cache, &key)
     };
     let first = build("one");
     let layout = work.path().join("one/pkgs");

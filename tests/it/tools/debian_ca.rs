@@ -134,19 +134,7 @@ fn the_ca_bundle_and_hash_links_are_what_update_ca_certificates_and_openssl_reha
     // afresh, not replayed.
     let build_with = |out: &str, cache: &str| -> Value {
         let cache = work.path().join(cache);
-        let output = run_ok(
-            cairn()
-                .env_remove("CAIRN_NO_CACHE")
-                .env("XDG_CACHE_HOME", &cache)
-                .arg("build")
-                .arg(&recipe)
-                .arg("-o")
-                .arg(work.path().join(out))
-                .arg("--cache-dir")
-                .arg(cache.join("layers"))
-                .args(["--json", "--sign-key", key.to_str().unwrap()]),
-        );
-        serde_json::from_slice(&output.stdout).unwrap()
+        common::build_signed_with_cache(&recipe, &work.path().join(out), &cache, &key)
     };
     let build = |out: &str| build_with(out, &format!("cache-{out}"));
     let first = build("one");

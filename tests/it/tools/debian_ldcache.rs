@@ -138,16 +138,7 @@ fn the_ld_so_cache_is_the_one_ldconfig_writes_for_the_image() {
     let (key, public, _) = common::keygen(work.path(), "signer");
     let build = |out: &str| -> Value {
         let cache = work.path().join(format!("cache-{out}"));
-        let output = run_ok(
-            cairn()
-                .env("XDG_CACHE_HOME", &cache)
-                .arg("build")
-                .arg(&recipe)
-                .arg("-o")
-                .arg(work.path().join(out))
-                .args(["--json", "--sign-key", key.to_str().unwrap()]),
-        );
-        serde_json::from_slice(&output.stdout).unwrap()
+        common::build_signed_with_cache(&recipe, &work.path().join(out), &cache, &key)
     };
     let first = build("one");
     let layout = work.path().join("one/pkgs");
