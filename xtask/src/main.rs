@@ -11,9 +11,10 @@
 //!   from a directory and an archive, with peak RSS per file (see `bench_files.rs`).
 //! - `bench-ledger [N] [--postgres]`: the audit ledger's append and verify speed at N entries
 //!   (`benches/ledger.rs`).
-//! - `bench-debian`: build time of `recipes/distroless.yaml` and a python3 +
-//!   ca-certificates image from the host's Debian mirror, cold, from the lock with a
-//!   warm package cache, and replayed (`bench_debian.rs`).
+//! - `bench-debian`: build time of `recipes/distroless.yaml`, a python3 +
+//!   ca-certificates image and `recipes/debian-vm.yaml` from the host's Debian mirror,
+//!   cold, from the lock with a warm package cache, and with the layer cache
+//!   (`bench_debian.rs`).
 //! - `bench-serve`: `cairn serve` under load: 200 concurrent admission requests with a
 //!   warm verdict cache, each recorded once, and the service's RSS (`bench_serve.rs`);
 //!   a burst of 100 pushes through the registry push hook (`bench_push.rs`).
@@ -60,9 +61,10 @@ commands:
                                ledger (default 1000000), from the file and from
                                tiles; --postgres adds 8 concurrent durable writers
                                and a verify from a throwaway PostgreSQL cluster
-  bench-debian                 build time of recipes/distroless.yaml and a
-                               python3 + ca-certificates image (Debian packages
-                               from the host's mirror), cold, from the lock, replayed
+  bench-debian                 build time of recipes/distroless.yaml, a python3 +
+                               ca-certificates image and recipes/debian-vm.yaml
+                               (Debian packages from the host's mirror), cold,
+                               from the lock, with the layer cache
   bench-serve                  cairn serve: p99 of 200 concurrent admission
                                requests over 20 digests (warm cache), each
                                recorded exactly once; a burst of 100 pushes
