@@ -27,6 +27,15 @@ pub struct Fetcher {
 const PER_FILE: Duration = Duration::from_secs(600);
 
 /// What a download that a deadline ended says: which deadline, in the mirror's terms.
+/// Whether a failed request may succeed if made again: the name did not resolve, the
+/// connection failed or broke (not an answer, a timeout or a refusal by the server).
+fn transient(e: &ureq::Error) -> bool {
+    matches!(
+        e,
+        ureq::Error::Io(_) | ureq::Error::HostNotFound | ureq::Error::ConnectionFailed
+    )
+}
+
 fn stalled(fired: Option<Fired>) -> Option<String> {
     Some(match fired? {
         Fired::Overall(limit) => format!(
@@ -106,10 +115,23 @@ impl Fetcher {
             overall: Some(PER_FILE),
             ..Deadlines::default()
         };
-        let response =
-            self.agent.get(&url).call().map_err(|e| {
-                net(stalled(deadline::fired(&e, &deadlines)).unwrap_or(e.to_string()))
-            })?;
+        // A name lookup or connection that fails is tried twice more, 1 s and 2 s
+        // later: a mirror's DNS hiccups, and the bytes are checked whatever answers.
+        let mut attempt = 0;
+        let response = loop {
+            match self.agent.get(&url).call() {
+                Ok(response) => break response,
+                Err(e) if attempt < 2 && transient(&e) => {
+                    attempt += 1;
+                    std::thread::sleep(std::time::Duration::from_secs(attempt));
+                }
+                Err(e) => {
+                    return Err(net(
+                        stalled(deadline::fired(&e, &deadlines)).unwrap_or(e.to_string())
+                    ))
+                }
+            }
+        };
         let limit = match expected {
             Some((_, Some(size))) => size + 1,
             _ => MAX_UNSIZED,
