@@ -190,6 +190,15 @@ pub enum DebianError {
         other: String,
         other_version: String,
     },
+    #[error("`{package}` {version} cannot be installed on the base image, which has `{base_package}` {base_version}: {}", if *declared_by_base { format!("the base's `{base_package}` declares `Conflicts`/`Breaks: {relation}`") } else { format!("`{package}` declares `Conflicts`/`Breaks: {relation}`") })]
+    BaseConflict {
+        package: String,
+        version: String,
+        base_package: String,
+        base_version: String,
+        declared_by_base: bool,
+        relation: String,
+    },
     #[error("{what} does not match its pin: expected {expected}, got {actual}")]
     DigestMismatch {
         what: String,
@@ -247,6 +256,9 @@ impl Diagnose for DebianError {
             DebianError::NoIndex { .. } => "check `suite`, `components` and the platform architecture",
             DebianError::Unsatisfiable { .. } => "check the package names, or add the repository (or component) that has it",
             DebianError::Conflict { .. } => "request only one of them (a dependency that allows alternatives can be met by naming the other alternative in `packages:`)",
+            DebianError::BaseConflict { base_package, .. } => {
+                return Some(format!("a layer cannot remove the base's `{base_package}`: request a version (or another alternative) that does not conflict, or build on a base without `{base_package}`").into())
+            }
             DebianError::DigestMismatch { .. } => "the mirror or the cache served other bytes than the signed metadata promises; nothing was installed",
             DebianError::Offline { .. } => "build once without --offline (or run `cairn lock`) to fill the cache",
             DebianError::NoHostMirror { .. } => "add it to /etc/apt/sources.list(.d), or give `mirror:` a URL",

@@ -199,6 +199,7 @@ pub fn solve(
         chosen.insert(c.name.clone(), c.clone());
     }
     check_conflicts(&chosen)?;
+    check_base_conflicts(&chosen, base)?;
     // Rule 10.
     for c in chosen.values() {
         for group in c.dependencies()? {
@@ -280,6 +281,50 @@ fn check_conflicts(chosen: &BTreeMap<String, Candidate>) -> Result<(), DebianErr
                     other: other.name.clone(),
                     other_version: other.version.to_string(),
                 });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Rule 6 against the base: a chosen package whose `Conflicts`/`Breaks` matches a base
+/// package it does not replace, or a base package whose relations match a chosen one.
+/// apt would remove the base's package; an image built on a base cannot, so it is an
+/// error naming both.
+fn check_base_conflicts(
+    chosen: &BTreeMap<String, Candidate>,
+    base: &BasePackages,
+) -> Result<(), DebianError> {
+    let kept = || base.by_name.values().filter(|p| !chosen.contains_key(&p.name));
+    let base_matches = |p: &BasePackage, relation: &Dependency| {
+        (p.name == relation.name && relation.allows(Some(&p.version)))
+            || provides_meet(&p.provides, relation)
+    };
+    let conflict = |chosen: &Candidate, base: &BasePackage, declared_by_base, relation| {
+        DebianError::BaseConflict {
+            package: chosen.name.clone(),
+            version: chosen.version.to_string(),
+            base_package: base.name.clone(),
+            base_version: base.version.to_string(),
+            declared_by_base,
+            relation,
+        }
+    };
+    for c in chosen.values() {
+        for relation in c.conflicts()? {
+            if let Some(p) = kept().find(|p| p.name != c.name && base_matches(p, &relation)) {
+                return Err(conflict(c, p, false, relation.to_string()));
+            }
+        }
+    }
+    for p in kept() {
+        for relation in &p.conflicts {
+            let by_name = chosen
+                .get(&relation.name)
+                .filter(|c| relation.allows(Some(&c.version)));
+            let by_provides = || chosen.values().find(|c| provides(c, relation));
+            if let Some(c) = by_name.or_else(by_provides).filter(|c| c.name != p.name) {
+                return Err(conflict(c, p, true, relation.to_string()));
             }
         }
     }
@@ -448,10 +493,6 @@ mod tests {
 
     #[test]
     fn conflicting_packages_are_an_error_naming_both_but_a_conflict_on_what_one_provides_is_not() {
-        let with_conflicts = |mut c: Candidate, conflicts: &str| {
-            c.conflicts = conflicts.into();
-            c
-        };
         let pool = || {
             vec![
                 pkg("app", "1", "mta, other", ""),
@@ -483,6 +524,11 @@ mod tests {
         assert!(err.contains("`other` 1 and `postfix` 3"), "{err}");
     }
 
+    fn with_conflicts(mut c: Candidate, conflicts: &str) -> Candidate {
+        c.conflicts = conflicts.into();
+        c
+    }
+
     fn base(packages: &[(&str, &str, &str)]) -> BasePackages {
         BasePackages {
             by_name: packages
@@ -497,6 +543,7 @@ mod tests {
                             name,
                             version,
                             provides,
+                            conflicts: Vec::new(),
                         },
                     )
                 })
@@ -591,6 +638,41 @@ mod tests {
         assert!(
             err.contains("libfoo (<< 3)") && err.contains("`libfoo` is already chosen at 3.0-1"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn conflicts_and_breaks_against_the_base_are_errors_naming_both_sides() {
+        let libc = || pkg("libc6", "2.36-9", "", "");
+        // A chosen package that breaks what the base has installed.
+        let breaking = with_conflicts(pkg("newtool", "2", "libc6", ""), "oldtool (<< 2)");
+        let installed = base(&[("oldtool", "1.5", ""), ("libc6", "2.36-9", "")]);
+        let err = on_base(vec![breaking.clone(), libc()], &["newtool"], &installed).unwrap_err();
+        assert!(
+            err.contains("`newtool` 2 cannot be installed on the base image, which has `oldtool` 1.5")
+                && err.contains("`newtool` declares `Conflicts`/`Breaks: oldtool (<< 2)`"),
+            "{err}"
+        );
+        // Through a virtual package the base's package provides.
+        let mta = with_conflicts(pkg("postfix", "3", "", "mail-transport-agent"), "mail-transport-agent");
+        let installed = base(&[("exim4", "4.96", "mail-transport-agent")]);
+        let err = on_base(vec![mta], &["postfix"], &installed).unwrap_err();
+        assert!(err.contains("which has `exim4` 4.96"), "{err}");
+        // A base package that breaks a chosen one.
+        let mut installed = base(&[("guard", "1", "")]);
+        installed.by_name.get_mut("guard").unwrap().conflicts =
+            vec![Dependency { name: "libc6".into(), constraint: None }];
+        let err = on_base(vec![libc()], &["libc6"], &installed).unwrap_err();
+        assert!(
+            err.contains("the base's `guard` declares `Conflicts`/`Breaks: libc6`"),
+            "{err}"
+        );
+        // Upgrading the base's package itself replaces it: no conflict with the old one.
+        let installed = base(&[("oldtool", "1.5", "")]);
+        let upgrade = with_conflicts(pkg("oldtool", "2", "", ""), "oldtool (<< 2)");
+        assert_eq!(
+            on_base(vec![upgrade], &["oldtool"], &installed).unwrap().0,
+            ["oldtool=2"]
         );
     }
 

@@ -11,7 +11,7 @@
 //! packages of the image's architecture or `all` count. A package listed twice
 //! counts at its highest version.
 
-use super::index::parse_provides;
+use super::index::{parse_provides, parse_relations, Dependency};
 use super::version::Version;
 use super::DebianError;
 use crate::recipe::valid_package_name;
@@ -32,6 +32,8 @@ pub struct BasePackage {
     pub name: String,
     pub version: Version,
     pub provides: Vec<(String, Option<Version>)>,
+    /// Its `Conflicts` and `Breaks`, which packages installed on top must honour.
+    pub conflicts: Vec<Dependency>,
 }
 
 /// The base image's installed packages, by name.
@@ -94,10 +96,20 @@ fn read_file(file: &StatusFile<'_>, arch: &str) -> Result<Vec<BasePackage>, Debi
                 .ok_or_else(|| bad(format!("package `{name}`: cannot read Provides `{value}`")))?,
             None => Vec::new(),
         };
+        let mut conflicts = Vec::new();
+        for field in ["Conflicts", "Breaks"] {
+            if let Some(value) = get(field) {
+                let relations = parse_relations(&value).ok_or_else(|| {
+                    bad(format!("package `{name}`: cannot read {field} `{value}`"))
+                })?;
+                conflicts.extend(relations.into_iter().flatten());
+            }
+        }
         out.push(BasePackage {
             name,
             version,
             provides,
+            conflicts,
         });
     }
     Ok(out)
@@ -209,5 +221,22 @@ mod tests {
             per_package: false,
         });
         assert!(e.contains("not UTF-8"), "{e}");
+        let e = err(per_package("bb", "Package: bb\nVersion: 1\nArchitecture: all\nBreaks: c (<<\n"));
+        assert!(e.contains("package `bb`: cannot read Breaks `c (<<`"), "{e}");
+    }
+
+    #[test]
+    fn conflicts_and_breaks_are_read_for_packages_installed_on_top() {
+        let files = [per_package(
+            "exim",
+            "Package: exim\nVersion: 4\nArchitecture: amd64\nConflicts: mail-transport-agent\nBreaks: sa-exim (<< 4.2.1-15)\n",
+        )];
+        let base = read(&files, "amd64").unwrap();
+        let relations: Vec<String> = base.by_name["exim"]
+            .conflicts
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(relations, ["mail-transport-agent", "sa-exim (<< 4.2.1-15)"]);
     }
 }

@@ -172,3 +172,33 @@ fn an_unreadable_dpkg_status_in_the_base_is_an_error_naming_the_file() {
         "{stderr}"
     );
 }
+
+/// A package that `Conflicts` with what the base has installed, through the base's
+/// `Provides`, cannot go on top of it (a layer cannot remove the base's package, as apt
+/// would): an error at `packages:` naming both packages and versions and what to do.
+#[test]
+fn a_package_conflicting_with_the_bases_is_an_error_naming_both() {
+    let mut packages = fixture_packages();
+    packages.push(pkg(
+        "sendmail-lite",
+        "3.0-1",
+        "Provides: mail-transport-agent\nConflicts: mail-transport-agent",
+    ));
+    let repo = AptRepo::new(&packages, Faults::default());
+    let work = Work::new();
+    base_image_with(
+        work.dir.path(),
+        &[("/var/lib/dpkg/status.d/exim-lite", DISTROLESS_MTA)],
+    );
+    let recipe = repo.recipe(work.dir.path(), "sendmail-lite");
+    on_base(&recipe);
+    let stderr = work.build_err(&recipe, &[]);
+    assert!(
+        stderr.contains(
+            "`sendmail-lite` 3.0-1 cannot be installed on the base image, which has \
+             `exim-lite` 4.0-1: `sendmail-lite` declares `Conflicts`/`Breaks: mail-transport-agent`"
+        ) && stderr.contains("packages: [sendmail-lite]")
+            && stderr.contains("a layer cannot remove the base's `exim-lite`"),
+        "{stderr}"
+    );
+}
