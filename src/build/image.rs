@@ -23,7 +23,14 @@ pub fn assemble(
 ) -> Result<Image, BuildError> {
     let recipe = &platform.recipe;
     let base = layers.base.as_ref();
-    let config = image::image_config(recipe, &platform.platform, base, &layers.blobs, cx.epoch)?;
+    let config = image::image_config(
+        recipe,
+        &platform.platform,
+        base,
+        &layers.blobs,
+        layers.config_user.as_deref(),
+        cx.epoch,
+    )?;
     let config = cx.layout.put_blob(&canonical_json(&config))?;
     let manifest = image::manifest(recipe, &config, base, &layers.blobs)?;
     let manifest = cx.layout.put_blob(&canonical_json(&manifest))?;

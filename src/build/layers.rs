@@ -34,6 +34,8 @@ pub struct Layers {
     pub trees: Option<Vec<LayerTree>>,
     /// Files the platform cannot run ([`elf::foreign_files`]), as warnings.
     pub foreign_elf: Vec<String>,
+    /// `config.user` in numbers ([`layers::image_user`]).
+    pub config_user: Option<String>,
 }
 
 impl Layers {
@@ -75,6 +77,12 @@ fn written_or_replayed(
         None => (None, None),
     };
     let base_info = base.as_ref().map(contents::base_info);
+    let package_accounts = platform
+        .resolved
+        .packages
+        .as_ref()
+        .and_then(|p| p.accounts.as_ref());
+    let config_user = layers::image_user(recipe, package_accounts, base_fs.as_ref())?;
     // Replayed from the cache when nothing changed (see `warm`); the disk needs the
     // layer trees, and a registry-shared cache pushes from the layer entries.
     let warm = cx
@@ -117,9 +125,10 @@ fn written_or_replayed(
             sources: contents::source_infos(recipe, &platform.resolved),
             trees: None,
             foreign_elf: replayed.foreign_elf,
+            config_user,
         });
     }
-    let layers = write_afresh(cx, platform, base, base_fs.as_ref())?;
+    let layers = write_afresh(cx, platform, base, base_fs.as_ref(), config_user)?;
     if let Some((cache, key)) = &warm {
         warm::record(
             cache,
@@ -180,6 +189,7 @@ fn write_afresh(
     platform: &mut PlatformSources,
     base: Option<BaseImage>,
     base_fs: Option<&BaseFs>,
+    config_user: Option<String>,
 ) -> Result<Layers, BuildError> {
     let below = crate::layers::debian::hook_layers(&platform.recipe, &platform.resolved, base_fs)?;
     let mut trees = layers::assemble_on(&platform.recipe, &platform.resolved, base_fs, below)?;
@@ -290,5 +300,6 @@ fn write_afresh(
         sources,
         trees: Some(trees),
         foreign_elf,
+        config_user,
     })
 }

@@ -295,7 +295,11 @@ fn check_base_conflicts(
     chosen: &BTreeMap<String, Candidate>,
     base: &BasePackages,
 ) -> Result<(), DebianError> {
-    let kept = || base.by_name.values().filter(|p| !chosen.contains_key(&p.name));
+    let kept = || {
+        base.by_name
+            .values()
+            .filter(|p| !chosen.contains_key(&p.name))
+    };
     let base_matches = |p: &BasePackage, relation: &Dependency| {
         (p.name == relation.name && relation.allows(Some(&p.version)))
             || provides_meet(&p.provides, relation)
@@ -649,19 +653,25 @@ mod tests {
         let installed = base(&[("oldtool", "1.5", ""), ("libc6", "2.36-9", "")]);
         let err = on_base(vec![breaking.clone(), libc()], &["newtool"], &installed).unwrap_err();
         assert!(
-            err.contains("`newtool` 2 cannot be installed on the base image, which has `oldtool` 1.5")
-                && err.contains("`newtool` declares `Conflicts`/`Breaks: oldtool (<< 2)`"),
+            err.contains(
+                "`newtool` 2 cannot be installed on the base image, which has `oldtool` 1.5"
+            ) && err.contains("`newtool` declares `Conflicts`/`Breaks: oldtool (<< 2)`"),
             "{err}"
         );
         // Through a virtual package the base's package provides.
-        let mta = with_conflicts(pkg("postfix", "3", "", "mail-transport-agent"), "mail-transport-agent");
+        let mta = with_conflicts(
+            pkg("postfix", "3", "", "mail-transport-agent"),
+            "mail-transport-agent",
+        );
         let installed = base(&[("exim4", "4.96", "mail-transport-agent")]);
         let err = on_base(vec![mta], &["postfix"], &installed).unwrap_err();
         assert!(err.contains("which has `exim4` 4.96"), "{err}");
         // A base package that breaks a chosen one.
         let mut installed = base(&[("guard", "1", "")]);
-        installed.by_name.get_mut("guard").unwrap().conflicts =
-            vec![Dependency { name: "libc6".into(), constraint: None }];
+        installed.by_name.get_mut("guard").unwrap().conflicts = vec![Dependency {
+            name: "libc6".into(),
+            constraint: None,
+        }];
         let err = on_base(vec![libc()], &["libc6"], &installed).unwrap_err();
         assert!(
             err.contains("the base's `guard` declares `Conflicts`/`Breaks: libc6`"),

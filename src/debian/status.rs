@@ -221,8 +221,14 @@ mod tests {
             per_package: false,
         });
         assert!(e.contains("not UTF-8"), "{e}");
-        let e = err(per_package("bb", "Package: bb\nVersion: 1\nArchitecture: all\nBreaks: c (<<\n"));
-        assert!(e.contains("package `bb`: cannot read Breaks `c (<<`"), "{e}");
+        let e = err(per_package(
+            "bb",
+            "Package: bb\nVersion: 1\nArchitecture: all\nBreaks: c (<<\n",
+        ));
+        assert!(
+            e.contains("package `bb`: cannot read Breaks `c (<<`"),
+            "{e}"
+        );
     }
 
     #[test]

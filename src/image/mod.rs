@@ -45,12 +45,14 @@ fn oci_digest(d: &crate::digest::Sha256Digest) -> oci_spec::image::Digest {
 /// override it: `entrypoint`, `cmd`, `workdir`, `user` and `stop_signal` replace the
 /// base's (setting `entrypoint` alone also clears the base's `cmd`, as a Dockerfile
 /// `ENTRYPOINT` does); `env` and `labels` are merged key by key; ports and volumes are
-/// added. The base's `diff_ids` and history come first.
+/// added. The base's `diff_ids` and history come first. `user` is `config.user` in
+/// numbers, resolved against the image's accounts ([`crate::layers::image_user`]).
 pub fn image_config(
     recipe: &Recipe,
     platform: &Platform,
     base: Option<&BaseImage>,
     layers: &[LayerBlob],
+    user: Option<&str>,
     epoch: u64,
 ) -> Result<ImageConfiguration, ImageError> {
     let spec = &recipe.config;
@@ -78,8 +80,8 @@ pub fn image_config(
     if let Some(v) = &spec.workdir {
         config.set_working_dir(Some(v.clone()));
     }
-    if let Some(v) = &spec.user {
-        config.set_user(Some(v.clone()));
+    if let Some(v) = user {
+        config.set_user(Some(v.to_string()));
     }
     let mut labels: BTreeMap<String, String> = config
         .labels()

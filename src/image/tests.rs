@@ -47,6 +47,15 @@ annotations: { org.opencontainers.image.source: demo.yaml }
     )
 }
 
+/// `config.user` of a recipe whose accounts are its own: already numbers.
+fn ids(recipe: &Recipe) -> Option<&str> {
+    match &recipe.config.user {
+        Some(crate::recipe::ConfigUser::Ids(ids)) => Some(ids),
+        None => None,
+        other => panic!("{other:?}"),
+    }
+}
+
 fn layer(name: &str, compression: Compression) -> LayerBlob {
     LayerBlob {
         name: name.to_string(),
@@ -144,7 +153,15 @@ fn assert_canonical(bytes: &[u8]) {
 fn the_config_carries_the_recipes_config_and_platform() {
     let recipe = recipe();
     let layers = [layer("one", Compression::Gzip)];
-    let config = image_config(&recipe, &recipe.platform, None, &layers, EPOCH).unwrap();
+    let config = image_config(
+        &recipe,
+        &recipe.platform,
+        None,
+        &layers,
+        ids(&recipe),
+        EPOCH,
+    )
+    .unwrap();
     let v = json_of(&config);
     assert_eq!(v["architecture"], "arm64");
     assert_eq!(v["os"], "linux");
@@ -174,7 +191,15 @@ fn the_config_lists_base_then_recipe_layers_in_order() {
         layer("one", Compression::Gzip),
         layer("two", Compression::Zstd),
     ];
-    let config = image_config(&recipe, &recipe.platform, Some(&base), &layers, EPOCH).unwrap();
+    let config = image_config(
+        &recipe,
+        &recipe.platform,
+        Some(&base),
+        &layers,
+        ids(&recipe),
+        EPOCH,
+    )
+    .unwrap();
     let v = json_of(&config);
     assert_eq!(
         v["rootfs"]["diff_ids"],
@@ -200,7 +225,15 @@ fn the_config_lists_base_then_recipe_layers_in_order() {
 fn the_recipe_overrides_and_merges_the_base_config() {
     let recipe = recipe();
     let base = base();
-    let config = image_config(&recipe, &recipe.platform, Some(&base), &[], EPOCH).unwrap();
+    let config = image_config(
+        &recipe,
+        &recipe.platform,
+        Some(&base),
+        &[],
+        ids(&recipe),
+        EPOCH,
+    )
+    .unwrap();
     let c = &json_of(&config)["config"];
     // PATH replaced in place, HOME kept, LANG added.
     assert_eq!(
@@ -224,6 +257,7 @@ fn the_recipe_overrides_and_merges_the_base_config() {
         &entrypoint_only.platform,
         Some(&base),
         &[],
+        None,
         EPOCH,
     )
     .unwrap();
@@ -241,7 +275,7 @@ fn created_times_are_the_epoch_in_rfc3339_not_the_clock() {
     let recipe = recipe();
     let layers = [layer("one", Compression::Gzip)];
     for (epoch, want) in [(0, "1970-01-01T00:00:00Z"), (EPOCH, "2023-11-14T22:13:20Z")] {
-        let config = image_config(&recipe, &recipe.platform, None, &layers, epoch).unwrap();
+        let config = image_config(&recipe, &recipe.platform, None, &layers, None, epoch).unwrap();
         let v = json_of(&config);
         assert_eq!(v["created"], want);
         assert_eq!(v["history"][0]["created"], want);
@@ -518,7 +552,15 @@ fn equal_input_gives_equal_canonical_bytes_whatever_the_map_order() {
         layer("two", Compression::Zstd),
     ];
     let build = |recipe: &Recipe, base: &BaseImage| {
-        let config = image_config(recipe, &recipe.platform, Some(base), &layers, EPOCH).unwrap();
+        let config = image_config(
+            recipe,
+            &recipe.platform,
+            Some(base),
+            &layers,
+            ids(recipe),
+            EPOCH,
+        )
+        .unwrap();
         let config_bytes = canonical_json(&config);
         let config_blob = StoredBlob {
             digest: Sha256Digest::of(&config_bytes),

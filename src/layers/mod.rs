@@ -14,6 +14,7 @@ pub mod sorted;
 pub mod tar;
 pub mod tree;
 
+pub use accounts::image_user;
 pub use tree::{
     assemble, assemble_on, generated_layer, layer_from_entries, FileData, GeneratedFrom, LayerTree,
     Origin, TreeEntry, TreeEntryKind, TreeError,

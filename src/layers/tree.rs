@@ -812,48 +812,8 @@ impl<'a> LayerAssembler<'a> {
         packages: Option<&crate::debian::sysusers::PackageAccounts>,
         base: Option<&BaseFs>,
     ) -> Result<LayerTree, TreeError> {
-        let base_file = |key: &str| base.and_then(|b| b.kept_text(key));
-        let (recipe_users, recipe_groups) = accounts
-            .map(|a| (a.users.as_slice(), a.groups.as_slice()))
-            .unwrap_or_default();
-        let users: Vec<(&str, u32, String)> = recipe_users
-            .iter()
-            .map(|u| {
-                let line = format!(
-                    "{}:x:{}:{}:{}:{}:{}",
-                    u.name, u.uid, u.gid, u.gecos, u.home, u.shell
-                );
-                (u.name.as_str(), u.uid, line)
-            })
-            .collect();
-        let groups: Vec<(&str, u32, String)> = recipe_groups
-            .iter()
-            .map(|g| {
-                let line = format!("{}:x:{}:{}", g.name, g.gid, g.members.join(","));
-                (g.name.as_str(), g.gid, line)
-            })
-            .collect();
-        let files = match packages {
-            Some(packages) => {
-                super::accounts::with_packages(self.recipe, &users, &groups, packages, base)?
-            }
-            None => [
-                (
-                    "/etc/passwd",
-                    merged_account_file(
-                        base_file("etc/passwd").as_deref(),
-                        &users,
-                        "root:x:0:0:root:/root:/sbin/nologin",
-                    ),
-                    Origin::Accounts,
-                ),
-                (
-                    "/etc/group",
-                    merged_account_file(base_file("etc/group").as_deref(), &groups, "root:x:0:"),
-                    Origin::Accounts,
-                ),
-            ],
-        };
+        let files = super::accounts::account_files(self.recipe, packages, base)?;
+        let recipe_users = accounts.map(|a| a.users.as_slice()).unwrap_or_default();
         let span = Span::default();
         for (path, content, origin) in files {
             let entry = TreeEntry {
@@ -926,41 +886,6 @@ pub fn layer_from_entries(
         assembler.insert(&path, entry, Span::default())?;
     }
     assembler.finish()
-}
-
-/// `/etc/passwd` or `/etc/group`: the base image's entries (if it has the file) that
-/// the recipe does not redefine by name, in their order, then the recipe's `entries`
-/// (name, id, line). A `root` entry (`root_line`) comes first unless the base or the
-/// recipe has an entry with id 0.
-fn merged_account_file(
-    base: Option<&str>,
-    entries: &[(&str, u32, String)],
-    root_line: &str,
-) -> String {
-    let base_lines: Vec<&str> = base
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .filter(|l| {
-            let name = l.split(':').next().unwrap_or_default();
-            !entries.iter().any(|(n, _, _)| *n == name)
-        })
-        .collect();
-    let base_has_root = base_lines.iter().any(|l| l.split(':').nth(2) == Some("0"));
-    let mut out = String::new();
-    if !base_has_root && !entries.iter().any(|(_, id, _)| *id == 0) {
-        out.push_str(root_line);
-        out.push('\n');
-    }
-    for line in base_lines {
-        out.push_str(line);
-        out.push('\n');
-    }
-    for (_, _, line) in entries {
-        out.push_str(line);
-        out.push('\n');
-    }
-    out
 }
 
 fn kind_name(kind: &TreeEntryKind) -> &'static str {
@@ -1159,29 +1084,6 @@ mod tests {
         assert_eq!(
             assembler.finish().unwrap_err().to_string(),
             "/data is written twice in layer `l` (first by the operation on line 2)"
-        );
-    }
-
-    #[test]
-    fn accounts_extend_the_base_files_and_replace_entries_by_name() {
-        let recipe = [
-            ("app", 100, "app:x:100:100::/home/app:/bin/sh".to_string()),
-            (
-                "svc",
-                200,
-                "svc:x:200:200::/home/svc:/sbin/nologin".to_string(),
-            ),
-        ];
-        let root = "root:x:0:0:root:/root:/sbin/nologin";
-        let base = "root:x:0:0:root:/root:/bin/bash\napp:x:9:9::/old:/bin/false\nnobody:x:65534:65534::/:/sbin/nologin\n";
-        assert_eq!(
-            merged_account_file(Some(base), &recipe, root),
-            "root:x:0:0:root:/root:/bin/bash\nnobody:x:65534:65534::/:/sbin/nologin\napp:x:100:100::/home/app:/bin/sh\nsvc:x:200:200::/home/svc:/sbin/nologin\n"
-        );
-        // Without a base, the documented defaults: root first, then the recipe's.
-        assert_eq!(
-            merged_account_file(None, &recipe[..1], root),
-            format!("{root}\napp:x:100:100::/home/app:/bin/sh\n")
         );
     }
 }

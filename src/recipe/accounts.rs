@@ -5,7 +5,7 @@
 //! `/sbin/nologin`; `gecos` is empty.
 
 use super::context::{span_of, Cx, Unique};
-use super::model::{Accounts, Group, ImagePath, User};
+use super::model::{Accounts, ConfigUser, Group, ImagePath, User};
 use super::raw::{RawAccounts, RawGroup, RawUser};
 use super::values::{self, account_name, list, passwd_field};
 use super::Diagnostic;
@@ -154,13 +154,15 @@ fn users(cx: &Cx, raw: Vec<Spanned<RawUser>>, groups: &[Group]) -> Result<Vec<Us
     Ok(users)
 }
 
-/// Resolves `config.user`: a user name becomes `uid:gid`; `uid` and `uid:gid` in
-/// digits are kept as written.
+/// Resolves `config.user`: a user name of `accounts:` becomes `uid:gid`; `uid` and
+/// `uid:gid` in digits are kept as written; another name waits for the image's
+/// accounts when packages or a base image may define it (`accounts_elsewhere`).
 pub(super) fn resolve_user(
     cx: &Cx,
     user: &Spanned<String>,
     accounts: Option<&Accounts>,
-) -> Result<String, Diagnostic> {
+    accounts_elsewhere: bool,
+) -> Result<ConfigUser, Diagnostic> {
     let text = user.value.as_str();
     let numeric = |s: &str| !s.is_empty() && s.parse::<u32>().is_ok();
     let is_numeric = match text.split_once(':') {
@@ -168,11 +170,17 @@ pub(super) fn resolve_user(
         None => numeric(text),
     };
     if is_numeric {
-        return Ok(text.to_string());
+        return Ok(ConfigUser::Ids(text.to_string()));
     }
     let users = accounts.map(|a| a.users.as_slice()).unwrap_or_default();
     if let Some(found) = users.iter().find(|u| u.name == text) {
-        return Ok(format!("{}:{}", found.uid, found.gid));
+        return Ok(ConfigUser::Ids(format!("{}:{}", found.uid, found.gid)));
+    }
+    if accounts_elsewhere && !text.contains(':') {
+        return Ok(ConfigUser::Named {
+            name: text.to_string(),
+            span: span_of(user),
+        });
     }
     let known = users.iter().map(|u| u.name.as_str());
     let defined = if users.is_empty() {

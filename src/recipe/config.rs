@@ -1,5 +1,5 @@
 //! `config:` — the OCI image config fields a recipe sets, checked and normalised:
-//! `user` resolved to numbers, ports as sorted `N/proto`, volumes as sorted absolute
+//! `user` resolved to numbers (or left for the image's accounts), ports as sorted `N/proto`, volumes as sorted absolute
 //! paths.
 
 use super::accounts::resolve_user;
@@ -9,10 +9,12 @@ use super::raw::{RawConfig, Text};
 use super::values;
 use super::Diagnostic;
 
+/// `accounts_elsewhere`: packages or a base image may define users beyond `accounts:`.
 pub(super) fn parse(
     cx: &Cx,
     raw: Option<RawConfig>,
     accounts: Option<&Accounts>,
+    accounts_elsewhere: bool,
 ) -> Result<ConfigSpec, Diagnostic> {
     let Some(raw) = raw else {
         return Ok(ConfigSpec::default());
@@ -25,7 +27,7 @@ pub(super) fn parse(
         .map(|p| p.to_string());
     let user = raw
         .user
-        .map(|user| resolve_user(cx, &user, accounts))
+        .map(|user| resolve_user(cx, &user, accounts, accounts_elsewhere))
         .transpose()?;
     let labels = string_map(cx, raw.labels, non_empty_key("label"))?;
     let ports = raw

@@ -21,3 +21,4 @@ pub use diagnostic::Diagnostic;
 pub use model::*;
 pub use packages::valid_package_name;
 pub use parse::{load, parse, parse_bytes, SCHEMA_VERSION};
+pub use values::did_you_mean;

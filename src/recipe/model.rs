@@ -542,12 +542,23 @@ pub struct ConfigSpec {
     pub cmd: Option<Vec<String>>,
     pub env: BTreeMap<String, String>,
     pub workdir: Option<String>,
-    pub user: Option<String>,
+    pub user: Option<ConfigUser>,
     pub labels: BTreeMap<String, String>,
     /// `port/proto`, sorted and de-duplicated.
     pub exposed_ports: Vec<String>,
     pub volumes: Vec<String>,
     pub stop_signal: Option<String>,
+}
+
+/// `config.user` as the image config will carry it: numbers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigUser {
+    /// `uid` or `uid:gid`, as written or from the recipe's `accounts:`.
+    Ids(String),
+    /// A name the recipe's `accounts:` does not define, on a recipe with packages or a
+    /// base image: looked up in the image's `/etc/passwd` once it is known
+    /// ([`crate::layers::image_user`]).
+    Named { name: String, span: Span },
 }
 
 #[cfg(test)]

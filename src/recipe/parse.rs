@@ -105,7 +105,7 @@ pub fn parse(file: RecipeFile) -> Result<Recipe, Diagnostic> {
     let content_elsewhere = base.is_some() || raw.packages.is_some();
     let layers = layers::parse(&cx, raw.layers, recipe_at, &sources, content_elsewhere)?;
     let accounts = accounts::parse(&cx, raw.accounts)?;
-    let config = config::parse(&cx, raw.config, accounts.as_ref())?;
+    let config = config::parse(&cx, raw.config, accounts.as_ref(), content_elsewhere)?;
     let annotations = string_map(&cx, raw.annotations, non_empty_key("annotation"))?;
     let compression = match raw.compression {
         Some(c) => cx.check(&c, |c| values::compression(c))?,
@@ -234,7 +234,7 @@ fn schema(cx: &Cx, cairn: Option<Text>, recipe_at: Span) -> Result<(), Diagnosti
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::recipe::{ImagePath, Mode, OpKind, Owner, SourceKind};
+    use crate::recipe::{ConfigUser, ImagePath, Mode, OpKind, Owner, SourceKind};
 
     fn parse_text(text: &str) -> Result<Recipe, Diagnostic> {
         parse(RecipeFile {
@@ -445,7 +445,7 @@ annotations: {{ org.opencontainers.image.title: hello }}
         assert_eq!(config.cmd.as_deref(), Some(&[][..]));
         assert_eq!(config.env["PATH"], "/usr/bin:/bin");
         assert_eq!(config.workdir.as_deref(), Some("/srv"));
-        assert_eq!(config.user.as_deref(), Some("65532:65532"));
+        assert_eq!(config.user, Some(ConfigUser::Ids("65532:65532".into())));
         assert_eq!(config.labels["org.example.team"], "web");
         assert_eq!(config.exposed_ports, ["53/udp", "8080/tcp"]);
         assert_eq!(config.volumes, ["/cache", "/data"]);
@@ -514,7 +514,26 @@ annotations: {{ org.opencontainers.image.title: hello }}
         parse_text(&format!(
             "cairn: 1\nname: x\nlayers: [{{ name: l, contents: [{{ dir: /d }}] }}]\naccounts:\n  groups: [{{ name: web, gid: 101 }}]\n  users: [{{ name: web, uid: 100, gid: 101 }}]\nconfig:\n  user: {user}\n"
         ))
-        .map(|r| r.config.user)
+        .map(|r| match r.config.user {
+            Some(ConfigUser::Ids(ids)) => Some(ids),
+            other => panic!("{other:?}"),
+        })
+    }
+
+    #[test]
+    fn a_user_name_outside_accounts_waits_for_the_packages_and_the_base() {
+        let recipe = parse_text(
+            "cairn: 1\nname: x\nbase: { layout: images/base }\nconfig:\n  user: messagebus\n",
+        );
+        match recipe.map(|r| r.config.user) {
+            Ok(Some(ConfigUser::Named { name, span })) => {
+                assert_eq!(
+                    (name.as_str(), span),
+                    ("messagebus", Span { line: 5, column: 9 })
+                );
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -302,7 +302,7 @@ pub(super) fn stop_signal(s: &str) -> Result<(), Invalid> {
 }
 
 /// The candidate closest to `word`, if it is close enough to be a likely typo.
-pub(super) fn did_you_mean<'a>(
+pub fn did_you_mean<'a>(
     word: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<&'a str> {

@@ -437,4 +437,15 @@ config:
          svc:x:100:100::/home/svc:/sbin/nologin\n"
     );
     assert_eq!(read("group"), "root:x:0:\napp:x:65532:\nsvc:x:100:\n");
+
+    // A user of the base's own /etc/passwd, by name, without `accounts:` (the base's
+    // config says 65532:65532).
+    let on_base = write_recipe(
+        ws.path(),
+        "app2.yaml",
+        "cairn: 1\nname: app2\nbase: { layout: images/hello }\nconfig:\n  user: root\n",
+    );
+    build_json(&on_base, &out, &[]);
+    let image = inspect(&out.join("app2"))["images"][0].clone();
+    assert_eq!(image["config"]["config"]["User"], "0:0");
 }

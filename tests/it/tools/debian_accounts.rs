@@ -81,7 +81,7 @@ fn a_non_root_user_from_sysusers_d_runs_the_image() {
     let repo = AptRepo::new(&packages, Faults::default());
     let recipe = repo.recipe(work.path(), "base-passwd, svc");
     let text = std::fs::read_to_string(&recipe).unwrap()
-        + &format!("config:\n  entrypoint: [/usr/bin/busybox, id]\n  user: \"{uid}:{gid}\"\n");
+        + "config:\n  entrypoint: [/usr/bin/busybox, id]\n  user: svc\n";
     std::fs::write(&recipe, text).unwrap();
     let (key, _, _) = common::keygen(work.path(), "signer");
     let build = |out: &str| -> Value {
@@ -101,7 +101,14 @@ fn a_non_root_user_from_sysusers_d_runs_the_image() {
         );
     }
 
-    // Run as that user: `id` names it from the image's files.
+    // `config.user: svc` names the fragment's user: the config carries its numbers
+    // (what Kubernetes' runAsNonRoot can check), and `id` names it from the image's files.
+    let inspect = run_ok(cairn().arg("inspect").arg(&layout).arg("--json"));
+    let inspect: Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    assert_eq!(
+        inspect["images"][0]["config"]["config"]["User"],
+        format!("{uid}:{gid}")
+    );
     let (stdout, _) = run_in_runc(&layout, "pkgs", work.path(), "");
     assert!(
         stdout.starts_with(&format!("uid={uid}(svc) gid={gid}(svc)")),
@@ -179,10 +186,31 @@ fn a_non_root_user_from_sysusers_d_runs_the_image() {
         "{done}"
     );
 
-    // Reproducible: built again from nothing cached, the same image.
+    // Reproducible: built again from nothing cached, the same image; and replayed
+    // from the cache, the same user.
     let second = build("two");
     assert_eq!(second["image_cached"], false);
     assert_eq!(first["manifest_digest"], second["manifest_digest"]);
+    let replayed = build("two");
+    assert_eq!(replayed["image_cached"], true);
+    assert_eq!(first["manifest_digest"], replayed["manifest_digest"]);
+
+    // A name no account has: an error at `config.user` with the likely one.
+    let text = std::fs::read_to_string(&recipe).unwrap();
+    std::fs::write(&recipe, text.replace("user: svc", "user: svcc")).unwrap();
+    let (_, stderr) = run_err(
+        cairn()
+            .arg("build")
+            .arg(&recipe)
+            .arg("--out")
+            .arg(work.path().join("bad")),
+    );
+    assert!(
+        stderr.contains("`config.user` names user `svcc`, which neither `accounts.users`, the packages nor the base image define")
+            && stderr.contains("user: svcc")
+            && stderr.contains("did you mean `svc`?"),
+        "{stderr}"
+    );
 }
 
 /// A package giving a user of base-passwd another uid fails the build, naming both;

@@ -350,7 +350,7 @@ fn distroless_repositories() -> String {
 /// Real accounts: `base-passwd`'s master files from the mirror and the sysusers.d
 /// fragment of `dbus-system-bus-common` (`messagebus`) give the `/etc/passwd` and
 /// `/etc/group` the real `systemd-sysusers --root` writes on the image's own files,
-/// and the image runs as `messagebus`.
+/// and the image runs as `messagebus`, named so in `config.user`.
 #[test]
 fn base_passwd_and_a_sysusers_fragment_give_what_systemd_sysusers_writes() {
     let work = tempfile::tempdir().unwrap();
@@ -412,8 +412,20 @@ fn base_passwd_and_a_sysusers_fragment_give_what_systemd_sysusers_writes() {
         .expect("messagebus from dbus.conf")
         .split(':')
         .collect();
-    write_recipe(&format!("{}:{}", messagebus[2], messagebus[3]));
+    // By name: the package's user, resolved to its numbers in the config.
+    write_recipe("messagebus");
     build("run");
+    let config = run_ok(
+        cairn()
+            .arg("inspect")
+            .arg(work.path().join("run/accounts"))
+            .arg("--json"),
+    );
+    let config: serde_json::Value = serde_json::from_slice(&config.stdout).unwrap();
+    assert_eq!(
+        config["images"][0]["config"]["config"]["User"],
+        format!("{}:{}", messagebus[2], messagebus[3])
+    );
     let (stdout, stderr) = super::interop::run_in_runc(
         &work.path().join("run/accounts"),
         "accounts",
