@@ -190,14 +190,13 @@ pub enum DebianError {
         other: String,
         other_version: String,
     },
-    #[error("`{package}` {version} cannot be installed on the base image, which has `{base_package}` {base_version}: {}", if *declared_by_base { format!("the base's `{base_package}` declares `Conflicts`/`Breaks: {relation}`") } else { format!("`{package}` declares `Conflicts`/`Breaks: {relation}`") })]
+    /// `installing`: "`name` version"; `declared`: which side declares what.
+    #[error("{installing} cannot be installed on the base image, which has `{base_package}` {base_version}: {declared}")]
     BaseConflict {
-        package: String,
-        version: String,
+        installing: String,
         base_package: String,
         base_version: String,
-        declared_by_base: bool,
-        relation: String,
+        declared: String,
     },
     #[error("{what} does not match its pin: expected {expected}, got {actual}")]
     DigestMismatch {

@@ -304,14 +304,17 @@ fn check_base_conflicts(
         (p.name == relation.name && relation.allows(Some(&p.version)))
             || provides_meet(&p.provides, relation)
     };
-    let conflict = |chosen: &Candidate, base: &BasePackage, declared_by_base, relation| {
+    let conflict = |chosen: &Candidate, base: &BasePackage, declared_by_base: bool, relation| {
+        let by = if declared_by_base {
+            format!("the base's `{}`", base.name)
+        } else {
+            format!("`{}`", chosen.name)
+        };
         DebianError::BaseConflict {
-            package: chosen.name.clone(),
-            version: chosen.version.to_string(),
+            installing: format!("`{}` {}", chosen.name, chosen.version),
             base_package: base.name.clone(),
             base_version: base.version.to_string(),
-            declared_by_base,
-            relation,
+            declared: format!("{by} declares `Conflicts`/`Breaks: {relation}`"),
         }
     };
     for c in chosen.values() {
