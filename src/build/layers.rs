@@ -273,7 +273,9 @@ fn write_afresh(
     drop(files);
     if recipe.sbom {
         let blob_content = |blob: &StoredBlob| Content {
-            location: crate::snapshot::Location::Path(cx.layout.blob_path(&blob.digest)),
+            location: crate::snapshot::Location::Path(std::sync::Arc::new(
+                cx.layout.blob_path(&blob.digest),
+            )),
             size: blob.size,
             sha256: blob.digest,
         };

@@ -201,7 +201,7 @@ fn an_unchanged_rebuild_is_replayed_from_the_cache_with_the_same_bytes() {
 
 fn content(byte: u8) -> Content {
     Content {
-        location: Location::Path(PathBuf::from("/src/f")),
+        location: Location::Path(std::sync::Arc::new(PathBuf::from("/src/f"))),
         size: 1,
         sha256: Sha256Digest::of(&[byte]),
     }
@@ -309,7 +309,7 @@ fn the_warm_key_changes_with_every_field_of_the_resolved_sources() {
     // What does not reach the image leaves the key alone.
     let mut moved = resolved();
     src_tree(&mut moved).entries[0].kind = SourceEntryKind::File(Content {
-        location: Location::Path(PathBuf::from("/elsewhere")),
+        location: Location::Path(std::sync::Arc::new(PathBuf::from("/elsewhere"))),
         ..content(1)
     });
     moved.warnings.push("a warning".into());

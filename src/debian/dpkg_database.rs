@@ -327,7 +327,7 @@ mod tests {
                 entry(
                     "etc/x.conf",
                     SourceEntryKind::File(Content {
-                        location: Location::Path(conf),
+                        location: Location::Path(std::sync::Arc::new(conf)),
                         size: 12,
                         sha256: crate::digest::Sha256Digest::of(b"setting = 1\n"),
                     }),

@@ -87,18 +87,21 @@ pub struct LdSoCache {
     pub generator: String,
 }
 
-/// A file's bytes: a package's file or bytes cairn made.
+/// A file's bytes: a source's file (at `rel_path` in its source) or bytes cairn made.
 #[derive(Debug, Clone)]
 pub enum FileBytes {
-    Content(Content),
+    Content {
+        content: Content,
+        rel_path: Arc<str>,
+    },
     Inline(Arc<[u8]>),
 }
 
 impl FileBytes {
     fn read(&self) -> Result<Vec<u8>, DebianError> {
         match self {
-            FileBytes::Content(content) => {
-                let path = content.path();
+            FileBytes::Content { content, rel_path } => {
+                let path = content.path_in(rel_path);
                 std::fs::read(&path).map_err(|source| DebianError::Cache {
                     path: path.into_owned(),
                     source,
@@ -110,7 +113,7 @@ impl FileBytes {
 
     fn sha256(&self) -> Sha256Digest {
         match self {
-            FileBytes::Content(content) => content.sha256,
+            FileBytes::Content { content, .. } => content.sha256,
             FileBytes::Inline(bytes) => Sha256Digest::of(bytes),
         }
     }

@@ -219,7 +219,7 @@ mod tests {
     #[test]
     fn a_hard_link_to_a_file_left_out_keeps_its_content() {
         let content = Content {
-            location: Location::Path("/dev/null".into()),
+            location: Location::Path(std::sync::Arc::new("/dev/null".into())),
             size: 0,
             sha256: crate::digest::Sha256Digest::of(b""),
         };

@@ -37,7 +37,7 @@ use crate::recipe::{
     BootMode, Diagnostic, DiskFormat, Recipe, RootFsType, VmFile, VmFileFrom, VmSpec,
 };
 use crate::resolve::{LockMode, Lockfile, ResolvedSources};
-use crate::snapshot::{Content, SourceEntryKind};
+use crate::snapshot::SourceEntryKind;
 use boot::{BootFile, BootFiles, ImageFile};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -214,8 +214,10 @@ fn source_file(
             .iter()
             .find(|e| *e.rel_path == **target);
     }
-    match found.map(|e| &e.kind) {
-        Some(SourceEntryKind::File(content)) => Ok(Some(BootFile::pinned(Content::clone(content)))),
+    match found.map(|e| (&e.kind, &e.rel_path)) {
+        Some((SourceEntryKind::File(content), rel_path)) => {
+            Ok(Some(BootFile::pinned(content.standalone(rel_path))))
+        }
         _ => {
             let (message, hint) = match path {
                 None => (

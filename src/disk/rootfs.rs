@@ -62,7 +62,7 @@ pub fn merge(layers: &[LayerTree]) -> RootTree {
             let kind = match &entry.kind {
                 TreeEntryKind::Whiteout => continue,
                 TreeEntryKind::Dir => RootKind::Dir,
-                TreeEntryKind::File(data) => file_kind(data),
+                TreeEntryKind::File(data) => file_kind(data, entry.origin.rel_path()),
                 TreeEntryKind::Symlink { target } => RootKind::Symlink {
                     target: target.clone(),
                 },
@@ -94,10 +94,10 @@ pub fn merge(layers: &[LayerTree]) -> RootTree {
             t.layer == placed.layer && matches!(t.entry.kind, RootKind::File { .. })
         });
         if !intact {
-            if let Some(TreeEntryKind::File(data)) =
-                layers[placed.layer].entries.get(target).map(|e| &e.kind)
-            {
-                placed.entry.kind = file_kind(data);
+            if let Some(target) = layers[placed.layer].entries.get(target) {
+                if let TreeEntryKind::File(data) = &target.kind {
+                    placed.entry.kind = file_kind(data, target.origin.rel_path());
+                }
             }
         }
     }
@@ -106,15 +106,13 @@ pub fn merge(layers: &[LayerTree]) -> RootTree {
     }
 }
 
-fn file_kind(data: &FileData) -> RootKind {
-    let sha256 = match data {
-        FileData::Source(c) => c.sha256,
-        FileData::Inline(bytes) => Sha256Digest::of(bytes),
+/// A layer's file, held apart from its entry (at `rel_path` in its source).
+fn file_kind(data: &FileData, rel_path: &str) -> RootKind {
+    let (data, sha256) = match data {
+        FileData::Source(c) => (FileData::Source(c.standalone(rel_path)), c.sha256),
+        FileData::Inline(bytes) => (data.clone(), Sha256Digest::of(bytes)),
     };
-    RootKind::File {
-        data: data.clone(),
-        sha256,
-    }
+    RootKind::File { data, sha256 }
 }
 
 impl RootTree {

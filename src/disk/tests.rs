@@ -3,7 +3,7 @@
 //! they keep their digest, and which earlier outputs a build removes.
 
 use super::*;
-use crate::snapshot::Location;
+use crate::snapshot::{Content, Location};
 use std::io::{Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 
@@ -12,7 +12,7 @@ const MIB: u64 = 1 << 20;
 fn content(path: &Path, bytes: &[u8]) -> Content {
     fs::write(path, bytes).unwrap();
     Content {
-        location: Location::Path(path.to_path_buf()),
+        location: Location::Path(std::sync::Arc::new(path.to_path_buf())),
         size: bytes.len() as u64,
         sha256: Sha256Digest::of(bytes),
     }

@@ -231,11 +231,11 @@ fn ld_so_cache_layer(
             let node = match &e.kind {
                 TreeEntryKind::Dir => ld_so_cache::Node::Dir,
                 TreeEntryKind::Symlink { target } => ld_so_cache::Node::Symlink(target.clone()),
-                TreeEntryKind::File(data) => ld_so_cache::Node::File(file_bytes(data)),
+                TreeEntryKind::File(data) => ld_so_cache::Node::File(file_bytes(data, &e.origin)),
                 TreeEntryKind::Hardlink { target } => {
-                    match layer.entries.get(target).map(|t| &t.kind) {
-                        Some(TreeEntryKind::File(data)) => {
-                            ld_so_cache::Node::File(file_bytes(data))
+                    match layer.entries.get(target).map(|t| (&t.kind, &t.origin)) {
+                        Some((TreeEntryKind::File(data), origin)) => {
+                            ld_so_cache::Node::File(file_bytes(data, origin))
                         }
                         _ => continue,
                     }
@@ -272,9 +272,16 @@ fn ld_so_cache_layer(
     super::layer_from_entries(recipe, base, previous, LD_SO_CACHE_LAYER, entries)
 }
 
-fn file_bytes(data: &FileData) -> ld_so_cache::FileBytes {
+/// The bytes of a layer's file, whose entry came from `origin`.
+fn file_bytes(data: &FileData, origin: &Origin) -> ld_so_cache::FileBytes {
     match data {
-        FileData::Source(content) => ld_so_cache::FileBytes::Content(content.clone()),
+        FileData::Source(content) => ld_so_cache::FileBytes::Content {
+            content: content.clone(),
+            rel_path: match origin {
+                Origin::Source { rel_path, .. } => Arc::clone(rel_path),
+                _ => "".into(),
+            },
+        },
         FileData::Inline(bytes) => ld_so_cache::FileBytes::Inline(Arc::clone(bytes)),
     }
 }
@@ -339,7 +346,7 @@ fn ca_layer(
     ));
     for local in &ca.local {
         let origin = Origin::Source {
-            name: local.source.as_str().into(),
+            name: Arc::new(local.source.clone()),
             rel_path: "".into(),
             line: local.line,
         };
@@ -501,9 +508,9 @@ pub fn package_layers(
         let mut entries: BTreeMap<String, TreeEntry> = BTreeMap::new();
         // The merged directories this layer put files below, each with the package
         // (the first by name) whose file it was: their symlinks go in this layer.
-        let mut merged: BTreeMap<&'static str, (u32, Arc<str>)> = BTreeMap::new();
+        let mut merged: BTreeMap<&'static str, (u32, Arc<String>)> = BTreeMap::new();
         for (p, placed) in members {
-            let name: Arc<str> = source_name(&p.name).into();
+            let name = Arc::new(source_name(&p.name));
             for (path, e) in placed {
                 if replaced.contains(&(p.name.as_str(), path.as_str())) {
                     continue;
@@ -602,7 +609,7 @@ pub fn package_layers(
 /// moves with merged /usr as the file it names does.
 fn tree_entry(
     p: &InstalledPackage,
-    name: &Arc<str>,
+    name: &Arc<String>,
     e: &SourceEntry,
     usr_merge: &UsrMerge,
 ) -> TreeEntry {

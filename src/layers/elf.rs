@@ -141,7 +141,10 @@ pub fn foreign_files(trees: &[LayerTree], platform: &Platform) -> Vec<ForeignElf
             let TreeEntryKind::File(data) = &entry.kind else {
                 continue;
             };
-            let Some(target) = head(data).as_deref().and_then(ElfTarget::of) else {
+            let Some(target) = head(data, entry.origin.rel_path())
+                .as_deref()
+                .and_then(ElfTarget::of)
+            else {
                 continue;
             };
             if target != expected {
@@ -159,7 +162,8 @@ pub fn foreign_files(trees: &[LayerTree], platform: &Platform) -> Vec<ForeignElf
 
 /// The first [`HEADER_BYTES`] of a file's data, if it has that many and they can be read
 /// (a source file that cannot be read fails the layer writer, with its path, later).
-fn head(data: &FileData) -> Option<Vec<u8>> {
+/// `rel_path` is the entry's path in its source.
+fn head(data: &FileData, rel_path: &str) -> Option<Vec<u8>> {
     match data {
         FileData::Inline(bytes) => bytes.get(..HEADER_BYTES).map(<[u8]>::to_vec),
         FileData::Source(content) => {
@@ -167,7 +171,7 @@ fn head(data: &FileData) -> Option<Vec<u8>> {
                 return None;
             }
             let mut head = vec![0; HEADER_BYTES];
-            File::open(content.path())
+            File::open(content.path_in(rel_path))
                 .and_then(|mut f| f.read_exact(&mut head))
                 .ok()?;
             Some(head)

@@ -133,7 +133,7 @@ pub fn write_tar<W: Write>(
 
         match &entry.kind {
             TreeEntryKind::File(FileData::Source(content)) => {
-                let path = content.path();
+                let path = content.path_in(entry.origin.rel_path());
                 let file = std::fs::File::open(&path).map_err(|source| TarError::Read {
                     path: path.to_path_buf(),
                     source,
@@ -404,7 +404,7 @@ mod tests {
         let path = dir.path().join("f");
         std::fs::write(&path, b"original").unwrap();
         let content = crate::snapshot::Content {
-            location: crate::snapshot::Location::Path(path.clone()),
+            location: crate::snapshot::Location::Path(std::sync::Arc::new(path.clone())),
             size: 8,
             sha256: crate::digest::Sha256Digest::of(b"original"),
         };

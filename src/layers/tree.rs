@@ -97,9 +97,10 @@ impl Serialize for FileData {
 pub enum Origin {
     /// A member of a source (`rel_path` is empty for a single-file source), put there
     /// by the operation on recipe line `line`. Both strings are shared, with the source
-    /// tree and the other entries of the same source.
+    /// tree and the other entries of the same source; the name is behind one word (an
+    /// `Arc<str>` is two), which keeps a [`TreeEntry`] at 104 bytes.
     Source {
-        name: Arc<str>,
+        name: Arc<String>,
         rel_path: Arc<str>,
         line: u32,
     },
@@ -115,6 +116,18 @@ pub enum Origin {
     /// (e.g. the CA bundle). Behind one pointer, shared by every entry made from the
     /// same inputs, so that the enum stays small.
     Generated(Arc<GeneratedFrom>),
+}
+
+impl Origin {
+    /// The entry's path in its source ("" for a single-file source and for every other
+    /// origin): with the source's content, where a directory source's file is read
+    /// ([`Content::path_in`]).
+    pub fn rel_path(&self) -> &str {
+        match self {
+            Origin::Source { rel_path, .. } => rel_path,
+            _ => "",
+        }
+    }
 }
 
 /// What a generated file was made from, and by what.
@@ -305,7 +318,9 @@ struct LayerAssembler<'a> {
 }
 
 struct Written {
-    key: String,
+    /// A `Box<str>` (two words, not a `String`'s three): with the source's entries
+    /// alive beside this list, it is the build's peak at a million files.
+    key: Box<str>,
     entry: TreeEntry,
     /// The order it was written in (for the first conflict and its operation's span).
     seq: u32,
@@ -331,7 +346,11 @@ impl<'a> LayerAssembler<'a> {
         if self.spans.last().is_none_or(|&(_, last)| last != span) {
             self.spans.push((seq, span));
         }
-        self.written.push(Written { key, entry, seq });
+        self.written.push(Written {
+            key: key.into_boxed_str(),
+            entry,
+            seq,
+        });
         seq
     }
 
@@ -445,10 +464,7 @@ impl<'a> LayerAssembler<'a> {
 
     /// This layer's entry at `key`; only after [`Self::fold`].
     fn own(&self, key: &str) -> Option<&Written> {
-        let i = self
-            .written
-            .binary_search_by(|w| w.key.as_str().cmp(key))
-            .ok()?;
+        let i = self.written.binary_search_by(|w| (*w.key).cmp(key)).ok()?;
         Some(&self.written[i])
     }
 
@@ -469,7 +485,7 @@ impl<'a> LayerAssembler<'a> {
             match &op.kind {
                 OpKind::Extract { source, to, owner } => {
                     let src = &sources.sources[source];
-                    let name: Arc<str> = source.as_str().into();
+                    let name = Arc::new(source.clone());
                     if src.kind != LockedKind::Archive {
                         return Err(self.error_after_written(
                             op.span,
@@ -511,7 +527,7 @@ impl<'a> LayerAssembler<'a> {
                     owner,
                 } => {
                     let src = &sources.sources[source];
-                    let name: Arc<str> = source.as_str().into();
+                    let name = Arc::new(source.clone());
                     let owner = owner.unwrap_or(Owner::ROOT);
                     match src.kind {
                         LockedKind::File => {
@@ -713,7 +729,7 @@ impl<'a> LayerAssembler<'a> {
                 continue;
             };
             let prefix = format!("{removed}/");
-            let from_prefix = self.written.partition_point(|x| x.key < prefix);
+            let from_prefix = self.written.partition_point(|x| *x.key < *prefix);
             let rewritten = self.own(&removed).is_some()
                 || self
                     .written
@@ -788,8 +804,11 @@ impl<'a> LayerAssembler<'a> {
         }
         let name = self.name.to_string();
         // In place: the list of what was written becomes the layer's.
-        let mut entries: Vec<(String, TreeEntry)> =
-            self.written.into_iter().map(|w| (w.key, w.entry)).collect();
+        let mut entries: Vec<(String, TreeEntry)> = self
+            .written
+            .into_iter()
+            .map(|w| (w.key.into(), w.entry))
+            .collect();
         if !parents.is_empty() {
             entries.reserve_exact(parents.len());
             entries.extend(parents);
@@ -900,6 +919,14 @@ fn kind_name(kind: &TreeEntryKind) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A layer holds one a file, and its assembler another while it reads a source
+    /// (the source's own entries still alive): at a million files each 8 bytes are
+    /// 16 MB of the build's peak.
+    #[test]
+    fn a_tree_entry_is_104_bytes() {
+        assert_eq!(std::mem::size_of::<TreeEntry>(), 104);
+    }
 
     #[test]
     fn the_view_of_earlier_layers_honours_whiteouts_and_replaced_parents() {

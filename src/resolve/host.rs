@@ -88,7 +88,13 @@ fn hash_file(
 pub fn snapshot(path: &Path, index: Option<&HashIndex>) -> Result<HostSnapshot, HostError> {
     let meta = std::fs::metadata(path).map_err(io_err(path))?;
     if meta.is_file() {
-        let content = hash_file(path, Location::Path(path.into()), &"".into(), &meta, index)?;
+        let content = hash_file(
+            path,
+            Location::Path(Arc::new(path.into())),
+            &"".into(),
+            &meta,
+            index,
+        )?;
         let entry = SourceEntry {
             rel_path: "".into(),
             kind: SourceEntryKind::File(content),
@@ -229,7 +235,6 @@ fn examine(
             }
             let location = Location::InDir {
                 dir: Arc::clone(root),
-                rel_path: Arc::clone(rel),
             };
             let content = hash_file(&path, location, rel, &meta, index)?;
             Ok(Examined {

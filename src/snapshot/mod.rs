@@ -3,8 +3,10 @@
 //!
 //! Paths are shared (`Arc`), not copied, by the layer trees and the image's file list
 //! built from a snapshot: a tree of tens of thousands of files is held once. A file's
-//! [`Content`] is small (72 bytes) and copied inline, not shared behind its own
-//! allocation: at a million files an `Arc` per content cost 96 bytes each.
+//! [`Content`] is small (56 bytes) and copied inline, not shared behind its own
+//! allocation: at a million files an `Arc` per content cost 96 bytes each. A directory
+//! source's file does not hold its own path: whoever holds the content holds the entry
+//! and its path too ([`Content::path_in`]).
 //!
 //! Below every stage: `resolve` snapshots the recipe's sources and `debian` its
 //! packages, both unpacking archives with [`archive`].
@@ -63,31 +65,55 @@ pub struct Content {
     pub sha256: Sha256Digest,
 }
 
-/// Where a file's bytes are on the host.
+/// Where a file's bytes are on the host: one pointer and a tag (16 bytes), so that a
+/// [`Content`] is 56 bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Location {
-    /// A host file (a single-file source).
-    Path(PathBuf),
+    /// A host file (a single-file source), or a file cairn made.
+    Path(Arc<PathBuf>),
     /// A staged copy of an archive member: `dir`/<hex SHA-256 of the content>, the
     /// directory shared by every member rather than a full path per member (an archive
     /// of a million files would otherwise hold a million staging paths).
-    Staged { dir: Arc<Path> },
-    /// A file of a directory source: `dir`/`rel_path`, both shared with the other
-    /// entries (and the entry's own path) rather than a full path per file. `dir` is a
-    /// one-word pointer, which keeps a [`Content`] at 72 bytes.
-    InDir {
-        dir: Arc<PathBuf>,
-        rel_path: Arc<str>,
-    },
+    Staged { dir: Arc<PathBuf> },
+    /// A file of a directory source: `dir`/<the path of the entry that holds it>. The
+    /// directory is shared by every file, and the path is the entry's own (the source's
+    /// entry, or the layer entry's origin), not held again here: at a million files
+    /// each copy of it cost 16 bytes in the source's list and again in the layer's.
+    InDir { dir: Arc<PathBuf> },
 }
 
 impl Content {
-    /// The path to read the bytes from.
-    pub fn path(&self) -> Cow<'_, Path> {
+    /// The path to read the bytes from. `rel_path` is the path, in its source, of the
+    /// entry that holds this content: a directory source's file is its directory joined
+    /// with it; every other location stands alone and ignores it.
+    pub fn path_in(&self, rel_path: &str) -> Cow<'_, Path> {
         match &self.location {
             Location::Path(path) => Cow::Borrowed(path),
             Location::Staged { dir } => Cow::Owned(dir.join(self.sha256.hex())),
-            Location::InDir { dir, rel_path } => Cow::Owned(dir.join(&**rel_path)),
+            Location::InDir { dir } => Cow::Owned(dir.join(rel_path)),
+        }
+    }
+
+    /// The path to read a content held apart from its source entry: any but a directory
+    /// source's file, which is made one with [`Self::standalone`] first.
+    pub fn path(&self) -> Cow<'_, Path> {
+        assert!(
+            !matches!(self.location, Location::InDir { .. }),
+            "a directory source's file is read with its entry's path (Content::path_in)"
+        );
+        self.path_in("")
+    }
+
+    /// This content as one that stands alone, for a holder that keeps it apart from the
+    /// entry at `rel_path` (a VM's kernel, the disk's file list): a directory source's
+    /// file gets its full path.
+    pub fn standalone(&self, rel_path: &str) -> Content {
+        match &self.location {
+            Location::InDir { .. } => Content {
+                location: Location::Path(Arc::new(self.path_in(rel_path).into_owned())),
+                ..self.clone()
+            },
+            _ => self.clone(),
         }
     }
 }
@@ -99,8 +125,9 @@ mod tests {
     /// Every regular file of every source holds one, in the source tree and again in
     /// each layer entry: its size is what a million-file build pays twice.
     #[test]
-    fn a_content_is_72_bytes() {
-        assert_eq!(std::mem::size_of::<Content>(), 72);
+    fn a_content_is_56_bytes() {
+        assert_eq!(std::mem::size_of::<Content>(), 56);
+        assert_eq!(std::mem::size_of::<SourceEntry>(), 88);
     }
 
     #[test]
@@ -112,13 +139,20 @@ mod tests {
         };
         let in_dir = content(Location::InDir {
             dir: Arc::new("/src/tree".into()),
-            rel_path: "usr/bin/x".into(),
         });
-        assert_eq!(in_dir.path(), Path::new("/src/tree/usr/bin/x"));
-        let host = content(Location::Path("/host/file".into()));
+        assert_eq!(
+            in_dir.path_in("usr/bin/x"),
+            Path::new("/src/tree/usr/bin/x")
+        );
+        assert_eq!(
+            in_dir.standalone("usr/bin/x").path(),
+            Path::new("/src/tree/usr/bin/x")
+        );
+        let host = content(Location::Path(Arc::new("/host/file".into())));
         assert_eq!(host.path(), Path::new("/host/file"));
+        assert_eq!(host.path_in("ignored"), Path::new("/host/file"));
         let staged = content(Location::Staged {
-            dir: Path::new("/staging").into(),
+            dir: Arc::new("/staging".into()),
         });
         assert_eq!(
             staged.path(),

@@ -320,7 +320,7 @@ pub(crate) mod test_support {
 
     pub fn from_source(name: &str, rel_path: &str, line: u32) -> Origin {
         Origin::Source {
-            name: name.into(),
+            name: std::sync::Arc::new(name.to_string()),
             rel_path: rel_path.into(),
             line,
         }

@@ -265,7 +265,7 @@ pub fn unpack(
     let unpacker = Unpacker {
         archive,
         staging,
-        staging_shared: staging.into(),
+        staging_shared: Arc::new(staging.to_path_buf()),
         format,
         limits,
     };
@@ -350,7 +350,7 @@ struct Unpacker<'a> {
     archive: &'a Path,
     staging: &'a Path,
     /// `staging`, shared by the location of every staged member.
-    staging_shared: Arc<Path>,
+    staging_shared: Arc<PathBuf>,
     format: ArchiveFormat,
     limits: Limits,
 }

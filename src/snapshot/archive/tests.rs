@@ -208,7 +208,7 @@ fn staged(fixture: &Fixture, data: &[u8]) -> SourceEntryKind {
     let sha256 = Sha256Digest::of(data);
     SourceEntryKind::File(Content {
         location: Location::Staged {
-            dir: fixture.staging.as_path().into(),
+            dir: Arc::new(fixture.staging.clone()),
         },
         size: data.len() as u64,
         sha256,
@@ -510,7 +510,7 @@ fn archives_written_by_gnu_tar_unpack() {
             let sha256 = Sha256Digest::of(data);
             SourceEntryKind::File(Content {
                 location: Location::Staged {
-                    dir: staging.as_path().into(),
+                    dir: Arc::new(staging.clone()),
                 },
                 size: data.len() as u64,
                 sha256,
