@@ -434,9 +434,7 @@ pub fn build(plan: &DiskPlan, input: &DiskInput) -> Result<DiskBuild, DiskError>
         guid: match &verity {
             // Where systemd looks for the data partition of `roothash=`.
             Some((tree, _)) => tree.data_partition_guid(),
-            None => {
-                gpt::Guid::derived(&[b"cairn-gpt-root", name.as_bytes(), fs_digest.as_bytes()])
-            }
+            None => gpt::Guid::derived(&[b"cairn-gpt-root", name.as_bytes(), fs_digest.as_bytes()]),
         },
         offset: 0,
         size: vm.root.size,

@@ -251,7 +251,8 @@ pub fn format(data: &Path, salt: [u8; 32], hash_out: &Path) -> Result<Verity, Ve
     let root: [u8; 32] = below[0];
     let (data_uuid, hash_uuid) = partition_uuids(&root);
 
-    let mut out = io::BufWriter::new(File::create_new(hash_out).map_err(VerityError::io(hash_out))?);
+    let mut out =
+        io::BufWriter::new(File::create_new(hash_out).map_err(VerityError::io(hash_out))?);
     let mut first = superblock(hash_uuid, data_blocks, &salt);
     first.resize(BLOCK_SIZE as usize, 0);
     out.write_all(&first).map_err(VerityError::io(hash_out))?;
@@ -427,13 +428,10 @@ pub fn check(
     let read = hash_data(
         &mut limited,
         &sb.salt,
-        |at, batch| match batch
-            .iter()
-            .enumerate()
-            .find(|(i, d)| {
-                let j = (at as usize + i) * DIGEST_SIZE;
-                d[..] != leaves[j..j + DIGEST_SIZE]
-            }) {
+        |at, batch| match batch.iter().enumerate().find(|(i, d)| {
+            let j = (at as usize + i) * DIGEST_SIZE;
+            d[..] != leaves[j..j + DIGEST_SIZE]
+        }) {
             Some((i, _)) => Err(VerityError::DataBlock {
                 partition: names.data.to_string(),
                 block: at + i as u64,
@@ -509,8 +507,14 @@ mod tests {
         let sb = checked(&data, &hash, &v).unwrap();
         assert_eq!(sb.uuid.to_string(), v.hash_partition_uuid);
         assert_eq!(hex::encode(&sb.salt), v.salt);
-        assert_eq!(&v.data_partition_uuid.replace('-', "")[..], &v.roothash[..32]);
-        assert_eq!(&v.hash_partition_uuid.replace('-', "")[..], &v.roothash[32..]);
+        assert_eq!(
+            &v.data_partition_uuid.replace('-', "")[..],
+            &v.roothash[..32]
+        );
+        assert_eq!(
+            &v.hash_partition_uuid.replace('-', "")[..],
+            &v.roothash[32..]
+        );
 
         data[257 * 4096 + 9] ^= 1;
         let e = checked(&data, &hash, &v).unwrap_err();
@@ -525,13 +529,23 @@ mod tests {
         hash[3 * 4096 + 100] ^= 1;
         let e = checked(&data, &hash, &v).unwrap_err();
         assert!(
-            matches!(e, VerityError::HashBlock { block: 3, level: 0, .. }),
+            matches!(
+                e,
+                VerityError::HashBlock {
+                    block: 3,
+                    level: 0,
+                    ..
+                }
+            ),
             "{e}"
         );
         hash[3 * 4096 + 100] ^= 1;
         hash[4096 + 5] ^= 1;
         let e = checked(&data, &hash, &v).unwrap_err();
-        assert!(e.to_string().contains("does not match the root hash"), "{e}");
+        assert!(
+            e.to_string().contains("does not match the root hash"),
+            "{e}"
+        );
         hash[4096 + 5] ^= 1;
         hash[0] ^= 1;
         assert!(matches!(

@@ -165,7 +165,10 @@ fn built_artifacts(e: &Entry) -> Vec<&str> {
     detail(e, "manifest_digest")
         .into_iter()
         .chain(files)
-        .chain(disk.and_then(|d| d.get("roothash")).and_then(|r| r.as_str()))
+        .chain(
+            disk.and_then(|d| d.get("roothash"))
+                .and_then(|r| r.as_str()),
+        )
         .collect()
 }
 

@@ -48,7 +48,10 @@ pub struct DeploymentOfRoot {
 }
 
 fn detail(e: &Entry, key: &str) -> Option<String> {
-    e.details.get(key).and_then(|v| v.as_str()).map(str::to_string)
+    e.details
+        .get(key)
+        .and_then(|v| v.as_str())
+        .map(str::to_string)
 }
 
 /// The builds and deployments of `roothash` (lower-case hex) in `entries`, trusting
@@ -66,7 +69,10 @@ pub fn trace(
         let e = &stored.entry;
         let disk = e.details.get("disk");
         let built = e.action == Action::Build
-            && disk.and_then(|d| d.get("roothash")).and_then(|r| r.as_str()) == Some(roothash);
+            && disk
+                .and_then(|d| d.get("roothash"))
+                .and_then(|r| r.as_str())
+                == Some(roothash);
         let deployed = e.action == Action::Deploy
             && (detail(e, "roothash").as_deref() == Some(roothash)
                 || detail(e, "disk").is_some_and(|d| disk_digests.contains(&d)));
@@ -133,7 +139,10 @@ mod tests {
         let raw = format!("sha256:{}", "cd".repeat(32));
         let build = BTreeMap::from([
             ("image".to_string(), "vm".into()),
-            ("manifest_digest".to_string(), format!("sha256:{}", "ef".repeat(32)).into()),
+            (
+                "manifest_digest".to_string(),
+                format!("sha256:{}", "ef".repeat(32)).into(),
+            ),
             ("recipe".to_string(), "vm.yaml".into()),
             (
                 "disk".to_string(),
@@ -164,12 +173,18 @@ mod tests {
         assert_eq!(t.builds[0].recipe.as_deref(), Some("vm.yaml"));
         assert_eq!(t.builds[0].signer_key_id, trusted[0].0);
         assert_eq!(t.builds[0].disk_files["raw"], raw);
-        let envs: Vec<_> = t.deployments.iter().map(|d| d.env.clone().unwrap()).collect();
+        let envs: Vec<_> = t
+            .deployments
+            .iter()
+            .map(|d| d.env.clone().unwrap())
+            .collect();
         assert_eq!(envs, ["prod", "staging"]);
         assert_eq!(t.skipped, 1);
 
         let unchecked = trace(&entries, &root, &[]);
         assert_eq!((unchecked.deployments.len(), unchecked.skipped), (3, 0));
-        assert!(trace(&entries, &"00".repeat(32), &trusted).builds.is_empty());
+        assert!(trace(&entries, &"00".repeat(32), &trusted)
+            .builds
+            .is_empty());
     }
 }

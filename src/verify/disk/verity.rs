@@ -53,7 +53,10 @@ pub(super) fn check_verity(disk: &Path, provenance: Option<&Provenance>, checks:
             format!("the provenance's root hash {roothash:?} is not 64 hex digits"),
         );
     }
-    let Some(data_partition) = raw.partitions.iter().find(|p| p.name == ROOT_PARTITION_NAME)
+    let Some(data_partition) = raw
+        .partitions
+        .iter()
+        .find(|p| p.name == ROOT_PARTITION_NAME)
     else {
         return checks.fail("verity", "the disk has no partition named `root`");
     };
@@ -61,12 +64,11 @@ pub(super) fn check_verity(disk: &Path, provenance: Option<&Provenance>, checks:
     let checked = raw
         .reader(hash_partition)
         .and_then(|mut r| {
-            r.read_to_end(&mut hash).map_err(|source| {
-                crate::disk::read::ReadError::Io {
+            r.read_to_end(&mut hash)
+                .map_err(|source| crate::disk::read::ReadError::Io {
                     path: raw.path().to_path_buf(),
                     source,
-                }
-            })
+                })
         })
         .map_err(|e| e.to_string())
         .and_then(|_| raw.reader(data_partition).map_err(|e| e.to_string()))

@@ -2,7 +2,8 @@
 //! `veritysetup` (Debian `cryptsetup-bin`): the root and hash partitions cut from the
 //! disk verify against the root hash on the kernel command line, and one byte changed
 //! in either is refused, by `veritysetup` and by `cairn verify`, which names the
-//! partition and block. The partitions carry the UUIDs systemd derives from the root
+//! partition and block; the hash partition is byte for byte what `veritysetup format`
+//! writes with the same salt and UUID. The partitions carry the UUIDs systemd derives from the root
 //! hash (read back with util-linux's `partx`); the disk is reproducible under other
 //! thread counts; and the root hash leads back to the build through the ledger
 //! (`trace --roothash`, `ledger show --roothash`, `ledger record deploy --roothash`).
@@ -26,7 +27,7 @@ fn verity_recipe(dir: &Path, fs: &str) -> (PathBuf, PathBuf, PathBuf) {
         dir,
         "vverity.yaml",
         &format!(
-            r#"cairn: 1
+            r##"cairn: 1
 name: vverity
 epoch: 1700000000
 sources:
@@ -43,7 +44,7 @@ vm:
   kernel: {{ source: kernel }}
   cmdline: "console=ttyS0 ro panic=-1"
   root: {{ fs: {fs}, size: 16M, verity: true }}
-"#
+"##
         ),
     );
     let key = dir.join("ci");
@@ -64,7 +65,7 @@ struct Part {
 fn partitions(disk: &Path) -> Vec<Part> {
     let out = run_ok(
         Command::new("partx")
-            .args(["--show", "--raw", "--noheadings", "--bytes"])
+            .args(["--show", "--noheadings", "--bytes"])
             .args(["-o", "START,SECTORS,TYPE,UUID,NAME"])
             .arg(disk),
     );
@@ -72,7 +73,7 @@ fn partitions(disk: &Path) -> Vec<Part> {
         .unwrap()
         .lines()
         .map(|l| {
-            let f: Vec<&str> = l.split(' ').collect();
+            let f: Vec<&str> = l.split_whitespace().collect();
             Part {
                 start: f[0].parse::<u64>().unwrap() * 512,
                 size: f[1].parse::<u64>().unwrap() * 512,
@@ -187,6 +188,24 @@ fn veritysetup_and_cairn_verify_accept_the_tree_and_refuse_a_changed_byte() {
         ] {
             assert!(dump.contains(&line), "{fs}: `{line}` not in\n{dump}");
         }
+        // `veritysetup format` with the same salt and UUID writes the same bytes.
+        let theirs = dir.path().join("theirs");
+        let formatted = run_ok(
+            Command::new("veritysetup")
+                .arg("format")
+                .arg(&data_path)
+                .arg(&theirs)
+                .arg(format!("--salt={}", verity["salt"].as_str().unwrap()))
+                .arg(format!("--uuid={}", hash.uuid)),
+        );
+        assert!(
+            String::from_utf8_lossy(&formatted.stdout).contains(&roothash),
+            "{fs}: veritysetup format gave another root hash"
+        );
+        assert!(
+            std::fs::read(&theirs).unwrap() == std::fs::read(&hash_path).unwrap(),
+            "{fs}: the hash partition differs from what veritysetup format writes"
+        );
         let (verified, verdict) = verify_disk(&raw, &public);
         assert!(verified, "{fs}: {verdict:#}");
         let passed = check(&verdict, "verity");
@@ -240,7 +259,14 @@ fn a_verity_disk_is_reproducible_under_other_thread_counts() {
         run_ok(
             cairn()
                 .env("RAYON_NUM_THREADS", threads)
-                .args(["build", "--locked", "--quiet", "--jobs", threads, "--sign-key"])
+                .args([
+                    "build",
+                    "--locked",
+                    "--quiet",
+                    "--jobs",
+                    threads,
+                    "--sign-key",
+                ])
                 .arg(&key)
                 .arg(&recipe)
                 .arg("-o")
@@ -292,7 +318,10 @@ fn a_root_hash_leads_to_its_build_signer_and_deployments() {
     let traced = String::from_utf8_lossy(&traced.stdout);
     for want in [
         format!("roothash={roothash}"),
-        format!("image vverity {}", report["manifest_digest"].as_str().unwrap()),
+        format!(
+            "image vverity {}",
+            report["manifest_digest"].as_str().unwrap()
+        ),
         "recipe  vverity.yaml sha256:".to_string(),
         format!("disk    raw {raw_digest}"),
         format!("signer  key {key_id}"),
@@ -318,10 +347,23 @@ fn a_root_hash_leads_to_its_build_signer_and_deployments() {
             .args(ledger_arg),
     );
     let shown = String::from_utf8_lossy(&shown.stdout);
-    let lines: Vec<&str> = shown.lines().filter(|l| !l.starts_with("unverified")).collect();
-    assert_eq!(lines.len(), 2, "the build and the deploy by root hash:\n{shown}");
-    assert!(lines[0].contains(" build ") && lines[0].contains("vverity"), "{shown}");
-    assert!(lines[1].contains(&format!("roothash={roothash} to prod")), "{shown}");
+    let lines: Vec<&str> = shown
+        .lines()
+        .filter(|l| !l.starts_with("unverified"))
+        .collect();
+    assert_eq!(
+        lines.len(),
+        2,
+        "the build and the deploy by root hash:\n{shown}"
+    );
+    assert!(
+        lines[0].contains(" build ") && lines[0].contains("vverity"),
+        "{shown}"
+    );
+    assert!(
+        lines[1].contains(&format!("roothash={roothash} to prod")),
+        "{shown}"
+    );
 
     let traced = run_ok(
         cairn()
@@ -335,7 +377,10 @@ fn a_root_hash_leads_to_its_build_signer_and_deployments() {
         .iter()
         .map(|d| d["deployed"].as_str().unwrap())
         .collect();
-    assert_eq!(deployed, [format!("roothash={roothash}"), raw_digest.clone()]);
+    assert_eq!(
+        deployed,
+        [format!("roothash={roothash}"), raw_digest.clone()]
+    );
 
     let running = run_ok(
         cairn()
