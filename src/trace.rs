@@ -2,9 +2,11 @@
 //! system, where it came from — the layer that wrote it, its digest, the source that
 //! supplied it (with that source's digest and signer) and the recipe line that put it
 //! there. Everything is read from the layout itself: the layers, the attached SPDX SBOM
-//! and, when present, the provenance.
+//! and, when present, the provenance. [`roothash`] goes the other way for a VM disk:
+//! from the root hash a machine booted with to its build, through the ledger.
 
 pub mod disk;
+pub mod roothash;
 
 use crate::attest::dsse::Envelope;
 use crate::attest::intoto::{Provenance, Statement, SLSA_PROVENANCE_V1};

@@ -411,6 +411,20 @@ fn build_details(
         ("layers".to_string(), serde_json::to_value(layers)?),
         ("sources".to_string(), serde_json::to_value(sources)?),
     ]);
+    if let Some(disk) = &report.disk {
+        // So that `ledger show --roothash`/`trace --roothash` and a deployment of the
+        // disk (by digest or root hash) lead back to this build.
+        let files: BTreeMap<&str, String> = disk
+            .files
+            .iter()
+            .map(|f| (f.format, f.sha256.to_string()))
+            .collect();
+        let mut recorded = serde_json::json!({ "files": files });
+        if let Some(verity) = &disk.verity {
+            recorded["roothash"] = verity.roothash.clone().into();
+        }
+        details.insert("disk".to_string(), recorded);
+    }
     if let Some(base) = &report.base {
         details.insert(
             "base".to_string(),

@@ -19,9 +19,22 @@ pub struct TraceArgs {
     /// The layout directory or disk image, or, when no such path exists, a registry
     /// reference (e.g. registry.example.com/team/hello:v1), pulled with its referrers
     /// as `cairn verify REF` does.
-    layout: PathBuf,
+    #[arg(required_unless_present = "roothash")]
+    layout: Option<PathBuf>,
     /// A path in the image, or a file's sha256:... digest.
-    what: String,
+    #[arg(required_unless_present = "roothash")]
+    what: Option<String>,
+    /// Instead: the build behind a VM disk's dm-verity root hash (`roothash=` in a
+    /// running machine's /proc/cmdline), its image, recipe and signer, and where it was
+    /// deployed, from the ledger.
+    #[arg(long, value_name = "HEX", conflicts_with_all = ["layout", "what"])]
+    roothash: Option<String>,
+    /// With --roothash: the ledger (default as for `cairn ledger`).
+    #[arg(long, env = "CAIRN_LEDGER", value_name = "LOCATION")]
+    ledger: Option<String>,
+    /// With --roothash: count only ledger entries signed by these public keys.
+    #[arg(long = "key", value_name = "PUB", requires = "roothash")]
+    keys: Vec<PathBuf>,
     #[command(flatten)]
     registry: super::registry::RegistryArgs,
     #[arg(long)]
@@ -81,9 +94,16 @@ pub fn trace(args: TraceArgs) -> Result<i32> {
     let TraceArgs {
         layout,
         what,
+        roothash,
+        ledger,
+        keys,
         registry: registry_args,
         json,
     } = args;
+    let (Some(layout), Some(what)) = (layout, what) else {
+        let roothash = roothash.expect("clap requires LAYOUT and WHAT without --roothash");
+        return trace_roothash(&roothash, ledger, &keys, json);
+    };
     let remote = super::registry::remote_reference(&layout);
     let pulled = match &remote {
         Some(reference) => {
@@ -252,4 +272,89 @@ fn diff_locks(args: &DiffArgs) -> Result<i32> {
         println!("{}: {} -> {}", c.what, c.old, c.new);
     }
     Ok(code)
+}
+
+/// `cairn trace --roothash HEX`: the ledger's builds and deployments of that root hash;
+/// an error if no build recorded it.
+fn trace_roothash(
+    roothash: &str,
+    ledger: Option<String>,
+    key_paths: &[PathBuf],
+    json: bool,
+) -> Result<i32> {
+    let hex = super::ledger::require_roothash(roothash)?.hex();
+    let location = super::ledger::ledger_location(ledger)?;
+    let trusted: Vec<(String, cairn::keys::VerifyingKey)> = key_paths
+        .iter()
+        .map(|p| cairn::keys::read_public(p).map(|k| (cairn::keys::key_id(&k), k)))
+        .collect::<Result<_, _>>()?;
+    let store = cairn::ledger::open(&location)?;
+    let contents = store.read()?;
+    let t = cairn::trace::roothash::trace(&contents.entries, &hex, &trusted);
+    if t.builds.is_empty() {
+        let skipped = match t.skipped {
+            0 => String::new(),
+            n => format!(" ({n} entries naming it were skipped: not signed by a --key)"),
+        };
+        bail!(
+            "roothash={hex}: no build entry in the ledger {} recorded a disk with this root hash{skipped}",
+            store.location()
+        );
+    }
+    if json {
+        return print_json(&t);
+    }
+    println!("roothash={}", t.roothash);
+    for b in &t.builds {
+        println!(
+            "  build   entry {} at {}: image {} {}",
+            b.seq,
+            b.time,
+            b.image.as_deref().unwrap_or("?"),
+            b.manifest_digest.as_deref().unwrap_or("")
+        );
+        println!(
+            "  recipe  {} {}",
+            b.recipe.as_deref().unwrap_or("?"),
+            b.recipe_sha256.as_deref().unwrap_or("")
+        );
+        for (format, digest) in &b.disk_files {
+            println!("  disk    {format} {digest}");
+        }
+        let identity = if b.signer_identity.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", b.signer_identity)
+        };
+        println!(
+            "  signer  key {}{identity}{}",
+            b.signer_key_id,
+            if t.signatures_checked {
+                ", signature verified"
+            } else {
+                ", signature not checked (pass --key PUB)"
+            }
+        );
+    }
+    for d in &t.deployments {
+        println!(
+            "  deploy  entry {} at {}: {} to {}{}",
+            d.seq,
+            d.time,
+            d.deployed,
+            d.env.as_deref().unwrap_or("?"),
+            if d.identity.is_empty() {
+                String::new()
+            } else {
+                format!(" by {}", d.identity)
+            }
+        );
+    }
+    if t.skipped > 0 {
+        eprintln!(
+            "warning: {} entries naming this root hash were skipped: their signature does not verify with a --key",
+            t.skipped
+        );
+    }
+    Ok(0)
 }

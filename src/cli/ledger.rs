@@ -31,6 +31,10 @@ pub enum LedgerCommand {
         /// Only entries that mention this image digest.
         #[arg(long)]
         image: Option<String>,
+        /// Only entries that mention this dm-verity root hash (a VM disk's build and
+        /// deployments; the `roothash=` a running machine shows in /proc/cmdline).
+        #[arg(long, value_name = "HEX", conflicts_with = "image")]
+        roothash: Option<String>,
         /// Only deployments to this environment (and the current one first).
         #[arg(long)]
         env: Option<String>,
@@ -151,11 +155,20 @@ pub enum LedgerCommand {
 
 #[derive(Subcommand)]
 pub enum RecordCommand {
-    /// `cairn ledger record deploy --image REF@sha256:... --env prod --key KEY`
+    /// `cairn ledger record deploy --image REF@sha256:... --env prod --key KEY`, or
+    /// `--disk sha256:...` / `--roothash HEX` for a VM disk.
+    #[command(group(clap::ArgGroup::new("deployed").required(true).args(["image", "disk", "roothash"])))]
     Deploy {
         /// The deployed image, `REF@sha256:<hex>` or a bare digest.
         #[arg(long)]
-        image: String,
+        image: Option<String>,
+        /// The deployed VM disk, by the SHA-256 of its raw or qcow2 file.
+        #[arg(long, value_name = "sha256:HEX")]
+        disk: Option<String>,
+        /// The deployed VM disk, by its dm-verity root hash (`roothash=` in the
+        /// machine's /proc/cmdline).
+        #[arg(long, value_name = "HEX")]
+        roothash: Option<String>,
         #[arg(long)]
         env: String,
         #[command(flatten)]
@@ -224,6 +237,55 @@ fn require_digest(text: &str) -> Result<Sha256Digest> {
     digest_of(text).with_context(|| {
         format!("{text:?} is not a sha256 digest: give sha256:<64 lower-case hex digits>")
     })
+}
+
+/// A dm-verity root hash as `roothash=` carries it: 64 hex digits (SHA-256), either
+/// case; held as a digest so that searches by it find every mention.
+pub fn require_roothash(text: &str) -> Result<Sha256Digest> {
+    let hex = text.strip_prefix("roothash=").unwrap_or(text);
+    hex.to_ascii_lowercase().parse().map_err(|_| {
+        anyhow::anyhow!("{text:?} is not a dm-verity root hash: give the 64 hex digits of `roothash=` (SHA-256)")
+    })
+}
+
+/// The details naming what `record deploy` deployed: an image (`image`, `digest`), a
+/// disk by digest (also `disk`), or a disk by root hash (`image` is then
+/// `roothash=HEX`, and `roothash` the hex).
+fn deployed(
+    image: Option<String>,
+    disk: Option<String>,
+    roothash: Option<String>,
+) -> Result<BTreeMap<String, serde_json::Value>> {
+    let details = match (image, disk, roothash) {
+        (Some(image), _, _) => {
+            let Some(digest) = digest_of(&image) else {
+                bail!("--image {image:?} is not pinned: give REF@sha256:<hex> or a digest, so the record says exactly what runs");
+            };
+            BTreeMap::from([
+                ("image".to_string(), image.into()),
+                ("digest".to_string(), digest.to_string().into()),
+            ])
+        }
+        (None, Some(disk), _) => {
+            let Some(digest) = digest_of(&disk) else {
+                bail!("--disk {disk:?} is not a sha256 digest: give sha256:<hex> of the raw or qcow2 file (`sha256sum out/NAME.raw`)");
+            };
+            BTreeMap::from([
+                ("image".to_string(), digest.to_string().into()),
+                ("digest".to_string(), digest.to_string().into()),
+                ("disk".to_string(), digest.to_string().into()),
+            ])
+        }
+        (None, None, Some(roothash)) => {
+            let hex = require_roothash(&roothash)?.hex();
+            BTreeMap::from([
+                ("image".to_string(), format!("roothash={hex}").into()),
+                ("roothash".to_string(), hex.into()),
+            ])
+        }
+        (None, None, None) => unreachable!("clap requires one of --image, --disk, --roothash"),
+    };
+    Ok(details)
 }
 
 /// One line about `entry` from the details it has. A detail it lacks is left out, never
@@ -305,15 +367,15 @@ pub fn run(args: LedgerArgs, now: String) -> Result<i32> {
         LedgerCommand::Record { what } => {
             let mut time = now;
             let (action, details, signer) = match what {
-                RecordCommand::Deploy { image, env, signer } => {
-                    let Some(digest) = digest_of(&image) else {
-                        bail!("--image {image:?} is not pinned: give REF@sha256:<hex> or a digest, so the record says exactly what runs");
-                    };
-                    let details = BTreeMap::from([
-                        ("image".to_string(), image.into()),
-                        ("digest".to_string(), digest.to_string().into()),
-                        ("env".to_string(), env.into()),
-                    ]);
+                RecordCommand::Deploy {
+                    image,
+                    disk,
+                    roothash,
+                    env,
+                    signer,
+                } => {
+                    let mut details = deployed(image, disk, roothash)?;
+                    details.insert("env".to_string(), env.into());
                     (Action::Deploy, details, signer)
                 }
                 RecordCommand::Push {
@@ -369,10 +431,18 @@ pub fn run(args: LedgerArgs, now: String) -> Result<i32> {
             Ok(0)
         }
         LedgerCommand::Show {
-            image, env, json, ..
+            image,
+            roothash,
+            env,
+            json,
+            ..
         } => {
             let contents = open()?.read()?;
-            let image = image.as_deref().map(require_digest).transpose()?;
+            let image = match (image, roothash) {
+                (Some(image), _) => Some(require_digest(&image)?),
+                (None, Some(roothash)) => Some(require_roothash(&roothash)?),
+                (None, None) => None,
+            };
             let shown: Vec<&ledger::Stored> = contents
                 .entries
                 .iter()

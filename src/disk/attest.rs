@@ -1,10 +1,12 @@
 //! Signed statements about a VM disk: the image's SLSA provenance, with the disk files
 //! as subjects (one per format), the OCI image and the kernel as dependencies, and the
-//! `vm:` parameters and host tool versions recorded; and the image's SPDX SBOM (the
+//! `vm:` parameters (with the command line as written, and the dm-verity root hash and
+//! salt of a verity root) and host tool versions recorded; and the image's SPDX SBOM (the
 //! same document embedded in the disk) about the same subjects. DSSE, Ed25519, one
 //! envelope per line, exactly as for images.
 
 use super::boot::{BootFile, BootFiles};
+use super::verity::Verity;
 use super::{DiskFile, DiskInput, DiskPlan};
 use crate::attest::dsse::{Envelope, INTOTO_PAYLOAD_TYPE};
 use crate::attest::intoto::{self, ResourceDescriptor};
@@ -45,31 +47,44 @@ fn named(file: &VmFile, boot: &BootFile, with_member: bool) -> serde_json::Value
     }
 }
 
+/// What the disk build wrote that the statements record: the disk files (the
+/// subjects), the kernel command line as written (the recipe's, plus `roothash=` for
+/// a verity root) and the verity tree.
+pub struct Written<'a> {
+    pub files: &'a [DiskFile],
+    pub cmdline: &'a str,
+    pub verity: Option<&'a Verity>,
+}
+
 /// Both statements, each signed in a DSSE envelope, as JSON Lines written to `out`;
 /// the SPDX document is streamed from its blob, never held in memory.
 pub fn write_signed_statements(
     plan: &DiskPlan,
     boot: &BootFiles,
     input: &DiskInput,
-    files: &[DiskFile],
+    written: &Written,
     key: &SigningKey,
     out: &mut dyn std::io::Write,
 ) -> std::io::Result<()> {
-    let subjects = subjects(files);
+    let subjects = subjects(written.files);
     // The image's facts, gathered once by the build; a disk records no run times.
     let mut provenance = intoto::provenance(&intoto::ProvenanceFacts {
         times: None,
         ..input.provenance.clone()
     });
     let vm = &plan.vm;
+    let mut root = json!({"fs": vm.root.fs.name(), "size": vm.root.size, "partition": super::ROOT_PARTITION_NAME});
+    if let Some(verity) = written.verity {
+        root["verity"] = serde_json::to_value(verity).expect("verity parameters serialise");
+    }
     let parameters = json!({
         "boot": vm.boot.name(),
         "stub": vm.stub.as_ref().zip(boot.stub.as_ref()).map(|(f, s)| named(f, s, false)),
-        "cmdline": vm.cmdline,
+        "cmdline": written.cmdline,
         "formats": vm.formats.iter().map(|f| f.extension()).collect::<Vec<_>>(),
         "kernel": named(&vm.kernel, &boot.kernel, true),
         "initrd": vm.initrd.as_ref().zip(boot.initrd.as_ref()).map(|(f, i)| named(f, i, false)),
-        "root": {"fs": vm.root.fs.name(), "size": vm.root.size, "partition": super::ROOT_PARTITION_NAME},
+        "root": root,
     });
     let definition = &mut provenance.build_definition;
     definition

@@ -9,6 +9,9 @@
 //! renamed into place beside the layout). [`read`] opens a disk again for `verify`
 //! and `trace`.
 //!
+//! `root.verity: true` adds a dm-verity hash partition over the root image's bytes
+//! ([`verity`], native) and the root hash to the kernel command line.
+//!
 //! `boot: uefi` adds an EFI system partition ([`esp`], FAT, native) holding a unified
 //! kernel image ([`uki`], PE, native) built on a pinned systemd-stub.
 //!
@@ -27,6 +30,7 @@ pub mod rootfs;
 pub mod squashfs;
 pub mod tools;
 pub mod uki;
+pub mod verity;
 
 use crate::attest::intoto::ProvenanceFacts;
 use crate::diag::{Diagnose, Location};
@@ -72,6 +76,8 @@ pub enum DiskError {
     },
     #[error("cannot write {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+    #[error(transparent)]
+    Verity(#[from] verity::VerityError),
 }
 
 impl Diagnose for DiskError {
@@ -285,6 +291,10 @@ pub struct DiskReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kernel_in_image: Option<ImageFile>,
     pub cmdline: PathBuf,
+    /// The dm-verity tree over the root (`root.verity: true`): root hash, salt,
+    /// partition UUIDs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verity: Option<verity::Verity>,
     /// `direct` (the hypervisor loads `kernel`) or `uefi` (firmware boots the disk).
     pub boot: &'static str,
     pub root_fs: &'static str,
@@ -409,17 +419,32 @@ pub fn build(plan: &DiskPlan, input: &DiskInput) -> Result<DiskBuild, DiskError>
     }
     .map_err(size_error)?;
     let fs_digest = ext4::sha256_file(&fs_image).map_err(DiskError::io(&fs_image))?;
+    let verity = if vm.root.verity {
+        let hash_image = scratch.join("root.verity");
+        let tree = verity::format(&fs_image, verity::salt_for(&fs_digest), &hash_image)?;
+        Some((tree, hash_image))
+    } else {
+        None
+    };
+    let cmdline = match &verity {
+        Some((tree, _)) => format!("{} roothash={}", vm.cmdline, tree.roothash),
+        None => vm.cmdline.clone(),
+    };
 
     let root = gpt::Partition {
         type_guid: gpt::LINUX_ROOT_X86_64,
-        guid: gpt::Guid::derived(&[b"cairn-gpt-root", name.as_bytes(), fs_digest.as_bytes()]),
+        guid: match &verity {
+            // Where systemd looks for the data partition of `roothash=`.
+            Some((tree, _)) => tree.data_partition_guid(),
+            None => gpt::Guid::derived(&[b"cairn-gpt-root", name.as_bytes(), fs_digest.as_bytes()]),
+        },
         offset: 0,
         size: vm.root.size,
         name: ROOT_PARTITION_NAME.into(),
     };
     let mut partitions = Vec::new();
     if let Some(stub) = &boot.stub {
-        let uki = unified_kernel_image(plan, input, &boot, stub)?;
+        let uki = unified_kernel_image(&cmdline, input, &boot, stub)?;
         let esp_path = scratch.join("esp.fat");
         let id = Sha256Digest::of(&uki);
         let volume_id = u32::from_be_bytes(id.as_bytes()[..4].try_into().expect("4 bytes"));
@@ -435,6 +460,9 @@ pub fn build(plan: &DiskPlan, input: &DiskInput) -> Result<DiskBuild, DiskError>
         partitions.push((esp, esp_path));
     }
     partitions.push((root, fs_image));
+    if let Some((tree, hash_image)) = &verity {
+        partitions.push((tree.hash_partition(), hash_image.clone()));
+    }
     let mut files = Vec::new();
     let raw_name = format!("{name}.raw");
     let raw_path = tmp.path().join(&raw_name);
@@ -479,16 +507,22 @@ pub fn build(plan: &DiskPlan, input: &DiskInput) -> Result<DiskBuild, DiskError>
     }
     let cmdline_name = format!("{name}.cmdline");
     let cmdline_path = tmp.path().join(&cmdline_name);
-    fs::write(&cmdline_path, format!("{}\n", vm.cmdline)).map_err(DiskError::io(&cmdline_path))?;
+    fs::write(&cmdline_path, format!("{cmdline}\n")).map_err(DiskError::io(&cmdline_path))?;
     names.push(cmdline_name.clone());
 
+    let verity = verity.map(|(tree, _)| tree);
+    let written = attest::Written {
+        files: &files,
+        cmdline: &cmdline,
+        verity: verity.as_ref(),
+    };
     let attestations = match input.sign_key {
         Some(key) => {
             let jsonl_name = format!("{name}.disk.intoto.jsonl");
             let path = tmp.path().join(&jsonl_name);
             let file = File::create(&path).map_err(DiskError::io(&path))?;
             let mut jsonl = io::BufWriter::new(file);
-            attest::write_signed_statements(plan, &boot, input, &files, key, &mut jsonl)
+            attest::write_signed_statements(plan, &boot, input, &written, key, &mut jsonl)
                 .and_then(|()| jsonl.into_inner().map_err(|e| e.into_error()))
                 .map_err(DiskError::io(&path))?;
             names.push(jsonl_name.clone());
@@ -504,6 +538,7 @@ pub fn build(plan: &DiskPlan, input: &DiskInput) -> Result<DiskBuild, DiskError>
             kernel: out.join(kernel_name),
             kernel_in_image: boot.kernel.in_image.clone(),
             cmdline: out.join(cmdline_name),
+            verity,
             boot: vm.boot.name(),
             root_fs: vm.root.fs.name(),
             root_size: vm.root.size,
@@ -605,7 +640,7 @@ fn write_raw(
 /// The unified kernel image: the stub with `.osrel`, `.cmdline`, `.linux` and
 /// `.initrd` sections, each input checked against its pinned digest.
 fn unified_kernel_image(
-    plan: &DiskPlan,
+    cmdline: &str,
     input: &DiskInput,
     boot: &BootFiles,
     stub: &BootFile,
@@ -614,7 +649,7 @@ fn unified_kernel_image(
         "ID=cairn\nNAME={0}\nPRETTY_NAME=\"{0} (cairn)\"\nIMAGE_ID={0}\n",
         input.recipe.name
     );
-    let cmdline = plan.vm.cmdline.as_bytes();
+    let cmdline = cmdline.as_bytes();
     let (stub, kernel) = (stub.read()?, boot.kernel.read()?);
     let initrd = boot.initrd.as_ref().map(BootFile::read).transpose()?;
     let mut sections: Vec<(&str, &[u8])> = vec![

@@ -2,7 +2,9 @@
 //! to raw with `qemu-img`; the GPT is read natively (signature and CRCs checked), the
 //! partition named `root` is copied out, and its file system is dumped into a
 //! temporary directory (ext4 with `debugfs -R 'rdump / DIR'`, squashfs with
-//! `unsquashfs`), where every regular file is hashed. So what is checked is what the disk holds, read back by e2fsprogs, not
+//! `unsquashfs`), where every regular file is hashed. [`RawDisk`] gives the partitions
+//! and their bytes alone, for the dm-verity check, which must not depend on the file
+//! system being readable. So what is checked is what the disk holds, read back by e2fsprogs, not
 //! what the build said it wrote.
 
 use super::gpt;
@@ -190,6 +192,64 @@ pub fn root_files(path: &Path) -> Result<RootFiles, ReadError> {
         squashfs,
         _scratch: tmp,
     })
+}
+
+/// A disk's GPT and its bytes, raw (a qcow2 converted into a temporary file).
+pub struct RawDisk {
+    pub partitions: Vec<gpt::Partition>,
+    file: File,
+    path: PathBuf,
+    _scratch: Option<tempfile::TempDir>,
+}
+
+impl RawDisk {
+    /// Opens the disk at `path` (raw, or qcow2 by its header) and reads its GPT.
+    pub fn open(path: &Path) -> Result<RawDisk, ReadError> {
+        let mut file = File::open(path).map_err(io_err(path))?;
+        let mut magic = [0u8; 4];
+        let is_qcow2 = file.read_exact(&mut magic).is_ok() && &magic == b"QFI\xfb";
+        let (file, raw_path, scratch) = if is_qcow2 {
+            let tmp = tempfile::tempdir().map_err(io_err(path))?;
+            let raw = tmp.path().join("disk.raw");
+            run(
+                "qemu-img",
+                path,
+                tool("qemu-img")
+                    .args(["convert", "-q", "-f", "qcow2", "-O", "raw"])
+                    .arg(path)
+                    .arg(&raw),
+            )?;
+            (File::open(&raw).map_err(io_err(&raw))?, raw, Some(tmp))
+        } else {
+            (file, path.to_path_buf(), None)
+        };
+        let mut disk = RawDisk {
+            partitions: Vec::new(),
+            file,
+            path: raw_path,
+            _scratch: scratch,
+        };
+        disk.partitions = gpt::read_partitions(&mut disk.file)
+            .map_err(|source| ReadError::Gpt {
+                path: path.to_path_buf(),
+                source,
+            })?
+            .1;
+        Ok(disk)
+    }
+
+    /// The bytes of `partition`, streamed.
+    pub fn reader(&self, partition: &gpt::Partition) -> Result<impl Read + '_, ReadError> {
+        let mut file = &self.file;
+        file.seek(SeekFrom::Start(partition.offset))
+            .map_err(io_err(&self.path))?;
+        Ok(file.take(partition.size))
+    }
+
+    /// Where the raw bytes are, for messages.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
 }
 
 /// Copies `size` bytes at `offset` of `disk` (the file at `path`) to a new file `to`.

@@ -67,12 +67,14 @@ pub fn running(entries: &[Stored], env: &str, trusted: &[(String, VerifyingKey)]
         }
         match e.action {
             Action::Build => {
-                if let Some(digest) = detail(e, "manifest_digest") {
-                    builds.insert(digest.to_string(), build_behind(e));
+                for artifact in built_artifacts(e) {
+                    builds.insert(artifact.to_string(), build_behind(e));
                 }
             }
             Action::Deploy if detail(e, "env") == Some(env) => {
-                let (Some(image), Some(digest)) = (detail(e, "image"), detail(e, "digest")) else {
+                // A disk deployed by its dm-verity root hash has no digest.
+                let digest = detail(e, "digest").or_else(|| detail(e, "roothash"));
+                let (Some(image), Some(digest)) = (detail(e, "image"), digest) else {
                     continue;
                 };
                 let workload = workload_name(e);
@@ -149,6 +151,25 @@ fn workload_name(e: &Entry) -> String {
         workload = format!("{workload}@{cluster}");
     }
     workload
+}
+
+/// What a build entry made, as deployments name it: the manifest digest, and for a
+/// VM disk each disk file's digest and the dm-verity root hash.
+fn built_artifacts(e: &Entry) -> Vec<&str> {
+    let disk = e.details.get("disk");
+    let files = disk
+        .and_then(|d| d.get("files"))
+        .and_then(|f| f.as_object())
+        .into_iter()
+        .flat_map(|f| f.values().filter_map(|v| v.as_str()));
+    detail(e, "manifest_digest")
+        .into_iter()
+        .chain(files)
+        .chain(
+            disk.and_then(|d| d.get("roothash"))
+                .and_then(|r| r.as_str()),
+        )
+        .collect()
 }
 
 fn build_behind(e: &Entry) -> BuildBehind {

@@ -182,6 +182,9 @@ pub struct RootFsSpec {
     /// Size of the root partition in bytes (a whole number of MiB).
     pub size: u64,
     pub size_span: Span,
+    /// `verity: true`: a dm-verity hash partition protects the root, which is then
+    /// read-only, and the root hash goes on the kernel command line.
+    pub verity: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -102,6 +102,7 @@ pub(super) struct RawVmFile {
 pub(super) struct RawVmRoot {
     pub fs: Option<Text>,
     pub size: Option<Text>,
+    pub verity: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -66,6 +66,9 @@ pub(super) fn parse(
         "describe the root file system, e.g. `root: { fs: ext4, size: 256M }`",
     )?;
     let root = root_fs(cx, root)?;
+    if root.verity {
+        cx.check(&cmdline, |c| verity_cmdline(c))?;
+    }
     let boot_at = boot.as_ref().map_or(at, span_of);
     let boot = match &boot {
         None => BootMode::Direct,
@@ -224,9 +227,37 @@ fn kernel_cmdline(c: &str) -> Result<(), Invalid> {
     Ok(())
 }
 
+/// With `root.verity: true` the kernel must mount the verified device, read-only, and
+/// the root hash is cairn's to add: `root=` may only name `/dev/mapper/root` (where
+/// systemd's veritysetup generator opens it; without `root=` its fstab generator picks
+/// that device too), and `rw` and `roothash=` are refused.
+fn verity_cmdline(c: &str) -> Result<(), Invalid> {
+    for word in c.split_ascii_whitespace() {
+        if let Some(root) = word.strip_prefix("root=") {
+            if root != "/dev/mapper/root" {
+                return Err(Invalid::new(format!(
+                    "`{word}` would mount the root partition without dm-verity (`root.verity: true`)"
+                ))
+                .with_hint("remove `root=` (systemd then mounts /dev/mapper/root, the verified device) or write `root=/dev/mapper/root`"));
+            }
+        } else if word == "rw" {
+            return Err(
+                Invalid::new("`rw`: a dm-verity root (`root.verity: true`) is read-only")
+                    .with_hint("remove `rw`; keep writable state on another file system"),
+            );
+        } else if word.starts_with("roothash=") {
+            return Err(Invalid::new(format!(
+                "`{word}`: cairn adds the root hash it computes (`root.verity: true`)"
+            ))
+            .with_hint("remove `roothash=` from `cmdline`"));
+        }
+    }
+    Ok(())
+}
+
 fn root_fs(cx: &Cx, raw: Spanned<RawVmRoot>) -> Result<RootFsSpec, Diagnostic> {
     let at = span_of(&raw);
-    let RawVmRoot { fs, size } = raw.value;
+    let RawVmRoot { fs, size, verity } = raw.value;
     let fs = cx.require(
         fs,
         at,
@@ -253,6 +284,7 @@ fn root_fs(cx: &Cx, raw: Spanned<RawVmRoot>) -> Result<RootFsSpec, Diagnostic> {
         fs,
         size,
         size_span: span_of(&size_text),
+        verity: verity.is_some_and(|v| v.value),
     })
 }
 
@@ -293,6 +325,20 @@ mod tests {
         assert!(disk_size("1000K").is_err());
         assert!(disk_size("8M").unwrap_err().message.contains("too small"));
         assert!(disk_size("M").is_err());
+    }
+
+    #[test]
+    fn a_verity_root_refuses_a_command_line_that_bypasses_it() {
+        assert!(verity_cmdline("console=ttyS0 ro").is_ok());
+        assert!(verity_cmdline("console=ttyS0 root=/dev/mapper/root").is_ok());
+        for bad in [
+            "root=PARTLABEL=root",
+            "root=/dev/nvme0n1p1 ro",
+            "console=ttyS0 rw",
+            "roothash=00",
+        ] {
+            assert!(verity_cmdline(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

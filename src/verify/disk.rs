@@ -14,8 +14,12 @@
 //!    kernel image in the EFI system partition carries the recorded kernel (`.linux`),
 //!    initrd and command line; for `boot: direct`, `<name>.vmlinuz` beside the disk is
 //!    the recorded kernel and `<name>.cmdline` the recorded command line.
-//! 7. `policy`: the policy's rules on source digests and signers hold.
-//! 8. `rebuild` (with a rebuilt digest): a fresh build gives the same disk bytes.
+//! 7. `verity` (a dm-verity root): the provenance's root hash is the root of the hash
+//!    partition's tree, which covers every block of the root partition ([`verity`]).
+//! 8. `policy`: the policy's rules on source digests and signers hold.
+//! 9. `rebuild` (with a rebuilt digest): a fresh build gives the same disk bytes.
+
+mod verity;
 
 use super::{check_policy, compare_files, spdx_file_sha256s, Checks, Policy, Verdict};
 use crate::attest::dsse::{Envelope, INTOTO_PAYLOAD_TYPE};
@@ -123,6 +127,7 @@ pub fn verify(
     if let (Some(root), Some(p)) = (&root, &provenance) {
         check_boot(disk, root, p, &mut checks);
     }
+    verity::check_verity(disk, provenance.as_ref(), &mut checks);
     check_policy(provenance.as_ref(), policy, &mut checks);
     if let Some(rebuilt) = rebuilt {
         if rebuilt == digest.to_string() {

@@ -42,6 +42,8 @@ const TEST_TOOLS: &[(&str, &str)] = &[
     ("qemu-system-x86", "qemu-system-x86_64"),
     ("ovmf", "/usr/share/OVMF/OVMF_CODE.fd"),
     ("squashfs-tools", "mksquashfs"),
+    // Checks the dm-verity trees of verity roots (`veritysetup verify`, `dump`).
+    ("cryptsetup-bin", "veritysetup"),
     // Kills a build at a chosen system call (fault injection): the crash tests.
     ("strace", "strace"),
     // The Debian package tests: a signed apt repository made and served by the test.
