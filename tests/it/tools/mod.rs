@@ -29,3 +29,4 @@ mod registry;
 mod sbom_validation;
 mod serve;
 mod vm;
+mod vm_cache;
