@@ -217,8 +217,9 @@ fn a_changed_vm_field_or_source_file_writes_the_disk_anew() {
     assert_ne!(disks(&resized)[0], raw);
     assert_eq!(resized["disk"]["root_size"], 80 << 20);
 
-    // A source file of the image.
+    // A source file of the image, pinned anew.
     let before = disks(&resized);
+    fs::remove_file(project.path("vm.lock")).unwrap();
     fs::write(
         project.path("init"),
         "#!/bin/busybox sh\n/bin/busybox poweroff -f\n",
