@@ -189,7 +189,10 @@ mod tests {
         assert_eq!(check(&to).unwrap(), (check_of_copy, odd));
         // Two data blocks (and the zero block written as data is a hole now).
         let allocated = std::os::unix::fs::MetadataExt::blocks(&std::fs::metadata(&to).unwrap());
-        assert!(allocated * 512 <= 4 * BLOCK, "{allocated} sectors allocated");
+        assert!(
+            allocated * 512 <= 4 * BLOCK,
+            "{allocated} sectors allocated"
+        );
     }
 
     #[test]

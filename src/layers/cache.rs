@@ -784,9 +784,7 @@ impl LayerCache {
         entries.extend(list_dir(&self.disks)?.into_iter().map(|listed| {
             let digests = fs::read(&listed.path)
                 .ok()
-                .and_then(|b| {
-                    serde_json::from_slice::<DiskRecord<serde::de::IgnoredAny>>(&b).ok()
-                })
+                .and_then(|b| serde_json::from_slice::<DiskRecord<serde::de::IgnoredAny>>(&b).ok())
                 .map(|r| r.files.iter().map(|f| f.blob.digest).collect());
             (listed, digests)
         }));

@@ -93,7 +93,8 @@ pub fn replay(
                 match sparse::copy(&from, &to) {
                     Ok((_, check, size)) if check == f.blob.check() && size == f.blob.size => {}
                     Ok(_) => {
-                        cache.discard_changed(&f.blob, &format!("the cached disk file {file_name}"));
+                        cache
+                            .discard_changed(&f.blob, &format!("the cached disk file {file_name}"));
                         return None;
                     }
                     Err(_) => return None,

@@ -131,7 +131,11 @@ impl SshVm {
 
     /// Runs `command` over SSH until it succeeds: what it printed, and the time since
     /// QEMU started. An error with the console once `deadline` has passed.
-    pub fn wait_for_ssh(&self, command: &str, deadline: Duration) -> Result<(String, Duration), String> {
+    pub fn wait_for_ssh(
+        &self,
+        command: &str,
+        deadline: Duration,
+    ) -> Result<(String, Duration), String> {
         loop {
             let answer = self.ssh(command).map_err(|e| format!("ssh: {e}"))?;
             if answer.status.success() {
