@@ -40,7 +40,7 @@ pub fn build_disk(
         sign_key: cx.handles.sign_key.as_ref(),
     };
     let (staged, cached) = match disk_cache {
-        DiskCache::Replayed(staged) => (staged, true),
+        DiskCache::Replayed(staged) => (*staged, true),
         not_replayed => {
             let trees = layers
                 .trees

@@ -43,7 +43,7 @@ pub enum DiskCache {
     /// No disk, or no cache to keep one in.
     None,
     /// Replayed with the image: the disk's files, checked, staged beside the outputs.
-    Replayed(crate::disk::StagedDisk),
+    Replayed(Box<crate::disk::StagedDisk>),
     /// Not replayed: the disk stage writes it and stores it under this key.
     StoreUnder(warm::disk::DiskKey),
 }
@@ -116,13 +116,13 @@ fn written_or_replayed(
         // The disk first: a recipe with `vm:` needs the layer trees unless its disk
         // is replayed too.
         let disk = match (&plan.disk, &disk_key) {
-            (Some(disk), Some(disk_key)) => DiskCache::Replayed(warm::disk::replay(
+            (Some(disk), Some(disk_key)) => DiskCache::Replayed(Box::new(warm::disk::replay(
                 cache,
                 disk_key,
                 &cx.settings.out_dir,
                 &recipe.name,
                 &disk.vm.formats,
-            )?),
+            )?)),
             _ => DiskCache::None,
         };
         Some((warm::replay(cache, key, &cx.layout)?, disk))

@@ -294,7 +294,7 @@ fn a_cached_disk_file_changed_in_place_is_found_and_never_published() {
 #[test]
 fn a_replay_killed_at_any_rename_leaves_the_previous_disk_whole() {
     let project = VmProject::new(None);
-    run_ok(&mut project.build_command("out").arg("-q"));
+    run_ok(project.build_command("out").arg("-q"));
     let out = project.path("out");
     let good = disk_outputs(&out);
     let mut kills = 0;
