@@ -30,9 +30,12 @@
 //! replay trusts the cached blobs as the layer cache does (see [`crate::layers::cache`]):
 //! each must be the very file that was stored (same inode, size and mtime), else the
 //! build takes the normal path, which writes the image anew and replaces the record.
-//! A recipe with `vm:` (the disk needs the layer trees) and a cache shared through a
-//! registry (its layers are pushed from their layer entries) always take the normal
-//! path.
+//! A recipe with `vm:` is replayed only together with its disk ([`disk`]: the disk
+//! is built from the layer trees, which a replay never assembles). A cache shared
+//! through a registry (its layers are pushed from their layer entries) always takes
+//! the normal path.
+
+pub mod disk;
 
 use crate::attest::contents::BaseInfo;
 use crate::digest::Sha256Digest;

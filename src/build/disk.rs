@@ -1,11 +1,13 @@
 //! The disk stage (`vm:` recipes): a bootable disk built from the layer trees of the
-//! image, kept aside until the publish stage.
+//! image, or replayed from the layer cache with the image (see [`crate::warm::disk`]),
+//! signed and kept aside until the publish stage. A disk written afresh is stored in
+//! the cache.
 
 use super::attest::{provenance_facts, ProvenanceNames};
 use super::context::BuildContext;
 use super::error::BuildError;
 use super::image::Image;
-use super::layers::Layers;
+use super::layers::{DiskCache, Layers};
 use super::plan::Plan;
 use crate::disk;
 use crate::resolve::platforms::PlatformSources;
@@ -15,7 +17,7 @@ pub fn build_disk(
     cx: &BuildContext,
     plan: &Plan,
     platform: &PlatformSources,
-    layers: &Layers,
+    layers: &mut Layers,
     image: &Image,
 ) -> Result<Option<disk::DiskBuild>, BuildError> {
     let Some(disk_plan) = &plan.disk else {
@@ -23,15 +25,13 @@ pub fn build_disk(
     };
     cx.check_cancelled()?;
     cx.observer.stage("disk");
+    let disk_cache = std::mem::replace(&mut layers.disk_cache, DiskCache::None);
+    let layers = &*layers;
     let recipe = &platform.recipe;
     let spdx_path = cx.layout.blob_path(&layers.spdx.digest);
     let names = ProvenanceNames::of(platform);
     let input = disk::DiskInput {
         recipe,
-        layers: layers
-            .trees
-            .as_deref()
-            .expect("a recipe with vm: is never replayed"),
         epoch: cx.epoch,
         out_dir: &cx.settings.out_dir,
         spdx: &spdx_path,
@@ -39,5 +39,21 @@ pub fn build_disk(
         provenance: provenance_facts(cx, plan, platform, layers, image, &names),
         sign_key: cx.handles.sign_key.as_ref(),
     };
-    Ok(Some(disk::build(disk_plan, &input)?))
+    let (staged, cached) = match disk_cache {
+        DiskCache::Replayed(staged) => (*staged, true),
+        not_replayed => {
+            let trees = layers
+                .trees
+                .as_deref()
+                .expect("an image with vm: is replayed only with its disk");
+            let staged = disk::write(disk_plan, &input, trees)?;
+            if let (DiskCache::StoreUnder(key), Some(cache)) =
+                (not_replayed, cx.handles.cache.as_ref())
+            {
+                crate::warm::disk::record(cache, &key, &staged, &recipe.name);
+            }
+            (staged, false)
+        }
+    };
+    Ok(Some(disk::finish(disk_plan, &input, staged, cached)?))
 }

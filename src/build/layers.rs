@@ -36,6 +36,18 @@ pub struct Layers {
     pub foreign_elf: Vec<String>,
     /// `config.user` in numbers ([`layers::image_user`]).
     pub config_user: Option<String>,
+    /// What the layer cache holds of the image's VM disk.
+    pub disk_cache: DiskCache,
+}
+
+/// What the layer cache holds of an image's VM disk (see [`warm::disk`]).
+pub enum DiskCache {
+    /// No disk, or no cache to keep one in.
+    None,
+    /// Replayed with the image: the disk's files, checked, staged beside the outputs.
+    Replayed(Box<crate::disk::StagedDisk>),
+    /// Not replayed: the disk stage writes it and stores it under this key.
+    StoreUnder(warm::disk::DiskKey),
 }
 
 impl Layers {
@@ -83,13 +95,13 @@ fn written_or_replayed(
         .as_ref()
         .and_then(|p| p.accounts.as_ref());
     let config_user = layers::image_user(recipe, package_accounts, base_fs.as_ref())?;
-    // Replayed from the cache when nothing changed (see `warm`); the disk needs the
-    // layer trees, and a registry-shared cache pushes from the layer entries.
+    // Replayed from the cache when nothing changed (see `warm`); a registry-shared
+    // cache pushes from the layer entries.
     let warm = cx
         .handles
         .cache
         .as_ref()
-        .filter(|cache| plan.disk.is_none() && !cache.has_remote())
+        .filter(|cache| !cache.has_remote())
         .map(|cache| {
             let key = warm::ImageInputs {
                 recipe_text: &recipe.file.text,
@@ -104,10 +116,26 @@ fn written_or_replayed(
             .key();
             (cache, key)
         });
-    if let Some(replayed) = warm
+    let disk_key = warm
         .as_ref()
-        .and_then(|(cache, key)| warm::replay(cache, key, &cx.layout))
-    {
+        .zip(plan.disk.as_ref())
+        .map(|((_, key), disk)| warm::disk::key(key, &disk.tools));
+    let replayed = warm.as_ref().and_then(|(cache, key)| {
+        // The disk first: a recipe with `vm:` needs the layer trees unless its disk
+        // is replayed too.
+        let disk = match (&plan.disk, &disk_key) {
+            (Some(disk), Some(disk_key)) => DiskCache::Replayed(Box::new(warm::disk::replay(
+                cache,
+                disk_key,
+                &cx.settings.out_dir,
+                &recipe.name,
+                &disk.vm.formats,
+            )?)),
+            _ => DiskCache::None,
+        };
+        Some((warm::replay(cache, key, &cx.layout)?, disk))
+    });
+    if let Some((replayed, disk_cache)) = replayed {
         cx.observer.stage("layers");
         for layer in &replayed.layers {
             cx.observer
@@ -126,9 +154,13 @@ fn written_or_replayed(
             trees: None,
             foreign_elf: replayed.foreign_elf,
             config_user,
+            disk_cache,
         });
     }
-    let layers = write_afresh(cx, platform, base, base_fs.as_ref(), config_user)?;
+    let mut layers = write_afresh(cx, platform, base, base_fs.as_ref(), config_user)?;
+    if let Some(key) = disk_key {
+        layers.disk_cache = DiskCache::StoreUnder(key);
+    }
     if let Some((cache, key)) = &warm {
         warm::record(
             cache,
@@ -303,5 +335,6 @@ fn write_afresh(
         trees: Some(trees),
         foreign_elf,
         config_user,
+        disk_cache: DiskCache::None,
     })
 }

@@ -94,10 +94,10 @@ pub fn build(
     let mut platforms = std::mem::take(&mut plan.sources.platforms);
     let mut images = Vec::with_capacity(platforms.len());
     for platform in &mut platforms {
-        let layers = layers::write_layers(&cx, &plan, platform)?;
+        let mut layers = layers::write_layers(&cx, &plan, platform)?;
         let platform = &*platform;
         let image = image::assemble(&cx, platform, &layers)?;
-        let disk = disk::build_disk(&cx, &plan, platform, &layers, &image)?;
+        let disk = disk::build_disk(&cx, &plan, platform, &mut layers, &image)?;
         let attestations = attest::attest(&cx, &plan, platform, &layers, &image)?;
         images.push(PlatformImage {
             platform: platform.platform.clone(),

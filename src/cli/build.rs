@@ -341,8 +341,18 @@ pub fn run(args: BuildArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
             _ => eprintln!("attestations: none (pass --sign-key to sign provenance)"),
         }
         if let Some(disk) = &report.disk {
+            let replayed = if disk.cached {
+                ", replayed from the layer cache"
+            } else {
+                ""
+            };
             for f in &disk.files {
-                eprintln!("disk: {} {} ({} bytes)", f.path.display(), f.sha256, f.size);
+                eprintln!(
+                    "disk: {} {} ({} bytes{replayed})",
+                    f.path.display(),
+                    f.sha256,
+                    f.size
+                );
             }
             eprintln!("{}", disk.run_hint());
             if let Some(path) = &disk.attestations {

@@ -84,8 +84,10 @@ pub fn run(args: CacheArgs) -> Result<i32> {
             }
             println!("cache: {}", info.dir.display());
             println!(
-                "layers: {} entries, {} blobs, {}",
+                "{} layer entries, {} image records, {} VM disk records; {} blobs, {}",
                 info.entries,
+                info.images,
+                info.disks,
                 info.blobs,
                 human_size(info.bytes)
             );

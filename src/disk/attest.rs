@@ -5,7 +5,7 @@
 //! same document embedded in the disk) about the same subjects. DSSE, Ed25519, one
 //! envelope per line, exactly as for images.
 
-use super::boot::{BootFile, BootFiles};
+use super::boot::{BootId, BootIds};
 use super::verity::Verity;
 use super::{DiskFile, DiskInput, DiskPlan};
 use crate::attest::dsse::{Envelope, INTOTO_PAYLOAD_TYPE};
@@ -30,7 +30,7 @@ pub fn subjects(files: &[DiskFile]) -> Vec<ResourceDescriptor> {
 /// How the provenance names a boot file: its source (and, for the kernel, the member
 /// path) and SHA-256; for a file of the image, its path there and the source that put
 /// it there (the package).
-fn named(file: &VmFile, boot: &BootFile, with_member: bool) -> serde_json::Value {
+fn named(file: &VmFile, boot: &BootId, with_member: bool) -> serde_json::Value {
     match (&file.from, &boot.in_image) {
         (_, Some(image)) => json!({
             "image_path": image.path,
@@ -60,7 +60,7 @@ pub struct Written<'a> {
 /// the SPDX document is streamed from its blob, never held in memory.
 pub fn write_signed_statements(
     plan: &DiskPlan,
-    boot: &BootFiles,
+    boot: &BootIds,
     input: &DiskInput,
     written: &Written,
     key: &SigningKey,

@@ -12,7 +12,7 @@ use crate::debian::fnmatch;
 use crate::digest::{HashingWriter, Sha256Digest};
 use crate::layers::{FileData, LayerTree, Origin};
 use crate::recipe::{Recipe, VmFile, VmFileFrom};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::Path;
@@ -26,7 +26,7 @@ pub struct BootFile {
 }
 
 /// Where a boot file taken from the image is, and what put it there.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImageFile {
     /// Its absolute path in the image (`/boot/vmlinuz-6.1.0-28-cloud-amd64`).
     pub path: String,
@@ -41,6 +41,42 @@ pub struct BootFiles {
     pub kernel: BootFile,
     pub initrd: Option<BootFile>,
     pub stub: Option<BootFile>,
+}
+
+/// What the disk's provenance and report say about a boot file: its SHA-256 and, for a
+/// file of the image, where it is there. Kept with a disk in the layer cache, so that a
+/// replayed disk is described as the build that wrote it described it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BootId {
+    pub sha256: Sha256Digest,
+    pub in_image: Option<ImageFile>,
+}
+
+/// The [`BootId`] of every boot file of a disk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BootIds {
+    pub kernel: BootId,
+    pub initrd: Option<BootId>,
+    pub stub: Option<BootId>,
+}
+
+impl BootFile {
+    pub fn id(&self) -> BootId {
+        BootId {
+            sha256: self.sha256,
+            in_image: self.in_image.clone(),
+        }
+    }
+}
+
+impl BootFiles {
+    pub fn ids(&self) -> BootIds {
+        BootIds {
+            kernel: self.kernel.id(),
+            initrd: self.initrd.as_ref().map(BootFile::id),
+            stub: self.stub.as_ref().map(BootFile::id),
+        }
+    }
 }
 
 impl BootFile {

@@ -3,9 +3,11 @@
 //! at `/usr/share/sbom`), written reproducibly as raw and qcow2.
 //!
 //! Stages: [`plan`] (right after the sources are resolved, before anything is built:
-//! tools found and pinned, kernel checked) -> [`build`] (after the image: merged tree
+//! tools found and pinned, kernel checked) -> [`write`] (after the image: merged tree
 //! ([`rootfs`]) -> ext4 ([`ext4`]) or squashfs ([`squashfs`]) -> GPT disk ([`gpt`], native) -> qcow2 ([`qcow2`],
-//! native) -> signed statements about the disk ([`attest`])) -> [`DiskBuild::publish`] (files
+//! native), staged beside the outputs; or the same files replayed from the layer cache
+//! by [`crate::warm`], copied with [`sparse`]) -> [`finish`] (command line, signed
+//! statements about the disk ([`attest`])) -> [`DiskBuild::publish`] (files
 //! renamed into place beside the layout). [`read`] opens a disk again for `verify`
 //! and `trace`.
 //!
@@ -27,6 +29,7 @@ pub mod gpt;
 pub mod qcow2;
 pub mod read;
 pub mod rootfs;
+pub mod sparse;
 pub mod squashfs;
 pub mod tools;
 pub mod uki;
@@ -42,7 +45,7 @@ use crate::recipe::{
 };
 use crate::resolve::{LockMode, Lockfile, ResolvedSources};
 use crate::snapshot::SourceEntryKind;
-use boot::{BootFile, BootFiles, ImageFile};
+use boot::{BootFile, BootFiles, BootIds, ImageFile};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
@@ -265,11 +268,10 @@ fn check_bzimage(kernel: &BootFile) -> Result<(), NotBzImage> {
     Ok(())
 }
 
-/// What the disk build needs from the image build.
+/// What the disk stage needs from the image build, whether the disk is written or
+/// replayed from the layer cache.
 pub struct DiskInput<'a> {
     pub recipe: &'a Recipe,
-    /// Every layer of the image, the SBOM layer included, in order.
-    pub layers: &'a [LayerTree],
     pub epoch: u64,
     pub out_dir: &'a Path,
     /// The image's SPDX document (a blob of `spdx_size` bytes), read as it is signed.
@@ -302,6 +304,9 @@ pub struct DiskReport {
     pub attestations: Option<PathBuf>,
     /// Host tools that wrote it, with versions.
     pub tools: std::collections::BTreeMap<String, String>,
+    /// Whether the disk files were replayed from the layer cache (an unchanged
+    /// rebuild; see [`crate::warm`]) rather than written.
+    pub cached: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -339,6 +344,27 @@ impl DiskReport {
     }
 }
 
+/// The disk files of a build (the disks, the kernel, the initrd) in a temporary
+/// directory beside the outputs, before the command line and the signed statements
+/// join them: written by [`write`], or replayed from the layer cache.
+pub struct StagedDisk {
+    pub tmp: tempfile::TempDir,
+    /// Every file in `tmp`, named as in the output directory, with its SHA-256.
+    pub staged: Vec<StagedFile>,
+    /// The disks among them (raw first), as the report gives them.
+    pub files: Vec<DiskFile>,
+    pub boot: BootIds,
+    /// The kernel command line as written (with `roothash=` for a verity root).
+    pub cmdline: String,
+    pub verity: Option<verity::Verity>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StagedFile {
+    pub name: String,
+    pub sha256: Sha256Digest,
+}
+
 /// A disk written into a temporary directory beside the outputs, not yet published.
 pub struct DiskBuild {
     tmp: tempfile::TempDir,
@@ -362,28 +388,39 @@ pub fn output_names(name: &str) -> Vec<String> {
     .collect()
 }
 
-pub fn build(plan: &DiskPlan, input: &DiskInput) -> Result<DiskBuild, DiskError> {
-    let recipe = input.recipe;
-    let vm = &plan.vm;
-    let name = &recipe.name;
-    let out = input.out_dir;
-    // The caller holds the output's build lock: a temporary directory of this name is
-    // a leftover of a killed build.
+/// An empty temporary directory in `out` for the disk files of image `name`, after
+/// removing those that builds killed midway left. The caller holds the output's build
+/// lock, so a directory of that name is such a leftover.
+pub fn staging_dir(out: &Path, name: &str) -> Result<tempfile::TempDir, DiskError> {
     let prefix = format!(".{name}.disk-tmp-");
     for entry in fs::read_dir(out).map_err(DiskError::io(out))?.flatten() {
         if entry.file_name().to_string_lossy().starts_with(&prefix) {
             fs::remove_dir_all(entry.path()).map_err(DiskError::io(&entry.path()))?;
         }
     }
-    let tmp = tempfile::Builder::new()
+    tempfile::Builder::new()
         .prefix(&prefix)
         .tempdir_in(out)
-        .map_err(DiskError::io(out))?;
+        .map_err(DiskError::io(out))
+}
+
+/// Writes the disks of the image made of `layers` (every layer, the SBOM layer
+/// included, in order), its kernel and its initrd into a staging directory.
+pub fn write(
+    plan: &DiskPlan,
+    input: &DiskInput,
+    layers: &[LayerTree],
+) -> Result<StagedDisk, DiskError> {
+    let recipe = input.recipe;
+    let vm = &plan.vm;
+    let name = &recipe.name;
+    let out = input.out_dir;
+    let tmp = staging_dir(out, name)?;
     let scratch = tmp.path().join(".scratch");
     fs::create_dir(&scratch).map_err(DiskError::io(&scratch))?;
 
-    let tree = rootfs::merge(input.layers);
-    let boot = BootFiles::find(plan, recipe, &tree, input.layers)?;
+    let tree = rootfs::merge(layers);
+    let boot = BootFiles::find(plan, recipe, &tree, layers)?;
     let tree_digest = tree.digest();
     let ext4_params = || ext4::Ext4Params {
         size: vm.root.size,
@@ -468,7 +505,7 @@ pub fn build(plan: &DiskPlan, input: &DiskInput) -> Result<DiskBuild, DiskError>
     let raw_path = tmp.path().join(&raw_name);
     let (raw_sha, raw_size) = write_raw(&raw_path, &mut partitions, name, fs_digest)?;
     fs::remove_dir_all(&scratch).map_err(DiskError::io(&scratch))?;
-    let mut names = Vec::new();
+    let mut staged = Vec::new();
     if vm.formats.contains(&DiskFormat::Qcow2) {
         let qcow2_name = format!("{name}.qcow2");
         let qcow2_path = tmp.path().join(&qcow2_name);
@@ -480,7 +517,10 @@ pub fn build(plan: &DiskPlan, input: &DiskInput) -> Result<DiskBuild, DiskError>
             sha256,
             size,
         });
-        names.push(qcow2_name);
+        staged.push(StagedFile {
+            name: qcow2_name,
+            sha256,
+        });
     }
     if vm.formats.contains(&DiskFormat::Raw) {
         files.insert(
@@ -492,25 +532,65 @@ pub fn build(plan: &DiskPlan, input: &DiskInput) -> Result<DiskBuild, DiskError>
                 size: raw_size,
             },
         );
-        names.push(raw_name);
+        staged.push(StagedFile {
+            name: raw_name,
+            sha256: raw_sha,
+        });
     } else {
         fs::remove_file(&raw_path).map_err(DiskError::io(&raw_path))?;
     }
 
     let kernel_name = format!("{name}.vmlinuz");
     boot.kernel.copy_to(&tmp.path().join(&kernel_name))?;
-    names.push(kernel_name.clone());
+    staged.push(StagedFile {
+        name: kernel_name,
+        sha256: boot.kernel.sha256,
+    });
     if let Some(initrd) = &boot.initrd {
         let initrd_name = format!("{name}.initrd");
         initrd.copy_to(&tmp.path().join(&initrd_name))?;
-        names.push(initrd_name);
+        staged.push(StagedFile {
+            name: initrd_name,
+            sha256: initrd.sha256,
+        });
     }
+    Ok(StagedDisk {
+        tmp,
+        staged,
+        files,
+        boot: boot.ids(),
+        cmdline,
+        verity: verity.map(|(tree, _)| tree),
+    })
+}
+
+/// Adds the command line and, with a key, the signed statements about the disk to the
+/// staged files: the disk build, ready to publish. `cached` says where the files came
+/// from, for the report.
+pub fn finish(
+    plan: &DiskPlan,
+    input: &DiskInput,
+    disk: StagedDisk,
+    cached: bool,
+) -> Result<DiskBuild, DiskError> {
+    let StagedDisk {
+        tmp,
+        staged,
+        files,
+        boot,
+        cmdline,
+        verity,
+    } = disk;
+    let vm = &plan.vm;
+    let name = &input.recipe.name;
+    let out = input.out_dir;
+    let mut names: Vec<String> = staged.into_iter().map(|f| f.name).collect();
+    let kernel_name = format!("{name}.vmlinuz");
     let cmdline_name = format!("{name}.cmdline");
     let cmdline_path = tmp.path().join(&cmdline_name);
     fs::write(&cmdline_path, format!("{cmdline}\n")).map_err(DiskError::io(&cmdline_path))?;
     names.push(cmdline_name.clone());
 
-    let verity = verity.map(|(tree, _)| tree);
     let written = attest::Written {
         files: &files,
         cmdline: &cmdline,
@@ -536,7 +616,7 @@ pub fn build(plan: &DiskPlan, input: &DiskInput) -> Result<DiskBuild, DiskError>
         report: DiskReport {
             files,
             kernel: out.join(kernel_name),
-            kernel_in_image: boot.kernel.in_image.clone(),
+            kernel_in_image: boot.kernel.in_image,
             cmdline: out.join(cmdline_name),
             verity,
             boot: vm.boot.name(),
@@ -544,6 +624,7 @@ pub fn build(plan: &DiskPlan, input: &DiskInput) -> Result<DiskBuild, DiskError>
             root_size: vm.root.size,
             attestations,
             tools: plan.tools.versions(),
+            cached,
         },
     })
 }

@@ -19,7 +19,7 @@
 use super::gpt::Guid;
 use crate::digest::Sha256Digest;
 use rayon::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -47,13 +47,13 @@ pub const ROOT_VERITY_X86_64: Guid = Guid([
 ]);
 
 /// A hash tree as written, and as the provenance records it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Verity {
     /// Hex, as on the kernel command line (`roothash=`).
     pub roothash: String,
     /// Hex.
     pub salt: String,
-    pub hash_algorithm: &'static str,
+    pub hash_algorithm: String,
     /// The on-disk hash format (`veritysetup --format`).
     pub format: u32,
     pub data_block_size: u64,
@@ -267,7 +267,7 @@ pub fn format(data: &Path, salt: [u8; 32], hash_out: &Path) -> Result<Verity, Ve
     Ok(Verity {
         roothash: hex::encode(root),
         salt: hex::encode(salt),
-        hash_algorithm: "sha256",
+        hash_algorithm: "sha256".into(),
         format: 1,
         data_block_size: BLOCK_SIZE,
         hash_block_size: BLOCK_SIZE,

@@ -14,6 +14,9 @@
 //! layers-v1/images/<key>.json      one per image key (see [`crate::warm`]): every layer
 //!                                  of an image and its SBOM blobs, each with the
 //!                                  identity its blob file had when stored
+//! layers-v1/disks/<key>.json       one per disk key (see [`crate::warm`]): the files of
+//!                                  a VM disk build (raw, qcow2, kernel, initrd), each a
+//!                                  blob of the store, with its identity and its check
 //! layers-v1/tmp/                   files being written, `<pid>-<start time>-<n>`
 //! ```
 //!
@@ -191,6 +194,7 @@ pub struct LayerCache {
     blobs: PathBuf,
     entries: PathBuf,
     images: PathBuf,
+    disks: PathBuf,
     tmp: PathBuf,
     /// `<pid>-<start time>`: this process, as its temporary files are named (empty
     /// without `/proc`).
@@ -217,6 +221,31 @@ pub struct CachedBlob {
     ino: u64,
     mtime_ns: i128,
     blake3: Blake3Digest,
+}
+
+impl CachedBlob {
+    /// The check taken of the blob's bytes as they were stored: their BLAKE3 for a
+    /// layer or an SBOM, the sparse check of `crate::disk::sparse` for a disk file.
+    pub fn check(&self) -> Blake3Digest {
+        self.blake3
+    }
+}
+
+/// A VM disk build as cached under a disk key ([`crate::warm`]): each of its files
+/// (raw, qcow2, kernel, initrd) a blob of the store, and what the disk stage says about
+/// them (`detail`, which the cache itself never reads).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DiskRecord<T> {
+    pub files: Vec<CachedFile>,
+    pub detail: T,
+}
+
+/// One file of a [`DiskRecord`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CachedFile {
+    /// What follows `<image name>.` in the output directory (`raw`, `vmlinuz`).
+    pub suffix: String,
+    pub blob: CachedBlob,
 }
 
 /// A layer of an [`ImageRecord`]: what a written layer reports, without the per-file
@@ -281,6 +310,8 @@ pub struct CacheInfo {
     pub entries: usize,
     /// Image records (whole images with their SBOMs, for unchanged rebuilds).
     pub images: usize,
+    /// Disk records (the files of a VM disk build, for unchanged rebuilds).
+    pub disks: usize,
     pub blobs: usize,
     pub bytes: u64,
 }
@@ -312,6 +343,7 @@ impl LayerCache {
             blobs: blobs_dir(&root),
             entries: root.join("entries"),
             images: root.join("images"),
+            disks: root.join("disks"),
             tmp: root.join("tmp"),
             owner: crate::oci::owner::own_tag(),
             next_tmp: AtomicU64::new(0),
@@ -320,7 +352,13 @@ impl LayerCache {
             used: Mutex::new(BTreeMap::new()),
             program: String::new(),
         };
-        for d in [&cache.blobs, &cache.entries, &cache.images, &cache.tmp] {
+        for d in [
+            &cache.blobs,
+            &cache.entries,
+            &cache.images,
+            &cache.disks,
+            &cache.tmp,
+        ] {
             fs::create_dir_all(d).map_err(io_err(d))?;
         }
         cache.remove_orphaned_tmp()?;
@@ -585,19 +623,33 @@ impl LayerCache {
         size: u64,
     ) -> Result<CachedBlob, CacheError> {
         let tmp = self.tmp_path();
-        let target = self.blob_path(&digest);
-        let placed = copy_synced(&layout.blob_path(&digest), &tmp).and_then(|check| {
-            fs::set_permissions(&tmp, fs::Permissions::from_mode(0o444))?;
-            fs::rename(&tmp, &target)?;
-            Ok(check)
-        });
-        let check = match placed {
-            Ok(check) => check,
+        match copy_synced(&layout.blob_path(&digest), &tmp) {
+            Ok(check) => self.place_blob(&tmp, digest, size, check),
             Err(e) => {
                 let _ = fs::remove_file(&tmp);
-                return Err(io_err(&target)(e));
+                Err(io_err(&tmp)(e))
             }
-        };
+        }
+    }
+
+    /// Makes the complete, synced file `tmp` (from [`LayerCache::tmp_path`]) the stored
+    /// blob `digest`, read-only, and returns its identity, with `check` (what the caller
+    /// took of the bytes it wrote to `tmp`). As for [`LayerCache::store_blob`], no lock
+    /// is needed. `tmp` is removed if this fails.
+    pub fn place_blob(
+        &self,
+        tmp: &Path,
+        digest: Sha256Digest,
+        size: u64,
+        check: Blake3Digest,
+    ) -> Result<CachedBlob, CacheError> {
+        let target = self.blob_path(&digest);
+        let placed = fs::set_permissions(tmp, fs::Permissions::from_mode(0o444))
+            .and_then(|()| fs::rename(tmp, &target));
+        if let Err(e) = placed {
+            let _ = fs::remove_file(tmp);
+            return Err(io_err(&target)(e));
+        }
         let meta = fs::metadata(&target).map_err(io_err(&target))?;
         Ok(CachedBlob {
             digest,
@@ -606,6 +658,18 @@ impl LayerCache {
             mtime_ns: mtime_ns(&meta),
             blake3: check,
         })
+    }
+
+    /// Removes the stored `blob`, whose bytes were found not to be those stored (a
+    /// change in place), with a warning saying so: the build writes it anew.
+    pub fn discard_changed(&self, blob: &CachedBlob, what: &str) {
+        let path = self.blob_path(&blob.digest);
+        let _ = fs::remove_file(&path);
+        self.warn(format!(
+            "layer cache: {what} ({}, {}) was changed after it was written; removed it, and wrote it anew",
+            path.display(),
+            blob.digest
+        ));
     }
 
     fn image_path(&self, key_hex: &str) -> PathBuf {
@@ -632,16 +696,51 @@ impl LayerCache {
 
     /// Stores `record` under `key_hex`, atomically. Failures become warnings.
     pub fn store_image_record(&self, key_hex: &str, record: &ImageRecord) {
+        self.store_record(&self.image_path(key_hex), record, "the image");
+    }
+
+    fn disk_path(&self, key_hex: &str) -> PathBuf {
+        self.disks.join(format!("{key_hex}.json"))
+    }
+
+    /// The disk record stored under `key_hex`, if it reads; a damaged one is removed.
+    /// Its blobs are not checked here: the caller checks each as it copies it.
+    pub fn disk_record<T: serde::de::DeserializeOwned>(
+        &self,
+        key_hex: &str,
+    ) -> Option<DiskRecord<T>> {
+        let path = self.disk_path(key_hex);
+        let bytes = fs::read(&path).ok()?;
+        match serde_json::from_slice(&bytes) {
+            Ok(record) => {
+                // Marks the record used, for `prune`.
+                touch(&path);
+                Some(record)
+            }
+            Err(_) => {
+                let _ = fs::remove_file(&path);
+                None
+            }
+        }
+    }
+
+    /// Stores `record` under `key_hex`, atomically. Failures become warnings.
+    pub fn store_disk_record<T: Serialize>(&self, key_hex: &str, record: &DiskRecord<T>) {
+        self.store_record(&self.disk_path(key_hex), record, "the VM disk");
+    }
+
+    /// Writes `record` to `path` through `tmp/` and a rename; failures become warnings
+    /// naming `what` was not cached.
+    fn store_record(&self, path: &Path, record: &impl Serialize, what: &str) {
         let tmp = self.tmp_path();
-        let path = self.image_path(key_hex);
         let stored = serde_json::to_vec(record)
             .map_err(io::Error::from)
             .and_then(|json| fs::write(&tmp, json))
-            .and_then(|()| fs::rename(&tmp, &path));
+            .and_then(|()| fs::rename(&tmp, path));
         if let Err(e) = stored {
             let _ = fs::remove_file(&tmp);
             self.warn(format!(
-                "the image was not added to the layer cache ({}): {e}",
+                "{what} was not added to the layer cache ({}): {e}",
                 path.display()
             ));
         }
@@ -654,6 +753,7 @@ impl LayerCache {
             dir: self.dir.clone(),
             entries: list_dir(&self.entries)?.len(),
             images: list_dir(&self.images)?.len(),
+            disks: list_dir(&self.disks)?.len(),
             blobs: blobs.len(),
             bytes: blobs.iter().map(|b| b.size).sum(),
         })
@@ -662,8 +762,8 @@ impl LayerCache {
     /// Removes entries by `policy`, then every blob no entry refers to, and leftovers of
     /// interrupted writes older than a day before `now` (seconds since the epoch).
     pub fn prune(&self, policy: PrunePolicy, now: u64) -> Result<PruneReport, CacheError> {
-        // Layer entries and image records alike: each refers to blobs; one whose record
-        // cannot be read refers to none and goes.
+        // Layer entries, image and disk records alike: each refers to blobs; one whose
+        // record cannot be read refers to none and goes.
         let mut entries: Vec<(Listed, Option<Vec<Sha256Digest>>)> = list_dir(&self.entries)?
             .into_iter()
             .map(|listed| {
@@ -679,6 +779,13 @@ impl LayerCache {
                 .ok()
                 .and_then(|b| serde_json::from_slice::<ImageRecord>(&b).ok())
                 .map(|r| r.blobs().map(|b| b.digest).collect());
+            (listed, digests)
+        }));
+        entries.extend(list_dir(&self.disks)?.into_iter().map(|listed| {
+            let digests = fs::read(&listed.path)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<DiskRecord<serde::de::IgnoredAny>>(&b).ok())
+                .map(|r| r.files.iter().map(|f| f.blob.digest).collect());
             (listed, digests)
         }));
         let blobs = list_dir(&self.blobs)?;

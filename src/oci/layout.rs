@@ -820,7 +820,7 @@ fn sync_dir(dir: &Path) -> Result<(), LayoutError> {
 
 /// Clones `source` into the empty `target` (FICLONE); false where the file system
 /// cannot.
-fn reflink(source: &File, target: &File) -> bool {
+pub fn reflink(source: &File, target: &File) -> bool {
     use std::os::fd::AsRawFd;
     // SAFETY: both descriptors are open; FICLONE reads the first and writes the second.
     unsafe { libc::ioctl(target.as_raw_fd(), libc::FICLONE, source.as_raw_fd()) == 0 }

@@ -5,6 +5,7 @@
 pub mod apt;
 pub mod postgres;
 pub mod registry;
+pub mod ssh_vm;
 pub mod tls;
 
 use std::collections::BTreeMap;

@@ -60,7 +60,7 @@ impl Project {
 
 /// Runs `build` under strace, killed at its `nth` rename (any thread); whether the
 /// build finished before that.
-fn killed_at_rename(build: &std::process::Command, nth: usize) -> bool {
+pub(super) fn killed_at_rename(build: &std::process::Command, nth: usize) -> bool {
     let mut traced = std::process::Command::new("strace");
     traced
         .args(["-f", "-qq", "-o", "/dev/null"])

@@ -3,11 +3,12 @@
 //! verified with the Debian archive keyring, then run with runc. Needs the Debian
 //! package archive that this machine's apt reaches; nothing else leaves the machine.
 
+use crate::common::ssh_vm::{SshVm, VmDisk};
 use crate::common::{cairn, repo_root, run_ok};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 #[test]
@@ -544,43 +545,6 @@ fn the_images_own_dpkg_and_apt_find_the_full_database_clean() {
 /// How long the Debian VM may take from starting QEMU to answering over SSH.
 const SSH_DEADLINE: Duration = Duration::from_secs(180);
 
-/// QEMU running a disk, stopped by its PID when dropped.
-struct RunningVm {
-    qemu: Child,
-    serial: PathBuf,
-}
-
-impl RunningVm {
-    /// What the serial console printed so far, without systemd's colour codes.
-    fn console(&self) -> String {
-        let text =
-            String::from_utf8_lossy(&std::fs::read(&self.serial).unwrap_or_default()).into_owned();
-        let mut plain = String::with_capacity(text.len());
-        let mut chars = text.chars().peekable();
-        while let Some(c) = chars.next() {
-            if c == '\x1b' && chars.peek() == Some(&'[') {
-                // A control sequence: `[`, its parameters, then its final character.
-                chars.next();
-                for p in chars.by_ref() {
-                    if !(p.is_ascii_digit() || p == ';') {
-                        break;
-                    }
-                }
-                continue;
-            }
-            plain.push(c);
-        }
-        plain
-    }
-}
-
-impl Drop for RunningVm {
-    fn drop(&mut self) {
-        let _ = self.qemu.kill();
-        let _ = self.qemu.wait();
-    }
-}
-
 /// `recipes/debian-vm.yaml` for real: Debian bookworm from the host's mirror with the
 /// cloud kernel its `linux-image-cloud-amd64` ships, systemd, networkd and OpenSSH.
 /// The disk boots under QEMU (TCG, user-mode networking) to `multi-user.target`, and
@@ -673,85 +637,24 @@ fn the_debian_vm_boots_systemd_and_answers_over_ssh() {
     let passwd = std::fs::read_to_string(root.join("etc/passwd")).unwrap();
     assert!(passwd.lines().any(|l| l.starts_with("sshd:")), "{passwd}");
 
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
     let out = work.path().join("a");
-    let serial = work.path().join("serial.log");
     let cmdline = std::fs::read_to_string(out.join("debian-vm.cmdline")).unwrap();
-    let started = Instant::now();
-    let vm = RunningVm {
-        qemu: Command::new("qemu-system-x86_64")
-            .args([
-                "-accel", "tcg", "-m", "1024", "-display", "none", "-monitor", "none",
-            ])
-            .arg("-serial")
-            .arg(format!("file:{}", serial.display()))
-            .arg("-kernel")
-            .arg(out.join("debian-vm.vmlinuz"))
-            .args(["-append", cmdline.trim()])
-            .arg("-drive")
-            .arg(format!(
-                "file={},format=qcow2,if=none,id=root,snapshot=on",
-                out.join("debian-vm.qcow2").display()
-            ))
-            .args(["-device", "nvme,drive=root,serial=cairn"])
-            .arg("-netdev")
-            .arg(format!("user,id=net,hostfwd=tcp:127.0.0.1:{port}-:22"))
-            .args(["-device", "virtio-net-pci,netdev=net"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("qemu-system-x86_64 runs (TEST_TOOLS: qemu-system-x86)"),
-        serial,
-    };
-    let ssh = |command: &str| {
-        Command::new("ssh")
-            .args(["-p", &port.to_string(), "-i"])
-            .arg(&key)
-            .args([
-                "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "IdentitiesOnly=yes",
-                "-o",
-                "ConnectTimeout=10",
-                "root@127.0.0.1",
-                command,
-            ])
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    };
-    while !vm.console().contains("Reached target multi-user.target") {
-        assert!(
-            started.elapsed() < SSH_DEADLINE,
-            "no multi-user.target within {SSH_DEADLINE:?}; serial console:\n{}",
-            vm.console()
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    let multi_user = started.elapsed();
-    let os_release = loop {
-        let answer = ssh("cat /etc/os-release");
-        if answer.status.success() {
-            break String::from_utf8_lossy(&answer.stdout).into_owned();
-        }
-        assert!(
-            started.elapsed() < SSH_DEADLINE,
-            "no SSH answer within {SSH_DEADLINE:?}: {}\nserial console:\n{}",
-            String::from_utf8_lossy(&answer.stderr),
-            vm.console()
-        );
-        std::thread::sleep(Duration::from_secs(1));
-    };
-    let answered = started.elapsed();
+    let vm = SshVm::start(
+        &VmDisk {
+            kernel: &out.join("debian-vm.vmlinuz"),
+            cmdline: cmdline.trim(),
+            qcow2: &out.join("debian-vm.qcow2"),
+        },
+        &key,
+        &work.path().join("serial.log"),
+    )
+    .expect("qemu-system-x86_64 runs (TEST_TOOLS: qemu-system-x86)");
+    let multi_user = vm
+        .wait_for_console("Reached target multi-user.target", SSH_DEADLINE)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (os_release, answered) = vm
+        .wait_for_ssh("cat /etc/os-release", SSH_DEADLINE)
+        .unwrap_or_else(|e| panic!("{e}"));
     eprintln!("debian-vm under TCG: multi-user.target after {multi_user:?}, SSH answered after {answered:?}");
     assert!(
         os_release.contains("PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\""),
@@ -759,7 +662,9 @@ fn the_debian_vm_boots_systemd_and_answers_over_ssh() {
     );
 
     // Made on this boot: the host key sshd answered with and the machine id.
-    let made = ssh("cat /etc/ssh/ssh_host_ed25519_key.pub /etc/machine-id");
+    let made = vm
+        .ssh("cat /etc/ssh/ssh_host_ed25519_key.pub /etc/machine-id")
+        .unwrap();
     let made = String::from_utf8_lossy(&made.stdout);
     let lines: Vec<&str> = made.lines().collect();
     assert!(

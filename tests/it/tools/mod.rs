@@ -29,4 +29,5 @@ mod registry;
 mod sbom_validation;
 mod serve;
 mod vm;
+mod vm_cache;
 mod vm_verity;

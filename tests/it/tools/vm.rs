@@ -16,7 +16,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
-const MOTD: &str = "hello from a cairn disk\n";
+pub(super) const MOTD: &str = "hello from a cairn disk\n";
 
 /// The kernel package `linux-image-cloud-amd64` depends on.
 fn kernel_package() -> String {
@@ -35,7 +35,7 @@ fn kernel_package() -> String {
 }
 
 /// Debian's cloud kernel (ext4 and NVMe built in, so no initramfs is needed).
-fn kernel() -> PathBuf {
+pub(super) fn kernel() -> PathBuf {
     static KERNEL: OnceLock<PathBuf> = OnceLock::new();
     KERNEL
         .get_or_init(|| {
@@ -112,7 +112,7 @@ fn from_package(package: &str, name: &str, pick: impl Fn(&Path) -> PathBuf) -> P
 }
 
 /// The first sectors of a bzImage: enough for cairn's check, for tests that do not boot.
-fn fake_bzimage(path: &Path) {
+pub(super) fn fake_bzimage(path: &Path) {
     let mut bytes = vec![0u8; 4096];
     bytes[0x202..0x206].copy_from_slice(b"HdrS");
     std::fs::write(path, bytes).unwrap();
@@ -126,14 +126,14 @@ fn busybox() -> PathBuf {
         .expect("busybox-static is installed (TEST_TOOLS)")
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
+pub(super) fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(bytes))
 }
 
 /// A VM recipe in `dir`: busybox, an `/init` that prints the SHA-256 of two files and
 /// powers off, a symlink and a hard-linked archive member; `kernel` copied in.
-fn write_vm_recipe(dir: &Path, kernel: &Path, formats: &str) -> PathBuf {
+pub(super) fn write_vm_recipe(dir: &Path, kernel: &Path, formats: &str) -> PathBuf {
     std::fs::copy(busybox(), dir.join("busybox")).unwrap();
     std::fs::copy(kernel, dir.join("vmlinuz")).unwrap();
     std::fs::write(
@@ -211,7 +211,7 @@ vm:
 }
 
 /// How QEMU starts the guest.
-enum Firmware<'a> {
+pub(super) enum Firmware<'a> {
     /// `-kernel` and `-append`: QEMU loads the kernel.
     Direct { kernel: &'a Path, cmdline: &'a str },
     /// The same, with `-initrd`.
@@ -239,7 +239,7 @@ fn make_uefi(recipe: &Path) {
 
 /// Boots `disk` under QEMU (TCG) and returns what the serial console printed. The
 /// guest powers off by itself; past the timeout QEMU is killed by its PID.
-fn boot(firmware: Firmware, disk: &Path, format: &str) -> String {
+pub(super) fn boot(firmware: Firmware, disk: &Path, format: &str) -> String {
     let log_dir = tempfile::tempdir().unwrap();
     let log = log_dir.path().join("serial.log");
     let mut qemu = Command::new("qemu-system-x86_64");
