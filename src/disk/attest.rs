@@ -62,7 +62,7 @@ pub fn write_signed_statements(
         ..input.provenance.clone()
     });
     let vm = &plan.vm;
-    let parameters = json!({
+    let mut parameters = json!({
         "boot": vm.boot.name(),
         "stub": vm.stub.as_ref().zip(boot.stub.as_ref()).map(|(f, s)| named(f, s, false)),
         "cmdline": vm.cmdline,
@@ -71,6 +71,13 @@ pub fn write_signed_statements(
         "initrd": vm.initrd.as_ref().zip(boot.initrd.as_ref()).map(|(f, i)| named(f, i, false)),
         "root": {"fs": vm.root.fs.name(), "size": vm.root.size, "partition": super::ROOT_PARTITION_NAME},
     });
+    if let Some(key) = &plan.secure_boot {
+        // The certificate names the signer; the key itself is never recorded.
+        parameters["secure_boot"] = json!({
+            "cert_sha256": key.cert_sha256.hex(),
+            "cert_subject": key.subject,
+        });
+    }
     let definition = &mut provenance.build_definition;
     definition
         .internal_parameters

@@ -208,6 +208,7 @@ fn the_run_hint_of_a_uefi_disk_boots_firmware_and_never_names_a_kernel() {
         root_size: 1 << 20,
         attestations: None,
         tools: Default::default(),
+        secure_boot_cert: None,
     };
     let uefi = report(BootMode::Uefi).run_hint();
     assert!(

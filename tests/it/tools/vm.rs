@@ -16,7 +16,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
-const MOTD: &str = "hello from a cairn disk\n";
+pub(super) const MOTD: &str = "hello from a cairn disk\n";
 
 /// The kernel package `linux-image-cloud-amd64` depends on.
 fn kernel_package() -> String {
@@ -35,7 +35,7 @@ fn kernel_package() -> String {
 }
 
 /// Debian's cloud kernel (ext4 and NVMe built in, so no initramfs is needed).
-fn kernel() -> PathBuf {
+pub(super) fn kernel() -> PathBuf {
     static KERNEL: OnceLock<PathBuf> = OnceLock::new();
     KERNEL
         .get_or_init(|| {
@@ -126,14 +126,14 @@ fn busybox() -> PathBuf {
         .expect("busybox-static is installed (TEST_TOOLS)")
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
+pub(super) fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(bytes))
 }
 
 /// A VM recipe in `dir`: busybox, an `/init` that prints the SHA-256 of two files and
 /// powers off, a symlink and a hard-linked archive member; `kernel` copied in.
-fn write_vm_recipe(dir: &Path, kernel: &Path, formats: &str) -> PathBuf {
+pub(super) fn write_vm_recipe(dir: &Path, kernel: &Path, formats: &str) -> PathBuf {
     std::fs::copy(busybox(), dir.join("busybox")).unwrap();
     std::fs::copy(kernel, dir.join("vmlinuz")).unwrap();
     std::fs::write(
@@ -225,7 +225,7 @@ enum Firmware<'a> {
 }
 
 /// Turns the recipe `write_vm_recipe` wrote into a `boot: uefi` one with systemd-stub.
-fn make_uefi(recipe: &Path) {
+pub(super) fn make_uefi(recipe: &Path) {
     std::fs::copy(uefi_stub(), recipe.with_file_name("stub.efi")).unwrap();
     let text = std::fs::read_to_string(recipe)
         .unwrap()
