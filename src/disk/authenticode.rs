@@ -269,7 +269,10 @@ fn indirect_data_content(hash: Sha256Digest) -> Vec<u8> {
         .encode_utf16()
         .flat_map(u16::to_be_bytes)
         .collect();
-    let link = der(context(0), &der(context(2), &der(CONTEXT_0_PRIMITIVE, &obsolete)));
+    let link = der(
+        context(0),
+        &der(context(2), &der(CONTEXT_0_PRIMITIVE, &obsolete)),
+    );
     let pe_image_data = der(SEQUENCE, &concat(&[&der(BIT_STRING, &[0]), &link]));
     let data = der(SEQUENCE, &concat(&[oid::SPC_PE_IMAGE_DATA, &pe_image_data]));
     let digest = der(
@@ -310,7 +313,11 @@ fn signed_data(hash: Sha256Digest, signer: &Signer) -> Result<Vec<u8>, Authentic
     // has none, so the signature is the same whatever it is.
     let signature = signer
         .key
-        .sign_with_rng(&mut rand_core::OsRng, Pkcs1v15Sign::new::<Sha256>(), &signed)
+        .sign_with_rng(
+            &mut rand_core::OsRng,
+            Pkcs1v15Sign::new::<Sha256>(),
+            &signed,
+        )
         .map_err(|e| AuthenticodeError::Rsa(e.to_string()))?;
     let signer_info = der(
         SEQUENCE,

@@ -34,7 +34,6 @@ use crate::attest::intoto::ProvenanceFacts;
 use crate::diag::{Diagnose, Location};
 use crate::digest::Sha256Digest;
 use crate::keys::SigningKey;
-use secure_boot::SecureBootKey;
 use crate::layers::LayerTree;
 use crate::recipe::{
     BootMode, Diagnostic, DiskFormat, Recipe, RootFsType, VmFile, VmFileFrom, VmSpec,
@@ -42,6 +41,7 @@ use crate::recipe::{
 use crate::resolve::{LockMode, Lockfile, ResolvedSources};
 use crate::snapshot::{Content, SourceEntryKind};
 use boot::{BootFile, BootFiles, ImageFile};
+use secure_boot::SecureBootKey;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;

@@ -198,7 +198,9 @@ mod tests {
         assert_eq!(from_pem.cert_sha256, Sha256Digest::of(&der));
         assert_eq!(from_der.cert_sha256, from_pem.cert_sha256);
         assert!(
-            from_pem.subject.starts_with("CN=cairn test Secure Boot db key"),
+            from_pem
+                .subject
+                .starts_with("CN=cairn test Secure Boot db key"),
             "{}",
             from_pem.subject
         );

@@ -65,7 +65,11 @@ fn the_hash_skips_checksum_and_certificate_entry_and_covers_the_rest() {
     let hash = image_hash(&pe).unwrap();
     let mut skipped = pe.clone();
     put_u32(&mut skipped, OPTIONAL + CHECKSUM, 0xdead_beef);
-    assert_eq!(image_hash(&skipped).unwrap(), hash, "CheckSum is not hashed");
+    assert_eq!(
+        image_hash(&skipped).unwrap(),
+        hash,
+        "CheckSum is not hashed"
+    );
     // What is hashed: the headers before the checksum, after it, and the sections.
     for at in [0x10, OPTIONAL + 70, OPTIONAL + 240 + 2, 0x400, 0x7ff] {
         let mut changed = pe.clone();
@@ -149,7 +153,10 @@ fn a_signed_or_broken_image_is_refused() {
     );
     let mut beyond = image();
     put_u32(&mut beyond, OPTIONAL + 240 + 16, 0x1000);
-    assert!(matches!(key.sign(&beyond), Err(AuthenticodeError::NotPe(_))));
+    assert!(matches!(
+        key.sign(&beyond),
+        Err(AuthenticodeError::NotPe(_))
+    ));
 }
 
 #[test]

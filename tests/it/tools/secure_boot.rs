@@ -55,13 +55,26 @@ fn boot_secure(disk: &Path, vars: &Path) -> String {
     let mut qemu = Command::new("qemu-system-x86_64")
         .args(["-accel", "tcg", "-machine", "q35,smm=on", "-m", "512"])
         .args(["-global", "driver=cfi.pflash01,property=secure,value=on"])
-        .args(["-display", "none", "-no-reboot", "-monitor", "none", "-nic", "none"])
+        .args([
+            "-display",
+            "none",
+            "-no-reboot",
+            "-monitor",
+            "none",
+            "-nic",
+            "none",
+        ])
         .arg("-serial")
         .arg(format!("file:{}", log.display()))
         .arg("-drive")
-        .arg(format!("if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}"))
+        .arg(format!(
+            "if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}"
+        ))
         .arg("-drive")
-        .arg(format!("if=pflash,format=raw,unit=1,file={}", own_vars.display()))
+        .arg(format!(
+            "if=pflash,format=raw,unit=1,file={}",
+            own_vars.display()
+        ))
         .arg("-drive")
         .arg(format!(
             "file={},format=raw,if=none,id=root,snapshot=on",
@@ -181,9 +194,16 @@ fn a_signed_disk_boots_under_secure_boot_and_a_changed_or_unsigned_image_is_refu
     let changed_path = dir.path().join("changed.efi");
     std::fs::write(&changed_path, &changed).unwrap();
     let refused = sbverify(&cert, &changed_path);
-    assert!(!refused.status.success(), "sbverify accepted a changed image");
+    assert!(
+        !refused.status.success(),
+        "sbverify accepted a changed image"
+    );
     let changed_disk = dir.path().join("changed.raw");
-    std::fs::write(&changed_disk, with_uki(&disk, esp.clone(), &changed, dir.path())).unwrap();
+    std::fs::write(
+        &changed_disk,
+        with_uki(&disk, esp.clone(), &changed, dir.path()),
+    )
+    .unwrap();
     let serial = boot_secure(&changed_disk, &vars);
     assert!(
         serial.contains(REFUSED) && !serial.contains("CAIRN-MARKER"),
@@ -195,7 +215,10 @@ fn a_signed_disk_boots_under_secure_boot_and_a_changed_or_unsigned_image_is_refu
     let unsigned_recipe = dir.path().join("unsigned.yaml");
     std::fs::write(
         &unsigned_recipe,
-        text.replace("  secure_boot: { key: keys/db.key, cert: keys/db.crt }\n", ""),
+        text.replace(
+            "  secure_boot: { key: keys/db.key, cert: keys/db.crt }\n",
+            "",
+        ),
     )
     .unwrap();
     let unsigned_out = dir.path().join("unsigned");
@@ -231,10 +254,13 @@ fn signing_is_reproducible_names_the_certificate_and_keeps_the_key_out() {
     let cert_pem = std::fs::read_to_string(&cert_path).unwrap();
     let cert_der = pem_body(&cert_pem);
     let fingerprint = sha256_hex(&cert_der);
-    assert_eq!(report["disk"]["secure_boot_cert"], fingerprint.as_str());
+    assert_eq!(
+        report["disk"]["secure_boot_cert"],
+        format!("sha256:{fingerprint}").as_str()
+    );
     let provenance = provenance_of(&a.join("vmtest.disk.intoto.jsonl"));
-    let recorded = &provenance["predicate"]["buildDefinition"]["internalParameters"]["vm"]
-        ["secure_boot"];
+    let recorded =
+        &provenance["predicate"]["buildDefinition"]["internalParameters"]["vm"]["secure_boot"];
     assert_eq!(recorded["cert_sha256"], fingerprint.as_str(), "{recorded}");
     assert!(recorded["cert_subject"]
         .as_str()
@@ -244,7 +270,9 @@ fn signing_is_reproducible_names_the_certificate_and_keeps_the_key_out() {
     let key_pem = std::fs::read_to_string(dir.path().join("keys/db.key")).unwrap();
     let key_der = pem_body(&key_pem);
     for (name, bytes) in tree_bytes(&a) {
-        let found = bytes.windows(64).any(|w| w == &key_der[key_der.len() - 64..])
+        let found = bytes
+            .windows(64)
+            .any(|w| w == &key_der[key_der.len() - 64..])
             || bytes
                 .windows(64)
                 .any(|w| w == key_pem.lines().nth(5).unwrap().as_bytes());
@@ -276,7 +304,10 @@ fn signing_is_reproducible_names_the_certificate_and_keeps_the_key_out() {
         ],
     );
     let other_der = pem_body(&std::fs::read_to_string(&other_cert).unwrap());
-    assert_eq!(report["disk"]["secure_boot_cert"], sha256_hex(&other_der).as_str());
+    assert_eq!(
+        report["disk"]["secure_boot_cert"],
+        format!("sha256:{}", sha256_hex(&other_der)).as_str()
+    );
     let (other_uki, _) = uki_of(&std::fs::read(c.join("vmtest.raw")).unwrap(), dir.path());
     let other_path = dir.path().join("other.efi");
     std::fs::write(&other_path, &other_uki).unwrap();
