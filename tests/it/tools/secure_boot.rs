@@ -199,11 +199,7 @@ fn a_signed_disk_boots_under_secure_boot_and_a_changed_or_unsigned_image_is_refu
         "sbverify accepted a changed image"
     );
     let changed_disk = dir.path().join("changed.raw");
-    std::fs::write(
-        &changed_disk,
-        with_uki(&disk, esp.clone(), &changed, dir.path()),
-    )
-    .unwrap();
+    std::fs::write(&changed_disk, with_uki(&disk, esp, &changed, dir.path())).unwrap();
     let serial = boot_secure(&changed_disk, &vars);
     assert!(
         serial.contains(REFUSED) && !serial.contains("CAIRN-MARKER"),
