@@ -127,7 +127,7 @@ impl SecureBootKey {
             path: cert_path.into(),
         };
         let certificate = match der::pem::decode_vec(cert_bytes) {
-            Ok((label, der)) if label == "CERTIFICATE" => der,
+            Ok(("CERTIFICATE", der)) => der,
             Ok(_) => return Err(not_cert()),
             Err(_) => cert_bytes.to_vec(),
         };
