@@ -1,3 +1,6 @@
+//! Unit tests of the Authenticode signer: what the image hash covers and skips, the
+//! certificate table and checksum it appends, determinism, and what it refuses.
+
 use super::*;
 use crate::disk::secure_boot::SecureBootKey;
 use std::path::Path;
