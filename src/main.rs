@@ -188,6 +188,7 @@ fn diagnosis<'a>(cause: &'a (dyn std::error::Error + 'static)) -> Option<&'a dyn
         cairn::layers::tar::TarError,
         cairn::disk::DiskError,
         cairn::disk::tools::ToolError,
+        cairn::disk::secure_boot::SecureBootError,
         cairn::registry::RegistryError,
         cairn::ledger::StoreError,
         cairn::ledger::pg::DatabaseError,

@@ -51,6 +51,9 @@ pub struct BuildHandles {
     pub registry: Option<crate::registry::Client>,
     /// Reuse and store layer blobs here; `None` writes every layer anew.
     pub cache: Option<LayerCache>,
+    /// Signs a `boot: uefi` disk's unified kernel image, in place of the recipe's
+    /// `vm.secure_boot` (`--secure-boot-key`, `--secure-boot-cert`).
+    pub secure_boot: Option<crate::disk::secure_boot::SecureBootKey>,
 }
 
 /// Told about progress; the CLI draws bars and measures stage times with it.

@@ -119,7 +119,7 @@ fn written_or_replayed(
     let disk_key = warm
         .as_ref()
         .zip(plan.disk.as_ref())
-        .map(|((_, key), disk)| warm::disk::key(key, &disk.tools));
+        .map(|((_, key), disk)| warm::disk::key(key, disk));
     let replayed = warm.as_ref().and_then(|(cache, key)| {
         // The disk first: a recipe with `vm:` needs the layer trees unless its disk
         // is replayed too.

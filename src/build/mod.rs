@@ -88,6 +88,9 @@ pub fn build(
             progress: observer,
         },
     )?;
+    if let (Some(disk), Some(vm)) = (&mut plan.disk, &recipe.vm) {
+        disk.secure_boot = crate::disk::secure_boot_key(recipe, vm, handles.secure_boot.as_ref())?;
+    }
 
     // The loop owns the platforms' sources, so that each frees its source entries
     // once its layers are assembled (an entry per file; see `write_layers`).

@@ -77,6 +77,7 @@ fn handles(cache: Option<LayerCache>) -> BuildHandles {
         sign_key: None,
         registry: None,
         cache,
+        secure_boot: None,
     }
 }
 

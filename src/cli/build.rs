@@ -16,7 +16,7 @@ use cairn::resolve::LockMode;
 use clap::Args;
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
@@ -93,6 +93,15 @@ pub struct BuildArgs {
     offline: bool,
     #[command(flatten)]
     source_roots: super::source_roots::SourceRootArgs,
+    /// Sign the unified kernel image of a `boot: uefi` disk for Secure Boot with this
+    /// RSA private key (PEM), in place of the recipe's `vm.secure_boot`; needs
+    /// --secure-boot-cert. The key goes into no output.
+    #[arg(long, value_name = "KEY", requires = "secure_boot_cert")]
+    secure_boot_key: Option<PathBuf>,
+    /// The X.509 certificate (PEM or DER) of --secure-boot-key, the one enrolled in
+    /// the firmware's db; its SHA-256 goes into the provenance.
+    #[arg(long, value_name = "CERT", requires = "secure_boot_key")]
+    secure_boot_cert: Option<PathBuf>,
 }
 
 /// Builds; prints the manifest digest on stdout (or the JSON report) and the summary
@@ -120,6 +129,8 @@ pub fn run(args: BuildArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
         push_flags,
         offline,
         source_roots,
+        secure_boot_key,
+        secure_boot_cert,
     } = args;
     if push.is_some() && format.is_archive() {
         bail!("--push sends the layout directory to the registry: build with --format oci (the default) to push");
@@ -155,6 +166,19 @@ pub fn run(args: BuildArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
         super::registry::WRITE_TIMEOUT,
     )?;
     let source_date_epoch = source_date_epoch()?;
+    let secure_boot = match (&secure_boot_key, &secure_boot_cert) {
+        (Some(key), Some(cert)) => {
+            if !matches!(&recipe.vm, Some(vm) if vm.boot == cairn::recipe::BootMode::Uefi) {
+                bail!("--secure-boot-key signs the unified kernel image of a `vm: {{ boot: uefi }}` disk, and {} builds none", recipe.file.path.display());
+            }
+            Some(cairn::disk::secure_boot::SecureBootKey::read(
+                Path::new(""),
+                key,
+                cert,
+            )?)
+        }
+        _ => None,
+    };
     let sign_key_path = sign_key;
     let sign_key = sign_key_path
         .as_deref()
@@ -202,6 +226,7 @@ pub fn run(args: BuildArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
         sign_key,
         registry,
         cache,
+        secure_boot,
     };
     let show_progress = !quiet && !json && std::io::stderr().is_terminal();
     let bars;

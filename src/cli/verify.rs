@@ -93,6 +93,8 @@ pub fn run(args: VerifyArgs, cancel: Arc<AtomicBool>) -> Result<i32> {
                 sign_key: None,
                 // An independent rebuild: nothing from earlier builds.
                 cache: None,
+                // The recipe's own `vm.secure_boot` key, if it names one.
+                secure_boot: None,
             };
             let settings = BuildSettings {
                 out_dir: scratch.path().to_path_buf(),

@@ -77,7 +77,7 @@ pub fn write_signed_statements(
     if let Some(verity) = written.verity {
         root["verity"] = serde_json::to_value(verity).expect("verity parameters serialise");
     }
-    let parameters = json!({
+    let mut parameters = json!({
         "boot": vm.boot.name(),
         "stub": vm.stub.as_ref().zip(boot.stub.as_ref()).map(|(f, s)| named(f, s, false)),
         "cmdline": written.cmdline,
@@ -86,6 +86,13 @@ pub fn write_signed_statements(
         "initrd": vm.initrd.as_ref().zip(boot.initrd.as_ref()).map(|(f, i)| named(f, i, false)),
         "root": root,
     });
+    if let Some(key) = &plan.secure_boot {
+        // The certificate names the signer; the key itself is never recorded.
+        parameters["secure_boot"] = json!({
+            "cert_sha256": key.cert_sha256.hex(),
+            "cert_subject": key.subject,
+        });
+    }
     let definition = &mut provenance.build_definition;
     definition
         .internal_parameters

@@ -22,6 +22,7 @@
 //! `mksquashfs` (squashfs-tools), whose versions are pinned ([`tools`]). Reading a qcow2 back (`verify`, `trace`) uses `qemu-img`.
 
 pub mod attest;
+pub mod authenticode;
 pub mod boot;
 pub mod esp;
 pub mod ext4;
@@ -29,6 +30,7 @@ pub mod gpt;
 pub mod qcow2;
 pub mod read;
 pub mod rootfs;
+pub mod secure_boot;
 pub mod sparse;
 pub mod squashfs;
 pub mod tools;
@@ -46,6 +48,7 @@ use crate::recipe::{
 use crate::resolve::{LockMode, Lockfile, ResolvedSources};
 use crate::snapshot::SourceEntryKind;
 use boot::{BootFile, BootFiles, BootIds, ImageFile};
+use secure_boot::SecureBootKey;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
@@ -125,6 +128,9 @@ pub struct DiskPlan {
     pub initrd: Option<BootFile>,
     /// The UEFI stub, for `boot: uefi`.
     pub stub: Option<BootFile>,
+    /// Signs the unified kernel image; set by [`secure_boot_key`] once the build
+    /// knows where the key comes from (`cairn lock` never reads it).
+    pub secure_boot: Option<SecureBootKey>,
 }
 
 /// Checks the `vm:` inputs before anything is built: the tools are installed and
@@ -173,7 +179,39 @@ pub fn plan(
         kernel,
         initrd,
         stub,
+        secure_boot: None,
     })
+}
+
+/// The key that signs the unified kernel image: `given` (the `--secure-boot-key` and
+/// `--secure-boot-cert` flags) over the recipe's `vm.secure_boot`, whose paths are
+/// relative to the recipe file. Read and checked before anything is built.
+pub fn secure_boot_key(
+    recipe: &Recipe,
+    vm: &VmSpec,
+    given: Option<&SecureBootKey>,
+) -> Result<Option<SecureBootKey>, DiskError> {
+    if let Some(given) = given {
+        if vm.boot != BootMode::Uefi {
+            return Err(located(
+                recipe,
+                vm.span,
+                "Secure Boot signs the unified kernel image of `boot: uefi`, and this `vm:` boots directly".into(),
+                "write `boot: uefi` with a `stub`, or leave out --secure-boot-key and --secure-boot-cert".into(),
+            ));
+        }
+        return Ok(Some(given.clone()));
+    }
+    let Some(spec) = &vm.secure_boot else {
+        return Ok(None);
+    };
+    SecureBootKey::read(&recipe.file.dir, spec.key.as_ref(), spec.cert.as_ref())
+        .map(Some)
+        .map_err(|e| {
+            DiskError::Located(Box::new(
+                Diagnostic::new(&recipe.file, spec.span, e.to_string()).with_hint_of(&e),
+            ))
+        })
 }
 
 /// The kernel is a bzImage.
@@ -307,6 +345,9 @@ pub struct DiskReport {
     /// Whether the disk files were replayed from the layer cache (an unchanged
     /// rebuild; see [`crate::warm`]) rather than written.
     pub cached: bool,
+    /// The SHA-256 of the certificate whose key signed the unified kernel image.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secure_boot_cert: Option<Sha256Digest>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -481,7 +522,13 @@ pub fn write(
     };
     let mut partitions = Vec::new();
     if let Some(stub) = &boot.stub {
-        let uki = unified_kernel_image(&cmdline, input, &boot, stub)?;
+        let mut uki = unified_kernel_image(&cmdline, input, &boot, stub)?;
+        if let Some(key) = &plan.secure_boot {
+            uki = key.sign(&uki).map_err(|e| DiskError::Tool {
+                tool: "Secure Boot signing".into(),
+                detail: e.to_string(),
+            })?;
+        }
         let esp_path = scratch.join("esp.fat");
         let id = Sha256Digest::of(&uki);
         let volume_id = u32::from_be_bytes(id.as_bytes()[..4].try_into().expect("4 bytes"));
@@ -625,6 +672,7 @@ pub fn finish(
             attestations,
             tools: plan.tools.versions(),
             cached,
+            secure_boot_cert: plan.secure_boot.as_ref().map(|k| k.cert_sha256),
         },
     })
 }

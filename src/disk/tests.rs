@@ -210,6 +210,7 @@ fn the_run_hint_of_a_uefi_disk_boots_firmware_and_never_names_a_kernel() {
         attestations: None,
         tools: Default::default(),
         cached: false,
+        secure_boot_cert: None,
     };
     let uefi = report(BootMode::Uefi).run_hint();
     assert!(

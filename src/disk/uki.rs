@@ -130,6 +130,12 @@ pub fn build(stub: &[u8], sections: &[(&str, &[u8])]) -> Result<Vec<u8>, PeError
         .map_err(|_| PeError("image larger than 4 GiB"))?;
     put_u32(&mut out, l.optional + 56, size_of_image);
     put_u32(&mut out, l.optional + 64, 0); // CheckSum
+                                           // A signed stub's certificate table lay past its last section and was cut off
+                                           // with the symbols; its data directory entry must not point into the new sections.
+    if u32_at(&out, l.optional + 108)? > 4 {
+        put_u32(&mut out, l.optional + 112 + 32, 0);
+        put_u32(&mut out, l.optional + 112 + 36, 0);
+    }
     Ok(out)
 }
 

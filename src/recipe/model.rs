@@ -155,6 +155,18 @@ pub struct VmSpec {
     pub stub: Option<VmFile>,
     /// Disk formats to write, sorted and de-duplicated.
     pub formats: Vec<DiskFormat>,
+    /// Signs the unified kernel image for Secure Boot (`boot: uefi` only).
+    pub secure_boot: Option<SecureBootSpec>,
+    pub span: Span,
+}
+
+/// `secure_boot: { key: keys/db.key, cert: keys/db.crt }`: the RSA private key (PEM)
+/// and its X.509 certificate, both relative to the recipe file. Read when the build
+/// starts, never copied into the image or an attestation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecureBootSpec {
+    pub key: String,
+    pub cert: String,
     pub span: Span,
 }
 

@@ -88,6 +88,15 @@ pub(super) struct RawVm {
     pub boot: Option<Text>,
     pub stub: Option<Spanned<RawVmFile>>,
     pub formats: Option<Spanned<Vec<Text>>>,
+    pub secure_boot: Option<Spanned<RawSecureBoot>>,
+}
+
+/// `secure_boot: { key, cert }` under `vm:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSecureBoot {
+    pub key: Option<Text>,
+    pub cert: Option<Text>,
 }
 
 #[derive(Debug, Deserialize)]

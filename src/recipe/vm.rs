@@ -5,9 +5,11 @@
 
 use super::context::{span_of, Cx};
 use super::model::{
-    BootMode, DiskFormat, RootFsSpec, RootFsType, SourceSpec, VmFile, VmFileFrom, VmSpec,
+    BootMode, DiskFormat, RootFsSpec, RootFsType, SecureBootSpec, SourceSpec, VmFile, VmFileFrom,
+    VmSpec,
 };
-use super::raw::{RawVm, RawVmFile, RawVmRoot};
+use super::raw::{RawSecureBoot, RawVm, RawVmFile, RawVmRoot};
+use super::sources::relative_path;
 use super::values::{self, did_you_mean, list, unknown, Invalid};
 use super::Diagnostic;
 use serde_saphyr::Spanned;
@@ -41,6 +43,7 @@ pub(super) fn parse(
         boot,
         stub,
         formats,
+        secure_boot,
     } = raw.value;
     let kernel = cx.require(
         kernel,
@@ -92,6 +95,18 @@ pub(super) fn parse(
         }
         (BootMode::Direct, None) => None,
     };
+    let secure_boot = match (boot, secure_boot) {
+        (_, None) => None,
+        (BootMode::Uefi, Some(raw)) => Some(secure_boot_keys(cx, raw)?),
+        (BootMode::Direct, Some(raw)) => {
+            return Err(cx
+                .error(
+                    span_of(&raw),
+                    "`secure_boot` signs the unified kernel image of `boot: uefi`",
+                )
+                .with_hint("write `boot: uefi` with a `stub`, or remove `secure_boot`"));
+        }
+    };
     let formats = match formats {
         None => vec![DiskFormat::Raw],
         Some(list) => {
@@ -124,8 +139,26 @@ pub(super) fn parse(
         boot,
         stub,
         formats,
+        secure_boot,
         span: at,
     }))
+}
+
+fn secure_boot_keys(cx: &Cx, raw: Spanned<RawSecureBoot>) -> Result<SecureBootSpec, Diagnostic> {
+    let at = span_of(&raw);
+    let RawSecureBoot { key, cert } = raw.value;
+    let hint = "write `secure_boot: { key: <RSA private key>, cert: <its X.509 certificate> }`, both PEM files relative to the recipe file, e.g. `{ key: keys/db.key, cert: keys/db.crt }`";
+    let key = cx.require(key, at, "`secure_boot` has no `key`", hint)?;
+    let cert = cx.require(cert, at, "`secure_boot` has no `cert`", hint)?;
+    cx.check(&key, |k| relative_path("key path", k, "keys/db.key"))?;
+    cx.check(&cert, |c| {
+        relative_path("certificate path", c, "keys/db.crt")
+    })?;
+    Ok(SecureBootSpec {
+        key: key.value,
+        cert: cert.value,
+        span: at,
+    })
 }
 
 fn vm_file(

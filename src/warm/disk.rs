@@ -2,8 +2,8 @@
 //! [`super`]) replays its disk files too, instead of merging the layer trees and
 //! writing the file system, the GPT disk and the qcow2 again.
 //!
-//! The disk key ([`DiskKey`]) is the SHA-256 of the image key and of the disk tools
-//! as found on this host (name, path, version). The image key already takes in
+//! The disk key ([`DiskKey`]) is the SHA-256 of the image key, of the disk tools
+//! as found on this host (name, path, version) and of the Secure Boot certificate. The image key already takes in
 //! everything else the disk's bytes come from: the recipe's text (every `vm:` field:
 //! kernel, initrd, stub, command line, root file system and size, formats, boot), the
 //! resolved sources (a kernel, initrd or stub from a source is one of them; one from
@@ -32,8 +32,7 @@
 use super::ImageKey;
 use crate::digest::Sha256Digest;
 use crate::disk::boot::BootIds;
-use crate::disk::tools::Tools;
-use crate::disk::{self, sparse, DiskFile, StagedDisk, StagedFile};
+use crate::disk::{self, sparse, DiskFile, DiskPlan, StagedDisk, StagedFile};
 use crate::layers::cache::{CachedBlob, CachedFile, DiskRecord, LayerCache};
 use crate::recipe::DiskFormat;
 use rayon::prelude::*;
@@ -53,18 +52,24 @@ struct DiskKeyInputs<'a> {
     image: String,
     /// Name, path and version of each tool.
     tools: Vec<(&'a str, &'a Path, &'a str)>,
+    /// The certificate of the key that signs the unified kernel image (given in the
+    /// recipe or by flag): the signature is deterministic for a key, and a key must
+    /// match its certificate.
+    secure_boot_cert: Option<String>,
 }
 
-/// The disk key of the image `image` written by `tools`.
-pub fn key(image: &ImageKey, tools: &Tools) -> DiskKey {
+/// The disk key of the image `image` made into a disk by `plan`.
+pub fn key(image: &ImageKey, plan: &DiskPlan) -> DiskKey {
     DiskKey(Sha256Digest::of_json(&DiskKeyInputs {
         key_version: "cairn-disk-key-v2",
         image: image.0.hex(),
-        tools: tools
+        tools: plan
+            .tools
             .0
             .iter()
             .map(|t| (t.name, t.path.as_path(), t.version.as_str()))
             .collect(),
+        secure_boot_cert: plan.secure_boot.as_ref().map(|k| k.cert_sha256.hex()),
     }))
 }
 

@@ -41,6 +41,8 @@ const TEST_TOOLS: &[(&str, &str)] = &[
     ("qemu-utils", "qemu-img"),
     ("qemu-system-x86", "qemu-system-x86_64"),
     ("ovmf", "/usr/share/OVMF/OVMF_CODE.fd"),
+    // Checks the Authenticode signatures of Secure Boot disks (tests/it/tools/secure_boot.rs).
+    ("sbsigntool", "sbverify"),
     ("squashfs-tools", "mksquashfs"),
     // Checks the dm-verity trees of verity roots (`veritysetup verify`, `dump`).
     ("cryptsetup-bin", "veritysetup"),
@@ -75,12 +77,15 @@ const BINFMT_AARCH64: &str = "/proc/sys/fs/binfmt_misc/qemu-aarch64";
 const SAME_VERSION: &[&str] = &["qemu-system-x86", "qemu-utils"];
 
 /// Independent validators the attestation tests check cairn's output with (SPDX, the
-/// official CycloneDX schemas, a second DSSE implementation), pinned so that a new
+/// official CycloneDX schemas, a second DSSE implementation) and the Secure Boot
+/// tests' firmware variable store writer, pinned so that a new
 /// release cannot change what the suite accepts.
 const PYTHON_TOOLS: &[&str] = &[
     "spdx-tools==0.8.5",
     "cyclonedx-python-lib[json-validation]==11.12.0",
     "securesystemslib[crypto]==1.6.0",
+    // `virt-fw-vars`: enrolls the test certificate into OVMF's variable store.
+    "virt-firmware==26.10",
 ];
 
 /// Commands of [`TEST_TOOLS`] the fast tier lets tests run: the library's own unit tests

@@ -27,6 +27,7 @@ mod push_hook;
 mod recipes_run;
 mod registry;
 mod sbom_validation;
+mod secure_boot;
 mod serve;
 mod vm;
 mod vm_cache;

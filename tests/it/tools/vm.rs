@@ -225,7 +225,7 @@ pub(super) enum Firmware<'a> {
 }
 
 /// Turns the recipe `write_vm_recipe` wrote into a `boot: uefi` one with systemd-stub.
-fn make_uefi(recipe: &Path) {
+pub(super) fn make_uefi(recipe: &Path) {
     std::fs::copy(uefi_stub(), recipe.with_file_name("stub.efi")).unwrap();
     let text = std::fs::read_to_string(recipe)
         .unwrap()
