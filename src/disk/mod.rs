@@ -400,7 +400,7 @@ pub fn build(plan: &DiskPlan, input: &DiskInput) -> Result<DiskBuild, DiskError>
         e => e,
     };
     let fs_image = match vm.root.fs {
-        RootFsType::Ext4 => ext4::write(&tree, &ext4_params(), &plan.tools, &scratch),
+        RootFsType::Ext4 => ext4::write(&tree, &ext4_params(), &scratch),
         RootFsType::Squashfs => {
             squashfs::write(&tree, vm.root.size, input.epoch, &plan.tools, &scratch)
         }
