@@ -202,7 +202,8 @@ mod tests {
         assert_eq!(all.len(), 3);
         assert_eq!(all[1].start, geo.group_start(1) + geo.meta_blocks(1));
         assert_eq!(all[2].logical, all[1].logical + all[1].len);
-        assert!(alloc.clone().take(1).is_none());
+        let mut full = alloc;
+        assert!(full.take(1).is_none());
         assert_eq!(alloc.used_blocks(2), geo.group_blocks(2));
     }
 }
