@@ -17,9 +17,10 @@
 //! `boot: uefi` adds an EFI system partition ([`esp`], FAT, native) holding a unified
 //! kernel image ([`uki`], PE, native) built on a pinned systemd-stub.
 //!
-//! What is native and what is not: GPT, the raw disk, qcow2, FAT and the PE image are
-//! written by cairn; ext4 by `mke2fs` + `debugfs` (e2fsprogs), squashfs by
-//! `mksquashfs` (squashfs-tools), whose versions are pinned ([`tools`]). Reading a qcow2 back (`verify`, `trace`) uses `qemu-img`.
+//! What is native and what is not: GPT, the raw disk, qcow2, FAT, the PE image and
+//! ext4 are written by cairn; squashfs by `mksquashfs` (squashfs-tools), whose version
+//! is pinned ([`tools`]). Reading a disk back (`verify`, `trace`) uses `qemu-img` for
+//! a qcow2 and `debugfs` (e2fsprogs) for ext4: readers independent of the writer.
 
 pub mod attest;
 pub mod authenticode;
@@ -490,7 +491,7 @@ pub fn write(
         e => e,
     };
     let fs_image = match vm.root.fs {
-        RootFsType::Ext4 => ext4::write(&tree, &ext4_params(), &plan.tools, &scratch),
+        RootFsType::Ext4 => ext4::write(&tree, &ext4_params(), &scratch),
         RootFsType::Squashfs => {
             squashfs::write(&tree, vm.root.size, input.epoch, &plan.tools, &scratch)
         }

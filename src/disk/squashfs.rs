@@ -7,12 +7,14 @@
 //! `-reproducible` (the default of squashfs-tools 4.5) makes the output independent of
 //! the number of processors. The image is padded with zeros to the partition size.
 
-use super::ext4::stage_contents;
 use super::rootfs::{RootKind, RootTree};
 use super::tools::Tools;
 use super::DiskError;
+use crate::digest::HashingWriter;
+use crate::layers::FileData;
 use std::fmt::Write as _;
-use std::fs;
+use std::fs::{self, File};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 /// Writes `tree` as a squashfs image at `scratch/root.squashfs`, padded to `size`.
@@ -99,4 +101,41 @@ pub fn write(
         .map_err(DiskError::io(&image))?;
     fs::remove_dir_all(&staging).map_err(DiskError::io(&staging))?;
     Ok(image)
+}
+
+/// Copies each distinct file content into `dir/<sha256 hex>`, checking its digest: the
+/// bytes that reach the disk are the bytes the layers and SBOMs describe.
+fn stage_contents(tree: &RootTree, dir: &Path) -> Result<(), DiskError> {
+    fs::create_dir_all(dir).map_err(DiskError::io(dir))?;
+    for e in tree.entries.values() {
+        let RootKind::File { data, sha256 } = &e.kind else {
+            continue;
+        };
+        let dest = dir.join(sha256.hex());
+        if dest.exists() {
+            continue;
+        }
+        let mut out = HashingWriter::new(File::create(&dest).map_err(DiskError::io(&dest))?);
+        let found = match data {
+            FileData::Inline(bytes) => {
+                out.write_all(bytes).map_err(DiskError::io(&dest))?;
+                out.finish().0
+            }
+            FileData::Source(c) => {
+                let mut src = File::open(c.path()).map_err(DiskError::io(&c.path()))?;
+                io::copy(&mut src, &mut out).map_err(DiskError::io(&c.path()))?;
+                let found = out.finish().0;
+                if found != c.sha256 {
+                    return Err(DiskError::SourceChanged {
+                        path: c.path().into_owned(),
+                        expected: c.sha256,
+                        found,
+                    });
+                }
+                found
+            }
+        };
+        debug_assert_eq!(found, *sha256);
+    }
+    Ok(())
 }

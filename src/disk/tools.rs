@@ -1,7 +1,6 @@
-//! The host tools a disk build runs (`mke2fs` and `debugfs` for ext4, `mksquashfs`
-//! for squashfs): found,
-//! asked for their version, and pinned in the lock file like sources, because their
-//! version may change output bytes. A `--locked` build refuses a tool whose version
+//! The host tools a disk build runs (`mksquashfs` for a squashfs root; ext4 is
+//! written natively and needs none): found, asked for their version, and pinned in
+//! the lock file like sources, because their version may change output bytes. A `--locked` build refuses a tool whose version
 //! differs from the lock; a normal build pins a new tool and refuses a changed one
 //! until `cairn lock` re-pins it.
 //!
@@ -121,10 +120,7 @@ pub fn locate(name: &str) -> Option<PathBuf> {
 /// Finds the tools that write `fs` and asks each for its version.
 pub fn find(fs: RootFsType) -> Result<Tools, ToolError> {
     Ok(Tools(match fs {
-        RootFsType::Ext4 => vec![
-            probe("mke2fs", "e2fsprogs", &["-V"])?,
-            probe("debugfs", "e2fsprogs", &["-V"])?,
-        ],
+        RootFsType::Ext4 => Vec::new(),
         RootFsType::Squashfs => vec![probe("mksquashfs", "squashfs-tools", &["-version"])?],
     }))
 }
@@ -151,7 +147,7 @@ fn probe(
                 })
             }
         };
-        // e2fsprogs prints its version on stderr, mksquashfs on stdout.
+        // Some tools print their version on stderr (e2fsprogs), others on stdout.
         let text = [output.stdout, output.stderr].concat();
         let text = String::from_utf8_lossy(&text);
         let Some(line) = text.lines().find(|l| l.starts_with(name)) else {

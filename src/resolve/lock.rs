@@ -3,7 +3,7 @@
 //!
 //! JSON, pretty-printed with sorted keys so that a change reads well in a diff:
 //! `{"cairn_lock": 1, "sources": {"app": {"kind": "file", "sha256": "sha256:…"}}}`,
-//! plus `"tools": {"mke2fs": "mke2fs 1.47.0 (5-Feb-2023)"}` when a VM disk is built.
+//! plus `"tools": {"mksquashfs": "mksquashfs version 4.5.1 ..."}` when a VM disk runs a host tool.
 //! plus `packages` ([`crate::debian::lock`]) when the recipe installs Debian packages:
 //! one section, or one per platform for an image index over several platforms.
 

@@ -15,12 +15,15 @@
 //!   ca-certificates image and `recipes/debian-vm.yaml` from the host's Debian mirror,
 //!   cold, from the lock with a warm package cache, and with the layer cache
 //!   (`bench_debian.rs`).
+//! - `bench-disk`: the disk stage (native ext4 and the raw disk) against `mke2fs -d`
+//!   of the same 300 MiB tree, as a ratio (`bench_disk.rs`).
 //! - `bench-serve`: `cairn serve` under load: 200 concurrent admission requests with a
 //!   warm verdict cache, each recorded once, and the service's RSS (`bench_serve.rs`);
 //!   a burst of 100 pushes through the registry push hook (`bench_push.rs`).
 
 mod bench;
 mod bench_debian;
+mod bench_disk;
 mod bench_files;
 mod bench_push;
 mod bench_serve;
@@ -65,6 +68,8 @@ commands:
                                ca-certificates image and recipes/debian-vm.yaml
                                (Debian packages from the host's mirror), cold,
                                from the lock, with the layer cache
+  bench-disk                   the disk stage (ext4 root, raw disk) against
+                               mke2fs -d of the same 300 MiB tree, as a ratio
   bench-serve                  cairn serve: p99 of 200 concurrent admission
                                requests over 20 digests (warm cache), each
                                recorded exactly once; a burst of 100 pushes
@@ -103,6 +108,7 @@ fn run(args: &[String]) -> Result<ExitCode> {
             Ok(exit_code(status))
         }
         "bench-debian" => bench_debian::run(),
+        "bench-disk" => bench_disk::run(),
         "bench-serve" => bench_serve::run(),
         "help" | "-h" | "--help" => {
             println!("{USAGE}");
