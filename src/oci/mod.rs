@@ -15,4 +15,4 @@ pub mod whiteout;
 
 /// Bumped whenever cairn changes the bytes it writes for the same recipe and inputs;
 /// recorded in every manifest so such a change is always deliberate and visible.
-pub const OUTPUT_FORMAT_VERSION: &str = "5";
+pub const OUTPUT_FORMAT_VERSION: &str = "6";

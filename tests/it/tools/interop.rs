@@ -970,7 +970,7 @@ fn layout_blobs_are_canonical_and_typed_as_image_spec_1_1_says() {
         "config descriptor mediaType"
     );
     assert_eq!(
-        manifest["annotations"]["dev.cairn.output-format"], "5",
+        manifest["annotations"]["dev.cairn.output-format"], "6",
         "output format annotation"
     );
     let config = parse_canonical(
