@@ -32,11 +32,11 @@
 use super::ImageKey;
 use crate::digest::Sha256Digest;
 use crate::disk::boot::BootIds;
+use crate::disk::verity::Verity;
 use crate::disk::{self, sparse, DiskFile, DiskPlan, StagedDisk, StagedFile};
 use crate::layers::cache::{CachedBlob, CachedFile, DiskRecord, LayerCache};
 use crate::recipe::DiskFormat;
 use rayon::prelude::*;
-use crate::disk::verity::Verity;
 use serde::{Deserialize, Serialize};
 use std::fs;
 use std::os::unix::fs::MetadataExt;
