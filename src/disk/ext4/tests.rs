@@ -40,7 +40,7 @@ fn source(path: &Path, bytes: &[u8]) -> RootKind {
     fs::write(path, bytes).unwrap();
     RootKind::File {
         data: FileData::Source(Content {
-            location: Location::Path(path.into()),
+            location: Location::Path(std::sync::Arc::new(path.to_path_buf())),
             size: bytes.len() as u64,
             sha256: Sha256Digest::of(bytes),
         }),
@@ -281,7 +281,7 @@ fn a_file_across_many_groups_is_mapped_by_an_extent_block() {
         .0;
     let mut entries = BTreeMap::new();
     let data = FileData::Source(Content {
-        location: Location::Path(path),
+        location: Location::Path(std::sync::Arc::new(path)),
         size,
         sha256,
     });
