@@ -49,7 +49,9 @@ fn hello_sboms(staging: &Path) -> Sboms {
         .iter()
         .flat_map(|tree| tree.entries.values())
         .filter_map(|entry| match &entry.kind {
-            TreeEntryKind::File(FileData::Source(c)) => Some(std::fs::read(c.path()).unwrap()),
+            TreeEntryKind::File(FileData::Source(c)) => {
+                Some(std::fs::read(c.path_in(entry.origin.rel_path())).unwrap())
+            }
             TreeEntryKind::File(FileData::Inline(b)) => Some(b.to_vec()),
             _ => None,
         })
