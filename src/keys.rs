@@ -227,6 +227,23 @@ pub fn write_pair(key: &SigningKey, prefix: &Path) -> Result<(PathBuf, PathBuf),
     Ok((private, public))
 }
 
+/// DER: `tag`, the definite length in its shortest form, then `content` (X.690
+/// 8.1.3). Certificates' subject names and PKCS#7 structures are built with it.
+pub fn der(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    let len = content.len();
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes = len.to_be_bytes();
+        let skip = bytes.iter().take_while(|&&b| b == 0).count();
+        out.push(0x80 | (bytes.len() - skip) as u8);
+        out.extend_from_slice(&bytes[skip..]);
+    }
+    out.extend_from_slice(content);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,6 +22,7 @@
 
 use super::{DebianError, InstalledPackage, InstalledPackages};
 use crate::digest::Sha256Digest;
+use crate::keys::der;
 use crate::snapshot::{Content, SourceEntryKind};
 use base64::Engine as _;
 use sha1::{Digest as _, Sha1};
@@ -300,25 +301,6 @@ fn elements(mut content: &[u8]) -> Option<Vec<&[u8]>> {
 
 fn content_of(element: &[u8]) -> &[u8] {
     tlv(element).map_or(&[][..], |(_, range, _)| &element[range])
-}
-
-/// DER: `tag`, the minimal length, then `content`.
-fn der(tag: u8, content: &[u8]) -> Vec<u8> {
-    let mut out = vec![tag];
-    let len = content.len();
-    if len < 0x80 {
-        out.push(len as u8);
-    } else {
-        let bytes: Vec<u8> = len
-            .to_be_bytes()
-            .into_iter()
-            .skip_while(|&b| b == 0)
-            .collect();
-        out.push(0x80 | bytes.len() as u8);
-        out.extend(bytes);
-    }
-    out.extend_from_slice(content);
-    out
 }
 
 /// OpenSSL's subject-name hash of a DER certificate (`X509_subject_name_hash`, what

@@ -16,6 +16,7 @@
 //! (EDK2's `DxeImageVerificationLib`) accept.
 
 use crate::digest::Sha256Digest;
+use crate::keys::der;
 use rsa::{Pkcs1v15Sign, RsaPrivateKey};
 use sha2::{Digest, Sha256};
 
@@ -235,22 +236,6 @@ fn pe_checksum(pe: &[u8], checksum_at: usize) -> u32 {
         sum = (sum & 0xffff) + (sum >> 16);
     }
     sum.wrapping_add(pe.len() as u32)
-}
-
-/// A DER element: tag, definite length (shortest form), content.
-fn der(tag: u8, content: &[u8]) -> Vec<u8> {
-    let mut out = vec![tag];
-    let len = content.len();
-    if len < 0x80 {
-        out.push(len as u8);
-    } else {
-        let bytes = len.to_be_bytes();
-        let skip = bytes.iter().take_while(|&&b| b == 0).count();
-        out.push(0x80 | (bytes.len() - skip) as u8);
-        out.extend_from_slice(&bytes[skip..]);
-    }
-    out.extend_from_slice(content);
-    out
 }
 
 fn concat(parts: &[&[u8]]) -> Vec<u8> {

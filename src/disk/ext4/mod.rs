@@ -27,7 +27,7 @@ mod format;
 mod layout;
 
 use super::rootfs::{RootEntry, RootKind, RootTree};
-use super::DiskError;
+use super::{read_full, DiskError};
 use crate::digest::Sha256Digest;
 use crate::layers::FileData;
 use crate::recipe::Owner;
@@ -689,19 +689,6 @@ fn copy_content(
         });
     }
     Ok(())
-}
-
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }
 
 /// SHA-256 of the file at `path`.
