@@ -32,6 +32,11 @@ pub fn run() -> Result<ExitCode> {
     kernel[0x202..0x206].copy_from_slice(b"HdrS");
     fs::write(dir.join("bzimage"), kernel)?;
     let recipe = dir.join("bench-disk.yaml");
+    // Sources are relative to the recipe (cairn refuses absolute ones).
+    let tree_path = tree
+        .root
+        .strip_prefix(&dir)
+        .context("the bench tree lies under the bench directory")?;
     fs::write(
         &recipe,
         format!(
@@ -40,7 +45,7 @@ pub fn run() -> Result<ExitCode> {
              layers:\n  - name: tree\n    contents:\n      - copy: tree\n        to: /data\n\
              vm:\n  kernel: {{ source: kernel }}\n  cmdline: \"root=PARTLABEL=root\"\n  \
              root: {{ fs: ext4, size: {ROOT_MIB}M }}\n  formats: [raw]\n",
-            tree.root.display()
+            tree_path.display()
         ),
     )?;
 
@@ -76,7 +81,8 @@ fn disk_stage(cairn: &Path, recipe: &Path, out: &Path) -> Result<Duration> {
             .arg(recipe)
             .arg("-o")
             .arg(out)
-            .args(["--quiet", "--timings"]),
+            // Written every time: an unchanged recipe would replay its disk.
+            .args(["--quiet", "--timings", "--no-cache"]),
     )?;
     let stderr = String::from_utf8_lossy(&measured.stderr);
     if !measured.status.success() {
