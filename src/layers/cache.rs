@@ -679,19 +679,7 @@ impl LayerCache {
     /// The image record stored under `key_hex`, if it reads; a damaged one is removed.
     /// Its blobs are not checked here: see [`LayerCache::copy_into`].
     pub fn image_record(&self, key_hex: &str) -> Option<ImageRecord> {
-        let path = self.image_path(key_hex);
-        let bytes = fs::read(&path).ok()?;
-        match serde_json::from_slice(&bytes) {
-            Ok(record) => {
-                // Marks the record used, for `prune`.
-                touch(&path);
-                Some(record)
-            }
-            Err(_) => {
-                let _ = fs::remove_file(&path);
-                None
-            }
-        }
+        read_record(&self.image_path(key_hex))
     }
 
     /// Stores `record` under `key_hex`, atomically. Failures become warnings.
@@ -709,19 +697,7 @@ impl LayerCache {
         &self,
         key_hex: &str,
     ) -> Option<DiskRecord<T>> {
-        let path = self.disk_path(key_hex);
-        let bytes = fs::read(&path).ok()?;
-        match serde_json::from_slice(&bytes) {
-            Ok(record) => {
-                // Marks the record used, for `prune`.
-                touch(&path);
-                Some(record)
-            }
-            Err(_) => {
-                let _ = fs::remove_file(&path);
-                None
-            }
-        }
+        read_record(&self.disk_path(key_hex))
     }
 
     /// Stores `record` under `key_hex`, atomically. Failures become warnings.
@@ -961,6 +937,22 @@ fn copy_synced(from: &Path, to: &Path) -> io::Result<Blake3Digest> {
     let (file, check, _) = copy_hashed(from, to)?;
     file.sync_all()?;
     Ok(check)
+}
+
+/// The record at `path`, if it reads, marked used (for `prune`); a damaged one is
+/// removed.
+fn read_record<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
+    let bytes = fs::read(path).ok()?;
+    match serde_json::from_slice(&bytes) {
+        Ok(record) => {
+            touch(path);
+            Some(record)
+        }
+        Err(_) => {
+            let _ = fs::remove_file(path);
+            None
+        }
+    }
 }
 
 #[cfg(test)]
