@@ -19,8 +19,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Duration;
 
-#[path = "../../tests/it/common/ssh_vm.rs"]
-mod ssh_vm;
+// Shared with the VM tests, which use the parts the bench does not.
+#[allow(dead_code)]
+#[path = "../../tests/it/common/qemu.rs"]
+mod qemu;
 
 /// How long the VM may take from QEMU's start to answering over SSH.
 const SSH_DEADLINE: Duration = Duration::from_secs(300);
@@ -93,8 +95,8 @@ fn vm_recipe(key: &Path) -> Result<String> {
 /// `multi-user.target` and to an SSH answer.
 fn boot_to_ssh(out: &Path, key: &Path) -> Result<(Duration, Duration)> {
     let cmdline = std::fs::read_to_string(out.join("debian-vm.cmdline"))?;
-    let vm = ssh_vm::SshVm::start(
-        &ssh_vm::VmDisk {
+    let vm = qemu::SshVm::start(
+        &qemu::VmDisk {
             kernel: &out.join("debian-vm.vmlinuz"),
             cmdline: cmdline.trim(),
             qcow2: &out.join("debian-vm.qcow2"),

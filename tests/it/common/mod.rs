@@ -1,11 +1,13 @@
 //! Helpers shared by the integration tests: run the real `cairn` binary, read layouts,
 //! and the test services (`apt`: a signed apt repository; `registry`: a real registry;
-//! `postgres`: a throwaway PostgreSQL cluster; `tls`: a test CA made by openssl).
+//! `postgres`: a throwaway PostgreSQL cluster; `tls`: a test CA made by openssl), and
+//! VMs (`qemu`: QEMU running a disk; `ovmf`: the firmware with Secure Boot on).
 
 pub mod apt;
+pub mod ovmf;
 pub mod postgres;
+pub mod qemu;
 pub mod registry;
-pub mod ssh_vm;
 pub mod tls;
 
 use std::collections::BTreeMap;

@@ -3,7 +3,7 @@
 //! verified with the Debian archive keyring, then run with runc. Needs the Debian
 //! package archive that this machine's apt reaches; nothing else leaves the machine.
 
-use crate::common::ssh_vm::{SshVm, VmDisk};
+use crate::common::qemu::{SshVm, VmDisk};
 use crate::common::{cairn, repo_root, run_ok};
 use serde_json::Value;
 use sha2::{Digest, Sha256};

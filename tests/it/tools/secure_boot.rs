@@ -6,96 +6,36 @@
 //! sbsigntool) agrees. Signing is deterministic: two builds give the same disk.
 
 use super::vm::{kernel, make_uefi, sha256_hex, write_vm_recipe, MOTD};
+use crate::common::ovmf::{enrolled_vars, secure_boot_qemu, test_keys};
+use crate::common::qemu::Qemu;
 use crate::common::*;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-/// The secure-boot build of OVMF needs SMM, which QEMU emulates (TCG) on q35.
-const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd";
-const OVMF_EMPTY_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 const BOOT_TIMEOUT: Duration = Duration::from_secs(180);
 /// What OVMF's boot manager prints when the firmware refuses an image.
 const REFUSED: &str = "Access Denied";
 
-/// The repository's test pair (recipes/keys/: public, never trust it).
-fn test_keys() -> (PathBuf, PathBuf) {
-    let keys = repo_root().join("recipes/keys");
-    (
-        keys.join("secure-boot-test.key"),
-        keys.join("secure-boot-test.crt"),
-    )
-}
-
-/// An OVMF variable store with Secure Boot on and `cert` as PK, KEK and the one db
-/// entry (no Microsoft keys).
-fn enrolled_vars(dir: &Path, cert: &Path) -> PathBuf {
-    let vars = dir.join("OVMF_VARS_4M.enrolled.fd");
-    let owner = "2f287522-266f-5d74-91f5-d77744b62645";
-    let cert = cert.to_str().unwrap();
-    run_ok(
-        Command::new(python_tool("virt-fw-vars"))
-            .args(["--input", OVMF_EMPTY_VARS, "--output"])
-            .arg(&vars)
-            .args(["--set-pk", owner, cert, "--add-kek", owner, cert])
-            .args(["--add-db", owner, cert, "--secure-boot"]),
-    );
-    vars
-}
-
 /// Boots `disk` (raw) under OVMF with the variable store `vars` (copied: the guest
 /// may write it). Returns the serial console once the guest powers off, or once the
-/// firmware has refused the image (QEMU is then killed by its PID, as it is past the
+/// firmware has refused the image (QEMU is then stopped by its PID, as it is past the
 /// timeout).
 fn boot_secure(disk: &Path, vars: &Path) -> String {
     let run = tempfile::tempdir().unwrap();
-    let log = run.path().join("serial.log");
     let own_vars = run.path().join("vars.fd");
     std::fs::copy(vars, &own_vars).unwrap();
-    let mut qemu = Command::new("qemu-system-x86_64")
-        .args(["-accel", "tcg", "-machine", "q35,smm=on", "-m", "512"])
-        .args(["-global", "driver=cfi.pflash01,property=secure,value=on"])
-        .args([
-            "-display",
-            "none",
-            "-no-reboot",
-            "-monitor",
-            "none",
-            "-nic",
-            "none",
-        ])
-        .arg("-serial")
-        .arg(format!("file:{}", log.display()))
-        .arg("-drive")
-        .arg(format!(
-            "if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}"
-        ))
-        .arg("-drive")
-        .arg(format!(
-            "if=pflash,format=raw,unit=1,file={}",
-            own_vars.display()
-        ))
-        .arg("-drive")
-        .arg(format!(
-            "file={},format=raw,if=none,id=root,snapshot=on",
-            disk.display()
-        ))
-        .args(["-device", "nvme,drive=root,serial=cairn"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("qemu-system-x86_64 runs (TEST_TOOLS: qemu-system-x86)");
-    let serial = || String::from_utf8_lossy(&std::fs::read(&log).unwrap_or_default()).into_owned();
-    let started = Instant::now();
+    let mut vm = Qemu::start(
+        secure_boot_qemu(disk, &own_vars),
+        &run.path().join("serial.log"),
+    )
+    .expect("qemu-system-x86_64 runs (TEST_TOOLS: qemu-system-x86)");
     loop {
-        if qemu.try_wait().unwrap().is_some() {
-            return serial();
+        if vm.exited() {
+            return vm.console();
         }
-        let text = serial();
-        if text.contains(REFUSED) || started.elapsed() > BOOT_TIMEOUT {
-            qemu.kill().unwrap();
-            qemu.wait().unwrap();
+        let text = vm.console();
+        if text.contains(REFUSED) || vm.elapsed() > BOOT_TIMEOUT {
             return text;
         }
         std::thread::sleep(Duration::from_millis(200));
