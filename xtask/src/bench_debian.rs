@@ -1,17 +1,20 @@
 //! `cargo xtask bench-debian`: how long images of Debian packages from the host's
-//! mirror take to build with the release binary. Three recipes: `recipes/distroless.yaml`
-//! (busybox-static, ca-certificates, mawk), python3 + ca-certificates (the same
-//! repositories, no layers of its own) and `recipes/debian-vm.yaml` (129 packages and
-//! their raw and qcow2 disks). Each is built once with an empty package cache, then
-//! resolving with a warm cache, then (the number that matters) from the lock with a
-//! warm package cache and every layer written (`--no-cache`), and last unchanged with
-//! the layer cache (the image replayed, and the VM's disks with it: checked, and the
-//! ratio to the build from the lock printed), medians of 5 (3 for the VM). Each recipe
-//! is copied to `target/bench-debian/` with its own cache there, so the user's cache
-//! and the repository stay untouched. Last, the VM's qcow2 disk is booted under QEMU
-//! (TCG) with user-mode networking, timed until systemd reaches `multi-user.target`
-//! and until `ssh root@127.0.0.1 cat /etc/os-release` answers (the recipe gets a key
-//! made for the run).
+//! mirror take to build with the release binary. Four recipes:
+//! `recipes/distroless.yaml` (busybox-static, ca-certificates, mawk), python3 +
+//! ca-certificates (the same repositories, no layers of its own),
+//! `recipes/debian-vm.yaml` (129 packages and their raw and qcow2 disks) and
+//! `recipes/immutable-vm.yaml` (its verity disk, with the initrd made from the image's
+//! files in the signed unified kernel image). Each is built once with an empty package
+//! cache, then resolving with a warm cache, then (the number that matters) from the
+//! lock with a warm package cache and every layer written (`--no-cache`), and last
+//! unchanged with the layer cache (the image replayed, and the VM's disks with it:
+//! checked, and the ratio to the build from the lock printed), medians of 5 (3 for the
+//! VMs). Each recipe is copied to `target/bench-debian/` with its own cache there, so
+//! the user's cache and the repository stay untouched. Last, the Debian VM's qcow2 disk
+//! is booted under QEMU (TCG) with user-mode networking, timed until systemd reaches
+//! `multi-user.target` and until `ssh root@127.0.0.1 cat /etc/os-release` answers (the
+//! recipe gets a key made for the run); the immutable VM's boot is timed by its mirror
+//! test (`tools::debian_mirror`), which enrolls the test certificate in OVMF.
 
 use crate::{cargo, measure, repo_root, run_checked, target_dir};
 use anyhow::{anyhow, bail, Context, Result};
@@ -37,10 +40,12 @@ pub fn run() -> Result<ExitCode> {
     let python = python_recipe(&distroless)?;
     let ssh_key = dir.join("id_ed25519");
     let vm = vm_recipe(&ssh_key)?;
+    let immutable = immutable_recipe(&dir.join("immutable-vm"))?;
     for (name, text, target, runs) in [
         ("distroless", distroless.as_str(), "2 s", 5),
         ("python-tls", python.as_str(), "3 s", 5),
         ("debian-vm", vm.as_str(), "30 s", 3),
+        ("immutable-vm", immutable.as_str(), "20 s", 3),
     ] {
         let times = bench_recipe(&cairn, &dir.join(name), name, text, runs)?;
         println!("{name}, release build:");
@@ -89,6 +94,20 @@ fn vm_recipe(key: &Path) -> Result<String> {
         bail!("recipes/debian-vm.yaml no longer has root's key placeholder `{placeholder}`");
     }
     Ok(text.replace(placeholder, public.trim()))
+}
+
+/// `recipes/immutable-vm.yaml`, with the Secure Boot test pair it names copied into
+/// `dir/keys/` (the recipe's keys are relative to it).
+fn immutable_recipe(dir: &Path) -> Result<String> {
+    let keys = dir.join("keys");
+    std::fs::create_dir_all(&keys)?;
+    for name in ["secure-boot-test.key", "secure-boot-test.crt"] {
+        std::fs::copy(repo_root().join("recipes/keys").join(name), keys.join(name))
+            .with_context(|| format!("copying recipes/keys/{name}"))?;
+    }
+    Ok(std::fs::read_to_string(
+        repo_root().join("recipes/immutable-vm.yaml"),
+    )?)
 }
 
 /// Boots the VM disk in `out` under TCG: the times from QEMU's start to

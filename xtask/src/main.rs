@@ -12,9 +12,9 @@
 //! - `bench-ledger [N] [--postgres]`: the audit ledger's append and verify speed at N entries
 //!   (`benches/ledger.rs`).
 //! - `bench-debian`: build time of `recipes/distroless.yaml`, a python3 +
-//!   ca-certificates image and `recipes/debian-vm.yaml` from the host's Debian mirror,
-//!   cold, from the lock with a warm package cache, and with the layer cache
-//!   (`bench_debian.rs`).
+//!   ca-certificates image, `recipes/debian-vm.yaml` and `recipes/immutable-vm.yaml`
+//!   from the host's Debian mirror, cold, from the lock with a warm package cache, and
+//!   with the layer cache (`bench_debian.rs`).
 //! - `bench-disk`: the disk stage (native ext4 and the raw disk) against `mke2fs -d`
 //!   of the same 300 MiB tree, as a ratio (`bench_disk.rs`).
 //! - `bench-serve`: `cairn serve` under load: 200 concurrent admission requests with a
@@ -65,9 +65,10 @@ commands:
                                tiles; --postgres adds 8 concurrent durable writers
                                and a verify from a throwaway PostgreSQL cluster
   bench-debian                 build time of recipes/distroless.yaml, a python3 +
-                               ca-certificates image and recipes/debian-vm.yaml
-                               (Debian packages from the host's mirror), cold,
-                               from the lock, with the layer cache
+                               ca-certificates image, recipes/debian-vm.yaml and
+                               recipes/immutable-vm.yaml (Debian packages from the
+                               host's mirror), cold, from the lock, with the layer
+                               cache
   bench-disk                   the disk stage (ext4 root, raw disk) against
                                mke2fs -d of the same 300 MiB tree, as a ratio
   bench-serve                  cairn serve: p99 of 200 concurrent admission

@@ -1,9 +1,10 @@
 //! Every example in `recipes/` runs: each is built as the README says (`--locked`),
 //! unpacked with umoci and run with runc, and its entrypoint prints what it should.
 //! The arm64 image of `multiarch` runs through QEMU's user-mode emulation
-//! (binfmt_misc, which `cargo xtask test` enables). `distroless` and `debian-vm` need
-//! the Debian mirror and are run by `tools::debian_mirror` (`debian-vm` booted under
-//! QEMU and reached over SSH).
+//! (binfmt_misc, which `cargo xtask test` enables). `distroless`, `debian-vm` and
+//! `immutable-vm` need the Debian mirror and are run by `tools::debian_mirror`
+//! (`debian-vm` booted under QEMU and reached over SSH, `immutable-vm` booted under
+//! OVMF with Secure Boot on).
 //!
 //! The entrypoints are static executables built from `recipes/src/*.S` by
 //! `recipes/src/build.sh`; a test rebuilds them and compares the bytes.
