@@ -11,7 +11,7 @@ use super::{DiskFile, DiskInput, DiskPlan};
 use crate::attest::dsse::{Envelope, INTOTO_PAYLOAD_TYPE};
 use crate::attest::intoto::{self, ResourceDescriptor};
 use crate::keys::SigningKey;
-use crate::recipe::{VmFile, VmFileFrom};
+use crate::recipe::{VmFile, VmFileFrom, VmInitrd};
 use serde_json::json;
 use std::collections::BTreeMap;
 
@@ -44,6 +44,29 @@ fn named(file: &VmFile, boot: &BootId, with_member: bool) -> serde_json::Value {
             json!({"source": name, "sha256": boot.sha256.hex()})
         }
         (VmFileFrom::Image { .. }, None) => unreachable!("a file of the image is found in it"),
+    }
+}
+
+/// The initrd: a file as [`named`] records it, or one cairn built, with the recipe's
+/// request and every member's path, digest (or link target), image path and origin.
+fn initrd(initrd: &VmInitrd, boot: &BootId) -> serde_json::Value {
+    match initrd {
+        VmInitrd::File(file) => named(file, boot, false),
+        VmInitrd::Built(spec) => json!({
+            "sha256": boot.sha256.hex(),
+            "built": {
+                "init": spec.init.name,
+                "files": spec.files.iter().map(|f| &f.name).collect::<Vec<_>>(),
+                "modules": spec.modules.iter().map(|m| &m.name).collect::<Vec<_>>(),
+                "members": boot.initrd_members.iter().flatten().map(|m| json!({
+                    "path": m.path,
+                    "sha256": m.sha256.map(|d| d.hex()),
+                    "target": m.target,
+                    "image_path": m.image_path,
+                    "from": m.from,
+                })).collect::<Vec<_>>(),
+            },
+        }),
     }
 }
 
@@ -83,7 +106,7 @@ pub fn write_signed_statements(
         "cmdline": written.cmdline,
         "formats": vm.formats.iter().map(|f| f.extension()).collect::<Vec<_>>(),
         "kernel": named(&vm.kernel, &boot.kernel, true),
-        "initrd": vm.initrd.as_ref().zip(boot.initrd.as_ref()).map(|(f, i)| named(f, i, false)),
+        "initrd": vm.initrd.as_ref().zip(boot.initrd.as_ref()).map(|(f, i)| initrd(f, i)),
         "root": root,
     });
     if let Some(key) = &plan.secure_boot {

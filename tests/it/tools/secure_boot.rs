@@ -16,10 +16,10 @@ const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd";
 const OVMF_EMPTY_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 const BOOT_TIMEOUT: Duration = Duration::from_secs(180);
 /// What OVMF's boot manager prints when the firmware refuses an image.
-const REFUSED: &str = "Access Denied";
+pub(super) const REFUSED: &str = "Access Denied";
 
 /// The repository's test pair (recipes/keys/: public, never trust it).
-fn test_keys() -> (PathBuf, PathBuf) {
+pub(super) fn test_keys() -> (PathBuf, PathBuf) {
     let keys = repo_root().join("recipes/keys");
     (
         keys.join("secure-boot-test.key"),
@@ -29,7 +29,7 @@ fn test_keys() -> (PathBuf, PathBuf) {
 
 /// An OVMF variable store with Secure Boot on and `cert` as PK, KEK and the one db
 /// entry (no Microsoft keys).
-fn enrolled_vars(dir: &Path, cert: &Path) -> PathBuf {
+pub(super) fn enrolled_vars(dir: &Path, cert: &Path) -> PathBuf {
     let vars = dir.join("OVMF_VARS_4M.enrolled.fd");
     let owner = "2f287522-266f-5d74-91f5-d77744b62645";
     let cert = cert.to_str().unwrap();
@@ -47,7 +47,7 @@ fn enrolled_vars(dir: &Path, cert: &Path) -> PathBuf {
 /// may write it). Returns the serial console once the guest powers off, or once the
 /// firmware has refused the image (QEMU is then killed by its PID, as it is past the
 /// timeout).
-fn boot_secure(disk: &Path, vars: &Path) -> String {
+pub(super) fn boot_secure(disk: &Path, vars: &Path) -> String {
     let run = tempfile::tempdir().unwrap();
     let log = run.path().join("serial.log");
     let own_vars = run.path().join("vars.fd");
@@ -103,7 +103,7 @@ fn boot_secure(disk: &Path, vars: &Path) -> String {
 }
 
 /// The unified kernel image in the ESP of raw disk `disk`, and where the ESP is.
-fn uki_of(disk: &[u8], scratch: &Path) -> (Vec<u8>, std::ops::Range<usize>) {
+pub(super) fn uki_of(disk: &[u8], scratch: &Path) -> (Vec<u8>, std::ops::Range<usize>) {
     let (_, partitions) =
         cairn::disk::gpt::read_partitions(&mut std::io::Cursor::new(disk)).unwrap();
     let esp = partitions.iter().find(|p| p.name == "esp").unwrap();
@@ -116,7 +116,7 @@ fn uki_of(disk: &[u8], scratch: &Path) -> (Vec<u8>, std::ops::Range<usize>) {
 }
 
 /// `disk` with its ESP written anew around `uki` (same size: the image is as long).
-fn with_uki(disk: &[u8], esp: std::ops::Range<usize>, uki: &[u8], scratch: &Path) -> Vec<u8> {
+pub(super) fn with_uki(disk: &[u8], esp: std::ops::Range<usize>, uki: &[u8], scratch: &Path) -> Vec<u8> {
     let fat = scratch.join("esp-new.fat");
     cairn::disk::esp::write(&fat, esp.len() as u64, 0x1234_5678, uki).unwrap();
     let mut out = disk.to_vec();
