@@ -50,6 +50,9 @@ pub struct InitrdMember {
     /// A file's SHA-256.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<Sha256Digest>,
+    /// A file's SHA-1 (hex), which its SPDX entry needs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha1: Option<String>,
     /// A symbolic link's target.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
@@ -200,6 +203,7 @@ impl Builder<'_> {
         let record = InitrdMember {
             path: format!("/{key}"),
             sha256: None,
+            sha1: None,
             target: Some(target.to_string()),
             image_path: Some(format!("/{key}")),
             from: self.origin(key),
@@ -243,6 +247,7 @@ impl Builder<'_> {
         let record = InitrdMember {
             path: format!("/{path}"),
             sha256: Some(*sha256),
+            sha1: Some(sha1_hex(&bytes)),
             target: None,
             image_path: Some(format!("/{key}")),
             from: self.origin(key),
@@ -453,6 +458,7 @@ impl Builder<'_> {
         let record = InitrdMember {
             path: format!("/{path}"),
             sha256: Some(Sha256Digest::of(&bytes)),
+            sha1: Some(sha1_hex(&bytes)),
             target: None,
             image_path: None,
             from: "generated from the modules' .modinfo".into(),
@@ -566,6 +572,11 @@ impl Builder<'_> {
             members,
         }
     }
+}
+
+fn sha1_hex(bytes: &[u8]) -> String {
+    use sha1::Digest as _;
+    hex::encode(sha1::Sha1::digest(bytes))
 }
 
 /// A module's name as the kernel compares them: `-` and `_` alike.

@@ -127,7 +127,7 @@ pub fn verify(
     }
     if let (Some(root), Some(p)) = (&root, &provenance) {
         check_boot(disk, root, p, &mut checks);
-        initrd::check_initrd(disk, root, p, &mut checks);
+        initrd::check_initrd(disk, root, p, &statements, &mut checks);
     }
     verity::check_verity(disk, provenance.as_ref(), &mut checks);
     check_policy(provenance.as_ref(), policy, &mut checks);

@@ -3,14 +3,18 @@
 //! (the unified kernel image's `.initrd`, or `<name>.initrd` beside the disk) holds
 //! exactly the members the signed provenance records, with their digests and link
 //! targets, and each member copied from the image is, byte for byte, the file at its
-//! recorded image path in this disk's root file system. So what the initrd runs
-//! traces, through the root file system, to the signed SBOM and the packages in it. A
-//! disk whose provenance records no built initrd gets no `initrd` check.
+//! recorded image path in this disk's root file system; and the initrd's own signed
+//! SPDX document lists exactly its regular files with their SHA-256s. So what the
+//! initrd runs traces, through the root file system, to the signed SBOM and the
+//! packages in it. A disk whose provenance records no built initrd gets no `initrd`
+//! check.
 
 use super::disk_name;
-use crate::attest::intoto::Provenance;
+use crate::attest::intoto::{Provenance, Statement, SPDX_PREDICATE};
 use crate::digest::Sha256Digest;
+use crate::disk::attest::INITRD_SPDX_ID;
 use crate::disk::{cpio, read, uki};
+use crate::verify::spdx_file_sha256s;
 use crate::verify::Checks;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -27,6 +31,7 @@ pub(super) fn check_initrd(
     disk: &Path,
     root: &read::RootFiles,
     provenance: &Provenance,
+    statements: &[Statement],
     checks: &mut Checks,
 ) {
     let vm = provenance.build_definition.internal_parameters.get("vm");
@@ -47,19 +52,31 @@ pub(super) fn check_initrd(
             "the provenance records a built initrd, and the disk boots none",
         );
     };
-    let problems = compare(&bytes, built, root);
+    let sbom = statements
+        .iter()
+        .find(|s| {
+            s.predicate_type == SPDX_PREDICATE
+                && s.predicate["packages"][0]["SPDXID"] == INITRD_SPDX_ID
+        })
+        .map(|s| &s.predicate);
+    let problems = compare(&bytes, built, root, sbom);
     if problems.is_empty() {
         let count = built["members"].as_array().map_or(0, Vec::len);
         checks.pass(
             "initrd",
-            format!("the initrd holds exactly its {count} recorded members, each file the one at its image path in the root file system"),
+            format!("the initrd holds exactly its {count} recorded members, each file the one at its image path in the root file system, and its signed SPDX document lists them"),
         );
     } else {
         checks.fail("initrd", problems.join("; "));
     }
 }
 
-fn compare(bytes: &[u8], built: &Value, root: &read::RootFiles) -> Vec<String> {
+fn compare(
+    bytes: &[u8],
+    built: &Value,
+    root: &read::RootFiles,
+    sbom: Option<&Value>,
+) -> Vec<String> {
     let entries = match cpio::read(bytes) {
         Ok(entries) => entries,
         Err(e) => return vec![format!("the initrd is not a newc archive: {e}")],
@@ -104,6 +121,34 @@ fn compare(bytes: &[u8], built: &Value, root: &read::RootFiles) -> Vec<String> {
     }
     for path in recorded.keys().filter(|p| !found.contains_key(*p)) {
         problems.push(format!("{path} is recorded but not in the initrd"));
+    }
+    match sbom {
+        None => problems.push("no signed SPDX document describes the initrd".into()),
+        Some(sbom) => {
+            let listed: BTreeMap<String, String> = spdx_file_sha256s(sbom)
+                .into_iter()
+                .map(|(path, sha)| (format!("/{path}"), sha))
+                .collect();
+            let files: BTreeMap<&String, &String> = found
+                .iter()
+                .filter_map(|(path, is)| match is {
+                    Is::File(sha) => Some((path, sha)),
+                    Is::Link(_) => None,
+                })
+                .collect();
+            for (path, sha) in &files {
+                if listed.get(*path) != Some(*sha) {
+                    problems.push(format!(
+                        "the initrd's SPDX document does not list {path} with its SHA-256"
+                    ));
+                }
+            }
+            for path in listed.keys().filter(|p| !files.contains_key(p)) {
+                problems.push(format!(
+                    "the initrd's SPDX document lists {path}, which the initrd does not hold"
+                ));
+            }
+        }
     }
     // Each file copied from the image is the image's file.
     for member in members {

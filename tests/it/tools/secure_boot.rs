@@ -116,7 +116,12 @@ pub(super) fn uki_of(disk: &[u8], scratch: &Path) -> (Vec<u8>, std::ops::Range<u
 }
 
 /// `disk` with its ESP written anew around `uki` (same size: the image is as long).
-pub(super) fn with_uki(disk: &[u8], esp: std::ops::Range<usize>, uki: &[u8], scratch: &Path) -> Vec<u8> {
+pub(super) fn with_uki(
+    disk: &[u8],
+    esp: std::ops::Range<usize>,
+    uki: &[u8],
+    scratch: &Path,
+) -> Vec<u8> {
     let fat = scratch.join("esp-new.fat");
     cairn::disk::esp::write(&fat, esp.len() as u64, 0x1234_5678, uki).unwrap();
     let mut out = disk.to_vec();

@@ -10,8 +10,8 @@
 //! disk's provenance with where each came from, and it is reproducible.
 
 use super::secure_boot::{boot_secure, enrolled_vars, test_keys, uki_of, with_uki};
-use super::vm_verity::{check, verify_disk};
 use super::vm::{busybox, kernel, kernel_modules, sha256_hex, uefi_stub};
+use super::vm_verity::{check, verify_disk};
 use crate::common::*;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -311,6 +311,27 @@ fn the_built_initrd_is_reproducible_and_verify_traces_each_member_to_the_root() 
         );
     }
 
+    // The initrd's own SPDX document, signed beside the disk's statements: valid SPDX
+    // 2.3 to the SPDX tools, its files the initrd's, made from the image's document.
+    let sbom = initrd_sbom(&first.join("immutable.disk.intoto.jsonl"));
+    let sbom_path = dir.path().join("initrd.spdx.json");
+    std::fs::write(&sbom_path, serde_json::to_vec(&sbom).unwrap()).unwrap();
+    pyspdxtools(&sbom_path).unwrap_or_else(|e| panic!("pyspdxtools: {e}"));
+    let names: Vec<&str> = sbom["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["fileName"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"./usr/sbin/veritysetup") && names.contains(&"./init"),
+        "{names:?}"
+    );
+    assert_eq!(
+        sbom["externalDocumentRefs"][0]["externalDocumentId"], "DocumentRef-image",
+        "{sbom:#}"
+    );
+
     let disk_path = first.join("immutable.raw");
     let (ok, verdict) = verify_disk(&disk_path, &public);
     assert!(ok, "{verdict:#}");
@@ -345,6 +366,23 @@ fn the_built_initrd_is_reproducible_and_verify_traces_each_member_to_the_root() 
             .contains("/bin/busybox in the initrd is not the recorded one"),
         "{verdict:#}"
     );
+}
+
+/// The SPDX document of the signed statements in `jsonl` that describes the initrd.
+fn initrd_sbom(jsonl: &Path) -> Value {
+    use base64::Engine as _;
+    std::fs::read_to_string(jsonl)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let envelope: Value = serde_json::from_str(line).unwrap();
+            let payload = base64::engine::general_purpose::STANDARD
+                .decode(envelope["payload"].as_str().unwrap())
+                .unwrap();
+            serde_json::from_slice::<Value>(&payload).unwrap()["predicate"].clone()
+        })
+        .find(|p| p["packages"][0]["SPDXID"] == "SPDXRef-Initrd")
+        .expect("a signed SPDX document of the initrd")
 }
 
 /// What the recipe names must be in the image: each mistake points at its line.
