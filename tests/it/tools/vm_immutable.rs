@@ -286,30 +286,58 @@ fn a_verity_root_boots_through_the_built_initrd_under_secure_boot_and_a_changed_
     );
 }
 
-/// Run with another thread count, time zone and locale, into another directory: the
-/// initrd and the disk are the same bytes. `cairn verify` finds the initrd that boots
-/// to be exactly the recorded one, each file the image's own, and names the member of
-/// an initrd changed inside the unified kernel image.
+/// The same inputs copied elsewhere, built under another umask, time zone, locale,
+/// thread count and working directory: the initrd, the disk (its signed UKI inside)
+/// and the signed statements are the same bytes. `cairn verify` finds the initrd that
+/// boots to be exactly the recorded one, each file the image's own, and names the
+/// member of an initrd changed inside the unified kernel image.
 #[test]
 fn the_built_initrd_is_reproducible_and_verify_traces_each_member_to_the_root() {
     let dir = tempfile::tempdir().unwrap();
-    let recipe = immutable_recipe(dir.path());
+    let first_dir = dir.path().join("a");
+    std::fs::create_dir(&first_dir).unwrap();
+    immutable_recipe(&first_dir);
     let (sign_key, public, _) = keygen(dir.path(), "ci");
-    let first = dir.path().join("first");
-    build_json(&recipe, &first, &["--sign-key", sign_key.to_str().unwrap()]);
-    let second = dir.path().join("second");
-    let mut varied = cairn();
-    varied
-        .env("RAYON_NUM_THREADS", "1")
-        .env("TZ", "Pacific/Kiritimati")
-        .env("LC_ALL", "C");
-    build_json_with(varied, &recipe, &second, &[]);
-    for file in ["immutable.initrd", "immutable.raw"] {
-        assert!(
-            std::fs::read(first.join(file)).unwrap() == std::fs::read(second.join(file)).unwrap(),
-            "{file} differs between the two builds"
+    let second_dir = dir.path().join("b");
+    copy_tree(&first_dir, &second_dir);
+    let build = |dir: &Path, umask: &str, env: &[(&str, &str)]| {
+        let out = dir.join("out");
+        run_ok(
+            Command::new("sh")
+                .current_dir(dir)
+                .arg("-c")
+                .arg(format!("umask {umask} && exec \"$0\" \"$@\""))
+                .arg(env!("CARGO_BIN_EXE_cairn"))
+                .args([
+                    "build",
+                    "--quiet",
+                    "immutable.yaml",
+                    "-o",
+                    "out",
+                    "--sign-key",
+                ])
+                .arg(&sign_key)
+                .env_remove("SOURCE_DATE_EPOCH")
+                .env("CAIRN_NO_CACHE", "1")
+                .envs(env.iter().copied()),
         );
-    }
+        ["initrd", "raw", "disk.intoto.jsonl"].map(|ext| {
+            let bytes = std::fs::read(out.join(format!("immutable.{ext}"))).unwrap();
+            (ext, sha256_hex(&bytes))
+        })
+    };
+    let a = build(&first_dir, "022", &[("TZ", "UTC"), ("LANG", "C")]);
+    let b = build(
+        &second_dir,
+        "077",
+        &[
+            ("TZ", "Pacific/Kiritimati"),
+            ("LANG", "de_DE.UTF-8"),
+            ("RAYON_NUM_THREADS", "1"),
+        ],
+    );
+    assert_eq!(a, b);
+    let first = first_dir.join("out");
 
     // The initrd's own SPDX document, signed beside the disk's statements: valid SPDX
     // 2.3 to the SPDX tools, its files the initrd's, made from the image's document.
