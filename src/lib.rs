@@ -8,7 +8,7 @@
 //! A recipe with `vm:` also gets a bootable disk from the same root file system
 //! ([`disk`]). An unchanged recipe is rebuilt from the cache by [`warm`].
 //!
-//! Below every stage, shared by all of them: [`digest`], [`oci`] (media types,
+//! Below every stage, shared by all of them: [`digest`], [`elf`], [`oci`] (media types,
 //! annotations, canonical JSON, time formatting, compression, whiteouts), [`keys`] and
 //! [`snapshot`] (a source's files, and archive unpacking). The tidy tests in `xtask`
 //! hold the order: a module never imports one above it.
@@ -22,6 +22,7 @@ pub mod diag;
 pub mod diff;
 pub mod digest;
 pub mod disk;
+pub mod elf;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod image;

@@ -23,6 +23,7 @@
 
 use super::{DebianError, InstalledPackages};
 use crate::digest::Sha256Digest;
+use crate::elf::{Elf, ET_DYN};
 use crate::snapshot::Content;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -548,53 +549,8 @@ pub fn libcmp(a: &str, b: &str) -> Ordering {
 /// for `machine` with a dynamic section (`None` inside: it has no `DT_SONAME`);
 /// `None` for anything else, which `ldconfig` leaves out.
 fn shared_object_soname(data: &[u8], machine: u16) -> Option<Option<String>> {
-    let bytes_at = |o: usize, n: usize| data.get(o..o.checked_add(n)?);
-    let u16_at = |o: usize| Some(u16::from_le_bytes(bytes_at(o, 2)?.try_into().ok()?));
-    let u32_at = |o: usize| Some(u32::from_le_bytes(bytes_at(o, 4)?.try_into().ok()?));
-    let u64_at = |o: usize| Some(u64::from_le_bytes(bytes_at(o, 8)?.try_into().ok()?));
-    if data.get(..6)? != b"\x7fELF\x02\x01" || u16_at(16)? != 3 || u16_at(18)? != machine {
-        return None;
-    }
-    let phoff = usize::try_from(u64_at(32)?).ok()?;
-    let (phentsize, phnum) = (usize::from(u16_at(54)?), usize::from(u16_at(56)?));
-    let mut load_bias = None;
-    let mut dynamic = None;
-    for i in 0..phnum {
-        let ph = phoff.checked_add(i.checked_mul(phentsize)?)?;
-        match u32_at(ph)? {
-            1 if load_bias.is_none() => {
-                load_bias =
-                    Some(u64_at(ph.checked_add(16)?)?.wrapping_sub(u64_at(ph.checked_add(8)?)?));
-            }
-            2 => dynamic = Some((u64_at(ph.checked_add(8)?)?, u64_at(ph.checked_add(32)?)?)),
-            _ => {}
-        }
-    }
-    let (offset, size) = dynamic.filter(|(_, size)| *size > 0)?;
-    let (mut strtab, mut soname) = (None, None);
-    let start = usize::try_from(offset).ok()?;
-    let end = start.checked_add(usize::try_from(size).ok()?)?;
-    for at in (start..end).step_by(16) {
-        let (tag, value) = (u64_at(at)?, u64_at(at.checked_add(8)?)?);
-        match tag {
-            0 => break,
-            5 => strtab = Some(value),
-            14 => soname = Some(value),
-            _ => {}
-        }
-    }
-    let (Some(strtab), Some(soname)) = (strtab, soname) else {
-        return Some(None);
-    };
-    let at = usize::try_from(
-        strtab
-            .wrapping_sub(load_bias.unwrap_or(0))
-            .checked_add(soname)?,
-    )
-    .ok()?;
-    let bytes = data.get(at..)?;
-    let name = &bytes[..bytes.iter().position(|b| *b == 0)?];
-    Some(Some(String::from_utf8_lossy(name).into_owned()))
+    let elf = Elf::parse(data).filter(|e| e.file_type == ET_DYN && e.machine == machine)?;
+    Some(elf.dynamic()?.soname.map(str::to_string))
 }
 
 /// The cache file: header, entries, the string table (tails shared), then at a

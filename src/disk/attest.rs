@@ -6,13 +6,16 @@
 //! envelope per line, exactly as for images.
 
 use super::boot::{BootId, BootIds};
+use super::initrd::InitrdMember;
 use super::verity::Verity;
 use super::{DiskFile, DiskInput, DiskPlan};
 use crate::attest::dsse::{Envelope, INTOTO_PAYLOAD_TYPE};
 use crate::attest::intoto::{self, ResourceDescriptor};
 use crate::keys::SigningKey;
-use crate::recipe::{VmFile, VmFileFrom};
+use crate::oci::time::rfc3339;
+use crate::recipe::{VmFile, VmFileFrom, VmInitrd};
 use serde_json::json;
+use sha1::{Digest as _, Sha1};
 use std::collections::BTreeMap;
 
 /// The subjects of every disk statement: `{name: <file name>, digest: {sha256}}`.
@@ -44,6 +47,29 @@ fn named(file: &VmFile, boot: &BootId, with_member: bool) -> serde_json::Value {
             json!({"source": name, "sha256": boot.sha256.hex()})
         }
         (VmFileFrom::Image { .. }, None) => unreachable!("a file of the image is found in it"),
+    }
+}
+
+/// The initrd: a file as [`named`] records it, or one cairn built, with the recipe's
+/// request and every member's path, digest (or link target), image path and origin.
+fn initrd(initrd: &VmInitrd, boot: &BootId) -> serde_json::Value {
+    match initrd {
+        VmInitrd::File(file) => named(file, boot, false),
+        VmInitrd::Built(spec) => json!({
+            "sha256": boot.sha256.hex(),
+            "built": {
+                "init": spec.init.name,
+                "files": spec.files.iter().map(|f| &f.name).collect::<Vec<_>>(),
+                "modules": spec.modules.iter().map(|m| &m.name).collect::<Vec<_>>(),
+                "members": boot.initrd_members.iter().flatten().map(|m| json!({
+                    "path": m.path,
+                    "sha256": m.sha256.map(|d| d.hex()),
+                    "target": m.target,
+                    "image_path": m.image_path,
+                    "from": m.from,
+                })).collect::<Vec<_>>(),
+            },
+        }),
     }
 }
 
@@ -83,7 +109,7 @@ pub fn write_signed_statements(
         "cmdline": written.cmdline,
         "formats": vm.formats.iter().map(|f| f.extension()).collect::<Vec<_>>(),
         "kernel": named(&vm.kernel, &boot.kernel, true),
-        "initrd": vm.initrd.as_ref().zip(boot.initrd.as_ref()).map(|(f, i)| named(f, i, false)),
+        "initrd": vm.initrd.as_ref().zip(boot.initrd.as_ref()).map(|(f, i)| initrd(f, i)),
         "root": root,
     });
     if let Some(key) = &plan.secure_boot {
@@ -125,5 +151,121 @@ pub fn write_signed_statements(
         key,
         out,
     )?;
-    out.write_all(b"\n")
+    out.write_all(b"\n")?;
+    if let Some(initrd) = boot.initrd.as_ref().filter(|i| i.initrd_members.is_some()) {
+        let document = initrd_spdx(input, initrd)?;
+        let (before, after) = intoto::statement_around_predicate(&subjects);
+        let statement = [before, document, after].concat();
+        let mut line = Envelope::sign(INTOTO_PAYLOAD_TYPE, statement, key).to_json();
+        line.push(b'\n');
+        out.write_all(&line)?;
+    }
+    Ok(())
+}
+
+/// The SPDX id of the built initrd's package in its document.
+pub const INITRD_SPDX_ID: &str = "SPDXRef-Initrd";
+
+/// The initrd cairn built, as an SPDX 2.3 document of its own (the image's SBOM is in
+/// the image, which the initrd is made from, so it cannot list it): one package
+/// `SPDXRef-Initrd` (purpose ARCHIVE, its SHA-256, files analysed) that CONTAINS each
+/// regular file (SHA-1 and SHA-256, and in its comment the image path it was copied
+/// from and what put that there) and is GENERATED_FROM the image's package in the
+/// image's document, referenced by namespace and SHA-1; `modules.dep` is
+/// GENERATED_FROM the modules it lists.
+fn initrd_spdx(input: &DiskInput, initrd: &BootId) -> std::io::Result<Vec<u8>> {
+    #[derive(serde::Deserialize)]
+    struct Head {
+        #[serde(rename = "documentNamespace")]
+        namespace: String,
+    }
+    let image_document: Head =
+        serde_json::from_reader(std::io::BufReader::new(std::fs::File::open(input.spdx)?))?;
+    let mut sha1 = Sha1::new();
+    std::io::copy(&mut std::fs::File::open(input.spdx)?, &mut sha1)?;
+    let name = &input.recipe.name;
+    let files: Vec<&InitrdMember> = initrd
+        .initrd_members
+        .iter()
+        .flatten()
+        .filter(|m| m.sha1.is_some())
+        .collect();
+    let id = |i: usize| format!("SPDXRef-File-{i}");
+    let mut relationships = vec![json!({
+        "spdxElementId": "SPDXRef-DOCUMENT",
+        "relationshipType": "DESCRIBES",
+        "relatedSpdxElement": INITRD_SPDX_ID,
+    })];
+    relationships.push(json!({
+        "spdxElementId": INITRD_SPDX_ID,
+        "relationshipType": "GENERATED_FROM",
+        "relatedSpdxElement": "DocumentRef-image:SPDXRef-Image",
+    }));
+    let modules: Vec<usize> = (0..files.len())
+        .filter(|i| files[*i].path.ends_with(".ko"))
+        .collect();
+    for (i, file) in files.iter().enumerate() {
+        relationships.push(json!({
+            "spdxElementId": INITRD_SPDX_ID,
+            "relationshipType": "CONTAINS",
+            "relatedSpdxElement": id(i),
+        }));
+        if file.image_path.is_none() {
+            for m in &modules {
+                relationships.push(json!({
+                    "spdxElementId": id(i),
+                    "relationshipType": "GENERATED_FROM",
+                    "relatedSpdxElement": id(*m),
+                }));
+            }
+        }
+    }
+    let mut sha1s: Vec<&str> = files.iter().filter_map(|f| f.sha1.as_deref()).collect();
+    sha1s.sort_unstable();
+    let verification_code = hex::encode(Sha1::digest(sha1s.concat().as_bytes()));
+    let document = json!({
+        "SPDXID": "SPDXRef-DOCUMENT",
+        "spdxVersion": "SPDX-2.3",
+        "dataLicense": "CC0-1.0",
+        "name": format!("{name}.initrd"),
+        "documentNamespace": format!("https://spdx.org/spdxdocs/cairn-{name}-initrd-{}", initrd.sha256.hex()),
+        "creationInfo": {
+            "created": rfc3339(input.epoch),
+            "creators": [format!("Tool: cairn-{}", input.provenance.cairn_version)],
+        },
+        "externalDocumentRefs": [{
+            "externalDocumentId": "DocumentRef-image",
+            "spdxDocument": image_document.namespace,
+            "checksum": {"algorithm": "SHA1", "checksumValue": hex::encode(sha1.finalize())},
+        }],
+        "packages": [{
+            "SPDXID": INITRD_SPDX_ID,
+            "name": format!("{name}.initrd"),
+            "downloadLocation": "NOASSERTION",
+            "filesAnalyzed": true,
+            "packageVerificationCode": {"packageVerificationCodeValue": verification_code},
+            "checksums": [{"algorithm": "SHA256", "checksumValue": initrd.sha256.hex()}],
+            "licenseConcluded": "NOASSERTION",
+            "licenseDeclared": "NOASSERTION",
+            "copyrightText": "NOASSERTION",
+            "primaryPackagePurpose": "ARCHIVE",
+            "comment": format!("cairn: the initrd built from files of the image {name} (vm.initrd), a newc cpio"),
+        }],
+        "files": files.iter().enumerate().map(|(i, f)| json!({
+            "SPDXID": id(i),
+            "fileName": format!(".{}", f.path),
+            "checksums": [
+                {"algorithm": "SHA1", "checksumValue": f.sha1},
+                {"algorithm": "SHA256", "checksumValue": f.sha256.map(|d| d.hex())},
+            ],
+            "licenseConcluded": "NOASSERTION",
+            "copyrightText": "NOASSERTION",
+            "comment": match &f.image_path {
+                Some(path) => format!("cairn: copied from {path} of the image, put there by {}", f.from),
+                None => format!("cairn: {}", f.from),
+            },
+        })).collect::<Vec<_>>(),
+        "relationships": relationships,
+    });
+    Ok(crate::oci::json::canonical_json(&document))
 }

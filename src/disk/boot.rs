@@ -6,12 +6,13 @@
 //! exactly one regular file; the file keeps the origin its layer recorded (the
 //! package that shipped it), which the disk's provenance and build report name.
 
-use super::rootfs::{RootKind, RootTree};
+use super::initrd::{self, InitrdMember};
+use super::rootfs::{self, RootKind, RootTree};
 use super::{located, DiskError, DiskPlan};
 use crate::debian::fnmatch;
 use crate::digest::{HashingWriter, Sha256Digest};
-use crate::layers::{FileData, LayerTree, Origin};
-use crate::recipe::{Recipe, VmFile, VmFileFrom};
+use crate::layers::{FileData, LayerTree};
+use crate::recipe::{Recipe, VmFile, VmFileFrom, VmInitrd};
 use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -23,6 +24,8 @@ pub struct BootFile {
     pub data: FileData,
     pub sha256: Sha256Digest,
     pub in_image: Option<ImageFile>,
+    /// For an initrd cairn built (`initrd: { init, files, modules }`), what it holds.
+    pub initrd_members: Option<Vec<InitrdMember>>,
 }
 
 /// Where a boot file taken from the image is, and what put it there.
@@ -50,6 +53,8 @@ pub struct BootFiles {
 pub struct BootId {
     pub sha256: Sha256Digest,
     pub in_image: Option<ImageFile>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initrd_members: Option<Vec<InitrdMember>>,
 }
 
 /// The [`BootId`] of every boot file of a disk.
@@ -65,6 +70,7 @@ impl BootFile {
         BootId {
             sha256: self.sha256,
             in_image: self.in_image.clone(),
+            initrd_members: self.initrd_members.clone(),
         }
     }
 }
@@ -82,10 +88,16 @@ impl BootFiles {
 impl BootFile {
     /// A pinned source's file.
     pub fn pinned(content: crate::snapshot::Content) -> BootFile {
+        BootFile::pinned_data(FileData::Source(content.clone()), content.sha256)
+    }
+
+    /// A file's data with the SHA-256 it was pinned or merged with.
+    pub fn pinned_data(data: FileData, sha256: Sha256Digest) -> BootFile {
         BootFile {
-            sha256: content.sha256,
-            data: FileData::Source(content),
+            sha256,
+            data,
             in_image: None,
+            initrd_members: None,
         }
     }
 
@@ -94,6 +106,9 @@ impl BootFile {
         match (&self.in_image, &self.data) {
             (Some(file), _) => format!("{} in the image", file.path),
             (None, FileData::Source(c)) => c.path().display().to_string(),
+            (None, FileData::Inline(_)) if self.initrd_members.is_some() => {
+                "the initrd built from the image".into()
+            }
             (None, FileData::Inline(_)) => "an inline file".into(),
         }
     }
@@ -114,12 +129,7 @@ impl BootFile {
 
     /// All its bytes, checked against the digest it was pinned or merged with.
     pub fn read(&self) -> Result<Vec<u8>, DiskError> {
-        let mut bytes = Vec::new();
-        self.open()
-            .and_then(|mut r| r.read_to_end(&mut bytes))
-            .map_err(|e| self.io_error(e))?;
-        self.check(Sha256Digest::of(&bytes))?;
-        Ok(bytes)
+        rootfs::read_checked(&self.data, self.sha256)
     }
 
     /// Copies it to `dest`, checking the digest on the way.
@@ -161,6 +171,7 @@ impl BootFiles {
         recipe: &Recipe,
         tree: &RootTree,
         layers: &[LayerTree],
+        epoch: u64,
     ) -> Result<BootFiles, DiskError> {
         let vm = &plan.vm;
         let find = |file: &VmFile, what: &str| match &file.from {
@@ -177,7 +188,14 @@ impl BootFiles {
         };
         let initrd = match (&plan.initrd, &vm.initrd) {
             (Some(pinned), _) => Some(pinned.clone()),
-            (None, Some(file)) => Some(find(file, "initrd")?),
+            (None, Some(VmInitrd::File(file))) => Some(find(file, "initrd")?),
+            (None, Some(VmInitrd::Built(spec))) => {
+                let built = initrd::build(recipe, spec, tree, layers, epoch)?;
+                Some(BootFile {
+                    initrd_members: Some(built.members),
+                    ..BootFile::pinned_data(FileData::Inline(built.bytes), built.sha256)
+                })
+            }
             (None, None) => None,
         };
         let stub = match (&plan.stub, &vm.stub) {
@@ -254,23 +272,11 @@ fn in_image(
         }
         RootKind::Dir => unreachable!("directories were not matched"),
     };
-    let origin = layers
-        .iter()
-        .rev()
-        .find_map(|l| l.entries.get(key))
-        .map(|e| &e.origin);
-    let from = match origin {
-        Some(Origin::Source { name, .. }) => name.to_string(),
-        Some(Origin::Recipe { line }) => format!("recipe line {line}"),
-        Some(Origin::Generated(g)) => g.by.to_string(),
-        _ => "the image".into(),
-    };
     Ok(BootFile {
-        data: data.clone(),
-        sha256: *sha256,
         in_image: Some(ImageFile {
             path: format!("/{key}"),
-            from,
+            from: rootfs::origin_of(layers, key),
         }),
+        ..BootFile::pinned_data(data.clone(), *sha256)
     })
 }

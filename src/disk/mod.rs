@@ -25,9 +25,11 @@
 pub mod attest;
 pub mod authenticode;
 pub mod boot;
+pub mod cpio;
 pub mod esp;
 pub mod ext4;
 pub mod gpt;
+pub mod initrd;
 pub mod qcow2;
 pub mod read;
 pub mod rootfs;
@@ -44,7 +46,7 @@ use crate::digest::Sha256Digest;
 use crate::keys::SigningKey;
 use crate::layers::LayerTree;
 use crate::recipe::{
-    BootMode, Diagnostic, DiskFormat, Recipe, RootFsType, VmFile, VmFileFrom, VmSpec,
+    BootMode, Diagnostic, DiskFormat, Recipe, RootFsType, VmFile, VmFileFrom, VmInitrd, VmSpec,
 };
 use crate::resolve::{LockMode, Lockfile, ResolvedSources};
 use crate::snapshot::SourceEntryKind;
@@ -151,8 +153,8 @@ pub fn plan(
         check_kernel(recipe, &vm.kernel, kernel)?;
     }
     let initrd = match &vm.initrd {
-        Some(file) => source_file(recipe, resolved, file, "initrd")?,
-        None => None,
+        Some(VmInitrd::File(file)) => source_file(recipe, resolved, file, "initrd")?,
+        Some(VmInitrd::Built(_)) | None => None,
     };
     let stub = match &vm.stub {
         Some(file) => {
@@ -462,7 +464,7 @@ pub fn write(
     fs::create_dir(&scratch).map_err(DiskError::io(&scratch))?;
 
     let tree = rootfs::merge(layers);
-    let boot = BootFiles::find(plan, recipe, &tree, layers)?;
+    let boot = BootFiles::find(plan, recipe, &tree, layers, input.epoch)?;
     let tree_digest = tree.digest();
     let ext4_params = || ext4::Ext4Params {
         size: vm.root.size,

@@ -6,8 +6,9 @@
 //! wrote; a link whose target a later layer replaced or removed becomes a regular file
 //! with the content it linked to (what an overlay mount shows).
 
+use super::DiskError;
 use crate::digest::Sha256Digest;
-use crate::layers::{FileData, LayerTree, TreeEntryKind};
+use crate::layers::{FileData, LayerTree, Origin, TreeEntryKind};
 use crate::oci::whiteout;
 use crate::recipe::Owner;
 use sha2::{Digest, Sha256};
@@ -103,6 +104,43 @@ pub fn merge(layers: &[LayerTree]) -> RootTree {
     }
     RootTree {
         entries: fs.into_iter().map(|(k, p)| (k, p.entry)).collect(),
+    }
+}
+
+/// The bytes of a file of the tree, checked against the SHA-256 its layer recorded
+/// (a source's file may have changed since it was hashed).
+pub fn read_checked(data: &FileData, sha256: Sha256Digest) -> Result<Vec<u8>, DiskError> {
+    match data {
+        FileData::Inline(bytes) => Ok(bytes.to_vec()),
+        FileData::Source(content) => {
+            let path = content.path();
+            let bytes = std::fs::read(&path).map_err(DiskError::io(&path))?;
+            let found = Sha256Digest::of(&bytes);
+            if found != sha256 {
+                return Err(DiskError::SourceChanged {
+                    path: path.into_owned(),
+                    expected: sha256,
+                    found,
+                });
+            }
+            Ok(bytes)
+        }
+    }
+}
+
+/// What put the entry at `key` into the image: the source its layer took it from
+/// (`deb:linux-image-6.1.0-28-cloud-amd64`), or how the recipe made it.
+pub fn origin_of(layers: &[LayerTree], key: &str) -> String {
+    let origin = layers
+        .iter()
+        .rev()
+        .find_map(|l| l.entries.get(key))
+        .map(|e| &e.origin);
+    match origin {
+        Some(Origin::Source { name, .. }) => name.to_string(),
+        Some(Origin::Recipe { line }) => format!("recipe line {line}"),
+        Some(Origin::Generated(g)) => g.by.to_string(),
+        _ => "the image".into(),
     }
 }
 

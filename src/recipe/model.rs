@@ -146,7 +146,7 @@ pub struct PackageRequest {
 pub struct VmSpec {
     /// A bzImage, given to the hypervisor (`boot: direct`).
     pub kernel: VmFile,
-    pub initrd: Option<VmFile>,
+    pub initrd: Option<VmInitrd>,
     /// The kernel command line, written beside the disk.
     pub cmdline: String,
     pub root: RootFsSpec,
@@ -167,6 +167,35 @@ pub struct VmSpec {
 pub struct SecureBootSpec {
     pub key: String,
     pub cert: String,
+    pub span: Span,
+}
+
+/// `vm.initrd`: a file, or an initramfs cairn builds from files of the image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VmInitrd {
+    File(VmFile),
+    Built(InitrdSpec),
+}
+
+/// `initrd: { init, files, modules }`: an initramfs (a `newc` cpio) made of files of
+/// the image's root file system: `init` as `/init`, each of `files` at its own path
+/// with the shared libraries it loads, and each of `modules` (of the image's kernel)
+/// with the modules it depends on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InitrdSpec {
+    /// The absolute path, in the image, of the program the kernel runs first.
+    pub init: InitrdItem,
+    /// Absolute paths of files of the image.
+    pub files: Vec<InitrdItem>,
+    /// Kernel module names (`dm-verity`; `-` and `_` alike).
+    pub modules: Vec<InitrdItem>,
+    pub span: Span,
+}
+
+/// One path or module name of an [`InitrdSpec`], with where the recipe wrote it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InitrdItem {
+    pub name: String,
     pub span: Span,
 }
 

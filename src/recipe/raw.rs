@@ -82,7 +82,7 @@ pub(super) struct RawLayering {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawVm {
     pub kernel: Option<Spanned<RawVmFile>>,
-    pub initrd: Option<Spanned<RawVmFile>>,
+    pub initrd: Option<Spanned<RawVmInitrd>>,
     pub cmdline: Option<Text>,
     pub root: Option<Spanned<RawVmRoot>>,
     pub boot: Option<Text>,
@@ -104,6 +104,18 @@ pub(super) struct RawSecureBoot {
 pub(super) struct RawVmFile {
     pub source: Option<Text>,
     pub path: Option<Text>,
+}
+
+/// `initrd:` under `vm:`: a file, as `kernel:` names one (`source`, `path`), or one
+/// cairn builds from files of the image (`init`, `files`, `modules`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawVmInitrd {
+    pub source: Option<Text>,
+    pub path: Option<Text>,
+    pub init: Option<Text>,
+    pub files: Option<Spanned<Vec<Text>>>,
+    pub modules: Option<Spanned<Vec<Text>>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -5,10 +5,10 @@
 
 use super::context::{span_of, Cx};
 use super::model::{
-    BootMode, DiskFormat, RootFsSpec, RootFsType, SecureBootSpec, SourceSpec, VmFile, VmFileFrom,
-    VmSpec,
+    BootMode, DiskFormat, InitrdItem, InitrdSpec, RootFsSpec, RootFsType, SecureBootSpec,
+    SourceSpec, VmFile, VmFileFrom, VmInitrd, VmSpec,
 };
-use super::raw::{RawSecureBoot, RawVm, RawVmFile, RawVmRoot};
+use super::raw::{RawSecureBoot, RawVm, RawVmFile, RawVmInitrd, RawVmRoot, Text};
 use super::sources::relative_path;
 use super::values::{self, did_you_mean, list, unknown, Invalid};
 use super::Diagnostic;
@@ -52,9 +52,7 @@ pub(super) fn parse(
         "name the kernel (a bzImage): a file of the image, e.g. `kernel: { path: /boot/vmlinuz-* }` with linux-image-cloud-amd64 in `packages:`, or a source, `kernel: { source: kernel }`",
     )?;
     let kernel = vm_file(cx, "kernel", kernel, sources)?;
-    let initrd = initrd
-        .map(|i| vm_file(cx, "initrd", i, sources))
-        .transpose()?;
+    let initrd = initrd.map(|i| vm_initrd(cx, i, sources)).transpose()?;
     let cmdline = cx.require(
         cmdline,
         at,
@@ -142,6 +140,96 @@ pub(super) fn parse(
         secure_boot,
         span: at,
     }))
+}
+
+/// `initrd:` a file (`source`, `path`), or one built from files of the image
+/// (`init`, `files`, `modules`): never both.
+fn vm_initrd(
+    cx: &Cx,
+    raw: Spanned<RawVmInitrd>,
+    sources: &BTreeMap<String, SourceSpec>,
+) -> Result<VmInitrd, Diagnostic> {
+    let at = span_of(&raw);
+    let RawVmInitrd {
+        source,
+        path,
+        init,
+        files,
+        modules,
+    } = raw.value;
+    if init.is_none() && files.is_none() && modules.is_none() {
+        let file = Spanned {
+            value: RawVmFile { source, path },
+            referenced: raw.referenced,
+            defined: raw.defined,
+        };
+        return vm_file(cx, "initrd", file, sources).map(VmInitrd::File);
+    }
+    if let Some(named) = source.as_ref().or(path.as_ref()) {
+        return Err(cx
+            .error(
+                span_of(named),
+                "`initrd` either names a file (`source`, `path`) or is built (`init`, `files`, `modules`), not both",
+            )
+            .with_hint("remove `source` and `path` to have cairn build the initrd from files of the image, or remove `init`, `files` and `modules` to use a prebuilt one"));
+    }
+    let init = cx.require(
+        init,
+        at,
+        "the initrd to build has no `init`",
+        "name the file of the image the kernel runs first, e.g. `init: /usr/lib/initrd/init` (a script a layer writes)",
+    )?;
+    let path_item = |text: Text| {
+        cx.check(&text, |p| image_pattern("initrd file", p))?;
+        if text.value.contains(['*', '?', '[']) {
+            return Err(cx
+                .error(span_of(&text), format!("`{}` has wildcards", text.value))
+                .with_hint("name each file of the initrd by its exact path in the image"));
+        }
+        Ok(InitrdItem {
+            span: span_of(&text),
+            name: text.value,
+        })
+    };
+    let init = path_item(init)?;
+    let files = files
+        .map(|list| list.value.into_iter().map(path_item).collect())
+        .transpose()?
+        .unwrap_or_default();
+    let modules = modules
+        .map(|list| {
+            list.value
+                .into_iter()
+                .map(|m| {
+                    cx.check(&m, |name| module_name(name))?;
+                    Ok(InitrdItem {
+                        span: span_of(&m),
+                        name: m.value,
+                    })
+                })
+                .collect::<Result<Vec<_>, Diagnostic>>()
+        })
+        .transpose()?
+        .unwrap_or_default();
+    Ok(VmInitrd::Built(InitrdSpec {
+        init,
+        files,
+        modules,
+        span: at,
+    }))
+}
+
+/// A kernel module's name as `modprobe` takes it: `dm-verity`, `virtio_blk`.
+fn module_name(name: &str) -> Result<(), Invalid> {
+    let valid = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if valid {
+        return Ok(());
+    }
+    Err(Invalid::new(format!("`{name}` is not a kernel module name"))
+        .with_hint("write the module's name as modprobe takes it, without a path or `.ko`, e.g. `dm-verity`"))
 }
 
 fn secure_boot_keys(cx: &Cx, raw: Spanned<RawSecureBoot>) -> Result<SecureBootSpec, Diagnostic> {

@@ -19,6 +19,7 @@
 //! 8. `policy`: the policy's rules on source digests and signers hold.
 //! 9. `rebuild` (with a rebuilt digest): a fresh build gives the same disk bytes.
 
+mod initrd;
 mod verity;
 
 use super::{check_policy, compare_files, spdx_file_sha256s, Checks, Policy, Verdict};
@@ -126,6 +127,7 @@ pub fn verify(
     }
     if let (Some(root), Some(p)) = (&root, &provenance) {
         check_boot(disk, root, p, &mut checks);
+        initrd::check_initrd(disk, root, p, &statements, &mut checks);
     }
     verity::check_verity(disk, provenance.as_ref(), &mut checks);
     check_policy(provenance.as_ref(), policy, &mut checks);

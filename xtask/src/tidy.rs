@@ -48,7 +48,7 @@ const LEVELS: &[&[&str]] = &[
     &["fuzzing"],
 ];
 
-const CORE: &[&str] = &["digest", "diag", "oci", "keys", "snapshot"];
+const CORE: &[&str] = &["digest", "diag", "elf", "oci", "keys", "snapshot"];
 
 /// Modules held to less than their level allows: the registry client uses only core;
 /// the ledger uses core and the registry client.

@@ -31,4 +31,5 @@ mod secure_boot;
 mod serve;
 mod vm;
 mod vm_cache;
+mod vm_immutable;
 mod vm_verity;

@@ -21,7 +21,7 @@ const REFUSED: &str = "Access Denied";
 /// may write it). Returns the serial console once the guest powers off, or once the
 /// firmware has refused the image (QEMU is then stopped by its PID, as it is past the
 /// timeout).
-fn boot_secure(disk: &Path, vars: &Path) -> String {
+pub(super) fn boot_secure(disk: &Path, vars: &Path) -> String {
     let run = tempfile::tempdir().unwrap();
     let own_vars = run.path().join("vars.fd");
     std::fs::copy(vars, &own_vars).unwrap();
@@ -43,7 +43,7 @@ fn boot_secure(disk: &Path, vars: &Path) -> String {
 }
 
 /// The unified kernel image in the ESP of raw disk `disk`, and where the ESP is.
-fn uki_of(disk: &[u8], scratch: &Path) -> (Vec<u8>, std::ops::Range<usize>) {
+pub(super) fn uki_of(disk: &[u8], scratch: &Path) -> (Vec<u8>, std::ops::Range<usize>) {
     let (_, partitions) =
         cairn::disk::gpt::read_partitions(&mut std::io::Cursor::new(disk)).unwrap();
     let esp = partitions.iter().find(|p| p.name == "esp").unwrap();
@@ -56,7 +56,12 @@ fn uki_of(disk: &[u8], scratch: &Path) -> (Vec<u8>, std::ops::Range<usize>) {
 }
 
 /// `disk` with its ESP written anew around `uki` (same size: the image is as long).
-fn with_uki(disk: &[u8], esp: std::ops::Range<usize>, uki: &[u8], scratch: &Path) -> Vec<u8> {
+pub(super) fn with_uki(
+    disk: &[u8],
+    esp: std::ops::Range<usize>,
+    uki: &[u8],
+    scratch: &Path,
+) -> Vec<u8> {
     let fat = scratch.join("esp-new.fat");
     cairn::disk::esp::write(&fat, esp.len() as u64, 0x1234_5678, uki).unwrap();
     let mut out = disk.to_vec();

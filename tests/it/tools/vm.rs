@@ -72,8 +72,40 @@ fn squashfs_module() -> PathBuf {
         .clone()
 }
 
+/// The kernel's modules a verity root needs (dm-verity and what its `.modinfo` says
+/// it depends on) and one it does not (squashfs), as the kernel package lays them
+/// out: a directory holding `lib/modules/<version>/kernel/...`.
+pub(super) fn kernel_modules() -> PathBuf {
+    static MODULES: OnceLock<PathBuf> = OnceLock::new();
+    MODULES
+        .get_or_init(|| {
+            from_package(&kernel_package(), "modules", |root| {
+                let picked = root.with_file_name("picked");
+                for module in [
+                    "drivers/md/dm-verity.ko",
+                    "drivers/md/dm-bufio.ko",
+                    "drivers/md/dm-mod.ko",
+                    "lib/reed_solomon/reed_solomon.ko",
+                    "fs/squashfs/squashfs.ko",
+                ] {
+                    let from = std::fs::read_dir(root.join("lib/modules"))
+                        .unwrap()
+                        .next()
+                        .unwrap()
+                        .unwrap()
+                        .path();
+                    let rel = from.strip_prefix(root).unwrap().join("kernel").join(module);
+                    std::fs::create_dir_all(picked.join(&rel).parent().unwrap()).unwrap();
+                    std::fs::copy(root.join(&rel), picked.join(&rel)).unwrap();
+                }
+                picked
+            })
+        })
+        .clone()
+}
+
 /// systemd-stub for x86-64, from Debian's systemd-boot-efi (not installed: unpacked).
-fn uefi_stub() -> PathBuf {
+pub(super) fn uefi_stub() -> PathBuf {
     static STUB: OnceLock<PathBuf> = OnceLock::new();
     STUB.get_or_init(|| {
         from_package("systemd-boot-efi", "linuxx64.efi.stub", |root| {
@@ -106,7 +138,13 @@ fn from_package(package: &str, name: &str, pick: impl Fn(&Path) -> PathBuf) -> P
     let unpacked = work.path().join("x");
     run_ok(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&unpacked));
     let partial = work.path().join(name);
-    std::fs::copy(pick(&unpacked), &partial).unwrap();
+    // A file or a directory of the package.
+    run_ok(
+        Command::new("cp")
+            .arg("-a")
+            .arg(pick(&unpacked))
+            .arg(&partial),
+    );
     std::fs::rename(&partial, &cached).unwrap();
     cached
 }
@@ -118,7 +156,7 @@ pub(super) fn fake_bzimage(path: &Path) {
     std::fs::write(path, bytes).unwrap();
 }
 
-fn busybox() -> PathBuf {
+pub(super) fn busybox() -> PathBuf {
     ["/bin/busybox", "/usr/bin/busybox"]
         .iter()
         .map(PathBuf::from)

@@ -99,7 +99,7 @@ fn veritysetup_verify(data: &Path, hash: &Path, roothash: &str) -> std::process:
         .expect("veritysetup runs (TEST_TOOLS: cryptsetup-bin)")
 }
 
-fn verify_disk(disk: &Path, public: &Path) -> (bool, serde_json::Value) {
+pub(super) fn verify_disk(disk: &Path, public: &Path) -> (bool, serde_json::Value) {
     let out = cairn()
         .arg("verify")
         .arg(disk)
@@ -117,7 +117,7 @@ fn verify_disk(disk: &Path, public: &Path) -> (bool, serde_json::Value) {
     (out.status.success(), verdict)
 }
 
-fn check<'a>(verdict: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+pub(super) fn check<'a>(verdict: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
     verdict["checks"]
         .as_array()
         .unwrap()
