@@ -96,14 +96,18 @@ fn vm_recipe(key: &Path) -> Result<String> {
     Ok(text.replace(placeholder, public.trim()))
 }
 
-/// `recipes/immutable-vm.yaml`, with the Secure Boot test pair it names copied into
-/// `dir/keys/` (the recipe's keys are relative to it).
+/// `recipes/immutable-vm.yaml`, with the files it names relative to itself (the
+/// initrd's init, the Secure Boot test pair) copied into `dir`.
 fn immutable_recipe(dir: &Path) -> Result<String> {
-    let keys = dir.join("keys");
-    std::fs::create_dir_all(&keys)?;
-    for name in ["secure-boot-test.key", "secure-boot-test.crt"] {
-        std::fs::copy(repo_root().join("recipes/keys").join(name), keys.join(name))
-            .with_context(|| format!("copying recipes/keys/{name}"))?;
+    for file in [
+        "initrd/verity-init",
+        "keys/secure-boot-test.key",
+        "keys/secure-boot-test.crt",
+    ] {
+        let to = dir.join(file);
+        std::fs::create_dir_all(to.parent().unwrap())?;
+        std::fs::copy(repo_root().join("recipes").join(file), &to)
+            .with_context(|| format!("copying recipes/{file}"))?;
     }
     Ok(std::fs::read_to_string(
         repo_root().join("recipes/immutable-vm.yaml"),

@@ -688,9 +688,10 @@ const MARKER_DEADLINE: Duration = Duration::from_secs(300);
 /// the initrd opens the root with the root hash of the signed command line, and
 /// systemd reaches `multi-user.target` with no failed unit: the marker names the
 /// read-only `/dev/mapper/root` and the root hash the kernel checks it against, the
-/// build's. `cairn verify` of the raw disk passes (the verity tree included). One
-/// byte of the root file system changed: the kernel refuses the block and stops, no
-/// marker. Built again from the lock with another package cache, the same disk.
+/// build's. `cairn verify` of the raw disk passes (the initrd's files and the verity
+/// tree included). One byte of the root file system changed: the kernel refuses the
+/// block and stops, no marker. Built again from the lock with another package cache,
+/// the same disk.
 #[test]
 fn the_immutable_vm_boots_its_verity_root_under_secure_boot_and_verifies() {
     use crate::common::ovmf::{enrolled_vars, secure_boot_qemu, test_keys};
@@ -699,7 +700,14 @@ fn the_immutable_vm_boots_its_verity_root_under_secure_boot_and_verifies() {
     let work = tempfile::tempdir().unwrap();
     let recipe = work.path().join("immutable-vm.yaml");
     std::fs::copy(repo_root().join("recipes/immutable-vm.yaml"), &recipe).unwrap();
-    // The Secure Boot pair the recipe names, beside the copy as beside the original.
+    // The initrd's init and the Secure Boot pair the recipe names, beside the copy as
+    // beside the original.
+    std::fs::create_dir(work.path().join("initrd")).unwrap();
+    std::fs::copy(
+        repo_root().join("recipes/initrd/verity-init"),
+        work.path().join("initrd/verity-init"),
+    )
+    .unwrap();
     let (sb_key, sb_cert) = test_keys();
     std::fs::create_dir(work.path().join("keys")).unwrap();
     for file in [&sb_key, &sb_cert] {
@@ -741,7 +749,7 @@ fn the_immutable_vm_boots_its_verity_root_under_secure_boot_and_verifies() {
         .filter(|c| c["ok"] == true)
         .map(|c| c["name"].as_str().unwrap())
         .collect();
-    for name in ["disk", "signatures", "boot", "verity"] {
+    for name in ["disk", "signatures", "boot", "initrd", "verity"] {
         assert!(
             checked.contains(&name),
             "no passed `{name}` check: {verdict:#}"
