@@ -283,7 +283,7 @@ fn read_signature(pkcs7: &[u8]) -> Result<Signature<'_>, String> {
     if signature.tag != OCTET_STRING {
         return Err("the signature is not an OCTET STRING".into());
     }
-    let (content, message_digest, signed_attributes) = authenticated(attributes, indirect)?;
+    let message_digest = message_digest(attributes)?;
     let [issuer, serial] = inside(issuer_and_serial, SEQUENCE, "the issuerAndSerialNumber")?[..]
     else {
         return Err("the issuerAndSerialNumber is not an issuer and a serial number".into());
@@ -306,20 +306,19 @@ fn read_signature(pkcs7: &[u8]) -> Result<Signature<'_>, String> {
         cert_sha256: Sha256Digest::of(certificate),
         subject: parsed.tbs_certificate.subject.to_string(),
         signed_hash,
-        content,
+        content: indirect.content,
         message_digest,
-        signed_attributes,
+        // The signature covers the attributes encoded as the SET OF they are, not as
+        // the [0] IMPLICIT field that carries them.
+        signed_attributes: crate::keys::der(SET, attributes.content),
         signature: signature.content,
         public_key,
     })
 }
 
-/// The signed content octets, the `messageDigest` attribute and the attributes as the
-/// `SET OF` the signature covers; the `contentType` attribute must name the content.
-fn authenticated<'a>(
-    attributes: Element<'a>,
-    indirect: Element<'a>,
-) -> Result<(&'a [u8], &'a [u8], Vec<u8>), String> {
+/// The `messageDigest` attribute's value; the `contentType` attribute must name the
+/// signed content.
+fn message_digest(attributes: Element<'_>) -> Result<&[u8], String> {
     let mut message_digest = None;
     let mut content_type = None;
     for attribute in inside(attributes, context(0), "the authenticated attributes")? {
@@ -343,12 +342,7 @@ fn authenticated<'a>(
             "the contentType attribute is missing or does not name SpcIndirectDataContent".into(),
         );
     }
-    let message_digest = message_digest.ok_or("no messageDigest attribute")?;
-    Ok((
-        indirect.content,
-        message_digest,
-        crate::keys::der(SET, attributes.content),
-    ))
+    Ok(message_digest.ok_or("no messageDigest attribute")?)
 }
 
 /// Also the `sbsign` signatures other modules' tests check.

@@ -70,11 +70,13 @@ fn verdict(uki: Option<&[u8]>, recorded: Option<&Recorded>) -> Option<Result<Str
         Ok(signed) => signed,
         // An image that is not PE32+ fails the `boot` check; with a recorded
         // signature it fails here too, as no firmware would run it.
-        Err(e) => return recorded.map(|r| {
-            Err(format!(
+        Err(e) => {
+            return recorded.map(|r| {
+                Err(format!(
                 "{IMAGE} cannot carry the signature by certificate {r} the provenance records: {e}"
             ))
-        }),
+            })
+        }
     };
     let Some(recorded) = recorded else {
         if signed.signatures.is_empty() {
