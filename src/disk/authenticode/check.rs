@@ -13,7 +13,7 @@
 //! `sbsign` writes.
 
 use super::{
-    context, hash_with, layout, oid, rsa_public_key, AuthenticodeError, OBJECT_IDENTIFIER,
+    context, hash_with, layout, oid, rsa_public_key, AuthenticodeError, INTEGER, OBJECT_IDENTIFIER,
     OCTET_STRING, SEQUENCE, SET, WIN_CERT_REVISION_2_0, WIN_CERT_TYPE_PKCS_SIGNED_DATA,
 };
 use crate::digest::Sha256Digest;
@@ -204,6 +204,15 @@ fn sha256(element: Element, what: &str) -> Result<(), String> {
     }
 }
 
+/// PKCS#7 (RFC 2315) `SignedData` and `SignerInfo` are version 1.
+fn version_1(element: Element, what: &str) -> Result<(), String> {
+    if element.tag == INTEGER && element.content == [1] {
+        Ok(())
+    } else {
+        Err(format!("{what}'s version is not 1"))
+    }
+}
+
 /// Reads the PKCS#7 `ContentInfo` of one `WIN_CERTIFICATE`.
 fn read_signature(pkcs7: &[u8]) -> Result<Signature<'_>, String> {
     let (content_info, rest) = element(pkcs7)?;
@@ -221,9 +230,18 @@ fn read_signature(pkcs7: &[u8]) -> Result<Signature<'_>, String> {
         return Err("the ContentInfo's content is not one SignedData".into());
     };
     let fields = inside(signed_data, SEQUENCE, "the SignedData")?;
-    let [_version, _digest_algorithms, encapsulated, ref rest @ ..] = fields[..] else {
+    let [version, digest_algorithms, encapsulated, ref rest @ ..] = fields[..] else {
         return Err("the SignedData is too short".into());
     };
+    version_1(version, "the SignedData")?;
+    // EDK2 takes the image hash's algorithm from here.
+    let digest_algorithms = inside(digest_algorithms, SET, "the SignedData's digestAlgorithms")?;
+    if digest_algorithms.is_empty() {
+        return Err("the SignedData's digestAlgorithms is empty".into());
+    }
+    for a in digest_algorithms {
+        sha256(a, "the SignedData's digestAlgorithm")?;
+    }
     let (certificates, rest) = match rest {
         [c, rest @ ..] if c.tag == context(0) => (elements(c.content)?, rest),
         _ => (Vec::new(), rest),
@@ -267,13 +285,14 @@ fn read_signature(pkcs7: &[u8]) -> Result<Signature<'_>, String> {
     };
 
     let fields = inside(signer_info, SEQUENCE, "the SignerInfo")?;
-    let [_version, issuer_and_serial, digest_algorithm, attributes, signature_algorithm, signature, ..] =
+    let [version, issuer_and_serial, digest_algorithm, attributes, signature_algorithm, signature, ..] =
         fields[..]
     else {
         return Err(
             "the SignerInfo is too short (are its authenticated attributes missing?)".into(),
         );
     };
+    version_1(version, "the SignerInfo")?;
     sha256(digest_algorithm, "the SignerInfo's digestAlgorithm")?;
     if ![oid::RSA_ENCRYPTION, oid::SHA256_WITH_RSA]
         .contains(&algorithm(signature_algorithm, "the signature algorithm")?)

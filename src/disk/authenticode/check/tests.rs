@@ -1,7 +1,8 @@
 //! Unit tests of the Authenticode reader: signatures cairn writes and signatures the
 //! real `sbsign` (Debian's sbsigntool, OpenSSL's PKCS#7, with a signing time) writes
 //! are read back and hold; a changed image, a changed signature and malformed tables
-//! are told apart.
+//! are told apart; and a change to any byte of a signed image but its PE checksum and
+//! the table's end padding is refused.
 
 use super::super::image_hash;
 use super::super::tests::{image, test_key};
@@ -206,4 +207,38 @@ fn a_certificate_table_that_is_not_a_signature_is_named() {
         e.starts_with(&format!("the signature at byte {at} of the image")),
         "{e}"
     );
+}
+
+#[test]
+fn every_byte_of_a_signed_image_counts_but_the_checksum_and_the_padding() {
+    let key = test_key();
+    let signers = [
+        (key.sign(&image()).unwrap(), key.cert_sha256),
+        (sbsign_snakeoil(&image()), snakeoil_sha256()),
+    ];
+    for (signed_pe, cert_sha256) in signers {
+        let l = layout(&signed_pe).unwrap();
+        let end = pkcs7_end(&signed_pe);
+        // Neither the image hash nor the signature covers the PE checksum, and nothing
+        // reads the zeros that align the certificate table's end.
+        let uncovered: Vec<usize> = (l.checksum..l.checksum + 4)
+            .chain(end..signed_pe.len())
+            .collect();
+        let mut accepted = Vec::new();
+        for at in 0..signed_pe.len() {
+            let mut pe = signed_pe.clone();
+            pe[at] ^= 1;
+            let Ok(signed) = signatures(&pe) else {
+                continue;
+            };
+            let holds =
+                signed.signatures.iter().flatten().any(|s| {
+                    s.cert_sha256 == cert_sha256 && s.problems(signed.image_hash).is_empty()
+                });
+            if holds {
+                accepted.push(at);
+            }
+        }
+        assert_eq!(accepted, uncovered, "signed by {cert_sha256}");
+    }
 }
