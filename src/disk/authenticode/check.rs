@@ -102,7 +102,9 @@ pub fn signatures(pe: &[u8]) -> Result<SignedImage<'_>, AuthenticodeError> {
     let l = layout(pe)?;
     let image_hash = hash_with(pe, &l);
     let (table_at, table_size) = l.certificate_table;
-    let table = &pe[table_at..table_at + table_size];
+    // An entry of size 0 means no table, wherever it points; one of another size lies
+    // within the file ([`layout`] checked it).
+    let table = pe.get(table_at..table_at + table_size).unwrap_or_default();
     let mut signatures = Vec::new();
     let mut offset = 0;
     // Entries start 8-byte aligned; what is left after the last is padding.

@@ -25,7 +25,7 @@ fn put_u32(b: &mut [u8], at: usize, v: u32) {
 }
 
 const COFF: usize = 0x84;
-const OPTIONAL: usize = COFF + 20;
+pub(crate) const OPTIONAL: usize = COFF + 20;
 
 /// A minimal PE32+ image: headers in 0x400 bytes with 16 data directories, and two
 /// sections of 0x200 bytes each.

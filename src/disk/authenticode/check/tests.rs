@@ -5,7 +5,8 @@
 //! the table's end padding is refused.
 
 use super::super::image_hash;
-use super::super::tests::{image, test_key};
+use super::super::tests::{image, test_key, OPTIONAL};
+use super::super::{CERTIFICATE_TABLE, DATA_DIRECTORIES};
 use super::*;
 use std::process::Command;
 
@@ -86,6 +87,11 @@ fn a_signature_cairn_writes_reads_back_and_holds() {
     assert_eq!(signature.signed_hash, signed.image_hash);
     assert_eq!(signature.problems(signed.image_hash), []);
     assert!(signatures(&pe).unwrap().signatures.is_empty(), "unsigned");
+    // An entry of size 0 is no table, wherever it points (a fuzzer's find).
+    let mut nowhere = pe.clone();
+    let entry = OPTIONAL + DATA_DIRECTORIES + 8 * CERTIFICATE_TABLE;
+    nowhere[entry..entry + 4].copy_from_slice(&0x8900_0000u32.to_le_bytes());
+    assert!(signatures(&nowhere).unwrap().signatures.is_empty());
 
     // A byte of a section: the image no longer hashes to what was signed.
     let mut changed = signed_pe.clone();
