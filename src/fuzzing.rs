@@ -294,6 +294,19 @@ pub fn dsse(data: &[u8]) {
     let _ = envelope.verify(&[fuzz_key()]);
 }
 
+/// A unified kernel image from a disk's ESP, through what `cairn verify` makes of its
+/// Authenticode signatures: the PE32+ layout and image hash, each `WIN_CERTIFICATE`'s
+/// PKCS#7 walk, the signer's certificate, and the digest and RSA checks.
+pub fn authenticode(data: &[u8]) {
+    use crate::disk::authenticode::check::signatures;
+    let Ok(signed) = signatures(data) else {
+        return;
+    };
+    for signature in signed.signatures.iter().flatten() {
+        let _ = signature.problems(signed.image_hash);
+    }
+}
+
 /// A fuzzing entry point: takes any bytes, panics only on a bug.
 pub type Target = fn(&[u8]);
 
@@ -308,4 +321,5 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("dsse", dsse),
     ("ca_certificate", ca_certificate),
     ("ld_so_cache", ld_so_cache),
+    ("authenticode", authenticode),
 ];

@@ -13,12 +13,15 @@
 //! 8-byte aligned), and points the certificate table entry at it and sets the PE
 //! checksum. PKCS#1 v1.5 signatures are a function of key and message, so the same
 //! image and key always give the same bytes, which `sbverify` and UEFI firmware
-//! (EDK2's `DxeImageVerificationLib`) accept.
+//! (EDK2's `DxeImageVerificationLib`) accept. [`check`] reads such signatures back and
+//! checks them against the same image hash, for `cairn verify`.
 
 use crate::digest::Sha256Digest;
 use crate::keys::der;
-use rsa::{Pkcs1v15Sign, RsaPrivateKey};
+use rsa::{Pkcs1v15Sign, RsaPrivateKey, RsaPublicKey};
 use sha2::{Digest, Sha256};
+
+pub mod check;
 
 const PE32_PLUS: u16 = 0x20b;
 const SECTION_HEADER: usize = 40;
@@ -42,6 +45,9 @@ mod oid {
     pub const SHA256: &[u8] = &[6, 9, 0x60, 0x86, 0x48, 1, 0x65, 3, 4, 2, 1];
     /// 1.2.840.113549.1.1.1 (rsaEncryption: PKCS#1 v1.5)
     pub const RSA_ENCRYPTION: &[u8] = &[6, 9, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 1, 1, 1];
+    /// 1.2.840.113549.1.1.11 (sha256WithRSAEncryption), which other signers may write
+    /// for the signature algorithm.
+    pub const SHA256_WITH_RSA: &[u8] = &[6, 9, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 1, 1, 11];
     /// 1.2.840.113549.1.9.3 (PKCS#9 contentType)
     pub const CONTENT_TYPE: &[u8] = &[6, 9, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 1, 9, 3];
     /// 1.2.840.113549.1.9.4 (PKCS#9 messageDigest)
@@ -60,6 +66,7 @@ const SET: u8 = 0x31;
 const INTEGER: u8 = 0x02;
 const BIT_STRING: u8 = 0x03;
 const OCTET_STRING: u8 = 0x04;
+const OBJECT_IDENTIFIER: u8 = 0x06;
 const NULL: &[u8] = &[0x05, 0x00];
 /// `[n]` constructed (EXPLICIT, or IMPLICIT over a constructed type) and `[0]`
 /// primitive (IMPLICIT over a string).
@@ -70,12 +77,24 @@ const CONTEXT_0_PRIMITIVE: u8 = 0x80;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum AuthenticodeError {
-    #[error("cannot sign the image: it is not a usable PE32+ file ({0})")]
+    #[error("the image is not a usable PE32+ file ({0})")]
     NotPe(&'static str),
     #[error("the image is already signed (its certificate table is not empty)")]
     AlreadySigned,
     #[error("RSA signing failed: {0}")]
     Rsa(String),
+}
+
+/// The RSA public key of a certificate, if that is the kind of key it holds.
+pub(super) fn rsa_public_key(certificate: &x509_cert::Certificate) -> Option<RsaPublicKey> {
+    use der::Encode;
+    use rsa::pkcs8::DecodePublicKey;
+    let spki = certificate
+        .tbs_certificate
+        .subject_public_key_info
+        .to_der()
+        .ok()?;
+    RsaPublicKey::from_public_key_der(&spki).ok()
 }
 
 /// Where a PE32+ image keeps what the image hash skips.
@@ -337,5 +356,6 @@ fn signed_data(hash: Sha256Digest, signer: &Signer) -> Result<Vec<u8>, Authentic
     ))
 }
 
+/// Also the minimal image and test key other modules' tests sign.
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

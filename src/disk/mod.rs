@@ -323,6 +323,16 @@ pub struct DiskInput<'a> {
     pub sign_key: Option<&'a SigningKey>,
 }
 
+/// The initrd written beside a disk: where, its SHA-256 and, for one cairn built from
+/// the image (`vm.initrd: { init, files, modules }`), how many members it holds.
+#[derive(Debug, Clone, Serialize)]
+pub struct InitrdReport {
+    pub path: PathBuf,
+    pub sha256: Sha256Digest,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub built_members: Option<usize>,
+}
+
 /// A written disk.
 #[derive(Debug, Clone, Serialize)]
 pub struct DiskReport {
@@ -334,6 +344,9 @@ pub struct DiskReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kernel_in_image: Option<ImageFile>,
     pub cmdline: PathBuf,
+    /// The initrd beside the disk, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub initrd: Option<InitrdReport>,
     /// The dm-verity tree over the root (`root.verity: true`): root hash, salt,
     /// partition UUIDs.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -660,6 +673,11 @@ pub fn finish(
         }
         None => None,
     };
+    let initrd = boot.initrd.as_ref().map(|i| InitrdReport {
+        path: out.join(format!("{name}.initrd")),
+        sha256: i.sha256,
+        built_members: i.initrd_members.as_ref().map(Vec::len),
+    });
     Ok(DiskBuild {
         tmp,
         names,
@@ -668,6 +686,7 @@ pub fn finish(
             kernel: out.join(kernel_name),
             kernel_in_image: boot.kernel.in_image,
             cmdline: out.join(cmdline_name),
+            initrd,
             verity,
             boot: vm.boot.name(),
             root_fs: vm.root.fs.name(),

@@ -10,9 +10,9 @@ use crate::diag::Diagnose;
 use crate::digest::Sha256Digest;
 use der::{Decode, Encode};
 use rsa::pkcs1::DecodeRsaPrivateKey;
-use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey};
+use rsa::pkcs8::DecodePrivateKey;
 use rsa::traits::PublicKeyParts;
-use rsa::{RsaPrivateKey, RsaPublicKey};
+use rsa::RsaPrivateKey;
 use std::borrow::Cow;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -133,14 +133,11 @@ impl SecureBootKey {
         };
         let parsed = x509_cert::Certificate::from_der(&certificate).map_err(|_| not_cert())?;
         let tbs = &parsed.tbs_certificate;
-        let public = tbs
-            .subject_public_key_info
-            .to_der()
-            .ok()
-            .and_then(|spki| RsaPublicKey::from_public_key_der(&spki).ok())
-            .ok_or_else(|| SecureBootError::NotRsaCertificate {
+        let public = authenticode::rsa_public_key(&parsed).ok_or_else(|| {
+            SecureBootError::NotRsaCertificate {
                 path: cert_path.into(),
-            })?;
+            }
+        })?;
         if public != key.to_public_key() {
             return Err(SecureBootError::Mismatch {
                 key: key_path.into(),

@@ -203,6 +203,7 @@ fn the_run_hint_of_a_uefi_disk_boots_firmware_and_never_names_a_kernel() {
         kernel: "out/vm.vmlinuz".into(),
         kernel_in_image: None,
         cmdline: "out/vm.cmdline".into(),
+        initrd: None,
         verity: None,
         boot: boot.name(),
         root_fs: "ext4",

@@ -14,12 +14,18 @@
 //!    kernel image in the EFI system partition carries the recorded kernel (`.linux`),
 //!    initrd and command line; for `boot: direct`, `<name>.vmlinuz` beside the disk is
 //!    the recorded kernel and `<name>.cmdline` the recorded command line.
-//! 7. `verity` (a dm-verity root): the provenance's root hash is the root of the hash
+//! 7. `secure_boot` (a signed unified kernel image): the image in the EFI system
+//!    partition carries a valid Authenticode signature by the certificate the
+//!    provenance records, over its own bytes ([`secure_boot`]).
+//! 8. `initrd` (an initrd cairn built): it holds exactly the recorded members, each file
+//!    the image's own, and its signed SPDX document lists them ([`initrd`]).
+//! 9. `verity` (a dm-verity root): the provenance's root hash is the root of the hash
 //!    partition's tree, which covers every block of the root partition ([`verity`]).
-//! 8. `policy`: the policy's rules on source digests and signers hold.
-//! 9. `rebuild` (with a rebuilt digest): a fresh build gives the same disk bytes.
+//! 10. `policy`: the policy's rules on source digests and signers hold.
+//! 11. `rebuild` (with a rebuilt digest): a fresh build gives the same disk bytes.
 
 mod initrd;
+mod secure_boot;
 mod verity;
 
 use super::{check_policy, compare_files, spdx_file_sha256s, Checks, Policy, Verdict};
@@ -127,6 +133,7 @@ pub fn verify(
     }
     if let (Some(root), Some(p)) = (&root, &provenance) {
         check_boot(disk, root, p, &mut checks);
+        secure_boot::check_secure_boot(root.uki.as_deref(), p, &mut checks);
         initrd::check_initrd(disk, root, p, &statements, &mut checks);
     }
     verity::check_verity(disk, provenance.as_ref(), &mut checks);

@@ -43,6 +43,8 @@ const TEST_TOOLS: &[(&str, &str)] = &[
     ("ovmf", "/usr/share/OVMF/OVMF_CODE.fd"),
     // Checks the Authenticode signatures of Secure Boot disks (tests/it/tools/secure_boot.rs).
     ("sbsigntool", "sbverify"),
+    // Writes a changed unified kernel image into a disk's ESP (`mcopy -i disk@@OFFSET`).
+    ("mtools", "mcopy"),
     ("squashfs-tools", "mksquashfs"),
     // Checks the dm-verity trees of verity roots (`veritysetup verify`, `dump`).
     ("cryptsetup-bin", "veritysetup"),

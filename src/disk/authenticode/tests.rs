@@ -6,7 +6,7 @@ use crate::disk::secure_boot::SecureBootKey;
 use std::path::Path;
 
 /// The repository's test pair (recipes/keys/, public: never trust it).
-fn test_key() -> SecureBootKey {
+pub(crate) fn test_key() -> SecureBootKey {
     let keys = Path::new(env!("CARGO_MANIFEST_DIR")).join("recipes/keys");
     SecureBootKey::read(
         &keys,
@@ -25,11 +25,11 @@ fn put_u32(b: &mut [u8], at: usize, v: u32) {
 }
 
 const COFF: usize = 0x84;
-const OPTIONAL: usize = COFF + 20;
+pub(crate) const OPTIONAL: usize = COFF + 20;
 
 /// A minimal PE32+ image: headers in 0x400 bytes with 16 data directories, and two
 /// sections of 0x200 bytes each.
-fn image() -> Vec<u8> {
+pub(crate) fn image() -> Vec<u8> {
     let mut pe = vec![0u8; 0x800];
     pe[0..2].copy_from_slice(b"MZ");
     put_u32(&mut pe, 0x3c, 0x80);

@@ -4,6 +4,10 @@
 //! db into a copy of OVMF's empty variable store); the same image with one byte changed,
 //! and the image unsigned, are refused by the firmware; `sbverify` (Debian's
 //! sbsigntool) agrees. Signing is deterministic: two builds give the same disk.
+//! `cairn verify` checks the signature against the certificate the provenance records
+//! (its `secure_boot` check), and fails an image made unsigned, changed, re-signed by
+//! another key with `sbsign`, or with its signature changed, each written back into the
+//! raw disk's ESP with mtools' `mcopy`, as `sbverify` does; those tests boot nothing.
 
 use super::vm::{kernel, make_uefi, sha256_hex, write_vm_recipe, MOTD};
 use crate::common::ovmf::{enrolled_vars, secure_boot_qemu, test_keys};
@@ -286,4 +290,226 @@ fn pem_body(text: &str) -> Vec<u8> {
     base64::engine::general_purpose::STANDARD
         .decode(body)
         .unwrap()
+}
+
+/// `cairn verify --json` of `disk` with the attestation key `public`: whether it
+/// verified (exit code 0), and the verdict.
+fn verify_disk(disk: &Path, public: &Path) -> (bool, serde_json::Value) {
+    let out = cairn()
+        .arg("verify")
+        .arg(disk)
+        .arg("--key")
+        .arg(public)
+        .arg("--json")
+        .output()
+        .unwrap();
+    let verdict: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "verify --json: {e}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.success(), verdict)
+}
+
+/// The check named `name` in a verdict, if there is one.
+fn check<'a>(verdict: &'a serde_json::Value, name: &str) -> Option<&'a serde_json::Value> {
+    verdict["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+}
+
+/// `image` with its signatures removed by `sbattach --remove` (it removes the first;
+/// cairn writes one).
+fn sbattach_remove(image: &[u8], scratch: &Path) -> Vec<u8> {
+    let path = scratch.join("sbattach.efi");
+    std::fs::write(&path, image).unwrap();
+    run_ok(Command::new("sbattach").arg("--remove").arg(&path));
+    std::fs::read(path).unwrap()
+}
+
+/// `image` signed with `sbsign` (after any signature it has).
+fn sbsign(key: &Path, cert: &Path, image: &[u8], scratch: &Path) -> Vec<u8> {
+    let (input, output) = (
+        scratch.join("sbsign-in.efi"),
+        scratch.join("sbsign-out.efi"),
+    );
+    std::fs::write(&input, image).unwrap();
+    run_ok(
+        Command::new("sbsign")
+            .arg("--key")
+            .arg(key)
+            .arg("--cert")
+            .arg(cert)
+            .arg("--output")
+            .arg(&output)
+            .arg(&input),
+    );
+    std::fs::read(output).unwrap()
+}
+
+/// A copy of the raw disk `disk` (with its attestations beside it) in `dir/name/`,
+/// whose `\EFI\BOOT\BOOTX64.EFI` mtools' `mcopy` replaced by `uki` inside the ESP.
+fn with_uki_mcopied(disk: &Path, uki: &[u8], dir: &Path, name: &str) -> PathBuf {
+    let at = dir.join(name);
+    std::fs::create_dir(&at).unwrap();
+    let copy = at.join("vmtest.raw");
+    std::fs::copy(disk, &copy).unwrap();
+    std::fs::copy(
+        disk.with_file_name("vmtest.disk.intoto.jsonl"),
+        at.join("vmtest.disk.intoto.jsonl"),
+    )
+    .unwrap();
+    let (_, partitions) =
+        cairn::disk::gpt::read_partitions(&mut std::fs::File::open(&copy).unwrap()).unwrap();
+    let esp = partitions.iter().find(|p| p.name == "esp").unwrap();
+    let file = at.join("BOOTX64.EFI");
+    std::fs::write(&file, uki).unwrap();
+    run_ok(
+        Command::new("mcopy")
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .arg("-o")
+            .arg("-i")
+            .arg(format!("{}@@{}", copy.display(), esp.offset))
+            .arg(&file)
+            .arg("::/EFI/BOOT/BOOTX64.EFI"),
+    );
+    let (read_back, _) = uki_of(&std::fs::read(&copy).unwrap(), &at);
+    assert!(read_back == uki, "mcopy did not replace the image");
+    copy
+}
+
+#[test]
+fn verify_checks_the_signature_by_the_recorded_certificate_and_names_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = signed_recipe(dir.path());
+    let (attest_key, attest_pub, _) = keygen(dir.path(), "attest");
+    let sign = ["--sign-key", attest_key.to_str().unwrap()];
+    let out = dir.path().join("out");
+    build_json(&recipe, &out, &sign);
+    let disk = out.join("vmtest.raw");
+    let (_, cert) = test_keys();
+    let fingerprint = sha256_hex(&pem_body(&std::fs::read_to_string(&cert).unwrap()));
+
+    let (verified, verdict) = verify_disk(&disk, &attest_pub);
+    assert!(verified, "{verdict:#}");
+    let passed = check(&verdict, "secure_boot").expect("a secure_boot check");
+    assert_eq!(passed["ok"], true);
+    let detail = passed["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(&format!(
+            "signed by the recorded certificate sha256:{fingerprint}"
+        )),
+        "{detail}"
+    );
+    let (uki, _) = uki_of(&std::fs::read(&disk).unwrap(), dir.path());
+    let uki_path = dir.path().join("signed.efi");
+    std::fs::write(&uki_path, &uki).unwrap();
+    assert!(sbverify(&cert, &uki_path).status.success());
+
+    // The snakeoil key is stored encrypted (passphrase `snakeoil`); sbsign wants it plain.
+    let snakeoil_key = dir.path().join("snakeoil.key");
+    run_ok(
+        Command::new("openssl")
+            .args(["pkey", "-passin", "pass:snakeoil"])
+            .args(["-in", "/usr/share/ovmf/PkKek-1-snakeoil.key", "-out"])
+            .arg(&snakeoil_key),
+    );
+    let snakeoil_cert = Path::new("/usr/share/ovmf/PkKek-1-snakeoil.pem");
+    let snakeoil = |image: &[u8]| sbsign(&snakeoil_key, snakeoil_cert, image, dir.path());
+    let unsigned = sbattach_remove(&uki, dir.path());
+    let mut changed = uki.clone();
+    let cmdline = b"root=PARTLABEL=root ro ";
+    let at = changed
+        .windows(cmdline.len())
+        .position(|w| w == cmdline)
+        .expect("the .cmdline section")
+        + cmdline.len()
+        - 2;
+    changed[at] = b'w';
+    // The WIN_CERTIFICATE ends with the RSA signature: its last byte. The certificate
+    // table's file offset is the fifth data directory of the PE32+ optional header.
+    let u32_at = |at: usize| u32::from_le_bytes(uki[at..at + 4].try_into().unwrap()) as usize;
+    let table = u32_at(u32_at(0x3c) + 24 + 112 + 4 * 8);
+    let length = u32_at(table);
+    let mut forged = uki.clone();
+    forged[table + length - 1] ^= 1;
+    let cases: [(&str, Vec<u8>, String); 4] = [
+        (
+            "unsigned",
+            unsigned,
+            "is not signed (its certificate table is empty), although the provenance records it signed by certificate sha256:".to_string() + &fingerprint,
+        ),
+        (
+            "changed",
+            changed,
+            "the image was changed after it was signed, so firmware refuses it".into(),
+        ),
+        (
+            "foreign",
+            snakeoil(&sbattach_remove(&uki, dir.path())),
+            format!("signature is not by the recorded certificate sha256:{fingerprint}"),
+        ),
+        (
+            "forged",
+            forged,
+            "does not verify with the certificate's public key; the signature was changed after it was made".into(),
+        ),
+    ];
+    for (name, image, expected) in cases {
+        let image_path = dir.path().join(format!("{name}.efi"));
+        std::fs::write(&image_path, &image).unwrap();
+        assert!(
+            !sbverify(&cert, &image_path).status.success(),
+            "{name}: sbverify accepted it"
+        );
+        let tampered = with_uki_mcopied(&disk, &image, dir.path(), name);
+        let (verified, verdict) = verify_disk(&tampered, &attest_pub);
+        assert!(!verified, "{name}: {verdict:#}");
+        let failed = check(&verdict, "secure_boot")
+            .unwrap_or_else(|| panic!("{name}: no secure_boot check in {verdict:#}"));
+        assert_eq!(failed["ok"], false, "{name}: {failed}");
+        let detail = failed["detail"].as_str().unwrap();
+        assert!(detail.contains(&expected), "{name}: {detail}");
+    }
+    let (code, _) = run_err(
+        cairn()
+            .arg("verify")
+            .arg(dir.path().join("forged/vmtest.raw"))
+            .arg("--key")
+            .arg(&attest_pub),
+    );
+    assert_ne!(code, 0);
+
+    // Another signature after cairn's (sbsign adds one to a signed image): firmware
+    // trusting the recorded certificate still runs it, and the check passes.
+    let both = with_uki_mcopied(&disk, &snakeoil(&uki), dir.path(), "both");
+    let (_, verdict) = verify_disk(&both, &attest_pub);
+    assert_eq!(
+        check(&verdict, "secure_boot").unwrap()["ok"],
+        true,
+        "{verdict:#}"
+    );
+
+    // The recipe without `secure_boot`: nothing recorded, nothing signed, no check.
+    let text = std::fs::read_to_string(&recipe).unwrap();
+    let unsigned_recipe = dir.path().join("unsigned.yaml");
+    std::fs::write(
+        &unsigned_recipe,
+        text.replace(
+            "  secure_boot: { key: keys/db.key, cert: keys/db.crt }\n",
+            "",
+        ),
+    )
+    .unwrap();
+    let unsigned_out = dir.path().join("unsigned-out");
+    build_json(&unsigned_recipe, &unsigned_out, &sign);
+    let (verified, verdict) = verify_disk(&unsigned_out.join("vmtest.raw"), &attest_pub);
+    assert!(verified, "{verdict:#}");
+    assert!(
+        check(&verdict, "secure_boot").is_none(),
+        "an unsigned recipe got a secure_boot check: {verdict:#}"
+    );
 }

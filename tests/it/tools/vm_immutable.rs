@@ -174,6 +174,11 @@ fn a_verity_root_boots_through_the_built_initrd_under_secure_boot_and_a_changed_
     // more; each member traced to the image file and source it came from.
     let provenance = provenance_of(&out.join("immutable.disk.intoto.jsonl"));
     let members = recorded_members(&provenance);
+    assert_eq!(
+        report["disk"]["initrd"]["built_members"],
+        members.len(),
+        "{report:#}"
+    );
     let init = member(&members, "/init");
     assert_eq!(init["image_path"], "/usr/lib/initrd/init");
     assert_eq!(init["from"], "verity-init");
