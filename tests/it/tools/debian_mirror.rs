@@ -749,7 +749,14 @@ fn the_immutable_vm_boots_its_verity_root_under_secure_boot_and_verifies() {
         .filter(|c| c["ok"] == true)
         .map(|c| c["name"].as_str().unwrap())
         .collect();
-    for name in ["disk", "signatures", "boot", "initrd", "verity"] {
+    for name in [
+        "disk",
+        "signatures",
+        "boot",
+        "secure_boot",
+        "initrd",
+        "verity",
+    ] {
         assert!(
             checked.contains(&name),
             "no passed `{name}` check: {verdict:#}"
