@@ -48,6 +48,8 @@ const TEST_TOOLS: &[(&str, &str)] = &[
     ("squashfs-tools", "mksquashfs"),
     // Checks the dm-verity trees of verity roots (`veritysetup verify`, `dump`).
     ("cryptsetup-bin", "veritysetup"),
+    // Reads back the initrds cairn builds (`cpio -t`, `cpio -idm`: tools::vm_immutable).
+    ("cpio", "cpio"),
     // Kills a build at a chosen system call (fault injection): the crash tests.
     ("strace", "strace"),
     // The Debian package tests: a signed apt repository made and served by the test.
