@@ -60,8 +60,8 @@ impl Layers {
 /// Writes the layers and SBOMs of `platform`'s image into the layout; with `--strict`,
 /// refuses an image holding files its platform cannot run.
 ///
-/// Frees `platform`'s source entries once the layers are assembled, when the layers
-/// are written afresh ([`crate::resolve::ResolvedSources::release_trees`]).
+/// Frees `platform`'s source entries as the layers are assembled, when the layers are
+/// written afresh ([`crate::layers::assemble_on`]).
 pub fn write_layers(
     cx: &BuildContext,
     plan: &Plan,
@@ -224,10 +224,9 @@ fn write_afresh(
     config_user: Option<String>,
 ) -> Result<Layers, BuildError> {
     let below = crate::layers::debian::hook_layers(&platform.recipe, &platform.resolved, base_fs)?;
-    let mut trees = layers::assemble_on(&platform.recipe, &platform.resolved, base_fs, below)?;
-    // The trees share the sources' paths and contents; the entry lists, a copy per
-    // file, are not needed again, and at a million files the SBOM stage peaks below.
-    platform.resolved.release_trees();
+    // Frees the source entries as it reads them: the trees share their paths and
+    // contents.
+    let mut trees = layers::assemble_on(&platform.recipe, &mut platform.resolved, base_fs, below)?;
     let platform = &*platform;
     let recipe = &platform.recipe;
     let resolved = &platform.resolved;

@@ -31,7 +31,7 @@ fn hello_sboms(staging: &Path) -> Sboms {
         Some("LicenseRef-cairn-example AND CC-BY-4.0".to_string());
     let lock_path = resolve::lock_path_for(&recipe.file.path);
     let lock = Lockfile::read(&lock_path).unwrap();
-    let resolved = resolve::resolve(
+    let mut resolved = resolve::resolve(
         &recipe,
         &lock,
         &lock_path,
@@ -41,7 +41,8 @@ fn hello_sboms(staging: &Path) -> Sboms {
         &Default::default(),
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let trees = cairn::layers::assemble(&recipe, &resolved, None).unwrap_or_else(|e| panic!("{e}"));
+    let trees =
+        cairn::layers::assemble(&recipe, &mut resolved, None).unwrap_or_else(|e| panic!("{e}"));
     let contents = image_contents(&recipe, &resolved, None, &trees);
 
     // What the layer writer computes while it writes: SHA-1 next to SHA-256.
