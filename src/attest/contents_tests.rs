@@ -167,10 +167,10 @@ fn the_final_version_of_each_file_is_listed_with_the_layer_that_wrote_it() {
     ]
     .map(|(path, sha256, layer)| (path.to_string(), sha256, Cow::Borrowed(layer)));
     assert_eq!(listed, expected);
-    let motd = &contents.files[2];
+    let motd = contents.files.get(2);
     assert_eq!(motd.origin(), FileOrigin::Recipe { line: 11 });
     assert_eq!(motd.size(), 2);
-    assert_eq!(contents.files[3].origin(), FileOrigin::Base);
+    assert_eq!(contents.files.get(3).origin(), FileOrigin::Base);
     assert_eq!(
         contents.base,
         Some(BaseInfo {
