@@ -240,3 +240,17 @@ fn a_file_replaces_only_its_own_subtree_and_a_directory_keeps_a_file() {
     .map(|(path, layer)| (path.to_string(), Cow::Borrowed(layer)));
     assert_eq!(listed, expected);
 }
+
+/// The SBOM stage turns the list of the image's files into that of their SHA-1s in
+/// place ([`ImageFiles::into_sha1s`]), which needs a place to be laid out as a
+/// reference is: otherwise both lists are alive at once (8 MB each at a million files).
+#[test]
+fn a_place_is_laid_out_as_a_reference() {
+    assert_eq!(
+        (std::mem::size_of::<Place>(), std::mem::align_of::<Place>()),
+        (
+            std::mem::size_of::<&[u8; 20]>(),
+            std::mem::align_of::<&[u8; 20]>()
+        )
+    );
+}

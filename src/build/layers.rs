@@ -266,11 +266,14 @@ fn write_afresh(
     cx.observer.stage("sbom");
     // SBOMs describe the layers as written (their SHA-1s were computed in the same
     // pass); the SBOM layer itself is not in them.
-    let contents = contents::image_contents(recipe, resolved, base.as_ref().zip(base_fs), &trees);
     let sha1 = contents::WrittenSha1s {
         base: base_fs.map(|fs| &fs.sha1),
         layers: trees.iter().zip(blobs.iter().map(|b| &b.sha1)).collect(),
     };
+    // From a list of the files of its own, which it frees before the SBOMs' is made.
+    let image_verification_code =
+        sbom::image_verification_code(contents::image_files(base_fs, &trees), &sha1)?;
+    let contents = contents::image_contents(recipe, resolved, base.as_ref().zip(base_fs), &trees);
     let platform_name = platform.platform.to_string();
     let recipe_file_name = names::recipe_file_name(recipe);
     let sbom_input = sbom::SbomInput {
@@ -281,6 +284,7 @@ fn write_afresh(
         contents: &contents,
         cairn_version: CAIRN_VERSION,
         sha1: &sha1,
+        image_verification_code,
     };
     // Written straight into blobs, which the SBOM layer, the referrers, the signed
     // statement and the side files read back: an SBOM lists every file of the image

@@ -13,7 +13,7 @@ mod cyclonedx;
 mod spdx;
 
 pub use cyclonedx::{cyclonedx_json, write_cyclonedx_json};
-pub use spdx::{spdx_json, write_spdx_json};
+pub use spdx::{image_verification_code, spdx_json, write_spdx_json};
 
 use crate::attest::contents::{
     BaseInfo, FileOrigin, ImageContents, ImageFile, Sha1Lookup, SourceInfo,
@@ -40,6 +40,11 @@ pub struct SbomInput<'a> {
     /// take part in the document digest.
     #[serde(skip)]
     pub sha1: &'a dyn Sha1Lookup,
+    /// The image's package verification code ([`image_verification_code`] of the
+    /// files of `contents`), computed before `contents` is; a function of `contents`
+    /// and `sha1`, so it does not take part in the document digest either.
+    #[serde(skip)]
+    pub image_verification_code: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -463,6 +468,9 @@ pub(crate) mod test_support {
             contents,
             cairn_version: "0.1.0",
             sha1,
+            // Empty when a SHA-1 is missing: the document then fails on that file.
+            image_verification_code: image_verification_code(contents.files.clone(), sha1)
+                .unwrap_or_default(),
         }
     }
 

@@ -23,7 +23,7 @@ use super::{
     write_json, SbomError, SbomInput, Supplier,
 };
 use crate::attest::contents::FileOrigin;
-use crate::attest::contents::{BaseInfo, ImageFile, ImageFiles, SourceInfo};
+use crate::attest::contents::{BaseInfo, ImageFile, ImageFiles, Sha1Lookup, SourceInfo};
 use crate::oci::time::rfc3339;
 use crate::resolve::LockedKind;
 use serde::ser::{SerializeSeq, Serializer};
@@ -261,10 +261,7 @@ pub fn write_spdx_json(input: &SbomInput, out: &mut dyn std::io::Write) -> Resul
             .expect("every file's SHA-1 was checked above")
     };
 
-    let mut packages = vec![image_package(
-        input,
-        files.iter().map(|f| sha1_of(&f)).collect(),
-    )];
+    let mut packages = vec![image_package(input)];
     packages.extend(contents.base.iter().map(base_package));
     let first_source = packages.len();
     packages.extend(contents.sources.iter().map(source_package));
@@ -353,7 +350,7 @@ pub fn write_spdx_json(input: &SbomInput, out: &mut dyn std::io::Write) -> Resul
     write_json(&document, out).map_err(SbomError::Write)
 }
 
-fn image_package(input: &SbomInput, file_sha1s: Vec<&[u8; 20]>) -> Package {
+fn image_package(input: &SbomInput) -> Package {
     Package {
         spdx_id: IMAGE_ID.to_string(),
         name: input.image_name.to_string(),
@@ -361,7 +358,7 @@ fn image_package(input: &SbomInput, file_sha1s: Vec<&[u8; 20]>) -> Package {
         download_location: NOASSERTION,
         files_analyzed: true,
         package_verification_code: Some(VerificationCode {
-            package_verification_code_value: verification_code(file_sha1s),
+            package_verification_code_value: input.image_verification_code.clone(),
         }),
         checksums: Vec::new(),
         license_concluded: NOASSERTION.to_string(),
@@ -510,6 +507,21 @@ fn checksum(algorithm: &'static str, value: String) -> Checksum {
         algorithm,
         checksum_value: value,
     }
+}
+
+/// The image package's verification code ([`verification_code`]) over `files`, the
+/// image's regular files. It takes the list, which becomes that of the SHA-1s in place
+/// ([`ImageFiles::into_sha1s`]): computed before the SBOMs' own list of the files
+/// exists, the SBOM stage holds one list of 8 bytes a file at a time, not two.
+pub fn image_verification_code(
+    files: ImageFiles,
+    sha1: &dyn Sha1Lookup,
+) -> Result<String, SbomError> {
+    let sha1s = files.into_sha1s(sha1).map_err(|f| SbomError::MissingSha1 {
+        path: f.path(),
+        sha256: f.sha256(),
+    })?;
+    Ok(verification_code(sha1s))
 }
 
 /// SPDX 2.3 clause 7.9: SHA-1 over the files' SHA-1 hex values, sorted and concatenated.

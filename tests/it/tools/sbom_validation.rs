@@ -6,7 +6,7 @@
 
 use crate::common::{cyclonedx_validate, pyspdxtools, repo_root};
 use cairn::attest::contents::image_contents;
-use cairn::attest::sbom::{cyclonedx_json, spdx_json, SbomInput};
+use cairn::attest::sbom::{cyclonedx_json, image_verification_code, spdx_json, SbomInput};
 use cairn::digest::Sha1Index;
 use cairn::layers::{FileData, TreeEntryKind};
 use cairn::resolve::{self, LockMode, Lockfile};
@@ -73,6 +73,7 @@ fn hello_sboms(staging: &Path) -> Sboms {
         contents: &contents,
         cairn_version: env!("CARGO_PKG_VERSION"),
         sha1: &sha1,
+        image_verification_code: image_verification_code(contents.files.clone(), &sha1).unwrap(),
     };
     let spdx = spdx_json(&input).unwrap();
     let cyclonedx = cyclonedx_json(&input);
