@@ -98,11 +98,16 @@ pub fn run(cairn: &Path, counts: &[u64], keep: bool) -> Result<()> {
     {
         let peak = row.measured.peak_rss_bytes;
         println!(
-            "cairn dir source, {TARGET_FILES} files: peak RSS {} KiB, {:.1} us of CPU a file              (target < {} KiB: {})",
+            "cairn dir source, {TARGET_FILES} files: peak RSS {} KiB, {:.1} us of CPU a file \
+             (target < {} KiB: {})",
             peak / 1024,
             row.micros_per_file(row.measured.cpu),
             RSS_TARGET_BYTES / 1024,
-            if peak < RSS_TARGET_BYTES { "met" } else { "NOT met" }
+            if peak < RSS_TARGET_BYTES {
+                "met"
+            } else {
+                "NOT met"
+            }
         );
     }
     if keep {
