@@ -20,7 +20,7 @@ pub struct ImageContents<'a> {
     /// Regular files of the final image, sorted by path, borrowed from the base's file
     /// system and the layer trees: at a million files a copy of each would be the
     /// largest thing the build holds.
-    pub files: Vec<ImageFile<'a>>,
+    pub files: ImageFiles<'a>,
     /// Every source of the recipe and every Debian package, sorted by name.
     pub sources: Vec<SourceInfo>,
     /// The base image, if the recipe has one.
@@ -37,6 +37,158 @@ pub struct BaseInfo {
     pub manifest_digest: Sha256Digest,
     /// What the recipe or lock pins: the manifest, or the index it was chosen from.
     pub pinned: Sha256Digest,
+}
+
+/// The regular files of the final image, sorted by path: each a place (8 bytes) in a
+/// layer tree or among the base's entries, read as an [`ImageFile`]. At a million
+/// files the SBOM stage is the build's peak, and a list of references (32 bytes a
+/// file) was its largest part beside the layer trees.
+#[derive(Clone)]
+pub struct ImageFiles<'a> {
+    stack: Stack<'a>,
+    places: Vec<Place>,
+}
+
+/// What the places point into: the base's entries (in path order) and the layers.
+#[derive(Clone)]
+struct Stack<'a> {
+    base: Vec<(&'a String, &'a BaseEntry)>,
+    layers: Vec<&'a LayerTree>,
+}
+
+/// An entry of the image: the `index`th of layer `layer`'s entries, or of the base's
+/// when `layer` is [`BASE`]. Aligned as a reference, so that a list of places becomes
+/// one of references in place ([`ImageFiles::into_sha1s`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(align(8))]
+struct Place {
+    layer: u32,
+    index: u32,
+}
+
+/// [`Place::layer`] of the base's entries.
+const BASE: u32 = u32::MAX;
+
+impl<'a> Stack<'a> {
+    fn place(layer: usize, index: usize) -> Place {
+        let number = |n: usize| u32::try_from(n).expect("fewer than 2^32 layers and entries");
+        Place {
+            layer: number(layer),
+            index: number(index),
+        }
+    }
+
+    fn key(&self, place: Place) -> &'a String {
+        match place.layer {
+            BASE => self.base[place.index as usize].0,
+            layer => {
+                self.layers[layer as usize]
+                    .entries
+                    .at(place.index as usize)
+                    .0
+            }
+        }
+    }
+
+    /// The regular file at `place`, if it is one (a hard link is, when it links to one).
+    fn file(&self, place: Place) -> Option<ImageFile<'a>> {
+        if place.layer == BASE {
+            let (key, entry) = self.base[place.index as usize];
+            return matches!(entry.kind, BaseKind::File { .. }).then_some(ImageFile {
+                key,
+                written_by: WrittenBy::Base(entry),
+            });
+        }
+        let layer = self.layers[place.layer as usize];
+        let (key, entry) = layer.entries.at(place.index as usize);
+        // A hard link carries the content of the file it links to.
+        let data = match &entry.kind {
+            TreeEntryKind::File(data) => data,
+            TreeEntryKind::Hardlink { target } => match &layer.entries[target].kind {
+                TreeEntryKind::File(data) => data,
+                _ => return None,
+            },
+            _ => return None,
+        };
+        Some(ImageFile::in_layer(key, &layer.name, entry, data))
+    }
+}
+
+impl<'a> ImageFiles<'a> {
+    pub fn len(&self) -> usize {
+        self.places.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.places.is_empty()
+    }
+
+    /// The `n`th file in path order.
+    pub fn get(&self, n: usize) -> ImageFile<'a> {
+        self.stack
+            .file(self.places[n])
+            .expect("only regular files are listed")
+    }
+
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = ImageFile<'a>> + Clone + '_ {
+        (0..self.places.len()).map(|n| self.get(n))
+    }
+
+    /// The index of the file at absolute path `path` (`/usr/bin/hello`).
+    pub fn position(&self, path: &str) -> Option<usize> {
+        let key = path.strip_prefix('/')?;
+        self.places
+            .binary_search_by(|&place| self.stack.key(place).as_str().cmp(key))
+            .ok()
+    }
+
+    /// Each file's SHA-1 from `sha1`, in path order, in this list's own allocation (a
+    /// place and a reference are the same size): at a million files, the SBOM stage
+    /// never holds the SHA-1s' list beside the places. The error is the first file
+    /// without a SHA-1.
+    pub fn into_sha1s<'s>(
+        self,
+        sha1: &'s dyn Sha1Lookup,
+    ) -> Result<Vec<&'s [u8; 20]>, ImageFile<'a>> {
+        let ImageFiles { stack, places } = self;
+        let file = |place| stack.file(place).expect("only regular files are listed");
+        if let Some(&missing) = places.iter().find(|&&p| sha1.sha1(&file(p)).is_none()) {
+            return Err(file(missing));
+        }
+        Ok(places
+            .into_iter()
+            .map(|place| sha1.sha1(&file(place)).expect("checked above"))
+            .collect())
+    }
+
+    /// Keeps the files `keep` holds to (tests make images without some files).
+    #[cfg(test)]
+    pub fn retain(&mut self, mut keep: impl FnMut(&ImageFile) -> bool) {
+        let stack = &self.stack;
+        self.places
+            .retain(|&place| keep(&stack.file(place).expect("only regular files are listed")));
+    }
+}
+
+impl std::fmt::Debug for ImageFiles<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+/// Equal when they list the same files, wherever the lists point.
+impl PartialEq for ImageFiles<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for ImageFiles<'_> {}
+
+impl Serialize for ImageFiles<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.iter())
+    }
 }
 
 /// A regular file of the final image: its path and the entry that wrote its final
@@ -312,82 +464,59 @@ pub fn image_contents<'a>(
     }
 }
 
-/// One path of the image as the layers applied so far leave it: a regular file, or
-/// (`file: None`) a directory or symlink.
-struct FinalEntry<'a> {
-    key: &'a String,
-    file: Option<WrittenBy<'a>>,
-}
-
 /// The regular files of the image, sorted by path: the base's file system with each
-/// layer merged in turn. Every step is a pass over sorted lists (at a million files, a
-/// map of the image would cost more than twice the list).
-fn image_files<'a>(base: Option<&'a BaseFs>, layers: &'a [LayerTree]) -> Vec<ImageFile<'a>> {
-    let mut image: Vec<FinalEntry<'a>> = base
-        .iter()
-        .flat_map(|fs| &fs.entries)
-        .map(|(key, e)| FinalEntry {
-            key,
-            file: matches!(e.kind, BaseKind::File { .. }).then_some(WrittenBy::Base(e)),
-        })
+/// layer merged in turn. Every step is a pass over sorted lists of places (at a million
+/// files, a map of the image would cost more than twice the list).
+pub fn image_files<'a>(
+    base: Option<&'a BaseFs>,
+    layers: impl IntoIterator<Item = &'a LayerTree>,
+) -> ImageFiles<'a> {
+    let stack = Stack {
+        base: base.iter().flat_map(|fs| &fs.entries).collect(),
+        layers: layers.into_iter().collect(),
+    };
+    let mut image: Vec<Place> = (0..stack.base.len())
+        .map(|index| Stack::place(BASE as usize, index))
         .collect();
-    for layer in layers {
-        image = merge_layer(image, layer);
+    for layer in 0..stack.layers.len() {
+        image = merge_layer(&stack, image, layer);
     }
-    // Filtered in its own allocation (an image file is no larger than an entry).
-    image
-        .into_iter()
-        .filter_map(|e| {
-            Some(ImageFile {
-                key: e.key,
-                written_by: e.file?,
-            })
-        })
-        .collect()
+    // In place: what is not a regular file goes (directories, symlinks).
+    image.retain(|&place| stack.file(place).is_some());
+    ImageFiles {
+        stack,
+        places: image,
+    }
 }
 
-/// `lower` (sorted by key) with `layer` applied: its whiteouts remove paths and their
-/// subtrees, a non-directory replaces whatever was at its path (children included), a
-/// directory keeps what was at its path.
-fn merge_layer<'a>(lower: Vec<FinalEntry<'a>>, layer: &'a LayerTree) -> Vec<FinalEntry<'a>> {
-    let removed = removed_by(&lower, layer);
+/// `lower` (sorted by key) with layer `layer` applied: its whiteouts remove paths and
+/// their subtrees, a non-directory replaces whatever was at its path (children
+/// included), a directory keeps what was at its path.
+fn merge_layer(stack: &Stack, lower: Vec<Place>, layer: usize) -> Vec<Place> {
+    let tree = stack.layers[layer];
+    let removed = removed_by(stack, &lower, tree);
     let kept = removed.iter().filter(|removed| !**removed).count();
-    let mut merged = Vec::with_capacity(kept + layer.entries.len());
+    let mut merged = Vec::with_capacity(kept + tree.entries.len());
     let mut lower = lower
         .into_iter()
         .zip(removed)
         .filter_map(|(e, removed)| (!removed).then_some(e))
         .peekable();
-    for (key, entry) in &layer.entries {
-        // A hard link carries the content of the file it links to.
-        let data = match &entry.kind {
-            TreeEntryKind::Whiteout => continue,
-            TreeEntryKind::Dir => None,
-            TreeEntryKind::File(data) => Some(data),
-            TreeEntryKind::Hardlink { target } => match &layer.entries[target].kind {
-                TreeEntryKind::File(data) => Some(data),
-                _ => None,
-            },
-            TreeEntryKind::Symlink { .. } => None,
-        };
-        while let Some(e) = lower.next_if(|e| e.key < key) {
+    for (index, (key, entry)) in tree.entries.iter().enumerate() {
+        if entry.kind == TreeEntryKind::Whiteout {
+            continue;
+        }
+        while let Some(e) = lower.next_if(|&e| stack.key(e) < key) {
             merged.push(e);
         }
-        if let Some(kept) = lower.next_if(|e| e.key == key) {
+        if let Some(kept) = lower.next_if(|&e| stack.key(e) == key) {
             // Only a directory can meet a path still there: it keeps what was there.
             if entry.kind == TreeEntryKind::Dir {
                 merged.push(kept);
                 continue;
             }
         }
-        merged.push(FinalEntry {
-            key,
-            file: data.map(|data| WrittenBy::Layer {
-                layer: &layer.name,
-                entry,
-                data,
-            }),
-        });
+        merged.push(Stack::place(layer, index));
     }
     merged.extend(lower);
     merged
@@ -395,12 +524,12 @@ fn merge_layer<'a>(lower: Vec<FinalEntry<'a>>, layer: &'a LayerTree) -> Vec<Fina
 
 /// Which entries of `lower` (sorted by key) `layer` removes: what its whiteouts name,
 /// and the paths and subtrees its non-directories replace.
-fn removed_by(lower: &[FinalEntry], layer: &LayerTree) -> Vec<bool> {
+fn removed_by(stack: &Stack, lower: &[Place], layer: &LayerTree) -> Vec<bool> {
     let mut removed = vec![false; lower.len()];
     if lower.is_empty() {
         return removed;
     }
-    let position = |key: &str| lower.partition_point(|e| e.key.as_str() < key);
+    let position = |key: &str| lower.partition_point(|&e| stack.key(e).as_str() < key);
     // A path's subtree is the path itself and the keys from `path/` up to `path0`
     // ('0' follows '/'): `path-x` sorts between the two.
     let remove_children = |removed: &mut [bool], dir: &str| {
@@ -420,7 +549,7 @@ fn removed_by(lower: &[FinalEntry], layer: &LayerTree) -> Vec<bool> {
         };
         remove_children(&mut removed, &path);
         if with_self {
-            if let Ok(at) = lower.binary_search_by(|e| e.key.as_str().cmp(&path)) {
+            if let Ok(at) = lower.binary_search_by(|&e| stack.key(e).as_str().cmp(&path)) {
                 removed[at] = true;
             }
         }

@@ -167,10 +167,10 @@ fn the_final_version_of_each_file_is_listed_with_the_layer_that_wrote_it() {
     ]
     .map(|(path, sha256, layer)| (path.to_string(), sha256, Cow::Borrowed(layer)));
     assert_eq!(listed, expected);
-    let motd = &contents.files[2];
+    let motd = contents.files.get(2);
     assert_eq!(motd.origin(), FileOrigin::Recipe { line: 11 });
     assert_eq!(motd.size(), 2);
-    assert_eq!(contents.files[3].origin(), FileOrigin::Base);
+    assert_eq!(contents.files.get(3).origin(), FileOrigin::Base);
     assert_eq!(
         contents.base,
         Some(BaseInfo {
@@ -239,4 +239,18 @@ fn a_file_replaces_only_its_own_subtree_and_a_directory_keeps_a_file() {
     ]
     .map(|(path, layer)| (path.to_string(), Cow::Borrowed(layer)));
     assert_eq!(listed, expected);
+}
+
+/// The SBOM stage turns the list of the image's files into that of their SHA-1s in
+/// place ([`ImageFiles::into_sha1s`]), which needs a place to be laid out as a
+/// reference is: otherwise both lists are alive at once (8 MB each at a million files).
+#[test]
+fn a_place_is_laid_out_as_a_reference() {
+    assert_eq!(
+        (std::mem::size_of::<Place>(), std::mem::align_of::<Place>()),
+        (
+            std::mem::size_of::<&[u8; 20]>(),
+            std::mem::align_of::<&[u8; 20]>()
+        )
+    );
 }

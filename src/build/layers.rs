@@ -60,8 +60,8 @@ impl Layers {
 /// Writes the layers and SBOMs of `platform`'s image into the layout; with `--strict`,
 /// refuses an image holding files its platform cannot run.
 ///
-/// Frees `platform`'s source entries once the layers are assembled, when the layers
-/// are written afresh ([`crate::resolve::ResolvedSources::release_trees`]).
+/// Frees `platform`'s source entries as the layers are assembled, when the layers are
+/// written afresh ([`crate::layers::assemble_on`]).
 pub fn write_layers(
     cx: &BuildContext,
     plan: &Plan,
@@ -224,10 +224,9 @@ fn write_afresh(
     config_user: Option<String>,
 ) -> Result<Layers, BuildError> {
     let below = crate::layers::debian::hook_layers(&platform.recipe, &platform.resolved, base_fs)?;
-    let mut trees = layers::assemble_on(&platform.recipe, &platform.resolved, base_fs, below)?;
-    // The trees share the sources' paths and contents; the entry lists, a copy per
-    // file, are not needed again, and at a million files the SBOM stage peaks below.
-    platform.resolved.release_trees();
+    // Frees the source entries as it reads them: the trees share their paths and
+    // contents.
+    let mut trees = layers::assemble_on(&platform.recipe, &mut platform.resolved, base_fs, below)?;
     let platform = &*platform;
     let recipe = &platform.recipe;
     let resolved = &platform.resolved;
@@ -267,11 +266,14 @@ fn write_afresh(
     cx.observer.stage("sbom");
     // SBOMs describe the layers as written (their SHA-1s were computed in the same
     // pass); the SBOM layer itself is not in them.
-    let contents = contents::image_contents(recipe, resolved, base.as_ref().zip(base_fs), &trees);
     let sha1 = contents::WrittenSha1s {
         base: base_fs.map(|fs| &fs.sha1),
         layers: trees.iter().zip(blobs.iter().map(|b| &b.sha1)).collect(),
     };
+    // From a list of the files of its own, which it frees before the SBOMs' is made.
+    let image_verification_code =
+        sbom::image_verification_code(contents::image_files(base_fs, &trees), &sha1)?;
+    let contents = contents::image_contents(recipe, resolved, base.as_ref().zip(base_fs), &trees);
     let platform_name = platform.platform.to_string();
     let recipe_file_name = names::recipe_file_name(recipe);
     let sbom_input = sbom::SbomInput {
@@ -282,6 +284,7 @@ fn write_afresh(
         contents: &contents,
         cairn_version: CAIRN_VERSION,
         sha1: &sha1,
+        image_verification_code,
     };
     // Written straight into blobs, which the SBOM layer, the referrers, the signed
     // statement and the side files read back: an SBOM lists every file of the image

@@ -38,6 +38,12 @@ impl<V> SortedMap<V> {
         self.position(key).ok()
     }
 
+    /// The key and value at `place` in the sorted list.
+    pub fn at(&self, place: usize) -> (&String, &V) {
+        let (key, value) = &self.items[place];
+        (key, value)
+    }
+
     pub fn get(&self, key: &str) -> Option<&V> {
         self.position(key).ok().map(|i| &self.items[i].1)
     }

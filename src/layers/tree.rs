@@ -18,7 +18,7 @@ use crate::diag::{Diagnose, Location};
 use crate::oci::whiteout::{whiteout, Whiteout};
 use crate::recipe::{Accounts, Diagnostic, ImagePath, LayerSpec, OpKind, Owner, Recipe, Span};
 use crate::resolve::{LockedKind, ResolvedSources};
-use crate::snapshot::{Content, SourceEntryKind};
+use crate::snapshot::{Content, SourceEntry, SourceEntryKind};
 use serde::Serialize;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -258,9 +258,13 @@ fn ancestors(key: &str) -> impl Iterator<Item = &str> {
 
 /// Builds every layer's tree: the recipe's layers in order, then the accounts layer,
 /// on top of the base image's file system if there is one.
+///
+/// Takes the sources' entries as it reads them and releases every source's entries by
+/// the end ([`ResolvedSources::release_trees`]): the layer trees share the paths and
+/// contents they need, and the entries, one per file, are not read again.
 pub fn assemble(
     recipe: &Recipe,
-    sources: &ResolvedSources,
+    sources: &mut ResolvedSources,
     base: Option<&BaseFs>,
 ) -> Result<Vec<LayerTree>, TreeError> {
     assemble_on(recipe, sources, base, Vec::new())
@@ -270,17 +274,22 @@ pub fn assemble(
 /// packages): returns `below` followed by the recipe's layers and the accounts layer.
 pub fn assemble_on(
     recipe: &Recipe,
-    sources: &ResolvedSources,
+    sources: &mut ResolvedSources,
     base: Option<&BaseFs>,
     below: Vec<LayerTree>,
 ) -> Result<Vec<LayerTree>, TreeError> {
     let mut layers = below;
+    let mut readers = readers(recipe);
     for spec in &recipe.layers {
         let view = ImageView {
             base,
             layers: &layers,
         };
-        let layer = LayerAssembler::new(recipe, &spec.name, view).recipe_layer(spec, sources)?;
+        let layer = LayerAssembler::new(recipe, &spec.name, view).recipe_layer(
+            spec,
+            sources,
+            &mut readers,
+        )?;
         layers.push(layer);
     }
     let package_accounts = sources.packages.as_ref().and_then(|p| p.accounts.as_ref());
@@ -296,7 +305,47 @@ pub fn assemble_on(
         )?;
         layers.push(layer);
     }
+    sources.release_trees();
     Ok(layers)
+}
+
+/// How many operations of `recipe` read each source's entries: the last one takes
+/// them ([`read_entries`]).
+fn readers(recipe: &Recipe) -> BTreeMap<&str, usize> {
+    let mut readers = BTreeMap::new();
+    for op in recipe.layers.iter().flat_map(|spec| &spec.contents) {
+        if let OpKind::Extract { source, .. } | OpKind::Copy { source, .. } = &op.kind {
+            *readers.entry(source.as_str()).or_insert(0) += 1;
+        }
+    }
+    readers
+}
+
+/// Calls `read` with each entry of source `name`, in order. The last operation to read
+/// a source takes its entries and, unless another platform shares them, frees them as
+/// it reads ([`crate::snapshot::SourceTree::read_freeing`]): at a million files the
+/// source's list and the layer's are otherwise both alive at the build's peak.
+fn read_entries<E>(
+    sources: &mut ResolvedSources,
+    readers: &mut BTreeMap<&str, usize>,
+    name: &str,
+    read: impl FnMut(&SourceEntry) -> Result<(), E>,
+) -> Result<(), E> {
+    let left = readers
+        .get_mut(name)
+        .expect("readers are counted from the same recipe");
+    *left -= 1;
+    let source = sources
+        .sources
+        .get_mut(name)
+        .expect("every source is resolved");
+    if *left > 0 {
+        return source.tree().entries.iter().try_for_each(read);
+    }
+    match source.take_tree() {
+        Ok(owned) => owned.read_freeing(read),
+        Err(shared) => shared.entries.iter().try_for_each(read),
+    }
 }
 
 struct LayerAssembler<'a> {
@@ -471,7 +520,8 @@ impl<'a> LayerAssembler<'a> {
     fn recipe_layer(
         mut self,
         spec: &LayerSpec,
-        sources: &ResolvedSources,
+        sources: &mut ResolvedSources,
+        readers: &mut BTreeMap<&str, usize>,
     ) -> Result<LayerTree, TreeError> {
         let sizes = spec.contents.iter().map(|op| match &op.kind {
             OpKind::Extract { source, .. } | OpKind::Copy { source, .. } => {
@@ -484,17 +534,21 @@ impl<'a> LayerAssembler<'a> {
             let recipe_origin = Origin::Recipe { line: op.span.line };
             match &op.kind {
                 OpKind::Extract { source, to, owner } => {
-                    let src = &sources.sources[source];
                     let name = Arc::new(source.clone());
-                    if src.kind != LockedKind::Archive {
+                    if sources.sources[source].kind != LockedKind::Archive {
                         return Err(self.error_after_written(
                             op.span,
                             format!("source `{source}` is not an archive"),
                             "use `copy` for files and directories",
                         ));
                     }
-                    for e in &src.tree().entries {
+                    // The archive's symlinks, in order, to check once all are written.
+                    let mut links = Vec::new();
+                    read_entries(sources, readers, source, |e| {
                         let path = to.join(&e.rel_path);
+                        if let SourceEntryKind::Symlink { target } = &e.kind {
+                            links.push((path.clone(), target.clone()));
+                        }
                         let kind = self.source_kind(&e.kind, to);
                         let owner = owner.unwrap_or_else(|| {
                             let (uid, gid) = e.owner.unwrap_or((0, 0));
@@ -514,10 +568,10 @@ impl<'a> LayerAssembler<'a> {
                                 origin,
                             },
                             op.span,
-                        )?;
-                    }
+                        )
+                    })?;
                     self.fold()?;
-                    self.check_archive_links(src.tree(), source, to, op.span)?;
+                    self.check_archive_links(&links, source, to, op.span)?;
                 }
                 OpKind::Copy {
                     source,
@@ -526,10 +580,9 @@ impl<'a> LayerAssembler<'a> {
                     mode,
                     owner,
                 } => {
-                    let src = &sources.sources[source];
                     let name = Arc::new(source.clone());
                     let owner = owner.unwrap_or(Owner::ROOT);
-                    match src.kind {
+                    match sources.sources[source].kind {
                         LockedKind::File => {
                             let dest = if *into_dir {
                                 let spec = &self.recipe.sources[source];
@@ -543,18 +596,20 @@ impl<'a> LayerAssembler<'a> {
                             } else {
                                 to.clone()
                             };
-                            let e = &src.tree().entries[0];
-                            let entry = TreeEntry {
-                                kind: self.source_kind(&e.kind, to),
-                                mode: mode.map_or(e.mode, |m| m.0),
-                                owner,
-                                origin: Origin::Source {
-                                    name,
-                                    rel_path: Arc::clone(&e.rel_path),
-                                    line: op.span.line,
-                                },
-                            };
-                            self.insert(&dest, entry, op.span)?;
+                            // A file source has one entry.
+                            read_entries(sources, readers, source, |e| {
+                                let entry = TreeEntry {
+                                    kind: self.source_kind(&e.kind, to),
+                                    mode: mode.map_or(e.mode, |m| m.0),
+                                    owner,
+                                    origin: Origin::Source {
+                                        name: Arc::clone(&name),
+                                        rel_path: Arc::clone(&e.rel_path),
+                                        line: op.span.line,
+                                    },
+                                };
+                                self.insert(&dest, entry, op.span)
+                            })?;
                         }
                         LockedKind::Dir => {
                             if mode.is_some() {
@@ -576,7 +631,7 @@ impl<'a> LayerAssembler<'a> {
                                 },
                             };
                             self.insert_weak_dir(to, top, op.span);
-                            for e in &src.tree().entries {
+                            read_entries(sources, readers, source, |e| {
                                 let entry = TreeEntry {
                                     kind: self.source_kind(&e.kind, to),
                                     mode: e.mode,
@@ -587,8 +642,8 @@ impl<'a> LayerAssembler<'a> {
                                         line: op.span.line,
                                     },
                                 };
-                                self.insert(&to.join(&e.rel_path), entry, op.span)?;
-                            }
+                                self.insert(&to.join(&e.rel_path), entry, op.span)
+                            })?;
                         }
                         LockedKind::Archive | LockedKind::Deb => {
                             return Err(self.error_after_written(
@@ -668,12 +723,13 @@ impl<'a> LayerAssembler<'a> {
         self.finish()
     }
 
-    /// Checks where each symlink of an archive extracted at `to` resolves, through the
-    /// links of this layer: inside `to`, or the archive could reach what lies outside
-    /// it ([`super::links`]). Only after [`Self::fold`].
+    /// Checks where each symlink of an archive extracted at `to` resolves (`links`:
+    /// its path and target, in the archive's order), through the links of this layer:
+    /// inside `to`, or the archive could reach what lies outside it
+    /// ([`super::links`]). Only after [`Self::fold`].
     fn check_archive_links(
         &self,
-        tree: &crate::snapshot::SourceTree,
+        links: &[(ImagePath, String)],
         source: &str,
         to: &ImagePath,
         span: Span,
@@ -689,11 +745,7 @@ impl<'a> LayerAssembler<'a> {
                 _ => Found::Other,
             },
         };
-        for e in &tree.entries {
-            let SourceEntryKind::Symlink { target } = &e.kind else {
-                continue;
-            };
-            let path = to.join(&e.rel_path);
+        for (path, target) in links {
             check_resolves_inside(to.relative(), path.relative(), target, lookup).map_err(
                 |why| {
                     self.error(
@@ -1002,6 +1054,93 @@ mod tests {
         assert_eq!(seen("srv/x"), None, "its parent became a symlink");
         assert!(view.get("srv").is_some_and(|v| v.kind == ViewKind::Symlink));
         assert_eq!(seen("usr"), Some((0o750, "base:0".into())));
+    }
+
+    /// A directory source `files` (`a`, `sub`, `sub/b`) resolved for one platform.
+    fn dir_source() -> crate::resolve::ResolvedSource {
+        use crate::snapshot::{Location, SourceEntry, SourceTree};
+        let dir = Arc::new(std::path::PathBuf::from("/src/files"));
+        let entry = |path: &str, kind| SourceEntry {
+            rel_path: path.into(),
+            kind,
+            mode: 0o644,
+            owner: None,
+        };
+        let file = |bytes: &[u8]| {
+            SourceEntryKind::File(Content {
+                location: Location::InDir {
+                    dir: Arc::clone(&dir),
+                },
+                size: bytes.len() as u64,
+                sha256: crate::digest::Sha256Digest::of(bytes),
+            })
+        };
+        let tree = SourceTree {
+            entries: vec![
+                entry("a", file(b"a")),
+                entry("sub", SourceEntryKind::Dir),
+                entry("sub/b", file(b"b")),
+            ],
+        };
+        crate::resolve::ResolvedSource::new(
+            "files".into(),
+            LockedKind::Dir,
+            crate::digest::Sha256Digest::of(b"files"),
+            tree,
+            None,
+        )
+    }
+
+    fn platform_sources(source: crate::resolve::ResolvedSource) -> ResolvedSources {
+        ResolvedSources {
+            sources: [("files".to_string(), source)].into(),
+            lock: Default::default(),
+            lock_changed: false,
+            warnings: Vec::new(),
+            packages: None,
+        }
+    }
+
+    /// The last operation to read a source takes its entries (and frees them as it
+    /// reads): the earlier ones, and another platform sharing them, still get them all.
+    #[test]
+    fn a_source_read_by_several_operations_and_platforms_is_in_each() {
+        let recipe = crate::recipe::parse(crate::recipe::RecipeFile {
+            path: "demo.yaml".into(),
+            dir: ".".into(),
+            text: "cairn: 1\nname: demo\nsources:\n  files: { path: files/ }\nlayers:\n  \
+                   - name: one\n    contents:\n      - copy: files\n        to: /a\n      \
+                   - copy: files\n        to: /b\n  - name: two\n    contents:\n      \
+                   - copy: files\n        to: /c\n"
+                .into(),
+        })
+        .expect("test recipe parses");
+        let shared = dir_source();
+        let mut first = platform_sources(shared.clone());
+        let mut second = platform_sources(shared);
+        for sources in [&mut first, &mut second] {
+            let layers = assemble(&recipe, sources, None).unwrap();
+            let keys =
+                |layer: &LayerTree| -> Vec<String> { layer.entries.keys().cloned().collect() };
+            assert_eq!(
+                keys(&layers[0]),
+                ["a", "a/a", "a/sub", "a/sub/b", "b", "b/a", "b/sub", "b/sub/b"]
+            );
+            assert_eq!(keys(&layers[1]), ["c", "c/a", "c/sub", "c/sub/b"]);
+            // Each file is read from the source's directory at its member path.
+            let TreeEntry {
+                kind: TreeEntryKind::File(FileData::Source(content)),
+                origin,
+                ..
+            } = &layers[1].entries["c/sub/b"]
+            else {
+                panic!("a file from the source")
+            };
+            assert_eq!(
+                content.path_in(origin.rel_path()),
+                std::path::Path::new("/src/files/sub/b")
+            );
+        }
     }
 
     fn test_recipe() -> Recipe {

@@ -53,8 +53,9 @@ pub struct ResolvedSource {
     pub kind: LockedKind,
     pub digest: Sha256Digest,
     /// The source's entries, shared by every platform that has the source (it is read
-    /// once), never copied: it holds an entry per file. `None` once the build has
-    /// assembled the layers ([`ResolvedSources::release_trees`]).
+    /// once), never copied: it holds an entry per file. `None` once the layers are
+    /// assembled: the assembler takes it ([`Self::take_tree`]) or releases it
+    /// ([`ResolvedSources::release_trees`]).
     tree: Option<Arc<SourceTree>>,
     /// Key id of the verified detached signature, if the recipe gave one.
     pub signer: Option<String>,
@@ -80,12 +81,26 @@ impl ResolvedSource {
     /// The source's entries, sorted by path.
     ///
     /// # Panics
-    /// After [`ResolvedSources::release_trees`]: only the plan and the layer assembler
-    /// read entries, and both run before it.
+    /// Once the entries are taken or released: only the plan and the layer assembler
+    /// read entries, and the assembler takes them.
     pub fn tree(&self) -> &SourceTree {
         self.tree
             .as_deref()
             .expect("source entries are read only before the layers are assembled")
+    }
+
+    /// Takes this platform's hold on the entries, for the last operation that reads
+    /// them: the list itself when no other platform shares it (to be freed as it is
+    /// read, [`SourceTree::read_freeing`]), else the shared list.
+    ///
+    /// # Panics
+    /// When the entries were taken or released before.
+    pub fn take_tree(&mut self) -> Result<SourceTree, Arc<SourceTree>> {
+        let tree = self
+            .tree
+            .take()
+            .expect("a source's entries are taken once, by their last reader");
+        Arc::try_unwrap(tree)
     }
 
     /// The entries, to change in a test.

@@ -8,7 +8,8 @@
 //! are generated once under `target/bench-files/files-N/` and reused while their stamp
 //! matches; a million files take about 4 GB of disk (one block each), so delete
 //! `target/bench-files/` when done. The target for a directory source of 1,000,000 files
-//! is a peak RSS under 256 MiB; it is reported, not enforced.
+//! is a peak RSS under 256 MB (250,000 KiB as `ru_maxrss` and `/usr/bin/time -v` count);
+//! it is reported, not enforced.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -25,8 +26,8 @@ const GENERATOR_VERSION: u32 = 1;
 const STAMP_FILE: &str = "stamp";
 const TREE_DIR: &str = "tree";
 const ARCHIVE: &str = "tree.tar.gz";
-/// The peak RSS a directory source of [`TARGET_FILES`] files should build in.
-const RSS_TARGET_MIB: u64 = 256;
+/// The peak RSS a directory source of [`TARGET_FILES`] files should build under: 256 MB.
+const RSS_TARGET_BYTES: u64 = 256_000_000;
 const TARGET_FILES: u64 = 1_000_000;
 
 /// The two ways the files reach the image: a directory source and an archive source.
@@ -95,9 +96,18 @@ pub fn run(cairn: &Path, counts: &[u64], keep: bool) -> Result<()> {
         .iter()
         .filter(|r| r.kind == "dir" && r.files == TARGET_FILES)
     {
+        let peak = row.measured.peak_rss_bytes;
         println!(
-            "cairn dir source, {TARGET_FILES} files: peak RSS {} MiB (target < {RSS_TARGET_MIB})",
-            row.measured.peak_rss_bytes / MIB
+            "cairn dir source, {TARGET_FILES} files: peak RSS {} KiB, {:.1} us of CPU a file \
+             (target < {} KiB: {})",
+            peak / 1024,
+            row.micros_per_file(row.measured.cpu),
+            RSS_TARGET_BYTES / 1024,
+            if peak < RSS_TARGET_BYTES {
+                "met"
+            } else {
+                "NOT met"
+            }
         );
     }
     if keep {
@@ -137,21 +147,21 @@ fn build(cairn: &Path, dir: &Path, kind: &str, out: &Path) -> Result<Measured> {
 fn print_table(rows: &[FileRow]) {
     println!();
     println!(
-        "| {:<7} | {:>9} | {:>8} | {:>7} | {:>7} | {:>10} | {:>10} | {:>10} |",
-        "source", "files", "wall s", "CPU s", "RSS MiB", "RSS B/file", "wall us/f", "CPU us/f"
+        "| {:<7} | {:>9} | {:>8} | {:>7} | {:>9} | {:>10} | {:>10} | {:>10} |",
+        "source", "files", "wall s", "CPU s", "RSS KiB", "RSS B/file", "wall us/f", "CPU us/f"
     );
     println!(
-        "|{:-<9}|{:->11}|{:->10}|{:->9}|{:->9}|{:->12}|{:->12}|{:->12}|",
+        "|{:-<9}|{:->11}|{:->10}|{:->9}|{:->11}|{:->12}|{:->12}|{:->12}|",
         "", "", "", "", "", "", "", ""
     );
     for row in rows {
         println!(
-            "| {:<7} | {:>9} | {:>8.2} | {:>7.2} | {:>7} | {:>10.0} | {:>10.1} | {:>10.1} |",
+            "| {:<7} | {:>9} | {:>8.2} | {:>7.2} | {:>9} | {:>10.0} | {:>10.1} | {:>10.1} |",
             row.kind,
             row.files,
             row.measured.wall.as_secs_f64(),
             row.measured.cpu.as_secs_f64(),
-            row.measured.peak_rss_bytes / MIB,
+            row.measured.peak_rss_bytes / 1024,
             row.rss_per_file(),
             row.micros_per_file(row.measured.wall),
             row.micros_per_file(row.measured.cpu),

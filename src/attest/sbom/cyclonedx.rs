@@ -19,7 +19,7 @@ use super::{
     base_purl, document_digest, generated_from, octal_mode, pseudo_suppliers, purl, trace, uuid_v5,
     write_json, SbomInput, Supplier,
 };
-use crate::attest::contents::{FileOrigin, ImageFile, SourceInfo};
+use crate::attest::contents::{FileOrigin, ImageFile, ImageFiles, SourceInfo};
 use crate::oci::time::rfc3339;
 use crate::resolve::LockedKind;
 use serde::ser::{SerializeSeq, SerializeStruct, Serializer};
@@ -109,7 +109,7 @@ struct Property {
 /// the files are visited (a source may supply tens of thousands).
 struct Evidence<'a> {
     supplier: Supplier<'a>,
-    files: &'a [ImageFile<'a>],
+    files: &'a ImageFiles<'a>,
 }
 
 impl Serialize for Evidence<'_> {
@@ -118,11 +118,11 @@ impl Serialize for Evidence<'_> {
         impl Serialize for Occurrences<'_> {
             fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
                 let mut seq = serializer.serialize_seq(None)?;
-                for file in self.0.files {
-                    if Supplier::of(file) == self.0.supplier {
+                for file in self.0.files.iter() {
+                    if Supplier::of(&file) == self.0.supplier {
                         seq.serialize_element(&Occurrence {
                             location: file.path(),
-                            additional_context: trace(file),
+                            additional_context: trace(&file),
                         })?;
                     }
                 }
@@ -146,7 +146,7 @@ struct Occurrence {
 /// serialised: the image may have tens of thousands of files.
 struct Components<'a> {
     suppliers: Vec<Component<'a>>,
-    files: &'a [ImageFile<'a>],
+    files: &'a ImageFiles<'a>,
 }
 
 impl Serialize for Components<'_> {
@@ -155,8 +155,8 @@ impl Serialize for Components<'_> {
         for supplier in &self.suppliers {
             seq.serialize_element(supplier)?;
         }
-        for file in self.files {
-            seq.serialize_element(&file_component(file))?;
+        for file in self.files.iter() {
+            seq.serialize_element(&file_component(&file))?;
         }
         seq.end()
     }
@@ -184,7 +184,7 @@ pub fn write_cyclonedx_json(
     out: &mut dyn std::io::Write,
 ) -> std::io::Result<()> {
     let contents = input.contents;
-    let files = &contents.files[..];
+    let files = &contents.files;
 
     let mut suppliers: Vec<Component> = contents
         .sources
@@ -293,7 +293,7 @@ fn bom_ref(supplier: Supplier) -> String {
 
 /// A source is a `file` whatever its kind: an archive is a file too, and cairn knows
 /// nothing more specific (`library`, `application`) about what is inside.
-fn source_component<'a>(source: &'a SourceInfo, files: &'a [ImageFile<'a>]) -> Component<'a> {
+fn source_component<'a>(source: &'a SourceInfo, files: &'a ImageFiles<'a>) -> Component<'a> {
     let supplier = Supplier::Source(&source.name);
     let mut properties = Vec::new();
     // A directory's digest is cairn's tree digest, not the hash of one file's bytes.
@@ -360,10 +360,10 @@ fn source_component<'a>(source: &'a SourceInfo, files: &'a [ImageFile<'a>]) -> C
 }
 
 /// Where in the image `supplier`'s content is, one occurrence per file.
-fn occurrences<'a>(supplier: Supplier<'a>, files: &'a [ImageFile<'a>]) -> Option<Evidence<'a>> {
+fn occurrences<'a>(supplier: Supplier<'a>, files: &'a ImageFiles<'a>) -> Option<Evidence<'a>> {
     files
         .iter()
-        .any(|f| Supplier::of(f) == supplier)
+        .any(|f| Supplier::of(&f) == supplier)
         .then_some(Evidence { supplier, files })
 }
 
@@ -509,7 +509,7 @@ mod tests {
         let c = contents(&files);
         let sha1 = sha1_index(&c);
         let mut changed_files = super::super::test_support::files();
-        changed_files[2].entry.owner.uid = 1;
+        changed_files[2].entry_mut().owner.uid = 1;
         let changed = contents(&changed_files);
         let serial = |c| {
             let bom: Value = serde_json::from_slice(&cyclonedx_json(&input(c, &sha1))).unwrap();
@@ -543,7 +543,7 @@ mod tests {
         let files = files();
         let c = contents(&files);
         let bom = bom();
-        for file in &c.files {
+        for file in c.files.iter() {
             let component = by_ref(&bom, &format!("file:{}", file.path()));
             assert_eq!(component["type"], "file");
             assert_eq!(component["name"], file.path());

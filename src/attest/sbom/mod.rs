@@ -13,7 +13,7 @@ mod cyclonedx;
 mod spdx;
 
 pub use cyclonedx::{cyclonedx_json, write_cyclonedx_json};
-pub use spdx::{spdx_json, write_spdx_json};
+pub use spdx::{image_verification_code, spdx_json, write_spdx_json};
 
 use crate::attest::contents::{
     BaseInfo, FileOrigin, ImageContents, ImageFile, Sha1Lookup, SourceInfo,
@@ -40,6 +40,11 @@ pub struct SbomInput<'a> {
     /// take part in the document digest.
     #[serde(skip)]
     pub sha1: &'a dyn Sha1Lookup,
+    /// The image's package verification code ([`image_verification_code`] of the
+    /// files of `contents`), computed before `contents` is; a function of `contents`
+    /// and `sha1`, so it does not take part in the document digest either.
+    #[serde(skip)]
+    pub image_verification_code: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -103,7 +108,7 @@ impl<'a> Supplier<'a> {
 /// Whether any file came from the recipe itself / from `accounts:`: their pseudo
 /// sources are listed only then.
 fn pseudo_suppliers(contents: &ImageContents) -> (bool, bool) {
-    let has = |s: Supplier| contents.files.iter().any(|f| Supplier::of(f) == s);
+    let has = |s: Supplier| contents.files.iter().any(|f| Supplier::of(&f) == s);
     (has(Supplier::Recipe), has(Supplier::Accounts))
 }
 
@@ -287,17 +292,23 @@ fn write_json<T: Serialize>(value: &T, out: &mut dyn std::io::Write) -> std::io:
 #[cfg(test)]
 pub(crate) mod test_support {
     use super::*;
-    use crate::attest::contents::SourceInfo;
+    use crate::attest::contents::{image_files, SourceInfo};
     use crate::digest::Sha1Index;
-    use crate::layers::{FileData, Origin, TreeEntry, TreeEntryKind};
+    use crate::layers::{FileData, LayerTree, Origin, TreeEntry, TreeEntryKind};
     use crate::recipe::Owner;
 
-    /// A file of the test image: its path relative to the image root, the layer that
-    /// wrote it and the entry written (change them to change the image).
+    /// A file of the test image: a layer of its own (named as the layer that wrote it)
+    /// holding its entry at its path relative to the image root (change them to change
+    /// the image).
     pub struct TestFile {
-        pub key: String,
-        pub layer: String,
-        pub entry: TreeEntry,
+        pub layer: LayerTree,
+    }
+
+    impl TestFile {
+        pub fn entry_mut(&mut self) -> &mut TreeEntry {
+            let key = self.layer.entries.keys().next().expect("one entry").clone();
+            self.layer.entries.get_mut(&key).expect("its own key")
+        }
     }
 
     pub fn file(
@@ -306,14 +317,16 @@ pub(crate) mod test_support {
         layer: &'static str,
         origin: Origin,
     ) -> TestFile {
+        let entry = TreeEntry {
+            kind: TreeEntryKind::File(FileData::Inline(content.into())),
+            mode: 0o755,
+            owner: Owner::ROOT,
+            origin,
+        };
         TestFile {
-            key: key.to_string(),
-            layer: layer.to_string(),
-            entry: TreeEntry {
-                kind: TreeEntryKind::File(FileData::Inline(content.into())),
-                mode: 0o755,
-                owner: Owner::ROOT,
-                origin,
+            layer: LayerTree {
+                name: layer.to_string(),
+                entries: [(key.to_string(), entry)].into_iter().collect(),
             },
         }
     }
@@ -355,13 +368,6 @@ pub(crate) mod test_support {
         ]
     }
 
-    fn image_file(file: &TestFile) -> ImageFile<'_> {
-        let TreeEntryKind::File(data) = &file.entry.kind else {
-            unreachable!("test files are regular files")
-        };
-        ImageFile::in_layer(&file.key, &file.layer, &file.entry, data)
-    }
-
     /// The image of `files`, with its three sources.
     pub fn contents(files: &[TestFile]) -> ImageContents<'_> {
         let sources = vec![
@@ -394,7 +400,7 @@ pub(crate) mod test_support {
             },
         ];
         ImageContents {
-            files: files.iter().map(image_file).collect(),
+            files: image_files(None, files.iter().map(|f| &f.layer)),
             sources,
             base: None,
         }
@@ -428,14 +434,12 @@ pub(crate) mod test_support {
     /// either would give other bytes.
     pub fn contents_built_in_reverse(files: &[TestFile]) -> (ImageContents<'_>, Sha1Index) {
         let fresh = contents(files);
-        let by_path: std::collections::HashMap<String, ImageFile> = fresh
-            .files
-            .into_iter()
+        // The layers merged in the map's order: the files come out sorted by path.
+        let by_path: std::collections::HashMap<&String, &LayerTree> = files
+            .iter()
             .rev()
-            .map(|f| (f.path(), f))
+            .map(|f| (f.layer.entries.keys().next().expect("one entry"), &f.layer))
             .collect();
-        let mut files: Vec<(String, ImageFile)> = by_path.into_iter().collect();
-        files.sort_by(|a, b| a.0.cmp(&b.0));
         let by_name: std::collections::HashMap<String, SourceInfo> = fresh
             .sources
             .into_iter()
@@ -445,7 +449,7 @@ pub(crate) mod test_support {
         let mut sources: Vec<SourceInfo> = by_name.into_values().collect();
         sources.sort_by(|a, b| a.name.cmp(&b.name));
         let contents = ImageContents {
-            files: files.into_iter().map(|(_, f)| f).collect(),
+            files: image_files(None, by_path.into_values()),
             sources,
             base: fresh.base,
         };
@@ -464,6 +468,9 @@ pub(crate) mod test_support {
             contents,
             cairn_version: "0.1.0",
             sha1,
+            // Empty when a SHA-1 is missing: the document then fails on that file.
+            image_verification_code: image_verification_code(contents.files.clone(), sha1)
+                .unwrap_or_default(),
         }
     }
 
@@ -505,7 +512,7 @@ mod tests {
         let d = document_digest(&base);
         assert_eq!(d, document_digest(&input(&contents, &sha1)));
         let mut changed_files = super::test_support::files();
-        changed_files[0].entry.mode = 0o600;
+        changed_files[0].entry_mut().mode = 0o600;
         let changed_contents = super::test_support::contents(&changed_files);
         let variants = [
             SbomInput {
@@ -539,7 +546,7 @@ mod tests {
     fn trace_puts_a_member_with_spaces_last() {
         let files = files();
         let c = contents(&files);
-        let traces: Vec<String> = c.files.iter().map(trace).collect();
+        let traces: Vec<String> = c.files.iter().map(|f| trace(&f)).collect();
         assert_eq!(
             traces,
             [

@@ -23,7 +23,7 @@ use super::{
     write_json, SbomError, SbomInput, Supplier,
 };
 use crate::attest::contents::FileOrigin;
-use crate::attest::contents::{BaseInfo, ImageFile, SourceInfo};
+use crate::attest::contents::{BaseInfo, ImageFile, ImageFiles, Sha1Lookup, SourceInfo};
 use crate::oci::time::rfc3339;
 use crate::resolve::LockedKind;
 use serde::ser::{SerializeSeq, Serializer};
@@ -136,7 +136,7 @@ struct File {
 /// One [`File`] per image file, each built as it is serialised: the image may have tens
 /// of thousands of files.
 struct Files<'a> {
-    files: &'a [ImageFile<'a>],
+    files: &'a ImageFiles<'a>,
     sha1_of: &'a dyn Fn(&ImageFile) -> &'a [u8; 20],
 }
 
@@ -148,13 +148,13 @@ impl Serialize for Files<'_> {
                 spdx_id: file_id(n),
                 file_name: format!(".{}", file.path()),
                 checksums: vec![
-                    checksum("SHA1", hex::encode((self.sha1_of)(file))),
+                    checksum("SHA1", hex::encode((self.sha1_of)(&file))),
                     checksum("SHA256", file.sha256().hex()),
                 ],
                 license_concluded: NOASSERTION,
                 copyright_text: NOASSERTION,
-                comment: std::iter::once(format!("cairn: {}", trace(file)))
-                    .chain(generated_from(file))
+                comment: std::iter::once(format!("cairn: {}", trace(&file)))
+                    .chain(generated_from(&file))
                     .collect::<Vec<_>>()
                     .join("\n"),
             })?;
@@ -168,7 +168,7 @@ impl Serialize for Files<'_> {
 /// are serialised.
 struct Relationships<'a> {
     head: Vec<Relationship>,
-    files: &'a [ImageFile<'a>],
+    files: &'a ImageFiles<'a>,
     sources: &'a [SourceInfo],
 }
 
@@ -182,7 +182,7 @@ impl Serialize for Relationships<'_> {
             seq.serialize_element(&relationship(IMAGE_ID, "CONTAINS", &file_id(n)))?;
         }
         for (n, file) in self.files.iter().enumerate() {
-            let supplier = Supplier::of(file);
+            let supplier = Supplier::of(&file);
             let supplier_spdx_id = supplier_id(supplier);
             seq.serialize_element(&relationship(
                 &file_id(n),
@@ -199,9 +199,8 @@ impl Serialize for Relationships<'_> {
                 for (path, sha256) in inputs {
                     let input = self
                         .files
-                        .binary_search_by(|f| f.path().as_str().cmp(path))
-                        .ok()
-                        .filter(|&i| self.files[i].sha256() == *sha256);
+                        .position(path)
+                        .filter(|&i| self.files.get(i).sha256() == *sha256);
                     if let Some(i) = input {
                         seq.serialize_element(&relationship(
                             &file_id(n),
@@ -246,7 +245,7 @@ pub fn spdx_json(input: &SbomInput) -> Result<Vec<u8>, SbomError> {
 /// [`spdx_json`], written to `out` (a file: the document lists every file of the image).
 pub fn write_spdx_json(input: &SbomInput, out: &mut dyn std::io::Write) -> Result<(), SbomError> {
     let contents = input.contents;
-    let files = &contents.files[..];
+    let files = &contents.files;
     // Every file's SHA-1 is looked up where it is written rather than copied into a
     // list beside the files (20 bytes a file, at the SBOM stage's peak); checked first.
     if let Some(f) = files.iter().find(|f| input.sha1.sha1(f).is_none()) {
@@ -262,7 +261,7 @@ pub fn write_spdx_json(input: &SbomInput, out: &mut dyn std::io::Write) -> Resul
             .expect("every file's SHA-1 was checked above")
     };
 
-    let mut packages = vec![image_package(input, files.iter().map(sha1_of).collect())];
+    let mut packages = vec![image_package(input)];
     packages.extend(contents.base.iter().map(base_package));
     let first_source = packages.len();
     packages.extend(contents.sources.iter().map(source_package));
@@ -285,7 +284,7 @@ pub fn write_spdx_json(input: &SbomInput, out: &mut dyn std::io::Write) -> Resul
             let own = files
                 .iter()
                 .filter(|f| Supplier::of(f) == Supplier::Source(&source.name))
-                .map(sha1_of)
+                .map(|f| sha1_of(&f))
                 .collect();
             package.files_analyzed = true;
             package.package_verification_code = Some(VerificationCode {
@@ -351,7 +350,7 @@ pub fn write_spdx_json(input: &SbomInput, out: &mut dyn std::io::Write) -> Resul
     write_json(&document, out).map_err(SbomError::Write)
 }
 
-fn image_package(input: &SbomInput, file_sha1s: Vec<&[u8; 20]>) -> Package {
+fn image_package(input: &SbomInput) -> Package {
     Package {
         spdx_id: IMAGE_ID.to_string(),
         name: input.image_name.to_string(),
@@ -359,7 +358,7 @@ fn image_package(input: &SbomInput, file_sha1s: Vec<&[u8; 20]>) -> Package {
         download_location: NOASSERTION,
         files_analyzed: true,
         package_verification_code: Some(VerificationCode {
-            package_verification_code_value: verification_code(file_sha1s),
+            package_verification_code_value: input.image_verification_code.clone(),
         }),
         checksums: Vec::new(),
         license_concluded: NOASSERTION.to_string(),
@@ -510,6 +509,21 @@ fn checksum(algorithm: &'static str, value: String) -> Checksum {
     }
 }
 
+/// The image package's verification code ([`verification_code`]) over `files`, the
+/// image's regular files. It takes the list, which becomes that of the SHA-1s in place
+/// ([`ImageFiles::into_sha1s`]): computed before the SBOMs' own list of the files
+/// exists, the SBOM stage holds one list of 8 bytes a file at a time, not two.
+pub fn image_verification_code(
+    files: ImageFiles,
+    sha1: &dyn Sha1Lookup,
+) -> Result<String, SbomError> {
+    let sha1s = files.into_sha1s(sha1).map_err(|f| SbomError::MissingSha1 {
+        path: f.path(),
+        sha256: f.sha256(),
+    })?;
+    Ok(verification_code(sha1s))
+}
+
 /// SPDX 2.3 clause 7.9: SHA-1 over the files' SHA-1 hex values, sorted and concatenated.
 fn verification_code(mut file_sha1s: Vec<&[u8; 20]>) -> String {
     // Sorting the raw digests orders them as their lower-case hex spellings would be;
@@ -592,7 +606,7 @@ mod tests {
         let c = contents(&files);
         let sha1 = sha1_index(&c);
         let mut changed_files = super::super::test_support::files();
-        changed_files[1].layer = "other".to_string();
+        changed_files[1].layer.name = "other".to_string();
         let changed = contents(&changed_files);
         let namespace = |c| {
             let doc: Value = serde_json::from_slice(&spdx_json(&input(c, &sha1)).unwrap()).unwrap();
@@ -624,7 +638,7 @@ mod tests {
         let doc = document();
         let files = doc["files"].as_array().unwrap();
         assert_eq!(files.len(), c.files.len());
-        for (n, (entry, file)) in files.iter().zip(&c.files).enumerate() {
+        for (n, (entry, file)) in files.iter().zip(c.files.iter()).enumerate() {
             assert_eq!(entry["SPDXID"], format!("SPDXRef-File-{n}"));
             assert_eq!(entry["fileName"], format!(".{}", file.path()));
             let sums = entry["checksums"].as_array().unwrap();
@@ -632,7 +646,7 @@ mod tests {
             assert_eq!(sums[0]["checksumValue"].as_str().unwrap().len(), 40);
             assert_eq!(sums[1]["algorithm"], "SHA256");
             assert_eq!(sums[1]["checksumValue"], file.sha256().hex());
-            assert_eq!(entry["comment"], format!("cairn: {}", trace(file)));
+            assert_eq!(entry["comment"], format!("cairn: {}", trace(&file)));
         }
         assert_eq!(
             files[3]["comment"],

@@ -6,7 +6,7 @@
 
 use crate::common::{cyclonedx_validate, pyspdxtools, repo_root};
 use cairn::attest::contents::image_contents;
-use cairn::attest::sbom::{cyclonedx_json, spdx_json, SbomInput};
+use cairn::attest::sbom::{cyclonedx_json, image_verification_code, spdx_json, SbomInput};
 use cairn::digest::Sha1Index;
 use cairn::layers::{FileData, TreeEntryKind};
 use cairn::resolve::{self, LockMode, Lockfile};
@@ -31,7 +31,7 @@ fn hello_sboms(staging: &Path) -> Sboms {
         Some("LicenseRef-cairn-example AND CC-BY-4.0".to_string());
     let lock_path = resolve::lock_path_for(&recipe.file.path);
     let lock = Lockfile::read(&lock_path).unwrap();
-    let resolved = resolve::resolve(
+    let mut resolved = resolve::resolve(
         &recipe,
         &lock,
         &lock_path,
@@ -41,7 +41,8 @@ fn hello_sboms(staging: &Path) -> Sboms {
         &Default::default(),
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let trees = cairn::layers::assemble(&recipe, &resolved, None).unwrap_or_else(|e| panic!("{e}"));
+    let trees =
+        cairn::layers::assemble(&recipe, &mut resolved, None).unwrap_or_else(|e| panic!("{e}"));
     let contents = image_contents(&recipe, &resolved, None, &trees);
 
     // What the layer writer computes while it writes: SHA-1 next to SHA-256.
@@ -72,6 +73,7 @@ fn hello_sboms(staging: &Path) -> Sboms {
         contents: &contents,
         cairn_version: env!("CARGO_PKG_VERSION"),
         sha1: &sha1,
+        image_verification_code: image_verification_code(contents.files.clone(), &sha1).unwrap(),
     };
     let spdx = spdx_json(&input).unwrap();
     let cyclonedx = cyclonedx_json(&input);
