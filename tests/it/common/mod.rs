@@ -385,3 +385,23 @@ pub fn unpack_layout(layout: &Path, root: &Path) {
         );
     }
 }
+
+/// `cairn verify --json` of a disk with the attestation key `public`: whether it
+/// verified (exit code 0), and the verdict.
+pub fn verify_disk(disk: &Path, public: &Path) -> (bool, serde_json::Value) {
+    let out = cairn()
+        .arg("verify")
+        .arg(disk)
+        .arg("--key")
+        .arg(public)
+        .arg("--json")
+        .output()
+        .unwrap();
+    let verdict: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "verify --json: {e}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.success(), verdict)
+}

@@ -98,6 +98,15 @@ fn signed_recipe(dir: &Path) -> PathBuf {
     recipe
 }
 
+/// `recipe` without its `secure_boot`, as `unsigned.yaml` beside it.
+fn without_secure_boot(recipe: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(recipe).unwrap();
+    let unsigned = recipe.with_file_name("unsigned.yaml");
+    let line = "  secure_boot: { key: keys/db.key, cert: keys/db.crt }\n";
+    std::fs::write(&unsigned, text.replace(line, "")).unwrap();
+    unsigned
+}
+
 #[test]
 fn a_signed_disk_boots_under_secure_boot_and_a_changed_or_unsigned_image_is_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -156,16 +165,7 @@ fn a_signed_disk_boots_under_secure_boot_and_a_changed_or_unsigned_image_is_refu
     );
 
     // The same recipe without `secure_boot`: its image is not signed, and refused.
-    let text = std::fs::read_to_string(&recipe).unwrap();
-    let unsigned_recipe = dir.path().join("unsigned.yaml");
-    std::fs::write(
-        &unsigned_recipe,
-        text.replace(
-            "  secure_boot: { key: keys/db.key, cert: keys/db.crt }\n",
-            "",
-        ),
-    )
-    .unwrap();
+    let unsigned_recipe = without_secure_boot(&recipe);
     let unsigned_out = dir.path().join("unsigned");
     build_json(&unsigned_recipe, &unsigned_out, &[]);
     let unsigned_disk = unsigned_out.join("vmtest.raw");
@@ -290,26 +290,6 @@ fn pem_body(text: &str) -> Vec<u8> {
     base64::engine::general_purpose::STANDARD
         .decode(body)
         .unwrap()
-}
-
-/// `cairn verify --json` of `disk` with the attestation key `public`: whether it
-/// verified (exit code 0), and the verdict.
-fn verify_disk(disk: &Path, public: &Path) -> (bool, serde_json::Value) {
-    let out = cairn()
-        .arg("verify")
-        .arg(disk)
-        .arg("--key")
-        .arg(public)
-        .arg("--json")
-        .output()
-        .unwrap();
-    let verdict: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "verify --json: {e}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    (out.status.success(), verdict)
 }
 
 /// The check named `name` in a verdict, if there is one.
@@ -494,16 +474,7 @@ fn verify_checks_the_signature_by_the_recorded_certificate_and_names_what_is_wro
     );
 
     // The recipe without `secure_boot`: nothing recorded, nothing signed, no check.
-    let text = std::fs::read_to_string(&recipe).unwrap();
-    let unsigned_recipe = dir.path().join("unsigned.yaml");
-    std::fs::write(
-        &unsigned_recipe,
-        text.replace(
-            "  secure_boot: { key: keys/db.key, cert: keys/db.crt }\n",
-            "",
-        ),
-    )
-    .unwrap();
+    let unsigned_recipe = without_secure_boot(&recipe);
     let unsigned_out = dir.path().join("unsigned-out");
     build_json(&unsigned_recipe, &unsigned_out, &sign);
     let (verified, verdict) = verify_disk(&unsigned_out.join("vmtest.raw"), &attest_pub);

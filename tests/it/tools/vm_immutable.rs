@@ -11,7 +11,7 @@
 
 use super::secure_boot::{boot_secure, uki_of, with_uki};
 use super::vm::{busybox, kernel, kernel_modules, sha256_hex, uefi_stub};
-use super::vm_verity::{check, verify_disk};
+use super::vm_verity::check;
 use crate::common::ovmf::{enrolled_vars, test_keys};
 use crate::common::*;
 use serde_json::Value;

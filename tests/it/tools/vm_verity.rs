@@ -99,24 +99,6 @@ fn veritysetup_verify(data: &Path, hash: &Path, roothash: &str) -> std::process:
         .expect("veritysetup runs (TEST_TOOLS: cryptsetup-bin)")
 }
 
-pub(super) fn verify_disk(disk: &Path, public: &Path) -> (bool, serde_json::Value) {
-    let out = cairn()
-        .arg("verify")
-        .arg(disk)
-        .arg("--key")
-        .arg(public)
-        .arg("--json")
-        .output()
-        .unwrap();
-    let verdict: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "verify --json: {e}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    (out.status.success(), verdict)
-}
-
 pub(super) fn check<'a>(verdict: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
     verdict["checks"]
         .as_array()
