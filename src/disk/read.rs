@@ -94,28 +94,8 @@ impl RootFiles {
 /// Dumps the root file system of the disk at `path` (raw, or qcow2 by its header).
 pub fn root_files(path: &Path) -> Result<RootFiles, ReadError> {
     let tmp = tempfile::tempdir().map_err(io_err(path))?;
-    let mut disk = File::open(path).map_err(io_err(path))?;
-    let mut magic = [0u8; 4];
-    let is_qcow2 = disk.read_exact(&mut magic).is_ok() && &magic == b"QFI\xfb";
-    let raw_path = if is_qcow2 {
-        let raw = tmp.path().join("disk.raw");
-        run(
-            "qemu-img",
-            path,
-            tool("qemu-img")
-                .args(["convert", "-q", "-f", "qcow2", "-O", "raw"])
-                .arg(path)
-                .arg(&raw),
-        )?;
-        raw
-    } else {
-        path.to_path_buf()
-    };
-    let mut disk = File::open(&raw_path).map_err(io_err(&raw_path))?;
-    let (_, partitions) = gpt::read_partitions(&mut disk).map_err(|source| ReadError::Gpt {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let raw = RawDisk::open(path)?;
+    let partitions = &raw.partitions;
     let root = partitions
         .iter()
         .find(|p| p.name == super::ROOT_PARTITION_NAME)
@@ -128,7 +108,7 @@ pub fn root_files(path: &Path) -> Result<RootFiles, ReadError> {
     {
         Some(esp) => {
             let esp_path = tmp.path().join("esp.fat");
-            copy_range(&mut disk, esp.offset, esp.size, &esp_path, path)?;
+            copy_partition(&raw, esp, &esp_path)?;
             let uki =
                 super::esp::read(&esp_path, super::esp::BOOT_PATH).map_err(io_err(&esp_path))?;
             fs::remove_file(&esp_path).map_err(io_err(&esp_path))?;
@@ -137,10 +117,9 @@ pub fn root_files(path: &Path) -> Result<RootFiles, ReadError> {
         None => None,
     };
     let fs_path = tmp.path().join("root.fs");
-    copy_range(&mut disk, root.offset, root.size, &fs_path, path)?;
-    if is_qcow2 {
-        fs::remove_file(&raw_path).map_err(io_err(&raw_path))?;
-    }
+    copy_partition(&raw, root, &fs_path)?;
+    // A qcow2's raw conversion is not needed any more.
+    drop(raw);
     let dump = tempfile::tempdir().map_err(io_err(path))?;
     let mut magic = [0u8; 4];
     File::open(&fs_path)
@@ -252,17 +231,10 @@ impl RawDisk {
     }
 }
 
-/// Copies `size` bytes at `offset` of `disk` (the file at `path`) to a new file `to`.
-fn copy_range(
-    disk: &mut File,
-    offset: u64,
-    size: u64,
-    to: &Path,
-    path: &Path,
-) -> Result<(), ReadError> {
+/// Copies `partition` of `raw` to a new file `to`.
+fn copy_partition(raw: &RawDisk, partition: &gpt::Partition, to: &Path) -> Result<(), ReadError> {
     let mut out = File::create(to).map_err(io_err(to))?;
-    disk.seek(SeekFrom::Start(offset)).map_err(io_err(path))?;
-    io::copy(&mut disk.take(size), &mut out).map_err(io_err(to))?;
+    io::copy(&mut raw.reader(partition)?, &mut out).map_err(io_err(to))?;
     out.flush().map_err(io_err(to))
 }
 
