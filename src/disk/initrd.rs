@@ -143,22 +143,25 @@ impl Builder<'_> {
     /// The key of the entry `item` (an absolute path of the image) names, every
     /// symbolic link passed on the way added as a member.
     fn resolve(&mut self, item: &InitrdItem) -> Result<String, DiskError> {
-        self.follow(item.name.trim_start_matches('/'))
-            .map_err(|why| {
-                self.fail(
-                    item.span,
-                    format!("the initrd's `{}` {why}", item.name),
-                    "name a file the image holds (install the package that ships it), or correct the path",
-                )
-            })
+        let (key, links) = self.follow(item.name.trim_start_matches('/')).map_err(|why| {
+            self.fail(
+                item.span,
+                format!("the initrd's `{}` {why}", item.name),
+                "name a file the image holds (install the package that ships it), or correct the path",
+            )
+        })?;
+        for (link, target) in links {
+            self.add_link(&link, &target);
+        }
+        Ok(key)
     }
 
-    /// Follows `path` through the tree, symbolic links included; `Err` says why it
-    /// names nothing.
-    fn follow(&mut self, path: &str) -> Result<String, String> {
+    /// Follows `path` through the tree, symbolic links included: the key it names and
+    /// each link passed on the way (key, target); `Err` says why it names nothing.
+    fn follow(&self, path: &str) -> Result<(String, Vec<(String, String)>), String> {
         let mut rest: Vec<String> = path.split('/').rev().map(str::to_string).collect();
         let mut at: Vec<String> = Vec::new();
-        let mut links = 0;
+        let mut links: Vec<(String, String)> = Vec::new();
         while let Some(component) = rest.pop() {
             match component.as_str() {
                 "" | "." => continue,
@@ -173,13 +176,12 @@ impl Builder<'_> {
             match self.tree.entries.get(&key).map(|e| &e.kind) {
                 None => return Err(format!("is not in the image (no /{key})")),
                 Some(RootKind::Symlink { target }) => {
-                    links += 1;
-                    if links > MAX_SYMLINKS {
+                    if links.len() == MAX_SYMLINKS {
                         return Err(format!(
                             "passes through more than {MAX_SYMLINKS} symbolic links"
                         ));
                     }
-                    self.add_link(&key, target);
+                    links.push((key, target.clone()));
                     at.pop();
                     if target.starts_with('/') {
                         at.clear();
@@ -189,7 +191,7 @@ impl Builder<'_> {
                 Some(_) => {}
             }
         }
-        Ok(at.join("/"))
+        Ok((at.join("/"), links))
     }
 
     fn origin(&self, key: &str) -> String {
@@ -328,13 +330,7 @@ impl Builder<'_> {
     /// Whether `path` leads to a regular file of the image (without adding the links
     /// on the way: a library directory that does not hold the library adds nothing).
     fn tree_has_file(&self, path: &str) -> bool {
-        let mut probe = Builder {
-            recipe: self.recipe,
-            tree: self.tree,
-            layers: self.layers,
-            members: BTreeMap::new(),
-        };
-        probe.follow(path).is_ok_and(|key| {
+        self.follow(path).is_ok_and(|(key, _)| {
             matches!(
                 self.tree.entries.get(&key).map(|e| &e.kind),
                 Some(RootKind::File { .. } | RootKind::Hardlink { .. })
