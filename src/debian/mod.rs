@@ -262,7 +262,7 @@ impl Diagnose for DebianError {
             DebianError::Offline { .. } => "build once without --offline (or run `cairn lock`) to fill the cache",
             DebianError::NoHostMirror { .. } => "add it to /etc/apt/sources.list(.d), or give `mirror:` a URL",
             DebianError::StaleLock { .. } => "--locked builds use only the lock; run `cairn lock` and commit the lock file",
-            DebianError::LockMismatch { .. } => "the lock and the repository disagree; run `cairn lock` to re-resolve",
+            DebianError::LockMismatch { .. } => "the lock and the repository disagree: run `cairn lock --update` to re-resolve, or build where the package cache still holds the pinned files",
             DebianError::BadBaseStatus { .. } => "cairn reads the base's installed packages from its dpkg status to build on them; use a base image whose dpkg status is intact",
             DebianError::Downgrade { package, .. } => {
                 return Some(format!("the base's version comes from a suite the recipe does not list: add it to `packages.repositories` (e.g. `bookworm-security` or `bookworm-updates` beside `bookworm`), or, if `{package}` is requested, drop it from `packages:` to keep the base's").into())
@@ -617,7 +617,7 @@ fn fetch_repository(
     let url = format!("{dists}/InRelease");
     // Fetched already in this resolution: the cache has it under its digest.
     let fetched = releases.0.get(&url).map(|sha256| (*sha256, None));
-    let (path, inrelease_sha256) = fetcher.get(what, fetched, || Ok(url.clone()), &|_| {})?;
+    let (path, inrelease_sha256) = fetcher.get(what, fetched, || Ok(vec![url.clone()]), &|_| {})?;
     releases.0.insert(url, inrelease_sha256);
     let release = release::verify(
         &read_file(&path)?,
@@ -643,7 +643,7 @@ fn fetch_repository(
         let (path, _) = fetcher.get(
             &what,
             Some((sha256, Some(size))),
-            || Ok(format!("{dists}/{index}")),
+            || Ok(index_urls(&dists, &index, &sha256, release.by_hash)),
             &|_| {},
         )?;
         let origin = std::sync::Arc::new(index::IndexOrigin {
@@ -663,6 +663,20 @@ fn fetch_repository(
             signed_by: release.signer,
         },
     ))
+}
+
+/// Where an index of `dists` is downloaded from: by its digest first when the Release
+/// offers that (`Acquire-By-Hash`), as apt does, since a mirror being updated may
+/// already serve a newer file under the index's own name; then by that name.
+fn index_urls(dists: &str, index: &str, sha256: &Sha256Digest, by_hash: bool) -> Vec<String> {
+    let by_name = format!("{dists}/{index}");
+    match index.rsplit_once('/') {
+        Some((directory, _)) if by_hash => vec![
+            format!("{dists}/{directory}/by-hash/SHA256/{}", sha256.hex()),
+            by_name,
+        ],
+        _ => vec![by_name],
+    }
 }
 
 /// The decompressed index text.
@@ -728,14 +742,23 @@ fn verify_locked_releases(
                 what,
                 Some((locked.inrelease_sha256, None)),
                 || {
-                    Ok(format!(
+                    Ok(vec![format!(
                         "{}/dists/{}/InRelease",
                         mirror_url(repo, opts)?,
                         repo.suite
-                    ))
+                    )])
                 },
                 &|_| {},
-            )?;
+            )
+            .map_err(|e| match e {
+                DebianError::DigestMismatch { actual, .. } => DebianError::LockMismatch {
+                    what: format!("its InRelease as {}", locked.inrelease_sha256),
+                    detail: format!(
+                        "the mirror now serves {actual}: it has published a new Release since the lock was made, and the pinned one is not in the package cache"
+                    ),
+                },
+                other => other,
+            })?;
             let release = release::verify(
                 &read_file(&path)?,
                 &keyring(recipe, repo)?,
@@ -815,7 +838,13 @@ fn download_debs(
                             let got = fetcher.get(
                                 &format!("package `{name}` {} ({})", pin.version, pin.filename),
                                 Some((pin.sha256, Some(pin.size))),
-                                || Ok(format!("{}/{}", mirror_url(repo, opts)?, pin.filename)),
+                                || {
+                                    Ok(vec![format!(
+                                        "{}/{}",
+                                        mirror_url(repo, opts)?,
+                                        pin.filename
+                                    )])
+                                },
                                 &|n| {
                                     let _ = tx.send(n);
                                 },

@@ -27,6 +27,10 @@ pub struct Release {
     pub valid_until: Option<u64>,
     /// `SHA256:` lines: path below `dists/<suite>/` -> (digest, size).
     pub sha256: BTreeMap<String, (Sha256Digest, u64)>,
+    /// `Acquire-By-Hash: yes`: each index is also served as
+    /// `<its directory>/by-hash/SHA256/<hex>`, a name that never changes content, so
+    /// a mirror in the middle of an update still serves the index this Release signs.
+    pub by_hash: bool,
 }
 
 /// Verifies `inrelease` (an OpenPGP cleartext-signed Release) against the certificates
@@ -212,10 +216,14 @@ pub(crate) fn parse_release(text: &str, signer: String) -> Result<Release, Debia
     if sha256.is_empty() {
         return Err(bad("it lists no SHA256 digests".into()));
     }
+    let by_hash = paragraph
+        .get("Acquire-By-Hash")
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("yes"));
     Ok(Release {
         signer,
         valid_until,
         sha256,
+        by_hash,
     })
 }
 
@@ -286,6 +294,9 @@ mod tests {
         let r = parse_release(text, "FP".into()).unwrap();
         assert_eq!(r.valid_until, Some(100));
         assert_eq!(r.sha256["main/binary-amd64/Packages"].1, 5);
+        assert!(!r.by_hash);
+        let by_hash = parse_release(&format!("Acquire-By-Hash: yes\n{text}"), "FP".into()).unwrap();
+        assert!(by_hash.by_hash);
         assert!(parse_release("Origin: x\n", "FP".into()).is_err());
     }
 

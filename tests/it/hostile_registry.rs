@@ -362,6 +362,47 @@ fn a_debian_mirror_that_never_answers_ends_the_build() {
     );
 }
 
+/// A Debian mirror that answers every request `503 Service Unavailable`: the InRelease
+/// is asked for three times (1 s, then 2 s apart), and the error names the file, the
+/// URL, the answer and the attempts.
+#[test]
+fn a_debian_mirror_that_keeps_failing_is_asked_three_times_then_named() {
+    let scratch = Scratch::new();
+    let (listener, mirror) = listen("127.0.0.1");
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let log = asked.clone();
+    serve(listener, move |mut stream| {
+        log.lock().unwrap().push(read_head(&mut stream));
+        let _ = stream.write_all(
+            b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        );
+    });
+    let dir = scratch.dir.path();
+    std::fs::write(dir.join("keyring.gpg"), b"never read").unwrap();
+    let recipe = write_recipe(
+        dir,
+        "pkgs.yaml",
+        &format!(
+            "cairn: 1\nname: pkgs\nrepositories:\n  test:\n    mirror: http://{mirror}\n    suite: stable\n    components: [main]\n    keyring: keyring.gpg\npackages: [hello]\nlayers:\n  - name: base\n    contents:\n      - dir: /tmp\n"
+        ),
+    );
+    let (_, stderr) = run_err(&mut scratch.build(&recipe));
+    assert!(
+        stderr.contains(&format!(
+            "cannot download its InRelease from http://{mirror}/dists/stable/InRelease: http status: 503 (after 3 attempts)"
+        )),
+        "{stderr}"
+    );
+    let asked = asked.lock().unwrap();
+    assert_eq!(asked.len(), 3, "{asked:?}");
+    assert!(
+        asked
+            .iter()
+            .all(|head| head.starts_with("GET /dists/stable/InRelease HTTP/1.1\r\n")),
+        "{asked:?}"
+    );
+}
+
 fn content_length(head: &str) -> u64 {
     head.lines()
         .find_map(|l| {

@@ -4,7 +4,7 @@
 //! GNUPGHOME, served by `python3 -m http.server` on a loopback port. The server and
 //! the gpg agent are stopped (by PID / by `gpgconf --kill`) when the repository drops.
 
-use sha2::{Digest, Sha256};
+use super::sha256_hex;
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -132,7 +132,7 @@ pub fn refused_on_base_with(work: &Path, path: &str, content: &str, package: Pkg
     stderr
 }
 
-/// What to do wrong when making the repository.
+/// How to publish and serve the repository, and what to do wrong.
 #[derive(Default, Clone, Copy)]
 pub struct Faults {
     /// `Valid-Until` in the past.
@@ -141,7 +141,37 @@ pub struct Faults {
     pub unsigned: bool,
     /// Sign with a key that is not in the keyring handed to cairn.
     pub unknown_key: bool,
+    /// Also publish each index under `by-hash/SHA256/<hex>` and say so in the Release
+    /// (`Acquire-By-Hash: yes`), as Debian's mirrors do.
+    pub by_hash: bool,
+    /// Serve each file wrong the first time it is asked for: a `.deb` breaks off
+    /// halfway, anything else is answered `503 Service Unavailable`.
+    pub flaky: bool,
 }
+
+/// `python3 -c FLAKY_SERVER PORT ROOT`: python's own file server, failing each path's
+/// first request as [`Faults::flaky`] says; its access log goes to stderr as
+/// `http.server`'s does.
+const FLAKY_SERVER: &str = r#"
+import functools, http.server, os, sys
+seen = set()
+class Flaky(http.server.SimpleHTTPRequestHandler):
+    def do_GET(self):
+        if self.path in seen or self.path.endswith("/cairn-test-probe"):
+            return super().do_GET()
+        seen.add(self.path)
+        if not self.path.endswith(".deb"):
+            return self.send_error(503)
+        with open(self.translate_path(self.path), "rb") as f:
+            data = f.read()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data[: len(data) // 2])
+        self.close_connection = True
+handler = functools.partial(Flaky, directory=sys.argv[2])
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), handler).serve_forever()
+"#;
 
 pub struct AptRepo {
     pub dir: tempfile::TempDir,
@@ -153,6 +183,8 @@ pub struct AptRepo {
     pub fingerprint: String,
     server: Option<Child>,
     gnupghome: PathBuf,
+    /// Published by hash ([`Faults::by_hash`]).
+    by_hash: bool,
 }
 
 fn run(cmd: &mut Command) -> String {
@@ -163,10 +195,6 @@ fn run(cmd: &mut Command) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
 }
 
 fn gpg(home: &Path) -> Command {
@@ -226,16 +254,25 @@ impl AptRepo {
             fingerprint,
             server: None,
             gnupghome,
+            by_hash: faults.by_hash,
         };
         for _ in 0..5 {
             let port = {
                 let l = TcpListener::bind("127.0.0.1:0").unwrap();
                 l.local_addr().unwrap().port()
             };
-            let server = Command::new("python3")
-                .args(["-m", "http.server", "--bind", "127.0.0.1", "--directory"])
-                .arg(&root)
-                .arg(port.to_string())
+            let mut server = Command::new("python3");
+            if faults.flaky {
+                server
+                    .args(["-c", FLAKY_SERVER, &port.to_string()])
+                    .arg(&root);
+            } else {
+                server
+                    .args(["-m", "http.server", "--bind", "127.0.0.1", "--directory"])
+                    .arg(&root)
+                    .arg(port.to_string());
+            }
+            let server = server
                 .stdout(Stdio::null())
                 // Its access log: one line per request.
                 .stderr(std::fs::File::create(repo.dir.path().join("requests.log")).unwrap())
@@ -280,7 +317,7 @@ impl AptRepo {
     }
 
     /// Publishes `packages` in place of what the repository held, signed by the same
-    /// key: the mirror after an update (a security fix, say).
+    /// key (and by hash if it was): the mirror after an update (a security fix, say).
     pub fn republish(&self, packages: &[Pkg]) {
         let work = self.dir.path().join("republished");
         std::fs::create_dir_all(&work).unwrap();
@@ -290,7 +327,10 @@ impl AptRepo {
             &self.gnupghome,
             &self.fingerprint,
             packages,
-            Faults::default(),
+            Faults {
+                by_hash: self.by_hash,
+                ..Faults::default()
+            },
         );
     }
 
@@ -396,6 +436,11 @@ fn publish(
         let gz = gz.finish().unwrap();
         for (name, bytes) in [("Packages", index.into_bytes()), ("Packages.gz", gz)] {
             std::fs::write(dists.join(&binary).join(name), &bytes).unwrap();
+            if faults.by_hash {
+                let by_hash = dists.join(&binary).join("by-hash/SHA256");
+                std::fs::create_dir_all(&by_hash).unwrap();
+                std::fs::write(by_hash.join(sha256_hex(&bytes)), &bytes).unwrap();
+            }
             indexes.push(format!(
                 " {} {} {binary}/{name}\n",
                 sha256_hex(&bytes),
@@ -409,8 +454,13 @@ fn publish(
     } else {
         "Fri, 01 Jan 2100 00:00:00 UTC"
     };
+    let by_hash = if faults.by_hash {
+        "Acquire-By-Hash: yes\n"
+    } else {
+        ""
+    };
     let release = format!(
-        "Origin: cairn-test\nSuite: stable\nCodename: test\nDate: Wed, 01 Jan 2014 00:00:00 UTC\nValid-Until: {valid_until}\nArchitectures: {}\nComponents: main\nSHA256:\n{}",
+        "Origin: cairn-test\nSuite: stable\nCodename: test\nDate: Wed, 01 Jan 2014 00:00:00 UTC\nValid-Until: {valid_until}\n{by_hash}Architectures: {}\nComponents: main\nSHA256:\n{}",
         architectures.join(" "),
         indexes.concat()
     );

@@ -566,6 +566,107 @@ fn a_tampered_packages_index_is_refused() {
     );
 }
 
+/// A mirror in the middle of an update (or a cache in front of it that has not caught
+/// up): the new InRelease, but the indexes under their own names still the old ones.
+/// The Release offers `Acquire-By-Hash`, so cairn asks for each index by its digest, as
+/// apt does, gets the one the InRelease signs and installs the update; the stale files
+/// are never asked for.
+#[test]
+fn indexes_come_by_hash_so_a_mirror_in_the_middle_of_an_update_serves_the_signed_ones() {
+    let repo = AptRepo::new(
+        &fixture_packages(),
+        Faults {
+            by_hash: true,
+            ..Faults::default()
+        },
+    );
+    let binary = repo.root().join("dists/stable/main/binary-amd64");
+    let stale: Vec<(&str, Vec<u8>)> = ["Packages", "Packages.gz"]
+        .into_iter()
+        .map(|name| (name, std::fs::read(binary.join(name)).unwrap()))
+        .collect();
+    let mut updated = fixture_packages();
+    updated.push(pkg("libfoo", "2.0-2", ""));
+    repo.republish(&updated);
+    let signed = std::fs::read(binary.join("Packages.gz")).unwrap();
+    for (name, bytes) in stale {
+        std::fs::write(binary.join(name), bytes).unwrap();
+    }
+
+    let work = Work::new();
+    let recipe = repo.recipe(work.dir.path(), "app");
+    work.build(&recipe, "out", &[]);
+    assert_eq!(
+        lock_of(&recipe)["packages"]["packages"]["libfoo"]["version"],
+        "2.0-2"
+    );
+    let by_hash = format!(
+        "dists/stable/main/binary-amd64/by-hash/SHA256/{}",
+        common::sha256_hex(&signed)
+    );
+    assert_eq!(repo.requests_for(&by_hash), 1);
+    assert_eq!(
+        repo.requests_for("dists/stable/main/binary-amd64/Packages.gz"),
+        0
+    );
+}
+
+/// A server that fails each file's first request (503 for the InRelease and the index,
+/// a `.deb` broken off halfway): every download is tried again and the build succeeds.
+#[test]
+fn a_server_error_or_a_download_broken_off_is_tried_again() {
+    let repo = AptRepo::new(
+        &fixture_packages(),
+        Faults {
+            flaky: true,
+            ..Faults::default()
+        },
+    );
+    let work = Work::new();
+    let recipe = repo.recipe(work.dir.path(), "app");
+    work.build(&recipe, "out", &[]);
+    assert_eq!(
+        file_in_layout(&work.out("out/pkgs"), "usr/bin/app"),
+        "#!/bin/sh\necho app\n"
+    );
+    for path in [
+        "dists/stable/InRelease",
+        "dists/stable/main/binary-amd64/Packages.gz",
+        "pool/main/app_1.0-1_amd64.deb",
+        "pool/main/libfoo_2.0-1_amd64.deb",
+    ] {
+        assert_eq!(repo.requests_for(path), 2, "{path}");
+    }
+}
+
+/// A lock made before the mirror published a new Release rebuilds where the package
+/// cache holds the pinned InRelease; elsewhere the error says what happened and to
+/// update the lock.
+#[test]
+fn a_lock_whose_release_the_mirror_replaced_says_so_and_how_to_update() {
+    let repo = AptRepo::new(&fixture_packages(), Faults::default());
+    let work = Work::new();
+    let recipe = repo.recipe(work.dir.path(), "app");
+    run_ok(work.cairn("lock").arg(&recipe));
+    let pinned = lock_of(&recipe)["packages"]["repositories"]["test"]["inrelease_sha256"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut updated = fixture_packages();
+    updated.push(pkg("libfoo", "2.0-2", ""));
+    repo.republish(&updated);
+
+    work.build(&recipe, "out", &["--locked"]);
+    let elsewhere = Work::new();
+    let err = elsewhere.build_err(&recipe, &["--locked"]);
+    assert!(
+        err.contains(&format!("the lock file pins its InRelease as {pinned}"))
+            && err.contains("it has published a new Release since the lock was made"),
+        "{err}"
+    );
+    assert!(err.contains("run `cairn lock --update`"), "{err}");
+}
+
 #[test]
 fn a_bad_signature_is_refused() {
     let repo = AptRepo::new(&fixture_packages(), Faults::default());
