@@ -7,9 +7,8 @@
 
 use crate::common;
 use crate::common::apt::{fixture_packages, pkg, refused_on_base_with, AptRepo, Faults};
-use crate::common::{cairn, run_err, run_ok};
+use crate::common::{cairn, run_err, run_ok, sha256_hex};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -47,10 +46,6 @@ fn links_in(dir: &Path) -> BTreeMap<String, String> {
             )
         })
         .collect()
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
 }
 
 #[test]

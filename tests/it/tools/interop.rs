@@ -10,7 +10,6 @@
 
 use crate::common::*;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -604,10 +603,6 @@ impl Drop for Container {
             .stderr(Stdio::null())
             .status();
     }
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
 }
 
 /// Unpacks image `tag` of `layout` with umoci into a bundle under `work` and runs it

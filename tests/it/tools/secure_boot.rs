@@ -9,9 +9,10 @@
 //! another key with `sbsign`, or with its signature changed, each written back into the
 //! raw disk's ESP with mtools' `mcopy`, as `sbverify` does; those tests boot nothing.
 
-use super::vm::{kernel, make_uefi, sha256_hex, write_vm_recipe, MOTD};
+use super::vm::{kernel, make_uefi, write_vm_recipe, MOTD};
 use crate::common::ovmf::{enrolled_vars, secure_boot_qemu, test_keys};
 use crate::common::qemu::Qemu;
+use crate::common::sha256_hex;
 use crate::common::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;

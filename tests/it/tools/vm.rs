@@ -164,11 +164,6 @@ pub(super) fn busybox() -> PathBuf {
         .expect("busybox-static is installed (TEST_TOOLS)")
 }
 
-pub(super) fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(bytes))
-}
-
 /// A VM recipe in `dir`: busybox, an `/init` that prints the SHA-256 of two files and
 /// powers off, a symlink and a hard-linked archive member; `kernel` copied in.
 pub(super) fn write_vm_recipe(dir: &Path, kernel: &Path, formats: &str) -> PathBuf {

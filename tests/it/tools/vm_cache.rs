@@ -6,7 +6,8 @@
 //! in the output is replaced by the recorded bytes; a replay killed at any rename
 //! leaves the previous disk whole.
 
-use super::vm::{boot, fake_bzimage, kernel, sha256_hex, write_vm_recipe, Firmware, MOTD};
+use super::vm::{boot, fake_bzimage, kernel, write_vm_recipe, Firmware, MOTD};
+use crate::common::sha256_hex;
 use crate::common::*;
 use serde_json::Value;
 use std::collections::BTreeMap;

@@ -10,9 +10,10 @@
 //! disk's provenance with where each came from, and it is reproducible.
 
 use super::secure_boot::{boot_secure, uki_of, with_uki};
-use super::vm::{busybox, kernel, kernel_modules, sha256_hex, uefi_stub};
+use super::vm::{busybox, kernel, kernel_modules, uefi_stub};
 use super::vm_verity::check;
 use crate::common::ovmf::{enrolled_vars, test_keys};
+use crate::common::sha256_hex;
 use crate::common::*;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
