@@ -649,17 +649,27 @@ fn the_debian_vm_boots_systemd_and_answers_over_ssh() {
         &work.path().join("serial.log"),
     )
     .expect("qemu-system-x86_64 runs (TEST_TOOLS: qemu-system-x86)");
-    let multi_user = vm
-        .wait_for_console("Reached target multi-user.target", SSH_DEADLINE)
-        .unwrap_or_else(|e| panic!("{e}"));
     let (os_release, answered) = vm
         .wait_for_ssh("cat /etc/os-release", SSH_DEADLINE)
         .unwrap_or_else(|e| panic!("{e}"));
-    eprintln!("debian-vm under TCG: multi-user.target after {multi_user:?}, SSH answered after {answered:?}");
     assert!(
         os_release.contains("PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\""),
         "{os_release}"
     );
+    // Asked of systemd, not read from the console: systemd stops writing its status
+    // there once the serial getty holds it, which under load comes before
+    // multi-user.target.
+    let state = vm
+        .ssh("timeout 120 systemctl is-system-running --wait; systemctl --failed --no-legend")
+        .unwrap();
+    let state = String::from_utf8_lossy(&state.stdout);
+    assert_eq!(
+        state.lines().collect::<Vec<_>>(),
+        ["running"],
+        "startup did not finish cleanly:\n{state}\nserial console:\n{}",
+        vm.console()
+    );
+    eprintln!("debian-vm under TCG: SSH answered after {answered:?}, startup finished");
 
     // Made on this boot: the host key sshd answered with and the machine id.
     let made = vm
@@ -775,25 +785,21 @@ fn the_immutable_vm_boots_its_verity_root_under_secure_boot_and_verifies() {
         .expect("qemu-system-x86_64 runs (TEST_TOOLS: qemu-system-x86)")
     };
     let vm = boot(&raw, "signed");
-    let multi_user = vm
-        .wait_for_console("Reached target multi-user.target", MARKER_DEADLINE)
-        .unwrap_or_else(|e| panic!("{e}"));
-    let marker = format!("IMMUTABLE-VM-READY root=/dev/mapper/root ro roothash={roothash}");
+    // The marker's unit runs after multi-user.target and writes to the console
+    // itself: systemd's own "Reached target" line is not shown once the serial getty
+    // holds the console, which under load comes first.
+    let marker =
+        format!("IMMUTABLE-VM-READY root=/dev/mapper/root ro roothash={roothash} failed=0");
     let ready = vm
-        .wait_for_console(&marker, MARKER_DEADLINE)
+        .wait_for_console("IMMUTABLE-VM-READY", MARKER_DEADLINE)
+        .and_then(|seen| vm.wait_for_console(&marker, seen + Duration::from_secs(10)))
         .unwrap_or_else(|e| panic!("{e}"));
-    eprintln!(
-        "immutable-vm under OVMF with Secure Boot (TCG): multi-user.target after {multi_user:?}, marker after {ready:?}"
-    );
+    eprintln!("immutable-vm under OVMF with Secure Boot (TCG): marker after {ready:?}");
     let console = vm.console();
     drop(vm);
     assert!(
         console.contains("secureboot: Secure boot enabled"),
         "the kernel did not run under Secure Boot; serial console:\n{console}"
-    );
-    assert!(
-        !console.contains("[FAILED]"),
-        "a unit failed; serial console:\n{console}"
     );
 
     // One byte of the ext4 superblock, which mounting the root reads: dm-verity refuses
