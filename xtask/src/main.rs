@@ -28,6 +28,7 @@ mod bench_files;
 mod bench_push;
 mod bench_serve;
 mod bench_tree;
+mod failures;
 mod measure;
 mod prng;
 mod test_suite;

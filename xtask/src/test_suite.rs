@@ -178,17 +178,36 @@ pub fn run_fast(cargo_test_args: &[String]) -> Result<ExitCode> {
     Ok(crate::exit_code(status))
 }
 
-/// Runs a prepared `cargo test` command, showing it first; reports a failure.
+/// Runs a prepared `cargo test` command, showing it first and passing its output on;
+/// reports a failure, with why each test failed in short ([`crate::failures`]).
 fn run_cargo_test(command: &mut Command) -> Result<std::process::ExitStatus> {
+    use std::io::{BufRead, Write};
     let shown: Vec<String> = command
         .get_args()
         .map(|arg| arg.to_string_lossy().into_owned())
         .collect();
     println!("xtask: running cargo {}", shown.join(" "));
-    let status = command
-        .status()
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .spawn()
         .with_context(|| format!("could not start {command:?}"))?;
+    let mut failures = crate::failures::Failures::default();
+    let mut stdout = std::io::stdout().lock();
+    let mut line = Vec::new();
+    let mut output = std::io::BufReader::new(child.stdout.take().expect("piped"));
+    while output
+        .read_until(b'\n', &mut line)
+        .context("reading cargo test's output")?
+        > 0
+    {
+        stdout.write_all(&line)?;
+        failures.line(String::from_utf8_lossy(&line).trim_end_matches(['\n', '\r']));
+        line.clear();
+    }
+    drop(stdout);
+    let status = child.wait().context("waiting for cargo test")?;
     if !status.success() {
+        print!("{}", failures.digest());
         eprintln!("xtask: cargo test failed: {status}");
     }
     Ok(status)
