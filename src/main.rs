@@ -244,9 +244,8 @@ fn source_date_epoch() -> Result<Option<u64>> {
 }
 
 /// What Debian packages need from the host: the cache directory
-/// (`$XDG_CACHE_HOME/cairn`, else `~/.cache/cairn`), the clock, and the apt sources
-/// (`/etc/apt/sources.list`, `sources.list.d/*.list` and `*.sources`) for
-/// `mirror: host`.
+/// (`$XDG_CACHE_HOME/cairn`, else `~/.cache/cairn`), the clock, and the host's apt
+/// configuration ([`host_apt`]) for `mirror: host`.
 fn package_options(offline: bool) -> Result<cairn::debian::PackageOptions> {
     let cache_dir = match std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
         Some(dir) => std::path::PathBuf::from(dir).join("cairn"),
@@ -255,12 +254,70 @@ fn package_options(offline: bool) -> Result<cairn::debian::PackageOptions> {
             None => anyhow::bail!("cannot find a cache directory: set XDG_CACHE_HOME or HOME"),
         },
     };
+    let (host_sources, host_valid_until_off) = host_apt();
     Ok(cairn::debian::PackageOptions {
         cache_dir,
         now: wall_clock(),
-        host_sources: host_apt_sources(std::path::Path::new("/etc/apt")),
+        host_sources,
+        host_valid_until_off,
         offline,
     })
+}
+
+/// The host's apt configuration, read as apt reads it: the file `$APT_CONFIG` names
+/// (if any), then `apt.conf.d/` by file name, then `apt.conf`, in the directory
+/// `Dir::Etc` names (`/etc/apt`); the last setting of an option wins. Returns the
+/// `deb` sources and, if `Acquire::Check-Valid-Until` ends up false, the file that
+/// said so.
+fn host_apt() -> (
+    Vec<cairn::debian::apt_sources::HostSource>,
+    Option<std::path::PathBuf>,
+) {
+    use cairn::debian::apt_conf::{assignments, boolean, last, CHECK_VALID_UNTIL};
+    use std::path::{Path, PathBuf};
+    let read = |file: &Path| std::fs::read_to_string(file).ok().map(|t| assignments(&t));
+    let from_env: Option<(PathBuf, Vec<(String, String)>)> = std::env::var_os("APT_CONFIG")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .and_then(|file| Some((file.clone(), read(&file)?)));
+    let configured = |option: &str| {
+        from_env
+            .as_ref()
+            .and_then(|(_, a)| last(a, option).map(str::to_string))
+    };
+    let root = PathBuf::from(configured("Dir").unwrap_or_else(|| "/".into()));
+    let etc = root.join(configured("Dir::Etc").unwrap_or_else(|| "etc/apt".into()));
+
+    let mut files: Vec<PathBuf> = from_env.iter().map(|(f, _)| f.clone()).collect();
+    files.extend(sorted_files(&etc.join("apt.conf.d"), |name| {
+        // apt skips names with other characters and extensions other than `.conf`.
+        name.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+            && name.rsplit_once('.').is_none_or(|(_, ext)| ext == "conf")
+    }));
+    files.push(etc.join("apt.conf"));
+    let mut valid_until_off = None;
+    for file in &files {
+        let Some(settings) = read(file) else { continue };
+        match last(&settings, CHECK_VALID_UNTIL).and_then(boolean) {
+            Some(false) => valid_until_off = Some(file.clone()),
+            Some(true) => valid_until_off = None,
+            None => {}
+        }
+    }
+    (host_apt_sources(&etc), valid_until_off)
+}
+
+/// The files of `dir` whose names `wanted` accepts, sorted by name.
+fn sorted_files(dir: &std::path::Path, wanted: impl Fn(&str) -> bool) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(&wanted))
+        .collect();
+    files.sort();
+    files
 }
 
 /// The `deb` sources of the host's apt configuration below `etc_apt`, in the order
@@ -271,13 +328,7 @@ fn host_apt_sources(etc_apt: &std::path::Path) -> Vec<cairn::debian::apt_sources
     if let Ok(text) = std::fs::read_to_string(etc_apt.join("sources.list")) {
         out.extend(parse(&text, false));
     }
-    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(etc_apt.join("sources.list.d"))
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
-    files.sort();
-    for file in files {
+    for file in sorted_files(&etc_apt.join("sources.list.d"), |_| true) {
         let deb822 = match file.extension().and_then(|e| e.to_str()) {
             Some("sources") => true,
             Some("list") => false,

@@ -64,6 +64,7 @@ fn settings(out_dir: PathBuf) -> BuildSettings {
             cache_dir: PathBuf::from("/nonexistent"),
             now: 0,
             host_sources: Vec::new(),
+            host_valid_until_off: None,
             offline: true,
         },
         source_roots: Default::default(),

@@ -10,6 +10,7 @@
 //! for what is not supported.
 
 pub mod alternatives;
+pub mod apt_conf;
 pub mod apt_sources;
 pub mod ca_certificates;
 mod copyright;
@@ -51,6 +52,10 @@ pub struct PackageOptions {
     pub now: u64,
     /// The host's apt sources, for repositories with `mirror: host`.
     pub host_sources: Vec<HostSource>,
+    /// The host's apt configuration file that turns `Valid-Until` checking off for all
+    /// its sources (`Acquire::Check-Valid-Until "false"`): `mirror: host` repositories
+    /// follow it, with a warning.
+    pub host_valid_until_off: Option<PathBuf>,
     /// Never touch the network: everything must be in the cache.
     pub offline: bool,
 }
@@ -251,7 +256,7 @@ impl Diagnose for DebianError {
             DebianError::Architecture { .. } => "use linux/amd64, linux/arm64, linux/arm/v7, linux/386, linux/ppc64le, linux/s390x or linux/riscv64",
             DebianError::Keyring { .. } => "give an OpenPGP keyring (binary .gpg or armored .asc), e.g. /usr/share/keyrings/debian-archive-keyring.gpg",
             DebianError::Signature { .. } => "cairn installs only from repositories whose InRelease verifies with the recipe's keyring; check the mirror and the `keyring:`",
-            DebianError::Expired { .. } => "the mirror serves stale metadata (or a replayed one); use an up-to-date mirror",
+            DebianError::Expired { .. } => "the mirror serves stale metadata (or a replayed one): use an up-to-date mirror (a `mirror: host` repository accepts an expired Release only where the host's apt configuration does: `Acquire::Check-Valid-Until \"false\"`)",
             DebianError::NoIndex { .. } => "check `suite`, `components` and the platform architecture",
             DebianError::Unsatisfiable { .. } => "check the package names, or add the repository (or component) that has it",
             DebianError::Conflict { .. } => "request only one of them (a dependency that allows alternatives can be met by naming the other alternative in `packages:`)",
@@ -422,7 +427,8 @@ pub fn install(
     };
     // The chain is checked again on every build, resolved or locked: the InRelease
     // verifies with the keyring and names the index, which named the .deb.
-    let releases = verify_locked_releases(recipe, spec, &lock, opts, &fetcher, resolved)?;
+    let releases =
+        verify_locked_releases(recipe, spec, &lock, opts, &fetcher, resolved, &mut warnings)?;
     let debs = download_debs(spec, &lock, opts, &fetcher, progress)?;
     std::fs::create_dir_all(staging).map_err(|source| DebianError::Cache {
         path: staging.to_path_buf(),
@@ -520,11 +526,36 @@ fn lock_matches(
 fn mirror_url(repo: &RepositorySpec, opts: &PackageOptions) -> Result<String, DebianError> {
     match &repo.mirror {
         Mirror::Url(url) => Ok(url.clone()),
-        Mirror::Host => apt_sources::mirror_for(&opts.host_sources, &repo.suite).ok_or_else(|| {
-            DebianError::NoHostMirror {
+        Mirror::Host => apt_sources::mirror_for(&opts.host_sources, &repo.suite)
+            .map(|source| source.uri.clone())
+            .ok_or_else(|| DebianError::NoHostMirror {
                 repository: repo.name.clone(),
                 suite: repo.suite.clone(),
-            }
+            }),
+    }
+}
+
+/// Why `repo`'s Release is not checked for expiry, if it is not: a `mirror: host`
+/// repository follows the host's apt configuration (the source's own
+/// `check-valid-until`, else `Acquire::Check-Valid-Until`), as it follows the host's
+/// choice of mirror. A mirror the recipe names is always checked.
+fn valid_until_off(repo: &RepositorySpec, opts: &PackageOptions) -> Option<String> {
+    if repo.mirror != Mirror::Host {
+        return None;
+    }
+    let source = apt_sources::mirror_for(&opts.host_sources, &repo.suite)?;
+    match source.check_valid_until {
+        Some(false) => Some(format!(
+            "`check-valid-until=no` on the host's apt source {}",
+            source.uri
+        )),
+        Some(true) => None,
+        None => opts.host_valid_until_off.as_ref().map(|file| {
+            format!(
+                "`{}` false in {}",
+                apt_conf::CHECK_VALID_UNTIL,
+                file.display()
+            )
         }),
     }
 }
@@ -624,7 +655,7 @@ fn fetch_repository(
         &keyring(recipe, repo)?,
         &repo.keyring,
         opts.now,
-        true,
+        valid_until_off(repo, opts).is_none(),
     )?;
     for component in &repo.components {
         let (index, (sha256, size)) = ["xz", "gz", ""]
@@ -708,6 +739,7 @@ fn decompress_index(path: &Path, index: &str) -> Result<String, DebianError> {
 /// signed by the locked key and lists every locked index with the locked digest.
 /// Returns each repository's signer. Expiry is checked only when the lock was just
 /// resolved: a lock rebuilds later from a Release that was valid when it was pinned.
+/// An expired Release the host's apt configuration accepts adds to `warnings`.
 fn verify_locked_releases(
     recipe: &Recipe,
     spec: &PackagesSpec,
@@ -715,6 +747,7 @@ fn verify_locked_releases(
     opts: &PackageOptions,
     fetcher: &Fetcher,
     just_resolved: bool,
+    warnings: &mut Vec<String>,
 ) -> Result<BTreeMap<String, String>, DebianError> {
     if let Some((pkg, pin)) = lock
         .packages
@@ -736,7 +769,7 @@ fn verify_locked_releases(
             .ok_or_else(|| DebianError::StaleLock {
                 detail: format!("the recipe has no repository `{name}`"),
             })?;
-        let check = || -> Result<String, DebianError> {
+        let mut check = || -> Result<String, DebianError> {
             let what = "its InRelease";
             let (path, _) = fetcher.get(
                 what,
@@ -759,13 +792,23 @@ fn verify_locked_releases(
                 },
                 other => other,
             })?;
+            let unchecked = valid_until_off(repo, opts);
             let release = release::verify(
                 &read_file(&path)?,
                 &keyring(recipe, repo)?,
                 &repo.keyring,
                 opts.now,
-                just_resolved,
+                just_resolved && unchecked.is_none(),
             )?;
+            if let (true, Some(why), Some(until)) = (just_resolved, &unchecked, release.valid_until)
+            {
+                if until < opts.now {
+                    warnings.push(format!(
+                        "repository `{name}`: its Release expired on {}; used anyway, as the host's apt configuration says ({why})",
+                        release::rfc2822(until)
+                    ));
+                }
+            }
             if release.signer != locked.signed_by {
                 return Err(DebianError::LockMismatch {
                     what: format!("repository `{name}` as signed by {}", locked.signed_by),

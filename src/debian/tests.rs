@@ -216,6 +216,7 @@ fn install_in(
         cache_dir: dir.join("cache"),
         now: NOW,
         host_sources: Vec::new(),
+        host_valid_until_off: None,
         offline,
     };
     install(

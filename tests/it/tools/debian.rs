@@ -732,6 +732,117 @@ fn an_expired_release_is_refused() {
     );
 }
 
+/// `mirror: host` follows the host's apt configuration, read as apt reads it (here
+/// from `$APT_CONFIG`, whose `Dir::Etc` holds the sources and `apt.conf.d`): where the
+/// host turns `Valid-Until` checking off, for all sources or for one, an expired
+/// Release is used, with a warning naming why. A mirror the recipe names itself is
+/// always checked, whatever the host says.
+#[test]
+fn an_expired_release_is_used_for_mirror_host_only_where_the_hosts_apt_accepts_it() {
+    let repo = AptRepo::new(
+        &fixture_packages(),
+        Faults {
+            expired: true,
+            ..Faults::default()
+        },
+    );
+    let work = Work::new();
+    let etc = work.dir.path().join("etc/apt");
+    std::fs::create_dir_all(etc.join("apt.conf.d")).unwrap();
+    let apt_config = work.dir.path().join("apt.conf");
+    std::fs::write(&apt_config, format!("Dir::Etc \"{}\";\n", etc.display())).unwrap();
+    let sources = |options: &str| {
+        std::fs::write(
+            etc.join("sources.list"),
+            format!("deb {options}{} stable main\n", repo.url),
+        )
+        .unwrap()
+    };
+    let named = repo.recipe(work.dir.path(), "app");
+    let host = work.dir.path().join("host.yaml");
+    std::fs::write(
+        &host,
+        std::fs::read_to_string(&named)
+            .unwrap()
+            .replace(&format!("mirror: {}", repo.url), "mirror: host"),
+    )
+    .unwrap();
+    // Each build resolves: a build from a lock checks no expiry.
+    let build = |recipe: &Path, out: &str| {
+        let _ = std::fs::remove_file(recipe.with_extension("lock"));
+        work.cairn("build")
+            .env("APT_CONFIG", &apt_config)
+            .arg(recipe)
+            .arg("-o")
+            .arg(work.out(out))
+            .arg("--json")
+            .output()
+            .unwrap()
+    };
+    let stderr = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).into_owned();
+
+    // The host checks: refused.
+    sources("");
+    let refused = build(&host, "checked");
+    assert!(
+        !refused.status.success() && stderr(&refused).contains("expired on Thu, 01 Jan 2015"),
+        "{}",
+        stderr(&refused)
+    );
+
+    // The host does not, in a file of apt.conf.d (a later `yes` in apt.conf would win).
+    let lagging = etc.join("apt.conf.d/99lagging-mirror");
+    std::fs::write(&lagging, "Acquire {\n  Check-Valid-Until \"false\";\n};\n").unwrap();
+    let used = build(&host, "host-wide");
+    assert!(used.status.success(), "{}", stderr(&used));
+    let report: Value = serde_json::from_slice(&used.stdout).unwrap();
+    let warning = format!(
+        "repository `test`: its Release expired on Thu, 01 Jan 2015 00:00:00 UTC; used anyway, as the host's apt configuration says (`Acquire::Check-Valid-Until` false in {})",
+        lagging.display()
+    );
+    assert!(
+        report["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w == &warning),
+        "{report:#}"
+    );
+    assert!(stderr(&used).contains(&warning), "{}", stderr(&used));
+    assert_eq!(
+        file_in_layout(&work.out("host-wide/pkgs"), "usr/bin/app"),
+        "#!/bin/sh\necho app\n"
+    );
+    std::fs::write(
+        etc.join("apt.conf"),
+        "Acquire::Check-Valid-Until \"yes\";\n",
+    )
+    .unwrap();
+    assert!(!build(&host, "main-file-wins").status.success());
+
+    // For one source only.
+    std::fs::remove_file(etc.join("apt.conf")).unwrap();
+    std::fs::remove_file(&lagging).unwrap();
+    sources("[check-valid-until=no] ");
+    let used = build(&host, "one-source");
+    assert!(
+        stderr(&used).contains(&format!(
+            "(`check-valid-until=no` on the host's apt source {})",
+            repo.url
+        )),
+        "{}",
+        stderr(&used)
+    );
+
+    // The recipe's own mirror: checked.
+    let named = build(&named, "named");
+    assert!(
+        !named.status.success() && stderr(&named).contains("expired on Thu, 01 Jan 2015"),
+        "{}",
+        stderr(&named)
+    );
+}
+
 #[test]
 fn the_lock_round_trips_and_locked_builds_are_identical_and_work_offline() {
     let mut repo = AptRepo::new(&fixture_packages(), Faults::default());
