@@ -335,6 +335,22 @@ fn a_push_to_another_digest_is_refused_before_anything_is_sent() {
     assert!(!*connected.lock().unwrap(), "cairn talked to the registry");
 }
 
+impl Scratch {
+    /// A recipe installing `hello` from the Debian mirror at `mirror` (its keyring is
+    /// never read: the mirror fails first).
+    fn packages_from(&self, mirror: SocketAddr) -> PathBuf {
+        let dir = self.dir.path();
+        std::fs::write(dir.join("keyring.gpg"), b"never read").unwrap();
+        write_recipe(
+            dir,
+            "pkgs.yaml",
+            &format!(
+                "cairn: 1\nname: pkgs\nrepositories:\n  test:\n    mirror: http://{mirror}\n    suite: stable\n    components: [main]\n    keyring: keyring.gpg\npackages: [hello]\nlayers:\n  - name: base\n    contents:\n      - dir: /tmp\n"
+            ),
+        )
+    }
+}
+
 /// A Debian mirror that accepts and never answers ends the build after the stall
 /// deadline (30 s), naming the file, the mirror and the deadline.
 #[test]
@@ -344,16 +360,7 @@ fn a_debian_mirror_that_never_answers_ends_the_build() {
     let held = Arc::new(Mutex::new(Vec::new()));
     let keep = held.clone();
     serve(listener, move |stream| keep.lock().unwrap().push(stream));
-    let dir = scratch.dir.path();
-    std::fs::write(dir.join("keyring.gpg"), b"never read").unwrap();
-    let recipe = write_recipe(
-        dir,
-        "pkgs.yaml",
-        &format!(
-            "cairn: 1\nname: pkgs\nrepositories:\n  test:\n    mirror: http://{mirror}\n    suite: stable\n    components: [main]\n    keyring: keyring.gpg\npackages: [hello]\nlayers:\n  - name: base\n    contents:\n      - dir: /tmp\n"
-        ),
-    );
-    let (_, stderr) = run_err(&mut scratch.build(&recipe));
+    let (_, stderr) = run_err(&mut scratch.build(&scratch.packages_from(mirror)));
     assert!(
         stderr.contains(&format!("from http://{mirror}/dists/stable/InRelease"))
             && stderr.contains("the mirror stalled")
@@ -377,16 +384,7 @@ fn a_debian_mirror_that_keeps_failing_is_asked_three_times_then_named() {
             b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
         );
     });
-    let dir = scratch.dir.path();
-    std::fs::write(dir.join("keyring.gpg"), b"never read").unwrap();
-    let recipe = write_recipe(
-        dir,
-        "pkgs.yaml",
-        &format!(
-            "cairn: 1\nname: pkgs\nrepositories:\n  test:\n    mirror: http://{mirror}\n    suite: stable\n    components: [main]\n    keyring: keyring.gpg\npackages: [hello]\nlayers:\n  - name: base\n    contents:\n      - dir: /tmp\n"
-        ),
-    );
-    let (_, stderr) = run_err(&mut scratch.build(&recipe));
+    let (_, stderr) = run_err(&mut scratch.build(&scratch.packages_from(mirror)));
     assert!(
         stderr.contains(&format!(
             "cannot download its InRelease from http://{mirror}/dists/stable/InRelease: http status: 503 (after 3 attempts)"
