@@ -611,6 +611,30 @@ fn indexes_come_by_hash_so_a_mirror_in_the_middle_of_an_update_serves_the_signed
     );
 }
 
+/// A mirror whose Release offers `Acquire-By-Hash` but that lacks the by-hash file
+/// (404): the index is fetched by its name instead, and checked the same.
+#[test]
+fn an_index_missing_by_hash_is_fetched_by_name() {
+    let repo = AptRepo::new(
+        &fixture_packages(),
+        Faults {
+            by_hash: true,
+            ..Faults::default()
+        },
+    );
+    let binary = "dists/stable/main/binary-amd64";
+    let packages_gz = std::fs::read(repo.root().join(binary).join("Packages.gz")).unwrap();
+    std::fs::remove_dir_all(repo.root().join(binary).join("by-hash")).unwrap();
+    let work = Work::new();
+    work.build(&repo.recipe(work.dir.path(), "app"), "out", &[]);
+    let by_hash = format!(
+        "{binary}/by-hash/SHA256/{}",
+        common::sha256_hex(&packages_gz)
+    );
+    assert_eq!(repo.requests_for(&by_hash), 1);
+    assert_eq!(repo.requests_for(&format!("{binary}/Packages.gz")), 1);
+}
+
 /// A server that fails each file's first request (503 for the InRelease and the index,
 /// a `.deb` broken off halfway): every download is tried again and the build succeeds.
 #[test]
