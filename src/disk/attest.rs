@@ -12,6 +12,7 @@ use super::{DiskFile, DiskInput, DiskPlan};
 use crate::attest::dsse::{Envelope, INTOTO_PAYLOAD_TYPE};
 use crate::attest::intoto::{self, ResourceDescriptor};
 use crate::keys::SigningKey;
+use crate::oci::compression::Compression;
 use crate::oci::time::rfc3339;
 use crate::recipe::{VmFile, VmFileFrom, VmInitrd};
 use serde_json::json;
@@ -51,13 +52,14 @@ fn named(file: &VmFile, boot: &BootId, with_member: bool) -> serde_json::Value {
 }
 
 /// The initrd: a file as [`named`] records it, or one cairn built, with the recipe's
-/// request and every member's path, digest (or link target), image path and origin.
+/// request (its `compression` only when it has one, so that an uncompressed initrd's
+/// record is as it was) and every member's path, digest (or link target), image path
+/// and origin.
 fn initrd(initrd: &VmInitrd, boot: &BootId) -> serde_json::Value {
     match initrd {
         VmInitrd::File(file) => named(file, boot, false),
-        VmInitrd::Built(spec) => json!({
-            "sha256": boot.sha256.hex(),
-            "built": {
+        VmInitrd::Built(spec) => {
+            let mut built = json!({
                 "init": spec.init.name,
                 "files": spec.files.iter().map(|f| &f.name).collect::<Vec<_>>(),
                 "modules": spec.modules.iter().map(|m| &m.name).collect::<Vec<_>>(),
@@ -68,8 +70,12 @@ fn initrd(initrd: &VmInitrd, boot: &BootId) -> serde_json::Value {
                     "image_path": m.image_path,
                     "from": m.from,
                 })).collect::<Vec<_>>(),
-            },
-        }),
+            });
+            if spec.compression != Compression::None {
+                built["compression"] = json!(spec.compression.name());
+            }
+            json!({"sha256": boot.sha256.hex(), "built": built})
+        }
     }
 }
 

@@ -13,9 +13,10 @@
 //!   `modprobe` read it) lists each module's dependencies, the one to load first last.
 //!
 //! Parent directories are added (0755). The archive is a `newc` cpio ([`super::cpio`]),
-//! uncompressed, entries in byte order of their paths, owner 0:0, every time the
-//! recipe's epoch: the same image gives the same initrd. Each member's path, SHA-256
-//! (or link target), image path and origin go into the disk's provenance.
+//! entries in byte order of their paths, owner 0:0, every time the recipe's epoch:
+//! the same image gives the same initrd. `compression` (none by default) makes it one
+//! gzip member or one zstd frame ([`compress`]). Each member's path, SHA-256 (or link
+//! target), image path and origin go into the disk's provenance.
 
 use super::cpio::{self, CpioData, CpioEntry};
 use super::rootfs::{self, RootKind, RootTree};
@@ -23,6 +24,7 @@ use super::{located, DiskError};
 use crate::digest::Sha256Digest;
 use crate::elf::{Elf, EM_X86_64};
 use crate::layers::LayerTree;
+use crate::oci::compression::Compression;
 use crate::recipe::{InitrdItem, InitrdSpec, Recipe, Span};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -132,7 +134,7 @@ pub fn build(
     if !spec.modules.is_empty() {
         builder.add_modules(spec)?;
     }
-    Ok(builder.finish(epoch))
+    Ok(builder.finish(epoch, spec.compression))
 }
 
 impl Builder<'_> {
@@ -530,7 +532,7 @@ impl Builder<'_> {
         }
     }
 
-    fn finish(self, epoch: u64) -> BuiltInitrd {
+    fn finish(self, epoch: u64, compression: Compression) -> BuiltInitrd {
         // Every parent directory of a member, as a directory entry.
         let mut dirs: BTreeSet<String> = BTreeSet::new();
         for path in self.members.keys() {
@@ -560,7 +562,8 @@ impl Builder<'_> {
         }
         // newc has 32 bits for a time: an epoch past 2106 is written as the last one.
         let mtime = u32::try_from(epoch).unwrap_or(u32::MAX);
-        let bytes: Arc<[u8]> = cpio::write(entries.into_values(), mtime).into();
+        let bytes: Arc<[u8]> =
+            compress(cpio::write(entries.into_values(), mtime), compression).into();
         let members = self.members.into_values().map(|m| m.record).collect();
         BuiltInitrd {
             sha256: Sha256Digest::of(&bytes),
@@ -568,6 +571,59 @@ impl Builder<'_> {
             members,
         }
     }
+}
+
+/// The gzip level of a compressed initrd: part of the output format. On 9.9 MB of
+/// libraries and busybox here, 6 took 0.55 s for 4.31 MB, 9 took 1.66 s for 4.29 MB.
+const GZIP_LEVEL: u32 = 6;
+/// The zstd level of a compressed initrd: part of the output format. On the same
+/// bytes, 9 took 0.41 s for 3.82 MB; 15 took 2.3 s for 3.78 MB, 19 took 6.1 s for
+/// 3.40 MB.
+const ZSTD_LEVEL: i32 = 9;
+
+/// `archive` as the initrd's bytes: as it is, one gzip member (no name, time 0) or one
+/// zstd frame, each a function of the archive alone. One, not a series as cairn's gzip
+/// layers are: the kernel unpacks each compressed part of an initramfs on its own, and
+/// a part that ends inside a cpio entry is "junk at the end of compressed archive".
+pub fn compress(archive: Vec<u8>, compression: Compression) -> Vec<u8> {
+    use std::io::Write as _;
+    match compression {
+        Compression::None => archive,
+        Compression::Gzip => {
+            let mut gzip =
+                flate2::GzBuilder::new().write(Vec::new(), flate2::Compression::new(GZIP_LEVEL));
+            gzip.write_all(&archive)
+                .and_then(|()| gzip.finish())
+                .expect("gzip into memory does not fail")
+        }
+        Compression::Zstd => {
+            zstd::bulk::compress(&archive, ZSTD_LEVEL).expect("zstd into memory does not fail")
+        }
+    }
+}
+
+/// The cpio archive inside an initrd's bytes, by their first bytes (gzip, zstd, or
+/// none), at most `limit` bytes of it: `verify` reads initrds of disks it is given.
+pub fn decompress(bytes: &[u8], limit: u64) -> Result<Vec<u8>, String> {
+    use std::io::Read as _;
+    let compression = if bytes.starts_with(&[0x1f, 0x8b]) {
+        Compression::Gzip
+    } else if bytes.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Compression::Zstd
+    } else {
+        return Ok(bytes.to_vec());
+    };
+    let mut archive = Vec::new();
+    compression
+        .decompressing(bytes)
+        .and_then(|reader| reader.take(limit + 1).read_to_end(&mut archive))
+        .map_err(|e| format!("its {} data cannot be read: {e}", compression.name()))?;
+    if archive.len() as u64 > limit {
+        return Err(format!(
+            "it unpacks to more than {limit} bytes, the most that is read"
+        ));
+    }
+    Ok(archive)
 }
 
 fn sha1_hex(bytes: &[u8]) -> String {
@@ -696,6 +752,50 @@ mod tests {
         // The same tree gives the same bytes.
         let again = build(&recipe, spec(&recipe), &tree(), &[], 0).unwrap();
         assert_eq!(again.sha256, built.sha256);
+    }
+
+    /// Compressed, the initrd is one gzip member or one zstd frame (the kernel unpacks
+    /// each compressed part on its own), the same bytes every time, unpacking to the
+    /// uncompressed archive; unpacking stops at its limit.
+    #[test]
+    fn a_compressed_initrd_is_one_member_or_frame_of_the_same_archive() {
+        use std::io::Read as _;
+        let recipe = recipe("/lib/init.sh", "/sbin/tool");
+        let plain = build(&recipe, spec(&recipe), &tree(), &[], 0).unwrap();
+        for compression in [Compression::Gzip, Compression::Zstd] {
+            let spec = InitrdSpec {
+                compression,
+                ..spec(&recipe).clone()
+            };
+            let built = build(&recipe, &spec, &tree(), &[], 0).unwrap();
+            assert_ne!(built.bytes, plain.bytes);
+            let again = build(&recipe, &spec, &tree(), &[], 0).unwrap();
+            assert_eq!(again.bytes, built.bytes);
+            assert_eq!(built.sha256, Sha256Digest::of(&built.bytes));
+            assert_eq!(built.members, plain.members);
+            assert_eq!(decompress(&built.bytes, 1 << 20).unwrap(), &*plain.bytes);
+            let too_little = decompress(&built.bytes, 100).unwrap_err();
+            assert!(too_little.contains("more than 100 bytes"), "{too_little}");
+            let mut one = Vec::new();
+            let left = match compression {
+                Compression::Gzip => {
+                    let mut member = flate2::bufread::GzDecoder::new(&built.bytes[..]);
+                    member.read_to_end(&mut one).unwrap();
+                    member.into_inner().len()
+                }
+                _ => {
+                    let frame = zstd::zstd_safe::find_frame_compressed_size(&built.bytes).unwrap();
+                    one = zstd::bulk::decompress(&built.bytes[..frame], 1 << 20).unwrap();
+                    built.bytes.len() - frame
+                }
+            };
+            assert_eq!(
+                (one.as_slice(), left),
+                (&*plain.bytes, 0),
+                "{compression:?}"
+            );
+        }
+        assert_eq!(decompress(&plain.bytes, 1).unwrap(), &*plain.bytes);
     }
 
     #[test]

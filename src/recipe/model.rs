@@ -189,6 +189,9 @@ pub struct InitrdSpec {
     pub files: Vec<InitrdItem>,
     /// Kernel module names (`dm-verity`; `-` and `_` alike).
     pub modules: Vec<InitrdItem>,
+    /// How the archive is compressed (none by default): one gzip member or one zstd
+    /// frame, as the kernel unpacks an initramfs.
+    pub compression: Compression,
     pub span: Span,
 }
 

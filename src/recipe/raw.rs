@@ -107,7 +107,7 @@ pub(super) struct RawVmFile {
 }
 
 /// `initrd:` under `vm:`: a file, as `kernel:` names one (`source`, `path`), or one
-/// cairn builds from files of the image (`init`, `files`, `modules`).
+/// cairn builds from files of the image (`init`, `files`, `modules`, `compression`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawVmInitrd {
@@ -116,6 +116,7 @@ pub(super) struct RawVmInitrd {
     pub init: Option<Text>,
     pub files: Option<Spanned<Vec<Text>>>,
     pub modules: Option<Spanned<Vec<Text>>>,
+    pub compression: Option<Text>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -12,6 +12,7 @@ use super::raw::{RawSecureBoot, RawVm, RawVmFile, RawVmInitrd, RawVmRoot, Text};
 use super::sources::relative_path;
 use super::values::{self, did_you_mean, list, unknown, Invalid};
 use super::Diagnostic;
+use crate::oci::compression::Compression;
 use serde_saphyr::Spanned;
 use std::collections::BTreeMap;
 
@@ -156,8 +157,9 @@ fn vm_initrd(
         init,
         files,
         modules,
+        compression,
     } = raw.value;
-    if init.is_none() && files.is_none() && modules.is_none() {
+    if init.is_none() && files.is_none() && modules.is_none() && compression.is_none() {
         let file = Spanned {
             value: RawVmFile { source, path },
             referenced: raw.referenced,
@@ -171,7 +173,7 @@ fn vm_initrd(
                 span_of(named),
                 "`initrd` either names a file (`source`, `path`) or is built (`init`, `files`, `modules`), not both",
             )
-            .with_hint("remove `source` and `path` to have cairn build the initrd from files of the image, or remove `init`, `files` and `modules` to use a prebuilt one"));
+            .with_hint("remove `source` and `path` to have cairn build the initrd from files of the image, or remove `init`, `files`, `modules` and `compression` to use a prebuilt one"));
     }
     let init = cx.require(
         init,
@@ -211,10 +213,15 @@ fn vm_initrd(
         })
         .transpose()?
         .unwrap_or_default();
+    let compression = compression
+        .map(|c| cx.check(&c, |c| values::compression(c)))
+        .transpose()?
+        .unwrap_or(Compression::None);
     Ok(VmInitrd::Built(InitrdSpec {
         init,
         files,
         modules,
+        compression,
         span: at,
     }))
 }

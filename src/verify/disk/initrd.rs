@@ -1,6 +1,7 @@
 //! The `initrd` check of `cairn verify DISK`, for a disk whose initrd cairn built from
 //! the image's files (`vm.initrd: { init, files, modules }`): the initrd that boots
-//! (the unified kernel image's `.initrd`, or `<name>.initrd` beside the disk) holds
+//! (the unified kernel image's `.initrd`, or `<name>.initrd` beside the disk),
+//! unpacked if it is compressed, holds
 //! exactly the members the signed provenance records, with their digests and link
 //! targets, and each member copied from the image is, byte for byte, the file at its
 //! recorded image path in this disk's root file system; and the initrd's own signed
@@ -13,12 +14,16 @@ use super::disk_name;
 use crate::attest::intoto::{Provenance, Statement, SPDX_PREDICATE};
 use crate::digest::Sha256Digest;
 use crate::disk::attest::INITRD_SPDX_ID;
-use crate::disk::{cpio, read, uki};
+use crate::disk::{cpio, initrd, read, uki};
 use crate::verify::spdx_file_sha256s;
 use crate::verify::Checks;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
+
+/// The most a compressed initrd may unpack to here: a bound on what a hostile disk
+/// can make `verify` hold in memory.
+const MAX_ARCHIVE: u64 = 1 << 30;
 
 /// What a member is, as recorded and as found: a file's SHA-256 or a link's target.
 #[derive(Debug, PartialEq, Eq)]
@@ -77,7 +82,11 @@ fn compare(
     root: &read::RootFiles,
     sbom: Option<&Value>,
 ) -> Vec<String> {
-    let entries = match cpio::read(bytes) {
+    let archive = match initrd::decompress(bytes, MAX_ARCHIVE) {
+        Ok(archive) => archive,
+        Err(e) => return vec![format!("the initrd cannot be unpacked: {e}")],
+    };
+    let entries = match cpio::read(&archive) {
         Ok(entries) => entries,
         Err(e) => return vec![format!("the initrd is not a newc archive: {e}")],
     };

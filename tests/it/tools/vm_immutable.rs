@@ -403,6 +403,49 @@ fn the_built_initrd_is_reproducible_and_verify_traces_each_member_to_the_root() 
     );
 }
 
+/// `compression: gzip` and `zstd`: the initrd is the same archive as the uncompressed
+/// one, as the host's `gzip -dc` and `zstd -dc` unpack it, smaller; the provenance
+/// records the compression, and `cairn verify` unpacks the initrd inside the unified
+/// kernel image and traces each member as before.
+#[test]
+fn a_compressed_initrd_unpacks_to_the_same_archive_and_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = immutable_recipe(dir.path());
+    let (sign_key, public, _) = keygen(dir.path(), "ci");
+    let sign = ["--sign-key", sign_key.to_str().unwrap()];
+    let text = std::fs::read_to_string(&recipe).unwrap();
+    build_json(&recipe, &dir.path().join("none"), &sign);
+    let archive = std::fs::read(dir.path().join("none/immutable.initrd")).unwrap();
+    for (compression, tool) in [("gzip", "gzip"), ("zstd", "zstd")] {
+        let compressed = dir.path().join(format!("{compression}.yaml"));
+        std::fs::write(
+            &compressed,
+            text.replace(
+                "    modules: [dm-verity]\n",
+                &format!("    modules: [dm-verity]\n    compression: {compression}\n"),
+            ),
+        )
+        .unwrap();
+        let out = dir.path().join(compression);
+        build_json(&compressed, &out, &sign);
+        let initrd = out.join("immutable.initrd");
+        let unpacked = run_ok(Command::new(tool).arg("-dc").arg(&initrd)).stdout;
+        assert!(unpacked == archive, "{compression}: not the same archive");
+        let size = std::fs::metadata(&initrd).unwrap().len();
+        assert!(
+            size < archive.len() as u64 / 2,
+            "{compression}: {size} bytes"
+        );
+        let provenance = provenance_of(&out.join("immutable.disk.intoto.jsonl"));
+        let built = &provenance["predicate"]["buildDefinition"]["internalParameters"]["vm"]
+            ["initrd"]["built"];
+        assert_eq!(built["compression"], compression, "{built:#}");
+        let (ok, verdict) = verify_disk(&out.join("immutable.raw"), &public);
+        assert!(ok, "{compression}: {verdict:#}");
+        assert_eq!(check(&verdict, "initrd")["ok"], true, "{verdict:#}");
+    }
+}
+
 /// The SPDX document of the signed statements in `jsonl` that describes the initrd.
 fn initrd_sbom(jsonl: &Path) -> Value {
     use base64::Engine as _;
