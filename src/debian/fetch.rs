@@ -195,7 +195,10 @@ impl Fetcher {
             ..Deadlines::default()
         };
         let response = self.agent.get(url).call().map_err(|e| {
-            let error = net(stalled(deadline::fired(&e, &deadlines)).unwrap_or(e.to_string()));
+            if let Some(detail) = stalled(deadline::fired(&e, &deadlines)) {
+                return Failed::Final(net(detail));
+            }
+            let error = net(e.to_string());
             match e {
                 ureq::Error::StatusCode(404 | 410) => Failed::NotFound(error),
                 ureq::Error::StatusCode(status) if status >= 500 || matches!(status, 408 | 429) => {
