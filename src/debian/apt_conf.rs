@@ -108,9 +108,17 @@ fn tokens(text: &str) -> Vec<Token> {
             }
             '"' => {
                 at_line_start = false;
-                out.push(Token::Quoted(
-                    chars.by_ref().take_while(|c| *c != '"').collect(),
-                ));
+                let mut value = String::new();
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some(c) => value.push(c),
+                        // Unterminated: apt refuses the file, so nothing of it counts
+                        // from here on (least of all an option turned off).
+                        None => return out,
+                    }
+                }
+                out.push(Token::Quoted(value));
             }
             '{' => out.push(Token::Open),
             '}' => out.push(Token::Close),
@@ -174,6 +182,14 @@ mod tests {
             None
         );
         assert_eq!(check("Acquire::Check-Valid-Until \"maybe\";"), None);
+        // An unterminated value or comment sets nothing.
+        for broken in [
+            "Acquire { Check-Valid-Until \"no",
+            "/* Acquire::Check-Valid-Until \"no\";",
+            "}}} ;; {",
+        ] {
+            assert_eq!(check(broken), None, "{broken}");
+        }
         assert_eq!(boolean("Off"), Some(false));
         assert_eq!(boolean("1"), Some(true));
         let nested =

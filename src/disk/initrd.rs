@@ -794,6 +794,9 @@ mod tests {
                 (&*plain.bytes, 0),
                 "{compression:?}"
             );
+            // Cut short, as on a damaged disk: an error naming the format, no archive.
+            let cut = decompress(&built.bytes[..built.bytes.len() / 2], 1 << 20).unwrap_err();
+            assert!(cut.contains(compression.name()), "{cut}");
         }
         assert_eq!(decompress(&plain.bytes, 1).unwrap(), &*plain.bytes);
     }
