@@ -288,19 +288,22 @@ fn host_apt() -> (
     let root = PathBuf::from(configured("Dir").unwrap_or_else(|| "/".into()));
     let etc = root.join(configured("Dir::Etc").unwrap_or_else(|| "etc/apt".into()));
 
-    let mut files: Vec<PathBuf> = from_env.iter().map(|(f, _)| f.clone()).collect();
-    files.extend(sorted_files(&etc.join("apt.conf.d"), |name| {
+    let mut files = sorted_files(&etc.join("apt.conf.d"), |name| {
         // apt skips names with other characters and extensions other than `.conf`.
         name.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
             && name.rsplit_once('.').is_none_or(|(_, ext)| ext == "conf")
-    }));
+    });
     files.push(etc.join("apt.conf"));
+    let configs = from_env.into_iter().chain(
+        files
+            .into_iter()
+            .filter_map(|f| Some((f.clone(), read(&f)?))),
+    );
     let mut valid_until_off = None;
-    for file in &files {
-        let Some(settings) = read(file) else { continue };
+    for (file, settings) in configs {
         match last(&settings, CHECK_VALID_UNTIL).and_then(boolean) {
-            Some(false) => valid_until_off = Some(file.clone()),
+            Some(false) => valid_until_off = Some(file),
             Some(true) => valid_until_off = None,
             None => {}
         }
